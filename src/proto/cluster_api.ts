@@ -1,0 +1,138 @@
+// The MDM's internal cluster API, used by SDS and SDC processes (not by operators).
+// Every request carries the cluster secret in the `x-pf-cluster-secret` header, over the same
+// TLS port as the public REST API. Paths live under CLUSTER_API_PREFIX. These zod schemas are the
+// single source of the request/response types on both sides.
+//
+// Invariants kept by the MDM and relied on by the data plane:
+// - `replicas` of an extent never names one SDS twice; replicas[0] is the primary.
+// - `mapVersion` grows whenever any volume map, mapping or SDS address changes, so a client that
+//   sees an unchanged mapVersion in a heartbeat reply can keep its cached maps.
+// - `epoch` of an extent only grows.
+
+import { z } from "zod";
+
+export const CLUSTER_API_PREFIX = "/pf/v1";
+export const CLUSTER_SECRET_HEADER = "x-pf-cluster-secret";
+
+const id16 = z.string().regex(/^[0-9a-f]{16}$/, "expected a 16-hex-digit id");
+const name = z.string().min(1).max(31).regex(/^[A-Za-z0-9_.:\-]+$/, "names use letters, digits, _ . : -");
+const hostName = z.string().min(1).max(253);
+const port = z.number().int().min(1).max(65535);
+const bytes = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+
+// ---- SDS ----
+
+export const SdsJoinRequest = z.object({
+  name,
+  host: hostName, // address where SDCs and peer SDSs reach this SDS's data plane
+  dataPort: port,
+  protectionDomainName: name,
+  storagePoolName: name,
+  faultSetName: name.optional(),
+  devices: z
+    .array(z.object({ path: z.string().min(1).max(4096), capacityBytes: bytes, name: name.optional() }))
+    .min(1)
+    .max(64),
+});
+export type SdsJoinRequest = z.infer<typeof SdsJoinRequest>;
+
+export const SdsJoinResponse = z.object({
+  sdsId: id16,
+  systemId: id16,
+  dataKey: z.string().regex(/^[0-9a-f]{64}$/), // shared data-plane key (HELLO), hex
+  leaseMs: z.number().int().positive(),
+  heartbeatMs: z.number().int().positive(),
+  devices: z.array(z.object({ deviceId: id16, path: z.string() })),
+});
+export type SdsJoinResponse = z.infer<typeof SdsJoinResponse>;
+
+export const DeviceReport = z.object({
+  deviceId: id16,
+  state: z.enum(["Normal", "Failed"]),
+  usedBytes: bytes,
+});
+
+export const SdsHeartbeatRequest = z.object({
+  devices: z.array(DeviceReport).max(64),
+  /** mapVersion of the assignments the SDS currently applies */
+  appliedMapVersion: z.number().int().nonnegative(),
+});
+export type SdsHeartbeatRequest = z.infer<typeof SdsHeartbeatRequest>;
+
+export const HeartbeatResponse = z.object({
+  mapVersion: z.number().int().nonnegative(),
+  leaseMs: z.number().int().positive(),
+});
+export type HeartbeatResponse = z.infer<typeof HeartbeatResponse>;
+
+export const SdsAddress = z.object({ sdsId: id16, host: hostName, port });
+export type SdsAddress = z.infer<typeof SdsAddress>;
+
+/** One extent copy an SDS must hold. */
+export const ExtentAssignment = z.object({
+  volumeId: id16,
+  extentIndex: z.number().int().nonnegative(),
+  epoch: z.number().int().positive(),
+  /** SDS ids holding this extent, primary first; includes the SDS itself */
+  replicas: z.array(id16).min(1).max(3),
+  /** device of this SDS that holds the copy */
+  deviceId: id16,
+  thick: z.boolean(),
+});
+export type ExtentAssignment = z.infer<typeof ExtentAssignment>;
+
+export const SdsAssignmentsResponse = z.object({
+  mapVersion: z.number().int().nonnegative(),
+  extentSizeBytesByVolume: z.record(id16, z.number().int().positive()),
+  extents: z.array(ExtentAssignment),
+  sds: z.array(SdsAddress),
+});
+export type SdsAssignmentsResponse = z.infer<typeof SdsAssignmentsResponse>;
+
+// ---- SDC ----
+
+export const SdcJoinRequest = z.object({
+  guid: z.string().min(1).max(64),
+  name: name.optional(),
+  host: hostName,
+});
+export type SdcJoinRequest = z.infer<typeof SdcJoinRequest>;
+
+export const SdcJoinResponse = z.object({
+  sdcId: id16,
+  systemId: id16,
+  dataKey: z.string().regex(/^[0-9a-f]{64}$/),
+  heartbeatMs: z.number().int().positive(),
+});
+export type SdcJoinResponse = z.infer<typeof SdcJoinResponse>;
+
+export const SdcHeartbeatRequest = z.object({ appliedMapVersion: z.number().int().nonnegative() });
+export type SdcHeartbeatRequest = z.infer<typeof SdcHeartbeatRequest>;
+
+export const VolumeMap = z.object({
+  volumeId: id16,
+  name,
+  sizeBytes: bytes,
+  accessMode: z.enum(["ReadWrite", "ReadOnly"]),
+  extentSizeBytes: z.number().int().positive(),
+  /** one entry per extent, index = position; replicas primary first */
+  extents: z.array(z.object({ epoch: z.number().int().positive(), replicas: z.array(id16).min(1).max(3) })),
+});
+export type VolumeMap = z.infer<typeof VolumeMap>;
+
+export const SdcMapsResponse = z.object({
+  mapVersion: z.number().int().nonnegative(),
+  volumes: z.array(VolumeMap),
+  sds: z.array(SdsAddress),
+});
+export type SdcMapsResponse = z.infer<typeof SdcMapsResponse>;
+
+/** Paths, relative to CLUSTER_API_PREFIX. */
+export const ClusterPaths = {
+  sdsJoin: "/sds/join",
+  sdsHeartbeat: (sdsId: string) => `/sds/${sdsId}/heartbeat`,
+  sdsAssignments: (sdsId: string) => `/sds/${sdsId}/assignments`,
+  sdcJoin: "/sdc/join",
+  sdcHeartbeat: (sdcId: string) => `/sdc/${sdcId}/heartbeat`,
+  sdcMaps: (sdcId: string) => `/sdc/${sdcId}/maps`,
+} as const;

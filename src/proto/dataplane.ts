@@ -1,0 +1,243 @@
+// The pf data-plane wire format (SDC -> SDS and SDS -> SDS). ALL INTEGERS ARE LITTLE-ENDIAN.
+//
+// Every message is one frame: a fixed 48-byte header followed by `payloadLength` bytes.
+//
+//   @0  u32 magic          0x31504450 ("PDP1")
+//   @4  u8  opcode         Op.*
+//   @5  u8  flags          Flag.* (REPLY marks a reply)
+//   @6  u16 status         Status.* (0 in requests)
+//   @8  u32 requestId      echoed in the reply; replies may come out of order
+//   @12 u32 epoch          replica-set epoch the sender believes in
+//   @16 u32 volumeHi       high half of the 16-hex volume id
+//   @20 u32 volumeLo       low half (unique per object)
+//   @24 u32 extentIndex
+//   @28 u32 offset         byte offset inside the extent
+//   @32 u32 length         bytes addressed (READ/WRITE/TRIM/ZERO)
+//   @36 u32 payloadLength  bytes following the header
+//   @40 u32 genLo          per-extent write generation (replication order); 0 when unused
+//   @44 u32 genHi
+//
+// Decoding is validation: a bad magic, an unknown opcode or flag, an oversized payload or a
+// request addressing past Limits.maxExtentBytes is a FrameError naming the field; the caller
+// closes that connection and keeps serving others. No other module computes a byte offset.
+
+import { Limits } from "./limits.ts";
+
+export const DATAPLANE_MAGIC = 0x31504450;
+export const HEADER_BYTES = 48;
+
+export const Op = {
+  HELLO: 1, // payload: 32-byte data key + 8-byte node id (ascii hex halves as u32 lo/hi not needed)
+  READ: 2,
+  WRITE: 3, // payload = data; primary forwards to the other replicas
+  FLUSH: 4, // make every write this SDS acknowledged durable (and on the peers it forwarded to)
+  TRIM: 5,
+  WRITE_ZEROES: 6,
+  REPL_WRITE: 7, // primary -> secondary copy of a WRITE
+  REPL_ZERO: 8, // primary -> secondary copy of TRIM / WRITE_ZEROES
+  CHECKSUM: 9, // reply payload: 8-byte checksum of the extent's content (admin check)
+  PING: 10,
+} as const;
+export type Op = (typeof Op)[keyof typeof Op];
+const OP_MAX = 10;
+
+export const Flag = {
+  FUA: 0x01, // durable before the reply
+  REPLY: 0x80,
+} as const;
+const KNOWN_FLAGS = Flag.FUA | Flag.REPLY;
+
+export const Status = {
+  OK: 0,
+  STALE_EPOCH: 1,
+  NOT_OWNER: 2, // this SDS holds no copy of that extent
+  NO_SPACE: 3,
+  IO_ERROR: 4,
+  INVALID: 5,
+  READ_ONLY: 6,
+  UNAUTHORIZED: 7,
+  UNAVAILABLE: 8, // a peer copy could not be written
+} as const;
+export type Status = (typeof Status)[keyof typeof Status];
+const STATUS_MAX = 8;
+
+export interface FrameHeader {
+  opcode: Op;
+  flags: number;
+  status: Status;
+  requestId: number;
+  epoch: number;
+  volumeHi: number;
+  volumeLo: number;
+  extentIndex: number;
+  offset: number;
+  length: number;
+  payloadLength: number;
+  gen: number;
+}
+
+export class FrameError extends Error {
+  constructor(readonly field: string, message: string) {
+    super(`bad data-plane frame: ${field}: ${message}`);
+    this.name = "FrameError";
+  }
+}
+
+/** Write a header into `buf` at `at` (buf must have HEADER_BYTES free there). */
+export function encodeHeader(buf: Uint8Array, at: number, h: FrameHeader): void {
+  const v = new DataView(buf.buffer, buf.byteOffset + at, HEADER_BYTES);
+  v.setUint32(0, DATAPLANE_MAGIC, true);
+  v.setUint8(4, h.opcode);
+  v.setUint8(5, h.flags);
+  v.setUint16(6, h.status, true);
+  v.setUint32(8, h.requestId >>> 0, true);
+  v.setUint32(12, h.epoch >>> 0, true);
+  v.setUint32(16, h.volumeHi >>> 0, true);
+  v.setUint32(20, h.volumeLo >>> 0, true);
+  v.setUint32(24, h.extentIndex >>> 0, true);
+  v.setUint32(28, h.offset >>> 0, true);
+  v.setUint32(32, h.length >>> 0, true);
+  v.setUint32(36, h.payloadLength >>> 0, true);
+  v.setUint32(40, h.gen % 0x1_0000_0000, true);
+  v.setUint32(44, Math.floor(h.gen / 0x1_0000_0000), true);
+}
+
+/** Build a whole frame (header + payload) in one fresh buffer. */
+export function encodeFrame(h: Omit<FrameHeader, "payloadLength">, payload?: Uint8Array): Uint8Array {
+  const n = payload ? payload.byteLength : 0;
+  const out = new Uint8Array(HEADER_BYTES + n);
+  encodeHeader(out, 0, { ...h, payloadLength: n });
+  if (payload) out.set(payload, HEADER_BYTES);
+  return out;
+}
+
+/** Decode and validate a header. Throws FrameError naming the bad field. */
+export function decodeHeader(buf: Uint8Array, at: number): FrameHeader {
+  const v = new DataView(buf.buffer, buf.byteOffset + at, HEADER_BYTES);
+  if (v.getUint32(0, true) !== DATAPLANE_MAGIC) throw new FrameError("magic", "not a pf data-plane frame");
+  const opcode = v.getUint8(4);
+  if (opcode < 1 || opcode > OP_MAX) throw new FrameError("opcode", `unknown opcode ${opcode}`);
+  const flags = v.getUint8(5);
+  if ((flags & ~KNOWN_FLAGS) !== 0) throw new FrameError("flags", `unknown flags 0x${flags.toString(16)}`);
+  const status = v.getUint16(6, true);
+  if (status > STATUS_MAX) throw new FrameError("status", `unknown status ${status}`);
+  const payloadLength = v.getUint32(36, true);
+  if (payloadLength > Limits.dataMaxPayloadBytes) {
+    throw new FrameError("payloadLength", `${payloadLength} bytes exceeds limit ${Limits.dataMaxPayloadBytes}`);
+  }
+  const offset = v.getUint32(28, true);
+  const length = v.getUint32(32, true);
+  if (offset + length > Limits.maxExtentBytes) {
+    throw new FrameError("offset", `offset ${offset} + length ${length} beyond the largest extent`);
+  }
+  const genHi = v.getUint32(44, true);
+  if (genHi >= 0x20_0000) throw new FrameError("gen", "generation beyond 2^53");
+  return {
+    opcode: opcode as Op,
+    flags,
+    status: status as Status,
+    requestId: v.getUint32(8, true),
+    epoch: v.getUint32(12, true),
+    volumeHi: v.getUint32(16, true),
+    volumeLo: v.getUint32(20, true),
+    extentIndex: v.getUint32(24, true),
+    offset,
+    length,
+    payloadLength,
+    gen: genHi * 0x1_0000_0000 + v.getUint32(40, true),
+  };
+}
+
+export interface Frame {
+  header: FrameHeader;
+  /** view of the payload; valid only until the callback returns unless copied */
+  payload: Uint8Array;
+}
+
+/**
+ * Reassembles frames from a TCP byte stream without Buffer.concat on the hot path: chunks are
+ * kept in a list; a frame contained in one chunk is handed out as a zero-copy view, a frame
+ * spanning chunks is copied once into a buffer of its own size.
+ */
+export class FrameReader {
+  private chunks: Uint8Array[] = [];
+  private chunkOffset = 0; // read position inside chunks[0]
+  private buffered = 0;
+  private pending: FrameHeader | null = null;
+  private readonly headerScratch = new Uint8Array(HEADER_BYTES);
+
+  /** Feed bytes; calls onFrame for every complete frame. Throws FrameError on bad input. */
+  push(data: Uint8Array, onFrame: (f: Frame) => void): void {
+    if (data.byteLength === 0) return;
+    this.chunks.push(data);
+    this.buffered += data.byteLength;
+    for (;;) {
+      if (this.pending === null) {
+        if (this.buffered < HEADER_BYTES) return;
+        const hb = this.take(HEADER_BYTES, this.headerScratch);
+        this.pending = decodeHeader(hb.buf, hb.at);
+      }
+      const need = this.pending.payloadLength;
+      if (this.buffered < need) return;
+      const header = this.pending;
+      this.pending = null;
+      const p = need === 0 ? EMPTY : this.take(need, null);
+      onFrame({ header, payload: need === 0 ? EMPTY : p.buf.subarray(p.at, p.at + need) });
+    }
+  }
+
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  /** Take n bytes: a view into the first chunk when possible, else a copy (into scratch if given). */
+  private take(n: number, scratch: Uint8Array | null): { buf: Uint8Array; at: number } {
+    const first = this.chunks[0]!;
+    const avail = first.byteLength - this.chunkOffset;
+    if (avail >= n) {
+      const at = this.chunkOffset;
+      this.advance(n);
+      return { buf: first, at };
+    }
+    const out = scratch ?? new Uint8Array(n);
+    let filled = 0;
+    while (filled < n) {
+      const c = this.chunks[0]!;
+      const m = Math.min(n - filled, c.byteLength - this.chunkOffset);
+      out.set(c.subarray(this.chunkOffset, this.chunkOffset + m), filled);
+      filled += m;
+      this.advance(m);
+    }
+    return { buf: out, at: 0 };
+  }
+
+  private advance(n: number): void {
+    this.chunkOffset += n;
+    this.buffered -= n;
+    const first = this.chunks[0]!;
+    if (this.chunkOffset === first.byteLength) {
+      this.chunks.shift();
+      this.chunkOffset = 0;
+    }
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** HELLO payload: the 32-byte cluster data key, then the sender's 16-hex node id as 2 u32. */
+export const HELLO_PAYLOAD_BYTES = 40;
+
+export function encodeHelloPayload(dataKeyHex: string, nodeId: string): Uint8Array {
+  const out = new Uint8Array(HELLO_PAYLOAD_BYTES);
+  out.set(Buffer.from(dataKeyHex, "hex").subarray(0, 32), 0);
+  const v = new DataView(out.buffer);
+  v.setUint32(32, Number.parseInt(nodeId.slice(0, 8), 16), true);
+  v.setUint32(36, Number.parseInt(nodeId.slice(8, 16), 16), true);
+  return out;
+}
+
+export function decodeHelloPayload(p: Uint8Array): { dataKey: Uint8Array; nodeHi: number; nodeLo: number } {
+  if (p.byteLength !== HELLO_PAYLOAD_BYTES) throw new FrameError("payloadLength", "HELLO payload must be 40 bytes");
+  const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
+  return { dataKey: p.subarray(0, 32), nodeHi: v.getUint32(32, true), nodeLo: v.getUint32(36, true) };
+}

@@ -1,0 +1,121 @@
+// Typed errors shared by every role: one union of codes, and tables from code to HTTP status,
+// PowerFlex errorCode, NBD errno and scli exit status. The tables are typed as Record<ErrorCode, …>
+// so that adding a code without mapping it everywhere is a compile error.
+
+export const ErrorCodes = [
+  "BAD_REQUEST", // malformed body, wrong types, bad flag combination
+  "UNAUTHORIZED", // missing, forged or expired token / wrong cluster secret
+  "NOT_FOUND", // unknown id or name
+  "ALREADY_EXISTS", // name taken
+  "ALREADY_MAPPED", // volume already mapped to this SDC
+  "NOT_MAPPED", // volume not mapped to this SDC
+  "IN_USE", // object still has children / mappings
+  "NO_SPACE", // pool or device out of capacity
+  "NOT_ENOUGH_SDS", // placement cannot satisfy the replica rules
+  "TOO_BIG", // value over a named limit
+  "INVALID_STATE", // operation not allowed in the object's current state
+  "STALE_EPOCH", // data-plane request carried an epoch that is not the SDS's own
+  "READ_ONLY", // write through a read-only mapping
+  "IO_ERROR", // device or peer failure
+  "UNAVAILABLE", // peer down / not reachable
+  "INTERNAL", // broken invariant or unexpected failure
+] as const;
+export type ErrorCode = (typeof ErrorCodes)[number];
+
+export class PfError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.code = code;
+    this.name = "PfError";
+  }
+}
+
+export function isPfError(e: unknown): e is PfError {
+  return e instanceof PfError;
+}
+
+/** HTTP status as PowerFlex's gateway answers: MDM rejections are 500, bad auth 401. */
+export const httpStatusOf: Record<ErrorCode, 400 | 401 | 404 | 409 | 413 | 500 | 503> = {
+  BAD_REQUEST: 400,
+  UNAUTHORIZED: 401,
+  NOT_FOUND: 500,
+  ALREADY_EXISTS: 500,
+  ALREADY_MAPPED: 500,
+  NOT_MAPPED: 500,
+  IN_USE: 500,
+  NO_SPACE: 500,
+  NOT_ENOUGH_SDS: 500,
+  TOO_BIG: 500,
+  INVALID_STATE: 500,
+  STALE_EPOCH: 409,
+  READ_ONLY: 500,
+  IO_ERROR: 500,
+  UNAVAILABLE: 503,
+  INTERNAL: 500,
+};
+
+/** PowerFlex-style numeric errorCode carried in REST error bodies. */
+export const powerflexErrorCodeOf: Record<ErrorCode, number> = {
+  BAD_REQUEST: 2,
+  UNAUTHORIZED: 0,
+  NOT_FOUND: 79,
+  ALREADY_EXISTS: 6,
+  ALREADY_MAPPED: 131,
+  NOT_MAPPED: 132,
+  IN_USE: 140,
+  NO_SPACE: 193,
+  NOT_ENOUGH_SDS: 194,
+  TOO_BIG: 195,
+  INVALID_STATE: 141,
+  STALE_EPOCH: 300,
+  READ_ONLY: 301,
+  IO_ERROR: 302,
+  UNAVAILABLE: 303,
+  INTERNAL: 1,
+};
+
+/** NBD errno (nbd.md §2.2) for a failed data-path request. */
+export const nbdErrnoOf: Record<ErrorCode, number> = {
+  BAD_REQUEST: 22, // EINVAL
+  UNAUTHORIZED: 1, // EPERM
+  NOT_FOUND: 5, // EIO
+  ALREADY_EXISTS: 5,
+  ALREADY_MAPPED: 5,
+  NOT_MAPPED: 1,
+  IN_USE: 5,
+  NO_SPACE: 28, // ENOSPC
+  NOT_ENOUGH_SDS: 5,
+  TOO_BIG: 22,
+  INVALID_STATE: 5,
+  STALE_EPOCH: 5,
+  READ_ONLY: 1,
+  IO_ERROR: 5,
+  UNAVAILABLE: 5,
+  INTERNAL: 5,
+};
+
+/** scli exit status; 7 for "not found" as PowerFlex scripts expect. */
+export const exitStatusOf: Record<ErrorCode, number> = {
+  BAD_REQUEST: 2,
+  UNAUTHORIZED: 3,
+  NOT_FOUND: 7,
+  ALREADY_EXISTS: 4,
+  ALREADY_MAPPED: 4,
+  NOT_MAPPED: 4,
+  IN_USE: 4,
+  NO_SPACE: 5,
+  NOT_ENOUGH_SDS: 5,
+  TOO_BIG: 2,
+  INVALID_STATE: 4,
+  STALE_EPOCH: 6,
+  READ_ONLY: 4,
+  IO_ERROR: 6,
+  UNAVAILABLE: 6,
+  INTERNAL: 1,
+};
+
+/** A broken invariant: fail loudly, never continue with corrupt state. */
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`invariant broken: ${message}`);
+}

@@ -1,0 +1,43 @@
+// Every named limit of pf in one place: buffers, queues, frame sizes, timeouts.
+// A limit that grows with peer input lives here and has a test that reaches it.
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+
+export const Limits = {
+  // NBD front end
+  nbdMaxOptionBytes: 64 * KiB, // option data larger than this closes the connection
+  nbdMaxNameBytes: 4096,
+  nbdMaxRequestBytes: 32 * MiB, // READ/WRITE payload advertised and accepted
+  nbdAbusiveRequestBytes: 64 * MiB, // WRITE larger than this: hard disconnect instead of EINVAL
+  nbdMaxInFlightPerConn: 128, // stop reading a connection beyond this many requests
+  nbdMaxBufferedBytesPerConn: 96 * MiB, // and beyond this many buffered bytes
+  nbdMinBlockBytes: 512,
+  nbdPreferredBlockBytes: 4096,
+
+  // data plane (SDC <-> SDS, SDS <-> SDS)
+  dataMaxPayloadBytes: 32 * MiB, // a frame whose payload is larger closes the connection
+  dataMaxInFlightPerConn: 1024,
+  dataConnectTimeoutMs: 3000,
+  dataRequestTimeoutMs: 30_000,
+  dataConnsPerSds: 2, // pooled connections from one client to one SDS
+
+  // placement / volumes
+  defaultExtentBytes: 64 * MiB,
+  maxExtentBytes: 1 * GiB, // extents are addressed with u32 offsets
+  defaultAllocationGranularityBytes: 1 * GiB,
+  maxVolumeBytes: 1024 * 1024 * GiB, // 1 PiB
+  maxNameLength: 31, // PowerFlex object names
+  thinChunkBytes: 1 * MiB, // SDS thin allocation unit
+
+  // control plane
+  restMaxBodyBytes: 1 * MiB,
+  tokenIdleTimeoutMs: 8 * 60 * 60 * 1000,
+  maxTokens: 100_000,
+  heartbeatIntervalMs: 1000,
+  heartbeatTimeoutMs: 5000,
+  mapPollIntervalMs: 1000,
+} as const;
+
+export const Units = { KiB, MiB, GiB } as const;

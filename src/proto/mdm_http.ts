@@ -1,0 +1,102 @@
+// HTTP client for the MDM (public REST API and internal cluster API), shared by SDS, SDC, scli
+// and `pf up`. TLS is verified against the MDM's certificate (caPem), never skipped: plain
+// http:// URLs are only accepted for loopback hosts. Response bodies are validated with the
+// zod schema the caller passes, so a bad or hostile MDM answer becomes a typed error.
+
+import type { z } from "zod";
+import { CLUSTER_API_PREFIX, CLUSTER_SECRET_HEADER } from "./cluster_api.ts";
+import { PfError, type ErrorCode, ErrorCodes } from "./errors.ts";
+
+export interface MdmEndpoint {
+  /** https://host:port (or http://127.x.x.x:port when plain HTTP was asked for) */
+  url: string;
+  /** PEM of the MDM's certificate (or its CA); required for https */
+  caPem?: string | null;
+  /** cluster secret, for the internal cluster API */
+  clusterSecret?: string;
+  /** REST token (basic auth password), for the public API */
+  token?: string;
+  timeoutMs?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 10_000;
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "");
+  return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+/** Validate an MDM URL: https, or http on loopback only. */
+export function checkMdmUrl(url: string): URL {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new PfError("BAD_REQUEST", `MDM address ${JSON.stringify(url)} is not a URL (expected https://HOST:PORT)`);
+  }
+  if (u.protocol === "http:" && !isLoopbackHost(u.hostname)) {
+    throw new PfError("BAD_REQUEST", `plain http to the MDM is only allowed on loopback, not ${u.hostname}`);
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") {
+    throw new PfError("BAD_REQUEST", `MDM address must be https://HOST:PORT, got ${url}`);
+  }
+  return u;
+}
+
+interface RequestOptions<T extends z.ZodType> {
+  method: "GET" | "POST";
+  path: string; // absolute path, e.g. "/api/types/Volume/instances"
+  body?: unknown;
+  schema: T;
+}
+
+/** One call to the MDM; throws PfError (UNAVAILABLE when unreachable, the MDM's code otherwise). */
+export async function mdmRequest<T extends z.ZodType>(ep: MdmEndpoint, opts: RequestOptions<T>): Promise<z.infer<T>> {
+  const base = checkMdmUrl(ep.url);
+  const headers: Record<string, string> = { accept: "application/json" };
+  if (opts.body !== undefined) headers["content-type"] = "application/json";
+  if (ep.clusterSecret) headers[CLUSTER_SECRET_HEADER] = ep.clusterSecret;
+  if (ep.token) headers.authorization = `Basic ${Buffer.from(`:${ep.token}`).toString("base64")}`;
+  const init: RequestInit & { tls?: { ca: string } } = {
+    method: opts.method,
+    headers,
+    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+    signal: AbortSignal.timeout(ep.timeoutMs ?? DEFAULT_TIMEOUT_MS),
+  };
+  if (base.protocol === "https:") {
+    if (!ep.caPem) throw new PfError("BAD_REQUEST", "an https MDM needs its certificate (--mdm-ca / PF_MDM_CA)");
+    init.tls = { ca: ep.caPem };
+  }
+  let res: Response;
+  try {
+    res = await fetch(new URL(opts.path, base), init);
+  } catch (e) {
+    throw new PfError("UNAVAILABLE", `MDM ${ep.url} unreachable: ${(e as Error).message}`);
+  }
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = text.length === 0 ? {} : JSON.parse(text);
+  } catch {
+    throw new PfError("INTERNAL", `MDM answered ${res.status} with a body that is not JSON`);
+  }
+  if (!res.ok) throw errorFromBody(res.status, json);
+  const parsed = opts.schema.safeParse(json);
+  if (!parsed.success) {
+    throw new PfError("INTERNAL", `MDM answer to ${opts.method} ${opts.path} has an unexpected shape: ${parsed.error.message}`);
+  }
+  return parsed.data;
+}
+
+/** Call the internal cluster API (path relative to CLUSTER_API_PREFIX). */
+export function clusterRequest<T extends z.ZodType>(ep: MdmEndpoint, opts: RequestOptions<T>): Promise<z.infer<T>> {
+  return mdmRequest(ep, { ...opts, path: CLUSTER_API_PREFIX + opts.path });
+}
+
+function errorFromBody(status: number, json: unknown): PfError {
+  const obj = typeof json === "object" && json !== null ? (json as Record<string, unknown>) : {};
+  const message = typeof obj.message === "string" ? obj.message : `MDM answered HTTP ${status}`;
+  const pfCode = typeof obj.pfCode === "string" && (ErrorCodes as readonly string[]).includes(obj.pfCode) ? (obj.pfCode as ErrorCode) : null;
+  const code: ErrorCode = pfCode ?? (status === 401 ? "UNAUTHORIZED" : status === 400 ? "BAD_REQUEST" : "INTERNAL");
+  return new PfError(code, message);
+}
