@@ -181,8 +181,12 @@ export class FrameReader {
       if (this.buffered < need) return;
       const header = this.pending;
       this.pending = null;
-      const p = need === 0 ? EMPTY : this.take(need, null);
-      onFrame({ header, payload: need === 0 ? EMPTY : p.buf.subarray(p.at, p.at + need) });
+      if (need === 0) {
+        onFrame({ header, payload: EMPTY });
+      } else {
+        const p = this.take(need, null);
+        onFrame({ header, payload: p.buf.subarray(p.at, p.at + need) });
+      }
     }
   }
 
