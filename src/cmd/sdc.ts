@@ -1,0 +1,37 @@
+// `pf sdc`: the storage data client; serves mapped volumes as NBD exports.
+
+import { defineCommand } from "citty";
+import { runSdc } from "../sdc/main.ts";
+import { PfError } from "../proto/errors.ts";
+import { parseHostPort } from "../proto/sizes.ts";
+import { DEFAULT_NBD_PORT } from "../proto/cluster_config.ts";
+import { mdmEndpointFrom, serveUntilSignal } from "./role_options.ts";
+
+export const sdcCommand = defineCommand({
+  meta: { name: "sdc", description: "Run a storage data client serving mapped volumes over NBD" },
+  args: {
+    mdm: { type: "string", description: "MDM URL, https://HOST:PORT (or PF_MDM)" },
+    "mdm-ca": { type: "string", description: "MDM certificate PEM file (or PF_MDM_CA)" },
+    "cluster-secret-file": { type: "string", description: "File holding the cluster secret (or PF_CLUSTER_SECRET)" },
+    nbd: { type: "string", description: `HOST:PORT for the NBD server (default 127.0.0.1:${DEFAULT_NBD_PORT})`, default: `127.0.0.1:${DEFAULT_NBD_PORT}` },
+    "data-dir": { type: "string", description: "Directory keeping this SDC's GUID (default: none, GUID from --guid)" },
+    guid: { type: "string", description: "SDC GUID (default: kept in --data-dir, made on first start)" },
+    name: { type: "string", description: "SDC name" },
+    address: { type: "string", description: "Address the MDM shows for this SDC (default: the NBD host)" },
+  },
+  async run({ args }) {
+    const nbd = parseHostPort(args.nbd, DEFAULT_NBD_PORT);
+    if (!nbd) throw new PfError("BAD_REQUEST", `--nbd ${args.nbd} is not HOST:PORT`);
+    await serveUntilSignal("sdc", () =>
+      runSdc({
+        mdm: mdmEndpointFrom(args),
+        dataDir: args["data-dir"],
+        guid: args.guid,
+        name: args.name,
+        address: args.address ?? nbd.host,
+        nbdHost: nbd.host,
+        nbdPort: nbd.port,
+      }),
+    );
+  },
+});

@@ -1,0 +1,53 @@
+// `pf sds`: a storage data server (block files, data plane, replication).
+
+import { defineCommand } from "citty";
+import { hostname } from "node:os";
+import { runSds } from "../sds/main.ts";
+import { PfError } from "../proto/errors.ts";
+import { parseHostPort, parseSizeBytes } from "../proto/sizes.ts";
+import { DEFAULT_SDS_PORT } from "../proto/cluster_config.ts";
+import { manyValues, mdmEndpointFrom, serveUntilSignal } from "./role_options.ts";
+
+/** "PATH[:SIZE]" -> device spec; a size creates and preallocates the file when missing. */
+export function parseDeviceFlag(text: string): { path: string; sizeBytes?: number } {
+  const m = /^(.+?)(?::([0-9.]+[a-zA-Z]*))?$/.exec(text);
+  if (!m) throw new PfError("BAD_REQUEST", `--device ${text}: expected PATH[:SIZE]`);
+  if (m[2] === undefined) return { path: m[1]! };
+  const sizeBytes = parseSizeBytes(m[2]);
+  if (sizeBytes === null || sizeBytes === 0) throw new PfError("BAD_REQUEST", `--device ${text}: ${m[2]} is not a size (e.g. 1GiB)`);
+  return { path: m[1]!, sizeBytes };
+}
+
+export const sdsCommand = defineCommand({
+  meta: { name: "sds", description: "Run a storage data server" },
+  args: {
+    mdm: { type: "string", description: "MDM URL, https://HOST:PORT (or PF_MDM)" },
+    "mdm-ca": { type: "string", description: "MDM certificate PEM file (or PF_MDM_CA)" },
+    "cluster-secret-file": { type: "string", description: "File holding the cluster secret (or PF_CLUSTER_SECRET)" },
+    "data-dir": { type: "string", description: "Directory for the SDS's metadata", required: true },
+    device: { type: "string", description: "PATH[:SIZE] block file or block device; repeat for more", required: true },
+    name: { type: "string", description: "SDS name (default: host name)" },
+    listen: { type: "string", description: `HOST:PORT of the data plane (default 127.0.0.1:${DEFAULT_SDS_PORT}); HOST is advertised to peers`, default: `127.0.0.1:${DEFAULT_SDS_PORT}` },
+    "protection-domain": { type: "string", description: "Protection domain name", default: "pd1" },
+    "storage-pool": { type: "string", description: "Storage pool name", default: "sp1" },
+    "fault-set": { type: "string", description: "Fault set name" },
+  },
+  async run({ args }) {
+    const hp = parseHostPort(args.listen, DEFAULT_SDS_PORT);
+    if (!hp) throw new PfError("BAD_REQUEST", `--listen ${args.listen} is not HOST:PORT`);
+    const devices = manyValues(args.device).map(parseDeviceFlag);
+    await serveUntilSignal("sds", () =>
+      runSds({
+        mdm: mdmEndpointFrom(args),
+        dataDir: args["data-dir"],
+        name: args.name ?? hostname().replace(/[^A-Za-z0-9_.:-]/g, "-").slice(0, 31),
+        host: hp.host,
+        port: hp.port,
+        devices,
+        protectionDomainName: args["protection-domain"],
+        storagePoolName: args["storage-pool"],
+        faultSetName: args["fault-set"],
+      }),
+    );
+  },
+});

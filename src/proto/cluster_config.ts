@@ -1,0 +1,173 @@
+// The cluster YAML (`pf up cluster.yaml`): one file copied to every host; each host starts the
+// roles addressed to it. The zod schema below is the one source of its type. Parsing keeps the
+// YAML source positions so that an error names both the field path and the line.
+//
+// Invariants checked here (not only by the MDM later): names are unique where they must be,
+// every SDS names a pool that the file defines, every mapping names an SDC host that exists,
+// at most one host runs the MDM.
+
+import { LineCounter, parseDocument, isNode, type Document } from "yaml";
+import { z } from "zod";
+import { PfError } from "./errors.ts";
+import { parseHostPort, parseSizeBytes } from "./sizes.ts";
+
+const objName = z.string().min(1).max(31).regex(/^[A-Za-z0-9_.:\-]+$/, "names use letters, digits, _ . : -");
+const size = z
+  .union([z.string(), z.number()])
+  .transform((v, ctx) => {
+    const b = parseSizeBytes(v);
+    if (b === null) {
+      ctx.addIssue({ code: "custom", message: `not a size: ${JSON.stringify(v)} (use e.g. 1GiB, 512MiB)` });
+      return z.NEVER;
+    }
+    return b;
+  });
+const hostPort = (defaultPort: number) =>
+  z.string().transform((v, ctx) => {
+    const hp = parseHostPort(v, defaultPort);
+    if (hp === null) {
+      ctx.addIssue({ code: "custom", message: `not HOST:PORT: ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return hp;
+  });
+
+export const DEFAULT_MDM_PORT = 6611;
+export const DEFAULT_SDS_PORT = 7072;
+export const DEFAULT_NBD_PORT = 10809;
+
+const SdsConfig = z.strictObject({
+  name: objName,
+  port: z.number().int().min(0).max(65535).default(DEFAULT_SDS_PORT),
+  pool: z.string().regex(/^[^/]+\/[^/]+$/, "pool is PD/POOL, e.g. pd1/sp1"),
+  faultSet: objName.optional(),
+  devices: z
+    .array(z.strictObject({ path: z.string().min(1), size: size.optional() }))
+    .min(1, "an SDS needs at least one device")
+    .max(64),
+});
+
+const HostConfig = z.strictObject({
+  name: objName,
+  address: z.string().min(1), // data-plane and REST address of this host
+  mdm: z.boolean().default(false),
+  sds: z.array(SdsConfig).default([]),
+  sdc: z
+    .strictObject({
+      name: objName.optional(),
+      nbd: hostPort(DEFAULT_NBD_PORT).default({ host: "127.0.0.1", port: DEFAULT_NBD_PORT }),
+    })
+    .optional(),
+});
+
+const PoolConfig = z.strictObject({
+  name: objName,
+  sparePercentage: z.number().int().min(0).max(90).default(10),
+  extentSize: size.optional(),
+  granularity: size.optional(),
+  rebuildRateLimit: size.optional(), // bytes per second per pool, 0 = unlimited
+});
+
+const ProtectionDomainConfig = z.strictObject({
+  name: objName,
+  faultSets: z.array(objName).default([]),
+  storagePools: z.array(PoolConfig).min(1),
+});
+
+const VolumeConfig = z.strictObject({
+  name: objName,
+  pool: z.string().regex(/^[^/]+\/[^/]+$/, "pool is PD/POOL, e.g. pd1/sp1"),
+  size,
+  type: z.enum(["thin", "thick"]).default("thin"),
+  mapTo: z
+    .array(z.strictObject({ host: objName, accessMode: z.enum(["ReadWrite", "ReadOnly"]).default("ReadWrite") }))
+    .default([]),
+});
+
+export const ClusterConfig = z
+  .strictObject({
+    cluster: z
+      .strictObject({
+        name: objName.default("pf"),
+        secret: z.string().min(16, "the cluster secret needs at least 16 characters").optional(),
+        adminPassword: z.string().min(8).optional(),
+      })
+      .default({ name: "pf" }),
+    mdm: z
+      .strictObject({
+        port: z.number().int().min(0).max(65535).default(DEFAULT_MDM_PORT),
+        plainHttp: z.boolean().default(false),
+        tlsCert: z.string().optional(), // PEM files; generated in the MDM data dir when absent
+        tlsKey: z.string().optional(),
+        ca: z.string().optional(), // certificate other hosts use to verify the MDM
+      })
+      .default({ port: DEFAULT_MDM_PORT, plainHttp: false }),
+    hosts: z.array(HostConfig).min(1),
+    protectionDomains: z.array(ProtectionDomainConfig).default([]),
+    volumes: z.array(VolumeConfig).default([]),
+  })
+  .superRefine((c, ctx) => {
+    const mdmHosts = c.hosts.filter((h) => h.mdm);
+    if (mdmHosts.length !== 1) {
+      ctx.addIssue({ code: "custom", path: ["hosts"], message: `exactly one host must have mdm: true (found ${mdmHosts.length})` });
+    }
+    unique(ctx, c.hosts.map((h) => h.name), ["hosts"], "host name");
+    const sdsNames = c.hosts.flatMap((h) => h.sds.map((s) => s.name));
+    unique(ctx, sdsNames, ["hosts"], "SDS name");
+    unique(ctx, c.volumes.map((v) => v.name), ["volumes"], "volume name");
+    const pools = new Set(c.protectionDomains.flatMap((pd) => pd.storagePools.map((p) => `${pd.name}/${p.name}`)));
+    const faultSets = new Set(c.protectionDomains.flatMap((pd) => pd.faultSets));
+    c.hosts.forEach((h, hi) =>
+      h.sds.forEach((s, si) => {
+        if (!pools.has(s.pool)) ctx.addIssue({ code: "custom", path: ["hosts", hi, "sds", si, "pool"], message: `pool ${s.pool} is not defined under protectionDomains` });
+        if (s.faultSet !== undefined && !faultSets.has(s.faultSet)) {
+          ctx.addIssue({ code: "custom", path: ["hosts", hi, "sds", si, "faultSet"], message: `fault set ${s.faultSet} is not defined` });
+        }
+      }),
+    );
+    const sdcHosts = new Set(c.hosts.filter((h) => h.sdc !== undefined).map((h) => h.name));
+    c.volumes.forEach((v, vi) => {
+      if (!pools.has(v.pool)) ctx.addIssue({ code: "custom", path: ["volumes", vi, "pool"], message: `pool ${v.pool} is not defined under protectionDomains` });
+      v.mapTo.forEach((m, mi) => {
+        if (!sdcHosts.has(m.host)) ctx.addIssue({ code: "custom", path: ["volumes", vi, "mapTo", mi, "host"], message: `host ${m.host} has no sdc` });
+      });
+    });
+  });
+export type ClusterConfig = z.infer<typeof ClusterConfig>;
+export type HostConfig = z.infer<typeof HostConfig>;
+export type SdsConfig = z.infer<typeof SdsConfig>;
+
+function unique(ctx: z.RefinementCtx, names: string[], path: (string | number)[], what: string): void {
+  const seen = new Set<string>();
+  for (const n of names) {
+    if (seen.has(n)) ctx.addIssue({ code: "custom", path, message: `duplicate ${what} ${JSON.stringify(n)}` });
+    seen.add(n);
+  }
+}
+
+/** Parse and validate YAML text; errors name the file, line, field path and the rule. */
+export function parseClusterConfig(text: string, fileName: string): ClusterConfig {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    const pos = lineCounter.linePos(e.pos[0]);
+    throw new PfError("BAD_REQUEST", `${fileName}:${pos.line}:${pos.col}: YAML syntax error: ${e.message.split("\n")[0]}`);
+  }
+  const parsed = ClusterConfig.safeParse(doc.toJS());
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  const path = issue.path.filter((p): p is string | number => typeof p !== "symbol");
+  const line = lineOf(doc, lineCounter, path);
+  const where = path.length > 0 ? path.join(".") : "(top level)";
+  throw new PfError("BAD_REQUEST", `${fileName}:${line}: ${where}: ${issue.message}`);
+}
+
+/** Line of the deepest node on `path` that exists in the document. */
+function lineOf(doc: Document, lc: LineCounter, path: (string | number)[]): number {
+  for (let n = path.length; n >= 0; n--) {
+    const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true);
+    if (isNode(node) && node.range) return lc.linePos(node.range[0]).line;
+  }
+  return 1;
+}
