@@ -22,6 +22,7 @@ export const Limits = {
   dataConnectTimeoutMs: 3000,
   dataRequestTimeoutMs: 30_000,
   dataConnsPerSds: 2, // pooled connections from one client to one SDS
+  sdcRetryWindowMs: 30_000, // an SDC retries a refused piece (stale map, SDS down) this long before EIO
 
   // placement / volumes
   defaultExtentBytes: 64 * MiB,

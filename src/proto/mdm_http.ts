@@ -3,7 +3,7 @@
 // http:// URLs are only accepted for loopback hosts. Response bodies are validated with the
 // zod schema the caller passes, so a bad or hostile MDM answer becomes a typed error.
 
-import type { z } from "zod";
+import { z } from "zod";
 import { CLUSTER_API_PREFIX, CLUSTER_SECRET_HEADER } from "./cluster_api.ts";
 import { PfError, type ErrorCode, ErrorCodes } from "./errors.ts";
 
@@ -16,6 +16,8 @@ export interface MdmEndpoint {
   clusterSecret?: string;
   /** REST token (basic auth password), for the public API */
   token?: string;
+  /** raw base64 basic credentials (login only); wins over token */
+  basicAuth?: string;
   timeoutMs?: number;
 }
 
@@ -56,7 +58,8 @@ export async function mdmRequest<T extends z.ZodType>(ep: MdmEndpoint, opts: Req
   const headers: Record<string, string> = { accept: "application/json" };
   if (opts.body !== undefined) headers["content-type"] = "application/json";
   if (ep.clusterSecret) headers[CLUSTER_SECRET_HEADER] = ep.clusterSecret;
-  if (ep.token) headers.authorization = `Basic ${Buffer.from(`:${ep.token}`).toString("base64")}`;
+  if (ep.basicAuth) headers.authorization = `Basic ${ep.basicAuth}`;
+  else if (ep.token) headers.authorization = `Basic ${Buffer.from(`:${ep.token}`).toString("base64")}`;
   const init: RequestInit & { tls?: { ca: string } } = {
     method: opts.method,
     headers,
@@ -99,4 +102,14 @@ function errorFromBody(status: number, json: unknown): PfError {
   const pfCode = typeof obj.pfCode === "string" && (ErrorCodes as readonly string[]).includes(obj.pfCode) ? (obj.pfCode as ErrorCode) : null;
   const code: ErrorCode = pfCode ?? (status === 401 ? "UNAUTHORIZED" : status === 400 ? "BAD_REQUEST" : "INTERNAL");
   return new PfError(code, message);
+}
+
+/** GET /api/login with basic user:password; returns the token (a JSON string in the body). */
+export async function mdmLogin(ep: MdmEndpoint, username: string, password: string): Promise<string> {
+  const basic = Buffer.from(`${username}:${password}`).toString("base64");
+  return mdmRequestWithAuth(ep, basic, { method: "GET", path: "/api/login", schema: z.string().min(1) });
+}
+
+function mdmRequestWithAuth<T extends z.ZodType>(ep: MdmEndpoint, basic: string, opts: RequestOptions<T>): Promise<z.infer<T>> {
+  return mdmRequest({ ...ep, token: undefined, basicAuth: basic }, opts);
 }

@@ -1,0 +1,154 @@
+// `pf up [cluster.yaml]`: start every role the cluster file gives this host, each as its own
+// child process (the same binary re-executed with the role's subcommand, so that a kill -9 of
+// one role is a real server failure), then create what the file lists (protection domains,
+// fault sets, pools, volumes, mappings) through the MDM's REST API. Idempotent: a restart with
+// the same data dir reuses every object and keeps the data. With no file, the embedded
+// configs/one-host.yaml: a complete one-host cluster under ./pf-data.
+
+import { defineCommand } from "citty";
+import { consola } from "consola";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { hostname, networkInterfaces } from "node:os";
+import { isAbsolute, join, resolve } from "node:path";
+import { randomBytes } from "node:crypto";
+import oneHostYaml from "../../configs/one-host.yaml" with { type: "text" };
+import { parseClusterConfig, type ClusterConfig, type HostConfig } from "../proto/cluster_config.ts";
+import { PfError } from "../proto/errors.ts";
+import type { MdmEndpoint } from "../proto/mdm_http.ts";
+import { applyClusterObjects, loginAdmin, waitForMdm } from "./up_apply.ts";
+import { RoleSupervisor } from "./up_supervisor.ts";
+
+export const upCommand = defineCommand({
+  meta: { name: "up", description: "Start the roles a cluster YAML gives this host (no file: a one-host cluster)" },
+  args: {
+    config: { type: "positional", description: "cluster YAML (default: built-in one-host cluster)", required: false },
+    "data-dir": { type: "string", description: "Directory for all data of this host's roles", default: "./pf-data" },
+    host: { type: "string", description: "Which host of the file this is (default: match by name or address)" },
+  },
+  async run({ args }) {
+    const fileName = args.config ? String(args.config) : "(built-in one-host.yaml)";
+    const text = args.config ? readConfigFile(String(args.config)) : oneHostYaml;
+    const config = parseClusterConfig(text, fileName);
+    const dataDir = resolve(args["data-dir"]);
+    await up(config, findThisHost(config, args.host), dataDir);
+  },
+});
+
+function readConfigFile(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (e) {
+    throw new PfError("BAD_REQUEST", `cannot read cluster file ${path}: ${(e as Error).message}`);
+  }
+}
+
+function findThisHost(config: ClusterConfig, wanted: string | undefined): HostConfig {
+  const name = wanted ?? process.env.PF_HOST;
+  if (name) {
+    const h = config.hosts.find((x) => x.name === name);
+    if (!h) throw new PfError("NOT_FOUND", `host ${name} is not in the cluster file (hosts: ${config.hosts.map((x) => x.name).join(", ")})`);
+    return h;
+  }
+  if (config.hosts.length === 1) return config.hosts[0]!;
+  const byName = config.hosts.find((h) => h.name === hostname());
+  if (byName) return byName;
+  const local = new Set(Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((a) => a.address)));
+  const byAddr = config.hosts.filter((h) => local.has(h.address));
+  if (byAddr.length === 1) return byAddr[0]!;
+  throw new PfError("BAD_REQUEST", `cannot tell which host of the cluster file this is; give --host NAME (hosts: ${config.hosts.map((x) => x.name).join(", ")})`);
+}
+
+/** The cluster secret: from the file, else made once and kept in the data dir (mode 0600). */
+function clusterSecret(config: ClusterConfig, dataDir: string): string {
+  if (config.cluster.secret) return config.cluster.secret;
+  const file = join(dataDir, "cluster-secret");
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  const secret = randomBytes(24).toString("hex");
+  writeFileSync(file, secret + "\n", { mode: 0o600 });
+  return secret;
+}
+
+function mdmHost(config: ClusterConfig): HostConfig {
+  return config.hosts.find((h) => h.mdm)!;
+}
+
+async function up(config: ClusterConfig, host: HostConfig, dataDir: string): Promise<void> {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const secret = clusterSecret(config, dataDir);
+  const mh = mdmHost(config);
+  const scheme = config.mdm.plainHttp ? "http" : "https";
+  const mdmUrl = `${scheme}://${bracket(mh.address)}:${config.mdm.port}`;
+  const mdmDir = join(dataDir, "mdm");
+  const caFile = config.mdm.ca ?? config.mdm.tlsCert ?? join(mdmDir, "tls", "cert.pem");
+  const sup = new RoleSupervisor({ env: { PF_CLUSTER_SECRET: secret } });
+  const stopAll = async (why: string) => {
+    consola.info(`pf up: ${why}; stopping all roles`);
+    await sup.stopAll();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stopAll("SIGINT"));
+  process.on("SIGTERM", () => void stopAll("SIGTERM"));
+
+  try {
+    if (host.mdm) {
+      const mdmArgs = ["mdm", "--data-dir", mdmDir, "--listen", `${bracket(host.address)}:${config.mdm.port}`];
+      if (config.mdm.plainHttp) mdmArgs.push("--plain-http");
+      if (config.mdm.tlsCert) mdmArgs.push("--tls-cert", config.mdm.tlsCert);
+      if (config.mdm.tlsKey) mdmArgs.push("--tls-key", config.mdm.tlsKey);
+      sup.start("mdm", mdmArgs, config.cluster.adminPassword ? { PF_ADMIN_PASSWORD: config.cluster.adminPassword } : {});
+    }
+    const ep: MdmEndpoint = { url: mdmUrl, clusterSecret: secret };
+    await waitForMdm(ep, caFile, () => sup.failed());
+    ep.caPem = config.mdm.plainHttp ? null : readFileSync(caFile, "utf8");
+
+    if (host.mdm) {
+      ep.token = await loginAdmin(ep, config.cluster.adminPassword ?? readFileSync(join(mdmDir, "admin-password"), "utf8").trim());
+      await applyClusterObjects(ep, config, "structure");
+    }
+    const roleMdmArgs = ["--mdm", mdmUrl, ...(config.mdm.plainHttp ? [] : ["--mdm-ca", caFile])];
+    for (const s of host.sds) {
+      const [pd, pool] = s.pool.split("/") as [string, string];
+      const devArgs = s.devices.flatMap((d) => {
+        const p = isAbsolute(d.path) ? d.path : join(dataDir, d.path);
+        return ["--device", d.size === undefined ? p : `${p}:${d.size}`];
+      });
+      sup.start(`sds ${s.name}`, [
+        "sds", ...roleMdmArgs, "--data-dir", join(dataDir, "sds", s.name), "--name", s.name,
+        "--listen", `${bracket(host.address)}:${s.port}`, "--protection-domain", pd, "--storage-pool", pool,
+        ...(s.faultSet ? ["--fault-set", s.faultSet] : []), ...devArgs,
+      ]);
+    }
+    if (host.sdc) {
+      sup.start("sdc", [
+        "sdc", ...roleMdmArgs, "--data-dir", join(dataDir, "sdc"), "--name", host.sdc.name ?? host.name,
+        "--address", host.address, "--nbd", `${bracket(host.sdc.nbd.host)}:${host.sdc.nbd.port}`,
+      ]);
+    }
+    if (host.mdm) await applyClusterObjects(ep, config, "volumes", () => sup.failed());
+    printSummary(config, host, dataDir, mdmUrl, caFile);
+  } catch (e) {
+    await sup.stopAll();
+    throw e;
+  }
+  sup.watch();
+}
+
+function bracket(addr: string): string {
+  return addr.includes(":") ? `[${addr}]` : addr;
+}
+
+function printSummary(config: ClusterConfig, host: HostConfig, dataDir: string, mdmUrl: string, caFile: string): void {
+  const lines = [`pf is up on host ${host.name} (data in ${dataDir})`];
+  if (host.sdc) {
+    const nbd = host.sdc.nbd;
+    const mine = config.volumes.filter((v) => v.mapTo.some((m) => m.host === host.name));
+    for (const v of mine) lines.push(`  NBD:   nbd://${bracket(nbd.host)}:${nbd.port}/${v.name}`);
+  }
+  lines.push(`  REST:  ${mdmUrl}/api   (certificate: ${caFile})`);
+  lines.push(`  scli:  export PF_MDM=${mdmUrl} PF_MDM_CA=${caFile}`);
+  const pw = config.cluster.adminPassword ? "<adminPassword from the cluster file>" : `"$(cat ${join(dataDir, "mdm", "admin-password")})"`;
+  lines.push(`         pf scli --login --username admin --password ${pw}`);
+  lines.push(`         pf scli --query_all_volumes`);
+  lines.push(`  Stop with Ctrl-C (SIGINT) or SIGTERM; restart with the same command keeps the data.`);
+  process.stdout.write(lines.join("\n") + "\n");
+}

@@ -1,0 +1,172 @@
+// `pf up`'s conversation with the MDM REST API: wait for it, log in as admin, and create what
+// the cluster file lists. Every step looks the object up by name first, so running it again
+// (a restart) changes nothing that already exists.
+
+import { consola } from "consola";
+import { existsSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import type { ClusterConfig } from "../proto/cluster_config.ts";
+import { PfError, isPfError } from "../proto/errors.ts";
+import { mdmLogin, mdmRequest, type MdmEndpoint } from "../proto/mdm_http.ts";
+
+const WAIT_MDM_MS = 60_000;
+const WAIT_MEMBERS_MS = 180_000;
+const POLL_MS = 250;
+
+const Named = z.looseObject({ id: z.string(), name: z.string().nullable() });
+const PoolObj = z.looseObject({ id: z.string(), name: z.string().nullable(), protectionDomainId: z.string() });
+const SdsObj = z.looseObject({ id: z.string(), name: z.string().nullable(), mdmConnectionState: z.string().optional() });
+const VolumeObj = z.looseObject({
+  id: z.string(),
+  name: z.string().nullable(),
+  sizeInKb: z.number(),
+  mappedSdcInfo: z.array(z.looseObject({ sdcId: z.string() })).nullable().optional(),
+});
+const Created = z.looseObject({ id: z.string() });
+const Empty = z.unknown();
+
+export async function waitForMdm(ep: MdmEndpoint, caFile: string, failed: () => string | null): Promise<void> {
+  const deadline = Date.now() + WAIT_MDM_MS;
+  let last = "";
+  for (;;) {
+    const f = failed();
+    if (f) throw new PfError("UNAVAILABLE", f);
+    const https = ep.url.startsWith("https:");
+    if (!https || existsSync(caFile)) {
+      try {
+        await mdmRequest({ ...ep, caPem: https ? readFileSync(caFile, "utf8") : null, timeoutMs: 2000 }, { method: "GET", path: "/api/version", schema: z.string() });
+        return;
+      } catch (e) {
+        last = (e as Error).message;
+      }
+    } else {
+      last = `certificate ${caFile} not there yet`;
+    }
+    if (Date.now() > deadline) throw new PfError("UNAVAILABLE", `MDM ${ep.url} did not answer within ${WAIT_MDM_MS} ms: ${last}`);
+    await Bun.sleep(POLL_MS);
+  }
+}
+
+export function loginAdmin(ep: MdmEndpoint, password: string): Promise<string> {
+  return mdmLogin(ep, "admin", password);
+}
+
+const list = <T extends z.ZodType>(ep: MdmEndpoint, type: string, schema: T) =>
+  mdmRequest(ep, { method: "GET", path: `/api/types/${type}/instances`, schema: z.array(schema) });
+const create = (ep: MdmEndpoint, type: string, body: Record<string, unknown>) =>
+  mdmRequest(ep, { method: "POST", path: `/api/types/${type}/instances`, body, schema: Created });
+const action = (ep: MdmEndpoint, obj: string, name: string, body: Record<string, unknown>) =>
+  mdmRequest(ep, { method: "POST", path: `/api/instances/${obj}/action/${name}`, body, schema: Empty });
+
+const kb = (bytes: number | undefined) => (bytes === undefined ? undefined : Math.ceil(bytes / 1024));
+
+/** phase "structure": PDs, fault sets, pools. phase "volumes": volumes and mappings (waits for SDSs/SDCs). */
+export async function applyClusterObjects(ep: MdmEndpoint, config: ClusterConfig, phase: "structure" | "volumes", failed: () => string | null = () => null): Promise<void> {
+  if (phase === "structure") return applyStructure(ep, config);
+  await waitForMembers(ep, config, failed);
+  await applyVolumes(ep, config);
+}
+
+async function applyStructure(ep: MdmEndpoint, config: ClusterConfig): Promise<void> {
+  for (const pd of config.protectionDomains) {
+    let pdObj = (await list(ep, "ProtectionDomain", Named)).find((x) => x.name === pd.name);
+    if (!pdObj) {
+      pdObj = { id: (await create(ep, "ProtectionDomain", { name: pd.name })).id, name: pd.name };
+      consola.info(`pf up: created protection domain ${pd.name} (${pdObj.id})`);
+    }
+    const faultSets = (await list(ep, "FaultSet", PoolObj)).filter((f) => f.protectionDomainId === pdObj.id);
+    for (const fs of pd.faultSets) {
+      if (faultSets.some((f) => f.name === fs)) continue;
+      const id = (await create(ep, "FaultSet", { protectionDomainId: pdObj.id, name: fs })).id;
+      consola.info(`pf up: created fault set ${pd.name}/${fs} (${id})`);
+    }
+    const pools = (await list(ep, "StoragePool", PoolObj)).filter((p) => p.protectionDomainId === pdObj.id);
+    for (const p of pd.storagePools) {
+      if (pools.some((x) => x.name === p.name)) continue;
+      const id = (
+        await create(ep, "StoragePool", {
+          protectionDomainId: pdObj.id,
+          name: p.name,
+          sparePercentage: p.sparePercentage,
+          extentSizeInKb: kb(p.extentSize),
+          allocationGranularityInKb: kb(p.granularity),
+          rebuildRateLimitInKbps: p.rebuildRateLimit === undefined ? undefined : Math.ceil(p.rebuildRateLimit / 1024),
+        })
+      ).id;
+      consola.info(`pf up: created storage pool ${pd.name}/${p.name} (${id})`);
+    }
+  }
+}
+
+/** Wait until every SDS of the file is connected and every SDC that volumes map to has joined. */
+async function waitForMembers(ep: MdmEndpoint, config: ClusterConfig, failed: () => string | null): Promise<void> {
+  const wantSds = config.hosts.flatMap((h) => h.sds.map((s) => s.name));
+  const wantSdc = [...new Set(config.volumes.flatMap((v) => v.mapTo.map((m) => sdcName(config, m.host))))];
+  const deadline = Date.now() + WAIT_MEMBERS_MS;
+  let reported = 0;
+  for (;;) {
+    const f = failed();
+    if (f) throw new PfError("UNAVAILABLE", f);
+    const sds = await list(ep, "Sds", SdsObj);
+    const sdc = await list(ep, "Sdc", Named);
+    const missingSds = wantSds.filter((n) => !sds.some((s) => s.name === n && s.mdmConnectionState === "Connected"));
+    const missingSdc = wantSdc.filter((n) => !sdc.some((s) => s.name === n));
+    if (missingSds.length === 0 && missingSdc.length === 0) return;
+    if (Date.now() > deadline) {
+      throw new PfError("UNAVAILABLE", `still waiting for SDS [${missingSds.join(", ")}] and SDC [${missingSdc.join(", ")}] after ${WAIT_MEMBERS_MS} ms`);
+    }
+    if (Date.now() - reported > 10_000) {
+      reported = Date.now();
+      consola.info(`pf up: waiting for SDS [${missingSds.join(", ")}] SDC [${missingSdc.join(", ")}] to join`);
+    }
+    await Bun.sleep(POLL_MS);
+  }
+}
+
+function sdcName(config: ClusterConfig, hostName: string): string {
+  const h = config.hosts.find((x) => x.name === hostName)!;
+  return h.sdc?.name ?? h.name;
+}
+
+async function applyVolumes(ep: MdmEndpoint, config: ClusterConfig): Promise<void> {
+  const pds = await list(ep, "ProtectionDomain", Named);
+  const pools = await list(ep, "StoragePool", PoolObj);
+  const sdcs = await list(ep, "Sdc", Named);
+  for (const v of config.volumes) {
+    const [pdName, poolName] = v.pool.split("/") as [string, string];
+    const pd = pds.find((x) => x.name === pdName);
+    const pool = pools.find((x) => x.name === poolName && x.protectionDomainId === pd?.id);
+    if (!pool) throw new PfError("NOT_FOUND", `pool ${v.pool} of volume ${v.name} does not exist`);
+    let vol = (await list(ep, "Volume", VolumeObj)).find((x) => x.name === v.name);
+    if (!vol) {
+      const id = (
+        await create(ep, "Volume", {
+          storagePoolId: pool.id,
+          name: v.name,
+          volumeSizeInKb: kb(v.size),
+          volumeType: v.type === "thick" ? "ThickProvisioned" : "ThinProvisioned",
+        })
+      ).id;
+      consola.info(`pf up: created volume ${v.name} (${id})`);
+      vol = (await list(ep, "Volume", VolumeObj)).find((x) => x.id === id)!;
+    } else if (vol.sizeInKb * 1024 < v.size) {
+      await action(ep, `Volume::${vol.id}`, "setVolumeSize", { sizeInGB: Math.ceil(v.size / 1024 ** 3) });
+      consola.info(`pf up: extended volume ${v.name} to ${v.size} bytes`);
+    }
+    for (const m of v.mapTo) {
+      const sdc = sdcs.find((x) => x.name === sdcName(config, m.host))!;
+      if ((vol.mappedSdcInfo ?? []).some((x) => x.sdcId === sdc.id)) continue;
+      try {
+        await action(ep, `Volume::${vol.id}`, "addMappedSdc", {
+          sdcId: sdc.id,
+          accessMode: m.accessMode,
+          allowMultipleMappings: v.mapTo.length > 1 ? "TRUE" : "FALSE",
+        });
+        consola.info(`pf up: mapped volume ${v.name} to SDC ${sdc.name} (${m.accessMode})`);
+      } catch (e) {
+        if (!isPfError(e) || e.code !== "ALREADY_MAPPED") throw e;
+      }
+    }
+  }
+}

@@ -1,0 +1,104 @@
+// `pf sdc` wiring: join the MDM, keep maps fresh by heartbeat, serve mapped volumes over NBD.
+// The SDC owns nothing durable except its GUID (kept in the data dir so that a restart is the
+// same SDC and keeps its mappings).
+
+import { consola } from "consola";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ClusterPaths, SdcJoinResponse } from "../proto/cluster_api.ts";
+import { clusterRequest, type MdmEndpoint } from "../proto/mdm_http.ts";
+import { isPfError } from "../proto/errors.ts";
+import { startNbdServer } from "./nbd_server.ts";
+import { SdcNode } from "./sdc_node.ts";
+import { openSdsLink } from "./sds_link.ts";
+
+export interface SdcOptions {
+  mdm: MdmEndpoint;
+  dataDir?: string;
+  guid?: string;
+  name?: string;
+  address: string;
+  nbdHost: string;
+  nbdPort: number;
+}
+
+export interface SdcHandle {
+  sdcId: string;
+  nbdPort: number;
+  stop(): Promise<void>;
+}
+
+const JOIN_RETRY_MS = 500;
+const JOIN_ATTEMPTS = 120; // about a minute of waiting for a starting MDM
+
+function loadGuid(opts: SdcOptions): string {
+  if (opts.guid) return opts.guid;
+  if (!opts.dataDir) {
+    consola.warn("sdc: no --data-dir and no --guid: this SDC gets a new GUID on every start");
+    return crypto.randomUUID();
+  }
+  mkdirSync(opts.dataDir, { recursive: true });
+  const file = join(opts.dataDir, "sdc-guid");
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  const guid = crypto.randomUUID();
+  writeFileSync(file, guid + "\n", { mode: 0o600 });
+  return guid;
+}
+
+export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
+  const guid = loadGuid(opts);
+  let joined: SdcJoinResponse | null = null;
+  for (let attempt = 0; joined === null; attempt++) {
+    try {
+      joined = await clusterRequest(opts.mdm, {
+        method: "POST",
+        path: ClusterPaths.sdcJoin,
+        body: { guid, name: opts.name, host: opts.address },
+        schema: SdcJoinResponse,
+      });
+    } catch (e) {
+      // The MDM may still be starting; a wrong secret or bad request is final.
+      if (!isPfError(e) || e.code !== "UNAVAILABLE" || attempt > JOIN_ATTEMPTS) throw e;
+      await Bun.sleep(JOIN_RETRY_MS);
+    }
+  }
+  const sdcId = joined.sdcId;
+  const dataKey = joined.dataKey;
+  let closeExport: (name: string) => void = () => {};
+  const node = new SdcNode({
+    mdm: opts.mdm,
+    sdcId,
+    openLink: (addr) => openSdsLink(addr, { dataKeyHex: dataKey, nodeId: sdcId }),
+    onUnexport: (name) => closeExport(name),
+    sleep: (ms) => Bun.sleep(ms),
+    nowMs: () => performance.now(),
+  });
+  await node.refresh();
+  const nbd = await startNbdServer({ host: opts.nbdHost, port: opts.nbdPort, registry: node });
+  closeExport = nbd.closeExport;
+  consola.info(`sdc ${sdcId}: serving ${node.list().length} volume(s) over NBD on ${opts.nbdHost}:${nbd.port}`);
+
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      await Bun.sleep(joined.heartbeatMs);
+      if (stopped) break;
+      try {
+        await node.heartbeat();
+      } catch (e) {
+        consola.warn(`sdc ${sdcId}: heartbeat to MDM failed (IO continues on cached maps): ${(e as Error).message}`);
+      }
+    }
+  })();
+
+  return {
+    sdcId,
+    nbdPort: nbd.port,
+    async stop() {
+      stopped = true;
+      await nbd.stop();
+      node.close();
+      await loop;
+    },
+  };
+}

@@ -1,0 +1,260 @@
+// The SDC's IO router for one mapped volume: splits each request at extent boundaries and
+// sends the pieces straight to the primary SDS of each extent over pooled, pipelined
+// data-plane links. No MDM call and no JSON per IO: the extent map is a cached array.
+//
+// Invariants:
+// - a piece never crosses an extent boundary, and pieces cover the request exactly;
+// - every frame carries the volume, extent and the epoch of the map the SDC holds; an SDS that
+//   answers STALE_EPOCH / NOT_OWNER / UNAVAILABLE makes the SDC refresh its map and retry the
+//   piece (bounded by Limits.sdcRetryWindowMs), so failures the cluster survives never reach
+//   the NBD client;
+// - FLUSH covers every write acknowledged on ANY connection to this volume: the set of SDSs
+//   written since the last flush is shared by all connections (this is why the NBD export
+//   advertises CAN_MULTI_CONN), and each SDS's FLUSH makes durable every write it acked, on
+//   its own copy and on the peers it forwarded to.
+
+import { Flag, Op, Status } from "../proto/dataplane.ts";
+import { PfError, assert } from "../proto/errors.ts";
+import { idToHalves } from "../proto/ids.ts";
+import { Limits } from "../proto/limits.ts";
+import type { VolumeMap } from "../proto/cluster_api.ts";
+
+export interface DataRequest {
+  opcode: Op;
+  flags: number;
+  epoch: number;
+  volumeHi: number;
+  volumeLo: number;
+  extentIndex: number;
+  offset: number;
+  length: number;
+  gen: number;
+}
+export interface DataReply {
+  status: Status;
+  payload: Uint8Array;
+}
+/** A pipelined data-plane connection (pool) to one SDS. */
+export interface SdsLink {
+  request(h: DataRequest, payload?: Uint8Array): Promise<DataReply>;
+}
+export interface VolumeIoDeps {
+  /** link to an SDS by id; undefined when the map names an SDS whose address is unknown */
+  link(sdsId: string): SdsLink | undefined;
+  /** ask the MDM for fresh maps (coalesced by the caller); resolves when applied */
+  refreshMaps(): Promise<void>;
+  sleep(ms: number): Promise<void>;
+  nowMs(): number;
+}
+
+const RETRYABLE: ReadonlySet<Status> = new Set<Status>([Status.STALE_EPOCH, Status.NOT_OWNER, Status.UNAVAILABLE]);
+
+export class VolumeIo {
+  /** FLUSH on any connection covers writes of all connections (see top of file) */
+  readonly multiConn = true;
+  private map: VolumeMap;
+  private volumeHi: number;
+  private volumeLo: number;
+  /** SDS ids that acknowledged writes since the last FLUSH (shared by all NBD connections) */
+  private dirty = new Set<string>();
+
+  constructor(map: VolumeMap, private readonly deps: VolumeIoDeps) {
+    this.map = map;
+    ({ hi: this.volumeHi, lo: this.volumeLo } = idToHalves(map.volumeId));
+  }
+
+  get name(): string {
+    return this.map.name;
+  }
+  get sizeBytes(): number {
+    return this.map.sizeBytes;
+  }
+  get readOnly(): boolean {
+    return this.map.accessMode === "ReadOnly";
+  }
+  get volumeId(): string {
+    return this.map.volumeId;
+  }
+
+  setMap(map: VolumeMap): void {
+    assert(map.volumeId === this.map.volumeId, "volume map replaced by another volume's");
+    this.map = map;
+  }
+
+  async read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
+    this.checkRange(offsetBytes, lengthBytes);
+    if (lengthBytes === 0) return new Uint8Array(0);
+    const firstExtent = Math.floor(offsetBytes / this.map.extentSizeBytes);
+    const lastExtent = Math.floor((offsetBytes + lengthBytes - 1) / this.map.extentSizeBytes);
+    if (firstExtent === lastExtent) {
+      const r = await this.piece(Op.READ, 0, offsetBytes, lengthBytes, undefined);
+      assert(r.payload.byteLength === lengthBytes, "READ reply length differs from request");
+      return r.payload;
+    }
+    const out = new Uint8Array(lengthBytes);
+    await this.forEachPiece(offsetBytes, lengthBytes, async (pos, len, at) => {
+      const r = await this.piece(Op.READ, 0, pos, len, undefined);
+      assert(r.payload.byteLength === len, "READ reply length differs from request");
+      out.set(r.payload, at);
+    });
+    return out;
+  }
+
+  async write(offsetBytes: number, data: Uint8Array, fua: boolean): Promise<void> {
+    this.checkWritable(offsetBytes, data.byteLength);
+    const flags = fua ? Flag.FUA : 0;
+    await this.forEachPiece(offsetBytes, data.byteLength, (pos, len, at) =>
+      this.piece(Op.WRITE, flags, pos, len, data.subarray(at, at + len)).then(() => undefined),
+    );
+  }
+
+  async trim(offsetBytes: number, lengthBytes: number, fua: boolean): Promise<void> {
+    this.checkWritable(offsetBytes, lengthBytes);
+    const flags = fua ? Flag.FUA : 0;
+    await this.forEachPiece(offsetBytes, lengthBytes, (pos, len) => this.piece(Op.TRIM, flags, pos, len, undefined).then(() => undefined));
+  }
+
+  async writeZeroes(offsetBytes: number, lengthBytes: number, fua: boolean): Promise<void> {
+    this.checkWritable(offsetBytes, lengthBytes);
+    const flags = fua ? Flag.FUA : 0;
+    await this.forEachPiece(offsetBytes, lengthBytes, (pos, len) =>
+      this.piece(Op.WRITE_ZEROES, flags, pos, len, undefined).then(() => undefined),
+    );
+  }
+
+  /** Make every write acknowledged so far durable on every copy. */
+  async flush(): Promise<void> {
+    if (this.dirty.size === 0) return;
+    const targets = [...this.dirty];
+    this.dirty.clear();
+    const results = await Promise.allSettled(targets.map((sdsId) => this.flushOne(sdsId)));
+    const failed = targets.filter((_, i) => results[i]!.status === "rejected");
+    if (failed.length > 0) {
+      for (const s of failed) this.dirty.add(s);
+      const first = results.find((r): r is PromiseRejectedResult => r.status === "rejected")!;
+      throw first.reason instanceof PfError ? first.reason : new PfError("IO_ERROR", `flush failed: ${String(first.reason)}`);
+    }
+  }
+
+  private async flushOne(sdsId: string): Promise<void> {
+    const deadline = this.deps.nowMs() + Limits.sdcRetryWindowMs;
+    for (let attempt = 0; ; attempt++) {
+      const link = this.deps.link(sdsId);
+      if (link) {
+        const r = await link.request({ opcode: Op.FLUSH, flags: 0, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0, gen: 0 });
+        if (r.status === Status.OK) return;
+        if (!RETRYABLE.has(r.status)) throw statusError(r.status, "FLUSH", sdsId);
+      }
+      if (this.deps.nowMs() > deadline) throw new PfError("IO_ERROR", `FLUSH on SDS ${sdsId} did not succeed within ${Limits.sdcRetryWindowMs} ms`);
+      await this.deps.sleep(backoffMs(attempt));
+    }
+  }
+
+  /** Send one extent-contained piece to the extent's primary, retrying through map changes. */
+  private async piece(opcode: Op, flags: number, posBytes: number, lengthBytes: number, payload: Uint8Array | undefined): Promise<DataReply> {
+    const deadline = this.deps.nowMs() + Limits.sdcRetryWindowMs;
+    for (let attempt = 0; ; attempt++) {
+      const extentIndex = Math.floor(posBytes / this.map.extentSizeBytes);
+      const extent = this.map.extents[extentIndex];
+      if (extent === undefined) throw new PfError("BAD_REQUEST", `offset ${posBytes} is past the volume's extent map`);
+      const primary = extent.replicas[0]!;
+      const link = this.deps.link(primary);
+      let status: Status = Status.UNAVAILABLE;
+      if (link) {
+        const r = await link.request(
+          {
+            opcode,
+            flags,
+            epoch: extent.epoch,
+            volumeHi: this.volumeHi,
+            volumeLo: this.volumeLo,
+            extentIndex,
+            offset: posBytes - extentIndex * this.map.extentSizeBytes,
+            length: lengthBytes,
+            gen: 0,
+          },
+          payload,
+        );
+        if (r.status === Status.OK) {
+          if (opcode !== Op.READ) this.dirty.add(primary);
+          return r;
+        }
+        status = r.status;
+      }
+      if (!RETRYABLE.has(status)) throw statusError(status, opName(opcode), primary);
+      if (this.deps.nowMs() > deadline) {
+        throw new PfError("IO_ERROR", `${opName(opcode)} on volume ${this.map.name} extent ${extentIndex} failed for ${Limits.sdcRetryWindowMs} ms (last: ${statusName(status)})`);
+      }
+      await this.deps.refreshMaps();
+      await this.deps.sleep(backoffMs(attempt));
+    }
+  }
+
+  private async forEachPiece(offsetBytes: number, lengthBytes: number, fn: (posBytes: number, len: number, at: number) => Promise<void>): Promise<void> {
+    if (lengthBytes === 0) return;
+    const ext = this.map.extentSizeBytes;
+    const end = offsetBytes + lengthBytes;
+    const firstEnd = Math.min(end, (Math.floor(offsetBytes / ext) + 1) * ext);
+    if (firstEnd === end) return fn(offsetBytes, lengthBytes, 0);
+    const parts: Promise<void>[] = [];
+    for (let pos = offsetBytes; pos < end; ) {
+      const next = Math.min(end, (Math.floor(pos / ext) + 1) * ext);
+      parts.push(fn(pos, next - pos, pos - offsetBytes));
+      pos = next;
+    }
+    const results = await Promise.allSettled(parts);
+    const bad = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (bad) throw bad.reason;
+  }
+
+  private checkRange(offsetBytes: number, lengthBytes: number): void {
+    if (offsetBytes < 0 || lengthBytes < 0 || offsetBytes > this.map.sizeBytes || lengthBytes > this.map.sizeBytes - offsetBytes) {
+      throw new PfError("BAD_REQUEST", `IO at ${offsetBytes}+${lengthBytes} is past the end of volume ${this.map.name} (${this.map.sizeBytes} bytes)`);
+    }
+  }
+
+  private checkWritable(offsetBytes: number, lengthBytes: number): void {
+    if (this.readOnly) throw new PfError("READ_ONLY", `volume ${this.map.name} is mapped read-only`);
+    if (offsetBytes < 0 || lengthBytes < 0 || offsetBytes > this.map.sizeBytes || lengthBytes > this.map.sizeBytes - offsetBytes) {
+      throw new PfError("NO_SPACE", `write at ${offsetBytes}+${lengthBytes} is past the end of volume ${this.map.name} (${this.map.sizeBytes} bytes)`);
+    }
+  }
+}
+
+function backoffMs(attempt: number): number {
+  return Math.min(500, 10 * 2 ** Math.min(attempt, 6));
+}
+
+function opName(op: Op): string {
+  for (const [k, v] of Object.entries(Op)) if (v === op) return k;
+  return `op${op}`;
+}
+
+function statusName(s: Status): string {
+  for (const [k, v] of Object.entries(Status)) if (v === s) return k;
+  return `status${s}`;
+}
+
+function statusError(s: Status, what: string, sdsId: string): PfError {
+  const msg = `${what} refused by SDS ${sdsId}: ${statusName(s)}`;
+  switch (s) {
+    case Status.NO_SPACE:
+      return new PfError("NO_SPACE", msg);
+    case Status.READ_ONLY:
+      return new PfError("READ_ONLY", msg);
+    case Status.INVALID:
+      return new PfError("BAD_REQUEST", msg);
+    case Status.UNAUTHORIZED:
+      return new PfError("UNAUTHORIZED", msg);
+    case Status.OK:
+    case Status.STALE_EPOCH:
+    case Status.NOT_OWNER:
+    case Status.IO_ERROR:
+    case Status.UNAVAILABLE:
+      return new PfError("IO_ERROR", msg);
+    default: {
+      const never: never = s;
+      return new PfError("INTERNAL", `unknown status ${String(never)}`);
+    }
+  }
+}
