@@ -1,0 +1,229 @@
+// Test harness: runs the compiled binary (dist/pf) as an operator would — `pf up cluster.yaml`
+// in a temp data dir, on free loopback ports — and gives tests its NBD URIs, an scli runner and
+// process control (kill -9 of every role, restart). Every process it starts is stopped by PID
+// in stop(), pass or fail.
+
+import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync, readdirSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { Subprocess } from "bun";
+
+export const PF_BIN = resolve(import.meta.dir, "../../dist/pf");
+
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once("error", rej);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      const port = typeof a === "object" && a ? a.port : 0;
+      s.close(() => res(port));
+    });
+  });
+}
+
+export interface VolumeSpec {
+  name: string;
+  size: string;
+  type?: "thin" | "thick";
+  access?: "ReadWrite" | "ReadOnly";
+  mapped?: boolean;
+}
+
+export interface ClusterSpec {
+  sdsCount?: number;
+  devicesPerSds?: number;
+  deviceSize?: string;
+  extentSize?: string;
+  granularity?: string;
+  sparePercentage?: number;
+  volumes: VolumeSpec[];
+}
+
+export interface Ports {
+  mdm: number;
+  nbd: number;
+  sds: number[];
+}
+
+export function clusterYaml(spec: ClusterSpec, ports: Ports): string {
+  const n = spec.sdsCount ?? 3;
+  const devs = spec.devicesPerSds ?? 2;
+  const size = spec.deviceSize ?? "256MiB";
+  const sds = Array.from({ length: n }, (_, i) => {
+    const d = Array.from({ length: devs }, (_, j) => `{ path: sds${i + 1}/dev${j}.img, size: ${size} }`).join(", ");
+    return `      - { name: sds${i + 1}, port: ${ports.sds[i]}, pool: pd1/sp1, devices: [${d}] }`;
+  });
+  const vols = spec.volumes.map((v) => {
+    const map = v.mapped === false ? "[]" : `[{ host: local, accessMode: ${v.access ?? "ReadWrite"} }]`;
+    return `  - { name: ${v.name}, pool: pd1/sp1, size: ${v.size}, type: ${v.type ?? "thin"}, mapTo: ${map} }`;
+  });
+  return [
+    "cluster: { name: pf-test, adminPassword: test-admin-pw }",
+    `mdm: { port: ${ports.mdm} }`,
+    "hosts:",
+    "  - name: local",
+    "    address: 127.0.0.1",
+    "    mdm: true",
+    "    sds:",
+    ...sds,
+    `    sdc: { nbd: 127.0.0.1:${ports.nbd} }`,
+    "protectionDomains:",
+    "  - name: pd1",
+    "    storagePools:",
+    `      - { name: sp1, sparePercentage: ${spec.sparePercentage ?? 10}, extentSize: ${spec.extentSize ?? "16MiB"}, granularity: ${spec.granularity ?? "64MiB"} }`,
+    "volumes:",
+    ...(vols.length > 0 ? vols : ["  []"]),
+    "",
+  ].join("\n");
+}
+
+export class TestCluster {
+  readonly dir: string;
+  readonly dataDir: string;
+  readonly configFile: string;
+  private up: Subprocess<"ignore", "pipe", "pipe"> | null = null;
+  output = "";
+
+  private constructor(readonly ports: Ports, yaml: string) {
+    this.dir = mkdtempSync(join(tmpdir(), "pf-test-"));
+    this.dataDir = join(this.dir, "data");
+    this.configFile = join(this.dir, "cluster.yaml");
+    writeFileSync(this.configFile, yaml);
+  }
+
+  static async create(spec: ClusterSpec): Promise<TestCluster> {
+    if (!existsSync(PF_BIN)) throw new Error(`${PF_BIN} missing: run \`npm run build\` first (npm test does)`);
+    const n = spec.sdsCount ?? 3;
+    const ports: Ports = { mdm: await freePort(), nbd: await freePort(), sds: [] };
+    for (let i = 0; i < n; i++) ports.sds.push(await freePort());
+    return new TestCluster(ports, clusterYaml(spec, ports));
+  }
+
+  get mdmUrl(): string {
+    return `https://127.0.0.1:${this.ports.mdm}`;
+  }
+  get caFile(): string {
+    return join(this.dataDir, "mdm", "tls", "cert.pem");
+  }
+  nbdUri(volume: string): string {
+    return `nbd://127.0.0.1:${this.ports.nbd}/${volume}`;
+  }
+
+  /** Start `pf up` and wait for its "is up" line. */
+  async start(timeoutMs = 90_000): Promise<void> {
+    const proc = Bun.spawn([PF_BIN, "up", this.configFile, "--data-dir", this.dataDir], {
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, CONSOLA_LEVEL: "3" },
+    });
+    this.up = proc;
+    const seen = this.collect(proc);
+    const deadline = Date.now() + timeoutMs;
+    while (!this.output.includes("pf is up on host")) {
+      if (proc.exitCode !== null) throw new Error(`pf up exited ${proc.exitCode}:\n${this.output}`);
+      if (Date.now() > deadline) throw new Error(`pf up not ready after ${timeoutMs} ms:\n${this.output}`);
+      await Bun.sleep(100);
+    }
+    void seen;
+  }
+
+  private async collect(proc: Subprocess<"ignore", "pipe", "pipe">): Promise<void> {
+    const dec = new TextDecoder();
+    const pump = async (s: ReadableStream<Uint8Array>) => {
+      for await (const chunk of s) this.output += dec.decode(chunk);
+    };
+    await Promise.all([pump(proc.stdout), pump(proc.stderr)]);
+  }
+
+  /** PIDs of every role process started by pf up. */
+  rolePids(): number[] {
+    if (!this.up) return [];
+    return childPids(this.up.pid);
+  }
+
+  /** kill -9 pf up and every role, as a power cut of the host would. */
+  async killAll9(): Promise<void> {
+    const pids = [...this.rolePids(), ...(this.up ? [this.up.pid] : [])];
+    for (const pid of pids) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    if (this.up) await this.up.exited;
+    this.up = null;
+    await Bun.sleep(200);
+  }
+
+  async stop(): Promise<void> {
+    const pids = this.rolePids();
+    if (this.up) {
+      this.up.kill("SIGTERM");
+      const done = await Promise.race([this.up.exited.then(() => true), Bun.sleep(10_000).then(() => false)]);
+      if (!done) this.up.kill("SIGKILL");
+    }
+    for (const pid of pids) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // stopped cleanly already
+      }
+    }
+    this.up = null;
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Run `pf scli ARGS` against this cluster (session kept in the test dir). */
+  async scli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    const proc = Bun.spawn([PF_BIN, "scli", ...args], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, PF_MDM: this.mdmUrl, PF_MDM_CA: this.caFile, PF_SCLI_SESSION_DIR: join(this.dir, "scli"), HOME: this.dir },
+    });
+    const [stdout, stderr] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+    return { code: await proc.exited, stdout, stderr };
+  }
+
+  async login(): Promise<void> {
+    const r = await this.scli(["--login", "--username", "admin", "--password", "test-admin-pw"]);
+    if (r.code !== 0) throw new Error(`scli --login failed: ${r.stderr}${r.stdout}`);
+  }
+
+  adminPassword(): string {
+    return readFileSync(join(this.dataDir, "mdm", "admin-password"), "utf8").trim();
+  }
+}
+
+/** All descendants of pid, read from /proc. */
+export function childPids(pid: number): number[] {
+  const rows: [number, number][] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      rows.push([Number(name), ppid]);
+    } catch {
+      // process ended while we looked
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const [c, pp] of rows) {
+      if (pp === p) {
+        out.push(c);
+        walk(c);
+      }
+    }
+  };
+  walk(pid);
+  return out;
+}
