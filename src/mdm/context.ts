@@ -1,0 +1,26 @@
+// The MDM's shared state handed to every service and route: the database, the injected clock
+// and random source, and the in-memory health tracker. Services are plain functions of this
+// context, so tests drive them with a fake clock and a seeded random source.
+
+import type { MdmDb } from "../store/mdm_db.ts";
+import type { HealthTracker } from "./health.ts";
+import type { TokenStore } from "./auth.ts";
+
+export interface MdmContext {
+  store: MdmDb;
+  /** ms since the epoch; injected so heartbeats and token expiry are testable */
+  clock: () => number;
+  /** uniform [0, 1); placement's tie breaker */
+  random: () => number;
+  health: HealthTracker;
+  tokens: TokenStore;
+  systemId: string;
+  /** address clients were told to use (for mdmCluster / System ip lists) */
+  listenHost: string;
+  listenPort: number;
+}
+
+/** Run fn in one sqlite transaction: every change in it commits together or not at all. */
+export function inTransaction<T>(ctx: MdmContext, fn: () => T): T {
+  return ctx.store.sqlite.transaction(fn)();
+}

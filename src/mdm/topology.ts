@@ -1,0 +1,366 @@
+// Topology changes made through REST: protection domains, storage pools, fault sets, SDS and
+// device records, renames and removals. Each change is one transaction; validation happens
+// before any write, so a refused request leaves the MDM state unchanged.
+// Invariants: a device belongs to one SDS and one pool of the SDS's protection domain; an
+// SDS's fault set is in its protection domain; nothing holding extents or children is removed;
+// an SDS address change bumps mapVersion (clients cache addresses).
+
+import { and, count, eq, or } from "drizzle-orm";
+import { PfError } from "../proto/errors.ts";
+import { Limits, Units } from "../proto/limits.ts";
+import type { CreateDevice, CreateFaultSet, CreateProtectionDomain, CreateSds, CreateStoragePool, SdsIpEntry } from "../proto/powerflex_api.ts";
+import {
+  deviceTable,
+  extentTable,
+  faultSetTable,
+  protectionDomainTable,
+  sdcTable,
+  sdsTable,
+  storagePoolTable,
+  volumeMappingTable,
+  volumeTable,
+  type SdsRow,
+} from "../store/mdm_schema.ts";
+import { inTransaction, type MdmContext } from "./context.ts";
+import { getDevice, getFaultSet, getPd, getPool, getSdc, getSds, unique } from "./lookup.ts";
+import { allocateId, bumpMapVersion } from "./system_state.ts";
+
+export const DEFAULT_SDS_PORT = 7072;
+export const DEFAULT_SPARE_PERCENTAGE = 10;
+export const DEFAULT_REBUILD_RATE_LIMIT_KBPS = 10240;
+
+// ---- protection domains ----
+
+export function createProtectionDomain(ctx: MdmContext, body: CreateProtectionDomain): string {
+  return inTransaction(ctx, () => {
+    const id = allocateId(ctx, "ProtectionDomain");
+    unique(`A Protection Domain named ${body.name} already exists`, () =>
+      ctx.store.db.insert(protectionDomainTable).values({ id, name: body.name, state: "Active", createdAtMs: ctx.clock() }).run(),
+    );
+    return id;
+  });
+}
+
+export function renameProtectionDomain(ctx: MdmContext, id: string, name: string): void {
+  getPd(ctx, id);
+  unique(`A Protection Domain named ${name} already exists`, () =>
+    ctx.store.db.update(protectionDomainTable).set({ name }).where(eq(protectionDomainTable.id, id)).run(),
+  );
+}
+
+export function removeProtectionDomain(ctx: MdmContext, id: string): void {
+  inTransaction(ctx, () => {
+    getPd(ctx, id);
+    const pools = countOf(ctx, storagePoolTable, eq(storagePoolTable.pdId, id));
+    const sds = countOf(ctx, sdsTable, eq(sdsTable.pdId, id));
+    if (pools > 0 || sds > 0) {
+      throw new PfError("IN_USE", `Protection Domain ${id} still has ${pools} storage pool(s) and ${sds} SDS(s); remove them first`);
+    }
+    ctx.store.db.delete(faultSetTable).where(eq(faultSetTable.pdId, id)).run();
+    ctx.store.db.delete(protectionDomainTable).where(eq(protectionDomainTable.id, id)).run();
+  });
+}
+
+// ---- storage pools ----
+
+export interface PoolSettings {
+  extentBytes: number;
+  granularityBytes: number;
+}
+
+function checkPoolGeometry(s: PoolSettings): void {
+  if (s.extentBytes % Limits.thinChunkBytes !== 0 || s.extentBytes > Limits.maxExtentBytes) {
+    throw new PfError(
+      "BAD_REQUEST",
+      `extent size ${s.extentBytes} bytes must be a multiple of ${Limits.thinChunkBytes} and at most ${Limits.maxExtentBytes}`,
+    );
+  }
+  if (s.granularityBytes % s.extentBytes !== 0) {
+    throw new PfError("BAD_REQUEST", `allocation granularity ${s.granularityBytes} bytes must be a multiple of the extent size ${s.extentBytes}`);
+  }
+}
+
+export function createStoragePool(ctx: MdmContext, body: CreateStoragePool): string {
+  const geometry: PoolSettings = {
+    extentBytes: body.extentSizeInKb !== undefined ? body.extentSizeInKb * Units.KiB : Limits.defaultExtentBytes,
+    granularityBytes:
+      body.allocationGranularityInKb !== undefined ? body.allocationGranularityInKb * Units.KiB : Limits.defaultAllocationGranularityBytes,
+  };
+  checkPoolGeometry(geometry);
+  return inTransaction(ctx, () => {
+    getPd(ctx, body.protectionDomainId);
+    const id = allocateId(ctx, "StoragePool");
+    unique(`A Storage Pool named ${body.name} already exists in this Protection Domain`, () =>
+      ctx.store.db
+        .insert(storagePoolTable)
+        .values({
+          id,
+          pdId: body.protectionDomainId,
+          name: body.name,
+          mediaType: body.mediaType ?? "HDD",
+          extentBytes: geometry.extentBytes,
+          granularityBytes: geometry.granularityBytes,
+          sparePercentage: body.sparePercentage ?? DEFAULT_SPARE_PERCENTAGE,
+          defaultThin: body.defaultVolumeType === "ThinProvisioned",
+          rebuildRateLimitKbps: body.rebuildRateLimitInKbps ?? DEFAULT_REBUILD_RATE_LIMIT_KBPS,
+          rebuildEnabled: body.rebuildEnabled ?? true,
+          rebalanceEnabled: body.rebalanceEnabled ?? true,
+          zeroPaddingEnabled: body.zeroPaddingEnabled ?? true,
+          createdAtMs: ctx.clock(),
+        })
+        .run(),
+    );
+    return id;
+  });
+}
+
+export function renameStoragePool(ctx: MdmContext, id: string, name: string): void {
+  getPool(ctx, id);
+  unique(`A Storage Pool named ${name} already exists in this Protection Domain`, () =>
+    ctx.store.db.update(storagePoolTable).set({ name }).where(eq(storagePoolTable.id, id)).run(),
+  );
+}
+
+export function removeStoragePool(ctx: MdmContext, id: string): void {
+  inTransaction(ctx, () => {
+    getPool(ctx, id);
+    const volumes = countOf(ctx, volumeTable, eq(volumeTable.poolId, id));
+    const devices = countOf(ctx, deviceTable, eq(deviceTable.poolId, id));
+    if (volumes > 0 || devices > 0) {
+      throw new PfError("IN_USE", `Storage Pool ${id} still has ${volumes} volume(s) and ${devices} device(s); remove them first`);
+    }
+    ctx.store.db.delete(storagePoolTable).where(eq(storagePoolTable.id, id)).run();
+  });
+}
+
+export function setSparePercentage(ctx: MdmContext, id: string, sparePercentage: number): void {
+  getPool(ctx, id);
+  ctx.store.db.update(storagePoolTable).set({ sparePercentage }).where(eq(storagePoolTable.id, id)).run();
+}
+
+export function setPoolFlags(ctx: MdmContext, id: string, flags: { rebuildEnabled?: boolean; rebalanceEnabled?: boolean }): void {
+  getPool(ctx, id);
+  const set: { rebuildEnabled?: boolean; rebalanceEnabled?: boolean } = {};
+  if (flags.rebuildEnabled !== undefined) set.rebuildEnabled = flags.rebuildEnabled;
+  if (flags.rebalanceEnabled !== undefined) set.rebalanceEnabled = flags.rebalanceEnabled;
+  if (Object.keys(set).length === 0) throw new PfError("BAD_REQUEST", "nothing to set");
+  ctx.store.db.update(storagePoolTable).set(set).where(eq(storagePoolTable.id, id)).run();
+}
+
+export function setRebuildRateLimit(ctx: MdmContext, id: string, kbps: number): void {
+  getPool(ctx, id);
+  ctx.store.db.update(storagePoolTable).set({ rebuildRateLimitKbps: kbps }).where(eq(storagePoolTable.id, id)).run();
+}
+
+// ---- fault sets ----
+
+export function createFaultSet(ctx: MdmContext, body: CreateFaultSet): string {
+  return inTransaction(ctx, () => {
+    getPd(ctx, body.protectionDomainId);
+    const id = allocateId(ctx, "FaultSet");
+    unique(`A Fault Set named ${body.name} already exists in this Protection Domain`, () =>
+      ctx.store.db.insert(faultSetTable).values({ id, pdId: body.protectionDomainId, name: body.name, createdAtMs: ctx.clock() }).run(),
+    );
+    return id;
+  });
+}
+
+export function renameFaultSet(ctx: MdmContext, id: string, name: string): void {
+  getFaultSet(ctx, id);
+  unique(`A Fault Set named ${name} already exists in this Protection Domain`, () =>
+    ctx.store.db.update(faultSetTable).set({ name }).where(eq(faultSetTable.id, id)).run(),
+  );
+}
+
+export function removeFaultSet(ctx: MdmContext, id: string): void {
+  inTransaction(ctx, () => {
+    getFaultSet(ctx, id);
+    const sds = countOf(ctx, sdsTable, eq(sdsTable.faultSetId, id));
+    if (sds > 0) throw new PfError("IN_USE", `Fault Set ${id} still has ${sds} SDS(s); remove them first`);
+    ctx.store.db.delete(faultSetTable).where(eq(faultSetTable.id, id)).run();
+  });
+}
+
+// ---- SDS and devices ----
+
+/** The data-plane address of an SDS: the first IP whose role carries SDS traffic. */
+export function dataHostOf(ipList: SdsIpEntry[]): string {
+  const ip = ipList.find((x) => x.role !== "sdcOnly") ?? ipList[0];
+  if (!ip) throw new PfError("BAD_REQUEST", "sdsIpList needs at least one IP");
+  return ip.ip;
+}
+
+export function parseIpList(json: string): SdsIpEntry[] {
+  return JSON.parse(json) as SdsIpEntry[];
+}
+
+function checkIpsFree(ctx: MdmContext, ips: string[], exceptSdsId: string | null): void {
+  for (const other of ctx.store.db.select().from(sdsTable).all()) {
+    if (other.id === exceptSdsId) continue;
+    const taken = parseIpList(other.ipList).find((x) => ips.includes(x.ip));
+    if (taken) throw new PfError("ALREADY_EXISTS", `SDS ${other.name} (${other.id}) already uses IP ${taken.ip}`);
+  }
+}
+
+export function createSds(ctx: MdmContext, body: CreateSds): string {
+  return inTransaction(ctx, () => {
+    getPd(ctx, body.protectionDomainId);
+    if (body.faultSetId !== undefined) {
+      const fs = getFaultSet(ctx, body.faultSetId);
+      if (fs.pdId !== body.protectionDomainId) throw new PfError("BAD_REQUEST", `Fault Set ${fs.id} is not in Protection Domain ${body.protectionDomainId}`);
+    }
+    const host = dataHostOf(body.sdsIpList);
+    checkIpsFree(
+      ctx,
+      body.sdsIpList.map((x) => x.ip),
+      null,
+    );
+    const id = allocateId(ctx, "Sds");
+    const name = body.name ?? `SDS_${host}`.slice(0, Limits.maxNameLength);
+    unique(`An SDS named ${name} already exists`, () =>
+      ctx.store.db
+        .insert(sdsTable)
+        .values({
+          id,
+          name,
+          pdId: body.protectionDomainId,
+          faultSetId: body.faultSetId ?? null,
+          ipList: JSON.stringify(body.sdsIpList),
+          host,
+          dataPort: body.sdsPort ?? DEFAULT_SDS_PORT,
+          state: "Normal",
+          createdAtMs: ctx.clock(),
+        })
+        .run(),
+    );
+    const sds = getSds(ctx, id);
+    for (const d of body.deviceInfoList ?? []) {
+      addDevice(ctx, sds, {
+        path: d.devicePath,
+        poolId: d.storagePoolId,
+        name: d.deviceName,
+        mediaType: d.mediaType,
+        capacityBytes: (d.capacityInKb ?? 0) * Units.KiB,
+      });
+    }
+    bumpMapVersion(ctx);
+    return id;
+  });
+}
+
+export interface NewDevice {
+  path: string;
+  poolId: string;
+  name?: string | undefined;
+  mediaType?: string | undefined;
+  capacityBytes: number;
+}
+
+/** Insert one device of an SDS; call inside a transaction. */
+export function addDevice(ctx: MdmContext, sds: SdsRow, d: NewDevice): string {
+  const pool = getPool(ctx, d.poolId);
+  if (pool.pdId !== sds.pdId) {
+    throw new PfError("BAD_REQUEST", `Storage Pool ${pool.id} is not in the Protection Domain of SDS ${sds.id}`);
+  }
+  const id = allocateId(ctx, "Device");
+  unique(`SDS ${sds.name} already has a device with path ${d.path}${d.name ? ` or name ${d.name}` : ""}`, () =>
+    ctx.store.db
+      .insert(deviceTable)
+      .values({
+        id,
+        sdsId: sds.id,
+        poolId: pool.id,
+        name: d.name ?? null,
+        path: d.path,
+        mediaType: d.mediaType ?? pool.mediaType,
+        capacityBytes: d.capacityBytes,
+        usedBytes: 0,
+        state: "Normal",
+        assignedBytes: 0,
+        thickAssignedBytes: 0,
+        createdAtMs: ctx.clock(),
+      })
+      .run(),
+  );
+  return id;
+}
+
+export function createDevice(ctx: MdmContext, body: CreateDevice): string {
+  const path = body.deviceCurrentPathname ?? body.devicePath;
+  if (path === undefined) throw new PfError("BAD_REQUEST", "deviceCurrentPathname is required");
+  return inTransaction(ctx, () => {
+    const sds = getSds(ctx, body.sdsId);
+    return addDevice(ctx, sds, {
+      path,
+      poolId: body.storagePoolId,
+      name: body.name,
+      mediaType: body.mediaType,
+      capacityBytes: (body.capacityInKb ?? 0) * Units.KiB,
+    });
+  });
+}
+
+export function renameDevice(ctx: MdmContext, id: string, name: string): void {
+  const d = getDevice(ctx, id);
+  unique(`SDS ${d.sdsId} already has a device named ${name}`, () => ctx.store.db.update(deviceTable).set({ name }).where(eq(deviceTable.id, id)).run());
+}
+
+export function removeDevice(ctx: MdmContext, id: string): void {
+  inTransaction(ctx, () => {
+    getDevice(ctx, id);
+    const copies = countOf(ctx, extentTable, or(eq(extentTable.primaryDeviceId, id), eq(extentTable.secondaryDeviceId, id)));
+    if (copies > 0) throw new PfError("IN_USE", `Device ${id} holds ${copies} extent copies; moving data off a device is not implemented yet`);
+    ctx.store.db.delete(deviceTable).where(eq(deviceTable.id, id)).run();
+  });
+}
+
+export function renameSds(ctx: MdmContext, id: string, name: string): void {
+  getSds(ctx, id);
+  unique(`An SDS named ${name} already exists`, () => ctx.store.db.update(sdsTable).set({ name }).where(eq(sdsTable.id, id)).run());
+}
+
+export function removeSds(ctx: MdmContext, id: string): void {
+  inTransaction(ctx, () => {
+    getSds(ctx, id);
+    const copies = countOf(ctx, extentTable, or(eq(extentTable.primarySdsId, id), eq(extentTable.secondarySdsId, id)));
+    if (copies > 0) {
+      throw new PfError("IN_USE", `SDS ${id} holds ${copies} extent copies; draining an SDS before removal is not implemented yet`);
+    }
+    ctx.store.db.delete(deviceTable).where(eq(deviceTable.sdsId, id)).run();
+    ctx.store.db.delete(sdsTable).where(eq(sdsTable.id, id)).run();
+    bumpMapVersion(ctx);
+  });
+  ctx.health.forgetSds(id);
+}
+
+// ---- SDC ----
+
+export function renameSdc(ctx: MdmContext, id: string, name: string): void {
+  getSdc(ctx, id);
+  unique(`An SDC named ${name} already exists`, () => ctx.store.db.update(sdcTable).set({ name }).where(eq(sdcTable.id, id)).run());
+}
+
+export function removeSdc(ctx: MdmContext, id: string): void {
+  inTransaction(ctx, () => {
+    getSdc(ctx, id);
+    const mapped = countOf(ctx, volumeMappingTable, eq(volumeMappingTable.sdcId, id));
+    if (mapped > 0) throw new PfError("IN_USE", `SDC ${id} has ${mapped} mapped volume(s); unmap them first`);
+    ctx.store.db.delete(sdcTable).where(eq(sdcTable.id, id)).run();
+  });
+  ctx.health.forgetSdc(id);
+}
+
+// ---- helpers ----
+
+type CountableTable =
+  | typeof storagePoolTable
+  | typeof sdsTable
+  | typeof volumeTable
+  | typeof deviceTable
+  | typeof extentTable
+  | typeof volumeMappingTable
+  | typeof faultSetTable;
+
+export function countOf(ctx: MdmContext, table: CountableTable, where: ReturnType<typeof and>): number {
+  return ctx.store.db.select({ n: count() }).from(table).where(where).get()?.n ?? 0;
+}

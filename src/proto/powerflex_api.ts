@@ -1,0 +1,184 @@
+// zod schemas of the MDM's public REST API in the PowerFlex gateway shape (API "3.6"): request
+// bodies of creates and actions. One source of types for the MDM and for scli.
+// PowerFlex clients send numbers and booleans as strings ("8", "True", "TRUE"): the loose*
+// helpers accept both forms; unknown fields are dropped (zod objects strip them), so
+// PyPowerFlex's extra "volumeClass" and friends pass. Omitted and null mean "not given".
+
+import { z } from "zod";
+
+export const POWERFLEX_API_VERSION = "3.6";
+export const POWERFLEX_VERSION_INFO = "R3_6.0.0";
+export const POWERFLEX_SYSTEM_VERSION_NAME = "DellEMC PowerFlex Version: R3_6.0.0";
+
+export const PowerFlexTypes = ["System", "ProtectionDomain", "StoragePool", "FaultSet", "Sds", "Device", "Sdc", "Volume", "VTree"] as const;
+export type PowerFlexType = (typeof PowerFlexTypes)[number];
+
+export const id16 = z.string().regex(/^[0-9a-f]{16}$/, "expected a 16-hex-digit id");
+export const objectName = z
+  .string()
+  .min(1, "name must not be empty")
+  .max(31, "name is longer than 31 characters")
+  .regex(/^[A-Za-z0-9_.:\-]+$/, "names use letters, digits, _ . : -");
+
+/** An integer sent as a JSON number or a decimal string ("8"). */
+export const looseInt = z.preprocess((v) => {
+  if (typeof v === "string" && /^\s*-?\d+\s*$/.test(v)) return Number(v.trim());
+  return v;
+}, z.number().int().refine(Number.isSafeInteger, "number too large"));
+
+/** A boolean sent as JSON true/false or a string "true"/"TRUE"/"True"/"false"…. */
+export const looseBool = z.preprocess((v) => {
+  if (typeof v === "string") {
+    const s = v.trim().toLowerCase();
+    if (s === "true") return true;
+    if (s === "false") return false;
+  }
+  return v;
+}, z.boolean());
+
+/** null and undefined both mean "not given". */
+function opt<T extends z.ZodType>(t: T) {
+  return t.nullish().transform((v) => (v === null ? undefined : v));
+}
+
+export const MediaType = z.enum(["HDD", "SSD", "NVDIMM", "Transitional"]);
+export const VolumeType = z.enum(["ThinProvisioned", "ThickProvisioned"]);
+export type VolumeType = z.infer<typeof VolumeType>;
+export const AccessMode = z.enum(["ReadWrite", "ReadOnly"]);
+export type AccessMode = z.infer<typeof AccessMode>;
+
+// ---- login ----
+
+/** POST /api/login may carry the credentials as JSON too (GET uses Basic auth only). */
+export const LoginBody = z.object({ username: opt(z.string().max(256)), password: opt(z.string().max(1024)) });
+
+// ---- creates ----
+
+export const CreateProtectionDomain = z.object({ name: objectName });
+export type CreateProtectionDomain = z.infer<typeof CreateProtectionDomain>;
+
+export const CreateStoragePool = z.object({
+  protectionDomainId: id16,
+  name: objectName,
+  mediaType: opt(MediaType),
+  dataLayout: opt(z.enum(["MediumGranularity"], { message: "only dataLayout MediumGranularity is supported" })),
+  sparePercentage: opt(looseInt.pipe(z.number().min(0).max(99))),
+  zeroPaddingEnabled: opt(looseBool),
+  rebuildEnabled: opt(looseBool),
+  rebalanceEnabled: opt(looseBool),
+  /** pf extension: extent size (default Limits.defaultExtentBytes) */
+  extentSizeInKb: opt(looseInt.pipe(z.number().positive())),
+  /** pf extension: volume size granularity (default Limits.defaultAllocationGranularityBytes) */
+  allocationGranularityInKb: opt(looseInt.pipe(z.number().positive())),
+  /** pf extension: default volume type when a create omits volumeType */
+  defaultVolumeType: opt(VolumeType),
+  /** pf extension: rebuild rate limit per device */
+  rebuildRateLimitInKbps: opt(looseInt.pipe(z.number().min(0))),
+});
+export type CreateStoragePool = z.infer<typeof CreateStoragePool>;
+
+export const CreateFaultSet = z.object({ protectionDomainId: id16, name: objectName });
+export type CreateFaultSet = z.infer<typeof CreateFaultSet>;
+
+const ipRole = z.enum(["all", "sdsOnly", "sdcOnly"]);
+const bareIp = z.object({ ip: z.string().min(1).max(253), role: opt(ipRole) });
+/** Real arrays wrap each IP as {"SdsIp":{ip,role}}; PyPowerFlex's helper sends the bare form. */
+export const SdsIpEntry = z.union([z.object({ SdsIp: bareIp }).transform((x) => x.SdsIp), bareIp]).transform((x) => ({
+  ip: x.ip,
+  role: x.role ?? "all",
+}));
+export type SdsIpEntry = z.infer<typeof SdsIpEntry>;
+
+export const DeviceInfo = z.object({
+  devicePath: z.string().min(1).max(4096),
+  storagePoolId: id16,
+  deviceName: opt(objectName),
+  mediaType: opt(MediaType),
+  /** pf extension: capacity when the SDS process has not reported yet */
+  capacityInKb: opt(looseInt.pipe(z.number().min(0))),
+});
+
+export const CreateSds = z.object({
+  protectionDomainId: id16,
+  name: opt(objectName),
+  sdsIpList: z.array(SdsIpEntry).min(1, "sdsIpList needs at least one IP").max(8),
+  deviceInfoList: opt(z.array(DeviceInfo).max(64)),
+  sdsPort: opt(looseInt.pipe(z.number().min(1).max(65535))),
+  faultSetId: opt(id16),
+  forceClean: opt(looseBool),
+});
+export type CreateSds = z.infer<typeof CreateSds>;
+
+export const CreateDevice = z.object({
+  sdsId: id16,
+  storagePoolId: id16,
+  deviceCurrentPathname: opt(z.string().min(1).max(4096)),
+  devicePath: opt(z.string().min(1).max(4096)),
+  name: opt(objectName),
+  mediaType: opt(MediaType),
+  capacityInKb: opt(looseInt.pipe(z.number().min(0))),
+});
+export type CreateDevice = z.infer<typeof CreateDevice>;
+
+export const CreateVolume = z.object({
+  storagePoolId: opt(id16),
+  protectionDomainId: opt(id16),
+  name: opt(objectName),
+  volumeSizeInKb: opt(looseInt),
+  volumeSizeInGb: opt(looseInt),
+  volumeType: opt(VolumeType),
+});
+export type CreateVolume = z.infer<typeof CreateVolume>;
+
+// ---- instance actions ----
+
+export const RemoveVolume = z.object({ removeMode: opt(z.enum(["ONLY_ME", "INCLUDING_DESCENDANTS", "DESCENDANTS_ONLY", "WHOLE_VTREE"])) });
+export const SetVolumeSize = z.object({ sizeInGB: looseInt });
+export const SetVolumeName = z.object({ newName: objectName });
+export const AddMappedSdc = z.object({
+  sdcId: opt(id16),
+  guid: opt(z.string().min(1).max(64)),
+  accessMode: opt(AccessMode),
+  allowMultipleMappings: opt(looseBool),
+});
+export const RemoveMappedSdc = z.object({ sdcId: opt(id16), guid: opt(z.string().min(1).max(64)), allSdcs: opt(z.unknown()) });
+export const SetVolumeMappingAccessMode = z.object({ sdcId: opt(id16), guid: opt(z.string().min(1).max(64)), accessMode: AccessMode });
+export const RemoveSds = z.object({ force: opt(looseBool) });
+export const SetSdsName = z.object({ name: objectName });
+export const SetSdcName = z.object({ sdcName: objectName });
+export const SetName = z.object({ name: objectName });
+/** setProtectionDomainName / setStoragePoolName / setFaultSetName accept both spellings. */
+export const RenameObject = z
+  .object({ name: opt(objectName), newName: opt(objectName) })
+  .refine((x) => x.name !== undefined || x.newName !== undefined, "name is required")
+  .transform((x) => ({ name: (x.name ?? x.newName) as string }));
+export const SetSparePercentage = z.object({ sparePercentage: looseInt.pipe(z.number().min(0).max(99)) });
+export const SetEnabled = z.object({ rebuildEnabled: opt(looseBool), rebalanceEnabled: opt(looseBool) });
+export const SetDeviceName = z.object({ newName: opt(objectName), name: opt(objectName) });
+export const Empty = z.object({});
+
+// ---- type actions ----
+
+export const QueryIdByKey = z.object({ name: objectName });
+export const QuerySelectedStatistics = z.object({
+  ids: opt(z.array(id16).max(100_000)),
+  allIds: opt(z.unknown()),
+  properties: z.array(z.string().min(1).max(128)).min(1).max(1000),
+});
+export type QuerySelectedStatistics = z.infer<typeof QuerySelectedStatistics>;
+
+// ---- answers (for clients such as scli) ----
+
+export const CreatedId = z.object({ id: id16 });
+export const PowerFlexErrorBody = z.object({
+  message: z.string(),
+  httpStatusCode: z.number().int(),
+  errorCode: z.number().int(),
+  pfCode: z.string().optional(),
+});
+export type PowerFlexErrorBody = z.infer<typeof PowerFlexErrorBody>;
+
+export interface Link {
+  rel: string;
+  href: string;
+}

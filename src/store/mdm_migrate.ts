@@ -1,0 +1,47 @@
+// Versioned migrations of the MDM database. The SQL is embedded in the binary (text imports), so
+// a compiled `pf` copied alone to a host still migrates. Invariants: migrations apply in version
+// order, each inside one transaction together with its schema_version row, so a crash leaves the
+// database at a whole version; a database newer than this binary is refused, never touched.
+
+import type { Database } from "bun:sqlite";
+import { PfError } from "../proto/errors.ts";
+import init0000 from "./migrations/0000_init.sql" with { type: "text" };
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MDM_MIGRATIONS: readonly Migration[] = [{ version: 0, name: "0000_init", sql: init0000 }];
+
+/** Current schema version, or -1 for an empty database. */
+export function schemaVersionOf(sqlite: Database): number {
+  sqlite.run(
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY NOT NULL, name TEXT NOT NULL, applied_at_ms INTEGER NOT NULL)",
+  );
+  const row = sqlite.query<{ v: number | null }, []>("SELECT MAX(version) AS v FROM schema_version").get();
+  return row?.v ?? -1;
+}
+
+/** Apply every migration newer than the database; returns the versions applied. */
+export function migrateMdmDb(sqlite: Database, migrations: readonly Migration[] = MDM_MIGRATIONS, nowMs: number = Date.now()): number[] {
+  const current = schemaVersionOf(sqlite);
+  const newest = migrations.reduce((m, x) => Math.max(m, x.version), -1);
+  if (current > newest) {
+    throw new PfError(
+      "INVALID_STATE",
+      `MDM database schema version ${current} is newer than this binary knows (${newest}); use a newer pf`,
+    );
+  }
+  const applied: number[] = [];
+  for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+    if (m.version <= current) continue;
+    sqlite.transaction(() => {
+      sqlite.run(m.sql);
+      sqlite.run("INSERT INTO schema_version (version, name, applied_at_ms) VALUES (?, ?, ?)", [m.version, m.name, nowMs]);
+    })();
+    applied.push(m.version);
+  }
+  return applied;
+}

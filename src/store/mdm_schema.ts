@@ -1,0 +1,167 @@
+// drizzle table definitions of the MDM's sqlite state. They mirror migrations/NNNN_*.sql exactly
+// (the SQL files are the schema's source of truth on disk; these give the queries their types).
+// Booleans are stored as 0/1 integers, sizes in bytes, times in ms since the epoch unless named _s.
+
+import { integer, sqliteTable, text, primaryKey } from "drizzle-orm/sqlite-core";
+
+export const systemTable = sqliteTable("system", {
+  id: text("id").primaryKey(),
+  name: text("name"),
+  idSalt: text("id_salt").notNull(),
+  nextCounter: integer("next_counter").notNull(),
+  mapVersion: integer("map_version").notNull(),
+  dataKey: text("data_key").notNull(),
+  createdAtMs: integer("created_at_ms").notNull(),
+  capacityAlertHighPct: integer("capacity_alert_high_pct").notNull(),
+  capacityAlertCriticalPct: integer("capacity_alert_critical_pct").notNull(),
+});
+
+export const protectionDomainTable = sqliteTable("protection_domain", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  state: text("state").notNull(),
+  rebuildNetworkKbps: integer("rebuild_network_kbps"),
+  rebalanceNetworkKbps: integer("rebalance_network_kbps"),
+  createdAtMs: integer("created_at_ms").notNull(),
+});
+
+export const storagePoolTable = sqliteTable("storage_pool", {
+  id: text("id").primaryKey(),
+  pdId: text("pd_id").notNull(),
+  name: text("name").notNull(),
+  mediaType: text("media_type").notNull(),
+  extentBytes: integer("extent_bytes").notNull(),
+  granularityBytes: integer("granularity_bytes").notNull(),
+  sparePercentage: integer("spare_percentage").notNull(),
+  defaultThin: integer("default_thin", { mode: "boolean" }).notNull(),
+  rebuildRateLimitKbps: integer("rebuild_rate_limit_kbps").notNull(),
+  rebuildEnabled: integer("rebuild_enabled", { mode: "boolean" }).notNull(),
+  rebalanceEnabled: integer("rebalance_enabled", { mode: "boolean" }).notNull(),
+  zeroPaddingEnabled: integer("zero_padding_enabled", { mode: "boolean" }).notNull(),
+  createdAtMs: integer("created_at_ms").notNull(),
+});
+
+export const faultSetTable = sqliteTable("fault_set", {
+  id: text("id").primaryKey(),
+  pdId: text("pd_id").notNull(),
+  name: text("name").notNull(),
+  createdAtMs: integer("created_at_ms").notNull(),
+});
+
+export const sdsTable = sqliteTable("sds", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  pdId: text("pd_id").notNull(),
+  faultSetId: text("fault_set_id"),
+  /** JSON: [{ip, role}] */
+  ipList: text("ip_list").notNull(),
+  host: text("host").notNull(),
+  dataPort: integer("data_port").notNull(),
+  state: text("state").notNull(),
+  createdAtMs: integer("created_at_ms").notNull(),
+});
+
+export const deviceTable = sqliteTable("device", {
+  id: text("id").primaryKey(),
+  sdsId: text("sds_id").notNull(),
+  poolId: text("pool_id").notNull(),
+  name: text("name"),
+  path: text("path").notNull(),
+  mediaType: text("media_type").notNull(),
+  capacityBytes: integer("capacity_bytes").notNull(),
+  usedBytes: integer("used_bytes").notNull(),
+  state: text("state").notNull(),
+  /** bytes of extent copies placed on this device (thin and thick) */
+  assignedBytes: integer("assigned_bytes").notNull(),
+  /** bytes of thick extent copies placed on this device */
+  thickAssignedBytes: integer("thick_assigned_bytes").notNull(),
+  createdAtMs: integer("created_at_ms").notNull(),
+});
+
+export const sdcTable = sqliteTable("sdc", {
+  id: text("id").primaryKey(),
+  guid: text("guid").notNull(),
+  name: text("name"),
+  host: text("host").notNull(),
+  approved: integer("approved", { mode: "boolean" }).notNull(),
+  createdAtMs: integer("created_at_ms").notNull(),
+});
+
+export const volumeTable = sqliteTable("volume", {
+  id: text("id").primaryKey(),
+  name: text("name"),
+  poolId: text("pool_id").notNull(),
+  volumeType: text("volume_type").notNull(),
+  sizeBytes: integer("size_bytes").notNull(),
+  extentBytes: integer("extent_bytes").notNull(),
+  vtreeId: text("vtree_id").notNull(),
+  accessModeLimit: text("access_mode_limit").notNull(),
+  creationTimeS: integer("creation_time_s").notNull(),
+});
+
+export const volumeMappingTable = sqliteTable(
+  "volume_mapping",
+  {
+    volumeId: text("volume_id").notNull(),
+    sdcId: text("sdc_id").notNull(),
+    accessMode: text("access_mode").notNull(),
+    createdAtMs: integer("created_at_ms").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.volumeId, t.sdcId] })],
+);
+
+export const extentTable = sqliteTable(
+  "extent",
+  {
+    volumeId: text("volume_id").notNull(),
+    idx: integer("idx").notNull(),
+    epoch: integer("epoch").notNull(),
+    primarySdsId: text("primary_sds_id").notNull(),
+    primaryDeviceId: text("primary_device_id").notNull(),
+    secondarySdsId: text("secondary_sds_id"),
+    secondaryDeviceId: text("secondary_device_id"),
+  },
+  (t) => [primaryKey({ columns: [t.volumeId, t.idx] })],
+);
+
+export const userTable = sqliteTable("app_user", {
+  name: text("name").primaryKey(),
+  passwordHash: text("password_hash").notNull(),
+  role: text("role").notNull(),
+  createdAtMs: integer("created_at_ms").notNull(),
+});
+
+export const tokenTable = sqliteTable("token", {
+  hash: text("hash").primaryKey(),
+  userName: text("user_name").notNull(),
+  createdAtMs: integer("created_at_ms").notNull(),
+  lastUsedMs: integer("last_used_ms").notNull(),
+});
+
+export const mdmSchema = {
+  systemTable,
+  protectionDomainTable,
+  storagePoolTable,
+  faultSetTable,
+  sdsTable,
+  deviceTable,
+  sdcTable,
+  volumeTable,
+  volumeMappingTable,
+  extentTable,
+  userTable,
+  tokenTable,
+};
+
+export type SystemRow = typeof systemTable.$inferSelect;
+export type ProtectionDomainRow = typeof protectionDomainTable.$inferSelect;
+export type StoragePoolRow = typeof storagePoolTable.$inferSelect;
+export type FaultSetRow = typeof faultSetTable.$inferSelect;
+export type SdsRow = typeof sdsTable.$inferSelect;
+export type DeviceRow = typeof deviceTable.$inferSelect;
+export type SdcRow = typeof sdcTable.$inferSelect;
+export type VolumeRow = typeof volumeTable.$inferSelect;
+export type VolumeMappingRow = typeof volumeMappingTable.$inferSelect;
+export type ExtentRow = typeof extentTable.$inferSelect;
+export type UserRow = typeof userTable.$inferSelect;
+export type TokenRow = typeof tokenTable.$inferSelect;
