@@ -38,6 +38,7 @@ export const Limits = {
   maxTokens: 100_000,
   heartbeatIntervalMs: 1000,
   heartbeatTimeoutMs: 5000,
+  sdsLeaseMs: 4000, // an SDS serves extents only while its lease holds; shorter than heartbeatTimeoutMs
   mapPollIntervalMs: 1000,
 } as const;
 
