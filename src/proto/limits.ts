@@ -15,6 +15,8 @@ export const Limits = {
   nbdMaxBufferedBytesPerConn: 96 * MiB, // and beyond this many buffered bytes
   nbdMinBlockBytes: 512,
   nbdPreferredBlockBytes: 4096,
+  nbdReplyStagingBytes: 256 * KiB, // per-connection buffer small replies are batched into
+  nbdReplyCopyMaxBytes: 16 * KiB, // READ data up to this size is copied into the batch; larger is written as is
 
   // data plane (SDC <-> SDS, SDS <-> SDS)
   dataMaxPayloadBytes: 32 * MiB, // a frame whose payload is larger closes the connection

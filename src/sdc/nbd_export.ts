@@ -1,0 +1,28 @@
+// What the NBD server serves: the interface a mapped volume implements (NbdExport) and the set of
+// exports the SDC offers (ExportRegistry). The server never imports the SDC's IO code; the SDC's
+// volume objects satisfy these interfaces structurally.
+//
+// Invariants the implementer keeps: offsets and lengths passed in are already bounds-checked
+// against sizeBytes (and ≤ Limits.nbdMaxRequestBytes for read/write); failures reject with PfError
+// (mapped to an NBD errno by nbdErrnoOf); a write/trim/zero with `fua` resolves only once durable
+// on every copy; flush() covers every write acknowledged before it was called (on every
+// connection when multiConn is true).
+
+export interface NbdExport {
+  name: string;
+  sizeBytes: number;
+  readOnly: boolean;
+  /** CAN_MULTI_CONN is advertised only when this is true (FLUSH covers writes of all connections) */
+  multiConn: boolean;
+  /** resolves with exactly lengthBytes bytes; rejects with PfError */
+  read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array>;
+  write(offsetBytes: number, data: Uint8Array, fua: boolean): Promise<void>;
+  flush(): Promise<void>;
+  trim(offsetBytes: number, lengthBytes: number, fua: boolean): Promise<void>;
+  writeZeroes(offsetBytes: number, lengthBytes: number, fua: boolean): Promise<void>;
+}
+
+export interface ExportRegistry {
+  get(name: string): NbdExport | undefined;
+  list(): NbdExport[];
+}

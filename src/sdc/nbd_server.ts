@@ -1,0 +1,94 @@
+// The SDC's NBD front end: a Bun TCP listener that serves the registry's exports to NBD clients
+// (qemu, libnbd tools, fio, nbd-client). Protocol work lives in nbd_session.ts / nbd_handshake.ts;
+// this file only accepts connections, wires socket events to sessions, and closes sessions when
+// an export is unmapped or the server stops.
+//
+// Invariants: TCP_NODELAY on every connection; a session's failure (bad client, drop, exception in
+// its handlers) closes that connection only, never the listener; stop() closes every connection.
+
+import type { Socket, TCPSocketListener } from "bun";
+import { consola } from "consola";
+import type { ExportRegistry } from "./nbd_export.ts";
+import { NbdSession } from "./nbd_session.ts";
+
+export type { ExportRegistry, NbdExport } from "./nbd_export.ts";
+
+export interface NbdServerOptions {
+  host: string;
+  /** 0 = pick a free port */
+  port: number;
+  registry: ExportRegistry;
+}
+
+export interface NbdServer {
+  port: number;
+  stop(): Promise<void>;
+  /** disconnect sessions of an export that was unmapped */
+  closeExport(name: string): void;
+}
+
+interface ConnData {
+  session: NbdSession | null;
+}
+
+export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer> {
+  const sessions = new Set<NbdSession>();
+  let nextId = 1;
+
+  const guarded = (s: Socket<ConnData>, what: string, f: (session: NbdSession) => void): void => {
+    const session = s.data.session;
+    if (session === null) return;
+    try {
+      f(session);
+    } catch (e) {
+      // A bug reached by one client's input must not take the server down: drop that client.
+      consola.error(`nbd: connection ${session.id}: ${what} handler failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      session.shutdown("internal error");
+      sessions.delete(session);
+    }
+  };
+
+  const listener: TCPSocketListener<ConnData> = Bun.listen<ConnData>({
+    hostname: opts.host,
+    port: opts.port,
+    data: { session: null },
+    socket: {
+      open(s) {
+        s.setNoDelay(true);
+        const session = new NbdSession(nextId++, s, opts.registry, `${s.remoteAddress}:${s.remotePort}`);
+        s.data = { session };
+        sessions.add(session);
+        guarded(s, "open", (ss) => ss.start());
+      },
+      data(s, chunk) {
+        guarded(s, "data", (ss) => ss.onData(chunk));
+      },
+      drain(s) {
+        guarded(s, "drain", (ss) => ss.onDrain());
+      },
+      close(s) {
+        const session = s.data.session;
+        if (session === null) return;
+        sessions.delete(session);
+        session.onClose();
+      },
+      error(s, err) {
+        consola.debug(`nbd: connection ${s.data.session?.id ?? "?"}: socket error: ${err.message}`);
+      },
+    },
+  });
+
+  return {
+    port: listener.port,
+    closeExport(name: string) {
+      for (const s of sessions) {
+        if (s.exportName === name) s.shutdown(`export "${name}" was unmapped`);
+      }
+    },
+    async stop() {
+      for (const s of sessions) s.shutdown("server stopping");
+      sessions.clear();
+      listener.stop(true);
+    },
+  };
+}

@@ -1,0 +1,396 @@
+// One NBD connection: a state machine over the received bytes (handshake, then requests), which
+// starts requests on the export concurrently and answers them out of order through ReplyWriter.
+//
+// Invariants:
+// - the reader never waits on a request: a request is started as soon as its header (and WRITE
+//   payload) is in, and answered when it completes, in any order;
+// - a WRITE's payload is always consumed before it is answered, even when refused; a payload
+//   over Limits.nbdMaxRequestBytes is skipped as it arrives (never buffered) and answered EINVAL;
+//   over Limits.nbdAbusiveRequestBytes the connection is closed;
+// - at most Limits.nbdMaxInFlightPerConn requests run at once, and reading is paused while that
+//   many run or while received + held + unsent bytes exceed Limits.nbdMaxBufferedBytesPerConn;
+// - framing errors (bad magic, bad handshake flags, oversized option) close this connection only;
+// - DISC: no more requests are read; the connection ends once in-flight ones are answered and
+//   every reply byte left;
+// - with structured replies, READ is answered only with chunks (OFFSET_DATA/NONE/ERROR + DONE).
+
+import { consola } from "consola";
+import { isPfError, nbdErrnoOf } from "../proto/errors.ts";
+import { Limits } from "../proto/limits.ts";
+import {
+  CLIENT_FLAGS_BYTES,
+  Cmd,
+  CmdFlag,
+  NbdDecodeError,
+  NbdErrno,
+  OPTION_HEADER_BYTES,
+  REQUEST_BYTES,
+  decodeClientFlags,
+  decodeOptionHeader,
+  decodeRequest,
+  encodeGreeting,
+  toNbdErrno,
+  type NbdRequest,
+} from "../proto/nbd.ts";
+import { ByteQueue } from "./nbd_byte_queue.ts";
+import type { ExportRegistry, NbdExport } from "./nbd_export.ts";
+import { SERVER_HANDSHAKE_FLAGS, handleOption, type HandshakeState } from "./nbd_handshake.ts";
+import { ReplyWriter, type ByteSink } from "./nbd_reply_writer.ts";
+import { refusalOf } from "./nbd_request_check.ts";
+
+/** The part of a Bun TCP socket a session uses. */
+export interface SessionSocket extends ByteSink {
+  pause(): void;
+  resume(): void;
+  end(): void;
+}
+
+type Phase = "client-flags" | "option-header" | "option-data" | "request" | "write-payload" | "skip-payload" | "closed";
+
+export class NbdSession {
+  /** export being served once the transmission phase started */
+  exportName: string | null = null;
+  private phase: Phase = "client-flags";
+  private readonly queue = new ByteQueue(REQUEST_BYTES);
+  private readonly writer: ReplyWriter;
+  private readonly hs: HandshakeState = { clientFlags: 0, structuredReplies: false };
+  private exp: NbdExport | null = null;
+  private optionCode = 0;
+  private optionBytes = 0;
+  /** WRITE waiting for its payload (write-payload) or being skipped (skip-payload) */
+  private pendingReq: NbdRequest | null = null;
+  private skipRemaining = 0;
+  private inFlight = 0;
+  private heldBytes = 0;
+  private paused = false;
+  private disconnecting = false;
+  private requestsServed = 0;
+
+  constructor(
+    readonly id: number,
+    private readonly socket: SessionSocket,
+    private readonly registry: ExportRegistry,
+    private readonly peer: string,
+  ) {
+    this.writer = new ReplyWriter(socket, () => this.onWriterDrained());
+  }
+
+  get isClosed(): boolean {
+    return this.phase === "closed";
+  }
+
+  /** Connection accepted: send the greeting. */
+  start(): void {
+    consola.debug(`nbd: connection ${this.id} from ${this.peer} opened`);
+    this.writer.raw(encodeGreeting(SERVER_HANDSHAKE_FLAGS));
+    this.writer.flush();
+  }
+
+  onData(chunk: Buffer): void {
+    if (this.phase === "closed") return;
+    this.queue.push(chunk);
+    this.pump();
+  }
+
+  onDrain(): void {
+    this.writer.onDrain();
+  }
+
+  /** The socket is gone (client closed, dropped, or we ended it): release everything quietly. */
+  onClose(): void {
+    if (this.phase !== "closed") {
+      consola.debug(
+        `nbd: connection ${this.id} from ${this.peer} closed (export "${this.exportName ?? "-"}", ${this.requestsServed} requests, ${this.inFlight} in flight dropped)`,
+      );
+    }
+    this.phase = "closed";
+    this.queue.clear();
+    this.writer.close();
+  }
+
+  /** Server side close (export unmapped, server stopping): flush what is ready and end. */
+  shutdown(reason: string): void {
+    if (this.phase === "closed") return;
+    consola.debug(`nbd: connection ${this.id} (${this.peer}, export "${this.exportName ?? "-"}"): closing: ${reason}`);
+    this.closeNow();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Parsing
+
+  private pump(): void {
+    for (;;) {
+      if (this.disconnecting) break;
+      const progressed = this.step();
+      if (!progressed) break;
+    }
+    this.updateFlow();
+  }
+
+  /** One parsing step; false when more bytes (or fewer in-flight requests) are needed. */
+  private step(): boolean {
+    switch (this.phase) {
+      case "client-flags":
+        return this.readClientFlags();
+      case "option-header":
+        return this.readOptionHeader();
+      case "option-data":
+        return this.readOptionData();
+      case "request":
+        return this.readRequest();
+      case "write-payload":
+        return this.readWritePayload();
+      case "skip-payload":
+        return this.skipPayload();
+      case "closed":
+        return false;
+      default: {
+        const never: never = this.phase;
+        return never;
+      }
+    }
+  }
+
+  private readClientFlags(): boolean {
+    if (this.queue.length < CLIENT_FLAGS_BYTES) return false;
+    const b = this.queue.peek(CLIENT_FLAGS_BYTES);
+    const flags = decodeClientFlags(b, this.queue.peekOffset, SERVER_HANDSHAKE_FLAGS);
+    if (flags instanceof NbdDecodeError) return this.violation(flags);
+    this.queue.skip(CLIENT_FLAGS_BYTES);
+    this.hs.clientFlags = flags;
+    this.phase = "option-header";
+    return true;
+  }
+
+  private readOptionHeader(): boolean {
+    if (this.queue.length < OPTION_HEADER_BYTES) return false;
+    const b = this.queue.peek(OPTION_HEADER_BYTES);
+    const h = decodeOptionHeader(b, this.queue.peekOffset);
+    if (h instanceof NbdDecodeError) return this.violation(h);
+    this.queue.skip(OPTION_HEADER_BYTES);
+    this.optionCode = h.option;
+    this.optionBytes = h.dataBytes;
+    this.phase = "option-data";
+    return true;
+  }
+
+  private readOptionData(): boolean {
+    if (this.queue.length < this.optionBytes) return false;
+    const data = this.queue.take(this.optionBytes);
+    const outcome = handleOption(this.hs, this.registry, this.optionCode, data);
+    for (const r of outcome.replies) this.writer.raw(r);
+    this.writer.flush();
+    switch (outcome.kind) {
+      case "continue":
+        this.phase = "option-header";
+        return true;
+      case "close":
+        if (outcome.violation) consola.warn(`nbd: connection ${this.id} (${this.peer}): ${outcome.reason}; closing`);
+        else consola.debug(`nbd: connection ${this.id} (${this.peer}): ${outcome.reason}; closing`);
+        this.closeNow();
+        return false;
+      case "transmission":
+        this.exp = outcome.export;
+        this.exportName = outcome.export.name;
+        this.phase = "request";
+        consola.debug(
+          `nbd: connection ${this.id} (${this.peer}) serving export "${this.exportName}" (flags 0x${outcome.transmissionFlags.toString(16)}, ${this.hs.structuredReplies ? "structured" : "simple"} replies)`,
+        );
+        return true;
+      default: {
+        const never: never = outcome;
+        return never;
+      }
+    }
+  }
+
+  private readRequest(): boolean {
+    if (this.inFlight >= Limits.nbdMaxInFlightPerConn) return false;
+    if (this.queue.length < REQUEST_BYTES) return false;
+    const b = this.queue.peek(REQUEST_BYTES);
+    const req = decodeRequest(b, this.queue.peekOffset);
+    if (req instanceof NbdDecodeError) return this.violation(req);
+    this.queue.skip(REQUEST_BYTES);
+    if (req.type !== Cmd.WRITE) {
+      this.dispatch(req, null);
+      return true;
+    }
+    if (req.lengthBytes > Limits.nbdAbusiveRequestBytes) {
+      return this.violation(new NbdDecodeError("request.length", `WRITE of ${req.lengthBytes} bytes > ${Limits.nbdAbusiveRequestBytes}`));
+    }
+    this.pendingReq = req;
+    if (req.lengthBytes > Limits.nbdMaxRequestBytes) {
+      this.skipRemaining = req.lengthBytes;
+      this.phase = "skip-payload";
+    } else {
+      this.phase = "write-payload";
+    }
+    return true;
+  }
+
+  private readWritePayload(): boolean {
+    const req = this.pendingReq;
+    if (req === null || this.queue.length < req.lengthBytes) return false;
+    const payload = this.queue.take(req.lengthBytes);
+    this.pendingReq = null;
+    this.phase = "request";
+    this.dispatch(req, payload);
+    return true;
+  }
+
+  private skipPayload(): boolean {
+    const req = this.pendingReq;
+    if (req === null) return false;
+    const n = Math.min(this.skipRemaining, this.queue.length);
+    this.queue.skip(n);
+    this.skipRemaining -= n;
+    if (this.skipRemaining > 0) return false;
+    consola.warn(`nbd: connection ${this.id} (${this.peer}): WRITE of ${req.lengthBytes} bytes > ${Limits.nbdMaxRequestBytes}: EINVAL`);
+    this.pendingReq = null;
+    this.phase = "request";
+    this.replyError(req, NbdErrno.EINVAL);
+    return true;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Execution
+
+  private dispatch(req: NbdRequest, payload: Buffer | null): void {
+    const exp = this.exp;
+    if (exp === null) return; // cannot happen in the request phase
+    this.requestsServed++;
+    if (req.type === Cmd.DISC) {
+      this.disconnecting = true;
+      this.finishIfIdle();
+      return;
+    }
+    const errno = refusalOf(req, exp, this.hs.structuredReplies);
+    if (errno !== 0) {
+      this.replyError(req, errno);
+      return;
+    }
+    if (req.type === Cmd.CACHE || (req.lengthBytes === 0 && req.type !== Cmd.FLUSH)) {
+      this.replyOk(req, EMPTY);
+      return;
+    }
+    const fua = (req.flags & CmdFlag.FUA) !== 0;
+    const held = payload !== null ? payload.length : req.type === Cmd.READ ? req.lengthBytes : 0;
+    this.inFlight++;
+    this.heldBytes += held;
+    let p: Promise<Uint8Array | void>;
+    try {
+      p = this.execute(exp, req, payload, fua);
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    p.then(
+      (data) => this.complete(req, held, data instanceof Uint8Array ? data : EMPTY, 0),
+      (e: unknown) => this.complete(req, held, EMPTY, this.errnoOf(req, e)),
+    );
+  }
+
+  private execute(exp: NbdExport, req: NbdRequest, payload: Buffer | null, fua: boolean): Promise<Uint8Array | void> {
+    switch (req.type) {
+      case Cmd.READ:
+        return exp.read(req.offsetBytes, req.lengthBytes);
+      case Cmd.WRITE:
+        return exp.write(req.offsetBytes, payload ?? EMPTY, fua);
+      case Cmd.FLUSH:
+        return exp.flush();
+      case Cmd.TRIM:
+        return exp.trim(req.offsetBytes, req.lengthBytes, fua);
+      case Cmd.WRITE_ZEROES:
+        return exp.writeZeroes(req.offsetBytes, req.lengthBytes, fua);
+      default:
+        // refusalOf() lets only the commands above through
+        return Promise.reject(new Error(`nbd: command ${req.type} reached execute()`));
+    }
+  }
+
+  private complete(req: NbdRequest, held: number, data: Uint8Array, errno: number): void {
+    this.inFlight--;
+    this.heldBytes -= held;
+    if (this.phase === "closed") return;
+    if (errno === 0 && req.type === Cmd.READ && data.length !== req.lengthBytes) {
+      consola.error(`nbd: export "${this.exportName}" returned ${data.length} bytes for a READ of ${req.lengthBytes}: EIO`);
+      errno = NbdErrno.EIO;
+    }
+    if (errno !== 0) this.replyError(req, errno);
+    else this.replyOk(req, data);
+    if (this.disconnecting) {
+      this.finishIfIdle();
+      return;
+    }
+    // Reading may have stopped at the in-flight bound: continue parsing what is buffered.
+    if (this.phase === "request" && this.inFlight === Limits.nbdMaxInFlightPerConn - 1) this.pump();
+    else this.updateFlow();
+  }
+
+  private errnoOf(req: NbdRequest, e: unknown): number {
+    if (isPfError(e)) {
+      consola.debug(`nbd: export "${this.exportName}": command ${req.type} at ${req.offsetBytes}+${req.lengthBytes}: ${e.code}: ${e.message}`);
+      return toNbdErrno(nbdErrnoOf[e.code]);
+    }
+    consola.warn(`nbd: export "${this.exportName}": command ${req.type} at ${req.offsetBytes}+${req.lengthBytes} failed: ${String(e)}: EIO`);
+    return NbdErrno.EIO;
+  }
+
+  private replyOk(req: NbdRequest, data: Uint8Array): void {
+    if (req.type !== Cmd.READ) this.writer.simple(0, req.cookieHi, req.cookieLo);
+    else if (this.hs.structuredReplies) this.writer.structuredRead(req.cookieHi, req.cookieLo, req.offsetBytes, data);
+    else this.writer.simpleRead(req.cookieHi, req.cookieLo, data);
+  }
+
+  private replyError(req: NbdRequest, errno: number): void {
+    if (req.type === Cmd.READ && this.hs.structuredReplies) this.writer.structuredError(req.cookieHi, req.cookieLo, errno);
+    else this.writer.simple(errno, req.cookieHi, req.cookieLo);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Flow control and closing
+
+  private updateFlow(): void {
+    if (this.phase === "closed") return;
+    const buffered = this.queue.length + this.heldBytes + this.writer.bufferedBytes;
+    const over =
+      this.inFlight >= Limits.nbdMaxInFlightPerConn ||
+      (buffered >= Limits.nbdMaxBufferedBytesPerConn && (this.inFlight > 0 || this.writer.bufferedBytes > 0));
+    if (over && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    } else if (!over && this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  private onWriterDrained(): void {
+    if (this.disconnecting) this.finishIfIdle();
+    else this.updateFlow();
+  }
+
+  /** After DISC: end once nothing is in flight and every reply byte left. */
+  private finishIfIdle(): void {
+    if (this.inFlight > 0 || this.phase === "closed") return;
+    this.writer.flush();
+    if (this.writer.bufferedBytes > 0) return; // onWriterDrained() comes back here
+    consola.debug(`nbd: connection ${this.id} (${this.peer}): DISC after ${this.requestsServed} requests`);
+    this.closeNow();
+  }
+
+  private violation(err: NbdDecodeError): boolean {
+    consola.warn(`nbd: connection ${this.id} (${this.peer}, export "${this.exportName ?? "-"}"): protocol violation: ${err.toString()}; closing`);
+    this.closeNow();
+    return false;
+  }
+
+  private closeNow(): void {
+    this.writer.flush();
+    this.phase = "closed";
+    this.queue.clear();
+    this.writer.close();
+    this.socket.end();
+  }
+}
+
+const EMPTY = new Uint8Array(0);
