@@ -1,0 +1,134 @@
+// What each scli command accepts: its flags, which of them are required (alone or one of a
+// group), which exclude each other, and which need another. argv_parse checks argv against
+// this table before any request is sent, so a bad combination costs no MDM round trip.
+// Typed as Record<CommandName, …> so a command without a spec is a compile error.
+
+import type { CommandName, FlagName } from "./flag_specs.ts";
+
+export interface CommandSpec {
+  /** flags besides COMMON_FLAGS */
+  flags: readonly FlagName[];
+  /** each entry: a flag that must be given, or a group of which exactly one must be given */
+  required: readonly (FlagName | readonly FlagName[])[];
+  /** groups of which at most one may be given */
+  exclusive: readonly (readonly FlagName[])[];
+  /** flag -> group of which one must also be given */
+  needs: readonly { flag: FlagName; oneOf: readonly FlagName[]; why: string }[];
+  /** false only for login/logout-free commands (none today besides --login itself) */
+  needsSession: boolean;
+  /** the usage line of `<command> --help` */
+  usage: string;
+}
+
+const PD = ["protection_domain_id", "protection_domain_name"] as const;
+const POOL = ["storage_pool_id", "storage_pool_name"] as const;
+const VOLUME = ["volume_id", "volume_name"] as const;
+const SDS = ["sds_id", "sds_name", "sds_ip"] as const;
+const SDC = ["sdc_id", "sdc_name", "sdc_ip", "sdc_guid"] as const;
+const POOL_NEEDS_PD = { flag: "storage_pool_name", oneOf: PD, why: "a pool name is unique only inside its protection domain" } as const;
+
+const spec = (s: Partial<CommandSpec> & Pick<CommandSpec, "usage">): CommandSpec => ({
+  flags: [],
+  required: [],
+  exclusive: [],
+  needs: [],
+  needsSession: true,
+  ...s,
+});
+
+export const COMMANDS: Record<CommandName, CommandSpec> = {
+  login: spec({
+    flags: ["username", "password"],
+    required: ["username", "password"],
+    needsSession: false,
+    usage: "--login --username USER --password PASSWORD [--mdm_ip HOST[:PORT]] [--mdm_ca FILE]",
+  }),
+  logout: spec({ needsSession: false, usage: "--logout [--mdm_ip HOST[:PORT]]" }),
+  add_protection_domain: spec({
+    flags: ["protection_domain_name"],
+    required: ["protection_domain_name"],
+    usage: "--add_protection_domain --protection_domain_name NAME",
+  }),
+  add_storage_pool: spec({
+    flags: [...PD, "storage_pool_name", "media_type"],
+    required: [PD, "storage_pool_name"],
+    exclusive: [PD],
+    usage: "--add_storage_pool (--protection_domain_id ID | --protection_domain_name NAME) --storage_pool_name NAME [--media_type HDD|SSD]",
+  }),
+  add_fault_set: spec({
+    flags: [...PD, "fault_set_name"],
+    required: [PD, "fault_set_name"],
+    exclusive: [PD],
+    usage: "--add_fault_set (--protection_domain_id ID | --protection_domain_name NAME) --fault_set_name NAME",
+  }),
+  add_volume: spec({
+    flags: [...PD, ...POOL, "size_gb", "volume_name", "thin_provisioned", "thick_provisioned"],
+    required: [POOL, "size_gb"],
+    exclusive: [PD, POOL, ["thin_provisioned", "thick_provisioned"]],
+    needs: [POOL_NEEDS_PD],
+    usage:
+      "--add_volume (--storage_pool_id ID | --protection_domain_name NAME --storage_pool_name NAME) --size_gb GB [--volume_name NAME] [--thin_provisioned | --thick_provisioned]",
+  }),
+  remove_volume: spec({
+    flags: [...VOLUME, "i_am_sure", "remove_with_descendant_snapshots"],
+    required: [VOLUME],
+    exclusive: [VOLUME],
+    usage: "--remove_volume (--volume_id ID | --volume_name NAME) [--remove_with_descendant_snapshots] --i_am_sure",
+  }),
+  map_volume_to_sdc: spec({
+    flags: [...VOLUME, ...SDC, "access_mode", "allow_multi_map"],
+    required: [VOLUME, SDC],
+    exclusive: [VOLUME, SDC],
+    usage:
+      "--map_volume_to_sdc (--volume_id ID | --volume_name NAME) (--sdc_id ID | --sdc_ip IP | --sdc_guid GUID | --sdc_name NAME) [--access_mode ReadWrite|ReadOnly] [--allow_multi_map]",
+  }),
+  unmap_volume_from_sdc: spec({
+    flags: [...VOLUME, ...SDC, "all_sdcs", "i_am_sure"],
+    required: [VOLUME, [...SDC, "all_sdcs"]],
+    exclusive: [VOLUME, [...SDC, "all_sdcs"]],
+    usage:
+      "--unmap_volume_from_sdc (--volume_id ID | --volume_name NAME) (--sdc_id ID | --sdc_ip IP | --sdc_guid GUID | --sdc_name NAME | --all_sdcs) [--i_am_sure]",
+  }),
+  modify_volume_capacity: spec({
+    flags: [...VOLUME, "size_gb"],
+    required: [VOLUME, "size_gb"],
+    exclusive: [VOLUME],
+    usage: "--modify_volume_capacity (--volume_id ID | --volume_name NAME) --size_gb GB",
+  }),
+  rename_volume: spec({
+    flags: [...VOLUME, "new_name"],
+    required: [VOLUME, "new_name"],
+    exclusive: [VOLUME],
+    usage: "--rename_volume (--volume_id ID | --volume_name NAME) --new_name NAME",
+  }),
+  query_all: spec({ usage: "--query_all" }),
+  query_all_volumes: spec({ usage: "--query_all_volumes" }),
+  query_volume: spec({
+    flags: [...VOLUME],
+    required: [VOLUME],
+    exclusive: [VOLUME],
+    usage: "--query_volume (--volume_id ID | --volume_name NAME)",
+  }),
+  query_all_sds: spec({ usage: "--query_all_sds" }),
+  query_sds: spec({
+    flags: [...SDS],
+    required: [SDS],
+    exclusive: [SDS],
+    usage: "--query_sds (--sds_id ID | --sds_name NAME | --sds_ip IP)",
+  }),
+  query_all_sdc: spec({ usage: "--query_all_sdc" }),
+  query_storage_pool: spec({
+    flags: [...PD, ...POOL],
+    required: [POOL],
+    exclusive: [PD, POOL],
+    needs: [POOL_NEEDS_PD],
+    usage: "--query_storage_pool (--storage_pool_id ID | (--protection_domain_id ID | --protection_domain_name NAME) --storage_pool_name NAME)",
+  }),
+  query_protection_domain: spec({
+    flags: [...PD],
+    required: [PD],
+    exclusive: [PD],
+    usage: "--query_protection_domain (--protection_domain_id ID | --protection_domain_name NAME)",
+  }),
+  query_cluster: spec({ usage: "--query_cluster" }),
+};

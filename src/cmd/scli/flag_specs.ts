@@ -1,0 +1,88 @@
+// Every flag scli knows, in PowerFlex spelling (--snake_case), with its kind and help text.
+// Invariant: a flag not listed here is an unknown flag (exit 2, named in the message), and a
+// value flag always gets a value (never the next --flag). Commands are flags too (kind "command").
+
+export type FlagKind = "command" | "switch" | "value";
+
+export interface FlagSpec {
+  kind: FlagKind;
+  help: string;
+  /** placeholder of a value flag's value in help ("NAME", "GB") */
+  arg?: string;
+}
+
+export const FLAGS = {
+  // ---- commands ----
+  login: { kind: "command", help: "Log in to the MDM and keep the session for later calls" },
+  logout: { kind: "command", help: "Log out and remove the kept session" },
+  add_protection_domain: { kind: "command", help: "Create a protection domain" },
+  add_storage_pool: { kind: "command", help: "Create a storage pool in a protection domain" },
+  add_fault_set: { kind: "command", help: "Create a fault set in a protection domain" },
+  add_volume: { kind: "command", help: "Create a volume in a storage pool" },
+  remove_volume: { kind: "command", help: "Remove a volume (needs --i_am_sure)" },
+  map_volume_to_sdc: { kind: "command", help: "Map a volume to an SDC" },
+  unmap_volume_from_sdc: { kind: "command", help: "Unmap a volume from an SDC (or from all SDCs)" },
+  modify_volume_capacity: { kind: "command", help: "Grow a volume" },
+  rename_volume: { kind: "command", help: "Rename a volume" },
+  query_all: { kind: "command", help: "Show the system, its protection domains, pools and totals" },
+  query_all_volumes: { kind: "command", help: "List every volume, grouped by protection domain and pool" },
+  query_volume: { kind: "command", help: "Show one volume" },
+  query_all_sds: { kind: "command", help: "List every SDS" },
+  query_sds: { kind: "command", help: "Show one SDS and its devices" },
+  query_all_sdc: { kind: "command", help: "List every SDC" },
+  query_storage_pool: { kind: "command", help: "Show one storage pool" },
+  query_protection_domain: { kind: "command", help: "Show one protection domain" },
+  query_cluster: { kind: "command", help: "Show the MDM cluster" },
+
+  // ---- common ----
+  help: { kind: "switch", help: "Show help (alone: all commands; after a command: that command)" },
+  json: { kind: "switch", help: "Print machine-readable JSON instead of text" },
+  mdm_ip: { kind: "value", arg: "HOST[:PORT]", help: "MDM address, default port 6611, https (or set PF_MDM=https://HOST:PORT)" },
+  mdm_ca: { kind: "value", arg: "FILE", help: "MDM certificate, PEM (or set PF_MDM_CA=FILE); always verified" },
+
+  // ---- login ----
+  username: { kind: "value", arg: "USER", help: "User to log in as" },
+  password: { kind: "value", arg: "PASSWORD", help: "Password of that user" },
+
+  // ---- selectors ----
+  protection_domain_id: { kind: "value", arg: "ID", help: "Protection domain by id" },
+  protection_domain_name: { kind: "value", arg: "NAME", help: "Protection domain name" },
+  storage_pool_id: { kind: "value", arg: "ID", help: "Storage pool by id" },
+  storage_pool_name: { kind: "value", arg: "NAME", help: "Storage pool name (with a protection domain)" },
+  fault_set_name: { kind: "value", arg: "NAME", help: "Fault set name" },
+  volume_id: { kind: "value", arg: "ID", help: "Volume by id" },
+  volume_name: { kind: "value", arg: "NAME", help: "Volume name" },
+  sds_id: { kind: "value", arg: "ID", help: "SDS by id" },
+  sds_name: { kind: "value", arg: "NAME", help: "SDS by name" },
+  sds_ip: { kind: "value", arg: "IP", help: "SDS by IP address" },
+  sdc_id: { kind: "value", arg: "ID", help: "SDC by id" },
+  sdc_name: { kind: "value", arg: "NAME", help: "SDC by name" },
+  sdc_ip: { kind: "value", arg: "IP", help: "SDC by IP address" },
+  sdc_guid: { kind: "value", arg: "GUID", help: "SDC by GUID" },
+
+  // ---- options ----
+  media_type: { kind: "value", arg: "HDD|SSD", help: "Media type of the pool's devices (default HDD)" },
+  size_gb: { kind: "value", arg: "GB", help: "Size in GB (1 GB = 1024^3 bytes), a whole positive number" },
+  thin_provisioned: { kind: "switch", help: "Allocate space on first write" },
+  thick_provisioned: { kind: "switch", help: "Reserve all space at creation (without either flag the pool default applies)" },
+  new_name: { kind: "value", arg: "NAME", help: "New name of the object" },
+  access_mode: { kind: "value", arg: "ReadWrite|ReadOnly", help: "Access of the SDC to the volume (default ReadWrite)" },
+  allow_multi_map: { kind: "switch", help: "Allow the volume to be mapped to more than one SDC" },
+  all_sdcs: { kind: "switch", help: "Unmap from every SDC" },
+  i_am_sure: { kind: "switch", help: "Confirm a destructive command" },
+  remove_with_descendant_snapshots: { kind: "switch", help: "Also remove the volume's snapshots" },
+} as const satisfies Record<string, FlagSpec>;
+
+export type FlagName = keyof typeof FLAGS;
+export type CommandName = { [K in FlagName]: (typeof FLAGS)[K]["kind"] extends "command" ? K : never }[FlagName];
+
+export function isFlagName(s: string): s is FlagName {
+  return Object.hasOwn(FLAGS, s);
+}
+
+export function isCommandName(s: FlagName): s is CommandName {
+  return FLAGS[s].kind === "command";
+}
+
+/** Flags every command accepts. */
+export const COMMON_FLAGS = ["help", "json", "mdm_ip", "mdm_ca"] as const satisfies readonly FlagName[];

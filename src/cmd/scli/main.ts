@@ -1,0 +1,112 @@
+// scli, the operator CLI in PowerFlex flag style, over the MDM REST API. runScli parses argv,
+// runs one command and prints its result (text for people, --json for scripts); it returns the
+// exit status and never exits the process. Errors print one line on stderr:
+// "Error: MDM failed command.  Status: <text>" for what the MDM refused, "Error: <text>" for
+// what scli found itself; the status is exitStatusOf[code] (2 bad flags, 7 not found…).
+
+import { consola } from "consola";
+import { exitStatusOf, isPfError } from "../../proto/errors.ts";
+import { parseArgv } from "./argv_parse.ts";
+import { addFaultSet, addProtectionDomain, addStoragePool, queryProtectionDomain, queryStoragePool } from "./cmd_topology.ts";
+import { queryAllSdc, queryAllSds, querySds } from "./cmd_members.ts";
+import { login, logout } from "./cmd_session.ts";
+import { queryAll, queryCluster } from "./cmd_system.ts";
+import {
+  addVolume,
+  mapVolumeToSdc,
+  modifyVolumeCapacity,
+  queryAllVolumes,
+  queryVolume,
+  removeVolume,
+  renameVolume,
+  unmapVolumeFromSdc,
+} from "./cmd_volume.ts";
+import type { CommandContext, Handler } from "./command_context.ts";
+import type { CommandName } from "./flag_specs.ts";
+import { commandHelp, generalHelp } from "./help_text.ts";
+import { mdmTargetOf } from "./mdm_target.ts";
+import { MdmRestClient, notLoggedIn } from "./rest_client.ts";
+import { ScliError } from "./scli_errors.ts";
+import { SessionStore, sessionDirOf } from "./session_store.ts";
+
+export interface ScliIo {
+  stdout(s: string): void;
+  stderr(s: string): void;
+  env?: Record<string, string | undefined>;
+}
+
+const HANDLERS: Record<CommandName, Handler> = {
+  login,
+  logout,
+  add_protection_domain: addProtectionDomain,
+  add_storage_pool: addStoragePool,
+  add_fault_set: addFaultSet,
+  add_volume: addVolume,
+  remove_volume: removeVolume,
+  map_volume_to_sdc: mapVolumeToSdc,
+  unmap_volume_from_sdc: unmapVolumeFromSdc,
+  modify_volume_capacity: modifyVolumeCapacity,
+  rename_volume: renameVolume,
+  query_all: queryAll,
+  query_all_volumes: queryAllVolumes,
+  query_volume: queryVolume,
+  query_all_sds: queryAllSds,
+  query_sds: querySds,
+  query_all_sdc: queryAllSdc,
+  query_storage_pool: queryStoragePool,
+  query_protection_domain: queryProtectionDomain,
+  query_cluster: queryCluster,
+};
+
+const processIo: ScliIo = {
+  stdout: (s) => process.stdout.write(s),
+  stderr: (s) => process.stderr.write(s),
+};
+
+export async function runScli(argv: string[], io: ScliIo = processIo): Promise<number> {
+  const env = io.env ?? process.env;
+  try {
+    const parsed = parseArgv(argv);
+    switch (parsed.kind) {
+      case "general_help":
+        io.stdout(generalHelp());
+        return 0;
+      case "command_help":
+        io.stdout(commandHelp(parsed.command));
+        return 0;
+      case "run":
+        break;
+      default: {
+        const never: never = parsed;
+        throw new Error(`unhandled parse result ${JSON.stringify(never)}`);
+      }
+    }
+    const target = mdmTargetOf(parsed.args, env);
+    const sessions = new SessionStore(sessionDirOf(env));
+    const ctx: CommandContext = {
+      args: parsed.args,
+      target,
+      sessions,
+      nowMs: () => Date.now(),
+      client() {
+        const s = sessions.get(target.url);
+        if (!s) throw notLoggedIn(target.url, "no session");
+        return new MdmRestClient({ url: target.url, caPem: target.caPem, token: s.token });
+      },
+    };
+    const out = await HANDLERS[parsed.command](ctx);
+    io.stdout(parsed.args.has("json") ? `${JSON.stringify(out.json, null, 2)}\n` : `${out.text.join("\n")}\n`);
+    return 0;
+  } catch (e) {
+    io.stderr(`${errorLine(e)}\n`);
+    return isPfError(e) ? exitStatusOf[e.code] : 1;
+  }
+}
+
+function errorLine(e: unknown): string {
+  const oneLine = (s: string) => s.replace(/\s*\n\s*/g, " ").trim();
+  if (e instanceof ScliError) return `Error: ${oneLine(e.message)}`;
+  if (isPfError(e)) return `Error: MDM failed command.  Status: ${oneLine(e.message)}`;
+  consola.debug(e);
+  return `Error: internal error in scli: ${oneLine(e instanceof Error ? e.message : String(e))}`;
+}

@@ -1,0 +1,60 @@
+// scli's typed view of the MDM REST API (powerflex-reference.md §2): list, get, create,
+// instance actions, relationships, cluster query, logout. Every call goes through mdmRequest
+// (TLS verified against the MDM certificate) and every answer scli reads is checked by zod.
+// A 401 on a token call becomes "not logged in" (exit 3) telling the operator to log in again.
+
+import { z } from "zod";
+import { isPfError } from "../../proto/errors.ts";
+import { mdmRequest, type MdmEndpoint } from "../../proto/mdm_http.ts";
+import { CreatedId } from "../../proto/powerflex_api.ts";
+import { MdmClusterObj, OBJECT_SCHEMAS, type MdmClusterObj as MdmCluster, type ObjectOf, type ObjectType } from "./mdm_objects.ts";
+import { ScliError } from "./scli_errors.ts";
+
+type Body = Record<string, unknown>;
+
+export class MdmRestClient {
+  constructor(private readonly ep: MdmEndpoint & { token: string }) {}
+
+  list<T extends ObjectType>(type: T): Promise<ObjectOf<T>[]> {
+    const schema = z.array(OBJECT_SCHEMAS[type]) as unknown as z.ZodType<ObjectOf<T>[]>;
+    return this.call({ method: "GET", path: `/api/types/${type}/instances`, schema });
+  }
+
+  get<T extends ObjectType>(type: T, id: string): Promise<ObjectOf<T>> {
+    const schema = OBJECT_SCHEMAS[type] as unknown as z.ZodType<ObjectOf<T>>;
+    return this.call({ method: "GET", path: `/api/instances/${type}::${id}`, schema });
+  }
+
+  relationship<S extends z.ZodType>(type: ObjectType, id: string, rel: string, schema: S): Promise<z.infer<S>> {
+    return this.call({ method: "GET", path: `/api/instances/${type}::${id}/relationships/${rel}`, schema });
+  }
+
+  async create(type: ObjectType, body: Body): Promise<string> {
+    return (await this.call({ method: "POST", path: `/api/types/${type}/instances`, body, schema: CreatedId })).id;
+  }
+
+  async action(type: ObjectType, id: string, action: string, body: Body): Promise<void> {
+    await this.call({ method: "POST", path: `/api/instances/${type}::${id}/action/${action}`, body, schema: z.unknown() });
+  }
+
+  queryMdmCluster(): Promise<MdmCluster> {
+    return this.call({ method: "POST", path: "/api/instances/System/queryMdmCluster", body: {}, schema: MdmClusterObj });
+  }
+
+  async logout(): Promise<void> {
+    await mdmRequest(this.ep, { method: "GET", path: "/api/logout", schema: z.unknown() });
+  }
+
+  private async call<S extends z.ZodType>(opts: { method: "GET" | "POST"; path: string; body?: Body; schema: S }): Promise<z.infer<S>> {
+    try {
+      return await mdmRequest(this.ep, opts);
+    } catch (e) {
+      if (isPfError(e) && e.code === "UNAUTHORIZED") throw notLoggedIn(this.ep.url, "the session expired or was revoked");
+      throw e;
+    }
+  }
+}
+
+export function notLoggedIn(url: string, why: string): ScliError {
+  return new ScliError("UNAUTHORIZED", `not logged in to MDM ${url} (${why}): run scli --login --username USER --password PASSWORD`);
+}
