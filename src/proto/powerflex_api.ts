@@ -156,6 +156,8 @@ export const SetSparePercentage = z.object({ sparePercentage: looseInt.pipe(z.nu
 export const SetEnabled = z.object({ rebuildEnabled: opt(looseBool), rebalanceEnabled: opt(looseBool) });
 export const SetDeviceName = z.object({ newName: opt(objectName), name: opt(objectName) });
 export const Empty = z.object({});
+/** any JSON object; the action's own schema narrows it */
+export const AnyObject = z.record(z.string(), z.unknown());
 
 // ---- type actions ----
 

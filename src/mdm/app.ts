@@ -1,0 +1,79 @@
+// The MDM's Hono application and its in-process core: opening the database, creating the System
+// on first start, the admin user, and the token store. Tests use openMdmCore + app.request; the
+// server (main.ts) wraps the same app in Bun.serve with TLS. One error handler for every route:
+// PfError -> PowerFlex-shaped body with pfCode and status; anything else -> INTERNAL, logged.
+
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import consola from "consola";
+import { Hono } from "hono";
+import { CLUSTER_API_PREFIX } from "../proto/cluster_api.ts";
+import { isPfError } from "../proto/errors.ts";
+import { openMdmDb } from "../store/mdm_db.ts";
+import { ADMIN_USER, TokenStore, type TokenStoreOptions } from "./auth.ts";
+import { clusterRoutes } from "./cluster_routes.ts";
+import type { MdmContext } from "./context.ts";
+import { HealthTracker } from "./health.ts";
+import { asPfError, errorResponse, HttpError } from "./http_edge.ts";
+import { restRoutes } from "./rest_routes.ts";
+import { ensureSystem } from "./system_state.ts";
+
+/** Build the Hono app serving /api (PowerFlex REST) and /pf/v1 (cluster API). */
+export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): Hono {
+  const app = new Hono();
+  app.onError((e, c) => {
+    const err = asPfError(e);
+    if (!isPfError(e)) consola.error(`mdm: ${c.req.method} ${c.req.path} failed:`, e);
+    else if (err.code === "INTERNAL") consola.error(`mdm: ${c.req.method} ${c.req.path}: ${err.message}`);
+    return errorResponse(c, err);
+  });
+  app.notFound((c) => errorResponse(c, new HttpError("NOT_FOUND", 404, `no such path ${c.req.path}`)));
+  app.route("/api", restRoutes(ctx));
+  app.route(CLUSTER_API_PREFIX, clusterRoutes(ctx, opts.clusterSecret));
+  return app;
+}
+
+export interface MdmCoreOptions {
+  dataDir: string;
+  clusterSecret: string;
+  /** set the admin password to this (hash stored); when undefined an existing hash is kept */
+  adminPassword?: string;
+  clock?: () => number;
+  random?: () => number;
+  listenHost?: string;
+  listenPort?: number;
+  tokens?: TokenStoreOptions;
+}
+
+export interface MdmCore {
+  ctx: MdmContext;
+  app: Hono;
+  close(): void;
+}
+
+/** Open (or create) the MDM state in dataDir and build its app, without any socket. */
+export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
+  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  const clock = opts.clock ?? Date.now;
+  const store = openMdmDb(join(opts.dataDir, "mdm.db"));
+  try {
+    const system = ensureSystem(store, clock());
+    const tokens = new TokenStore(store, clock, opts.tokens);
+    if (opts.adminPassword !== undefined) await tokens.setPassword(ADMIN_USER, opts.adminPassword);
+    const ctx: MdmContext = {
+      store,
+      clock,
+      random: opts.random ?? Math.random,
+      health: new HealthTracker(clock),
+      tokens,
+      systemId: system.id,
+      listenHost: opts.listenHost ?? "127.0.0.1",
+      listenPort: opts.listenPort ?? 0,
+    };
+    const app = createMdmApp(ctx, { clusterSecret: opts.clusterSecret });
+    return { ctx, app, close: () => store.close() };
+  } catch (e) {
+    store.close();
+    throw e;
+  }
+}

@@ -1,0 +1,43 @@
+// Routes of the internal cluster API under CLUSTER_API_PREFIX (/pf/v1), used by SDS and SDC
+// processes. Every request must carry the cluster secret (x-pf-cluster-secret), compared in
+// constant time; bodies are validated with the schemas of src/proto/cluster_api.ts.
+
+import { Hono } from "hono";
+import {
+  CLUSTER_SECRET_HEADER,
+  SdcHeartbeatRequest,
+  SdcJoinRequest,
+  SdsHeartbeatRequest,
+  SdsJoinRequest,
+} from "../proto/cluster_api.ts";
+import { PfError } from "../proto/errors.ts";
+import { secretsEqual } from "./auth.ts";
+import { sdcHeartbeat, sdcJoin, sdcMaps, sdsAssignments, sdsHeartbeat, sdsJoin } from "./cluster_service.ts";
+import type { MdmContext } from "./context.ts";
+import { HttpError, readBody } from "./http_edge.ts";
+
+function checkId(id: string): string {
+  if (!/^[0-9a-f]{16}$/.test(id)) throw new PfError("BAD_REQUEST", `${JSON.stringify(id)} is not a 16-hex-digit id`);
+  return id;
+}
+
+export function clusterRoutes(ctx: MdmContext, clusterSecret: string): Hono {
+  const api = new Hono();
+  api.use("*", async (c, next) => {
+    const given = c.req.header(CLUSTER_SECRET_HEADER);
+    if (given === undefined || !secretsEqual(given, clusterSecret)) {
+      throw new PfError("UNAUTHORIZED", "wrong or missing cluster secret (header x-pf-cluster-secret)");
+    }
+    await next();
+  });
+  api.post("/sds/join", async (c) => c.json(sdsJoin(ctx, await readBody(c, SdsJoinRequest))));
+  api.post("/sds/:id/heartbeat", async (c) => c.json(sdsHeartbeat(ctx, checkId(c.req.param("id")), await readBody(c, SdsHeartbeatRequest))));
+  api.on(["GET", "POST"], "/sds/:id/assignments", (c) => c.json(sdsAssignments(ctx, checkId(c.req.param("id")))));
+  api.post("/sdc/join", async (c) => c.json(sdcJoin(ctx, await readBody(c, SdcJoinRequest))));
+  api.post("/sdc/:id/heartbeat", async (c) => c.json(sdcHeartbeat(ctx, checkId(c.req.param("id")), await readBody(c, SdcHeartbeatRequest))));
+  api.on(["GET", "POST"], "/sdc/:id/maps", (c) => c.json(sdcMaps(ctx, checkId(c.req.param("id")))));
+  api.all("*", () => {
+    throw new HttpError("NOT_FOUND", 404, "no such cluster API path");
+  });
+  return api;
+}

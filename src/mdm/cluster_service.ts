@@ -1,0 +1,348 @@
+// The internal cluster API's logic (src/proto/cluster_api.ts): SDS/SDC join, heartbeats, SDS
+// assignments and SDC maps. Invariants: an SDS join is idempotent by name (a restarted SDS gets
+// its id back, and its devices theirs, matched by path); an SDC join is idempotent by guid;
+// an SDS address change bumps mapVersion; assignments and maps list replicas primary first and
+// never one SDS twice; heartbeats only touch sqlite when a device's state or usage changed.
+
+import { and, asc, eq, inArray, or } from "drizzle-orm";
+import consola from "consola";
+import type {
+  HeartbeatResponse,
+  SdcHeartbeatRequest,
+  SdcJoinRequest,
+  SdcJoinResponse,
+  SdcMapsResponse,
+  SdsAddress,
+  SdsAssignmentsResponse,
+  SdsHeartbeatRequest,
+  SdsJoinRequest,
+  SdsJoinResponse,
+  VolumeMap,
+} from "../proto/cluster_api.ts";
+import { assert, PfError } from "../proto/errors.ts";
+import { Limits } from "../proto/limits.ts";
+import {
+  deviceTable,
+  extentTable,
+  faultSetTable,
+  protectionDomainTable,
+  sdcTable,
+  sdsTable,
+  storagePoolTable,
+  volumeMappingTable,
+  volumeTable,
+  type ExtentRow,
+  type SdsRow,
+} from "../store/mdm_schema.ts";
+import { inTransaction, type MdmContext } from "./context.ts";
+import { getSdc, getSds, unique } from "./lookup.ts";
+import { allocateId, bumpMapVersion, currentMapVersion, getSystem } from "./system_state.ts";
+import { addDevice, DEFAULT_REBUILD_RATE_LIMIT_KBPS, DEFAULT_SPARE_PERCENTAGE } from "./topology.ts";
+
+// ---- SDS ----
+
+function findOrCreatePd(ctx: MdmContext, name: string): string {
+  const pd = ctx.store.db.select().from(protectionDomainTable).where(eq(protectionDomainTable.name, name)).get();
+  if (pd) return pd.id;
+  const id = allocateId(ctx, "ProtectionDomain");
+  ctx.store.db.insert(protectionDomainTable).values({ id, name, state: "Active", createdAtMs: ctx.clock() }).run();
+  consola.info(`mdm: created Protection Domain ${name} (${id}) for a joining SDS`);
+  return id;
+}
+
+function findOrCreatePool(ctx: MdmContext, pdId: string, name: string): string {
+  const pool = ctx.store.db
+    .select()
+    .from(storagePoolTable)
+    .where(and(eq(storagePoolTable.pdId, pdId), eq(storagePoolTable.name, name)))
+    .get();
+  if (pool) return pool.id;
+  const id = allocateId(ctx, "StoragePool");
+  ctx.store.db
+    .insert(storagePoolTable)
+    .values({
+      id,
+      pdId,
+      name,
+      mediaType: "HDD",
+      extentBytes: Limits.defaultExtentBytes,
+      granularityBytes: Limits.defaultAllocationGranularityBytes,
+      sparePercentage: DEFAULT_SPARE_PERCENTAGE,
+      defaultThin: false,
+      rebuildRateLimitKbps: DEFAULT_REBUILD_RATE_LIMIT_KBPS,
+      rebuildEnabled: true,
+      rebalanceEnabled: true,
+      zeroPaddingEnabled: true,
+      createdAtMs: ctx.clock(),
+    })
+    .run();
+  consola.info(`mdm: created Storage Pool ${name} (${id}) for a joining SDS`);
+  return id;
+}
+
+function findOrCreateFaultSet(ctx: MdmContext, pdId: string, name: string): string {
+  const fs = ctx.store.db
+    .select()
+    .from(faultSetTable)
+    .where(and(eq(faultSetTable.pdId, pdId), eq(faultSetTable.name, name)))
+    .get();
+  if (fs) return fs.id;
+  const id = allocateId(ctx, "FaultSet");
+  ctx.store.db.insert(faultSetTable).values({ id, pdId, name, createdAtMs: ctx.clock() }).run();
+  return id;
+}
+
+function sdsHoldsExtents(ctx: MdmContext, sdsId: string): boolean {
+  return (
+    ctx.store.db
+      .select({ v: extentTable.volumeId })
+      .from(extentTable)
+      .where(or(eq(extentTable.primarySdsId, sdsId), eq(extentTable.secondarySdsId, sdsId)))
+      .limit(1)
+      .get() !== undefined
+  );
+}
+
+export function sdsJoin(ctx: MdmContext, req: SdsJoinRequest): SdsJoinResponse {
+  const paths = req.devices.map((d) => d.path);
+  if (new Set(paths).size !== paths.length) throw new PfError("BAD_REQUEST", "device paths of a join must be distinct");
+  const sdsId = inTransaction(ctx, () => {
+    const existing = ctx.store.db.select().from(sdsTable).where(eq(sdsTable.name, req.name)).get();
+    const pdId = findOrCreatePd(ctx, req.protectionDomainName);
+    const poolId = findOrCreatePool(ctx, pdId, req.storagePoolName);
+    const faultSetId = req.faultSetName === undefined ? null : findOrCreateFaultSet(ctx, pdId, req.faultSetName);
+    const sds = existing ? rejoinSds(ctx, existing, req, pdId, faultSetId) : newSds(ctx, req, pdId, faultSetId);
+    for (const d of req.devices) {
+      const dev = ctx.store.db
+        .select()
+        .from(deviceTable)
+        .where(and(eq(deviceTable.sdsId, sds.id), eq(deviceTable.path, d.path)))
+        .get();
+      if (!dev) {
+        addDevice(ctx, sds, { path: d.path, poolId, name: d.name, capacityBytes: d.capacityBytes });
+        continue;
+      }
+      if (dev.capacityBytes !== d.capacityBytes) {
+        if (d.capacityBytes < dev.assignedBytes) {
+          consola.warn(`mdm: device ${dev.id} (${d.path}) of SDS ${sds.name} now reports ${d.capacityBytes} bytes, less than the ${dev.assignedBytes} bytes assigned to it`);
+        }
+        ctx.store.db.update(deviceTable).set({ capacityBytes: d.capacityBytes }).where(eq(deviceTable.id, dev.id)).run();
+      }
+    }
+    return sds.id;
+  });
+  ctx.health.sdsSeen(sdsId, 0);
+  const devices = ctx.store.db
+    .select({ deviceId: deviceTable.id, path: deviceTable.path })
+    .from(deviceTable)
+    .where(and(eq(deviceTable.sdsId, sdsId), inArray(deviceTable.path, paths)))
+    .all();
+  const sys = getSystem(ctx);
+  return { sdsId, systemId: sys.id, dataKey: sys.dataKey, leaseMs: Limits.sdsLeaseMs, heartbeatMs: Limits.heartbeatIntervalMs, devices };
+}
+
+function newSds(ctx: MdmContext, req: SdsJoinRequest, pdId: string, faultSetId: string | null): SdsRow {
+  const taken = ctx.store.db.select().from(sdsTable).where(and(eq(sdsTable.host, req.host), eq(sdsTable.dataPort, req.dataPort))).get();
+  if (taken) throw new PfError("ALREADY_EXISTS", `SDS ${taken.name} (${taken.id}) already serves ${req.host}:${req.dataPort}`);
+  const id = allocateId(ctx, "Sds");
+  const row: SdsRow = {
+    id,
+    name: req.name,
+    pdId,
+    faultSetId,
+    ipList: JSON.stringify([{ ip: req.host, role: "all" }]),
+    host: req.host,
+    dataPort: req.dataPort,
+    state: "Normal",
+    createdAtMs: ctx.clock(),
+  };
+  unique(`An SDS named ${req.name} already exists`, () => ctx.store.db.insert(sdsTable).values(row).run());
+  bumpMapVersion(ctx);
+  consola.info(`mdm: SDS ${req.name} (${id}) joined from ${req.host}:${req.dataPort}`);
+  return row;
+}
+
+function rejoinSds(ctx: MdmContext, sds: SdsRow, req: SdsJoinRequest, pdId: string, faultSetId: string | null): SdsRow {
+  if (sds.pdId !== pdId) {
+    throw new PfError("INVALID_STATE", `SDS ${sds.name} (${sds.id}) belongs to another Protection Domain than ${req.protectionDomainName}`);
+  }
+  const next: SdsRow = { ...sds };
+  if (faultSetId !== null && sds.faultSetId !== faultSetId) {
+    if (sdsHoldsExtents(ctx, sds.id)) {
+      throw new PfError("INVALID_STATE", `SDS ${sds.name} holds data; it cannot move to Fault Set ${req.faultSetName}`);
+    }
+    next.faultSetId = faultSetId;
+  }
+  const addressChanged = sds.host !== req.host || sds.dataPort !== req.dataPort;
+  if (addressChanged) {
+    next.host = req.host;
+    next.dataPort = req.dataPort;
+    const ips = JSON.parse(sds.ipList) as { ip: string; role: string }[];
+    if (!ips.some((x) => x.ip === req.host)) next.ipList = JSON.stringify([{ ip: req.host, role: "all" }, ...ips.filter((x) => x.role === "sdcOnly")]);
+  }
+  if (addressChanged || next.faultSetId !== sds.faultSetId) {
+    ctx.store.db
+      .update(sdsTable)
+      .set({ host: next.host, dataPort: next.dataPort, ipList: next.ipList, faultSetId: next.faultSetId })
+      .where(eq(sdsTable.id, sds.id))
+      .run();
+    bumpMapVersion(ctx);
+  }
+  consola.info(`mdm: SDS ${sds.name} (${sds.id}) rejoined from ${req.host}:${req.dataPort}`);
+  return next;
+}
+
+export function sdsHeartbeat(ctx: MdmContext, sdsId: string, req: SdsHeartbeatRequest): HeartbeatResponse {
+  getSds(ctx, sdsId);
+  inTransaction(ctx, () => {
+    const mine = new Map(ctx.store.db.select().from(deviceTable).where(eq(deviceTable.sdsId, sdsId)).all().map((d) => [d.id, d]));
+    for (const r of req.devices) {
+      const dev = mine.get(r.deviceId);
+      if (!dev) {
+        consola.debug(`mdm: SDS ${sdsId} reported unknown device ${r.deviceId}`);
+        continue;
+      }
+      if (dev.state !== r.state || dev.usedBytes !== r.usedBytes) {
+        if (dev.state !== r.state) consola.warn(`mdm: device ${dev.id} (${dev.path}) of SDS ${sdsId} is now ${r.state}`);
+        ctx.store.db.update(deviceTable).set({ state: r.state, usedBytes: r.usedBytes }).where(eq(deviceTable.id, dev.id)).run();
+      }
+    }
+  });
+  ctx.health.sdsSeen(sdsId, req.appliedMapVersion);
+  return { mapVersion: currentMapVersion(ctx), leaseMs: Limits.sdsLeaseMs };
+}
+
+/** Addresses of every SDS (clients connect by id). */
+export function sdsAddresses(ctx: MdmContext): SdsAddress[] {
+  return ctx.store.db
+    .select({ sdsId: sdsTable.id, host: sdsTable.host, port: sdsTable.dataPort })
+    .from(sdsTable)
+    .orderBy(asc(sdsTable.id))
+    .all();
+}
+
+function replicasOf(e: ExtentRow): string[] {
+  const r = [e.primarySdsId];
+  if (e.secondarySdsId !== null) r.push(e.secondarySdsId);
+  assert(r[0] !== r[1], "two copies never on one SDS");
+  return r;
+}
+
+export function sdsAssignments(ctx: MdmContext, sdsId: string): SdsAssignmentsResponse {
+  getSds(ctx, sdsId);
+  return ctx.store.sqlite.transaction(() => {
+    const mapVersion = currentMapVersion(ctx);
+    const extents = ctx.store.db
+      .select()
+      .from(extentTable)
+      .where(or(eq(extentTable.primarySdsId, sdsId), eq(extentTable.secondarySdsId, sdsId)))
+      .all();
+    const volumeIds = [...new Set(extents.map((e) => e.volumeId))];
+    const volumes = new Map<string, { extentBytes: number; thick: boolean }>();
+    const CHUNK = 500;
+    for (let i = 0; i < volumeIds.length; i += CHUNK) {
+      const rows = ctx.store.db
+        .select({ id: volumeTable.id, extentBytes: volumeTable.extentBytes, volumeType: volumeTable.volumeType })
+        .from(volumeTable)
+        .where(inArray(volumeTable.id, volumeIds.slice(i, i + CHUNK)))
+        .all();
+      for (const v of rows) volumes.set(v.id, { extentBytes: v.extentBytes, thick: v.volumeType === "ThickProvisioned" });
+    }
+    const extentSizeBytesByVolume: Record<string, number> = {};
+    for (const [id, v] of volumes) extentSizeBytesByVolume[id] = v.extentBytes;
+    return {
+      mapVersion,
+      extentSizeBytesByVolume,
+      extents: extents.map((e) => {
+        const deviceId = e.primarySdsId === sdsId ? e.primaryDeviceId : e.secondaryDeviceId;
+        assert(deviceId !== null, "an extent copy has a device");
+        return {
+          volumeId: e.volumeId,
+          extentIndex: e.idx,
+          epoch: e.epoch,
+          replicas: replicasOf(e),
+          deviceId,
+          thick: volumes.get(e.volumeId)?.thick ?? false,
+        };
+      }),
+      sds: sdsAddresses(ctx),
+    };
+  })();
+}
+
+// ---- SDC ----
+
+export function sdcJoin(ctx: MdmContext, req: SdcJoinRequest): SdcJoinResponse {
+  const sdcId = inTransaction(ctx, () => {
+    const existing = ctx.store.db.select().from(sdcTable).where(eq(sdcTable.guid, req.guid)).get();
+    if (existing) {
+      const name = req.name ?? existing.name;
+      if (existing.host !== req.host || existing.name !== name) {
+        unique(`An SDC named ${req.name} already exists`, () =>
+          ctx.store.db.update(sdcTable).set({ host: req.host, name }).where(eq(sdcTable.id, existing.id)).run(),
+        );
+      }
+      return existing.id;
+    }
+    const id = allocateId(ctx, "Sdc");
+    unique(`An SDC named ${req.name} already exists`, () =>
+      ctx.store.db
+        .insert(sdcTable)
+        .values({ id, guid: req.guid, name: req.name ?? null, host: req.host, approved: true, createdAtMs: ctx.clock() })
+        .run(),
+    );
+    consola.info(`mdm: SDC ${req.name ?? req.guid} (${id}) joined from ${req.host}`);
+    return id;
+  });
+  ctx.health.sdcSeen(sdcId, 0);
+  const sys = getSystem(ctx);
+  return { sdcId, systemId: sys.id, dataKey: sys.dataKey, heartbeatMs: Limits.heartbeatIntervalMs };
+}
+
+export function sdcHeartbeat(ctx: MdmContext, sdcId: string, req: SdcHeartbeatRequest): HeartbeatResponse {
+  getSdc(ctx, sdcId);
+  ctx.health.sdcSeen(sdcId, req.appliedMapVersion);
+  return { mapVersion: currentMapVersion(ctx), leaseMs: Limits.sdsLeaseMs };
+}
+
+export function sdcMaps(ctx: MdmContext, sdcId: string): SdcMapsResponse {
+  getSdc(ctx, sdcId);
+  return ctx.store.sqlite.transaction(() => {
+    const mapVersion = currentMapVersion(ctx);
+    const mapped = ctx.store.db
+      .select({
+        volumeId: volumeTable.id,
+        name: volumeTable.name,
+        sizeBytes: volumeTable.sizeBytes,
+        extentBytes: volumeTable.extentBytes,
+        accessMode: volumeMappingTable.accessMode,
+      })
+      .from(volumeMappingTable)
+      .innerJoin(volumeTable, eq(volumeTable.id, volumeMappingTable.volumeId))
+      .where(eq(volumeMappingTable.sdcId, sdcId))
+      .orderBy(asc(volumeTable.id))
+      .all();
+    const extentQuery = ctx.store.sqlite.query<
+      { idx: number; epoch: number; primary_sds_id: string; secondary_sds_id: string | null },
+      [string]
+    >("SELECT idx, epoch, primary_sds_id, secondary_sds_id FROM extent WHERE volume_id = ? ORDER BY idx");
+    const volumes: VolumeMap[] = mapped.map((m) => {
+      const rows = extentQuery.all(m.volumeId);
+      assert(rows.length === m.sizeBytes / m.extentBytes, "a volume has size/extentBytes extents");
+      return {
+        volumeId: m.volumeId,
+        name: m.name ?? m.volumeId,
+        sizeBytes: m.sizeBytes,
+        accessMode: m.accessMode === "ReadOnly" ? "ReadOnly" : "ReadWrite",
+        extentSizeBytes: m.extentBytes,
+        extents: rows.map((r, i) => {
+          assert(r.idx === i, "extent indexes are dense");
+          const replicas = r.secondary_sds_id === null ? [r.primary_sds_id] : [r.primary_sds_id, r.secondary_sds_id];
+          assert(replicas[0] !== replicas[1], "two copies never on one SDS");
+          return { epoch: r.epoch, replicas };
+        }),
+      };
+    });
+    return { mapVersion, volumes, sds: sdsAddresses(ctx) };
+  })();
+}

@@ -1,0 +1,112 @@
+// `pf mdm` entry: resolve secrets and TLS, open the state in the data dir, serve the REST API and
+// the cluster API on one port (HTTPS unless plain HTTP was asked for on a loopback address).
+// runMdm returns once the server listens; stop() closes the socket, then the database.
+
+import { ADMIN_USER } from "./auth.ts";
+import { Limits } from "../proto/limits.ts";
+import { PfError } from "../proto/errors.ts";
+import { isLoopbackHost } from "../proto/mdm_http.ts";
+import consola from "consola";
+import { openMdmCore } from "./app.ts";
+import { isWildcardHost, planAdminPassword, resolveClusterSecret, resolveTls } from "./secrets.ts";
+import { mkdirSync } from "node:fs";
+
+export { createMdmApp, openMdmCore, type MdmCore, type MdmCoreOptions } from "./app.ts";
+
+export const DEFAULT_MDM_LISTEN_PORT = 6611;
+
+export interface MdmOptions {
+  dataDir: string;
+  listenHost: string;
+  /** 0 = pick a free port */
+  listenPort: number;
+  clusterSecret?: string;
+  adminPassword?: string;
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  plainHttp?: boolean;
+  clock?: () => number;
+}
+
+export interface MdmHandle {
+  url: string;
+  port: number;
+  certPem: string | null;
+  certFile: string | null;
+  clusterSecret: string;
+  /** only when generated or given (or readable from DATA_DIR/admin-password) */
+  adminPassword: string | null;
+  stop(): Promise<void>;
+}
+
+function urlHost(listenHost: string): string {
+  const h = isWildcardHost(listenHost) ? "127.0.0.1" : listenHost.replace(/^\[|\]$/g, "");
+  return h.includes(":") ? `[${h}]` : h;
+}
+
+export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
+  const listenHost = opts.listenHost.replace(/^\[|\]$/g, "");
+  if (opts.plainHttp && !isLoopbackHost(listenHost)) {
+    throw new PfError(
+      "BAD_REQUEST",
+      `plain HTTP is only allowed on a loopback address (127.0.0.1, ::1, localhost), not ${opts.listenHost}; drop --plain-http to serve HTTPS`,
+    );
+  }
+  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  const clusterSecret = resolveClusterSecret(opts.dataDir, opts.clusterSecret);
+  const tls = opts.plainHttp ? null : resolveTls(opts.dataDir, listenHost, { certFile: opts.tlsCertFile, keyFile: opts.tlsKeyFile });
+  const core = await openMdmCore({
+    dataDir: opts.dataDir,
+    clusterSecret,
+    clock: opts.clock,
+    listenHost,
+    listenPort: opts.listenPort,
+  });
+  let adminPassword: string | null;
+  try {
+    const plan = planAdminPassword(opts.dataDir, opts.adminPassword, core.ctx.tokens.hasUser(ADMIN_USER));
+    if (plan.kind === "set") {
+      await core.ctx.tokens.setPassword(ADMIN_USER, plan.password);
+      adminPassword = plan.password;
+    } else {
+      adminPassword = plan.knownPassword;
+    }
+  } catch (e) {
+    core.close();
+    throw e;
+  }
+  let server: ReturnType<typeof Bun.serve>;
+  try {
+    server = Bun.serve({
+      hostname: listenHost,
+      port: opts.listenPort,
+      fetch: core.app.fetch,
+      // our handler answers bodies over Limits.restMaxBodyBytes with a JSON error; Bun cuts off
+      // anything far larger before it is buffered
+      maxRequestBodySize: Limits.restMaxBodyBytes * 4,
+      ...(tls ? { tls: { cert: tls.certPem, key: tls.keyPem } } : {}),
+    });
+  } catch (e) {
+    core.close();
+    throw new PfError("UNAVAILABLE", `MDM cannot listen on ${opts.listenHost}:${opts.listenPort}: ${(e as Error).message}`);
+  }
+  const port = server.port ?? opts.listenPort;
+  core.ctx.listenPort = port;
+  const url = `${tls ? "https" : "http"}://${urlHost(listenHost)}:${port}`;
+  consola.info(`mdm: system ${core.ctx.systemId} serving ${url} (data in ${opts.dataDir})`);
+  let stopped = false;
+  return {
+    url,
+    port,
+    certPem: tls?.certPem ?? null,
+    certFile: tls?.certFile ?? null,
+    clusterSecret,
+    adminPassword,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await server.stop(true);
+      core.close();
+    },
+  };
+}

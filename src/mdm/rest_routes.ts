@@ -1,0 +1,302 @@
+// The public REST API in the PowerFlex gateway shape (API "3.6"): login/logout/version, list,
+// get, relationships, creates, instance actions, type actions, system actions. Every body is
+// validated with the zod schemas of src/proto/powerflex_api.ts; success is 200 with a JSON body
+// ({} for actions), as PyPowerFlex requires. Every route but login and version needs a token.
+
+import { Hono, type Context, type Next } from "hono";
+import { PfError } from "../proto/errors.ts";
+import { Limits, Units } from "../proto/limits.ts";
+import {
+  AddMappedSdc,
+  AnyObject,
+  CreateDevice,
+  CreateFaultSet,
+  CreateProtectionDomain,
+  CreateSds,
+  CreateStoragePool,
+  CreateVolume,
+  Empty,
+  LoginBody,
+  POWERFLEX_API_VERSION,
+  PowerFlexTypes,
+  QueryIdByKey,
+  QuerySelectedStatistics,
+  RemoveMappedSdc,
+  RemoveSds,
+  RemoveVolume,
+  RenameObject,
+  SetDeviceName,
+  SetEnabled,
+  SetSdcName,
+  SetSdsName,
+  SetSparePercentage,
+  SetVolumeMappingAccessMode,
+  SetVolumeName,
+  SetVolumeSize,
+  looseBool,
+  type PowerFlexType,
+} from "../proto/powerflex_api.ts";
+import { systemTable } from "../store/mdm_schema.ts";
+import type { MdmContext } from "./context.ts";
+import { basicCredentials, HttpError, readBody, validate } from "./http_edge.ts";
+import { getObject, idByName, listObjects, relatedObjects, renderSystem } from "./rest_render.ts";
+import { selectProperties, statisticsOf } from "./statistics.ts";
+import * as topo from "./topology.ts";
+import * as vols from "./volumes.ts";
+
+type Vars = { Variables: { user: string } };
+
+function parseType(name: string): PowerFlexType {
+  if ((PowerFlexTypes as readonly string[]).includes(name)) return name as PowerFlexType;
+  throw new PfError("BAD_REQUEST", `unknown object type ${JSON.stringify(name)} (known: ${PowerFlexTypes.join(", ")})`);
+}
+
+/** "Volume::cdd883cf00000002" -> [type, id] */
+function parseRef(ref: string): { type: PowerFlexType; id: string } {
+  const m = /^([A-Za-z]+)::(.*)$/.exec(ref);
+  if (!m?.[1]) throw new PfError("BAD_REQUEST", `expected {Type}::{id}, got ${JSON.stringify(ref)}`);
+  const type = parseType(m[1]);
+  const id = m[2] ?? "";
+  if (!/^[0-9a-f]{16}$/.test(id)) throw new PfError("BAD_REQUEST", `${JSON.stringify(id)} is not a 16-hex-digit id`);
+  return { type, id };
+}
+
+type ActionHandler = (ctx: MdmContext, id: string, body: unknown) => unknown;
+
+const v = validate;
+
+/** Instance actions: POST /api/instances/{Type}::{id}/action/{action} */
+const INSTANCE_ACTIONS: Record<string, ActionHandler> = {
+  "Volume/removeVolume": (ctx, id, b) => {
+    const r = v(RemoveVolume, b);
+    if (r.removeMode === "DESCENDANTS_ONLY") {
+      vols.mappingsByVolume(ctx, [id]); // volume has no snapshots: nothing to remove
+      return {};
+    }
+    vols.removeVolume(ctx, id);
+    return {};
+  },
+  "Volume/setVolumeSize": (ctx, id, b) => vols.setVolumeSize(ctx, id, v(SetVolumeSize, b).sizeInGB),
+  "Volume/setVolumeName": (ctx, id, b) => vols.renameVolume(ctx, id, v(SetVolumeName, b).newName),
+  "Volume/addMappedSdc": (ctx, id, b) => vols.addMappedSdc(ctx, id, v(AddMappedSdc, b)),
+  "Volume/mapVolumeToSdc": (ctx, id, b) => vols.addMappedSdc(ctx, id, v(AddMappedSdc, b)),
+  "Volume/removeMappedSdc": (ctx, id, b) => removeMapped(ctx, id, b),
+  "Volume/unmapVolumeFromSdc": (ctx, id, b) => removeMapped(ctx, id, b),
+  "Volume/setVolumeMappingAccessMode": (ctx, id, b) => vols.setMappingAccessMode(ctx, id, v(SetVolumeMappingAccessMode, b)),
+  "Volume/setMappedSdcLimits": (ctx, id) => void vols.mappingsByVolume(ctx, [id]),
+  "Sds/removeSds": (ctx, id, b) => {
+    v(RemoveSds, b);
+    topo.removeSds(ctx, id);
+  },
+  "Sds/setSdsName": (ctx, id, b) => topo.renameSds(ctx, id, v(SetSdsName, b).name),
+  "Device/removeDevice": (ctx, id, b) => {
+    v(Empty, b);
+    topo.removeDevice(ctx, id);
+  },
+  "Device/setDeviceName": (ctx, id, b) => {
+    const r = v(SetDeviceName, b);
+    const name = r.newName ?? r.name;
+    if (name === undefined) throw new PfError("BAD_REQUEST", "newName is required");
+    topo.renameDevice(ctx, id, name);
+  },
+  "Sdc/setSdcName": (ctx, id, b) => topo.renameSdc(ctx, id, v(SetSdcName, b).sdcName),
+  "Sdc/removeSdc": (ctx, id, b) => {
+    v(Empty, b);
+    topo.removeSdc(ctx, id);
+  },
+  "StoragePool/removeStoragePool": (ctx, id, b) => {
+    v(Empty, b);
+    topo.removeStoragePool(ctx, id);
+  },
+  "StoragePool/setStoragePoolName": (ctx, id, b) => topo.renameStoragePool(ctx, id, v(RenameObject, b).name),
+  "StoragePool/setSparePercentage": (ctx, id, b) => topo.setSparePercentage(ctx, id, v(SetSparePercentage, b).sparePercentage),
+  "StoragePool/setRebuildEnabled": (ctx, id, b) => topo.setPoolFlags(ctx, id, { rebuildEnabled: requireFlag(v(SetEnabled, b).rebuildEnabled, "rebuildEnabled") }),
+  "StoragePool/setRebalanceEnabled": (ctx, id, b) =>
+    topo.setPoolFlags(ctx, id, { rebalanceEnabled: requireFlag(v(SetEnabled, b).rebalanceEnabled, "rebalanceEnabled") }),
+  "ProtectionDomain/removeProtectionDomain": (ctx, id, b) => {
+    v(Empty, b);
+    topo.removeProtectionDomain(ctx, id);
+  },
+  "ProtectionDomain/setProtectionDomainName": (ctx, id, b) => topo.renameProtectionDomain(ctx, id, v(RenameObject, b).name),
+  "FaultSet/removeFaultSet": (ctx, id, b) => {
+    v(Empty, b);
+    topo.removeFaultSet(ctx, id);
+  },
+  "FaultSet/setFaultSetName": (ctx, id, b) => topo.renameFaultSet(ctx, id, v(RenameObject, b).name),
+  "System/setSystemName": (ctx, _id, b) => {
+    const name = v(RenameObject, b).name;
+    ctx.store.db.update(systemTable).set({ name }).run();
+  },
+  "System/snapshotVolumes": () => {
+    throw new PfError("INVALID_STATE", "snapshots are not implemented by this MDM yet");
+  },
+};
+
+function requireFlag(value: boolean | undefined, name: string): boolean {
+  if (value === undefined) throw new PfError("BAD_REQUEST", `${name} is required`);
+  return value;
+}
+
+function removeMapped(ctx: MdmContext, id: string, b: unknown): void {
+  const r = v(RemoveMappedSdc, b);
+  // PowerFlex sends allSdcs as "TRUE" or even ""; present and not false means all
+  let allSdcs = false;
+  if (r.allSdcs !== undefined) {
+    const parsed = looseBool.safeParse(r.allSdcs);
+    allSdcs = parsed.success ? parsed.data : true;
+  }
+  if (!allSdcs && r.sdcId === undefined && r.guid === undefined) throw new PfError("BAD_REQUEST", "sdcId, guid or allSdcs is required");
+  vols.removeMappedSdc(ctx, id, { sdcId: r.sdcId, guid: r.guid, allSdcs });
+}
+
+function systemLimits(): unknown {
+  const entry = (type: string, description: string, maxVal: number) => ({ type, description, maxVal: String(maxVal) });
+  return {
+    systemLimitEntryList: [
+      entry("volumeSizeGb", "Maximum volume size in GB", Limits.maxVolumeBytes / Units.GiB),
+      entry("volumeNameLength", "Maximum length of object names", Limits.maxNameLength),
+      entry("sdsDevicesPerSds", "Maximum number of devices per SDS", 64),
+      entry("restBodyBytes", "Maximum REST request body in bytes", Limits.restMaxBodyBytes),
+    ],
+  };
+}
+
+export function restRoutes(ctx: MdmContext): Hono<Vars> {
+  const api = new Hono<Vars>();
+
+  const login = async (c: Context<Vars>) => {
+    let creds = basicCredentials(c.req.header("authorization"));
+    if (!creds && c.req.method === "POST") {
+      const b = await readBody(c, LoginBody);
+      if (b.username !== undefined && b.password !== undefined) creds = { user: b.username, password: b.password };
+    }
+    if (!creds) throw new PfError("UNAUTHORIZED", "Unauthorized");
+    const token = await ctx.tokens.login(creds.user || "admin", creds.password);
+    return c.json(token);
+  };
+  api.get("/login", login);
+  api.post("/login", login);
+  api.get("/version", (c) => c.json(POWERFLEX_API_VERSION));
+
+  // everything below needs a token (as the Basic password, any user name)
+  api.use("*", async (c: Context<Vars>, next: Next) => {
+    const creds = basicCredentials(c.req.header("authorization"));
+    const user = creds ? ctx.tokens.check(creds.password) : null;
+    if (user === null) throw new PfError("UNAUTHORIZED", "Unauthorized");
+    c.set("user", user);
+    await next();
+  });
+
+  const logout = (c: Context<Vars>) => {
+    const creds = basicCredentials(c.req.header("authorization"));
+    if (creds) ctx.tokens.logout(creds.password);
+    return c.json({});
+  };
+  api.get("/logout", logout);
+  api.post("/logout", logout);
+
+  api.get("/types/:type/instances", (c) => c.json(listObjects(ctx, parseType(c.req.param("type")))));
+
+  api.post("/types/:type/instances", async (c) => {
+    const type = parseType(c.req.param("type"));
+    let id: string;
+    switch (type) {
+      case "ProtectionDomain":
+        id = topo.createProtectionDomain(ctx, await readBody(c, CreateProtectionDomain));
+        break;
+      case "StoragePool":
+        id = topo.createStoragePool(ctx, await readBody(c, CreateStoragePool));
+        break;
+      case "FaultSet":
+        id = topo.createFaultSet(ctx, await readBody(c, CreateFaultSet));
+        break;
+      case "Sds":
+        id = topo.createSds(ctx, await readBody(c, CreateSds));
+        break;
+      case "Device":
+        id = topo.createDevice(ctx, await readBody(c, CreateDevice));
+        break;
+      case "Volume":
+        id = vols.createVolume(ctx, await readBody(c, CreateVolume));
+        break;
+      case "System":
+      case "Sdc":
+      case "VTree":
+        throw new PfError("BAD_REQUEST", `${type} objects cannot be created through REST${type === "Sdc" ? " (an SDC joins by itself)" : ""}`);
+      default: {
+        const never: never = type;
+        throw new PfError("BAD_REQUEST", `unknown type ${String(never)}`);
+      }
+    }
+    return c.json({ id });
+  });
+
+  api.post("/types/:type/instances/action/:action", async (c) => {
+    const type = parseType(c.req.param("type"));
+    const action = c.req.param("action");
+    switch (action) {
+      case "queryIdByKey":
+        return c.json(idByName(ctx, type, (await readBody(c, QueryIdByKey)).name));
+      case "querySelectedStatistics":
+        return c.json(selectedStatistics(ctx, type, await readBody(c, QuerySelectedStatistics)));
+      default:
+        throw new PfError("BAD_REQUEST", `unknown action ${action} on type ${type}`);
+    }
+  });
+
+  // system actions without an id
+  api.post("/instances/System/action/querySystemLimits", async (c) => {
+    await readBody(c, Empty);
+    return c.json(systemLimits());
+  });
+  api.post("/instances/System/queryMdmCluster", async (c) => {
+    await readBody(c, Empty);
+    return c.json(renderSystem(ctx).mdmCluster);
+  });
+  api.post("/instances/System/action/queryMdmCluster", async (c) => {
+    await readBody(c, Empty);
+    return c.json(renderSystem(ctx).mdmCluster);
+  });
+
+  api.get("/instances/:ref", (c) => {
+    const { type, id } = parseRef(c.req.param("ref"));
+    return c.json(getObject(ctx, type, id));
+  });
+
+  api.get("/instances/:ref/relationships/:child", (c) => {
+    const { type, id } = parseRef(c.req.param("ref"));
+    const child = c.req.param("child");
+    if (child === "Statistics") return c.json(statisticsOf(ctx, type, id));
+    return c.json(relatedObjects(ctx, type, id, child));
+  });
+
+  api.post("/instances/:ref/action/:action", async (c) => {
+    const { type, id } = parseRef(c.req.param("ref"));
+    const action = c.req.param("action");
+    const handler = INSTANCE_ACTIONS[`${type}/${action}`];
+    if (!handler) throw new PfError("BAD_REQUEST", `unknown action ${action} on ${type}`);
+    const body = await readBody(c, AnyObject);
+    getObject(ctx, type, id); // NOT_FOUND before validating the body's details
+    handler(ctx, id, body);
+    return c.json({});
+  });
+
+  api.all("*", () => {
+    throw new HttpError("NOT_FOUND", 404, "no such API path");
+  });
+  return api;
+}
+
+function selectedStatistics(ctx: MdmContext, type: PowerFlexType, q: QuerySelectedStatistics): unknown {
+  if (type === "System") return selectProperties(statisticsOf(ctx, "System", ctx.systemId), q.properties);
+  const ids =
+    q.ids ??
+    (q.allIds !== undefined
+      ? listObjects(ctx, type).map((o) => o.id as string)
+      : (() => {
+          throw new PfError("BAD_REQUEST", "ids or allIds is required");
+        })());
+  const out: Record<string, unknown> = {};
+  for (const id of ids) out[id] = selectProperties(statisticsOf(ctx, type, id), q.properties);
+  return out;
+}

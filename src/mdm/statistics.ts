@@ -1,0 +1,281 @@
+// Statistics objects of the PowerFlex REST API (GET …/relationships/Statistics and
+// querySelectedStatistics): capacity in KiB from the pool capacity math, object counts, and
+// zeroed bandwidth/latency counters (live IO figures arrive with the metrics work).
+// Invariants: capacity fields of a protection domain and of the system are sums over their
+// pools; nothing here writes.
+
+import { eq, sql } from "drizzle-orm";
+import { PfError } from "../proto/errors.ts";
+import { Limits } from "../proto/limits.ts";
+import type { PowerFlexType } from "../proto/powerflex_api.ts";
+import {
+  deviceTable,
+  faultSetTable,
+  protectionDomainTable,
+  sdcTable,
+  sdsTable,
+  storagePoolTable,
+  volumeMappingTable,
+  volumeTable,
+  type DeviceRow,
+  type StoragePoolRow,
+} from "../store/mdm_schema.ts";
+import type { MdmContext } from "./context.ts";
+import { getDevice, getPd, getPool, getSdc, getSds, getVolume } from "./lookup.ts";
+import { poolCapacityOf } from "./volumes.ts";
+
+export type Stats = Record<string, unknown>;
+
+const kb = (bytes: number) => Math.floor(bytes / 1024);
+
+const BWC_NAMES = [
+  "userDataReadBwc",
+  "userDataWriteBwc",
+  "userDataTrimBwc",
+  "primaryReadBwc",
+  "primaryWriteBwc",
+  "secondaryReadBwc",
+  "secondaryWriteBwc",
+  "totalReadBwc",
+  "totalWriteBwc",
+  "fwdRebuildReadBwc",
+  "fwdRebuildWriteBwc",
+  "bckRebuildReadBwc",
+  "bckRebuildWriteBwc",
+  "normRebuildReadBwc",
+  "normRebuildWriteBwc",
+  "rebalanceReadBwc",
+  "rebalanceWriteBwc",
+] as const;
+const LATENCY_NAMES = ["userDataSdcReadLatency", "userDataSdcWriteLatency", "userDataSdcTrimLatency"] as const;
+
+function ioCounters(): Stats {
+  const out: Stats = {};
+  for (const n of BWC_NAMES) out[n] = { numOccured: 0, numSeconds: 0, totalWeightInKb: 0 };
+  for (const n of LATENCY_NAMES) out[n] = { numOccured: 0, numSeconds: 0, totalWeightInKb: 0 };
+  return out;
+}
+
+interface CapacityFigures {
+  maxCapacityInKb: number;
+  capacityLimitInKb: number;
+  spareCapacityInKb: number;
+  capacityInUseInKb: number;
+  thickCapacityInUseInKb: number;
+  thinCapacityInUseInKb: number;
+  snapCapacityInUseInKb: number;
+  snapCapacityInUseOccupiedInKb: number;
+  thinCapacityAllocatedInKm: number;
+  thinCapacityAllocatedInKb: number;
+  unusedCapacityInKb: number;
+  capacityAvailableForVolumeAllocationInKb: number;
+  volumeAllocationLimitInKb: number;
+  protectedCapacityInKb: number;
+  degradedHealthyCapacityInKb: number;
+  degradedFailedCapacityInKb: number;
+  failedCapacityInKb: number;
+  inMaintenanceCapacityInKb: number;
+}
+
+function zeroCapacity(): CapacityFigures {
+  return {
+    maxCapacityInKb: 0,
+    capacityLimitInKb: 0,
+    spareCapacityInKb: 0,
+    capacityInUseInKb: 0,
+    thickCapacityInUseInKb: 0,
+    thinCapacityInUseInKb: 0,
+    snapCapacityInUseInKb: 0,
+    snapCapacityInUseOccupiedInKb: 0,
+    thinCapacityAllocatedInKm: 0,
+    thinCapacityAllocatedInKb: 0,
+    unusedCapacityInKb: 0,
+    capacityAvailableForVolumeAllocationInKb: 0,
+    volumeAllocationLimitInKb: 0,
+    protectedCapacityInKb: 0,
+    degradedHealthyCapacityInKb: 0,
+    degradedFailedCapacityInKb: 0,
+    failedCapacityInKb: 0,
+    inMaintenanceCapacityInKb: 0,
+  };
+}
+
+function addCapacity(a: CapacityFigures, b: CapacityFigures): CapacityFigures {
+  const out = zeroCapacity();
+  for (const k of Object.keys(out) as (keyof CapacityFigures)[]) out[k] = a[k] + b[k];
+  return out;
+}
+
+function poolCapacityFigures(ctx: MdmContext, pool: StoragePoolRow, devices: DeviceRow[]): CapacityFigures {
+  const cap = poolCapacityOf(ctx, pool);
+  const thinAllocated = ctx.store.db
+    .select({ bytes: sql<number>`coalesce(sum(${volumeTable.sizeBytes}), 0)` })
+    .from(volumeTable)
+    .where(sql`${volumeTable.poolId} = ${pool.id} AND ${volumeTable.volumeType} = 'ThinProvisioned'`)
+    .get();
+  let thinUsedRaw = 0;
+  let failedRaw = 0;
+  for (const d of devices) {
+    thinUsedRaw += Math.max(0, d.usedBytes - d.thickAssignedBytes);
+    if (d.state === "Failed") failedRaw += d.capacityBytes;
+  }
+  return {
+    maxCapacityInKb: kb(cap.rawBytes + failedRaw),
+    capacityLimitInKb: kb(cap.rawBytes),
+    spareCapacityInKb: kb(cap.spareBytes),
+    capacityInUseInKb: kb(cap.inUseRawBytes),
+    thickCapacityInUseInKb: kb(cap.thickReservedRawBytes),
+    thinCapacityInUseInKb: kb(thinUsedRaw),
+    snapCapacityInUseInKb: 0,
+    snapCapacityInUseOccupiedInKb: 0,
+    thinCapacityAllocatedInKm: kb(thinAllocated?.bytes ?? 0),
+    thinCapacityAllocatedInKb: kb(thinAllocated?.bytes ?? 0),
+    unusedCapacityInKb: kb(Math.max(0, cap.usableRawBytes - cap.inUseRawBytes)),
+    capacityAvailableForVolumeAllocationInKb: kb(cap.availableForVolumeAllocationBytes),
+    volumeAllocationLimitInKb: kb(Limits.maxVolumeBytes),
+    protectedCapacityInKb: kb(cap.inUseRawBytes),
+    degradedHealthyCapacityInKb: 0,
+    degradedFailedCapacityInKb: 0,
+    failedCapacityInKb: kb(failedRaw),
+    inMaintenanceCapacityInKb: 0,
+  };
+}
+
+function volumeCounts(ctx: MdmContext, poolIds: string[] | null): { numOfVolumes: number; numOfThickBaseVolumes: number; numOfThinBaseVolumes: number } {
+  const rows = ctx.store.db
+    .select({ poolId: volumeTable.poolId, type: volumeTable.volumeType, n: sql<number>`count(*)` })
+    .from(volumeTable)
+    .groupBy(volumeTable.poolId, volumeTable.volumeType)
+    .all();
+  let thick = 0;
+  let thin = 0;
+  for (const r of rows) {
+    if (poolIds !== null && !poolIds.includes(r.poolId)) continue;
+    if (r.type === "ThickProvisioned") thick += r.n;
+    else thin += r.n;
+  }
+  return { numOfVolumes: thick + thin, numOfThickBaseVolumes: thick, numOfThinBaseVolumes: thin };
+}
+
+function poolsStats(ctx: MdmContext, pools: StoragePoolRow[]): Stats {
+  const devices = ctx.store.db.select().from(deviceTable).all();
+  let cap = zeroCapacity();
+  for (const p of pools) cap = addCapacity(cap, poolCapacityFigures(ctx, p, devices.filter((d) => d.poolId === p.id)));
+  const poolIds = pools.map((p) => p.id);
+  const counts = volumeCounts(ctx, poolIds);
+  const poolDevices = devices.filter((d) => poolIds.includes(d.poolId));
+  return {
+    ...cap,
+    ...counts,
+    numOfVtrees: counts.numOfVolumes,
+    numOfSnapshots: 0,
+    numOfDevices: poolDevices.length,
+    numOfFailedDevices: poolDevices.filter((d) => d.state === "Failed").length,
+    numOfMappedToAllVolumes: 0,
+    rebuildWaitSendQLength: 0,
+    rebalanceWaitSendQLength: 0,
+    pendingRebuildCapacityInKb: 0,
+    pendingRebalanceCapacityInKb: 0,
+    activeRebuildCapacityInKb: 0,
+    activeRebalanceCapacityInKb: 0,
+    ...ioCounters(),
+  };
+}
+
+export function statisticsOf(ctx: MdmContext, type: PowerFlexType, id: string): Stats {
+  switch (type) {
+    case "System": {
+      const pools = ctx.store.db.select().from(storagePoolTable).all();
+      return {
+        ...poolsStats(ctx, pools),
+        numOfProtectionDomains: ctx.store.db.select({ n: sql<number>`count(*)` }).from(protectionDomainTable).get()?.n ?? 0,
+        numOfStoragePools: pools.length,
+        numOfFaultSets: ctx.store.db.select({ n: sql<number>`count(*)` }).from(faultSetTable).get()?.n ?? 0,
+        numOfSds: ctx.store.db.select({ n: sql<number>`count(*)` }).from(sdsTable).get()?.n ?? 0,
+        numOfSdc: ctx.store.db.select({ n: sql<number>`count(*)` }).from(sdcTable).get()?.n ?? 0,
+      };
+    }
+    case "ProtectionDomain": {
+      getPd(ctx, id);
+      const pools = ctx.store.db.select().from(storagePoolTable).where(eq(storagePoolTable.pdId, id)).all();
+      return {
+        ...poolsStats(ctx, pools),
+        numOfStoragePools: pools.length,
+        numOfSds: ctx.store.db.select({ n: sql<number>`count(*)` }).from(sdsTable).where(eq(sdsTable.pdId, id)).get()?.n ?? 0,
+        numOfFaultSets: ctx.store.db.select({ n: sql<number>`count(*)` }).from(faultSetTable).where(eq(faultSetTable.pdId, id)).get()?.n ?? 0,
+      };
+    }
+    case "StoragePool": {
+      const pool = getPool(ctx, id);
+      const sdsIds = new Set(ctx.store.db.select({ s: deviceTable.sdsId }).from(deviceTable).where(eq(deviceTable.poolId, id)).all().map((r) => r.s));
+      return { ...poolsStats(ctx, [pool]), numOfSds: sdsIds.size };
+    }
+    case "FaultSet": {
+      const sds = ctx.store.db.select({ id: sdsTable.id }).from(sdsTable).where(eq(sdsTable.faultSetId, id)).all();
+      return { numOfSds: sds.length, ...ioCounters() };
+    }
+    case "Sds": {
+      getSds(ctx, id);
+      const devices = ctx.store.db.select().from(deviceTable).where(eq(deviceTable.sdsId, id)).all();
+      return { ...deviceSums(devices), numOfDevices: devices.length, ...ioCounters() };
+    }
+    case "Device":
+      return { ...deviceSums([getDevice(ctx, id)]), ...ioCounters() };
+    case "Sdc": {
+      getSdc(ctx, id);
+      const mapped = ctx.store.db.select({ v: volumeMappingTable.volumeId }).from(volumeMappingTable).where(eq(volumeMappingTable.sdcId, id)).all();
+      return { numOfMappedVolumes: mapped.length, volumeIds: mapped.map((m) => m.v), ...ioCounters() };
+    }
+    case "Volume": {
+      const vol = getVolume(ctx, id);
+      const mapped = ctx.store.db.select({ s: volumeMappingTable.sdcId }).from(volumeMappingTable).where(eq(volumeMappingTable.volumeId, id)).all();
+      return {
+        numOfMappedSdcs: mapped.length,
+        mappedSdcIds: mapped.map((m) => m.s),
+        numOfChildVolumes: 0,
+        numOfDescendantVolumes: 0,
+        sizeInKb: kb(vol.sizeBytes),
+        ...ioCounters(),
+      };
+    }
+    case "VTree": {
+      const vol = ctx.store.db.select().from(volumeTable).where(eq(volumeTable.vtreeId, id)).get();
+      if (!vol) throw new PfError("NOT_FOUND", `Could not find the VTree ${id}`);
+      return { numOfVolumes: 1, baseNetCapacityInUseInKb: 0, netCapacityInUseInKb: 0, ...ioCounters() };
+    }
+    default: {
+      const never: never = type;
+      throw new PfError("BAD_REQUEST", `no statistics for type ${String(never)}`);
+    }
+  }
+}
+
+function deviceSums(devices: DeviceRow[]): Stats {
+  let max = 0;
+  let used = 0;
+  let thick = 0;
+  let failed = 0;
+  for (const d of devices) {
+    max += d.capacityBytes;
+    used += d.usedBytes;
+    thick += d.thickAssignedBytes;
+    if (d.state === "Failed") failed += d.capacityBytes;
+  }
+  return {
+    maxCapacityInKb: kb(max),
+    capacityLimitInKb: kb(max - failed),
+    capacityInUseInKb: kb(used),
+    thickCapacityInUseInKb: kb(thick),
+    thinCapacityInUseInKb: kb(Math.max(0, used - thick)),
+    unusedCapacityInKb: kb(Math.max(0, max - failed - used)),
+    failedCapacityInKb: kb(failed),
+    numOfFailedDevices: devices.filter((d) => d.state === "Failed").length,
+  };
+}
+
+/** Pick properties of a statistics object (unknown names are simply absent, as on PowerFlex). */
+export function selectProperties(stats: Stats, properties: string[]): Stats {
+  const out: Stats = {};
+  for (const p of properties) if (p in stats) out[p] = stats[p];
+  return out;
+}

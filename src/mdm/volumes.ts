@@ -1,0 +1,333 @@
+// Volumes: create (thin or thick, extents placed at creation), extend, rename, remove, and
+// SDC mappings. One transaction per call; every check runs before the first write, so a
+// refused call changes nothing.
+// Invariants: size is a positive multiple of the pool's allocation granularity, at most
+// Limits.maxVolumeBytes, and only grows; a volume has exactly size/extentBytes extent rows,
+// each with two copies on two SDSs (two fault sets when the pool has them), primary first;
+// device.assigned_bytes / thick_assigned_bytes equal the sums over the extent rows; a thick
+// volume is created or grown only if the pool still fits it after its spare reserve; a
+// volume maps to a second SDC only with allowMultipleMappings; every change bumps mapVersion.
+
+import { and, eq, inArray, sql } from "drizzle-orm";
+import { assert, PfError } from "../proto/errors.ts";
+import { Limits, Units } from "../proto/limits.ts";
+import type { AccessMode, CreateVolume, VolumeType } from "../proto/powerflex_api.ts";
+import {
+  deviceTable,
+  extentTable,
+  sdsTable,
+  storagePoolTable,
+  volumeMappingTable,
+  volumeTable,
+  type StoragePoolRow,
+  type VolumeRow,
+} from "../store/mdm_schema.ts";
+import { checkThickFits, poolCapacity, roundUpToGranularity, type PoolCapacity } from "./capacity.ts";
+import { inTransaction, type MdmContext } from "./context.ts";
+import { getPool, getSdcByIdOrGuid, getVolume, unique } from "./lookup.ts";
+import { placeExtents, type PlacementSds, type ReplicaSlot } from "./placement.ts";
+import { allocateId, bumpMapVersion } from "./system_state.ts";
+
+/** Inputs of the capacity math for one pool, read from the database. */
+export function poolCapacityOf(ctx: MdmContext, pool: StoragePoolRow): PoolCapacity {
+  const devices = ctx.store.db.select().from(deviceTable).where(eq(deviceTable.poolId, pool.id)).all();
+  const thick = ctx.store.db
+    .select({ bytes: sql<number>`coalesce(sum(${volumeTable.sizeBytes}), 0)` })
+    .from(volumeTable)
+    .where(and(eq(volumeTable.poolId, pool.id), eq(volumeTable.volumeType, "ThickProvisioned")))
+    .get();
+  // A device's usedBytes counts everything the SDS allocated on it; thick copies are reserved
+  // in full by the MDM, so only what exceeds a device's thick share is thin data (raw).
+  let thinUsedRaw = 0;
+  for (const d of devices) thinUsedRaw += Math.max(0, d.usedBytes - d.thickAssignedBytes);
+  return poolCapacity(
+    {
+      devices: devices.map((d) => ({ capacityBytes: d.capacityBytes, usedBytes: d.usedBytes, state: d.state === "Failed" ? "Failed" : "Normal" })),
+      sparePercentage: pool.sparePercentage,
+      thickReservedBytes: thick?.bytes ?? 0,
+      thinUsedBytes: Math.floor(thinUsedRaw / 2),
+    },
+    pool.granularityBytes,
+  );
+}
+
+/** SDSs and devices of a pool as placement sees them (only devices with room get extents). */
+export function placementSdsOf(ctx: MdmContext, pool: StoragePoolRow): PlacementSds[] {
+  const devices = ctx.store.db.select().from(deviceTable).where(eq(deviceTable.poolId, pool.id)).all();
+  const sdsRows = ctx.store.db.select().from(sdsTable).where(eq(sdsTable.pdId, pool.pdId)).all();
+  const out: PlacementSds[] = [];
+  for (const s of sdsRows) {
+    const mine = devices.filter((d) => d.sdsId === s.id);
+    if (mine.length === 0) continue;
+    out.push({
+      sdsId: s.id,
+      faultSetId: s.faultSetId,
+      connected: ctx.health.sdsConnected(s.id) && s.state === "Normal",
+      devices: mine.map((d) => ({
+        deviceId: d.id,
+        capacityBytes: d.capacityBytes,
+        // what the device surely holds: its thick reservations, or more when thin data was
+        // written; thin extents reserve nothing, so thin volumes may overcommit the pool
+        assignedBytes: Math.max(d.thickAssignedBytes, d.usedBytes),
+        state: d.state === "Failed" ? "Failed" : "Normal",
+      })),
+    });
+  }
+  return out;
+}
+
+function sizeBytesOf(body: { volumeSizeInKb?: number | undefined; volumeSizeInGb?: number | undefined }): number {
+  if (body.volumeSizeInKb !== undefined) return body.volumeSizeInKb * Units.KiB;
+  if (body.volumeSizeInGb !== undefined) return body.volumeSizeInGb * Units.GiB;
+  throw new PfError("BAD_REQUEST", "volumeSizeInKb or volumeSizeInGb is required");
+}
+
+/** Round a requested size to the pool's granularity and check it against the limits. */
+export function checkedVolumeSize(requestedBytes: number, pool: StoragePoolRow): number {
+  if (!Number.isSafeInteger(requestedBytes) || requestedBytes <= 0) {
+    throw new PfError("BAD_REQUEST", `volume size must be positive (got ${requestedBytes} bytes)`);
+  }
+  if (requestedBytes > Limits.maxVolumeBytes) {
+    throw new PfError("TOO_BIG", `volume size ${requestedBytes} bytes is over the limit of ${Limits.maxVolumeBytes} bytes (${Limits.maxVolumeBytes / Units.GiB} GiB)`);
+  }
+  const size = roundUpToGranularity(requestedBytes, pool.granularityBytes);
+  if (size > Limits.maxVolumeBytes) {
+    throw new PfError("TOO_BIG", `volume size rounded to ${size} bytes is over the limit of ${Limits.maxVolumeBytes} bytes`);
+  }
+  assert(size % pool.extentBytes === 0, "granularity is a multiple of the extent size");
+  return size;
+}
+
+function resolvePool(ctx: MdmContext, body: CreateVolume): StoragePoolRow {
+  if (body.storagePoolId !== undefined) {
+    const pool = getPool(ctx, body.storagePoolId);
+    if (body.protectionDomainId !== undefined && pool.pdId !== body.protectionDomainId) {
+      throw new PfError("BAD_REQUEST", `Storage Pool ${pool.id} is not in Protection Domain ${body.protectionDomainId}`);
+    }
+    return pool;
+  }
+  if (body.protectionDomainId !== undefined) {
+    const pools = ctx.store.db.select().from(storagePoolTable).where(eq(storagePoolTable.pdId, body.protectionDomainId)).all();
+    if (pools.length === 1 && pools[0]) return pools[0];
+    throw new PfError("BAD_REQUEST", `storagePoolId is required (Protection Domain ${body.protectionDomainId} has ${pools.length} pools)`);
+  }
+  throw new PfError("BAD_REQUEST", "storagePoolId is required");
+}
+
+/** Place `count` new extents starting at `firstIdx` and record them; call inside a transaction. */
+function placeAndRecord(ctx: MdmContext, pool: StoragePoolRow, volume: { id: string; thick: boolean }, firstIdx: number, count: number): void {
+  if (count === 0) return;
+  const slots = placeExtents({ sds: placementSdsOf(ctx, pool), extentCount: count, extentBytes: pool.extentBytes, random: ctx.random });
+  assert(slots.length === count, "placement returned one replica set per extent");
+  const perDevice = new Map<string, number>();
+  const rows = slots.map((set, i) => {
+    checkReplicaSet(set);
+    const [p, s] = set as [ReplicaSlot, ReplicaSlot];
+    perDevice.set(p.deviceId, (perDevice.get(p.deviceId) ?? 0) + 1);
+    perDevice.set(s.deviceId, (perDevice.get(s.deviceId) ?? 0) + 1);
+    return {
+      volumeId: volume.id,
+      idx: firstIdx + i,
+      epoch: 1,
+      primarySdsId: p.sdsId,
+      primaryDeviceId: p.deviceId,
+      secondarySdsId: s.sdsId,
+      secondaryDeviceId: s.deviceId,
+    };
+  });
+  const CHUNK = 500; // rows per INSERT: 7 columns each, well under sqlite's variable limit
+  for (let i = 0; i < rows.length; i += CHUNK) ctx.store.db.insert(extentTable).values(rows.slice(i, i + CHUNK)).run();
+  for (const [deviceId, copies] of perDevice) adjustDevice(ctx, deviceId, copies * pool.extentBytes, volume.thick);
+}
+
+function checkReplicaSet(set: ReplicaSlot[]): void {
+  assert(set.length === 2, "two copies per extent");
+  assert(set[0]?.sdsId !== set[1]?.sdsId, "two copies never on one SDS");
+}
+
+function adjustDevice(ctx: MdmContext, deviceId: string, deltaBytes: number, thick: boolean): void {
+  ctx.store.db
+    .update(deviceTable)
+    .set({
+      assignedBytes: sql`${deviceTable.assignedBytes} + ${deltaBytes}`,
+      ...(thick ? { thickAssignedBytes: sql`${deviceTable.thickAssignedBytes} + ${deltaBytes}` } : {}),
+    })
+    .where(eq(deviceTable.id, deviceId))
+    .run();
+}
+
+export function createVolume(ctx: MdmContext, body: CreateVolume): string {
+  return inTransaction(ctx, () => {
+    const pool = resolvePool(ctx, body);
+    const sizeBytes = checkedVolumeSize(sizeBytesOf(body), pool);
+    const volumeType: VolumeType = body.volumeType ?? (pool.defaultThin ? "ThinProvisioned" : "ThickProvisioned");
+    const thick = volumeType === "ThickProvisioned";
+    if (body.name !== undefined) {
+      const taken = ctx.store.db.select({ id: volumeTable.id }).from(volumeTable).where(eq(volumeTable.name, body.name)).get();
+      if (taken) throw new PfError("ALREADY_EXISTS", `A volume named ${body.name} already exists (${taken.id})`);
+    }
+    if (thick) checkThickFits(poolCapacityOf(ctx, pool), sizeBytes);
+    const id = allocateId(ctx, "Volume");
+    const vtreeId = allocateId(ctx, "VTree");
+    unique(`A volume named ${body.name} already exists`, () =>
+      ctx.store.db
+        .insert(volumeTable)
+        .values({
+          id,
+          name: body.name ?? null,
+          poolId: pool.id,
+          volumeType,
+          sizeBytes,
+          extentBytes: pool.extentBytes,
+          vtreeId,
+          accessModeLimit: "ReadWrite",
+          creationTimeS: Math.floor(ctx.clock() / 1000),
+        })
+        .run(),
+    );
+    placeAndRecord(ctx, pool, { id, thick }, 0, sizeBytes / pool.extentBytes);
+    bumpMapVersion(ctx);
+    return id;
+  });
+}
+
+/** setVolumeSize: grow to sizeInGB (rounded up to the granularity); shrinking is refused. */
+export function setVolumeSize(ctx: MdmContext, volumeId: string, sizeInGB: number): void {
+  inTransaction(ctx, () => {
+    const vol = getVolume(ctx, volumeId);
+    const pool = getPool(ctx, vol.poolId);
+    const newSize = checkedVolumeSize(sizeInGB * Units.GiB, pool);
+    if (newSize < vol.sizeBytes) {
+      throw new PfError("INVALID_STATE", `volume ${vol.id} is ${vol.sizeBytes / Units.GiB} GiB; shrinking to ${newSize / Units.GiB} GiB is refused`);
+    }
+    if (newSize === vol.sizeBytes) return;
+    const thick = vol.volumeType === "ThickProvisioned";
+    if (thick) checkThickFits(poolCapacityOf(ctx, pool), newSize - vol.sizeBytes);
+    placeAndRecord(ctx, pool, { id: vol.id, thick }, vol.sizeBytes / vol.extentBytes, (newSize - vol.sizeBytes) / vol.extentBytes);
+    ctx.store.db.update(volumeTable).set({ sizeBytes: newSize }).where(eq(volumeTable.id, vol.id)).run();
+    bumpMapVersion(ctx);
+  });
+}
+
+export function renameVolume(ctx: MdmContext, volumeId: string, newName: string): void {
+  inTransaction(ctx, () => {
+    const vol = getVolume(ctx, volumeId);
+    if (vol.name === newName) return;
+    const taken = ctx.store.db.select({ id: volumeTable.id }).from(volumeTable).where(eq(volumeTable.name, newName)).get();
+    if (taken) throw new PfError("ALREADY_EXISTS", `A volume named ${newName} already exists (${taken.id})`);
+    unique(`A volume named ${newName} already exists`, () => ctx.store.db.update(volumeTable).set({ name: newName }).where(eq(volumeTable.id, vol.id)).run());
+    bumpMapVersion(ctx); // SDC maps carry the name
+  });
+}
+
+export function removeVolume(ctx: MdmContext, volumeId: string): void {
+  inTransaction(ctx, () => {
+    const vol = getVolume(ctx, volumeId);
+    const mapped = ctx.store.db.select({ sdcId: volumeMappingTable.sdcId }).from(volumeMappingTable).where(eq(volumeMappingTable.volumeId, vol.id)).all();
+    if (mapped.length > 0) {
+      throw new PfError("IN_USE", `The volume ${vol.id} is mapped to ${mapped.length} SDC(s); unmap it first`);
+    }
+    releaseExtents(ctx, vol);
+    ctx.store.db.delete(volumeTable).where(eq(volumeTable.id, vol.id)).run();
+    bumpMapVersion(ctx);
+  });
+}
+
+function releaseExtents(ctx: MdmContext, vol: VolumeRow): void {
+  const copies = ctx.store.sqlite
+    .query<{ device_id: string; n: number }, [string, string]>(
+      `SELECT device_id, COUNT(*) AS n FROM (
+         SELECT primary_device_id AS device_id FROM extent WHERE volume_id = ?1
+         UNION ALL SELECT secondary_device_id FROM extent WHERE volume_id = ?2 AND secondary_device_id IS NOT NULL)
+       GROUP BY device_id`,
+    )
+    .all(vol.id, vol.id);
+  const thick = vol.volumeType === "ThickProvisioned";
+  for (const c of copies) adjustDevice(ctx, c.device_id, -c.n * vol.extentBytes, thick);
+  ctx.store.db.delete(extentTable).where(eq(extentTable.volumeId, vol.id)).run();
+}
+
+// ---- mappings ----
+
+export interface MapRequest {
+  sdcId?: string | undefined;
+  guid?: string | undefined;
+  accessMode?: AccessMode | undefined;
+  allowMultipleMappings?: boolean | undefined;
+}
+
+export function addMappedSdc(ctx: MdmContext, volumeId: string, req: MapRequest): void {
+  inTransaction(ctx, () => {
+    const vol = getVolume(ctx, volumeId);
+    const sdc = getSdcByIdOrGuid(ctx, req);
+    const accessMode = req.accessMode ?? "ReadWrite";
+    const existing = ctx.store.db.select().from(volumeMappingTable).where(eq(volumeMappingTable.volumeId, vol.id)).all();
+    if (existing.some((m) => m.sdcId === sdc.id)) throw new PfError("ALREADY_MAPPED", "The volume is already mapped to this SDC");
+    if (existing.length > 0 && !req.allowMultipleMappings) {
+      throw new PfError(
+        "INVALID_STATE",
+        `The volume is already mapped to another SDC (${existing.map((m) => m.sdcId).join(", ")}); set allowMultipleMappings to map it to several`,
+      );
+    }
+    if (vol.accessModeLimit === "ReadOnly" && accessMode === "ReadWrite") {
+      throw new PfError("INVALID_STATE", `volume ${vol.id} is limited to ReadOnly access`);
+    }
+    unique("The volume is already mapped to this SDC", () =>
+      ctx.store.db.insert(volumeMappingTable).values({ volumeId: vol.id, sdcId: sdc.id, accessMode, createdAtMs: ctx.clock() }).run(),
+    );
+    bumpMapVersion(ctx);
+  });
+}
+
+export function removeMappedSdc(ctx: MdmContext, volumeId: string, req: { sdcId?: string | undefined; guid?: string | undefined; allSdcs: boolean }): void {
+  inTransaction(ctx, () => {
+    const vol = getVolume(ctx, volumeId);
+    if (req.allSdcs) {
+      ctx.store.db.delete(volumeMappingTable).where(eq(volumeMappingTable.volumeId, vol.id)).run();
+    } else {
+      const sdc = getSdcByIdOrGuid(ctx, req);
+      const gone = ctx.store.db
+        .delete(volumeMappingTable)
+        .where(and(eq(volumeMappingTable.volumeId, vol.id), eq(volumeMappingTable.sdcId, sdc.id)))
+        .returning({ sdcId: volumeMappingTable.sdcId })
+        .all();
+      if (gone.length === 0) throw new PfError("NOT_MAPPED", "The volume is not mapped to this SDC");
+    }
+    bumpMapVersion(ctx);
+  });
+}
+
+export function setMappingAccessMode(ctx: MdmContext, volumeId: string, req: { sdcId?: string | undefined; guid?: string | undefined; accessMode: AccessMode }): void {
+  inTransaction(ctx, () => {
+    const vol = getVolume(ctx, volumeId);
+    const sdc = getSdcByIdOrGuid(ctx, req);
+    if (vol.accessModeLimit === "ReadOnly" && req.accessMode === "ReadWrite") {
+      throw new PfError("INVALID_STATE", `volume ${vol.id} is limited to ReadOnly access`);
+    }
+    const changed = ctx.store.db
+      .update(volumeMappingTable)
+      .set({ accessMode: req.accessMode })
+      .where(and(eq(volumeMappingTable.volumeId, vol.id), eq(volumeMappingTable.sdcId, sdc.id)))
+      .returning({ sdcId: volumeMappingTable.sdcId })
+      .all();
+    if (changed.length === 0) throw new PfError("NOT_MAPPED", "The volume is not mapped to this SDC");
+    bumpMapVersion(ctx);
+  });
+}
+
+/** Mappings of many volumes at once (for listing): volumeId -> rows. */
+export function mappingsByVolume(ctx: MdmContext, volumeIds: string[] | null): Map<string, { sdcId: string; accessMode: string }[]> {
+  const rows =
+    volumeIds === null
+      ? ctx.store.db.select().from(volumeMappingTable).all()
+      : volumeIds.length === 0
+        ? []
+        : ctx.store.db.select().from(volumeMappingTable).where(inArray(volumeMappingTable.volumeId, volumeIds)).all();
+  const out = new Map<string, { sdcId: string; accessMode: string }[]>();
+  for (const r of rows) {
+    const list = out.get(r.volumeId) ?? [];
+    list.push({ sdcId: r.sdcId, accessMode: r.accessMode });
+    out.set(r.volumeId, list);
+  }
+  return out;
+}

@@ -1,0 +1,132 @@
+// Shared fixture of the MDM tests: an in-process MDM core (no socket) in a fresh temp dir with a
+// fake clock, plus helpers to call the REST API as PowerFlex clients do (Basic auth with the
+// token as password) and to join SDSs/SDCs through the cluster API.
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CLUSTER_API_PREFIX, CLUSTER_SECRET_HEADER } from "../src/proto/cluster_api.ts";
+import { Units } from "../src/proto/limits.ts";
+import { openMdmCore, type MdmCore } from "../src/mdm/app.ts";
+
+export const SECRET = "test-cluster-secret-0123456789";
+export const ADMIN_PASSWORD = "Scaleio123";
+
+export interface Reply {
+  status: number;
+  json: unknown;
+  text: string;
+}
+
+export class FakeClock {
+  constructor(public nowMs = 1_700_000_000_000) {}
+  now = (): number => this.nowMs;
+  advance(ms: number): void {
+    this.nowMs += ms;
+  }
+}
+
+export function basic(user: string, password: string): string {
+  return `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
+}
+
+export class MdmFixture {
+  token = "";
+  private constructor(
+    readonly dir: string,
+    readonly core: MdmCore,
+    readonly clock: FakeClock,
+  ) {}
+
+  static async open(opts: { dir?: string; clock?: FakeClock; seed?: number; tokens?: { idleTimeoutMs?: number; maxTokens?: number } } = {}): Promise<MdmFixture> {
+    const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "pf-mdm-test-"));
+    const clock = opts.clock ?? new FakeClock();
+    let seed = opts.seed ?? 42;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed / 2147483648;
+    };
+    const core = await openMdmCore({ dataDir: join(dir, "mdm"), clusterSecret: SECRET, adminPassword: ADMIN_PASSWORD, clock: clock.now, random, tokens: opts.tokens });
+    return new MdmFixture(dir, core, clock);
+  }
+
+  close(opts: { keepDir?: boolean } = {}): void {
+    this.core.close();
+    if (!opts.keepDir) rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  async raw(method: string, path: string, init: { body?: string; headers?: Record<string, string> } = {}): Promise<Reply> {
+    const res = await this.core.app.request(path, { method, body: init.body, headers: init.headers });
+    const text = await res.text();
+    let json: unknown = null;
+    try {
+      json = text.length > 0 ? JSON.parse(text) : null;
+    } catch {
+      json = null;
+    }
+    return { status: res.status, json, text };
+  }
+
+  /** REST call with the current token as Basic password (user name ignored by the MDM). */
+  api(method: "GET" | "POST", path: string, body?: unknown, user = "admin"): Promise<Reply> {
+    const headers: Record<string, string> = { authorization: basic(user, this.token) };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    return this.raw(method, `/api${path}`, { body: body === undefined ? undefined : JSON.stringify(body), headers });
+  }
+
+  async login(password = ADMIN_PASSWORD): Promise<string> {
+    const r = await this.raw("GET", "/api/login", { headers: { authorization: basic("admin", password) } });
+    if (r.status !== 200 || typeof r.json !== "string") throw new Error(`login failed: ${r.status} ${r.text}`);
+    this.token = r.json;
+    return r.json;
+  }
+
+  cluster(method: "GET" | "POST", path: string, body?: unknown, secret = SECRET): Promise<Reply> {
+    const headers: Record<string, string> = { [CLUSTER_SECRET_HEADER]: secret };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    return this.raw(method, CLUSTER_API_PREFIX + path, { body: body === undefined ? undefined : JSON.stringify(body), headers });
+  }
+
+  /** Join an SDS with fake devices (capacity in GiB) and return its join answer. */
+  async joinSds(name: string, opts: { port?: number; host?: string; pd?: string; pool?: string; faultSet?: string; devicesGiB?: number[] } = {}): Promise<{ sdsId: string; devices: { deviceId: string; path: string }[] }> {
+    const devices = (opts.devicesGiB ?? [100]).map((g, i) => ({ path: `/dev/fake-${name}-${i}`, capacityBytes: g * Units.GiB }));
+    const r = await this.cluster("POST", "/sds/join", {
+      name,
+      host: opts.host ?? "127.0.0.1",
+      dataPort: opts.port ?? 7000 + Number.parseInt(name.replace(/\D/g, "") || "0", 10),
+      protectionDomainName: opts.pd ?? "pd1",
+      storagePoolName: opts.pool ?? "sp1",
+      ...(opts.faultSet ? { faultSetName: opts.faultSet } : {}),
+      devices,
+    });
+    if (r.status !== 200) throw new Error(`sds join failed: ${r.status} ${r.text}`);
+    return r.json as { sdsId: string; devices: { deviceId: string; path: string }[] };
+  }
+
+  async joinSdc(guid: string, name?: string): Promise<string> {
+    const r = await this.cluster("POST", "/sdc/join", { guid, host: "127.0.0.1", ...(name ? { name } : {}) });
+    if (r.status !== 200) throw new Error(`sdc join failed: ${r.status} ${r.text}`);
+    return (r.json as { sdcId: string }).sdcId;
+  }
+
+  async idOf(type: string, name: string): Promise<string> {
+    const r = await this.api("POST", `/types/${type}/instances/action/queryIdByKey`, { name });
+    if (r.status !== 200) throw new Error(`queryIdByKey ${type} ${name}: ${r.status} ${r.text}`);
+    return r.json as string;
+  }
+
+  /** Everything the REST API shows, for "state unchanged" checks. */
+  async snapshot(): Promise<string> {
+    const parts: unknown[] = [];
+    for (const t of ["ProtectionDomain", "StoragePool", "FaultSet", "Sds", "Device", "Sdc", "Volume"]) {
+      const r = await this.api("GET", `/types/${t}/instances`);
+      parts.push(t, r.json);
+    }
+    const ext = this.core.ctx.store.sqlite.query("SELECT * FROM extent ORDER BY volume_id, idx").all();
+    const sys = this.core.ctx.store.sqlite.query("SELECT next_counter, map_version FROM system").all();
+    const dev = this.core.ctx.store.sqlite.query("SELECT id, assigned_bytes, thick_assigned_bytes FROM device ORDER BY id").all();
+    return JSON.stringify([parts, ext, sys, dev]);
+  }
+}
+
+export const GiB = Units.GiB;
