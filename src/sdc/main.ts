@@ -10,7 +10,7 @@ import { clusterRequest, type MdmEndpoint } from "../proto/mdm_http.ts";
 import { isPfError } from "../proto/errors.ts";
 import { startNbdServer } from "./nbd_server.ts";
 import { SdcNode } from "./sdc_node.ts";
-import { openSdsLink } from "./sds_link.ts";
+import { DataPlanePool } from "../proto/dataplane_client.ts";
 
 export interface SdcOptions {
   mdm: MdmEndpoint;
@@ -68,7 +68,7 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
   const node = new SdcNode({
     mdm: opts.mdm,
     sdcId,
-    openLink: (addr) => openSdsLink(addr, { dataKeyHex: dataKey, nodeId: sdcId }),
+    links: new DataPlanePool({ dataKeyHex: dataKey, nodeId: sdcId }),
     onUnexport: (name) => closeExport(name),
     sleep: (ms) => Bun.sleep(ms),
     nowMs: () => performance.now(),

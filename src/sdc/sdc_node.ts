@@ -1,11 +1,10 @@
 // The SDC's cache of volume maps and its conversation with the MDM: join, heartbeat, and a map
 // refresh whenever the MDM's mapVersion moves (map/unmap/extend take effect without a restart)
 // or an SDS refuses a request (stale epoch, SDS gone). Holds one VolumeIo per mapped volume and
-// one pooled data-plane link per SDS address.
+// one pooled data-plane link per SDS (re-opened when its address changes).
 //
 // Invariants: at most one map refresh runs at a time (concurrent callers share it); a volume
-// that disappears from the maps is unexported at once and its NBD sessions are closed; links are
-// keyed by address, so an SDS that moves gets a fresh link.
+// that disappears from the maps is unexported at once and its NBD sessions are closed.
 
 import { consola } from "consola";
 import {
@@ -18,15 +17,18 @@ import {
 import { clusterRequest, type MdmEndpoint } from "../proto/mdm_http.ts";
 import { VolumeIo, type SdsLink } from "./volume_io.ts";
 
-export interface ClosableLink extends SdsLink {
+/** Links to SDSs by id (a DataPlanePool from src/proto/dataplane_client.ts in production). */
+export interface SdsLinks {
+  setAddress(sdsId: string, host: string, port: number): void;
+  retain(sdsIds: ReadonlySet<string>): void;
+  link(sdsId: string): SdsLink | undefined;
   close(): void;
 }
 
 export interface SdcNodeDeps {
   mdm: MdmEndpoint;
   sdcId: string;
-  /** open a pipelined link pool to an SDS data-plane address */
-  openLink(addr: SdsAddress): ClosableLink;
+  links: SdsLinks;
   /** called when a volume stops being exported (unmapped/removed) */
   onUnexport(name: string): void;
   sleep(ms: number): Promise<void>;
@@ -35,7 +37,6 @@ export interface SdcNodeDeps {
 
 export class SdcNode {
   private volumes = new Map<string, VolumeIo>(); // by export (volume) name
-  private links = new Map<string, { key: string; link: ClosableLink }>(); // by sdsId
   private appliedMapVersion = 0;
   private refreshing: Promise<void> | null = null;
 
@@ -74,8 +75,7 @@ export class SdcNode {
   }
 
   close(): void {
-    for (const { link } of this.links.values()) link.close();
-    this.links.clear();
+    this.deps.links.close();
   }
 
   private async fetchAndApply(): Promise<void> {
@@ -101,7 +101,7 @@ export class SdcNode {
       this.volumes.set(
         vm.name,
         new VolumeIo(vm, {
-          link: (sdsId) => this.links.get(sdsId)?.link,
+          link: (sdsId) => this.deps.links.link(sdsId),
           refreshMaps: () => this.refresh(),
           sleep: this.deps.sleep,
           nowMs: this.deps.nowMs,
@@ -119,16 +119,7 @@ export class SdcNode {
   }
 
   private applyLinks(sds: SdsAddress[]): void {
-    const wanted = new Map(sds.map((a) => [a.sdsId, a]));
-    for (const [sdsId, cur] of this.links) {
-      const a = wanted.get(sdsId);
-      if (!a || `${a.host}:${a.port}` !== cur.key) {
-        cur.link.close();
-        this.links.delete(sdsId);
-      }
-    }
-    for (const a of sds) {
-      if (!this.links.has(a.sdsId)) this.links.set(a.sdsId, { key: `${a.host}:${a.port}`, link: this.deps.openLink(a) });
-    }
+    for (const a of sds) this.deps.links.setAddress(a.sdsId, a.host, a.port);
+    this.deps.links.retain(new Set(sds.map((a) => a.sdsId)));
   }
 }

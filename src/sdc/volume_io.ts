@@ -18,26 +18,10 @@ import { PfError, assert } from "../proto/errors.ts";
 import { idToHalves } from "../proto/ids.ts";
 import { Limits } from "../proto/limits.ts";
 import type { VolumeMap } from "../proto/cluster_api.ts";
+import type { DataPlaneLink, DataReply } from "../proto/dataplane_client.ts";
 
-export interface DataRequest {
-  opcode: Op;
-  flags: number;
-  epoch: number;
-  volumeHi: number;
-  volumeLo: number;
-  extentIndex: number;
-  offset: number;
-  length: number;
-  gen: number;
-}
-export interface DataReply {
-  status: Status;
-  payload: Uint8Array;
-}
-/** A pipelined data-plane connection (pool) to one SDS. */
-export interface SdsLink {
-  request(h: DataRequest, payload?: Uint8Array): Promise<DataReply>;
-}
+/** The part of a data-plane link (src/proto/dataplane_client.ts) the router uses. */
+export type SdsLink = Pick<DataPlaneLink, "request">;
 export interface VolumeIoDeps {
   /** link to an SDS by id; undefined when the map names an SDS whose address is unknown */
   link(sdsId: string): SdsLink | undefined;
