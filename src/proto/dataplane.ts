@@ -85,21 +85,28 @@ export class FrameError extends Error {
 
 /** Write a header into `buf` at `at` (buf must have HEADER_BYTES free there). */
 export function encodeHeader(buf: Uint8Array, at: number, h: FrameHeader): void {
-  const v = new DataView(buf.buffer, buf.byteOffset + at, HEADER_BYTES);
-  v.setUint32(0, DATAPLANE_MAGIC, true);
-  v.setUint8(4, h.opcode);
-  v.setUint8(5, h.flags);
-  v.setUint16(6, h.status, true);
-  v.setUint32(8, h.requestId >>> 0, true);
-  v.setUint32(12, h.epoch >>> 0, true);
-  v.setUint32(16, h.volumeHi >>> 0, true);
-  v.setUint32(20, h.volumeLo >>> 0, true);
-  v.setUint32(24, h.extentIndex >>> 0, true);
-  v.setUint32(28, h.offset >>> 0, true);
-  v.setUint32(32, h.length >>> 0, true);
-  v.setUint32(36, h.payloadLength >>> 0, true);
-  v.setUint32(40, h.gen % 0x1_0000_0000, true);
-  v.setUint32(44, Math.floor(h.gen / 0x1_0000_0000), true);
+  encodeHeaderInto(new DataView(buf.buffer, buf.byteOffset, buf.byteLength), at, h);
+}
+
+/**
+ * Write a header at byte `at` of a caller-owned DataView (no allocation: the hot path keeps one
+ * view per output buffer). The view must have HEADER_BYTES free at `at`.
+ */
+export function encodeHeaderInto(v: DataView, at: number, h: FrameHeader): void {
+  v.setUint32(at, DATAPLANE_MAGIC, true);
+  v.setUint8(at + 4, h.opcode);
+  v.setUint8(at + 5, h.flags);
+  v.setUint16(at + 6, h.status, true);
+  v.setUint32(at + 8, h.requestId >>> 0, true);
+  v.setUint32(at + 12, h.epoch >>> 0, true);
+  v.setUint32(at + 16, h.volumeHi >>> 0, true);
+  v.setUint32(at + 20, h.volumeLo >>> 0, true);
+  v.setUint32(at + 24, h.extentIndex >>> 0, true);
+  v.setUint32(at + 28, h.offset >>> 0, true);
+  v.setUint32(at + 32, h.length >>> 0, true);
+  v.setUint32(at + 36, h.payloadLength >>> 0, true);
+  v.setUint32(at + 40, h.gen % 0x1_0000_0000, true);
+  v.setUint32(at + 44, Math.floor(h.gen / 0x1_0000_0000), true);
 }
 
 /** Build a whole frame (header + payload) in one fresh buffer. */
@@ -166,11 +173,20 @@ export class FrameReader {
   private pending: FrameHeader | null = null;
   private readonly headerScratch = new Uint8Array(HEADER_BYTES);
 
-  /** Feed bytes; calls onFrame for every complete frame. Throws FrameError on bad input. */
-  push(data: Uint8Array, onFrame: (f: Frame) => void): void {
+  /**
+   * Feed bytes; calls onFrame for every complete frame. Throws FrameError on bad input.
+   * When onFrame returns `false` the reader stops handing out frames (the caller is at its
+   * in-flight limit and has paused the socket); the rest stays buffered until `pump`.
+   */
+  push(data: Uint8Array, onFrame: (f: Frame) => void | boolean): void {
     if (data.byteLength === 0) return;
     this.chunks.push(data);
     this.buffered += data.byteLength;
+    this.pump(onFrame);
+  }
+
+  /** Hand out the complete frames already buffered (after a stop requested by onFrame). */
+  pump(onFrame: (f: Frame) => void | boolean): void {
     for (;;) {
       if (this.pending === null) {
         if (this.buffered < HEADER_BYTES) return;
@@ -181,12 +197,14 @@ export class FrameReader {
       if (this.buffered < need) return;
       const header = this.pending;
       this.pending = null;
+      let more: void | boolean;
       if (need === 0) {
-        onFrame({ header, payload: EMPTY });
+        more = onFrame({ header, payload: EMPTY });
       } else {
         const p = this.take(need, null);
-        onFrame({ header, payload: p.buf.subarray(p.at, p.at + need) });
+        more = onFrame({ header, payload: p.buf.subarray(p.at, p.at + need) });
       }
+      if (more === false) return;
     }
   }
 

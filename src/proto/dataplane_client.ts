@@ -1,0 +1,406 @@
+// Client side of the pf data plane: one pipelined TCP connection to one SDS (DataPlaneClient)
+// and a pool of them keyed by SDS id (DataPlanePool). Used by the SDC's IO router and by an
+// SDS forwarding writes to its peers.
+//
+// Invariants:
+// - HELLO (data key + node id) is the first frame on every connection; requests issued while
+//   connecting queue behind it in order, so one client preserves request order on the wire
+//   (the SDS relies on this for replication order);
+// - every request gets exactly one reply callback: the SDS's reply, or UNAVAILABLE when the
+//   connection fails, closes, or the request outlives Limits.dataRequestTimeoutMs (the
+//   connection is then dropped, because the SDS may still apply it);
+// - at most `maxInFlight` requests are on the wire; more wait in a local queue (in order);
+// - after a failed connect, requests fail fast with UNAVAILABLE for a short backoff instead of
+//   piling up behind a dead address.
+
+import { consola } from "consola";
+import type { Socket } from "bun";
+import { Flag, FrameError, FrameReader, Op, Status, encodeHelloPayload, type Frame, type FrameHeader } from "./dataplane.ts";
+import { Limits } from "./limits.ts";
+import { SocketWriter } from "./socket_writer.ts";
+
+/** The fields of a request the caller chooses (requestId and payloadLength are the client's). */
+export interface DataRequest {
+  opcode: Op;
+  flags: number;
+  epoch: number;
+  volumeHi: number;
+  volumeLo: number;
+  extentIndex: number;
+  offset: number;
+  length: number;
+  gen?: number;
+}
+
+export interface DataReply {
+  status: Status;
+  /** reply payload (READ data, CHECKSUM bytes); a view the caller may keep */
+  payload: Uint8Array;
+}
+
+export type ReplyCallback = (status: Status, payload: Uint8Array) => void;
+
+/** Anything that carries data-plane requests to one SDS (a client or a pooled set of them). */
+export interface DataPlaneLink {
+  request(h: DataRequest, payload?: Uint8Array): Promise<DataReply>;
+  send(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback): void;
+}
+
+export interface DataPlaneClientOptions {
+  host: string;
+  port: number;
+  /** cluster data key (64 hex) from the MDM join answer */
+  dataKeyHex: string;
+  /** 16-hex id of the sending node (SDC or SDS) */
+  nodeId: string;
+  connectTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  maxInFlight?: number;
+  /** how long requests fail fast after a failed connect */
+  reconnectBackoffMs?: number;
+}
+
+interface Pending {
+  cb: ReplyCallback;
+  deadlineMs: number;
+}
+
+interface Queued {
+  h: DataRequest;
+  payload: Uint8Array | undefined;
+  cb: ReplyCallback;
+}
+
+const EMPTY = new Uint8Array(0);
+const HELLO_REQUEST_ID = 0;
+const DEFAULT_BACKOFF_MS = 200;
+const SWEEP_INTERVAL_MS = 500;
+
+type State = "idle" | "connecting" | "open" | "closed";
+
+export class DataPlaneClient implements DataPlaneLink {
+  readonly host: string;
+  readonly port: number;
+  private readonly opts: DataPlaneClientOptions;
+  private readonly requestTimeoutMs: number;
+  private readonly maxInFlight: number;
+  private state: State = "idle";
+  private socket: Socket<undefined> | null = null;
+  private writer: SocketWriter | null = null;
+  private reader = new FrameReader();
+  private pending = new Map<number, Pending>();
+  private queue: Queued[] = [];
+  private nextId = 1;
+  private failFastUntilMs = 0;
+  private sweepTimer: ReturnType<typeof setInterval> | null = null;
+  /** bumped on every new connection so callbacks of an old socket are ignored */
+  private connGen = 0;
+  private readonly scratch: FrameHeader = {
+    opcode: Op.PING,
+    flags: 0,
+    status: Status.OK,
+    requestId: 0,
+    epoch: 0,
+    volumeHi: 0,
+    volumeLo: 0,
+    extentIndex: 0,
+    offset: 0,
+    length: 0,
+    payloadLength: 0,
+    gen: 0,
+  };
+  private readonly onFrame = (f: Frame) => this.handleFrame(f);
+
+  constructor(opts: DataPlaneClientOptions) {
+    this.opts = opts;
+    this.host = opts.host;
+    this.port = opts.port;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? Limits.dataRequestTimeoutMs;
+    this.maxInFlight = opts.maxInFlight ?? Limits.dataMaxInFlightPerConn;
+  }
+
+  get inFlight(): number {
+    return this.pending.size + this.queue.length;
+  }
+
+  get isOpen(): boolean {
+    return this.state === "open";
+  }
+
+  request(h: DataRequest, payload?: Uint8Array): Promise<DataReply> {
+    return new Promise((resolve) => this.send(h, payload, (status, p) => resolve({ status, payload: p })));
+  }
+
+  /** Callback form of request (no promise per IO); cb is never called synchronously. */
+  send(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback): void {
+    if (this.state === "closed") return failLater(cb);
+    if (this.state === "idle") {
+      if (performance.now() < this.failFastUntilMs) return failLater(cb);
+      this.connect();
+    }
+    if (this.pending.size >= this.maxInFlight || this.queue.length > 0) {
+      this.queue.push({ h, payload: payload ? payload.slice() : undefined, cb });
+      return;
+    }
+    this.put(h, payload, cb);
+  }
+
+  /** Close for good: every request in flight or queued fails with UNAVAILABLE. */
+  close(): void {
+    if (this.state === "closed") return;
+    this.state = "closed";
+    this.dropConnection("client closed");
+  }
+
+  private put(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback): void {
+    const id = this.allocId();
+    this.pending.set(id, { cb, deadlineMs: performance.now() + this.requestTimeoutMs });
+    const s = this.scratch;
+    s.opcode = h.opcode;
+    s.flags = h.flags;
+    s.status = Status.OK;
+    s.requestId = id;
+    s.epoch = h.epoch;
+    s.volumeHi = h.volumeHi;
+    s.volumeLo = h.volumeLo;
+    s.extentIndex = h.extentIndex;
+    s.offset = h.offset;
+    s.length = h.length;
+    s.gen = h.gen ?? 0;
+    this.writer!.frame(s, payload);
+  }
+
+  private allocId(): number {
+    for (;;) {
+      const id = this.nextId;
+      this.nextId = this.nextId >= 0xffff_ffff ? 1 : this.nextId + 1;
+      if (!this.pending.has(id)) return id;
+    }
+  }
+
+  private connect(): void {
+    this.state = "connecting";
+    const gen = ++this.connGen;
+    this.reader = new FrameReader();
+    this.writer = new SocketWriter();
+    const hello: FrameHeader = { ...this.scratch, opcode: Op.HELLO, flags: 0, requestId: HELLO_REQUEST_ID };
+    this.writer.frame(hello, encodeHelloPayload(this.opts.dataKeyHex, this.opts.nodeId));
+    this.startSweep();
+    const timeoutMs = this.opts.connectTimeoutMs ?? Limits.dataConnectTimeoutMs;
+    const timer = setTimeout(() => {
+      if (gen === this.connGen && this.state === "connecting") this.fail(`connect timeout after ${timeoutMs} ms`, true);
+    }, timeoutMs);
+    Bun.connect<undefined>({
+      hostname: this.host,
+      port: this.port,
+      socket: {
+        open: (sock) => {
+          clearTimeout(timer);
+          if (gen !== this.connGen || this.state !== "connecting") {
+            sock.end();
+            return;
+          }
+          sock.setNoDelay(true);
+          this.socket = sock;
+          this.state = "open";
+          this.writer!.attach(sock);
+        },
+        data: (_sock, data) => {
+          if (gen !== this.connGen) return;
+          try {
+            this.reader.push(data, this.onFrame);
+          } catch (e) {
+            if (e instanceof FrameError) this.fail(`bad reply frame (${e.field}): ${e.message}`, false);
+            else throw e;
+          }
+        },
+        drain: () => {
+          if (gen === this.connGen) this.writer?.onDrain();
+        },
+        close: () => {
+          if (gen === this.connGen && this.state !== "closed") this.fail("connection closed by the SDS", false);
+        },
+        error: (_sock, err) => {
+          if (gen === this.connGen && this.state !== "closed") this.fail(`socket error: ${err.message}`, false);
+        },
+        connectError: (_sock, err) => {
+          clearTimeout(timer);
+          if (gen === this.connGen && this.state !== "closed") this.fail(`connect failed: ${err.message}`, true);
+        },
+      },
+    }).catch((err: unknown) => {
+      clearTimeout(timer);
+      if (gen === this.connGen && this.state === "connecting") this.fail(`connect failed: ${String(err)}`, true);
+    });
+  }
+
+  private handleFrame(f: Frame): void {
+    const h = f.header;
+    if ((h.flags & Flag.REPLY) === 0) {
+      this.fail(`SDS sent a request frame (opcode ${h.opcode}) on a client connection`, false);
+      return;
+    }
+    if (h.requestId === HELLO_REQUEST_ID && h.opcode === Op.HELLO) {
+      if (h.status !== Status.OK) this.failAll(h.status, `HELLO refused with status ${h.status}`, true);
+      return;
+    }
+    const p = this.pending.get(h.requestId);
+    if (p === undefined) {
+      this.fail(`reply for unknown request id ${h.requestId}`, false);
+      return;
+    }
+    this.pending.delete(h.requestId);
+    p.cb(h.status, f.payload);
+    this.admitQueued();
+  }
+
+  private admitQueued(): void {
+    while (this.queue.length > 0 && this.pending.size < this.maxInFlight && this.writer !== null && !this.writer.isClosed) {
+      const q = this.queue.shift()!;
+      this.put(q.h, q.payload, q.cb);
+    }
+  }
+
+  private fail(reason: string, connectFailed: boolean): void {
+    this.failAll(Status.UNAVAILABLE, reason, connectFailed);
+  }
+
+  /** Drop the connection; every request in flight or queued gets `status`. */
+  private failAll(status: Status, reason: string, failFast: boolean): void {
+    const n = this.pending.size + this.queue.length;
+    if (n > 0 || failFast) consola.warn(`data plane ${this.host}:${this.port}: ${reason}; failing ${n} request(s)`);
+    if (failFast) this.failFastUntilMs = performance.now() + (this.opts.reconnectBackoffMs ?? DEFAULT_BACKOFF_MS);
+    if (this.state !== "closed") this.state = "idle";
+    this.dropConnection(reason, status);
+  }
+
+  private dropConnection(_reason: string, status: Status = Status.UNAVAILABLE): void {
+    this.connGen++;
+    const sock = this.socket;
+    this.socket = null;
+    this.writer?.close();
+    this.writer = null;
+    this.stopSweep();
+    if (sock) sock.terminate();
+    const pending = [...this.pending.values()];
+    const queued = this.queue;
+    this.pending.clear();
+    this.queue = [];
+    for (const p of pending) p.cb(status, EMPTY);
+    for (const q of queued) q.cb(status, EMPTY);
+  }
+
+  private startSweep(): void {
+    if (this.sweepTimer !== null) return;
+    this.sweepTimer = setInterval(() => this.sweep(), Math.min(SWEEP_INTERVAL_MS, this.requestTimeoutMs));
+    this.sweepTimer.unref?.();
+  }
+
+  private stopSweep(): void {
+    if (this.sweepTimer === null) return;
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+  }
+
+  /** Map iteration is insertion order, so the first pending entry is the oldest. */
+  private sweep(): void {
+    const first = this.pending.values().next();
+    if (first.done) return;
+    if (first.value.deadlineMs <= performance.now()) {
+      this.fail(`request timed out after ${this.requestTimeoutMs} ms`, false);
+    }
+  }
+}
+
+function failLater(cb: ReplyCallback): void {
+  queueMicrotask(() => cb(Status.UNAVAILABLE, EMPTY));
+}
+
+// ---- pool ----
+
+export interface DataPlanePoolOptions {
+  dataKeyHex: string;
+  nodeId: string;
+  /** connections per SDS; 1 keeps every request to one SDS in one ordered stream */
+  connsPerSds?: number;
+  requestTimeoutMs?: number;
+  connectTimeoutMs?: number;
+}
+
+/** Round-robin over the connections to one SDS. */
+class PooledLink implements DataPlaneLink {
+  private next = 0;
+  constructor(readonly clients: DataPlaneClient[]) {}
+
+  request(h: DataRequest, payload?: Uint8Array): Promise<DataReply> {
+    return this.pick().request(h, payload);
+  }
+
+  send(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback): void {
+    this.pick().send(h, payload, cb);
+  }
+
+  private pick(): DataPlaneClient {
+    if (this.clients.length === 1) return this.clients[0]!;
+    // prefer the least loaded connection; ties go round robin
+    let best = this.clients[this.next % this.clients.length]!;
+    this.next++;
+    for (const c of this.clients) if (c.inFlight < best.inFlight) best = c;
+    return best;
+  }
+
+  close(): void {
+    for (const c of this.clients) c.close();
+  }
+}
+
+/** Connections to every SDS of the cluster, keyed by SDS id; addresses follow the maps. */
+export class DataPlanePool {
+  private links = new Map<string, PooledLink>();
+  private closed = false;
+
+  constructor(private readonly opts: DataPlanePoolOptions) {}
+
+  /** Set (or change) an SDS's address; connections to an old address are closed. */
+  setAddress(sdsId: string, host: string, port: number): void {
+    if (this.closed) return;
+    const cur = this.links.get(sdsId);
+    if (cur && cur.clients[0]!.host === host && cur.clients[0]!.port === port) return;
+    cur?.close();
+    const n = Math.max(1, this.opts.connsPerSds ?? Limits.dataConnsPerSds);
+    const clients: DataPlaneClient[] = [];
+    for (let i = 0; i < n; i++) {
+      clients.push(
+        new DataPlaneClient({
+          host,
+          port,
+          dataKeyHex: this.opts.dataKeyHex,
+          nodeId: this.opts.nodeId,
+          requestTimeoutMs: this.opts.requestTimeoutMs,
+          connectTimeoutMs: this.opts.connectTimeoutMs,
+        }),
+      );
+    }
+    this.links.set(sdsId, new PooledLink(clients));
+  }
+
+  /** Keep only these SDS ids (closing links to SDSs no longer in the maps). */
+  retain(sdsIds: ReadonlySet<string>): void {
+    for (const [id, link] of this.links) {
+      if (!sdsIds.has(id)) {
+        link.close();
+        this.links.delete(id);
+      }
+    }
+  }
+
+  link(sdsId: string): DataPlaneLink | undefined {
+    return this.links.get(sdsId);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const l of this.links.values()) l.close();
+    this.links.clear();
+  }
+}

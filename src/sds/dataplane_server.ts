@@ -1,0 +1,282 @@
+// The SDS's data-plane TCP server (Bun.listen): connection lifecycle, HELLO authentication,
+// frame reassembly, bounded in-flight requests, batched replies. What a request does is the
+// handler's business (SdsNode); this file only moves frames.
+//
+// Invariants:
+// - the first frame of a connection must be a HELLO carrying the cluster data key; anything
+//   else (or a wrong key) gets an UNAUTHORIZED reply and the connection is closed;
+// - a malformed frame (FrameError) closes that connection only, with a warning naming the
+//   peer and the bad field; other connections and the server keep working;
+// - at most Limits.dataMaxInFlightPerConn requests per connection are being handled: beyond it
+//   the socket is paused and further frames stay in the reader until replies free slots;
+// - every request handed to the handler gets at most one reply; replies after the connection
+//   closed are dropped.
+
+import { timingSafeEqual } from "node:crypto";
+import { consola } from "consola";
+import type { Socket, TCPSocketListener } from "bun";
+import { Flag, FrameError, FrameReader, HEADER_BYTES, Op, Status, decodeHelloPayload, type Frame, type FrameHeader } from "../proto/dataplane.ts";
+import { halvesToId } from "../proto/ids.ts";
+import { Limits } from "../proto/limits.ts";
+import { SocketWriter } from "../proto/socket_writer.ts";
+
+/** A connection as the request handler sees it. */
+export interface RequestConn {
+  /** "host:port" of the peer, for logs */
+  readonly peer: string;
+  /** node id the peer gave in its HELLO */
+  readonly nodeId: string;
+  /** reply to request `h` (h is reused as the reply header) */
+  reply(h: FrameHeader, status: Status, payload?: Uint8Array): void;
+  /** reply OK with a payload the caller fills in place right away (READ) */
+  replyInto(h: FrameHeader, payloadBytes: number): Uint8Array;
+  /** undo the replyInto just made (the payload could not be produced); reply again after */
+  retractReplyInto(payloadBytes: number): void;
+  readonly closed: boolean;
+}
+
+export interface RequestHandler {
+  onRequest(conn: RequestConn, f: Frame): void;
+}
+
+export interface DataPlaneServerOptions {
+  host: string;
+  port: number;
+  maxInFlightPerConn?: number;
+  helloTimeoutMs?: number;
+}
+
+interface SocketData {
+  conn?: ServerConnection;
+}
+
+export class DataPlaneServer {
+  private listener: TCPSocketListener<SocketData> | null = null;
+  private handler: RequestHandler | null = null;
+  private dataKey: Uint8Array | null = null;
+  private readonly conns = new Set<ServerConnection>();
+  readonly maxInFlightPerConn: number;
+  readonly helloTimeoutMs: number;
+
+  private constructor(opts: DataPlaneServerOptions) {
+    this.maxInFlightPerConn = opts.maxInFlightPerConn ?? Limits.dataMaxInFlightPerConn;
+    this.helloTimeoutMs = opts.helloTimeoutMs ?? Limits.dataHelloTimeoutMs;
+  }
+
+  /** Listen now; requests are refused (UNAVAILABLE) until attach() gives a key and handler. */
+  static listen(opts: DataPlaneServerOptions): DataPlaneServer {
+    const srv = new DataPlaneServer(opts);
+    srv.listener = Bun.listen<SocketData>({
+      hostname: opts.host,
+      port: opts.port,
+      data: {},
+      socket: {
+        open: (s) => srv.onOpen(s),
+        data: (s, d) => s.data.conn?.onData(d),
+        drain: (s) => s.data.conn?.writer.onDrain(),
+        close: (s) => s.data.conn?.onClose(),
+        error: (s, err) => s.data.conn?.onError(err),
+      },
+    });
+    return srv;
+  }
+
+  get port(): number {
+    return this.listener!.port;
+  }
+
+  get connectionCount(): number {
+    return this.conns.size;
+  }
+
+  attach(dataKeyHex: string, handler: RequestHandler): void {
+    this.dataKey = Buffer.from(dataKeyHex, "hex");
+    this.handler = handler;
+  }
+
+  stop(): void {
+    this.listener?.stop(true);
+    this.listener = null;
+    for (const c of [...this.conns]) c.close("server stopping");
+  }
+
+  private onOpen(s: Socket<SocketData>): void {
+    if (this.conns.size >= Limits.dataMaxConnsPerSds) {
+      consola.warn(`data plane: refusing connection from ${s.remoteAddress}: ${this.conns.size} connections open (limit ${Limits.dataMaxConnsPerSds})`);
+      s.terminate();
+      return;
+    }
+    s.setNoDelay(true);
+    const c = new ServerConnection(this, s);
+    s.data = { conn: c };
+    this.conns.add(c);
+  }
+
+  /** @internal */ forget(c: ServerConnection): void {
+    this.conns.delete(c);
+  }
+  /** @internal */ keyMatches(key: Uint8Array): boolean | null {
+    if (this.dataKey === null) return null;
+    return key.byteLength === this.dataKey.byteLength && timingSafeEqual(key, this.dataKey);
+  }
+  /** @internal */ get requestHandler(): RequestHandler | null {
+    return this.handler;
+  }
+}
+
+class ServerConnection implements RequestConn {
+  readonly peer: string;
+  nodeId = "";
+  readonly writer: SocketWriter;
+  private readonly reader = new FrameReader();
+  private authed = false;
+  private inFlight = 0;
+  private paused = false;
+  private resumeQueued = false;
+  closed = false;
+  private helloTimer: ReturnType<typeof setTimeout> | null;
+  private readonly onFrame = (f: Frame): boolean => this.handleFrame(f);
+  private readonly resumeTask = () => this.resume();
+
+  constructor(
+    private readonly server: DataPlaneServer,
+    private readonly socket: Socket<SocketData>,
+  ) {
+    this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.writer = new SocketWriter(socket);
+    this.helloTimer = setTimeout(() => this.close(`no HELLO within ${server.helloTimeoutMs} ms`), server.helloTimeoutMs);
+  }
+
+  onData(data: Uint8Array): void {
+    if (this.closed) return;
+    try {
+      this.reader.push(data, this.onFrame);
+    } catch (e) {
+      this.onBadInput(e);
+    }
+  }
+
+  onClose(): void {
+    this.close(null);
+  }
+
+  onError(err: Error): void {
+    this.close(`socket error: ${err.message}`);
+  }
+
+  reply(h: FrameHeader, status: Status, payload?: Uint8Array): void {
+    if (this.closed) return;
+    h.flags = Flag.REPLY | (h.flags & Flag.FUA);
+    h.status = status;
+    this.writer.frame(h, status === Status.OK ? payload : undefined);
+    this.done();
+  }
+
+  replyInto(h: FrameHeader, payloadBytes: number): Uint8Array {
+    h.flags = Flag.REPLY | (h.flags & Flag.FUA);
+    h.status = Status.OK;
+    const out = this.writer.frameWithPayloadSpace(h, payloadBytes);
+    if (!this.closed) this.done();
+    return out;
+  }
+
+  retractReplyInto(payloadBytes: number): void {
+    if (this.closed) return;
+    this.writer.retractLast(HEADER_BYTES + payloadBytes);
+    this.inFlight++;
+  }
+
+  close(reason: string | null): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.helloTimer !== null) clearTimeout(this.helloTimer);
+    this.helloTimer = null;
+    if (reason !== null) consola.warn(`data plane: closing connection from ${this.peer}${this.nodeId ? ` (node ${this.nodeId})` : ""}: ${reason}`);
+    this.writer.flush();
+    this.writer.close();
+    this.server.forget(this);
+    this.socket.end();
+  }
+
+  private handleFrame(f: Frame): boolean {
+    if (this.closed) return false;
+    if (!this.authed) return this.hello(f);
+    const h = f.header;
+    if ((h.flags & Flag.REPLY) !== 0 || h.status !== Status.OK || h.opcode === Op.HELLO) {
+      this.close(`unexpected frame: opcode ${h.opcode} flags 0x${h.flags.toString(16)} status ${h.status}`);
+      return false;
+    }
+    const handler = this.server.requestHandler!;
+    this.inFlight++;
+    handler.onRequest(this, f);
+    if (this.inFlight >= this.server.maxInFlightPerConn && !this.closed) {
+      this.paused = true;
+      this.socket.pause();
+      return false;
+    }
+    return !this.closed;
+  }
+
+  private hello(f: Frame): boolean {
+    const h = f.header;
+    if (h.opcode !== Op.HELLO) {
+      this.refuse(h, Status.UNAUTHORIZED, `first frame is opcode ${h.opcode}, not HELLO`);
+      return false;
+    }
+    const p = decodeHelloPayload(f.payload);
+    const ok = this.server.keyMatches(p.dataKey);
+    if (ok === null || this.server.requestHandler === null) {
+      this.refuse(h, Status.UNAVAILABLE, "SDS not joined yet");
+      return false;
+    }
+    if (!ok) {
+      this.refuse(h, Status.UNAUTHORIZED, "wrong data key in HELLO");
+      return false;
+    }
+    this.authed = true;
+    this.nodeId = halvesToId(p.nodeHi, p.nodeLo);
+    if (this.helloTimer !== null) clearTimeout(this.helloTimer);
+    this.helloTimer = null;
+    h.flags = Flag.REPLY;
+    h.status = Status.OK;
+    this.writer.frame(h);
+    return true;
+  }
+
+  private refuse(h: FrameHeader, status: Status, reason: string): void {
+    h.flags = Flag.REPLY;
+    h.status = status;
+    this.writer.frame(h);
+    this.close(reason);
+  }
+
+  private onBadInput(e: unknown): void {
+    if (e instanceof FrameError) {
+      this.close(`bad frame, field ${e.field}: ${e.message}`);
+      return;
+    }
+    this.close(`request handling failed: ${String(e)}`);
+    consola.error(e);
+  }
+
+  private done(): void {
+    this.inFlight--;
+    if (this.paused && !this.resumeQueued && this.inFlight < this.server.maxInFlightPerConn) {
+      this.resumeQueued = true;
+      queueMicrotask(this.resumeTask);
+    }
+  }
+
+  private resume(): void {
+    this.resumeQueued = false;
+    if (this.closed || !this.paused || this.inFlight >= this.server.maxInFlightPerConn) return;
+    this.paused = false;
+    try {
+      this.reader.pump(this.onFrame);
+    } catch (e) {
+      this.onBadInput(e);
+      return;
+    }
+    if (!this.paused && !this.closed) this.socket.resume();
+  }
+}

@@ -1,0 +1,90 @@
+// Assembles one SDS without the MDM: devices -> metadata -> extent store -> node -> data-plane
+// server. runSds (main.ts) uses it after joining; tests use it directly with an injected data
+// key and assignments, to run 2-3 SDSs in one process.
+//
+// Invariants: the server only serves once the store is loaded; stop() closes the listener and
+// peer links before persisting versions and closing metadata and devices, so no IO runs on a
+// closed file.
+
+import { consola } from "consola";
+import { openBlockDevice, type BlockDevice } from "../store/block_device.ts";
+import { SdsMeta } from "../store/sds_meta.ts";
+import { DataPlaneServer } from "./dataplane_server.ts";
+import { ExtentStore } from "./extent_store.ts";
+import { SdsNode } from "./sds_node.ts";
+
+export interface SdsCoreDevice {
+  /** the MDM's id for the device (assignments name it) */
+  deviceId: string;
+  path: string;
+  /** create and preallocate the file with this size when missing */
+  sizeBytes?: number;
+}
+
+export interface SdsCoreOptions {
+  sdsId: string;
+  dataKeyHex: string;
+  dataDir: string;
+  host: string;
+  /** 0 = any free port */
+  port: number;
+  devices: SdsCoreDevice[];
+  maxInFlightPerConn?: number;
+  /** a server already listening (runSds listens before it joins); default: listen here */
+  server?: DataPlaneServer;
+  /** devices already opened (runSds opens them to report capacity), by path */
+  opened?: Map<string, BlockDevice>;
+}
+
+export interface SdsCore {
+  readonly sdsId: string;
+  readonly port: number;
+  readonly node: SdsNode;
+  readonly store: ExtentStore;
+  readonly server: DataPlaneServer;
+  stop(): Promise<void>;
+}
+
+export function startSdsCore(opts: SdsCoreOptions): SdsCore {
+  const devices: { deviceId: string; dev: BlockDevice }[] = [];
+  let meta: SdsMeta | null = null;
+  try {
+    for (const d of opts.devices) devices.push({ deviceId: d.deviceId, dev: opts.opened?.get(d.path) ?? openBlockDevice({ path: d.path, sizeBytes: d.sizeBytes }) });
+    meta = SdsMeta.openIn(opts.dataDir);
+    const storedId = meta.getKey("sds_id");
+    if (storedId !== null && storedId !== opts.sdsId) {
+      consola.warn(`sds: data dir ${opts.dataDir} belonged to SDS ${storedId}, now joined as ${opts.sdsId}`);
+    }
+    meta.setKey("sds_id", opts.sdsId);
+    const store = ExtentStore.open(meta, devices);
+    const node = new SdsNode({ sdsId: opts.sdsId, dataKeyHex: opts.dataKeyHex, store });
+    const server = opts.server ?? DataPlaneServer.listen({ host: opts.host, port: opts.port, maxInFlightPerConn: opts.maxInFlightPerConn });
+    server.attach(opts.dataKeyHex, node);
+    const m = meta;
+    let stopped = false;
+    return {
+      sdsId: opts.sdsId,
+      port: server.port,
+      node,
+      store,
+      server,
+      async stop() {
+        if (stopped) return;
+        stopped = true;
+        server.stop();
+        node.close();
+        store.stop();
+        try {
+          store.persistVersions();
+        } finally {
+          m.close();
+          for (const d of devices) d.dev.close();
+        }
+      },
+    };
+  } catch (e) {
+    meta?.close();
+    for (const d of devices) if (!opts.opened?.has(d.dev.path)) d.dev.close();
+    throw e;
+  }
+}

@@ -1,0 +1,168 @@
+// Block-file and block-device IO for the SDS: open (creating and preallocating a block file
+// when it is missing), positional reads and writes through the kernel (node:fs sync calls: a
+// write that returned is in the page cache and survives kill -9), and fdatasync off the event
+// loop (node:fs callback form, run on the thread pool).
+//
+// Preallocation: a missing file is created and its full size reserved with util-linux
+// `fallocate -l SIZE` (real blocks, reads return zeros, no ENOSPC later); when that tool or
+// the file system refuses, we fall back to writing zeros in 8 MiB chunks. ftruncate alone is
+// never used: it makes a sparse file whose space the file system may not have later.
+//
+// Invariants: every IO is inside [0, sizeBytes); a short read or write is an error, never
+// silently accepted; `zeroFilled` says whether never-used space is known to read as zeros.
+
+import * as fs from "node:fs";
+import { consola } from "consola";
+import { PfError, assert } from "../proto/errors.ts";
+
+export interface BlockDeviceSpec {
+  path: string;
+  /** size to create the file with when missing; an existing file/device keeps its size */
+  sizeBytes?: number;
+}
+
+/** Positional IO on one device; a fake or fault-injecting wrapper can stand in (tests). */
+export interface BlockDevice {
+  readonly path: string;
+  readonly sizeBytes: number;
+  /** true when this open created and preallocated the file, so all of it reads as zeros */
+  readonly createdZeroFilled: boolean;
+  readInto(buf: Uint8Array, positionBytes: number): void;
+  write(buf: Uint8Array, positionBytes: number): void;
+  /** fdatasync, off the event loop */
+  datasync(): Promise<void>;
+  /** fdatasync on the event loop: only for rare paths that must order data before metadata */
+  datasyncNow(): void;
+  close(): void;
+}
+
+const ZERO_FILL_CHUNK_BYTES = 8 * 1024 * 1024;
+
+export class FileBlockDevice implements BlockDevice {
+  private closed = false;
+  constructor(
+    readonly path: string,
+    private readonly fd: number,
+    readonly sizeBytes: number,
+    readonly createdZeroFilled: boolean,
+  ) {}
+
+  readInto(buf: Uint8Array, positionBytes: number): void {
+    assert(positionBytes >= 0 && positionBytes + buf.byteLength <= this.sizeBytes, "device read out of range");
+    let done = 0;
+    while (done < buf.byteLength) {
+      const n = fs.readSync(this.fd, buf, done, buf.byteLength - done, positionBytes + done);
+      if (n <= 0) throw new PfError("IO_ERROR", `short read on ${this.path} at ${positionBytes + done}`);
+      done += n;
+    }
+  }
+
+  write(buf: Uint8Array, positionBytes: number): void {
+    assert(positionBytes >= 0 && positionBytes + buf.byteLength <= this.sizeBytes, "device write out of range");
+    let done = 0;
+    while (done < buf.byteLength) {
+      const n = fs.writeSync(this.fd, buf, done, buf.byteLength - done, positionBytes + done);
+      if (n <= 0) throw new PfError("IO_ERROR", `short write on ${this.path} at ${positionBytes + done}`);
+      done += n;
+    }
+  }
+
+  datasync(): Promise<void> {
+    if (this.closed) return Promise.reject(new PfError("IO_ERROR", `${this.path} is closed`));
+    return new Promise((resolve, reject) =>
+      fs.fdatasync(this.fd, (err) => (err ? reject(new PfError("IO_ERROR", `fdatasync ${this.path}: ${err.message}`)) : resolve())),
+    );
+  }
+
+  datasyncNow(): void {
+    try {
+      fs.fdatasyncSync(this.fd);
+    } catch (e) {
+      throw new PfError("IO_ERROR", `fdatasync ${this.path}: ${(e as Error).message}`);
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    fs.closeSync(this.fd);
+  }
+}
+
+/** Open (or create and preallocate) a device. Throws PfError naming the path. */
+export function openBlockDevice(spec: BlockDeviceSpec): BlockDevice {
+  let created = false;
+  if (!fs.existsSync(spec.path)) {
+    if (spec.sizeBytes === undefined) throw new PfError("BAD_REQUEST", `device ${spec.path} does not exist and no size was given to create it`);
+    preallocateFile(spec.path, spec.sizeBytes);
+    created = true;
+  }
+  const st = fs.statSync(spec.path);
+  let sizeBytes: number;
+  if (st.isBlockDevice()) sizeBytes = blockDeviceSize(spec.path);
+  else if (st.isFile()) sizeBytes = st.size;
+  else throw new PfError("BAD_REQUEST", `device ${spec.path} is neither a regular file nor a block device`);
+  if (spec.sizeBytes !== undefined && !created && sizeBytes < spec.sizeBytes) {
+    consola.warn(`device ${spec.path}: existing size ${sizeBytes} is smaller than the ${spec.sizeBytes} asked; using ${sizeBytes}`);
+  }
+  if (sizeBytes <= 0) throw new PfError("BAD_REQUEST", `device ${spec.path} has no usable size`);
+  let fd: number;
+  try {
+    fd = fs.openSync(spec.path, fs.constants.O_RDWR);
+  } catch (e) {
+    throw new PfError("IO_ERROR", `cannot open device ${spec.path}: ${(e as Error).message}`);
+  }
+  return new FileBlockDevice(spec.path, fd, sizeBytes, created);
+}
+
+/** Create `path` with `sizeBytes` of real, zero-reading blocks (see the file comment). */
+export function preallocateFile(path: string, sizeBytes: number): void {
+  const tmp = `${path}.creating`;
+  fs.rmSync(tmp, { force: true });
+  const r = spawnQuiet(["fallocate", "-l", String(sizeBytes), tmp]);
+  if (r !== 0 || !fs.existsSync(tmp) || fs.statSync(tmp).size !== sizeBytes) {
+    consola.info(`device ${path}: fallocate unavailable or refused; writing ${sizeBytes} bytes of zeros`);
+    zeroFill(tmp, sizeBytes);
+  }
+  // a crash during preallocation leaves only the .creating file, never a short device
+  const fd = fs.openSync(tmp, "r+");
+  fs.fsyncSync(fd);
+  fs.closeSync(fd);
+  fs.renameSync(tmp, path);
+}
+
+function zeroFill(path: string, sizeBytes: number): void {
+  const fd = fs.openSync(path, "w");
+  try {
+    const zeros = new Uint8Array(Math.min(ZERO_FILL_CHUNK_BYTES, sizeBytes));
+    for (let pos = 0; pos < sizeBytes; ) {
+      const n = Math.min(zeros.byteLength, sizeBytes - pos);
+      const w = fs.writeSync(fd, zeros, 0, n, pos);
+      if (w <= 0) throw new PfError("IO_ERROR", `short write while preallocating ${path}`);
+      pos += w;
+    }
+  } catch (e) {
+    fs.closeSync(fd);
+    fs.rmSync(path, { force: true });
+    if ((e as NodeJS.ErrnoException).code === "ENOSPC") throw new PfError("NO_SPACE", `no space to preallocate ${sizeBytes} bytes for ${path}`);
+    throw e;
+  }
+  fs.closeSync(fd);
+}
+
+function blockDeviceSize(path: string): number {
+  const out = Bun.spawnSync(["blockdev", "--getsize64", path], { stdout: "pipe", stderr: "pipe" });
+  const n = Number.parseInt(out.stdout.toString().trim(), 10);
+  if (out.exitCode !== 0 || !Number.isSafeInteger(n)) {
+    throw new PfError("IO_ERROR", `cannot read the size of block device ${path} (blockdev --getsize64): ${out.stderr.toString().trim()}`);
+  }
+  return n;
+}
+
+function spawnQuiet(cmd: string[]): number {
+  try {
+    return Bun.spawnSync(cmd, { stdout: "ignore", stderr: "ignore" }).exitCode;
+  } catch {
+    return -1; // tool not installed: the caller falls back
+  }
+}
