@@ -189,7 +189,7 @@ describe("failures", () => {
     const r = await vol.write(clients[0]!, 0, 0, pattern(4096, 15));
     expect(r.status).toBe(Status.UNAVAILABLE);
     const fl = await flushReq(clients[0]!);
-    expect([Status.OK, Status.UNAVAILABLE]).toContain(fl.status);
+    expect(fl.status === Status.OK || fl.status === Status.UNAVAILABLE).toBe(true);
   });
 
   test("a full device answers NO_SPACE and earlier data stays intact on both copies", async () => {

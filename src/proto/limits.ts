@@ -24,6 +24,8 @@ export const Limits = {
   dataConnectTimeoutMs: 3000,
   dataRequestTimeoutMs: 30_000,
   dataConnsPerSds: 2, // pooled connections from one client to one SDS
+  dataHelloTimeoutMs: 10_000, // a data-plane connection that sends no HELLO within this is closed
+  dataMaxConnsPerSds: 4096, // an SDS refuses data-plane connections beyond this many
   sdcRetryWindowMs: 30_000, // an SDC retries a refused piece (stale map, SDS down) this long before EIO
 
   // placement / volumes
