@@ -2,10 +2,11 @@
 // runs one command and prints its result (text for people, --json for scripts); it returns the
 // exit status and never exits the process. Errors print one line on stderr:
 // "Error: MDM failed command.  Status: <text>" for what the MDM refused, "Error: <text>" for
-// what scli found itself; the status is exitStatusOf[code] (2 bad flags, 7 not found…).
+// what scli found itself or an MDM that never answered (unreachable, certificate mismatch);
+// the status is exitStatusOf[code] (2 bad flags, 3 not logged in, 6 unreachable, 7 not found…).
 
 import { consola } from "consola";
-import { exitStatusOf, isPfError } from "../../proto/errors.ts";
+import { exitStatusOf, isPfError, type PfError } from "../../proto/errors.ts";
 import { parseArgv } from "./argv_parse.ts";
 import { addFaultSet, addProtectionDomain, addStoragePool, queryProtectionDomain, queryStoragePool } from "./cmd_topology.ts";
 import { queryAllSdc, queryAllSds, querySds } from "./cmd_members.ts";
@@ -106,7 +107,16 @@ export async function runScli(argv: string[], io: ScliIo = processIo): Promise<n
 function errorLine(e: unknown): string {
   const oneLine = (s: string) => s.replace(/\s*\n\s*/g, " ").trim();
   if (e instanceof ScliError) return `Error: ${oneLine(e.message)}`;
+  if (isPfError(e) && isTransportFailure(e)) {
+    const hint = /certificate|self.signed|unable to verify|SSL|TLS/i.test(e.message) ? " (is --mdm_ca / PF_MDM_CA the MDM's certificate?)" : "";
+    return `Error: ${oneLine(e.message)}${hint}`;
+  }
   if (isPfError(e)) return `Error: MDM failed command.  Status: ${oneLine(e.message)}`;
   consola.debug(e);
   return `Error: internal error in scli: ${oneLine(e instanceof Error ? e.message : String(e))}`;
+}
+
+/** mdmRequest's own "MDM <url> unreachable: …" (no answer at all), as opposed to an MDM's 503 answer. */
+function isTransportFailure(e: PfError): boolean {
+  return e.code === "UNAVAILABLE" && /^MDM \S+ unreachable: /.test(e.message);
 }
