@@ -1,0 +1,170 @@
+// `pf sds` wiring: open the devices, listen on the data plane, join the MDM with the cluster
+// secret, assemble the SDS core with the data key and device ids the MDM returned, then keep
+// the assignments current with heartbeats (a changed mapVersion fetches them again).
+//
+// Invariants: the data port is listening before the join announces it (requests before the
+// core is attached are refused, UNAVAILABLE); assignments are fetched and applied before the
+// first heartbeat reports them applied; a failing MDM never stops IO on held extents.
+
+import { consola } from "consola";
+import { ClusterPaths, HeartbeatResponse, SdsAssignmentsResponse, SdsJoinResponse, type SdsJoinRequest } from "../proto/cluster_api.ts";
+import { PfError, isPfError } from "../proto/errors.ts";
+import { clusterRequest, type MdmEndpoint } from "../proto/mdm_http.ts";
+import { openBlockDevice, type BlockDevice } from "../store/block_device.ts";
+import { DataPlaneServer } from "./dataplane_server.ts";
+import { startSdsCore, type SdsCore } from "./sds_core.ts";
+
+export interface SdsOptions {
+  mdm: MdmEndpoint;
+  dataDir: string;
+  name: string;
+  /** advertised and listen address */
+  host: string;
+  /** 0 = any free port */
+  port: number;
+  devices: { path: string; sizeBytes?: number }[];
+  protectionDomainName: string;
+  storagePoolName: string;
+  faultSetName?: string;
+}
+
+export interface SdsHandle {
+  sdsId: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+const JOIN_RETRY_MS = 500;
+const JOIN_ATTEMPTS = 120; // about a minute of waiting for a starting MDM
+
+export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
+  const opened = new Map<string, BlockDevice>();
+  let server: DataPlaneServer | null = null;
+  let core: SdsCore | null = null;
+  try {
+    for (const d of opts.devices) opened.set(d.path, openBlockDevice(d));
+    server = DataPlaneServer.listen({ host: opts.host, port: opts.port });
+    const joined = await join(opts, server.port, [...opened.values()]);
+    const idByPath = new Map(joined.devices.map((d) => [d.path, d.deviceId]));
+    core = startSdsCore({
+      sdsId: joined.sdsId,
+      dataKeyHex: joined.dataKey,
+      dataDir: opts.dataDir,
+      host: opts.host,
+      port: server.port,
+      server,
+      opened,
+      devices: opts.devices.map((d) => {
+        const deviceId = idByPath.get(d.path);
+        if (deviceId === undefined) throw new PfError("INTERNAL", `the MDM returned no device id for ${d.path}`);
+        return { deviceId, path: d.path };
+      }),
+    });
+    const session = new MdmSession(opts.mdm, core, joined.heartbeatMs);
+    await session.refreshAssignments();
+    session.start();
+    consola.info(`sds ${opts.name} (${joined.sdsId}): serving ${opened.size} device(s) on ${opts.host}:${server.port}`);
+    const c = core;
+    return {
+      sdsId: joined.sdsId,
+      port: server.port,
+      async stop() {
+        await session.stop();
+        await c.stop();
+      },
+    };
+  } catch (e) {
+    if (core) await core.stop();
+    else {
+      server?.stop();
+      for (const d of opened.values()) d.close();
+    }
+    throw e;
+  }
+}
+
+async function join(opts: SdsOptions, dataPort: number, devices: BlockDevice[]): Promise<SdsJoinResponse> {
+  const body: SdsJoinRequest = {
+    name: opts.name,
+    host: opts.host,
+    dataPort,
+    protectionDomainName: opts.protectionDomainName,
+    storagePoolName: opts.storagePoolName,
+    faultSetName: opts.faultSetName,
+    devices: devices.map((d) => ({ path: d.path, capacityBytes: d.sizeBytes })),
+  };
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await clusterRequest(opts.mdm, { method: "POST", path: ClusterPaths.sdsJoin, body, schema: SdsJoinResponse });
+    } catch (e) {
+      // the MDM may still be starting; a wrong secret or a refused join is final
+      if (!isPfError(e) || e.code !== "UNAVAILABLE" || attempt >= JOIN_ATTEMPTS) throw e;
+      if (attempt === 0) consola.info(`sds ${opts.name}: MDM ${opts.mdm.url} not reachable yet; retrying`);
+      await Bun.sleep(JOIN_RETRY_MS);
+    }
+  }
+}
+
+/** Heartbeats and assignment refreshes; failures are logged and retried, IO goes on. */
+class MdmSession {
+  private stopped = false;
+  private loop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  private failures = 0;
+
+  constructor(
+    private readonly mdm: MdmEndpoint,
+    private readonly core: SdsCore,
+    private readonly heartbeatMs: number,
+  ) {}
+
+  start(): void {
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.loop;
+  }
+
+  async refreshAssignments(): Promise<void> {
+    const resp = await clusterRequest(this.mdm, { method: "GET", path: ClusterPaths.sdsAssignments(this.core.sdsId), schema: SdsAssignmentsResponse });
+    const before = this.core.node.appliedMapVersion;
+    this.core.node.applyAssignments(resp);
+    if (resp.mapVersion !== before) consola.debug(`sds ${this.core.sdsId}: applied map version ${resp.mapVersion} (${resp.extents.length} extents)`);
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, this.heartbeatMs);
+        this.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.wake = null;
+      if (this.stopped) return;
+      try {
+        await this.beat();
+        if (this.failures > 0) consola.info(`sds ${this.core.sdsId}: MDM reachable again after ${this.failures} failed heartbeat(s)`);
+        this.failures = 0;
+      } catch (e) {
+        if (this.failures++ === 0) consola.warn(`sds ${this.core.sdsId}: heartbeat to MDM failed (IO continues on held extents): ${(e as Error).message}`);
+      }
+    }
+  }
+
+  private async beat(): Promise<void> {
+    const node = this.core.node;
+    const devices = this.core.store.slots.map((s) => ({ deviceId: s.deviceId, state: s.state, usedBytes: this.core.store.usedBytes(s) }));
+    const hb = await clusterRequest(this.mdm, {
+      method: "POST",
+      path: ClusterPaths.sdsHeartbeat(this.core.sdsId),
+      body: { devices, appliedMapVersion: node.appliedMapVersion },
+      schema: HeartbeatResponse,
+    });
+    if (hb.mapVersion !== node.appliedMapVersion && !this.stopped) await this.refreshAssignments();
+  }
+}
