@@ -15,6 +15,7 @@ import { runScli } from "../src/cmd/scli/main.ts";
 import { allVolumesLines } from "../src/cmd/scli/cmd_volume.ts";
 import { clusterLines } from "../src/cmd/scli/cmd_system.ts";
 import { sizeText } from "../src/cmd/scli/text_format.ts";
+import { SessionStore, sessionDirOf } from "../src/cmd/scli/session_store.ts";
 import { runMdm, type MdmHandle } from "../src/mdm/main.ts";
 
 interface Run {
@@ -130,6 +131,40 @@ describe("flag mistakes exit 2 naming the flag, and send no request", () => {
     const r = await scli(["--query_all", "--mdm_ip", "127.0.0.1:1"], { ...env, PF_MDM: undefined });
     expect(r.code).toBe(2);
     expect(r.err).toContain("--mdm_ca");
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe("session file", () => {
+  test("lives in $HOME/.pf unless PF_SCLI_SESSION_DIR says otherwise", () => {
+    expect(sessionDirOf({ HOME: "/home/op" })).toBe("/home/op/.pf");
+    expect(sessionDirOf({ HOME: "/home/op", PF_SCLI_SESSION_DIR: "/tmp/s" })).toBe("/tmp/s");
+  });
+
+  test("one entry per MDM URL, 0600 file in a 0700 folder; the last logout removes the file", () => {
+    const dir = join(tempDir("store"), ".pf");
+    const store = new SessionStore(dir);
+    const s = (token: string) => ({ token, username: "admin", systemId: "0123456789abcdef", loggedInAtMs: 1 });
+    store.put("https://10.0.0.1:6611", s("a"));
+    store.put("https://10.0.0.2:6611", s("b"));
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    expect(statSync(store.file).mode & 0o777).toBe(0o600);
+    expect(store.get("https://10.0.0.1:6611")?.token).toBe("a");
+    expect(store.remove("https://10.0.0.1:6611")?.token).toBe("a");
+    expect(store.get("https://10.0.0.1:6611")).toBeUndefined();
+    expect(store.get("https://10.0.0.2:6611")?.token).toBe("b");
+    expect(statSync(store.file).mode & 0o777).toBe(0o600);
+    store.remove("https://10.0.0.2:6611");
+    expect(existsSync(store.file)).toBe(false);
+  });
+
+  test("a damaged file is an error naming it, not silently replaced", async () => {
+    const dir = tempDir("damaged");
+    writeFileSync(join(dir, "scli-session.json"), "{not json", { mode: 0o600 });
+    const r = await scli(["--query_all"], { PF_MDM: "http://127.0.0.1:1", PF_SCLI_SESSION_DIR: dir });
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(join(dir, "scli-session.json"));
+    expect(readFileSync(join(dir, "scli-session.json"), "utf8")).toBe("{not json");
   });
 });
 
