@@ -107,8 +107,8 @@ export class Vol {
     if (r.status !== Status.OK) throw new Error(`READ failed with status ${r.status}`);
     return r.payload;
   }
-  async checksum(c: DataPlaneClient, ext: number): Promise<bigint> {
-    const r = await this.req(c, Op.CHECKSUM, ext, 0, 0);
+  async checksum(c: DataPlaneClient, ext: number, epoch?: number): Promise<bigint> {
+    const r = await this.req(c, Op.CHECKSUM, ext, 0, 0, { epoch });
     if (r.status !== Status.OK) throw new Error(`CHECKSUM failed with status ${r.status}`);
     return new DataView(r.payload.buffer, r.payload.byteOffset, 8).getBigUint64(0, true);
   }
