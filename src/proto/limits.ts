@@ -17,6 +17,7 @@ export const Limits = {
   nbdPreferredBlockBytes: 4096,
   nbdReplyStagingBytes: 256 * KiB, // per-connection buffer small replies are batched into
   nbdReplyCopyMaxBytes: 16 * KiB, // READ data up to this size is copied into the batch; larger is written as is
+  nbdHandshakeTimeoutMs: 30_000, // a client that has not reached the transmission phase by then is dropped
 
   // data plane (SDC <-> SDS, SDS <-> SDS)
   dataMaxPayloadBytes: 32 * MiB, // a frame whose payload is larger closes the connection

@@ -18,6 +18,8 @@ export interface NbdServerOptions {
   /** 0 = pick a free port */
   port: number;
   registry: ExportRegistry;
+  /** drop clients that have not chosen an export by then (default Limits.nbdHandshakeTimeoutMs) */
+  handshakeTimeoutMs?: number;
 }
 
 export interface NbdServer {
@@ -55,7 +57,7 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
     socket: {
       open(s) {
         s.setNoDelay(true);
-        const session = new NbdSession(nextId++, s, opts.registry, `${s.remoteAddress}:${s.remotePort}`);
+        const session = new NbdSession(nextId++, s, opts.registry, `${s.remoteAddress}:${s.remotePort}`, opts.handshakeTimeoutMs);
         s.data = { session };
         sessions.add(session);
         guarded(s, "open", (ss) => ss.start());

@@ -65,12 +65,14 @@ export class NbdSession {
   private paused = false;
   private disconnecting = false;
   private requestsServed = 0;
+  private handshakeTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     readonly id: number,
     private readonly socket: SessionSocket,
     private readonly registry: ExportRegistry,
     private readonly peer: string,
+    private readonly handshakeTimeoutMs: number = Limits.nbdHandshakeTimeoutMs,
   ) {
     this.writer = new ReplyWriter(socket, () => this.onWriterDrained());
   }
@@ -84,6 +86,13 @@ export class NbdSession {
     consola.debug(`nbd: connection ${this.id} from ${this.peer} opened`);
     this.writer.raw(encodeGreeting(SERVER_HANDSHAKE_FLAGS));
     this.writer.flush();
+    // A client that never finishes the handshake must not hold a session forever.
+    this.handshakeTimer = setTimeout(() => {
+      this.handshakeTimer = null;
+      if (this.exp !== null || this.phase === "closed") return;
+      consola.warn(`nbd: connection ${this.id} (${this.peer}): no export chosen within ${this.handshakeTimeoutMs} ms; closing`);
+      this.closeNow();
+    }, this.handshakeTimeoutMs);
   }
 
   onData(chunk: Buffer): void {
@@ -104,8 +113,14 @@ export class NbdSession {
       );
     }
     this.phase = "closed";
+    this.clearHandshakeTimer();
     this.queue.clear();
     this.writer.close();
+  }
+
+  private clearHandshakeTimer(): void {
+    if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
   }
 
   /** Server side close (export unmapped, server stopping): flush what is ready and end. */
@@ -192,6 +207,7 @@ export class NbdSession {
       case "transmission":
         this.exp = outcome.export;
         this.exportName = outcome.export.name;
+        this.clearHandshakeTimer();
         this.phase = "request";
         consola.debug(
           `nbd: connection ${this.id} (${this.peer}) serving export "${this.exportName}" (flags 0x${outcome.transmissionFlags.toString(16)}, ${this.hs.structuredReplies ? "structured" : "simple"} replies)`,
@@ -286,7 +302,11 @@ export class NbdSession {
     p.then(
       (data) => this.complete(req, held, data instanceof Uint8Array ? data : EMPTY, 0),
       (e: unknown) => this.complete(req, held, EMPTY, this.errnoOf(req, e)),
-    );
+    ).catch((e: unknown) => {
+      // A bug in answering must cost this connection only, never the process.
+      consola.error(`nbd: connection ${this.id} (${this.peer}): answering command ${req.type} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      this.closeNow();
+    });
   }
 
   private execute(exp: NbdExport, req: NbdRequest, payload: Buffer | null, fua: boolean): Promise<Uint8Array | void> {
@@ -385,7 +405,9 @@ export class NbdSession {
   }
 
   private closeNow(): void {
+    if (this.phase === "closed") return;
     this.writer.flush();
+    this.clearHandshakeTimer();
     this.phase = "closed";
     this.queue.clear();
     this.writer.close();
