@@ -69,12 +69,8 @@ const v = validate;
 const INSTANCE_ACTIONS: Record<string, ActionHandler> = {
   "Volume/removeVolume": (ctx, id, b) => {
     const r = v(RemoveVolume, b);
-    if (r.removeMode === "DESCENDANTS_ONLY") {
-      vols.mappingsByVolume(ctx, [id]); // volume has no snapshots: nothing to remove
-      return {};
-    }
-    vols.removeVolume(ctx, id);
-    return {};
+    // no snapshots exist yet, so a volume has no descendants: DESCENDANTS_ONLY removes nothing
+    if (r.removeMode !== "DESCENDANTS_ONLY") vols.removeVolume(ctx, id);
   },
   "Volume/setVolumeSize": (ctx, id, b) => vols.setVolumeSize(ctx, id, v(SetVolumeSize, b).sizeInGB),
   "Volume/setVolumeName": (ctx, id, b) => vols.renameVolume(ctx, id, v(SetVolumeName, b).newName),
@@ -83,7 +79,8 @@ const INSTANCE_ACTIONS: Record<string, ActionHandler> = {
   "Volume/removeMappedSdc": (ctx, id, b) => removeMapped(ctx, id, b),
   "Volume/unmapVolumeFromSdc": (ctx, id, b) => removeMapped(ctx, id, b),
   "Volume/setVolumeMappingAccessMode": (ctx, id, b) => vols.setMappingAccessMode(ctx, id, v(SetVolumeMappingAccessMode, b)),
-  "Volume/setMappedSdcLimits": (ctx, id) => void vols.mappingsByVolume(ctx, [id]),
+  // IOPS/bandwidth limits per mapping are accepted and not enforced yet (CSI sends them)
+  "Volume/setMappedSdcLimits": () => undefined,
   "Sds/removeSds": (ctx, id, b) => {
     v(RemoveSds, b);
     topo.removeSds(ctx, id);

@@ -84,10 +84,10 @@ function sizeBytesOf(body: { volumeSizeInKb?: number | undefined; volumeSizeInGb
 
 /** Round a requested size to the pool's granularity and check it against the limits. */
 export function checkedVolumeSize(requestedBytes: number, pool: StoragePoolRow): number {
-  if (!Number.isSafeInteger(requestedBytes) || requestedBytes <= 0) {
+  if (!Number.isFinite(requestedBytes) || requestedBytes <= 0) {
     throw new PfError("BAD_REQUEST", `volume size must be positive (got ${requestedBytes} bytes)`);
   }
-  if (requestedBytes > Limits.maxVolumeBytes) {
+  if (!Number.isSafeInteger(requestedBytes) || requestedBytes > Limits.maxVolumeBytes) {
     throw new PfError("TOO_BIG", `volume size ${requestedBytes} bytes is over the limit of ${Limits.maxVolumeBytes} bytes (${Limits.maxVolumeBytes / Units.GiB} GiB)`);
   }
   const size = roundUpToGranularity(requestedBytes, pool.granularityBytes);
