@@ -32,7 +32,7 @@ export function deviceIdOf(i: number): string {
 }
 
 /** Start SDS number i (data in dir/sds{i}); restartable on the same dir. */
-export function startNode(dir: string, i: number, deviceBytes = 64 * MiB, maxInFlightPerConn?: number): SdsCore {
+export function startNode(dir: string, i: number, deviceBytes = 64 * MiB, maxInFlightPerConn?: number, port = 0): SdsCore {
   const d = join(dir, `sds${i}`);
   fs.mkdirSync(d, { recursive: true });
   return startSdsCore({
@@ -40,7 +40,7 @@ export function startNode(dir: string, i: number, deviceBytes = 64 * MiB, maxInF
     dataKeyHex: DATA_KEY,
     dataDir: d,
     host: "127.0.0.1",
-    port: 0,
+    port,
     devices: [{ deviceId: deviceIdOf(i), path: join(d, "dev0.img"), sizeBytes: deviceBytes }],
     maxInFlightPerConn,
   });
