@@ -14,7 +14,8 @@ export interface NbdExport {
   readOnly: boolean;
   /** CAN_MULTI_CONN is advertised only when this is true (FLUSH covers writes of all connections) */
   multiConn: boolean;
-  /** resolves with exactly lengthBytes bytes; rejects with PfError */
+  /** resolves with exactly lengthBytes bytes that nobody modifies afterwards (large ones are sent
+   *  without copying, possibly after later requests ran); rejects with PfError */
   read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array>;
   write(offsetBytes: number, data: Uint8Array, fua: boolean): Promise<void>;
   flush(): Promise<void>;
