@@ -363,3 +363,67 @@ describe("refused inputs leave the MDM state unchanged", () => {
     expect(vols.filter((x) => x.name === "race").length).toBe(1);
   });
 });
+
+describe("pool settings", () => {
+  test("spare percentage: set through the action, refused when thick reservations would not fit", async () => {
+    const { poolId } = await setupPool({ spare: "10" });
+    expect((await m.api("POST", `/instances/StoragePool::${poolId}/action/setSparePercentage`, { sparePercentage: "20" })).status).toBe(200);
+    expect(((await m.api("GET", `/instances/StoragePool::${poolId}`)).json as Obj).sparePercentage).toBe(20);
+    // 300 GiB raw, 20% spare -> 240 usable -> 120 GiB net of thick fits
+    expect((await m.api("POST", "/types/Volume/instances", { storagePoolId: poolId, volumeSizeInGb: "120", name: "big", volumeType: "ThickProvisioned" })).status).toBe(200);
+    const before = await m.snapshot();
+    const r = await m.api("POST", `/instances/StoragePool::${poolId}/action/setSparePercentage`, { sparePercentage: "30" });
+    expect(r.status).toBe(500);
+    expect((r.json as Obj).pfCode).toBe("NO_SPACE");
+    const bad = await m.api("POST", `/instances/StoragePool::${poolId}/action/setSparePercentage`, { sparePercentage: "100" });
+    expect(bad.status).toBe(400);
+    expect(await m.snapshot()).toBe(before);
+    const thin = await m.api("POST", "/types/Volume/instances", { storagePoolId: poolId, volumeSizeInGb: "500", name: "thinbig", volumeType: "ThinProvisioned" });
+    expect(thin.status).toBe(200); // thin volumes may overcommit
+    // ... up to Limits.maxThinOvercommitRatio x raw: (500 + 1200) GiB x 2 copies > 10 x 300 GiB
+    const tooMuch = await m.api("POST", "/types/Volume/instances", { storagePoolId: poolId, volumeSizeInGb: "1200", name: "thinhuge", volumeType: "ThinProvisioned" });
+    expect((tooMuch.json as Obj).pfCode).toBe("NO_SPACE");
+    expect(Limits.maxThinOvercommitRatio).toBe(10);
+  });
+
+  test("rebuild rate limit, rebuild/rebalance switches and renames", async () => {
+    const { pdId, poolId } = await setupPool();
+    expect((await m.api("POST", `/instances/StoragePool::${poolId}/action/setRebuildIoPriorityPolicy`, { policy: "limitNumOfConcurrentIos", numOfConcurrentIosPerDevice: "2", bwLimitPerDeviceInKbps: "20480" })).status).toBe(200);
+    expect((await m.api("POST", `/instances/StoragePool::${poolId}/action/setRebalanceEnabled`, { rebalanceEnabled: "FALSE" })).status).toBe(200);
+    expect((await m.api("POST", `/instances/StoragePool::${poolId}/action/setStoragePoolName`, { name: "sp9" })).status).toBe(200);
+    expect((await m.api("POST", `/instances/ProtectionDomain::${pdId}/action/setProtectionDomainName`, { name: "pd9" })).status).toBe(200);
+    const pool = (await m.api("GET", `/instances/StoragePool::${poolId}`)).json as Obj;
+    expect(pool).toMatchObject({ name: "sp9", rebuildRateLimitInKbps: 20480, rebuildIoPriorityBwLimitPerDeviceInKbps: 20480, rebalanceEnabled: false, rebuildEnabled: true });
+    expect(((await m.api("GET", `/instances/ProtectionDomain::${pdId}`)).json as Obj).name).toBe("pd9");
+    const sds = ((await m.api("GET", "/types/Sds/instances")).json as Obj[])[0] as Obj;
+    expect((await m.api("POST", `/instances/Sds::${sds.id}/action/setSdsName`, { name: "sds-a" })).status).toBe(200);
+    const dup = await m.api("POST", `/instances/Sds::${sds.id}/action/setSdsName`, { name: "sds2" });
+    expect((dup.json as Obj).pfCode).toBe("ALREADY_EXISTS");
+    const sdc = ((await m.api("GET", "/types/Sdc/instances")).json as Obj[])[0] as Obj;
+    expect((await m.api("POST", `/instances/Sdc::${sdc.id}/action/setSdcName`, { sdcName: "client-a" })).status).toBe(200);
+    expect(((await m.api("GET", `/instances/Sdc::${sdc.id}`)).json as Obj).name).toBe("client-a");
+  });
+
+  test("a pool with its own extent size and granularity; an SDS and device created through REST", async () => {
+    await m.login();
+    const pd = ((await m.api("POST", "/types/ProtectionDomain/instances", { name: "pdx" })).json as Obj).id as string;
+    const bad = await m.api("POST", "/types/StoragePool/instances", { protectionDomainId: pd, name: "odd", extentSizeInKb: "3000" });
+    expect(bad.status).toBe(400);
+    const sp = await m.api("POST", "/types/StoragePool/instances", { protectionDomainId: pd, name: "small", extentSizeInKb: String(16 * 1024), allocationGranularityInKb: String(128 * 1024), defaultVolumeType: "ThinProvisioned" });
+    expect(sp.status).toBe(200);
+    const poolId = (sp.json as Obj).id as string;
+    const fs = ((await m.api("POST", "/types/FaultSet/instances", { protectionDomainId: pd, name: "rack1" })).json as Obj).id as string;
+    const sds = await m.api("POST", "/types/Sds/instances", { protectionDomainId: pd, name: "rsds", sdsIpList: [{ ip: "10.9.9.9", role: "all" }], faultSetId: fs });
+    expect(sds.status).toBe(200);
+    const dev = await m.api("POST", "/types/Device/instances", { deviceCurrentPathname: "/dev/sdz", sdsId: (sds.json as Obj).id, storagePoolId: poolId, name: "z" });
+    expect(dev.status).toBe(200);
+    const sameIp = await m.api("POST", "/types/Sds/instances", { protectionDomainId: pd, name: "rsds2", sdsIpList: [{ SdsIp: { ip: "10.9.9.9", role: "all" } }] });
+    expect((sameIp.json as Obj).pfCode).toBe("ALREADY_EXISTS");
+    for (let i = 1; i <= 2; i++) await m.joinSds(`j${i}`, { pd: "pdx", pool: "small" });
+    const v = await m.api("POST", "/types/Volume/instances", { storagePoolId: poolId, volumeSizeInKb: "1", name: "tiny" });
+    const vol = (await m.api("GET", `/instances/Volume::${(v.json as Obj).id}`)).json as Obj;
+    expect(vol).toMatchObject({ sizeInKb: 128 * 1024, volumeType: "ThinProvisioned", extentSizeInKb: 16 * 1024 });
+    const n = m.core.ctx.store.sqlite.query("SELECT COUNT(*) AS n FROM extent WHERE volume_id = ?").get(vol.id as string) as { n: number };
+    expect(n.n).toBe(8);
+  });
+});

@@ -27,6 +27,7 @@ import {
   RenameObject,
   SetDeviceName,
   SetEnabled,
+  SetRebuildIoPriorityPolicy,
   SetSdcName,
   SetSdsName,
   SetSparePercentage,
@@ -107,6 +108,12 @@ const INSTANCE_ACTIONS: Record<string, ActionHandler> = {
   },
   "StoragePool/setStoragePoolName": (ctx, id, b) => topo.renameStoragePool(ctx, id, v(RenameObject, b).name),
   "StoragePool/setSparePercentage": (ctx, id, b) => topo.setSparePercentage(ctx, id, v(SetSparePercentage, b).sparePercentage),
+  "StoragePool/setRebuildIoPriorityPolicy": (ctx, id, b) => {
+    const r = v(SetRebuildIoPriorityPolicy, b);
+    // pf throttles rebuild by bandwidth per device; "unlimited" lifts the limit
+    if (r.policy === "unlimited") topo.setRebuildRateLimit(ctx, id, 0);
+    else if (r.bwLimitPerDeviceInKbps !== undefined) topo.setRebuildRateLimit(ctx, id, r.bwLimitPerDeviceInKbps);
+  },
   "StoragePool/setRebuildEnabled": (ctx, id, b) => topo.setPoolFlags(ctx, id, { rebuildEnabled: requireFlag(v(SetEnabled, b).rebuildEnabled, "rebuildEnabled") }),
   "StoragePool/setRebalanceEnabled": (ctx, id, b) =>
     topo.setPoolFlags(ctx, id, { rebalanceEnabled: requireFlag(v(SetEnabled, b).rebalanceEnabled, "rebalanceEnabled") }),

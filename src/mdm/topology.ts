@@ -24,6 +24,8 @@ import {
 import { inTransaction, type MdmContext } from "./context.ts";
 import { getDevice, getFaultSet, getPd, getPool, getSdc, getSds, unique } from "./lookup.ts";
 import { allocateId, bumpMapVersion } from "./system_state.ts";
+import { poolCapacityOf } from "./volumes.ts";
+import { formatBytes } from "../proto/sizes.ts";
 
 export const DEFAULT_SDS_PORT = 7072;
 export const DEFAULT_SPARE_PERCENTAGE = 10;
@@ -133,9 +135,19 @@ export function removeStoragePool(ctx: MdmContext, id: string): void {
   });
 }
 
+/** Change the spare reserve; refused when the thick reservations would no longer fit beside it. */
 export function setSparePercentage(ctx: MdmContext, id: string, sparePercentage: number): void {
-  getPool(ctx, id);
-  ctx.store.db.update(storagePoolTable).set({ sparePercentage }).where(eq(storagePoolTable.id, id)).run();
+  inTransaction(ctx, () => {
+    const pool = getPool(ctx, id);
+    const cap = poolCapacityOf(ctx, { ...pool, sparePercentage });
+    if (cap.thickReservedRawBytes > cap.usableRawBytes) {
+      throw new PfError(
+        "NO_SPACE",
+        `a spare reserve of ${sparePercentage}% would leave ${formatBytes(cap.usableRawBytes)} usable raw capacity, less than the ${formatBytes(cap.thickReservedRawBytes)} raw that thick volumes reserve`,
+      );
+    }
+    ctx.store.db.update(storagePoolTable).set({ sparePercentage }).where(eq(storagePoolTable.id, id)).run();
+  });
 }
 
 export function setPoolFlags(ctx: MdmContext, id: string, flags: { rebuildEnabled?: boolean; rebalanceEnabled?: boolean }): void {

@@ -51,8 +51,13 @@ export function poolCapacityOf(ctx: MdmContext, pool: StoragePoolRow): PoolCapac
   );
 }
 
-/** SDSs and devices of a pool as placement sees them (only devices with room get extents). */
-export function placementSdsOf(ctx: MdmContext, pool: StoragePoolRow): PlacementSds[] {
+/**
+ * SDSs and devices of a pool as placement sees them. A thick extent must really fit: a device
+ * holds its thick reservations plus the thin data written beyond them, so that is its assigned
+ * figure. Thin extents take space only as written: they are balanced by all extents assigned and
+ * may overcommit a device up to Limits.maxThinOvercommitRatio times its capacity.
+ */
+export function placementSdsOf(ctx: MdmContext, pool: StoragePoolRow, thick: boolean): PlacementSds[] {
   const devices = ctx.store.db.select().from(deviceTable).where(eq(deviceTable.poolId, pool.id)).all();
   const sdsRows = ctx.store.db.select().from(sdsTable).where(eq(sdsTable.pdId, pool.pdId)).all();
   const out: PlacementSds[] = [];
@@ -65,10 +70,8 @@ export function placementSdsOf(ctx: MdmContext, pool: StoragePoolRow): Placement
       connected: ctx.health.sdsConnected(s.id) && s.state === "Normal",
       devices: mine.map((d) => ({
         deviceId: d.id,
-        capacityBytes: d.capacityBytes,
-        // what the device surely holds: its thick reservations, or more when thin data was
-        // written; thin extents reserve nothing, so thin volumes may overcommit the pool
-        assignedBytes: Math.max(d.thickAssignedBytes, d.usedBytes),
+        capacityBytes: thick ? d.capacityBytes : d.capacityBytes * Limits.maxThinOvercommitRatio,
+        assignedBytes: thick ? Math.max(d.thickAssignedBytes, d.usedBytes) : d.assignedBytes,
         state: d.state === "Failed" ? "Failed" : "Normal",
       })),
     });
@@ -117,7 +120,7 @@ function resolvePool(ctx: MdmContext, body: CreateVolume): StoragePoolRow {
 /** Place `count` new extents starting at `firstIdx` and record them; call inside a transaction. */
 function placeAndRecord(ctx: MdmContext, pool: StoragePoolRow, volume: { id: string; thick: boolean }, firstIdx: number, count: number): void {
   if (count === 0) return;
-  const slots = placeExtents({ sds: placementSdsOf(ctx, pool), extentCount: count, extentBytes: pool.extentBytes, random: ctx.random });
+  const slots = placeExtents({ sds: placementSdsOf(ctx, pool, volume.thick), extentCount: count, extentBytes: pool.extentBytes, random: ctx.random });
   assert(slots.length === count, "placement returned one replica set per extent");
   const perDevice = new Map<string, number>();
   const rows = slots.map((set, i) => {

@@ -34,6 +34,7 @@ export const Limits = {
   maxExtentBytes: 1 * GiB, // extents are addressed with u32 offsets
   defaultAllocationGranularityBytes: 1 * GiB,
   maxVolumeBytes: 1024 * 1024 * GiB, // 1 PiB
+  maxThinOvercommitRatio: 10, // thin extents assigned to a device: at most this times its capacity
   maxNameLength: 31, // PowerFlex object names
   thinChunkBytes: 1 * MiB, // SDS thin allocation unit
 

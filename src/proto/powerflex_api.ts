@@ -153,6 +153,11 @@ export const RenameObject = z
   .refine((x) => x.name !== undefined || x.newName !== undefined, "name is required")
   .transform((x) => ({ name: (x.name ?? x.newName) as string }));
 export const SetSparePercentage = z.object({ sparePercentage: looseInt.pipe(z.number().min(0).max(99)) });
+export const SetRebuildIoPriorityPolicy = z.object({
+  policy: opt(z.enum(["unlimited", "limitNumOfConcurrentIos", "favorAppIos", "dynamicBwThrottling"])),
+  numOfConcurrentIosPerDevice: opt(looseInt.pipe(z.number().min(1).max(20))),
+  bwLimitPerDeviceInKbps: opt(looseInt.pipe(z.number().min(0))),
+});
 export const SetEnabled = z.object({ rebuildEnabled: opt(looseBool), rebalanceEnabled: opt(looseBool) });
 export const SetDeviceName = z.object({ newName: opt(objectName), name: opt(objectName) });
 export const Empty = z.object({});
