@@ -6,11 +6,15 @@ import { consola } from "consola";
 import { PfError, isPfError, exitStatusOf } from "../proto/errors.ts";
 import type { MdmEndpoint } from "../proto/mdm_http.ts";
 
-/** citty yields a string for one occurrence and an array for several. */
-export function manyValues(v: unknown): string[] {
-  if (v === undefined || v === null || v === false) return [];
-  if (Array.isArray(v)) return v.map(String);
-  return [String(v)];
+/** Every value of a repeatable flag (citty keeps only the last): `--flag V` and `--flag=V`. */
+export function repeatedFlag(rawArgs: string[], flag: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const a = rawArgs[i]!;
+    if (a === `--${flag}` && i + 1 < rawArgs.length) out.push(rawArgs[++i]!);
+    else if (a.startsWith(`--${flag}=`)) out.push(a.slice(flag.length + 3));
+  }
+  return out;
 }
 
 export function readSecretFile(path: string, what: string): string {

@@ -6,7 +6,7 @@ import { runSds } from "../sds/main.ts";
 import { PfError } from "../proto/errors.ts";
 import { parseHostPort, parseSizeBytes } from "../proto/sizes.ts";
 import { DEFAULT_SDS_PORT } from "../proto/cluster_config.ts";
-import { manyValues, mdmEndpointFrom, serveUntilSignal } from "./role_options.ts";
+import { repeatedFlag, mdmEndpointFrom, serveUntilSignal } from "./role_options.ts";
 
 /** "PATH[:SIZE]" -> device spec; a size creates and preallocates the file when missing. */
 export function parseDeviceFlag(text: string): { path: string; sizeBytes?: number } {
@@ -32,10 +32,10 @@ export const sdsCommand = defineCommand({
     "storage-pool": { type: "string", description: "Storage pool name", default: "sp1" },
     "fault-set": { type: "string", description: "Fault set name" },
   },
-  async run({ args }) {
+  async run({ args, rawArgs }) {
     const hp = parseHostPort(args.listen, DEFAULT_SDS_PORT);
     if (!hp) throw new PfError("BAD_REQUEST", `--listen ${args.listen} is not HOST:PORT`);
-    const devices = manyValues(args.device).map(parseDeviceFlag);
+    const devices = repeatedFlag(rawArgs, "device").map(parseDeviceFlag);
     await serveUntilSignal("sds", () =>
       runSds({
         mdm: mdmEndpointFrom(args),

@@ -9,7 +9,7 @@ import { defineCommand } from "citty";
 import { consola } from "consola";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { hostname, networkInterfaces } from "node:os";
-import { isAbsolute, join, resolve } from "node:path";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import oneHostYaml from "../../configs/one-host.yaml" with { type: "text" };
 import { parseClusterConfig, type ClusterConfig, type HostConfig } from "../proto/cluster_config.ts";
@@ -110,6 +110,7 @@ async function up(config: ClusterConfig, host: HostConfig, dataDir: string): Pro
       const [pd, pool] = s.pool.split("/") as [string, string];
       const devArgs = s.devices.flatMap((d) => {
         const p = isAbsolute(d.path) ? d.path : join(dataDir, d.path);
+        mkdirSync(dirname(p), { recursive: true });
         return ["--device", d.size === undefined ? p : `${p}:${d.size}`];
       });
       sup.start(`sds ${s.name}`, [
