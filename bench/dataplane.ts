@@ -124,8 +124,11 @@ async function load(link: DataPlaneLink, op: "write" | "read", qd: number, secon
 async function runDriver(): Promise<void> {
   const dir = fs.mkdtempSync(join(os.tmpdir(), "pf-dp-bench-"));
   const ports = [freePort(), freePort()];
+  // BENCH_CPU_PROF=DIR writes a markdown CPU profile of each SDS process into DIR
+  const prof = process.env.BENCH_CPU_PROF;
+  const profArgs = (i: number) => (prof ? ["--cpu-prof-md", `--cpu-prof-dir=${prof}`, `--cpu-prof-name=sds${i}.md`] : []);
   const children = ports.map((_, i) =>
-    Bun.spawn([process.execPath, import.meta.path, "--role", "sds", "--index", String(i), "--ports", ports.join(","), "--dir", dir], { stdout: "pipe", stderr: "inherit" }),
+    Bun.spawn([process.execPath, ...profArgs(i), import.meta.path, "--role", "sds", "--index", String(i), "--ports", ports.join(","), "--dir", dir], { stdout: "pipe", stderr: "inherit" }),
   );
   try {
     for (const c of children) {

@@ -27,6 +27,7 @@ export const Limits = {
   dataConnsPerSds: 2, // pooled connections from one client to one SDS
   dataHelloTimeoutMs: 10_000, // a data-plane connection that sends no HELLO within this is closed
   dataMaxConnsPerSds: 4096, // an SDS refuses data-plane connections beyond this many
+  dataMaxInFlightBytesPerConn: 96 * MiB, // an SDS stops reading a connection whose requests/replies hold this many bytes
   sdcRetryWindowMs: 30_000, // an SDC retries a refused piece (stale map, SDS down) this long before EIO
 
   // placement / volumes

@@ -7,8 +7,10 @@
 //   else (or a wrong key) gets an UNAUTHORIZED reply and the connection is closed;
 // - a malformed frame (FrameError) closes that connection only, with a warning naming the
 //   peer and the bad field; other connections and the server keep working;
-// - at most Limits.dataMaxInFlightPerConn requests per connection are being handled: beyond it
-//   the socket is paused and further frames stay in the reader until replies free slots;
+// - at most Limits.dataMaxInFlightPerConn requests, and about Limits.dataMaxInFlightBytesPerConn
+//   bytes (payloads being handled + replies the peer has not read yet), per connection: beyond
+//   either the socket is paused and further frames stay in the reader until replies (and the
+//   peer's reading) free room, so a client that never reads its replies cannot grow our memory;
 // - every request handed to the handler gets at most one reply; replies after the connection
 //   closed are dropped.
 
@@ -31,7 +33,7 @@ export interface RequestConn {
   /** reply OK with a payload the caller fills in place right away (READ) */
   replyInto(h: FrameHeader, payloadBytes: number): Uint8Array;
   /** undo the replyInto just made (the payload could not be produced); reply again after */
-  retractReplyInto(payloadBytes: number): void;
+  retractReplyInto(h: FrameHeader, payloadBytes: number): void;
   readonly closed: boolean;
 }
 
@@ -43,6 +45,8 @@ export interface DataPlaneServerOptions {
   host: string;
   port: number;
   maxInFlightPerConn?: number;
+  /** payload bytes of requests being handled plus replies not yet taken by the socket */
+  maxInFlightBytesPerConn?: number;
   helloTimeoutMs?: number;
 }
 
@@ -56,10 +60,12 @@ export class DataPlaneServer {
   private dataKey: Uint8Array | null = null;
   private readonly conns = new Set<ServerConnection>();
   readonly maxInFlightPerConn: number;
+  readonly maxInFlightBytesPerConn: number;
   readonly helloTimeoutMs: number;
 
   private constructor(opts: DataPlaneServerOptions) {
     this.maxInFlightPerConn = opts.maxInFlightPerConn ?? Limits.dataMaxInFlightPerConn;
+    this.maxInFlightBytesPerConn = opts.maxInFlightBytesPerConn ?? Limits.dataMaxInFlightBytesPerConn;
     this.helloTimeoutMs = opts.helloTimeoutMs ?? Limits.dataHelloTimeoutMs;
   }
 
@@ -73,7 +79,7 @@ export class DataPlaneServer {
       socket: {
         open: (s) => srv.onOpen(s),
         data: (s, d) => s.data.conn?.onData(d),
-        drain: (s) => s.data.conn?.writer.onDrain(),
+        drain: (s) => s.data.conn?.onDrain(),
         close: (s) => s.data.conn?.onClose(),
         error: (s, err) => s.data.conn?.onError(err),
       },
@@ -131,6 +137,8 @@ class ServerConnection implements RequestConn {
   private readonly reader = new FrameReader();
   private authed = false;
   private inFlight = 0;
+  /** payload bytes of requests handed to the handler and not yet replied */
+  private inFlightBytes = 0;
   private paused = false;
   private resumeQueued = false;
   closed = false;
@@ -166,24 +174,35 @@ class ServerConnection implements RequestConn {
 
   reply(h: FrameHeader, status: Status, payload?: Uint8Array): void {
     if (this.closed) return;
+    const cost = costOf(h);
     h.flags = Flag.REPLY | (h.flags & Flag.FUA);
     h.status = status;
     this.writer.frame(h, status === Status.OK ? payload : undefined);
-    this.done();
+    this.done(cost);
   }
 
   replyInto(h: FrameHeader, payloadBytes: number): Uint8Array {
+    const cost = costOf(h);
     h.flags = Flag.REPLY | (h.flags & Flag.FUA);
     h.status = Status.OK;
     const out = this.writer.frameWithPayloadSpace(h, payloadBytes);
-    if (!this.closed) this.done();
+    if (!this.closed) this.done(cost);
     return out;
   }
 
-  retractReplyInto(payloadBytes: number): void {
+  retractReplyInto(h: FrameHeader, payloadBytes: number): void {
     if (this.closed) return;
     this.writer.retractLast(HEADER_BYTES + payloadBytes);
     this.inFlight++;
+    this.inFlightBytes += costOf(h);
+  }
+
+  onDrain(): void {
+    this.writer.onDrain();
+    if (this.paused && !this.resumeQueued && !this.overloaded()) {
+      this.resumeQueued = true;
+      queueMicrotask(this.resumeTask);
+    }
   }
 
   close(reason: string | null): void {
@@ -208,10 +227,17 @@ class ServerConnection implements RequestConn {
     }
     const handler = this.server.requestHandler!;
     this.inFlight++;
+    this.inFlightBytes += costOf(h);
     handler.onRequest(this, f);
-    if (this.inFlight >= this.server.maxInFlightPerConn && !this.closed) {
+    if (!this.closed && this.overloaded()) {
       this.paused = true;
       this.socket.pause();
+      // the batched replies are handed to the socket in a microtask queued before this one; if
+      // the socket takes them all there is no drain event, so look again right after that
+      if (!this.resumeQueued) {
+        this.resumeQueued = true;
+        queueMicrotask(this.resumeTask);
+      }
       return false;
     }
     return !this.closed;
@@ -259,9 +285,17 @@ class ServerConnection implements RequestConn {
     consola.error(e);
   }
 
-  private done(): void {
+  private overloaded(): boolean {
+    return (
+      this.inFlight >= this.server.maxInFlightPerConn ||
+      this.inFlightBytes + this.writer.queuedBytes >= this.server.maxInFlightBytesPerConn
+    );
+  }
+
+  private done(cost: number): void {
     this.inFlight--;
-    if (this.paused && !this.resumeQueued && this.inFlight < this.server.maxInFlightPerConn) {
+    this.inFlightBytes -= cost;
+    if (this.paused && !this.resumeQueued && !this.overloaded()) {
       this.resumeQueued = true;
       queueMicrotask(this.resumeTask);
     }
@@ -269,7 +303,7 @@ class ServerConnection implements RequestConn {
 
   private resume(): void {
     this.resumeQueued = false;
-    if (this.closed || !this.paused || this.inFlight >= this.server.maxInFlightPerConn) return;
+    if (this.closed || !this.paused || this.overloaded()) return;
     this.paused = false;
     try {
       this.reader.pump(this.onFrame);
@@ -279,4 +313,9 @@ class ServerConnection implements RequestConn {
     }
     if (!this.paused && !this.closed) this.socket.resume();
   }
+}
+
+/** Bytes a request holds while handled: its payload (writes) or its reply payload (reads). */
+function costOf(h: FrameHeader): number {
+  return h.opcode === Op.READ || h.opcode === Op.WRITE || h.opcode === Op.REPL_WRITE ? h.length : 0;
 }

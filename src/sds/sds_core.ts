@@ -30,6 +30,7 @@ export interface SdsCoreOptions {
   port: number;
   devices: SdsCoreDevice[];
   maxInFlightPerConn?: number;
+  maxInFlightBytesPerConn?: number;
   /** a server already listening (runSds listens before it joins); default: listen here */
   server?: DataPlaneServer;
   /** devices already opened (runSds opens them to report capacity), by path */
@@ -58,7 +59,7 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
     meta.setKey("sds_id", opts.sdsId);
     const store = ExtentStore.open(meta, devices);
     const node = new SdsNode({ sdsId: opts.sdsId, dataKeyHex: opts.dataKeyHex, store });
-    const server = opts.server ?? DataPlaneServer.listen({ host: opts.host, port: opts.port, maxInFlightPerConn: opts.maxInFlightPerConn });
+    const server = opts.server ?? DataPlaneServer.listen({ host: opts.host, port: opts.port, maxInFlightPerConn: opts.maxInFlightPerConn, maxInFlightBytesPerConn: opts.maxInFlightBytesPerConn });
     server.attach(opts.dataKeyHex, node);
     const m = meta;
     let stopped = false;

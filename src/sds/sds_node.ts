@@ -19,6 +19,7 @@ import { consola } from "consola";
 import { Flag, Op, Status, type Frame, type FrameHeader } from "../proto/dataplane.ts";
 import { DataPlanePool, type DataRequest } from "../proto/dataplane_client.ts";
 import type { SdsAssignmentsResponse } from "../proto/cluster_api.ts";
+import { Limits } from "../proto/limits.ts";
 import type { Extent, ExtentStore } from "./extent_store.ts";
 import type { RequestConn, RequestHandler } from "./dataplane_server.ts";
 
@@ -175,12 +176,13 @@ export class SdsNode implements RequestHandler {
   private read(conn: RequestConn, h: FrameHeader): void {
     const e = this.target(h);
     if (typeof e === "number") return conn.reply(h, e);
+    if (h.length > Limits.dataMaxPayloadBytes) return conn.reply(h, Status.INVALID);
     this.stats.reads++;
     const out = conn.replyInto(h, h.length);
     try {
       this.store.read(e, h.offset, out);
     } catch (err) {
-      conn.retractReplyInto(h.length);
+      conn.retractReplyInto(h, h.length);
       throw err;
     }
   }
