@@ -17,6 +17,7 @@ import { PfError } from "../proto/errors.ts";
 import type { MdmEndpoint } from "../proto/mdm_http.ts";
 import { applyClusterObjects, loginAdmin, waitForMdm } from "./up_apply.ts";
 import { RoleSupervisor } from "./up_supervisor.ts";
+import { listNbdExports } from "./nbd_probe.ts";
 
 export const upCommand = defineCommand({
   meta: { name: "up", description: "Start the roles a cluster YAML gives this host (no file: a one-host cluster)" },
@@ -126,12 +127,35 @@ async function up(config: ClusterConfig, host: HostConfig, dataDir: string): Pro
       ]);
     }
     if (host.mdm) await applyClusterObjects(ep, config, "volumes", () => sup.failed());
+    if (host.sdc) await waitForExports(host.sdc.nbd, config.volumes.filter((v) => v.mapTo.some((m) => m.host === host.name)).map((v) => v.name), () => sup.failed());
     printSummary(config, host, dataDir, mdmUrl, caFile);
   } catch (e) {
     await sup.stopAll();
     throw e;
   }
   sup.watch();
+}
+
+const WAIT_EXPORTS_MS = 60_000;
+
+/** Wait until this host's SDC lists every volume the file maps to it (maps reach it by heartbeat). */
+async function waitForExports(nbd: { host: string; port: number }, names: string[], failed: () => string | null): Promise<void> {
+  const deadline = Date.now() + WAIT_EXPORTS_MS;
+  let last = "";
+  for (;;) {
+    const f = failed();
+    if (f) throw new PfError("UNAVAILABLE", f);
+    try {
+      const listed = new Set(await listNbdExports(nbd.host, nbd.port));
+      const missing = names.filter((n) => !listed.has(n));
+      if (missing.length === 0) return;
+      last = `not yet exported: ${missing.join(", ")}`;
+    } catch (e) {
+      last = (e as Error).message;
+    }
+    if (Date.now() > deadline) throw new PfError("UNAVAILABLE", `the SDC on ${nbd.host}:${nbd.port} is not serving the mapped volumes after ${WAIT_EXPORTS_MS} ms: ${last}`);
+    await Bun.sleep(200);
+  }
 }
 
 function bracket(addr: string): string {

@@ -3,6 +3,7 @@
 // validated with the zod schemas of src/proto/powerflex_api.ts; success is 200 with a JSON body
 // ({} for actions), as PyPowerFlex requires. Every route but login and version needs a token.
 
+import { volumeConsistency } from "./consistency.ts";
 import { Hono, type Context, type Next } from "hono";
 import { PfError } from "../proto/errors.ts";
 import { Limits, Units } from "../proto/limits.ts";
@@ -272,6 +273,14 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
     const child = c.req.param("child");
     if (child === "Statistics") return c.json(statisticsOf(ctx, type, id));
     return c.json(relatedObjects(ctx, type, id, child));
+  });
+
+  // pf extension: compare both copies of every extent (async: asks the SDSs over the data plane)
+  api.post("/instances/:ref/action/checkVolumeConsistency", async (c) => {
+    const { type, id } = parseRef(c.req.param("ref"));
+    if (type !== "Volume") throw new PfError("BAD_REQUEST", `checkVolumeConsistency applies to Volume, not ${type}`);
+    await readBody(c, AnyObject);
+    return c.json(await volumeConsistency(ctx, id));
   });
 
   api.post("/instances/:ref/action/:action", async (c) => {

@@ -189,3 +189,17 @@ export interface Link {
   rel: string;
   href: string;
 }
+
+/** pf extension: answer of POST /api/instances/Volume::{id}/action/checkVolumeConsistency */
+export const ConsistencyReport = z.object({
+  volumeId: z.string(),
+  extentsChecked: z.number().int(),
+  consistent: z.boolean(),
+  mismatches: z.array(
+    z.object({
+      extentIndex: z.number().int(),
+      copies: z.array(z.object({ sdsId: z.string(), checksum: z.string().nullable(), error: z.string().nullable() })),
+    }),
+  ),
+});
+export type ConsistencyReport = z.infer<typeof ConsistencyReport>;

@@ -3,6 +3,7 @@
 // Changes read the volume back afterwards, so the printed size is the one the MDM granted
 // (sizes round up to the pool's granularity) and --json shows the volume as it now is.
 
+import { PfError } from "../../proto/errors.ts";
 import { accessModeOf } from "./argv_parse.ts";
 import type { CommandContext, Output } from "./command_context.ts";
 import type { ProtectionDomainObj, SdcObj, StoragePoolObj, VolumeObj } from "./mdm_objects.ts";
@@ -100,6 +101,21 @@ export async function queryVolume(ctx: CommandContext): Promise<Output> {
   const pool = await client.get("StoragePool", vol.storagePoolId);
   const pd = await client.get("ProtectionDomain", pool.protectionDomainId);
   return { text: volumeLines(vol, pool, pd), json: vol };
+}
+
+/** pf extension: both copies of every extent hold the same bytes, or a non-zero exit naming the extents. */
+export async function checkVolumeConsistency(ctx: CommandContext): Promise<Output> {
+  const client = ctx.client();
+  const vol = await resolveVolume(client, ctx.args);
+  const r = await client.checkVolumeConsistency(vol.id);
+  if (!r.consistent) {
+    const list = r.mismatches
+      .slice(0, 8)
+      .map((m) => `extent ${m.extentIndex} [${m.copies.map((c) => `${c.sdsId}=${c.checksum ?? c.error}`).join(" ")}]`)
+      .join(", ");
+    throw new PfError("IO_ERROR", `volume ${volumeLabel(vol)}: ${r.mismatches.length} of ${r.extentsChecked} extents differ between copies: ${list}`);
+  }
+  return { text: [`Volume ${volumeLabel(vol)}: ${r.extentsChecked} extents checked, both copies identical`], json: r };
 }
 
 function volumeLines(v: VolumeObj, pool: StoragePoolObj, pd: ProtectionDomainObj): string[] {

@@ -109,6 +109,12 @@ export const COMMANDS: Record<CommandName, CommandSpec> = {
     exclusive: [VOLUME],
     usage: "--query_volume (--volume_id ID | --volume_name NAME)",
   }),
+  check_volume_consistency: spec({
+    flags: [...VOLUME],
+    required: [VOLUME],
+    exclusive: [VOLUME],
+    usage: "--check_volume_consistency (--volume_id ID | --volume_name NAME)",
+  }),
   query_all_sds: spec({ usage: "--query_all_sds" }),
   query_sds: spec({
     flags: [...SDS],

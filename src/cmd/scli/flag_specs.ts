@@ -27,6 +27,7 @@ export const FLAGS = {
   query_all: { kind: "command", help: "Show the system, its protection domains, pools and totals" },
   query_all_volumes: { kind: "command", help: "List every volume, grouped by protection domain and pool" },
   query_volume: { kind: "command", help: "Show one volume" },
+  check_volume_consistency: { kind: "command", help: "Compare both copies of every extent of a volume (pf extension)" },
   query_all_sds: { kind: "command", help: "List every SDS" },
   query_sds: { kind: "command", help: "Show one SDS and its devices" },
   query_all_sdc: { kind: "command", help: "List every SDC" },

@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { isPfError } from "../../proto/errors.ts";
 import { mdmRequest, type MdmEndpoint } from "../../proto/mdm_http.ts";
-import { CreatedId } from "../../proto/powerflex_api.ts";
+import { ConsistencyReport, CreatedId } from "../../proto/powerflex_api.ts";
 import { MdmClusterObj, OBJECT_SCHEMAS, type MdmClusterObj as MdmCluster, type ObjectOf, type ObjectType } from "./mdm_objects.ts";
 import { ScliError } from "./scli_errors.ts";
 
@@ -35,6 +35,11 @@ export class MdmRestClient {
 
   async action(type: ObjectType, id: string, action: string, body: Body): Promise<void> {
     await this.call({ method: "POST", path: `/api/instances/${type}::${id}/action/${action}`, body, schema: z.unknown() });
+  }
+
+  /** pf extension: compare both copies of every extent of a volume */
+  checkVolumeConsistency(id: string): Promise<ConsistencyReport> {
+    return this.call({ method: "POST", path: `/api/instances/Volume::${id}/action/checkVolumeConsistency`, body: {}, schema: ConsistencyReport });
   }
 
   queryMdmCluster(): Promise<MdmCluster> {
