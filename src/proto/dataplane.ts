@@ -43,9 +43,12 @@ const OP_MAX = 10;
 
 export const Flag = {
   FUA: 0x01, // durable before the reply
+  /** FLUSH from a peer SDS: make this SDS's own copies durable, do not forward (forwarding
+   *  would let two SDSs that replicate to each other wait on each other's flush forever) */
+  LOCAL_ONLY: 0x02,
   REPLY: 0x80,
 } as const;
-const KNOWN_FLAGS = Flag.FUA | Flag.REPLY;
+const KNOWN_FLAGS = Flag.FUA | Flag.LOCAL_ONLY | Flag.REPLY;
 
 export const Status = {
   OK: 0,

@@ -143,7 +143,7 @@ export class SdsNode implements RequestHandler {
         return this.zeroSecondary(conn, h);
       case Op.FLUSH:
         this.stats.flushes++;
-        this.flush().then((st) => conn.reply(h, st));
+        ((h.flags & Flag.LOCAL_ONLY) !== 0 ? this.flushLocal() : this.flush()).then((st) => conn.reply(h, st));
         return;
       case Op.CHECKSUM:
         return this.checksum(conn, h);
@@ -311,19 +311,22 @@ export class SdsNode implements RequestHandler {
 
   // ---- flush ----
 
+  /** Make every write this SDS applied so far durable on its own devices (a peer's FLUSH). */
+  private flushLocal(): Promise<Status> {
+    return this.store.flushWritten().then(
+      () => Status.OK,
+      (err: unknown) => {
+        consola.error(`sds ${this.sdsId}: flush failed: ${String(err)}`);
+        return Status.IO_ERROR;
+      },
+    );
+  }
+
   /** Make every write acknowledged so far durable here and on every peer forwarded to. */
   flush(): Promise<Status> {
     const peers = [...this.peersWritten];
     this.peersWritten.clear();
-    const parts: Promise<Status>[] = [
-      this.store.flushWritten().then(
-        () => Status.OK,
-        (err: unknown) => {
-          consola.error(`sds ${this.sdsId}: flush failed: ${String(err)}`);
-          return Status.IO_ERROR;
-        },
-      ),
-    ];
+    const parts: Promise<Status>[] = [this.flushLocal()];
     for (const peer of peers) parts.push(this.flushPeer(peer));
     const own = Promise.all(parts).then(worstOf);
     const tracked = own.finally(() => this.inflightFlushes.delete(tracked));
@@ -340,7 +343,7 @@ export class SdsNode implements RequestHandler {
       return Promise.resolve(Status.UNAVAILABLE);
     }
     this.stats.peerFlushesSent++;
-    return link.request({ opcode: Op.FLUSH, flags: 0, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0 }).then((r) => {
+    return link.request({ opcode: Op.FLUSH, flags: Flag.LOCAL_ONLY, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0 }).then((r) => {
       if (r.status === Status.OK) return Status.OK;
       this.peersWritten.add(peer); // still owes durability
       this.peerFailed(peer, `FLUSH status ${r.status}`);
