@@ -76,7 +76,7 @@ describe("one-host cluster through pf up", () => {
     const src = join(c.dir, "src.img");
     writeFileSync(src, randomBytes(64 * MiB));
     await runQemuImg(["convert", "-n", "-f", "raw", "-O", "raw", src, c.nbdUri("vol1")]);
-    await runQemuImg(["compare", "-f", "raw", "-F", "raw", src, c.nbdUri("vol1")]);
+    await runQemuImg(["compare", "-f", "raw", src, c.nbdPrefix("vol1", 64 * MiB)]);
   }, 120_000);
 
   for (const bs of ["4k", "64k", "4k-128k"]) {
@@ -125,7 +125,7 @@ describe("one-host cluster through pf up", () => {
     const r = await runNbdsh(
       `h.set_strict_mode(0)\nh.connect_uri("${c.nbdUri("ro1")}")\ntry:\n  h.pwrite(b"x"*4096, 0)\n  print("WROTE")\nexcept nbd.Error as e:\n  print("errno", e.errno)\nprint(h.pread(16, 0) == bytes(16))`,
     );
-    expect(r.stdout).toContain("errno 1");
+    expect(r.stdout).toContain("errno EPERM");
     expect(r.stdout).toContain("True");
   });
 
@@ -138,8 +138,8 @@ describe("one-host cluster through pf up", () => {
     const r = await runNbdsh(
       `h.set_strict_mode(0)\nh.connect_uri("${c.nbdUri("vol1")}")\nfor f in (lambda: h.pread(4096, h.get_size()), lambda: h.pwrite(b"x"*4096, h.get_size())):\n  try:\n    f(); print("OK")\n  except nbd.Error as e:\n    print("errno", e.errno)`,
     );
-    expect(r.stdout).toContain("errno 22");
-    expect(r.stdout).toContain("errno 28");
+    expect(r.stdout).toContain("errno EINVAL");
+    expect(r.stdout).toContain("errno ENOSPC");
   });
 
   test("junk and a bad handshake leave the SDC serving other clients", async () => {
@@ -161,8 +161,7 @@ describe("one-host cluster through pf up", () => {
     await c.start();
     await runQemuIo(uri, ["read -P 0x5a 200M 4M", "read -P 0xa5 230M 12k", `read -P 0x11 ${5 * EXTENT - 4096} 8192`]);
     // the 64 MiB image converted earlier is intact too
-    const first64 = `json:{"driver":"raw","size":${64 * MiB},"file":{"driver":"nbd","export":"vol1","server":{"type":"inet","host":"127.0.0.1","port":"${c.ports.nbd}"}}}`;
-    await runQemuImg(["compare", "-f", "raw", join(c.dir, "src.img"), first64]);
+    await runQemuImg(["compare", "-f", "raw", join(c.dir, "src.img"), c.nbdPrefix("vol1", 64 * MiB)]);
     await expectConsistent("vol1");
   }, 180_000);
 });

@@ -110,6 +110,11 @@ export class TestCluster {
   nbdUri(volume: string): string {
     return `nbd://127.0.0.1:${this.ports.nbd}/${volume}`;
   }
+  /** qemu image spec of the first sizeBytes of a volume (for qemu-img compare against a smaller file) */
+  nbdPrefix(volume: string, sizeBytes: number): string {
+    const file = { driver: "nbd", export: volume, server: { type: "inet", host: "127.0.0.1", port: String(this.ports.nbd) } };
+    return `json:${JSON.stringify({ driver: "raw", size: sizeBytes, file })}`;
+  }
 
   /** Start `pf up` and wait for its "is up" line. */
   async start(timeoutMs = 90_000): Promise<void> {
@@ -120,6 +125,7 @@ export class TestCluster {
       env: { ...process.env, CONSOLA_LEVEL: "3" },
     });
     this.up = proc;
+    this.output = "";
     const seen = this.collect(proc);
     const deadline = Date.now() + timeoutMs;
     while (!this.output.includes("pf is up on host")) {
