@@ -15,16 +15,18 @@
 // devices, domains with their free extent slots). Every eligible SDS gets a key
 //     key = 2 * round + fill
 // where fill = (assigned + extent) / capacity of its emptiest eligible device (0 < fill <= 1) and
-// round = floor(copies of this volume on the SDS / weight), weight = the SDS's eligible capacity
-// relative to the pool mean. SDSs sit in one min-heap per domain; domains sit in a top min-heap
-// ordered by their best SDS. Each extent takes the best SDS of the best domain and the best SDS
-// of the best *other* domain (the root's smaller child in the top heap), then the keys of those
-// two SDSs grow and they sift down: O(log SDSs) per extent, no scan of the pool per extent.
+// round = floor(copies of this volume on the SDS / weight), weight = the SDS's free extent slots
+// relative to the mean over eligible SDSs. SDSs sit in one min-heap per domain; domains sit in a
+// top min-heap ordered by their best SDS. Each extent takes the best SDS of the best domain and
+// the best SDS of the best *other* domain (the root's smaller child in the top heap), then the
+// keys of those two SDSs grow and they sift down: O(log SDSs) per extent, no scan per extent.
 // - "fill" balances assignedBytes/capacity across devices: every copy goes to the emptiest
 //   device the rules allow, so fill ratios stay within about one extent of each other.
 // - "round" spreads each volume wide: no SDS takes a copy in round r+1 while another still
 //   has round-r share left, so a volume with >= 2 x N extents touches all N SDSs (the round-0
-//   shares sum to < 2N copies, and every extent uses at least one of them).
+//   shares sum to < 2N copies, and every extent uses at least one of them). Weighting by free
+//   room means a volume larger than one round also narrows fill differences instead of
+//   copying them (an SDS with twice the room takes twice the copies per round).
 // - Ties are broken by a rotation of the SDS order drawn from `random`.
 // Primaries: the extents of a volume form a multigraph on SDSs (one edge per extent); orienting
 // every edge along Euler trails (open trails from odd-degree SDSs first, then closed ones) makes
@@ -89,6 +91,12 @@ export function placeExtents(input: {
 
 const NO_POOL: PlacementSds[] = [];
 
+/** An index in [0, n) from `random`, safe against a source that returns 1 or strays outside [0, 1). */
+function randomIndex(random: () => number, n: number): number {
+  const i = Math.floor(random() * n);
+  return i >= 0 && i < n ? i : 0;
+}
+
 /**
  * The pool of the current placeExtents call as typed arrays: `p` indexes the input pool,
  * `s` eligible SDSs, `v` eligible devices, `d` domains, `i` extents. Arrays only grow.
@@ -105,12 +113,12 @@ class Layout {
 
   // eligible SDSs: connected, with at least one Normal device with room for an extent
   private n = 0;
-  private capSum = 0; // eligible capacity of all eligible SDSs, for the round weight
+  private slotSum = 0; // free extent slots of all eligible SDSs at the start, for the round weight
   private sdsInput = new Int32Array(0);
   private sdsDomain = new Int32Array(0);
   private sdsDevStart = new Int32Array(0);
   private sdsDevEnd = new Int32Array(0);
-  private sdsCap = new Float64Array(0);
+  private sdsSlots = new Float64Array(0); // free extent slots at the start
   private sdsCopies = new Int32Array(0); // copies of this volume
   private sdsKey = new Float64Array(0);
   private sdsTie = new Int32Array(0);
@@ -173,13 +181,12 @@ class Layout {
     }
     this.hasFaultSets = hasFaultSets;
     const e = extentBytes;
-    const { sdsInput, sdsDomain, sdsDevStart, sdsDevEnd, sdsCap, sdsCopies, sdsKey, sdsBestDev, domainSlots, domainSdsCount } =
+    const { sdsInput, sdsDomain, sdsDevStart, sdsDevEnd, sdsSlots, sdsCopies, sdsKey, sdsBestDev, domainSlots, domainSdsCount } =
       this;
     let { devInput, devAssigned, devCap } = this;
     let n = 0;
     let m = 0;
     let totalSlots = 0;
-    let capSum = 0;
     let connectedSds = 0;
     for (let p = 0; p < pool.length; p++) {
       const sds = pool[p]!;
@@ -189,7 +196,6 @@ class Layout {
       const devStart = m;
       let hasNormal = false;
       let slots = 0;
-      let cap = 0;
       let best = -1;
       let bestFill = Infinity;
       for (let j = 0; j < devs.length; j++) {
@@ -207,7 +213,6 @@ class Layout {
         devAssigned[m] = assigned;
         devCap[m] = capacity;
         slots += Math.floor((capacity - assigned) / e);
-        cap += capacity;
         const fill = (assigned + e) / capacity;
         if (fill < bestFill) {
           bestFill = fill;
@@ -221,13 +226,12 @@ class Layout {
       domainSlots[d] = domainSlots[d]! + slots;
       domainSdsCount[d] = domainSdsCount[d]! + 1;
       totalSlots += slots;
-      capSum += cap;
       const s = n++;
       sdsInput[s] = p;
       sdsDomain[s] = d;
       sdsDevStart[s] = devStart;
       sdsDevEnd[s] = m;
-      sdsCap[s] = cap;
+      sdsSlots[s] = slots;
       sdsCopies[s] = 0;
       sdsKey[s] = bestFill; // round 0
       sdsBestDev[s] = best;
@@ -235,7 +239,7 @@ class Layout {
     this.n = n;
     this.m = m;
     this.totalSlots = totalSlots;
-    this.capSum = capSum;
+    this.slotSum = totalSlots;
     this.connectedSds = connectedSds;
   }
 
@@ -276,7 +280,7 @@ class Layout {
     this.sdsDomain = new Int32Array(cap);
     this.sdsDevStart = new Int32Array(cap);
     this.sdsDevEnd = new Int32Array(cap);
-    this.sdsCap = new Float64Array(cap);
+    this.sdsSlots = new Float64Array(cap);
     this.sdsCopies = new Int32Array(cap);
     this.sdsKey = new Float64Array(cap);
     this.sdsTie = new Int32Array(cap);
@@ -377,7 +381,7 @@ class Layout {
     this.ensureExtents(k);
     const n = this.n;
     const D = this.domains;
-    let tie = Math.floor(random() * n) % n;
+    let tie = randomIndex(random, n);
     let start = 0;
     for (let d = 0; d < D; d++) {
       this.segStart[d] = start;
@@ -459,7 +463,7 @@ class Layout {
     const best = this.bestDevice(s);
     if (best >= 0) {
       this.sdsBestDev[s] = best;
-      const round = Math.floor((copies * this.capSum) / (this.n * this.sdsCap[s]!));
+      const round = Math.floor((copies * this.slotSum) / (this.n * this.sdsSlots[s]!));
       this.sdsKey[s] = 2 * round + (this.devAssigned[best]! + e) / this.devCap[best]!;
       this.segSiftDown(d, 0);
     } else {
@@ -523,7 +527,7 @@ class Layout {
       const s = this.touched[t]!;
       this.trailNext[s] = this.trailStart[s]!;
     }
-    const rotation = Math.floor(random() * T) % T;
+    const rotation = randomIndex(random, T);
     // open trails from odd-degree SDSs first; afterwards every degree left is even
     for (let j = 0; j < T; j++) {
       const s = this.touched[(j + rotation) % T]!;
