@@ -138,6 +138,15 @@ describe("durability requests", () => {
     expect(nodes[0]!.node.stats.peerFlushesSent).toBe(1);
   });
 
+  test("two primaries replicating to each other can FLUSH at the same time (no flush cycle)", async () => {
+    for (let round = 0; round < 20; round++) {
+      await Promise.all([vol.write(clients[0]!, 0, round * 4096, pattern(4096, round)), vol.write(clients[1]!, 1, round * 4096, pattern(4096, 50 + round))]);
+      const [a, b] = await Promise.all([flushReq(clients[0]!), flushReq(clients[1]!)]);
+      expect(a.status).toBe(Status.OK);
+      expect(b.status).toBe(Status.OK);
+    }
+  });
+
   test("FUA makes the write durable on both copies before the reply", async () => {
     const r = await vol.write(clients[0]!, 0, 8192, pattern(4096, 10), { fua: true });
     expect(r.status).toBe(Status.OK);
