@@ -2,7 +2,7 @@
 // process (as in production), 4 KiB random writes (and reads) at QD16 and QD1 against one
 // volume of 4 x 64 MiB extents, all primaries on SDS 0. Prints IOPS and p50/p99 latency.
 //
-//   npx bun bench/dataplane.ts [--seconds 5] [--ops write,read] [--qd 16,1] [--conns 1]
+//   npx bun bench/dataplane.ts [--seconds 5] [--ops write,read] [--qd 16,1] [--conns 1] [--bs 4096]
 //
 // The child processes run this same file with `--role sds --index N --ports A,B --dir D`.
 
@@ -22,7 +22,6 @@ const KEY = "5a".repeat(32);
 const VOL = "0b00000000000001";
 const EXTENT_BYTES = 64 * MiB;
 const EXTENTS = 4;
-const BLOCK = 4096;
 const sdsId = (i: number) => `5d5000000000000${i}`;
 const devId = (i: number) => `de7000000000000${i}`;
 
@@ -36,8 +35,11 @@ const { values: args } = parseArgs({
     ops: { type: "string", default: "write,read" },
     qd: { type: "string", default: "16,1" },
     conns: { type: "string", default: "1" },
+    bs: { type: "string", default: "4096" },
   },
 });
+
+const BLOCK = Number(args.bs);
 
 function assignments(me: number, ports: number[]): SdsAssignmentsResponse {
   return {
@@ -148,7 +150,7 @@ async function runDriver(): Promise<void> {
       for (const qd of args.qd.split(",").map(Number)) {
         const r = await load(link, op, qd, seconds);
         results.push(r);
-        process.stdout.write(`${op.padEnd(5)} 4k QD${String(qd).padEnd(3)} ${String(r.iops).padStart(7)} IOPS   p50 ${r.p50us} us   p99 ${r.p99us} us   errors ${r.errors}\n`);
+        process.stdout.write(`${op.padEnd(5)} ${BLOCK >= MiB ? `${BLOCK / MiB}M` : `${BLOCK / 1024}k`} QD${String(qd).padEnd(3)} ${String(r.iops).padStart(7)} IOPS ${((r.iops * BLOCK) / 1e6).toFixed(0).padStart(5)} MB/s   p50 ${r.p50us} us   p99 ${r.p99us} us   errors ${r.errors}\n`);
       }
     }
     pool.close();

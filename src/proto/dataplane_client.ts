@@ -43,7 +43,12 @@ export type ReplyCallback = (status: Status, payload: Uint8Array) => void;
 /** Anything that carries data-plane requests to one SDS (a client or a pooled set of them). */
 export interface DataPlaneLink {
   request(h: DataRequest, payload?: Uint8Array): Promise<DataReply>;
-  send(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback): void;
+  /**
+   * Callback form (no promise per IO). `payloadImmutable`: the caller never writes into
+   * `payload` again, so a large payload the socket cannot take at once is queued as a view
+   * instead of a copy.
+   */
+  send(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback, payloadImmutable?: boolean): void;
 }
 
 export interface DataPlaneClientOptions {
@@ -132,17 +137,17 @@ export class DataPlaneClient implements DataPlaneLink {
   }
 
   /** Callback form of request (no promise per IO); cb is never called synchronously. */
-  send(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback): void {
+  send(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback, payloadImmutable = false): void {
     if (this.state === "closed") return failLater(cb);
     if (this.state === "idle") {
       if (performance.now() < this.failFastUntilMs) return failLater(cb);
       this.connect();
     }
     if (this.pending.size >= this.maxInFlight || this.queue.length > 0) {
-      this.queue.push({ h, payload: payload ? payload.slice() : undefined, cb });
+      this.queue.push({ h, payload: payload && !payloadImmutable ? payload.slice() : payload, cb });
       return;
     }
-    this.put(h, payload, cb);
+    this.put(h, payload, cb, payloadImmutable);
   }
 
   /** Close for good: every request in flight or queued fails with UNAVAILABLE. */
@@ -152,7 +157,7 @@ export class DataPlaneClient implements DataPlaneLink {
     this.dropConnection("client closed");
   }
 
-  private put(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback): void {
+  private put(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback, payloadImmutable = false): void {
     const id = this.allocId();
     this.pending.set(id, { cb, deadlineMs: performance.now() + this.requestTimeoutMs });
     const s = this.scratch;
@@ -167,7 +172,7 @@ export class DataPlaneClient implements DataPlaneLink {
     s.offset = h.offset;
     s.length = h.length;
     s.gen = h.gen ?? 0;
-    this.writer!.frame(s, payload);
+    this.writer!.frame(s, payload, payloadImmutable);
   }
 
   private allocId(): number {
@@ -257,7 +262,7 @@ export class DataPlaneClient implements DataPlaneLink {
   private admitQueued(): void {
     while (this.queue.length > 0 && this.pending.size < this.maxInFlight && this.writer !== null && !this.writer.isClosed) {
       const q = this.queue.shift()!;
-      this.put(q.h, q.payload, q.cb);
+      this.put(q.h, q.payload, q.cb, true); // queued payloads are our own copies
     }
   }
 
@@ -336,8 +341,8 @@ class PooledLink implements DataPlaneLink {
     return this.pick().request(h, payload);
   }
 
-  send(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback): void {
-    this.pick().send(h, payload, cb);
+  send(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback, payloadImmutable?: boolean): void {
+    this.pick().send(h, payload, cb, payloadImmutable);
   }
 
   private pick(): DataPlaneClient {

@@ -57,8 +57,12 @@ export class SocketWriter {
     return this.closed;
   }
 
-  /** Append one frame; h.payloadLength is set from the payload. */
-  frame(h: FrameHeader, payload?: Uint8Array): void {
+  /**
+   * Append one frame; h.payloadLength is set from the payload. A large payload is written from
+   * the caller's buffer; what the socket does not take at once is copied, unless
+   * `payloadImmutable` says the caller never changes that buffer again (then a view is kept).
+   */
+  frame(h: FrameHeader, payload?: Uint8Array, payloadImmutable = false): void {
     if (this.closed) return;
     const n = payload ? payload.byteLength : 0;
     h.payloadLength = n;
@@ -67,7 +71,7 @@ export class SocketWriter {
       encodeHeaderInto(this.view, this.len, h);
       this.len += HEADER_BYTES;
       this.flush();
-      this.writeOwned(payload, false);
+      this.writeLarge(payload, payloadImmutable);
       return;
     }
     this.ensure(HEADER_BYTES + n);
@@ -108,19 +112,29 @@ export class SocketWriter {
     const len = this.len;
     this.len = 0;
     if (this.sink === null || this.backlog.length > 0) {
-      this.pushBacklog(this.buf.slice(0, len));
-    } else {
-      const n = this.sink.write(this.buf, 0, len);
-      if (n < 0) {
-        this.close();
-        return;
-      }
-      if (n < len) this.pushBacklog(this.buf.slice(n, len));
+      this.pushBacklog(this.takeBatch(0, len));
+      return;
     }
-    if (this.buf.byteLength > SHRINK_ABOVE_BYTES) {
-      this.buf = new Uint8Array(INITIAL_BUFFER_BYTES);
-      this.view = new DataView(this.buf.buffer);
+    const n = this.sink.write(this.buf, 0, len);
+    if (n < 0) {
+      this.close();
+      return;
     }
+    if (n < len) this.pushBacklog(this.takeBatch(n, len));
+    else if (this.buf.byteLength > SHRINK_ABOVE_BYTES) this.replaceBuffer(INITIAL_BUFFER_BYTES);
+  }
+
+  /** Bytes [from, to) of the batch for the backlog: small tails are copied, big ones handed over. */
+  private takeBatch(from: number, to: number): Uint8Array {
+    if (to - from <= COPY_LIMIT_BYTES) return this.buf.slice(from, to);
+    const handed = this.buf.subarray(from, to);
+    this.replaceBuffer(INITIAL_BUFFER_BYTES);
+    return handed;
+  }
+
+  private replaceBuffer(bytes: number): void {
+    this.buf = new Uint8Array(bytes);
+    this.view = new DataView(this.buf.buffer);
   }
 
   /** Call from the socket's drain handler: send as much backlog as the socket takes. */
@@ -153,7 +167,7 @@ export class SocketWriter {
     this.sink = null;
   }
 
-  private writeOwned(bytes: Uint8Array, owned: boolean): void {
+  private writeLarge(bytes: Uint8Array, owned: boolean): void {
     if (this.sink === null || this.backlog.length > 0) {
       this.pushBacklog(owned ? bytes : bytes.slice());
       return;
@@ -163,7 +177,7 @@ export class SocketWriter {
       this.close();
       return;
     }
-    if (n < bytes.byteLength) this.pushBacklog(bytes.slice(n));
+    if (n < bytes.byteLength) this.pushBacklog(owned ? bytes.subarray(n) : bytes.slice(n));
   }
 
   private pushBacklog(bytes: Uint8Array): void {
@@ -171,19 +185,12 @@ export class SocketWriter {
     this.backlogBytes += bytes.byteLength;
   }
 
+  /** Room for `extra` more bytes: send the batch so far rather than grow and copy it. */
   private ensure(extra: number): void {
     if (this.len + extra <= this.buf.byteLength) return;
-    if (this.len > 0 && extra <= INITIAL_BUFFER_BYTES) {
-      // keep the buffer small: send what is batched and start over
-      this.flush();
-      if (this.len + extra <= this.buf.byteLength) return;
-    }
-    let size = this.buf.byteLength;
-    while (size < this.len + extra) size *= 2;
-    const next = new Uint8Array(size);
-    next.set(this.buf.subarray(0, this.len));
-    this.buf = next;
-    this.view = new DataView(next.buffer);
+    if (this.len > 0) this.flush();
+    if (this.len + extra <= this.buf.byteLength) return; // flush kept or replaced the buffer
+    this.replaceBuffer(Math.max(INITIAL_BUFFER_BYTES, extra));
   }
 
   private schedule(): void {

@@ -235,10 +235,17 @@ export class SdsNode implements RequestHandler {
         continue;
       }
       this.peersWritten.add(peer);
-      link.send(fwd, payload, (st) => {
-        if (st !== Status.OK) this.peerFailed(peer, `status ${st}`);
-        join.done(peerStatus(st));
-      });
+      // payload is a FrameReader view of a socket chunk nobody writes into again (see
+      // test/dataplane_buffers.test.ts): forward it without a copy
+      link.send(
+        fwd,
+        payload,
+        (st) => {
+          if (st !== Status.OK) this.peerFailed(peer, `status ${st}`);
+          join.done(peerStatus(st));
+        },
+        true,
+      );
     }
     if (fua) {
       join.expect();
