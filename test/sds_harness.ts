@@ -9,6 +9,7 @@ import { DataPlaneClient, type DataReply } from "../src/proto/dataplane_client.t
 import type { SdsAssignmentsResponse } from "../src/proto/cluster_api.ts";
 import { idToHalves } from "../src/proto/ids.ts";
 import { startSdsCore, type SdsCore } from "../src/sds/sds_core.ts";
+import type { BlockDevice } from "../src/store/block_device.ts";
 
 export const DATA_KEY = "ab".repeat(32);
 export const SDC_ID = "c000000000000001";
@@ -32,7 +33,7 @@ export function deviceIdOf(i: number): string {
 }
 
 /** Start SDS number i (data in dir/sds{i}); restartable on the same dir. */
-export function startNode(dir: string, i: number, deviceBytes = 64 * MiB, maxInFlightPerConn?: number, port = 0): SdsCore {
+export function startNode(dir: string, i: number, deviceBytes = 64 * MiB, maxInFlightPerConn?: number, port = 0, wrapDevice?: (d: BlockDevice) => BlockDevice): SdsCore {
   const d = join(dir, `sds${i}`);
   fs.mkdirSync(d, { recursive: true });
   return startSdsCore({
@@ -43,6 +44,7 @@ export function startNode(dir: string, i: number, deviceBytes = 64 * MiB, maxInF
     port,
     devices: [{ deviceId: deviceIdOf(i), path: join(d, "dev0.img"), sizeBytes: deviceBytes }],
     maxInFlightPerConn,
+    wrapDevice,
   });
 }
 

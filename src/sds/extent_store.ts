@@ -31,6 +31,11 @@ export interface DeviceSlot {
   /** written (data or zeros) since the last flush began */
   written: boolean;
   state: "Normal" | "Failed";
+  /**
+   * an fdatasync failed: Linux may have dropped the dirty pages it could not write and a later
+   * fdatasync would succeed without them, so every later flush of this device fails too
+   */
+  syncFailed: boolean;
 }
 
 export class Extent {
@@ -103,7 +108,7 @@ export class ExtentStore {
       if (row.chunkBytes !== CHUNK) throw new PfError("INVALID_STATE", `device ${dev.path} was formatted with ${row.chunkBytes}-byte chunks, not ${CHUNK}`);
       if (row.sizeBytes > dev.sizeBytes) throw new PfError("INVALID_STATE", `device ${dev.path} shrank from ${row.sizeBytes} to ${dev.sizeBytes} bytes`);
       const alloc = new ChunkAllocator(chunkCount, Math.min(row.zeroedBelowChunk, chunkCount));
-      slots.push({ deviceId, devNo: row.devNo, dev, alloc, written: false, state: "Normal" });
+      slots.push({ deviceId, devNo: row.devNo, dev, alloc, written: false, state: "Normal", syncFailed: false });
     }
     const store = new ExtentStore(meta, slots);
     store.load();
@@ -164,6 +169,14 @@ export class ExtentStore {
 
   /** Read [offset, offset+out.length) of the extent into out (zeros where unallocated). */
   read(e: Extent, offsetBytes: number, out: Uint8Array): void {
+    try {
+      this.readRaw(e, offsetBytes, out);
+    } catch (err) {
+      throw this.deviceFailed(e.slot, err);
+    }
+  }
+
+  private readRaw(e: Extent, offsetBytes: number, out: Uint8Array): void {
     assert(offsetBytes + out.byteLength <= e.sizeBytes, "read beyond extent");
     let at = 0;
     while (at < out.byteLength) {
@@ -184,6 +197,15 @@ export class ExtentStore {
     if (data.byteLength === 0) return Status.OK;
     const st = this.ensureAllocated(e, Math.floor(offsetBytes / CHUNK), Math.floor((offsetBytes + data.byteLength - 1) / CHUNK));
     if (st !== Status.OK) return st;
+    try {
+      this.writeRaw(e, offsetBytes, data);
+    } catch (err) {
+      throw this.deviceFailed(e.slot, err);
+    }
+    return Status.OK;
+  }
+
+  private writeRaw(e: Extent, offsetBytes: number, data: Uint8Array): void {
     let at = 0;
     while (at < data.byteLength) {
       const pos = offsetBytes + at;
@@ -196,7 +218,13 @@ export class ExtentStore {
       at += n;
     }
     e.slot.written = true;
-    return Status.OK;
+  }
+
+  /** A device IO failed: report the device Failed (heartbeat) and pass the error on. */
+  private deviceFailed(slot: DeviceSlot, err: unknown): unknown {
+    if (slot.state !== "Failed") consola.error(`sds: device ${slot.deviceId} (${slot.dev.path}) failed: ${String(err)}`);
+    slot.state = "Failed";
+    return err;
   }
 
   /**
@@ -250,9 +278,9 @@ export class ExtentStore {
 
   /** Make every write and zeroing done so far durable (devices written + metadata). */
   flushWritten(): Promise<void> {
-    const devs = this.slots.filter((s) => s.written);
+    const devs = this.slots.filter((s) => s.written || s.syncFailed);
     for (const s of devs) s.written = false;
-    const own = Promise.all([...devs.map((s) => s.dev.datasync()), this.meta.sync()]).then(
+    const own = Promise.all([...devs.map((s) => this.syncSlot(s)), this.meta.sync()]).then(
       () => undefined,
       (err: unknown) => {
         for (const s of devs) s.written = true;
@@ -268,7 +296,17 @@ export class ExtentStore {
 
   /** FUA: make one device's writes durable now (with the metadata they need). */
   async syncDevice(slot: DeviceSlot): Promise<void> {
-    await Promise.all([slot.dev.datasync(), this.meta.sync()]);
+    await Promise.all([this.syncSlot(slot), this.meta.sync()]);
+  }
+
+  private async syncSlot(slot: DeviceSlot): Promise<void> {
+    if (slot.syncFailed) throw new PfError("IO_ERROR", `device ${slot.deviceId} (${slot.dev.path}) failed an earlier fdatasync; its unflushed writes may be lost`);
+    try {
+      await slot.dev.datasync();
+    } catch (err) {
+      slot.syncFailed = true;
+      throw this.deviceFailed(slot, err);
+    }
   }
 
   // ---- membership ----

@@ -35,6 +35,8 @@ export interface SdsCoreOptions {
   server?: DataPlaneServer;
   /** devices already opened (runSds opens them to report capacity), by path */
   opened?: Map<string, BlockDevice>;
+  /** wrap each device (tests: a FaultInjectingDevice) */
+  wrapDevice?: (dev: BlockDevice) => BlockDevice;
 }
 
 export interface SdsCore {
@@ -50,7 +52,10 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
   const devices: { deviceId: string; dev: BlockDevice }[] = [];
   let meta: SdsMeta | null = null;
   try {
-    for (const d of opts.devices) devices.push({ deviceId: d.deviceId, dev: opts.opened?.get(d.path) ?? openBlockDevice({ path: d.path, sizeBytes: d.sizeBytes }) });
+    for (const d of opts.devices) {
+      const dev = opts.opened?.get(d.path) ?? openBlockDevice({ path: d.path, sizeBytes: d.sizeBytes });
+      devices.push({ deviceId: d.deviceId, dev: opts.wrapDevice ? opts.wrapDevice(dev) : dev });
+    }
     meta = SdsMeta.openIn(opts.dataDir);
     const storedId = meta.getKey("sds_id");
     if (storedId !== null && storedId !== opts.sdsId) {

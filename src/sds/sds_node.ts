@@ -363,7 +363,7 @@ export class SdsNode implements RequestHandler {
     const now = performance.now();
     if (now - (this.lastPeerWarnMs.get(peer) ?? -Infinity) < PEER_WARN_INTERVAL_MS) return;
     this.lastPeerWarnMs.set(peer, now);
-    consola.warn(`sds ${this.sdsId}: peer SDS ${peer} failed a forwarded request (${what}); replying UNAVAILABLE (further failures muted ${PEER_WARN_INTERVAL_MS / 1000}s)`);
+    consola.warn(`sds ${this.sdsId}: peer SDS ${peer} failed a forwarded request (${what}); not acknowledging it (further failures muted ${PEER_WARN_INTERVAL_MS / 1000}s)`);
   }
 
   close(): void {
