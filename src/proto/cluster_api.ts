@@ -52,10 +52,24 @@ export const DeviceReport = z.object({
   usedBytes: bytes,
 });
 
+/** Progress of a copy this SDS drives as primary; `done` once every byte reached the target. */
+export const RebuildReport = z.object({
+  volumeId: id16,
+  extentIndex: z.number().int().nonnegative(),
+  epoch: z.number().int().positive(),
+  targetSdsId: id16,
+  copiedBytes: z.number().int().nonnegative(),
+  totalBytes: z.number().int().nonnegative(),
+  done: z.boolean(),
+});
+export type RebuildReport = z.infer<typeof RebuildReport>;
+
 export const SdsHeartbeatRequest = z.object({
   devices: z.array(DeviceReport).max(64),
   /** mapVersion of the assignments the SDS currently applies */
   appliedMapVersion: z.number().int().nonnegative(),
+  /** copies in progress or just finished (bounded by Limits.maxRebuildReports) */
+  rebuilds: z.array(RebuildReport).max(4096).default([]),
 });
 export type SdsHeartbeatRequest = z.infer<typeof SdsHeartbeatRequest>;
 
@@ -68,21 +82,46 @@ export type HeartbeatResponse = z.infer<typeof HeartbeatResponse>;
 export const SdsAddress = z.object({ sdsId: id16, host: hostName, port });
 export type SdsAddress = z.infer<typeof SdsAddress>;
 
+/**
+ * What this SDS is for an extent:
+ * - primary: serves SDC IO, forwards writes to the other in-sync replica and to the sync target;
+ * - secondary: applies forwarded writes (REPL_*) from the primary;
+ * - target: a copy being built (rebuild, resync, move): applies forwarded and REBUILD_WRITE
+ *   frames from the primary, serves no reads;
+ * - away: a copy kept while its SDS was away, during the grace period: keep the data, serve
+ *   nothing, never free it; it may come back as a resync target.
+ */
+export const ExtentRole = z.enum(["primary", "secondary", "target", "away"]);
+export type ExtentRole = z.infer<typeof ExtentRole>;
+
+/** A copy being built: only the primary's assignment carries it. */
+export const SyncTarget = z.object({
+  sdsId: id16,
+  /** full: copy every allocated chunk; resync: only chunks written since the split (falls
+   *  back to full when the primary has no record of them, e.g. after its own restart) */
+  mode: z.enum(["full", "resync"]),
+});
+export type SyncTarget = z.infer<typeof SyncTarget>;
+
 /** One extent copy an SDS must hold. */
 export const ExtentAssignment = z.object({
   volumeId: id16,
   extentIndex: z.number().int().nonnegative(),
   epoch: z.number().int().positive(),
-  /** SDS ids holding this extent, primary first; includes the SDS itself */
+  /** in-sync SDS ids holding this extent, primary first (the target is not among them) */
   replicas: z.array(id16).min(1).max(3),
   /** device of this SDS that holds the copy */
   deviceId: id16,
   thick: z.boolean(),
+  role: ExtentRole.default("primary"),
+  syncTarget: SyncTarget.nullable().default(null),
 });
 export type ExtentAssignment = z.infer<typeof ExtentAssignment>;
 
 export const SdsAssignmentsResponse = z.object({
   mapVersion: z.number().int().nonnegative(),
+  /** copy throttle for this SDS (bytes/s over all its copies; 0 = unlimited) */
+  rebuildRateBytesPerSec: z.number().int().nonnegative().default(0),
   extentSizeBytesByVolume: z.record(id16, z.number().int().positive()),
   extents: z.array(ExtentAssignment),
   sds: z.array(SdsAddress),

@@ -37,9 +37,10 @@ export const Op = {
   REPL_ZERO: 8, // primary -> secondary copy of TRIM / WRITE_ZEROES
   CHECKSUM: 9, // reply payload: 8-byte checksum of the extent's content (admin check)
   PING: 10,
+  REBUILD_WRITE: 11, // primary -> sync target: a copied range (applied like REPL_WRITE)
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
-const OP_MAX = 10;
+const OP_MAX = 11;
 
 export const Flag = {
   FUA: 0x01, // durable before the reply
