@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { consola } from "consola";
 import { Op, Status } from "../src/proto/dataplane.ts";
 import { DataPlanePool, type DataPlaneLink } from "../src/proto/dataplane_client.ts";
-import type { SdsAssignmentsResponse } from "../src/proto/cluster_api.ts";
+import { SdsAssignmentsResponse } from "../src/proto/cluster_api.ts";
 import { idToHalves } from "../src/proto/ids.ts";
 import { startSdsCore } from "../src/sds/sds_core.ts";
 
@@ -42,12 +42,20 @@ const { values: args } = parseArgs({
 const BLOCK = Number(args.bs);
 
 function assignments(me: number, ports: number[]): SdsAssignmentsResponse {
-  return {
+  return SdsAssignmentsResponse.parse({
     mapVersion: 1,
     extentSizeBytesByVolume: { [VOL]: EXTENT_BYTES },
-    extents: Array.from({ length: EXTENTS }, (_, i) => ({ volumeId: VOL, extentIndex: i, epoch: 1, replicas: [sdsId(0), sdsId(1)], deviceId: devId(me), thick: false })),
+    extents: Array.from({ length: EXTENTS }, (_, i) => ({
+      volumeId: VOL,
+      extentIndex: i,
+      epoch: 1,
+      replicas: [sdsId(0), sdsId(1)],
+      deviceId: devId(me),
+      thick: false,
+      role: me === 0 ? "primary" : "secondary",
+    })),
     sds: ports.map((port, i) => ({ sdsId: sdsId(i), host: "127.0.0.1", port })),
-  };
+  });
 }
 
 async function runSdsChild(): Promise<void> {

@@ -6,7 +6,8 @@ import * as os from "node:os";
 import { join } from "node:path";
 import { Flag, Op, Status } from "../src/proto/dataplane.ts";
 import { DataPlaneClient, type DataReply } from "../src/proto/dataplane_client.ts";
-import type { SdsAssignmentsResponse } from "../src/proto/cluster_api.ts";
+import type { z } from "zod";
+import { SdsAssignmentsResponse } from "../src/proto/cluster_api.ts";
 import { idToHalves } from "../src/proto/ids.ts";
 import { startSdsCore, type SdsCore } from "../src/sds/sds_core.ts";
 import type { BlockDevice } from "../src/store/block_device.ts";
@@ -57,7 +58,7 @@ export interface ExtentPlan {
 
 /** The assignments SDS number `me` would get from the MDM for these plans. */
 export function assignmentsFor(me: number, nodes: SdsCore[], plans: ExtentPlan[], mapVersion = 1): SdsAssignmentsResponse {
-  const resp: SdsAssignmentsResponse = {
+  const resp: z.input<typeof SdsAssignmentsResponse> = {
     mapVersion,
     extentSizeBytesByVolume: {},
     extents: [],
@@ -74,10 +75,11 @@ export function assignmentsFor(me: number, nodes: SdsCore[], plans: ExtentPlan[]
         replicas: x.replicas.map(sdsIdOf),
         deviceId: deviceIdOf(me),
         thick: x.thick ?? false,
+        role: x.replicas[0] === me ? "primary" : "secondary",
       });
     }
   }
-  return resp;
+  return SdsAssignmentsResponse.parse(resp);
 }
 
 export function applyAll(nodes: SdsCore[], plans: ExtentPlan[], mapVersion = 1): void {

@@ -8,6 +8,7 @@ import * as fs from "node:fs";
 import type { Socket } from "bun";
 import { DATAPLANE_MAGIC, Flag, FrameReader, HEADER_BYTES, Op, Status, encodeFrame, encodeHelloPayload, type Frame } from "../src/proto/dataplane.ts";
 import type { DataPlaneClient } from "../src/proto/dataplane_client.ts";
+import { SdsAssignmentsResponse } from "../src/proto/cluster_api.ts";
 import { Limits } from "../src/proto/limits.ts";
 import type { SdsCore } from "../src/sds/sds_core.ts";
 import { DATA_KEY, MiB, SDC_ID, Vol, applyAll, clientTo, pattern, startNode, tmpDir } from "./sds_harness.ts";
@@ -217,12 +218,14 @@ test("a client that never reads its replies stops being served (bounded reply ba
     maxInFlightBytesPerConn: 4 * MiB,
   });
   try {
-    n.node.applyAssignments({
-      mapVersion: 1,
-      extentSizeBytesByVolume: { [VOL]: 4 * MiB },
-      extents: [{ volumeId: VOL, extentIndex: 0, epoch: 1, replicas: ["5d50000000000009"], deviceId: "de70000000000009", thick: false }],
-      sds: [],
-    });
+    n.node.applyAssignments(
+      SdsAssignmentsResponse.parse({
+        mapVersion: 1,
+        extentSizeBytesByVolume: { [VOL]: 4 * MiB },
+        extents: [{ volumeId: VOL, extentIndex: 0, epoch: 1, replicas: ["5d50000000000009"], deviceId: "de70000000000009", thick: false }],
+        sds: [],
+      }),
+    );
     let got = 0;
     const reader = new FrameReader();
     const sock = await Bun.connect<undefined>({

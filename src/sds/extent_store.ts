@@ -326,10 +326,11 @@ export class ExtentStore {
       this.index(e);
     } else {
       if (spec.epoch < e.epoch) {
-        consola.warn(`sds: extent ${spec.volumeId}/${spec.extentIndex}: assignment epoch ${spec.epoch} is older than held ${e.epoch}; keeping ${e.epoch}`);
-      } else {
-        e.epoch = spec.epoch;
+        // epochs only grow: an older assignment is stale news, keep what we hold
+        consola.warn(`sds: extent ${spec.volumeId}/${spec.extentIndex}: assignment epoch ${spec.epoch} is older than held ${e.epoch}; ignored`);
+        return Status.OK;
       }
+      e.epoch = spec.epoch;
       e.thick = spec.thick;
       e.replicas = spec.replicas;
     }

@@ -97,11 +97,14 @@ export class SdsNode implements RequestHandler {
         consola.warn(`sds ${this.sdsId}: assignment of ${a.volumeId}/${a.extentIndex} has no extent size; skipped`);
         continue;
       }
+      const key = `${a.volumeId}/${a.extentIndex}`;
       try {
         this.store.put({ volumeId: a.volumeId, extentIndex: a.extentIndex, epoch: a.epoch, sizeBytes, thick: a.thick, replicas: a.replicas, deviceId: a.deviceId });
-        keep.add(`${a.volumeId}/${a.extentIndex}`);
+        keep.add(key);
       } catch (e) {
-        consola.error(`sds ${this.sdsId}: cannot hold extent ${a.volumeId}/${a.extentIndex}: ${(e as Error).message}`);
+        // still assigned to us: never free a copy we hold because its new assignment is unusable
+        keep.add(key);
+        consola.error(`sds ${this.sdsId}: cannot apply the assignment of extent ${key}: ${(e as Error).message}`);
       }
     }
     const gone: Extent[] = [];
@@ -147,6 +150,7 @@ export class SdsNode implements RequestHandler {
         return;
       case Op.CHECKSUM:
         return this.checksum(conn, h);
+      case Op.REBUILD_WRITE: // the rebuild copy path is not served yet
       case Op.HELLO:
         conn.reply(h, Status.INVALID);
         return;
