@@ -38,6 +38,8 @@ export interface ClusterSpec {
   extentSize?: string;
   granularity?: string;
   sparePercentage?: number;
+  /** extra keys of the YAML's mdm: map, e.g. "heartbeatTimeout: 2s, rebuildGrace: 4s" */
+  mdmYaml?: string;
   volumes: VolumeSpec[];
 }
 
@@ -61,7 +63,7 @@ export function clusterYaml(spec: ClusterSpec, ports: Ports): string {
   });
   return [
     "cluster: { name: pf-test, adminPassword: test-admin-pw }",
-    `mdm: { port: ${ports.mdm} }`,
+    `mdm: { port: ${ports.mdm}${spec.mdmYaml ? `, ${spec.mdmYaml}` : ""} }`,
     "hosts:",
     "  - name: local",
     "    address: 127.0.0.1",
@@ -84,6 +86,7 @@ export class TestCluster {
   readonly dataDir: string;
   readonly configFile: string;
   private up: Subprocess<"ignore", "pipe", "pipe"> | null = null;
+  private extra: Subprocess[] = [];
   output = "";
 
   private constructor(readonly ports: Ports, yaml: string) {
@@ -144,6 +147,31 @@ export class TestCluster {
     await Promise.all([pump(proc.stdout), pump(proc.stderr)]);
   }
 
+  /** PID of a role started by pf up, by its label ("mdm", "sds sds2", "sdc"), from pf up's log. */
+  pidOf(label: string): number {
+    const re = new RegExp(`started ${label} \\(pid (\\d+)\\)`, "g");
+    const all = [...this.output.matchAll(re)];
+    const m = all[all.length - 1];
+    if (!m) throw new Error(`no role ${label} in pf up's output`);
+    return Number(m[1]);
+  }
+
+  /** kill -9 one role; returns the argv it ran with, so restartRole can start it again. */
+  killRole(label: string): string[] {
+    const pid = this.pidOf(label);
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter((a) => a.length > 0);
+    process.kill(pid, "SIGKILL");
+    return argv;
+  }
+
+  /** Start a role again by hand (as an operator would after a crash), with pf up's argv. */
+  restartRole(argv: string[]): Subprocess {
+    const secret = readFileSync(join(this.dataDir, "cluster-secret"), "utf8").trim();
+    const proc = Bun.spawn(argv, { stdin: "ignore", stdout: "ignore", stderr: "ignore", env: { ...process.env, PF_CLUSTER_SECRET: secret } });
+    this.extra.push(proc);
+    return proc;
+  }
+
   /** PIDs of every role process started by pf up. */
   rolePids(): number[] {
     if (!this.up) return [];
@@ -166,6 +194,8 @@ export class TestCluster {
   }
 
   async stop(): Promise<void> {
+    for (const p of this.extra) p.kill("SIGKILL");
+    this.extra = [];
     const pids = this.rolePids();
     if (this.up) {
       this.up.kill("SIGTERM");
