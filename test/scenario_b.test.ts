@@ -1,0 +1,55 @@
+// Scenario B, as an operator lives it: deploy a cluster, write data, lose a server, watch the
+// rebuild, bring the server back, and read every byte back. Each step is one block below.
+
+import { afterAll, expect, test } from "bun:test";
+import { TestCluster } from "./helpers/cluster.ts";
+import { runQemuIo } from "./helpers/real_clients.ts";
+import { expectIdentical, poolJson, waitPoolDegraded, waitPoolHealthy } from "./helpers/recovery.ts";
+
+let c: TestCluster | undefined;
+
+afterAll(async () => {
+  await c?.destroy();
+});
+
+test("scenario B: deploy, write, fail a server, rebuild, recover", async () => {
+  // 1. Deploy: one MDM, four SDSs, one SDC, a 256 MiB volume mapped to the SDC.
+  c = await TestCluster.create({
+    sdsCount: 4,
+    devicesPerSds: 1,
+    deviceSize: "256MiB",
+    mdmYaml: "heartbeatTimeout: 2s, rebuildGrace: 3s",
+    volumes: [{ name: "appdata", size: "256MiB" }],
+  });
+  await c.start();
+  await c.login();
+  const scli = (a: string[]) => c!.scli(a);
+  const uri = c.nbdUri("appdata");
+
+  // 2. Write: a distinct pattern in every 16 MiB extent, flushed.
+  const writes = Array.from({ length: 16 }, (_, i) => `write -P ${0x10 + i} ${i * 16}M 1M`);
+  await runQemuIo(uri, [...writes, "flush"]);
+  await expectIdentical(scli, "appdata");
+
+  // 3. Fail a server: kill -9 sds1. The pool reports the lost copies.
+  const sds1 = c.killRole("sds sds1");
+  const degraded = await waitPoolDegraded(scli, 20_000);
+  expect(JSON.stringify(degraded)).not.toBe("");
+
+  // 4. Rebuild: while it runs the data stays readable; then every extent has two copies again.
+  await runQemuIo(uri, writes.map((w) => w.replace("write", "read")));
+  await waitPoolHealthy(scli, 90_000);
+  await expectIdentical(scli, "appdata");
+
+  // 5. Recover: sds1 comes back (after the grace period, so its old copies are discarded), the
+  //    pool counts it again, and every byte written in step 2 reads back.
+  const inUse = Number((await poolJson(scli)).statistics?.capacityInUseInKb);
+  await Bun.sleep(3000);
+  c.restartRole(sds1);
+  await waitPoolHealthy(scli, 60_000);
+  const all = await scli(["--query_all_sds"]);
+  expect(all.stdout.match(/Connected/g)?.length).toBe(4);
+  await runQemuIo(uri, writes.map((w) => w.replace("write", "read")));
+  await expectIdentical(scli, "appdata");
+  expect(Number((await poolJson(scli)).statistics?.capacityInUseInKb)).toBe(inUse);
+}, 300_000);
