@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { CLUSTER_API_PREFIX, CLUSTER_SECRET_HEADER } from "../src/proto/cluster_api.ts";
 import { Units } from "../src/proto/limits.ts";
 import { openMdmCore, type MdmCore } from "../src/mdm/app.ts";
+import type { RecoveryOptions } from "../src/mdm/recovery.ts";
 
 export const SECRET = "test-cluster-secret-0123456789";
 export const ADMIN_PASSWORD = "Scaleio123";
@@ -38,7 +39,9 @@ export class MdmFixture {
     readonly clock: FakeClock,
   ) {}
 
-  static async open(opts: { dir?: string; clock?: FakeClock; seed?: number; tokens?: { idleTimeoutMs?: number; maxTokens?: number } } = {}): Promise<MdmFixture> {
+  static async open(
+    opts: { dir?: string; clock?: FakeClock; seed?: number; tokens?: { idleTimeoutMs?: number; maxTokens?: number }; recovery?: RecoveryOptions } = {},
+  ): Promise<MdmFixture> {
     const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "pf-mdm-test-"));
     const clock = opts.clock ?? new FakeClock();
     let seed = opts.seed ?? 42;
@@ -46,7 +49,7 @@ export class MdmFixture {
       seed = (seed * 1103515245 + 12345) % 2147483648;
       return seed / 2147483648;
     };
-    const core = await openMdmCore({ dataDir: join(dir, "mdm"), clusterSecret: SECRET, adminPassword: ADMIN_PASSWORD, clock: clock.now, random, tokens: opts.tokens });
+    const core = await openMdmCore({ dataDir: join(dir, "mdm"), clusterSecret: SECRET, adminPassword: ADMIN_PASSWORD, clock: clock.now, random, tokens: opts.tokens, recovery: opts.recovery });
     return new MdmFixture(dir, core, clock);
   }
 

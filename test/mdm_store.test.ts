@@ -39,18 +39,19 @@ describe("migrations", () => {
 
   test("a later migration applies on top; a failing one leaves the database at the last whole version", () => {
     const sqlite = new Database(dbPath());
-    const v1: Migration = { version: 1, name: "0001_add", sql: "CREATE TABLE extra (x INTEGER);" };
-    expect(migrateMdmDb(sqlite, [...MDM_MIGRATIONS, v1])).toEqual([0, 1]);
-    const broken: Migration = { version: 2, name: "0002_broken", sql: "CREATE TABLE half (x INTEGER); INSERT INTO nowhere VALUES (1);" };
+    const last = MDM_MIGRATIONS.at(-1)!.version;
+    const v1: Migration = { version: last + 1, name: "9001_add", sql: "CREATE TABLE extra (x INTEGER);" };
+    expect(migrateMdmDb(sqlite, [...MDM_MIGRATIONS, v1])).toEqual([...MDM_MIGRATIONS.map((m) => m.version), last + 1]);
+    const broken: Migration = { version: last + 2, name: "9002_broken", sql: "CREATE TABLE half (x INTEGER); INSERT INTO nowhere VALUES (1);" };
     expect(() => migrateMdmDb(sqlite, [...MDM_MIGRATIONS, v1, broken])).toThrow();
-    expect(schemaVersionOf(sqlite)).toBe(1);
+    expect(schemaVersionOf(sqlite)).toBe(last + 1);
     expect(sqlite.query("SELECT name FROM sqlite_master WHERE name = 'half'").get()).toBeNull();
     sqlite.close();
   });
 
   test("a database from a newer binary is refused and left untouched", () => {
     const sqlite = new Database(dbPath());
-    migrateMdmDb(sqlite, [...MDM_MIGRATIONS, { version: 7, name: "0007_future", sql: "CREATE TABLE future (x INTEGER);" }]);
+    migrateMdmDb(sqlite, [...MDM_MIGRATIONS, { version: 900, name: "0900_future", sql: "CREATE TABLE future (x INTEGER);" }]);
     const err = (() => {
       try {
         migrateMdmDb(sqlite);
@@ -61,7 +62,7 @@ describe("migrations", () => {
     })();
     expect(err).toBeInstanceOf(PfError);
     expect((err as PfError).message).toContain("newer than this binary");
-    expect(schemaVersionOf(sqlite)).toBe(7);
+    expect(schemaVersionOf(sqlite)).toBe(900);
     sqlite.close();
   });
 });

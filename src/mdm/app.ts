@@ -17,6 +17,8 @@ import { HealthTracker } from "./health.ts";
 import { asPfError, errorResponse, HttpError } from "./http_edge.ts";
 import { restRoutes } from "./rest_routes.ts";
 import { ensureSystem } from "./system_state.ts";
+import { recoveryConfigOf, RecoveryRuntime, type RecoveryOptions } from "./recovery.ts";
+import { sdcTable, sdsTable } from "../store/mdm_schema.ts";
 
 /** Build the Hono app serving /api (PowerFlex REST) and /pf/v1 (cluster API). */
 export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): Hono {
@@ -43,6 +45,8 @@ export interface MdmCoreOptions {
   listenHost?: string;
   listenPort?: number;
   tokens?: TokenStoreOptions;
+  /** heartbeat timeout, rebuild grace period, stall timeout (defaults in Limits) */
+  recovery?: RecoveryOptions;
 }
 
 export interface MdmCore {
@@ -55,6 +59,7 @@ export interface MdmCore {
 export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
   const clock = opts.clock ?? Date.now;
+  const recovery = new RecoveryRuntime(recoveryConfigOf(opts.recovery));
   const store = openMdmDb(join(opts.dataDir, "mdm.db"));
   try {
     const system = ensureSystem(store, clock());
@@ -64,12 +69,18 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
       store,
       clock,
       random: opts.random ?? Math.random,
-      health: new HealthTracker(clock),
+      health: new HealthTracker(clock, recovery.config.heartbeatTimeoutMs),
+      recovery,
       tokens,
       systemId: system.id,
       listenHost: opts.listenHost ?? "127.0.0.1",
       listenPort: opts.listenPort ?? 0,
     };
+    // an MDM (re)start vouches for nobody yet but declares nobody down before a full timeout
+    ctx.health.seedAll(
+      store.db.select({ id: sdsTable.id }).from(sdsTable).all().map((r) => r.id),
+      store.db.select({ id: sdcTable.id }).from(sdcTable).all().map((r) => r.id),
+    );
     const app = createMdmApp(ctx, { clusterSecret: opts.clusterSecret });
     return { ctx, app, close: () => store.close() };
   } catch (e) {

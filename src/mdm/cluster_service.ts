@@ -7,6 +7,8 @@
 import { and, asc, eq, inArray, or } from "drizzle-orm";
 import consola from "consola";
 import type {
+  ExtentAssignment,
+  ExtentRole,
   HeartbeatResponse,
   SdcHeartbeatRequest,
   SdcJoinRequest,
@@ -31,10 +33,12 @@ import {
   storagePoolTable,
   volumeMappingTable,
   volumeTable,
-  type ExtentRow,
   type SdsRow,
 } from "../store/mdm_schema.ts";
 import { inTransaction, type MdmContext } from "./context.ts";
+import { applyRebuildReports } from "./recovery.ts";
+import { extentFromRow, type ExtentState } from "./recovery_model.ts";
+import { copiesHeldBy } from "./recovery_view.ts";
 import { getSdc, getSds, unique } from "./lookup.ts";
 import { allocateId, bumpMapVersion, currentMapVersion, getSystem } from "./system_state.ts";
 import { addDevice, DEFAULT_REBUILD_RATE_LIMIT_KBPS, DEFAULT_SPARE_PERCENTAGE } from "./topology.ts";
@@ -93,14 +97,7 @@ function findOrCreateFaultSet(ctx: MdmContext, pdId: string, name: string): stri
 }
 
 function sdsHoldsExtents(ctx: MdmContext, sdsId: string): boolean {
-  return (
-    ctx.store.db
-      .select({ v: extentTable.volumeId })
-      .from(extentTable)
-      .where(or(eq(extentTable.primarySdsId, sdsId), eq(extentTable.secondarySdsId, sdsId)))
-      .limit(1)
-      .get() !== undefined
-  );
+  return copiesHeldBy(ctx, sdsId) > 0;
 }
 
 export function sdsJoin(ctx: MdmContext, req: SdsJoinRequest): SdsJoinResponse {
@@ -138,7 +135,7 @@ export function sdsJoin(ctx: MdmContext, req: SdsJoinRequest): SdsJoinResponse {
     .where(and(eq(deviceTable.sdsId, sdsId), inArray(deviceTable.path, paths)))
     .all();
   const sys = getSystem(ctx);
-  return { sdsId, systemId: sys.id, dataKey: sys.dataKey, leaseMs: Limits.sdsLeaseMs, heartbeatMs: Limits.heartbeatIntervalMs, devices };
+  return { sdsId, systemId: sys.id, dataKey: sys.dataKey, leaseMs: ctx.recovery.config.leaseMs, heartbeatMs: Limits.heartbeatIntervalMs, devices };
 }
 
 function newSds(ctx: MdmContext, req: SdsJoinRequest, pdId: string, faultSetId: string | null): SdsRow {
@@ -209,7 +206,8 @@ export function sdsHeartbeat(ctx: MdmContext, sdsId: string, req: SdsHeartbeatRe
     }
   });
   ctx.health.sdsSeen(sdsId, req.appliedMapVersion);
-  return { mapVersion: currentMapVersion(ctx), leaseMs: Limits.sdsLeaseMs };
+  applyRebuildReports(ctx, sdsId, req.rebuilds);
+  return { mapVersion: currentMapVersion(ctx), leaseMs: ctx.recovery.config.leaseMs };
 }
 
 /** Addresses of every SDS (clients connect by id). */
@@ -221,13 +219,32 @@ export function sdsAddresses(ctx: MdmContext): SdsAddress[] {
     .all();
 }
 
-function replicasOf(e: ExtentRow): string[] {
-  const r = [e.primarySdsId];
-  if (e.secondarySdsId !== null) r.push(e.secondarySdsId);
-  assert(r[0] !== r[1], "two copies never on one SDS");
-  return r;
+/** The SDS's role for an extent row, with the device holding its copy (null: no copy there). */
+function roleOf(e: ExtentState, sdsId: string): { role: ExtentRole; deviceId: string } | null {
+  const i = e.inSync.findIndex((c) => c.sdsId === sdsId);
+  if (i >= 0) return { role: i === 0 ? "primary" : "secondary", deviceId: e.inSync[i]!.deviceId };
+  if (e.target?.sdsId === sdsId) return { role: "target", deviceId: e.target.deviceId };
+  if (e.away?.sdsId === sdsId) return { role: "away", deviceId: e.away.deviceId };
+  return null;
 }
 
+/** The pool's rebuild rate limit for an SDS (bytes/s; 0 = unlimited): the lowest limit among its pools. */
+function rebuildRateOf(ctx: MdmContext, sdsId: string): number {
+  const limits = ctx.store.sqlite
+    .query<{ kbps: number }, [string]>(
+      "SELECT DISTINCT p.rebuild_rate_limit_kbps AS kbps FROM device d JOIN storage_pool p ON p.id = d.pool_id WHERE d.sds_id = ?",
+    )
+    .all(sdsId)
+    .map((r) => r.kbps)
+    .filter((k) => k > 0);
+  return limits.length === 0 ? 0 : Math.min(...limits) * 1024;
+}
+
+/**
+ * Every extent copy the SDS must hold, with its role: primary/secondary for in-sync copies,
+ * target for a copy being built, away for a stale copy kept during the grace period. Only the
+ * primary's assignment carries the sync target. An extent not listed is one the SDS may free.
+ */
 export function sdsAssignments(ctx: MdmContext, sdsId: string): SdsAssignmentsResponse {
   getSds(ctx, sdsId);
   return ctx.store.sqlite.transaction(() => {
@@ -235,7 +252,14 @@ export function sdsAssignments(ctx: MdmContext, sdsId: string): SdsAssignmentsRe
     const extents = ctx.store.db
       .select()
       .from(extentTable)
-      .where(or(eq(extentTable.primarySdsId, sdsId), eq(extentTable.secondarySdsId, sdsId)))
+      .where(
+        or(
+          eq(extentTable.primarySdsId, sdsId),
+          eq(extentTable.secondarySdsId, sdsId),
+          eq(extentTable.targetSdsId, sdsId),
+          eq(extentTable.awaySdsId, sdsId),
+        ),
+      )
       .all();
     const volumeIds = [...new Set(extents.map((e) => e.volumeId))];
     const volumes = new Map<string, { extentBytes: number; thick: boolean }>();
@@ -250,23 +274,23 @@ export function sdsAssignments(ctx: MdmContext, sdsId: string): SdsAssignmentsRe
     }
     const extentSizeBytesByVolume: Record<string, number> = {};
     for (const [id, v] of volumes) extentSizeBytesByVolume[id] = v.extentBytes;
-    return {
-      mapVersion,
-      extentSizeBytesByVolume,
-      extents: extents.map((e) => {
-        const deviceId = e.primarySdsId === sdsId ? e.primaryDeviceId : e.secondaryDeviceId;
-        assert(deviceId !== null, "an extent copy has a device");
-        return {
-          volumeId: e.volumeId,
-          extentIndex: e.idx,
-          epoch: e.epoch,
-          replicas: replicasOf(e),
-          deviceId,
-          thick: volumes.get(e.volumeId)?.thick ?? false,
-        };
-      }),
-      sds: sdsAddresses(ctx),
-    };
+    const out: ExtentAssignment[] = [];
+    for (const row of extents) {
+      const e = extentFromRow(row);
+      const mine = roleOf(e, sdsId);
+      assert(mine !== null, "a listed extent has a copy on the SDS");
+      out.push({
+        volumeId: e.volumeId,
+        extentIndex: e.idx,
+        epoch: e.epoch,
+        replicas: e.inSync.map((c) => c.sdsId),
+        deviceId: mine.deviceId,
+        thick: volumes.get(e.volumeId)?.thick ?? false,
+        role: mine.role,
+        syncTarget: mine.role === "primary" && e.target ? { sdsId: e.target.sdsId, mode: e.target.mode } : null,
+      });
+    }
+    return { mapVersion, rebuildRateBytesPerSec: rebuildRateOf(ctx, sdsId), extentSizeBytesByVolume, extents: out, sds: sdsAddresses(ctx) };
   })();
 }
 
@@ -302,7 +326,7 @@ export function sdcJoin(ctx: MdmContext, req: SdcJoinRequest): SdcJoinResponse {
 export function sdcHeartbeat(ctx: MdmContext, sdcId: string, req: SdcHeartbeatRequest): HeartbeatResponse {
   getSdc(ctx, sdcId);
   ctx.health.sdcSeen(sdcId, req.appliedMapVersion);
-  return { mapVersion: currentMapVersion(ctx), leaseMs: Limits.sdsLeaseMs };
+  return { mapVersion: currentMapVersion(ctx), leaseMs: ctx.recovery.config.leaseMs };
 }
 
 export function sdcMaps(ctx: MdmContext, sdcId: string): SdcMapsResponse {

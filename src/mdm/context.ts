@@ -1,10 +1,11 @@
 // The MDM's shared state handed to every service and route: the database, the injected clock
-// and random source, and the in-memory health tracker. Services are plain functions of this
+// and random source, the in-memory health tracker and the recovery runtime. Services are plain functions of this
 // context, so tests drive them with a fake clock and a seeded random source.
 
 import type { MdmDb } from "../store/mdm_db.ts";
 import type { HealthTracker } from "./health.ts";
 import type { TokenStore } from "./auth.ts";
+import type { RecoveryRuntime } from "./recovery.ts";
 
 export interface MdmContext {
   store: MdmDb;
@@ -13,6 +14,8 @@ export interface MdmContext {
   /** uniform [0, 1); placement's tie breaker */
   random: () => number;
   health: HealthTracker;
+  /** recovery settings (timeouts, lease, grace) and in-memory progress */
+  recovery: RecoveryRuntime;
   tokens: TokenStore;
   systemId: string;
   /** address clients were told to use (for mdmCluster / System ip lists) */

@@ -1,7 +1,10 @@
 // In-memory liveness of SDSs and SDCs: the time of each one's last heartbeat (or join) and the
-// mapVersion it says it applies. Connected means a heartbeat within Limits.heartbeatTimeoutMs of
-// the injected clock. Not persisted on purpose: after an MDM restart everything is Disconnected
-// until it checks in again, which is the truth the MDM can vouch for.
+// mapVersion it says it applies. Connected means a heartbeat within the heartbeat timeout
+// (MdmOptions.heartbeatTimeoutMs, default Limits.heartbeatTimeoutMs) of the injected clock; the
+// moment it stops being Connected is lastHeartbeat + timeout, exactly. Not persisted: on start
+// the MDM seeds every known SDS and SDC as seen "now" (seedAll), so after an MDM restart nobody
+// is declared down before a full timeout has passed, during which SDSs and SDCs keep serving
+// IO on their cached maps and check in again.
 
 import { Limits } from "../proto/limits.ts";
 
@@ -10,6 +13,8 @@ export type ConnectionState = "Connected" | "Disconnected";
 interface Seen {
   lastHeartbeatMs: number;
   appliedMapVersion: number;
+  /** false while only seeded at MDM start: presumed alive, not yet heard from */
+  heard: boolean;
 }
 
 export class HealthTracker {
@@ -21,12 +26,39 @@ export class HealthTracker {
     private readonly timeoutMs: number = Limits.heartbeatTimeoutMs,
   ) {}
 
+  get heartbeatTimeoutMs(): number {
+    return this.timeoutMs;
+  }
+
+  /** MDM start: every SDS and SDC known to the database counts as seen now. */
+  seedAll(sdsIds: readonly string[], sdcIds: readonly string[]): void {
+    const now = this.clock();
+    for (const id of sdsIds) if (!this.sds.has(id)) this.sds.set(id, { lastHeartbeatMs: now, appliedMapVersion: 0, heard: false });
+    for (const id of sdcIds) if (!this.sdc.has(id)) this.sdc.set(id, { lastHeartbeatMs: now, appliedMapVersion: 0, heard: false });
+  }
+
+  /**
+   * Connected and heard from since this MDM started. Only such an SDS counts as back (its away
+   * copies may resync) or takes new copies; a seeded one is merely not declared down yet.
+   */
+  sdsConfirmed(sdsId: string): boolean {
+    return this.sdsConnected(sdsId) && (this.sds.get(sdsId)?.heard ?? false);
+  }
+
+  /** When the SDS stopped being Connected, or null while it is Connected. */
+  sdsDownSinceMs(sdsId: string): number | null {
+    const seen = this.sds.get(sdsId);
+    if (!seen) return 0;
+    const down = seen.lastHeartbeatMs + this.timeoutMs;
+    return this.clock() >= down ? down : null;
+  }
+
   sdsSeen(sdsId: string, appliedMapVersion: number): void {
-    this.sds.set(sdsId, { lastHeartbeatMs: this.clock(), appliedMapVersion });
+    this.sds.set(sdsId, { lastHeartbeatMs: this.clock(), appliedMapVersion, heard: true });
   }
 
   sdcSeen(sdcId: string, appliedMapVersion: number): void {
-    this.sdc.set(sdcId, { lastHeartbeatMs: this.clock(), appliedMapVersion });
+    this.sdc.set(sdcId, { lastHeartbeatMs: this.clock(), appliedMapVersion, heard: true });
   }
 
   forgetSds(sdsId: string): void {

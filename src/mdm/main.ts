@@ -1,6 +1,8 @@
 // `pf mdm` entry: resolve secrets and TLS, open the state in the data dir, serve the REST API and
 // the cluster API on one port (HTTPS unless plain HTTP was asked for on a loopback address).
-// runMdm returns once the server listens; stop() closes the socket, then the database.
+// runMdm returns once the server listens and the recovery timer runs (failure detection and the
+// rebuild planner, every Limits.recoveryTickMs); stop() ends the timer, closes the socket, then
+// the database.
 
 import { ADMIN_USER } from "./auth.ts";
 import { Limits } from "../proto/limits.ts";
@@ -8,6 +10,7 @@ import { PfError } from "../proto/errors.ts";
 import { isLoopbackHost } from "../proto/mdm_http.ts";
 import consola from "consola";
 import { openMdmCore } from "./app.ts";
+import { recoveryTick } from "./recovery.ts";
 import { isWildcardHost, planAdminPassword, resolveClusterSecret, resolveTls } from "./secrets.ts";
 import { mkdirSync } from "node:fs";
 
@@ -26,6 +29,12 @@ export interface MdmOptions {
   tlsKeyFile?: string;
   plainHttp?: boolean;
   clock?: () => number;
+  /** an SDS/SDC silent this long is Disconnected and its copies degrade (default Limits.heartbeatTimeoutMs) */
+  heartbeatTimeoutMs?: number;
+  /** a lost SDS back within this resyncs instead of being rebuilt elsewhere (default Limits.rebuildGraceMs) */
+  rebuildGraceMs?: number;
+  /** recovery work with no progress this long raises the stall alert (default Limits.rebuildStallTimeoutMs) */
+  stallTimeoutMs?: number;
 }
 
 export interface MdmHandle {
@@ -61,6 +70,7 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
     clock: opts.clock,
     listenHost,
     listenPort: opts.listenPort,
+    recovery: { heartbeatTimeoutMs: opts.heartbeatTimeoutMs, rebuildGraceMs: opts.rebuildGraceMs, stallTimeoutMs: opts.stallTimeoutMs },
   });
   let adminPassword: string | null;
   try {
@@ -94,6 +104,13 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
   core.ctx.listenPort = port;
   const url = `${tls ? "https" : "http"}://${urlHost(listenHost)}:${port}`;
   consola.info(`mdm: system ${core.ctx.systemId} serving ${url} (data in ${opts.dataDir})`);
+  const timer = setInterval(() => {
+    try {
+      recoveryTick(core.ctx);
+    } catch (e) {
+      consola.error("mdm: recovery step failed:", e);
+    }
+  }, Limits.recoveryTickMs);
   let stopped = false;
   return {
     url,
@@ -105,6 +122,7 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
     async stop() {
       if (stopped) return;
       stopped = true;
+      clearInterval(timer);
       await server.stop(true);
       core.close();
     },

@@ -4,7 +4,8 @@
 
 import { asc, eq } from "drizzle-orm";
 import { PfError } from "../proto/errors.ts";
-import { POWERFLEX_SYSTEM_VERSION_NAME, POWERFLEX_VERSION_INFO, type Link, type PowerFlexType } from "../proto/powerflex_api.ts";
+import { POWERFLEX_SYSTEM_VERSION_NAME, POWERFLEX_VERSION_INFO, type Link, type PowerFlexType, type RebuildStatus } from "../proto/powerflex_api.ts";
+import { recoveryStatus } from "./recovery.ts";
 import {
   deviceTable,
   faultSetTable,
@@ -155,7 +156,8 @@ export function renderPd(ctx: MdmContext, pd: ProtectionDomainRow): PfObject {
   };
 }
 
-export function renderPool(_ctx: MdmContext, p: StoragePoolRow): PfObject {
+export function renderPool(ctx: MdmContext, p: StoragePoolRow, status?: RebuildStatus): PfObject {
+  const rs = status ?? recoveryStatus(ctx, [p.id]).get(p.id);
   return {
     id: p.id,
     name: p.name,
@@ -201,6 +203,9 @@ export function renderPool(_ctx: MdmContext, p: StoragePoolRow): PfObject {
     allocationGranularityInKb: kb(p.granularityBytes),
     defaultVolumeType: p.defaultThin ? "ThinProvisioned" : "ThickProvisioned",
     rebuildRateLimitInKbps: p.rebuildRateLimitKbps,
+    storagePoolState: rs?.storagePoolState ?? "Normal",
+    rebuildState: rs?.rebuildState ?? "Idle",
+    rebuildStalled: rs?.rebuildStalled ?? false,
     links: links("StoragePool", p.id, [["protectionDomainId", "ProtectionDomain", p.pdId]]),
   };
 }
@@ -408,8 +413,10 @@ export function listObjects(ctx: MdmContext, type: PowerFlexType): PfObject[] {
       return [renderSystem(ctx)];
     case "ProtectionDomain":
       return db.select().from(protectionDomainTable).orderBy(asc(protectionDomainTable.id)).all().map((r) => renderPd(ctx, r));
-    case "StoragePool":
-      return db.select().from(storagePoolTable).orderBy(asc(storagePoolTable.id)).all().map((r) => renderPool(ctx, r));
+    case "StoragePool": {
+      const status = recoveryStatus(ctx);
+      return db.select().from(storagePoolTable).orderBy(asc(storagePoolTable.id)).all().map((r) => renderPool(ctx, r, status.get(r.id)));
+    }
     case "FaultSet":
       return db.select().from(faultSetTable).orderBy(asc(faultSetTable.id)).all().map((r) => renderFaultSet(ctx, r));
     case "Sds":

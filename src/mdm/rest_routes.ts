@@ -1,9 +1,12 @@
 // The public REST API in the PowerFlex gateway shape (API "3.6"): login/logout/version, list,
-// get, relationships, creates, instance actions, type actions, system actions. Every body is
+// get, relationships, creates, instance actions, type actions, system actions, and the pf
+// extensions checkVolumeConsistency (Volume) and queryRebuild (StoragePool: recovery state,
+// degraded/pending/active capacity, progress, rate, ETA, stall flag). Every body is
 // validated with the zod schemas of src/proto/powerflex_api.ts; success is 200 with a JSON body
 // ({} for actions), as PyPowerFlex requires. Every route but login and version needs a token.
 
 import { volumeConsistency } from "./consistency.ts";
+import { recoveryStatus } from "./recovery.ts";
 import { Hono, type Context, type Next } from "hono";
 import { PfError } from "../proto/errors.ts";
 import { Limits, Units } from "../proto/limits.ts";
@@ -281,6 +284,15 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
     if (type !== "Volume") throw new PfError("BAD_REQUEST", `checkVolumeConsistency applies to Volume, not ${type}`);
     await readBody(c, AnyObject);
     return c.json(await volumeConsistency(ctx, id));
+  });
+
+  // pf extension: recovery figures of a pool (the same as in its Statistics)
+  api.post("/instances/:ref/action/queryRebuild", async (c) => {
+    const { type, id } = parseRef(c.req.param("ref"));
+    if (type !== "StoragePool") throw new PfError("BAD_REQUEST", `queryRebuild applies to StoragePool, not ${type}`);
+    await readBody(c, AnyObject);
+    getObject(ctx, type, id);
+    return c.json(recoveryStatus(ctx, [id]).get(id));
   });
 
   api.post("/instances/:ref/action/:action", async (c) => {

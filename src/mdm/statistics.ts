@@ -1,13 +1,17 @@
 // Statistics objects of the PowerFlex REST API (GET …/relationships/Statistics and
-// querySelectedStatistics): capacity in KiB from the pool capacity math, object counts, and
-// zeroed bandwidth/latency counters (live IO figures arrive with the metrics work).
+// querySelectedStatistics): capacity in KiB from the pool capacity math, object counts, recovery
+// figures (degraded/pending/active rebuild and rebalance capacity, and for a pool the whole
+// RebuildStatus: state, progress, rate, ETA, stall flag; copy bandwidth as fwdRebuild /
+// bckRebuild / rebalance Bwc), and zeroed user IO counters (live IO figures arrive with the
+// metrics work).
 // Invariants: capacity fields of a protection domain and of the system are sums over their
 // pools; nothing here writes.
 
 import { eq, sql } from "drizzle-orm";
 import { PfError } from "../proto/errors.ts";
 import { Limits } from "../proto/limits.ts";
-import type { PowerFlexType } from "../proto/powerflex_api.ts";
+import type { PowerFlexType, RebuildStatus } from "../proto/powerflex_api.ts";
+import { recoveryStatus } from "./recovery.ts";
 import {
   deviceTable,
   faultSetTable,
@@ -157,7 +161,52 @@ function volumeCounts(ctx: MdmContext, poolIds: string[] | null): { numOfVolumes
   return { numOfVolumes: thick + thin, numOfThickBaseVolumes: thick, numOfThinBaseVolumes: thin };
 }
 
+/** Bandwidth counter of the recovery copies, in PowerFlex's {numOccured, numSeconds, totalWeightInKb} shape over the rate window. */
+function copyBwc(status: RebuildStatus): { numOccured: number; numSeconds: number; totalWeightInKb: number } {
+  const seconds = Math.round(Limits.rebuildRateWindowMs / 1000);
+  const kbTotal = status.rebuildRateInKbps * seconds;
+  return { numOccured: kbTotal > 0 ? 1 : 0, numSeconds: seconds, totalWeightInKb: kbTotal };
+}
+
+/** Recovery figures summed over pools, in the PowerFlex Statistics names (KiB). */
+function recoveryStats(statuses: RebuildStatus[]): Stats {
+  let pendingRebuild = 0;
+  let activeRebuild = 0;
+  let pendingRebalance = 0;
+  let activeRebalance = 0;
+  let degradedHealthy = 0;
+  let degradedFailed = 0;
+  const zero = { numOccured: 0, numSeconds: 0, totalWeightInKb: 0 };
+  const bwc: Stats = {};
+  for (const s of statuses) {
+    pendingRebuild += s.pendingRebuildCapacityInKb;
+    activeRebuild += s.activeRebuildCapacityInKb;
+    pendingRebalance += s.pendingRebalanceCapacityInKb;
+    activeRebalance += s.activeRebalanceCapacityInKb;
+    degradedFailed += s.unavailableCapacityInKb;
+    degradedHealthy += s.degradedCapacityInKb - s.unavailableCapacityInKb;
+    // a pool's copy traffic counts as forward rebuild, backward rebuild (resync) or rebalance
+    const kind = s.numOfActiveRebuildExtents > s.numOfActiveResyncExtents ? "fwdRebuild" : s.numOfActiveResyncExtents > 0 ? "bckRebuild" : "rebalance";
+    const c = copyBwc(s);
+    for (const dir of ["Read", "Write"]) {
+      const name = `${kind}${dir}Bwc`;
+      const prev = (bwc[name] as typeof zero | undefined) ?? zero;
+      bwc[name] = { numOccured: prev.numOccured + c.numOccured, numSeconds: c.numSeconds, totalWeightInKb: prev.totalWeightInKb + c.totalWeightInKb };
+    }
+  }
+  return {
+    pendingRebuildCapacityInKb: pendingRebuild,
+    activeRebuildCapacityInKb: activeRebuild,
+    pendingRebalanceCapacityInKb: pendingRebalance,
+    activeRebalanceCapacityInKb: activeRebalance,
+    degradedHealthyCapacityInKb: degradedHealthy,
+    degradedFailedCapacityInKb: degradedFailed,
+    ...bwc,
+  };
+}
+
 function poolsStats(ctx: MdmContext, pools: StoragePoolRow[]): Stats {
+  const statusById = recoveryStatus(ctx, pools.map((p) => p.id));
   const devices = ctx.store.db.select().from(deviceTable).all();
   let cap = zeroCapacity();
   for (const p of pools) cap = addCapacity(cap, poolCapacityFigures(ctx, p, devices.filter((d) => d.poolId === p.id)));
@@ -174,11 +223,8 @@ function poolsStats(ctx: MdmContext, pools: StoragePoolRow[]): Stats {
     numOfMappedToAllVolumes: 0,
     rebuildWaitSendQLength: 0,
     rebalanceWaitSendQLength: 0,
-    pendingRebuildCapacityInKb: 0,
-    pendingRebalanceCapacityInKb: 0,
-    activeRebuildCapacityInKb: 0,
-    activeRebalanceCapacityInKb: 0,
     ...ioCounters(),
+    ...recoveryStats([...statusById.values()]),
   };
 }
 
@@ -208,7 +254,8 @@ export function statisticsOf(ctx: MdmContext, type: PowerFlexType, id: string): 
     case "StoragePool": {
       const pool = getPool(ctx, id);
       const sdsIds = new Set(ctx.store.db.select({ s: deviceTable.sdsId }).from(deviceTable).where(eq(deviceTable.poolId, id)).all().map((r) => r.s));
-      return { ...poolsStats(ctx, [pool]), numOfSds: sdsIds.size };
+      const { storagePoolId: _id, ...recovery } = recoveryStatus(ctx, [pool.id]).get(pool.id)!;
+      return { ...poolsStats(ctx, [pool]), ...recovery, numOfSds: sdsIds.size };
     }
     case "FaultSet": {
       const sds = ctx.store.db.select({ id: sdsTable.id }).from(sdsTable).where(eq(sdsTable.faultSetId, id)).all();

@@ -25,6 +25,8 @@ import { inTransaction, type MdmContext } from "./context.ts";
 import { getDevice, getFaultSet, getPd, getPool, getSdc, getSds, unique } from "./lookup.ts";
 import { allocateId, bumpMapVersion } from "./system_state.ts";
 import { poolCapacityOf } from "./volumes.ts";
+import { startDrain, type SdsRemoval } from "./recovery.ts";
+import { copiesHeldBy } from "./recovery_view.ts";
 import { formatBytes } from "../proto/sizes.ts";
 
 export const DEFAULT_SDS_PORT = 7072;
@@ -320,7 +322,11 @@ export function renameDevice(ctx: MdmContext, id: string, name: string): void {
 export function removeDevice(ctx: MdmContext, id: string): void {
   inTransaction(ctx, () => {
     getDevice(ctx, id);
-    const copies = countOf(ctx, extentTable, or(eq(extentTable.primaryDeviceId, id), eq(extentTable.secondaryDeviceId, id)));
+    const copies = countOf(
+      ctx,
+      extentTable,
+      or(eq(extentTable.primaryDeviceId, id), eq(extentTable.secondaryDeviceId, id), eq(extentTable.targetDeviceId, id), eq(extentTable.awayDeviceId, id)),
+    );
     if (copies > 0) throw new PfError("IN_USE", `Device ${id} holds ${copies} extent copies; moving data off a device is not implemented yet`);
     ctx.store.db.delete(deviceTable).where(eq(deviceTable.id, id)).run();
   });
@@ -331,18 +337,22 @@ export function renameSds(ctx: MdmContext, id: string, name: string): void {
   unique(`An SDS named ${name} already exists`, () => ctx.store.db.update(sdsTable).set({ name }).where(eq(sdsTable.id, id)).run());
 }
 
-export function removeSds(ctx: MdmContext, id: string): void {
-  inTransaction(ctx, () => {
-    getSds(ctx, id);
-    const copies = countOf(ctx, extentTable, or(eq(extentTable.primarySdsId, id), eq(extentTable.secondarySdsId, id)));
-    if (copies > 0) {
-      throw new PfError("IN_USE", `SDS ${id} holds ${copies} extent copies; draining an SDS before removal is not implemented yet`);
-    }
+/**
+ * removeSds (scli --remove_sds): an SDS holding no copy is removed at once; otherwise, when the
+ * rest of its pool can take its copies, it becomes RemovalInProgress and the recovery planner
+ * moves every copy off it, then removes it. Refused (NO_SPACE / NOT_ENOUGH_SDS) when it cannot.
+ */
+export function removeSds(ctx: MdmContext, id: string): SdsRemoval {
+  const outcome = inTransaction(ctx, (): SdsRemoval => {
+    const sds = getSds(ctx, id);
+    if (copiesHeldBy(ctx, id) > 0) return startDrain(ctx, sds);
     ctx.store.db.delete(deviceTable).where(eq(deviceTable.sdsId, id)).run();
     ctx.store.db.delete(sdsTable).where(eq(sdsTable.id, id)).run();
     bumpMapVersion(ctx);
+    return "removed";
   });
-  ctx.health.forgetSds(id);
+  if (outcome === "removed") ctx.health.forgetSds(id);
+  return outcome;
 }
 
 // ---- SDC ----

@@ -3,8 +3,10 @@
 // refused call changes nothing.
 // Invariants: size is a positive multiple of the pool's allocation granularity, at most
 // Limits.maxVolumeBytes, and only grows; a volume has exactly size/extentBytes extent rows,
-// each with two copies on two SDSs (two fault sets when the pool has them), primary first;
-// device.assigned_bytes / thick_assigned_bytes equal the sums over the extent rows; a thick
+// each created with two copies on two SDSs (two fault sets when the pool has them), primary
+// first (recovery may later degrade, rebuild and move them: recovery.ts);
+// device.assigned_bytes / thick_assigned_bytes equal the sums over the extent rows' copies
+// (in-sync, target and away); a thick
 // volume is created or grown only if the pool still fits it after its spare reserve; a
 // volume maps to a second SDC only with allowMultipleMappings; every change bumps mapVersion.
 
@@ -148,7 +150,8 @@ function checkReplicaSet(set: ReplicaSlot[]): void {
   assert(set[0]?.sdsId !== set[1]?.sdsId, "two copies never on one SDS");
 }
 
-function adjustDevice(ctx: MdmContext, deviceId: string, deltaBytes: number, thick: boolean): void {
+/** Add (or with a negative delta, remove) copies' bytes to a device's accounting; call inside a transaction. */
+export function adjustDevice(ctx: MdmContext, deviceId: string, deltaBytes: number, thick: boolean): void {
   ctx.store.db
     .update(deviceTable)
     .set({
@@ -238,13 +241,15 @@ export function removeVolume(ctx: MdmContext, volumeId: string): void {
 
 function releaseExtents(ctx: MdmContext, vol: VolumeRow): void {
   const copies = ctx.store.sqlite
-    .query<{ device_id: string; n: number }, [string, string]>(
+    .query<{ device_id: string; n: number }, [string]>(
       `SELECT device_id, COUNT(*) AS n FROM (
          SELECT primary_device_id AS device_id FROM extent WHERE volume_id = ?1
-         UNION ALL SELECT secondary_device_id FROM extent WHERE volume_id = ?2 AND secondary_device_id IS NOT NULL)
+         UNION ALL SELECT secondary_device_id FROM extent WHERE volume_id = ?1 AND secondary_device_id IS NOT NULL
+         UNION ALL SELECT target_device_id FROM extent WHERE volume_id = ?1 AND target_device_id IS NOT NULL
+         UNION ALL SELECT away_device_id FROM extent WHERE volume_id = ?1 AND away_device_id IS NOT NULL)
        GROUP BY device_id`,
     )
-    .all(vol.id, vol.id);
+    .all(vol.id);
   const thick = vol.volumeType === "ThickProvisioned";
   for (const c of copies) adjustDevice(ctx, c.device_id, -c.n * vol.extentBytes, thick);
   ctx.store.db.delete(extentTable).where(eq(extentTable.volumeId, vol.id)).run();

@@ -47,6 +47,15 @@ export const Limits = {
   heartbeatTimeoutMs: 5000,
   sdsLeaseMs: 4000, // an SDS serves extents only while its lease holds; shorter than heartbeatTimeoutMs
   mapPollIntervalMs: 1000,
+
+  // failure detection and recovery (MDM); the three timeouts are MdmOptions defaults
+  leaseToTimeoutRatio: 0.8, // an SDS lease is this share of the MDM's heartbeat timeout (strictly less)
+  rebuildGraceMs: 30_000, // a lost SDS that returns within this resyncs; later its copies are rebuilt elsewhere
+  rebuildStallTimeoutMs: 30_000, // recovery work pending with no copy progress this long raises an alert
+  recoveryTickMs: 250, // the MDM's failure detector and rebuild planner run this often
+  maxConcurrentRebuildsPerSds: 2, // copies (rebuild, resync, move) in flight per pool = this x connected SDSs
+  rebuildRateWindowMs: 10_000, // sliding window of the rebuild rate and ETA
+  maxMoveCandidatesPerSds: 64, // extents of one SDS the planner looks at per tick for drain/rebalance moves
 } as const;
 
 export const Units = { KiB, MiB, GiB } as const;

@@ -203,3 +203,36 @@ export const ConsistencyReport = z.object({
   ),
 });
 export type ConsistencyReport = z.infer<typeof ConsistencyReport>;
+
+/** pf extension: answer of POST /api/instances/StoragePool::{id}/action/queryRebuild (and the
+ *  same figures in the pool's Statistics). Sizes in KiB, rate in KiB/s, ETA null when unknown. */
+export const RebuildStatus = z.object({
+  storagePoolId: z.string(),
+  /** Failed: an extent has no reachable in-sync copy; Degraded: an extent has fewer than 2 */
+  storagePoolState: z.enum(["Normal", "Degraded", "Failed"]),
+  /** what recovery work the pool is doing (the highest priority one when several) */
+  rebuildState: z.enum(["Idle", "WaitingForReturn", "Rebuilding", "Draining", "Rebalancing"]),
+  rebuildStalled: z.boolean(),
+  numOfDegradedExtents: z.number().int(),
+  degradedCapacityInKb: z.number().int(),
+  numOfUnavailableExtents: z.number().int(),
+  unavailableCapacityInKb: z.number().int(),
+  /** degraded extents waiting for their away SDS to return within the grace period */
+  numOfWaitingExtents: z.number().int(),
+  numOfPendingRebuildExtents: z.number().int(),
+  pendingRebuildCapacityInKb: z.number().int(),
+  numOfActiveRebuildExtents: z.number().int(),
+  numOfActiveResyncExtents: z.number().int(),
+  activeRebuildCapacityInKb: z.number().int(),
+  numOfActiveMoveExtents: z.number().int(),
+  activeRebalanceCapacityInKb: z.number().int(),
+  /** copies still to move off SDSs being removed (not yet started) */
+  pendingRebalanceCapacityInKb: z.number().int(),
+  copiedInKb: z.number().int(),
+  remainingInKb: z.number().int(),
+  rebuildProgressPercent: z.number(),
+  rebuildRateInKbps: z.number().int(),
+  rebuildEtaSeconds: z.number().int().nullable(),
+  noProgressSeconds: z.number().int(),
+});
+export type RebuildStatus = z.infer<typeof RebuildStatus>;

@@ -120,6 +120,17 @@ export const extentTable = sqliteTable(
     primaryDeviceId: text("primary_device_id").notNull(),
     secondarySdsId: text("secondary_sds_id"),
     secondaryDeviceId: text("secondary_device_id"),
+    // 0001_recovery: the copy being built and the stale copy kept while its SDS is away
+    targetSdsId: text("target_sds_id"),
+    targetDeviceId: text("target_device_id"),
+    /** "full" | "resync" */
+    targetMode: text("target_mode"),
+    targetStartedMs: integer("target_started_ms"),
+    /** a move: the in-sync SDS whose copy the target replaces on completion (null: a rebuild) */
+    targetReplacesSdsId: text("target_replaces_sds_id"),
+    awaySdsId: text("away_sds_id"),
+    awayDeviceId: text("away_device_id"),
+    awaySinceMs: integer("away_since_ms"),
   },
   (t) => [primaryKey({ columns: [t.volumeId, t.idx] })],
 );

@@ -1,0 +1,367 @@
+// The edge of failure detection and recovery: the recovery settings (heartbeat timeout, lease,
+// grace period, stall timeout), the tick that runs the pure planner on the current view and
+// persists its decisions, rebuild reports from SDS heartbeats (progress, completion), the start
+// of an SDS drain, and the pool recovery figures served by REST.
+// Invariants: every persisted extent change is compare-and-set on the epoch it was planned from,
+// bumps that extent's epoch and the global mapVersion in the same transaction, and keeps
+// device.assigned_bytes equal to the copies (in-sync, target, away) on the device; the lease
+// handed to SDSs is strictly shorter than the heartbeat timeout, so an SDS has stopped serving
+// before the MDM activates an epoch without it.
+
+import { and, eq } from "drizzle-orm";
+import consola from "consola";
+import type { RebuildReport } from "../proto/cluster_api.ts";
+import { assert, PfError } from "../proto/errors.ts";
+import { Limits } from "../proto/limits.ts";
+import type { RebuildStatus } from "../proto/powerflex_api.ts";
+import { formatBytes } from "../proto/sizes.ts";
+import { deviceTable, extentTable, sdsTable, storagePoolTable, volumeTable, type SdsRow } from "../store/mdm_schema.ts";
+import { inTransaction, type MdmContext } from "./context.ts";
+import { judgeReport } from "./rebuild_completion.ts";
+import { planRecovery, type PlanAlert, type RecoveryPlan } from "./rebuild_planner.ts";
+import { RebuildProgress } from "./rebuild_progress.ts";
+import { deviceCopyDeltas, extentFromRow, extentKey, rowColumnsOf, type CopyRef, type ExtentState, type PlannedExtent } from "./recovery_model.ts";
+import { summarizePool } from "./recovery_summary.ts";
+import { copiesHeldBy, loadAttentionExtents, loadRecoveryView, loadSdsViews, SDS_REMOVING, type RecoveryView } from "./recovery_view.ts";
+import { bumpMapVersion } from "./system_state.ts";
+import { addToDevice, chooseTargetDevice, poolHasFaultSets, type SdsView } from "./target_placement.ts";
+import { adjustDevice } from "./volumes.ts";
+
+// ---- settings ----
+
+export interface RecoveryOptions {
+  /** an SDS/SDC silent this long is Disconnected (default Limits.heartbeatTimeoutMs) */
+  heartbeatTimeoutMs?: number | undefined;
+  /** a lost SDS back within this resyncs; later its copies are rebuilt elsewhere */
+  rebuildGraceMs?: number | undefined;
+  /** recovery work with no progress this long raises the stall alert */
+  stallTimeoutMs?: number | undefined;
+}
+
+export interface RecoveryConfig {
+  heartbeatTimeoutMs: number;
+  /** lease handed to SDSs in join/heartbeat answers: floor(0.8 x timeout), never above Limits.sdsLeaseMs */
+  leaseMs: number;
+  rebuildGraceMs: number;
+  stallTimeoutMs: number;
+  maxConcurrentPerSds: number;
+}
+
+export function recoveryConfigOf(opts: RecoveryOptions = {}): RecoveryConfig {
+  const heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? Limits.heartbeatTimeoutMs;
+  const rebuildGraceMs = opts.rebuildGraceMs ?? Limits.rebuildGraceMs;
+  const stallTimeoutMs = opts.stallTimeoutMs ?? Limits.rebuildStallTimeoutMs;
+  for (const [name, v] of [
+    ["heartbeat timeout", heartbeatTimeoutMs],
+    ["rebuild grace period", rebuildGraceMs],
+    ["stall timeout", stallTimeoutMs],
+  ] as const) {
+    if (!Number.isSafeInteger(v) || v < 0) throw new PfError("BAD_REQUEST", `the ${name} must be a whole number of ms >= 0 (got ${v})`);
+  }
+  const leaseMs = Math.min(Limits.sdsLeaseMs, Math.floor(heartbeatTimeoutMs * Limits.leaseToTimeoutRatio));
+  // the lease must outlast a heartbeat interval (else a healthy SDS stops serving between two
+  // heartbeats) and end before the timeout (else the MDM could act while the SDS still serves)
+  if (leaseMs <= Limits.heartbeatIntervalMs) {
+    throw new PfError(
+      "BAD_REQUEST",
+      `heartbeat timeout ${heartbeatTimeoutMs} ms is too short: the SDS lease (${Limits.leaseToTimeoutRatio} x timeout = ${leaseMs} ms) must exceed the ${Limits.heartbeatIntervalMs} ms heartbeat interval`,
+    );
+  }
+  assert(leaseMs < heartbeatTimeoutMs, "the SDS lease is shorter than the heartbeat timeout");
+  return { heartbeatTimeoutMs, leaseMs, rebuildGraceMs, stallTimeoutMs, maxConcurrentPerSds: Limits.maxConcurrentRebuildsPerSds };
+}
+
+/** Recovery state of a running MDM that is not in the database (progress, logged alerts). */
+export class RecoveryRuntime {
+  readonly progress: RebuildProgress;
+  private alerted = new Set<string>();
+
+  constructor(readonly config: RecoveryConfig) {
+    this.progress = new RebuildProgress(config.stallTimeoutMs);
+  }
+
+  /** Log each alert once while its condition lasts. */
+  noteAlerts(alerts: readonly PlanAlert[]): void {
+    const now = new Set<string>();
+    for (const a of alerts) {
+      now.add(a.key);
+      if (this.alerted.has(a.key)) continue;
+      if (a.level === "error") consola.error(`mdm: ${a.message}`);
+      else consola.warn(`mdm: ${a.message}`);
+    }
+    this.alerted = now;
+  }
+}
+
+// ---- the tick ----
+
+export interface TickResult {
+  changed: number;
+  removedSds: string[];
+  plan: RecoveryPlan;
+}
+
+function runningKey(e: ExtentState): string | null {
+  return e.target ? RebuildProgress.copyKey(e.volumeId, e.idx, e.epoch, e.target.sdsId) : null;
+}
+
+/** Run the planner on the current state and persist its decisions (one transaction). */
+export function recoveryTick(ctx: MdmContext): TickResult {
+  const now = ctx.clock();
+  const rt = ctx.recovery;
+  const view = loadRecoveryView(ctx);
+  const plan = planRecovery({
+    nowMs: now,
+    config: { gracePeriodMs: rt.config.rebuildGraceMs, maxConcurrentPerSds: rt.config.maxConcurrentPerSds },
+    pools: view.pools,
+    sds: view.sds,
+    extents: view.extents,
+    moveCandidates: view.moveCandidates,
+    emptyRemovingSds: view.emptyRemovingSds,
+  });
+  const removedSds = applyPlan(ctx, plan);
+  for (const id of removedSds) ctx.health.forgetSds(id);
+  logPlan(plan, removedSds);
+  rt.noteAlerts(plan.alerts);
+  trackProgress(ctx, view, plan, now);
+  return { changed: plan.changes.length, removedSds, plan };
+}
+
+function applyPlan(ctx: MdmContext, plan: RecoveryPlan): string[] {
+  if (plan.changes.length === 0 && plan.removeSds.length === 0) return [];
+  return inTransaction(ctx, () => {
+    for (const c of plan.changes) persistExtent(ctx, c.before, c.after, c.before.extentBytes, c.before.thick);
+    const removed: string[] = [];
+    for (const sdsId of plan.removeSds) {
+      if (copiesHeldBy(ctx, sdsId) > 0) continue;
+      ctx.store.db.delete(deviceTable).where(eq(deviceTable.sdsId, sdsId)).run();
+      ctx.store.db.delete(sdsTable).where(eq(sdsTable.id, sdsId)).run();
+      removed.push(sdsId);
+    }
+    bumpMapVersion(ctx);
+    return removed;
+  });
+}
+
+/** Compare-and-set one extent from `before` to `after` and move the device accounting; call inside a transaction. */
+function persistExtent(ctx: MdmContext, before: ExtentState, after: ExtentState, extentBytes: number, thick: boolean): void {
+  assert(after.epoch === before.epoch + 1, "a membership change bumps the epoch by one");
+  const hit = ctx.store.db
+    .update(extentTable)
+    .set(rowColumnsOf(after))
+    .where(and(eq(extentTable.volumeId, before.volumeId), eq(extentTable.idx, before.idx), eq(extentTable.epoch, before.epoch)))
+    .returning({ v: extentTable.volumeId })
+    .all();
+  assert(hit.length === 1, "an extent changes only from the epoch it was planned on");
+  for (const [deviceId, n] of deviceCopyDeltas(before, after)) adjustDevice(ctx, deviceId, n * extentBytes, thick);
+}
+
+function logPlan(plan: RecoveryPlan, removedSds: string[]): void {
+  const MAX_LINES = 20;
+  plan.changes.forEach((c, i) => {
+    const line = `mdm: extent ${extentKey(c.after)} epoch ${c.after.epoch}: ${c.reasons.join("; ")}`;
+    if (i < MAX_LINES) consola.info(line);
+    else consola.debug(line);
+  });
+  if (plan.changes.length > MAX_LINES) consola.info(`mdm: … and ${plan.changes.length - MAX_LINES} more extent changes in this step`);
+  for (const id of removedSds) consola.info(`mdm: SDS ${id} holds no data any more: removed`);
+}
+
+function mergePlan(view: RecoveryView, plan: RecoveryPlan): PlannedExtent[] {
+  const byKey = new Map(view.extents.map((e) => [extentKey(e), e]));
+  for (const c of plan.changes) byKey.set(extentKey(c.after), c.after);
+  return [...byKey.values()];
+}
+
+function trackProgress(ctx: MdmContext, view: RecoveryView, plan: RecoveryPlan, now: number): void {
+  const rt = ctx.recovery;
+  for (const c of plan.changes) {
+    if (c.after.target && runningKey(c.after) !== runningKey(c.before)) rt.progress.started(c.after.poolId, now);
+  }
+  const extents = mergePlan(view, plan);
+  rt.progress.retain(new Set(extents.map(runningKey).filter((k): k is string => k !== null)));
+  const statuses = summaries(ctx, view.pools.map((p) => p.poolId), view.sds, extents, view.drainCopiesByPool, now);
+  for (const [poolId, s] of statuses) {
+    const t = rt.progress.tick(poolId, s.hasWork, now);
+    if (t.newlyStalled) {
+      consola.warn(
+        `mdm: recovery of Storage Pool ${poolId} is STALLED: no copy progress for ${Math.floor(t.progress.noProgressMs / 1000)} s ` +
+          `with ${s.numOfPendingRebuildExtents} extents waiting for a rebuild and ${s.numOfActiveRebuildExtents + s.numOfActiveMoveExtents} copies running`,
+      );
+    }
+  }
+}
+
+function copyUp(sds: readonly SdsView[]): (c: CopyRef) => boolean {
+  const up = new Map<string, boolean>();
+  for (const s of sds) for (const d of s.devices) up.set(d.deviceId, s.connected && !d.failed);
+  const owner = new Map<string, string>();
+  for (const s of sds) for (const d of s.devices) owner.set(d.deviceId, s.sdsId);
+  return (c) => (up.get(c.deviceId) ?? false) && owner.get(c.deviceId) === c.sdsId;
+}
+
+function summaries(
+  ctx: MdmContext,
+  poolIds: readonly string[],
+  sds: readonly SdsView[],
+  extents: readonly PlannedExtent[],
+  drainCopiesByPool: ReadonlyMap<string, number>,
+  now: number,
+): Map<string, RebuildStatus & { hasWork: boolean }> {
+  const rt = ctx.recovery;
+  const isUp = copyUp(sds);
+  const removing = new Set(sds.filter((s) => s.removing).map((s) => s.sdsId));
+  const extentBytes = new Map(ctx.store.db.select({ id: storagePoolTable.id, e: storagePoolTable.extentBytes }).from(storagePoolTable).all().map((p) => [p.id, p.e]));
+  const out = new Map<string, RebuildStatus & { hasWork: boolean }>();
+  for (const poolId of poolIds) {
+    out.set(
+      poolId,
+      summarizePool({
+        poolId,
+        nowMs: now,
+        gracePeriodMs: rt.config.rebuildGraceMs,
+        extents,
+        isUp,
+        removing: (id) => removing.has(id),
+        runningCopy: (e) => {
+          const k = runningKey(e);
+          return k === null ? undefined : rt.progress.copy(k);
+        },
+        drainCopies: drainCopiesByPool.get(poolId) ?? 0,
+        extentBytes: extentBytes.get(poolId) ?? Limits.defaultExtentBytes,
+        progress: rt.progress.figures(poolId, now),
+      }),
+    );
+  }
+  return out;
+}
+
+/** Recovery figures of pools (all when poolIds is omitted), from the current state. */
+export function recoveryStatus(ctx: MdmContext, poolIds?: readonly string[]): Map<string, RebuildStatus> {
+  const view = loadRecoveryView(ctx, { moveCandidates: false });
+  const ids = poolIds ?? view.pools.map((p) => p.poolId);
+  const out = new Map<string, RebuildStatus>();
+  for (const [id, s] of summaries(ctx, ids, view.sds, view.extents, view.drainCopiesByPool, ctx.clock())) {
+    const { hasWork: _hasWork, ...status } = s;
+    out.set(id, status);
+  }
+  return out;
+}
+
+// ---- rebuild reports (SDS heartbeats) ----
+
+/** Record progress and install finished copies reported by the primary `sdsId`. */
+export function applyRebuildReports(ctx: MdmContext, sdsId: string, reports: readonly RebuildReport[]): void {
+  if (reports.length === 0) return;
+  const now = ctx.clock();
+  const rt = ctx.recovery;
+  const finished: { before: PlannedExtent; after: ExtentState; reason: string; report: RebuildReport }[] = [];
+  for (const r of reports) {
+    const row = ctx.store.db
+      .select({ e: extentTable, poolId: volumeTable.poolId, extentBytes: volumeTable.extentBytes, type: volumeTable.volumeType })
+      .from(extentTable)
+      .innerJoin(volumeTable, eq(volumeTable.id, extentTable.volumeId))
+      .where(and(eq(extentTable.volumeId, r.volumeId), eq(extentTable.idx, r.extentIndex)))
+      .get();
+    if (!row) continue;
+    const e: PlannedExtent = { ...extentFromRow(row.e), poolId: row.poolId, extentBytes: row.extentBytes, thick: row.type === "ThickProvisioned" };
+    const verdict = judgeReport(e, sdsId, r);
+    switch (verdict.kind) {
+      case "stale":
+        consola.debug(`mdm: ignored a rebuild report from SDS ${sdsId} for extent ${extentKey(e)}: ${verdict.why}`);
+        break;
+      case "progress":
+        rt.progress.report(e.poolId, RebuildProgress.copyKey(e.volumeId, e.idx, e.epoch, r.targetSdsId), r.copiedBytes, r.totalBytes, now);
+        break;
+      case "complete":
+        finished.push({ before: e, after: verdict.after, reason: verdict.reason, report: r });
+        break;
+      default: {
+        const never: never = verdict;
+        throw new Error(`unhandled verdict ${JSON.stringify(never)}`);
+      }
+    }
+  }
+  if (finished.length === 0) return;
+  inTransaction(ctx, () => {
+    for (const f of finished) persistExtent(ctx, f.before, f.after, f.before.extentBytes, f.before.thick);
+    bumpMapVersion(ctx);
+  });
+  for (const f of finished) {
+    rt.progress.finished(f.before.poolId, RebuildProgress.copyKey(f.before.volumeId, f.before.idx, f.before.epoch, f.report.targetSdsId), f.report.totalBytes, now);
+    consola.info(`mdm: extent ${extentKey(f.after)} epoch ${f.after.epoch}: ${f.reason} (${formatBytes(f.report.totalBytes)} copied)`);
+  }
+}
+
+// ---- drain ----
+
+/**
+ * Whether the rest of the pool can take every copy `sds` holds (placement rules and capacity),
+ * simulated copy by copy as the drain would place them; throws NO_SPACE / NOT_ENOUGH_SDS naming
+ * the numbers when not. Call inside the transaction that starts the drain.
+ */
+export function checkDrainFeasible(ctx: MdmContext, sds: SdsRow): void {
+  const views = loadSdsViews(ctx).map((s) => (s.sdsId === sds.id ? { ...s, removing: true } : s));
+  const rows = ctx.store.db
+    .select({ e: extentTable, poolId: volumeTable.poolId, extentBytes: volumeTable.extentBytes, type: volumeTable.volumeType })
+    .from(extentTable)
+    .innerJoin(volumeTable, eq(volumeTable.id, extentTable.volumeId))
+    .all()
+    .filter((r) => r.e.primarySdsId === sds.id || r.e.secondarySdsId === sds.id);
+  const byId = new Map(views.map((s) => [s.sdsId, s]));
+  let placed = 0;
+  let bytes = 0;
+  for (const r of rows) {
+    const e = extentFromRow(r.e);
+    const thick = r.type === "ThickProvisioned";
+    const stay = e.inSync.filter((c) => c.sdsId !== sds.id);
+    const needed = stay.length === 0 ? 2 : 1;
+    const keep: SdsView[] = stay.map((c) => byId.get(c.sdsId)).filter((s): s is SdsView => s !== undefined);
+    const exclude = new Set([sds.id, ...stay.map((c) => c.sdsId)]);
+    for (let i = 0; i < needed; i++) {
+      const dev = chooseTargetDevice(views, {
+        poolId: r.poolId,
+        extentBytes: r.extentBytes,
+        thick,
+        hasFaultSets: poolHasFaultSets(views, r.poolId),
+        excludeSds: exclude,
+        avoidDomainsOf: keep,
+      });
+      if (dev === null) {
+        const free = views
+          .filter((s) => s.sdsId !== sds.id && s.connected && !s.removing)
+          .flatMap((s) => s.devices.filter((d) => d.poolId === r.poolId && !d.failed))
+          .reduce((n, d) => n + Math.max(0, d.capacityBytes - d.assignedBytes), 0);
+        throw new PfError(
+          stay.length > 0 && free >= r.extentBytes ? "NOT_ENOUGH_SDS" : "NO_SPACE",
+          `SDS ${sds.name} (${sds.id}) cannot be removed: it holds ${rows.length} extent copies and the rest of its pool can take only ${placed} of them ` +
+            `(extent ${extentKey(e)} has no other SDS${poolHasFaultSets(views, r.poolId) ? " in another fault set" : ""} with room; ${formatBytes(free)} free on the others). ` +
+            `Add SDSs or capacity first`,
+        );
+      }
+      addToDevice(views, dev.deviceId, r.extentBytes, thick);
+      exclude.add(dev.sdsId);
+      const s = byId.get(dev.sdsId);
+      if (s) keep.push(s);
+      bytes += r.extentBytes;
+    }
+    placed++;
+  }
+  consola.debug(`mdm: drain of SDS ${sds.id} fits: ${placed} extents, ${formatBytes(bytes)} to copy`);
+}
+
+export type SdsRemoval = "removed" | "draining";
+
+/** Mark the SDS RemovalInProgress (checked to fit first); call inside a transaction. */
+export function startDrain(ctx: MdmContext, sds: SdsRow): SdsRemoval {
+  if (sds.state === SDS_REMOVING) return "draining";
+  checkDrainFeasible(ctx, sds);
+  ctx.store.db.update(sdsTable).set({ state: SDS_REMOVING }).where(eq(sdsTable.id, sds.id)).run();
+  consola.info(`mdm: SDS ${sds.name} (${sds.id}) is being removed: moving its ${copiesHeldBy(ctx, sds.id)} extent copies off it`);
+  return "draining";
+}
+
+/** Extents of a pool that need attention (for tests and REST details). */
+export function attentionExtents(ctx: MdmContext, poolId: string): PlannedExtent[] {
+  return loadAttentionExtents(ctx, loadSdsViews(ctx)).filter((e) => e.poolId === poolId);
+}

@@ -1,0 +1,208 @@
+// Reads the recovery view the planner decides on: pools' rebuild/rebalance switches, every SDS
+// with its liveness (from the health tracker) and devices, the extents that need attention, the
+// healthy extents that drain or rebalance moves may pick from, and the SDSs being removed that
+// hold nothing any more. Read-only; costs nothing in a healthy, balanced pool (the attention
+// index is empty and no candidate is read).
+
+import { and, eq, inArray, isNotNull, isNull, or, type SQL } from "drizzle-orm";
+import { Limits } from "../proto/limits.ts";
+import { deviceTable, extentTable, sdsTable, storagePoolTable, volumeTable, type ExtentRow } from "../store/mdm_schema.ts";
+import type { MdmContext } from "./context.ts";
+import { extentFromRow, extentKey, type ExtentInfo, type PlannedExtent } from "./recovery_model.ts";
+import type { PoolPolicy } from "./rebuild_planner.ts";
+import type { SdsView } from "./target_placement.ts";
+
+export const SDS_REMOVING = "RemovalInProgress";
+
+export interface RecoveryView {
+  pools: PoolPolicy[];
+  sds: SdsView[];
+  extents: PlannedExtent[];
+  moveCandidates: PlannedExtent[];
+  emptyRemovingSds: string[];
+  /** copies held by SDSs being removed, per pool (drain work left) */
+  drainCopiesByPool: Map<string, number>;
+}
+
+export function loadSdsViews(ctx: MdmContext): SdsView[] {
+  const devices = ctx.store.db.select().from(deviceTable).all();
+  return ctx.store.db
+    .select()
+    .from(sdsTable)
+    .all()
+    .map((s) => ({
+      sdsId: s.id,
+      faultSetId: s.faultSetId,
+      connected: ctx.health.sdsConnected(s.id),
+      confirmed: ctx.health.sdsConfirmed(s.id),
+      downSinceMs: ctx.health.sdsDownSinceMs(s.id),
+      removing: s.state === SDS_REMOVING,
+      devices: devices
+        .filter((d) => d.sdsId === s.id)
+        .map((d) => ({
+          deviceId: d.id,
+          poolId: d.poolId,
+          capacityBytes: d.capacityBytes,
+          assignedBytes: d.assignedBytes,
+          thickAssignedBytes: d.thickAssignedBytes,
+          usedBytes: d.usedBytes,
+          failed: d.state === "Failed",
+        })),
+    }));
+}
+
+function withInfo(ctx: MdmContext, rows: ExtentRow[]): PlannedExtent[] {
+  const ids = [...new Set(rows.map((r) => r.volumeId))];
+  const info = new Map<string, ExtentInfo>();
+  const CHUNK = 500;
+  for (let i = 0; i < ids.length; i += CHUNK) {
+    const vols = ctx.store.db
+      .select({ id: volumeTable.id, poolId: volumeTable.poolId, extentBytes: volumeTable.extentBytes, type: volumeTable.volumeType })
+      .from(volumeTable)
+      .where(inArray(volumeTable.id, ids.slice(i, i + CHUNK)))
+      .all();
+    for (const v of vols) info.set(v.id, { poolId: v.poolId, extentBytes: v.extentBytes, thick: v.type === "ThickProvisioned" });
+  }
+  const out: PlannedExtent[] = [];
+  for (const r of rows) {
+    const i = info.get(r.volumeId);
+    if (i) out.push({ ...extentFromRow(r), ...i });
+  }
+  return out;
+}
+
+const onSds = (sdsId: string): SQL => or(eq(extentTable.primarySdsId, sdsId), eq(extentTable.secondarySdsId, sdsId)) as SQL;
+
+/** Extents that are degraded, copying, keep an away copy, or have an in-sync copy on a bad SDS. */
+export function loadAttentionExtents(ctx: MdmContext, sds: readonly SdsView[]): PlannedExtent[] {
+  const rows = new Map<string, ExtentRow>();
+  const add = (list: ExtentRow[]) => {
+    for (const r of list) rows.set(extentKey({ volumeId: r.volumeId, idx: r.idx }), r);
+  };
+  add(
+    ctx.store.db
+      .select()
+      .from(extentTable)
+      .where(or(isNull(extentTable.secondarySdsId), isNotNull(extentTable.targetSdsId), isNotNull(extentTable.awaySdsId)))
+      .all(),
+  );
+  for (const s of sds) {
+    const failed = s.devices.filter((d) => d.failed).map((d) => d.deviceId);
+    if (s.connected && failed.length === 0) continue;
+    const list = ctx.store.db.select().from(extentTable).where(onSds(s.sdsId)).all();
+    add(
+      s.connected
+        ? list.filter((r) => failed.includes(r.primaryDeviceId) || (r.secondaryDeviceId !== null && failed.includes(r.secondaryDeviceId)))
+        : list,
+    );
+  }
+  return withInfo(ctx, [...rows.values()]);
+}
+
+function healthyOn(ctx: MdmContext, poolId: string, sdsId: string, limit: number): ExtentRow[] {
+  return ctx.store.db
+    .select({ e: extentTable })
+    .from(extentTable)
+    .innerJoin(volumeTable, eq(volumeTable.id, extentTable.volumeId))
+    .where(
+      and(
+        eq(volumeTable.poolId, poolId),
+        onSds(sdsId),
+        isNotNull(extentTable.secondarySdsId),
+        isNull(extentTable.targetSdsId),
+        isNull(extentTable.awaySdsId),
+      ),
+    )
+    .limit(limit)
+    .all()
+    .map((r) => r.e);
+}
+
+function holdsAnything(ctx: MdmContext, sdsId: string): boolean {
+  return (
+    ctx.store.db
+      .select({ v: extentTable.volumeId })
+      .from(extentTable)
+      .where(or(onSds(sdsId), eq(extentTable.targetSdsId, sdsId), eq(extentTable.awaySdsId, sdsId)))
+      .limit(1)
+      .get() !== undefined
+  );
+}
+
+/** Copies (in-sync, target, away) an SDS holds. */
+export function copiesHeldBy(ctx: MdmContext, sdsId: string): number {
+  const q = ctx.store.sqlite.query<{ n: number }, [string, string, string, string]>(
+    `SELECT (SELECT COUNT(*) FROM extent WHERE primary_sds_id = ?1) + (SELECT COUNT(*) FROM extent WHERE secondary_sds_id = ?2)
+          + (SELECT COUNT(*) FROM extent WHERE target_sds_id = ?3) + (SELECT COUNT(*) FROM extent WHERE away_sds_id = ?4) AS n`,
+  );
+  return q.get(sdsId, sdsId, sdsId, sdsId)?.n ?? 0;
+}
+
+function poolFill(s: SdsView, poolId: string): { bytes: number; capacity: number } {
+  let bytes = 0;
+  let capacity = 0;
+  for (const d of s.devices) {
+    if (d.poolId !== poolId || d.failed) continue;
+    bytes += d.assignedBytes;
+    capacity += d.capacityBytes;
+  }
+  return { bytes, capacity };
+}
+
+/**
+ * Candidates for moves in one pool: the extents of SDSs being removed, and (when the pool is
+ * healthy and out of balance by more than one extent each way) of its fullest SDSs.
+ */
+function moveCandidatesOf(ctx: MdmContext, pool: PoolPolicy, sds: readonly SdsView[], degraded: boolean, extentBytes: number): PlannedExtent[] {
+  const rows: ExtentRow[] = [];
+  const inPool = sds.filter((s) => s.devices.some((d) => d.poolId === pool.poolId));
+  for (const s of inPool) if (s.removing) rows.push(...healthyOn(ctx, pool.poolId, s.sdsId, Limits.maxMoveCandidatesPerSds));
+  if (pool.rebalanceEnabled && !degraded && !inPool.some((s) => s.removing)) {
+    const loads = inPool
+      .filter((s) => s.connected)
+      .map((s) => ({ s, ...poolFill(s, pool.poolId) }))
+      .filter((l) => l.capacity > 0)
+      .sort((a, b) => b.bytes / b.capacity - a.bytes / a.capacity);
+    const emptiest = loads[loads.length - 1];
+    if (emptiest) {
+      for (const l of loads.slice(0, 8)) {
+        const gap = l.bytes / l.capacity - emptiest.bytes / emptiest.capacity;
+        if (gap <= extentBytes / l.capacity + extentBytes / emptiest.capacity) break;
+        rows.push(...healthyOn(ctx, pool.poolId, l.s.sdsId, Limits.maxMoveCandidatesPerSds));
+      }
+    }
+  }
+  return withInfo(ctx, rows);
+}
+
+/** The view; without move candidates when only figures are wanted (REST), which reads less. */
+export function loadRecoveryView(ctx: MdmContext, opts: { moveCandidates: boolean } = { moveCandidates: true }): RecoveryView {
+  const poolRows = ctx.store.db.select().from(storagePoolTable).all();
+  const pools: PoolPolicy[] = poolRows.map((p) => ({ poolId: p.id, rebuildEnabled: p.rebuildEnabled, rebalanceEnabled: p.rebalanceEnabled }));
+  const sds = loadSdsViews(ctx);
+  const extents = loadAttentionExtents(ctx, sds);
+  const moveCandidates: PlannedExtent[] = [];
+  const drainCopiesByPool = new Map<string, number>();
+  for (const p of opts.moveCandidates ? poolRows : []) {
+    const degraded = extents.some((e) => e.poolId === p.id && e.inSync.length < 2);
+    moveCandidates.push(...moveCandidatesOf(ctx, pools.find((x) => x.poolId === p.id)!, sds, degraded, p.extentBytes));
+  }
+  const emptyRemovingSds: string[] = [];
+  for (const s of sds) {
+    if (!s.removing) continue;
+    if (!holdsAnything(ctx, s.sdsId)) {
+      emptyRemovingSds.push(s.sdsId);
+      continue;
+    }
+    for (const poolId of new Set(s.devices.map((d) => d.poolId))) {
+      const n = ctx.store.sqlite
+        .query<{ n: number }, [string, string, string]>(
+          `SELECT COUNT(*) AS n FROM extent e JOIN volume v ON v.id = e.volume_id
+            WHERE v.pool_id = ?1 AND (e.primary_sds_id = ?2 OR e.secondary_sds_id = ?3)`,
+        )
+        .get(poolId, s.sdsId, s.sdsId)?.n ?? 0;
+      drainCopiesByPool.set(poolId, (drainCopiesByPool.get(poolId) ?? 0) + n);
+    }
+  }
+  return { pools, sds, extents, moveCandidates, emptyRemovingSds, drainCopiesByPool };
+}
