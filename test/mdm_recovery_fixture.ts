@@ -104,6 +104,8 @@ export class RecoveryCluster {
 
   tick(): TickResult {
     const r = recoveryTick(this.ctx);
+    // a removed SDS process would stop: it heartbeats no more
+    for (const id of r.removedSds) for (const s of this.sds.values()) if (s.id === id) this.alive.delete(s.name);
     this.checkInvariants();
     return r;
   }

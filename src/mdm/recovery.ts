@@ -308,6 +308,7 @@ export function checkDrainFeasible(ctx: MdmContext, sds: SdsRow): void {
     .innerJoin(volumeTable, eq(volumeTable.id, extentTable.volumeId))
     .all()
     .filter((r) => r.e.primarySdsId === sds.id || r.e.secondarySdsId === sds.id);
+  checkDrainCapacity(sds, views, rows.map((r) => ({ poolId: r.poolId, bytes: r.extentBytes * (r.e.secondarySdsId === null ? 2 : 1), thick: r.type === "ThickProvisioned" })));
   const byId = new Map(views.map((s) => [s.sdsId, s]));
   let placed = 0;
   let bytes = 0;
@@ -328,15 +329,15 @@ export function checkDrainFeasible(ctx: MdmContext, sds: SdsRow): void {
         avoidDomainsOf: keep,
       });
       if (dev === null) {
-        const free = views
-          .filter((s) => s.sdsId !== sds.id && s.connected && !s.removing)
-          .flatMap((s) => s.devices.filter((d) => d.poolId === r.poolId && !d.failed))
-          .reduce((n, d) => n + Math.max(0, d.capacityBytes - d.assignedBytes), 0);
+        // capacity anywhere at all (rules aside) tells a capacity problem from a topology one
+        const anywhere = chooseTargetDevice(views, { poolId: r.poolId, extentBytes: r.extentBytes, thick, hasFaultSets: false, excludeSds: new Set([sds.id]), avoidDomainsOf: [] });
+        const fs = poolHasFaultSets(views, r.poolId);
         throw new PfError(
-          stay.length > 0 && free >= r.extentBytes ? "NOT_ENOUGH_SDS" : "NO_SPACE",
+          anywhere === null ? "NO_SPACE" : "NOT_ENOUGH_SDS",
           `SDS ${sds.name} (${sds.id}) cannot be removed: it holds ${rows.length} extent copies and the rest of its pool can take only ${placed} of them ` +
-            `(extent ${extentKey(e)} has no other SDS${poolHasFaultSets(views, r.poolId) ? " in another fault set" : ""} with room; ${formatBytes(free)} free on the others). ` +
-            `Add SDSs or capacity first`,
+            (anywhere === null
+              ? `(no other SDS has room for another ${thick ? "thick " : ""}copy of ${formatBytes(r.extentBytes)}). Add capacity first`
+              : `(extent ${extentKey(e)} needs an SDS${fs ? " in another fault set" : ""} other than ${[...exclude].filter((x) => x !== sds.id).join(", ") || "itself"}). Add SDSs first`),
         );
       }
       addToDevice(views, dev.deviceId, r.extentBytes, thick);
@@ -348,6 +349,36 @@ export function checkDrainFeasible(ctx: MdmContext, sds: SdsRow): void {
     placed++;
   }
   consola.debug(`mdm: drain of SDS ${sds.id} fits: ${placed} extents, ${formatBytes(bytes)} to copy`);
+}
+
+/** The bytes to move off an SDS against the room of the rest of each pool (thick needs real room). */
+function checkDrainCapacity(sds: SdsRow, views: readonly SdsView[], copies: { poolId: string; bytes: number; thick: boolean }[]): void {
+  const need = new Map<string, { thick: number; thin: number }>();
+  for (const c of copies) {
+    const n = need.get(c.poolId) ?? { thick: 0, thin: 0 };
+    if (c.thick) n.thick += c.bytes;
+    else n.thin += c.bytes;
+    need.set(c.poolId, n);
+  }
+  for (const [poolId, n] of need) {
+    let thickRoom = 0;
+    let thinRoom = 0;
+    for (const s of views) {
+      if (s.sdsId === sds.id || !s.connected || s.removing) continue;
+      for (const d of s.devices) {
+        if (d.poolId !== poolId || d.failed) continue;
+        thickRoom += Math.max(0, d.capacityBytes - Math.max(d.thickAssignedBytes, d.usedBytes));
+        thinRoom += Math.max(0, d.capacityBytes * Limits.maxThinOvercommitRatio - d.assignedBytes);
+      }
+    }
+    if (n.thick > thickRoom || n.thick + n.thin > thinRoom) {
+      throw new PfError(
+        "NO_SPACE",
+        `SDS ${sds.name} (${sds.id}) cannot be removed: its copies need ${formatBytes(n.thick)} of thick room (and ${formatBytes(n.thin)} thin) ` +
+          `on the rest of Storage Pool ${poolId}, which has ${formatBytes(thickRoom)} free for thick copies. Add capacity first`,
+      );
+    }
+  }
 }
 
 export type SdsRemoval = "removed" | "draining";
