@@ -8,7 +8,7 @@
 // - in-sync copies on failed devices are dropped, copies on disconnected SDSs leave the in-sync
 //   list and are kept as the "away" copy (away-since = now), as long as one in-sync copy is up;
 //   if the primary left, the secondary becomes primary and a running copy is dropped (its
-//   source is gone); a move whose replaced copy left becomes a plain rebuild;
+//   source is gone); a move left with one in-sync copy becomes a plain rebuild;
 // - when no in-sync copy is up the extent is unavailable: membership stays (its holder serves
 //   again when it returns), a running copy is dropped, the away copy is kept as a recovery
 //   source and promoted (loudly: writes since it left are lost) once every in-sync holder is
@@ -22,7 +22,9 @@
 // target that replaces it), and rebalance moves (only in a pool with no degraded extent and no
 // drain: the fullest SDS sheds copies onto the emptiest while that does not overshoot).
 // Invariants: every changed extent gets epoch + 1 (exactly once per plan), passes checkExtent,
-// and never has two copies on one SDS or (with fault sets) in-sync/target copies in one fault set.
+// and never has two copies on one SDS, nor (with fault sets) two in-sync copies in one fault set,
+// nor a target in the fault set of a copy it stays next to (a move's target may share the fault
+// set of the copy it replaces: that copy goes when the move ends).
 
 import {
   checkExtent,
@@ -130,6 +132,21 @@ class Env {
     return since !== null && this.nowMs - since >= this.graceMs;
   }
 
+  private readonly faultSetPools = new Map<string, boolean>();
+
+  /** Whether two SDSs share a fault domain in this pool (an unknown SDS is its own domain). */
+  sameDomain(a: string, b: string, poolId: string): boolean {
+    let fs = this.faultSetPools.get(poolId);
+    if (fs === undefined) {
+      fs = poolHasFaultSets(this.sds, poolId);
+      this.faultSetPools.set(poolId, fs);
+    }
+    const sa = this.sdsById.get(a);
+    const sb = this.sdsById.get(b);
+    if (!sa || !sb) return a === b;
+    return domainOf(sa, fs) === domainOf(sb, fs);
+  }
+
   sdsOf(sdsId: string): SdsView | undefined {
     return this.sdsById.get(sdsId);
   }
@@ -229,9 +246,17 @@ function dropLostInSync(w: Work, env: Env): void {
     if (primaryChanged) {
       reasons.push(`dropped the copy to SDS ${next.target.sdsId}: its source (the primary) left`);
       next = { ...next, target: null };
-    } else if (next.target.replacesSdsId !== null && !keep.some((c) => c.sdsId === next.target?.replacesSdsId)) {
-      next = { ...next, target: { ...next.target, replacesSdsId: null } };
-      reasons.push(`the move to SDS ${next.target?.sdsId} becomes a rebuild`);
+    } else if (next.target.replacesSdsId !== null && (keep.length < 2 || !keep.some((c) => c.sdsId === next.target?.replacesSdsId))) {
+      // one in-sync copy left: the copy being built is needed as a second copy, not a replacement,
+      // unless it sits in the fault set of the copy it would now stand next to
+      const t = next.target;
+      if (keep.some((c) => env.sameDomain(c.sdsId, t.sdsId, e.poolId))) {
+        next = { ...next, target: null };
+        reasons.push(`dropped the move to SDS ${t.sdsId}: it shares a fault set with the copy left`);
+      } else {
+        next = { ...next, target: { ...t, replacesSdsId: null } };
+        reasons.push(`the move to SDS ${t.sdsId} becomes a rebuild`);
+      }
     }
   }
   if (primaryChanged) reasons.push(`SDS ${keep[0]!.sdsId} becomes primary`);
