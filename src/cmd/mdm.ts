@@ -1,11 +1,20 @@
-// `pf mdm`: the metadata manager (topology, placement, health, REST API).
+// `pf mdm`: the metadata manager (topology, placement, health, recovery, REST API). The recovery
+// timeouts (--heartbeat-timeout-ms, --rebuild-grace-ms, --stall-timeout-ms) default to Limits.
 
 import { defineCommand } from "citty";
 import { runMdm } from "../mdm/main.ts";
 import { PfError } from "../proto/errors.ts";
 import { parseHostPort } from "../proto/sizes.ts";
+import { Limits } from "../proto/limits.ts";
 import { DEFAULT_MDM_PORT } from "../proto/cluster_config.ts";
 import { clusterSecretFrom, readSecretFile, serveUntilSignal } from "./role_options.ts";
+
+/** A whole number of milliseconds from a flag (undefined when absent). */
+function msFlag(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  if (!/^\d+$/.test(value.trim())) throw new PfError("BAD_REQUEST", `${flag} ${value} is not a whole number of milliseconds`);
+  return Number(value.trim());
+}
 
 export const mdmCommand = defineCommand({
   meta: { name: "mdm", description: "Run the metadata manager (REST API on HTTPS, default port 6611)" },
@@ -17,6 +26,9 @@ export const mdmCommand = defineCommand({
     "tls-cert": { type: "string", description: "PEM certificate to serve (default: self-signed, made in the data dir)" },
     "tls-key": { type: "string", description: "PEM private key for --tls-cert" },
     "plain-http": { type: "boolean", description: "Serve plain HTTP (only allowed on a loopback address)", default: false },
+    "heartbeat-timeout-ms": { type: "string", description: `An SDS/SDC silent this long is Disconnected and its copies degrade (default ${Limits.heartbeatTimeoutMs}; the SDS lease is 0.8 x this)` },
+    "rebuild-grace-ms": { type: "string", description: `A lost SDS back within this resyncs; later its copies are rebuilt elsewhere (default ${Limits.rebuildGraceMs})` },
+    "stall-timeout-ms": { type: "string", description: `Recovery work with no progress this long raises an alert (default ${Limits.rebuildStallTimeoutMs})` },
   },
   async run({ args }) {
     const hp = parseHostPort(args.listen, DEFAULT_MDM_PORT);
@@ -34,6 +46,9 @@ export const mdmCommand = defineCommand({
         tlsCertFile: args["tls-cert"],
         tlsKeyFile: args["tls-key"],
         plainHttp: args["plain-http"],
+        heartbeatTimeoutMs: msFlag(args["heartbeat-timeout-ms"], "--heartbeat-timeout-ms"),
+        rebuildGraceMs: msFlag(args["rebuild-grace-ms"], "--rebuild-grace-ms"),
+        stallTimeoutMs: msFlag(args["stall-timeout-ms"], "--stall-timeout-ms"),
       }),
     );
   },

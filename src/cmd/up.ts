@@ -96,6 +96,9 @@ async function up(config: ClusterConfig, host: HostConfig, dataDir: string): Pro
       if (config.mdm.plainHttp) mdmArgs.push("--plain-http");
       if (config.mdm.tlsCert) mdmArgs.push("--tls-cert", config.mdm.tlsCert);
       if (config.mdm.tlsKey) mdmArgs.push("--tls-key", config.mdm.tlsKey);
+      if (config.mdm.heartbeatTimeout !== undefined) mdmArgs.push("--heartbeat-timeout-ms", String(config.mdm.heartbeatTimeout));
+      if (config.mdm.rebuildGrace !== undefined) mdmArgs.push("--rebuild-grace-ms", String(config.mdm.rebuildGrace));
+      if (config.mdm.stallTimeout !== undefined) mdmArgs.push("--stall-timeout-ms", String(config.mdm.stallTimeout));
       sup.start("mdm", mdmArgs, config.cluster.adminPassword ? { PF_ADMIN_PASSWORD: config.cluster.adminPassword } : {});
     }
     const ep: MdmEndpoint = { url: mdmUrl, clusterSecret: secret };

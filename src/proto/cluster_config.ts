@@ -9,7 +9,7 @@
 import { LineCounter, parseDocument, isNode, type Document } from "yaml";
 import { z } from "zod";
 import { PfError } from "./errors.ts";
-import { parseHostPort, parseSizeBytes } from "./sizes.ts";
+import { parseDurationMs, parseHostPort, parseSizeBytes } from "./sizes.ts";
 
 const objName = z.string().min(1).max(31).regex(/^[A-Za-z0-9_.:\-]+$/, "names use letters, digits, _ . : -");
 const size = z
@@ -21,6 +21,16 @@ const size = z
       return z.NEVER;
     }
     return b;
+  });
+const duration = z
+  .union([z.string(), z.number()])
+  .transform((v, ctx) => {
+    const ms = parseDurationMs(v);
+    if (ms === null) {
+      ctx.addIssue({ code: "custom", message: `not a duration: ${JSON.stringify(v)} (use e.g. 5s, 500ms, 2m)` });
+      return z.NEVER;
+    }
+    return ms;
   });
 const hostPort = (defaultPort: number) =>
   z.string().transform((v, ctx) => {
@@ -100,6 +110,10 @@ export const ClusterConfig = z
         tlsCert: z.string().optional(), // PEM files; generated in the MDM data dir when absent
         tlsKey: z.string().optional(),
         ca: z.string().optional(), // certificate other hosts use to verify the MDM
+        // failure detection and recovery (durations such as "5s", "500ms"; ms when a number)
+        heartbeatTimeout: duration.optional(), // an SDS/SDC silent this long is down (default 5s)
+        rebuildGrace: duration.optional(), // a lost SDS back within this resyncs (default 30s)
+        stallTimeout: duration.optional(), // recovery with no progress this long raises an alert (default 30s)
       })
       .default({ port: DEFAULT_MDM_PORT, plainHttp: false }),
     hosts: z.array(HostConfig).min(1),

@@ -1,5 +1,6 @@
 // Human size strings ("1GiB", "512M", "64k", "1073741824") <-> bytes. Binary units throughout:
-// storage operators read "1G" as GiB, as PowerFlex's GB figures do.
+// storage operators read "1G" as GiB, as PowerFlex's GB figures do. Also durations ("5s",
+// "500ms", "2m", "1h", a bare number = ms) -> whole milliseconds.
 
 const UNIT: Record<string, number> = {
   "": 1,
@@ -47,4 +48,17 @@ export function parseHostPort(text: string, defaultPort: number): { host: string
   const port = m[2] === undefined ? defaultPort : Number(m[2]);
   if (!Number.isInteger(port) || port < 0 || port > 65535) return null;
   return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
+}
+
+const DURATION_UNIT_MS: Record<string, number> = { "": 1, ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 };
+
+/** Parse a duration into whole milliseconds; null when the text is not one (callers word the error). */
+export function parseDurationMs(text: string | number): number | null {
+  if (typeof text === "number") return Number.isSafeInteger(text) && text >= 0 ? text : null;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
+  if (!m) return null;
+  const unit = DURATION_UNIT_MS[m[2]!.toLowerCase()];
+  if (unit === undefined) return null;
+  const ms = Math.round(Number(m[1]) * unit);
+  return Number.isSafeInteger(ms) ? ms : null;
 }
