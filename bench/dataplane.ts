@@ -73,6 +73,7 @@ async function runSdsChild(): Promise<void> {
     devices: [{ deviceId: devId(me), path: join(dir, "dev.img"), sizeBytes: EXTENTS * EXTENT_BYTES + 64 * MiB }],
   });
   core.node.applyAssignments(assignments(me, ports));
+  core.node.grantLease(core.node.clock.nowMs(), 24 * 3_600_000); // no MDM in this bench: one long lease
   process.stdout.write("ready\n");
   process.on("SIGTERM", () => {
     void core.stop().then(() => process.exit(0));

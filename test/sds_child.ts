@@ -3,7 +3,7 @@
 // "ready". The parent kills it with SIGKILL to simulate a crash.
 
 import { consola } from "consola";
-import { assignmentsFor, startNode, type ExtentPlan } from "./sds_harness.ts";
+import { LONG_LEASE_MS, assignmentsFor, startNode, type ExtentPlan } from "./sds_harness.ts";
 import type { SdsCore } from "../src/sds/sds_core.ts";
 
 consola.level = 2;
@@ -14,4 +14,5 @@ const plan = JSON.parse(planJson!) as ExtentPlan[];
 const node = startNode(dir!, me, 64 * 1024 * 1024, undefined, ports[me]);
 const fakes = ports.map((port) => ({ port }) as SdsCore);
 node.node.applyAssignments(assignmentsFor(me, fakes, plan));
+node.node.grantLease(node.node.clock.nowMs(), LONG_LEASE_MS);
 process.stdout.write("ready\n");

@@ -3,8 +3,8 @@
 
 import { afterAll, expect, test } from "bun:test";
 import * as fs from "node:fs";
-import { Status } from "../src/proto/dataplane.ts";
-import { MiB, Vol, clientTo, pattern, startNode, tmpDir, type ExtentPlan } from "./sds_harness.ts";
+import { Op, Status } from "../src/proto/dataplane.ts";
+import { MiB, Vol, clientTo, pattern, readCopy, startNode, tmpDir, type ExtentPlan } from "./sds_harness.ts";
 import type { SdsCore } from "../src/sds/sds_core.ts";
 
 const VOL = "0a00000000000005";
@@ -52,15 +52,17 @@ test("acknowledged writes survive kill -9 of both SDSs", async () => {
   // restart both in this process on the same dirs: no assignments re-applied, no flush done
   const nodes = [startNode(dir, 0, 64 * MiB), startNode(dir, 1, 64 * MiB)];
   try {
+    // a restarted SDS serves nothing before the MDM gave it assignments and a lease
+    const cl = clientTo(nodes[0]!);
+    expect((await vol.req(cl, Op.READ, 0, 0, 4096)).status).toBe(Status.UNAVAILABLE);
+    cl.close();
     const model = new Map<number, Uint8Array>();
     for (const w of writes) model.set(w.off, w.data);
     for (const n of nodes) {
-      const cl = clientTo(n);
       for (const [off, data] of model) {
-        const back = await vol.read(cl, 0, off, 4096);
+        const back = readCopy(n, VOL, 0, off, 4096);
         expect(Buffer.from(back).equals(Buffer.from(data))).toBe(true);
       }
-      cl.close();
     }
     expect(nodes[0]!.store.usedBytes(nodes[0]!.store.slots[0]!)).toBe(nodes[1]!.store.usedBytes(nodes[1]!.store.slots[0]!));
   } finally {

@@ -10,6 +10,7 @@ import type { z } from "zod";
 import { SdsAssignmentsResponse } from "../src/proto/cluster_api.ts";
 import { idToHalves } from "../src/proto/ids.ts";
 import { startSdsCore, type SdsCore } from "../src/sds/sds_core.ts";
+import type { SdsClock } from "../src/sds/sds_clock.ts";
 import type { BlockDevice } from "../src/store/block_device.ts";
 
 export const DATA_KEY = "ab".repeat(32);
@@ -34,7 +35,7 @@ export function deviceIdOf(i: number): string {
 }
 
 /** Start SDS number i (data in dir/sds{i}); restartable on the same dir. */
-export function startNode(dir: string, i: number, deviceBytes = 64 * MiB, maxInFlightPerConn?: number, port = 0, wrapDevice?: (d: BlockDevice) => BlockDevice): SdsCore {
+export function startNode(dir: string, i: number, deviceBytes = 64 * MiB, maxInFlightPerConn?: number, port = 0, wrapDevice?: (d: BlockDevice) => BlockDevice, clock?: SdsClock): SdsCore {
   const d = join(dir, `sds${i}`);
   fs.mkdirSync(d, { recursive: true });
   return startSdsCore({
@@ -46,20 +47,31 @@ export function startNode(dir: string, i: number, deviceBytes = 64 * MiB, maxInF
     devices: [{ deviceId: deviceIdOf(i), path: join(d, "dev0.img"), sizeBytes: deviceBytes }],
     maxInFlightPerConn,
     wrapDevice,
+    clock,
   });
 }
 
 export interface ExtentPlan {
   volumeId: string;
   extentBytes: number;
-  /** extent index -> replica SDS numbers, primary first */
-  extents: { index: number; replicas: number[]; epoch?: number; thick?: boolean }[];
+  /** extent index -> replica SDS numbers, primary first (in-sync copies) */
+  extents: {
+    index: number;
+    replicas: number[];
+    epoch?: number;
+    thick?: boolean;
+    /** a copy being built on SDS `sds` (the primary drives it) */
+    target?: { sds: number; mode: "full" | "resync" };
+    /** SDS numbers holding an away copy */
+    away?: number[];
+  }[];
 }
 
 /** The assignments SDS number `me` would get from the MDM for these plans. */
-export function assignmentsFor(me: number, nodes: SdsCore[], plans: ExtentPlan[], mapVersion = 1): SdsAssignmentsResponse {
+export function assignmentsFor(me: number, nodes: SdsCore[], plans: ExtentPlan[], mapVersion = 1, rebuildRateBytesPerSec = 0): SdsAssignmentsResponse {
   const resp: z.input<typeof SdsAssignmentsResponse> = {
     mapVersion,
+    rebuildRateBytesPerSec,
     extentSizeBytesByVolume: {},
     extents: [],
     sds: nodes.map((n, i) => ({ sdsId: sdsIdOf(i), host: "127.0.0.1", port: n.port })),
@@ -67,7 +79,8 @@ export function assignmentsFor(me: number, nodes: SdsCore[], plans: ExtentPlan[]
   for (const p of plans) {
     resp.extentSizeBytesByVolume[p.volumeId] = p.extentBytes;
     for (const x of p.extents) {
-      if (!x.replicas.includes(me)) continue;
+      const role = x.replicas[0] === me ? "primary" : x.replicas.includes(me) ? "secondary" : x.target?.sds === me ? "target" : x.away?.includes(me) ? "away" : null;
+      if (role === null) continue;
       resp.extents.push({
         volumeId: p.volumeId,
         extentIndex: x.index,
@@ -75,15 +88,28 @@ export function assignmentsFor(me: number, nodes: SdsCore[], plans: ExtentPlan[]
         replicas: x.replicas.map(sdsIdOf),
         deviceId: deviceIdOf(me),
         thick: x.thick ?? false,
-        role: x.replicas[0] === me ? "primary" : "secondary",
+        role,
+        syncTarget: role === "primary" && x.target ? { sdsId: sdsIdOf(x.target.sds), mode: x.target.mode } : null,
       });
     }
   }
   return SdsAssignmentsResponse.parse(resp);
 }
 
-export function applyAll(nodes: SdsCore[], plans: ExtentPlan[], mapVersion = 1): void {
-  nodes.forEach((n, i) => n.node.applyAssignments(assignmentsFor(i, nodes, plans, mapVersion)));
+export const LONG_LEASE_MS = 3_600_000;
+
+/**
+ * Apply the plans on every node (null entries, e.g. stopped nodes, are skipped) and give each a
+ * long lease, as an answered heartbeat would. All in one synchronous step, so no request sees
+ * one node on the new map and another on the old.
+ */
+export function applyAll(nodes: (SdsCore | null)[], plans: ExtentPlan[], mapVersion = 1, rebuildRateBytesPerSec = 0): void {
+  const live = nodes.map((n) => n ?? ({ port: 1 } as SdsCore));
+  nodes.forEach((n, i) => {
+    if (!n) return;
+    n.node.applyAssignments(assignmentsFor(i, live, plans, mapVersion, rebuildRateBytesPerSec));
+    n.node.grantLease(n.node.clock.nowMs(), LONG_LEASE_MS);
+  });
 }
 
 export function clientTo(n: SdsCore, key = DATA_KEY): DataPlaneClient {
@@ -116,6 +142,22 @@ export class Vol {
     if (r.status !== Status.OK) throw new Error(`CHECKSUM failed with status ${r.status}`);
     return new DataView(r.payload.buffer, r.payload.byteOffset, 8).getBigUint64(0, true);
   }
+}
+
+/** Read a copy's bytes straight from a node's store (any role; no data-plane checks). */
+export function readCopy(n: SdsCore, volumeId: string, ext: number, offset: number, length: number): Uint8Array {
+  const e = n.store.find(volumeId, ext);
+  if (e === undefined) throw new Error(`SDS ${n.sdsId} holds no copy of ${volumeId}/${ext}`);
+  const out = new Uint8Array(length);
+  n.store.read(e, offset, out);
+  return out;
+}
+
+/** Checksum of a copy straight from a node's store (any role). */
+export function checksumCopy(n: SdsCore, volumeId: string, ext: number): Promise<bigint> {
+  const e = n.store.find(volumeId, ext);
+  if (e === undefined) throw new Error(`SDS ${n.sdsId} holds no copy of ${volumeId}/${ext}`);
+  return n.store.checksum(e, 0, 0);
 }
 
 export function flushReq(c: DataPlaneClient): Promise<DataReply> {

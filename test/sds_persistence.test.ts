@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import { Op, Status } from "../src/proto/dataplane.ts";
 import type { DataPlaneClient } from "../src/proto/dataplane_client.ts";
 import type { SdsCore } from "../src/sds/sds_core.ts";
-import { MiB, Vol, applyAll, clientTo, flushReq, pattern, startNode, tmpDir, type ExtentPlan } from "./sds_harness.ts";
+import { MiB, Vol, applyAll, checksumCopy, clientTo, flushReq, pattern, readCopy, startNode, tmpDir, type ExtentPlan } from "./sds_harness.ts";
 
 const VOL = "0a00000000000003";
 const vol = new Vol(VOL);
@@ -36,7 +36,7 @@ async function shutdown(): Promise<void> {
   clients = [];
 }
 
-test("data, allocation and epochs survive a stop and restart without re-applying assignments", async () => {
+test("data, allocation and epochs survive a stop and restart; nothing is served before new assignments and a lease", async () => {
   const dir = tmpDir("sdspersist");
   dirs.push(dir);
   boot(dir);
@@ -49,20 +49,26 @@ test("data, allocation and epochs survive a stop and restart without re-applying
   await shutdown();
 
   boot(dir);
-  // the restarted SDSs serve the extents they held, at the epoch they held
+  // the restarted SDSs hold the extents they held, at the epoch they held
   expect(nodes.map((n) => n.store.usedBytes(n.store.slots[0]!))).toEqual(used0);
   expect(used0[0]).toBe(2 * MiB + 8 * MiB); // two thin chunks + one thick extent
-  for (const c of clients) {
-    const back = await vol.read(c, 0, 5 * MiB - 1000, a.byteLength, 3);
+  for (const n of nodes) {
+    expect(n.store.find(VOL, 0)!.epoch).toBe(3);
+    const back = readCopy(n, VOL, 0, 5 * MiB - 1000, a.byteLength);
     expect(Buffer.from(back).equals(Buffer.from(a))).toBe(true);
   }
-  expect(await vol.checksum(clients[1]!, 0, 3)).toBe(sums[0]!);
-  expect(await vol.checksum(clients[1]!, 1, 3)).toBe(sums[1]!);
+  expect(await checksumCopy(nodes[1]!, VOL, 0)).toBe(sums[0]!);
+  expect(await checksumCopy(nodes[1]!, VOL, 1)).toBe(sums[1]!);
+  // ... but serve nothing until the MDM's assignments are applied and a lease is held
+  expect((await vol.req(clients[0]!, Op.READ, 0, 0, 4096, { epoch: 3 })).status).toBe(Status.UNAVAILABLE);
+  // an assignment older than the persisted epoch does not take it back
+  applyAll(nodes, [{ ...plan[0]!, extents: plan[0]!.extents.map((x) => ({ ...x, epoch: 2 })) }], 2);
+  expect(nodes[0]!.store.find(VOL, 0)!.epoch).toBe(3);
   expect((await vol.req(clients[0]!, Op.READ, 0, 0, 4096, { epoch: 2 })).status).toBe(Status.STALE_EPOCH);
   // replication works again once the (MDM's) assignments give the peers' new addresses
-  applyAll(nodes, plan, 2);
+  applyAll(nodes, plan, 3);
   expect((await vol.write(clients[0]!, 0, 0, pattern(4096, 3), { epoch: 3 })).status).toBe(Status.OK);
-  expect(Buffer.from(await vol.read(clients[1]!, 0, 0, 4096, 3)).equals(Buffer.from(pattern(4096, 3)))).toBe(true);
+  expect(Buffer.from(readCopy(nodes[1]!, VOL, 0, 0, 4096)).equals(Buffer.from(pattern(4096, 3)))).toBe(true);
 });
 
 test("a chunk freed by TRIM is zeroed before it is reused, also across a restart", async () => {
@@ -81,11 +87,11 @@ test("a chunk freed by TRIM is zeroed before it is reused, also across a restart
   applyAll(nodes, small, 2);
   // the freed chunk is reused for another logical chunk: only the 4 KiB written shows
   expect((await vol.write(clients[0]!, 0, 3 * MiB, pattern(4096, 6))).status).toBe(Status.OK);
-  for (const c of clients) {
-    const back = await vol.read(c, 0, 3 * MiB, MiB);
+  for (const n of nodes) {
+    const back = readCopy(n, VOL, 0, 3 * MiB, MiB);
     expect(Buffer.from(back.subarray(0, 4096)).equals(Buffer.from(pattern(4096, 6)))).toBe(true);
     expect(back.subarray(4096).every((x) => x === 0)).toBe(true);
-    expect((await vol.read(c, 0, 0, MiB)).every((x) => x === 0)).toBe(true);
+    expect(readCopy(n, VOL, 0, 0, MiB).every((x) => x === 0)).toBe(true);
   }
 });
 
@@ -99,8 +105,8 @@ test("an existing device file unknown to the metadata is zeroed on first use (it
   boot(dir, 4 * MiB);
   applyAll(nodes, [{ volumeId: VOL, extentBytes: 4 * MiB, extents: [{ index: 0, replicas: [0, 1] }] }]);
   expect((await vol.write(clients[0]!, 0, MiB + 10, pattern(10, 7))).status).toBe(Status.OK);
-  for (const c of clients) {
-    const back = await vol.read(c, 0, MiB, MiB);
+  for (const n of nodes) {
+    const back = readCopy(n, VOL, 0, MiB, MiB);
     expect(back.subarray(0, 10).every((x) => x === 0)).toBe(true);
     expect(back.subarray(20).every((x) => x === 0)).toBe(true);
   }

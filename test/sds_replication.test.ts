@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import { Flag, Op, Status } from "../src/proto/dataplane.ts";
 import type { DataPlaneClient } from "../src/proto/dataplane_client.ts";
 import type { SdsCore } from "../src/sds/sds_core.ts";
-import { MiB, Vol, applyAll, clientTo, flushReq, pattern, startNode, tmpDir, type ExtentPlan } from "./sds_harness.ts";
+import { MiB, Vol, applyAll, checksumCopy, clientTo, flushReq, pattern, readCopy, startNode, tmpDir, type ExtentPlan } from "./sds_harness.ts";
 
 const VOL = "0a00000000000001";
 const vol = new Vol(VOL);
@@ -46,7 +46,7 @@ describe("write path", () => {
     const r = await vol.write(clients[0]!, 0, 1 * MiB - 4096, data);
     expect(r.status).toBe(Status.OK);
     const a = await vol.read(clients[0]!, 0, 1 * MiB - 4096, data.byteLength);
-    const b = await vol.read(clients[1]!, 0, 1 * MiB - 4096, data.byteLength);
+    const b = readCopy(nodes[1]!, VOL, 0, 1 * MiB - 4096, data.byteLength);
     expect(Buffer.from(a).equals(Buffer.from(data))).toBe(true);
     expect(Buffer.from(b).equals(Buffer.from(data))).toBe(true);
     const ca = await vol.checksum(clients[0]!, 0);
@@ -68,7 +68,7 @@ describe("write path", () => {
     await vol.write(clients[0]!, 0, 2 * MiB + 100, pattern(10, 3));
     expect(nodes[0]!.store.usedBytes(nodes[0]!.store.slots[0]!)).toBe(1 * MiB);
     expect(nodes[1]!.store.usedBytes(nodes[1]!.store.slots[0]!)).toBe(1 * MiB);
-    const around = await vol.read(clients[1]!, 0, 2 * MiB, 4096);
+    const around = readCopy(nodes[1]!, VOL, 0, 2 * MiB, 4096);
     expect(around.subarray(0, 100).every((x) => x === 0)).toBe(true);
     expect(Buffer.from(around.subarray(100, 110)).equals(Buffer.from(pattern(10, 3)))).toBe(true);
     expect(around.subarray(110).every((x) => x === 0)).toBe(true);
@@ -85,15 +85,15 @@ describe("write path", () => {
     const rs = await Promise.all(ps);
     expect(rs.every((r) => r.status === Status.OK)).toBe(true);
     for (const ext of [0, 1]) {
-      const a = await vol.read(clients[0]!, ext, 0, 128 * 1024);
-      const b = await vol.read(clients[1]!, ext, 0, 128 * 1024);
+      const a = readCopy(nodes[0]!, VOL, ext, 0, 128 * 1024);
+      const b = readCopy(nodes[1]!, VOL, ext, 0, 128 * 1024);
       expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
       expect(await vol.checksum(clients[0]!, ext)).toBe(await vol.checksum(clients[1]!, ext));
     }
     // both hold what applying the writes in issue order gives (one client = one ordered stream)
     const model = new Uint8Array(128 * 1024);
     for (let i = 0; i < 200; i++) model.set(pattern(8192, 100 + i), (i * 1536) % (64 * 1024));
-    const held = await vol.read(clients[1]!, 0, 0, 128 * 1024);
+    const held = readCopy(nodes[1]!, VOL, 0, 0, 128 * 1024);
     expect(Buffer.from(held).equals(Buffer.from(model))).toBe(true);
   });
 
@@ -105,8 +105,8 @@ describe("write path", () => {
     expect(t.status).toBe(Status.OK);
     const z = await vol.req(clients[0]!, Op.WRITE_ZEROES, 0, 2 * MiB + MiB / 2, 4096);
     expect(z.status).toBe(Status.OK);
-    for (const c of clients) {
-      const all = await vol.read(c, 0, 0, 3 * MiB);
+    for (const n of nodes) {
+      const all = readCopy(n, VOL, 0, 0, 3 * MiB);
       const expected = pattern(3 * MiB, 7);
       expected.fill(0, MiB / 2, 2 * MiB + MiB / 2 + 4096);
       expect(Buffer.from(all).equals(Buffer.from(expected))).toBe(true);
@@ -218,8 +218,8 @@ describe("failures", () => {
     // a write spanning an allocated and an unallocated chunk fails as a whole
     const span = await vol.write(clients[0]!, 0, 2 * MiB - 2048, pattern(4096, 19));
     expect(span.status).toBe(Status.NO_SPACE);
-    for (const c of clients) {
-      const back = await vol.read(c, 0, 0, 2 * MiB);
+    for (const n of nodes) {
+      const back = readCopy(n, VOL, 0, 0, 2 * MiB);
       expect(Buffer.from(back).equals(Buffer.from(first))).toBe(true);
     }
     // overwriting allocated space still works

@@ -226,6 +226,7 @@ test("a client that never reads its replies stops being served (bounded reply ba
         sds: [],
       }),
     );
+    n.node.grantLease(n.node.clock.nowMs(), 3_600_000);
     let got = 0;
     const reader = new FrameReader();
     const sock = await Bun.connect<undefined>({

@@ -30,6 +30,11 @@ export const Limits = {
   dataMaxInFlightBytesPerConn: 96 * MiB, // an SDS stops reading a connection whose requests/replies hold this many bytes
   sdcRetryWindowMs: 30_000, // an SDC retries a refused piece (stale map, SDS down) this long before EIO
 
+  // SDS copies (rebuild, resync, move) driven by a primary
+  maxRebuildReports: 4096, // copies reported in one SDS heartbeat (SdsHeartbeatRequest.rebuilds)
+  rebuildCopiesPerTarget: 2, // chunk copies in flight from one SDS to one target SDS
+  rebuildRetryMs: 1000, // a copy that failed (target refused or unreachable) starts over after this
+
   // placement / volumes
   defaultExtentBytes: 64 * MiB,
   maxExtentBytes: 1 * GiB, // extents are addressed with u32 offsets

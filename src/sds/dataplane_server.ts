@@ -317,5 +317,5 @@ class ServerConnection implements RequestConn {
 
 /** Bytes a request holds while handled: its payload (writes) or its reply payload (reads). */
 function costOf(h: FrameHeader): number {
-  return h.opcode === Op.READ || h.opcode === Op.WRITE || h.opcode === Op.REPL_WRITE ? h.length : 0;
+  return h.opcode === Op.READ || h.opcode === Op.WRITE || h.opcode === Op.REPL_WRITE || h.opcode === Op.REBUILD_WRITE ? h.length : 0;
 }

@@ -15,6 +15,7 @@
 //   write) plus one byte per physical chunk: proportional to chunks, never to 4 KiB blocks.
 
 import { consola } from "consola";
+import type { ExtentRole, SyncTarget } from "../proto/cluster_api.ts";
 import { Status } from "../proto/dataplane.ts";
 import { PfError, assert } from "../proto/errors.ts";
 import { idToHalves } from "../proto/ids.ts";
@@ -22,6 +23,7 @@ import { Limits } from "../proto/limits.ts";
 import type { BlockDevice } from "../store/block_device.ts";
 import type { SdsMeta } from "../store/sds_meta.ts";
 import { ChunkAllocator, type Allocation } from "./chunk_allocator.ts";
+import type { ChangeRecord } from "./dirty_chunks.ts";
 
 export interface DeviceSlot {
   deviceId: string;
@@ -45,6 +47,15 @@ export class Extent {
   chunks: Int32Array | null = null;
   /** set when the extent is no longer held (an async checksum stops) */
   removed = false;
+  /** this SDS's role, from the MDM's assignment; a copy loaded from disk serves nothing
+   *  ("away") until an assignment says otherwise */
+  role: ExtentRole = "away";
+  /** the copy being built from this one (primary only) */
+  syncTarget: SyncTarget | null = null;
+  /** chunks changed since a copy went missing (primary only; null = no record) */
+  changes: ChangeRecord | null = null;
+  /** forwarded writes (to any copy) that failed: a copy job restarts when this moves */
+  forwardFailures = 0;
   constructor(
     readonly volumeId: string,
     readonly extentIndex: number,
@@ -60,6 +71,10 @@ export class Extent {
 
   get chunkCount(): number {
     return Math.ceil(this.sizeBytes / Limits.thinChunkBytes);
+  }
+
+  get key(): string {
+    return `${this.volumeId}/${this.extentIndex}`;
   }
 
   physOf(chunk: number): number {
@@ -276,9 +291,12 @@ export class ExtentStore {
     return BigInt(Bun.hash.xxHash64(new Uint8Array(BigUint64Array.from(hashes).buffer)));
   }
 
-  /** Make every write and zeroing done so far durable (devices written + metadata). */
-  flushWritten(): Promise<void> {
-    const devs = this.slots.filter((s) => s.written || s.syncFailed);
+  /**
+   * Make every write and zeroing done so far durable (devices written + metadata). `skip`
+   * leaves out devices the caller knows are lost (Failed devices whose data has other copies).
+   */
+  flushWritten(skip?: (slot: DeviceSlot) => boolean): Promise<void> {
+    const devs = this.slots.filter((s) => (s.written || s.syncFailed) && !(skip?.(s) ?? false));
     for (const s of devs) s.written = false;
     const own = Promise.all([...devs.map((s) => this.syncSlot(s)), this.meta.sync()]).then(
       () => undefined,
@@ -330,9 +348,11 @@ export class ExtentStore {
         consola.warn(`sds: extent ${spec.volumeId}/${spec.extentIndex}: assignment epoch ${spec.epoch} is older than held ${e.epoch}; ignored`);
         return Status.OK;
       }
+      const same = spec.epoch === e.epoch && spec.thick === e.thick && sameIds(spec.replicas, e.replicas);
       e.epoch = spec.epoch;
       e.thick = spec.thick;
       e.replicas = spec.replicas;
+      if (same && !e.thick) return Status.OK; // nothing to persist (a refresh of the same map)
     }
     const cur = e;
     this.meta.putExtent({ volumeId: cur.volumeId, extentIndex: cur.extentIndex, epoch: cur.epoch, gen: cur.gen, devNo: slot.devNo, sizeBytes: cur.sizeBytes, thick: cur.thick, replicas: cur.replicas });
@@ -378,6 +398,11 @@ export class ExtentStore {
   }
 
   // ---- internals ----
+
+  /** The held extent with this id, if any. */
+  find(volumeId: string, extentIndex: number): Extent | undefined {
+    return this.lookupById(volumeId, extentIndex);
+  }
 
   private lookupById(volumeId: string, extentIndex: number): Extent | undefined {
     const { hi, lo } = idToHalves(volumeId);
@@ -491,6 +516,10 @@ export class ExtentStore {
       }
     }
   }
+}
+
+function sameIds(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 function pushTo(m: Map<number, number[]>, k: number, v: number): void {

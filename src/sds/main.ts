@@ -1,16 +1,22 @@
 // `pf sds` wiring: open the devices, listen on the data plane, join the MDM with the cluster
 // secret, assemble the SDS core with the data key and device ids the MDM returned, then keep
-// the assignments current with heartbeats (a changed mapVersion fetches them again).
+// the assignments current with heartbeats (a changed mapVersion fetches them again). Each
+// answered heartbeat renews the SDS's lease (sds_node.ts) and carries the progress of the copies
+// this SDS drives. Env PF_FAULT_DEVICE_FILE arms device fault injection (store/block_fault.ts).
 //
 // Invariants: the data port is listening before the join announces it (requests before the
 // core is attached are refused, UNAVAILABLE); assignments are fetched and applied before the
-// first heartbeat reports them applied; a failing MDM never stops IO on held extents.
+// first heartbeat reports them applied, and nothing is served before that heartbeat's answer
+// gives a lease; the lease counts from when the heartbeat was SENT; an unreachable MDM stops
+// nothing until the lease runs out, heartbeats keep being retried, and the first answer after
+// the MDM is back renews the lease.
 
 import { consola } from "consola";
 import { ClusterPaths, HeartbeatResponse, SdsAssignmentsResponse, SdsJoinResponse, type SdsJoinRequest } from "../proto/cluster_api.ts";
 import { PfError, isPfError } from "../proto/errors.ts";
 import { clusterRequest, type MdmEndpoint } from "../proto/mdm_http.ts";
 import { openBlockDevice, type BlockDevice } from "../store/block_device.ts";
+import { FaultFile } from "../store/block_fault.ts";
 import { DataPlaneServer } from "./dataplane_server.ts";
 import { startSdsCore, type SdsCore } from "./sds_core.ts";
 
@@ -36,11 +42,14 @@ export interface SdsHandle {
 
 const JOIN_RETRY_MS = 500;
 const JOIN_ATTEMPTS = 120; // about a minute of waiting for a starting MDM
+const EARLY_BEAT_MIN_GAP_MS = 200; // a newer epoch seen on the data plane asks the MDM at most this often
 
 export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
   const opened = new Map<string, BlockDevice>();
   let server: DataPlaneServer | null = null;
   let core: SdsCore | null = null;
+  const faults = FaultFile.fromEnv();
+  if (faults !== null) consola.warn(`sds ${opts.name}: device fault injection armed by the file ${faults.path}`);
   try {
     for (const d of opts.devices) opened.set(d.path, openBlockDevice(d));
     server = DataPlaneServer.listen({ host: opts.host, port: opts.port });
@@ -54,6 +63,7 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
       port: server.port,
       server,
       opened,
+      wrapDevice: faults === null ? undefined : (d) => faults.wrap(d),
       devices: opts.devices.map((d) => {
         const deviceId = idByPath.get(d.path);
         if (deviceId === undefined) throw new PfError("INTERNAL", `the MDM returned no device id for ${d.path}`);
@@ -62,6 +72,7 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
     });
     const session = new MdmSession(opts.mdm, core, joined.heartbeatMs);
     await session.refreshAssignments();
+    await session.firstBeat();
     session.start();
     consola.info(`sds ${opts.name} (${joined.sdsId}): serving ${opened.size} device(s) on ${opts.host}:${server.port}`);
     const c = core;
@@ -71,9 +82,11 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
       async stop() {
         await session.stop();
         await c.stop();
+        faults?.stop();
       },
     };
   } catch (e) {
+    faults?.stop();
     if (core) await core.stop();
     else {
       server?.stop();
@@ -111,12 +124,28 @@ class MdmSession {
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
   private failures = 0;
+  private lastBeatMs = -Infinity;
 
   constructor(
     private readonly mdm: MdmEndpoint,
     private readonly core: SdsCore,
     private readonly heartbeatMs: number,
-  ) {}
+  ) {
+    // a client named a newer epoch than ours: the MDM has news, ask now instead of at the next beat
+    core.node.onNewerEpoch = () => {
+      if (performance.now() - this.lastBeatMs >= EARLY_BEAT_MIN_GAP_MS) this.wake?.();
+    };
+  }
+
+  /** The heartbeat that gives the first lease (a failure is logged; the loop retries). */
+  async firstBeat(): Promise<void> {
+    try {
+      await this.beat();
+    } catch (e) {
+      this.failures++;
+      consola.warn(`sds ${this.core.sdsId}: first heartbeat failed (serving nothing until one is answered): ${(e as Error).message}`);
+    }
+  }
 
   start(): void {
     this.loop = this.run();
@@ -151,7 +180,8 @@ class MdmSession {
         if (this.failures > 0) consola.info(`sds ${this.core.sdsId}: MDM reachable again after ${this.failures} failed heartbeat(s)`);
         this.failures = 0;
       } catch (e) {
-        if (this.failures++ === 0) consola.warn(`sds ${this.core.sdsId}: heartbeat to MDM failed (IO continues on held extents): ${(e as Error).message}`);
+        const left = Math.max(0, Math.round(this.core.node.leaseRemainingMs));
+        if (this.failures++ === 0) consola.warn(`sds ${this.core.sdsId}: heartbeat to MDM failed (IO continues while the lease holds, ${left} ms left): ${(e as Error).message}`);
       }
     }
   }
@@ -159,12 +189,15 @@ class MdmSession {
   private async beat(): Promise<void> {
     const node = this.core.node;
     const devices = this.core.store.slots.map((s) => ({ deviceId: s.deviceId, state: s.state, usedBytes: this.core.store.usedBytes(s) }));
+    const sentAtMs = node.clock.nowMs();
+    this.lastBeatMs = performance.now();
     const hb = await clusterRequest(this.mdm, {
       method: "POST",
       path: ClusterPaths.sdsHeartbeat(this.core.sdsId),
-      body: { devices, appliedMapVersion: node.appliedMapVersion },
+      body: { devices, appliedMapVersion: node.appliedMapVersion, rebuilds: node.rebuildReports() },
       schema: HeartbeatResponse,
     });
+    node.grantLease(sentAtMs, hb.leaseMs);
     if (hb.mapVersion !== node.appliedMapVersion && !this.stopped) await this.refreshAssignments();
   }
 }

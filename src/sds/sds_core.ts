@@ -2,7 +2,8 @@
 // server. runSds (main.ts) uses it after joining; tests use it directly with an injected data
 // key and assignments, to run 2-3 SDSs in one process.
 //
-// Invariants: the server only serves once the store is loaded; stop() closes the listener and
+// Invariants: the server only serves once the store is loaded (and the node only once
+// assignments are applied and a lease is held: see sds_node.ts); stop() closes the listener and
 // peer links before persisting versions and closing metadata and devices, so no IO runs on a
 // closed file.
 
@@ -11,6 +12,7 @@ import { openBlockDevice, type BlockDevice } from "../store/block_device.ts";
 import { SdsMeta } from "../store/sds_meta.ts";
 import { DataPlaneServer } from "./dataplane_server.ts";
 import { ExtentStore } from "./extent_store.ts";
+import type { SdsClock } from "./sds_clock.ts";
 import { SdsNode } from "./sds_node.ts";
 
 export interface SdsCoreDevice {
@@ -37,6 +39,8 @@ export interface SdsCoreOptions {
   opened?: Map<string, BlockDevice>;
   /** wrap each device (tests: a FaultInjectingDevice) */
   wrapDevice?: (dev: BlockDevice) => BlockDevice;
+  /** monotonic clock for leases and copy throttling (tests: a fake) */
+  clock?: SdsClock;
 }
 
 export interface SdsCore {
@@ -63,7 +67,7 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
     }
     meta.setKey("sds_id", opts.sdsId);
     const store = ExtentStore.open(meta, devices);
-    const node = new SdsNode({ sdsId: opts.sdsId, dataKeyHex: opts.dataKeyHex, store });
+    const node = new SdsNode({ sdsId: opts.sdsId, dataKeyHex: opts.dataKeyHex, store, clock: opts.clock });
     const server = opts.server ?? DataPlaneServer.listen({ host: opts.host, port: opts.port, maxInFlightPerConn: opts.maxInFlightPerConn, maxInFlightBytesPerConn: opts.maxInFlightBytesPerConn });
     server.attach(opts.dataKeyHex, node);
     const m = meta;

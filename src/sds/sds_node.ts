@@ -1,27 +1,50 @@
-// The SDS core: serves data-plane requests for the extent copies it holds and replicates
-// writes from the primary copy to the secondary. Needs no MDM: assignments and the data key
-// are handed in (runSds fetches them; tests inject them).
+// The SDS core: serves data-plane requests for the extent copies it holds, in the role the MDM
+// gave each (primary / secondary / target / away), replicates writes from the primary to the
+// other in-sync copies and to a sync target, keeps the change record a resync needs, and runs
+// the copy loops (rebuild_copy.ts). Needs no MDM: assignments, leases and the data key are
+// handed in (runSds fetches them; tests inject them).
 //
 // Invariants:
-// - every extent-addressed request is checked before any device IO: this SDS holds the extent
-//   (else NOT_OWNER), the epoch equals its own (else STALE_EPOCH), the range lies inside it;
-// - WRITE / TRIM / WRITE_ZEROES are accepted only by the primary (replicas[0]); it applies
-//   them locally in arrival order and forwards them (REPL_WRITE / REPL_ZERO) in the same order
-//   over ONE connection per peer; the secondary applies in arrival order, so overlapping
-//   writes end identical on both copies;
-// - a write is acknowledged OK only when every copy holds it (returned through the kernel);
-//   with FUA, only when every copy has it durable. A peer that fails or cannot be reached
-//   makes the reply UNAVAILABLE (never a single-copy OK);
+// - every extent-addressed request (client IO, REPL_*, REBUILD_WRITE, CHECKSUM) is checked
+//   before any device IO, in this order: this SDS holds the extent (else NOT_OWNER); it holds a
+//   lease (assignments applied since start and the lease from the last answered heartbeat not
+//   expired, else UNAVAILABLE); the epoch equals the extent's, older or newer (else
+//   STALE_EPOCH); the role allows the operation and a forwarded frame comes from the extent's
+//   primary (else NOT_OWNER); the copy's device has not failed (else UNAVAILABLE); the range
+//   lies inside the extent (else INVALID);
+// - client IO is served by the primary only; REPL_* by a secondary or target, REBUILD_WRITE by a
+//   target, from the primary only; an away copy serves nothing and is never freed while assigned;
+// - the primary applies writes locally in arrival order and forwards them (REPL_WRITE /
+//   REPL_ZERO) in the same order over ONE connection per peer, to every other in-sync copy and
+//   to the sync target; receivers apply in arrival order, so overlapping writes end identical;
+// - a write is acknowledged OK only when every copy it was forwarded to holds it (returned
+//   through the kernel); with FUA, only when every copy has it durable. A copy that fails or
+//   cannot be reached makes the reply non-OK (UNAVAILABLE for a target: the SDC retries), never a
+//   partial OK; a degraded primary (replicas = [self], no target) acks after its own write;
+// - change record (resync): while this SDS is the primary, from the moment an in-sync copy goes
+//   missing (a forwarded write to it fails, or an assignment drops it), every written, trimmed
+//   or zeroed chunk is marked; the record names the copies it is complete for. A primary that
+//   was not primary before (promotion, restart) starts with no record, so a resync of a copy it
+//   does not cover copies every chunk;
 // - FLUSH makes durable every write acknowledged before it: local devices, local metadata,
-//   and a FLUSH to every peer this SDS forwarded to since its last flush.
+//   and a FLUSH to every copy this SDS forwarded to since its last flush. A Failed device is left
+//   out only when every extent on it has another in-sync copy (the copy there is lost anyway).
 
 import { consola } from "consola";
 import { Flag, Op, Status, type Frame, type FrameHeader } from "../proto/dataplane.ts";
 import { DataPlanePool, type DataRequest } from "../proto/dataplane_client.ts";
-import type { SdsAssignmentsResponse } from "../proto/cluster_api.ts";
+import type { ExtentAssignment, ExtentRole, RebuildReport, SdsAssignmentsResponse } from "../proto/cluster_api.ts";
 import { Limits } from "../proto/limits.ts";
-import type { Extent, ExtentStore } from "./extent_store.ts";
+import { DirtyChunks } from "./dirty_chunks.ts";
+import type { DeviceSlot, Extent, ExtentStore } from "./extent_store.ts";
 import type { RequestConn, RequestHandler } from "./dataplane_server.ts";
+import { CopyEngine } from "./rebuild_copy.ts";
+import { realClock, type SdsClock } from "./sds_clock.ts";
+
+const CHUNK = Limits.thinChunkBytes;
+
+/** What a request wants to do with an extent copy (decides which roles may serve it). */
+type Use = "client" | "replica" | "rebuild" | "checksum";
 
 export interface SdsNodeStats {
   reads: number;
@@ -36,6 +59,13 @@ export interface SdsNodeStats {
   fuaSyncs: number;
   refusedNotOwner: number;
   refusedStaleEpoch: number;
+  /** extent requests refused because this SDS held no valid lease */
+  refusedNoLease: number;
+  /** extent requests refused because the copy's device failed */
+  refusedFailedDevice: number;
+  /** REBUILD_WRITE frames applied (as a target) and their bytes */
+  rebuildWrites: number;
+  rebuildBytes: number;
   peerFailures: number;
 }
 
@@ -45,6 +75,8 @@ export interface SdsNodeOptions {
   store: ExtentStore;
   /** peer connections; default: a pool with one ordered connection per peer */
   peers?: DataPlanePool;
+  /** monotonic clock for leases and the copy throttle (tests pass a fake) */
+  clock?: SdsClock;
 }
 
 const PEER_WARN_INTERVAL_MS = 5000;
@@ -63,9 +95,21 @@ export class SdsNode implements RequestHandler {
     fuaSyncs: 0,
     refusedNotOwner: 0,
     refusedStaleEpoch: 0,
+    refusedNoLease: 0,
+    refusedFailedDevice: 0,
+    rebuildWrites: 0,
+    rebuildBytes: 0,
     peerFailures: 0,
   };
   appliedMapVersion = 0;
+  readonly clock: SdsClock;
+  readonly copies: CopyEngine;
+  /** called when a request names a newer epoch than held: the MDM has news (runSds heartbeats) */
+  onNewerEpoch: (() => void) | null = null;
+  private assignmentsApplied = false;
+  private leaseUntilMs = -Infinity;
+  /** peers that are a copy or target of some extent this SDS is primary of */
+  private memberPeers = new Set<string>();
   /** peers this SDS forwarded writes to since its last FLUSH began */
   private readonly peersWritten = new Set<string>();
   private readonly inflightFlushes = new Set<Promise<Status>>();
@@ -76,11 +120,43 @@ export class SdsNode implements RequestHandler {
     this.store = opts.store;
     // ONE connection per peer: forwarded writes must reach it in the order they were applied
     this.peers = opts.peers ?? new DataPlanePool({ dataKeyHex: opts.dataKeyHex, nodeId: opts.sdsId, connsPerSds: 1 });
+    this.clock = opts.clock ?? realClock;
+    this.copies = new CopyEngine({ sdsId: this.sdsId, store: this.store, peers: this.peers, clock: this.clock });
+  }
+
+  // ---- lease ----
+
+  /**
+   * A heartbeat sent at `sentAtMs` (this node's clock) was answered with `leaseMs`: serve until
+   * sentAtMs + leaseMs. Timing from the send, not the answer, keeps the lease inside the one
+   * the MDM counts from when it received the heartbeat.
+   */
+  grantLease(sentAtMs: number, leaseMs: number): void {
+    const until = sentAtMs + leaseMs;
+    if (until > this.leaseUntilMs) this.leaseUntilMs = until;
+  }
+
+  /** True while extents may be served (assignments applied since start and the lease holds). */
+  get serving(): boolean {
+    return this.assignmentsApplied && this.clock.nowMs() < this.leaseUntilMs;
+  }
+
+  /** Milliseconds of lease left (negative once expired). */
+  get leaseRemainingMs(): number {
+    return this.leaseUntilMs - this.clock.nowMs();
+  }
+
+  /** Copies this SDS drives, for the heartbeat. */
+  rebuildReports(): RebuildReport[] {
+    return this.copies.reports();
   }
 
   // ---- assignments ----
 
-  /** Apply the MDM's assignments: new extents held, changed ones updated, missing ones freed. */
+  /**
+   * Apply the MDM's assignments: extents held with their role (new ones created, changed ones
+   * updated), extents not listed freed, copy jobs started or cancelled, throttle updated.
+   */
   applyAssignments(resp: SdsAssignmentsResponse): void {
     const ids = new Set<string>();
     for (const s of resp.sds) {
@@ -91,29 +167,98 @@ export class SdsNode implements RequestHandler {
     this.peers.retain(ids);
     const keep = new Set<string>();
     for (const a of resp.extents) {
-      if (!a.replicas.includes(this.sdsId)) continue;
-      const sizeBytes = resp.extentSizeBytesByVolume[a.volumeId];
-      if (sizeBytes === undefined) {
-        consola.warn(`sds ${this.sdsId}: assignment of ${a.volumeId}/${a.extentIndex} has no extent size; skipped`);
+      const key = `${a.volumeId}/${a.extentIndex}`;
+      const role = roleOf(a, this.sdsId);
+      if (role === null) {
+        consola.error(`sds ${this.sdsId}: assignment of ${key} says ${a.role} but replicas are [${a.replicas.join(", ")}]; holding the copy without serving it`);
+        const held = this.store.find(a.volumeId, a.extentIndex);
+        if (held !== undefined) {
+          keep.add(key);
+          this.setRole(held, "away", a);
+        }
         continue;
       }
-      const key = `${a.volumeId}/${a.extentIndex}`;
+      const sizeBytes = resp.extentSizeBytesByVolume[a.volumeId];
+      if (sizeBytes === undefined) {
+        consola.warn(`sds ${this.sdsId}: assignment of ${key} has no extent size; skipped`);
+        if (this.store.find(a.volumeId, a.extentIndex) !== undefined) keep.add(key);
+        continue;
+      }
+      // still assigned to us: never free a copy we hold because its new assignment is unusable
+      keep.add(key);
+      const prev = this.store.find(a.volumeId, a.extentIndex);
+      if (prev !== undefined && a.epoch < prev.epoch) {
+        consola.warn(`sds ${this.sdsId}: extent ${key}: assignment epoch ${a.epoch} is older than held ${prev.epoch}; ignored`);
+        continue;
+      }
+      const before = prev === undefined ? null : { role: prev.role, replicas: prev.replicas };
       try {
         this.store.put({ volumeId: a.volumeId, extentIndex: a.extentIndex, epoch: a.epoch, sizeBytes, thick: a.thick, replicas: a.replicas, deviceId: a.deviceId });
-        keep.add(key);
       } catch (e) {
-        // still assigned to us: never free a copy we hold because its new assignment is unusable
-        keep.add(key);
         consola.error(`sds ${this.sdsId}: cannot apply the assignment of extent ${key}: ${(e as Error).message}`);
+        continue;
       }
+      const e = this.store.find(a.volumeId, a.extentIndex);
+      if (e === undefined) continue;
+      this.setRole(e, role, a, e === prev ? before : null);
     }
     const gone: Extent[] = [];
-    for (const e of this.store.extents()) if (!keep.has(`${e.volumeId}/${e.extentIndex}`)) gone.push(e);
+    for (const e of this.store.extents()) if (!keep.has(e.key)) gone.push(e);
     for (const e of gone) {
-      consola.info(`sds ${this.sdsId}: extent ${e.volumeId}/${e.extentIndex} no longer assigned; freeing its space`);
+      consola.info(`sds ${this.sdsId}: extent ${e.key} no longer assigned; freeing its space`);
       this.store.drop(e);
     }
+    this.memberPeers = new Set();
+    for (const e of this.store.extents()) {
+      if (e.role !== "primary") continue;
+      for (const r of e.replicas) if (r !== this.sdsId) this.memberPeers.add(r);
+      if (e.syncTarget !== null) this.memberPeers.add(e.syncTarget.sdsId);
+    }
+    this.copies.setRate(resp.rebuildRateBytesPerSec);
+    this.copies.reconcile(this.store.extents());
     this.appliedMapVersion = resp.mapVersion;
+    this.assignmentsApplied = true;
+  }
+
+  /**
+   * Set an extent's role and sync target, and keep its change record (file comment): started
+   * or extended when an in-sync copy is dropped while this SDS stays primary, trimmed when
+   * copies come back, dropped when this SDS is not primary. `before` is the extent's state
+   * before this assignment (null: a copy new to this process, e.g. after a restart).
+   */
+  private setRole(e: Extent, role: ExtentRole, a: ExtentAssignment, before: { role: ExtentRole; replicas: string[] } | null = null): void {
+    if (role !== e.role) consola.info(`sds ${this.sdsId}: extent ${e.key} epoch ${e.epoch}: ${e.role} -> ${role}`);
+    e.role = role;
+    e.syncTarget = role === "primary" && a.syncTarget !== null && a.syncTarget.sdsId !== this.sdsId ? a.syncTarget : null;
+    if (role !== "primary") {
+      e.changes = null;
+      return;
+    }
+    if (before === null || before.role !== "primary") {
+      e.changes = null; // promoted or restarted: an old primary may hold writes we never saw
+      return;
+    }
+    const dropped = before.replicas.filter((r) => r !== this.sdsId && !e.replicas.includes(r));
+    if (dropped.length > 0) this.recordMissing(e, dropped);
+    const rec = e.changes;
+    if (rec !== null) {
+      for (const r of e.replicas) rec.missing.delete(r);
+      if (rec.missing.size === 0) e.changes = null;
+    }
+  }
+
+  /** These in-sync copies went missing while this SDS is primary: record changes from now on. */
+  private recordMissing(e: Extent, sdsIds: string[]): void {
+    if (e.changes === null) {
+      e.changes = { chunks: new DirtyChunks(e.chunkCount), missing: new Set() };
+      consola.info(`sds ${this.sdsId}: extent ${e.key}: copy on ${sdsIds.join(", ")} missing; recording changed chunks for its resync`);
+    }
+    for (const r of sdsIds) e.changes.missing.add(r);
+  }
+
+  private markChanged(e: Extent, offsetBytes: number, lengthBytes: number): void {
+    if (e.changes === null || lengthBytes === 0) return;
+    e.changes.chunks.mark(Math.floor(offsetBytes / CHUNK), Math.floor((offsetBytes + lengthBytes - 1) / CHUNK));
   }
 
   // ---- requests ----
@@ -123,8 +268,10 @@ export class SdsNode implements RequestHandler {
     try {
       this.dispatch(conn, h, f.payload);
     } catch (e) {
+      // a device error (the device is now Failed and its extents refused): the SDC retries
+      // and finds the copy the MDM routes to next
       consola.error(`sds ${this.sdsId}: opcode ${h.opcode} on ${h.volumeHi.toString(16)}${h.volumeLo.toString(16)}/${h.extentIndex} failed: ${(e as Error).message}`);
-      conn.reply(h, Status.IO_ERROR);
+      conn.reply(h, Status.UNAVAILABLE);
     }
   }
 
@@ -150,7 +297,8 @@ export class SdsNode implements RequestHandler {
         return;
       case Op.CHECKSUM:
         return this.checksum(conn, h);
-      case Op.REBUILD_WRITE: // the rebuild copy path is not served yet
+      case Op.REBUILD_WRITE:
+        return this.rebuildWrite(conn, h, payload);
       case Op.HELLO:
         conn.reply(h, Status.INVALID);
         return;
@@ -163,22 +311,35 @@ export class SdsNode implements RequestHandler {
   }
 
   /** The extent a request addresses, or the refusal status (checked before any device IO). */
-  private target(h: FrameHeader): Extent | Status {
+  private admit(conn: RequestConn, h: FrameHeader, use: Use): Extent | Status {
     const e = this.store.lookup(h.volumeHi, h.volumeLo, h.extentIndex);
     if (e === undefined) {
       this.stats.refusedNotOwner++;
       return Status.NOT_OWNER;
     }
+    if (!this.serving) {
+      this.stats.refusedNoLease++;
+      return Status.UNAVAILABLE;
+    }
     if (h.epoch !== e.epoch) {
       this.stats.refusedStaleEpoch++;
+      if (h.epoch > e.epoch) this.onNewerEpoch?.();
       return Status.STALE_EPOCH;
+    }
+    if (!roleServes(e.role, use) || (use !== "client" && use !== "checksum" && conn.nodeId !== e.replicas[0])) {
+      this.stats.refusedNotOwner++;
+      return Status.NOT_OWNER;
+    }
+    if (e.slot.state === "Failed") {
+      this.stats.refusedFailedDevice++;
+      return Status.UNAVAILABLE;
     }
     if (h.offset + h.length > e.sizeBytes) return Status.INVALID;
     return e;
   }
 
   private read(conn: RequestConn, h: FrameHeader): void {
-    const e = this.target(h);
+    const e = this.admit(conn, h, "client");
     if (typeof e === "number") return conn.reply(h, e);
     if (h.length > Limits.dataMaxPayloadBytes) return conn.reply(h, Status.INVALID);
     this.stats.reads++;
@@ -192,11 +353,11 @@ export class SdsNode implements RequestHandler {
   }
 
   private writePrimary(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
-    const e = this.target(h);
+    const e = this.admit(conn, h, "client");
     if (typeof e === "number") return conn.reply(h, e);
-    if (e.replicas[0] !== this.sdsId) return this.refuseNotPrimary(conn, h);
     if (payload.byteLength !== h.length) return conn.reply(h, Status.INVALID);
     this.stats.writes++;
+    this.markChanged(e, h.offset, h.length);
     const st = this.store.write(e, h.offset, payload);
     if (st !== Status.OK) return conn.reply(h, st);
     h.gen = ++e.gen;
@@ -204,17 +365,20 @@ export class SdsNode implements RequestHandler {
   }
 
   private zeroPrimary(conn: RequestConn, h: FrameHeader): void {
-    const e = this.target(h);
+    const e = this.admit(conn, h, "client");
     if (typeof e === "number") return conn.reply(h, e);
-    if (e.replicas[0] !== this.sdsId) return this.refuseNotPrimary(conn, h);
     this.stats.zeroes++;
+    this.markChanged(e, h.offset, h.length);
     const st = this.store.zero(e, h.offset, h.length);
     if (st !== Status.OK) return conn.reply(h, st);
     h.gen = ++e.gen;
     this.replicate(conn, h, e, Op.REPL_ZERO, undefined);
   }
 
-  /** Forward to every other copy (and sync locally for FUA); reply when all are done. */
+  /**
+   * Forward to every other in-sync copy and to the sync target (and sync locally for FUA);
+   * reply when all are done.
+   */
   private replicate(conn: RequestConn, h: FrameHeader, e: Extent, op: Op, payload: Uint8Array | undefined): void {
     const fua = (h.flags & Flag.FUA) !== 0;
     const join = new ReplyJoin(conn, h);
@@ -229,28 +393,11 @@ export class SdsNode implements RequestHandler {
       length: h.length,
       gen: h.gen,
     };
-    for (let i = 1; i < e.replicas.length; i++) {
-      const peer = e.replicas[i]!;
-      const link = this.peers.link(peer);
-      join.expect();
-      if (link === undefined) {
-        this.peerFailed(peer, "no address known");
-        join.done(Status.UNAVAILABLE);
-        continue;
-      }
-      this.peersWritten.add(peer);
-      // payload is a FrameReader view of a socket chunk nobody writes into again (see
-      // test/dataplane_buffers.test.ts): forward it without a copy
-      link.send(
-        fwd,
-        payload,
-        (st) => {
-          if (st !== Status.OK) this.peerFailed(peer, `status ${st}`);
-          join.done(peerStatus(st));
-        },
-        true,
-      );
-    }
+    const offset = h.offset;
+    const length = h.length;
+    for (let i = 1; i < e.replicas.length; i++) this.forward(e, e.replicas[i]!, true, fwd, payload, join, offset, length);
+    const t = e.syncTarget;
+    if (t !== null && !e.replicas.includes(t.sdsId)) this.forward(e, t.sdsId, false, fwd, payload, join, offset, length);
     if (fua) {
       join.expect();
       this.stats.fuaSyncs++;
@@ -258,17 +405,59 @@ export class SdsNode implements RequestHandler {
         () => join.done(Status.OK),
         (err: unknown) => {
           consola.error(`sds ${this.sdsId}: FUA sync failed: ${String(err)}`);
-          join.done(Status.IO_ERROR);
+          join.done(Status.UNAVAILABLE);
         },
       );
     }
     join.arm();
   }
 
-  private writeSecondary(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
-    const e = this.target(h);
+  private forward(e: Extent, peer: string, inSync: boolean, fwd: DataRequest, payload: Uint8Array | undefined, join: ReplyJoin, offset: number, length: number): void {
+    const link = this.peers.link(peer);
+    join.expect();
+    if (link === undefined) {
+      this.forwardFailed(e, peer, inSync, offset, length, "no address known");
+      join.done(Status.UNAVAILABLE);
+      return;
+    }
+    this.peersWritten.add(peer);
+    // payload is a FrameReader view of a socket chunk nobody writes into again (see
+    // test/dataplane_buffers.test.ts): forward it without a copy
+    link.send(
+      fwd,
+      payload,
+      (st) => {
+        if (st !== Status.OK) this.forwardFailed(e, peer, inSync, offset, length, `status ${st}`);
+        join.done(inSync ? peerStatus(st) : targetStatus(st));
+      },
+      true,
+    );
+  }
+
+  /** A forwarded write did not reach `peer`: the copies may differ on that range. */
+  private forwardFailed(e: Extent, peer: string, inSync: boolean, offset: number, length: number, what: string): void {
+    this.peerFailed(peer, what);
+    e.forwardFailures++;
+    if (e.removed || e.role !== "primary") return;
+    if (inSync && e.replicas.includes(peer)) this.recordMissing(e, [peer]);
+    this.markChanged(e, offset, length);
+    this.copies.forwardFailed(e);
+  }
+
+  private rebuildWrite(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
+    const e = this.admit(conn, h, "rebuild");
     if (typeof e === "number") return conn.reply(h, e);
-    if (e.replicas[0] === this.sdsId) return this.refuseNotPrimary(conn, h);
+    if (payload.byteLength !== h.length) return conn.reply(h, Status.INVALID);
+    this.stats.rebuildWrites++;
+    this.stats.rebuildBytes += h.length;
+    const st = this.store.write(e, h.offset, payload);
+    if (st === Status.OK && h.gen > e.gen) e.gen = h.gen;
+    conn.reply(h, st);
+  }
+
+  private writeSecondary(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
+    const e = this.admit(conn, h, "replica");
+    if (typeof e === "number") return conn.reply(h, e);
     if (payload.byteLength !== h.length) return conn.reply(h, Status.INVALID);
     this.stats.replWrites++;
     const st = this.store.write(e, h.offset, payload);
@@ -277,9 +466,8 @@ export class SdsNode implements RequestHandler {
   }
 
   private zeroSecondary(conn: RequestConn, h: FrameHeader): void {
-    const e = this.target(h);
+    const e = this.admit(conn, h, "replica");
     if (typeof e === "number") return conn.reply(h, e);
-    if (e.replicas[0] === this.sdsId) return this.refuseNotPrimary(conn, h);
     this.stats.zeroes++;
     const st = this.store.zero(e, h.offset, h.length);
     if (st === Status.OK && h.gen > e.gen) e.gen = h.gen;
@@ -293,19 +481,13 @@ export class SdsNode implements RequestHandler {
       () => conn.reply(h, Status.OK),
       (err: unknown) => {
         consola.error(`sds ${this.sdsId}: FUA sync failed: ${String(err)}`);
-        conn.reply(h, Status.IO_ERROR);
+        conn.reply(h, Status.UNAVAILABLE);
       },
     );
   }
 
-  /** A copy that is not the primary got a client write (or the primary a forwarded one). */
-  private refuseNotPrimary(conn: RequestConn, h: FrameHeader): void {
-    this.stats.refusedNotOwner++;
-    conn.reply(h, Status.NOT_OWNER);
-  }
-
   private checksum(conn: RequestConn, h: FrameHeader): void {
-    const e = this.target(h);
+    const e = this.admit(conn, h, "checksum");
     if (typeof e === "number") return conn.reply(h, e);
     this.store.checksum(e, h.offset, h.length).then(
       (sum) => {
@@ -324,7 +506,7 @@ export class SdsNode implements RequestHandler {
 
   /** Make every write this SDS applied so far durable on its own devices (a peer's FLUSH). */
   private flushLocal(): Promise<Status> {
-    return this.store.flushWritten().then(
+    return this.store.flushWritten((slot) => this.lostWithOtherCopies(slot)).then(
       () => Status.OK,
       (err: unknown) => {
         consola.error(`sds ${this.sdsId}: flush failed: ${String(err)}`);
@@ -335,7 +517,8 @@ export class SdsNode implements RequestHandler {
 
   /** Make every write acknowledged so far durable here and on every peer forwarded to. */
   flush(): Promise<Status> {
-    const peers = [...this.peersWritten];
+    // a peer no longer a copy of anything this SDS is primary of owes nothing any more
+    const peers = [...this.peersWritten].filter((p) => this.memberPeers.has(p));
     this.peersWritten.clear();
     const parts: Promise<Status>[] = [this.flushLocal()];
     for (const peer of peers) parts.push(this.flushPeer(peer));
@@ -345,6 +528,16 @@ export class SdsNode implements RequestHandler {
     const waits = [tracked, ...this.inflightFlushes];
     this.inflightFlushes.add(tracked);
     return Promise.all(waits).then(worstOf);
+  }
+
+  /**
+   * A Failed device may be left out of a flush when every extent on it has another in-sync
+   * copy (which the FLUSH reaches): its own copies are lost and will be rebuilt from those.
+   */
+  private lostWithOtherCopies(slot: DeviceSlot): boolean {
+    if (slot.state !== "Failed") return false;
+    for (const e of this.store.extents()) if (e.slot === slot && e.role === "primary" && e.replicas.length < 2) return false;
+    return true;
   }
 
   private flushPeer(peer: string): Promise<Status> {
@@ -371,6 +564,7 @@ export class SdsNode implements RequestHandler {
   }
 
   close(): void {
+    this.copies.close();
     this.peers.close();
   }
 }
@@ -407,9 +601,10 @@ function peerStatus(st: Status): Status {
   switch (st) {
     case Status.OK:
     case Status.NO_SPACE:
-    case Status.IO_ERROR:
     case Status.STALE_EPOCH:
       return st;
+    case Status.IO_ERROR:
+      return Status.UNAVAILABLE; // the copy's device failed: the MDM routes around it
     case Status.NOT_OWNER:
       return Status.STALE_EPOCH; // the two copies disagree on membership: the client refreshes
     case Status.INVALID:
@@ -419,6 +614,50 @@ function peerStatus(st: Status): Status {
       return Status.UNAVAILABLE;
     default: {
       const never: never = st;
+      return never;
+    }
+  }
+}
+
+/** A sync target's answer: anything but OK makes the client retry (the MDM drops a dead target). */
+function targetStatus(st: Status): Status {
+  return st === Status.OK ? Status.OK : Status.UNAVAILABLE;
+}
+
+/**
+ * The role an assignment gives this SDS, checked against the replica list (primary first);
+ * null when they disagree. A primary/secondary assignment is placed by the replica list (an
+ * MDM that sends no role gets the schema's default, "primary", for every copy).
+ */
+function roleOf(a: ExtentAssignment, me: string): ExtentRole | null {
+  const i = a.replicas.indexOf(me);
+  switch (a.role) {
+    case "primary":
+    case "secondary":
+      if (i < 0) return null;
+      return i === 0 ? "primary" : "secondary";
+    case "target":
+    case "away":
+      return i >= 0 ? null : a.role;
+    default: {
+      const never: never = a.role;
+      return never;
+    }
+  }
+}
+
+function roleServes(role: ExtentRole, use: Use): boolean {
+  switch (role) {
+    case "primary":
+      return use === "client" || use === "checksum";
+    case "secondary":
+      return use === "replica" || use === "checksum";
+    case "target":
+      return use === "replica" || use === "rebuild" || use === "checksum";
+    case "away":
+      return false;
+    default: {
+      const never: never = role;
       return never;
     }
   }

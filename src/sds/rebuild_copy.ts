@@ -1,0 +1,307 @@
+// The copy loop an SDS drives as the primary of an extent with a sync target (rebuild onto a new
+// SDS, resync of a returning one, move): chunk by chunk (Limits.thinChunkBytes), throttled by one
+// token bucket for all copies of this SDS, at most Limits.rebuildCopiesPerTarget chunk copies in
+// flight per target SDS, with progress for the heartbeat's RebuildReport.
+//
+// What is copied: mode "full", and mode "resync" without a trustworthy change record for that
+// target, go over every chunk; mode "resync" with a record (sds_node.ts keeps it while a copy is
+// missing) goes over the recorded chunks only. A chunk allocated here is sent as REBUILD_WRITE
+// with its data; a chunk that is not (never written, or trimmed) is sent as REPL_ZERO, so a
+// target holding stale bytes (a resync target, a reused copy) ends with zeros there too.
+//
+// Ordering (durability-and-resync.md §7(c)). The primary forwards every client write to the
+// target from the moment the assignment names it (sds_node.ts), over ONE ordered connection per
+// peer, and the target applies frames in arrival order. A chunk copy reads the local data and
+// queues its REBUILD_WRITE on that same connection in one synchronous step of the event loop.
+// That step is the range lock: every client write to the chunk applied before it (finished or
+// still in flight) was queued on the connection before the copy and is contained in the data
+// read; every write applied after it is queued after the copy and lands on top of it. So no
+// overlapping write can fall between "read" and "sent", and other ranges never wait.
+//
+// Invariants:
+// - a job reports done only after every planned chunk reached the target with OK, no forwarded
+//   write to any copy of the extent failed meanwhile (else it starts over after a pause), and a
+//   FLUSH made the target's copy durable;
+// - a job belongs to one (extent, epoch, target, mode); any change of the assignment cancels it;
+// - a job that failed reports done=false until its retry finishes; the MDM may re-plan meanwhile.
+
+import { consola } from "consola";
+import type { RebuildReport, SyncTarget } from "../proto/cluster_api.ts";
+import { Flag, Op, Status } from "../proto/dataplane.ts";
+import type { DataPlanePool, DataRequest } from "../proto/dataplane_client.ts";
+import { Limits } from "../proto/limits.ts";
+import type { Extent, ExtentStore } from "./extent_store.ts";
+import type { SdsClock } from "./sds_clock.ts";
+import { TokenBucket } from "./token_bucket.ts";
+
+const CHUNK = Limits.thinChunkBytes;
+
+export interface CopyStats {
+  /** REBUILD_WRITE frames and their payload bytes sent */
+  rebuildWritesSent: number;
+  rebuildBytesSent: number;
+  /** REPL_ZERO frames a copy sent for chunks not allocated here */
+  rebuildZeroesSent: number;
+  jobsDone: number;
+  jobsFailed: number;
+}
+
+export interface CopyEngineDeps {
+  sdsId: string;
+  store: ExtentStore;
+  peers: DataPlanePool;
+  clock: SdsClock;
+}
+
+type JobState = "running" | "done" | "failed" | "cancelled";
+
+class CopyJob {
+  state: JobState = "running";
+  copiedBytes = 0;
+  totalBytes = 0;
+  attempts = 0;
+  constructor(
+    readonly e: Extent,
+    readonly epoch: number,
+    readonly target: SyncTarget,
+  ) {}
+
+  /** still the copy the assignment asks for */
+  get current(): boolean {
+    const e = this.e;
+    return this.state !== "cancelled" && !e.removed && e.epoch === this.epoch && e.role === "primary" && e.syncTarget?.sdsId === this.target.sdsId && e.syncTarget.mode === this.target.mode;
+  }
+}
+
+/** A FIFO counting semaphore (copies in flight to one target SDS). */
+class Slots {
+  private used = 0;
+  private readonly waiters: (() => void)[] = [];
+  constructor(private readonly max: number) {}
+  acquire(): Promise<void> {
+    if (this.used < this.max) {
+      this.used++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+  release(): void {
+    const next = this.waiters.shift();
+    if (next) next();
+    else this.used--;
+  }
+}
+
+export class CopyEngine {
+  readonly stats: CopyStats = { rebuildWritesSent: 0, rebuildBytesSent: 0, rebuildZeroesSent: 0, jobsDone: 0, jobsFailed: 0 };
+  readonly bucket: TokenBucket;
+  private readonly jobs = new Map<string, CopyJob>();
+  private readonly slotsByTarget = new Map<string, Slots>();
+  private closed = false;
+
+  constructor(private readonly deps: CopyEngineDeps) {
+    this.bucket = new TokenBucket(deps.clock);
+  }
+
+  setRate(bytesPerSec: number): void {
+    this.bucket.setRate(bytesPerSec);
+  }
+
+  /** Start, keep or cancel jobs so that exactly the held primaries with a sync target have one. */
+  reconcile(extents: Iterable<Extent>): void {
+    if (this.closed) return;
+    const want = new Set<string>();
+    for (const e of extents) {
+      const t = e.syncTarget;
+      if (e.role !== "primary" || t === null || t.sdsId === this.deps.sdsId) continue;
+      want.add(e.key);
+      const j = this.jobs.get(e.key);
+      if (j !== undefined && j.e === e && j.current) continue;
+      if (j !== undefined) j.state = "cancelled";
+      const job = new CopyJob(e, e.epoch, { ...t });
+      this.jobs.set(e.key, job);
+      void this.run(job);
+    }
+    for (const [key, j] of this.jobs) {
+      if (want.has(key)) continue;
+      j.state = "cancelled";
+      this.jobs.delete(key);
+    }
+  }
+
+  /** Progress of every copy driven here (bounded), for the heartbeat. */
+  reports(): RebuildReport[] {
+    const out: RebuildReport[] = [];
+    for (const j of this.jobs.values()) {
+      if (j.state === "cancelled") continue;
+      if (out.length >= Limits.maxRebuildReports) break;
+      out.push({
+        volumeId: j.e.volumeId,
+        extentIndex: j.e.extentIndex,
+        epoch: j.epoch,
+        targetSdsId: j.target.sdsId,
+        copiedBytes: j.copiedBytes,
+        totalBytes: j.totalBytes,
+        done: j.state === "done",
+      });
+    }
+    return out;
+  }
+
+  /**
+   * A forwarded write of this extent failed (sds_node.ts counted it in e.forwardFailures): a
+   * running job notices by itself; a finished one may no longer be identical, so it starts over.
+   */
+  forwardFailed(e: Extent): void {
+    const j = this.jobs.get(e.key);
+    if (j === undefined || j.e !== e || j.state !== "done" || !j.current || this.closed) return;
+    consola.warn(`sds ${this.deps.sdsId}: a forwarded write of extent ${e.key} failed after its copy to SDS ${j.target.sdsId} finished; copying again`);
+    void this.run(j);
+  }
+
+  /** Number of jobs not yet done (tests, logs). */
+  get activeJobs(): number {
+    let n = 0;
+    for (const j of this.jobs.values()) if (j.state === "running" || j.state === "failed") n++;
+    return n;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const j of this.jobs.values()) j.state = "cancelled";
+    this.jobs.clear();
+  }
+
+  // ---- one job ----
+
+  private async run(job: CopyJob): Promise<void> {
+    const e = job.e;
+    const tag = `sds ${this.deps.sdsId}: copy of extent ${e.key} (epoch ${job.epoch}) to SDS ${job.target.sdsId} (${job.target.mode})`;
+    while (job.current && !this.closed) {
+      job.state = "running";
+      job.attempts++;
+      const failuresAtStart = e.forwardFailures;
+      const plan = this.plan(job);
+      const reason = await this.copyAll(job, plan, failuresAtStart);
+      if (!job.current) return;
+      if (reason === null) {
+        const st = await this.flushTarget(job);
+        if (!job.current) return;
+        if (st === Status.OK && e.forwardFailures === failuresAtStart) {
+          job.state = "done";
+          this.stats.jobsDone++;
+          consola.info(`${tag}: done, ${job.copiedBytes} bytes in ${plan.length} chunk(s)`);
+          return; // reported done until the assignment changes or forwardFailed() restarts it
+        }
+      }
+      job.state = "failed";
+      this.stats.jobsFailed++;
+      consola.warn(`${tag}: attempt ${job.attempts} failed (${reason ?? "target flush or a forwarded write failed"}); retrying in ${Limits.rebuildRetryMs} ms`);
+      await this.deps.clock.sleep(Limits.rebuildRetryMs);
+    }
+  }
+
+  /** Chunks to visit and the data bytes they are expected to carry. */
+  private plan(job: CopyJob): number[] {
+    const e = job.e;
+    const rec = e.changes;
+    const chunks: number[] = [];
+    if (job.target.mode === "resync" && rec !== null && rec.missing.has(job.target.sdsId)) {
+      chunks.push(...rec.chunks.list());
+    } else {
+      for (let c = 0; c < e.chunkCount; c++) chunks.push(c);
+    }
+    job.copiedBytes = 0;
+    job.totalBytes = 0;
+    for (const c of chunks) if (e.physOf(c) >= 0) job.totalBytes += chunkLength(e, c);
+    return chunks;
+  }
+
+  /** Copy every planned chunk; null when all went through, else why not. */
+  private async copyAll(job: CopyJob, plan: number[], failuresAtStart: number): Promise<string | null> {
+    let next = 0;
+    let failure: string | null = null;
+    const worker = async (): Promise<void> => {
+      while (failure === null && next < plan.length) {
+        if (!job.current) {
+          failure = "assignment changed";
+          return;
+        }
+        if (job.e.forwardFailures !== failuresAtStart) {
+          failure = "a forwarded write failed during the copy";
+          return;
+        }
+        const chunk = plan[next++]!;
+        const st = await this.copyChunk(job, chunk);
+        if (st !== Status.OK && failure === null) failure = `chunk ${chunk}: status ${st}`;
+      }
+    };
+    const workers: Promise<void>[] = [];
+    for (let i = 0; i < Limits.rebuildCopiesPerTarget; i++) workers.push(worker());
+    await Promise.all(workers);
+    return failure;
+  }
+
+  private async copyChunk(job: CopyJob, chunk: number): Promise<Status> {
+    const e = job.e;
+    const len = chunkLength(e, chunk);
+    const planned = e.physOf(chunk) >= 0;
+    const slots = this.slotsFor(job.target.sdsId);
+    if (planned) {
+      await slots.acquire();
+      try {
+        await this.bucket.take(len);
+      } catch (err) {
+        slots.release();
+        throw err;
+      }
+    }
+    try {
+      if (!job.current) return Status.UNAVAILABLE;
+      const link = this.deps.peers.link(job.target.sdsId);
+      if (link === undefined) return Status.UNAVAILABLE;
+      // ---- one synchronous step: look, read, queue (see the file comment) ----
+      const h: DataRequest = { opcode: Op.REBUILD_WRITE, flags: 0, epoch: e.epoch, volumeHi: e.volumeHi, volumeLo: e.volumeLo, extentIndex: e.extentIndex, offset: chunk * CHUNK, length: len, gen: e.gen };
+      let payload: Uint8Array | undefined;
+      if (e.physOf(chunk) >= 0) {
+        payload = new Uint8Array(len);
+        this.deps.store.read(e, chunk * CHUNK, payload);
+        this.stats.rebuildWritesSent++;
+        this.stats.rebuildBytesSent += len;
+      } else {
+        h.opcode = Op.REPL_ZERO;
+        this.stats.rebuildZeroesSent++;
+      }
+      const st = await new Promise<Status>((resolve) => link.send(h, payload, (s) => resolve(s), true));
+      // ---- end of the step: the reply only tells whether the target holds it ----
+      if (st === Status.OK && planned) job.copiedBytes += len;
+      return st;
+    } catch (err) {
+      consola.error(`sds ${this.deps.sdsId}: reading chunk ${chunk} of ${e.key} for a copy failed: ${String(err)}`);
+      return Status.IO_ERROR;
+    } finally {
+      if (planned) slots.release();
+    }
+  }
+
+  private async flushTarget(job: CopyJob): Promise<Status> {
+    const link = this.deps.peers.link(job.target.sdsId);
+    if (link === undefined) return Status.UNAVAILABLE;
+    const r = await link.request({ opcode: Op.FLUSH, flags: Flag.LOCAL_ONLY, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0 });
+    return r.status;
+  }
+
+
+  private slotsFor(sdsId: string): Slots {
+    let s = this.slotsByTarget.get(sdsId);
+    if (s === undefined) {
+      s = new Slots(Limits.rebuildCopiesPerTarget);
+      this.slotsByTarget.set(sdsId, s);
+    }
+    return s;
+  }
+}
+
+function chunkLength(e: Extent, chunk: number): number {
+  return Math.min(CHUNK, e.sizeBytes - chunk * CHUNK);
+}
