@@ -1,20 +1,26 @@
 // scli as an operator uses it: flag mistakes exit 2 naming the flag and send nothing; then a
 // full walk-through against a real MDM (runMdm on 127.0.0.1, HTTPS with its generated cert,
 // fake SDSs and an SDC joined through the cluster API): login, PD, pool, thin and thick
-// volumes, listings, --json, map, grow, rename, unmap, remove, not-found exit 7, logout.
+// volumes, listings, --json, map, grow, rename, unmap, remove, not-found exit 7, logout; and the
+// recovery commands against a real MDM with a short heartbeat timeout: --query_rebuild (with
+// --watch, plain lines and the terminal bar), --query_storage_pool state lines, --remove_sds
+// draining an SDS until it is gone, a silent SDS showing as Degraded.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
-import { ClusterPaths, SdcJoinResponse, SdsJoinResponse, HeartbeatResponse } from "../src/proto/cluster_api.ts";
+import { ClusterPaths, SdcJoinResponse, SdsJoinResponse, HeartbeatResponse, SdsAssignmentsResponse, type RebuildReport } from "../src/proto/cluster_api.ts";
 import { clusterRequest, type MdmEndpoint } from "../src/proto/mdm_http.ts";
 import { generateSelfSignedCert } from "../src/proto/tls_cert.ts";
 import { runScli } from "../src/cmd/scli/main.ts";
+import { isPfError } from "../src/proto/errors.ts";
 import { allVolumesLines } from "../src/cmd/scli/cmd_volume.ts";
 import { clusterLines } from "../src/cmd/scli/cmd_system.ts";
 import { sizeText } from "../src/cmd/scli/text_format.ts";
+import { durationText, progressLine } from "../src/cmd/scli/cmd_recovery.ts";
+import type { RebuildStatus } from "../src/proto/powerflex_api.ts";
 import { SessionStore, sessionDirOf } from "../src/cmd/scli/session_store.ts";
 import { runMdm, type MdmHandle } from "../src/mdm/main.ts";
 
@@ -473,5 +479,163 @@ describe("walk-through against a real MDM over HTTPS", () => {
     expect(stale.err).toContain("not logged in");
     expect(stale.err).toContain("expired or was revoked");
     rmSync(file);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe("recovery commands against a real MDM", () => {
+  let mdm: MdmHandle;
+  let env: Record<string, string | undefined>;
+  let cluster: MdmEndpoint;
+  let heartbeats: ReturnType<typeof setInterval> | undefined;
+  const silent = new Set<string>();
+  const sds = new Map<string, string>(); // name -> id
+  const GiB = 1024 ** 3;
+
+  async function run(argv: string[], extra: { isTty?: boolean; sleep?: (ms: number) => Promise<void> } = {}): Promise<Run> {
+    let out = "";
+    let err = "";
+    const code = await runScli(argv, { stdout: (x) => (out += x), stderr: (x) => (err += x), env, ...extra });
+    return { code, out, err };
+  }
+  const ok = async (argv: string[], extra: { isTty?: boolean; sleep?: (ms: number) => Promise<void> } = {}): Promise<string> => {
+    const r = await run(argv, extra);
+    if (r.code !== 0) throw new Error(`scli ${argv.join(" ")} exited ${r.code}: ${r.err}`);
+    return r.out;
+  };
+
+  async function heartbeat(id: string, rebuilds: RebuildReport[] = []): Promise<void> {
+    await clusterRequest(cluster, { method: "POST", path: ClusterPaths.sdsHeartbeat(id), body: { devices: [], appliedMapVersion: 0, rebuilds }, schema: HeartbeatResponse });
+  }
+
+  /** What the SDS primaries would do: report every copy they are asked to build as done. */
+  async function completeCopies(): Promise<number> {
+    let n = 0;
+    for (const [name, id] of sds) {
+      if (silent.has(name)) continue;
+      let a: SdsAssignmentsResponse;
+      try {
+        a = await clusterRequest(cluster, { method: "GET", path: ClusterPaths.sdsAssignments(id), schema: SdsAssignmentsResponse });
+      } catch (e) {
+        if (isPfError(e) && e.code === "NOT_FOUND") continue; // removed by the drain: the process would stop
+        throw e;
+      }
+      const reports: RebuildReport[] = [];
+      for (const e of a.extents) {
+        if (e.role !== "primary" || e.syncTarget === null) continue;
+        const total = a.extentSizeBytesByVolume[e.volumeId] ?? 0;
+        reports.push({ volumeId: e.volumeId, extentIndex: e.extentIndex, epoch: e.epoch, targetSdsId: e.syncTarget.sdsId, copiedBytes: total, totalBytes: total, done: true });
+      }
+      if (reports.length > 0) await heartbeat(id, reports);
+      n += reports.length;
+    }
+    return n;
+  }
+
+  beforeAll(async () => {
+    const dataDir = tempDir("mdm-recovery");
+    mdm = await runMdm({ dataDir, listenHost: "127.0.0.1", listenPort: 0, adminPassword: "test-admin-pw", heartbeatTimeoutMs: 2000, rebuildGraceMs: 60_000, stallTimeoutMs: 60_000 });
+    if (!mdm.certFile) throw new Error("runMdm served no certificate file");
+    const sessionDir = tempDir("session-recovery");
+    env = { PF_MDM: mdm.url, PF_MDM_CA: mdm.certFile, PF_SCLI_SESSION_DIR: join(sessionDir, "pf"), HOME: sessionDir };
+    cluster = { url: mdm.url, caPem: mdm.certPem, clusterSecret: mdm.clusterSecret };
+    await ok(["--login", "--username", "admin", "--password", "test-admin-pw"]);
+    for (let i = 1; i <= 4; i++) {
+      const r = await clusterRequest(cluster, {
+        method: "POST",
+        path: ClusterPaths.sdsJoin,
+        body: { name: `rsds${i}`, host: "127.0.0.1", dataPort: 18000 + i, protectionDomainName: "rpd", storagePoolName: "rsp", devices: [{ path: `/fake/r${i}`, capacityBytes: 64 * GiB }] },
+        schema: SdsJoinResponse,
+      });
+      sds.set(`rsds${i}`, r.sdsId);
+    }
+    heartbeats = setInterval(() => {
+      for (const [name, id] of sds) if (!silent.has(name)) heartbeat(id).catch(() => undefined);
+    }, 300);
+    await ok(["--add_volume", "--protection_domain_name", "rpd", "--storage_pool_name", "rsp", "--size_gb", "2", "--volume_name", "rv1", "--thin_provisioned"]);
+  });
+
+  afterAll(async () => {
+    if (heartbeats) clearInterval(heartbeats);
+    await mdm?.stop();
+  });
+
+  const POOL = ["--protection_domain_name", "rpd", "--storage_pool_name", "rsp"];
+
+  test("--query_rebuild and --query_storage_pool show a healthy pool; --json is the MDM's object", async () => {
+    const out = await ok(["--query_rebuild", ...POOL]);
+    expect(out).toMatch(/^Storage Pool rsp \(Id: [0-9a-f]{16}\) rebuild status\n/);
+    expect(out).toContain("\tState: Normal, rebuild: Idle\n");
+    expect(out).toContain("\tProgress: 100.0%");
+    const json = JSON.parse(await ok(["--query_rebuild", ...POOL, "--json"])) as RebuildStatus;
+    expect(json).toMatchObject({ storagePoolState: "Normal", rebuildState: "Idle", numOfDegradedExtents: 0 });
+    expect(await ok(["--query_storage_pool", ...POOL])).toContain("\tState: Normal, rebuild: Idle\n");
+    const watchTty = await ok(["--query_rebuild", ...POOL, "--watch"], { isTty: true, sleep: async () => undefined });
+    expect(watchTty).toStartWith("\r\x1b[2K[##############################] 100.0%");
+    const usage = await run(["--query_rebuild", "--storage_pool_name", "rsp"]);
+    expect(usage.code).toBe(2);
+  });
+
+  test("--remove_sds starts a drain; --watch follows it (plain lines off a terminal) until the SDS is gone", async () => {
+    const out = await ok(["--remove_sds", "--sds_name", "rsds4"]);
+    expect(out).toMatch(/^Started removal of SDS rsds4 \(ID [0-9a-f]{16}\): its \d+ extent copies move to the other SDSs first \(SDS state RemovalInProgress\)\n/);
+    let sleeps = 0;
+    const watched = await ok(["--query_rebuild", ...POOL, "--watch"], {
+      isTty: false,
+      sleep: async () => {
+        sleeps++;
+        if (sleeps > 200) throw new Error("the drain did not finish");
+        await Bun.sleep(300); // let the MDM's planner step run
+        await completeCopies();
+      },
+    });
+    const lines = watched.split("\n");
+    expect(lines[0]).toMatch(/^\[[#.]{30}\] +[\d.]+% .*Normal\/(Draining|Rebalancing)/);
+    expect(watched).toContain("\tState: Normal, rebuild: Idle\n");
+    expect(watched).not.toContain("\r");
+    const gone = await run(["--query_sds", "--sds_name", "rsds4"]);
+    expect(gone.code).toBe(7);
+    sds.delete("rsds4");
+    const missing = await run(["--remove_sds", "--sds_name", "nope"]);
+    expect(missing.code).toBe(7);
+  }, 30_000);
+
+  test("a silent SDS makes the pool Degraded in --query_storage_pool and --query_rebuild", async () => {
+    // the drain may have left the pool uneven: let the rebalance finish first
+    for (let i = 0, quiet = 0; quiet < 3; i++) {
+      if (i > 100) throw new Error("the pool did not settle");
+      await Bun.sleep(300);
+      const n = await completeCopies();
+      quiet = n === 0 && (await ok(["--query_rebuild", ...POOL])).includes("rebuild: Idle") ? quiet + 1 : 0;
+    }
+    silent.add("rsds1");
+    let out = "";
+    for (let i = 0; i < 40; i++) {
+      await Bun.sleep(200);
+      out = await ok(["--query_storage_pool", ...POOL]);
+      if (out.includes("State: Degraded, rebuild: WaitingForReturn")) break;
+    }
+    expect(out).toContain("\tState: Degraded, rebuild: WaitingForReturn\n");
+    expect(out).toMatch(/\tDegraded capacity: [\d.]+ GB \(\d+ MB\), pending rebuild: 0.0 GB \(0 MB\), progress 100.0%, ETA 0s\n/);
+    const q = await ok(["--query_rebuild", ...POOL]);
+    expect(q).toContain("State: Degraded, rebuild: WaitingForReturn");
+    expect(q).toMatch(/Waiting for a returning SDS: \d+ extents/);
+  }, 30_000);
+});
+
+describe("recovery text formats (in-process)", () => {
+  test("durations and the progress bar", () => {
+    expect(durationText(null)).toBe("unknown");
+    expect(durationText(5)).toBe("5s");
+    expect(durationText(125)).toBe("2m 05s");
+    expect(durationText(3725)).toBe("1h 02m 05s");
+    const s: RebuildStatus = {
+      storagePoolId: "0123456789abcdef", storagePoolState: "Degraded", rebuildState: "Rebuilding", rebuildStalled: true,
+      numOfDegradedExtents: 10, degradedCapacityInKb: 655360, numOfUnavailableExtents: 0, unavailableCapacityInKb: 0, numOfWaitingExtents: 0,
+      numOfPendingRebuildExtents: 6, pendingRebuildCapacityInKb: 393216, numOfActiveRebuildExtents: 4, numOfActiveResyncExtents: 1,
+      activeRebuildCapacityInKb: 262144, numOfActiveMoveExtents: 0, activeRebalanceCapacityInKb: 0, pendingRebalanceCapacityInKb: 0,
+      copiedInKb: 1024, remainingInKb: 600000, rebuildProgressPercent: 50, rebuildRateInKbps: 10240, rebuildEtaSeconds: 59, noProgressSeconds: 31,
+    };
+    expect(progressLine(s)).toBe("[###############...............]  50.0%  10.0 MB/s  ETA 59s  Degraded/Rebuilding STALLED, 4 running, 6 pending");
   });
 });

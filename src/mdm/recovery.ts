@@ -192,12 +192,14 @@ function trackProgress(ctx: MdmContext, view: RecoveryView, plan: RecoveryPlan, 
   }
 }
 
-function copyUp(sds: readonly SdsView[]): (c: CopyRef) => boolean {
-  const up = new Map<string, boolean>();
-  for (const s of sds) for (const d of s.devices) up.set(d.deviceId, s.connected && !d.failed);
-  const owner = new Map<string, string>();
-  for (const s of sds) for (const d of s.devices) owner.set(d.deviceId, s.sdsId);
-  return (c) => (up.get(c.deviceId) ?? false) && owner.get(c.deviceId) === c.sdsId;
+function copyStatus(sds: readonly SdsView[]): (c: CopyRef) => "up" | "down" | "dead" {
+  const byDevice = new Map<string, { sdsId: string; connected: boolean; failed: boolean }>();
+  for (const s of sds) for (const d of s.devices) byDevice.set(d.deviceId, { sdsId: s.sdsId, connected: s.connected, failed: d.failed });
+  return (c) => {
+    const d = byDevice.get(c.deviceId);
+    if (!d || d.failed || d.sdsId !== c.sdsId) return "dead";
+    return d.connected ? "up" : "down";
+  };
 }
 
 function summaries(
@@ -209,7 +211,7 @@ function summaries(
   now: number,
 ): Map<string, RebuildStatus & { hasWork: boolean }> {
   const rt = ctx.recovery;
-  const isUp = copyUp(sds);
+  const status = copyStatus(sds);
   const removing = new Set(sds.filter((s) => s.removing).map((s) => s.sdsId));
   const extentBytes = new Map(ctx.store.db.select({ id: storagePoolTable.id, e: storagePoolTable.extentBytes }).from(storagePoolTable).all().map((p) => [p.id, p.e]));
   const out = new Map<string, RebuildStatus & { hasWork: boolean }>();
@@ -221,8 +223,10 @@ function summaries(
         nowMs: now,
         gracePeriodMs: rt.config.rebuildGraceMs,
         extents,
-        isUp,
+        isUp: (c) => status(c) === "up",
+        isDown: (c) => status(c) === "down",
         removing: (id) => removing.has(id),
+        removingSds: sds.filter((s) => s.removing && s.devices.some((d) => d.poolId === poolId)).length,
         runningCopy: (e) => {
           const k = runningKey(e);
           return k === null ? undefined : rt.progress.copy(k);

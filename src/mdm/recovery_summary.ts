@@ -15,11 +15,15 @@ export interface SummaryInput {
   gracePeriodMs: number;
   extents: readonly PlannedExtent[];
   isUp: (c: CopyRef) => boolean;
+  /** the copy's SDS is disconnected (its data may come back), not a failed device */
+  isDown: (c: CopyRef) => boolean;
   removing: (sdsId: string) => boolean;
   /** progress of the copy running on an extent at its epoch, if reported */
   runningCopy: (e: PlannedExtent) => { copiedBytes: number; totalBytes: number } | undefined;
   /** in-sync copies held by SDSs being removed in this pool */
   drainCopies: number;
+  /** SDSs of this pool being removed (Draining until they are gone) */
+  removingSds: number;
   /** the pool's extent size (drain work is counted in copies) */
   extentBytes: number;
   progress: PoolProgress;
@@ -73,7 +77,10 @@ export function summarizePool(input: SummaryInput): RebuildStatus & { hasWork: b
       unavailableBytes += e.extentBytes;
     } else if (ups < 2) {
       const away = e.away;
-      if (away && !input.isUp(away) && input.nowMs - away.sinceMs < input.gracePeriodMs) {
+      // a copy whose SDS is away within the grace period (or just went: the next planner step
+      // keeps it away) may come back and resync
+      const justLeft = e.inSync.some((c) => input.isDown(c) && !input.removing(c.sdsId));
+      if (justLeft || (away && !input.isUp(away) && input.nowMs - away.sinceMs < input.gracePeriodMs)) {
         waiting++;
       } else {
         pending++;
@@ -88,7 +95,15 @@ export function summarizePool(input: SummaryInput): RebuildStatus & { hasWork: b
   const rate = input.progress.rateBytesPerSec;
   const hasWork = rebuilds + resyncs + moves + pending + pendingDrain > 0;
   const rebuildState: RebuildStatus["rebuildState"] =
-    rebuilds + resyncs + pending > 0 ? "Rebuilding" : pendingDrain > 0 || movesOffRemoving > 0 ? "Draining" : moves > 0 ? "Rebalancing" : waiting > 0 ? "WaitingForReturn" : "Idle";
+    rebuilds + resyncs + pending > 0
+      ? "Rebuilding"
+      : pendingDrain > 0 || movesOffRemoving > 0 || input.removingSds > 0
+        ? "Draining"
+        : moves > 0
+          ? "Rebalancing"
+          : waiting > 0
+            ? "WaitingForReturn"
+            : "Idle";
   return {
     storagePoolId: input.poolId,
     storagePoolState: poolHealthOf(mine, input.isUp),

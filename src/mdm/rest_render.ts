@@ -6,6 +6,7 @@ import { asc, eq } from "drizzle-orm";
 import { PfError } from "../proto/errors.ts";
 import { POWERFLEX_SYSTEM_VERSION_NAME, POWERFLEX_VERSION_INFO, type Link, type PowerFlexType, type RebuildStatus } from "../proto/powerflex_api.ts";
 import { recoveryStatus } from "./recovery.ts";
+import { copiesHeldBy } from "./recovery_view.ts";
 import {
   deviceTable,
   faultSetTable,
@@ -251,6 +252,8 @@ export function renderSds(ctx: MdmContext, s: SdsRow): PfObject {
     fglNumConcurrentWrites: 1000,
     lastUpgradeTime: 0,
     certificateInfo: null,
+    // pf extension: extent copies held (in-sync, being built, kept away); 0 before removal ends
+    numOfExtentCopies: copiesHeldBy(ctx, s.id),
     links: links("Sds", s.id, [
       ["protectionDomainId", "ProtectionDomain", s.pdId],
       ["faultSetId", "FaultSet", s.faultSetId],

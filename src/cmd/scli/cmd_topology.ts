@@ -7,6 +7,7 @@ import type { CommandContext, Output } from "./command_context.ts";
 import { PoolStatisticsObj, type FaultSetObj, type ProtectionDomainObj, type StoragePoolObj, type VolumeObj } from "./mdm_objects.ts";
 import type { MdmRestClient } from "./rest_client.ts";
 import { resolvePd, resolvePool } from "./selectors.ts";
+import { durationText } from "./cmd_recovery.ts";
 import { mappingText, orNA, plural, provisioningText, sizeText } from "./text_format.ts";
 
 export async function addProtectionDomain(ctx: CommandContext): Promise<Output> {
@@ -105,6 +106,14 @@ function poolLines(pool: StoragePoolObj, pd: ProtectionDomainObj, volumes: Volum
   if (stats) {
     const kb = (v: number | null | undefined) => (typeof v === "number" ? sizeText(v) : "N/A");
     lines.push(`\tCapacity: total ${kb(stats.maxCapacityInKb)}, in use ${kb(stats.capacityInUseInKb)}, spare ${kb(stats.spareCapacityInKb)}`);
+    if (typeof stats.storagePoolState === "string") {
+      lines.push(`\tState: ${stats.storagePoolState}, rebuild: ${orNA(stats.rebuildState)}${stats.rebuildStalled ? " (STALLED)" : ""}`);
+      if (stats.storagePoolState !== "Normal" || stats.rebuildState !== "Idle") {
+        const eta = typeof stats.rebuildEtaSeconds === "number" ? durationText(stats.rebuildEtaSeconds) : "unknown";
+        const pct = typeof stats.rebuildProgressPercent === "number" ? `${stats.rebuildProgressPercent.toFixed(1)}%` : "N/A";
+        lines.push(`\tDegraded capacity: ${kb(stats.degradedCapacityInKb)}, pending rebuild: ${kb(stats.pendingRebuildCapacityInKb)}, progress ${pct}, ETA ${eta}`);
+      }
+    }
   }
   lines.push(`\tVolumes:`);
   if (volumes.length === 0) lines.push("\t\t<No volumes defined>");

@@ -1,6 +1,7 @@
 // What a command handler gets (its checked flags, the MDM target, the session store, a clock)
 // and what it returns: the lines for people and the value printed by --json. Handlers do not
-// write to stdout themselves, so their output is the same whichever way scli is run.
+// write to stdout themselves, so their output is the same whichever way scli is run; the one
+// exception is --watch, which draws progress through `live` before the final lines.
 
 import type { ScliArgs } from "./argv_parse.ts";
 import type { MdmTarget } from "./mdm_target.ts";
@@ -12,8 +13,16 @@ export interface Output {
   json: unknown;
 }
 
+/** Output while a command runs (--watch): where it goes, and whether it is a terminal. */
+export interface LiveOutput {
+  isTty: boolean;
+  write(s: string): void;
+  sleep(ms: number): Promise<void>;
+}
+
 export interface CommandContext {
   args: ScliArgs;
+  live: LiveOutput;
   target: MdmTarget;
   sessions: SessionStore;
   nowMs: () => number;

@@ -137,4 +137,17 @@ export const COMMANDS: Record<CommandName, CommandSpec> = {
     usage: "--query_protection_domain (--protection_domain_id ID | --protection_domain_name NAME)",
   }),
   query_cluster: spec({ usage: "--query_cluster" }),
+  query_rebuild: spec({
+    flags: [...PD, ...POOL, "watch"],
+    required: [POOL],
+    exclusive: [PD, POOL],
+    needs: [POOL_NEEDS_PD],
+    usage: "--query_rebuild (--storage_pool_id ID | (--protection_domain_id ID | --protection_domain_name NAME) --storage_pool_name NAME) [--watch]",
+  }),
+  remove_sds: spec({
+    flags: [...SDS],
+    required: [SDS],
+    exclusive: [SDS],
+    usage: "--remove_sds (--sds_id ID | --sds_name NAME | --sds_ip IP)",
+  }),
 };

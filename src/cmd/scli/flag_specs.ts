@@ -34,6 +34,8 @@ export const FLAGS = {
   query_storage_pool: { kind: "command", help: "Show one storage pool" },
   query_protection_domain: { kind: "command", help: "Show one protection domain" },
   query_cluster: { kind: "command", help: "Show the MDM cluster" },
+  query_rebuild: { kind: "command", help: "Show a storage pool's rebuild/rebalance progress (pf extension; --watch for a live bar)" },
+  remove_sds: { kind: "command", help: "Remove an SDS: moves its data to the other SDSs first, then removes it" },
 
   // ---- common ----
   help: { kind: "switch", help: "Show help (alone: all commands; after a command: that command)" },
@@ -72,6 +74,7 @@ export const FLAGS = {
   all_sdcs: { kind: "switch", help: "Unmap from every SDC" },
   i_am_sure: { kind: "switch", help: "Confirm a destructive command" },
   remove_with_descendant_snapshots: { kind: "switch", help: "Also remove the volume's snapshots" },
+  watch: { kind: "switch", help: "Refresh about every second until the work is done (a progress bar on a terminal)" },
 } as const satisfies Record<string, FlagSpec>;
 
 export type FlagName = keyof typeof FLAGS;

@@ -11,6 +11,7 @@ import { parseArgv } from "./argv_parse.ts";
 import { addFaultSet, addProtectionDomain, addStoragePool, queryProtectionDomain, queryStoragePool } from "./cmd_topology.ts";
 import { queryAllSdc, queryAllSds, querySds } from "./cmd_members.ts";
 import { login, logout } from "./cmd_session.ts";
+import { queryRebuild, removeSds } from "./cmd_recovery.ts";
 import { queryAll, queryCluster } from "./cmd_system.ts";
 import {
   addVolume,
@@ -34,6 +35,10 @@ export interface ScliIo {
   stdout(s: string): void;
   stderr(s: string): void;
   env?: Record<string, string | undefined>;
+  /** stdout is a terminal (--watch draws a bar in place); default false */
+  isTty?: boolean;
+  /** wait between --watch refreshes (tests pass a fake) */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 const HANDLERS: Record<CommandName, Handler> = {
@@ -58,11 +63,14 @@ const HANDLERS: Record<CommandName, Handler> = {
   query_storage_pool: queryStoragePool,
   query_protection_domain: queryProtectionDomain,
   query_cluster: queryCluster,
+  query_rebuild: queryRebuild,
+  remove_sds: removeSds,
 };
 
 const processIo: ScliIo = {
   stdout: (s) => process.stdout.write(s),
   stderr: (s) => process.stderr.write(s),
+  isTty: process.stdout.isTTY === true,
 };
 
 export async function runScli(argv: string[], io: ScliIo = processIo): Promise<number> {
@@ -87,6 +95,7 @@ export async function runScli(argv: string[], io: ScliIo = processIo): Promise<n
     const sessions = new SessionStore(sessionDirOf(env));
     const ctx: CommandContext = {
       args: parsed.args,
+      live: { isTty: io.isTty ?? false, write: (s) => io.stdout(s), sleep: io.sleep ?? ((ms) => Bun.sleep(ms)) },
       target,
       sessions,
       nowMs: () => Date.now(),

@@ -28,6 +28,10 @@ export const StoragePoolObj = z.looseObject({
   zeroPaddingEnabled: z.boolean().nullish(),
   rebuildEnabled: z.boolean().nullish(),
   rebalanceEnabled: z.boolean().nullish(),
+  /** pf extensions */
+  storagePoolState: maybeString,
+  rebuildState: maybeString,
+  rebuildStalled: z.boolean().nullish(),
 });
 export type StoragePoolObj = z.infer<typeof StoragePoolObj>;
 
@@ -66,6 +70,8 @@ export const SdsObj = z.looseObject({
   membershipState: maybeString,
   mdmConnectionState: maybeString,
   softwareVersionInfo: maybeString,
+  /** pf extension: extent copies the SDS holds (in-sync, being built, kept away) */
+  numOfExtentCopies: z.number().nullish(),
 });
 export type SdsObj = z.infer<typeof SdsObj>;
 
@@ -137,6 +143,14 @@ export const PoolStatisticsObj = z.looseObject({
   spareCapacityInKb: z.number().nullish(),
   capacityAvailableForVolumeAllocationInKb: z.number().nullish(),
   numOfVolumes: z.number().nullish(),
+  // recovery (pf extensions, as in queryRebuild)
+  storagePoolState: maybeString,
+  rebuildState: maybeString,
+  rebuildStalled: z.boolean().nullish(),
+  degradedCapacityInKb: z.number().nullish(),
+  pendingRebuildCapacityInKb: z.number().nullish(),
+  rebuildProgressPercent: z.number().nullish(),
+  rebuildEtaSeconds: z.number().nullish(),
 });
 export type PoolStatisticsObj = z.infer<typeof PoolStatisticsObj>;
 

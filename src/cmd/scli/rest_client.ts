@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { isPfError } from "../../proto/errors.ts";
 import { mdmRequest, type MdmEndpoint } from "../../proto/mdm_http.ts";
-import { ConsistencyReport, CreatedId } from "../../proto/powerflex_api.ts";
+import { ConsistencyReport, CreatedId, RebuildStatus } from "../../proto/powerflex_api.ts";
 import { MdmClusterObj, OBJECT_SCHEMAS, type MdmClusterObj as MdmCluster, type ObjectOf, type ObjectType } from "./mdm_objects.ts";
 import { ScliError } from "./scli_errors.ts";
 
@@ -40,6 +40,11 @@ export class MdmRestClient {
   /** pf extension: compare both copies of every extent of a volume */
   checkVolumeConsistency(id: string): Promise<ConsistencyReport> {
     return this.call({ method: "POST", path: `/api/instances/Volume::${id}/action/checkVolumeConsistency`, body: {}, schema: ConsistencyReport });
+  }
+
+  /** pf extension: a pool's rebuild/rebalance state and progress */
+  queryRebuild(poolId: string): Promise<RebuildStatus> {
+    return this.call({ method: "POST", path: `/api/instances/StoragePool::${poolId}/action/queryRebuild`, body: {}, schema: RebuildStatus });
   }
 
   queryMdmCluster(): Promise<MdmCluster> {
