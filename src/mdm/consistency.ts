@@ -22,6 +22,10 @@ export interface ExtentCopies {
 
 const PARALLEL_EXTENTS = 4;
 
+function statusName(s: number): string {
+  return Object.entries(Status).find(([, v]) => v === s)?.[0] ?? `status ${s}`;
+}
+
 export async function checkVolumeConsistency(opts: {
   volumeId: string;
   extentBytes: number;
@@ -34,7 +38,7 @@ export async function checkVolumeConsistency(opts: {
     const copies = await Promise.all(
       e.replicas.map(async (sdsId) => {
         const link = opts.pool.link(sdsId);
-        if (!link) return { sdsId, checksum: null, error: "no address for this SDS" };
+        if (!link) return { sdsId, checksum: null, error: "no address for this SDS", status: null };
         const r = await link.request({
           opcode: Op.CHECKSUM,
           flags: 0,
@@ -45,8 +49,8 @@ export async function checkVolumeConsistency(opts: {
           offset: 0,
           length: opts.extentBytes,
         });
-        if (r.status !== Status.OK || r.payload.byteLength !== 8) return { sdsId, checksum: null, error: `status ${r.status}` };
-        return { sdsId, checksum: Buffer.from(r.payload).toString("hex"), error: null };
+        if (r.status !== Status.OK || r.payload.byteLength !== 8) return { sdsId, checksum: null, error: statusName(r.status), status: r.status };
+        return { sdsId, checksum: Buffer.from(r.payload).toString("hex"), error: null, status: r.status };
       }),
     );
     const sums = new Set(copies.map((c) => c.checksum));
@@ -74,8 +78,25 @@ function poolFor(ctx: MdmContext): DataPlanePool {
   return pool;
 }
 
-/** checkVolumeConsistency action: compare both copies of every extent of a volume. */
-export function volumeConsistency(ctx: MdmContext, volumeId: string): Promise<ConsistencyReport> {
+const TRANSIENT_ATTEMPTS = 20;
+const TRANSIENT_WAIT_MS = 250;
+
+/**
+ * checkVolumeConsistency action: compare both copies of every extent of a volume. A copy that
+ * answers STALE_EPOCH or UNAVAILABLE is mid-change (an SDS applies a new epoch up to a
+ * heartbeat after the MDM made it): the check is repeated with fresh epochs for a few seconds
+ * before such an answer is reported.
+ */
+export async function volumeConsistency(ctx: MdmContext, volumeId: string): Promise<ConsistencyReport> {
+  for (let attempt = 1; ; attempt++) {
+    const r = await checkOnce(ctx, volumeId);
+    const transient = r.mismatches.some((m) => m.copies.some((c) => c.status === Status.STALE_EPOCH || c.status === Status.UNAVAILABLE));
+    if (!transient || attempt >= TRANSIENT_ATTEMPTS) return r;
+    await Bun.sleep(TRANSIENT_WAIT_MS);
+  }
+}
+
+function checkOnce(ctx: MdmContext, volumeId: string): Promise<ConsistencyReport> {
   const vol = getVolume(ctx, volumeId);
   const rows = ctx.store.sqlite
     .query<{ idx: number; epoch: number; primary_sds_id: string; secondary_sds_id: string | null }, [string]>(

@@ -198,7 +198,9 @@ export const ConsistencyReport = z.object({
   mismatches: z.array(
     z.object({
       extentIndex: z.number().int(),
-      copies: z.array(z.object({ sdsId: z.string(), checksum: z.string().nullable(), error: z.string().nullable() })),
+      copies: z.array(
+        z.object({ sdsId: z.string(), checksum: z.string().nullable(), error: z.string().nullable(), status: z.number().int().nullable() }),
+      ),
     }),
   ),
 });
