@@ -120,6 +120,10 @@ describe("rebuild", () => {
     expect(pa.syncTarget).toEqual({ sdsId: first.target!.sdsId, mode: "full" });
     const ta = (await c.assignments(c.byId(first.target!.sdsId).name)).extents.find((x) => x.volumeId === first.volumeId && x.extentIndex === first.idx)!;
     expect(ta).toMatchObject({ role: "target", replicas: [first.inSync[0]!.sdsId], syncTarget: null });
+    // the copy throttle handed to SDSs is the pool's rebuild rate limit (default 10240 KiB/s), 0 = unlimited
+    expect((await c.assignments(primary)).rebuildRateBytesPerSec).toBe(10240 * 1024);
+    await c.m.api("POST", `/instances/StoragePool::${await c.poolId()}/action/setRebuildIoPriorityPolicy`, { policy: "unlimited" });
+    expect((await c.assignments(primary)).rebuildRateBytesPerSec).toBe(0);
     // the returning SDS (after the grace period) would free its copies: nothing assigned any more
     expect((await c.assignments("sds3")).extents.filter((x) => mine.some((e) => e.idx === x.extentIndex && e.volumeId === x.volumeId && running.some((r) => r.idx === e.idx))).length).toBe(0);
 
@@ -266,6 +270,32 @@ describe("return of an SDS", () => {
       expect(e.inSync.length).toBe(2);
       expect(e.inSync.some((y) => y.sdsId === s.id)).toBe(false);
     }
+  });
+});
+
+describe("double failure", () => {
+  test("both holders of an extent down: the pool is Failed, membership kept; the first holder back serves again", async () => {
+    await fourSds();
+    await c.createVolume("v1", 1);
+    const e = c.extents()[0]!;
+    const [a, b] = e.inSync.map((x) => c.byId(x.sdsId).name) as [string, string];
+    c.alive.delete(a);
+    c.alive.delete(b);
+    await c.advance(TIMEOUT);
+    const now = c.extents().find((x) => x.idx === e.idx)!;
+    expect(now.inSync.map((x) => x.sdsId)).toEqual(e.inSync.map((x) => x.sdsId)); // nothing to switch to
+    const st = await c.status();
+    expect(st.storagePoolState).toBe("Failed");
+    expect(st.numOfUnavailableExtents).toBeGreaterThanOrEqual(1);
+    const stats = (await c.m.api("GET", `/instances/StoragePool::${await c.poolId()}/relationships/Statistics`)).json as Record<string, number>;
+    expect(stats.degradedFailedCapacityInKb).toBe(st.unavailableCapacityInKb);
+    // b returns first: it becomes the only in-sync copy (primary), a is kept away
+    c.alive.add(b);
+    await c.advance(1000);
+    const back = c.extents().find((x) => x.idx === e.idx)!;
+    expect(back.inSync.map((x) => x.sdsId)).toEqual([c.id(b)]);
+    expect(back.away?.sdsId).toBe(c.id(a));
+    expect((await c.status()).storagePoolState).toBe("Degraded");
   });
 });
 

@@ -1,8 +1,11 @@
-// The internal cluster API's logic (src/proto/cluster_api.ts): SDS/SDC join, heartbeats, SDS
-// assignments and SDC maps. Invariants: an SDS join is idempotent by name (a restarted SDS gets
-// its id back, and its devices theirs, matched by path); an SDC join is idempotent by guid;
-// an SDS address change bumps mapVersion; assignments and maps list replicas primary first and
-// never one SDS twice; heartbeats only touch sqlite when a device's state or usage changed.
+// The internal cluster API's logic (src/proto/cluster_api.ts): SDS/SDC join, heartbeats (device
+// states, rebuild reports handed to recovery.ts), SDS assignments with roles (primary,
+// secondary, target, away; the primary's carries the sync target) and SDC maps (in-sync copies
+// only). Invariants: an SDS join is idempotent by name (a restarted SDS gets its id back, and its
+// devices theirs, matched by path); an SDC join is idempotent by guid; an SDS address change
+// bumps mapVersion; assignments and maps list replicas primary first and never one SDS twice;
+// heartbeats only touch sqlite when a device's state or usage changed or a copy finished; the
+// lease handed out is the recovery config's (strictly shorter than the heartbeat timeout).
 
 import { and, asc, eq, inArray, or } from "drizzle-orm";
 import consola from "consola";

@@ -82,13 +82,17 @@ export class RecoveryRuntime {
 
   /** Log each alert once while its condition lasts. */
   noteAlerts(alerts: readonly PlanAlert[]): void {
+    const MAX_LINES = 10;
     const now = new Set<string>();
+    let fresh = 0;
     for (const a of alerts) {
       now.add(a.key);
       if (this.alerted.has(a.key)) continue;
+      if (++fresh > MAX_LINES) continue;
       if (a.level === "error") consola.error(`mdm: ${a.message}`);
       else consola.warn(`mdm: ${a.message}`);
     }
+    if (fresh > MAX_LINES) consola.warn(`mdm: … and ${fresh - MAX_LINES} more recovery alerts (${alerts.filter((a) => a.level === "error").length} errors in all)`);
     this.alerted = now;
   }
 }
