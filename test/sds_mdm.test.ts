@@ -1,6 +1,7 @@
 // Two `pf sds` instances (runSds) against a real in-process MDM over HTTPS: they join with the
-// cluster secret, report their devices, heartbeat, and pick up the assignments of a volume
-// created through the REST API; a write through the primary then reads back from both copies.
+// cluster secret, report their devices, heartbeat (which gives them their lease), and pick up
+// the assignments of a volume created through the REST API; a write through the primary then
+// reads back, and both copies have the same checksum.
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import * as fs from "node:fs";
@@ -85,10 +86,16 @@ test("SDSs join, get the assignments of a new volume, and replicate a write", as
     await Bun.sleep(100);
   }
   expect(st).toBe(Status.OK);
+  const r = await pool2.link(ext.replicas[0]!)!.request({ ...h, opcode: Op.READ });
+  expect(r.status).toBe(Status.OK);
+  expect(Buffer.from(r.payload).equals(Buffer.from(data))).toBe(true);
+  // the secondary serves no client reads; its copy shows through an extent checksum
+  const sums = [];
   for (const id of ext.replicas) {
-    const r = await pool2.link(id)!.request({ ...h, opcode: Op.READ });
-    expect(r.status).toBe(Status.OK);
-    expect(Buffer.from(r.payload).equals(Buffer.from(data))).toBe(true);
+    const c = await pool2.link(id)!.request({ ...h, opcode: Op.CHECKSUM, offset: 0, length: 0 });
+    expect(c.status).toBe(Status.OK);
+    sums.push(Buffer.from(c.payload).toString("hex"));
   }
+  expect(sums[1]).toBe(sums[0]!);
   pool2.close();
 }, 30_000);
