@@ -4,7 +4,7 @@
 import { afterAll, expect, test } from "bun:test";
 import { TestCluster } from "./helpers/cluster.ts";
 import { runQemuIo } from "./helpers/real_clients.ts";
-import { expectIdentical, poolJson, waitPoolDegraded, waitPoolHealthy } from "./helpers/recovery.ts";
+import { expectIdentical, poolJson, waitFor, waitPoolDegraded, waitPoolHealthy } from "./helpers/recovery.ts";
 
 let c: TestCluster | undefined;
 
@@ -30,6 +30,9 @@ test("scenario B: deploy, write, fail a server, rebuild, recover", async () => {
   const writes = Array.from({ length: 16 }, (_, i) => `write -P ${0x10 + i} ${i * 16}M 1M`);
   await runQemuIo(uri, [...writes, "flush"]);
   await expectIdentical(scli, "appdata");
+  const inUseKb = async () => Number((await poolJson(scli)).statistics?.capacityInUseInKb);
+  const written = 16 * 1024 * 2; // 16 x 1 MiB, two copies, in KiB
+  await waitFor("the pool to count both copies of what was written", 10_000, async () => (await inUseKb()) === written);
 
   // 3. Fail a server: kill -9 sds1. The pool reports the lost copies.
   const sds1 = c.killRole("sds sds1");
@@ -43,7 +46,6 @@ test("scenario B: deploy, write, fail a server, rebuild, recover", async () => {
 
   // 5. Recover: sds1 comes back (after the grace period, so its old copies are discarded), the
   //    pool counts it again, and every byte written in step 2 reads back.
-  const inUse = Number((await poolJson(scli)).statistics?.capacityInUseInKb);
   await Bun.sleep(3000);
   c.restartRole(sds1);
   await waitPoolHealthy(scli, 60_000);
@@ -51,5 +53,5 @@ test("scenario B: deploy, write, fail a server, rebuild, recover", async () => {
   expect(all.stdout.match(/Connected/g)?.length).toBe(4);
   await runQemuIo(uri, writes.map((w) => w.replace("write", "read")));
   await expectIdentical(scli, "appdata");
-  expect(Number((await poolJson(scli)).statistics?.capacityInUseInKb)).toBe(inUse);
+  await waitFor("capacity in use to count two copies again, nothing stale", 10_000, async () => (await inUseKb()) === written);
 }, 300_000);
