@@ -40,6 +40,8 @@ export interface ClusterSpec {
   sparePercentage?: number;
   /** extra keys of the YAML's mdm: map, e.g. "heartbeatTimeout: 2s, rebuildGrace: 4s" */
   mdmYaml?: string;
+  /** extra environment for pf up and its roles (e.g. PF_FAULT_DEVICE_FILE) */
+  env?: Record<string, string>;
   volumes: VolumeSpec[];
 }
 
@@ -89,7 +91,7 @@ export class TestCluster {
   private extra: Subprocess[] = [];
   output = "";
 
-  private constructor(readonly ports: Ports, yaml: string) {
+  private constructor(readonly ports: Ports, yaml: string, private readonly env: Record<string, string> = {}) {
     this.dir = mkdtempSync(join(tmpdir(), "pf-test-"));
     this.dataDir = join(this.dir, "data");
     this.configFile = join(this.dir, "cluster.yaml");
@@ -101,7 +103,7 @@ export class TestCluster {
     const n = spec.sdsCount ?? 3;
     const ports: Ports = { mdm: await freePort(), nbd: await freePort(), sds: [] };
     for (let i = 0; i < n; i++) ports.sds.push(await freePort());
-    return new TestCluster(ports, clusterYaml(spec, ports));
+    return new TestCluster(ports, clusterYaml(spec, ports), spec.env);
   }
 
   get mdmUrl(): string {
@@ -125,7 +127,7 @@ export class TestCluster {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
-      env: { ...process.env, CONSOLA_LEVEL: "3" },
+      env: { ...process.env, CONSOLA_LEVEL: "3", ...this.env },
     });
     this.up = proc;
     this.output = "";
