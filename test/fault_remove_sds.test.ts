@@ -16,7 +16,7 @@ beforeAll(async () => {
     devicesPerSds: 1,
     deviceSize: "256MiB",
     mdmYaml: "heartbeatTimeout: 2s, rebuildGrace: 5s",
-    volumes: [{ name: "vol1", size: "192MiB", type: "thick" }],
+    volumes: [{ name: "vol1", size: "320MiB", type: "thick" }],
   });
   await c.start();
   await c.login();
@@ -42,7 +42,7 @@ test("remove_sds under load drains, then removes; the client sees no error", asy
 }, 240_000);
 
 test("removing an SDS the rest of the pool cannot absorb is refused", async () => {
-  // 3 SDSs x 256 MiB hold a 192 MiB thick volume twice (384 MiB); two SDSs could not
+  // a 320 MiB thick volume takes 640 MiB raw: three SDSs of 256 MiB hold it, two could not
   const r = await scli(["--remove_sds", "--sds_name", "sds3"]);
   expect(r.code).not.toBe(0);
   expect(r.stderr.length).toBeGreaterThan(0);
