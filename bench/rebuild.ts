@@ -1,0 +1,209 @@
+// Rebuild benchmark: a 4-SDS one-host cluster from the compiled binary (test/helpers/cluster.ts),
+// 1 GiB written with fio, then kill -9 of one SDS and a timed rebuild of the copies it held onto
+// the other three. Run twice: with the pool's rebuild rate limit (per SDS; default 50 MB/s) and
+// unthrottled. Compared with (a) the limit: every surviving SDS copies at most the limit, so the
+// ceiling is limit x source SDSs, (b) a plain `dd ... conv=fdatasync` copy of 1 GiB on the same
+// disk measured in the same run, and (c) the client's fio 4k randwrite IOPS and p99 latency
+// during the rebuild vs before the kill. Prints a table.
+//
+// Run: npm run build && npx bun bench/rebuild.ts
+// Env: REBUILD_LIMIT_MBPS (default 50), CLIENT_QD (default 8), BASELINE_SECONDS (default 10).
+//
+// Rebuild time is measured from the first pool poll (every 100 ms) that shows the rebuild
+// running (rebuildState Rebuilding with active extents) to the first that shows the pool healthy
+// again; the bytes rebuilt are the chunks the killed SDS held (read from its sds.db after the
+// kill). The MDM is told to start the rebuild quickly (heartbeatTimeout 2s, rebuildGrace 1s).
+
+import { Database } from "bun:sqlite";
+import { rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { TestCluster } from "../test/helpers/cluster.ts";
+import { run, runFio, type FioResult } from "../test/helpers/real_clients.ts";
+
+const MB = 1e6;
+const MiB = 1024 * 1024;
+const limitMBps = Number(process.env.REBUILD_LIMIT_MBPS ?? 50);
+const clientQd = Number(process.env.CLIENT_QD ?? 8);
+const baselineSeconds = Number(process.env.BASELINE_SECONDS ?? 10);
+const SDS_COUNT = 4;
+const KILLED = "sds2";
+
+interface RebuildStatusView {
+  storagePoolState: string;
+  rebuildState: string;
+  numOfActiveRebuildExtents: number;
+  numOfDegradedExtents: number;
+  numOfPendingRebuildExtents: number;
+  rebuildRateInKbps: number;
+}
+
+interface ClientFigures {
+  iops: number;
+  p99us: number;
+}
+
+interface Row {
+  label: string;
+  limitBytesPerSec: number;
+  rebuiltBytes: number;
+  seconds: number;
+  fromKillSeconds: number;
+  before: ClientFigures;
+  during: ClientFigures;
+}
+
+/** The MDM REST API as the operator's tools use it (login, then token as basic-auth password). */
+class Rest {
+  private token = "";
+  constructor(private readonly c: TestCluster) {}
+
+  async login(): Promise<void> {
+    this.token = (await this.call("GET", "/api/login", undefined, `admin:test-admin-pw`)) as string;
+  }
+
+  async call(method: string, path: string, body?: unknown, basic = `:${this.token}`): Promise<unknown> {
+    const res = await fetch(this.c.mdmUrl + path, {
+      method,
+      headers: { authorization: `Basic ${Buffer.from(basic).toString("base64")}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      tls: { ca: await Bun.file(this.c.caFile).text() },
+    } as RequestInit);
+    const text = await res.text();
+    if (res.status !== 200) throw new Error(`${method} ${path}: HTTP ${res.status} ${text}`);
+    return JSON.parse(text);
+  }
+}
+
+function clientFigures(f: FioResult): ClientFigures {
+  const w = f.json.jobs[0]!.write as unknown as { iops: number; clat_ns?: { percentile?: Record<string, number> } };
+  return { iops: w.iops, p99us: (w.clat_ns?.percentile?.["99.000000"] ?? 0) / 1000 };
+}
+
+function clientArgs(uri: string): string[] {
+  return ["--name=client", "--ioengine=nbd", `--uri=${uri}`, "--rw=randwrite", "--bs=4k", `--iodepth=${clientQd}`, "--size=1GiB", "--randrepeat=0", "--time_based"];
+}
+
+/** fio until stop() (SIGINT: fio still prints its JSON). */
+function startClient(uri: string): { stop(): Promise<ClientFigures> } {
+  const p = Bun.spawn(["fio", ...clientArgs(uri), "--runtime=3600", "--output-format=json"], { stdout: "pipe", stderr: "pipe" });
+  const out = new Response(p.stdout).text();
+  return {
+    async stop() {
+      p.kill("SIGINT");
+      await p.exited;
+      const text = await out;
+      const json = JSON.parse(text.slice(text.indexOf("{"))) as FioResult["json"];
+      return clientFigures({ json } as FioResult);
+    },
+  };
+}
+
+async function plainCopy(dir: string, source: string): Promise<{ seconds: number; bytesPerSec: number }> {
+  const dst = join(dir, "plain-copy.img");
+  const t0 = performance.now();
+  const r = await run(["dd", `if=${source}`, `of=${dst}`, "bs=1M", "count=1024", "conv=fdatasync"], { timeoutMs: 600_000 });
+  const seconds = (performance.now() - t0) / 1000;
+  if (r.exitCode !== 0) throw new Error(`dd failed: ${r.stderr}`);
+  const bytes = statSync(dst).size;
+  rmSync(dst, { force: true });
+  return { seconds, bytesPerSec: bytes / seconds };
+}
+
+function heldBytes(c: TestCluster, sdsName: string): number {
+  const db = new Database(join(c.dataDir, "sds", sdsName, "sds.db"), { readonly: true });
+  try {
+    const row = db.query<{ n: number }, []>("SELECT COUNT(*) AS n FROM sds_chunk").get();
+    return (row?.n ?? 0) * MiB;
+  } finally {
+    db.close();
+  }
+}
+
+async function scenario(label: string, limitBytesPerSec: number, plain: { done: boolean; result?: { seconds: number; bytesPerSec: number } }): Promise<Row> {
+  const c = await TestCluster.create({
+    sdsCount: SDS_COUNT,
+    devicesPerSds: 1,
+    deviceSize: "1536MiB",
+    extentSize: "64MiB",
+    granularity: "1GiB",
+    mdmYaml: "heartbeatTimeout: 2s, rebuildGrace: 1s",
+    volumes: [{ name: "vol", size: "1GiB" }],
+  });
+  try {
+    await c.start();
+    const rest = new Rest(c);
+    await rest.login();
+    const poolId = (await rest.call("POST", "/api/types/StoragePool/instances/action/queryIdByKey", { name: "sp1" })) as string;
+    const policy = limitBytesPerSec > 0 ? { policy: "limitNumOfConcurrentIos", bwLimitPerDeviceInKbps: Math.round(limitBytesPerSec / 1024) } : { policy: "unlimited" };
+    await rest.call("POST", `/api/instances/StoragePool::${poolId}/action/setRebuildIoPriorityPolicy`, policy);
+    const status = async () => (await rest.call("POST", `/api/instances/StoragePool::${poolId}/action/queryRebuild`, {})) as RebuildStatusView;
+
+    process.stderr.write(`[${label}] writing 1 GiB with fio\n`);
+    await runFio(["--name=fill", "--ioengine=nbd", `--uri=${c.nbdUri("vol")}`, "--rw=write", "--bs=1M", "--iodepth=8", "--size=1GiB"], { timeoutMs: 600_000 });
+    if (!plain.done) {
+      plain.result = await plainCopy(c.dir, join(c.dataDir, "sds1", "dev0.img"));
+      plain.done = true;
+    }
+    process.stderr.write(`[${label}] client baseline (${baselineSeconds}s)\n`);
+    const before = clientFigures(await runFio([...clientArgs(c.nbdUri("vol")), `--runtime=${baselineSeconds}`], { timeoutMs: (baselineSeconds + 60) * 1000 }));
+
+    const killedAt = performance.now();
+    c.killRole(`sds ${KILLED}`);
+    const rebuiltBytes = heldBytes(c, KILLED);
+    process.stderr.write(`[${label}] killed ${KILLED} (held ${(rebuiltBytes / MiB).toFixed(0)} MiB); waiting for the rebuild\n`);
+    let startedAt = -1;
+    let endedAt = -1;
+    let during: ClientFigures | null = null;
+    let client: { stop(): Promise<ClientFigures> } | null = null;
+    const deadline = killedAt + 900_000;
+    while (performance.now() < deadline) {
+      const s = await status();
+      const now = performance.now();
+      if (startedAt < 0 && s.rebuildState === "Rebuilding" && s.numOfActiveRebuildExtents > 0) {
+        startedAt = now;
+        client = startClient(c.nbdUri("vol")); // the client load runs exactly while the rebuild does
+      }
+      if (startedAt >= 0 && s.storagePoolState === "Normal" && s.rebuildState === "Idle" && s.numOfDegradedExtents === 0) {
+        endedAt = now;
+        during = await client!.stop();
+        break;
+      }
+      await Bun.sleep(100);
+    }
+    if (during === null) {
+      await client?.stop();
+      throw new Error(`[${label}] the rebuild did not finish`);
+    }
+    return { label, limitBytesPerSec, rebuiltBytes, seconds: (endedAt - startedAt) / 1000, fromKillSeconds: (endedAt - killedAt) / 1000, before, during };
+  } finally {
+    await c.destroy();
+  }
+}
+
+async function main(): Promise<void> {
+  const plain: { done: boolean; result?: { seconds: number; bytesPerSec: number } } = { done: false };
+  const rows: Row[] = [];
+  rows.push(await scenario(`throttled ${limitMBps} MB/s per SDS`, limitMBps * MB, plain));
+  rows.push(await scenario("unthrottled", 0, plain));
+  const sources = SDS_COUNT - 1;
+  const p = plain.result!;
+  const lines = [
+    `Rebuild after kill -9 of 1 of ${SDS_COUNT} SDSs (1 GiB volume, 2 copies, 64 MiB extents); client: fio 4k randwrite QD${clientQd} over NBD`,
+    `Plain copy on the same disk (dd 1 GiB, conv=fdatasync): ${(p.bytesPerSec / MB).toFixed(0)} MB/s (${p.seconds.toFixed(1)} s)`,
+    "",
+    "| run | rebuilt | rebuild time | kill to healthy | rate | vs limit x sources | vs plain copy | client IOPS before / during | client p99 before / during |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const r of rows) {
+    const rate = r.rebuiltBytes / r.seconds;
+    const ceiling = r.limitBytesPerSec * sources;
+    lines.push(
+      `| ${r.label} | ${(r.rebuiltBytes / MiB).toFixed(0)} MiB | ${r.seconds.toFixed(1)} s | ${r.fromKillSeconds.toFixed(1)} s | ${(rate / MB).toFixed(0)} MB/s | ` +
+        `${ceiling > 0 ? `${((100 * rate) / ceiling).toFixed(0)} % of ${(ceiling / MB).toFixed(0)} MB/s` : "n/a"} | ${((100 * rate) / p.bytesPerSec).toFixed(0)} % | ` +
+        `${Math.round(r.before.iops)} / ${Math.round(r.during.iops)} | ${r.before.p99us.toFixed(0)} / ${r.during.p99us.toFixed(0)} µs |`,
+    );
+  }
+  process.stdout.write(lines.join("\n") + "\n");
+}
+
+await main();
