@@ -104,11 +104,18 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
   core.ctx.listenPort = port;
   const url = `${tls ? "https" : "http"}://${urlHost(listenHost)}:${port}`;
   consola.info(`mdm: system ${core.ctx.systemId} serving ${url} (data in ${opts.dataDir})`);
+  // a step that keeps failing logs once a minute, not four times a second
+  let lastFailure = { text: "", atMs: 0 };
   const timer = setInterval(() => {
     try {
       recoveryTick(core.ctx);
     } catch (e) {
-      consola.error("mdm: recovery step failed:", e);
+      const text = e instanceof Error ? e.message : String(e);
+      const now = Date.now();
+      if (text !== lastFailure.text || now - lastFailure.atMs >= 60_000) {
+        consola.error("mdm: recovery step failed:", e);
+        lastFailure = { text, atMs: now };
+      }
     }
   }, Limits.recoveryTickMs);
   let stopped = false;
