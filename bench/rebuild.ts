@@ -1,13 +1,15 @@
 // Rebuild benchmark: a 4-SDS one-host cluster from the compiled binary (test/helpers/cluster.ts),
 // 1 GiB written with fio, then kill -9 of one SDS and a timed rebuild of the copies it held onto
 // the other three. Run twice: with the pool's rebuild rate limit (per SDS; default 50 MB/s) and
-// unthrottled. Compared with (a) the limit: every surviving SDS copies at most the limit, so the
-// ceiling is limit x source SDSs, (b) a plain `dd ... conv=fdatasync` copy of 1 GiB on the same
+// unthrottled. Compared with (a) the limit: every SDS holding a surviving copy copies at most the
+// limit, so the ceiling is limit x source SDSs (placement may pair the killed SDS with only a few
+// others; the sources are read from its sds.db), (b) a plain `dd ... conv=fdatasync` copy of 1 GiB on the same
 // disk measured in the same run, and (c) the client's fio 4k randwrite IOPS and p99 latency
 // during the rebuild vs before the kill. Prints a table.
 //
 // Run: npm run build && npx bun bench/rebuild.ts
-// Env: REBUILD_LIMIT_MBPS (default 50), CLIENT_QD (default 8), BASELINE_SECONDS (default 10).
+// Env: REBUILD_LIMIT_MBPS (default 50), CLIENT_QD (default 8), BASELINE_SECONDS (default 10),
+// REBUILD_BENCH_LOG=1 (print the cluster's log lines about copies after each run).
 //
 // Rebuild time is measured from the first pool poll (every 100 ms) that shows the rebuild
 // running (rebuildState Rebuilding with active extents) to the first that shows the pool healthy
@@ -45,6 +47,8 @@ interface ClientFigures {
 interface Row {
   label: string;
   limitBytesPerSec: number;
+  /** SDSs that hold the surviving copies: each copies at most the limit */
+  sources: number;
   rebuiltBytes: number;
   seconds: number;
   fromKillSeconds: number;
@@ -109,11 +113,18 @@ async function plainCopy(dir: string, source: string): Promise<{ seconds: number
   return { seconds, bytesPerSec: bytes / seconds };
 }
 
-function heldBytes(c: TestCluster, sdsName: string): number {
+/** What the killed SDS held (its sds.db): bytes to rebuild, and the SDSs holding the other copies (the copy sources). */
+function held(c: TestCluster, sdsName: string): { bytes: number; sources: number } {
   const db = new Database(join(c.dataDir, "sds", sdsName, "sds.db"), { readonly: true });
   try {
-    const row = db.query<{ n: number }, []>("SELECT COUNT(*) AS n FROM sds_chunk").get();
-    return (row?.n ?? 0) * MiB;
+    const me = db.query<{ value: string }, []>("SELECT value FROM sds_kv WHERE key = 'sds_id'").get()?.value;
+    const n = db.query<{ n: number }, []>("SELECT COUNT(*) AS n FROM sds_chunk").get()?.n ?? 0;
+    const rows = db
+      .query<{ replicas: string }, []>("SELECT e.replicas FROM sds_extent e WHERE EXISTS (SELECT 1 FROM sds_chunk c WHERE c.volume_id = e.volume_id AND c.extent_index = e.extent_index)")
+      .all();
+    const sources = new Set<string>();
+    for (const r of rows) for (const id of JSON.parse(r.replicas) as string[]) if (id !== me) sources.add(id);
+    return { bytes: n * MiB, sources: sources.size };
   } finally {
     db.close();
   }
@@ -149,8 +160,8 @@ async function scenario(label: string, limitBytesPerSec: number, plain: { done: 
 
     const killedAt = performance.now();
     c.killRole(`sds ${KILLED}`);
-    const rebuiltBytes = heldBytes(c, KILLED);
-    process.stderr.write(`[${label}] killed ${KILLED} (held ${(rebuiltBytes / MiB).toFixed(0)} MiB); waiting for the rebuild\n`);
+    const { bytes: rebuiltBytes, sources } = held(c, KILLED);
+    process.stderr.write(`[${label}] killed ${KILLED} (held ${(rebuiltBytes / MiB).toFixed(0)} MiB, other copies on ${sources} SDS(s)); waiting for the rebuild\n`);
     let startedAt = -1;
     let endedAt = -1;
     let during: ClientFigures | null = null;
@@ -174,7 +185,11 @@ async function scenario(label: string, limitBytesPerSec: number, plain: { done: 
       await client?.stop();
       throw new Error(`[${label}] the rebuild did not finish`);
     }
-    return { label, limitBytesPerSec, rebuiltBytes, seconds: (endedAt - startedAt) / 1000, fromKillSeconds: (endedAt - killedAt) / 1000, before, during };
+    if (process.env.REBUILD_BENCH_LOG) {
+      const t = c.output.split("\n").filter((l) => /copy|rebuild|epoch|target|fail/i.test(l));
+      process.stderr.write(t.slice(-400).join("\n") + "\n");
+    }
+    return { label, limitBytesPerSec, sources, rebuiltBytes, seconds: (endedAt - startedAt) / 1000, fromKillSeconds: (endedAt - killedAt) / 1000, before, during };
   } finally {
     await c.destroy();
   }
@@ -184,8 +199,7 @@ async function main(): Promise<void> {
   const plain: { done: boolean; result?: { seconds: number; bytesPerSec: number } } = { done: false };
   const rows: Row[] = [];
   rows.push(await scenario(`throttled ${limitMBps} MB/s per SDS`, limitMBps * MB, plain));
-  rows.push(await scenario("unthrottled", 0, plain));
-  const sources = SDS_COUNT - 1;
+  if (!process.env.REBUILD_BENCH_ONLY_THROTTLED) rows.push(await scenario("unthrottled", 0, plain));
   const p = plain.result!;
   const lines = [
     `Rebuild after kill -9 of 1 of ${SDS_COUNT} SDSs (1 GiB volume, 2 copies, 64 MiB extents); client: fio 4k randwrite QD${clientQd} over NBD`,
@@ -196,10 +210,10 @@ async function main(): Promise<void> {
   ];
   for (const r of rows) {
     const rate = r.rebuiltBytes / r.seconds;
-    const ceiling = r.limitBytesPerSec * sources;
+    const ceiling = r.limitBytesPerSec * r.sources;
     lines.push(
       `| ${r.label} | ${(r.rebuiltBytes / MiB).toFixed(0)} MiB | ${r.seconds.toFixed(1)} s | ${r.fromKillSeconds.toFixed(1)} s | ${(rate / MB).toFixed(0)} MB/s | ` +
-        `${ceiling > 0 ? `${((100 * rate) / ceiling).toFixed(0)} % of ${(ceiling / MB).toFixed(0)} MB/s` : "n/a"} | ${((100 * rate) / p.bytesPerSec).toFixed(0)} % | ` +
+        `${ceiling > 0 ? `${((100 * rate) / ceiling).toFixed(0)} % of ${(ceiling / MB).toFixed(0)} MB/s (${r.sources} source${r.sources === 1 ? "" : "s"})` : `n/a (${r.sources} source${r.sources === 1 ? "" : "s"})`} | ${((100 * rate) / p.bytesPerSec).toFixed(0)} % | ` +
         `${Math.round(r.before.iops)} / ${Math.round(r.during.iops)} | ${r.before.p99us.toFixed(0)} / ${r.during.p99us.toFixed(0)} µs |`,
     );
   }

@@ -35,6 +35,7 @@ import type { SdsClock } from "./sds_clock.ts";
 import { TokenBucket } from "./token_bucket.ts";
 
 const CHUNK = Limits.thinChunkBytes;
+const REBUILD_FIRST_RETRY_MS = 100;
 
 export interface CopyStats {
   /** REBUILD_WRITE frames and their payload bytes sent */
@@ -196,8 +197,12 @@ export class CopyEngine {
       }
       job.state = "failed";
       this.stats.jobsFailed++;
-      consola.warn(`${tag}: attempt ${job.attempts} failed (${reason ?? "target flush or a forwarded write failed"}); retrying in ${Limits.rebuildRetryMs} ms`);
-      await this.deps.clock.sleep(Limits.rebuildRetryMs);
+      // the first attempts usually fail because the target has not applied its assignment yet
+      // (the MDM's answers reach the SDSs at different heartbeats): retry soon, then back off
+      const waitMs = Math.min(Limits.rebuildRetryMs, REBUILD_FIRST_RETRY_MS * 2 ** (job.attempts - 1));
+      const log = job.attempts <= 2 ? consola.info : consola.warn;
+      log(`${tag}: attempt ${job.attempts} failed (${reason ?? "target flush or a forwarded write failed"}); retrying in ${waitMs} ms`);
+      await this.deps.clock.sleep(waitMs);
     }
   }
 
