@@ -34,8 +34,10 @@ afterAll(async () => {
 });
 
 test("a failing device is rebuilt elsewhere while the client keeps writing", async () => {
-  await runFio(verifyJob(c.nbdUri("vol1"), { name: "before", sizeMiB: 64 }));
-  const writing = runFio(verifyJob(c.nbdUri("vol1"), { name: "during", sizeMiB: 32, offsetMiB: 64, rateIops: 1000 }), { timeoutMs: 120_000 });
+  await runFio(verifyJob(c.nbdUri("vol1"), { name: "before", sizeMiB: 128 }));
+  // the job covers the whole volume, so it surely touches copies on the failing device
+  const during = verifyJob(c.nbdUri("vol1"), { name: "during", sizeMiB: 128, rateIops: 2500 });
+  const writing = runFio(during, { timeoutMs: 120_000 });
   await Bun.sleep(500);
   writeFileSync(faultFile, "sds2/dev0.img");
   await waitPoolDegraded(scli, 20_000);
@@ -45,6 +47,6 @@ test("a failing device is rebuilt elsewhere while the client keeps writing", asy
   const sds = await scli(["--query_sds", "--sds_name", "sds2"]);
   expect(sds.stdout).toMatch(/Failed/);
   await expectIdentical(scli, "vol1");
-  const v = await run(["fio", ...verifyJob(c.nbdUri("vol1"), { name: "before", sizeMiB: 64 }), "--verify_only"]);
+  const v = await run(["fio", ...during, "--verify_only"]);
   expect(v.exitCode, v.stdout + v.stderr).toBe(0);
 }, 240_000);
