@@ -43,6 +43,7 @@ export interface SdsHandle {
 const JOIN_RETRY_MS = 500;
 const JOIN_ATTEMPTS = 120; // about a minute of waiting for a starting MDM
 const EARLY_BEAT_MIN_GAP_MS = 200; // a newer epoch seen on the data plane asks the MDM at most this often
+const RECOVERY_HEARTBEAT_MS = 250; // heartbeat interval while this SDS drives or receives a copy
 
 export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
   const opened = new Map<string, BlockDevice>();
@@ -132,9 +133,11 @@ class MdmSession {
     private readonly heartbeatMs: number,
   ) {
     // a client named a newer epoch than ours: the MDM has news, ask now instead of at the next beat
-    core.node.onNewerEpoch = () => {
+    const early = () => {
       if (performance.now() - this.lastBeatMs >= EARLY_BEAT_MIN_GAP_MS) this.wake?.();
     };
+    core.node.onNewerEpoch = early;
+    core.node.onCopyDone = early;
   }
 
   /** The heartbeat that gives the first lease (a failure is logged; the loop retries). */
@@ -166,8 +169,10 @@ class MdmSession {
 
   private async run(): Promise<void> {
     while (!this.stopped) {
+      // during recovery, beat faster: each step of a rebuild waits for the MDM's next answer
+      const intervalMs = this.core.node.recovering ? Math.min(this.heartbeatMs, RECOVERY_HEARTBEAT_MS) : this.heartbeatMs;
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, this.heartbeatMs);
+        const t = setTimeout(resolve, intervalMs);
         this.wake = () => {
           clearTimeout(t);
           resolve();

@@ -52,6 +52,8 @@ export interface CopyEngineDeps {
   store: ExtentStore;
   peers: DataPlanePool;
   clock: SdsClock;
+  /** a copy finished: the MDM wants to know soon (runSds sends a heartbeat early) */
+  onDone?: () => void;
 }
 
 type JobState = "running" | "done" | "failed" | "cancelled";
@@ -192,6 +194,7 @@ export class CopyEngine {
           job.state = "done";
           this.stats.jobsDone++;
           consola.info(`${tag}: done, ${job.copiedBytes} bytes in ${plan.length} chunk(s)`);
+          this.deps.onDone?.();
           return; // reported done until the assignment changes or forwardFailed() restarts it
         }
       }

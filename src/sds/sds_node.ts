@@ -106,6 +106,8 @@ export class SdsNode implements RequestHandler {
   readonly copies: CopyEngine;
   /** called when a request names a newer epoch than held: the MDM has news (runSds heartbeats) */
   onNewerEpoch: (() => void) | null = null;
+  /** called when a copy this SDS drives finished (runSds reports it at once) */
+  onCopyDone: (() => void) | null = null;
   private assignmentsApplied = false;
   private leaseUntilMs = -Infinity;
   /** peers that are a copy or target of some extent this SDS is primary of */
@@ -121,7 +123,7 @@ export class SdsNode implements RequestHandler {
     // ONE connection per peer: forwarded writes must reach it in the order they were applied
     this.peers = opts.peers ?? new DataPlanePool({ dataKeyHex: opts.dataKeyHex, nodeId: opts.sdsId, connsPerSds: 1 });
     this.clock = opts.clock ?? realClock;
-    this.copies = new CopyEngine({ sdsId: this.sdsId, store: this.store, peers: this.peers, clock: this.clock });
+    this.copies = new CopyEngine({ sdsId: this.sdsId, store: this.store, peers: this.peers, clock: this.clock, onDone: () => this.onCopyDone?.() });
   }
 
   // ---- lease ----
@@ -144,6 +146,17 @@ export class SdsNode implements RequestHandler {
   /** Milliseconds of lease left (negative once expired). */
   get leaseRemainingMs(): number {
     return this.leaseUntilMs - this.clock.nowMs();
+  }
+
+  /**
+   * True while this SDS takes part in recovery: it drives a copy that is not done, or holds a
+   * copy being built (target). runSds then heartbeats more often, so that the MDM's next step
+   * (promotion, the next copy) reaches it sooner.
+   */
+  get recovering(): boolean {
+    if (this.copies.activeJobs > 0) return true;
+    for (const e of this.store.extents()) if (e.role === "target") return true;
+    return false;
   }
 
   /** Copies this SDS drives, for the heartbeat. */
