@@ -145,9 +145,12 @@ test("a forwarded write that fails on a secondary starts the record, so that cop
   // not acknowledged, but applied here: chunk 1 now differs from SDS 1's copy
   expect((await vol.write(clients[0]!, 0, MiB, pattern(4096, 5))).status).toBe(Status.UNAVAILABLE);
   expect(a!.store.find(VOL, 0)!.changes!.chunks.list()).toEqual([1]);
+  // an unrelated map change (same copies) keeps the record: SDS 1 still misses chunk 1
+  applyAll(nodes, plan([{ index: 0, replicas: [0, 1] }]), 2);
+  expect(a!.store.find(VOL, 0)!.changes!.missing).toEqual(new Set([sdsIdOf(1)]));
   nodes[1] = startNode(dir, 1, 64 * MiB);
-  applyAll(nodes, plan([{ index: 0, replicas: [0], epoch: 2, away: [1] }]), 2);
-  applyAll(nodes, plan([{ index: 0, replicas: [0], epoch: 3, target: { sds: 1, mode: "resync" } }]), 3);
+  applyAll(nodes, plan([{ index: 0, replicas: [0], epoch: 2, away: [1] }]), 3);
+  applyAll(nodes, plan([{ index: 0, replicas: [0], epoch: 3, target: { sds: 1, mode: "resync" } }]), 4);
   await waitDone(a!);
   expect(a!.node.copies.stats.rebuildBytesSent).toBe(MiB);
   await expectIdentical(a!, [nodes[1]!]);

@@ -253,9 +253,11 @@ export class SdsNode implements RequestHandler {
     }
     const dropped = before.replicas.filter((r) => r !== this.sdsId && !e.replicas.includes(r));
     if (dropped.length > 0) this.recordMissing(e, dropped);
+    // a copy that joined the in-sync set was just made identical by its copy: the record no
+    // longer needs to cover it (one still in the set after a failed forward stays covered)
     const rec = e.changes;
     if (rec !== null) {
-      for (const r of e.replicas) rec.missing.delete(r);
+      for (const r of e.replicas) if (!before.replicas.includes(r)) rec.missing.delete(r);
       if (rec.missing.size === 0) e.changes = null;
     }
   }
