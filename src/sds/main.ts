@@ -171,8 +171,11 @@ class MdmSession {
     while (!this.stopped) {
       // during recovery, beat faster: each step of a rebuild waits for the MDM's next answer
       const intervalMs = this.core.node.recovering ? Math.min(this.heartbeatMs, RECOVERY_HEARTBEAT_MS) : this.heartbeatMs;
+      // fixed rate from the last send (not from the last answer): a slow answer must not stretch
+      // the gap between renewals towards the lease length
+      const delayMs = Math.max(0, this.lastBeatMs + intervalMs - performance.now());
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, intervalMs);
+        const t = setTimeout(resolve, delayMs);
         this.wake = () => {
           clearTimeout(t);
           resolve();
