@@ -309,6 +309,30 @@ describe("spread", () => {
   });
 });
 
+describe("mesh partners", () => {
+  // A lost SDS is rebuilt from the other copies of its extents: those must sit on many SDSs,
+  // not on one fixed partner, or the rebuild reads from a single source.
+  for (const n of [4, 8]) {
+    test(`in an empty ${n}-SDS pool, a ${2 * n * (n - 1)}-extent volume pairs every SDS with every other`, () => {
+      const pool: PlacementSds[] = Array.from({ length: n }, (_, i) => ({
+        sdsId: `s${i}`,
+        faultSetId: null,
+        connected: true,
+        devices: [{ deviceId: `d${i}`, capacityBytes: 64 * GiB, assignedBytes: 0, state: "Normal" }],
+      }));
+      const result = placeExtents({ sds: pool, extentCount: 2 * n * (n - 1), extentBytes: 64 * MiB, random: seededRandom(n) });
+      const partners = new Map<string, Set<string>>();
+      for (const [a, b] of result) {
+        if (!partners.has(a!.sdsId)) partners.set(a!.sdsId, new Set());
+        if (!partners.has(b!.sdsId)) partners.set(b!.sdsId, new Set());
+        partners.get(a!.sdsId)!.add(b!.sdsId);
+        partners.get(b!.sdsId)!.add(a!.sdsId);
+      }
+      for (const [, set] of partners) expect(set.size).toBe(n - 1);
+    });
+  }
+});
+
 describe("balance", () => {
   test("an empty SDS added to a half-full pool: it takes the largest share, and a big volume narrows the fill gap", () => {
     const mk = (assignedGiB: number): PlacementSds[] =>

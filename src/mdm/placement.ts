@@ -90,6 +90,8 @@ export function placeExtents(input: {
 }
 
 const NO_POOL: PlacementSds[] = [];
+/** how many top-heap nodes are considered for the second copy (see partnerDomain) */
+const PARTNER_CANDIDATES = 7;
 
 /** An index in [0, n) from `random`, safe against a source that returns 1 or strays outside [0, 1). */
 function randomIndex(random: () => number, n: number): number {
@@ -113,6 +115,8 @@ class Layout {
 
   // eligible SDSs: connected, with at least one Normal device with room for an extent
   private n = 0;
+  /** extents of this call per unordered SDS pair (key: pairKey) */
+  private readonly pairs = new Map<number, number>();
   private slotSum = 0; // free extent slots of all eligible SDSs at the start, for the round weight
   private sdsInput = new Int32Array(0);
   private sdsDomain = new Int32Array(0);
@@ -259,6 +263,7 @@ class Layout {
   }
 
   release(): void {
+    this.pairs.clear();
     this.pool = NO_POOL; // keep no reference to the caller's objects
     this.faultSetDomain.clear();
     this.lastFaultSet = null;
@@ -434,10 +439,11 @@ class Layout {
       }
     }
     if (domainA < 0) domainA = this.top[0]!;
-    if (domainB < 0) domainB = this.bestDomainExcept(domainA);
-    assert(domainB >= 0 && domainA !== domainB, "two copies of an extent in one fault domain");
     const sdsA = this.heap[this.segStart[domainA]!]!;
+    if (domainB < 0) domainB = this.partnerDomain(domainA, sdsA);
+    assert(domainB >= 0 && domainA !== domainB, "two copies of an extent in one fault domain");
     const sdsB = this.heap[this.segStart[domainB]!]!;
+    this.notePair(sdsA, sdsB);
     assert(sdsA !== sdsB, "two copies of an extent on one SDS");
     this.extSdsA[i] = sdsA;
     this.extSdsB[i] = sdsB;
@@ -490,6 +496,46 @@ class Layout {
       }
     }
     return best;
+  }
+
+  /**
+   * Domain of the second copy: among the domains near the top of the top heap (its first
+   * PARTNER_CANDIDATES nodes) whose best SDS is in the same round as the best choice, the one
+   * whose best SDS shares the fewest extents of this volume with sdsA (ties: the better key).
+   * Without this, equal SDSs pair up the same way for every extent (A+B, C+D, A+B, …) and a lost
+   * SDS could be rebuilt from one source only; with it, each SDS's copies partner with many
+   * others, so a rebuild reads from many SDSs at once (mesh mirroring).
+   */
+  private partnerDomain(domainA: number, sdsA: number): number {
+    const best = this.bestDomainExcept(domainA);
+    if (best < 0) return best;
+    const bestRound = Math.floor(this.sdsKey[this.heap[this.segStart[best]!]!]! / 2);
+    let chosen = best;
+    let chosenPairs = this.pairCount(sdsA, this.heap[this.segStart[best]!]!);
+    const m = Math.min(this.topLen, PARTNER_CANDIDATES);
+    for (let t = 0; t < m && chosenPairs > 0; t++) {
+      const d = this.top[t]!;
+      if (d === domainA || d === chosen) continue;
+      const s = this.heap[this.segStart[d]!]!;
+      if (Math.floor(this.sdsKey[s]! / 2) !== bestRound) continue;
+      const pc = this.pairCount(sdsA, s);
+      if (pc < chosenPairs || (pc === chosenPairs && this.domainLess(d, chosen))) {
+        chosen = d;
+        chosenPairs = pc;
+      }
+    }
+    return chosen;
+  }
+
+  private pairKey(a: number, b: number): number {
+    return a < b ? a * this.n + b : b * this.n + a;
+  }
+  private pairCount(a: number, b: number): number {
+    return this.pairs.get(this.pairKey(a, b)) ?? 0;
+  }
+  private notePair(a: number, b: number): void {
+    const k = this.pairKey(a, b);
+    this.pairs.set(k, (this.pairs.get(k) ?? 0) + 1);
   }
 
   private bestDomainExcept(x: number): number {
