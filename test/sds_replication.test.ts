@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import { Flag, Op, Status } from "../src/proto/dataplane.ts";
 import type { DataPlaneClient } from "../src/proto/dataplane_client.ts";
 import type { SdsCore } from "../src/sds/sds_core.ts";
-import { MiB, Vol, applyAll, checksumCopy, clientTo, flushReq, pattern, readCopy, startNode, tmpDir, type ExtentPlan } from "./sds_harness.ts";
+import { MiB, Vol, applyAll, clientTo, flushReq, pattern, readCopy, startNode, tmpDir, type ExtentPlan } from "./sds_harness.ts";
 
 const VOL = "0a00000000000001";
 const vol = new Vol(VOL);

@@ -134,7 +134,6 @@ class Layout {
   private trailLeft = new Int32Array(0); // unoriented extents left at the SDS
 
   // eligible devices, contiguous per SDS
-  private m = 0;
   private devInput = new Int32Array(64); // index into its SDS's devices
   private devAssigned = new Float64Array(64);
   private devCap = new Float64Array(64);
@@ -241,7 +240,6 @@ class Layout {
       sdsBestDev[s] = best;
     }
     this.n = n;
-    this.m = m;
     this.totalSlots = totalSlots;
     this.slotSum = totalSlots;
     this.connectedSds = connectedSds;

@@ -3,6 +3,7 @@
 // http:// URLs are only accepted for loopback hosts. Response bodies are validated with the
 // zod schema the caller passes, so a bad or hostile MDM answer becomes a typed error.
 
+import { consola } from "consola";
 import { z } from "zod";
 import { CLUSTER_API_PREFIX, CLUSTER_SECRET_HEADER } from "./cluster_api.ts";
 import { PfError, type ErrorCode, ErrorCodes } from "./errors.ts";
@@ -112,4 +113,23 @@ export async function mdmLogin(ep: MdmEndpoint, username: string, password: stri
 
 function mdmRequestWithAuth<T extends z.ZodType>(ep: MdmEndpoint, basic: string, opts: RequestOptions<T>): Promise<z.infer<T>> {
   return mdmRequest({ ...ep, token: undefined, basicAuth: basic }, opts);
+}
+
+const JOIN_RETRY_MS = 500;
+const JOIN_ATTEMPTS = 120; // about a minute of waiting for a starting MDM
+
+/**
+ * Join the cluster: the call is retried while the MDM is unreachable (it may still be starting);
+ * any answer from the MDM (a wrong secret, a refused join) is final.
+ */
+export async function joinWithRetry<T>(who: string, ep: MdmEndpoint, call: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await call();
+    } catch (e) {
+      if (!(e instanceof PfError) || e.code !== "UNAVAILABLE" || attempt >= JOIN_ATTEMPTS) throw e;
+      if (attempt === 0) consola.info(`${who}: MDM ${ep.url} not reachable yet; retrying`);
+      await Bun.sleep(JOIN_RETRY_MS);
+    }
+  }
 }

@@ -6,8 +6,7 @@ import { consola } from "consola";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ClusterPaths, SdcJoinResponse } from "../proto/cluster_api.ts";
-import { clusterRequest, type MdmEndpoint } from "../proto/mdm_http.ts";
-import { isPfError } from "../proto/errors.ts";
+import { clusterRequest, joinWithRetry, type MdmEndpoint } from "../proto/mdm_http.ts";
 import { startNbdServer } from "./nbd_server.ts";
 import { SdcNode } from "./sdc_node.ts";
 import { DataPlanePool } from "../proto/dataplane_client.ts";
@@ -28,8 +27,6 @@ export interface SdcHandle {
   stop(): Promise<void>;
 }
 
-const JOIN_RETRY_MS = 500;
-const JOIN_ATTEMPTS = 120; // about a minute of waiting for a starting MDM
 
 function loadGuid(opts: SdcOptions): string {
   if (opts.guid) return opts.guid;
@@ -47,21 +44,14 @@ function loadGuid(opts: SdcOptions): string {
 
 export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
   const guid = loadGuid(opts);
-  let joined: SdcJoinResponse | null = null;
-  for (let attempt = 0; joined === null; attempt++) {
-    try {
-      joined = await clusterRequest(opts.mdm, {
-        method: "POST",
-        path: ClusterPaths.sdcJoin,
-        body: { guid, name: opts.name, host: opts.address },
-        schema: SdcJoinResponse,
-      });
-    } catch (e) {
-      // The MDM may still be starting; a wrong secret or bad request is final.
-      if (!isPfError(e) || e.code !== "UNAVAILABLE" || attempt > JOIN_ATTEMPTS) throw e;
-      await Bun.sleep(JOIN_RETRY_MS);
-    }
-  }
+  const joined = await joinWithRetry("sdc", opts.mdm, () =>
+    clusterRequest(opts.mdm, {
+      method: "POST",
+      path: ClusterPaths.sdcJoin,
+      body: { guid, name: opts.name, host: opts.address },
+      schema: SdcJoinResponse,
+    }),
+  );
   const sdcId = joined.sdcId;
   const dataKey = joined.dataKey;
   let closeExport: (name: string) => void = () => {};

@@ -13,8 +13,8 @@
 
 import { consola } from "consola";
 import { ClusterPaths, HeartbeatResponse, SdsAssignmentsResponse, SdsJoinResponse, type SdsJoinRequest } from "../proto/cluster_api.ts";
-import { PfError, isPfError } from "../proto/errors.ts";
-import { clusterRequest, type MdmEndpoint } from "../proto/mdm_http.ts";
+import { PfError } from "../proto/errors.ts";
+import { clusterRequest, joinWithRetry, type MdmEndpoint } from "../proto/mdm_http.ts";
 import { openBlockDevice, type BlockDevice } from "../store/block_device.ts";
 import { FaultFile } from "../store/block_fault.ts";
 import { DataPlaneServer } from "./dataplane_server.ts";
@@ -40,8 +40,6 @@ export interface SdsHandle {
   stop(): Promise<void>;
 }
 
-const JOIN_RETRY_MS = 500;
-const JOIN_ATTEMPTS = 120; // about a minute of waiting for a starting MDM
 const EARLY_BEAT_MIN_GAP_MS = 200; // a newer epoch seen on the data plane asks the MDM at most this often
 const RECOVERY_HEARTBEAT_MS = 250; // heartbeat interval while this SDS drives or receives a copy
 
@@ -107,16 +105,9 @@ async function join(opts: SdsOptions, dataPort: number, devices: BlockDevice[]):
     faultSetName: opts.faultSetName,
     devices: devices.map((d) => ({ path: d.path, capacityBytes: d.sizeBytes })),
   };
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await clusterRequest(opts.mdm, { method: "POST", path: ClusterPaths.sdsJoin, body, schema: SdsJoinResponse });
-    } catch (e) {
-      // the MDM may still be starting; a wrong secret or a refused join is final
-      if (!isPfError(e) || e.code !== "UNAVAILABLE" || attempt >= JOIN_ATTEMPTS) throw e;
-      if (attempt === 0) consola.info(`sds ${opts.name}: MDM ${opts.mdm.url} not reachable yet; retrying`);
-      await Bun.sleep(JOIN_RETRY_MS);
-    }
-  }
+  return joinWithRetry(`sds ${opts.name}`, opts.mdm, () =>
+    clusterRequest(opts.mdm, { method: "POST", path: ClusterPaths.sdsJoin, body, schema: SdsJoinResponse }),
+  );
 }
 
 /** Heartbeats and assignment refreshes; failures are logged and retried, IO goes on. */
