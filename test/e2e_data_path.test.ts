@@ -9,6 +9,7 @@ import { writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { TestCluster } from "./helpers/cluster.ts";
+import { waitFor } from "./helpers/recovery.ts";
 import { nbdinfoJson, run, runFio, runNbdsh, runQemuImg, runQemuIo } from "./helpers/real_clients.ts";
 
 const MiB = 1024 * 1024;
@@ -153,6 +154,24 @@ describe("one-host cluster through pf up", () => {
     });
     await runQemuIo(c.nbdUri("vol1"), [`read -P 0x11 ${5 * EXTENT - 4096} 8192`]);
   });
+
+  test("map, extend and unmap take effect on the running SDC", async () => {
+    const listed = async () => (await nbdinfoJson(`nbd://127.0.0.1:${c.ports.nbd}`, ["--list"])).exports.map((x) => x["export-name"]);
+    const add = await c.scli(["--add_volume", "--protection_domain_name", "pd1", "--storage_pool_name", "sp1", "--size_gb", "1", "--volume_name", "late", "--thin_provisioned"]);
+    expect(add.code, add.stderr).toBe(0);
+    expect(await listed()).not.toContain("late");
+    const map = await c.scli(["--map_volume_to_sdc", "--volume_name", "late", "--sdc_name", "local"]);
+    expect(map.code, map.stderr).toBe(0);
+    await waitFor("the SDC to export the newly mapped volume", 10_000, async () => (await listed()).includes("late"));
+    await runQemuIo(c.nbdUri("late"), ["write -P 0x6c 1000M 1M", "read -P 0x6c 1000M 1M"]);
+    const grow = await c.scli(["--modify_volume_capacity", "--volume_name", "late", "--size_gb", "2"]);
+    expect(grow.code, grow.stderr).toBe(0);
+    await waitFor("the export to grow", 10_000, async () => (await nbdinfoJson(c.nbdUri("late"))).exports[0]!["export-size"] === 2 * 1024 * MiB);
+    await runQemuIo(c.nbdUri("late"), ["read -P 0x6c 1000M 1M", "write -P 0x6d 1500M 1M", "read -P 0x6d 1500M 1M"]);
+    const unmap = await c.scli(["--unmap_volume_from_sdc", "--volume_name", "late", "--sdc_name", "local", "--i_am_sure"]);
+    expect(unmap.code, unmap.stderr).toBe(0);
+    await waitFor("the SDC to stop exporting the unmapped volume", 10_000, async () => !(await listed()).includes("late"));
+  }, 120_000);
 
   test("kill -9 of every process after a FLUSH loses nothing", async () => {
     const uri = c.nbdUri("vol1");
