@@ -8,10 +8,11 @@
 //   answers STALE_EPOCH / NOT_OWNER / UNAVAILABLE makes the SDC refresh its map and retry the
 //   piece (bounded by Limits.sdcRetryWindowMs), so failures the cluster survives never reach
 //   the NBD client;
-// - FLUSH covers every write acknowledged on ANY connection to this volume: the set of SDSs
+// - FLUSH covers every write acknowledged on ANY connection to this volume: the set of extents
 //   written since the last flush is shared by all connections (this is why the NBD export
-//   advertises CAN_MULTI_CONN), and each SDS's FLUSH makes durable every write it acked, on
-//   its own copy and on the peers it forwarded to.
+//   advertises CAN_MULTI_CONN); FLUSH goes to each such extent's current primary, whose FLUSH
+//   makes durable every write it holds, on its own copy and on the peers it forwarded to; a
+//   FLUSH is acknowledged only after every FLUSH started before it.
 
 import { Flag, Op, Status } from "../proto/dataplane.ts";
 import { PfError, assert } from "../proto/errors.ts";
@@ -39,8 +40,11 @@ export class VolumeIo {
   private map: VolumeMap;
   private volumeHi: number;
   private volumeLo: number;
-  /** SDS ids that acknowledged writes since the last FLUSH (shared by all NBD connections) */
-  private dirty = new Set<string>();
+  /** extents written since the last FLUSH (shared by all NBD connections of the volume) */
+  private dirtyExtents = new Set<number>();
+  /** FLUSHes under way: a later FLUSH is not acknowledged before them (they cover writes
+   *  acknowledged before it, and may still fail) */
+  private flushesInFlight = new Set<Promise<void>>();
 
   constructor(map: VolumeMap, private readonly deps: VolumeIoDeps) {
     this.map = map;
@@ -106,32 +110,65 @@ export class VolumeIo {
     );
   }
 
-  /** Make every write acknowledged so far durable on every copy. */
-  async flush(): Promise<void> {
-    if (this.dirty.size === 0) return;
-    const targets = [...this.dirty];
-    this.dirty.clear();
-    const results = await Promise.allSettled(targets.map((sdsId) => this.flushOne(sdsId)));
-    const failed = targets.filter((_, i) => results[i]!.status === "rejected");
-    if (failed.length > 0) {
-      for (const s of failed) this.dirty.add(s);
-      const first = results.find((r): r is PromiseRejectedResult => r.status === "rejected")!;
-      throw first.reason instanceof PfError ? first.reason : new PfError("IO_ERROR", `flush failed: ${String(first.reason)}`);
+  /**
+   * Make every write acknowledged so far durable on every copy. FLUSH goes to the CURRENT
+   * primary of every extent written since the last flush (not to the SDS that acknowledged the
+   * write: it may be gone, and its surviving peer holds the write); each primary syncs its own
+   * copy and every peer it forwarded to.
+   */
+  flush(): Promise<void> {
+    const earlier = [...this.flushesInFlight];
+    const own = this.flushDirty();
+    this.flushesInFlight.add(own);
+    const forget = () => this.flushesInFlight.delete(own);
+    own.then(forget, forget);
+    return Promise.all([own, ...earlier]).then(() => undefined);
+  }
+
+  private async flushDirty(): Promise<void> {
+    if (this.dirtyExtents.size === 0) return;
+    const extents = [...this.dirtyExtents];
+    this.dirtyExtents.clear();
+    try {
+      await this.flushExtents(extents);
+    } catch (e) {
+      for (const x of extents) this.dirtyExtents.add(x);
+      throw e;
     }
   }
 
-  private async flushOne(sdsId: string): Promise<void> {
+  private async flushExtents(extents: number[]): Promise<void> {
     const deadline = this.deps.nowMs() + Limits.sdcRetryWindowMs;
+    let pending = extents;
     for (let attempt = 0; ; attempt++) {
-      const link = this.deps.link(sdsId);
-      if (link) {
-        const r = await link.request({ opcode: Op.FLUSH, flags: 0, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0, gen: 0 });
-        if (r.status === Status.OK) return;
-        if (!RETRYABLE.has(r.status)) throw statusError(r.status, "FLUSH", sdsId);
+      const byPrimary = new Map<string, number[]>();
+      for (const x of pending) {
+        const primary = this.map.extents[x]?.replicas[0];
+        if (primary === undefined) continue; // extent no longer in the map: nothing to flush
+        const list = byPrimary.get(primary);
+        if (list) list.push(x);
+        else byPrimary.set(primary, [x]);
       }
-      if (this.deps.nowMs() > deadline) throw new PfError("IO_ERROR", `FLUSH on SDS ${sdsId} did not succeed within ${Limits.sdcRetryWindowMs} ms`);
+      const results = await Promise.all(
+        [...byPrimary].map(async ([sdsId, xs]) => ({ sdsId, xs, status: await this.flushSds(sdsId) })),
+      );
+      const bad = results.find((r) => r.status !== Status.OK && !RETRYABLE.has(r.status));
+      if (bad) throw statusError(bad.status, "FLUSH", bad.sdsId);
+      pending = results.filter((r) => r.status !== Status.OK).flatMap((r) => r.xs);
+      if (pending.length === 0) return;
+      if (this.deps.nowMs() > deadline) {
+        throw new PfError("IO_ERROR", `FLUSH of volume ${this.map.name} did not succeed within ${Limits.sdcRetryWindowMs} ms (${pending.length} extents)`);
+      }
+      await this.deps.refreshMaps();
       await this.deps.sleep(backoffMs(attempt));
     }
+  }
+
+  private async flushSds(sdsId: string): Promise<Status> {
+    const link = this.deps.link(sdsId);
+    if (!link) return Status.UNAVAILABLE;
+    const r = await link.request({ opcode: Op.FLUSH, flags: 0, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0, gen: 0 });
+    return r.status;
   }
 
   /** Send one extent-contained piece to the extent's primary, retrying through map changes. */
@@ -160,7 +197,7 @@ export class VolumeIo {
           payload,
         );
         if (r.status === Status.OK) {
-          if (opcode !== Op.READ) this.dirty.add(primary);
+          if (opcode !== Op.READ) this.dirtyExtents.add(extentIndex);
           return r;
         }
         status = r.status;
