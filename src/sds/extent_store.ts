@@ -260,7 +260,11 @@ export class ExtentStore {
       if (phys >= 0) {
         if (!e.thick && inChunk === 0 && n === chunkLen) releases.push(chunk);
         else {
-          e.slot.dev.write(this.zeros.subarray(0, n), phys * CHUNK + inChunk);
+          try {
+            e.slot.dev.write(this.zeros.subarray(0, n), phys * CHUNK + inChunk);
+          } catch (err) {
+            throw this.deviceFailed(e.slot, err); // like a data write: the device is Failed
+          }
           e.slot.written = true;
         }
       }
@@ -454,6 +458,10 @@ export class ExtentStore {
 
   /** Dirty or virgin chunks are zeroed and the zeros made durable before they are mapped. */
   private zeroFirst(slot: DeviceSlot, got: { a: Allocation }[]): void {
+    // A dirty chunk was released by a transaction that may still be only in the WAL: make that
+    // release durable before the chunk gets other data, or a power cut could map it back to
+    // its old extent, which would then read this extent's data.
+    if (got.some(({ a }) => a.zeroFirst && a.was === "dirty")) this.meta.syncNow();
     let any = false;
     for (const { a } of got) {
       if (!a.zeroFirst) continue;

@@ -196,7 +196,10 @@ class MdmSession {
       body: { devices, appliedMapVersion: node.appliedMapVersion, rebuilds: node.rebuildReports() },
       schema: HeartbeatResponse,
     });
-    node.grantLease(sentAtMs, hb.leaseMs);
+    // Apply the MDM's newer map BEFORE renewing the lease: an SDS that was cut off and dropped
+    // must not serve its old epoch for even one round trip after it reconnects.
     if (hb.mapVersion !== node.appliedMapVersion && !this.stopped) await this.refreshAssignments();
+    if (node.appliedMapVersion < hb.mapVersion) return; // not caught up: no lease from this beat
+    node.grantLease(sentAtMs, hb.leaseMs);
   }
 }

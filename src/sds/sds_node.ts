@@ -227,6 +227,9 @@ export class SdsNode implements RequestHandler {
       for (const r of e.replicas) if (r !== this.sdsId) this.memberPeers.add(r);
       if (e.syncTarget !== null) this.memberPeers.add(e.syncTarget.sdsId);
     }
+    // After a restart this process does not know which peers hold writes it forwarded before
+    // it died (acknowledged, maybe not yet flushed): the first FLUSH syncs every peer.
+    if (!this.assignmentsApplied) for (const p of this.memberPeers) this.peersWritten.add(p);
     this.copies.setRate(resp.rebuildRateBytesPerSec);
     this.copies.reconcile(this.store.extents());
     this.appliedMapVersion = resp.mapVersion;
