@@ -91,7 +91,10 @@ export class MdmFixture {
   }
 
   /** Join an SDS with fake devices (capacity in GiB) and return its join answer. */
-  async joinSds(name: string, opts: { port?: number; host?: string; pd?: string; pool?: string; faultSet?: string; devicesGiB?: number[] } = {}): Promise<{ sdsId: string; devices: { deviceId: string; path: string }[] }> {
+  async joinSds(
+    name: string,
+    opts: { port?: number; host?: string; pd?: string; pool?: string; faultSet?: string; devicesGiB?: number[]; hostRebooted?: boolean } = {},
+  ): Promise<{ sdsId: string; devices: { deviceId: string; path: string }[] }> {
     const devices = (opts.devicesGiB ?? [100]).map((g, i) => ({ path: `/dev/fake-${name}-${i}`, capacityBytes: g * Units.GiB }));
     const r = await this.cluster("POST", "/sds/join", {
       name,
@@ -100,6 +103,7 @@ export class MdmFixture {
       protectionDomainName: opts.pd ?? "pd1",
       storagePoolName: opts.pool ?? "sp1",
       ...(opts.faultSet ? { faultSetName: opts.faultSet } : {}),
+      ...(opts.hostRebooted ? { hostRebooted: true } : {}),
       devices,
     });
     if (r.status !== 200) throw new Error(`sds join failed: ${r.status} ${r.text}`);

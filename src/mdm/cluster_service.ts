@@ -39,6 +39,7 @@ import {
   type SdsRow,
 } from "../store/mdm_schema.ts";
 import { inTransaction, type MdmContext } from "./context.ts";
+import { forgetVolatileCopies } from "./recovery.ts";
 import { applyRebuildReports } from "./recovery.ts";
 import { extentFromRow, type ExtentState } from "./recovery_model.ts";
 import { copiesHeldBy } from "./recovery_view.ts";
@@ -131,6 +132,7 @@ export function sdsJoin(ctx: MdmContext, req: SdsJoinRequest): SdsJoinResponse {
     }
     return sds.id;
   });
+  if (req.hostRebooted) forgetVolatileCopies(ctx, sdsId);
   ctx.health.sdsSeen(sdsId, 0);
   const devices = ctx.store.db
     .select({ deviceId: deviceTable.id, path: deviceTable.path })

@@ -8,7 +8,7 @@
 // handed to SDSs is strictly shorter than the heartbeat timeout, so an SDS has stopped serving
 // before the MDM activates an epoch without it.
 
-import { and, eq } from "drizzle-orm";
+import { and, eq, or } from "drizzle-orm";
 import consola from "consola";
 import type { RebuildReport } from "../proto/cluster_api.ts";
 import { assert, PfError } from "../proto/errors.ts";
@@ -403,4 +403,43 @@ export function startDrain(ctx: MdmContext, sds: SdsRow): SdsRemoval {
 /** Extents of a pool that need attention (for tests and REST details). */
 export function attentionExtents(ctx: MdmContext, poolId: string): PlannedExtent[] {
   return loadAttentionExtents(ctx, loadSdsViews(ctx)).filter((e) => e.poolId === poolId);
+}
+
+/**
+ * An SDS whose host rebooted since it last ran (its join says so) may have lost writes that
+ * were acknowledged but not yet flushed: they were in its page cache only. None of its copies
+ * can be trusted as a resync base or as an in-sync copy: its away copies are dropped (a full
+ * rebuild replaces them) and its in-sync copies leave the in-sync set wherever another in-sync
+ * copy exists (that one is complete). A sole in-sync copy stays: it is all there is.
+ * Returns how many extents changed.
+ */
+export function forgetVolatileCopies(ctx: MdmContext, sdsId: string): number {
+  return inTransaction(ctx, () => {
+    const rows = ctx.store.db
+      .select({ extent: extentTable, extentBytes: volumeTable.extentBytes, volumeType: volumeTable.volumeType })
+      .from(extentTable)
+      .innerJoin(volumeTable, eq(volumeTable.id, extentTable.volumeId))
+      .where(or(eq(extentTable.primarySdsId, sdsId), eq(extentTable.secondarySdsId, sdsId), eq(extentTable.awaySdsId, sdsId), eq(extentTable.targetSdsId, sdsId)))
+      .all();
+    let changed = 0;
+    for (const r of rows) {
+      const before = extentFromRow(r.extent);
+      let after: ExtentState = before;
+      if (before.away?.sdsId === sdsId) after = { ...after, away: null };
+      if (before.target?.sdsId === sdsId) after = { ...after, target: null };
+      if (after.inSync.length > 1 && after.inSync.some((c) => c.sdsId === sdsId)) {
+        const inSync = after.inSync.filter((c) => c.sdsId !== sdsId);
+        const target = after.target?.replacesSdsId === sdsId ? null : after.target;
+        after = { ...after, inSync, target };
+      }
+      if (after === before) continue;
+      persistExtent(ctx, before, { ...after, epoch: before.epoch + 1 }, r.extentBytes, r.volumeType === "ThickProvisioned");
+      changed++;
+    }
+    if (changed > 0) {
+      bumpMapVersion(ctx);
+      consola.warn(`mdm: SDS ${sdsId} rejoined after its host rebooted: ${changed} of its extent copies may lack unflushed writes and will be rebuilt in full`);
+    }
+    return changed;
+  });
 }

@@ -29,6 +29,9 @@ export const SdsJoinRequest = z.object({
   protectionDomainName: name,
   storagePoolName: name,
   faultSetName: name.optional(),
+  /** the host rebooted since this SDS last ran: writes acknowledged but not flushed before the
+   *  reboot may be missing from its copies, so none of them may be resynced or stay in sync */
+  hostRebooted: z.boolean().default(false),
   devices: z
     .array(z.object({ path: z.string().min(1).max(4096), capacityBytes: bytes, name: name.optional() }))
     .min(1)

@@ -11,6 +11,8 @@
 // nothing until the lease runs out, heartbeats keep being retried, and the first answer after
 // the MDM is back renews the lease.
 
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join as joinPath } from "node:path";
 import { consola } from "consola";
 import { ClusterPaths, HeartbeatResponse, SdsAssignmentsResponse, SdsJoinResponse, type SdsJoinRequest } from "../proto/cluster_api.ts";
 import { PfError } from "../proto/errors.ts";
@@ -52,7 +54,9 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
   try {
     for (const d of opts.devices) opened.set(d.path, openBlockDevice(d));
     server = DataPlaneServer.listen({ host: opts.host, port: opts.port });
-    const joined = await join(opts, server.port, [...opened.values()]);
+    const boot = hostBoot(opts.dataDir);
+    const joined = await join(opts, server.port, [...opened.values()], boot.rebooted);
+    boot.remember();
     const idByPath = new Map(joined.devices.map((d) => [d.path, d.deviceId]));
     core = startSdsCore({
       sdsId: joined.sdsId,
@@ -95,9 +99,36 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
   }
 }
 
-async function join(opts: SdsOptions, dataPort: number, devices: BlockDevice[]): Promise<SdsJoinResponse> {
+const BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id";
+
+/**
+ * Did the host reboot since this SDS last joined? Its page cache, and with it any write that was
+ * acknowledged but not yet flushed, is then gone; the MDM must not trust its copies as complete.
+ * Compares the kernel's boot id with the one kept in the data dir (no file: first start).
+ */
+function hostBoot(dataDir: string): { rebooted: boolean; remember(): void } {
+  const file = joinPath(dataDir, "host-boot-id");
+  let current: string | null = null;
+  try {
+    current = readFileSync(BOOT_ID_FILE, "utf8").trim();
+  } catch {
+    consola.warn(`sds: cannot read ${BOOT_ID_FILE}; a host reboot will not be detected`);
+  }
+  const previous = existsSync(file) ? readFileSync(file, "utf8").trim() : null;
+  return {
+    rebooted: current !== null && previous !== null && previous !== current,
+    remember() {
+      if (current === null || current === previous) return;
+      mkdirSync(dataDir, { recursive: true });
+      writeFileSync(file, current + "\n");
+    },
+  };
+}
+
+async function join(opts: SdsOptions, dataPort: number, devices: BlockDevice[], hostRebooted: boolean): Promise<SdsJoinResponse> {
   const body: SdsJoinRequest = {
     name: opts.name,
+    hostRebooted,
     host: opts.host,
     dataPort,
     protectionDomainName: opts.protectionDomainName,
