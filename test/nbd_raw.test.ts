@@ -506,7 +506,14 @@ describe("bounds, DISC and closing", () => {
       c.send(req(Cmd.WRITE, i * MiB, MiB, 0, 20_000 + i));
       c.send(payload);
     }
-    await Bun.sleep(500);
+    // wait until the server stops taking requests (it paused reading), however busy the machine
+    const deadline = Date.now() + 20_000;
+    for (let last = -1, stableSince = Date.now(); Date.now() < deadline; await Bun.sleep(50)) {
+      if (gated.started !== last) {
+        last = gated.started;
+        stableSince = Date.now();
+      } else if (Date.now() - stableSince > 500) break;
+    }
     const bound = Limits.nbdMaxBufferedBytesPerConn / MiB;
     expect(gated.started).toBeGreaterThanOrEqual(bound - 2);
     expect(gated.started).toBeLessThanOrEqual(bound + 2);
