@@ -16,7 +16,7 @@ import { parseClusterConfig, type ClusterConfig, type HostConfig } from "../prot
 import { PfError } from "../proto/errors.ts";
 import type { MdmEndpoint } from "../proto/mdm_http.ts";
 import { applyClusterObjects, loginAdmin, waitForMdm } from "./up_apply.ts";
-import { RoleSupervisor } from "./up_supervisor.ts";
+import { RoleSupervisor, selfCommand } from "./up_supervisor.ts";
 import { listNbdExports } from "./nbd_probe.ts";
 
 export const upCommand = defineCommand({
@@ -175,8 +175,9 @@ function printSummary(config: ClusterConfig, host: HostConfig, dataDir: string, 
   lines.push(`  REST:  ${mdmUrl}/api   (certificate: ${caFile})`);
   lines.push(`  scli:  export PF_MDM=${mdmUrl} PF_MDM_CA=${caFile}`);
   const pw = config.cluster.adminPassword ? "<adminPassword from the cluster file>" : `"$(cat ${join(dataDir, "mdm", "admin-password")})"`;
-  lines.push(`         pf scli --login --username admin --password ${pw}`);
-  lines.push(`         pf scli --query_all_volumes`);
+  const pf = selfCommand().join(" ");
+  lines.push(`         ${pf} scli --login --username admin --password ${pw}`);
+  lines.push(`         ${pf} scli --query_all_volumes`);
   lines.push(`  Stop with Ctrl-C (SIGINT) or SIGTERM; restart with the same command keeps the data.`);
   process.stdout.write(lines.join("\n") + "\n");
 }
