@@ -202,6 +202,10 @@ describe("failures", () => {
     await nodes[1]!.stop();
     const r = await vol.write(clients[0]!, 0, 0, pattern(4096, 15));
     expect(r.status).toBe(Status.UNAVAILABLE);
+    // the next heartbeat tells the MDM that this copy missed a write (it must be resynced)
+    const failed = nodes[0]!.node.takeFailedForwards();
+    expect(failed).toEqual([{ volumeId: VOL, extentIndex: 0, epoch: expect.any(Number), peerSdsId: nodes[1]!.sdsId }]);
+    expect(nodes[0]!.node.takeFailedForwards()).toEqual([]);
     const fl = await flushReq(clients[0]!);
     expect(fl.status === Status.OK || fl.status === Status.UNAVAILABLE).toBe(true);
   });

@@ -39,8 +39,7 @@ import {
   type SdsRow,
 } from "../store/mdm_schema.ts";
 import { inTransaction, type MdmContext } from "./context.ts";
-import { forgetVolatileCopies } from "./recovery.ts";
-import { applyRebuildReports } from "./recovery.ts";
+import { applyFailedForwards, applyRebuildReports, forgetVolatileCopies } from "./recovery.ts";
 import { extentFromRow, type ExtentState } from "./recovery_model.ts";
 import { copiesHeldBy } from "./recovery_view.ts";
 import { getSdc, getSds, unique } from "./lookup.ts";
@@ -212,6 +211,7 @@ export function sdsHeartbeat(ctx: MdmContext, sdsId: string, req: SdsHeartbeatRe
   });
   ctx.health.sdsSeen(sdsId, req.appliedMapVersion);
   applyRebuildReports(ctx, sdsId, req.rebuilds);
+  applyFailedForwards(ctx, sdsId, req.failedForwards);
   return { mapVersion: currentMapVersion(ctx), leaseMs: ctx.recovery.config.leaseMs };
 }
 

@@ -10,7 +10,7 @@
 
 import { and, eq, or } from "drizzle-orm";
 import consola from "consola";
-import type { RebuildReport } from "../proto/cluster_api.ts";
+import type { FailedForward, RebuildReport } from "../proto/cluster_api.ts";
 import { assert, PfError } from "../proto/errors.ts";
 import { Limits } from "../proto/limits.ts";
 import type { RebuildStatus } from "../proto/powerflex_api.ts";
@@ -441,5 +441,43 @@ export function forgetVolatileCopies(ctx: MdmContext, sdsId: string): number {
       consola.warn(`mdm: SDS ${sdsId} rejoined after its host rebooted: ${changed} of its extent copies may lack unflushed writes and will be rebuilt in full`);
     }
     return changed;
+  });
+}
+
+/**
+ * The primary of an extent reports that a write it forwarded to an in-sync copy was refused or
+ * lost (a full thin device, a dropped connection): that copy may now differ from the primary's
+ * on that range. It leaves the in-sync set (epoch bump) and is kept as the away copy, so the
+ * planner resyncs it from the primary's change record, which covers the failed range. Reports
+ * from an older epoch, or from an SDS that is not the primary, are ignored.
+ */
+export function applyFailedForwards(ctx: MdmContext, reporterSdsId: string, reports: readonly FailedForward[]): void {
+  if (reports.length === 0) return;
+  let changed = 0;
+  inTransaction(ctx, () => {
+    for (const f of reports) {
+      const row = ctx.store.db
+        .select({ extent: extentTable, extentBytes: volumeTable.extentBytes, volumeType: volumeTable.volumeType })
+        .from(extentTable)
+        .innerJoin(volumeTable, eq(volumeTable.id, extentTable.volumeId))
+        .where(and(eq(extentTable.volumeId, f.volumeId), eq(extentTable.idx, f.extentIndex)))
+        .get();
+      if (!row) continue;
+      const before = extentFromRow(row.extent);
+      if (before.epoch !== f.epoch || before.inSync[0]!.sdsId !== reporterSdsId || before.inSync.length < 2) continue;
+      const peer = before.inSync.find((c) => c.sdsId === f.peerSdsId);
+      if (!peer) continue;
+      const after: ExtentState = {
+        ...before,
+        epoch: before.epoch + 1,
+        inSync: before.inSync.filter((c) => c.sdsId !== f.peerSdsId),
+        target: before.target?.replacesSdsId === f.peerSdsId ? null : before.target,
+        away: { sdsId: peer.sdsId, deviceId: peer.deviceId, sinceMs: ctx.clock() },
+      };
+      persistExtent(ctx, before, after, row.extentBytes, row.volumeType === "ThickProvisioned");
+      changed++;
+      consola.warn(`mdm: extent ${extentKey(before)}: a write forwarded by ${reporterSdsId} to ${f.peerSdsId} failed; that copy leaves the in-sync set and will be resynced`);
+    }
+    if (changed > 0) bumpMapVersion(ctx);
   });
 }

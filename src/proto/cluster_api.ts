@@ -67,12 +67,23 @@ export const RebuildReport = z.object({
 });
 export type RebuildReport = z.infer<typeof RebuildReport>;
 
+/** A write this SDS (as primary) forwarded to an in-sync copy was refused or lost: that copy
+ *  may now differ on the range, so the MDM takes it out of the in-sync set (it is resynced). */
+export const FailedForward = z.object({
+  volumeId: id16,
+  extentIndex: z.number().int().nonnegative(),
+  epoch: z.number().int().positive(),
+  peerSdsId: id16,
+});
+export type FailedForward = z.infer<typeof FailedForward>;
+
 export const SdsHeartbeatRequest = z.object({
   devices: z.array(DeviceReport).max(64),
   /** mapVersion of the assignments the SDS currently applies */
   appliedMapVersion: z.number().int().nonnegative(),
   /** copies in progress or just finished (bounded by Limits.maxRebuildReports) */
   rebuilds: z.array(RebuildReport).max(4096).default([]),
+  failedForwards: z.array(FailedForward).max(4096).default([]),
 });
 export type SdsHeartbeatRequest = z.infer<typeof SdsHeartbeatRequest>;
 

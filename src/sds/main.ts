@@ -221,12 +221,19 @@ class MdmSession {
     const devices = this.core.store.slots.map((s) => ({ deviceId: s.deviceId, state: s.state, usedBytes: this.core.store.usedBytes(s) }));
     const sentAtMs = node.clock.nowMs();
     this.lastBeatMs = performance.now();
-    const hb = await clusterRequest(this.mdm, {
-      method: "POST",
-      path: ClusterPaths.sdsHeartbeat(this.core.sdsId),
-      body: { devices, appliedMapVersion: node.appliedMapVersion, rebuilds: node.rebuildReports() },
-      schema: HeartbeatResponse,
-    });
+    const failedForwards = node.takeFailedForwards();
+    let hb: HeartbeatResponse;
+    try {
+      hb = await clusterRequest(this.mdm, {
+        method: "POST",
+        path: ClusterPaths.sdsHeartbeat(this.core.sdsId),
+        body: { devices, appliedMapVersion: node.appliedMapVersion, rebuilds: node.rebuildReports(), failedForwards },
+        schema: HeartbeatResponse,
+      });
+    } catch (e) {
+      node.restoreFailedForwards(failedForwards);
+      throw e;
+    }
     // Apply the MDM's newer map BEFORE renewing the lease: an SDS that was cut off and dropped
     // must not serve its old epoch for even one round trip after it reconnects.
     if (hb.mapVersion !== node.appliedMapVersion && !this.stopped) await this.refreshAssignments();

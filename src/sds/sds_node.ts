@@ -33,7 +33,7 @@
 import { consola } from "consola";
 import { Flag, Op, Status, type Frame, type FrameHeader } from "../proto/dataplane.ts";
 import { DataPlanePool, type DataRequest } from "../proto/dataplane_client.ts";
-import type { ExtentAssignment, ExtentRole, RebuildReport, SdsAssignmentsResponse } from "../proto/cluster_api.ts";
+import type { ExtentAssignment, ExtentRole, FailedForward, RebuildReport, SdsAssignmentsResponse } from "../proto/cluster_api.ts";
 import { Limits } from "../proto/limits.ts";
 import { DirtyChunks } from "./dirty_chunks.ts";
 import type { DeviceSlot, Extent, ExtentStore } from "./extent_store.ts";
@@ -114,6 +114,8 @@ export class SdsNode implements RequestHandler {
   private memberPeers = new Set<string>();
   /** peers this SDS forwarded writes to since its last FLUSH began */
   private readonly peersWritten = new Set<string>();
+  /** forwarded writes refused or lost by an in-sync copy, for the next heartbeat (bounded) */
+  private readonly failedForwards = new Map<string, FailedForward>();
   private readonly inflightFlushes = new Set<Promise<Status>>();
   private readonly lastPeerWarnMs = new Map<string, number>();
 
@@ -162,6 +164,20 @@ export class SdsNode implements RequestHandler {
   /** Copies this SDS drives, for the heartbeat. */
   rebuildReports(): RebuildReport[] {
     return this.copies.reports();
+  }
+
+  /** Failed forwards to in-sync copies since the last call (give them back with restoreFailedForwards if unsent). */
+  takeFailedForwards(): FailedForward[] {
+    const out = [...this.failedForwards.values()];
+    this.failedForwards.clear();
+    return out;
+  }
+
+  restoreFailedForwards(list: readonly FailedForward[]): void {
+    for (const f of list) {
+      if (this.failedForwards.size >= Limits.maxRebuildReports) break;
+      this.failedForwards.set(`${f.volumeId}/${f.extentIndex}/${f.peerSdsId}`, f);
+    }
   }
 
   // ---- assignments ----
@@ -457,7 +473,13 @@ export class SdsNode implements RequestHandler {
     this.peerFailed(peer, what);
     e.forwardFailures++;
     if (e.removed || e.role !== "primary") return;
-    if (inSync && e.replicas.includes(peer)) this.recordMissing(e, [peer]);
+    if (inSync && e.replicas.includes(peer)) {
+      this.recordMissing(e, [peer]);
+      // tell the MDM in the next heartbeat: that copy must leave the in-sync set and be resynced
+      if (this.failedForwards.size < Limits.maxRebuildReports) {
+        this.failedForwards.set(`${e.key}/${peer}`, { volumeId: e.volumeId, extentIndex: e.extentIndex, epoch: e.epoch, peerSdsId: peer });
+      }
+    }
     this.markChanged(e, offset, length);
     this.copies.forwardFailed(e);
   }
