@@ -3,7 +3,7 @@
 
 import { expect, test } from "bun:test";
 import type { VolumeMap } from "../src/proto/cluster_api.ts";
-import { Op, Status } from "../src/proto/dataplane.ts";
+import { Op, Status, opName } from "../src/proto/dataplane.ts";
 import type { DataRequest, DataReply } from "../src/proto/dataplane_client.ts";
 import { VolumeIo, type SdsLink } from "../src/sdc/volume_io.ts";
 
@@ -28,8 +28,7 @@ function scripted() {
   const down = new Set<string>();
   const link = (sdsId: string): SdsLink => ({
     request(h: DataRequest): Promise<DataReply> {
-      const op = Object.entries(Op).find(([, v]) => v === h.opcode)![0];
-      log.push(`${sdsId}:${op}`);
+      log.push(`${sdsId}:${opName(h.opcode)}`);
       if (down.has(sdsId)) return Promise.resolve({ status: Status.UNAVAILABLE, payload: new Uint8Array(0) });
       if (h.opcode === Op.FLUSH) return new Promise((r) => heldFlushes.push(() => r(OK)));
       return Promise.resolve(OK);

@@ -215,6 +215,21 @@ export function sdsHeartbeat(ctx: MdmContext, sdsId: string, req: SdsHeartbeatRe
   return { mapVersion: currentMapVersion(ctx), leaseMs: ctx.recovery.config.leaseMs };
 }
 
+/** Epoch and in-sync replicas (primary first) of every extent of a volume, indexed by extent. */
+export function inSyncExtents(ctx: MdmContext, volumeId: string): { epoch: number; replicas: string[] }[] {
+  const rows = ctx.store.sqlite
+    .query<{ idx: number; epoch: number; primary_sds_id: string; secondary_sds_id: string | null }, [string]>(
+      "SELECT idx, epoch, primary_sds_id, secondary_sds_id FROM extent WHERE volume_id = ? ORDER BY idx",
+    )
+    .all(volumeId);
+  return rows.map((r, i) => {
+    assert(r.idx === i, "extent indexes are dense");
+    const replicas = r.secondary_sds_id === null ? [r.primary_sds_id] : [r.primary_sds_id, r.secondary_sds_id];
+    assert(replicas[0] !== replicas[1], "two copies never on one SDS");
+    return { epoch: r.epoch, replicas };
+  });
+}
+
 /** Addresses of every SDS (clients connect by id). */
 export function sdsAddresses(ctx: MdmContext): SdsAddress[] {
   return ctx.store.db
@@ -351,25 +366,16 @@ export function sdcMaps(ctx: MdmContext, sdcId: string): SdcMapsResponse {
       .where(eq(volumeMappingTable.sdcId, sdcId))
       .orderBy(asc(volumeTable.id))
       .all();
-    const extentQuery = ctx.store.sqlite.query<
-      { idx: number; epoch: number; primary_sds_id: string; secondary_sds_id: string | null },
-      [string]
-    >("SELECT idx, epoch, primary_sds_id, secondary_sds_id FROM extent WHERE volume_id = ? ORDER BY idx");
     const volumes: VolumeMap[] = mapped.map((m) => {
-      const rows = extentQuery.all(m.volumeId);
-      assert(rows.length === m.sizeBytes / m.extentBytes, "a volume has size/extentBytes extents");
+      const extents = inSyncExtents(ctx, m.volumeId);
+      assert(extents.length === m.sizeBytes / m.extentBytes, "a volume has size/extentBytes extents");
       return {
         volumeId: m.volumeId,
         name: m.name ?? m.volumeId,
         sizeBytes: m.sizeBytes,
         accessMode: m.accessMode === "ReadOnly" ? "ReadOnly" : "ReadWrite",
         extentSizeBytes: m.extentBytes,
-        extents: rows.map((r, i) => {
-          assert(r.idx === i, "extent indexes are dense");
-          const replicas = r.secondary_sds_id === null ? [r.primary_sds_id] : [r.primary_sds_id, r.secondary_sds_id];
-          assert(replicas[0] !== replicas[1], "two copies never on one SDS");
-          return { epoch: r.epoch, replicas };
-        }),
+        extents,
       };
     });
     return { mapVersion, volumes, sds: sdsAddresses(ctx) };

@@ -4,12 +4,12 @@
 // meant for operators and tests after IO, not as a background scrubber (extents are checked a
 // few at a time so that a large volume does not flood the SDSs).
 
-import { Op, Status } from "../proto/dataplane.ts";
+import { Op, Status, statusName } from "../proto/dataplane.ts";
 import { DataPlanePool } from "../proto/dataplane_client.ts";
 import { PfError } from "../proto/errors.ts";
 import type { ConsistencyReport } from "../proto/powerflex_api.ts";
 import { idToHalves } from "../proto/ids.ts";
-import { sdsAddresses } from "./cluster_service.ts";
+import { inSyncExtents, sdsAddresses } from "./cluster_service.ts";
 import type { MdmContext } from "./context.ts";
 import { getVolume } from "./lookup.ts";
 import { getSystem } from "./system_state.ts";
@@ -21,10 +21,6 @@ export interface ExtentCopies {
 }
 
 const PARALLEL_EXTENTS = 4;
-
-function statusName(s: number): string {
-  return Object.entries(Status).find(([, v]) => v === s)?.[0] ?? `status ${s}`;
-}
 
 export async function checkVolumeConsistency(opts: {
   volumeId: string;
@@ -98,19 +94,10 @@ export async function volumeConsistency(ctx: MdmContext, volumeId: string): Prom
 
 function checkOnce(ctx: MdmContext, volumeId: string): Promise<ConsistencyReport> {
   const vol = getVolume(ctx, volumeId);
-  const rows = ctx.store.sqlite
-    .query<{ idx: number; epoch: number; primary_sds_id: string; secondary_sds_id: string | null }, [string]>(
-      "SELECT idx, epoch, primary_sds_id, secondary_sds_id FROM extent WHERE volume_id = ? ORDER BY idx",
-    )
-    .all(volumeId);
   return checkVolumeConsistency({
     volumeId,
     extentBytes: vol.extentBytes,
-    extents: rows.map((r) => ({
-      extentIndex: r.idx,
-      epoch: r.epoch,
-      replicas: r.secondary_sds_id === null ? [r.primary_sds_id] : [r.primary_sds_id, r.secondary_sds_id],
-    })),
+    extents: inSyncExtents(ctx, volumeId).map((e, extentIndex) => ({ extentIndex, ...e })),
     pool: poolFor(ctx),
   });
 }

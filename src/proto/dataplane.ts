@@ -65,6 +65,18 @@ export const Status = {
 export type Status = (typeof Status)[keyof typeof Status];
 const STATUS_MAX = 8;
 
+/** "WRITE", "STALE_EPOCH", … for logs and error messages. */
+export function opName(op: number): string {
+  return nameOf(Op, op, "op");
+}
+export function statusName(s: number): string {
+  return nameOf(Status, s, "status");
+}
+function nameOf(table: Record<string, number>, v: number, what: string): string {
+  for (const [k, x] of Object.entries(table)) if (x === v) return k;
+  return `${what} ${v}`;
+}
+
 export interface FrameHeader {
   opcode: Op;
   flags: number;

@@ -14,7 +14,7 @@
 //   makes durable every write it holds, on its own copy and on the peers it forwarded to; a
 //   FLUSH is acknowledged only after every FLUSH started before it.
 
-import { Flag, Op, Status } from "../proto/dataplane.ts";
+import { Flag, Op, Status, opName, statusName } from "../proto/dataplane.ts";
 import { PfError, assert } from "../proto/errors.ts";
 import { idToHalves } from "../proto/ids.ts";
 import { Limits } from "../proto/limits.ts";
@@ -244,16 +244,6 @@ export class VolumeIo {
 
 function backoffMs(attempt: number): number {
   return Math.min(500, 10 * 2 ** Math.min(attempt, 6));
-}
-
-function opName(op: Op): string {
-  for (const [k, v] of Object.entries(Op)) if (v === op) return k;
-  return `op${op}`;
-}
-
-function statusName(s: Status): string {
-  for (const [k, v] of Object.entries(Status)) if (v === s) return k;
-  return `status${s}`;
 }
 
 function statusError(s: Status, what: string, sdsId: string): PfError {
