@@ -10,6 +10,7 @@
 // - `epoch` of an extent only grows.
 
 import { z } from "zod";
+import { SdcIoReport, SdsIoReport } from "./io_report.ts";
 
 export const CLUSTER_API_PREFIX = "/pf/v1";
 export const CLUSTER_SECRET_HEADER = "x-pf-cluster-secret";
@@ -84,6 +85,8 @@ export const SdsHeartbeatRequest = z.object({
   /** copies in progress or just finished (bounded by Limits.maxRebuildReports) */
   rebuilds: z.array(RebuildReport).max(4096).default([]),
   failedForwards: z.array(FailedForward).max(4096).default([]),
+  /** cumulative IO counters (src/proto/io_report.ts); absent from an SDS that predates them */
+  io: SdsIoReport.optional(),
 });
 export type SdsHeartbeatRequest = z.infer<typeof SdsHeartbeatRequest>;
 
@@ -159,7 +162,11 @@ export const SdcJoinResponse = z.object({
 });
 export type SdcJoinResponse = z.infer<typeof SdcJoinResponse>;
 
-export const SdcHeartbeatRequest = z.object({ appliedMapVersion: z.number().int().nonnegative() });
+export const SdcHeartbeatRequest = z.object({
+  appliedMapVersion: z.number().int().nonnegative(),
+  /** cumulative IO counters (src/proto/io_report.ts); absent from an SDC that predates them */
+  io: SdcIoReport.optional(),
+});
 export type SdcHeartbeatRequest = z.infer<typeof SdcHeartbeatRequest>;
 
 export const VolumeMap = z.object({
