@@ -9,7 +9,7 @@ import {
   poolCapacity,
   roundUpToGranularity,
   type PoolCapacityInput,
-} from "../src/mdm/capacity.ts";
+} from "../src/mdm/topology/capacity.ts";
 import { isPfError } from "../src/proto/errors.ts";
 
 const GiB = 1024 ** 3;

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { CLUSTER_API_PREFIX, CLUSTER_SECRET_HEADER } from "../src/proto/cluster_api.ts";
 import { Units } from "../src/proto/limits.ts";
 import { openMdmCore, type MdmCore } from "../src/mdm/app.ts";
-import type { RecoveryOptions } from "../src/mdm/recovery.ts";
+import type { RecoveryOptions } from "../src/mdm/recovery/runtime.ts";
 
 export const SECRET = "test-cluster-secret-0123456789";
 export const ADMIN_PASSWORD = "Scaleio123";

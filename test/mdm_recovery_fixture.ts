@@ -7,10 +7,10 @@
 import { expect } from "bun:test";
 import { HeartbeatResponse, SdsAssignmentsResponse, type RebuildReport } from "../src/proto/cluster_api.ts";
 import { RebuildStatus } from "../src/proto/powerflex_api.ts";
-import { recoveryTick, type TickResult } from "../src/mdm/recovery.ts";
-import { extentFromRow, type ExtentState } from "../src/mdm/recovery_model.ts";
+import { recoveryTick, type TickResult } from "../src/mdm/recovery/recovery.ts";
+import { extentFromRow, type ExtentState } from "../src/mdm/recovery/recovery_model.ts";
 import { extentTable, type ExtentRow } from "../src/store/mdm_schema.ts";
-import type { RecoveryOptions } from "../src/mdm/recovery.ts";
+import type { RecoveryOptions } from "../src/mdm/recovery/runtime.ts";
 import { GiB, MdmFixture } from "./mdm_fixture.ts";
 
 export interface FakeSds {

@@ -15,10 +15,10 @@
 
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { judgeReport } from "../src/mdm/rebuild_completion.ts";
-import { planRecovery, type RecoveryPlan } from "../src/mdm/rebuild_planner.ts";
-import { checkExtent, extentKey, type CopyRef, type PlannedExtent } from "../src/mdm/recovery_model.ts";
-import type { SdsView } from "../src/mdm/target_placement.ts";
+import { judgeReport } from "../src/mdm/recovery/rebuild_completion.ts";
+import { planRecovery, type RecoveryPlan } from "../src/mdm/recovery/rebuild_planner.ts";
+import { checkExtent, extentKey, type CopyRef, type PlannedExtent } from "../src/mdm/recovery/recovery_model.ts";
+import type { SdsView } from "../src/mdm/recovery/target_placement.ts";
 
 const EXTENT = 64 << 20;
 const GRACE = 10_000;

@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { createConsola } from "consola";
 import fc from "fast-check";
 import { isPfError } from "../src/proto/errors.ts";
-import { placeExtents, type PlacementSds, type ReplicaSlot } from "../src/mdm/placement.ts";
+import { placeExtents, type PlacementSds, type ReplicaSlot } from "../src/mdm/topology/placement.ts";
 
 // bun test sets NODE_ENV=test, which silences consola's default instance; these figures are the point.
 const log = createConsola({ level: 3 });

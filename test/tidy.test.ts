@@ -48,3 +48,59 @@ test("imports point down the layers", () => {
   }
   expect(bad).toEqual([]);
 });
+
+/** Relative .ts imports of a file (type-only imports included: they shape the design too). */
+function importsOf(f: string): string[] {
+  const out: string[] = [];
+  for (const m of readFileSync(f, "utf8").matchAll(/(?:from|import)\s+"(\.[^"]+\.ts)"/g)) out.push(join(f, "..", m[1]!));
+  return out;
+}
+
+test("no import cycles in src (modules pass the context down instead of importing up)", () => {
+  const graph = new Map(files(src).map((f) => [f, importsOf(f)]));
+  const state = new Map<string, "open" | "done">();
+  const cycles: string[] = [];
+  const path: string[] = [];
+  const visit = (f: string) => {
+    if (state.get(f) === "done") return;
+    if (state.get(f) === "open") {
+      cycles.push(path.slice(path.indexOf(f)).concat(f).map((p) => relative(src, p)).join(" -> "));
+      return;
+    }
+    state.set(f, "open");
+    path.push(f);
+    for (const g of graph.get(f) ?? []) visit(g);
+    path.pop();
+    state.set(f, "done");
+  };
+  for (const f of graph.keys()) visit(f);
+  expect(cycles).toEqual([]);
+});
+
+test("src/mdm keeps its rooms: no loose file at its top but the entry, the app and the secrets", () => {
+  const loose = readdirSync(join(src, "mdm")).filter((n) => n.endsWith(".ts"));
+  expect(loose.sort()).toEqual(["app.ts", "main.ts", "secrets.ts"]);
+  const rooms = readdirSync(join(src, "mdm")).filter((n) => !n.endsWith(".ts"));
+  expect(rooms.filter((r) => !MDM_ROOMS.includes(r))).toEqual([]);
+});
+
+// Rooms of src/mdm from the bottom up; a room imports only rooms below it. The one exception is
+// the context record itself, which names (type-only) the runtime state every room is handed.
+const MDM_ROOMS = ["core", "topology", "recovery", "cluster", "rest", "observe", "dashboard"];
+
+test("rooms of src/mdm import only the rooms below them", () => {
+  const bad: string[] = [];
+  for (const f of files(join(src, "mdm"))) {
+    const room = relative(join(src, "mdm"), f).split("/")[0]!;
+    const level = MDM_ROOMS.indexOf(room);
+    if (level < 0) continue; // app.ts, main.ts, secrets.ts assemble the rooms
+    for (const m of readFileSync(f, "utf8").matchAll(/(import type|import|export)[^;]*?from\s+"(\.[^"]+)"/g)) {
+      const target = relative(join(src, "mdm"), join(f, "..", m[2]!)).split("/")[0]!;
+      const tl = MDM_ROOMS.indexOf(target);
+      if (tl <= level) continue;
+      if (m[1] === "import type" && relative(src, f) === "mdm/core/context.ts") continue;
+      bad.push(`${relative(src, f)} (${room}) imports ${m[2]} (${target})`);
+    }
+  }
+  expect(bad).toEqual([]);
+});

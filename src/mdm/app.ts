@@ -10,14 +10,14 @@ import { Hono } from "hono";
 import { CLUSTER_API_PREFIX } from "../proto/cluster_api.ts";
 import { isPfError } from "../proto/errors.ts";
 import { openMdmDb } from "../store/mdm_db.ts";
-import { ADMIN_USER, TokenStore, type TokenStoreOptions } from "./auth.ts";
-import { clusterRoutes } from "./cluster_routes.ts";
-import type { MdmContext } from "./context.ts";
-import { HealthTracker } from "./health.ts";
-import { asPfError, errorResponse, HttpError } from "./http_edge.ts";
-import { restRoutes } from "./rest_routes.ts";
-import { ensureSystem } from "./system_state.ts";
-import { recoveryConfigOf, RecoveryRuntime, type RecoveryOptions } from "./recovery.ts";
+import { ADMIN_USER, TokenStore, type TokenStoreOptions } from "./core/auth.ts";
+import { clusterRoutes } from "./cluster/cluster_routes.ts";
+import type { MdmContext } from "./core/context.ts";
+import { HealthTracker } from "./core/health.ts";
+import { asPfError, errorResponse, HttpError } from "./core/http_edge.ts";
+import { restRoutes } from "./rest/rest_routes.ts";
+import { ensureSystem } from "./core/system_state.ts";
+import { recoveryConfigOf, RecoveryRuntime, type RecoveryOptions } from "./recovery/runtime.ts";
 import { sdcTable, sdsTable } from "../store/mdm_schema.ts";
 
 /** Build the Hono app serving /api (PowerFlex REST) and /pf/v1 (cluster API). */

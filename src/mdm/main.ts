@@ -4,13 +4,13 @@
 // rebuild planner, every Limits.recoveryTickMs); stop() ends the timer, closes the socket, then
 // the database.
 
-import { ADMIN_USER } from "./auth.ts";
+import { ADMIN_USER } from "./core/auth.ts";
 import { Limits } from "../proto/limits.ts";
 import { PfError } from "../proto/errors.ts";
 import { isLoopbackHost } from "../proto/mdm_http.ts";
 import consola from "consola";
 import { openMdmCore } from "./app.ts";
-import { recoveryTick } from "./recovery.ts";
+import { recoveryTick } from "./recovery/recovery.ts";
 import { isWildcardHost, planAdminPassword, resolveClusterSecret, resolveTls } from "./secrets.ts";
 import { mkdirSync } from "node:fs";
 

@@ -6,8 +6,8 @@
 // - a target that replaces a copy (a move) names an in-sync SDS;
 // - epoch >= 1 and only grows (the core returns epoch + 1 for every membership change).
 
-import { assert } from "../proto/errors.ts";
-import type { ExtentRow } from "../store/mdm_schema.ts";
+import { assert } from "../../proto/errors.ts";
+import type { ExtentRow } from "../../store/mdm_schema.ts";
 
 export interface CopyRef {
   sdsId: string;

@@ -5,9 +5,9 @@
 // index is empty and no candidate is read).
 
 import { and, eq, inArray, isNotNull, isNull, or, type SQL } from "drizzle-orm";
-import { Limits } from "../proto/limits.ts";
-import { deviceTable, extentTable, sdsTable, storagePoolTable, volumeTable, type ExtentRow } from "../store/mdm_schema.ts";
-import type { MdmContext } from "./context.ts";
+import { Limits } from "../../proto/limits.ts";
+import { deviceTable, extentTable, sdsTable, storagePoolTable, volumeTable, type ExtentRow } from "../../store/mdm_schema.ts";
+import type { MdmContext } from "../core/context.ts";
 import { extentFromRow, extentKey, type ExtentInfo, type PlannedExtent } from "./recovery_model.ts";
 import type { PoolPolicy } from "./rebuild_planner.ts";
 import type { SdsView } from "./target_placement.ts";

@@ -44,8 +44,8 @@
 // scratch reused across calls (a call allocates only its result), so placeExtents is not
 // reentrant, which holds because it never awaits and calls nothing of the caller's but `random`.
 
-import { PfError, assert } from "../proto/errors.ts";
-import { formatBytes } from "../proto/sizes.ts";
+import { PfError, assert } from "../../proto/errors.ts";
+import { formatBytes } from "../../proto/sizes.ts";
 
 export interface PlacementDevice {
   deviceId: string;

@@ -9,7 +9,7 @@
 // - among the eligible devices the emptiest after the copy wins ((assigned + extent) / capacity),
 //   ties broken by SDS id then device id, so a plan is reproducible.
 
-import { Limits } from "../proto/limits.ts";
+import { Limits } from "../../proto/limits.ts";
 import type { CopyRef } from "./recovery_model.ts";
 
 export interface DeviceView {

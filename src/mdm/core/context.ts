@@ -2,10 +2,10 @@
 // and random source, the in-memory health tracker and the recovery runtime. Services are plain functions of this
 // context, so tests drive them with a fake clock and a seeded random source.
 
-import type { MdmDb } from "../store/mdm_db.ts";
+import type { MdmDb } from "../../store/mdm_db.ts";
 import type { HealthTracker } from "./health.ts";
 import type { TokenStore } from "./auth.ts";
-import type { RecoveryRuntime } from "./recovery.ts";
+import type { RecoveryRuntime } from "../recovery/runtime.ts";
 
 export interface MdmContext {
   store: MdmDb;

@@ -8,10 +8,10 @@
 // pools; nothing here writes.
 
 import { eq, sql } from "drizzle-orm";
-import { PfError } from "../proto/errors.ts";
-import { Limits } from "../proto/limits.ts";
-import type { PowerFlexType, RebuildStatus } from "../proto/powerflex_api.ts";
-import { recoveryStatus } from "./recovery.ts";
+import { PfError } from "../../proto/errors.ts";
+import { Limits } from "../../proto/limits.ts";
+import type { PowerFlexType, RebuildStatus } from "../../proto/powerflex_api.ts";
+import { recoveryStatus } from "../recovery/recovery.ts";
 import {
   deviceTable,
   faultSetTable,
@@ -23,10 +23,10 @@ import {
   volumeTable,
   type DeviceRow,
   type StoragePoolRow,
-} from "../store/mdm_schema.ts";
-import type { MdmContext } from "./context.ts";
-import { getDevice, getPd, getPool, getSdc, getSds, getVolume } from "./lookup.ts";
-import { poolCapacityOf } from "./volumes.ts";
+} from "../../store/mdm_schema.ts";
+import type { MdmContext } from "../core/context.ts";
+import { getDevice, getPd, getPool, getSdc, getSds, getVolume } from "../core/lookup.ts";
+import { poolCapacityOf } from "../topology/volumes.ts";
 
 export type Stats = Record<string, unknown>;
 

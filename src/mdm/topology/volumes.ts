@@ -11,9 +11,9 @@
 // volume maps to a second SDC only with allowMultipleMappings; every change bumps mapVersion.
 
 import { and, eq, inArray, sql } from "drizzle-orm";
-import { assert, PfError } from "../proto/errors.ts";
-import { Limits, Units } from "../proto/limits.ts";
-import type { AccessMode, CreateVolume, VolumeType } from "../proto/powerflex_api.ts";
+import { assert, PfError } from "../../proto/errors.ts";
+import { Limits, Units } from "../../proto/limits.ts";
+import type { AccessMode, CreateVolume, VolumeType } from "../../proto/powerflex_api.ts";
 import {
   deviceTable,
   extentTable,
@@ -23,12 +23,12 @@ import {
   volumeTable,
   type StoragePoolRow,
   type VolumeRow,
-} from "../store/mdm_schema.ts";
+} from "../../store/mdm_schema.ts";
 import { checkThickFits, poolCapacity, roundUpToGranularity, type PoolCapacity } from "./capacity.ts";
-import { inTransaction, type MdmContext } from "./context.ts";
-import { getPool, getSdcByIdOrGuid, getVolume, unique } from "./lookup.ts";
+import { inTransaction, type MdmContext } from "../core/context.ts";
+import { getPool, getSdcByIdOrGuid, getVolume, unique } from "../core/lookup.ts";
 import { placeExtents, type PlacementSds, type ReplicaSlot } from "./placement.ts";
-import { allocateId, bumpMapVersion } from "./system_state.ts";
+import { allocateId, bumpMapVersion } from "../core/system_state.ts";
 
 /** Inputs of the capacity math for one pool, read from the database. */
 export function poolCapacityOf(ctx: MdmContext, pool: StoragePoolRow): PoolCapacity {

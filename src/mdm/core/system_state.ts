@@ -5,10 +5,10 @@
 
 import { randomBytes, createHash } from "node:crypto";
 import { eq, sql } from "drizzle-orm";
-import { assert } from "../proto/errors.ts";
-import { halvesToId } from "../proto/ids.ts";
-import type { MdmDb } from "../store/mdm_db.ts";
-import { systemTable, type SystemRow } from "../store/mdm_schema.ts";
+import { assert } from "../../proto/errors.ts";
+import { halvesToId } from "../../proto/ids.ts";
+import type { MdmDb } from "../../store/mdm_db.ts";
+import { systemTable, type SystemRow } from "../../store/mdm_schema.ts";
 import type { MdmContext } from "./context.ts";
 
 export type IdKind =

@@ -6,7 +6,7 @@
 // is declared down before a full timeout has passed, during which SDSs and SDCs keep serving
 // IO on their cached maps and check in again.
 
-import { Limits } from "../proto/limits.ts";
+import { Limits } from "../../proto/limits.ts";
 
 export type ConnectionState = "Connected" | "Disconnected";
 

@@ -6,7 +6,7 @@
 // (the remaining copy becomes primary if the primary moved); the away copy is dropped (two in-sync
 // copies exist again); the result has epoch + 1.
 
-import type { RebuildReport } from "../proto/cluster_api.ts";
+import type { RebuildReport } from "../../proto/cluster_api.ts";
 import { checkExtent, type CopyRef, type ExtentState } from "./recovery_model.ts";
 
 export type ReportVerdict =

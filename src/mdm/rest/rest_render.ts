@@ -3,10 +3,10 @@
 // Pure shaping plus the reads each object needs; nothing here writes.
 
 import { asc, eq } from "drizzle-orm";
-import { PfError } from "../proto/errors.ts";
-import { POWERFLEX_SYSTEM_VERSION_NAME, POWERFLEX_VERSION_INFO, type Link, type PowerFlexType, type RebuildStatus } from "../proto/powerflex_api.ts";
-import { recoveryStatus } from "./recovery.ts";
-import { copiesHeldBy } from "./recovery_view.ts";
+import { PfError } from "../../proto/errors.ts";
+import { POWERFLEX_SYSTEM_VERSION_NAME, POWERFLEX_VERSION_INFO, type Link, type PowerFlexType, type RebuildStatus } from "../../proto/powerflex_api.ts";
+import { recoveryStatus } from "../recovery/recovery.ts";
+import { copiesHeldBy } from "../recovery/recovery_view.ts";
 import {
   deviceTable,
   faultSetTable,
@@ -24,12 +24,12 @@ import {
   type StoragePoolRow,
   type SystemRow,
   type VolumeRow,
-} from "../store/mdm_schema.ts";
-import type { MdmContext } from "./context.ts";
-import { getDevice, getFaultSet, getPd, getPool, getSdc, getSds, getVolume } from "./lookup.ts";
-import { getSystem } from "./system_state.ts";
-import { parseIpList } from "./topology.ts";
-import { mappingsByVolume } from "./volumes.ts";
+} from "../../store/mdm_schema.ts";
+import type { MdmContext } from "../core/context.ts";
+import { getDevice, getFaultSet, getPd, getPool, getSdc, getSds, getVolume } from "../core/lookup.ts";
+import { getSystem } from "../core/system_state.ts";
+import { parseIpList } from "../topology/topology.ts";
+import { mappingsByVolume } from "../topology/volumes.ts";
 
 export type PfObject = Record<string, unknown>;
 

@@ -10,8 +10,8 @@
 //   the pool never promises more thick capacity than it holds after its spare reserve.
 // All figures are bytes; "net" means one copy, "raw" means both copies on devices.
 
-import { PfError, assert } from "../proto/errors.ts";
-import { formatBytes } from "../proto/sizes.ts";
+import { PfError, assert } from "../../proto/errors.ts";
+import { formatBytes } from "../../proto/sizes.ts";
 
 /** Number of copies each extent has (PowerFlex "mesh mirroring"). */
 export const COPIES = 2;

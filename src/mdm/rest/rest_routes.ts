@@ -5,11 +5,11 @@
 // validated with the zod schemas of src/proto/powerflex_api.ts; success is 200 with a JSON body
 // ({} for actions), as PyPowerFlex requires. Every route but login and version needs a token.
 
-import { volumeConsistency } from "./consistency.ts";
-import { recoveryStatus } from "./recovery.ts";
+import { volumeConsistency } from "../cluster/consistency.ts";
+import { recoveryStatus, removeSds } from "../recovery/recovery.ts";
 import { Hono, type Context, type Next } from "hono";
-import { PfError } from "../proto/errors.ts";
-import { Limits, Units } from "../proto/limits.ts";
+import { PfError } from "../../proto/errors.ts";
+import { Limits, Units } from "../../proto/limits.ts";
 import {
   AddMappedSdc,
   AnyObject,
@@ -40,14 +40,14 @@ import {
   SetVolumeSize,
   looseBool,
   type PowerFlexType,
-} from "../proto/powerflex_api.ts";
-import { systemTable } from "../store/mdm_schema.ts";
-import type { MdmContext } from "./context.ts";
-import { basicCredentials, HttpError, readBody, validate } from "./http_edge.ts";
+} from "../../proto/powerflex_api.ts";
+import { systemTable } from "../../store/mdm_schema.ts";
+import type { MdmContext } from "../core/context.ts";
+import { basicCredentials, HttpError, readBody, validate } from "../core/http_edge.ts";
 import { getObject, idByName, listObjects, relatedObjects, renderSystem } from "./rest_render.ts";
 import { selectProperties, statisticsOf } from "./statistics.ts";
-import * as topo from "./topology.ts";
-import * as vols from "./volumes.ts";
+import * as topo from "../topology/topology.ts";
+import * as vols from "../topology/volumes.ts";
 
 type Vars = { Variables: { user: string } };
 
@@ -88,7 +88,7 @@ const INSTANCE_ACTIONS: Record<string, ActionHandler> = {
   "Volume/setMappedSdcLimits": () => undefined,
   "Sds/removeSds": (ctx, id, b) => {
     v(RemoveSds, b);
-    topo.removeSds(ctx, id);
+    removeSds(ctx, id);
   },
   "Sds/setSdsName": (ctx, id, b) => topo.renameSds(ctx, id, v(SetSdsName, b).name),
   "Device/removeDevice": (ctx, id, b) => {

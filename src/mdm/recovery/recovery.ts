@@ -1,5 +1,4 @@
-// The edge of failure detection and recovery: the recovery settings (heartbeat timeout, lease,
-// grace period, stall timeout), the tick that runs the pure planner on the current view and
+// The edge of failure detection and recovery (settings and in-memory state: runtime.ts): the tick that runs the pure planner on the current view and
 // persists its decisions, rebuild reports from SDS heartbeats (progress, completion), the start
 // of an SDS drain, and the pool recovery figures served by REST.
 // Invariants: every persisted extent change is compare-and-set on the epoch it was planned from,
@@ -10,92 +9,23 @@
 
 import { and, eq, or } from "drizzle-orm";
 import consola from "consola";
-import type { FailedForward, RebuildReport } from "../proto/cluster_api.ts";
-import { assert, PfError } from "../proto/errors.ts";
-import { Limits } from "../proto/limits.ts";
-import type { RebuildStatus } from "../proto/powerflex_api.ts";
-import { formatBytes } from "../proto/sizes.ts";
-import { deviceTable, extentTable, sdsTable, storagePoolTable, volumeTable, type SdsRow } from "../store/mdm_schema.ts";
-import { inTransaction, type MdmContext } from "./context.ts";
+import type { FailedForward, RebuildReport } from "../../proto/cluster_api.ts";
+import { assert, PfError } from "../../proto/errors.ts";
+import { Limits } from "../../proto/limits.ts";
+import type { RebuildStatus } from "../../proto/powerflex_api.ts";
+import { formatBytes } from "../../proto/sizes.ts";
+import { deviceTable, extentTable, sdsTable, storagePoolTable, volumeTable, type SdsRow } from "../../store/mdm_schema.ts";
+import { inTransaction, type MdmContext } from "../core/context.ts";
 import { judgeReport } from "./rebuild_completion.ts";
-import { planRecovery, type PlanAlert, type RecoveryPlan } from "./rebuild_planner.ts";
+import { planRecovery, type RecoveryPlan } from "./rebuild_planner.ts";
 import { RebuildProgress } from "./rebuild_progress.ts";
 import { deviceCopyDeltas, extentFromRow, extentKey, rowColumnsOf, type CopyRef, type ExtentState, type PlannedExtent } from "./recovery_model.ts";
 import { summarizePool } from "./recovery_summary.ts";
 import { copiesHeldBy, loadAttentionExtents, loadRecoveryView, loadSdsViews, SDS_REMOVING, type RecoveryView } from "./recovery_view.ts";
-import { bumpMapVersion } from "./system_state.ts";
+import { getSds } from "../core/lookup.ts";
+import { bumpMapVersion } from "../core/system_state.ts";
 import { addToDevice, chooseTargetDevice, poolHasFaultSets, type SdsView } from "./target_placement.ts";
-import { adjustDevice } from "./volumes.ts";
-
-// ---- settings ----
-
-export interface RecoveryOptions {
-  /** an SDS/SDC silent this long is Disconnected (default Limits.heartbeatTimeoutMs) */
-  heartbeatTimeoutMs?: number | undefined;
-  /** a lost SDS back within this resyncs; later its copies are rebuilt elsewhere */
-  rebuildGraceMs?: number | undefined;
-  /** recovery work with no progress this long raises the stall alert */
-  stallTimeoutMs?: number | undefined;
-}
-
-export interface RecoveryConfig {
-  heartbeatTimeoutMs: number;
-  /** lease handed to SDSs in join/heartbeat answers: floor(0.8 x timeout), never above Limits.sdsLeaseMs */
-  leaseMs: number;
-  rebuildGraceMs: number;
-  stallTimeoutMs: number;
-  maxConcurrentPerSds: number;
-}
-
-export function recoveryConfigOf(opts: RecoveryOptions = {}): RecoveryConfig {
-  const heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? Limits.heartbeatTimeoutMs;
-  const rebuildGraceMs = opts.rebuildGraceMs ?? Limits.rebuildGraceMs;
-  const stallTimeoutMs = opts.stallTimeoutMs ?? Limits.rebuildStallTimeoutMs;
-  for (const [name, v] of [
-    ["heartbeat timeout", heartbeatTimeoutMs],
-    ["rebuild grace period", rebuildGraceMs],
-    ["stall timeout", stallTimeoutMs],
-  ] as const) {
-    if (!Number.isSafeInteger(v) || v < 0) throw new PfError("BAD_REQUEST", `the ${name} must be a whole number of ms >= 0 (got ${v})`);
-  }
-  const leaseMs = Math.min(Limits.sdsLeaseMs, Math.floor(heartbeatTimeoutMs * Limits.leaseToTimeoutRatio));
-  // the lease must outlast a heartbeat interval (else a healthy SDS stops serving between two
-  // heartbeats) and end before the timeout (else the MDM could act while the SDS still serves)
-  if (leaseMs <= Limits.heartbeatIntervalMs) {
-    throw new PfError(
-      "BAD_REQUEST",
-      `heartbeat timeout ${heartbeatTimeoutMs} ms is too short: the SDS lease (${Limits.leaseToTimeoutRatio} x timeout = ${leaseMs} ms) must exceed the ${Limits.heartbeatIntervalMs} ms heartbeat interval`,
-    );
-  }
-  assert(leaseMs < heartbeatTimeoutMs, "the SDS lease is shorter than the heartbeat timeout");
-  return { heartbeatTimeoutMs, leaseMs, rebuildGraceMs, stallTimeoutMs, maxConcurrentPerSds: Limits.maxConcurrentRebuildsPerSds };
-}
-
-/** Recovery state of a running MDM that is not in the database (progress, logged alerts). */
-export class RecoveryRuntime {
-  readonly progress: RebuildProgress;
-  private alerted = new Set<string>();
-
-  constructor(readonly config: RecoveryConfig) {
-    this.progress = new RebuildProgress(config.stallTimeoutMs);
-  }
-
-  /** Log each alert once while its condition lasts. */
-  noteAlerts(alerts: readonly PlanAlert[]): void {
-    const MAX_LINES = 10;
-    const now = new Set<string>();
-    let fresh = 0;
-    for (const a of alerts) {
-      now.add(a.key);
-      if (this.alerted.has(a.key)) continue;
-      if (++fresh > MAX_LINES) continue;
-      if (a.level === "error") consola.error(`mdm: ${a.message}`);
-      else consola.warn(`mdm: ${a.message}`);
-    }
-    if (fresh > MAX_LINES) consola.warn(`mdm: … and ${fresh - MAX_LINES} more recovery alerts (${alerts.filter((a) => a.level === "error").length} errors in all)`);
-    this.alerted = now;
-  }
-}
+import { adjustDevice } from "../topology/volumes.ts";
 
 // ---- the tick ----
 
@@ -387,6 +317,24 @@ function checkDrainCapacity(sds: SdsRow, views: readonly SdsView[], copies: { po
       );
     }
   }
+}
+
+/**
+ * removeSds (scli --remove_sds): an SDS holding no copy is removed at once; otherwise, when the
+ * rest of its pool can take its copies, it becomes RemovalInProgress and the recovery planner
+ * moves every copy off it, then removes it. Refused (NO_SPACE / NOT_ENOUGH_SDS) when it cannot.
+ */
+export function removeSds(ctx: MdmContext, id: string): SdsRemoval {
+  const outcome = inTransaction(ctx, (): SdsRemoval => {
+    const sds = getSds(ctx, id);
+    if (copiesHeldBy(ctx, id) > 0) return startDrain(ctx, sds);
+    ctx.store.db.delete(deviceTable).where(eq(deviceTable.sdsId, id)).run();
+    ctx.store.db.delete(sdsTable).where(eq(sdsTable.id, id)).run();
+    bumpMapVersion(ctx);
+    return "removed";
+  });
+  if (outcome === "removed") ctx.health.forgetSds(id);
+  return outcome;
 }
 
 export type SdsRemoval = "removed" | "draining";

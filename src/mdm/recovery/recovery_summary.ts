@@ -4,7 +4,7 @@
 // rebuild; remaining bytes are never negative; percent is 100 when nothing is left; the ETA is
 // null while the rate is 0 and work remains.
 
-import type { RebuildStatus } from "../proto/powerflex_api.ts";
+import type { RebuildStatus } from "../../proto/powerflex_api.ts";
 import type { CopyRef, PlannedExtent } from "./recovery_model.ts";
 import { poolHealthOf } from "./rebuild_planner.ts";
 import type { PoolProgress } from "./rebuild_progress.ts";

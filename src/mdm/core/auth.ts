@@ -7,10 +7,10 @@
 
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { eq, lt } from "drizzle-orm";
-import { PfError } from "../proto/errors.ts";
-import { Limits } from "../proto/limits.ts";
-import type { MdmDb } from "../store/mdm_db.ts";
-import { tokenTable, userTable } from "../store/mdm_schema.ts";
+import { PfError } from "../../proto/errors.ts";
+import { Limits } from "../../proto/limits.ts";
+import type { MdmDb } from "../../store/mdm_db.ts";
+import { tokenTable, userTable } from "../../store/mdm_schema.ts";
 
 export const ADMIN_USER = "admin";
 const LAST_USED_WRITE_MS = 60_000;

@@ -9,12 +9,12 @@ import {
   SdcJoinRequest,
   SdsHeartbeatRequest,
   SdsJoinRequest,
-} from "../proto/cluster_api.ts";
-import { PfError } from "../proto/errors.ts";
-import { secretsEqual } from "./auth.ts";
+} from "../../proto/cluster_api.ts";
+import { PfError } from "../../proto/errors.ts";
+import { secretsEqual } from "../core/auth.ts";
 import { sdcHeartbeat, sdcJoin, sdcMaps, sdsAssignments, sdsHeartbeat, sdsJoin } from "./cluster_service.ts";
-import type { MdmContext } from "./context.ts";
-import { HttpError, readBody } from "./http_edge.ts";
+import type { MdmContext } from "../core/context.ts";
+import { HttpError, readBody } from "../core/http_edge.ts";
 
 function checkId(id: string): string {
   if (!/^[0-9a-f]{16}$/.test(id)) throw new PfError("BAD_REQUEST", `${JSON.stringify(id)} is not a 16-hex-digit id`);

@@ -3,7 +3,7 @@
 // makes two racing creates of one name yield one object).
 
 import { eq } from "drizzle-orm";
-import { PfError } from "../proto/errors.ts";
+import { PfError } from "../../proto/errors.ts";
 import {
   deviceTable,
   faultSetTable,
@@ -19,7 +19,7 @@ import {
   type SdsRow,
   type StoragePoolRow,
   type VolumeRow,
-} from "../store/mdm_schema.ts";
+} from "../../store/mdm_schema.ts";
 import type { MdmContext } from "./context.ts";
 
 export function getPd(ctx: MdmContext, id: string): ProtectionDomainRow {

@@ -7,7 +7,7 @@
 // sample list of a pool holds only samples inside the window and at most
 // MAX_SAMPLES_PER_POOL of them; a stall is reported once per episode of no progress.
 
-import { Limits } from "../proto/limits.ts";
+import { Limits } from "../../proto/limits.ts";
 
 const MAX_SAMPLES_PER_POOL = 1024;
 

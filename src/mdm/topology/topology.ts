@@ -6,9 +6,9 @@
 // an SDS address change bumps mapVersion (clients cache addresses).
 
 import { and, count, eq, or } from "drizzle-orm";
-import { PfError } from "../proto/errors.ts";
-import { Limits, Units } from "../proto/limits.ts";
-import type { CreateDevice, CreateFaultSet, CreateProtectionDomain, CreateSds, CreateStoragePool, SdsIpEntry } from "../proto/powerflex_api.ts";
+import { PfError } from "../../proto/errors.ts";
+import { Limits, Units } from "../../proto/limits.ts";
+import type { CreateDevice, CreateFaultSet, CreateProtectionDomain, CreateSds, CreateStoragePool, SdsIpEntry } from "../../proto/powerflex_api.ts";
 import {
   deviceTable,
   extentTable,
@@ -20,14 +20,12 @@ import {
   volumeMappingTable,
   volumeTable,
   type SdsRow,
-} from "../store/mdm_schema.ts";
-import { inTransaction, type MdmContext } from "./context.ts";
-import { getDevice, getFaultSet, getPd, getPool, getSdc, getSds, unique } from "./lookup.ts";
-import { allocateId, bumpMapVersion } from "./system_state.ts";
+} from "../../store/mdm_schema.ts";
+import { inTransaction, type MdmContext } from "../core/context.ts";
+import { getDevice, getFaultSet, getPd, getPool, getSdc, getSds, unique } from "../core/lookup.ts";
+import { allocateId, bumpMapVersion } from "../core/system_state.ts";
 import { poolCapacityOf } from "./volumes.ts";
-import { startDrain, type SdsRemoval } from "./recovery.ts";
-import { copiesHeldBy } from "./recovery_view.ts";
-import { formatBytes } from "../proto/sizes.ts";
+import { formatBytes } from "../../proto/sizes.ts";
 
 export const DEFAULT_SDS_PORT = 7072;
 export const DEFAULT_SPARE_PERCENTAGE = 10;
@@ -335,24 +333,6 @@ export function removeDevice(ctx: MdmContext, id: string): void {
 export function renameSds(ctx: MdmContext, id: string, name: string): void {
   getSds(ctx, id);
   unique(`An SDS named ${name} already exists`, () => ctx.store.db.update(sdsTable).set({ name }).where(eq(sdsTable.id, id)).run());
-}
-
-/**
- * removeSds (scli --remove_sds): an SDS holding no copy is removed at once; otherwise, when the
- * rest of its pool can take its copies, it becomes RemovalInProgress and the recovery planner
- * moves every copy off it, then removes it. Refused (NO_SPACE / NOT_ENOUGH_SDS) when it cannot.
- */
-export function removeSds(ctx: MdmContext, id: string): SdsRemoval {
-  const outcome = inTransaction(ctx, (): SdsRemoval => {
-    const sds = getSds(ctx, id);
-    if (copiesHeldBy(ctx, id) > 0) return startDrain(ctx, sds);
-    ctx.store.db.delete(deviceTable).where(eq(deviceTable.sdsId, id)).run();
-    ctx.store.db.delete(sdsTable).where(eq(sdsTable.id, id)).run();
-    bumpMapVersion(ctx);
-    return "removed";
-  });
-  if (outcome === "removed") ctx.health.forgetSds(id);
-  return outcome;
 }
 
 // ---- SDC ----

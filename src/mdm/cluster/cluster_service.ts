@@ -23,9 +23,9 @@ import type {
   SdsJoinRequest,
   SdsJoinResponse,
   VolumeMap,
-} from "../proto/cluster_api.ts";
-import { assert, PfError } from "../proto/errors.ts";
-import { Limits } from "../proto/limits.ts";
+} from "../../proto/cluster_api.ts";
+import { assert, PfError } from "../../proto/errors.ts";
+import { Limits } from "../../proto/limits.ts";
 import {
   deviceTable,
   extentTable,
@@ -37,14 +37,14 @@ import {
   volumeMappingTable,
   volumeTable,
   type SdsRow,
-} from "../store/mdm_schema.ts";
-import { inTransaction, type MdmContext } from "./context.ts";
-import { applyFailedForwards, applyRebuildReports, forgetVolatileCopies } from "./recovery.ts";
-import { extentFromRow, type ExtentState } from "./recovery_model.ts";
-import { copiesHeldBy } from "./recovery_view.ts";
-import { getSdc, getSds, unique } from "./lookup.ts";
-import { allocateId, bumpMapVersion, currentMapVersion, getSystem } from "./system_state.ts";
-import { addDevice, DEFAULT_REBUILD_RATE_LIMIT_KBPS, DEFAULT_SPARE_PERCENTAGE } from "./topology.ts";
+} from "../../store/mdm_schema.ts";
+import { inTransaction, type MdmContext } from "../core/context.ts";
+import { applyFailedForwards, applyRebuildReports, forgetVolatileCopies } from "../recovery/recovery.ts";
+import { extentFromRow, type ExtentState } from "../recovery/recovery_model.ts";
+import { copiesHeldBy } from "../recovery/recovery_view.ts";
+import { getSdc, getSds, unique } from "../core/lookup.ts";
+import { allocateId, bumpMapVersion, currentMapVersion, getSystem } from "../core/system_state.ts";
+import { addDevice, DEFAULT_REBUILD_RATE_LIMIT_KBPS, DEFAULT_SPARE_PERCENTAGE } from "../topology/topology.ts";
 
 // ---- SDS ----
 

@@ -4,15 +4,15 @@
 // meant for operators and tests after IO, not as a background scrubber (extents are checked a
 // few at a time so that a large volume does not flood the SDSs).
 
-import { Op, Status, statusName } from "../proto/dataplane.ts";
-import { DataPlanePool } from "../proto/dataplane_client.ts";
-import { PfError } from "../proto/errors.ts";
-import type { ConsistencyReport } from "../proto/powerflex_api.ts";
-import { idToHalves } from "../proto/ids.ts";
+import { Op, Status, statusName } from "../../proto/dataplane.ts";
+import { DataPlanePool } from "../../proto/dataplane_client.ts";
+import { PfError } from "../../proto/errors.ts";
+import type { ConsistencyReport } from "../../proto/powerflex_api.ts";
+import { idToHalves } from "../../proto/ids.ts";
 import { inSyncExtents, sdsAddresses } from "./cluster_service.ts";
-import type { MdmContext } from "./context.ts";
-import { getVolume } from "./lookup.ts";
-import { getSystem } from "./system_state.ts";
+import type { MdmContext } from "../core/context.ts";
+import { getVolume } from "../core/lookup.ts";
+import { getSystem } from "../core/system_state.ts";
 
 export interface ExtentCopies {
   extentIndex: number;

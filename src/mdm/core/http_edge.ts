@@ -4,9 +4,9 @@
 
 import type { Context } from "hono";
 import type { z } from "zod";
-import { httpStatusOf, isPfError, PfError, powerflexErrorCodeOf, type ErrorCode } from "../proto/errors.ts";
-import { Limits } from "../proto/limits.ts";
-import type { PowerFlexErrorBody } from "../proto/powerflex_api.ts";
+import { httpStatusOf, isPfError, PfError, powerflexErrorCodeOf, type ErrorCode } from "../../proto/errors.ts";
+import { Limits } from "../../proto/limits.ts";
+import type { PowerFlexErrorBody } from "../../proto/powerflex_api.ts";
 
 /** A PfError that must be answered with a specific HTTP status (e.g. 413, 404 for unknown paths). */
 export class HttpError extends PfError {
