@@ -1,0 +1,45 @@
+// What `pf up` checks before it creates anything (the data dir, the cluster secret, a device
+// file) or starts any role: the data dir can be made, the TLS files the file names can be read
+// and belong together, the devices can be created and fit, and every port of this host is free.
+// The first problem stops pf up with its one line and exit status; nothing is left behind.
+
+import { existsSync } from "node:fs";
+import { PfError } from "../proto/errors.ts";
+import { describeCert } from "../proto/tls_cert.ts";
+import { requireUsableDevices } from "./device_check.ts";
+import type { HostPlan } from "./host_plan.ts";
+import { readNamedFile, requireDataDir } from "./path_check.ts";
+import { requireFreePorts } from "./port_probe.ts";
+
+export async function preflightUp(plan: HostPlan): Promise<void> {
+  requireDataDir(plan.dataDir, "--data-dir DIR");
+  requireTlsFiles(plan);
+  requireUsableDevices(plan.devices, `free space there, or give smaller sizes or other paths in ${plan.fileName}`);
+  await requireFreePorts(plan.ports);
+}
+
+function requireTlsFiles(plan: HostPlan): void {
+  const { config, fileName } = plan;
+  if (config.mdm.plainHttp) return;
+  if (plan.host.mdm && (config.mdm.tlsCert !== undefined || config.mdm.tlsKey !== undefined)) {
+    if (config.mdm.tlsCert === undefined || config.mdm.tlsKey === undefined) {
+      throw new PfError("BAD_REQUEST", `${fileName}: mdm.tlsCert and mdm.tlsKey go together; give both or neither (then the MDM makes a self-signed certificate)`);
+    }
+    const cert = readNamedFile(config.mdm.tlsCert, "the MDM certificate (mdm.tlsCert)");
+    const key = readNamedFile(config.mdm.tlsKey, "the MDM key (mdm.tlsKey)");
+    try {
+      describeCert(cert, key);
+    } catch (e) {
+      throw new PfError("BAD_REQUEST", `mdm.tlsCert ${config.mdm.tlsCert} with mdm.tlsKey ${config.mdm.tlsKey} of ${fileName}: ${(e as Error).message}`);
+    }
+  }
+  if (config.mdm.ca !== undefined) {
+    const pem = readNamedFile(config.mdm.ca, "the MDM certificate (mdm.ca)");
+    if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new PfError("BAD_REQUEST", `mdm.ca ${config.mdm.ca} of ${fileName} holds no PEM certificate`);
+  } else if (!plan.host.mdm && plan.caFile !== null && !existsSync(plan.caFile)) {
+    throw new PfError(
+      "BAD_REQUEST",
+      `host ${plan.host.name} runs no MDM and ${fileName} gives no mdm.ca: copy the MDM's certificate (its DATA_DIR/mdm/tls/cert.pem) to this host and name it in mdm.ca`,
+    );
+  }
+}
