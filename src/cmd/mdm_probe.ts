@@ -13,6 +13,8 @@ const PROBE_PATH = "/pf-probe"; // under CLUSTER_API_PREFIX; no route, so 404 af
 const PROBE_TIMEOUT_MS = 3000;
 const RETRY_MS = 500;
 
+const seconds = (ms: number) => `${+(ms / 1000).toFixed(1)} s`;
+
 export type MdmProbe =
   | { kind: "ready"; latencyMs: number }
   | { kind: "unreachable"; error: PfError }
@@ -59,9 +61,9 @@ export async function waitForMdmReady(ep: MdmEndpoint, opts: MdmWaitOptions): Pr
         );
       case "unreachable":
         if (Date.now() >= deadline) {
-          throw new PfError("UNAVAILABLE", `${p.error.message} (waited ${Math.round(opts.waitMs / 1000)} s); start the MDM (pf mdm, or pf up on its host) or fix --mdm / PF_MDM`);
+          throw new PfError("UNAVAILABLE", `${p.error.message} (waited ${seconds(opts.waitMs)}); start the MDM (pf mdm, or pf up on its host) or fix --mdm / PF_MDM`);
         }
-        if (attempt === 0) consola.info(`${opts.who}: MDM ${ep.url} not reachable yet; waiting up to ${Math.round(opts.waitMs / 1000)} s (PF_MDM_WAIT_MS)`);
+        if (attempt === 0) consola.info(`${opts.who}: MDM ${ep.url} not reachable yet; waiting up to ${seconds(opts.waitMs)} (PF_MDM_WAIT_MS)`);
         await Bun.sleep(Math.min(RETRY_MS, Math.max(0, deadline - Date.now())));
         break;
       default: {

@@ -30,13 +30,14 @@ export class RoleLog {
   }
 
   /**
-   * The role's own failure line ("pf sds: device … cannot be created"), found from the end; a
-   * broken invariant's stack comes after it. Else the last line, else null.
+   * The role's own failure line ("pf sds: device … cannot be created") without its prefix, found
+   * from the end (a broken invariant's stack comes after it); null when the role wrote none (it
+   * was killed, or crashed before it could say why).
    */
   failureLine(role: string): string | null {
     const all = this.last(ROLE_LOG_LINES);
     const prefix = `pf ${role}: `;
     for (let i = all.length - 1; i >= 0; i--) if (all[i]!.startsWith(prefix)) return all[i]!.slice(prefix.length);
-    return all[all.length - 1] ?? null;
+    return null;
   }
 }

@@ -4,6 +4,7 @@
 // The first problem stops pf up with its one line and exit status; nothing is left behind.
 
 import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { PfError } from "../proto/errors.ts";
 import { describeCert } from "../proto/tls_cert.ts";
 import { requireUsableDevices } from "./device_check.ts";
@@ -14,8 +15,26 @@ import { requireFreePorts } from "./port_probe.ts";
 export async function preflightUp(plan: HostPlan): Promise<void> {
   requireDataDir(plan.dataDir, "--data-dir DIR");
   requireTlsFiles(plan);
+  requireDevicesOutsideRoleDirs(plan);
   requireUsableDevices(plan.devices, `free space there, or give smaller sizes or other paths in ${plan.fileName}`);
   await requireFreePorts(plan.ports);
+}
+
+/** A device file inside a role's own data dir (or on the cluster secret) would break that role. */
+function requireDevicesOutsideRoleDirs(plan: HostPlan): void {
+  const reserved = [
+    join(plan.dataDir, "cluster-secret"),
+    plan.mdmDir,
+    join(plan.dataDir, "sdc"),
+    ...plan.host.sds.map((s) => join(plan.dataDir, "sds", s.name)),
+  ];
+  for (const d of plan.devices) {
+    const p = resolve(d.path);
+    const clash = reserved.find((r) => p === r || p.startsWith(r + "/"));
+    if (clash !== undefined) {
+      throw new PfError("BAD_REQUEST", `device ${d.path} of ${d.owner} (${d.field}) lies in ${clash}, which pf keeps for a role's own files; give another path`);
+    }
+  }
 }
 
 function requireTlsFiles(plan: HostPlan): void {

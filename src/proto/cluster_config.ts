@@ -4,8 +4,8 @@
 //
 // Invariants checked here (not only by the MDM later): names are unique where they must be,
 // every SDS names a pool that the file defines, every mapping names an SDC host that exists,
-// at most one host runs the MDM, no two roles of one host listen on one port, and a device given
-// a size holds at least one extent of its SDS's pool.
+// at most one host runs the MDM, no two roles of one host listen on one port, no two devices of
+// one host share a path, and a device given a size holds at least one extent of its SDS's pool.
 
 import { LineCounter, parseDocument, isNode, type Document } from "yaml";
 import { z } from "zod";
@@ -152,6 +152,17 @@ export const ClusterConfig = z
       }),
     );
     c.hosts.forEach((h, hi) => uniquePorts(ctx, h, hi, c.mdm.port));
+    c.hosts.forEach((h, hi) => {
+      const paths = new Map<string, string>();
+      h.sds.forEach((s, si) =>
+        s.devices.forEach((d, di) => {
+          const other = paths.get(d.path);
+          if (other !== undefined) {
+            ctx.addIssue({ code: "custom", path: ["hosts", hi, "sds", si, "devices", di, "path"], message: `device ${d.path} is already used by ${other}; two devices never share a file` });
+          } else paths.set(d.path, `SDS ${s.name}`);
+        }),
+      );
+    });
     const sdcHosts = new Set(c.hosts.filter((h) => h.sdc !== undefined).map((h) => h.name));
     c.volumes.forEach((v, vi) => {
       if (!pools.has(v.pool)) ctx.addIssue({ code: "custom", path: ["volumes", vi, "pool"], message: `pool ${v.pool} is not defined under protectionDomains` });
