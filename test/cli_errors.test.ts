@@ -13,6 +13,8 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import type { TCPSocketListener } from "bun";
 import { generateSelfSignedCert } from "../src/proto/tls_cert.ts";
+import { ErrorCodes, exitStatusOf } from "../src/proto/errors.ts";
+import { DOCTOR_FAILED_EXIT } from "../src/cmd/doctor.ts";
 import { PF_BIN, TestCluster, childPids, freePort } from "./helpers/cluster.ts";
 
 const RUN_TIMEOUT_MS = 20_000;
@@ -437,6 +439,20 @@ describe("every expected failure: one line, its exit status, no stack, nothing l
     expect(r.stderr.split("\n")[0]).toBe("pf up: cannot read cluster file missing.yaml: no such file or directory");
     expect(r.stderr).toMatch(/^\s+at /m);
   });
+});
+
+test("the README's exit-code table is the one the code uses", () => {
+  const readme = readFileSync(join(import.meta.dir, "..", "README.md"), "utf8");
+  const table = readme.slice(readme.indexOf("| exit | kind |"));
+  const rows = table.split("\n").filter((l) => /^\| \d+ \|/.test(l));
+  const listed = new Map<string, number>();
+  for (const r of rows) {
+    const cells = r.split("|").map((c) => c.trim());
+    for (const code of cells[4]!.split(",").map((c) => c.trim()).filter((c) => c !== "")) listed.set(code, Number(cells[1]));
+  }
+  expect(Object.fromEntries(listed)).toEqual(Object.fromEntries(ErrorCodes.map((c) => [c, exitStatusOf[c]])));
+  expect(rows.some((r) => r.startsWith(`| ${DOCTOR_FAILED_EXIT} | doctor |`))).toBe(true);
+  expect(new Set(Object.values(exitStatusOf)).has(DOCTOR_FAILED_EXIT)).toBe(false);
 });
 
 describe("a role that fails under pf up", () => {

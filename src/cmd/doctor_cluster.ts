@@ -66,7 +66,8 @@ function certificateCheck(plan: HostPlan): { check: Check; pem: string | null } 
   const file = plan.caFile;
   if (file === null) return { check: info(name, "plain HTTP on loopback: no certificate"), pem: null };
   if (!existsSync(file)) {
-    if (plan.host.mdm && !plan.config.mdm.ca && !plan.config.mdm.tlsCert && !existsSync(plan.mdmDir)) {
+    const madeHere = file.startsWith(plan.mdmDir + "/") || (!plan.config.mdm.ca && !plan.config.mdm.tlsCert);
+    if (plan.host.mdm && madeHere && !existsSync(plan.mdmDir)) {
       return { check: info(name, `${file} does not exist yet: the MDM makes it on its first start`), pem: null };
     }
     const fix = plan.host.mdm ? "start the MDM (pf up) to make it, or give mdm.tlsCert" : `copy the MDM's certificate (DATA_DIR/mdm/tls/cert.pem on host ${plan.mdmHost.name}) to ${file}, or name it in mdm.ca`;

@@ -53,6 +53,9 @@ function requireTlsFiles(plan: HostPlan): void {
     }
   }
   if (config.mdm.ca !== undefined) {
+    // it may not be there yet (the MDM host makes it on its first start, or it is being copied):
+    // pf up then waits for it; a file that is there must be a certificate
+    if (!existsSync(config.mdm.ca)) return;
     const pem = readNamedFile(config.mdm.ca, "the MDM certificate (mdm.ca)");
     if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new PfError("BAD_REQUEST", `mdm.ca ${config.mdm.ca} of ${fileName} holds no PEM certificate`);
   } else if (!plan.host.mdm && plan.caFile !== null && !existsSync(plan.caFile)) {
