@@ -509,6 +509,59 @@ describe("a role that fails under pf up", () => {
   });
 });
 
+describe("pf up says what it waits for", () => {
+  function twoHosts(ports: { mdm: number; sds: number }, mdmAddress: string, sdsAddress: string, caFile: string): string {
+    return [
+      "cluster: { name: pf-wait, secret: wait-test-secret-0123456789, adminPassword: test-admin-pw }",
+      `mdm: { port: ${ports.mdm}, ca: ${caFile} }`,
+      "hosts:",
+      `  - { name: a, address: ${mdmAddress}, mdm: true }`,
+      `  - { name: b, address: ${sdsAddress}, sds: [{ name: sds-b, port: ${ports.sds}, pool: pd1/sp1, devices: [{ path: dev0.img, size: 32MiB }] }] }`,
+      "protectionDomains:",
+      "  - { name: pd1, storagePools: [{ name: sp1, extentSize: 16MiB, granularity: 32MiB }] }",
+      "",
+    ].join("\n");
+  }
+
+  test("a host whose MDM is not up: names the MDM it waits for, then gives up with the fix", async () => {
+    const dir = join(root, "wait-mdm");
+    mkdirSync(dir);
+    const ports = { mdm: await freePort(), sds: await freePort() };
+    writeFileSync(join(dir, "c.yaml"), twoHosts(ports, "127.0.0.2", "127.0.0.1", join(dir, "mdm-cert.pem")));
+    const before = tree(dir);
+    const r = await runPf(["up", "c.yaml", "--host", "b", "--data-dir", "data"], dir, { PF_MDM_WAIT_MS: "4000" });
+    expect(r.code).toBe(6);
+    expect(r.stdout).toContain(`pf up: waiting 3 s for the MDM at https://127.0.0.2:${ports.mdm} (its certificate ${dir}/mdm-cert.pem is not there yet)`);
+    expect(r.stderr.trim().split("\n")).toEqual([
+      `pf up: the MDM at https://127.0.0.2:${ports.mdm} did not answer within 4 s (its certificate ${dir}/mdm-cert.pem is not there yet); start pf up on host a first, or check its address and mdm.port in c.yaml`,
+    ]);
+    expect(tree(dir)).toEqual(before); // no role started: the data dir it made is gone again
+  });
+
+  test("the MDM host waiting for another host's SDS says which SDS has not joined", async () => {
+    const dir = join(root, "wait-sds");
+    mkdirSync(dir);
+    const ports = { mdm: await freePort(), sds: await freePort() };
+    writeFileSync(join(dir, "c.yaml"), twoHosts(ports, "127.0.0.1", "127.0.0.2", join(dir, "data", "mdm", "tls", "cert.pem")));
+    const proc = Bun.spawn([PF_BIN, "up", "c.yaml", "--host", "a", "--data-dir", "data"], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { ...process.env, CONSOLA_LEVEL: "3" } });
+    let out = "";
+    const dec = new TextDecoder();
+    const pumps = [proc.stdout, proc.stderr].map(async (st) => {
+      for await (const chunk of st) out += dec.decode(chunk);
+    });
+    const deadline = Date.now() + 30_000;
+    while (!out.includes("for SDS sds-b to join") && Date.now() < deadline && proc.exitCode === null) await Bun.sleep(100);
+    const roles = childPids(proc.pid);
+    proc.kill("SIGTERM");
+    await proc.exited;
+    await Promise.all(pumps);
+    expect(out).toMatch(/pf up: waiting \d+ s for SDS sds-b to join \(connected\)/);
+    expect(out).not.toMatch(STACK);
+    expect(roles.length).toBeGreaterThan(0);
+    for (const pid of roles) expect(processState(pid)).toMatch(/^(gone|Z)$/);
+  });
+});
+
 /** A process's state letter from /proc (Z: exited, not reaped), or "gone". */
 function processState(pid: number): string {
   try {

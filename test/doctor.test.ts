@@ -94,6 +94,7 @@ describe("pf doctor", () => {
       const sds3 = `      - { name: sds3, port: ${sds3Port}, pool: pd1/sp1, devices: [{ path: ${mnt}/sds3.img, size: 256MiB }] }\n`;
       writeFileSync(file, readFileSync(cluster.configFile, "utf8").replace("    sdc: {", `${sds3}    sdc: {`));
       // and SDS sds2 stops (kill -9); the MDM notices after its 2 s heartbeat timeout
+      const sds2Pid = cluster.pidOf("sds sds2");
       cluster.killRole("sds sds2");
       const deadline = Date.now() + 20_000;
       let rows: Row[] = [];
@@ -121,6 +122,8 @@ describe("pf doctor", () => {
       expect(sds2.status).toBe("failed");
       expect(sds2.detail).toStartWith("Disconnected");
       expect(sds2.fix).toContain(`restart pf up ${file} on this host`);
+      // pf up itself reported the death with the exit and the role's last log lines
+      expect(cluster.output).toMatch(new RegExp(`pf up: sds sds2 \\(pid ${sds2Pid}\\) died: signal SIGKILL; its last log lines:\\n    .*sds`));
 
       // what is fine stays fine; sds3 was never deployed here, so not joined is no failure
       expect(row(rows, "SDS sds1 joined").status).toBe("ok");

@@ -119,11 +119,16 @@ export function debugWanted(): boolean {
   return v !== undefined && v !== "" && v !== "0" && v !== "false";
 }
 
-/** Print the failure line (and the stack when wanted) on stderr; returns the exit status. */
+/** What goes to stderr for a failure: its one line, then the stack for an invariant or with --debug. */
+export function failureText(prefix: string, f: Failure, debug: boolean): string {
+  let text = `${prefix}: ${oneLine(f.message)}\n`;
+  if ((f.invariant || debug) && f.stack) text += `${f.stack}\n`;
+  return text;
+}
+
+/** Print the failure on stderr; returns the exit status of its kind. */
 export function reportFailure(prefix: string, e: unknown): number {
   const f = failureOf(e);
-  let text = `${prefix}: ${oneLine(f.message)}\n`;
-  if ((f.invariant || debugWanted()) && f.stack) text += `${f.stack}\n`;
-  process.stderr.write(text);
+  process.stderr.write(failureText(prefix, f, debugWanted()));
   return exitStatusOf[f.code];
 }

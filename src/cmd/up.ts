@@ -132,21 +132,21 @@ async function up(plan: HostPlan): Promise<void> {
     const started = sup.labels();
     await sup.stopAll();
     if (started.length > 0) consola.info(`pf up: start-up failed; stopped ${started.join(", ")}`);
-    removeFreshPaths(plan, fresh);
+    removeFreshPaths(plan, fresh, started.length > 0);
     throw cause;
   }
   sup.watch();
 }
 
 /**
- * After a failed first start (the data dir did not exist) of a one-host file: remove the data dir
- * and the device files this start made, so that a retry starts clean. Only then: with an older
- * data dir the MDM may already have placed data on a new device, and in a multi-host cluster
- * other hosts may have joined this MDM.
+ * After a failed first start (the data dir did not exist) of a one-host file, or one that started
+ * no role: remove the data dir and the device files this start made, so that a retry starts
+ * clean. Only then: with an older data dir the MDM may already have placed data on a new device,
+ * and in a multi-host cluster other hosts may have joined a role started here.
  */
-function removeFreshPaths(plan: HostPlan, fresh: FreshPaths): void {
+function removeFreshPaths(plan: HostPlan, fresh: FreshPaths, rolesStarted: boolean): void {
   if (!fresh.dataDir) return;
-  if (plan.config.hosts.length !== 1) {
+  if (plan.config.hosts.length !== 1 && rolesStarted) {
     consola.info(`pf up: kept ${plan.dataDir}: other hosts of ${plan.fileName} may have joined this start`);
     return;
   }
