@@ -15,14 +15,14 @@ import { consola } from "consola";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
-import type { ClusterConfig, HostConfig } from "../proto/cluster_config.ts";
+import type { ClusterConfig } from "../proto/cluster_config.ts";
 import { PfError } from "../proto/errors.ts";
 import type { MdmEndpoint } from "../proto/mdm_http.ts";
 import { applyClusterObjects, loginAdmin, waitForMdm } from "./up_apply.ts";
 import { RoleSupervisor, selfCommand } from "./up_supervisor.ts";
 import { listNbdExports } from "./nbd_probe.ts";
 import { errnoFailure } from "./cli_failure.ts";
-import { bracket, findThisHost, loadClusterConfig, planHost, type HostPlan } from "./host_plan.ts";
+import { BUILT_IN_CLUSTER, bracket, findThisHost, loadClusterConfig, planHost, type HostPlan } from "./host_plan.ts";
 import { preflightUp } from "./up_preflight.ts";
 import { WaitNotice } from "./wait_notice.ts";
 
@@ -68,7 +68,7 @@ async function up(plan: HostPlan): Promise<void> {
   } catch (e) {
     throw errnoFailure(e, `prepare data dir ${dataDir}`, "give another --data-dir DIR");
   }
-  const caFile = plan.caFile ?? "";
+  const caFile = plan.caFile ?? ""; // plain HTTP: no certificate
   const sup = new RoleSupervisor({ env: { PF_CLUSTER_SECRET: secret } });
   const stopAll = async (why: string) => {
     consola.info(`pf up: ${why}; stopping all roles`);
@@ -124,7 +124,7 @@ async function up(plan: HostPlan): Promise<void> {
     }
     if (host.mdm) await applyClusterObjects(ep, config, "volumes", () => sup.failure());
     if (host.sdc) await waitForExports(host.sdc.nbd, config.volumes.filter((v) => v.mapTo.some((m) => m.host === host.name)).map((v) => v.name), () => sup.failure());
-    printSummary(config, host, dataDir, mdmUrl, caFile);
+    printSummary(plan);
   } catch (e) {
     // a role that died is the cause of whatever pf up saw next (an MDM that stopped answering…)
     await Bun.sleep(100);
@@ -192,20 +192,22 @@ async function waitForExports(nbd: { host: string; port: number }, names: string
   }
 }
 
-function printSummary(config: ClusterConfig, host: HostConfig, dataDir: string, mdmUrl: string, caFile: string): void {
+function printSummary(plan: HostPlan): void {
+  const { config, host, dataDir, mdmUrl, caFile } = plan;
   const lines = [`pf is up on host ${host.name} (data in ${dataDir})`];
   if (host.sdc) {
     const nbd = host.sdc.nbd;
     const mine = config.volumes.filter((v) => v.mapTo.some((m) => m.host === host.name));
     for (const v of mine) lines.push(`  NBD:   nbd://${bracket(nbd.host)}:${nbd.port}/${v.name}`);
   }
-  lines.push(`  REST:  ${mdmUrl}/api   (certificate: ${caFile})`);
-  lines.push(`  scli:  export PF_MDM=${mdmUrl} PF_MDM_CA=${caFile}`);
+  lines.push(`  REST:  ${mdmUrl}/api${caFile ? `   (certificate: ${caFile})` : ""}`);
+  lines.push(`  scli:  export PF_MDM=${mdmUrl}${caFile ? ` PF_MDM_CA=${caFile}` : ""}`);
   const pw = config.cluster.adminPassword ? "<adminPassword from the cluster file>" : `"$(cat ${join(dataDir, "mdm", "admin-password")})"`;
   const pf = selfCommand().join(" ");
   lines.push(`         ${pf} scli --login --username admin --password ${pw}`);
   lines.push(`         ${pf} scli --query_all_volumes`);
-  lines.push(`  Check this host: ${pf} doctor [cluster.yaml] (same --data-dir and --host)`);
+  const file = plan.fileName === BUILT_IN_CLUSTER ? "" : ` ${plan.fileName}`;
+  lines.push(`  Check: ${pf} doctor${file} --data-dir ${dataDir}${config.hosts.length > 1 ? ` --host ${host.name}` : ""}`);
   lines.push(`  Stop with Ctrl-C (SIGINT) or SIGTERM; restart with the same command keeps the data.`);
   process.stdout.write(lines.join("\n") + "\n");
 }
