@@ -8,6 +8,7 @@ import { parseHostPort } from "../proto/sizes.ts";
 import { Limits } from "../proto/limits.ts";
 import { DEFAULT_MDM_PORT } from "../proto/cluster_config.ts";
 import { clusterSecretFrom, readSecretFile, serveUntilSignal } from "./role_options.ts";
+import { preflightMdm } from "./role_preflight.ts";
 
 /** A whole number of milliseconds from a flag (undefined when absent). */
 function msFlag(value: string | undefined, flag: string): number | undefined {
@@ -36,6 +37,7 @@ export const mdmCommand = defineCommand({
     const adminPassword = args["admin-password-file"]
       ? readSecretFile(args["admin-password-file"], "the admin password")
       : process.env.PF_ADMIN_PASSWORD;
+    await preflightMdm({ dataDir: args["data-dir"], host: hp.host, port: hp.port, tlsCert: args["tls-cert"], tlsKey: args["tls-key"] });
     await serveUntilSignal("mdm", () =>
       runMdm({
         dataDir: args["data-dir"],

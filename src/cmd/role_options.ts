@@ -3,8 +3,10 @@
 
 import { readFileSync } from "node:fs";
 import { consola } from "consola";
-import { PfError, isPfError, exitStatusOf } from "../proto/errors.ts";
+import { PfError } from "../proto/errors.ts";
+import { Limits } from "../proto/limits.ts";
 import type { MdmEndpoint } from "../proto/mdm_http.ts";
+import { errnoFailure } from "./cli_failure.ts";
 
 /** Every value of a repeatable flag (citty keeps only the last): `--flag V` and `--flag=V`. */
 export function repeatedFlag(rawArgs: string[], flag: string): string[] {
@@ -21,7 +23,7 @@ export function readSecretFile(path: string, what: string): string {
   try {
     return readFileSync(path, "utf8").trim();
   } catch (e) {
-    throw new PfError("BAD_REQUEST", `cannot read ${what} from ${path}: ${(e as Error).message}`);
+    throw errnoFailure(e, `read ${what} from ${path}`);
   }
 }
 
@@ -42,17 +44,35 @@ export function mdmEndpointFrom(args: { mdm?: string; "mdm-ca"?: string; "cluste
   return { url, caPem, clusterSecret: clusterSecretFrom(args["cluster-secret-file"], true) };
 }
 
-/** Run a long-lived role until SIGINT/SIGTERM; errors become one clear line and an exit status. */
+/** Where the MDM certificate and the cluster secret came from, for messages that say what to fix. */
+export function mdmSourcesOf(args: { "mdm-ca"?: string; "cluster-secret-file"?: string }): { ca: string; secret: string } {
+  const caFile = args["mdm-ca"] ?? process.env.PF_MDM_CA;
+  return {
+    ca: args["mdm-ca"] ? `--mdm-ca ${args["mdm-ca"]}` : caFile ? `PF_MDM_CA=${caFile}` : "no certificate",
+    secret: args["cluster-secret-file"] ? `--cluster-secret-file ${args["cluster-secret-file"]}` : "PF_CLUSTER_SECRET",
+  };
+}
+
+/** How long a starting role waits for an unreachable MDM: PF_MDM_WAIT_MS, else Limits.mdmStartWaitMs. */
+export function mdmWaitMs(): number {
+  const v = process.env.PF_MDM_WAIT_MS;
+  if (v === undefined || v === "") return Limits.mdmStartWaitMs;
+  if (!/^\d+$/.test(v.trim())) throw new PfError("BAD_REQUEST", `PF_MDM_WAIT_MS=${v} is not a whole number of milliseconds`);
+  return Number(v.trim());
+}
+
+/**
+ * Run a long-lived role until SIGINT/SIGTERM. A failing start throws (main.ts prints the one
+ * line and exits with its kind's status).
+ */
 export async function serveUntilSignal(name: string, start: () => Promise<{ stop(): Promise<void> }>): Promise<void> {
-  let handle: { stop(): Promise<void> };
-  try {
-    handle = await start();
-  } catch (e) {
-    if (isPfError(e)) {
-      consola.error(`${name}: ${e.code}: ${e.message}`);
-      process.exit(exitStatusOf[e.code]);
-    }
-    throw e;
+  const handle = await start();
+  // Under `pf up` our output goes through a pipe to it; if pf up is killed the pipe breaks. The
+  // role keeps serving (its clients do not depend on pf up); only its log lines are lost.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (e: NodeJS.ErrnoException) => {
+      if (e.code !== "EPIPE") throw e;
+    });
   }
   let stopping = false;
   const stop = (sig: string) => {

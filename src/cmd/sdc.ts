@@ -5,7 +5,8 @@ import { runSdc } from "../sdc/main.ts";
 import { PfError } from "../proto/errors.ts";
 import { parseHostPort } from "../proto/sizes.ts";
 import { DEFAULT_NBD_PORT } from "../proto/cluster_config.ts";
-import { mdmEndpointFrom, serveUntilSignal } from "./role_options.ts";
+import { mdmEndpointFrom, mdmSourcesOf, serveUntilSignal } from "./role_options.ts";
+import { preflightSdc } from "./role_preflight.ts";
 
 export const sdcCommand = defineCommand({
   meta: { name: "sdc", description: "Run a storage data client serving mapped volumes over NBD" },
@@ -22,9 +23,11 @@ export const sdcCommand = defineCommand({
   async run({ args }) {
     const nbd = parseHostPort(args.nbd, DEFAULT_NBD_PORT);
     if (!nbd) throw new PfError("BAD_REQUEST", `--nbd ${args.nbd} is not HOST:PORT`);
+    const mdm = mdmEndpointFrom(args);
+    await preflightSdc({ dataDir: args["data-dir"], nbdHost: nbd.host, nbdPort: nbd.port, mdm, sources: mdmSourcesOf(args) });
     await serveUntilSignal("sdc", () =>
       runSdc({
-        mdm: mdmEndpointFrom(args),
+        mdm,
         dataDir: args["data-dir"],
         guid: args.guid,
         name: args.name,

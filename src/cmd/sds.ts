@@ -6,7 +6,8 @@ import { runSds } from "../sds/main.ts";
 import { PfError } from "../proto/errors.ts";
 import { parseHostPort, parseSizeBytes } from "../proto/sizes.ts";
 import { DEFAULT_SDS_PORT } from "../proto/cluster_config.ts";
-import { repeatedFlag, mdmEndpointFrom, serveUntilSignal } from "./role_options.ts";
+import { repeatedFlag, mdmEndpointFrom, mdmSourcesOf, serveUntilSignal } from "./role_options.ts";
+import { preflightSds } from "./role_preflight.ts";
 
 /** "PATH[:SIZE]" -> device spec; a size creates and preallocates the file when missing. */
 export function parseDeviceFlag(text: string): { path: string; sizeBytes?: number } {
@@ -36,11 +37,14 @@ export const sdsCommand = defineCommand({
     const hp = parseHostPort(args.listen, DEFAULT_SDS_PORT);
     if (!hp) throw new PfError("BAD_REQUEST", `--listen ${args.listen} is not HOST:PORT`);
     const devices = repeatedFlag(rawArgs, "device").map(parseDeviceFlag);
+    const mdm = mdmEndpointFrom(args);
+    const name = args.name ?? hostname().replace(/[^A-Za-z0-9_.:-]/g, "-").slice(0, 31);
+    await preflightSds({ name, dataDir: args["data-dir"], host: hp.host, port: hp.port, devices, mdm, sources: mdmSourcesOf(args) });
     await serveUntilSignal("sds", () =>
       runSds({
-        mdm: mdmEndpointFrom(args),
+        mdm,
         dataDir: args["data-dir"],
-        name: args.name ?? hostname().replace(/[^A-Za-z0-9_.:-]/g, "-").slice(0, 31),
+        name,
         host: hp.host,
         port: hp.port,
         devices,

@@ -4,20 +4,27 @@
 // fault sets, pools, volumes, mappings) through the MDM's REST API. Idempotent: a restart with
 // the same data dir reuses every object and keeps the data. With no file, the embedded
 // configs/one-host.yaml: a complete one-host cluster under ./pf-data.
+//
+// Nothing is half-created by a failing start: up_preflight.ts checks ports, paths, devices and
+// space before anything is made; a failure after roles started stops every role and names the
+// one that failed. A failed *first* start (new data dir) of a one-host file, which no other host
+// can have joined, also removes the data dir and device files it made: a retry starts clean.
 
 import { defineCommand } from "citty";
 import { consola } from "consola";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { hostname, networkInterfaces } from "node:os";
-import { dirname, isAbsolute, join, resolve } from "node:path";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
-import oneHostYaml from "../../configs/one-host.yaml" with { type: "text" };
-import { parseClusterConfig, type ClusterConfig, type HostConfig } from "../proto/cluster_config.ts";
+import type { ClusterConfig } from "../proto/cluster_config.ts";
 import { PfError } from "../proto/errors.ts";
 import type { MdmEndpoint } from "../proto/mdm_http.ts";
 import { applyClusterObjects, loginAdmin, waitForMdm } from "./up_apply.ts";
 import { RoleSupervisor, selfCommand } from "./up_supervisor.ts";
 import { listNbdExports } from "./nbd_probe.ts";
+import { errnoFailure } from "./cli_failure.ts";
+import { BUILT_IN_CLUSTER, bracket, findThisHost, loadClusterConfig, planHost, type HostPlan } from "./host_plan.ts";
+import { preflightUp } from "./up_preflight.ts";
+import { WaitNotice } from "./wait_notice.ts";
 
 export const upCommand = defineCommand({
   meta: { name: "up", description: "Start the roles a cluster YAML gives this host (no file: a one-host cluster)" },
@@ -27,37 +34,13 @@ export const upCommand = defineCommand({
     host: { type: "string", description: "Which host of the file this is (default: match by name or address)" },
   },
   async run({ args }) {
-    const fileName = args.config ? String(args.config) : "(built-in one-host.yaml)";
-    const text = args.config ? readConfigFile(String(args.config)) : oneHostYaml;
-    const config = parseClusterConfig(text, fileName);
-    const dataDir = resolve(args["data-dir"]);
-    await up(config, findThisHost(config, args.host), dataDir);
+    const { config, fileName } = loadClusterConfig(args.config ? String(args.config) : undefined);
+    const host = findThisHost(config, args.host, fileName);
+    const plan = planHost(config, host, resolve(args["data-dir"]), fileName);
+    await preflightUp(plan);
+    await up(plan);
   },
 });
-
-function readConfigFile(path: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch (e) {
-    throw new PfError("BAD_REQUEST", `cannot read cluster file ${path}: ${(e as Error).message}`);
-  }
-}
-
-function findThisHost(config: ClusterConfig, wanted: string | undefined): HostConfig {
-  const name = wanted ?? process.env.PF_HOST;
-  if (name) {
-    const h = config.hosts.find((x) => x.name === name);
-    if (!h) throw new PfError("NOT_FOUND", `host ${name} is not in the cluster file (hosts: ${config.hosts.map((x) => x.name).join(", ")})`);
-    return h;
-  }
-  if (config.hosts.length === 1) return config.hosts[0]!;
-  const byName = config.hosts.find((h) => h.name === hostname());
-  if (byName) return byName;
-  const local = new Set(Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((a) => a.address)));
-  const byAddr = config.hosts.filter((h) => local.has(h.address));
-  if (byAddr.length === 1) return byAddr[0]!;
-  throw new PfError("BAD_REQUEST", `cannot tell which host of the cluster file this is; give --host NAME (hosts: ${config.hosts.map((x) => x.name).join(", ")})`);
-}
 
 /** The cluster secret: from the file, else made once and kept in the data dir (mode 0600). */
 function clusterSecret(config: ClusterConfig, dataDir: string): string {
@@ -69,18 +52,23 @@ function clusterSecret(config: ClusterConfig, dataDir: string): string {
   return secret;
 }
 
-function mdmHost(config: ClusterConfig): HostConfig {
-  return config.hosts.find((h) => h.mdm)!;
+/** What this start made that was not there before; removed again if a first start fails. */
+interface FreshPaths {
+  dataDir: boolean;
+  devices: string[];
 }
 
-async function up(config: ClusterConfig, host: HostConfig, dataDir: string): Promise<void> {
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const secret = clusterSecret(config, dataDir);
-  const mh = mdmHost(config);
-  const scheme = config.mdm.plainHttp ? "http" : "https";
-  const mdmUrl = `${scheme}://${bracket(mh.address)}:${config.mdm.port}`;
-  const mdmDir = join(dataDir, "mdm");
-  const caFile = config.mdm.ca ?? config.mdm.tlsCert ?? join(mdmDir, "tls", "cert.pem");
+async function up(plan: HostPlan): Promise<void> {
+  const { config, host, dataDir, mdmDir, mdmUrl } = plan;
+  const fresh: FreshPaths = { dataDir: !existsSync(dataDir), devices: plan.devices.filter((d) => !existsSync(d.path)).map((d) => d.path) };
+  let secret: string;
+  try {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    secret = clusterSecret(config, dataDir);
+  } catch (e) {
+    throw errnoFailure(e, `prepare data dir ${dataDir}`, "give another --data-dir DIR");
+  }
+  const caFile = plan.caFile ?? ""; // plain HTTP: no certificate
   const sup = new RoleSupervisor({ env: { PF_CLUSTER_SECRET: secret } });
   const stopAll = async (why: string) => {
     consola.info(`pf up: ${why}; stopping all roles`);
@@ -102,7 +90,7 @@ async function up(config: ClusterConfig, host: HostConfig, dataDir: string): Pro
       sup.start("mdm", mdmArgs, config.cluster.adminPassword ? { PF_ADMIN_PASSWORD: config.cluster.adminPassword } : {});
     }
     const ep: MdmEndpoint = { url: mdmUrl, clusterSecret: secret };
-    await waitForMdm(ep, caFile, () => sup.failed());
+    await waitForMdm(ep, plan, () => sup.failure());
     ep.caPem = config.mdm.plainHttp ? null : readFileSync(caFile, "utf8");
 
     if (host.mdm) {
@@ -112,11 +100,16 @@ async function up(config: ClusterConfig, host: HostConfig, dataDir: string): Pro
     const roleMdmArgs = ["--mdm", mdmUrl, ...(config.mdm.plainHttp ? [] : ["--mdm-ca", caFile])];
     for (const s of host.sds) {
       const [pd, pool] = s.pool.split("/") as [string, string];
-      const devArgs = s.devices.flatMap((d) => {
-        const p = isAbsolute(d.path) ? d.path : join(dataDir, d.path);
-        mkdirSync(dirname(p), { recursive: true });
-        return ["--device", d.size === undefined ? p : `${p}:${d.size}`];
-      });
+      const devArgs = plan.devices
+        .filter((d) => d.sds === s)
+        .flatMap((d) => {
+          try {
+            mkdirSync(dirname(d.path), { recursive: true });
+          } catch (e) {
+            throw errnoFailure(e, `create the directory of device ${d.path} (${d.field})`, "give another path");
+          }
+          return ["--device", d.sizeBytes === undefined ? d.path : `${d.path}:${d.sizeBytes}`];
+        });
       sup.start(`sds ${s.name}`, [
         "sds", ...roleMdmArgs, "--data-dir", join(dataDir, "sds", s.name), "--name", s.name,
         "--listen", `${bracket(host.address)}:${s.port}`, "--protection-domain", pd, "--storage-pool", pool,
@@ -129,55 +122,92 @@ async function up(config: ClusterConfig, host: HostConfig, dataDir: string): Pro
         "--address", host.address, "--nbd", `${bracket(host.sdc.nbd.host)}:${host.sdc.nbd.port}`,
       ]);
     }
-    if (host.mdm) await applyClusterObjects(ep, config, "volumes", () => sup.failed());
-    if (host.sdc) await waitForExports(host.sdc.nbd, config.volumes.filter((v) => v.mapTo.some((m) => m.host === host.name)).map((v) => v.name), () => sup.failed());
-    printSummary(config, host, dataDir, mdmUrl, caFile);
+    if (host.mdm) await applyClusterObjects(ep, config, "volumes", () => sup.failure());
+    if (host.sdc) await waitForExports(host.sdc.nbd, config.volumes.filter((v) => v.mapTo.some((m) => m.host === host.name)).map((v) => v.name), () => sup.failure());
+    printSummary(plan);
   } catch (e) {
+    // a role that died is the cause of whatever pf up saw next (an MDM that stopped answering…)
+    await Bun.sleep(100);
+    const cause = sup.failure() ?? e;
+    const started = sup.labels();
     await sup.stopAll();
-    throw e;
+    if (started.length > 0) consola.info(`pf up: start-up failed; stopped ${started.join(", ")}`);
+    removeFreshPaths(plan, fresh, started.length > 0);
+    throw cause;
   }
   sup.watch();
+}
+
+/**
+ * After a failed first start (the data dir did not exist) of a one-host file, or one that started
+ * no role: remove the data dir and the device files this start made, so that a retry starts
+ * clean. Only then: with an older data dir the MDM may already have placed data on a new device,
+ * and in a multi-host cluster other hosts may have joined a role started here.
+ */
+function removeFreshPaths(plan: HostPlan, fresh: FreshPaths, rolesStarted: boolean): void {
+  if (!fresh.dataDir) return;
+  if (plan.config.hosts.length !== 1 && rolesStarted) {
+    consola.info(`pf up: kept ${plan.dataDir}: other hosts of ${plan.fileName} may have joined this start`);
+    return;
+  }
+  const removed: string[] = [];
+  for (const path of fresh.devices) {
+    if (path.startsWith(plan.dataDir + "/")) continue; // goes with the data dir
+    for (const p of [path, `${path}.creating`]) {
+      if (!existsSync(p)) continue;
+      rmSync(p, { force: true });
+      removed.push(p);
+    }
+  }
+  if (existsSync(plan.dataDir)) {
+    rmSync(plan.dataDir, { recursive: true, force: true });
+    removed.push(plan.dataDir);
+  }
+  if (removed.length > 0) consola.info(`pf up: removed what this failed first start made: ${removed.join(", ")}`);
 }
 
 const WAIT_EXPORTS_MS = 60_000;
 
 /** Wait until this host's SDC lists every volume the file maps to it (maps reach it by heartbeat). */
-async function waitForExports(nbd: { host: string; port: number }, names: string[], failed: () => string | null): Promise<void> {
+async function waitForExports(nbd: { host: string; port: number }, names: string[], failed: () => PfError | null): Promise<void> {
   const deadline = Date.now() + WAIT_EXPORTS_MS;
+  const notice = new WaitNotice("pf up");
   let last = "";
   for (;;) {
     const f = failed();
-    if (f) throw new PfError("UNAVAILABLE", f);
+    if (f) throw f;
     try {
       const listed = new Set(await listNbdExports(nbd.host, nbd.port));
       const missing = names.filter((n) => !listed.has(n));
       if (missing.length === 0) return;
       last = `not yet exported: ${missing.join(", ")}`;
     } catch (e) {
-      last = (e as Error).message;
+      last = `NBD server not answering: ${(e as Error).message}`;
     }
-    if (Date.now() > deadline) throw new PfError("UNAVAILABLE", `the SDC on ${nbd.host}:${nbd.port} is not serving the mapped volumes after ${WAIT_EXPORTS_MS} ms: ${last}`);
+    notice.update(`the SDC on ${bracket(nbd.host)}:${nbd.port} to export ${names.join(", ")} (${last})`);
+    if (Date.now() > deadline) {
+      throw new PfError("UNAVAILABLE", `the SDC on ${bracket(nbd.host)}:${nbd.port} is not serving the mapped volumes after ${WAIT_EXPORTS_MS / 1000} s (${last}); see the sdc log lines above`);
+    }
     await Bun.sleep(200);
   }
 }
 
-function bracket(addr: string): string {
-  return addr.includes(":") ? `[${addr}]` : addr;
-}
-
-function printSummary(config: ClusterConfig, host: HostConfig, dataDir: string, mdmUrl: string, caFile: string): void {
+function printSummary(plan: HostPlan): void {
+  const { config, host, dataDir, mdmUrl, caFile } = plan;
   const lines = [`pf is up on host ${host.name} (data in ${dataDir})`];
   if (host.sdc) {
     const nbd = host.sdc.nbd;
     const mine = config.volumes.filter((v) => v.mapTo.some((m) => m.host === host.name));
     for (const v of mine) lines.push(`  NBD:   nbd://${bracket(nbd.host)}:${nbd.port}/${v.name}`);
   }
-  lines.push(`  REST:  ${mdmUrl}/api   (certificate: ${caFile})`);
-  lines.push(`  scli:  export PF_MDM=${mdmUrl} PF_MDM_CA=${caFile}`);
+  lines.push(`  REST:  ${mdmUrl}/api${caFile ? `   (certificate: ${caFile})` : ""}`);
+  lines.push(`  scli:  export PF_MDM=${mdmUrl}${caFile ? ` PF_MDM_CA=${caFile}` : ""}`);
   const pw = config.cluster.adminPassword ? "<adminPassword from the cluster file>" : `"$(cat ${join(dataDir, "mdm", "admin-password")})"`;
   const pf = selfCommand().join(" ");
   lines.push(`         ${pf} scli --login --username admin --password ${pw}`);
   lines.push(`         ${pf} scli --query_all_volumes`);
+  const file = plan.fileName === BUILT_IN_CLUSTER ? "" : ` ${plan.fileName}`;
+  lines.push(`  Check: ${pf} doctor${file} --data-dir ${dataDir}${config.hosts.length > 1 ? ` --host ${host.name}` : ""}`);
   lines.push(`  Stop with Ctrl-C (SIGINT) or SIGTERM; restart with the same command keeps the data.`);
   process.stdout.write(lines.join("\n") + "\n");
 }

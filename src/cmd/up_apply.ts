@@ -3,14 +3,15 @@
 // (a restart) changes nothing that already exists.
 
 import { consola } from "consola";
-import { existsSync } from "node:fs";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
 import type { ClusterConfig } from "../proto/cluster_config.ts";
 import { PfError, isPfError } from "../proto/errors.ts";
-import { mdmLogin, mdmRequest, type MdmEndpoint } from "../proto/mdm_http.ts";
+import { MdmTlsError, mdmLogin, mdmRequest, type MdmEndpoint } from "../proto/mdm_http.ts";
+import type { HostPlan } from "./host_plan.ts";
+import { mdmWaitMs } from "./role_options.ts";
+import { WaitNotice } from "./wait_notice.ts";
 
-const WAIT_MDM_MS = 60_000;
 const WAIT_MEMBERS_MS = 180_000;
 const POLL_MS = 250;
 
@@ -26,24 +27,34 @@ const VolumeObj = z.looseObject({
 const Created = z.looseObject({ id: z.string() });
 const Empty = z.unknown();
 
-export async function waitForMdm(ep: MdmEndpoint, caFile: string, failed: () => string | null): Promise<void> {
-  const deadline = Date.now() + WAIT_MDM_MS;
+/** Wait until the MDM answers (and its certificate verifies); a role that died ends the wait. */
+export async function waitForMdm(ep: MdmEndpoint, plan: HostPlan, failed: () => PfError | null): Promise<void> {
+  const waitMs = mdmWaitMs();
+  const deadline = Date.now() + waitMs;
+  const notice = new WaitNotice("pf up");
+  const caFile = plan.caFile;
   let last = "";
   for (;;) {
     const f = failed();
-    if (f) throw new PfError("UNAVAILABLE", f);
-    const https = ep.url.startsWith("https:");
-    if (!https || existsSync(caFile)) {
+    if (f) throw f;
+    if (caFile === null || existsSync(caFile)) {
       try {
-        await mdmRequest({ ...ep, caPem: https ? readFileSync(caFile, "utf8") : null, timeoutMs: 2000 }, { method: "GET", path: "/api/version", schema: z.string() });
+        await mdmRequest({ ...ep, caPem: caFile === null ? null : readFileSync(caFile, "utf8"), timeoutMs: 2000 }, { method: "GET", path: "/api/version", schema: z.string() });
         return;
       } catch (e) {
+        if (e instanceof MdmTlsError) {
+          throw new PfError("UNAVAILABLE", `${e.message}; ${caFile} is not the certificate of the MDM at ${ep.url}: fix mdm.ca in ${plan.fileName} (the MDM's DATA_DIR/mdm/tls/cert.pem, copied to this host)`);
+        }
         last = (e as Error).message;
       }
     } else {
-      last = `certificate ${caFile} not there yet`;
+      last = `its certificate ${caFile} is not there yet`;
     }
-    if (Date.now() > deadline) throw new PfError("UNAVAILABLE", `MDM ${ep.url} did not answer within ${WAIT_MDM_MS} ms: ${last}`);
+    notice.update(`the MDM at ${ep.url} (${last})`);
+    if (Date.now() > deadline) {
+      const where = plan.host.mdm ? "see the mdm log lines above" : `start pf up on host ${plan.mdmHost.name} first, or check its address and mdm.port in ${plan.fileName}`;
+      throw new PfError("UNAVAILABLE", `the MDM at ${ep.url} did not answer within ${Math.round(waitMs / 1000)} s (${last}); ${where}`);
+    }
     await Bun.sleep(POLL_MS);
   }
 }
@@ -62,7 +73,7 @@ const action = (ep: MdmEndpoint, obj: string, name: string, body: Record<string,
 const kb = (bytes: number | undefined) => (bytes === undefined ? undefined : Math.ceil(bytes / 1024));
 
 /** phase "structure": PDs, fault sets, pools. phase "volumes": volumes and mappings (waits for SDSs/SDCs). */
-export async function applyClusterObjects(ep: MdmEndpoint, config: ClusterConfig, phase: "structure" | "volumes", failed: () => string | null = () => null): Promise<void> {
+export async function applyClusterObjects(ep: MdmEndpoint, config: ClusterConfig, phase: "structure" | "volumes", failed: () => PfError | null = () => null): Promise<void> {
   if (phase === "structure") return applyStructure(ep, config);
   await waitForMembers(ep, config, failed);
   await applyVolumes(ep, config);
@@ -100,26 +111,27 @@ async function applyStructure(ep: MdmEndpoint, config: ClusterConfig): Promise<v
 }
 
 /** Wait until every SDS of the file is connected and every SDC that volumes map to has joined. */
-async function waitForMembers(ep: MdmEndpoint, config: ClusterConfig, failed: () => string | null): Promise<void> {
+async function waitForMembers(ep: MdmEndpoint, config: ClusterConfig, failed: () => PfError | null): Promise<void> {
   const wantSds = config.hosts.flatMap((h) => h.sds.map((s) => s.name));
   const wantSdc = [...new Set(config.volumes.flatMap((v) => v.mapTo.map((m) => sdcName(config, m.host))))];
   const deadline = Date.now() + WAIT_MEMBERS_MS;
-  let reported = 0;
+  const notice = new WaitNotice("pf up");
   for (;;) {
     const f = failed();
-    if (f) throw new PfError("UNAVAILABLE", f);
+    if (f) throw f;
     const sds = await list(ep, "Sds", SdsObj);
     const sdc = await list(ep, "Sdc", Named);
     const missingSds = wantSds.filter((n) => !sds.some((s) => s.name === n && s.mdmConnectionState === "Connected"));
     const missingSdc = wantSdc.filter((n) => !sdc.some((s) => s.name === n));
     if (missingSds.length === 0 && missingSdc.length === 0) return;
+    const waiting = [
+      ...(missingSds.length > 0 ? [`SDS ${missingSds.join(", ")} to join (connected)`] : []),
+      ...(missingSdc.length > 0 ? [`SDC ${missingSdc.join(", ")} to join`] : []),
+    ].join(" and ");
     if (Date.now() > deadline) {
-      throw new PfError("UNAVAILABLE", `still waiting for SDS [${missingSds.join(", ")}] and SDC [${missingSdc.join(", ")}] after ${WAIT_MEMBERS_MS} ms`);
+      throw new PfError("UNAVAILABLE", `gave up after ${WAIT_MEMBERS_MS / 1000} s waiting for ${waiting}; start pf up on the hosts that run them, or see their log lines`);
     }
-    if (Date.now() - reported > 10_000) {
-      reported = Date.now();
-      consola.info(`pf up: waiting for SDS [${missingSds.join(", ")}] SDC [${missingSdc.join(", ")}] to join`);
-    }
+    notice.update(waiting);
     await Bun.sleep(POLL_MS);
   }
 }

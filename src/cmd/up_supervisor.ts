@@ -1,11 +1,16 @@
 // Child processes of `pf up`: one per role, the same executable re-run with the role's
-// subcommand. Reports a role that dies (with its exit code or signal) and stops every role,
-// SIGTERM first and SIGKILL after a grace period, on shutdown.
+// subcommand. Their output passes through pf up (role_log.ts keeps the last lines). A role that
+// dies is reported with its exit code or signal and its last log lines; during start-up it
+// becomes pf up's failure (failure()), with the kind of the role's own exit status. stopAll
+// stops every role, SIGTERM first and SIGKILL after a grace period.
 
 import { consola } from "consola";
 import type { Subprocess } from "bun";
+import { PfError, exitStatusOf, ErrorCodes, type ErrorCode } from "../proto/errors.ts";
+import { RoleLog } from "./role_log.ts";
 
 const STOP_GRACE_MS = 5000;
+const REPORT_LINES = 5; // last log lines shown when a role dies
 
 /** argv prefix that re-runs this program: the compiled binary, or bun + the entry script. */
 export function selfCommand(): string[] {
@@ -16,13 +21,28 @@ export function selfCommand(): string[] {
 
 interface Role {
   label: string;
-  proc: Subprocess;
+  /** the subcommand: "mdm", "sds", "sdc" */
+  command: string;
+  proc: Subprocess<"ignore", "pipe", "pipe">;
+  log: RoleLog;
+  exitCode: number | null;
   exited: string | null;
+  /** both output streams drained */
+  drained: Promise<void>;
+}
+
+/** The kind of failure a role's exit status stands for (exitStatusOf read backwards). */
+function codeOfExitStatus(status: number | null): ErrorCode {
+  if (status === null) return "UNAVAILABLE"; // killed by a signal
+  const code = ErrorCodes.find((c) => exitStatusOf[c] === status);
+  return code ?? "UNAVAILABLE";
 }
 
 export class RoleSupervisor {
   private roles: Role[] = [];
   private stopping = false;
+  private startedUp = false;
+  private startFailure: PfError | null = null;
 
   constructor(private readonly opts: { env: Record<string, string> }) {}
 
@@ -30,26 +50,50 @@ export class RoleSupervisor {
     const proc = Bun.spawn([...selfCommand(), ...args], {
       env: { ...process.env, ...this.opts.env, ...extraEnv },
       stdin: "ignore",
-      stdout: "inherit",
-      stderr: "inherit",
+      stdout: "pipe",
+      stderr: "pipe",
     });
-    const role: Role = { label, proc, exited: null };
+    const log = new RoleLog();
+    const role: Role = { label, command: args[0] ?? "", proc, log, exitCode: null, exited: null, drained: Promise.resolve() };
+    role.drained = Promise.all([pump(proc.stdout, log, process.stdout), pump(proc.stderr, log, process.stderr)]).then(() => undefined);
     this.roles.push(role);
     consola.info(`pf up: started ${label} (pid ${proc.pid})`);
-    void proc.exited.then((code) => {
+    void proc.exited.then(async (code) => {
+      await role.drained;
+      role.exitCode = proc.signalCode ? null : code;
       role.exited = proc.signalCode ? `signal ${proc.signalCode}` : `exit code ${code}`;
-      if (!this.stopping) consola.error(`pf up: ${label} (pid ${proc.pid}) died: ${role.exited}`);
+      if (!this.stopping && this.startedUp) this.reportDeath(role);
     });
   }
 
-  /** A description of the first role that died, or null when all are running. */
-  failed(): string | null {
-    const r = this.roles.find((x) => x.exited !== null);
-    return r ? `${r.label} exited during start-up (${r.exited})` : null;
+  private reportDeath(r: Role): void {
+    const lines = r.log.last(REPORT_LINES);
+    const tail = lines.length > 0 ? `; its last log lines:\n${lines.map((l) => `    ${l}`).join("\n")}` : "; it wrote no log lines";
+    consola.error(`pf up: ${r.label} (pid ${r.proc.pid}) died: ${r.exited}${tail}`);
   }
 
-  /** Keep the process alive while roles run; reports deaths (see start). */
+  /** The first role that died during start-up, as pf up's failure; null while all run. */
+  failure(): PfError | null {
+    if (this.startFailure) return this.startFailure;
+    const r = this.roles.find((x) => x.exited !== null);
+    if (!r) return null;
+    const why = r.log.failureLine(r.command);
+    const lines = r.log.last(REPORT_LINES);
+    // the failure line alone is already in pf up's own line below
+    if (lines.length > 1) consola.error(`pf up: last log lines of ${r.label}:\n${lines.map((l) => `    ${l}`).join("\n")}`);
+    this.startFailure = new PfError(codeOfExitStatus(r.exitCode), `${r.label} (pid ${r.proc.pid}) failed during start-up (${r.exited})${why ? `: ${why}` : ""}`);
+    return this.startFailure;
+  }
+
+  /** Labels of the roles started so far. */
+  labels(): string[] {
+    return this.roles.map((r) => r.label);
+  }
+
+  /** Start-up is over: from now on a role that dies is reported as it happens. */
   watch(): void {
+    this.startedUp = true;
+    for (const r of this.roles) if (r.exited !== null && !this.stopping) this.reportDeath(r);
     const timer = setInterval(() => {
       if (this.roles.length > 0 && this.roles.every((r) => r.exited !== null)) {
         consola.error("pf up: every role has stopped; exiting");
@@ -63,7 +107,7 @@ export class RoleSupervisor {
     this.stopping = true;
     // SDCs first, then SDSs, then the MDM: clients stop before the servers they use.
     const order = [...this.roles].reverse();
-    for (const r of order) if (r.exited === null) r.proc.kill("SIGTERM");
+    for (const r of order) if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill("SIGTERM");
     const deadline = Date.now() + STOP_GRACE_MS;
     for (const r of order) {
       const left = deadline - Date.now();
@@ -73,6 +117,16 @@ export class RoleSupervisor {
         r.proc.kill("SIGKILL");
         await r.proc.exited;
       }
+      await r.drained;
     }
+  }
+}
+
+/** Copy a role's stream to ours as it comes, keeping its lines in the role's log. */
+async function pump(stream: ReadableStream<Uint8Array>, log: RoleLog, to: NodeJS.WriteStream): Promise<void> {
+  const dec = new TextDecoder();
+  for await (const chunk of stream) {
+    to.write(chunk);
+    log.add(dec.decode(chunk, { stream: true }));
   }
 }

@@ -4,12 +4,14 @@
 //
 // Invariants checked here (not only by the MDM later): names are unique where they must be,
 // every SDS names a pool that the file defines, every mapping names an SDC host that exists,
-// at most one host runs the MDM.
+// at most one host runs the MDM, no two roles of one host listen on one port, no two devices of
+// one host share a path, and a device given a size holds at least one extent of its SDS's pool.
 
 import { LineCounter, parseDocument, isNode, type Document } from "yaml";
 import { z } from "zod";
 import { PfError } from "./errors.ts";
-import { parseDurationMs, parseHostPort, parseSizeBytes } from "./sizes.ts";
+import { Limits } from "./limits.ts";
+import { formatBytes, parseDurationMs, parseHostPort, parseSizeBytes } from "./sizes.ts";
 
 const objName = z.string().min(1).max(31).regex(/^[A-Za-z0-9_.:\-]+$/, "names use letters, digits, _ . : -");
 const size = z
@@ -137,8 +139,30 @@ export const ClusterConfig = z
         if (s.faultSet !== undefined && !faultSets.has(s.faultSet)) {
           ctx.addIssue({ code: "custom", path: ["hosts", hi, "sds", si, "faultSet"], message: `fault set ${s.faultSet} is not defined` });
         }
+        const extentBytes = poolExtentBytes(c, s.pool);
+        s.devices.forEach((d, di) => {
+          if (d.size !== undefined && d.size < extentBytes) {
+            ctx.addIssue({
+              code: "custom",
+              path: ["hosts", hi, "sds", si, "devices", di, "size"],
+              message: `${formatBytes(d.size)} is smaller than one extent of pool ${s.pool} (${formatBytes(extentBytes)}), the smallest device that can hold a copy`,
+            });
+          }
+        });
       }),
     );
+    c.hosts.forEach((h, hi) => uniquePorts(ctx, h, hi, c.mdm.port));
+    c.hosts.forEach((h, hi) => {
+      const paths = new Map<string, string>();
+      h.sds.forEach((s, si) =>
+        s.devices.forEach((d, di) => {
+          const other = paths.get(d.path);
+          if (other !== undefined) {
+            ctx.addIssue({ code: "custom", path: ["hosts", hi, "sds", si, "devices", di, "path"], message: `device ${d.path} is already used by ${other}; two devices never share a file` });
+          } else paths.set(d.path, `SDS ${s.name}`);
+        }),
+      );
+    });
     const sdcHosts = new Set(c.hosts.filter((h) => h.sdc !== undefined).map((h) => h.name));
     c.volumes.forEach((v, vi) => {
       if (!pools.has(v.pool)) ctx.addIssue({ code: "custom", path: ["volumes", vi, "pool"], message: `pool ${v.pool} is not defined under protectionDomains` });
@@ -150,6 +174,31 @@ export const ClusterConfig = z
 export type ClusterConfig = z.infer<typeof ClusterConfig>;
 export type HostConfig = z.infer<typeof HostConfig>;
 export type SdsConfig = z.infer<typeof SdsConfig>;
+
+/** Extent size of pool "PD/POOL" as the MDM will make it (the pool's extentSize, else the default). */
+export function poolExtentBytes(c: { protectionDomains: { name: string; storagePools: { name: string; extentSize?: number }[] }[] }, pool: string): number {
+  const [pdName, poolName] = pool.split("/");
+  const p = c.protectionDomains.find((pd) => pd.name === pdName)?.storagePools.find((x) => x.name === poolName);
+  return p?.extentSize ?? Limits.defaultExtentBytes;
+}
+
+/** No two roles of one host listen on one address and port (0, "any free port", never clashes). */
+function uniquePorts(ctx: z.RefinementCtx, h: { address: string; mdm: boolean; sds: { name: string; port: number }[]; sdc?: { nbd: { host: string; port: number } } }, hi: number, mdmPort: number): void {
+  const taken = new Map<string, string>();
+  const claim = (host: string, port: number, who: string, path: (string | number)[]) => {
+    if (port === 0) return;
+    const key = `${host}:${port}`;
+    const other = taken.get(key);
+    if (other !== undefined) ctx.addIssue({ code: "custom", path, message: `port ${port} is already used by ${other} on host ${h.address}` });
+    else taken.set(key, who);
+  };
+  if (h.mdm) claim(h.address, mdmPort, "the MDM (mdm.port)", ["hosts", hi, "mdm"]);
+  h.sds.forEach((s, si) => claim(h.address, s.port, `SDS ${s.name}`, ["hosts", hi, "sds", si, "port"]));
+  if (h.sdc) {
+    const nbdHost = h.sdc.nbd.host === "0.0.0.0" || h.sdc.nbd.host === "::" ? h.address : h.sdc.nbd.host;
+    claim(nbdHost, h.sdc.nbd.port, "the SDC's NBD server", ["hosts", hi, "sdc", "nbd"]);
+  }
+}
 
 function unique(ctx: z.RefinementCtx, names: string[], path: (string | number)[], what: string): void {
   const seen = new Set<string>();

@@ -43,6 +43,7 @@ export const Limits = {
   maxThinOvercommitRatio: 10, // thin extents assigned to a device: at most this times its capacity
   maxNameLength: 31, // PowerFlex object names
   thinChunkBytes: 1 * MiB, // SDS thin allocation unit
+  minDeviceBytes: 1 * MiB, // an SDS refuses a smaller device: it cannot hold the smallest extent (one thin chunk); pf up asks for one extent of the pool
 
   // control plane
   restMaxBodyBytes: 1 * MiB,
@@ -52,6 +53,7 @@ export const Limits = {
   heartbeatTimeoutMs: 5000,
   sdsLeaseMs: 4000, // an SDS serves extents only while its lease holds; shorter than heartbeatTimeoutMs
   mapPollIntervalMs: 1000,
+  mdmStartWaitMs: 60_000, // a starting SDS/SDC (and pf up) waits this long for an unreachable MDM (PF_MDM_WAIT_MS)
 
   // failure detection and recovery (MDM); the three timeouts are MdmOptions defaults
   leaseToTimeoutRatio: 0.8, // an SDS lease is this share of the MDM's heartbeat timeout (strictly less)

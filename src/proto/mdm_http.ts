@@ -7,6 +7,7 @@ import { consola } from "consola";
 import { z } from "zod";
 import { CLUSTER_API_PREFIX, CLUSTER_SECRET_HEADER } from "./cluster_api.ts";
 import { PfError, type ErrorCode, ErrorCodes } from "./errors.ts";
+import { Limits } from "./limits.ts";
 
 export interface MdmEndpoint {
   /** https://host:port (or http://127.x.x.x:port when plain HTTP was asked for) */
@@ -23,6 +24,30 @@ export interface MdmEndpoint {
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
+
+/**
+ * The MDM answered but its TLS certificate did not verify against caPem (not the MDM's
+ * certificate, expired, or not naming the host). UNAVAILABLE like any MDM that cannot be used,
+ * but never retried: waiting does not change a certificate.
+ */
+export class MdmTlsError extends PfError {
+  constructor(url: string, detail: string) {
+    super("UNAVAILABLE", `MDM ${url} unreachable: certificate not accepted: ${detail}`);
+    this.name = "MdmTlsError";
+  }
+}
+
+const TLS_VERIFY_CODE = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|HOSTNAME_MISMATCH/;
+
+function fetchFailure(url: string, e: unknown): PfError {
+  const code = (e as { code?: unknown }).code;
+  const message = e instanceof Error ? e.message : String(e);
+  if (typeof code === "string" && TLS_VERIFY_CODE.test(code)) {
+    const detail = code === "ERR_TLS_CERT_ALTNAME_INVALID" ? `it does not name the host of ${url}` : message;
+    return new MdmTlsError(url, `${code}: ${detail}`);
+  }
+  return new PfError("UNAVAILABLE", `MDM ${url} unreachable: ${message}`);
+}
 
 export function isLoopbackHost(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, "");
@@ -75,7 +100,7 @@ export async function mdmRequest<T extends z.ZodType>(ep: MdmEndpoint, opts: Req
   try {
     res = await fetch(new URL(opts.path, base), init);
   } catch (e) {
-    throw new PfError("UNAVAILABLE", `MDM ${ep.url} unreachable: ${(e as Error).message}`);
+    throw fetchFailure(ep.url, e);
   }
   const text = await res.text();
   let json: unknown;
@@ -116,18 +141,19 @@ function mdmRequestWithAuth<T extends z.ZodType>(ep: MdmEndpoint, basic: string,
 }
 
 const JOIN_RETRY_MS = 500;
-const JOIN_ATTEMPTS = 120; // about a minute of waiting for a starting MDM
+const JOIN_ATTEMPTS = Math.ceil(Limits.mdmStartWaitMs / JOIN_RETRY_MS); // about a minute of waiting for a starting MDM
 
 /**
  * Join the cluster: the call is retried while the MDM is unreachable (it may still be starting);
- * any answer from the MDM (a wrong secret, a refused join) is final.
+ * any answer from the MDM (a wrong secret, a refused join) and a certificate that does not
+ * verify are final.
  */
 export async function joinWithRetry<T>(who: string, ep: MdmEndpoint, call: () => Promise<T>): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await call();
     } catch (e) {
-      if (!(e instanceof PfError) || e.code !== "UNAVAILABLE" || attempt >= JOIN_ATTEMPTS) throw e;
+      if (!(e instanceof PfError) || e.code !== "UNAVAILABLE" || e instanceof MdmTlsError || attempt >= JOIN_ATTEMPTS) throw e;
       if (attempt === 0) consola.info(`${who}: MDM ${ep.url} not reachable yet; retrying`);
       await Bun.sleep(JOIN_RETRY_MS);
     }

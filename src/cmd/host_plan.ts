@@ -1,0 +1,115 @@
+// What a cluster file asks of this host, worked out once for `pf up` and `pf doctor`: which host
+// of the file this is, the ports its roles will listen on, the device files its SDSs use (paths
+// resolved against the data dir), the MDM's URL and the certificate file that verifies it.
+
+import { readFileSync } from "node:fs";
+import { hostname, networkInterfaces } from "node:os";
+import { isAbsolute, join } from "node:path";
+import oneHostYaml from "../../configs/one-host.yaml" with { type: "text" };
+import { parseClusterConfig, poolExtentBytes, type ClusterConfig, type HostConfig, type SdsConfig } from "../proto/cluster_config.ts";
+import { PfError } from "../proto/errors.ts";
+import { errnoFailure } from "./cli_failure.ts";
+import type { DeviceUse } from "./device_check.ts";
+import type { PortUse } from "./port_probe.ts";
+
+export const BUILT_IN_CLUSTER = "(built-in one-host.yaml)";
+
+/** The cluster file given on the command line, or the built-in one-host cluster. */
+export function loadClusterConfig(path: string | undefined): { config: ClusterConfig; fileName: string } {
+  if (path === undefined) return { config: parseClusterConfig(oneHostYaml, BUILT_IN_CLUSTER), fileName: BUILT_IN_CLUSTER };
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw errnoFailure(e, `read cluster file ${path}`);
+  }
+  return { config: parseClusterConfig(text, path), fileName: path };
+}
+
+/** This host of the file: --host / PF_HOST, the only host, the host named like this machine, or the one whose address is local. */
+export function findThisHost(config: ClusterConfig, wanted: string | undefined, fileName: string): HostConfig {
+  const names = config.hosts.map((x) => x.name).join(", ");
+  const name = wanted ?? process.env.PF_HOST;
+  if (name) {
+    const h = config.hosts.find((x) => x.name === name);
+    const via = wanted !== undefined ? "--host" : "PF_HOST";
+    if (!h) throw new PfError("NOT_FOUND", `host ${name} (${via}) is not in ${fileName}; its hosts are: ${names}`);
+    return h;
+  }
+  if (config.hosts.length === 1) return config.hosts[0]!;
+  const byName = config.hosts.find((h) => h.name === hostname());
+  if (byName) return byName;
+  const local = new Set(Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((a) => a.address)));
+  const byAddr = config.hosts.filter((h) => local.has(h.address));
+  if (byAddr.length === 1) return byAddr[0]!;
+  throw new PfError("BAD_REQUEST", `cannot tell which host of ${fileName} this is (none is named ${hostname()} or has one of its addresses); give --host NAME (hosts: ${names})`);
+}
+
+export function bracket(addr: string): string {
+  return addr.includes(":") ? `[${addr}]` : addr;
+}
+
+export interface PlannedPort extends PortUse {
+  /** the pf role that should hold it once up: "mdm", "sds", "sdc", and the SDS name */
+  role: "mdm" | "sds" | "sdc";
+  name: string | null;
+}
+
+export interface PlannedDevice extends DeviceUse {
+  sds: SdsConfig;
+}
+
+export interface HostPlan {
+  config: ClusterConfig;
+  host: HostConfig;
+  hostIndex: number;
+  dataDir: string;
+  fileName: string;
+  mdmHost: HostConfig;
+  mdmUrl: string;
+  /** the certificate that verifies the MDM (null for plain HTTP) */
+  caFile: string | null;
+  mdmDir: string;
+  ports: PlannedPort[];
+  devices: PlannedDevice[];
+}
+
+export function devicePath(dataDir: string, path: string): string {
+  return isAbsolute(path) ? path : join(dataDir, path);
+}
+
+export function planHost(config: ClusterConfig, host: HostConfig, dataDir: string, fileName: string): HostPlan {
+  const hostIndex = config.hosts.indexOf(host);
+  const mdmHost = config.hosts.find((h) => h.mdm)!;
+  const mdmDir = join(dataDir, "mdm");
+  const scheme = config.mdm.plainHttp ? "http" : "https";
+  const ports: PlannedPort[] = [];
+  const inFile = (field: string) => `${field} in ${fileName}`;
+  if (host.mdm) ports.push({ what: "the MDM", host: host.address, port: config.mdm.port, change: inFile("mdm.port"), role: "mdm", name: null });
+  host.sds.forEach((s, si) => ports.push({ what: `SDS ${s.name}`, host: host.address, port: s.port, change: inFile(`hosts.${hostIndex}.sds.${si}.port`), role: "sds", name: s.name }));
+  if (host.sdc) ports.push({ what: "the SDC's NBD server", host: host.sdc.nbd.host, port: host.sdc.nbd.port, change: inFile(`hosts.${hostIndex}.sdc.nbd`), role: "sdc", name: null });
+  const devices = host.sds.flatMap((s, si) =>
+    s.devices.map((d, di) => ({
+      sds: s,
+      path: devicePath(dataDir, d.path),
+      sizeBytes: d.size,
+      owner: `SDS ${s.name}`,
+      field: inFile(`hosts.${hostIndex}.sds.${si}.devices.${di}`),
+      minBytes: poolExtentBytes(config, s.pool),
+      minWhy: `one extent of pool ${s.pool}`,
+    })),
+  );
+  return {
+    config,
+    host,
+    hostIndex,
+    dataDir,
+    fileName,
+    mdmHost,
+    mdmUrl: `${scheme}://${bracket(mdmHost.address)}:${config.mdm.port}`,
+    caFile: config.mdm.plainHttp ? null : (config.mdm.ca ?? config.mdm.tlsCert ?? join(mdmDir, "tls", "cert.pem")),
+    mdmDir,
+    ports,
+    devices,
+  };
+}
