@@ -128,7 +128,7 @@ function writeJsonLine(o: LogObject, role: string): void {
 
 /**
  * The control port from --control: "none" (or "off") = no control port; absent = the role's own
- * host with its port + Limits.controlPortOffset (0 stays 0: any free port).
+ * host with its port + Limits.controlPortOffset (port 0 stays 0, i.e. a free port).
  */
 export function controlFrom(flag: string | undefined, own: { host: string; port: number }, flagName = "--control"): { host: string; port: number } | null {
   if (flag !== undefined && /^(none|off)$/i.test(flag.trim())) return null;
