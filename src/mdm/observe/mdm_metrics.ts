@@ -349,6 +349,8 @@ function writeMdm(ctx: MdmContext, w: TextWriter): void {
   }
   w.family("pf_mdm_alert_webhook_queue_length", "gauge", `Alert webhook events waiting to be sent (at most ${Limits.alertWebhookQueueMax}).`);
   w.sample("pf_mdm_alert_webhook_queue_length", "", c?.queued ?? 0);
+  w.family("pf_mdm_tls_certificate_expiry_timestamp_seconds", "gauge", "When the TLS certificate the MDM serves expires (notAfter), in seconds since the Unix epoch; absent over plain HTTP.");
+  if (ctx.observe.certValidToMs !== null) w.sample("pf_mdm_tls_certificate_expiry_timestamp_seconds", "", ctx.observe.certValidToMs / 1000);
   w.family("pf_mdm_observe_tick_seconds", "gauge", "Time the last observe step (history sample, alert rules) took, in seconds.");
   w.sample("pf_mdm_observe_tick_seconds", "", ctx.observe.lastTickMs / 1000);
   const count = (t: string) => ctx.store.sqlite.query<{ n: number }, []>(`SELECT count(*) AS n FROM ${t}`).get()?.n ?? 0;
