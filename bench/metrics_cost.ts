@@ -1,12 +1,15 @@
 // What the IO counters cost: 4k randwrite QD16 (fio, nbd engine) on a one-host cluster of the
 // compiled binary with the counters on, and the same binary with PF_METRICS=off (io_meter.ts: the
 // IO paths then read no clock and record nothing; for this A/B only), alternating in one run so
-// that drift on a shared machine hits both sides. Prints IOPS per run and the ratio on/off.
+// that drift on a shared machine hits both sides. Prints IOPS per run and the ratio on/off, and
+// the CPU time the pf processes (SDC + SDSs + MDM, from /proc) spent per IO, which a busy shared
+// machine disturbs much less than IOPS.
 // BENCH_BASE_BIN=/path/to/pf adds a third side: a pf built from another commit (e.g. the one
 // before the counters), started without control ports.
 // Run: npm run build && npx bun bench/metrics_cost.ts
 // Env: BENCH_SECONDS (default 10) per fio run; BENCH_ROUNDS (default 2) runs per side.
 
+import { readFileSync } from "node:fs";
 import { TestCluster } from "../test/helpers/cluster.ts";
 import { runFio } from "../test/helpers/real_clients.ts";
 
@@ -28,7 +31,23 @@ const sides: Side[] = [
   ...(baseBin ? [{ name: `base build (${baseBin})`, env: {}, bin: baseBin, controlPorts: false }] : []),
 ];
 
-async function oneRun(side: Side): Promise<number> {
+/** user + system CPU seconds of these processes so far (/proc/PID/stat, clock ticks of 10 ms) */
+function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    ticks += Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15)
+  }
+  return ticks / 100;
+}
+
+interface RunResult {
+  iops: number;
+  cpuUsPerIo: number;
+}
+
+async function oneRun(side: Side): Promise<RunResult> {
   const cluster = await TestCluster.create({
     sdsCount: 3,
     devicesPerSds: 1,
@@ -45,11 +64,15 @@ async function oneRun(side: Side): Promise<number> {
     const uri = cluster.nbdUri("bench");
     // fill once, so the timed job overwrites allocated chunks (no thin allocation in the timing)
     await runFio(["--name=fill", "--ioengine=nbd", `--uri=${uri}`, "--rw=write", "--bs=1M", "--iodepth=8", `--size=${size}`], { timeoutMs: 300_000 });
+    const pids = cluster.rolePids();
+    const cpuBefore = cpuSeconds(pids);
     const r = await runFio(
       ["--name=b", "--ioengine=nbd", `--uri=${uri}`, "--rw=randwrite", "--bs=4k", "--iodepth=16", `--size=${size}`, `--runtime=${seconds}`, "--time_based", "--randrepeat=0"],
       { timeoutMs: (seconds + 60) * 1000 },
     );
-    return (r.json.jobs[0] as unknown as { write: { iops: number } }).write.iops;
+    const cpu = cpuSeconds(pids) - cpuBefore;
+    const w = (r.json.jobs[0] as unknown as { write: { iops: number; total_ios: number } }).write;
+    return { iops: w.iops, cpuUsPerIo: (cpu * 1e6) / w.total_ios };
   } finally {
     await cluster.destroy();
   }
@@ -57,13 +80,15 @@ async function oneRun(side: Side): Promise<number> {
 
 async function main(): Promise<void> {
   const iops = new Map<string, number[]>(sides.map((s) => [s.name, []]));
+  const cpu = new Map<string, number[]>(sides.map((s) => [s.name, []]));
   for (let round = 0; round < rounds; round++) {
     // alternate the order: the first run of a round is not always the same side
     const order = round % 2 === 0 ? sides : [...sides].reverse();
     for (const side of order) {
       const v = await oneRun(side);
-      iops.get(side.name)!.push(v);
-      process.stdout.write(`round ${round + 1}: ${side.name}: ${Math.round(v).toLocaleString("en")} IOPS\n`);
+      iops.get(side.name)!.push(v.iops);
+      cpu.get(side.name)!.push(v.cpuUsPerIo);
+      process.stdout.write(`round ${round + 1}: ${side.name}: ${Math.round(v.iops).toLocaleString("en")} IOPS, ${v.cpuUsPerIo.toFixed(1)} µs CPU per IO\n`);
     }
   }
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -72,10 +97,17 @@ async function main(): Promise<void> {
   const off = mean(iops.get("PF_METRICS=off")!);
   // the two sides of one round ran back to back: their ratio is less exposed to drift
   const paired = iops.get("counters on")!.map((x, i) => x / iops.get("PF_METRICS=off")![i]!);
-  const rows = [`| 4k randwrite QD16, ${seconds}s x ${rounds} | IOPS (mean) | runs | vs PF_METRICS=off |`, "| --- | --- | --- | --- |"];
+  const cpuOff = median(cpu.get("PF_METRICS=off")!);
+  const rows = [
+    `| 4k randwrite QD16, ${seconds}s x ${rounds} | IOPS (mean) | runs | IOPS vs off | CPU µs/IO (median) | CPU/IO vs off |`,
+    "| --- | --- | --- | --- | --- | --- |",
+  ];
   for (const s of sides) {
     const xs = iops.get(s.name)!;
-    rows.push(`| ${s.name} | ${Math.round(mean(xs)).toLocaleString("en")} | ${xs.map((x) => Math.round(x).toLocaleString("en")).join(", ")} | ${(mean(xs) / off).toFixed(3)} |`);
+    const c = median(cpu.get(s.name)!);
+    rows.push(
+      `| ${s.name} | ${Math.round(mean(xs)).toLocaleString("en")} | ${xs.map((x) => Math.round(x).toLocaleString("en")).join(", ")} | ${(mean(xs) / off).toFixed(3)} | ${c.toFixed(1)} | ${(c / cpuOff).toFixed(3)} |`,
+    );
   }
   process.stdout.write(`\n${rows.join("\n")}\n\n`);
   process.stdout.write(`counters on / off: mean of runs ${(on / off).toFixed(3)}; per round ${paired.map((r) => r.toFixed(3)).join(", ")}; median of rounds ${median(paired).toFixed(3)}\n`);
