@@ -32,8 +32,10 @@ const cluster = async (path: string, body: unknown) => {
   return (await r.json()) as Record<string, unknown>;
 };
 try {
+  const sdsIds: string[] = [];
   for (let i = 1; i <= 3; i++) {
-    await cluster("/sds/join", { name: `sds${i}`, host: "127.0.0.1", dataPort: 7100 + i, protectionDomainName: "pd1", storagePoolName: "sp1", devices: [{ path: `/dev/fake${i}`, capacityBytes: 1024 * 1024 * Units.GiB }] });
+    const j = await cluster("/sds/join", { name: `sds${i}`, host: "127.0.0.1", dataPort: 7100 + i, protectionDomainName: "pd1", storagePoolName: "sp1", devices: [{ path: `/dev/fake${i}`, capacityBytes: 1024 * 1024 * Units.GiB }] });
+    sdsIds.push(j.sdsId as string);
   }
   const sdcId = (await cluster("/sdc/join", { guid: "bench-sdc", host: "127.0.0.1", name: "bench" })).sdcId as string;
   const ctx = core.ctx;
@@ -57,6 +59,7 @@ try {
   for (let beat = 1; beat <= 8; beat++) {
     nowMs += 1000;
     const volumes = ids.map((volumeId) => ({ volumeId, read: op(beat * 10), write: op(beat * 20), trim: op(0), flush: op(beat) }));
+    for (const id of sdsIds) await cluster(`/sds/${id}/heartbeat`, { devices: [], appliedMapVersion: 0 });
     const b0 = performance.now();
     await cluster(`/sdc/${sdcId}/heartbeat`, { appliedMapVersion: 0, io: { incarnation: "bench", volumes, nbdConnections: VOLUMES, inflightIos: 0 } });
     beatMs.push(performance.now() - b0);

@@ -12,7 +12,7 @@
 // capped at Limits.maxClearedAlerts rows.
 
 import { randomUUID } from "node:crypto";
-import { and, desc, eq, isNotNull, isNull } from "drizzle-orm";
+import { desc, eq, isNotNull, isNull } from "drizzle-orm";
 import consola from "consola";
 import { PfError } from "../../proto/errors.ts";
 import { Limits } from "../../proto/limits.ts";
@@ -40,6 +40,7 @@ export function gatherAlertInput(ctx: MdmContext): AlertInput {
     .all()
     .map((d) => ({ id: d.id, name: d.name, path: d.path, sdsId: d.sds_id, failed: d.state === "Failed" }));
   const status = recoveryStatus(ctx);
+  ctx.observe.recoveryCache = { atMs: now, status };
   const pools: PoolAlertFacts[] = poolUsages(ctx).map((u) => {
     const s = status.get(u.poolId);
     return {
@@ -260,7 +261,7 @@ export function setCapacityAlertThresholds(ctx: MdmContext, poolId: string, t: {
       if (!Number.isInteger(v) || v < 1 || v > 100) throw new PfError("BAD_REQUEST", `${name} must be a whole percent within 1..100 (got ${v})`);
     }
     if (high >= critical) throw new PfError("BAD_REQUEST", `the high capacity threshold (${high} %) must be below the critical one (${critical} %)`);
-    ctx.store.db.update(storagePoolTable).set({ capacityAlertHighPct: high, capacityAlertCriticalPct: critical }).where(and(eq(storagePoolTable.id, poolId))).run();
+    ctx.store.db.update(storagePoolTable).set({ capacityAlertHighPct: high, capacityAlertCriticalPct: critical }).where(eq(storagePoolTable.id, poolId)).run();
     consola.info(`mdm: Storage Pool ${pool.name} (${pool.id}) capacity alert thresholds: high ${high} %, critical ${critical} %`);
   });
 }

@@ -41,6 +41,8 @@ import { REST_LATENCY_BUCKETS_S } from "./rest_stats.ts";
 
 /** µs -> s by division: the shortest decimal form (123456 / 1e6 prints 0.123456; x 1e-6 prints 0.12345599999999999) */
 const US_PER_S = 1e6;
+/** a scrape reuses the observe step's recovery figures when they are at most this old */
+const RECOVERY_CACHE_MS = 2 * Limits.observeTickMs;
 
 interface Obj {
   labels: string;
@@ -268,7 +270,10 @@ function writeDevices(ctx: MdmContext, w: TextWriter): void {
 
 function writePools(ctx: MdmContext, w: TextWriter): void {
   const usages = poolUsages(ctx);
-  const status = recoveryStatus(ctx);
+  // the observe step (once a second) computed these; a scrape reuses them rather than reading
+  // every degraded extent again (tens of ms per 10,000 degraded extents)
+  const cached = ctx.observe.recoveryCache;
+  const status = cached !== null && ctx.clock() - cached.atMs <= RECOVERY_CACHE_MS ? cached.status : recoveryStatus(ctx);
   const lab = new Map(usages.map((u) => [u.poolId, labels(["storage_pool_id", "storage_pool", "protection_domain_id"], [u.poolId, u.name, u.pdId])]));
   const gauge = (name: string, help: string, pick: (u: (typeof usages)[number]) => number) => {
     w.family(name, "gauge", help);

@@ -12,6 +12,7 @@ import { IoAccounting } from "./io_accounting.ts";
 import { IoHistory } from "./io_history.ts";
 import { RestRequestStats } from "./rest_stats.ts";
 import { MetricRegistry } from "../../proto/metrics.ts";
+import type { RebuildStatus } from "../../proto/powerflex_api.ts";
 import { registerProcessMetrics, type ProcessMetrics } from "../../proto/process_metrics.ts";
 
 /** An alert as kept in memory and in the alert table. */
@@ -56,6 +57,8 @@ export class ObserveRuntime {
   lastHistoryMs = 0;
   /** what the last observe step took (ms) */
   lastTickMs = 0;
+  /** the pools' recovery figures as the last observe step computed them (a scrape reuses them while fresh) */
+  recoveryCache: { atMs: number; status: Map<string, RebuildStatus> } | null = null;
   /** label text of each volume's /metrics series, by id (rebuilt when the name changes) */
   readonly volumeLabelCache = new Map<string, { name: string | null; text: string }>();
 
