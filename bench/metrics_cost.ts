@@ -4,13 +4,23 @@
 // clusters run side by side (the idle one only heartbeats) and short fio runs alternate between
 // them, so that drift on a shared machine hits both sides alike. Prints IOPS per run, the
 // ratio on/off per round and its median, and the CPU time the pf processes (SDC + SDSs + MDM,
-// from /proc) spent per IO, which a busy machine disturbs less than IOPS.
+// from /proc) spent per IO, which a busy machine disturbs less than IOPS. Last, the metering work
+// of one replicated write timed in process (SDC volume meter, and per SDS the request meter plus
+// the metered device write, twice: primary and secondary) as a share of that CPU time per IO: on
+// a shared 2-core machine the IOPS ratio moves by far more than 3 % from run to run.
 // BENCH_BASE_BIN=/path/to/pf adds a third side: a pf built from another commit (e.g. the one
 // before the counters), started without control ports.
 // Run: npm run build && npx bun bench/metrics_cost.ts
 // Env: BENCH_SECONDS (default 5) per fio run; BENCH_ROUNDS (default 6) runs per side.
 
 import { readFileSync } from "node:fs";
+import { ioNowMs } from "../src/proto/io_meter.ts";
+import { MetricRegistry } from "../src/proto/metrics.ts";
+import { Cmd } from "../src/proto/nbd.ts";
+import { SdcMetrics } from "../src/sdc/sdc_metrics.ts";
+import { MeteredDevice } from "../src/sds/device_meter.ts";
+import { SdsMetrics } from "../src/sds/sds_metrics.ts";
+import type { BlockDevice } from "../src/store/block_device.ts";
 import { TestCluster } from "../test/helpers/cluster.ts";
 import { runFio } from "../test/helpers/real_clients.ts";
 
@@ -83,6 +93,39 @@ async function oneRun(cluster: TestCluster): Promise<RunResult> {
   return { iops: w.iops, cpuUsPerIo: (cpu * 1e6) / w.total_ios };
 }
 
+/** Nanoseconds of metering work per replicated client write (in process, no IO). */
+function meteringNsPerWrite(): { sdcNs: number; sdsNs: number } {
+  const n = 2_000_000;
+  const vol = new SdcMetrics(new MetricRegistry(), "c000000000000001").volume("0a00000000000001", "vol");
+  const sdcLoop = () => {
+    const t1 = performance.now();
+    for (let i = 0; i < n; i++) {
+      const t0 = ioNowMs();
+      vol.completed(Cmd.WRITE, 4096, (ioNowMs() - t0) / 1000, true);
+    }
+    return ((performance.now() - t1) * 1e6) / n;
+  };
+  sdcLoop(); // warm up
+  const sdcNs = sdcLoop();
+  const sds = new SdsMetrics(new MetricRegistry(), "5d50000000000001");
+  const bare: BlockDevice = { path: "/x", sizeBytes: 1 << 30, createdZeroFilled: true, readInto() {}, write() {}, datasync: async () => {}, datasyncNow() {}, close() {} };
+  const dev = new MeteredDevice(bare, sds.device("de70000000000001", "/x"));
+  const buf = new Uint8Array(4096);
+  const loop = (d: BlockDevice, meter: boolean) => {
+    const t1 = performance.now();
+    for (let i = 0; i < n; i++) {
+      const t0 = meter ? ioNowMs() : 0;
+      d.write(buf, 0);
+      if (meter) sds.primaryWrite.record(4096, (ioNowMs() - t0) / 1000);
+    }
+    return ((performance.now() - t1) * 1e6) / n;
+  };
+  loop(dev, true); // warm up (JIT) before timing
+  loop(bare, false);
+  const sdsNs = loop(dev, true) - loop(bare, false);
+  return { sdcNs, sdsNs };
+}
+
 async function main(): Promise<void> {
   const iops = new Map<string, number[]>(sides.map((s) => [s.name, []]));
   const cpu = new Map<string, number[]>(sides.map((s) => [s.name, []]));
@@ -122,6 +165,12 @@ async function main(): Promise<void> {
   }
   process.stdout.write(`\n${rows.join("\n")}\n\n`);
   process.stdout.write(`counters on / off: mean of runs ${(on / off).toFixed(3)}; per round ${paired.map((r) => r.toFixed(3)).join(", ")}; median of rounds ${median(paired).toFixed(3)}\n`);
+  const m = meteringNsPerWrite();
+  const perWriteNs = m.sdcNs + 2 * m.sdsNs;
+  process.stdout.write(
+    `metering work per replicated write: SDC ${m.sdcNs.toFixed(0)} ns + 2 x SDS ${m.sdsNs.toFixed(0)} ns = ${perWriteNs.toFixed(0)} ns, ` +
+      `${((perWriteNs / 1000 / cpuOff) * 100).toFixed(2)} % of the ${cpuOff.toFixed(1)} µs CPU per IO of the PF_METRICS=off side\n`,
+  );
 }
 
 await main();
