@@ -2,7 +2,8 @@
 // and its alerts, as an operator and Prometheus see them.
 // - A paced fio job (nbd engine, 500 IOPS of 4k random writes for ~10 s): the volume's write
 //   IOPS from PowerFlex's userDataWriteBwc (numOccured / numSeconds) and from the rate of the
-//   MDM's pf_volume_write_ops_total are both within 10 % of fio's reported IOPS, and so is
+//   MDM's pf_volume_write_ops_total (scraped every 200 ms, between the counter's first and last
+//   move) are both within 10 % of fio's reported IOPS, and so is
 //   /api/pf/live; the system history follows; promtool check metrics is clean on the MDM's
 //   /metrics (HTTPS, no token).
 // - kill -9 of one SDS: SDS_DISCONNECTED and the pool's degraded-capacity alert are raised; once
@@ -73,14 +74,21 @@ describe("the MDM's IO figures under a paced fio job", () => {
       "--size=64M",
       "--randrepeat=1",
     ]);
-    // two scrapes 6 s apart inside the run (after 2 s of warm-up): a rate as Prometheus computes it
-    await Bun.sleep(2000);
-    const t1 = performance.now();
-    const m1 = sampleValue(await metrics(), "pf_volume_write_ops_total", `volume_id="${volId}"`)!;
-    await Bun.sleep(6000 - (performance.now() - t1));
-    const t2 = performance.now();
-    const text = await metrics();
-    const m2 = sampleValue(text, "pf_volume_write_ops_total", `volume_id="${volId}"`)!;
+    // scrapes every 200 ms inside the run (after 1.5 s of warm-up); the counter moves when a
+    // heartbeat lands, so the rate is taken between the first and the last move: a whole number
+    // of heartbeat intervals (two scrapes at fixed times would catch 5 or 6 heartbeats of ~1.02 s)
+    await Bun.sleep(1500);
+    const seen: { t: number; v: number }[] = [];
+    let text = "";
+    while (seen.length === 0 || performance.now() - seen[0]!.t < 7000) {
+      text = await metrics();
+      seen.push({ t: performance.now(), v: sampleValue(text, "pf_volume_write_ops_total", `volume_id="${volId}"`)! });
+      await Bun.sleep(200);
+    }
+    const moves = seen.filter((s, i) => i > 0 && s.v !== seen[i - 1]!.v);
+    const first = moves[0]!;
+    const last = moves.at(-1)!;
+    expect(last.t - first.t).toBeGreaterThan(5000);
     const stats = await json<Record<string, { numOccured: number; numSeconds: number; totalWeightInKb: number }>>(`/api/instances/Volume::${volId}/relationships/Statistics`);
     const live = await json<{ volumes: Record<string, { writeIops: number; writeBps: number }> }>("/api/pf/live");
     const history = await json<{ intervalMs: number; samples: { writeIops: number }[] }>("/api/pf/history?seconds=5");
@@ -89,7 +97,7 @@ describe("the MDM's IO figures under a paced fio job", () => {
 
     const bwc = stats.userDataWriteBwc!;
     const bwcIops = bwc.numOccured / bwc.numSeconds;
-    const metricsIops = (m2 - m1) / ((t2 - t1) / 1000);
+    const metricsIops = (last.v - first.v) / ((last.t - first.t) / 1000);
     process.stderr.write(
       `paced fio ${FIO_IOPS} IOPS: fio ${fioIops.toFixed(1)}, userDataWriteBwc ${bwcIops.toFixed(1)} (${bwc.numOccured}/${bwc.numSeconds} s, ${bwc.totalWeightInKb} KiB), ` +
         `rate(pf_volume_write_ops_total) ${metricsIops.toFixed(1)}, /api/pf/live ${live.volumes[volId]?.writeIops}\n`,
