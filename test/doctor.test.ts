@@ -152,7 +152,7 @@ describe("pf doctor", () => {
   test("before the first pf up: nothing running is no failure", async () => {
     const dir = mkdtempSync(join(tmpdir(), "pf-doctor-fresh-"));
     try {
-      const ports = { mdm: await freePort(), nbd: await freePort(), sds: [await freePort()] };
+      const ports = { mdm: await freePort(), nbd: await freePort(), sds: [await freePort()], sdsControl: [await freePort()], sdcControl: await freePort() };
       mkdirSync(join(dir, "in"));
       const file = join(dir, "in", "c.yaml");
       writeFileSync(file, clusterYaml({ sdsCount: 1, devicesPerSds: 1, deviceSize: "64MiB", volumes: [{ name: "vol1", size: "64MiB" }] }, ports));

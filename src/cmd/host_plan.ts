@@ -11,6 +11,7 @@ import { PfError } from "../proto/errors.ts";
 import { errnoFailure } from "./cli_failure.ts";
 import type { DeviceUse } from "./device_check.ts";
 import type { PortUse } from "./port_probe.ts";
+import { controlFrom } from "./role_options.ts";
 
 export const BUILT_IN_CLUSTER = "(built-in one-host.yaml)";
 
@@ -88,6 +89,16 @@ export function planHost(config: ClusterConfig, host: HostConfig, dataDir: strin
   if (host.mdm) ports.push({ what: "the MDM", host: host.address, port: config.mdm.port, change: inFile("mdm.port"), role: "mdm", name: null });
   host.sds.forEach((s, si) => ports.push({ what: `SDS ${s.name}`, host: host.address, port: s.port, change: inFile(`hosts.${hostIndex}.sds.${si}.port`), role: "sds", name: s.name }));
   if (host.sdc) ports.push({ what: "the SDC's NBD server", host: host.sdc.nbd.host, port: host.sdc.nbd.port, change: inFile(`hosts.${hostIndex}.sdc.nbd`), role: "sdc", name: null });
+  // control ports, resolved as the roles resolve them (a default is the role's own port + offset)
+  host.sds.forEach((s, si) => {
+    const c = controlFrom(s.controlPort === undefined ? undefined : `${bracket(host.address)}:${s.controlPort}`, { host: host.address, port: s.port });
+    if (c !== null && c.port !== 0) ports.push({ what: `the control port of SDS ${s.name}`, host: c.host, port: c.port, change: inFile(`hosts.${hostIndex}.sds.${si}.controlPort`), role: "sds", name: s.name });
+  });
+  if (host.sdc) {
+    const sc = host.sdc.control;
+    const c = controlFrom(sc === undefined ? undefined : `${bracket(sc.host)}:${sc.port}`, host.sdc.nbd);
+    if (c !== null && c.port !== 0) ports.push({ what: "the SDC's control port", host: c.host, port: c.port, change: inFile(`hosts.${hostIndex}.sdc.control`), role: "sdc", name: null });
+  }
   const devices = host.sds.flatMap((s, si) =>
     s.devices.map((d, di) => ({
       sds: s,

@@ -30,6 +30,7 @@ export async function preflightMdm(o: { dataDir: string; host: string; port: num
 
 export async function preflightSds(o: {
   name: string;
+  control: { host: string; port: number } | null;
   dataDir: string;
   host: string;
   port: number;
@@ -46,12 +47,17 @@ export async function preflightSds(o: {
     minWhy: "the smallest extent a pool can have",
   }));
   requireUsableDevices(uses, "free space there, or give smaller sizes or other paths with --device");
-  await requireFreePorts([{ what: `SDS ${o.name}`, host: o.host, port: o.port, change: "--listen HOST:PORT" }]);
+  await requireFreePorts([{ what: `SDS ${o.name}`, host: o.host, port: o.port, change: "--listen HOST:PORT" }, ...controlPortUse(o.control)]);
   await waitForMdmReady(o.mdm, { who: `sds ${o.name}`, sources: o.sources, waitMs: mdmWaitMs() });
 }
 
-export async function preflightSdc(o: { dataDir?: string; nbdHost: string; nbdPort: number; mdm: MdmEndpoint; sources: { ca: string; secret: string } }): Promise<void> {
+export async function preflightSdc(o: { dataDir?: string; nbdHost: string; nbdPort: number; control: { host: string; port: number } | null; mdm: MdmEndpoint; sources: { ca: string; secret: string } }): Promise<void> {
   if (o.dataDir !== undefined) requireDataDir(o.dataDir, "--data-dir DIR");
-  await requireFreePorts([{ what: "the SDC's NBD server", host: o.nbdHost, port: o.nbdPort, change: "--nbd HOST:PORT" }]);
+  await requireFreePorts([{ what: "the SDC's NBD server", host: o.nbdHost, port: o.nbdPort, change: "--nbd HOST:PORT" }, ...controlPortUse(o.control)]);
   await waitForMdmReady(o.mdm, { who: "sdc", sources: o.sources, waitMs: mdmWaitMs() });
+}
+
+/** The control port, when there is one and it is not "any free port". */
+function controlPortUse(c: { host: string; port: number } | null): { what: string; host: string; port: number; change: string }[] {
+  return c === null || c.port === 0 ? [] : [{ what: "the control port", host: c.host, port: c.port, change: "--control HOST:PORT (or none)" }];
 }

@@ -15,7 +15,7 @@ import { consola } from "consola";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
-import type { ClusterConfig } from "../proto/cluster_config.ts";
+import type { ClusterConfig, HostConfig } from "../proto/cluster_config.ts";
 import { PfError } from "../proto/errors.ts";
 import type { MdmEndpoint } from "../proto/mdm_http.ts";
 import { applyClusterObjects, loginAdmin, waitForMdm } from "./up_apply.ts";
@@ -25,6 +25,7 @@ import { errnoFailure } from "./cli_failure.ts";
 import { BUILT_IN_CLUSTER, bracket, findThisHost, loadClusterConfig, planHost, type HostPlan } from "./host_plan.ts";
 import { preflightUp } from "./up_preflight.ts";
 import { WaitNotice } from "./wait_notice.ts";
+import { controlFrom } from "./role_options.ts";
 
 export const upCommand = defineCommand({
   meta: { name: "up", description: "Start the roles a cluster YAML gives this host (no file: a one-host cluster)" },
@@ -87,6 +88,7 @@ async function up(plan: HostPlan): Promise<void> {
       if (config.mdm.heartbeatTimeout !== undefined) mdmArgs.push("--heartbeat-timeout-ms", String(config.mdm.heartbeatTimeout));
       if (config.mdm.rebuildGrace !== undefined) mdmArgs.push("--rebuild-grace-ms", String(config.mdm.rebuildGrace));
       if (config.mdm.stallTimeout !== undefined) mdmArgs.push("--stall-timeout-ms", String(config.mdm.stallTimeout));
+      if (config.mdm.alerts?.webhook) mdmArgs.push("--alert-webhook", config.mdm.alerts.webhook);
       sup.start("mdm", mdmArgs, config.cluster.adminPassword ? { PF_ADMIN_PASSWORD: config.cluster.adminPassword } : {});
     }
     const ep: MdmEndpoint = { url: mdmUrl, clusterSecret: secret };
@@ -114,12 +116,14 @@ async function up(plan: HostPlan): Promise<void> {
         "sds", ...roleMdmArgs, "--data-dir", join(dataDir, "sds", s.name), "--name", s.name,
         "--listen", `${bracket(host.address)}:${s.port}`, "--protection-domain", pd, "--storage-pool", pool,
         ...(s.faultSet ? ["--fault-set", s.faultSet] : []), ...devArgs,
+        ...(s.controlPort === undefined ? [] : ["--control", `${bracket(host.address)}:${s.controlPort}`]),
       ]);
     }
     if (host.sdc) {
       sup.start("sdc", [
         "sdc", ...roleMdmArgs, "--data-dir", join(dataDir, "sdc"), "--name", host.sdc.name ?? host.name,
         "--address", host.address, "--nbd", `${bracket(host.sdc.nbd.host)}:${host.sdc.nbd.port}`,
+        ...(host.sdc.control === undefined ? [] : ["--control", `${bracket(host.sdc.control.host)}:${host.sdc.control.port}`]),
       ]);
     }
     if (host.mdm) await applyClusterObjects(ep, config, "volumes", () => sup.failure());
@@ -192,6 +196,23 @@ async function waitForExports(nbd: { host: string; port: number }, names: string
   }
 }
 
+/** The control ports of this host's SDSs and SDC, as their commands resolve them (role_options.ts). */
+function controlUrls(host: HostConfig): { role: string; url: string }[] {
+  const url = (hp: { host: string; port: number } | null) =>
+    hp === null ? null : hp.port === 0 ? `http://${bracket(hp.host)}:<any free port, in the role's log>` : `http://${bracket(hp.host)}:${hp.port}`;
+  const out: { role: string; url: string }[] = [];
+  for (const s of host.sds) {
+    const u = url(controlFrom(s.controlPort === undefined ? undefined : `${bracket(host.address)}:${s.controlPort}`, { host: host.address, port: s.port }));
+    if (u !== null) out.push({ role: `sds ${s.name}`, url: u });
+  }
+  if (host.sdc) {
+    const c = host.sdc.control;
+    const u = url(controlFrom(c === undefined ? undefined : `${bracket(c.host)}:${c.port}`, host.sdc.nbd));
+    if (u !== null) out.push({ role: "sdc", url: u });
+  }
+  return out;
+}
+
 function printSummary(plan: HostPlan): void {
   const { config, host, dataDir, mdmUrl, caFile } = plan;
   const lines = [`pf is up on host ${host.name} (data in ${dataDir})`];
@@ -201,6 +222,7 @@ function printSummary(plan: HostPlan): void {
     for (const v of mine) lines.push(`  NBD:   nbd://${bracket(nbd.host)}:${nbd.port}/${v.name}`);
   }
   lines.push(`  REST:  ${mdmUrl}/api${caFile ? `   (certificate: ${caFile})` : ""}`);
+  for (const c of controlUrls(host)) lines.push(`  control ${c.role}: ${c.url}  (/health /metrics /status)`);
   lines.push(`  scli:  export PF_MDM=${mdmUrl}${caFile ? ` PF_MDM_CA=${caFile}` : ""}`);
   const pw = config.cluster.adminPassword ? "<adminPassword from the cluster file>" : `"$(cat ${join(dataDir, "mdm", "admin-password")})"`;
   const pf = selfCommand().join(" ");

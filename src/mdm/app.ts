@@ -1,12 +1,14 @@
 // The MDM's Hono application and its in-process core: opening the database, creating the System
-// on first start, the admin user, and the token store. Tests use openMdmCore + app.request; the
-// server (main.ts) wraps the same app in Bun.serve with TLS. One error handler for every route:
+// on first start, the admin user, and the token store; GET /metrics (no token) beside /api and
+// /pf/v1, and a middleware counting every request by route pattern. Tests use openMdmCore +
+// app.request; the server (main.ts) wraps the same app in Bun.serve with TLS. One error handler for every route:
 // PfError -> PowerFlex-shaped body with pfCode and status; anything else -> INTERNAL, logged.
 
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import consola from "consola";
 import { Hono } from "hono";
+import { matchedRoutes } from "hono/route";
 import { CLUSTER_API_PREFIX } from "../proto/cluster_api.ts";
 import { isPfError } from "../proto/errors.ts";
 import { openMdmDb } from "../store/mdm_db.ts";
@@ -19,6 +21,11 @@ import { restRoutes } from "./rest/rest_routes.ts";
 import { ensureSystem } from "./core/system_state.ts";
 import { recoveryConfigOf, RecoveryRuntime, type RecoveryOptions } from "./recovery/runtime.ts";
 import { sdcTable, sdsTable } from "../store/mdm_schema.ts";
+import { ObserveRuntime } from "./observe/runtime.ts";
+import type { WebhookOptions } from "./observe/alert_webhook.ts";
+import { loadActiveAlerts } from "./observe/alerts.ts";
+import { renderMdmMetrics } from "./observe/mdm_metrics.ts";
+import { TEXT_CONTENT_TYPE } from "../proto/metrics_text.ts";
 
 /** Build the Hono app serving /api (PowerFlex REST) and /pf/v1 (cluster API). */
 export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): Hono {
@@ -30,6 +37,15 @@ export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): 
     return errorResponse(c, err);
   });
   app.notFound((c) => errorResponse(c, new HttpError("NOT_FOUND", 404, `no such path ${c.req.path}`)));
+  // REST request count and latency by route pattern (the registered path, never the raw one)
+  app.use("*", async (c, next) => {
+    const t0 = performance.now();
+    await next();
+    const route = matchedRoutes(c)[c.req.routeIndex]?.path ?? "*";
+    ctx.observe.rest.observe(c.req.method, route, c.res.status, (performance.now() - t0) / 1000);
+  });
+  // Prometheus scrape: read-only and without a token (docs/design.md, "Observability")
+  app.get("/metrics", (c) => c.body(renderMdmMetrics(ctx), 200, { "content-type": TEXT_CONTENT_TYPE }));
   app.route("/api", restRoutes(ctx));
   app.route(CLUSTER_API_PREFIX, clusterRoutes(ctx, opts.clusterSecret));
   return app;
@@ -47,6 +63,10 @@ export interface MdmCoreOptions {
   tokens?: TokenStoreOptions;
   /** heartbeat timeout, rebuild grace period, stall timeout (defaults in Limits) */
   recovery?: RecoveryOptions;
+  /** POST every alert raised and cleared to this URL (JSON); absent: no webhook */
+  alertWebhook?: WebhookOptions;
+  /** pf's version (pf_build_info) */
+  version?: string;
 }
 
 export interface MdmCore {
@@ -71,6 +91,7 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
       random: opts.random ?? Math.random,
       health: new HealthTracker(clock, recovery.config.heartbeatTimeoutMs),
       recovery,
+      observe: new ObserveRuntime({ startedAtMs: clock(), heartbeatTimeoutMs: recovery.config.heartbeatTimeoutMs, webhook: opts.alertWebhook, version: opts.version }),
       tokens,
       systemId: system.id,
       listenHost: opts.listenHost ?? "127.0.0.1",
@@ -81,8 +102,16 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
       store.db.select({ id: sdsTable.id }).from(sdsTable).all().map((r) => r.id),
       store.db.select({ id: sdcTable.id }).from(sdcTable).all().map((r) => r.id),
     );
+    loadActiveAlerts(ctx);
     const app = createMdmApp(ctx, { clusterSecret: opts.clusterSecret });
-    return { ctx, app, close: () => store.close() };
+    return {
+      ctx,
+      app,
+      close: () => {
+        ctx.observe.close();
+        store.close();
+      },
+    };
   } catch (e) {
     store.close();
     throw e;

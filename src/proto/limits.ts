@@ -47,6 +47,7 @@ export const Limits = {
 
   // control plane
   restMaxBodyBytes: 1 * MiB,
+  heartbeatMaxBodyBytes: 24 * MiB, // an SDC heartbeat lists IO counters of every mapped volume (~250 B each, up to 65,536)
   tokenIdleTimeoutMs: 8 * 60 * 60 * 1000,
   maxTokens: 100_000,
   heartbeatIntervalMs: 1000,
@@ -54,6 +55,14 @@ export const Limits = {
   sdsLeaseMs: 4000, // an SDS serves extents only while its lease holds; shorter than heartbeatTimeoutMs
   mapPollIntervalMs: 1000,
   mdmStartWaitMs: 60_000, // a starting SDS/SDC (and pf up) waits this long for an unreachable MDM (PF_MDM_WAIT_MS)
+
+  // observability (metrics core, control HTTP port of SDS and SDC)
+  metricsMaxSeriesPerFamily: 65_536, // a family refuses more labelled series (labels are bounded sets, never extents)
+  sdcMaxMeteredVolumes: 65_536, // volumes an SDC keeps IO counters for in one process life (SdcIoReport.volumes max)
+  controlMaxRequestBodyBytes: 64 * KiB, // the control port takes no bodies; Bun refuses larger ones outright
+  eventLoopLagSampleMs: 500, // the event-loop lag timer fires this often
+  eventLoopLagWindowSamples: 10, // pf_event_loop_lag_seconds is the worst lag of this many samples (5 s)
+  controlPortOffset: 1000, // default control port = the role's own port (SDS data, SDC NBD) + this
 
   // failure detection and recovery (MDM); the three timeouts are MdmOptions defaults
   leaseToTimeoutRatio: 0.8, // an SDS lease is this share of the MDM's heartbeat timeout (strictly less)
@@ -63,6 +72,23 @@ export const Limits = {
   maxConcurrentRebuildsPerSds: 2, // copies (rebuild, resync, move) in flight per pool = this x connected SDSs
   rebuildRateWindowMs: 10_000, // sliding window of the rebuild rate and ETA
   maxMoveCandidatesPerSds: 64, // extents of one SDS the planner looks at per tick for drain/rebalance moves
+
+  // observability (MDM): IO windows from heartbeats, history, alerts
+  ioBwcWindowMs: 5000, // the PowerFlex Bwc window (numSeconds = 5) and /api/pf/live
+  ioWindowSlots: 8, // report slots kept per reporter: >= 6.3 s at the minimum slot spacing
+  ioWindowMinSlotMs: 900, // reports closer than this fold into the newest slot (SDS heartbeats at 250 ms while copying)
+  ioSeriesAbsentReports: 30, // a volume missing from this many SDC reports in a row loses its window (not its totals)
+  historySamples: 600, // /api/pf/history ring: one system-wide sample a second, 10 minutes
+  historyIntervalMs: 1000,
+  observeTickMs: 1000, // alerts are evaluated and a history sample taken this often
+  maxClearedAlerts: 1000, // alert history kept in the database (oldest cleared ones go first)
+  alertLastObservedFlushMs: 30_000, // lastObserved of an active alert reaches sqlite at most this often
+  alertWebhookQueueMax: 256, // webhook events waiting to be sent; beyond this the oldest is dropped (counted)
+  alertWebhookTimeoutMs: 5000, // one POST attempt
+  alertWebhookMaxAttempts: 8, // attempts per event (backoff doubles from alertWebhookBackoffMs) before it is dropped
+  alertWebhookBackoffMs: 500,
+  alertWebhookMaxBackoffMs: 30_000,
+  certExpiryWarnDays: 30, // the MDM's TLS certificate: an alert this many days before it expires
 } as const;
 
 export const Units = { KiB, MiB, GiB } as const;
