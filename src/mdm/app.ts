@@ -16,11 +16,12 @@ import type { MdmContext } from "./core/context.ts";
 import { HealthTracker } from "./core/health.ts";
 import { asPfError, errorResponse, HttpError } from "./core/http_edge.ts";
 import { restRoutes } from "./rest/rest_routes.ts";
+import { dashboardRoutes } from "./dashboard/dashboard_routes.ts";
 import { ensureSystem } from "./core/system_state.ts";
 import { recoveryConfigOf, RecoveryRuntime, type RecoveryOptions } from "./recovery/runtime.ts";
 import { sdcTable, sdsTable } from "../store/mdm_schema.ts";
 
-/** Build the Hono app serving /api (PowerFlex REST) and /pf/v1 (cluster API). */
+/** Build the Hono app serving /api (PowerFlex REST), /pf/v1 (cluster API) and /dashboard/ (web UI). */
 export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): Hono {
   const app = new Hono();
   app.onError((e, c) => {
@@ -32,6 +33,7 @@ export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): 
   app.notFound((c) => errorResponse(c, new HttpError("NOT_FOUND", 404, `no such path ${c.req.path}`)));
   app.route("/api", restRoutes(ctx));
   app.route(CLUSTER_API_PREFIX, clusterRoutes(ctx, opts.clusterSecret));
+  app.route("/", dashboardRoutes(ctx));
   return app;
 }
 

@@ -1,0 +1,109 @@
+// Alerts: the open PowerFlex alerts (GET /api/types/Alert/instances) with severity, type,
+// affected object, start and last-observed times; the history including cleared alerts
+// (/api/pf/alerts?all=true); and the MDM's health checks, which the summary always carries, so
+// the page says what is wrong even before the alert service answers.
+
+import type { HealthCheck, PfAlert } from "../dashboard_model.ts";
+import { alertLevel, isActive, type Snapshot, type Source } from "./data.ts";
+import { h, setText } from "./dom.ts";
+import { ago, dateTime, timeMs } from "./format.ts";
+import { objectLabel } from "./names.ts";
+import type { Page, PageDef } from "./page.ts";
+import { DataTable, type Column } from "./table.ts";
+import { badge, card, toneOfLevel } from "./widgets.ts";
+
+const SEVERITY_RANK: Record<string, number> = { ALERT_CRITICAL: 0, ALERT_HIGH: 1, ALERT_MEDIUM: 2, ALERT_LOW: 3 };
+
+function when(v: string | number | null | undefined, nowMs: number): HTMLElement | string {
+  const t = timeMs(v);
+  return t === null ? "—" : h("span", { title: dateTime(t) }, ago(t, nowMs));
+}
+
+function sourceNote(src: Source<PfAlert[]>, what: string): string {
+  switch (src.state) {
+    case "missing":
+      return `${what}: no data yet (the MDM's alert service is not available).`;
+    case "error":
+      return `${what}: ${src.message}`;
+    default:
+      return "";
+  }
+}
+
+class AlertsPage implements Page {
+  readonly el: HTMLElement;
+  private snap: Snapshot | null = null;
+  private readonly active: DataTable<PfAlert>;
+  private readonly history: DataTable<PfAlert>;
+  private readonly checks: DataTable<HealthCheck>;
+  private readonly activeNote = h("p", { class: "muted small" });
+  private readonly historyNote = h("p", { class: "muted small" });
+
+  constructor() {
+    const now = () => this.snap?.summary.tMs ?? Date.now();
+    const object = (a: PfAlert) => (this.snap ? objectLabel(this.snap.summary, a.affectedObject?.type, a.affectedObject?.objectId ?? a.affectedObject?.id) : "");
+    const columns = (withCleared: boolean): Column<PfAlert>[] => [
+      { label: "Severity", cell: (a) => badge(a.severity.replace("ALERT_", ""), toneOfLevel(alertLevel(a))), sort: (a) => SEVERITY_RANK[a.severity] ?? 9 },
+      { label: "Alert", cell: (a) => h("span", { class: "mono" }, a.alertType), sort: (a) => a.alertType },
+      { label: "Object", cell: object, sort: object },
+      { label: "Started", cell: (a) => when(a.startTime, now()), sort: (a) => -(timeMs(a.startTime) ?? 0) },
+      { label: "Last observed", cell: (a) => when(a.lastObserved, now()), sort: (a) => -(timeMs(a.lastObserved) ?? 0) },
+      ...(withCleared ? [{ label: "Cleared", cell: (a: PfAlert) => (isActive(a) ? badge("active", toneOfLevel(alertLevel(a))) : when(a.clearedTime, now())) }] : []),
+    ];
+    const filterText = (a: PfAlert) => `${a.alertType} ${a.severity} ${object(a)} ${a.name ?? ""}`;
+    this.active = new DataTable<PfAlert>({
+      id: "alerts-active",
+      columns: columns(false),
+      rowKey: (a) => a.id,
+      rowAttrs: (a) => ({ "data-testid": "alert-row", "data-type": a.alertType, "data-severity": a.severity }),
+      filterText,
+      empty: "No open alert.",
+    });
+    this.history = new DataTable<PfAlert>({
+      id: "alerts-history",
+      columns: columns(true),
+      rowKey: (a) => a.id,
+      rowAttrs: (a) => ({ "data-testid": "alert-history-row", "data-type": a.alertType }),
+      filterText,
+      empty: "No alert in the history.",
+    });
+    this.checks = new DataTable<HealthCheck>({
+      id: "health-checks",
+      columns: [
+        { label: "Level", cell: (c) => badge(c.level, toneOfLevel(c.level)), sort: (c) => c.level },
+        { label: "Check", cell: (c) => h("span", { class: "mono" }, c.name), sort: (c) => c.name },
+        { label: "Detail", cell: (c) => c.message },
+      ],
+      rowKey: (c) => `${c.name}/${c.message}`,
+      rowAttrs: (c) => ({ "data-testid": "check-row", "data-name": c.name }),
+      empty: "Every check passes.",
+    });
+    this.el = h(
+      "div",
+      { class: "page alerts" },
+      card("Open alerts", { "data-testid": "card-alerts" }, this.activeNote, this.active.el),
+      card("Health checks (MDM)", { "data-testid": "card-checks" }, this.checks.el),
+      card("Alert history", { "data-testid": "card-alert-history" }, this.historyNote, this.history.el),
+    );
+  }
+
+  update(snap: Snapshot): void {
+    this.snap = snap;
+    setText(this.activeNote, sourceNote(snap.alerts, "Alerts"));
+    this.activeNote.hidden = snap.alerts.state === "ok";
+    this.active.update(snap.alerts.state === "ok" ? snap.alerts.data.filter(isActive) : []);
+    setText(this.historyNote, sourceNote(snap.alertHistory, "History"));
+    this.historyNote.hidden = snap.alertHistory.state === "ok";
+    const hist = snap.alertHistory.state === "ok" ? [...snap.alertHistory.data] : [];
+    hist.sort((a, b) => (timeMs(b.startTime) ?? 0) - (timeMs(a.startTime) ?? 0));
+    this.history.update(hist);
+    this.checks.update(snap.summary.health.checks);
+  }
+}
+
+export const alertsPage: PageDef = {
+  id: "alerts",
+  title: "Alerts",
+  needs: { history: false, live: false, alertHistory: true },
+  create: () => new AlertsPage(),
+};

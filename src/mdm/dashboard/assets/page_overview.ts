@@ -1,0 +1,214 @@
+// Overview (the Ceph dashboard-v3 landing layout): Details, Inventory, Status (health level,
+// checks, alert pills and the open alerts with "active since"), Capacity (donut coloured at the
+// 80 %/90 % thresholds) and the utilisation charts — IOPS, throughput, latency, recovery
+// throughput — from /api/pf/history with a 1/5/10 minute window selector.
+
+import type { DashSummary, HistorySample } from "../dashboard_model.ts";
+import { TimeChart, type ChartPoint } from "./chart.ts";
+import { isActive, alertLevel, type Snapshot } from "./data.ts";
+import { h, redraw, setAttr, setText } from "./dom.ts";
+import { ago, bytes, bytesPerSec, iops, latencyUs, percent, timeMs } from "./format.ts";
+import { healthView, LEVEL_TEXT } from "./health_view.ts";
+import { objectLabel } from "./names.ts";
+import type { AppCtx, Page, PageDef } from "./page.ts";
+import { badge, card, donut, kv, legend, toneOfLevel, usageTone } from "./widgets.ts";
+
+const WINDOWS: [seconds: number, label: string][] = [
+  [60, "1 min"],
+  [300, "5 min"],
+  [600, "10 min"],
+];
+
+function points(samples: HistorySample[], pick: (s: HistorySample) => number[]): ChartPoint[] {
+  return samples.map((s) => ({ t: s.t, values: pick(s) }));
+}
+
+function details(sum: DashSummary): HTMLElement {
+  const sys = sum.system;
+  return kv([
+    ["System", sys.name ?? "(unnamed)"],
+    ["System ID", sys.id, { class: "mono" }],
+    ["Version", sys.versionName],
+    ["MDM cluster", `${sys.mdmClusterMode}, ${sys.mdmClusterState}`],
+    ["REST API", `${location.origin}/api (version ${sys.apiVersion})`, { class: "mono" }],
+    ["Logged in as", `${sum.user.name} (${sum.user.role})`],
+  ]);
+}
+
+function inventory(sum: DashSummary): HTMLElement {
+  const sdsUp = sum.sds.filter((s) => s.connection === "Connected").length;
+  const sdcUp = sum.sdcs.filter((s) => s.connection === "Connected").length;
+  const failedDev = sum.devices.filter((d) => d.state === "Failed").length;
+  const mappedVols = new Set(sum.mappings.map((m) => m.volumeId)).size;
+  const item = (label: string, href: string, value: string, key: string, tone: "ok" | "warn" | "err" | null, note?: string) =>
+    h("li", null, h("a", { href, "data-testid": `inv-${key}`, "data-value": value }, h("b", null, value), h("span", null, label)), tone ? badge(note ?? "", tone) : null);
+  return h(
+    "ul",
+    { class: "inventory" },
+    item("MDM", "#/overview", "1", "mdm", null),
+    item("Protection domains", "#/topology", String(sum.protectionDomains.length), "pd", null),
+    item("Storage pools", "#/topology", String(sum.storagePools.length), "pools", null),
+    item("Fault sets", "#/topology", String(sum.faultSets.length), "faultsets", null),
+    item("SDS up", "#/topology", `${sdsUp}/${sum.sds.length}`, "sds", sdsUp < sum.sds.length ? "err" : null, `${sum.sds.length - sdsUp} down`),
+    item("Devices", "#/topology", String(sum.devices.length), "devices", failedDev > 0 ? "err" : null, `${failedDev} failed`),
+    item("SDC connected", "#/topology", `${sdcUp}/${sum.sdcs.length}`, "sdc", sdcUp < sum.sdcs.length ? "warn" : null, `${sum.sdcs.length - sdcUp} disconnected`),
+    item("Volumes", "#/volumes", String(sum.volumes.length), "volumes", null),
+    item("Mapped volumes", "#/volumes", String(mappedVols), "mapped", null),
+  );
+}
+
+function status(snap: Snapshot): HTMLElement {
+  const hv = healthView(snap);
+  const sum = snap.summary;
+  const checks = sum.health.checks.map((c) => h("li", { class: `chk ${toneOfLevel(c.level)}` }, badge(c.level, toneOfLevel(c.level)), h("span", { class: "mono" }, c.name), h("span", null, c.message)));
+  const alertRows =
+    snap.alerts.state === "ok"
+      ? snap.alerts.data.filter(isActive).map((a) => {
+          const since = timeMs(a.startTime);
+          return h(
+            "li",
+            { class: `chk ${toneOfLevel(alertLevel(a))}`, "data-testid": "overview-alert" },
+            badge(a.severity.replace("ALERT_", ""), toneOfLevel(alertLevel(a))),
+            h("span", { class: "mono" }, a.alertType),
+            h("span", null, objectLabel(sum, a.affectedObject?.type, a.affectedObject?.objectId ?? a.affectedObject?.id)),
+            h("span", { class: "muted" }, since === null ? "" : `active since ${ago(since, sum.tMs)}`),
+          );
+        })
+      : [];
+  return h(
+    "div",
+    { class: "status" },
+    h(
+      "div",
+      { class: `status-h ${toneOfLevel(hv.level)}`, "data-testid": "health", "data-level": hv.level },
+      h("span", { class: "status-icon" }, hv.level === "OK" ? "✓" : hv.level === "WARN" ? "!" : "✕"),
+      h("span", { class: "status-t" }, LEVEL_TEXT[hv.level]),
+      h("span", { class: "pills" }, badge(`${hv.errors} critical`, hv.errors > 0 ? "err" : "muted"), badge(`${hv.warnings} warning`, hv.warnings > 0 ? "warn" : "muted")),
+    ),
+    checks.length + alertRows.length === 0 ? h("p", { class: "muted" }, "No health check raised, no open alert.") : h("ul", { class: "checks" }, ...checks, ...alertRows),
+    snap.alerts.state === "missing" ? h("p", { class: "muted small" }, "Alert service: no data yet.") : null,
+    snap.alerts.state === "error" ? h("p", { class: "muted small" }, `Alert service: ${snap.alerts.message}`) : null,
+  );
+}
+
+function capacity(sum: DashSummary): HTMLElement {
+  const raw = sum.storagePools.reduce((n, p) => n + p.rawBytes, 0);
+  const used = sum.storagePools.reduce((n, p) => n + p.inUseRawBytes, 0);
+  const spare = sum.storagePools.reduce((n, p) => n + p.spareBytes, 0);
+  const provisioned = sum.storagePools.reduce((n, p) => n + p.provisionedBytes, 0);
+  const available = sum.storagePools.reduce((n, p) => n + p.availableForVolumeBytes, 0);
+  const high = sum.system.capacityAlertHighPct;
+  const critical = sum.system.capacityAlertCriticalPct;
+  const pct = raw > 0 ? (100 * used) / raw : 0;
+  const tone = usageTone(pct, high, critical);
+  return h(
+    "div",
+    { class: "capacity", "data-testid": "capacity", "data-used-pct": pct.toFixed(2) },
+    donut(
+      [
+        { frac: raw > 0 ? used / raw : 0, cls: `used ${tone}` },
+        { frac: raw > 0 ? spare / raw : 0, cls: "spare" },
+      ],
+      [high, critical],
+      percent(pct),
+      "used raw",
+    ),
+    h(
+      "div",
+      null,
+      legend([
+        [`used ${tone}`, "Used", bytes(used)],
+        ["spare", "Spare reserve", bytes(spare)],
+        ["free", "Free", bytes(Math.max(0, raw - used - spare))],
+        ["none", "Total raw", bytes(raw)],
+      ]),
+      kv([
+        ["Provisioned (net)", bytes(provisioned)],
+        ["Available for volumes", bytes(available)],
+        ["Alert thresholds", `${high} % high, ${critical} % critical`],
+      ]),
+    ),
+  );
+}
+
+class OverviewPage implements Page {
+  readonly el: HTMLElement;
+  private readonly details = h("div");
+  private readonly inventory = h("div");
+  private readonly status = h("div");
+  private readonly capacity = h("div");
+  private readonly note = h("p", { class: "muted small chart-note" });
+  private readonly windowBtns: HTMLButtonElement[];
+  private readonly charts = {
+    iops: new TimeChart("iops-chart", "IOPS", [{ key: "read", label: "read" }, { key: "write", label: "write" }], iops),
+    bw: new TimeChart("bw-chart", "Client throughput", [{ key: "read", label: "read" }, { key: "write", label: "write" }], bytesPerSec),
+    lat: new TimeChart("lat-chart", "Latency (avg)", [{ key: "read", label: "read" }, { key: "write", label: "write" }], latencyUs),
+    rec: new TimeChart("recovery-chart", "Recovery throughput", [{ key: "rebuild", label: "rebuild" }, { key: "rebalance", label: "rebalance" }], bytesPerSec),
+  };
+
+  constructor(private readonly app: AppCtx) {
+    this.windowBtns = WINDOWS.map(([sec, label]) =>
+      h("button", { class: "btn sm seg", type: "button", "data-seconds": sec, onclick: () => this.setWindow(sec) }, label),
+    );
+    this.markWindow();
+    this.el = h(
+      "div",
+      { class: "page overview" },
+      h(
+        "div",
+        { class: "grid4" },
+        card("Details", { "data-testid": "card-details" }, this.details),
+        card("Inventory", { "data-testid": "card-inventory" }, this.inventory),
+        card("Status", { "data-testid": "card-status" }, this.status),
+        card("Capacity", { "data-testid": "card-capacity" }, this.capacity),
+      ),
+      h(
+        "section",
+        { class: "card" },
+        h("header", { class: "card-h" }, h("h2", null, "Cluster utilization"), h("span", { class: "seg-group", role: "group", "aria-label": "Time range" }, ...this.windowBtns)),
+        h("div", { class: "card-b" }, this.note, h("div", { class: "grid2" }, this.charts.iops.el, this.charts.bw.el, this.charts.lat.el, this.charts.rec.el)),
+      ),
+    );
+  }
+
+  private setWindow(seconds: number): void {
+    this.app.setHistorySeconds(seconds);
+    this.markWindow();
+    this.app.refresh();
+  }
+
+  private markWindow(): void {
+    for (const b of this.windowBtns) b.classList.toggle("on", Number(b.dataset.seconds) === this.app.historySeconds());
+  }
+
+  update(snap: Snapshot): void {
+    const sum = snap.summary;
+    redraw(this.details, details(sum));
+    redraw(this.inventory, inventory(sum));
+    redraw(this.status, status(snap));
+    redraw(this.capacity, capacity(sum));
+    const windowMs = snap.historySeconds * 1000;
+    if (snap.history.state === "ok") {
+      const samples = snap.history.data.samples;
+      setText(this.note, "");
+      this.note.hidden = true;
+      this.charts.iops.update(points(samples, (s) => [s.readIops, s.writeIops]), windowMs);
+      this.charts.bw.update(points(samples, (s) => [s.readBps, s.writeBps]), windowMs);
+      this.charts.lat.update(points(samples, (s) => [s.readLatencyUs, s.writeLatencyUs]), windowMs);
+      this.charts.rec.update(points(samples, (s) => [s.rebuildBps, s.rebalanceBps]), windowMs);
+    } else {
+      const text = snap.history.state === "error" ? `Statistics: ${snap.history.message}` : "No data yet";
+      for (const c of Object.values(this.charts)) c.message(text);
+      this.note.hidden = false;
+      setText(this.note, snap.history.state === "missing" ? "The MDM's statistics history (/api/pf/history) is not available yet." : "");
+    }
+    setAttr(this.el, "data-history", snap.history.state);
+  }
+}
+
+export const overviewPage: PageDef = {
+  id: "overview",
+  title: "Overview",
+  needs: { history: true, live: false, alertHistory: false },
+  create: (app) => new OverviewPage(app),
+};
