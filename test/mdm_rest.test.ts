@@ -263,7 +263,7 @@ describe("queries", () => {
     const sys = await m.api("POST", "/types/System/instances/action/querySelectedStatistics", { properties: ["numOfVolumes", "numOfSds", "maxCapacityInKb"] });
     expect(sys.json).toEqual({ numOfVolumes: 1, numOfSds: 3, maxCapacityInKb: raw });
     const stats = await m.api("GET", `/instances/StoragePool::${poolId}/relationships/Statistics`);
-    expect((stats.json as Obj).userDataReadBwc).toEqual({ numOccured: 0, numSeconds: 0, totalWeightInKb: 0 });
+    expect((stats.json as Obj).userDataReadBwc).toEqual({ numOccured: 0, numSeconds: 5, totalWeightInKb: 0 });
   });
 
   test("System carries mdmCluster and links; querySystemLimits; relationships", async () => {

@@ -1,5 +1,6 @@
 // `pf mdm`: the metadata manager (topology, placement, health, recovery, REST API). The recovery
-// timeouts (--heartbeat-timeout-ms, --rebuild-grace-ms, --stall-timeout-ms) default to Limits.
+// timeouts (--heartbeat-timeout-ms, --rebuild-grace-ms, --stall-timeout-ms) default to Limits;
+// --alert-webhook URL posts every alert raised and cleared.
 
 import { defineCommand } from "citty";
 import { runMdm } from "../mdm/main.ts";
@@ -29,6 +30,7 @@ export const mdmCommand = defineCommand({
     "heartbeat-timeout-ms": { type: "string", description: `An SDS/SDC silent this long is Disconnected and its copies degrade (default ${Limits.heartbeatTimeoutMs}; the SDS lease is 0.8 x this)` },
     "rebuild-grace-ms": { type: "string", description: `A lost SDS back within this resyncs; later its copies are rebuilt elsewhere (default ${Limits.rebuildGraceMs})` },
     "stall-timeout-ms": { type: "string", description: `Recovery work with no progress this long raises an alert (default ${Limits.rebuildStallTimeoutMs})` },
+    "alert-webhook": { type: "string", description: "POST every alert raised and cleared to this http(s) URL as JSON (retried with backoff)" },
   },
   async run({ args }) {
     const hp = parseHostPort(args.listen, DEFAULT_MDM_PORT);
@@ -49,6 +51,7 @@ export const mdmCommand = defineCommand({
         heartbeatTimeoutMs: msFlag(args["heartbeat-timeout-ms"], "--heartbeat-timeout-ms"),
         rebuildGraceMs: msFlag(args["rebuild-grace-ms"], "--rebuild-grace-ms"),
         stallTimeoutMs: msFlag(args["stall-timeout-ms"], "--stall-timeout-ms"),
+        alertWebhookUrl: args["alert-webhook"] || undefined,
       }),
     );
   },

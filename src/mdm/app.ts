@@ -7,6 +7,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import consola from "consola";
 import { Hono } from "hono";
+import { matchedRoutes } from "hono/route";
 import { CLUSTER_API_PREFIX } from "../proto/cluster_api.ts";
 import { isPfError } from "../proto/errors.ts";
 import { openMdmDb } from "../store/mdm_db.ts";
@@ -20,6 +21,9 @@ import { dashboardRoutes } from "./dashboard/dashboard_routes.ts";
 import { ensureSystem } from "./core/system_state.ts";
 import { recoveryConfigOf, RecoveryRuntime, type RecoveryOptions } from "./recovery/runtime.ts";
 import { sdcTable, sdsTable } from "../store/mdm_schema.ts";
+import { ObserveRuntime } from "./observe/runtime.ts";
+import type { WebhookOptions } from "./observe/alert_webhook.ts";
+import { loadActiveAlerts } from "./observe/alerts.ts";
 
 /** Build the Hono app serving /api (PowerFlex REST), /pf/v1 (cluster API) and /dashboard/ (web UI). */
 export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): Hono {
@@ -31,6 +35,13 @@ export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): 
     return errorResponse(c, err);
   });
   app.notFound((c) => errorResponse(c, new HttpError("NOT_FOUND", 404, `no such path ${c.req.path}`)));
+  // REST request count and latency by route pattern (the registered path, never the raw one)
+  app.use("*", async (c, next) => {
+    const t0 = performance.now();
+    await next();
+    const route = matchedRoutes(c)[c.req.routeIndex]?.path ?? "*";
+    ctx.observe.rest.observe(c.req.method, route, c.res.status, (performance.now() - t0) / 1000);
+  });
   app.route("/api", restRoutes(ctx));
   app.route(CLUSTER_API_PREFIX, clusterRoutes(ctx, opts.clusterSecret));
   app.route("/", dashboardRoutes(ctx));
@@ -49,6 +60,8 @@ export interface MdmCoreOptions {
   tokens?: TokenStoreOptions;
   /** heartbeat timeout, rebuild grace period, stall timeout (defaults in Limits) */
   recovery?: RecoveryOptions;
+  /** POST every alert raised and cleared to this URL (JSON); absent: no webhook */
+  alertWebhook?: WebhookOptions;
 }
 
 export interface MdmCore {
@@ -73,6 +86,7 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
       random: opts.random ?? Math.random,
       health: new HealthTracker(clock, recovery.config.heartbeatTimeoutMs),
       recovery,
+      observe: new ObserveRuntime({ startedAtMs: clock(), heartbeatTimeoutMs: recovery.config.heartbeatTimeoutMs, webhook: opts.alertWebhook }),
       tokens,
       systemId: system.id,
       listenHost: opts.listenHost ?? "127.0.0.1",
@@ -83,8 +97,16 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
       store.db.select({ id: sdsTable.id }).from(sdsTable).all().map((r) => r.id),
       store.db.select({ id: sdcTable.id }).from(sdcTable).all().map((r) => r.id),
     );
+    loadActiveAlerts(ctx);
     const app = createMdmApp(ctx, { clusterSecret: opts.clusterSecret });
-    return { ctx, app, close: () => store.close() };
+    return {
+      ctx,
+      app,
+      close: () => {
+        ctx.observe.close();
+        store.close();
+      },
+    };
   } catch (e) {
     store.close();
     throw e;

@@ -1,8 +1,9 @@
 // `pf mdm` entry: resolve secrets and TLS, open the state in the data dir, serve the REST API and
 // the cluster API on one port (HTTPS unless plain HTTP was asked for on a loopback address).
 // runMdm returns once the server listens and the recovery timer runs (failure detection and the
-// rebuild planner, every Limits.recoveryTickMs); stop() ends the timer, closes the socket, then
-// the database.
+// rebuild planner, every Limits.recoveryTickMs) and the observe timer (history sample and
+// alerts, every Limits.observeTickMs); stop() ends the timers, closes the socket, then the
+// database.
 
 import { ADMIN_USER } from "./core/auth.ts";
 import { Limits } from "../proto/limits.ts";
@@ -11,6 +12,8 @@ import { isLoopbackHost } from "../proto/mdm_http.ts";
 import consola from "consola";
 import { openMdmCore } from "./app.ts";
 import { recoveryTick } from "./recovery/recovery.ts";
+import { observeTick } from "./observe/observe_tick.ts";
+import { X509Certificate } from "node:crypto";
 import { isWildcardHost, planAdminPassword, resolveClusterSecret, resolveTls } from "./secrets.ts";
 import { mkdirSync } from "node:fs";
 
@@ -35,6 +38,8 @@ export interface MdmOptions {
   rebuildGraceMs?: number;
   /** recovery work with no progress this long raises the stall alert (default Limits.rebuildStallTimeoutMs) */
   stallTimeoutMs?: number;
+  /** POST alerts raised and cleared to this URL (JSON), retried with backoff */
+  alertWebhookUrl?: string;
 }
 
 export interface MdmHandle {
@@ -51,6 +56,17 @@ export interface MdmHandle {
 function urlHost(listenHost: string): string {
   const h = isWildcardHost(listenHost) ? "127.0.0.1" : listenHost.replace(/^\[|\]$/g, "");
   return h.includes(":") ? `[${h}]` : h;
+}
+
+function checkedWebhookUrl(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new PfError("BAD_REQUEST", `alert webhook ${JSON.stringify(url)} is not a URL`);
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") throw new PfError("BAD_REQUEST", `alert webhook ${url} must be http:// or https://`);
+  return url;
 }
 
 export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
@@ -71,7 +87,9 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
     listenHost,
     listenPort: opts.listenPort,
     recovery: { heartbeatTimeoutMs: opts.heartbeatTimeoutMs, rebuildGraceMs: opts.rebuildGraceMs, stallTimeoutMs: opts.stallTimeoutMs },
+    ...(opts.alertWebhookUrl ? { alertWebhook: { url: checkedWebhookUrl(opts.alertWebhookUrl) } } : {}),
   });
+  if (tls) core.ctx.observe.certValidToMs = new X509Certificate(tls.certPem).validToDate.getTime();
   let adminPassword: string | null;
   try {
     const plan = planAdminPassword(opts.dataDir, opts.adminPassword, core.ctx.tokens.hasUser(ADMIN_USER));
@@ -118,6 +136,19 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
       }
     }
   }, Limits.recoveryTickMs);
+  const observeTimer = setInterval(() => {
+    try {
+      observeTick(core.ctx);
+    } catch (e) {
+      const text = e instanceof Error ? e.message : String(e);
+      const now = Date.now();
+      if (text !== lastFailure.text || now - lastFailure.atMs >= 60_000) {
+        consola.error("mdm: observe step (history, alerts) failed:", e);
+        lastFailure = { text, atMs: now };
+      }
+    }
+  }, Limits.observeTickMs);
+  if (opts.alertWebhookUrl) consola.info(`mdm: alerts are POSTed to ${opts.alertWebhookUrl}`);
   let stopped = false;
   return {
     url,
@@ -130,6 +161,7 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
       if (stopped) return;
       stopped = true;
       clearInterval(timer);
+      clearInterval(observeTimer);
       await server.stop(true);
       core.close();
     },

@@ -114,6 +114,12 @@ export const ClusterConfig = z
         heartbeatTimeout: duration.optional(), // an SDS/SDC silent this long is down (default 5s)
         rebuildGrace: duration.optional(), // a lost SDS back within this resyncs (default 30s)
         stallTimeout: duration.optional(), // recovery with no progress this long raises an alert (default 30s)
+        alerts: z
+          .strictObject({
+            // every alert raised and cleared is POSTed here as JSON (pf mdm --alert-webhook)
+            webhook: z.url({ protocol: /^https?$/, message: "webhook must be an http:// or https:// URL" }).optional(),
+          })
+          .optional(),
       })
       .default({ port: DEFAULT_MDM_PORT, plainHttp: false }),
     hosts: z.array(HostConfig).min(1),

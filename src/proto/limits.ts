@@ -61,6 +61,23 @@ export const Limits = {
   maxConcurrentRebuildsPerSds: 2, // copies (rebuild, resync, move) in flight per pool = this x connected SDSs
   rebuildRateWindowMs: 10_000, // sliding window of the rebuild rate and ETA
   maxMoveCandidatesPerSds: 64, // extents of one SDS the planner looks at per tick for drain/rebalance moves
+
+  // observability (MDM): IO windows from heartbeats, history, alerts
+  ioBwcWindowMs: 5000, // the PowerFlex Bwc window (numSeconds = 5) and /api/pf/live
+  ioWindowSlots: 8, // report slots kept per reporter: >= 6.3 s at the minimum slot spacing
+  ioWindowMinSlotMs: 900, // reports closer than this fold into the newest slot (SDS heartbeats at 250 ms while copying)
+  ioSeriesAbsentReports: 30, // a volume missing from this many SDC reports in a row loses its window (not its totals)
+  historySamples: 600, // /api/pf/history ring: one system-wide sample a second, 10 minutes
+  historyIntervalMs: 1000,
+  observeTickMs: 1000, // alerts are evaluated and a history sample taken this often
+  maxClearedAlerts: 1000, // alert history kept in the database (oldest cleared ones go first)
+  alertLastObservedFlushMs: 30_000, // lastObserved of an active alert reaches sqlite at most this often
+  alertWebhookQueueMax: 256, // webhook events waiting to be sent; beyond this the oldest is dropped (counted)
+  alertWebhookTimeoutMs: 5000, // one POST attempt
+  alertWebhookMaxAttempts: 8, // attempts per event (backoff doubles from alertWebhookBackoffMs) before it is dropped
+  alertWebhookBackoffMs: 500,
+  alertWebhookMaxBackoffMs: 30_000,
+  certExpiryWarnDays: 30, // the MDM's TLS certificate: an alert this many days before it expires
 } as const;
 
 export const Units = { KiB, MiB, GiB } as const;

@@ -174,6 +174,55 @@ export const QuerySelectedStatistics = z.object({
 });
 export type QuerySelectedStatistics = z.infer<typeof QuerySelectedStatistics>;
 
+/** POST /api/instances/querySelectedStatistics (netdata, vxflexos-exporter): many types in one
+ *  call. `type` is any string: a type pf does not have answers {} instead of failing the batch. */
+export const BatchedQuerySelectedStatistics = z.object({
+  selectedStatisticsList: z
+    .array(
+      z.object({
+        type: z.string().min(1).max(64),
+        ids: opt(z.array(id16).max(100_000)),
+        allIds: opt(z.unknown()),
+        properties: z.array(z.string().min(1).max(128)).min(1).max(1000),
+      }),
+    )
+    .min(1)
+    .max(64),
+});
+export type BatchedQuerySelectedStatistics = z.infer<typeof BatchedQuerySelectedStatistics>;
+
+/** POST /api/instances/StoragePool::{id}/action/setCapacityAlertThresholds; values are strings on PowerFlex. */
+export const SetCapacityAlertThresholds = z
+  .object({
+    capacityAlertHighThresholdPercent: opt(looseInt),
+    capacityAlertCriticalThresholdPercent: opt(looseInt),
+  })
+  .refine((x) => x.capacityAlertHighThresholdPercent !== undefined || x.capacityAlertCriticalThresholdPercent !== undefined, "capacityAlertHighThresholdPercent or capacityAlertCriticalThresholdPercent is required");
+
+// ---- pf extensions for the dashboard (query strings) ----
+
+/** GET /api/pf/history?seconds=N */
+export const HistoryQuery = z.object({ seconds: opt(looseInt.pipe(z.number().min(1, "seconds must be 1..600").max(600, "seconds must be 1..600"))) });
+/** GET /api/pf/alerts?all=true, GET /api/types/Alert/instances?all=true */
+export const AlertsQuery = z.object({ all: opt(looseBool) });
+
+export const AlertSeverity = z.enum(["ALERT_LOW", "ALERT_MEDIUM", "ALERT_HIGH", "ALERT_CRITICAL"]);
+/** An Alert as the MDM answers it (PowerFlex fields, plus pf's state and clearedTime). */
+export const AlertObject = z.object({
+  id: z.string(),
+  name: z.string(),
+  uuid: z.string(),
+  alertType: z.string(),
+  severity: AlertSeverity,
+  affectedObject: z.object({ type: z.string(), id: z.string(), objectId: z.string() }),
+  alertValues: z.record(z.string(), z.string()),
+  startTime: z.string(),
+  lastObserved: z.string(),
+  state: z.enum(["active", "cleared"]),
+  clearedTime: z.string().nullable(),
+});
+export type AlertObject = z.infer<typeof AlertObject>;
+
 // ---- answers (for clients such as scli) ----
 
 export const CreatedId = z.object({ id: id16 });

@@ -39,6 +39,9 @@ export const storagePoolTable = sqliteTable("storage_pool", {
   rebalanceEnabled: integer("rebalance_enabled", { mode: "boolean" }).notNull(),
   zeroPaddingEnabled: integer("zero_padding_enabled", { mode: "boolean" }).notNull(),
   createdAtMs: integer("created_at_ms").notNull(),
+  // 0002_alerts
+  capacityAlertHighPct: integer("capacity_alert_high_pct").notNull().default(80),
+  capacityAlertCriticalPct: integer("capacity_alert_critical_pct").notNull().default(90),
 });
 
 export const faultSetTable = sqliteTable("fault_set", {
@@ -149,6 +152,22 @@ export const tokenTable = sqliteTable("token", {
   lastUsedMs: integer("last_used_ms").notNull(),
 });
 
+// 0002_alerts: alerts raised and cleared by the MDM, with history
+export const alertTable = sqliteTable("alert", {
+  id: text("id").primaryKey(),
+  alertKey: text("alert_key").notNull(),
+  alertType: text("alert_type").notNull(),
+  severity: text("severity").notNull(),
+  objectType: text("object_type").notNull(),
+  objectId: text("object_id").notNull(),
+  /** JSON object of strings */
+  alertValues: text("alert_values").notNull(),
+  startMs: integer("start_ms").notNull(),
+  lastObservedMs: integer("last_observed_ms").notNull(),
+  /** null while active */
+  clearedMs: integer("cleared_ms"),
+});
+
 export const mdmSchema = {
   systemTable,
   protectionDomainTable,
@@ -162,6 +181,7 @@ export const mdmSchema = {
   extentTable,
   userTable,
   tokenTable,
+  alertTable,
 };
 
 export type SystemRow = typeof systemTable.$inferSelect;
@@ -176,3 +196,4 @@ export type VolumeMappingRow = typeof volumeMappingTable.$inferSelect;
 export type ExtentRow = typeof extentTable.$inferSelect;
 export type UserRow = typeof userTable.$inferSelect;
 export type TokenRow = typeof tokenTable.$inferSelect;
+export type AlertRow = typeof alertTable.$inferSelect;

@@ -4,7 +4,8 @@
 // only). Invariants: an SDS join is idempotent by name (a restarted SDS gets its id back, and its
 // devices theirs, matched by path); an SDC join is idempotent by guid; an SDS address change
 // bumps mapVersion; assignments and maps list replicas primary first and never one SDS twice;
-// heartbeats only touch sqlite when a device's state or usage changed or a copy finished; the
+// heartbeats only touch sqlite when a device's state or usage changed or a copy finished (their
+// IO counters go to the observe room's accounting, in memory); the
 // lease handed out is the recovery config's (strictly shorter than the heartbeat timeout).
 
 import { and, asc, eq, inArray, or } from "drizzle-orm";
@@ -210,6 +211,7 @@ export function sdsHeartbeat(ctx: MdmContext, sdsId: string, req: SdsHeartbeatRe
     }
   });
   ctx.health.sdsSeen(sdsId, req.appliedMapVersion);
+  if (req.io) ctx.observe.io.ingestSds(sdsId, req.io, ctx.clock());
   applyRebuildReports(ctx, sdsId, req.rebuilds);
   applyFailedForwards(ctx, sdsId, req.failedForwards);
   return { mapVersion: currentMapVersion(ctx), leaseMs: ctx.recovery.config.leaseMs };
@@ -346,6 +348,7 @@ export function sdcJoin(ctx: MdmContext, req: SdcJoinRequest): SdcJoinResponse {
 export function sdcHeartbeat(ctx: MdmContext, sdcId: string, req: SdcHeartbeatRequest): HeartbeatResponse {
   getSdc(ctx, sdcId);
   ctx.health.sdcSeen(sdcId, req.appliedMapVersion);
+  if (req.io) ctx.observe.io.ingestSdc(sdcId, req.io, ctx.clock());
   return { mapVersion: currentMapVersion(ctx), leaseMs: ctx.recovery.config.leaseMs };
 }
 

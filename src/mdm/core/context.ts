@@ -1,11 +1,12 @@
 // The MDM's shared state handed to every service and route: the database, the injected clock
-// and random source, the in-memory health tracker and the recovery runtime. Services are plain functions of this
+// and random source, the in-memory health tracker, the recovery runtime and the observe runtime. Services are plain functions of this
 // context, so tests drive them with a fake clock and a seeded random source.
 
 import type { MdmDb } from "../../store/mdm_db.ts";
 import type { HealthTracker } from "./health.ts";
 import type { TokenStore } from "./auth.ts";
 import type { RecoveryRuntime } from "../recovery/runtime.ts";
+import type { ObserveRuntime } from "../observe/runtime.ts";
 
 export interface MdmContext {
   store: MdmDb;
@@ -16,6 +17,8 @@ export interface MdmContext {
   health: HealthTracker;
   /** recovery settings (timeouts, lease, grace) and in-memory progress */
   recovery: RecoveryRuntime;
+  /** IO accounting from heartbeats, history ring, active alerts, webhook, REST counters */
+  observe: ObserveRuntime;
   tokens: TokenStore;
   systemId: string;
   /** address clients were told to use (for mdmCluster / System ip lists) */

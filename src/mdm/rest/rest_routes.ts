@@ -1,7 +1,9 @@
 // The public REST API in the PowerFlex gateway shape (API "3.6"): login/logout/version, list,
-// get, relationships, creates, instance actions, type actions, system actions, and the pf
-// extensions checkVolumeConsistency (Volume) and queryRebuild (StoragePool: recovery state,
-// degraded/pending/active capacity, progress, rate, ETA, stall flag). Every body is
+// get, relationships, creates, instance actions (setCapacityAlertThresholds among them), type
+// actions, system actions, the observe routes (observe_routes.ts: Alert, batched statistics,
+// /api/pf/history and /live), and the pf extensions checkVolumeConsistency (Volume) and
+// queryRebuild (StoragePool: recovery state, degraded/pending/active capacity, progress, rate,
+// ETA, stall flag). Every body is
 // validated with the zod schemas of src/proto/powerflex_api.ts; success is 200 with a JSON body
 // ({} for actions), as PyPowerFlex requires. Every route but login and version needs a token.
 
@@ -35,6 +37,7 @@ import {
   SetSdcName,
   SetSdsName,
   SetSparePercentage,
+  SetCapacityAlertThresholds,
   SetVolumeMappingAccessMode,
   SetVolumeName,
   SetVolumeSize,
@@ -45,7 +48,10 @@ import { systemTable } from "../../store/mdm_schema.ts";
 import type { MdmContext } from "../core/context.ts";
 import { basicCredentials, HttpError, readBody, validate } from "../core/http_edge.ts";
 import { getObject, idByName, listObjects, relatedObjects, renderSystem } from "./rest_render.ts";
-import { selectProperties, statisticsOf } from "./statistics.ts";
+import { statisticsOf } from "./statistics.ts";
+import { selectedStatistics } from "./selected_statistics.ts";
+import { registerObserveRoutes } from "./observe_routes.ts";
+import { setCapacityAlertThresholds } from "../observe/alerts.ts";
 import * as topo from "../topology/topology.ts";
 import * as vols from "../topology/volumes.ts";
 
@@ -112,6 +118,10 @@ const INSTANCE_ACTIONS: Record<string, ActionHandler> = {
   },
   "StoragePool/setStoragePoolName": (ctx, id, b) => topo.renameStoragePool(ctx, id, v(RenameObject, b).name),
   "StoragePool/setSparePercentage": (ctx, id, b) => topo.setSparePercentage(ctx, id, v(SetSparePercentage, b).sparePercentage),
+  "StoragePool/setCapacityAlertThresholds": (ctx, id, b) => {
+    const r = v(SetCapacityAlertThresholds, b);
+    setCapacityAlertThresholds(ctx, id, { highPct: r.capacityAlertHighThresholdPercent, criticalPct: r.capacityAlertCriticalThresholdPercent });
+  },
   "StoragePool/setRebuildIoPriorityPolicy": (ctx, id, b) => {
     const r = v(SetRebuildIoPriorityPolicy, b);
     // pf throttles rebuild by bandwidth per device; "unlimited" lifts the limit
@@ -202,6 +212,9 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
   };
   api.get("/logout", logout);
   api.post("/logout", logout);
+
+  // alerts, batched statistics, the dashboard's history and live IO (before the generic routes)
+  registerObserveRoutes(api, ctx);
 
   api.get("/types/:type/instances", (c) => c.json(listObjects(ctx, parseType(c.req.param("type")))));
 
@@ -310,18 +323,4 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
     throw new HttpError("NOT_FOUND", 404, "no such API path");
   });
   return api;
-}
-
-function selectedStatistics(ctx: MdmContext, type: PowerFlexType, q: QuerySelectedStatistics): unknown {
-  if (type === "System") return selectProperties(statisticsOf(ctx, "System", ctx.systemId), q.properties);
-  const ids =
-    q.ids ??
-    (q.allIds !== undefined
-      ? listObjects(ctx, type).map((o) => o.id as string)
-      : (() => {
-          throw new PfError("BAD_REQUEST", "ids or allIds is required");
-        })());
-  const out: Record<string, unknown> = {};
-  for (const id of ids) out[id] = selectProperties(statisticsOf(ctx, type, id), q.properties);
-  return out;
 }

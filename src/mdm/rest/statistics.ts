@@ -1,11 +1,13 @@
 // Statistics objects of the PowerFlex REST API (GET …/relationships/Statistics and
 // querySelectedStatistics): capacity in KiB from the pool capacity math, object counts, recovery
 // figures (degraded/pending/active rebuild and rebalance capacity, and for a pool the whole
-// RebuildStatus: state, progress, rate, ETA, stall flag; copy bandwidth as fwdRebuild /
-// bckRebuild / rebalance Bwc), and zeroed user IO counters (live IO figures arrive with the
-// metrics work).
+// RebuildStatus: state, progress, rate, ETA, stall flag), and the IO Bwc triplets of the
+// observe room (observe/io_rollup.ts: user IO per volume and SDC summed into pools, protection
+// domains and the system; primary, secondary, total and copy IO per SDS; device IO), over a 5 s
+// window refreshed by every heartbeat.
 // Invariants: capacity fields of a protection domain and of the system are sums over their
-// pools; nothing here writes.
+// pools; a Bwc always has numSeconds 5 (idle: zero counts, never numSeconds 0 with counts);
+// an unknown id is NOT_FOUND; nothing here writes.
 
 import { eq, sql } from "drizzle-orm";
 import { PfError } from "../../proto/errors.ts";
@@ -27,38 +29,12 @@ import {
 import type { MdmContext } from "../core/context.ts";
 import { getDevice, getPd, getPool, getSdc, getSds, getVolume } from "../core/lookup.ts";
 import { poolCapacityOf } from "../topology/volumes.ts";
+import { clientBwcs, deviceFigures, IoRollup, sdsBwcs } from "../observe/io_rollup.ts";
+import { SDS_CHANNELS } from "../observe/io_channels.ts";
 
 export type Stats = Record<string, unknown>;
 
 const kb = (bytes: number) => Math.floor(bytes / 1024);
-
-const BWC_NAMES = [
-  "userDataReadBwc",
-  "userDataWriteBwc",
-  "userDataTrimBwc",
-  "primaryReadBwc",
-  "primaryWriteBwc",
-  "secondaryReadBwc",
-  "secondaryWriteBwc",
-  "totalReadBwc",
-  "totalWriteBwc",
-  "fwdRebuildReadBwc",
-  "fwdRebuildWriteBwc",
-  "bckRebuildReadBwc",
-  "bckRebuildWriteBwc",
-  "normRebuildReadBwc",
-  "normRebuildWriteBwc",
-  "rebalanceReadBwc",
-  "rebalanceWriteBwc",
-] as const;
-const LATENCY_NAMES = ["userDataSdcReadLatency", "userDataSdcWriteLatency", "userDataSdcTrimLatency"] as const;
-
-function ioCounters(): Stats {
-  const out: Stats = {};
-  for (const n of BWC_NAMES) out[n] = { numOccured: 0, numSeconds: 0, totalWeightInKb: 0 };
-  for (const n of LATENCY_NAMES) out[n] = { numOccured: 0, numSeconds: 0, totalWeightInKb: 0 };
-  return out;
-}
 
 interface CapacityFigures {
   maxCapacityInKb: number;
@@ -161,13 +137,6 @@ function volumeCounts(ctx: MdmContext, poolIds: string[] | null): { numOfVolumes
   return { numOfVolumes: thick + thin, numOfThickBaseVolumes: thick, numOfThinBaseVolumes: thin };
 }
 
-/** Bandwidth counter of the recovery copies, in PowerFlex's {numOccured, numSeconds, totalWeightInKb} shape over the rate window. */
-function copyBwc(status: RebuildStatus): { numOccured: number; numSeconds: number; totalWeightInKb: number } {
-  const seconds = Math.round(Limits.rebuildRateWindowMs / 1000);
-  const kbTotal = status.rebuildRateInKbps * seconds;
-  return { numOccured: kbTotal > 0 ? 1 : 0, numSeconds: seconds, totalWeightInKb: kbTotal };
-}
-
 /** Recovery figures summed over pools, in the PowerFlex Statistics names (KiB). */
 function recoveryStats(statuses: RebuildStatus[]): Stats {
   let pendingRebuild = 0;
@@ -176,8 +145,6 @@ function recoveryStats(statuses: RebuildStatus[]): Stats {
   let activeRebalance = 0;
   let degradedHealthy = 0;
   let degradedFailed = 0;
-  const zero = { numOccured: 0, numSeconds: 0, totalWeightInKb: 0 };
-  const bwc: Stats = {};
   for (const s of statuses) {
     pendingRebuild += s.pendingRebuildCapacityInKb;
     activeRebuild += s.activeRebuildCapacityInKb;
@@ -185,14 +152,6 @@ function recoveryStats(statuses: RebuildStatus[]): Stats {
     activeRebalance += s.activeRebalanceCapacityInKb;
     degradedFailed += s.unavailableCapacityInKb;
     degradedHealthy += s.degradedCapacityInKb - s.unavailableCapacityInKb;
-    // a pool's copy traffic counts as forward rebuild, backward rebuild (resync) or rebalance
-    const kind = s.numOfActiveRebuildExtents > s.numOfActiveResyncExtents ? "fwdRebuild" : s.numOfActiveResyncExtents > 0 ? "bckRebuild" : "rebalance";
-    const c = copyBwc(s);
-    for (const dir of ["Read", "Write"]) {
-      const name = `${kind}${dir}Bwc`;
-      const prev = (bwc[name] as typeof zero | undefined) ?? zero;
-      bwc[name] = { numOccured: prev.numOccured + c.numOccured, numSeconds: c.numSeconds, totalWeightInKb: prev.totalWeightInKb + c.totalWeightInKb };
-    }
   }
   return {
     pendingRebuildCapacityInKb: pendingRebuild,
@@ -201,11 +160,10 @@ function recoveryStats(statuses: RebuildStatus[]): Stats {
     activeRebalanceCapacityInKb: activeRebalance,
     degradedHealthyCapacityInKb: degradedHealthy,
     degradedFailedCapacityInKb: degradedFailed,
-    ...bwc,
   };
 }
 
-function poolsStats(ctx: MdmContext, pools: StoragePoolRow[]): Stats {
+function poolsStats(ctx: MdmContext, pools: StoragePoolRow[], io: Stats): Stats {
   const statusById = recoveryStatus(ctx, pools.map((p) => p.id));
   const devices = ctx.store.db.select().from(deviceTable).all();
   let cap = zeroCapacity();
@@ -223,17 +181,19 @@ function poolsStats(ctx: MdmContext, pools: StoragePoolRow[]): Stats {
     numOfMappedToAllVolumes: 0,
     rebuildWaitSendQLength: 0,
     rebalanceWaitSendQLength: 0,
-    ...ioCounters(),
+    ...io,
     ...recoveryStats([...statusById.values()]),
   };
 }
 
-export function statisticsOf(ctx: MdmContext, type: PowerFlexType, id: string): Stats {
+/** Statistics of one object; pass one IoRollup to many calls of one request (it reads the topology once). */
+export function statisticsOf(ctx: MdmContext, type: PowerFlexType, id: string, roll: IoRollup = new IoRollup(ctx)): Stats {
   switch (type) {
     case "System": {
+      if (id !== ctx.systemId) throw new PfError("NOT_FOUND", `Could not find the System ${id}`);
       const pools = ctx.store.db.select().from(storagePoolTable).all();
       return {
-        ...poolsStats(ctx, pools),
+        ...poolsStats(ctx, pools, roll.groupBwcs(null)),
         numOfProtectionDomains: ctx.store.db.select({ n: sql<number>`count(*)` }).from(protectionDomainTable).get()?.n ?? 0,
         numOfStoragePools: pools.length,
         numOfFaultSets: ctx.store.db.select({ n: sql<number>`count(*)` }).from(faultSetTable).get()?.n ?? 0,
@@ -245,7 +205,7 @@ export function statisticsOf(ctx: MdmContext, type: PowerFlexType, id: string): 
       getPd(ctx, id);
       const pools = ctx.store.db.select().from(storagePoolTable).where(eq(storagePoolTable.pdId, id)).all();
       return {
-        ...poolsStats(ctx, pools),
+        ...poolsStats(ctx, pools, roll.groupBwcs(roll.pdFilter(id))),
         numOfStoragePools: pools.length,
         numOfSds: ctx.store.db.select({ n: sql<number>`count(*)` }).from(sdsTable).where(eq(sdsTable.pdId, id)).get()?.n ?? 0,
         numOfFaultSets: ctx.store.db.select({ n: sql<number>`count(*)` }).from(faultSetTable).where(eq(faultSetTable.pdId, id)).get()?.n ?? 0,
@@ -255,23 +215,28 @@ export function statisticsOf(ctx: MdmContext, type: PowerFlexType, id: string): 
       const pool = getPool(ctx, id);
       const sdsIds = new Set(ctx.store.db.select({ s: deviceTable.sdsId }).from(deviceTable).where(eq(deviceTable.poolId, id)).all().map((r) => r.s));
       const { storagePoolId: _id, ...recovery } = recoveryStatus(ctx, [pool.id]).get(pool.id)!;
-      return { ...poolsStats(ctx, [pool]), ...recovery, numOfSds: sdsIds.size };
+      return { ...poolsStats(ctx, [pool], roll.groupBwcs(roll.poolFilter(id))), ...recovery, numOfSds: sdsIds.size };
     }
     case "FaultSet": {
+      if (!ctx.store.db.select({ id: faultSetTable.id }).from(faultSetTable).where(eq(faultSetTable.id, id)).get()) {
+        throw new PfError("NOT_FOUND", `Could not find the Fault Set ${id}`);
+      }
       const sds = ctx.store.db.select({ id: sdsTable.id }).from(sdsTable).where(eq(sdsTable.faultSetId, id)).all();
-      return { numOfSds: sds.length, ...ioCounters() };
+      const sum = new Float64Array(SDS_CHANNELS);
+      for (const s of sds) roll.sds(s.id).forEach((v, i) => (sum[i] = (sum[i] ?? 0) + v));
+      return { numOfSds: sds.length, ...sdsBwcs(sum) };
     }
     case "Sds": {
       getSds(ctx, id);
       const devices = ctx.store.db.select().from(deviceTable).where(eq(deviceTable.sdsId, id)).all();
-      return { ...deviceSums(devices), numOfDevices: devices.length, ...ioCounters() };
+      return { ...deviceSums(devices), numOfDevices: devices.length, ...sdsBwcs(roll.sds(id)) };
     }
     case "Device":
-      return { ...deviceSums([getDevice(ctx, id)]), ...ioCounters() };
+      return { ...deviceSums([getDevice(ctx, id)]), ...deviceFigures(roll.device(id)) };
     case "Sdc": {
       getSdc(ctx, id);
       const mapped = ctx.store.db.select({ v: volumeMappingTable.volumeId }).from(volumeMappingTable).where(eq(volumeMappingTable.sdcId, id)).all();
-      return { numOfMappedVolumes: mapped.length, volumeIds: mapped.map((m) => m.v), ...ioCounters() };
+      return { numOfMappedVolumes: mapped.length, volumeIds: mapped.map((m) => m.v), ...clientBwcs(roll.sdc(id)) };
     }
     case "Volume": {
       const vol = getVolume(ctx, id);
@@ -282,13 +247,13 @@ export function statisticsOf(ctx: MdmContext, type: PowerFlexType, id: string): 
         numOfChildVolumes: 0,
         numOfDescendantVolumes: 0,
         sizeInKb: kb(vol.sizeBytes),
-        ...ioCounters(),
+        ...clientBwcs(roll.volume(id)),
       };
     }
     case "VTree": {
       const vol = ctx.store.db.select().from(volumeTable).where(eq(volumeTable.vtreeId, id)).get();
       if (!vol) throw new PfError("NOT_FOUND", `Could not find the VTree ${id}`);
-      return { numOfVolumes: 1, baseNetCapacityInUseInKb: 0, netCapacityInUseInKb: 0, ...ioCounters() };
+      return { numOfVolumes: 1, baseNetCapacityInUseInKb: 0, netCapacityInUseInKb: 0, ...clientBwcs(roll.volume(vol.id)) };
     }
     default: {
       const never: never = type;

@@ -1,0 +1,64 @@
+// The observability state of a running MDM that is not in the database: IO accounting from
+// heartbeats, the history ring, the in-memory copy of the active alerts, the optional alert
+// webhook, REST request counters, and the facts the alert rules need about the MDM itself (its
+// certificate's expiry, when it started). It imports nothing of the MDM's context: the context
+// holds it (as it holds the recovery runtime) and the observe room works on both.
+// Invariant: while `settleUntilMs` has not passed (one heartbeat timeout after start, when
+// every SDS/SDC is only presumed alive), alerts may be raised but none is cleared.
+
+import type { AlertSeverity, AlertType, AffectedType } from "./alert_rules.ts";
+import { AlertWebhook, type WebhookOptions } from "./alert_webhook.ts";
+import { IoAccounting } from "./io_accounting.ts";
+import { IoHistory } from "./io_history.ts";
+import { RestRequestStats } from "./rest_stats.ts";
+
+/** An alert as kept in memory and in the alert table. */
+export interface AlertRecord {
+  id: string;
+  key: string;
+  alertType: AlertType;
+  severity: AlertSeverity;
+  objectType: AffectedType;
+  objectId: string;
+  values: Record<string, string>;
+  startMs: number;
+  lastObservedMs: number;
+  clearedMs: number | null;
+}
+
+export interface ObserveOptions {
+  startedAtMs: number;
+  heartbeatTimeoutMs: number;
+  webhook?: WebhookOptions | undefined;
+}
+
+export class ObserveRuntime {
+  readonly io = new IoAccounting();
+  readonly history = new IoHistory();
+  /** active alerts by key (loaded from the database at start) */
+  readonly activeAlerts = new Map<string, AlertRecord>();
+  readonly webhook: AlertWebhook | null;
+  readonly rest = new RestRequestStats();
+  readonly startedAtMs: number;
+  readonly settleUntilMs: number;
+  /** notAfter of the TLS certificate the MDM serves (null: plain HTTP or not known) */
+  certValidToMs: number | null = null;
+  /** ticks of the observe loop, and when it last wrote lastObserved / pruned totals */
+  lastFlushMs: number;
+  lastRetainMs: number;
+  lastHistoryMs = 0;
+  /** what the last alert evaluation took (ms) and whether it failed */
+  lastTickMs = 0;
+
+  constructor(opts: ObserveOptions) {
+    this.startedAtMs = opts.startedAtMs;
+    this.settleUntilMs = opts.startedAtMs + opts.heartbeatTimeoutMs + 1000;
+    this.lastFlushMs = opts.startedAtMs;
+    this.lastRetainMs = opts.startedAtMs;
+    this.webhook = opts.webhook ? new AlertWebhook(opts.webhook) : null;
+  }
+
+  close(): void {
+    this.webhook?.close();
+  }
+}
