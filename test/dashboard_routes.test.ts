@@ -1,12 +1,12 @@
 // The dashboard's HTTP side, in-process (app.request): a browser opening the MDM lands on
 // /dashboard/, the shell and embedded assets come with a strict CSP and revalidate by ETag, the
 // data route answers 401 without a token and the cluster's snapshot with one, and the health
-// checks follow SDS loss and the capacity thresholds.
+// checks are the MDM's active alerts in the operator's words.
 
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { healthOf, type HealthInput } from "../src/mdm/dashboard/dashboard_health.ts";
-import type { DashPool, DashSummary } from "../src/mdm/dashboard/dashboard_model.ts";
-import { dashRebuild } from "../src/mdm/dashboard/dashboard_summary.ts";
+import { healthOf, type AlertFacts } from "../src/mdm/dashboard/dashboard_health.ts";
+import type { DashSummary } from "../src/mdm/dashboard/dashboard_model.ts";
+import { observeTick } from "../src/mdm/observe/observe_tick.ts";
 import { basic, MdmFixture } from "./mdm_fixture.ts";
 
 let m: MdmFixture;
@@ -117,6 +117,9 @@ describe("the data route needs the REST login", () => {
     expect(s.storagePools).toHaveLength(1);
     const pool = s.storagePools[0]!;
     expect(pool.rawBytes).toBe(600 * 1024 ** 3);
+    expect(pool.usableRawBytes).toBe(pool.rawBytes - pool.spareBytes);
+    expect([pool.highThresholdPct, pool.criticalThresholdPct]).toEqual([80, 90]);
+    expect(pool.utilizationPct).toBe(0); // thin and nothing written yet
     expect(pool.volumes).toBe(1);
     expect(pool.provisionedBytes).toBe(8 * 1024 ** 3);
     expect(pool.rebuild.poolState).toBe("Normal");
@@ -133,65 +136,68 @@ describe("the data route needs the REST login", () => {
     expect(s.health).toEqual({ level: "OK", checks: [] });
   });
 
-  test("an SDS silent past the heartbeat timeout shows as Disconnected with a health check", async () => {
+  test("an SDS silent past the heartbeat timeout: Disconnected, and its alert is a health check", async () => {
     await cluster();
+    observeTick(m.core.ctx);
+    expect((await summary()).health).toEqual({ level: "OK", checks: [] });
     m.clock.advance(m.core.ctx.health.heartbeatTimeoutMs + 1);
     // two SDSs and the SDC check in again; sds2 stays silent
     for (const name of ["sds1", "sds3"]) m.core.ctx.health.sdsSeen(await m.idOf("Sds", name), 0);
     m.core.ctx.health.sdcSeen(await m.idOf("Sdc", "hostA"), 0);
+    observeTick(m.core.ctx);
     const s = await summary();
-    expect(s.sds.find((x) => x.name === "sds2")?.connection).toBe("Disconnected");
-    const names = s.health.checks.map((c) => c.name);
-    expect(names).toContain("SDS_DISCONNECTED");
-    expect(names).toContain("NOT_ENOUGH_FAULT_UNITS_IN_SP");
+    const sds2 = s.sds.find((x) => x.name === "sds2")!;
+    expect(sds2.connection).toBe("Disconnected");
+    const check = s.health.checks.find((c) => c.name === "SDS_DISCONNECTED");
+    expect(check).toMatchObject({ level: "ERR", severity: "ALERT_HIGH", objectType: "Sds", objectId: sds2.id, message: "SDS sds2 is disconnected", sinceMs: m.clock.nowMs });
     expect(s.health.level).toBe("ERR");
+    // the same alert the REST API lists
+    const alerts = (await m.api("GET", "/types/Alert/instances")).json as { id: string }[];
+    expect(alerts.map((a) => a.id)).toContain(check!.alertId);
   });
 });
 
 describe("health checks", () => {
-  function input(usedPct: number): HealthInput {
-    const pool: DashPool = {
-      id: "p1",
-      name: "sp1",
-      pdId: "pd",
-      mediaType: "HDD",
-      sparePercentage: 10,
-      extentBytes: 1,
-      rebuildRateLimitKbps: 0,
-      rawBytes: 1000,
-      spareBytes: 100,
-      inUseRawBytes: usedPct * 10,
-      thickReservedRawBytes: 0,
-      availableForVolumeBytes: 0,
-      provisionedBytes: 0,
-      volumes: 0,
-      rebuild: dashRebuild(undefined),
-    };
-    const sds = ["a", "b", "c"].map((id) => ({ id, name: id, pdId: "pd", faultSetId: null, ips: [], port: 1, state: "Normal", connection: "Connected" as const, lastHeartbeatMs: 0, extentCopies: 0, capacityBytes: 1, usedBytes: 0 }));
-    return {
-      system: { id: "s", name: null, versionName: "", apiVersion: "3.6", mdmClusterMode: "OneNode", mdmClusterState: "ClusteredNormal", capacityAlertHighPct: 80, capacityAlertCriticalPct: 90, heartbeatTimeoutMs: 5000 },
-      storagePools: [pool],
-      sds,
-      devices: sds.map((x) => ({ id: `d${x.id}`, name: null, sdsId: x.id, poolId: "p1", path: "/x", mediaType: "HDD", capacityBytes: 1, usedBytes: 0, state: "Normal" })),
-      sdcs: [],
-      mappings: [],
-    };
-  }
-
-  test("capacity: warning at the high threshold, error at the critical one", () => {
-    expect(healthOf(input(79)).level).toBe("OK");
-    expect(healthOf(input(80)).checks.map((c) => [c.level, c.name])).toEqual([["WARN", "CAPACITY_UTILIZATION_ABOVE_HIGH_THRESHOLD"]]);
-    expect(healthOf(input(90)).checks.map((c) => [c.level, c.name])).toEqual([["ERR", "CAPACITY_UTILIZATION_ABOVE_CRITICAL_THRESHOLD"]]);
+  const names: Record<string, string> = { p1: "sp1", s2: "sds2", d1: "dev0", c1: "hostA" };
+  const nameOf = (_type: string, id: string) => names[id] ?? id;
+  const alert = (alertType: string, severity: AlertFacts["severity"], objectType: string, objectId: string, values: Record<string, string>, startMs: number): AlertFacts => ({
+    id: `${alertType}-${objectId}`,
+    alertType,
+    severity,
+    objectType,
+    objectId,
+    values,
+    startMs,
   });
 
-  test("a degraded pool warns; a failed device and a pool without a copy are errors, listed first", () => {
-    const i = input(10);
-    i.storagePools[0]!.rebuild = { ...i.storagePools[0]!.rebuild, poolState: "Degraded", degradedExtents: 4, activity: "Rebuilding" };
-    expect(healthOf(i)).toEqual({ level: "WARN", checks: [{ level: "WARN", name: "STORAGE_POOL_HAS_DEGRADED_CAPACITY", message: "pool sp1: 4 extents on one copy (Rebuilding)" }] });
-    i.devices[0]!.state = "Failed";
-    i.storagePools[0]!.rebuild.poolState = "Failed";
-    const h = healthOf(i);
+  test("no alert: OK; MEDIUM and LOW alerts warn; HIGH and CRITICAL are errors, listed first", () => {
+    expect(healthOf([], nameOf)).toEqual({ level: "OK", checks: [] });
+    const warn = alert("CAPACITY_UTILIZATION_ABOVE_HIGH_THRESHOLD", "ALERT_MEDIUM", "StoragePool", "p1", { utilizationPercent: "81.0", thresholdPercent: "80" }, 1);
+    expect(healthOf([warn], nameOf).level).toBe("WARN");
+    const h = healthOf([warn, alert("SDS_DISCONNECTED", "ALERT_HIGH", "Sds", "s2", { sdsName: "sds2" }, 5), alert("DEVICE_FAILED", "ALERT_HIGH", "Device", "d1", { devicePath: "/x/dev0.img" }, 3)], nameOf);
     expect(h.level).toBe("ERR");
-    expect(h.checks.map((c) => c.name)).toEqual(["DEVICE_FAILED", "STORAGE_POOL_HAS_FAILED_CAPACITY"]);
+    expect(h.checks.map((c) => [c.level, c.message])).toEqual([
+      ["ERR", "device dev0 (/x/dev0.img) failed"],
+      ["ERR", "SDS sds2 is disconnected"],
+      ["WARN", "pool sp1: 81.0 % used (threshold 80 %)"],
+    ]);
+  });
+
+  test("every alert type gets a sentence; an unknown type still names its object and facts", () => {
+    const h = healthOf(
+      [
+        alert("SDC_DISCONNECTED", "ALERT_MEDIUM", "Sdc", "c1", { mappedVolumes: "2" }, 1),
+        alert("STORAGE_POOL_HAS_DEGRADED_CAPACITY", "ALERT_MEDIUM", "StoragePool", "p1", { degradedExtents: "12" }, 2),
+        alert("FWD_REBUILD_STUCK", "ALERT_HIGH", "StoragePool", "p1", { rebuildState: "Rebuilding", noProgressSeconds: "31" }, 3),
+        alert("SOMETHING_NEW", "ALERT_LOW", "System", "sys", { a: "1" }, 4),
+      ],
+      nameOf,
+    );
+    expect(h.checks.map((c) => c.message)).toEqual([
+      "pool sp1: Rebuilding made no progress for 31 s",
+      "SDC hostA is disconnected with 2 mapped volumes",
+      "pool sp1: 12 extents on one copy only",
+      "System sys: a=1",
+    ]);
   });
 });

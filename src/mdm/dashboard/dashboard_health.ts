@@ -1,56 +1,61 @@
-// Health of the cluster as the dashboard shows it (OK / WARN / ERR plus one line per raised
-// check, the `ceph health detail` pattern), computed from the topology snapshot alone so the
-// status card is right even before any statistics or alert service answers. Pure: snapshot in,
-// checks out. Check names are the PowerFlex alert types the same condition raises.
-// Invariants: the level is the worst level of the checks; no check means OK.
+// Health of the cluster as the console shows it (OK / WARN / ERR plus one line per raised check,
+// the `ceph health detail` pattern). The checks ARE the MDM's active alerts (observe room), so
+// the console, scli, /api/types/Alert/instances and pf_health_status agree: HIGH and CRITICAL
+// alerts are errors, LOW and MEDIUM warnings. Pure: alerts and a name lookup in, checks out.
+// Invariants: the level is the worst level of the checks; no check means OK; errors come first.
 
-import type { DashSummary, HealthCheck, HealthLevel } from "./dashboard_model.ts";
+import type { AlertSeverity, HealthCheck, HealthLevel } from "./dashboard_model.ts";
 
-export type HealthInput = Pick<DashSummary, "system" | "storagePools" | "sds" | "devices" | "sdcs" | "mappings">;
-
-/** A pool needs this many connected SDSs (fault units) to keep two copies after one more loss. */
-export const MIN_FAULT_UNITS = 3;
-
-function poolChecks(input: HealthInput): HealthCheck[] {
-  const out: HealthCheck[] = [];
-  const high = input.system.capacityAlertHighPct;
-  const critical = input.system.capacityAlertCriticalPct;
-  for (const p of input.storagePools) {
-    const r = p.rebuild;
-    if (r.poolState === "Failed") {
-      out.push({ level: "ERR", name: "STORAGE_POOL_HAS_FAILED_CAPACITY", message: `pool ${p.name}: ${r.unavailableExtents} extents have no reachable copy` });
-    } else if (r.poolState === "Degraded") {
-      out.push({ level: "WARN", name: "STORAGE_POOL_HAS_DEGRADED_CAPACITY", message: `pool ${p.name}: ${r.degradedExtents} extents on one copy (${r.activity})` });
-    }
-    if (r.stalled) out.push({ level: "ERR", name: "FWD_REBUILD_STUCK", message: `pool ${p.name}: recovery made no progress for ${r.noProgressSeconds} s` });
-    if (p.rawBytes > 0) {
-      const pct = (100 * p.inUseRawBytes) / p.rawBytes;
-      if (pct >= critical) out.push({ level: "ERR", name: "CAPACITY_UTILIZATION_ABOVE_CRITICAL_THRESHOLD", message: `pool ${p.name}: ${pct.toFixed(0)} % used (critical at ${critical} %)` });
-      else if (pct >= high) out.push({ level: "WARN", name: "CAPACITY_UTILIZATION_ABOVE_HIGH_THRESHOLD", message: `pool ${p.name}: ${pct.toFixed(0)} % used (high at ${high} %)` });
-    }
-    const sdsInPool = new Set(input.devices.filter((d) => d.poolId === p.id).map((d) => d.sdsId));
-    const connected = input.sds.filter((s) => sdsInPool.has(s.id) && s.connection === "Connected").length;
-    if (sdsInPool.size > 0 && connected < MIN_FAULT_UNITS) {
-      out.push({ level: "ERR", name: "NOT_ENOUGH_FAULT_UNITS_IN_SP", message: `pool ${p.name}: ${connected} of ${sdsInPool.size} SDSs connected, ${MIN_FAULT_UNITS} needed` });
-    }
-  }
-  return out;
+export interface AlertFacts {
+  id: string;
+  alertType: string;
+  severity: AlertSeverity;
+  objectType: string;
+  objectId: string;
+  values: Record<string, string>;
+  startMs: number;
 }
 
-function serverChecks(input: HealthInput): HealthCheck[] {
-  const out: HealthCheck[] = [];
-  const anyPoolDegraded = input.storagePools.some((p) => p.rebuild.poolState !== "Normal");
-  for (const s of input.sds) {
-    if (s.connection === "Disconnected") out.push({ level: anyPoolDegraded ? "ERR" : "WARN", name: "SDS_DISCONNECTED", message: `SDS ${s.name} is disconnected` });
+/** Display name of an object by PowerFlex type and id (the id itself when unknown). */
+export type NameOf = (objectType: string, objectId: string) => string;
+
+export function levelOfSeverity(s: AlertSeverity): Exclude<HealthLevel, "OK"> {
+  return s === "ALERT_HIGH" || s === "ALERT_CRITICAL" ? "ERR" : "WARN";
+}
+
+/** The operator's sentence for one alert, from its type, object and PowerFlex alertValues. */
+export function alertMessage(a: AlertFacts, nameOf: NameOf): string {
+  const name = nameOf(a.objectType, a.objectId);
+  const v = (k: string) => a.values[k] ?? "?";
+  switch (a.alertType) {
+    case "SDS_DISCONNECTED":
+      return `SDS ${name} is disconnected`;
+    case "SDC_DISCONNECTED":
+      return `SDC ${name} is disconnected with ${v("mappedVolumes")} mapped volumes`;
+    case "DEVICE_FAILED":
+      return `device ${name} (${v("devicePath")}) failed`;
+    case "STORAGE_POOL_HAS_DEGRADED_CAPACITY":
+      return `pool ${name}: ${v("degradedExtents")} extents on one copy only`;
+    case "STORAGE_POOL_HAS_FAILED_CAPACITY":
+      return `pool ${name}: ${v("unavailableExtents")} extents have no reachable copy`;
+    case "CAPACITY_UTILIZATION_ABOVE_HIGH_THRESHOLD":
+    case "CAPACITY_UTILIZATION_ABOVE_CRITICAL_THRESHOLD":
+      return `pool ${name}: ${v("utilizationPercent")} % used (threshold ${v("thresholdPercent")} %)`;
+    case "FWD_REBUILD_STUCK":
+    case "BKWD_REBUILD_STUCK":
+    case "REBALANCE_STUCK":
+      return `pool ${name}: ${v("rebuildState")} made no progress for ${v("noProgressSeconds")} s`;
+    case "STORAGE_POOL_THIN_OVERCOMMIT_ABOVE_LIMIT":
+      return `pool ${name}: thin volumes overcommit it ${v("overcommitRatio")}× (limit ${v("limit")}×)`;
+    case "CERTIFICATE_ABOUT_TO_EXPIRE":
+      return `the MDM's TLS certificate expires in ${v("daysLeft")} days (${v("validTo")})`;
+    default: {
+      const facts = Object.entries(a.values)
+        .map(([k, x]) => `${k}=${x}`)
+        .join(", ");
+      return `${a.objectType} ${name}${facts ? `: ${facts}` : ""}`;
+    }
   }
-  for (const d of input.devices) {
-    if (d.state === "Failed") out.push({ level: "ERR", name: "DEVICE_FAILED", message: `device ${d.name ?? d.path} of SDS ${input.sds.find((s) => s.id === d.sdsId)?.name ?? d.sdsId} failed` });
-  }
-  const mapped = new Set(input.mappings.map((m) => m.sdcId));
-  for (const c of input.sdcs) {
-    if (c.connection === "Disconnected" && mapped.has(c.id)) out.push({ level: "WARN", name: "SDC_DISCONNECTED", message: `SDC ${c.name ?? c.ip} is disconnected and has mapped volumes` });
-  }
-  return out;
 }
 
 export function worstLevel(levels: readonly HealthLevel[]): HealthLevel {
@@ -59,8 +64,18 @@ export function worstLevel(levels: readonly HealthLevel[]): HealthLevel {
   return "OK";
 }
 
-/** The health checks raised by this snapshot, errors first, and the overall level. */
-export function healthOf(input: HealthInput): { level: HealthLevel; checks: HealthCheck[] } {
-  const checks = [...serverChecks(input), ...poolChecks(input)].sort((a, b) => (a.level === b.level ? 0 : a.level === "ERR" ? -1 : 1));
+/** The health checks of these active alerts, errors first then oldest first, and the level. */
+export function healthOf(alerts: readonly AlertFacts[], nameOf: NameOf): { level: HealthLevel; checks: HealthCheck[] } {
+  const checks: HealthCheck[] = alerts.map((a) => ({
+    level: levelOfSeverity(a.severity),
+    name: a.alertType,
+    message: alertMessage(a, nameOf),
+    alertId: a.id,
+    severity: a.severity,
+    objectType: a.objectType,
+    objectId: a.objectId,
+    sinceMs: a.startMs,
+  }));
+  checks.sort((x, y) => (x.level === y.level ? x.sinceMs - y.sinceMs : x.level === "ERR" ? -1 : 1));
   return { level: worstLevel(checks.map((c) => c.level)), checks };
 }

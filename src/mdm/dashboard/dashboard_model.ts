@@ -18,11 +18,17 @@ export const DASHBOARD_PREFIX = "/dashboard";
 
 export type HealthLevel = "OK" | "WARN" | "ERR";
 
+/** One raised health check: an active alert of the MDM, in the words the console shows. */
 export interface HealthCheck {
   level: Exclude<HealthLevel, "OK">;
-  /** PowerFlex alert type the check corresponds to, e.g. SDS_DISCONNECTED */
+  /** the PowerFlex alert type, e.g. SDS_DISCONNECTED */
   name: string;
   message: string;
+  alertId: string;
+  severity: AlertSeverity;
+  objectType: string;
+  objectId: string;
+  sinceMs: number;
 }
 
 export interface DashUser {
@@ -76,6 +82,7 @@ export interface DashRebuild {
   noProgressSeconds: number;
 }
 
+/** A pool's capacity as the capacity alerts see it (raw = both copies on devices). */
 export interface DashPool {
   id: string;
   name: string;
@@ -84,11 +91,21 @@ export interface DashPool {
   sparePercentage: number;
   extentBytes: number;
   rebuildRateLimitKbps: number;
-  /** raw bytes of the pool's Normal devices (both copies) */
+  /** raw bytes of the pool's Normal devices */
   rawBytes: number;
+  /** raw bytes of Failed devices (gone until rebuilt) */
+  failedBytes: number;
   spareBytes: number;
+  /** raw minus the spare reserve */
+  usableRawBytes: number;
+  /** thick reservations plus thin data written (both copies) */
+  usedRawBytes: number;
+  /** what the devices report as written */
   inUseRawBytes: number;
-  thickReservedRawBytes: number;
+  /** used / usable, the share the capacity alerts compare with the thresholds */
+  utilizationPct: number;
+  highThresholdPct: number;
+  criticalThresholdPct: number;
   /** net bytes (one copy) a new volume may still take */
   availableForVolumeBytes: number;
   /** net bytes of every volume's size */

@@ -1,6 +1,7 @@
 // The dashboard's one-second snapshot (GET /dashboard/api/summary): system, inventory, pool
-// capacity and recovery progress, SDS/device/SDC state with liveness, volumes and mappings, and
-// the derived health checks, read in one pass so every page of the browser sees one instant.
+// capacity (the capacity alerts' own figures, observe/pool_usage.ts) and recovery progress,
+// SDS/device/SDC state with liveness, volumes and mappings, and the health checks (the MDM's
+// active alerts), read in one pass so every page of the browser sees one instant.
 // Read-only; sizes in bytes (the PowerFlex REST objects use KiB), rates in bytes per second.
 
 import { eq, sql } from "drizzle-orm";
@@ -15,14 +16,13 @@ import {
   userTable,
   volumeMappingTable,
   volumeTable,
-  type StoragePoolRow,
 } from "../../store/mdm_schema.ts";
 import type { MdmContext } from "../core/context.ts";
 import { getSystem } from "../core/system_state.ts";
 import { recoveryStatus } from "../recovery/recovery.ts";
 import { parseIpList } from "../topology/topology.ts";
-import { poolCapacityOf } from "../topology/volumes.ts";
-import { healthOf } from "./dashboard_health.ts";
+import { poolUsages } from "../observe/pool_usage.ts";
+import { healthOf, type NameOf } from "./dashboard_health.ts";
 import type { DashPool, DashRebuild, DashSds, DashSummary, DashUser, DashSystem } from "./dashboard_model.ts";
 
 const KiB = 1024;
@@ -75,22 +75,21 @@ export function dashRebuild(s: RebuildStatus | undefined): DashRebuild {
   };
 }
 
-/** Volume count and provisioned bytes per pool, in one query. */
-function volumeTotals(ctx: MdmContext): Map<string, { volumes: number; bytes: number }> {
-  const rows = ctx.store.db
-    .select({ poolId: volumeTable.poolId, n: sql<number>`count(*)`, bytes: sql<number>`coalesce(sum(${volumeTable.sizeBytes}), 0)` })
-    .from(volumeTable)
-    .groupBy(volumeTable.poolId)
-    .all();
-  return new Map(rows.map((r) => [r.poolId, { volumes: r.n, bytes: r.bytes }]));
+/** Volume count per pool, in one query. */
+function volumeTotals(ctx: MdmContext): Map<string, { volumes: number }> {
+  const rows = ctx.store.db.select({ poolId: volumeTable.poolId, n: sql<number>`count(*)` }).from(volumeTable).groupBy(volumeTable.poolId).all();
+  return new Map(rows.map((r) => [r.poolId, { volumes: r.n }]));
 }
 
-function dashPools(ctx: MdmContext, pools: StoragePoolRow[]): DashPool[] {
-  const status = recoveryStatus(ctx, pools.map((p) => p.id));
+function dashPools(ctx: MdmContext): DashPool[] {
+  const pools = new Map(ctx.store.db.select().from(storagePoolTable).all().map((p) => [p.id, p]));
+  const status = recoveryStatus(ctx, [...pools.keys()]);
   const totals = volumeTotals(ctx);
-  return pools.map((p) => {
-    const cap = poolCapacityOf(ctx, p);
-    return {
+  const out: DashPool[] = [];
+  for (const u of poolUsages(ctx)) {
+    const p = pools.get(u.poolId);
+    if (!p) continue; // removed between the two reads
+    out.push({
       id: p.id,
       name: p.name,
       pdId: p.pdId,
@@ -98,16 +97,22 @@ function dashPools(ctx: MdmContext, pools: StoragePoolRow[]): DashPool[] {
       sparePercentage: p.sparePercentage,
       extentBytes: p.extentBytes,
       rebuildRateLimitKbps: p.rebuildRateLimitKbps,
-      rawBytes: cap.rawBytes,
-      spareBytes: cap.spareBytes,
-      inUseRawBytes: cap.inUseRawBytes,
-      thickReservedRawBytes: cap.thickReservedRawBytes,
-      availableForVolumeBytes: cap.availableForVolumeAllocationBytes,
-      provisionedBytes: totals.get(p.id)?.bytes ?? 0,
+      rawBytes: u.rawBytes,
+      failedBytes: u.failedBytes,
+      spareBytes: u.spareBytes,
+      usableRawBytes: u.usableRawBytes,
+      usedRawBytes: u.usedRawBytes,
+      inUseRawBytes: u.inUseRawBytes,
+      utilizationPct: 100 * u.utilizationRatio,
+      highThresholdPct: u.highThresholdPct,
+      criticalThresholdPct: u.criticalThresholdPct,
+      availableForVolumeBytes: u.availableForVolumeAllocationBytes,
+      provisionedBytes: u.provisionedNetBytes,
       volumes: totals.get(p.id)?.volumes ?? 0,
       rebuild: dashRebuild(status.get(p.id)),
-    };
-  });
+    });
+  }
+  return out.sort((a, b) => a.name.localeCompare(b.name));
 }
 
 /** Extent copies (in-sync, being built, kept away) per SDS, in one query. */
@@ -127,7 +132,6 @@ function copiesBySds(ctx: MdmContext): Map<string, number> {
 
 export function dashboardSummary(ctx: MdmContext, userName: string): DashSummary {
   const db = ctx.store.db;
-  const pools = db.select().from(storagePoolTable).orderBy(storagePoolTable.name).all();
   const devices = db.select().from(deviceTable).orderBy(deviceTable.sdsId, deviceTable.path).all();
   const copies = copiesBySds(ctx);
   const sds: DashSds[] = db
@@ -152,9 +156,60 @@ export function dashboardSummary(ctx: MdmContext, userName: string): DashSummary
         usedBytes: own.reduce((n, d) => n + d.usedBytes, 0),
       };
     });
-  const parts = {
-    system: dashSystem(ctx),
-    storagePools: dashPools(ctx, pools),
+  const storagePools = dashPools(ctx);
+  const sdcs = db
+    .select()
+    .from(sdcTable)
+    .orderBy(sdcTable.name)
+    .all()
+    .map((c) => ({
+      id: c.id,
+      name: c.name,
+      guid: c.guid,
+      ip: c.host,
+      approved: c.approved,
+      connection: ctx.health.sdcState(c.id),
+      lastHeartbeatMs: ctx.health.sdcLastHeartbeatMs(c.id),
+    }));
+  const system = dashSystem(ctx);
+  const nameOf: NameOf = (type, id) => {
+    switch (type) {
+      case "Sds":
+        return sds.find((x) => x.id === id)?.name ?? id;
+      case "Sdc": {
+        const c = sdcs.find((x) => x.id === id);
+        return c ? (c.name ?? c.ip) : id;
+      }
+      case "Device": {
+        const d = devices.find((x) => x.id === id);
+        return d ? (d.name ?? d.path) : id;
+      }
+      case "StoragePool":
+        return storagePools.find((x) => x.id === id)?.name ?? id;
+      case "System":
+        return system.name ?? id;
+      default:
+        return id;
+    }
+  };
+  return {
+    tMs: ctx.clock(),
+    user: dashUser(ctx, userName),
+    system,
+    health: healthOf([...ctx.observe.activeAlerts.values()], nameOf),
+    protectionDomains: db
+      .select()
+      .from(protectionDomainTable)
+      .orderBy(protectionDomainTable.name)
+      .all()
+      .map((p) => ({ id: p.id, name: p.name, state: p.state })),
+    storagePools,
+    faultSets: db
+      .select()
+      .from(faultSetTable)
+      .orderBy(faultSetTable.name)
+      .all()
+      .map((f) => ({ id: f.id, name: f.name, pdId: f.pdId })),
     sds,
     devices: devices.map((d) => ({
       id: d.id,
@@ -167,42 +222,7 @@ export function dashboardSummary(ctx: MdmContext, userName: string): DashSummary
       usedBytes: d.usedBytes,
       state: d.state,
     })),
-    sdcs: db
-      .select()
-      .from(sdcTable)
-      .orderBy(sdcTable.name)
-      .all()
-      .map((c) => ({
-        id: c.id,
-        name: c.name,
-        guid: c.guid,
-        ip: c.host,
-        approved: c.approved,
-        connection: ctx.health.sdcState(c.id),
-        lastHeartbeatMs: ctx.health.sdcLastHeartbeatMs(c.id),
-      })),
-    mappings: db
-      .select()
-      .from(volumeMappingTable)
-      .all()
-      .map((m) => ({ volumeId: m.volumeId, sdcId: m.sdcId, accessMode: m.accessMode })),
-  };
-  return {
-    tMs: ctx.clock(),
-    user: dashUser(ctx, userName),
-    health: healthOf(parts),
-    protectionDomains: db
-      .select()
-      .from(protectionDomainTable)
-      .orderBy(protectionDomainTable.name)
-      .all()
-      .map((p) => ({ id: p.id, name: p.name, state: p.state })),
-    faultSets: db
-      .select()
-      .from(faultSetTable)
-      .orderBy(faultSetTable.name)
-      .all()
-      .map((f) => ({ id: f.id, name: f.name, pdId: f.pdId })),
+    sdcs,
     volumes: db
       .select()
       .from(volumeTable)
@@ -217,6 +237,10 @@ export function dashboardSummary(ctx: MdmContext, userName: string): DashSummary
         extentBytes: v.extentBytes,
         creationTimeS: v.creationTimeS,
       })),
-    ...parts,
+    mappings: db
+      .select()
+      .from(volumeMappingTable)
+      .all()
+      .map((m) => ({ volumeId: m.volumeId, sdcId: m.sdcId, accessMode: m.accessMode })),
   };
 }

@@ -1,7 +1,8 @@
-// What the pages draw from: one Snapshot per poll, made of the dashboard summary and the
-// statistics/alert sources of the observe service. A source that answers 404 (not deployed yet)
-// is "missing" and the page shows "no data yet"; alert replies are normalised to a list, and an
-// alert's severity maps onto the health levels (HIGH and CRITICAL are errors).
+// What the pages draw from: one Snapshot per poll, made of the dashboard summary (which carries
+// the health checks, i.e. the active alerts) and the statistics/alert sources of the observe
+// service a page needs. A source that answers 404 (not deployed) is "missing" and the page
+// shows "no data yet"; alert replies are normalised to a list, and an alert's severity maps
+// onto the health levels (HIGH and CRITICAL are errors).
 
 import type { DashSummary, HealthLevel, HistoryReply, IoRates, LiveReply, PfAlert } from "../dashboard_model.ts";
 import { get, type Result, type Session } from "./api.ts";
@@ -17,11 +18,12 @@ export interface Snapshot {
   historySeconds: number;
 }
 
-/** The optional sources a page reads besides the summary (and the open alerts, always read). */
+/** The optional sources a page reads besides the summary. */
 export interface Needs {
   history: boolean;
   live: boolean;
-  alertHistory: boolean;
+  /** the open alerts and the history with cleared ones */
+  alerts: boolean;
 }
 
 function sourceOf<T>(r: Result<T>): Source<T> {
@@ -75,10 +77,10 @@ const idle = { state: "idle" } as const;
 export async function poll(session: Session, needs: Needs, historySeconds: number): Promise<{ kind: "ok"; snap: Snapshot } | { kind: "logged-out" } | { kind: "error"; message: string }> {
   const [summary, alerts, history, live, alertHistory] = await Promise.all([
     get<DashSummary>("/dashboard/api/summary", session),
-    get<unknown>("/api/types/Alert/instances", session),
+    needs.alerts ? get<unknown>("/api/types/Alert/instances", session) : Promise.resolve(null),
     needs.history ? get<HistoryReply>(`/api/pf/history?seconds=${historySeconds}`, session) : Promise.resolve(null),
     needs.live ? get<LiveReply>("/api/pf/live", session) : Promise.resolve(null),
-    needs.alertHistory ? get<unknown>("/api/pf/alerts?all=true", session) : Promise.resolve(null),
+    needs.alerts ? get<unknown>("/api/pf/alerts?all=true", session) : Promise.resolve(null),
   ]);
   if (summary.kind === "unauthorized") return { kind: "logged-out" };
   if (summary.kind !== "ok") return { kind: "error", message: summary.kind === "error" || summary.kind === "forbidden" ? summary.message : "the dashboard data route is missing" };
@@ -86,7 +88,7 @@ export async function poll(session: Session, needs: Needs, historySeconds: numbe
     kind: "ok",
     snap: {
       summary: summary.data,
-      alerts: alertSource(alerts),
+      alerts: alerts ? alertSource(alerts) : idle,
       history: history ? sourceOf(history) : idle,
       live: live ? sourceOf(live) : idle,
       alertHistory: alertHistory ? alertSource(alertHistory) : idle,

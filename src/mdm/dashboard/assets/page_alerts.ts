@@ -1,9 +1,8 @@
 // Alerts: the open PowerFlex alerts (GET /api/types/Alert/instances) with severity, type,
-// affected object, start and last-observed times; the history including cleared alerts
-// (/api/pf/alerts?all=true); and the MDM's health checks, which the summary always carries, so
-// the page says what is wrong even before the alert service answers.
+// affected object, what happened (the sentence of the health check), start and last-observed
+// times; and the history including cleared alerts (/api/pf/alerts?all=true).
 
-import type { HealthCheck, PfAlert } from "../dashboard_model.ts";
+import type { PfAlert } from "../dashboard_model.ts";
 import { alertLevel, isActive, type Snapshot, type Source } from "./data.ts";
 import { h, setText } from "./dom.ts";
 import { ago, dateTime, timeMs } from "./format.ts";
@@ -35,22 +34,28 @@ class AlertsPage implements Page {
   private snap: Snapshot | null = null;
   private readonly active: DataTable<PfAlert>;
   private readonly history: DataTable<PfAlert>;
-  private readonly checks: DataTable<HealthCheck>;
   private readonly activeNote = h("p", { class: "muted small" });
   private readonly historyNote = h("p", { class: "muted small" });
 
   constructor() {
     const now = () => this.snap?.summary.tMs ?? Date.now();
     const object = (a: PfAlert) => (this.snap ? objectLabel(this.snap.summary, a.affectedObject?.type, a.affectedObject?.objectId ?? a.affectedObject?.id) : "");
+    // an open alert is a health check of the summary, which has its sentence; else its values
+    const detail = (a: PfAlert) =>
+      this.snap?.summary.health.checks.find((c) => c.alertId === a.id)?.message ??
+      Object.entries(a.alertValues ?? {})
+        .map(([k, v]) => `${k}=${String(v)}`)
+        .join(", ");
     const columns = (withCleared: boolean): Column<PfAlert>[] => [
       { label: "Severity", cell: (a) => badge(a.severity.replace("ALERT_", ""), toneOfLevel(alertLevel(a))), sort: (a) => SEVERITY_RANK[a.severity] ?? 9 },
       { label: "Alert", cell: (a) => h("span", { class: "mono" }, a.alertType), sort: (a) => a.alertType },
       { label: "Object", cell: object, sort: object },
+      { label: "Detail", cell: detail },
       { label: "Started", cell: (a) => when(a.startTime, now()), sort: (a) => -(timeMs(a.startTime) ?? 0) },
       { label: "Last observed", cell: (a) => when(a.lastObserved, now()), sort: (a) => -(timeMs(a.lastObserved) ?? 0) },
       ...(withCleared ? [{ label: "Cleared", cell: (a: PfAlert) => (isActive(a) ? badge("active", toneOfLevel(alertLevel(a))) : when(a.clearedTime, now())) }] : []),
     ];
-    const filterText = (a: PfAlert) => `${a.alertType} ${a.severity} ${object(a)} ${a.name ?? ""}`;
+    const filterText = (a: PfAlert) => `${a.alertType} ${a.severity} ${object(a)} ${detail(a)}`;
     this.active = new DataTable<PfAlert>({
       id: "alerts-active",
       columns: columns(false),
@@ -67,22 +72,10 @@ class AlertsPage implements Page {
       filterText,
       empty: "No alert in the history.",
     });
-    this.checks = new DataTable<HealthCheck>({
-      id: "health-checks",
-      columns: [
-        { label: "Level", cell: (c) => badge(c.level, toneOfLevel(c.level)), sort: (c) => c.level },
-        { label: "Check", cell: (c) => h("span", { class: "mono" }, c.name), sort: (c) => c.name },
-        { label: "Detail", cell: (c) => c.message },
-      ],
-      rowKey: (c) => `${c.name}/${c.message}`,
-      rowAttrs: (c) => ({ "data-testid": "check-row", "data-name": c.name }),
-      empty: "Every check passes.",
-    });
     this.el = h(
       "div",
       { class: "page alerts" },
       card("Open alerts", { "data-testid": "card-alerts" }, this.activeNote, this.active.el),
-      card("Health checks (MDM)", { "data-testid": "card-checks" }, this.checks.el),
       card("Alert history", { "data-testid": "card-alert-history" }, this.historyNote, this.history.el),
     );
   }
@@ -97,13 +90,12 @@ class AlertsPage implements Page {
     const hist = snap.alertHistory.state === "ok" ? [...snap.alertHistory.data] : [];
     hist.sort((a, b) => (timeMs(b.startTime) ?? 0) - (timeMs(a.startTime) ?? 0));
     this.history.update(hist);
-    this.checks.update(snap.summary.health.checks);
   }
 }
 
 export const alertsPage: PageDef = {
   id: "alerts",
   title: "Alerts",
-  needs: { history: false, live: false, alertHistory: true },
+  needs: { history: false, live: false, alerts: true },
   create: () => new AlertsPage(),
 };

@@ -1,15 +1,14 @@
 // Overview (the Ceph dashboard-v3 landing layout): Details, Inventory, Status (health level,
-// checks, alert pills and the open alerts with "active since"), Capacity (donut coloured at the
-// 80 %/90 % thresholds) and the utilisation charts — IOPS, throughput, latency, recovery
+// critical/warning pills, the active alerts with "since"), Capacity (used share of the usable
+// capacity, coloured at the pools' 80 %/90 % thresholds) and the utilisation charts — IOPS, throughput, latency, recovery
 // throughput — from /api/pf/history with a 1/5/10 minute window selector.
 
 import type { DashSummary, HistorySample } from "../dashboard_model.ts";
 import { TimeChart, type ChartPoint } from "./chart.ts";
-import { isActive, alertLevel, type Snapshot } from "./data.ts";
+import type { Snapshot } from "./data.ts";
 import { h, redraw, setAttr, setText } from "./dom.ts";
-import { ago, bytes, bytesPerSec, iops, latencyUs, percent, timeMs } from "./format.ts";
+import { ago, bytes, bytesPerSec, iops, latencyUs, percent } from "./format.ts";
 import { healthView, LEVEL_TEXT } from "./health_view.ts";
-import { objectLabel } from "./names.ts";
 import type { AppCtx, Page, PageDef } from "./page.ts";
 import { badge, card, donut, kv, legend, toneOfLevel, usageTone } from "./widgets.ts";
 
@@ -60,21 +59,15 @@ function inventory(sum: DashSummary): HTMLElement {
 function status(snap: Snapshot): HTMLElement {
   const hv = healthView(snap);
   const sum = snap.summary;
-  const checks = sum.health.checks.map((c) => h("li", { class: `chk ${toneOfLevel(c.level)}` }, badge(c.level, toneOfLevel(c.level)), h("span", { class: "mono" }, c.name), h("span", null, c.message)));
-  const alertRows =
-    snap.alerts.state === "ok"
-      ? snap.alerts.data.filter(isActive).map((a) => {
-          const since = timeMs(a.startTime);
-          return h(
-            "li",
-            { class: `chk ${toneOfLevel(alertLevel(a))}`, "data-testid": "overview-alert" },
-            badge(a.severity.replace("ALERT_", ""), toneOfLevel(alertLevel(a))),
-            h("span", { class: "mono" }, a.alertType),
-            h("span", null, objectLabel(sum, a.affectedObject?.type, a.affectedObject?.objectId ?? a.affectedObject?.id)),
-            h("span", { class: "muted" }, since === null ? "" : `active since ${ago(since, sum.tMs)}`),
-          );
-        })
-      : [];
+  const checks = sum.health.checks.map((c) =>
+    h(
+      "li",
+      { class: `chk ${toneOfLevel(c.level)}`, "data-testid": "overview-check", "data-name": c.name },
+      badge(c.severity.replace("ALERT_", ""), toneOfLevel(c.level)),
+      h("span", { class: "chk-m" }, c.message),
+      h("span", { class: "muted small chk-s" }, `since ${ago(c.sinceMs, sum.tMs)}`),
+    ),
+  );
   return h(
     "div",
     { class: "status" },
@@ -85,47 +78,48 @@ function status(snap: Snapshot): HTMLElement {
       h("span", { class: "status-t" }, LEVEL_TEXT[hv.level]),
       h("span", { class: "pills" }, badge(`${hv.errors} critical`, hv.errors > 0 ? "err" : "muted"), badge(`${hv.warnings} warning`, hv.warnings > 0 ? "warn" : "muted")),
     ),
-    checks.length + alertRows.length === 0 ? h("p", { class: "muted" }, "No health check raised, no open alert.") : h("ul", { class: "checks" }, ...checks, ...alertRows),
-    snap.alerts.state === "missing" ? h("p", { class: "muted small" }, "Alert service: no data yet.") : null,
-    snap.alerts.state === "error" ? h("p", { class: "muted small" }, `Alert service: ${snap.alerts.message}`) : null,
+    checks.length === 0 ? h("p", { class: "muted" }, "No alert is active.") : h("ul", { class: "checks" }, ...checks),
+    h("p", { class: "small" }, h("a", { href: "#/alerts" }, "All alerts and history ›")),
   );
 }
 
+/** The thresholds shared by every pool, else the system's defaults. */
+function thresholds(sum: DashSummary): [high: number, critical: number] {
+  const first = sum.storagePools[0];
+  if (first && sum.storagePools.every((p) => p.highThresholdPct === first.highThresholdPct && p.criticalThresholdPct === first.criticalThresholdPct)) {
+    return [first.highThresholdPct, first.criticalThresholdPct];
+  }
+  return [sum.system.capacityAlertHighPct, sum.system.capacityAlertCriticalPct];
+}
+
 function capacity(sum: DashSummary): HTMLElement {
-  const raw = sum.storagePools.reduce((n, p) => n + p.rawBytes, 0);
-  const used = sum.storagePools.reduce((n, p) => n + p.inUseRawBytes, 0);
-  const spare = sum.storagePools.reduce((n, p) => n + p.spareBytes, 0);
-  const provisioned = sum.storagePools.reduce((n, p) => n + p.provisionedBytes, 0);
-  const available = sum.storagePools.reduce((n, p) => n + p.availableForVolumeBytes, 0);
-  const high = sum.system.capacityAlertHighPct;
-  const critical = sum.system.capacityAlertCriticalPct;
-  const pct = raw > 0 ? (100 * used) / raw : 0;
-  const tone = usageTone(pct, high, critical);
+  const pools = sum.storagePools;
+  const add = (f: (p: DashSummary["storagePools"][number]) => number) => pools.reduce((n, p) => n + f(p), 0);
+  const raw = add((p) => p.rawBytes);
+  const usable = add((p) => p.usableRawBytes);
+  const used = add((p) => p.usedRawBytes);
+  const spare = add((p) => p.spareBytes);
+  const [high, critical] = thresholds(sum);
+  const pct = usable > 0 ? (100 * used) / usable : 0;
+  // the ring's colour is the worst pool's, so one full pool shows even in a large system
+  const tone = pools.some((p) => p.utilizationPct >= p.criticalThresholdPct) ? "err" : pools.some((p) => p.utilizationPct >= p.highThresholdPct) ? "warn" : usageTone(pct, high, critical);
   return h(
     "div",
-    { class: "capacity", "data-testid": "capacity", "data-used-pct": pct.toFixed(2) },
-    donut(
-      [
-        { frac: raw > 0 ? used / raw : 0, cls: `used ${tone}` },
-        { frac: raw > 0 ? spare / raw : 0, cls: "spare" },
-      ],
-      [high, critical],
-      percent(pct),
-      "used raw",
-    ),
+    { class: "capacity", "data-testid": "capacity", "data-used-pct": pct.toFixed(2), "data-tone": tone },
+    donut([{ frac: usable > 0 ? used / usable : 0, cls: `used ${tone}` }], [high, critical], percent(pct), "of usable"),
     h(
       "div",
-      null,
+      { class: "cap-t" },
       legend([
         [`used ${tone}`, "Used", bytes(used)],
+        ["free", "Free", bytes(Math.max(0, usable - used))],
         ["spare", "Spare reserve", bytes(spare)],
-        ["free", "Free", bytes(Math.max(0, raw - used - spare))],
         ["none", "Total raw", bytes(raw)],
       ]),
       kv([
-        ["Provisioned (net)", bytes(provisioned)],
-        ["Available for volumes", bytes(available)],
-        ["Alert thresholds", `${high} % high, ${critical} % critical`],
+        ["Provisioned (net)", bytes(add((p) => p.provisionedBytes))],
+        ["Available for volumes", bytes(add((p) => p.availableForVolumeBytes))],
+        ["Thresholds", `${high} % high, ${critical} % critical`],
       ]),
     ),
   );
@@ -209,6 +203,6 @@ class OverviewPage implements Page {
 export const overviewPage: PageDef = {
   id: "overview",
   title: "Overview",
-  needs: { history: true, live: false, alertHistory: false },
+  needs: { history: true, live: false, alerts: false },
   create: (app) => new OverviewPage(app),
 };

@@ -97,6 +97,6 @@ class RebuildPage implements Page {
 export const rebuildPage: PageDef = {
   id: "rebuild",
   title: "Rebuild",
-  needs: { history: true, live: false, alertHistory: false },
+  needs: { history: true, live: false, alerts: false },
   create: () => new RebuildPage(),
 };

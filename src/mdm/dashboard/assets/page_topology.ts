@@ -28,8 +28,6 @@ function ioCells(r: IoRates | null): [iops: string, throughput: string] {
 }
 
 function domains(sum: DashSummary): HTMLElement {
-  const high = sum.system.capacityAlertHighPct;
-  const crit = sum.system.capacityAlertCriticalPct;
   if (sum.protectionDomains.length === 0) return h("p", { class: "muted" }, "No protection domain yet.");
   return h(
     "div",
@@ -45,12 +43,14 @@ function domains(sum: DashSummary): HTMLElement {
         h(
           "table",
           { class: "grid-t" },
-          h("thead", null, h("tr", null, ...["Storage pool", "Media", "State", "Recovery", "Used raw", "Spare", "Volumes", "Provisioned", "Available"].map((t) => h("th", null, t)))),
+          h("thead", null, h("tr", null, ...["Storage pool", "Media", "State", "Recovery", "Used of usable", "Thresholds", "Spare", "Volumes", "Provisioned", "Available"].map((t) => h("th", null, t)))),
           h(
             "tbody",
             null,
             ...pools.map((p) => {
-              const pct = p.rawBytes > 0 ? (100 * p.inUseRawBytes) / p.rawBytes : 0;
+              const pct = p.utilizationPct;
+              const high = p.highThresholdPct;
+              const crit = p.criticalThresholdPct;
               const stTone: Tone = p.rebuild.poolState === "Normal" ? "ok" : p.rebuild.poolState === "Degraded" ? "warn" : "err";
               return h(
                 "tr",
@@ -59,7 +59,8 @@ function domains(sum: DashSummary): HTMLElement {
                 h("td", null, p.mediaType),
                 h("td", null, badge(p.rebuild.poolState, stTone)),
                 h("td", null, p.rebuild.activity === "Idle" ? "Idle" : `${p.rebuild.activity} ${p.rebuild.progressPercent.toFixed(0)} %`),
-                h("td", null, h("span", { class: "usage" }, bar(pct, usageTone(pct, high, crit), [high, crit]), h("span", { class: "usage-t" }, `${bytes(p.inUseRawBytes)} / ${bytes(p.rawBytes)}`))),
+                h("td", null, h("span", { class: "usage" }, bar(pct, usageTone(pct, high, crit), [high, crit]), h("span", { class: "usage-t" }, `${pct.toFixed(1)} % · ${bytes(p.usedRawBytes)} / ${bytes(p.usableRawBytes)}`))),
+                h("td", { class: "num" }, `${high} / ${crit} %`),
                 h("td", { class: "num" }, `${p.sparePercentage} %`),
                 h("td", { class: "num" }, p.volumes),
                 h("td", { class: "num" }, bytes(p.provisionedBytes)),
@@ -161,6 +162,6 @@ class TopologyPage implements Page {
 export const topologyPage: PageDef = {
   id: "topology",
   title: "Topology",
-  needs: { history: false, live: true, alertHistory: false },
+  needs: { history: false, live: true, alerts: false },
   create: () => new TopologyPage(),
 };

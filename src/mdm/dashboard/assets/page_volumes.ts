@@ -33,7 +33,15 @@ class VolumesPage implements Page {
     this.table = new DataTable<DashVolume>({
       id: "volumes-table",
       rowKey: (v) => v.id,
-      rowAttrs: (v) => ({ "data-testid": "volume-row", "data-name": v.name ?? v.id, "data-size-bytes": String(v.sizeBytes) }),
+      rowAttrs: (v) => {
+        const r = io(v);
+        return {
+          "data-testid": "volume-row",
+          "data-name": v.name ?? v.id,
+          "data-size-bytes": String(v.sizeBytes),
+          ...(r ? { "data-read-iops": String(r.readIops), "data-write-iops": String(r.writeIops) } : {}),
+        };
+      },
       filterText: (v) => `${v.name ?? ""} ${v.id} ${poolLabel(sum(), v.poolId)}`,
       empty: "No volume yet.",
       columns: [
@@ -90,6 +98,6 @@ class VolumesPage implements Page {
 export const volumesPage: PageDef = {
   id: "volumes",
   title: "Volumes",
-  needs: { history: false, live: true, alertHistory: false },
+  needs: { history: false, live: true, alerts: false },
   create: (app) => new VolumesPage(app),
 };
