@@ -1,10 +1,15 @@
-// Flag helpers shared by the role commands: repeated flags, secrets and the MDM endpoint.
-// Secrets come from files or the environment, never from argv (argv is visible in ps).
+// Flag helpers shared by the role commands: repeated flags, secrets, the MDM endpoint, the
+// control port and logging (--log-level, --log-format). Secrets come from files or the
+// environment, never from argv (argv is visible in ps).
 
 import { readFileSync } from "node:fs";
-import { consola } from "consola";
+import { formatWithOptions } from "node:util";
+import { consola, type LogObject } from "consola";
+import { z } from "zod";
 import { PfError, isPfError, exitStatusOf } from "../proto/errors.ts";
+import { Limits } from "../proto/limits.ts";
 import type { MdmEndpoint } from "../proto/mdm_http.ts";
+import { parseHostPort } from "../proto/sizes.ts";
 
 /** Every value of a repeatable flag (citty keeps only the last): `--flag V` and `--flag=V`. */
 export function repeatedFlag(rawArgs: string[], flag: string): string[] {
@@ -69,4 +74,73 @@ export async function serveUntilSignal(name: string, start: () => Promise<{ stop
   };
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
+}
+
+// ---- logging ----
+
+export const LogLevelName = z.enum(["error", "warn", "info", "debug"]);
+export type LogLevelName = z.infer<typeof LogLevelName>;
+export const LogFormat = z.enum(["text", "json"]);
+export type LogFormat = z.infer<typeof LogFormat>;
+
+/** consola's numeric level for each name (consola: 0 error, 1 warn, 3 info, 4 debug) */
+const CONSOLA_LEVEL_OF: Record<LogLevelName, number> = { error: 0, warn: 1, info: 3, debug: 4 };
+
+/** citty argument definitions every long-lived role takes (spread into its args). */
+export const logArgs = {
+  "log-level": { type: "string", description: "error | warn | info | debug (default info, or CONSOLA_LEVEL)" },
+  "log-format": { type: "string", description: "text | json: json writes one object per line {time, level, role, message}", default: "text" },
+} as const;
+
+/**
+ * Apply --log-level and --log-format. A level not given keeps consola's own (CONSOLA_LEVEL or
+ * info); json replaces the reporters with one writing a JSON object per line: errors and warnings
+ * to stderr, the rest to stdout, as consola's text reporter does.
+ */
+export function applyLogOptions(args: { "log-level"?: string; "log-format"?: string }, role: string): void {
+  const level = args["log-level"] === undefined || args["log-level"] === "" ? null : parseFlag(LogLevelName, args["log-level"], "--log-level");
+  const format = parseFlag(LogFormat, args["log-format"] ?? "text", "--log-format");
+  if (level !== null) consola.level = CONSOLA_LEVEL_OF[level];
+  if (format === "json") consola.setReporters([{ log: (o: LogObject) => writeJsonLine(o, role) }]);
+}
+
+function parseFlag<T extends z.ZodEnum>(schema: T, value: string, flag: string): z.infer<T> {
+  const r = schema.safeParse(value.trim().toLowerCase());
+  if (!r.success) throw new PfError("BAD_REQUEST", `${flag} ${value}: expected one of ${schema.options.join(", ")}`);
+  return r.data;
+}
+
+/** consola's log types named by the four levels pf documents (fatal -> error, success -> info, ...). */
+function levelName(o: LogObject): LogLevelName {
+  if (o.level <= 0) return "error";
+  if (o.level === 1) return "warn";
+  if (o.level <= 3) return "info";
+  return "debug";
+}
+
+function writeJsonLine(o: LogObject, role: string): void {
+  const args: unknown[] = o.message === undefined ? o.args : [o.message, ...o.args];
+  const line = JSON.stringify({ time: o.date.toISOString(), level: levelName(o), role, message: formatWithOptions({ colors: false, breakLength: Infinity }, ...args) });
+  (o.level < 2 ? process.stderr : process.stdout).write(line + "\n");
+}
+
+// ---- control port ----
+
+/**
+ * The control port from --control: "none" (or "off") = no control port; absent = the role's own
+ * host with its port + Limits.controlPortOffset (port 0 stays 0, i.e. a free port).
+ */
+export function controlFrom(flag: string | undefined, own: { host: string; port: number }, flagName = "--control"): { host: string; port: number } | null {
+  if (flag !== undefined && /^(none|off)$/i.test(flag.trim())) return null;
+  if (flag === undefined || flag === "") return { host: own.host, port: defaultControlPort(own.port, flagName) };
+  const hp = parseHostPort(flag, defaultControlPort(own.port, flagName));
+  if (hp === null) throw new PfError("BAD_REQUEST", `${flagName} ${flag} is not HOST:PORT (or none)`);
+  return hp;
+}
+
+function defaultControlPort(port: number, flagName: string): number {
+  if (port === 0) return 0;
+  const p = port + Limits.controlPortOffset;
+  if (p > 65535) throw new PfError("BAD_REQUEST", `the default control port ${port}+${Limits.controlPortOffset} is over 65535; give ${flagName} HOST:PORT`);
+  return p;
 }

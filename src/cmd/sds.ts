@@ -5,8 +5,9 @@ import { hostname } from "node:os";
 import { runSds } from "../sds/main.ts";
 import { PfError } from "../proto/errors.ts";
 import { parseHostPort, parseSizeBytes } from "../proto/sizes.ts";
-import { DEFAULT_SDS_PORT } from "../proto/cluster_config.ts";
-import { repeatedFlag, mdmEndpointFrom, serveUntilSignal } from "./role_options.ts";
+import { DEFAULT_SDS_CONTROL_PORT, DEFAULT_SDS_PORT } from "../proto/cluster_config.ts";
+import { applyLogOptions, controlFrom, logArgs, repeatedFlag, mdmEndpointFrom, serveUntilSignal } from "./role_options.ts";
+import { PF_VERSION } from "./version.ts";
 
 /** "PATH[:SIZE]" -> device spec; a size creates and preallocates the file when missing. */
 export function parseDeviceFlag(text: string): { path: string; sizeBytes?: number } {
@@ -31,10 +32,14 @@ export const sdsCommand = defineCommand({
     "protection-domain": { type: "string", description: "Protection domain name", default: "pd1" },
     "storage-pool": { type: "string", description: "Storage pool name", default: "sp1" },
     "fault-set": { type: "string", description: "Fault set name" },
+    control: { type: "string", description: `HOST:PORT of the plain-HTTP control port: /health /metrics /status (default: the --listen host, data port + 1000, e.g. ${DEFAULT_SDS_CONTROL_PORT}; none = off)` },
+    ...logArgs,
   },
   async run({ args, rawArgs }) {
+    applyLogOptions(args, "sds");
     const hp = parseHostPort(args.listen, DEFAULT_SDS_PORT);
     if (!hp) throw new PfError("BAD_REQUEST", `--listen ${args.listen} is not HOST:PORT`);
+    const control = controlFrom(args.control, hp);
     const devices = repeatedFlag(rawArgs, "device").map(parseDeviceFlag);
     await serveUntilSignal("sds", () =>
       runSds({
@@ -47,6 +52,8 @@ export const sdsCommand = defineCommand({
         protectionDomainName: args["protection-domain"],
         storagePoolName: args["storage-pool"],
         faultSetName: args["fault-set"],
+        version: PF_VERSION,
+        control,
       }),
     );
   },

@@ -18,6 +18,7 @@ import type { MdmEndpoint } from "../proto/mdm_http.ts";
 import { applyClusterObjects, loginAdmin, waitForMdm } from "./up_apply.ts";
 import { RoleSupervisor, selfCommand } from "./up_supervisor.ts";
 import { listNbdExports } from "./nbd_probe.ts";
+import { controlFrom } from "./role_options.ts";
 
 export const upCommand = defineCommand({
   meta: { name: "up", description: "Start the roles a cluster YAML gives this host (no file: a one-host cluster)" },
@@ -121,12 +122,14 @@ async function up(config: ClusterConfig, host: HostConfig, dataDir: string): Pro
         "sds", ...roleMdmArgs, "--data-dir", join(dataDir, "sds", s.name), "--name", s.name,
         "--listen", `${bracket(host.address)}:${s.port}`, "--protection-domain", pd, "--storage-pool", pool,
         ...(s.faultSet ? ["--fault-set", s.faultSet] : []), ...devArgs,
+        ...(s.controlPort === undefined ? [] : ["--control", `${bracket(host.address)}:${s.controlPort}`]),
       ]);
     }
     if (host.sdc) {
       sup.start("sdc", [
         "sdc", ...roleMdmArgs, "--data-dir", join(dataDir, "sdc"), "--name", host.sdc.name ?? host.name,
         "--address", host.address, "--nbd", `${bracket(host.sdc.nbd.host)}:${host.sdc.nbd.port}`,
+        ...(host.sdc.control === undefined ? [] : ["--control", `${bracket(host.sdc.control.host)}:${host.sdc.control.port}`]),
       ]);
     }
     if (host.mdm) await applyClusterObjects(ep, config, "volumes", () => sup.failed());
@@ -165,6 +168,23 @@ function bracket(addr: string): string {
   return addr.includes(":") ? `[${addr}]` : addr;
 }
 
+/** The control ports of this host's SDSs and SDC, as their commands resolve them (role_options.ts). */
+function controlUrls(host: HostConfig): { role: string; url: string }[] {
+  const url = (hp: { host: string; port: number } | null) =>
+    hp === null ? null : hp.port === 0 ? `http://${bracket(hp.host)}:<any free port, in the role's log>` : `http://${bracket(hp.host)}:${hp.port}`;
+  const out: { role: string; url: string }[] = [];
+  for (const s of host.sds) {
+    const u = url(controlFrom(s.controlPort === undefined ? undefined : `${bracket(host.address)}:${s.controlPort}`, { host: host.address, port: s.port }));
+    if (u !== null) out.push({ role: `sds ${s.name}`, url: u });
+  }
+  if (host.sdc) {
+    const c = host.sdc.control;
+    const u = url(controlFrom(c === undefined ? undefined : `${bracket(c.host)}:${c.port}`, host.sdc.nbd));
+    if (u !== null) out.push({ role: "sdc", url: u });
+  }
+  return out;
+}
+
 function printSummary(config: ClusterConfig, host: HostConfig, dataDir: string, mdmUrl: string, caFile: string): void {
   const lines = [`pf is up on host ${host.name} (data in ${dataDir})`];
   if (host.sdc) {
@@ -173,6 +193,7 @@ function printSummary(config: ClusterConfig, host: HostConfig, dataDir: string, 
     for (const v of mine) lines.push(`  NBD:   nbd://${bracket(nbd.host)}:${nbd.port}/${v.name}`);
   }
   lines.push(`  REST:  ${mdmUrl}/api   (certificate: ${caFile})`);
+  for (const c of controlUrls(host)) lines.push(`  control ${c.role}: ${c.url}  (/health /metrics /status)`);
   lines.push(`  scli:  export PF_MDM=${mdmUrl} PF_MDM_CA=${caFile}`);
   const pw = config.cluster.adminPassword ? "<adminPassword from the cluster file>" : `"$(cat ${join(dataDir, "mdm", "admin-password")})"`;
   const pf = selfCommand().join(" ");

@@ -45,12 +45,17 @@ const hostPort = (defaultPort: number) =>
 export const DEFAULT_MDM_PORT = 6611;
 export const DEFAULT_SDS_PORT = 7072;
 export const DEFAULT_NBD_PORT = 10809;
+/** control HTTP ports (/health /metrics /status): by default the role's own port + 1000 */
+export const DEFAULT_SDS_CONTROL_PORT = DEFAULT_SDS_PORT + 1000;
+export const DEFAULT_SDC_CONTROL_PORT = DEFAULT_NBD_PORT + 1000;
 
 const SdsConfig = z.strictObject({
   name: objName,
   port: z.number().int().min(0).max(65535).default(DEFAULT_SDS_PORT),
   pool: z.string().regex(/^[^/]+\/[^/]+$/, "pool is PD/POOL, e.g. pd1/sp1"),
   faultSet: objName.optional(),
+  /** control HTTP port on the host's address (default: port + 1000; 0 = any free port) */
+  controlPort: z.number().int().min(0).max(65535).optional(),
   devices: z
     .array(z.strictObject({ path: z.string().min(1), size: size.optional() }))
     .min(1, "an SDS needs at least one device")
@@ -66,6 +71,8 @@ const HostConfig = z.strictObject({
     .strictObject({
       name: objName.optional(),
       nbd: hostPort(DEFAULT_NBD_PORT).default({ host: "127.0.0.1", port: DEFAULT_NBD_PORT }),
+      /** control HTTP port (default: the NBD host, NBD port + 1000) */
+      control: hostPort(DEFAULT_SDC_CONTROL_PORT).optional(),
     })
     .optional(),
 });

@@ -53,6 +53,14 @@ export const Limits = {
   sdsLeaseMs: 4000, // an SDS serves extents only while its lease holds; shorter than heartbeatTimeoutMs
   mapPollIntervalMs: 1000,
 
+  // observability (metrics core, control HTTP port of SDS and SDC)
+  metricsMaxSeriesPerFamily: 65_536, // a family refuses more labelled series (labels are bounded sets, never extents)
+  sdcMaxMeteredVolumes: 65_536, // volumes an SDC keeps IO counters for in one process life (SdcIoReport.volumes max)
+  controlMaxRequestBodyBytes: 64 * KiB, // the control port takes no bodies; Bun refuses larger ones outright
+  eventLoopLagSampleMs: 500, // the event-loop lag timer fires this often
+  eventLoopLagWindowSamples: 10, // pf_event_loop_lag_seconds is the worst lag of this many samples (5 s)
+  controlPortOffset: 1000, // default control port = the role's own port (SDS data, SDC NBD) + this
+
   // failure detection and recovery (MDM); the three timeouts are MdmOptions defaults
   leaseToTimeoutRatio: 0.8, // an SDS lease is this share of the MDM's heartbeat timeout (strictly less)
   rebuildGraceMs: 30_000, // a lost SDS that returns within this resyncs; later its copies are rebuilt elsewhere

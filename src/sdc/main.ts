@@ -1,15 +1,23 @@
 // `pf sdc` wiring: join the MDM, keep maps fresh by heartbeat, serve mapped volumes over NBD.
 // The SDC owns nothing durable except its GUID (kept in the data dir so that a restart is the
-// same SDC and keeps its mappings).
+// same SDC and keeps its mappings). The control port (HTTP /health, /metrics, /status) listens
+// before the join; every heartbeat carries the cumulative IO counters (src/proto/io_report.ts)
+// under a random per-process incarnation.
 
 import { consola } from "consola";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ClusterPaths, SdcJoinResponse } from "../proto/cluster_api.ts";
-import { clusterRequest, joinWithRetry, type MdmEndpoint } from "../proto/mdm_http.ts";
-import { startNbdServer } from "./nbd_server.ts";
-import { SdcNode } from "./sdc_node.ts";
+import { startControlServer, type ControlServer } from "../proto/control_server.ts";
 import { DataPlanePool } from "../proto/dataplane_client.ts";
+import { newIncarnation } from "../proto/io_meter.ts";
+import { clusterRequest, joinWithRetry, type MdmEndpoint } from "../proto/mdm_http.ts";
+import { MetricRegistry } from "../proto/metrics.ts";
+import { registerProcessMetrics } from "../proto/process_metrics.ts";
+import { startNbdServer, type NbdServer } from "./nbd_server.ts";
+import { SdcControl } from "./sdc_control.ts";
+import { SdcMetrics } from "./sdc_metrics.ts";
+import { SdcNode } from "./sdc_node.ts";
 
 export interface SdcOptions {
   mdm: MdmEndpoint;
@@ -19,11 +27,17 @@ export interface SdcOptions {
   address: string;
   nbdHost: string;
   nbdPort: number;
+  /** pf version, for pf_build_info and /status */
+  version?: string;
+  /** control HTTP port (0 = any free port); null or absent: none */
+  control?: { host: string; port: number } | null;
 }
 
 export interface SdcHandle {
   sdcId: string;
   nbdPort: number;
+  /** http://HOST:PORT of the control port, null when there is none */
+  controlUrl: string | null;
   stop(): Promise<void>;
 }
 
@@ -44,34 +58,63 @@ function loadGuid(opts: SdcOptions): string {
 
 export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
   const guid = loadGuid(opts);
-  const joined = await joinWithRetry("sdc", opts.mdm, () =>
-    clusterRequest(opts.mdm, {
-      method: "POST",
-      path: ClusterPaths.sdcJoin,
-      body: { guid, name: opts.name, host: opts.address },
-      schema: SdcJoinResponse,
-    }),
-  );
-  const sdcId = joined.sdcId;
-  const dataKey = joined.dataKey;
-  let closeExport: (name: string) => void = () => {};
-  const node = new SdcNode({
-    mdm: opts.mdm,
-    sdcId,
-    links: new DataPlanePool({ dataKeyHex: dataKey, nodeId: sdcId }),
-    onUnexport: (name) => closeExport(name),
-    sleep: (ms) => Bun.sleep(ms),
-    nowMs: () => performance.now(),
-  });
-  await node.refresh();
-  const nbd = await startNbdServer({ host: opts.nbdHost, port: opts.nbdPort, registry: node });
-  closeExport = nbd.closeExport;
-  consola.info(`sdc ${sdcId}: serving ${node.list().length} volume(s) over NBD on ${opts.nbdHost}:${nbd.port}`);
+  const version = opts.version ?? "unknown";
+  const registry = new MetricRegistry();
+  const proc = registerProcessMetrics(registry, { role: "sdc", version });
+  const control = new SdcControl(registry, { name: opts.name ?? null, guid, version, mdmUrl: opts.mdm.url, nbdHost: opts.nbdHost }, proc);
+  let controlServer: ControlServer | null = null;
+  let node: SdcNode | null = null;
+  let nbd: NbdServer | null = null;
+  try {
+    if (opts.control) {
+      controlServer = startControlServer({ host: opts.control.host, port: opts.control.port, source: control });
+      consola.info(`sdc: control port ${controlServer.url} (/health /metrics /status)`);
+    }
+    const joined = await joinWithRetry("sdc", opts.mdm, () =>
+      clusterRequest(opts.mdm, {
+        method: "POST",
+        path: ClusterPaths.sdcJoin,
+        body: { guid, name: opts.name, host: opts.address },
+        schema: SdcJoinResponse,
+      }),
+    );
+    const sdcId = joined.sdcId;
+    const metrics = new SdcMetrics(registry, sdcId);
+    const incarnation = newIncarnation();
+    let closeExport: (name: string) => void = () => {};
+    const n = new SdcNode({
+      mdm: opts.mdm,
+      sdcId,
+      links: new DataPlanePool({ dataKeyHex: joined.dataKey, nodeId: sdcId }),
+      onUnexport: (name) => closeExport(name),
+      sleep: (ms) => Bun.sleep(ms),
+      nowMs: () => performance.now(),
+      meterFor: (volumeId, name) => metrics.volume(volumeId, name),
+      ioReport: () => metrics.report(incarnation, nbd?.stats() ?? { connections: 0, inflightIos: 0 }),
+    });
+    node = n;
+    await n.refresh();
+    const server = await startNbdServer({ host: opts.nbdHost, port: opts.nbdPort, registry: n });
+    nbd = server;
+    closeExport = server.closeExport;
+    control.attach(sdcId, n, server);
+    consola.info(`sdc ${sdcId}: serving ${n.list().length} volume(s) over NBD on ${opts.nbdHost}:${server.port}`);
+    return serve(sdcId, joined.heartbeatMs, n, server, controlServer, () => proc.stop());
+  } catch (e) {
+    await nbd?.stop();
+    node?.close();
+    await controlServer?.stop();
+    proc.stop();
+    throw e;
+  }
+}
 
+/** The heartbeat loop of a running SDC, and its stop. */
+function serve(sdcId: string, heartbeatMs: number, node: SdcNode, nbd: NbdServer, controlServer: ControlServer | null, stopProcessMetrics: () => void): SdcHandle {
   let stopped = false;
   const loop = (async () => {
     while (!stopped) {
-      await Bun.sleep(joined.heartbeatMs);
+      await Bun.sleep(heartbeatMs);
       if (stopped) break;
       try {
         await node.heartbeat();
@@ -84,11 +127,14 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
   return {
     sdcId,
     nbdPort: nbd.port,
+    controlUrl: controlServer?.url ?? null,
     async stop() {
       stopped = true;
       await nbd.stop();
       node.close();
       await loop;
+      await controlServer?.stop();
+      stopProcessMetrics();
     },
   };
 }

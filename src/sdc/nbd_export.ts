@@ -6,7 +6,14 @@
 // against sizeBytes (and ≤ Limits.nbdMaxRequestBytes for read/write); failures reject with PfError
 // (mapped to an NBD errno by nbdErrnoOf); a write/trim/zero with `fua` resolves only once durable
 // on every copy; flush() covers every write acknowledged before it was called (on every
-// connection when multiConn is true).
+// connection when multiConn is true). A `meter`, when present, is told of every request the
+// session completed (the client's view: from the request's arrival to its answer).
+
+/** Told of each completed request; called on the IO path, so it must not allocate. */
+export interface ExportMeter {
+  /** `cmd` is the NBD command (Cmd), `lengthBytes` its length, `seconds` from arrival to answer */
+  completed(cmd: number, lengthBytes: number, seconds: number, ok: boolean): void;
+}
 
 export interface NbdExport {
   name: string;
@@ -21,6 +28,8 @@ export interface NbdExport {
   flush(): Promise<void>;
   trim(offsetBytes: number, lengthBytes: number, fua: boolean): Promise<void>;
   writeZeroes(offsetBytes: number, lengthBytes: number, fua: boolean): Promise<void>;
+  /** IO counters of this export (the SDC's per-volume metrics); absent = not metered */
+  readonly meter?: ExportMeter | null;
 }
 
 export interface ExportRegistry {

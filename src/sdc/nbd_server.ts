@@ -22,11 +22,21 @@ export interface NbdServerOptions {
   handshakeTimeoutMs?: number;
 }
 
+/** Connection counts for metrics and status (computed when asked, never on the IO path). */
+export interface NbdServerStats {
+  connections: number;
+  /** requests started and not yet answered, over all connections */
+  inflightIos: number;
+  /** connections in the transmission phase, by export name */
+  connectionsByExport: Map<string, number>;
+}
+
 export interface NbdServer {
   port: number;
   stop(): Promise<void>;
   /** disconnect sessions of an export that was unmapped */
   closeExport(name: string): void;
+  stats(): NbdServerStats;
 }
 
 interface ConnData {
@@ -82,6 +92,15 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
 
   return {
     port: listener.port,
+    stats() {
+      const byExport = new Map<string, number>();
+      let inflight = 0;
+      for (const s of sessions) {
+        inflight += s.inFlightCount;
+        if (s.exportName !== null) byExport.set(s.exportName, (byExport.get(s.exportName) ?? 0) + 1);
+      }
+      return { connections: sessions.size, inflightIos: inflight, connectionsByExport: byExport };
+    },
     closeExport(name: string) {
       for (const s of sessions) {
         if (s.exportName === name) s.shutdown(`export "${name}" was unmapped`);

@@ -16,6 +16,7 @@
 
 import { consola } from "consola";
 import { isPfError, nbdErrnoOf } from "../proto/errors.ts";
+import { ioNowMs } from "../proto/io_meter.ts";
 import { Limits } from "../proto/limits.ts";
 import {
   CLIENT_FLAGS_BYTES,
@@ -79,6 +80,11 @@ export class NbdSession {
 
   get isClosed(): boolean {
     return this.phase === "closed";
+  }
+
+  /** requests started on the export and not yet answered */
+  get inFlightCount(): number {
+    return this.inFlight;
   }
 
   /** Connection accepted: send the greeting. */
@@ -293,6 +299,7 @@ export class NbdSession {
     const held = payload !== null ? payload.length : req.type === Cmd.READ ? req.lengthBytes : 0;
     this.inFlight++;
     this.heldBytes += held;
+    const startMs = ioNowMs();
     let p: Promise<Uint8Array | void>;
     try {
       p = this.execute(exp, req, payload, fua);
@@ -300,8 +307,8 @@ export class NbdSession {
       p = Promise.reject(e);
     }
     p.then(
-      (data) => this.complete(req, held, data instanceof Uint8Array ? data : EMPTY, 0),
-      (e: unknown) => this.complete(req, held, EMPTY, this.errnoOf(req, e)),
+      (data) => this.complete(exp, req, held, data instanceof Uint8Array ? data : EMPTY, 0, startMs),
+      (e: unknown) => this.complete(exp, req, held, EMPTY, this.errnoOf(req, e), startMs),
     ).catch((e: unknown) => {
       // A bug in answering must cost this connection only, never the process.
       consola.error(`nbd: connection ${this.id} (${this.peer}): answering command ${req.type} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
@@ -327,14 +334,16 @@ export class NbdSession {
     }
   }
 
-  private complete(req: NbdRequest, held: number, data: Uint8Array, errno: number): void {
+  private complete(exp: NbdExport, req: NbdRequest, held: number, data: Uint8Array, errno: number, startMs: number): void {
     this.inFlight--;
     this.heldBytes -= held;
-    if (this.phase === "closed") return;
     if (errno === 0 && req.type === Cmd.READ && data.length !== req.lengthBytes) {
       consola.error(`nbd: export "${this.exportName}" returned ${data.length} bytes for a READ of ${req.lengthBytes}: EIO`);
       errno = NbdErrno.EIO;
     }
+    // the request ran on the volume even when its connection closed meanwhile: count it
+    exp.meter?.completed(req.type, req.lengthBytes, (ioNowMs() - startMs) / 1000, errno === 0);
+    if (this.phase === "closed") return;
     if (errno !== 0) this.replyError(req, errno);
     else this.replyOk(req, data);
     if (this.disconnecting) {

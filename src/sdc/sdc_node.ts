@@ -4,7 +4,9 @@
 // one pooled data-plane link per SDS (re-opened when its address changes).
 //
 // Invariants: at most one map refresh runs at a time (concurrent callers share it); a volume
-// that disappears from the maps is unexported at once and its NBD sessions are closed.
+// that disappears from the maps is unexported at once and its NBD sessions are closed. Every
+// heartbeat carries the SDC's cumulative IO counters (deps.ioReport); the outcome of the last
+// heartbeats and map fetches is kept for /health (mdmState, mapsStale).
 
 import { consola } from "consola";
 import {
@@ -14,7 +16,9 @@ import {
   type SdcMapsResponse as SdcMaps,
   type SdsAddress,
 } from "../proto/cluster_api.ts";
+import type { SdcIoReport } from "../proto/io_report.ts";
 import { clusterRequest, type MdmEndpoint } from "../proto/mdm_http.ts";
+import type { ExportMeter } from "./nbd_export.ts";
 import { VolumeIo, type SdsLink } from "./volume_io.ts";
 
 /** Links to SDSs by id (a DataPlanePool from src/proto/dataplane_client.ts in production). */
@@ -33,17 +37,36 @@ export interface SdcNodeDeps {
   onUnexport(name: string): void;
   sleep(ms: number): Promise<void>;
   nowMs(): number;
+  /** the IO counters of a volume being exported (absent: not metered) */
+  meterFor?(volumeId: string, name: string): ExportMeter;
+  /** cumulative IO counters for the heartbeat (absent: the heartbeat carries none) */
+  ioReport?(): SdcIoReport;
 }
 
 export class SdcNode {
   private volumes = new Map<string, VolumeIo>(); // by export (volume) name
   private appliedMapVersion = 0;
   private refreshing: Promise<void> | null = null;
+  /** mapVersion the MDM last announced (heartbeat answer or map fetch) */
+  private announcedMapVersion = 0;
+  private heartbeatFailures = 0;
+  private answeredBeats = 0;
+  private lastError: string | null = null;
 
   constructor(private readonly deps: SdcNodeDeps) {}
 
   get mapVersion(): number {
     return this.appliedMapVersion;
+  }
+
+  /** How the conversation with the MDM goes (for /health and /status). */
+  get mdmState(): { answeredBeats: number; consecutiveFailures: number; lastError: string | null } {
+    return { answeredBeats: this.answeredBeats, consecutiveFailures: this.heartbeatFailures, lastError: this.lastError };
+  }
+
+  /** The MDM announced another map than the one applied (its fetch failed or is under way). */
+  get mapsStale(): boolean {
+    return this.announcedMapVersion !== this.appliedMapVersion;
   }
 
   /** ExportRegistry for the NBD server. */
@@ -65,12 +88,22 @@ export class SdcNode {
 
   /** One heartbeat; refreshes maps when the MDM's mapVersion moved. */
   async heartbeat(): Promise<void> {
-    const r = await clusterRequest(this.deps.mdm, {
-      method: "POST",
-      path: ClusterPaths.sdcHeartbeat(this.deps.sdcId),
-      body: { appliedMapVersion: this.appliedMapVersion },
-      schema: HeartbeatResponse,
-    });
+    let r: HeartbeatResponse;
+    try {
+      r = await clusterRequest(this.deps.mdm, {
+        method: "POST",
+        path: ClusterPaths.sdcHeartbeat(this.deps.sdcId),
+        body: { appliedMapVersion: this.appliedMapVersion, io: this.deps.ioReport?.() },
+        schema: HeartbeatResponse,
+      });
+    } catch (e) {
+      this.heartbeatFailures++;
+      this.lastError = (e as Error).message;
+      throw e;
+    }
+    this.heartbeatFailures = 0;
+    this.answeredBeats++;
+    this.announcedMapVersion = r.mapVersion;
     if (r.mapVersion !== this.appliedMapVersion) await this.refresh();
   }
 
@@ -98,18 +131,18 @@ export class SdcNode {
       }
       if (cur) this.unexport(vm.name);
       consola.info(`sdc: exporting volume ${vm.name} (${vm.volumeId}, ${vm.sizeBytes} bytes, ${vm.accessMode}, ${vm.extents.length} extents)`);
-      this.volumes.set(
-        vm.name,
-        new VolumeIo(vm, {
-          link: (sdsId) => this.deps.links.link(sdsId),
-          refreshMaps: () => this.refresh(),
-          sleep: this.deps.sleep,
-          nowMs: this.deps.nowMs,
-        }),
-      );
+      const io = new VolumeIo(vm, {
+        link: (sdsId) => this.deps.links.link(sdsId),
+        refreshMaps: () => this.refresh(),
+        sleep: this.deps.sleep,
+        nowMs: this.deps.nowMs,
+      });
+      io.meter = this.deps.meterFor?.(vm.volumeId, vm.name) ?? null;
+      this.volumes.set(vm.name, io);
     }
     for (const name of [...this.volumes.keys()]) if (!seen.has(name)) this.unexport(name);
     this.appliedMapVersion = maps.mapVersion;
+    if (this.announcedMapVersion < maps.mapVersion) this.announcedMapVersion = maps.mapVersion;
   }
 
   private unexport(name: string): void {

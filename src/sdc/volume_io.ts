@@ -20,6 +20,7 @@ import { idToHalves } from "../proto/ids.ts";
 import { Limits } from "../proto/limits.ts";
 import type { VolumeMap } from "../proto/cluster_api.ts";
 import type { DataPlaneLink, DataReply } from "../proto/dataplane_client.ts";
+import type { ExportMeter } from "./nbd_export.ts";
 
 /** The part of a data-plane link (src/proto/dataplane_client.ts) the router uses. */
 export type SdsLink = Pick<DataPlaneLink, "request">;
@@ -37,6 +38,8 @@ const RETRYABLE: ReadonlySet<Status> = new Set<Status>([Status.STALE_EPOCH, Stat
 export class VolumeIo {
   /** FLUSH on any connection covers writes of all connections (see top of file) */
   readonly multiConn = true;
+  /** the volume's IO counters (sdc_metrics.ts); the NBD session reports completions to it */
+  meter: ExportMeter | null = null;
   private map: VolumeMap;
   private volumeHi: number;
   private volumeLo: number;

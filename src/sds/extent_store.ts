@@ -24,6 +24,7 @@ import type { BlockDevice } from "../store/block_device.ts";
 import type { SdsMeta } from "../store/sds_meta.ts";
 import { ChunkAllocator, type Allocation } from "./chunk_allocator.ts";
 import type { ChangeRecord } from "./dirty_chunks.ts";
+import type { CopyKind } from "./sds_metrics.ts";
 
 export interface DeviceSlot {
   deviceId: string;
@@ -56,6 +57,8 @@ export class Extent {
   changes: ChangeRecord | null = null;
   /** forwarded writes (to any copy) that failed: a copy job restarts when this moves */
   forwardFailures = 0;
+  /** as a copy target: what kind of copy it receives (metrics; set with the role, sds_node.ts) */
+  copyKind: CopyKind = "rebuild";
   constructor(
     readonly volumeId: string,
     readonly extentIndex: number,

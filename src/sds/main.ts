@@ -9,17 +9,24 @@
 // first heartbeat reports them applied, and nothing is served before that heartbeat's answer
 // gives a lease; the lease counts from when the heartbeat was SENT; an unreachable MDM stops
 // nothing until the lease runs out, heartbeats keep being retried, and the first answer after
-// the MDM is back renews the lease.
+// the MDM is back renews the lease. The control port (HTTP /health, /metrics, /status) listens
+// before the join, so it can tell an operator the SDS is not joined yet; every heartbeat carries
+// the cumulative IO counters (src/proto/io_report.ts) under a random per-process incarnation.
 
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join as joinPath } from "node:path";
 import { consola } from "consola";
 import { ClusterPaths, HeartbeatResponse, SdsAssignmentsResponse, SdsJoinResponse, type SdsJoinRequest } from "../proto/cluster_api.ts";
+import { startControlServer, type ControlServer } from "../proto/control_server.ts";
 import { PfError } from "../proto/errors.ts";
+import { newIncarnation } from "../proto/io_meter.ts";
 import { clusterRequest, joinWithRetry, type MdmEndpoint } from "../proto/mdm_http.ts";
+import { MetricRegistry } from "../proto/metrics.ts";
+import { registerProcessMetrics } from "../proto/process_metrics.ts";
 import { openBlockDevice, type BlockDevice } from "../store/block_device.ts";
 import { FaultFile } from "../store/block_fault.ts";
 import { DataPlaneServer } from "./dataplane_server.ts";
+import { SdsControl, type MdmLinkState } from "./sds_control.ts";
 import { startSdsCore, type SdsCore } from "./sds_core.ts";
 
 export interface SdsOptions {
@@ -34,11 +41,17 @@ export interface SdsOptions {
   protectionDomainName: string;
   storagePoolName: string;
   faultSetName?: string;
+  /** pf version, for pf_build_info and /status */
+  version?: string;
+  /** control HTTP port (0 = any free port); null or absent: none */
+  control?: { host: string; port: number } | null;
 }
 
 export interface SdsHandle {
   sdsId: string;
   port: number;
+  /** http://HOST:PORT of the control port, null when there is none */
+  controlUrl: string | null;
   stop(): Promise<void>;
 }
 
@@ -51,7 +64,19 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
   let core: SdsCore | null = null;
   const faults = FaultFile.fromEnv();
   if (faults !== null) consola.warn(`sds ${opts.name}: device fault injection armed by the file ${faults.path}`);
+  const registry = new MetricRegistry();
+  const proc = registerProcessMetrics(registry, { role: "sds", version: opts.version ?? "unknown" });
+  const control = new SdsControl(
+    registry,
+    { name: opts.name, version: opts.version ?? "unknown", mdmUrl: opts.mdm.url, host: opts.host, protectionDomainName: opts.protectionDomainName, storagePoolName: opts.storagePoolName, faultSetName: opts.faultSetName },
+    proc,
+  );
+  let controlServer: ControlServer | null = null;
   try {
+    if (opts.control) {
+      controlServer = startControlServer({ host: opts.control.host, port: opts.control.port, source: control });
+      consola.info(`sds ${opts.name}: control port ${controlServer.url} (/health /metrics /status)`);
+    }
     for (const d of opts.devices) opened.set(d.path, openBlockDevice(d));
     server = DataPlaneServer.listen({ host: opts.host, port: opts.port });
     const boot = hostBoot(opts.dataDir);
@@ -67,29 +92,37 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
       server,
       opened,
       wrapDevice: faults === null ? undefined : (d) => faults.wrap(d),
+      registry,
       devices: opts.devices.map((d) => {
         const deviceId = idByPath.get(d.path);
         if (deviceId === undefined) throw new PfError("INTERNAL", `the MDM returned no device id for ${d.path}`);
         return { deviceId, path: d.path };
       }),
     });
-    const session = new MdmSession(opts.mdm, core, joined.heartbeatMs);
+    const session = new MdmSession(opts.mdm, core, joined.heartbeatMs, newIncarnation());
+    control.attach(core, session);
     await session.refreshAssignments();
     await session.firstBeat();
     session.start();
     consola.info(`sds ${opts.name} (${joined.sdsId}): serving ${opened.size} device(s) on ${opts.host}:${server.port}`);
     const c = core;
+    const cs = controlServer;
     return {
       sdsId: joined.sdsId,
       port: server.port,
+      controlUrl: cs?.url ?? null,
       async stop() {
         await session.stop();
         await c.stop();
         faults?.stop();
+        await cs?.stop();
+        proc.stop();
       },
     };
   } catch (e) {
     faults?.stop();
+    await controlServer?.stop();
+    proc.stop();
     if (core) await core.stop();
     else {
       server?.stop();
@@ -142,17 +175,21 @@ async function join(opts: SdsOptions, dataPort: number, devices: BlockDevice[], 
 }
 
 /** Heartbeats and assignment refreshes; failures are logged and retried, IO goes on. */
-class MdmSession {
+class MdmSession implements MdmLinkState {
   private stopped = false;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
   private failures = 0;
   private lastBeatMs = -Infinity;
+  answeredBeats = 0;
+  lastError: string | null = null;
 
   constructor(
     private readonly mdm: MdmEndpoint,
     private readonly core: SdsCore,
     private readonly heartbeatMs: number,
+    /** random per process start: the MDM reads a counter drop under a new one as a restart */
+    private readonly incarnation: string,
   ) {
     // a client named a newer epoch than ours: the MDM has news, ask now instead of at the next beat
     const early = () => {
@@ -168,12 +205,17 @@ class MdmSession {
       await this.beat();
     } catch (e) {
       this.failures++;
+      this.lastError = (e as Error).message;
       consola.warn(`sds ${this.core.sdsId}: first heartbeat failed (serving nothing until one is answered): ${(e as Error).message}`);
     }
   }
 
   start(): void {
     this.loop = this.run();
+  }
+
+  get consecutiveFailures(): number {
+    return this.failures;
   }
 
   async stop(): Promise<void> {
@@ -211,6 +253,7 @@ class MdmSession {
         this.failures = 0;
       } catch (e) {
         const left = Math.max(0, Math.round(this.core.node.leaseRemainingMs));
+        this.lastError = (e as Error).message;
         if (this.failures++ === 0) consola.warn(`sds ${this.core.sdsId}: heartbeat to MDM failed (IO continues while the lease holds, ${left} ms left): ${(e as Error).message}`);
       }
     }
@@ -227,13 +270,14 @@ class MdmSession {
       hb = await clusterRequest(this.mdm, {
         method: "POST",
         path: ClusterPaths.sdsHeartbeat(this.core.sdsId),
-        body: { devices, appliedMapVersion: node.appliedMapVersion, rebuilds: node.rebuildReports(), failedForwards },
+        body: { devices, appliedMapVersion: node.appliedMapVersion, rebuilds: node.rebuildReports(), failedForwards, io: this.core.metrics.report(this.incarnation) },
         schema: HeartbeatResponse,
       });
     } catch (e) {
       node.restoreFailedForwards(failedForwards);
       throw e;
     }
+    this.answeredBeats++;
     // Apply the MDM's newer map BEFORE renewing the lease: an SDS that was cut off and dropped
     // must not serve its old epoch for even one round trip after it reconnects.
     if (hb.mapVersion !== node.appliedMapVersion && !this.stopped) await this.refreshAssignments();

@@ -29,9 +29,11 @@ import { consola } from "consola";
 import type { RebuildReport, SyncTarget } from "../proto/cluster_api.ts";
 import { Flag, Op, Status } from "../proto/dataplane.ts";
 import type { DataPlanePool, DataRequest } from "../proto/dataplane_client.ts";
+import { ioNowMs } from "../proto/io_meter.ts";
 import { Limits } from "../proto/limits.ts";
 import type { Extent, ExtentStore } from "./extent_store.ts";
 import type { SdsClock } from "./sds_clock.ts";
+import type { CopyKind, SdsMetrics } from "./sds_metrics.ts";
 import { TokenBucket } from "./token_bucket.ts";
 
 const CHUNK = Limits.thinChunkBytes;
@@ -52,6 +54,8 @@ export interface CopyEngineDeps {
   store: ExtentStore;
   peers: DataPlanePool;
   clock: SdsClock;
+  /** copy traffic is counted in metrics.copyRead (the target counts its writes) */
+  metrics: SdsMetrics;
   /** a copy finished: the MDM wants to know soon (runSds sends a heartbeat early) */
   onDone?: () => void;
 }
@@ -63,11 +67,15 @@ class CopyJob {
   copiedBytes = 0;
   totalBytes = 0;
   attempts = 0;
+  /** resync when the mode says so; else a rebuild while the extent has one in-sync copy, a move otherwise */
+  readonly kind: CopyKind;
   constructor(
     readonly e: Extent,
     readonly epoch: number,
     readonly target: SyncTarget,
-  ) {}
+  ) {
+    this.kind = target.mode === "resync" ? "resync" : e.replicas.length < 2 ? "rebuild" : "move";
+  }
 
   /** still the copy the assignment asks for */
   get current(): boolean {
@@ -273,7 +281,9 @@ export class CopyEngine {
       let payload: Uint8Array | undefined;
       if (e.physOf(chunk) >= 0) {
         payload = new Uint8Array(len);
+        const t0 = ioNowMs();
         this.deps.store.read(e, chunk * CHUNK, payload);
+        this.deps.metrics.copyRead[job.kind].record(len, (ioNowMs() - t0) / 1000);
         this.stats.rebuildWritesSent++;
         this.stats.rebuildBytesSent += len;
       } else {

@@ -8,11 +8,15 @@
 // closed file.
 
 import { consola } from "consola";
+import { ioMetricsEnabled } from "../proto/io_meter.ts";
+import { MetricRegistry } from "../proto/metrics.ts";
 import { openBlockDevice, type BlockDevice } from "../store/block_device.ts";
 import { SdsMeta } from "../store/sds_meta.ts";
 import { DataPlaneServer } from "./dataplane_server.ts";
+import { MeteredDevice } from "./device_meter.ts";
 import { ExtentStore } from "./extent_store.ts";
 import type { SdsClock } from "./sds_clock.ts";
+import { SdsMetrics } from "./sds_metrics.ts";
 import { SdsNode } from "./sds_node.ts";
 
 export interface SdsCoreDevice {
@@ -41,6 +45,8 @@ export interface SdsCoreOptions {
   wrapDevice?: (dev: BlockDevice) => BlockDevice;
   /** monotonic clock for leases and copy throttling (tests: a fake) */
   clock?: SdsClock;
+  /** where the SDS's metric families go (runSds: the process registry its control port serves) */
+  registry?: MetricRegistry;
 }
 
 export interface SdsCore {
@@ -49,16 +55,20 @@ export interface SdsCore {
   readonly node: SdsNode;
   readonly store: ExtentStore;
   readonly server: DataPlaneServer;
+  readonly metrics: SdsMetrics;
   stop(): Promise<void>;
 }
 
 export function startSdsCore(opts: SdsCoreOptions): SdsCore {
   const devices: { deviceId: string; dev: BlockDevice }[] = [];
   let meta: SdsMeta | null = null;
+  const metrics = new SdsMetrics(opts.registry ?? new MetricRegistry(), opts.sdsId);
   try {
     for (const d of opts.devices) {
-      const dev = opts.opened?.get(d.path) ?? openBlockDevice({ path: d.path, sizeBytes: d.sizeBytes });
-      devices.push({ deviceId: d.deviceId, dev: opts.wrapDevice ? opts.wrapDevice(dev) : dev });
+      const opened = opts.opened?.get(d.path) ?? openBlockDevice({ path: d.path, sizeBytes: d.sizeBytes });
+      // metering outermost: an injected fault counts as a device error, like a real one
+      const dev = opts.wrapDevice ? opts.wrapDevice(opened) : opened;
+      devices.push({ deviceId: d.deviceId, dev: ioMetricsEnabled ? new MeteredDevice(dev, metrics.device(d.deviceId, d.path)) : dev });
     }
     meta = SdsMeta.openIn(opts.dataDir);
     const storedId = meta.getKey("sds_id");
@@ -67,7 +77,7 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
     }
     meta.setKey("sds_id", opts.sdsId);
     const store = ExtentStore.open(meta, devices);
-    const node = new SdsNode({ sdsId: opts.sdsId, dataKeyHex: opts.dataKeyHex, store, clock: opts.clock });
+    const node = new SdsNode({ sdsId: opts.sdsId, dataKeyHex: opts.dataKeyHex, store, clock: opts.clock, metrics });
     const server = opts.server ?? DataPlaneServer.listen({ host: opts.host, port: opts.port, maxInFlightPerConn: opts.maxInFlightPerConn, maxInFlightBytesPerConn: opts.maxInFlightBytesPerConn });
     server.attach(opts.dataKeyHex, node);
     const m = meta;
@@ -78,6 +88,7 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
       node,
       store,
       server,
+      metrics,
       async stop() {
         if (stopped) return;
         stopped = true;

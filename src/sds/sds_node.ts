@@ -34,12 +34,15 @@ import { consola } from "consola";
 import { Flag, Op, Status, type Frame, type FrameHeader } from "../proto/dataplane.ts";
 import { DataPlanePool, type DataRequest } from "../proto/dataplane_client.ts";
 import type { ExtentAssignment, ExtentRole, FailedForward, RebuildReport, SdsAssignmentsResponse } from "../proto/cluster_api.ts";
+import { ioNowMs, type IoMeter } from "../proto/io_meter.ts";
 import { Limits } from "../proto/limits.ts";
+import { MetricRegistry } from "../proto/metrics.ts";
 import { DirtyChunks } from "./dirty_chunks.ts";
 import type { DeviceSlot, Extent, ExtentStore } from "./extent_store.ts";
 import type { RequestConn, RequestHandler } from "./dataplane_server.ts";
 import { CopyEngine } from "./rebuild_copy.ts";
 import { realClock, type SdsClock } from "./sds_clock.ts";
+import { SdsMetrics } from "./sds_metrics.ts";
 
 const CHUNK = Limits.thinChunkBytes;
 
@@ -77,6 +80,8 @@ export interface SdsNodeOptions {
   peers?: DataPlanePool;
   /** monotonic clock for leases and the copy throttle (tests pass a fake) */
   clock?: SdsClock;
+  /** IO counters (default: a registry of its own) */
+  metrics?: SdsMetrics;
 }
 
 const PEER_WARN_INTERVAL_MS = 5000;
@@ -104,6 +109,7 @@ export class SdsNode implements RequestHandler {
   appliedMapVersion = 0;
   readonly clock: SdsClock;
   readonly copies: CopyEngine;
+  readonly metrics: SdsMetrics;
   /** called when a request names a newer epoch than held: the MDM has news (runSds heartbeats) */
   onNewerEpoch: (() => void) | null = null;
   /** called when a copy this SDS drives finished (runSds reports it at once) */
@@ -125,7 +131,8 @@ export class SdsNode implements RequestHandler {
     // ONE connection per peer: forwarded writes must reach it in the order they were applied
     this.peers = opts.peers ?? new DataPlanePool({ dataKeyHex: opts.dataKeyHex, nodeId: opts.sdsId, connsPerSds: 1 });
     this.clock = opts.clock ?? realClock;
-    this.copies = new CopyEngine({ sdsId: this.sdsId, store: this.store, peers: this.peers, clock: this.clock, onDone: () => this.onCopyDone?.() });
+    this.metrics = opts.metrics ?? new SdsMetrics(new MetricRegistry(), opts.sdsId);
+    this.copies = new CopyEngine({ sdsId: this.sdsId, store: this.store, peers: this.peers, clock: this.clock, metrics: this.metrics, onDone: () => this.onCopyDone?.() });
   }
 
   // ---- lease ----
@@ -195,6 +202,7 @@ export class SdsNode implements RequestHandler {
     }
     this.peers.retain(ids);
     const keep = new Set<string>();
+    const roleChanges = new RoleChangeCount();
     for (const a of resp.extents) {
       const key = `${a.volumeId}/${a.extentIndex}`;
       const role = roleOf(a, this.sdsId);
@@ -203,7 +211,7 @@ export class SdsNode implements RequestHandler {
         const held = this.store.find(a.volumeId, a.extentIndex);
         if (held !== undefined) {
           keep.add(key);
-          this.setRole(held, "away", a);
+          this.setRole(held, "away", a, null, roleChanges);
         }
         continue;
       }
@@ -229,14 +237,21 @@ export class SdsNode implements RequestHandler {
       }
       const e = this.store.find(a.volumeId, a.extentIndex);
       if (e === undefined) continue;
-      this.setRole(e, role, a, e === prev ? before : null);
+      // what kind of copy a target receives (metrics only): a copy it held before (away) is
+      // being resynced; a new one is a rebuild while the extent has a single in-sync copy,
+      // otherwise a move. The target cannot see the primary's mode; this is its best reading.
+      if (role === "target" && e.role !== "target") e.copyKind = e === prev && prev.role === "away" ? "resync" : e.replicas.length < 2 ? "rebuild" : "move";
+      this.setRole(e, role, a, e === prev ? before : null, roleChanges);
     }
     const gone: Extent[] = [];
     for (const e of this.store.extents()) if (!keep.has(e.key)) gone.push(e);
     for (const e of gone) {
-      consola.info(`sds ${this.sdsId}: extent ${e.key} no longer assigned; freeing its space`);
+      consola.debug(`sds ${this.sdsId}: extent ${e.key} no longer assigned; freeing its space`);
       this.store.drop(e);
     }
+    if (gone.length > 0) consola.info(`sds ${this.sdsId}: map version ${resp.mapVersion}: ${gone.length} extent(s) no longer assigned, space freed`);
+    const changed = roleChanges.summary();
+    if (changed !== null) consola.info(`sds ${this.sdsId}: map version ${resp.mapVersion}: ${changed}`);
     this.memberPeers = new Set();
     for (const e of this.store.extents()) {
       if (e.role !== "primary") continue;
@@ -258,8 +273,13 @@ export class SdsNode implements RequestHandler {
    * copies come back, dropped when this SDS is not primary. `before` is the extent's state
    * before this assignment (null: a copy new to this process, e.g. after a restart).
    */
-  private setRole(e: Extent, role: ExtentRole, a: ExtentAssignment, before: { role: ExtentRole; replicas: string[] } | null = null): void {
-    if (role !== e.role) consola.info(`sds ${this.sdsId}: extent ${e.key} epoch ${e.epoch}: ${e.role} -> ${role}`);
+  private setRole(e: Extent, role: ExtentRole, a: ExtentAssignment, before: { role: ExtentRole; replicas: string[] } | null, changes: RoleChangeCount): void {
+    if (role !== e.role) {
+      // one line per extent would be 32 info lines for a new 1 GiB volume: debug, plus one
+      // info summary per applied map (applyAssignments)
+      consola.debug(`sds ${this.sdsId}: extent ${e.key} epoch ${e.epoch}: ${e.role} -> ${role}`);
+      changes.add(role);
+    }
     e.role = role;
     e.syncTarget = role === "primary" && a.syncTarget !== null && a.syncTarget.sdsId !== this.sdsId ? a.syncTarget : null;
     if (role !== "primary") {
@@ -377,45 +397,57 @@ export class SdsNode implements RequestHandler {
     if (typeof e === "number") return conn.reply(h, e);
     if (h.length > Limits.dataMaxPayloadBytes) return conn.reply(h, Status.INVALID);
     this.stats.reads++;
-    const out = conn.replyInto(h, h.length);
+    const t0 = ioNowMs();
+    const len = h.length;
+    const out = conn.replyInto(h, len);
     try {
       this.store.read(e, h.offset, out);
     } catch (err) {
-      conn.retractReplyInto(h, h.length);
+      conn.retractReplyInto(h, len);
+      this.metrics.primaryRead.fail();
       throw err;
     }
+    this.metrics.primaryRead.record(len, (ioNowMs() - t0) / 1000);
   }
 
   private writePrimary(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
     const e = this.admit(conn, h, "client");
     if (typeof e === "number") return conn.reply(h, e);
     if (payload.byteLength !== h.length) return conn.reply(h, Status.INVALID);
+    const t0 = ioNowMs();
     this.stats.writes++;
     this.markChanged(e, h.offset, h.length);
     const st = this.store.write(e, h.offset, payload);
-    if (st !== Status.OK) return conn.reply(h, st);
+    if (st !== Status.OK) {
+      this.metrics.primaryWrite.fail();
+      return conn.reply(h, st);
+    }
     h.gen = ++e.gen;
-    this.replicate(conn, h, e, Op.REPL_WRITE, payload);
+    this.replicate(conn, h, e, Op.REPL_WRITE, payload, this.metrics.primaryWrite, t0);
   }
 
   private zeroPrimary(conn: RequestConn, h: FrameHeader): void {
     const e = this.admit(conn, h, "client");
     if (typeof e === "number") return conn.reply(h, e);
+    const t0 = ioNowMs();
     this.stats.zeroes++;
     this.markChanged(e, h.offset, h.length);
     const st = this.store.zero(e, h.offset, h.length);
-    if (st !== Status.OK) return conn.reply(h, st);
+    if (st !== Status.OK) {
+      this.metrics.primaryTrim.fail();
+      return conn.reply(h, st);
+    }
     h.gen = ++e.gen;
-    this.replicate(conn, h, e, Op.REPL_ZERO, undefined);
+    this.replicate(conn, h, e, Op.REPL_ZERO, undefined, this.metrics.primaryTrim, t0);
   }
 
   /**
    * Forward to every other in-sync copy and to the sync target (and sync locally for FUA);
    * reply when all are done.
    */
-  private replicate(conn: RequestConn, h: FrameHeader, e: Extent, op: Op, payload: Uint8Array | undefined): void {
+  private replicate(conn: RequestConn, h: FrameHeader, e: Extent, op: Op, payload: Uint8Array | undefined, meter: IoMeter, startMs: number): void {
     const fua = (h.flags & Flag.FUA) !== 0;
-    const join = new ReplyJoin(conn, h);
+    const join = new ReplyJoin(conn, h, meter, startMs);
     const fwd: DataRequest = {
       opcode: op,
       flags: h.flags & Flag.FUA,
@@ -488,10 +520,14 @@ export class SdsNode implements RequestHandler {
     const e = this.admit(conn, h, "rebuild");
     if (typeof e === "number") return conn.reply(h, e);
     if (payload.byteLength !== h.length) return conn.reply(h, Status.INVALID);
+    const t0 = ioNowMs();
     this.stats.rebuildWrites++;
     this.stats.rebuildBytes += h.length;
     const st = this.store.write(e, h.offset, payload);
     if (st === Status.OK && h.gen > e.gen) e.gen = h.gen;
+    const meter = this.metrics.copyWrite[e.copyKind];
+    if (st === Status.OK) meter.record(h.length, (ioNowMs() - t0) / 1000);
+    else meter.fail();
     conn.reply(h, st);
   }
 
@@ -499,28 +535,42 @@ export class SdsNode implements RequestHandler {
     const e = this.admit(conn, h, "replica");
     if (typeof e === "number") return conn.reply(h, e);
     if (payload.byteLength !== h.length) return conn.reply(h, Status.INVALID);
+    const t0 = ioNowMs();
     this.stats.replWrites++;
     const st = this.store.write(e, h.offset, payload);
     if (st === Status.OK && h.gen > e.gen) e.gen = h.gen;
-    this.finishSecondary(conn, h, e, st);
+    this.finishSecondary(conn, h, e, st, this.metrics.secondaryWrite, t0);
   }
 
   private zeroSecondary(conn: RequestConn, h: FrameHeader): void {
     const e = this.admit(conn, h, "replica");
     if (typeof e === "number") return conn.reply(h, e);
+    const t0 = ioNowMs();
     this.stats.zeroes++;
     const st = this.store.zero(e, h.offset, h.length);
     if (st === Status.OK && h.gen > e.gen) e.gen = h.gen;
-    this.finishSecondary(conn, h, e, st);
+    this.finishSecondary(conn, h, e, st, this.metrics.secondaryTrim, t0);
   }
 
-  private finishSecondary(conn: RequestConn, h: FrameHeader, e: Extent, st: Status): void {
-    if (st !== Status.OK || (h.flags & Flag.FUA) === 0) return conn.reply(h, st);
+  private finishSecondary(conn: RequestConn, h: FrameHeader, e: Extent, st: Status, meter: IoMeter, startMs: number): void {
+    const bytes = h.length;
+    if (st !== Status.OK) {
+      meter.fail();
+      return conn.reply(h, st);
+    }
+    if ((h.flags & Flag.FUA) === 0) {
+      meter.record(bytes, (ioNowMs() - startMs) / 1000);
+      return conn.reply(h, st);
+    }
     this.stats.fuaSyncs++;
     this.store.syncDevice(e.slot).then(
-      () => conn.reply(h, Status.OK),
+      () => {
+        meter.record(bytes, (ioNowMs() - startMs) / 1000);
+        conn.reply(h, Status.OK);
+      },
       (err: unknown) => {
         consola.error(`sds ${this.sdsId}: FUA sync failed: ${String(err)}`);
+        meter.fail();
         conn.reply(h, Status.UNAVAILABLE);
       },
     );
@@ -609,15 +659,23 @@ export class SdsNode implements RequestHandler {
   }
 }
 
-/** Counts outstanding parts of one reply; the worst status wins. */
+/**
+ * Counts outstanding parts of one reply; the worst status wins. The reply is the request's
+ * completion: an OK one is metered (bytes, latency since startMs), any other counts as failed.
+ */
 class ReplyJoin {
   private outstanding = 0;
   private armed = false;
   private status: Status = Status.OK;
+  private readonly bytes: number;
   constructor(
     private readonly conn: RequestConn,
     private readonly h: FrameHeader,
-  ) {}
+    private readonly meter: IoMeter,
+    private readonly startMs: number,
+  ) {
+    this.bytes = h.length;
+  }
 
   expect(): void {
     this.outstanding++;
@@ -626,13 +684,37 @@ class ReplyJoin {
   done(st: Status): void {
     if (st !== Status.OK && this.status === Status.OK) this.status = st;
     this.outstanding--;
-    if (this.armed && this.outstanding === 0) this.conn.reply(this.h, this.status);
+    if (this.armed && this.outstanding === 0) this.finish();
   }
 
   /** All parts are issued; reply now if they all finished already. */
   arm(): void {
     this.armed = true;
-    if (this.outstanding === 0) this.conn.reply(this.h, this.status);
+    if (this.outstanding === 0) this.finish();
+  }
+
+  private finish(): void {
+    if (this.status === Status.OK) this.meter.record(this.bytes, (ioNowMs() - this.startMs) / 1000);
+    else this.meter.fail();
+    this.conn.reply(this.h, this.status);
+  }
+}
+
+/** Role changes of one applied map, for its one-line summary. */
+class RoleChangeCount {
+  private readonly byRole = new Map<ExtentRole, number>();
+  add(role: ExtentRole): void {
+    this.byRole.set(role, (this.byRole.get(role) ?? 0) + 1);
+  }
+  /** "16 extent(s) changed role (now 8 primary, 8 secondary)", or null when none did */
+  summary(): string | null {
+    let total = 0;
+    const parts: string[] = [];
+    for (const [role, n] of this.byRole) {
+      total += n;
+      parts.push(`${n} ${role}`);
+    }
+    return total === 0 ? null : `${total} extent(s) changed role (now ${parts.join(", ")})`;
   }
 }
 

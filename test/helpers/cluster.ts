@@ -42,6 +42,10 @@ export interface ClusterSpec {
   mdmYaml?: string;
   /** extra environment for pf up and its roles (e.g. PF_FAULT_DEVICE_FILE) */
   env?: Record<string, string>;
+  /** the pf executable to run (default dist/pf; the metrics bench compares two builds) */
+  bin?: string;
+  /** false: leave the control ports out of the YAML (a pf build from before they existed) */
+  controlPorts?: boolean;
   volumes: VolumeSpec[];
 }
 
@@ -49,6 +53,9 @@ export interface Ports {
   mdm: number;
   nbd: number;
   sds: number[];
+  /** control HTTP ports (/health /metrics /status), free ports too: port+1000 may be taken */
+  sdsControl: number[];
+  sdcControl: number;
 }
 
 export function clusterYaml(spec: ClusterSpec, ports: Ports): string {
@@ -57,7 +64,8 @@ export function clusterYaml(spec: ClusterSpec, ports: Ports): string {
   const size = spec.deviceSize ?? "256MiB";
   const sds = Array.from({ length: n }, (_, i) => {
     const d = Array.from({ length: devs }, (_, j) => `{ path: sds${i + 1}/dev${j}.img, size: ${size} }`).join(", ");
-    return `      - { name: sds${i + 1}, port: ${ports.sds[i]}, pool: pd1/sp1, devices: [${d}] }`;
+    const control = spec.controlPorts === false ? "" : `, controlPort: ${ports.sdsControl[i]}`;
+    return `      - { name: sds${i + 1}, port: ${ports.sds[i]}${control}, pool: pd1/sp1, devices: [${d}] }`;
   });
   const vols = spec.volumes.map((v) => {
     const map = v.mapped === false ? "[]" : `[{ host: local, accessMode: ${v.access ?? "ReadWrite"} }]`;
@@ -72,7 +80,7 @@ export function clusterYaml(spec: ClusterSpec, ports: Ports): string {
     "    mdm: true",
     "    sds:",
     ...sds,
-    `    sdc: { nbd: 127.0.0.1:${ports.nbd} }`,
+    `    sdc: { nbd: 127.0.0.1:${ports.nbd}${spec.controlPorts === false ? "" : `, control: 127.0.0.1:${ports.sdcControl}`} }`,
     "protectionDomains:",
     "  - name: pd1",
     "    storagePools:",
@@ -91,7 +99,7 @@ export class TestCluster {
   private extra: Subprocess[] = [];
   output = "";
 
-  private constructor(readonly ports: Ports, yaml: string, private readonly env: Record<string, string> = {}) {
+  private constructor(readonly ports: Ports, yaml: string, private readonly env: Record<string, string> = {}, readonly bin: string = PF_BIN) {
     this.dir = mkdtempSync(join(tmpdir(), "pf-test-"));
     this.dataDir = join(this.dir, "data");
     this.configFile = join(this.dir, "cluster.yaml");
@@ -99,11 +107,21 @@ export class TestCluster {
   }
 
   static async create(spec: ClusterSpec): Promise<TestCluster> {
-    if (!existsSync(PF_BIN)) throw new Error(`${PF_BIN} missing: run \`npm run build\` first (npm test does)`);
+    const bin = spec.bin ?? PF_BIN;
+    if (!existsSync(bin)) throw new Error(`${bin} missing: run \`npm run build\` first (npm test does)`);
     const n = spec.sdsCount ?? 3;
-    const ports: Ports = { mdm: await freePort(), nbd: await freePort(), sds: [] };
+    const ports: Ports = { mdm: await freePort(), nbd: await freePort(), sds: [], sdsControl: [], sdcControl: await freePort() };
     for (let i = 0; i < n; i++) ports.sds.push(await freePort());
-    return new TestCluster(ports, clusterYaml(spec, ports), spec.env);
+    for (let i = 0; i < n; i++) ports.sdsControl.push(await freePort());
+    return new TestCluster(ports, clusterYaml(spec, ports), spec.env, bin);
+  }
+
+  /** control URL of SDS number i (0-based) */
+  sdsControlUrl(i: number): string {
+    return `http://127.0.0.1:${this.ports.sdsControl[i]}`;
+  }
+  get sdcControlUrl(): string {
+    return `http://127.0.0.1:${this.ports.sdcControl}`;
   }
 
   get mdmUrl(): string {
@@ -123,7 +141,7 @@ export class TestCluster {
 
   /** Start `pf up` and wait for its "is up" line. */
   async start(timeoutMs = 90_000): Promise<void> {
-    const proc = Bun.spawn([PF_BIN, "up", this.configFile, "--data-dir", this.dataDir], {
+    const proc = Bun.spawn([this.bin, "up", this.configFile, "--data-dir", this.dataDir], {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",

@@ -22,11 +22,17 @@ export class ReportClock {
   /** slots in use (<= Limits.ioWindowSlots) */
   filled = 0;
 
-  /** Record a report at nowMs: a new slot, or the newest one moved forward when it is too recent. */
+  /**
+   * Record a report at nowMs: a new slot, or, while the newest slot is younger than
+   * Limits.ioWindowMinSlotMs after the one before it, the newest slot moved forward to nowMs.
+   */
   advance(nowMs: number): void {
-    if (this.head >= 0 && nowMs - (this.timesMs[this.head] ?? 0) < Limits.ioWindowMinSlotMs && this.filled > 1) {
-      this.timesMs[this.head] = nowMs;
-      return;
+    if (this.filled >= 2) {
+      const before = (this.head - 1 + Limits.ioWindowSlots) % Limits.ioWindowSlots;
+      if (nowMs - (this.timesMs[before] ?? 0) < Limits.ioWindowMinSlotMs) {
+        this.timesMs[this.head] = nowMs;
+        return;
+      }
     }
     this.head = (this.head + 1) % Limits.ioWindowSlots;
     this.timesMs[this.head] = nowMs;

@@ -1,0 +1,77 @@
+// A BlockDevice wrapper that counts what reaches the device: reads and writes (ops, bytes,
+// latency of the pread/pwrite), fdatasyncs (count and time) and errors, into the device's
+// DeviceMeters (sds_metrics.ts). It wraps outermost (around a fault-injecting device too), so an
+// injected EIO counts as a device error exactly as a real one.
+//
+// Invariants: a pass-through otherwise (same bytes, same errors rethrown, same order); reads and
+// writes allocate nothing for metrics; a sync (not per IO: FLUSH, FUA, allocation) may allocate
+// its completion callbacks.
+
+import { ioNowMs } from "../proto/io_meter.ts";
+import type { BlockDevice } from "../store/block_device.ts";
+import type { DeviceMeters } from "./sds_metrics.ts";
+
+export class MeteredDevice implements BlockDevice {
+  constructor(
+    private readonly inner: BlockDevice,
+    readonly meters: DeviceMeters,
+  ) {}
+
+  get path(): string {
+    return this.inner.path;
+  }
+  get sizeBytes(): number {
+    return this.inner.sizeBytes;
+  }
+  get createdZeroFilled(): boolean {
+    return this.inner.createdZeroFilled;
+  }
+
+  readInto(buf: Uint8Array, positionBytes: number): void {
+    const t0 = ioNowMs();
+    try {
+      this.inner.readInto(buf, positionBytes);
+    } catch (e) {
+      this.meters.readErrors.value++;
+      throw e;
+    }
+    this.meters.read.record(buf.byteLength, (ioNowMs() - t0) / 1000);
+  }
+
+  write(buf: Uint8Array, positionBytes: number): void {
+    const t0 = ioNowMs();
+    try {
+      this.inner.write(buf, positionBytes);
+    } catch (e) {
+      this.meters.writeErrors.value++;
+      throw e;
+    }
+    this.meters.write.record(buf.byteLength, (ioNowMs() - t0) / 1000);
+  }
+
+  datasync(): Promise<void> {
+    const t0 = ioNowMs();
+    return this.inner.datasync().then(
+      () => this.meters.sync.record(0, (ioNowMs() - t0) / 1000),
+      (e: unknown) => {
+        this.meters.syncErrors.value++;
+        throw e;
+      },
+    );
+  }
+
+  datasyncNow(): void {
+    const t0 = ioNowMs();
+    try {
+      this.inner.datasyncNow();
+    } catch (e) {
+      this.meters.syncErrors.value++;
+      throw e;
+    }
+    this.meters.sync.record(0, (ioNowMs() - t0) / 1000);
+  }
+
+  close(): void {
+    this.inner.close();
+  }
+}
