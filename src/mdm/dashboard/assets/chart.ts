@@ -12,6 +12,15 @@ export interface SeriesSpec {
   label: string;
 }
 
+export const READ_WRITE: SeriesSpec[] = [
+  { key: "read", label: "read" },
+  { key: "write", label: "write" },
+];
+export const RECOVERY_SERIES: SeriesSpec[] = [
+  { key: "rebuild", label: "rebuild" },
+  { key: "rebalance", label: "rebalance" },
+];
+
 export interface ChartPoint {
   t: number;
   values: number[];
@@ -19,14 +28,33 @@ export interface ChartPoint {
 
 const W = 560;
 const H = 150;
-const PAD = { left: 52, right: 8, top: 8, bottom: 18 };
+const PAD = { left: 62, right: 10, top: 8, bottom: 18 };
+const TARGET_TICKS = 4;
 
-/** Smallest 1, 2, 2.5 or 5 × 10^n at or above v. */
-export function niceCeil(v: number): number {
-  if (!(v > 0)) return 1;
-  const e = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * e >= v) return m * e;
+/** "decimal" steps are 1, 2, 2.5, 5 × 10^n; "binary" ones powers of two (bytes: 256 KiB, 4 MiB). */
+export type Scale = "decimal" | "binary";
+
+/** The grid step for values up to max: about TARGET_TICKS steps, each a round number. */
+export function niceStep(max: number, scale: Scale): number {
+  const raw = max / TARGET_TICKS;
+  if (!(raw > 0)) return 1;
+  if (scale === "binary") return Math.pow(2, Math.ceil(Math.log2(raw)));
+  const e = Math.pow(10, Math.floor(Math.log10(raw)));
+  for (const m of [1, 2, 2.5, 5]) if (m * e >= raw) return m * e;
   return 10 * e;
+}
+
+export interface ChartOptions {
+  id: string;
+  /** caption; empty when the card around the chart already names it */
+  title: string;
+  series: SeriesSpec[];
+  format: (v: number) => string;
+  /** the y axis labels' format (default: format) */
+  axisFormat?: (v: number) => string;
+  scale: Scale;
+  /** the y axis reaches at least this far (so an idle chart still has a readable scale) */
+  minTop: number;
 }
 
 export class TimeChart {
@@ -35,13 +63,14 @@ export class TimeChart {
   private readonly legendValues: HTMLElement[];
   private readonly overlay: HTMLElement;
 
-  constructor(
-    id: string,
-    title: string,
-    private readonly series: SeriesSpec[],
-    private readonly format: (v: number) => string,
-  ) {
-    this.svg = s("svg", { class: "chart-svg", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title });
+  private readonly series: SeriesSpec[];
+  private readonly format: (v: number) => string;
+
+  constructor(private readonly opts: ChartOptions) {
+    const { id, title, series } = opts;
+    this.series = series;
+    this.format = opts.format;
+    this.svg = s("svg", { class: "chart-svg", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title || series.map((x) => x.label).join(", ") });
     this.legendValues = series.map(() => h("b", null, "—"));
     this.overlay = h("div", { class: "chart-overlay" }, "");
     this.el = h(
@@ -50,7 +79,7 @@ export class TimeChart {
       h(
         "figcaption",
         null,
-        h("span", { class: "chart-t" }, title),
+        title ? h("span", { class: "chart-t" }, title) : null,
         h("span", { class: "chart-lg" }, ...series.map((sp, i) => h("span", { class: `lg s${i}` }, h("i", null), `${sp.label} `, this.legendValues[i]!))),
       ),
       h("div", { class: "chart-box" }, this.svg, this.overlay),
@@ -76,16 +105,18 @@ export class TimeChart {
     const endT = points[points.length - 1]!.t;
     const startT = endT - windowMs;
     const shown = points.filter((p) => p.t >= startT);
-    let max = 0;
+    let max = this.opts.minTop;
     for (const p of shown) for (const v of p.values) if (v > max) max = v;
-    const top = niceCeil(max);
+    const step = niceStep(max, this.opts.scale);
+    const ticks = Math.max(1, Math.ceil(max / step - 1e-9));
+    const top = step * ticks;
     const x = (t: number) => PAD.left + ((t - startT) / windowMs) * (W - PAD.left - PAD.right);
     const y = (v: number) => H - PAD.bottom - (Math.max(0, v) / top) * (H - PAD.top - PAD.bottom);
     const nodes: SVGElement[] = [];
-    for (let i = 0; i <= 4; i++) {
-      const v = (top * i) / 4;
+    for (let i = 0; i <= ticks; i++) {
+      const v = step * i;
       nodes.push(s("line", { class: "grid", x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v) }));
-      nodes.push(s("text", { class: "ylab", x: PAD.left - 6, y: y(v) + 3 }, this.format(v)));
+      nodes.push(s("text", { class: "ylab", x: PAD.left - 6, y: y(v) + 3 }, (this.opts.axisFormat ?? this.format)(v)));
     }
     for (let i = 0; i <= 4; i++) {
       const t = startT + (windowMs * i) / 4;

@@ -4,6 +4,11 @@
 
 const BYTE_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"] as const;
 
+/** "4.00" -> "4", "1.50" -> "1.5" */
+function trim(fixed: string): string {
+  return fixed.includes(".") ? fixed.replace(/\.?0+$/, "") : fixed;
+}
+
 export function bytes(n: number): string {
   if (!Number.isFinite(n) || n <= 0) return "0 B";
   let i = 0;
@@ -13,7 +18,7 @@ export function bytes(n: number): string {
     i++;
   }
   const digits = i === 0 || v >= 100 ? 0 : v >= 10 ? 1 : 2;
-  return `${v.toFixed(digits)} ${BYTE_UNITS[i]}`;
+  return `${trim(v.toFixed(digits))} ${BYTE_UNITS[i]}`;
 }
 
 export function bytesPerSec(n: number): string {
@@ -23,15 +28,23 @@ export function bytesPerSec(n: number): string {
 export function iops(n: number): string {
   if (!Number.isFinite(n) || n <= 0) return "0";
   if (n >= 100_000) return `${(n / 1000).toFixed(0)}k`;
-  if (n >= 10_000) return `${(n / 1000).toFixed(1)}k`;
+  if (n >= 10_000) return `${trim((n / 1000).toFixed(1))}k`;
   return Math.round(n).toLocaleString("en-US");
+}
+
+/** Axis form: 500, 2.5k, 15k, 1.2M */
+export function compactCount(n: number): string {
+  if (!Number.isFinite(n) || n <= 0) return "0";
+  if (n >= 1e6) return `${trim((n / 1e6).toFixed(1))}M`;
+  if (n >= 1000) return `${trim((n / 1000).toFixed(1))}k`;
+  return trim(n.toFixed(1));
 }
 
 export function latencyUs(us: number): string {
   if (!Number.isFinite(us) || us <= 0) return "0 µs";
   if (us < 1000) return `${Math.round(us)} µs`;
-  if (us < 10_000) return `${(us / 1000).toFixed(2)} ms`;
-  return `${(us / 1000).toFixed(1)} ms`;
+  if (us < 10_000) return `${trim((us / 1000).toFixed(2))} ms`;
+  return `${trim((us / 1000).toFixed(1))} ms`;
 }
 
 export function percent(p: number, digits = 0): string {

@@ -22,7 +22,14 @@ export function poolLabel(snap: DashSummary, poolId: string): string {
 /** "SDS sds2" for an alert's affected object {type, id}; unknown ids print as they are. */
 export function objectLabel(snap: DashSummary, type: string | undefined, id: string | undefined): string {
   if (id === undefined || id === "") return type ?? "—";
-  const t = (type ?? "").toLowerCase();
+  return `${TYPE_LABEL[type ?? ""] ?? type ?? "Object"} ${objectName(snap, type ?? "", id)}`;
+}
+
+const TYPE_LABEL: Record<string, string> = { Sds: "SDS", Sdc: "SDC", StoragePool: "Pool", ProtectionDomain: "PD", Device: "Device", Volume: "Volume", System: "System" };
+
+/** The name of an object by PowerFlex type and id; the id when it is unknown. */
+export function objectName(snap: DashSummary, type: string, id: string): string {
+  const t = type.toLowerCase();
   const name =
     t === "sds"
       ? snap.sds.find((x) => x.id === id)?.name
@@ -39,5 +46,5 @@ export function objectLabel(snap: DashSummary, type: string | undefined, id: str
                 : t === "system"
                   ? (snap.system.name ?? snap.system.id)
                   : undefined;
-  return `${type ?? "Object"} ${name ?? id}`;
+  return name ?? id;
 }

@@ -6,7 +6,8 @@ import type { PfAlert } from "../dashboard_model.ts";
 import { alertLevel, isActive, type Snapshot, type Source } from "./data.ts";
 import { h, setText } from "./dom.ts";
 import { ago, dateTime, timeMs } from "./format.ts";
-import { objectLabel } from "./names.ts";
+import { alertMessage } from "../dashboard_health.ts";
+import { objectLabel, objectName } from "./names.ts";
 import type { Page, PageDef } from "./page.ts";
 import { DataTable, type Column } from "./table.ts";
 import { badge, card, toneOfLevel } from "./widgets.ts";
@@ -40,20 +41,23 @@ class AlertsPage implements Page {
   constructor() {
     const now = () => this.snap?.summary.tMs ?? Date.now();
     const object = (a: PfAlert) => (this.snap ? objectLabel(this.snap.summary, a.affectedObject?.type, a.affectedObject?.objectId ?? a.affectedObject?.id) : "");
-    // an open alert is a health check of the summary, which has its sentence; else its values
-    const detail = (a: PfAlert) =>
-      this.snap?.summary.health.checks.find((c) => c.alertId === a.id)?.message ??
-      Object.entries(a.alertValues ?? {})
-        .map(([k, v]) => `${k}=${String(v)}`)
-        .join(", ");
+    // the same sentence the MDM's health check uses, for cleared alerts too
+    const detail = (a: PfAlert) => {
+      const sum = this.snap?.summary;
+      if (!sum) return "";
+      const values = Object.fromEntries(Object.entries(a.alertValues ?? {}).map(([k, v]) => [k, String(v)]));
+      const facts = { id: a.id, alertType: a.alertType, severity: a.severity, objectType: a.affectedObject?.type ?? "", objectId: a.affectedObject?.objectId ?? a.affectedObject?.id ?? "", values, startMs: timeMs(a.startTime) ?? 0 };
+      // pools by their own name, as the MDM's health checks say it
+      return alertMessage(facts, (type, id) => (type === "StoragePool" ? (sum.storagePools.find((p) => p.id === id)?.name ?? id) : objectName(sum, type, id)));
+    };
     const columns = (withCleared: boolean): Column<PfAlert>[] => [
       { label: "Severity", cell: (a) => badge(a.severity.replace("ALERT_", ""), toneOfLevel(alertLevel(a))), sort: (a) => SEVERITY_RANK[a.severity] ?? 9 },
       { label: "Alert", cell: (a) => h("span", { class: "mono" }, a.alertType), sort: (a) => a.alertType },
-      { label: "Object", cell: object, sort: object },
+      { label: "Object", cls: "nowrap", cell: object, sort: object },
       { label: "Detail", cell: detail },
-      { label: "Started", cell: (a) => when(a.startTime, now()), sort: (a) => -(timeMs(a.startTime) ?? 0) },
-      { label: "Last observed", cell: (a) => when(a.lastObserved, now()), sort: (a) => -(timeMs(a.lastObserved) ?? 0) },
-      ...(withCleared ? [{ label: "Cleared", cell: (a: PfAlert) => (isActive(a) ? badge("active", toneOfLevel(alertLevel(a))) : when(a.clearedTime, now())) }] : []),
+      { label: "Started", cls: "nowrap", cell: (a) => when(a.startTime, now()), sort: (a) => -(timeMs(a.startTime) ?? 0) },
+      { label: "Last observed", cls: "nowrap", cell: (a) => when(a.lastObserved, now()), sort: (a) => -(timeMs(a.lastObserved) ?? 0) },
+      ...(withCleared ? [{ label: "Cleared", cls: "nowrap", cell: (a: PfAlert) => (isActive(a) ? badge("active", toneOfLevel(alertLevel(a))) : when(a.clearedTime, now())) }] : []),
     ];
     const filterText = (a: PfAlert) => `${a.alertType} ${a.severity} ${object(a)} ${detail(a)}`;
     this.active = new DataTable<PfAlert>({

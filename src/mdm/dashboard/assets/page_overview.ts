@@ -4,13 +4,15 @@
 // throughput — from /api/pf/history with a 1/5/10 minute window selector.
 
 import type { DashSummary, HistorySample } from "../dashboard_model.ts";
-import { TimeChart, type ChartPoint } from "./chart.ts";
+import { READ_WRITE, RECOVERY_SERIES, TimeChart, type ChartPoint } from "./chart.ts";
 import type { Snapshot } from "./data.ts";
 import { h, redraw, setAttr, setText } from "./dom.ts";
-import { ago, bytes, bytesPerSec, iops, latencyUs, percent } from "./format.ts";
+import { ago, bytes, bytesPerSec, compactCount, iops, latencyUs, percent } from "./format.ts";
 import { healthView, LEVEL_TEXT } from "./health_view.ts";
 import type { AppCtx, Page, PageDef } from "./page.ts";
 import { badge, card, donut, kv, legend, toneOfLevel, usageTone } from "./widgets.ts";
+
+const MiB = 1024 * 1024;
 
 const WINDOWS: [seconds: number, label: string][] = [
   [60, "1 min"],
@@ -40,7 +42,7 @@ function inventory(sum: DashSummary): HTMLElement {
   const failedDev = sum.devices.filter((d) => d.state === "Failed").length;
   const mappedVols = new Set(sum.mappings.map((m) => m.volumeId)).size;
   const item = (label: string, href: string, value: string, key: string, tone: "ok" | "warn" | "err" | null, note?: string) =>
-    h("li", null, h("a", { href, "data-testid": `inv-${key}`, "data-value": value }, h("b", null, value), h("span", null, label)), tone ? badge(note ?? "", tone) : null);
+    h("li", null, h("a", { href, "data-testid": `inv-${key}`, "data-value": value }, h("span", null, label), tone ? badge(note ?? "", tone) : null, h("b", null, value)));
   return h(
     "ul",
     { class: "inventory" },
@@ -107,21 +109,17 @@ function capacity(sum: DashSummary): HTMLElement {
     "div",
     { class: "capacity", "data-testid": "capacity", "data-used-pct": pct.toFixed(2), "data-tone": tone },
     donut([{ frac: usable > 0 ? used / usable : 0, cls: `used ${tone}` }], [high, critical], percent(pct), "of usable"),
-    h(
-      "div",
-      { class: "cap-t" },
-      legend([
-        [`used ${tone}`, "Used", bytes(used)],
-        ["free", "Free", bytes(Math.max(0, usable - used))],
-        ["spare", "Spare reserve", bytes(spare)],
-        ["none", "Total raw", bytes(raw)],
-      ]),
-      kv([
-        ["Provisioned (net)", bytes(add((p) => p.provisionedBytes))],
-        ["Available for volumes", bytes(add((p) => p.availableForVolumeBytes))],
-        ["Thresholds", `${high} % high, ${critical} % critical`],
-      ]),
-    ),
+    legend([
+      [`used ${tone}`, "Used", bytes(used)],
+      ["free", "Free", bytes(Math.max(0, usable - used))],
+      ["spare", "Spare", bytes(spare)],
+      ["none", "Total raw", bytes(raw)],
+    ]),
+    kv([
+      ["Provisioned (net)", bytes(add((p) => p.provisionedBytes))],
+      ["Available for volumes", bytes(add((p) => p.availableForVolumeBytes))],
+      ["Alert thresholds", `${high} % high, ${critical} % critical`],
+    ]),
   );
 }
 
@@ -134,10 +132,10 @@ class OverviewPage implements Page {
   private readonly note = h("p", { class: "muted small chart-note" });
   private readonly windowBtns: HTMLButtonElement[];
   private readonly charts = {
-    iops: new TimeChart("iops-chart", "IOPS", [{ key: "read", label: "read" }, { key: "write", label: "write" }], iops),
-    bw: new TimeChart("bw-chart", "Client throughput", [{ key: "read", label: "read" }, { key: "write", label: "write" }], bytesPerSec),
-    lat: new TimeChart("lat-chart", "Latency (avg)", [{ key: "read", label: "read" }, { key: "write", label: "write" }], latencyUs),
-    rec: new TimeChart("recovery-chart", "Recovery throughput", [{ key: "rebuild", label: "rebuild" }, { key: "rebalance", label: "rebalance" }], bytesPerSec),
+    iops: new TimeChart({ id: "iops-chart", title: "IOPS", series: READ_WRITE, format: iops, axisFormat: compactCount, scale: "decimal", minTop: 100 }),
+    bw: new TimeChart({ id: "bw-chart", title: "Client throughput", series: READ_WRITE, format: bytesPerSec, scale: "binary", minTop: MiB }),
+    lat: new TimeChart({ id: "lat-chart", title: "Latency (average)", series: READ_WRITE, format: latencyUs, scale: "decimal", minTop: 1000 }),
+    rec: new TimeChart({ id: "recovery-chart", title: "Recovery throughput", series: RECOVERY_SERIES, format: bytesPerSec, scale: "binary", minTop: MiB }),
   };
 
   constructor(private readonly app: AppCtx) {

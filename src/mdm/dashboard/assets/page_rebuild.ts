@@ -4,7 +4,7 @@
 // resync, moves) and a stall warning; SDSs being drained; and the recovery throughput chart.
 
 import type { DashPool, DashSummary } from "../dashboard_model.ts";
-import { TimeChart } from "./chart.ts";
+import { RECOVERY_SERIES, TimeChart } from "./chart.ts";
 import type { Snapshot } from "./data.ts";
 import { h, redraw } from "./dom.ts";
 import { bytes, bytesPerSec, duration } from "./format.ts";
@@ -70,7 +70,7 @@ class RebuildPage implements Page {
   readonly el: HTMLElement;
   private readonly pools = h("div", { class: "rb-list" });
   private readonly drain = h("div");
-  private readonly chart = new TimeChart("rebuild-chart", "Recovery throughput", [{ key: "rebuild", label: "rebuild" }, { key: "rebalance", label: "rebalance" }], bytesPerSec);
+  private readonly chart = new TimeChart({ id: "rebuild-chart", title: "", series: RECOVERY_SERIES, format: bytesPerSec, scale: "binary", minTop: 1024 * 1024 });
 
   constructor() {
     this.el = h(

@@ -110,10 +110,9 @@ class TopologyPage implements Page {
             h(
               "tr",
               { class: "sub", "data-testid": "device-row", "data-path": d.path, "data-state": d.state },
-              h("td", null, h("span", { class: "tree" }, "└ "), d.name ?? "device"),
+              h("td", { class: "nowrap" }, h("span", { class: "tree" }, "└ "), d.name ?? d.path.split("/").pop() ?? "device"),
               h("td", null, badge(d.state, d.state === "Normal" ? (s.connection === "Connected" ? "ok" : "muted") : "err")),
-              h("td", { colspan: 3 }, h("span", { class: "mono" }, d.path), h("span", { class: "muted" }, `  ${d.mediaType}, pool ${poolLabel(sum(), d.poolId)}`)),
-              h("td", null, ""),
+              h("td", { colspan: 4 }, h("span", { class: "mono" }, d.path), h("span", { class: "muted" }, ` · ${d.mediaType} · pool ${poolLabel(sum(), d.poolId)}`)),
               h("td", null, usage(d.usedBytes, d.capacityBytes, sum().system.capacityAlertHighPct, sum().system.capacityAlertCriticalPct)),
               h("td", { colspan: 3 }, ""),
             ),

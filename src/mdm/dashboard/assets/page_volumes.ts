@@ -18,7 +18,7 @@ class VolumesPage implements Page {
   private snap: Snapshot | null = null;
   private readonly table: DataTable<DashVolume>;
   private readonly createBtn: HTMLButtonElement;
-  private readonly note = h("p", { class: "muted small" });
+  private readonly note = h("p", { class: "muted small note" });
   private readonly totals = h("span", { class: "muted small" });
 
   constructor(private readonly app: AppCtx) {
@@ -67,10 +67,11 @@ class VolumesPage implements Page {
           cls: "actions",
           cell: (v) => {
             if (!this.app.canModify()) return null;
-            const mapped = sum().mappings.some((m) => m.volumeId === v.id);
+            const maps = sum().mappings.filter((m) => m.volumeId === v.id).length;
+            const mapped = maps > 0;
             return [
               act("Extend", "vol-extend", () => extendVolumeDialog(this.app, v)),
-              act("Map", "vol-map", () => mapVolumeDialog(this.app, sum(), v)),
+              maps < sum().sdcs.length ? act("Map", "vol-map", () => mapVolumeDialog(this.app, sum(), v)) : null,
               mapped ? act("Unmap", "vol-unmap", () => unmapVolumeDialog(this.app, sum(), v)) : null,
               act("Delete", "vol-delete", () => deleteVolumeDialog(this.app, sum(), v), true),
             ];
@@ -79,8 +80,8 @@ class VolumesPage implements Page {
       ],
     });
     this.createBtn = h("button", { class: "btn primary", type: "button", "data-testid": "vol-create", onclick: () => this.snap && createVolumeDialog(this.app, this.snap.summary) }, "+ Create volume");
-    const head = h("div", { class: "toolbar" }, this.createBtn, this.totals);
-    this.el = h("div", { class: "page volumes" }, card("Volumes", { "data-testid": "card-volumes" }, head, this.note, this.table.el));
+    this.table.tools.prepend(this.createBtn, this.totals);
+    this.el = h("div", { class: "page volumes" }, card("Volumes", { "data-testid": "card-volumes" }, this.note, this.table.el));
   }
 
   update(snap: Snapshot): void {

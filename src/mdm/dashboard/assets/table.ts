@@ -29,6 +29,8 @@ export interface TableOptions<R> {
 
 export class DataTable<R> {
   readonly el: HTMLElement;
+  /** the row above the table (filter box on the right); a page may put buttons in it */
+  readonly tools = h("div", { class: "table-tools" });
   private readonly tbody = h("tbody");
   private readonly info = h("span", { class: "pager-i" });
   private readonly prev: HTMLButtonElement;
@@ -61,10 +63,11 @@ export class DataTable<R> {
           },
         })
       : null;
+    if (filter) this.tools.append(h("span", { class: "spacer" }), filter);
     this.el = h(
       "div",
       { class: "table-wrap", id: opts.id, "data-testid": opts.id },
-      filter ? h("div", { class: "table-tools" }, filter) : null,
+      this.tools,
       h("table", { class: "grid-t" }, h("thead", null, h("tr", null, ...this.heads)), this.tbody),
       h("div", { class: "pager" }, this.info, this.prev, this.next),
     );
