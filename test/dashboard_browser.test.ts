@@ -2,7 +2,7 @@
 // one-host cluster started from the compiled binary (3 SDSs, 1 SDC): nothing without login, log
 // in, three healthy SDSs, volume actions through their dialogs, fio moving the IOPS chart, kill
 // -9 of an SDS seen as down with its alert and rebuild progress, healthy again after the
-// rebuild and the SDS's return, log out. Every request the page makes stays on the MDM's origin
+// rebuild and the SDS's return, a 403 hiding the actions, log out. Every request the page makes stays on the MDM's origin
 // and no CSP violation or script error happens. Screenshots land in test-artifacts/.
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
@@ -211,15 +211,33 @@ test("kill -9 of an SDS: it shows down, its alert is raised, the rebuild shows p
   await page.waitForSelector("[data-testid=alert-history-row][data-type=SDS_DISCONNECTED]");
 }, 240_000);
 
-test("every request stayed on the MDM's origin; no CSP violation, script error or failed call but the wrong password", () => {
+test("a 403 from the MDM hides every action for the rest of the session", async () => {
+  await gotoPage(page, "volumes");
+  await page.waitForSelector("[data-testid=volume-row][data-name=vol1] [data-testid=vol-extend]");
+  // today's only user may do everything, so the refusal of a Monitor-like role is staged in the browser
+  const resize = "**/api/instances/Volume::*/action/setVolumeSize";
+  await page.route(resize, (r) => r.fulfill({ status: 403, contentType: "application/json", body: JSON.stringify({ message: "the role Monitor may not change volumes", httpStatusCode: 403, errorCode: 0 }) }));
+  await page.click("[data-testid=volume-row][data-name=vol1] [data-testid=vol-extend]");
+  await page.click("[data-testid=dialog-ok]");
+  await page.waitForSelector("[data-testid=dialog-error]:not([hidden])");
+  expect(await page.textContent("[data-testid=dialog-error]")).toContain("may not change volumes");
+  await page.click("[data-testid=dialog-cancel]");
+  await page.waitForSelector("[data-testid=vol-create]", { state: "hidden" });
+  expect(await page.$$("[data-testid=vol-extend]")).toHaveLength(0);
+  expect(await page.$$("[data-testid=vol-delete]")).toHaveLength(0);
+  await page.unroute(resize);
+}, 30_000);
+
+test("every request stayed on the MDM's origin; no CSP violation, script error or failed call but the three refusals asked for", () => {
   expect(b.requests.length).toBeGreaterThan(20);
   const origin = new URL(c.mdmUrl).origin;
   expect(b.requests.filter((u) => new URL(u).origin !== origin)).toEqual([]);
   expect(b.problems).toEqual([]);
-  // the two refusals the test asked for: the wrong password, and deleting a mapped volume
-  expect(b.failures).toHaveLength(2);
+  // the refusals the test asked for: the wrong password, deleting a mapped volume, the staged 403
+  expect(b.failures).toHaveLength(3);
   expect(b.failures[0]).toBe("401 GET /api/login");
   expect(b.failures[1]).toMatch(/^500 POST \/api\/instances\/Volume::[0-9a-f]{16}\/action\/removeVolume$/);
+  expect(b.failures[2]).toMatch(/^403 POST \/api\/instances\/Volume::[0-9a-f]{16}\/action\/setVolumeSize$/);
 });
 
 test("log out: the login page again, and the old token no longer opens the data route", async () => {
