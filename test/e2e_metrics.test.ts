@@ -143,6 +143,30 @@ describe("control ports of a one-host cluster", () => {
     }
   });
 
+  test("an SDS killed and back within the grace period: its resync shows as kind=resync at both ends", async () => {
+    const argv = c.killRole("sds sds2");
+    // writes while it is away (the SDC retries until the MDM moved the extents to a new epoch)
+    await runQemuIo(c.nbdUri("vol1"), Array.from({ length: 8 }, (_, i) => `write -P 0x7${i} ${i * 8 * 1024 * KiB} ${64 * KiB}`), { timeoutMs: 60_000 });
+    c.restartRole(argv);
+    const copied = await waitFor("resync bytes written on the returning SDS", 60_000, async () => {
+      const h = await health(c.sdsControlUrl(1)).catch(() => null);
+      if (h === null || h.code !== 200) return null;
+      const n = sample(await scrape(c.sdsControlUrl(1)), "pf_sds_copy_bytes_total", { kind: "resync", op: "write" });
+      return n > 0 ? n : null;
+    });
+    // every byte written as a copy target was read by a source primary (retried copies read again),
+    // for every kind (the MDM may also rebuild an extent it had no away copy of)
+    for (const kind of ["resync", "rebuild", "move"]) {
+      const written = await sumOverSds("pf_sds_copy_bytes_total", { kind, op: "write" });
+      const read = await waitFor(`${kind} bytes read >= written`, 30_000, async () => {
+        const n = await sumOverSds("pf_sds_copy_bytes_total", { kind, op: "read" });
+        return n >= written ? { n } : null;
+      });
+      expect(read.n).toBeGreaterThanOrEqual(written);
+    }
+    expect(copied).toBeGreaterThan(0);
+  }, 120_000);
+
   test("the MDM killed: /health turns 503 with a reason (lease lost, MDM unreachable), then 200 when it is back", async () => {
     const argv = c.killRole("mdm");
     const sdsDown = await waitFor("an SDS /health 503 with no lease", 20_000, async () => {

@@ -9,6 +9,7 @@ import { CLUSTER_API_PREFIX, CLUSTER_SECRET_HEADER } from "../src/proto/cluster_
 import { Units } from "../src/proto/limits.ts";
 import { openMdmCore, type MdmCore } from "../src/mdm/app.ts";
 import type { RecoveryOptions } from "../src/mdm/recovery/runtime.ts";
+import type { WebhookOptions } from "../src/mdm/observe/alert_webhook.ts";
 
 export const SECRET = "test-cluster-secret-0123456789";
 export const ADMIN_PASSWORD = "Scaleio123";
@@ -40,7 +41,7 @@ export class MdmFixture {
   ) {}
 
   static async open(
-    opts: { dir?: string; clock?: FakeClock; seed?: number; tokens?: { idleTimeoutMs?: number; maxTokens?: number }; recovery?: RecoveryOptions } = {},
+    opts: { dir?: string; clock?: FakeClock; seed?: number; tokens?: { idleTimeoutMs?: number; maxTokens?: number }; recovery?: RecoveryOptions; alertWebhook?: WebhookOptions } = {},
   ): Promise<MdmFixture> {
     const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "pf-mdm-test-"));
     const clock = opts.clock ?? new FakeClock();
@@ -49,7 +50,7 @@ export class MdmFixture {
       seed = (seed * 1103515245 + 12345) % 2147483648;
       return seed / 2147483648;
     };
-    const core = await openMdmCore({ dataDir: join(dir, "mdm"), clusterSecret: SECRET, adminPassword: ADMIN_PASSWORD, clock: clock.now, random, tokens: opts.tokens, recovery: opts.recovery });
+    const core = await openMdmCore({ dataDir: join(dir, "mdm"), clusterSecret: SECRET, adminPassword: ADMIN_PASSWORD, clock: clock.now, random, tokens: opts.tokens, recovery: opts.recovery, ...(opts.alertWebhook ? { alertWebhook: opts.alertWebhook } : {}) });
     return new MdmFixture(dir, core, clock);
   }
 

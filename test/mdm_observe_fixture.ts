@@ -2,11 +2,12 @@
 // SDSs and one SDC joined through the cluster API, volumes created and mapped through REST, and
 // a `tick` that plays one second of the cluster: advance the clock, every live SDS and the SDC
 // send their heartbeat with their cumulative IO counters, then the observe step runs (history
-// sample, alerts).
+// sample, alerts). open() lets the MDM's start-up settle period pass first.
 
 import { expect } from "bun:test";
 import { observeTick } from "../src/mdm/observe/observe_tick.ts";
 import type { AlertChanges } from "../src/mdm/observe/alerts.ts";
+import type { WebhookOptions } from "../src/mdm/observe/alert_webhook.ts";
 import { SdcCounters, SdsCounters } from "./helpers/io_reports.ts";
 import { MdmFixture } from "./mdm_fixture.ts";
 
@@ -33,8 +34,8 @@ export class ObserveCluster {
     readonly pdId: string,
   ) {}
 
-  static async open(opts: { sdsCount?: number; devicesGiB?: number[]; dir?: string } = {}): Promise<ObserveCluster> {
-    const m = await MdmFixture.open(opts.dir ? { dir: opts.dir } : {});
+  static async open(opts: { sdsCount?: number; devicesGiB?: number[]; dir?: string; alertWebhook?: WebhookOptions } = {}): Promise<ObserveCluster> {
+    const m = await MdmFixture.open({ ...(opts.dir ? { dir: opts.dir } : {}), ...(opts.alertWebhook ? { alertWebhook: opts.alertWebhook } : {}) });
     await m.login();
     const sds: SdsMember[] = [];
     for (let i = 1; i <= (opts.sdsCount ?? 3); i++) {
@@ -51,7 +52,10 @@ export class ObserveCluster {
     const sdcId = await m.joinSdc("guid-observe-sdc", "hostA");
     const poolId = await m.idOf("StoragePool", "sp1");
     const pdId = await m.idOf("ProtectionDomain", "pd1");
-    return new ObserveCluster(m, sds, sdcId, poolId, pdId);
+    const c = new ObserveCluster(m, sds, sdcId, poolId, pdId);
+    // past the MDM's start-up settle period (alerts are not cleared while it lasts)
+    while (m.clock.nowMs <= c.ctx.observe.settleUntilMs) await c.tick();
+    return c;
   }
 
   get ctx() {

@@ -205,7 +205,7 @@ describe("dashboard endpoints: /api/pf/live and /api/pf/history", () => {
     for (const s of hist.samples) expect(s).toMatchObject({ writeIops: 200, readIops: 50, writeBps: 819200, readBps: 3276800, writeLatencyUs: 300, readLatencyUs: 100, rebuildBps: 0, rebalanceBps: 0 });
     expect(hist.samples.map((s) => s.t)).toEqual([4, 3, 2, 1, 0].map((k) => c.m.clock.nowMs - k * 1000));
     const def = (await c.m.api("GET", "/pf/history")).json as { samples: Obj[] };
-    expect(def.samples.length).toBe(9); // everything since start (< the 300 s default)
+    expect(def.samples.length).toBe(c.ctx.observe.history.size); // everything since start (< the 300 s default)
     expect(Object.keys(def.samples[0]!).sort()).toEqual(["t", "readIops", "writeIops", "readBps", "writeBps", "readLatencyUs", "writeLatencyUs", "rebuildBps", "rebalanceBps"].sort());
   });
 

@@ -9,6 +9,7 @@ import { parseHostPort } from "../proto/sizes.ts";
 import { Limits } from "../proto/limits.ts";
 import { DEFAULT_MDM_PORT } from "../proto/cluster_config.ts";
 import { clusterSecretFrom, readSecretFile, serveUntilSignal } from "./role_options.ts";
+import { PF_VERSION } from "./version.ts";
 
 /** A whole number of milliseconds from a flag (undefined when absent). */
 function msFlag(value: string | undefined, flag: string): number | undefined {
@@ -52,6 +53,7 @@ export const mdmCommand = defineCommand({
         rebuildGraceMs: msFlag(args["rebuild-grace-ms"], "--rebuild-grace-ms"),
         stallTimeoutMs: msFlag(args["stall-timeout-ms"], "--stall-timeout-ms"),
         alertWebhookUrl: args["alert-webhook"] || undefined,
+        version: PF_VERSION,
       }),
     );
   },

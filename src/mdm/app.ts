@@ -1,6 +1,7 @@
 // The MDM's Hono application and its in-process core: opening the database, creating the System
-// on first start, the admin user, and the token store. Tests use openMdmCore + app.request; the
-// server (main.ts) wraps the same app in Bun.serve with TLS. One error handler for every route:
+// on first start, the admin user, and the token store; GET /metrics (no token) beside /api and
+// /pf/v1, and a middleware counting every request by route pattern. Tests use openMdmCore +
+// app.request; the server (main.ts) wraps the same app in Bun.serve with TLS. One error handler for every route:
 // PfError -> PowerFlex-shaped body with pfCode and status; anything else -> INTERNAL, logged.
 
 import { mkdirSync } from "node:fs";
@@ -24,6 +25,8 @@ import { sdcTable, sdsTable } from "../store/mdm_schema.ts";
 import { ObserveRuntime } from "./observe/runtime.ts";
 import type { WebhookOptions } from "./observe/alert_webhook.ts";
 import { loadActiveAlerts } from "./observe/alerts.ts";
+import { renderMdmMetrics } from "./observe/mdm_metrics.ts";
+import { TEXT_CONTENT_TYPE } from "../proto/metrics_text.ts";
 
 /** Build the Hono app serving /api (PowerFlex REST), /pf/v1 (cluster API) and /dashboard/ (web UI). */
 export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): Hono {
@@ -42,6 +45,8 @@ export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): 
     const route = matchedRoutes(c)[c.req.routeIndex]?.path ?? "*";
     ctx.observe.rest.observe(c.req.method, route, c.res.status, (performance.now() - t0) / 1000);
   });
+  // Prometheus scrape: read-only and without a token (docs/design.md, "Observability")
+  app.get("/metrics", (c) => c.body(renderMdmMetrics(ctx), 200, { "content-type": TEXT_CONTENT_TYPE }));
   app.route("/api", restRoutes(ctx));
   app.route(CLUSTER_API_PREFIX, clusterRoutes(ctx, opts.clusterSecret));
   app.route("/", dashboardRoutes(ctx));
@@ -62,6 +67,8 @@ export interface MdmCoreOptions {
   recovery?: RecoveryOptions;
   /** POST every alert raised and cleared to this URL (JSON); absent: no webhook */
   alertWebhook?: WebhookOptions;
+  /** pf's version (pf_build_info) */
+  version?: string;
 }
 
 export interface MdmCore {
@@ -86,7 +93,7 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
       random: opts.random ?? Math.random,
       health: new HealthTracker(clock, recovery.config.heartbeatTimeoutMs),
       recovery,
-      observe: new ObserveRuntime({ startedAtMs: clock(), heartbeatTimeoutMs: recovery.config.heartbeatTimeoutMs, webhook: opts.alertWebhook }),
+      observe: new ObserveRuntime({ startedAtMs: clock(), heartbeatTimeoutMs: recovery.config.heartbeatTimeoutMs, webhook: opts.alertWebhook, version: opts.version }),
       tokens,
       systemId: system.id,
       listenHost: opts.listenHost ?? "127.0.0.1",

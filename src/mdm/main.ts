@@ -40,6 +40,8 @@ export interface MdmOptions {
   stallTimeoutMs?: number;
   /** POST alerts raised and cleared to this URL (JSON), retried with backoff */
   alertWebhookUrl?: string;
+  /** pf's version (pf_build_info) */
+  version?: string;
 }
 
 export interface MdmHandle {
@@ -87,6 +89,7 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
     listenHost,
     listenPort: opts.listenPort,
     recovery: { heartbeatTimeoutMs: opts.heartbeatTimeoutMs, rebuildGraceMs: opts.rebuildGraceMs, stallTimeoutMs: opts.stallTimeoutMs },
+    version: opts.version,
     ...(opts.alertWebhookUrl ? { alertWebhook: { url: checkedWebhookUrl(opts.alertWebhookUrl) } } : {}),
   });
   if (tls) core.ctx.observe.certValidToMs = new X509Certificate(tls.certPem).validToDate.getTime();
@@ -109,9 +112,9 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
       hostname: listenHost,
       port: opts.listenPort,
       fetch: core.app.fetch,
-      // our handler answers bodies over Limits.restMaxBodyBytes with a JSON error; Bun cuts off
-      // anything far larger before it is buffered
-      maxRequestBodySize: Limits.restMaxBodyBytes * 4,
+      // our handlers answer bodies over their limit (Limits.restMaxBodyBytes, heartbeats
+      // Limits.heartbeatMaxBodyBytes) with a JSON error; Bun cuts off anything larger first
+      maxRequestBodySize: Math.max(Limits.restMaxBodyBytes * 4, Limits.heartbeatMaxBodyBytes),
       ...(tls ? { tls: { cert: tls.certPem, key: tls.keyPem } } : {}),
     });
   } catch (e) {

@@ -46,6 +46,7 @@ export const Limits = {
 
   // control plane
   restMaxBodyBytes: 1 * MiB,
+  heartbeatMaxBodyBytes: 24 * MiB, // an SDC heartbeat lists IO counters of every mapped volume (~250 B each, up to 65,536)
   tokenIdleTimeoutMs: 8 * 60 * 60 * 1000,
   maxTokens: 100_000,
   heartbeatIntervalMs: 1000,

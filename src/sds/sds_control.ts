@@ -59,8 +59,10 @@ export class SdsControl implements ControlSource {
     const reasons: string[] = [];
     const node = core.node;
     if (!node.serving) {
-      const left = Math.round(node.leaseRemainingMs);
-      reasons.push(mdm.answeredBeats === 0 ? "no lease: no heartbeat answered by the MDM yet" : `no lease: it expired ${-left} ms ago (extents are not served)`);
+      const left = node.leaseRemainingMs;
+      if (!Number.isFinite(left)) reasons.push(`no lease yet: ${mdm.answeredBeats === 0 ? "no heartbeat answered by the MDM" : "assignments not caught up with the MDM's map"}`);
+      else if (left <= 0) reasons.push(`no lease: it expired ${Math.round(-left)} ms ago (extents are not served)`);
+      else reasons.push("no lease: assignments not applied yet (extents are not served)");
     }
     if (mdm.consecutiveFailures > 0) reasons.push(`MDM ${this.info.mdmUrl} unreachable: ${mdm.consecutiveFailures} heartbeat(s) failed in a row (last: ${mdm.lastError ?? "?"})`);
     for (const s of core.store.slots) if (s.state === "Failed") reasons.push(`device ${s.deviceId} (${s.dev.path}) failed`);

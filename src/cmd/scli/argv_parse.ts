@@ -156,6 +156,12 @@ function checkValue(flag: FlagName, value: string): void {
     case "access_mode":
       accessModeOf(value);
       return;
+    case "capacity_alert_high_threshold":
+    case "capacity_alert_critical_threshold":
+      if (!/^\d{1,3}$/.test(value) || Number(value) < 1 || Number(value) > 100) {
+        throw usageError(`--${flag} must be a whole percent from 1 to 100, got ${JSON.stringify(value)}`);
+      }
+      return;
     case "media_type":
       if (!(MEDIA_TYPES as readonly string[]).includes(value.toUpperCase())) {
         throw usageError(`--media_type must be ${MEDIA_TYPES.join(" or ")}, got ${JSON.stringify(value)}`);

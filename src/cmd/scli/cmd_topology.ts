@@ -100,6 +100,9 @@ function poolLines(pool: StoragePoolObj, pd: ProtectionDomainObj, volumes: Volum
   lines.push(`\tMedia type: ${orNA(pool.mediaType)}`);
   lines.push(`\tData layout: ${orNA(pool.dataLayout)}`);
   if (typeof pool.sparePercentage === "number") lines.push(`\tSpare policy: ${pool.sparePercentage}% of total`);
+  if (typeof pool.capacityAlertHighThreshold === "number" && typeof pool.capacityAlertCriticalThreshold === "number") {
+    lines.push(`\tCapacity alert thresholds: High: ${pool.capacityAlertHighThreshold}%, Critical: ${pool.capacityAlertCriticalThreshold}%`);
+  }
   if (typeof pool.zeroPaddingEnabled === "boolean") lines.push(`\tZero padding is ${pool.zeroPaddingEnabled ? "enabled" : "disabled"}`);
   if (typeof pool.rebuildEnabled === "boolean") lines.push(`\tRebuild is ${pool.rebuildEnabled ? "enabled" : "disabled"}`);
   if (typeof pool.rebalanceEnabled === "boolean") lines.push(`\tRebalance is ${pool.rebalanceEnabled ? "enabled" : "disabled"}`);

@@ -150,4 +150,13 @@ export const COMMANDS: Record<CommandName, CommandSpec> = {
     exclusive: [SDS],
     usage: "--remove_sds (--sds_id ID | --sds_name NAME | --sds_ip IP)",
   }),
+  query_alerts: spec({ flags: ["all"], usage: "--query_alerts [--all]" }),
+  set_capacity_alert_thresholds: spec({
+    flags: [...PD, ...POOL, "capacity_alert_high_threshold", "capacity_alert_critical_threshold"],
+    required: [POOL, ["capacity_alert_high_threshold", "capacity_alert_critical_threshold"]],
+    exclusive: [PD, POOL],
+    needs: [POOL_NEEDS_PD],
+    usage:
+      "--set_capacity_alert_thresholds (--storage_pool_id ID | (--protection_domain_id ID | --protection_domain_name NAME) --storage_pool_name NAME) [--capacity_alert_high_threshold PERCENT] [--capacity_alert_critical_threshold PERCENT]",
+  }),
 };

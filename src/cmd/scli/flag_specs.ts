@@ -36,6 +36,8 @@ export const FLAGS = {
   query_cluster: { kind: "command", help: "Show the MDM cluster" },
   query_rebuild: { kind: "command", help: "Show a storage pool's rebuild/rebalance progress (pf extension; --watch for a live bar)" },
   remove_sds: { kind: "command", help: "Remove an SDS: moves its data to the other SDSs first, then removes it" },
+  query_alerts: { kind: "command", help: "Show the active alerts (--all: with the cleared ones, newest first)" },
+  set_capacity_alert_thresholds: { kind: "command", help: "Set a storage pool's capacity alert thresholds (percent used)" },
 
   // ---- common ----
   help: { kind: "switch", help: "Show help (alone: all commands; after a command: that command)" },
@@ -75,6 +77,9 @@ export const FLAGS = {
   i_am_sure: { kind: "switch", help: "Confirm a destructive command" },
   remove_with_descendant_snapshots: { kind: "switch", help: "Also remove the volume's snapshots" },
   watch: { kind: "switch", help: "Refresh about every second until the work is done (a progress bar on a terminal)" },
+  all: { kind: "switch", help: "Include the history (cleared alerts)" },
+  capacity_alert_high_threshold: { kind: "value", arg: "PERCENT", help: "High threshold: an alert when the pool is this full (1-99, default 80)" },
+  capacity_alert_critical_threshold: { kind: "value", arg: "PERCENT", help: "Critical threshold, above the high one (2-100, default 90)" },
 } as const satisfies Record<string, FlagSpec>;
 
 export type FlagName = keyof typeof FLAGS;

@@ -12,6 +12,7 @@ import { addFaultSet, addProtectionDomain, addStoragePool, queryProtectionDomain
 import { queryAllSdc, queryAllSds, querySds } from "./cmd_members.ts";
 import { login, logout } from "./cmd_session.ts";
 import { queryRebuild, removeSds } from "./cmd_recovery.ts";
+import { queryAlerts, setCapacityAlertThresholds } from "./cmd_alerts.ts";
 import { queryAll, queryCluster } from "./cmd_system.ts";
 import {
   addVolume,
@@ -65,6 +66,8 @@ const HANDLERS: Record<CommandName, Handler> = {
   query_cluster: queryCluster,
   query_rebuild: queryRebuild,
   remove_sds: removeSds,
+  query_alerts: queryAlerts,
+  set_capacity_alert_thresholds: setCapacityAlertThresholds,
 };
 
 const processIo: ScliIo = {

@@ -28,6 +28,8 @@ export const StoragePoolObj = z.looseObject({
   zeroPaddingEnabled: z.boolean().nullish(),
   rebuildEnabled: z.boolean().nullish(),
   rebalanceEnabled: z.boolean().nullish(),
+  capacityAlertHighThreshold: z.number().nullish(),
+  capacityAlertCriticalThreshold: z.number().nullish(),
   /** pf extensions */
   storagePoolState: maybeString,
   rebuildState: maybeString,

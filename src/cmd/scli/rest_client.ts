@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { isPfError } from "../../proto/errors.ts";
 import { mdmRequest, type MdmEndpoint } from "../../proto/mdm_http.ts";
-import { ConsistencyReport, CreatedId, RebuildStatus } from "../../proto/powerflex_api.ts";
+import { AlertObject, ConsistencyReport, CreatedId, RebuildStatus } from "../../proto/powerflex_api.ts";
 import { MdmClusterObj, OBJECT_SCHEMAS, type MdmClusterObj as MdmCluster, type ObjectOf, type ObjectType } from "./mdm_objects.ts";
 import { ScliError } from "./scli_errors.ts";
 
@@ -45,6 +45,11 @@ export class MdmRestClient {
   /** pf extension: a pool's rebuild/rebalance state and progress */
   queryRebuild(poolId: string): Promise<RebuildStatus> {
     return this.call({ method: "POST", path: `/api/instances/StoragePool::${poolId}/action/queryRebuild`, body: {}, schema: RebuildStatus });
+  }
+
+  /** Active alerts (all: with the cleared history, pf extension) */
+  alerts(opts: { all: boolean }): Promise<AlertObject[]> {
+    return this.call({ method: "GET", path: `/api/types/Alert/instances${opts.all ? "?all=true" : ""}`, schema: z.array(AlertObject) });
   }
 
   queryMdmCluster(): Promise<MdmCluster> {

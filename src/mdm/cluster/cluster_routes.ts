@@ -11,6 +11,7 @@ import {
   SdsJoinRequest,
 } from "../../proto/cluster_api.ts";
 import { PfError } from "../../proto/errors.ts";
+import { Limits } from "../../proto/limits.ts";
 import { secretsEqual } from "../core/auth.ts";
 import { sdcHeartbeat, sdcJoin, sdcMaps, sdsAssignments, sdsHeartbeat, sdsJoin } from "./cluster_service.ts";
 import type { MdmContext } from "../core/context.ts";
@@ -31,10 +32,11 @@ export function clusterRoutes(ctx: MdmContext, clusterSecret: string): Hono {
     await next();
   });
   api.post("/sds/join", async (c) => c.json(sdsJoin(ctx, await readBody(c, SdsJoinRequest))));
-  api.post("/sds/:id/heartbeat", async (c) => c.json(sdsHeartbeat(ctx, checkId(c.req.param("id")), await readBody(c, SdsHeartbeatRequest))));
+  // heartbeats carry IO counters per volume and device: their own, larger body limit
+  api.post("/sds/:id/heartbeat", async (c) => c.json(sdsHeartbeat(ctx, checkId(c.req.param("id")), await readBody(c, SdsHeartbeatRequest, Limits.heartbeatMaxBodyBytes))));
   api.on(["GET", "POST"], "/sds/:id/assignments", (c) => c.json(sdsAssignments(ctx, checkId(c.req.param("id")))));
   api.post("/sdc/join", async (c) => c.json(sdcJoin(ctx, await readBody(c, SdcJoinRequest))));
-  api.post("/sdc/:id/heartbeat", async (c) => c.json(sdcHeartbeat(ctx, checkId(c.req.param("id")), await readBody(c, SdcHeartbeatRequest))));
+  api.post("/sdc/:id/heartbeat", async (c) => c.json(sdcHeartbeat(ctx, checkId(c.req.param("id")), await readBody(c, SdcHeartbeatRequest, Limits.heartbeatMaxBodyBytes))));
   api.on(["GET", "POST"], "/sdc/:id/maps", (c) => c.json(sdcMaps(ctx, checkId(c.req.param("id")))));
   api.all("*", () => {
     throw new HttpError("NOT_FOUND", 404, "no such cluster API path");

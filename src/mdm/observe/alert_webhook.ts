@@ -65,7 +65,8 @@ export class AlertWebhook {
   enqueue(ev: WebhookEvent): void {
     if (this.stopped) return;
     if (this.queue.length >= this.opts.queueMax) {
-      this.queue.shift();
+      // the head is in flight while the loop runs: drop the oldest one still waiting
+      this.queue.splice(this.running && this.queue.length > 1 ? 1 : 0, 1);
       this.counters.dropped++;
       if (this.counters.dropped === 1 || this.counters.dropped % 100 === 0) {
         consola.warn(`mdm: alert webhook queue full (${this.opts.queueMax} events): dropped the oldest (${this.counters.dropped} dropped so far)`);
@@ -108,7 +109,6 @@ export class AlertWebhook {
         consola.debug(`mdm: alert webhook ${this.opts.url} attempt ${attempt} failed: ${err}`);
         await sleep(Math.min(this.opts.maxBackoffMs, this.opts.backoffMs * 2 ** (attempt - 1)));
       }
-      // the event may have been dropped from the queue's head while we retried it
       if (this.queue[0] === ev) this.queue.shift();
       if (delivered) this.counters.sent++;
       else if (!this.stopped) this.counters.failed++;

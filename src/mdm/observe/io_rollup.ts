@@ -79,8 +79,8 @@ const READS: SdsKind[] = ["primaryRead", "rebuildRead", "resyncRead", "moveRead"
 const WRITES: SdsKind[] = ["primaryWrite", "secondaryWrite", "rebuildWrite", "resyncWrite", "moveWrite"];
 
 /** Back-end Bwc of SDS-layout rates: primary/secondary, totals, and copies (rebuild = fwdRebuild, resync = bckRebuild, move = rebalance). */
-export function sdsBwcs(r: Float64Array): Record<string, Bwc> {
-  const b = (k: SdsKind) => bwcOf(r[sds(k, OPS)] ?? 0, r[sds(k, BYTES)] ?? 0);
+export function sdsBwcs(r: Float64Array) {
+  const b = (k: SdsKind): Bwc => bwcOf(r[sds(k, OPS)] ?? 0, r[sds(k, BYTES)] ?? 0);
   return {
     primaryReadBwc: b("primaryRead"),
     primaryWriteBwc: b("primaryWrite"),

@@ -1,6 +1,6 @@
 // The observability state of a running MDM that is not in the database: IO accounting from
 // heartbeats, the history ring, the in-memory copy of the active alerts, the optional alert
-// webhook, REST request counters, and the facts the alert rules need about the MDM itself (its
+// webhook, REST request counters, process metrics, and the facts the alert rules need about the MDM itself (its
 // certificate's expiry, when it started). It imports nothing of the MDM's context: the context
 // holds it (as it holds the recovery runtime) and the observe room works on both.
 // Invariant: while `settleUntilMs` has not passed (one heartbeat timeout after start, when
@@ -11,6 +11,8 @@ import { AlertWebhook, type WebhookOptions } from "./alert_webhook.ts";
 import { IoAccounting } from "./io_accounting.ts";
 import { IoHistory } from "./io_history.ts";
 import { RestRequestStats } from "./rest_stats.ts";
+import { MetricRegistry } from "../../proto/metrics.ts";
+import { registerProcessMetrics, type ProcessMetrics } from "../../proto/process_metrics.ts";
 
 /** An alert as kept in memory and in the alert table. */
 export interface AlertRecord {
@@ -30,6 +32,8 @@ export interface ObserveOptions {
   startedAtMs: number;
   heartbeatTimeoutMs: number;
   webhook?: WebhookOptions | undefined;
+  /** pf's version for pf_build_info */
+  version?: string | undefined;
 }
 
 export class ObserveRuntime {
@@ -39,6 +43,9 @@ export class ObserveRuntime {
   readonly activeAlerts = new Map<string, AlertRecord>();
   readonly webhook: AlertWebhook | null;
   readonly rest = new RestRequestStats();
+  /** process metrics and pf_build_info (the metrics core); the cluster-wide families are written at scrape time */
+  readonly registry = new MetricRegistry();
+  private readonly process: ProcessMetrics;
   readonly startedAtMs: number;
   readonly settleUntilMs: number;
   /** notAfter of the TLS certificate the MDM serves (null: plain HTTP or not known) */
@@ -47,8 +54,10 @@ export class ObserveRuntime {
   lastFlushMs: number;
   lastRetainMs: number;
   lastHistoryMs = 0;
-  /** what the last alert evaluation took (ms) and whether it failed */
+  /** what the last observe step took (ms) */
   lastTickMs = 0;
+  /** label text of each volume's /metrics series, by id (rebuilt when the name changes) */
+  readonly volumeLabelCache = new Map<string, { name: string | null; text: string }>();
 
   constructor(opts: ObserveOptions) {
     this.startedAtMs = opts.startedAtMs;
@@ -56,9 +65,11 @@ export class ObserveRuntime {
     this.lastFlushMs = opts.startedAtMs;
     this.lastRetainMs = opts.startedAtMs;
     this.webhook = opts.webhook ? new AlertWebhook(opts.webhook) : null;
+    this.process = registerProcessMetrics(this.registry, { role: "mdm", version: opts.version ?? "unknown" });
   }
 
   close(): void {
     this.webhook?.close();
+    this.process.stop();
   }
 }
