@@ -88,6 +88,9 @@ test("log in; the topology shows three healthy SDSs with their devices, and the 
   expect(await page.$$eval("[data-testid=device-row]", (rows) => rows.map((r) => r.getAttribute("data-state")))).toEqual(["Normal", "Normal", "Normal"]);
   expect(await page.$$eval("[data-testid=sdc-row]", (rows) => rows.map((r) => r.getAttribute("data-health")))).toEqual(["healthy"]);
   expect(await page.textContent("[data-testid=sdc-table]")).toContain("vol1 (RW)");
+  // live without a reload: a new poll lands every second
+  const first = await attrNumber("[data-testid=updated]", "data-updated-ms");
+  await waitForValue("the next poll", 2000, () => attrNumber("[data-testid=updated]", "data-updated-ms"), (t) => t > first);
   await screenshot(page, "topology");
 }, 30_000);
 
@@ -130,6 +133,34 @@ test("volumes: create, extend, map, unmap and delete through the dialogs", async
   await page.click("[data-testid=dialog-ok]");
   await page.waitForSelector(row, { state: "detached" });
   expect(await page.$$eval("[data-testid=volume-row]", (rows) => rows.map((r) => r.getAttribute("data-name")))).toEqual(["vol1"]);
+}, 60_000);
+
+test("tables page at 25 rows", async () => {
+  const token = JSON.parse((await mdm("/api/login", { auth: basic("admin", "test-admin-pw") })).text) as string;
+  const auth = basic("admin", token);
+  const pools = JSON.parse((await mdm("/api/types/StoragePool/instances", { auth })).text) as { id: string }[];
+  const ids: string[] = [];
+  try {
+    for (let i = 0; i < 30; i++) {
+      const body = { name: `page${String(i).padStart(2, "0")}`, storagePoolId: pools[0]!.id, volumeSizeInKb: String(64 * 1024), volumeType: "ThinProvisioned" };
+      const r = await mdm("/api/types/Volume/instances", { method: "POST", auth, body });
+      expect(r.status, r.text).toBe(200);
+      ids.push((JSON.parse(r.text) as { id: string }).id);
+    }
+    await gotoPage(page, "volumes");
+    const info = "[data-testid=volumes-table] .pager-i";
+    await waitForValue("31 volumes in pages of 25", 5000, () => page.textContent(info), (t) => t === "1–25 of 31");
+    expect(await page.$$("[data-testid=volume-row]")).toHaveLength(25);
+    await page.click("[data-testid=volumes-table] .pager button:has-text('Next')");
+    expect(await page.textContent(info)).toBe("26–31 of 31");
+    expect(await page.$$("[data-testid=volume-row]")).toHaveLength(6);
+    await page.fill("[data-testid=volumes-table] input.filter", "page2");
+    expect(await page.textContent(info)).toBe("1–10 of 10");
+    await page.fill("[data-testid=volumes-table] input.filter", "");
+  } finally {
+    for (const id of ids) await mdm(`/api/instances/Volume::${id}/action/removeVolume`, { method: "POST", auth, body: { removeMode: "ONLY_ME" } });
+  }
+  await waitForValue("vol1 alone again", 5000, () => page.$$eval("[data-testid=volume-row]", (rows) => rows.length), (n) => n === 1);
 }, 60_000);
 
 test("fio writing to vol1 moves the IOPS chart and the volume's live IO", async () => {

@@ -50,7 +50,7 @@ function isAlert(v: unknown): v is PfAlert {
 }
 
 /** Alert replies as a list: a bare array, or an object holding one (e.g. {alerts: [...]}). */
-export function alertList(v: unknown): PfAlert[] {
+function alertList(v: unknown): PfAlert[] {
   if (Array.isArray(v)) return v.filter(isAlert);
   if (typeof v === "object" && v !== null) {
     for (const x of Object.values(v)) if (Array.isArray(x)) return x.filter(isAlert);
@@ -97,7 +97,7 @@ export async function poll(session: Session, needs: Needs, historySeconds: numbe
   };
 }
 
-export const ZERO_RATES: IoRates = { readIops: 0, writeIops: 0, readBps: 0, writeBps: 0, readLatencyUs: 0, writeLatencyUs: 0 };
+const ZERO_RATES: IoRates = { readIops: 0, writeIops: 0, readBps: 0, writeBps: 0, readLatencyUs: 0, writeLatencyUs: 0 };
 
 /** Live IO of one object, zero when the object is idle (absent), null when live IO is not available. */
 export function liveRates(live: Source<LiveReply>, kind: "volumes" | "sds" | "sdc", id: string): IoRates | null {

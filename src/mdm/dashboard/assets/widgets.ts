@@ -1,10 +1,10 @@
 // Small building blocks shared by the pages: cards, state badges, progress and usage bars,
-// key/value lists, the capacity donut (coloured at the pools' high and critical thresholds) and
-// the "no data yet" placeholder. Colours come from CSS classes, sizes through the CSSOM.
+// key/value lists and the capacity donut (coloured at the pools' high and critical thresholds).
+// Colours come from CSS classes, sizes through the CSSOM.
 
 import type { HealthLevel } from "../dashboard_model.ts";
 import { h, s, type Child, type Children } from "./dom.ts";
-import { bytes, percent } from "./format.ts";
+import { bytes } from "./format.ts";
 
 export type Tone = "ok" | "warn" | "err" | "info" | "muted";
 
@@ -52,10 +52,6 @@ export function kv(rows: [label: string, value: Child, attrs?: Record<string, st
   return h("dl", { class: "kv" }, ...rows.map(([k, v, a]) => [h("dt", null, k), h("dd", a ?? null, v)]));
 }
 
-export function noData(text: string): HTMLElement {
-  return h("div", { class: "nodata", "data-testid": "no-data" }, text);
-}
-
 const DONUT_R = 52;
 const DONUT_C = 2 * Math.PI * DONUT_R;
 
@@ -86,8 +82,4 @@ export function donut(parts: { frac: number; cls: string }[], marksPct: readonly
 
 export function legend(items: [cls: string, label: string, value: string][]): HTMLElement {
   return h("ul", { class: "legend" }, ...items.map(([cls, label, value]) => h("li", null, h("span", { class: `sw ${cls}` }), h("span", { class: "lg-l" }, label), h("span", { class: "lg-v" }, value))));
-}
-
-export function pctText(used: number, total: number): string {
-  return total > 0 ? percent((100 * used) / total) : "—";
 }
