@@ -19,15 +19,25 @@ import { Limits } from "../../proto/limits.ts";
 import { CLIENT_CHANNELS, clientVector, DEVICE_CHANNELS, deviceVector, SDS_CHANNELS, sdsVector } from "./io_channels.ts";
 import { ReportClock, SeriesWindow } from "./io_window.ts";
 
+type SeriesKind = "self" | "volume" | "device";
+
 interface Tracked {
+  kind: SeriesKind;
+  /** the object's id (the reporter's own for "self") */
+  id: string;
   win: SeriesWindow;
   /** raw counters of the last report (to difference against) */
   prev: Float64Array;
+  /** the reporter's report number this series was last in */
+  seenSeq: number;
 }
 
 interface Reporter {
   clock: ReportClock;
   incarnation: string;
+  /** reports received (marks which series a report contained) */
+  seq: number;
+  /** by object id (ids are unique across types), the reporter's own series under SELF */
   series: Map<string, Tracked>;
 }
 
@@ -75,33 +85,27 @@ export class IoAccounting {
     const { rep, phase } = this.reporter(this.sdcs, sdcId, report.incarnation, nowMs, "SDC");
     this.sdcGauges.set(sdcId, { nbdConnections: report.nbdConnections, inflightIos: report.inflightIos });
     this.sdcSum.fill(0);
-    const seen = new Set<string>([SELF]);
     for (const v of report.volumes) {
-      const key = `v:${v.volumeId}`;
-      seen.add(key);
-      const t = this.tracked(rep, key, CLIENT_CHANNELS, (w) => this.indexVolume(v.volumeId, w));
+      const t = this.tracked(rep, "volume", v.volumeId, CLIENT_CHANNELS, (w) => this.indexVolume(v.volumeId, w));
       const d = this.step(t, clientVector(v, this.rawClient), phase, CLIENT_CHANNELS);
       addTotal(this.volumeTotals, v.volumeId, CLIENT_CHANNELS, d);
       for (let c = 0; c < CLIENT_CHANNELS; c++) this.sdcSum[c] = (this.sdcSum[c] ?? 0) + (d[c] ?? 0);
     }
     // the SDC's own series is the sum of its volumes' deltas (a volume leaving the report is no negative IO)
-    this.tracked(rep, SELF, CLIENT_CHANNELS, () => undefined).win.add(this.sdcSum);
+    this.tracked(rep, "self", SELF, CLIENT_CHANNELS, () => undefined).win.add(this.sdcSum);
     addTotal(this.sdcTotals, sdcId, CLIENT_CHANNELS, this.sdcSum);
-    this.finish(rep, seen);
+    this.finish(rep);
   }
 
   ingestSds(sdsId: string, report: SdsIoReport, nowMs: number): void {
     const { rep, phase } = this.reporter(this.sdss, sdsId, report.incarnation, nowMs, "SDS");
-    const seen = new Set<string>([SELF]);
-    const self = this.tracked(rep, SELF, SDS_CHANNELS, () => undefined);
+    const self = this.tracked(rep, "self", SELF, SDS_CHANNELS, () => undefined);
     addTotal(this.sdsTotals, sdsId, SDS_CHANNELS, this.step(self, sdsVector(report, this.rawSds), phase, SDS_CHANNELS));
     for (const dev of report.devices) {
-      const key = `d:${dev.deviceId}`;
-      seen.add(key);
-      const t = this.tracked(rep, key, DEVICE_CHANNELS, (w) => this.deviceWindows.set(dev.deviceId, w));
+      const t = this.tracked(rep, "device", dev.deviceId, DEVICE_CHANNELS, (w) => this.deviceWindows.set(dev.deviceId, w));
       addTotal(this.deviceTotals, dev.deviceId, DEVICE_CHANNELS, this.step(t, deviceVector(dev, this.rawDevice), phase, DEVICE_CHANNELS));
     }
-    this.finish(rep, seen);
+    this.finish(rep);
   }
 
   /** The reporter's state for this report, and whether the report is a baseline, a restart or a continuation. */
@@ -115,7 +119,7 @@ export class IoAccounting {
     let rep = map.get(id);
     let phase: "baseline" | "restart" | "next" = "next";
     if (!rep) {
-      rep = { clock: new ReportClock(), incarnation, series: new Map() };
+      rep = { clock: new ReportClock(), incarnation, seq: 0, series: new Map() };
       map.set(id, rep);
       phase = "baseline";
     } else if (rep.incarnation !== incarnation) {
@@ -126,16 +130,18 @@ export class IoAccounting {
       phase = "restart";
     }
     rep.clock.advance(nowMs);
+    rep.seq++;
     return { rep, phase };
   }
 
-  private tracked(rep: Reporter, key: string, channels: number, onCreate: (w: SeriesWindow) => void): Tracked {
-    let t = rep.series.get(key);
+  private tracked(rep: Reporter, kind: SeriesKind, id: string, channels: number, onCreate: (w: SeriesWindow) => void): Tracked {
+    let t = rep.series.get(id);
     if (!t) {
-      t = { win: new SeriesWindow(rep.clock, channels), prev: new Float64Array(channels) };
-      rep.series.set(key, t);
+      t = { kind, id, win: new SeriesWindow(rep.clock, channels), prev: new Float64Array(channels), seenSeq: 0 };
+      rep.series.set(id, t);
       onCreate(t.win);
     }
+    t.seenSeq = rep.seq;
     t.win.absentReports = 0;
     return t;
   }
@@ -161,11 +167,11 @@ export class IoAccounting {
   }
 
   /** Commit every series of the reporter to its newest slot; drop series absent for too long. */
-  private finish(rep: Reporter, seen: Set<string>): void {
+  private finish(rep: Reporter): void {
     for (const [key, t] of rep.series) {
-      if (!seen.has(key) && ++t.win.absentReports > Limits.ioSeriesAbsentReports) {
+      if (t.seenSeq !== rep.seq && ++t.win.absentReports > Limits.ioSeriesAbsentReports) {
         rep.series.delete(key);
-        this.unindex(key, t.win);
+        this.unindex(t);
         continue;
       }
       t.win.commit();
@@ -181,15 +187,23 @@ export class IoAccounting {
     set.add(w);
   }
 
-  private unindex(key: string, w: SeriesWindow): void {
-    if (key.startsWith("v:")) {
-      const id = key.slice(2);
-      const set = this.volumeWindows.get(id);
-      set?.delete(w);
-      if (set?.size === 0) this.volumeWindows.delete(id);
-    } else if (key.startsWith("d:")) {
-      const id = key.slice(2);
-      if (this.deviceWindows.get(id) === w) this.deviceWindows.delete(id);
+  private unindex(t: Tracked): void {
+    switch (t.kind) {
+      case "volume": {
+        const set = this.volumeWindows.get(t.id);
+        set?.delete(t.win);
+        if (set?.size === 0) this.volumeWindows.delete(t.id);
+        return;
+      }
+      case "device":
+        if (this.deviceWindows.get(t.id) === t.win) this.deviceWindows.delete(t.id);
+        return;
+      case "self":
+        return;
+      default: {
+        const never: never = t.kind;
+        throw new Error(`unknown series kind ${String(never)}`);
+      }
     }
   }
 
@@ -215,7 +229,7 @@ export class IoAccounting {
   private dropReporter(map: Map<string, Reporter>, id: string): void {
     const rep = map.get(id);
     if (!rep) return;
-    for (const [key, t] of rep.series) this.unindex(key, t.win);
+    for (const t of rep.series.values()) this.unindex(t);
     map.delete(id);
   }
 

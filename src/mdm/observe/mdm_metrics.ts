@@ -39,7 +39,8 @@ import { labels, TextWriter, withLabel } from "./metrics_writer.ts";
 import { OVERCOMMIT_LIMIT, poolUsages } from "./pool_usage.ts";
 import { REST_LATENCY_BUCKETS_S } from "./rest_stats.ts";
 
-const US = 1e-6;
+/** µs -> s by division: the shortest decimal form (123456 / 1e6 prints 0.123456; x 1e-6 prints 0.12345599999999999) */
+const US_PER_S = 1e6;
 
 interface Obj {
   labels: string;
@@ -61,7 +62,7 @@ function ioFamilies(w: TextWriter, objs: readonly Obj[], spec: { ops: string; by
   const sum = `${spec.latency}_sum`;
   const count = `${spec.latency}_count`;
   for (const o of objs) {
-    w.sample(sum, o.labels, (o.totals?.[chLat] ?? 0) * US);
+    w.sample(sum, o.labels, (o.totals?.[chLat] ?? 0) / US_PER_S);
     w.sample(count, o.labels, o.totals?.[chOps] ?? 0);
   }
 }
@@ -144,14 +145,14 @@ function writeSdcs(ctx: MdmContext, w: TextWriter): void {
     `${what}: latency sum and count, in seconds.`,
     objs,
     "op",
-    kinds.map((k) => [k, (t) => (t?.[client(k, LAT_US)] ?? 0) * US, (t) => t?.[client(k, OPS)] ?? 0]),
+    kinds.map((k) => [k, (t) => (t?.[client(k, LAT_US)] ?? 0) / US_PER_S, (t) => t?.[client(k, OPS)] ?? 0]),
   );
   w.family("pf_sdc_up", "gauge", "Whether the MDM sees the SDC as connected (1) or not (0).");
   for (const [i, r] of rows.entries()) w.sample("pf_sdc_up", objs[i]!.labels, ctx.health.sdcState(r.id) === "Connected" ? 1 : 0);
   w.family("pf_sdc_mapped_volumes", "gauge", "Volumes mapped to the SDC.");
   for (const [i, r] of rows.entries()) w.sample("pf_sdc_mapped_volumes", objs[i]!.labels, mapped.get(r.id) ?? 0);
-  w.family("pf_sdc_nbd_connections", "gauge", "NBD client connections the SDC reported in its last heartbeat.");
-  for (const [i, r] of rows.entries()) w.sample("pf_sdc_nbd_connections", objs[i]!.labels, io.sdcGauges.get(r.id)?.nbdConnections ?? 0);
+  w.family("pf_nbd_connections", "gauge", "NBD client connections the SDC reported in its last heartbeat.");
+  for (const [i, r] of rows.entries()) w.sample("pf_nbd_connections", objs[i]!.labels, io.sdcGauges.get(r.id)?.nbdConnections ?? 0);
   w.family("pf_sdc_inflight_ios", "gauge", "NBD requests in flight the SDC reported in its last heartbeat.");
   for (const [i, r] of rows.entries()) w.sample("pf_sdc_inflight_ios", objs[i]!.labels, io.sdcGauges.get(r.id)?.inflightIos ?? 0);
 }
@@ -185,7 +186,7 @@ function writeSdss(ctx: MdmContext, w: TextWriter): void {
   for (const o of objs) {
     for (const [role, op, k] of served) {
       const l = withLabel(both(o, role), "op", op);
-      w.sample("pf_sds_io_latency_seconds_sum", l, (o.totals?.[sds(k, LAT_US)] ?? 0) * US);
+      w.sample("pf_sds_io_latency_seconds_sum", l, (o.totals?.[sds(k, LAT_US)] ?? 0) / US_PER_S);
       w.sample("pf_sds_io_latency_seconds_count", l, o.totals?.[sds(k, OPS)] ?? 0);
     }
   }
@@ -237,12 +238,12 @@ function writeDevices(ctx: MdmContext, w: TextWriter): void {
   const what = "Reads and writes that reached the device (heartbeat totals since this MDM started)";
   multiFamily(w, "pf_device_io_ops_total", "counter", `${what}: operations.`, objs, "op", kinds.map((k) => [k, (t) => t?.[device(k, OPS)] ?? 0]));
   multiFamily(w, "pf_device_io_bytes_total", "counter", `${what}: bytes.`, objs, "op", kinds.map((k) => [k, (t) => t?.[device(k, BYTES)] ?? 0]));
-  multiFamily(w, "pf_device_io_latency_seconds", "summary", `${what}: latency sum and count, in seconds.`, objs, "op", kinds.map((k) => [k, (t) => (t?.[device(k, LAT_US)] ?? 0) * US, (t) => t?.[device(k, OPS)] ?? 0]));
+  multiFamily(w, "pf_device_io_latency_seconds", "summary", `${what}: latency sum and count, in seconds.`, objs, "op", kinds.map((k) => [k, (t) => (t?.[device(k, LAT_US)] ?? 0) / US_PER_S, (t) => t?.[device(k, OPS)] ?? 0]));
   w.family("pf_device_sync_total", "counter", "fdatasync calls on the device (heartbeat totals since this MDM started).");
   for (const o of objs) w.sample("pf_device_sync_total", o.labels, o.totals?.[device("sync", OPS)] ?? 0);
   w.family("pf_device_sync_seconds", "summary", "fdatasync time on the device: sum and count, in seconds.");
   for (const o of objs) {
-    w.sample("pf_device_sync_seconds_sum", o.labels, (o.totals?.[device("sync", LAT_US)] ?? 0) * US);
+    w.sample("pf_device_sync_seconds_sum", o.labels, (o.totals?.[device("sync", LAT_US)] ?? 0) / US_PER_S);
     w.sample("pf_device_sync_seconds_count", o.labels, o.totals?.[device("sync", OPS)] ?? 0);
   }
   w.family("pf_device_errors_total", "counter", "Reads, writes and fdatasyncs the device failed (heartbeat totals since this MDM started).");
