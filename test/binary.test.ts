@@ -74,3 +74,46 @@ test("bad flags give one clear line and a non-zero exit", async () => {
   expect(u.code).not.toBe(0);
   expect(u.out).toContain("missing.yaml");
 });
+
+test("the lone binary serves the dashboard from its embedded assets (no file next to it)", async () => {
+  const port = await freePort();
+  const data = join(dir, "mdm-dash");
+  const p = Bun.spawn([lone, "mdm", "--data-dir", data, "--listen", `127.0.0.1:${port}`], {
+    cwd: dir,
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { PATH: "/usr/bin:/bin", HOME: dir },
+  });
+  try {
+    const deadline = Date.now() + 20_000;
+    while (!existsSync(join(data, "tls", "cert.pem")) && Date.now() < deadline) await Bun.sleep(100);
+    const ca = await Bun.file(join(data, "tls", "cert.pem")).text();
+    const get = async (path: string, headers: Record<string, string> = {}) => {
+      for (;;) {
+        try {
+          return await fetch(`https://127.0.0.1:${port}${path}`, { headers, redirect: "manual", tls: { ca } } as RequestInit);
+        } catch (e) {
+          if (Date.now() > deadline) throw e;
+          await Bun.sleep(100);
+        }
+      }
+    };
+    const root = await get("/", { accept: "text/html" });
+    expect(root.status).toBe(302);
+    expect(root.headers.get("location")).toBe("/dashboard/");
+    const html = await get("/dashboard/");
+    expect(html.status).toBe(200);
+    expect(html.headers.get("content-security-policy")).toContain("default-src 'none'");
+    expect(await html.text()).toContain("/dashboard/assets/app.js");
+    const js = await get("/dashboard/assets/app.js");
+    expect(js.headers.get("content-type")).toContain("javascript");
+    const jsText = await js.text();
+    expect(jsText.length).toBeGreaterThan(10_000);
+    expect(jsText).toContain("/dashboard/api/summary");
+    expect(await (await get("/dashboard/assets/app.css")).text()).toContain("--accent");
+    expect((await get("/dashboard/api/summary")).status).toBe(401);
+  } finally {
+    p.kill("SIGKILL");
+    await p.exited;
+  }
+});

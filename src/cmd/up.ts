@@ -222,6 +222,7 @@ function printSummary(plan: HostPlan): void {
     for (const v of mine) lines.push(`  NBD:   nbd://${bracket(nbd.host)}:${nbd.port}/${v.name}`);
   }
   lines.push(`  REST:  ${mdmUrl}/api${caFile ? `   (certificate: ${caFile})` : ""}`);
+  lines.push(`  Web:   ${mdmUrl}/dashboard/   (the same users as REST)`);
   for (const c of controlUrls(host)) lines.push(`  control ${c.role}: ${c.url}  (/health /metrics /status)`);
   lines.push(`  scli:  export PF_MDM=${mdmUrl}${caFile ? ` PF_MDM_CA=${caFile}` : ""}`);
   const pw = config.cluster.adminPassword ? "<adminPassword from the cluster file>" : `"$(cat ${join(dataDir, "mdm", "admin-password")})"`;

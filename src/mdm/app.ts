@@ -18,6 +18,7 @@ import type { MdmContext } from "./core/context.ts";
 import { HealthTracker } from "./core/health.ts";
 import { asPfError, errorResponse, HttpError } from "./core/http_edge.ts";
 import { restRoutes } from "./rest/rest_routes.ts";
+import { dashboardRoutes } from "./dashboard/dashboard_routes.ts";
 import { ensureSystem } from "./core/system_state.ts";
 import { recoveryConfigOf, RecoveryRuntime, type RecoveryOptions } from "./recovery/runtime.ts";
 import { sdcTable, sdsTable } from "../store/mdm_schema.ts";
@@ -27,7 +28,7 @@ import { loadActiveAlerts } from "./observe/alerts.ts";
 import { renderMdmMetrics } from "./observe/mdm_metrics.ts";
 import { TEXT_CONTENT_TYPE } from "../proto/metrics_text.ts";
 
-/** Build the Hono app serving /api (PowerFlex REST) and /pf/v1 (cluster API). */
+/** Build the Hono app serving /api (PowerFlex REST), /pf/v1 (cluster API) and /dashboard/ (web UI). */
 export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): Hono {
   const app = new Hono();
   app.onError((e, c) => {
@@ -48,6 +49,7 @@ export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): 
   app.get("/metrics", (c) => c.body(renderMdmMetrics(ctx), 200, { "content-type": TEXT_CONTENT_TYPE }));
   app.route("/api", restRoutes(ctx));
   app.route(CLUSTER_API_PREFIX, clusterRoutes(ctx, opts.clusterSecret));
+  app.route("/", dashboardRoutes(ctx));
   return app;
 }
 
