@@ -6,6 +6,8 @@ import * as os from "node:os";
 import { join } from "node:path";
 import { Flag, Op, Status } from "../src/proto/dataplane.ts";
 import { DataPlaneClient, type DataReply } from "../src/proto/dataplane_client.ts";
+import { NodeRole, type NodeKey } from "../src/proto/dataplane_auth.ts";
+import { NodeKeyring, deriveNodeKey } from "../src/proto/dataplane_keys.ts";
 import type { z } from "zod";
 import { SdsAssignmentsResponse } from "../src/proto/cluster_api.ts";
 import { idToHalves } from "../src/proto/ids.ts";
@@ -13,8 +15,16 @@ import { startSdsCore, type SdsCore } from "../src/sds/sds_core.ts";
 import type { SdsClock } from "../src/sds/sds_clock.ts";
 import type { BlockDevice } from "../src/store/block_device.ts";
 
-export const DATA_KEY = "ab".repeat(32);
+/** the member key (kid 1) the test SDSs hold; node keys are derived from it */
+export const MEMBER_KEY = new Uint8Array(32).fill(0xab);
+export const MEMBER_KEYS: NodeKey[] = [{ kid: 1, key: MEMBER_KEY }];
 export const SDC_ID = "c000000000000001";
+export const MDM_ID = "5e50000000000000";
+
+/** Handshake credentials of a node (derived from the test member key unless `key` is given). */
+export function credentialsOf(role: NodeRole, nodeId: string, key?: Uint8Array): NodeKeyring {
+  return new NodeKeyring(role, nodeId, [{ kid: 1, key: key ?? deriveNodeKey(MEMBER_KEY, role, nodeId) }]);
+}
 export const MiB = 1024 * 1024;
 
 export function tmpDir(tag: string): string {
@@ -40,7 +50,8 @@ export function startNode(dir: string, i: number, deviceBytes = 64 * MiB, maxInF
   fs.mkdirSync(d, { recursive: true });
   return startSdsCore({
     sdsId: sdsIdOf(i),
-    dataKeyHex: DATA_KEY,
+    memberKeys: MEMBER_KEYS,
+    mdmId: MDM_ID,
     dataDir: d,
     host: "127.0.0.1",
     port,
@@ -112,8 +123,14 @@ export function applyAll(nodes: (SdsCore | null)[], plans: ExtentPlan[], mapVers
   });
 }
 
-export function clientTo(n: SdsCore, key = DATA_KEY): DataPlaneClient {
-  return new DataPlaneClient({ host: "127.0.0.1", port: n.port, dataKeyHex: key, nodeId: SDC_ID, reconnectBackoffMs: 0 });
+/** An SDC's client to node n (`key`: a node key other than the right one). */
+export function clientTo(n: SdsCore, key?: Uint8Array): DataPlaneClient {
+  return new DataPlaneClient({ host: "127.0.0.1", port: n.port, credentials: credentialsOf(NodeRole.SDC, SDC_ID, key), reconnectBackoffMs: 0 });
+}
+
+/** A client that authenticates as SDS number `i` (a peer). */
+export function peerClientTo(n: SdsCore, i: number): DataPlaneClient {
+  return new DataPlaneClient({ host: "127.0.0.1", port: n.port, credentials: credentialsOf(NodeRole.SDS, sdsIdOf(i)), reconnectBackoffMs: 0 });
 }
 
 export class Vol {

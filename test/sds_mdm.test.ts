@@ -11,6 +11,8 @@ import { runMdm, type MdmHandle } from "../src/mdm/main.ts";
 import { CLUSTER_API_PREFIX, CLUSTER_SECRET_HEADER, ClusterPaths, SdcJoinResponse, SdcMapsResponse } from "../src/proto/cluster_api.ts";
 import { Op, Status } from "../src/proto/dataplane.ts";
 import { DataPlanePool } from "../src/proto/dataplane_client.ts";
+import { NodeRole } from "../src/proto/dataplane_auth.ts";
+import { NodeKeyring, deriveNodeKey, keyFromHex } from "../src/proto/dataplane_keys.ts";
 import { idToHalves } from "../src/proto/ids.ts";
 import { runSds, type SdsHandle } from "../src/sds/main.ts";
 import { MiB, pattern, tmpDir } from "./sds_harness.ts";
@@ -72,7 +74,7 @@ test("SDSs join, get the assignments of a new volume, and replicate a write", as
   expect(v).toBeDefined();
   const ext = v.extents[0]!;
   expect(ext.replicas.length).toBe(2);
-  const pool2 = new DataPlanePool({ dataKeyHex: sdc.dataKey, nodeId: sdc.sdcId });
+  const pool2 = new DataPlanePool({ credentials: new NodeKeyring(NodeRole.SDC, sdc.sdcId, [{ kid: 1, key: deriveNodeKey(keyFromHex(sdc.dataKey), NodeRole.SDC, sdc.sdcId) }]) });
   for (const a of maps.sds) pool2.setAddress(a.sdsId, a.host, a.port);
   const { hi, lo } = idToHalves(vol.id);
   const h = { flags: 0, epoch: ext.epoch, volumeHi: hi, volumeLo: lo, extentIndex: 0, offset: 8192, length: 4096 };

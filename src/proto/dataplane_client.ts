@@ -3,9 +3,12 @@
 // SDS forwarding writes to its peers.
 //
 // Invariants:
-// - HELLO (data key + node id) is the first frame on every connection; requests issued while
-//   connecting queue behind it in order, so one client preserves request order on the wire
-//   (the SDS relies on this for replication order);
+// - every connection starts with the challenge/response handshake (dataplane_auth.ts): HELLO,
+//   the SDS's CHALLENGE, AUTH with this node's proof, the SDS's proof checked in constant time
+//   (and the SDS id it names checked against the one this client meant to reach); requests
+//   issued before that wait in the local queue in order, so one client preserves request order
+//   on the wire (the SDS relies on this for replication order); a refused or failed handshake
+//   fails them with the SDS's status (UNAUTHORIZED for a bad proof);
 // - every request gets exactly one reply callback: the SDS's reply, or UNAVAILABLE when the
 //   connection fails, closes, or the request outlives Limits.dataRequestTimeoutMs (the
 //   connection is then dropped, because the SDS may still apply it);
@@ -15,7 +18,20 @@
 
 import { consola } from "consola";
 import type { Socket } from "bun";
-import { Flag, FrameError, FrameReader, Op, Status, encodeHelloPayload, type Frame, type FrameHeader } from "./dataplane.ts";
+import { Flag, FrameError, FrameReader, Op, Status, type Frame, type FrameHeader } from "./dataplane.ts";
+import {
+  DP_AUTH_VERSION,
+  clientProof,
+  decodeChallenge,
+  encodeAuth,
+  encodeHelloAuth,
+  newNonce,
+  proofsEqual,
+  serverProof,
+  transcriptHash,
+  type ClientCredentials,
+} from "./dataplane_auth.ts";
+import { halvesToId, idToHalves } from "./ids.ts";
 import { Limits } from "./limits.ts";
 import { SocketWriter } from "./socket_writer.ts";
 
@@ -54,10 +70,11 @@ export interface DataPlaneLink {
 export interface DataPlaneClientOptions {
   host: string;
   port: number;
-  /** cluster data key (64 hex) from the MDM join answer */
-  dataKeyHex: string;
-  /** 16-hex id of the sending node (SDC or SDS) */
-  nodeId: string;
+  /** who this node is and its keys (the handshake proves it holds them) */
+  credentials: ClientCredentials;
+  /** id of the SDS this client means to reach: a CHALLENGE naming another is refused */
+  expectSdsId?: string;
+  /** connect and handshake must finish within this */
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
   maxInFlight?: number;
@@ -81,7 +98,15 @@ const HELLO_REQUEST_ID = 0;
 const DEFAULT_BACKOFF_MS = 200;
 const SWEEP_INTERVAL_MS = 500;
 
-type State = "idle" | "connecting" | "open" | "closed";
+type State = "idle" | "connecting" | "handshake" | "open" | "closed";
+
+/** Handshake in progress on the current connection. */
+interface Shake {
+  hello: Uint8Array;
+  /** set once the CHALLENGE was answered */
+  th: Uint8Array | null;
+  key: Uint8Array | null;
+}
 
 export class DataPlaneClient implements DataPlaneLink {
   readonly host: string;
@@ -97,9 +122,12 @@ export class DataPlaneClient implements DataPlaneLink {
   private queue: Queued[] = [];
   private nextId = 1;
   private failFastUntilMs = 0;
+  /** the current connection's handshake transcript hash (empty until authenticated) */
+  private sessionHash: Uint8Array = EMPTY;
   private sweepTimer: ReturnType<typeof setInterval> | null = null;
   /** bumped on every new connection so callbacks of an old socket are ignored */
   private connGen = 0;
+  private shake: Shake | null = null;
   private readonly scratch: FrameHeader = {
     opcode: Op.PING,
     flags: 0,
@@ -132,6 +160,11 @@ export class DataPlaneClient implements DataPlaneLink {
     return this.state === "open";
   }
 
+  /** The open connection's handshake transcript hash (empty while not authenticated). */
+  get session(): Uint8Array {
+    return this.sessionHash;
+  }
+
   request(h: DataRequest, payload?: Uint8Array): Promise<DataReply> {
     return new Promise((resolve) => this.send(h, payload, (status, p) => resolve({ status, payload: p })));
   }
@@ -143,7 +176,7 @@ export class DataPlaneClient implements DataPlaneLink {
       if (performance.now() < this.failFastUntilMs) return failLater(cb);
       this.connect();
     }
-    if (this.pending.size >= this.maxInFlight || this.queue.length > 0) {
+    if (this.state !== "open" || this.pending.size >= this.maxInFlight || this.queue.length > 0) {
       this.queue.push({ h, payload: payload && !payloadImmutable ? payload.slice() : payload, cb });
       return;
     }
@@ -187,13 +220,16 @@ export class DataPlaneClient implements DataPlaneLink {
     this.state = "connecting";
     const gen = ++this.connGen;
     this.reader = new FrameReader();
+    this.reader.maxPayloadBytes = Limits.dataPreAuthMaxPayloadBytes;
     this.writer = new SocketWriter();
-    const hello: FrameHeader = { ...this.scratch, opcode: Op.HELLO, flags: 0, requestId: HELLO_REQUEST_ID };
-    this.writer.frame(hello, encodeHelloPayload(this.opts.dataKeyHex, this.opts.nodeId));
+    const me = idToHalves(this.opts.credentials.nodeId);
+    const hello = encodeHelloAuth({ version: DP_AUTH_VERSION, role: this.opts.credentials.role, nodeHi: me.hi, nodeLo: me.lo, nonce: newNonce() });
+    this.shake = { hello, th: null, key: null };
+    this.writer.frame(this.handshakeHeader(Op.HELLO), hello);
     this.startSweep();
     const timeoutMs = this.opts.connectTimeoutMs ?? Limits.dataConnectTimeoutMs;
     const timer = setTimeout(() => {
-      if (gen === this.connGen && this.state === "connecting") this.fail(`connect timeout after ${timeoutMs} ms`, true);
+      if (gen === this.connGen && (this.state === "connecting" || this.state === "handshake")) this.fail(`connect and handshake timeout after ${timeoutMs} ms`, true);
     }, timeoutMs);
     Bun.connect<undefined>({
       hostname: this.host,
@@ -207,7 +243,7 @@ export class DataPlaneClient implements DataPlaneLink {
           }
           sock.setNoDelay(true);
           this.socket = sock;
-          this.state = "open";
+          this.state = "handshake";
           this.writer!.attach(sock);
         },
         data: (_sock, data) => {
@@ -215,7 +251,7 @@ export class DataPlaneClient implements DataPlaneLink {
           try {
             this.reader.push(data, this.onFrame);
           } catch (e) {
-            if (e instanceof FrameError) this.fail(`bad reply frame (${e.field}): ${e.message}`, false);
+            if (e instanceof FrameError) this.failAll(this.state === "handshake" ? Status.UNAUTHORIZED : Status.UNAVAILABLE, `bad reply frame (${e.field}): ${e.message}`, this.state === "handshake");
             else throw e;
           }
         },
@@ -239,14 +275,56 @@ export class DataPlaneClient implements DataPlaneLink {
     });
   }
 
-  private handleFrame(f: Frame): void {
+  private handshakeHeader(opcode: Op): FrameHeader {
+    return { ...this.scratch, opcode, flags: 0, status: Status.OK, requestId: HELLO_REQUEST_ID, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0, gen: 0 };
+  }
+
+  /** CHALLENGE -> send AUTH; AUTH reply -> check the SDS's proof, open the connection. */
+  private handshakeFrame(f: Frame): void {
     const h = f.header;
-    if ((h.flags & Flag.REPLY) === 0) {
-      this.fail(`SDS sent a request frame (opcode ${h.opcode}) on a client connection`, false);
+    const sh = this.shake!;
+    const expected = sh.th === null ? Op.HELLO : Op.AUTH;
+    if ((h.flags & Flag.REPLY) === 0 || h.requestId !== HELLO_REQUEST_ID || h.opcode !== expected) {
+      this.failAll(Status.UNAUTHORIZED, `SDS sent opcode ${h.opcode} flags 0x${h.flags.toString(16)} during the handshake`, true);
       return;
     }
-    if (h.requestId === HELLO_REQUEST_ID && h.opcode === Op.HELLO) {
-      if (h.status !== Status.OK) this.failAll(h.status, `HELLO refused with status ${h.status}`, true);
+    if (h.status !== Status.OK) {
+      this.failAll(h.status, `${expected === Op.HELLO ? "HELLO" : "AUTH"} refused with status ${h.status}`, true);
+      return;
+    }
+    if (sh.th === null) {
+      const ch = decodeChallenge(f.payload);
+      const sdsId = halvesToId(ch.sdsHi, ch.sdsLo);
+      if (this.opts.expectSdsId !== undefined && sdsId !== this.opts.expectSdsId) {
+        this.failAll(Status.UNAUTHORIZED, `reached SDS ${sdsId}, not ${this.opts.expectSdsId}`, true);
+        return;
+      }
+      const nk = this.opts.credentials.keyFor(ch.kids);
+      if (nk === null) {
+        this.failAll(Status.UNAUTHORIZED, `no key for any key id the SDS accepts (${ch.kids.join(", ")})`, true);
+        return;
+      }
+      sh.th = transcriptHash(sh.hello, f.payload, nk.kid);
+      sh.key = nk.key;
+      this.writer!.frame(this.handshakeHeader(Op.AUTH), encodeAuth({ kid: nk.kid, proof: clientProof(nk.key, sh.th) }));
+      return;
+    }
+    if (!proofsEqual(serverProof(sh.key!, sh.th), f.payload)) {
+      this.failAll(Status.UNAUTHORIZED, "wrong SDS proof in the handshake", true);
+      return;
+    }
+    this.sessionHash = sh.th;
+    this.shake = null;
+    this.reader.maxPayloadBytes = Limits.dataMaxPayloadBytes;
+    this.state = "open";
+    this.admitQueued();
+  }
+
+  private handleFrame(f: Frame): void {
+    const h = f.header;
+    if (this.state === "handshake") return this.handshakeFrame(f);
+    if ((h.flags & Flag.REPLY) === 0) {
+      this.fail(`SDS sent a request frame (opcode ${h.opcode}) on a client connection`, false);
       return;
     }
     const p = this.pending.get(h.requestId);
@@ -260,7 +338,7 @@ export class DataPlaneClient implements DataPlaneLink {
   }
 
   private admitQueued(): void {
-    while (this.queue.length > 0 && this.pending.size < this.maxInFlight && this.writer !== null && !this.writer.isClosed) {
+    while (this.state === "open" && this.queue.length > 0 && this.pending.size < this.maxInFlight && this.writer !== null && !this.writer.isClosed) {
       const q = this.queue.shift()!;
       this.put(q.h, q.payload, q.cb, true); // queued payloads are our own copies
     }
@@ -281,6 +359,8 @@ export class DataPlaneClient implements DataPlaneLink {
 
   private dropConnection(_reason: string, status: Status = Status.UNAVAILABLE): void {
     this.connGen++;
+    this.shake = null;
+    this.sessionHash = EMPTY;
     const sock = this.socket;
     this.socket = null;
     this.writer?.close();
@@ -324,8 +404,7 @@ function failLater(cb: ReplyCallback): void {
 // ---- pool ----
 
 export interface DataPlanePoolOptions {
-  dataKeyHex: string;
-  nodeId: string;
+  credentials: ClientCredentials;
   /** connections per SDS; 1 keeps every request to one SDS in one ordered stream */
   connsPerSds?: number;
   requestTimeoutMs?: number;
@@ -379,8 +458,8 @@ export class DataPlanePool {
         new DataPlaneClient({
           host,
           port,
-          dataKeyHex: this.opts.dataKeyHex,
-          nodeId: this.opts.nodeId,
+          credentials: this.opts.credentials,
+          expectSdsId: sdsId,
           requestTimeoutMs: this.opts.requestTimeoutMs,
           connectTimeoutMs: this.opts.connectTimeoutMs,
         }),

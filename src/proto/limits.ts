@@ -25,7 +25,9 @@ export const Limits = {
   dataConnectTimeoutMs: 3000,
   dataRequestTimeoutMs: 30_000,
   dataConnsPerSds: 1, // pooled connections from one client to one SDS (1 batches best: +7 % 4k QD16 measured vs 2)
-  dataHelloTimeoutMs: 10_000, // a data-plane connection that sends no HELLO within this is closed
+  dataHandshakeTimeoutMs: 5000, // a data-plane connection not authenticated within this is closed
+  dataPreAuthMaxPayloadBytes: 256, // before authentication a frame may carry at most this (HELLO 44, AUTH 40)
+  dataMaxPreAuthConns: 256, // an SDS refuses new connections while this many are not authenticated yet
   dataMaxConnsPerSds: 4096, // an SDS refuses data-plane connections beyond this many
   dataMaxInFlightBytesPerConn: 96 * MiB, // an SDS stops reading a connection whose requests/replies hold this many bytes
   sdcRetryWindowMs: 30_000, // an SDC retries a refused piece (stale map, SDS down) this long before EIO

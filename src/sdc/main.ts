@@ -10,6 +10,8 @@ import { clusterRequest, joinWithRetry, type MdmEndpoint } from "../proto/mdm_ht
 import { startNbdServer } from "./nbd_server.ts";
 import { SdcNode } from "./sdc_node.ts";
 import { DataPlanePool } from "../proto/dataplane_client.ts";
+import { NodeRole } from "../proto/dataplane_auth.ts";
+import { NodeKeyring, deriveNodeKey, keyFromHex } from "../proto/dataplane_keys.ts";
 
 export interface SdcOptions {
   mdm: MdmEndpoint;
@@ -53,12 +55,13 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
     }),
   );
   const sdcId = joined.sdcId;
-  const dataKey = joined.dataKey;
+  // until the MDM hands out per-node keys: the node key is derived from the cluster data key
+  const keys = new NodeKeyring(NodeRole.SDC, sdcId, [{ kid: 1, key: deriveNodeKey(keyFromHex(joined.dataKey), NodeRole.SDC, sdcId) }]);
   let closeExport: (name: string) => void = () => {};
   const node = new SdcNode({
     mdm: opts.mdm,
     sdcId,
-    links: new DataPlanePool({ dataKeyHex: dataKey, nodeId: sdcId }),
+    links: new DataPlanePool({ credentials: keys }),
     onUnexport: (name) => closeExport(name),
     sleep: (ms) => Bun.sleep(ms),
     nowMs: () => performance.now(),

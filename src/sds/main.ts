@@ -15,6 +15,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join as joinPath } from "node:path";
 import { consola } from "consola";
 import { ClusterPaths, HeartbeatResponse, SdsAssignmentsResponse, SdsJoinResponse, type SdsJoinRequest } from "../proto/cluster_api.ts";
+import { keyFromHex } from "../proto/dataplane_keys.ts";
 import { PfError } from "../proto/errors.ts";
 import { clusterRequest, joinWithRetry, type MdmEndpoint } from "../proto/mdm_http.ts";
 import { openBlockDevice, type BlockDevice } from "../store/block_device.ts";
@@ -60,7 +61,8 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
     const idByPath = new Map(joined.devices.map((d) => [d.path, d.deviceId]));
     core = startSdsCore({
       sdsId: joined.sdsId,
-      dataKeyHex: joined.dataKey,
+      memberKeys: [{ kid: 1, key: keyFromHex(joined.dataKey) }],
+      mdmId: joined.systemId,
       dataDir: opts.dataDir,
       host: opts.host,
       port: server.port,

@@ -34,12 +34,14 @@ import { consola } from "consola";
 import { Flag, Op, Status, type Frame, type FrameHeader } from "../proto/dataplane.ts";
 import { DataPlanePool, type DataRequest } from "../proto/dataplane_client.ts";
 import type { ExtentAssignment, ExtentRole, FailedForward, RebuildReport, SdsAssignmentsResponse } from "../proto/cluster_api.ts";
+import type { NodeKey } from "../proto/dataplane_auth.ts";
 import { Limits } from "../proto/limits.ts";
 import { DirtyChunks } from "./dirty_chunks.ts";
 import type { DeviceSlot, Extent, ExtentStore } from "./extent_store.ts";
 import type { RequestConn, RequestHandler } from "./dataplane_server.ts";
 import { CopyEngine } from "./rebuild_copy.ts";
 import { realClock, type SdsClock } from "./sds_clock.ts";
+import { SdsAccess } from "./sds_access.ts";
 
 const CHUNK = Limits.thinChunkBytes;
 
@@ -71,7 +73,10 @@ export interface SdsNodeStats {
 
 export interface SdsNodeOptions {
   sdsId: string;
-  dataKeyHex: string;
+  /** data-plane member keys (who may connect, this SDS's own key) */
+  memberKeys: NodeKey[];
+  /** the MDM's id (its consistency check connects under it) */
+  mdmId?: string;
   store: ExtentStore;
   /** peer connections; default: a pool with one ordered connection per peer */
   peers?: DataPlanePool;
@@ -85,6 +90,8 @@ export class SdsNode implements RequestHandler {
   readonly sdsId: string;
   readonly store: ExtentStore;
   readonly peers: DataPlanePool;
+  /** handshake keys and who may connect (sds_access.ts) */
+  readonly access: SdsAccess;
   readonly stats: SdsNodeStats = {
     reads: 0,
     writes: 0,
@@ -122,8 +129,11 @@ export class SdsNode implements RequestHandler {
   constructor(opts: SdsNodeOptions) {
     this.sdsId = opts.sdsId;
     this.store = opts.store;
+    this.access = new SdsAccess(opts.sdsId);
+    this.access.setMemberKeys(opts.memberKeys);
+    if (opts.mdmId !== undefined) this.access.setMdmId(opts.mdmId);
     // ONE connection per peer: forwarded writes must reach it in the order they were applied
-    this.peers = opts.peers ?? new DataPlanePool({ dataKeyHex: opts.dataKeyHex, nodeId: opts.sdsId, connsPerSds: 1 });
+    this.peers = opts.peers ?? new DataPlanePool({ credentials: this.access, connsPerSds: 1 });
     this.clock = opts.clock ?? realClock;
     this.copies = new CopyEngine({ sdsId: this.sdsId, store: this.store, peers: this.peers, clock: this.clock, onDone: () => this.onCopyDone?.() });
   }
@@ -194,6 +204,7 @@ export class SdsNode implements RequestHandler {
       this.peers.setAddress(s.sdsId, s.host, s.port);
     }
     this.peers.retain(ids);
+    this.access.setPeers(ids);
     const keep = new Set<string>();
     for (const a of resp.extents) {
       const key = `${a.volumeId}/${a.extentIndex}`;
@@ -334,6 +345,7 @@ export class SdsNode implements RequestHandler {
       case Op.REBUILD_WRITE:
         return this.rebuildWrite(conn, h, payload);
       case Op.HELLO:
+      case Op.AUTH:
         conn.reply(h, Status.INVALID);
         return;
       default: {

@@ -6,6 +6,8 @@
 
 import { Op, Status, statusName } from "../../proto/dataplane.ts";
 import { DataPlanePool } from "../../proto/dataplane_client.ts";
+import { NodeRole } from "../../proto/dataplane_auth.ts";
+import { NodeKeyring, deriveNodeKey, keyFromHex } from "../../proto/dataplane_keys.ts";
 import { PfError } from "../../proto/errors.ts";
 import type { ConsistencyReport } from "../../proto/powerflex_api.ts";
 import { idToHalves } from "../../proto/ids.ts";
@@ -67,7 +69,8 @@ const pools = new WeakMap<MdmContext, DataPlanePool>();
 function poolFor(ctx: MdmContext): DataPlanePool {
   let pool = pools.get(ctx);
   if (!pool) {
-    pool = new DataPlanePool({ dataKeyHex: getSystem(ctx).dataKey, nodeId: ctx.systemId, connsPerSds: 1 });
+    const key = deriveNodeKey(keyFromHex(getSystem(ctx).dataKey), NodeRole.MDM, ctx.systemId);
+    pool = new DataPlanePool({ credentials: new NodeKeyring(NodeRole.MDM, ctx.systemId, [{ kid: 1, key }]), connsPerSds: 1 });
     pools.set(ctx, pool);
   }
   for (const a of sdsAddresses(ctx)) pool.setAddress(a.sdsId, a.host, a.port);
