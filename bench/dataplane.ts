@@ -46,6 +46,7 @@ const BLOCK = Number(args.bs);
 function assignments(me: number, ports: number[]): SdsAssignmentsResponse {
   return SdsAssignmentsResponse.parse({
     mapVersion: 1,
+    dataPlane: { memberKeys: [{ kid: 1, key: Buffer.from(KEY).toString("hex") }] },
     extentSizeBytesByVolume: { [VOL]: EXTENT_BYTES },
     extents: Array.from({ length: EXTENTS }, (_, i) => ({
       volumeId: VOL,
@@ -68,7 +69,6 @@ async function runSdsChild(): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
   const core = startSdsCore({
     sdsId: sdsId(me),
-    memberKeys: [{ kid: 1, key: KEY }],
     dataDir: dir,
     host: "127.0.0.1",
     port: ports[me]!,

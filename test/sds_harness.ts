@@ -7,9 +7,9 @@ import { join } from "node:path";
 import { Flag, Op, Status } from "../src/proto/dataplane.ts";
 import { DataPlaneClient, type DataReply } from "../src/proto/dataplane_client.ts";
 import { NodeRole, type NodeKey } from "../src/proto/dataplane_auth.ts";
-import { NodeKeyring, deriveNodeKey } from "../src/proto/dataplane_keys.ts";
+import { NodeKeyring, deriveNodeKey, keyToHex } from "../src/proto/dataplane_keys.ts";
 import type { z } from "zod";
-import { SdsAssignmentsResponse } from "../src/proto/cluster_api.ts";
+import { SdsAssignmentsResponse, type SdsDataPlaneKeys } from "../src/proto/cluster_api.ts";
 import { idToHalves } from "../src/proto/ids.ts";
 import { startSdsCore, type SdsCore } from "../src/sds/sds_core.ts";
 import type { SdsClock } from "../src/sds/sds_clock.ts";
@@ -20,6 +20,11 @@ export const MEMBER_KEY = new Uint8Array(32).fill(0xab);
 export const MEMBER_KEYS: NodeKey[] = [{ kid: 1, key: MEMBER_KEY }];
 export const SDC_ID = "c000000000000001";
 export const MDM_ID = "5e50000000000000";
+
+/** The data-plane part of the assignments the test SDSs get (the MDM's in production). */
+export function dataPlaneKeys(): SdsDataPlaneKeys {
+  return { memberKeys: [{ kid: 1, key: keyToHex(MEMBER_KEY) }] };
+}
 
 /** Handshake credentials of a node (derived from the test member key unless `key` is given). */
 export function credentialsOf(role: NodeRole, nodeId: string, key?: Uint8Array): NodeKeyring {
@@ -50,7 +55,6 @@ export function startNode(dir: string, i: number, deviceBytes = 64 * MiB, maxInF
   fs.mkdirSync(d, { recursive: true });
   return startSdsCore({
     sdsId: sdsIdOf(i),
-    memberKeys: MEMBER_KEYS,
     mdmId: MDM_ID,
     dataDir: d,
     host: "127.0.0.1",
@@ -82,6 +86,7 @@ export interface ExtentPlan {
 export function assignmentsFor(me: number, nodes: SdsCore[], plans: ExtentPlan[], mapVersion = 1, rebuildRateBytesPerSec = 0): SdsAssignmentsResponse {
   const resp: z.input<typeof SdsAssignmentsResponse> = {
     mapVersion,
+    dataPlane: dataPlaneKeys(),
     rebuildRateBytesPerSec,
     extentSizeBytesByVolume: {},
     extents: [],

@@ -14,7 +14,7 @@ import { deriveNodeKey } from "../src/proto/dataplane_keys.ts";
 import { SdsAssignmentsResponse } from "../src/proto/cluster_api.ts";
 import { Limits } from "../src/proto/limits.ts";
 import type { SdsCore } from "../src/sds/sds_core.ts";
-import { MEMBER_KEY, MiB, SDC_ID, Vol, applyAll, clientTo, credentialsOf, pattern, startNode, tmpDir } from "./sds_harness.ts";
+import { MEMBER_KEY, MiB, dataPlaneKeys, SDC_ID, Vol, applyAll, clientTo, credentialsOf, pattern, startNode, tmpDir } from "./sds_harness.ts";
 import { handshake as handDone, rawConnect, within, type Raw } from "./helpers/dataplane_raw.ts";
 import { SdsAccess } from "../src/sds/sds_access.ts";
 
@@ -187,7 +187,6 @@ test("a client that never reads its replies stops being served (bounded reply ba
   const d = tmpDir("sdsslow");
   const n = startSdsCore({
     sdsId: "5d50000000000009",
-    memberKeys: [{ kid: 1, key: MEMBER_KEY }],
     dataDir: d,
     host: "127.0.0.1",
     port: 0,
@@ -198,6 +197,7 @@ test("a client that never reads its replies stops being served (bounded reply ba
     n.node.applyAssignments(
       SdsAssignmentsResponse.parse({
         mapVersion: 1,
+        dataPlane: dataPlaneKeys(),
         extentSizeBytesByVolume: { [VOL]: 4 * MiB },
         extents: [{ volumeId: VOL, extentIndex: 0, epoch: 1, replicas: ["5d50000000000009"], deviceId: "de70000000000009", thick: false }],
         sds: [],

@@ -4,13 +4,12 @@
 //   memberKey[kid]   = HKDF(masterKey[kid], salt = systemId, info = "pf member v1")   MDM + SDSs
 //   grantKey[kid]    = HKDF(masterKey[kid], salt = systemId, info = "pf grant v1")    MDM + SDSs
 //   nodeKey[kid](r,id) = HKDF(memberKey[kid], salt = "", info = "pf node v1|<role>|<id>")
-//   apiToken(r,id)   = HKDF(masterKey[kid], salt = systemId, info = "pf api v1|<role>|<id>")  MDM
 //
 // A node (SDC, SDS, the MDM's own checker) proves nodeKey in the handshake; an SDC gets only
 // its own nodeKey from the MDM (over HTTPS); an SDS gets memberKey, so it can derive the key of
 // any node that connects to it without asking the MDM (one HKDF per new connection, cached). The
 // role is part of the info string, so an SDC's key never passes for an SDS's. grantKey signs
-// mapping grants (grant.ts). The api token authenticates a node to the MDM's cluster API.
+// mapping grants (grant.ts).
 //
 // Invariants: every key is 32 bytes; a keyring lists kids newest first and holds at most
 // MAX_KEPT_KIDS (current and previous: rotation without downtime).
@@ -36,10 +35,6 @@ export function deriveGrantKey(masterKey: Uint8Array, systemId: string): Uint8Ar
 
 export function deriveNodeKey(memberKey: Uint8Array, role: NodeRole, nodeId: string): Uint8Array {
   return hkdf(memberKey, "", `pf node v1|${roleName(role)}|${nodeId}`);
-}
-
-export function deriveApiToken(masterKey: Uint8Array, systemId: string, role: NodeRole, nodeId: string): Uint8Array {
-  return hkdf(masterKey, systemId, `pf api v1|${roleName(role)}|${nodeId}`);
 }
 
 /** Keys by kid, newest first (sorted and capped on every set). */
@@ -78,6 +73,11 @@ export function keyFromHex(hex: string): Uint8Array {
   const out = new Uint8Array(Buffer.from(hex, "hex"));
   if (out.byteLength !== KEY_BYTES) throw new Error(`invariant broken: a key of ${out.byteLength} bytes`);
   return out;
+}
+
+/** Keys as the cluster API carries them ({kid, key: hex}). */
+export function keysFromHex(entries: readonly { kid: number; key: string }[]): NodeKey[] {
+  return entries.map((e) => ({ kid: e.kid, key: keyFromHex(e.key) }));
 }
 
 export function keyToHex(key: Uint8Array): string {

@@ -11,7 +11,7 @@ import { startNbdServer } from "./nbd_server.ts";
 import { SdcNode } from "./sdc_node.ts";
 import { DataPlanePool } from "../proto/dataplane_client.ts";
 import { NodeRole } from "../proto/dataplane_auth.ts";
-import { NodeKeyring, deriveNodeKey, keyFromHex } from "../proto/dataplane_keys.ts";
+import { NodeKeyring, keysFromHex } from "../proto/dataplane_keys.ts";
 
 export interface SdcOptions {
   mdm: MdmEndpoint;
@@ -55,12 +55,14 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
     }),
   );
   const sdcId = joined.sdcId;
-  // until the MDM hands out per-node keys: the node key is derived from the cluster data key
-  const keys = new NodeKeyring(NodeRole.SDC, sdcId, [{ kid: 1, key: deriveNodeKey(keyFromHex(joined.dataKey), NodeRole.SDC, sdcId) }]);
+  // this SDC's own node keys (renewed with its maps); its per-node calls carry its token
+  const keys = new NodeKeyring(NodeRole.SDC, sdcId, keysFromHex(joined.nodeKeys));
+  const mdm: MdmEndpoint = { ...opts.mdm, nodeToken: joined.nodeToken };
   let closeExport: (name: string) => void = () => {};
   const node = new SdcNode({
-    mdm: opts.mdm,
+    mdm,
     sdcId,
+    keys,
     links: new DataPlanePool({ credentials: keys }),
     onUnexport: (name) => closeExport(name),
     sleep: (ms) => Bun.sleep(ms),

@@ -14,6 +14,7 @@ import {
   type SdcMapsResponse as SdcMaps,
   type SdsAddress,
 } from "../proto/cluster_api.ts";
+import { keysFromHex, type NodeKeyring } from "../proto/dataplane_keys.ts";
 import { clusterRequest, type MdmEndpoint } from "../proto/mdm_http.ts";
 import { VolumeIo, type SdsLink } from "./volume_io.ts";
 
@@ -28,6 +29,8 @@ export interface SdsLinks {
 export interface SdcNodeDeps {
   mdm: MdmEndpoint;
   sdcId: string;
+  /** this SDC's data-plane node keys (the links' credentials); renewed from every map */
+  keys?: NodeKeyring;
   links: SdsLinks;
   /** called when a volume stops being exported (unmapped/removed) */
   onUnexport(name: string): void;
@@ -84,6 +87,7 @@ export class SdcNode {
   }
 
   apply(maps: SdcMaps): void {
+    this.deps.keys?.set(keysFromHex(maps.nodeKeys));
     this.applyLinks(maps.sds);
     const seen = new Set<string>();
     for (const vm of maps.volumes) {

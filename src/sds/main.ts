@@ -15,7 +15,6 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join as joinPath } from "node:path";
 import { consola } from "consola";
 import { ClusterPaths, HeartbeatResponse, SdsAssignmentsResponse, SdsJoinResponse, type SdsJoinRequest } from "../proto/cluster_api.ts";
-import { keyFromHex } from "../proto/dataplane_keys.ts";
 import { PfError } from "../proto/errors.ts";
 import { clusterRequest, joinWithRetry, type MdmEndpoint } from "../proto/mdm_http.ts";
 import { openBlockDevice, type BlockDevice } from "../store/block_device.ts";
@@ -61,7 +60,6 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
     const idByPath = new Map(joined.devices.map((d) => [d.path, d.deviceId]));
     core = startSdsCore({
       sdsId: joined.sdsId,
-      memberKeys: [{ kid: 1, key: keyFromHex(joined.dataKey) }],
       mdmId: joined.systemId,
       dataDir: opts.dataDir,
       host: opts.host,
@@ -75,7 +73,8 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
         return { deviceId, path: d.path };
       }),
     });
-    const session = new MdmSession(opts.mdm, core, joined.heartbeatMs);
+    // per-node calls carry this SDS's token (it gets its data-plane keys with its assignments)
+    const session = new MdmSession({ ...opts.mdm, nodeToken: joined.nodeToken }, core, joined.heartbeatMs);
     await session.refreshAssignments();
     await session.firstBeat();
     session.start();

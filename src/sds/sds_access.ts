@@ -8,9 +8,10 @@
 // under the system id; an SDC may connect under any id (its IO needs grants, checked per
 // volume); derived keys are cached, the cache is bounded and dropped on every key change.
 
+import type { SdsDataPlaneKeys } from "../proto/cluster_api.ts";
 import type { NodeKey, PeerVerifier, ClientCredentials } from "../proto/dataplane_auth.ts";
 import { NodeRole } from "../proto/dataplane_auth.ts";
-import { deriveNodeKey, newestFirst } from "../proto/dataplane_keys.ts";
+import { deriveNodeKey, keysFromHex, newestFirst } from "../proto/dataplane_keys.ts";
 
 const MAX_CACHED_PEER_KEYS = 10_000;
 
@@ -25,6 +26,11 @@ export class SdsAccess implements PeerVerifier, ClientCredentials {
 
   get sdsId(): string | null {
     return this.memberKeys.length === 0 ? null : this.nodeId;
+  }
+
+  /** The data-plane part of the MDM's assignments. */
+  apply(dp: SdsDataPlaneKeys): void {
+    this.setMemberKeys(keysFromHex(dp.memberKeys));
   }
 
   /** Member keys (any order; the newest MAX_KEPT_KIDS are kept). */

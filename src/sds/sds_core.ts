@@ -8,7 +8,6 @@
 // closed file.
 
 import { consola } from "consola";
-import type { NodeKey } from "../proto/dataplane_auth.ts";
 import { openBlockDevice, type BlockDevice } from "../store/block_device.ts";
 import { SdsMeta } from "../store/sds_meta.ts";
 import { DataPlaneServer } from "./dataplane_server.ts";
@@ -26,8 +25,6 @@ export interface SdsCoreDevice {
 
 export interface SdsCoreOptions {
   sdsId: string;
-  /** data-plane member keys (sds_access.ts) */
-  memberKeys: NodeKey[];
   /** the MDM's id (its consistency check connects under it) */
   mdmId?: string;
   dataDir: string;
@@ -71,7 +68,7 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
     }
     meta.setKey("sds_id", opts.sdsId);
     const store = ExtentStore.open(meta, devices);
-    const node = new SdsNode({ sdsId: opts.sdsId, memberKeys: opts.memberKeys, mdmId: opts.mdmId, store, clock: opts.clock });
+    const node = new SdsNode({ sdsId: opts.sdsId, mdmId: opts.mdmId, store, clock: opts.clock });
     const server = opts.server ?? DataPlaneServer.listen({ host: opts.host, port: opts.port, maxInFlightPerConn: opts.maxInFlightPerConn, maxInFlightBytesPerConn: opts.maxInFlightBytesPerConn });
     server.attach(node.access, node);
     const m = meta;

@@ -34,7 +34,6 @@ import { consola } from "consola";
 import { Flag, Op, Status, type Frame, type FrameHeader } from "../proto/dataplane.ts";
 import { DataPlanePool, type DataRequest } from "../proto/dataplane_client.ts";
 import type { ExtentAssignment, ExtentRole, FailedForward, RebuildReport, SdsAssignmentsResponse } from "../proto/cluster_api.ts";
-import type { NodeKey } from "../proto/dataplane_auth.ts";
 import { Limits } from "../proto/limits.ts";
 import { DirtyChunks } from "./dirty_chunks.ts";
 import type { DeviceSlot, Extent, ExtentStore } from "./extent_store.ts";
@@ -73,8 +72,6 @@ export interface SdsNodeStats {
 
 export interface SdsNodeOptions {
   sdsId: string;
-  /** data-plane member keys (who may connect, this SDS's own key) */
-  memberKeys: NodeKey[];
   /** the MDM's id (its consistency check connects under it) */
   mdmId?: string;
   store: ExtentStore;
@@ -130,7 +127,6 @@ export class SdsNode implements RequestHandler {
     this.sdsId = opts.sdsId;
     this.store = opts.store;
     this.access = new SdsAccess(opts.sdsId);
-    this.access.setMemberKeys(opts.memberKeys);
     if (opts.mdmId !== undefined) this.access.setMdmId(opts.mdmId);
     // ONE connection per peer: forwarded writes must reach it in the order they were applied
     this.peers = opts.peers ?? new DataPlanePool({ credentials: this.access, connsPerSds: 1 });
@@ -205,6 +201,7 @@ export class SdsNode implements RequestHandler {
     }
     this.peers.retain(ids);
     this.access.setPeers(ids);
+    this.access.apply(resp.dataPlane);
     const keep = new Set<string>();
     for (const a of resp.extents) {
       const key = `${a.volumeId}/${a.extentIndex}`;

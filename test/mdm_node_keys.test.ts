@@ -1,0 +1,123 @@
+// Per-node data-plane keys from the MDM (in-process, fake clock): each SDC gets only its own
+// node key (join answer and maps), each SDS the member keys it derives any peer's key from,
+// per-node cluster-API calls need that node's token, and key rotation hands out current and
+// previous keys so that nodes on either still authenticate (rotation without downtime).
+
+import { afterEach, beforeEach, expect, test } from "bun:test";
+import { SdcJoinResponse, SdcMapsResponse, SdsAssignmentsResponse, SdsJoinResponse } from "../src/proto/cluster_api.ts";
+import { NodeRole, clientProof, encodeHelloAuth, newNonce, transcriptHash, type NodeKey } from "../src/proto/dataplane_auth.ts";
+import { keysFromHex } from "../src/proto/dataplane_keys.ts";
+import { Op, Status, type FrameHeader } from "../src/proto/dataplane.ts";
+import { idToHalves } from "../src/proto/ids.ts";
+import { Limits } from "../src/proto/limits.ts";
+import { masterKeys, rotateDataPlaneKey } from "../src/mdm/core/dataplane_secrets.ts";
+import { currentMapVersion } from "../src/mdm/core/system_state.ts";
+import { ServerHandshake } from "../src/sds/handshake_server.ts";
+import { SdsAccess } from "../src/sds/sds_access.ts";
+import { MdmFixture } from "./mdm_fixture.ts";
+
+let m: MdmFixture;
+
+beforeEach(async () => {
+  m = await MdmFixture.open();
+  await m.login();
+});
+afterEach(() => m.close());
+
+async function joinSdc(guid: string): Promise<SdcJoinResponse> {
+  const r = await m.cluster("POST", "/sdc/join", { guid, host: "127.0.0.1" });
+  expect(r.status).toBe(200);
+  return SdcJoinResponse.parse(r.json);
+}
+
+async function assignments(sdsId: string): Promise<SdsAssignmentsResponse> {
+  return SdsAssignmentsResponse.parse((await m.cluster("GET", `/sds/${sdsId}/assignments`)).json);
+}
+
+async function maps(sdcId: string): Promise<SdcMapsResponse> {
+  return SdcMapsResponse.parse((await m.cluster("GET", `/sdc/${sdcId}/maps`)).json);
+}
+
+/** The handshake of a node holding `keys` against an SDS holding `sds` (no sockets). */
+function handshakeOk(sds: SdsAccess, role: NodeRole, nodeId: string, keys: NodeKey[]): boolean {
+  const s = new ServerHandshake(() => sds);
+  const h: FrameHeader = { opcode: Op.HELLO, flags: 0, status: Status.OK, requestId: 0, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0, payloadLength: 0, gen: 0 };
+  const { hi, lo } = idToHalves(nodeId);
+  const hello = encodeHelloAuth({ version: 1, role, nodeHi: hi, nodeLo: lo, nonce: newNonce() });
+  const ch = s.onFrame(h, hello);
+  if (ch.kind !== "reply") return false;
+  const offered = sds.acceptedKids();
+  const k = keys.find((x) => offered.includes(x.kid));
+  if (k === undefined) return false;
+  const th = transcriptHash(hello, ch.payload, k.kid);
+  const auth = new Uint8Array(40);
+  new DataView(auth.buffer).setUint32(0, k.kid, true);
+  auth.set(clientProof(k.key, th), 8);
+  return s.onFrame({ ...h, opcode: Op.AUTH }, auth).kind === "done";
+}
+
+test("an SDC gets only its own node key; an SDS derives the same key from its member keys and lets it in", async () => {
+  const s = SdsJoinResponse.parse((await m.cluster("POST", "/sds/join", { name: "sds1", host: "127.0.0.1", dataPort: 7001, protectionDomainName: "pd1", storagePoolName: "sp1", devices: [{ path: "/d", capacityBytes: 1e10 }] })).json);
+  const a = await joinSdc("guid-a");
+  const b = await joinSdc("guid-b");
+  expect(a.nodeKeys.map((k) => k.kid)).toEqual([1]);
+  expect(a.nodeKeys[0]!.key).not.toBe(b.nodeKeys[0]!.key);
+  expect((await maps(a.sdcId)).nodeKeys).toEqual(a.nodeKeys);
+  const asg = await assignments(s.sdsId);
+  const member = asg.dataPlane.memberKeys[0]!.key;
+  // nothing an SDC is told holds the member key or the master key
+  const master = Buffer.from(masterKeys(m.core.ctx)[0]!.key).toString("hex");
+  for (const text of [JSON.stringify(a), JSON.stringify(await maps(a.sdcId)), JSON.stringify(s)]) {
+    expect(text).not.toContain(member);
+    expect(text).not.toContain(master);
+  }
+  expect(JSON.stringify(asg)).not.toContain(master);
+  const sds = new SdsAccess(s.sdsId);
+  sds.apply(asg.dataPlane);
+  expect(handshakeOk(sds, NodeRole.SDC, a.sdcId, keysFromHex(a.nodeKeys))).toBe(true);
+  // B's key does not pass as A's, nor A's as an SDS's
+  expect(handshakeOk(sds, NodeRole.SDC, a.sdcId, keysFromHex(b.nodeKeys))).toBe(false);
+  sds.setPeers([a.sdcId]);
+  expect(handshakeOk(sds, NodeRole.SDS, a.sdcId, keysFromHex(a.nodeKeys))).toBe(false);
+});
+
+test("per-node cluster-API calls need that node's own token", async () => {
+  const a = await joinSdc("guid-a");
+  const b = await joinSdc("guid-b");
+  expect((await m.cluster("GET", `/sdc/${a.sdcId}/maps`, undefined, undefined, a.nodeToken)).status).toBe(200);
+  expect((await m.cluster("GET", `/sdc/${a.sdcId}/maps`, undefined, undefined, null)).status).toBe(401);
+  expect((await m.cluster("GET", `/sdc/${a.sdcId}/maps`, undefined, undefined, b.nodeToken)).status).toBe(401);
+  expect((await m.cluster("POST", `/sdc/${a.sdcId}/heartbeat`, { appliedMapVersion: 0 }, undefined, "0".repeat(64))).status).toBe(401);
+  const s = SdsJoinResponse.parse((await m.cluster("POST", "/sds/join", { name: "sds1", host: "127.0.0.1", dataPort: 7001, protectionDomainName: "pd1", storagePoolName: "sp1", devices: [{ path: "/d", capacityBytes: 1e10 }] })).json);
+  // an SDC's token is not an SDS's, even for the same id
+  expect((await m.cluster("GET", `/sds/${s.sdsId}/assignments`, undefined, undefined, a.nodeToken)).status).toBe(401);
+  expect((await m.cluster("GET", `/sds/${s.sdsId}/assignments`, undefined, undefined, s.nodeToken)).status).toBe(200);
+});
+
+test("key rotation: current and previous keys are handed out and accepted; two rotations retire a key", async () => {
+  const s = SdsJoinResponse.parse((await m.cluster("POST", "/sds/join", { name: "sds1", host: "127.0.0.1", dataPort: 7001, protectionDomainName: "pd1", storagePoolName: "sp1", devices: [{ path: "/d", capacityBytes: 1e10 }] })).json);
+  const a = await joinSdc("guid-a");
+  const sds = new SdsAccess(s.sdsId);
+  sds.apply((await assignments(s.sdsId)).dataPlane);
+  const v0 = currentMapVersion(m.core.ctx);
+  expect(rotateDataPlaneKey(m.core.ctx)).toBe(2);
+  expect(currentMapVersion(m.core.ctx)).toBeGreaterThan(v0); // every node fetches at its next heartbeat
+  const after = await maps(a.sdcId);
+  expect(after.nodeKeys.map((k) => k.kid)).toEqual([2, 1]);
+  // an SDC still on kid 1 gets into an SDS that already has [2, 1]; one on [2, 1] into an SDS still on [1]
+  const sdsNew = new SdsAccess(s.sdsId);
+  sdsNew.apply((await assignments(s.sdsId)).dataPlane);
+  expect(sdsNew.acceptedKids()).toEqual([2, 1]);
+  expect(handshakeOk(sdsNew, NodeRole.SDC, a.sdcId, keysFromHex(a.nodeKeys))).toBe(true);
+  expect(handshakeOk(sds, NodeRole.SDC, a.sdcId, keysFromHex(after.nodeKeys))).toBe(true);
+  expect(handshakeOk(sdsNew, NodeRole.SDC, a.sdcId, keysFromHex(after.nodeKeys))).toBe(true);
+  // a second rotation retires kid 1
+  m.clock.advance(Limits.dataKeyActivationMs);
+  expect(rotateDataPlaneKey(m.core.ctx)).toBe(3);
+  expect(masterKeys(m.core.ctx).map((k) => k.kid)).toEqual([3, 2]);
+  const sds3 = new SdsAccess(s.sdsId);
+  sds3.apply((await assignments(s.sdsId)).dataPlane);
+  expect(sds3.acceptedKids()).toEqual([3, 2]);
+  expect(handshakeOk(sds3, NodeRole.SDC, a.sdcId, keysFromHex(a.nodeKeys))).toBe(false);
+  expect(handshakeOk(sds3, NodeRole.SDC, a.sdcId, keysFromHex((await maps(a.sdcId)).nodeKeys))).toBe(true);
+});
