@@ -1,14 +1,17 @@
-// Per-node data-plane keys from the MDM (in-process, fake clock): each SDC gets only its own
-// node key (join answer and maps), each SDS the member keys it derives any peer's key from,
-// per-node cluster-API calls need that node's token, and key rotation hands out current and
-// previous keys so that nodes on either still authenticate (rotation without downtime).
+// Per-node data-plane keys and mapping grants from the MDM (in-process, fake clock): each SDC
+// gets only its own node key (join answer and maps) and a grant per mapped volume, each SDS the
+// member keys it derives any peer's key from and the grant keys it checks grants with; per-node
+// cluster-API calls need that node's token; key rotation hands out current and previous keys so
+// that nodes on either still authenticate (rotation without downtime).
 
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import { SdcJoinResponse, SdcMapsResponse, SdsAssignmentsResponse, SdsJoinResponse } from "../src/proto/cluster_api.ts";
 import { NodeRole, clientProof, encodeHelloAuth, newNonce, transcriptHash, type NodeKey } from "../src/proto/dataplane_auth.ts";
 import { keysFromHex } from "../src/proto/dataplane_keys.ts";
 import { Op, Status, type FrameHeader } from "../src/proto/dataplane.ts";
-import { idToHalves } from "../src/proto/ids.ts";
+import { halvesToId, idToHalves } from "../src/proto/ids.ts";
+import { Access, decodeGrantBody, encodeGrantPresentation } from "../src/proto/grant.ts";
+import { ConnGrants, GrantBook } from "../src/sds/grant_book.ts";
 import { Limits } from "../src/proto/limits.ts";
 import { masterKeys, rotateDataPlaneKey } from "../src/mdm/core/dataplane_secrets.ts";
 import { currentMapVersion } from "../src/mdm/core/system_state.ts";
@@ -120,4 +123,35 @@ test("key rotation: current and previous keys are handed out and accepted; two r
   expect(sds3.acceptedKids()).toEqual([3, 2]);
   expect(handshakeOk(sds3, NodeRole.SDC, a.sdcId, keysFromHex(a.nodeKeys))).toBe(false);
   expect(handshakeOk(sds3, NodeRole.SDC, a.sdcId, keysFromHex((await maps(a.sdcId)).nodeKeys))).toBe(true);
+});
+
+test("maps carry one grant per mapped volume, for this SDC and its access mode, that an SDS verifies with its assignments' grant key", async () => {
+  const s = SdsJoinResponse.parse((await m.cluster("POST", "/sds/join", { name: "sds1", host: "127.0.0.1", dataPort: 7001, protectionDomainName: "pd1", storagePoolName: "sp1", devices: [{ path: "/d", capacityBytes: 100 * 2 ** 30 }] })).json);
+  await m.joinSds("sds2");
+  const a = await joinSdc("guid-a");
+  const pool = await m.idOf("StoragePool", "sp1");
+  const vol = ((await m.api("POST", "/types/Volume/instances", { storagePoolId: pool, volumeSizeInGb: "1", name: "gv", volumeType: "ThinProvisioned" })).json as { id: string }).id;
+  expect((await m.api("POST", `/instances/Volume::${vol}/action/addMappedSdc`, { sdcId: a.sdcId, accessMode: "ReadOnly" })).status).toBe(200);
+  const mp = await maps(a.sdcId);
+  const vm = mp.volumes[0]!;
+  expect(vm.grant).toBeDefined();
+  const body = decodeGrantBody(new Uint8Array(Buffer.from(vm.grant!.body, "hex")));
+  expect(body).toMatchObject({ access: Access.READ_ONLY, kid: 1, mapVersion: mp.mapVersion });
+  expect(halvesToId(body.sdcHi, body.sdcLo)).toBe(a.sdcId);
+  expect(halvesToId(body.volumeHi, body.volumeLo)).toBe(vol);
+  expect(body.expiresAtMs - body.issuedAtMs).toBe(Limits.grantTtlMs);
+  // the SDS checks it with what its assignments carry, bound to a connection's session hash
+  const book = new GrantBook(s.sdsId, { nowMs: () => 0, sleep: async () => undefined }, () => m.clock.nowMs);
+  book.apply((await assignments(s.sdsId)).dataPlane);
+  const th = new Uint8Array(32).fill(9);
+  const token = { body: new Uint8Array(Buffer.from(vm.grant!.body, "hex")), secret: new Uint8Array(Buffer.from(vm.grant!.secret, "hex")) };
+  const conn = { peer: "t", nodeId: a.sdcId, role: NodeRole.SDC, sessionHash: th, grants: new ConnGrants() };
+  expect(book.present(conn, encodeGrantPresentation(token, th))).toBe(Status.OK);
+  expect(conn.grants.check(body.volumeHi, body.volumeLo, false, 1)).toBe(Status.OK);
+  expect(conn.grants.check(body.volumeHi, body.volumeLo, true, 1)).toBe(Status.READ_ONLY);
+  // another SDC cannot use it
+  const b = await joinSdc("guid-b");
+  expect(book.present({ ...conn, nodeId: b.sdcId, grants: new ConnGrants() }, encodeGrantPresentation(token, th))).toBe(Status.GRANT_WRONG_SDC);
+  // an unmapped volume gets no grant at all
+  expect((await maps(b.sdcId)).volumes).toEqual([]);
 });

@@ -25,8 +25,8 @@ import { NodeKeyring, deriveNodeKey } from "../src/proto/dataplane_keys.ts";
 import { Limits } from "../src/proto/limits.ts";
 import { ServerHandshake } from "../src/sds/handshake_server.ts";
 import type { SdsCore } from "../src/sds/sds_core.ts";
-import { MDM_ID, MEMBER_KEY, MiB, SDC_ID, Vol, applyAll, clientTo, credentialsOf, pattern, peerClientTo, readCopy, sdsIdOf, startNode, tmpDir } from "./sds_harness.ts";
-import { frame, handshake, helloPayload, rawConnect, within } from "./helpers/dataplane_raw.ts";
+import { GRANT_KEY, MDM_ID, MEMBER_KEY, MiB, SDC_ID, TestGrants, Vol, mintTestGrant, applyAll, clientTo, credentialsOf, pattern, peerClientTo, readCopy, sdsIdOf, startNode, tmpDir } from "./sds_harness.ts";
+import { frame, handshake, helloPayload, presentGrant, rawConnect, within } from "./helpers/dataplane_raw.ts";
 import { containsKeyBytes, recorder } from "./helpers/tcp_recorder.ts";
 
 const VOL = "0a00000000000021";
@@ -70,6 +70,7 @@ test("a client with its node key is let in; the SDS's proof checks out on the cl
   const ch = decodeChallenge(d.challenge.payload);
   expect(ch.version).toBe(DP_AUTH_VERSION);
   expect(ch.kids).toEqual([1]);
+  expect((await presentGrant(r, d.th, mintTestGrant({ volumeId: VOL }))).header.status).toBe(Status.OK);
   r.sock.write(readReq(5));
   expect((await r.next()).header.status).toBe(Status.OK);
   r.sock.end();
@@ -77,13 +78,13 @@ test("a client with its node key is let in; the SDS's proof checks out on the cl
 
 test("a captured handshake replayed on a new connection is refused, and the replayed writes change nothing", async () => {
   const rec = recorder(nodes[0]!.port);
-  const victim = new DataPlaneClient({ host: "127.0.0.1", port: rec.port, credentials: credentialsOf(NodeRole.SDC, SDC_ID), reconnectBackoffMs: 0 });
+  const victim = new DataPlaneClient({ host: "127.0.0.1", port: rec.port, credentials: credentialsOf(NodeRole.SDC, SDC_ID), grants: new TestGrants(), reconnectBackoffMs: 0 });
   expect((await vol.write(victim, 0, 0, pattern(4096, 1))).status).toBe(Status.OK);
   victim.close();
   rec.stop();
   const good = clientTo(nodes[0]!);
   expect((await vol.write(good, 0, 0, pattern(4096, 2))).status).toBe(Status.OK);
-  // replay every byte the victim sent: HELLO, AUTH, the WRITE
+  // replay every byte the victim sent: HELLO, AUTH, GRANT, the WRITE
   const r = await rawConnect(nodes[0]!.port);
   for (const chunk of rec.toServer) r.sock.write(chunk);
   await within(r.closed, 2000, "close after the replayed AUTH");
@@ -128,12 +129,12 @@ test("a CHALLENGE tampered in flight (nonce or offered key ids) fails the handsh
     };
     const rec = recorder(nodes[1]!.port, strike);
     const both = keysFor([2, 1]);
-    const c = new DataPlaneClient({ host: "127.0.0.1", port: rec.port, credentials: both, reconnectBackoffMs: 0 });
+    const c = new DataPlaneClient({ host: "127.0.0.1", port: rec.port, credentials: both, grants: new TestGrants(), reconnectBackoffMs: 0 });
     expect((await c.request({ opcode: Op.PING, flags: 0, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0 })).status).toBe(Status.UNAUTHORIZED);
     c.close();
     rec.stop();
     // without the man in the middle the same client gets in, with the newest key id
-    const ok = new DataPlaneClient({ host: "127.0.0.1", port: nodes[1]!.port, credentials: both, reconnectBackoffMs: 0 });
+    const ok = new DataPlaneClient({ host: "127.0.0.1", port: nodes[1]!.port, credentials: both, grants: new TestGrants(), reconnectBackoffMs: 0 });
     expect((await ok.request({ opcode: Op.PING, flags: 0, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0 })).status).toBe(Status.OK);
     ok.close();
   } finally {
@@ -268,7 +269,7 @@ test("the client refuses an SDS that cannot prove the key, or that is not the SD
     },
   });
   try {
-    const c = new DataPlaneClient({ host: "127.0.0.1", port: impostor.port, credentials: credentialsOf(NodeRole.SDC, SDC_ID), reconnectBackoffMs: 0 });
+    const c = new DataPlaneClient({ host: "127.0.0.1", port: impostor.port, credentials: credentialsOf(NodeRole.SDC, SDC_ID), grants: new TestGrants(), reconnectBackoffMs: 0 });
     expect((await c.request({ opcode: Op.PING, flags: 0, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0 })).status).toBe(Status.UNAUTHORIZED);
     c.close();
   } finally {
@@ -281,7 +282,8 @@ test("the client refuses an SDS that cannot prove the key, or that is not the SD
 
 test("a capture of a whole session (every byte both ways) holds no bytes of any key", async () => {
   const rec = recorder(nodes[0]!.port);
-  const c = new DataPlaneClient({ host: "127.0.0.1", port: rec.port, credentials: credentialsOf(NodeRole.SDC, SDC_ID), reconnectBackoffMs: 0 });
+  const grants = new TestGrants();
+  const c = new DataPlaneClient({ host: "127.0.0.1", port: rec.port, credentials: credentialsOf(NodeRole.SDC, SDC_ID), grants, reconnectBackoffMs: 0 });
   for (let i = 0; i < 16; i++) expect((await vol.write(c, 0, i * 8192, pattern(8192, 100 + i))).status).toBe(Status.OK);
   for (let i = 0; i < 16; i++) expect((await vol.req(c, Op.READ, 0, i * 8192, 8192)).status).toBe(Status.OK);
   c.close();
@@ -289,7 +291,8 @@ test("a capture of a whole session (every byte both ways) holds no bytes of any 
   rec.stop();
   const capture = rec.all();
   expect(capture.byteLength).toBeGreaterThan(16 * 2 * 8192);
-  const keys = [MEMBER_KEY, SDC_KEY, deriveNodeKey(MEMBER_KEY, NodeRole.SDS, sdsIdOf(0)), deriveNodeKey(MEMBER_KEY, NodeRole.SDS, sdsIdOf(1))];
+  const grantSecretUsed = grants.byVolume.get(VOL)!.secret;
+  const keys = [MEMBER_KEY, SDC_KEY, GRANT_KEY, grantSecretUsed, deriveNodeKey(MEMBER_KEY, NodeRole.SDS, sdsIdOf(0)), deriveNodeKey(MEMBER_KEY, NodeRole.SDS, sdsIdOf(1))];
   for (const k of keys) expect(containsKeyBytes(capture, k)).toBe(false);
   // the check itself finds a key that is there
   expect(containsKeyBytes(new Uint8Array([1, 2, ...SDC_KEY.subarray(10, 20), 3]), SDC_KEY)).toBe(true);

@@ -15,6 +15,7 @@ import { NodeRole } from "../src/proto/dataplane_auth.ts";
 import { NodeKeyring, keysFromHex } from "../src/proto/dataplane_keys.ts";
 import { idToHalves } from "../src/proto/ids.ts";
 import { runSds, type SdsHandle } from "../src/sds/main.ts";
+import { SdcGrants } from "../src/sdc/sdc_grants.ts";
 import { MiB, pattern, tmpDir } from "./sds_harness.ts";
 
 let dir: string;
@@ -74,7 +75,9 @@ test("SDSs join, get the assignments of a new volume, and replicate a write", as
   expect(v).toBeDefined();
   const ext = v.extents[0]!;
   expect(ext.replicas.length).toBe(2);
-  const pool2 = new DataPlanePool({ credentials: new NodeKeyring(NodeRole.SDC, sdc.sdcId, keysFromHex(sdc.nodeKeys)) });
+  const grants = new SdcGrants();
+  grants.update(maps.volumes);
+  const pool2 = new DataPlanePool({ credentials: new NodeKeyring(NodeRole.SDC, sdc.sdcId, keysFromHex(sdc.nodeKeys)), grants });
   for (const a of maps.sds) pool2.setAddress(a.sdsId, a.host, a.port);
   const { hi, lo } = idToHalves(vol.id);
   const h = { flags: 0, epoch: ext.epoch, volumeHi: hi, volumeLo: lo, extentIndex: 0, offset: 8192, length: 4096 };

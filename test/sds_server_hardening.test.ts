@@ -14,8 +14,8 @@ import { deriveNodeKey } from "../src/proto/dataplane_keys.ts";
 import { SdsAssignmentsResponse } from "../src/proto/cluster_api.ts";
 import { Limits } from "../src/proto/limits.ts";
 import type { SdsCore } from "../src/sds/sds_core.ts";
-import { MEMBER_KEY, MiB, dataPlaneKeys, SDC_ID, Vol, applyAll, clientTo, credentialsOf, pattern, startNode, tmpDir } from "./sds_harness.ts";
-import { handshake as handDone, rawConnect, within, type Raw } from "./helpers/dataplane_raw.ts";
+import { MEMBER_KEY, MiB, dataPlaneKeys, mintTestGrant, SDC_ID, Vol, applyAll, clientTo, credentialsOf, pattern, startNode, tmpDir } from "./sds_harness.ts";
+import { handshake as handDone, presentGrant, rawConnect, within, type Raw } from "./helpers/dataplane_raw.ts";
 import { SdsAccess } from "../src/sds/sds_access.ts";
 
 const VOL = "0a00000000000004";
@@ -43,10 +43,11 @@ function raw(port = node.port): Promise<Raw> {
   return rawConnect(port);
 }
 
-/** The handshake by hand as the test SDC; returns once the SDS accepted it. */
+/** The handshake by hand as the test SDC, then the grant of VOL; returns once both were accepted (3 reply frames). */
 async function handshake(r: Raw): Promise<void> {
   const d = await handDone(r, NodeRole.SDC, SDC_ID, SDC_KEY);
   expect(d.auth.header.status).toBe(Status.OK);
+  expect((await presentGrant(r, d.th, mintTestGrant({ volumeId: VOL }))).header.status).toBe(Status.OK);
 }
 
 function readFrame(requestId: number, offset = 0, length = 4096): Uint8Array {
@@ -96,7 +97,7 @@ test("a request before the handshake is refused UNAUTHORIZED and closed", async 
 });
 
 test("a wrong node key is refused UNAUTHORIZED; the client reports it for its requests", async () => {
-  const bad = clientTo(node, new Uint8Array(32).fill(0xcd));
+  const bad = clientTo(node, { key: new Uint8Array(32).fill(0xcd) });
   const rep = await vol.req(bad, Op.READ, 0, 0, 4096);
   expect(rep.status).toBe(Status.UNAUTHORIZED);
   bad.close();
@@ -140,13 +141,13 @@ test("a client past the in-flight cap is paused, not served without bound, and c
   r.sock.write(burst);
   await within(
     (async () => {
-      while (r.frames.length < n + 2) await Bun.sleep(5);
+      while (r.frames.length < n + 3) await Bun.sleep(5);
     })(),
     5000,
     "all replies",
   );
-  expect(r.frames.slice(2).every((f) => f.header.status === Status.OK && (f.header.flags & Flag.REPLY) !== 0)).toBe(true);
-  expect(new Set(r.frames.slice(2).map((f) => f.header.requestId)).size).toBe(n);
+  expect(r.frames.slice(3).every((f) => f.header.status === Status.OK && (f.header.flags & Flag.REPLY) !== 0)).toBe(true);
+  expect(new Set(r.frames.slice(3).map((f) => f.header.requestId)).size).toBe(n);
   r.sock.end();
 });
 
@@ -218,7 +219,7 @@ test("a client that never reads its replies stops being served (bounded reply ba
     sock.resume();
     await within(
       (async () => {
-        while (r.frames.length < count + 2) await Bun.sleep(10);
+        while (r.frames.length < count + 3) await Bun.sleep(10);
       })(),
       10_000,
       "all 1 MiB replies",

@@ -146,10 +146,18 @@ export const ExtentAssignment = z.object({
 });
 export type ExtentAssignment = z.infer<typeof ExtentAssignment>;
 
+/** Grants of (volume, SDC) issued at a map version below floorVersion are revoked. */
+export const GrantFloor = z.object({ volumeId: id16, sdcId: id16, floorVersion: z.number().int().nonnegative() });
+export type GrantFloor = z.infer<typeof GrantFloor>;
+
 /** What an SDS needs to check the data plane without asking the MDM. */
 export const SdsDataPlaneKeys = z.object({
   /** member keys: verify any node's handshake, derive this SDS's own node key */
   memberKeys: keyList,
+  /** grant keys: verify mapping grants (src/proto/grant.ts) */
+  grantKeys: keyList,
+  /** revocations still younger than a grant's lifetime (unmap, switch to ReadOnly) */
+  grantFloors: z.array(GrantFloor).max(100_000),
 });
 export type SdsDataPlaneKeys = z.infer<typeof SdsDataPlaneKeys>;
 
@@ -199,6 +207,8 @@ export const VolumeMap = z.object({
   extentSizeBytes: z.number().int().positive(),
   /** one entry per extent, index = position; replicas primary first */
   extents: z.array(z.object({ epoch: z.number().int().positive(), replicas: z.array(id16).min(1).max(3) })),
+  /** the mapping grant the SDC presents to SDSs (src/proto/grant.ts); absent: no IO allowed */
+  grant: z.object({ body: z.string().regex(/^[0-9a-f]{112}$/), secret: hex64 }).optional(),
 });
 export type VolumeMap = z.infer<typeof VolumeMap>;
 

@@ -39,9 +39,10 @@ export const Op = {
   PING: 10,
   REBUILD_WRITE: 11, // primary -> sync target: a copied range (applied like REPL_WRITE)
   AUTH: 12, // second frame: the client's proof; its reply carries the server's (dataplane_auth.ts)
+  GRANT: 13, // SDC -> SDS: a mapping grant for volumeHi/Lo, once per connection and volume (grant.ts)
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
-const OP_MAX = 12;
+const OP_MAX = 13;
 
 export const Flag = {
   FUA: 0x01, // durable before the reply
@@ -62,9 +63,13 @@ export const Status = {
   READ_ONLY: 6,
   UNAUTHORIZED: 7,
   UNAVAILABLE: 8, // a peer copy could not be written
+  NO_GRANT: 9, // IO on a volume this connection presented no valid grant for (unmapped)
+  GRANT_EXPIRED: 10, // the grant's expiry passed (or its key id retired): fetch a fresh one
+  GRANT_REVOKED: 11, // the MDM revoked the grant (unmap, switch to ReadOnly)
+  GRANT_WRONG_SDC: 12, // a grant issued to another SDC than the connection's
 } as const;
 export type Status = (typeof Status)[keyof typeof Status];
-const STATUS_MAX = 8;
+const STATUS_MAX = 12;
 
 /** "WRITE", "STALE_EPOCH", … for logs and error messages. */
 export function opName(op: number): string {

@@ -9,6 +9,9 @@
 //   issued before that wait in the local queue in order, so one client preserves request order
 //   on the wire (the SDS relies on this for replication order); a refused or failed handshake
 //   fails them with the SDS's status (UNAUTHORIZED for a bad proof);
+// - with a grant source (an SDC), the first IO for a volume on a connection is preceded by a
+//   GRANT frame for it (once per connection and volume, not per IO); an answer saying the grant
+//   is missing, expired or revoked makes the next IO for that volume present it again;
 // - every request gets exactly one reply callback: the SDS's reply, or UNAVAILABLE when the
 //   connection fails, closes, or the request outlives Limits.dataRequestTimeoutMs (the
 //   connection is then dropped, because the SDS may still apply it);
@@ -18,7 +21,7 @@
 
 import { consola } from "consola";
 import type { Socket } from "bun";
-import { Flag, FrameError, FrameReader, Op, Status, type Frame, type FrameHeader } from "./dataplane.ts";
+import { Flag, FrameError, FrameReader, Op, Status, statusName, type Frame, type FrameHeader } from "./dataplane.ts";
 import {
   DP_AUTH_VERSION,
   clientProof,
@@ -31,6 +34,7 @@ import {
   transcriptHash,
   type ClientCredentials,
 } from "./dataplane_auth.ts";
+import { encodeGrantPresentation, type GrantSource } from "./grant.ts";
 import { halvesToId, idToHalves } from "./ids.ts";
 import { Limits } from "./limits.ts";
 import { SocketWriter } from "./socket_writer.ts";
@@ -74,6 +78,8 @@ export interface DataPlaneClientOptions {
   credentials: ClientCredentials;
   /** id of the SDS this client means to reach: a CHALLENGE naming another is refused */
   expectSdsId?: string;
+  /** the mapping grants to present (an SDC); none: this client sends no GRANT frames */
+  grants?: GrantSource;
   /** connect and handshake must finish within this */
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
@@ -97,6 +103,14 @@ const EMPTY = new Uint8Array(0);
 const HELLO_REQUEST_ID = 0;
 const DEFAULT_BACKOFF_MS = 200;
 const SWEEP_INTERVAL_MS = 500;
+const GRANT_WARN_INTERVAL_MS = 5000;
+
+/** Opcodes an SDC's connection runs under a mapping grant (indexed by opcode: no allocation). */
+const NEEDS_GRANT: readonly number[] = (() => {
+  const t = new Array<number>(32).fill(0);
+  for (const op of [Op.READ, Op.WRITE, Op.TRIM, Op.WRITE_ZEROES, Op.CHECKSUM]) t[op] = 1;
+  return t;
+})();
 
 type State = "idle" | "connecting" | "handshake" | "open" | "closed";
 
@@ -124,6 +138,16 @@ export class DataPlaneClient implements DataPlaneLink {
   private failFastUntilMs = 0;
   /** the current connection's handshake transcript hash (empty until authenticated) */
   private sessionHash: Uint8Array = EMPTY;
+  /** volumes (low id half -> high half) whose grant was presented on the current connection */
+  private readonly presented = new Map<number, number>();
+  private grantWarnedMs = -Infinity;
+  private readonly onGrantReply: ReplyCallback = (st) => {
+    if (st === Status.OK) return;
+    const now = performance.now();
+    if (now - this.grantWarnedMs < GRANT_WARN_INTERVAL_MS) return;
+    this.grantWarnedMs = now;
+    consola.warn(`data plane ${this.host}:${this.port}: SDS refused a mapping grant (${statusName(st)}); further refusals muted ${GRANT_WARN_INTERVAL_MS / 1000}s`);
+  };
   private sweepTimer: ReturnType<typeof setInterval> | null = null;
   /** bumped on every new connection so callbacks of an old socket are ignored */
   private connGen = 0;
@@ -191,6 +215,7 @@ export class DataPlaneClient implements DataPlaneLink {
   }
 
   private put(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback, payloadImmutable = false): void {
+    if (this.opts.grants !== undefined && NEEDS_GRANT[h.opcode] === 1 && this.presented.get(h.volumeLo) !== h.volumeHi) this.presentGrant(h.volumeHi, h.volumeLo);
     const id = this.allocId();
     this.pending.set(id, { cb, deadlineMs: performance.now() + this.requestTimeoutMs });
     const s = this.scratch;
@@ -206,6 +231,33 @@ export class DataPlaneClient implements DataPlaneLink {
     s.length = h.length;
     s.gen = h.gen ?? 0;
     this.writer!.frame(s, payload, payloadImmutable);
+  }
+
+  /** Send the volume's GRANT frame ahead of its first IO on this connection. */
+  private presentGrant(volumeHi: number, volumeLo: number): void {
+    this.presented.set(volumeLo, volumeHi);
+    const t = this.opts.grants!.grantFor(volumeHi, volumeLo);
+    if (t === null) return; // the SDS will say NO_GRANT; the next IO asks again
+    const id = this.allocId();
+    this.pending.set(id, { cb: this.onGrantReply, deadlineMs: performance.now() + this.requestTimeoutMs });
+    const s = this.scratch;
+    s.opcode = Op.GRANT;
+    s.flags = 0;
+    s.status = Status.OK;
+    s.requestId = id;
+    s.epoch = 0;
+    s.volumeHi = volumeHi;
+    s.volumeLo = volumeLo;
+    s.extentIndex = 0;
+    s.offset = 0;
+    s.length = 0;
+    s.gen = 0;
+    this.writer!.frame(s, encodeGrantPresentation(t, this.sessionHash));
+  }
+
+  /** The grant of this volume changed (renewed, revoked): present it again before the next IO. */
+  forgetGrant(volumeLo: number): void {
+    this.presented.delete(volumeLo);
   }
 
   private allocId(): number {
@@ -333,6 +385,7 @@ export class DataPlaneClient implements DataPlaneLink {
       return;
     }
     this.pending.delete(h.requestId);
+    if (h.status >= Status.NO_GRANT && h.status <= Status.GRANT_REVOKED) this.presented.delete(h.volumeLo);
     p.cb(h.status, f.payload);
     this.admitQueued();
   }
@@ -361,6 +414,7 @@ export class DataPlaneClient implements DataPlaneLink {
     this.connGen++;
     this.shake = null;
     this.sessionHash = EMPTY;
+    this.presented.clear();
     const sock = this.socket;
     this.socket = null;
     this.writer?.close();
@@ -405,6 +459,8 @@ function failLater(cb: ReplyCallback): void {
 
 export interface DataPlanePoolOptions {
   credentials: ClientCredentials;
+  /** the mapping grants to present (an SDC) */
+  grants?: GrantSource;
   /** connections per SDS; 1 keeps every request to one SDS in one ordered stream */
   connsPerSds?: number;
   requestTimeoutMs?: number;
@@ -460,6 +516,7 @@ export class DataPlanePool {
           port,
           credentials: this.opts.credentials,
           expectSdsId: sdsId,
+          grants: this.opts.grants,
           requestTimeoutMs: this.opts.requestTimeoutMs,
           connectTimeoutMs: this.opts.connectTimeoutMs,
         }),
@@ -480,6 +537,11 @@ export class DataPlanePool {
 
   link(sdsId: string): DataPlaneLink | undefined {
     return this.links.get(sdsId);
+  }
+
+  /** A volume's grant changed: every connection presents it again before its next IO there. */
+  forgetGrant(volumeLo: number): void {
+    for (const l of this.links.values()) for (const c of l.clients) c.forgetGrant(volumeLo);
   }
 
   close(): void {

@@ -29,6 +29,9 @@ export const Limits = {
   dataPreAuthMaxPayloadBytes: 256, // before authentication a frame may carry at most this (HELLO 44, AUTH 40)
   dataMaxPreAuthConns: 256, // an SDS refuses new connections while this many are not authenticated yet
   dataKeyActivationMs: 3000, // a new master key signs grants only once this old (every SDS has fetched it)
+  dataMaxGrantsPerConn: 4096, // mapping grants one data-plane connection may hold (one per volume)
+  grantTtlMs: 10 * 60 * 1000, // a mapping grant's lifetime; an SDC renews at half of it
+  maxGrantFloors: 100_000, // revocation floors handed to SDSs (the newest; older ones outlived every grant)
   dataMaxConnsPerSds: 4096, // an SDS refuses data-plane connections beyond this many
   dataMaxInFlightBytesPerConn: 96 * MiB, // an SDS stops reading a connection whose requests/replies hold this many bytes
   sdcRetryWindowMs: 30_000, // an SDC retries a refused piece (stale map, SDS down) this long before EIO

@@ -9,6 +9,7 @@ import { ClusterPaths, SdcJoinResponse } from "../proto/cluster_api.ts";
 import { clusterRequest, joinWithRetry, type MdmEndpoint } from "../proto/mdm_http.ts";
 import { startNbdServer } from "./nbd_server.ts";
 import { SdcNode } from "./sdc_node.ts";
+import { SdcGrants } from "./sdc_grants.ts";
 import { DataPlanePool } from "../proto/dataplane_client.ts";
 import { NodeRole } from "../proto/dataplane_auth.ts";
 import { NodeKeyring, keysFromHex } from "../proto/dataplane_keys.ts";
@@ -59,11 +60,13 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
   const keys = new NodeKeyring(NodeRole.SDC, sdcId, keysFromHex(joined.nodeKeys));
   const mdm: MdmEndpoint = { ...opts.mdm, nodeToken: joined.nodeToken };
   let closeExport: (name: string) => void = () => {};
+  const grants = new SdcGrants();
   const node = new SdcNode({
     mdm,
     sdcId,
     keys,
-    links: new DataPlanePool({ credentials: keys }),
+    grants,
+    links: new DataPlanePool({ credentials: keys, grants }),
     onUnexport: (name) => closeExport(name),
     sleep: (ms) => Bun.sleep(ms),
     nowMs: () => performance.now(),

@@ -26,6 +26,7 @@ import { Flag, FrameError, FrameReader, HEADER_BYTES, Op, Status, type Frame, ty
 import { NodeRole, roleName, type PeerVerifier } from "../proto/dataplane_auth.ts";
 import { Limits } from "../proto/limits.ts";
 import { SocketWriter } from "../proto/socket_writer.ts";
+import { ConnGrants } from "./grant_book.ts";
 import { ServerHandshake } from "./handshake_server.ts";
 import { RefusalLog } from "./refusal_log.ts";
 import { opAllowed } from "./role_ops.ts";
@@ -40,6 +41,8 @@ export interface RequestConn {
   readonly role: NodeRole;
   /** the handshake's transcript hash (grants presented on this connection are bound to it) */
   readonly sessionHash: Uint8Array;
+  /** mapping grants presented on this connection (grant_book.ts) */
+  readonly grants: ConnGrants;
   /** reply to request `h` (h is reused as the reply header) */
   reply(h: FrameHeader, status: Status, payload?: Uint8Array): void;
   /** reply OK with a payload the caller fills in place right away (READ) */
@@ -155,6 +158,7 @@ class ServerConnection implements RequestConn {
   nodeId = "";
   role: NodeRole = NodeRole.SDC;
   sessionHash: Uint8Array = new Uint8Array(0);
+  readonly grants = new ConnGrants();
   readonly writer: SocketWriter;
   private readonly reader = new FrameReader();
   private handshake: ServerHandshake | null;

@@ -14,7 +14,7 @@ function mask(...ops: Op[]): number {
 }
 
 const ALLOWED: Record<NodeRole, number> = {
-  [NodeRole.SDC]: mask(Op.PING, Op.READ, Op.WRITE, Op.TRIM, Op.WRITE_ZEROES, Op.FLUSH, Op.CHECKSUM),
+  [NodeRole.SDC]: mask(Op.PING, Op.GRANT, Op.READ, Op.WRITE, Op.TRIM, Op.WRITE_ZEROES, Op.FLUSH, Op.CHECKSUM),
   [NodeRole.SDS]: mask(Op.PING, Op.FLUSH, Op.REPL_WRITE, Op.REPL_ZERO, Op.REBUILD_WRITE, Op.CHECKSUM),
   [NodeRole.MDM]: mask(Op.PING, Op.CHECKSUM),
 };

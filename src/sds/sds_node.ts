@@ -31,7 +31,7 @@
 //   out only when every extent on it has another in-sync copy (the copy there is lost anyway).
 
 import { consola } from "consola";
-import { Flag, Op, Status, type Frame, type FrameHeader } from "../proto/dataplane.ts";
+import { Flag, Op, Status, opName, type Frame, type FrameHeader } from "../proto/dataplane.ts";
 import { DataPlanePool, type DataRequest } from "../proto/dataplane_client.ts";
 import type { ExtentAssignment, ExtentRole, FailedForward, RebuildReport, SdsAssignmentsResponse } from "../proto/cluster_api.ts";
 import { Limits } from "../proto/limits.ts";
@@ -41,6 +41,8 @@ import type { RequestConn, RequestHandler } from "./dataplane_server.ts";
 import { CopyEngine } from "./rebuild_copy.ts";
 import { realClock, type SdsClock } from "./sds_clock.ts";
 import { SdsAccess } from "./sds_access.ts";
+import { GrantBook } from "./grant_book.ts";
+import { NodeRole } from "../proto/dataplane_auth.ts";
 
 const CHUNK = Limits.thinChunkBytes;
 
@@ -89,6 +91,8 @@ export class SdsNode implements RequestHandler {
   readonly peers: DataPlanePool;
   /** handshake keys and who may connect (sds_access.ts) */
   readonly access: SdsAccess;
+  /** mapping grants and their revocation floors (grant_book.ts) */
+  readonly grants: GrantBook;
   readonly stats: SdsNodeStats = {
     reads: 0,
     writes: 0,
@@ -126,11 +130,12 @@ export class SdsNode implements RequestHandler {
   constructor(opts: SdsNodeOptions) {
     this.sdsId = opts.sdsId;
     this.store = opts.store;
+    this.clock = opts.clock ?? realClock;
     this.access = new SdsAccess(opts.sdsId);
+    this.grants = new GrantBook(opts.sdsId, this.clock);
     if (opts.mdmId !== undefined) this.access.setMdmId(opts.mdmId);
     // ONE connection per peer: forwarded writes must reach it in the order they were applied
     this.peers = opts.peers ?? new DataPlanePool({ credentials: this.access, connsPerSds: 1 });
-    this.clock = opts.clock ?? realClock;
     this.copies = new CopyEngine({ sdsId: this.sdsId, store: this.store, peers: this.peers, clock: this.clock, onDone: () => this.onCopyDone?.() });
   }
 
@@ -202,6 +207,7 @@ export class SdsNode implements RequestHandler {
     this.peers.retain(ids);
     this.access.setPeers(ids);
     this.access.apply(resp.dataPlane);
+    this.grants.apply(resp.dataPlane);
     const keep = new Set<string>();
     for (const a of resp.extents) {
       const key = `${a.volumeId}/${a.extentIndex}`;
@@ -341,6 +347,9 @@ export class SdsNode implements RequestHandler {
         return this.checksum(conn, h);
       case Op.REBUILD_WRITE:
         return this.rebuildWrite(conn, h, payload);
+      case Op.GRANT:
+        conn.reply(h, this.grants.present(conn, payload));
+        return;
       case Op.HELLO:
       case Op.AUTH:
         conn.reply(h, Status.INVALID);
@@ -355,6 +364,14 @@ export class SdsNode implements RequestHandler {
 
   /** The extent a request addresses, or the refusal status (checked before any device IO). */
   private admit(conn: RequestConn, h: FrameHeader, use: Use): Extent | Status {
+    // an SDC's IO needs a grant for the volume on this connection (grant_book.ts)
+    if (use === "client" || (use === "checksum" && conn.role === NodeRole.SDC)) {
+      const g = conn.grants.check(h.volumeHi, h.volumeLo, h.opcode !== Op.READ && h.opcode !== Op.CHECKSUM, this.clock.nowMs());
+      if (g !== Status.OK) {
+        this.grants.refusedIo(conn, h.volumeHi, h.volumeLo, opName(h.opcode), g);
+        return g;
+      }
+    }
     const e = this.store.lookup(h.volumeHi, h.volumeLo, h.extentIndex);
     if (e === undefined) {
       this.stats.refusedNotOwner++;
@@ -660,6 +677,10 @@ function peerStatus(st: Status): Status {
     case Status.READ_ONLY:
     case Status.UNAUTHORIZED:
     case Status.UNAVAILABLE:
+    case Status.NO_GRANT:
+    case Status.GRANT_EXPIRED:
+    case Status.GRANT_REVOKED:
+    case Status.GRANT_WRONG_SDC:
       return Status.UNAVAILABLE;
     default: {
       const never: never = st;

@@ -14,6 +14,7 @@ import {
   transcriptHash,
   type NodeRole,
 } from "../../src/proto/dataplane_auth.ts";
+import { decodeGrantBody, encodeGrantPresentation, type GrantToken } from "../../src/proto/grant.ts";
 import { idToHalves } from "../../src/proto/ids.ts";
 
 export interface Raw {
@@ -95,6 +96,13 @@ export async function handshake(r: Raw, role: NodeRole, nodeId: string, key: Uin
   r.sock.write(frame({ opcode: Op.AUTH }, encodeAuth({ kid, proof: clientProof(key, th) })));
   const auth = await r.next();
   return { challenge, auth, th };
+}
+
+/** A GRANT frame for `token` on a connection whose handshake hash is th; returns the reply. */
+export async function presentGrant(r: Raw, th: Uint8Array, token: GrantToken, requestId = 1): Promise<Frame> {
+  const b = decodeGrantBody(token.body);
+  r.sock.write(frame({ opcode: Op.GRANT, requestId, volumeHi: b.volumeHi, volumeLo: b.volumeLo }, encodeGrantPresentation(token, th)));
+  return r.next();
 }
 
 export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

@@ -1,7 +1,8 @@
 // What the cluster API hands each node of the data-plane secrets, and nothing more: an SDS gets
-// its cluster-API token at join and the member keys with its assignments; an SDC gets its token
-// and its own node keys at join, and its node keys again with every map (they change on a key
-// rotation). Keeps cluster_service.ts free of key handling.
+// its cluster-API token at join and the member keys, grant keys and revocation floors with its
+// assignments; an SDC gets its token and its own node keys at join, and its node keys again with
+// every map (they change on a key rotation) together with a fresh grant per mapped volume.
+// Keeps cluster_service.ts free of key handling.
 //
 // Invariant: no answer to one node carries another node's key or token.
 
@@ -9,7 +10,9 @@ import type { KeyEntry, SdcMapsResponse, SdsDataPlaneKeys } from "../../proto/cl
 import { NodeRole, type NodeKey } from "../../proto/dataplane_auth.ts";
 import { keyToHex } from "../../proto/dataplane_keys.ts";
 import type { MdmContext } from "../core/context.ts";
-import { memberKeys, nodeKeysOf, nodeTokenOf } from "../core/dataplane_secrets.ts";
+import { grantKeys, memberKeys, nodeKeysOf, nodeTokenOf } from "../core/dataplane_secrets.ts";
+import { grantFloors } from "../topology/grant_floors.ts";
+import { mintGrant } from "./grants.ts";
 
 function entries(keys: readonly NodeKey[]): KeyEntry[] {
   return keys.map((k) => ({ kid: k.kid, key: keyToHex(k.key) }));
@@ -25,10 +28,11 @@ export function sdcJoinSecrets(ctx: MdmContext, sdcId: string): { nodeToken: str
 
 /** The data-plane part of an SDS's assignments. */
 export function sdsDataPlane(ctx: MdmContext): SdsDataPlaneKeys {
-  return { memberKeys: entries(memberKeys(ctx)) };
+  return { memberKeys: entries(memberKeys(ctx)), grantKeys: entries(grantKeys(ctx)), grantFloors: grantFloors(ctx) };
 }
 
-/** An SDC's maps with its node keys. */
+/** An SDC's maps with its node keys and a grant per mapped volume. */
 export function sdcMapsWithAccess(ctx: MdmContext, sdcId: string, maps: Omit<SdcMapsResponse, "nodeKeys">): SdcMapsResponse {
-  return { ...maps, nodeKeys: entries(nodeKeysOf(ctx, NodeRole.SDC, sdcId)) };
+  const volumes = maps.volumes.map((v) => ({ ...v, grant: mintGrant(ctx, sdcId, v.volumeId, v.accessMode, maps.mapVersion) }));
+  return { ...maps, volumes, nodeKeys: entries(nodeKeysOf(ctx, NodeRole.SDC, sdcId)) };
 }
