@@ -155,3 +155,47 @@ test("maps carry one grant per mapped volume, for this SDC and its access mode, 
   // an unmapped volume gets no grant at all
   expect((await maps(b.sdcId)).volumes).toEqual([]);
 });
+
+test("unmap and a switch to ReadOnly raise the pair's revocation floor in every SDS's assignments; old grants fall below it, new ones do not", async () => {
+  const s = SdsJoinResponse.parse((await m.cluster("POST", "/sds/join", { name: "sds1", host: "127.0.0.1", dataPort: 7001, protectionDomainName: "pd1", storagePoolName: "sp1", devices: [{ path: "/d", capacityBytes: 100 * 2 ** 30 }] })).json);
+  await m.joinSds("sds2");
+  const a = await joinSdc("guid-a");
+  const b = await joinSdc("guid-b");
+  const pool = await m.idOf("StoragePool", "sp1");
+  const vol = ((await m.api("POST", "/types/Volume/instances", { storagePoolId: pool, volumeSizeInGb: "1", name: "rv", volumeType: "ThinProvisioned" })).json as { id: string }).id;
+  const mapTo = async (sdcId: string, accessMode: string) =>
+    expect((await m.api("POST", `/instances/Volume::${vol}/action/addMappedSdc`, { sdcId, accessMode, allowMultipleMappings: "TRUE" })).status).toBe(200);
+  const grantVersion = async (sdcId: string) => decodeGrantBody(new Uint8Array(Buffer.from((await maps(sdcId)).volumes[0]!.grant!.body, "hex"))).mapVersion;
+  const floors = async () => (await assignments(s.sdsId)).dataPlane.grantFloors;
+  await mapTo(a.sdcId, "ReadWrite");
+  await mapTo(b.sdcId, "ReadWrite");
+  const oldA = await grantVersion(a.sdcId);
+  const oldB = await grantVersion(b.sdcId);
+  expect(await floors()).toEqual([]);
+  // switch A to ReadOnly: A's old ReadWrite grant is void, B's untouched
+  expect((await m.api("POST", `/instances/Volume::${vol}/action/setVolumeMappingAccessMode`, { sdcId: a.sdcId, accessMode: "ReadOnly" })).status).toBe(200);
+  let f = await floors();
+  expect(f).toEqual([{ volumeId: vol, sdcId: a.sdcId, floorVersion: currentMapVersion(m.core.ctx) }]);
+  expect(oldA).toBeLessThan(f[0]!.floorVersion);
+  expect(await grantVersion(a.sdcId)).toBeGreaterThanOrEqual(f[0]!.floorVersion);
+  // back to ReadWrite revokes nothing (the ReadOnly grant may live out its time)
+  const before = JSON.stringify(await floors());
+  expect((await m.api("POST", `/instances/Volume::${vol}/action/setVolumeMappingAccessMode`, { sdcId: a.sdcId, accessMode: "ReadWrite" })).status).toBe(200);
+  expect(JSON.stringify(await floors())).toBe(before);
+  // unmap B: B's grants are void
+  expect((await m.api("POST", `/instances/Volume::${vol}/action/removeMappedSdc`, { sdcId: b.sdcId })).status).toBe(200);
+  f = await floors();
+  const fb = f.find((x) => x.sdcId === b.sdcId)!;
+  expect(fb.floorVersion).toBe(currentMapVersion(m.core.ctx));
+  expect(oldB).toBeLessThan(fb.floorVersion);
+  expect((await maps(b.sdcId)).volumes).toEqual([]);
+  // remap B: its new grant is at or above the floor
+  await mapTo(b.sdcId, "ReadWrite");
+  expect(await grantVersion(b.sdcId)).toBeGreaterThanOrEqual(fb.floorVersion);
+  // unmapping every SDC at once revokes every pair
+  expect((await m.api("POST", `/instances/Volume::${vol}/action/removeMappedSdc`, { allSdcs: "TRUE" })).status).toBe(200);
+  expect((await floors()).map((x) => x.sdcId).sort()).toEqual([a.sdcId, b.sdcId].sort());
+  // floors outlive every grant they could void, then are pruned
+  m.clock.advance(Limits.grantTtlMs + 11 * 60 * 1000);
+  expect(await floors()).toEqual([]);
+});
