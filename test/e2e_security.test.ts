@@ -5,8 +5,10 @@
 // the time from unmap to refused IO is measured over several trials.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { TestCluster } from "./helpers/cluster.ts";
-import { runFio, runQemuIo } from "./helpers/real_clients.ts";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { PF_BIN, TestCluster, freePort } from "./helpers/cluster.ts";
+import { nbdinfoJson, runFio, runQemuIo } from "./helpers/real_clients.ts";
 import { Op, RogueSdc, Status, adminEndpoint, idOf, rest } from "./helpers/rogue_sdc.ts";
 import type { MdmEndpoint } from "../src/proto/mdm_http.ts";
 import type { VolumeMap } from "../src/proto/cluster_api.ts";
@@ -210,4 +212,48 @@ describe("the SDSs enforce mappings (pf up, 3 SDSs)", () => {
     process.stdout.write(`unmap during fio on the SDC -> fio stopped: ${stopMs.map((x) => x.toFixed(0)).join(", ")} ms (p50 ${pctl(stopMs, 50).toFixed(0)}, max ${Math.max(...stopMs).toFixed(0)})\n`);
     for (const x of stopMs) expect(x).toBeLessThan(REVOKE_BOUND_MS);
   }, 180_000);
+
+  test("restricted SDC mode (Guid): a second, unapproved SDC joins but cannot read any volume; approveSdc lets it", async () => {
+    const sys = ((await rest(admin, "GET", "/types/System/instances")) as { id: string }[])[0]!.id;
+    await rest(admin, "POST", `/instances/System::${sys}/action/setRestrictedSdcMode`, { restrictedSdcMode: "Guid" });
+    const port = await freePort();
+    const secret = readFileSync(join(c.dataDir, "cluster-secret"), "utf8").trim();
+    const guid = "guid-unapproved-sdc2";
+    const sdc2 = Bun.spawn([PF_BIN, "sdc", "--mdm", c.mdmUrl, "--mdm-ca", c.caFile, "--nbd", `127.0.0.1:${port}`, "--guid", guid, "--name", "sdc2"], {
+      env: { ...process.env, PF_CLUSTER_SECRET: secret, CONSOLA_LEVEL: "3" },
+      stdout: "ignore",
+      stderr: "ignore",
+    });
+    try {
+      let id = "";
+      for (let i = 0; i < 100 && id === ""; i++) {
+        const all = (await rest(admin, "GET", "/types/Sdc/instances")) as { id: string; sdcGuid: string; sdcApproved: boolean }[];
+        const me = all.find((s) => s.sdcGuid === guid);
+        if (me) {
+          expect(me.sdcApproved).toBe(false);
+          id = me.id;
+        } else await Bun.sleep(100);
+      }
+      expect(id).not.toBe("");
+      await expect(mapTo("vol1", id, "ReadOnly")).rejects.toThrow(/INITIATOR_NOT_APPROVED/);
+      await Bun.sleep(500); // serving NBD by now
+      expect((await nbdinfoJson(`nbd://127.0.0.1:${port}`, ["--list"])).exports).toEqual([]);
+      const r = await runQemuIo(`nbd://127.0.0.1:${port}/vol1`, ["read -P 0x5a 0 4096"], { readOnly: true, expectFailure: true });
+      expect(r.exitCode).not.toBe(0);
+      // approved by GUID, mapped: it serves the volume within a heartbeat or two
+      expect(await rest(admin, "POST", `/instances/System::${sys}/action/approveSdc`, { sdcGuid: guid })).toEqual({ id });
+      await mapTo("vol1", id, "ReadOnly");
+      const deadline = performance.now() + 10_000;
+      while ((await nbdinfoJson(`nbd://127.0.0.1:${port}`, ["--list"])).exports.length === 0) {
+        if (performance.now() > deadline) throw new Error("sdc2 did not export vol1 after approval and mapping");
+        await Bun.sleep(200);
+      }
+      await runQemuIo(`nbd://127.0.0.1:${port}/vol1`, ["read -P 0x5a 0 1M"], { readOnly: true });
+      await unmapFrom("vol1", id);
+    } finally {
+      sdc2.kill("SIGKILL");
+      await sdc2.exited;
+      await rest(admin, "POST", `/instances/System::${sys}/action/setRestrictedSdcMode`, { restrictedSdcMode: "None" });
+    }
+  }, 120_000);
 });

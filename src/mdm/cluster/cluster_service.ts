@@ -46,6 +46,7 @@ import { getSdc, getSds, unique } from "../core/lookup.ts";
 import { allocateId, bumpMapVersion, currentMapVersion, getSystem } from "../core/system_state.ts";
 import { addDevice, DEFAULT_REBUILD_RATE_LIMIT_KBPS, DEFAULT_SPARE_PERCENTAGE } from "../topology/topology.ts";
 import { sdcJoinSecrets, sdcMapsWithAccess, sdsDataPlane, sdsJoinSecrets } from "./node_access.ts";
+import { approvedAtJoin } from "../topology/sdc_access.ts";
 
 // ---- SDS ----
 
@@ -333,7 +334,7 @@ export function sdcJoin(ctx: MdmContext, req: SdcJoinRequest): SdcJoinResponse {
     unique(`An SDC named ${req.name} already exists`, () =>
       ctx.store.db
         .insert(sdcTable)
-        .values({ id, guid: req.guid, name: req.name ?? null, host: req.host, approved: true, createdAtMs: ctx.clock() })
+        .values({ id, guid: req.guid, name: req.name ?? null, host: req.host, approved: approvedAtJoin(ctx), createdAtMs: ctx.clock() })
         .run(),
     );
     consola.info(`mdm: SDC ${req.name ?? req.guid} (${id}) joined from ${req.host}`);

@@ -13,6 +13,8 @@ import type { MdmContext } from "../core/context.ts";
 import { grantKeys, memberKeys, nodeKeysOf, nodeTokenOf } from "../core/dataplane_secrets.ts";
 import { grantFloors } from "../topology/grant_floors.ts";
 import { mintGrant } from "./grants.ts";
+import { getSdc } from "../core/lookup.ts";
+import { sdcMayMap } from "../topology/sdc_access.ts";
 
 function entries(keys: readonly NodeKey[]): KeyEntry[] {
   return keys.map((k) => ({ kid: k.kid, key: keyToHex(k.key) }));
@@ -31,8 +33,12 @@ export function sdsDataPlane(ctx: MdmContext): SdsDataPlaneKeys {
   return { memberKeys: entries(memberKeys(ctx)), grantKeys: entries(grantKeys(ctx)), grantFloors: grantFloors(ctx) };
 }
 
-/** An SDC's maps with its node keys and a grant per mapped volume. */
+/**
+ * An SDC's maps with its node keys and a grant per mapped volume; an SDC that restricted SDC
+ * mode does not let have volumes gets none (and no grant).
+ */
 export function sdcMapsWithAccess(ctx: MdmContext, sdcId: string, maps: Omit<SdcMapsResponse, "nodeKeys">): SdcMapsResponse {
-  const volumes = maps.volumes.map((v) => ({ ...v, grant: mintGrant(ctx, sdcId, v.volumeId, v.accessMode, maps.mapVersion) }));
+  const allowed = sdcMayMap(ctx, getSdc(ctx, sdcId));
+  const volumes = allowed ? maps.volumes.map((v) => ({ ...v, grant: mintGrant(ctx, sdcId, v.volumeId, v.accessMode, maps.mapVersion) })) : [];
   return { ...maps, volumes, nodeKeys: entries(nodeKeysOf(ctx, NodeRole.SDC, sdcId)) };
 }

@@ -30,6 +30,7 @@ import { getPool, getSdcByIdOrGuid, getVolume, unique } from "../core/lookup.ts"
 import { placeExtents, type PlacementSds, type ReplicaSlot } from "./placement.ts";
 import { allocateId, bumpMapVersion } from "../core/system_state.ts";
 import { revokeGrants } from "./grant_floors.ts";
+import { checkSdcMayMap } from "./sdc_access.ts";
 
 /** Inputs of the capacity math for one pool, read from the database. */
 export function poolCapacityOf(ctx: MdmContext, pool: StoragePoolRow): PoolCapacity {
@@ -269,6 +270,7 @@ export function addMappedSdc(ctx: MdmContext, volumeId: string, req: MapRequest)
   inTransaction(ctx, () => {
     const vol = getVolume(ctx, volumeId);
     const sdc = getSdcByIdOrGuid(ctx, req);
+    checkSdcMayMap(ctx, sdc); // restricted SDC mode (sdc_access.ts)
     const accessMode = req.accessMode ?? "ReadWrite";
     const existing = ctx.store.db.select().from(volumeMappingTable).where(eq(volumeMappingTable.volumeId, vol.id)).all();
     if (existing.some((m) => m.sdcId === sdc.id)) throw new PfError("ALREADY_MAPPED", "The volume is already mapped to this SDC");
