@@ -256,4 +256,23 @@ describe("the SDSs enforce mappings (pf up, 3 SDSs)", () => {
       await rest(admin, "POST", `/instances/System::${sys}/action/setRestrictedSdcMode`, { restrictedSdcMode: "None" });
     }
   }, 120_000);
+
+  test("key rotation during fio: no IO error; new connections use the new key", async () => {
+    const sys = ((await rest(admin, "GET", "/types/System/instances")) as { id: string }[])[0]!.id;
+    const fio = runFio(["--name=k", "--ioengine=nbd", `--uri=${c.nbdUri("fio1")}`, "--rw=randwrite", "--bs=4k", "--iodepth=16", "--size=64M", "--time_based", "--runtime=9", "--verify=crc32c", "--verify_fatal=1"], { timeoutMs: 60_000 });
+    await Bun.sleep(1000);
+    await rest(admin, "POST", `/instances/System::${sys}/action/rotateDataPlaneKey`, {});
+    await Bun.sleep(4000); // past the new key's activation: grants are signed with it now
+    await rest(admin, "POST", `/instances/System::${sys}/action/rotateDataPlaneKey`, {}); // the first key is retired
+    await fio; // exit 0 and verified: no IO error through two rotations
+    const r = await rogue("rogue-rotation");
+    expect(r.keys.kids).toEqual([3, 2]);
+    await mapTo("vol1", r.sdcId, "ReadOnly");
+    await r.refresh();
+    await Bun.sleep(HEARTBEAT_MS + 500); // every SDS holds kid 3 by now
+    const rd = await r.request(r.volume("vol1")!, Op.READ, 0, 4096);
+    expect(rd.status).toBe(Status.OK);
+    expect(rd.payload.every((b) => b === 0x5a)).toBe(true);
+    await unmapFrom("vol1", r.sdcId);
+  }, 120_000);
 });
