@@ -42,6 +42,8 @@ export interface ClusterSpec {
   mdmYaml?: string;
   /** extra environment for pf up and its roles (e.g. PF_FAULT_DEVICE_FILE) */
   env?: Record<string, string>;
+  /** another pf binary than dist/pf (benches: A/B against an older build) */
+  bin?: string;
   volumes: VolumeSpec[];
 }
 
@@ -91,7 +93,7 @@ export class TestCluster {
   private extra: Subprocess[] = [];
   output = "";
 
-  private constructor(readonly ports: Ports, yaml: string, private readonly env: Record<string, string> = {}) {
+  private constructor(readonly ports: Ports, yaml: string, private readonly env: Record<string, string> = {}, readonly bin = PF_BIN) {
     this.dir = mkdtempSync(join(tmpdir(), "pf-test-"));
     this.dataDir = join(this.dir, "data");
     this.configFile = join(this.dir, "cluster.yaml");
@@ -99,11 +101,12 @@ export class TestCluster {
   }
 
   static async create(spec: ClusterSpec): Promise<TestCluster> {
-    if (!existsSync(PF_BIN)) throw new Error(`${PF_BIN} missing: run \`npm run build\` first (npm test does)`);
+    const bin = spec.bin ?? PF_BIN;
+    if (!existsSync(bin)) throw new Error(`${bin} missing: run \`npm run build\` first (npm test does)`);
     const n = spec.sdsCount ?? 3;
     const ports: Ports = { mdm: await freePort(), nbd: await freePort(), sds: [] };
     for (let i = 0; i < n; i++) ports.sds.push(await freePort());
-    return new TestCluster(ports, clusterYaml(spec, ports), spec.env);
+    return new TestCluster(ports, clusterYaml(spec, ports), spec.env, bin);
   }
 
   get mdmUrl(): string {
@@ -123,7 +126,7 @@ export class TestCluster {
 
   /** Start `pf up` and wait for its "is up" line. */
   async start(timeoutMs = 90_000): Promise<void> {
-    const proc = Bun.spawn([PF_BIN, "up", this.configFile, "--data-dir", this.dataDir], {
+    const proc = Bun.spawn([this.bin, "up", this.configFile, "--data-dir", this.dataDir], {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
@@ -221,7 +224,7 @@ export class TestCluster {
 
   /** Run `pf scli ARGS` against this cluster (session kept in the test dir). */
   async scli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    const proc = Bun.spawn([PF_BIN, "scli", ...args], {
+    const proc = Bun.spawn([this.bin, "scli", ...args], {
       stdout: "pipe",
       stderr: "pipe",
       env: { ...process.env, PF_MDM: this.mdmUrl, PF_MDM_CA: this.caFile, PF_SCLI_SESSION_DIR: join(this.dir, "scli"), HOME: this.dir },
