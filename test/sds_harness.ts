@@ -6,7 +6,7 @@ import * as os from "node:os";
 import { join } from "node:path";
 import { Flag, Op, Status } from "../src/proto/dataplane.ts";
 import { DataPlaneClient, type DataReply } from "../src/proto/dataplane_client.ts";
-import { NodeRole, type NodeKey } from "../src/proto/dataplane_auth.ts";
+import { NodeRole } from "../src/proto/dataplane_auth.ts";
 import { NodeKeyring, deriveNodeKey, keyToHex } from "../src/proto/dataplane_keys.ts";
 import type { z } from "zod";
 import { SdsAssignmentsResponse, type GrantFloor, type SdsDataPlaneKeys } from "../src/proto/cluster_api.ts";
@@ -18,7 +18,6 @@ import type { BlockDevice } from "../src/store/block_device.ts";
 
 /** the member key (kid 1) the test SDSs hold; node keys are derived from it */
 export const MEMBER_KEY = new Uint8Array(32).fill(0xab);
-export const MEMBER_KEYS: NodeKey[] = [{ kid: 1, key: MEMBER_KEY }];
 export const SDC_ID = "c000000000000001";
 export const MDM_ID = "5e50000000000000";
 

@@ -9,7 +9,7 @@
 // above it; floors older than a grant's lifetime (plus slack for clock skew) are pruned: no
 // grant they could void is still valid.
 
-import { and, desc, eq, lt, sql } from "drizzle-orm";
+import { desc, lt, sql } from "drizzle-orm";
 import type { GrantFloor } from "../../proto/cluster_api.ts";
 import { Limits } from "../../proto/limits.ts";
 import { grantFloorTable } from "../../store/mdm_schema.ts";
@@ -41,14 +41,4 @@ export function grantFloors(ctx: MdmContext): GrantFloor[] {
     .orderBy(desc(grantFloorTable.setAtMs))
     .limit(Limits.maxGrantFloors)
     .all();
-}
-
-/** The floor of one pair (0: never revoked). */
-export function grantFloorOf(ctx: MdmContext, volumeId: string, sdcId: string): number {
-  const row = ctx.store.db
-    .select({ v: grantFloorTable.floorVersion })
-    .from(grantFloorTable)
-    .where(and(eq(grantFloorTable.volumeId, volumeId), eq(grantFloorTable.sdcId, sdcId)))
-    .get();
-  return row?.v ?? 0;
 }
