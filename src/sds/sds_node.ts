@@ -1,12 +1,14 @@
 // The SDS core: serves data-plane requests for the extent copies it holds, in the role the MDM
 // gave each (primary / secondary / target / away), replicates writes from the primary to the
 // other in-sync copies and to a sync target, keeps the change record a resync needs, and runs
-// the copy loops (rebuild_copy.ts). Needs no MDM: assignments, leases and the data key are
-// handed in (runSds fetches them; tests inject them).
+// the copy loops (rebuild_copy.ts). Needs no MDM: assignments (with the data-plane keys and
+// revocation floors) and leases are handed in (runSds fetches them; tests inject them).
 //
 // Invariants:
 // - every extent-addressed request (client IO, REPL_*, REBUILD_WRITE, CHECKSUM) is checked
-//   before any device IO, in this order: this SDS holds the extent (else NOT_OWNER); it holds a
+//   before any device IO, in this order: for an SDC's IO, a mapping grant for the volume on its
+//   connection that allows the operation (grant_book.ts: else NO_GRANT, READ_ONLY,
+//   GRANT_EXPIRED, GRANT_REVOKED); this SDS holds the extent (else NOT_OWNER); it holds a
 //   lease (assignments applied since start and the lease from the last answered heartbeat not
 //   expired, else UNAVAILABLE); the epoch equals the extent's, older or newer (else
 //   STALE_EPOCH); the role allows the operation and a forwarded frame comes from the extent's
