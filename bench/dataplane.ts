@@ -15,10 +15,12 @@ import { Op, Status } from "../src/proto/dataplane.ts";
 import { DataPlanePool, type DataPlaneLink } from "../src/proto/dataplane_client.ts";
 import { SdsAssignmentsResponse } from "../src/proto/cluster_api.ts";
 import { idToHalves } from "../src/proto/ids.ts";
+import { NodeRole } from "../src/proto/dataplane_auth.ts";
+import { NodeKeyring, deriveNodeKey } from "../src/proto/dataplane_keys.ts";
 import { startSdsCore } from "../src/sds/sds_core.ts";
 
 const MiB = 1024 * 1024;
-const KEY = "5a".repeat(32);
+const KEY = new Uint8Array(32).fill(0x5a); // member key of the bench SDSs
 const VOL = "0b00000000000001";
 const EXTENT_BYTES = 64 * MiB;
 const EXTENTS = 4;
@@ -44,6 +46,7 @@ const BLOCK = Number(args.bs);
 function assignments(me: number, ports: number[]): SdsAssignmentsResponse {
   return SdsAssignmentsResponse.parse({
     mapVersion: 1,
+    dataPlane: { memberKeys: [{ kid: 1, key: Buffer.from(KEY).toString("hex") }] },
     extentSizeBytesByVolume: { [VOL]: EXTENT_BYTES },
     extents: Array.from({ length: EXTENTS }, (_, i) => ({
       volumeId: VOL,
@@ -66,7 +69,6 @@ async function runSdsChild(): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
   const core = startSdsCore({
     sdsId: sdsId(me),
-    dataKeyHex: KEY,
     dataDir: dir,
     host: "127.0.0.1",
     port: ports[me]!,
@@ -148,7 +150,9 @@ async function runDriver(): Promise<void> {
       if (!value || !new TextDecoder().decode(value).includes("ready")) throw new Error("an SDS child did not start");
       reader.releaseLock();
     }
-    const pool = new DataPlanePool({ dataKeyHex: KEY, nodeId: "c000000000000001", connsPerSds: Number(args.conns) });
+    const sdcId = "c000000000000001";
+    const credentials = new NodeKeyring(NodeRole.SDC, sdcId, [{ kid: 1, key: deriveNodeKey(KEY, NodeRole.SDC, sdcId) }]);
+    const pool = new DataPlanePool({ credentials, connsPerSds: Number(args.conns) });
     pool.setAddress(sdsId(0), "127.0.0.1", ports[0]!);
     const link = pool.link(sdsId(0))!;
     const seconds = Number(args.seconds);

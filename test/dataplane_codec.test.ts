@@ -13,10 +13,8 @@ import {
   Op,
   Status,
   decodeHeader,
-  decodeHelloPayload,
   encodeFrame,
   encodeHeader,
-  encodeHelloPayload,
   type Frame,
   type FrameHeader,
 } from "../src/proto/dataplane.ts";
@@ -134,14 +132,6 @@ test("decoding is validation: each bad field is named", () => {
   expect(badField((v) => v.setUint32(28, Limits.maxExtentBytes, true))).toBe("offset");
   expect(badField((v) => v.setUint32(44, 0x20_0000, true))).toBe("gen");
   expect(badField(() => undefined)).toBe("accepted");
-});
-
-test("HELLO payload round trip", () => {
-  const key = "0123456789abcdef".repeat(4);
-  const p = decodeHelloPayload(encodeHelloPayload(key, "5d5000000000000a"));
-  expect(Buffer.from(p.dataKey).toString("hex")).toBe(key);
-  expect(p.nodeHi).toBe(0x5d500000);
-  expect(p.nodeLo).toBe(0x0000000a);
 });
 
 /** Payloads above the writer's copy limit (generated cheaply: a counter pattern from a seed). */

@@ -65,7 +65,7 @@ describe("SDS join, heartbeat, assignments", () => {
       devices: [{ path: "/data/a", capacityBytes: 10 * GiB }, { path: "/data/b", capacityBytes: 10 * GiB }],
     })).json);
     expect(first.devices.length).toBe(2);
-    expect(first.dataKey).toMatch(/^[0-9a-f]{64}$/);
+    expect(first.nodeToken).toMatch(/^[0-9a-f]{64}$/);
     const sys = ((await m.api("GET", "/types/System/instances")).json as Obj[])[0] as Obj;
     expect(first.systemId).toBe(sys.id as string);
     expect(await m.idOf("ProtectionDomain", "pd1")).toMatch(/^[0-9a-f]{16}$/);
@@ -79,7 +79,7 @@ describe("SDS join, heartbeat, assignments", () => {
     expect(idOf(again, "/data/a")).toBe(idOf(first, "/data/a"));
     expect(idOf(again, "/data/b")).toBe(idOf(first, "/data/b"));
     expect(idOf(again, "/data/c")).toMatch(/^[0-9a-f]{16}$/);
-    expect(again.dataKey).toBe(first.dataKey);
+    expect(again.nodeToken).toBe(first.nodeToken);
     const devs = (await m.api("GET", `/instances/Sds::${first.sdsId}/relationships/Device`)).json as Obj[];
     expect(devs.length).toBe(3);
     expect(devs.find((d) => d.id === idOf(first, "/data/b"))?.maxCapacityInKb).toBe(12 * 1024 * 1024);

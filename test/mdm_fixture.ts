@@ -5,7 +5,9 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CLUSTER_API_PREFIX, CLUSTER_SECRET_HEADER } from "../src/proto/cluster_api.ts";
+import { CLUSTER_API_PREFIX, CLUSTER_SECRET_HEADER, NODE_TOKEN_HEADER } from "../src/proto/cluster_api.ts";
+import { NodeRole } from "../src/proto/dataplane_auth.ts";
+import { nodeTokenOf } from "../src/mdm/core/dataplane_secrets.ts";
 import { Units } from "../src/proto/limits.ts";
 import { openMdmCore, type MdmCore } from "../src/mdm/app.ts";
 import type { RecoveryOptions } from "../src/mdm/recovery/runtime.ts";
@@ -85,8 +87,14 @@ export class MdmFixture {
     return r.json;
   }
 
-  cluster(method: "GET" | "POST", path: string, body?: unknown, secret = SECRET): Promise<Reply> {
+  /**
+   * Cluster API call as the node the path names would make it: with the cluster secret and, on
+   * per-node paths, that node's token (`nodeToken: null` leaves it out, a string replaces it).
+   */
+  cluster(method: "GET" | "POST", path: string, body?: unknown, secret = SECRET, nodeToken?: string | null): Promise<Reply> {
     const headers: Record<string, string> = { [CLUSTER_SECRET_HEADER]: secret };
+    const m = /^\/(sds|sdc)\/([0-9a-f]{16})\//.exec(path);
+    if (m && nodeToken !== null) headers[NODE_TOKEN_HEADER] = nodeToken ?? nodeTokenOf(this.core.ctx, m[1] === "sds" ? NodeRole.SDS : NodeRole.SDC, m[2]!);
     if (body !== undefined) headers["content-type"] = "application/json";
     return this.raw(method, CLUSTER_API_PREFIX + path, { body: body === undefined ? undefined : JSON.stringify(body), headers });
   }

@@ -180,7 +180,7 @@ describe("persistence", () => {
       const vols = await mdmRequest(ep2, { method: "GET", path: "/api/types/Volume/instances", schema: z.array(z.object({ id: z.string(), mappedSdcInfo: z.array(AnyJson).nullable() })) });
       expect(vols.map((v) => v.id).sort()).toEqual([...acked].sort());
       expect(vols.filter((v) => v.mappedSdcInfo !== null).length).toBe(20);
-      const maps = await clusterRequest(ep2, { method: "GET", path: ClusterPaths.sdcMaps(sdc.sdcId), schema: z.object({ volumes: z.array(z.object({ extents: z.array(AnyJson) })) }) });
+      const maps = await clusterRequest({ ...ep2, nodeToken: sdc.nodeToken }, { method: "GET", path: ClusterPaths.sdcMaps(sdc.sdcId), schema: z.object({ volumes: z.array(z.object({ extents: z.array(AnyJson) })) }) });
       expect(maps.volumes.length).toBe(20);
       for (const v of maps.volumes) expect(v.extents.length).toBe(32);
     } finally {

@@ -230,6 +230,7 @@ describe("walk-through against a real MDM over HTTPS", () => {
   let heartbeats: ReturnType<typeof setInterval> | undefined;
   let heartbeatError: unknown = null;
   const sdsIds: string[] = [];
+  const sdsTokens = new Map<string, string>();
   const GiB = 1024 ** 3;
   const ids: Record<string, string> = {};
 
@@ -263,7 +264,7 @@ describe("walk-through against a real MDM over HTTPS", () => {
 
   async function heartbeatAll(): Promise<void> {
     for (const id of sdsIds) {
-      await clusterRequest(cluster, { method: "POST", path: ClusterPaths.sdsHeartbeat(id), body: { devices: [], appliedMapVersion: 0 }, schema: HeartbeatResponse });
+      await clusterRequest({ ...cluster, nodeToken: sdsTokens.get(id) }, { method: "POST", path: ClusterPaths.sdsHeartbeat(id), body: { devices: [], appliedMapVersion: 0 }, schema: HeartbeatResponse });
     }
   }
 
@@ -340,6 +341,7 @@ describe("walk-through against a real MDM over HTTPS", () => {
         schema: SdsJoinResponse,
       });
       sdsIds.push(r.sdsId);
+      sdsTokens.set(r.sdsId, r.nodeToken);
     }
     await heartbeatAll();
     heartbeats = setInterval(() => {
@@ -490,6 +492,7 @@ describe("recovery commands against a real MDM", () => {
   let heartbeats: ReturnType<typeof setInterval> | undefined;
   const silent = new Set<string>();
   const sds = new Map<string, string>(); // name -> id
+  const tokens = new Map<string, string>(); // id -> node token
   const GiB = 1024 ** 3;
 
   async function run(argv: string[], extra: { isTty?: boolean; sleep?: (ms: number) => Promise<void> } = {}): Promise<Run> {
@@ -505,7 +508,7 @@ describe("recovery commands against a real MDM", () => {
   };
 
   async function heartbeat(id: string, rebuilds: RebuildReport[] = []): Promise<void> {
-    await clusterRequest(cluster, { method: "POST", path: ClusterPaths.sdsHeartbeat(id), body: { devices: [], appliedMapVersion: 0, rebuilds }, schema: HeartbeatResponse });
+    await clusterRequest({ ...cluster, nodeToken: tokens.get(id) }, { method: "POST", path: ClusterPaths.sdsHeartbeat(id), body: { devices: [], appliedMapVersion: 0, rebuilds }, schema: HeartbeatResponse });
   }
 
   /** What the SDS primaries would do: report every copy they are asked to build as done. */
@@ -515,7 +518,7 @@ describe("recovery commands against a real MDM", () => {
       if (silent.has(name)) continue;
       let a: SdsAssignmentsResponse;
       try {
-        a = await clusterRequest(cluster, { method: "GET", path: ClusterPaths.sdsAssignments(id), schema: SdsAssignmentsResponse });
+        a = await clusterRequest({ ...cluster, nodeToken: tokens.get(id) }, { method: "GET", path: ClusterPaths.sdsAssignments(id), schema: SdsAssignmentsResponse });
       } catch (e) {
         if (isPfError(e) && e.code === "NOT_FOUND") continue; // removed by the drain: the process would stop
         throw e;
@@ -548,6 +551,7 @@ describe("recovery commands against a real MDM", () => {
         schema: SdsJoinResponse,
       });
       sds.set(`rsds${i}`, r.sdsId);
+      tokens.set(r.sdsId, r.nodeToken);
     }
     heartbeats = setInterval(() => {
       for (const [name, id] of sds) if (!silent.has(name)) heartbeat(id).catch(() => undefined);

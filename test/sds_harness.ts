@@ -6,15 +6,80 @@ import * as os from "node:os";
 import { join } from "node:path";
 import { Flag, Op, Status } from "../src/proto/dataplane.ts";
 import { DataPlaneClient, type DataReply } from "../src/proto/dataplane_client.ts";
+import { NodeRole } from "../src/proto/dataplane_auth.ts";
+import { NodeKeyring, deriveNodeKey, keyToHex } from "../src/proto/dataplane_keys.ts";
 import type { z } from "zod";
-import { SdsAssignmentsResponse } from "../src/proto/cluster_api.ts";
-import { idToHalves } from "../src/proto/ids.ts";
+import { SdsAssignmentsResponse, type GrantFloor, type SdsDataPlaneKeys } from "../src/proto/cluster_api.ts";
+import { Access, encodeGrantBody, grantSecret, type GrantSource, type GrantToken } from "../src/proto/grant.ts";
+import { halvesToId, idToHalves } from "../src/proto/ids.ts";
 import { startSdsCore, type SdsCore } from "../src/sds/sds_core.ts";
 import type { SdsClock } from "../src/sds/sds_clock.ts";
 import type { BlockDevice } from "../src/store/block_device.ts";
 
-export const DATA_KEY = "ab".repeat(32);
+/** the member key (kid 1) the test SDSs hold; node keys are derived from it */
+export const MEMBER_KEY = new Uint8Array(32).fill(0xab);
 export const SDC_ID = "c000000000000001";
+export const MDM_ID = "5e50000000000000";
+
+/** the grant key (kid 1) the test SDSs verify grants with */
+export const GRANT_KEY = new Uint8Array(32).fill(0xcd);
+/** revocation floors the next applyAll hands the test SDSs (tests push to it) */
+export const FLOORS: GrantFloor[] = [];
+
+/** The data-plane part of the assignments the test SDSs get (the MDM's in production). */
+export function dataPlaneKeys(): SdsDataPlaneKeys {
+  return { memberKeys: [{ kid: 1, key: keyToHex(MEMBER_KEY) }], grantKeys: [{ kid: 1, key: keyToHex(GRANT_KEY) }], grantFloors: [...FLOORS] };
+}
+
+export interface TestGrant {
+  volumeId: string;
+  sdcId?: string;
+  access?: "ReadOnly" | "ReadWrite";
+  mapVersion?: number;
+  /** wall clock; default 100 days from now (tests with fake clocks jump far) */
+  expiresAtMs?: number;
+  kid?: number;
+  key?: Uint8Array;
+}
+
+/** A grant as the MDM would mint it (signed with the test grant key). */
+export function mintTestGrant(g: TestGrant): GrantToken {
+  const sdc = idToHalves(g.sdcId ?? SDC_ID);
+  const vol = idToHalves(g.volumeId);
+  const now = Date.now();
+  const body = encodeGrantBody({
+    access: g.access === "ReadOnly" ? Access.READ_ONLY : Access.READ_WRITE,
+    kid: g.kid ?? 1,
+    sdcHi: sdc.hi,
+    sdcLo: sdc.lo,
+    volumeHi: vol.hi,
+    volumeLo: vol.lo,
+    grantId: 7,
+    mapVersion: g.mapVersion ?? 1,
+    issuedAtMs: now,
+    expiresAtMs: g.expiresAtMs ?? now + 100 * 86_400_000,
+  });
+  return { body, secret: grantSecret(g.key ?? GRANT_KEY, body) };
+}
+
+/** Grants for every volume, ReadWrite, issued "now" (map version above any floor a test sets: the default of test SDC clients), or per volume. */
+export class TestGrants implements GrantSource {
+  readonly byVolume = new Map<string, GrantToken | null>();
+  constructor(private readonly sdcId = SDC_ID, private readonly all = true) {}
+  grantFor(volumeHi: number, volumeLo: number): GrantToken | null {
+    const id = halvesToId(volumeHi, volumeLo);
+    const g = this.byVolume.get(id);
+    if (g !== undefined || !this.all) return g ?? null;
+    const made = mintTestGrant({ volumeId: id, sdcId: this.sdcId, mapVersion: 1_000_000 });
+    this.byVolume.set(id, made);
+    return made;
+  }
+}
+
+/** Handshake credentials of a node (derived from the test member key unless `key` is given). */
+export function credentialsOf(role: NodeRole, nodeId: string, key?: Uint8Array): NodeKeyring {
+  return new NodeKeyring(role, nodeId, [{ kid: 1, key: key ?? deriveNodeKey(MEMBER_KEY, role, nodeId) }]);
+}
 export const MiB = 1024 * 1024;
 
 export function tmpDir(tag: string): string {
@@ -40,7 +105,7 @@ export function startNode(dir: string, i: number, deviceBytes = 64 * MiB, maxInF
   fs.mkdirSync(d, { recursive: true });
   return startSdsCore({
     sdsId: sdsIdOf(i),
-    dataKeyHex: DATA_KEY,
+    mdmId: MDM_ID,
     dataDir: d,
     host: "127.0.0.1",
     port,
@@ -71,6 +136,7 @@ export interface ExtentPlan {
 export function assignmentsFor(me: number, nodes: SdsCore[], plans: ExtentPlan[], mapVersion = 1, rebuildRateBytesPerSec = 0): SdsAssignmentsResponse {
   const resp: z.input<typeof SdsAssignmentsResponse> = {
     mapVersion,
+    dataPlane: dataPlaneKeys(),
     rebuildRateBytesPerSec,
     extentSizeBytesByVolume: {},
     extents: [],
@@ -112,8 +178,18 @@ export function applyAll(nodes: (SdsCore | null)[], plans: ExtentPlan[], mapVers
   });
 }
 
-export function clientTo(n: SdsCore, key = DATA_KEY): DataPlaneClient {
-  return new DataPlaneClient({ host: "127.0.0.1", port: n.port, dataKeyHex: key, nodeId: SDC_ID, reconnectBackoffMs: 0 });
+/**
+ * An SDC's client to node n, presenting ReadWrite grants for every volume unless `grants` says
+ * otherwise (`key`: a node key other than the right one; `sdcId`: another SDC).
+ */
+export function clientTo(n: SdsCore, opts: { key?: Uint8Array; grants?: GrantSource; sdcId?: string } = {}): DataPlaneClient {
+  const sdcId = opts.sdcId ?? SDC_ID;
+  return new DataPlaneClient({ host: "127.0.0.1", port: n.port, credentials: credentialsOf(NodeRole.SDC, sdcId, opts.key), grants: opts.grants ?? new TestGrants(sdcId), reconnectBackoffMs: 0 });
+}
+
+/** A client that authenticates as SDS number `i` (a peer). */
+export function peerClientTo(n: SdsCore, i: number): DataPlaneClient {
+  return new DataPlaneClient({ host: "127.0.0.1", port: n.port, credentials: credentialsOf(NodeRole.SDS, sdsIdOf(i)), reconnectBackoffMs: 0 });
 }
 
 export class Vol {

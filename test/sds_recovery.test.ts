@@ -6,10 +6,10 @@
 import { afterEach, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import { Op, Status } from "../src/proto/dataplane.ts";
-import { DataPlaneClient } from "../src/proto/dataplane_client.ts";
+import type { DataPlaneClient } from "../src/proto/dataplane_client.ts";
 import type { SdsClock } from "../src/sds/sds_clock.ts";
 import type { SdsCore } from "../src/sds/sds_core.ts";
-import { DATA_KEY, MiB, Vol, applyAll, assignmentsFor, clientTo, pattern, readCopy, sdsIdOf, startNode, tmpDir, type ExtentPlan } from "./sds_harness.ts";
+import { MiB, Vol, applyAll, assignmentsFor, clientTo, pattern, peerClientTo, readCopy, sdsIdOf, startNode, tmpDir, type ExtentPlan } from "./sds_harness.ts";
 
 const VOL = "0a00000000000010";
 const vol = new Vol(VOL);
@@ -38,9 +38,9 @@ function boot(count: number, clock?: SdsClock): SdsCore[] {
   return out;
 }
 
-/** A client that says (HELLO) it is SDS number `i`: forwarded frames are accepted from a primary only. */
+/** A client authenticated as SDS number `i`: forwarded frames are accepted from a primary only. */
 function peerClient(to: SdsCore, i: number): DataPlaneClient {
-  const c = new DataPlaneClient({ host: "127.0.0.1", port: to.port, dataKeyHex: DATA_KEY, nodeId: sdsIdOf(i), reconnectBackoffMs: 0 });
+  const c = peerClientTo(to, i);
   clients.push(c);
   return c;
 }
@@ -177,13 +177,15 @@ test("secondary and target refuse client reads and writes; forwarded frames are 
     expect((await vol.req(clients[i]!, Op.READ, 0, 0, 4096)).status).toBe(Status.NOT_OWNER);
     expect((await vol.write(clients[i]!, 0, 0, pattern(4096, 1))).status).toBe(Status.NOT_OWNER);
     expect((await vol.req(clients[i]!, Op.TRIM, 0, 0, 4096)).status).toBe(Status.NOT_OWNER);
-    // an SDC (or another SDS) cannot pose as the primary
-    expect((await vol.req(clients[i]!, Op.REPL_WRITE, 0, 0, 4096, { payload: pattern(4096, 1) })).status).toBe(Status.NOT_OWNER);
+    // an SDC may not send forwarded frames at all (its role), another SDS cannot pose as the primary
+    expect((await vol.req(clients[i]!, Op.REPL_WRITE, 0, 0, 4096, { payload: pattern(4096, 1) })).status).toBe(Status.UNAUTHORIZED);
     expect((await vol.req(peerClient(nodes[i]!, 3 - i), Op.REPL_WRITE, 0, 0, 4096, { payload: pattern(4096, 1) })).status).toBe(Status.NOT_OWNER);
   }
-  // REBUILD_WRITE goes to a target only; the primary itself refuses forwarded frames
+  // REBUILD_WRITE goes to a target only; the primary itself refuses forwarded frames (a peer
+  // claiming to be the SDS it connects to is not even let in)
   expect((await vol.req(peerClient(b!, 0), Op.REBUILD_WRITE, 0, 0, 4096, { payload: pattern(4096, 2) })).status).toBe(Status.NOT_OWNER);
-  expect((await vol.req(peerClient(a!, 0), Op.REPL_WRITE, 0, 0, 4096, { payload: pattern(4096, 2) })).status).toBe(Status.NOT_OWNER);
+  expect((await vol.req(peerClient(a!, 0), Op.REPL_WRITE, 0, 0, 4096, { payload: pattern(4096, 2) })).status).toBe(Status.UNAUTHORIZED);
+  expect((await vol.req(peerClient(a!, 1), Op.REPL_WRITE, 0, 0, 4096, { payload: pattern(4096, 2) })).status).toBe(Status.NOT_OWNER);
   expect((await vol.req(peerClient(c!, 0), Op.REBUILD_WRITE, 0, 0, 4096, { payload: pattern(4096, 3) })).status).toBe(Status.OK);
   for (const n of [a!, b!]) expect(used(n)).toBe(0);
   expect(c!.node.stats.rebuildBytes).toBe(4096);

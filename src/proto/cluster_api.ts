@@ -1,6 +1,8 @@
 // The MDM's internal cluster API, used by SDS and SDC processes (not by operators).
 // Every request carries the cluster secret in the `x-pf-cluster-secret` header, over the same
-// TLS port as the public REST API. Paths live under CLUSTER_API_PREFIX. These zod schemas are the
+// TLS port as the public REST API; every request about one node (heartbeat, assignments, maps)
+// also carries that node's token from its join answer (`x-pf-node-token`), so one node cannot
+// fetch another's keys or grants. Paths live under CLUSTER_API_PREFIX. These zod schemas are the
 // single source of the request/response types on both sides.
 //
 // Invariants kept by the MDM and relied on by the data plane:
@@ -14,12 +16,20 @@ import { SdcIoReport, SdsIoReport } from "./io_report.ts";
 
 export const CLUSTER_API_PREFIX = "/pf/v1";
 export const CLUSTER_SECRET_HEADER = "x-pf-cluster-secret";
+export const NODE_TOKEN_HEADER = "x-pf-node-token";
 
 const id16 = z.string().regex(/^[0-9a-f]{16}$/, "expected a 16-hex-digit id");
 const name = z.string().min(1).max(31).regex(/^[A-Za-z0-9_.:\-]+$/, "names use letters, digits, _ . : -");
 const hostName = z.string().min(1).max(253);
 const port = z.number().int().min(1).max(65535);
 const bytes = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const hex64 = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 hex digits");
+
+/** A data-plane key of one key id (src/proto/dataplane_keys.ts), hex. */
+export const KeyEntry = z.object({ kid: z.number().int().positive().max(0xffff_ffff), key: hex64 });
+export type KeyEntry = z.infer<typeof KeyEntry>;
+/** current and previous key id */
+const keyList = z.array(KeyEntry).min(1).max(2);
 
 // ---- SDS ----
 
@@ -43,7 +53,8 @@ export type SdsJoinRequest = z.infer<typeof SdsJoinRequest>;
 export const SdsJoinResponse = z.object({
   sdsId: id16,
   systemId: id16,
-  dataKey: z.string().regex(/^[0-9a-f]{64}$/), // shared data-plane key (HELLO), hex
+  /** this SDS's token for the cluster API (header x-pf-node-token) */
+  nodeToken: hex64,
   leaseMs: z.number().int().positive(),
   heartbeatMs: z.number().int().positive(),
   devices: z.array(z.object({ deviceId: id16, path: z.string() })),
@@ -135,8 +146,24 @@ export const ExtentAssignment = z.object({
 });
 export type ExtentAssignment = z.infer<typeof ExtentAssignment>;
 
+/** Grants of (volume, SDC) issued at a map version below floorVersion are revoked. */
+export const GrantFloor = z.object({ volumeId: id16, sdcId: id16, floorVersion: z.number().int().nonnegative() });
+export type GrantFloor = z.infer<typeof GrantFloor>;
+
+/** What an SDS needs to check the data plane without asking the MDM. */
+export const SdsDataPlaneKeys = z.object({
+  /** member keys: verify any node's handshake, derive this SDS's own node key */
+  memberKeys: keyList,
+  /** grant keys: verify mapping grants (src/proto/grant.ts) */
+  grantKeys: keyList,
+  /** revocations still younger than a grant's lifetime (unmap, switch to ReadOnly) */
+  grantFloors: z.array(GrantFloor).max(100_000),
+});
+export type SdsDataPlaneKeys = z.infer<typeof SdsDataPlaneKeys>;
+
 export const SdsAssignmentsResponse = z.object({
   mapVersion: z.number().int().nonnegative(),
+  dataPlane: SdsDataPlaneKeys,
   /** copy throttle for this SDS (bytes/s over all its copies; 0 = unlimited) */
   rebuildRateBytesPerSec: z.number().int().nonnegative().default(0),
   extentSizeBytesByVolume: z.record(id16, z.number().int().positive()),
@@ -157,7 +184,10 @@ export type SdcJoinRequest = z.infer<typeof SdcJoinRequest>;
 export const SdcJoinResponse = z.object({
   sdcId: id16,
   systemId: id16,
-  dataKey: z.string().regex(/^[0-9a-f]{64}$/),
+  /** this SDC's token for the cluster API (header x-pf-node-token) */
+  nodeToken: hex64,
+  /** this SDC's own data-plane node keys (never another node's) */
+  nodeKeys: keyList,
   heartbeatMs: z.number().int().positive(),
 });
 export type SdcJoinResponse = z.infer<typeof SdcJoinResponse>;
@@ -177,11 +207,15 @@ export const VolumeMap = z.object({
   extentSizeBytes: z.number().int().positive(),
   /** one entry per extent, index = position; replicas primary first */
   extents: z.array(z.object({ epoch: z.number().int().positive(), replicas: z.array(id16).min(1).max(3) })),
+  /** the mapping grant the SDC presents to SDSs (src/proto/grant.ts); absent: no IO allowed */
+  grant: z.object({ body: z.string().regex(/^[0-9a-f]{112}$/), secret: hex64 }).optional(),
 });
 export type VolumeMap = z.infer<typeof VolumeMap>;
 
 export const SdcMapsResponse = z.object({
   mapVersion: z.number().int().nonnegative(),
+  /** this SDC's node keys (they change when the MDM rotates its master key) */
+  nodeKeys: keyList,
   volumes: z.array(VolumeMap),
   sds: z.array(SdsAddress),
 });

@@ -27,7 +27,7 @@ export const DATAPLANE_MAGIC = 0x31504450;
 export const HEADER_BYTES = 48;
 
 export const Op = {
-  HELLO: 1, // payload: 32-byte data key + 8-byte node id (ascii hex halves as u32 lo/hi not needed)
+  HELLO: 1, // first frame of a connection; its reply is the CHALLENGE (payloads: dataplane_auth.ts)
   READ: 2,
   WRITE: 3, // payload = data; primary forwards to the other replicas
   FLUSH: 4, // make every write this SDS acknowledged durable (and on the peers it forwarded to)
@@ -38,9 +38,11 @@ export const Op = {
   CHECKSUM: 9, // reply payload: 8-byte checksum of the extent's content (admin check)
   PING: 10,
   REBUILD_WRITE: 11, // primary -> sync target: a copied range (applied like REPL_WRITE)
+  AUTH: 12, // second frame: the client's proof; its reply carries the server's (dataplane_auth.ts)
+  GRANT: 13, // SDC -> SDS: a mapping grant for volumeHi/Lo, once per connection and volume (grant.ts)
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
-const OP_MAX = 11;
+const OP_MAX = 13;
 
 export const Flag = {
   FUA: 0x01, // durable before the reply
@@ -61,9 +63,13 @@ export const Status = {
   READ_ONLY: 6,
   UNAUTHORIZED: 7,
   UNAVAILABLE: 8, // a peer copy could not be written
+  NO_GRANT: 9, // IO on a volume this connection presented no valid grant for (unmapped)
+  GRANT_EXPIRED: 10, // the grant's expiry passed (or its key id retired): fetch a fresh one
+  GRANT_REVOKED: 11, // the MDM revoked the grant (unmap, switch to ReadOnly)
+  GRANT_WRONG_SDC: 12, // a grant issued to another SDC than the connection's
 } as const;
 export type Status = (typeof Status)[keyof typeof Status];
-const STATUS_MAX = 8;
+const STATUS_MAX = 12;
 
 /** "WRITE", "STALE_EPOCH", … for logs and error messages. */
 export function opName(op: number): string {
@@ -134,8 +140,11 @@ export function encodeFrame(h: Omit<FrameHeader, "payloadLength">, payload?: Uin
   return out;
 }
 
-/** Decode and validate a header. Throws FrameError naming the bad field. */
-export function decodeHeader(buf: Uint8Array, at: number): FrameHeader {
+/**
+ * Decode and validate a header. Throws FrameError naming the bad field. `maxPayloadBytes` is
+ * smaller before a connection is authenticated (Limits.dataPreAuthMaxPayloadBytes).
+ */
+export function decodeHeader(buf: Uint8Array, at: number, maxPayloadBytes: number = Limits.dataMaxPayloadBytes): FrameHeader {
   const v = new DataView(buf.buffer, buf.byteOffset + at, HEADER_BYTES);
   if (v.getUint32(0, true) !== DATAPLANE_MAGIC) throw new FrameError("magic", "not a pf data-plane frame");
   const opcode = v.getUint8(4);
@@ -145,8 +154,8 @@ export function decodeHeader(buf: Uint8Array, at: number): FrameHeader {
   const status = v.getUint16(6, true);
   if (status > STATUS_MAX) throw new FrameError("status", `unknown status ${status}`);
   const payloadLength = v.getUint32(36, true);
-  if (payloadLength > Limits.dataMaxPayloadBytes) {
-    throw new FrameError("payloadLength", `${payloadLength} bytes exceeds limit ${Limits.dataMaxPayloadBytes}`);
+  if (payloadLength > maxPayloadBytes) {
+    throw new FrameError("payloadLength", `${payloadLength} bytes exceeds limit ${maxPayloadBytes}`);
   }
   const offset = v.getUint32(28, true);
   const length = v.getUint32(32, true);
@@ -188,6 +197,8 @@ export class FrameReader {
   private buffered = 0;
   private pending: FrameHeader | null = null;
   private readonly headerScratch = new Uint8Array(HEADER_BYTES);
+  /** frames announcing a larger payload are a FrameError (lowered until the handshake is done) */
+  maxPayloadBytes: number = Limits.dataMaxPayloadBytes;
 
   /**
    * Feed bytes; calls onFrame for every complete frame. Throws FrameError on bad input.
@@ -207,7 +218,7 @@ export class FrameReader {
       if (this.pending === null) {
         if (this.buffered < HEADER_BYTES) return;
         const hb = this.take(HEADER_BYTES, this.headerScratch);
-        this.pending = decodeHeader(hb.buf, hb.at);
+        this.pending = decodeHeader(hb.buf, hb.at, this.maxPayloadBytes);
       }
       const need = this.pending.payloadLength;
       if (this.buffered < need) return;
@@ -261,21 +272,3 @@ export class FrameReader {
 }
 
 const EMPTY = new Uint8Array(0);
-
-/** HELLO payload: the 32-byte cluster data key, then the sender's 16-hex node id as 2 u32. */
-export const HELLO_PAYLOAD_BYTES = 40;
-
-export function encodeHelloPayload(dataKeyHex: string, nodeId: string): Uint8Array {
-  const out = new Uint8Array(HELLO_PAYLOAD_BYTES);
-  out.set(Buffer.from(dataKeyHex, "hex").subarray(0, 32), 0);
-  const v = new DataView(out.buffer);
-  v.setUint32(32, Number.parseInt(nodeId.slice(0, 8), 16), true);
-  v.setUint32(36, Number.parseInt(nodeId.slice(8, 16), 16), true);
-  return out;
-}
-
-export function decodeHelloPayload(p: Uint8Array): { dataKey: Uint8Array; nodeHi: number; nodeLo: number } {
-  if (p.byteLength !== HELLO_PAYLOAD_BYTES) throw new FrameError("payloadLength", "HELLO payload must be 40 bytes");
-  const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
-  return { dataKey: p.subarray(0, 32), nodeHi: v.getUint32(32, true), nodeLo: v.getUint32(36, true) };
-}

@@ -3,9 +3,15 @@
 // SDS forwarding writes to its peers.
 //
 // Invariants:
-// - HELLO (data key + node id) is the first frame on every connection; requests issued while
-//   connecting queue behind it in order, so one client preserves request order on the wire
-//   (the SDS relies on this for replication order);
+// - every connection starts with the challenge/response handshake (dataplane_auth.ts): HELLO,
+//   the SDS's CHALLENGE, AUTH with this node's proof, the SDS's proof checked in constant time
+//   (and the SDS id it names checked against the one this client meant to reach); requests
+//   issued before that wait in the local queue in order, so one client preserves request order
+//   on the wire (the SDS relies on this for replication order); a refused or failed handshake
+//   fails them with the SDS's status (UNAUTHORIZED for a bad proof);
+// - with a grant source (an SDC), the first IO for a volume on a connection is preceded by a
+//   GRANT frame for it (once per connection and volume, not per IO); an answer saying the grant
+//   is missing, expired or revoked makes the next IO for that volume present it again;
 // - every request gets exactly one reply callback: the SDS's reply, or UNAVAILABLE when the
 //   connection fails, closes, or the request outlives Limits.dataRequestTimeoutMs (the
 //   connection is then dropped, because the SDS may still apply it);
@@ -15,7 +21,21 @@
 
 import { consola } from "consola";
 import type { Socket } from "bun";
-import { Flag, FrameError, FrameReader, Op, Status, encodeHelloPayload, type Frame, type FrameHeader } from "./dataplane.ts";
+import { Flag, FrameError, FrameReader, Op, Status, statusName, type Frame, type FrameHeader } from "./dataplane.ts";
+import {
+  DP_AUTH_VERSION,
+  clientProof,
+  decodeChallenge,
+  encodeAuth,
+  encodeHelloAuth,
+  newNonce,
+  proofsEqual,
+  serverProof,
+  transcriptHash,
+  type ClientCredentials,
+} from "./dataplane_auth.ts";
+import { encodeGrantPresentation, type GrantSource } from "./grant.ts";
+import { halvesToId, idToHalves } from "./ids.ts";
 import { Limits } from "./limits.ts";
 import { SocketWriter } from "./socket_writer.ts";
 
@@ -54,10 +74,13 @@ export interface DataPlaneLink {
 export interface DataPlaneClientOptions {
   host: string;
   port: number;
-  /** cluster data key (64 hex) from the MDM join answer */
-  dataKeyHex: string;
-  /** 16-hex id of the sending node (SDC or SDS) */
-  nodeId: string;
+  /** who this node is and its keys (the handshake proves it holds them) */
+  credentials: ClientCredentials;
+  /** id of the SDS this client means to reach: a CHALLENGE naming another is refused */
+  expectSdsId?: string;
+  /** the mapping grants to present (an SDC); none: this client sends no GRANT frames */
+  grants?: GrantSource;
+  /** connect and handshake must finish within this */
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
   maxInFlight?: number;
@@ -80,8 +103,24 @@ const EMPTY = new Uint8Array(0);
 const HELLO_REQUEST_ID = 0;
 const DEFAULT_BACKOFF_MS = 200;
 const SWEEP_INTERVAL_MS = 500;
+const GRANT_WARN_INTERVAL_MS = 5000;
 
-type State = "idle" | "connecting" | "open" | "closed";
+/** Opcodes an SDC's connection runs under a mapping grant (indexed by opcode: no allocation). */
+const NEEDS_GRANT: readonly number[] = (() => {
+  const t = new Array<number>(32).fill(0);
+  for (const op of [Op.READ, Op.WRITE, Op.TRIM, Op.WRITE_ZEROES, Op.CHECKSUM]) t[op] = 1;
+  return t;
+})();
+
+type State = "idle" | "connecting" | "handshake" | "open" | "closed";
+
+/** Handshake in progress on the current connection. */
+interface Shake {
+  hello: Uint8Array;
+  /** set once the CHALLENGE was answered */
+  th: Uint8Array | null;
+  key: Uint8Array | null;
+}
 
 export class DataPlaneClient implements DataPlaneLink {
   readonly host: string;
@@ -97,9 +136,22 @@ export class DataPlaneClient implements DataPlaneLink {
   private queue: Queued[] = [];
   private nextId = 1;
   private failFastUntilMs = 0;
+  /** the current connection's handshake transcript hash (empty until authenticated) */
+  private sessionHash: Uint8Array = EMPTY;
+  /** volumes (low id half -> high half) whose grant was presented on the current connection */
+  private readonly presented = new Map<number, number>();
+  private grantWarnedMs = -Infinity;
+  private readonly onGrantReply: ReplyCallback = (st) => {
+    if (st === Status.OK) return;
+    const now = performance.now();
+    if (now - this.grantWarnedMs < GRANT_WARN_INTERVAL_MS) return;
+    this.grantWarnedMs = now;
+    consola.warn(`data plane ${this.host}:${this.port}: SDS refused a mapping grant (${statusName(st)}); further refusals muted ${GRANT_WARN_INTERVAL_MS / 1000}s`);
+  };
   private sweepTimer: ReturnType<typeof setInterval> | null = null;
   /** bumped on every new connection so callbacks of an old socket are ignored */
   private connGen = 0;
+  private shake: Shake | null = null;
   private readonly scratch: FrameHeader = {
     opcode: Op.PING,
     flags: 0,
@@ -132,6 +184,11 @@ export class DataPlaneClient implements DataPlaneLink {
     return this.state === "open";
   }
 
+  /** The open connection's handshake transcript hash (empty while not authenticated). */
+  get session(): Uint8Array {
+    return this.sessionHash;
+  }
+
   request(h: DataRequest, payload?: Uint8Array): Promise<DataReply> {
     return new Promise((resolve) => this.send(h, payload, (status, p) => resolve({ status, payload: p })));
   }
@@ -143,7 +200,7 @@ export class DataPlaneClient implements DataPlaneLink {
       if (performance.now() < this.failFastUntilMs) return failLater(cb);
       this.connect();
     }
-    if (this.pending.size >= this.maxInFlight || this.queue.length > 0) {
+    if (this.state !== "open" || this.pending.size >= this.maxInFlight || this.queue.length > 0) {
       this.queue.push({ h, payload: payload && !payloadImmutable ? payload.slice() : payload, cb });
       return;
     }
@@ -158,6 +215,7 @@ export class DataPlaneClient implements DataPlaneLink {
   }
 
   private put(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback, payloadImmutable = false): void {
+    if (this.opts.grants !== undefined && NEEDS_GRANT[h.opcode] === 1 && this.presented.get(h.volumeLo) !== h.volumeHi) this.presentGrant(h.volumeHi, h.volumeLo);
     const id = this.allocId();
     this.pending.set(id, { cb, deadlineMs: performance.now() + this.requestTimeoutMs });
     const s = this.scratch;
@@ -175,6 +233,33 @@ export class DataPlaneClient implements DataPlaneLink {
     this.writer!.frame(s, payload, payloadImmutable);
   }
 
+  /** Send the volume's GRANT frame ahead of its first IO on this connection. */
+  private presentGrant(volumeHi: number, volumeLo: number): void {
+    this.presented.set(volumeLo, volumeHi);
+    const t = this.opts.grants!.grantFor(volumeHi, volumeLo);
+    if (t === null) return; // the SDS will say NO_GRANT; the next IO asks again
+    const id = this.allocId();
+    this.pending.set(id, { cb: this.onGrantReply, deadlineMs: performance.now() + this.requestTimeoutMs });
+    const s = this.scratch;
+    s.opcode = Op.GRANT;
+    s.flags = 0;
+    s.status = Status.OK;
+    s.requestId = id;
+    s.epoch = 0;
+    s.volumeHi = volumeHi;
+    s.volumeLo = volumeLo;
+    s.extentIndex = 0;
+    s.offset = 0;
+    s.length = 0;
+    s.gen = 0;
+    this.writer!.frame(s, encodeGrantPresentation(t, this.sessionHash));
+  }
+
+  /** The grant of this volume changed (renewed, revoked): present it again before the next IO. */
+  forgetGrant(volumeLo: number): void {
+    this.presented.delete(volumeLo);
+  }
+
   private allocId(): number {
     for (;;) {
       const id = this.nextId;
@@ -187,13 +272,16 @@ export class DataPlaneClient implements DataPlaneLink {
     this.state = "connecting";
     const gen = ++this.connGen;
     this.reader = new FrameReader();
+    this.reader.maxPayloadBytes = Limits.dataPreAuthMaxPayloadBytes;
     this.writer = new SocketWriter();
-    const hello: FrameHeader = { ...this.scratch, opcode: Op.HELLO, flags: 0, requestId: HELLO_REQUEST_ID };
-    this.writer.frame(hello, encodeHelloPayload(this.opts.dataKeyHex, this.opts.nodeId));
+    const me = idToHalves(this.opts.credentials.nodeId);
+    const hello = encodeHelloAuth({ version: DP_AUTH_VERSION, role: this.opts.credentials.role, nodeHi: me.hi, nodeLo: me.lo, nonce: newNonce() });
+    this.shake = { hello, th: null, key: null };
+    this.writer.frame(this.handshakeHeader(Op.HELLO), hello);
     this.startSweep();
     const timeoutMs = this.opts.connectTimeoutMs ?? Limits.dataConnectTimeoutMs;
     const timer = setTimeout(() => {
-      if (gen === this.connGen && this.state === "connecting") this.fail(`connect timeout after ${timeoutMs} ms`, true);
+      if (gen === this.connGen && (this.state === "connecting" || this.state === "handshake")) this.fail(`connect and handshake timeout after ${timeoutMs} ms`, true);
     }, timeoutMs);
     Bun.connect<undefined>({
       hostname: this.host,
@@ -207,7 +295,7 @@ export class DataPlaneClient implements DataPlaneLink {
           }
           sock.setNoDelay(true);
           this.socket = sock;
-          this.state = "open";
+          this.state = "handshake";
           this.writer!.attach(sock);
         },
         data: (_sock, data) => {
@@ -215,7 +303,7 @@ export class DataPlaneClient implements DataPlaneLink {
           try {
             this.reader.push(data, this.onFrame);
           } catch (e) {
-            if (e instanceof FrameError) this.fail(`bad reply frame (${e.field}): ${e.message}`, false);
+            if (e instanceof FrameError) this.failAll(this.state === "handshake" ? Status.UNAUTHORIZED : Status.UNAVAILABLE, `bad reply frame (${e.field}): ${e.message}`, this.state === "handshake");
             else throw e;
           }
         },
@@ -239,14 +327,56 @@ export class DataPlaneClient implements DataPlaneLink {
     });
   }
 
-  private handleFrame(f: Frame): void {
+  private handshakeHeader(opcode: Op): FrameHeader {
+    return { ...this.scratch, opcode, flags: 0, status: Status.OK, requestId: HELLO_REQUEST_ID, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0, gen: 0 };
+  }
+
+  /** CHALLENGE -> send AUTH; AUTH reply -> check the SDS's proof, open the connection. */
+  private handshakeFrame(f: Frame): void {
     const h = f.header;
-    if ((h.flags & Flag.REPLY) === 0) {
-      this.fail(`SDS sent a request frame (opcode ${h.opcode}) on a client connection`, false);
+    const sh = this.shake!;
+    const expected = sh.th === null ? Op.HELLO : Op.AUTH;
+    if ((h.flags & Flag.REPLY) === 0 || h.requestId !== HELLO_REQUEST_ID || h.opcode !== expected) {
+      this.failAll(Status.UNAUTHORIZED, `SDS sent opcode ${h.opcode} flags 0x${h.flags.toString(16)} during the handshake`, true);
       return;
     }
-    if (h.requestId === HELLO_REQUEST_ID && h.opcode === Op.HELLO) {
-      if (h.status !== Status.OK) this.failAll(h.status, `HELLO refused with status ${h.status}`, true);
+    if (h.status !== Status.OK) {
+      this.failAll(h.status, `${expected === Op.HELLO ? "HELLO" : "AUTH"} refused with status ${h.status}`, true);
+      return;
+    }
+    if (sh.th === null) {
+      const ch = decodeChallenge(f.payload);
+      const sdsId = halvesToId(ch.sdsHi, ch.sdsLo);
+      if (this.opts.expectSdsId !== undefined && sdsId !== this.opts.expectSdsId) {
+        this.failAll(Status.UNAUTHORIZED, `reached SDS ${sdsId}, not ${this.opts.expectSdsId}`, true);
+        return;
+      }
+      const nk = this.opts.credentials.keyFor(ch.kids);
+      if (nk === null) {
+        this.failAll(Status.UNAUTHORIZED, `no key for any key id the SDS accepts (${ch.kids.join(", ")})`, true);
+        return;
+      }
+      sh.th = transcriptHash(sh.hello, f.payload, nk.kid);
+      sh.key = nk.key;
+      this.writer!.frame(this.handshakeHeader(Op.AUTH), encodeAuth({ kid: nk.kid, proof: clientProof(nk.key, sh.th) }));
+      return;
+    }
+    if (!proofsEqual(serverProof(sh.key!, sh.th), f.payload)) {
+      this.failAll(Status.UNAUTHORIZED, "wrong SDS proof in the handshake", true);
+      return;
+    }
+    this.sessionHash = sh.th;
+    this.shake = null;
+    this.reader.maxPayloadBytes = Limits.dataMaxPayloadBytes;
+    this.state = "open";
+    this.admitQueued();
+  }
+
+  private handleFrame(f: Frame): void {
+    const h = f.header;
+    if (this.state === "handshake") return this.handshakeFrame(f);
+    if ((h.flags & Flag.REPLY) === 0) {
+      this.fail(`SDS sent a request frame (opcode ${h.opcode}) on a client connection`, false);
       return;
     }
     const p = this.pending.get(h.requestId);
@@ -255,12 +385,13 @@ export class DataPlaneClient implements DataPlaneLink {
       return;
     }
     this.pending.delete(h.requestId);
+    if (h.status >= Status.NO_GRANT && h.status <= Status.GRANT_REVOKED) this.presented.delete(h.volumeLo);
     p.cb(h.status, f.payload);
     this.admitQueued();
   }
 
   private admitQueued(): void {
-    while (this.queue.length > 0 && this.pending.size < this.maxInFlight && this.writer !== null && !this.writer.isClosed) {
+    while (this.state === "open" && this.queue.length > 0 && this.pending.size < this.maxInFlight && this.writer !== null && !this.writer.isClosed) {
       const q = this.queue.shift()!;
       this.put(q.h, q.payload, q.cb, true); // queued payloads are our own copies
     }
@@ -281,6 +412,9 @@ export class DataPlaneClient implements DataPlaneLink {
 
   private dropConnection(_reason: string, status: Status = Status.UNAVAILABLE): void {
     this.connGen++;
+    this.shake = null;
+    this.sessionHash = EMPTY;
+    this.presented.clear();
     const sock = this.socket;
     this.socket = null;
     this.writer?.close();
@@ -324,8 +458,9 @@ function failLater(cb: ReplyCallback): void {
 // ---- pool ----
 
 export interface DataPlanePoolOptions {
-  dataKeyHex: string;
-  nodeId: string;
+  credentials: ClientCredentials;
+  /** the mapping grants to present (an SDC) */
+  grants?: GrantSource;
   /** connections per SDS; 1 keeps every request to one SDS in one ordered stream */
   connsPerSds?: number;
   requestTimeoutMs?: number;
@@ -379,8 +514,9 @@ export class DataPlanePool {
         new DataPlaneClient({
           host,
           port,
-          dataKeyHex: this.opts.dataKeyHex,
-          nodeId: this.opts.nodeId,
+          credentials: this.opts.credentials,
+          expectSdsId: sdsId,
+          grants: this.opts.grants,
           requestTimeoutMs: this.opts.requestTimeoutMs,
           connectTimeoutMs: this.opts.connectTimeoutMs,
         }),
@@ -401,6 +537,11 @@ export class DataPlanePool {
 
   link(sdsId: string): DataPlaneLink | undefined {
     return this.links.get(sdsId);
+  }
+
+  /** A volume's grant changed: every connection presents it again before its next IO there. */
+  forgetGrant(volumeLo: number): void {
+    for (const l of this.links.values()) for (const c of l.clients) c.forgetGrant(volumeLo);
   }
 
   close(): void {

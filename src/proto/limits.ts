@@ -25,7 +25,13 @@ export const Limits = {
   dataConnectTimeoutMs: 3000,
   dataRequestTimeoutMs: 30_000,
   dataConnsPerSds: 1, // pooled connections from one client to one SDS (1 batches best: +7 % 4k QD16 measured vs 2)
-  dataHelloTimeoutMs: 10_000, // a data-plane connection that sends no HELLO within this is closed
+  dataHandshakeTimeoutMs: 5000, // a data-plane connection not authenticated within this is closed
+  dataPreAuthMaxPayloadBytes: 256, // before authentication a frame may carry at most this (HELLO 44, AUTH 40)
+  dataMaxPreAuthConns: 256, // an SDS refuses new connections while this many are not authenticated yet
+  dataKeyActivationMs: 3000, // a new master key signs grants only once this old (every SDS has fetched it)
+  dataMaxGrantsPerConn: 4096, // mapping grants one data-plane connection may hold (one per volume)
+  grantTtlMs: 10 * 60 * 1000, // a mapping grant's lifetime; an SDC renews at half of it
+  maxGrantFloors: 100_000, // revocation floors handed to SDSs (the newest; older ones outlived every grant)
   dataMaxConnsPerSds: 4096, // an SDS refuses data-plane connections beyond this many
   dataMaxInFlightBytesPerConn: 96 * MiB, // an SDS stops reading a connection whose requests/replies hold this many bytes
   sdcRetryWindowMs: 30_000, // an SDC retries a refused piece (stale map, SDS down) this long before EIO

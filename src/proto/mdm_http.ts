@@ -5,7 +5,7 @@
 
 import { consola } from "consola";
 import { z } from "zod";
-import { CLUSTER_API_PREFIX, CLUSTER_SECRET_HEADER } from "./cluster_api.ts";
+import { CLUSTER_API_PREFIX, CLUSTER_SECRET_HEADER, NODE_TOKEN_HEADER } from "./cluster_api.ts";
 import { PfError, type ErrorCode, ErrorCodes } from "./errors.ts";
 import { Limits } from "./limits.ts";
 
@@ -16,6 +16,8 @@ export interface MdmEndpoint {
   caPem?: string | null;
   /** cluster secret, for the internal cluster API */
   clusterSecret?: string;
+  /** this node's token from its join answer, for the cluster API's per-node calls */
+  nodeToken?: string;
   /** REST token (basic auth password), for the public API */
   token?: string;
   /** raw base64 basic credentials (login only); wins over token */
@@ -84,6 +86,7 @@ export async function mdmRequest<T extends z.ZodType>(ep: MdmEndpoint, opts: Req
   const headers: Record<string, string> = { accept: "application/json" };
   if (opts.body !== undefined) headers["content-type"] = "application/json";
   if (ep.clusterSecret) headers[CLUSTER_SECRET_HEADER] = ep.clusterSecret;
+  if (ep.nodeToken) headers[NODE_TOKEN_HEADER] = ep.nodeToken;
   if (ep.basicAuth) headers.authorization = `Basic ${ep.basicAuth}`;
   else if (ep.token) headers.authorization = `Basic ${Buffer.from(`:${ep.token}`).toString("base64")}`;
   const init: RequestInit & { tls?: { ca: string } } = {

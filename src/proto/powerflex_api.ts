@@ -161,6 +161,14 @@ export const SetRebuildIoPriorityPolicy = z.object({
 export const SetEnabled = z.object({ rebuildEnabled: opt(looseBool), rebalanceEnabled: opt(looseBool) });
 export const SetDeviceName = z.object({ newName: opt(objectName), name: opt(objectName) });
 export const Empty = z.object({});
+/** System actions of restricted SDC mode (goscaleio SetRestrictedMode, ApproveSdcParam) */
+export const SetRestrictedSdcMode = z.object({ restrictedSdcMode: z.enum(["None", "Guid", "ApprovedIp"]) });
+export const ApproveSdc = z.object({
+  sdcGuid: opt(z.string().min(1).max(64)),
+  sdcIp: opt(z.string().min(1).max(253)),
+  sdcIps: opt(z.array(z.string().min(1).max(253)).max(16)),
+  name: opt(objectName),
+});
 /** any JSON object; the action's own schema narrows it */
 export const AnyObject = z.record(z.string(), z.unknown());
 

@@ -10,12 +10,15 @@ import { join } from "node:path";
 import { ClusterPaths, SdcJoinResponse } from "../proto/cluster_api.ts";
 import { startControlServer, type ControlServer } from "../proto/control_server.ts";
 import { DataPlanePool } from "../proto/dataplane_client.ts";
+import { NodeRole } from "../proto/dataplane_auth.ts";
+import { NodeKeyring, keysFromHex } from "../proto/dataplane_keys.ts";
 import { newIncarnation } from "../proto/io_meter.ts";
 import { clusterRequest, joinWithRetry, type MdmEndpoint } from "../proto/mdm_http.ts";
 import { MetricRegistry } from "../proto/metrics.ts";
 import { registerProcessMetrics } from "../proto/process_metrics.ts";
 import { startNbdServer, type NbdServer } from "./nbd_server.ts";
 import { SdcControl } from "./sdc_control.ts";
+import { SdcGrants } from "./sdc_grants.ts";
 import { SdcMetrics } from "./sdc_metrics.ts";
 import { SdcNode } from "./sdc_node.ts";
 
@@ -79,13 +82,19 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
       }),
     );
     const sdcId = joined.sdcId;
+    // this SDC's own node keys (renewed with its maps); its per-node calls carry its token
+    const keys = new NodeKeyring(NodeRole.SDC, sdcId, keysFromHex(joined.nodeKeys));
+    const mdm: MdmEndpoint = { ...opts.mdm, nodeToken: joined.nodeToken };
+    const grants = new SdcGrants();
     const metrics = new SdcMetrics(registry, sdcId);
     const incarnation = newIncarnation();
     let closeExport: (name: string) => void = () => {};
     const n = new SdcNode({
-      mdm: opts.mdm,
+      mdm,
       sdcId,
-      links: new DataPlanePool({ dataKeyHex: joined.dataKey, nodeId: sdcId }),
+      keys,
+      grants,
+      links: new DataPlanePool({ credentials: keys, grants }),
       onUnexport: (name) => closeExport(name),
       sleep: (ms) => Bun.sleep(ms),
       nowMs: () => performance.now(),

@@ -17,6 +17,8 @@ import {
   type SdsAddress,
 } from "../proto/cluster_api.ts";
 import type { SdcIoReport } from "../proto/io_report.ts";
+import { keysFromHex, type NodeKeyring } from "../proto/dataplane_keys.ts";
+import type { SdcGrants } from "./sdc_grants.ts";
 import { clusterRequest, type MdmEndpoint } from "../proto/mdm_http.ts";
 import type { ExportMeter } from "./nbd_export.ts";
 import { VolumeIo, type SdsLink } from "./volume_io.ts";
@@ -26,12 +28,20 @@ export interface SdsLinks {
   setAddress(sdsId: string, host: string, port: number): void;
   retain(sdsIds: ReadonlySet<string>): void;
   link(sdsId: string): SdsLink | undefined;
+  /** a volume's grant changed: present it again on every connection */
+  forgetGrant?(volumeLo: number): void;
   close(): void;
 }
 
 export interface SdcNodeDeps {
   mdm: MdmEndpoint;
   sdcId: string;
+  /** this SDC's data-plane node keys (the links' credentials); renewed from every map */
+  keys?: NodeKeyring;
+  /** the mapping grants the links present (sdc_grants.ts); renewed from every map */
+  grants?: SdcGrants;
+  /** wall clock (grant renewal); default Date.now */
+  wallNowMs?(): number;
   links: SdsLinks;
   /** called when a volume stops being exported (unmapped/removed) */
   onUnexport(name: string): void;
@@ -104,7 +114,8 @@ export class SdcNode {
     this.heartbeatFailures = 0;
     this.answeredBeats++;
     this.announcedMapVersion = r.mapVersion;
-    if (r.mapVersion !== this.appliedMapVersion) await this.refresh();
+    const renew = (this.deps.grants?.renewDueAtMs ?? Infinity) <= (this.deps.wallNowMs ?? Date.now)();
+    if (r.mapVersion !== this.appliedMapVersion || renew) await this.refresh();
   }
 
   close(): void {
@@ -117,6 +128,8 @@ export class SdcNode {
   }
 
   apply(maps: SdcMaps): void {
+    this.deps.keys?.set(keysFromHex(maps.nodeKeys));
+    for (const lo of this.deps.grants?.update(maps.volumes) ?? []) this.deps.links.forgetGrant?.(lo);
     this.applyLinks(maps.sds);
     const seen = new Set<string>();
     for (const vm of maps.volumes) {
@@ -147,6 +160,7 @@ export class SdcNode {
 
   private unexport(name: string): void {
     consola.info(`sdc: volume ${name} no longer mapped here; closing its NBD sessions`);
+    this.volumes.get(name)?.detach();
     this.volumes.delete(name);
     this.deps.onUnexport(name);
   }

@@ -33,7 +33,18 @@ export interface VolumeIoDeps {
   nowMs(): number;
 }
 
-const RETRYABLE: ReadonlySet<Status> = new Set<Status>([Status.STALE_EPOCH, Status.NOT_OWNER, Status.UNAVAILABLE]);
+// A grant the SDS found missing, expired or revoked, or a handshake it refused (keys rotating),
+// heals with fresh maps (new grant, new keys) unless the volume was unmapped meanwhile.
+const RETRYABLE: ReadonlySet<Status> = new Set<Status>([
+  Status.STALE_EPOCH,
+  Status.NOT_OWNER,
+  Status.UNAVAILABLE,
+  Status.NO_GRANT,
+  Status.GRANT_EXPIRED,
+  Status.GRANT_REVOKED,
+  Status.UNAUTHORIZED,
+]);
+const ACCESS_REFUSED: ReadonlySet<Status> = new Set<Status>([Status.NO_GRANT, Status.GRANT_EXPIRED, Status.GRANT_REVOKED, Status.UNAUTHORIZED]);
 
 export class VolumeIo {
   /** FLUSH on any connection covers writes of all connections (see top of file) */
@@ -48,6 +59,8 @@ export class VolumeIo {
   /** FLUSHes under way: a later FLUSH is not acknowledged before them (they cover writes
    *  acknowledged before it, and may still fail) */
   private flushesInFlight = new Set<Promise<void>>();
+  /** unmapped: IO the SDS refuses for want of a grant fails at once instead of retrying */
+  private detached = false;
 
   constructor(map: VolumeMap, private readonly deps: VolumeIoDeps) {
     this.map = map;
@@ -65,6 +78,11 @@ export class VolumeIo {
   }
   get volumeId(): string {
     return this.map.volumeId;
+  }
+
+  /** The volume is no longer mapped to this SDC. */
+  detach(): void {
+    this.detached = true;
   }
 
   setMap(map: VolumeMap): void {
@@ -205,7 +223,7 @@ export class VolumeIo {
         }
         status = r.status;
       }
-      if (!RETRYABLE.has(status)) throw statusError(status, opName(opcode), primary);
+      if (!RETRYABLE.has(status) || (this.detached && ACCESS_REFUSED.has(status))) throw statusError(status, opName(opcode), primary);
       if (this.deps.nowMs() > deadline) {
         throw new PfError("IO_ERROR", `${opName(opcode)} on volume ${this.map.name} extent ${extentIndex} failed for ${Limits.sdcRetryWindowMs} ms (last: ${statusName(status)})`);
       }
@@ -259,7 +277,12 @@ function statusError(s: Status, what: string, sdsId: string): PfError {
     case Status.INVALID:
       return new PfError("BAD_REQUEST", msg);
     case Status.UNAUTHORIZED:
+    case Status.GRANT_WRONG_SDC:
+    case Status.GRANT_EXPIRED:
       return new PfError("UNAUTHORIZED", msg);
+    case Status.NO_GRANT:
+    case Status.GRANT_REVOKED:
+      return new PfError("NOT_MAPPED", msg);
     case Status.OK:
     case Status.STALE_EPOCH:
     case Status.NOT_OWNER:

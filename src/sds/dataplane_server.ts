@@ -1,10 +1,16 @@
-// The SDS's data-plane TCP server (Bun.listen): connection lifecycle, HELLO authentication,
-// frame reassembly, bounded in-flight requests, batched replies. What a request does is the
-// handler's business (SdsNode); this file only moves frames.
+// The SDS's data-plane TCP server (Bun.listen): connection lifecycle, the challenge/response
+// handshake (handshake_server.ts), frame reassembly, bounded in-flight requests, batched
+// replies, the per-role operation check (role_ops.ts). What a request does is the handler's
+// business (SdsNode); this file only moves frames.
 //
 // Invariants:
-// - the first frame of a connection must be a HELLO carrying the cluster data key; anything
-//   else (or a wrong key) gets an UNAUTHORIZED reply and the connection is closed;
+// - a connection is served only after HELLO, CHALLENGE and AUTH prove the peer holds its node
+//   key; until then it may send frames of at most Limits.dataPreAuthMaxPayloadBytes and must
+//   finish within Limits.dataHandshakeTimeoutMs; a refused handshake gets a status reply and the
+//   connection is closed (logged, rate-limited); at most Limits.dataMaxPreAuthConns connections
+//   are unauthenticated at once;
+// - an authenticated connection runs only the operations its role allows (role_ops.ts), else
+//   UNAUTHORIZED;
 // - a malformed frame (FrameError) closes that connection only, with a warning naming the
 //   peer and the bad field; other connections and the server keep working;
 // - at most Limits.dataMaxInFlightPerConn requests, and about Limits.dataMaxInFlightBytesPerConn
@@ -14,20 +20,29 @@
 // - every request handed to the handler gets at most one reply; replies after the connection
 //   closed are dropped.
 
-import { timingSafeEqual } from "node:crypto";
 import { consola } from "consola";
 import type { Socket, TCPSocketListener } from "bun";
-import { Flag, FrameError, FrameReader, HEADER_BYTES, Op, Status, decodeHelloPayload, type Frame, type FrameHeader } from "../proto/dataplane.ts";
-import { halvesToId } from "../proto/ids.ts";
+import { Flag, FrameError, FrameReader, HEADER_BYTES, Op, Status, type Frame, type FrameHeader } from "../proto/dataplane.ts";
+import { NodeRole, roleName, type PeerVerifier } from "../proto/dataplane_auth.ts";
 import { Limits } from "../proto/limits.ts";
 import { SocketWriter } from "../proto/socket_writer.ts";
+import { ConnGrants } from "./grant_book.ts";
+import { ServerHandshake } from "./handshake_server.ts";
+import { RefusalLog } from "./refusal_log.ts";
+import { opAllowed } from "./role_ops.ts";
 
 /** A connection as the request handler sees it. */
 export interface RequestConn {
   /** "host:port" of the peer, for logs */
   readonly peer: string;
-  /** node id the peer gave in its HELLO */
+  /** node id the peer proved in its handshake */
   readonly nodeId: string;
+  /** role the peer proved in its handshake */
+  readonly role: NodeRole;
+  /** the handshake's transcript hash (grants presented on this connection are bound to it) */
+  readonly sessionHash: Uint8Array;
+  /** mapping grants presented on this connection (grant_book.ts) */
+  readonly grants: ConnGrants;
   /** reply to request `h` (h is reused as the reply header) */
   reply(h: FrameHeader, status: Status, payload?: Uint8Array): void;
   /** reply OK with a payload the caller fills in place right away (READ) */
@@ -47,7 +62,7 @@ export interface DataPlaneServerOptions {
   maxInFlightPerConn?: number;
   /** payload bytes of requests being handled plus replies not yet taken by the socket */
   maxInFlightBytesPerConn?: number;
-  helloTimeoutMs?: number;
+  handshakeTimeoutMs?: number;
 }
 
 interface SocketData {
@@ -57,19 +72,23 @@ interface SocketData {
 export class DataPlaneServer {
   private listener: TCPSocketListener<SocketData> | null = null;
   private handler: RequestHandler | null = null;
-  private dataKey: Uint8Array | null = null;
+  private verifier: PeerVerifier | null = null;
   private readonly conns = new Set<ServerConnection>();
+  /** connections whose handshake is not done */
+  preAuthConns = 0;
   readonly maxInFlightPerConn: number;
   readonly maxInFlightBytesPerConn: number;
-  readonly helloTimeoutMs: number;
+  readonly handshakeTimeoutMs: number;
+  /** refused handshakes and operations, logged rate-limited */
+  readonly refusals = new RefusalLog("data plane");
 
   private constructor(opts: DataPlaneServerOptions) {
     this.maxInFlightPerConn = opts.maxInFlightPerConn ?? Limits.dataMaxInFlightPerConn;
     this.maxInFlightBytesPerConn = opts.maxInFlightBytesPerConn ?? Limits.dataMaxInFlightBytesPerConn;
-    this.helloTimeoutMs = opts.helloTimeoutMs ?? Limits.dataHelloTimeoutMs;
+    this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? Limits.dataHandshakeTimeoutMs;
   }
 
-  /** Listen now; requests are refused (UNAVAILABLE) until attach() gives a key and handler. */
+  /** Listen now; handshakes are refused (UNAVAILABLE) until attach() gives a verifier and handler. */
   static listen(opts: DataPlaneServerOptions): DataPlaneServer {
     const srv = new DataPlaneServer(opts);
     srv.listener = Bun.listen<SocketData>({
@@ -95,8 +114,8 @@ export class DataPlaneServer {
     return this.conns.size;
   }
 
-  attach(dataKeyHex: string, handler: RequestHandler): void {
-    this.dataKey = Buffer.from(dataKeyHex, "hex");
+  attach(verifier: PeerVerifier, handler: RequestHandler): void {
+    this.verifier = verifier;
     this.handler = handler;
   }
 
@@ -112,6 +131,11 @@ export class DataPlaneServer {
       s.terminate();
       return;
     }
+    if (this.preAuthConns >= Limits.dataMaxPreAuthConns) {
+      this.refusals.refuse("hello_fail", () => `refusing connection from ${s.remoteAddress}: ${this.preAuthConns} connections still in their handshake (limit ${Limits.dataMaxPreAuthConns})`);
+      s.terminate();
+      return;
+    }
     s.setNoDelay(true);
     const c = new ServerConnection(this, s);
     s.data = { conn: c };
@@ -121,9 +145,8 @@ export class DataPlaneServer {
   /** @internal */ forget(c: ServerConnection): void {
     this.conns.delete(c);
   }
-  /** @internal */ keyMatches(key: Uint8Array): boolean | null {
-    if (this.dataKey === null) return null;
-    return key.byteLength === this.dataKey.byteLength && timingSafeEqual(key, this.dataKey);
+  /** @internal */ get peerVerifier(): PeerVerifier | null {
+    return this.handler === null ? null : this.verifier;
   }
   /** @internal */ get requestHandler(): RequestHandler | null {
     return this.handler;
@@ -133,16 +156,19 @@ export class DataPlaneServer {
 class ServerConnection implements RequestConn {
   readonly peer: string;
   nodeId = "";
+  role: NodeRole = NodeRole.SDC;
+  sessionHash: Uint8Array = new Uint8Array(0);
+  readonly grants = new ConnGrants();
   readonly writer: SocketWriter;
   private readonly reader = new FrameReader();
-  private authed = false;
+  private handshake: ServerHandshake | null;
   private inFlight = 0;
   /** payload bytes of requests handed to the handler and not yet replied */
   private inFlightBytes = 0;
   private paused = false;
   private resumeQueued = false;
   closed = false;
-  private helloTimer: ReturnType<typeof setTimeout> | null;
+  private handshakeTimer: ReturnType<typeof setTimeout> | null;
   private readonly onFrame = (f: Frame): boolean => this.handleFrame(f);
   private readonly resumeTask = () => this.resume();
 
@@ -152,7 +178,13 @@ class ServerConnection implements RequestConn {
   ) {
     this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
     this.writer = new SocketWriter(socket);
-    this.helloTimer = setTimeout(() => this.close(`no HELLO within ${server.helloTimeoutMs} ms`), server.helloTimeoutMs);
+    this.reader.maxPayloadBytes = Limits.dataPreAuthMaxPayloadBytes;
+    this.handshake = new ServerHandshake(() => server.peerVerifier);
+    server.preAuthConns++;
+    this.handshakeTimer = setTimeout(() => {
+      server.refusals.refuse("hello_fail", () => `connection from ${this.peer}: no handshake within ${server.handshakeTimeoutMs} ms`);
+      this.close(null);
+    }, server.handshakeTimeoutMs);
   }
 
   onData(data: Uint8Array): void {
@@ -208,8 +240,7 @@ class ServerConnection implements RequestConn {
   close(reason: string | null): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.helloTimer !== null) clearTimeout(this.helloTimer);
-    this.helloTimer = null;
+    this.endHandshake();
     if (reason !== null) consola.warn(`data plane: closing connection from ${this.peer}${this.nodeId ? ` (node ${this.nodeId})` : ""}: ${reason}`);
     this.writer.flush();
     this.writer.close();
@@ -219,11 +250,18 @@ class ServerConnection implements RequestConn {
 
   private handleFrame(f: Frame): boolean {
     if (this.closed) return false;
-    if (!this.authed) return this.hello(f);
+    if (this.handshake !== null) return this.handshakeFrame(f);
     const h = f.header;
-    if ((h.flags & Flag.REPLY) !== 0 || h.status !== Status.OK || h.opcode === Op.HELLO) {
+    if ((h.flags & Flag.REPLY) !== 0 || h.status !== Status.OK || h.opcode === Op.HELLO || h.opcode === Op.AUTH) {
       this.close(`unexpected frame: opcode ${h.opcode} flags 0x${h.flags.toString(16)} status ${h.status}`);
       return false;
+    }
+    if (!opAllowed(this.role, h.opcode)) {
+      this.server.refusals.refuse("op_not_allowed", () => `${roleName(this.role)} ${this.nodeId} (${this.peer}) sent opcode ${h.opcode}`);
+      h.flags = Flag.REPLY;
+      h.status = Status.UNAUTHORIZED;
+      this.writer.frame(h);
+      return true;
     }
     const handler = this.server.requestHandler!;
     this.inFlight++;
@@ -243,41 +281,58 @@ class ServerConnection implements RequestConn {
     return !this.closed;
   }
 
-  private hello(f: Frame): boolean {
+  private handshakeFrame(f: Frame): boolean {
     const h = f.header;
-    if (h.opcode !== Op.HELLO) {
-      this.refuse(h, Status.UNAUTHORIZED, `first frame is opcode ${h.opcode}, not HELLO`);
-      return false;
-    }
-    const p = decodeHelloPayload(f.payload);
-    const ok = this.server.keyMatches(p.dataKey);
-    if (ok === null || this.server.requestHandler === null) {
-      this.refuse(h, Status.UNAVAILABLE, "SDS not joined yet");
-      return false;
-    }
-    if (!ok) {
-      this.refuse(h, Status.UNAUTHORIZED, "wrong data key in HELLO");
-      return false;
-    }
-    this.authed = true;
-    this.nodeId = halvesToId(p.nodeHi, p.nodeLo);
-    if (this.helloTimer !== null) clearTimeout(this.helloTimer);
-    this.helloTimer = null;
+    const step = this.handshake!.onFrame(h, f.payload);
     h.flags = Flag.REPLY;
-    h.status = Status.OK;
-    this.writer.frame(h);
-    return true;
+    switch (step.kind) {
+      case "reply":
+        h.status = step.status;
+        this.writer.frame(h, step.payload);
+        return true;
+      case "refuse":
+        this.refuse(h, step.status, step.reason);
+        return false;
+      case "done":
+        this.endHandshake();
+        this.role = step.auth.role;
+        this.nodeId = step.auth.nodeId;
+        this.sessionHash = step.auth.sessionHash;
+        this.reader.maxPayloadBytes = Limits.dataMaxPayloadBytes;
+        h.status = Status.OK;
+        this.writer.frame(h, step.payload);
+        return true;
+      default: {
+        const never: never = step;
+        return never;
+      }
+    }
+  }
+
+  /** The handshake is over (done or the connection closed): its timer and slot are freed. */
+  private endHandshake(): void {
+    if (this.handshake === null) return;
+    this.handshake = null;
+    this.server.preAuthConns--;
+    if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
   }
 
   private refuse(h: FrameHeader, status: Status, reason: string): void {
     h.flags = Flag.REPLY;
     h.status = status;
     this.writer.frame(h);
-    this.close(reason);
+    this.server.refusals.refuse("hello_fail", () => `connection from ${this.peer}: ${reason}`);
+    this.close(null);
   }
 
   private onBadInput(e: unknown): void {
     if (e instanceof FrameError) {
+      if (this.handshake !== null) {
+        this.server.refusals.refuse("hello_fail", () => `connection from ${this.peer}: bad handshake frame, field ${e.field}: ${e.message}`);
+        this.close(null);
+        return;
+      }
       this.close(`bad frame, field ${e.field}: ${e.message}`);
       return;
     }

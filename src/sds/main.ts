@@ -85,7 +85,7 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
     const idByPath = new Map(joined.devices.map((d) => [d.path, d.deviceId]));
     core = startSdsCore({
       sdsId: joined.sdsId,
-      dataKeyHex: joined.dataKey,
+      mdmId: joined.systemId,
       dataDir: opts.dataDir,
       host: opts.host,
       port: server.port,
@@ -99,7 +99,8 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
         return { deviceId, path: d.path };
       }),
     });
-    const session = new MdmSession(opts.mdm, core, joined.heartbeatMs, newIncarnation());
+    // per-node calls carry this SDS's token (it gets its data-plane keys with its assignments)
+    const session = new MdmSession({ ...opts.mdm, nodeToken: joined.nodeToken }, core, joined.heartbeatMs, newIncarnation());
     control.attach(core, session);
     await session.refreshAssignments();
     await session.firstBeat();

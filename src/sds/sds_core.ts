@@ -29,7 +29,8 @@ export interface SdsCoreDevice {
 
 export interface SdsCoreOptions {
   sdsId: string;
-  dataKeyHex: string;
+  /** the MDM's id (its consistency check connects under it) */
+  mdmId?: string;
   dataDir: string;
   host: string;
   /** 0 = any free port */
@@ -77,9 +78,9 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
     }
     meta.setKey("sds_id", opts.sdsId);
     const store = ExtentStore.open(meta, devices);
-    const node = new SdsNode({ sdsId: opts.sdsId, dataKeyHex: opts.dataKeyHex, store, clock: opts.clock, metrics });
+    const node = new SdsNode({ sdsId: opts.sdsId, mdmId: opts.mdmId, store, clock: opts.clock, metrics });
     const server = opts.server ?? DataPlaneServer.listen({ host: opts.host, port: opts.port, maxInFlightPerConn: opts.maxInFlightPerConn, maxInFlightBytesPerConn: opts.maxInFlightBytesPerConn });
-    server.attach(opts.dataKeyHex, node);
+    server.attach(node.access, node);
     const m = meta;
     let stopped = false;
     return {

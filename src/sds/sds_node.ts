@@ -1,12 +1,14 @@
 // The SDS core: serves data-plane requests for the extent copies it holds, in the role the MDM
 // gave each (primary / secondary / target / away), replicates writes from the primary to the
 // other in-sync copies and to a sync target, keeps the change record a resync needs, and runs
-// the copy loops (rebuild_copy.ts). Needs no MDM: assignments, leases and the data key are
-// handed in (runSds fetches them; tests inject them).
+// the copy loops (rebuild_copy.ts). Needs no MDM: assignments (with the data-plane keys and
+// revocation floors) and leases are handed in (runSds fetches them; tests inject them).
 //
 // Invariants:
 // - every extent-addressed request (client IO, REPL_*, REBUILD_WRITE, CHECKSUM) is checked
-//   before any device IO, in this order: this SDS holds the extent (else NOT_OWNER); it holds a
+//   before any device IO, in this order: for an SDC's IO, a mapping grant for the volume on its
+//   connection that allows the operation (grant_book.ts: else NO_GRANT, READ_ONLY,
+//   GRANT_EXPIRED, GRANT_REVOKED); this SDS holds the extent (else NOT_OWNER); it holds a
 //   lease (assignments applied since start and the lease from the last answered heartbeat not
 //   expired, else UNAVAILABLE); the epoch equals the extent's, older or newer (else
 //   STALE_EPOCH); the role allows the operation and a forwarded frame comes from the extent's
@@ -31,7 +33,7 @@
 //   out only when every extent on it has another in-sync copy (the copy there is lost anyway).
 
 import { consola } from "consola";
-import { Flag, Op, Status, type Frame, type FrameHeader } from "../proto/dataplane.ts";
+import { Flag, Op, Status, opName, type Frame, type FrameHeader } from "../proto/dataplane.ts";
 import { DataPlanePool, type DataRequest } from "../proto/dataplane_client.ts";
 import type { ExtentAssignment, ExtentRole, FailedForward, RebuildReport, SdsAssignmentsResponse } from "../proto/cluster_api.ts";
 import { ioNowMs, type IoMeter } from "../proto/io_meter.ts";
@@ -43,6 +45,9 @@ import type { RequestConn, RequestHandler } from "./dataplane_server.ts";
 import { CopyEngine } from "./rebuild_copy.ts";
 import { realClock, type SdsClock } from "./sds_clock.ts";
 import { SdsMetrics } from "./sds_metrics.ts";
+import { SdsAccess } from "./sds_access.ts";
+import { GrantBook } from "./grant_book.ts";
+import { NodeRole } from "../proto/dataplane_auth.ts";
 
 const CHUNK = Limits.thinChunkBytes;
 
@@ -74,7 +79,8 @@ export interface SdsNodeStats {
 
 export interface SdsNodeOptions {
   sdsId: string;
-  dataKeyHex: string;
+  /** the MDM's id (its consistency check connects under it) */
+  mdmId?: string;
   store: ExtentStore;
   /** peer connections; default: a pool with one ordered connection per peer */
   peers?: DataPlanePool;
@@ -90,6 +96,10 @@ export class SdsNode implements RequestHandler {
   readonly sdsId: string;
   readonly store: ExtentStore;
   readonly peers: DataPlanePool;
+  /** handshake keys and who may connect (sds_access.ts) */
+  readonly access: SdsAccess;
+  /** mapping grants and their revocation floors (grant_book.ts) */
+  readonly grants: GrantBook;
   readonly stats: SdsNodeStats = {
     reads: 0,
     writes: 0,
@@ -128,10 +138,13 @@ export class SdsNode implements RequestHandler {
   constructor(opts: SdsNodeOptions) {
     this.sdsId = opts.sdsId;
     this.store = opts.store;
-    // ONE connection per peer: forwarded writes must reach it in the order they were applied
-    this.peers = opts.peers ?? new DataPlanePool({ dataKeyHex: opts.dataKeyHex, nodeId: opts.sdsId, connsPerSds: 1 });
     this.clock = opts.clock ?? realClock;
     this.metrics = opts.metrics ?? new SdsMetrics(new MetricRegistry(), opts.sdsId);
+    this.access = new SdsAccess(opts.sdsId);
+    this.grants = new GrantBook(opts.sdsId, this.clock);
+    if (opts.mdmId !== undefined) this.access.setMdmId(opts.mdmId);
+    // ONE connection per peer: forwarded writes must reach it in the order they were applied
+    this.peers = opts.peers ?? new DataPlanePool({ credentials: this.access, connsPerSds: 1 });
     this.copies = new CopyEngine({ sdsId: this.sdsId, store: this.store, peers: this.peers, clock: this.clock, metrics: this.metrics, onDone: () => this.onCopyDone?.() });
   }
 
@@ -201,6 +214,9 @@ export class SdsNode implements RequestHandler {
       this.peers.setAddress(s.sdsId, s.host, s.port);
     }
     this.peers.retain(ids);
+    this.access.setPeers(ids);
+    this.access.apply(resp.dataPlane);
+    this.grants.apply(resp.dataPlane);
     const keep = new Set<string>();
     const roleChanges = new RoleChangeCount();
     for (const a of resp.extents) {
@@ -353,7 +369,11 @@ export class SdsNode implements RequestHandler {
         return this.checksum(conn, h);
       case Op.REBUILD_WRITE:
         return this.rebuildWrite(conn, h, payload);
+      case Op.GRANT:
+        conn.reply(h, this.grants.present(conn, payload));
+        return;
       case Op.HELLO:
+      case Op.AUTH:
         conn.reply(h, Status.INVALID);
         return;
       default: {
@@ -366,6 +386,14 @@ export class SdsNode implements RequestHandler {
 
   /** The extent a request addresses, or the refusal status (checked before any device IO). */
   private admit(conn: RequestConn, h: FrameHeader, use: Use): Extent | Status {
+    // an SDC's IO needs a grant for the volume on this connection (grant_book.ts)
+    if (use === "client" || (use === "checksum" && conn.role === NodeRole.SDC)) {
+      const g = conn.grants.check(h.volumeHi, h.volumeLo, h.opcode !== Op.READ && h.opcode !== Op.CHECKSUM, this.clock.nowMs());
+      if (g !== Status.OK) {
+        this.grants.refusedIo(conn, h.volumeHi, h.volumeLo, opName(h.opcode), g);
+        return g;
+      }
+    }
     const e = this.store.lookup(h.volumeHi, h.volumeLo, h.extentIndex);
     if (e === undefined) {
       this.stats.refusedNotOwner++;
@@ -733,6 +761,10 @@ function peerStatus(st: Status): Status {
     case Status.READ_ONLY:
     case Status.UNAUTHORIZED:
     case Status.UNAVAILABLE:
+    case Status.NO_GRANT:
+    case Status.GRANT_EXPIRED:
+    case Status.GRANT_REVOKED:
+    case Status.GRANT_WRONG_SDC:
       return Status.UNAVAILABLE;
     default: {
       const never: never = st;

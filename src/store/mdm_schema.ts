@@ -14,6 +14,8 @@ export const systemTable = sqliteTable("system", {
   createdAtMs: integer("created_at_ms").notNull(),
   capacityAlertHighPct: integer("capacity_alert_high_pct").notNull(),
   capacityAlertCriticalPct: integer("capacity_alert_critical_pct").notNull(),
+  // 0002_dataplane_security: PowerFlex restrictedSdcMode ("None" | "Guid")
+  restrictedSdcMode: text("restricted_sdc_mode").notNull(),
 });
 
 export const protectionDomainTable = sqliteTable("protection_domain", {
@@ -168,6 +170,30 @@ export const alertTable = sqliteTable("alert", {
   clearedMs: integer("cleared_ms"),
 });
 
+// 0003_dataplane_security
+export const dataPlaneKeyTable = sqliteTable("dataplane_key", {
+  kid: integer("kid").primaryKey(),
+  keyHex: text("key_hex").notNull(),
+  createdAtMs: integer("created_at_ms").notNull(),
+});
+
+export const mdmSecretTable = sqliteTable("mdm_secret", {
+  name: text("name").primaryKey(),
+  valueHex: text("value_hex").notNull(),
+  createdAtMs: integer("created_at_ms").notNull(),
+});
+
+export const grantFloorTable = sqliteTable(
+  "grant_floor",
+  {
+    volumeId: text("volume_id").notNull(),
+    sdcId: text("sdc_id").notNull(),
+    floorVersion: integer("floor_version").notNull(),
+    setAtMs: integer("set_at_ms").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.volumeId, t.sdcId] })],
+);
+
 export const mdmSchema = {
   systemTable,
   protectionDomainTable,
@@ -182,6 +208,9 @@ export const mdmSchema = {
   userTable,
   tokenTable,
   alertTable,
+  dataPlaneKeyTable,
+  mdmSecretTable,
+  grantFloorTable,
 };
 
 export type SystemRow = typeof systemTable.$inferSelect;

@@ -239,7 +239,7 @@ export class TestCluster {
 
   /** Run `pf scli ARGS` against this cluster (session kept in the test dir). */
   async scli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    const proc = Bun.spawn([PF_BIN, "scli", ...args], {
+    const proc = Bun.spawn([this.bin, "scli", ...args], {
       stdout: "pipe",
       stderr: "pipe",
       env: { ...process.env, PF_MDM: this.mdmUrl, PF_MDM_CA: this.caFile, PF_SCLI_SESSION_DIR: join(this.dir, "scli"), HOME: this.dir },

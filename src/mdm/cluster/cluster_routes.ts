@@ -1,10 +1,12 @@
 // Routes of the internal cluster API under CLUSTER_API_PREFIX (/pf/v1), used by SDS and SDC
 // processes. Every request must carry the cluster secret (x-pf-cluster-secret), compared in
-// constant time; bodies are validated with the schemas of src/proto/cluster_api.ts.
+// constant time, and every request about one node its token (x-pf-node-token, node_access.ts);
+// bodies are validated with the schemas of src/proto/cluster_api.ts.
 
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
 import {
   CLUSTER_SECRET_HEADER,
+  NODE_TOKEN_HEADER,
   SdcHeartbeatRequest,
   SdcJoinRequest,
   SdsHeartbeatRequest,
@@ -12,13 +14,25 @@ import {
 } from "../../proto/cluster_api.ts";
 import { PfError } from "../../proto/errors.ts";
 import { Limits } from "../../proto/limits.ts";
+import { NodeRole } from "../../proto/dataplane_auth.ts";
 import { secretsEqual } from "../core/auth.ts";
+import { nodeTokenValid } from "../core/dataplane_secrets.ts";
 import { sdcHeartbeat, sdcJoin, sdcMaps, sdsAssignments, sdsHeartbeat, sdsJoin } from "./cluster_service.ts";
 import type { MdmContext } from "../core/context.ts";
 import { HttpError, readBody } from "../core/http_edge.ts";
 
 function checkId(id: string): string {
   if (!/^[0-9a-f]{16}$/.test(id)) throw new PfError("BAD_REQUEST", `${JSON.stringify(id)} is not a 16-hex-digit id`);
+  return id;
+}
+
+/** The path's node id, once its token checks out (a node may only ask about itself). */
+function authedNode(ctx: MdmContext, c: Context, role: NodeRole): string {
+  const id = checkId(c.req.param("id") ?? "");
+  const token = c.req.header(NODE_TOKEN_HEADER);
+  if (token === undefined || !nodeTokenValid(ctx, role, id, token)) {
+    throw new PfError("UNAUTHORIZED", `wrong or missing node token (header ${NODE_TOKEN_HEADER}) for ${role === NodeRole.SDS ? "SDS" : "SDC"} ${id}`);
+  }
   return id;
 }
 
@@ -33,11 +47,11 @@ export function clusterRoutes(ctx: MdmContext, clusterSecret: string): Hono {
   });
   api.post("/sds/join", async (c) => c.json(sdsJoin(ctx, await readBody(c, SdsJoinRequest))));
   // heartbeats carry IO counters per volume and device: their own, larger body limit
-  api.post("/sds/:id/heartbeat", async (c) => c.json(sdsHeartbeat(ctx, checkId(c.req.param("id")), await readBody(c, SdsHeartbeatRequest, Limits.heartbeatMaxBodyBytes))));
-  api.on(["GET", "POST"], "/sds/:id/assignments", (c) => c.json(sdsAssignments(ctx, checkId(c.req.param("id")))));
+  api.post("/sds/:id/heartbeat", async (c) => c.json(sdsHeartbeat(ctx, authedNode(ctx, c, NodeRole.SDS), await readBody(c, SdsHeartbeatRequest, Limits.heartbeatMaxBodyBytes))));
+  api.on(["GET", "POST"], "/sds/:id/assignments", (c) => c.json(sdsAssignments(ctx, authedNode(ctx, c, NodeRole.SDS))));
   api.post("/sdc/join", async (c) => c.json(sdcJoin(ctx, await readBody(c, SdcJoinRequest))));
-  api.post("/sdc/:id/heartbeat", async (c) => c.json(sdcHeartbeat(ctx, checkId(c.req.param("id")), await readBody(c, SdcHeartbeatRequest, Limits.heartbeatMaxBodyBytes))));
-  api.on(["GET", "POST"], "/sdc/:id/maps", (c) => c.json(sdcMaps(ctx, checkId(c.req.param("id")))));
+  api.post("/sdc/:id/heartbeat", async (c) => c.json(sdcHeartbeat(ctx, authedNode(ctx, c, NodeRole.SDC), await readBody(c, SdcHeartbeatRequest, Limits.heartbeatMaxBodyBytes))));
+  api.on(["GET", "POST"], "/sdc/:id/maps", (c) => c.json(sdcMaps(ctx, authedNode(ctx, c, NodeRole.SDC))));
   api.all("*", () => {
     throw new HttpError("NOT_FOUND", 404, "no such cluster API path");
   });

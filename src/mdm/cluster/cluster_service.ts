@@ -46,6 +46,8 @@ import { copiesHeldBy } from "../recovery/recovery_view.ts";
 import { getSdc, getSds, unique } from "../core/lookup.ts";
 import { allocateId, bumpMapVersion, currentMapVersion, getSystem } from "../core/system_state.ts";
 import { addDevice, DEFAULT_REBUILD_RATE_LIMIT_KBPS, DEFAULT_SPARE_PERCENTAGE } from "../topology/topology.ts";
+import { sdcJoinSecrets, sdcMapsWithAccess, sdsDataPlane, sdsJoinSecrets } from "./node_access.ts";
+import { approvedAtJoin } from "../topology/sdc_access.ts";
 
 // ---- SDS ----
 
@@ -140,7 +142,7 @@ export function sdsJoin(ctx: MdmContext, req: SdsJoinRequest): SdsJoinResponse {
     .where(and(eq(deviceTable.sdsId, sdsId), inArray(deviceTable.path, paths)))
     .all();
   const sys = getSystem(ctx);
-  return { sdsId, systemId: sys.id, dataKey: sys.dataKey, leaseMs: ctx.recovery.config.leaseMs, heartbeatMs: Limits.heartbeatIntervalMs, devices };
+  return { sdsId, systemId: sys.id, ...sdsJoinSecrets(ctx, sdsId), leaseMs: ctx.recovery.config.leaseMs, heartbeatMs: Limits.heartbeatIntervalMs, devices };
 }
 
 function newSds(ctx: MdmContext, req: SdsJoinRequest, pdId: string, faultSetId: string | null): SdsRow {
@@ -312,7 +314,7 @@ export function sdsAssignments(ctx: MdmContext, sdsId: string): SdsAssignmentsRe
         syncTarget: mine.role === "primary" && e.target ? { sdsId: e.target.sdsId, mode: e.target.mode } : null,
       });
     }
-    return { mapVersion, rebuildRateBytesPerSec: rebuildRateOf(ctx, sdsId), extentSizeBytesByVolume, extents: out, sds: sdsAddresses(ctx) };
+    return { mapVersion, dataPlane: sdsDataPlane(ctx), rebuildRateBytesPerSec: rebuildRateOf(ctx, sdsId), extentSizeBytesByVolume, extents: out, sds: sdsAddresses(ctx) };
   })();
 }
 
@@ -334,7 +336,7 @@ export function sdcJoin(ctx: MdmContext, req: SdcJoinRequest): SdcJoinResponse {
     unique(`An SDC named ${req.name} already exists`, () =>
       ctx.store.db
         .insert(sdcTable)
-        .values({ id, guid: req.guid, name: req.name ?? null, host: req.host, approved: true, createdAtMs: ctx.clock() })
+        .values({ id, guid: req.guid, name: req.name ?? null, host: req.host, approved: approvedAtJoin(ctx), createdAtMs: ctx.clock() })
         .run(),
     );
     consola.info(`mdm: SDC ${req.name ?? req.guid} (${id}) joined from ${req.host}`);
@@ -342,7 +344,7 @@ export function sdcJoin(ctx: MdmContext, req: SdcJoinRequest): SdcJoinResponse {
   });
   ctx.health.sdcSeen(sdcId, 0);
   const sys = getSystem(ctx);
-  return { sdcId, systemId: sys.id, dataKey: sys.dataKey, heartbeatMs: Limits.heartbeatIntervalMs };
+  return { sdcId, systemId: sys.id, ...sdcJoinSecrets(ctx, sdcId), heartbeatMs: Limits.heartbeatIntervalMs };
 }
 
 export function sdcHeartbeat(ctx: MdmContext, sdcId: string, req: SdcHeartbeatRequest): HeartbeatResponse {
@@ -381,6 +383,6 @@ export function sdcMaps(ctx: MdmContext, sdcId: string): SdcMapsResponse {
         extents,
       };
     });
-    return { mapVersion, volumes, sds: sdsAddresses(ctx) };
+    return sdcMapsWithAccess(ctx, sdcId, { mapVersion, volumes, sds: sdsAddresses(ctx) });
   })();
 }

@@ -6,13 +6,15 @@
 
 import { Op, Status, statusName } from "../../proto/dataplane.ts";
 import { DataPlanePool } from "../../proto/dataplane_client.ts";
+import { NodeRole } from "../../proto/dataplane_auth.ts";
+import { NodeKeyring } from "../../proto/dataplane_keys.ts";
 import { PfError } from "../../proto/errors.ts";
 import type { ConsistencyReport } from "../../proto/powerflex_api.ts";
 import { idToHalves } from "../../proto/ids.ts";
 import { inSyncExtents, sdsAddresses } from "./cluster_service.ts";
 import type { MdmContext } from "../core/context.ts";
 import { getVolume } from "../core/lookup.ts";
-import { getSystem } from "../core/system_state.ts";
+import { nodeKeysOf } from "../core/dataplane_secrets.ts";
 
 export interface ExtentCopies {
   extentIndex: number;
@@ -62,16 +64,18 @@ export async function checkVolumeConsistency(opts: {
 
 // ---- MDM edge: the volume's extents from the database, SDSs over a pool kept per MDM ----
 
-const pools = new WeakMap<MdmContext, DataPlanePool>();
+const pools = new WeakMap<MdmContext, { pool: DataPlanePool; keys: NodeKeyring }>();
 
 function poolFor(ctx: MdmContext): DataPlanePool {
-  let pool = pools.get(ctx);
-  if (!pool) {
-    pool = new DataPlanePool({ dataKeyHex: getSystem(ctx).dataKey, nodeId: ctx.systemId, connsPerSds: 1 });
-    pools.set(ctx, pool);
+  let p = pools.get(ctx);
+  if (!p) {
+    const keys = new NodeKeyring(NodeRole.MDM, ctx.systemId);
+    p = { pool: new DataPlanePool({ credentials: keys, connsPerSds: 1 }), keys };
+    pools.set(ctx, p);
   }
-  for (const a of sdsAddresses(ctx)) pool.setAddress(a.sdsId, a.host, a.port);
-  return pool;
+  p.keys.set(nodeKeysOf(ctx, NodeRole.MDM, ctx.systemId)); // follows key rotations
+  for (const a of sdsAddresses(ctx)) p.pool.setAddress(a.sdsId, a.host, a.port);
+  return p.pool;
 }
 
 const TRANSIENT_ATTEMPTS = 20;

@@ -39,6 +39,7 @@ export function ensureSystem(store: MdmDb, nowMs: number): SystemRow {
     createdAtMs: nowMs,
     capacityAlertHighPct: 80,
     capacityAlertCriticalPct: 90,
+    restrictedSdcMode: "None",
   };
   store.db.insert(systemTable).values(row).run();
   return row;

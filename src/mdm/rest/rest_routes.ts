@@ -15,6 +15,8 @@ import { Limits, Units } from "../../proto/limits.ts";
 import {
   AddMappedSdc,
   AnyObject,
+  ApproveSdc,
+  SetRestrictedSdcMode,
   CreateDevice,
   CreateFaultSet,
   CreateProtectionDomain,
@@ -54,6 +56,9 @@ import { registerObserveRoutes } from "./observe_routes.ts";
 import { setCapacityAlertThresholds } from "../observe/alerts.ts";
 import * as topo from "../topology/topology.ts";
 import * as vols from "../topology/volumes.ts";
+import { approveSdc, setRestrictedSdcMode } from "../topology/sdc_access.ts";
+import { rotateDataPlaneKey } from "../core/dataplane_secrets.ts";
+import { getSdc } from "../core/lookup.ts";
 
 type Vars = { Variables: { user: string } };
 
@@ -144,6 +149,12 @@ const INSTANCE_ACTIONS: Record<string, ActionHandler> = {
   "System/setSystemName": (ctx, _id, b) => {
     const name = v(RenameObject, b).name;
     ctx.store.db.update(systemTable).set({ name }).run();
+  },
+  "System/setRestrictedSdcMode": (ctx, _id, b) => setRestrictedSdcMode(ctx, v(SetRestrictedSdcMode, b).restrictedSdcMode),
+  // pf extension: a new data-plane master key (the previous one stays accepted)
+  "System/rotateDataPlaneKey": (ctx, _id, b) => {
+    v(Empty, b);
+    rotateDataPlaneKey(ctx);
   },
   "System/snapshotVolumes": () => {
     throw new PfError("INVALID_STATE", "snapshots are not implemented by this MDM yet");
@@ -289,6 +300,23 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
     const child = c.req.param("child");
     if (child === "Statistics") return c.json(statisticsOf(ctx, type, id));
     return c.json(relatedObjects(ctx, type, id, child));
+  });
+
+  // approveSdc answers the approved SDC's id (goscaleio ApproveSdcResponse); PowerFlex has it on
+  // System (by GUID), pf also on the Sdc instance itself
+  api.post("/instances/:ref/action/approveSdc", async (c) => {
+    const { type, id } = parseRef(c.req.param("ref"));
+    const raw = await readBody(c, AnyObject);
+    getObject(ctx, type, id);
+    switch (type) {
+      case "System":
+        return c.json({ id: approveSdc(ctx, validate(ApproveSdc, raw)) });
+      case "Sdc":
+        validate(Empty, raw);
+        return c.json({ id: approveSdc(ctx, { sdcGuid: getSdc(ctx, id).guid }) });
+      default:
+        throw new PfError("BAD_REQUEST", `approveSdc applies to System or Sdc, not ${type}`);
+    }
   });
 
   // pf extension: compare both copies of every extent (async: asks the SDSs over the data plane)

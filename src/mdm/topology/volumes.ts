@@ -29,6 +29,8 @@ import { inTransaction, type MdmContext } from "../core/context.ts";
 import { getPool, getSdcByIdOrGuid, getVolume, unique } from "../core/lookup.ts";
 import { placeExtents, type PlacementSds, type ReplicaSlot } from "./placement.ts";
 import { allocateId, bumpMapVersion } from "../core/system_state.ts";
+import { revokeGrants } from "./grant_floors.ts";
+import { checkSdcMayMap } from "./sdc_access.ts";
 
 /** Inputs of the capacity math for one pool, read from the database. */
 export function poolCapacityOf(ctx: MdmContext, pool: StoragePoolRow): PoolCapacity {
@@ -268,6 +270,7 @@ export function addMappedSdc(ctx: MdmContext, volumeId: string, req: MapRequest)
   inTransaction(ctx, () => {
     const vol = getVolume(ctx, volumeId);
     const sdc = getSdcByIdOrGuid(ctx, req);
+    checkSdcMayMap(ctx, sdc); // restricted SDC mode (sdc_access.ts)
     const accessMode = req.accessMode ?? "ReadWrite";
     const existing = ctx.store.db.select().from(volumeMappingTable).where(eq(volumeMappingTable.volumeId, vol.id)).all();
     if (existing.some((m) => m.sdcId === sdc.id)) throw new PfError("ALREADY_MAPPED", "The volume is already mapped to this SDC");
@@ -290,11 +293,12 @@ export function addMappedSdc(ctx: MdmContext, volumeId: string, req: MapRequest)
 export function removeMappedSdc(ctx: MdmContext, volumeId: string, req: { sdcId?: string | undefined; guid?: string | undefined; allSdcs: boolean }): void {
   inTransaction(ctx, () => {
     const vol = getVolume(ctx, volumeId);
+    let gone: { sdcId: string }[];
     if (req.allSdcs) {
-      ctx.store.db.delete(volumeMappingTable).where(eq(volumeMappingTable.volumeId, vol.id)).run();
+      gone = ctx.store.db.delete(volumeMappingTable).where(eq(volumeMappingTable.volumeId, vol.id)).returning({ sdcId: volumeMappingTable.sdcId }).all();
     } else {
       const sdc = getSdcByIdOrGuid(ctx, req);
-      const gone = ctx.store.db
+      gone = ctx.store.db
         .delete(volumeMappingTable)
         .where(and(eq(volumeMappingTable.volumeId, vol.id), eq(volumeMappingTable.sdcId, sdc.id)))
         .returning({ sdcId: volumeMappingTable.sdcId })
@@ -302,6 +306,8 @@ export function removeMappedSdc(ctx: MdmContext, volumeId: string, req: { sdcId?
       if (gone.length === 0) throw new PfError("NOT_MAPPED", "The volume is not mapped to this SDC");
     }
     bumpMapVersion(ctx);
+    // SDSs stop IO under the grants issued so far within a heartbeat (grant_floors.ts)
+    for (const g of gone) revokeGrants(ctx, vol.id, g.sdcId);
   });
 }
 
@@ -320,6 +326,8 @@ export function setMappingAccessMode(ctx: MdmContext, volumeId: string, req: { s
       .all();
     if (changed.length === 0) throw new PfError("NOT_MAPPED", "The volume is not mapped to this SDC");
     bumpMapVersion(ctx);
+    // a ReadWrite grant issued before must not outlive the switch to ReadOnly (grant_floors.ts)
+    if (req.accessMode === "ReadOnly") revokeGrants(ctx, vol.id, sdc.id);
   });
 }
 
