@@ -2,7 +2,8 @@
 // timeouts (--heartbeat-timeout-ms, --rebuild-grace-ms, --stall-timeout-ms) default to Limits.
 
 import { defineCommand } from "citty";
-import { runMdm } from "../mdm/main.ts";
+import { hostname } from "node:os";
+import { runMdm, type MdmHaOptions } from "../mdm/main.ts";
 import { PfError } from "../proto/errors.ts";
 import { parseHostPort } from "../proto/sizes.ts";
 import { Limits } from "../proto/limits.ts";
@@ -14,6 +15,14 @@ function msFlag(value: string | undefined, flag: string): number | undefined {
   if (value === undefined || value === "") return undefined;
   if (!/^\d+$/.test(value.trim())) throw new PfError("BAD_REQUEST", `${flag} ${value} is not a whole number of milliseconds`);
   return Number(value.trim());
+}
+
+function haOptions(endpoints: string | undefined, cluster: string, name: string | undefined): MdmHaOptions | undefined {
+  const list = (endpoints ?? "").split(",").map((e) => e.trim()).filter((e) => e.length > 0);
+  if (list.length === 0) return undefined;
+  if (!/^[A-Za-z0-9_.:-]{1,63}$/.test(cluster)) throw new PfError("BAD_REQUEST", `--cluster-name ${cluster}: use letters, digits, _ . : - (at most 63)`);
+  const mdmName = name ?? hostname().replace(/[^A-Za-z0-9_.:-]/g, "-").slice(0, 31);
+  return { etcdEndpoints: list, cluster, name: mdmName };
 }
 
 export const mdmCommand = defineCommand({
@@ -29,6 +38,9 @@ export const mdmCommand = defineCommand({
     "heartbeat-timeout-ms": { type: "string", description: `An SDS/SDC silent this long is Disconnected and its copies degrade (default ${Limits.heartbeatTimeoutMs}; the SDS lease is 0.8 x this)` },
     "rebuild-grace-ms": { type: "string", description: `A lost SDS back within this resyncs; later its copies are rebuilt elsewhere (default ${Limits.rebuildGraceMs})` },
     "stall-timeout-ms": { type: "string", description: `Recovery work with no progress this long raises an alert (default ${Limits.rebuildStallTimeoutMs})` },
+    "etcd-endpoints": { type: "string", description: "HA mode: etcd client URLs, comma-separated (or PF_ETCD_ENDPOINTS); several MDMs share the metadata there" },
+    "cluster-name": { type: "string", description: "HA mode: the cluster's name; its keys live under /pf/NAME/ in etcd", default: "pf" },
+    name: { type: "string", description: "HA mode: this MDM's name in the cluster (default: the host name)" },
   },
   async run({ args }) {
     const hp = parseHostPort(args.listen, DEFAULT_MDM_PORT);
@@ -49,6 +61,7 @@ export const mdmCommand = defineCommand({
         heartbeatTimeoutMs: msFlag(args["heartbeat-timeout-ms"], "--heartbeat-timeout-ms"),
         rebuildGraceMs: msFlag(args["rebuild-grace-ms"], "--rebuild-grace-ms"),
         stallTimeoutMs: msFlag(args["stall-timeout-ms"], "--stall-timeout-ms"),
+        ha: haOptions(args["etcd-endpoints"] ?? process.env.PF_ETCD_ENDPOINTS, args["cluster-name"], args.name),
       }),
     );
   },

@@ -2,6 +2,9 @@
 // on first start, the admin user, and the token store. Tests use openMdmCore + app.request; the
 // server (main.ts) wraps the same app in Bun.serve with TLS. One error handler for every route:
 // PfError -> PowerFlex-shaped body with pfCode and status; anything else -> INTERNAL, logged.
+// The metadata store (mdm/ha) is sqlite unless openMeta gives another one; whenever this MDM
+// becomes the active one, the in-memory state is started afresh from the database (every SDS
+// and SDC seen "now", tokens reloaded, recovery progress empty).
 
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -19,6 +22,10 @@ import { restRoutes } from "./rest/rest_routes.ts";
 import { ensureSystem } from "./core/system_state.ts";
 import { recoveryConfigOf, RecoveryRuntime, type RecoveryOptions } from "./recovery/runtime.ts";
 import { sdcTable, sdsTable } from "../store/mdm_schema.ts";
+import type { MdmDb } from "../store/mdm_db.ts";
+import type { MdmMetaStore } from "./ha/meta_store.ts";
+import { SqliteMetaStore } from "./ha/sqlite_meta_store.ts";
+import { leaderGate, MDM_ROLE_PATH } from "./core/leader_gate.ts";
 
 /** Build the Hono app serving /api (PowerFlex REST) and /pf/v1 (cluster API). */
 export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): Hono {
@@ -30,6 +37,11 @@ export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): 
     return errorResponse(c, err);
   });
   app.notFound((c) => errorResponse(c, new HttpError("NOT_FOUND", 404, `no such path ${c.req.path}`)));
+  app.use("*", leaderGate(() => ctx.meta));
+  app.get(MDM_ROLE_PATH, (c) => {
+    const m = ctx.meta;
+    return c.json({ id: m.mdmId, kind: m.kind, role: m.isLeader() ? "leader" : "standby", term: m.term(), leader: m.leader() });
+  });
   app.route("/api", restRoutes(ctx));
   app.route(CLUSTER_API_PREFIX, clusterRoutes(ctx, opts.clusterSecret));
   return app;
@@ -47,6 +59,8 @@ export interface MdmCoreOptions {
   tokens?: TokenStoreOptions;
   /** heartbeat timeout, rebuild grace period, stall timeout (defaults in Limits) */
   recovery?: RecoveryOptions;
+  /** the metadata store over the opened database (default: sqlite alone, SqliteMetaStore) */
+  openMeta?: (store: MdmDb) => Promise<MdmMetaStore>;
 }
 
 export interface MdmCore {
@@ -62,11 +76,13 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
   const recovery = new RecoveryRuntime(recoveryConfigOf(opts.recovery));
   const store = openMdmDb(join(opts.dataDir, "mdm.db"));
   try {
+    const meta = opts.openMeta ? await opts.openMeta(store) : new SqliteMetaStore(store.sqlite);
     const system = ensureSystem(store, clock());
     const tokens = new TokenStore(store, clock, opts.tokens);
     if (opts.adminPassword !== undefined) await tokens.setPassword(ADMIN_USER, opts.adminPassword);
     const ctx: MdmContext = {
       store,
+      meta,
       clock,
       random: opts.random ?? Math.random,
       health: new HealthTracker(clock, recovery.config.heartbeatTimeoutMs),
@@ -81,10 +97,29 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
       store.db.select({ id: sdsTable.id }).from(sdsTable).all().map((r) => r.id),
       store.db.select({ id: sdcTable.id }).from(sdcTable).all().map((r) => r.id),
     );
+    meta.onLeadershipChange((leader) => {
+      if (leader) restartVolatileState(ctx, opts.tokens);
+    });
     const app = createMdmApp(ctx, { clusterSecret: opts.clusterSecret });
     return { ctx, app, close: () => store.close() };
   } catch (e) {
     store.close();
     throw e;
   }
+}
+
+/**
+ * This MDM just became the active one (HA takeover): what lives only in memory starts over
+ * from the database. Every SDS and SDC counts as seen now, so none is declared lost before a
+ * full heartbeat timeout from the takeover (the old MDM's leases may still run); tokens issued
+ * by the old MDM are loaded; recovery progress restarts from the SDSs' next reports.
+ */
+export function restartVolatileState(ctx: MdmContext, tokens?: TokenStoreOptions): void {
+  ctx.health = new HealthTracker(ctx.clock, ctx.recovery.config.heartbeatTimeoutMs);
+  ctx.health.seedAll(
+    ctx.store.db.select({ id: sdsTable.id }).from(sdsTable).all().map((r) => r.id),
+    ctx.store.db.select({ id: sdcTable.id }).from(sdcTable).all().map((r) => r.id),
+  );
+  ctx.tokens = new TokenStore(ctx.store, ctx.clock, tokens);
+  ctx.recovery = new RecoveryRuntime(ctx.recovery.config);
 }

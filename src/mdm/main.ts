@@ -3,6 +3,11 @@
 // runMdm returns once the server listens and the recovery timer runs (failure detection and the
 // rebuild planner, every Limits.recoveryTickMs); stop() ends the timer, closes the socket, then
 // the database.
+//
+// HA mode (opts.ha: etcd endpoints): the cluster secret and the CA come from etcd (etcd_setup.ts,
+// loaded by dynamic import, as is every etcd module: sqlite mode never loads them), the metadata
+// store is EtcdMetaStore, and only the active MDM runs the recovery timer; its decisions are
+// committed to etcd right after each tick (the HTTP edge also commits before answering).
 
 import { ADMIN_USER } from "./core/auth.ts";
 import { Limits } from "../proto/limits.ts";
@@ -12,7 +17,12 @@ import consola from "consola";
 import { openMdmCore } from "./app.ts";
 import { recoveryTick } from "./recovery/recovery.ts";
 import { isWildcardHost, planAdminPassword, resolveClusterSecret, resolveTls } from "./secrets.ts";
+import type { MdmDb } from "../store/mdm_db.ts";
 import { mkdirSync } from "node:fs";
+import { MDM_MIGRATIONS } from "../store/mdm_migrate.ts";
+import type { MdmMetaStore } from "./ha/meta_store.ts";
+import { SqliteMetaStore } from "./ha/sqlite_meta_store.ts";
+import type { LeaseTiming } from "./ha/lease_session.ts";
 
 export { createMdmApp, openMdmCore, type MdmCore, type MdmCoreOptions } from "./app.ts";
 
@@ -35,6 +45,17 @@ export interface MdmOptions {
   rebuildGraceMs?: number;
   /** recovery work with no progress this long raises the stall alert (default Limits.rebuildStallTimeoutMs) */
   stallTimeoutMs?: number;
+  /** HA mode: the metadata lives in etcd and several MDMs take turns being active */
+  ha?: MdmHaOptions;
+}
+
+export interface MdmHaOptions {
+  etcdEndpoints: string[];
+  /** keys live under /pf/<cluster>/ */
+  cluster: string;
+  /** this MDM's name in the cluster view */
+  name: string;
+  timing?: LeaseTiming;
 }
 
 export interface MdmHandle {
@@ -62,9 +83,11 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
     );
   }
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
-  const clusterSecret = resolveClusterSecret(opts.dataDir, opts.clusterSecret);
-  const tls = opts.plainHttp ? null : resolveTls(opts.dataDir, listenHost, { certFile: opts.tlsCertFile, keyFile: opts.tlsKeyFile });
+  const ha = opts.ha ? await openHa(opts, listenHost) : null;
+  const clusterSecret = ha?.clusterSecret ?? resolveClusterSecret(opts.dataDir, opts.clusterSecret);
+  const tls = opts.plainHttp ? null : (ha?.tls ?? resolveTls(opts.dataDir, listenHost, { certFile: opts.tlsCertFile, keyFile: opts.tlsKeyFile }));
   const core = await openMdmCore({
+    openMeta: ha?.openMeta,
     dataDir: opts.dataDir,
     clusterSecret,
     clock: opts.clock,
@@ -82,6 +105,7 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
       adminPassword = plan.knownPassword;
     }
   } catch (e) {
+    await core.ctx.meta.close();
     core.close();
     throw e;
   }
@@ -97,18 +121,27 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
       ...(tls ? { tls: { cert: tls.certPem, key: tls.keyPem } } : {}),
     });
   } catch (e) {
+    await core.ctx.meta.close();
     core.close();
     throw new PfError("UNAVAILABLE", `MDM cannot listen on ${opts.listenHost}:${opts.listenPort}: ${(e as Error).message}`);
   }
   const port = server.port ?? opts.listenPort;
   core.ctx.listenPort = port;
   const url = `${tls ? "https" : "http"}://${urlHost(listenHost)}:${port}`;
-  consola.info(`mdm: system ${core.ctx.systemId} serving ${url} (data in ${opts.dataDir})`);
+  const meta = core.ctx.meta;
+  if (meta instanceof SqliteMetaStore) meta.setUrl(url);
+  await meta.start();
+  await meta.commit().catch((e: unknown) => consola.warn(`mdm: first commit failed: ${(e as Error).message}`));
+  consola.info(`mdm: system ${core.ctx.systemId} serving ${url} (data in ${opts.dataDir}; ${meta.kind === "etcd" ? `HA, ${meta.isLeader() ? "active" : "standby"}, term ${meta.term()}` : `term ${meta.term()}`})`);
   // a step that keeps failing logs once a minute, not four times a second
   let lastFailure = { text: "", atMs: 0 };
   const timer = setInterval(() => {
     try {
+      if (!core.ctx.meta.isLeader()) return; // a standby decides nothing
       recoveryTick(core.ctx);
+      if (core.ctx.meta.hasPending()) {
+        core.ctx.meta.commit().catch((e: unknown) => consola.warn(`mdm: recovery decisions not committed: ${(e as Error).message}`));
+      }
     } catch (e) {
       const text = e instanceof Error ? e.message : String(e);
       const now = Date.now();
@@ -131,7 +164,34 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
       stopped = true;
       clearInterval(timer);
       await server.stop(true);
+      await core.ctx.meta.close();
       core.close();
     },
+  };
+}
+
+interface HaOpened {
+  clusterSecret: string;
+  tls: { certPem: string; keyPem: string; certFile: string } | null;
+  openMeta: (store: MdmDb) => Promise<MdmMetaStore>;
+}
+
+/** HA mode's identity, certificate and store factory (etcd code loaded here, on demand). */
+async function openHa(opts: MdmOptions, listenHost: string): Promise<HaOpened> {
+  const ha = opts.ha!;
+  if (opts.listenPort === 0) throw new PfError("BAD_REQUEST", "an MDM in HA mode needs a fixed port (other MDMs and clients are told its URL)");
+  if (isWildcardHost(listenHost)) throw new PfError("BAD_REQUEST", `an MDM in HA mode must listen on its own address, not ${listenHost} (clients are told that address)`);
+  const setup = await import("./ha/etcd_setup.ts");
+  const identity = await setup.resolveHaIdentity(ha.etcdEndpoints, ha.cluster, opts.clusterSecret ?? (process.env.PF_CLUSTER_SECRET || undefined));
+  const custom = opts.tlsCertFile !== undefined || opts.tlsKeyFile !== undefined;
+  const tls = opts.plainHttp ? null : custom ? resolveTls(opts.dataDir, listenHost, { certFile: opts.tlsCertFile, keyFile: opts.tlsKeyFile }) : setup.issueMdmCert(opts.dataDir, [listenHost], ha.name, identity);
+  const url = `${tls ? "https" : "http"}://${urlHost(listenHost)}:${opts.listenPort}`;
+  const mdmId = setup.mdmIdOf(opts.dataDir);
+  const schemaVersion = MDM_MIGRATIONS.reduce((m, x) => Math.max(m, x.version), -1);
+  return {
+    clusterSecret: identity.clusterSecret,
+    tls,
+    openMeta: (store) =>
+      setup.EtcdMetaStore.open({ sqlite: store.sqlite, endpoints: ha.etcdEndpoints, cluster: ha.cluster, mdmId, name: ha.name, url, schemaVersion, timing: ha.timing }),
   };
 }

@@ -15,6 +15,7 @@ import { secretsEqual } from "../core/auth.ts";
 import { sdcHeartbeat, sdcJoin, sdcMaps, sdsAssignments, sdsHeartbeat, sdsJoin } from "./cluster_service.ts";
 import type { MdmContext } from "../core/context.ts";
 import { HttpError, readBody } from "../core/http_edge.ts";
+import { clientTermCheck } from "../core/leader_gate.ts";
 
 function checkId(id: string): string {
   if (!/^[0-9a-f]{16}$/.test(id)) throw new PfError("BAD_REQUEST", `${JSON.stringify(id)} is not a 16-hex-digit id`);
@@ -30,12 +31,15 @@ export function clusterRoutes(ctx: MdmContext, clusterSecret: string): Hono {
     }
     await next();
   });
-  api.post("/sds/join", async (c) => c.json(sdsJoin(ctx, await readBody(c, SdsJoinRequest))));
-  api.post("/sds/:id/heartbeat", async (c) => c.json(sdsHeartbeat(ctx, checkId(c.req.param("id")), await readBody(c, SdsHeartbeatRequest))));
-  api.on(["GET", "POST"], "/sds/:id/assignments", (c) => c.json(sdsAssignments(ctx, checkId(c.req.param("id")))));
-  api.post("/sdc/join", async (c) => c.json(sdcJoin(ctx, await readBody(c, SdcJoinRequest))));
-  api.post("/sdc/:id/heartbeat", async (c) => c.json(sdcHeartbeat(ctx, checkId(c.req.param("id")), await readBody(c, SdcHeartbeatRequest))));
-  api.on(["GET", "POST"], "/sdc/:id/maps", (c) => c.json(sdcMaps(ctx, checkId(c.req.param("id")))));
+  api.use("*", clientTermCheck(() => ctx.meta));
+  // every answer carries this MDM's fencing term (receivers refuse a lower one)
+  const t = <T extends object>(body: T) => ({ ...body, term: ctx.meta.term() });
+  api.post("/sds/join", async (c) => c.json(t(sdsJoin(ctx, await readBody(c, SdsJoinRequest)))));
+  api.post("/sds/:id/heartbeat", async (c) => c.json(t(sdsHeartbeat(ctx, checkId(c.req.param("id")), await readBody(c, SdsHeartbeatRequest)))));
+  api.on(["GET", "POST"], "/sds/:id/assignments", (c) => c.json(t(sdsAssignments(ctx, checkId(c.req.param("id"))))));
+  api.post("/sdc/join", async (c) => c.json(t(sdcJoin(ctx, await readBody(c, SdcJoinRequest)))));
+  api.post("/sdc/:id/heartbeat", async (c) => c.json(t(sdcHeartbeat(ctx, checkId(c.req.param("id")), await readBody(c, SdcHeartbeatRequest)))));
+  api.on(["GET", "POST"], "/sdc/:id/maps", (c) => c.json(t(sdcMaps(ctx, checkId(c.req.param("id"))))));
   api.all("*", () => {
     throw new HttpError("NOT_FOUND", 404, "no such cluster API path");
   });
