@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CLUSTER_API_PREFIX, CLUSTER_SECRET_HEADER } from "../src/proto/cluster_api.ts";
 import { Units } from "../src/proto/limits.ts";
-import { openMdmCore, type MdmCore } from "../src/mdm/app.ts";
+import { openMdmCore, type MdmCore, type MdmCoreOptions } from "../src/mdm/app.ts";
 import type { RecoveryOptions } from "../src/mdm/recovery/runtime.ts";
 
 export const SECRET = "test-cluster-secret-0123456789";
@@ -40,7 +40,7 @@ export class MdmFixture {
   ) {}
 
   static async open(
-    opts: { dir?: string; clock?: FakeClock; seed?: number; tokens?: { idleTimeoutMs?: number; maxTokens?: number }; recovery?: RecoveryOptions } = {},
+    opts: { dir?: string; clock?: FakeClock; seed?: number; tokens?: { idleTimeoutMs?: number; maxTokens?: number }; recovery?: RecoveryOptions; openMeta?: MdmCoreOptions["openMeta"] } = {},
   ): Promise<MdmFixture> {
     const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "pf-mdm-test-"));
     const clock = opts.clock ?? new FakeClock();
@@ -49,8 +49,15 @@ export class MdmFixture {
       seed = (seed * 1103515245 + 12345) % 2147483648;
       return seed / 2147483648;
     };
-    const core = await openMdmCore({ dataDir: join(dir, "mdm"), clusterSecret: SECRET, adminPassword: ADMIN_PASSWORD, clock: clock.now, random, tokens: opts.tokens, recovery: opts.recovery });
+    const core = await openMdmCore({ dataDir: join(dir, "mdm"), clusterSecret: SECRET, adminPassword: ADMIN_PASSWORD, clock: clock.now, random, tokens: opts.tokens, recovery: opts.recovery, openMeta: opts.openMeta });
+    await core.ctx.meta.start();
     return new MdmFixture(dir, core, clock);
+  }
+
+  /** Close the metadata store too (HA mode), then the core. */
+  async closeAll(opts: { keepDir?: boolean } = {}): Promise<void> {
+    await this.core.ctx.meta.close();
+    this.close(opts);
   }
 
   close(opts: { keepDir?: boolean } = {}): void {

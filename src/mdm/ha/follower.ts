@@ -112,16 +112,17 @@ export class Follower {
   }
 
   /** Replace the local state by etcd's meta/ at one revision (also clears pending changes). */
-  reload(why: string): Promise<void> {
-    this.reloading ??= this.doReload(why).finally(() => {
+  reload(why: string, rateLimited = false): Promise<void> {
+    this.reloading ??= this.doReload(why, rateLimited).finally(() => {
       this.reloading = null;
     });
     return this.reloading;
   }
 
-  private async doReload(why: string): Promise<void> {
+  private async doReload(why: string, rateLimited: boolean): Promise<void> {
+    // reloads forced by compaction are spaced out (an etcd in trouble is not hammered by them)
     const waitMs = this.lastReloadMs + RELOAD_MIN_INTERVAL_MS - performance.now();
-    if (waitMs > 0) await Bun.sleep(waitMs);
+    if (rateLimited && waitMs > 0) await Bun.sleep(waitMs);
     this.lastReloadMs = performance.now();
     for (let attempt = 0; ; attempt++) {
       try {
@@ -197,7 +198,7 @@ export class Follower {
     consola.warn(`mdm: etcd compacted past revision ${this.appliedRev + 1} (now ${compactRev}); reloading the metadata`);
     this.watch = null;
     try {
-      await this.reload("watch behind compaction");
+      await this.reload("watch behind compaction", true);
     } catch (e) {
       consola.error(`mdm: reload after compaction failed: ${(e as Error).message}`);
     }

@@ -92,7 +92,7 @@ export class LeaseSession {
     if (this.stopped || this.lostWhy !== null) return;
     const sentAtMs = this.now();
     try {
-      const ttl = await this.client.leaseKeepAlive(this.id, Math.max(this.timing.keepaliveMs, 400));
+      const ttl = await this.client.leaseKeepAlive(this.id, Math.max(this.timing.keepaliveMs + 300, 800));
       if (this.stopped) return;
       if (ttl === null) {
         this.lose(`etcd says lease ${this.id} no longer exists`);
