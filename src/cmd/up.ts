@@ -4,6 +4,10 @@
 // fault sets, pools, volumes, mappings) through the MDM's REST API. Idempotent: a restart with
 // the same data dir reuses every object and keeps the data. With no file, the embedded
 // configs/one-host.yaml: a complete one-host cluster under ./pf-data.
+// HA mode (mdm.etcd in the file): every host with mdm: true runs an MDM on etcd; every role is
+// given the list of all MDM URLs (it follows the active one); the first MDM host of the file
+// creates the listed objects; the CA file is DATA_DIR/mdm/tls/ca.pem on MDM hosts (mdm.ca
+// elsewhere), and it verifies every MDM of the cluster.
 
 import { defineCommand } from "citty";
 import { consola } from "consola";
@@ -69,18 +73,21 @@ function clusterSecret(config: ClusterConfig, dataDir: string): string {
   return secret;
 }
 
-function mdmHost(config: ClusterConfig): HostConfig {
-  return config.hosts.find((h) => h.mdm)!;
+function mdmHosts(config: ClusterConfig): HostConfig[] {
+  return config.hosts.filter((h) => h.mdm);
 }
 
 async function up(config: ClusterConfig, host: HostConfig, dataDir: string): Promise<void> {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const secret = clusterSecret(config, dataDir);
-  const mh = mdmHost(config);
+  const all = mdmHosts(config);
   const scheme = config.mdm.plainHttp ? "http" : "https";
-  const mdmUrl = `${scheme}://${bracket(mh.address)}:${config.mdm.port}`;
+  const mdmUrl = all.map((mh) => `${scheme}://${bracket(mh.address)}:${config.mdm.port}`).join(",");
   const mdmDir = join(dataDir, "mdm");
-  const caFile = config.mdm.ca ?? config.mdm.tlsCert ?? join(mdmDir, "tls", "cert.pem");
+  const etcd = config.mdm.etcd;
+  const caFile = config.mdm.ca ?? config.mdm.tlsCert ?? join(mdmDir, "tls", etcd ? "ca.pem" : "cert.pem");
+  // the first MDM host creates the file's objects (one writer; the others only run an MDM)
+  const applies = host.mdm && host.name === all[0]!.name;
   const sup = new RoleSupervisor({ env: { PF_CLUSTER_SECRET: secret } });
   const stopAll = async (why: string) => {
     consola.info(`pf up: ${why}; stopping all roles`);
@@ -99,13 +106,14 @@ async function up(config: ClusterConfig, host: HostConfig, dataDir: string): Pro
       if (config.mdm.heartbeatTimeout !== undefined) mdmArgs.push("--heartbeat-timeout-ms", String(config.mdm.heartbeatTimeout));
       if (config.mdm.rebuildGrace !== undefined) mdmArgs.push("--rebuild-grace-ms", String(config.mdm.rebuildGrace));
       if (config.mdm.stallTimeout !== undefined) mdmArgs.push("--stall-timeout-ms", String(config.mdm.stallTimeout));
+      if (etcd) mdmArgs.push("--etcd-endpoints", etcd.endpoints.join(","), "--cluster-name", etcd.clusterName ?? config.cluster.name, "--name", host.name);
       sup.start("mdm", mdmArgs, config.cluster.adminPassword ? { PF_ADMIN_PASSWORD: config.cluster.adminPassword } : {});
     }
     const ep: MdmEndpoint = { url: mdmUrl, clusterSecret: secret };
     await waitForMdm(ep, caFile, () => sup.failed());
     ep.caPem = config.mdm.plainHttp ? null : readFileSync(caFile, "utf8");
 
-    if (host.mdm) {
+    if (applies) {
       ep.token = await loginAdmin(ep, config.cluster.adminPassword ?? readFileSync(join(mdmDir, "admin-password"), "utf8").trim());
       await applyClusterObjects(ep, config, "structure");
     }
@@ -129,7 +137,7 @@ async function up(config: ClusterConfig, host: HostConfig, dataDir: string): Pro
         "--address", host.address, "--nbd", `${bracket(host.sdc.nbd.host)}:${host.sdc.nbd.port}`,
       ]);
     }
-    if (host.mdm) await applyClusterObjects(ep, config, "volumes", () => sup.failed());
+    if (applies) await applyClusterObjects(ep, config, "volumes", () => sup.failed());
     if (host.sdc) await waitForExports(host.sdc.nbd, config.volumes.filter((v) => v.mapTo.some((m) => m.host === host.name)).map((v) => v.name), () => sup.failed());
     printSummary(config, host, dataDir, mdmUrl, caFile);
   } catch (e) {
@@ -172,7 +180,7 @@ function printSummary(config: ClusterConfig, host: HostConfig, dataDir: string, 
     const mine = config.volumes.filter((v) => v.mapTo.some((m) => m.host === host.name));
     for (const v of mine) lines.push(`  NBD:   nbd://${bracket(nbd.host)}:${nbd.port}/${v.name}`);
   }
-  lines.push(`  REST:  ${mdmUrl}/api   (certificate: ${caFile})`);
+  lines.push(`  REST:  ${mdmUrl.split(",").map((u) => `${u}/api`).join(", ")}   (certificate: ${caFile})`);
   lines.push(`  scli:  export PF_MDM=${mdmUrl} PF_MDM_CA=${caFile}`);
   const pw = config.cluster.adminPassword ? "<adminPassword from the cluster file>" : `"$(cat ${join(dataDir, "mdm", "admin-password")})"`;
   const pf = selfCommand().join(" ");

@@ -19,7 +19,7 @@ import type { MdmContext } from "./core/context.ts";
 import { HealthTracker } from "./core/health.ts";
 import { asPfError, errorResponse, HttpError } from "./core/http_edge.ts";
 import { restRoutes } from "./rest/rest_routes.ts";
-import { ensureSystem } from "./core/system_state.ts";
+import { currentMapVersion, ensureSystem } from "./core/system_state.ts";
 import { recoveryConfigOf, RecoveryRuntime, type RecoveryOptions } from "./recovery/runtime.ts";
 import { sdcTable, sdsTable } from "../store/mdm_schema.ts";
 import type { MdmDb } from "../store/mdm_db.ts";
@@ -40,7 +40,7 @@ export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): 
   app.use("*", leaderGate(() => ctx.meta));
   app.get(MDM_ROLE_PATH, (c) => {
     const m = ctx.meta;
-    return c.json({ id: m.mdmId, kind: m.kind, role: m.isLeader() ? "leader" : "standby", term: m.term(), leader: m.leader() });
+    return c.json({ id: m.mdmId, kind: m.kind, role: m.isLeader() ? "leader" : "standby", term: m.term(), leader: m.leader(), mapVersion: currentMapVersion(ctx) });
   });
   app.route("/api", restRoutes(ctx));
   app.route(CLUSTER_API_PREFIX, clusterRoutes(ctx, opts.clusterSecret));

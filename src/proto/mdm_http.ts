@@ -116,10 +116,10 @@ export async function mdmRequest<T extends z.ZodType>(ep: MdmEndpoint, opts: Req
   throw last ?? new PfError("UNAVAILABLE", `no MDM of ${ep.url} answered`);
 }
 
-async function requestOne<T extends z.ZodType>(ep: MdmEndpoint, url: string, opts: RequestOptions<T>): Promise<z.infer<T>> {
+async function requestOne<T extends z.ZodType>(ep: MdmEndpoint, url: string, opts: RequestOptions<T>, termHeader = ep.terms?.highest): Promise<z.infer<T>> {
   const base = checkMdmUrl(url);
   const headers: Record<string, string> = { accept: "application/json" };
-  if (ep.terms) headers[MDM_TERM_HEADER] = String(ep.terms.highest);
+  if (termHeader !== undefined) headers[MDM_TERM_HEADER] = String(termHeader);
   if (opts.body !== undefined) headers["content-type"] = "application/json";
   if (ep.clusterSecret) headers[CLUSTER_SECRET_HEADER] = ep.clusterSecret;
   if (ep.basicAuth) headers.authorization = `Basic ${ep.basicAuth}`;
@@ -158,6 +158,7 @@ async function requestOne<T extends z.ZodType>(ep: MdmEndpoint, url: string, opt
 
 /** Call the internal cluster API (path relative to CLUSTER_API_PREFIX). */
 export function clusterRequest<T extends z.ZodType>(ep: MdmEndpoint, opts: RequestOptions<T>): Promise<z.infer<T>> {
+  if (ep.terms && ep.clusterSecret) telling = { secret: ep.clusterSecret, caPem: ep.caPem ?? null };
   return mdmRequest(ep, { ...opts, path: CLUSTER_API_PREFIX + opts.path });
 }
 
@@ -165,7 +166,22 @@ export function clusterRequest<T extends z.ZodType>(ep: MdmEndpoint, opts: Reque
 function checkTerm(terms: TermGuard, url: string, json: unknown): void {
   const term = typeof json === "object" && json !== null ? (json as Record<string, unknown>).term : undefined;
   if (typeof term !== "number" || !Number.isSafeInteger(term)) return;
-  if (!terms.observe(term, url)) throw new PfError("STALE_TERM", `MDM ${url} answered with term ${term}, older than term ${terms.highest}; answer refused`);
+  if (!terms.observe(term, url)) {
+    void tellNewerTerm(url, terms.highest);
+    throw new PfError("STALE_TERM", `MDM ${url} answered with term ${term}, older than term ${terms.highest}; answer refused`);
+  }
+}
+
+/** Say so to an MDM that spoke with an old term (it steps down); fire and forget. */
+let telling: { secret: string; caPem: string | null } | null = null;
+async function tellNewerTerm(url: string, term: number): Promise<void> {
+  if (telling === null) return;
+  try {
+    const ep: MdmEndpoint = { url, caPem: telling.caPem, clusterSecret: telling.secret, timeoutMs: 1000 };
+    await requestOne(ep, url, { method: "POST", path: CLUSTER_API_PREFIX + "/term", body: {}, schema: z.unknown() }, term);
+  } catch {
+    // the old MDM is expected to refuse (STALE_TERM) or to be unreachable
+  }
 }
 
 function errorFromBody(status: number, json: unknown): PfError {
@@ -203,7 +219,7 @@ export async function joinWithRetry<T>(who: string, ep: MdmEndpoint, call: () =>
       return await call();
     } catch (e) {
       // an MDM cluster between two leaders answers NOT_LEADER from every member: wait too
-      if (!(e instanceof PfError) || (e.code !== "UNAVAILABLE" && e.code !== "NOT_LEADER") || attempt >= JOIN_ATTEMPTS) throw e;
+      if (!(e instanceof PfError) || !RETRIED_CODES.has(e.code) || attempt >= JOIN_ATTEMPTS) throw e;
       if (attempt === 0) consola.info(`${who}: MDM ${ep.url} not reachable yet; retrying`);
       await Bun.sleep(JOIN_RETRY_MS);
     }

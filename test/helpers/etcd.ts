@@ -31,13 +31,14 @@ export class EtcdCluster {
     return this.members.map((m) => m.clientUrl);
   }
 
-  static async start(size: 1 | 3 = 1, opts: { host?: string } = {}): Promise<EtcdCluster> {
+  /** hosts: one address per member (default 127.0.0.1 for all) */
+  static async start(size: 1 | 3 = 1, opts: { hosts?: string[] } = {}): Promise<EtcdCluster> {
     if (Bun.which("etcd") === null) throw new Error("etcd is not installed (apt-get install etcd-server etcd-client; .ci/run does it): the HA tests need it");
-    const host = opts.host ?? "127.0.0.1";
     const dir = mkdtempSync(join(tmpdir(), "pf-etcd-"));
     const members: EtcdMember[] = [];
     for (let i = 0; i < size; i++) {
       const name = `e${i + 1}`;
+      const host = opts.hosts?.[i] ?? "127.0.0.1";
       members.push({ name, clientUrl: `http://${host}:${await freePort()}`, peerUrl: `http://${host}:${await freePort()}`, dataDir: join(dir, name), proc: null });
     }
     const c = new EtcdCluster(dir, members, `pf-test-${Date.now()}-${Math.floor(Math.random() * 1e6)}`);

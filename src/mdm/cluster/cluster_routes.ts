@@ -34,6 +34,8 @@ export function clusterRoutes(ctx: MdmContext, clusterSecret: string): Hono {
   api.use("*", clientTermCheck(() => ctx.meta));
   // every answer carries this MDM's fencing term (receivers refuse a lower one)
   const t = <T extends object>(body: T) => ({ ...body, term: ctx.meta.term() });
+  // a client that refused an answer of this MDM's term says so here (clientTermCheck steps down)
+  api.post("/term", (c) => c.json(t({})));
   api.post("/sds/join", async (c) => c.json(t(sdsJoin(ctx, await readBody(c, SdsJoinRequest)))));
   api.post("/sds/:id/heartbeat", async (c) => c.json(t(sdsHeartbeat(ctx, checkId(c.req.param("id")), await readBody(c, SdsHeartbeatRequest)))));
   api.on(["GET", "POST"], "/sds/:id/assignments", (c) => c.json(t(sdsAssignments(ctx, checkId(c.req.param("id"))))));

@@ -45,7 +45,10 @@ export const ETCD_REQUIRED_TXN_OPS = 4096;
 export const ETCD_MAX_TXN_BYTES = 1024 * 1024;
 const CAMPAIGN_POLL_MS = 500;
 const CATCH_UP_TIMEOUT_MS = 5000;
-const MEMBER_UPDATE_MS = 1000;
+/** member records (appliedRev) are rewritten at most this often, the last change always */
+const MEMBER_UPDATE_MS = 500;
+/** a standby whose member record reached the leader's revision of this long ago is caught up */
+const CAUGHT_UP_SLACK_MS = 1500;
 const BOOTSTRAP_CHUNK_OPS = 1000;
 
 export interface EtcdMetaStoreOptions {
@@ -92,6 +95,9 @@ export class EtcdMetaStore implements MdmMetaStore {
   private leaderDone: Promise<void> | null = null;
   private fenceTimer: ReturnType<typeof setInterval> | null = null;
   private lastMemberPutMs = -Infinity;
+  private memberTimer: ReturnType<typeof setTimeout> | null = null;
+  /** (time, revision) of the leader's recent commits, for the caught-up test of the view */
+  private commitHistory: { atMs: number; rev: number }[] = [];
   private bootstrapping = false;
   private clusterKey = "";
   /** stats for the cluster view and the figures: committed txns, ops, takeovers */
@@ -208,6 +214,7 @@ export class EtcdMetaStore implements MdmMetaStore {
     const wasLeader = this.state === "leader";
     this.state = "closed";
     if (this.fenceTimer) clearInterval(this.fenceTimer);
+    if (this.memberTimer) clearTimeout(this.memberTimer);
     if (wasLeader) disableCapture(this.o.sqlite, this.tables);
     this.wake?.();
     this.leaderEnded?.();
@@ -261,6 +268,9 @@ export class EtcdMetaStore implements MdmMetaStore {
     this.shippedSeq = upToSeq;
     this.stats.txns++;
     this.stats.ops += ops.length;
+    const nowMs = performance.now();
+    this.commitHistory.push({ atMs: nowMs, rev: revision });
+    while (this.commitHistory.length > 1 && this.commitHistory[1]!.atMs < nowMs - CAUGHT_UP_SLACK_MS) this.commitHistory.shift();
     void this.putMember();
   }
 
@@ -427,7 +437,14 @@ export class EtcdMetaStore implements MdmMetaStore {
     const s = this.session;
     if (s === null || s.lost !== null) return;
     const now = performance.now();
-    if (!force && now - this.lastMemberPutMs < MEMBER_UPDATE_MS) return;
+    if (!force && now - this.lastMemberPutMs < MEMBER_UPDATE_MS) {
+      // trailing write: the record catches up with the last change within MEMBER_UPDATE_MS
+      this.memberTimer ??= setTimeout(() => {
+        this.memberTimer = null;
+        void this.putMember();
+      }, MEMBER_UPDATE_MS);
+      return;
+    }
     this.lastMemberPutMs = now;
     const rec: MemberRecord = { id: this.mdmId, name: this.o.name, url: this.o.url, appliedRev: this.appliedRev, role: this.state === "leader" ? "leader" : "standby" };
     try {
@@ -458,6 +475,7 @@ export class EtcdMetaStore implements MdmMetaStore {
       tables: this.tables,
       clusterKey: this.clusterKey,
       onLeaderEvent: (e) => this.onLeaderEvent(e),
+      onApplied: () => void this.putMember(),
       queryOnlyAfterWrites: () => this.state === "standby" || this.state === "closed",
     });
   }
@@ -515,7 +533,10 @@ export class EtcdMetaStore implements MdmMetaStore {
   private async memberViews(): Promise<MdmMemberView[]> {
     const r = await this.client.range(this.keys.membersPrefix, { prefix: true });
     const recs = r.kvs.map((kv) => parseRecord(MemberRecord, kv.key, kv.value));
-    const leaderRev = recs.find((m) => m.role === "leader")?.appliedRev ?? 0;
+    // the leader's revision as of CAUGHT_UP_SLACK_MS ago (member records lag by design)
+    const cutoff = performance.now() - CAUGHT_UP_SLACK_MS;
+    const old = this.commitHistory.filter((h) => h.atMs <= cutoff);
+    const leaderRev = this.state === "leader" ? (old[old.length - 1]?.rev ?? this.commitHistory[0]?.rev ?? this.appliedRev) : (recs.find((m) => m.role === "leader")?.appliedRev ?? 0);
     return recs.map((m) => ({ id: m.id, name: m.name, url: m.url, role: m.role, appliedRev: m.appliedRev, caughtUp: m.role === "leader" || m.appliedRev >= leaderRev }));
   }
 

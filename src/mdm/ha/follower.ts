@@ -28,6 +28,8 @@ export interface FollowerDeps {
   /** the cluster's identity (its System id): a local database of another cluster is reloaded */
   clusterKey: string;
   onLeaderEvent(e: WatchedEvent): void;
+  /** meta changes were applied (the member record's appliedRev may be rewritten) */
+  onApplied(): void;
   /** query_only state to restore after a write (on for a standby) */
   queryOnlyAfterWrites(): boolean;
 }
@@ -192,6 +194,7 @@ export class Follower {
     }
     this.appliedRev = rev;
     this.advance(rev);
+    if (changes.length > 0) this.d.onApplied();
   }
 
   private async onCompacted(compactRev: number): Promise<void> {

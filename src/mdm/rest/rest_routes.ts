@@ -44,7 +44,8 @@ import {
 import { systemTable } from "../../store/mdm_schema.ts";
 import type { MdmContext } from "../core/context.ts";
 import { basicCredentials, HttpError, readBody, validate } from "../core/http_edge.ts";
-import { getObject, idByName, listObjects, relatedObjects, renderSystem } from "./rest_render.ts";
+import { getObject, idByName, listObjects, relatedObjects } from "./rest_render.ts";
+import { renderMdmCluster } from "./mdm_cluster_view.ts";
 import { selectProperties, statisticsOf } from "./statistics.ts";
 import * as topo from "../topology/topology.ts";
 import * as vols from "../topology/volumes.ts";
@@ -259,11 +260,11 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
   });
   api.post("/instances/System/queryMdmCluster", async (c) => {
     await readBody(c, Empty);
-    return c.json(renderSystem(ctx).mdmCluster);
+    return c.json(await renderMdmCluster(ctx));
   });
   api.post("/instances/System/action/queryMdmCluster", async (c) => {
     await readBody(c, Empty);
-    return c.json(renderSystem(ctx).mdmCluster);
+    return c.json(await renderMdmCluster(ctx));
   });
 
   api.get("/instances/:ref", (c) => {
