@@ -52,7 +52,8 @@ export function leaderGate(getMeta: () => MdmMetaStore): MiddlewareHandler {
         return;
       }
     }
-    if (!meta.isLeader()) c.res = notLeaderResponse(c, meta, "it was fenced while answering");
+    // an answer computed by an MDM that was fenced meanwhile must not go out (an error may)
+    if (!meta.isLeader() && c.res.status < 300) c.res = notLeaderResponse(c, meta, "it was fenced while answering");
   };
 }
 
@@ -61,9 +62,11 @@ export function clientTermCheck(getMeta: () => MdmMetaStore): MiddlewareHandler 
   return async (c, next) => {
     const meta = getMeta();
     const heard = Number(c.req.header(MDM_TERM_HEADER) ?? "0");
-    if (Number.isSafeInteger(heard) && heard > meta.term()) {
+    const mine = meta.term();
+    if (Number.isSafeInteger(heard) && heard > mine) {
       meta.sawHigherTerm(heard, `the client of ${c.req.method} ${c.req.path}`);
-      if (heard > meta.term()) return errorResponse(c, new PfError("STALE_TERM", `this MDM's term ${meta.term()} is older than term ${heard} the client has seen`));
+      // still below it (an HA MDM stepped down; a sqlite MDM jumps above it and answers)
+      if (heard >= meta.term() || !meta.isLeader()) return errorResponse(c, new PfError("STALE_TERM", `this MDM's term ${mine} is older than term ${heard} the client has seen`));
     }
     await next();
   };
