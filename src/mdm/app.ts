@@ -40,7 +40,7 @@ export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): 
   app.use("*", leaderGate(() => ctx.meta));
   app.get(MDM_ROLE_PATH, (c) => {
     const m = ctx.meta;
-    return c.json({ id: m.mdmId, kind: m.kind, role: m.isLeader() ? "leader" : "standby", term: m.term(), leader: m.leader(), mapVersion: currentMapVersion(ctx) });
+    return c.json({ id: m.mdmId, kind: m.kind, role: m.isLeader() ? "leader" : "standby", term: m.term(), leader: m.leader(), mapVersion: currentMapVersion(ctx), stats: m.stats });
   });
   app.route("/api", restRoutes(ctx));
   app.route(CLUSTER_API_PREFIX, clusterRoutes(ctx, opts.clusterSecret));

@@ -38,6 +38,7 @@ export interface MdmRole {
   term: number;
   mapVersion: number;
   leader: { name: string; url: string } | null;
+  stats: { txns: number; ops: number; takeovers: number; stepDowns: number };
 }
 
 class HostProc {

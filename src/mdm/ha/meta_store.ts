@@ -53,10 +53,20 @@ export interface ClusterView {
 
 export type LeadershipListener = (leader: boolean) => void;
 
+/** Counters of the shared store, for figures and the role endpoint. */
+export interface StoreStats {
+  /** commits shipped (etcd txns) and the row puts/deletes they carried */
+  txns: number;
+  ops: number;
+  takeovers: number;
+  stepDowns: number;
+}
+
 export interface MdmMetaStore {
   readonly kind: StoreKind;
   /** this MDM's id (stable across restarts: kept in its data dir in HA mode) */
   readonly mdmId: string;
+  readonly stats: StoreStats;
   /** start acting (leader or standby) once the MDM's core is open; before it, nothing is shipped */
   start(): Promise<void>;
   /** term of this MDM's current leadership, or of the last one it knows of */

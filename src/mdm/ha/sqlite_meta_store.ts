@@ -24,6 +24,7 @@ export function readLocalTerm(sqlite: Database): number {
 export class SqliteMetaStore implements MdmMetaStore {
   readonly kind = "sqlite" as const;
   readonly mdmId: string;
+  readonly stats = { txns: 0, ops: 0, takeovers: 0, stepDowns: 0 };
   private currentTerm: number;
   private url = "";
 
