@@ -75,8 +75,9 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
   const clock = opts.clock ?? Date.now;
   const recovery = new RecoveryRuntime(recoveryConfigOf(opts.recovery));
   const store = openMdmDb(join(opts.dataDir, "mdm.db"));
+  let meta: MdmMetaStore | null = null;
   try {
-    const meta = opts.openMeta ? await opts.openMeta(store) : new SqliteMetaStore(store.sqlite);
+    meta = opts.openMeta ? await opts.openMeta(store) : new SqliteMetaStore(store.sqlite);
     const system = ensureSystem(store, clock());
     const tokens = new TokenStore(store, clock, opts.tokens);
     if (opts.adminPassword !== undefined) await tokens.setPassword(ADMIN_USER, opts.adminPassword);
@@ -103,6 +104,7 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
     const app = createMdmApp(ctx, { clusterSecret: opts.clusterSecret });
     return { ctx, app, close: () => store.close() };
   } catch (e) {
+    await meta?.close();
     store.close();
     throw e;
   }

@@ -97,12 +97,14 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
   });
   let adminPassword: string | null;
   try {
-    const plan = planAdminPassword(opts.dataDir, opts.adminPassword, core.ctx.tokens.hasUser(ADMIN_USER));
-    if (plan.kind === "set") {
+    const hasAdmin = core.ctx.tokens.hasUser(ADMIN_USER);
+    const plan = planAdminPassword(opts.dataDir, opts.adminPassword, hasAdmin);
+    // HA: the cluster's admin password is set once, at bootstrap; a standby's write would be undone
+    if (plan.kind === "set" && !(ha !== null && hasAdmin)) {
       await core.ctx.tokens.setPassword(ADMIN_USER, plan.password);
       adminPassword = plan.password;
     } else {
-      adminPassword = plan.knownPassword;
+      adminPassword = plan.kind === "keep" ? plan.knownPassword : plan.password;
     }
   } catch (e) {
     await core.ctx.meta.close();

@@ -95,6 +95,8 @@ export class EtcdMetaStore implements MdmMetaStore {
   private leaderDone: Promise<void> | null = null;
   private fenceTimer: ReturnType<typeof setInterval> | null = null;
   private lastMemberPutMs = -Infinity;
+  /** revision of this MDM's last member-record write (0: none succeeded) */
+  private lastMemberRev = 0;
   private memberTimer: ReturnType<typeof setTimeout> | null = null;
   /** (time, revision) of the leader's recent commits, for the caught-up test of the view */
   private commitHistory: { atMs: number; rev: number }[] = [];
@@ -131,8 +133,13 @@ export class EtcdMetaStore implements MdmMetaStore {
         s.adoptCluster(rec);
         s.makeFollower();
         const f = s.follower!;
-        if (lastPendingSeq(o.sqlite) > 0 || f.appliedRev === 0) await f.reload(f.appliedRev === 0 ? "first start in this cluster" : "changes of an earlier run etcd may not hold");
-        else await f.catchUp();
+        if (lastPendingSeq(o.sqlite) > 0 || f.appliedRev === 0 || s.lastMemberRev === 0) {
+          await f.reload(f.appliedRev === 0 ? "first start in this cluster" : "changes of an earlier run etcd may not hold");
+        } else {
+          // our own member key (just written) is under the watched prefix: once the watch has
+          // delivered it, everything before it is applied
+          await f.catchUp(s.lastMemberRev);
+        }
         // writes the caller makes while opening are noticed, and undone by start() on a standby
         enableCapture(o.sqlite, s.tables);
         return s;
@@ -363,9 +370,10 @@ export class EtcdMetaStore implements MdmMetaStore {
     const caughtUp = await this.follower!.waitFor(this.myTerm - this.termBase, CATCH_UP_TIMEOUT_MS);
     if (this.state === "closed") return;
     if (!caughtUp || this.session === null || !this.session.alive()) {
-      consola.warn(`mdm: won term ${this.myTerm} but could not catch up to it; resigning`);
+      consola.warn(`mdm: won term ${this.myTerm} but could not catch up to it; resigning (and watching anew)`);
       await this.session?.revoke();
       this.session = null;
+      await this.follower!.stop(); // a stream that went silent is replaced by a new one
       return;
     }
     await this.follower!.stop();
@@ -448,7 +456,7 @@ export class EtcdMetaStore implements MdmMetaStore {
     this.lastMemberPutMs = now;
     const rec: MemberRecord = { id: this.mdmId, name: this.o.name, url: this.o.url, appliedRev: this.appliedRev, role: this.state === "leader" ? "leader" : "standby" };
     try {
-      await this.client.put(this.keys.member(this.mdmId), JSON.stringify(rec), s.id);
+      this.lastMemberRev = await this.client.put(this.keys.member(this.mdmId), JSON.stringify(rec), s.id);
     } catch (e) {
       consola.debug(`mdm: member record not written: ${(e as Error).message}`);
     }

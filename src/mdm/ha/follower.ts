@@ -75,9 +75,9 @@ export class Follower {
     if (this.active && this.watch === null) this.startWatch();
   }
 
-  /** Bring the local state up to etcd's current revision, then stop watching. */
-  async catchUp(): Promise<void> {
-    const head = (await this.d.client.range(this.d.keys.clusterRecord, { countOnly: true })).revision;
+  /** Bring the local state up to revision `head` (a revision of a key under the cluster's
+   *  prefix, so the watch delivers it), then stop watching. */
+  async catchUp(head: number): Promise<void> {
     await this.start();
     if (!(await this.waitFor(head, 10_000))) {
       await this.stop();
