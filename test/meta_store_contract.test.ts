@@ -302,6 +302,23 @@ describe("HA failure paths on etcd, 1 member", () => {
   }, 40_000);
 });
 
+test("replay of one batch holding several revisions of one row keeps the last image", () => {
+  const db = new Database(":memory:");
+  db.run("CREATE TABLE sys (id TEXT PRIMARY KEY, v INTEGER)");
+  db.run("INSERT INTO sys VALUES ('s', 1)");
+  const tables = replicatedTables(db);
+  applyChanges(db, new Map(tables.map((t) => [t.name, t])), [
+    { table: "sys", pk: ["s"], row: { id: "s", v: 2 } },
+    { table: "sys", pk: ["s"], row: { id: "s", v: 3 } },
+  ]);
+  expect(db.query("SELECT v FROM sys").all()).toEqual([{ v: 3 }]);
+  applyChanges(db, new Map(tables.map((t) => [t.name, t])), [
+    { table: "sys", pk: ["s"], row: { id: "s", v: 4 } },
+    { table: "sys", pk: ["s"], row: null },
+  ]);
+  expect(db.query("SELECT v FROM sys").all()).toEqual([]);
+});
+
 test("replay of one batch that swaps unique names between rows applies cleanly (delete all, then insert)", () => {
   const db = new Database(":memory:");
   db.run("CREATE TABLE vol (id TEXT PRIMARY KEY, name TEXT)");

@@ -77,7 +77,7 @@ export class EtcdWatch {
         failures = 0;
       } catch (e) {
         if (this.stopped) return;
-        if (failures++ % 20 === 0) consola.debug(`etcd watch on ${endpoint} broke (${(e as Error).message}); resuming at revision ${this.nextRevision}`);
+        if (failures++ % 20 === 0) consola.warn(`etcd watch on ${endpoint} broke (${(e as Error).message}); resuming at revision ${this.nextRevision}`);
       }
       endpointIdx++;
       await Bun.sleep(this.opts.retryMs ?? DEFAULT_RETRY_MS);
@@ -149,9 +149,10 @@ export class EtcdWatch {
         lease: e.kv.lease === undefined || e.kv.lease === "0" ? null : e.kv.lease,
       }));
       const last = events[events.length - 1]!.modRevision;
-      // a resumed stream never repeats: etcd starts at nextRevision, which we advance here
-      this.nextRevision = last + 1;
+      // advanced only once the handler took the events: a handler that threw gets them again
+      // from the resumed stream (never skipped); one that returned never sees them twice
       this.handlers.onEvents(events, last);
+      this.nextRevision = last + 1;
       return "ok";
     }
     if (!r.created && r.header.revision > 0) {

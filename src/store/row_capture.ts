@@ -132,8 +132,18 @@ export function clearPending(sqlite: Database): void {
   sqlite.run(`DELETE FROM main.${PENDING_TABLE}`);
 }
 
-/** Replay changes (inside the caller's transaction): delete every touched row, insert the images. */
-export function applyChanges(sqlite: Database, tables: ReadonlyMap<string, TableInfo>, changes: readonly RowChange[]): void {
+/**
+ * Replay changes (inside the caller's transaction): delete every touched row, insert the images.
+ * A batch may hold several revisions that touched one row: the last image of each row wins.
+ */
+export function applyChanges(sqlite: Database, tables: ReadonlyMap<string, TableInfo>, batch: readonly RowChange[]): void {
+  const last = new Map<string, RowChange>();
+  for (const c of batch) {
+    const id = `${c.table}\0${c.pk.join("\0")}`;
+    last.delete(id); // re-insert: keep the order of last touch
+    last.set(id, c);
+  }
+  const changes = [...last.values()];
   sqlite.run("PRAGMA defer_foreign_keys = ON");
   for (const c of changes) {
     const t = tables.get(c.table);

@@ -187,10 +187,17 @@ export class Follower {
       else if (e.key === this.d.keys.leader) this.d.onLeaderEvent(e);
     }
     if (changes.length > 0) {
-      this.withWrites(() => {
-        applyChanges(this.d.sqlite, this.tableMap, changes);
-        writeAppliedRev(this.d.sqlite, rev, this.d.clusterKey);
-      });
+      try {
+        this.withWrites(() => {
+          applyChanges(this.d.sqlite, this.tableMap, changes);
+          writeAppliedRev(this.d.sqlite, rev, this.d.clusterKey);
+        });
+      } catch (e) {
+        // never skip a revision: start over from a full range instead
+        consola.error(`mdm: replaying etcd revision ${rev} failed (${(e as Error).message}); reloading the metadata`);
+        void this.restartFromReload("a replay failed");
+        return;
+      }
     }
     this.appliedRev = rev;
     this.advance(rev);
@@ -199,13 +206,24 @@ export class Follower {
 
   private async onCompacted(compactRev: number): Promise<void> {
     consola.warn(`mdm: etcd compacted past revision ${this.appliedRev + 1} (now ${compactRev}); reloading the metadata`);
+    await this.restartFromReload("watch behind compaction");
+  }
+
+  /** Drop the watch, reload everything (rate-limited), watch on from the reload's revision. */
+  private async restartFromReload(why: string): Promise<void> {
+    const w = this.watch;
     this.watch = null;
-    try {
-      await this.reload("watch behind compaction", true);
-    } catch (e) {
-      consola.error(`mdm: reload after compaction failed: ${(e as Error).message}`);
+    await w?.stop();
+    for (;;) {
+      try {
+        await this.reload(why, true);
+        break;
+      } catch (e) {
+        consola.error(`mdm: reload (${why}) failed: ${(e as Error).message}; retrying`);
+        if (!this.active) return;
+      }
     }
-    if (this.active) this.startWatch();
+    if (this.active && this.watch === null) this.startWatch();
   }
 
   private advance(rev: number): void {
