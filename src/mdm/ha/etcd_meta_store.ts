@@ -20,14 +20,13 @@
 import type { Database } from "bun:sqlite";
 import { consola } from "consola";
 import { PfError } from "../../proto/errors.ts";
-import { EtcdClient, EtcdError, type TxnOp } from "../../store/etcd_client.ts";
+import { EtcdClient, type TxnOp } from "../../store/etcd_client.ts";
 import type { WatchedEvent } from "../../store/etcd_watch.ts";
 import {
   disableCapture,
   dropPending,
   enableCapture,
   ensureHaTables,
-  exportAll,
   lastPendingSeq,
   pendingChanges,
   replicatedTables,
@@ -36,9 +35,10 @@ import {
   type TableInfo,
 } from "../../store/row_capture.ts";
 import { ClusterRecord, EtcdKeys, LeaderRecord, MemberRecord, parseRecord } from "./etcd_keys.ts";
+import { bootstrapCluster, etcdViews, memberViews, probeTxnLimit } from "./etcd_cluster_ops.ts";
 import { Follower } from "./follower.ts";
 import { DEFAULT_LEASE_TIMING, LeaseSession, type LeaseTiming } from "./lease_session.ts";
-import type { ClusterView, EtcdMemberView, LeaderInfo, LeadershipListener, MdmMemberView, MdmMetaStore } from "./meta_store.ts";
+import type { ClusterView, LeaderInfo, LeadershipListener, MdmMetaStore } from "./meta_store.ts";
 import { readLocalTerm } from "./sqlite_meta_store.ts";
 
 export const ETCD_REQUIRED_TXN_OPS = 4096;
@@ -49,7 +49,6 @@ const CATCH_UP_TIMEOUT_MS = 5000;
 const MEMBER_UPDATE_MS = 500;
 /** a standby whose member record reached the leader's revision of this long ago is caught up */
 const CAUGHT_UP_SLACK_MS = 1500;
-const BOOTSTRAP_CHUNK_OPS = 1000;
 
 export interface EtcdMetaStoreOptions {
   sqlite: Database;
@@ -125,7 +124,7 @@ export class EtcdMetaStore implements MdmMetaStore {
    */
   static async open(o: EtcdMetaStoreOptions): Promise<EtcdMetaStore> {
     const s = new EtcdMetaStore(o);
-    await s.probeLimits();
+    await probeTxnLimit(s.client, s.keys, o.requiredTxnOps ?? ETCD_REQUIRED_TXN_OPS, o.maxTxnBytes ?? ETCD_MAX_TXN_BYTES);
     await s.newSession();
     for (;;) {
       const rec = await s.readClusterRecord();
@@ -213,7 +212,7 @@ export class EtcdMetaStore implements MdmMetaStore {
   }
 
   async view(): Promise<ClusterView> {
-    const [members, etcd] = await Promise.all([this.memberViews(), this.etcdViews()]);
+    const [members, etcd] = await Promise.all([memberViews(this.client, this.keys, (recs) => this.leaderRevForView(recs)), etcdViews(this.client)]);
     return { kind: "etcd", term: this.term(), leader: this.leaderNow, members, etcd };
   }
 
@@ -488,7 +487,7 @@ export class EtcdMetaStore implements MdmMetaStore {
     });
   }
 
-  /** Export the local state as the cluster's first state, then write the cluster record. */
+  /** Export the local state as the cluster's first state (etcd_cluster_ops.ts). */
   private async bootstrap(): Promise<void> {
     const system = this.o.sqlite.query<{ id: string }, []>("SELECT id FROM system").get();
     if (!system) throw new PfError("INTERNAL", "bootstrap needs the System row");
@@ -497,39 +496,11 @@ export class EtcdMetaStore implements MdmMetaStore {
     this.termBase = rec.termBase;
     this.myTerm += rec.termBase;
     this.clusterKey = rec.systemId;
-    const guard = { key: this.keys.leader, target: "LEASE" as const, result: "EQUAL" as const, value: this.session!.id };
-    // a bootstrapper that died half-way left partial rows: start clean
-    const clean = await this.client.txn({ compare: [guard], success: [{ delete: { key: this.keys.metaPrefix, prefix: true } }] });
-    if (!clean.succeeded) throw new PfError("NOT_LEADER", "lost leadership before bootstrapping the cluster in etcd");
-    const rows = exportAll(this.o.sqlite, this.tables);
-    const ops = this.opsOf(rows);
-    for (let i = 0; i < ops.length; i += BOOTSTRAP_CHUNK_OPS) {
-      const r = await this.client.txn({ compare: [guard], success: ops.slice(i, i + BOOTSTRAP_CHUNK_OPS) });
-      if (!r.succeeded) throw new PfError("NOT_LEADER", "lost leadership while bootstrapping the cluster in etcd");
-    }
-    const r = await this.client.txn({
-      compare: [guard, { key: this.keys.clusterRecord, target: "CREATE", result: "EQUAL", value: 0 }],
-      success: [{ put: { key: this.keys.clusterRecord, value: JSON.stringify(rec) } }],
-    });
-    if (!r.succeeded) throw new PfError("NOT_LEADER", "lost leadership while bootstrapping the cluster in etcd");
+    const done = await bootstrapCluster({ client: this.client, keys: this.keys, sqlite: this.o.sqlite, tables: this.tables, leaseId: this.session!.id, record: rec, opsOf: (rows) => this.opsOf(rows) });
     this.makeFollower();
-    this.follower!.withWrites(() => writeAppliedRev(this.o.sqlite, r.revision, this.clusterKey));
-    this.follower!.appliedRev = r.revision;
-    consola.info(`mdm: bootstrapped cluster ${this.o.cluster} in etcd: ${rows.length} rows, system ${rec.systemId}`);
-  }
-
-  /** Refuse to run against an etcd whose --max-txn-ops is below what a metadata change needs. */
-  private async probeLimits(): Promise<void> {
-    const n = this.o.requiredTxnOps ?? ETCD_REQUIRED_TXN_OPS;
-    const compare = Array.from({ length: n }, () => ({ key: this.keys.probe, target: "VERSION" as const, result: "EQUAL" as const, value: 0 }));
-    try {
-      await this.client.txn({ compare, success: [] }, 5000);
-    } catch (e) {
-      if (e instanceof EtcdError && e.grpcCode !== null && /too many operations/i.test(e.message)) {
-        throw new PfError("BAD_REQUEST", `etcd refuses transactions of ${n} operations: start every etcd member with --max-txn-ops=${n} (or more) and --max-request-bytes=${2 * ETCD_MAX_TXN_BYTES}`);
-      }
-      throw e;
-    }
+    this.follower!.withWrites(() => writeAppliedRev(this.o.sqlite, done.revision, this.clusterKey));
+    this.follower!.appliedRev = done.revision;
+    consola.info(`mdm: bootstrapped cluster ${this.o.cluster} in etcd: ${done.rows} rows, system ${rec.systemId}`);
   }
 
   private setQueryOnly(on: boolean): void {
@@ -538,29 +509,11 @@ export class EtcdMetaStore implements MdmMetaStore {
 
   // ---- cluster view ----
 
-  private async memberViews(): Promise<MdmMemberView[]> {
-    const r = await this.client.range(this.keys.membersPrefix, { prefix: true });
-    const recs = r.kvs.map((kv) => parseRecord(MemberRecord, kv.key, kv.value));
-    // the leader's revision as of CAUGHT_UP_SLACK_MS ago (member records lag by design)
+  /** The leader's revision as of CAUGHT_UP_SLACK_MS ago (member records lag by design). */
+  private leaderRevForView(recs: MemberRecord[]): number {
+    if (this.state !== "leader") return recs.find((m) => m.role === "leader")?.appliedRev ?? 0;
     const cutoff = performance.now() - CAUGHT_UP_SLACK_MS;
     const old = this.commitHistory.filter((h) => h.atMs <= cutoff);
-    const leaderRev = this.state === "leader" ? (old[old.length - 1]?.rev ?? this.commitHistory[0]?.rev ?? this.appliedRev) : (recs.find((m) => m.role === "leader")?.appliedRev ?? 0);
-    return recs.map((m) => ({ id: m.id, name: m.name, url: m.url, role: m.role, appliedRev: m.appliedRev, caughtUp: m.role === "leader" || m.appliedRev >= leaderRev }));
-  }
-
-  private async etcdViews(): Promise<EtcdMemberView[]> {
-    const list = await this.client.memberList();
-    return Promise.all(
-      list.members.map(async (m) => {
-        const url = m.clientURLs[0];
-        if (!url) return { name: m.name, clientUrls: [], healthy: false, isLeader: false };
-        try {
-          const st = await this.client.status(url, 500);
-          return { name: m.name, clientUrls: m.clientURLs, healthy: true, isLeader: st.leader === m.ID };
-        } catch {
-          return { name: m.name, clientUrls: m.clientURLs, healthy: false, isLeader: false };
-        }
-      }),
-    );
+    return old[old.length - 1]?.rev ?? this.commitHistory[0]?.rev ?? this.appliedRev;
   }
 }
