@@ -9,7 +9,7 @@ import { CLUSTER_API_PREFIX, CLUSTER_SECRET_HEADER, NODE_TOKEN_HEADER } from "..
 import { NodeRole } from "../src/proto/dataplane_auth.ts";
 import { nodeTokenOf } from "../src/mdm/core/dataplane_secrets.ts";
 import { Units } from "../src/proto/limits.ts";
-import { openMdmCore, type MdmCore } from "../src/mdm/app.ts";
+import { openMdmCore, type MdmCore, type MdmCoreOptions } from "../src/mdm/app.ts";
 import type { RecoveryOptions } from "../src/mdm/recovery/runtime.ts";
 import type { WebhookOptions } from "../src/mdm/observe/alert_webhook.ts";
 
@@ -43,7 +43,7 @@ export class MdmFixture {
   ) {}
 
   static async open(
-    opts: { dir?: string; clock?: FakeClock; seed?: number; tokens?: { idleTimeoutMs?: number; maxTokens?: number }; recovery?: RecoveryOptions; alertWebhook?: WebhookOptions } = {},
+    opts: { dir?: string; clock?: FakeClock; seed?: number; tokens?: { idleTimeoutMs?: number; maxTokens?: number }; recovery?: RecoveryOptions; alertWebhook?: WebhookOptions; openMeta?: MdmCoreOptions["openMeta"] } = {},
   ): Promise<MdmFixture> {
     const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "pf-mdm-test-"));
     const clock = opts.clock ?? new FakeClock();
@@ -52,8 +52,15 @@ export class MdmFixture {
       seed = (seed * 1103515245 + 12345) % 2147483648;
       return seed / 2147483648;
     };
-    const core = await openMdmCore({ dataDir: join(dir, "mdm"), clusterSecret: SECRET, adminPassword: ADMIN_PASSWORD, clock: clock.now, random, tokens: opts.tokens, recovery: opts.recovery, ...(opts.alertWebhook ? { alertWebhook: opts.alertWebhook } : {}) });
+    const core = await openMdmCore({ dataDir: join(dir, "mdm"), clusterSecret: SECRET, adminPassword: ADMIN_PASSWORD, clock: clock.now, random, tokens: opts.tokens, recovery: opts.recovery, ...(opts.alertWebhook ? { alertWebhook: opts.alertWebhook } : {}), openMeta: opts.openMeta });
+    await core.ctx.meta.start();
     return new MdmFixture(dir, core, clock);
+  }
+
+  /** Close the metadata store too (HA mode), then the core. */
+  async closeAll(opts: { keepDir?: boolean } = {}): Promise<void> {
+    await this.core.ctx.meta.close();
+    this.close(opts);
   }
 
   close(opts: { keepDir?: boolean } = {}): void {

@@ -86,7 +86,8 @@ test("src/mdm keeps its rooms: no loose file at its top but the entry, the app a
 
 // Rooms of src/mdm from the bottom up; a room imports only rooms below it. The one exception is
 // the context record itself, which names (type-only) the runtime state every room is handed.
-const MDM_ROOMS = ["core", "topology", "recovery", "observe", "cluster", "rest", "dashboard"];
+// ha/ (the metadata store: sqlite or etcd, leadership, fencing term) sits below core.
+const MDM_ROOMS = ["ha", "core", "topology", "recovery", "observe", "cluster", "rest", "dashboard"];
 
 test("rooms of src/mdm import only the rooms below them", () => {
   const bad: string[] = [];
@@ -103,4 +104,27 @@ test("rooms of src/mdm import only the rooms below them", () => {
     }
   }
   expect(bad).toEqual([]);
+});
+
+/** Imports of a file that load code at run time: type-only imports and dynamic import() excluded. */
+function staticImportsOf(f: string): string[] {
+  const out: string[] = [];
+  for (const m of readFileSync(f, "utf8").matchAll(/(?:^|\n)\s*(import|export)\s+(type\s)?[^;]*?from\s+"(\.[^"]+\.ts)"/g)) {
+    if (m[2] === undefined) out.push(join(f, "..", m[3]!));
+  }
+  return out;
+}
+
+test("default sqlite mode loads no etcd code: nothing reachable by static imports from the entry point is etcd's", () => {
+  const reached = new Set<string>();
+  const walk = (f: string) => {
+    if (reached.has(f)) return;
+    reached.add(f);
+    for (const g of staticImportsOf(f)) walk(g);
+  };
+  walk(join(src, "cmd", "main.ts"));
+  const etcdFiles = [...reached].map((f) => relative(src, f)).filter((f) => /etcd|follower|lease_session/.test(f));
+  expect(etcdFiles).toEqual([]);
+  // and the HA store is really there, behind a dynamic import
+  expect(readFileSync(join(src, "mdm", "main.ts"), "utf8")).toContain('await import("./ha/etcd_setup.ts")');
 });

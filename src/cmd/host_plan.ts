@@ -67,6 +67,8 @@ export interface HostPlan {
   dataDir: string;
   fileName: string;
   mdmHost: HostConfig;
+  /** this host creates the file's objects: the first MDM host (one writer; other MDM hosts only run an MDM) */
+  appliesObjects: boolean;
   mdmUrl: string;
   /** the certificate that verifies the MDM (null for plain HTTP) */
   caFile: string | null;
@@ -117,8 +119,13 @@ export function planHost(config: ClusterConfig, host: HostConfig, dataDir: strin
     dataDir,
     fileName,
     mdmHost,
-    mdmUrl: `${scheme}://${bracket(mdmHost.address)}:${config.mdm.port}`,
-    caFile: config.mdm.plainHttp ? null : (config.mdm.ca ?? config.mdm.tlsCert ?? join(mdmDir, "tls", "cert.pem")),
+    appliesObjects: host.mdm && host.name === mdmHost.name,
+    // every MDM of the file (HA: the roles follow the active one); one CA verifies them all
+    mdmUrl: config.hosts
+      .filter((h) => h.mdm)
+      .map((h) => `${scheme}://${bracket(h.address)}:${config.mdm.port}`)
+      .join(","),
+    caFile: config.mdm.plainHttp ? null : (config.mdm.ca ?? config.mdm.tlsCert ?? join(mdmDir, "tls", config.mdm.etcd ? "ca.pem" : "cert.pem")),
     mdmDir,
     ports,
     devices,

@@ -3,7 +3,8 @@
 // --alert-webhook URL posts every alert raised and cleared.
 
 import { defineCommand } from "citty";
-import { runMdm } from "../mdm/main.ts";
+import { hostname } from "node:os";
+import { runMdm, type MdmHaOptions } from "../mdm/main.ts";
 import { PfError } from "../proto/errors.ts";
 import { parseHostPort } from "../proto/sizes.ts";
 import { Limits } from "../proto/limits.ts";
@@ -17,6 +18,14 @@ function msFlag(value: string | undefined, flag: string): number | undefined {
   if (value === undefined || value === "") return undefined;
   if (!/^\d+$/.test(value.trim())) throw new PfError("BAD_REQUEST", `${flag} ${value} is not a whole number of milliseconds`);
   return Number(value.trim());
+}
+
+function haOptions(endpoints: string | undefined, cluster: string, name: string | undefined): MdmHaOptions | undefined {
+  const list = (endpoints ?? "").split(",").map((e) => e.trim()).filter((e) => e.length > 0);
+  if (list.length === 0) return undefined;
+  if (!/^[A-Za-z0-9_.:-]{1,63}$/.test(cluster)) throw new PfError("BAD_REQUEST", `--cluster-name ${cluster}: use letters, digits, _ . : - (at most 63)`);
+  const mdmName = name ?? hostname().replace(/[^A-Za-z0-9_.:-]/g, "-").slice(0, 31);
+  return { etcdEndpoints: list, cluster, name: mdmName };
 }
 
 export const mdmCommand = defineCommand({
@@ -33,6 +42,9 @@ export const mdmCommand = defineCommand({
     "rebuild-grace-ms": { type: "string", description: `A lost SDS back within this resyncs; later its copies are rebuilt elsewhere (default ${Limits.rebuildGraceMs})` },
     "stall-timeout-ms": { type: "string", description: `Recovery work with no progress this long raises an alert (default ${Limits.rebuildStallTimeoutMs})` },
     "alert-webhook": { type: "string", description: "POST every alert raised and cleared to this http(s) URL as JSON (retried with backoff)" },
+    "etcd-endpoints": { type: "string", description: "HA mode: etcd client URLs, comma-separated (or PF_ETCD_ENDPOINTS); several MDMs share the metadata there" },
+    "cluster-name": { type: "string", description: "HA mode: the cluster's name; its keys live under /pf/NAME/ in etcd", default: "pf" },
+    name: { type: "string", description: "HA mode: this MDM's name in the cluster (default: the host name)" },
   },
   async run({ args }) {
     const hp = parseHostPort(args.listen, DEFAULT_MDM_PORT);
@@ -56,6 +68,7 @@ export const mdmCommand = defineCommand({
         stallTimeoutMs: msFlag(args["stall-timeout-ms"], "--stall-timeout-ms"),
         alertWebhookUrl: args["alert-webhook"] || undefined,
         version: PF_VERSION,
+        ha: haOptions(args["etcd-endpoints"] ?? process.env.PF_ETCD_ENDPOINTS, args["cluster-name"], args.name),
       }),
     );
   },

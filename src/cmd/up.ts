@@ -9,6 +9,11 @@
 // space before anything is made; a failure after roles started stops every role and names the
 // one that failed. A failed *first* start (new data dir) of a one-host file, which no other host
 // can have joined, also removes the data dir and device files it made: a retry starts clean.
+//
+// HA mode (mdm.etcd in the file): every host with mdm: true runs an MDM on etcd; every role is
+// given the list of all MDM URLs (it follows the active one); the first MDM host of the file
+// creates the listed objects; the CA file is DATA_DIR/mdm/tls/ca.pem on MDM hosts (mdm.ca
+// elsewhere), and it verifies every MDM of the cluster.
 
 import { defineCommand } from "citty";
 import { consola } from "consola";
@@ -89,13 +94,15 @@ async function up(plan: HostPlan): Promise<void> {
       if (config.mdm.rebuildGrace !== undefined) mdmArgs.push("--rebuild-grace-ms", String(config.mdm.rebuildGrace));
       if (config.mdm.stallTimeout !== undefined) mdmArgs.push("--stall-timeout-ms", String(config.mdm.stallTimeout));
       if (config.mdm.alerts?.webhook) mdmArgs.push("--alert-webhook", config.mdm.alerts.webhook);
+      const etcd = config.mdm.etcd;
+      if (etcd) mdmArgs.push("--etcd-endpoints", etcd.endpoints.join(","), "--cluster-name", etcd.clusterName ?? config.cluster.name, "--name", host.name);
       sup.start("mdm", mdmArgs, config.cluster.adminPassword ? { PF_ADMIN_PASSWORD: config.cluster.adminPassword } : {});
     }
     const ep: MdmEndpoint = { url: mdmUrl, clusterSecret: secret };
     await waitForMdm(ep, plan, () => sup.failure());
     ep.caPem = config.mdm.plainHttp ? null : readFileSync(caFile, "utf8");
 
-    if (host.mdm) {
+    if (plan.appliesObjects) {
       ep.token = await loginAdmin(ep, config.cluster.adminPassword ?? readFileSync(join(mdmDir, "admin-password"), "utf8").trim());
       await applyClusterObjects(ep, config, "structure");
     }
@@ -126,7 +133,7 @@ async function up(plan: HostPlan): Promise<void> {
         ...(host.sdc.control === undefined ? [] : ["--control", `${bracket(host.sdc.control.host)}:${host.sdc.control.port}`]),
       ]);
     }
-    if (host.mdm) await applyClusterObjects(ep, config, "volumes", () => sup.failure());
+    if (plan.appliesObjects) await applyClusterObjects(ep, config, "volumes", () => sup.failure());
     if (host.sdc) await waitForExports(host.sdc.nbd, config.volumes.filter((v) => v.mapTo.some((m) => m.host === host.name)).map((v) => v.name), () => sup.failure());
     printSummary(plan);
   } catch (e) {
@@ -221,7 +228,7 @@ function printSummary(plan: HostPlan): void {
     const mine = config.volumes.filter((v) => v.mapTo.some((m) => m.host === host.name));
     for (const v of mine) lines.push(`  NBD:   nbd://${bracket(nbd.host)}:${nbd.port}/${v.name}`);
   }
-  lines.push(`  REST:  ${mdmUrl}/api${caFile ? `   (certificate: ${caFile})` : ""}`);
+  lines.push(`  REST:  ${mdmUrl.split(",").map((u) => `${u}/api`).join(", ")}${caFile ? `   (certificate: ${caFile})` : ""}`);
   lines.push(`  Web:   ${mdmUrl}/dashboard/   (the same users as REST)`);
   for (const c of controlUrls(host)) lines.push(`  control ${c.role}: ${c.url}  (/health /metrics /status)`);
   lines.push(`  scli:  export PF_MDM=${mdmUrl}${caFile ? ` PF_MDM_CA=${caFile}` : ""}`);

@@ -3,6 +3,9 @@
 // /pf/v1, and a middleware counting every request by route pattern. Tests use openMdmCore +
 // app.request; the server (main.ts) wraps the same app in Bun.serve with TLS. One error handler for every route:
 // PfError -> PowerFlex-shaped body with pfCode and status; anything else -> INTERNAL, logged.
+// The metadata store (mdm/ha) is sqlite unless openMeta gives another one; whenever this MDM
+// becomes the active one, the in-memory state is started afresh from the database (every SDS
+// and SDC seen "now", tokens reloaded, recovery progress empty).
 
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -19,7 +22,7 @@ import { HealthTracker } from "./core/health.ts";
 import { asPfError, errorResponse, HttpError } from "./core/http_edge.ts";
 import { restRoutes } from "./rest/rest_routes.ts";
 import { dashboardRoutes } from "./dashboard/dashboard_routes.ts";
-import { ensureSystem } from "./core/system_state.ts";
+import { currentMapVersion, ensureSystem } from "./core/system_state.ts";
 import { recoveryConfigOf, RecoveryRuntime, type RecoveryOptions } from "./recovery/runtime.ts";
 import { sdcTable, sdsTable } from "../store/mdm_schema.ts";
 import { ObserveRuntime } from "./observe/runtime.ts";
@@ -27,6 +30,10 @@ import type { WebhookOptions } from "./observe/alert_webhook.ts";
 import { loadActiveAlerts } from "./observe/alerts.ts";
 import { renderMdmMetrics } from "./observe/mdm_metrics.ts";
 import { TEXT_CONTENT_TYPE } from "../proto/metrics_text.ts";
+import type { MdmDb } from "../store/mdm_db.ts";
+import type { MdmMetaStore } from "./ha/meta_store.ts";
+import { SqliteMetaStore } from "./ha/sqlite_meta_store.ts";
+import { leaderGate, MDM_ROLE_PATH } from "./core/leader_gate.ts";
 
 /** Build the Hono app serving /api (PowerFlex REST), /pf/v1 (cluster API) and /dashboard/ (web UI). */
 export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): Hono {
@@ -44,6 +51,12 @@ export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): 
     await next();
     const route = matchedRoutes(c)[c.req.routeIndex]?.path ?? "*";
     ctx.observe.rest.observe(c.req.method, route, c.res.status, (performance.now() - t0) / 1000);
+  });
+  // a standby answers 421 naming the leader (core/leader_gate.ts); the role path answers on any MDM
+  app.use("*", leaderGate(() => ctx.meta));
+  app.get(MDM_ROLE_PATH, (c) => {
+    const m = ctx.meta;
+    return c.json({ id: m.mdmId, kind: m.kind, role: m.isLeader() ? "leader" : "standby", term: m.term(), leader: m.leader(), mapVersion: currentMapVersion(ctx), stats: m.stats });
   });
   // Prometheus scrape: read-only and without a token (docs/design.md, "Observability")
   app.get("/metrics", (c) => c.body(renderMdmMetrics(ctx), 200, { "content-type": TEXT_CONTENT_TYPE }));
@@ -69,6 +82,8 @@ export interface MdmCoreOptions {
   alertWebhook?: WebhookOptions;
   /** pf's version (pf_build_info) */
   version?: string;
+  /** the metadata store over the opened database (default: sqlite alone, SqliteMetaStore) */
+  openMeta?: (store: MdmDb) => Promise<MdmMetaStore>;
 }
 
 export interface MdmCore {
@@ -83,12 +98,15 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
   const clock = opts.clock ?? Date.now;
   const recovery = new RecoveryRuntime(recoveryConfigOf(opts.recovery));
   const store = openMdmDb(join(opts.dataDir, "mdm.db"));
+  let meta: MdmMetaStore | null = null;
   try {
+    meta = opts.openMeta ? await opts.openMeta(store) : new SqliteMetaStore(store.sqlite);
     const system = ensureSystem(store, clock());
     const tokens = new TokenStore(store, clock, opts.tokens);
     if (opts.adminPassword !== undefined) await tokens.setPassword(ADMIN_USER, opts.adminPassword);
     const ctx: MdmContext = {
       store,
+      meta,
       clock,
       random: opts.random ?? Math.random,
       health: new HealthTracker(clock, recovery.config.heartbeatTimeoutMs),
@@ -105,6 +123,12 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
       store.db.select({ id: sdcTable.id }).from(sdcTable).all().map((r) => r.id),
     );
     loadActiveAlerts(ctx);
+    meta.onLeadershipChange((leader) => {
+      if (!leader) return;
+      restartVolatileState(ctx, opts.tokens);
+      // alerts raised by the previous leader are in the shared state: pick them up
+      loadActiveAlerts(ctx);
+    });
     const app = createMdmApp(ctx, { clusterSecret: opts.clusterSecret });
     return {
       ctx,
@@ -115,7 +139,24 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
       },
     };
   } catch (e) {
+    await meta?.close();
     store.close();
     throw e;
   }
+}
+
+/**
+ * This MDM just became the active one (HA takeover): what lives only in memory starts over
+ * from the database. Every SDS and SDC counts as seen now, so none is declared lost before a
+ * full heartbeat timeout from the takeover (the old MDM's leases may still run); tokens issued
+ * by the old MDM are loaded; recovery progress restarts from the SDSs' next reports.
+ */
+export function restartVolatileState(ctx: MdmContext, tokens?: TokenStoreOptions): void {
+  ctx.health = new HealthTracker(ctx.clock, ctx.recovery.config.heartbeatTimeoutMs);
+  ctx.health.seedAll(
+    ctx.store.db.select({ id: sdsTable.id }).from(sdsTable).all().map((r) => r.id),
+    ctx.store.db.select({ id: sdcTable.id }).from(sdcTable).all().map((r) => r.id),
+  );
+  ctx.tokens = new TokenStore(ctx.store, ctx.clock, tokens);
+  ctx.recovery = new RecoveryRuntime(ctx.recovery.config);
 }

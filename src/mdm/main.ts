@@ -4,6 +4,11 @@
 // rebuild planner, every Limits.recoveryTickMs) and the observe timer (history sample and
 // alerts, every Limits.observeTickMs); stop() ends the timers, closes the socket, then the
 // database.
+//
+// HA mode (opts.ha: etcd endpoints): the cluster secret and the CA come from etcd (etcd_setup.ts,
+// loaded by dynamic import, as is every etcd module: sqlite mode never loads them), the metadata
+// store is EtcdMetaStore, and only the active MDM runs the recovery timer; its decisions are
+// committed to etcd right after each tick (the HTTP edge also commits before answering).
 
 import { ADMIN_USER } from "./core/auth.ts";
 import { Limits } from "../proto/limits.ts";
@@ -15,7 +20,12 @@ import { recoveryTick } from "./recovery/recovery.ts";
 import { observeTick } from "./observe/observe_tick.ts";
 import { X509Certificate } from "node:crypto";
 import { isWildcardHost, planAdminPassword, resolveClusterSecret, resolveTls } from "./secrets.ts";
+import type { MdmDb } from "../store/mdm_db.ts";
 import { mkdirSync } from "node:fs";
+import { MDM_MIGRATIONS } from "../store/mdm_migrate.ts";
+import type { MdmMetaStore } from "./ha/meta_store.ts";
+import { SqliteMetaStore } from "./ha/sqlite_meta_store.ts";
+import type { LeaseTiming } from "./ha/lease_session.ts";
 
 export { createMdmApp, openMdmCore, type MdmCore, type MdmCoreOptions } from "./app.ts";
 
@@ -42,6 +52,17 @@ export interface MdmOptions {
   alertWebhookUrl?: string;
   /** pf's version (pf_build_info) */
   version?: string;
+  /** HA mode: the metadata lives in etcd and several MDMs take turns being active */
+  ha?: MdmHaOptions;
+}
+
+export interface MdmHaOptions {
+  etcdEndpoints: string[];
+  /** keys live under /pf/<cluster>/ */
+  cluster: string;
+  /** this MDM's name in the cluster view */
+  name: string;
+  timing?: LeaseTiming;
 }
 
 export interface MdmHandle {
@@ -80,9 +101,11 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
     );
   }
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
-  const clusterSecret = resolveClusterSecret(opts.dataDir, opts.clusterSecret);
-  const tls = opts.plainHttp ? null : resolveTls(opts.dataDir, listenHost, { certFile: opts.tlsCertFile, keyFile: opts.tlsKeyFile });
+  const ha = opts.ha ? await openHa(opts, listenHost) : null;
+  const clusterSecret = ha?.clusterSecret ?? resolveClusterSecret(opts.dataDir, opts.clusterSecret);
+  const tls = opts.plainHttp ? null : (ha?.tls ?? resolveTls(opts.dataDir, listenHost, { certFile: opts.tlsCertFile, keyFile: opts.tlsKeyFile }));
   const core = await openMdmCore({
+    openMeta: ha?.openMeta,
     dataDir: opts.dataDir,
     clusterSecret,
     clock: opts.clock,
@@ -95,14 +118,17 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
   if (tls) core.ctx.observe.certValidToMs = new X509Certificate(tls.certPem).validToDate.getTime();
   let adminPassword: string | null;
   try {
-    const plan = planAdminPassword(opts.dataDir, opts.adminPassword, core.ctx.tokens.hasUser(ADMIN_USER));
-    if (plan.kind === "set") {
+    const hasAdmin = core.ctx.tokens.hasUser(ADMIN_USER);
+    const plan = planAdminPassword(opts.dataDir, opts.adminPassword, hasAdmin);
+    // HA: the cluster's admin password is set once, at bootstrap; a standby's write would be undone
+    if (plan.kind === "set" && !(ha !== null && hasAdmin)) {
       await core.ctx.tokens.setPassword(ADMIN_USER, plan.password);
       adminPassword = plan.password;
     } else {
-      adminPassword = plan.knownPassword;
+      adminPassword = plan.kind === "keep" ? plan.knownPassword : plan.password;
     }
   } catch (e) {
+    await core.ctx.meta.close();
     core.close();
     throw e;
   }
@@ -118,18 +144,27 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
       ...(tls ? { tls: { cert: tls.certPem, key: tls.keyPem } } : {}),
     });
   } catch (e) {
+    await core.ctx.meta.close();
     core.close();
     throw new PfError("UNAVAILABLE", `MDM cannot listen on ${opts.listenHost}:${opts.listenPort}: ${(e as Error).message}`);
   }
   const port = server.port ?? opts.listenPort;
   core.ctx.listenPort = port;
   const url = `${tls ? "https" : "http"}://${urlHost(listenHost)}:${port}`;
-  consola.info(`mdm: system ${core.ctx.systemId} serving ${url} (data in ${opts.dataDir})`);
+  const meta = core.ctx.meta;
+  if (meta instanceof SqliteMetaStore) meta.setUrl(url);
+  await meta.start();
+  await meta.commit().catch((e: unknown) => consola.warn(`mdm: first commit failed: ${(e as Error).message}`));
+  consola.info(`mdm: system ${core.ctx.systemId} serving ${url} (data in ${opts.dataDir}; ${meta.kind === "etcd" ? `HA, ${meta.isLeader() ? "active" : "standby"}, term ${meta.term()}` : `term ${meta.term()}`})`);
   // a step that keeps failing logs once a minute, not four times a second
   let lastFailure = { text: "", atMs: 0 };
   const timer = setInterval(() => {
     try {
+      if (!core.ctx.meta.isLeader()) return; // a standby decides nothing
       recoveryTick(core.ctx);
+      if (core.ctx.meta.hasPending()) {
+        core.ctx.meta.commit().catch((e: unknown) => consola.warn(`mdm: recovery decisions not committed: ${(e as Error).message}`));
+      }
     } catch (e) {
       const text = e instanceof Error ? e.message : String(e);
       const now = Date.now();
@@ -141,7 +176,11 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
   }, Limits.recoveryTickMs);
   const observeTimer = setInterval(() => {
     try {
+      if (!core.ctx.meta.isLeader()) return; // a standby hears no heartbeats and raises no alert
       observeTick(core.ctx);
+      if (core.ctx.meta.hasPending()) {
+        core.ctx.meta.commit().catch((e: unknown) => consola.warn(`mdm: alert changes not committed: ${(e as Error).message}`));
+      }
     } catch (e) {
       const text = e instanceof Error ? e.message : String(e);
       const now = Date.now();
@@ -166,7 +205,34 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
       clearInterval(timer);
       clearInterval(observeTimer);
       await server.stop(true);
+      await core.ctx.meta.close();
       core.close();
     },
+  };
+}
+
+interface HaOpened {
+  clusterSecret: string;
+  tls: { certPem: string; keyPem: string; certFile: string } | null;
+  openMeta: (store: MdmDb) => Promise<MdmMetaStore>;
+}
+
+/** HA mode's identity, certificate and store factory (etcd code loaded here, on demand). */
+async function openHa(opts: MdmOptions, listenHost: string): Promise<HaOpened> {
+  const ha = opts.ha!;
+  if (opts.listenPort === 0) throw new PfError("BAD_REQUEST", "an MDM in HA mode needs a fixed port (other MDMs and clients are told its URL)");
+  if (isWildcardHost(listenHost)) throw new PfError("BAD_REQUEST", `an MDM in HA mode must listen on its own address, not ${listenHost} (clients are told that address)`);
+  const setup = await import("./ha/etcd_setup.ts");
+  const identity = await setup.resolveHaIdentity(ha.etcdEndpoints, ha.cluster, opts.clusterSecret ?? (process.env.PF_CLUSTER_SECRET || undefined));
+  const custom = opts.tlsCertFile !== undefined || opts.tlsKeyFile !== undefined;
+  const tls = opts.plainHttp ? null : custom ? resolveTls(opts.dataDir, listenHost, { certFile: opts.tlsCertFile, keyFile: opts.tlsKeyFile }) : setup.issueMdmCert(opts.dataDir, [listenHost], ha.name, identity);
+  const url = `${tls ? "https" : "http"}://${urlHost(listenHost)}:${opts.listenPort}`;
+  const mdmId = setup.mdmIdOf(opts.dataDir);
+  const schemaVersion = MDM_MIGRATIONS.reduce((m, x) => Math.max(m, x.version), -1);
+  return {
+    clusterSecret: identity.clusterSecret,
+    tls,
+    openMeta: (store) =>
+      setup.EtcdMetaStore.open({ sqlite: store.sqlite, endpoints: ha.etcdEndpoints, cluster: ha.cluster, mdmId, name: ha.name, url, schemaVersion, timing: ha.timing }),
   };
 }

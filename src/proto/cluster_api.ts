@@ -10,6 +10,9 @@
 // - `mapVersion` grows whenever any volume map, mapping or SDS address changes, so a client that
 //   sees an unchanged mapVersion in a heartbeat reply can keep its cached maps.
 // - `epoch` of an extent only grows.
+// - `term` (fencing, mdm/ha/meta_store.ts) is in every MDM answer and only grows across MDM
+//   restarts and takeovers; SDSs and SDCs refuse an answer of a lower term than they have seen
+//   (src/proto/mdm_term.ts) and send their highest one in the x-pf-mdm-term header.
 
 import { z } from "zod";
 import { SdcIoReport, SdsIoReport } from "./io_report.ts";
@@ -31,6 +34,9 @@ export type KeyEntry = z.infer<typeof KeyEntry>;
 /** current and previous key id */
 const keyList = z.array(KeyEntry).min(1).max(2);
 
+/** the answering MDM's fencing term (0 from an MDM that predates terms) */
+const term = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).default(0);
+
 // ---- SDS ----
 
 export const SdsJoinRequest = z.object({
@@ -51,6 +57,7 @@ export const SdsJoinRequest = z.object({
 export type SdsJoinRequest = z.infer<typeof SdsJoinRequest>;
 
 export const SdsJoinResponse = z.object({
+  term,
   sdsId: id16,
   systemId: id16,
   /** this SDS's token for the cluster API (header x-pf-node-token) */
@@ -59,7 +66,8 @@ export const SdsJoinResponse = z.object({
   heartbeatMs: z.number().int().positive(),
   devices: z.array(z.object({ deviceId: id16, path: z.string() })),
 });
-export type SdsJoinResponse = z.infer<typeof SdsJoinResponse>;
+/** term is stamped by the MDM's HTTP edge (cluster_routes.ts), not by the services */
+export type SdsJoinResponse = Omit<z.infer<typeof SdsJoinResponse>, "term">;
 
 export const DeviceReport = z.object({
   deviceId: id16,
@@ -102,10 +110,12 @@ export const SdsHeartbeatRequest = z.object({
 export type SdsHeartbeatRequest = z.infer<typeof SdsHeartbeatRequest>;
 
 export const HeartbeatResponse = z.object({
+  term,
   mapVersion: z.number().int().nonnegative(),
   leaseMs: z.number().int().positive(),
 });
-export type HeartbeatResponse = z.infer<typeof HeartbeatResponse>;
+/** term is stamped by the MDM's HTTP edge (cluster_routes.ts), not by the services */
+export type HeartbeatResponse = Omit<z.infer<typeof HeartbeatResponse>, "term">;
 
 export const SdsAddress = z.object({ sdsId: id16, host: hostName, port });
 export type SdsAddress = z.infer<typeof SdsAddress>;
@@ -162,6 +172,7 @@ export const SdsDataPlaneKeys = z.object({
 export type SdsDataPlaneKeys = z.infer<typeof SdsDataPlaneKeys>;
 
 export const SdsAssignmentsResponse = z.object({
+  term,
   mapVersion: z.number().int().nonnegative(),
   dataPlane: SdsDataPlaneKeys,
   /** copy throttle for this SDS (bytes/s over all its copies; 0 = unlimited) */
@@ -170,7 +181,8 @@ export const SdsAssignmentsResponse = z.object({
   extents: z.array(ExtentAssignment),
   sds: z.array(SdsAddress),
 });
-export type SdsAssignmentsResponse = z.infer<typeof SdsAssignmentsResponse>;
+/** term is stamped by the MDM's HTTP edge (cluster_routes.ts), not by the services */
+export type SdsAssignmentsResponse = Omit<z.infer<typeof SdsAssignmentsResponse>, "term">;
 
 // ---- SDC ----
 
@@ -182,6 +194,7 @@ export const SdcJoinRequest = z.object({
 export type SdcJoinRequest = z.infer<typeof SdcJoinRequest>;
 
 export const SdcJoinResponse = z.object({
+  term,
   sdcId: id16,
   systemId: id16,
   /** this SDC's token for the cluster API (header x-pf-node-token) */
@@ -190,7 +203,8 @@ export const SdcJoinResponse = z.object({
   nodeKeys: keyList,
   heartbeatMs: z.number().int().positive(),
 });
-export type SdcJoinResponse = z.infer<typeof SdcJoinResponse>;
+/** term is stamped by the MDM's HTTP edge (cluster_routes.ts), not by the services */
+export type SdcJoinResponse = Omit<z.infer<typeof SdcJoinResponse>, "term">;
 
 export const SdcHeartbeatRequest = z.object({
   appliedMapVersion: z.number().int().nonnegative(),
@@ -213,13 +227,15 @@ export const VolumeMap = z.object({
 export type VolumeMap = z.infer<typeof VolumeMap>;
 
 export const SdcMapsResponse = z.object({
+  term,
   mapVersion: z.number().int().nonnegative(),
   /** this SDC's node keys (they change when the MDM rotates its master key) */
   nodeKeys: keyList,
   volumes: z.array(VolumeMap),
   sds: z.array(SdsAddress),
 });
-export type SdcMapsResponse = z.infer<typeof SdcMapsResponse>;
+/** term is stamped by the MDM's HTTP edge (cluster_routes.ts), not by the services */
+export type SdcMapsResponse = Omit<z.infer<typeof SdcMapsResponse>, "term">;
 
 /** Paths, relative to CLUSTER_API_PREFIX. */
 export const ClusterPaths = {

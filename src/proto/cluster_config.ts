@@ -4,8 +4,11 @@
 //
 // Invariants checked here (not only by the MDM later): names are unique where they must be,
 // every SDS names a pool that the file defines, every mapping names an SDC host that exists,
-// at most one host runs the MDM, no two roles of one host listen on one port, no two devices of
-// one host share a path, and a device given a size holds at least one extent of its SDS's pool.
+// exactly one host runs the MDM — or, with mdm.etcd (HA mode: the MDMs share their metadata in
+// etcd and take turns being active), any number of hosts do, and the file then gives the
+// cluster secret and admin password every MDM host must share; no two roles of one host listen
+// on one port, no two devices of one host share a path, and a device given a size holds at
+// least one extent of its SDS's pool.
 
 import { LineCounter, parseDocument, isNode, type Document } from "yaml";
 import { z } from "zod";
@@ -129,6 +132,13 @@ export const ClusterConfig = z
             webhook: z.url({ protocol: /^https?$/, message: "webhook must be an http:// or https:// URL" }).optional(),
           })
           .optional(),
+        // HA mode: every host with mdm: true runs an MDM; they share the metadata in etcd
+        etcd: z
+          .strictObject({
+            endpoints: z.array(z.string().min(1)).min(1, "give at least one etcd client URL (http://HOST:2379)"),
+            clusterName: objName.optional(), // keys under /pf/<clusterName>/ (default: cluster.name)
+          })
+          .optional(),
       })
       .default({ port: DEFAULT_MDM_PORT, plainHttp: false }),
     hosts: z.array(HostConfig).min(1),
@@ -137,8 +147,13 @@ export const ClusterConfig = z
   })
   .superRefine((c, ctx) => {
     const mdmHosts = c.hosts.filter((h) => h.mdm);
-    if (mdmHosts.length !== 1) {
-      ctx.addIssue({ code: "custom", path: ["hosts"], message: `exactly one host must have mdm: true (found ${mdmHosts.length})` });
+    if (c.mdm.etcd === undefined && mdmHosts.length !== 1) {
+      ctx.addIssue({ code: "custom", path: ["hosts"], message: `exactly one host must have mdm: true (found ${mdmHosts.length}); several MDMs need mdm.etcd` });
+    }
+    if (c.mdm.etcd !== undefined) {
+      if (mdmHosts.length === 0) ctx.addIssue({ code: "custom", path: ["hosts"], message: "with mdm.etcd, at least one host must have mdm: true" });
+      if (c.cluster.secret === undefined) ctx.addIssue({ code: "custom", path: ["cluster", "secret"], message: "with mdm.etcd (several MDM hosts), the file must give the cluster secret every host shares" });
+      if (c.cluster.adminPassword === undefined) ctx.addIssue({ code: "custom", path: ["cluster", "adminPassword"], message: "with mdm.etcd (several MDM hosts), the file must give the admin password" });
     }
     unique(ctx, c.hosts.map((h) => h.name), ["hosts"], "host name");
     const sdsNames = c.hosts.flatMap((h) => h.sds.map((s) => s.name));

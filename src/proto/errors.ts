@@ -18,6 +18,8 @@ export const ErrorCodes = [
   "READ_ONLY", // write through a read-only mapping
   "IO_ERROR", // device or peer failure
   "UNAVAILABLE", // peer down / not reachable
+  "NOT_LEADER", // a standby MDM was asked what only the active MDM answers (the body names the leader)
+  "STALE_TERM", // an MDM answer or order of an older term than the receiver has seen (fencing)
   "INTERNAL", // broken invariant or unexpected failure
 ] as const;
 export type ErrorCode = (typeof ErrorCodes)[number];
@@ -36,7 +38,7 @@ export function isPfError(e: unknown): e is PfError {
 }
 
 /** HTTP status as PowerFlex's gateway answers: MDM rejections are 500, bad auth 401. */
-export const httpStatusOf: Record<ErrorCode, 400 | 401 | 404 | 409 | 413 | 500 | 503> = {
+export const httpStatusOf: Record<ErrorCode, 400 | 401 | 404 | 409 | 413 | 421 | 500 | 503> = {
   BAD_REQUEST: 400,
   UNAUTHORIZED: 401,
   NOT_FOUND: 500,
@@ -52,6 +54,8 @@ export const httpStatusOf: Record<ErrorCode, 400 | 401 | 404 | 409 | 413 | 500 |
   READ_ONLY: 500,
   IO_ERROR: 500,
   UNAVAILABLE: 503,
+  NOT_LEADER: 421, // Misdirected Request: ask the MDM the body names
+  STALE_TERM: 409,
   INTERNAL: 500,
 };
 
@@ -72,6 +76,8 @@ export const powerflexErrorCodeOf: Record<ErrorCode, number> = {
   READ_ONLY: 301,
   IO_ERROR: 302,
   UNAVAILABLE: 303,
+  NOT_LEADER: 304,
+  STALE_TERM: 305,
   INTERNAL: 1,
 };
 
@@ -92,6 +98,8 @@ export const nbdErrnoOf: Record<ErrorCode, number> = {
   READ_ONLY: 1,
   IO_ERROR: 5,
   UNAVAILABLE: 5,
+  NOT_LEADER: 5,
+  STALE_TERM: 5,
   INTERNAL: 5,
 };
 
@@ -112,6 +120,8 @@ export const exitStatusOf: Record<ErrorCode, number> = {
   READ_ONLY: 4,
   IO_ERROR: 6,
   UNAVAILABLE: 6,
+  NOT_LEADER: 6,
+  STALE_TERM: 6,
   INTERNAL: 1,
 };
 

@@ -2,15 +2,23 @@
 // and `pf up`. TLS is verified against the MDM's certificate (caPem), never skipped: plain
 // http:// URLs are only accepted for loopback hosts. Response bodies are validated with the
 // zod schema the caller passes, so a bad or hostile MDM answer becomes a typed error.
+//
+// An MDM cluster (HA mode) is given as a comma-separated list of URLs ("url1,url2,url3", as
+// PowerFlex's drv_cfg --add_mdm --ip ip1,ip2): a call goes to the MDM that answered last, and
+// moves on when it is unreachable, is a standby (421 NOT_LEADER, whose body names the leader,
+// tried next) or answers with a term lower than one already seen (refused, see mdm_term.ts).
+// One CA (caPem) verifies every MDM of the list.
 
 import { consola } from "consola";
 import { z } from "zod";
 import { CLUSTER_API_PREFIX, CLUSTER_SECRET_HEADER, NODE_TOKEN_HEADER } from "./cluster_api.ts";
 import { PfError, type ErrorCode, ErrorCodes } from "./errors.ts";
 import { Limits } from "./limits.ts";
+import { MDM_TERM_HEADER, type TermGuard } from "./mdm_term.ts";
 
 export interface MdmEndpoint {
-  /** https://host:port (or http://127.x.x.x:port when plain HTTP was asked for) */
+  /** https://host:port (or http://127.x.x.x:port when plain HTTP was asked for); an MDM cluster
+   *  as a comma-separated list of such URLs */
   url: string;
   /** PEM of the MDM's certificate (or its CA); required for https */
   caPem?: string | null;
@@ -23,7 +31,32 @@ export interface MdmEndpoint {
   /** raw base64 basic credentials (login only); wins over token */
   basicAuth?: string;
   timeoutMs?: number;
+  /** the highest MDM term this client has seen: sent along, and lower answers refused */
+  terms?: TermGuard;
 }
+
+/** A standby's answer: the MDM it names as the active one (null while there is none). */
+export class NotLeaderError extends PfError {
+  constructor(
+    message: string,
+    readonly leaderUrl: string | null,
+  ) {
+    super("NOT_LEADER", message);
+  }
+}
+
+/** The URLs of an MDM address list ("url1,url2"); one URL is a list of one. */
+export function mdmUrlsOf(spec: string): string[] {
+  return spec
+    .split(",")
+    .map((u) => u.trim())
+    .filter((u) => u.length > 0);
+}
+
+/** Per address list, the URL that answered last (the active MDM, as far as this process knows). */
+const lastAnswered = new Map<string, string>();
+const MAX_MDM_ATTEMPTS = 8;
+const RETRIED_CODES: ReadonlySet<ErrorCode> = new Set(["UNAVAILABLE", "NOT_LEADER", "STALE_TERM"]);
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 
@@ -80,10 +113,40 @@ interface RequestOptions<T extends z.ZodType> {
   schema: T;
 }
 
-/** One call to the MDM; throws PfError (UNAVAILABLE when unreachable, the MDM's code otherwise). */
+/**
+ * One call to the MDM (to the active one of a list); throws PfError (UNAVAILABLE when no MDM is
+ * reachable, NOT_LEADER when only standbys answered, the MDM's code otherwise).
+ */
 export async function mdmRequest<T extends z.ZodType>(ep: MdmEndpoint, opts: RequestOptions<T>): Promise<z.infer<T>> {
-  const base = checkMdmUrl(ep.url);
+  const urls = mdmUrlsOf(ep.url);
+  if (urls.length <= 1) return requestOne(ep, urls[0] ?? ep.url, opts);
+  const first = lastAnswered.get(ep.url);
+  const queue = first !== undefined && urls.includes(first) ? [first, ...urls.filter((u) => u !== first)] : [...urls];
+  let last: PfError | null = null;
+  for (let attempt = 0; attempt < MAX_MDM_ATTEMPTS && queue.length > 0; attempt++) {
+    const url = queue.shift()!;
+    try {
+      const out = await requestOne(ep, url, opts);
+      lastAnswered.set(ep.url, url);
+      return out;
+    } catch (e) {
+      if (!(e instanceof PfError) || !RETRIED_CODES.has(e.code)) throw e;
+      last = e;
+      if (e instanceof NotLeaderError && e.leaderUrl !== null && e.leaderUrl !== url) {
+        const named = urls.find((u) => new URL(u).origin === new URL(e.leaderUrl!).origin) ?? e.leaderUrl;
+        const i = queue.indexOf(named);
+        if (i >= 0) queue.splice(i, 1);
+        queue.unshift(named);
+      }
+    }
+  }
+  throw last ?? new PfError("UNAVAILABLE", `no MDM of ${ep.url} answered`);
+}
+
+async function requestOne<T extends z.ZodType>(ep: MdmEndpoint, url: string, opts: RequestOptions<T>, termHeader = ep.terms?.highest): Promise<z.infer<T>> {
+  const base = checkMdmUrl(url);
   const headers: Record<string, string> = { accept: "application/json" };
+  if (termHeader !== undefined) headers[MDM_TERM_HEADER] = String(termHeader);
   if (opts.body !== undefined) headers["content-type"] = "application/json";
   if (ep.clusterSecret) headers[CLUSTER_SECRET_HEADER] = ep.clusterSecret;
   if (ep.nodeToken) headers[NODE_TOKEN_HEADER] = ep.nodeToken;
@@ -103,7 +166,7 @@ export async function mdmRequest<T extends z.ZodType>(ep: MdmEndpoint, opts: Req
   try {
     res = await fetch(new URL(opts.path, base), init);
   } catch (e) {
-    throw fetchFailure(ep.url, e);
+    throw fetchFailure(url, e);
   }
   const text = await res.text();
   let json: unknown;
@@ -113,6 +176,7 @@ export async function mdmRequest<T extends z.ZodType>(ep: MdmEndpoint, opts: Req
     throw new PfError("INTERNAL", `MDM answered ${res.status} with a body that is not JSON`);
   }
   if (!res.ok) throw errorFromBody(res.status, json);
+  if (ep.terms) checkTerm(ep.terms, url, json);
   const parsed = opts.schema.safeParse(json);
   if (!parsed.success) {
     throw new PfError("INTERNAL", `MDM answer to ${opts.method} ${opts.path} has an unexpected shape: ${parsed.error.message}`);
@@ -122,12 +186,39 @@ export async function mdmRequest<T extends z.ZodType>(ep: MdmEndpoint, opts: Req
 
 /** Call the internal cluster API (path relative to CLUSTER_API_PREFIX). */
 export function clusterRequest<T extends z.ZodType>(ep: MdmEndpoint, opts: RequestOptions<T>): Promise<z.infer<T>> {
+  if (ep.terms && ep.clusterSecret) telling = { secret: ep.clusterSecret, caPem: ep.caPem ?? null };
   return mdmRequest(ep, { ...opts, path: CLUSTER_API_PREFIX + opts.path });
+}
+
+/** Refuse an answer whose term is below the highest seen (STALE_TERM; the next MDM is asked). */
+function checkTerm(terms: TermGuard, url: string, json: unknown): void {
+  const term = typeof json === "object" && json !== null ? (json as Record<string, unknown>).term : undefined;
+  if (typeof term !== "number" || !Number.isSafeInteger(term)) return;
+  if (!terms.observe(term, url)) {
+    void tellNewerTerm(url, terms.highest);
+    throw new PfError("STALE_TERM", `MDM ${url} answered with term ${term}, older than term ${terms.highest}; answer refused`);
+  }
+}
+
+/** Say so to an MDM that spoke with an old term (it steps down); fire and forget. */
+let telling: { secret: string; caPem: string | null } | null = null;
+async function tellNewerTerm(url: string, term: number): Promise<void> {
+  if (telling === null) return;
+  try {
+    const ep: MdmEndpoint = { url, caPem: telling.caPem, clusterSecret: telling.secret, timeoutMs: 1000 };
+    await requestOne(ep, url, { method: "POST", path: CLUSTER_API_PREFIX + "/term", body: {}, schema: z.unknown() }, term);
+  } catch {
+    // the old MDM is expected to refuse (STALE_TERM) or to be unreachable
+  }
 }
 
 function errorFromBody(status: number, json: unknown): PfError {
   const obj = typeof json === "object" && json !== null ? (json as Record<string, unknown>) : {};
   const message = typeof obj.message === "string" ? obj.message : `MDM answered HTTP ${status}`;
+  if (obj.pfCode === "NOT_LEADER" || status === 421) {
+    const leader = typeof obj.leader === "object" && obj.leader !== null ? (obj.leader as Record<string, unknown>) : null;
+    return new NotLeaderError(message, leader && typeof leader.url === "string" ? leader.url : null);
+  }
   const pfCode = typeof obj.pfCode === "string" && (ErrorCodes as readonly string[]).includes(obj.pfCode) ? (obj.pfCode as ErrorCode) : null;
   const code: ErrorCode = pfCode ?? (status === 401 ? "UNAUTHORIZED" : status === 400 ? "BAD_REQUEST" : "INTERNAL");
   return new PfError(code, message);
@@ -156,7 +247,8 @@ export async function joinWithRetry<T>(who: string, ep: MdmEndpoint, call: () =>
     try {
       return await call();
     } catch (e) {
-      if (!(e instanceof PfError) || e.code !== "UNAVAILABLE" || e instanceof MdmTlsError || attempt >= JOIN_ATTEMPTS) throw e;
+      // an MDM cluster between two leaders answers NOT_LEADER from every member: wait too
+      if (!(e instanceof PfError) || !RETRIED_CODES.has(e.code) || e instanceof MdmTlsError || attempt >= JOIN_ATTEMPTS) throw e;
       if (attempt === 0) consola.info(`${who}: MDM ${ep.url} not reachable yet; retrying`);
       await Bun.sleep(JOIN_RETRY_MS);
     }

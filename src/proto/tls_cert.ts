@@ -121,6 +121,24 @@ function subjectAltNames(hosts: string[]): Buffer {
 
 /** Make an EC P-256 key and a self-signed X.509 v3 certificate for it. */
 export function generateSelfSignedCert(opts: SelfSignedCertOptions): SelfSignedCert {
+  return makeCert(opts, null);
+}
+
+export interface SignedCertOptions extends SelfSignedCertOptions {
+  /** the CA that signs (a certificate made by generateSelfSignedCert, which is its own CA) */
+  issuer: SelfSignedCert;
+}
+
+/**
+ * Make an EC P-256 key and a server certificate for it signed by a CA (HA mode: every MDM of a
+ * cluster has its own certificate, for its own address, and one CA file verifies them all).
+ * The certificate is not a CA itself (basicConstraints CA:FALSE).
+ */
+export function generateSignedCert(opts: SignedCertOptions): SelfSignedCert {
+  return makeCert(opts, opts.issuer);
+}
+
+function makeCert(opts: SelfSignedCertOptions, issuer: SelfSignedCert | null): SelfSignedCert {
   const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
   const spki = publicKey.export({ type: "spki", format: "der" });
   const now = opts.now ?? new Date();
@@ -132,12 +150,16 @@ export function generateSelfSignedCert(opts: SelfSignedCertOptions): SelfSignedC
     set(seq(derOid(OID.organization), derUtf8("pf"))),
     set(seq(derOid(OID.commonName), derUtf8(opts.commonName.slice(0, 64)))),
   );
+  const issuerName = issuer === null ? name : subjectOf(pemToDer(issuer.certPem));
+  const signKey = issuer === null ? privateKey : createPrivateKey(issuer.keyPem);
   const sigAlg = seq(derOid(OID.ecdsaWithSha256));
   const keyId = new Bun.CryptoHasher("sha1").update(spki).digest();
+  const isCa = issuer === null;
   const extensions = seq(
-    extension(OID.basicConstraints, true, seq(derBool(true))),
-    // digitalSignature (bit 0) | keyCertSign (bit 5): "03 02 02 84" = 2 unused bits, 1000 0100
-    extension(OID.keyUsage, true, tlv(0x03, Buffer.from([0x02, 0x84]))),
+    extension(OID.basicConstraints, true, isCa ? seq(derBool(true)) : seq()),
+    // digitalSignature (bit 0) | keyCertSign (bit 5): "03 02 02 84" = 2 unused bits, 1000 0100;
+    // a leaf: digitalSignature only, "03 02 07 80"
+    extension(OID.keyUsage, true, isCa ? tlv(0x03, Buffer.from([0x02, 0x84])) : tlv(0x03, Buffer.from([0x07, 0x80]))),
     extension(OID.extKeyUsage, false, seq(derOid(OID.serverAuth), derOid(OID.clientAuth))),
     extension(OID.subjectKeyId, false, derOctets(Buffer.from(keyId))),
     extension(OID.subjectAltName, false, subjectAltNames(opts.hosts)),
@@ -146,17 +168,53 @@ export function generateSelfSignedCert(opts: SelfSignedCertOptions): SelfSignedC
     tlv(0xa0, derInteger(Buffer.from([2]))), // version v3
     derInteger(serial),
     sigAlg,
-    name,
+    issuerName,
     seq(derTime(notBefore), derTime(notAfter)),
     name,
     spki,
     tlv(0xa3, extensions),
   );
-  const signature = sign("sha256", tbs, { key: privateKey, dsaEncoding: "der" });
+  const signature = sign("sha256", tbs, { key: signKey, dsaEncoding: "der" });
   const der = seq(tbs, sigAlg, derBitString(signature));
   const certPem = `-----BEGIN CERTIFICATE-----\n${der.toString("base64").replace(/.{1,64}/g, "$&\n")}-----END CERTIFICATE-----\n`;
   const keyPem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
   return { certPem, keyPem };
+}
+
+function pemToDer(pem: string): Buffer {
+  const b64 = pem.replace(/-----(BEGIN|END) CERTIFICATE-----/g, "").replace(/\s+/g, "");
+  return Buffer.from(b64, "base64");
+}
+
+/** One DER element at offset: its whole bytes and where its content starts and ends. */
+function derElement(buf: Buffer, offset: number): { start: number; contentStart: number; end: number } {
+  const first = buf[offset + 1];
+  if (first === undefined) throw new Error("truncated DER");
+  let len = first;
+  let contentStart = offset + 2;
+  if (first & 0x80) {
+    const n = first & 0x7f;
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + (buf[offset + 2 + i] ?? 0);
+    contentStart = offset + 2 + n;
+  }
+  const end = contentStart + len;
+  if (end > buf.length) throw new Error("truncated DER");
+  return { start: offset, contentStart, end };
+}
+
+/** The subject Name (whole DER) of a certificate: 6th field of tbsCertificate (version first). */
+function subjectOf(der: Buffer): Buffer {
+  const cert = derElement(der, 0);
+  const tbs = derElement(der, cert.contentStart);
+  let at = tbs.contentStart;
+  let field = derElement(der, at);
+  if (der[at] !== 0xa0) throw new Error("certificate without a version field");
+  for (let i = 0; i < 5; i++) {
+    at = field.end;
+    field = derElement(der, at);
+  }
+  return Buffer.from(der.subarray(field.start, field.end));
 }
 
 /** Check that a certificate and key belong together and the certificate parses; returns its SAN text. */

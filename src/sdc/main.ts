@@ -3,12 +3,17 @@
 // same SDC and keeps its mappings). The control port (HTTP /health, /metrics, /status) listens
 // before the join; every heartbeat carries the cumulative IO counters (src/proto/io_report.ts)
 // under a random per-process incarnation.
+// It keeps the highest MDM term it has seen (mdm-term.json in its data dir; answers of a lower
+// term are refused, src/proto/mdm_term.ts). A failed heartbeat is retried after
+// FAILED_BEAT_RETRY_MS so that a new active MDM is found soon after a takeover.
 
 import { consola } from "consola";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ClusterPaths, SdcJoinResponse } from "../proto/cluster_api.ts";
 import { startControlServer, type ControlServer } from "../proto/control_server.ts";
+import { TermGuard } from "../proto/mdm_term.ts";
+import { PfError } from "../proto/errors.ts";
 import { DataPlanePool } from "../proto/dataplane_client.ts";
 import { NodeRole } from "../proto/dataplane_auth.ts";
 import { NodeKeyring, keysFromHex } from "../proto/dataplane_keys.ts";
@@ -59,6 +64,9 @@ function loadGuid(opts: SdcOptions): string {
   return guid;
 }
 
+const FAILED_BEAT_RETRY_MS = 250;
+const HEARTBEAT_REQUEST_TIMEOUT_MS = 1500;
+
 export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
   const guid = loadGuid(opts);
   const version = opts.version ?? "unknown";
@@ -73,18 +81,22 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
       controlServer = startControlServer({ host: opts.control.host, port: opts.control.port, source: control });
       consola.info(`sdc: control port ${controlServer.url} (/health /metrics /status)`);
     }
-    const joined = await joinWithRetry("sdc", opts.mdm, () =>
-      clusterRequest(opts.mdm, {
+    const terms = new TermGuard("sdc", opts.dataDir ? join(opts.dataDir, "mdm-term.json") : null);
+    const joined = await joinWithRetry("sdc", opts.mdm, async () => {
+      const r = await clusterRequest(opts.mdm, {
         method: "POST",
         path: ClusterPaths.sdcJoin,
         body: { guid, name: opts.name, host: opts.address },
         schema: SdcJoinResponse,
-      }),
-    );
+      });
+      terms.joined(r.systemId);
+      if (!terms.observe(r.term, "join")) throw new PfError("STALE_TERM", `the MDM answered the join with term ${r.term}, below ${terms.highest}`);
+      return r;
+    });
     const sdcId = joined.sdcId;
     // this SDC's own node keys (renewed with its maps); its per-node calls carry its token
     const keys = new NodeKeyring(NodeRole.SDC, sdcId, keysFromHex(joined.nodeKeys));
-    const mdm: MdmEndpoint = { ...opts.mdm, nodeToken: joined.nodeToken };
+    const mdm: MdmEndpoint = { ...opts.mdm, nodeToken: joined.nodeToken, terms, timeoutMs: opts.mdm.timeoutMs ?? HEARTBEAT_REQUEST_TIMEOUT_MS };
     const grants = new SdcGrants();
     const metrics = new SdcMetrics(registry, sdcId);
     const incarnation = newIncarnation();
@@ -122,13 +134,16 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
 function serve(sdcId: string, heartbeatMs: number, node: SdcNode, nbd: NbdServer, controlServer: ControlServer | null, stopProcessMetrics: () => void): SdcHandle {
   let stopped = false;
   const loop = (async () => {
+    let failures = 0;
     while (!stopped) {
-      await Bun.sleep(heartbeatMs);
+      await Bun.sleep(failures > 0 ? FAILED_BEAT_RETRY_MS : heartbeatMs);
       if (stopped) break;
       try {
         await node.heartbeat();
+        if (failures > 0) consola.info(`sdc ${sdcId}: MDM reachable again after ${failures} failed heartbeat(s)`);
+        failures = 0;
       } catch (e) {
-        consola.warn(`sdc ${sdcId}: heartbeat to MDM failed (IO continues on cached maps): ${(e as Error).message}`);
+        if (failures++ === 0) consola.warn(`sdc ${sdcId}: heartbeat to MDM failed (IO continues on cached maps): ${(e as Error).message}`);
       }
     }
   })();

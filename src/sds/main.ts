@@ -12,6 +12,12 @@
 // the MDM is back renews the lease. The control port (HTTP /health, /metrics, /status) listens
 // before the join, so it can tell an operator the SDS is not joined yet; every heartbeat carries
 // the cumulative IO counters (src/proto/io_report.ts) under a random per-process incarnation.
+//
+// MDM fencing (src/proto/mdm_term.ts): the highest MDM term seen is kept in DATA_DIR/mdm-term.json;
+// an answer of a lower term is refused (no lease, no map) and the next MDM of the list is asked.
+// A failed heartbeat is retried after FAILED_BEAT_RETRY_MS, not a whole interval, so that a
+// standby MDM taking over is found well inside the lease. A mapVersion lower than the one
+// applied is logged as an error (it never happens while the MDMs keep their invariants).
 
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join as joinPath } from "node:path";
@@ -23,6 +29,7 @@ import { newIncarnation } from "../proto/io_meter.ts";
 import { clusterRequest, joinWithRetry, type MdmEndpoint } from "../proto/mdm_http.ts";
 import { MetricRegistry } from "../proto/metrics.ts";
 import { registerProcessMetrics } from "../proto/process_metrics.ts";
+import { TermGuard } from "../proto/mdm_term.ts";
 import { openBlockDevice, type BlockDevice } from "../store/block_device.ts";
 import { FaultFile } from "../store/block_fault.ts";
 import { DataPlaneServer } from "./dataplane_server.ts";
@@ -57,6 +64,8 @@ export interface SdsHandle {
 
 const EARLY_BEAT_MIN_GAP_MS = 200; // a newer epoch seen on the data plane asks the MDM at most this often
 const RECOVERY_HEARTBEAT_MS = 250; // heartbeat interval while this SDS drives or receives a copy
+const FAILED_BEAT_RETRY_MS = 250; // after a failed heartbeat (MDM down, standby, takeover under way)
+const HEARTBEAT_REQUEST_TIMEOUT_MS = 1500; // a heartbeat to a paused or cut-off MDM gives up this soon
 
 export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
   const opened = new Map<string, BlockDevice>();
@@ -80,7 +89,9 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
     for (const d of opts.devices) opened.set(d.path, openBlockDevice(d));
     server = DataPlaneServer.listen({ host: opts.host, port: opts.port });
     const boot = hostBoot(opts.dataDir);
-    const joined = await join(opts, server.port, [...opened.values()], boot.rebooted);
+    mkdirSync(opts.dataDir, { recursive: true });
+    const terms = new TermGuard(`sds ${opts.name}`, joinPath(opts.dataDir, "mdm-term.json"));
+    const joined = await join(opts, server.port, [...opened.values()], boot.rebooted, terms);
     boot.remember();
     const idByPath = new Map(joined.devices.map((d) => [d.path, d.deviceId]));
     core = startSdsCore({
@@ -100,7 +111,7 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
       }),
     });
     // per-node calls carry this SDS's token (it gets its data-plane keys with its assignments)
-    const session = new MdmSession({ ...opts.mdm, nodeToken: joined.nodeToken }, core, joined.heartbeatMs, newIncarnation());
+    const session = new MdmSession({ ...opts.mdm, nodeToken: joined.nodeToken, terms }, core, joined.heartbeatMs, newIncarnation());
     control.attach(core, session);
     await session.refreshAssignments();
     await session.firstBeat();
@@ -159,7 +170,7 @@ function hostBoot(dataDir: string): { rebooted: boolean; remember(): void } {
   };
 }
 
-async function join(opts: SdsOptions, dataPort: number, devices: BlockDevice[], hostRebooted: boolean): Promise<SdsJoinResponse> {
+async function join(opts: SdsOptions, dataPort: number, devices: BlockDevice[], hostRebooted: boolean, terms: TermGuard): Promise<SdsJoinResponse> {
   const body: SdsJoinRequest = {
     name: opts.name,
     hostRebooted,
@@ -170,9 +181,13 @@ async function join(opts: SdsOptions, dataPort: number, devices: BlockDevice[], 
     faultSetName: opts.faultSetName,
     devices: devices.map((d) => ({ path: d.path, capacityBytes: d.sizeBytes })),
   };
-  return joinWithRetry(`sds ${opts.name}`, opts.mdm, () =>
-    clusterRequest(opts.mdm, { method: "POST", path: ClusterPaths.sdsJoin, body, schema: SdsJoinResponse }),
-  );
+  return joinWithRetry(`sds ${opts.name}`, opts.mdm, async () => {
+    // the join answer names the system: terms are per system, so it is checked after that
+    const r = await clusterRequest(opts.mdm, { method: "POST", path: ClusterPaths.sdsJoin, body, schema: SdsJoinResponse });
+    terms.joined(r.systemId);
+    if (!terms.observe(r.term, "join")) throw new PfError("STALE_TERM", `the MDM answered the join with term ${r.term}, below ${terms.highest}`);
+    return r;
+  });
 }
 
 /** Heartbeats and assignment refreshes; failures are logged and retried, IO goes on. */
@@ -235,7 +250,8 @@ class MdmSession implements MdmLinkState {
   private async run(): Promise<void> {
     while (!this.stopped) {
       // during recovery, beat faster: each step of a rebuild waits for the MDM's next answer
-      const intervalMs = this.core.node.recovering ? Math.min(this.heartbeatMs, RECOVERY_HEARTBEAT_MS) : this.heartbeatMs;
+      const fast = this.core.node.recovering ? RECOVERY_HEARTBEAT_MS : this.failures > 0 ? FAILED_BEAT_RETRY_MS : this.heartbeatMs;
+      const intervalMs = Math.min(this.heartbeatMs, fast);
       // fixed rate from the last send (not from the last answer): a slow answer must not stretch
       // the gap between renewals towards the lease length
       const delayMs = Math.max(0, this.lastBeatMs + intervalMs - performance.now());
@@ -268,7 +284,7 @@ class MdmSession implements MdmLinkState {
     const failedForwards = node.takeFailedForwards();
     let hb: HeartbeatResponse;
     try {
-      hb = await clusterRequest(this.mdm, {
+      hb = await clusterRequest({ ...this.mdm, timeoutMs: HEARTBEAT_REQUEST_TIMEOUT_MS }, {
         method: "POST",
         path: ClusterPaths.sdsHeartbeat(this.core.sdsId),
         body: { devices, appliedMapVersion: node.appliedMapVersion, rebuilds: node.rebuildReports(), failedForwards, io: this.core.metrics.report(this.incarnation) },
@@ -279,6 +295,9 @@ class MdmSession implements MdmLinkState {
       throw e;
     }
     this.answeredBeats++;
+    if (hb.mapVersion < node.appliedMapVersion) {
+      consola.error(`sds ${this.core.sdsId}: the MDM's map version went back from ${node.appliedMapVersion} to ${hb.mapVersion}`);
+    }
     // Apply the MDM's newer map BEFORE renewing the lease: an SDS that was cut off and dropped
     // must not serve its old epoch for even one round trip after it reconnects.
     if (hb.mapVersion !== node.appliedMapVersion && !this.stopped) await this.refreshAssignments();

@@ -101,6 +101,7 @@ export function clusterLines(c: MdmClusterObj): string[] {
     `    Mode: ${mode}, State: ${state}, Active: ${c.goodNodesNum ?? "N/A"}/${nodes}, Replicas: ${c.goodReplicasNum ?? "N/A"}/${replicas}`,
     `    Virtual IP Addresses: ${vips.length === 0 ? "N/A" : vips.join(", ")}`,
   ];
+  if (typeof c.term === "number") lines.splice(2, 0, `    Term: ${c.term}`);
   if (c.master) lines.push("Master MDM:", ...nodeLines(c.master, true));
   if (slaves.length > 0) lines.push("Slave MDMs:", ...slaves.flatMap((n) => nodeLines(n, true)));
   if (tieBreakers.length > 0) lines.push("Tie-Breakers:", ...tieBreakers.flatMap((n) => nodeLines(n, false)));

@@ -135,6 +135,8 @@ export const MdmClusterObj = z.looseObject({
   slaves: z.array(MdmNode).nullish(),
   tieBreakers: z.array(MdmNode).nullish(),
   standbyMDMs: z.array(MdmNode).nullish(),
+  /** pf extension: the MDM fencing term */
+  term: z.number().nullish(),
 });
 export type MdmClusterObj = z.infer<typeof MdmClusterObj>;
 

@@ -20,6 +20,7 @@ import { nodeTokenValid } from "../core/dataplane_secrets.ts";
 import { sdcHeartbeat, sdcJoin, sdcMaps, sdsAssignments, sdsHeartbeat, sdsJoin } from "./cluster_service.ts";
 import type { MdmContext } from "../core/context.ts";
 import { HttpError, readBody } from "../core/http_edge.ts";
+import { clientTermCheck } from "../core/leader_gate.ts";
 
 function checkId(id: string): string {
   if (!/^[0-9a-f]{16}$/.test(id)) throw new PfError("BAD_REQUEST", `${JSON.stringify(id)} is not a 16-hex-digit id`);
@@ -45,13 +46,18 @@ export function clusterRoutes(ctx: MdmContext, clusterSecret: string): Hono {
     }
     await next();
   });
-  api.post("/sds/join", async (c) => c.json(sdsJoin(ctx, await readBody(c, SdsJoinRequest))));
+  api.use("*", clientTermCheck(() => ctx.meta));
+  // every answer carries this MDM's fencing term (receivers refuse a lower one)
+  const t = <T extends object>(body: T) => ({ ...body, term: ctx.meta.term() });
+  // a client that refused an answer of this MDM's term says so here (clientTermCheck steps down)
+  api.post("/term", (c) => c.json(t({})));
+  api.post("/sds/join", async (c) => c.json(t(sdsJoin(ctx, await readBody(c, SdsJoinRequest)))));
   // heartbeats carry IO counters per volume and device: their own, larger body limit
-  api.post("/sds/:id/heartbeat", async (c) => c.json(sdsHeartbeat(ctx, authedNode(ctx, c, NodeRole.SDS), await readBody(c, SdsHeartbeatRequest, Limits.heartbeatMaxBodyBytes))));
-  api.on(["GET", "POST"], "/sds/:id/assignments", (c) => c.json(sdsAssignments(ctx, authedNode(ctx, c, NodeRole.SDS))));
-  api.post("/sdc/join", async (c) => c.json(sdcJoin(ctx, await readBody(c, SdcJoinRequest))));
-  api.post("/sdc/:id/heartbeat", async (c) => c.json(sdcHeartbeat(ctx, authedNode(ctx, c, NodeRole.SDC), await readBody(c, SdcHeartbeatRequest, Limits.heartbeatMaxBodyBytes))));
-  api.on(["GET", "POST"], "/sdc/:id/maps", (c) => c.json(sdcMaps(ctx, authedNode(ctx, c, NodeRole.SDC))));
+  api.post("/sds/:id/heartbeat", async (c) => c.json(t(sdsHeartbeat(ctx, authedNode(ctx, c, NodeRole.SDS), await readBody(c, SdsHeartbeatRequest, Limits.heartbeatMaxBodyBytes)))));
+  api.on(["GET", "POST"], "/sds/:id/assignments", (c) => c.json(t(sdsAssignments(ctx, authedNode(ctx, c, NodeRole.SDS)))));
+  api.post("/sdc/join", async (c) => c.json(t(sdcJoin(ctx, await readBody(c, SdcJoinRequest)))));
+  api.post("/sdc/:id/heartbeat", async (c) => c.json(t(sdcHeartbeat(ctx, authedNode(ctx, c, NodeRole.SDC), await readBody(c, SdcHeartbeatRequest, Limits.heartbeatMaxBodyBytes)))));
+  api.on(["GET", "POST"], "/sdc/:id/maps", (c) => c.json(t(sdcMaps(ctx, authedNode(ctx, c, NodeRole.SDC)))));
   api.all("*", () => {
     throw new HttpError("NOT_FOUND", 404, "no such cluster API path");
   });

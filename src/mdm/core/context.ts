@@ -7,9 +7,12 @@ import type { HealthTracker } from "./health.ts";
 import type { TokenStore } from "./auth.ts";
 import type { RecoveryRuntime } from "../recovery/runtime.ts";
 import type { ObserveRuntime } from "../observe/runtime.ts";
+import type { MdmMetaStore } from "../ha/meta_store.ts";
 
 export interface MdmContext {
   store: MdmDb;
+  /** who may act (leadership, term) and where changes become durable (sqlite or etcd) */
+  meta: MdmMetaStore;
   /** ms since the epoch; injected so heartbeats and token expiry are testable */
   clock: () => number;
   /** uniform [0, 1); placement's tie breaker */

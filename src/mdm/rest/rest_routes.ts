@@ -49,11 +49,12 @@ import {
 import { systemTable } from "../../store/mdm_schema.ts";
 import type { MdmContext } from "../core/context.ts";
 import { basicCredentials, HttpError, readBody, validate } from "../core/http_edge.ts";
-import { getObject, idByName, listObjects, relatedObjects, renderSystem } from "./rest_render.ts";
+import { getObject, idByName, listObjects, relatedObjects } from "./rest_render.ts";
 import { statisticsOf } from "./statistics.ts";
 import { selectedStatistics } from "./selected_statistics.ts";
 import { registerObserveRoutes } from "./observe_routes.ts";
 import { setCapacityAlertThresholds } from "../observe/alerts.ts";
+import { renderMdmCluster } from "./mdm_cluster_view.ts";
 import * as topo from "../topology/topology.ts";
 import * as vols from "../topology/volumes.ts";
 import { approveSdc, setRestrictedSdcMode } from "../topology/sdc_access.ts";
@@ -283,11 +284,11 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
   });
   api.post("/instances/System/queryMdmCluster", async (c) => {
     await readBody(c, Empty);
-    return c.json(renderSystem(ctx).mdmCluster);
+    return c.json(await renderMdmCluster(ctx));
   });
   api.post("/instances/System/action/queryMdmCluster", async (c) => {
     await readBody(c, Empty);
-    return c.json(renderSystem(ctx).mdmCluster);
+    return c.json(await renderMdmCluster(ctx));
   });
 
   api.get("/instances/:ref", (c) => {

@@ -1,0 +1,87 @@
+// The MDM's metadata store as the rest of the MDM sees it: one interface, two engines.
+// - SqliteMetaStore (sqlite_meta_store.ts, the default): the local sqlite database is the whole
+//   truth; this MDM is always the active one; commit() has nothing to do (a sqlite transaction
+//   that returned is durable); the term grows on every MDM start.
+// - EtcdMetaStore (etcd_meta_store.ts, HA mode, loaded by dynamic import only): every MDM keeps
+//   its own sqlite as the materialized state; the active one ships each local change to etcd as
+//   one guarded transaction before anything that depends on it leaves the process; standbys
+//   follow by watch.
+// Services keep reading and writing sqlite through drizzle inside inTransaction; the HTTP edge
+// and the recovery timer call commit() before an answer or order goes out (app.ts, main.ts).
+//
+// Invariants every engine keeps (the contract test suite, test/meta_store_contract.test.ts):
+// - isLeader() is synchronous and false the moment this MDM may no longer act (self-fencing);
+// - term() only grows over the life of the cluster, and two MDMs never act under one term;
+// - commit() resolves only once every local change made before the call is durable in the shared
+//   store; when it throws, this MDM is no longer the leader and its unshipped changes are undone
+//   (the local state is reloaded from the shared store).
+
+export type StoreKind = "sqlite" | "etcd";
+
+export interface LeaderInfo {
+  id: string;
+  name: string;
+  /** URL clients use for it (https://HOST:PORT) */
+  url: string;
+  term: number;
+}
+
+export interface MdmMemberView {
+  id: string;
+  name: string;
+  url: string;
+  role: "leader" | "standby";
+  /** etcd revision its sqlite reflects */
+  appliedRev: number;
+  caughtUp: boolean;
+}
+
+export interface EtcdMemberView {
+  name: string;
+  clientUrls: string[];
+  healthy: boolean;
+  isLeader: boolean;
+}
+
+export interface ClusterView {
+  kind: StoreKind;
+  term: number;
+  leader: LeaderInfo | null;
+  members: MdmMemberView[];
+  etcd: EtcdMemberView[];
+}
+
+export type LeadershipListener = (leader: boolean) => void;
+
+/** Counters of the shared store, for figures and the role endpoint. */
+export interface StoreStats {
+  /** commits shipped (etcd txns) and the row puts/deletes they carried */
+  txns: number;
+  ops: number;
+  takeovers: number;
+  stepDowns: number;
+}
+
+export interface MdmMetaStore {
+  readonly kind: StoreKind;
+  /** this MDM's id (stable across restarts: kept in its data dir in HA mode) */
+  readonly mdmId: string;
+  readonly stats: StoreStats;
+  /** start acting (leader or standby) once the MDM's core is open; before it, nothing is shipped */
+  start(): Promise<void>;
+  /** term of this MDM's current leadership, or of the last one it knows of */
+  term(): number;
+  /** may this MDM act as the active MDM right now (deadline checked on every call) */
+  isLeader(): boolean;
+  leader(): LeaderInfo | null;
+  /** local changes not yet in the shared store */
+  hasPending(): boolean;
+  /** make every local change made so far durable in the shared store (see invariants) */
+  commit(): Promise<void>;
+  /** an SDS or SDC saw a higher term: another MDM leads now */
+  sawHigherTerm(term: number, from: string): void;
+  /** called (synchronously) on every change of isLeader() */
+  onLeadershipChange(listener: LeadershipListener): void;
+  view(): Promise<ClusterView>;
+  close(): Promise<void>;
+}

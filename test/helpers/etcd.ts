@@ -1,0 +1,126 @@
+// Test harness for HA mode: runs Debian's etcd binary (1 or 3 members) with temp data dirs, free
+// loopback ports, --unsafe-no-fsync (CI only, never in production) and the transaction limits pf
+// needs (--max-txn-ops 10000, --max-request-bytes 4 MiB). A missing etcd fails the test (CI
+// installs etcd-server); it never skips. Every member is killed by PID with SIGKILL in stop(),
+// pass or fail (an etcd without quorum ignores SIGTERM for many seconds).
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { freePort } from "./cluster.ts";
+
+export const ETCD_BIN = Bun.which("etcd") ?? "/usr/bin/etcd";
+
+export interface EtcdMember {
+  name: string;
+  clientUrl: string;
+  peerUrl: string;
+  dataDir: string;
+  proc: Subprocess | null;
+}
+
+export class EtcdCluster {
+  private constructor(
+    readonly dir: string,
+    readonly members: EtcdMember[],
+    private readonly token: string,
+  ) {}
+
+  get endpoints(): string[] {
+    return this.members.map((m) => m.clientUrl);
+  }
+
+  /** hosts: one address per member (default 127.0.0.1 for all) */
+  static async start(size: 1 | 3 = 1, opts: { hosts?: string[] } = {}): Promise<EtcdCluster> {
+    if (Bun.which("etcd") === null) throw new Error("etcd is not installed (apt-get install etcd-server etcd-client; .ci/run does it): the HA tests need it");
+    const dir = mkdtempSync(join(tmpdir(), "pf-etcd-"));
+    const members: EtcdMember[] = [];
+    for (let i = 0; i < size; i++) {
+      const name = `e${i + 1}`;
+      const host = opts.hosts?.[i] ?? "127.0.0.1";
+      members.push({ name, clientUrl: `http://${host}:${await freePort()}`, peerUrl: `http://${host}:${await freePort()}`, dataDir: join(dir, name), proc: null });
+    }
+    const c = new EtcdCluster(dir, members, `pf-test-${Date.now()}-${Math.floor(Math.random() * 1e6)}`);
+    for (let i = 0; i < size; i++) c.spawn(i, "new");
+    await c.waitWritable(20_000);
+    return c;
+  }
+
+  private spawn(i: number, state: "new" | "existing"): void {
+    const m = this.members[i]!;
+    const initial = this.members.map((x) => `${x.name}=${x.peerUrl}`).join(",");
+    m.proc = Bun.spawn(
+      [
+        ETCD_BIN,
+        "--name", m.name,
+        "--data-dir", m.dataDir,
+        "--listen-client-urls", m.clientUrl,
+        "--advertise-client-urls", m.clientUrl,
+        "--listen-peer-urls", m.peerUrl,
+        "--initial-advertise-peer-urls", m.peerUrl,
+        "--initial-cluster", initial,
+        "--initial-cluster-token", this.token,
+        "--initial-cluster-state", state,
+        "--unsafe-no-fsync",
+        "--max-txn-ops", "10000",
+        "--max-request-bytes", "4194304",
+        "--heartbeat-interval", "100",
+        "--election-timeout", "1000",
+        "--log-level", "error",
+      ],
+      { stdin: "ignore", stdout: "ignore", stderr: "ignore" },
+    );
+  }
+
+  /** Wait until a put through the gateway succeeds on some member. */
+  async waitWritable(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      for (const url of this.endpoints) {
+        try {
+          const r = await fetch(`${url}/v3/kv/put`, { method: "POST", body: JSON.stringify({ key: btoa("/test/ready"), value: btoa("1") }), signal: AbortSignal.timeout(1000) });
+          if (r.ok) return;
+        } catch {
+          // not up yet
+        }
+      }
+      if (Date.now() > deadline) throw new Error(`etcd not writable after ${timeoutMs} ms`);
+      await Bun.sleep(100);
+    }
+  }
+
+  /** Index of the member that is the raft leader. */
+  async leaderIndex(): Promise<number> {
+    for (let i = 0; i < this.members.length; i++) {
+      try {
+        const r = await fetch(`${this.members[i]!.clientUrl}/v3/maintenance/status`, { method: "POST", body: "{}", signal: AbortSignal.timeout(1000) });
+        const j = (await r.json()) as { leader?: string; header?: { member_id?: string } };
+        if (j.leader !== undefined && j.leader === j.header?.member_id) return i;
+      } catch {
+        // member down
+      }
+    }
+    return -1;
+  }
+
+  kill(i: number): void {
+    const p = this.members[i]!.proc;
+    if (p) p.kill("SIGKILL");
+    this.members[i]!.proc = null;
+  }
+
+  /** Start a killed member again on its data dir. */
+  restart(i: number): void {
+    this.spawn(i, "existing");
+  }
+
+  async stop(): Promise<void> {
+    for (const m of this.members) {
+      m.proc?.kill("SIGKILL");
+      await m.proc?.exited;
+      m.proc = null;
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

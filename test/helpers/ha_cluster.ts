@@ -1,0 +1,263 @@
+// Test harness for an HA cluster run as an operator would, from ONE cluster YAML: an etcd
+// cluster (helpers/etcd.ts), three MDM hosts m1..m3 on 127.0.0.11..13 (the same MDM port on each
+// address) and one data host on 127.0.0.1 with the SDSs and the SDC, each host a separate
+// `pf up FILE --host NAME` of the compiled dist/pf with its own data dir. Output lines are kept
+// with their arrival time (performance.now), so tests can time takeovers from the logs.
+// Every process is killed by PID in stop(), pass or fail.
+
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { childPids, freePort, PF_BIN } from "./cluster.ts";
+import { EtcdCluster } from "./etcd.ts";
+
+export const MDM_HOSTS = ["m1", "m2", "m3"] as const;
+export type MdmHost = (typeof MDM_HOSTS)[number];
+const MDM_ADDR: Record<MdmHost, string> = { m1: "127.0.0.11", m2: "127.0.0.12", m3: "127.0.0.13" };
+export const ADMIN_PASSWORD = "ha-admin-password";
+export const CLUSTER_SECRET = "ha-test-cluster-secret-0123456789";
+
+export interface HaSpec {
+  etcdMembers?: 1 | 3;
+  sdsCount?: number;
+  deviceSize?: string;
+  heartbeatTimeout?: string;
+  rebuildGrace?: string;
+  volumeSize?: string;
+}
+
+export interface Line {
+  atMs: number;
+  text: string;
+}
+
+export interface MdmRole {
+  id: string;
+  role: "leader" | "standby";
+  term: number;
+  mapVersion: number;
+  leader: { name: string; url: string } | null;
+  stats: { txns: number; ops: number; takeovers: number; stepDowns: number };
+}
+
+class HostProc {
+  lines: Line[] = [];
+  constructor(readonly name: string, readonly proc: Subprocess<"ignore", "pipe", "pipe">) {
+    const dec = new TextDecoder();
+    let partial = "";
+    const pump = async (s: ReadableStream<Uint8Array>) => {
+      for await (const chunk of s) {
+        const now = performance.now();
+        const text = partial + dec.decode(chunk);
+        const parts = text.split("\n");
+        partial = parts.pop() ?? "";
+        for (const t of parts) this.lines.push({ atMs: now, text: t });
+      }
+    };
+    void pump(proc.stdout);
+    void pump(proc.stderr);
+  }
+  get output(): string {
+    return this.lines.map((l) => l.text).join("\n");
+  }
+}
+
+export class HaCluster {
+  readonly dir: string;
+  readonly configFile: string;
+  readonly hosts = new Map<string, HostProc>();
+  private extra: Subprocess[] = [];
+  /** roles started again by hand: "host/label" -> pid (wins over pf up's log) */
+  private restarted = new Map<string, number>();
+
+  private constructor(
+    readonly etcd: EtcdCluster,
+    readonly mdmPort: number,
+    readonly nbdPort: number,
+    readonly sdsPorts: number[],
+    spec: HaSpec,
+  ) {
+    this.dir = mkdtempSync(join(tmpdir(), "pf-ha-e2e-"));
+    this.configFile = join(this.dir, "cluster.yaml");
+    writeFileSync(this.configFile, this.yaml(spec));
+  }
+
+  static async create(spec: HaSpec = {}): Promise<HaCluster> {
+    // one etcd member beside each MDM (as PowerFlex's Managers): no tie-breaker in the view
+    const etcd = await EtcdCluster.start(spec.etcdMembers ?? 3, { hosts: MDM_HOSTS.map((h) => MDM_ADDR[h]) });
+    const n = spec.sdsCount ?? 3;
+    const sdsPorts: number[] = [];
+    for (let i = 0; i < n; i++) sdsPorts.push(await freePort());
+    return new HaCluster(etcd, await freePort(), await freePort(), sdsPorts, spec);
+  }
+
+  get mdmUrls(): string {
+    return MDM_HOSTS.map((h) => this.urlOf(h)).join(",");
+  }
+  urlOf(h: MdmHost): string {
+    return `https://${MDM_ADDR[h]}:${this.mdmPort}`;
+  }
+  get caFile(): string {
+    return join(this.dir, "m1", "mdm", "tls", "ca.pem");
+  }
+  nbdUri(volume: string): string {
+    return `nbd://127.0.0.1:${this.nbdPort}/${volume}`;
+  }
+
+  private yaml(spec: HaSpec): string {
+    const size = spec.deviceSize ?? "256MiB";
+    const sds = this.sdsPorts.map((p, i) => `      - { name: sds${i + 1}, port: ${p}, pool: pd1/sp1, devices: [{ path: sds${i + 1}/dev0.img, size: ${size} }] }`);
+    return [
+      `cluster: { name: ha${process.pid}, secret: ${CLUSTER_SECRET}, adminPassword: ${ADMIN_PASSWORD} }`,
+      "mdm:",
+      `  port: ${this.mdmPort}`,
+      `  ca: ${this.caFile}`,
+      `  heartbeatTimeout: ${spec.heartbeatTimeout ?? "5s"}`,
+      `  rebuildGrace: ${spec.rebuildGrace ?? "4s"}`,
+      `  etcd: { endpoints: [${this.etcd.endpoints.join(", ")}] }`,
+      "hosts:",
+      ...MDM_HOSTS.map((h) => `  - { name: ${h}, address: ${MDM_ADDR[h]}, mdm: true }`),
+      "  - name: data",
+      "    address: 127.0.0.1",
+      "    sds:",
+      ...sds,
+      `    sdc: { nbd: 127.0.0.1:${this.nbdPort} }`,
+      "protectionDomains:",
+      "  - name: pd1",
+      "    storagePools:",
+      "      - { name: sp1, sparePercentage: 10, extentSize: 16MiB, granularity: 64MiB }",
+      "volumes:",
+      `  - { name: vol1, pool: pd1/sp1, size: ${spec.volumeSize ?? "128MiB"}, type: thin, mapTo: [{ host: data }] }`,
+      "",
+    ].join("\n");
+  }
+
+  private startHost(name: string): HostProc {
+    const proc = Bun.spawn([PF_BIN, "up", this.configFile, "--host", name, "--data-dir", join(this.dir, name)], {
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, CONSOLA_LEVEL: "3" },
+    });
+    const h = new HostProc(name, proc);
+    this.hosts.set(name, h);
+    return h;
+  }
+
+  /** Start m1 first (it bootstraps the cluster in etcd), then the others, and wait for all. */
+  async start(timeoutMs = 120_000): Promise<void> {
+    this.startHost("m1");
+    await this.waitRole("m1", (r) => r.role === "leader", 30_000);
+    for (const h of ["m2", "m3", "data"]) this.startHost(h);
+    const deadline = Date.now() + timeoutMs;
+    for (const h of this.hosts.values()) {
+      while (!h.output.includes("pf is up on host")) {
+        if (h.proc.exitCode !== null) throw new Error(`pf up --host ${h.name} exited ${h.proc.exitCode}:\n${h.output}`);
+        if (Date.now() > deadline) throw new Error(`pf up --host ${h.name} not up after ${timeoutMs} ms:\n${h.output}`);
+        await Bun.sleep(100);
+      }
+    }
+  }
+
+  /** /api/pf/mdmRole of one MDM (null when it does not answer). */
+  async role(h: MdmHost): Promise<MdmRole | null> {
+    try {
+      const r = await fetch(`${this.urlOf(h)}/api/pf/mdmRole`, { tls: { ca: readFileSync(this.caFile, "utf8") }, signal: AbortSignal.timeout(500) } as RequestInit);
+      return (await r.json()) as MdmRole;
+    } catch {
+      return null;
+    }
+  }
+
+  async waitRole(h: MdmHost, ok: (r: MdmRole) => boolean, timeoutMs: number): Promise<MdmRole> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await this.role(h).catch(() => null);
+      if (r && ok(r)) return r;
+      if (Date.now() > deadline) throw new Error(`MDM ${h} not in the expected role after ${timeoutMs} ms (last: ${JSON.stringify(r)})`);
+      await Bun.sleep(20);
+    }
+  }
+
+  /** The MDM host that leads now. */
+  async leader(timeoutMs = 10_000): Promise<{ host: MdmHost; role: MdmRole }> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      for (const h of MDM_HOSTS) {
+        const r = await this.role(h);
+        if (r?.role === "leader") return { host: h, role: r };
+      }
+      if (Date.now() > deadline) throw new Error("no MDM leads");
+      await Bun.sleep(20);
+    }
+  }
+
+  /** PID of a role of one host's pf up ("mdm", "sds sds2", "sdc"). */
+  pidOf(host: string, label: string): number {
+    const again = this.restarted.get(`${host}/${label}`);
+    if (again !== undefined) return again;
+    const all = [...(this.hosts.get(host)?.output ?? "").matchAll(new RegExp(`started ${label} \\(pid (\\d+)\\)`, "g"))];
+    const m = all[all.length - 1];
+    if (!m) throw new Error(`no role ${label} on host ${host}`);
+    return Number(m[1]);
+  }
+
+  /** kill -9 one role; returns its argv for restartRole. */
+  killRole(host: string, label: string): string[] {
+    const pid = this.pidOf(host, label);
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter((a) => a.length > 0);
+    process.kill(pid, "SIGKILL");
+    return argv;
+  }
+
+  restartRole(host: string, label: string, argv: string[], env: Record<string, string> = {}): HostProc {
+    const proc = Bun.spawn(argv, {
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, CONSOLA_LEVEL: "3", PF_CLUSTER_SECRET: CLUSTER_SECRET, PF_ADMIN_PASSWORD: ADMIN_PASSWORD, ...env },
+    });
+    this.extra.push(proc);
+    this.restarted.set(`${host}/${label}`, proc.pid);
+    const h = new HostProc(`${host} ${label} (restarted)`, proc);
+    this.hosts.set(`${host}/${label}`, h);
+    return h;
+  }
+
+  /** Lines of a host's output matching re, with their arrival times. */
+  linesOf(host: string, re: RegExp): Line[] {
+    return (this.hosts.get(host)?.lines ?? []).filter((l) => re.test(l.text));
+  }
+
+  async scli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    const proc = Bun.spawn([PF_BIN, "scli", ...args], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, PF_MDM: this.mdmUrls, PF_MDM_CA: this.caFile, PF_SCLI_SESSION_DIR: join(this.dir, "scli"), HOME: this.dir },
+    });
+    const [stdout, stderr] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+    return { code: await proc.exited, stdout, stderr };
+  }
+
+  async stop(): Promise<void> {
+    for (const p of this.extra) p.kill("SIGKILL");
+    for (const h of this.hosts.values()) {
+      const pids = childPids(h.proc.pid);
+      for (const pid of [...pids, h.proc.pid]) {
+        try {
+          process.kill(pid, "SIGCONT");
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // gone already
+        }
+      }
+    }
+    await this.etcd.stop();
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
