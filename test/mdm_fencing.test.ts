@@ -10,7 +10,9 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { HeartbeatResponse } from "../src/proto/cluster_api.ts";
+import { HeartbeatResponse, NODE_TOKEN_HEADER } from "../src/proto/cluster_api.ts";
+import { NodeRole } from "../src/proto/dataplane_auth.ts";
+import { nodeTokenOf } from "../src/mdm/core/dataplane_secrets.ts";
 import { clusterRequest } from "../src/proto/mdm_http.ts";
 import { MDM_TERM_HEADER, TermGuard } from "../src/proto/mdm_term.ts";
 import { EtcdMetaStore } from "../src/mdm/ha/etcd_meta_store.ts";
@@ -110,7 +112,12 @@ test("a single sqlite MDM told of a higher term (a restored backup) jumps above 
     const sds = await m.joinSds("sds1");
     const r = await m.raw("POST", `/pf/v1/sds/${sds.sdsId}/heartbeat`, {
       body: JSON.stringify({ devices: [], appliedMapVersion: 0 }),
-      headers: { "content-type": "application/json", "x-pf-cluster-secret": SECRET, [MDM_TERM_HEADER]: String(term + 10) },
+      headers: {
+        "content-type": "application/json",
+        "x-pf-cluster-secret": SECRET,
+        [NODE_TOKEN_HEADER]: nodeTokenOf(m.core.ctx, NodeRole.SDS, sds.sdsId),
+        [MDM_TERM_HEADER]: String(term + 10),
+      },
     });
     expect(r.status).toBe(200);
     expect((r.json as Obj).term).toBe(term + 11);

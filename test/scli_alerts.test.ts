@@ -23,6 +23,7 @@ let cluster: MdmEndpoint;
 let beats: ReturnType<typeof setInterval> | undefined;
 const silent = new Set<string>();
 const sds = new Map<string, string>();
+const tokens = new Map<string, string>(); // per-node token each SDS got at join (heartbeats carry it)
 
 async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = "";
@@ -45,11 +46,12 @@ beforeAll(async () => {
       schema: SdsJoinResponse,
     });
     sds.set(`asds${i}`, r.sdsId);
+    tokens.set(r.sdsId, r.nodeToken);
   }
   beats = setInterval(() => {
     for (const [name, id] of sds) {
       if (silent.has(name)) continue;
-      clusterRequest(cluster, { method: "POST", path: ClusterPaths.sdsHeartbeat(id), body: { devices: [], appliedMapVersion: 0 }, schema: HeartbeatResponse }).catch(() => undefined);
+      clusterRequest({ ...cluster, nodeToken: tokens.get(id) }, { method: "POST", path: ClusterPaths.sdsHeartbeat(id), body: { devices: [], appliedMapVersion: 0 }, schema: HeartbeatResponse }).catch(() => undefined);
     }
   }, 300);
   expect((await run(["--add_volume", "--protection_domain_name", "apd", "--storage_pool_name", "asp", "--size_gb", "2", "--volume_name", "av1"])).code).toBe(0);
