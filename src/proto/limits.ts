@@ -42,7 +42,21 @@ export const Limits = {
   maxVolumeBytes: 1024 * 1024 * GiB, // 1 PiB
   maxThinOvercommitRatio: 10, // thin extents assigned to a device: at most this times its capacity
   maxNameLength: 31, // PowerFlex object names
-  thinChunkBytes: 1 * MiB, // SDS thin allocation unit
+  thinChunkBytes: 1 * MiB, // SDS thin allocation unit (and the copy-on-write unit of snapshots)
+
+  // snapshots (V-Trees) and write fences
+  maxSnapshotsPerVTree: 126, // PowerFlex's limit; refused beyond with rc 182 (Cinder's SnapshotLimitReached)
+  maxLayersPerVTree: 512, // 2 x members - 1 after merging (253 at 127 members), with room for a fence's new ones
+  maxSnapshotDefsPerCall: 1024, // snapshotDefs of one snapshotVolumes call (one consistency group)
+  fenceAckTimeoutMs: 1500, // the MDM aborts a snapshot whose fence some SDS did not acknowledge by then
+  fenceHoldTimeoutMs: 3000, // an SDS asks the MDM about a fence it holds writes for this long (> fenceAckTimeoutMs)
+  fenceCommitWaitMs: 2000,
+  maxLayerUsageReports: 65_536, // layer chunk counts in one SDS heartbeat (SdsHeartbeatRequest.layerChunks) // the MDM waits this long for commit acks before answering (SDSs also learn from assignments)
+
+  // per-mapping QoS (SDC)
+  qosMinIops: 11, // setMappedSdcLimits: iopsLimit is 0 (unlimited) or at least this (PowerFlex/Ansible rule)
+  qosBandwidthUnitKbps: 1024, // bandwidthLimitInKbps is 0 or a multiple of this
+  qosBurstMs: 1000, // a bucket holds this much of its limit (a burst of one second)
 
   // control plane
   restMaxBodyBytes: 1 * MiB,

@@ -44,6 +44,7 @@ export interface SdsHandle {
 
 const EARLY_BEAT_MIN_GAP_MS = 200; // a newer epoch seen on the data plane asks the MDM at most this often
 const RECOVERY_HEARTBEAT_MS = 250; // heartbeat interval while this SDS drives or receives a copy
+const FENCE_ASK_INTERVAL_MS = 500; // how often an SDS asks the MDM about a fence in doubt
 
 export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
   const opened = new Map<string, BlockDevice>();
@@ -160,6 +161,19 @@ class MdmSession {
     };
     core.node.onNewerEpoch = early;
     core.node.onCopyDone = early;
+    core.node.onFenceExpired = () => void this.settleFencesInDoubt();
+  }
+
+  /** A fence outlived its timeout: ask the MDM (assignments asked after now) until it is settled. */
+  private async settleFencesInDoubt(): Promise<void> {
+    while (!this.stopped && this.core.node.fencesInDoubt > 0) {
+      try {
+        await this.refreshAssignments();
+      } catch (e) {
+        consola.warn(`sds ${this.core.sdsId}: cannot ask the MDM about a fence in doubt (writes stay held): ${(e as Error).message}`);
+      }
+      if (this.core.node.fencesInDoubt > 0) await Bun.sleep(FENCE_ASK_INTERVAL_MS);
+    }
   }
 
   /** The heartbeat that gives the first lease (a failure is logged; the loop retries). */
@@ -183,9 +197,10 @@ class MdmSession {
   }
 
   async refreshAssignments(): Promise<void> {
+    const askedAtMs = this.core.node.clock.nowMs();
     const resp = await clusterRequest(this.mdm, { method: "GET", path: ClusterPaths.sdsAssignments(this.core.sdsId), schema: SdsAssignmentsResponse });
     const before = this.core.node.appliedMapVersion;
-    this.core.node.applyAssignments(resp);
+    this.core.node.applyAssignments(resp, askedAtMs);
     if (resp.mapVersion !== before) consola.debug(`sds ${this.core.sdsId}: applied map version ${resp.mapVersion} (${resp.extents.length} extents)`);
   }
 
@@ -227,7 +242,7 @@ class MdmSession {
       hb = await clusterRequest(this.mdm, {
         method: "POST",
         path: ClusterPaths.sdsHeartbeat(this.core.sdsId),
-        body: { devices, appliedMapVersion: node.appliedMapVersion, rebuilds: node.rebuildReports(), failedForwards },
+        body: { devices, appliedMapVersion: node.appliedMapVersion, rebuilds: node.rebuildReports(), failedForwards, layerChunks: node.layerChunks() },
         schema: HeartbeatResponse,
       });
     } catch (e) {
