@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { Flag, Op, Status } from "../src/proto/dataplane.ts";
 import { DataPlaneClient, type DataReply } from "../src/proto/dataplane_client.ts";
 import type { z } from "zod";
-import { SdsAssignmentsResponse } from "../src/proto/cluster_api.ts";
+import { SdsAssignmentsResponse, type VTreeGraph } from "../src/proto/cluster_api.ts";
 import { idToHalves } from "../src/proto/ids.ts";
 import { startSdsCore, type SdsCore } from "../src/sds/sds_core.ts";
 import type { SdsClock } from "../src/sds/sds_clock.ts";
@@ -68,10 +68,11 @@ export interface ExtentPlan {
 }
 
 /** The assignments SDS number `me` would get from the MDM for these plans. */
-export function assignmentsFor(me: number, nodes: SdsCore[], plans: ExtentPlan[], mapVersion = 1, rebuildRateBytesPerSec = 0): SdsAssignmentsResponse {
+export function assignmentsFor(me: number, nodes: SdsCore[], plans: ExtentPlan[], mapVersion = 1, rebuildRateBytesPerSec = 0, vtrees: VTreeGraph[] = []): SdsAssignmentsResponse {
   const resp: z.input<typeof SdsAssignmentsResponse> = {
     mapVersion,
     rebuildRateBytesPerSec,
+    vtrees,
     extentSizeBytesByVolume: {},
     extents: [],
     sds: nodes.map((n, i) => ({ sdsId: sdsIdOf(i), host: "127.0.0.1", port: n.port })),
@@ -103,11 +104,11 @@ export const LONG_LEASE_MS = 3_600_000;
  * long lease, as an answered heartbeat would. All in one synchronous step, so no request sees
  * one node on the new map and another on the old.
  */
-export function applyAll(nodes: (SdsCore | null)[], plans: ExtentPlan[], mapVersion = 1, rebuildRateBytesPerSec = 0): void {
+export function applyAll(nodes: (SdsCore | null)[], plans: ExtentPlan[], mapVersion = 1, rebuildRateBytesPerSec = 0, vtrees: VTreeGraph[] = []): void {
   const live = nodes.map((n) => n ?? ({ port: 1 } as SdsCore));
   nodes.forEach((n, i) => {
     if (!n) return;
-    n.node.applyAssignments(assignmentsFor(i, live, plans, mapVersion, rebuildRateBytesPerSec));
+    n.node.applyAssignments(assignmentsFor(i, live, plans, mapVersion, rebuildRateBytesPerSec, vtrees));
     n.node.grantLease(n.node.clock.nowMs(), LONG_LEASE_MS);
   });
 }
