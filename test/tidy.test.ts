@@ -86,7 +86,7 @@ test("src/mdm keeps its rooms: no loose file at its top but the entry, the app a
 
 // Rooms of src/mdm from the bottom up; a room imports only rooms below it. The one exception is
 // the context record itself, which names (type-only) the runtime state every room is handed.
-const MDM_ROOMS = ["core", "topology", "recovery", "observe", "cluster", "rest", "dashboard"];
+const MDM_ROOMS = ["core", "topology", "vtree", "recovery", "observe", "cluster", "rest", "dashboard"];
 
 test("rooms of src/mdm import only the rooms below them", () => {
   const bad: string[] = [];

@@ -7,6 +7,7 @@ import type { Database } from "bun:sqlite";
 import { PfError } from "../proto/errors.ts";
 import init0000 from "./migrations/0000_init.sql" with { type: "text" };
 import recovery0001 from "./migrations/0001_recovery.sql" with { type: "text" };
+import snapshots0002 from "./migrations/0002_snapshots.sql" with { type: "text" };
 
 export interface Migration {
   version: number;
@@ -17,6 +18,7 @@ export interface Migration {
 export const MDM_MIGRATIONS: readonly Migration[] = [
   { version: 0, name: "0000_init", sql: init0000 },
   { version: 1, name: "0001_recovery", sql: recovery0001 },
+  { version: 2, name: "0002_snapshots", sql: snapshots0002 },
 ];
 
 /** Current schema version, or -1 for an empty database. */

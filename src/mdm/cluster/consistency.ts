@@ -97,7 +97,9 @@ function checkOnce(ctx: MdmContext, volumeId: string): Promise<ConsistencyReport
   return checkVolumeConsistency({
     volumeId,
     extentBytes: vol.extentBytes,
-    extents: inSyncExtents(ctx, volumeId).map((e, extentIndex) => ({ extentIndex, ...e })),
+    extents: inSyncExtents(ctx, vol.ownerId)
+      .slice(0, vol.sizeBytes / vol.extentBytes)
+      .map((e, extentIndex) => ({ extentIndex, ...e })),
     pool: poolFor(ctx),
   });
 }

@@ -7,7 +7,7 @@
 // Invariants: capacity fields of a protection domain and of the system are sums over their
 // pools; nothing here writes.
 
-import { eq, sql } from "drizzle-orm";
+import { eq, inArray, sql } from "drizzle-orm";
 import { PfError } from "../../proto/errors.ts";
 import { Limits } from "../../proto/limits.ts";
 import type { PowerFlexType, RebuildStatus } from "../../proto/powerflex_api.ts";
@@ -21,12 +21,16 @@ import {
   storagePoolTable,
   volumeMappingTable,
   volumeTable,
+  vtreeTable,
   type DeviceRow,
   type StoragePoolRow,
 } from "../../store/mdm_schema.ts";
 import type { MdmContext } from "../core/context.ts";
 import { getDevice, getPd, getPool, getSdc, getSds, getVolume } from "../core/lookup.ts";
 import { poolCapacityOf } from "../topology/volumes.ts";
+import { poolSnapBytes, vtreeCapacity } from "../vtree/layer_usage.ts";
+import { descendantsOf } from "../vtree/snapshots.ts";
+import { getVTree, membersOf } from "../vtree/vtree_store.ts";
 
 export type Stats = Record<string, unknown>;
 
@@ -130,8 +134,8 @@ function poolCapacityFigures(ctx: MdmContext, pool: StoragePoolRow, devices: Dev
     capacityInUseInKb: kb(cap.inUseRawBytes),
     thickCapacityInUseInKb: kb(cap.thickReservedRawBytes),
     thinCapacityInUseInKb: kb(thinUsedRaw),
-    snapCapacityInUseInKb: 0,
-    snapCapacityInUseOccupiedInKb: 0,
+    snapCapacityInUseInKb: kb(poolSnapBytes(ctx, pool.id)),
+    snapCapacityInUseOccupiedInKb: kb(poolSnapBytes(ctx, pool.id)),
     thinCapacityAllocatedInKm: kb(thinAllocated?.bytes ?? 0),
     thinCapacityAllocatedInKb: kb(thinAllocated?.bytes ?? 0),
     unusedCapacityInKb: kb(Math.max(0, cap.usableRawBytes - cap.inUseRawBytes)),
@@ -145,7 +149,7 @@ function poolCapacityFigures(ctx: MdmContext, pool: StoragePoolRow, devices: Dev
   };
 }
 
-function volumeCounts(ctx: MdmContext, poolIds: string[] | null): { numOfVolumes: number; numOfThickBaseVolumes: number; numOfThinBaseVolumes: number } {
+function volumeCounts(ctx: MdmContext, poolIds: string[] | null): { numOfVolumes: number; numOfThickBaseVolumes: number; numOfThinBaseVolumes: number; numOfSnapshots: number } {
   const rows = ctx.store.db
     .select({ poolId: volumeTable.poolId, type: volumeTable.volumeType, n: sql<number>`count(*)` })
     .from(volumeTable)
@@ -153,12 +157,14 @@ function volumeCounts(ctx: MdmContext, poolIds: string[] | null): { numOfVolumes
     .all();
   let thick = 0;
   let thin = 0;
+  let snaps = 0;
   for (const r of rows) {
     if (poolIds !== null && !poolIds.includes(r.poolId)) continue;
     if (r.type === "ThickProvisioned") thick += r.n;
+    else if (r.type === "Snapshot") snaps += r.n;
     else thin += r.n;
   }
-  return { numOfVolumes: thick + thin, numOfThickBaseVolumes: thick, numOfThinBaseVolumes: thin };
+  return { numOfVolumes: thick + thin + snaps, numOfThickBaseVolumes: thick, numOfThinBaseVolumes: thin, numOfSnapshots: snaps };
 }
 
 /** Bandwidth counter of the recovery copies, in PowerFlex's {numOccured, numSeconds, totalWeightInKb} shape over the rate window. */
@@ -216,8 +222,7 @@ function poolsStats(ctx: MdmContext, pools: StoragePoolRow[]): Stats {
   return {
     ...cap,
     ...counts,
-    numOfVtrees: counts.numOfVolumes,
-    numOfSnapshots: 0,
+    numOfVtrees: poolIds.length === 0 ? 0 : (ctx.store.db.select({ n: sql<number>`count(*)` }).from(vtreeTable).where(inArray(vtreeTable.poolId, poolIds)).get()?.n ?? 0),
     numOfDevices: poolDevices.length,
     numOfFailedDevices: poolDevices.filter((d) => d.state === "Failed").length,
     numOfMappedToAllVolumes: 0,
@@ -276,19 +281,33 @@ export function statisticsOf(ctx: MdmContext, type: PowerFlexType, id: string): 
     case "Volume": {
       const vol = getVolume(ctx, id);
       const mapped = ctx.store.db.select({ s: volumeMappingTable.sdcId }).from(volumeMappingTable).where(eq(volumeMappingTable.volumeId, id)).all();
+      const members = membersOf(ctx, vol.ownerId);
+      const children = members.filter((m) => m.ancestorVolumeId === vol.id).map((m) => m.id);
+      const descendants = descendantsOf(vol.id, members);
       return {
         numOfMappedSdcs: mapped.length,
         mappedSdcIds: mapped.map((m) => m.s),
-        numOfChildVolumes: 0,
-        numOfDescendantVolumes: 0,
+        numOfChildVolumes: children.length,
+        numOfDescendantVolumes: descendants.length,
+        childVolumeIds: children,
+        descendantVolumeIds: descendants,
         sizeInKb: kb(vol.sizeBytes),
         ...ioCounters(),
       };
     }
     case "VTree": {
-      const vol = ctx.store.db.select().from(volumeTable).where(eq(volumeTable.vtreeId, id)).get();
-      if (!vol) throw new PfError("NOT_FOUND", `Could not find the VTree ${id}`);
-      return { numOfVolumes: 1, baseNetCapacityInUseInKb: 0, netCapacityInUseInKb: 0, ...ioCounters() };
+      const vt = getVTree(ctx, id);
+      const members = membersOf(ctx, vt.ownerId);
+      const cap = vtreeCapacity(ctx, vt.ownerId);
+      // net = one copy (every extent has two)
+      return {
+        numOfVolumes: members.length,
+        numOfSnapshots: members.filter((m) => m.volumeType === "Snapshot").length,
+        baseNetCapacityInUseInKb: kb(cap.baseBytes / 2),
+        snapNetCapacityInUseInKb: kb(cap.snapBytes / 2),
+        netCapacityInUseInKb: kb((cap.baseBytes + cap.snapBytes) / 2),
+        ...ioCounters(),
+      };
     }
     default: {
       const never: never = type;
