@@ -7,6 +7,7 @@ import { PfError } from "../../proto/errors.ts";
 import { accessModeOf } from "./argv_parse.ts";
 import type { CommandContext, Output } from "./command_context.ts";
 import type { ProtectionDomainObj, SdcObj, StoragePoolObj, VolumeObj } from "./mdm_objects.ts";
+import { limitText } from "./cmd_snapshot.ts";
 import { resolvePool, resolveSdc, resolveVolume } from "./selectors.ts";
 import { gbText, groupBy, mappingText, orNA, provisioningText, sizeText, timeText } from "./text_format.ts";
 
@@ -43,7 +44,13 @@ export async function addVolume(ctx: CommandContext): Promise<Output> {
 export async function removeVolume(ctx: CommandContext): Promise<Output> {
   const client = ctx.client();
   const vol = await resolveVolume(client, ctx.args);
-  const removeMode = ctx.args.has("remove_with_descendant_snapshots") ? "INCLUDING_DESCENDANTS" : "ONLY_ME";
+  const removeMode = ctx.args.has("remove_with_descendant_snapshots")
+    ? "INCLUDING_DESCENDANTS"
+    : ctx.args.has("remove_descendant_snapshots_only")
+      ? "DESCENDANTS_ONLY"
+      : ctx.args.has("remove_entire_snapshot_tree")
+        ? "WHOLE_VTREE"
+        : "ONLY_ME";
   await client.action("Volume", vol.id, "removeVolume", { removeMode });
   return { text: [`Successfully removed volume ${volumeLabel(vol)}`], json: { removed: true, id: vol.id, name: vol.name, removeMode } };
 }
@@ -130,12 +137,17 @@ function volumeLines(v: VolumeObj, pool: StoragePoolObj, pd: ProtectionDomainObj
     `\tAccess mode limit: ${orNA(v.accessModeLimit)}`,
   ];
   if (v.ancestorVolumeId) lines.push(`\tSnapshot of volume ${v.ancestorVolumeId}`);
+  if (v.consistencyGroupId) lines.push(`\tConsistency group: ${v.consistencyGroupId}`);
   const maps = v.mappedSdcInfo ?? [];
   if (maps.length === 0) {
     lines.push("\tMapped SDCs: none");
   } else {
     lines.push(`\tMapped SDCs (${maps.length}):`);
-    for (const m of maps) lines.push(`\t\tSDC ID: ${m.sdcId} IP: ${orNA(m.sdcIp)} Name: ${orNA(m.sdcName)} Access mode: ${orNA(m.accessMode)}`);
+    for (const m of maps) {
+      lines.push(
+        `\t\tSDC ID: ${m.sdcId} IP: ${orNA(m.sdcIp)} Name: ${orNA(m.sdcName)} Access mode: ${orNA(m.accessMode)} IOPS limit: ${limitText(m.limitIops)} Bandwidth limit: ${limitText(m.limitBwInMbps, " MB/s")}`,
+      );
+    }
   }
   return lines;
 }

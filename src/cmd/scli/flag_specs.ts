@@ -36,6 +36,11 @@ export const FLAGS = {
   query_cluster: { kind: "command", help: "Show the MDM cluster" },
   query_rebuild: { kind: "command", help: "Show a storage pool's rebuild/rebalance progress (pf extension; --watch for a live bar)" },
   remove_sds: { kind: "command", help: "Remove an SDS: moves its data to the other SDSs first, then removes it" },
+  snapshot_volume: { kind: "command", help: "Snapshot one volume, or a comma list of volumes as one crash-consistent group" },
+  remove_consistency_group_snapshots: { kind: "command", help: "Remove every snapshot of a consistency group (needs --i_am_sure)" },
+  overwrite_volume_content: { kind: "command", help: "Restore a volume in place from a snapshot of its V-Tree (needs --i_am_sure)" },
+  query_vtree: { kind: "command", help: "Show a V-Tree: its base volume and snapshot tree, capacity" },
+  set_sdc_volume_limit: { kind: "command", help: "Set the IOPS and bandwidth limits of one volume-to-SDC mapping (0 = unlimited)" },
 
   // ---- common ----
   help: { kind: "switch", help: "Show help (alone: all commands; after a command: that command)" },
@@ -55,6 +60,10 @@ export const FLAGS = {
   fault_set_name: { kind: "value", arg: "NAME", help: "Fault set name" },
   volume_id: { kind: "value", arg: "ID", help: "Volume by id" },
   volume_name: { kind: "value", arg: "NAME", help: "Volume name" },
+  source_volume_id: { kind: "value", arg: "ID", help: "Source volume (the snapshot to restore from) by id" },
+  source_volume_name: { kind: "value", arg: "NAME", help: "Source volume (the snapshot to restore from) by name" },
+  consistency_group_id: { kind: "value", arg: "ID", help: "Consistency group (snapshot group) id" },
+  vtree_id: { kind: "value", arg: "ID", help: "V-Tree by id" },
   sds_id: { kind: "value", arg: "ID", help: "SDS by id" },
   sds_name: { kind: "value", arg: "NAME", help: "SDS by name" },
   sds_ip: { kind: "value", arg: "IP", help: "SDS by IP address" },
@@ -74,6 +83,13 @@ export const FLAGS = {
   all_sdcs: { kind: "switch", help: "Unmap from every SDC" },
   i_am_sure: { kind: "switch", help: "Confirm a destructive command" },
   remove_with_descendant_snapshots: { kind: "switch", help: "Also remove the volume's snapshots" },
+  remove_descendant_snapshots_only: { kind: "switch", help: "Remove only the volume's snapshots, keep the volume" },
+  remove_entire_snapshot_tree: { kind: "switch", help: "Remove the whole V-Tree: the base volume and every snapshot" },
+  snapshot_name: { kind: "value", arg: "NAME[,NAME...]", help: "Name of each snapshot, in the order of the volumes" },
+  read_only: { kind: "switch", help: "Make the snapshots read-only (default: writable, a clone)" },
+  limit_iops: { kind: "value", arg: "N", help: "IOPS limit: 0 (unlimited) or more than 10" },
+  limit_bandwidth_kbps: { kind: "value", arg: "KBPS", help: "Bandwidth limit in KB/s: 0 (unlimited) or a multiple of 1024" },
+  limit_bandwidth_in_mbps: { kind: "value", arg: "MBPS", help: "Bandwidth limit in MB/s (0 = unlimited)" },
   watch: { kind: "switch", help: "Refresh about every second until the work is done (a progress bar on a terminal)" },
 } as const satisfies Record<string, FlagSpec>;
 
