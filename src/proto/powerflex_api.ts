@@ -238,10 +238,14 @@ export interface Link {
 export const ConsistencyReport = z.object({
   volumeId: z.string(),
   extentsChecked: z.number().int(),
+  /** layers of the volume's V-Tree compared on their own (0 without snapshots) */
+  layersChecked: z.number().int().default(0),
   consistent: z.boolean(),
   mismatches: z.array(
     z.object({
       extentIndex: z.number().int(),
+      /** the layer that differs (absent: the volume's content) */
+      layerId: z.string().optional(),
       copies: z.array(
         z.object({ sdsId: z.string(), checksum: z.string().nullable(), error: z.string().nullable(), status: z.number().int().nullable() }),
       ),

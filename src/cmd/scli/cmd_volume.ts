@@ -118,11 +118,12 @@ export async function checkVolumeConsistency(ctx: CommandContext): Promise<Outpu
   if (!r.consistent) {
     const list = r.mismatches
       .slice(0, 8)
-      .map((m) => `extent ${m.extentIndex} [${m.copies.map((c) => `${c.sdsId}=${c.checksum ?? c.error}`).join(" ")}]`)
+      .map((m) => `extent ${m.extentIndex}${m.layerId === undefined ? "" : ` layer ${m.layerId}`} [${m.copies.map((c) => `${c.sdsId}=${c.checksum ?? c.error}`).join(" ")}]`)
       .join(", ");
     throw new PfError("IO_ERROR", `volume ${volumeLabel(vol)}: ${r.mismatches.length} of ${r.extentsChecked} extents differ between copies: ${list}`);
   }
-  return { text: [`Volume ${volumeLabel(vol)}: ${r.extentsChecked} extents checked, both copies identical`], json: r };
+  const layers = r.layersChecked > 0 ? ` and ${r.layersChecked} snapshot layers` : "";
+  return { text: [`Volume ${volumeLabel(vol)}: ${r.extentsChecked} extents${layers} checked, both copies identical`], json: r };
 }
 
 function volumeLines(v: VolumeObj, pool: StoragePoolObj, pd: ProtectionDomainObj): string[] {
