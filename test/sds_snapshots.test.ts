@@ -215,3 +215,15 @@ describe("snapshot on the data path", () => {
     expect(same(await snap.read(clients[0]!, 0, 0, 2 * MiB), sBefore)).toBe(true);
   });
 });
+
+describe("fence edge cases", () => {
+  test("a forwarded write into the old layer while a fence is pending does not commit it (the primary may have aborted)", async () => {
+    await control(clients[1]!, { kind: "fence", fenceId: FENCE, graphs: [afterSnapshot], holdVolumeIds: [OWNER], timeoutMs: 3000 });
+    // SDS 0 (primary of extent 0) never got the fence: its write forwards into the owner layer
+    expect((await base.write(clients[0]!, 0, 0, pattern(4096, 12))).status).toBe(Status.OK);
+    expect(nodes[1]!.node.graphs.pendingOf(FENCE)).toHaveLength(1);
+    expect(nodes[1]!.node.stats.fencesCommitted).toBe(0);
+    await control(clients[1]!, { kind: "abort", fenceId: FENCE });
+    expect(await base.checksum(clients[0]!, 0)).toBe(await base.checksum(clients[1]!, 0));
+  });
+});

@@ -170,7 +170,12 @@ export class LayerGraphs {
     }
     this.dropPending(state.ownerLo);
     this.pending.set(state.ownerLo, { fenceId, state });
-    for (const [key] of state.layers) if (!this.layerIndex.has(key)) this.layerIndex.set(key, { state, pending: true });
+    // only layers the current graph lacks are found through the pending one (a plain V-Tree's
+    // current graph is its owner layer alone)
+    for (const [key] of state.layers) {
+      if (this.layerIndex.has(key) || (cur === undefined && key === state.ownerLo)) continue;
+      this.layerIndex.set(key, { state, pending: true });
+    }
   }
 
   /** Owners with a pending graph of this fence. */
@@ -185,7 +190,8 @@ export class LayerGraphs {
     const hit = this.layerIndex.get(lo);
     if (hit === undefined || !hit.pending) return null;
     const l = hit.state.layers.get(lo);
-    if (l === undefined || l.hi !== hi) return null;
+    // a write into a NEW OPEN layer: only a primary that applied the commit sends one
+    if (l === undefined || l.hi !== hi || l.frozen) return null;
     return this.pending.get(hit.state.ownerLo)?.fenceId ?? null;
   }
 

@@ -33,6 +33,12 @@ interface FenceState {
 
 const states = new WeakMap<MdmContext, FenceState>();
 
+/**
+ * Fault injection (tests): PF_FAULT_FENCE_COMMIT_DELAY_MS keeps every fence held this long
+ * between the last SDS acknowledgement and the commit, so a test can kill a role mid-fence.
+ */
+const COMMIT_DELAY_MS = Number(process.env.PF_FAULT_FENCE_COMMIT_DELAY_MS ?? 0) || 0;
+
 function stateOf(ctx: MdmContext): FenceState {
   let s = states.get(ctx);
   if (s === undefined) {
@@ -116,6 +122,10 @@ export async function runFenced<T>(ctx: MdmContext, plan: FencePlan, commit: () 
     const bad = acks.filter((a) => a.st !== Status.OK);
     if (bad.length > 0) {
       throw new PfError("UNAVAILABLE", `${plan.what}: SDS ${bad.map((b) => `${b.sdsId} (${statusName(b.st)})`).join(", ")} did not hold writes in time; nothing was changed, retry`);
+    }
+    if (COMMIT_DELAY_MS > 0) {
+      consola.warn(`mdm: ${plan.what}: fault injection holds the fence ${COMMIT_DELAY_MS} ms before committing`);
+      await Bun.sleep(COMMIT_DELAY_MS);
     }
     if (!s.live.has(fenceId)) throw new PfError("INTERNAL", `${plan.what}: fence ${fenceId} vanished`);
     result = commit();
