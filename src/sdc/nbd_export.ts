@@ -8,8 +8,15 @@
 // on every copy; flush() covers every write acknowledged before it was called (on every
 // connection when multiConn is true).
 
+/** Admission of requests for per-mapping QoS (qos_gate.ts): 0 = go, else ms to wait before asking again. */
+export interface NbdAdmission {
+  admit(cost: "io" | "flush", payloadBytes: number): number;
+}
+
 export interface NbdExport {
   name: string;
+  /** per-mapping QoS; absent or always 0: unlimited */
+  qos?: NbdAdmission;
   sizeBytes: number;
   readOnly: boolean;
   /** CAN_MULTI_CONN is advertised only when this is true (FLUSH covers writes of all connections) */
