@@ -13,7 +13,9 @@ import type { DataPlaneClient } from "../src/proto/dataplane_client.ts";
 import { idToHalves } from "../src/proto/ids.ts";
 import { encodeControl, type ControlRequest } from "../src/proto/vtree_control.ts";
 import type { SdsCore } from "../src/sds/sds_core.ts";
-import { MiB, Vol, applyAll, clientTo, pattern, startNode, tmpDir, type ExtentPlan } from "./sds_harness.ts";
+import { join } from "node:path";
+import { startSdsCore } from "../src/sds/sds_core.ts";
+import { DATA_KEY, MiB, Vol, applyAll, clientTo, deviceIdOf, flushReq, pattern, sdsIdOf, startNode, tmpDir, type ExtentPlan } from "./sds_harness.ts";
 
 const OWNER = "0a00000000000001"; // the base volume: its id keys the V-Tree's extents and is its first layer
 const SNAP = "0a00000000000002";
@@ -225,5 +227,39 @@ describe("fence edge cases", () => {
     expect(nodes[1]!.node.stats.fencesCommitted).toBe(0);
     await control(clients[1]!, { kind: "abort", fenceId: FENCE });
     expect(await base.checksum(clients[0]!, 0)).toBe(await base.checksum(clients[1]!, 0));
+  });
+});
+
+describe("copy-on-write durability", () => {
+  test("a copied chunk's mapping stays pending until a FLUSH synced its bytes; after a host reboot a pending one is dropped (old content), after a plain restart it stands", async () => {
+    const a = pattern(1 * MiB, 20);
+    const b = pattern(4096, 21);
+    await base.write(clients[0]!, 0, 0, a);
+    await flushReq(clients[0]!);
+    await takeSnapshot();
+    expect((await base.write(clients[0]!, 0, 4096, b)).status).toBe(Status.OK); // acknowledged at once: no sync
+    const pendingRows = (n: SdsCore) => n.store.meta.sqlite.query<{ n: number }, []>("SELECT COUNT(*) AS n FROM sds_chunk WHERE pending != 0").get()!.n;
+    expect(pendingRows(nodes[0]!)).toBe(1);
+    expect(pendingRows(nodes[1]!)).toBe(1);
+    expect((await flushReq(clients[0]!)).status).toBe(Status.OK);
+    expect(pendingRows(nodes[0]!)).toBe(0);
+    expect(pendingRows(nodes[1]!)).toBe(0); // the peer's flush (LOCAL_ONLY) settles its copy too
+    const withB = a.slice();
+    withB.set(b, 4096);
+    // as if the SDS died before a FLUSH settled the row
+    const restart = async (hostRebooted: boolean) => {
+      nodes[0]!.store.meta.sqlite.run(`UPDATE sds_chunk SET pending = 99 WHERE layer_id = '${L_V1}'`);
+      clients[0]!.close();
+      await nodes[0]!.stop();
+      const d = join(dir, "sds0");
+      nodes[0] = startSdsCore({ sdsId: sdsIdOf(0), dataKeyHex: DATA_KEY, dataDir: d, host: "127.0.0.1", port: 0, devices: [{ deviceId: deviceIdOf(0), path: join(d, "dev0.img") }], hostRebooted });
+      clients[0] = clientTo(nodes[0]!);
+      applyAll(nodes, plan(), 3, 0, [afterSnapshot]);
+    };
+    await restart(false); // a kill -9: the page cache kept the bytes, the mapping stands
+    expect(same(await base.read(clients[0]!, 0, 0, 1 * MiB), withB)).toBe(true);
+    await restart(true); // a power cut: the bytes may be gone, the chunk shows its old content
+    expect(same(await base.read(clients[0]!, 0, 0, 1 * MiB), a)).toBe(true);
+    expect(used(nodes[0]!)).toBe(1 * MiB);
   });
 });

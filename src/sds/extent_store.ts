@@ -14,9 +14,11 @@
 //   index in sqlite); ZERO_CHUNK owns a chunk as zeros and holds no space;
 // - a chunk mapping is committed to sqlite before write() returns, so an acknowledged write
 //   never points at space a restart forgets; flushWritten() makes it durable (WAL fdatasync);
-// - a mapping that shadows a parent's data (copy-on-write) is committed only after its data
-//   (the copy and the new write) is durable on the device: a power cut can then show the old
-//   or the new content of that chunk, never zeros or a half copy;
+// - a mapping that shadows a parent's data (copy-on-write) is committed at once, marked
+//   pending: its bytes (the copy and the new write) are in the page cache, which a kill -9 keeps,
+//   so after a process restart it counts; the next FLUSH (or FUA) clears the mark only after the
+//   device's fdatasync, so after a host reboot (power cut) a still-pending mapping is dropped and
+//   the chunk shows its old content, never zeros or a half copy;
 // - a write allocates every chunk it needs before writing any byte, so NO_SPACE leaves the
 //   device unchanged; unowned space reads through the chain, and zeros past the root; a chunk
 //   handed out by the allocator reads as zeros (dirty/virgin chunks are zeroed durably first);
@@ -70,6 +72,7 @@ export class Extent {
   readonly layerIds = new Map<number, string>();
   /** layer key -> chunks it owns here (data or zeros); a layer owning nothing has no map */
   readonly ownedCount = new Map<number, number>();
+
   /** the layer plain reads and writes use (the owner's first layer until a graph says otherwise) */
   head: LayerRef;
   /** set when the extent is no longer held (an async checksum stops) */
@@ -157,6 +160,8 @@ interface Take {
   shadows: boolean;
   /** the layer owned the chunk as zeros (the row exists) */
   wasZero: boolean;
+  /** the row's pending mark (0: committed as settled) */
+  token: number;
 }
 
 export class ExtentStore {
@@ -167,6 +172,10 @@ export class ExtentStore {
   private readonly inflightFlushes = new Set<Promise<void>>();
   /** physical chunks (space) owned per layer key, over every extent held */
   private readonly usage = new Map<number, { id: string; chunks: number }>();
+  /** copy-on-write rows not yet settled, per device (the next FLUSH/FUA of the device settles them) */
+  private readonly pending = new Map<DeviceSlot, { phys: number; token: number }[]>();
+  /** marks pending copy-on-write rows (start: above every mark on disk) */
+  private nextPendingToken = 1;
   private cleanerRunning = false;
   private stopped = false;
 
@@ -178,7 +187,11 @@ export class ExtentStore {
   }
 
   /** Register the devices (new ones get a watermark from how they were created) and load state. */
-  static open(meta: SdsMeta, devices: { deviceId: string; dev: BlockDevice }[]): ExtentStore {
+  /**
+   * `hostRebooted`: the page cache was lost since this SDS last ran, so copy-on-write mappings
+   * still pending may point at bytes that never reached the device: they are dropped.
+   */
+  static open(meta: SdsMeta, devices: { deviceId: string; dev: BlockDevice }[], opts: { hostRebooted?: boolean } = {}): ExtentStore {
     const known = new Map(meta.devices().map((r) => [r.path, r]));
     const slots: DeviceSlot[] = [];
     for (const { deviceId, dev } of devices) {
@@ -193,11 +206,11 @@ export class ExtentStore {
       slots.push({ deviceId, devNo: row.devNo, dev, alloc, written: false, state: "Normal", syncFailed: false });
     }
     const store = new ExtentStore(meta, slots);
-    store.load();
+    store.load(opts.hostRebooted ?? false);
     return store;
   }
 
-  private load(): void {
+  private load(hostRebooted: boolean): void {
     const byDevNo = new Map(this.slots.map((s) => [s.devNo, s]));
     const used = new Map<number, number[]>();
     const dirty = new Map<number, number[]>();
@@ -224,6 +237,17 @@ export class ExtentStore {
           pushTo(dirty, c.devNo, c.physChunk);
         }
         continue;
+      }
+      if (c.pending !== 0 && c.physChunk !== null) {
+        if (hostRebooted) {
+          // its bytes may have died with the page cache; it was never flushed: the old content stands
+          this.meta.transaction(() => this.meta.releaseChunk(c.volumeId, c.extentIndex, c.layerId, c.chunkIndex, c.devNo, c.physChunk));
+          used.get(c.devNo)!.pop();
+          continue;
+        }
+        const slot = byDevNo.get(c.devNo)!;
+        this.pendingOf(slot).push({ phys: c.physChunk, token: c.pending });
+        this.nextPendingToken = Math.max(this.nextPendingToken, c.pending + 1);
       }
       assert(c.chunkIndex < e.chunkCount, "persisted chunk index beyond its extent");
       const { lo } = idToHalves(c.layerId);
@@ -319,8 +343,25 @@ export class ExtentStore {
       if (shadowing !== null) this.untake(e, layer, shadowing);
       throw this.deviceFailed(e.slot, err);
     }
-    if (shadowing !== null && shadowing.length > 0) return this.commitShadowing(e, layer, shadowing);
+    if (shadowing !== null) for (const g of shadowing) this.pendingOf(e.slot).push({ phys: g.a.phys, token: g.token });
     return Status.OK;
+  }
+
+  private pendingOf(slot: DeviceSlot): { phys: number; token: number }[] {
+    let list = this.pending.get(slot);
+    if (list === undefined) {
+      list = [];
+      this.pending.set(slot, list);
+    }
+    return list;
+  }
+
+  /** After an fdatasync of the slot that covered these rows' bytes: they count even after a power cut. */
+  private settlePending(slot: DeviceSlot, rows: { phys: number; token: number }[]): void {
+    if (rows.length === 0) return;
+    this.meta.transaction(() => {
+      for (const r of rows) this.meta.clearPending(slot.devNo, r.phys, r.token);
+    });
   }
 
   private writeRaw(e: Extent, layerKey: number, offsetBytes: number, data: Uint8Array): void {
@@ -339,10 +380,10 @@ export class ExtentStore {
   }
 
   /**
-   * Take every chunk in [first, last] the layer does not own (space, all or nothing). Chunks
-   * that shadow nothing are committed now (they read as zeros, which is their old content);
-   * chunks that shadow a parent's data get the parent's bytes copied in (unless `write` covers
-   * them whole) and are returned: the caller commits them once its data is written and durable.
+   * Take every chunk in [first, last] the layer does not own (space, all or nothing), committed
+   * now. Chunks that shadow nothing read as zeros, which is their old content; chunks that
+   * shadow a parent's data get the parent's bytes copied in (unless `write` covers them whole)
+   * and are committed pending; they are returned for the caller to settle once its data is in.
    */
   private take(e: Extent, layer: LayerRef, first: number, last: number, write: { offsetBytes: number; lengthBytes: number } | null): Take[] | Status {
     const chunks: number[] = [];
@@ -357,14 +398,14 @@ export class ExtentStore {
       const below = write === null || wasZero ? NO_CHUNK : e.resolve(layer.chain, c, 1);
       const start = c * CHUNK;
       const whole = write !== null && write.offsetBytes <= start && write.offsetBytes + write.lengthBytes >= start + chunkBytesOf(e, c);
-      got.push({ chunk: c, a, copyFrom: below >= 0 && !whole ? below : NO_CHUNK, shadows: below >= 0, wasZero });
+      got.push({ chunk: c, a, copyFrom: below >= 0 && !whole ? below : NO_CHUNK, shadows: below >= 0, wasZero, token: below >= 0 ? this.nextPendingToken++ : 0 });
     }
     try {
       this.zeroFirst(e.slot, got);
       for (const g of got) if (g.copyFrom >= 0) this.copyChunk(e, g.copyFrom, g.a.phys, chunkBytesOf(e, g.chunk));
       this.meta.transaction(() => {
         for (const g of got) {
-          if (!g.shadows) this.persistOwn(e, layer, g.chunk, g.a.phys, g.wasZero);
+          this.persistOwn(e, layer, g.chunk, g.a.phys, g.wasZero, g.token);
           if (g.a.zeroFirst && g.a.was === "dirty") this.meta.clearDirty(e.slot.devNo, g.a.phys);
         }
         if (got.some((g) => g.a.zeroFirst && g.a.was === "virgin")) this.meta.setZeroedBelow(e.slot.devNo, alloc.zeroedBelow);
@@ -383,11 +424,18 @@ export class ExtentStore {
     return got.filter((g) => g.shadows);
   }
 
-  /** Undo chunks taken for a write that failed before its data landed (they may hold a copy: dirty). */
+  /** Undo the shadowing chunks of a write that failed before its data landed (rows pending: released, dirty). */
   private untake(e: Extent, layer: LayerRef, got: Take[]): void {
+    try {
+      this.meta.transaction(() => {
+        for (const g of got) this.meta.releaseChunk(e.volumeId, e.extentIndex, layer.id, g.chunk, e.slot.devNo, g.a.phys);
+      });
+    } catch (err) {
+      consola.error(`sds: releasing ${got.length} pending chunk(s) of ${e.key} failed (released on restart): ${(err as Error).message}`);
+    }
     for (const g of got) {
-      this.setOwn(e, layer.key, layer.id, g.chunk, g.wasZero ? ZERO_CHUNK : NO_CHUNK);
-      this.freeUnmapped(e.slot, g.a.phys);
+      this.setOwn(e, layer.key, layer.id, g.chunk, NO_CHUNK);
+      e.slot.alloc.free(g.a.phys);
     }
     this.kickCleaner();
   }
@@ -402,30 +450,15 @@ export class ExtentStore {
     }
   }
 
-  /** Make the shadowing chunks' data durable, then their mappings (see the file comment). */
-  private commitShadowing(e: Extent, layer: LayerRef, got: Take[]): Status {
-    try {
-      e.slot.dev.datasyncNow();
-      this.meta.transaction(() => {
-        for (const g of got) this.persistOwn(e, layer, g.chunk, g.a.phys, g.wasZero);
-      });
-      return Status.OK;
-    } catch (err) {
-      consola.error(`sds: committing ${got.length} copied chunk(s) on ${e.slot.dev.path} failed: ${(err as Error).message}`);
-      this.untake(e, layer, got);
-      return Status.IO_ERROR;
-    }
-  }
-
   private copyChunk(e: Extent, fromPhys: number, toPhys: number, bytes: number): void {
     const buf = this.copyScratch.subarray(0, bytes);
     e.slot.dev.readInto(buf, fromPhys * CHUNK);
     e.slot.dev.write(buf, toPhys * CHUNK);
   }
 
-  private persistOwn(e: Extent, layer: LayerRef, chunk: number, phys: number | null, rowExists: boolean): void {
+  private persistOwn(e: Extent, layer: LayerRef, chunk: number, phys: number | null, rowExists: boolean, pending = 0): void {
     if (rowExists) this.meta.setChunkPhys(e.volumeId, e.extentIndex, layer.id, chunk, phys);
-    else this.meta.insertChunk(e.volumeId, e.extentIndex, layer.id, chunk, e.slot.devNo, phys);
+    else this.meta.insertChunk(e.volumeId, e.extentIndex, layer.id, chunk, e.slot.devNo, phys, pending);
   }
 
   /** A device IO failed: report the device Failed (heartbeat) and pass the error on. */
@@ -659,10 +692,17 @@ export class ExtentStore {
   flushWritten(skip?: (slot: DeviceSlot) => boolean): Promise<void> {
     const devs = this.slots.filter((s) => (s.written || s.syncFailed) && !(skip?.(s) ?? false));
     for (const s of devs) s.written = false;
-    const own = Promise.all([...devs.map((s) => this.syncSlot(s)), this.meta.sync()]).then(
+    // copy-on-write rows written so far settle once their device is synced, then the metadata syncs
+    const rows = devs.map((s) => this.takePending(s));
+    const anyPending = rows.some((r) => r.length > 0);
+    const devSyncs = devs.map((s, i) => this.syncSlot(s).then(() => this.settlePending(s, rows[i]!)));
+    const own = (anyPending ? Promise.all(devSyncs).then(() => this.meta.sync()) : Promise.all([...devSyncs, this.meta.sync()])).then(
       () => undefined,
       (err: unknown) => {
-        for (const s of devs) s.written = true;
+        devs.forEach((s, i) => {
+          s.written = true;
+          this.pendingOf(s).push(...rows[i]!);
+        });
         throw err;
       },
     );
@@ -675,7 +715,26 @@ export class ExtentStore {
 
   /** FUA: make one device's writes durable now (with the metadata they need). */
   async syncDevice(slot: DeviceSlot): Promise<void> {
-    await Promise.all([this.syncSlot(slot), this.meta.sync()]);
+    const rows = this.takePending(slot);
+    if (rows.length === 0) {
+      await Promise.all([this.syncSlot(slot), this.meta.sync()]);
+      return;
+    }
+    try {
+      await this.syncSlot(slot);
+      this.settlePending(slot, rows);
+    } catch (err) {
+      this.pendingOf(slot).push(...rows);
+      throw err;
+    }
+    await this.meta.sync();
+  }
+
+  private takePending(slot: DeviceSlot): { phys: number; token: number }[] {
+    const list = this.pending.get(slot);
+    if (list === undefined || list.length === 0) return [];
+    this.pending.set(slot, []);
+    return list;
   }
 
   private async syncSlot(slot: DeviceSlot): Promise<void> {

@@ -68,6 +68,7 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
       server,
       opened,
       wrapDevice: faults === null ? undefined : (d) => faults.wrap(d),
+      hostRebooted: boot.rebooted,
       devices: opts.devices.map((d) => {
         const deviceId = idByPath.get(d.path);
         if (deviceId === undefined) throw new PfError("INTERNAL", `the MDM returned no device id for ${d.path}`);

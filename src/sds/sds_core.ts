@@ -41,6 +41,8 @@ export interface SdsCoreOptions {
   wrapDevice?: (dev: BlockDevice) => BlockDevice;
   /** monotonic clock for leases and copy throttling (tests: a fake) */
   clock?: SdsClock;
+  /** the host rebooted since this SDS last ran (its page cache is gone) */
+  hostRebooted?: boolean;
 }
 
 export interface SdsCore {
@@ -66,7 +68,7 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
       consola.warn(`sds: data dir ${opts.dataDir} belonged to SDS ${storedId}, now joined as ${opts.sdsId}`);
     }
     meta.setKey("sds_id", opts.sdsId);
-    const store = ExtentStore.open(meta, devices);
+    const store = ExtentStore.open(meta, devices, { hostRebooted: opts.hostRebooted ?? false });
     const node = new SdsNode({ sdsId: opts.sdsId, dataKeyHex: opts.dataKeyHex, store, clock: opts.clock });
     const server = opts.server ?? DataPlaneServer.listen({ host: opts.host, port: opts.port, maxInFlightPerConn: opts.maxInFlightPerConn, maxInFlightBytesPerConn: opts.maxInFlightBytesPerConn });
     server.attach(opts.dataKeyHex, node);

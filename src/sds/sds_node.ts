@@ -709,7 +709,8 @@ export class SdsNode implements RequestHandler {
       case "fence":
         return this.startFence(conn, h, req);
       case "commit":
-        this.commitFence(req.fenceId);
+        // the graph switches now; the parked writes go right after the reply is out
+        this.commitFence(req.fenceId, true);
         return conn.reply(h, Status.OK);
       case "abort":
         this.abortFence(req.fenceId);
@@ -734,10 +735,17 @@ export class SdsNode implements RequestHandler {
   }
 
   /** The MDM committed the fence (or a graph or forwarded write shows it did): new layers from now on. */
-  commitFence(fenceId: string): void {
+  commitFence(fenceId: string, releaseLater = false): void {
     for (const st of this.graphs.commit(fenceId)) this.graphChanged(st);
     this.expiredFences.delete(fenceId);
-    if (this.releaseParked(fenceId)) this.stats.fencesCommitted++;
+    if (!releaseLater) {
+      if (this.releaseParked(fenceId)) this.stats.fencesCommitted++;
+      return;
+    }
+    // new writes of the held volumes keep parking behind the parked ones until this runs
+    setImmediate(() => {
+      if (this.releaseParked(fenceId)) this.stats.fencesCommitted++;
+    });
   }
 
   abortFence(fenceId: string): void {

@@ -6,7 +6,10 @@
 // belongs to one LAYER of its extent's V-Tree, (volume_id = owner, extent_index, layer_id,
 // chunk_index) -> (dev_no, phys_chunk); phys_chunk NULL means "owned as zeros" (a trimmed
 // chunk that shadows a parent layer's data, holding no space). Version 0 rows had no layer:
-// they belong to the owner's own first layer, whose id is the owner id.
+// they belong to the owner's own first layer, whose id is the owner id. A row with pending != 0
+// shadows a parent's data with bytes not yet known durable (copy-on-write): it counts only once
+// its data was fdatasync'd and pending cleared; a row still pending when the SDS starts is
+// released (the write it served was never acknowledged).
 //
 // Durability contract:
 // - every mutation is committed (written into the WAL through the kernel) before the caller
@@ -69,6 +72,7 @@ CREATE TABLE sds_chunk_v1 (
   chunk_index INTEGER NOT NULL,
   dev_no INTEGER NOT NULL,
   phys_chunk INTEGER,
+  pending INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (volume_id, extent_index, layer_id, chunk_index)
 ) WITHOUT ROWID;
 INSERT INTO sds_chunk_v1 (volume_id, extent_index, layer_id, chunk_index, dev_no, phys_chunk)
@@ -108,6 +112,8 @@ export interface ChunkRow {
   devNo: number;
   /** null: owned as zeros, no space */
   physChunk: number | null;
+  /** copy-on-write whose data is not yet known durable (0: settled) */
+  pending: number;
 }
 
 type Stmt<P extends unknown[]> = ReturnType<Database["prepare"]> & { run(...p: P): unknown };
@@ -122,7 +128,8 @@ export class SdsMeta {
   private closed = false;
   private inflightSync: Promise<void> | null = null;
 
-  private readonly insChunk: Stmt<[string, number, string, number, number, number | null]>;
+  private readonly insChunk: Stmt<[string, number, string, number, number, number | null, number]>;
+  private readonly clearPendingStmt: Stmt<[number, number, number]>;
   private readonly delChunk: Stmt<[string, number, string, number]>;
   private readonly setChunkPhysStmt: Stmt<[number | null, string, number, string, number]>;
   private readonly relabelStmt: Stmt<[string, string, number, string, number]>;
@@ -149,7 +156,8 @@ export class SdsMeta {
     this.db = drizzle({ client: this.sqlite, schema: sdsSchema });
     this.walPath = `${path}-wal`;
     const p = <P extends unknown[]>(sql: string) => this.sqlite.prepare(sql) as unknown as Stmt<P>;
-    this.insChunk = p("INSERT INTO sds_chunk (volume_id, extent_index, layer_id, chunk_index, dev_no, phys_chunk) VALUES (?, ?, ?, ?, ?, ?)");
+    this.insChunk = p("INSERT INTO sds_chunk (volume_id, extent_index, layer_id, chunk_index, dev_no, phys_chunk, pending) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    this.clearPendingStmt = p("UPDATE sds_chunk SET pending = 0 WHERE dev_no = ? AND phys_chunk = ? AND pending = ?");
     this.delChunk = p("DELETE FROM sds_chunk WHERE volume_id = ? AND extent_index = ? AND layer_id = ? AND chunk_index = ?");
     this.setChunkPhysStmt = p("UPDATE sds_chunk SET phys_chunk = ? WHERE volume_id = ? AND extent_index = ? AND layer_id = ? AND chunk_index = ?");
     this.relabelStmt = p("UPDATE sds_chunk SET layer_id = ? WHERE volume_id = ? AND extent_index = ? AND layer_id = ? AND chunk_index = ?");
@@ -242,9 +250,15 @@ export class SdsMeta {
     return this.db.select().from(sdsDirtyChunkTable).all();
   }
 
-  /** Map a layer's chunk to a physical chunk (null: owned as zeros). */
-  insertChunk(volumeId: string, extentIndex: number, layerId: string, chunkIndex: number, devNo: number, physChunk: number | null): void {
-    this.insChunk.run(volumeId, extentIndex, layerId, chunkIndex, devNo, physChunk);
+  /** Map a layer's chunk to a physical chunk (null: owned as zeros); `pending` != 0: a copy-on-write not yet durable. */
+  insertChunk(volumeId: string, extentIndex: number, layerId: string, chunkIndex: number, devNo: number, physChunk: number | null, pending = 0): void {
+    this.insChunk.run(volumeId, extentIndex, layerId, chunkIndex, devNo, physChunk, pending);
+    this.changed = true;
+  }
+
+  /** The data of a pending mapping is durable: it counts now (whatever layer holds it by then). */
+  clearPending(devNo: number, physChunk: number, pending: number): void {
+    this.clearPendingStmt.run(devNo, physChunk, pending);
     this.changed = true;
   }
 

@@ -51,6 +51,8 @@ export const sdsChunkTable = sqliteTable(
     chunkIndex: integer("chunk_index").notNull(),
     devNo: integer("dev_no").notNull(),
     physChunk: integer("phys_chunk"),
+    /** copy-on-write whose data is not yet durable (0: settled) */
+    pending: integer("pending").notNull().default(0),
   },
   (t) => [primaryKey({ columns: [t.volumeId, t.extentIndex, t.layerId, t.chunkIndex] })],
 );

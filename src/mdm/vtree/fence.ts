@@ -2,7 +2,8 @@
 // holding a copy of the V-Trees' extents gets FENCE (the new graphs, kept pending, and the
 // volumes whose writes it must hold); when all acknowledged (each has drained its in-flight
 // writes), the caller's commit runs as one sqlite transaction; then COMMIT releases the held
-// writes into the new layers. A missing acknowledgement within Limits.fenceAckTimeoutMs aborts.
+// writes into the new layers (the caller is answered without waiting for the COMMIT acks). A
+// missing acknowledgement within Limits.fenceAckTimeoutMs aborts.
 // Graph changes are serialized per MDM (one at a time), so versions never interleave.
 //
 // Invariants: the commit decision is final and made synchronously together with removing the
@@ -112,6 +113,8 @@ export async function runFenced<T>(ctx: MdmContext, plan: FencePlan, commit: () 
   const started = performance.now();
   s.live.add(fenceId);
   let result: T;
+  let ackedAt = 0;
+  let committedAt = 0;
   try {
     const acks = await Promise.all(
       plan.holders.map(async (sdsId) => ({
@@ -128,20 +131,28 @@ export async function runFenced<T>(ctx: MdmContext, plan: FencePlan, commit: () 
       await Bun.sleep(COMMIT_DELAY_MS);
     }
     if (!s.live.has(fenceId)) throw new PfError("INTERNAL", `${plan.what}: fence ${fenceId} vanished`);
+    ackedAt = performance.now();
     result = commit();
+    committedAt = performance.now();
     s.live.delete(fenceId);
   } catch (e) {
     s.live.delete(fenceId);
     void Promise.all(plan.holders.map((sdsId) => send(ctx, sdsId, { kind: "abort", fenceId }, Limits.fenceCommitWaitMs)));
     throw e;
   }
-  const done = await Promise.all(plan.holders.map(async (sdsId) => ({ sdsId, st: await send(ctx, sdsId, { kind: "commit", fenceId }, Limits.fenceCommitWaitMs) })));
-  const late = done.filter((d) => d.st !== Status.OK);
-  if (late.length > 0) consola.warn(`mdm: ${plan.what}: committed; SDS ${late.map((d) => d.sdsId).join(", ")} will learn it from its assignments`);
-  const heldMs = performance.now() - started;
-  s.holdMs.push(heldMs);
-  if (s.holdMs.length > 100) s.holdMs.shift();
-  consola.info(`mdm: ${plan.what}: fence over ${plan.holders.length} SDS(s), writes held ${heldMs.toFixed(1)} ms`);
+  // COMMIT goes out now and the caller gets its answer without waiting for the SDSs: a write
+  // issued after the answer reaches an SDS that either committed already or still holds it (and
+  // releases it into the new layers when COMMIT, or a graph in its assignments, arrives)
+  void Promise.all(plan.holders.map(async (sdsId) => ({ sdsId, st: await send(ctx, sdsId, { kind: "commit", fenceId }, Limits.fenceCommitWaitMs) }))).then((done) => {
+    const late = done.filter((d) => d.st !== Status.OK);
+    if (late.length > 0) consola.warn(`mdm: ${plan.what}: committed; SDS ${late.map((d) => d.sdsId).join(", ")} will learn it from its assignments`);
+    const heldMs = performance.now() - started;
+    s.holdMs.push(heldMs);
+    if (s.holdMs.length > 100) s.holdMs.shift();
+    consola.info(
+      `mdm: ${plan.what}: fence over ${plan.holders.length} SDS(s), writes held ${heldMs.toFixed(1)} ms (acks ${(ackedAt - started).toFixed(1)}, commit ${(committedAt - ackedAt).toFixed(1)}, releases ${(performance.now() - committedAt).toFixed(1)})`,
+    );
+  });
   return result;
 }
 
