@@ -184,7 +184,7 @@ test("kill -9 of an SDS while the fence holds writes: the new state, a consisten
   await pending; // the MDM had every acknowledgement: it commits
   const atReply = [...w.acked];
   try {
-    await waitFor("writes to go on after the failover", 30_000, async () => w.acked.every((a, k) => a > atReply[k]!));
+    await waitFor("writes to go on after the failover", 60_000, async () => w.acked.every((a, k) => a > atReply[k]!));
   } catch (e) {
     console.log(JSON.stringify({ atCall, atReply, now: w.acked }));
     console.log(c.output.split("\n").filter((l) => /error|warn|fence/i.test(l)).slice(-80).join("\n"));

@@ -101,6 +101,11 @@ export interface FencePlan {
   holdVolumeIds: string[];
   /** for logs: what the fence is for */
   what: string;
+  /**
+   * answer only once every SDS acknowledged COMMIT (or Limits.fenceCommitWaitMs passed): reads
+   * are never held, so a restore must not answer while an SDS still reads the old layers
+   */
+  waitCommits?: boolean;
 }
 
 /**
@@ -143,7 +148,7 @@ export async function runFenced<T>(ctx: MdmContext, plan: FencePlan, commit: () 
   // COMMIT goes out now and the caller gets its answer without waiting for the SDSs: a write
   // issued after the answer reaches an SDS that either committed already or still holds it (and
   // releases it into the new layers when COMMIT, or a graph in its assignments, arrives)
-  void Promise.all(plan.holders.map(async (sdsId) => ({ sdsId, st: await send(ctx, sdsId, { kind: "commit", fenceId }, Limits.fenceCommitWaitMs) }))).then((done) => {
+  const commits = Promise.all(plan.holders.map(async (sdsId) => ({ sdsId, st: await send(ctx, sdsId, { kind: "commit", fenceId }, Limits.fenceCommitWaitMs) }))).then((done) => {
     const late = done.filter((d) => d.st !== Status.OK);
     if (late.length > 0) consola.warn(`mdm: ${plan.what}: committed; SDS ${late.map((d) => d.sdsId).join(", ")} will learn it from its assignments`);
     const heldMs = performance.now() - started;
@@ -153,6 +158,7 @@ export async function runFenced<T>(ctx: MdmContext, plan: FencePlan, commit: () 
       `mdm: ${plan.what}: fence over ${plan.holders.length} SDS(s), writes held ${heldMs.toFixed(1)} ms (acks ${(ackedAt - started).toFixed(1)}, commit ${(committedAt - ackedAt).toFixed(1)}, releases ${(performance.now() - committedAt).toFixed(1)})`,
     );
   });
+  if (plan.waitCommits === true) await commits;
   return result;
 }
 

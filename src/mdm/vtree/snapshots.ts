@@ -271,6 +271,7 @@ export function overwriteVolumeContent(ctx: MdmContext, destId: string, srcId: s
         graphs: [specOf(ctx, dest.ownerId, version + 1, edit.graph, edit.merges)],
         holdVolumeIds: [dest.id, src.id],
         what: `restore of volume ${dest.id} from ${src.id}`,
+        waitCommits: true,
       },
       () =>
         inTransaction(ctx, () => {
