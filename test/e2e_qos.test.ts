@@ -6,16 +6,13 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { TestCluster } from "./helpers/cluster.ts";
 import { fioIops, runFio } from "./helpers/real_clients.ts";
-import { Rest } from "./helpers/rest.ts";
 
 let c: TestCluster;
-let rest: Rest;
 
 beforeAll(async () => {
   c = await TestCluster.create({ volumes: [{ name: "q1", size: "64MiB" }, { name: "q2", size: "64MiB" }] });
   await c.start();
   await c.login();
-  rest = await Rest.login(c);
 }, 120_000);
 
 afterAll(async () => {

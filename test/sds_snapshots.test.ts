@@ -15,7 +15,7 @@ import { encodeControl, type ControlRequest } from "../src/proto/vtree_control.t
 import type { SdsCore } from "../src/sds/sds_core.ts";
 import { join } from "node:path";
 import { startSdsCore } from "../src/sds/sds_core.ts";
-import { DATA_KEY, MiB, Vol, applyAll, clientTo, deviceIdOf, flushReq, pattern, sdsIdOf, startNode, tmpDir, type ExtentPlan } from "./sds_harness.ts";
+import { DATA_KEY, MiB, Vol, applyAll, assignmentsFor, clientTo, deviceIdOf, flushReq, pattern, sdsIdOf, startNode, tmpDir, type ExtentPlan } from "./sds_harness.ts";
 
 const OWNER = "0a00000000000001"; // the base volume: its id keys the V-Tree's extents and is its first layer
 const SNAP = "0a00000000000002";
@@ -92,9 +92,9 @@ async function takeSnapshot(): Promise<void> {
   expect(done.map((a) => a.status)).toEqual([Status.OK, Status.OK]);
 }
 
-async function layerSum(c: DataPlaneClient, layerId: string, ext: number): Promise<string> {
+async function layerSum(c: DataPlaneClient, layerId: string, ext: number, epoch = 1): Promise<string> {
   const { hi, lo } = idToHalves(layerId);
-  const r = await c.request({ opcode: Op.CHECKSUM, flags: Flag.LAYER, epoch: 1, volumeHi: hi, volumeLo: lo, extentIndex: ext, offset: 0, length: 0 });
+  const r = await c.request({ opcode: Op.CHECKSUM, flags: Flag.LAYER, epoch, volumeHi: hi, volumeLo: lo, extentIndex: ext, offset: 0, length: 0 });
   expect(r.status).toBe(Status.OK);
   return Buffer.from(r.payload).toString("hex");
 }
@@ -261,5 +261,53 @@ describe("copy-on-write durability", () => {
     await restart(true); // a power cut: the bytes may be gone, the chunk shows its old content
     expect(same(await base.read(clients[0]!, 0, 0, 1 * MiB), a)).toBe(true);
     expect(used(nodes[0]!)).toBe(1 * MiB);
+  });
+});
+
+describe("resync with layers", () => {
+  test("a copy away while the volume took copy-on-write writes and a snapshot was removed resyncs identical in every layer", async () => {
+    const one = (x: { replicas: number[]; epoch: number; away?: number[]; target?: { sds: number; mode: "resync" } }): ExtentPlan[] => [
+      { volumeId: OWNER, extentBytes: EXTENT, extents: [{ index: 0, ...x }] },
+    ];
+    applyAll(nodes, one({ replicas: [0, 1], epoch: 1 }), 2, 0, [afterSnapshot]);
+    await base.write(clients[0]!, 0, 0, pattern(3 * MiB, 30)); // before: all in the base's layer L_V1
+    applyAll(nodes, one({ replicas: [0], epoch: 2, away: [1] }), 3, 0, [afterSnapshot]);
+    await base.write(clients[0]!, 0, 1 * MiB + 100, pattern(4096, 31), { epoch: 2 });
+    // while SDS 1 is away (it hears nothing), a snapshot is taken and removed again on SDS 0
+    const snapped: VTreeGraph = {
+      ownerId: OWNER,
+      version: 3,
+      layers: [...afterSnapshot.layers.map((l) => ({ ...l, frozen: l.layerId === OWNER || l.layerId === L_V1 })), { layerId: "1a00000000000005", parentLayerId: L_V1, frozen: false }, { layerId: "1a00000000000006", parentLayerId: L_V1, frozen: false }],
+      members: [
+        { volumeId: OWNER, layerId: "1a00000000000005" },
+        { volumeId: SNAP, layerId: L_S1 },
+        { volumeId: "0a00000000000007", layerId: "1a00000000000006" },
+      ],
+      merges: [],
+    };
+    nodes[0]!.node.applyAssignments(assignmentsFor(0, nodes, one({ replicas: [0], epoch: 2, away: [1] }), 4, 0, [snapped]));
+    await base.write(clients[0]!, 0, 2 * MiB + 8, pattern(4096, 32), { epoch: 2 }); // copy-on-write into ...05
+    const removed: VTreeGraph = {
+      ownerId: OWNER,
+      version: 4,
+      layers: [
+        { layerId: OWNER, parentLayerId: null, frozen: true },
+        { layerId: L_S1, parentLayerId: OWNER, frozen: false },
+        { layerId: "1a00000000000005", parentLayerId: OWNER, frozen: false },
+      ],
+      members: [
+        { volumeId: OWNER, layerId: "1a00000000000005" },
+        { volumeId: SNAP, layerId: L_S1 },
+      ],
+      merges: [{ fromLayerId: L_V1, intoLayerId: "1a00000000000005" }],
+    };
+    nodes[0]!.node.applyAssignments(assignmentsFor(0, nodes, one({ replicas: [0], epoch: 2, away: [1] }), 5, 0, [removed]));
+    // back within the grace period: SDS 1 gets the graph (with the fold it missed) and a resync
+    applyAll(nodes, one({ replicas: [0], epoch: 3, target: { sds: 1, mode: "resync" } }), 6, 0, [removed]);
+    for (let i = 0; i < 200 && nodes[0]!.node.copies.reports()[0]?.done !== true; i++) await Bun.sleep(20);
+    expect(nodes[0]!.node.copies.reports()[0]?.done).toBe(true);
+    applyAll(nodes, one({ replicas: [0, 1], epoch: 4 }), 7, 0, [removed]);
+    for (const l of [OWNER, L_S1, "1a00000000000005"]) expect(await layerSum(clients[1]!, l, 0, 4)).toBe(await layerSum(clients[0]!, l, 0, 4));
+    expect(used(nodes[1]!)).toBe(used(nodes[0]!));
   });
 });
