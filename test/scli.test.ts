@@ -107,6 +107,20 @@ describe("flag mistakes exit 2 naming the flag, and send no request", () => {
     [["--query_all", "--json=yes"], "--json takes no value"],
     [["query_all"], "unexpected argument"],
     [["--query_all", "--mdm_ip", "host:port:x"], "--mdm_ip"],
+    // snapshots and QoS
+    [["--snapshot_volume"], "--volume_id | --volume_name"],
+    [["--snapshot_volume", "--volume_id", "0123456789abcdef,xyz"], "--volume_id must be a 16-hex-digit id"],
+    [["--snapshot_volume", "--volume_name", "a,bad name!"], "--volume_name"],
+    [["--query_volume", "--volume_name", "a,b"], "a list only with --snapshot_volume"],
+    [["--remove_consistency_group_snapshots", "--consistency_group_id", "0123456789abcdef"], "--i_am_sure"],
+    [["--remove_consistency_group_snapshots", "--i_am_sure"], "needs --consistency_group_id"],
+    [["--overwrite_volume_content", "--volume_name", "v1", "--source_volume_name", "s1"], "--i_am_sure"],
+    [["--overwrite_volume_content", "--volume_name", "v1", "--i_am_sure"], "--source_volume_id | --source_volume_name"],
+    [["--remove_volume", "--volume_name", "v1", "--remove_with_descendant_snapshots", "--remove_entire_snapshot_tree", "--i_am_sure"], "cannot be used together"],
+    [["--query_vtree"], "--vtree_id | --volume_id | --volume_name"],
+    [["--set_sdc_volume_limit", "--volume_name", "v1", "--sdc_name", "s"], "--limit_iops | --limit_bandwidth_kbps | --limit_bandwidth_in_mbps"],
+    [["--set_sdc_volume_limit", "--volume_name", "v1", "--sdc_name", "s", "--limit_iops", "fast"], "--limit_iops must be a whole number"],
+    [["--set_sdc_volume_limit", "--volume_name", "v1", "--sdc_name", "s", "--limit_bandwidth_kbps", "1024", "--limit_bandwidth_in_mbps", "1"], "cannot be used together"],
   ];
   for (const [argv, message] of cases) {
     test(`scli ${argv.join(" ") || "(nothing)"} -> exit 2: ${message}`, async () => {

@@ -18,6 +18,8 @@ function volume(replicas: string[][]): VolumeMap {
     extentSizeBytes: EXTENT,
     accessMode: "ReadWrite",
     extents: replicas.map((r) => ({ replicas: r, epoch: 1 })),
+    limitIops: 0,
+    limitBwKbps: 0,
   };
 }
 

@@ -9,7 +9,7 @@ import { DataPlaneClient, type DataReply } from "../src/proto/dataplane_client.t
 import { NodeRole } from "../src/proto/dataplane_auth.ts";
 import { NodeKeyring, deriveNodeKey, keyToHex } from "../src/proto/dataplane_keys.ts";
 import type { z } from "zod";
-import { SdsAssignmentsResponse, type GrantFloor, type SdsDataPlaneKeys } from "../src/proto/cluster_api.ts";
+import { SdsAssignmentsResponse, type GrantFloor, type SdsDataPlaneKeys, type VTreeGraph } from "../src/proto/cluster_api.ts";
 import { Access, encodeGrantBody, grantSecret, type GrantSource, type GrantToken } from "../src/proto/grant.ts";
 import { halvesToId, idToHalves } from "../src/proto/ids.ts";
 import { startSdsCore, type SdsCore } from "../src/sds/sds_core.ts";
@@ -133,11 +133,12 @@ export interface ExtentPlan {
 }
 
 /** The assignments SDS number `me` would get from the MDM for these plans. */
-export function assignmentsFor(me: number, nodes: SdsCore[], plans: ExtentPlan[], mapVersion = 1, rebuildRateBytesPerSec = 0): SdsAssignmentsResponse {
+export function assignmentsFor(me: number, nodes: SdsCore[], plans: ExtentPlan[], mapVersion = 1, rebuildRateBytesPerSec = 0, vtrees: VTreeGraph[] = []): SdsAssignmentsResponse {
   const resp: z.input<typeof SdsAssignmentsResponse> = {
     mapVersion,
     dataPlane: dataPlaneKeys(),
     rebuildRateBytesPerSec,
+    vtrees,
     extentSizeBytesByVolume: {},
     extents: [],
     sds: nodes.map((n, i) => ({ sdsId: sdsIdOf(i), host: "127.0.0.1", port: n.port })),
@@ -169,11 +170,11 @@ export const LONG_LEASE_MS = 3_600_000;
  * long lease, as an answered heartbeat would. All in one synchronous step, so no request sees
  * one node on the new map and another on the old.
  */
-export function applyAll(nodes: (SdsCore | null)[], plans: ExtentPlan[], mapVersion = 1, rebuildRateBytesPerSec = 0): void {
+export function applyAll(nodes: (SdsCore | null)[], plans: ExtentPlan[], mapVersion = 1, rebuildRateBytesPerSec = 0, vtrees: VTreeGraph[] = []): void {
   const live = nodes.map((n) => n ?? ({ port: 1 } as SdsCore));
   nodes.forEach((n, i) => {
     if (!n) return;
-    n.node.applyAssignments(assignmentsFor(i, live, plans, mapVersion, rebuildRateBytesPerSec));
+    n.node.applyAssignments(assignmentsFor(i, live, plans, mapVersion, rebuildRateBytesPerSec, vtrees));
     n.node.grantLease(n.node.clock.nowMs(), LONG_LEASE_MS);
   });
 }

@@ -86,8 +86,9 @@ test("src/mdm keeps its rooms: no loose file at its top but the entry, the app a
 
 // Rooms of src/mdm from the bottom up; a room imports only rooms below it. The one exception is
 // the context record itself, which names (type-only) the runtime state every room is handed.
-// ha/ (the metadata store: sqlite or etcd, leadership, fencing term) sits below core.
-const MDM_ROOMS = ["ha", "core", "topology", "recovery", "observe", "cluster", "rest", "dashboard"];
+// ha/ (the metadata store: sqlite or etcd, leadership, fencing term) sits below core; vtree/
+// (snapshot layer graphs, write fences) between topology and recovery.
+const MDM_ROOMS = ["ha", "core", "topology", "vtree", "recovery", "observe", "cluster", "rest", "dashboard"];
 
 test("rooms of src/mdm import only the rooms below them", () => {
   const bad: string[] = [];

@@ -97,6 +97,10 @@ export const FailedForward = z.object({
 });
 export type FailedForward = z.infer<typeof FailedForward>;
 
+/** Chunks (Limits.thinChunkBytes) a layer of a snapshotted V-Tree owns on this SDS, all copies. */
+export const LayerUsage = z.object({ layerId: id16, chunks: z.number().int().nonnegative() });
+export type LayerUsage = z.infer<typeof LayerUsage>;
+
 export const SdsHeartbeatRequest = z.object({
   devices: z.array(DeviceReport).max(64),
   /** mapVersion of the assignments the SDS currently applies */
@@ -106,6 +110,8 @@ export const SdsHeartbeatRequest = z.object({
   failedForwards: z.array(FailedForward).max(4096).default([]),
   /** cumulative IO counters (src/proto/io_report.ts); absent from an SDS that predates them */
   io: SdsIoReport.optional(),
+  /** chunks per layer of the V-Trees that have snapshots (snapshot capacity); bounded */
+  layerChunks: z.array(LayerUsage).max(65_536).optional(),
 });
 export type SdsHeartbeatRequest = z.infer<typeof SdsHeartbeatRequest>;
 
@@ -170,6 +176,25 @@ export const SdsDataPlaneKeys = z.object({
   grantFloors: z.array(GrantFloor).max(100_000),
 });
 export type SdsDataPlaneKeys = z.infer<typeof SdsDataPlaneKeys>;
+/**
+ * The layer graph of a V-Tree that has (or had) snapshots; a V-Tree without one has a single
+ * open layer whose id is its owner id (the base volume's id, which also keys its extents).
+ * - layers: every layer, parent first or not; `frozen` layers are never written again;
+ * - members: each volume of the V-Tree and its open (never frozen) layer;
+ * - merges: layers folded into a child since some holder last applied the graph, oldest first:
+ *   the child's chunks shadow the parent's (freed), the rest are relabelled to the child. A
+ *   merge is idempotent; chunks of a layer that is neither in `layers` nor a merge source are
+ *   freed;
+ * - version only grows; an SDS never applies an older one.
+ */
+export const VTreeGraph = z.object({
+  ownerId: id16,
+  version: z.number().int().positive(),
+  layers: z.array(z.object({ layerId: id16, parentLayerId: id16.nullable(), frozen: z.boolean() })).min(1).max(512),
+  members: z.array(z.object({ volumeId: id16, layerId: id16 })).max(256),
+  merges: z.array(z.object({ fromLayerId: id16, intoLayerId: id16 })).max(65_536),
+});
+export type VTreeGraph = z.infer<typeof VTreeGraph>;
 
 export const SdsAssignmentsResponse = z.object({
   term,
@@ -180,6 +205,10 @@ export const SdsAssignmentsResponse = z.object({
   extentSizeBytesByVolume: z.record(id16, z.number().int().positive()),
   extents: z.array(ExtentAssignment),
   sds: z.array(SdsAddress),
+  /** graphs of the V-Trees (by owner id) this SDS holds extents of and that have snapshots */
+  vtrees: z.array(VTreeGraph).default([]),
+  /** write fences the MDM is running now (an SDS whose fence timed out aborts one not listed) */
+  liveFences: z.array(z.string().regex(/^[0-9a-f]{16}$/)).max(1024).default([]),
 });
 /** term is stamped by the MDM's HTTP edge (cluster_routes.ts), not by the services */
 export type SdsAssignmentsResponse = Omit<z.infer<typeof SdsAssignmentsResponse>, "term">;
@@ -223,6 +252,9 @@ export const VolumeMap = z.object({
   extents: z.array(z.object({ epoch: z.number().int().positive(), replicas: z.array(id16).min(1).max(3) })),
   /** the mapping grant the SDC presents to SDSs (src/proto/grant.ts); absent: no IO allowed */
   grant: z.object({ body: z.string().regex(/^[0-9a-f]{112}$/), secret: hex64 }).optional(),
+  /** per-mapping QoS (setMappedSdcLimits): 0 = unlimited */
+  limitIops: z.number().int().nonnegative().default(0),
+  limitBwKbps: z.number().int().nonnegative().default(0),
 });
 export type VolumeMap = z.infer<typeof VolumeMap>;
 

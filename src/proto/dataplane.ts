@@ -17,6 +17,11 @@
 //   @40 u32 genLo          per-extent write generation (replication order); 0 when unused
 //   @44 u32 genHi
 //
+// With Flag.LAYER the volume fields name a LAYER of a V-Tree instead of a member volume: the
+// primary sends every forwarded write (REPL_*), every copy frame (REBUILD_*) and per-layer
+// CHECKSUMs that way, so both copies write exactly the layer the primary chose (snapshots-qos.md
+// §6.2). Without it they name a volume, which the SDS resolves to that volume's open layer.
+//
 // Decoding is validation: a bad magic, an unknown opcode or flag, an oversized payload or a
 // request addressing past Limits.maxExtentBytes is a FrameError naming the field; the caller
 // closes that connection and keeps serving others. No other module computes a byte offset.
@@ -37,21 +42,27 @@ export const Op = {
   REPL_ZERO: 8, // primary -> secondary copy of TRIM / WRITE_ZEROES
   CHECKSUM: 9, // reply payload: 8-byte checksum of the extent's content (admin check)
   PING: 10,
-  REBUILD_WRITE: 11, // primary -> sync target: a copied range (applied like REPL_WRITE)
+  REBUILD_WRITE: 11, // primary -> sync target: a copied range (applied like REPL_WRITE); with
+  //                    LAYER and payloadLength 0: the layer owns the chunk as zeros (no space)
   AUTH: 12, // second frame: the client's proof; its reply carries the server's (dataplane_auth.ts)
   GRANT: 13, // SDC -> SDS: a mapping grant for volumeHi/Lo, once per connection and volume (grant.ts)
+  CONTROL: 14, // MDM -> SDS: a V-Tree control message (payload: src/proto/vtree_control.ts)
+  REBUILD_OWNERS: 15, // primary -> sync target: the layers owning chunk offset/1 MiB (payload:
+  //                     u32 layer keys); the target drops that chunk from every other layer
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
-const OP_MAX = 13;
+const OP_MAX = 15;
 
 export const Flag = {
   FUA: 0x01, // durable before the reply
   /** FLUSH from a peer SDS: make this SDS's own copies durable, do not forward (forwarding
    *  would let two SDSs that replicate to each other wait on each other's flush forever) */
   LOCAL_ONLY: 0x02,
+  /** the volume fields name a layer (see the top of this file) */
+  LAYER: 0x04,
   REPLY: 0x80,
 } as const;
-const KNOWN_FLAGS = Flag.FUA | Flag.LOCAL_ONLY | Flag.REPLY;
+const KNOWN_FLAGS = Flag.FUA | Flag.LOCAL_ONLY | Flag.LAYER | Flag.REPLY;
 
 export const Status = {
   OK: 0,
@@ -272,3 +283,19 @@ export class FrameReader {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** REBUILD_OWNERS payload: the u32 keys (low id halves) of the layers owning one chunk. */
+export function encodeLayerKeys(keys: readonly number[]): Uint8Array {
+  const out = new Uint8Array(keys.length * 4);
+  const v = new DataView(out.buffer);
+  keys.forEach((k, i) => v.setUint32(i * 4, k >>> 0, true));
+  return out;
+}
+
+export function decodeLayerKeys(p: Uint8Array): number[] {
+  if (p.byteLength % 4 !== 0) throw new FrameError("payloadLength", "REBUILD_OWNERS payload must be a list of u32 layer keys");
+  const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
+  const out: number[] = [];
+  for (let at = 0; at < p.byteLength; at += 4) out.push(v.getUint32(at, true));
+  return out;
+}

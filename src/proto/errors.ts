@@ -26,12 +26,18 @@ export type ErrorCode = (typeof ErrorCodes)[number];
 
 export class PfError extends Error {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string) {
+  /** PowerFlex return code clients match on (REST body details[0].rc), e.g. 182: too many snapshots */
+  readonly rc: number | undefined;
+  constructor(code: ErrorCode, message: string, rc?: number) {
     super(message);
     this.code = code;
+    this.rc = rc;
     this.name = "PfError";
   }
 }
+
+/** PowerFlex return codes pf reports in details[0].rc (Cinder's PowerFlex driver checks 182). */
+export const PowerFlexRc = { TOO_MANY_SNAPSHOTS: 182 } as const;
 
 export function isPfError(e: unknown): e is PfError {
   return e instanceof PfError;

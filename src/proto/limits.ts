@@ -51,6 +51,20 @@ export const Limits = {
   thinChunkBytes: 1 * MiB, // SDS thin allocation unit
   minDeviceBytes: 1 * MiB, // an SDS refuses a smaller device: it cannot hold the smallest extent (one thin chunk); pf up asks for one extent of the pool
 
+  // snapshots (V-Trees) and write fences
+  maxSnapshotsPerVTree: 126, // PowerFlex's limit; refused beyond with rc 182 (Cinder's SnapshotLimitReached)
+  maxLayersPerVTree: 512, // 2 x members - 1 after merging (253 at 127 members), with room for a fence's new ones
+  maxSnapshotDefsPerCall: 1024, // snapshotDefs of one snapshotVolumes call (one consistency group)
+  fenceAckTimeoutMs: 1500, // the MDM aborts a snapshot whose fence some SDS did not acknowledge by then
+  fenceHoldTimeoutMs: 3000, // an SDS asks the MDM about a fence it holds writes for this long (> fenceAckTimeoutMs)
+  fenceCommitWaitMs: 2000,
+  maxLayerUsageReports: 65_536, // layer chunk counts in one SDS heartbeat (SdsHeartbeatRequest.layerChunks) // the MDM waits this long for commit acks before answering (SDSs also learn from assignments)
+
+  // per-mapping QoS (SDC)
+  qosMinIops: 11, // setMappedSdcLimits: iopsLimit is 0 (unlimited) or at least this (PowerFlex/Ansible rule)
+  qosBandwidthUnitKbps: 1024, // bandwidthLimitInKbps is 0 or a multiple of this
+  qosBurstMs: 1000, // a bucket holds this much of its limit (a burst of one second)
+
   // control plane
   restMaxBodyBytes: 1 * MiB,
   heartbeatMaxBodyBytes: 24 * MiB, // an SDC heartbeat lists IO counters of every mapped volume (~250 B each, up to 65,536)

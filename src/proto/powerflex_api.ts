@@ -132,7 +132,49 @@ export type CreateVolume = z.infer<typeof CreateVolume>;
 
 // ---- instance actions ----
 
-export const RemoveVolume = z.object({ removeMode: opt(z.enum(["ONLY_ME", "INCLUDING_DESCENDANTS", "DESCENDANTS_ONLY", "WHOLE_VTREE"])) });
+export const RemoveMode = z.enum(["ONLY_ME", "INCLUDING_DESCENDANTS", "DESCENDANTS_ONLY", "WHOLE_VTREE"]);
+export type RemoveMode = z.infer<typeof RemoveMode>;
+export const RemoveVolume = z.object({ removeMode: opt(RemoveMode), allowOnExtManagedVol: opt(looseBool) });
+
+// ---- snapshots (snapshots-qos.md §1.2) ----
+
+/** One volume to snapshot; every snapshotVolumes call is one consistency group. */
+export const SnapshotDef = z.object({ volumeId: id16, snapshotName: opt(objectName) });
+export const SnapshotVolumes = z.object({
+  snapshotDefs: z.array(SnapshotDef).min(1, "snapshotDefs needs at least one volume").max(1024, "at most 1024 snapshotDefs per call"),
+  accessModeLimit: opt(AccessMode),
+  /** accepted (PyPowerFlex, Ansible send it); pf keeps snapshots until removed */
+  retentionPeriodInMin: opt(looseInt.pipe(z.number().min(0, "retentionPeriodInMin must not be negative"))),
+  allowOnExtManagedVol: opt(looseBool),
+});
+export type SnapshotVolumes = z.infer<typeof SnapshotVolumes>;
+export const SnapshotVolumesAnswer = z.object({ snapshotGroupId: id16, volumeIdList: z.array(id16) });
+export const RemoveConsistencyGroupSnapshots = z.object({ snapGroupId: id16, allowOnExtManagedVol: opt(looseBool) });
+export const RemoveConsistencyGroupSnapshotsAnswer = z.object({ numberOfVolumes: z.number().int() });
+/** overwriteVolumeContent (3.x) and restore (5.x): the destination is the Volume of the URL */
+export const OverwriteVolumeContent = z.object({ srcVolumeId: id16, allowOnExtManagedVol: opt(looseBool) });
+export const SetVolumeAccessModeLimit = z.object({ accessModeLimit: AccessMode });
+
+/**
+ * Per-mapping QoS. An absent limit is unchanged (os-brick sends only what is set); 0 is
+ * unlimited; IOPS is 0 or more than 10; bandwidth is 0 or a multiple of 1024 KB/s.
+ */
+export const SetMappedSdcLimits = z
+  .object({
+    sdcId: opt(id16),
+    guid: opt(z.string().min(1).max(64)),
+    iopsLimit: opt(looseInt.pipe(z.number().min(0, "iopsLimit must not be negative").max(2_147_483_647))),
+    bandwidthLimitInKbps: opt(looseInt.pipe(z.number().min(0, "bandwidthLimitInKbps must not be negative").max(2_147_483_647))),
+  })
+  .superRefine((x, ctx) => {
+    if (x.iopsLimit !== undefined && x.iopsLimit !== 0 && x.iopsLimit <= 10) {
+      ctx.addIssue({ code: "custom", path: ["iopsLimit"], message: "iopsLimit must be 0 (unlimited) or greater than 10" });
+    }
+    if (x.bandwidthLimitInKbps !== undefined && x.bandwidthLimitInKbps % 1024 !== 0) {
+      ctx.addIssue({ code: "custom", path: ["bandwidthLimitInKbps"], message: "bandwidthLimitInKbps must be 0 (unlimited) or a multiple of 1024" });
+    }
+  });
+export type SetMappedSdcLimits = z.infer<typeof SetMappedSdcLimits>;
 export const SetVolumeSize = z.object({ sizeInGB: looseInt });
 export const SetVolumeName = z.object({ newName: objectName });
 export const AddMappedSdc = z.object({
@@ -239,6 +281,8 @@ export const PowerFlexErrorBody = z.object({
   httpStatusCode: z.number().int(),
   errorCode: z.number().int(),
   pfCode: z.string().optional(),
+  /** PowerFlex return codes (Cinder reads details[0].rc) */
+  details: z.array(z.object({ rc: z.number().int(), msg: z.string() })).optional(),
 });
 export type PowerFlexErrorBody = z.infer<typeof PowerFlexErrorBody>;
 
@@ -251,10 +295,14 @@ export interface Link {
 export const ConsistencyReport = z.object({
   volumeId: z.string(),
   extentsChecked: z.number().int(),
+  /** layers of the volume's V-Tree compared on their own (0 without snapshots) */
+  layersChecked: z.number().int().default(0),
   consistent: z.boolean(),
   mismatches: z.array(
     z.object({
       extentIndex: z.number().int(),
+      /** the layer that differs (absent: the volume's content) */
+      layerId: z.string().optional(),
       copies: z.array(
         z.object({ sdsId: z.string(), checksum: z.string().nullable(), error: z.string().nullable(), status: z.number().int().nullable() }),
       ),

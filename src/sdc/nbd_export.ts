@@ -15,8 +15,15 @@ export interface ExportMeter {
   completed(cmd: number, lengthBytes: number, seconds: number, ok: boolean): void;
 }
 
+/** Admission of requests for per-mapping QoS (qos_gate.ts): 0 = go, else ms to wait before asking again. */
+export interface NbdAdmission {
+  admit(cost: "io" | "flush", payloadBytes: number): number;
+}
+
 export interface NbdExport {
   name: string;
+  /** per-mapping QoS; absent or always 0: unlimited */
+  qos?: NbdAdmission;
   sizeBytes: number;
   readOnly: boolean;
   /** CAN_MULTI_CONN is advertised only when this is true (FLUSH covers writes of all connections) */

@@ -9,6 +9,9 @@
 //   over Limits.nbdAbusiveRequestBytes the connection is closed;
 // - at most Limits.nbdMaxInFlightPerConn requests run at once, and reading is paused while that
 //   many run or while received + held + unsent bytes exceed Limits.nbdMaxBufferedBytesPerConn;
+// - per-mapping QoS: a request the export's QoS gate does not admit yet stays unread (its header
+//   stays in the byte queue and reading is paused) until the gate says it may go: backpressure
+//   to the client, never an error, never a queue of read requests; FLUSH is never held;
 // - framing errors (bad magic, bad handshake flags, oversized option) close this connection only;
 // - DISC: no more requests are read; the connection ends once in-flight ones are answered and
 //   every reply byte left;
@@ -67,6 +70,8 @@ export class NbdSession {
   private disconnecting = false;
   private requestsServed = 0;
   private handshakeTimer: ReturnType<typeof setTimeout> | null = null;
+  /** the QoS gate refused the next request: reading waits for this timer */
+  private qosTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     readonly id: number,
@@ -120,8 +125,14 @@ export class NbdSession {
     }
     this.phase = "closed";
     this.clearHandshakeTimer();
+    this.clearQosTimer();
     this.queue.clear();
     this.writer.close();
+  }
+
+  private clearQosTimer(): void {
+    if (this.qosTimer !== null) clearTimeout(this.qosTimer);
+    this.qosTimer = null;
   }
 
   private clearHandshakeTimer(): void {
@@ -228,10 +239,12 @@ export class NbdSession {
 
   private readRequest(): boolean {
     if (this.inFlight >= Limits.nbdMaxInFlightPerConn) return false;
+    if (this.qosTimer !== null) return false;
     if (this.queue.length < REQUEST_BYTES) return false;
     const b = this.queue.peek(REQUEST_BYTES);
     const req = decodeRequest(b, this.queue.peekOffset);
     if (req instanceof NbdDecodeError) return this.violation(req);
+    if (!this.qosAdmits(req)) return false;
     this.queue.skip(REQUEST_BYTES);
     if (req.type !== Cmd.WRITE) {
       this.dispatch(req, null);
@@ -272,6 +285,22 @@ export class NbdSession {
     this.phase = "request";
     this.replyError(req, NbdErrno.EINVAL);
     return true;
+  }
+
+  /** Per-mapping QoS: admit now, or leave the request unread and come back when it may go. */
+  private qosAdmits(req: NbdRequest): boolean {
+    const gate = this.exp?.qos;
+    if (gate === undefined) return true;
+    const throttled = req.type === Cmd.READ || req.type === Cmd.WRITE || req.type === Cmd.TRIM || req.type === Cmd.WRITE_ZEROES;
+    if (!throttled) return true; // FLUSH, DISC, CACHE … are never held
+    const payload = req.type === Cmd.READ || req.type === Cmd.WRITE ? req.lengthBytes : 0;
+    const waitMs = gate.admit("io", payload);
+    if (waitMs === 0) return true;
+    this.qosTimer = setTimeout(() => {
+      this.qosTimer = null;
+      this.pump();
+    }, waitMs);
+    return false;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -382,6 +411,7 @@ export class NbdSession {
     if (this.phase === "closed") return;
     const buffered = this.queue.length + this.heldBytes + this.writer.bufferedBytes;
     const over =
+      this.qosTimer !== null ||
       this.inFlight >= Limits.nbdMaxInFlightPerConn ||
       (buffered >= Limits.nbdMaxBufferedBytesPerConn && (this.inFlight > 0 || this.writer.bufferedBytes > 0));
     if (over && !this.paused) {
@@ -417,6 +447,7 @@ export class NbdSession {
     if (this.phase === "closed") return;
     this.writer.flush();
     this.clearHandshakeTimer();
+    this.clearQosTimer();
     this.phase = "closed";
     this.queue.clear();
     this.writer.close();

@@ -139,6 +139,9 @@ export class SdcNode {
         if (cur.sizeBytes !== vm.sizeBytes || cur.readOnly !== (vm.accessMode === "ReadOnly")) {
           consola.info(`sdc: volume ${vm.name} now ${vm.sizeBytes} bytes, ${vm.accessMode}`);
         }
+        if (cur.limits.iops !== vm.limitIops || cur.limits.bytesPerSec !== vm.limitBwKbps * 1024) {
+          consola.info(`sdc: volume ${vm.name} limits now ${vm.limitIops || "unlimited"} IOPS, ${vm.limitBwKbps || "unlimited"} KB/s`);
+        }
         cur.setMap(vm);
         continue;
       }

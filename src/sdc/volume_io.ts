@@ -12,7 +12,9 @@
 //   written since the last flush is shared by all connections (this is why the NBD export
 //   advertises CAN_MULTI_CONN); FLUSH goes to each such extent's current primary, whose FLUSH
 //   makes durable every write it holds, on its own copy and on the peers it forwarded to; a
-//   FLUSH is acknowledged only after every FLUSH started before it.
+//   FLUSH is acknowledged only after every FLUSH started before it;
+// - per-mapping QoS: the map's limits (setMappedSdcLimits) drive one QosGate per volume,
+//   shared by all its NBD connections; a new map changes them live.
 
 import { Flag, Op, Status, opName, statusName } from "../proto/dataplane.ts";
 import { PfError, assert } from "../proto/errors.ts";
@@ -21,6 +23,7 @@ import { Limits } from "../proto/limits.ts";
 import type { VolumeMap } from "../proto/cluster_api.ts";
 import type { DataPlaneLink, DataReply } from "../proto/dataplane_client.ts";
 import type { ExportMeter } from "./nbd_export.ts";
+import { QosGate } from "./qos_gate.ts";
 
 /** The part of a data-plane link (src/proto/dataplane_client.ts) the router uses. */
 export type SdsLink = Pick<DataPlaneLink, "request">;
@@ -51,6 +54,8 @@ export class VolumeIo {
   readonly multiConn = true;
   /** the volume's IO counters (sdc_metrics.ts); the NBD session reports completions to it */
   meter: ExportMeter | null = null;
+  /** per-mapping QoS of this volume on this SDC */
+  readonly qos = new QosGate();
   private map: VolumeMap;
   private volumeHi: number;
   private volumeLo: number;
@@ -65,6 +70,7 @@ export class VolumeIo {
   constructor(map: VolumeMap, private readonly deps: VolumeIoDeps) {
     this.map = map;
     ({ hi: this.volumeHi, lo: this.volumeLo } = idToHalves(map.volumeId));
+    this.qos.setLimits(map.limitIops, map.limitBwKbps * 1024);
   }
 
   get name(): string {
@@ -88,6 +94,12 @@ export class VolumeIo {
   setMap(map: VolumeMap): void {
     assert(map.volumeId === this.map.volumeId, "volume map replaced by another volume's");
     this.map = map;
+    this.qos.setLimits(map.limitIops, map.limitBwKbps * 1024);
+  }
+
+  /** The mapping's QoS limits now (IOPS, bytes/s; 0 = unlimited). */
+  get limits(): { iops: number; bytesPerSec: number } {
+    return { iops: this.map.limitIops, bytesPerSec: this.map.limitBwKbps * 1024 };
   }
 
   async read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {

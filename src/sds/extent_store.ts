@@ -1,24 +1,35 @@
 // The SDS's extent store: which extent copies this SDS holds (with their epoch and write
-// generation), where their thin chunks live on the devices, and the IO on them (read, write,
-// zero/trim, checksum, flush). Synchronous on the IO path (pread/pwrite through the kernel), so
-// operations are applied in exactly the order they are called.
+// generation), which LAYER of the extent's V-Tree owns each 1 MiB chunk and where it lives on
+// the device, and the IO on them (read, write with copy-on-write, zero/trim, checksum, flush,
+// and the metadata-only layer operations: merge, drop, ownership for copies). Synchronous on
+// the IO path (pread/pwrite through the kernel), so operations apply in exactly call order.
+//
+// Layers (snapshots-qos.md §6.1): an extent is keyed by its V-Tree's owner id; each layer owns
+// some chunks; a read resolves a chunk through a chain (open layer, parent, ..., root) and
+// takes the first layer that owns it; a write goes to the chain's first layer, which takes the
+// chunk on first write (redirect-on-write: a partial write copies the resolved 1 MiB first).
 //
 // Invariants:
-// - a logical chunk is mapped to at most one physical chunk and vice versa (ChunkAllocator
-//   plus a unique index in sqlite);
+// - a physical chunk is mapped by at most one (layer, chunk) (ChunkAllocator plus a unique
+//   index in sqlite); ZERO_CHUNK owns a chunk as zeros and holds no space;
 // - a chunk mapping is committed to sqlite before write() returns, so an acknowledged write
 //   never points at space a restart forgets; flushWritten() makes it durable (WAL fdatasync);
+// - a mapping that shadows a parent's data (copy-on-write) is committed at once, marked
+//   pending: its bytes (the copy and the new write) are in the page cache, which a kill -9 keeps,
+//   so after a process restart it counts; the next FLUSH (or FUA) clears the mark only after the
+//   device's fdatasync, so after a host reboot (power cut) a still-pending mapping is dropped and
+//   the chunk shows its old content, never zeros or a half copy;
 // - a write allocates every chunk it needs before writing any byte, so NO_SPACE leaves the
-//   device unchanged; unallocated space reads as zeros; a chunk handed out by the allocator
-//   reads as zeros (dirty/virgin chunks are zeroed, durably, before they are mapped);
-// - memory is one Int32Array slot per logical chunk of each held extent (allocated on first
-//   write) plus one byte per physical chunk: proportional to chunks, never to 4 KiB blocks.
+//   device unchanged; unowned space reads through the chain, and zeros past the root; a chunk
+//   handed out by the allocator reads as zeros (dirty/virgin chunks are zeroed durably first);
+// - memory is one Int32Array slot per logical chunk of each (extent, layer) that owns
+//   something, plus one byte per physical chunk: proportional to chunks, never to 4 KiB blocks.
 
 import { consola } from "consola";
 import type { ExtentRole, SyncTarget } from "../proto/cluster_api.ts";
 import { Status } from "../proto/dataplane.ts";
 import { PfError, assert } from "../proto/errors.ts";
-import { idToHalves } from "../proto/ids.ts";
+import { halvesToId, idToHalves } from "../proto/ids.ts";
 import { Limits } from "../proto/limits.ts";
 import type { BlockDevice } from "../store/block_device.ts";
 import type { SdsMeta } from "../store/sds_meta.ts";
@@ -41,11 +52,30 @@ export interface DeviceSlot {
   syncFailed: boolean;
 }
 
+/** not owned by this layer */
+export const NO_CHUNK = -1;
+/** owned by this layer as zeros (shadows a parent's data, holds no space) */
+export const ZERO_CHUNK = -2;
+
+/** A layer as the store needs it: key (low id half), id, and the chain reads resolve through. */
+export interface LayerRef {
+  readonly key: number;
+  readonly id: string;
+  readonly chain: readonly number[];
+}
+
 export class Extent {
   readonly volumeHi: number;
   readonly volumeLo: number;
-  /** logical chunk -> physical chunk on slot, -1 when unallocated; null until first allocation */
-  chunks: Int32Array | null = null;
+  /** layer key -> logical chunk -> physical chunk / ZERO_CHUNK / NO_CHUNK; created on first ownership */
+  readonly layers = new Map<number, Int32Array>();
+  /** layer key -> layer id (persistence) */
+  readonly layerIds = new Map<number, string>();
+  /** layer key -> chunks it owns here (data or zeros); a layer owning nothing has no map */
+  readonly ownedCount = new Map<number, number>();
+
+  /** the layer plain reads and writes use (the owner's first layer until a graph says otherwise) */
+  head: LayerRef;
   /** set when the extent is no longer held (an async checksum stops) */
   removed = false;
   /** this SDS's role, from the MDM's assignment; a copy loaded from disk serves nothing
@@ -70,6 +100,7 @@ export class Extent {
     readonly slot: DeviceSlot,
   ) {
     ({ hi: this.volumeHi, lo: this.volumeLo } = idToHalves(volumeId));
+    this.head = { key: this.volumeLo, id: volumeId, chain: [this.volumeLo] };
   }
 
   get chunkCount(): number {
@@ -80,8 +111,33 @@ export class Extent {
     return `${this.volumeId}/${this.extentIndex}`;
   }
 
+  /** What layer `key` itself holds at `chunk`: a physical chunk, ZERO_CHUNK or NO_CHUNK. */
+  own(key: number, chunk: number): number {
+    const m = this.layers.get(key);
+    return m === undefined ? NO_CHUNK : m[chunk]!;
+  }
+
+  /** The physical chunk `chain` reads at `chunk` from position `from` on; NO_CHUNK = zeros. */
+  resolve(chain: readonly number[], chunk: number, from = 0): number {
+    for (let i = from; i < chain.length; i++) {
+      const m = this.layers.get(chain[i]!);
+      if (m === undefined) continue;
+      const p = m[chunk]!;
+      if (p !== NO_CHUNK) return p === ZERO_CHUNK ? NO_CHUNK : p;
+    }
+    return NO_CHUNK;
+  }
+
+  /** The physical chunk a plain read of the head layer sees (NO_CHUNK: zeros). */
   physOf(chunk: number): number {
-    return this.chunks === null ? -1 : this.chunks[chunk]!;
+    return this.resolve(this.head.chain, chunk);
+  }
+
+  /** Layers owning `chunk` (data or zeros), by key. */
+  ownersOf(chunk: number): number[] {
+    const out: number[] = [];
+    for (const [k, m] of this.layers) if (m[chunk] !== NO_CHUNK) out.push(k);
+    return out;
   }
 }
 
@@ -98,11 +154,31 @@ export interface ExtentSpec {
 const CHUNK = Limits.thinChunkBytes;
 const CHECKSUM_YIELD_EVERY_CHUNKS = 4;
 
+/** A chunk a write takes for its layer, and what it copies first (-1: nothing). */
+interface Take {
+  chunk: number;
+  a: Allocation;
+  copyFrom: number;
+  /** a parent layer has data there: commit only once the data is durable */
+  shadows: boolean;
+  /** the layer owned the chunk as zeros (the row exists) */
+  wasZero: boolean;
+  /** the row's pending mark (0: committed as settled) */
+  token: number;
+}
+
 export class ExtentStore {
   private readonly byVolume = new Map<number, Map<number, Extent>>();
   private readonly slotsById = new Map<string, DeviceSlot>();
   private readonly zeros = new Uint8Array(CHUNK);
+  private readonly copyScratch = new Uint8Array(CHUNK);
   private readonly inflightFlushes = new Set<Promise<void>>();
+  /** physical chunks (space) owned per layer key, over every extent held */
+  private readonly usage = new Map<number, { id: string; chunks: number }>();
+  /** copy-on-write rows not yet settled, per device (the next FLUSH/FUA of the device settles them) */
+  private readonly pending = new Map<DeviceSlot, { phys: number; token: number }[]>();
+  /** marks pending copy-on-write rows (start: above every mark on disk) */
+  private nextPendingToken = 1;
   private cleanerRunning = false;
   private stopped = false;
 
@@ -114,7 +190,11 @@ export class ExtentStore {
   }
 
   /** Register the devices (new ones get a watermark from how they were created) and load state. */
-  static open(meta: SdsMeta, devices: { deviceId: string; dev: BlockDevice }[]): ExtentStore {
+  /**
+   * `hostRebooted`: the page cache was lost since this SDS last ran, so copy-on-write mappings
+   * still pending may point at bytes that never reached the device: they are dropped.
+   */
+  static open(meta: SdsMeta, devices: { deviceId: string; dev: BlockDevice }[], opts: { hostRebooted?: boolean } = {}): ExtentStore {
     const known = new Map(meta.devices().map((r) => [r.path, r]));
     const slots: DeviceSlot[] = [];
     for (const { deviceId, dev } of devices) {
@@ -129,11 +209,11 @@ export class ExtentStore {
       slots.push({ deviceId, devNo: row.devNo, dev, alloc, written: false, state: "Normal", syncFailed: false });
     }
     const store = new ExtentStore(meta, slots);
-    store.load();
+    store.load(opts.hostRebooted ?? false);
     return store;
   }
 
-  private load(): void {
+  private load(hostRebooted: boolean): void {
     const byDevNo = new Map(this.slots.map((s) => [s.devNo, s]));
     const used = new Map<number, number[]>();
     const dirty = new Map<number, number[]>();
@@ -150,18 +230,31 @@ export class ExtentStore {
     }
     for (const c of this.meta.chunks()) {
       if (!byDevNo.has(c.devNo)) continue;
-      pushTo(used, c.devNo, c.physChunk);
+      if (c.physChunk !== null) pushTo(used, c.devNo, c.physChunk);
       const e = extents.get(`${c.volumeId}/${c.extentIndex}`);
       if (e === undefined) {
         // mapped chunk of an extent that is gone: release it (found after a crash mid-unassign)
-        this.meta.transaction(() => this.meta.releaseChunk(c.volumeId, c.extentIndex, c.chunkIndex, c.devNo, c.physChunk));
-        used.get(c.devNo)!.pop();
-        pushTo(dirty, c.devNo, c.physChunk);
+        this.meta.transaction(() => this.meta.releaseChunk(c.volumeId, c.extentIndex, c.layerId, c.chunkIndex, c.devNo, c.physChunk));
+        if (c.physChunk !== null) {
+          used.get(c.devNo)!.pop();
+          pushTo(dirty, c.devNo, c.physChunk);
+        }
         continue;
       }
+      if (c.pending !== 0 && c.physChunk !== null) {
+        if (hostRebooted) {
+          // its bytes may have died with the page cache; it was never flushed: the old content stands
+          this.meta.transaction(() => this.meta.releaseChunk(c.volumeId, c.extentIndex, c.layerId, c.chunkIndex, c.devNo, c.physChunk));
+          used.get(c.devNo)!.pop();
+          continue;
+        }
+        const slot = byDevNo.get(c.devNo)!;
+        this.pendingOf(slot).push({ phys: c.physChunk, token: c.pending });
+        this.nextPendingToken = Math.max(this.nextPendingToken, c.pending + 1);
+      }
       assert(c.chunkIndex < e.chunkCount, "persisted chunk index beyond its extent");
-      if (e.chunks === null) e.chunks = new Int32Array(e.chunkCount).fill(-1);
-      e.chunks[c.chunkIndex] = c.physChunk;
+      const { lo } = idToHalves(c.layerId);
+      this.setOwn(e, lo, c.layerId, c.chunkIndex, c.physChunk ?? ZERO_CHUNK);
     }
     for (const d of this.meta.dirtyChunks()) if (byDevNo.has(d.devNo)) pushTo(dirty, d.devNo, d.physChunk);
     for (const s of this.slots) s.alloc.markLoaded(used.get(s.devNo) ?? [], dirty.get(s.devNo) ?? []);
@@ -183,18 +276,29 @@ export class ExtentStore {
     for (const m of this.byVolume.values()) yield* m.values();
   }
 
+  /** The extents held of one owner (V-Tree), by extent index. */
+  extentsOf(ownerLo: number): Extent[] {
+    const m = this.byVolume.get(ownerLo);
+    return m === undefined ? [] : [...m.values()];
+  }
+
+  /** Physical chunks owned per layer key, over every extent held (snapshot capacity). */
+  layerUsage(): ReadonlyMap<number, { id: string; chunks: number }> {
+    return this.usage;
+  }
+
   // ---- IO ----
 
-  /** Read [offset, offset+out.length) of the extent into out (zeros where unallocated). */
-  read(e: Extent, offsetBytes: number, out: Uint8Array): void {
+  /** Read [offset, offset+out.length) as `layer`'s chain sees it (zeros where nothing owns it). */
+  read(e: Extent, offsetBytes: number, out: Uint8Array, layer: LayerRef = e.head): void {
     try {
-      this.readRaw(e, offsetBytes, out);
+      this.readRaw(e, layer.chain, offsetBytes, out);
     } catch (err) {
       throw this.deviceFailed(e.slot, err);
     }
   }
 
-  private readRaw(e: Extent, offsetBytes: number, out: Uint8Array): void {
+  private readRaw(e: Extent, chain: readonly number[], offsetBytes: number, out: Uint8Array): void {
     assert(offsetBytes + out.byteLength <= e.sizeBytes, "read beyond extent");
     let at = 0;
     while (at < out.byteLength) {
@@ -202,40 +306,162 @@ export class ExtentStore {
       const chunk = Math.floor(pos / CHUNK);
       const inChunk = pos - chunk * CHUNK;
       const n = Math.min(out.byteLength - at, CHUNK - inChunk);
-      const phys = e.physOf(chunk);
+      const phys = e.resolve(chain, chunk);
       if (phys < 0) out.fill(0, at, at + n);
       else e.slot.dev.readInto(out.subarray(at, at + n), phys * CHUNK + inChunk);
       at += n;
     }
   }
 
-  /** Write data at offset; allocates (and persists) missing chunks first. */
-  write(e: Extent, offsetBytes: number, data: Uint8Array): Status {
+  /**
+   * Write data at offset into `layer` (the first layer of its chain). Chunks the layer does not
+   * own yet are taken first; a partial write of a chunk a parent layer holds copies it first.
+   */
+  write(e: Extent, offsetBytes: number, data: Uint8Array, layer: LayerRef = e.head): Status {
+    return this.writeInto(e, offsetBytes, data, layer, true);
+  }
+
+  /** A copy frame (rebuild/resync): write into exactly `layer`, without copy-on-write. */
+  writeOwned(e: Extent, offsetBytes: number, data: Uint8Array, layer: LayerRef): Status {
+    return this.writeInto(e, offsetBytes, data, layer, false);
+  }
+
+  private writeInto(e: Extent, offsetBytes: number, data: Uint8Array, layer: LayerRef, cow: boolean): Status {
     assert(offsetBytes + data.byteLength <= e.sizeBytes, "write beyond extent");
     if (data.byteLength === 0) return Status.OK;
-    const st = this.ensureAllocated(e, Math.floor(offsetBytes / CHUNK), Math.floor((offsetBytes + data.byteLength - 1) / CHUNK));
-    if (st !== Status.OK) return st;
+    const first = Math.floor(offsetBytes / CHUNK);
+    const last = Math.floor((offsetBytes + data.byteLength - 1) / CHUNK);
+    let shadowing: Take[] | null = null;
+    for (let c = first; c <= last; c++) {
+      if (e.own(layer.key, c) >= 0) continue;
+      // some chunk must be taken: do it for the whole range at once (all or nothing)
+      const r = this.take(e, layer, first, last, cow ? { offsetBytes, lengthBytes: data.byteLength } : null);
+      if (typeof r === "number") return r;
+      shadowing = r;
+      break;
+    }
     try {
-      this.writeRaw(e, offsetBytes, data);
+      this.writeRaw(e, layer.key, offsetBytes, data);
     } catch (err) {
+      if (shadowing !== null) this.untake(e, layer, shadowing);
       throw this.deviceFailed(e.slot, err);
     }
+    if (shadowing !== null) for (const g of shadowing) this.pendingOf(e.slot).push({ phys: g.a.phys, token: g.token });
     return Status.OK;
   }
 
-  private writeRaw(e: Extent, offsetBytes: number, data: Uint8Array): void {
+  private pendingOf(slot: DeviceSlot): { phys: number; token: number }[] {
+    let list = this.pending.get(slot);
+    if (list === undefined) {
+      list = [];
+      this.pending.set(slot, list);
+    }
+    return list;
+  }
+
+  /** After an fdatasync of the slot that covered these rows' bytes: they count even after a power cut. */
+  private settlePending(slot: DeviceSlot, rows: { phys: number; token: number }[]): void {
+    if (rows.length === 0) return;
+    this.meta.transaction(() => {
+      for (const r of rows) this.meta.clearPending(slot.devNo, r.phys, r.token);
+    });
+  }
+
+  private writeRaw(e: Extent, layerKey: number, offsetBytes: number, data: Uint8Array): void {
     let at = 0;
     while (at < data.byteLength) {
       const pos = offsetBytes + at;
       const chunk = Math.floor(pos / CHUNK);
       const inChunk = pos - chunk * CHUNK;
       const n = Math.min(data.byteLength - at, CHUNK - inChunk);
-      const phys = e.physOf(chunk);
-      assert(phys >= 0, "writing an unallocated chunk");
+      const phys = e.own(layerKey, chunk);
+      assert(phys >= 0, "writing a chunk its layer does not own");
       e.slot.dev.write(at === 0 && n === data.byteLength ? data : data.subarray(at, at + n), phys * CHUNK + inChunk);
       at += n;
     }
     e.slot.written = true;
+  }
+
+  /**
+   * Take every chunk in [first, last] the layer does not own (space, all or nothing), committed
+   * now. Chunks that shadow nothing read as zeros, which is their old content; chunks that
+   * shadow a parent's data get the parent's bytes copied in (unless `write` covers them whole)
+   * and are committed pending; they are returned for the caller to settle once its data is in.
+   */
+  private take(e: Extent, layer: LayerRef, first: number, last: number, write: { offsetBytes: number; lengthBytes: number } | null): Take[] | Status {
+    const chunks: number[] = [];
+    for (let c = first; c <= last; c++) if (e.own(layer.key, c) < 0) chunks.push(c);
+    const alloc = e.slot.alloc;
+    if (alloc.available < chunks.length) return Status.NO_SPACE;
+    const got: Take[] = [];
+    for (const c of chunks) {
+      const a = alloc.allocate();
+      assert(a !== null, "allocator ran out below its available count");
+      const wasZero = e.own(layer.key, c) === ZERO_CHUNK;
+      const below = write === null || wasZero ? NO_CHUNK : e.resolve(layer.chain, c, 1);
+      const start = c * CHUNK;
+      const whole = write !== null && write.offsetBytes <= start && write.offsetBytes + write.lengthBytes >= start + chunkBytesOf(e, c);
+      got.push({ chunk: c, a, copyFrom: below >= 0 && !whole ? below : NO_CHUNK, shadows: below >= 0, wasZero, token: below >= 0 ? this.nextPendingToken++ : 0 });
+    }
+    try {
+      this.zeroFirst(e.slot, got);
+      for (const g of got) if (g.copyFrom >= 0) this.copyChunk(e, g.copyFrom, g.a.phys, chunkBytesOf(e, g.chunk));
+      this.meta.transaction(() => {
+        for (const g of got) {
+          this.persistOwn(e, layer, g.chunk, g.a.phys, g.wasZero, g.token);
+          if (g.a.zeroFirst && g.a.was === "dirty") this.meta.clearDirty(e.slot.devNo, g.a.phys);
+        }
+        if (got.some((g) => g.a.zeroFirst && g.a.was === "virgin")) this.meta.setZeroedBelow(e.slot.devNo, alloc.zeroedBelow);
+      });
+    } catch (err) {
+      // a chunk that received a copy holds data now: it goes back dirty, the others as they were
+      for (let i = got.length - 1; i >= 0; i--) {
+        const g = got[i]!;
+        if (g.copyFrom >= 0) this.freeUnmapped(e.slot, g.a.phys);
+        else alloc.unallocate(g.a);
+      }
+      consola.error(`sds: taking ${got.length} chunk(s) on ${e.slot.dev.path} failed: ${(err as Error).message}`);
+      return (err as NodeJS.ErrnoException).code === "SQLITE_FULL" ? Status.NO_SPACE : Status.IO_ERROR;
+    }
+    for (const g of got) this.setOwn(e, layer.key, layer.id, g.chunk, g.a.phys);
+    return got.filter((g) => g.shadows);
+  }
+
+  /** Undo the shadowing chunks of a write that failed before its data landed (rows pending: released, dirty). */
+  private untake(e: Extent, layer: LayerRef, got: Take[]): void {
+    try {
+      this.meta.transaction(() => {
+        for (const g of got) this.meta.releaseChunk(e.volumeId, e.extentIndex, layer.id, g.chunk, e.slot.devNo, g.a.phys);
+      });
+    } catch (err) {
+      consola.error(`sds: releasing ${got.length} pending chunk(s) of ${e.key} failed (released on restart): ${(err as Error).message}`);
+    }
+    for (const g of got) {
+      this.setOwn(e, layer.key, layer.id, g.chunk, NO_CHUNK);
+      e.slot.alloc.free(g.a.phys);
+    }
+    this.kickCleaner();
+  }
+
+  /** A taken chunk that never got a committed mapping but may hold bytes: dirty (persisted if possible). */
+  private freeUnmapped(slot: DeviceSlot, phys: number): void {
+    slot.alloc.free(phys);
+    try {
+      this.meta.transaction(() => this.meta.markDirty(slot.devNo, phys));
+    } catch (err) {
+      consola.error(`sds: cannot record chunk ${phys} of ${slot.dev.path} as dirty: ${(err as Error).message}`);
+    }
+  }
+
+  private copyChunk(e: Extent, fromPhys: number, toPhys: number, bytes: number): void {
+    const buf = this.copyScratch.subarray(0, bytes);
+    e.slot.dev.readInto(buf, fromPhys * CHUNK);
+    e.slot.dev.write(buf, toPhys * CHUNK);
+  }
+
+  private persistOwn(e: Extent, layer: LayerRef, chunk: number, phys: number | null, rowExists: boolean, pending = 0): void {
+    if (rowExists) this.meta.setChunkPhys(e.volumeId, e.extentIndex, layer.id, chunk, phys);
+    else this.meta.insertChunk(e.volumeId, e.extentIndex, layer.id, chunk, e.slot.devNo, phys, pending);
   }
 
   /** A device IO failed: report the device Failed (heartbeat) and pass the error on. */
@@ -246,39 +472,61 @@ export class ExtentStore {
   }
 
   /**
-   * Make [offset, offset+length) read as zeros: whole thin chunks are released (their space
-   * returns to the device), partial ranges and thick extents are overwritten with zeros.
+   * Make [offset, offset+length) read as zeros through `layer`: whole chunks the layer owns
+   * are released (their space returns to the device), or owned as zeros when a parent layer
+   * holds data there; partial ranges and thick extents are overwritten with zeros (a partial
+   * range over a parent's data is a copy-on-write of zeros).
    */
-  zero(e: Extent, offsetBytes: number, lengthBytes: number): Status {
+  zero(e: Extent, offsetBytes: number, lengthBytes: number, layer: LayerRef = e.head): Status {
     assert(offsetBytes + lengthBytes <= e.sizeBytes, "zero beyond extent");
-    const releases: number[] = [];
+    const plain = layer.chain.length === 1;
+    const ops: { chunk: number; own: number; toZero: boolean }[] = [];
     let at = 0;
     while (at < lengthBytes) {
       const pos = offsetBytes + at;
       const chunk = Math.floor(pos / CHUNK);
       const inChunk = pos - chunk * CHUNK;
-      const chunkLen = Math.min(CHUNK, e.sizeBytes - chunk * CHUNK);
+      const chunkLen = chunkBytesOf(e, chunk);
       const n = Math.min(lengthBytes - at, chunkLen - inChunk);
-      const phys = e.physOf(chunk);
-      if (phys >= 0) {
-        if (!e.thick && inChunk === 0 && n === chunkLen) releases.push(chunk);
-        else {
-          try {
-            e.slot.dev.write(this.zeros.subarray(0, n), phys * CHUNK + inChunk);
-          } catch (err) {
-            throw this.deviceFailed(e.slot, err); // like a data write: the device is Failed
-          }
-          e.slot.written = true;
+      const own = e.own(layer.key, chunk);
+      const belowHasData = !plain && e.resolve(layer.chain, chunk, 1) >= 0;
+      if (inChunk === 0 && n === chunkLen && !(e.thick && plain && own >= 0)) {
+        if (belowHasData && own !== ZERO_CHUNK) ops.push({ chunk, own, toZero: true });
+        else if (!belowHasData && own !== NO_CHUNK) ops.push({ chunk, own, toZero: false });
+      } else if (own >= 0) {
+        try {
+          e.slot.dev.write(this.zeros.subarray(0, n), own * CHUNK + inChunk);
+        } catch (err) {
+          throw this.deviceFailed(e.slot, err); // like a data write: the device is Failed
         }
+        e.slot.written = true;
+      } else if (own === NO_CHUNK && belowHasData) {
+        const st = this.write(e, pos, this.zeros.subarray(0, n), layer);
+        if (st !== Status.OK) return st;
       }
       at += n;
     }
-    if (releases.length > 0) this.release(e, releases);
+    if (ops.length === 0) return Status.OK;
+    this.meta.transaction(() => {
+      for (const o of ops) {
+        if (o.toZero) {
+          if (o.own >= 0) this.meta.releaseChunk(e.volumeId, e.extentIndex, layer.id, o.chunk, e.slot.devNo, o.own);
+          this.meta.insertChunk(e.volumeId, e.extentIndex, layer.id, o.chunk, e.slot.devNo, null);
+        } else {
+          this.meta.releaseChunk(e.volumeId, e.extentIndex, layer.id, o.chunk, e.slot.devNo, o.own >= 0 ? o.own : null);
+        }
+      }
+    });
+    for (const o of ops) {
+      if (o.own >= 0) e.slot.alloc.free(o.own);
+      this.setOwn(e, layer.key, layer.id, o.chunk, o.toZero ? ZERO_CHUNK : NO_CHUNK);
+    }
+    this.kickCleaner();
     return Status.OK;
   }
 
-  /** xxHash64 over the extent's logical content in [offset, offset+length) (0 = to the end). */
-  async checksum(e: Extent, offsetBytes: number, lengthBytes: number): Promise<bigint> {
+  /** xxHash64 over the logical content `layer`'s chain sees in [offset, offset+length) (0 = to the end). */
+  async checksum(e: Extent, offsetBytes: number, lengthBytes: number, layer: LayerRef = e.head): Promise<bigint> {
     const end = lengthBytes === 0 ? e.sizeBytes : offsetBytes + lengthBytes;
     assert(end <= e.sizeBytes, "checksum beyond extent");
     const hashes: bigint[] = [];
@@ -290,12 +538,154 @@ export class ExtentStore {
       const n = Math.min(end - pos, CHUNK - inChunk);
       const buf = scratch.subarray(0, n);
       if (e.removed) throw new PfError("INVALID_STATE", `extent ${e.volumeId}/${e.extentIndex} was dropped during its checksum`);
-      this.read(e, pos, buf);
+      this.read(e, pos, buf, layer);
       hashes.push(BigInt.asUintN(64, BigInt(Bun.hash.xxHash64(buf))));
       pos += n;
       if (++pieces % CHECKSUM_YIELD_EVERY_CHUNKS === 0) await yieldToLoop();
     }
     return BigInt(Bun.hash.xxHash64(new Uint8Array(BigUint64Array.from(hashes).buffer)));
+  }
+
+  /**
+   * xxHash64 over what one layer itself owns, chunk by chunk (not owned / owned as zeros / the
+   * chunk's bytes): two copies of a layer agree only if they own the same chunks with the same
+   * data, which is what a later merge or copy relies on.
+   */
+  async checksumLayer(e: Extent, layerKey: number): Promise<bigint> {
+    const hashes: bigint[] = [];
+    const scratch = new Uint8Array(CHUNK);
+    for (let c = 0; c < e.chunkCount; c++) {
+      if (e.removed) throw new PfError("INVALID_STATE", `extent ${e.volumeId}/${e.extentIndex} was dropped during its checksum`);
+      const own = e.own(layerKey, c);
+      if (own === NO_CHUNK) hashes.push(0n);
+      else if (own === ZERO_CHUNK) hashes.push(1n);
+      else {
+        const buf = scratch.subarray(0, chunkBytesOf(e, c));
+        try {
+          e.slot.dev.readInto(buf, own * CHUNK);
+        } catch (err) {
+          throw this.deviceFailed(e.slot, err);
+        }
+        hashes.push(BigInt.asUintN(64, BigInt(Bun.hash.xxHash64(buf))) | 2n);
+      }
+      if ((c + 1) % CHECKSUM_YIELD_EVERY_CHUNKS === 0) await yieldToLoop();
+    }
+    return BigInt(Bun.hash.xxHash64(new Uint8Array(BigUint64Array.from(hashes).buffer)));
+  }
+
+  // ---- layer operations (metadata only) ----
+
+  /** A copy frame: `layer` owns `chunk` as zeros. */
+  ownAsZeros(e: Extent, chunk: number, layer: LayerRef): void {
+    const own = e.own(layer.key, chunk);
+    if (own === ZERO_CHUNK) return;
+    this.meta.transaction(() => {
+      if (own >= 0) this.meta.releaseChunk(e.volumeId, e.extentIndex, layer.id, chunk, e.slot.devNo, own);
+      this.meta.insertChunk(e.volumeId, e.extentIndex, layer.id, chunk, e.slot.devNo, null);
+    });
+    if (own >= 0) e.slot.alloc.free(own);
+    this.setOwn(e, layer.key, layer.id, chunk, ZERO_CHUNK);
+    this.kickCleaner();
+  }
+
+  /** A copy frame: only the layers in `keep` own `chunk`; every other layer drops it. */
+  keepOwners(e: Extent, chunk: number, keep: readonly number[]): void {
+    const drop: { key: number; id: string; own: number }[] = [];
+    for (const [key, m] of e.layers) {
+      const own = m[chunk]!;
+      if (own !== NO_CHUNK && !keep.includes(key)) drop.push({ key, id: e.layerIds.get(key)!, own });
+    }
+    if (drop.length === 0) return;
+    this.meta.transaction(() => {
+      for (const d of drop) this.meta.releaseChunk(e.volumeId, e.extentIndex, d.id, chunk, e.slot.devNo, d.own >= 0 ? d.own : null);
+    });
+    for (const d of drop) {
+      if (d.own >= 0) e.slot.alloc.free(d.own);
+      this.setOwn(e, d.key, d.id, chunk, NO_CHUNK);
+    }
+    this.kickCleaner();
+  }
+
+  /**
+   * Fold layer `fromKey` into its only child `into`: chunks the child owns shadow the parent's,
+   * which are freed; the rest are relabelled to the child. One transaction, no data moves.
+   * Idempotent (a layer this extent has nothing of is a no-op).
+   */
+  mergeLayer(e: Extent, fromKey: number, into: { key: number; id: string }): { relabelled: number; freed: number } {
+    const from = e.layers.get(fromKey);
+    if (from === undefined || fromKey === into.key) return { relabelled: 0, freed: 0 };
+    const fromId = e.layerIds.get(fromKey)!;
+    const moves: number[] = [];
+    const frees: { chunk: number; own: number }[] = [];
+    for (let c = 0; c < from.length; c++) {
+      const own = from[c]!;
+      if (own === NO_CHUNK) continue;
+      if (e.own(into.key, c) !== NO_CHUNK) frees.push({ chunk: c, own });
+      else moves.push(c);
+    }
+    this.meta.transaction(() => {
+      for (const f of frees) this.meta.releaseChunk(e.volumeId, e.extentIndex, fromId, f.chunk, e.slot.devNo, f.own >= 0 ? f.own : null);
+      for (const c of moves) this.meta.relabelChunk(e.volumeId, e.extentIndex, fromId, into.id, c);
+    });
+    for (const f of frees) {
+      if (f.own >= 0) e.slot.alloc.free(f.own);
+      this.setOwn(e, fromKey, fromId, f.chunk, NO_CHUNK);
+    }
+    for (const c of moves) {
+      const own = from[c]!;
+      this.setOwn(e, fromKey, fromId, c, NO_CHUNK);
+      this.setOwn(e, into.key, into.id, c, own);
+    }
+    if (frees.length > 0) this.kickCleaner();
+    return { relabelled: moves.length, freed: frees.length };
+  }
+
+  /** Free every chunk a layer owns in this extent (the layer is gone). */
+  dropLayer(e: Extent, key: number): number {
+    const m = e.layers.get(key);
+    if (m === undefined) return 0;
+    const id = e.layerIds.get(key)!;
+    const frees: { chunk: number; own: number }[] = [];
+    for (let c = 0; c < m.length; c++) if (m[c] !== NO_CHUNK) frees.push({ chunk: c, own: m[c]! });
+    this.meta.transaction(() => {
+      for (const f of frees) this.meta.releaseChunk(e.volumeId, e.extentIndex, id, f.chunk, e.slot.devNo, f.own >= 0 ? f.own : null);
+    });
+    for (const f of frees) {
+      if (f.own >= 0) e.slot.alloc.free(f.own);
+      this.setOwn(e, key, id, f.chunk, NO_CHUNK);
+    }
+    this.kickCleaner();
+    return frees.length;
+  }
+
+  /** Set what a layer owns at a chunk in memory (the one place maps and usage change). */
+  private setOwn(e: Extent, key: number, id: string, chunk: number, value: number): void {
+    let m = e.layers.get(key);
+    if (m === undefined) {
+      if (value === NO_CHUNK) return;
+      m = new Int32Array(e.chunkCount).fill(NO_CHUNK);
+      e.layers.set(key, m);
+      e.layerIds.set(key, id);
+      e.ownedCount.set(key, 0);
+    }
+    const old = m[chunk]!;
+    m[chunk] = value;
+    const owned = e.ownedCount.get(key)! + (value !== NO_CHUNK ? 1 : 0) - (old !== NO_CHUNK ? 1 : 0);
+    e.ownedCount.set(key, owned);
+    const delta = (value >= 0 ? 1 : 0) - (old >= 0 ? 1 : 0);
+    if (delta !== 0) {
+      const u = this.usage.get(key);
+      if (u === undefined) this.usage.set(key, { id, chunks: delta });
+      else {
+        u.chunks += delta;
+        if (u.chunks === 0) this.usage.delete(key);
+      }
+    }
+    if (owned === 0) {
+      e.layers.delete(key);
+      e.layerIds.delete(key);
+      e.ownedCount.delete(key);
+    }
   }
 
   /**
@@ -305,10 +695,17 @@ export class ExtentStore {
   flushWritten(skip?: (slot: DeviceSlot) => boolean): Promise<void> {
     const devs = this.slots.filter((s) => (s.written || s.syncFailed) && !(skip?.(s) ?? false));
     for (const s of devs) s.written = false;
-    const own = Promise.all([...devs.map((s) => this.syncSlot(s)), this.meta.sync()]).then(
+    // copy-on-write rows written so far settle once their device is synced, then the metadata syncs
+    const rows = devs.map((s) => this.takePending(s));
+    const anyPending = rows.some((r) => r.length > 0);
+    const devSyncs = devs.map((s, i) => this.syncSlot(s).then(() => this.settlePending(s, rows[i]!)));
+    const own = (anyPending ? Promise.all(devSyncs).then(() => this.meta.sync()) : Promise.all([...devSyncs, this.meta.sync()])).then(
       () => undefined,
       (err: unknown) => {
-        for (const s of devs) s.written = true;
+        devs.forEach((s, i) => {
+          s.written = true;
+          this.pendingOf(s).push(...rows[i]!);
+        });
         throw err;
       },
     );
@@ -321,7 +718,26 @@ export class ExtentStore {
 
   /** FUA: make one device's writes durable now (with the metadata they need). */
   async syncDevice(slot: DeviceSlot): Promise<void> {
-    await Promise.all([this.syncSlot(slot), this.meta.sync()]);
+    const rows = this.takePending(slot);
+    if (rows.length === 0) {
+      await Promise.all([this.syncSlot(slot), this.meta.sync()]);
+      return;
+    }
+    try {
+      await this.syncSlot(slot);
+      this.settlePending(slot, rows);
+    } catch (err) {
+      this.pendingOf(slot).push(...rows);
+      throw err;
+    }
+    await this.meta.sync();
+  }
+
+  private takePending(slot: DeviceSlot): { phys: number; token: number }[] {
+    const list = this.pending.get(slot);
+    if (list === undefined || list.length === 0) return [];
+    this.pending.set(slot, []);
+    return list;
   }
 
   private async syncSlot(slot: DeviceSlot): Promise<void> {
@@ -336,7 +752,7 @@ export class ExtentStore {
 
   // ---- membership ----
 
-  /** Hold (or update) an extent copy; thick extents get all their chunks now. */
+  /** Hold (or update) an extent copy; thick extents get all their chunks (head layer) now. */
   put(spec: ExtentSpec): Status {
     const slot = this.slotsById.get(spec.deviceId);
     if (slot === undefined) throw new PfError("NOT_FOUND", `extent ${spec.volumeId}/${spec.extentIndex} assigned to unknown device ${spec.deviceId}`);
@@ -364,10 +780,12 @@ export class ExtentStore {
     const cur = e;
     this.meta.putExtent({ volumeId: cur.volumeId, extentIndex: cur.extentIndex, epoch: cur.epoch, gen: cur.gen, devNo: slot.devNo, sizeBytes: cur.sizeBytes, thick: cur.thick, replicas: cur.replicas });
     if (cur.thick) {
-      const st = this.ensureAllocated(cur, 0, cur.chunkCount - 1);
-      if (st !== Status.OK) {
+      let missing = false;
+      for (let c = 0; c < cur.chunkCount && !missing; c++) missing = cur.own(cur.head.key, c) < 0;
+      const r = missing ? this.take(cur, cur.head, 0, cur.chunkCount - 1, null) : [];
+      if (typeof r === "number") {
         consola.error(`sds: thick extent ${cur.volumeId}/${cur.extentIndex}: device ${slot.dev.path} cannot reserve its ${cur.sizeBytes} bytes`);
-        return st;
+        return r;
       }
     }
     return Status.OK;
@@ -376,13 +794,19 @@ export class ExtentStore {
   /** Stop holding an extent: its chunks are released (zeroed later) and its row deleted. */
   drop(e: Extent): void {
     e.removed = true;
-    const chunks: number[] = [];
-    for (let c = 0; c < e.chunkCount; c++) if (e.physOf(c) >= 0) chunks.push(c);
+    const frees: { key: number; id: string; chunk: number; own: number }[] = [];
+    for (const [key, m] of e.layers) {
+      const id = e.layerIds.get(key)!;
+      for (let c = 0; c < m.length; c++) if (m[c] !== NO_CHUNK) frees.push({ key, id, chunk: c, own: m[c]! });
+    }
     this.meta.transaction(() => {
-      this.releaseRows(e, chunks);
+      for (const f of frees) this.meta.releaseChunk(e.volumeId, e.extentIndex, f.id, f.chunk, e.slot.devNo, f.own >= 0 ? f.own : null);
       this.meta.deleteExtent(e.volumeId, e.extentIndex);
     });
-    this.releaseMemory(e, chunks);
+    for (const f of frees) {
+      if (f.own >= 0) e.slot.alloc.free(f.own);
+      this.setOwn(e, f.key, f.id, f.chunk, NO_CHUNK);
+    }
     const m = this.byVolume.get(e.volumeLo);
     m?.delete(e.extentIndex);
     if (m !== undefined && m.size === 0) this.byVolume.delete(e.volumeLo);
@@ -426,39 +850,6 @@ export class ExtentStore {
     m.set(e.extentIndex, e);
   }
 
-  /** Allocate every unallocated chunk in [first, last]; all or nothing. */
-  private ensureAllocated(e: Extent, first: number, last: number): Status {
-    let missing = 0;
-    for (let c = first; c <= last; c++) if (e.physOf(c) < 0) missing++;
-    if (missing === 0) return Status.OK;
-    const alloc = e.slot.alloc;
-    if (alloc.available < missing) return Status.NO_SPACE;
-    const got: { chunk: number; a: Allocation }[] = [];
-    for (let c = first; c <= last; c++) {
-      if (e.physOf(c) >= 0) continue;
-      const a = alloc.allocate();
-      assert(a !== null, "allocator ran out below its available count");
-      got.push({ chunk: c, a });
-    }
-    try {
-      this.zeroFirst(e.slot, got);
-      this.meta.transaction(() => {
-        for (const { chunk, a } of got) {
-          this.meta.insertChunk(e.volumeId, e.extentIndex, chunk, e.slot.devNo, a.phys);
-          if (a.zeroFirst && a.was === "dirty") this.meta.clearDirty(e.slot.devNo, a.phys);
-        }
-        if (got.some((g) => g.a.zeroFirst && g.a.was === "virgin")) this.meta.setZeroedBelow(e.slot.devNo, alloc.zeroedBelow);
-      });
-    } catch (err) {
-      for (let i = got.length - 1; i >= 0; i--) alloc.unallocate(got[i]!.a);
-      consola.error(`sds: allocating ${got.length} chunk(s) on ${e.slot.dev.path} failed: ${(err as Error).message}`);
-      return (err as NodeJS.ErrnoException).code === "SQLITE_FULL" ? Status.NO_SPACE : Status.IO_ERROR;
-    }
-    if (e.chunks === null) e.chunks = new Int32Array(e.chunkCount).fill(-1);
-    for (const { chunk, a } of got) e.chunks[chunk] = a.phys;
-    return Status.OK;
-  }
-
   /** Dirty or virgin chunks are zeroed and the zeros made durable before they are mapped. */
   private zeroFirst(slot: DeviceSlot, got: { a: Allocation }[]): void {
     // A dirty chunk was released by a transaction that may still be only in the WAL: make that
@@ -472,23 +863,6 @@ export class ExtentStore {
       any = true;
     }
     if (any) slot.dev.datasyncNow();
-  }
-
-  private release(e: Extent, chunks: number[]): void {
-    this.meta.transaction(() => this.releaseRows(e, chunks));
-    this.releaseMemory(e, chunks);
-    this.kickCleaner();
-  }
-
-  private releaseRows(e: Extent, chunks: number[]): void {
-    for (const c of chunks) this.meta.releaseChunk(e.volumeId, e.extentIndex, c, e.slot.devNo, e.physOf(c));
-  }
-
-  private releaseMemory(e: Extent, chunks: number[]): void {
-    for (const c of chunks) {
-      e.slot.alloc.free(e.physOf(c));
-      e.chunks![c] = -1;
-    }
   }
 
   /** Background: zero dirty chunks, fdatasync, then mark them clean (batches, off the IO path). */
@@ -527,6 +901,16 @@ export class ExtentStore {
       }
     }
   }
+}
+
+/** Bytes of logical chunk `chunk` of the extent (the last one may be short). */
+export function chunkBytesOf(e: Extent, chunk: number): number {
+  return Math.min(CHUNK, e.sizeBytes - chunk * CHUNK);
+}
+
+/** The id of the owner's first layer, from the extent (the owner id itself). */
+export function ownerLayerId(e: Extent): string {
+  return halvesToId(e.volumeHi, e.volumeLo);
 }
 
 function sameIds(a: readonly string[], b: readonly string[]): boolean {

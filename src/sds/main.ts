@@ -66,6 +66,7 @@ const EARLY_BEAT_MIN_GAP_MS = 200; // a newer epoch seen on the data plane asks 
 const RECOVERY_HEARTBEAT_MS = 250; // heartbeat interval while this SDS drives or receives a copy
 const FAILED_BEAT_RETRY_MS = 250; // after a failed heartbeat (MDM down, standby, takeover under way)
 const HEARTBEAT_REQUEST_TIMEOUT_MS = 1500; // a heartbeat to a paused or cut-off MDM gives up this soon
+const FENCE_ASK_INTERVAL_MS = 500; // how often an SDS asks the MDM about a fence in doubt
 
 export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
   const opened = new Map<string, BlockDevice>();
@@ -104,6 +105,7 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
       opened,
       wrapDevice: faults === null ? undefined : (d) => faults.wrap(d),
       registry,
+      hostRebooted: boot.rebooted,
       devices: opts.devices.map((d) => {
         const deviceId = idByPath.get(d.path);
         if (deviceId === undefined) throw new PfError("INTERNAL", `the MDM returned no device id for ${d.path}`);
@@ -213,6 +215,19 @@ class MdmSession implements MdmLinkState {
     };
     core.node.onNewerEpoch = early;
     core.node.onCopyDone = early;
+    core.node.onFenceExpired = () => void this.settleFencesInDoubt();
+  }
+
+  /** A fence outlived its timeout: ask the MDM (assignments asked after now) until it is settled. */
+  private async settleFencesInDoubt(): Promise<void> {
+    while (!this.stopped && this.core.node.fencesInDoubt > 0) {
+      try {
+        await this.refreshAssignments();
+      } catch (e) {
+        consola.warn(`sds ${this.core.sdsId}: cannot ask the MDM about a fence in doubt (writes stay held): ${(e as Error).message}`);
+      }
+      if (this.core.node.fencesInDoubt > 0) await Bun.sleep(FENCE_ASK_INTERVAL_MS);
+    }
   }
 
   /** The heartbeat that gives the first lease (a failure is logged; the loop retries). */
@@ -241,9 +256,10 @@ class MdmSession implements MdmLinkState {
   }
 
   async refreshAssignments(): Promise<void> {
+    const askedAtMs = this.core.node.clock.nowMs();
     const resp = await clusterRequest(this.mdm, { method: "GET", path: ClusterPaths.sdsAssignments(this.core.sdsId), schema: SdsAssignmentsResponse });
     const before = this.core.node.appliedMapVersion;
-    this.core.node.applyAssignments(resp);
+    this.core.node.applyAssignments(resp, askedAtMs);
     if (resp.mapVersion !== before) consola.debug(`sds ${this.core.sdsId}: applied map version ${resp.mapVersion} (${resp.extents.length} extents)`);
   }
 
@@ -287,7 +303,7 @@ class MdmSession implements MdmLinkState {
       hb = await clusterRequest({ ...this.mdm, timeoutMs: HEARTBEAT_REQUEST_TIMEOUT_MS }, {
         method: "POST",
         path: ClusterPaths.sdsHeartbeat(this.core.sdsId),
-        body: { devices, appliedMapVersion: node.appliedMapVersion, rebuilds: node.rebuildReports(), failedForwards, io: this.core.metrics.report(this.incarnation) },
+        body: { devices, appliedMapVersion: node.appliedMapVersion, rebuilds: node.rebuildReports(), failedForwards, io: this.core.metrics.report(this.incarnation), layerChunks: node.layerChunks() },
         schema: HeartbeatResponse,
       });
     } catch (e) {

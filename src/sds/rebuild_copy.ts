@@ -5,9 +5,10 @@
 //
 // What is copied: mode "full", and mode "resync" without a trustworthy change record for that
 // target, go over every chunk; mode "resync" with a record (sds_node.ts keeps it while a copy is
-// missing) goes over the recorded chunks only. A chunk allocated here is sent as REBUILD_WRITE
-// with its data; a chunk that is not (never written, or trimmed) is sent as REPL_ZERO, so a
-// target holding stale bytes (a resync target, a reused copy) ends with zeros there too.
+// missing) goes over the recorded chunks only. A chunk is copied with every layer that owns it
+// (snapshots): REBUILD_OWNERS names those layers (the target drops the chunk from all others,
+// so a target holding stale ownership ends identical), then one REBUILD_WRITE per owning layer
+// with Flag.LAYER: its data, or no payload for a layer owning the chunk as zeros.
 //
 // Ordering (durability-and-resync.md §7(c)). The primary forwards every client write to the
 // target from the moment the assignment names it (sds_node.ts), over ONE ordered connection per
@@ -27,10 +28,11 @@
 
 import { consola } from "consola";
 import type { RebuildReport, SyncTarget } from "../proto/cluster_api.ts";
-import { Flag, Op, Status } from "../proto/dataplane.ts";
+import { Flag, Op, Status, encodeLayerKeys } from "../proto/dataplane.ts";
 import type { DataPlanePool, DataRequest } from "../proto/dataplane_client.ts";
 import { ioNowMs } from "../proto/io_meter.ts";
 import { Limits } from "../proto/limits.ts";
+import { idToHalves } from "../proto/ids.ts";
 import type { Extent, ExtentStore } from "./extent_store.ts";
 import type { SdsClock } from "./sds_clock.ts";
 import type { CopyKind, SdsMetrics } from "./sds_metrics.ts";
@@ -43,7 +45,7 @@ export interface CopyStats {
   /** REBUILD_WRITE frames and their payload bytes sent */
   rebuildWritesSent: number;
   rebuildBytesSent: number;
-  /** REPL_ZERO frames a copy sent for chunks not allocated here */
+  /** chunks a copy sent as owned by no layer here (the target drops them) */
   rebuildZeroesSent: number;
   jobsDone: number;
   jobsFailed: number;
@@ -229,7 +231,7 @@ export class CopyEngine {
     }
     job.copiedBytes = 0;
     job.totalBytes = 0;
-    for (const c of chunks) if (e.physOf(c) >= 0) job.totalBytes += chunkLength(e, c);
+    for (const c of chunks) job.totalBytes += dataBytesOf(e, c);
     return chunks;
   }
 
@@ -261,12 +263,13 @@ export class CopyEngine {
   private async copyChunk(job: CopyJob, chunk: number): Promise<Status> {
     const e = job.e;
     const len = chunkLength(e, chunk);
-    const planned = e.physOf(chunk) >= 0;
+    const plannedBytes = dataBytesOf(e, chunk);
+    const planned = plannedBytes > 0;
     const slots = this.slotsFor(job.target.sdsId);
     if (planned) {
       await slots.acquire();
       try {
-        await this.bucket.take(len);
+        await this.bucket.take(plannedBytes);
       } catch (err) {
         slots.release();
         throw err;
@@ -277,23 +280,35 @@ export class CopyEngine {
       const link = this.deps.peers.link(job.target.sdsId);
       if (link === undefined) return Status.UNAVAILABLE;
       // ---- one synchronous step: look, read, queue (see the file comment) ----
-      const h: DataRequest = { opcode: Op.REBUILD_WRITE, flags: 0, epoch: e.epoch, volumeHi: e.volumeHi, volumeLo: e.volumeLo, extentIndex: e.extentIndex, offset: chunk * CHUNK, length: len, gen: e.gen };
-      let payload: Uint8Array | undefined;
-      if (e.physOf(chunk) >= 0) {
-        payload = new Uint8Array(len);
-        const t0 = ioNowMs();
-        this.deps.store.read(e, chunk * CHUNK, payload);
-        this.deps.metrics.copyRead[job.kind].record(len, (ioNowMs() - t0) / 1000);
-        this.stats.rebuildWritesSent++;
-        this.stats.rebuildBytesSent += len;
-      } else {
-        h.opcode = Op.REPL_ZERO;
-        this.stats.rebuildZeroesSent++;
+      const at = chunk * CHUNK;
+      const owners = e.ownersOf(chunk);
+      const base = { epoch: e.epoch, extentIndex: e.extentIndex, offset: at, length: len, gen: e.gen };
+      const sent: Promise<Status>[] = [];
+      const send = (h: DataRequest, payload: Uint8Array | undefined) => sent.push(new Promise<Status>((resolve) => link.send(h, payload, (st) => resolve(st), true)));
+      send({ ...base, opcode: Op.REBUILD_OWNERS, flags: 0, volumeHi: e.volumeHi, volumeLo: e.volumeLo }, encodeLayerKeys(owners));
+      if (owners.length === 0) this.stats.rebuildZeroesSent++;
+      let bytes = 0;
+      for (const key of owners) {
+        const layerId = e.layerIds.get(key)!;
+        const { hi } = idToHalves(layerId);
+        const h: DataRequest = { ...base, opcode: Op.REBUILD_WRITE, flags: Flag.LAYER, volumeHi: hi, volumeLo: key };
+        if (e.own(key, chunk) >= 0) {
+          const payload = new Uint8Array(len);
+          const t0 = ioNowMs();
+          this.deps.store.read(e, at, payload, { key, id: layerId, chain: [key] });
+          this.deps.metrics.copyRead[job.kind].record(len, (ioNowMs() - t0) / 1000);
+          this.stats.rebuildWritesSent++;
+          this.stats.rebuildBytesSent += len;
+          bytes += len;
+          send(h, payload);
+        } else send(h, undefined); // owned as zeros
       }
-      const st = await new Promise<Status>((resolve) => link.send(h, payload, (s) => resolve(s), true));
-      // ---- end of the step: the reply only tells whether the target holds it ----
-      if (st === Status.OK && planned) job.copiedBytes += len;
-      return st;
+      const statuses = await Promise.all(sent);
+      // ---- end of the step: the replies only tell whether the target holds it ----
+      const bad = statuses.find((st) => st !== Status.OK);
+      if (bad !== undefined) return bad;
+      job.copiedBytes += bytes;
+      return Status.OK;
     } catch (err) {
       consola.error(`sds ${this.deps.sdsId}: reading chunk ${chunk} of ${e.key} for a copy failed: ${String(err)}`);
       return Status.IO_ERROR;
@@ -322,4 +337,11 @@ export class CopyEngine {
 
 function chunkLength(e: Extent, chunk: number): number {
   return Math.min(CHUNK, e.sizeBytes - chunk * CHUNK);
+}
+
+/** Data bytes a copy of this chunk carries: its length once per layer owning it with data. */
+function dataBytesOf(e: Extent, chunk: number): number {
+  let n = 0;
+  for (const key of e.ownersOf(chunk)) if (e.own(key, chunk) >= 0) n++;
+  return n * chunkLength(e, chunk);
 }

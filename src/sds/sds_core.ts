@@ -48,6 +48,8 @@ export interface SdsCoreOptions {
   clock?: SdsClock;
   /** where the SDS's metric families go (runSds: the process registry its control port serves) */
   registry?: MetricRegistry;
+  /** the host rebooted since this SDS last ran (its page cache is gone) */
+  hostRebooted?: boolean;
 }
 
 export interface SdsCore {
@@ -77,7 +79,7 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
       consola.warn(`sds: data dir ${opts.dataDir} belonged to SDS ${storedId}, now joined as ${opts.sdsId}`);
     }
     meta.setKey("sds_id", opts.sdsId);
-    const store = ExtentStore.open(meta, devices);
+    const store = ExtentStore.open(meta, devices, { hostRebooted: opts.hostRebooted ?? false });
     const node = new SdsNode({ sdsId: opts.sdsId, mdmId: opts.mdmId, store, clock: opts.clock, metrics });
     const server = opts.server ?? DataPlaneServer.listen({ host: opts.host, port: opts.port, maxInFlightPerConn: opts.maxInFlightPerConn, maxInFlightBytesPerConn: opts.maxInFlightBytesPerConn });
     server.attach(node.access, node);

@@ -31,23 +31,36 @@
 // - FLUSH makes durable every write acknowledged before it: local devices, local metadata,
 //   and a FLUSH to every copy this SDS forwarded to since its last flush. A Failed device is left
 //   out only when every extent on it has another in-sync copy (the copy there is lost anyway).
+// - layers (snapshots): a client frame names a volume, served through that volume's open layer
+//   in the current graph (layer_graphs.ts); the primary forwards with Flag.LAYER naming the
+//   layer it wrote, and a secondary writes exactly that layer, refusing (STALE_EPOCH) one it
+//   does not know or that its graph says is frozen; a forwarded write into a layer only a
+//   pending graph has proves the MDM committed that fence (the primary writes new layers only
+//   after commit), so it commits it here too;
+// - a fence (write_fence.ts) parks client writes of the volumes it holds until commit/abort;
+//   graph changes that free or fold layers (merges, drops) run as one synchronous step per
+//   extent when a newer graph is applied, never while a copy or write is half done.
 
 import { consola } from "consola";
-import { Flag, Op, Status, opName, type Frame, type FrameHeader } from "../proto/dataplane.ts";
+import { Flag, FrameError, Op, Status, decodeLayerKeys, opName, type Frame, type FrameHeader } from "../proto/dataplane.ts";
 import { DataPlanePool, type DataRequest } from "../proto/dataplane_client.ts";
-import type { ExtentAssignment, ExtentRole, FailedForward, RebuildReport, SdsAssignmentsResponse } from "../proto/cluster_api.ts";
+import type { ExtentAssignment, ExtentRole, FailedForward, LayerUsage, RebuildReport, SdsAssignmentsResponse } from "../proto/cluster_api.ts";
+import { idToHalves } from "../proto/ids.ts";
 import { ioNowMs, type IoMeter } from "../proto/io_meter.ts";
 import { Limits } from "../proto/limits.ts";
 import { MetricRegistry } from "../proto/metrics.ts";
+import { decodeControl, type ControlRequest } from "../proto/vtree_control.ts";
 import { DirtyChunks } from "./dirty_chunks.ts";
 import type { DeviceSlot, Extent, ExtentStore } from "./extent_store.ts";
 import type { RequestConn, RequestHandler } from "./dataplane_server.ts";
+import { LayerGraphs, type LayerState, type VTreeState } from "./layer_graphs.ts";
 import { CopyEngine } from "./rebuild_copy.ts";
 import { realClock, type SdsClock } from "./sds_clock.ts";
 import { SdsMetrics } from "./sds_metrics.ts";
 import { SdsAccess } from "./sds_access.ts";
 import { GrantBook } from "./grant_book.ts";
 import { NodeRole } from "../proto/dataplane_auth.ts";
+import { WriteFence } from "./write_fence.ts";
 
 const CHUNK = Limits.thinChunkBytes;
 
@@ -75,6 +88,12 @@ export interface SdsNodeStats {
   rebuildWrites: number;
   rebuildBytes: number;
   peerFailures: number;
+  /** client writes parked by a fence, and fences committed / aborted here */
+  parkedWrites: number;
+  fencesCommitted: number;
+  fencesAborted: number;
+  /** layers folded into a child and chunks they gave up (metadata-only merges) */
+  layerMerges: number;
 }
 
 export interface SdsNodeOptions {
@@ -115,7 +134,21 @@ export class SdsNode implements RequestHandler {
     rebuildWrites: 0,
     rebuildBytes: 0,
     peerFailures: 0,
+    parkedWrites: 0,
+    fencesCommitted: 0,
+    fencesAborted: 0,
+    layerMerges: 0,
   };
+  /** V-Tree layer graphs (snapshots) */
+  readonly graphs = new LayerGraphs();
+  /** write fences of crash-consistent snapshots */
+  readonly fence = new WriteFence();
+  /** a fence held writes longer than its timeout: ask the MDM (runSds refreshes assignments) */
+  onFenceExpired: (() => void) | null = null;
+  /** fences past their timeout -> when (this node's clock) */
+  private readonly expiredFences = new Map<string, number>();
+  /** the layer admit() resolved the request to (read right after admit, same synchronous step) */
+  private admitted: LayerState | null = null;
   appliedMapVersion = 0;
   readonly clock: SdsClock;
   readonly copies: CopyEngine;
@@ -206,7 +239,18 @@ export class SdsNode implements RequestHandler {
    * Apply the MDM's assignments: extents held with their role (new ones created, changed ones
    * updated), extents not listed freed, copy jobs started or cancelled, throttle updated.
    */
-  applyAssignments(resp: SdsAssignmentsResponse): void {
+  applyAssignments(resp: SdsAssignmentsResponse, askedAtMs?: number): void {
+    const firstApply = !this.assignmentsApplied;
+    const changedGraphs = new Map<number, VTreeState>();
+    for (const g of resp.vtrees) {
+      try {
+        const st = this.graphs.apply(g);
+        if (st !== null) changedGraphs.set(st.ownerLo, st);
+      } catch (e) {
+        consola.error(`sds ${this.sdsId}: cannot apply the graph of V-Tree ${g.ownerId} version ${g.version}: ${(e as Error).message}`);
+      }
+    }
+    const newOwners = new Set<number>();
     const ids = new Set<string>();
     for (const s of resp.sds) {
       if (s.sdsId === this.sdsId) continue;
@@ -245,8 +289,12 @@ export class SdsNode implements RequestHandler {
         continue;
       }
       const before = prev === undefined ? null : { role: prev.role, replicas: prev.replicas };
+      const owner = idToHalves(a.volumeId);
+      if (prev === undefined) newOwners.add(owner.lo);
+      // a V-Tree with snapshots is thin past its first layer: no reservation by the SDS
+      const thick = a.thick && this.graphs.owner(owner.lo) === null;
       try {
-        this.store.put({ volumeId: a.volumeId, extentIndex: a.extentIndex, epoch: a.epoch, sizeBytes, thick: a.thick, replicas: a.replicas, deviceId: a.deviceId });
+        this.store.put({ volumeId: a.volumeId, extentIndex: a.extentIndex, epoch: a.epoch, sizeBytes, thick, replicas: a.replicas, deviceId: a.deviceId });
       } catch (e) {
         consola.error(`sds ${this.sdsId}: cannot apply the assignment of extent ${key}: ${(e as Error).message}`);
         continue;
@@ -268,6 +316,11 @@ export class SdsNode implements RequestHandler {
     if (gone.length > 0) consola.info(`sds ${this.sdsId}: map version ${resp.mapVersion}: ${gone.length} extent(s) no longer assigned, space freed`);
     const changed = roleChanges.summary();
     if (changed !== null) consola.info(`sds ${this.sdsId}: map version ${resp.mapVersion}: ${changed}`);
+    for (const st of this.graphs.ownersList()) {
+      if (firstApply || changedGraphs.has(st.ownerLo) || newOwners.has(st.ownerLo)) this.graphChanged(st);
+    }
+    this.graphs.retainOwners(new Set(resp.vtrees.map((g) => idToHalves(g.ownerId).lo)));
+    this.settleFences(resp.liveFences, askedAtMs);
     this.memberPeers = new Set();
     for (const e of this.store.extents()) {
       if (e.role !== "primary") continue;
@@ -372,6 +425,10 @@ export class SdsNode implements RequestHandler {
       case Op.GRANT:
         conn.reply(h, this.grants.present(conn, payload));
         return;
+      case Op.REBUILD_OWNERS:
+        return this.rebuildOwners(conn, h, payload);
+      case Op.CONTROL:
+        return this.control(conn, h, payload);
       case Op.HELLO:
       case Op.AUTH:
         conn.reply(h, Status.INVALID);
@@ -384,7 +441,30 @@ export class SdsNode implements RequestHandler {
     }
   }
 
-  /** The extent a request addresses, or the refusal status (checked before any device IO). */
+  /**
+   * The layer a frame addresses: with Flag.LAYER the layer it names, else the open layer of the
+   * volume it names; a plain V-Tree's single layer when no graph knows the id.
+   */
+  private route(h: FrameHeader): LayerState | Status {
+    if ((h.flags & Flag.LAYER) !== 0) {
+      const l = this.graphs.layer(h.volumeHi, h.volumeLo);
+      if (l !== null) return l;
+      if (this.graphs.owner(h.volumeLo) !== null) {
+        this.onNewerEpoch?.(); // a layer our graph lacks: the MDM has a newer one
+        return Status.STALE_EPOCH;
+      }
+      return this.graphs.plainLayer(h.volumeHi, h.volumeLo);
+    }
+    const m = this.graphs.member(h.volumeHi, h.volumeLo);
+    if (m !== null) return m;
+    if (this.graphs.owner(h.volumeLo) !== null) return Status.NOT_OWNER; // that volume was removed
+    return this.graphs.plainLayer(h.volumeHi, h.volumeLo);
+  }
+
+  /**
+   * The extent a request addresses, or the refusal status (checked before any device IO); the
+   * layer it resolved to is left in this.admitted.
+   */
   private admit(conn: RequestConn, h: FrameHeader, use: Use): Extent | Status {
     // an SDC's IO needs a grant for the volume on this connection (grant_book.ts)
     if (use === "client" || (use === "checksum" && conn.role === NodeRole.SDC)) {
@@ -394,7 +474,16 @@ export class SdsNode implements RequestHandler {
         return g;
       }
     }
-    const e = this.store.lookup(h.volumeHi, h.volumeLo, h.extentIndex);
+    const layer = this.route(h);
+    if (typeof layer === "number") {
+      if (layer === Status.NOT_OWNER) this.stats.refusedNotOwner++;
+      else this.stats.refusedStaleEpoch++;
+      return layer;
+    }
+    // a client names volumes only: writing a layer directly is for copies (frozen layers too)
+    if (use === "client" && (h.flags & Flag.LAYER) !== 0) return Status.INVALID;
+    this.admitted = layer;
+    const e = this.store.lookup(layer.ownerHi, layer.ownerLo, h.extentIndex);
     if (e === undefined) {
       this.stats.refusedNotOwner++;
       return Status.NOT_OWNER;
@@ -427,9 +516,10 @@ export class SdsNode implements RequestHandler {
     this.stats.reads++;
     const t0 = ioNowMs();
     const len = h.length;
+    const layer = this.admitted!;
     const out = conn.replyInto(h, len);
     try {
-      this.store.read(e, h.offset, out);
+      this.store.read(e, h.offset, out, layer);
     } catch (err) {
       conn.retractReplyInto(h, len);
       this.metrics.primaryRead.fail();
@@ -439,49 +529,58 @@ export class SdsNode implements RequestHandler {
   }
 
   private writePrimary(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
+    if (this.fence.holds(h.volumeLo)) return this.parkWrite(conn, h, payload);
     const e = this.admit(conn, h, "client");
     if (typeof e === "number") return conn.reply(h, e);
     if (payload.byteLength !== h.length) return conn.reply(h, Status.INVALID);
+    const layer = this.admitted!;
     const t0 = ioNowMs();
     this.stats.writes++;
     this.markChanged(e, h.offset, h.length);
-    const st = this.store.write(e, h.offset, payload);
+    const st = this.store.write(e, h.offset, payload, layer);
     if (st !== Status.OK) {
       this.metrics.primaryWrite.fail();
       return conn.reply(h, st);
     }
     h.gen = ++e.gen;
-    this.replicate(conn, h, e, Op.REPL_WRITE, payload, this.metrics.primaryWrite, t0);
+    this.replicate(conn, h, e, layer, Op.REPL_WRITE, payload, this.metrics.primaryWrite, t0);
   }
 
   private zeroPrimary(conn: RequestConn, h: FrameHeader): void {
+    if (this.fence.holds(h.volumeLo)) return this.parkWrite(conn, h, EMPTY);
     const e = this.admit(conn, h, "client");
     if (typeof e === "number") return conn.reply(h, e);
+    const layer = this.admitted!;
     const t0 = ioNowMs();
     this.stats.zeroes++;
     this.markChanged(e, h.offset, h.length);
-    const st = this.store.zero(e, h.offset, h.length);
+    const st = this.store.zero(e, h.offset, h.length, layer);
     if (st !== Status.OK) {
       this.metrics.primaryTrim.fail();
       return conn.reply(h, st);
     }
     h.gen = ++e.gen;
-    this.replicate(conn, h, e, Op.REPL_ZERO, undefined, this.metrics.primaryTrim, t0);
+    this.replicate(conn, h, e, layer, Op.REPL_ZERO, undefined, this.metrics.primaryTrim, t0);
+  }
+
+  private parkWrite(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
+    this.stats.parkedWrites++;
+    this.fence.park(conn, h, payload);
   }
 
   /**
    * Forward to every other in-sync copy and to the sync target (and sync locally for FUA);
    * reply when all are done.
    */
-  private replicate(conn: RequestConn, h: FrameHeader, e: Extent, op: Op, payload: Uint8Array | undefined, meter: IoMeter, startMs: number): void {
+  private replicate(conn: RequestConn, h: FrameHeader, e: Extent, layer: LayerState, op: Op, payload: Uint8Array | undefined, meter: IoMeter, startMs: number): void {
     const fua = (h.flags & Flag.FUA) !== 0;
-    const join = new ReplyJoin(conn, h, meter, startMs);
+    const join = new ReplyJoin(conn, h, this.fence, meter, startMs);
     const fwd: DataRequest = {
       opcode: op,
-      flags: h.flags & Flag.FUA,
+      flags: (h.flags & Flag.FUA) | Flag.LAYER,
       epoch: h.epoch,
-      volumeHi: h.volumeHi,
-      volumeLo: h.volumeLo,
+      volumeHi: layer.hi,
+      volumeLo: layer.key,
       extentIndex: h.extentIndex,
       offset: h.offset,
       length: h.length,
@@ -544,14 +643,24 @@ export class SdsNode implements RequestHandler {
     this.copies.forwardFailed(e);
   }
 
+  /** A copied range (or, with no payload, a chunk the layer owns as zeros) written as is into its layer. */
   private rebuildWrite(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
     const e = this.admit(conn, h, "rebuild");
     if (typeof e === "number") return conn.reply(h, e);
+    const layer = this.admitted!;
+    const asZeros = (h.flags & Flag.LAYER) !== 0 && payload.byteLength === 0 && h.length > 0;
+    if (asZeros) {
+      if (h.offset % CHUNK !== 0) return conn.reply(h, Status.INVALID);
+      this.stats.rebuildWrites++;
+      this.store.ownAsZeros(e, h.offset / CHUNK, layer);
+      if (h.gen > e.gen) e.gen = h.gen;
+      return conn.reply(h, Status.OK);
+    }
     if (payload.byteLength !== h.length) return conn.reply(h, Status.INVALID);
     const t0 = ioNowMs();
     this.stats.rebuildWrites++;
     this.stats.rebuildBytes += h.length;
-    const st = this.store.write(e, h.offset, payload);
+    const st = this.store.writeOwned(e, h.offset, payload, layer);
     if (st === Status.OK && h.gen > e.gen) e.gen = h.gen;
     const meter = this.metrics.copyWrite[e.copyKind];
     if (st === Status.OK) meter.record(h.length, (ioNowMs() - t0) / 1000);
@@ -559,23 +668,63 @@ export class SdsNode implements RequestHandler {
     conn.reply(h, st);
   }
 
+  /** A copy frame: only the listed layers own this chunk; the target drops it from the others. */
+  private rebuildOwners(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
+    const e = this.admit(conn, h, "rebuild");
+    if (typeof e === "number") return conn.reply(h, e);
+    if (h.offset % CHUNK !== 0) return conn.reply(h, Status.INVALID);
+    let keys: number[];
+    try {
+      keys = decodeLayerKeys(payload);
+    } catch {
+      return conn.reply(h, Status.INVALID);
+    }
+    this.store.keepOwners(e, h.offset / CHUNK, keys);
+    conn.reply(h, Status.OK);
+  }
+
+  /**
+   * The layer of a forwarded write, checked: known and not frozen. A layer only a pending graph
+   * has commits that fence here (file comment).
+   */
+  private replicaLayer(h: FrameHeader): Status | null {
+    if ((h.flags & Flag.LAYER) === 0) return null;
+    const pend = this.graphs.pendingFenceOfLayer(h.volumeHi, h.volumeLo);
+    if (pend !== null) {
+      consola.info(`sds ${this.sdsId}: a forwarded write into a new layer shows fence ${pend} committed`);
+      this.commitFence(pend);
+    }
+    const l = this.graphs.layer(h.volumeHi, h.volumeLo);
+    if (l !== null && l.frozen) {
+      this.stats.refusedStaleEpoch++;
+      return Status.STALE_EPOCH;
+    }
+    return null;
+  }
+
   private writeSecondary(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
+    const refused = this.replicaLayer(h);
+    if (refused !== null) return conn.reply(h, refused);
     const e = this.admit(conn, h, "replica");
     if (typeof e === "number") return conn.reply(h, e);
     if (payload.byteLength !== h.length) return conn.reply(h, Status.INVALID);
+    const layer = this.admitted!;
     const t0 = ioNowMs();
     this.stats.replWrites++;
-    const st = this.store.write(e, h.offset, payload);
+    const st = this.store.write(e, h.offset, payload, layer);
     if (st === Status.OK && h.gen > e.gen) e.gen = h.gen;
     this.finishSecondary(conn, h, e, st, this.metrics.secondaryWrite, t0);
   }
 
   private zeroSecondary(conn: RequestConn, h: FrameHeader): void {
+    const refused = this.replicaLayer(h);
+    if (refused !== null) return conn.reply(h, refused);
     const e = this.admit(conn, h, "replica");
     if (typeof e === "number") return conn.reply(h, e);
+    const layer = this.admitted!;
     const t0 = ioNowMs();
     this.stats.zeroes++;
-    const st = this.store.zero(e, h.offset, h.length);
+    const st = this.store.zero(e, h.offset, h.length, layer);
     if (st === Status.OK && h.gen > e.gen) e.gen = h.gen;
     this.finishSecondary(conn, h, e, st, this.metrics.secondaryTrim, t0);
   }
@@ -604,10 +753,13 @@ export class SdsNode implements RequestHandler {
     );
   }
 
+  /** CHECKSUM: of what a layer itself owns (Flag.LAYER), or of a volume's content through its chain. */
   private checksum(conn: RequestConn, h: FrameHeader): void {
     const e = this.admit(conn, h, "checksum");
     if (typeof e === "number") return conn.reply(h, e);
-    this.store.checksum(e, h.offset, h.length).then(
+    const layer = this.admitted!;
+    const sum = (h.flags & Flag.LAYER) !== 0 ? this.store.checksumLayer(e, layer.key) : this.store.checksum(e, h.offset, h.length, layer);
+    sum.then(
       (sum) => {
         const out = new Uint8Array(8);
         new DataView(out.buffer).setBigUint64(0, sum, true);
@@ -618,6 +770,138 @@ export class SdsNode implements RequestHandler {
         conn.reply(h, Status.IO_ERROR);
       },
     );
+  }
+
+  // ---- snapshots: graphs and fences ----
+
+  /** Op.CONTROL from the MDM (src/proto/vtree_control.ts). */
+  private control(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
+    let req: ControlRequest;
+    try {
+      req = decodeControl(payload);
+    } catch (e) {
+      consola.warn(`sds ${this.sdsId}: bad CONTROL from ${conn.peer}: ${e instanceof FrameError ? e.message : String(e)}`);
+      return conn.reply(h, Status.INVALID);
+    }
+    switch (req.kind) {
+      case "fence":
+        return this.startFence(conn, h, req);
+      case "commit":
+        // the graph switches now; the parked writes go right after the reply is out
+        this.commitFence(req.fenceId, true);
+        return conn.reply(h, Status.OK);
+      case "abort":
+        this.abortFence(req.fenceId);
+        return conn.reply(h, Status.OK);
+      default: {
+        const never: never = req;
+        return never;
+      }
+    }
+  }
+
+  private startFence(conn: RequestConn, h: FrameHeader, req: Extract<ControlRequest, { kind: "fence" }>): void {
+    try {
+      for (const g of req.graphs) this.graphs.prepare(req.fenceId, g);
+    } catch (e) {
+      this.graphs.abort(req.fenceId);
+      consola.warn(`sds ${this.sdsId}: fence ${req.fenceId} refused: ${(e as Error).message}`);
+      return conn.reply(h, Status.STALE_EPOCH);
+    }
+    const volumes = req.holdVolumeIds.map((id) => idToHalves(id).lo);
+    this.fence.hold(req.fenceId, volumes, req.timeoutMs, () => this.fenceExpired(req.fenceId)).then(() => conn.reply(h, Status.OK));
+  }
+
+  /** The MDM committed the fence (or a graph or forwarded write shows it did): new layers from now on. */
+  commitFence(fenceId: string, releaseLater = false): void {
+    for (const st of this.graphs.commit(fenceId)) this.graphChanged(st);
+    this.expiredFences.delete(fenceId);
+    if (!releaseLater) {
+      if (this.releaseParked(fenceId)) this.stats.fencesCommitted++;
+      return;
+    }
+    // new writes of the held volumes keep parking behind the parked ones until this runs
+    setImmediate(() => {
+      if (this.releaseParked(fenceId)) this.stats.fencesCommitted++;
+    });
+  }
+
+  abortFence(fenceId: string): void {
+    this.graphs.abort(fenceId);
+    this.expiredFences.delete(fenceId);
+    if (this.releaseParked(fenceId)) this.stats.fencesAborted++;
+  }
+
+  /** Serve a fence's parked writes against the graph now current; false if it held nothing. */
+  private releaseParked(fenceId: string): boolean {
+    const active = this.fence.active().includes(fenceId);
+    for (const w of this.fence.release(fenceId)) this.onRequest(w.conn, { header: w.header, payload: w.payload });
+    return active;
+  }
+
+  private fenceExpired(fenceId: string): void {
+    consola.warn(`sds ${this.sdsId}: fence ${fenceId} held writes for its whole timeout; asking the MDM how it ended`);
+    this.expiredFences.set(fenceId, this.clock.nowMs());
+    this.onFenceExpired?.();
+  }
+
+  /** Fences waiting for an answer after their timeout (runSds keeps asking while any). */
+  get fencesInDoubt(): number {
+    return this.expiredFences.size;
+  }
+
+  /**
+   * After assignments: a fence whose graphs are all applied was committed; one past its timeout
+   * that the MDM (asked after that timeout) no longer runs, and whose graphs it has not
+   * committed, was aborted.
+   */
+  private settleFences(liveFences: readonly string[], askedAtMs: number | undefined): void {
+    for (const fenceId of this.fence.active()) {
+      if (this.graphs.pendingOf(fenceId).length === 0) this.commitFence(fenceId);
+    }
+    if (askedAtMs === undefined) return;
+    for (const [fenceId, expiredAtMs] of [...this.expiredFences]) {
+      if (expiredAtMs > askedAtMs || liveFences.includes(fenceId)) continue;
+      if (this.graphs.pendingOf(fenceId).length > 0) {
+        consola.warn(`sds ${this.sdsId}: the MDM no longer runs fence ${fenceId} and did not commit it: aborting it here`);
+        this.abortFence(fenceId);
+      } else this.expiredFences.delete(fenceId);
+    }
+  }
+
+  /**
+   * A newer graph of a V-Tree is current: run its merges (idempotent) and free the layers it no
+   * longer has, extent by extent, each in one synchronous step; point plain reads at its head.
+   */
+  private graphChanged(st: VTreeState): void {
+    const pending = this.graphs.pendingKeys(st.ownerLo);
+    const head = st.layers.get(st.headChain[0]!)!;
+    for (const e of this.store.extentsOf(st.ownerLo)) {
+      if (e.volumeHi !== st.ownerHi) continue;
+      for (const m of st.merges) {
+        const r = this.store.mergeLayer(e, m.fromKey, { key: m.intoKey, id: m.intoId });
+        if (r.relabelled + r.freed > 0) this.stats.layerMerges++;
+      }
+      for (const key of [...e.layers.keys()]) {
+        if (st.layers.has(key) || pending.has(key)) continue;
+        const freed = this.store.dropLayer(e, key);
+        consola.debug(`sds ${this.sdsId}: extent ${e.key}: layer ${key.toString(16)} is gone; ${freed} chunk(s) freed`);
+      }
+      e.head = head;
+    }
+  }
+
+  /** Chunks owned per layer of every V-Tree with a graph, for the heartbeat (bounded). */
+  layerChunks(): LayerUsage[] {
+    const usage = this.store.layerUsage();
+    const out: LayerUsage[] = [];
+    for (const st of this.graphs.ownersList()) {
+      for (const l of st.layers.values()) {
+        if (out.length >= Limits.maxLayerUsageReports) return out;
+        out.push({ layerId: l.id, chunks: usage.get(l.key)?.chunks ?? 0 });
+      }
+    }
+    return out;
   }
 
   // ---- flush ----
@@ -683,6 +967,7 @@ export class SdsNode implements RequestHandler {
 
   close(): void {
     this.copies.close();
+    this.fence.close();
     this.peers.close();
   }
 }
@@ -690,19 +975,23 @@ export class SdsNode implements RequestHandler {
 /**
  * Counts outstanding parts of one reply; the worst status wins. The reply is the request's
  * completion: an OK one is metered (bytes, latency since startMs), any other counts as failed.
+ * It counts as in flight for write fences until it replies.
  */
 class ReplyJoin {
   private outstanding = 0;
   private armed = false;
   private status: Status = Status.OK;
   private readonly bytes: number;
+  private readonly era: number;
   constructor(
     private readonly conn: RequestConn,
     private readonly h: FrameHeader,
+    private readonly fence: WriteFence,
     private readonly meter: IoMeter,
     private readonly startMs: number,
   ) {
     this.bytes = h.length;
+    this.era = fence.enter();
   }
 
   expect(): void {
@@ -725,6 +1014,7 @@ class ReplyJoin {
     if (this.status === Status.OK) this.meter.record(this.bytes, (ioNowMs() - this.startMs) / 1000);
     else this.meter.fail();
     this.conn.reply(this.h, this.status);
+    this.fence.done(this.era);
   }
 }
 
@@ -745,6 +1035,8 @@ class RoleChangeCount {
     return total === 0 ? null : `${total} extent(s) changed role (now ${parts.join(", ")})`;
   }
 }
+
+const EMPTY = new Uint8Array(0);
 
 /** How a peer's answer to a forwarded request shows in the reply to the client. */
 function peerStatus(st: Status): Status {

@@ -102,6 +102,40 @@ export const volumeTable = sqliteTable("volume", {
   vtreeId: text("vtree_id").notNull(),
   accessModeLimit: text("access_mode_limit").notNull(),
   creationTimeS: integer("creation_time_s").notNull(),
+  // 0002_snapshots: the V-Tree owner (extent key), the layer this volume writes, its ancestor
+  // (the volume it is a snapshot of) and the consistency group (snapshotVolumes call) it came from
+  ownerId: text("owner_id").notNull(),
+  openLayerId: text("open_layer_id").notNull(),
+  ancestorVolumeId: text("ancestor_volume_id"),
+  consistencyGroupId: text("consistency_group_id"),
+});
+
+/** A V-Tree: its extents are keyed by owner_id; `id` is the VTree id of the REST API. */
+export const vtreeTable = sqliteTable("vtree", {
+  ownerId: text("owner_id").primaryKey(),
+  id: text("id").notNull(),
+  poolId: text("pool_id").notNull(),
+  extentBytes: integer("extent_bytes").notNull(),
+  /** ThickProvisioned | ThinProvisioned: how the V-Tree's extents are reserved and accounted */
+  volumeType: text("volume_type").notNull(),
+  name: text("name"),
+  graphVersion: integer("graph_version").notNull(),
+  createdAtMs: integer("created_at_ms").notNull(),
+});
+
+export const vtreeLayerTable = sqliteTable("vtree_layer", {
+  layerId: text("layer_id").primaryKey(),
+  ownerId: text("owner_id").notNull(),
+  parentLayerId: text("parent_layer_id"),
+  createdAtMs: integer("created_at_ms").notNull(),
+});
+
+export const layerMergeTable = sqliteTable("layer_merge", {
+  seq: integer("seq").primaryKey({ autoIncrement: true }),
+  ownerId: text("owner_id").notNull(),
+  fromLayerId: text("from_layer_id").notNull(),
+  intoLayerId: text("into_layer_id").notNull(),
+  mapVersion: integer("map_version").notNull(),
 });
 
 export const volumeMappingTable = sqliteTable(
@@ -111,6 +145,9 @@ export const volumeMappingTable = sqliteTable(
     sdcId: text("sdc_id").notNull(),
     accessMode: text("access_mode").notNull(),
     createdAtMs: integer("created_at_ms").notNull(),
+    // 0002_snapshots: per-mapping QoS (setMappedSdcLimits), 0 = unlimited
+    limitIops: integer("limit_iops").notNull().default(0),
+    limitBwKbps: integer("limit_bw_kbps").notNull().default(0),
   },
   (t) => [primaryKey({ columns: [t.volumeId, t.sdcId] })],
 );
@@ -205,6 +242,9 @@ export const mdmSchema = {
   volumeTable,
   volumeMappingTable,
   extentTable,
+  vtreeTable,
+  vtreeLayerTable,
+  layerMergeTable,
   userTable,
   tokenTable,
   alertTable,
@@ -223,6 +263,8 @@ export type SdcRow = typeof sdcTable.$inferSelect;
 export type VolumeRow = typeof volumeTable.$inferSelect;
 export type VolumeMappingRow = typeof volumeMappingTable.$inferSelect;
 export type ExtentRow = typeof extentTable.$inferSelect;
+export type VTreeRow = typeof vtreeTable.$inferSelect;
+export type VTreeLayerRow = typeof vtreeLayerTable.$inferSelect;
 export type UserRow = typeof userTable.$inferSelect;
 export type TokenRow = typeof tokenTable.$inferSelect;
 export type AlertRow = typeof alertTable.$inferSelect;

@@ -2,6 +2,15 @@
 // (epoch, gen), the thin-chunk map and the dirty (freed, not yet zeroed) chunks. Rows are
 // proportional to allocated 1 MiB chunks and held extents, never to 4 KiB blocks.
 //
+// Layout version 1 (PRAGMA user_version; version 0 files are migrated on open): a chunk row
+// belongs to one LAYER of its extent's V-Tree, (volume_id = owner, extent_index, layer_id,
+// chunk_index) -> (dev_no, phys_chunk); phys_chunk NULL means "owned as zeros" (a trimmed
+// chunk that shadows a parent layer's data, holding no space). Version 0 rows had no layer:
+// they belong to the owner's own first layer, whose id is the owner id. A row with pending != 0
+// shadows a parent's data with bytes not yet known durable (copy-on-write): it counts only once
+// its data was fdatasync'd and pending cleared; a row still pending when the SDS starts is
+// released (the write it served was never acknowledged).
+//
 // Durability contract:
 // - every mutation is committed (written into the WAL through the kernel) before the caller
 //   acknowledges the IO that needed it, so a kill -9 never forgets an allocation an acked
@@ -54,6 +63,27 @@ CREATE TABLE IF NOT EXISTS sds_dirty_chunk (
 ) WITHOUT ROWID;
 `;
 
+/** Layout 0 -> 1: chunk rows get their layer (the owner's first layer) and may be zero-owned. */
+const SDS_LAYOUT_1_SQL = `
+CREATE TABLE sds_chunk_v1 (
+  volume_id TEXT NOT NULL,
+  extent_index INTEGER NOT NULL,
+  layer_id TEXT NOT NULL,
+  chunk_index INTEGER NOT NULL,
+  dev_no INTEGER NOT NULL,
+  phys_chunk INTEGER,
+  pending INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (volume_id, extent_index, layer_id, chunk_index)
+) WITHOUT ROWID;
+INSERT INTO sds_chunk_v1 (volume_id, extent_index, layer_id, chunk_index, dev_no, phys_chunk)
+  SELECT volume_id, extent_index, volume_id, chunk_index, dev_no, phys_chunk FROM sds_chunk;
+DROP TABLE sds_chunk;
+ALTER TABLE sds_chunk_v1 RENAME TO sds_chunk;
+CREATE UNIQUE INDEX sds_chunk_phys ON sds_chunk (dev_no, phys_chunk);
+PRAGMA user_version = 1;
+`;
+export const SDS_LAYOUT_VERSION = 1;
+
 export interface DeviceRow {
   devNo: number;
   path: string;
@@ -76,9 +106,14 @@ export interface ExtentRow {
 export interface ChunkRow {
   volumeId: string;
   extentIndex: number;
+  /** layer of the owner's V-Tree (the owner id for its first layer) */
+  layerId: string;
   chunkIndex: number;
   devNo: number;
-  physChunk: number;
+  /** null: owned as zeros, no space */
+  physChunk: number | null;
+  /** copy-on-write whose data is not yet known durable (0: settled) */
+  pending: number;
 }
 
 type Stmt<P extends unknown[]> = ReturnType<Database["prepare"]> & { run(...p: P): unknown };
@@ -93,8 +128,11 @@ export class SdsMeta {
   private closed = false;
   private inflightSync: Promise<void> | null = null;
 
-  private readonly insChunk: Stmt<[string, number, number, number, number]>;
-  private readonly delChunk: Stmt<[string, number, number]>;
+  private readonly insChunk: Stmt<[string, number, string, number, number, number | null, number]>;
+  private readonly clearPendingStmt: Stmt<[number, number, number]>;
+  private readonly delChunk: Stmt<[string, number, string, number]>;
+  private readonly setChunkPhysStmt: Stmt<[number | null, string, number, string, number]>;
+  private readonly relabelStmt: Stmt<[string, string, number, string, number]>;
   private readonly insDirty: Stmt<[number, number]>;
   private readonly delDirty: Stmt<[number, number]>;
   private readonly setWatermark: Stmt<[number, number]>;
@@ -114,11 +152,15 @@ export class SdsMeta {
     this.sqlite.run("PRAGMA busy_timeout = 5000");
     this.sqlite.run("PRAGMA wal_autocheckpoint = 4000");
     this.sqlite.transaction(() => this.sqlite.run(SDS_SCHEMA_SQL))();
+    this.migrate();
     this.db = drizzle({ client: this.sqlite, schema: sdsSchema });
     this.walPath = `${path}-wal`;
     const p = <P extends unknown[]>(sql: string) => this.sqlite.prepare(sql) as unknown as Stmt<P>;
-    this.insChunk = p("INSERT INTO sds_chunk (volume_id, extent_index, chunk_index, dev_no, phys_chunk) VALUES (?, ?, ?, ?, ?)");
-    this.delChunk = p("DELETE FROM sds_chunk WHERE volume_id = ? AND extent_index = ? AND chunk_index = ?");
+    this.insChunk = p("INSERT INTO sds_chunk (volume_id, extent_index, layer_id, chunk_index, dev_no, phys_chunk, pending) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    this.clearPendingStmt = p("UPDATE sds_chunk SET pending = 0 WHERE dev_no = ? AND phys_chunk = ? AND pending = ?");
+    this.delChunk = p("DELETE FROM sds_chunk WHERE volume_id = ? AND extent_index = ? AND layer_id = ? AND chunk_index = ?");
+    this.setChunkPhysStmt = p("UPDATE sds_chunk SET phys_chunk = ? WHERE volume_id = ? AND extent_index = ? AND layer_id = ? AND chunk_index = ?");
+    this.relabelStmt = p("UPDATE sds_chunk SET layer_id = ? WHERE volume_id = ? AND extent_index = ? AND layer_id = ? AND chunk_index = ?");
     this.insDirty = p("INSERT OR IGNORE INTO sds_dirty_chunk (dev_no, phys_chunk) VALUES (?, ?)");
     this.delDirty = p("DELETE FROM sds_dirty_chunk WHERE dev_no = ? AND phys_chunk = ?");
     this.setWatermark = p("UPDATE sds_device SET zeroed_below_chunk = ? WHERE dev_no = ?");
@@ -130,6 +172,13 @@ export class SdsMeta {
     this.delExtent = p("DELETE FROM sds_extent WHERE volume_id = ? AND extent_index = ?");
     this.setGen = p("UPDATE sds_extent SET epoch = ?, gen = ? WHERE volume_id = ? AND extent_index = ?");
     this.setKv = p("INSERT INTO sds_kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+  }
+
+  /** Bring an older file to SDS_LAYOUT_VERSION (one transaction per step); refuse a newer one. */
+  private migrate(): void {
+    const v = this.sqlite.query<{ user_version: number }, []>("PRAGMA user_version").get()?.user_version ?? 0;
+    if (v > SDS_LAYOUT_VERSION) throw new PfError("INVALID_STATE", `SDS metadata ${this.path} has layout ${v}, newer than this binary knows (${SDS_LAYOUT_VERSION}); use a newer pf`);
+    if (v < 1) this.sqlite.transaction(() => this.sqlite.run(SDS_LAYOUT_1_SQL))();
   }
 
   static openIn(dataDir: string): SdsMeta {
@@ -201,14 +250,39 @@ export class SdsMeta {
     return this.db.select().from(sdsDirtyChunkTable).all();
   }
 
-  insertChunk(volumeId: string, extentIndex: number, chunkIndex: number, devNo: number, physChunk: number): void {
-    this.insChunk.run(volumeId, extentIndex, chunkIndex, devNo, physChunk);
+  /** Map a layer's chunk to a physical chunk (null: owned as zeros); `pending` != 0: a copy-on-write not yet durable. */
+  insertChunk(volumeId: string, extentIndex: number, layerId: string, chunkIndex: number, devNo: number, physChunk: number | null, pending = 0): void {
+    this.insChunk.run(volumeId, extentIndex, layerId, chunkIndex, devNo, physChunk, pending);
     this.changed = true;
   }
 
-  /** Unmap a chunk and record its physical chunk as dirty (one caller transaction). */
-  releaseChunk(volumeId: string, extentIndex: number, chunkIndex: number, devNo: number, physChunk: number): void {
-    this.delChunk.run(volumeId, extentIndex, chunkIndex);
+  /** The data of a pending mapping is durable: it counts now (whatever layer holds it by then). */
+  clearPending(devNo: number, physChunk: number, pending: number): void {
+    this.clearPendingStmt.run(devNo, physChunk, pending);
+    this.changed = true;
+  }
+
+  /** Unmap a layer's chunk and record its physical chunk (if any) as dirty (one caller transaction). */
+  releaseChunk(volumeId: string, extentIndex: number, layerId: string, chunkIndex: number, devNo: number, physChunk: number | null): void {
+    this.delChunk.run(volumeId, extentIndex, layerId, chunkIndex);
+    if (physChunk !== null) this.insDirty.run(devNo, physChunk);
+    this.changed = true;
+  }
+
+  /** Change what a mapped chunk points at (null: owned as zeros); the caller frees the old one. */
+  setChunkPhys(volumeId: string, extentIndex: number, layerId: string, chunkIndex: number, physChunk: number | null): void {
+    this.setChunkPhysStmt.run(physChunk, volumeId, extentIndex, layerId, chunkIndex);
+    this.changed = true;
+  }
+
+  /** Move a chunk from one layer to another of the same extent (a metadata-only merge). */
+  relabelChunk(volumeId: string, extentIndex: number, fromLayerId: string, toLayerId: string, chunkIndex: number): void {
+    this.relabelStmt.run(toLayerId, volumeId, extentIndex, fromLayerId, chunkIndex);
+    this.changed = true;
+  }
+
+  /** Record a physical chunk that holds stale bytes but no mapping (zeroed by the cleaner). */
+  markDirty(devNo: number, physChunk: number): void {
     this.insDirty.run(devNo, physChunk);
     this.changed = true;
   }

@@ -2,8 +2,8 @@
 // SDS_SCHEMA_SQL in sds_meta.ts exactly (that DDL creates the tables; these give the cold-path
 // queries their types). Sizes in bytes, chunk numbers in units of Limits.thinChunkBytes.
 //
-// Invariants kept by sds_meta.ts: a (device, physical chunk) is mapped at most once (unique
-// index) and is never both mapped and dirty; every mapped chunk lies below its device's
+// Invariants kept by sds_meta.ts: a (device, physical chunk) is mapped at most once, by one
+// layer of one extent (unique index; NULL = owned as zeros, no space) and is never both mapped and dirty; every mapped chunk lies below its device's
 // zeroed_below_chunk watermark.
 
 import { integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
@@ -41,17 +41,20 @@ export const sdsExtentTable = sqliteTable(
   (t) => [primaryKey({ columns: [t.volumeId, t.extentIndex] })],
 );
 
-/** Allocated thin chunks: logical chunk of an extent -> physical chunk of a device. */
+/** Owned chunks: (extent, layer, logical chunk) -> physical chunk of a device (null: zeros). */
 export const sdsChunkTable = sqliteTable(
   "sds_chunk",
   {
     volumeId: text("volume_id").notNull(),
     extentIndex: integer("extent_index").notNull(),
+    layerId: text("layer_id").notNull(),
     chunkIndex: integer("chunk_index").notNull(),
     devNo: integer("dev_no").notNull(),
-    physChunk: integer("phys_chunk").notNull(),
+    physChunk: integer("phys_chunk"),
+    /** copy-on-write whose data is not yet durable (0: settled) */
+    pending: integer("pending").notNull().default(0),
   },
-  (t) => [primaryKey({ columns: [t.volumeId, t.extentIndex, t.chunkIndex] })],
+  (t) => [primaryKey({ columns: [t.volumeId, t.extentIndex, t.layerId, t.chunkIndex] })],
 );
 
 /** Freed chunks still holding old data (zeroed by the background cleaner). */

@@ -132,13 +132,36 @@ function checkCombination(command: CommandName, values: ReadonlyMap<FlagName, st
   if (command === "remove_volume" && !values.has("i_am_sure")) {
     throw usageError("--remove_volume destroys the volume's data: add --i_am_sure to confirm");
   }
+  if (command === "remove_consistency_group_snapshots" && !values.has("i_am_sure")) {
+    throw usageError("--remove_consistency_group_snapshots destroys the snapshots' data: add --i_am_sure to confirm");
+  }
+  if (command === "overwrite_volume_content" && !values.has("i_am_sure")) {
+    throw usageError("--overwrite_volume_content replaces the volume's data: add --i_am_sure to confirm");
+  }
+  // a comma list of volumes makes one group: only --snapshot_volume takes one
+  for (const f of LIST_FLAGS) {
+    const v = values.get(f);
+    if (typeof v === "string" && v.includes(",") && command !== "snapshot_volume") throw usageError(`--${f} takes one value with --${command} (a list only with --snapshot_volume)`);
+  }
 }
 
 const SIZE_GB = /^[1-9]\d{0,15}$/;
 const ACCESS_MODES = ["ReadWrite", "ReadOnly"] as const;
 const MEDIA_TYPES = ["HDD", "SSD"] as const;
 
+/** flags that --snapshot_volume takes as comma lists */
+const LIST_FLAGS: readonly FlagName[] = ["volume_id", "volume_name", "snapshot_name"];
+const COUNT = /^\d{1,10}$/;
+
 function checkValue(flag: FlagName, value: string): void {
+  if (LIST_FLAGS.includes(flag) && value.includes(",")) {
+    for (const one of value.split(",")) checkValue(flag, one);
+    return;
+  }
+  if (flag === "limit_iops" || flag === "limit_bandwidth_kbps" || flag === "limit_bandwidth_in_mbps") {
+    if (!COUNT.test(value)) throw usageError(`--${flag} must be a whole number (0 = unlimited), got ${JSON.stringify(value)}`);
+    return;
+  }
   if (flag.endsWith("_id")) {
     if (!ID_PATTERN.test(value)) throw usageError(`--${flag} must be a 16-hex-digit id, got ${JSON.stringify(value)}`);
     return;

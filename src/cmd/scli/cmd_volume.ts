@@ -7,6 +7,7 @@ import { PfError } from "../../proto/errors.ts";
 import { accessModeOf } from "./argv_parse.ts";
 import type { CommandContext, Output } from "./command_context.ts";
 import type { ProtectionDomainObj, SdcObj, StoragePoolObj, VolumeObj } from "./mdm_objects.ts";
+import { limitText } from "./cmd_snapshot.ts";
 import { resolvePool, resolveSdc, resolveVolume } from "./selectors.ts";
 import { gbText, groupBy, mappingText, orNA, provisioningText, sizeText, timeText } from "./text_format.ts";
 
@@ -43,7 +44,13 @@ export async function addVolume(ctx: CommandContext): Promise<Output> {
 export async function removeVolume(ctx: CommandContext): Promise<Output> {
   const client = ctx.client();
   const vol = await resolveVolume(client, ctx.args);
-  const removeMode = ctx.args.has("remove_with_descendant_snapshots") ? "INCLUDING_DESCENDANTS" : "ONLY_ME";
+  const removeMode = ctx.args.has("remove_with_descendant_snapshots")
+    ? "INCLUDING_DESCENDANTS"
+    : ctx.args.has("remove_descendant_snapshots_only")
+      ? "DESCENDANTS_ONLY"
+      : ctx.args.has("remove_entire_snapshot_tree")
+        ? "WHOLE_VTREE"
+        : "ONLY_ME";
   await client.action("Volume", vol.id, "removeVolume", { removeMode });
   return { text: [`Successfully removed volume ${volumeLabel(vol)}`], json: { removed: true, id: vol.id, name: vol.name, removeMode } };
 }
@@ -111,11 +118,12 @@ export async function checkVolumeConsistency(ctx: CommandContext): Promise<Outpu
   if (!r.consistent) {
     const list = r.mismatches
       .slice(0, 8)
-      .map((m) => `extent ${m.extentIndex} [${m.copies.map((c) => `${c.sdsId}=${c.checksum ?? c.error}`).join(" ")}]`)
+      .map((m) => `extent ${m.extentIndex}${m.layerId === undefined ? "" : ` layer ${m.layerId}`} [${m.copies.map((c) => `${c.sdsId}=${c.checksum ?? c.error}`).join(" ")}]`)
       .join(", ");
     throw new PfError("IO_ERROR", `volume ${volumeLabel(vol)}: ${r.mismatches.length} of ${r.extentsChecked} extents differ between copies: ${list}`);
   }
-  return { text: [`Volume ${volumeLabel(vol)}: ${r.extentsChecked} extents checked, both copies identical`], json: r };
+  const layers = r.layersChecked > 0 ? ` and ${r.layersChecked} snapshot layers` : "";
+  return { text: [`Volume ${volumeLabel(vol)}: ${r.extentsChecked} extents${layers} checked, both copies identical`], json: r };
 }
 
 function volumeLines(v: VolumeObj, pool: StoragePoolObj, pd: ProtectionDomainObj): string[] {
@@ -130,12 +138,17 @@ function volumeLines(v: VolumeObj, pool: StoragePoolObj, pd: ProtectionDomainObj
     `\tAccess mode limit: ${orNA(v.accessModeLimit)}`,
   ];
   if (v.ancestorVolumeId) lines.push(`\tSnapshot of volume ${v.ancestorVolumeId}`);
+  if (v.consistencyGroupId) lines.push(`\tConsistency group: ${v.consistencyGroupId}`);
   const maps = v.mappedSdcInfo ?? [];
   if (maps.length === 0) {
     lines.push("\tMapped SDCs: none");
   } else {
     lines.push(`\tMapped SDCs (${maps.length}):`);
-    for (const m of maps) lines.push(`\t\tSDC ID: ${m.sdcId} IP: ${orNA(m.sdcIp)} Name: ${orNA(m.sdcName)} Access mode: ${orNA(m.accessMode)}`);
+    for (const m of maps) {
+      lines.push(
+        `\t\tSDC ID: ${m.sdcId} IP: ${orNA(m.sdcIp)} Name: ${orNA(m.sdcName)} Access mode: ${orNA(m.accessMode)} IOPS limit: ${limitText(m.limitIops)} Bandwidth limit: ${limitText(m.limitBwInMbps, " MB/s")}`,
+      );
+    }
   }
   return lines;
 }

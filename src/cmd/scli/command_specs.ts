@@ -25,6 +25,8 @@ const POOL = ["storage_pool_id", "storage_pool_name"] as const;
 const VOLUME = ["volume_id", "volume_name"] as const;
 const SDS = ["sds_id", "sds_name", "sds_ip"] as const;
 const SDC = ["sdc_id", "sdc_name", "sdc_ip", "sdc_guid"] as const;
+const SOURCE = ["source_volume_id", "source_volume_name"] as const;
+const REMOVE_MODES = ["remove_with_descendant_snapshots", "remove_descendant_snapshots_only", "remove_entire_snapshot_tree"] as const;
 const POOL_NEEDS_PD = { flag: "storage_pool_name", oneOf: PD, why: "a pool name is unique only inside its protection domain" } as const;
 
 const spec = (s: Partial<CommandSpec> & Pick<CommandSpec, "usage">): CommandSpec => ({
@@ -70,10 +72,41 @@ export const COMMANDS: Record<CommandName, CommandSpec> = {
       "--add_volume (--storage_pool_id ID | --protection_domain_name NAME --storage_pool_name NAME) --size_gb GB [--volume_name NAME] [--thin_provisioned | --thick_provisioned]",
   }),
   remove_volume: spec({
-    flags: [...VOLUME, "i_am_sure", "remove_with_descendant_snapshots"],
+    flags: [...VOLUME, "i_am_sure", ...REMOVE_MODES],
+    required: [VOLUME],
+    exclusive: [VOLUME, REMOVE_MODES],
+    usage:
+      "--remove_volume (--volume_id ID | --volume_name NAME) [--remove_with_descendant_snapshots | --remove_descendant_snapshots_only | --remove_entire_snapshot_tree] --i_am_sure",
+  }),
+  snapshot_volume: spec({
+    flags: [...VOLUME, "snapshot_name", "read_only"],
     required: [VOLUME],
     exclusive: [VOLUME],
-    usage: "--remove_volume (--volume_id ID | --volume_name NAME) [--remove_with_descendant_snapshots] --i_am_sure",
+    usage: "--snapshot_volume (--volume_id ID[,ID...] | --volume_name NAME[,NAME...]) [--snapshot_name NAME[,NAME...]] [--read_only]",
+  }),
+  remove_consistency_group_snapshots: spec({
+    flags: ["consistency_group_id", "i_am_sure"],
+    required: ["consistency_group_id"],
+    usage: "--remove_consistency_group_snapshots --consistency_group_id ID --i_am_sure",
+  }),
+  overwrite_volume_content: spec({
+    flags: [...VOLUME, ...SOURCE, "i_am_sure"],
+    required: [VOLUME, SOURCE],
+    exclusive: [VOLUME, SOURCE],
+    usage: "--overwrite_volume_content (--volume_id ID | --volume_name NAME) (--source_volume_id ID | --source_volume_name NAME) --i_am_sure",
+  }),
+  query_vtree: spec({
+    flags: ["vtree_id", ...VOLUME],
+    required: [["vtree_id", ...VOLUME]],
+    exclusive: [["vtree_id", ...VOLUME]],
+    usage: "--query_vtree (--vtree_id ID | --volume_id ID | --volume_name NAME)",
+  }),
+  set_sdc_volume_limit: spec({
+    flags: [...VOLUME, ...SDC, "limit_iops", "limit_bandwidth_kbps", "limit_bandwidth_in_mbps"],
+    required: [VOLUME, SDC, ["limit_iops", "limit_bandwidth_kbps", "limit_bandwidth_in_mbps"]],
+    exclusive: [VOLUME, SDC, ["limit_bandwidth_kbps", "limit_bandwidth_in_mbps"]],
+    usage:
+      "--set_sdc_volume_limit (--volume_id ID | --volume_name NAME) (--sdc_id ID | --sdc_ip IP | --sdc_guid GUID | --sdc_name NAME) [--limit_iops N] [--limit_bandwidth_kbps KBPS | --limit_bandwidth_in_mbps MBPS]",
   }),
   map_volume_to_sdc: spec({
     flags: [...VOLUME, ...SDC, "access_mode", "allow_multi_map"],

@@ -24,6 +24,7 @@ import {
   renameVolume,
   unmapVolumeFromSdc,
 } from "./cmd_volume.ts";
+import { overwriteVolumeContent, queryVtree, removeConsistencyGroupSnapshots, setSdcVolumeLimit, snapshotVolume } from "./cmd_snapshot.ts";
 import type { CommandContext, Handler } from "./command_context.ts";
 import type { CommandName } from "./flag_specs.ts";
 import { commandHelp, generalHelp } from "./help_text.ts";
@@ -68,6 +69,11 @@ const HANDLERS: Record<CommandName, Handler> = {
   remove_sds: removeSds,
   query_alerts: queryAlerts,
   set_capacity_alert_thresholds: setCapacityAlertThresholds,
+  snapshot_volume: snapshotVolume,
+  remove_consistency_group_snapshots: removeConsistencyGroupSnapshots,
+  overwrite_volume_content: overwriteVolumeContent,
+  query_vtree: queryVtree,
+  set_sdc_volume_limit: setSdcVolumeLimit,
 };
 
 const processIo: ScliIo = {

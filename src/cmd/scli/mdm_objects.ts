@@ -45,6 +45,8 @@ export const MappedSdcInfo = z.looseObject({
   sdcIp: maybeString,
   sdcName: maybeString,
   accessMode: maybeString,
+  limitIops: z.number().nullish(),
+  limitBwInMbps: z.number().nullish(),
 });
 
 export const VolumeObj = z.looseObject({
@@ -55,6 +57,7 @@ export const VolumeObj = z.looseObject({
   volumeType: z.string(),
   vtreeId: maybeString,
   ancestorVolumeId: maybeString,
+  consistencyGroupId: maybeString,
   accessModeLimit: maybeString,
   creationTime: z.number().nullish(),
   mappedSdcInfo: z.array(MappedSdcInfo).nullish(),
@@ -140,6 +143,18 @@ export const MdmClusterObj = z.looseObject({
 });
 export type MdmClusterObj = z.infer<typeof MdmClusterObj>;
 
+export const VTreeObj = z.looseObject({ id, name: maybeString, baseVolumeId: maybeString, storagePoolId: id });
+export type VTreeObj = z.infer<typeof VTreeObj>;
+
+/** A V-Tree's Statistics (counts, net capacity in KiB). */
+export const VTreeStatisticsObj = z.looseObject({
+  numOfVolumes: z.number().nullish(),
+  numOfSnapshots: z.number().nullish(),
+  baseNetCapacityInUseInKb: z.number().nullish(),
+  snapNetCapacityInUseInKb: z.number().nullish(),
+  netCapacityInUseInKb: z.number().nullish(),
+});
+
 /** Capacity figures of a pool's Statistics relationship (KiB); all optional. */
 export const PoolStatisticsObj = z.looseObject({
   maxCapacityInKb: z.number().nullish(),
@@ -147,6 +162,8 @@ export const PoolStatisticsObj = z.looseObject({
   spareCapacityInKb: z.number().nullish(),
   capacityAvailableForVolumeAllocationInKb: z.number().nullish(),
   numOfVolumes: z.number().nullish(),
+  numOfSnapshots: z.number().nullish(),
+  snapCapacityInUseInKb: z.number().nullish(),
   // recovery (pf extensions, as in queryRebuild)
   storagePoolState: maybeString,
   rebuildState: maybeString,
@@ -168,6 +185,7 @@ export const OBJECT_SCHEMAS = {
   Device: DeviceObj,
   Sdc: SdcObj,
   Volume: VolumeObj,
+  VTree: VTreeObj,
 } as const;
 export type ObjectType = keyof typeof OBJECT_SCHEMAS;
 export type ObjectOf<T extends ObjectType> = z.infer<(typeof OBJECT_SCHEMAS)[T]>;

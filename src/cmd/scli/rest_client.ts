@@ -37,6 +37,11 @@ export class MdmRestClient {
     await this.call({ method: "POST", path: `/api/instances/${type}::${id}/action/${action}`, body, schema: z.unknown() });
   }
 
+  /** A System action without an id (as Cinder and CloudStack send snapshotVolumes), answer checked. */
+  systemAction<S extends z.ZodType>(action: string, body: Body, schema: S): Promise<z.infer<S>> {
+    return this.call({ method: "POST", path: `/api/instances/System/action/${action}`, body, schema });
+  }
+
   /** pf extension: compare both copies of every extent of a volume */
   checkVolumeConsistency(id: string): Promise<ConsistencyReport> {
     return this.call({ method: "POST", path: `/api/instances/Volume::${id}/action/checkVolumeConsistency`, body: {}, schema: ConsistencyReport });

@@ -37,6 +37,7 @@ import {
   storagePoolTable,
   volumeMappingTable,
   volumeTable,
+  vtreeTable,
   type SdsRow,
 } from "../../store/mdm_schema.ts";
 import { inTransaction, type MdmContext } from "../core/context.ts";
@@ -48,6 +49,9 @@ import { allocateId, bumpMapVersion, currentMapVersion, getSystem } from "../cor
 import { addDevice, DEFAULT_REBUILD_RATE_LIMIT_KBPS, DEFAULT_SPARE_PERCENTAGE } from "../topology/topology.ts";
 import { sdcJoinSecrets, sdcMapsWithAccess, sdsDataPlane, sdsJoinSecrets } from "./node_access.ts";
 import { approvedAtJoin } from "../topology/sdc_access.ts";
+import { liveFences } from "../vtree/fence.ts";
+import { noteLayerUsage } from "../vtree/layer_usage.ts";
+import { graphSpecs } from "../vtree/vtree_store.ts";
 
 // ---- SDS ----
 
@@ -216,16 +220,17 @@ export function sdsHeartbeat(ctx: MdmContext, sdsId: string, req: SdsHeartbeatRe
   if (req.io) ctx.observe.io.ingestSds(sdsId, req.io, ctx.clock());
   applyRebuildReports(ctx, sdsId, req.rebuilds);
   applyFailedForwards(ctx, sdsId, req.failedForwards);
+  noteLayerUsage(ctx, sdsId, req.layerChunks);
   return { mapVersion: currentMapVersion(ctx), leaseMs: ctx.recovery.config.leaseMs };
 }
 
-/** Epoch and in-sync replicas (primary first) of every extent of a volume, indexed by extent. */
-export function inSyncExtents(ctx: MdmContext, volumeId: string): { epoch: number; replicas: string[] }[] {
+/** Epoch and in-sync replicas (primary first) of every extent of a V-Tree (by owner id), indexed by extent. */
+export function inSyncExtents(ctx: MdmContext, ownerId: string): { epoch: number; replicas: string[] }[] {
   const rows = ctx.store.sqlite
     .query<{ idx: number; epoch: number; primary_sds_id: string; secondary_sds_id: string | null }, [string]>(
       "SELECT idx, epoch, primary_sds_id, secondary_sds_id FROM extent WHERE volume_id = ? ORDER BY idx",
     )
-    .all(volumeId);
+    .all(ownerId);
   return rows.map((r, i) => {
     assert(r.idx === i, "extent indexes are dense");
     const replicas = r.secondary_sds_id === null ? [r.primary_sds_id] : [r.primary_sds_id, r.secondary_sds_id];
@@ -290,9 +295,9 @@ export function sdsAssignments(ctx: MdmContext, sdsId: string): SdsAssignmentsRe
     const CHUNK = 500;
     for (let i = 0; i < volumeIds.length; i += CHUNK) {
       const rows = ctx.store.db
-        .select({ id: volumeTable.id, extentBytes: volumeTable.extentBytes, volumeType: volumeTable.volumeType })
-        .from(volumeTable)
-        .where(inArray(volumeTable.id, volumeIds.slice(i, i + CHUNK)))
+        .select({ id: vtreeTable.ownerId, extentBytes: vtreeTable.extentBytes, volumeType: vtreeTable.volumeType })
+        .from(vtreeTable)
+        .where(inArray(vtreeTable.ownerId, volumeIds.slice(i, i + CHUNK)))
         .all();
       for (const v of rows) volumes.set(v.id, { extentBytes: v.extentBytes, thick: v.volumeType === "ThickProvisioned" });
     }
@@ -314,7 +319,16 @@ export function sdsAssignments(ctx: MdmContext, sdsId: string): SdsAssignmentsRe
         syncTarget: mine.role === "primary" && e.target ? { sdsId: e.target.sdsId, mode: e.target.mode } : null,
       });
     }
-    return { mapVersion, dataPlane: sdsDataPlane(ctx), rebuildRateBytesPerSec: rebuildRateOf(ctx, sdsId), extentSizeBytesByVolume, extents: out, sds: sdsAddresses(ctx) };
+    return {
+      mapVersion,
+      dataPlane: sdsDataPlane(ctx),
+      rebuildRateBytesPerSec: rebuildRateOf(ctx, sdsId),
+      extentSizeBytesByVolume,
+      extents: out,
+      sds: sdsAddresses(ctx),
+      vtrees: graphSpecs(ctx, volumeIds),
+      liveFences: liveFences(ctx),
+    };
   })();
 }
 
@@ -364,7 +378,10 @@ export function sdcMaps(ctx: MdmContext, sdcId: string): SdcMapsResponse {
         name: volumeTable.name,
         sizeBytes: volumeTable.sizeBytes,
         extentBytes: volumeTable.extentBytes,
+        ownerId: volumeTable.ownerId,
         accessMode: volumeMappingTable.accessMode,
+        limitIops: volumeMappingTable.limitIops,
+        limitBwKbps: volumeMappingTable.limitBwKbps,
       })
       .from(volumeMappingTable)
       .innerJoin(volumeTable, eq(volumeTable.id, volumeMappingTable.volumeId))
@@ -372,9 +389,12 @@ export function sdcMaps(ctx: MdmContext, sdcId: string): SdcMapsResponse {
       .orderBy(asc(volumeTable.id))
       .all();
     const volumes: VolumeMap[] = mapped.map((m) => {
-      const extents = inSyncExtents(ctx, m.volumeId);
-      assert(extents.length === m.sizeBytes / m.extentBytes, "a volume has size/extentBytes extents");
+      // the V-Tree has at least as many extents as its largest member needs
+      const extents = inSyncExtents(ctx, m.ownerId).slice(0, m.sizeBytes / m.extentBytes);
+      assert(extents.length === m.sizeBytes / m.extentBytes, "a volume's V-Tree has size/extentBytes extents");
       return {
+        limitIops: m.limitIops,
+        limitBwKbps: m.limitBwKbps,
         volumeId: m.volumeId,
         name: m.name ?? m.volumeId,
         sizeBytes: m.sizeBytes,

@@ -81,6 +81,11 @@ export class HealthTracker {
     return this.sdsState(sdsId) === "Connected";
   }
 
+  /** Map version the SDS last said it applies (0: not heard since this MDM started). */
+  sdsAppliedMapVersion(sdsId: string): number {
+    return this.sds.get(sdsId)?.appliedMapVersion ?? 0;
+  }
+
   sdsLastHeartbeatMs(sdsId: string): number | null {
     return this.sds.get(sdsId)?.lastHeartbeatMs ?? null;
   }

@@ -19,7 +19,8 @@ export class HttpError extends PfError {
 
 export function errorResponse(c: Context, e: PfError): Response {
   const status = e instanceof HttpError ? e.status : httpStatusOf[e.code];
-  const body: PowerFlexErrorBody = { message: e.message, httpStatusCode: status, errorCode: powerflexErrorCodeOf[e.code], pfCode: e.code };
+  const body: PowerFlexErrorBody = { message: e.message, httpStatusCode: status, errorCode: e.rc ?? powerflexErrorCodeOf[e.code], pfCode: e.code };
+  if (e.rc !== undefined) body.details = [{ rc: e.rc, msg: e.message }];
   return c.json(body, status);
 }
 

@@ -20,7 +20,9 @@ export type IdKind =
   | "Device"
   | "Sdc"
   | "Volume"
-  | "VTree";
+  | "VTree"
+  | "Layer"
+  | "SnapshotGroup";
 
 const MAX_COUNTER = 0xffff_ffff;
 

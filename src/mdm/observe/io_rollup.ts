@@ -163,6 +163,13 @@ export class IoRollup {
     return out;
   }
 
+  /** User IO of several volumes summed (a V-Tree's members). */
+  volumes(volumeIds: readonly string[]): Float64Array {
+    const out = new Float64Array(CLIENT_CHANNELS);
+    for (const id of volumeIds) this.io.addVolumeRates(out, id, this.nowMs, this.windowMs);
+    return out;
+  }
+
   sdc(sdcId: string): Float64Array {
     const out = new Float64Array(CLIENT_CHANNELS);
     this.io.addSdcRates(out, sdcId, this.nowMs, this.windowMs);

@@ -14,7 +14,7 @@ import { assert, PfError } from "../../proto/errors.ts";
 import { Limits } from "../../proto/limits.ts";
 import type { RebuildStatus } from "../../proto/powerflex_api.ts";
 import { formatBytes } from "../../proto/sizes.ts";
-import { deviceTable, extentTable, sdsTable, storagePoolTable, volumeTable, type SdsRow } from "../../store/mdm_schema.ts";
+import { deviceTable, extentTable, sdsTable, storagePoolTable, vtreeTable, type SdsRow } from "../../store/mdm_schema.ts";
 import { inTransaction, type MdmContext } from "../core/context.ts";
 import { judgeReport } from "./rebuild_completion.ts";
 import { planRecovery, type RecoveryPlan } from "./rebuild_planner.ts";
@@ -26,6 +26,7 @@ import { getSds } from "../core/lookup.ts";
 import { bumpMapVersion } from "../core/system_state.ts";
 import { addToDevice, chooseTargetDevice, poolHasFaultSets, type SdsView } from "./target_placement.ts";
 import { adjustDevice } from "../topology/volumes.ts";
+import { trimAppliedMerges } from "../vtree/merge_trim.ts";
 
 // ---- the tick ----
 
@@ -54,6 +55,7 @@ export function recoveryTick(ctx: MdmContext): TickResult {
     emptyRemovingSds: view.emptyRemovingSds,
   });
   const removedSds = applyPlan(ctx, plan);
+  trimAppliedMerges(ctx);
   for (const id of removedSds) ctx.health.forgetSds(id);
   logPlan(plan, removedSds);
   rt.noteAlerts(plan.alerts);
@@ -196,9 +198,9 @@ export function applyRebuildReports(ctx: MdmContext, sdsId: string, reports: rea
   const finished: { before: PlannedExtent; after: ExtentState; reason: string; report: RebuildReport }[] = [];
   for (const r of reports) {
     const row = ctx.store.db
-      .select({ e: extentTable, poolId: volumeTable.poolId, extentBytes: volumeTable.extentBytes, type: volumeTable.volumeType })
+      .select({ e: extentTable, poolId: vtreeTable.poolId, extentBytes: vtreeTable.extentBytes, type: vtreeTable.volumeType })
       .from(extentTable)
-      .innerJoin(volumeTable, eq(volumeTable.id, extentTable.volumeId))
+      .innerJoin(vtreeTable, eq(vtreeTable.ownerId, extentTable.volumeId))
       .where(and(eq(extentTable.volumeId, r.volumeId), eq(extentTable.idx, r.extentIndex)))
       .get();
     if (!row) continue;
@@ -241,9 +243,9 @@ export function applyRebuildReports(ctx: MdmContext, sdsId: string, reports: rea
 export function checkDrainFeasible(ctx: MdmContext, sds: SdsRow): void {
   const views = loadSdsViews(ctx).map((s) => (s.sdsId === sds.id ? { ...s, removing: true } : s));
   const rows = ctx.store.db
-    .select({ e: extentTable, poolId: volumeTable.poolId, extentBytes: volumeTable.extentBytes, type: volumeTable.volumeType })
+    .select({ e: extentTable, poolId: vtreeTable.poolId, extentBytes: vtreeTable.extentBytes, type: vtreeTable.volumeType })
     .from(extentTable)
-    .innerJoin(volumeTable, eq(volumeTable.id, extentTable.volumeId))
+    .innerJoin(vtreeTable, eq(vtreeTable.ownerId, extentTable.volumeId))
     .all()
     .filter((r) => r.e.primarySdsId === sds.id || r.e.secondarySdsId === sds.id);
   checkDrainCapacity(sds, views, rows.map((r) => ({ poolId: r.poolId, bytes: r.extentBytes * (r.e.secondarySdsId === null ? 2 : 1), thick: r.type === "ThickProvisioned" })));
@@ -364,9 +366,9 @@ export function attentionExtents(ctx: MdmContext, poolId: string): PlannedExtent
 export function forgetVolatileCopies(ctx: MdmContext, sdsId: string): number {
   return inTransaction(ctx, () => {
     const rows = ctx.store.db
-      .select({ extent: extentTable, extentBytes: volumeTable.extentBytes, volumeType: volumeTable.volumeType })
+      .select({ extent: extentTable, extentBytes: vtreeTable.extentBytes, volumeType: vtreeTable.volumeType })
       .from(extentTable)
-      .innerJoin(volumeTable, eq(volumeTable.id, extentTable.volumeId))
+      .innerJoin(vtreeTable, eq(vtreeTable.ownerId, extentTable.volumeId))
       .where(or(eq(extentTable.primarySdsId, sdsId), eq(extentTable.secondarySdsId, sdsId), eq(extentTable.awaySdsId, sdsId), eq(extentTable.targetSdsId, sdsId)))
       .all();
     let changed = 0;
@@ -405,9 +407,9 @@ export function applyFailedForwards(ctx: MdmContext, reporterSdsId: string, repo
   inTransaction(ctx, () => {
     for (const f of reports) {
       const row = ctx.store.db
-        .select({ extent: extentTable, extentBytes: volumeTable.extentBytes, volumeType: volumeTable.volumeType })
+        .select({ extent: extentTable, extentBytes: vtreeTable.extentBytes, volumeType: vtreeTable.volumeType })
         .from(extentTable)
-        .innerJoin(volumeTable, eq(volumeTable.id, extentTable.volumeId))
+        .innerJoin(vtreeTable, eq(vtreeTable.ownerId, extentTable.volumeId))
         .where(and(eq(extentTable.volumeId, f.volumeId), eq(extentTable.idx, f.extentIndex)))
         .get();
       if (!row) continue;

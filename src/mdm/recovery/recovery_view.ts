@@ -6,7 +6,7 @@
 
 import { and, eq, inArray, isNotNull, isNull, or, type SQL } from "drizzle-orm";
 import { Limits } from "../../proto/limits.ts";
-import { deviceTable, extentTable, sdsTable, storagePoolTable, volumeTable, type ExtentRow } from "../../store/mdm_schema.ts";
+import { deviceTable, extentTable, sdsTable, storagePoolTable, vtreeTable, type ExtentRow } from "../../store/mdm_schema.ts";
 import type { MdmContext } from "../core/context.ts";
 import { extentFromRow, extentKey, type ExtentInfo, type PlannedExtent } from "./recovery_model.ts";
 import type { PoolPolicy } from "./rebuild_planner.ts";
@@ -57,9 +57,9 @@ function withInfo(ctx: MdmContext, rows: ExtentRow[]): PlannedExtent[] {
   const CHUNK = 500;
   for (let i = 0; i < ids.length; i += CHUNK) {
     const vols = ctx.store.db
-      .select({ id: volumeTable.id, poolId: volumeTable.poolId, extentBytes: volumeTable.extentBytes, type: volumeTable.volumeType })
-      .from(volumeTable)
-      .where(inArray(volumeTable.id, ids.slice(i, i + CHUNK)))
+      .select({ id: vtreeTable.ownerId, poolId: vtreeTable.poolId, extentBytes: vtreeTable.extentBytes, type: vtreeTable.volumeType })
+      .from(vtreeTable)
+      .where(inArray(vtreeTable.ownerId, ids.slice(i, i + CHUNK)))
       .all();
     for (const v of vols) info.set(v.id, { poolId: v.poolId, extentBytes: v.extentBytes, thick: v.type === "ThickProvisioned" });
   }
@@ -103,10 +103,10 @@ function healthyOn(ctx: MdmContext, poolId: string, sdsId: string, limit: number
   return ctx.store.db
     .select({ e: extentTable })
     .from(extentTable)
-    .innerJoin(volumeTable, eq(volumeTable.id, extentTable.volumeId))
+    .innerJoin(vtreeTable, eq(vtreeTable.ownerId, extentTable.volumeId))
     .where(
       and(
-        eq(volumeTable.poolId, poolId),
+        eq(vtreeTable.poolId, poolId),
         onSds(sdsId),
         isNotNull(extentTable.secondarySdsId),
         isNull(extentTable.targetSdsId),
@@ -197,7 +197,7 @@ export function loadRecoveryView(ctx: MdmContext, opts: { moveCandidates: boolea
     for (const poolId of new Set(s.devices.map((d) => d.poolId))) {
       const n = ctx.store.sqlite
         .query<{ n: number }, [string, string, string]>(
-          `SELECT COUNT(*) AS n FROM extent e JOIN volume v ON v.id = e.volume_id
+          `SELECT COUNT(*) AS n FROM extent e JOIN vtree v ON v.owner_id = e.volume_id
             WHERE v.pool_id = ?1 AND (e.primary_sds_id = ?2 OR e.secondary_sds_id = ?3)`,
         )
         .get(poolId, s.sdsId, s.sdsId)?.n ?? 0;

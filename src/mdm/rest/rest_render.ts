@@ -16,6 +16,7 @@ import {
   storagePoolTable,
   volumeMappingTable,
   volumeTable,
+  vtreeTable,
   type DeviceRow,
   type FaultSetRow,
   type ProtectionDomainRow,
@@ -24,12 +25,14 @@ import {
   type StoragePoolRow,
   type SystemRow,
   type VolumeRow,
+  type VTreeRow,
 } from "../../store/mdm_schema.ts";
 import type { MdmContext } from "../core/context.ts";
 import { getDevice, getFaultSet, getPd, getPool, getSdc, getSds, getVolume } from "../core/lookup.ts";
 import { getSystem } from "../core/system_state.ts";
 import { parseIpList } from "../topology/topology.ts";
 import { mappingsByVolume } from "../topology/volumes.ts";
+import { getVTree } from "../vtree/vtree_store.ts";
 
 export type PfObject = Record<string, unknown>;
 
@@ -344,7 +347,7 @@ export function renderVolumes(ctx: MdmContext, volumes: VolumeRow[]): PfObject[]
       volumeType: v.volumeType,
       storagePoolId: v.poolId,
       vtreeId: v.vtreeId,
-      ancestorVolumeId: null,
+      ancestorVolumeId: v.ancestorVolumeId,
       dataLayout: "MediumGranularity",
       accessModeLimit: v.accessModeLimit,
       creationTime: v.creationTimeS,
@@ -356,8 +359,9 @@ export function renderVolumes(ctx: MdmContext, volumes: VolumeRow[]): PfObject[]
               sdcIp: sdcs.get(x.sdcId)?.host ?? null,
               sdcName: sdcs.get(x.sdcId)?.name ?? null,
               accessMode: x.accessMode,
-              limitIops: 0,
-              limitBwInMbps: 0,
+              limitIops: x.limitIops,
+              // PowerFlex reports bandwidth in MB/s (= KB/s / 1024, exact: limits are multiples of 1024)
+              limitBwInMbps: x.limitBwKbps / 1024,
               isDirectBufferMapping: false,
             })),
       mappingToAllSdcsEnabled: false,
@@ -365,7 +369,7 @@ export function renderVolumes(ctx: MdmContext, volumes: VolumeRow[]): PfObject[]
       isObfuscated: false,
       isVvol: false,
       compressionMethod: "Invalid",
-      consistencyGroupId: null,
+      consistencyGroupId: v.consistencyGroupId,
       managedBy: "ScaleIO",
       volumeReplicationState: "UnmarkedForReplication",
       replicationJournalVolume: false,
@@ -391,18 +395,20 @@ export function renderVolumes(ctx: MdmContext, volumes: VolumeRow[]): PfObject[]
   });
 }
 
-export function renderVtree(_ctx: MdmContext, v: VolumeRow): PfObject {
+export function renderVtree(ctx: MdmContext, vt: VTreeRow): PfObject {
+  // the base volume is the owner while it exists (snapshots may outlive it)
+  const base = ctx.store.db.select({ id: volumeTable.id }).from(volumeTable).where(eq(volumeTable.id, vt.ownerId)).get();
   return {
-    id: v.vtreeId,
-    name: v.name,
-    baseVolumeId: v.id,
-    storagePoolId: v.poolId,
+    id: vt.id,
+    name: vt.name,
+    baseVolumeId: base?.id ?? null,
+    storagePoolId: vt.poolId,
     dataLayout: "MediumGranularity",
     compressionMethod: "Invalid",
     inDeletion: false,
-    links: links("VTree", v.vtreeId, [
-      ["storagePoolId", "StoragePool", v.poolId],
-      ["baseVolumeId", "Volume", v.id],
+    links: links("VTree", vt.id, [
+      ["storagePoolId", "StoragePool", vt.poolId],
+      ["baseVolumeId", "Volume", base?.id ?? null],
     ]),
   };
 }
@@ -431,7 +437,7 @@ export function listObjects(ctx: MdmContext, type: PowerFlexType): PfObject[] {
     case "Volume":
       return renderVolumes(ctx, db.select().from(volumeTable).orderBy(asc(volumeTable.id)).all());
     case "VTree":
-      return db.select().from(volumeTable).orderBy(asc(volumeTable.id)).all().map((v) => renderVtree(ctx, v));
+      return db.select().from(vtreeTable).orderBy(asc(vtreeTable.id)).all().map((vt) => renderVtree(ctx, vt));
     default: {
       const never: never = type;
       throw new PfError("BAD_REQUEST", `unknown type ${String(never)}`);
@@ -459,11 +465,8 @@ export function getObject(ctx: MdmContext, type: PowerFlexType, id: string): PfO
       return renderSdc(ctx, getSdc(ctx, id));
     case "Volume":
       return renderVolumes(ctx, [getVolume(ctx, id)])[0] as PfObject;
-    case "VTree": {
-      const v = ctx.store.db.select().from(volumeTable).where(eq(volumeTable.vtreeId, id)).get();
-      if (!v) throw new PfError("NOT_FOUND", `Could not find the VTree ${id}`);
-      return renderVtree(ctx, v);
-    }
+    case "VTree":
+      return renderVtree(ctx, getVTree(ctx, id));
     default: {
       const never: never = type;
       throw new PfError("BAD_REQUEST", `unknown type ${String(never)}`);
@@ -496,7 +499,7 @@ export function relatedObjects(ctx: MdmContext, type: PowerFlexType, id: string,
     case "StoragePool/Volume":
       return renderVolumes(ctx, db.select().from(volumeTable).where(eq(volumeTable.poolId, id)).orderBy(asc(volumeTable.id)).all());
     case "StoragePool/VTree":
-      return db.select().from(volumeTable).where(eq(volumeTable.poolId, id)).all().map((v) => renderVtree(ctx, v));
+      return db.select().from(vtreeTable).where(eq(vtreeTable.poolId, id)).all().map((vt) => renderVtree(ctx, vt));
     case "StoragePool/Device":
       return db.select().from(deviceTable).where(eq(deviceTable.poolId, id)).all().map((r) => renderDevice(ctx, r));
     case "StoragePool/SpSds": {
@@ -567,7 +570,7 @@ export function idByName(ctx: MdmContext, type: PowerFlexType, name: string): st
       break;
     }
     case "VTree":
-      id = db.select({ id: volumeTable.vtreeId }).from(volumeTable).where(eq(volumeTable.name, name)).get()?.id;
+      id = db.select({ id: vtreeTable.id }).from(vtreeTable).where(eq(vtreeTable.name, name)).get()?.id ?? db.select({ id: volumeTable.vtreeId }).from(volumeTable).where(eq(volumeTable.name, name)).get()?.id;
       break;
     default: {
       const never: never = type;

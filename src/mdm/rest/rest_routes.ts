@@ -1,6 +1,7 @@
 // The public REST API in the PowerFlex gateway shape (API "3.6"): login/logout/version, list,
 // get, relationships, creates, instance actions (setCapacityAlertThresholds among them), type
-// actions, system actions, the observe routes (observe_routes.ts: Alert, batched statistics,
+// actions, system actions (snapshotVolumes and removeConsistencyGroupSnapshots with or without
+// "::id"), the observe routes (observe_routes.ts: Alert, batched statistics,
 // /api/pf/history and /live), and the pf extensions checkVolumeConsistency (Volume) and
 // queryRebuild (StoragePool: recovery state, degraded/pending/active capacity, progress, rate,
 // ETA, stall flag). Every body is
@@ -25,6 +26,11 @@ import {
   CreateVolume,
   Empty,
   LoginBody,
+  OverwriteVolumeContent,
+  RemoveConsistencyGroupSnapshots,
+  SetMappedSdcLimits,
+  SetVolumeAccessModeLimit,
+  SnapshotVolumes,
   POWERFLEX_API_VERSION,
   PowerFlexTypes,
   QueryIdByKey,
@@ -60,6 +66,7 @@ import * as vols from "../topology/volumes.ts";
 import { approveSdc, setRestrictedSdcMode } from "../topology/sdc_access.ts";
 import { rotateDataPlaneKey } from "../core/dataplane_secrets.ts";
 import { getSdc } from "../core/lookup.ts";
+import * as snaps from "../vtree/snapshots.ts";
 
 type Vars = { Variables: { user: string } };
 
@@ -78,17 +85,19 @@ function parseRef(ref: string): { type: PowerFlexType; id: string } {
   return { type, id };
 }
 
+/** An action's answer: undefined answers {} (PyPowerFlex wants a JSON body). */
 type ActionHandler = (ctx: MdmContext, id: string, body: unknown) => unknown;
 
 const v = validate;
 
 /** Instance actions: POST /api/instances/{Type}::{id}/action/{action} */
 const INSTANCE_ACTIONS: Record<string, ActionHandler> = {
-  "Volume/removeVolume": (ctx, id, b) => {
-    const r = v(RemoveVolume, b);
-    // no snapshots exist yet, so a volume has no descendants: DESCENDANTS_ONLY removes nothing
-    if (r.removeMode !== "DESCENDANTS_ONLY") vols.removeVolume(ctx, id);
+  "Volume/removeVolume": async (ctx, id, b) => {
+    await snaps.removeVolumes(ctx, id, v(RemoveVolume, b).removeMode ?? "ONLY_ME");
   },
+  "Volume/overwriteVolumeContent": (ctx, id, b) => snaps.overwriteVolumeContent(ctx, id, v(OverwriteVolumeContent, b).srcVolumeId),
+  "Volume/restore": (ctx, id, b) => snaps.overwriteVolumeContent(ctx, id, v(OverwriteVolumeContent, b).srcVolumeId),
+  "Volume/setVolumeAccessModeLimit": (ctx, id, b) => vols.setAccessModeLimit(ctx, id, v(SetVolumeAccessModeLimit, b).accessModeLimit),
   "Volume/setVolumeSize": (ctx, id, b) => vols.setVolumeSize(ctx, id, v(SetVolumeSize, b).sizeInGB),
   "Volume/setVolumeName": (ctx, id, b) => vols.renameVolume(ctx, id, v(SetVolumeName, b).newName),
   "Volume/addMappedSdc": (ctx, id, b) => vols.addMappedSdc(ctx, id, v(AddMappedSdc, b)),
@@ -96,8 +105,7 @@ const INSTANCE_ACTIONS: Record<string, ActionHandler> = {
   "Volume/removeMappedSdc": (ctx, id, b) => removeMapped(ctx, id, b),
   "Volume/unmapVolumeFromSdc": (ctx, id, b) => removeMapped(ctx, id, b),
   "Volume/setVolumeMappingAccessMode": (ctx, id, b) => vols.setMappingAccessMode(ctx, id, v(SetVolumeMappingAccessMode, b)),
-  // IOPS/bandwidth limits per mapping are accepted and not enforced yet (CSI sends them)
-  "Volume/setMappedSdcLimits": () => undefined,
+  "Volume/setMappedSdcLimits": (ctx, id, b) => vols.setMappedSdcLimits(ctx, id, v(SetMappedSdcLimits, b)),
   "Sds/removeSds": (ctx, id, b) => {
     v(RemoveSds, b);
     removeSds(ctx, id);
@@ -157,10 +165,14 @@ const INSTANCE_ACTIONS: Record<string, ActionHandler> = {
     v(Empty, b);
     rotateDataPlaneKey(ctx);
   },
-  "System/snapshotVolumes": () => {
-    throw new PfError("INVALID_STATE", "snapshots are not implemented by this MDM yet");
-  },
+  "System/snapshotVolumes": (ctx, _id, b) => snapshotVolumesAction(ctx, b),
+  "System/removeConsistencyGroupSnapshots": (ctx, _id, b) => snaps.removeConsistencyGroupSnapshots(ctx, v(RemoveConsistencyGroupSnapshots, b).snapGroupId),
 };
+
+function snapshotVolumesAction(ctx: MdmContext, b: unknown): Promise<snaps.SnapshotResult> {
+  const r = v(SnapshotVolumes, b);
+  return snaps.snapshotVolumes(ctx, { defs: r.snapshotDefs, accessModeLimit: r.accessModeLimit });
+}
 
 function requireFlag(value: boolean | undefined, name: string): boolean {
   if (value === undefined) throw new PfError("BAD_REQUEST", `${name} is required`);
@@ -290,6 +302,11 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
     await readBody(c, Empty);
     return c.json(await renderMdmCluster(ctx));
   });
+  // Cinder and CloudStack post snapshots to the bare System path (no ::id)
+  api.post("/instances/System/action/snapshotVolumes", async (c) => c.json(await snapshotVolumesAction(ctx, await readBody(c, AnyObject))));
+  api.post("/instances/System/action/removeConsistencyGroupSnapshots", async (c) =>
+    c.json(await snaps.removeConsistencyGroupSnapshots(ctx, v(RemoveConsistencyGroupSnapshots, await readBody(c, AnyObject)).snapGroupId)),
+  );
 
   api.get("/instances/:ref", (c) => {
     const { type, id } = parseRef(c.req.param("ref"));
@@ -344,8 +361,8 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
     if (!handler) throw new PfError("BAD_REQUEST", `unknown action ${action} on ${type}`);
     const body = await readBody(c, AnyObject);
     getObject(ctx, type, id); // NOT_FOUND before validating the body's details
-    handler(ctx, id, body);
-    return c.json({});
+    const answer = await handler(ctx, id, body);
+    return c.json(answer === undefined || answer === null ? {} : answer);
   });
 
   api.all("*", () => {

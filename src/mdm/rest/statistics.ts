@@ -9,7 +9,7 @@
 // pools; a Bwc always has numSeconds 5 (idle: zero counts, never numSeconds 0 with counts);
 // an unknown id is NOT_FOUND; nothing here writes.
 
-import { eq, sql } from "drizzle-orm";
+import { eq, inArray, sql } from "drizzle-orm";
 import { PfError } from "../../proto/errors.ts";
 import { Limits } from "../../proto/limits.ts";
 import type { PowerFlexType, RebuildStatus } from "../../proto/powerflex_api.ts";
@@ -23,6 +23,7 @@ import {
   storagePoolTable,
   volumeMappingTable,
   volumeTable,
+  vtreeTable,
   type DeviceRow,
   type StoragePoolRow,
 } from "../../store/mdm_schema.ts";
@@ -31,6 +32,9 @@ import { getDevice, getPd, getPool, getSdc, getSds, getVolume } from "../core/lo
 import { poolCapacityOf } from "../topology/volumes.ts";
 import { clientBwcs, deviceFigures, IoRollup, sdsBwcs } from "../observe/io_rollup.ts";
 import { SDS_CHANNELS } from "../observe/io_channels.ts";
+import { poolSnapBytes, vtreeCapacity } from "../vtree/layer_usage.ts";
+import { descendantsOf } from "../vtree/snapshots.ts";
+import { getVTree, membersOf } from "../vtree/vtree_store.ts";
 
 export type Stats = Record<string, unknown>;
 
@@ -106,8 +110,8 @@ function poolCapacityFigures(ctx: MdmContext, pool: StoragePoolRow, devices: Dev
     capacityInUseInKb: kb(cap.inUseRawBytes),
     thickCapacityInUseInKb: kb(cap.thickReservedRawBytes),
     thinCapacityInUseInKb: kb(thinUsedRaw),
-    snapCapacityInUseInKb: 0,
-    snapCapacityInUseOccupiedInKb: 0,
+    snapCapacityInUseInKb: kb(poolSnapBytes(ctx, pool.id)),
+    snapCapacityInUseOccupiedInKb: kb(poolSnapBytes(ctx, pool.id)),
     thinCapacityAllocatedInKm: kb(thinAllocated?.bytes ?? 0),
     thinCapacityAllocatedInKb: kb(thinAllocated?.bytes ?? 0),
     unusedCapacityInKb: kb(Math.max(0, cap.usableRawBytes - cap.inUseRawBytes)),
@@ -121,7 +125,7 @@ function poolCapacityFigures(ctx: MdmContext, pool: StoragePoolRow, devices: Dev
   };
 }
 
-function volumeCounts(ctx: MdmContext, poolIds: string[] | null): { numOfVolumes: number; numOfThickBaseVolumes: number; numOfThinBaseVolumes: number } {
+function volumeCounts(ctx: MdmContext, poolIds: string[] | null): { numOfVolumes: number; numOfThickBaseVolumes: number; numOfThinBaseVolumes: number; numOfSnapshots: number } {
   const rows = ctx.store.db
     .select({ poolId: volumeTable.poolId, type: volumeTable.volumeType, n: sql<number>`count(*)` })
     .from(volumeTable)
@@ -129,12 +133,14 @@ function volumeCounts(ctx: MdmContext, poolIds: string[] | null): { numOfVolumes
     .all();
   let thick = 0;
   let thin = 0;
+  let snaps = 0;
   for (const r of rows) {
     if (poolIds !== null && !poolIds.includes(r.poolId)) continue;
     if (r.type === "ThickProvisioned") thick += r.n;
+    else if (r.type === "Snapshot") snaps += r.n;
     else thin += r.n;
   }
-  return { numOfVolumes: thick + thin, numOfThickBaseVolumes: thick, numOfThinBaseVolumes: thin };
+  return { numOfVolumes: thick + thin + snaps, numOfThickBaseVolumes: thick, numOfThinBaseVolumes: thin, numOfSnapshots: snaps };
 }
 
 /** Recovery figures summed over pools, in the PowerFlex Statistics names (KiB). */
@@ -174,8 +180,7 @@ function poolsStats(ctx: MdmContext, pools: StoragePoolRow[], io: Stats): Stats 
   return {
     ...cap,
     ...counts,
-    numOfVtrees: counts.numOfVolumes,
-    numOfSnapshots: 0,
+    numOfVtrees: poolIds.length === 0 ? 0 : (ctx.store.db.select({ n: sql<number>`count(*)` }).from(vtreeTable).where(inArray(vtreeTable.poolId, poolIds)).get()?.n ?? 0),
     numOfDevices: poolDevices.length,
     numOfFailedDevices: poolDevices.filter((d) => d.state === "Failed").length,
     numOfMappedToAllVolumes: 0,
@@ -241,19 +246,33 @@ export function statisticsOf(ctx: MdmContext, type: PowerFlexType, id: string, r
     case "Volume": {
       const vol = getVolume(ctx, id);
       const mapped = ctx.store.db.select({ s: volumeMappingTable.sdcId }).from(volumeMappingTable).where(eq(volumeMappingTable.volumeId, id)).all();
+      const members = membersOf(ctx, vol.ownerId);
+      const children = members.filter((m) => m.ancestorVolumeId === vol.id).map((m) => m.id);
+      const descendants = descendantsOf(vol.id, members);
       return {
         numOfMappedSdcs: mapped.length,
         mappedSdcIds: mapped.map((m) => m.s),
-        numOfChildVolumes: 0,
-        numOfDescendantVolumes: 0,
+        numOfChildVolumes: children.length,
+        numOfDescendantVolumes: descendants.length,
+        childVolumeIds: children,
+        descendantVolumeIds: descendants,
         sizeInKb: kb(vol.sizeBytes),
         ...clientBwcs(roll.volume(id)),
       };
     }
     case "VTree": {
-      const vol = ctx.store.db.select().from(volumeTable).where(eq(volumeTable.vtreeId, id)).get();
-      if (!vol) throw new PfError("NOT_FOUND", `Could not find the VTree ${id}`);
-      return { numOfVolumes: 1, baseNetCapacityInUseInKb: 0, netCapacityInUseInKb: 0, ...clientBwcs(roll.volume(vol.id)) };
+      const vt = getVTree(ctx, id);
+      const members = membersOf(ctx, vt.ownerId);
+      const cap = vtreeCapacity(ctx, vt.ownerId);
+      // net = one copy (every extent has two)
+      return {
+        numOfVolumes: members.length,
+        numOfSnapshots: members.filter((m) => m.volumeType === "Snapshot").length,
+        baseNetCapacityInUseInKb: kb(cap.baseBytes / 2),
+        snapNetCapacityInUseInKb: kb(cap.snapBytes / 2),
+        netCapacityInUseInKb: kb((cap.baseBytes + cap.snapBytes) / 2),
+        ...clientBwcs(roll.volumes(members.map((m) => m.id))),
+      };
     }
     default: {
       const never: never = type;

@@ -9,6 +9,9 @@
 // (in-sync, target and away); a thick
 // volume is created or grown only if the pool still fits it after its spare reserve; a
 // volume maps to a second SDC only with allowMultipleMappings; every change bumps mapVersion.
+// Extents belong to the volume's V-Tree (0002_snapshots): keyed by the V-Tree's owner id (the base
+// volume's id); a V-Tree has as many extents as its largest member needs. A new volume is a new
+// plain V-Tree (one layer, the owner id). Removal lives in src/mdm/vtree/ (descendants, layers).
 
 import { and, eq, inArray, sql } from "drizzle-orm";
 import { assert, PfError } from "../../proto/errors.ts";
@@ -21,8 +24,9 @@ import {
   storagePoolTable,
   volumeMappingTable,
   volumeTable,
+  vtreeLayerTable,
+  vtreeTable,
   type StoragePoolRow,
-  type VolumeRow,
 } from "../../store/mdm_schema.ts";
 import { checkThickFits, poolCapacity, roundUpToGranularity, type PoolCapacity } from "./capacity.ts";
 import { inTransaction, type MdmContext } from "../core/context.ts";
@@ -121,8 +125,8 @@ function resolvePool(ctx: MdmContext, body: CreateVolume): StoragePoolRow {
   throw new PfError("BAD_REQUEST", "storagePoolId is required");
 }
 
-/** Place `count` new extents starting at `firstIdx` and record them; call inside a transaction. */
-function placeAndRecord(ctx: MdmContext, pool: StoragePoolRow, volume: { id: string; thick: boolean }, firstIdx: number, count: number): void {
+/** Place `count` new extents of a V-Tree (by owner id) starting at `firstIdx` and record them; call inside a transaction. */
+export function placeAndRecord(ctx: MdmContext, pool: StoragePoolRow, volume: { id: string; thick: boolean }, firstIdx: number, count: number): void {
   if (count === 0) return;
   const slots = placeExtents({ sds: placementSdsOf(ctx, pool, volume.thick), extentCount: count, extentBytes: pool.extentBytes, random: ctx.random });
   assert(slots.length === count, "placement returned one replica set per extent");
@@ -190,9 +194,14 @@ export function createVolume(ctx: MdmContext, body: CreateVolume): string {
           vtreeId,
           accessModeLimit: "ReadWrite",
           creationTimeS: Math.floor(ctx.clock() / 1000),
+          ownerId: id,
+          openLayerId: id,
         })
         .run(),
     );
+    const now = ctx.clock();
+    ctx.store.db.insert(vtreeTable).values({ ownerId: id, id: vtreeId, poolId: pool.id, extentBytes: pool.extentBytes, volumeType, name: body.name ?? null, graphVersion: 1, createdAtMs: now }).run();
+    ctx.store.db.insert(vtreeLayerTable).values({ layerId: id, ownerId: id, parentLayerId: null, createdAtMs: now }).run();
     placeAndRecord(ctx, pool, { id, thick }, 0, sizeBytes / pool.extentBytes);
     bumpMapVersion(ctx);
     return id;
@@ -211,7 +220,12 @@ export function setVolumeSize(ctx: MdmContext, volumeId: string, sizeInGB: numbe
     if (newSize === vol.sizeBytes) return;
     const thick = vol.volumeType === "ThickProvisioned";
     if (thick) checkThickFits(poolCapacityOf(ctx, pool), newSize - vol.sizeBytes);
-    placeAndRecord(ctx, pool, { id: vol.id, thick }, vol.sizeBytes / vol.extentBytes, (newSize - vol.sizeBytes) / vol.extentBytes);
+    // the V-Tree may already have the extents (another member is larger): add only what is missing
+    const vt = ctx.store.db.select().from(vtreeTable).where(eq(vtreeTable.ownerId, vol.ownerId)).get();
+    assert(vt !== undefined, "a volume's V-Tree exists");
+    const have = ctx.store.sqlite.query<{ n: number }, [string]>("SELECT COUNT(*) AS n FROM extent WHERE volume_id = ?").get(vol.ownerId)?.n ?? 0;
+    const need = newSize / vol.extentBytes;
+    if (need > have) placeAndRecord(ctx, pool, { id: vol.ownerId, thick: vt.volumeType === "ThickProvisioned" }, have, need - have);
     ctx.store.db.update(volumeTable).set({ sizeBytes: newSize }).where(eq(volumeTable.id, vol.id)).run();
     bumpMapVersion(ctx);
   });
@@ -228,20 +242,8 @@ export function renameVolume(ctx: MdmContext, volumeId: string, newName: string)
   });
 }
 
-export function removeVolume(ctx: MdmContext, volumeId: string): void {
-  inTransaction(ctx, () => {
-    const vol = getVolume(ctx, volumeId);
-    const mapped = ctx.store.db.select({ sdcId: volumeMappingTable.sdcId }).from(volumeMappingTable).where(eq(volumeMappingTable.volumeId, vol.id)).all();
-    if (mapped.length > 0) {
-      throw new PfError("IN_USE", `The volume ${vol.id} is mapped to ${mapped.length} SDC(s); unmap it first`);
-    }
-    releaseExtents(ctx, vol);
-    ctx.store.db.delete(volumeTable).where(eq(volumeTable.id, vol.id)).run();
-    bumpMapVersion(ctx);
-  });
-}
-
-function releaseExtents(ctx: MdmContext, vol: VolumeRow): void {
+/** Free the extents of a V-Tree (every copy's accounting); call inside the transaction that drops it. */
+export function releaseExtents(ctx: MdmContext, owner: { ownerId: string; extentBytes: number; thick: boolean }): void {
   const copies = ctx.store.sqlite
     .query<{ device_id: string; n: number }, [string]>(
       `SELECT device_id, COUNT(*) AS n FROM (
@@ -251,10 +253,30 @@ function releaseExtents(ctx: MdmContext, vol: VolumeRow): void {
          UNION ALL SELECT away_device_id FROM extent WHERE volume_id = ?1 AND away_device_id IS NOT NULL)
        GROUP BY device_id`,
     )
-    .all(vol.id);
-  const thick = vol.volumeType === "ThickProvisioned";
-  for (const c of copies) adjustDevice(ctx, c.device_id, -c.n * vol.extentBytes, thick);
-  ctx.store.db.delete(extentTable).where(eq(extentTable.volumeId, vol.id)).run();
+    .all(owner.ownerId);
+  for (const c of copies) adjustDevice(ctx, c.device_id, -c.n * owner.extentBytes, owner.thick);
+  ctx.store.db.delete(extentTable).where(eq(extentTable.volumeId, owner.ownerId)).run();
+}
+
+/** A V-Tree stops being thick (its thick base volume went, snapshots stay): its copies stop counting as thick. */
+export function unthickExtents(ctx: MdmContext, owner: { ownerId: string; extentBytes: number }): void {
+  const copies = ctx.store.sqlite
+    .query<{ device_id: string; n: number }, [string]>(
+      `SELECT device_id, COUNT(*) AS n FROM (
+         SELECT primary_device_id AS device_id FROM extent WHERE volume_id = ?1
+         UNION ALL SELECT secondary_device_id FROM extent WHERE volume_id = ?1 AND secondary_device_id IS NOT NULL
+         UNION ALL SELECT target_device_id FROM extent WHERE volume_id = ?1 AND target_device_id IS NOT NULL
+         UNION ALL SELECT away_device_id FROM extent WHERE volume_id = ?1 AND away_device_id IS NOT NULL)
+       GROUP BY device_id`,
+    )
+    .all(owner.ownerId);
+  for (const c of copies) {
+    ctx.store.db
+      .update(deviceTable)
+      .set({ thickAssignedBytes: sql`${deviceTable.thickAssignedBytes} - ${c.n * owner.extentBytes}` })
+      .where(eq(deviceTable.id, c.device_id))
+      .run();
+  }
 }
 
 // ---- mappings ----
@@ -331,18 +353,70 @@ export function setMappingAccessMode(ctx: MdmContext, volumeId: string, req: { s
   });
 }
 
+/**
+ * setMappedSdcLimits: the QoS of one (volume, SDC) mapping; an absent limit stays as it is, 0 is
+ * unlimited (the request schema checks the PowerFlex rules). The SDC applies it live at its next
+ * map refresh (mapVersion bump), no remap.
+ */
+export function setMappedSdcLimits(ctx: MdmContext, volumeId: string, req: { sdcId?: string | undefined; guid?: string | undefined; iopsLimit?: number | undefined; bandwidthLimitInKbps?: number | undefined }): void {
+  inTransaction(ctx, () => {
+    const vol = getVolume(ctx, volumeId);
+    const sdc = getSdcByIdOrGuid(ctx, req);
+    const m = ctx.store.db
+      .select()
+      .from(volumeMappingTable)
+      .where(and(eq(volumeMappingTable.volumeId, vol.id), eq(volumeMappingTable.sdcId, sdc.id)))
+      .get();
+    if (!m) throw new PfError("NOT_MAPPED", `The volume ${vol.id} is not mapped to SDC ${sdc.id}`);
+    const limitIops = req.iopsLimit ?? m.limitIops;
+    const limitBwKbps = req.bandwidthLimitInKbps ?? m.limitBwKbps;
+    if (limitIops === m.limitIops && limitBwKbps === m.limitBwKbps) return;
+    ctx.store.db
+      .update(volumeMappingTable)
+      .set({ limitIops, limitBwKbps })
+      .where(and(eq(volumeMappingTable.volumeId, vol.id), eq(volumeMappingTable.sdcId, sdc.id)))
+      .run();
+    bumpMapVersion(ctx);
+  });
+}
+
+/** setVolumeAccessModeLimit: ReadOnly refuses (existing and new) ReadWrite mappings. */
+export function setAccessModeLimit(ctx: MdmContext, volumeId: string, accessModeLimit: AccessMode): void {
+  inTransaction(ctx, () => {
+    const vol = getVolume(ctx, volumeId);
+    if (vol.accessModeLimit === accessModeLimit) return;
+    if (accessModeLimit === "ReadOnly") {
+      const rw = ctx.store.db
+        .select({ s: volumeMappingTable.sdcId })
+        .from(volumeMappingTable)
+        .where(and(eq(volumeMappingTable.volumeId, vol.id), eq(volumeMappingTable.accessMode, "ReadWrite")))
+        .all();
+      if (rw.length > 0) throw new PfError("INVALID_STATE", `volume ${vol.id} is mapped ReadWrite to SDC ${rw[0]!.s}; change that mapping first`);
+    }
+    ctx.store.db.update(volumeTable).set({ accessModeLimit }).where(eq(volumeTable.id, vol.id)).run();
+    bumpMapVersion(ctx);
+  });
+}
+
+export interface MappingBrief {
+  sdcId: string;
+  accessMode: string;
+  limitIops: number;
+  limitBwKbps: number;
+}
+
 /** Mappings of many volumes at once (for listing): volumeId -> rows. */
-export function mappingsByVolume(ctx: MdmContext, volumeIds: string[] | null): Map<string, { sdcId: string; accessMode: string }[]> {
+export function mappingsByVolume(ctx: MdmContext, volumeIds: string[] | null): Map<string, MappingBrief[]> {
   const rows =
     volumeIds === null
       ? ctx.store.db.select().from(volumeMappingTable).all()
       : volumeIds.length === 0
         ? []
         : ctx.store.db.select().from(volumeMappingTable).where(inArray(volumeMappingTable.volumeId, volumeIds)).all();
-  const out = new Map<string, { sdcId: string; accessMode: string }[]>();
+  const out = new Map<string, MappingBrief[]>();
   for (const r of rows) {
     const list = out.get(r.volumeId) ?? [];
-    list.push({ sdcId: r.sdcId, accessMode: r.accessMode });
+    list.push({ sdcId: r.sdcId, accessMode: r.accessMode, limitIops: r.limitIops, limitBwKbps: r.limitBwKbps });
     out.set(r.volumeId, list);
   }
   return out;

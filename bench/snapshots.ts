@@ -1,0 +1,145 @@
+// Snapshot cost benchmark (issue #11), one run of each on the one-host cluster (3 SDSs, two
+// copies) from the compiled binary, fio's nbd engine:
+//   1. 4k randwrite QD16 on a volume with 10 snapshots (every chunk already copied to the open
+//      layer) against the same size volume without snapshots;
+//   2. the first write after a snapshot: 4k QD1 writes, each into a chunk not yet copied (the
+//      SDS copies 1 MiB and syncs it before the write is acknowledged), against the same writes
+//      once the chunks are the volume's own;
+//   3. group snapshots of 8 volumes under write load on all 8 (QD4 each): latency of the
+//      writes issued while a snapshot call is under way against the others, and the MDM's
+//      fence hold times.
+// Run: npm run build && npx bun bench/snapshots.ts   (BENCH_SECONDS, default 15)
+
+import { TestCluster } from "../test/helpers/cluster.ts";
+import { runFio, type FioResult } from "../test/helpers/real_clients.ts";
+import { NbdTestClient } from "../test/helpers/nbd_client.ts";
+import { Rest } from "../test/helpers/rest.ts";
+
+const seconds = Number(process.env.BENCH_SECONDS ?? 15);
+
+interface Side {
+  iops: number;
+}
+
+function writeSide(f: FioResult, job = 0): Side {
+  return (f.json.jobs[job] as unknown as { write: Side }).write;
+}
+
+/** q-quantile of a sample (q = 1: the max). */
+function pct(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? 0;
+}
+
+const fio = (uri: string, name: string, args: string[]) => runFio([`--name=${name}`, "--ioengine=nbd", `--uri=${uri}`, "--randrepeat=0", ...args], { timeoutMs: 600_000 });
+const fill = (uri: string) => fio(uri, "fill", ["--rw=write", "--bs=1M", "--iodepth=8", "--size=128M"]);
+
+async function main(): Promise<void> {
+  const group = Array.from({ length: 8 }, (_, i) => ({ name: `g${i + 1}`, size: "64MiB" }));
+  const c = await TestCluster.create({
+    deviceSize: "2GiB",
+    volumes: [{ name: "base0", size: "128MiB" }, { name: "base10", size: "128MiB" }, { name: "cow", size: "128MiB" }, ...group],
+  });
+  const out: string[] = [];
+  const say = (s: string) => {
+    out.push(s);
+    process.stdout.write(s + "\n");
+  };
+  try {
+    await c.start();
+    const rest = await Rest.login(c);
+    const snap = async (volumes: string[], tag: string) => {
+      const snapshotDefs = await Promise.all(volumes.map(async (v) => ({ volumeId: await rest.volumeId(v), snapshotName: `${v}-${tag}` })));
+      const t0 = performance.now();
+      await rest.ok("/instances/System/action/snapshotVolumes", { snapshotDefs, accessModeLimit: "ReadOnly" });
+      return performance.now() - t0;
+    };
+
+    // 1. steady state with 10 snapshots
+    await fill(c.nbdUri("base0"));
+    await fill(c.nbdUri("base10"));
+    for (let i = 1; i <= 10; i++) {
+      await snap(["base10"], `s${i}`);
+      await fill(c.nbdUri("base10")); // whole-chunk writes: every chunk moves to the new open layer
+      await fill(c.nbdUri("base0"));
+    }
+    const steady = ["--rw=randwrite", "--bs=4k", "--iodepth=16", "--size=128M", "--time_based", `--runtime=${seconds}`];
+    const none = writeSide(await fio(c.nbdUri("base0"), "none", steady)).iops;
+    const ten = writeSide(await fio(c.nbdUri("base10"), "ten", steady)).iops;
+    say("| 4k randwrite QD16 | no snapshots | 10 snapshots (copies done) | ratio |");
+    say("| --- | --- | --- | --- |");
+    say(`| ${seconds} s each | ${Math.round(none).toLocaleString("en")} IOPS | ${Math.round(ten).toLocaleString("en")} IOPS | ${(ten / none).toFixed(2)} |`);
+
+    // 2. first write after a snapshot: one 4k write per 1 MiB chunk, QD1, each timed
+    await fill(c.nbdUri("cow"));
+    const snapMs = await snap(["cow"], "s1");
+    const cow = await NbdTestClient.connect(c.ports.nbd, "cow");
+    const perChunk = async () => {
+      const ms: number[] = [];
+      const b = new Uint8Array(4096).fill(9);
+      for (let chunk = 0; chunk < 128; chunk++) {
+        const t0 = performance.now();
+        await cow.write(chunk * 1024 * 1024 + 4096, b);
+        ms.push(performance.now() - t0);
+      }
+      return ms;
+    };
+    const first = await perChunk();
+    const again = await perChunk();
+    cow.close();
+    say("");
+    say("| 4k write QD1, one per 1 MiB chunk (128) | p50 | p99 | max |");
+    say("| --- | --- | --- | --- |");
+    say(`| first write after a snapshot (1 MiB copy on both copies) | ${pct(first, 0.5).toFixed(2)} ms | ${pct(first, 0.99).toFixed(2)} ms | ${pct(first, 1).toFixed(2)} ms |`);
+    say(`| same chunks again (in place) | ${pct(again, 0.5).toFixed(2)} ms | ${pct(again, 0.99).toFixed(2)} ms | ${pct(again, 1).toFixed(2)} ms |`);
+    say(`| snapshotVolumes call (REST round trip, 128 MiB volume) | ${snapMs.toFixed(1)} ms | | |`);
+
+    // 3. group snapshot of 8 volumes under load: writers that log every write's latency, so the
+    // writes issued while a fence is up can be told from the rest
+    for (const g of group) await fio(c.nbdUri(g.name), "fillg", ["--rw=write", "--bs=1M", "--iodepth=8", "--size=64M"]);
+    const clients = await Promise.all(group.flatMap((g) => [0, 1].map(() => NbdTestClient.connect(c.ports.nbd, g.name))));
+    const lat: { issuedMs: number; ms: number }[] = [];
+    let stop = false;
+    const block = new Uint8Array(4096).fill(7);
+    // QD4 per volume (2 connections x 2), on 4 chunks per volume: after a snapshot each chunk is
+    // copied once, so the copy cost shows only in the first writes after each cut
+    const writers = clients.flatMap((cl, i) =>
+      [0, 1].map(async (j) => {
+        for (let n = 0; !stop; n++) {
+          const off = ((i * 7 + j * 3 + n) % 4) * 1024 * 1024 + ((n * 4096) % (1024 * 1024));
+          const t0 = performance.now();
+          await cl.write(off, block);
+          lat.push({ issuedMs: t0, ms: performance.now() - t0 });
+        }
+      }),
+    );
+    await Bun.sleep(2000);
+    const windows: { from: number; to: number }[] = [];
+    const before = c.output.length;
+    for (let i = 1; i <= 5; i++) {
+      const from = performance.now();
+      await snap(group.map((g) => g.name), `cg${i}`);
+      windows.push({ from, to: performance.now() });
+      await Bun.sleep(1500);
+    }
+    stop = true;
+    await Promise.all(writers);
+    for (const cl of clients) cl.close();
+    const held = [...c.output.slice(before).matchAll(/writes held ([\d.]+) ms/g)].map((m) => Number(m[1]));
+    const inFence = lat.filter((l) => windows.some((w) => l.issuedMs >= w.from && l.issuedMs <= w.to)).map((l) => l.ms);
+    const quiet = lat.filter((l) => windows.every((w) => l.issuedMs < w.from - 200 || l.issuedMs > w.to + 500)).map((l) => l.ms);
+    say("");
+    say("| 8 volumes, 4k writes QD4 each | writes | p50 | p99 | max |");
+    say("| --- | --- | --- | --- | --- |");
+    say(`| issued away from any snapshot | ${quiet.length} | ${pct(quiet, 0.5).toFixed(2)} ms | ${pct(quiet, 0.99).toFixed(2)} ms | ${pct(quiet, 1).toFixed(1)} ms |`);
+    say(`| issued during a group snapshot call (5 calls) | ${inFence.length} | ${pct(inFence, 0.5).toFixed(2)} ms | ${pct(inFence, 0.99).toFixed(2)} ms | ${pct(inFence, 1).toFixed(1)} ms |`);
+    say(`| fence hold (MDM: FENCE sent -> COMMIT acked) | ${held.map((h) => `${h.toFixed(1)}`).join(", ")} ms | | | |`);
+    say(`| pause seen by the writes: max latency of writes issued during a call, minus p50 away from it | ${(pct(inFence, 1) - pct(quiet, 0.5)).toFixed(1)} ms | | | |`);
+    say(`| snapshotVolumes call, 8 volumes | ${windows.map((w) => (w.to - w.from).toFixed(0)).join(", ")} ms | | | |`);
+    process.stdout.write("\n" + out.join("\n") + "\n");
+  } finally {
+    await c.destroy();
+  }
+}
+
+await main();
