@@ -188,6 +188,11 @@ export function clientTo(n: SdsCore, opts: { key?: Uint8Array; grants?: GrantSou
   return new DataPlaneClient({ host: "127.0.0.1", port: n.port, credentials: credentialsOf(NodeRole.SDC, sdcId, opts.key), grants: opts.grants ?? new TestGrants(sdcId), reconnectBackoffMs: 0 });
 }
 
+/** A client that authenticates as the MDM (consistency checks, V-Tree control messages). */
+export function mdmClientTo(n: SdsCore): DataPlaneClient {
+  return new DataPlaneClient({ host: "127.0.0.1", port: n.port, credentials: credentialsOf(NodeRole.MDM, MDM_ID), reconnectBackoffMs: 0 });
+}
+
 /** A client that authenticates as SDS number `i` (a peer). */
 export function peerClientTo(n: SdsCore, i: number): DataPlaneClient {
   return new DataPlaneClient({ host: "127.0.0.1", port: n.port, credentials: credentialsOf(NodeRole.SDS, sdsIdOf(i)), reconnectBackoffMs: 0 });

@@ -15,7 +15,7 @@ import { encodeControl, type ControlRequest } from "../src/proto/vtree_control.t
 import type { SdsCore } from "../src/sds/sds_core.ts";
 import { join } from "node:path";
 import { startSdsCore } from "../src/sds/sds_core.ts";
-import { MDM_ID, MiB, Vol, applyAll, assignmentsFor, clientTo, deviceIdOf, flushReq, pattern, sdsIdOf, startNode, tmpDir, type ExtentPlan } from "./sds_harness.ts";
+import { MDM_ID, MiB, Vol, mdmClientTo, peerClientTo, applyAll, assignmentsFor, clientTo, deviceIdOf, flushReq, pattern, sdsIdOf, startNode, tmpDir, type ExtentPlan } from "./sds_harness.ts";
 
 const OWNER = "0a00000000000001"; // the base volume: its id keys the V-Tree's extents and is its first layer
 const SNAP = "0a00000000000002";
@@ -78,8 +78,16 @@ afterEach(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-function control(c: DataPlaneClient, req: ControlRequest) {
-  return c.request({ opcode: Op.CONTROL, flags: 0, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0 }, encodeControl(req));
+/** A V-Tree control message to the SDS that `c` talks to, sent as the MDM (only the MDM may). */
+async function control(c: DataPlaneClient, req: ControlRequest) {
+  const node = nodes[clients.indexOf(c)];
+  if (!node) throw new Error("control: no SDS behind that client");
+  const mdm = mdmClientTo(node);
+  try {
+    return await mdm.request({ opcode: Op.CONTROL, flags: 0, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0 }, encodeControl(req));
+  } finally {
+    mdm.close();
+  }
 }
 
 const FENCE = "f000000000000001";
@@ -188,10 +196,12 @@ describe("snapshot on the data path", () => {
     await takeSnapshot();
     const { hi, lo } = idToHalves(OWNER);
     // SDS 1 forwarding to SDS 0 as if it were the primary of extent 1 (it is)
-    const frozen = await clients[0]!.request({ opcode: Op.REPL_WRITE, flags: Flag.LAYER, epoch: 1, volumeHi: hi, volumeLo: lo, extentIndex: 1, offset: 0, length: 4096 }, pattern(4096, 1));
+    const peer = peerClientTo(nodes[0]!, 1);
+    const frozen = await peer.request({ opcode: Op.REPL_WRITE, flags: Flag.LAYER, epoch: 1, volumeHi: hi, volumeLo: lo, extentIndex: 1, offset: 0, length: 4096 }, pattern(4096, 1));
     expect(frozen.status).toBe(Status.STALE_EPOCH);
     const unknown = idToHalves("1a000000000000ff");
-    const stale = await clients[0]!.request({ opcode: Op.REPL_WRITE, flags: Flag.LAYER, epoch: 1, volumeHi: unknown.hi, volumeLo: unknown.lo, extentIndex: 1, offset: 0, length: 4096 }, pattern(4096, 1));
+    const stale = await peer.request({ opcode: Op.REPL_WRITE, flags: Flag.LAYER, epoch: 1, volumeHi: unknown.hi, volumeLo: unknown.lo, extentIndex: 1, offset: 0, length: 4096 }, pattern(4096, 1));
+    peer.close();
     expect(stale.status).not.toBe(Status.OK);
   });
 
