@@ -23,6 +23,8 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
+  // PF_TEST_OUTPUT=file keeps pf up's whole output (every role's log) for a failing run
+  if (process.env.PF_TEST_OUTPUT && c) await Bun.write(process.env.PF_TEST_OUTPUT, c.output);
   await c?.destroy();
 });
 

@@ -43,3 +43,32 @@ test("a failed forward takes the copy out of the in-sync set and resyncs it", as
   const end = c.extents().find((x) => x.volumeId === e.volumeId && x.idx === e.idx)!;
   expect(end.inSync.map((x) => x.sdsId).sort()).toEqual([primary.sdsId, secondary.sdsId].sort());
 });
+
+test("a failed forward during a drain, from the primary on the SDS being removed: its move becomes a rebuild and the drain completes", async () => {
+  c = await RecoveryCluster.open({ recovery: { heartbeatTimeoutMs: 2000, rebuildGraceMs: 10_000, stallTimeoutMs: 5000 } });
+  for (let i = 1; i <= 4; i++) await c.addSds(`sds${i}`);
+  await c.createVolume("v1", 1);
+  const leaving = c.id("sds4");
+  expect((await c.m.api("POST", `/instances/Sds::${leaving}/action/removeSds`, {})).status).toBe(200);
+  c.tick();
+  // a move whose source, the primary, is the SDS being removed
+  const moving = c.extents().find((x) => x.inSync[0]!.sdsId === leaving && x.target?.replacesSdsId === leaving);
+  expect(moving).toBeDefined();
+  const e = moving!;
+  const staying = e.inSync[1]!;
+  await failedForward("sds4", { volumeId: e.volumeId, extentIndex: e.idx, epoch: e.epoch, peerSdsId: staying.sdsId });
+  const after = c.extents().find((x) => x.volumeId === e.volumeId && x.idx === e.idx)!;
+  expect(after.epoch).toBe(e.epoch + 1);
+  expect(after.inSync.map((x) => x.sdsId)).toEqual([leaving]);
+  expect(after.away?.sdsId).toBe(staying.sdsId);
+  // the copy being built is the second copy now (no fault sets: its target is apart from the primary)
+  expect(after.target).toMatchObject({ sdsId: e.target!.sdsId, replacesSdsId: null });
+  // its copy finishes (and every other), past the grace period too: the SDS is drained and removed
+  await c.advance(12_000);
+  await c.settle();
+  expect(((await c.m.api("GET", `/instances/Sds::${leaving}`)).json as { pfCode: string }).pfCode).toBe("NOT_FOUND");
+  for (const x of c.extents()) {
+    expect(x.inSync.length).toBe(2);
+    expect(x.target).toBeNull();
+  }
+});

@@ -327,3 +327,91 @@ describe("planner scripted cases", () => {
     expect(m.extents[0]!.inSync.map((c) => c.sdsId)).toEqual([e.inSync[0]!.sdsId]);
   });
 });
+
+describe("a drain whose staying copy left (the remove_sds deadlock)", () => {
+  /**
+   * The state a failed forward left during a drain: the primary is on the SDS being removed, its
+   * move target replaces that primary, and the other copy left the in-sync set (away). Before the
+   * fix the move stayed "running" past the grace period and its finished copy was refused forever.
+   */
+  function stuckDrain(faultSets: boolean): { m: Model; leaving: number; moveTo: number; away: number } {
+    const m = newModel(faultSets ? 6 : 4, 1, faultSets);
+    const e = m.extents[0]!;
+    const leaving = m.sds.findIndex((s) => s.sdsId === e.inSync[0]!.sdsId);
+    const away = m.sds.findIndex((s) => s.sdsId === e.inSync[1]!.sdsId);
+    // the move target: apart from the staying copy (as the planner places it); with fault sets,
+    // in the fault set of the copy it replaces, which a move may share
+    const moveTo = m.sds.findIndex((s, i) => i !== leaving && i !== away && (!faultSets || s.faultSetId === m.sds[leaving]!.faultSetId));
+    m.sds[leaving] = { ...m.sds[leaving]!, removing: true };
+    const t = m.sds[moveTo]!;
+    m.extents = [
+      {
+        ...e,
+        epoch: 4,
+        inSync: [e.inSync[0]!],
+        target: { sdsId: t.sdsId, deviceId: t.devices[0]!.deviceId, mode: "full", startedMs: m.now, replacesSdsId: sdsId(leaving) },
+        away: { ...e.inSync[1]!, sinceMs: m.now - 2 * GRACE },
+      },
+    ];
+    return { m, leaving, moveTo, away };
+  }
+
+  test("the model refuses the state, and a finished copy of it is unusable, not complete", () => {
+    const { m } = stuckDrain(false);
+    const e = m.extents[0]!;
+    expect(() => checkExtent(e)).toThrow(/only in-sync copy/);
+    const v = judgeReport(e, e.inSync[0]!.sdsId, { volumeId: e.volumeId, extentIndex: e.idx, epoch: e.epoch, targetSdsId: e.target!.sdsId, copiedBytes: EXTENT, totalBytes: EXTENT, done: true });
+    expect(v.kind).toBe("unusable");
+  });
+
+  test("the planner turns the move into a rebuild; when it finishes the drain goes on and the SDS is removed", () => {
+    const { m, leaving, moveTo } = stuckDrain(false);
+    const plan = tick(m);
+    const e = m.extents[0]!;
+    checkExtent(e);
+    expect(e.epoch).toBe(5);
+    expect(e.target).toMatchObject({ sdsId: sdsId(moveTo), replacesSdsId: null, mode: "full" });
+    expect(e.away).toBeNull(); // its grace period is over
+    expect(plan.changes[0]!.reasons.join("; ")).toContain("becomes a rebuild");
+    // the rebuild's report installs it
+    apply(m, { kind: "done", pick: 0 });
+    expect(m.extents[0]!.inSync.map((c) => c.sdsId)).toEqual([sdsId(leaving), sdsId(moveTo)]);
+    // and the drain proceeds: a move off the leaving SDS, then it is empty and removed
+    for (let round = 0; round < 10 && !m.removed.has(sdsId(leaving)); round++) {
+      tick(m);
+      if (m.extents[0]!.target) apply(m, { kind: "done", pick: 0 });
+    }
+    expect(m.removed.has(sdsId(leaving))).toBe(true);
+    const end = m.extents[0]!;
+    expect(end.inSync.length).toBe(2);
+    expect(end.inSync.some((c) => c.sdsId === sdsId(leaving))).toBe(false);
+  });
+
+  test("with fault sets, a move target in the leaving copy's fault set is dropped and a rebuild is placed apart", () => {
+    const { m, leaving, moveTo } = stuckDrain(true);
+    tick(m);
+    const e = m.extents[0]!;
+    checkExtent(e);
+    expect(e.inSync.map((c) => c.sdsId)).toEqual([sdsId(leaving)]);
+    expect(e.target).not.toBeNull();
+    expect(e.target!.sdsId).not.toBe(sdsId(moveTo));
+    expect(e.target!.replacesSdsId).toBeNull();
+    expect(domainOf(m, e.target!.sdsId)).not.toBe(domainOf(m, sdsId(leaving)));
+    for (let round = 0; round < 10 && !m.removed.has(sdsId(leaving)); round++) {
+      if (m.extents[0]!.target) apply(m, { kind: "done", pick: 0 });
+      tick(m);
+    }
+    expect(m.removed.has(sdsId(leaving))).toBe(true);
+    expect(m.extents[0]!.inSync.length).toBe(2);
+  });
+
+  test("a rebuild target next to two in-sync copies (a stored state) is dropped, never left running", () => {
+    const m = newModel(4, 1, false);
+    const e = m.extents[0]!;
+    const spare = m.sds.find((s) => !e.inSync.some((c) => c.sdsId === s.sdsId))!;
+    m.extents = [{ ...e, target: { sdsId: spare.sdsId, deviceId: spare.devices[0]!.deviceId, mode: "full", startedMs: m.now, replacesSdsId: null } }];
+    tick(m);
+    expect(m.extents[0]!.target).toBeNull();
+    expect(m.extents[0]!.epoch).toBe(e.epoch + 1);
+  });
+});

@@ -50,3 +50,28 @@ test("a host that rebooted faster than the heartbeat timeout leaves the in-sync 
   await c.settle();
   for (const e of c.extents()) expect(e.inSync.length).toBe(2);
 });
+
+test("a rebooted host's copies leave while moves run: each move is settled (a rebuild, or dropped when its source left), none is left running", async () => {
+  await fourSds();
+  await c.createVolume("v1", 1);
+  const leaving = c.id("sds4");
+  expect((await c.m.api("POST", `/instances/Sds::${leaving}/action/removeSds`, {})).status).toBe(200);
+  c.tick();
+  const moves = c.extents().filter((e) => e.target?.replacesSdsId === leaving);
+  expect(moves.length).toBeGreaterThan(0);
+  // the staying copy of each move is on the rebooted SDS (drop it), or it is the primary (source)
+  const staying = moves[0]!.inSync.find((x) => x.sdsId !== leaving)!.sdsId;
+  const name = c.byId(staying).name;
+  await c.m.joinSds(name, { hostRebooted: true });
+  for (const e of c.extents()) {
+    if (!moves.some((m) => m.volumeId === e.volumeId && m.idx === e.idx)) continue;
+    const before = moves.find((m) => m.volumeId === e.volumeId && m.idx === e.idx)!;
+    if (!before.inSync.some((x) => x.sdsId === staying)) continue;
+    expect(e.inSync.map((x) => x.sdsId)).toEqual([leaving]);
+    if (before.inSync[0]!.sdsId === staying) expect(e.target).toBeNull(); // its source left
+    else expect(e.target).toMatchObject({ sdsId: before.target!.sdsId, replacesSdsId: null });
+  }
+  await c.settle();
+  expect(((await c.m.api("GET", `/instances/Sds::${leaving}`)).json as { pfCode: string }).pfCode).toBe("NOT_FOUND");
+  for (const e of c.extents()) expect(e.inSync.length).toBe(2);
+});

@@ -12,7 +12,7 @@ import type { z } from "zod";
 import { SdsAssignmentsResponse, type GrantFloor, type SdsDataPlaneKeys, type VTreeGraph } from "../src/proto/cluster_api.ts";
 import { Access, encodeGrantBody, grantSecret, type GrantSource, type GrantToken } from "../src/proto/grant.ts";
 import { halvesToId, idToHalves } from "../src/proto/ids.ts";
-import { startSdsCore, type SdsCore } from "../src/sds/sds_core.ts";
+import { startSdsCore, type SdsCore, type SdsCoreOptions } from "../src/sds/sds_core.ts";
 import type { SdsClock } from "../src/sds/sds_clock.ts";
 import type { BlockDevice } from "../src/store/block_device.ts";
 
@@ -100,7 +100,16 @@ export function deviceIdOf(i: number): string {
 }
 
 /** Start SDS number i (data in dir/sds{i}); restartable on the same dir. */
-export function startNode(dir: string, i: number, deviceBytes = 64 * MiB, maxInFlightPerConn?: number, port = 0, wrapDevice?: (d: BlockDevice) => BlockDevice, clock?: SdsClock): SdsCore {
+export function startNode(
+  dir: string,
+  i: number,
+  deviceBytes = 64 * MiB,
+  maxInFlightPerConn?: number,
+  port = 0,
+  wrapDevice?: (d: BlockDevice) => BlockDevice,
+  clock?: SdsClock,
+  epochHold?: SdsCoreOptions["epochHold"],
+): SdsCore {
   const d = join(dir, `sds${i}`);
   fs.mkdirSync(d, { recursive: true });
   return startSdsCore({
@@ -113,6 +122,7 @@ export function startNode(dir: string, i: number, deviceBytes = 64 * MiB, maxInF
     maxInFlightPerConn,
     wrapDevice,
     clock,
+    epochHold,
   });
 }
 

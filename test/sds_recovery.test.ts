@@ -110,7 +110,15 @@ test("epochs: older and newer epochs are refused with STALE_EPOCH on every exten
   const [a, b, c] = boot(3);
   applyAll(nodes, plan([{ index: 0, replicas: [0, 1], epoch: 5, target: { sds: 2, mode: "full" } }]));
   let newer = 0;
-  for (const n of [a!, b!, c!]) n.node.onNewerEpoch = () => void newer++;
+  // the MDM has nothing newer: a heartbeat sent now is answered with the assignments held (a
+  // forwarded frame with a newer epoch waits for that answer, then is refused as final)
+  for (const n of [a!, b!, c!]) {
+    n.node.onNewerEpoch = () => {
+      newer++;
+      const beat = n.node.heartbeatBegun();
+      queueMicrotask(() => n.node.heartbeatAnswered(beat));
+    };
+  }
   const fromPrimaryToB = peerClient(b!, 0);
   const fromPrimaryToC = peerClient(c!, 0);
   const data = pattern(4096, 9);
@@ -134,6 +142,8 @@ test("epochs: older and newer epochs are refused with STALE_EPOCH on every exten
     }
   }
   expect(newer).toBe(expectedNewer);
+  // the forwarded ones with a newer epoch waited for the MDM's answer (4 opcodes x 2 epochs)
+  expect(b!.node.holds.stats.final + c!.node.holds.stats.final).toBe(8);
   for (const n of [a!, b!, c!]) expect(used(n)).toBe(0);
   expect(a!.node.stats.refusedStaleEpoch + b!.node.stats.refusedStaleEpoch + c!.node.stats.refusedStaleEpoch).toBe(cases.length * 4);
   // the right epoch goes through (and reaches both copies and the target)

@@ -35,6 +35,11 @@ export const Limits = {
   dataMaxConnsPerSds: 4096, // an SDS refuses data-plane connections beyond this many
   dataMaxInFlightBytesPerConn: 96 * MiB, // an SDS stops reading a connection whose requests/replies hold this many bytes
   sdcRetryWindowMs: 30_000, // an SDC retries a refused piece (stale map, SDS down) this long before EIO
+  // a forwarded frame (REPL_*, REBUILD_WRITE) naming a newer epoch than this SDS holds, or an extent
+  // not assigned here yet, holds its connection (sds/epoch_hold.ts) until the assignments catch up:
+  sdsEpochHoldMs: 2000, // at most this long per frame (then it is handled, i.e. refused, as it stands)
+  sdsEpochHoldMaxFrames: 256, // frames held per connection; at the cap the connection stops reading
+  sdsEpochHoldMaxBytes: 16 * MiB, // payload bytes held per connection; at the cap likewise
 
   // SDS copies (rebuild, resync, move) driven by a primary
   maxRebuildReports: 4096, // copies reported in one SDS heartbeat (SdsHeartbeatRequest.rebuilds)

@@ -17,6 +17,7 @@
 //   bytes (payloads being handled + replies the peer has not read yet), per connection: beyond
 //   either the socket is paused and further frames stay in the reader until replies (and the
 //   peer's reading) free room, so a client that never reads its replies cannot grow our memory;
+//   the handler may also stop reading a connection (holdReading) until it restarts it;
 // - every request handed to the handler gets at most one reply; replies after the connection
 //   closed are dropped.
 
@@ -49,6 +50,12 @@ export interface RequestConn {
   replyInto(h: FrameHeader, payloadBytes: number): Uint8Array;
   /** undo the replyInto just made (the payload could not be produced); reply again after */
   retractReplyInto(h: FrameHeader, payloadBytes: number): void;
+  /**
+   * Stop (true) or restart (false) handing further frames of this connection to the handler,
+   * whatever its in-flight counts (the handler holds frames at its own cap: sds/epoch_hold.ts).
+   * Frames not handed out stay unread in the socket, so the peer is pushed back by TCP.
+   */
+  holdReading(on: boolean): void;
   readonly closed: boolean;
 }
 
@@ -166,6 +173,8 @@ class ServerConnection implements RequestConn {
   /** payload bytes of requests handed to the handler and not yet replied */
   private inFlightBytes = 0;
   private paused = false;
+  /** the handler asked not to be handed frames of this connection for now (holdReading) */
+  private readingHeld = false;
   private resumeQueued = false;
   closed = false;
   private handshakeTimer: ReturnType<typeof setTimeout> | null;
@@ -229,12 +238,14 @@ class ServerConnection implements RequestConn {
     this.inFlightBytes += costOf(h);
   }
 
+  holdReading(on: boolean): void {
+    this.readingHeld = on;
+    if (!on) this.resumeSoon();
+  }
+
   onDrain(): void {
     this.writer.onDrain();
-    if (this.paused && !this.resumeQueued && !this.overloaded()) {
-      this.resumeQueued = true;
-      queueMicrotask(this.resumeTask);
-    }
+    this.resumeSoon();
   }
 
   close(reason: string | null): void {
@@ -342,6 +353,7 @@ class ServerConnection implements RequestConn {
 
   private overloaded(): boolean {
     return (
+      this.readingHeld ||
       this.inFlight >= this.server.maxInFlightPerConn ||
       this.inFlightBytes + this.writer.queuedBytes >= this.server.maxInFlightBytesPerConn
     );
@@ -350,6 +362,11 @@ class ServerConnection implements RequestConn {
   private done(cost: number): void {
     this.inFlight--;
     this.inFlightBytes -= cost;
+    this.resumeSoon();
+  }
+
+  /** Paused and no longer overloaded: resume reading in a microtask (once). */
+  private resumeSoon(): void {
     if (this.paused && !this.resumeQueued && !this.overloaded()) {
       this.resumeQueued = true;
       queueMicrotask(this.resumeTask);

@@ -9,7 +9,10 @@
 // first heartbeat reports them applied, and nothing is served before that heartbeat's answer
 // gives a lease; the lease counts from when the heartbeat was SENT; an unreachable MDM stops
 // nothing until the lease runs out, heartbeats keep being retried, and the first answer after
-// the MDM is back renews the lease. The control port (HTTP /health, /metrics, /status) listens
+// the MDM is back renews the lease. A request naming a newer epoch (or a forwarded frame held
+// for one, sds/epoch_hold.ts) gets a heartbeat within EARLY_BEAT_MIN_GAP_MS, never a dropped
+// one; an answered heartbeat whose assignments are applied is reported to the node, which ends
+// the holds of frames that arrived before it was sent. The control port (HTTP /health, /metrics, /status) listens
 // before the join, so it can tell an operator the SDS is not joined yet; every heartbeat carries
 // the cumulative IO counters (src/proto/io_report.ts) under a random per-process incarnation.
 //
@@ -199,6 +202,8 @@ class MdmSession implements MdmLinkState {
   private wake: (() => void) | null = null;
   private failures = 0;
   private lastBeatMs = -Infinity;
+  /** someone asked for a heartbeat before the next regular one (see the constructor) */
+  private earlyWanted = false;
   answeredBeats = 0;
   lastError: string | null = null;
 
@@ -209,9 +214,12 @@ class MdmSession implements MdmLinkState {
     /** random per process start: the MDM reads a counter drop under a new one as a restart */
     private readonly incarnation: string,
   ) {
-    // a client named a newer epoch than ours: the MDM has news, ask now instead of at the next beat
+    // a client named a newer epoch than ours (or a peer forwarded one, and waits for us): the MDM
+    // has news, ask now instead of at the next beat. Never dropped: a beat in flight, or one sent
+    // less than EARLY_BEAT_MIN_GAP_MS ago, is followed by another that soon after.
     const early = () => {
-      if (performance.now() - this.lastBeatMs >= EARLY_BEAT_MIN_GAP_MS) this.wake?.();
+      this.earlyWanted = true;
+      this.wake?.();
     };
     core.node.onNewerEpoch = early;
     core.node.onCopyDone = early;
@@ -263,14 +271,17 @@ class MdmSession implements MdmLinkState {
     if (resp.mapVersion !== before) consola.debug(`sds ${this.core.sdsId}: applied map version ${resp.mapVersion} (${resp.extents.length} extents)`);
   }
 
-  private async run(): Promise<void> {
+  /** Wait until the next heartbeat is due: the regular interval, or the early gap when asked. */
+  private async untilNextBeat(): Promise<void> {
     while (!this.stopped) {
       // during recovery, beat faster: each step of a rebuild waits for the MDM's next answer
       const fast = this.core.node.recovering ? RECOVERY_HEARTBEAT_MS : this.failures > 0 ? FAILED_BEAT_RETRY_MS : this.heartbeatMs;
       const intervalMs = Math.min(this.heartbeatMs, fast);
+      const gapMs = this.earlyWanted ? Math.min(intervalMs, EARLY_BEAT_MIN_GAP_MS) : intervalMs;
       // fixed rate from the last send (not from the last answer): a slow answer must not stretch
       // the gap between renewals towards the lease length
-      const delayMs = Math.max(0, this.lastBeatMs + intervalMs - performance.now());
+      const delayMs = this.lastBeatMs + gapMs - performance.now();
+      if (delayMs <= 0) return;
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, delayMs);
         this.wake = () => {
@@ -279,7 +290,14 @@ class MdmSession implements MdmLinkState {
         };
       });
       this.wake = null;
+    }
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      await this.untilNextBeat();
       if (this.stopped) return;
+      this.earlyWanted = false;
       try {
         await this.beat();
         if (this.failures > 0) consola.info(`sds ${this.core.sdsId}: MDM reachable again after ${this.failures} failed heartbeat(s)`);
@@ -296,6 +314,7 @@ class MdmSession implements MdmLinkState {
     const node = this.core.node;
     const devices = this.core.store.slots.map((s) => ({ deviceId: s.deviceId, state: s.state, usedBytes: this.core.store.usedBytes(s) }));
     const sentAtMs = node.clock.nowMs();
+    const beatNo = node.heartbeatBegun();
     this.lastBeatMs = performance.now();
     const failedForwards = node.takeFailedForwards();
     let hb: HeartbeatResponse;
@@ -319,5 +338,7 @@ class MdmSession implements MdmLinkState {
     if (hb.mapVersion !== node.appliedMapVersion && !this.stopped) await this.refreshAssignments();
     if (node.appliedMapVersion < hb.mapVersion) return; // not caught up: no lease from this beat
     node.grantLease(sentAtMs, hb.leaseMs);
+    // the assignments are now as new as anything a peer knew before this beat was sent
+    node.heartbeatAnswered(beatNo);
   }
 }

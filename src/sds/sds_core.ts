@@ -17,7 +17,7 @@ import { MeteredDevice } from "./device_meter.ts";
 import { ExtentStore } from "./extent_store.ts";
 import type { SdsClock } from "./sds_clock.ts";
 import { SdsMetrics } from "./sds_metrics.ts";
-import { SdsNode } from "./sds_node.ts";
+import { SdsNode, type SdsNodeOptions } from "./sds_node.ts";
 
 export interface SdsCoreDevice {
   /** the MDM's id for the device (assignments name it) */
@@ -50,6 +50,8 @@ export interface SdsCoreOptions {
   registry?: MetricRegistry;
   /** the host rebooted since this SDS last ran (its page cache is gone) */
   hostRebooted?: boolean;
+  /** bounds of the hold of forwarded frames ahead of the assignments (tests: smaller) */
+  epochHold?: SdsNodeOptions["epochHold"];
 }
 
 export interface SdsCore {
@@ -80,7 +82,7 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
     }
     meta.setKey("sds_id", opts.sdsId);
     const store = ExtentStore.open(meta, devices, { hostRebooted: opts.hostRebooted ?? false });
-    const node = new SdsNode({ sdsId: opts.sdsId, mdmId: opts.mdmId, store, clock: opts.clock, metrics });
+    const node = new SdsNode({ sdsId: opts.sdsId, mdmId: opts.mdmId, store, clock: opts.clock, metrics, epochHold: opts.epochHold });
     const server = opts.server ?? DataPlaneServer.listen({ host: opts.host, port: opts.port, maxInFlightPerConn: opts.maxInFlightPerConn, maxInFlightBytesPerConn: opts.maxInFlightBytesPerConn });
     server.attach(node.access, node);
     const m = meta;

@@ -14,6 +14,11 @@
 //   STALE_EPOCH); the role allows the operation and a forwarded frame comes from the extent's
 //   primary (else NOT_OWNER); the copy's device has not failed (else UNAVAILABLE); the range
 //   lies inside the extent (else INVALID);
+// - except that a frame a peer SDS forwards (REPL_*, REBUILD_WRITE) naming a newer epoch than
+//   held here, or an extent not assigned here yet, is not refused at once: the primary applied a
+//   newer assignment than this SDS has. It holds its connection, in order, until this SDS's
+//   assignments catch up or are known final, for at most Limits.sdsEpochHoldMs, and is then
+//   checked as above (epoch_hold.ts). A refusal the primary sees is therefore a real one;
 // - client IO is served by the primary only; REPL_* by a secondary or target, REBUILD_WRITE by a
 //   target, from the primary only; an away copy serves nothing and is never freed while assigned;
 // - the primary applies writes locally in arrival order and forwards them (REPL_WRITE /
@@ -23,6 +28,9 @@
 //   through the kernel); with FUA, only when every copy has it durable. A copy that fails or
 //   cannot be reached makes the reply non-OK (UNAVAILABLE for a target: the SDC retries), never a
 //   partial OK; a degraded primary (replicas = [self], no target) acks after its own write;
+// - a forward an in-sync copy refused or lost is reported to the MDM (failedForwards) under the
+//   epoch it was sent with when the refusal is about epochs (STALE_EPOCH, NOT_OWNER: the MDM
+//   ignores it once that epoch is gone), else under the extent's epoch; never retried here;
 // - change record (resync): while this SDS is the primary, from the moment an in-sync copy goes
 //   missing (a forwarded write to it fails, or an assignment drops it), every written, trimmed
 //   or zeroed chunk is marked; the record names the copies it is complete for. A primary that
@@ -42,7 +50,7 @@
 //   extent when a newer graph is applied, never while a copy or write is half done.
 
 import { consola } from "consola";
-import { Flag, FrameError, Op, Status, decodeLayerKeys, opName, type Frame, type FrameHeader } from "../proto/dataplane.ts";
+import { Flag, FrameError, Op, Status, decodeLayerKeys, opName, statusName, type Frame, type FrameHeader } from "../proto/dataplane.ts";
 import { DataPlanePool, type DataRequest } from "../proto/dataplane_client.ts";
 import type { ExtentAssignment, ExtentRole, FailedForward, LayerUsage, RebuildReport, SdsAssignmentsResponse } from "../proto/cluster_api.ts";
 import { idToHalves } from "../proto/ids.ts";
@@ -55,6 +63,7 @@ import type { DeviceSlot, Extent, ExtentStore } from "./extent_store.ts";
 import type { RequestConn, RequestHandler } from "./dataplane_server.ts";
 import { LayerGraphs, type LayerState, type VTreeState } from "./layer_graphs.ts";
 import { CopyEngine } from "./rebuild_copy.ts";
+import { EpochHolds, isForwarded } from "./epoch_hold.ts";
 import { realClock, type SdsClock } from "./sds_clock.ts";
 import { SdsMetrics } from "./sds_metrics.ts";
 import { SdsAccess } from "./sds_access.ts";
@@ -107,6 +116,8 @@ export interface SdsNodeOptions {
   clock?: SdsClock;
   /** IO counters (default: a registry of its own) */
   metrics?: SdsMetrics;
+  /** bounds of the hold of forwarded frames ahead of the assignments (default: Limits.sdsEpochHold*) */
+  epochHold?: { waitMs?: number; maxFrames?: number; maxBytes?: number };
 }
 
 const PEER_WARN_INTERVAL_MS = 5000;
@@ -153,7 +164,10 @@ export class SdsNode implements RequestHandler {
   readonly clock: SdsClock;
   readonly copies: CopyEngine;
   readonly metrics: SdsMetrics;
-  /** called when a request names a newer epoch than held: the MDM has news (runSds heartbeats) */
+  /** forwarded frames held while ahead of this SDS's assignments (epoch_hold.ts) */
+  readonly holds: EpochHolds;
+  /** called when a request names a newer epoch than held, or a forwarded frame an extent not held:
+   *  the MDM has news (runSds heartbeats at once) */
   onNewerEpoch: (() => void) | null = null;
   /** called when a copy this SDS drives finished (runSds reports it at once) */
   onCopyDone: (() => void) | null = null;
@@ -179,6 +193,29 @@ export class SdsNode implements RequestHandler {
     // ONE connection per peer: forwarded writes must reach it in the order they were applied
     this.peers = opts.peers ?? new DataPlanePool({ credentials: this.access, connsPerSds: 1 });
     this.copies = new CopyEngine({ sdsId: this.sdsId, store: this.store, peers: this.peers, clock: this.clock, metrics: this.metrics, onDone: () => this.onCopyDone?.() });
+    this.holds = new EpochHolds({
+      sdsId: this.sdsId,
+      behind: (h) => this.aheadOfAssignments(h),
+      handle: (conn, f) => this.handleNow(conn, f),
+      askMdm: () => this.onNewerEpoch?.(),
+      ...opts.epochHold,
+    });
+  }
+
+  // ---- heartbeats (runSds) ----
+
+  /** A heartbeat is being sent: its number, for heartbeatAnswered. */
+  heartbeatBegun(): number {
+    return this.holds.heartbeatBegun();
+  }
+
+  /**
+   * The MDM answered heartbeat `beat` and this SDS applied the assignments it announced: they
+   * are at least as new as anything a peer learned before that heartbeat was sent, so forwarded
+   * frames held since before it wait no longer (epoch_hold.ts).
+   */
+  heartbeatAnswered(beat: number): void {
+    this.holds.heartbeatAnswered(beat);
   }
 
   // ---- lease ----
@@ -334,6 +371,8 @@ export class SdsNode implements RequestHandler {
     this.copies.reconcile(this.store.extents());
     this.appliedMapVersion = resp.mapVersion;
     this.assignmentsApplied = true;
+    // forwarded frames that waited for these assignments go on (in order, per connection)
+    this.holds.assignmentsApplied();
   }
 
   /**
@@ -387,6 +426,17 @@ export class SdsNode implements RequestHandler {
   // ---- requests ----
 
   onRequest(conn: RequestConn, f: Frame): void {
+    if (this.holds.offer(conn, f)) return;
+    this.handleNow(conn, f);
+  }
+
+  /** A forwarded frame ahead of this SDS's assignments: a newer epoch, or an extent not held yet. */
+  private aheadOfAssignments(h: FrameHeader): boolean {
+    const e = this.store.lookup(h.volumeHi, h.volumeLo, h.extentIndex);
+    return e === undefined || h.epoch > e.epoch;
+  }
+
+  private handleNow(conn: RequestConn, f: Frame): void {
     const h = f.header;
     try {
       this.dispatch(conn, h, f.payload);
@@ -494,7 +544,8 @@ export class SdsNode implements RequestHandler {
     }
     if (h.epoch !== e.epoch) {
       this.stats.refusedStaleEpoch++;
-      if (h.epoch > e.epoch) this.onNewerEpoch?.();
+      // a forwarded frame asked when its hold began (epoch_hold.ts); it is past waiting now
+      if (h.epoch > e.epoch && !isForwarded(conn, h)) this.onNewerEpoch?.();
       return Status.STALE_EPOCH;
     }
     if (!roleServes(e.role, use) || (use !== "client" && use !== "checksum" && conn.nodeId !== e.replicas[0])) {
@@ -609,7 +660,7 @@ export class SdsNode implements RequestHandler {
     const link = this.peers.link(peer);
     join.expect();
     if (link === undefined) {
-      this.forwardFailed(e, peer, inSync, offset, length, "no address known");
+      this.forwardFailed(e, peer, inSync, offset, length, "no address known", e.epoch);
       join.done(Status.UNAVAILABLE);
       return;
     }
@@ -620,15 +671,20 @@ export class SdsNode implements RequestHandler {
       fwd,
       payload,
       (st) => {
-        if (st !== Status.OK) this.forwardFailed(e, peer, inSync, offset, length, `status ${st}`);
+        if (st !== Status.OK) {
+          // an epoch refusal is about the epoch the forward was sent with (fwd.epoch), which this
+          // SDS may have left by the time the reply comes
+          const epoch = st === Status.STALE_EPOCH || st === Status.NOT_OWNER ? fwd.epoch : e.epoch;
+          this.forwardFailed(e, peer, inSync, offset, length, `status ${statusName(st)}`, epoch);
+        }
         join.done(inSync ? peerStatus(st) : targetStatus(st));
       },
       true,
     );
   }
 
-  /** A forwarded write did not reach `peer`: the copies may differ on that range. */
-  private forwardFailed(e: Extent, peer: string, inSync: boolean, offset: number, length: number, what: string): void {
+  /** A forwarded write (sent under `epoch`) did not reach `peer`: the copies may differ on that range. */
+  private forwardFailed(e: Extent, peer: string, inSync: boolean, offset: number, length: number, what: string, epoch: number): void {
     this.peerFailed(peer, what);
     e.forwardFailures++;
     if (e.removed || e.role !== "primary") return;
@@ -636,7 +692,7 @@ export class SdsNode implements RequestHandler {
       this.recordMissing(e, [peer]);
       // tell the MDM in the next heartbeat: that copy must leave the in-sync set and be resynced
       if (this.failedForwards.size < Limits.maxRebuildReports) {
-        this.failedForwards.set(`${e.key}/${peer}`, { volumeId: e.volumeId, extentIndex: e.extentIndex, epoch: e.epoch, peerSdsId: peer });
+        this.failedForwards.set(`${e.key}/${peer}`, { volumeId: e.volumeId, extentIndex: e.extentIndex, epoch, peerSdsId: peer });
       }
     }
     this.markChanged(e, offset, length);
@@ -966,6 +1022,7 @@ export class SdsNode implements RequestHandler {
   }
 
   close(): void {
+    this.holds.close();
     this.copies.close();
     this.fence.close();
     this.peers.close();

@@ -4,13 +4,16 @@
 // counts (an older epoch is stale: the copy it describes was dropped or restarted); a finished
 // rebuild makes the target the secondary, a finished move makes it replace the moved-from copy
 // (the remaining copy becomes primary if the primary moved); the away copy is dropped (two in-sync
-// copies exist again); the result has epoch + 1.
+// copies exist again); the result has epoch + 1. A finished copy that cannot be installed
+// (targetMisfit; no state the core produces is like that) is "unusable": the planner settles
+// that target at its next tick (rebuild_planner.ts settleMisfitTarget), it is never left running.
 
 import type { RebuildReport } from "../../proto/cluster_api.ts";
-import { checkExtent, type CopyRef, type ExtentState } from "./recovery_model.ts";
+import { checkExtent, targetMisfit, type CopyRef, type ExtentState } from "./recovery_model.ts";
 
 export type ReportVerdict =
   | { kind: "stale"; why: string }
+  | { kind: "unusable"; why: string }
   | { kind: "progress" }
   | { kind: "complete"; after: ExtentState; reason: string };
 
@@ -20,16 +23,16 @@ export function judgeReport(e: ExtentState, reporterSdsId: string, r: RebuildRep
   if (r.epoch !== e.epoch) return { kind: "stale", why: `report for epoch ${r.epoch}, extent is at epoch ${e.epoch}` };
   if (e.inSync[0]?.sdsId !== reporterSdsId) return { kind: "stale", why: `SDS ${reporterSdsId} is not the primary` };
   if (!r.done) return { kind: "progress" };
+  const misfit = targetMisfit(e);
+  if (misfit !== null) return { kind: "unusable", why: misfit };
   const copy: CopyRef = { sdsId: t.sdsId, deviceId: t.deviceId };
   let inSync: CopyRef[];
   let reason: string;
   if (t.replacesSdsId === null) {
-    if (e.inSync.length !== 1) return { kind: "stale", why: "a rebuild finished on an extent that already has two in-sync copies" };
     inSync = [e.inSync[0]!, copy];
     reason = `${t.mode} copy to SDS ${t.sdsId} finished: it is the secondary`;
   } else {
     const stay = e.inSync.filter((c) => c.sdsId !== t.replacesSdsId);
-    if (stay.length !== 1) return { kind: "stale", why: `the copy on SDS ${t.replacesSdsId} the move replaces is not in sync` };
     inSync = [stay[0]!, copy];
     reason = `move finished: SDS ${t.sdsId} replaces SDS ${t.replacesSdsId}`;
   }

@@ -8,7 +8,11 @@
 // - in-sync copies on failed devices are dropped, copies on disconnected SDSs leave the in-sync
 //   list and are kept as the "away" copy (away-since = now), as long as one in-sync copy is up;
 //   if the primary left, the secondary becomes primary and a running copy is dropped (its
-//   source is gone); a move left with one in-sync copy becomes a plain rebuild;
+//   source is gone); a move left with one in-sync copy becomes a plain rebuild (recovery_model.ts
+//   withInSync), or is dropped when its target shares the fault set of the copy left;
+// - a running copy that could no longer be installed when it finishes (targetMisfit: a move next
+//   to one in-sync copy, a rebuild next to two; a stored state) is settled the same way, so a
+//   finished copy is never refused forever and the extent gets what it needs (a rebuild);
 // - when no in-sync copy is up the extent is unavailable: membership stays (its holder serves
 //   again when it returns), a running copy is dropped, the away copy is kept as a recovery
 //   source and promoted (loudly: writes since it left are lost) once every in-sync holder is
@@ -31,6 +35,8 @@ import {
   copiesOf,
   deviceCopyDeltas,
   extentKey,
+  targetMisfit,
+  withInSync,
   type CopyRef,
   type ExtentState,
   type PlannedExtent,
@@ -208,6 +214,7 @@ function set(w: Work, env: Env, next: PlannedExtent, reason: string): void {
 function repairMembership(w: Work, env: Env, alerts: PlanAlert[]): void {
   dropBadTarget(w, env);
   dropLostInSync(w, env);
+  settleMisfitTarget(w, env);
   handleUnavailable(w, env, alerts);
   dropStaleAway(w, env);
 }
@@ -229,7 +236,8 @@ function dropLostInSync(w: Work, env: Env): void {
   const keep = ups.length > 0 ? ups : alive;
   if (keep.length === 0 || keep.length === e.inSync.length) return;
   const primaryChanged = keep[0]!.sdsId !== e.inSync[0]!.sdsId;
-  let next: PlannedExtent = { ...e, inSync: keep };
+  // the away copy first (from the copies leaving), then the target against the copies kept
+  let next: PlannedExtent = { ...e };
   const reasons: string[] = [];
   for (const c of e.inSync) {
     if (keep.includes(c)) continue;
@@ -242,25 +250,24 @@ function dropLostInSync(w: Work, env: Env): void {
       reasons.push(`the copy on SDS ${c.sdsId} is lost (${st === "dead" ? "device failed" : "SDS being removed is disconnected"})`);
     }
   }
-  if (next.target) {
-    if (primaryChanged) {
-      reasons.push(`dropped the copy to SDS ${next.target.sdsId}: its source (the primary) left`);
-      next = { ...next, target: null };
-    } else if (next.target.replacesSdsId !== null && (keep.length < 2 || !keep.some((c) => c.sdsId === next.target?.replacesSdsId))) {
-      // one in-sync copy left: the copy being built is needed as a second copy, not a replacement,
-      // unless it sits in the fault set of the copy it would now stand next to
-      const t = next.target;
-      if (keep.some((c) => env.sameDomain(c.sdsId, t.sdsId, e.poolId))) {
-        next = { ...next, target: null };
-        reasons.push(`dropped the move to SDS ${t.sdsId}: it shares a fault set with the copy left`);
-      } else {
-        next = { ...next, target: { ...t, replacesSdsId: null } };
-        reasons.push(`the move to SDS ${t.sdsId} becomes a rebuild`);
-      }
-    }
-  }
+  const settled = withInSync(next, keep, (a, b) => env.sameDomain(a, b, e.poolId));
+  next = { ...next, ...settled.next };
+  reasons.push(...settled.reasons);
   if (primaryChanged) reasons.push(`SDS ${keep[0]!.sdsId} becomes primary`);
   set(w, env, next, reasons.join("; "));
+}
+
+/**
+ * A running copy that could not be installed when it finishes (a stored state from before every
+ * path settled its target, see recovery_model.ts withInSync) is re-planned now, never left
+ * running: a move left with one in-sync copy becomes a rebuild (or is dropped), anything else is
+ * dropped, and the steps below start what the extent needs.
+ */
+function settleMisfitTarget(w: Work, env: Env): void {
+  const e = w.cur;
+  if (targetMisfit(e) === null) return;
+  const settled = withInSync(e, e.inSync, (a, b) => env.sameDomain(a, b, e.poolId));
+  set(w, env, { ...e, ...settled.next }, settled.reasons.join("; "));
 }
 
 function handleUnavailable(w: Work, env: Env, alerts: PlanAlert[]): void {

@@ -3,7 +3,9 @@
 // of an SDS drain, and the pool recovery figures served by REST.
 // Invariants: every persisted extent change is compare-and-set on the epoch it was planned from,
 // bumps that extent's epoch and the global mapVersion in the same transaction, and keeps
-// device.assigned_bytes equal to the copies (in-sync, target, away) on the device; the lease
+// device.assigned_bytes equal to the copies (in-sync, target, away) on the device; a membership
+// change made here (failed forwards, a rebooted SDS) settles the running copy like the planner
+// does (recovery_model.ts withInSync), so every stored state can finish its copy; the lease
 // handed to SDSs is strictly shorter than the heartbeat timeout, so an SDS has stopped serving
 // before the MDM activates an epoch without it.
 
@@ -19,12 +21,12 @@ import { inTransaction, type MdmContext } from "../core/context.ts";
 import { judgeReport } from "./rebuild_completion.ts";
 import { planRecovery, type RecoveryPlan } from "./rebuild_planner.ts";
 import { RebuildProgress } from "./rebuild_progress.ts";
-import { deviceCopyDeltas, extentFromRow, extentKey, rowColumnsOf, type CopyRef, type ExtentState, type PlannedExtent } from "./recovery_model.ts";
+import { deviceCopyDeltas, extentFromRow, extentKey, rowColumnsOf, withInSync, type CopyRef, type ExtentState, type PlannedExtent, type SameDomain } from "./recovery_model.ts";
 import { summarizePool } from "./recovery_summary.ts";
 import { copiesHeldBy, loadAttentionExtents, loadRecoveryView, loadSdsViews, SDS_REMOVING, type RecoveryView } from "./recovery_view.ts";
 import { getSds } from "../core/lookup.ts";
 import { bumpMapVersion } from "../core/system_state.ts";
-import { addToDevice, chooseTargetDevice, poolHasFaultSets, type SdsView } from "./target_placement.ts";
+import { addToDevice, chooseTargetDevice, domainOf, poolHasFaultSets, type SdsView } from "./target_placement.ts";
 import { adjustDevice } from "../topology/volumes.ts";
 import { trimAppliedMerges } from "../vtree/merge_trim.ts";
 
@@ -210,6 +212,9 @@ export function applyRebuildReports(ctx: MdmContext, sdsId: string, reports: rea
       case "stale":
         consola.debug(`mdm: ignored a rebuild report from SDS ${sdsId} for extent ${extentKey(e)}: ${verdict.why}`);
         break;
+      case "unusable":
+        consola.warn(`mdm: SDS ${sdsId} finished a copy of extent ${extentKey(e)} that cannot be installed (${verdict.why}); the planner re-plans that extent`);
+        break;
       case "progress":
         rt.progress.report(e.poolId, RebuildProgress.copyKey(e.volumeId, e.idx, e.epoch, r.targetSdsId), r.copiedBytes, r.totalBytes, now);
         break;
@@ -366,21 +371,20 @@ export function attentionExtents(ctx: MdmContext, poolId: string): PlannedExtent
 export function forgetVolatileCopies(ctx: MdmContext, sdsId: string): number {
   return inTransaction(ctx, () => {
     const rows = ctx.store.db
-      .select({ extent: extentTable, extentBytes: vtreeTable.extentBytes, volumeType: vtreeTable.volumeType })
+      .select({ extent: extentTable, extentBytes: vtreeTable.extentBytes, volumeType: vtreeTable.volumeType, poolId: vtreeTable.poolId })
       .from(extentTable)
       .innerJoin(vtreeTable, eq(vtreeTable.ownerId, extentTable.volumeId))
       .where(or(eq(extentTable.primarySdsId, sdsId), eq(extentTable.secondarySdsId, sdsId), eq(extentTable.awaySdsId, sdsId), eq(extentTable.targetSdsId, sdsId)))
       .all();
     let changed = 0;
+    const domains = new PoolDomains(ctx);
     for (const r of rows) {
       const before = extentFromRow(r.extent);
       let after: ExtentState = before;
       if (before.away?.sdsId === sdsId) after = { ...after, away: null };
       if (before.target?.sdsId === sdsId) after = { ...after, target: null };
       if (after.inSync.length > 1 && after.inSync.some((c) => c.sdsId === sdsId)) {
-        const inSync = after.inSync.filter((c) => c.sdsId !== sdsId);
-        const target = after.target?.replacesSdsId === sdsId ? null : after.target;
-        after = { ...after, inSync, target };
+        after = withInSync(after, after.inSync.filter((c) => c.sdsId !== sdsId), domains.of(r.poolId)).next;
       }
       if (after === before) continue;
       persistExtent(ctx, before, { ...after, epoch: before.epoch + 1 }, r.extentBytes, r.volumeType === "ThickProvisioned");
@@ -398,16 +402,19 @@ export function forgetVolatileCopies(ctx: MdmContext, sdsId: string): number {
  * The primary of an extent reports that a write it forwarded to an in-sync copy was refused or
  * lost (a full thin device, a dropped connection): that copy may now differ from the primary's
  * on that range. It leaves the in-sync set (epoch bump) and is kept as the away copy, so the
- * planner resyncs it from the primary's change record, which covers the failed range. Reports
- * from an older epoch, or from an SDS that is not the primary, are ignored.
+ * planner resyncs it from the primary's change record, which covers the failed range. A move
+ * running on the extent is settled against the one copy left (withInSync: it becomes a rebuild,
+ * or is dropped), so it never waits for an install that cannot happen. Reports from an older
+ * epoch, or from an SDS that is not the primary, are ignored.
  */
 export function applyFailedForwards(ctx: MdmContext, reporterSdsId: string, reports: readonly FailedForward[]): void {
   if (reports.length === 0) return;
   let changed = 0;
   inTransaction(ctx, () => {
+    const domains = new PoolDomains(ctx);
     for (const f of reports) {
       const row = ctx.store.db
-        .select({ extent: extentTable, extentBytes: vtreeTable.extentBytes, volumeType: vtreeTable.volumeType })
+        .select({ extent: extentTable, extentBytes: vtreeTable.extentBytes, volumeType: vtreeTable.volumeType, poolId: vtreeTable.poolId })
         .from(extentTable)
         .innerJoin(vtreeTable, eq(vtreeTable.ownerId, extentTable.volumeId))
         .where(and(eq(extentTable.volumeId, f.volumeId), eq(extentTable.idx, f.extentIndex)))
@@ -417,17 +424,38 @@ export function applyFailedForwards(ctx: MdmContext, reporterSdsId: string, repo
       if (before.epoch !== f.epoch || before.inSync[0]!.sdsId !== reporterSdsId || before.inSync.length < 2) continue;
       const peer = before.inSync.find((c) => c.sdsId === f.peerSdsId);
       if (!peer) continue;
-      const after: ExtentState = {
-        ...before,
-        epoch: before.epoch + 1,
-        inSync: before.inSync.filter((c) => c.sdsId !== f.peerSdsId),
-        target: before.target?.replacesSdsId === f.peerSdsId ? null : before.target,
-        away: { sdsId: peer.sdsId, deviceId: peer.deviceId, sinceMs: ctx.clock() },
-      };
+      // a running move must still be installable with one in-sync copy left (withInSync): it
+      // becomes a rebuild, or is dropped and the planner starts what the extent needs
+      const settled = withInSync(before, before.inSync.filter((c) => c.sdsId !== f.peerSdsId), domains.of(row.poolId));
+      const after: ExtentState = { ...settled.next, epoch: before.epoch + 1, away: { sdsId: peer.sdsId, deviceId: peer.deviceId, sinceMs: ctx.clock() } };
       persistExtent(ctx, before, after, row.extentBytes, row.volumeType === "ThickProvisioned");
       changed++;
-      consola.warn(`mdm: extent ${extentKey(before)}: a write forwarded by ${reporterSdsId} to ${f.peerSdsId} failed; that copy leaves the in-sync set and will be resynced`);
+      const also = settled.reasons.length > 0 ? `; ${settled.reasons.join("; ")}` : "";
+      consola.warn(`mdm: extent ${extentKey(before)}: a write forwarded by ${reporterSdsId} to ${f.peerSdsId} failed; that copy leaves the in-sync set and will be resynced${also}`);
     }
     if (changed > 0) bumpMapVersion(ctx);
   });
+}
+
+/** Fault domains per pool for the edge's own membership changes (SDS views read on first use). */
+class PoolDomains {
+  private views: SdsView[] | null = null;
+  private readonly byPool = new Map<string, SameDomain>();
+  constructor(private readonly ctx: MdmContext) {}
+
+  /** Whether two SDSs share a fault domain of `poolId` (an unknown SDS is its own domain, as in the planner). */
+  of(poolId: string): SameDomain {
+    let f = this.byPool.get(poolId);
+    if (f !== undefined) return f;
+    const views = (this.views ??= loadSdsViews(this.ctx));
+    const fs = poolHasFaultSets(views, poolId);
+    const byId = new Map(views.map((s) => [s.sdsId, s]));
+    f = (a, b) => {
+      const sa = byId.get(a);
+      const sb = byId.get(b);
+      return sa === undefined || sb === undefined ? a === b : domainOf(sa, fs) === domainOf(sb, fs);
+    };
+    this.byPool.set(poolId, f);
+    return f;
+  }
 }

@@ -3,7 +3,10 @@
 // Invariants (checkExtent asserts them on every state the core produces):
 // - 1 or 2 in-sync copies, primary first; the in-sync list, the target and the away copy never
 //   name one SDS twice;
-// - a target that replaces a copy (a move) names an in-sync SDS;
+// - a running copy can always be installed when it finishes (targetMisfit): a rebuild or resync
+//   target (replacesSdsId null) runs only while the extent has ONE in-sync copy, a move only while
+//   it has TWO, one of them the copy it replaces. A change of the in-sync set that breaks this
+//   settles the target at once (withInSync): the move becomes a rebuild, or the copy is dropped;
 // - epoch >= 1 and only grows (the core returns epoch + 1 for every membership change).
 
 import { assert } from "../../proto/errors.ts";
@@ -67,10 +70,58 @@ export function checkExtent(e: ExtentState): void {
   assert(e.inSync.length >= 1 && e.inSync.length <= 2, "an extent has 1 or 2 in-sync copies");
   const sds = copiesOf(e).map((c) => c.sdsId);
   assert(new Set(sds).size === sds.length, "two copies never on one SDS");
-  if (e.target?.replacesSdsId) {
-    const r = e.target.replacesSdsId;
-    assert(e.inSync.some((c) => c.sdsId === r), "a move replaces an in-sync copy");
+  const misfit = targetMisfit(e);
+  assert(misfit === null, `a running copy can be installed when it finishes (${misfit ?? ""})`);
+}
+
+/**
+ * Why the running copy of `e` could not be installed when it finishes, or null when it could
+ * (rebuild_completion.ts installs exactly these): a rebuild or resync needs exactly one in-sync
+ * copy (the target becomes the second), a move needs two, one of them the copy it replaces.
+ */
+export function targetMisfit(e: ExtentState): string | null {
+  const t = e.target;
+  if (t === null) return null;
+  if (t.replacesSdsId === null) return e.inSync.length === 1 ? null : `a ${t.mode} copy to SDS ${t.sdsId} on an extent that has two in-sync copies`;
+  const replaced = t.replacesSdsId;
+  if (!e.inSync.some((c) => c.sdsId === replaced)) return `the move to SDS ${t.sdsId} replaces SDS ${replaced}, which is not in sync`;
+  return e.inSync.length === 2 ? null : `the move to SDS ${t.sdsId} would replace the only in-sync copy (SDS ${replaced})`;
+}
+
+/** Whether two SDSs share a fault domain of the extent's pool (its fault set, else the SDS itself). */
+export type SameDomain = (a: string, b: string) => boolean;
+
+export interface Settled {
+  next: ExtentState;
+  /** what happened to the running copy (empty: nothing) */
+  reasons: string[];
+}
+
+/**
+ * The extent with the in-sync set `inSync` (copies left it, or a stored state to repair), its
+ * running copy settled so that it can still be installed (targetMisfit):
+ * - the primary changed: the copy is dropped (its source, the old primary, drives it no more);
+ * - a move left with one in-sync copy: the copy being built is needed as the second copy, so the
+ *   move becomes a rebuild, unless its target shares a fault domain with the copy left (then it is
+ *   dropped). Without `sameDomain` only the copy the move was placed apart from (the one it did
+ *   not replace) is known to be safe; next to the copy it replaced, the move is dropped;
+ * - a rebuild next to two in-sync copies is dropped (nothing to rebuild).
+ * Epoch and away copy are the caller's.
+ */
+export function withInSync(e: ExtentState, inSync: CopyRef[], sameDomain: SameDomain | null): Settled {
+  const t = e.target;
+  const next: ExtentState = { ...e, inSync };
+  if (t === null) return { next, reasons: [] };
+  if (e.inSync[0]?.sdsId !== inSync[0]?.sdsId) return { next: { ...next, target: null }, reasons: [`dropped the copy to SDS ${t.sdsId}: its source (the primary) left`] };
+  if (targetMisfit(next) === null) return { next, reasons: [] };
+  if (t.replacesSdsId === null || inSync.length !== 1) return { next: { ...next, target: null }, reasons: [`dropped the ${t.mode} copy to SDS ${t.sdsId}: ${targetMisfit(next)}`] };
+  const left = inSync[0]!.sdsId;
+  const apart = sameDomain === null ? left !== t.replacesSdsId : !sameDomain(left, t.sdsId);
+  if (!apart) {
+    const why = sameDomain === null ? `it was not placed apart from SDS ${left}, the copy left` : "it shares a fault set with the copy left";
+    return { next: { ...next, target: null }, reasons: [`dropped the move to SDS ${t.sdsId}: ${why}`] };
   }
+  return { next: { ...next, target: { ...t, replacesSdsId: null } }, reasons: [`the move to SDS ${t.sdsId} becomes a rebuild (one in-sync copy is left)`] };
 }
 
 export function extentFromRow(r: ExtentRow): ExtentState {
