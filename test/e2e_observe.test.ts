@@ -88,7 +88,7 @@ describe("the MDM's IO figures under a paced fio job", () => {
     const moves = seen.filter((s, i) => i > 0 && s.v !== seen[i - 1]!.v);
     const first = moves[0]!;
     const last = moves.at(-1)!;
-    expect(last.t - first.t).toBeGreaterThan(5000);
+    expect(last.t - first.t).toBeGreaterThan(3000); // several whole heartbeat intervals
     const stats = await json<Record<string, { numOccured: number; numSeconds: number; totalWeightInKb: number }>>(`/api/instances/Volume::${volId}/relationships/Statistics`);
     const live = await json<{ volumes: Record<string, { writeIops: number; writeBps: number }> }>("/api/pf/live");
     const history = await json<{ intervalMs: number; samples: { writeIops: number }[] }>("/api/pf/history?seconds=5");
