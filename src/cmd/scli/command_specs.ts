@@ -25,6 +25,7 @@ const POOL = ["storage_pool_id", "storage_pool_name"] as const;
 const VOLUME = ["volume_id", "volume_name"] as const;
 const SDS = ["sds_id", "sds_name", "sds_ip"] as const;
 const SDC = ["sdc_id", "sdc_name", "sdc_ip", "sdc_guid"] as const;
+const NEW_MASTER = ["new_master_mdm_id", "new_master_mdm_name", "new_primary_mdm_ip"] as const;
 const POOL_NEEDS_PD = { flag: "storage_pool_name", oneOf: PD, why: "a pool name is unique only inside its protection domain" } as const;
 
 const spec = (s: Partial<CommandSpec> & Pick<CommandSpec, "usage">): CommandSpec => ({
@@ -137,6 +138,12 @@ export const COMMANDS: Record<CommandName, CommandSpec> = {
     usage: "--query_protection_domain (--protection_domain_id ID | --protection_domain_name NAME)",
   }),
   query_cluster: spec({ usage: "--query_cluster" }),
+  switch_mdm_ownership: spec({
+    flags: [...NEW_MASTER],
+    required: [NEW_MASTER],
+    exclusive: [NEW_MASTER],
+    usage: "--switch_mdm_ownership (--new_master_mdm_id ID | --new_master_mdm_name NAME | --new_primary_mdm_ip IP)",
+  }),
   query_rebuild: spec({
     flags: [...PD, ...POOL, "watch"],
     required: [POOL],
