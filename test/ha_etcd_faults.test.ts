@@ -10,10 +10,13 @@
 // Every process is killed by PID in afterAll (stopped etcd members are continued first).
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { runFio } from "./helpers/real_clients.ts";
-import { verifyJob } from "./helpers/recovery.ts";
-import { ADMIN_PASSWORD, HaCluster, MDM_HOSTS } from "./helpers/ha_cluster.ts";
+import { verifyJob, waitFor } from "./helpers/recovery.ts";
+import { ADMIN_PASSWORD, HaCluster, MDM_HOSTS, type MdmHost, type MdmRole } from "./helpers/ha_cluster.ts";
 
+const SDS_LEASE_MS = 4000; // 0.8 x heartbeatTimeout 5 s
 
 let c: HaCluster;
 const stopped = new Set<number>();
@@ -44,6 +47,47 @@ afterAll(async () => {
   }
   await c?.destroy();
 }, 30_000);
+
+async function roles(): Promise<Map<MdmHost, MdmRole | null>> {
+  const m = new Map<MdmHost, MdmRole | null>();
+  for (const h of MDM_HOSTS) m.set(h, await c.role(h));
+  return m;
+}
+
+/** Sample every MDM's role every 100 ms until stop(): the distinct leader terms seen. */
+function watchTerms(): { stop: () => Promise<{ terms: number[]; leadersAt: { atMs: number; host: MdmHost; term: number }[] }> } {
+  let on = true;
+  const leadersAt: { atMs: number; host: MdmHost; term: number }[] = [];
+  const loop = (async () => {
+    while (on) {
+      for (const [h, r] of await roles()) if (r?.role === "leader") leadersAt.push({ atMs: performance.now(), host: h, term: r.term });
+      await Bun.sleep(100);
+    }
+  })();
+  return {
+    stop: async () => {
+      on = false;
+      await loop;
+      return { terms: [...new Set(leadersAt.map((l) => l.term))].sort((a, b) => a - b), leadersAt };
+    },
+  };
+}
+
+/** IO completion times (ms since the job started) from fio's per-IO bandwidth log. */
+function ioTimes(prefix: string): number[] {
+  const text = readFileSync(`${prefix}.log`, "utf8");
+  return text
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map((l) => Number(l.split(",")[0]))
+    .sort((a, b) => a - b);
+}
+
+function longestGap(times: number[]): { fromMs: number; ms: number } {
+  let best = { fromMs: 0, ms: 0 };
+  for (let i = 1; i < times.length; i++) if (times[i]! - times[i - 1]! > best.ms) best = { fromMs: times[i - 1]!, ms: times[i]! - times[i - 1]! };
+  return best;
+}
 
 test("scli --switch_mdm_ownership under fio verify: the named standby leads, the term grows, no IO error, scli shows the new master", async () => {
   const { host: old, role } = await c.leader();
@@ -81,3 +125,84 @@ test("scli --switch_mdm_ownership under fio verify: the named standby leads, the
   expect(c.hosts.get("data")!.output).not.toContain("map version went back");
   process.stderr.write(`switch_mdm_ownership ${old} -> ${target}: scli answered in ${switchMs} ms, term ${role.term} -> ${now.term}\n`);
 }, 120_000);
+
+test("kill -9 of the etcd leader under fio verify: at most one MDM failover, no IO error", async () => {
+  const before = await c.leader();
+  const w = watchTerms();
+  const writing = runFio(verifyJob(c.nbdUri("vol1"), { sizeMiB: 48, rateIops: 800 }), { timeoutMs: 120_000 });
+  await Bun.sleep(1500);
+  const killed = (await waitFor("an etcd leader", 15_000, async () => {
+    const i = await c.etcd.leaderIndex();
+    return i >= 0 ? { i } : null;
+  })).i;
+  c.etcd.kill(killed);
+  const killedAt = performance.now();
+  const elected = await waitFor("a new etcd leader", 20_000, async () => {
+    const i = await c.etcd.leaderIndex();
+    return i >= 0 && i !== killed ? performance.now() : null;
+  });
+  const result = await writing;
+  expect(result.json.jobs[0]!.error).toBe(0);
+  const after = await c.leader(20_000);
+  const seen = await w.stop();
+  const terms = [...new Set([before.role.term, ...seen.terms, after.role.term])];
+  process.stderr.write(`etcd leader e${killed + 1} killed: new etcd leader after ${Math.round(elected - killedAt)} ms; MDM terms seen ${terms.join(", ")} (leader ${before.host} -> ${after.host})\n`);
+  expect(terms.length).toBeLessThanOrEqual(2);
+  expect(c.hosts.get("data")!.output).not.toContain("map version went back");
+  c.etcd.restart(killed);
+  await waitFor("the etcd member back", 20_000, async () => {
+    const r = await fetch(`${c.etcd.members[killed]!.clientUrl}/health`, { signal: AbortSignal.timeout(1000) }).catch(() => null);
+    return r?.ok ? true : null;
+  });
+}, 120_000);
+
+test("etcd quorum lost (2 of 3 members SIGSTOPped): the active MDM steps down, nobody leads, IO goes on while the SDS leases hold, waits, and resumes without error after SIGCONT", async () => {
+  const { host: old } = await c.leader();
+  const logPrefix = join(c.dir, "quorum-fio");
+  const fioAt = performance.now();
+  const writing = runFio([...verifyJob(c.nbdUri("vol1"), { sizeMiB: 64, rateIops: 400 }), `--write_lat_log=${logPrefix}`, "--log_avg_msec=0"], { timeoutMs: 120_000 });
+  await Bun.sleep(1500);
+  const pids = c.etcd.members.slice(0, 2).map((m) => m.proc!.pid);
+  const stopAt = performance.now();
+  for (const pid of pids) {
+    process.kill(pid, "SIGSTOP");
+    stopped.add(pid);
+  }
+  let leadersDuring: { host: MdmHost; term: number }[] = [];
+  let stepDownMs = 0;
+  try {
+    const down = await c.waitRole(old, (r) => r.role === "standby", 15_000);
+    stepDownMs = Math.round(performance.now() - stopAt);
+    expect(down.role).toBe("standby");
+    // nobody claims leadership while quorum is lost (sampled for 6 s more)
+    const w = watchTerms();
+    await Bun.sleep(6000);
+    leadersDuring = (await w.stop()).leadersAt.map((l) => ({ host: l.host, term: l.term }));
+  } finally {
+    for (const pid of pids) {
+      process.kill(pid, "SIGCONT");
+      stopped.delete(pid);
+    }
+  }
+  const contAt = performance.now();
+  const back = await c.leader(30_000);
+  const leadAgainMs = Math.round(performance.now() - contAt);
+  const result = await writing;
+  expect(result.json.jobs[0]!.error).toBe(0);
+  expect(leadersDuring).toEqual([]);
+  // IO completion times (fio's clock starts at most a little after fioAt: the figures are lower bounds)
+  const times = ioTimes(`${logPrefix}_clat.1`);
+  const stopFio = stopAt - fioAt;
+  const contFio = contAt - fioAt;
+  const gap = longestGap(times.filter((t) => t >= stopFio - 1000 && t <= contFio + 30_000));
+  const ioAfterStopMs = Math.round(gap.fromMs - stopFio);
+  process.stderr.write(
+    `quorum lost: ${old} standby ${stepDownMs} ms after SIGSTOP; IO went on >= ${ioAfterStopMs} ms after it, then paused ${Math.round(gap.ms)} ms; ` +
+      `${back.host} leads ${leadAgainMs} ms after SIGCONT (term ${back.role.term}); fio errors 0\n`,
+  );
+  // IO pauses, and no earlier than the SDS lease allows: the last lease began at the last answered
+  // heartbeat, at most one heartbeat interval before the quorum was lost
+  expect(gap.ms).toBeGreaterThan(1000);
+  expect(ioAfterStopMs).toBeGreaterThanOrEqual(SDS_LEASE_MS - 1000 - 500);
+  expect(stepDownMs).toBeLessThan(15_000);
+}, 150_000);
