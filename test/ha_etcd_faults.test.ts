@@ -7,9 +7,13 @@
 // 3. etcd quorum lost (2 of 3 members SIGSTOPped): the active MDM steps down, nobody leads, IO
 //    goes on while the SDS leases hold, then waits (the SDC retries), and resumes without a client
 //    error after SIGCONT.
+// 4. the active MDM cut off from etcd (its etcd traffic runs through black-holing TCP proxies),
+//    not from the SDSs: it stops acting before the new active MDM begins; every SDS and the SDC
+//    move from the old term to the new one once, and none is offered an old-term answer after.
 // Every process is killed by PID in afterAll (stopped etcd members are continued first).
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import type { Socket } from "bun";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { runFio } from "./helpers/real_clients.ts";
@@ -205,4 +209,145 @@ test("etcd quorum lost (2 of 3 members SIGSTOPped): the active MDM steps down, n
   expect(gap.ms).toBeGreaterThan(1000);
   expect(ioAfterStopMs).toBeGreaterThanOrEqual(SDS_LEASE_MS - 1000 - 500);
   expect(stepDownMs).toBeLessThan(15_000);
+}, 150_000);
+
+/** A TCP proxy to one etcd member that can black-hole its traffic (packets dropped, nothing closed). */
+function etcdProxy(targetUrl: string): { url: Promise<string>; block(on: boolean): void; stop(): void } {
+  const target = new URL(targetUrl);
+  let blocked = false;
+  type Side = { peer: Socket<Side> | null; out: Uint8Array[]; early: Uint8Array[] };
+  const send = (s: Socket<Side> | null, q: Uint8Array[], b: Uint8Array) => {
+    if (s === null) return;
+    if (q.length > 0) return void q.push(b);
+    const n = s.write(b);
+    if (n < b.length) q.push(b.subarray(Math.max(n, 0)));
+  };
+  const drain = (s: Socket<Side>) => {
+    const q = s.data.out;
+    while (q.length > 0) {
+      const b = q[0]!;
+      const n = s.write(b);
+      if (n < b.length) {
+        q[0] = b.subarray(Math.max(n, 0));
+        return;
+      }
+      q.shift();
+    }
+  };
+  const server = Bun.listen<Side>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(client) {
+        client.data = { peer: null, out: [], early: [] };
+        void Bun.connect<Side>({
+          hostname: target.hostname,
+          port: Number(target.port),
+          socket: {
+            open(up) {
+              up.data = { peer: client, out: [], early: [] };
+              client.data.peer = up;
+              for (const b of client.data.early) send(up, up.data.out, b);
+              client.data.early = [];
+            },
+            data(up, d) {
+              if (!blocked) send(up.data.peer, up.data.peer!.data.out, new Uint8Array(d));
+            },
+            drain,
+            close(up) {
+              up.data.peer?.end();
+            },
+            error(up) {
+              up.data.peer?.end();
+            },
+          },
+        }).catch(() => client.end());
+      },
+      data(client, d) {
+        if (blocked) return;
+        const b = new Uint8Array(d);
+        if (client.data.peer === null) client.data.early.push(b);
+        else send(client.data.peer, client.data.peer.data.out, b);
+      },
+      drain,
+      close(client) {
+        client.data.peer?.end();
+      },
+      error(client) {
+        client.data.peer?.end();
+      },
+    },
+  });
+  return {
+    url: Promise.resolve(`http://127.0.0.1:${server.port}`),
+    block(on) {
+      blocked = on;
+    },
+    stop() {
+      server.stop(true);
+    },
+  };
+}
+
+test("the active MDM cut off from etcd (not from the SDSs) stops acting before the new active MDM's first answer; no SDS takes an answer of the old term after the new one", async () => {
+  // one MDM reaches etcd only through black-holing proxies; make it the active one
+  const { host: first } = await c.leader();
+  const cut = MDM_HOSTS.find((h) => h !== first)!;
+  const proxies = c.etcd.members.map((m) => etcdProxy(m.clientUrl));
+  try {
+    const urls = await Promise.all(proxies.map((p) => p.url));
+    const argv = c.killRole(cut, "mdm");
+    const at = argv.indexOf("--etcd-endpoints");
+    expect(at).toBeGreaterThan(0);
+    argv[at + 1] = urls.join(",");
+    const proc = c.restartRole(cut, "mdm", argv);
+    await c.waitRole(cut, (r) => r.role === "standby", 30_000);
+    const sw = await waitFor("the switch to the proxied MDM", 30_000, async () => {
+      const r = await scli(["--switch_mdm_ownership", "--new_master_mdm_name", cut]);
+      return r.code === 0 ? r : null;
+    });
+    expect(sw.stdout).toContain(`to ${cut}`);
+    const before = await c.waitRole(cut, (r) => r.role === "leader", 10_000);
+    await Bun.sleep(2500); // every SDS and the SDC on its term
+    const w = watchTerms();
+    const writing = runFio(verifyJob(c.nbdUri("vol1"), { sizeMiB: 32, rateIops: 400 }), { timeoutMs: 120_000 });
+    await Bun.sleep(1000);
+    const cutAt = performance.now();
+    for (const p of proxies) p.block(true);
+    const next = await waitFor("another MDM to lead", 20_000, async () => {
+      for (const h of MDM_HOSTS.filter((x) => x !== cut)) {
+        const r = await c.role(h);
+        if (r?.role === "leader" && r.term > before.term) return { host: h, role: r };
+      }
+      return null;
+    });
+    const result = await writing;
+    expect(result.json.jobs[0]!.error).toBe(0);
+    const seen = await w.stop();
+    // the cut-off MDM's own log says when it stopped acting; the new one's when it began
+    const stepDown = proc.lines.find((l) => l.atMs > cutAt && l.text.includes(`steps down from term ${before.term}`));
+    const active = c.linesOf(next.host, new RegExp(`is the active MDM, term ${next.role.term}\\b`))[0];
+    expect(stepDown).toBeDefined();
+    expect(active).toBeDefined();
+    // sampled roles: never the old and the new term leading at one time
+    const overlap = seen.leadersAt.filter((l) => l.term === before.term && l.atMs >= active!.atMs);
+    expect(overlap).toEqual([]);
+    expect(stepDown!.atMs).toBeLessThan(active!.atMs);
+    // each SDS (and the SDC) moved from the old term to the new one exactly once, after the new
+    // MDM began; none was refused an answer of the old term (none was given after the new one)
+    const moves = c.linesOf("data", new RegExp(`MDM term ${before.term} -> ${next.role.term}\\b`));
+    expect(moves.length).toBeGreaterThanOrEqual(3);
+    for (const m of moves) expect(m.atMs).toBeGreaterThanOrEqual(active!.atMs - 50);
+    expect(c.linesOf("data", /refused an answer of MDM/).filter((l) => l.atMs > cutAt)).toEqual([]);
+    expect(c.hosts.get("data")!.output).not.toContain("map version went back");
+    process.stderr.write(
+      `partition of ${cut} from etcd: it stopped acting ${Math.round(stepDown!.atMs - cutAt)} ms after the cut; ${next.host} active ${Math.round(active!.atMs - cutAt)} ms after it ` +
+        `(gap ${Math.round(active!.atMs - stepDown!.atMs)} ms); ${moves.length} SDS/SDC term moves ${before.term} -> ${next.role.term}; fio errors 0\n`,
+    );
+    // healed: the cut-off MDM follows again as a standby of the new term
+    for (const p of proxies) p.block(false);
+    await c.waitRole(cut, (r) => r.role === "standby" && r.term === next.role.term, 20_000);
+  } finally {
+    for (const p of proxies) p.stop();
+  }
 }, 150_000);
