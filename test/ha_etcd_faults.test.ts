@@ -77,7 +77,7 @@ function watchTerms(): { stop: () => Promise<{ terms: number[]; leadersAt: { atM
   };
 }
 
-/** IO completion times (ms since the job started) from fio's per-IO bandwidth log. */
+/** IO completion times from fio's per-IO latency log (first column; unix epoch ms with --log_unix_epoch=1). */
 function ioTimes(prefix: string): number[] {
   const text = readFileSync(`${prefix}.log`, "utf8");
   return text
@@ -163,11 +163,12 @@ test("kill -9 of the etcd leader under fio verify: at most one MDM failover, no 
 test("etcd quorum lost (2 of 3 members SIGSTOPped): the active MDM steps down, nobody leads, IO goes on while the SDS leases hold, waits, and resumes without error after SIGCONT", async () => {
   const { host: old } = await c.leader();
   const logPrefix = join(c.dir, "quorum-fio");
-  const fioAt = performance.now();
-  const writing = runFio([...verifyJob(c.nbdUri("vol1"), { sizeMiB: 64, rateIops: 400 }), `--write_lat_log=${logPrefix}`, "--log_avg_msec=0"], { timeoutMs: 120_000 });
+  // fio logs each IO's completion in unix epoch ms: compared with Date.now() of the SIGSTOP
+  const writing = runFio([...verifyJob(c.nbdUri("vol1"), { sizeMiB: 64, rateIops: 400 }), `--write_lat_log=${logPrefix}`, "--log_avg_msec=0", "--log_unix_epoch=1"], { timeoutMs: 120_000 });
   await Bun.sleep(1500);
   const pids = c.etcd.members.slice(0, 2).map((m) => m.proc!.pid);
   const stopAt = performance.now();
+  const stopWallMs = Date.now();
   for (const pid of pids) {
     process.kill(pid, "SIGSTOP");
     stopped.add(pid);
@@ -189,19 +190,17 @@ test("etcd quorum lost (2 of 3 members SIGSTOPped): the active MDM steps down, n
     }
   }
   const contAt = performance.now();
+  const contWallMs = Date.now();
   const back = await c.leader(30_000);
   const leadAgainMs = Math.round(performance.now() - contAt);
   const result = await writing;
   expect(result.json.jobs[0]!.error).toBe(0);
   expect(leadersDuring).toEqual([]);
-  // IO completion times (fio's clock starts at most a little after fioAt: the figures are lower bounds)
   const times = ioTimes(`${logPrefix}_clat.1`);
-  const stopFio = stopAt - fioAt;
-  const contFio = contAt - fioAt;
-  const gap = longestGap(times.filter((t) => t >= stopFio - 1000 && t <= contFio + 30_000));
-  const ioAfterStopMs = Math.round(gap.fromMs - stopFio);
+  const gap = longestGap(times.filter((t) => t >= stopWallMs - 1000 && t <= contWallMs + 30_000));
+  const ioAfterStopMs = Math.round(gap.fromMs - stopWallMs);
   process.stderr.write(
-    `quorum lost: ${old} standby ${stepDownMs} ms after SIGSTOP; IO went on >= ${ioAfterStopMs} ms after it, then paused ${Math.round(gap.ms)} ms; ` +
+    `quorum lost: ${old} standby ${stepDownMs} ms after SIGSTOP; IO went on ${ioAfterStopMs} ms after it, then paused ${Math.round(gap.ms)} ms; ` +
       `${back.host} leads ${leadAgainMs} ms after SIGCONT (term ${back.role.term}); fio errors 0\n`,
   );
   // IO pauses, and no earlier than the SDS lease allows: the last lease began at the last answered
