@@ -203,6 +203,11 @@ export const SetRebuildIoPriorityPolicy = z.object({
 export const SetEnabled = z.object({ rebuildEnabled: opt(looseBool), rebalanceEnabled: opt(looseBool) });
 export const SetDeviceName = z.object({ newName: opt(objectName), name: opt(objectName) });
 export const Empty = z.object({});
+
+/** changeMdmOwnership: PowerFlex sends {id}; pf also takes the MDM's name or IP */
+export const ChangeMdmOwnership = z
+  .object({ id: z.string().min(1).optional(), name: z.string().min(1).optional(), ip: z.string().min(1).optional() })
+  .refine((b) => [b.id, b.name, b.ip].filter((x) => x !== undefined).length === 1, { message: "give exactly one of id, name, ip (the MDM to hand ownership to)" });
 /** System actions of restricted SDC mode (goscaleio SetRestrictedMode, ApproveSdcParam) */
 export const SetRestrictedSdcMode = z.object({ restrictedSdcMode: z.enum(["None", "Guid", "ApprovedIp"]) });
 export const ApproveSdc = z.object({

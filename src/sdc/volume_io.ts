@@ -7,7 +7,7 @@
 // - every frame carries the volume, extent and the epoch of the map the SDC holds; an SDS that
 //   answers STALE_EPOCH / NOT_OWNER / UNAVAILABLE makes the SDC refresh its map and retry the
 //   piece (bounded by Limits.sdcRetryWindowMs), so failures the cluster survives never reach
-//   the NBD client;
+//   the NBD client; a map refresh that fails (no MDM active) does not end the retries either;
 // - FLUSH covers every write acknowledged on ANY connection to this volume: the set of extents
 //   written since the last flush is shared by all connections (this is why the NBD export
 //   advertises CAN_MULTI_CONN); FLUSH goes to each such extent's current primary, whose FLUSH
@@ -192,7 +192,7 @@ export class VolumeIo {
       if (this.deps.nowMs() > deadline) {
         throw new PfError("IO_ERROR", `FLUSH of volume ${this.map.name} did not succeed within ${Limits.sdcRetryWindowMs} ms (${pending.length} extents)`);
       }
-      await this.deps.refreshMaps();
+      await this.refreshForRetry();
       await this.deps.sleep(backoffMs(attempt));
     }
   }
@@ -239,8 +239,18 @@ export class VolumeIo {
       if (this.deps.nowMs() > deadline) {
         throw new PfError("IO_ERROR", `${opName(opcode)} on volume ${this.map.name} extent ${extentIndex} failed for ${Limits.sdcRetryWindowMs} ms (last: ${statusName(status)})`);
       }
-      await this.deps.refreshMaps();
+      await this.refreshForRetry();
       await this.deps.sleep(backoffMs(attempt));
+    }
+  }
+
+  /** Fresh maps before a retry. A refresh that fails (no MDM active: takeover, etcd without
+   *  quorum) does not fail the IO: the piece is retried on the maps held until the window ends. */
+  private async refreshForRetry(): Promise<void> {
+    try {
+      await this.deps.refreshMaps();
+    } catch {
+      // the retry loop goes on; the SDC's heartbeat loop logs the MDM's state
     }
   }
 

@@ -86,6 +86,18 @@ export async function queryCluster(ctx: CommandContext): Promise<Output> {
   return { text: clusterLines(cluster), json: cluster };
 }
 
+export async function switchMdmOwnership(ctx: CommandContext): Promise<Output> {
+  const id = ctx.args.str("new_master_mdm_id");
+  const name = ctx.args.str("new_master_mdm_name");
+  const ip = ctx.args.str("new_primary_mdm_ip");
+  const to = id !== undefined ? { id: id.replace(/^0x/i, "") } : name !== undefined ? { name } : { ip: ip! };
+  const r = await ctx.client().changeMdmOwnership(to);
+  return {
+    text: [`Successfully switched MDM ownership from ${r.previousMaster.name} to ${r.master.name} (term ${r.previousTerm} -> ${r.term})`],
+    json: r,
+  };
+}
+
 const MODE_TEXT: Record<string, string> = { OneNode: "1_node", ThreeNodes: "3_node", FiveNodes: "5_node" };
 
 export function clusterLines(c: MdmClusterObj): string[] {

@@ -27,6 +27,7 @@ const SDS = ["sds_id", "sds_name", "sds_ip"] as const;
 const SDC = ["sdc_id", "sdc_name", "sdc_ip", "sdc_guid"] as const;
 const SOURCE = ["source_volume_id", "source_volume_name"] as const;
 const REMOVE_MODES = ["remove_with_descendant_snapshots", "remove_descendant_snapshots_only", "remove_entire_snapshot_tree"] as const;
+const NEW_MASTER = ["new_master_mdm_id", "new_master_mdm_name", "new_primary_mdm_ip"] as const;
 const POOL_NEEDS_PD = { flag: "storage_pool_name", oneOf: PD, why: "a pool name is unique only inside its protection domain" } as const;
 
 const spec = (s: Partial<CommandSpec> & Pick<CommandSpec, "usage">): CommandSpec => ({
@@ -170,6 +171,12 @@ export const COMMANDS: Record<CommandName, CommandSpec> = {
     usage: "--query_protection_domain (--protection_domain_id ID | --protection_domain_name NAME)",
   }),
   query_cluster: spec({ usage: "--query_cluster" }),
+  switch_mdm_ownership: spec({
+    flags: [...NEW_MASTER],
+    required: [NEW_MASTER],
+    exclusive: [NEW_MASTER],
+    usage: "--switch_mdm_ownership (--new_master_mdm_id ID | --new_master_mdm_name NAME | --new_primary_mdm_ip IP)",
+  }),
   query_rebuild: spec({
     flags: [...PD, ...POOL, "watch"],
     required: [POOL],

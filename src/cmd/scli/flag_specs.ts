@@ -34,6 +34,7 @@ export const FLAGS = {
   query_storage_pool: { kind: "command", help: "Show one storage pool" },
   query_protection_domain: { kind: "command", help: "Show one protection domain" },
   query_cluster: { kind: "command", help: "Show the MDM cluster" },
+  switch_mdm_ownership: { kind: "command", help: "Make a caught-up standby MDM the active one (the active MDM hands over and resigns)" },
   query_rebuild: { kind: "command", help: "Show a storage pool's rebuild/rebalance progress (pf extension; --watch for a live bar)" },
   remove_sds: { kind: "command", help: "Remove an SDS: moves its data to the other SDSs first, then removes it" },
   query_alerts: { kind: "command", help: "Show the active alerts (--all: with the cleared ones, newest first)" },
@@ -73,6 +74,9 @@ export const FLAGS = {
   sdc_name: { kind: "value", arg: "NAME", help: "SDC by name" },
   sdc_ip: { kind: "value", arg: "IP", help: "SDC by IP address" },
   sdc_guid: { kind: "value", arg: "GUID", help: "SDC by GUID" },
+  new_master_mdm_id: { kind: "value", arg: "ID", help: "The standby MDM to make active, by id" },
+  new_master_mdm_name: { kind: "value", arg: "NAME", help: "The standby MDM to make active, by name" },
+  new_primary_mdm_ip: { kind: "value", arg: "IP", help: "The standby MDM to make active, by IP address" },
 
   // ---- options ----
   media_type: { kind: "value", arg: "HDD|SSD", help: "Media type of the pool's devices (default HDD)" },

@@ -13,7 +13,7 @@ import { queryAllSdc, queryAllSds, querySds } from "./cmd_members.ts";
 import { login, logout } from "./cmd_session.ts";
 import { queryRebuild, removeSds } from "./cmd_recovery.ts";
 import { queryAlerts, setCapacityAlertThresholds } from "./cmd_alerts.ts";
-import { queryAll, queryCluster } from "./cmd_system.ts";
+import { queryAll, queryCluster, switchMdmOwnership } from "./cmd_system.ts";
 import {
   addVolume,
   mapVolumeToSdc,
@@ -65,6 +65,7 @@ const HANDLERS: Record<CommandName, Handler> = {
   query_storage_pool: queryStoragePool,
   query_protection_domain: queryProtectionDomain,
   query_cluster: queryCluster,
+  switch_mdm_ownership: switchMdmOwnership,
   query_rebuild: queryRebuild,
   remove_sds: removeSds,
   query_alerts: queryAlerts,

@@ -154,6 +154,14 @@ export const VTreeStatisticsObj = z.looseObject({
   snapNetCapacityInUseInKb: z.number().nullish(),
   netCapacityInUseInKb: z.number().nullish(),
 });
+/** changeMdmOwnership's answer (pf): who leads now, in which term */
+export const OwnershipChange = z.looseObject({
+  master: z.looseObject({ id: z.string(), name: z.string(), url: z.string() }),
+  previousMaster: z.looseObject({ id: z.string(), name: z.string() }),
+  previousTerm: z.number(),
+  term: z.number(),
+});
+export type OwnershipChange = z.infer<typeof OwnershipChange>;
 
 /** Capacity figures of a pool's Statistics relationship (KiB); all optional. */
 export const PoolStatisticsObj = z.looseObject({

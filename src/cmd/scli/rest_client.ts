@@ -7,7 +7,7 @@ import { z } from "zod";
 import { isPfError } from "../../proto/errors.ts";
 import { mdmRequest, type MdmEndpoint } from "../../proto/mdm_http.ts";
 import { AlertObject, ConsistencyReport, CreatedId, RebuildStatus } from "../../proto/powerflex_api.ts";
-import { MdmClusterObj, OBJECT_SCHEMAS, type MdmClusterObj as MdmCluster, type ObjectOf, type ObjectType } from "./mdm_objects.ts";
+import { MdmClusterObj, OwnershipChange, OBJECT_SCHEMAS, type MdmClusterObj as MdmCluster, type ObjectOf, type ObjectType } from "./mdm_objects.ts";
 import { ScliError } from "./scli_errors.ts";
 
 type Body = Record<string, unknown>;
@@ -59,6 +59,11 @@ export class MdmRestClient {
 
   queryMdmCluster(): Promise<MdmCluster> {
     return this.call({ method: "POST", path: "/api/instances/System/queryMdmCluster", body: {}, schema: MdmClusterObj });
+  }
+
+  /** changeMdmOwnership: the active MDM hands over to this standby and resigns */
+  changeMdmOwnership(to: { id?: string; name?: string; ip?: string }): Promise<OwnershipChange> {
+    return this.call({ method: "POST", path: "/api/instances/System/action/changeMdmOwnership", body: to, schema: OwnershipChange });
   }
 
   async logout(): Promise<void> {

@@ -7,13 +7,17 @@
 // - after the handler: every local change not yet in the shared store is committed before the
 //   answer leaves (write-ahead towards the outside world); a failed commit turns the answer into
 //   the commit's error (NOT_LEADER / UNAVAILABLE / TOO_BIG), and an MDM fenced while the handler
-//   ran answers 421 instead of what it computed.
+//   ran answers 421 instead of what it computed (but for changeMdmOwnership, which resigns on
+//   purpose and says so with RESIGNED_HEADER).
 
 import type { Context, MiddlewareHandler } from "hono";
 import { httpStatusOf, powerflexErrorCodeOf, PfError } from "../../proto/errors.ts";
 import { MDM_TERM_HEADER } from "../../proto/mdm_term.ts";
 import type { MdmMetaStore } from "../ha/meta_store.ts";
 import { asPfError, errorResponse } from "./http_edge.ts";
+
+/** set by changeMdmOwnership's handler: the MDM resigned on purpose, its answer may go out */
+export const RESIGNED_HEADER = "x-pf-mdm-resigned";
 
 /** pf extension, served by every MDM whatever its role: who am I, who leads, which term. */
 export const MDM_ROLE_PATH = "/api/pf/mdmRole";
@@ -53,7 +57,7 @@ export function leaderGate(getMeta: () => MdmMetaStore): MiddlewareHandler {
       }
     }
     // an answer computed by an MDM that was fenced meanwhile must not go out (an error may)
-    if (!meta.isLeader() && c.res.status < 300) c.res = notLeaderResponse(c, meta, "it was fenced while answering");
+    if (!meta.isLeader() && c.res.status < 300 && c.res.headers.get(RESIGNED_HEADER) !== "1") c.res = notLeaderResponse(c, meta, "it was fenced while answering");
   };
 }
 

@@ -6,6 +6,8 @@
 //                       certificate is signed by (first MDM to start writes it, CREATE==0)
 //   mdm/leader          {id, name, url} under the active MDM's lease; create_revision = term
 //   mdm/members/<id>    {id, name, url, appliedRev, role} under each MDM's lease
+//   mdm/handover        {to, fromTerm}: the active MDM of term fromTerm hands over to MDM `to`
+//                       (--switch_mdm_ownership); other standbys let `to` campaign first
 //   meta/<table>/<pk>   one sqlite row as a JSON object (pk parts URI-encoded, joined by "/")
 // Nothing else: no heartbeats, no IO statistics (etcd load grows with MDM events only).
 
@@ -27,6 +29,9 @@ export class EtcdKeys {
   }
   get leader(): string {
     return `${this.root}mdm/leader`;
+  }
+  get handover(): string {
+    return `${this.root}mdm/handover`;
   }
   get membersPrefix(): string {
     return `${this.root}mdm/members/`;
@@ -71,6 +76,9 @@ export type IdentityRecord = z.infer<typeof IdentityRecord>;
 
 export const LeaderRecord = z.object({ id: z.string().min(1), name: z.string(), url: z.string() });
 export type LeaderRecord = z.infer<typeof LeaderRecord>;
+
+export const HandoverRecord = z.object({ to: z.string().min(1), fromTerm: z.number().int().nonnegative() });
+export type HandoverRecord = z.infer<typeof HandoverRecord>;
 
 export const MemberRecord = z.object({
   id: z.string().min(1),

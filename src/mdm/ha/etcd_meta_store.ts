@@ -34,11 +34,11 @@ import {
   type RowChange,
   type TableInfo,
 } from "../../store/row_capture.ts";
-import { ClusterRecord, EtcdKeys, LeaderRecord, MemberRecord, parseRecord } from "./etcd_keys.ts";
+import { ClusterRecord, EtcdKeys, HandoverRecord, LeaderRecord, MemberRecord, parseRecord } from "./etcd_keys.ts";
 import { bootstrapCluster, etcdViews, memberViews, probeTxnLimit } from "./etcd_cluster_ops.ts";
 import { Follower } from "./follower.ts";
 import { DEFAULT_LEASE_TIMING, LeaseSession, type LeaseTiming } from "./lease_session.ts";
-import type { ClusterView, LeaderInfo, LeadershipListener, MdmMetaStore } from "./meta_store.ts";
+import type { ClusterView, HandOverResult, LeaderInfo, LeadershipListener, MdmMetaStore, MdmRef } from "./meta_store.ts";
 import { readLocalTerm } from "./sqlite_meta_store.ts";
 
 export const ETCD_REQUIRED_TXN_OPS = 4096;
@@ -49,6 +49,12 @@ const CATCH_UP_TIMEOUT_MS = 5000;
 const MEMBER_UPDATE_MS = 500;
 /** a standby whose member record reached the leader's revision of this long ago is caught up */
 const CAUGHT_UP_SLACK_MS = 1500;
+/** --switch_mdm_ownership: how long the target may take to apply the handover record */
+const HANDOVER_CATCH_UP_MS = 10_000;
+/** ... and how long the other standbys let it campaign alone once the leader key is gone */
+const HANDOVER_DEFER_MS = 3000;
+/** ... and how long the resigning MDM waits for a new leader before answering */
+const HANDOVER_NEW_LEADER_MS = 10_000;
 
 export interface EtcdMetaStoreOptions {
   sqlite: Database;
@@ -69,6 +75,14 @@ type State = "starting" | "standby" | "leader" | "closed";
 
 function notLeader(leader: LeaderInfo | null, why: string): PfError {
   return new PfError("NOT_LEADER", leader ? `this MDM is a standby (${why}); the active MDM is ${leader.name} at ${leader.url}` : `this MDM is a standby (${why}); no active MDM right now`);
+}
+
+function hostOfUrl(url: string): string {
+  try {
+    return new URL(url).hostname.replace(/^\[|\]$/g, "");
+  } catch {
+    return url;
+  }
 }
 
 export class EtcdMetaStore implements MdmMetaStore {
@@ -100,6 +114,8 @@ export class EtcdMetaStore implements MdmMetaStore {
   /** (time, revision) of the leader's recent commits, for the caught-up test of the view */
   private commitHistory: { atMs: number; rev: number }[] = [];
   private bootstrapping = false;
+  /** the handover record this standby defers to, and since when (local clock) */
+  private handoverSeen: { key: string; atMs: number } | null = null;
   private clusterKey = "";
   /** stats for the cluster view and the figures: committed txns, ops, takeovers */
   readonly stats = { txns: 0, ops: 0, takeovers: 0, stepDowns: 0 };
@@ -214,6 +230,62 @@ export class EtcdMetaStore implements MdmMetaStore {
   async view(): Promise<ClusterView> {
     const [members, etcd] = await Promise.all([memberViews(this.client, this.keys, (recs) => this.leaderRevForView(recs)), etcdViews(this.client)]);
     return { kind: "etcd", term: this.term(), leader: this.leaderNow, members, etcd };
+  }
+
+  /**
+   * --switch_mdm_ownership. Order (so that two MDMs never act at once and the target misses
+   * nothing): 1. commit every local change; 2. write the handover record {to, fromTerm} guarded by
+   * this MDM's leadership (revision H); 3. wait until the target's member record says it applied
+   * H (it rewrites its record when it sees the record naming it): it has every change of this
+   * term; 4. step down (stop acting at once) and revoke the lease, which deletes the leader key;
+   * 5. the target campaigns on the DELETE; the other standbys (and this MDM) leave it
+   * HANDOVER_DEFER_MS to do so before campaigning themselves; 6. resolve once a higher term leads.
+   */
+  async handOver(ref: MdmRef): Promise<HandOverResult> {
+    if (!this.isLeader()) throw notLeader(this.leaderNow, "only the active MDM hands over ownership");
+    const want = (m: MemberRecord) =>
+      (ref.id !== undefined && m.id === ref.id.replace(/^0x/i, "")) || (ref.name !== undefined && m.name === ref.name) || (ref.ip !== undefined && hostOfUrl(m.url) === ref.ip);
+    const recs = (await this.client.range(this.keys.membersPrefix, { prefix: true })).kvs.map((kv) => parseRecord(MemberRecord, kv.key, kv.value));
+    const what = ref.id !== undefined ? `id ${ref.id}` : ref.name !== undefined ? `name ${ref.name}` : `ip ${ref.ip}`;
+    const target = recs.find((m) => want(m));
+    if (!target) throw new PfError("NOT_FOUND", `no MDM with ${what} in this cluster (MDMs: ${recs.map((m) => `${m.name} ${m.id} ${hostOfUrl(m.url)}`).join(", ")})`);
+    if (target.id === this.mdmId) throw new PfError("INVALID_STATE", `MDM ${target.name} is already the active MDM (term ${this.myTerm})`);
+    await this.commit();
+    const session = this.session!;
+    const oldTerm = this.myTerm;
+    const guard = { key: this.keys.leader, target: "LEASE" as const, result: "EQUAL" as const, value: session.id };
+    const rec: HandoverRecord = { to: target.id, fromTerm: oldTerm };
+    const w = await this.client.txn({ compare: [guard], success: [{ put: { key: this.keys.handover, value: JSON.stringify(rec) } }] });
+    if (!w.succeeded) {
+      this.stepDown("the handover record found another MDM's lease on the leader key");
+      throw notLeader(this.leaderNow, "lost leadership before handing over");
+    }
+    const deadline = performance.now() + HANDOVER_CATCH_UP_MS;
+    for (;;) {
+      if (!this.isLeader()) throw notLeader(this.leaderNow, "lost leadership while the standby caught up");
+      const kv = await this.client.get(this.keys.member(target.id));
+      const m = kv ? parseRecord(MemberRecord, kv.key, kv.value) : null;
+      if (m === null) throw new PfError("INVALID_STATE", `MDM ${target.name} left the cluster; ownership not switched`);
+      if (m.appliedRev >= w.revision) break;
+      if (performance.now() > deadline) {
+        await this.client.txn({ compare: [guard], success: [{ delete: { key: this.keys.handover } }] }).catch(() => {});
+        throw new PfError("INVALID_STATE", `MDM ${target.name} did not catch up (applied revision ${m.appliedRev} of ${w.revision}) within ${HANDOVER_CATCH_UP_MS / 1000} s; ownership not switched`);
+      }
+      await Bun.sleep(50);
+    }
+    consola.info(`mdm: ${this.o.name} hands ownership over to ${target.name} (caught up to revision ${w.revision})`);
+    this.stepDown(`ownership handed over to ${target.name}`);
+    const until = performance.now() + HANDOVER_NEW_LEADER_MS;
+    for (;;) {
+      const kv = await this.client.get(this.keys.leader).catch(() => null);
+      if (kv) {
+        const l = parseRecord(LeaderRecord, kv.key, kv.value);
+        const term = this.termBase + kv.createRevision;
+        if (term > oldTerm) return { from: { id: this.mdmId, name: this.o.name }, to: { id: l.id, name: l.name, url: l.url }, oldTerm, term };
+      }
+      if (performance.now() > until) throw new PfError("UNAVAILABLE", `resigned term ${oldTerm}, but no MDM leads ${HANDOVER_NEW_LEADER_MS / 1000} s later`);
+      await Bun.sleep(50);
+    }
   }
 
   async close(): Promise<void> {
@@ -365,6 +437,7 @@ export class EtcdMetaStore implements MdmMetaStore {
       return;
     }
     this.leaderNow = null;
+    if (await this.deferToHandover()) return;
     if (!(await this.campaign())) return;
     const caughtUp = await this.follower!.waitFor(this.myTerm - this.termBase, CATCH_UP_TIMEOUT_MS);
     if (this.state === "closed") return;
@@ -377,6 +450,26 @@ export class EtcdMetaStore implements MdmMetaStore {
     }
     await this.follower!.stop();
     this.becomeLeader();
+  }
+
+  /** The leader key is gone: true (after a short sleep) while a handover to another MDM is due. */
+  private async deferToHandover(): Promise<boolean> {
+    const kv = await this.client.get(this.keys.handover);
+    if (!kv) return false;
+    const h = parseRecord(HandoverRecord, kv.key, kv.value);
+    // a record of an older term is stale: its target led, or never did and someone else did
+    if (h.to === this.mdmId || h.fromTerm < this.knownTerm) return false;
+    const key = `${h.to}@${h.fromTerm}`;
+    if (this.handoverSeen?.key !== key) this.handoverSeen = { key, atMs: performance.now() };
+    if (performance.now() - this.handoverSeen.atMs >= HANDOVER_DEFER_MS) return false;
+    await this.sleepUntilWoken(100);
+    return true;
+  }
+
+  private onHandoverEvent(e: WatchedEvent): void {
+    const h = parseRecord(HandoverRecord, e.key, e.value);
+    // tell the resigning MDM at once that this standby has applied everything up to the record
+    if (h.to === this.mdmId) void this.putMember(true);
   }
 
   private sleepUntilWoken(ms: number): Promise<void> {
@@ -482,6 +575,7 @@ export class EtcdMetaStore implements MdmMetaStore {
       tables: this.tables,
       clusterKey: this.clusterKey,
       onLeaderEvent: (e) => this.onLeaderEvent(e),
+      onHandoverEvent: (e) => this.onHandoverEvent(e),
       onApplied: () => void this.putMember(),
       queryOnlyAfterWrites: () => this.state === "standby" || this.state === "closed",
     });

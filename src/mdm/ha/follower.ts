@@ -28,6 +28,8 @@ export interface FollowerDeps {
   /** the cluster's identity (its System id): a local database of another cluster is reloaded */
   clusterKey: string;
   onLeaderEvent(e: WatchedEvent): void;
+  /** a handover record was written (after the revision is applied) */
+  onHandoverEvent(e: WatchedEvent): void;
   /** meta changes were applied (the member record's appliedRev may be rewritten) */
   onApplied(): void;
   /** query_only state to restore after a write (on for a standby) */
@@ -181,10 +183,12 @@ export class Follower {
 
   private onEvents(events: WatchedEvent[], rev: number): void {
     const changes: RowChange[] = [];
+    const handovers: WatchedEvent[] = [];
     for (const e of events) {
       const c = rowChangeOf(this.d.keys, e.key, e.type === "DELETE" ? null : e.value);
       if (c) changes.push(c);
       else if (e.key === this.d.keys.leader) this.d.onLeaderEvent(e);
+      else if (e.key === this.d.keys.handover && e.type !== "DELETE") handovers.push(e);
     }
     if (changes.length > 0) {
       try {
@@ -202,6 +206,7 @@ export class Follower {
     this.appliedRev = rev;
     this.advance(rev);
     if (changes.length > 0) this.d.onApplied();
+    for (const e of handovers) this.d.onHandoverEvent(e);
   }
 
   private async onCompacted(compactRev: number): Promise<void> {

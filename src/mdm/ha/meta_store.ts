@@ -62,6 +62,22 @@ export interface StoreStats {
   stepDowns: number;
 }
 
+/** Which standby --switch_mdm_ownership hands over to (one of them). */
+export interface MdmRef {
+  id?: string;
+  name?: string;
+  /** host of its URL */
+  ip?: string;
+}
+
+export interface HandOverResult {
+  from: { id: string; name: string };
+  /** the MDM that leads now (the target, unless it died meanwhile) */
+  to: { id: string; name: string; url: string };
+  oldTerm: number;
+  term: number;
+}
+
 export interface MdmMetaStore {
   readonly kind: StoreKind;
   /** this MDM's id (stable across restarts: kept in its data dir in HA mode) */
@@ -83,5 +99,8 @@ export interface MdmMetaStore {
   /** called (synchronously) on every change of isLeader() */
   onLeadershipChange(listener: LeadershipListener): void;
   view(): Promise<ClusterView>;
+  /** --switch_mdm_ownership: wait until the standby has applied everything, resign, and resolve
+   *  once an MDM of a higher term leads (this one answers as a standby from then on) */
+  handOver(to: MdmRef): Promise<HandOverResult>;
   close(): Promise<void>;
 }

@@ -6,7 +6,8 @@
 import type { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
 import consola from "consola";
-import type { ClusterView, LeaderInfo, LeadershipListener, MdmMetaStore } from "./meta_store.ts";
+import { PfError } from "../../proto/errors.ts";
+import type { ClusterView, HandOverResult, LeaderInfo, LeadershipListener, MdmMetaStore } from "./meta_store.ts";
 
 /** Bump and return the local term counter (1 on the first start). */
 export function bumpLocalTerm(sqlite: Database): number {
@@ -71,6 +72,9 @@ export class SqliteMetaStore implements MdmMetaStore {
   async view(): Promise<ClusterView> {
     const leader = this.leader();
     return { kind: "sqlite", term: this.currentTerm, leader, members: [{ id: leader.id, name: leader.name, url: leader.url, role: "leader", appliedRev: 0, caughtUp: true }], etcd: [] };
+  }
+  async handOver(): Promise<HandOverResult> {
+    throw new PfError("INVALID_STATE", "this MDM runs alone (sqlite store): there is no standby MDM to hand ownership to; run MDMs on etcd for that (docs/design.md, \"MDM high availability\")");
   }
   async close(): Promise<void> {}
 }

@@ -16,6 +16,7 @@ import { Limits, Units } from "../../proto/limits.ts";
 import {
   AddMappedSdc,
   AnyObject,
+  ChangeMdmOwnership,
   ApproveSdc,
   SetRestrictedSdcMode,
   CreateDevice,
@@ -61,6 +62,7 @@ import { selectedStatistics } from "./selected_statistics.ts";
 import { registerObserveRoutes } from "./observe_routes.ts";
 import { setCapacityAlertThresholds } from "../observe/alerts.ts";
 import { renderMdmCluster } from "./mdm_cluster_view.ts";
+import { RESIGNED_HEADER } from "../core/leader_gate.ts";
 import * as topo from "../topology/topology.ts";
 import * as vols from "../topology/volumes.ts";
 import { approveSdc, setRestrictedSdcMode } from "../topology/sdc_access.ts";
@@ -307,6 +309,14 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
   api.post("/instances/System/action/removeConsistencyGroupSnapshots", async (c) =>
     c.json(await snaps.removeConsistencyGroupSnapshots(ctx, v(RemoveConsistencyGroupSnapshots, await readBody(c, AnyObject)).snapGroupId)),
   );
+  // --switch_mdm_ownership: this MDM hands over and resigns; its answer (the new master) is the
+  // one success a no-longer-active MDM sends (RESIGNED_HEADER lets it past the leader gate)
+  api.post("/instances/System/action/changeMdmOwnership", async (c) => {
+    const body = await readBody(c, ChangeMdmOwnership);
+    const r = await ctx.meta.handOver(body);
+    c.header(RESIGNED_HEADER, "1");
+    return c.json({ master: r.to, previousMaster: r.from, previousTerm: r.oldTerm, term: r.term });
+  });
 
   api.get("/instances/:ref", (c) => {
     const { type, id } = parseRef(c.req.param("ref"));
