@@ -12,7 +12,7 @@
 //   frame of that connection (whatever its opcode or extent) queues behind it. Forwarded writes
 //   to one peer travel over one ordered connection, so a write is never applied before an
 //   earlier one nor after a later one of the same primary; nothing is ever retried;
-// - only frames a peer SDS forwards are held (REPL_WRITE, REPL_ZERO, REBUILD_WRITE from a
+// - only frames a peer SDS forwards are held (REPL_WRITE, REPL_ZERO, REBUILD_WRITE, REBUILD_OWNERS from a
 //   connection authenticated as an SDS) and only while `behind` says so; everything else is
 //   handled at once, exactly as before;
 // - a held frame is handled, exactly as it would have been on arrival but with the assignments
@@ -234,10 +234,10 @@ export class EpochHolds {
   }
 }
 
-/** Frames that may wait: what a peer SDS forwards (writes, zeroes, copied chunks). */
+/** Frames that may wait: what a peer SDS forwards (writes, zeroes, copied chunks and their owner lists). */
 export function isForwarded(conn: Pick<RequestConn, "role">, h: FrameHeader): boolean {
   if (conn.role !== NodeRole.SDS) return false;
-  return h.opcode === Op.REPL_WRITE || h.opcode === Op.REPL_ZERO || h.opcode === Op.REBUILD_WRITE;
+  return h.opcode === Op.REPL_WRITE || h.opcode === Op.REPL_ZERO || h.opcode === Op.REBUILD_WRITE || h.opcode === Op.REBUILD_OWNERS;
 }
 
 function extentName(h: FrameHeader): string {

@@ -432,7 +432,11 @@ export class SdsNode implements RequestHandler {
 
   /** A forwarded frame ahead of this SDS's assignments: a newer epoch, or an extent not held yet. */
   private aheadOfAssignments(h: FrameHeader): boolean {
-    const e = this.store.lookup(h.volumeHi, h.volumeLo, h.extentIndex);
+    // resolve the frame as admit() does: a forwarded write may name a layer (Flag.LAYER), whose
+    // extent is keyed by its V-Tree's owner; a layer or volume no graph here knows yet is ahead
+    const layer = this.route(h);
+    if (typeof layer === "number") return true;
+    const e = this.store.lookup(layer.ownerHi, layer.ownerLo, h.extentIndex);
     return e === undefined || h.epoch > e.epoch;
   }
 
