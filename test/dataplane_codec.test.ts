@@ -126,7 +126,7 @@ test("decoding is validation: each bad field is named", () => {
   expect(badField((v) => v.setUint32(0, DATAPLANE_MAGIC + 1, true))).toBe("magic");
   expect(badField((_, b) => void (b[4] = 0))).toBe("opcode");
   expect(badField((_, b) => void (b[4] = 200))).toBe("opcode");
-  expect(badField((_, b) => void (b[5] = 0x04))).toBe("flags");
+  expect(badField((_, b) => void (b[5] = 0x08))).toBe("flags"); // 0x04 is LAYER now
   expect(badField((v) => v.setUint16(6, 999, true))).toBe("status");
   expect(badField((v) => v.setUint32(36, Limits.dataMaxPayloadBytes + 1, true))).toBe("payloadLength");
   expect(badField((v) => v.setUint32(28, Limits.maxExtentBytes, true))).toBe("offset");
