@@ -27,6 +27,9 @@ let sdcId: string;
 
 beforeAll(async () => {
   c = await TestCluster.create({
+    // room for every layer's copy-on-write chunks of all the tests below on each device (at
+    // 256 MiB a device could fill while freed chunks of an earlier test were still settling)
+    deviceSize: "512MiB",
     volumes: [
       { name: "fz", size: "64MiB" },
       { name: "g1", size: "64MiB" },
