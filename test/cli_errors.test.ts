@@ -97,7 +97,9 @@ interface Case {
   says: (c: Ctx) => (string | RegExp)[];
 }
 
-const sdsFlags = (c: Ctx) => ["--data-dir", "s", "--listen", `127.0.0.1:${c.ports.sds}`, "--mdm", cluster.mdmUrl, "--mdm-ca", cluster.caFile];
+// --control none: the default control port (listen port + 1000) is not a free port of this test
+// and could be held by anything else on the machine
+const sdsFlags = (c: Ctx) => ["--data-dir", "s", "--listen", `127.0.0.1:${c.ports.sds}`, "--control", "none", "--mdm", cluster.mdmUrl, "--mdm-ca", cluster.caFile];
 const secretEnv = () => ({ PF_CLUSTER_SECRET: secret });
 
 const cases: Case[] = [
@@ -333,7 +335,7 @@ const cases: Case[] = [
   {
     name: "pf sds: certificate that is not the MDM's (no retry)",
     files: () => ({ "other.pem": generateSelfSignedCert({ commonName: "not-the-mdm", hosts: ["127.0.0.1"] }).certPem }),
-    argv: (c) => ["sds", "--data-dir", "s", "--listen", `127.0.0.1:${c.ports.sds}`, "--mdm", cluster.mdmUrl, "--mdm-ca", "other.pem", "--device", "d.img:64MiB"],
+    argv: (c) => ["sds", "--data-dir", "s", "--listen", `127.0.0.1:${c.ports.sds}`, "--control", "none", "--mdm", cluster.mdmUrl, "--mdm-ca", "other.pem", "--device", "d.img:64MiB"],
     env: secretEnv,
     code: 6,
     prefix: "pf sds:",
@@ -360,7 +362,7 @@ const cases: Case[] = [
   { name: "pf sdc: --nbd is not HOST:PORT", argv: () => ["sdc", "--nbd", "x:y:z", "--mdm", cluster.mdmUrl, "--mdm-ca", cluster.caFile], env: secretEnv, code: 2, prefix: "pf sdc:", says: () => ["--nbd x:y:z is not HOST:PORT"] },
   {
     name: "pf sdc: wrong cluster secret, found before the GUID file is made",
-    argv: (c) => ["sdc", "--data-dir", "c", "--nbd", `127.0.0.1:${c.ports.nbd}`, "--mdm", cluster.mdmUrl, "--mdm-ca", cluster.caFile],
+    argv: (c) => ["sdc", "--data-dir", "c", "--nbd", `127.0.0.1:${c.ports.nbd}`, "--control", "none", "--mdm", cluster.mdmUrl, "--mdm-ca", cluster.caFile],
     env: () => ({ PF_CLUSTER_SECRET: "not-the-cluster-secret" }),
     code: 3,
     prefix: "pf sdc:",
