@@ -23,6 +23,8 @@ import { Limits } from "../proto/limits.ts";
 import type { BlockDevice } from "../store/block_device.ts";
 import type { SdsMeta } from "../store/sds_meta.ts";
 import { ChunkAllocator, type Allocation } from "./chunk_allocator.ts";
+import { DeviceCommitTarget, GroupCommit, MetaCommitTarget, type CommitWaiter } from "./group_commit.ts";
+import { prepareChunks, type ExtentGate, type PrepHost } from "./chunk_prep.ts";
 import type { ChangeRecord } from "./dirty_chunks.ts";
 import type { CopyKind } from "./sds_metrics.ts";
 
@@ -31,8 +33,10 @@ export interface DeviceSlot {
   devNo: number;
   dev: BlockDevice;
   alloc: ChunkAllocator;
-  /** written (data or zeros) since the last flush began */
-  written: boolean;
+  /** written (data or zeros) since the device's last sync began */
+  written: DeviceCommitTarget;
+  /** group commit of the device's writes (group_commit.ts): FUA, FLUSH and writeThrough share it */
+  commit: GroupCommit;
   state: "Normal" | "Failed";
   /**
    * an fdatasync failed: Linux may have dropped the dirty pages it could not write and a later
@@ -59,6 +63,10 @@ export class Extent {
   forwardFailures = 0;
   /** as a copy target: what kind of copy it receives (metrics; set with the role, sds_node.ts) */
   copyKind: CopyKind = "rebuild";
+  /** the pool is writeThrough: every write is durable on every copy before it is acknowledged */
+  writeThrough = false;
+  /** operations waiting behind a chunk preparation (chunk_prep.ts); null when none */
+  gate: ExtentGate | null = null;
   constructor(
     readonly volumeId: string,
     readonly extentIndex: number,
@@ -98,11 +106,12 @@ export interface ExtentSpec {
 const CHUNK = Limits.thinChunkBytes;
 const CHECKSUM_YIELD_EVERY_CHUNKS = 4;
 
-export class ExtentStore {
+export class ExtentStore implements PrepHost<Extent> {
   private readonly byVolume = new Map<number, Map<number, Extent>>();
   private readonly slotsById = new Map<string, DeviceSlot>();
   private readonly zeros = new Uint8Array(CHUNK);
-  private readonly inflightFlushes = new Set<Promise<void>>();
+  /** group commit of the metadata WAL (chunk allocation, releases): joins every device's commit */
+  readonly metaCommit: GroupCommit;
   private cleanerRunning = false;
   private stopped = false;
 
@@ -111,6 +120,7 @@ export class ExtentStore {
     readonly slots: DeviceSlot[],
   ) {
     for (const s of slots) this.slotsById.set(s.deviceId, s);
+    this.metaCommit = new GroupCommit(new MetaCommitTarget(meta), "SDS metadata WAL");
   }
 
   /** Register the devices (new ones get a watermark from how they were created) and load state. */
@@ -126,7 +136,15 @@ export class ExtentStore {
       if (row.chunkBytes !== CHUNK) throw new PfError("INVALID_STATE", `device ${dev.path} was formatted with ${row.chunkBytes}-byte chunks, not ${CHUNK}`);
       if (row.sizeBytes > dev.sizeBytes) throw new PfError("INVALID_STATE", `device ${dev.path} shrank from ${row.sizeBytes} to ${dev.sizeBytes} bytes`);
       const alloc = new ChunkAllocator(chunkCount, Math.min(row.zeroedBelowChunk, chunkCount));
-      slots.push({ deviceId, devNo: row.devNo, dev, alloc, written: false, state: "Normal", syncFailed: false });
+      const written = new DeviceCommitTarget(dev);
+      const slot: DeviceSlot = { deviceId, devNo: row.devNo, dev, alloc, written, commit: null as unknown as GroupCommit, state: "Normal", syncFailed: false };
+      // a failed fdatasync fails the device: Linux may have dropped the pages it could not write
+      slot.commit = new GroupCommit(written, `device ${deviceId} (${dev.path})`, (err) => {
+        slot.syncFailed = true;
+        if (slot.state !== "Failed") consola.error(`sds: device ${deviceId} (${dev.path}) failed: ${String(err)}`);
+        slot.state = "Failed";
+      });
+      slots.push(slot);
     }
     const store = new ExtentStore(meta, slots);
     store.load();
@@ -213,7 +231,10 @@ export class ExtentStore {
   write(e: Extent, offsetBytes: number, data: Uint8Array): Status {
     assert(offsetBytes + data.byteLength <= e.sizeBytes, "write beyond extent");
     if (data.byteLength === 0) return Status.OK;
-    const st = this.ensureAllocated(e, Math.floor(offsetBytes / CHUNK), Math.floor((offsetBytes + data.byteLength - 1) / CHUNK));
+    const first = Math.floor(offsetBytes / CHUNK);
+    const last = Math.floor((offsetBytes + data.byteLength - 1) / CHUNK);
+    if (e.gate !== null && e.gate.failed !== null && this.needsPrep(e, first, last)) return e.gate.failed;
+    const st = this.ensureAllocated(e, first, last);
     if (st !== Status.OK) return st;
     try {
       this.writeRaw(e, offsetBytes, data);
@@ -235,7 +256,7 @@ export class ExtentStore {
       e.slot.dev.write(at === 0 && n === data.byteLength ? data : data.subarray(at, at + n), phys * CHUNK + inChunk);
       at += n;
     }
-    e.slot.written = true;
+    e.slot.written.markWritten();
   }
 
   /** A device IO failed: report the device Failed (heartbeat) and pass the error on. */
@@ -268,7 +289,7 @@ export class ExtentStore {
           } catch (err) {
             throw this.deviceFailed(e.slot, err); // like a data write: the device is Failed
           }
-          e.slot.written = true;
+          e.slot.written.markWritten();
         }
       }
       at += n;
@@ -303,35 +324,32 @@ export class ExtentStore {
    * leaves out devices the caller knows are lost (Failed devices whose data has other copies).
    */
   flushWritten(skip?: (slot: DeviceSlot) => boolean): Promise<void> {
-    const devs = this.slots.filter((s) => (s.written || s.syncFailed) && !(skip?.(s) ?? false));
-    for (const s of devs) s.written = false;
-    const own = Promise.all([...devs.map((s) => this.syncSlot(s)), this.meta.sync()]).then(
-      () => undefined,
-      (err: unknown) => {
-        for (const s of devs) s.written = true;
-        throw err;
-      },
-    );
-    const tracked = own.finally(() => this.inflightFlushes.delete(tracked));
-    // a flush still running may cover writes acked before this call: wait for those too
-    const waits = [tracked, ...this.inflightFlushes];
-    this.inflightFlushes.add(tracked);
-    return Promise.all(waits).then(() => undefined);
+    // group commit: a device written since its last sync began gets a sync that starts after
+    // this call; one not written since joins the sync that runs (it covers every earlier write)
+    const parts: Promise<void>[] = [this.metaCommit.whenDurable()];
+    for (const s of this.slots) if (!(skip?.(s) ?? false)) parts.push(this.syncSlot(s));
+    return Promise.all(parts).then(() => undefined);
   }
 
   /** FUA: make one device's writes durable now (with the metadata they need). */
   async syncDevice(slot: DeviceSlot): Promise<void> {
-    await Promise.all([this.syncSlot(slot), this.meta.sync()]);
+    await Promise.all([this.syncSlot(slot), this.metaCommit.whenDurable()]);
   }
 
-  private async syncSlot(slot: DeviceSlot): Promise<void> {
-    if (slot.syncFailed) throw new PfError("IO_ERROR", `device ${slot.deviceId} (${slot.dev.path}) failed an earlier fdatasync; its unflushed writes may be lost`);
-    try {
-      await slot.dev.datasync();
-    } catch (err) {
-      slot.syncFailed = true;
-      throw this.deviceFailed(slot, err);
-    }
+  /**
+   * Hot-path form of syncDevice (FUA and writeThrough writes): `w` is told TWICE, once for the
+   * device's group commit and once for the metadata's (usually at once: nothing to sync).
+   */
+  commitWrite(slot: DeviceSlot, w: CommitWaiter): void {
+    slot.commit.request(w);
+    this.metaCommit.request(w);
+  }
+
+  private syncSlot(slot: DeviceSlot): Promise<void> {
+    if (slot.syncFailed) return Promise.reject(new PfError("IO_ERROR", `device ${slot.deviceId} (${slot.dev.path}) failed an earlier fdatasync; its unflushed writes may be lost`));
+    return slot.commit.whenDurable().catch((err: unknown) => {
+      throw new PfError("IO_ERROR", `fdatasync of device ${slot.deviceId} (${slot.dev.path}) failed: ${String(err)}`);
+    });
   }
 
   // ---- membership ----
@@ -364,6 +382,13 @@ export class ExtentStore {
     const cur = e;
     this.meta.putExtent({ volumeId: cur.volumeId, extentIndex: cur.extentIndex, epoch: cur.epoch, gen: cur.gen, devNo: slot.devNo, sizeBytes: cur.sizeBytes, thick: cur.thick, replicas: cur.replicas });
     if (cur.thick) {
+      // chunks that must be zeroed first are prepared off the loop; IO waits in the gate meanwhile
+      if (this.mustWait(cur, 0, cur.sizeBytes)) {
+        this.waitFor(cur, 0, cur.sizeBytes, () => {
+          if (cur.gate?.failed != null) consola.error(`sds: thick extent ${cur.key}: device ${slot.dev.path} cannot reserve its ${cur.sizeBytes} bytes`);
+        });
+        return Status.OK;
+      }
       const st = this.ensureAllocated(cur, 0, cur.chunkCount - 1);
       if (st !== Status.OK) {
         consola.error(`sds: thick extent ${cur.volumeId}/${cur.extentIndex}: device ${slot.dev.path} cannot reserve its ${cur.sizeBytes} bytes`);
@@ -426,13 +451,37 @@ export class ExtentStore {
     m.set(e.extentIndex, e);
   }
 
-  /** Allocate every unallocated chunk in [first, last]; all or nothing. */
+  /**
+   * Allocate every unallocated chunk in [first, last] and map it now; all or nothing. Only for
+   * chunks that need no zeroing (mustWait() said so): those are prepared off the loop (chunk_prep.ts).
+   */
   private ensureAllocated(e: Extent, first: number, last: number): Status {
+    const got = this.allocateMissing(e, first, last);
+    if (got === null) return Status.NO_SPACE;
+    if (got.length === 0) return Status.OK;
+    if (got.some((g) => g.a.zeroFirst)) {
+      // a caller skipped mustWait(): never zero and sync on the event loop
+      this.unallocate(e, got);
+      consola.error(`sds: extent ${e.key}: a write needing zeroed chunks came without its preparation; refused`);
+      return Status.UNAVAILABLE;
+    }
+    try {
+      this.map(e, got);
+    } catch (err) {
+      this.unallocate(e, got);
+      return this.failureStatus(err);
+    }
+    return Status.OK;
+  }
+
+  // ---- chunk preparation (chunk_prep.ts): PrepHost ----
+
+  allocateMissing(e: Extent, first: number, last: number): { chunk: number; a: Allocation }[] | null {
     let missing = 0;
     for (let c = first; c <= last; c++) if (e.physOf(c) < 0) missing++;
-    if (missing === 0) return Status.OK;
+    if (missing === 0) return [];
     const alloc = e.slot.alloc;
-    if (alloc.available < missing) return Status.NO_SPACE;
+    if (alloc.available < missing) return null;
     const got: { chunk: number; a: Allocation }[] = [];
     for (let c = first; c <= last; c++) {
       if (e.physOf(c) >= 0) continue;
@@ -440,38 +489,115 @@ export class ExtentStore {
       assert(a !== null, "allocator ran out below its available count");
       got.push({ chunk: c, a });
     }
-    try {
-      this.zeroFirst(e.slot, got);
-      this.meta.transaction(() => {
-        for (const { chunk, a } of got) {
-          this.meta.insertChunk(e.volumeId, e.extentIndex, chunk, e.slot.devNo, a.phys);
-          if (a.zeroFirst && a.was === "dirty") this.meta.clearDirty(e.slot.devNo, a.phys);
-        }
-        if (got.some((g) => g.a.zeroFirst && g.a.was === "virgin")) this.meta.setZeroedBelow(e.slot.devNo, alloc.zeroedBelow);
-      });
-    } catch (err) {
-      for (let i = got.length - 1; i >= 0; i--) alloc.unallocate(got[i]!.a);
-      consola.error(`sds: allocating ${got.length} chunk(s) on ${e.slot.dev.path} failed: ${(err as Error).message}`);
-      return (err as NodeJS.ErrnoException).code === "SQLITE_FULL" ? Status.NO_SPACE : Status.IO_ERROR;
-    }
-    if (e.chunks === null) e.chunks = new Int32Array(e.chunkCount).fill(-1);
-    for (const { chunk, a } of got) e.chunks[chunk] = a.phys;
-    return Status.OK;
+    return got;
   }
 
-  /** Dirty or virgin chunks are zeroed and the zeros made durable before they are mapped. */
-  private zeroFirst(slot: DeviceSlot, got: { a: Allocation }[]): void {
-    // A dirty chunk was released by a transaction that may still be only in the WAL: make that
-    // release durable before the chunk gets other data, or a power cut could map it back to
-    // its old extent, which would then read this extent's data.
-    if (got.some(({ a }) => a.zeroFirst && a.was === "dirty")) this.meta.syncNow();
+  unallocate(e: Extent, got: { a: Allocation }[]): void {
+    for (let i = got.length - 1; i >= 0; i--) e.slot.alloc.unallocate(got[i]!.a);
+  }
+
+  metaDurable(): Promise<void> {
+    return this.metaCommit.whenDurable();
+  }
+
+  /** Dirty or virgin chunks are zeroed and the zeros made durable (group commit) before they are mapped. */
+  zeroDurably(e: Extent, got: { a: Allocation }[]): Promise<void> {
     let any = false;
     for (const { a } of got) {
       if (!a.zeroFirst) continue;
-      slot.dev.write(this.zeros, a.phys * CHUNK);
+      try {
+        e.slot.dev.write(this.zeros, a.phys * CHUNK);
+      } catch (err) {
+        return Promise.reject(this.deviceFailed(e.slot, err));
+      }
       any = true;
     }
-    if (any) slot.dev.datasyncNow();
+    if (!any) return Promise.resolve();
+    e.slot.written.markWritten();
+    return this.syncSlot(e.slot);
+  }
+
+  map(e: Extent, got: { chunk: number; a: Allocation }[]): void {
+    const alloc = e.slot.alloc;
+    this.meta.transaction(() => {
+      for (const { chunk, a } of got) {
+        this.meta.insertChunk(e.volumeId, e.extentIndex, chunk, e.slot.devNo, a.phys);
+        if (a.zeroFirst && a.was === "dirty") this.meta.clearDirty(e.slot.devNo, a.phys);
+      }
+      if (got.some((g) => g.a.zeroFirst && g.a.was === "virgin")) this.meta.setZeroedBelow(e.slot.devNo, alloc.zeroedBelow);
+    });
+    if (e.chunks === null) e.chunks = new Int32Array(e.chunkCount).fill(-1);
+    for (const { chunk, a } of got) e.chunks[chunk] = a.phys;
+  }
+
+  gone(e: Extent): boolean {
+    return e.removed || this.stopped;
+  }
+
+  failureStatus(err: unknown): Status {
+    consola.error(`sds: allocating chunk(s) failed: ${(err as Error).message}`);
+    return (err as NodeJS.ErrnoException).code === "SQLITE_FULL" ? Status.NO_SPACE : Status.IO_ERROR;
+  }
+
+  // ---- the extent gate ----
+
+  /**
+   * True when an operation on [offset, offset+length) of e cannot run now: earlier operations
+   * of e wait in its gate, or (when it allocates) the range needs chunks that must be zeroed
+   * first. The caller then hands it to waitFor() and it runs later, in order.
+   */
+  mustWait(e: Extent, offsetBytes: number, lengthBytes: number, allocates = true): boolean {
+    const g = e.gate;
+    if (g !== null && !g.running) return true;
+    if (!allocates || lengthBytes === 0) return false;
+    if (g !== null && g.failed !== null) return false; // write() answers the failure
+    return this.needsPrep(e, Math.floor(offsetBytes / CHUNK), Math.floor((offsetBytes + lengthBytes - 1) / CHUNK));
+  }
+
+  /** Run `op` once the operations before it ran and its chunks are prepared (see mustWait). */
+  waitFor(e: Extent, offsetBytes: number, lengthBytes: number, op: () => void): void {
+    let g = e.gate;
+    if (g === null) {
+      g = { ops: [], preparing: false, running: false, failed: null };
+      e.gate = g;
+    }
+    if (!g.running) {
+      g.ops.push(op);
+      if (g.preparing) return;
+    } else {
+      g.ops.unshift(op); // the op being run from the gate needs a preparation: it stays first
+    }
+    if (lengthBytes === 0) {
+      // nothing of its own to prepare (a zeroing queued behind others): run the queue soon
+      queueMicrotask(() => this.drain(e, g));
+      return;
+    }
+    this.startPrep(e, g, Math.floor(offsetBytes / CHUNK), Math.floor((offsetBytes + Math.max(1, lengthBytes) - 1) / CHUNK));
+  }
+
+  private needsPrep(e: Extent, first: number, last: number): boolean {
+    let missing = 0;
+    for (let c = first; c <= last; c++) if (e.physOf(c) < 0) missing++;
+    if (missing === 0) return false;
+    const alloc = e.slot.alloc;
+    return alloc.clean < missing && alloc.available >= missing;
+  }
+
+  private startPrep(e: Extent, g: ExtentGate, first: number, last: number): void {
+    g.preparing = true;
+    void prepareChunks(this, e, first, last).then((st) => {
+      g.preparing = false;
+      g.failed = st === Status.OK ? null : st;
+      this.drain(e, g);
+    });
+  }
+
+  private drain(e: Extent, g: ExtentGate): void {
+    g.running = true;
+    while (g.ops.length > 0 && !g.preparing) g.ops.shift()!();
+    g.running = false;
+    g.failed = null;
+    if (!g.preparing && g.ops.length === 0 && e.gate === g) e.gate = null;
   }
 
   private release(e: Extent, chunks: number[]): void {
@@ -515,7 +641,8 @@ export class ExtentStore {
           slot.dev.write(this.zeros, phys * CHUNK);
           await yieldToLoop();
         }
-        await slot.dev.datasync();
+        slot.written.markWritten();
+        await slot.commit.whenDurable();
         if (this.stopped) return;
         // a chunk of this batch may have been taken, written and freed again while we zeroed:
         // then its zeros are gone; start the batch over

@@ -43,6 +43,7 @@ import { DirtyChunks } from "./dirty_chunks.ts";
 import type { DeviceSlot, Extent, ExtentStore } from "./extent_store.ts";
 import type { RequestConn, RequestHandler } from "./dataplane_server.ts";
 import { CopyEngine } from "./rebuild_copy.ts";
+import type { CommitWaiter } from "./group_commit.ts";
 import { realClock, type SdsClock } from "./sds_clock.ts";
 import { SdsMetrics } from "./sds_metrics.ts";
 import { SdsAccess } from "./sds_access.ts";
@@ -219,6 +220,7 @@ export class SdsNode implements RequestHandler {
     this.grants.apply(resp.dataPlane);
     const keep = new Set<string>();
     const roleChanges = new RoleChangeCount();
+    const writeThrough = new Set(resp.writeThroughVolumes);
     for (const a of resp.extents) {
       const key = `${a.volumeId}/${a.extentIndex}`;
       const role = roleOf(a, this.sdsId);
@@ -253,6 +255,7 @@ export class SdsNode implements RequestHandler {
       }
       const e = this.store.find(a.volumeId, a.extentIndex);
       if (e === undefined) continue;
+      e.writeThrough = writeThrough.has(a.volumeId);
       // what kind of copy a target receives (metrics only): a copy it held before (away) is
       // being resynced; a new one is a rebuild while the extent has a single in-sync copy,
       // otherwise a move. The target cannot see the primary's mode; this is its best reading.
@@ -442,6 +445,7 @@ export class SdsNode implements RequestHandler {
     const e = this.admit(conn, h, "client");
     if (typeof e === "number") return conn.reply(h, e);
     if (payload.byteLength !== h.length) return conn.reply(h, Status.INVALID);
+    if (this.store.mustWait(e, h.offset, h.length)) return this.waitInGate(conn, h, payload, e, true);
     const t0 = ioNowMs();
     this.stats.writes++;
     this.markChanged(e, h.offset, h.length);
@@ -457,6 +461,7 @@ export class SdsNode implements RequestHandler {
   private zeroPrimary(conn: RequestConn, h: FrameHeader): void {
     const e = this.admit(conn, h, "client");
     if (typeof e === "number") return conn.reply(h, e);
+    if (this.store.mustWait(e, h.offset, h.length, false)) return this.waitInGate(conn, h, EMPTY, e, false);
     const t0 = ioNowMs();
     this.stats.zeroes++;
     this.markChanged(e, h.offset, h.length);
@@ -470,15 +475,24 @@ export class SdsNode implements RequestHandler {
   }
 
   /**
+   * The extent's earlier operations wait for a chunk preparation (chunk_prep.ts), or this one
+   * needs one: run the request again, from the top, once they are done (in arrival order).
+   */
+  private waitInGate(conn: RequestConn, h: FrameHeader, payload: Uint8Array, e: Extent, allocates: boolean): void {
+    this.store.waitFor(e, h.offset, allocates ? h.length : 0, () => this.onRequest(conn, { header: h, payload }));
+  }
+
+  /**
    * Forward to every other in-sync copy and to the sync target (and sync locally for FUA);
    * reply when all are done.
    */
   private replicate(conn: RequestConn, h: FrameHeader, e: Extent, op: Op, payload: Uint8Array | undefined, meter: IoMeter, startMs: number): void {
-    const fua = (h.flags & Flag.FUA) !== 0;
+    // FUA, or a writeThrough pool: durable on every copy before the reply (group commit)
+    const durable = (h.flags & Flag.FUA) !== 0 || e.writeThrough;
     const join = new ReplyJoin(conn, h, meter, startMs);
     const fwd: DataRequest = {
       opcode: op,
-      flags: h.flags & Flag.FUA,
+      flags: durable ? Flag.FUA : 0,
       epoch: h.epoch,
       volumeHi: h.volumeHi,
       volumeLo: h.volumeLo,
@@ -492,16 +506,12 @@ export class SdsNode implements RequestHandler {
     for (let i = 1; i < e.replicas.length; i++) this.forward(e, e.replicas[i]!, true, fwd, payload, join, offset, length);
     const t = e.syncTarget;
     if (t !== null && !e.replicas.includes(t.sdsId)) this.forward(e, t.sdsId, false, fwd, payload, join, offset, length);
-    if (fua) {
+    if (durable) {
+      // told twice: the device's group commit and the metadata's
+      join.expect();
       join.expect();
       this.stats.fuaSyncs++;
-      this.store.syncDevice(e.slot).then(
-        () => join.done(Status.OK),
-        (err: unknown) => {
-          consola.error(`sds ${this.sdsId}: FUA sync failed: ${String(err)}`);
-          join.done(Status.UNAVAILABLE);
-        },
-      );
+      this.store.commitWrite(e.slot, join);
     }
     join.arm();
   }
@@ -514,7 +524,8 @@ export class SdsNode implements RequestHandler {
       join.done(Status.UNAVAILABLE);
       return;
     }
-    this.peersWritten.add(peer);
+    // a durable forward is synced by the peer before it answers: a FLUSH owes it nothing
+    if ((fwd.flags & Flag.FUA) === 0) this.peersWritten.add(peer);
     // payload is a FrameReader view of a socket chunk nobody writes into again (see
     // test/dataplane_buffers.test.ts): forward it without a copy
     link.send(
@@ -548,6 +559,7 @@ export class SdsNode implements RequestHandler {
     const e = this.admit(conn, h, "rebuild");
     if (typeof e === "number") return conn.reply(h, e);
     if (payload.byteLength !== h.length) return conn.reply(h, Status.INVALID);
+    if (this.store.mustWait(e, h.offset, h.length)) return this.waitInGate(conn, h, payload, e, true);
     const t0 = ioNowMs();
     this.stats.rebuildWrites++;
     this.stats.rebuildBytes += h.length;
@@ -563,6 +575,7 @@ export class SdsNode implements RequestHandler {
     const e = this.admit(conn, h, "replica");
     if (typeof e === "number") return conn.reply(h, e);
     if (payload.byteLength !== h.length) return conn.reply(h, Status.INVALID);
+    if (this.store.mustWait(e, h.offset, h.length)) return this.waitInGate(conn, h, payload, e, true);
     const t0 = ioNowMs();
     this.stats.replWrites++;
     const st = this.store.write(e, h.offset, payload);
@@ -573,6 +586,7 @@ export class SdsNode implements RequestHandler {
   private zeroSecondary(conn: RequestConn, h: FrameHeader): void {
     const e = this.admit(conn, h, "replica");
     if (typeof e === "number") return conn.reply(h, e);
+    if (this.store.mustWait(e, h.offset, h.length, false)) return this.waitInGate(conn, h, EMPTY, e, false);
     const t0 = ioNowMs();
     this.stats.zeroes++;
     const st = this.store.zero(e, h.offset, h.length);
@@ -586,22 +600,12 @@ export class SdsNode implements RequestHandler {
       meter.fail();
       return conn.reply(h, st);
     }
-    if ((h.flags & Flag.FUA) === 0) {
+    if ((h.flags & Flag.FUA) === 0 && !e.writeThrough) {
       meter.record(bytes, (ioNowMs() - startMs) / 1000);
       return conn.reply(h, st);
     }
     this.stats.fuaSyncs++;
-    this.store.syncDevice(e.slot).then(
-      () => {
-        meter.record(bytes, (ioNowMs() - startMs) / 1000);
-        conn.reply(h, Status.OK);
-      },
-      (err: unknown) => {
-        consola.error(`sds ${this.sdsId}: FUA sync failed: ${String(err)}`);
-        meter.fail();
-        conn.reply(h, Status.UNAVAILABLE);
-      },
-    );
+    this.store.commitWrite(e.slot, new DurableReply(conn, h, meter, startMs));
   }
 
   private checksum(conn: RequestConn, h: FrameHeader): void {
@@ -688,10 +692,33 @@ export class SdsNode implements RequestHandler {
 }
 
 /**
+ * A secondary's reply to a durable (FUA / writeThrough) forwarded write: sent once both the
+ * device's and the metadata's group commit covered it.
+ */
+class DurableReply implements CommitWaiter {
+  private left = 2;
+  private ok = true;
+  constructor(
+    private readonly conn: RequestConn,
+    private readonly h: FrameHeader,
+    private readonly meter: IoMeter,
+    private readonly startMs: number,
+  ) {}
+
+  committed(ok: boolean): void {
+    if (!ok) this.ok = false;
+    if (--this.left > 0) return;
+    if (this.ok) this.meter.record(this.h.length, (ioNowMs() - this.startMs) / 1000);
+    else this.meter.fail();
+    this.conn.reply(this.h, this.ok ? Status.OK : Status.UNAVAILABLE);
+  }
+}
+
+/**
  * Counts outstanding parts of one reply; the worst status wins. The reply is the request's
  * completion: an OK one is metered (bytes, latency since startMs), any other counts as failed.
  */
-class ReplyJoin {
+class ReplyJoin implements CommitWaiter {
   private outstanding = 0;
   private armed = false;
   private status: Status = Status.OK;
@@ -707,6 +734,11 @@ class ReplyJoin {
 
   expect(): void {
     this.outstanding++;
+  }
+
+  /** a group commit this reply waits for (ok: the copy here is durable) */
+  committed(ok: boolean): void {
+    this.done(ok ? Status.OK : Status.UNAVAILABLE);
   }
 
   done(st: Status): void {
@@ -821,3 +853,5 @@ function worstOf(all: Status[]): Status {
   for (const s of all) if (s !== Status.OK) return s;
   return Status.OK;
 }
+
+const EMPTY = new Uint8Array(0);

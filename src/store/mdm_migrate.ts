@@ -9,6 +9,7 @@ import init0000 from "./migrations/0000_init.sql" with { type: "text" };
 import recovery0001 from "./migrations/0001_recovery.sql" with { type: "text" };
 import alerts0002 from "./migrations/0002_alerts.sql" with { type: "text" };
 import dataplaneSecurity0003 from "./migrations/0003_dataplane_security.sql" with { type: "text" };
+import writeCache0004 from "./migrations/0004_write_cache.sql" with { type: "text" };
 
 export interface Migration {
   version: number;
@@ -21,6 +22,7 @@ export const MDM_MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "0001_recovery", sql: recovery0001 },
   { version: 2, name: "0002_alerts", sql: alerts0002 },
   { version: 3, name: "0003_dataplane_security", sql: dataplaneSecurity0003 },
+  { version: 4, name: "0004_write_cache", sql: writeCache0004 },
 ];
 
 /** Current schema version, or -1 for an empty database. */

@@ -38,6 +38,7 @@ export const FLAGS = {
   remove_sds: { kind: "command", help: "Remove an SDS: moves its data to the other SDSs first, then removes it" },
   query_alerts: { kind: "command", help: "Show the active alerts (--all: with the cleared ones, newest first)" },
   set_capacity_alert_thresholds: { kind: "command", help: "Set a storage pool's capacity alert thresholds (percent used)" },
+  set_storage_pool_write_cache: { kind: "command", help: "Set a storage pool's write cache: writeBack or writeThrough (pf extension; live)" },
 
   // ---- common ----
   help: { kind: "switch", help: "Show help (alone: all commands; after a command: that command)" },
@@ -80,6 +81,11 @@ export const FLAGS = {
   all: { kind: "switch", help: "Include the history (cleared alerts)" },
   capacity_alert_high_threshold: { kind: "value", arg: "PERCENT", help: "High threshold: an alert when the pool is this full (1-99, default 80)" },
   capacity_alert_critical_threshold: { kind: "value", arg: "PERCENT", help: "Critical threshold, above the high one (2-100, default 90)" },
+  write_cache: {
+    kind: "value",
+    arg: "writeBack|writeThrough",
+    help: "writeBack: acked when both copies hold the write, FLUSH/FUA make it durable; writeThrough: every write durable on both copies before its ack",
+  },
 } as const satisfies Record<string, FlagSpec>;
 
 export type FlagName = keyof typeof FLAGS;

@@ -13,6 +13,7 @@ import { queryAllSdc, queryAllSds, querySds } from "./cmd_members.ts";
 import { login, logout } from "./cmd_session.ts";
 import { queryRebuild, removeSds } from "./cmd_recovery.ts";
 import { queryAlerts, setCapacityAlertThresholds } from "./cmd_alerts.ts";
+import { setStoragePoolWriteCache } from "./cmd_write_cache.ts";
 import { queryAll, queryCluster } from "./cmd_system.ts";
 import {
   addVolume,
@@ -68,6 +69,7 @@ const HANDLERS: Record<CommandName, Handler> = {
   remove_sds: removeSds,
   query_alerts: queryAlerts,
   set_capacity_alert_thresholds: setCapacityAlertThresholds,
+  set_storage_pool_write_cache: setStoragePoolWriteCache,
 };
 
 const processIo: ScliIo = {

@@ -48,6 +48,7 @@ import { allocateId, bumpMapVersion, currentMapVersion, getSystem } from "../cor
 import { addDevice, DEFAULT_REBUILD_RATE_LIMIT_KBPS, DEFAULT_SPARE_PERCENTAGE } from "../topology/topology.ts";
 import { sdcJoinSecrets, sdcMapsWithAccess, sdsDataPlane, sdsJoinSecrets } from "./node_access.ts";
 import { approvedAtJoin } from "../topology/sdc_access.ts";
+import { writeThroughVolumes } from "../topology/write_cache.ts";
 
 // ---- SDS ----
 
@@ -314,7 +315,15 @@ export function sdsAssignments(ctx: MdmContext, sdsId: string): SdsAssignmentsRe
         syncTarget: mine.role === "primary" && e.target ? { sdsId: e.target.sdsId, mode: e.target.mode } : null,
       });
     }
-    return { mapVersion, dataPlane: sdsDataPlane(ctx), rebuildRateBytesPerSec: rebuildRateOf(ctx, sdsId), extentSizeBytesByVolume, extents: out, sds: sdsAddresses(ctx) };
+    return {
+      mapVersion,
+      dataPlane: sdsDataPlane(ctx),
+      rebuildRateBytesPerSec: rebuildRateOf(ctx, sdsId),
+      extentSizeBytesByVolume,
+      writeThroughVolumes: writeThroughVolumes(ctx, volumeIds),
+      extents: out,
+      sds: sdsAddresses(ctx),
+    };
   })();
 }
 

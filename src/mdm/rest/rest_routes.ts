@@ -43,6 +43,7 @@ import {
   SetVolumeMappingAccessMode,
   SetVolumeName,
   SetVolumeSize,
+  SetWriteCache,
   looseBool,
   type PowerFlexType,
 } from "../../proto/powerflex_api.ts";
@@ -57,6 +58,7 @@ import { setCapacityAlertThresholds } from "../observe/alerts.ts";
 import * as topo from "../topology/topology.ts";
 import * as vols from "../topology/volumes.ts";
 import { approveSdc, setRestrictedSdcMode } from "../topology/sdc_access.ts";
+import { setWriteCache } from "../topology/write_cache.ts";
 import { rotateDataPlaneKey } from "../core/dataplane_secrets.ts";
 import { getSdc } from "../core/lookup.ts";
 
@@ -123,6 +125,7 @@ const INSTANCE_ACTIONS: Record<string, ActionHandler> = {
   },
   "StoragePool/setStoragePoolName": (ctx, id, b) => topo.renameStoragePool(ctx, id, v(RenameObject, b).name),
   "StoragePool/setSparePercentage": (ctx, id, b) => topo.setSparePercentage(ctx, id, v(SetSparePercentage, b).sparePercentage),
+  "StoragePool/setWriteCache": (ctx, id, b) => setWriteCache(ctx, id, v(SetWriteCache, b).writeCache),
   "StoragePool/setCapacityAlertThresholds": (ctx, id, b) => {
     const r = v(SetCapacityAlertThresholds, b);
     setCapacityAlertThresholds(ctx, id, { highPct: r.capacityAlertHighThresholdPercent, criticalPct: r.capacityAlertCriticalThresholdPercent });
