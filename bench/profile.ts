@@ -138,6 +138,12 @@ async function main(): Promise<void> {
         process.stdout.write(`  ${label}: ${per(total)} syscalls per IO (${rows.map(([n, v]) => `${n} ${per(v)}`).join(", ")}) [under strace: ${Math.round(straceIops)} IOPS]\n`);
       });
     }
+    for (const [k, label] of roleOf) {
+      if (k === "sdc") continue;
+      const i = Number(k.slice(3)) - 1;
+      const st = (await (await fetch(`${c.sdsControlUrl(i)}/status`)).json()) as { writeCache?: { groupCommit: unknown } };
+      process.stdout.write(`  ${label} group commit: ${JSON.stringify(st.writeCache?.groupCommit)}\n`);
+    }
   } finally {
     await c.stop();
     await Bun.sleep(500);

@@ -1,9 +1,9 @@
 // Group commit for one durable thing an SDS writes through the kernel (a device, its metadata
 // WAL): every caller that needs "everything written so far is durable" waits for ONE sync that
-// started after its request, and any number of callers share that sync. At most one sync runs
-// per target; callers that arrive while it runs wait for the next one, which starts as soon as
-// the running one ends (no timer: at queue depth 1 a batch holds one write and costs one sync; at
-// depth 16 the batch grows by itself while the previous sync runs). The sync itself runs off the
+// started after its request, and any number of callers share that sync. At most maxSyncs syncs run
+// per target (Limits.groupCommitMaxSyncs); callers that arrive while that many run wait for the
+// next one, which starts as soon as one ends (no timer: at queue depth 1 a batch holds one write
+// and costs one sync; at depth 16 the batch grows by itself while the earlier syncs run). The sync itself runs off the
 // event loop (the target's business: node:fs fdatasync on the thread pool).
 //
 // Invariants:
@@ -13,8 +13,9 @@
 // - every waiter is told exactly once; after a failed sync every waiter of that batch, and every
 //   later one, is told it failed (Linux may drop the pages a failed fdatasync could not write:
 //   a later sync succeeding would not mean those writes are durable);
-// - no allocation per waiter: batches are two arrays reused in turn.
+// - no allocation per waiter: batch arrays are recycled (one small object per sync).
 
+import { Limits } from "../proto/limits.ts";
 import type { BlockDevice } from "../store/block_device.ts";
 import type { SdsMeta } from "../store/sds_meta.ts";
 
@@ -27,6 +28,9 @@ export interface CommitTarget {
   /** make everything written before clean() durable, off the event loop */
   sync(): Promise<void>;
 }
+
+/** PF_GROUP_COMMIT_MAX_SYNCS overrides Limits.groupCommitMaxSyncs for A/B runs. */
+const DEFAULT_MAX_SYNCS = Math.max(1, Number(process.env.PF_GROUP_COMMIT_MAX_SYNCS ?? Limits.groupCommitMaxSyncs));
 
 export interface CommitWaiter {
   /** every write before the request is durable (ok) or may be lost (not ok); may be called synchronously from request() */
@@ -41,22 +45,27 @@ export interface GroupCommitStats {
   maxBatch: number;
 }
 
+/** One sync in flight and the waiters it answers. */
+interface InFlightSync {
+  waiters: CommitWaiter[];
+}
+
 export class GroupCommit {
-  private running = false;
   private failedWith: unknown = null;
-  /** waiters of the sync that runs now */
-  private current: CommitWaiter[] = [];
+  /** syncs in flight, in the order they started */
+  private readonly inFlight: InFlightSync[] = [];
   /** waiters of the next sync */
   private next: CommitWaiter[] = [];
+  private readonly spare: CommitWaiter[][] = [];
   readonly stats: GroupCommitStats = { syncs: 0, waiters: 0, covered: 0, maxBatch: 0 };
-  private readonly onSynced = () => this.finish(null);
-  private readonly onFailed = (err: unknown) => this.finish(err);
 
   constructor(
     private readonly target: CommitTarget,
     /** for error messages */
     readonly name: string,
     private readonly onError: (err: unknown) => void = () => {},
+    /** syncs allowed in flight at once (a later one covers the writes made while earlier ones run) */
+    private readonly maxSyncs: number = DEFAULT_MAX_SYNCS,
   ) {}
 
   /** True once a sync failed: nothing on this target can be made durable any more. */
@@ -66,7 +75,7 @@ export class GroupCommit {
 
   /** True while a sync runs or waiters wait for one. */
   get busy(): boolean {
-    return this.running || this.next.length > 0;
+    return this.inFlight.length > 0 || this.next.length > 0;
   }
 
   /** Tell `w` once every write made before this call is durable. */
@@ -74,15 +83,16 @@ export class GroupCommit {
     this.stats.waiters++;
     if (this.failedWith !== null) return w.committed(false);
     if (!this.target.dirty) {
-      // nothing written since the last sync began: that sync covers every earlier write (waiters
-      // of a next sync exist only while something is dirty)
+      // nothing written since the newest sync began: it covers every earlier write (waiters of
+      // a next sync exist only while something is dirty)
       this.stats.covered++;
-      if (this.running) this.current.push(w);
+      const last = this.inFlight[this.inFlight.length - 1];
+      if (last !== undefined) last.waiters.push(w);
       else w.committed(true);
       return;
     }
     this.next.push(w);
-    if (!this.running) this.start();
+    if (this.inFlight.length < this.maxSyncs) this.start();
   }
 
   /** Promise form, for cold paths (FLUSH, allocation): resolves when durable, rejects when the sync failed. */
@@ -95,10 +105,10 @@ export class GroupCommit {
   }
 
   private start(): void {
-    this.running = true;
     const batch = this.next;
-    this.next = this.current; // empty: the previous batch was told and cleared
-    this.current = batch;
+    this.next = this.spare.pop() ?? [];
+    const s: InFlightSync = { waiters: batch };
+    this.inFlight.push(s);
     if (batch.length > this.stats.maxBatch) this.stats.maxBatch = batch.length;
     this.stats.syncs++;
     this.target.clean();
@@ -108,22 +118,26 @@ export class GroupCommit {
     } catch (e) {
       p = Promise.reject(e);
     }
-    p.then(this.onSynced, this.onFailed);
+    p.then(
+      () => this.finish(s, null),
+      (err: unknown) => this.finish(s, err),
+    );
   }
 
-  private finish(err: unknown): void {
+  private finish(s: InFlightSync, err: unknown): void {
     if (err !== null && this.failedWith === null) {
       this.failedWith = err;
       this.onError(err);
     }
     const ok = this.failedWith === null;
-    // still "running" while the batch is told: a waiter that requests again from its callback
-    // joins this batch (nothing written since this sync began) or the next one, never a batch
-    // being swapped under this loop
-    const batch = this.current;
+    // still in flight while its waiters are told: one that requests again from its callback with
+    // nothing written since joins the newest sync (maybe this one: the loop reaches it), never an
+    // array being recycled under this loop
+    const batch = s.waiters;
     for (let i = 0; i < batch.length; i++) batch[i]!.committed(ok);
+    this.inFlight.splice(this.inFlight.indexOf(s), 1);
     batch.length = 0;
-    this.running = false;
+    this.spare.push(batch);
     if (this.next.length === 0) return;
     if (!ok) {
       const rest = this.next;
@@ -131,7 +145,7 @@ export class GroupCommit {
       rest.length = 0;
       return;
     }
-    this.start();
+    if (this.inFlight.length < this.maxSyncs) this.start();
   }
 }
 
