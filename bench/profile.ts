@@ -25,8 +25,15 @@ const perfRec = process.env.PROFILE_PERF === "1";
 
 async function perfProfile(pid: number, secs: number, out: string): Promise<string> {
   await run(["perf", "record", "-e", "cpu-clock", "-F", "2000", "-o", out, "-p", String(pid), "--", "sleep", String(secs)], { timeoutMs: (secs + 30) * 1000 });
+  const byDso = await run(["perf", "report", "-i", out, "--no-children", "--sort", "dso", "--stdio"], { timeoutMs: 120_000 });
+  const dsos = byDso.stdout
+    .split("\n")
+    .filter((l) => /^\s+\d/.test(l))
+    .slice(0, 6)
+    .map((l) => l.trim().replace(/\s+/g, " "))
+    .join(", ");
   const r = await run(["perf", "report", "-i", out, "--no-children", "--sort", "dso,sym", "--stdio"], { timeoutMs: 120_000 });
-  return r.stdout
+  return `  by object: ${dsos}\n` + r.stdout
     .split("\n")
     .filter((l) => /^\s+\d/.test(l))
     .slice(0, top)

@@ -300,6 +300,14 @@ export class NbdSession {
     this.inFlight++;
     this.heldBytes += held;
     const startMs = ioNowMs();
+    if (req.type === Cmd.WRITE && exp.writeCb !== undefined) {
+      exp.writeCb(req.offsetBytes, payload ?? EMPTY, fua, (err) => this.completeCb(exp, req, held, EMPTY, err, startMs));
+      return;
+    }
+    if (req.type === Cmd.READ && exp.readCb !== undefined) {
+      exp.readCb(req.offsetBytes, req.lengthBytes, (err, data) => this.completeCb(exp, req, held, data, err, startMs));
+      return;
+    }
     let p: Promise<Uint8Array | void>;
     try {
       p = this.execute(exp, req, payload, fua);
@@ -331,6 +339,16 @@ export class NbdSession {
       default:
         // refusalOf() lets only the commands above through
         return Promise.reject(new Error(`nbd: command ${req.type} reached execute()`));
+    }
+  }
+
+  /** Completion of a callback-form request (readCb/writeCb): as complete(), a bug costing this connection only. */
+  private completeCb(exp: NbdExport, req: NbdRequest, held: number, data: Uint8Array, err: unknown, startMs: number): void {
+    try {
+      this.complete(exp, req, held, err === null ? data : EMPTY, err === null ? 0 : this.errnoOf(req, err), startMs);
+    } catch (e) {
+      consola.error(`nbd: connection ${this.id} (${this.peer}): answering command ${req.type} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      this.closeNow();
     }
   }
 
