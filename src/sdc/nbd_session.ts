@@ -34,6 +34,7 @@ import {
   type NbdRequest,
 } from "../proto/nbd.ts";
 import { ByteQueue } from "./nbd_byte_queue.ts";
+import { returnPayload } from "../proto/payload_pool.ts";
 import type { ExportRegistry, NbdExport } from "./nbd_export.ts";
 import { SERVER_HANDSHAKE_FLAGS, handleOption, type HandshakeState } from "./nbd_handshake.ts";
 import { ReplyWriter, type ByteSink } from "./nbd_reply_writer.ts";
@@ -256,7 +257,7 @@ export class NbdSession {
     const payload = this.queue.take(req.lengthBytes);
     this.pendingReq = null;
     this.phase = "request";
-    this.dispatch(req, payload);
+    this.dispatch(req, payload, this.queue.lastTakeCopied);
     return true;
   }
 
@@ -277,7 +278,8 @@ export class NbdSession {
   // -------------------------------------------------------------------------------------------
   // Execution
 
-  private dispatch(req: NbdRequest, payload: Buffer | null): void {
+  /** `ownPayload`: the payload is a pooled copy, given back once the write was answered */
+  private dispatch(req: NbdRequest, payload: Buffer | null, ownPayload = false): void {
     const exp = this.exp;
     if (exp === null) return; // cannot happen in the request phase
     this.requestsServed++;
@@ -301,7 +303,12 @@ export class NbdSession {
     this.heldBytes += held;
     const startMs = ioNowMs();
     if (req.type === Cmd.WRITE && exp.writeCb !== undefined) {
-      exp.writeCb(req.offsetBytes, payload ?? EMPTY, fua, (err) => this.completeCb(exp, req, held, EMPTY, err, startMs));
+      const data = payload ?? EMPTY;
+      exp.writeCb(req.offsetBytes, data, fua, (err) => {
+        // the export is done with the payload: every piece was answered (all its bytes were sent)
+        if (ownPayload) returnPayload(data);
+        this.completeCb(exp, req, held, EMPTY, err, startMs);
+      });
       return;
     }
     if (req.type === Cmd.READ && exp.readCb !== undefined) {

@@ -139,6 +139,8 @@ export class VolumeIo {
       length: lengthBytes,
       gen: 0,
     };
+    // the payload is never written again (a socket chunk view or the session's own copy): the
+    // link may keep a view of what the socket did not take at once
     link.send(req, payload, (st, p) => {
       if (st === Status.OK) {
         if (opcode !== Op.READ) this.dirtyExtents.add(extentIndex);
@@ -146,7 +148,7 @@ export class VolumeIo {
         return done(null, p);
       }
       this.piece(opcode, flags, posBytes, lengthBytes, payload, st).then((r) => done(null, r.payload), (e: unknown) => done(e, EMPTY));
-    });
+    }, true);
   }
 
   async read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
