@@ -9,7 +9,8 @@
 //
 // Run: npm run build && npx bun bench/rebuild.ts
 // Env: REBUILD_LIMIT_MBPS (default 50), CLIENT_QD (default 8), BASELINE_SECONDS (default 10),
-// REBUILD_BENCH_LOG=1 (print the cluster's log lines about copies after each run).
+// REBUILD_BENCH_LOG=1 (print the cluster's log lines about copies after each run), REBUILD_BIN
+// (another pf build, for an A/B).
 //
 // Rebuild time is measured from the first pool poll (every 100 ms) that shows the rebuild
 // running (rebuildState Rebuilding with active extents) to the first that shows the pool healthy
@@ -132,6 +133,7 @@ function held(c: TestCluster, sdsName: string): { bytes: number; sources: number
 
 async function scenario(label: string, limitBytesPerSec: number, plain: { done: boolean; result?: { seconds: number; bytesPerSec: number } }): Promise<Row> {
   const c = await TestCluster.create({
+    ...(process.env.REBUILD_BIN ? { bin: process.env.REBUILD_BIN } : {}),
     sdsCount: SDS_COUNT,
     devicesPerSds: 1,
     deviceSize: "1536MiB",

@@ -35,6 +35,7 @@ import type { Extent, ExtentStore } from "./extent_store.ts";
 import type { SdsClock } from "./sds_clock.ts";
 import type { CopyKind, SdsMetrics } from "./sds_metrics.ts";
 import { TokenBucket } from "./token_bucket.ts";
+import { returnPayload, takePayload } from "../proto/payload_pool.ts";
 
 const CHUNK = Limits.thinChunkBytes;
 const REBUILD_FIRST_RETRY_MS = 100;
@@ -280,7 +281,7 @@ export class CopyEngine {
       const h: DataRequest = { opcode: Op.REBUILD_WRITE, flags: 0, epoch: e.epoch, volumeHi: e.volumeHi, volumeLo: e.volumeLo, extentIndex: e.extentIndex, offset: chunk * CHUNK, length: len, gen: e.gen };
       let payload: Uint8Array | undefined;
       if (e.physOf(chunk) >= 0) {
-        payload = new Uint8Array(len);
+        payload = takePayload(len); // every byte is read into it; given back once the target answered
         const t0 = ioNowMs();
         this.deps.store.read(e, chunk * CHUNK, payload);
         this.deps.metrics.copyRead[job.kind].record(len, (ioNowMs() - t0) / 1000);
@@ -291,6 +292,7 @@ export class CopyEngine {
         this.stats.rebuildZeroesSent++;
       }
       const st = await new Promise<Status>((resolve) => link.send(h, payload, (s) => resolve(s), true));
+      if (payload !== undefined) returnPayload(payload);
       // ---- end of the step: the reply only tells whether the target holds it ----
       if (st === Status.OK && planned) job.copiedBytes += len;
       return st;

@@ -11,7 +11,10 @@
 //   GRANT_EXPIRED, GRANT_REVOKED); this SDS holds the extent (else NOT_OWNER); it holds a
 //   lease (assignments applied since start and the lease from the last answered heartbeat not
 //   expired, else UNAVAILABLE); the epoch equals the extent's, older or newer (else
-//   STALE_EPOCH); the role allows the operation and a forwarded frame comes from the extent's
+//   STALE_EPOCH; a forward or copy of a NEWER epoch from a peer, or a copy for an extent not
+//   held yet, waits up to HOLD_FOR_EPOCH_MS for this SDS's assignments to catch up and is then
+//   admitted again from the top, in arrival order; the primary applied the MDM's news first);
+//   the role allows the operation and a forwarded frame comes from the extent's
 //   primary (else NOT_OWNER); the copy's device has not failed (else UNAVAILABLE); the range
 //   lies inside the extent (else INVALID);
 // - client IO is served by the primary only; REPL_* by a secondary or target, REBUILD_WRITE by a
@@ -92,6 +95,12 @@ export interface SdsNodeOptions {
 }
 
 const PEER_WARN_INTERVAL_MS = 5000;
+/** admit(): the request waits for newer assignments (answered later, not now) */
+const HELD = -1 as const;
+/** a forward of a newer epoch waits at most this long for the assignments (then STALE_EPOCH) */
+const HOLD_FOR_EPOCH_MS = 1000;
+/** after a peer connection failed, heartbeat fast this long (> the MDM's default heartbeat timeout + a rebuild plan) */
+const PEER_TROUBLE_FAST_BEAT_MS = 15_000;
 
 export class SdsNode implements RequestHandler {
   readonly sdsId: string;
@@ -135,6 +144,15 @@ export class SdsNode implements RequestHandler {
   private readonly failedForwards = new Map<string, FailedForward>();
   private readonly inflightFlushes = new Set<Promise<Status>>();
   private readonly lastPeerWarnMs = new Map<string, number>();
+  /** the request onRequest is handling (admit() may hold it for a newer epoch) */
+  private currentFrame: Frame | null = null;
+  /** forwards and copies of an epoch newer than the extent's, waiting for the assignments */
+  private heldForEpoch: { conn: RequestConn; f: Frame; untilMs: number }[] = [];
+  private holdTimer: ReturnType<typeof setTimeout> | null = null;
+  /** set while a held request whose time is up is admitted again: no second hold */
+  private noHold = false;
+  /** until then heartbeat fast (recovering): a peer connection failed recently */
+  private peerTroubleUntilMs = -Infinity;
 
   constructor(opts: SdsNodeOptions) {
     this.sdsId = opts.sdsId;
@@ -145,7 +163,7 @@ export class SdsNode implements RequestHandler {
     this.grants = new GrantBook(opts.sdsId, this.clock);
     if (opts.mdmId !== undefined) this.access.setMdmId(opts.mdmId);
     // ONE connection per peer: forwarded writes must reach it in the order they were applied
-    this.peers = opts.peers ?? new DataPlanePool({ credentials: this.access, connsPerSds: 1 });
+    this.peers = opts.peers ?? new DataPlanePool({ credentials: this.access, connsPerSds: 1, onLinkDown: () => this.peerLinkDown() });
     this.copies = new CopyEngine({ sdsId: this.sdsId, store: this.store, peers: this.peers, clock: this.clock, metrics: this.metrics, onDone: () => this.onCopyDone?.() });
   }
 
@@ -178,6 +196,8 @@ export class SdsNode implements RequestHandler {
    */
   get recovering(): boolean {
     if (this.copies.activeJobs > 0) return true;
+    // a peer's connection just failed: the MDM may soon plan a rebuild this SDS takes part in
+    if (this.clock.nowMs() < this.peerTroubleUntilMs) return true;
     for (const e of this.store.extents()) if (e.role === "target") return true;
     return false;
   }
@@ -284,6 +304,8 @@ export class SdsNode implements RequestHandler {
     this.copies.reconcile(this.store.extents());
     this.appliedMapVersion = resp.mapVersion;
     this.assignmentsApplied = true;
+    // forwards and copies that came with an epoch newer than ours run again (in arrival order)
+    this.releaseHeld(false);
   }
 
   /**
@@ -338,6 +360,7 @@ export class SdsNode implements RequestHandler {
 
   onRequest(conn: RequestConn, f: Frame): void {
     const h = f.header;
+    this.currentFrame = f;
     try {
       this.dispatch(conn, h, f.payload);
     } catch (e) {
@@ -388,7 +411,7 @@ export class SdsNode implements RequestHandler {
   }
 
   /** The extent a request addresses, or the refusal status (checked before any device IO). */
-  private admit(conn: RequestConn, h: FrameHeader, use: Use): Extent | Status {
+  private admit(conn: RequestConn, h: FrameHeader, use: Use): Extent | Status | typeof HELD {
     // an SDC's IO needs a grant for the volume on this connection (grant_book.ts)
     if (use === "client" || (use === "checksum" && conn.role === NodeRole.SDC)) {
       const g = conn.grants.check(h.volumeHi, h.volumeLo, h.opcode !== Op.READ && h.opcode !== Op.CHECKSUM, this.clock.nowMs());
@@ -399,6 +422,12 @@ export class SdsNode implements RequestHandler {
     }
     const e = this.store.lookup(h.volumeHi, h.volumeLo, h.extentIndex);
     if (e === undefined) {
+      // a copy sent to this SDS as a new target before its assignment arrived (the primary
+      // applied the MDM's plan first): hold it for the assignments, as a newer epoch is
+      if (use === "rebuild" && conn.role === NodeRole.SDS && !this.noHold) {
+        this.onNewerEpoch?.();
+        if (this.holdForNewerEpoch(conn)) return HELD;
+      }
       this.stats.refusedNotOwner++;
       return Status.NOT_OWNER;
     }
@@ -407,8 +436,14 @@ export class SdsNode implements RequestHandler {
       return Status.UNAVAILABLE;
     }
     if (h.epoch !== e.epoch) {
+      if (h.epoch > e.epoch && !this.noHold) {
+        this.onNewerEpoch?.();
+        // a forward or copy of a newer epoch: the MDM's news has not reached this SDS yet (the
+        // primary applied it first); hold it until the assignments catch up (bounded) instead of
+        // failing the primary's write, which would take this copy out of sync for a resync
+        if ((use === "replica" || use === "rebuild") && this.holdForNewerEpoch(conn)) return HELD;
+      }
       this.stats.refusedStaleEpoch++;
-      if (h.epoch > e.epoch) this.onNewerEpoch?.();
       return Status.STALE_EPOCH;
     }
     if (!roleServes(e.role, use) || (use !== "client" && use !== "checksum" && conn.nodeId !== e.replicas[0])) {
@@ -423,9 +458,55 @@ export class SdsNode implements RequestHandler {
     return e;
   }
 
+  /** Answer a refusal from admit() (HELD: the request waits for newer assignments and is answered later). */
+  private refuse(conn: RequestConn, h: FrameHeader, st: number): void {
+    if (st !== HELD) conn.reply(h, st as Status);
+  }
+
+  /** Keep the request being handled until the assignments catch up with its epoch; false when the list is full. */
+  private holdForNewerEpoch(conn: RequestConn): boolean {
+    const f = this.currentFrame;
+    if (f === null || this.noHold || this.heldForEpoch.length >= Limits.dataMaxInFlightPerConn) return false;
+    this.heldForEpoch.push({ conn, f, untilMs: performance.now() + HOLD_FOR_EPOCH_MS }); // a local wait bound: real time, not the lease clock
+    if (this.holdTimer === null) {
+      this.holdTimer = setTimeout(() => this.expireHeld(), HOLD_FOR_EPOCH_MS);
+      this.holdTimer.unref?.();
+    }
+    return true;
+  }
+
+  /** Run the held requests again (new assignments, or their time is up: then refused as stale). */
+  private releaseHeld(expired: boolean): void {
+    const held = this.heldForEpoch;
+    if (held.length === 0) return;
+    this.heldForEpoch = [];
+    const now = performance.now();
+    for (const x of held) {
+      if (x.conn.closed) continue;
+      if (expired && now >= x.untilMs) {
+        // its time is up: admitted once more without holding, it gets the refusal it would have got
+        this.noHold = true;
+        try {
+          this.onRequest(x.conn, x.f);
+        } finally {
+          this.noHold = false;
+        }
+      } else this.onRequest(x.conn, x.f);
+    }
+  }
+
+  private expireHeld(): void {
+    this.holdTimer = null;
+    this.releaseHeld(true);
+    if (this.heldForEpoch.length > 0 && this.holdTimer === null) {
+      this.holdTimer = setTimeout(() => this.expireHeld(), HOLD_FOR_EPOCH_MS);
+      this.holdTimer.unref?.();
+    }
+  }
+
   private read(conn: RequestConn, h: FrameHeader): void {
     const e = this.admit(conn, h, "client");
-    if (typeof e === "number") return conn.reply(h, e);
+    if (typeof e === "number") return this.refuse(conn, h, e);
     if (h.length > Limits.dataMaxPayloadBytes) return conn.reply(h, Status.INVALID);
     this.stats.reads++;
     const t0 = ioNowMs();
@@ -443,7 +524,7 @@ export class SdsNode implements RequestHandler {
 
   private writePrimary(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
     const e = this.admit(conn, h, "client");
-    if (typeof e === "number") return conn.reply(h, e);
+    if (typeof e === "number") return this.refuse(conn, h, e);
     if (payload.byteLength !== h.length) return conn.reply(h, Status.INVALID);
     if (this.store.mustWait(e, h.offset, h.length)) return this.waitInGate(conn, h, payload, e, true);
     const t0 = ioNowMs();
@@ -460,7 +541,7 @@ export class SdsNode implements RequestHandler {
 
   private zeroPrimary(conn: RequestConn, h: FrameHeader): void {
     const e = this.admit(conn, h, "client");
-    if (typeof e === "number") return conn.reply(h, e);
+    if (typeof e === "number") return this.refuse(conn, h, e);
     if (this.store.mustWait(e, h.offset, h.length, false)) return this.waitInGate(conn, h, EMPTY, e, false);
     const t0 = ioNowMs();
     this.stats.zeroes++;
@@ -557,7 +638,7 @@ export class SdsNode implements RequestHandler {
 
   private rebuildWrite(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
     const e = this.admit(conn, h, "rebuild");
-    if (typeof e === "number") return conn.reply(h, e);
+    if (typeof e === "number") return this.refuse(conn, h, e);
     if (payload.byteLength !== h.length) return conn.reply(h, Status.INVALID);
     if (this.store.mustWait(e, h.offset, h.length)) return this.waitInGate(conn, h, payload, e, true);
     const t0 = ioNowMs();
@@ -573,7 +654,7 @@ export class SdsNode implements RequestHandler {
 
   private writeSecondary(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
     const e = this.admit(conn, h, "replica");
-    if (typeof e === "number") return conn.reply(h, e);
+    if (typeof e === "number") return this.refuse(conn, h, e);
     if (payload.byteLength !== h.length) return conn.reply(h, Status.INVALID);
     if (this.store.mustWait(e, h.offset, h.length)) return this.waitInGate(conn, h, payload, e, true);
     const t0 = ioNowMs();
@@ -585,7 +666,7 @@ export class SdsNode implements RequestHandler {
 
   private zeroSecondary(conn: RequestConn, h: FrameHeader): void {
     const e = this.admit(conn, h, "replica");
-    if (typeof e === "number") return conn.reply(h, e);
+    if (typeof e === "number") return this.refuse(conn, h, e);
     if (this.store.mustWait(e, h.offset, h.length, false)) return this.waitInGate(conn, h, EMPTY, e, false);
     const t0 = ioNowMs();
     this.stats.zeroes++;
@@ -610,7 +691,7 @@ export class SdsNode implements RequestHandler {
 
   private checksum(conn: RequestConn, h: FrameHeader): void {
     const e = this.admit(conn, h, "checksum");
-    if (typeof e === "number") return conn.reply(h, e);
+    if (typeof e === "number") return this.refuse(conn, h, e);
     this.store.checksum(e, h.offset, h.length).then(
       (sum) => {
         const out = new Uint8Array(8);
@@ -677,6 +758,11 @@ export class SdsNode implements RequestHandler {
     });
   }
 
+  /** A connection to a peer SDS failed: heartbeat fast for a while, so a rebuild plan that follows reaches this SDS at once. */
+  private peerLinkDown(): void {
+    this.peerTroubleUntilMs = this.clock.nowMs() + PEER_TROUBLE_FAST_BEAT_MS;
+  }
+
   private peerFailed(peer: string, what: string): void {
     this.stats.peerFailures++;
     const now = performance.now();
@@ -686,6 +772,9 @@ export class SdsNode implements RequestHandler {
   }
 
   close(): void {
+    if (this.holdTimer !== null) clearTimeout(this.holdTimer);
+    this.holdTimer = null;
+    this.heldForEpoch = [];
     this.copies.close();
     this.peers.close();
   }
