@@ -39,6 +39,8 @@ import { returnPayload, takePayload } from "../proto/payload_pool.ts";
 
 const CHUNK = Limits.thinChunkBytes;
 const REBUILD_FIRST_RETRY_MS = 100;
+/** a copy asks its target to FLUSH (without waiting) after this many chunks */
+const COPY_SYNC_EVERY_CHUNKS = 8;
 
 export interface CopyStats {
   /** REBUILD_WRITE frames and their payload bytes sent */
@@ -238,6 +240,7 @@ export class CopyEngine {
   private async copyAll(job: CopyJob, plan: number[], failuresAtStart: number): Promise<string | null> {
     let next = 0;
     let failure: string | null = null;
+    let copiedSinceSync = 0;
     const worker = async (): Promise<void> => {
       while (failure === null && next < plan.length) {
         if (!job.current) {
@@ -251,6 +254,12 @@ export class CopyEngine {
         const chunk = plan[next++]!;
         const st = await this.copyChunk(job, chunk);
         if (st !== Status.OK && failure === null) failure = `chunk ${chunk}: status ${st}`;
+        // let the target write back as the copy goes (not all at its final FLUSH, which then
+        // holds the disk for the whole extent at the end): a FLUSH every few chunks, not waited for
+        if (st === Status.OK && ++copiedSinceSync >= COPY_SYNC_EVERY_CHUNKS) {
+          copiedSinceSync = 0;
+          void this.flushTarget(job);
+        }
       }
     };
     const workers: Promise<void>[] = [];
