@@ -16,7 +16,7 @@ const WAIT_MEMBERS_MS = 180_000;
 const POLL_MS = 250;
 
 const Named = z.looseObject({ id: z.string(), name: z.string().nullable() });
-const PoolObj = z.looseObject({ id: z.string(), name: z.string().nullable(), protectionDomainId: z.string() });
+const PoolObj = z.looseObject({ id: z.string(), name: z.string().nullable(), protectionDomainId: z.string(), writeCache: z.string().optional() });
 const SdsObj = z.looseObject({ id: z.string(), name: z.string().nullable(), mdmConnectionState: z.string().optional() });
 const VolumeObj = z.looseObject({
   id: z.string(),
@@ -94,7 +94,15 @@ async function applyStructure(ep: MdmEndpoint, config: ClusterConfig): Promise<v
     }
     const pools = (await list(ep, "StoragePool", PoolObj)).filter((p) => p.protectionDomainId === pdObj.id);
     for (const p of pd.storagePools) {
-      if (pools.some((x) => x.name === p.name)) continue;
+      const existing = pools.find((x) => x.name === p.name);
+      if (existing !== undefined) {
+        // the file's writeCache, when given, is applied on every start (a live change by scli lasts until then)
+        if (p.writeCache !== undefined && existing.writeCache !== p.writeCache) {
+          await action(ep, `StoragePool::${existing.id}`, "setWriteCache", { writeCache: p.writeCache });
+          consola.info(`pf up: storage pool ${pd.name}/${p.name} set to ${p.writeCache}`);
+        }
+        continue;
+      }
       const id = (
         await create(ep, "StoragePool", {
           protectionDomainId: pdObj.id,
@@ -103,6 +111,7 @@ async function applyStructure(ep: MdmEndpoint, config: ClusterConfig): Promise<v
           extentSizeInKb: kb(p.extentSize),
           allocationGranularityInKb: kb(p.granularity),
           rebuildRateLimitInKbps: p.rebuildRateLimit === undefined ? undefined : Math.ceil(p.rebuildRateLimit / 1024),
+          writeCache: p.writeCache,
         })
       ).id;
       consola.info(`pf up: created storage pool ${pd.name}/${p.name} (${id})`);

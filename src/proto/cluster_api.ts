@@ -203,6 +203,8 @@ export const SdsAssignmentsResponse = z.object({
   /** copy throttle for this SDS (bytes/s over all its copies; 0 = unlimited) */
   rebuildRateBytesPerSec: z.number().int().nonnegative().default(0),
   extentSizeBytesByVolume: z.record(id16, z.number().int().positive()),
+  /** volumes of writeThrough pools among the extents listed: every write durable on every copy before its reply */
+  writeThroughVolumes: z.array(id16).default([]),
   extents: z.array(ExtentAssignment),
   sds: z.array(SdsAddress),
   /** graphs of the V-Trees (by owner id) this SDS holds extents of and that have snapshots */

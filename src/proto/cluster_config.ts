@@ -88,6 +88,10 @@ const PoolConfig = z.strictObject({
   extentSize: size.optional(),
   granularity: size.optional(),
   rebuildRateLimit: size.optional(), // bytes per second per pool, 0 = unlimited
+  /** writeBack (default): acked when both copies hold the write, FLUSH/FUA make it durable;
+   *  writeThrough: every write durable on both copies before its ack. Given: pf up sets it on
+   *  every start (also on an existing pool); left out: the pool keeps what it has. */
+  writeCache: z.enum(["writeBack", "writeThrough"]).optional(),
 });
 
 const ProtectionDomainConfig = z.strictObject({

@@ -27,6 +27,7 @@
 // closes that connection and keeps serving others. No other module computes a byte offset.
 
 import { Limits } from "./limits.ts";
+import { MIN_POOLED_BYTES, takePayload } from "./payload_pool.ts";
 
 export const DATAPLANE_MAGIC = 0x31504450;
 export const HEADER_BYTES = 48;
@@ -107,6 +108,8 @@ export interface FrameHeader {
   length: number;
   payloadLength: number;
   gen: number;
+  /** the request's payload came from payload_pool.ts: given back when it is answered (never on the wire) */
+  pooledPayload?: Uint8Array;
 }
 
 export class FrameError extends Error {
@@ -195,6 +198,8 @@ export interface Frame {
   header: FrameHeader;
   /** view of the payload; valid only until the callback returns unless copied */
   payload: Uint8Array;
+  /** the payload is a pooled buffer (FrameReader.poolPayloads): the receiver gives it back once answered */
+  pooled?: boolean;
 }
 
 /**
@@ -210,6 +215,8 @@ export class FrameReader {
   private readonly headerScratch = new Uint8Array(HEADER_BYTES);
   /** frames announcing a larger payload are a FrameError (lowered until the handshake is done) */
   maxPayloadBytes: number = Limits.dataMaxPayloadBytes;
+  /** assemble large payloads that span socket chunks in pooled buffers (the SDS server side) */
+  poolPayloads = false;
 
   /**
    * Feed bytes; calls onFrame for every complete frame. Throws FrameError on bad input.
@@ -240,7 +247,8 @@ export class FrameReader {
         more = onFrame({ header, payload: EMPTY });
       } else {
         const p = this.take(need, null);
-        more = onFrame({ header, payload: p.buf.subarray(p.at, p.at + need) });
+        const pooled = p.copied && this.poolPayloads && need >= MIN_POOLED_BYTES;
+        more = onFrame(pooled ? { header, payload: p.buf, pooled } : { header, payload: p.buf.subarray(p.at, p.at + need) });
       }
       if (more === false) return;
     }
@@ -251,15 +259,16 @@ export class FrameReader {
   }
 
   /** Take n bytes: a view into the first chunk when possible, else a copy (into scratch if given). */
-  private take(n: number, scratch: Uint8Array | null): { buf: Uint8Array; at: number } {
+  private take(n: number, scratch: Uint8Array | null): { buf: Uint8Array; at: number; copied: boolean } {
     const first = this.chunks[0]!;
     const avail = first.byteLength - this.chunkOffset;
     if (avail >= n) {
       const at = this.chunkOffset;
       this.advance(n);
-      return { buf: first, at };
+      return { buf: first, at, copied: false };
     }
-    const out = scratch ?? new Uint8Array(n);
+    // a copy: from the pool for large server-side payloads, never zero-filled (every byte is set)
+    const out = scratch ?? (this.poolPayloads && n >= MIN_POOLED_BYTES ? takePayload(n) : Buffer.allocUnsafe(n));
     let filled = 0;
     while (filled < n) {
       const c = this.chunks[0]!;
@@ -268,7 +277,7 @@ export class FrameReader {
       filled += m;
       this.advance(m);
     }
-    return { buf: out, at: 0 };
+    return { buf: out, at: 0, copied: scratch === null };
   }
 
   private advance(n: number): void {

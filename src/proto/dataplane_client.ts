@@ -86,6 +86,8 @@ export interface DataPlaneClientOptions {
   maxInFlight?: number;
   /** how long requests fail fast after a failed connect */
   reconnectBackoffMs?: number;
+  /** the connection failed or could not be made (an SDS uses it to heartbeat sooner: a peer may be gone) */
+  onDown?: () => void;
 }
 
 interface Pending {
@@ -399,6 +401,7 @@ export class DataPlaneClient implements DataPlaneLink {
 
   private fail(reason: string, connectFailed: boolean): void {
     this.failAll(Status.UNAVAILABLE, reason, connectFailed);
+    this.opts.onDown?.();
   }
 
   /** Drop the connection; every request in flight or queued gets `status`. */
@@ -465,6 +468,8 @@ export interface DataPlanePoolOptions {
   connsPerSds?: number;
   requestTimeoutMs?: number;
   connectTimeoutMs?: number;
+  /** a connection to this SDS failed (DataPlaneClientOptions.onDown) */
+  onLinkDown?: (sdsId: string) => void;
 }
 
 /** Round-robin over the connections to one SDS. */
@@ -519,6 +524,7 @@ export class DataPlanePool {
           grants: this.opts.grants,
           requestTimeoutMs: this.opts.requestTimeoutMs,
           connectTimeoutMs: this.opts.connectTimeoutMs,
+          ...(this.opts.onLinkDown === undefined ? {} : { onDown: () => this.opts.onLinkDown?.(sdsId) }),
         }),
       );
     }

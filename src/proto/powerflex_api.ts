@@ -57,6 +57,10 @@ export const LoginBody = z.object({ username: opt(z.string().max(256)), password
 export const CreateProtectionDomain = z.object({ name: objectName });
 export type CreateProtectionDomain = z.infer<typeof CreateProtectionDomain>;
 
+/** A pool's write cache mode (pf extension; cluster YAML key writeCache on the pool). */
+export const WriteCache = z.enum(["writeBack", "writeThrough"], { message: "writeCache is writeBack or writeThrough" });
+export type WriteCache = z.infer<typeof WriteCache>;
+
 export const CreateStoragePool = z.object({
   protectionDomainId: id16,
   name: objectName,
@@ -74,6 +78,8 @@ export const CreateStoragePool = z.object({
   defaultVolumeType: opt(VolumeType),
   /** pf extension: rebuild rate limit per device */
   rebuildRateLimitInKbps: opt(looseInt.pipe(z.number().min(0))),
+  /** pf extension: writeBack (default) or writeThrough (every write durable on both copies at its ack) */
+  writeCache: opt(WriteCache),
 });
 export type CreateStoragePool = z.infer<typeof CreateStoragePool>;
 
@@ -194,6 +200,8 @@ export const RenameObject = z
   .object({ name: opt(objectName), newName: opt(objectName) })
   .refine((x) => x.name !== undefined || x.newName !== undefined, "name is required")
   .transform((x) => ({ name: (x.name ?? x.newName) as string }));
+/** POST /api/instances/StoragePool::{id}/action/setWriteCache (pf extension) */
+export const SetWriteCache = z.object({ writeCache: WriteCache });
 export const SetSparePercentage = z.object({ sparePercentage: looseInt.pipe(z.number().min(0).max(99)) });
 export const SetRebuildIoPriorityPolicy = z.object({
   policy: opt(z.enum(["unlimited", "limitNumOfConcurrentIos", "favorAppIos", "dynamicBwThrottling"])),

@@ -7,6 +7,7 @@
 // span chunks.
 
 import { assert } from "../proto/errors.ts";
+import { takePayload } from "../proto/payload_pool.ts";
 
 export class ByteQueue {
   private chunks: Buffer[] = [];
@@ -29,6 +30,9 @@ export class ByteQueue {
     this.chunks.push(chunk);
     this.total += chunk.length;
   }
+
+  /** the last take() returned a buffer of its own (from payload_pool.ts): give it back once unused */
+  lastTakeCopied = false;
 
   /** where the bytes returned by the last peek() start in the returned buffer */
   peekOffset = 0;
@@ -54,6 +58,7 @@ export class ByteQueue {
   /** Consume n bytes: a view when they lie in one chunk, else a fresh copy. Precondition: length ≥ n. */
   take(n: number): Buffer {
     assert(n <= this.total, "ByteQueue.take beyond available bytes");
+    this.lastTakeCopied = false;
     if (n === 0) return Buffer.alloc(0);
     const first = this.chunks[this.head];
     assert(first !== undefined, "ByteQueue: no head chunk");
@@ -62,9 +67,10 @@ export class ByteQueue {
       this.skip(n);
       return view;
     }
-    const out = Buffer.allocUnsafe(n);
+    const out = takePayload(n);
     this.copyInto(out, n);
     this.skip(n);
+    this.lastTakeCopied = true;
     return out;
   }
 

@@ -35,6 +35,9 @@ export interface NbdExport {
   flush(): Promise<void>;
   trim(offsetBytes: number, lengthBytes: number, fua: boolean): Promise<void>;
   writeZeroes(offsetBytes: number, lengthBytes: number, fua: boolean): Promise<void>;
+  /** optional callback forms of read/write (no promise per IO); `done` is never called synchronously */
+  readCb?(offsetBytes: number, lengthBytes: number, done: (err: unknown, data: Uint8Array) => void): void;
+  writeCb?(offsetBytes: number, data: Uint8Array, fua: boolean, done: (err: unknown, data: Uint8Array) => void): void;
   /** IO counters of this export (the SDC's per-volume metrics); absent = not metered */
   readonly meter?: ExportMeter | null;
 }

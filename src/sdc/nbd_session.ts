@@ -37,6 +37,7 @@ import {
   type NbdRequest,
 } from "../proto/nbd.ts";
 import { ByteQueue } from "./nbd_byte_queue.ts";
+import { returnPayload } from "../proto/payload_pool.ts";
 import type { ExportRegistry, NbdExport } from "./nbd_export.ts";
 import { SERVER_HANDSHAKE_FLAGS, handleOption, type HandshakeState } from "./nbd_handshake.ts";
 import { ReplyWriter, type ByteSink } from "./nbd_reply_writer.ts";
@@ -269,7 +270,7 @@ export class NbdSession {
     const payload = this.queue.take(req.lengthBytes);
     this.pendingReq = null;
     this.phase = "request";
-    this.dispatch(req, payload);
+    this.dispatch(req, payload, this.queue.lastTakeCopied);
     return true;
   }
 
@@ -306,7 +307,8 @@ export class NbdSession {
   // -------------------------------------------------------------------------------------------
   // Execution
 
-  private dispatch(req: NbdRequest, payload: Buffer | null): void {
+  /** `ownPayload`: the payload is a pooled copy, given back once the write was answered */
+  private dispatch(req: NbdRequest, payload: Buffer | null, ownPayload = false): void {
     const exp = this.exp;
     if (exp === null) return; // cannot happen in the request phase
     this.requestsServed++;
@@ -329,6 +331,19 @@ export class NbdSession {
     this.inFlight++;
     this.heldBytes += held;
     const startMs = ioNowMs();
+    if (req.type === Cmd.WRITE && exp.writeCb !== undefined) {
+      const data = payload ?? EMPTY;
+      exp.writeCb(req.offsetBytes, data, fua, (err) => {
+        // the export is done with the payload: every piece was answered (all its bytes were sent)
+        if (ownPayload) returnPayload(data);
+        this.completeCb(exp, req, held, EMPTY, err, startMs);
+      });
+      return;
+    }
+    if (req.type === Cmd.READ && exp.readCb !== undefined) {
+      exp.readCb(req.offsetBytes, req.lengthBytes, (err, data) => this.completeCb(exp, req, held, data, err, startMs));
+      return;
+    }
     let p: Promise<Uint8Array | void>;
     try {
       p = this.execute(exp, req, payload, fua);
@@ -360,6 +375,16 @@ export class NbdSession {
       default:
         // refusalOf() lets only the commands above through
         return Promise.reject(new Error(`nbd: command ${req.type} reached execute()`));
+    }
+  }
+
+  /** Completion of a callback-form request (readCb/writeCb): as complete(), a bug costing this connection only. */
+  private completeCb(exp: NbdExport, req: NbdRequest, held: number, data: Uint8Array, err: unknown, startMs: number): void {
+    try {
+      this.complete(exp, req, held, err === null ? data : EMPTY, err === null ? 0 : this.errnoOf(req, err), startMs);
+    } catch (e) {
+      consola.error(`nbd: connection ${this.id} (${this.peer}): answering command ${req.type} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      this.closeNow();
     }
   }
 

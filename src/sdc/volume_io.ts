@@ -25,8 +25,12 @@ import type { DataPlaneLink, DataReply } from "../proto/dataplane_client.ts";
 import type { ExportMeter } from "./nbd_export.ts";
 import { QosGate } from "./qos_gate.ts";
 
-/** The part of a data-plane link (src/proto/dataplane_client.ts) the router uses. */
-export type SdsLink = Pick<DataPlaneLink, "request">;
+/** The part of a data-plane link (src/proto/dataplane_client.ts) the router uses; `send` (no
+ *  promise per IO) when the link has it. */
+export type SdsLink = Pick<DataPlaneLink, "request"> & Partial<Pick<DataPlaneLink, "send">>;
+
+/** Completion of a callback-form IO (readCb/writeCb): never called synchronously. */
+export type IoDone = (err: unknown, data: Uint8Array) => void;
 export interface VolumeIoDeps {
   /** link to an SDS by id; undefined when the map names an SDS whose address is unknown */
   link(sdsId: string): SdsLink | undefined;
@@ -100,6 +104,63 @@ export class VolumeIo {
   /** The mapping's QoS limits now (IOPS, bytes/s; 0 = unlimited). */
   get limits(): { iops: number; bytesPerSec: number } {
     return { iops: this.map.limitIops, bytesPerSec: this.map.limitBwKbps * 1024 };
+  }
+
+  /**
+   * Callback form of read() for the hot path (no promise per IO when the range lies in one extent
+   * and its first attempt succeeds; anything else goes through read()).
+   */
+  readCb(offsetBytes: number, lengthBytes: number, done: IoDone): void {
+    const ext = this.map.extentSizeBytes;
+    if (lengthBytes === 0 || offsetBytes < 0 || lengthBytes < 0 || lengthBytes > this.map.sizeBytes - offsetBytes || Math.floor(offsetBytes / ext) !== Math.floor((offsetBytes + lengthBytes - 1) / ext)) {
+      this.read(offsetBytes, lengthBytes).then((d) => done(null, d), (e: unknown) => done(e, EMPTY));
+      return;
+    }
+    this.pieceCb(Op.READ, 0, offsetBytes, lengthBytes, undefined, done);
+  }
+
+  /** Callback form of write() (see readCb). */
+  writeCb(offsetBytes: number, data: Uint8Array, fua: boolean, done: IoDone): void {
+    const ext = this.map.extentSizeBytes;
+    const len = data.byteLength;
+    if (this.readOnly || len === 0 || offsetBytes < 0 || len > this.map.sizeBytes - offsetBytes || Math.floor(offsetBytes / ext) !== Math.floor((offsetBytes + len - 1) / ext)) {
+      this.write(offsetBytes, data, fua).then(() => done(null, EMPTY), (e: unknown) => done(e, EMPTY));
+      return;
+    }
+    this.pieceCb(Op.WRITE, fua ? Flag.FUA : 0, offsetBytes, len, data, done);
+  }
+
+  /** One extent-contained piece, first attempt by callback; a refusal continues in piece()'s retry loop. */
+  private pieceCb(opcode: Op, flags: number, posBytes: number, lengthBytes: number, payload: Uint8Array | undefined, done: IoDone): void {
+    const extentIndex = Math.floor(posBytes / this.map.extentSizeBytes);
+    const extent = this.map.extents[extentIndex];
+    const primary = extent?.replicas[0];
+    const link = primary === undefined ? undefined : this.deps.link(primary);
+    if (extent === undefined || link === undefined || link.send === undefined) {
+      this.piece(opcode, flags, posBytes, lengthBytes, payload).then((r) => done(null, r.payload), (e: unknown) => done(e, EMPTY));
+      return;
+    }
+    const req = {
+      opcode,
+      flags,
+      epoch: extent.epoch,
+      volumeHi: this.volumeHi,
+      volumeLo: this.volumeLo,
+      extentIndex,
+      offset: posBytes - extentIndex * this.map.extentSizeBytes,
+      length: lengthBytes,
+      gen: 0,
+    };
+    // the payload is never written again (a socket chunk view or the session's own copy): the
+    // link may keep a view of what the socket did not take at once
+    link.send(req, payload, (st, p) => {
+      if (st === Status.OK) {
+        if (opcode !== Op.READ) this.dirtyExtents.add(extentIndex);
+        if (opcode === Op.READ && p.byteLength !== lengthBytes) return done(new PfError("INTERNAL", "READ reply length differs from request"), EMPTY);
+        return done(null, p);
+      }
+      this.piece(opcode, flags, posBytes, lengthBytes, payload, st).then((r) => done(null, r.payload), (e: unknown) => done(e, EMPTY));
+    }, true);
   }
 
   async read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
@@ -204,16 +265,19 @@ export class VolumeIo {
     return r.status;
   }
 
-  /** Send one extent-contained piece to the extent's primary, retrying through map changes. */
-  private async piece(opcode: Op, flags: number, posBytes: number, lengthBytes: number, payload: Uint8Array | undefined): Promise<DataReply> {
+  /**
+   * Send one extent-contained piece to the extent's primary, retrying through map changes.
+   * `firstStatus`: the status a first attempt already got (pieceCb), handled as if this loop made it.
+   */
+  private async piece(opcode: Op, flags: number, posBytes: number, lengthBytes: number, payload: Uint8Array | undefined, firstStatus?: Status): Promise<DataReply> {
     const deadline = this.deps.nowMs() + Limits.sdcRetryWindowMs;
     for (let attempt = 0; ; attempt++) {
       const extentIndex = Math.floor(posBytes / this.map.extentSizeBytes);
       const extent = this.map.extents[extentIndex];
       if (extent === undefined) throw new PfError("BAD_REQUEST", `offset ${posBytes} is past the volume's extent map`);
       const primary = extent.replicas[0]!;
-      const link = this.deps.link(primary);
-      let status: Status = Status.UNAVAILABLE;
+      const link = attempt === 0 && firstStatus !== undefined ? undefined : this.deps.link(primary);
+      let status: Status = attempt === 0 && firstStatus !== undefined ? firstStatus : Status.UNAVAILABLE;
       if (link) {
         const r = await link.request(
           {
@@ -317,3 +381,5 @@ function statusError(s: Status, what: string, sdsId: string): PfError {
     }
   }
 }
+
+const EMPTY = new Uint8Array(0);

@@ -59,6 +59,10 @@ export class ChunkAllocator {
   get used(): number {
     return this.usedCount;
   }
+  /** free chunks known to read as zeros (allocate() hands these out first, no zeroing needed) */
+  get clean(): number {
+    return this.cleanCount;
+  }
   get dirty(): number {
     return this.dirtyCount;
   }

@@ -27,6 +27,7 @@ import { Flag, FrameError, FrameReader, HEADER_BYTES, Op, Status, type Frame, ty
 import { NodeRole, roleName, type PeerVerifier } from "../proto/dataplane_auth.ts";
 import { Limits } from "../proto/limits.ts";
 import { SocketWriter } from "../proto/socket_writer.ts";
+import { returnPayload } from "../proto/payload_pool.ts";
 import { ConnGrants } from "./grant_book.ts";
 import { ServerHandshake } from "./handshake_server.ts";
 import { RefusalLog } from "./refusal_log.ts";
@@ -215,6 +216,11 @@ class ServerConnection implements RequestConn {
 
   reply(h: FrameHeader, status: Status, payload?: Uint8Array): void {
     if (this.closed) return;
+    // answered: every copy holds the write and every forward was sent, so its buffer is free
+    if (h.pooledPayload !== undefined) {
+      returnPayload(h.pooledPayload);
+      h.pooledPayload = undefined;
+    }
     const cost = costOf(h);
     h.flags = Flag.REPLY | (h.flags & Flag.FUA);
     h.status = status;
@@ -275,6 +281,7 @@ class ServerConnection implements RequestConn {
       return true;
     }
     const handler = this.server.requestHandler!;
+    if (f.pooled === true) h.pooledPayload = f.payload;
     this.inFlight++;
     this.inFlightBytes += costOf(h);
     handler.onRequest(this, f);
@@ -310,6 +317,7 @@ class ServerConnection implements RequestConn {
         this.nodeId = step.auth.nodeId;
         this.sessionHash = step.auth.sessionHash;
         this.reader.maxPayloadBytes = Limits.dataMaxPayloadBytes;
+        this.reader.poolPayloads = true;
         h.status = Status.OK;
         this.writer.frame(h, step.payload);
         return true;

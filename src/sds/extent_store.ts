@@ -34,6 +34,8 @@ import { Limits } from "../proto/limits.ts";
 import type { BlockDevice } from "../store/block_device.ts";
 import type { SdsMeta } from "../store/sds_meta.ts";
 import { ChunkAllocator, type Allocation } from "./chunk_allocator.ts";
+import { DeviceCommitTarget, GroupCommit, MetaCommitTarget, type CommitWaiter } from "./group_commit.ts";
+import { prepareChunks, type ExtentGate, type PrepHost } from "./chunk_prep.ts";
 import type { ChangeRecord } from "./dirty_chunks.ts";
 import type { CopyKind } from "./sds_metrics.ts";
 
@@ -42,8 +44,10 @@ export interface DeviceSlot {
   devNo: number;
   dev: BlockDevice;
   alloc: ChunkAllocator;
-  /** written (data or zeros) since the last flush began */
-  written: boolean;
+  /** written (data or zeros) since the device's last sync began */
+  written: DeviceCommitTarget;
+  /** group commit of the device's writes (group_commit.ts): FUA, FLUSH and writeThrough share it */
+  commit: GroupCommit;
   state: "Normal" | "Failed";
   /**
    * an fdatasync failed: Linux may have dropped the dirty pages it could not write and a later
@@ -89,6 +93,10 @@ export class Extent {
   forwardFailures = 0;
   /** as a copy target: what kind of copy it receives (metrics; set with the role, sds_node.ts) */
   copyKind: CopyKind = "rebuild";
+  /** the pool is writeThrough: every write is durable on every copy before it is acknowledged */
+  writeThrough = false;
+  /** operations waiting behind a chunk preparation (chunk_prep.ts); null when none */
+  gate: ExtentGate | null = null;
   constructor(
     readonly volumeId: string,
     readonly extentIndex: number,
@@ -165,20 +173,25 @@ interface Take {
   wasZero: boolean;
   /** the row's pending mark (0: committed as settled) */
   token: number;
+  /** prepared by the gate: already durable zeros */
+  zeroed: boolean;
 }
 
-export class ExtentStore {
+export class ExtentStore implements PrepHost<Extent> {
   private readonly byVolume = new Map<number, Map<number, Extent>>();
   private readonly slotsById = new Map<string, DeviceSlot>();
   private readonly zeros = new Uint8Array(CHUNK);
   private readonly copyScratch = new Uint8Array(CHUNK);
-  private readonly inflightFlushes = new Set<Promise<void>>();
   /** physical chunks (space) owned per layer key, over every extent held */
   private readonly usage = new Map<number, { id: string; chunks: number }>();
   /** copy-on-write rows not yet settled, per device (the next FLUSH/FUA of the device settles them) */
   private readonly pending = new Map<DeviceSlot, { phys: number; token: number }[]>();
   /** marks pending copy-on-write rows (start: above every mark on disk) */
   private nextPendingToken = 1;
+  /** chunk zeroings that synced on the event loop (not prepared by the gate: see zeroFirst) */
+  readonly stats = { zeroedOnLoop: 0 };
+  /** group commit of the metadata WAL (chunk allocation, releases): joins every device's commit */
+  readonly metaCommit: GroupCommit;
   private cleanerRunning = false;
   private stopped = false;
 
@@ -187,6 +200,7 @@ export class ExtentStore {
     readonly slots: DeviceSlot[],
   ) {
     for (const s of slots) this.slotsById.set(s.deviceId, s);
+    this.metaCommit = new GroupCommit(new MetaCommitTarget(meta), "SDS metadata WAL");
   }
 
   /** Register the devices (new ones get a watermark from how they were created) and load state. */
@@ -206,7 +220,15 @@ export class ExtentStore {
       if (row.chunkBytes !== CHUNK) throw new PfError("INVALID_STATE", `device ${dev.path} was formatted with ${row.chunkBytes}-byte chunks, not ${CHUNK}`);
       if (row.sizeBytes > dev.sizeBytes) throw new PfError("INVALID_STATE", `device ${dev.path} shrank from ${row.sizeBytes} to ${dev.sizeBytes} bytes`);
       const alloc = new ChunkAllocator(chunkCount, Math.min(row.zeroedBelowChunk, chunkCount));
-      slots.push({ deviceId, devNo: row.devNo, dev, alloc, written: false, state: "Normal", syncFailed: false });
+      const written = new DeviceCommitTarget(dev);
+      const slot: DeviceSlot = { deviceId, devNo: row.devNo, dev, alloc, written, commit: null as unknown as GroupCommit, state: "Normal", syncFailed: false };
+      // a failed fdatasync fails the device: Linux may have dropped the pages it could not write
+      slot.commit = new GroupCommit(written, `device ${deviceId} (${dev.path})`, (err) => {
+        slot.syncFailed = true;
+        if (slot.state !== "Failed") consola.error(`sds: device ${deviceId} (${dev.path}) failed: ${String(err)}`);
+        slot.state = "Failed";
+      });
+      slots.push(slot);
     }
     const store = new ExtentStore(meta, slots);
     store.load(opts.hostRebooted ?? false);
@@ -379,7 +401,7 @@ export class ExtentStore {
       e.slot.dev.write(at === 0 && n === data.byteLength ? data : data.subarray(at, at + n), phys * CHUNK + inChunk);
       at += n;
     }
-    e.slot.written = true;
+    e.slot.written.markWritten();
   }
 
   /**
@@ -392,16 +414,18 @@ export class ExtentStore {
     const chunks: number[] = [];
     for (let c = first; c <= last; c++) if (e.own(layer.key, c) < 0) chunks.push(c);
     const alloc = e.slot.alloc;
-    if (alloc.available < chunks.length) return Status.NO_SPACE;
+    const prepared = e.gate?.prepared;
+    if (alloc.available + (prepared?.length ?? 0) < chunks.length) return Status.NO_SPACE;
     const got: Take[] = [];
     for (const c of chunks) {
-      const a = alloc.allocate();
+      const p = prepared !== undefined && prepared.length > 0 ? prepared.pop()! : null;
+      const a = p ?? alloc.allocate();
       assert(a !== null, "allocator ran out below its available count");
       const wasZero = e.own(layer.key, c) === ZERO_CHUNK;
       const below = write === null || wasZero ? NO_CHUNK : e.resolve(layer.chain, c, 1);
       const start = c * CHUNK;
       const whole = write !== null && write.offsetBytes <= start && write.offsetBytes + write.lengthBytes >= start + chunkBytesOf(e, c);
-      got.push({ chunk: c, a, copyFrom: below >= 0 && !whole ? below : NO_CHUNK, shadows: below >= 0, wasZero, token: below >= 0 ? this.nextPendingToken++ : 0 });
+      got.push({ chunk: c, a, copyFrom: below >= 0 && !whole ? below : NO_CHUNK, shadows: below >= 0, wasZero, token: below >= 0 ? this.nextPendingToken++ : 0, zeroed: p !== null });
     }
     try {
       this.zeroFirst(e.slot, got);
@@ -457,6 +481,7 @@ export class ExtentStore {
     const buf = this.copyScratch.subarray(0, bytes);
     e.slot.dev.readInto(buf, fromPhys * CHUNK);
     e.slot.dev.write(buf, toPhys * CHUNK);
+    e.slot.written.markWritten();
   }
 
   private persistOwn(e: Extent, layer: LayerRef, chunk: number, phys: number | null, rowExists: boolean, pending = 0): void {
@@ -499,7 +524,7 @@ export class ExtentStore {
         } catch (err) {
           throw this.deviceFailed(e.slot, err); // like a data write: the device is Failed
         }
-        e.slot.written = true;
+        e.slot.written.markWritten();
       } else if (own === NO_CHUNK && belowHasData) {
         const st = this.write(e, pos, this.zeros.subarray(0, n), layer);
         if (st !== Status.OK) return st;
@@ -693,44 +718,68 @@ export class ExtentStore {
    * leaves out devices the caller knows are lost (Failed devices whose data has other copies).
    */
   flushWritten(skip?: (slot: DeviceSlot) => boolean): Promise<void> {
-    const devs = this.slots.filter((s) => (s.written || s.syncFailed) && !(skip?.(s) ?? false));
-    for (const s of devs) s.written = false;
-    // copy-on-write rows written so far settle once their device is synced, then the metadata syncs
-    const rows = devs.map((s) => this.takePending(s));
-    const anyPending = rows.some((r) => r.length > 0);
-    const devSyncs = devs.map((s, i) => this.syncSlot(s).then(() => this.settlePending(s, rows[i]!)));
-    const own = (anyPending ? Promise.all(devSyncs).then(() => this.meta.sync()) : Promise.all([...devSyncs, this.meta.sync()])).then(
-      () => undefined,
-      (err: unknown) => {
-        devs.forEach((s, i) => {
-          s.written = true;
-          this.pendingOf(s).push(...rows[i]!);
-        });
-        throw err;
-      },
-    );
-    const tracked = own.finally(() => this.inflightFlushes.delete(tracked));
-    // a flush still running may cover writes acked before this call: wait for those too
-    const waits = [tracked, ...this.inflightFlushes];
-    this.inflightFlushes.add(tracked);
-    return Promise.all(waits).then(() => undefined);
+    // group commit (group_commit.ts): a device written since its last sync began gets a sync that
+    // starts after this call; one not written since joins the sync that runs (it covers every
+    // earlier write). Copy-on-write rows written so far settle once their device's sync covered
+    // them, and only then does the metadata commit (which makes the settling durable) run.
+    const parts: Promise<void>[] = [];
+    let anyPending = false;
+    for (const s of this.slots) {
+      if (skip?.(s) ?? false) continue;
+      const rows = this.takePending(s);
+      if (rows.length > 0) anyPending = true;
+      parts.push(rows.length === 0 ? this.syncSlot(s) : this.syncAndSettle(s, rows));
+    }
+    if (!anyPending) parts.push(this.metaCommit.whenDurable());
+    const all = Promise.all(parts).then(() => undefined);
+    return anyPending ? all.then(() => this.metaCommit.whenDurable()) : all;
   }
 
   /** FUA: make one device's writes durable now (with the metadata they need). */
   async syncDevice(slot: DeviceSlot): Promise<void> {
     const rows = this.takePending(slot);
     if (rows.length === 0) {
-      await Promise.all([this.syncSlot(slot), this.meta.sync()]);
+      await Promise.all([this.syncSlot(slot), this.metaCommit.whenDurable()]);
       return;
     }
+    await this.syncAndSettle(slot, rows);
+    await this.metaCommit.whenDurable();
+  }
+
+  /**
+   * Hot-path form of syncDevice (FUA and writeThrough writes): `w` is told TWICE, once for the
+   * device's group commit and once for the metadata's (usually at once: nothing to sync). With
+   * copy-on-write rows pending on the device (the first writes after a snapshot) it takes the
+   * ordered path: device sync, settle, metadata sync.
+   */
+  commitWrite(slot: DeviceSlot, w: CommitWaiter): void {
+    if ((this.pending.get(slot)?.length ?? 0) === 0) {
+      slot.commit.request(w);
+      this.metaCommit.request(w);
+      return;
+    }
+    this.syncDevice(slot).then(
+      () => {
+        w.committed(true);
+        w.committed(true);
+      },
+      (err: unknown) => {
+        consola.error(`sds: FUA sync of device ${slot.deviceId} failed: ${String(err)}`);
+        w.committed(false);
+        w.committed(false);
+      },
+    );
+  }
+
+  /** Sync the device (group commit), then settle the rows its sync covered; on failure they stay pending. */
+  private async syncAndSettle(slot: DeviceSlot, rows: { phys: number; token: number }[]): Promise<void> {
     try {
       await this.syncSlot(slot);
-      this.settlePending(slot, rows);
     } catch (err) {
       this.pendingOf(slot).push(...rows);
       throw err;
     }
-    await this.meta.sync();
+    this.settlePending(slot, rows);
   }
 
   private takePending(slot: DeviceSlot): { phys: number; token: number }[] {
@@ -740,14 +789,11 @@ export class ExtentStore {
     return list;
   }
 
-  private async syncSlot(slot: DeviceSlot): Promise<void> {
-    if (slot.syncFailed) throw new PfError("IO_ERROR", `device ${slot.deviceId} (${slot.dev.path}) failed an earlier fdatasync; its unflushed writes may be lost`);
-    try {
-      await slot.dev.datasync();
-    } catch (err) {
-      slot.syncFailed = true;
-      throw this.deviceFailed(slot, err);
-    }
+  private syncSlot(slot: DeviceSlot): Promise<void> {
+    if (slot.syncFailed) return Promise.reject(new PfError("IO_ERROR", `device ${slot.deviceId} (${slot.dev.path}) failed an earlier fdatasync; its unflushed writes may be lost`));
+    return slot.commit.whenDurable().catch((err: unknown) => {
+      throw new PfError("IO_ERROR", `fdatasync of device ${slot.deviceId} (${slot.dev.path}) failed: ${String(err)}`);
+    });
   }
 
   // ---- membership ----
@@ -782,11 +828,19 @@ export class ExtentStore {
     if (cur.thick) {
       let missing = false;
       for (let c = 0; c < cur.chunkCount && !missing; c++) missing = cur.own(cur.head.key, c) < 0;
-      const r = missing ? this.take(cur, cur.head, 0, cur.chunkCount - 1, null) : [];
-      if (typeof r === "number") {
+      if (!missing) return Status.OK;
+      const reserve = (): Status => {
+        const r = this.take(cur, cur.head, 0, cur.chunkCount - 1, null);
+        if (typeof r !== "number") return Status.OK;
         consola.error(`sds: thick extent ${cur.volumeId}/${cur.extentIndex}: device ${slot.dev.path} cannot reserve its ${cur.sizeBytes} bytes`);
         return r;
+      };
+      // chunks that must be zeroed first are prepared off the loop; the extent's IO waits meanwhile
+      if (this.mustWait(cur, cur.head, 0, cur.sizeBytes)) {
+        this.waitFor(cur, cur.head, 0, cur.sizeBytes, () => void reserve());
+        return Status.OK;
       }
+      return reserve();
     }
     return Status.OK;
   }
@@ -850,19 +904,152 @@ export class ExtentStore {
     m.set(e.extentIndex, e);
   }
 
-  /** Dirty or virgin chunks are zeroed and the zeros made durable before they are mapped. */
-  private zeroFirst(slot: DeviceSlot, got: { a: Allocation }[]): void {
+  /**
+   * Dirty or virgin chunks are zeroed and the zeros made durable before they are mapped. Writes
+   * that come through the gate (sds_node.ts: client, forwarded and copy writes) find their chunks
+   * prepared off the loop (chunk_prep.ts) and skip this; what remains (a thick extent's
+   * reservation outside the gate, a partial zeroing over a parent's data, a copy's owner list)
+   * zeroes and syncs here, on the event loop.
+   */
+  private zeroFirst(slot: DeviceSlot, got: { a: Allocation; zeroed: boolean }[]): void {
     // A dirty chunk was released by a transaction that may still be only in the WAL: make that
     // release durable before the chunk gets other data, or a power cut could map it back to
     // its old extent, which would then read this extent's data.
-    if (got.some(({ a }) => a.zeroFirst && a.was === "dirty")) this.meta.syncNow();
+    if (got.some(({ a, zeroed }) => !zeroed && a.zeroFirst && a.was === "dirty")) this.meta.syncNow();
     let any = false;
-    for (const { a } of got) {
-      if (!a.zeroFirst) continue;
+    for (const { a, zeroed } of got) {
+      if (zeroed || !a.zeroFirst) continue;
       slot.dev.write(this.zeros, a.phys * CHUNK);
       any = true;
     }
-    if (any) slot.dev.datasyncNow();
+    if (any) {
+      this.stats.zeroedOnLoop++;
+      slot.dev.datasyncNow();
+    }
+  }
+
+  // ---- chunk preparation (chunk_prep.ts): PrepHost ----
+
+  allocate(e: Extent, n: number): Allocation[] | null {
+    const alloc = e.slot.alloc;
+    if (alloc.available < n) return null;
+    const got: Allocation[] = [];
+    for (let i = 0; i < n; i++) {
+      const a = alloc.allocate();
+      assert(a !== null, "allocator ran out below its available count");
+      got.push(a);
+    }
+    return got;
+  }
+
+  unallocate(e: Extent, got: Allocation[]): void {
+    for (let i = got.length - 1; i >= 0; i--) e.slot.alloc.unallocate(got[i]!);
+  }
+
+  metaDurable(): Promise<void> {
+    return this.metaCommit.whenDurable();
+  }
+
+  zeroDurably(e: Extent, got: Allocation[]): Promise<void> {
+    let any = false;
+    for (const a of got) {
+      if (!a.zeroFirst) continue;
+      try {
+        e.slot.dev.write(this.zeros, a.phys * CHUNK);
+      } catch (err) {
+        return Promise.reject(this.deviceFailed(e.slot, err));
+      }
+      any = true;
+    }
+    if (!any) return Promise.resolve();
+    e.slot.written.markWritten();
+    return this.syncSlot(e.slot);
+  }
+
+  gone(e: Extent): boolean {
+    return e.removed || this.stopped;
+  }
+
+  failureStatus(err: unknown): Status {
+    consola.error(`sds: preparing chunk(s) failed: ${(err as Error).message}`);
+    return (err as NodeJS.ErrnoException).code === "SQLITE_FULL" ? Status.NO_SPACE : Status.IO_ERROR;
+  }
+
+  // ---- the extent gate ----
+
+  /**
+   * True when an operation on [offset, offset+length) of e through `layer` cannot run now:
+   * earlier operations of e wait in its gate, or (when it allocates) the layer must take chunks
+   * that need zeroing first. The caller then hands it to waitFor() and it runs later, in order.
+   */
+  mustWait(e: Extent, layer: LayerRef, offsetBytes: number, lengthBytes: number, allocates = true): boolean {
+    const g = e.gate;
+    if (g !== null && !g.running) return true;
+    if (!allocates || lengthBytes === 0) return false;
+    if (g !== null && g.failed !== null) return false; // the write answers the failure (NO_SPACE...)
+    return this.prepNeeded(e, layer, offsetBytes, lengthBytes) > 0;
+  }
+
+  /** Run `op` once the operations before it ran and its chunks are prepared (see mustWait). */
+  waitFor(e: Extent, layer: LayerRef, offsetBytes: number, lengthBytes: number, op: () => void): void {
+    let g = e.gate;
+    if (g === null) {
+      g = { ops: [], preparing: false, running: false, failed: null, prepared: [] };
+      e.gate = g;
+    }
+    if (!g.running) {
+      g.ops.push(op);
+      if (g.preparing) return;
+    } else {
+      g.ops.unshift(op); // the op being run from the gate needs a preparation: it stays first
+    }
+    const n = lengthBytes === 0 ? 0 : this.prepNeeded(e, layer, offsetBytes, lengthBytes);
+    if (n === 0) {
+      // nothing of its own to prepare (queued behind others): run the queue soon
+      const gate = g;
+      queueMicrotask(() => this.drain(e, gate));
+      return;
+    }
+    this.startPrep(e, g, n);
+  }
+
+  /** Chunks `layer` must take for [offset, offset+length) beyond the prepared and clean ones (0: none to prepare). */
+  private prepNeeded(e: Extent, layer: LayerRef, offsetBytes: number, lengthBytes: number): number {
+    const first = Math.floor(offsetBytes / CHUNK);
+    const last = Math.floor((offsetBytes + lengthBytes - 1) / CHUNK);
+    let missing = 0;
+    for (let c = first; c <= last; c++) if (e.own(layer.key, c) < 0) missing++;
+    missing -= e.gate?.prepared.length ?? 0;
+    if (missing <= 0) return 0;
+    const alloc = e.slot.alloc;
+    if (alloc.clean >= missing || alloc.available < missing) return 0; // nothing to zero, or NO_SPACE at once
+    return missing;
+  }
+
+  private startPrep(e: Extent, g: ExtentGate, n: number): void {
+    g.preparing = true;
+    void prepareChunks(this, e, g, n).then((st) => {
+      g.preparing = false;
+      g.failed = st === Status.OK ? null : st;
+      this.drain(e, g);
+    });
+  }
+
+  private drain(e: Extent, g: ExtentGate): void {
+    if (g.preparing) return;
+    g.running = true;
+    while (g.ops.length > 0 && !g.preparing) g.ops.shift()!();
+    g.running = false;
+    g.failed = null;
+    if (!g.preparing && g.ops.length === 0 && e.gate === g) {
+      e.gate = null;
+      // prepared chunks no write took go back (a dirty one is zeroed again by the cleaner)
+      if (g.prepared.length > 0) {
+        this.unallocate(e, g.prepared);
+        g.prepared.length = 0;
+        this.kickCleaner();
+      }
+    }
   }
 
   /** Background: zero dirty chunks, fdatasync, then mark them clean (batches, off the IO path). */
@@ -889,7 +1076,8 @@ export class ExtentStore {
           slot.dev.write(this.zeros, phys * CHUNK);
           await yieldToLoop();
         }
-        await slot.dev.datasync();
+        slot.written.markWritten();
+        await slot.commit.whenDurable();
         if (this.stopped) return;
         // a chunk of this batch may have been taken, written and freed again while we zeroed:
         // then its zeros are gone; start the batch over

@@ -35,6 +35,7 @@ import { registerProcessMetrics } from "../proto/process_metrics.ts";
 import { TermGuard } from "../proto/mdm_term.ts";
 import { openBlockDevice, type BlockDevice } from "../store/block_device.ts";
 import { FaultFile } from "../store/block_fault.ts";
+import { VOLATILE_CACHE_ENV, VolatileCacheDevice } from "../store/volatile_cache.ts";
 import { DataPlaneServer } from "./dataplane_server.ts";
 import { SdsControl, type MdmLinkState } from "./sds_control.ts";
 import { startSdsCore, type SdsCore } from "./sds_core.ts";
@@ -77,6 +78,13 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
   let core: SdsCore | null = null;
   const faults = FaultFile.fromEnv();
   if (faults !== null) consola.warn(`sds ${opts.name}: device fault injection armed by the file ${faults.path}`);
+  // the power-loss model (store/volatile_cache.ts): unsynced writes live in this process only
+  const volatileCache = process.env[VOLATILE_CACHE_ENV] === "1";
+  if (volatileCache) consola.warn(`sds ${opts.name}: ${VOLATILE_CACHE_ENV}=1: devices keep unsynced writes in memory (a kill -9 is a power cut)`);
+  const wrap = (d: BlockDevice): BlockDevice => {
+    const v = volatileCache ? new VolatileCacheDevice(d) : d;
+    return faults === null ? v : faults.wrap(v);
+  };
   const registry = new MetricRegistry();
   const proc = registerProcessMetrics(registry, { role: "sds", version: opts.version ?? "unknown" });
   const control = new SdsControl(
@@ -106,7 +114,7 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
       port: server.port,
       server,
       opened,
-      wrapDevice: faults === null ? undefined : (d) => faults.wrap(d),
+      wrapDevice: faults === null && !volatileCache ? undefined : wrap,
       registry,
       hostRebooted: boot.rebooted,
       devices: opts.devices.map((d) => {

@@ -37,9 +37,12 @@ import type { Extent, ExtentStore } from "./extent_store.ts";
 import type { SdsClock } from "./sds_clock.ts";
 import type { CopyKind, SdsMetrics } from "./sds_metrics.ts";
 import { TokenBucket } from "./token_bucket.ts";
+import { returnPayload, takePayload } from "../proto/payload_pool.ts";
 
 const CHUNK = Limits.thinChunkBytes;
 const REBUILD_FIRST_RETRY_MS = 100;
+/** a copy asks its target to FLUSH (without waiting) after this many chunks */
+const COPY_SYNC_EVERY_CHUNKS = 8;
 
 export interface CopyStats {
   /** REBUILD_WRITE frames and their payload bytes sent */
@@ -239,6 +242,7 @@ export class CopyEngine {
   private async copyAll(job: CopyJob, plan: number[], failuresAtStart: number): Promise<string | null> {
     let next = 0;
     let failure: string | null = null;
+    let copiedSinceSync = 0;
     const worker = async (): Promise<void> => {
       while (failure === null && next < plan.length) {
         if (!job.current) {
@@ -252,6 +256,12 @@ export class CopyEngine {
         const chunk = plan[next++]!;
         const st = await this.copyChunk(job, chunk);
         if (st !== Status.OK && failure === null) failure = `chunk ${chunk}: status ${st}`;
+        // let the target write back as the copy goes (not all at its final FLUSH, which then
+        // holds the disk for the whole extent at the end): a FLUSH every few chunks, not waited for
+        if (st === Status.OK && ++copiedSinceSync >= COPY_SYNC_EVERY_CHUNKS) {
+          copiedSinceSync = 0;
+          void this.flushTarget(job);
+        }
       }
     };
     const workers: Promise<void>[] = [];
@@ -287,13 +297,15 @@ export class CopyEngine {
       const send = (h: DataRequest, payload: Uint8Array | undefined) => sent.push(new Promise<Status>((resolve) => link.send(h, payload, (st) => resolve(st), true)));
       send({ ...base, opcode: Op.REBUILD_OWNERS, flags: 0, volumeHi: e.volumeHi, volumeLo: e.volumeLo }, encodeLayerKeys(owners));
       if (owners.length === 0) this.stats.rebuildZeroesSent++;
+      const taken: Uint8Array[] = [];
       let bytes = 0;
       for (const key of owners) {
         const layerId = e.layerIds.get(key)!;
         const { hi } = idToHalves(layerId);
         const h: DataRequest = { ...base, opcode: Op.REBUILD_WRITE, flags: Flag.LAYER, volumeHi: hi, volumeLo: key };
         if (e.own(key, chunk) >= 0) {
-          const payload = new Uint8Array(len);
+          const payload = takePayload(len); // every byte is read into it; given back once the target answered
+          taken.push(payload);
           const t0 = ioNowMs();
           this.deps.store.read(e, at, payload, { key, id: layerId, chain: [key] });
           this.deps.metrics.copyRead[job.kind].record(len, (ioNowMs() - t0) / 1000);
@@ -304,6 +316,7 @@ export class CopyEngine {
         } else send(h, undefined); // owned as zeros
       }
       const statuses = await Promise.all(sent);
+      for (const p of taken) returnPayload(p);
       // ---- end of the step: the replies only tell whether the target holds it ----
       const bad = statuses.find((st) => st !== Status.OK);
       if (bad !== undefined) return bad;

@@ -95,6 +95,7 @@ export class SdsControl implements ControlSource {
       dataPlane: { host: this.info.host, port: core.port, connections: core.server.connectionCount },
       devices: core.store.slots.map((s) => ({ deviceId: s.deviceId, path: s.dev.path, state: s.state, capacityBytes: s.dev.sizeBytes, usedBytes: core.store.usedBytes(s) })),
       extents: countRoles(core),
+      writeCache: writeCacheFigures(core),
       copies: { active: node.copies.activeJobs, ...node.copies.stats },
       refused: { notOwner: node.stats.refusedNotOwner, staleEpoch: node.stats.refusedStaleEpoch, noLease: node.stats.refusedNoLease, failedDevice: node.stats.refusedFailedDevice },
       eventLoopLagSeconds: this.proc.eventLoopLagSeconds,
@@ -163,4 +164,22 @@ function countRoles(core: SdsCore): Record<ExtentRole, number> {
   const out: Record<ExtentRole, number> = { primary: 0, secondary: 0, target: 0, away: 0 };
   for (const e of core.store.extents()) out[e.role]++;
   return out;
+}
+
+/** Extents served writeThrough, and the group commits of devices and metadata (syncs, waiters, largest batch). */
+function writeCacheFigures(core: SdsCore): Record<string, unknown> {
+  let extents = 0;
+  let writeThroughExtents = 0;
+  for (const e of core.store.extents()) {
+    extents++;
+    if (e.writeThrough) writeThroughExtents++;
+  }
+  return {
+    extents,
+    writeThroughExtents,
+    groupCommit: {
+      devices: core.store.slots.map((s) => ({ deviceId: s.deviceId, ...s.commit.stats })),
+      metadata: { ...core.store.metaCommit.stats },
+    },
+  };
 }

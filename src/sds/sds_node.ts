@@ -64,6 +64,7 @@ import type { RequestConn, RequestHandler } from "./dataplane_server.ts";
 import { LayerGraphs, type LayerState, type VTreeState } from "./layer_graphs.ts";
 import { CopyEngine } from "./rebuild_copy.ts";
 import { EpochHolds, isForwarded } from "./epoch_hold.ts";
+import type { CommitWaiter } from "./group_commit.ts";
 import { realClock, type SdsClock } from "./sds_clock.ts";
 import { SdsMetrics } from "./sds_metrics.ts";
 import { SdsAccess } from "./sds_access.ts";
@@ -121,6 +122,8 @@ export interface SdsNodeOptions {
 }
 
 const PEER_WARN_INTERVAL_MS = 5000;
+/** after a peer connection failed, heartbeat fast this long (> the MDM's default heartbeat timeout + a rebuild plan) */
+const PEER_TROUBLE_FAST_BEAT_MS = 15_000;
 
 export class SdsNode implements RequestHandler {
   readonly sdsId: string;
@@ -181,6 +184,8 @@ export class SdsNode implements RequestHandler {
   private readonly failedForwards = new Map<string, FailedForward>();
   private readonly inflightFlushes = new Set<Promise<Status>>();
   private readonly lastPeerWarnMs = new Map<string, number>();
+  /** until then heartbeat fast (recovering): a peer connection failed recently */
+  private peerTroubleUntilMs = -Infinity;
 
   constructor(opts: SdsNodeOptions) {
     this.sdsId = opts.sdsId;
@@ -191,7 +196,7 @@ export class SdsNode implements RequestHandler {
     this.grants = new GrantBook(opts.sdsId, this.clock);
     if (opts.mdmId !== undefined) this.access.setMdmId(opts.mdmId);
     // ONE connection per peer: forwarded writes must reach it in the order they were applied
-    this.peers = opts.peers ?? new DataPlanePool({ credentials: this.access, connsPerSds: 1 });
+    this.peers = opts.peers ?? new DataPlanePool({ credentials: this.access, connsPerSds: 1, onLinkDown: () => this.peerLinkDown() });
     this.copies = new CopyEngine({ sdsId: this.sdsId, store: this.store, peers: this.peers, clock: this.clock, metrics: this.metrics, onDone: () => this.onCopyDone?.() });
     this.holds = new EpochHolds({
       sdsId: this.sdsId,
@@ -247,6 +252,8 @@ export class SdsNode implements RequestHandler {
    */
   get recovering(): boolean {
     if (this.copies.activeJobs > 0) return true;
+    // a peer's connection just failed: the MDM may soon plan a rebuild this SDS takes part in
+    if (this.clock.nowMs() < this.peerTroubleUntilMs) return true;
     for (const e of this.store.extents()) if (e.role === "target") return true;
     return false;
   }
@@ -300,6 +307,7 @@ export class SdsNode implements RequestHandler {
     this.grants.apply(resp.dataPlane);
     const keep = new Set<string>();
     const roleChanges = new RoleChangeCount();
+    const writeThrough = new Set(resp.writeThroughVolumes);
     for (const a of resp.extents) {
       const key = `${a.volumeId}/${a.extentIndex}`;
       const role = roleOf(a, this.sdsId);
@@ -338,6 +346,7 @@ export class SdsNode implements RequestHandler {
       }
       const e = this.store.find(a.volumeId, a.extentIndex);
       if (e === undefined) continue;
+      e.writeThrough = writeThrough.has(a.volumeId);
       // what kind of copy a target receives (metrics only): a copy it held before (away) is
       // being resynced; a new one is a rebuild while the extent has a single in-sync copy,
       // otherwise a move. The target cannot see the primary's mode; this is its best reading.
@@ -589,6 +598,7 @@ export class SdsNode implements RequestHandler {
     if (typeof e === "number") return conn.reply(h, e);
     if (payload.byteLength !== h.length) return conn.reply(h, Status.INVALID);
     const layer = this.admitted!;
+    if (this.store.mustWait(e, layer, h.offset, h.length)) return this.waitInGate(conn, h, payload, e, layer, true);
     const t0 = ioNowMs();
     this.stats.writes++;
     this.markChanged(e, h.offset, h.length);
@@ -606,6 +616,7 @@ export class SdsNode implements RequestHandler {
     const e = this.admit(conn, h, "client");
     if (typeof e === "number") return conn.reply(h, e);
     const layer = this.admitted!;
+    if (this.store.mustWait(e, layer, h.offset, h.length, false)) return this.waitInGate(conn, h, EMPTY, e, layer, false);
     const t0 = ioNowMs();
     this.stats.zeroes++;
     this.markChanged(e, h.offset, h.length);
@@ -618,6 +629,14 @@ export class SdsNode implements RequestHandler {
     this.replicate(conn, h, e, layer, Op.REPL_ZERO, undefined, this.metrics.primaryTrim, t0);
   }
 
+  /**
+   * The extent's earlier operations wait for a chunk preparation (chunk_prep.ts), or this one
+   * needs one: the request runs again, from the top, once they are done (in arrival order).
+   */
+  private waitInGate(conn: RequestConn, h: FrameHeader, payload: Uint8Array, e: Extent, layer: LayerState, allocates: boolean): void {
+    this.store.waitFor(e, layer, h.offset, allocates ? h.length : 0, () => this.handleNow(conn, { header: h, payload }));
+  }
+
   private parkWrite(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
     this.stats.parkedWrites++;
     this.fence.park(conn, h, payload);
@@ -628,11 +647,12 @@ export class SdsNode implements RequestHandler {
    * reply when all are done.
    */
   private replicate(conn: RequestConn, h: FrameHeader, e: Extent, layer: LayerState, op: Op, payload: Uint8Array | undefined, meter: IoMeter, startMs: number): void {
-    const fua = (h.flags & Flag.FUA) !== 0;
+    // FUA, or a writeThrough pool: durable on every copy before the reply (group commit)
+    const durable = (h.flags & Flag.FUA) !== 0 || e.writeThrough;
     const join = new ReplyJoin(conn, h, this.fence, meter, startMs);
     const fwd: DataRequest = {
       opcode: op,
-      flags: (h.flags & Flag.FUA) | Flag.LAYER,
+      flags: (durable ? Flag.FUA : 0) | Flag.LAYER,
       epoch: h.epoch,
       volumeHi: layer.hi,
       volumeLo: layer.key,
@@ -646,16 +666,12 @@ export class SdsNode implements RequestHandler {
     for (let i = 1; i < e.replicas.length; i++) this.forward(e, e.replicas[i]!, true, fwd, payload, join, offset, length);
     const t = e.syncTarget;
     if (t !== null && !e.replicas.includes(t.sdsId)) this.forward(e, t.sdsId, false, fwd, payload, join, offset, length);
-    if (fua) {
+    if (durable) {
+      // told twice: the device's group commit and the metadata's
+      join.expect();
       join.expect();
       this.stats.fuaSyncs++;
-      this.store.syncDevice(e.slot).then(
-        () => join.done(Status.OK),
-        (err: unknown) => {
-          consola.error(`sds ${this.sdsId}: FUA sync failed: ${String(err)}`);
-          join.done(Status.UNAVAILABLE);
-        },
-      );
+      this.store.commitWrite(e.slot, join);
     }
     join.arm();
   }
@@ -668,7 +684,8 @@ export class SdsNode implements RequestHandler {
       join.done(Status.UNAVAILABLE);
       return;
     }
-    this.peersWritten.add(peer);
+    // a durable forward is synced by the peer before it answers: a FLUSH owes it nothing
+    if ((fwd.flags & Flag.FUA) === 0) this.peersWritten.add(peer);
     // payload is a FrameReader view of a socket chunk nobody writes into again (see
     // test/dataplane_buffers.test.ts): forward it without a copy
     link.send(
@@ -709,6 +726,7 @@ export class SdsNode implements RequestHandler {
     if (typeof e === "number") return conn.reply(h, e);
     const layer = this.admitted!;
     const asZeros = (h.flags & Flag.LAYER) !== 0 && payload.byteLength === 0 && h.length > 0;
+    if (this.store.mustWait(e, layer, h.offset, h.length, !asZeros)) return this.waitInGate(conn, h, payload, e, layer, !asZeros);
     if (asZeros) {
       if (h.offset % CHUNK !== 0) return conn.reply(h, Status.INVALID);
       this.stats.rebuildWrites++;
@@ -733,6 +751,7 @@ export class SdsNode implements RequestHandler {
     const e = this.admit(conn, h, "rebuild");
     if (typeof e === "number") return conn.reply(h, e);
     if (h.offset % CHUNK !== 0) return conn.reply(h, Status.INVALID);
+    if (this.store.mustWait(e, this.admitted!, h.offset, 0, false)) return this.waitInGate(conn, h, payload, e, this.admitted!, false);
     let keys: number[];
     try {
       keys = decodeLayerKeys(payload);
@@ -769,6 +788,7 @@ export class SdsNode implements RequestHandler {
     if (typeof e === "number") return conn.reply(h, e);
     if (payload.byteLength !== h.length) return conn.reply(h, Status.INVALID);
     const layer = this.admitted!;
+    if (this.store.mustWait(e, layer, h.offset, h.length)) return this.waitInGate(conn, h, payload, e, layer, true);
     const t0 = ioNowMs();
     this.stats.replWrites++;
     const st = this.store.write(e, h.offset, payload, layer);
@@ -782,6 +802,7 @@ export class SdsNode implements RequestHandler {
     const e = this.admit(conn, h, "replica");
     if (typeof e === "number") return conn.reply(h, e);
     const layer = this.admitted!;
+    if (this.store.mustWait(e, layer, h.offset, h.length, false)) return this.waitInGate(conn, h, EMPTY, e, layer, false);
     const t0 = ioNowMs();
     this.stats.zeroes++;
     const st = this.store.zero(e, h.offset, h.length, layer);
@@ -795,22 +816,12 @@ export class SdsNode implements RequestHandler {
       meter.fail();
       return conn.reply(h, st);
     }
-    if ((h.flags & Flag.FUA) === 0) {
+    if ((h.flags & Flag.FUA) === 0 && !e.writeThrough) {
       meter.record(bytes, (ioNowMs() - startMs) / 1000);
       return conn.reply(h, st);
     }
     this.stats.fuaSyncs++;
-    this.store.syncDevice(e.slot).then(
-      () => {
-        meter.record(bytes, (ioNowMs() - startMs) / 1000);
-        conn.reply(h, Status.OK);
-      },
-      (err: unknown) => {
-        consola.error(`sds ${this.sdsId}: FUA sync failed: ${String(err)}`);
-        meter.fail();
-        conn.reply(h, Status.UNAVAILABLE);
-      },
-    );
+    this.store.commitWrite(e.slot, new DurableReply(conn, h, meter, startMs));
   }
 
   /** CHECKSUM: of what a layer itself owns (Flag.LAYER), or of a volume's content through its chain. */
@@ -1017,6 +1028,11 @@ export class SdsNode implements RequestHandler {
     });
   }
 
+  /** A connection to a peer SDS failed: heartbeat fast for a while, so a rebuild plan that follows reaches this SDS at once. */
+  private peerLinkDown(): void {
+    this.peerTroubleUntilMs = this.clock.nowMs() + PEER_TROUBLE_FAST_BEAT_MS;
+  }
+
   private peerFailed(peer: string, what: string): void {
     this.stats.peerFailures++;
     const now = performance.now();
@@ -1034,11 +1050,34 @@ export class SdsNode implements RequestHandler {
 }
 
 /**
+ * A secondary's reply to a durable (FUA / writeThrough) forwarded write: sent once both the
+ * device's and the metadata's group commit covered it.
+ */
+class DurableReply implements CommitWaiter {
+  private left = 2;
+  private ok = true;
+  constructor(
+    private readonly conn: RequestConn,
+    private readonly h: FrameHeader,
+    private readonly meter: IoMeter,
+    private readonly startMs: number,
+  ) {}
+
+  committed(ok: boolean): void {
+    if (!ok) this.ok = false;
+    if (--this.left > 0) return;
+    if (this.ok) this.meter.record(this.h.length, (ioNowMs() - this.startMs) / 1000);
+    else this.meter.fail();
+    this.conn.reply(this.h, this.ok ? Status.OK : Status.UNAVAILABLE);
+  }
+}
+
+/**
  * Counts outstanding parts of one reply; the worst status wins. The reply is the request's
  * completion: an OK one is metered (bytes, latency since startMs), any other counts as failed.
  * It counts as in flight for write fences until it replies.
  */
-class ReplyJoin {
+class ReplyJoin implements CommitWaiter {
   private outstanding = 0;
   private armed = false;
   private status: Status = Status.OK;
@@ -1057,6 +1096,11 @@ class ReplyJoin {
 
   expect(): void {
     this.outstanding++;
+  }
+
+  /** a group commit this reply waits for (ok: the copy here is durable) */
+  committed(ok: boolean): void {
+    this.done(ok ? Status.OK : Status.UNAVAILABLE);
   }
 
   done(st: Status): void {
@@ -1174,3 +1218,4 @@ function worstOf(all: Status[]): Status {
   for (const s of all) if (s !== Status.OK) return s;
   return Status.OK;
 }
+

@@ -44,6 +44,8 @@ export const storagePoolTable = sqliteTable("storage_pool", {
   // 0002_alerts
   capacityAlertHighPct: integer("capacity_alert_high_pct").notNull().default(80),
   capacityAlertCriticalPct: integer("capacity_alert_critical_pct").notNull().default(90),
+  // 0004_write_cache
+  writeCache: text("write_cache", { enum: ["writeBack", "writeThrough"] }).notNull().default("writeBack"),
 });
 
 export const faultSetTable = sqliteTable("fault_set", {

@@ -185,6 +185,9 @@ function checkValue(flag: FlagName, value: string): void {
         throw usageError(`--${flag} must be a whole percent from 1 to 100, got ${JSON.stringify(value)}`);
       }
       return;
+    case "write_cache":
+      if (value !== "writeBack" && value !== "writeThrough") throw usageError(`--write_cache must be writeBack or writeThrough, got ${JSON.stringify(value)}`);
+      return;
     case "media_type":
       if (!(MEDIA_TYPES as readonly string[]).includes(value.toUpperCase())) {
         throw usageError(`--media_type must be ${MEDIA_TYPES.join(" or ")}, got ${JSON.stringify(value)}`);

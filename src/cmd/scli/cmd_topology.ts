@@ -100,6 +100,7 @@ function poolLines(pool: StoragePoolObj, pd: ProtectionDomainObj, volumes: Volum
   lines.push(`\tMedia type: ${orNA(pool.mediaType)}`);
   lines.push(`\tData layout: ${orNA(pool.dataLayout)}`);
   if (typeof pool.sparePercentage === "number") lines.push(`\tSpare policy: ${pool.sparePercentage}% of total`);
+  if (typeof pool.writeCache === "string") lines.push(`\tWrite cache: ${pool.writeCache}`);
   if (typeof pool.capacityAlertHighThreshold === "number" && typeof pool.capacityAlertCriticalThreshold === "number") {
     lines.push(`\tCapacity alert thresholds: High: ${pool.capacityAlertHighThreshold}%, Critical: ${pool.capacityAlertCriticalThreshold}%`);
   }

@@ -199,4 +199,12 @@ export const COMMANDS: Record<CommandName, CommandSpec> = {
     usage:
       "--set_capacity_alert_thresholds (--storage_pool_id ID | (--protection_domain_id ID | --protection_domain_name NAME) --storage_pool_name NAME) [--capacity_alert_high_threshold PERCENT] [--capacity_alert_critical_threshold PERCENT]",
   }),
+  set_storage_pool_write_cache: spec({
+    flags: [...PD, ...POOL, "write_cache"],
+    required: [POOL, "write_cache"],
+    exclusive: [PD, POOL],
+    needs: [POOL_NEEDS_PD],
+    usage:
+      "--set_storage_pool_write_cache (--storage_pool_id ID | (--protection_domain_id ID | --protection_domain_name NAME) --storage_pool_name NAME) --write_cache writeBack|writeThrough",
+  }),
 };

@@ -44,6 +44,7 @@ export const FLAGS = {
   overwrite_volume_content: { kind: "command", help: "Restore a volume in place from a snapshot of its V-Tree (needs --i_am_sure)" },
   query_vtree: { kind: "command", help: "Show a V-Tree: its base volume and snapshot tree, capacity" },
   set_sdc_volume_limit: { kind: "command", help: "Set the IOPS and bandwidth limits of one volume-to-SDC mapping (0 = unlimited)" },
+  set_storage_pool_write_cache: { kind: "command", help: "Set a storage pool's write cache: writeBack or writeThrough (pf extension; live)" },
 
   // ---- common ----
   help: { kind: "switch", help: "Show help (alone: all commands; after a command: that command)" },
@@ -100,6 +101,11 @@ export const FLAGS = {
   all: { kind: "switch", help: "Include the history (cleared alerts)" },
   capacity_alert_high_threshold: { kind: "value", arg: "PERCENT", help: "High threshold: an alert when the pool is this full (1-99, default 80)" },
   capacity_alert_critical_threshold: { kind: "value", arg: "PERCENT", help: "Critical threshold, above the high one (2-100, default 90)" },
+  write_cache: {
+    kind: "value",
+    arg: "writeBack|writeThrough",
+    help: "writeBack: acked when both copies hold the write, FLUSH/FUA make it durable; writeThrough: every write durable on both copies before its ack",
+  },
 } as const satisfies Record<string, FlagSpec>;
 
 export type FlagName = keyof typeof FLAGS;

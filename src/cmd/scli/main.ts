@@ -14,6 +14,8 @@ import { login, logout } from "./cmd_session.ts";
 import { queryRebuild, removeSds } from "./cmd_recovery.ts";
 import { queryAlerts, setCapacityAlertThresholds } from "./cmd_alerts.ts";
 import { queryAll, queryCluster, switchMdmOwnership } from "./cmd_system.ts";
+import { setStoragePoolWriteCache } from "./cmd_write_cache.ts";
+
 import {
   addVolume,
   mapVolumeToSdc,
@@ -75,6 +77,7 @@ const HANDLERS: Record<CommandName, Handler> = {
   overwrite_volume_content: overwriteVolumeContent,
   query_vtree: queryVtree,
   set_sdc_volume_limit: setSdcVolumeLimit,
+  set_storage_pool_write_cache: setStoragePoolWriteCache,
 };
 
 const processIo: ScliIo = {

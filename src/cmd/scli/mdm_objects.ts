@@ -31,6 +31,7 @@ export const StoragePoolObj = z.looseObject({
   capacityAlertHighThreshold: z.number().nullish(),
   capacityAlertCriticalThreshold: z.number().nullish(),
   /** pf extensions */
+  writeCache: maybeString,
   storagePoolState: maybeString,
   rebuildState: maybeString,
   rebuildStalled: z.boolean().nullish(),

@@ -52,6 +52,7 @@ import { approvedAtJoin } from "../topology/sdc_access.ts";
 import { liveFences } from "../vtree/fence.ts";
 import { noteLayerUsage } from "../vtree/layer_usage.ts";
 import { graphSpecs } from "../vtree/vtree_store.ts";
+import { writeThroughVolumes } from "../topology/write_cache.ts";
 
 // ---- SDS ----
 
@@ -328,6 +329,7 @@ export function sdsAssignments(ctx: MdmContext, sdsId: string): SdsAssignmentsRe
       sds: sdsAddresses(ctx),
       vtrees: graphSpecs(ctx, volumeIds),
       liveFences: liveFences(ctx),
+      writeThroughVolumes: writeThroughVolumes(ctx, volumeIds),
     };
   })();
 }

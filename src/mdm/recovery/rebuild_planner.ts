@@ -184,6 +184,31 @@ export function planRecovery(input: RecoveryInput): RecoveryPlan {
   return { changes, removeSds: [...input.emptyRemovingSds].sort(), alerts };
 }
 
+/**
+ * Rebuild candidates interleaved over their source (the one in-sync copy's SDS): sources with the
+ * fewest copies running now come first, then one candidate per source in turn (by key within a
+ * source), so a budget of k copies spreads over the sources instead of going to the first ones.
+ */
+function rebuildOrder(mine: readonly Work[], wanted: (e: PlannedExtent) => boolean): Work[] {
+  const running = new Map<string, number>();
+  const bySource = new Map<string, Work[]>();
+  for (const w of mine) {
+    const e = w.cur;
+    const src = e.inSync[0]?.sdsId;
+    if (src === undefined) continue;
+    if (e.target !== null) running.set(src, (running.get(src) ?? 0) + 1);
+    else if (wanted(e)) {
+      const list = bySource.get(src);
+      if (list === undefined) bySource.set(src, [w]);
+      else list.push(w);
+    }
+  }
+  const queues = [...bySource].sort((a, b) => (running.get(a[0]) ?? 0) - (running.get(b[0]) ?? 0) || (a[0] < b[0] ? -1 : 1)).map(([, ws]) => ws.sort((x, y) => byKey(x.cur, y.cur)));
+  const out: Work[] = [];
+  for (let i = 0; out.length < queues.reduce((n, q) => n + q.length, 0); i++) for (const q of queues) if (i < q.length) out.push(q[i]!);
+  return out;
+}
+
 function byKey(a: { volumeId: string; idx: number }, b: { volumeId: string; idx: number }): number {
   return a.volumeId < b.volumeId ? -1 : a.volumeId > b.volumeId ? 1 : a.idx - b.idx;
 }
@@ -339,8 +364,10 @@ function startCopies(pool: PoolPolicy, input: RecoveryInput, env: Env, work: Map
       const target: TargetCopy = { sdsId: away.sdsId, deviceId: away.deviceId, mode: "resync", startedMs: env.nowMs, replacesSdsId: null };
       start(w, target, `SDS ${away.sdsId} is back within the grace period: resync its copy`, true);
     }
-    // rebuilds: degraded, no away copy left to wait for
-    for (const w of mine) {
+    // rebuilds: degraded, no away copy left to wait for; taken round-robin over their source SDSs,
+    // the least busy source first, so every source copies at its full rate from the start and
+    // none runs dry while another still has a queue (each source's rate is its own limit)
+    for (const w of rebuildOrder(mine, (e) => e.inSync.length === 1 && !e.target && !e.away && sourceUp(e))) {
       if (budget <= 0) return;
       const e = w.cur;
       if (e.inSync.length !== 1 || e.target || e.away || !sourceUp(e)) continue;

@@ -207,6 +207,7 @@ export function renderPool(ctx: MdmContext, p: StoragePoolRow, status?: RebuildS
     allocationGranularityInKb: kb(p.granularityBytes),
     defaultVolumeType: p.defaultThin ? "ThinProvisioned" : "ThickProvisioned",
     rebuildRateLimitInKbps: p.rebuildRateLimitKbps,
+    writeCache: p.writeCache,
     storagePoolState: rs?.storagePoolState ?? "Normal",
     rebuildState: rs?.rebuildState ?? "Idle",
     rebuildStalled: rs?.rebuildStalled ?? false,

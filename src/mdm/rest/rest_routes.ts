@@ -50,6 +50,7 @@ import {
   SetVolumeMappingAccessMode,
   SetVolumeName,
   SetVolumeSize,
+  SetWriteCache,
   looseBool,
   type PowerFlexType,
 } from "../../proto/powerflex_api.ts";
@@ -66,6 +67,7 @@ import { RESIGNED_HEADER } from "../core/leader_gate.ts";
 import * as topo from "../topology/topology.ts";
 import * as vols from "../topology/volumes.ts";
 import { approveSdc, setRestrictedSdcMode } from "../topology/sdc_access.ts";
+import { setWriteCache } from "../topology/write_cache.ts";
 import { rotateDataPlaneKey } from "../core/dataplane_secrets.ts";
 import { getSdc } from "../core/lookup.ts";
 import * as snaps from "../vtree/snapshots.ts";
@@ -134,6 +136,7 @@ const INSTANCE_ACTIONS: Record<string, ActionHandler> = {
   },
   "StoragePool/setStoragePoolName": (ctx, id, b) => topo.renameStoragePool(ctx, id, v(RenameObject, b).name),
   "StoragePool/setSparePercentage": (ctx, id, b) => topo.setSparePercentage(ctx, id, v(SetSparePercentage, b).sparePercentage),
+  "StoragePool/setWriteCache": (ctx, id, b) => setWriteCache(ctx, id, v(SetWriteCache, b).writeCache),
   "StoragePool/setCapacityAlertThresholds": (ctx, id, b) => {
     const r = v(SetCapacityAlertThresholds, b);
     setCapacityAlertThresholds(ctx, id, { highPct: r.capacityAlertHighThresholdPercent, criticalPct: r.capacityAlertCriticalThresholdPercent });

@@ -108,6 +108,7 @@ export function createStoragePool(ctx: MdmContext, body: CreateStoragePool): str
           rebuildEnabled: body.rebuildEnabled ?? true,
           rebalanceEnabled: body.rebalanceEnabled ?? true,
           zeroPaddingEnabled: body.zeroPaddingEnabled ?? true,
+          writeCache: body.writeCache ?? "writeBack",
           createdAtMs: ctx.clock(),
         })
         .run(),

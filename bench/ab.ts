@@ -1,0 +1,120 @@
+// A/B of two pf builds in one run: a one-host cluster from each (A = AB_BIN_A, e.g. the build
+// before a change; B = dist/pf), each job run on A then B, several rounds (A B A B ...). Volumes:
+// "one" (64 MiB, one extent: CPU per role is unambiguous: the busiest SDS is its primary, the next
+// its secondary) and, with AB_BIG=1, "big" (1 GiB, 16 extents over 3 SDSs). Prints median and
+// spread of IOPS (or MB/s) and CPU µs per IO per role for both.
+//
+// Run: git worktree/stash the old build to e.g. /tmp/pf-a, then npx bun bench/ab.ts
+// Env: AB_BIN_A (required), AB_BIN_B (default dist/pf), AB_ROUNDS (3), AB_SECONDS (8),
+//      AB_JOBS ("qd16,qd1,read,seq", see JOBS), AB_WRITE_CACHE (writeBack|writeThrough).
+
+import { TestCluster, PF_BIN } from "../test/helpers/cluster.ts";
+import { runFio } from "../test/helpers/real_clients.ts";
+import { CpuSampler, median } from "./proc_cpu.ts";
+
+const binA = process.env.AB_BIN_A;
+if (!binA) throw new Error("set AB_BIN_A to the build to compare against");
+const binB = process.env.AB_BIN_B ?? PF_BIN;
+const rounds = Number(process.env.AB_ROUNDS ?? 3);
+const seconds = Number(process.env.AB_SECONDS ?? 8);
+const mode = process.env.AB_WRITE_CACHE ?? "writeBack";
+const volume = process.env.AB_BIG === "1" ? "big" : "one";
+const volSize = volume === "big" ? "1GiB" : "64MiB";
+
+const JOBS: Record<string, { args: string[]; bw?: boolean }> = {
+  qd16: { args: ["--rw=randwrite", "--bs=4k", "--iodepth=16"] },
+  qd1: { args: ["--rw=randwrite", "--bs=4k", "--iodepth=1"] },
+  qd1flush: { args: ["--rw=randwrite", "--bs=4k", "--iodepth=1", "--fsync=1"] },
+  read: { args: ["--rw=randread", "--bs=4k", "--iodepth=16"] },
+  seq: { args: ["--rw=write", "--bs=1M", "--iodepth=8"], bw: true },
+};
+const jobs = (process.env.AB_JOBS ?? "qd16,qd1,read,seq").split(",");
+
+interface Sample {
+  value: number;
+  p50us: number;
+  sdc: number;
+  primary: number;
+  secondary: number;
+}
+
+async function startCluster(bin: string): Promise<TestCluster> {
+  const c = await TestCluster.create({ bin, deviceSize: "1536MiB", extentSize: "64MiB", granularity: "64MiB", volumes: [{ name: volume, size: volSize }] });
+  await c.start();
+  if (mode !== "writeBack") {
+    await c.login();
+    const r = await c.scli(["--set_storage_pool_write_cache", "--protection_domain_name", "pd1", "--storage_pool_name", "sp1", "--write_cache", mode]);
+    if (r.code !== 0) throw new Error(r.stderr);
+    await Bun.sleep(3000);
+  }
+  await runFio(["--name=fill", "--ioengine=nbd", `--uri=${c.nbdUri(volume)}`, "--rw=write", "--bs=1M", "--iodepth=8", `--size=${volSize}`], { timeoutMs: 600_000 });
+  return c;
+}
+
+async function runJob(c: TestCluster, key: string): Promise<Sample> {
+  const job = JOBS[key]!;
+  const pids = new Map([
+    ["sdc", c.pidOf("sdc")],
+    ["sds1", c.pidOf("sds sds1")],
+    ["sds2", c.pidOf("sds sds2")],
+    ["sds3", c.pidOf("sds sds3")],
+  ]);
+  const s = new CpuSampler(pids);
+  s.start();
+  const f = await runFio(["--name=ab", "--ioengine=nbd", `--uri=${c.nbdUri(volume)}`, ...job.args, `--runtime=${seconds}`, "--time_based", `--size=${volSize}`, "--randrepeat=0"], {
+    timeoutMs: (seconds + 60) * 1000,
+  });
+  const cpu = s.stop();
+  const j = f.json.jobs[0] as unknown as { read: { iops: number; bw_bytes: number; total_ios: number; clat_ns?: { percentile?: Record<string, number> } }; write: typeof j.read };
+  const side = j.write.total_ios > 0 ? j.write : j.read;
+  const per = (n: number) => (1e6 * n) / side.total_ios;
+  const sds = ["sds1", "sds2", "sds3"].map((n) => cpu.get(n) ?? 0).sort((a, b) => b - a);
+  return {
+    value: job.bw ? side.bw_bytes / 1e6 : side.iops,
+    p50us: (side.clat_ns?.percentile?.["50.000000"] ?? 0) / 1000,
+    sdc: per(cpu.get("sdc") ?? 0),
+    primary: per(sds[0]!),
+    secondary: per(sds[1]!),
+  };
+}
+
+function fmt(xs: number[], d = 0): string {
+  return `${median(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)})`;
+}
+
+async function main(): Promise<void> {
+  const a = await startCluster(binA!);
+  const b = await startCluster(binB);
+  const res = new Map<string, { A: Sample[]; B: Sample[] }>();
+  try {
+    for (let r = 0; r < rounds; r++) {
+      for (const key of jobs) {
+        const e = res.get(key) ?? { A: [], B: [] };
+        res.set(key, e);
+        for (const [label, c] of [["A", a], ["B", b]] as const) {
+          const s = await runJob(c, key);
+          e[label].push(s);
+          process.stderr.write(`[round ${r + 1}] ${key} ${label}: ${s.value.toFixed(0)} p50 ${s.p50us.toFixed(0)} µs; CPU µs/IO SDC ${s.sdc.toFixed(1)} primary ${s.primary.toFixed(1)} secondary ${s.secondary.toFixed(1)}\n`);
+        }
+      }
+    }
+  } finally {
+    await a.destroy();
+    await b.destroy();
+  }
+  const out = [
+    `A = ${binA}, B = ${binB}; ${mode}; volume ${volume}; ${rounds} rounds x ${seconds} s, interleaved; median (min–max)`,
+    "",
+    "| job | build | IOPS or MB/s | p50 µs | SDC µs/IO | primary µs/IO | secondary µs/IO |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const [key, e] of res) {
+    for (const [label, ss] of [["A", e.A], ["B", e.B]] as const) {
+      out.push(`| ${key} | ${label} | ${fmt(ss.map((s) => s.value))} | ${fmt(ss.map((s) => s.p50us))} | ${fmt(ss.map((s) => s.sdc), 1)} | ${fmt(ss.map((s) => s.primary), 1)} | ${fmt(ss.map((s) => s.secondary), 1)} |`);
+    }
+    out.push(`| ${key} | B/A | ${(median(e.B.map((s) => s.value)) / median(e.A.map((s) => s.value))).toFixed(2)} | | ${(median(e.B.map((s) => s.sdc)) / median(e.A.map((s) => s.sdc))).toFixed(2)} | ${(median(e.B.map((s) => s.primary)) / median(e.A.map((s) => s.primary))).toFixed(2)} | ${(median(e.B.map((s) => s.secondary)) / median(e.A.map((s) => s.secondary))).toFixed(2)} |`);
+  }
+  process.stdout.write("\n" + out.join("\n") + "\n");
+}
+
+await main();
