@@ -135,6 +135,35 @@ describe("snapshot on the data path", () => {
     expect(await snap.checksum(clients[0]!, 0)).toBe(await snap.checksum(clients[1]!, 0));
   });
 
+  test("on devices of unknown content, writes and copy-on-write take chunks zeroed off the event loop (gate), never garbage", async () => {
+    for (const c of clients) c.close();
+    for (const n of nodes) await n.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+    for (const i of [0, 1]) {
+      fs.mkdirSync(join(dir, `sds${i}`), { recursive: true });
+      fs.writeFileSync(join(dir, `sds${i}`, "dev0.img"), new Uint8Array(64 * MiB).fill(0xee));
+    }
+    nodes = [startNode(dir, 0), startNode(dir, 1)];
+    applyAll(nodes, plan());
+    clients = nodes.map((n) => clientTo(n));
+    expect(nodes[0]!.store.slots[0]!.dev.createdZeroFilled).toBe(false);
+    const a = pattern(4096, 7);
+    expect((await base.write(clients[0]!, 0, 4096, a)).status).toBe(Status.OK); // virgin chunk: prepared first
+    await takeSnapshot();
+    const b = pattern(4096, 8);
+    expect((await base.write(clients[0]!, 0, 3 * 4096, b)).status).toBe(Status.OK); // copy-on-write into a prepared chunk
+    const old = new Uint8Array(MiB);
+    old.set(a, 4096);
+    const now = old.slice();
+    now.set(b, 3 * 4096);
+    for (const c of clients.slice(0, 1)) {
+      expect(same(await base.read(c, 0, 0, MiB), now)).toBe(true);
+      expect(same(await snap.read(c, 0, 0, MiB), old)).toBe(true);
+    }
+    await expectLayersIdentical(0, 1, [OWNER, L_V1]);
+    for (const n of nodes) expect(n.store.stats.zeroedOnLoop).toBe(0);
+  });
+
   test("a fence holds new writes (reads go on) until commit; the held write lands after the cut", async () => {
     const a = pattern(4096, 4);
     await base.write(clients[0]!, 0, 0, a);
