@@ -1,0 +1,464 @@
+// MDM at scale (simulated nodes, real MDM): one process plays BENCH_SDS SDSs (10 fault sets,
+// 8 devices each) and BENCH_SDC SDCs that join a real `pf mdm` child process over its HTTPS
+// cluster API and heartbeat at the real interval (Limits.heartbeatIntervalMs), refetching their
+// assignments / maps whenever the heartbeat answer's mapVersion moved, as src/sds/main.ts and
+// src/sdc/sdc_node.ts do. BENCH_VOLUMES volumes are created and mapped (round robin over the
+// SDCs) through REST under that load. Prints: MDM RSS and CPU (from /proc/<pid>), CPU per
+// heartbeat answered at rest, REST create/map p50/p99, heartbeat p50/p99 and the longest gap a
+// node saw between answered beats, GET of all volumes (time, bytes), and the time from one SDS's
+// loss to a complete rebuild plan, seen both through the recovery state REST (queryRebuild) and
+// through the assignments the surviving SDSs fetch (sync targets they carry).
+//
+// Run: npx bun bench/mdm_scale.ts
+// env: BENCH_SDS=1000 BENCH_SDC=500 BENCH_VOLUMES=100000 BENCH_VOLUME_GIB=1 BENCH_CONCURRENCY=4
+//      BENCH_STEADY_S=15 (heartbeat-only window for CPU per heartbeat)
+//      BENCH_REFETCH=1 (0: nodes never fetch assignments/maps after joining; not what real nodes do)
+//      BENCH_PF_BIN=dist/pf (default: `bun src/cmd/main.ts`, i.e. runMdm in a child, this tree's code)
+//      BENCH_CPU_PROF=DIR (MDM child runs under bun --cpu-prof, profile written to DIR on exit)
+// The simulated nodes are cheap: one 10 ms pacing loop for all of them, pre-built bodies and
+// headers, Bun's fetch keep-alive pool as the one HTTPS agent, answers read as text and only
+// scanned (never zod-parsed).
+
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { cpuSecondsOf } from "./proc_cpu.ts";
+import { freePort } from "../test/helpers/cluster.ts";
+import { CLUSTER_API_PREFIX, CLUSTER_SECRET_HEADER, ClusterPaths, NODE_TOKEN_HEADER } from "../src/proto/cluster_api.ts";
+import { Limits } from "../src/proto/limits.ts";
+
+const N_SDS = Number(process.env.BENCH_SDS ?? 1000);
+const N_SDC = Number(process.env.BENCH_SDC ?? 500);
+const VOLUMES = Number(process.env.BENCH_VOLUMES ?? 100_000);
+const VOLUME_GIB = Number(process.env.BENCH_VOLUME_GIB ?? 1);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
+const STEADY_S = Number(process.env.BENCH_STEADY_S ?? 15);
+const REFETCH = process.env.BENCH_REFETCH !== "0";
+const FAULT_SETS = 10;
+const DEVICES_PER_SDS = 8;
+const DEVICE_BYTES = 4 * 1024 ** 4; // 4 TiB each: thin, nothing is written
+const HEARTBEAT_MS = Limits.heartbeatIntervalMs;
+const HEARTBEAT_TIMEOUT_MS = Limits.heartbeatTimeoutMs;
+const ROOT = resolve(import.meta.dir, "..");
+
+const log = (s: string) => process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+
+// ---- the MDM child ----
+
+const dir = mkdtempSync(join(tmpdir(), "pf-mdm-scale-"));
+const dataDir = join(dir, "mdm");
+const secretFile = join(dir, "cluster-secret");
+const passwordFile = join(dir, "admin-password");
+const CLUSTER_SECRET = "mdm-scale-bench-cluster-secret-0123456789";
+const ADMIN_PASSWORD = "mdm-scale-bench-password";
+writeFileSync(secretFile, CLUSTER_SECRET, { mode: 0o600 });
+writeFileSync(passwordFile, ADMIN_PASSWORD, { mode: 0o600 });
+const port = await freePort();
+const mdmArgs = [
+  "mdm",
+  "--data-dir", dataDir,
+  "--listen", `127.0.0.1:${port}`,
+  "--cluster-secret-file", secretFile,
+  "--admin-password-file", passwordFile,
+  "--heartbeat-timeout-ms", String(HEARTBEAT_TIMEOUT_MS),
+  "--rebuild-grace-ms", "0", // rebuild at once on loss: the bench times the planner, not the grace period
+];
+const prof = process.env.BENCH_CPU_PROF;
+const cmd = process.env.BENCH_PF_BIN
+  ? [resolve(process.env.BENCH_PF_BIN), ...mdmArgs]
+  : [process.execPath, ...(prof ? ["--cpu-prof", "--cpu-prof-dir", resolve(prof)] : []), join(ROOT, "src/cmd/main.ts"), ...mdmArgs];
+const mdm = Bun.spawn(cmd, { stdout: "inherit", stderr: "inherit", cwd: ROOT, env: { ...process.env, CONSOLA_LEVEL: "1" } });
+const base = `https://127.0.0.1:${port}`;
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+function hwmMiB(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+const loadAvg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+
+// ---- HTTP ----
+
+let tls: { ca: string } | undefined;
+
+async function request(method: string, path: string, headers: Record<string, string>, body?: string): Promise<{ status: number; text: string }> {
+  const res = await fetch(base + path, { method, headers, body, tls } as RequestInit);
+  return { status: res.status, text: await res.text() };
+}
+
+async function call<T>(method: string, path: string, headers: Record<string, string>, body?: unknown): Promise<T> {
+  const r = await request(method, path, body === undefined ? headers : { ...headers, "content-type": "application/json" }, body === undefined ? undefined : JSON.stringify(body));
+  if (r.status !== 200) throw new Error(`${method} ${path}: ${r.status} ${r.text.slice(0, 300)}`);
+  return JSON.parse(r.text) as T;
+}
+
+const clusterHeaders = { [CLUSTER_SECRET_HEADER]: CLUSTER_SECRET, "content-type": "application/json" };
+
+async function waitForMdm(): Promise<void> {
+  const until = Date.now() + 60_000;
+  for (;;) {
+    if (mdm.exitCode !== null) throw new Error(`the MDM exited with ${mdm.exitCode} before it served`);
+    try {
+      tls = { ca: readFileSync(join(dataDir, "tls", "cert.pem"), "utf8") };
+      const r = await request("GET", "/api/version", {});
+      if (r.status > 0) return;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > until) throw new Error(`the MDM did not serve ${base} within 60 s`);
+    await Bun.sleep(100);
+  }
+}
+
+// ---- series ----
+
+function pct(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+function summary(ms: readonly number[]): { n: number; p50: number; p99: number; max: number } {
+  const s = [...ms].sort((a, b) => a - b);
+  return { n: s.length, p50: pct(s, 50), p99: pct(s, 99), max: s[s.length - 1] ?? Number.NaN };
+}
+
+async function measure(count: number, fn: (i: number) => Promise<unknown>): Promise<{ ms: number[]; wallMs: number }> {
+  const ms: number[] = new Array(count);
+  let next = 0;
+  const t0 = performance.now();
+  const worker = async () => {
+    while (next < count) {
+      const i = next++;
+      const s = performance.now();
+      await fn(i);
+      ms[i] = performance.now() - s;
+      if ((i + 1) % 10_000 === 0) log(`  ${i + 1}/${count}`);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, count) }, worker));
+  return { ms, wallMs: performance.now() - t0 };
+}
+
+// ---- simulated nodes ----
+
+interface SimNode {
+  kind: "sds" | "sdc";
+  id: string;
+  hbPath: string;
+  fetchPath: string;
+  headers: Record<string, string>;
+  /** heartbeat body = bodyHead + appliedMapVersion + bodyTail */
+  bodyHead: string;
+  bodyTail: string;
+  applied: number;
+  /** offset of this node's beats within the interval, so beats spread evenly */
+  nextDueMs: number;
+  busy: boolean;
+  stopped: boolean;
+  lastAnsweredMs: number;
+  maxGapMs: number;
+  /** the newest assignments this SDS fetched (kept only while watching a loss) */
+  lastAssignments: string | null;
+}
+
+const nodes: SimNode[] = [];
+const stats = {
+  beatsAnswered: 0,
+  beatsFailed: 0,
+  fetches: 0,
+  fetchBytes: 0,
+  beatMs: [] as number[],
+  recordBeats: false,
+  keepAssignments: false,
+};
+
+function mapVersionOf(text: string): number {
+  const m = /"mapVersion":(\d+)/.exec(text.slice(0, 200)) ?? /"mapVersion":(\d+)/.exec(text);
+  if (!m) throw new Error(`no mapVersion in ${text.slice(0, 200)}`);
+  return Number(m[1]);
+}
+
+async function beat(n: SimNode, sentMs: number): Promise<void> {
+  n.busy = true;
+  try {
+    const r = await request("POST", n.hbPath, n.headers, n.bodyHead + n.applied + n.bodyTail);
+    if (r.status !== 200) throw new Error(`heartbeat of ${n.kind} ${n.id}: ${r.status} ${r.text.slice(0, 200)}`);
+    const now = performance.now();
+    if (stats.recordBeats) stats.beatMs.push(now - sentMs);
+    stats.beatsAnswered++;
+    const version = mapVersionOf(r.text);
+    if (REFETCH && version !== n.applied) {
+      const f = await request("GET", n.fetchPath, n.headers);
+      if (f.status !== 200) throw new Error(`${n.fetchPath}: ${f.status} ${f.text.slice(0, 200)}`);
+      stats.fetches++;
+      stats.fetchBytes += f.text.length;
+      n.applied = mapVersionOf(f.text);
+      if (stats.keepAssignments && n.kind === "sds") n.lastAssignments = f.text;
+    }
+    // like the real SDS: a beat counts (renews the lease) once its maps are caught up
+    const done = performance.now();
+    if (n.lastAnsweredMs > 0) n.maxGapMs = Math.max(n.maxGapMs, done - n.lastAnsweredMs);
+    n.lastAnsweredMs = done;
+  } catch (e) {
+    stats.beatsFailed++;
+    if (stats.beatsFailed <= 5) log(`beat failed: ${(e as Error).message}`);
+  } finally {
+    n.busy = false;
+  }
+}
+
+let pacer: ReturnType<typeof setInterval> | null = null;
+function startPacing(): void {
+  const t0 = performance.now();
+  nodes.forEach((n, i) => {
+    n.nextDueMs = t0 + (i / nodes.length) * HEARTBEAT_MS;
+  });
+  pacer = setInterval(() => {
+    const now = performance.now();
+    for (const n of nodes) {
+      if (n.stopped || n.busy || now < n.nextDueMs) continue;
+      // fixed rate from the last send, as the real nodes; a late beat goes out at once
+      n.nextDueMs = Math.max(n.nextDueMs + HEARTBEAT_MS, now - HEARTBEAT_MS);
+      void beat(n, now);
+    }
+  }, 10);
+}
+
+function resetGaps(): void {
+  for (const n of nodes) n.maxGapMs = 0;
+}
+function worstGap(): number {
+  return nodes.reduce((m, n) => (n.stopped ? m : Math.max(m, n.maxGapMs)), 0);
+}
+
+// ---- the run ----
+
+interface Row {
+  measure: string;
+  figure: string;
+}
+const rows: Row[] = [];
+const row = (measure: string, figure: string) => {
+  rows.push({ measure, figure });
+  log(`${measure}: ${figure}`);
+};
+const f1 = (x: number) => x.toFixed(1);
+const f2 = (x: number) => x.toFixed(2);
+
+try {
+  await waitForMdm();
+  log(`MDM pid ${mdm.pid} serving ${base}; ${N_SDS} SDS x ${DEVICES_PER_SDS} devices in ${FAULT_SETS} fault sets, ${N_SDC} SDC, ${VOLUMES} volumes of ${VOLUME_GIB} GiB; load ${loadAvg()}`);
+  const token = await call<string>("GET", "/api/login", { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString("base64")}` });
+  const auth = { authorization: `Basic ${Buffer.from(`:${token}`).toString("base64")}` };
+
+  // join: SDSs then SDCs, a few at a time
+  let joined = 0;
+  await measure(N_SDS, async (i) => {
+    const r = await call<{ sdsId: string; nodeToken: string; devices: { deviceId: string }[] }>("POST", CLUSTER_API_PREFIX + ClusterPaths.sdsJoin, clusterHeaders, {
+      name: `sds${i}`,
+      host: "127.0.0.1",
+      dataPort: 20_000 + i,
+      protectionDomainName: "pd1",
+      storagePoolName: "sp1",
+      faultSetName: `fs${i % FAULT_SETS}`,
+      devices: Array.from({ length: DEVICES_PER_SDS }, (_, d) => ({ path: `/dev/sim${i}-${d}`, capacityBytes: DEVICE_BYTES })),
+    });
+    const devices = r.devices.map((d) => ({ deviceId: d.deviceId, state: "Normal", usedBytes: 0 }));
+    nodes.push({
+      kind: "sds",
+      id: r.sdsId,
+      hbPath: CLUSTER_API_PREFIX + ClusterPaths.sdsHeartbeat(r.sdsId),
+      fetchPath: CLUSTER_API_PREFIX + ClusterPaths.sdsAssignments(r.sdsId),
+      headers: { ...clusterHeaders, [NODE_TOKEN_HEADER]: r.nodeToken },
+      bodyHead: `{"devices":${JSON.stringify(devices)},"rebuilds":[],"failedForwards":[],"appliedMapVersion":`,
+      bodyTail: "}",
+      applied: 0,
+      nextDueMs: 0,
+      busy: false,
+      stopped: false,
+      lastAnsweredMs: 0,
+      maxGapMs: 0,
+      lastAssignments: null,
+    });
+    joined++;
+  });
+  const sdcIds: string[] = [];
+  await measure(N_SDC, async (i) => {
+    const r = await call<{ sdcId: string; nodeToken: string }>("POST", CLUSTER_API_PREFIX + ClusterPaths.sdcJoin, clusterHeaders, { guid: `bench-sdc-${i}`, name: `sdc${i}`, host: "127.0.0.1" });
+    sdcIds[i] = r.sdcId;
+    nodes.push({
+      kind: "sdc",
+      id: r.sdcId,
+      hbPath: CLUSTER_API_PREFIX + ClusterPaths.sdcHeartbeat(r.sdcId),
+      fetchPath: CLUSTER_API_PREFIX + ClusterPaths.sdcMaps(r.sdcId),
+      headers: { ...clusterHeaders, [NODE_TOKEN_HEADER]: r.nodeToken },
+      bodyHead: `{"appliedMapVersion":`,
+      bodyTail: "}",
+      applied: 0,
+      nextDueMs: 0,
+      busy: false,
+      stopped: false,
+      lastAnsweredMs: 0,
+      maxGapMs: 0,
+      lastAssignments: null,
+    });
+  });
+  log(`joined ${joined} SDSs and ${sdcIds.length} SDCs; heartbeats start (${nodes.length} nodes every ${HEARTBEAT_MS} ms)`);
+  startPacing();
+  await Bun.sleep(2 * HEARTBEAT_MS);
+  const pool = await call<string>("POST", "/api/types/StoragePool/instances/action/queryIdByKey", auth, { name: "sp1" });
+  // no rebalance moves: the simulated SDSs never finish a copy, so a move would hold part of the
+  // pool's copy budget for ever and the loss below would not get its whole budget
+  await call("POST", `/api/instances/StoragePool::${pool}/action/setRebalanceEnabled`, auth, { rebalanceEnabled: "FALSE" });
+
+  const phase = (name: string) => {
+    const cpu0 = cpuSecondsOf(mdm.pid);
+    const beats0 = stats.beatsAnswered;
+    const fetches0 = stats.fetches;
+    const bytes0 = stats.fetchBytes;
+    const t0 = performance.now();
+    stats.beatMs = [];
+    stats.recordBeats = true;
+    resetGaps();
+    return () => {
+      const s = (performance.now() - t0) / 1000;
+      const cpu = cpuSecondsOf(mdm.pid) - cpu0;
+      const beats = stats.beatsAnswered - beats0;
+      const hb = summary(stats.beatMs);
+      stats.recordBeats = false;
+      row(
+        `${name}: MDM CPU, heartbeats, refetches`,
+        `${f1(s)} s wall, ${f1(cpu)} CPU s (${f2(cpu / s)} cores); ${beats} beats answered (${(beats / s).toFixed(0)}/s, p50 ${f1(hb.p50)} ms, p99 ${f1(hb.p99)} ms, worst gap ${(worstGap() / 1000).toFixed(1)} s); ` +
+          `${stats.fetches - fetches0} assignment/map fetches (${((stats.fetchBytes - bytes0) / 2 ** 20).toFixed(0)} MiB)`,
+      );
+      return { s, cpu, beats };
+    };
+  };
+
+  // heartbeats alone, empty cluster
+  {
+    const end = phase("rest, no volumes");
+    await Bun.sleep(STEADY_S * 1000 * 0.5);
+    const r = end();
+    row("MDM CPU per heartbeat (no volumes)", `${((r.cpu / r.beats) * 1e6).toFixed(0)} µs`);
+  }
+
+  const ids: string[] = new Array(VOLUMES);
+  {
+    const end = phase("create");
+    const created = await measure(VOLUMES, async (i) => {
+      const r = await call<{ id: string }>("POST", "/api/types/Volume/instances", auth, {
+        storagePoolId: pool,
+        volumeSizeInGb: String(VOLUME_GIB),
+        name: `v${i}`,
+        volumeType: "ThinProvisioned",
+      });
+      ids[i] = r.id;
+    });
+    const s = summary(created.ms);
+    end();
+    row("REST create volume", `${((VOLUMES / created.wallMs) * 1000).toFixed(0)}/s at concurrency ${CONCURRENCY}, p50 ${f2(s.p50)} ms, p99 ${f2(s.p99)} ms, max ${f1(s.max)} ms`);
+  }
+  {
+    const end = phase("map");
+    const mapped = await measure(VOLUMES, (i) =>
+      call("POST", `/api/instances/Volume::${ids[i]}/action/addMappedSdc`, auth, { sdcId: sdcIds[i % N_SDC], accessMode: "ReadWrite", allowMultipleMappings: "FALSE" }),
+    );
+    const s = summary(mapped.ms);
+    end();
+    row("REST map volume", `${((VOLUMES / mapped.wallMs) * 1000).toFixed(0)}/s at concurrency ${CONCURRENCY}, p50 ${f2(s.p50)} ms, p99 ${f2(s.p99)} ms, max ${f1(s.max)} ms`);
+  }
+  // let every node catch up with the last map change, then heartbeats alone
+  await Bun.sleep(3 * HEARTBEAT_MS);
+  {
+    const end = phase("rest, all volumes mapped");
+    await Bun.sleep(STEADY_S * 1000);
+    const r = end();
+    row("MDM CPU per heartbeat (all mapped)", `${((r.cpu / r.beats) * 1e6).toFixed(0)} µs`);
+    row("MDM RSS", `${rssMiB(mdm.pid).toFixed(0)} MiB (peak ${hwmMiB(mdm.pid).toFixed(0)} MiB)`);
+  }
+  {
+    const times: number[] = [];
+    let bytes = 0;
+    let count = 0;
+    for (let k = 0; k < 3; k++) {
+      const t0 = performance.now();
+      const r = await request("GET", "/api/types/Volume/instances", auth);
+      times.push(performance.now() - t0);
+      if (r.status !== 200) throw new Error(`GET all volumes: ${r.status}`);
+      bytes = r.text.length;
+      count = (JSON.parse(r.text) as unknown[]).length;
+    }
+    const s = summary(times);
+    row("GET all volumes", `${count} volumes, ${(bytes / 2 ** 20).toFixed(1)} MiB, ${s.p50.toFixed(0)} ms (best ${Math.min(...times).toFixed(0)} ms of 3)`);
+  }
+
+  // one SDS's loss
+  {
+    const victim = nodes.find((n) => n.kind === "sds")!;
+    stats.keepAssignments = true;
+    for (const n of nodes) n.lastAssignments = null;
+    const before = await call<{ numOfDegradedExtents: number }>("POST", `/api/instances/StoragePool::${pool}/action/queryRebuild`, auth, {});
+    while (victim.busy) await Bun.sleep(1);
+    victim.stopped = true;
+    const lastAnswer = victim.lastAnsweredMs; // the MDM heard it at most this late
+    const end = phase("loss");
+    const lossAtMs = performance.now();
+    const canActMs = lastAnswer + HEARTBEAT_TIMEOUT_MS; // grace period 0: the planner may act from then
+    log(`stopped SDS ${victim.id}'s heartbeats (degraded before: ${before.numOfDegradedExtents}); the MDM may declare it down ${((canActMs - lossAtMs) / 1000).toFixed(2)} s from now`);
+    let restDone: number | null = null;
+    let restSeen: { numOfDegradedExtents: number; numOfActiveRebuildExtents: number; numOfPendingRebuildExtents: number } | null = null;
+    let apiDone: number | null = null;
+    let targets = 0;
+    const cap = Limits.maxConcurrentRebuildsPerSds * (N_SDS - 1);
+    const until = lossAtMs + HEARTBEAT_TIMEOUT_MS + 30_000;
+    let expected = -1;
+    while (performance.now() < until && (restDone === null || apiDone === null)) {
+      await Bun.sleep(25);
+      if (restDone === null) {
+        const st = await call<{ numOfDegradedExtents: number; numOfActiveRebuildExtents: number; numOfPendingRebuildExtents: number }>(
+          "POST",
+          `/api/instances/StoragePool::${pool}/action/queryRebuild`,
+          auth,
+          {},
+        );
+        const now = performance.now();
+        if (process.env.BENCH_DEBUG) log(JSON.stringify(st));
+        // complete: every degraded extent has a target, or waits only for the per-pool copy budget
+        if (st.numOfDegradedExtents > 0 && st.numOfActiveRebuildExtents === Math.min(st.numOfDegradedExtents, cap)) {
+          restDone = now;
+          restSeen = st;
+          expected = st.numOfActiveRebuildExtents;
+        }
+      }
+      if (expected >= 0 && apiDone === null) {
+        // the assignments the survivors fetched carry the sync targets (the primary's copy has mode full|resync)
+        targets = 0;
+        for (const n of nodes) if (n.kind === "sds" && !n.stopped && n.lastAssignments !== null) targets += n.lastAssignments.split('"mode":"').length - 1;
+        if (targets >= expected) apiDone = performance.now();
+      }
+    }
+    end();
+    const fmt = (t: number | null) => (t === null ? "not within 30 s" : `${((t - canActMs) / 1000).toFixed(2)} s after the heartbeat timeout (${((t - lossAtMs) / 1000).toFixed(2)} s after the last beat)`);
+    row("SDS loss -> complete plan (recovery REST)", `${fmt(restDone)}; ${restSeen ? `${restSeen.numOfDegradedExtents} degraded, ${restSeen.numOfActiveRebuildExtents} copies started, ${restSeen.numOfPendingRebuildExtents} pending (budget ${cap})` : ""}`);
+    row("SDS loss -> targets in survivors' assignments", `${fmt(apiDone)}; ${targets} sync targets carried`);
+    stats.keepAssignments = false;
+    for (const n of nodes) n.lastAssignments = null;
+  }
+  row("MDM RSS at end", `${rssMiB(mdm.pid).toFixed(0)} MiB (peak ${hwmMiB(mdm.pid).toFixed(0)} MiB); beats failed ${stats.beatsFailed}; load ${loadAvg()}`);
+} finally {
+  if (pacer) clearInterval(pacer);
+  mdm.kill("SIGTERM");
+  const exited = await Promise.race([mdm.exited.then(() => true), Bun.sleep(20_000).then(() => false)]);
+  if (!exited) mdm.kill("SIGKILL");
+  rmSync(dir, { recursive: true, force: true });
+}
+
+process.stdout.write(
+  `\npf MDM at scale: ${N_SDS} SDS (${FAULT_SETS} fault sets x ${DEVICES_PER_SDS} devices), ${N_SDC} SDC, ${VOLUMES} volumes x ${VOLUME_GIB} GiB, refetch ${REFETCH ? "on" : "off"}\n` +
+    `| measure | figure |\n| --- | --- |\n` +
+    rows.map((r) => `| ${r.measure} | ${r.figure} |`).join("\n") +
+    "\n",
+);
+process.exit(0);
