@@ -69,6 +69,10 @@ const cmd = process.env.BENCH_PF_BIN
   : [process.execPath, ...(prof ? ["--cpu-prof", "--cpu-prof-dir", resolve(prof)] : []), join(ROOT, "src/cmd/main.ts"), ...mdmArgs];
 const mdm = Bun.spawn(cmd, { stdout: "inherit", stderr: "inherit", cwd: ROOT, env: { ...process.env, CONSOLA_LEVEL: "1" } });
 const base = `https://127.0.0.1:${port}`;
+let stopping = false;
+void mdm.exited.then((code) => {
+  if (!stopping) log(`the MDM exited unexpectedly: code ${code}, signal ${mdm.signalCode ?? "none"}`);
+});
 
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
@@ -84,9 +88,18 @@ const loadAvg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 
 
 let tls: { ca: string } | undefined;
 
+let resets = 0;
 async function request(method: string, path: string, headers: Record<string, string>, body?: string): Promise<{ status: number; text: string }> {
-  const res = await fetch(base + path, { method, headers, body, tls } as RequestInit);
-  return { status: res.status, text: await res.text() };
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const res = await fetch(base + path, { method, headers, body, tls } as RequestInit);
+      return { status: res.status, text: await res.text() };
+    } catch (e) {
+      // a pooled keep-alive connection the server closed as idle: retry once on a new one
+      if (attempt > 1 || (e as { code?: string }).code !== "ECONNRESET") throw e;
+      resets++;
+    }
+  }
 }
 
 async function call<T>(method: string, path: string, headers: Record<string, string>, body?: unknown): Promise<T> {
@@ -446,9 +459,10 @@ try {
     stats.keepAssignments = false;
     for (const n of nodes) n.lastAssignments = null;
   }
-  row("MDM RSS at end", `${rssMiB(mdm.pid).toFixed(0)} MiB (peak ${hwmMiB(mdm.pid).toFixed(0)} MiB); beats failed ${stats.beatsFailed}; load ${loadAvg()}`);
+  row("MDM RSS at end", `${rssMiB(mdm.pid).toFixed(0)} MiB (peak ${hwmMiB(mdm.pid).toFixed(0)} MiB); beats failed ${stats.beatsFailed}; connection resets retried ${resets}; load ${loadAvg()}`);
 } finally {
   if (pacer) clearInterval(pacer);
+  stopping = true;
   mdm.kill("SIGTERM");
   const exited = await Promise.race([mdm.exited.then(() => true), Bun.sleep(20_000).then(() => false)]);
   if (!exited) mdm.kill("SIGKILL");

@@ -201,28 +201,45 @@ function rejoinSds(ctx: MdmContext, sds: SdsRow, req: SdsJoinRequest, pdId: stri
   return next;
 }
 
+/** Devices of one SDS as a heartbeat compares them (cached statement: every heartbeat reads it). */
+function heartbeatDevices(ctx: MdmContext, sdsId: string): Map<string, { id: string; path: string; state: string; usedBytes: number }> {
+  const rows = ctx.store.sqlite
+    .query<{ id: string; path: string; state: string; usedBytes: number }, [string]>("SELECT id, path, state, used_bytes AS usedBytes FROM device WHERE sds_id = ?")
+    .all(sdsId);
+  return new Map(rows.map((d) => [d.id, d]));
+}
+
+/** Like getSds, for the heartbeat paths: one cached statement instead of a query built per call. */
+function checkNodeExists(ctx: MdmContext, table: "sds" | "sdc", id: string): void {
+  const row = ctx.store.sqlite.query<{ one: number }, [string]>(`SELECT 1 AS one FROM ${table} WHERE id = ?`).get(id);
+  if (!row) throw new PfError("NOT_FOUND", `Could not find ${table === "sds" ? "SDS" : "SDC"} ${id}`);
+}
+
 export function sdsHeartbeat(ctx: MdmContext, sdsId: string, req: SdsHeartbeatRequest): HeartbeatResponse {
-  getSds(ctx, sdsId);
-  inTransaction(ctx, () => {
-    const mine = new Map(ctx.store.db.select().from(deviceTable).where(eq(deviceTable.sdsId, sdsId)).all().map((d) => [d.id, d]));
-    for (const r of req.devices) {
-      const dev = mine.get(r.deviceId);
-      if (!dev) {
-        consola.debug(`mdm: SDS ${sdsId} reported unknown device ${r.deviceId}`);
-        continue;
-      }
-      if (dev.state !== r.state || dev.usedBytes !== r.usedBytes) {
+  checkNodeExists(ctx, "sds", sdsId);
+  const mine = heartbeatDevices(ctx, sdsId);
+  const changed = req.devices.filter((r) => {
+    const dev = mine.get(r.deviceId);
+    if (!dev) consola.debug(`mdm: SDS ${sdsId} reported unknown device ${r.deviceId}`);
+    return dev !== undefined && (dev.state !== r.state || dev.usedBytes !== r.usedBytes);
+  });
+  // a beat that changes nothing (the usual one) writes nothing and opens no transaction
+  if (changed.length > 0) {
+    inTransaction(ctx, () => {
+      for (const r of changed) {
+        const dev = mine.get(r.deviceId)!;
         if (dev.state !== r.state) consola.warn(`mdm: device ${dev.id} (${dev.path}) of SDS ${sdsId} is now ${r.state}`);
         ctx.store.db.update(deviceTable).set({ state: r.state, usedBytes: r.usedBytes }).where(eq(deviceTable.id, dev.id)).run();
       }
-    }
-  });
+    });
+  }
   ctx.health.sdsSeen(sdsId, req.appliedMapVersion);
   if (req.io) ctx.observe.io.ingestSds(sdsId, req.io, ctx.clock());
   applyRebuildReports(ctx, sdsId, req.rebuilds);
   applyFailedForwards(ctx, sdsId, req.failedForwards);
   noteLayerUsage(ctx, sdsId, req.layerChunks);
-  return { mapVersion: currentMapVersion(ctx), leaseMs: ctx.recovery.config.leaseMs };
+  // unchanged when no change since the SDS's version concerns it (health.ts mapVersionFor)
+  return { mapVersion: ctx.health.mapVersionFor("sds", sdsId, req.appliedMapVersion, currentMapVersion(ctx)), leaseMs: ctx.recovery.config.leaseMs };
 }
 
 /** Epoch and in-sync replicas (primary first) of every extent of a V-Tree (by owner id), indexed by extent. */
@@ -364,10 +381,10 @@ export function sdcJoin(ctx: MdmContext, req: SdcJoinRequest): SdcJoinResponse {
 }
 
 export function sdcHeartbeat(ctx: MdmContext, sdcId: string, req: SdcHeartbeatRequest): HeartbeatResponse {
-  getSdc(ctx, sdcId);
+  checkNodeExists(ctx, "sdc", sdcId);
   ctx.health.sdcSeen(sdcId, req.appliedMapVersion);
   if (req.io) ctx.observe.io.ingestSdc(sdcId, req.io, ctx.clock());
-  return { mapVersion: currentMapVersion(ctx), leaseMs: ctx.recovery.config.leaseMs };
+  return { mapVersion: ctx.health.mapVersionFor("sdc", sdcId, req.appliedMapVersion, currentMapVersion(ctx)), leaseMs: ctx.recovery.config.leaseMs };
 }
 
 export function sdcMaps(ctx: MdmContext, sdcId: string): SdcMapsResponse {

@@ -103,7 +103,8 @@ export async function volumeConsistency(ctx: MdmContext, volumeId: string): Prom
 async function holdersCaughtUp(ctx: MdmContext, ownerId: string): Promise<void> {
   const target = currentMapVersion(ctx);
   const holders = holdersOf(ctx, [ownerId], false);
-  for (let i = 0; i < TRANSIENT_ATTEMPTS && holders.some((h) => ctx.health.sdsAppliedMapVersion(h) < target); i++) await Bun.sleep(TRANSIENT_WAIT_MS);
+  const behind = (h: string) => !ctx.health.caughtUp("sds", h, ctx.health.sdsAppliedMapVersion(h), target);
+  for (let i = 0; i < TRANSIENT_ATTEMPTS && holders.some(behind); i++) await Bun.sleep(TRANSIENT_WAIT_MS);
 }
 
 function checkOnce(ctx: MdmContext, volumeId: string): Promise<ConsistencyReport> {

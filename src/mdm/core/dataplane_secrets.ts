@@ -71,7 +71,10 @@ export function nodeKeysOf(ctx: MdmContext, role: NodeRole, nodeId: string): Nod
   return memberKeys(ctx).map((m) => ({ kid: m.kid, key: deriveNodeKey(m.key, role, nodeId) }));
 }
 
+/** The key node tokens are derived from; read on every cluster API call, so one cached statement. */
 function nodeTokenKey(ctx: MdmContext): Buffer {
+  const hot = ctx.store.sqlite.query<{ valueHex: string }, [string]>("SELECT value_hex AS valueHex FROM mdm_secret WHERE name = ?").get(NODE_TOKEN_SECRET);
+  if (hot) return Buffer.from(hot.valueHex, "hex");
   let row = ctx.store.db.select().from(mdmSecretTable).where(eq(mdmSecretTable.name, NODE_TOKEN_SECRET)).get();
   if (!row) {
     ctx.store.db.insert(mdmSecretTable).values({ name: NODE_TOKEN_SECRET, valueHex: randomBytes(32).toString("hex"), createdAtMs: ctx.clock() }).onConflictDoNothing().run();

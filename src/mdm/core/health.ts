@@ -5,10 +5,23 @@
 // the MDM seeds every known SDS and SDC as seen "now" (seedAll), so after an MDM restart nobody
 // is declared down before a full timeout has passed, during which SDSs and SDCs keep serving
 // IO on their cached maps and check in again.
+//
+// It also keeps which nodes each map change concerned (noteMapChange), so that a heartbeat
+// answer tells a node a newer mapVersion only when something it fetches changed since the
+// version it applies (mapVersionFor): a volume created on 32 of 1,000 SDSs, or a mapping to one
+// SDC, no longer sends every node to refetch its whole assignments or maps. A change without a
+// scope concerns every node (the safe default); a new tracker (MDM start, HA takeover) knows
+// nothing, so the first answer treats every change up to the current version as concerning all.
 
 import { Limits } from "../../proto/limits.ts";
 
 export type ConnectionState = "Connected" | "Disconnected";
+
+/** The nodes a map change concerns; a change without a scope concerns every SDS and SDC. */
+export interface MapChangeScope {
+  sds: Iterable<string>;
+  sdc: Iterable<string>;
+}
 
 interface Seen {
   lastHeartbeatMs: number;
@@ -20,6 +33,11 @@ interface Seen {
 export class HealthTracker {
   private readonly sds = new Map<string, Seen>();
   private readonly sdc = new Map<string, Seen>();
+  /** version of the newest change that concerned every node; null: none seen by this tracker */
+  private everyNodeChangedAt: number | null = null;
+  /** version of the newest scoped change per node, when newer than everyNodeChangedAt */
+  private readonly sdsChangedAt = new Map<string, number>();
+  private readonly sdcChangedAt = new Map<string, number>();
 
   constructor(
     private readonly clock: () => number,
@@ -92,6 +110,33 @@ export class HealthTracker {
 
   sdcLastHeartbeatMs(sdcId: string): number | null {
     return this.sdc.get(sdcId)?.lastHeartbeatMs ?? null;
+  }
+
+  /** Note a map change at `version` (inside its transaction; a rollback only costs a refetch). */
+  noteMapChange(version: number, scope?: MapChangeScope): void {
+    if (scope === undefined) {
+      this.everyNodeChangedAt = version;
+      this.sdsChangedAt.clear();
+      this.sdcChangedAt.clear();
+      return;
+    }
+    for (const id of scope.sds) this.sdsChangedAt.set(id, version);
+    for (const id of scope.sdc) this.sdcChangedAt.set(id, version);
+  }
+
+  /**
+   * The mapVersion to tell a node in a heartbeat answer: the version it applies when nothing it
+   * fetches changed since (it keeps its assignments or maps), else the current one (it refetches).
+   */
+  mapVersionFor(kind: "sds" | "sdc", nodeId: string, appliedMapVersion: number, currentMapVersion: number): number {
+    return this.caughtUp(kind, nodeId, appliedMapVersion, currentMapVersion) ? appliedMapVersion : currentMapVersion;
+  }
+
+  /** Whether a node applying `appliedMapVersion` has every change that concerns it. */
+  caughtUp(kind: "sds" | "sdc", nodeId: string, appliedMapVersion: number, currentMapVersion: number): boolean {
+    if (this.everyNodeChangedAt === null) this.everyNodeChangedAt = currentMapVersion;
+    const mine = (kind === "sds" ? this.sdsChangedAt : this.sdcChangedAt).get(nodeId) ?? 0;
+    return appliedMapVersion >= Math.max(this.everyNodeChangedAt, mine) && appliedMapVersion <= currentMapVersion;
   }
 
   private stateOf(seen: Seen | undefined): ConnectionState {

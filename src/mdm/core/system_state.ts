@@ -4,12 +4,13 @@
 // mapVersion bumped inside the caller's transaction, so a rolled-back change consumes neither.
 
 import { randomBytes, createHash } from "node:crypto";
-import { eq, sql } from "drizzle-orm";
+import { eq } from "drizzle-orm";
 import { assert } from "../../proto/errors.ts";
 import { halvesToId } from "../../proto/ids.ts";
 import type { MdmDb } from "../../store/mdm_db.ts";
 import { systemTable, type SystemRow } from "../../store/mdm_schema.ts";
 import type { MdmContext } from "./context.ts";
+import type { MapChangeScope } from "./health.ts";
 
 export type IdKind =
   | "System"
@@ -76,19 +77,20 @@ export function allocateId(ctx: MdmContext, kind: IdKind): string {
   return halvesToId(prefixOf(row.id_salt, kind), row.n);
 }
 
-/** Note a change to any map, mapping, volume or SDS address; call inside the changing transaction. */
-export function bumpMapVersion(ctx: MdmContext): number {
-  const row = ctx.store.db
-    .update(systemTable)
-    .set({ mapVersion: sql`${systemTable.mapVersion} + 1` })
-    .returning({ v: systemTable.mapVersion })
-    .get();
+/**
+ * Note a change to any map, mapping, volume or SDS address; call inside the changing
+ * transaction. `scope` names the only nodes whose assignments or maps the change alters (their
+ * heartbeat answers move; health.ts mapVersionFor); without it the change concerns every node.
+ */
+export function bumpMapVersion(ctx: MdmContext, scope?: MapChangeScope): number {
+  const row = ctx.store.sqlite.query<{ v: number }, []>("UPDATE system SET map_version = map_version + 1 RETURNING map_version AS v").get();
   assert(row, "system row exists");
+  ctx.health.noteMapChange(row.v, scope);
   return row.v;
 }
 
 export function currentMapVersion(ctx: MdmContext): number {
-  const row = ctx.store.db.select({ v: systemTable.mapVersion }).from(systemTable).get();
+  const row = ctx.store.sqlite.query<{ v: number }, []>("SELECT map_version AS v FROM system").get();
   assert(row, "system row exists");
   return row.v;
 }

@@ -25,7 +25,7 @@ export interface RecoveryView {
 }
 
 export function loadSdsViews(ctx: MdmContext): SdsView[] {
-  const devices = ctx.store.db.select().from(deviceTable).all();
+  const devices = Map.groupBy(ctx.store.db.select().from(deviceTable).all(), (d) => d.sdsId); // one pass, not SDSs x devices
   return ctx.store.db
     .select()
     .from(sdsTable)
@@ -37,9 +37,7 @@ export function loadSdsViews(ctx: MdmContext): SdsView[] {
       confirmed: ctx.health.sdsConfirmed(s.id),
       downSinceMs: ctx.health.sdsDownSinceMs(s.id),
       removing: s.state === SDS_REMOVING,
-      devices: devices
-        .filter((d) => d.sdsId === s.id)
-        .map((d) => ({
+      devices: (devices.get(s.id) ?? []).map((d) => ({
           deviceId: d.id,
           poolId: d.poolId,
           capacityBytes: d.capacityBytes,

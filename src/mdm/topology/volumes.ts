@@ -68,9 +68,10 @@ export function poolCapacityOf(ctx: MdmContext, pool: StoragePoolRow): PoolCapac
 export function placementSdsOf(ctx: MdmContext, pool: StoragePoolRow, thick: boolean): PlacementSds[] {
   const devices = ctx.store.db.select().from(deviceTable).where(eq(deviceTable.poolId, pool.id)).all();
   const sdsRows = ctx.store.db.select().from(sdsTable).where(eq(sdsTable.pdId, pool.pdId)).all();
+  const bySds = Map.groupBy(devices, (d) => d.sdsId); // one pass: SDSs x devices grew as n^2
   const out: PlacementSds[] = [];
   for (const s of sdsRows) {
-    const mine = devices.filter((d) => d.sdsId === s.id);
+    const mine = bySds.get(s.id) ?? [];
     if (mine.length === 0) continue;
     out.push({
       sdsId: s.id,
@@ -125,9 +126,13 @@ function resolvePool(ctx: MdmContext, body: CreateVolume): StoragePoolRow {
   throw new PfError("BAD_REQUEST", "storagePoolId is required");
 }
 
-/** Place `count` new extents of a V-Tree (by owner id) starting at `firstIdx` and record them; call inside a transaction. */
-export function placeAndRecord(ctx: MdmContext, pool: StoragePoolRow, volume: { id: string; thick: boolean }, firstIdx: number, count: number): void {
-  if (count === 0) return;
+/**
+ * Place `count` new extents of a V-Tree (by owner id) starting at `firstIdx` and record them;
+ * call inside a transaction. Returns the SDSs that got a copy.
+ */
+export function placeAndRecord(ctx: MdmContext, pool: StoragePoolRow, volume: { id: string; thick: boolean }, firstIdx: number, count: number): Set<string> {
+  const holders = new Set<string>();
+  if (count === 0) return holders;
   const slots = placeExtents({ sds: placementSdsOf(ctx, pool, volume.thick), extentCount: count, extentBytes: pool.extentBytes, random: ctx.random });
   assert(slots.length === count, "placement returned one replica set per extent");
   const perDevice = new Map<string, number>();
@@ -136,6 +141,7 @@ export function placeAndRecord(ctx: MdmContext, pool: StoragePoolRow, volume: { 
     const [p, s] = set as [ReplicaSlot, ReplicaSlot];
     perDevice.set(p.deviceId, (perDevice.get(p.deviceId) ?? 0) + 1);
     perDevice.set(s.deviceId, (perDevice.get(s.deviceId) ?? 0) + 1);
+    holders.add(p.sdsId).add(s.sdsId);
     return {
       volumeId: volume.id,
       idx: firstIdx + i,
@@ -149,6 +155,7 @@ export function placeAndRecord(ctx: MdmContext, pool: StoragePoolRow, volume: { 
   const CHUNK = 500; // rows per INSERT: 7 columns each, well under sqlite's variable limit
   for (let i = 0; i < rows.length; i += CHUNK) ctx.store.db.insert(extentTable).values(rows.slice(i, i + CHUNK)).run();
   for (const [deviceId, copies] of perDevice) adjustDevice(ctx, deviceId, copies * pool.extentBytes, volume.thick);
+  return holders;
 }
 
 function checkReplicaSet(set: ReplicaSlot[]): void {
@@ -202,8 +209,9 @@ export function createVolume(ctx: MdmContext, body: CreateVolume): string {
     const now = ctx.clock();
     ctx.store.db.insert(vtreeTable).values({ ownerId: id, id: vtreeId, poolId: pool.id, extentBytes: pool.extentBytes, volumeType, name: body.name ?? null, graphVersion: 1, createdAtMs: now }).run();
     ctx.store.db.insert(vtreeLayerTable).values({ layerId: id, ownerId: id, parentLayerId: null, createdAtMs: now }).run();
-    placeAndRecord(ctx, pool, { id, thick }, 0, sizeBytes / pool.extentBytes);
-    bumpMapVersion(ctx);
+    const holders = placeAndRecord(ctx, pool, { id, thick }, 0, sizeBytes / pool.extentBytes);
+    // a new volume is mapped to no SDC yet: only the SDSs holding its extents fetch anew
+    bumpMapVersion(ctx, { sds: holders, sdc: [] });
     return id;
   });
 }
@@ -308,7 +316,9 @@ export function addMappedSdc(ctx: MdmContext, volumeId: string, req: MapRequest)
     unique("The volume is already mapped to this SDC", () =>
       ctx.store.db.insert(volumeMappingTable).values({ volumeId: vol.id, sdcId: sdc.id, accessMode, createdAtMs: ctx.clock() }).run(),
     );
-    bumpMapVersion(ctx);
+    // a new mapping changes that SDC's maps only: SDS assignments carry no mappings (grants are
+    // checked with the grant key; only a revocation, i.e. an unmap, reaches SDSs as a floor)
+    bumpMapVersion(ctx, { sds: [], sdc: [sdc.id] });
   });
 }
 
