@@ -35,12 +35,20 @@ export function openMdmDb(path: string): MdmDb {
  * SQL text once and reuses the statement. drizzle prepares every query it runs and never keeps
  * or finalizes the statement, so with the plain handle every heartbeat and REST call paid a
  * sqlite3_prepare per query (12 % of the MDM's CPU under 300 heartbeats/s, bench/mdm_scale.ts).
- * The distinct texts are bounded: drizzle binds values as parameters; IN lists are chunked.
+ * drizzle binds values as parameters, but an IN list or a multi-row insert has a text per
+ * length; texts with more than CACHED_SQL_MAX_PARAMS parameters are prepared per call as
+ * before, so the cache holds the fixed texts the MDM runs and short lists only (bounded).
  */
+const CACHED_SQL_MAX_PARAMS = 16;
+function paramCount(sql: string): number {
+  let n = 0;
+  for (let i = sql.indexOf("?"); i >= 0 && n <= CACHED_SQL_MAX_PARAMS; i = sql.indexOf("?", i + 1)) n++;
+  return n;
+}
 function statementCaching(sqlite: Database): Database {
   return new Proxy(sqlite, {
     get(target, prop) {
-      if (prop === "prepare") return (sql: string) => target.query(sql);
+      if (prop === "prepare") return (sql: string) => (paramCount(sql) <= CACHED_SQL_MAX_PARAMS ? target.query(sql) : target.prepare(sql));
       const v: unknown = Reflect.get(target, prop, target);
       return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
