@@ -7,8 +7,9 @@
 //
 // Invariants kept by the MDM and relied on by the data plane:
 // - `replicas` of an extent never names one SDS twice; replicas[0] is the primary.
-// - `mapVersion` grows whenever any volume map, mapping or SDS address changes, so a client that
-//   sees an unchanged mapVersion in a heartbeat reply can keep its cached maps.
+// - `mapVersion` grows whenever any volume map, mapping or SDS address changes; a heartbeat reply
+//   tells a node the current one only when a change since the version it applies concerns it
+//   (else its own version back), so a client that sees its own mapVersion keeps its cached maps.
 // - `epoch` of an extent only grows.
 // - `term` (fencing, mdm/ha/meta_store.ts) is in every MDM answer and only grows across MDM
 //   restarts and takeovers; SDSs and SDCs refuse an answer of a lower term than they have seen
