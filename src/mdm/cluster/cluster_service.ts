@@ -8,7 +8,7 @@
 // IO counters go to the observe room's accounting, in memory); the
 // lease handed out is the recovery config's (strictly shorter than the heartbeat timeout).
 
-import { and, asc, eq, inArray, or } from "drizzle-orm";
+import { and, asc, eq, inArray } from "drizzle-orm";
 import consola from "consola";
 import type {
   ExtentAssignment,
@@ -29,7 +29,6 @@ import { assert, PfError } from "../../proto/errors.ts";
 import { Limits } from "../../proto/limits.ts";
 import {
   deviceTable,
-  extentTable,
   faultSetTable,
   protectionDomainTable,
   sdcTable,
@@ -37,7 +36,7 @@ import {
   storagePoolTable,
   volumeMappingTable,
   volumeTable,
-  vtreeTable,
+  type ExtentRow,
   type SdsRow,
 } from "../../store/mdm_schema.ts";
 import { inTransaction, type MdmContext } from "../core/context.ts";
@@ -296,33 +295,11 @@ export function sdsAssignments(ctx: MdmContext, sdsId: string): SdsAssignmentsRe
   getSds(ctx, sdsId);
   return ctx.store.sqlite.transaction(() => {
     const mapVersion = currentMapVersion(ctx);
-    const extents = ctx.store.db
-      .select()
-      .from(extentTable)
-      .where(
-        or(
-          eq(extentTable.primarySdsId, sdsId),
-          eq(extentTable.secondarySdsId, sdsId),
-          eq(extentTable.targetSdsId, sdsId),
-          eq(extentTable.awaySdsId, sdsId),
-        ),
-      )
-      .all();
-    const volumeIds = [...new Set(extents.map((e) => e.volumeId))];
+    const extents = extentsHeldBy(ctx, sdsId);
     const volumes = new Map<string, { extentBytes: number; thick: boolean }>();
-    const CHUNK = 500;
-    for (let i = 0; i < volumeIds.length; i += CHUNK) {
-      const rows = ctx.store.db
-        .select({ id: vtreeTable.ownerId, extentBytes: vtreeTable.extentBytes, volumeType: vtreeTable.volumeType })
-        .from(vtreeTable)
-        .where(inArray(vtreeTable.ownerId, volumeIds.slice(i, i + CHUNK)))
-        .all();
-      for (const v of rows) volumes.set(v.id, { extentBytes: v.extentBytes, thick: v.volumeType === "ThickProvisioned" });
-    }
-    const extentSizeBytesByVolume: Record<string, number> = {};
-    for (const [id, v] of volumes) extentSizeBytesByVolume[id] = v.extentBytes;
     const out: ExtentAssignment[] = [];
     for (const row of extents) {
+      if (!volumes.has(row.volumeId)) volumes.set(row.volumeId, { extentBytes: row.extentBytes, thick: row.volumeType === "ThickProvisioned" });
       const e = extentFromRow(row);
       const mine = roleOf(e, sdsId);
       assert(mine !== null, "a listed extent has a copy on the SDS");
@@ -332,11 +309,14 @@ export function sdsAssignments(ctx: MdmContext, sdsId: string): SdsAssignmentsRe
         epoch: e.epoch,
         replicas: e.inSync.map((c) => c.sdsId),
         deviceId: mine.deviceId,
-        thick: volumes.get(e.volumeId)?.thick ?? false,
+        thick: row.volumeType === "ThickProvisioned",
         role: mine.role,
         syncTarget: mine.role === "primary" && e.target ? { sdsId: e.target.sdsId, mode: e.target.mode } : null,
       });
     }
+    const volumeIds = [...volumes.keys()];
+    const extentSizeBytesByVolume: Record<string, number> = {};
+    for (const [id, v] of volumes) extentSizeBytesByVolume[id] = v.extentBytes;
     return {
       mapVersion,
       dataPlane: sdsDataPlane(ctx),
@@ -349,6 +329,30 @@ export function sdsAssignments(ctx: MdmContext, sdsId: string): SdsAssignmentsRe
       writeThroughVolumes: writeThroughVolumes(ctx, volumeIds),
     };
   })();
+}
+
+type HeldExtentRow = ExtentRow & { extentBytes: number; volumeType: string };
+
+const HELD_COLUMNS = `e.volume_id AS volumeId, e.idx, e.epoch, e.primary_sds_id AS primarySdsId, e.primary_device_id AS primaryDeviceId,
+  e.secondary_sds_id AS secondarySdsId, e.secondary_device_id AS secondaryDeviceId, e.target_sds_id AS targetSdsId,
+  e.target_device_id AS targetDeviceId, e.target_mode AS targetMode, e.target_started_ms AS targetStartedMs,
+  e.target_replaces_sds_id AS targetReplacesSdsId, e.away_sds_id AS awaySdsId, e.away_device_id AS awayDeviceId,
+  e.away_since_ms AS awaySinceMs, v.extent_bytes AS extentBytes, v.volume_type AS volumeType`;
+
+/**
+ * Every extent row with a copy (in-sync, target, away) on the SDS, with its V-Tree's extent size
+ * and type: one cached statement per copy column (each uses its index), no query built per call.
+ * An SDS refetches this whenever a change concerns it, so it is the MDM's largest steady cost.
+ */
+function extentsHeldBy(ctx: MdmContext, sdsId: string): HeldExtentRow[] {
+  const rows = new Map<string, HeldExtentRow>();
+  for (const col of ["primary_sds_id", "secondary_sds_id", "target_sds_id", "away_sds_id"] as const) {
+    const list = ctx.store.sqlite
+      .query<HeldExtentRow, [string]>(`SELECT ${HELD_COLUMNS} FROM extent e JOIN vtree v ON v.owner_id = e.volume_id WHERE e.${col} = ?`)
+      .all(sdsId);
+    for (const r of list) rows.set(`${r.volumeId}/${r.idx}`, r);
+  }
+  return [...rows.values()];
 }
 
 // ---- SDC ----
