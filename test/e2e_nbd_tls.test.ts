@@ -53,3 +53,16 @@ test("fio over nbds:// with crc32c verify through the SDSs", async () => {
   );
   expect(f.json.jobs[0]?.write.io_bytes).toBe(8 * MiB);
 }, T);
+
+test("pf sdc refuses TLS flags that do not fit together, before it contacts the MDM", async () => {
+  const cases: [string[], string][] = [
+    [["--nbd-tls", "bogus"], "--nbd-tls bogus: use off, on or require"],
+    [["--nbd-tls-verify-peer"], "--nbd-tls-verify-peer needs --nbd-tls on or require"],
+    [["--nbd-tls", "require"], "--nbd-tls require needs --nbd-tls-dir"],
+  ];
+  for (const [flags, says] of cases) {
+    const r = await run([c.bin, "sdc", ...flags, "--control", "none", "--mdm", "https://127.0.0.1:1"], { cwd: c.dir });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr + r.stdout).toContain(says);
+  }
+}, T);

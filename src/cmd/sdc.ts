@@ -32,8 +32,6 @@ export const sdcCommand = defineCommand({
     applyLogOptions(args, "sdc");
     const nbd = parseHostPort(args.nbd, DEFAULT_NBD_PORT);
     if (!nbd) throw new PfError("BAD_REQUEST", `--nbd ${args.nbd} is not HOST:PORT`);
-    const mdm = mdmEndpointFrom(args);
-    const control = controlFrom(args.control, nbd);
     const tlsMode = parseNbdTlsMode(args["nbd-tls"], "--nbd-tls");
     const tlsDir = args["nbd-tls-dir"] ?? (args["data-dir"] ? join(args["data-dir"], "nbd-tls") : undefined);
     if (tlsMode !== undefined && tlsMode !== "off" && tlsDir === undefined) {
@@ -42,6 +40,8 @@ export const sdcCommand = defineCommand({
     if (args["nbd-tls-verify-peer"] === true && (tlsMode === undefined || tlsMode === "off")) {
       throw new PfError("BAD_REQUEST", "--nbd-tls-verify-peer needs --nbd-tls on or require");
     }
+    const mdm = mdmEndpointFrom(args);
+    const control = controlFrom(args.control, nbd);
     await preflightSdc({ dataDir: args["data-dir"], nbdHost: nbd.host, nbdPort: nbd.port, control, mdm, sources: mdmSourcesOf(args) });
     await serveUntilSignal("sdc", () =>
       runSdc({
