@@ -25,7 +25,7 @@ import { PfError } from "../proto/errors.ts";
 import type { MdmEndpoint } from "../proto/mdm_http.ts";
 import { applyClusterObjects, loginAdmin, waitForMdm } from "./up_apply.ts";
 import { RoleSupervisor, selfCommand } from "./up_supervisor.ts";
-import { listNbdExports } from "./nbd_probe.ts";
+import { listNbdExports, type NbdProbeTls } from "./nbd_probe.ts";
 import { errnoFailure } from "./cli_failure.ts";
 import { BUILT_IN_CLUSTER, bracket, findThisHost, loadClusterConfig, planHost, type HostPlan } from "./host_plan.ts";
 import { preflightUp } from "./up_preflight.ts";
@@ -131,10 +131,11 @@ async function up(plan: HostPlan): Promise<void> {
         "sdc", ...roleMdmArgs, "--data-dir", join(dataDir, "sdc"), "--name", host.sdc.name ?? host.name,
         "--address", host.address, "--nbd", `${bracket(host.sdc.nbd.host)}:${host.sdc.nbd.port}`,
         ...(host.sdc.control === undefined ? [] : ["--control", `${bracket(host.sdc.control.host)}:${host.sdc.control.port}`]),
+        ...sdcTlsArgs(host.sdc),
       ]);
     }
     if (plan.appliesObjects) await applyClusterObjects(ep, config, "volumes", () => sup.failure());
-    if (host.sdc) await waitForExports(host.sdc.nbd, config.volumes.filter((v) => v.mapTo.some((m) => m.host === host.name)).map((v) => v.name), () => sup.failure());
+    if (host.sdc) await waitForExports(host.sdc.nbd, probeTlsOf(host.sdc, join(dataDir, "sdc")), config.volumes.filter((v) => v.mapTo.some((m) => m.host === host.name)).map((v) => v.name), () => sup.failure());
     printSummary(plan);
   } catch (e) {
     // a role that died is the cause of whatever pf up saw next (an MDM that stopped answering…)
@@ -180,7 +181,31 @@ function removeFreshPaths(plan: HostPlan, fresh: FreshPaths, rolesStarted: boole
 const WAIT_EXPORTS_MS = 60_000;
 
 /** Wait until this host's SDC lists every volume the file maps to it (maps reach it by heartbeat). */
-async function waitForExports(nbd: { host: string; port: number }, names: string[], failed: () => PfError | null): Promise<void> {
+/** pf sdc's TLS flags for a host's sdc section. */
+function sdcTlsArgs(sdc: NonNullable<HostConfig["sdc"]>): string[] {
+  const out: string[] = [];
+  if (sdc.nbdTls !== undefined) out.push("--nbd-tls", sdc.nbdTls);
+  if (sdc.nbdTlsDir !== undefined) out.push("--nbd-tls-dir", sdc.nbdTlsDir);
+  if (sdc.nbdTlsVerifyPeer === true) out.push("--nbd-tls-verify-peer");
+  return out;
+}
+
+/**
+ * How the export probe gets past an SDC with nbdTls: require (STARTTLS first, trusting the SDC's
+ * ca-cert.pem; with verify-peer it shows the SDC's own certificate, which is signed by that CA and
+ * also made for clientAuth). Read at each try: the SDC writes the files when it starts.
+ */
+function probeTlsOf(sdc: NonNullable<HostConfig["sdc"]>, sdcDataDir: string): () => NbdProbeTls | undefined {
+  return () => {
+    if (sdc.nbdTls !== "require") return undefined;
+    const dir = sdc.nbdTlsDir ?? join(sdcDataDir, "nbd-tls");
+    const read = (f: string) => readFileSync(join(dir, f), "utf8");
+    if (sdc.nbdTlsVerifyPeer !== true) return { caPem: read("ca-cert.pem") };
+    return { caPem: read("ca-cert.pem"), certPem: read("server-cert.pem"), keyPem: read("server-key.pem") };
+  };
+}
+
+async function waitForExports(nbd: { host: string; port: number }, tls: () => NbdProbeTls | undefined, names: string[], failed: () => PfError | null): Promise<void> {
   const deadline = Date.now() + WAIT_EXPORTS_MS;
   const notice = new WaitNotice("pf up");
   let last = "";
@@ -188,7 +213,7 @@ async function waitForExports(nbd: { host: string; port: number }, names: string
     const f = failed();
     if (f) throw f;
     try {
-      const listed = new Set(await listNbdExports(nbd.host, nbd.port));
+      const listed = new Set(await listNbdExports(nbd.host, nbd.port, tls()));
       const missing = names.filter((n) => !listed.has(n));
       if (missing.length === 0) return;
       last = `not yet exported: ${missing.join(", ")}`;
@@ -226,7 +251,8 @@ function printSummary(plan: HostPlan): void {
   if (host.sdc) {
     const nbd = host.sdc.nbd;
     const mine = config.volumes.filter((v) => v.mapTo.some((m) => m.host === host.name));
-    for (const v of mine) lines.push(`  NBD:   nbd://${bracket(nbd.host)}:${nbd.port}/${v.name}`);
+    const scheme = host.sdc.nbdTls === "require" ? "nbds" : "nbd";
+    for (const v of mine) lines.push(`  NBD:   ${scheme}://${bracket(nbd.host)}:${nbd.port}/${v.name}`);
   }
   lines.push(`  REST:  ${mdmUrl.split(",").map((u) => `${u}/api`).join(", ")}${caFile ? `   (certificate: ${caFile})` : ""}`);
   lines.push(`  Web:   ${mdmUrl}/dashboard/   (the same users as REST)`);

@@ -78,6 +78,12 @@ const HostConfig = z.strictObject({
       nbd: hostPort(DEFAULT_NBD_PORT).default({ host: "127.0.0.1", port: DEFAULT_NBD_PORT }),
       /** control HTTP port (default: the NBD host, NBD port + 1000) */
       control: hostPort(DEFAULT_SDC_CONTROL_PORT).optional(),
+      /** NBD over TLS (pf sdc --nbd-tls): off, on or require; absent = off (with a warning beyond loopback) */
+      nbdTls: z.enum(["off", "on", "require"]).optional(),
+      /** certificate directory (pf sdc --nbd-tls-dir); default DATA_DIR/sdc/nbd-tls */
+      nbdTlsDir: z.string().min(1).optional(),
+      /** clients must present a certificate signed by the directory's ca-cert.pem */
+      nbdTlsVerifyPeer: z.boolean().optional(),
     })
     .optional(),
 });

@@ -22,6 +22,7 @@ import { clusterRequest, joinWithRetry, type MdmEndpoint } from "../proto/mdm_ht
 import { MetricRegistry } from "../proto/metrics.ts";
 import { registerProcessMetrics } from "../proto/process_metrics.ts";
 import { startNbdServer, type NbdServer } from "./nbd_server.ts";
+import { loadNbdTls, warnPlaintextExposure, type NbdTlsMaterial, type NbdTlsMode } from "./nbd_tls.ts";
 import { SdcControl } from "./sdc_control.ts";
 import { SdcGrants } from "./sdc_grants.ts";
 import { SdcMetrics } from "./sdc_metrics.ts";
@@ -39,6 +40,8 @@ export interface SdcOptions {
   version?: string;
   /** control HTTP port (0 = any free port); null or absent: none */
   control?: { host: string; port: number } | null;
+  /** NBD over TLS (nbd_tls.ts); absent: off. `explicit`: the operator chose the mode (no warning) */
+  nbdTls?: { mode: NbdTlsMode; explicit: boolean; dir?: string; verifyPeer: boolean };
 }
 
 export interface SdcHandle {
@@ -67,8 +70,22 @@ function loadGuid(opts: SdcOptions): string {
 const FAILED_BEAT_RETRY_MS = 250;
 const HEARTBEAT_REQUEST_TIMEOUT_MS = 1500;
 
+/** The TLS material for the NBD server, or undefined when TLS is off (then warn about exposure). */
+function nbdTlsOf(opts: SdcOptions): NbdTlsMaterial | undefined {
+  const t = opts.nbdTls ?? { mode: "off" as const, explicit: false, verifyPeer: false };
+  if (t.mode === "off") {
+    warnPlaintextExposure(opts.nbdHost, "off", t.explicit);
+    return undefined;
+  }
+  if (t.dir === undefined) throw new PfError("BAD_REQUEST", `NBD TLS ${t.mode} needs a certificate directory (--nbd-tls-dir)`);
+  const m = loadNbdTls({ mode: t.mode, dir: t.dir, listenHost: opts.nbdHost, certHosts: [opts.address], verifyPeer: t.verifyPeer });
+  consola.info(`sdc: NBD TLS ${t.mode}${t.verifyPeer ? " with client certificates" : ""}: clients trust ${t.dir}/ca-cert.pem`);
+  return m;
+}
+
 export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
   const guid = loadGuid(opts);
+  const tls = nbdTlsOf(opts);
   const version = opts.version ?? "unknown";
   const registry = new MetricRegistry();
   const proc = registerProcessMetrics(registry, { role: "sdc", version });
@@ -115,7 +132,7 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
     });
     node = n;
     await n.refresh();
-    const server = await startNbdServer({ host: opts.nbdHost, port: opts.nbdPort, registry: n });
+    const server = await startNbdServer({ host: opts.nbdHost, port: opts.nbdPort, registry: n, tls });
     nbd = server;
     closeExport = server.closeExport;
     control.attach(sdcId, n, server);

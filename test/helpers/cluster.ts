@@ -40,6 +40,8 @@ export interface ClusterSpec {
   sparePercentage?: number;
   /** extra keys of the YAML's mdm: map, e.g. "heartbeatTimeout: 2s, rebuildGrace: 4s" */
   mdmYaml?: string;
+  /** extra keys of the host's sdc: map, e.g. "nbdTls: require" */
+  sdcYaml?: string;
   /** extra environment for pf up and its roles (e.g. PF_FAULT_DEVICE_FILE) */
   env?: Record<string, string>;
   /** the pf executable to run (default dist/pf; the metrics bench compares two builds) */
@@ -80,7 +82,7 @@ export function clusterYaml(spec: ClusterSpec, ports: Ports): string {
     "    mdm: true",
     "    sds:",
     ...sds,
-    `    sdc: { nbd: 127.0.0.1:${ports.nbd}${spec.controlPorts === false ? "" : `, control: 127.0.0.1:${ports.sdcControl}`} }`,
+    `    sdc: { nbd: 127.0.0.1:${ports.nbd}${spec.controlPorts === false ? "" : `, control: 127.0.0.1:${ports.sdcControl}`}${spec.sdcYaml ? `, ${spec.sdcYaml}` : ""} }`,
     "protectionDomains:",
     "  - name: pd1",
     "    storagePools:",
