@@ -203,6 +203,10 @@ export class EtcdMetaStore implements MdmMetaStore {
     return this.leaderNow;
   }
 
+  appliedRevision(): number {
+    return this.appliedRev;
+  }
+
   hasPending(): boolean {
     return lastPendingSeq(this.o.sqlite) > this.shippedSeq;
   }

@@ -90,6 +90,8 @@ export interface MdmMetaStore {
   /** may this MDM act as the active MDM right now (deadline checked on every call) */
   isLeader(): boolean;
   leader(): LeaderInfo | null;
+  /** etcd revision the local sqlite reflects (0 in sqlite mode: there is no shared log) */
+  appliedRevision(): number;
   /** local changes not yet in the shared store */
   hasPending(): boolean;
   /** make every local change made so far durable in the shared store (see invariants) */

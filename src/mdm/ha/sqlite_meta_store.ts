@@ -49,6 +49,9 @@ export class SqliteMetaStore implements MdmMetaStore {
   leader(): LeaderInfo {
     return { id: this.mdmId, name: "mdm", url: this.url, term: this.currentTerm };
   }
+  appliedRevision(): number {
+    return 0;
+  }
   hasPending(): boolean {
     return false;
   }

@@ -225,7 +225,8 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
   // everything below needs a token (as the Basic password, any user name)
   api.use("*", async (c: Context<Vars>, next: Next) => {
     const creds = basicCredentials(c.req.header("authorization"));
-    const user = creds ? ctx.tokens.check(creds.password) : null;
+    // a standby serves reads (rest/standby_reads.ts) and must not write the token's use
+    const user = creds ? (ctx.meta.isLeader() ? ctx.tokens.check(creds.password) : ctx.tokens.checkReadOnly(creds.password)) : null;
     if (user === null) throw new PfError("UNAUTHORIZED", "Unauthorized");
     c.set("user", user);
     await next();
