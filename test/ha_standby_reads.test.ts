@@ -163,5 +163,6 @@ test("the standby-read predicate: reads of replicated rows only", () => {
   expect(servedByStandby("DELETE", "/api/types/Volume/instances")).toBe(false);
   expect(servedByStandby("POST", "/api/instances/System/action/changeMdmOwnership")).toBe(false);
   expect(servedByStandby("POST", "/api/instances/System/queryMdmCluster")).toBe(true);
+  expect(servedByStandby("GET", "/api/version")).toBe(false); // pf up and clients probe it for the leader
   expect(servedByStandby("GET", "/pf/v1/sds/x/heartbeat")).toBe(false);
 });

@@ -1,6 +1,7 @@
 // What `pf up` checks before it creates anything (the data dir, the cluster secret, a device
 // file) or starts any role: the data dir can be made, the TLS files the file names can be read
-// and belong together, the devices can be created and fit, and every port of this host is free.
+// and belong together, the devices can be created and fit, the etcd binary is there when the file
+// asks pf up to run etcd (mdm.etcd.embedded), and every port of this host is free.
 // The first problem stops pf up with its one line and exit status; nothing is left behind.
 
 import { existsSync } from "node:fs";
@@ -11,11 +12,17 @@ import { requireUsableDevices } from "./device_check.ts";
 import type { HostPlan } from "./host_plan.ts";
 import { readNamedFile, requireDataDir } from "./path_check.ts";
 import { requireFreePorts } from "./port_probe.ts";
+import { resolveEtcdBinary } from "./up_etcd.ts";
 
 export async function preflightUp(plan: HostPlan): Promise<void> {
   requireDataDir(plan.dataDir, "--data-dir DIR");
   requireTlsFiles(plan);
   requireDevicesOutsideRoleDirs(plan);
+  if (plan.etcd) {
+    resolveEtcdBinary(plan, plan.etcd);
+    const clash = [plan.mdmDir, ...plan.devices.map((d) => resolve(d.path))].find((p) => p === plan.etcd!.dataDir || p.startsWith(plan.etcd!.dataDir + "/"));
+    if (clash !== undefined) throw new PfError("BAD_REQUEST", `${clash} lies in ${plan.etcd.dataDir}, which pf up keeps for the etcd member; give another path`);
+  }
   requireUsableDevices(plan.devices, `free space there, or give smaller sizes or other paths in ${plan.fileName}`);
   await requireFreePorts(plan.ports);
 }

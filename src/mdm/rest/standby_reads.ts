@@ -29,7 +29,8 @@ const STANDBY_POSTS: ReadonlySet<string> = new Set([
 /** May a standby answer this request from its followed state? */
 export function servedByStandby(method: string, path: string): boolean {
   if (method === "GET" || method === "HEAD") {
-    if (path === "/metrics" || path === "/health" || path === "/api/version") return true;
+    // not /api/version: pf up and clients probe it to find an MDM that can act (the leader)
+    if (path === "/metrics" || path === "/health") return true;
     const m = TYPE_LIST.exec(path) ?? INSTANCE.exec(path) ?? RELATIONSHIP.exec(path);
     return m?.[1] !== undefined && STANDBY_TYPES.has(m[1]);
   }
