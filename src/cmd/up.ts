@@ -30,7 +30,6 @@ import { listNbdExports } from "./nbd_probe.ts";
 import { errnoFailure } from "./cli_failure.ts";
 import { BUILT_IN_CLUSTER, bracket, findThisHost, loadClusterConfig, planHost, type HostPlan } from "./host_plan.ts";
 import { preflightUp } from "./up_preflight.ts";
-import { etcdArgv, resolveEtcdBinary } from "./up_etcd.ts";
 import { etcdEndpointsOf } from "../proto/cluster_config.ts";
 import { WaitNotice } from "./wait_notice.ts";
 import { controlFrom } from "./role_options.ts";
@@ -95,6 +94,8 @@ async function up(plan: HostPlan): Promise<void> {
       } catch (e) {
         throw errnoFailure(e, `create the etcd data dir ${plan.etcd.dataDir}`, "give another --data-dir DIR");
       }
+      // loaded only when the file asks for etcd (test/tidy.test.ts: sqlite mode reaches no etcd module)
+      const { etcdArgv, resolveEtcdBinary } = await import("./up_etcd.ts");
       sup.startProgram("etcd", etcdArgv(resolveEtcdBinary(plan, plan.etcd), plan.etcd));
     }
     if (host.mdm) {

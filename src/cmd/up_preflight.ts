@@ -12,14 +12,14 @@ import { requireUsableDevices } from "./device_check.ts";
 import type { HostPlan } from "./host_plan.ts";
 import { readNamedFile, requireDataDir } from "./path_check.ts";
 import { requireFreePorts } from "./port_probe.ts";
-import { resolveEtcdBinary } from "./up_etcd.ts";
 
 export async function preflightUp(plan: HostPlan): Promise<void> {
   requireDataDir(plan.dataDir, "--data-dir DIR");
   requireTlsFiles(plan);
   requireDevicesOutsideRoleDirs(plan);
   if (plan.etcd) {
-    resolveEtcdBinary(plan, plan.etcd);
+    // loaded only when the file asks for etcd (test/tidy.test.ts: sqlite mode reaches no etcd module)
+    (await import("./up_etcd.ts")).resolveEtcdBinary(plan, plan.etcd);
     const clash = [plan.mdmDir, ...plan.devices.map((d) => resolve(d.path))].find((p) => p === plan.etcd!.dataDir || p.startsWith(plan.etcd!.dataDir + "/"));
     if (clash !== undefined) throw new PfError("BAD_REQUEST", `${clash} lies in ${plan.etcd.dataDir}, which pf up keeps for the etcd member; give another path`);
   }

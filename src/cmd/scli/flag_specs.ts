@@ -82,7 +82,7 @@ export const FLAGS = {
   new_mdm_ip: { kind: "value", arg: "IP[,IP]", help: "IP address(es) of the MDM to add" },
   new_mdm_management_ip: { kind: "value", arg: "IP[,IP]", help: "Management IP address(es) of the MDM to add (default: its IPs)" },
   new_mdm_name: { kind: "value", arg: "NAME", help: "Name of the MDM to add (default mdm-IP)" },
-  new_mdm_port: { kind: "value", arg: "PORT", help: "Port of the MDM to add (default: any port at its IPs)" },
+  new_mdm_port: { kind: "value", arg: "PORT", help: "Port of the MDM to add (omitted: it matches an MDM on every port of its IPs)" },
   mdm_role: { kind: "value", arg: "manager|tb", help: "Role of the MDM to add: manager (holds the metadata) or tb (tie-breaker)" },
   remove_mdm_id: { kind: "value", arg: "ID", help: "The MDM to remove, by id" },
 
