@@ -13,7 +13,8 @@
 // HA mode (mdm.etcd in the file): every host with mdm: true runs an MDM on etcd; every role is
 // given the list of all MDM URLs (it follows the active one); the first MDM host of the file
 // creates the listed objects; the CA file is DATA_DIR/mdm/tls/ca.pem on MDM hosts (mdm.ca
-// elsewhere), and it verifies every MDM of the cluster.
+// elsewhere), and it verifies every MDM of the cluster. With mdm.etcd.embedded, pf up also runs
+// this host's etcd member (up_etcd.ts) as a role, started first and stopped last.
 
 import { defineCommand } from "citty";
 import { consola } from "consola";
@@ -29,6 +30,7 @@ import { listNbdExports, type NbdProbeTls } from "./nbd_probe.ts";
 import { errnoFailure } from "./cli_failure.ts";
 import { BUILT_IN_CLUSTER, bracket, findThisHost, loadClusterConfig, planHost, type HostPlan } from "./host_plan.ts";
 import { preflightUp } from "./up_preflight.ts";
+import { etcdEndpointsOf } from "../proto/cluster_config.ts";
 import { WaitNotice } from "./wait_notice.ts";
 import { controlFrom } from "./role_options.ts";
 
@@ -85,6 +87,17 @@ async function up(plan: HostPlan): Promise<void> {
   process.on("SIGTERM", () => void stopAll("SIGTERM"));
 
   try {
+    // the etcd member first (the MDM waits for etcd), so it is stopped last
+    if (plan.etcd) {
+      try {
+        mkdirSync(plan.etcd.dataDir, { recursive: true, mode: 0o700 });
+      } catch (e) {
+        throw errnoFailure(e, `create the etcd data dir ${plan.etcd.dataDir}`, "give another --data-dir DIR");
+      }
+      // loaded only when the file asks for etcd (test/tidy.test.ts: sqlite mode reaches no etcd module)
+      const { etcdArgv, resolveEtcdBinary } = await import("./up_etcd.ts");
+      sup.startProgram("etcd", etcdArgv(resolveEtcdBinary(plan, plan.etcd), plan.etcd));
+    }
     if (host.mdm) {
       const mdmArgs = ["mdm", "--data-dir", mdmDir, "--listen", `${bracket(host.address)}:${config.mdm.port}`];
       if (config.mdm.plainHttp) mdmArgs.push("--plain-http");
@@ -95,7 +108,7 @@ async function up(plan: HostPlan): Promise<void> {
       if (config.mdm.stallTimeout !== undefined) mdmArgs.push("--stall-timeout-ms", String(config.mdm.stallTimeout));
       if (config.mdm.alerts?.webhook) mdmArgs.push("--alert-webhook", config.mdm.alerts.webhook);
       const etcd = config.mdm.etcd;
-      if (etcd) mdmArgs.push("--etcd-endpoints", etcd.endpoints.join(","), "--cluster-name", etcd.clusterName ?? config.cluster.name, "--name", host.name);
+      if (etcd) mdmArgs.push("--etcd-endpoints", etcdEndpointsOf(config).join(","), "--cluster-name", etcd.clusterName ?? config.cluster.name, "--name", host.name);
       sup.start("mdm", mdmArgs, config.cluster.adminPassword ? { PF_ADMIN_PASSWORD: config.cluster.adminPassword } : {});
     }
     const ep: MdmEndpoint = { url: mdmUrl, clusterSecret: secret };

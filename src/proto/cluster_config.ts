@@ -53,6 +53,8 @@ export const DEFAULT_NBD_PORT = 10809;
 /** control HTTP ports (/health /metrics /status): by default the role's own port + 1000 */
 export const DEFAULT_SDS_CONTROL_PORT = DEFAULT_SDS_PORT + 1000;
 export const DEFAULT_SDC_CONTROL_PORT = DEFAULT_NBD_PORT + 1000;
+export const DEFAULT_ETCD_CLIENT_PORT = 2379;
+export const DEFAULT_ETCD_PEER_PORT = 2380;
 
 const SdsConfig = z.strictObject({
   name: objName,
@@ -71,6 +73,9 @@ const HostConfig = z.strictObject({
   name: objName,
   address: z.string().min(1), // data-plane and REST address of this host
   mdm: z.boolean().default(false),
+  /** with mdm.etcd.embedded: run an etcd member here (default: where mdm is true); a member on a
+   *  host without an MDM is PowerFlex's tie-breaker (it votes, holds no metadata of ours) */
+  etcd: z.boolean().optional(),
   sds: z.array(SdsConfig).default([]),
   sdc: z
     .strictObject({
@@ -145,8 +150,16 @@ export const ClusterConfig = z
         // HA mode: every host with mdm: true runs an MDM; they share the metadata in etcd
         etcd: z
           .strictObject({
-            endpoints: z.array(z.string().min(1)).min(1, "give at least one etcd client URL (http://HOST:2379)"),
+            // etcd client URLs the MDMs use (default with embedded: every member's client URL)
+            endpoints: z.array(z.string().min(1)).min(1, "give at least one etcd client URL (http://HOST:2379)").optional(),
             clusterName: objName.optional(), // keys under /pf/<clusterName>/ (default: cluster.name)
+            // pf up starts an etcd member on each etcd host (DATA_DIR/etcd), supervised as a role
+            embedded: z.boolean().optional(),
+            clientPort: z.number().int().min(1).max(65535).optional(), // default 2379
+            peerPort: z.number().int().min(1).max(65535).optional(), // default 2380
+            bin: z.string().min(1).optional(), // the etcd binary (default: etcd on PATH)
+            // tests only: etcd skips fsync (a power cut can lose or corrupt its data)
+            unsafeNoFsync: z.boolean().optional(),
           })
           .optional(),
       })
@@ -159,6 +172,18 @@ export const ClusterConfig = z
     const mdmHosts = c.hosts.filter((h) => h.mdm);
     if (c.mdm.etcd === undefined && mdmHosts.length !== 1) {
       ctx.addIssue({ code: "custom", path: ["hosts"], message: `exactly one host must have mdm: true (found ${mdmHosts.length}); several MDMs need mdm.etcd` });
+    }
+    const etcd = c.mdm.etcd;
+    if (etcd !== undefined && etcd.embedded !== true && etcd.endpoints === undefined) {
+      ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "endpoints"], message: "give the etcd client URLs (endpoints: [http://HOST:2379, …]), or embedded: true to let pf up run etcd on the MDM hosts" });
+    }
+    c.hosts.forEach((h, hi) => {
+      if (h.etcd !== undefined && etcd?.embedded !== true) ctx.addIssue({ code: "custom", path: ["hosts", hi, "etcd"], message: "hosts[].etcd needs mdm.etcd.embedded: true" });
+    });
+    if (etcd?.embedded === true) {
+      const n = c.hosts.filter((h) => h.etcd ?? h.mdm).length;
+      if (n % 2 === 0) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "embedded"], message: `embedded etcd needs an odd number of members (1, 3 or 5), found ${n}: add etcd: true to a host without an MDM (a tie-breaker) or etcd: false to one MDM host` });
+      if (etcd.clientPort !== undefined && etcd.clientPort === etcd.peerPort) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "peerPort"], message: "the etcd peer port must differ from its client port" });
     }
     if (c.mdm.etcd !== undefined) {
       if (mdmHosts.length === 0) ctx.addIssue({ code: "custom", path: ["hosts"], message: "with mdm.etcd, at least one host must have mdm: true" });
@@ -214,6 +239,29 @@ export type HostConfig = z.infer<typeof HostConfig>;
 export type SdsConfig = z.infer<typeof SdsConfig>;
 
 /** Extent size of pool "PD/POOL" as the MDM will make it (the pool's extentSize, else the default). */
+/** Hosts that run an embedded etcd member (mdm.etcd.embedded), in file order. */
+export function embeddedEtcdHosts(c: ClusterConfig): ClusterConfig["hosts"] {
+  return c.mdm.etcd?.embedded === true ? c.hosts.filter((h) => h.etcd ?? h.mdm) : [];
+}
+
+function urlHost(addr: string): string {
+  return addr.includes(":") ? `[${addr}]` : addr;
+}
+
+/** An embedded member's client and peer URLs. */
+export function etcdMemberUrls(c: ClusterConfig, host: { address: string }): { clientUrl: string; peerUrl: string } {
+  const e = c.mdm.etcd;
+  return {
+    clientUrl: `http://${urlHost(host.address)}:${e?.clientPort ?? DEFAULT_ETCD_CLIENT_PORT}`,
+    peerUrl: `http://${urlHost(host.address)}:${e?.peerPort ?? DEFAULT_ETCD_PEER_PORT}`,
+  };
+}
+
+/** The etcd endpoints the MDMs use: the file's list, else every embedded member's client URL. */
+export function etcdEndpointsOf(c: ClusterConfig): string[] {
+  return c.mdm.etcd?.endpoints ?? embeddedEtcdHosts(c).map((h) => etcdMemberUrls(c, h).clientUrl);
+}
+
 export function poolExtentBytes(c: { protectionDomains: { name: string; storagePools: { name: string; extentSize?: number }[] }[] }, pool: string): number {
   const [pdName, poolName] = pool.split("/");
   const p = c.protectionDomains.find((pd) => pd.name === pdName)?.storagePools.find((x) => x.name === poolName);

@@ -177,6 +177,16 @@ export const COMMANDS: Record<CommandName, CommandSpec> = {
     exclusive: [NEW_MASTER],
     usage: "--switch_mdm_ownership (--new_master_mdm_id ID | --new_master_mdm_name NAME | --new_primary_mdm_ip IP)",
   }),
+  add_standby_mdm: spec({
+    flags: ["new_mdm_ip", "new_mdm_management_ip", "new_mdm_name", "new_mdm_port", "mdm_role"],
+    required: ["new_mdm_ip"],
+    usage: "--add_standby_mdm --new_mdm_ip IP[,IP] [--mdm_role manager|tb] [--new_mdm_management_ip IP[,IP]] [--new_mdm_name NAME] [--new_mdm_port PORT]",
+  }),
+  remove_standby_mdm: spec({
+    flags: ["remove_mdm_id"],
+    required: ["remove_mdm_id"],
+    usage: "--remove_standby_mdm --remove_mdm_id ID",
+  }),
   query_rebuild: spec({
     flags: [...PD, ...POOL, "watch"],
     required: [POOL],

@@ -35,6 +35,8 @@ export const FLAGS = {
   query_protection_domain: { kind: "command", help: "Show one protection domain" },
   query_cluster: { kind: "command", help: "Show the MDM cluster" },
   switch_mdm_ownership: { kind: "command", help: "Make a caught-up standby MDM the active one (the active MDM hands over and resigns)" },
+  add_standby_mdm: { kind: "command", help: "Register an MDM the cluster expects (HA mode; start it with the cluster's etcd endpoints)" },
+  remove_standby_mdm: { kind: "command", help: "Remove a registered or standby MDM (not the active one); a running one stops campaigning" },
   query_rebuild: { kind: "command", help: "Show a storage pool's rebuild/rebalance progress (pf extension; --watch for a live bar)" },
   remove_sds: { kind: "command", help: "Remove an SDS: moves its data to the other SDSs first, then removes it" },
   query_alerts: { kind: "command", help: "Show the active alerts (--all: with the cleared ones, newest first)" },
@@ -78,6 +80,12 @@ export const FLAGS = {
   new_master_mdm_id: { kind: "value", arg: "ID", help: "The standby MDM to make active, by id" },
   new_master_mdm_name: { kind: "value", arg: "NAME", help: "The standby MDM to make active, by name" },
   new_primary_mdm_ip: { kind: "value", arg: "IP", help: "The standby MDM to make active, by IP address" },
+  new_mdm_ip: { kind: "value", arg: "IP[,IP]", help: "IP address(es) of the MDM to add" },
+  new_mdm_management_ip: { kind: "value", arg: "IP[,IP]", help: "Management IP address(es) of the MDM to add (default: its IPs)" },
+  new_mdm_name: { kind: "value", arg: "NAME", help: "Name of the MDM to add (default mdm-IP)" },
+  new_mdm_port: { kind: "value", arg: "PORT", help: "Port of the MDM to add (omitted: it matches an MDM on every port of its IPs)" },
+  mdm_role: { kind: "value", arg: "manager|tb", help: "Role of the MDM to add: manager (holds the metadata) or tb (tie-breaker)" },
+  remove_mdm_id: { kind: "value", arg: "ID", help: "The MDM to remove, by id" },
 
   // ---- options ----
   media_type: { kind: "value", arg: "HDD|SSD", help: "Media type of the pool's devices (default HDD)" },

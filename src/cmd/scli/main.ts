@@ -13,7 +13,7 @@ import { queryAllSdc, queryAllSds, querySds } from "./cmd_members.ts";
 import { login, logout } from "./cmd_session.ts";
 import { queryRebuild, removeSds } from "./cmd_recovery.ts";
 import { queryAlerts, setCapacityAlertThresholds } from "./cmd_alerts.ts";
-import { queryAll, queryCluster, switchMdmOwnership } from "./cmd_system.ts";
+import { addStandbyMdm, queryAll, queryCluster, removeStandbyMdm, switchMdmOwnership } from "./cmd_system.ts";
 import { setStoragePoolWriteCache } from "./cmd_write_cache.ts";
 
 import {
@@ -68,6 +68,8 @@ const HANDLERS: Record<CommandName, Handler> = {
   query_protection_domain: queryProtectionDomain,
   query_cluster: queryCluster,
   switch_mdm_ownership: switchMdmOwnership,
+  add_standby_mdm: addStandbyMdm,
+  remove_standby_mdm: removeStandbyMdm,
   query_rebuild: queryRebuild,
   remove_sds: removeSds,
   query_alerts: queryAlerts,

@@ -118,6 +118,19 @@ export class TokenStore {
     return t.userName;
   }
 
+  /**
+   * check() for a standby MDM (HA mode), which may not write: the token's replicated row decides
+   * (the active MDM persists lastUsed at most every LAST_USED_WRITE_MS, hence the slack). Nothing
+   * is marked used or dropped; the active MDM does that.
+   */
+  checkReadOnly(token: string): string | null {
+    if (token.length === 0 || token.length > 256) return null;
+    const row = this.store.db.select().from(tokenTable).where(eq(tokenTable.hash, sha256Hex(token))).get();
+    if (!row) return null;
+    if (this.clock() - row.lastUsedMs >= this.idleTimeoutMs + LAST_USED_WRITE_MS) return null;
+    return row.userName;
+  }
+
   logout(token: string): void {
     this.drop(sha256Hex(token));
   }

@@ -17,6 +17,8 @@ import {
   AddMappedSdc,
   AnyObject,
   ChangeMdmOwnership,
+  AddStandbyMdm,
+  RemoveStandbyMdm,
   ApproveSdc,
   SetRestrictedSdcMode,
   CreateDevice,
@@ -228,7 +230,8 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
   // everything below needs a token (as the Basic password, any user name)
   api.use("*", async (c: Context<Vars>, next: Next) => {
     const creds = basicCredentials(c.req.header("authorization"));
-    const user = creds ? ctx.tokens.check(creds.password) : null;
+    // a standby serves reads (rest/standby_reads.ts) and must not write the token's use
+    const user = creds ? (ctx.meta.isLeader() ? ctx.tokens.check(creds.password) : ctx.tokens.checkReadOnly(creds.password)) : null;
     if (user === null) throw new PfError("UNAUTHORIZED", "Unauthorized");
     c.set("user", user);
     await next();
@@ -319,6 +322,16 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
     const r = await ctx.meta.handOver(body);
     c.header(RESIGNED_HEADER, "1");
     return c.json({ master: r.to, previousMaster: r.from, previousTerm: r.oldTerm, term: r.term });
+  });
+
+  // --add_standby_mdm / --remove_standby_mdm: the MDM registry in etcd (HA mode only)
+  api.post("/instances/System/action/addStandbyMdm", async (c) => {
+    const b = await readBody(c, AddStandbyMdm);
+    return c.json({ id: await ctx.meta.addStandby({ ips: b.ips, role: b.role, managementIps: b.managementIps, name: b.name, port: b.port }) });
+  });
+  api.post("/instances/System/action/removeStandbyMdm", async (c) => {
+    await ctx.meta.removeStandby((await readBody(c, RemoveStandbyMdm)).id);
+    return c.json({});
   });
 
   api.get("/instances/:ref", (c) => {
