@@ -11,6 +11,7 @@ import alerts0002 from "./migrations/0002_alerts.sql" with { type: "text" };
 import dataplaneSecurity0003 from "./migrations/0003_dataplane_security.sql" with { type: "text" };
 import mdmTerm0004 from "./migrations/0004_mdm_term.sql" with { type: "text" };
 import snapshots0005 from "./migrations/0005_snapshots.sql" with { type: "text" };
+import usersAudit0007 from "./migrations/0007_users_audit.sql" with { type: "text" };
 
 export interface Migration {
   version: number;
@@ -25,6 +26,8 @@ export const MDM_MIGRATIONS: readonly Migration[] = [
   { version: 3, name: "0003_dataplane_security", sql: dataplaneSecurity0003 },
   { version: 4, name: "0004_mdm_term", sql: mdmTerm0004 },
   { version: 5, name: "0005_snapshots", sql: snapshots0005 },
+  // 0006 is another branch's; the migrator applies every version above the database's, gaps allowed
+  { version: 7, name: "0007_users_audit", sql: usersAudit0007 },
 ];
 
 /** Current schema version, or -1 for an empty database. */
