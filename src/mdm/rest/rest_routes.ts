@@ -98,7 +98,7 @@ type ActionHandler = (ctx: MdmContext, id: string, body: unknown) => unknown;
 const v = validate;
 
 /** Instance actions: POST /api/instances/{Type}::{id}/action/{action} */
-const INSTANCE_ACTIONS: Record<string, ActionHandler> = {
+export const INSTANCE_ACTIONS: Record<string, ActionHandler> = {
   "Volume/removeVolume": async (ctx, id, b) => {
     await snaps.removeVolumes(ctx, id, v(RemoveVolume, b).removeMode ?? "ONLY_ME");
   },

@@ -97,6 +97,8 @@ export const ROUTE_CLASSES: Record<string, RouteClass | Dynamic> = {
   "GET /login": "public",
   "POST /login": "public",
   "GET /version": "public",
+  // registered on the app itself (core/leader_gate.ts): who leads, for clients and standbys
+  "GET /pf/mdmRole": "public",
   "GET /logout": "self",
   "POST /logout": "self",
   // observe room
