@@ -13,6 +13,7 @@ import { queryAllSdc, queryAllSds, querySds } from "./cmd_members.ts";
 import { login, logout } from "./cmd_session.ts";
 import { queryRebuild, removeSds } from "./cmd_recovery.ts";
 import { queryAlerts, setCapacityAlertThresholds } from "./cmd_alerts.ts";
+import { addUser, deleteUser, modifyUser, queryAuditLog, queryUser, queryUsers, resetPassword, setPassword, verifyAuditLog } from "./cmd_users.ts";
 import { queryAll, queryCluster, switchMdmOwnership } from "./cmd_system.ts";
 import {
   addVolume,
@@ -75,6 +76,15 @@ const HANDLERS: Record<CommandName, Handler> = {
   overwrite_volume_content: overwriteVolumeContent,
   query_vtree: queryVtree,
   set_sdc_volume_limit: setSdcVolumeLimit,
+  add_user: addUser,
+  delete_user: deleteUser,
+  modify_user: modifyUser,
+  query_users: queryUsers,
+  query_user: queryUser,
+  set_password: setPassword,
+  reset_password: resetPassword,
+  query_audit_log: queryAuditLog,
+  verify_audit_log: verifyAuditLog,
 };
 
 const processIo: ScliIo = {
