@@ -348,3 +348,26 @@ describe("audit log", () => {
     }
   });
 });
+
+describe("data-plane refusals reach the audit log", () => {
+  test("an SDS's refusal log hands counts since the last report and a bounded sample; the MDM records them per heartbeat", async () => {
+    const { RefusalLog } = await import("../src/sds/refusal_log.ts");
+    const log = new RefusalLog("sds t", 5000, () => 0);
+    for (let i = 0; i < 50; i++) log.refuse("no_grant", () => `read of volume v from sdc ${i}`);
+    log.refuse("hello_fail", () => "bad proof");
+    const r1 = log.takeReport();
+    expect(r1.counts).toEqual({ no_grant: 50, hello_fail: 1 });
+    expect(r1.samples.length).toBe(2); // the rest were muted lines
+    expect(log.takeReport()).toEqual({ counts: {}, samples: [] });
+
+    const { sdsId } = await m.joinSds("sds1");
+    const hb = await m.cluster("POST", `/sds/${sdsId}/heartbeat`, { devices: [], appliedMapVersion: 0, refusals: r1 });
+    expect(hb.status).toBe(200);
+    await m.cluster("POST", `/sds/${sdsId}/heartbeat`, { devices: [], appliedMapVersion: 0 });
+    const recs = (await m.api("GET", "/pf/audit?kind=dataplane")).json as Obj[];
+    expect(recs.length).toBe(1);
+    expect(recs[0]).toMatchObject({ actor: "sds sds1", objectId: sdsId, action: "refusals", result: "refused" });
+    expect(JSON.parse(recs[0]!.params as string)).toEqual({ no_grant: 50, hello_fail: 1 });
+    expect(recs[0]!.detail).toContain("51 refused");
+  });
+});
