@@ -109,14 +109,15 @@ async function up(plan: HostPlan): Promise<void> {
       if (config.mdm.alerts?.webhook) mdmArgs.push("--alert-webhook", config.mdm.alerts.webhook);
       const etcd = config.mdm.etcd;
       if (etcd) mdmArgs.push("--etcd-endpoints", etcdEndpointsOf(config).join(","), "--cluster-name", etcd.clusterName ?? config.cluster.name, "--name", host.name);
-      sup.start("mdm", mdmArgs, config.cluster.adminPassword ? { PF_ADMIN_PASSWORD: config.cluster.adminPassword } : {});
+      const given = givenAdminPassword(config.cluster.adminPassword);
+      sup.start("mdm", mdmArgs, given ? { PF_ADMIN_PASSWORD: given } : {});
     }
     const ep: MdmEndpoint = { url: mdmUrl, clusterSecret: secret };
     await waitForMdm(ep, plan, () => sup.failure());
     ep.caPem = config.mdm.plainHttp ? null : readFileSync(caFile, "utf8");
 
     if (plan.appliesObjects) {
-      ep.token = await loginAdmin(ep, config.cluster.adminPassword ?? readFileSync(join(mdmDir, "admin-password"), "utf8").trim());
+      ep.token = await loginAdmin(ep, adminPasswordForUp(config.cluster.adminPassword, mdmDir));
       await applyClusterObjects(ep, config, "structure");
     }
     const roleMdmArgs = ["--mdm", mdmUrl, ...(config.mdm.plainHttp ? [] : ["--mdm-ca", caFile])];
@@ -271,7 +272,11 @@ function printSummary(plan: HostPlan): void {
   lines.push(`  Web:   ${mdmUrl}/dashboard/   (the same users as REST)`);
   for (const c of controlUrls(host)) lines.push(`  control ${c.role}: ${c.url}  (/health /metrics /status)`);
   lines.push(`  scli:  export PF_MDM=${mdmUrl}${caFile ? ` PF_MDM_CA=${caFile}` : ""}`);
-  const pw = config.cluster.adminPassword ? "<adminPassword from the cluster file>" : `"$(cat ${join(dataDir, "mdm", "admin-password")})"`;
+  const pw = config.cluster.adminPassword
+    ? "<adminPassword from the cluster file>"
+    : process.env.PF_ADMIN_PASSWORD
+      ? '"$PF_ADMIN_PASSWORD"'
+      : `"$(cat ${join(dataDir, "mdm", "admin-password")})"`;
   const pf = selfCommand().join(" ");
   lines.push(`         ${pf} scli --login --username admin --password ${pw}`);
   lines.push(`         ${pf} scli --query_all_volumes`);
@@ -279,4 +284,26 @@ function printSummary(plan: HostPlan): void {
   lines.push(`  Check: ${pf} doctor${file} --data-dir ${dataDir}${config.hosts.length > 1 ? ` --host ${host.name}` : ""}`);
   lines.push(`  Stop with Ctrl-C (SIGINT) or SIGTERM; restart with the same command keeps the data.`);
   process.stdout.write(lines.join("\n") + "\n");
+}
+
+/** The admin password pf up was given: the cluster file's, else PF_ADMIN_PASSWORD (the MDM sets it). */
+function givenAdminPassword(fromFile: string | undefined): string | undefined {
+  return fromFile ?? (process.env.PF_ADMIN_PASSWORD || undefined);
+}
+
+/**
+ * The password pf up logs in with to apply the cluster's objects: the one it was given, else the
+ * one the MDM generated into its data dir on first start.
+ */
+function adminPasswordForUp(fromFile: string | undefined, mdmDir: string): string {
+  const given = givenAdminPassword(fromFile);
+  if (given !== undefined) return given;
+  const file = join(mdmDir, "admin-password");
+  if (!existsSync(file)) {
+    throw new PfError(
+      "NOT_FOUND",
+      `pf up: no admin password: the MDM keeps its generated one in ${file} only when none was given, and that file is missing; set PF_ADMIN_PASSWORD or cluster.adminPassword to the MDM's admin password`,
+    );
+  }
+  return readFileSync(file, "utf8").trim();
 }

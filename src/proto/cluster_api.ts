@@ -112,6 +112,13 @@ export const SdsHeartbeatRequest = z.object({
   io: SdsIoReport.optional(),
   /** chunks per layer of the V-Trees that have snapshots (snapshot capacity); bounded */
   layerChunks: z.array(LayerUsage).max(65_536).optional(),
+  /** refused handshakes, grants and IO since the last heartbeat (counts by kind, a few lines); for the MDM's audit log */
+  refusals: z
+    .object({
+      counts: z.record(z.string().max(32), z.number().int().nonnegative()).refine((r) => Object.keys(r).length <= 16, "at most 16 kinds"),
+      samples: z.array(z.string().max(300)).max(16),
+    })
+    .optional(),
 });
 export type SdsHeartbeatRequest = z.infer<typeof SdsHeartbeatRequest>;
 

@@ -22,6 +22,8 @@
 // standby MDM taking over is found well inside the lease. A mapVersion lower than the one
 // applied is logged as an error (it never happens while the MDMs keep their invariants).
 
+import { Limits } from "../proto/limits.ts";
+import type { RefusalKind, RefusalReport } from "./refusal_log.ts";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join as joinPath } from "node:path";
 import { consola } from "consola";
@@ -330,7 +332,15 @@ class MdmSession implements MdmLinkState {
       hb = await clusterRequest({ ...this.mdm, timeoutMs: HEARTBEAT_REQUEST_TIMEOUT_MS }, {
         method: "POST",
         path: ClusterPaths.sdsHeartbeat(this.core.sdsId),
-        body: { devices, appliedMapVersion: node.appliedMapVersion, rebuilds: node.rebuildReports(), failedForwards, io: this.core.metrics.report(this.incarnation), layerChunks: node.layerChunks() },
+        body: {
+          devices,
+          appliedMapVersion: node.appliedMapVersion,
+          rebuilds: node.rebuildReports(),
+          failedForwards,
+          io: this.core.metrics.report(this.incarnation),
+          layerChunks: node.layerChunks(),
+          refusals: mergeRefusals(this.core.server.refusals.takeReport(), node.grants.refusals.takeReport()),
+        },
         schema: HeartbeatResponse,
       });
     } catch (e) {
@@ -349,4 +359,12 @@ class MdmSession implements MdmLinkState {
     // the assignments are now as new as anything a peer knew before this beat was sent
     node.heartbeatAnswered(beatNo);
   }
+}
+
+/** The two refusal logs of an SDS (handshakes; grants and IO) as one heartbeat field, bounded. */
+function mergeRefusals(a: RefusalReport, b: RefusalReport): RefusalReport | undefined {
+  const counts: Partial<Record<RefusalKind, number>> = { ...a.counts };
+  for (const [k, n] of Object.entries(b.counts) as [RefusalKind, number][]) counts[k] = (counts[k] ?? 0) + n;
+  if (Object.keys(counts).length === 0) return undefined;
+  return { counts, samples: [...a.samples, ...b.samples].slice(0, Limits.heartbeatMaxRefusalSamples) };
 }

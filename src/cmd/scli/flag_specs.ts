@@ -47,6 +47,15 @@ export const FLAGS = {
   query_vtree: { kind: "command", help: "Show a V-Tree: its base volume and snapshot tree, capacity" },
   set_sdc_volume_limit: { kind: "command", help: "Set the IOPS and bandwidth limits of one volume-to-SDC mapping (0 = unlimited)" },
   set_storage_pool_write_cache: { kind: "command", help: "Set a storage pool's write cache: writeBack or writeThrough (pf extension; live)" },
+  add_user: { kind: "command", help: "Create a user with a role (a one-time password is generated unless --password is given)" },
+  delete_user: { kind: "command", help: "Remove a user" },
+  modify_user: { kind: "command", help: "Change a user's role" },
+  query_users: { kind: "command", help: "List the users and their roles" },
+  query_user: { kind: "command", help: "Show one user (without a selector: the logged-in user)" },
+  set_password: { kind: "command", help: "Change the logged-in user's own password" },
+  reset_password: { kind: "command", help: "Give a user a new one-time password (shown once; it must be changed at next login)" },
+  query_audit_log: { kind: "command", help: "Show audit records, newest first (pf extension)" },
+  verify_audit_log: { kind: "command", help: "Check the audit log's hash chain for edited or removed records (pf extension)" },
 
   // ---- common ----
   help: { kind: "switch", help: "Show help (alone: all commands; after a command: that command)" },
@@ -57,6 +66,11 @@ export const FLAGS = {
   // ---- login ----
   username: { kind: "value", arg: "USER", help: "User to log in as" },
   password: { kind: "value", arg: "PASSWORD", help: "Password of that user" },
+  user_id: { kind: "value", arg: "ID", help: "User by id" },
+  user_role: { kind: "value", arg: "ROLE", help: "Monitor, Configure, FrontendConfig, BackendConfig, Administrator or Security" },
+  old_password: { kind: "value", arg: "PASSWORD", help: "The current password" },
+  new_password: { kind: "value", arg: "PASSWORD", help: "The new password (8 to 256 characters)" },
+  max_records: { kind: "value", arg: "N", help: "At most this many records (default 100, at most 10000)" },
 
   // ---- selectors ----
   protection_domain_id: { kind: "value", arg: "ID", help: "Protection domain by id" },

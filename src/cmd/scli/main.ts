@@ -16,6 +16,7 @@ import { queryAlerts, setCapacityAlertThresholds } from "./cmd_alerts.ts";
 import { addStandbyMdm, queryAll, queryCluster, removeStandbyMdm, switchMdmOwnership } from "./cmd_system.ts";
 import { setStoragePoolWriteCache } from "./cmd_write_cache.ts";
 
+import { addUser, deleteUser, modifyUser, queryAuditLog, queryUser, queryUsers, resetPassword, setPassword, verifyAuditLog } from "./cmd_users.ts";
 import {
   addVolume,
   mapVolumeToSdc,
@@ -80,6 +81,15 @@ const HANDLERS: Record<CommandName, Handler> = {
   query_vtree: queryVtree,
   set_sdc_volume_limit: setSdcVolumeLimit,
   set_storage_pool_write_cache: setStoragePoolWriteCache,
+  add_user: addUser,
+  delete_user: deleteUser,
+  modify_user: modifyUser,
+  query_users: queryUsers,
+  query_user: queryUser,
+  set_password: setPassword,
+  reset_password: resetPassword,
+  query_audit_log: queryAuditLog,
+  verify_audit_log: verifyAuditLog,
 };
 
 const processIo: ScliIo = {

@@ -9,6 +9,7 @@
 // lease handed out is the recovery config's (strictly shorter than the heartbeat timeout).
 
 import { and, asc, eq, inArray, or } from "drizzle-orm";
+import { appendAudit } from "../core/audit.ts";
 import consola from "consola";
 import type {
   ExtentAssignment,
@@ -201,8 +202,26 @@ function rejoinSds(ctx: MdmContext, sds: SdsRow, req: SdsJoinRequest, pdId: stri
   return next;
 }
 
+/** One audit record per heartbeat that reported refused handshakes, grants or IO (counts are whole, lines a sample). */
+function auditDataPlaneRefusals(ctx: MdmContext, sdsId: string, name: string | null, r: NonNullable<SdsHeartbeatRequest["refusals"]>): void {
+  const total = Object.values(r.counts).reduce((a, b) => a + b, 0);
+  appendAudit(ctx, {
+    kind: "dataplane",
+    actor: `sds ${name ?? sdsId}`,
+    role: "SDS",
+    src: "",
+    objectType: "Sds",
+    objectId: sdsId,
+    action: "refusals",
+    params: r.counts,
+    result: "refused",
+    detail: `${total} refused on the data plane since the last heartbeat; ${r.samples.join(" | ")}`,
+  });
+}
+
 export function sdsHeartbeat(ctx: MdmContext, sdsId: string, req: SdsHeartbeatRequest): HeartbeatResponse {
-  getSds(ctx, sdsId);
+  const sds = getSds(ctx, sdsId);
+  if (req.refusals && Object.keys(req.refusals.counts).length > 0) auditDataPlaneRefusals(ctx, sds.id, sds.name, req.refusals);
   inTransaction(ctx, () => {
     const mine = new Map(ctx.store.db.select().from(deviceTable).where(eq(deviceTable.sdsId, sdsId)).all().map((d) => [d.id, d]));
     for (const r of req.devices) {
