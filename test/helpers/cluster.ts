@@ -11,15 +11,29 @@ import type { Subprocess } from "bun";
 
 export const PF_BIN = resolve(import.meta.dir, "../../dist/pf");
 
+/**
+ * A port free now, for a server a test starts in another process. Taken at random BELOW the
+ * kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 here): a port the kernel
+ * hands out for bind(0) is also what it hands out to outgoing connections, and the roles of
+ * pf make many, so such a port was sometimes taken again before the server bound it (EADDRINUSE
+ * under load). Checked free on 127.0.0.1 and on 0.0.0.0 (roles may bind either).
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = PORT_LOW + Math.floor(Math.random() * (PORT_HIGH - PORT_LOW));
+    if ((await canBind(port, "127.0.0.1")) && (await canBind(port, "0.0.0.0"))) return port;
+  }
+  throw new Error("no free port found below the ephemeral range");
+}
+
+const PORT_LOW = 20_000;
+const PORT_HIGH = 32_000;
+
+function canBind(port: number, host: string): Promise<boolean> {
+  return new Promise((res) => {
     const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      const port = typeof a === "object" && a ? a.port : 0;
-      s.close(() => res(port));
-    });
+    s.once("error", () => res(false));
+    s.listen(port, host, () => s.close(() => res(true)));
   });
 }
 
