@@ -8,9 +8,9 @@
 
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { dataplaneTarget } from "../test/helpers/fuzz_dataplane.ts";
+import { dataplaneTarget, dpProbeStats } from "../test/helpers/fuzz_dataplane.ts";
 import { FuzzEnv } from "../test/helpers/fuzz_env.ts";
-import { nbdTarget } from "../test/helpers/fuzz_nbd.ts";
+import { nbdTarget, probeStats } from "../test/helpers/fuzz_nbd.ts";
 import { RestSession, cleanupRest, restStatusCounts, restTarget } from "../test/helpers/fuzz_rest.ts";
 import { runTarget, wireTotals, type RunStats, type Target } from "../test/helpers/fuzz_run.ts";
 import { yamlTarget } from "../test/helpers/fuzz_yaml.ts";
@@ -87,6 +87,8 @@ if (target === "yaml") {
 out(`fuzz ${target}: ${stats.cases} cases in ${(stats.durationMs / 1000).toFixed(1)} s (${((stats.cases / stats.durationMs) * 1000).toFixed(0)}/s), slowest case ${stats.maxCaseMs.toFixed(0)} ms, ${stats.livenessChecks} liveness checks, seed ${seed}`);
 if (wireTotals.conns > 0) out(`connections: ${wireTotals.conns}, answered ${wireTotals.connsAnswered}, closed by the server before our FIN ${wireTotals.closedByServer}, ${(wireTotals.bytesIn / 1048576).toFixed(1)} MiB received`);
 if (restStatusCounts.size > 0) out(`HTTP statuses: ${[...restStatusCounts.entries()].sort((x, y) => x[0] - y[0]).map(([k, n]) => `${k}×${n}`).join(" ")}`);
+if (probeStats.sent > 0) out(`probe READs after the case's requests: ${probeStats.sent} sent, ${probeStats.answered} answered, ${probeStats.closed} met a closed connection`);
+if (dpProbeStats.sent > 0) out(`probe PINGs after the case's frames: ${dpProbeStats.sent} sent, ${dpProbeStats.answered} answered, ${dpProbeStats.closed} met a closed connection`);
 if (verify) out(verify);
 if (rss) out(`RSS: ${rss}`);
 out(`findings: ${stats.findings.length}`);

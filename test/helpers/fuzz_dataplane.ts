@@ -11,7 +11,7 @@
 import fc from "fast-check";
 import { Flag, FrameReader, HEADER_BYTES, Op, Status, encodeFrame, type Frame } from "../../src/proto/dataplane.ts";
 import { DP_AUTH_VERSION, NodeRole, clientProof, decodeChallenge, encodeAuth, encodeHelloAuth, newNonce, transcriptHash } from "../../src/proto/dataplane_auth.ts";
-import { encodeGrantPresentation } from "../../src/proto/grant.ts";
+import { GRANT_FRAME_BYTES, encodeGrantPresentation } from "../../src/proto/grant.ts";
 import { idToHalves } from "../../src/proto/ids.ts";
 import type { FuzzEnv } from "./fuzz_env.ts";
 import { EXTENT_BYTES } from "./fuzz_env.ts";
@@ -22,7 +22,9 @@ type Payload =
   | { kind: "none" }
   | { kind: "data"; n: number }
   | { kind: "hello"; role: number; node: "self" | "other"; version: number; reserved: number }
-  | { kind: "bytes"; bytes: number[] };
+  | { kind: "bytes"; bytes: number[] }
+  /** the fuzzer's real fzplay grant for this connection, one byte flipped (null: as is) */
+  | { kind: "grant"; flip: number | null };
 
 export interface DpFrame {
   op: number;
@@ -86,6 +88,7 @@ const payloadArb: fc.Arbitrary<Payload> = fc.oneof(
   { weight: 3, arbitrary: fc.integer({ min: 0, max: 64 * KiB }).map((n): Payload => ({ kind: "data", n })) },
   fc.record({ role: fc.oneof(fc.constantFrom(NodeRole.SDC, NodeRole.SDS, NodeRole.MDM), u8), node: fc.constantFrom<"self" | "other">("self", "other"), version: fc.oneof({ weight: 4, arbitrary: fc.constant(DP_AUTH_VERSION) }, u8), reserved: fc.oneof({ weight: 4, arbitrary: fc.constant(0) }, u8) }).map((h): Payload => ({ kind: "hello", ...h })),
   fc.array(u8, { maxLength: 300 }).map((bytes): Payload => ({ kind: "bytes", bytes })),
+  fc.oneof(fc.constant(null), fc.integer({ min: 0, max: GRANT_FRAME_BYTES - 1 })).map((flip): Payload => ({ kind: "grant", flip })),
 );
 
 type Mutation =
@@ -147,7 +150,7 @@ function frameArb(o: { firstHello: boolean }): fc.Arbitrary<DpFrame> {
         offset: r.op === Op.FLUSH || r.op === Op.PING || r.op === Op.HELLO ? 0 : r.block * 4096,
         length,
         gen: 0,
-        payload: r.op === Op.HELLO ? r.hello : r.op === Op.WRITE ? { kind: "data", n: length } : { kind: "none" },
+        payload: r.op === Op.HELLO ? r.hello : r.op === Op.WRITE ? { kind: "data", n: length } : r.op === Op.GRANT ? { kind: "grant", flip: null } : { kind: "none" },
         lenDelta: 0,
         pokes: [],
         keep: null,
@@ -198,7 +201,7 @@ function volHalves(env: FuzzEnv, v: Vol): { hi: number; lo: number } {
   return v;
 }
 
-function encodePayload(env: FuzzEnv, p: Payload, seed: number): Uint8Array {
+function encodePayload(env: FuzzEnv, p: Payload, seed: number, th: Uint8Array): Uint8Array {
   switch (p.kind) {
     case "none":
       return new Uint8Array(0);
@@ -206,6 +209,13 @@ function encodePayload(env: FuzzEnv, p: Payload, seed: number): Uint8Array {
       return new Uint8Array(p.n).fill(seed & 0xff);
     case "bytes":
       return new Uint8Array(p.bytes);
+    case "grant": {
+      const token = env.rogue.grants.grantFor(env.ids.play.hi, env.ids.play.lo);
+      if (!token) return new Uint8Array(GRANT_FRAME_BYTES);
+      const b = encodeGrantPresentation(token, th);
+      if (p.flip !== null) b[p.flip]! ^= 0xff;
+      return b;
+    }
     case "hello": {
       const self = idToHalves(env.rogue.sdcId);
       const b = encodeHelloAuth({ version: p.version, role: p.role as NodeRole, nodeHi: p.node === "self" ? self.hi : 0x5d5d0000, nodeLo: p.node === "self" ? self.lo : seed >>> 0, nonce: newNonce() });
@@ -219,8 +229,9 @@ function encodePayload(env: FuzzEnv, p: Payload, seed: number): Uint8Array {
   }
 }
 
-export function encodeDpFrame(env: FuzzEnv, f: DpFrame): Uint8Array {
-  if (f.op === -1) return encodePayload(env, f.payload, 0);
+/** th: the connection's handshake hash (zeros before a handshake) */
+export function encodeDpFrame(env: FuzzEnv, f: DpFrame, th: Uint8Array = new Uint8Array(32)): Uint8Array {
+  if (f.op === -1) return encodePayload(env, f.payload, 0, th);
   const { hi, lo } = volHalves(env, f.vol);
   const out = encodeFrame(
     {
@@ -236,7 +247,7 @@ export function encodeDpFrame(env: FuzzEnv, f: DpFrame): Uint8Array {
       length: f.length,
       gen: f.gen,
     },
-    encodePayload(env, f.payload, f.requestId),
+    encodePayload(env, f.payload, f.requestId, th),
   );
   const v = new DataView(out.buffer);
   if (f.lenDelta !== 0) v.setUint32(36, Math.max(0, Math.min(0xffff_ffff, v.getUint32(36, true) + f.lenDelta)), true);
@@ -300,6 +311,15 @@ async function handshake(env: FuzzEnv, conn: RawConn, replies: Replies, bad: DpC
 }
 const AUTH_LEN = 40;
 
+const PROBE_ID = 0xf022f022;
+/** PINGs sent after a case's frames, answered, and met by a closed connection instead */
+export const dpProbeStats = { sent: 0, answered: 0, closed: 0 };
+
+/** the encoded frame is whole and its payloadLength true, so a frame after it is read as one */
+function frameComplete(f: DpFrame): boolean {
+  return f.op !== -1 && f.lenDelta === 0 && f.keep === null && f.pokes.every((p) => p.at < 36 || p.at > 39);
+}
+
 export function dataplaneTarget(env: FuzzEnv, which: "dataplane" | "dataplane-auth", o: { closeWithinMs?: number } = {}): Target<DpCase> {
   return {
     name: which,
@@ -310,10 +330,12 @@ export function dataplaneTarget(env: FuzzEnv, which: "dataplane" | "dataplane-au
       const conn = await RawConn.open(port);
       const replies = new Replies(conn);
       try {
+        let th: Uint8Array = new Uint8Array(32);
         if (c.start !== "none") {
           const h = await within(handshake(env, conn, replies, c.start === "badAuth" ? c.badAuth : null), 10_000, "handshake");
           if ("err" in h) return `hang: ${h.err}`;
           if ("th" in h) {
+            th = h.th;
             const token = env.rogue.grants.grantFor(env.ids.play.hi, env.ids.play.lo);
             if (!token) return "internal: the fuzz SDC holds no grant for fzplay";
             conn.write(encodeFrame({ opcode: Op.GRANT, flags: 0, status: Status.OK, requestId: 1, epoch: 0, volumeHi: env.ids.play.hi, volumeLo: env.ids.play.lo, extentIndex: 0, offset: 0, length: 0, gen: 0 }, encodeGrantPresentation(token, h.th)));
@@ -322,7 +344,27 @@ export function dataplaneTarget(env: FuzzEnv, which: "dataplane" | "dataplane-au
             if (g.header.status !== Status.OK) return `internal: the valid fzplay grant was refused: status ${g.header.status}`;
           }
         }
-        const bytes = concat(c.frames.map((f) => encodeDpFrame(env, f)));
+        const bytes = concat(c.frames.map((f) => encodeDpFrame(env, f, th)));
+        if (c.start === "real" && c.frames.every(frameComplete)) {
+          // the frames end on a frame boundary: a PING after them must be answered unless the SDS closed
+          const seen = replies.frames.length;
+          for (const p of splitAt(bytes, c.cuts)) {
+            conn.write(p);
+            if (c.pauseMs > 0) await Bun.sleep(c.pauseMs);
+          }
+          conn.write(encodeFrame({ opcode: Op.PING, flags: 0, status: Status.OK, requestId: PROBE_ID, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0, gen: 0 }));
+          dpProbeStats.sent++;
+          const ms = o.closeWithinMs ?? 5000;
+          const end = performance.now() + ms;
+          const answered = () => replies.frames.slice(seen).some((f) => f.header.requestId === PROBE_ID && (f.header.flags & Flag.REPLY) !== 0);
+          while (!conn.isClosed && !answered()) {
+            if (performance.now() > end) return `hang: no reply to a PING sent after the case's frames within ${ms} ms (connection still open${replies.broken ? `; reply stream: ${replies.broken}` : ""})`;
+            await Bun.sleep(2);
+          }
+          if (conn.isClosed) dpProbeStats.closed++;
+          else dpProbeStats.answered++;
+          return await sendPiecesAndEnd(conn, [], { pauseMs: 0, quietMs: 0, closeWithinMs: ms });
+        }
         return await sendPiecesAndEnd(conn, splitAt(bytes, c.cuts), { pauseMs: c.pauseMs, quietMs: 15, closeWithinMs: o.closeWithinMs ?? 5000 });
       } finally {
         conn.terminate();

@@ -152,6 +152,19 @@ export class FuzzEnv {
     return { pieces: PATTERN_PIECES.length, bad };
   }
 
+  /**
+   * Lines the roles logged since the last call that show a bug rather than a refused input: an
+   * exception escaping a request handler (the SDS closes that connection and logs "request
+   * handling failed"), an uncaught error, a broken invariant.
+   */
+  bugLines(): string[] {
+    const out = this.cluster.output;
+    const fresh = out.slice(this.logSeen);
+    this.logSeen = out.length;
+    return fresh.split("\n").filter((l) => BUG_LINE.test(l)).map((l) => l.slice(0, 400));
+  }
+  private logSeen = 0;
+
   /** Every role's process still there (cheap: a signal 0 per PID). Returns the dead ones. */
   deadRoles(): string[] {
     const dead: string[] = [];
@@ -169,6 +182,8 @@ export class FuzzEnv {
   async liveness(probe: number): Promise<string> {
     const dead = this.deadRoles();
     if (dead.length > 0) return `role process gone: ${dead.join(", ")}`;
+    const bugs = this.bugLines();
+    if (bugs.length > 0) return `internal: the roles logged ${bugs.length} error line(s), the first: ${bugs[0]}`;
     const c = this.cluster;
     const urls = [...c.ports.sdsControl.map((_, i) => c.sdsControlUrl(i)), c.sdcControlUrl];
     for (const u of urls) {
@@ -225,6 +240,8 @@ export class FuzzEnv {
     await this.cluster.destroy();
   }
 }
+
+const BUG_LINE = /request handling failed|TypeError|RangeError|ReferenceError|SyntaxError|unhandled|uncaught|invariant broken|assertion|internal error|panic|segmentation/i;
 
 export async function withTimeout(p: Promise<string>, ms: number, what: string): Promise<string> {
   let timer: ReturnType<typeof setTimeout> | undefined;

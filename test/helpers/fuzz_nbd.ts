@@ -13,6 +13,8 @@ import {
   CmdFlag,
   Info,
   NBD_IHAVEOPT,
+  NBD_SIMPLE_REPLY_MAGIC,
+  NBD_STRUCTURED_REPLY_MAGIC,
   Opt,
   REQUEST_BYTES,
   encodeClientFlags,
@@ -26,6 +28,8 @@ import { RawConn, concat, hex, sendPiecesAndEnd, splitAt, unhex, type Target } f
 export interface NbdCase {
   note: string;
   bytes: Uint8Array;
+  /** the bytes end on a request boundary in the transmission phase: a valid READ sent after them must be answered (or the connection closed) */
+  probe: boolean;
   cuts: number[];
   pauseMs: number;
 }
@@ -75,23 +79,7 @@ const optionArb = fc.oneof(
 );
 
 function metaContextData(): fc.Arbitrary<Uint8Array> {
-  return fc.record({ name: names, queries: fc.array(fc.string({ maxLength: 30 }), { maxLength: 4 }) }).map(({ name, queries }) => {
-    const n = Buffer.from(name);
-    const qs = queries.map((q) => Buffer.from(q));
-    const b = Buffer.alloc(4 + n.length + 4 + qs.reduce((s, q) => s + 4 + q.length, 0));
-    let at = 0;
-    b.writeUInt32BE(n.length, at);
-    n.copy(b, (at += 4));
-    at += n.length;
-    b.writeUInt32BE(qs.length, at);
-    at += 4;
-    for (const q of qs) {
-      b.writeUInt32BE(q.length, at);
-      q.copy(b, (at += 4));
-      at += q.length;
-    }
-    return new Uint8Array(b);
-  });
+  return fc.record({ name: names, queries: fc.array(fc.string({ maxLength: 30 }), { maxLength: 4 }) }).map(({ name, queries }) => metaContext(name, queries));
 }
 
 const EXPORT = 64 * 1024 * 1024;
@@ -135,7 +123,8 @@ const requestArb = fc
     const carries = type === Cmd.WRITE || (flags & CmdFlag.PAYLOAD_LEN) !== 0;
     const n = carries ? Math.min(length, 128 * 1024) : 0;
     const whole = n > 0 ? concat([h, new Uint8Array(n).fill(r.cookie & 0xff)]) : new Uint8Array(h);
-    return m.field === "truncate" ? whole.subarray(0, Math.floor(whole.byteLength * m.v)) : whole;
+    const complete = m.field !== "truncate" && n === (carries ? length : 0);
+    return { bytes: m.field === "truncate" ? whole.subarray(0, Math.floor(whole.byteLength * m.v)) : whole, complete };
   });
 
 const clientFlagsArb = fc.oneof(
@@ -156,9 +145,9 @@ const grammarCase = fc
     const parts: Uint8Array[] = [encodeClientFlags(flags), ...options.map((o) => option(o.opt, o.data, o.delta))];
     if (enter === "go") parts.push(option(Opt.GO, encodeInfoRequest({ name: PLAY, infoRequests: [Info.BLOCK_SIZE] })));
     if (enter === "export_name") parts.push(option(Opt.EXPORT_NAME, new TextEncoder().encode(PLAY)));
-    if (enter !== "none") parts.push(...requests);
+    if (enter !== "none") parts.push(...requests.map((r) => r.bytes));
     parts.push(tail);
-    return { note: `grammar: ${options.length} options, ${enter}, ${requests.length} requests`, bytes: concat(parts) };
+    return { note: `grammar: ${options.length} options, ${enter}, ${requests.length} requests`, bytes: concat(parts), probe: false };
   });
 
 /** A valid prefix (flags, maybe GO), then random bytes. */
@@ -166,13 +155,37 @@ const randomCase = fc
   .record({ go: fc.boolean(), junk: fc.uint8Array({ minLength: 1, maxLength: 512 }) })
   .map(({ go, junk }) => {
     const prefix = go ? [encodeClientFlags(ClientFlag.C_FIXED_NEWSTYLE | ClientFlag.C_NO_ZEROES), option(Opt.GO, encodeInfoRequest({ name: PLAY, infoRequests: [] }))] : [];
-    return { note: `random: ${go ? "after GO, " : ""}${junk.byteLength} bytes`, bytes: concat([...prefix, junk]) };
+    return { note: `random: ${go ? "after GO, " : ""}${junk.byteLength} bytes`, bytes: concat([...prefix, junk]), probe: false };
   });
 
-/** Transmission phase only: a valid handshake, then many requests one field off. */
-const transmissionCase = fc.array(requestArb, { minLength: 1, maxLength: 12 }).map((reqs) => ({
-  note: `transmission: ${reqs.length} requests`,
-  bytes: concat([encodeClientFlags(ClientFlag.C_FIXED_NEWSTYLE | ClientFlag.C_NO_ZEROES), option(Opt.GO, encodeInfoRequest({ name: PLAY, infoRequests: [] })), ...reqs]),
+/** SET_META_CONTEXT data: export name and queries */
+function metaContext(name: string, queries: string[]): Uint8Array {
+  const n = Buffer.from(name);
+  const qs = queries.map((q) => Buffer.from(q));
+  const b = Buffer.alloc(8 + n.length + qs.reduce((x, q) => x + 4 + q.length, 0));
+  b.writeUInt32BE(n.length, 0);
+  n.copy(b, 4);
+  let at = 4 + n.length;
+  b.writeUInt32BE(qs.length, at);
+  at += 4;
+  for (const q of qs) {
+    b.writeUInt32BE(q.length, at);
+    q.copy(b, at + 4);
+    at += 4 + q.length;
+  }
+  return new Uint8Array(b);
+}
+
+/** Transmission phase only: a valid handshake (simple replies, or structured ones with base:allocation), then requests one field off. */
+const transmissionCase = fc.record({ structured: fc.boolean(), reqs: fc.array(requestArb, { minLength: 1, maxLength: 12 }) }).map(({ structured, reqs }) => ({
+  note: `transmission${structured ? " (structured replies)" : ""}: ${reqs.length} requests`,
+  bytes: concat([
+    encodeClientFlags(ClientFlag.C_FIXED_NEWSTYLE | ClientFlag.C_NO_ZEROES),
+    ...(structured ? [option(Opt.STRUCTURED_REPLY, new Uint8Array(0)), option(Opt.SET_META_CONTEXT, metaContext(PLAY, ["base:allocation"]))] : []),
+    option(Opt.GO, encodeInfoRequest({ name: PLAY, infoRequests: [] })),
+    ...reqs.map((r) => r.bytes),
+  ]),
+  probe: reqs.every((r) => r.complete),
 }));
 
 export const nbdCaseArb: fc.Arbitrary<NbdCase> = fc
@@ -181,7 +194,26 @@ export const nbdCaseArb: fc.Arbitrary<NbdCase> = fc
     cuts: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 4 }),
     pauseMs: fc.constantFrom(0, 0, 1),
   })
-  .map(({ body, cuts, pauseMs }) => ({ note: body.note, bytes: body.bytes, cuts, pauseMs }));
+  .map(({ body, cuts, pauseMs }) => ({ note: body.note, bytes: body.bytes, probe: body.probe, cuts, pauseMs }));
+
+/** probes sent, answered, and ended by the server closing instead (a bad request before it) */
+export const probeStats = { sent: 0, answered: 0, closed: 0 };
+
+/** the probe READ (cookie PROBE_HI/PROBE_LO; the generators' cookies have a zero high half) */
+const PROBE_HI = 0xf022f022;
+const PROBE_LO = 0x0badc0de;
+const PROBE = encodeRequest({ type: Cmd.READ, flags: 0, cookieHi: PROBE_HI, cookieLo: PROBE_LO, offsetBytes: 0, lengthBytes: 4096 });
+
+/** The simple reply to the probe somewhere in the bytes received (magic, errno, cookie). */
+function probeAnswered(rx: Buffer): boolean {
+  for (let at = rx.indexOf(PROBE_COOKIE); at >= 8; at = rx.indexOf(PROBE_COOKIE, at + 1)) {
+    // a simple reply (magic, errno, cookie) or a structured chunk (magic, flags, type, cookie)
+    const magic = rx.readUInt32BE(at - 8);
+    if (magic === NBD_SIMPLE_REPLY_MAGIC || magic === NBD_STRUCTURED_REPLY_MAGIC) return true;
+  }
+  return false;
+}
+const PROBE_COOKIE = Buffer.from(PROBE.subarray(8, 16));
 
 export const REQUEST_HEADER_BYTES = REQUEST_BYTES;
 
@@ -189,14 +221,35 @@ export function nbdTarget(env: FuzzEnv, o: { closeWithinMs?: number } = {}): Tar
   return {
     name: "nbd",
     arb: nbdCaseArb,
-    toJson: (c) => ({ note: c.note, hex: hex(c.bytes), cuts: c.cuts, pauseMs: c.pauseMs }),
+    toJson: (c) => ({ note: c.note, hex: hex(c.bytes), probe: c.probe, cuts: c.cuts, pauseMs: c.pauseMs }),
     async exec(c) {
       const conn = await RawConn.open(env.nbdPort);
-      return sendPiecesAndEnd(conn, splitAt(c.bytes, c.cuts), { pauseMs: c.pauseMs, quietMs: 15, closeWithinMs: o.closeWithinMs ?? 5000 });
+      const rx: Buffer[] = [];
+      conn.onData((d) => void rx.push(Buffer.from(d)));
+      const ms = o.closeWithinMs ?? 5000;
+      if (c.probe) {
+        for (const p of splitAt(c.bytes, c.cuts)) {
+          conn.write(p);
+          if (c.pauseMs > 0) await Bun.sleep(c.pauseMs);
+        }
+        conn.write(PROBE);
+        probeStats.sent++;
+        const end = performance.now() + ms;
+        while (!conn.isClosed && !probeAnswered(Buffer.concat(rx))) {
+          if (performance.now() > end) {
+            conn.terminate();
+            return `hang: no reply to a valid READ sent after the case's requests within ${ms} ms (connection still open)`;
+          }
+          await Bun.sleep(2);
+        }
+        if (conn.isClosed) probeStats.closed++;
+        else probeStats.answered++;
+      }
+      return sendPiecesAndEnd(conn, c.probe ? [] : splitAt(c.bytes, c.cuts), { pauseMs: c.pauseMs, quietMs: 15, closeWithinMs: ms });
     },
   };
 }
 
-export function nbdCaseFromJson(j: { note: string; hex: string; cuts: number[]; pauseMs: number }): NbdCase {
-  return { note: j.note, bytes: unhex(j.hex), cuts: j.cuts, pauseMs: j.pauseMs };
+export function nbdCaseFromJson(j: { note: string; hex: string; probe?: boolean; cuts: number[]; pauseMs: number }): NbdCase {
+  return { note: j.note, bytes: unhex(j.hex), probe: j.probe ?? false, cuts: j.cuts, pauseMs: j.pauseMs };
 }

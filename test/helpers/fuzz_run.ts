@@ -88,7 +88,7 @@ export async function runTarget<C>(t: Target<C>, o: RunOptions): Promise<RunStat
   const check = async (no: number, c: C | null): Promise<void> => {
     livenessChecks++;
     const l = await o.liveness(no);
-    if (l !== "") record(no, c, `crash: after case ${no}: ${l}`);
+    if (l !== "") record(no, c, l.startsWith("internal:") ? `internal: after case ${no}: ${l.slice("internal: ".length)}` : `crash: after case ${no}: ${l}`);
   };
   const worker = async () => {
     for (;;) {
