@@ -50,6 +50,12 @@ if (target === "yaml") {
   stats = await runTarget(yamlTarget(), { cases, seed, concurrency: 1, livenessEvery: cases, liveness: async () => "", progressEvery: 10_000, log: out });
 } else {
   const env = await FuzzEnv.start();
+  // Ctrl-C / kill: stop the cluster's processes too (pf up and its roles), by PID
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.on(sig, () => {
+      void env.stop().finally(() => process.exit(130));
+    });
+  }
   try {
     const rssBefore = env.rssKiB();
     let t: Target<unknown>;

@@ -185,9 +185,15 @@ export const preAuthCaseArb: fc.Arbitrary<DpCase> = fc.oneof(
   fc.record({ start: fc.constant<"none">("none"), badAuth: badAuthArb, frames: fc.array(u8, { minLength: 1, maxLength: 400 }).map((bytes) => [rawBytesFrame(bytes)]), ...common }),
 );
 
+/** More pipelined frames than an SDS keeps in flight (Limits.dataMaxInFlightPerConn): it must pause reading and resume, answering all. */
+const floodFrames = fc.record({ count: fc.integer({ min: 1025, max: 1500 }), read: fc.boolean() }).map(({ count, read }) =>
+  Array.from({ length: count }, (_, i): DpFrame => ({ op: read ? Op.READ : Op.PING, flags: 0, status: 0, requestId: i, vol: "play", epoch: null, extent: 0, offset: read ? (i % 4096) * 4096 : 0, length: read ? 4096 : 0, gen: 0, payload: { kind: "none" }, lenDelta: 0, pokes: [], keep: null })),
+);
+
 export const authCaseArb: fc.Arbitrary<DpCase> = fc.oneof(
-  { weight: 5, arbitrary: fc.record({ start: fc.constant<"real">("real"), badAuth: badAuthArb, frames: fc.array(frameArb({ firstHello: false }), { minLength: 1, maxLength: 6 }), ...common }) },
-  fc.record({ start: fc.constant<"real">("real"), badAuth: badAuthArb, frames: fc.array(u8, { minLength: 1, maxLength: 400 }).map((bytes) => [rawBytesFrame(bytes)]), ...common }),
+  { weight: 1, arbitrary: fc.record({ start: fc.constant<"real">("real"), badAuth: badAuthArb, frames: floodFrames, ...common, to: fc.constant(0) }) },
+  { weight: 50, arbitrary: fc.record({ start: fc.constant<"real">("real"), badAuth: badAuthArb, frames: fc.array(frameArb({ firstHello: false }), { minLength: 1, maxLength: 6 }), ...common }) },
+  { weight: 10, arbitrary: fc.record({ start: fc.constant<"real">("real"), badAuth: badAuthArb, frames: fc.array(u8, { minLength: 1, maxLength: 400 }).map((bytes) => [rawBytesFrame(bytes)]), ...common }) },
 );
 
 /** a "frame" that is only raw bytes (op 0 marks it) */
@@ -354,7 +360,7 @@ export function dataplaneTarget(env: FuzzEnv, which: "dataplane" | "dataplane-au
           }
           conn.write(encodeFrame({ opcode: Op.PING, flags: 0, status: Status.OK, requestId: PROBE_ID, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0, gen: 0 }));
           dpProbeStats.sent++;
-          const ms = o.closeWithinMs ?? 5000;
+          const ms = (o.closeWithinMs ?? 5000) * (c.frames.length > 1000 ? 3 : 1);
           const end = performance.now() + ms;
           const answered = () => replies.frames.slice(seen).some((f) => f.header.requestId === PROBE_ID && (f.header.flags & Flag.REPLY) !== 0);
           while (!conn.isClosed && !answered()) {

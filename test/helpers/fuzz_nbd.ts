@@ -188,9 +188,22 @@ const transmissionCase = fc.record({ structured: fc.boolean(), reqs: fc.array(re
   probe: reqs.every((r) => r.complete),
 }));
 
+/** More pipelined READs than the server keeps in flight (Limits.nbdMaxInFlightPerConn): it must pause reading and resume, answering all. */
+const floodCase = fc
+  .record({ count: fc.integer({ min: 130, max: 400 }), sectors: fc.integer({ min: 1, max: 8 }) })
+  .map(({ count, sectors }) => ({
+    note: `flood: ${count} pipelined READs of ${sectors * 512} bytes`,
+    bytes: concat([
+      encodeClientFlags(ClientFlag.C_FIXED_NEWSTYLE | ClientFlag.C_NO_ZEROES),
+      option(Opt.GO, encodeInfoRequest({ name: PLAY, infoRequests: [] })),
+      ...Array.from({ length: count }, (_, i) => encodeRequest({ type: Cmd.READ, flags: 0, cookieHi: 0, cookieLo: i, offsetBytes: i * 4096, lengthBytes: sectors * 512 })),
+    ]),
+    probe: true,
+  }));
+
 export const nbdCaseArb: fc.Arbitrary<NbdCase> = fc
   .record({
-    body: fc.oneof({ weight: 3, arbitrary: grammarCase }, { weight: 3, arbitrary: transmissionCase }, { weight: 2, arbitrary: randomCase }),
+    body: fc.oneof({ weight: 30, arbitrary: grammarCase }, { weight: 30, arbitrary: transmissionCase }, { weight: 20, arbitrary: randomCase }, { weight: 1, arbitrary: floodCase }),
     cuts: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 4 }),
     pauseMs: fc.constantFrom(0, 0, 1),
   })
@@ -226,7 +239,7 @@ export function nbdTarget(env: FuzzEnv, o: { closeWithinMs?: number } = {}): Tar
       const conn = await RawConn.open(env.nbdPort);
       const rx: Buffer[] = [];
       conn.onData((d) => void rx.push(Buffer.from(d)));
-      const ms = o.closeWithinMs ?? 5000;
+      const ms = (o.closeWithinMs ?? 5000) * (c.note.startsWith("flood") ? 3 : 1);
       if (c.probe) {
         for (const p of splitAt(c.bytes, c.cuts)) {
           conn.write(p);
