@@ -187,9 +187,8 @@ export class FuzzEnv {
     const c = this.cluster;
     const urls = [...c.ports.sdsControl.map((_, i) => c.sdsControlUrl(i)), c.sdcControlUrl];
     for (const u of urls) {
-      const r = await fetch(`${u}/health`, { signal: AbortSignal.timeout(5000) }).catch((e: Error) => e);
-      if (r instanceof Error) return `${u}/health: ${r.message}`;
-      if (r.status !== 200) return `${u}/health: HTTP ${r.status} ${await r.text()}`;
+      const h = await healthy(u);
+      if (h !== "") return h;
     }
     const m = await fetch(`${c.mdmUrl}/api/pf/mdmRole`, { tls: { ca: this.caPem }, signal: AbortSignal.timeout(5000) }).catch((e: Error) => e);
     if (m instanceof Error) return `MDM: ${m.message}`;
@@ -238,6 +237,20 @@ export class FuzzEnv {
   async stop(): Promise<void> {
     this.rogue?.close();
     await this.cluster.destroy();
+  }
+}
+
+/**
+ * GET /health until 200, for up to 10 s: a role may be briefly unready for a good reason (the
+ * SDC fetching a map the REST cases just changed: "maps stale"); one that stays so is a finding.
+ */
+async function healthy(url: string): Promise<string> {
+  const end = Date.now() + 10_000;
+  for (;;) {
+    const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(5000) }).catch((e: Error) => e);
+    const why = r instanceof Error ? `${url}/health: ${r.message}` : r.status === 200 ? "" : `${url}/health: HTTP ${r.status} ${await r.text()}`;
+    if (why === "" || Date.now() > end) return why === "" ? "" : `${why} (for 10 s)`;
+    await Bun.sleep(200);
   }
 }
 
