@@ -91,6 +91,7 @@ if (target === "yaml") {
 }
 
 out(`fuzz ${target}: ${stats.cases} cases in ${(stats.durationMs / 1000).toFixed(1)} s (${((stats.cases / stats.durationMs) * 1000).toFixed(0)}/s), slowest case ${stats.maxCaseMs.toFixed(0)} ms, ${stats.livenessChecks} liveness checks, seed ${seed}`);
+if (stats.maxCaseMs > 1000) out(`slowest case: ${JSON.stringify(stats.slowest)?.slice(0, 300)}`);
 if (wireTotals.conns > 0) out(`connections: ${wireTotals.conns}, answered ${wireTotals.connsAnswered}, closed by the server before our FIN ${wireTotals.closedByServer}, ${(wireTotals.bytesIn / 1048576).toFixed(1)} MiB received`);
 if (restStatusCounts.size > 0) out(`HTTP statuses: ${[...restStatusCounts.entries()].sort((x, y) => x[0] - y[0]).map(([k, n]) => `${k}×${n}`).join(" ")}`);
 if (probeStats.sent > 0) out(`probe READs after the case's requests: ${probeStats.sent} sent, ${probeStats.answered} answered, ${probeStats.closed} met a closed connection`);

@@ -49,6 +49,8 @@ export interface RunStats {
   seed: number;
   durationMs: number;
   maxCaseMs: number;
+  /** the slowest case, as JSON */
+  slowest: unknown;
   findings: Finding[];
   livenessChecks: number;
 }
@@ -63,6 +65,7 @@ export async function runTarget<C>(t: Target<C>, o: RunOptions): Promise<RunStat
   const findings: Finding[] = [];
   const t0 = performance.now();
   let maxCaseMs = 0;
+  let slowest: unknown = null;
   let livenessChecks = 0;
   let next = 0;
   let done = 0;
@@ -102,7 +105,10 @@ export async function runTarget<C>(t: Target<C>, o: RunOptions): Promise<RunStat
         msg = `internal: the fuzz case itself threw: ${(e as Error).stack ?? String(e)}`;
       }
       const ms = performance.now() - s;
-      if (ms > maxCaseMs) maxCaseMs = ms;
+      if (ms > maxCaseMs) {
+        maxCaseMs = ms;
+        slowest = t.toJson(item.c);
+      }
       if (msg !== "") record(item.no, item.c, msg);
       const dead = o.quickCheck?.() ?? "";
       if (dead !== "") {
@@ -122,7 +128,7 @@ export async function runTarget<C>(t: Target<C>, o: RunOptions): Promise<RunStat
   };
   await Promise.all(Array.from({ length: o.concurrency }, () => worker()));
   await check(o.cases, null);
-  return { target: t.name, cases: done, seed: o.seed, durationMs: performance.now() - t0, maxCaseMs, findings, livenessChecks };
+  return { target: t.name, cases: done, seed: o.seed, durationMs: performance.now() - t0, maxCaseMs, slowest, findings, livenessChecks };
 }
 
 /** What the servers answered over every RawConn of this process (a fuzzer that gets nothing back tests little). */
