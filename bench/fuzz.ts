@@ -41,7 +41,7 @@ if (!Number.isInteger(cases) || cases < 1 || !Number.isInteger(seed) || !Number.
   process.stderr.write("bench/fuzz.ts: --cases, --seed and --concurrency are positive integers\n");
   process.exit(2);
 }
-out(`fuzz ${target}: ${cases} cases, seed ${seed}, concurrency ${concurrency}`);
+out(`fuzz ${target}: ${cases} cases, seed ${seed}, concurrency ${target === "yaml" ? 1 : concurrency}`);
 
 let stats: RunStats;
 let verify = "";

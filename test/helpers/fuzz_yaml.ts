@@ -109,9 +109,9 @@ const bombs = fc.oneof(
     lines.push(`hosts: *a${depth}`);
     return { note: `alias bomb depth ${depth}`, text: lines.join("\n") };
   }),
-  fc.integer({ min: 10, max: 3_000 }).map((n) => ({ note: `nesting ${n}`, text: `hosts: ${"[".repeat(n)}${"]".repeat(n)}` })),
-  fc.integer({ min: 10, max: 800 }).map((n) => ({ note: `block nesting ${n}`, text: Array.from({ length: n }, (_, i) => `${" ".repeat(i)}k${i}:`).join("\n") })),
-  fc.integer({ min: 1, max: 4 }).map((k) => ({ note: `big scalar ${k * 256} KiB`, text: `cluster: { name: ${"x".repeat(k * 256 * 1024)} }\nhosts: []` })),
+  fc.integer({ min: 10, max: 1_500 }).map((n) => ({ note: `nesting ${n}`, text: `hosts: ${"[".repeat(n)}${"]".repeat(n)}` })),
+  fc.integer({ min: 10, max: 300 }).map((n) => ({ note: `block nesting ${n}`, text: Array.from({ length: n }, (_, i) => `${" ".repeat(i)}k${i}:`).join("\n") })),
+  fc.integer({ min: 1, max: 2 }).map((k) => ({ note: `big scalar ${k * 256} KiB`, text: `cluster: { name: ${"x".repeat(k * 256 * 1024)} }\nhosts: []` })),
 );
 
 const random = fc.oneof(fc.string({ maxLength: 300 }), fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b).toString("latin1"))).map((text) => ({ note: "random text", text }));
