@@ -7,9 +7,10 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import { TestCluster } from "./helpers/cluster.ts";
-import { nbdinfoJson, runFio, runQemuImg, runQemuIo } from "./helpers/real_clients.ts";
+import { runFio, runQemuImg, runQemuIo } from "./helpers/real_clients.ts";
 import { expectIdentical, verifyJob, waitFor, waitPoolHealthy } from "./helpers/recovery.ts";
 import { Rest } from "./helpers/rest.ts";
+import { mapAndWait as mapTo, snapshotNamed as snap } from "./helpers/snapshots.ts";
 
 let c: TestCluster;
 let rest: Rest;
@@ -32,26 +33,15 @@ afterAll(async () => {
   await c?.destroy();
 });
 
-async function snapshotNamed(volume: string, name: string, readOnly: boolean): Promise<void> {
-  const id = await rest.volumeId(volume);
-  await rest.ok("/instances/System/action/snapshotVolumes", { snapshotDefs: [{ volumeId: id, snapshotName: name }], ...(readOnly ? { accessModeLimit: "ReadOnly" } : {}) });
-}
-
-async function mapAndWait(name: string, accessMode: "ReadOnly" | "ReadWrite"): Promise<void> {
-  const sdcId = await rest.sdcId();
-  await rest.ok(`/instances/Volume::${await rest.volumeId(name)}/action/addMappedSdc`, { sdcId, accessMode, allowMultipleMappings: "TRUE" });
-  await waitFor(`the SDC to export ${name}`, 20_000, async () => (await nbdinfoJson(`nbd://127.0.0.1:${c.ports.nbd}`, ["--list"])).exports.some((e) => e["export-name"] === name));
-}
-
 test("remove_sds drains every layer of a snapshotted volume under fio; snapshots and clone verify afterwards", async () => {
   const uri = c.nbdUri("dv");
   const ro = join(c.dir, "dv-ro.img");
   const clone = join(c.dir, "dv-clone.img");
   await runFio(verifyJob(uri, { name: "p1", sizeMiB: 64, bs: "64k" }));
   await runQemuImg(["convert", "-f", "raw", "-O", "raw", uri, ro]);
-  await snapshotNamed("dv", "dv-ro", true);
-  await snapshotNamed("dv", "dv-clone", false);
-  await mapAndWait("dv-clone", "ReadWrite");
+  await snap(rest, "dv", "dv-ro", true);
+  await snap(rest, "dv", "dv-clone", false);
+  await mapTo(c, rest, "dv-clone", "ReadWrite");
   // the clone diverges in its own layer (partial writes: copy-on-write from the shared parent)
   await runQemuIo(c.nbdUri("dv-clone"), ["write -P 0x5c 3M 8k", "write -P 0x5d 40M 1M", "flush"]);
   await runQemuImg(["convert", "-f", "raw", "-O", "raw", c.nbdUri("dv-clone"), clone]);
@@ -68,7 +58,7 @@ test("remove_sds drains every layer of a snapshotted volume under fio; snapshots
   });
   await waitPoolHealthy(scli, 60_000);
   for (const v of ["dv", "dv-ro", "dv-clone"]) await expectIdentical(scli, v);
-  await mapAndWait("dv-ro", "ReadOnly");
+  await mapTo(c, rest, "dv-ro", "ReadOnly");
   await runQemuImg(["compare", "-f", "raw", "-F", "raw", ro, c.nbdUri("dv-ro")]);
   await runQemuImg(["compare", "-f", "raw", "-F", "raw", clone, c.nbdUri("dv-clone")]);
   await runQemuIo(c.nbdUri("dv-clone"), ["read -P 0x5c 3M 8k", "read -P 0x5d 40M 1M"]);
