@@ -145,11 +145,22 @@ export class HaCluster {
     return h;
   }
 
-  /** Start m1 first (it bootstraps the cluster in etcd), then the others, and wait for all. */
+  /**
+   * Start m1 first (it bootstraps the cluster in etcd), then the other MDMs; the data host only
+   * once m1's pf up has created the file's topology (an SDS that joins first would create pd1/sp1
+   * with the MDM's default pool settings, not the file's 16 MiB extents); then wait for all.
+   */
   async start(timeoutMs = 120_000): Promise<void> {
-    this.startHost("m1");
+    const m1 = this.startHost("m1");
     await this.waitRole("m1", (r) => r.role === "leader", 30_000);
-    for (const h of ["m2", "m3", "data"]) this.startHost(h);
+    for (const h of ["m2", "m3"]) this.startHost(h);
+    const topoDeadline = Date.now() + 30_000;
+    while (!m1.output.includes("pf up: topology of")) {
+      if (m1.proc.exitCode !== null) throw new Error(`pf up --host m1 exited ${m1.proc.exitCode}:\n${m1.output}`);
+      if (Date.now() > topoDeadline) throw new Error(`pf up --host m1 did not create the topology in 30 s:\n${m1.output}`);
+      await Bun.sleep(50);
+    }
+    this.startHost("data");
     const deadline = Date.now() + timeoutMs;
     for (const h of this.hosts.values()) {
       while (!h.output.includes("pf is up on host")) {
