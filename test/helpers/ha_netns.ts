@@ -40,8 +40,8 @@ export class HaNetwork {
     try {
       ip(["netns", "add", this.sw]);
       for (const net of ["etcd", "data"] as const) {
-        ip(["-n", this.sw, "link", "add", `br${NET_CODE[net]}`, "type", "bridge"]);
-        ip(["-n", this.sw, "link", "set", `br${NET_CODE[net]}`, "up"]);
+        ip(["-n", this.sw, "link", "add", `sw${NET_CODE[net]}`, "type", "bridge"]);
+        ip(["-n", this.sw, "link", "set", `sw${NET_CODE[net]}`, "up"]);
         this.rootLink(net);
       }
       let n = 1;
@@ -68,7 +68,7 @@ export class HaNetwork {
     ip(["link", "set", outer, "netns", this.sw]);
     ip(["addr", "add", `${this.address(net, 254)}/24`, "dev", inner]);
     ip(["link", "set", inner, "up"]);
-    ip(["-n", this.sw, "link", "set", outer, "master", `br${NET_CODE[net]}`]);
+    ip(["-n", this.sw, "link", "set", outer, "master", `sw${NET_CODE[net]}`]);
     ip(["-n", this.sw, "link", "set", outer, "up"]);
   }
 
@@ -86,7 +86,7 @@ export class HaNetwork {
       h.addr[net] = this.address(net, n);
       ip(["-n", h.ns, "addr", "add", `${h.addr[net]}/24`, "dev", inner]);
       ip(["-n", h.ns, "link", "set", inner, "up"]);
-      ip(["-n", this.sw, "link", "set", outer, "master", `br${NET_CODE[net]}`]);
+      ip(["-n", this.sw, "link", "set", outer, "master", `sw${NET_CODE[net]}`]);
       ip(["-n", this.sw, "link", "set", outer, "up"]);
     }
   }
