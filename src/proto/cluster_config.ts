@@ -160,6 +160,15 @@ export const ClusterConfig = z
             bin: z.string().min(1).optional(), // the etcd binary (default: etcd on PATH)
             // tests only: etcd skips fsync (a power cut can lose or corrupt its data)
             unsafeNoFsync: z.boolean().optional(),
+            // TLS to an external etcd (https:// endpoints): the CA of the members' server
+            // certificates (etcdctl --cacert), and a client certificate + key for etcd's
+            // --client-cert-auth (its subject without a CN: etcd's JSON gateway refuses a CN)
+            cacert: z.string().min(1).optional(),
+            cert: z.string().min(1).optional(),
+            key: z.string().min(1).optional(),
+            // etcd auth (etcdctl auth enable): a user whose role has readwrite on /pf/<clusterName>/
+            user: z.string().min(1).optional(),
+            password: z.string().min(1).optional(), // or PF_ETCD_PASSWORD in pf up's environment
           })
           .optional(),
       })
@@ -184,6 +193,14 @@ export const ClusterConfig = z
       const n = c.hosts.filter((h) => h.etcd ?? h.mdm).length;
       if (n % 2 === 0) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "embedded"], message: `embedded etcd needs an odd number of members (1, 3 or 5), found ${n}: add etcd: true to a host without an MDM (a tie-breaker) or etcd: false to one MDM host` });
       if (etcd.clientPort !== undefined && etcd.clientPort === etcd.peerPort) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "peerPort"], message: "the etcd peer port must differ from its client port" });
+    }
+    if (etcd !== undefined) {
+      const tls = etcd.cacert !== undefined || etcd.cert !== undefined;
+      if ((etcd.cert === undefined) !== (etcd.key === undefined)) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", etcd.cert === undefined ? "cert" : "key"], message: "an etcd client certificate needs both cert and key" });
+      if (etcd.password !== undefined && etcd.user === undefined) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "user"], message: "an etcd password needs its user" });
+      if (tls && etcd.embedded === true) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "embedded"], message: "pf up's embedded etcd serves plain http on the hosts' network: TLS (cacert, cert, key) needs an external etcd given by endpoints" });
+      const plain = (etcd.endpoints ?? []).filter((e) => !e.startsWith("https://"));
+      if (tls && plain.length > 0) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "endpoints"], message: `with etcd TLS (cacert, cert) every endpoint must be https://; ${plain.join(", ")} is not` });
     }
     if (c.mdm.etcd !== undefined) {
       if (mdmHosts.length === 0) ctx.addIssue({ code: "custom", path: ["hosts"], message: "with mdm.etcd, at least one host must have mdm: true" });
