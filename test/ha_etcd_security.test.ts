@@ -10,7 +10,9 @@
 // 2. the YAML (mdm.etcd cacert/cert/key/user/password) refuses TLS with the embedded etcd and with
 //    http:// endpoints;
 // 3. `pf up` of a YAML with mdm.etcd TLS + auth runs an MDM (compiled dist/pf) that bootstraps the
-//    cluster in that etcd and leads; the etcd password is not in its argv.
+//    cluster in that etcd and leads; the etcd password is not in its argv;
+// 4. `pf up` with the embedded etcd over TLS (memberCert/memberKey, cacert, client cert): its
+//    member serves https only and demands a client certificate; the MDM leads through it.
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
@@ -107,6 +109,26 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 }, 30_000);
 
+/** Run pf up for one host until it says it is up; returns a reader of its output. */
+async function upUntilUp(file: string, host: string, dataDir: string): Promise<string> {
+  const up = Bun.spawn([PF_BIN, "up", file, "--host", host, "--data-dir", dataDir], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, CONSOLA_LEVEL: "3" } });
+  procs.push(up);
+  let out = "";
+  const dec = new TextDecoder();
+  const pump = async (st: ReadableStream<Uint8Array>) => {
+    for await (const chunk of st) out += dec.decode(chunk);
+  };
+  void pump(up.stdout);
+  void pump(up.stderr);
+  const deadline = Date.now() + 60_000;
+  while (!out.includes(`pf is up on host ${host}`)) {
+    if (up.exitCode !== null) throw new Error(`pf up exited ${up.exitCode}:\n${out}`);
+    if (Date.now() > deadline) throw new Error(`pf up not up in 60 s:\n${out}`);
+    await Bun.sleep(100);
+  }
+  return out;
+}
+
 async function errorOf(p: Promise<unknown>): Promise<{ code: string; message: string }> {
   try {
     await p;
@@ -192,21 +214,7 @@ protectionDomains:
 `;
   const file = join(dir, "cluster.yaml");
   writeFileSync(file, yaml);
-  const up = Bun.spawn([PF_BIN, "up", file, "--host", "m1", "--data-dir", dataDir], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, CONSOLA_LEVEL: "3" } });
-  procs.push(up);
-  let out = "";
-  const dec = new TextDecoder();
-  const pump = async (s: ReadableStream<Uint8Array>) => {
-    for await (const chunk of s) out += dec.decode(chunk);
-  };
-  void pump(up.stdout);
-  void pump(up.stderr);
-  const deadline = Date.now() + 60_000;
-  while (!out.includes("pf is up on host m1")) {
-    if (up.exitCode !== null) throw new Error(`pf up exited ${up.exitCode}:\n${out}`);
-    if (Date.now() > deadline) throw new Error(`pf up not up in 60 s:\n${out}`);
-    await Bun.sleep(100);
-  }
+  const out = await upUntilUp(file, "m1", dataDir);
   expect(out).toContain("pf up: created protection domain pd1");
   const role = (await (await fetch(`https://${addr}:${port}/api/pf/mdmRole`, { tls: { ca: readFileSync(join(dataDir, "mdm", "tls", "ca.pem"), "utf8") } } as RequestInit)).json()) as { role: string; term: number };
   expect(role.role).toBe("leader");
@@ -223,4 +231,44 @@ protectionDomains:
   expect(argv).toContain("--etcd-user");
   expect(argv.join(" ")).not.toContain(PASSWORD);
   expect(readFileSync(`/proc/${m![1]}/environ`, "utf8").split("\0")).toContain(`PF_ETCD_PASSWORD=${PASSWORD}`);
+}, 90_000);
+
+test("pf up's embedded etcd over TLS: the member serves https with client-certificate auth only, and the MDM leads through it", async () => {
+  const addr = "127.0.0.22";
+  const member = generateSignedCert({ commonName: "etcd h1", hosts: [addr], issuer: { certPem: readFileSync(files.ca, "utf8"), keyPem: readFileSync(join(dir, "ca-key.pem"), "utf8") } });
+  writeFileSync(join(dir, "member.pem"), member.certPem);
+  writeFileSync(join(dir, "member-key.pem"), member.keyPem, { mode: 0o600 });
+  const [port, clientPort, peerPort] = [await freePort(), await freePort(), await freePort()];
+  const dataDir = join(dir, "h1");
+  const name = `emb${process.pid}`;
+  const file = join(dir, "embedded.yaml");
+  writeFileSync(
+    file,
+    `
+cluster: { name: ${name}, secret: emb-secret-0123456789abcdef, adminPassword: emb-admin-pw }
+mdm:
+  port: ${port}
+  ca: ${join(dataDir, "mdm", "tls", "ca.pem")}
+  etcd: { embedded: true, clientPort: ${clientPort}, peerPort: ${peerPort}, unsafeNoFsync: true, memberCert: ${join(dir, "member.pem")}, memberKey: ${join(dir, "member-key.pem")}, cacert: ${files.ca}, cert: ${files.cert}, key: ${files.key} }
+hosts:
+  - { name: h1, address: ${addr}, mdm: true }
+`,
+  );
+  const out = await upUntilUp(file, "h1", dataDir);
+  const m = /started etcd \(pid (\d+)\)/.exec(out);
+  expect(m).not.toBeNull();
+  const etcdArgv = readFileSync(`/proc/${m![1]}/cmdline`, "utf8").split("\0");
+  expect(etcdArgv).toContain("--client-cert-auth");
+  expect(etcdArgv).toContain("--peer-client-cert-auth");
+  expect(etcdArgv).toContain(`https://${addr}:${clientPort}`);
+  const role = (await (await fetch(`https://${addr}:${port}/api/pf/mdmRole`, { tls: { ca: readFileSync(join(dataDir, "mdm", "tls", "ca.pem"), "utf8") } } as RequestInit)).json()) as { role: string };
+  expect(role.role).toBe("leader");
+  const url = `https://${addr}:${clientPort}`;
+  const withCert = new EtcdClient({ endpoints: [url], security: { caPem: secure.caPem, certPem: secure.certPem, keyPem: secure.keyPem } });
+  expect(await withCert.get(`/pf/${name}/mdm/leader`)).not.toBeNull();
+  // without a client certificate, or in plain http, the member answers nothing
+  const noCert = await errorOf(new EtcdClient({ endpoints: [url], security: { caPem: secure.caPem } }).get(`/pf/${name}/mdm/leader`));
+  expect(noCert.code).toBe("UNAVAILABLE");
+  const plain = await errorOf(new EtcdClient({ endpoints: [`http://${addr}:${clientPort}`] }).get(`/pf/${name}/mdm/leader`));
+  expect(["UNAVAILABLE", "INTERNAL"]).toContain(plain.code);
 }, 90_000);
