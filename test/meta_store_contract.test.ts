@@ -145,7 +145,13 @@ describe.each(engines.map((e) => [e.name, e] as const))("contract on %s", (_name
       const before = dump(m);
       const dup = await makeVolume(m, "v1");
       expect(dup.pfCode).toBe("ALREADY_EXISTS");
-      expect(dump(m)).toBe(before);
+      // the only trace is the refusal's own audit record (the hash-chained audit log keeps failed requests too)
+      const withoutAudit = (d: string) => d.split("\n").filter((l) => !/^audit_(log|head)\//.test(l)).join("\n");
+      const after = dump(m);
+      expect(withoutAudit(after)).toBe(withoutAudit(before));
+      const audited = after.split("\n").filter((l) => l.startsWith("audit_log/") && !before.includes(l));
+      expect(audited).toHaveLength(1);
+      expect(audited[0]).toContain('"result":"failed"');
       expect(m.core.ctx.meta.hasPending()).toBe(false);
     } finally {
       await m.closeAll();
