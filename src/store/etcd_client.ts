@@ -119,6 +119,7 @@ export interface EtcdClientOptions {
 }
 
 const GATEWAY_CN_REFUSAL = "CommonName of client sending a request against gateway";
+const JSON_HEADERS: Record<string, string> = { "content-type": "application/json" };
 
 function kvOf(k: z.infer<typeof RangeResponse>["kvs"][number]): Kv {
   return {
@@ -199,7 +200,7 @@ export class EtcdClient {
 
   /** Headers of a request: content type, and the auth token when etcd auth is configured. */
   async requestHeaders(): Promise<Record<string, string>> {
-    const h: Record<string, string> = { "content-type": "application/json" };
+    const h: Record<string, string> = { ...JSON_HEADERS };
     if (this.security.user !== undefined) h.authorization = await this.authToken();
     return h;
   }
@@ -220,7 +221,7 @@ export class EtcdClient {
   private async authenticate(): Promise<string> {
     const user = this.security.user!;
     try {
-      const r = await this.rotate((endpoint) => this.callAt(endpoint, "/v3/auth/authenticate", { name: user, password: this.security.password }, AuthenticateResponse, this.requestTimeoutMs, false));
+      const r = await this.rotate((endpoint) => this.callAt(endpoint, "/v3/auth/authenticate", { name: user, password: this.security.password }, AuthenticateResponse, this.requestTimeoutMs, JSON_HEADERS));
       this.token = r.token;
       this.authentications++;
       return r.token;
@@ -300,7 +301,8 @@ export class EtcdClient {
 
   /** Status of one member, asked at its own endpoint. */
   async status(endpoint: string, timeoutMs?: number): Promise<z.infer<typeof StatusResponse>> {
-    return this.callAt(normaliseEndpoint(endpoint), "/v3/maintenance/status", {}, StatusResponse, timeoutMs ?? this.requestTimeoutMs, true);
+    // etcd answers status without a token (auth or not), so a member's health never waits on one
+    return this.callAt(normaliseEndpoint(endpoint), "/v3/maintenance/status", {}, StatusResponse, timeoutMs ?? this.requestTimeoutMs, JSON_HEADERS);
   }
 
   async memberList(): Promise<z.infer<typeof MemberListResponse>> {
@@ -309,7 +311,11 @@ export class EtcdClient {
 
   /** POST to the preferred endpoint, moving on to the next one when it does not answer. */
   async call<S extends z.ZodType>(path: string, body: unknown, schema: S, timeoutMs?: number): Promise<z.infer<S>> {
-    const once = () => this.rotate((endpoint) => this.callAt(endpoint, path, body, schema, timeoutMs ?? this.requestTimeoutMs, true));
+    // the token (if any) is fetched once per attempt, not per endpoint tried
+    const once = async () => {
+      const headers = await this.requestHeaders();
+      return this.rotate((endpoint) => this.callAt(endpoint, path, body, schema, timeoutMs ?? this.requestTimeoutMs, headers));
+    };
     try {
       return await once();
     } catch (e) {
@@ -337,10 +343,9 @@ export class EtcdClient {
     throw last ?? new EtcdError("etcd: no endpoint answered", null);
   }
 
-  private async callAt<S extends z.ZodType>(endpoint: string, path: string, body: unknown, schema: S, timeoutMs: number, withAuth: boolean): Promise<z.infer<S>> {
+  private async callAt<S extends z.ZodType>(endpoint: string, path: string, body: unknown, schema: S, timeoutMs: number, headers: Record<string, string>): Promise<z.infer<S>> {
     let res: Response;
     let text: string;
-    const headers = withAuth ? await this.requestHeaders() : { "content-type": "application/json" };
     try {
       res = await fetch(endpoint + path, {
         method: "POST",
@@ -372,7 +377,7 @@ export class EtcdClient {
       if (code === GrpcCode.PERMISSION_DENIED) {
         throw new EtcdError(`etcd ${endpoint}${path}: ${msg}: etcd user ${this.security.user ?? "(none)"} needs readwrite on the cluster's prefix (etcdctl role grant-permission ROLE --prefix=true readwrite /pf/)`, code);
       }
-      if (code === GrpcCode.UNAUTHENTICATED && withAuth) this.dropToken(String((headers as Record<string, string>).authorization ?? ""));
+      if (code === GrpcCode.UNAUTHENTICATED && headers.authorization !== undefined) this.dropToken(headers.authorization);
       if (code === GrpcCode.INVALID_ARGUMENT && /user name is empty/.test(msg)) {
         throw new EtcdError(`etcd ${endpoint}${path}: ${msg}: this etcd has auth enabled; give mdm.etcd.user and mdm.etcd.password`, code);
       }
