@@ -199,9 +199,10 @@ hosts:
   expect(() => parseClusterConfig(base(`{ endpoints: [https://127.0.0.1:2379], password: x }`), "sec.yaml")).toThrow("needs its user");
 });
 
-test("pf up with mdm.etcd TLS + auth: the MDM bootstraps the cluster in the secured etcd and leads; the etcd password is not in its argv", async () => {
+test("pf up with mdm.etcd TLS + auth: the MDM bootstraps the cluster in the secured etcd and leads; the etcd password is not in its argv; kill -9 of it, and the standby takes over through the secured etcd", async () => {
   const port = await freePort();
   const addr = "127.0.0.21";
+  const addr2 = "127.0.0.23";
   const dataDir = join(dir, "m1");
   const yaml = `
 cluster: { name: sec${process.pid}, secret: sec-secret-0123456789abcdef, adminPassword: sec-admin-pw }
@@ -211,6 +212,7 @@ mdm:
   etcd: { endpoints: [${endpoint}], cacert: ${files.ca}, cert: ${files.cert}, key: ${files.key}, user: ${USER}, password: ${PASSWORD} }
 hosts:
   - { name: m1, address: ${addr}, mdm: true }
+  - { name: m2, address: ${addr2}, mdm: true }
 protectionDomains:
   - { name: pd1, storagePools: [{ name: sp1 }] }
 `;
@@ -233,7 +235,32 @@ protectionDomains:
   expect(argv).toContain("--etcd-user");
   expect(argv.join(" ")).not.toContain(PASSWORD);
   expect(readFileSync(`/proc/${m![1]}/environ`, "utf8").split("\0")).toContain(`PF_ETCD_PASSWORD=${PASSWORD}`);
-}, 90_000);
+  // a second MDM follows by watch (with its token) as a standby, and takes over after kill -9
+  await upUntilUp(file, "m2", join(dir, "m2"));
+  const ca = readFileSync(join(dataDir, "mdm", "tls", "ca.pem"), "utf8");
+  const roleOf = async (a: string) => {
+    try {
+      return (await (await fetch(`https://${a}:${port}/api/pf/mdmRole`, { tls: { ca }, signal: AbortSignal.timeout(500) } as RequestInit)).json()) as { role: string; term: number };
+    } catch {
+      return null;
+    }
+  };
+  // (m2's pf up is "up" once any MDM of the list answers: wait for m2's own MDM)
+  const standbyBy = Date.now() + 30_000;
+  while ((await roleOf(addr2))?.role !== "standby" && Date.now() < standbyBy) await Bun.sleep(100);
+  expect((await roleOf(addr2))?.role).toBe("standby");
+  const killedAt = performance.now();
+  process.kill(Number(m![1]), "SIGKILL");
+  let next: { role: string; term: number } | null = null;
+  while (performance.now() - killedAt < 10_000) {
+    next = await roleOf(addr2);
+    if (next?.role === "leader") break;
+    await Bun.sleep(50);
+  }
+  expect(next?.role).toBe("leader");
+  expect(next!.term).toBeGreaterThan(role.term);
+  process.stderr.write(`secured etcd: kill -9 of m1 -> m2 leads ${Math.round(performance.now() - killedAt)} ms later (term ${role.term} -> ${next!.term})\n`);
+}, 120_000);
 
 test("pf up's embedded etcd over TLS: the member serves https with client-certificate auth only, and the MDM leads through it", async () => {
   const addr = "127.0.0.22";
