@@ -89,19 +89,19 @@ export async function applyClusterObjects(ep: MdmEndpoint, config: ClusterConfig
 /**
  * Create an object unless it exists. An SDS that joins meanwhile (its host was started at the same
  * time) creates the protection domain, pool and fault set it names, so a create may meet
- * ALREADY_EXISTS between our list and our create: then the object made by the other side is used.
+ * ALREADY_EXISTS between our look-up and our create: then the object made by the other side is used.
  */
-async function findOrCreate<T extends { id: string }>(find: () => Promise<T | undefined>, make: () => Promise<string>, what: string): Promise<{ obj: T | { id: string }; created: boolean }> {
+async function findOrCreate<T extends { id: string }>(find: () => Promise<T | undefined>, make: () => Promise<string>, what: string): Promise<{ created: true; id: string } | { created: false; obj: T }> {
   const found = await find();
-  if (found) return { obj: found, created: false };
+  if (found) return { created: false, obj: found };
   try {
-    return { obj: { id: await make() }, created: true };
+    return { created: true, id: await make() };
   } catch (e) {
     if (!isPfError(e) || e.code !== "ALREADY_EXISTS") throw e;
     const raced = await find();
     if (!raced) throw e;
     consola.info(`pf up: ${what} was created meanwhile by a joining SDS (${raced.id}); using it`);
-    return { obj: raced, created: false };
+    return { created: false, obj: raced };
   }
 }
 
@@ -112,25 +112,19 @@ async function applyStructure(ep: MdmEndpoint, config: ClusterConfig): Promise<v
       async () => (await create(ep, "ProtectionDomain", { name: pd.name })).id,
       `protection domain ${pd.name}`,
     );
-    const pdObj = pdRes.obj;
-    if (pdRes.created) consola.info(`pf up: created protection domain ${pd.name} (${pdObj.id})`);
+    const pdId = pdRes.created ? pdRes.id : pdRes.obj.id;
+    if (pdRes.created) consola.info(`pf up: created protection domain ${pd.name} (${pdId})`);
     for (const fs of pd.faultSets) {
       const r = await findOrCreate(
-        async () => (await list(ep, "FaultSet", PoolObj)).find((f) => f.protectionDomainId === pdObj.id && f.name === fs),
-        async () => (await create(ep, "FaultSet", { protectionDomainId: pdObj.id, name: fs })).id,
+        async () => (await list(ep, "FaultSet", PoolObj)).find((f) => f.protectionDomainId === pdId && f.name === fs),
+        async () => (await create(ep, "FaultSet", { protectionDomainId: pdId, name: fs })).id,
         `fault set ${pd.name}/${fs}`,
       );
-      if (r.created) consola.info(`pf up: created fault set ${pd.name}/${fs} (${r.obj.id})`);
+      if (r.created) consola.info(`pf up: created fault set ${pd.name}/${fs} (${r.id})`);
     }
-    const pools = (await list(ep, "StoragePool", PoolObj)).filter((p) => p.protectionDomainId === pdObj.id);
     for (const p of pd.storagePools) {
-      const existing = pools.find((x) => x.name === p.name);
-      if (existing !== undefined) {
-        await reconcilePool(ep, pd.name, p, existing);
-        continue;
-      }
       const body = {
-        protectionDomainId: pdObj.id,
+        protectionDomainId: pdId,
         name: p.name,
         sparePercentage: p.sparePercentage,
         extentSizeInKb: kb(p.extentSize),
@@ -138,8 +132,13 @@ async function applyStructure(ep: MdmEndpoint, config: ClusterConfig): Promise<v
         rebuildRateLimitInKbps: p.rebuildRateLimit === undefined ? undefined : Math.ceil(p.rebuildRateLimit / 1024),
         writeCache: p.writeCache,
       };
-      const { id } = await createPool(ep, pdObj.id, pd.name, p, async () => (await create(ep, "StoragePool", body)).id);
-      if (id !== null) consola.info(`pf up: created storage pool ${pd.name}/${p.name} (${id})`);
+      const r = await findOrCreate(
+        async () => (await list(ep, "StoragePool", PoolObj)).find((x) => x.protectionDomainId === pdId && x.name === p.name),
+        async () => (await create(ep, "StoragePool", body)).id,
+        `storage pool ${pd.name}/${p.name}`,
+      );
+      if (r.created) consola.info(`pf up: created storage pool ${pd.name}/${p.name} (${r.id})`);
+      else await reconcilePool(ep, pd.name, p, r.obj);
     }
   }
   consola.info(`pf up: topology of ${config.protectionDomains.length} protection domain(s) is in place`);
@@ -147,20 +146,6 @@ async function applyStructure(ep: MdmEndpoint, config: ClusterConfig): Promise<v
 
 type PoolSpec = ClusterConfig["protectionDomains"][number]["storagePools"][number];
 type PoolRow = z.infer<typeof PoolObj>;
-
-/** Create the pool; when a joining SDS made it meanwhile, reconcile that one instead (null). */
-async function createPool(ep: MdmEndpoint, pdId: string, pdName: string, p: PoolSpec, make: () => Promise<string>): Promise<{ id: string | null }> {
-  try {
-    return { id: await make() };
-  } catch (e) {
-    if (!isPfError(e) || e.code !== "ALREADY_EXISTS") throw e;
-    const raced = (await list(ep, "StoragePool", PoolObj)).find((x) => x.protectionDomainId === pdId && x.name === p.name);
-    if (!raced) throw e;
-    consola.info(`pf up: storage pool ${pdName}/${p.name} was created meanwhile by a joining SDS (${raced.id}); using it`);
-    await reconcilePool(ep, pdName, p, raced);
-    return { id: null };
-  }
-}
 
 /**
  * An existing pool: the file's writeCache, when given, is applied on every start (a live change by
