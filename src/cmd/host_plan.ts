@@ -92,6 +92,8 @@ export interface EtcdMemberPlan {
   /** the binary as the file gives it (mdm.etcd.bin), or "etcd" to look up on PATH */
   bin: string;
   unsafeNoFsync: boolean;
+  /** TLS of the member (mdm.etcd memberCert/memberKey/cacert); clientCertAuth when the MDMs have a client certificate */
+  tls: { certFile: string; keyFile: string; caFile: string; clientCertAuth: boolean } | null;
 }
 
 function planEtcd(config: ClusterConfig, host: HostConfig, dataDir: string): EtcdMemberPlan | null {
@@ -106,7 +108,14 @@ function planEtcd(config: ClusterConfig, host: HostConfig, dataDir: string): Etc
     clusterToken: `pf-${config.mdm.etcd?.clusterName ?? config.cluster.name}`,
     bin: config.mdm.etcd?.bin ?? "etcd",
     unsafeNoFsync: config.mdm.etcd?.unsafeNoFsync === true,
+    tls: etcdMemberTls(config),
   };
+}
+
+function etcdMemberTls(config: ClusterConfig): EtcdMemberPlan["tls"] {
+  const e = config.mdm.etcd;
+  if (e?.memberCert === undefined || e.memberKey === undefined || e.cacert === undefined) return null;
+  return { certFile: e.memberCert, keyFile: e.memberKey, caFile: e.cacert, clientCertAuth: e.cert !== undefined };
 }
 
 export function devicePath(dataDir: string, path: string): string {

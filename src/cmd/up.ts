@@ -108,9 +108,19 @@ async function up(plan: HostPlan): Promise<void> {
       if (config.mdm.stallTimeout !== undefined) mdmArgs.push("--stall-timeout-ms", String(config.mdm.stallTimeout));
       if (config.mdm.alerts?.webhook) mdmArgs.push("--alert-webhook", config.mdm.alerts.webhook);
       const etcd = config.mdm.etcd;
-      if (etcd) mdmArgs.push("--etcd-endpoints", etcdEndpointsOf(config).join(","), "--cluster-name", etcd.clusterName ?? config.cluster.name, "--name", host.name);
+      const mdmEnv: Record<string, string> = {};
+      if (etcd) {
+        mdmArgs.push("--etcd-endpoints", etcdEndpointsOf(config).join(","), "--cluster-name", etcd.clusterName ?? config.cluster.name, "--name", host.name);
+        if (etcd.cacert) mdmArgs.push("--etcd-cacert", etcd.cacert);
+        if (etcd.cert && etcd.key) mdmArgs.push("--etcd-cert", etcd.cert, "--etcd-key", etcd.key);
+        if (etcd.user) mdmArgs.push("--etcd-user", etcd.user);
+        // the password goes by environment, not argv (argv is world-readable in /proc)
+        const etcdPassword = etcd.password ?? process.env.PF_ETCD_PASSWORD;
+        if (etcd.user && etcdPassword) mdmEnv.PF_ETCD_PASSWORD = etcdPassword;
+      }
       const given = givenAdminPassword(config.cluster.adminPassword);
-      sup.start("mdm", mdmArgs, given ? { PF_ADMIN_PASSWORD: given } : {});
+      if (given) mdmEnv.PF_ADMIN_PASSWORD = given;
+      sup.start("mdm", mdmArgs, mdmEnv);
     }
     const ep: MdmEndpoint = { url: mdmUrl, clusterSecret: secret };
     await waitForMdm(ep, plan, () => sup.failure());

@@ -5,9 +5,10 @@
 // auto-compaction. The members of one file form one static cluster (--initial-cluster from the
 // file, token = the pf cluster's name); a restart reuses the data dir (etcd then ignores the
 // initial-cluster flags). A missing or too old etcd is refused before anything starts, naming
-// what to install.
+// what to install. With mdm.etcd memberCert/memberKey (and cacert) the member serves clients and
+// peers over TLS with that certificate, and asks for client certificates when the MDMs have one.
 
-import { accessSync, constants, existsSync } from "node:fs";
+import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import { PfError } from "../proto/errors.ts";
 import type { EtcdMemberPlan, HostPlan } from "./host_plan.ts";
 
@@ -41,6 +42,20 @@ export function resolveEtcdBinary(plan: HostPlan, etcd: EtcdMemberPlan): string 
   return bin;
 }
 
+/** The member's TLS files (mdm.etcd memberCert, memberKey, cacert) must be readable PEM files. */
+export function checkEtcdMemberTls(plan: HostPlan, etcd: EtcdMemberPlan): void {
+  if (etcd.tls === null) return;
+  for (const [file, field] of [[etcd.tls.certFile, "memberCert"], [etcd.tls.keyFile, "memberKey"], [etcd.tls.caFile, "cacert"]] as const) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (e) {
+      throw new PfError("NOT_FOUND", `${plan.fileName}: mdm.etcd.${field} ${file} cannot be read on host ${plan.host.name} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); put this host's file there`);
+    }
+    if (!text.includes("-----BEGIN ")) throw new PfError("BAD_REQUEST", `${plan.fileName}: mdm.etcd.${field} ${file} is not a PEM file`);
+  }
+}
+
 /** The etcd command line of this host's member. */
 export function etcdArgv(bin: string, etcd: EtcdMemberPlan): string[] {
   return [
@@ -62,5 +77,21 @@ export function etcdArgv(bin: string, etcd: EtcdMemberPlan): string[] {
     "--log-level", "warn",
     "--log-outputs", "stderr",
     ...(etcd.unsafeNoFsync ? ["--unsafe-no-fsync"] : []),
+    ...tlsArgs(etcd.tls),
+  ];
+}
+
+/** Client and peer TLS of the member: one certificate for both (serverAuth + clientAuth). */
+function tlsArgs(tls: EtcdMemberPlan["tls"]): string[] {
+  if (tls === null) return [];
+  return [
+    "--cert-file", tls.certFile,
+    "--key-file", tls.keyFile,
+    "--trusted-ca-file", tls.caFile,
+    ...(tls.clientCertAuth ? ["--client-cert-auth"] : []),
+    "--peer-cert-file", tls.certFile,
+    "--peer-key-file", tls.keyFile,
+    "--peer-trusted-ca-file", tls.caFile,
+    "--peer-client-cert-auth",
   ];
 }

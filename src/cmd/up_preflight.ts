@@ -19,7 +19,9 @@ export async function preflightUp(plan: HostPlan): Promise<void> {
   requireDevicesOutsideRoleDirs(plan);
   if (plan.etcd) {
     // loaded only when the file asks for etcd (test/tidy.test.ts: sqlite mode reaches no etcd module)
-    (await import("./up_etcd.ts")).resolveEtcdBinary(plan, plan.etcd);
+    const upEtcd = await import("./up_etcd.ts");
+    upEtcd.resolveEtcdBinary(plan, plan.etcd);
+    upEtcd.checkEtcdMemberTls(plan, plan.etcd);
     const clash = [plan.mdmDir, ...plan.devices.map((d) => resolve(d.path))].find((p) => p === plan.etcd!.dataDir || p.startsWith(plan.etcd!.dataDir + "/"));
     if (clash !== undefined) throw new PfError("BAD_REQUEST", `${clash} lies in ${plan.etcd.dataDir}, which pf up keeps for the etcd member; give another path`);
   }

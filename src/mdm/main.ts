@@ -20,6 +20,7 @@ import { recoveryTick } from "./recovery/recovery.ts";
 import { observeTick } from "./observe/observe_tick.ts";
 import { X509Certificate } from "node:crypto";
 import { isWildcardHost, planAdminPassword, resolveClusterSecret, resolveTls } from "./secrets.ts";
+import type { EtcdSecurity } from "../store/etcd_client.ts";
 import type { MdmDb } from "../store/mdm_db.ts";
 import { mkdirSync } from "node:fs";
 import { MDM_MIGRATIONS } from "../store/mdm_migrate.ts";
@@ -58,6 +59,8 @@ export interface MdmOptions {
 
 export interface MdmHaOptions {
   etcdEndpoints: string[];
+  /** TLS (CA, client certificate) and auth (user, password) for etcd */
+  etcdSecurity?: EtcdSecurity;
   /** keys live under /pf/<cluster>/ */
   cluster: string;
   /** this MDM's name in the cluster view */
@@ -223,7 +226,7 @@ async function openHa(opts: MdmOptions, listenHost: string): Promise<HaOpened> {
   if (opts.listenPort === 0) throw new PfError("BAD_REQUEST", "an MDM in HA mode needs a fixed port (other MDMs and clients are told its URL)");
   if (isWildcardHost(listenHost)) throw new PfError("BAD_REQUEST", `an MDM in HA mode must listen on its own address, not ${listenHost} (clients are told that address)`);
   const setup = await import("./ha/etcd_setup.ts");
-  const identity = await setup.resolveHaIdentity(ha.etcdEndpoints, ha.cluster, opts.clusterSecret ?? (process.env.PF_CLUSTER_SECRET || undefined));
+  const identity = await setup.resolveHaIdentity(ha.etcdEndpoints, ha.cluster, opts.clusterSecret ?? (process.env.PF_CLUSTER_SECRET || undefined), ha.etcdSecurity);
   const custom = opts.tlsCertFile !== undefined || opts.tlsKeyFile !== undefined;
   const tls = opts.plainHttp ? null : custom ? resolveTls(opts.dataDir, listenHost, { certFile: opts.tlsCertFile, keyFile: opts.tlsKeyFile }) : setup.issueMdmCert(opts.dataDir, [listenHost], ha.name, identity);
   const url = `${tls ? "https" : "http"}://${urlHost(listenHost)}:${opts.listenPort}`;
@@ -233,6 +236,6 @@ async function openHa(opts: MdmOptions, listenHost: string): Promise<HaOpened> {
     clusterSecret: identity.clusterSecret,
     tls,
     openMeta: (store) =>
-      setup.EtcdMetaStore.open({ sqlite: store.sqlite, endpoints: ha.etcdEndpoints, cluster: ha.cluster, mdmId, name: ha.name, url, schemaVersion, timing: ha.timing }),
+      setup.EtcdMetaStore.open({ sqlite: store.sqlite, endpoints: ha.etcdEndpoints, security: ha.etcdSecurity, cluster: ha.cluster, mdmId, name: ha.name, url, schemaVersion, timing: ha.timing }),
   };
 }

@@ -160,6 +160,21 @@ export const ClusterConfig = z
             bin: z.string().min(1).optional(), // the etcd binary (default: etcd on PATH)
             // tests only: etcd skips fsync (a power cut can lose or corrupt its data)
             unsafeNoFsync: z.boolean().optional(),
+            // TLS to an external etcd (https:// endpoints): the CA of the members' server
+            // certificates (etcdctl --cacert), and a client certificate + key for etcd's
+            // --client-cert-auth (its subject without a CN: etcd's JSON gateway refuses a CN)
+            cacert: z.string().min(1).optional(),
+            cert: z.string().min(1).optional(),
+            key: z.string().min(1).optional(),
+            // etcd auth (etcdctl auth enable): a user whose role has readwrite on /pf/<clusterName>/
+            user: z.string().min(1).optional(),
+            password: z.string().min(1).optional(), // or PF_ETCD_PASSWORD in pf up's environment
+            // embedded etcd over TLS: each etcd host's member certificate and key for its own
+            // address (the same path on every host; serverAuth + clientAuth, signed by cacert):
+            // clients and peers then speak https, and with cert/key the members demand a client
+            // certificate (--client-cert-auth, --peer-client-cert-auth)
+            memberCert: z.string().min(1).optional(),
+            memberKey: z.string().min(1).optional(),
           })
           .optional(),
       })
@@ -184,6 +199,18 @@ export const ClusterConfig = z
       const n = c.hosts.filter((h) => h.etcd ?? h.mdm).length;
       if (n % 2 === 0) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "embedded"], message: `embedded etcd needs an odd number of members (1, 3 or 5), found ${n}: add etcd: true to a host without an MDM (a tie-breaker) or etcd: false to one MDM host` });
       if (etcd.clientPort !== undefined && etcd.clientPort === etcd.peerPort) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "peerPort"], message: "the etcd peer port must differ from its client port" });
+    }
+    if (etcd !== undefined) {
+      const tls = etcd.cacert !== undefined || etcd.cert !== undefined;
+      if ((etcd.cert === undefined) !== (etcd.key === undefined)) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", etcd.cert === undefined ? "cert" : "key"], message: "an etcd client certificate needs both cert and key" });
+      if (etcd.password !== undefined && etcd.user === undefined) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "user"], message: "an etcd password needs its user" });
+      const member = etcd.memberCert !== undefined || etcd.memberKey !== undefined;
+      if ((etcd.memberCert === undefined) !== (etcd.memberKey === undefined)) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", etcd.memberCert === undefined ? "memberCert" : "memberKey"], message: "an embedded etcd member's certificate needs both memberCert and memberKey" });
+      if (member && etcd.embedded !== true) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "memberCert"], message: "memberCert/memberKey are for pf up's embedded etcd (embedded: true); an external etcd has its own certificates" });
+      if (member && etcd.cacert === undefined) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "cacert"], message: "an embedded etcd over TLS needs cacert: the CA that signed every memberCert (the MDMs and the peers verify with it)" });
+      if (tls && etcd.embedded === true && !member) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "embedded"], message: "pf up's embedded etcd serves plain http unless memberCert and memberKey give each member its certificate: add them, or run etcd yourself and list its https endpoints" });
+      const plain = (etcd.endpoints ?? []).filter((e) => !e.startsWith("https://"));
+      if (tls && plain.length > 0) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "endpoints"], message: `with etcd TLS (cacert, cert) every endpoint must be https://; ${plain.join(", ")} is not` });
     }
     if (c.mdm.etcd !== undefined) {
       if (mdmHosts.length === 0) ctx.addIssue({ code: "custom", path: ["hosts"], message: "with mdm.etcd, at least one host must have mdm: true" });
@@ -251,9 +278,10 @@ function urlHost(addr: string): string {
 /** An embedded member's client and peer URLs. */
 export function etcdMemberUrls(c: ClusterConfig, host: { address: string }): { clientUrl: string; peerUrl: string } {
   const e = c.mdm.etcd;
+  const scheme = e?.memberCert !== undefined ? "https" : "http";
   return {
-    clientUrl: `http://${urlHost(host.address)}:${e?.clientPort ?? DEFAULT_ETCD_CLIENT_PORT}`,
-    peerUrl: `http://${urlHost(host.address)}:${e?.peerPort ?? DEFAULT_ETCD_PEER_PORT}`,
+    clientUrl: `${scheme}://${urlHost(host.address)}:${e?.clientPort ?? DEFAULT_ETCD_CLIENT_PORT}`,
+    peerUrl: `${scheme}://${urlHost(host.address)}:${e?.peerPort ?? DEFAULT_ETCD_PEER_PORT}`,
   };
 }
 

@@ -20,7 +20,7 @@
 import type { Database } from "bun:sqlite";
 import { consola } from "consola";
 import { PfError } from "../../proto/errors.ts";
-import { EtcdClient, type TxnOp } from "../../store/etcd_client.ts";
+import { EtcdClient, type EtcdSecurity, type TxnOp } from "../../store/etcd_client.ts";
 import type { WatchedEvent } from "../../store/etcd_watch.ts";
 import {
   disableCapture,
@@ -59,6 +59,8 @@ const HANDOVER_NEW_LEADER_MS = 10_000;
 export interface EtcdMetaStoreOptions {
   sqlite: Database;
   endpoints: string[];
+  /** TLS and auth for a secured etcd (mdm.etcd cacert/cert/key/user/password) */
+  security?: EtcdSecurity;
   /** cluster name: keys live under /pf/<cluster>/ */
   cluster: string;
   mdmId: string;
@@ -125,7 +127,7 @@ export class EtcdMetaStore implements MdmMetaStore {
   private constructor(private readonly o: EtcdMetaStoreOptions) {
     this.mdmId = o.mdmId;
     this.keys = new EtcdKeys(o.cluster);
-    this.client = new EtcdClient({ endpoints: o.endpoints });
+    this.client = new EtcdClient({ endpoints: o.endpoints, security: o.security });
     ensureHaTables(o.sqlite);
     this.tables = replicatedTables(o.sqlite);
     this.tableMap = new Map(this.tables.map((t) => [t.name, t]));
