@@ -72,16 +72,19 @@ export function refuseInsecureTlsEnv(): void {
   }
 }
 
-/** A node's data-plane TLS key, made once in its data dir (mode 0600), and its public key PEM. */
-export function loadOrMakeNodeKey(dataDir: string): { keyPem: string; publicKeyPem: string } {
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const file = join(dataDir, KEY_FILE);
+/**
+ * A node's data-plane TLS key, made once in its data dir (mode 0600; no data dir: a new one per
+ * process, which is fine: the certificate is issued again at every join), and its public key PEM.
+ */
+export function loadOrMakeNodeKey(dataDir: string | undefined): { keyPem: string; publicKeyPem: string } {
+  if (dataDir !== undefined) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const file = dataDir === undefined ? null : join(dataDir, KEY_FILE);
   let keyPem: string;
-  if (existsSync(file)) keyPem = readFileSync(file, "utf8");
+  if (file !== null && existsSync(file)) keyPem = readFileSync(file, "utf8");
   else {
     const { privateKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
     keyPem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
-    writeFileSync(file, keyPem, { mode: 0o600 });
+    if (file !== null) writeFileSync(file, keyPem, { mode: 0o600 });
   }
   const publicKeyPem = createPublicKey(createPrivateKey(keyPem)).export({ type: "spki", format: "pem" }).toString();
   return { keyPem, publicKeyPem };
@@ -180,4 +183,36 @@ export function agreeOnTls(who: string, flag: boolean | undefined, mdmRequires: 
     );
   }
   return mdmRequires;
+}
+
+/** The MDM's side: the CA it signs node certificates with, and its own client material. */
+export interface DataPlaneAuthority {
+  ca: SelfSignedCert;
+  /** the MDM's client certificate (role mdm, the system id) for its own data-plane pool */
+  self: DataPlaneTlsMaterial;
+}
+
+/** Make the MDM's authority from its CA (issuing its own client certificate in memory). */
+export function authorityFrom(ca: SelfSignedCert, systemId: string): DataPlaneAuthority {
+  const self: NodeIdentity = { role: NodeRole.MDM, nodeId: systemId };
+  const made = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+  const keyPem = made.privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+  const publicKeyPem = made.publicKey.export({ type: "spki", format: "pem" }).toString();
+  return { ca, self: materialFrom(ca.certPem, issueNodeCert(ca, self, publicKeyPem), keyPem, self) };
+}
+
+/**
+ * After a join: agree with the MDM on TLS (agreeOnTls) and, when on, the node's material from
+ * the answer. null: the data plane runs without TLS.
+ */
+export function tlsAfterJoin(
+  who: string,
+  flag: boolean | undefined,
+  answer: { required: boolean; caPem?: string; certPem?: string },
+  key: { keyPem: string },
+  self: NodeIdentity,
+): DataPlaneTlsMaterial | null {
+  if (!agreeOnTls(who, flag, answer.required)) return null;
+  refuseInsecureTlsEnv();
+  return materialFrom(answer.caPem!, answer.certPem!, key.keyPem, self);
 }
