@@ -51,10 +51,13 @@ function spread(xs: number[]): string {
 
 async function main(): Promise<void> {
   const spec = { deviceSize: "1GiB", extentSize: "64MiB", granularity: "1GiB", volumes: [{ name: "bench", size: "1GiB" }] };
+  // one after the other: ports are picked free when a cluster is created, so the second is
+  // created only once the first holds its own
   const plain = await TestCluster.create(spec);
-  const tls = await TestCluster.create({ ...spec, topYaml: "dataPlane: { tls: true }" });
+  let tls: TestCluster | null = null;
   try {
     await plain.start();
+    tls = await TestCluster.create({ ...spec, topYaml: "dataPlane: { tls: true }" });
     await tls.start();
     if (!tls.output.includes("data-plane TLS on")) throw new Error("the TLS cluster did not say data-plane TLS is on");
     // fill both (first writes allocate thin chunks; reads then read data)
@@ -78,7 +81,7 @@ async function main(): Promise<void> {
     for (const r of rows) out(r);
   } finally {
     await plain.destroy();
-    await tls.destroy();
+    await tls?.destroy();
   }
 }
 
