@@ -16,6 +16,7 @@ import { generateSelfSignedCert, type SelfSignedCert } from "../src/proto/tls_ce
 import { startSdsCore, type SdsCore } from "../src/sds/sds_core.ts";
 import { MDM_ID, MiB, SDC_ID, TestGrants, Vol, applyAll, credentialsOf, deviceIdOf, pattern, sdsIdOf, tmpDir } from "./sds_harness.ts";
 import { recorder } from "./helpers/tcp_recorder.ts";
+import { frame, helloPayload, rawConnect } from "./helpers/dataplane_raw.ts";
 import { RefusalLog } from "../src/sds/refusal_log.ts";
 
 /** Every refusal logged with its reason (the server's own log mutes repeats for 5 s). */
@@ -210,4 +211,22 @@ test("a capture of a whole TLS session holds no plaintext of the written data an
   expect(capture.includes(marker.subarray(3, 11))).toBe(false);
   // the capture is TLS: its first byte is a TLS handshake record (0x16), not a pf frame
   expect(capture[0]).toBe(0x16);
+});
+
+test("a plaintext connection opened before the SDS learnt TLS is required is never served", async () => {
+  const d = join(dir, "sds-late");
+  fs.mkdirSync(d, { recursive: true });
+  // an SDS that listens in plaintext first (as runSds does before its join), then gets TLS
+  const late = startSdsCore({ sdsId: sdsIdOf(2), mdmId: MDM_ID, dataDir: d, host: "127.0.0.1", port: 0, devices: [{ deviceId: deviceIdOf(2), path: join(d, "dev0.img"), sizeBytes: 16 * MiB }] });
+  try {
+    const raw = await rawConnect(late.port);
+    late.server.setTls(material(ca, sds(2), "sds2"));
+    raw.sock.write(frame({ opcode: Op.HELLO, requestId: 0 }, helloPayload(NodeRole.SDC, SDC_ID)));
+    const reply = await raw.next();
+    expect(reply.header.status).toBe(Status.UNAUTHORIZED);
+    await Promise.race([raw.closed, Bun.sleep(2000)]);
+    expect(raw.isClosed()).toBe(true);
+  } finally {
+    await late.stop();
+  }
 });

@@ -383,6 +383,11 @@ class ServerConnection implements RequestConn {
 
   private handshakeFrame(f: Frame): boolean {
     const h = f.header;
+    // accepted in plaintext before this SDS learnt (at join) that TLS is required: never served
+    if (this.tlsPeer === null && this.server.tlsRequired) {
+      this.refuse(h, Status.UNAUTHORIZED, "plaintext connection, but data-plane TLS is required (it was opened before this SDS joined)");
+      return false;
+    }
     const step = this.handshake!.onFrame(h, f.payload);
     h.flags = Flag.REPLY;
     switch (step.kind) {
