@@ -230,3 +230,14 @@ test("a plaintext connection opened before the SDS learnt TLS is required is nev
     await late.stop();
   }
 });
+
+test("cluster YAML: dataPlane.tls defaults to off, true turns it on, unknown keys are named", async () => {
+  const { parseClusterConfig } = await import("../src/proto/cluster_config.ts");
+  const base = "hosts:\n  - { name: a, address: 127.0.0.1, mdm: true }\n";
+  expect(parseClusterConfig(base, "c.yaml").dataPlane.tls).toBe(false);
+  expect(parseClusterConfig(`dataPlane: { tls: true }\n${base}`, "c.yaml").dataPlane.tls).toBe(true);
+  expect(() => parseClusterConfig(`dataPlane: { tls: yes-please }\n${base}`, "c.yaml")).toThrow(/c.yaml:1: dataPlane.tls/);
+  expect(() => parseClusterConfig(`dataPlane: { tsl: true }\n${base}`, "c.yaml")).toThrow(/dataPlane/);
+  const three = parseClusterConfig(fs.readFileSync(join(import.meta.dir, "..", "configs", "three-hosts.yaml"), "utf8"), "three-hosts.yaml");
+  expect(three.dataPlane.tls).toBe(false);
+});
