@@ -226,6 +226,8 @@ export const SdsAssignmentsResponse = z.object({
   term,
   mapVersion: z.number().int().nonnegative(),
   dataPlane: SdsDataPlaneKeys,
+  /** the MDM runs the data plane in TLS (a node started otherwise logs the drift: dataplane_tls.ts) */
+  dataPlaneTls: z.boolean().default(false),
   /** copy throttle for this SDS (bytes/s over all its copies; 0 = unlimited) */
   rebuildRateBytesPerSec: z.number().int().nonnegative().default(0),
   extentSizeBytesByVolume: z.record(id16, z.number().int().positive()),
@@ -293,6 +295,8 @@ export const SdcMapsResponse = z.object({
   mapVersion: z.number().int().nonnegative(),
   /** this SDC's node keys (they change when the MDM rotates its master key) */
   nodeKeys: keyList,
+  /** the MDM runs the data plane in TLS (a node started otherwise logs the drift: dataplane_tls.ts) */
+  dataPlaneTls: z.boolean().default(false),
   volumes: z.array(VolumeMap),
   sds: z.array(SdsAddress),
 });

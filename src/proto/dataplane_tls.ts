@@ -23,6 +23,7 @@
 import { constants, createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { consola } from "consola";
 import { NodeRole, roleName } from "./dataplane_auth.ts";
 import { PfError } from "./errors.ts";
 import { generateSignedCert, type SelfSignedCert } from "./tls_cert.ts";
@@ -90,8 +91,8 @@ export function loadOrMakeNodeKey(dataDir: string | undefined): { keyPem: string
   return { keyPem, publicKeyPem };
 }
 
-/** The MDM side: sign a node certificate for a public key the node made. */
-export function issueNodeCert(ca: SelfSignedCert, id: NodeIdentity, publicKeyPem: string, now: Date = new Date()): string {
+/** A node's public key as sent with its join: a PfError (BAD_REQUEST) naming what is wrong. */
+export function checkNodePublicKey(publicKeyPem: string): void {
   let key;
   try {
     key = createPublicKey(publicKeyPem);
@@ -101,6 +102,11 @@ export function issueNodeCert(ca: SelfSignedCert, id: NodeIdentity, publicKeyPem
   if (key.asymmetricKeyType !== "ec" && key.asymmetricKeyType !== "ed25519" && key.asymmetricKeyType !== "rsa") {
     throw new PfError("BAD_REQUEST", `data-plane TLS: a ${key.asymmetricKeyType} key cannot get a certificate (use EC P-256)`);
   }
+}
+
+/** The MDM side: sign a node certificate for a public key the node made. */
+export function issueNodeCert(ca: SelfSignedCert, id: NodeIdentity, publicKeyPem: string, now: Date = new Date()): string {
+  checkNodePublicKey(publicKeyPem);
   return generateSignedCert({ commonName: `pf-dp ${roleName(id.role)} ${id.nodeId}`, hosts: [identityName(id)], issuer: ca, validDays: NODE_CERT_DAYS, now, publicKeyPem }).certPem;
 }
 
@@ -215,4 +221,33 @@ export function tlsAfterJoin(
   if (!agreeOnTls(who, flag, answer.required)) return null;
   refuseInsecureTlsEnv();
   return materialFrom(answer.caPem!, answer.certPem!, key.keyPem, self);
+}
+
+const DRIFT_LOG_INTERVAL_MS = 60_000;
+
+/**
+ * A running node whose TLS setting no longer matches the MDM's (the MDM was restarted with the
+ * other one): its connections to nodes that joined since fail, so say why, loudly, once a minute.
+ */
+export class TlsDrift {
+  private lastLogMs = -Infinity;
+  constructor(
+    private readonly who: string,
+    private readonly mine: boolean,
+    private readonly nowMs: () => number = () => performance.now(),
+  ) {}
+
+  /** Compare with what the MDM said now; true when they differ. */
+  check(mdmSays: boolean): boolean {
+    if (mdmSays === this.mine) return false;
+    const now = this.nowMs();
+    if (now - this.lastLogMs >= DRIFT_LOG_INTERVAL_MS) {
+      this.lastLogMs = now;
+      consola.error(
+        `${this.who}: data-plane TLS mismatch (INVALID_STATE): this node runs the data plane ${this.mine ? "in TLS" : "without TLS"} but the MDM now says ${mdmSays ? "TLS is required" : "TLS is off"}; ` +
+          `connections to nodes started since fail: restart this node (it follows the MDM at join)`,
+      );
+    }
+    return true;
+  }
 }

@@ -15,7 +15,7 @@ import { startControlServer, type ControlServer } from "../proto/control_server.
 import { TermGuard } from "../proto/mdm_term.ts";
 import { PfError } from "../proto/errors.ts";
 import { DataPlanePool } from "../proto/dataplane_client.ts";
-import { loadOrMakeNodeKey, refuseInsecureTlsEnv, tlsAfterJoin } from "../proto/dataplane_tls.ts";
+import { TlsDrift, loadOrMakeNodeKey, refuseInsecureTlsEnv, tlsAfterJoin } from "../proto/dataplane_tls.ts";
 import { NodeRole } from "../proto/dataplane_auth.ts";
 import { NodeKeyring, keysFromHex } from "../proto/dataplane_keys.ts";
 import { newIncarnation } from "../proto/io_meter.ts";
@@ -131,6 +131,7 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
       keys,
       grants,
       links: new DataPlanePool({ credentials: keys, grants, ...(dpTls === null ? {} : { tls: () => dpTls }) }),
+      tlsDrift: new TlsDrift(`sdc ${sdcId}`, dpTls !== null),
       onUnexport: (name) => closeExport(name),
       sleep: (ms) => Bun.sleep(ms),
       nowMs: () => performance.now(),

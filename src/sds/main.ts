@@ -41,7 +41,7 @@ import { VOLATILE_CACHE_ENV, VolatileCacheDevice } from "../store/volatile_cache
 import { DataPlaneServer } from "./dataplane_server.ts";
 import { X509Certificate } from "node:crypto";
 import { NodeRole } from "../proto/dataplane_auth.ts";
-import { loadOrMakeNodeKey, refuseInsecureTlsEnv, tlsAfterJoin } from "../proto/dataplane_tls.ts";
+import { TlsDrift, loadOrMakeNodeKey, refuseInsecureTlsEnv, tlsAfterJoin } from "../proto/dataplane_tls.ts";
 import { SdsControl, type MdmLinkState } from "./sds_control.ts";
 import { startSdsCore, type SdsCore } from "./sds_core.ts";
 
@@ -137,7 +137,7 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
       }),
     });
     // per-node calls carry this SDS's token (it gets its data-plane keys with its assignments)
-    const session = new MdmSession({ ...opts.mdm, nodeToken: joined.nodeToken, terms }, core, joined.heartbeatMs, newIncarnation());
+    const session = new MdmSession({ ...opts.mdm, nodeToken: joined.nodeToken, terms }, core, joined.heartbeatMs, newIncarnation(), new TlsDrift(`sds ${opts.name}`, tls !== null));
     control.attach(core, session);
     await session.refreshAssignments();
     await session.firstBeat();
@@ -235,6 +235,7 @@ class MdmSession implements MdmLinkState {
     private readonly heartbeatMs: number,
     /** random per process start: the MDM reads a counter drop under a new one as a restart */
     private readonly incarnation: string,
+    private readonly tlsDrift: TlsDrift,
   ) {
     // a client named a newer epoch than ours (or a peer forwarded one, and waits for us): the MDM
     // has news, ask now instead of at the next beat. Never dropped: a beat in flight, or one sent
@@ -289,6 +290,7 @@ class MdmSession implements MdmLinkState {
     const askedAtMs = this.core.node.clock.nowMs();
     const resp = await clusterRequest(this.mdm, { method: "GET", path: ClusterPaths.sdsAssignments(this.core.sdsId), schema: SdsAssignmentsResponse });
     const before = this.core.node.appliedMapVersion;
+    this.tlsDrift.check(resp.dataPlaneTls);
     this.core.node.applyAssignments(resp, askedAtMs);
     if (resp.mapVersion !== before) consola.debug(`sds ${this.core.sdsId}: applied map version ${resp.mapVersion} (${resp.extents.length} extents)`);
   }

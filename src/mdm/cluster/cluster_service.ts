@@ -344,6 +344,7 @@ export function sdsAssignments(ctx: MdmContext, sdsId: string): SdsAssignmentsRe
     return {
       mapVersion,
       dataPlane: sdsDataPlane(ctx),
+      dataPlaneTls: ctx.dataPlaneTls !== undefined,
       rebuildRateBytesPerSec: rebuildRateOf(ctx, sdsId),
       extentSizeBytesByVolume,
       extents: out,

@@ -8,7 +8,7 @@
 
 import type { DataPlaneTlsAnswer, KeyEntry, SdcMapsResponse, SdsDataPlaneKeys } from "../../proto/cluster_api.ts";
 import { NodeRole, roleName, type NodeKey } from "../../proto/dataplane_auth.ts";
-import { issueNodeCert } from "../../proto/dataplane_tls.ts";
+import { checkNodePublicKey, issueNodeCert } from "../../proto/dataplane_tls.ts";
 import { PfError } from "../../proto/errors.ts";
 import { keyToHex } from "../../proto/dataplane_keys.ts";
 import type { MdmContext } from "../core/context.ts";
@@ -28,7 +28,11 @@ function entries(keys: readonly NodeKey[]): KeyEntry[] {
  * to a cluster it could not talk to).
  */
 export function checkTlsJoin(ctx: MdmContext, role: NodeRole, name: string, tlsPublicKey: string | undefined): void {
-  if (ctx.dataPlaneTls === undefined || tlsPublicKey !== undefined) return;
+  if (ctx.dataPlaneTls === undefined) return;
+  if (tlsPublicKey !== undefined) {
+    checkNodePublicKey(tlsPublicKey);
+    return;
+  }
   throw new PfError(
     "BAD_REQUEST",
     `${roleName(role)} ${name}: this MDM requires TLS on the data plane, and the join carries no TLS public key; upgrade pf on that host and start it with --data-plane-tls`,
@@ -60,8 +64,8 @@ export function sdsDataPlane(ctx: MdmContext): SdsDataPlaneKeys {
  * An SDC's maps with its node keys and a grant per mapped volume; an SDC that restricted SDC
  * mode does not let have volumes gets none (and no grant).
  */
-export function sdcMapsWithAccess(ctx: MdmContext, sdcId: string, maps: Omit<SdcMapsResponse, "nodeKeys">): SdcMapsResponse {
+export function sdcMapsWithAccess(ctx: MdmContext, sdcId: string, maps: Omit<SdcMapsResponse, "nodeKeys" | "dataPlaneTls">): SdcMapsResponse {
   const allowed = sdcMayMap(ctx, getSdc(ctx, sdcId));
   const volumes = allowed ? maps.volumes.map((v) => ({ ...v, grant: mintGrant(ctx, sdcId, v.volumeId, v.accessMode, maps.mapVersion) })) : [];
-  return { ...maps, volumes, nodeKeys: entries(nodeKeysOf(ctx, NodeRole.SDC, sdcId)) };
+  return { ...maps, volumes, nodeKeys: entries(nodeKeysOf(ctx, NodeRole.SDC, sdcId)), dataPlaneTls: ctx.dataPlaneTls !== undefined };
 }
