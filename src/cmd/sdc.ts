@@ -25,6 +25,7 @@ export const sdcCommand = defineCommand({
     "nbd-tls": { type: "string", description: "NBD over TLS: off (default), on (clients choose STARTTLS) or require (refuse every client that does not start TLS)" },
     "nbd-tls-dir": { type: "string", description: "Directory with ca-cert.pem, server-cert.pem, server-key.pem (and optionally ca-key.pem to issue the server certificate); default DATA_DIR/nbd-tls, made with a new CA when empty" },
     "nbd-tls-verify-peer": { type: "boolean", description: "With --nbd-tls: clients must present a certificate signed by ca-cert.pem" },
+    "data-plane-tls": { type: "boolean", description: "Expect TLS to the SDSs on (--data-plane-tls) or off (--no-data-plane-tls); a different answer from the MDM stops the SDC (absent: as the MDM says)" },
     control: { type: "string", description: `HOST:PORT of the plain-HTTP control port: /health /metrics /status (default: the NBD host, NBD port + 1000, e.g. ${DEFAULT_SDC_CONTROL_PORT}; none = off)` },
     ...logArgs,
   },
@@ -55,6 +56,7 @@ export const sdcCommand = defineCommand({
         version: PF_VERSION,
         control,
         nbdTls: { mode: tlsMode ?? "off", explicit: tlsMode !== undefined, dir: tlsDir, verifyPeer: args["nbd-tls-verify-peer"] === true },
+        dataPlaneTls: args["data-plane-tls"],
       }),
     );
   },

@@ -101,6 +101,7 @@ async function up(plan: HostPlan): Promise<void> {
     if (host.mdm) {
       const mdmArgs = ["mdm", "--data-dir", mdmDir, "--listen", `${bracket(host.address)}:${config.mdm.port}`];
       if (config.mdm.plainHttp) mdmArgs.push("--plain-http");
+      if (config.dataPlane.tls) mdmArgs.push("--data-plane-tls");
       if (config.mdm.tlsCert) mdmArgs.push("--tls-cert", config.mdm.tlsCert);
       if (config.mdm.tlsKey) mdmArgs.push("--tls-key", config.mdm.tlsKey);
       if (config.mdm.heartbeatTimeout !== undefined) mdmArgs.push("--heartbeat-timeout-ms", String(config.mdm.heartbeatTimeout));
@@ -130,7 +131,8 @@ async function up(plan: HostPlan): Promise<void> {
       ep.token = await loginAdmin(ep, adminPasswordForUp(config.cluster.adminPassword, mdmDir));
       await applyClusterObjects(ep, config, "structure");
     }
-    const roleMdmArgs = ["--mdm", mdmUrl, ...(config.mdm.plainHttp ? [] : ["--mdm-ca", caFile])];
+    // every role is told the file's data-plane TLS setting, so one started against another MDM stops clearly
+    const roleMdmArgs = ["--mdm", mdmUrl, ...(config.mdm.plainHttp ? [] : ["--mdm-ca", caFile]), config.dataPlane.tls ? "--data-plane-tls" : "--no-data-plane-tls"];
     for (const s of host.sds) {
       const [pd, pool] = s.pool.split("/") as [string, string];
       const devArgs = plan.devices

@@ -7,6 +7,8 @@
 // becomes the active one, the in-memory state is started afresh from the database (every SDS
 // and SDC seen "now", tokens reloaded, recovery progress empty).
 
+import { authorityFrom } from "../proto/dataplane_tls.ts";
+import type { SelfSignedCert } from "../proto/tls_cert.ts";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import consola from "consola";
@@ -91,6 +93,8 @@ export interface MdmCoreOptions {
   version?: string;
   /** the metadata store over the opened database (default: sqlite alone, SqliteMetaStore) */
   openMeta?: (store: MdmDb) => Promise<MdmMetaStore>;
+  /** data-plane TLS on: the CA that certifies nodes at join (src/proto/dataplane_tls.ts) */
+  dataPlaneTlsCa?: SelfSignedCert;
 }
 
 export interface MdmCore {
@@ -123,6 +127,7 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
       systemId: system.id,
       listenHost: opts.listenHost ?? "127.0.0.1",
       listenPort: opts.listenPort ?? 0,
+      ...(opts.dataPlaneTlsCa === undefined ? {} : { dataPlaneTls: authorityFrom(opts.dataPlaneTlsCa, system.id) }),
     };
     // an MDM (re)start vouches for nobody yet but declares nobody down before a full timeout
     ctx.health.seedAll(

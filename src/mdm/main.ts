@@ -19,8 +19,9 @@ import { openMdmCore } from "./app.ts";
 import { recoveryTick } from "./recovery/recovery.ts";
 import { observeTick } from "./observe/observe_tick.ts";
 import { X509Certificate } from "node:crypto";
-import { isWildcardHost, planAdminPassword, resolveClusterSecret, resolveTls } from "./secrets.ts";
+import { isWildcardHost, planAdminPassword, resolveClusterSecret, resolveDataPlaneCa, resolveTls } from "./secrets.ts";
 import type { EtcdSecurity } from "../store/etcd_client.ts";
+import { refuseInsecureTlsEnv } from "../proto/dataplane_tls.ts";
 import type { MdmDb } from "../store/mdm_db.ts";
 import { mkdirSync } from "node:fs";
 import { MDM_MIGRATIONS } from "../store/mdm_migrate.ts";
@@ -55,6 +56,8 @@ export interface MdmOptions {
   version?: string;
   /** HA mode: the metadata lives in etcd and several MDMs take turns being active */
   ha?: MdmHaOptions;
+  /** TLS on every data-plane connection (cluster YAML dataPlane.tls); nodes are told at join */
+  dataPlaneTls?: boolean;
 }
 
 export interface MdmHaOptions {
@@ -107,7 +110,11 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
   const ha = opts.ha ? await openHa(opts, listenHost) : null;
   const clusterSecret = ha?.clusterSecret ?? resolveClusterSecret(opts.dataDir, opts.clusterSecret);
   const tls = opts.plainHttp ? null : (ha?.tls ?? resolveTls(opts.dataDir, listenHost, { certFile: opts.tlsCertFile, keyFile: opts.tlsKeyFile }));
+  if (opts.dataPlaneTls === true) refuseInsecureTlsEnv();
+  // HA: one CA for every MDM (etcd identity), so a node certified by one MDM is trusted by all
+  const dataPlaneTlsCa = opts.dataPlaneTls === true ? (ha?.ca ?? resolveDataPlaneCa(opts.dataDir)) : undefined;
   const core = await openMdmCore({
+    ...(dataPlaneTlsCa === undefined ? {} : { dataPlaneTlsCa }),
     openMeta: ha?.openMeta,
     dataDir: opts.dataDir,
     clusterSecret,
@@ -158,6 +165,7 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
   if (meta instanceof SqliteMetaStore) meta.setUrl(url);
   await meta.start();
   await meta.commit().catch((e: unknown) => consola.warn(`mdm: first commit failed: ${(e as Error).message}`));
+  if (core.ctx.dataPlaneTls !== undefined) consola.info("mdm: data-plane TLS on: every SDC, SDS and MDM data-plane connection is TLS, certificates issued at join");
   consola.info(`mdm: system ${core.ctx.systemId} serving ${url} (data in ${opts.dataDir}; ${meta.kind === "etcd" ? `HA, ${meta.isLeader() ? "active" : "standby"}, term ${meta.term()}` : `term ${meta.term()}`})`);
   // a step that keeps failing logs once a minute, not four times a second
   let lastFailure = { text: "", atMs: 0 };
@@ -216,6 +224,8 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
 
 interface HaOpened {
   clusterSecret: string;
+  /** the cluster CA in etcd (also the data-plane CA when data-plane TLS is on) */
+  ca: { certPem: string; keyPem: string };
   tls: { certPem: string; keyPem: string; certFile: string } | null;
   openMeta: (store: MdmDb) => Promise<MdmMetaStore>;
 }
@@ -234,6 +244,7 @@ async function openHa(opts: MdmOptions, listenHost: string): Promise<HaOpened> {
   const schemaVersion = MDM_MIGRATIONS.reduce((m, x) => Math.max(m, x.version), -1);
   return {
     clusterSecret: identity.clusterSecret,
+    ca: { certPem: identity.caCertPem, keyPem: identity.caKeyPem },
     tls,
     openMeta: (store) =>
       setup.EtcdMetaStore.open({ sqlite: store.sqlite, endpoints: ha.etcdEndpoints, security: ha.etcdSecurity, cluster: ha.cluster, mdmId, name: ha.name, url, schemaVersion, timing: ha.timing }),

@@ -179,6 +179,8 @@ export const ClusterConfig = z
           .optional(),
       })
       .default({ port: DEFAULT_MDM_PORT, plainHttp: false }),
+    /** the data plane (SDC->SDS, SDS->SDS, MDM->SDS): tls: every connection in TLS (pf mdm|sds|sdc --data-plane-tls) */
+    dataPlane: z.strictObject({ tls: z.boolean().default(false) }).default({ tls: false }),
     hosts: z.array(HostConfig).min(1),
     protectionDomains: z.array(ProtectionDomainConfig).default([]),
     volumes: z.array(VolumeConfig).default([]),

@@ -15,6 +15,7 @@ import { startControlServer, type ControlServer } from "../proto/control_server.
 import { TermGuard } from "../proto/mdm_term.ts";
 import { PfError } from "../proto/errors.ts";
 import { DataPlanePool } from "../proto/dataplane_client.ts";
+import { TlsDrift, loadOrMakeNodeKey, refuseInsecureTlsEnv, tlsAfterJoin } from "../proto/dataplane_tls.ts";
 import { NodeRole } from "../proto/dataplane_auth.ts";
 import { NodeKeyring, keysFromHex } from "../proto/dataplane_keys.ts";
 import { newIncarnation } from "../proto/io_meter.ts";
@@ -42,6 +43,8 @@ export interface SdcOptions {
   control?: { host: string; port: number } | null;
   /** NBD over TLS (nbd_tls.ts); absent: off. `explicit`: the operator chose the mode (no warning) */
   nbdTls?: { mode: NbdTlsMode; explicit: boolean; dir?: string; verifyPeer: boolean };
+  /** --data-plane-tls: TLS to the SDSs expected on (true) or off (false); absent: as the MDM says at join */
+  dataPlaneTls?: boolean;
 }
 
 export interface SdcHandle {
@@ -99,11 +102,13 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
       consola.info(`sdc: control port ${controlServer.url} (/health /metrics /status)`);
     }
     const terms = new TermGuard("sdc", opts.dataDir ? join(opts.dataDir, "mdm-term.json") : null);
+    if (opts.dataPlaneTls === true) refuseInsecureTlsEnv();
+    const tlsKey = loadOrMakeNodeKey(opts.dataDir);
     const joined = await joinWithRetry("sdc", opts.mdm, async () => {
       const r = await clusterRequest(opts.mdm, {
         method: "POST",
         path: ClusterPaths.sdcJoin,
-        body: { guid, name: opts.name, host: opts.address },
+        body: { guid, name: opts.name, host: opts.address, tlsPublicKey: tlsKey.publicKeyPem },
         schema: SdcJoinResponse,
       });
       terms.joined(r.systemId);
@@ -111,6 +116,8 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
       return r;
     });
     const sdcId = joined.sdcId;
+    const dpTls = tlsAfterJoin("sdc", opts.dataPlaneTls, joined.dataPlaneTls, tlsKey, { role: NodeRole.SDC, nodeId: sdcId });
+    if (dpTls !== null) consola.info(`sdc ${sdcId}: data-plane TLS on (certificate issued by the MDM at join)`);
     // this SDC's own node keys (renewed with its maps); its per-node calls carry its token
     const keys = new NodeKeyring(NodeRole.SDC, sdcId, keysFromHex(joined.nodeKeys));
     const mdm: MdmEndpoint = { ...opts.mdm, nodeToken: joined.nodeToken, terms, timeoutMs: opts.mdm.timeoutMs ?? HEARTBEAT_REQUEST_TIMEOUT_MS };
@@ -123,7 +130,8 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
       sdcId,
       keys,
       grants,
-      links: new DataPlanePool({ credentials: keys, grants }),
+      links: new DataPlanePool({ credentials: keys, grants, ...(dpTls === null ? {} : { tls: () => dpTls }) }),
+      tlsDrift: new TlsDrift(`sdc ${sdcId}`, dpTls !== null),
       onUnexport: (name) => closeExport(name),
       sleep: (ms) => Bun.sleep(ms),
       nowMs: () => performance.now(),

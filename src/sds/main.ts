@@ -39,6 +39,9 @@ import { openBlockDevice, type BlockDevice } from "../store/block_device.ts";
 import { FaultFile } from "../store/block_fault.ts";
 import { VOLATILE_CACHE_ENV, VolatileCacheDevice } from "../store/volatile_cache.ts";
 import { DataPlaneServer } from "./dataplane_server.ts";
+import { X509Certificate } from "node:crypto";
+import { NodeRole } from "../proto/dataplane_auth.ts";
+import { TlsDrift, loadOrMakeNodeKey, refuseInsecureTlsEnv, tlsAfterJoin } from "../proto/dataplane_tls.ts";
 import { SdsControl, type MdmLinkState } from "./sds_control.ts";
 import { startSdsCore, type SdsCore } from "./sds_core.ts";
 
@@ -58,6 +61,8 @@ export interface SdsOptions {
   version?: string;
   /** control HTTP port (0 = any free port); null or absent: none */
   control?: { host: string; port: number } | null;
+  /** --data-plane-tls: TLS expected on (true) or off (false); absent: as the MDM says at join */
+  dataPlaneTls?: boolean;
 }
 
 export interface SdsHandle {
@@ -101,12 +106,17 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
       consola.info(`sds ${opts.name}: control port ${controlServer.url} (/health /metrics /status)`);
     }
     for (const d of opts.devices) opened.set(d.path, openBlockDevice(d));
+    if (opts.dataPlaneTls === true) refuseInsecureTlsEnv();
     server = DataPlaneServer.listen({ host: opts.host, port: opts.port });
+    if (opts.dataPlaneTls === true) server.requireTls();
     const boot = hostBoot(opts.dataDir);
     mkdirSync(opts.dataDir, { recursive: true });
+    const tlsKey = loadOrMakeNodeKey(opts.dataDir);
     const terms = new TermGuard(`sds ${opts.name}`, joinPath(opts.dataDir, "mdm-term.json"));
-    const joined = await join(opts, server.port, [...opened.values()], boot.rebooted, terms);
+    const joined = await join(opts, server.port, [...opened.values()], boot.rebooted, terms, tlsKey.publicKeyPem);
     boot.remember();
+    const tls = tlsAfterJoin(`sds ${opts.name}`, opts.dataPlaneTls, joined.dataPlaneTls, tlsKey, { role: NodeRole.SDS, nodeId: joined.sdsId });
+    if (tls !== null) consola.info(`sds ${opts.name} (${joined.sdsId}): data-plane TLS on (certificate issued by the MDM at join, valid to ${new X509Certificate(tls.certPem).validTo})`);
     const idByPath = new Map(joined.devices.map((d) => [d.path, d.deviceId]));
     core = startSdsCore({
       sdsId: joined.sdsId,
@@ -119,6 +129,7 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
       wrapDevice: faults === null && !volatileCache ? undefined : wrap,
       registry,
       hostRebooted: boot.rebooted,
+      ...(tls === null ? {} : { tls }),
       devices: opts.devices.map((d) => {
         const deviceId = idByPath.get(d.path);
         if (deviceId === undefined) throw new PfError("INTERNAL", `the MDM returned no device id for ${d.path}`);
@@ -126,7 +137,7 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
       }),
     });
     // per-node calls carry this SDS's token (it gets its data-plane keys with its assignments)
-    const session = new MdmSession({ ...opts.mdm, nodeToken: joined.nodeToken, terms }, core, joined.heartbeatMs, newIncarnation());
+    const session = new MdmSession({ ...opts.mdm, nodeToken: joined.nodeToken, terms }, core, joined.heartbeatMs, newIncarnation(), new TlsDrift(`sds ${opts.name}`, tls !== null));
     control.attach(core, session);
     await session.refreshAssignments();
     await session.firstBeat();
@@ -185,9 +196,10 @@ function hostBoot(dataDir: string): { rebooted: boolean; remember(): void } {
   };
 }
 
-async function join(opts: SdsOptions, dataPort: number, devices: BlockDevice[], hostRebooted: boolean, terms: TermGuard): Promise<SdsJoinResponse> {
+async function join(opts: SdsOptions, dataPort: number, devices: BlockDevice[], hostRebooted: boolean, terms: TermGuard, tlsPublicKey: string): Promise<SdsJoinResponse> {
   const body: SdsJoinRequest = {
     name: opts.name,
+    tlsPublicKey,
     hostRebooted,
     host: opts.host,
     dataPort,
@@ -223,6 +235,7 @@ class MdmSession implements MdmLinkState {
     private readonly heartbeatMs: number,
     /** random per process start: the MDM reads a counter drop under a new one as a restart */
     private readonly incarnation: string,
+    private readonly tlsDrift: TlsDrift,
   ) {
     // a client named a newer epoch than ours (or a peer forwarded one, and waits for us): the MDM
     // has news, ask now instead of at the next beat. Never dropped: a beat in flight, or one sent
@@ -277,6 +290,7 @@ class MdmSession implements MdmLinkState {
     const askedAtMs = this.core.node.clock.nowMs();
     const resp = await clusterRequest(this.mdm, { method: "GET", path: ClusterPaths.sdsAssignments(this.core.sdsId), schema: SdsAssignmentsResponse });
     const before = this.core.node.appliedMapVersion;
+    this.tlsDrift.check(resp.dataPlaneTls);
     this.core.node.applyAssignments(resp, askedAtMs);
     if (resp.mapVersion !== before) consola.debug(`sds ${this.core.sdsId}: applied map version ${resp.mapVersion} (${resp.extents.length} extents)`);
   }

@@ -56,6 +56,8 @@ export interface ClusterSpec {
   mdmYaml?: string;
   /** extra keys of the host's sdc: map, e.g. "nbdTls: require" */
   sdcYaml?: string;
+  /** extra top-level YAML lines, e.g. "dataPlane: { tls: true }" */
+  topYaml?: string;
   /** extra environment for pf up and its roles (e.g. PF_FAULT_DEVICE_FILE) */
   env?: Record<string, string>;
   /** the pf executable to run (default dist/pf; the metrics bench compares two builds) */
@@ -89,6 +91,7 @@ export function clusterYaml(spec: ClusterSpec, ports: Ports): string {
   });
   return [
     "cluster: { name: pf-test, adminPassword: test-admin-pw }",
+    ...(spec.topYaml ? [spec.topYaml] : []),
     `mdm: { port: ${ports.mdm}${spec.mdmYaml ? `, ${spec.mdmYaml}` : ""} }`,
     "hosts:",
     "  - name: local",

@@ -48,7 +48,8 @@ import { copiesHeldBy } from "../recovery/recovery_view.ts";
 import { getSdc, getSds, unique } from "../core/lookup.ts";
 import { allocateId, bumpMapVersion, currentMapVersion, getSystem } from "../core/system_state.ts";
 import { addDevice, DEFAULT_REBUILD_RATE_LIMIT_KBPS, DEFAULT_SPARE_PERCENTAGE } from "../topology/topology.ts";
-import { sdcJoinSecrets, sdcMapsWithAccess, sdsDataPlane, sdsJoinSecrets } from "./node_access.ts";
+import { NodeRole } from "../../proto/dataplane_auth.ts";
+import { checkTlsJoin, sdcJoinSecrets, sdcMapsWithAccess, sdsDataPlane, sdsJoinSecrets } from "./node_access.ts";
 import { approvedAtJoin } from "../topology/sdc_access.ts";
 import { liveFences } from "../vtree/fence.ts";
 import { noteLayerUsage } from "../vtree/layer_usage.ts";
@@ -115,6 +116,7 @@ function sdsHoldsExtents(ctx: MdmContext, sdsId: string): boolean {
 export function sdsJoin(ctx: MdmContext, req: SdsJoinRequest): SdsJoinResponse {
   const paths = req.devices.map((d) => d.path);
   if (new Set(paths).size !== paths.length) throw new PfError("BAD_REQUEST", "device paths of a join must be distinct");
+  checkTlsJoin(ctx, NodeRole.SDS, req.name, req.tlsPublicKey);
   const sdsId = inTransaction(ctx, () => {
     const existing = ctx.store.db.select().from(sdsTable).where(eq(sdsTable.name, req.name)).get();
     const pdId = findOrCreatePd(ctx, req.protectionDomainName);
@@ -148,7 +150,7 @@ export function sdsJoin(ctx: MdmContext, req: SdsJoinRequest): SdsJoinResponse {
     .where(and(eq(deviceTable.sdsId, sdsId), inArray(deviceTable.path, paths)))
     .all();
   const sys = getSystem(ctx);
-  return { sdsId, systemId: sys.id, ...sdsJoinSecrets(ctx, sdsId), leaseMs: ctx.recovery.config.leaseMs, heartbeatMs: Limits.heartbeatIntervalMs, devices };
+  return { sdsId, systemId: sys.id, ...sdsJoinSecrets(ctx, sdsId, req.tlsPublicKey), leaseMs: ctx.recovery.config.leaseMs, heartbeatMs: Limits.heartbeatIntervalMs, devices };
 }
 
 function newSds(ctx: MdmContext, req: SdsJoinRequest, pdId: string, faultSetId: string | null): SdsRow {
@@ -342,6 +344,7 @@ export function sdsAssignments(ctx: MdmContext, sdsId: string): SdsAssignmentsRe
     return {
       mapVersion,
       dataPlane: sdsDataPlane(ctx),
+      dataPlaneTls: ctx.dataPlaneTls !== undefined,
       rebuildRateBytesPerSec: rebuildRateOf(ctx, sdsId),
       extentSizeBytesByVolume,
       extents: out,
@@ -356,6 +359,7 @@ export function sdsAssignments(ctx: MdmContext, sdsId: string): SdsAssignmentsRe
 // ---- SDC ----
 
 export function sdcJoin(ctx: MdmContext, req: SdcJoinRequest): SdcJoinResponse {
+  checkTlsJoin(ctx, NodeRole.SDC, req.name ?? req.guid, req.tlsPublicKey);
   const sdcId = inTransaction(ctx, () => {
     const existing = ctx.store.db.select().from(sdcTable).where(eq(sdcTable.guid, req.guid)).get();
     if (existing) {
@@ -379,7 +383,7 @@ export function sdcJoin(ctx: MdmContext, req: SdcJoinRequest): SdcJoinResponse {
   });
   ctx.health.sdcSeen(sdcId, 0);
   const sys = getSystem(ctx);
-  return { sdcId, systemId: sys.id, ...sdcJoinSecrets(ctx, sdcId), heartbeatMs: Limits.heartbeatIntervalMs };
+  return { sdcId, systemId: sys.id, ...sdcJoinSecrets(ctx, sdcId, req.tlsPublicKey), heartbeatMs: Limits.heartbeatIntervalMs };
 }
 
 export function sdcHeartbeat(ctx: MdmContext, sdcId: string, req: SdcHeartbeatRequest): HeartbeatResponse {
