@@ -9,7 +9,7 @@ import { writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { TestCluster } from "./helpers/cluster.ts";
-import { waitFor } from "./helpers/recovery.ts";
+import { waitFor, waitPoolHealthy } from "./helpers/recovery.ts";
 import { nbdinfoJson, run, runFio, runNbdsh, runQemuImg, runQemuIo } from "./helpers/real_clients.ts";
 
 const MiB = 1024 * 1024;
@@ -181,6 +181,8 @@ describe("one-host cluster through pf up", () => {
     await runQemuIo(uri, ["read -P 0x5a 200M 4M", "read -P 0xa5 230M 12k", `read -P 0x11 ${5 * EXTENT - 4096} 8192`]);
     // the 64 MiB image converted earlier is intact too
     await runQemuImg(["compare", "-f", "raw", join(c.dir, "src.img"), c.nbdPrefix("vol1", 64 * MiB)]);
+    // an SDS that came back after the MDM's heartbeat timeout (a loaded host) is resynced first
+    await waitPoolHealthy((a) => c.scli(a), 90_000);
     await expectConsistent("vol1");
   }, 180_000);
 });

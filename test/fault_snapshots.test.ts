@@ -11,9 +11,10 @@ import type { Subprocess } from "bun";
 import { join } from "node:path";
 import { TestCluster } from "./helpers/cluster.ts";
 import { NbdTestClient } from "./helpers/nbd_client.ts";
-import { nbdinfoJson, runFio, runQemuImg } from "./helpers/real_clients.ts";
+import { runFio, runQemuImg } from "./helpers/real_clients.ts";
 import { expectIdentical, verifyJob, waitFor, waitPoolHealthy } from "./helpers/recovery.ts";
 import { Rest } from "./helpers/rest.ts";
+import { mapAndWait as mapTo, snapshotNamed as snap } from "./helpers/snapshots.ts";
 
 const MiB = 1024 * 1024;
 let c: TestCluster;
@@ -42,10 +43,7 @@ afterAll(async () => {
   await c?.destroy();
 });
 
-async function snapshotNamed(volume: string, name: string): Promise<void> {
-  const id = await rest.volumeId(volume);
-  await rest.ok("/instances/System/action/snapshotVolumes", { snapshotDefs: [{ volumeId: id, snapshotName: name }], accessModeLimit: "ReadOnly" });
-}
+const snapshotNamed = (volume: string, name: string) => snap(rest, volume, name);
 
 /** kill -9 the MDM (the one pf up started, or the last one started here) and start it again. */
 async function restartMdm(faultDelayMs?: number): Promise<Subprocess> {
@@ -63,11 +61,7 @@ async function restartMdm(faultDelayMs?: number): Promise<Subprocess> {
   return mdmProc;
 }
 
-async function mapAndWait(name: string): Promise<void> {
-  const sdcId = await rest.sdcId();
-  await rest.ok(`/instances/Volume::${await rest.volumeId(name)}/action/addMappedSdc`, { sdcId, accessMode: "ReadOnly", allowMultipleMappings: "TRUE" });
-  await waitFor(`the SDC to export ${name}`, 20_000, async () => (await nbdinfoJson(`nbd://127.0.0.1:${c.ports.nbd}`, ["--list"])).exports.some((e) => e["export-name"] === name));
-}
+const mapAndWait = (name: string) => mapTo(c, rest, name, "ReadOnly");
 
 test("kill -9 of an SDS during fio on a volume with snapshots: the rebuild carries every layer", async () => {
   const uri = c.nbdUri("sv");

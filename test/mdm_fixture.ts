@@ -43,7 +43,7 @@ export class MdmFixture {
   ) {}
 
   static async open(
-    opts: { dir?: string; clock?: FakeClock; seed?: number; tokens?: { idleTimeoutMs?: number; maxTokens?: number }; recovery?: RecoveryOptions; alertWebhook?: WebhookOptions; openMeta?: MdmCoreOptions["openMeta"] } = {},
+    opts: { dir?: string; clock?: FakeClock; seed?: number; tokens?: { idleTimeoutMs?: number; maxTokens?: number }; recovery?: RecoveryOptions; alertWebhook?: WebhookOptions; openMeta?: MdmCoreOptions["openMeta"]; dataPlaneTlsCa?: MdmCoreOptions["dataPlaneTlsCa"] } = {},
   ): Promise<MdmFixture> {
     const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "pf-mdm-test-"));
     const clock = opts.clock ?? new FakeClock();
@@ -52,7 +52,7 @@ export class MdmFixture {
       seed = (seed * 1103515245 + 12345) % 2147483648;
       return seed / 2147483648;
     };
-    const core = await openMdmCore({ dataDir: join(dir, "mdm"), clusterSecret: SECRET, adminPassword: ADMIN_PASSWORD, clock: clock.now, random, tokens: opts.tokens, recovery: opts.recovery, ...(opts.alertWebhook ? { alertWebhook: opts.alertWebhook } : {}), openMeta: opts.openMeta });
+    const core = await openMdmCore({ dataDir: join(dir, "mdm"), clusterSecret: SECRET, adminPassword: ADMIN_PASSWORD, clock: clock.now, random, tokens: opts.tokens, recovery: opts.recovery, ...(opts.alertWebhook ? { alertWebhook: opts.alertWebhook } : {}), openMeta: opts.openMeta, ...(opts.dataPlaneTlsCa ? { dataPlaneTlsCa: opts.dataPlaneTlsCa } : {}) });
     await core.ctx.meta.start();
     return new MdmFixture(dir, core, clock);
   }

@@ -142,7 +142,10 @@ describe("scenario D: capacity exhaustion of an overcommitted thin pool", () => 
     const list = await waitCapacityAlerts([HIGH]);
     const high = list.find((a) => a.alertType === HIGH)!;
     expect(high).toMatchObject({ severity: "ALERT_MEDIUM", state: "active", affectedObject: { type: "StoragePool" } });
-    expect(high.alertValues).toMatchObject({ storagePoolName: "sp1", utilizationPercent: "83.3", thresholdPercent: "80" });
+    expect(high.alertValues).toMatchObject({ storagePoolName: "sp1", thresholdPercent: "80" });
+    const at = Number((high.alertValues as { utilizationPercent: string }).utilizationPercent);
+    expect(at).toBeGreaterThanOrEqual(80);
+    expect(at).toBeLessThanOrEqual(83.3);
     expect(await ok(["--query_alerts"])).toContain(`${HIGH} (ALERT_MEDIUM) on StoragePool`);
     await waitFor("pf_alerts_active to show the high-threshold alert", 10_000, async () => {
       const m = await rest.metrics();
@@ -156,7 +159,11 @@ describe("scenario D: capacity exhaustion of an overcommitted thin pool", () => 
     const list = await waitCapacityAlerts([CRITICAL]);
     const critical = list.find((a) => a.alertType === CRITICAL)!;
     expect(critical).toMatchObject({ severity: "ALERT_CRITICAL", state: "active" });
-    expect(critical.alertValues).toMatchObject({ storagePoolName: "sp1", utilizationPercent: "91.7", thresholdPercent: "90" });
+    // the figure when the alert was raised: a heartbeat may report the fill half way (90.6 %) first
+    expect(critical.alertValues).toMatchObject({ storagePoolName: "sp1", thresholdPercent: "90" });
+    const at = Number((critical.alertValues as { utilizationPercent: string }).utilizationPercent);
+    expect(at).toBeGreaterThanOrEqual(90);
+    expect(at).toBeLessThanOrEqual(91.7);
     await waitFor("pf_alerts_active to show the critical alert only", 10_000, async () => {
       const m = await rest.metrics();
       return activeAlertCount(m, CRITICAL) === 1 && activeAlertCount(m, HIGH) === 0 && sample(m, "pf_health_status") === 2;

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { hostname, networkInterfaces } from "node:os";
 import { isAbsolute, join } from "node:path";
 import oneHostYaml from "../../configs/one-host.yaml" with { type: "text" };
-import { parseClusterConfig, poolExtentBytes, type ClusterConfig, type HostConfig, type SdsConfig } from "../proto/cluster_config.ts";
+import { embeddedEtcdHosts, etcdMemberUrls, parseClusterConfig, poolExtentBytes, type ClusterConfig, type HostConfig, type SdsConfig } from "../proto/cluster_config.ts";
 import { PfError } from "../proto/errors.ts";
 import { errnoFailure } from "./cli_failure.ts";
 import type { DeviceUse } from "./device_check.ts";
@@ -51,8 +51,8 @@ export function bracket(addr: string): string {
 }
 
 export interface PlannedPort extends PortUse {
-  /** the pf role that should hold it once up: "mdm", "sds", "sdc", and the SDS name */
-  role: "mdm" | "sds" | "sdc";
+  /** the role that should hold it once up: "mdm", "sds", "sdc", "etcd" (embedded), and the SDS name */
+  role: "mdm" | "sds" | "sdc" | "etcd";
   name: string | null;
 }
 
@@ -73,8 +73,49 @@ export interface HostPlan {
   /** the certificate that verifies the MDM (null for plain HTTP) */
   caFile: string | null;
   mdmDir: string;
+  /** the etcd member pf up runs on this host (mdm.etcd.embedded), or null */
+  etcd: EtcdMemberPlan | null;
   ports: PlannedPort[];
   devices: PlannedDevice[];
+}
+
+export interface EtcdMemberPlan {
+  /** member name (the host's name) */
+  name: string;
+  dataDir: string;
+  clientUrl: string;
+  peerUrl: string;
+  /** every member: name=peerUrl, comma-separated (etcd --initial-cluster) */
+  initialCluster: string;
+  /** etcd --initial-cluster-token: the pf cluster's name, so two files never join one etcd */
+  clusterToken: string;
+  /** the binary as the file gives it (mdm.etcd.bin), or "etcd" to look up on PATH */
+  bin: string;
+  unsafeNoFsync: boolean;
+  /** TLS of the member (mdm.etcd memberCert/memberKey/cacert); clientCertAuth when the MDMs have a client certificate */
+  tls: { certFile: string; keyFile: string; caFile: string; clientCertAuth: boolean } | null;
+}
+
+function planEtcd(config: ClusterConfig, host: HostConfig, dataDir: string): EtcdMemberPlan | null {
+  const members = embeddedEtcdHosts(config);
+  if (!members.includes(host)) return null;
+  const urls = etcdMemberUrls(config, host);
+  return {
+    name: host.name,
+    dataDir: join(dataDir, "etcd"),
+    ...urls,
+    initialCluster: members.map((h) => `${h.name}=${etcdMemberUrls(config, h).peerUrl}`).join(","),
+    clusterToken: `pf-${config.mdm.etcd?.clusterName ?? config.cluster.name}`,
+    bin: config.mdm.etcd?.bin ?? "etcd",
+    unsafeNoFsync: config.mdm.etcd?.unsafeNoFsync === true,
+    tls: etcdMemberTls(config),
+  };
+}
+
+function etcdMemberTls(config: ClusterConfig): EtcdMemberPlan["tls"] {
+  const e = config.mdm.etcd;
+  if (e?.memberCert === undefined || e.memberKey === undefined || e.cacert === undefined) return null;
+  return { certFile: e.memberCert, keyFile: e.memberKey, caFile: e.cacert, clientCertAuth: e.cert !== undefined };
 }
 
 export function devicePath(dataDir: string, path: string): string {
@@ -100,6 +141,12 @@ export function planHost(config: ClusterConfig, host: HostConfig, dataDir: strin
     const sc = host.sdc.control;
     const c = controlFrom(sc === undefined ? undefined : `${bracket(sc.host)}:${sc.port}`, host.sdc.nbd);
     if (c !== null && c.port !== 0) ports.push({ what: "the SDC's control port", host: c.host, port: c.port, change: inFile(`hosts.${hostIndex}.sdc.control`), role: "sdc", name: null });
+  }
+  const etcd = planEtcd(config, host, dataDir);
+  if (etcd) {
+    for (const [what, url, field] of [["client", etcd.clientUrl, "clientPort"], ["peer", etcd.peerUrl, "peerPort"]] as const) {
+      ports.push({ what: `the etcd member's ${what} port`, host: host.address, port: Number(new URL(url).port), change: inFile(`mdm.etcd.${field}`), role: "etcd", name: host.name });
+    }
   }
   const devices = host.sds.flatMap((s, si) =>
     s.devices.map((d, di) => ({
@@ -127,6 +174,7 @@ export function planHost(config: ClusterConfig, host: HostConfig, dataDir: strin
       .join(","),
     caFile: config.mdm.plainHttp ? null : (config.mdm.ca ?? config.mdm.tlsCert ?? join(mdmDir, "tls", config.mdm.etcd ? "ca.pem" : "cert.pem")),
     mdmDir,
+    etcd,
     ports,
     devices,
   };

@@ -88,6 +88,11 @@ const PF_ROLES = new Set(["mdm", "sds", "sdc", "up"]);
 
 /** pf's own processes: the compiled binary (named pf, or this executable) or bun running src/cmd/main.ts. */
 function pfRoleOf(argv: string[]): { role: string; name: string | null } | null {
+  // an etcd member pf up runs (mdm.etcd.embedded) is named after its host
+  if (argv[0] !== undefined && basename(argv[0]) === "etcd") {
+    const at = argv.indexOf("--name");
+    return { role: "etcd", name: at > 0 ? (argv[at + 1] ?? null) : null };
+  }
   let i: number;
   if (argv[0] !== undefined && (basename(argv[0]) === "pf" || argv[0] === process.execPath) && PF_ROLES.has(argv[1] ?? "")) i = 1;
   else if (argv[1]?.endsWith("src/cmd/main.ts") && PF_ROLES.has(argv[2] ?? "")) i = 2;

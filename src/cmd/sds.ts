@@ -34,6 +34,7 @@ export const sdsCommand = defineCommand({
     "storage-pool": { type: "string", description: "Storage pool name", default: "sp1" },
     "fault-set": { type: "string", description: "Fault set name" },
     control: { type: "string", description: `HOST:PORT of the plain-HTTP control port: /health /metrics /status (default: the --listen host, data port + 1000, e.g. ${DEFAULT_SDS_CONTROL_PORT}; none = off)` },
+    "data-plane-tls": { type: "boolean", description: "Expect data-plane TLS on (--data-plane-tls) or off (--no-data-plane-tls); a different answer from the MDM stops the SDS (absent: as the MDM says)" },
     ...logArgs,
   },
   async run({ args, rawArgs }) {
@@ -58,6 +59,7 @@ export const sdsCommand = defineCommand({
         faultSetName: args["fault-set"],
         version: PF_VERSION,
         control,
+        dataPlaneTls: args["data-plane-tls"],
       }),
     );
   },

@@ -13,7 +13,8 @@
 // HA mode (mdm.etcd in the file): every host with mdm: true runs an MDM on etcd; every role is
 // given the list of all MDM URLs (it follows the active one); the first MDM host of the file
 // creates the listed objects; the CA file is DATA_DIR/mdm/tls/ca.pem on MDM hosts (mdm.ca
-// elsewhere), and it verifies every MDM of the cluster.
+// elsewhere), and it verifies every MDM of the cluster. With mdm.etcd.embedded, pf up also runs
+// this host's etcd member (up_etcd.ts) as a role, started first and stopped last.
 
 import { defineCommand } from "citty";
 import { consola } from "consola";
@@ -25,10 +26,11 @@ import { PfError } from "../proto/errors.ts";
 import type { MdmEndpoint } from "../proto/mdm_http.ts";
 import { applyClusterObjects, loginAdmin, waitForMdm } from "./up_apply.ts";
 import { RoleSupervisor, selfCommand } from "./up_supervisor.ts";
-import { listNbdExports } from "./nbd_probe.ts";
+import { listNbdExports, type NbdProbeTls } from "./nbd_probe.ts";
 import { errnoFailure } from "./cli_failure.ts";
 import { BUILT_IN_CLUSTER, bracket, findThisHost, loadClusterConfig, planHost, type HostPlan } from "./host_plan.ts";
 import { preflightUp } from "./up_preflight.ts";
+import { etcdEndpointsOf } from "../proto/cluster_config.ts";
 import { WaitNotice } from "./wait_notice.ts";
 import { controlFrom } from "./role_options.ts";
 
@@ -85,9 +87,21 @@ async function up(plan: HostPlan): Promise<void> {
   process.on("SIGTERM", () => void stopAll("SIGTERM"));
 
   try {
+    // the etcd member first (the MDM waits for etcd), so it is stopped last
+    if (plan.etcd) {
+      try {
+        mkdirSync(plan.etcd.dataDir, { recursive: true, mode: 0o700 });
+      } catch (e) {
+        throw errnoFailure(e, `create the etcd data dir ${plan.etcd.dataDir}`, "give another --data-dir DIR");
+      }
+      // loaded only when the file asks for etcd (test/tidy.test.ts: sqlite mode reaches no etcd module)
+      const { etcdArgv, resolveEtcdBinary } = await import("./up_etcd.ts");
+      sup.startProgram("etcd", etcdArgv(resolveEtcdBinary(plan, plan.etcd), plan.etcd));
+    }
     if (host.mdm) {
       const mdmArgs = ["mdm", "--data-dir", mdmDir, "--listen", `${bracket(host.address)}:${config.mdm.port}`];
       if (config.mdm.plainHttp) mdmArgs.push("--plain-http");
+      if (config.dataPlane.tls) mdmArgs.push("--data-plane-tls");
       if (config.mdm.tlsCert) mdmArgs.push("--tls-cert", config.mdm.tlsCert);
       if (config.mdm.tlsKey) mdmArgs.push("--tls-key", config.mdm.tlsKey);
       if (config.mdm.heartbeatTimeout !== undefined) mdmArgs.push("--heartbeat-timeout-ms", String(config.mdm.heartbeatTimeout));
@@ -95,18 +109,30 @@ async function up(plan: HostPlan): Promise<void> {
       if (config.mdm.stallTimeout !== undefined) mdmArgs.push("--stall-timeout-ms", String(config.mdm.stallTimeout));
       if (config.mdm.alerts?.webhook) mdmArgs.push("--alert-webhook", config.mdm.alerts.webhook);
       const etcd = config.mdm.etcd;
-      if (etcd) mdmArgs.push("--etcd-endpoints", etcd.endpoints.join(","), "--cluster-name", etcd.clusterName ?? config.cluster.name, "--name", host.name);
-      sup.start("mdm", mdmArgs, config.cluster.adminPassword ? { PF_ADMIN_PASSWORD: config.cluster.adminPassword } : {});
+      const mdmEnv: Record<string, string> = {};
+      if (etcd) {
+        mdmArgs.push("--etcd-endpoints", etcdEndpointsOf(config).join(","), "--cluster-name", etcd.clusterName ?? config.cluster.name, "--name", host.name);
+        if (etcd.cacert) mdmArgs.push("--etcd-cacert", etcd.cacert);
+        if (etcd.cert && etcd.key) mdmArgs.push("--etcd-cert", etcd.cert, "--etcd-key", etcd.key);
+        if (etcd.user) mdmArgs.push("--etcd-user", etcd.user);
+        // the password goes by environment, not argv (argv is world-readable in /proc)
+        const etcdPassword = etcd.password ?? process.env.PF_ETCD_PASSWORD;
+        if (etcd.user && etcdPassword) mdmEnv.PF_ETCD_PASSWORD = etcdPassword;
+      }
+      const given = givenAdminPassword(config.cluster.adminPassword);
+      if (given) mdmEnv.PF_ADMIN_PASSWORD = given;
+      sup.start("mdm", mdmArgs, mdmEnv);
     }
     const ep: MdmEndpoint = { url: mdmUrl, clusterSecret: secret };
     await waitForMdm(ep, plan, () => sup.failure());
     ep.caPem = config.mdm.plainHttp ? null : readFileSync(caFile, "utf8");
 
     if (plan.appliesObjects) {
-      ep.token = await loginAdmin(ep, config.cluster.adminPassword ?? readFileSync(join(mdmDir, "admin-password"), "utf8").trim());
+      ep.token = await loginAdmin(ep, adminPasswordForUp(config.cluster.adminPassword, mdmDir));
       await applyClusterObjects(ep, config, "structure");
     }
-    const roleMdmArgs = ["--mdm", mdmUrl, ...(config.mdm.plainHttp ? [] : ["--mdm-ca", caFile])];
+    // every role is told the file's data-plane TLS setting, so one started against another MDM stops clearly
+    const roleMdmArgs = ["--mdm", mdmUrl, ...(config.mdm.plainHttp ? [] : ["--mdm-ca", caFile]), config.dataPlane.tls ? "--data-plane-tls" : "--no-data-plane-tls"];
     for (const s of host.sds) {
       const [pd, pool] = s.pool.split("/") as [string, string];
       const devArgs = plan.devices
@@ -131,10 +157,11 @@ async function up(plan: HostPlan): Promise<void> {
         "sdc", ...roleMdmArgs, "--data-dir", join(dataDir, "sdc"), "--name", host.sdc.name ?? host.name,
         "--address", host.address, "--nbd", `${bracket(host.sdc.nbd.host)}:${host.sdc.nbd.port}`,
         ...(host.sdc.control === undefined ? [] : ["--control", `${bracket(host.sdc.control.host)}:${host.sdc.control.port}`]),
+        ...sdcTlsArgs(host.sdc),
       ]);
     }
     if (plan.appliesObjects) await applyClusterObjects(ep, config, "volumes", () => sup.failure());
-    if (host.sdc) await waitForExports(host.sdc.nbd, config.volumes.filter((v) => v.mapTo.some((m) => m.host === host.name)).map((v) => v.name), () => sup.failure());
+    if (host.sdc) await waitForExports(host.sdc.nbd, probeTlsOf(host.sdc, join(dataDir, "sdc")), config.volumes.filter((v) => v.mapTo.some((m) => m.host === host.name)).map((v) => v.name), () => sup.failure());
     printSummary(plan);
   } catch (e) {
     // a role that died is the cause of whatever pf up saw next (an MDM that stopped answering…)
@@ -180,7 +207,31 @@ function removeFreshPaths(plan: HostPlan, fresh: FreshPaths, rolesStarted: boole
 const WAIT_EXPORTS_MS = 60_000;
 
 /** Wait until this host's SDC lists every volume the file maps to it (maps reach it by heartbeat). */
-async function waitForExports(nbd: { host: string; port: number }, names: string[], failed: () => PfError | null): Promise<void> {
+/** pf sdc's TLS flags for a host's sdc section. */
+function sdcTlsArgs(sdc: NonNullable<HostConfig["sdc"]>): string[] {
+  const out: string[] = [];
+  if (sdc.nbdTls !== undefined) out.push("--nbd-tls", sdc.nbdTls);
+  if (sdc.nbdTlsDir !== undefined) out.push("--nbd-tls-dir", sdc.nbdTlsDir);
+  if (sdc.nbdTlsVerifyPeer === true) out.push("--nbd-tls-verify-peer");
+  return out;
+}
+
+/**
+ * How the export probe gets past an SDC with nbdTls: require (STARTTLS first, trusting the SDC's
+ * ca-cert.pem; with verify-peer it shows the SDC's own certificate, which is signed by that CA and
+ * also made for clientAuth). Read at each try: the SDC writes the files when it starts.
+ */
+function probeTlsOf(sdc: NonNullable<HostConfig["sdc"]>, sdcDataDir: string): () => NbdProbeTls | undefined {
+  return () => {
+    if (sdc.nbdTls !== "require") return undefined;
+    const dir = sdc.nbdTlsDir ?? join(sdcDataDir, "nbd-tls");
+    const read = (f: string) => readFileSync(join(dir, f), "utf8");
+    if (sdc.nbdTlsVerifyPeer !== true) return { caPem: read("ca-cert.pem") };
+    return { caPem: read("ca-cert.pem"), certPem: read("server-cert.pem"), keyPem: read("server-key.pem") };
+  };
+}
+
+async function waitForExports(nbd: { host: string; port: number }, tls: () => NbdProbeTls | undefined, names: string[], failed: () => PfError | null): Promise<void> {
   const deadline = Date.now() + WAIT_EXPORTS_MS;
   const notice = new WaitNotice("pf up");
   let last = "";
@@ -188,7 +239,7 @@ async function waitForExports(nbd: { host: string; port: number }, names: string
     const f = failed();
     if (f) throw f;
     try {
-      const listed = new Set(await listNbdExports(nbd.host, nbd.port));
+      const listed = new Set(await listNbdExports(nbd.host, nbd.port, tls()));
       const missing = names.filter((n) => !listed.has(n));
       if (missing.length === 0) return;
       last = `not yet exported: ${missing.join(", ")}`;
@@ -226,13 +277,18 @@ function printSummary(plan: HostPlan): void {
   if (host.sdc) {
     const nbd = host.sdc.nbd;
     const mine = config.volumes.filter((v) => v.mapTo.some((m) => m.host === host.name));
-    for (const v of mine) lines.push(`  NBD:   nbd://${bracket(nbd.host)}:${nbd.port}/${v.name}`);
+    const scheme = host.sdc.nbdTls === "require" ? "nbds" : "nbd";
+    for (const v of mine) lines.push(`  NBD:   ${scheme}://${bracket(nbd.host)}:${nbd.port}/${v.name}`);
   }
   lines.push(`  REST:  ${mdmUrl.split(",").map((u) => `${u}/api`).join(", ")}${caFile ? `   (certificate: ${caFile})` : ""}`);
   lines.push(`  Web:   ${mdmUrl}/dashboard/   (the same users as REST)`);
   for (const c of controlUrls(host)) lines.push(`  control ${c.role}: ${c.url}  (/health /metrics /status)`);
   lines.push(`  scli:  export PF_MDM=${mdmUrl}${caFile ? ` PF_MDM_CA=${caFile}` : ""}`);
-  const pw = config.cluster.adminPassword ? "<adminPassword from the cluster file>" : `"$(cat ${join(dataDir, "mdm", "admin-password")})"`;
+  const pw = config.cluster.adminPassword
+    ? "<adminPassword from the cluster file>"
+    : process.env.PF_ADMIN_PASSWORD
+      ? '"$PF_ADMIN_PASSWORD"'
+      : `"$(cat ${join(dataDir, "mdm", "admin-password")})"`;
   const pf = selfCommand().join(" ");
   lines.push(`         ${pf} scli --login --username admin --password ${pw}`);
   lines.push(`         ${pf} scli --query_all_volumes`);
@@ -240,4 +296,26 @@ function printSummary(plan: HostPlan): void {
   lines.push(`  Check: ${pf} doctor${file} --data-dir ${dataDir}${config.hosts.length > 1 ? ` --host ${host.name}` : ""}`);
   lines.push(`  Stop with Ctrl-C (SIGINT) or SIGTERM; restart with the same command keeps the data.`);
   process.stdout.write(lines.join("\n") + "\n");
+}
+
+/** The admin password pf up was given: the cluster file's, else PF_ADMIN_PASSWORD (the MDM sets it). */
+function givenAdminPassword(fromFile: string | undefined): string | undefined {
+  return fromFile ?? (process.env.PF_ADMIN_PASSWORD || undefined);
+}
+
+/**
+ * The password pf up logs in with to apply the cluster's objects: the one it was given, else the
+ * one the MDM generated into its data dir on first start.
+ */
+function adminPasswordForUp(fromFile: string | undefined, mdmDir: string): string {
+  const given = givenAdminPassword(fromFile);
+  if (given !== undefined) return given;
+  const file = join(mdmDir, "admin-password");
+  if (!existsSync(file)) {
+    throw new PfError(
+      "NOT_FOUND",
+      `pf up: no admin password: the MDM keeps its generated one in ${file} only when none was given, and that file is missing; set PF_ADMIN_PASSWORD or cluster.adminPassword to the MDM's admin password`,
+    );
+  }
+  return readFileSync(file, "utf8").trim();
 }

@@ -16,7 +16,14 @@ const WAIT_MEMBERS_MS = 180_000;
 const POLL_MS = 250;
 
 const Named = z.looseObject({ id: z.string(), name: z.string().nullable() });
-const PoolObj = z.looseObject({ id: z.string(), name: z.string().nullable(), protectionDomainId: z.string(), writeCache: z.string().optional() });
+const PoolObj = z.looseObject({
+  id: z.string(),
+  name: z.string().nullable(),
+  protectionDomainId: z.string(),
+  writeCache: z.string().optional(),
+  extentSizeInKb: z.number().optional(),
+  allocationGranularityInKb: z.number().optional(),
+});
 const SdsObj = z.looseObject({ id: z.string(), name: z.string().nullable(), mdmConnectionState: z.string().optional() });
 const VolumeObj = z.looseObject({
   id: z.string(),
@@ -79,43 +86,89 @@ export async function applyClusterObjects(ep: MdmEndpoint, config: ClusterConfig
   await applyVolumes(ep, config);
 }
 
+/**
+ * Create an object unless it exists. An SDS that joins meanwhile (its host was started at the same
+ * time) creates the protection domain, pool and fault set it names, so a create may meet
+ * ALREADY_EXISTS between our look-up and our create: then the object made by the other side is used.
+ */
+async function findOrCreate<T extends { id: string }>(find: () => Promise<T | undefined>, make: () => Promise<string>, what: string): Promise<{ created: true; id: string } | { created: false; obj: T }> {
+  const found = await find();
+  if (found) return { created: false, obj: found };
+  try {
+    return { created: true, id: await make() };
+  } catch (e) {
+    if (!isPfError(e) || e.code !== "ALREADY_EXISTS") throw e;
+    const raced = await find();
+    if (!raced) throw e;
+    consola.info(`pf up: ${what} was created meanwhile by a joining SDS (${raced.id}); using it`);
+    return { created: false, obj: raced };
+  }
+}
+
 async function applyStructure(ep: MdmEndpoint, config: ClusterConfig): Promise<void> {
   for (const pd of config.protectionDomains) {
-    let pdObj = (await list(ep, "ProtectionDomain", Named)).find((x) => x.name === pd.name);
-    if (!pdObj) {
-      pdObj = { id: (await create(ep, "ProtectionDomain", { name: pd.name })).id, name: pd.name };
-      consola.info(`pf up: created protection domain ${pd.name} (${pdObj.id})`);
-    }
-    const faultSets = (await list(ep, "FaultSet", PoolObj)).filter((f) => f.protectionDomainId === pdObj.id);
+    const pdRes = await findOrCreate(
+      async () => (await list(ep, "ProtectionDomain", Named)).find((x) => x.name === pd.name),
+      async () => (await create(ep, "ProtectionDomain", { name: pd.name })).id,
+      `protection domain ${pd.name}`,
+    );
+    const pdId = pdRes.created ? pdRes.id : pdRes.obj.id;
+    if (pdRes.created) consola.info(`pf up: created protection domain ${pd.name} (${pdId})`);
     for (const fs of pd.faultSets) {
-      if (faultSets.some((f) => f.name === fs)) continue;
-      const id = (await create(ep, "FaultSet", { protectionDomainId: pdObj.id, name: fs })).id;
-      consola.info(`pf up: created fault set ${pd.name}/${fs} (${id})`);
+      const r = await findOrCreate(
+        async () => (await list(ep, "FaultSet", PoolObj)).find((f) => f.protectionDomainId === pdId && f.name === fs),
+        async () => (await create(ep, "FaultSet", { protectionDomainId: pdId, name: fs })).id,
+        `fault set ${pd.name}/${fs}`,
+      );
+      if (r.created) consola.info(`pf up: created fault set ${pd.name}/${fs} (${r.id})`);
     }
-    const pools = (await list(ep, "StoragePool", PoolObj)).filter((p) => p.protectionDomainId === pdObj.id);
     for (const p of pd.storagePools) {
-      const existing = pools.find((x) => x.name === p.name);
-      if (existing !== undefined) {
-        // the file's writeCache, when given, is applied on every start (a live change by scli lasts until then)
-        if (p.writeCache !== undefined && existing.writeCache !== p.writeCache) {
-          await action(ep, `StoragePool::${existing.id}`, "setWriteCache", { writeCache: p.writeCache });
-          consola.info(`pf up: storage pool ${pd.name}/${p.name} set to ${p.writeCache}`);
-        }
-        continue;
-      }
-      const id = (
-        await create(ep, "StoragePool", {
-          protectionDomainId: pdObj.id,
-          name: p.name,
-          sparePercentage: p.sparePercentage,
-          extentSizeInKb: kb(p.extentSize),
-          allocationGranularityInKb: kb(p.granularity),
-          rebuildRateLimitInKbps: p.rebuildRateLimit === undefined ? undefined : Math.ceil(p.rebuildRateLimit / 1024),
-          writeCache: p.writeCache,
-        })
-      ).id;
-      consola.info(`pf up: created storage pool ${pd.name}/${p.name} (${id})`);
+      const body = {
+        protectionDomainId: pdId,
+        name: p.name,
+        sparePercentage: p.sparePercentage,
+        extentSizeInKb: kb(p.extentSize),
+        allocationGranularityInKb: kb(p.granularity),
+        rebuildRateLimitInKbps: p.rebuildRateLimit === undefined ? undefined : Math.ceil(p.rebuildRateLimit / 1024),
+        writeCache: p.writeCache,
+      };
+      const r = await findOrCreate(
+        async () => (await list(ep, "StoragePool", PoolObj)).find((x) => x.protectionDomainId === pdId && x.name === p.name),
+        async () => (await create(ep, "StoragePool", body)).id,
+        `storage pool ${pd.name}/${p.name}`,
+      );
+      if (r.created) consola.info(`pf up: created storage pool ${pd.name}/${p.name} (${r.id})`);
+      else await reconcilePool(ep, pd.name, p, r.obj);
     }
+  }
+  consola.info(`pf up: topology of ${config.protectionDomains.length} protection domain(s) is in place`);
+}
+
+type PoolSpec = ClusterConfig["protectionDomains"][number]["storagePools"][number];
+type PoolRow = z.infer<typeof PoolObj>;
+
+/**
+ * An existing pool: the file's writeCache, when given, is applied on every start (a live change by
+ * scli lasts until then). Extent size and granularity cannot change on a pool; a pool that a
+ * joining SDS created before pf up (defaults) is named with a warning, so the operator sees it.
+ */
+async function reconcilePool(ep: MdmEndpoint, pdName: string, spec: PoolSpec, existing: PoolRow): Promise<void> {
+  if (spec.writeCache !== undefined && existing.writeCache !== spec.writeCache) {
+    await action(ep, `StoragePool::${existing.id}`, "setWriteCache", { writeCache: spec.writeCache });
+    consola.info(`pf up: storage pool ${pdName}/${spec.name} set to ${spec.writeCache}`);
+  }
+  const differs: string[] = [];
+  if (spec.extentSize !== undefined && existing.extentSizeInKb !== undefined && existing.extentSizeInKb !== kb(spec.extentSize)) {
+    differs.push(`extent size ${existing.extentSizeInKb} KiB, the file says ${kb(spec.extentSize)} KiB`);
+  }
+  if (spec.granularity !== undefined && existing.allocationGranularityInKb !== undefined && existing.allocationGranularityInKb !== kb(spec.granularity)) {
+    differs.push(`granularity ${existing.allocationGranularityInKb} KiB, the file says ${kb(spec.granularity)} KiB`);
+  }
+  if (differs.length > 0) {
+    consola.warn(
+      `pf up: storage pool ${pdName}/${spec.name} (${existing.id}) exists with ${differs.join("; ")} (made by an SDS that joined before the pool was created from the file, or by hand); ` +
+        "it keeps its settings: start the MDM host's pf up before the data hosts on a new cluster, or recreate the pool",
+    );
   }
 }
 

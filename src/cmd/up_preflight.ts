@@ -1,6 +1,7 @@
 // What `pf up` checks before it creates anything (the data dir, the cluster secret, a device
 // file) or starts any role: the data dir can be made, the TLS files the file names can be read
-// and belong together, the devices can be created and fit, and every port of this host is free.
+// and belong together, the devices can be created and fit, the etcd binary is there when the file
+// asks pf up to run etcd (mdm.etcd.embedded), and every port of this host is free.
 // The first problem stops pf up with its one line and exit status; nothing is left behind.
 
 import { existsSync } from "node:fs";
@@ -16,6 +17,14 @@ export async function preflightUp(plan: HostPlan): Promise<void> {
   requireDataDir(plan.dataDir, "--data-dir DIR");
   requireTlsFiles(plan);
   requireDevicesOutsideRoleDirs(plan);
+  if (plan.etcd) {
+    // loaded only when the file asks for etcd (test/tidy.test.ts: sqlite mode reaches no etcd module)
+    const upEtcd = await import("./up_etcd.ts");
+    upEtcd.resolveEtcdBinary(plan, plan.etcd);
+    upEtcd.checkEtcdMemberTls(plan, plan.etcd);
+    const clash = [plan.mdmDir, ...plan.devices.map((d) => resolve(d.path))].find((p) => p === plan.etcd!.dataDir || p.startsWith(plan.etcd!.dataDir + "/"));
+    if (clash !== undefined) throw new PfError("BAD_REQUEST", `${clash} lies in ${plan.etcd.dataDir}, which pf up keeps for the etcd member; give another path`);
+  }
   requireUsableDevices(plan.devices, `free space there, or give smaller sizes or other paths in ${plan.fileName}`);
   await requireFreePorts(plan.ports);
 }

@@ -40,21 +40,33 @@ function codeOfExitStatus(status: number | null): ErrorCode {
 
 export class RoleSupervisor {
   private roles: Role[] = [];
+  /** roles started by startProgram: stopped after every pf role */
+  private readonly programs = new Set<Role>();
   private stopping = false;
   private startedUp = false;
   private startFailure: PfError | null = null;
 
   constructor(private readonly opts: { env: Record<string, string> }) {}
 
+  /** Start a pf role: this program re-run with the role's subcommand (args[0]). */
   start(label: string, args: string[], extraEnv: Record<string, string> = {}): void {
-    const proc = Bun.spawn([...selfCommand(), ...args], {
+    this.spawnRole(label, args[0] ?? "", [...selfCommand(), ...args], extraEnv);
+  }
+
+  /** Start another program as a role (the embedded etcd member): supervised and stopped alike. */
+  startProgram(label: string, argv: string[]): void {
+    this.programs.add(this.spawnRole(label, label, argv, {}));
+  }
+
+  private spawnRole(label: string, command: string, argv: string[], extraEnv: Record<string, string>): Role {
+    const proc = Bun.spawn(argv, {
       env: { ...process.env, ...this.opts.env, ...extraEnv },
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
     });
     const log = new RoleLog();
-    const role: Role = { label, command: args[0] ?? "", proc, log, exitCode: null, exited: null, drained: Promise.resolve() };
+    const role: Role = { label, command, proc, log, exitCode: null, exited: null, drained: Promise.resolve() };
     role.drained = Promise.all([pump(proc.stdout, log, process.stdout), pump(proc.stderr, log, process.stderr)]).then(() => undefined);
     this.roles.push(role);
     consola.info(`pf up: started ${label} (pid ${proc.pid})`);
@@ -64,6 +76,7 @@ export class RoleSupervisor {
       role.exited = proc.signalCode ? `signal ${proc.signalCode}` : `exit code ${code}`;
       if (!this.stopping && this.startedUp) this.reportDeath(role);
     });
+    return role;
   }
 
   private reportDeath(r: Role): void {
@@ -105,8 +118,15 @@ export class RoleSupervisor {
 
   async stopAll(): Promise<void> {
     this.stopping = true;
-    // SDCs first, then SDSs, then the MDM: clients stop before the servers they use.
-    const order = [...this.roles].reverse();
+    // SDCs first, then SDSs, then the MDM: clients stop before the servers they use. A program
+    // started by startProgram (etcd) only once those have exited: the MDM revokes its etcd lease
+    // as it stops (its standbys take over at once instead of after the lease's TTL).
+    const pf = this.roles.filter((r) => !this.programs.has(r));
+    await this.stopRoles([...pf].reverse());
+    await this.stopRoles(this.roles.filter((r) => this.programs.has(r)).reverse());
+  }
+
+  private async stopRoles(order: Role[]): Promise<void> {
     for (const r of order) if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill("SIGTERM");
     const deadline = Date.now() + STOP_GRACE_MS;
     for (const r of order) {

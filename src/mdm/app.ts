@@ -7,6 +7,8 @@
 // becomes the active one, the in-memory state is started afresh from the database (every SDS
 // and SDC seen "now", tokens reloaded, recovery progress empty).
 
+import { authorityFrom } from "../proto/dataplane_tls.ts";
+import type { SelfSignedCert } from "../proto/tls_cert.ts";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import consola from "consola";
@@ -34,6 +36,7 @@ import type { MdmDb } from "../store/mdm_db.ts";
 import type { MdmMetaStore } from "./ha/meta_store.ts";
 import { SqliteMetaStore } from "./ha/sqlite_meta_store.ts";
 import { leaderGate, MDM_ROLE_PATH } from "./core/leader_gate.ts";
+import { servedByStandby } from "./rest/standby_reads.ts";
 
 /** Build the Hono app serving /api (PowerFlex REST), /pf/v1 (cluster API) and /dashboard/ (web UI). */
 export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): Hono {
@@ -52,11 +55,17 @@ export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): 
     const route = matchedRoutes(c)[c.req.routeIndex]?.path ?? "*";
     ctx.observe.rest.observe(c.req.method, route, c.res.status, (performance.now() - t0) / 1000);
   });
-  // a standby answers 421 naming the leader (core/leader_gate.ts); the role path answers on any MDM
-  app.use("*", leaderGate(() => ctx.meta));
+  // a standby answers 421 naming the leader (core/leader_gate.ts), but for the role path and the
+  // reads safe from its followed state (rest/standby_reads.ts)
+  app.use("*", leaderGate(() => ctx.meta, servedByStandby));
   app.get(MDM_ROLE_PATH, (c) => {
     const m = ctx.meta;
-    return c.json({ id: m.mdmId, kind: m.kind, role: m.isLeader() ? "leader" : "standby", term: m.term(), leader: m.leader(), mapVersion: currentMapVersion(ctx), stats: m.stats });
+    return c.json({ id: m.mdmId, kind: m.kind, role: m.isLeader() ? "leader" : "standby", term: m.term(), appliedRevision: m.appliedRevision(), leader: m.leader(), mapVersion: currentMapVersion(ctx), stats: m.stats });
+  });
+  // liveness of this MDM process (no token): 200 on the active MDM and on a standby alike
+  app.get("/health", (c) => {
+    const m = ctx.meta;
+    return c.json({ status: "ok", kind: m.kind, role: m.isLeader() ? "leader" : "standby", term: m.term(), appliedRevision: m.appliedRevision(), leader: m.leader()?.url ?? null });
   });
   // Prometheus scrape: read-only and without a token (docs/design.md, "Observability")
   app.get("/metrics", (c) => c.body(renderMdmMetrics(ctx), 200, { "content-type": TEXT_CONTENT_TYPE }));
@@ -84,6 +93,8 @@ export interface MdmCoreOptions {
   version?: string;
   /** the metadata store over the opened database (default: sqlite alone, SqliteMetaStore) */
   openMeta?: (store: MdmDb) => Promise<MdmMetaStore>;
+  /** data-plane TLS on: the CA that certifies nodes at join (src/proto/dataplane_tls.ts) */
+  dataPlaneTlsCa?: SelfSignedCert;
 }
 
 export interface MdmCore {
@@ -116,6 +127,7 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
       systemId: system.id,
       listenHost: opts.listenHost ?? "127.0.0.1",
       listenPort: opts.listenPort ?? 0,
+      ...(opts.dataPlaneTlsCa === undefined ? {} : { dataPlaneTls: authorityFrom(opts.dataPlaneTlsCa, system.id) }),
     };
     // an MDM (re)start vouches for nobody yet but declares nobody down before a full timeout
     ctx.health.seedAll(

@@ -19,7 +19,9 @@ import { openMdmCore } from "./app.ts";
 import { recoveryTick } from "./recovery/recovery.ts";
 import { observeTick } from "./observe/observe_tick.ts";
 import { X509Certificate } from "node:crypto";
-import { isWildcardHost, planAdminPassword, resolveClusterSecret, resolveTls } from "./secrets.ts";
+import { isWildcardHost, planAdminPassword, resolveClusterSecret, resolveDataPlaneCa, resolveTls } from "./secrets.ts";
+import type { EtcdSecurity } from "../store/etcd_client.ts";
+import { refuseInsecureTlsEnv } from "../proto/dataplane_tls.ts";
 import type { MdmDb } from "../store/mdm_db.ts";
 import { mkdirSync } from "node:fs";
 import { MDM_MIGRATIONS } from "../store/mdm_migrate.ts";
@@ -54,10 +56,14 @@ export interface MdmOptions {
   version?: string;
   /** HA mode: the metadata lives in etcd and several MDMs take turns being active */
   ha?: MdmHaOptions;
+  /** TLS on every data-plane connection (cluster YAML dataPlane.tls); nodes are told at join */
+  dataPlaneTls?: boolean;
 }
 
 export interface MdmHaOptions {
   etcdEndpoints: string[];
+  /** TLS (CA, client certificate) and auth (user, password) for etcd */
+  etcdSecurity?: EtcdSecurity;
   /** keys live under /pf/<cluster>/ */
   cluster: string;
   /** this MDM's name in the cluster view */
@@ -104,7 +110,11 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
   const ha = opts.ha ? await openHa(opts, listenHost) : null;
   const clusterSecret = ha?.clusterSecret ?? resolveClusterSecret(opts.dataDir, opts.clusterSecret);
   const tls = opts.plainHttp ? null : (ha?.tls ?? resolveTls(opts.dataDir, listenHost, { certFile: opts.tlsCertFile, keyFile: opts.tlsKeyFile }));
+  if (opts.dataPlaneTls === true) refuseInsecureTlsEnv();
+  // HA: one CA for every MDM (etcd identity), so a node certified by one MDM is trusted by all
+  const dataPlaneTlsCa = opts.dataPlaneTls === true ? (ha?.ca ?? resolveDataPlaneCa(opts.dataDir)) : undefined;
   const core = await openMdmCore({
+    ...(dataPlaneTlsCa === undefined ? {} : { dataPlaneTlsCa }),
     openMeta: ha?.openMeta,
     dataDir: opts.dataDir,
     clusterSecret,
@@ -155,6 +165,7 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
   if (meta instanceof SqliteMetaStore) meta.setUrl(url);
   await meta.start();
   await meta.commit().catch((e: unknown) => consola.warn(`mdm: first commit failed: ${(e as Error).message}`));
+  if (core.ctx.dataPlaneTls !== undefined) consola.info("mdm: data-plane TLS on: every SDC, SDS and MDM data-plane connection is TLS, certificates issued at join");
   consola.info(`mdm: system ${core.ctx.systemId} serving ${url} (data in ${opts.dataDir}; ${meta.kind === "etcd" ? `HA, ${meta.isLeader() ? "active" : "standby"}, term ${meta.term()}` : `term ${meta.term()}`})`);
   // a step that keeps failing logs once a minute, not four times a second
   let lastFailure = { text: "", atMs: 0 };
@@ -213,6 +224,8 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
 
 interface HaOpened {
   clusterSecret: string;
+  /** the cluster CA in etcd (also the data-plane CA when data-plane TLS is on) */
+  ca: { certPem: string; keyPem: string };
   tls: { certPem: string; keyPem: string; certFile: string } | null;
   openMeta: (store: MdmDb) => Promise<MdmMetaStore>;
 }
@@ -223,7 +236,7 @@ async function openHa(opts: MdmOptions, listenHost: string): Promise<HaOpened> {
   if (opts.listenPort === 0) throw new PfError("BAD_REQUEST", "an MDM in HA mode needs a fixed port (other MDMs and clients are told its URL)");
   if (isWildcardHost(listenHost)) throw new PfError("BAD_REQUEST", `an MDM in HA mode must listen on its own address, not ${listenHost} (clients are told that address)`);
   const setup = await import("./ha/etcd_setup.ts");
-  const identity = await setup.resolveHaIdentity(ha.etcdEndpoints, ha.cluster, opts.clusterSecret ?? (process.env.PF_CLUSTER_SECRET || undefined));
+  const identity = await setup.resolveHaIdentity(ha.etcdEndpoints, ha.cluster, opts.clusterSecret ?? (process.env.PF_CLUSTER_SECRET || undefined), ha.etcdSecurity);
   const custom = opts.tlsCertFile !== undefined || opts.tlsKeyFile !== undefined;
   const tls = opts.plainHttp ? null : custom ? resolveTls(opts.dataDir, listenHost, { certFile: opts.tlsCertFile, keyFile: opts.tlsKeyFile }) : setup.issueMdmCert(opts.dataDir, [listenHost], ha.name, identity);
   const url = `${tls ? "https" : "http"}://${urlHost(listenHost)}:${opts.listenPort}`;
@@ -231,8 +244,9 @@ async function openHa(opts: MdmOptions, listenHost: string): Promise<HaOpened> {
   const schemaVersion = MDM_MIGRATIONS.reduce((m, x) => Math.max(m, x.version), -1);
   return {
     clusterSecret: identity.clusterSecret,
+    ca: { certPem: identity.caCertPem, keyPem: identity.caKeyPem },
     tls,
     openMeta: (store) =>
-      setup.EtcdMetaStore.open({ sqlite: store.sqlite, endpoints: ha.etcdEndpoints, cluster: ha.cluster, mdmId, name: ha.name, url, schemaVersion, timing: ha.timing }),
+      setup.EtcdMetaStore.open({ sqlite: store.sqlite, endpoints: ha.etcdEndpoints, security: ha.etcdSecurity, cluster: ha.cluster, mdmId, name: ha.name, url, schemaVersion, timing: ha.timing }),
   };
 }

@@ -10,11 +10,12 @@ import { hostname, networkInterfaces } from "node:os";
 import { join } from "node:path";
 import consola from "consola";
 import { PfError } from "../proto/errors.ts";
-import { certCoversHost, describeCert, generateSelfSignedCert } from "../proto/tls_cert.ts";
+import { certCoversHost, describeCert, generateSelfSignedCert, type SelfSignedCert } from "../proto/tls_cert.ts";
 
 export const CLUSTER_SECRET_FILE = "cluster-secret";
 export const ADMIN_PASSWORD_FILE = "admin-password";
 export const TLS_DIR = "tls";
+export const DATA_PLANE_CA_DIR = "dataplane-ca";
 const MIN_SECRET_LENGTH = 8;
 
 function readTrimmed(path: string): string {
@@ -115,4 +116,31 @@ export function resolveTls(dataDir: string, listenHost: string, files: { certFil
   writeFileSync(certFile, made.certPem, { mode: 0o644 });
   consola.info(`mdm: made a self-signed TLS certificate ${certFile} for ${hosts.join(", ")}`);
   return { certPem: made.certPem, keyPem: made.keyPem, certFile };
+}
+
+/**
+ * The data-plane CA of a single MDM (data-plane TLS on): DATA_DIR/dataplane-ca/ca-cert.pem and
+ * ca-key.pem (0600), made on first start. Its key never leaves the MDM: nodes send public keys
+ * and get certificates back (src/proto/dataplane_tls.ts). HA mode uses the cluster CA in etcd.
+ */
+export function resolveDataPlaneCa(dataDir: string): SelfSignedCert {
+  const dir = join(dataDir, DATA_PLANE_CA_DIR);
+  const certFile = join(dir, "ca-cert.pem");
+  const keyFile = join(dir, "ca-key.pem");
+  if (existsSync(certFile) && existsSync(keyFile)) {
+    const ca = { certPem: readFileSync(certFile, "utf8"), keyPem: readFileSync(keyFile, "utf8") };
+    try {
+      describeCert(ca.certPem, ca.keyPem);
+    } catch (e) {
+      throw new PfError("BAD_REQUEST", `data-plane CA ${certFile} with ${keyFile}: ${(e as Error).message}; restore both files (nodes hold certificates signed by it) or remove both to make a new CA`);
+    }
+    return ca;
+  }
+  if (existsSync(certFile) || existsSync(keyFile)) throw new PfError("BAD_REQUEST", `data-plane CA: ${dir} holds only one of ca-cert.pem and ca-key.pem; restore the other or remove both`);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const ca = generateSelfSignedCert({ commonName: `pf-dataplane-ca ${hostname()}`, hosts: [] });
+  writeFileSync(keyFile, ca.keyPem, { mode: 0o600 });
+  writeFileSync(certFile, ca.certPem, { mode: 0o644 });
+  consola.info(`mdm: made the data-plane CA ${certFile} (nodes get certificates signed by it when they join)`);
+  return ca;
 }

@@ -38,6 +38,23 @@ const keyList = z.array(KeyEntry).min(1).max(2);
 /** the answering MDM's fencing term (0 from an MDM that predates terms) */
 const term = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).default(0);
 
+/** A node's data-plane TLS public key (SPKI PEM, made in its data dir): the MDM certifies it. */
+const tlsPublicKey = z.string().min(1).max(4096).includes("BEGIN PUBLIC KEY").optional();
+
+/**
+ * Whether the MDM runs the data plane in TLS and, if so, the cluster's data-plane CA and this
+ * node's certificate for the key it sent (src/proto/dataplane_tls.ts). Absent (an older MDM): off.
+ */
+export const DataPlaneTlsAnswer = z
+  .object({
+    required: z.boolean(),
+    caPem: z.string().includes("BEGIN CERTIFICATE").optional(),
+    certPem: z.string().includes("BEGIN CERTIFICATE").optional(),
+  })
+  .refine((t) => !t.required || (t.caPem !== undefined && t.certPem !== undefined), "TLS required but no CA or certificate given")
+  .default({ required: false });
+export type DataPlaneTlsAnswer = z.infer<typeof DataPlaneTlsAnswer>;
+
 // ---- SDS ----
 
 export const SdsJoinRequest = z.object({
@@ -50,6 +67,7 @@ export const SdsJoinRequest = z.object({
   /** the host rebooted since this SDS last ran: writes acknowledged but not flushed before the
    *  reboot may be missing from its copies, so none of them may be resynced or stay in sync */
   hostRebooted: z.boolean().default(false),
+  tlsPublicKey,
   devices: z
     .array(z.object({ path: z.string().min(1).max(4096), capacityBytes: bytes, name: name.optional() }))
     .min(1)
@@ -66,6 +84,7 @@ export const SdsJoinResponse = z.object({
   leaseMs: z.number().int().positive(),
   heartbeatMs: z.number().int().positive(),
   devices: z.array(z.object({ deviceId: id16, path: z.string() })),
+  dataPlaneTls: DataPlaneTlsAnswer,
 });
 /** term is stamped by the MDM's HTTP edge (cluster_routes.ts), not by the services */
 export type SdsJoinResponse = Omit<z.infer<typeof SdsJoinResponse>, "term">;
@@ -113,6 +132,13 @@ export const SdsHeartbeatRequest = z.object({
   io: SdsIoReport.optional(),
   /** chunks per layer of the V-Trees that have snapshots (snapshot capacity); bounded */
   layerChunks: z.array(LayerUsage).max(65_536).optional(),
+  /** refused handshakes, grants and IO since the last heartbeat (counts by kind, a few lines); for the MDM's audit log */
+  refusals: z
+    .object({
+      counts: z.record(z.string().max(32), z.number().int().nonnegative()).refine((r) => Object.keys(r).length <= 16, "at most 16 kinds"),
+      samples: z.array(z.string().max(300)).max(16),
+    })
+    .optional(),
 });
 export type SdsHeartbeatRequest = z.infer<typeof SdsHeartbeatRequest>;
 
@@ -201,6 +227,8 @@ export const SdsAssignmentsResponse = z.object({
   term,
   mapVersion: z.number().int().nonnegative(),
   dataPlane: SdsDataPlaneKeys,
+  /** the MDM runs the data plane in TLS (a node started otherwise logs the drift: dataplane_tls.ts) */
+  dataPlaneTls: z.boolean().default(false),
   /** copy throttle for this SDS (bytes/s over all its copies; 0 = unlimited) */
   rebuildRateBytesPerSec: z.number().int().nonnegative().default(0),
   extentSizeBytesByVolume: z.record(id16, z.number().int().positive()),
@@ -222,6 +250,7 @@ export const SdcJoinRequest = z.object({
   guid: z.string().min(1).max(64),
   name: name.optional(),
   host: hostName,
+  tlsPublicKey,
 });
 export type SdcJoinRequest = z.infer<typeof SdcJoinRequest>;
 
@@ -234,6 +263,7 @@ export const SdcJoinResponse = z.object({
   /** this SDC's own data-plane node keys (never another node's) */
   nodeKeys: keyList,
   heartbeatMs: z.number().int().positive(),
+  dataPlaneTls: DataPlaneTlsAnswer,
 });
 /** term is stamped by the MDM's HTTP edge (cluster_routes.ts), not by the services */
 export type SdcJoinResponse = Omit<z.infer<typeof SdcJoinResponse>, "term">;
@@ -266,6 +296,8 @@ export const SdcMapsResponse = z.object({
   mapVersion: z.number().int().nonnegative(),
   /** this SDC's node keys (they change when the MDM rotates its master key) */
   nodeKeys: keyList,
+  /** the MDM runs the data plane in TLS (a node started otherwise logs the drift: dataplane_tls.ts) */
+  dataPlaneTls: z.boolean().default(false),
   volumes: z.array(VolumeMap),
   sds: z.array(SdsAddress),
 });

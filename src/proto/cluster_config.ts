@@ -53,6 +53,8 @@ export const DEFAULT_NBD_PORT = 10809;
 /** control HTTP ports (/health /metrics /status): by default the role's own port + 1000 */
 export const DEFAULT_SDS_CONTROL_PORT = DEFAULT_SDS_PORT + 1000;
 export const DEFAULT_SDC_CONTROL_PORT = DEFAULT_NBD_PORT + 1000;
+export const DEFAULT_ETCD_CLIENT_PORT = 2379;
+export const DEFAULT_ETCD_PEER_PORT = 2380;
 
 const SdsConfig = z.strictObject({
   name: objName,
@@ -71,6 +73,9 @@ const HostConfig = z.strictObject({
   name: objName,
   address: z.string().min(1), // data-plane and REST address of this host
   mdm: z.boolean().default(false),
+  /** with mdm.etcd.embedded: run an etcd member here (default: where mdm is true); a member on a
+   *  host without an MDM is PowerFlex's tie-breaker (it votes, holds no metadata of ours) */
+  etcd: z.boolean().optional(),
   sds: z.array(SdsConfig).default([]),
   sdc: z
     .strictObject({
@@ -78,6 +83,12 @@ const HostConfig = z.strictObject({
       nbd: hostPort(DEFAULT_NBD_PORT).default({ host: "127.0.0.1", port: DEFAULT_NBD_PORT }),
       /** control HTTP port (default: the NBD host, NBD port + 1000) */
       control: hostPort(DEFAULT_SDC_CONTROL_PORT).optional(),
+      /** NBD over TLS (pf sdc --nbd-tls): off, on or require; absent = off (with a warning beyond loopback) */
+      nbdTls: z.enum(["off", "on", "require"]).optional(),
+      /** certificate directory (pf sdc --nbd-tls-dir); default DATA_DIR/sdc/nbd-tls */
+      nbdTlsDir: z.string().min(1).optional(),
+      /** clients must present a certificate signed by the directory's ca-cert.pem */
+      nbdTlsVerifyPeer: z.boolean().optional(),
     })
     .optional(),
 });
@@ -139,12 +150,37 @@ export const ClusterConfig = z
         // HA mode: every host with mdm: true runs an MDM; they share the metadata in etcd
         etcd: z
           .strictObject({
-            endpoints: z.array(z.string().min(1)).min(1, "give at least one etcd client URL (http://HOST:2379)"),
+            // etcd client URLs the MDMs use (default with embedded: every member's client URL)
+            endpoints: z.array(z.string().min(1)).min(1, "give at least one etcd client URL (http://HOST:2379)").optional(),
             clusterName: objName.optional(), // keys under /pf/<clusterName>/ (default: cluster.name)
+            // pf up starts an etcd member on each etcd host (DATA_DIR/etcd), supervised as a role
+            embedded: z.boolean().optional(),
+            clientPort: z.number().int().min(1).max(65535).optional(), // default 2379
+            peerPort: z.number().int().min(1).max(65535).optional(), // default 2380
+            bin: z.string().min(1).optional(), // the etcd binary (default: etcd on PATH)
+            // tests only: etcd skips fsync (a power cut can lose or corrupt its data)
+            unsafeNoFsync: z.boolean().optional(),
+            // TLS to an external etcd (https:// endpoints): the CA of the members' server
+            // certificates (etcdctl --cacert), and a client certificate + key for etcd's
+            // --client-cert-auth (its subject without a CN: etcd's JSON gateway refuses a CN)
+            cacert: z.string().min(1).optional(),
+            cert: z.string().min(1).optional(),
+            key: z.string().min(1).optional(),
+            // etcd auth (etcdctl auth enable): a user whose role has readwrite on /pf/<clusterName>/
+            user: z.string().min(1).optional(),
+            password: z.string().min(1).optional(), // or PF_ETCD_PASSWORD in pf up's environment
+            // embedded etcd over TLS: each etcd host's member certificate and key for its own
+            // address (the same path on every host; serverAuth + clientAuth, signed by cacert):
+            // clients and peers then speak https, and with cert/key the members demand a client
+            // certificate (--client-cert-auth, --peer-client-cert-auth)
+            memberCert: z.string().min(1).optional(),
+            memberKey: z.string().min(1).optional(),
           })
           .optional(),
       })
       .default({ port: DEFAULT_MDM_PORT, plainHttp: false }),
+    /** the data plane (SDC->SDS, SDS->SDS, MDM->SDS): tls: every connection in TLS (pf mdm|sds|sdc --data-plane-tls) */
+    dataPlane: z.strictObject({ tls: z.boolean().default(false) }).default({ tls: false }),
     hosts: z.array(HostConfig).min(1),
     protectionDomains: z.array(ProtectionDomainConfig).default([]),
     volumes: z.array(VolumeConfig).default([]),
@@ -153,6 +189,30 @@ export const ClusterConfig = z
     const mdmHosts = c.hosts.filter((h) => h.mdm);
     if (c.mdm.etcd === undefined && mdmHosts.length !== 1) {
       ctx.addIssue({ code: "custom", path: ["hosts"], message: `exactly one host must have mdm: true (found ${mdmHosts.length}); several MDMs need mdm.etcd` });
+    }
+    const etcd = c.mdm.etcd;
+    if (etcd !== undefined && etcd.embedded !== true && etcd.endpoints === undefined) {
+      ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "endpoints"], message: "give the etcd client URLs (endpoints: [http://HOST:2379, …]), or embedded: true to let pf up run etcd on the MDM hosts" });
+    }
+    c.hosts.forEach((h, hi) => {
+      if (h.etcd !== undefined && etcd?.embedded !== true) ctx.addIssue({ code: "custom", path: ["hosts", hi, "etcd"], message: "hosts[].etcd needs mdm.etcd.embedded: true" });
+    });
+    if (etcd?.embedded === true) {
+      const n = c.hosts.filter((h) => h.etcd ?? h.mdm).length;
+      if (n % 2 === 0) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "embedded"], message: `embedded etcd needs an odd number of members (1, 3 or 5), found ${n}: add etcd: true to a host without an MDM (a tie-breaker) or etcd: false to one MDM host` });
+      if (etcd.clientPort !== undefined && etcd.clientPort === etcd.peerPort) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "peerPort"], message: "the etcd peer port must differ from its client port" });
+    }
+    if (etcd !== undefined) {
+      const tls = etcd.cacert !== undefined || etcd.cert !== undefined;
+      if ((etcd.cert === undefined) !== (etcd.key === undefined)) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", etcd.cert === undefined ? "cert" : "key"], message: "an etcd client certificate needs both cert and key" });
+      if (etcd.password !== undefined && etcd.user === undefined) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "user"], message: "an etcd password needs its user" });
+      const member = etcd.memberCert !== undefined || etcd.memberKey !== undefined;
+      if ((etcd.memberCert === undefined) !== (etcd.memberKey === undefined)) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", etcd.memberCert === undefined ? "memberCert" : "memberKey"], message: "an embedded etcd member's certificate needs both memberCert and memberKey" });
+      if (member && etcd.embedded !== true) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "memberCert"], message: "memberCert/memberKey are for pf up's embedded etcd (embedded: true); an external etcd has its own certificates" });
+      if (member && etcd.cacert === undefined) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "cacert"], message: "an embedded etcd over TLS needs cacert: the CA that signed every memberCert (the MDMs and the peers verify with it)" });
+      if (tls && etcd.embedded === true && !member) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "embedded"], message: "pf up's embedded etcd serves plain http unless memberCert and memberKey give each member its certificate: add them, or run etcd yourself and list its https endpoints" });
+      const plain = (etcd.endpoints ?? []).filter((e) => !e.startsWith("https://"));
+      if (tls && plain.length > 0) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "endpoints"], message: `with etcd TLS (cacert, cert) every endpoint must be https://; ${plain.join(", ")} is not` });
     }
     if (c.mdm.etcd !== undefined) {
       if (mdmHosts.length === 0) ctx.addIssue({ code: "custom", path: ["hosts"], message: "with mdm.etcd, at least one host must have mdm: true" });
@@ -208,6 +268,30 @@ export type HostConfig = z.infer<typeof HostConfig>;
 export type SdsConfig = z.infer<typeof SdsConfig>;
 
 /** Extent size of pool "PD/POOL" as the MDM will make it (the pool's extentSize, else the default). */
+/** Hosts that run an embedded etcd member (mdm.etcd.embedded), in file order. */
+export function embeddedEtcdHosts(c: ClusterConfig): ClusterConfig["hosts"] {
+  return c.mdm.etcd?.embedded === true ? c.hosts.filter((h) => h.etcd ?? h.mdm) : [];
+}
+
+function urlHost(addr: string): string {
+  return addr.includes(":") ? `[${addr}]` : addr;
+}
+
+/** An embedded member's client and peer URLs. */
+export function etcdMemberUrls(c: ClusterConfig, host: { address: string }): { clientUrl: string; peerUrl: string } {
+  const e = c.mdm.etcd;
+  const scheme = e?.memberCert !== undefined ? "https" : "http";
+  return {
+    clientUrl: `${scheme}://${urlHost(host.address)}:${e?.clientPort ?? DEFAULT_ETCD_CLIENT_PORT}`,
+    peerUrl: `${scheme}://${urlHost(host.address)}:${e?.peerPort ?? DEFAULT_ETCD_PEER_PORT}`,
+  };
+}
+
+/** The etcd endpoints the MDMs use: the file's list, else every embedded member's client URL. */
+export function etcdEndpointsOf(c: ClusterConfig): string[] {
+  return c.mdm.etcd?.endpoints ?? embeddedEtcdHosts(c).map((h) => etcdMemberUrls(c, h).clientUrl);
+}
+
 export function poolExtentBytes(c: { protectionDomains: { name: string; storagePools: { name: string; extentSize?: number }[] }[] }, pool: string): number {
   const [pdName, poolName] = pool.split("/");
   const p = c.protectionDomains.find((pd) => pd.name === pdName)?.storagePools.find((x) => x.name === poolName);
@@ -249,13 +333,27 @@ export function parseClusterConfig(text: string, fileName: string): ClusterConfi
     const pos = lineCounter.linePos(e.pos[0]);
     throw new PfError("BAD_REQUEST", `${fileName}:${pos.line}:${pos.col}: YAML syntax error: ${e.message.split("\n")[0]}`);
   }
-  const parsed = ClusterConfig.safeParse(doc.toJS());
+  const parsed = ClusterConfig.safeParse(documentValue(doc, fileName));
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0]!;
   const path = issue.path.filter((p): p is string | number => typeof p !== "symbol");
   const line = lineOf(doc, lineCounter, path);
   const where = path.length > 0 ? path.join(".") : "(top level)";
   throw new PfError("BAD_REQUEST", `${fileName}:${line}: ${where}: ${issue.message}`);
+}
+
+/**
+ * The document as plain values. The yaml library throws a ReferenceError for an alias whose
+ * anchor comes later or not at all, and for an alias bomb (more than its maxAliasCount
+ * expansions): a bad file, not a bug (found by bench/fuzz.ts --target yaml).
+ */
+function documentValue(doc: Document, fileName: string): unknown {
+  try {
+    return doc.toJS();
+  } catch (e) {
+    if (e instanceof ReferenceError) throw new PfError("BAD_REQUEST", `${fileName}: YAML alias error: ${e.message}`);
+    throw e;
+  }
 }
 
 /** Line of the deepest node on `path` that exists in the document. */

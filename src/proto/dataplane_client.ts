@@ -17,7 +17,11 @@
 //   connection is then dropped, because the SDS may still apply it);
 // - at most `maxInFlight` requests are on the wire; more wait in a local queue (in order);
 // - after a failed connect, requests fail fast with UNAVAILABLE for a short backoff instead of
-//   piling up behind a dead address.
+//   piling up behind a dead address;
+// - with data-plane TLS (opts.tls), the connection is TLS from its first byte and not one frame
+//   (not even HELLO) is written before pf verified the SDS's certificate: signed by the cluster's
+//   data-plane CA, valid now, naming the SDS this client means to reach (dataplane_tls.ts); a
+//   refused certificate fails the requests with UNAUTHORIZED. There is no plaintext fallback.
 
 import { consola } from "consola";
 import type { Socket } from "bun";
@@ -32,8 +36,10 @@ import {
   proofsEqual,
   serverProof,
   transcriptHash,
+  NodeRole,
   type ClientCredentials,
 } from "./dataplane_auth.ts";
+import { checkTlsPeer, clientTlsOptions, type DataPlaneTlsMaterial } from "./dataplane_tls.ts";
 import { encodeGrantPresentation, type GrantSource } from "./grant.ts";
 import { halvesToId, idToHalves } from "./ids.ts";
 import { Limits } from "./limits.ts";
@@ -88,6 +94,8 @@ export interface DataPlaneClientOptions {
   reconnectBackoffMs?: number;
   /** the connection failed or could not be made (an SDS uses it to heartbeat sooner: a peer may be gone) */
   onDown?: () => void;
+  /** data-plane TLS: this node's certificate and the cluster CA (needs expectSdsId) */
+  tls?: () => DataPlaneTlsMaterial | null;
 }
 
 interface Pending {
@@ -285,20 +293,46 @@ export class DataPlaneClient implements DataPlaneLink {
     const timer = setTimeout(() => {
       if (gen === this.connGen && (this.state === "connecting" || this.state === "handshake")) this.fail(`connect and handshake timeout after ${timeoutMs} ms`, true);
     }, timeoutMs);
+    const tls = this.tlsFor();
+    if (typeof tls === "string") {
+      clearTimeout(timer);
+      queueMicrotask(() => {
+        if (gen === this.connGen && this.state === "connecting") this.failAll(Status.UNAUTHORIZED, tls, true);
+      });
+      return;
+    }
+    const ready = (sock: Socket<undefined>) => {
+      clearTimeout(timer);
+      this.state = "handshake";
+      this.writer!.attach(sock);
+    };
     Bun.connect<undefined>({
       hostname: this.host,
       port: this.port,
+      ...(tls === null ? {} : { tls: clientTlsOptions(tls, this.opts.expectSdsId!) }),
       socket: {
         open: (sock) => {
-          clearTimeout(timer);
+          if (tls === null) clearTimeout(timer);
           if (gen !== this.connGen || this.state !== "connecting") {
             sock.end();
             return;
           }
           sock.setNoDelay(true);
           this.socket = sock;
-          this.state = "handshake";
-          this.writer!.attach(sock);
+          if (tls === null) ready(sock);
+        },
+        handshake: (sock, success, authError) => {
+          if (tls === null || gen !== this.connGen || this.state !== "connecting") return;
+          if (!success) {
+            this.failAll(Status.UNAUTHORIZED, `TLS handshake with SDS ${this.opts.expectSdsId} failed: ${authError?.message ?? "unknown error"}`, true);
+            return;
+          }
+          const r = checkTlsPeer(tls, sock, { role: NodeRole.SDS, nodeId: this.opts.expectSdsId! });
+          if (r.error !== null) {
+            this.failAll(Status.UNAUTHORIZED, `TLS: SDS certificate refused: ${r.error}`, true);
+            return;
+          }
+          ready(sock);
         },
         data: (_sock, data) => {
           if (gen !== this.connGen) return;
@@ -327,6 +361,15 @@ export class DataPlaneClient implements DataPlaneLink {
       clearTimeout(timer);
       if (gen === this.connGen && this.state === "connecting") this.fail(`connect failed: ${String(err)}`, true);
     });
+  }
+
+  /** null: plaintext; material: TLS; a string: TLS is on but cannot be used (why). */
+  private tlsFor(): DataPlaneTlsMaterial | null | string {
+    if (this.opts.tls === undefined) return null;
+    const m = this.opts.tls();
+    if (m === null) return "data-plane TLS is required but this node has no certificate yet";
+    if (this.opts.expectSdsId === undefined) return "data-plane TLS needs the id of the SDS to reach (its certificate must name it)";
+    return m;
   }
 
   private handshakeHeader(opcode: Op): FrameHeader {
@@ -470,6 +513,8 @@ export interface DataPlanePoolOptions {
   connectTimeoutMs?: number;
   /** a connection to this SDS failed (DataPlaneClientOptions.onDown) */
   onLinkDown?: (sdsId: string) => void;
+  /** data-plane TLS material (asked at every connect: a renewed certificate applies to new connections) */
+  tls?: () => DataPlaneTlsMaterial | null;
 }
 
 /** Round-robin over the connections to one SDS. */
@@ -524,6 +569,7 @@ export class DataPlanePool {
           grants: this.opts.grants,
           requestTimeoutMs: this.opts.requestTimeoutMs,
           connectTimeoutMs: this.opts.connectTimeoutMs,
+          ...(this.opts.tls === undefined ? {} : { tls: this.opts.tls }),
           ...(this.opts.onLinkDown === undefined ? {} : { onDown: () => this.opts.onLinkDown?.(sdsId) }),
         }),
       );

@@ -5,6 +5,7 @@
 export const ErrorCodes = [
   "BAD_REQUEST", // malformed body, wrong types, bad flag combination
   "UNAUTHORIZED", // missing, forged or expired token / wrong cluster secret
+  "FORBIDDEN", // a valid user whose role may not do this (REST role check)
   "NOT_FOUND", // unknown id or name
   "ALREADY_EXISTS", // name taken
   "ALREADY_MAPPED", // volume already mapped to this SDC
@@ -44,9 +45,10 @@ export function isPfError(e: unknown): e is PfError {
 }
 
 /** HTTP status as PowerFlex's gateway answers: MDM rejections are 500, bad auth 401. */
-export const httpStatusOf: Record<ErrorCode, 400 | 401 | 404 | 409 | 413 | 421 | 500 | 503> = {
+export const httpStatusOf: Record<ErrorCode, 400 | 401 | 403 | 404 | 409 | 413 | 421 | 500 | 503> = {
   BAD_REQUEST: 400,
   UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
   NOT_FOUND: 500,
   ALREADY_EXISTS: 500,
   ALREADY_MAPPED: 500,
@@ -69,6 +71,7 @@ export const httpStatusOf: Record<ErrorCode, 400 | 401 | 404 | 409 | 413 | 421 |
 export const powerflexErrorCodeOf: Record<ErrorCode, number> = {
   BAD_REQUEST: 2,
   UNAUTHORIZED: 0,
+  FORBIDDEN: 0,
   NOT_FOUND: 79,
   ALREADY_EXISTS: 6,
   ALREADY_MAPPED: 131,
@@ -91,6 +94,7 @@ export const powerflexErrorCodeOf: Record<ErrorCode, number> = {
 export const nbdErrnoOf: Record<ErrorCode, number> = {
   BAD_REQUEST: 22, // EINVAL
   UNAUTHORIZED: 1, // EPERM
+  FORBIDDEN: 1,
   NOT_FOUND: 5, // EIO
   ALREADY_EXISTS: 5,
   ALREADY_MAPPED: 5,
@@ -113,6 +117,7 @@ export const nbdErrnoOf: Record<ErrorCode, number> = {
 export const exitStatusOf: Record<ErrorCode, number> = {
   BAD_REQUEST: 2,
   UNAUTHORIZED: 3,
+  FORBIDDEN: 3,
   NOT_FOUND: 7,
   ALREADY_EXISTS: 4,
   ALREADY_MAPPED: 4,

@@ -75,7 +75,19 @@ export const Limits = {
   // control plane
   restMaxBodyBytes: 1 * MiB,
   heartbeatMaxBodyBytes: 24 * MiB, // an SDC heartbeat lists IO counters of every mapped volume (~250 B each, up to 65,536)
-  tokenIdleTimeoutMs: 8 * 60 * 60 * 1000,
+  tokenIdleTimeoutMs: 30 * 60 * 1000, // a REST token unused this long is dead (security.md proposal (c))
+  tokenAbsoluteTimeoutMs: 8 * 60 * 60 * 1000, // and any token this long after its login
+  loginLockoutFailures: 10, // failed logins in a row that lock a user (as Ceph's dashboard)
+  loginLockoutMs: 15 * 60 * 1000, // how long a locked user is refused, the right password too
+  loginFailBurst: 20, // failed logins one source address may make at once...
+  loginFailRefillMs: 1000, // ...and one more each this long; beyond, only a recently proven password passes
+  loginMaxConcurrentHashes: 4, // argon2id checks (64 MiB each) running at once; more wait
+  loginMaxWaiting: 256, // logins waiting for a hash slot; more are refused UNAVAILABLE
+  loginGuardMaxEntries: 10_000, // users and source addresses the login guard remembers (oldest dropped)
+  auditMaxRecords: 1_000_000, // audit records kept; the oldest are pruned beyond (the chain's anchor moves)
+  auditMaxParamsBytes: 2048, // a record's params (secrets redacted) are cut to this
+  auditQueryMaxRecords: 10_000, // records one audit query answers
+  heartbeatMaxRefusalSamples: 8, // refusal lines one SDS heartbeat carries (counts are always whole)
   maxTokens: 100_000,
   heartbeatIntervalMs: 1000,
   heartbeatTimeoutMs: 5000,

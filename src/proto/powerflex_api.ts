@@ -216,6 +216,19 @@ export const Empty = z.object({});
 export const ChangeMdmOwnership = z
   .object({ id: z.string().min(1).optional(), name: z.string().min(1).optional(), ip: z.string().min(1).optional() })
   .refine((b) => [b.id, b.name, b.ip].filter((x) => x !== undefined).length === 1, { message: "give exactly one of id, name, ip (the MDM to hand ownership to)" });
+/** addStandbyMdm (python-powerflex system.add_standby_mdm): register an MDM the cluster expects */
+export const AddStandbyMdm = z.object({
+  ips: z.array(z.string().min(1).max(253)).min(1, "give the new MDM's IP address (ips)").max(8),
+  role: z.enum(["Manager", "TieBreaker"]).default("Manager"),
+  managementIps: z.array(z.string().min(1).max(253)).max(8).optional(),
+  name: objectName.optional(),
+  port: looseInt.pipe(z.number().int().min(1).max(65535)).optional(),
+  allowAsymmetricIps: looseBool.optional(),
+  forceClean: looseBool.optional(),
+});
+export type AddStandbyMdm = z.infer<typeof AddStandbyMdm>;
+/** removeStandbyMdm {id}: the registered (or running standby) MDM's id */
+export const RemoveStandbyMdm = z.object({ id: z.string().min(1).max(64) });
 /** System actions of restricted SDC mode (goscaleio SetRestrictedMode, ApproveSdcParam) */
 export const SetRestrictedSdcMode = z.object({ restrictedSdcMode: z.enum(["None", "Guid", "ApprovedIp"]) });
 export const ApproveSdc = z.object({

@@ -127,6 +127,8 @@ export function generateSelfSignedCert(opts: SelfSignedCertOptions): SelfSignedC
 export interface SignedCertOptions extends SelfSignedCertOptions {
   /** the CA that signs (a certificate made by generateSelfSignedCert, which is its own CA) */
   issuer: SelfSignedCert;
+  /** certify this public key (SPKI PEM) made elsewhere instead of a new key pair; keyPem is then "" */
+  publicKeyPem?: string;
 }
 
 /**
@@ -135,11 +137,13 @@ export interface SignedCertOptions extends SelfSignedCertOptions {
  * The certificate is not a CA itself (basicConstraints CA:FALSE).
  */
 export function generateSignedCert(opts: SignedCertOptions): SelfSignedCert {
-  return makeCert(opts, opts.issuer);
+  return makeCert(opts, opts.issuer, opts.publicKeyPem);
 }
 
-function makeCert(opts: SelfSignedCertOptions, issuer: SelfSignedCert | null): SelfSignedCert {
-  const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+function makeCert(opts: SelfSignedCertOptions, issuer: SelfSignedCert | null, publicKeyPem?: string): SelfSignedCert {
+  const made = publicKeyPem === undefined ? generateKeyPairSync("ec", { namedCurve: "prime256v1" }) : null;
+  const privateKey = made?.privateKey ?? null;
+  const publicKey = made?.publicKey ?? createPublicKey(publicKeyPem!);
   const spki = publicKey.export({ type: "spki", format: "der" });
   const now = opts.now ?? new Date();
   const notBefore = new Date(now.getTime() - 60 * 60 * 1000); // tolerate clock skew between hosts
@@ -151,7 +155,7 @@ function makeCert(opts: SelfSignedCertOptions, issuer: SelfSignedCert | null): S
     set(seq(derOid(OID.commonName), derUtf8(opts.commonName.slice(0, 64)))),
   );
   const issuerName = issuer === null ? name : subjectOf(pemToDer(issuer.certPem));
-  const signKey = issuer === null ? privateKey : createPrivateKey(issuer.keyPem);
+  const signKey = issuer === null ? privateKey! : createPrivateKey(issuer.keyPem);
   const sigAlg = seq(derOid(OID.ecdsaWithSha256));
   const keyId = new Bun.CryptoHasher("sha1").update(spki).digest();
   const isCa = issuer === null;
@@ -177,7 +181,7 @@ function makeCert(opts: SelfSignedCertOptions, issuer: SelfSignedCert | null): S
   const signature = sign("sha256", tbs, { key: signKey, dsaEncoding: "der" });
   const der = seq(tbs, sigAlg, derBitString(signature));
   const certPem = `-----BEGIN CERTIFICATE-----\n${der.toString("base64").replace(/.{1,64}/g, "$&\n")}-----END CERTIFICATE-----\n`;
-  const keyPem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+  const keyPem = privateKey === null ? "" : privateKey.export({ type: "pkcs8", format: "pem" }).toString();
   return { certPem, keyPem };
 }
 

@@ -15,6 +15,7 @@ import { startControlServer, type ControlServer } from "../proto/control_server.
 import { TermGuard } from "../proto/mdm_term.ts";
 import { PfError } from "../proto/errors.ts";
 import { DataPlanePool } from "../proto/dataplane_client.ts";
+import { TlsDrift, loadOrMakeNodeKey, refuseInsecureTlsEnv, tlsAfterJoin } from "../proto/dataplane_tls.ts";
 import { NodeRole } from "../proto/dataplane_auth.ts";
 import { NodeKeyring, keysFromHex } from "../proto/dataplane_keys.ts";
 import { newIncarnation } from "../proto/io_meter.ts";
@@ -22,6 +23,7 @@ import { clusterRequest, joinWithRetry, type MdmEndpoint } from "../proto/mdm_ht
 import { MetricRegistry } from "../proto/metrics.ts";
 import { registerProcessMetrics } from "../proto/process_metrics.ts";
 import { startNbdServer, type NbdServer } from "./nbd_server.ts";
+import { loadNbdTls, warnPlaintextExposure, type NbdTlsMaterial, type NbdTlsMode } from "./nbd_tls.ts";
 import { SdcControl } from "./sdc_control.ts";
 import { SdcGrants } from "./sdc_grants.ts";
 import { SdcMetrics } from "./sdc_metrics.ts";
@@ -39,6 +41,10 @@ export interface SdcOptions {
   version?: string;
   /** control HTTP port (0 = any free port); null or absent: none */
   control?: { host: string; port: number } | null;
+  /** NBD over TLS (nbd_tls.ts); absent: off. `explicit`: the operator chose the mode (no warning) */
+  nbdTls?: { mode: NbdTlsMode; explicit: boolean; dir?: string; verifyPeer: boolean };
+  /** --data-plane-tls: TLS to the SDSs expected on (true) or off (false); absent: as the MDM says at join */
+  dataPlaneTls?: boolean;
 }
 
 export interface SdcHandle {
@@ -67,8 +73,22 @@ function loadGuid(opts: SdcOptions): string {
 const FAILED_BEAT_RETRY_MS = 250;
 const HEARTBEAT_REQUEST_TIMEOUT_MS = 1500;
 
+/** The TLS material for the NBD server, or undefined when TLS is off (then warn about exposure). */
+function nbdTlsOf(opts: SdcOptions): NbdTlsMaterial | undefined {
+  const t = opts.nbdTls ?? { mode: "off" as const, explicit: false, verifyPeer: false };
+  if (t.mode === "off") {
+    warnPlaintextExposure(opts.nbdHost, "off", t.explicit);
+    return undefined;
+  }
+  if (t.dir === undefined) throw new PfError("BAD_REQUEST", `NBD TLS ${t.mode} needs a certificate directory (--nbd-tls-dir)`);
+  const m = loadNbdTls({ mode: t.mode, dir: t.dir, listenHost: opts.nbdHost, certHosts: [opts.address], verifyPeer: t.verifyPeer });
+  consola.info(`sdc: NBD TLS ${t.mode}${t.verifyPeer ? " with client certificates" : ""}: clients trust ${t.dir}/ca-cert.pem`);
+  return m;
+}
+
 export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
   const guid = loadGuid(opts);
+  const tls = nbdTlsOf(opts);
   const version = opts.version ?? "unknown";
   const registry = new MetricRegistry();
   const proc = registerProcessMetrics(registry, { role: "sdc", version });
@@ -82,11 +102,13 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
       consola.info(`sdc: control port ${controlServer.url} (/health /metrics /status)`);
     }
     const terms = new TermGuard("sdc", opts.dataDir ? join(opts.dataDir, "mdm-term.json") : null);
+    if (opts.dataPlaneTls === true) refuseInsecureTlsEnv();
+    const tlsKey = loadOrMakeNodeKey(opts.dataDir);
     const joined = await joinWithRetry("sdc", opts.mdm, async () => {
       const r = await clusterRequest(opts.mdm, {
         method: "POST",
         path: ClusterPaths.sdcJoin,
-        body: { guid, name: opts.name, host: opts.address },
+        body: { guid, name: opts.name, host: opts.address, tlsPublicKey: tlsKey.publicKeyPem },
         schema: SdcJoinResponse,
       });
       terms.joined(r.systemId);
@@ -94,6 +116,8 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
       return r;
     });
     const sdcId = joined.sdcId;
+    const dpTls = tlsAfterJoin("sdc", opts.dataPlaneTls, joined.dataPlaneTls, tlsKey, { role: NodeRole.SDC, nodeId: sdcId });
+    if (dpTls !== null) consola.info(`sdc ${sdcId}: data-plane TLS on (certificate issued by the MDM at join)`);
     // this SDC's own node keys (renewed with its maps); its per-node calls carry its token
     const keys = new NodeKeyring(NodeRole.SDC, sdcId, keysFromHex(joined.nodeKeys));
     const mdm: MdmEndpoint = { ...opts.mdm, nodeToken: joined.nodeToken, terms, timeoutMs: opts.mdm.timeoutMs ?? HEARTBEAT_REQUEST_TIMEOUT_MS };
@@ -106,7 +130,8 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
       sdcId,
       keys,
       grants,
-      links: new DataPlanePool({ credentials: keys, grants }),
+      links: new DataPlanePool({ credentials: keys, grants, ...(dpTls === null ? {} : { tls: () => dpTls }) }),
+      tlsDrift: new TlsDrift(`sdc ${sdcId}`, dpTls !== null),
       onUnexport: (name) => closeExport(name),
       sleep: (ms) => Bun.sleep(ms),
       nowMs: () => performance.now(),
@@ -115,7 +140,7 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
     });
     node = n;
     await n.refresh();
-    const server = await startNbdServer({ host: opts.nbdHost, port: opts.nbdPort, registry: n });
+    const server = await startNbdServer({ host: opts.nbdHost, port: opts.nbdPort, registry: n, tls });
     nbd = server;
     closeExport = server.closeExport;
     control.attach(sdcId, n, server);

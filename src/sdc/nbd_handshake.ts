@@ -9,7 +9,11 @@
 // - SEND_DF is advertised only when structured replies were negotiated; READ_ONLY exports do not
 //   advertise TRIM/WRITE_ZEROES; CAN_MULTI_CONN only when the export says FLUSH covers all
 //   connections;
-// - the 124 zero bytes follow only an EXPORT_NAME answer to a client without C_NO_ZEROES.
+// - the 124 zero bytes follow only an EXPORT_NAME answer to a client without C_NO_ZEROES;
+// - TLS (proto.md "TLS support"): mode off answers STARTTLS with ERR_UNSUP (NOTLS); on lets the
+//   client choose (SELECTIVETLS with no TLS-only export); require (FORCEDTLS) answers every option
+//   but STARTTLS and ABORT with ERR_TLS_REQD before TLS, and an EXPORT_NAME closes the session;
+//   a second STARTTLS is ERR_INVALID; ERR_TLS_REQD is never sent once TLS is up.
 
 import { Limits } from "../proto/limits.ts";
 import {
@@ -44,10 +48,16 @@ export const BLOCK_SIZES = {
 export interface HandshakeState {
   clientFlags: number;
   structuredReplies: boolean;
+  /** the server's TLS mode (absent: off) */
+  tlsMode?: "off" | "on" | "require";
+  /** the channel is TLS now (STARTTLS was acknowledged) */
+  tlsUp?: boolean;
 }
 
 export type OptionOutcome =
   | { kind: "continue"; replies: Buffer[] }
+  /** send the ACK, then the TLS handshake runs before any further option is read */
+  | { kind: "starttls"; replies: Buffer[] }
   /** send the replies, then close (ABORT, unknown EXPORT_NAME, protocol violation) */
   | { kind: "close"; replies: Buffer[]; reason: string; violation: boolean }
   /** send the replies, then the transmission phase starts on this export */
@@ -75,6 +85,12 @@ function cont(...replies: Buffer[]): OptionOutcome {
 
 /** Decide the answer to one option request whose data has been read whole. */
 export function handleOption(st: HandshakeState, registry: ExportRegistry, option: number, data: Buffer): OptionOutcome {
+  const mode = st.tlsMode ?? "off";
+  if (mode === "require" && st.tlsUp !== true && option !== Opt.STARTTLS && option !== Opt.ABORT) {
+    // EXPORT_NAME has no error reply: the only refusal is closing (proto.md FORCEDTLS)
+    if (option === Opt.EXPORT_NAME) return { kind: "close", replies: [], reason: "EXPORT_NAME before STARTTLS on a TLS-only server", violation: false };
+    return cont(encodeRepError(option, Rep.ERR_TLS_REQD, "this server requires TLS: send NBD_OPT_STARTTLS first"));
+  }
   switch (option) {
     case Opt.EXPORT_NAME:
       return exportName(st, registry, data);
@@ -93,8 +109,12 @@ export function handleOption(st: HandshakeState, registry: ExportRegistry, optio
       if (data.length !== 0) return cont(encodeRepError(option, Rep.ERR_INVALID, "STRUCTURED_REPLY takes no data"));
       st.structuredReplies = true;
       return cont(encodeRepAck(option));
-    case Opt.PEEK_EXPORT:
     case Opt.STARTTLS:
+      if (mode === "off") return cont(encodeRepError(option, Rep.ERR_UNSUP, "TLS is off on this server (pf sdc --nbd-tls)"));
+      if (st.tlsUp === true) return cont(encodeRepError(option, Rep.ERR_INVALID, "TLS is already up"));
+      if (data.length !== 0) return cont(encodeRepError(option, Rep.ERR_INVALID, "STARTTLS takes no data"));
+      return { kind: "starttls", replies: [encodeRepAck(option)] };
+    case Opt.PEEK_EXPORT:
     case Opt.LIST_META_CONTEXT:
     case Opt.SET_META_CONTEXT:
     case Opt.EXTENDED_HEADERS:

@@ -5,11 +5,15 @@
 //
 // Invariants: TCP_NODELAY on every connection; a session's failure (bad client, drop, exception in
 // its handlers) closes that connection only, never the listener; stop() closes every connection.
+// STARTTLS (nbd_tls.ts): the accepted plain socket is upgraded in place with Bun's
+// socket.upgradeTLS(); from then on the session talks to the TLS socket only (ConnSocket), and the
+// raw socket's own events (ciphertext, its close) are ignored.
 
-import type { Socket, TCPSocketListener } from "bun";
+import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import { consola } from "consola";
 import type { ExportRegistry } from "./nbd_export.ts";
-import { NbdSession } from "./nbd_session.ts";
+import { NbdSession, type SessionSocket, type SessionTls } from "./nbd_session.ts";
+import { checkPeer, serverTlsOptions, type NbdTlsMaterial } from "./nbd_tls.ts";
 
 export type { ExportRegistry, NbdExport } from "./nbd_export.ts";
 
@@ -20,6 +24,8 @@ export interface NbdServerOptions {
   registry: ExportRegistry;
   /** drop clients that have not chosen an export by then (default Limits.nbdHandshakeTimeoutMs) */
   handshakeTimeoutMs?: number;
+  /** TLS material and mode (--nbd-tls on|require); absent: off, STARTTLS gets ERR_UNSUP */
+  tls?: NbdTlsMaterial;
 }
 
 /** Connection counts for metrics and status (computed when asked, never on the IO path). */
@@ -43,6 +49,23 @@ interface ConnData {
   session: NbdSession | null;
 }
 
+/** The socket a session writes to: the accepted one, then the TLS one after STARTTLS. */
+class ConnSocket implements SessionSocket {
+  constructor(public current: Socket<ConnData>) {}
+  write(data: Uint8Array, byteOffset?: number, byteLength?: number): number {
+    return this.current.write(data, byteOffset, byteLength);
+  }
+  pause(): void {
+    this.current.pause();
+  }
+  resume(): void {
+    this.current.resume();
+  }
+  end(): void {
+    this.current.end();
+  }
+}
+
 export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer> {
   const sessions = new Set<NbdSession>();
   let nextId = 1;
@@ -60,32 +83,62 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
     }
   };
 
+  const common = {
+    data(s: Socket<ConnData>, chunk: Buffer) {
+      guarded(s, "data", (ss) => ss.onData(chunk));
+    },
+    drain(s: Socket<ConnData>) {
+      guarded(s, "drain", (ss) => ss.onDrain());
+    },
+    close(s: Socket<ConnData>) {
+      const session = s.data.session;
+      if (session === null) return;
+      sessions.delete(session);
+      session.onClose();
+    },
+    error(s: Socket<ConnData>, err: Error) {
+      consola.debug(`nbd: connection ${s.data.session?.id ?? "?"}: socket error: ${err.message}`);
+    },
+  };
+
+  const tlsOf = (s: Socket<ConnData>, conn: ConnSocket, material: NbdTlsMaterial): SessionTls => ({
+    mode: material.mode,
+    upgrade(done) {
+      const session = s.data.session;
+      // the raw socket now carries ciphertext: its data and close events are the TLS socket's
+      s.data = { session: null };
+      let answered = false;
+      const handlers: SocketHandler<ConnData> = {
+        ...common,
+        handshake(ts, success, authorizationError) {
+          if (answered) return;
+          answered = true;
+          if (!success) {
+            done(`TLS handshake failed: ${authorizationError?.message ?? "unknown error"}`);
+            return;
+          }
+          done(checkPeer(material, ts));
+        },
+      };
+      const [, tlsSocket] = s.upgradeTLS<ConnData>({ data: { session }, tls: serverTlsOptions(material), socket: handlers });
+      conn.current = tlsSocket;
+    },
+  });
+
   const listener: TCPSocketListener<ConnData> = Bun.listen<ConnData>({
     hostname: opts.host,
     port: opts.port,
     data: { session: null },
     socket: {
+      ...common,
       open(s) {
         s.setNoDelay(true);
-        const session = new NbdSession(nextId++, s, opts.registry, `${s.remoteAddress}:${s.remotePort}`, opts.handshakeTimeoutMs);
+        const conn = new ConnSocket(s);
+        const tls = opts.tls === undefined ? undefined : tlsOf(s, conn, opts.tls);
+        const session = new NbdSession(nextId++, conn, opts.registry, `${s.remoteAddress}:${s.remotePort}`, opts.handshakeTimeoutMs, tls);
         s.data = { session };
         sessions.add(session);
         guarded(s, "open", (ss) => ss.start());
-      },
-      data(s, chunk) {
-        guarded(s, "data", (ss) => ss.onData(chunk));
-      },
-      drain(s) {
-        guarded(s, "drain", (ss) => ss.onDrain());
-      },
-      close(s) {
-        const session = s.data.session;
-        if (session === null) return;
-        sessions.delete(session);
-        session.onClose();
-      },
-      error(s, err) {
-        consola.debug(`nbd: connection ${s.data.session?.id ?? "?"}: socket error: ${err.message}`);
       },
     },
   });

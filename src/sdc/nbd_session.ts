@@ -15,7 +15,10 @@
 // - framing errors (bad magic, bad handshake flags, oversized option) close this connection only;
 // - DISC: no more requests are read; the connection ends once in-flight ones are answered and
 //   every reply byte left;
-// - with structured replies, READ is answered only with chunks (OFFSET_DATA/NONE/ERROR + DONE).
+// - with structured replies, READ is answered only with chunks (OFFSET_DATA/NONE/ERROR + DONE);
+// - STARTTLS: after its ACK no byte is read or written in plaintext; plaintext bytes that came
+//   behind STARTTLS (an injection, CVE-2011-0411 style) close the connection; options resume
+//   only once the TLS handshake finished and the peer was accepted (SessionTls.upgrade).
 
 import { consola } from "consola";
 import { isPfError, nbdErrnoOf } from "../proto/errors.ts";
@@ -50,7 +53,14 @@ export interface SessionSocket extends ByteSink {
   end(): void;
 }
 
-type Phase = "client-flags" | "option-header" | "option-data" | "request" | "write-payload" | "skip-payload" | "closed";
+/** How a session asks its server to turn the connection into TLS (nbd_server.ts). */
+export interface SessionTls {
+  mode: "off" | "on" | "require";
+  /** start the TLS handshake on the socket; `done(null)` when it finished and the peer is accepted */
+  upgrade(done: (refusal: string | null) => void): void;
+}
+
+type Phase = "tls-handshake" | "client-flags" | "option-header" | "option-data" | "request" | "write-payload" | "skip-payload" | "closed";
 
 export class NbdSession {
   /** export being served once the transmission phase started */
@@ -59,6 +69,8 @@ export class NbdSession {
   private readonly queue = new ByteQueue(REQUEST_BYTES);
   private readonly writer: ReplyWriter;
   private readonly hs: HandshakeState = { clientFlags: 0, structuredReplies: false };
+  /** STARTTLS was acknowledged but its ACK has not left yet: the upgrade waits for drain */
+  private tlsAwaitsDrain = false;
   private exp: NbdExport | null = null;
   private optionCode = 0;
   private optionBytes = 0;
@@ -80,8 +92,10 @@ export class NbdSession {
     private readonly registry: ExportRegistry,
     private readonly peer: string,
     private readonly handshakeTimeoutMs: number = Limits.nbdHandshakeTimeoutMs,
+    private readonly tls?: SessionTls,
   ) {
     this.writer = new ReplyWriter(socket, () => this.onWriterDrained());
+    this.hs.tlsMode = tls?.mode ?? "off";
   }
 
   get isClosed(): boolean {
@@ -175,6 +189,7 @@ export class NbdSession {
         return this.readWritePayload();
       case "skip-payload":
         return this.skipPayload();
+      case "tls-handshake":
       case "closed":
         return false;
       default: {
@@ -217,6 +232,8 @@ export class NbdSession {
       case "continue":
         this.phase = "option-header";
         return true;
+      case "starttls":
+        return this.startTls();
       case "close":
         if (outcome.violation) consola.warn(`nbd: connection ${this.id} (${this.peer}): ${outcome.reason}; closing`);
         else consola.debug(`nbd: connection ${this.id} (${this.peer}): ${outcome.reason}; closing`);
@@ -286,6 +303,35 @@ export class NbdSession {
     this.phase = "request";
     this.replyError(req, NbdErrno.EINVAL);
     return true;
+  }
+
+  private startTls(): boolean {
+    this.phase = "tls-handshake";
+    if (this.queue.length > 0) return this.violation(new NbdDecodeError("starttls", `${this.queue.length} plaintext bytes arrived behind STARTTLS`));
+    if (this.writer.bufferedBytes > 0) this.tlsAwaitsDrain = true;
+    else this.beginTls();
+    return false;
+  }
+
+  private beginTls(): void {
+    const tls = this.tls;
+    if (tls === undefined) {
+      this.violation(new NbdDecodeError("starttls", "no TLS on this server")); // handleOption answers ERR_UNSUP first
+      return;
+    }
+    const startMs = ioNowMs();
+    tls.upgrade((refusal) => {
+      if (this.phase !== "tls-handshake") return; // closed meanwhile
+      if (refusal !== null) {
+        consola.warn(`nbd: connection ${this.id} (${this.peer}): TLS refused: ${refusal}; closing`);
+        this.closeNow();
+        return;
+      }
+      consola.debug(`nbd: connection ${this.id} (${this.peer}): TLS up after ${(ioNowMs() - startMs).toFixed(1)} ms`);
+      this.hs.tlsUp = true;
+      this.phase = "option-header";
+      this.pump();
+    });
   }
 
   /** Per-mapping QoS: admit now, or leave the request unread and come back when it may go. */
@@ -449,6 +495,12 @@ export class NbdSession {
   }
 
   private onWriterDrained(): void {
+    if (this.tlsAwaitsDrain) {
+      this.tlsAwaitsDrain = false;
+      if (this.queue.length > 0) this.violation(new NbdDecodeError("starttls", `${this.queue.length} plaintext bytes arrived behind STARTTLS`));
+      else this.beginTls();
+      return;
+    }
     if (this.disconnecting) this.finishIfIdle();
     else this.updateFlow();
   }

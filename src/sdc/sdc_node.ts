@@ -8,6 +8,7 @@
 // heartbeat carries the SDC's cumulative IO counters (deps.ioReport); the outcome of the last
 // heartbeats and map fetches is kept for /health (mdmState, mapsStale).
 
+import type { TlsDrift } from "../proto/dataplane_tls.ts";
 import { consola } from "consola";
 import {
   ClusterPaths,
@@ -51,6 +52,8 @@ export interface SdcNodeDeps {
   meterFor?(volumeId: string, name: string): ExportMeter;
   /** cumulative IO counters for the heartbeat (absent: the heartbeat carries none) */
   ioReport?(): SdcIoReport;
+  /** this SDC's data-plane TLS mode, compared with what every map says (dataplane_tls.ts) */
+  tlsDrift?: TlsDrift;
 }
 
 export class SdcNode {
@@ -128,6 +131,7 @@ export class SdcNode {
   }
 
   apply(maps: SdcMaps): void {
+    this.deps.tlsDrift?.check(maps.dataPlaneTls);
     this.deps.keys?.set(keysFromHex(maps.nodeKeys));
     for (const lo of this.deps.grants?.update(maps.volumes) ?? []) this.deps.links.forgetGrant?.(lo);
     this.applyLinks(maps.sds);

@@ -21,7 +21,7 @@ import { PfError, assert } from "../proto/errors.ts";
 import { idToHalves } from "../proto/ids.ts";
 import { Limits } from "../proto/limits.ts";
 import type { VolumeMap } from "../proto/cluster_api.ts";
-import type { DataPlaneLink, DataReply } from "../proto/dataplane_client.ts";
+import type { DataPlaneLink, DataReply, DataRequest } from "../proto/dataplane_client.ts";
 import type { ExportMeter } from "./nbd_export.ts";
 import { QosGate } from "./qos_gate.ts";
 
@@ -140,17 +140,7 @@ export class VolumeIo {
       this.piece(opcode, flags, posBytes, lengthBytes, payload).then((r) => done(null, r.payload), (e: unknown) => done(e, EMPTY));
       return;
     }
-    const req = {
-      opcode,
-      flags,
-      epoch: extent.epoch,
-      volumeHi: this.volumeHi,
-      volumeLo: this.volumeLo,
-      extentIndex,
-      offset: posBytes - extentIndex * this.map.extentSizeBytes,
-      length: lengthBytes,
-      gen: 0,
-    };
+    const req = this.requestFor(opcode, flags, extent.epoch, extentIndex, posBytes, lengthBytes);
     // the payload is never written again (a socket chunk view or the session's own copy): the
     // link may keep a view of what the socket did not take at once
     link.send(req, payload, (st, p) => {
@@ -161,6 +151,21 @@ export class VolumeIo {
       }
       this.piece(opcode, flags, posBytes, lengthBytes, payload, st).then((r) => done(null, r.payload), (e: unknown) => done(e, EMPTY));
     }, true);
+  }
+
+  /** The data-plane request for one piece inside one extent (both IO paths). */
+  private requestFor(opcode: Op, flags: number, epoch: number, extentIndex: number, posBytes: number, lengthBytes: number): DataRequest {
+    return {
+      opcode,
+      flags,
+      epoch,
+      volumeHi: this.volumeHi,
+      volumeLo: this.volumeLo,
+      extentIndex,
+      offset: posBytes - extentIndex * this.map.extentSizeBytes,
+      length: lengthBytes,
+      gen: 0,
+    };
   }
 
   async read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
@@ -279,20 +284,7 @@ export class VolumeIo {
       const link = attempt === 0 && firstStatus !== undefined ? undefined : this.deps.link(primary);
       let status: Status = attempt === 0 && firstStatus !== undefined ? firstStatus : Status.UNAVAILABLE;
       if (link) {
-        const r = await link.request(
-          {
-            opcode,
-            flags,
-            epoch: extent.epoch,
-            volumeHi: this.volumeHi,
-            volumeLo: this.volumeLo,
-            extentIndex,
-            offset: posBytes - extentIndex * this.map.extentSizeBytes,
-            length: lengthBytes,
-            gen: 0,
-          },
-          payload,
-        );
+        const r = await link.request(this.requestFor(opcode, flags, extent.epoch, extentIndex, posBytes, lengthBytes), payload);
         if (r.status === Status.OK) {
           if (opcode !== Op.READ) this.dirtyExtents.add(extentIndex);
           return r;

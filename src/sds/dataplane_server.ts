@@ -19,12 +19,18 @@
 //   peer's reading) free room, so a client that never reads its replies cannot grow our memory;
 //   the handler may also stop reading a connection (holdReading) until it restarts it;
 // - every request handed to the handler gets at most one reply; replies after the connection
-//   closed are dropped.
+//   closed are dropped;
+// - with data-plane TLS (requireTls, then setTls once the MDM issued the certificate), every
+//   accepted socket is TLS from its first byte (upgradeTLS; a plaintext peer fails the TLS
+//   handshake); nothing is read before pf verified the peer's certificate (dataplane_tls.ts), and
+//   the handshake then must claim and prove the very node that certificate names. While TLS is
+//   required but the certificate is not there yet, connections are closed at once.
 
 import { consola } from "consola";
 import type { Socket, TCPSocketListener } from "bun";
 import { Flag, FrameError, FrameReader, HEADER_BYTES, Op, Status, type Frame, type FrameHeader } from "../proto/dataplane.ts";
 import { NodeRole, roleName, type PeerVerifier } from "../proto/dataplane_auth.ts";
+import { checkTlsPeer, serverTlsOptions, type DataPlaneTlsMaterial, type NodeIdentity } from "../proto/dataplane_tls.ts";
 import { Limits } from "../proto/limits.ts";
 import { SocketWriter } from "../proto/socket_writer.ts";
 import { returnPayload } from "../proto/payload_pool.ts";
@@ -77,11 +83,15 @@ interface SocketData {
   conn?: ServerConnection;
 }
 
+/** off: plaintext; pending: TLS required, no certificate yet (refuse); on: TLS with this material */
+type TlsMode = { kind: "off" } | { kind: "pending" } | { kind: "on"; material: DataPlaneTlsMaterial };
+
 export class DataPlaneServer {
   private listener: TCPSocketListener<SocketData> | null = null;
   private handler: RequestHandler | null = null;
   private verifier: PeerVerifier | null = null;
   private readonly conns = new Set<ServerConnection>();
+  private tls: TlsMode = { kind: "off" };
   /** connections whose handshake is not done */
   preAuthConns = 0;
   readonly maxInFlightPerConn: number;
@@ -122,6 +132,20 @@ export class DataPlaneServer {
     return this.conns.size;
   }
 
+  /** From now on only TLS connections are served (none until setTls gives the material). */
+  requireTls(): void {
+    if (this.tls.kind === "off") this.tls = { kind: "pending" };
+  }
+
+  /** Serve TLS with this node certificate (a renewed one applies to new connections). */
+  setTls(material: DataPlaneTlsMaterial): void {
+    this.tls = { kind: "on", material };
+  }
+
+  get tlsRequired(): boolean {
+    return this.tls.kind !== "off";
+  }
+
   attach(verifier: PeerVerifier, handler: RequestHandler): void {
     this.verifier = verifier;
     this.handler = handler;
@@ -145,9 +169,48 @@ export class DataPlaneServer {
       return;
     }
     s.setNoDelay(true);
-    const c = new ServerConnection(this, s);
-    s.data = { conn: c };
-    this.conns.add(c);
+    const tls = this.tls;
+    if (tls.kind === "pending") {
+      this.refusals.refuse("hello_fail", () => `refusing connection from ${s.remoteAddress}: data-plane TLS is required and this SDS has no certificate yet (not joined)`);
+      s.terminate();
+      return;
+    }
+    if (tls.kind === "off") {
+      const c = new ServerConnection(this, s, null);
+      s.data = { conn: c };
+      this.conns.add(c);
+      return;
+    }
+    this.openTls(s, tls.material);
+  }
+
+  /** The accepted socket speaks TLS from byte 0; the raw socket's own events carry ciphertext and are ignored. */
+  private openTls(raw: Socket<SocketData>, material: DataPlaneTlsMaterial): void {
+    const peer = `${raw.remoteAddress}:${raw.remotePort}`;
+    let conn: ServerConnection | null = null;
+    const [, ts] = raw.upgradeTLS<SocketData>({
+      data: {},
+      tls: serverTlsOptions(material),
+      socket: {
+        data: (s, d) => s.data.conn?.onData(d),
+        drain: (s) => s.data.conn?.onDrain(),
+        close: (s) => s.data.conn?.onClose(),
+        error: (s, err) => s.data.conn?.onError(err),
+        handshake: (s, success, authError) => {
+          if (conn === null) return;
+          if (!success) {
+            conn.tlsRefused(`TLS handshake failed: ${authError?.message ?? "unknown error"}`);
+            return;
+          }
+          const r = checkTlsPeer(material, s, null);
+          if (r.error !== null) conn.tlsRefused(r.error);
+          else conn.tlsVerified(r.identity!);
+        },
+      },
+    });
+    conn = new ServerConnection(this, ts, "unverified", peer);
+    ts.data = { conn };
+    this.conns.add(conn);
   }
 
   /** @internal */ forget(c: ServerConnection): void {
@@ -181,12 +244,17 @@ class ServerConnection implements RequestConn {
   private handshakeTimer: ReturnType<typeof setTimeout> | null;
   private readonly onFrame = (f: Frame): boolean => this.handleFrame(f);
   private readonly resumeTask = () => this.resume();
+  /** null: plaintext connection; "unverified": TLS, peer certificate not checked yet; else whom it names */
+  private tlsPeer: NodeIdentity | "unverified" | null;
 
   constructor(
     private readonly server: DataPlaneServer,
     private readonly socket: Socket<SocketData>,
+    tlsPeer: "unverified" | null,
+    peer?: string,
   ) {
-    this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.tlsPeer = tlsPeer;
+    this.peer = peer ?? `${socket.remoteAddress}:${socket.remotePort}`;
     this.writer = new SocketWriter(socket);
     this.reader.maxPayloadBytes = Limits.dataPreAuthMaxPayloadBytes;
     this.handshake = new ServerHandshake(() => server.peerVerifier);
@@ -197,8 +265,22 @@ class ServerConnection implements RequestConn {
     }, server.handshakeTimeoutMs);
   }
 
+  /** TLS handshake done and the certificate verified by pf: frames may be read now. */
+  tlsVerified(identity: NodeIdentity): void {
+    this.tlsPeer = identity;
+  }
+
+  tlsRefused(reason: string): void {
+    this.server.refusals.refuse("hello_fail", () => `connection from ${this.peer}: data-plane TLS: ${reason}`);
+    this.close(null);
+  }
+
   onData(data: Uint8Array): void {
     if (this.closed) return;
+    if (this.tlsPeer === "unverified") {
+      this.tlsRefused("data before the peer certificate was verified");
+      return;
+    }
     try {
       this.reader.push(data, this.onFrame);
     } catch (e) {
@@ -301,6 +383,11 @@ class ServerConnection implements RequestConn {
 
   private handshakeFrame(f: Frame): boolean {
     const h = f.header;
+    // accepted in plaintext before this SDS learnt (at join) that TLS is required: never served
+    if (this.tlsPeer === null && this.server.tlsRequired) {
+      this.refuse(h, Status.UNAUTHORIZED, "plaintext connection, but data-plane TLS is required (it was opened before this SDS joined)");
+      return false;
+    }
     const step = this.handshake!.onFrame(h, f.payload);
     h.flags = Flag.REPLY;
     switch (step.kind) {
@@ -311,7 +398,13 @@ class ServerConnection implements RequestConn {
       case "refuse":
         this.refuse(h, step.status, step.reason);
         return false;
-      case "done":
+      case "done": {
+        const cert = this.tlsPeer;
+        if (cert !== null && (cert === "unverified" || cert.role !== step.auth.role || cert.nodeId !== step.auth.nodeId)) {
+          const named = cert === "unverified" ? "nobody (not verified)" : `${roleName(cert.role)} ${cert.nodeId}`;
+          this.refuse(h, Status.UNAUTHORIZED, `TLS certificate names ${named} but the handshake proved ${roleName(step.auth.role)} ${step.auth.nodeId}`);
+          return false;
+        }
         this.endHandshake();
         this.role = step.auth.role;
         this.nodeId = step.auth.nodeId;
@@ -321,6 +414,7 @@ class ServerConnection implements RequestConn {
         h.status = Status.OK;
         this.writer.frame(h, step.payload);
         return true;
+      }
       default: {
         const never: never = step;
         return never;

@@ -22,6 +22,8 @@
 // standby MDM taking over is found well inside the lease. A mapVersion lower than the one
 // applied is logged as an error (it never happens while the MDMs keep their invariants).
 
+import { Limits } from "../proto/limits.ts";
+import type { RefusalKind, RefusalReport } from "./refusal_log.ts";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join as joinPath } from "node:path";
 import { consola } from "consola";
@@ -37,6 +39,9 @@ import { openBlockDevice, type BlockDevice } from "../store/block_device.ts";
 import { FaultFile } from "../store/block_fault.ts";
 import { VOLATILE_CACHE_ENV, VolatileCacheDevice } from "../store/volatile_cache.ts";
 import { DataPlaneServer } from "./dataplane_server.ts";
+import { X509Certificate } from "node:crypto";
+import { NodeRole } from "../proto/dataplane_auth.ts";
+import { TlsDrift, loadOrMakeNodeKey, refuseInsecureTlsEnv, tlsAfterJoin } from "../proto/dataplane_tls.ts";
 import { SdsControl, type MdmLinkState } from "./sds_control.ts";
 import { startSdsCore, type SdsCore } from "./sds_core.ts";
 
@@ -56,6 +61,8 @@ export interface SdsOptions {
   version?: string;
   /** control HTTP port (0 = any free port); null or absent: none */
   control?: { host: string; port: number } | null;
+  /** --data-plane-tls: TLS expected on (true) or off (false); absent: as the MDM says at join */
+  dataPlaneTls?: boolean;
 }
 
 export interface SdsHandle {
@@ -99,12 +106,17 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
       consola.info(`sds ${opts.name}: control port ${controlServer.url} (/health /metrics /status)`);
     }
     for (const d of opts.devices) opened.set(d.path, openBlockDevice(d));
+    if (opts.dataPlaneTls === true) refuseInsecureTlsEnv();
     server = DataPlaneServer.listen({ host: opts.host, port: opts.port });
+    if (opts.dataPlaneTls === true) server.requireTls();
     const boot = hostBoot(opts.dataDir);
     mkdirSync(opts.dataDir, { recursive: true });
+    const tlsKey = loadOrMakeNodeKey(opts.dataDir);
     const terms = new TermGuard(`sds ${opts.name}`, joinPath(opts.dataDir, "mdm-term.json"));
-    const joined = await join(opts, server.port, [...opened.values()], boot.rebooted, terms);
+    const joined = await join(opts, server.port, [...opened.values()], boot.rebooted, terms, tlsKey.publicKeyPem);
     boot.remember();
+    const tls = tlsAfterJoin(`sds ${opts.name}`, opts.dataPlaneTls, joined.dataPlaneTls, tlsKey, { role: NodeRole.SDS, nodeId: joined.sdsId });
+    if (tls !== null) consola.info(`sds ${opts.name} (${joined.sdsId}): data-plane TLS on (certificate issued by the MDM at join, valid to ${new X509Certificate(tls.certPem).validTo})`);
     const idByPath = new Map(joined.devices.map((d) => [d.path, d.deviceId]));
     core = startSdsCore({
       sdsId: joined.sdsId,
@@ -117,6 +129,7 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
       wrapDevice: faults === null && !volatileCache ? undefined : wrap,
       registry,
       hostRebooted: boot.rebooted,
+      ...(tls === null ? {} : { tls }),
       devices: opts.devices.map((d) => {
         const deviceId = idByPath.get(d.path);
         if (deviceId === undefined) throw new PfError("INTERNAL", `the MDM returned no device id for ${d.path}`);
@@ -124,7 +137,7 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
       }),
     });
     // per-node calls carry this SDS's token (it gets its data-plane keys with its assignments)
-    const session = new MdmSession({ ...opts.mdm, nodeToken: joined.nodeToken, terms }, core, joined.heartbeatMs, newIncarnation());
+    const session = new MdmSession({ ...opts.mdm, nodeToken: joined.nodeToken, terms }, core, joined.heartbeatMs, newIncarnation(), new TlsDrift(`sds ${opts.name}`, tls !== null));
     control.attach(core, session);
     await session.refreshAssignments();
     await session.firstBeat();
@@ -183,9 +196,10 @@ function hostBoot(dataDir: string): { rebooted: boolean; remember(): void } {
   };
 }
 
-async function join(opts: SdsOptions, dataPort: number, devices: BlockDevice[], hostRebooted: boolean, terms: TermGuard): Promise<SdsJoinResponse> {
+async function join(opts: SdsOptions, dataPort: number, devices: BlockDevice[], hostRebooted: boolean, terms: TermGuard, tlsPublicKey: string): Promise<SdsJoinResponse> {
   const body: SdsJoinRequest = {
     name: opts.name,
+    tlsPublicKey,
     hostRebooted,
     host: opts.host,
     dataPort,
@@ -221,6 +235,7 @@ class MdmSession implements MdmLinkState {
     private readonly heartbeatMs: number,
     /** random per process start: the MDM reads a counter drop under a new one as a restart */
     private readonly incarnation: string,
+    private readonly tlsDrift: TlsDrift,
   ) {
     // a client named a newer epoch than ours (or a peer forwarded one, and waits for us): the MDM
     // has news, ask now instead of at the next beat. Never dropped: a beat in flight, or one sent
@@ -275,6 +290,7 @@ class MdmSession implements MdmLinkState {
     const askedAtMs = this.core.node.clock.nowMs();
     const resp = await clusterRequest(this.mdm, { method: "GET", path: ClusterPaths.sdsAssignments(this.core.sdsId), schema: SdsAssignmentsResponse });
     const before = this.core.node.appliedMapVersion;
+    this.tlsDrift.check(resp.dataPlaneTls);
     this.core.node.applyAssignments(resp, askedAtMs);
     if (resp.mapVersion !== before) consola.debug(`sds ${this.core.sdsId}: applied map version ${resp.mapVersion} (${resp.extents.length} extents)`);
   }
@@ -330,7 +346,15 @@ class MdmSession implements MdmLinkState {
       hb = await clusterRequest({ ...this.mdm, timeoutMs: HEARTBEAT_REQUEST_TIMEOUT_MS }, {
         method: "POST",
         path: ClusterPaths.sdsHeartbeat(this.core.sdsId),
-        body: { devices, appliedMapVersion: node.appliedMapVersion, rebuilds: node.rebuildReports(), failedForwards, io: this.core.metrics.report(this.incarnation), layerChunks: node.layerChunks() },
+        body: {
+          devices,
+          appliedMapVersion: node.appliedMapVersion,
+          rebuilds: node.rebuildReports(),
+          failedForwards,
+          io: this.core.metrics.report(this.incarnation),
+          layerChunks: node.layerChunks(),
+          refusals: mergeRefusals(this.core.server.refusals.takeReport(), node.grants.refusals.takeReport()),
+        },
         schema: HeartbeatResponse,
       });
     } catch (e) {
@@ -349,4 +373,12 @@ class MdmSession implements MdmLinkState {
     // the assignments are now as new as anything a peer knew before this beat was sent
     node.heartbeatAnswered(beatNo);
   }
+}
+
+/** The two refusal logs of an SDS (handshakes; grants and IO) as one heartbeat field, bounded. */
+function mergeRefusals(a: RefusalReport, b: RefusalReport): RefusalReport | undefined {
+  const counts: Partial<Record<RefusalKind, number>> = { ...a.counts };
+  for (const [k, n] of Object.entries(b.counts) as [RefusalKind, number][]) counts[k] = (counts[k] ?? 0) + n;
+  if (Object.keys(counts).length === 0) return undefined;
+  return { counts, samples: [...a.samples, ...b.samples].slice(0, Limits.heartbeatMaxRefusalSamples) };
 }

@@ -3,9 +3,20 @@
 // kind of refusal logs at most once per interval; the lines in between are counted and the
 // count is given with the next line of that kind. Counters by kind are kept for tests and stats.
 //
-// Invariant: memory is bounded by the number of kinds (a fixed union), not by peer input.
+// takeReport() hands the counts since the last report and the lines logged meanwhile (at most
+// Limits.heartbeatMaxRefusalSamples) to the heartbeat, which carries them to the MDM's audit log.
+//
+// Invariant: memory is bounded by the number of kinds (a fixed union) and the sample cap, not by
+// peer input.
 
 import { consola } from "consola";
+import { Limits } from "../proto/limits.ts";
+
+/** What one heartbeat carries: refusals by kind since the last one, and a few of their lines. */
+export interface RefusalReport {
+  counts: Partial<Record<RefusalKind, number>>;
+  samples: string[];
+}
 
 export type RefusalKind =
   | "hello_fail" // handshake refused (bad proof, unknown node, not a member)
@@ -30,6 +41,8 @@ export class RefusalLog {
   };
   private readonly lastLogMs = new Map<RefusalKind, number>();
   private readonly muted = new Map<RefusalKind, number>();
+  private readonly reported: Record<RefusalKind, number> = { ...this.counts };
+  private samples: string[] = [];
 
   constructor(
     private readonly who: string,
@@ -50,6 +63,21 @@ export class RefusalLog {
     const n = this.muted.get(kind) ?? 0;
     this.muted.set(kind, 0);
     const more = n > 0 ? ` (${n} more ${kind} since the last line)` : "";
-    consola.warn(`${this.who}: ${kind}: ${detail()}${more}; further ${kind} lines muted for ${this.intervalMs / 1000}s`);
+    const line = `${this.who}: ${kind}: ${detail()}${more}`;
+    if (this.samples.length < Limits.heartbeatMaxRefusalSamples) this.samples.push(line.slice(0, 300));
+    consola.warn(`${line}; further ${kind} lines muted for ${this.intervalMs / 1000}s`);
+  }
+
+  /** Refusals since the last call, by kind (only kinds that occurred), and the lines logged. */
+  takeReport(): RefusalReport {
+    const counts: Partial<Record<RefusalKind, number>> = {};
+    for (const k of Object.keys(this.counts) as RefusalKind[]) {
+      const d = this.counts[k] - this.reported[k];
+      if (d > 0) counts[k] = d;
+      this.reported[k] = this.counts[k];
+    }
+    const samples = this.samples;
+    this.samples = [];
+    return { counts, samples };
   }
 }

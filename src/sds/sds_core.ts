@@ -12,6 +12,7 @@ import { ioMetricsEnabled } from "../proto/io_meter.ts";
 import { MetricRegistry } from "../proto/metrics.ts";
 import { openBlockDevice, type BlockDevice } from "../store/block_device.ts";
 import { SdsMeta } from "../store/sds_meta.ts";
+import type { DataPlaneTlsMaterial } from "../proto/dataplane_tls.ts";
 import { DataPlaneServer } from "./dataplane_server.ts";
 import { MeteredDevice } from "./device_meter.ts";
 import { ExtentStore } from "./extent_store.ts";
@@ -52,6 +53,8 @@ export interface SdsCoreOptions {
   hostRebooted?: boolean;
   /** bounds of the hold of forwarded frames ahead of the assignments (tests: smaller) */
   epochHold?: SdsNodeOptions["epochHold"];
+  /** data-plane TLS: serve and connect to peers only over TLS with this node certificate */
+  tls?: DataPlaneTlsMaterial;
 }
 
 export interface SdsCore {
@@ -82,8 +85,10 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
     }
     meta.setKey("sds_id", opts.sdsId);
     const store = ExtentStore.open(meta, devices, { hostRebooted: opts.hostRebooted ?? false });
-    const node = new SdsNode({ sdsId: opts.sdsId, mdmId: opts.mdmId, store, clock: opts.clock, metrics, epochHold: opts.epochHold });
+    const tls = opts.tls;
+    const node = new SdsNode({ sdsId: opts.sdsId, mdmId: opts.mdmId, store, clock: opts.clock, metrics, epochHold: opts.epochHold, ...(tls === undefined ? {} : { peerTls: () => tls }) });
     const server = opts.server ?? DataPlaneServer.listen({ host: opts.host, port: opts.port, maxInFlightPerConn: opts.maxInFlightPerConn, maxInFlightBytesPerConn: opts.maxInFlightBytesPerConn });
+    if (tls !== undefined) server.setTls(tls);
     server.attach(node.access, node);
     const m = meta;
     let stopped = false;

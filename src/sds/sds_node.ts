@@ -51,6 +51,7 @@
 
 import { consola } from "consola";
 import { Flag, FrameError, Op, Status, decodeLayerKeys, opName, statusName, type Frame, type FrameHeader } from "../proto/dataplane.ts";
+import type { DataPlaneTlsMaterial } from "../proto/dataplane_tls.ts";
 import { DataPlanePool, type DataRequest } from "../proto/dataplane_client.ts";
 import type { ExtentAssignment, ExtentRole, FailedForward, LayerUsage, RebuildReport, SdsAssignmentsResponse } from "../proto/cluster_api.ts";
 import { idToHalves } from "../proto/ids.ts";
@@ -113,6 +114,8 @@ export interface SdsNodeOptions {
   store: ExtentStore;
   /** peer connections; default: a pool with one ordered connection per peer */
   peers?: DataPlanePool;
+  /** data-plane TLS for the default peer pool (this SDS's certificate; dataplane_tls.ts) */
+  peerTls?: () => DataPlaneTlsMaterial | null;
   /** monotonic clock for leases and the copy throttle (tests pass a fake) */
   clock?: SdsClock;
   /** IO counters (default: a registry of its own) */
@@ -196,7 +199,7 @@ export class SdsNode implements RequestHandler {
     this.grants = new GrantBook(opts.sdsId, this.clock);
     if (opts.mdmId !== undefined) this.access.setMdmId(opts.mdmId);
     // ONE connection per peer: forwarded writes must reach it in the order they were applied
-    this.peers = opts.peers ?? new DataPlanePool({ credentials: this.access, connsPerSds: 1, onLinkDown: () => this.peerLinkDown() });
+    this.peers = opts.peers ?? new DataPlanePool({ credentials: this.access, connsPerSds: 1, onLinkDown: () => this.peerLinkDown(), ...(opts.peerTls === undefined ? {} : { tls: opts.peerTls }) });
     this.copies = new CopyEngine({ sdsId: this.sdsId, store: this.store, peers: this.peers, clock: this.clock, metrics: this.metrics, onDone: () => this.onCopyDone?.() });
     this.holds = new EpochHolds({
       sdsId: this.sdsId,

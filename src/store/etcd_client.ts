@@ -1,6 +1,13 @@
 // A thin etcd v3 client over the JSON gateway (Bun fetch; no gRPC: grpc-js hangs under Bun, see
 // docs mdm-ha.md §3): kv range/put/deleterange/txn, lease grant/keepalive/revoke/timetolive,
 // maintenance status and member list. The watch stream lives in etcd_watch.ts.
+// Security (EtcdSecurity): https endpoints verified against a CA (etcdctl --cacert), a client
+// certificate and key (etcd --client-cert-auth), and etcd auth by user and password: a token
+// from /v3/auth/authenticate rides in the Authorization header; an "invalid auth token" answer
+// (the token expired: etcd's simple tokens live --auth-token-ttl, 300 s) gets a new token and
+// the request once more. etcd 3.4's gateway refuses (HTTP 400) a client certificate that has a
+// CommonName (CVE-2018-16886: it would not be the gRPC identity); that answer becomes an error
+// that says so.
 //
 // Invariants: every answer is validated by the zod schemas of etcd_wire.ts; every request has a
 // timeout (requestTimeoutMs per endpoint tried); an unreachable endpoint, a timeout or an etcd
@@ -25,6 +32,7 @@ import {
   RangeResponse,
   StatusResponse,
   TxnResponse,
+  AuthenticateResponse,
   unb64,
   type Header,
 } from "./etcd_wire.ts";
@@ -91,11 +99,27 @@ export interface RangeOptions {
   countOnly?: boolean;
 }
 
+/** How pf reaches a secured etcd (YAML mdm.etcd: cacert, cert, key, user, password). */
+export interface EtcdSecurity {
+  /** PEM of the CA that signed the members' server certificates (https:// endpoints) */
+  caPem?: string;
+  /** client certificate and its key (PEM), for etcd --client-cert-auth */
+  certPem?: string;
+  keyPem?: string;
+  /** etcd auth (etcdctl auth enable): the user's role needs readwrite on /pf/<cluster>/ */
+  user?: string;
+  password?: string;
+}
+
 export interface EtcdClientOptions {
-  /** http://HOST:PORT client URLs of the etcd members */
+  /** http://HOST:PORT or https://HOST:PORT client URLs of the etcd members */
   endpoints: string[];
   requestTimeoutMs?: number;
+  security?: EtcdSecurity;
 }
+
+const GATEWAY_CN_REFUSAL = "CommonName of client sending a request against gateway";
+const JSON_HEADERS: Record<string, string> = { "content-type": "application/json" };
 
 function kvOf(k: z.infer<typeof RangeResponse>["kvs"][number]): Kv {
   return {
@@ -147,12 +171,66 @@ function opJson(op: TxnOp): Record<string, unknown> {
 export class EtcdClient {
   readonly endpoints: readonly string[];
   readonly requestTimeoutMs: number;
+  readonly security: EtcdSecurity;
   private current = 0;
+  private token: string | null = null;
+  private authing: Promise<string> | null = null;
+  /** tokens obtained (1 + re-authentications after an expired token) */
+  authentications = 0;
 
   constructor(opts: EtcdClientOptions) {
     if (opts.endpoints.length === 0) throw new PfError("BAD_REQUEST", "etcd needs at least one endpoint");
     this.endpoints = opts.endpoints.map((e) => normaliseEndpoint(e));
     this.requestTimeoutMs = opts.requestTimeoutMs ?? ETCD_DEFAULT_REQUEST_TIMEOUT_MS;
+    this.security = opts.security ?? {};
+    const s = this.security;
+    if ((s.certPem === undefined) !== (s.keyPem === undefined)) throw new PfError("BAD_REQUEST", "an etcd client certificate needs its key, and a key its certificate (mdm.etcd.cert and mdm.etcd.key)");
+    if ((s.user === undefined) !== (s.password === undefined)) throw new PfError("BAD_REQUEST", "etcd auth needs both a user and a password (mdm.etcd.user and mdm.etcd.password)");
+    const tlsAsked = s.caPem !== undefined || s.certPem !== undefined;
+    const plain = this.endpoints.filter((e) => e.startsWith("http:"));
+    if (tlsAsked && plain.length > 0) throw new PfError("BAD_REQUEST", `etcd TLS options are given but ${plain.join(", ")} ${plain.length > 1 ? "are" : "is"} plain http: write https:// endpoints`);
+  }
+
+  /** fetch's TLS options for this etcd (undefined: Bun's defaults) */
+  get tlsOptions(): { ca?: string; cert?: string; key?: string } | undefined {
+    const s = this.security;
+    if (s.caPem === undefined && s.certPem === undefined) return undefined;
+    return { ...(s.caPem !== undefined ? { ca: s.caPem } : {}), ...(s.certPem !== undefined ? { cert: s.certPem, key: s.keyPem } : {}) };
+  }
+
+  /** Headers of a request: content type, and the auth token when etcd auth is configured. */
+  async requestHeaders(): Promise<Record<string, string>> {
+    const h: Record<string, string> = { ...JSON_HEADERS };
+    if (this.security.user !== undefined) h.authorization = await this.authToken();
+    return h;
+  }
+
+  /** Forget a token etcd called invalid (the next request authenticates again). */
+  dropToken(token: string): void {
+    if (this.token === token) this.token = null;
+  }
+
+  private authToken(): Promise<string> {
+    if (this.token !== null) return Promise.resolve(this.token);
+    this.authing ??= this.authenticate().finally(() => {
+      this.authing = null;
+    });
+    return this.authing;
+  }
+
+  private async authenticate(): Promise<string> {
+    const user = this.security.user!;
+    try {
+      const r = await this.rotate((endpoint) => this.callAt(endpoint, "/v3/auth/authenticate", { name: user, password: this.security.password }, AuthenticateResponse, this.requestTimeoutMs, JSON_HEADERS));
+      this.token = r.token;
+      this.authentications++;
+      return r.token;
+    } catch (e) {
+      if (e instanceof EtcdError && e.grpcCode === GrpcCode.INVALID_ARGUMENT && /authentication failed/.test(e.message)) {
+        throw new PfError("UNAUTHORIZED", `etcd refused user ${user}: wrong user name or password (mdm.etcd.user / mdm.etcd.password, or PF_ETCD_PASSWORD)`);
+      }
+      throw e;
+    }
   }
 
   /** The endpoint that answered last (tried first). */
@@ -223,7 +301,8 @@ export class EtcdClient {
 
   /** Status of one member, asked at its own endpoint. */
   async status(endpoint: string, timeoutMs?: number): Promise<z.infer<typeof StatusResponse>> {
-    return this.callAt(normaliseEndpoint(endpoint), "/v3/maintenance/status", {}, StatusResponse, timeoutMs ?? this.requestTimeoutMs);
+    // etcd answers status without a token (auth or not), so a member's health never waits on one
+    return this.callAt(normaliseEndpoint(endpoint), "/v3/maintenance/status", {}, StatusResponse, timeoutMs ?? this.requestTimeoutMs, JSON_HEADERS);
   }
 
   async memberList(): Promise<z.infer<typeof MemberListResponse>> {
@@ -232,12 +311,28 @@ export class EtcdClient {
 
   /** POST to the preferred endpoint, moving on to the next one when it does not answer. */
   async call<S extends z.ZodType>(path: string, body: unknown, schema: S, timeoutMs?: number): Promise<z.infer<S>> {
+    // the token (if any) is fetched once per attempt, not per endpoint tried
+    const once = async () => {
+      const headers = await this.requestHeaders();
+      return this.rotate((endpoint) => this.callAt(endpoint, path, body, schema, timeoutMs ?? this.requestTimeoutMs, headers));
+    };
+    try {
+      return await once();
+    } catch (e) {
+      // an expired token: authenticate again and send the request once more
+      if (!(e instanceof EtcdError) || e.grpcCode !== GrpcCode.UNAUTHENTICATED || this.security.user === undefined) throw e;
+      return once(); // callAt dropped the token etcd refused
+    }
+  }
+
+  /** Try fn on the preferred endpoint, then on each next one while they do not answer. */
+  private async rotate<T>(fn: (endpoint: string) => Promise<T>): Promise<T> {
     const n = this.endpoints.length;
     let last: EtcdError | null = null;
     for (let i = 0; i < n; i++) {
       const idx = (this.current + i) % n;
       try {
-        const out = await this.callAt(this.endpoints[idx]!, path, body, schema, timeoutMs ?? this.requestTimeoutMs);
+        const out = await fn(this.endpoints[idx]!);
         this.current = idx;
         return out;
       } catch (e) {
@@ -248,16 +343,17 @@ export class EtcdClient {
     throw last ?? new EtcdError("etcd: no endpoint answered", null);
   }
 
-  private async callAt<S extends z.ZodType>(endpoint: string, path: string, body: unknown, schema: S, timeoutMs: number): Promise<z.infer<S>> {
+  private async callAt<S extends z.ZodType>(endpoint: string, path: string, body: unknown, schema: S, timeoutMs: number, headers: Record<string, string>): Promise<z.infer<S>> {
     let res: Response;
     let text: string;
     try {
       res = await fetch(endpoint + path, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers,
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(timeoutMs),
-      });
+        tls: this.tlsOptions,
+      } as RequestInit);
       text = await res.text();
     } catch (e) {
       throw new EtcdError(`etcd ${endpoint}${path}: no answer within ${timeoutMs} ms (${(e as Error).message})`, null);
@@ -266,12 +362,25 @@ export class EtcdClient {
     try {
       json = JSON.parse(text);
     } catch {
+      if (text.includes(GATEWAY_CN_REFUSAL)) {
+        throw new EtcdError(
+          `etcd ${endpoint} refused pf's client certificate: etcd's JSON gateway takes no client certificate with a CommonName (CVE-2018-16886); issue the MDM's etcd client certificate with a subject without CN (e.g. openssl req -subj "/O=pf-mdm") and authenticate with mdm.etcd.user/password`,
+          GrpcCode.INVALID_ARGUMENT,
+        );
+      }
       throw new EtcdError(`etcd ${endpoint}${path}: HTTP ${res.status}, body is not JSON`, res.status >= 500 ? null : GrpcCode.INVALID_ARGUMENT);
     }
     if (!res.ok) {
       const g = GatewayError.safeParse(json);
       const code = g.success ? (g.data.code ?? null) : null;
       const msg = g.success ? (g.data.message ?? g.data.error ?? `HTTP ${res.status}`) : `HTTP ${res.status}`;
+      if (code === GrpcCode.PERMISSION_DENIED) {
+        throw new EtcdError(`etcd ${endpoint}${path}: ${msg}: etcd user ${this.security.user ?? "(none)"} needs readwrite on the cluster's prefix (etcdctl role grant-permission ROLE --prefix=true readwrite /pf/)`, code);
+      }
+      if (code === GrpcCode.UNAUTHENTICATED && headers.authorization !== undefined) this.dropToken(headers.authorization);
+      if (code === GrpcCode.INVALID_ARGUMENT && /user name is empty/.test(msg)) {
+        throw new EtcdError(`etcd ${endpoint}${path}: ${msg}: this etcd has auth enabled; give mdm.etcd.user and mdm.etcd.password`, code);
+      }
       throw new EtcdError(`etcd ${endpoint}${path}: ${msg}`, code ?? (res.status >= 500 ? GrpcCode.UNAVAILABLE : GrpcCode.INVALID_ARGUMENT));
     }
     const parsed = schema.safeParse(json);
@@ -280,7 +389,7 @@ export class EtcdClient {
   }
 }
 
-/** "127.0.0.1:2379" or "http://127.0.0.1:2379/" -> "http://127.0.0.1:2379". */
+/** "127.0.0.1:2379" or "http://127.0.0.1:2379/" -> "http://127.0.0.1:2379" (https:// kept). */
 export function normaliseEndpoint(e: string): string {
   const withScheme = /^[a-z]+:\/\//.test(e) ? e : `http://${e}`;
   let u: URL;

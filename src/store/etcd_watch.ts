@@ -43,6 +43,8 @@ const DEFAULT_RETRY_MS = 200;
 export class EtcdWatch {
   private stopped = false;
   private abort: AbortController | null = null;
+  /** the auth token the current stream was opened with (etcd auth), to drop when etcd calls it invalid */
+  private token: string | null = null;
   private nextRevision: number;
   private readonly done: Promise<void>;
 
@@ -96,12 +98,15 @@ export class EtcdWatch {
         progress_notify: true,
       },
     };
+    const headers = await this.client.requestHeaders();
+    this.token = headers.authorization ?? null;
     const res = await fetch(`${endpoint}/v3/watch`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers,
       body: JSON.stringify(body),
       signal: abort.signal,
-    });
+      tls: this.client.tlsOptions,
+    } as RequestInit);
     if (!res.ok || res.body === null) throw new Error(`watch answered HTTP ${res.status}`);
     const reader = res.body.getReader();
     const dec = new TextDecoder();
@@ -137,6 +142,8 @@ export class EtcdWatch {
         this.handlers.onCompacted(r.compact_revision);
         return "compacted";
       }
+      // an expired auth token: the next stream authenticates again
+      if (this.token !== null && /invalid auth token/.test(r.cancel_reason ?? "")) this.client.dropToken(this.token);
       throw new Error(`watch canceled by etcd: ${r.cancel_reason ?? "no reason given"}`);
     }
     if (r.events.length > 0) {

@@ -132,7 +132,11 @@ export const GrpcCode = {
   NOT_FOUND: 5, // "requested lease not found"
   OUT_OF_RANGE: 11, // "required revision has been compacted"
   UNAVAILABLE: 14,
+  PERMISSION_DENIED: 7, // etcd auth: the user's role lacks the key range
+  UNAUTHENTICATED: 16, // etcd auth: "invalid auth token" (expired, or auth was re-enabled)
 } as const;
+
+export const AuthenticateResponse = z.looseObject({ token: z.string().min(1) });
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

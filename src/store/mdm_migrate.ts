@@ -12,6 +12,7 @@ import dataplaneSecurity0003 from "./migrations/0003_dataplane_security.sql" wit
 import mdmTerm0004 from "./migrations/0004_mdm_term.sql" with { type: "text" };
 import snapshots0005 from "./migrations/0005_snapshots.sql" with { type: "text" };
 import writeCache0006 from "./migrations/0006_write_cache.sql" with { type: "text" };
+import usersAudit0007 from "./migrations/0007_users_audit.sql" with { type: "text" };
 
 export interface Migration {
   version: number;
@@ -27,6 +28,7 @@ export const MDM_MIGRATIONS: readonly Migration[] = [
   { version: 4, name: "0004_mdm_term", sql: mdmTerm0004 },
   { version: 5, name: "0005_snapshots", sql: snapshots0005 },
   { version: 6, name: "0006_write_cache", sql: writeCache0006 },
+  { version: 7, name: "0007_users_audit", sql: usersAudit0007 },
 ];
 
 /** Current schema version, or -1 for an empty database. */

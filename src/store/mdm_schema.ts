@@ -184,6 +184,9 @@ export const userTable = sqliteTable("app_user", {
   passwordHash: text("password_hash").notNull(),
   role: text("role").notNull(),
   createdAtMs: integer("created_at_ms").notNull(),
+  // 0007_users_audit
+  id: text("id"),
+  passwordChangeRequired: integer("password_change_required").notNull().default(0),
 });
 
 export const tokenTable = sqliteTable("token", {
@@ -191,6 +194,37 @@ export const tokenTable = sqliteTable("token", {
   userName: text("user_name").notNull(),
   createdAtMs: integer("created_at_ms").notNull(),
   lastUsedMs: integer("last_used_ms").notNull(),
+});
+
+// 0007_users_audit: the hash-chained audit log and its head (first kept record's anchor, last hash)
+export const auditTable = sqliteTable("audit_log", {
+  seq: integer("seq").primaryKey(),
+  tsMs: integer("ts_ms").notNull(),
+  kind: text("kind").notNull(),
+  actor: text("actor").notNull(),
+  role: text("role").notNull(),
+  src: text("src").notNull(),
+  method: text("method").notNull(),
+  path: text("path").notNull(),
+  objectType: text("object_type").notNull(),
+  objectId: text("object_id").notNull(),
+  action: text("action").notNull(),
+  params: text("params").notNull(),
+  result: text("result").notNull(),
+  status: integer("status").notNull(),
+  detail: text("detail").notNull(),
+  durationMs: integer("duration_ms").notNull(),
+  prevHash: text("prev_hash").notNull(),
+  hash: text("hash").notNull(),
+});
+
+export const auditHeadTable = sqliteTable("audit_head", {
+  id: integer("id").primaryKey(),
+  firstSeq: integer("first_seq").notNull(),
+  firstPrevHash: text("first_prev_hash").notNull(),
+  lastSeq: integer("last_seq").notNull(),
+  lastHash: text("last_hash").notNull(),
+  pruned: integer("pruned").notNull(),
 });
 
 // 0002_alerts: alerts raised and cleared by the MDM, with history
@@ -249,6 +283,8 @@ export const mdmSchema = {
   layerMergeTable,
   userTable,
   tokenTable,
+  auditTable,
+  auditHeadTable,
   alertTable,
   dataPlaneKeyTable,
   mdmSecretTable,
@@ -269,4 +305,5 @@ export type VTreeRow = typeof vtreeTable.$inferSelect;
 export type VTreeLayerRow = typeof vtreeLayerTable.$inferSelect;
 export type UserRow = typeof userTable.$inferSelect;
 export type TokenRow = typeof tokenTable.$inferSelect;
+export type AuditRow = typeof auditTable.$inferSelect;
 export type AlertRow = typeof alertTable.$inferSelect;

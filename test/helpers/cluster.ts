@@ -11,15 +11,29 @@ import type { Subprocess } from "bun";
 
 export const PF_BIN = resolve(import.meta.dir, "../../dist/pf");
 
+/**
+ * A port free now, for a server a test starts in another process. Taken at random BELOW the
+ * kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 here): a port the kernel
+ * hands out for bind(0) is also what it hands out to outgoing connections, and the roles of
+ * pf make many, so such a port was sometimes taken again before the server bound it (EADDRINUSE
+ * under load). Checked free on 127.0.0.1 and on 0.0.0.0 (roles may bind either).
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = PORT_LOW + Math.floor(Math.random() * (PORT_HIGH - PORT_LOW));
+    if ((await canBind(port, "127.0.0.1")) && (await canBind(port, "0.0.0.0"))) return port;
+  }
+  throw new Error("no free port found below the ephemeral range");
+}
+
+const PORT_LOW = 20_000;
+const PORT_HIGH = 32_000;
+
+function canBind(port: number, host: string): Promise<boolean> {
+  return new Promise((res) => {
     const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      const port = typeof a === "object" && a ? a.port : 0;
-      s.close(() => res(port));
-    });
+    s.once("error", () => res(false));
+    s.listen(port, host, () => s.close(() => res(true)));
   });
 }
 
@@ -40,6 +54,10 @@ export interface ClusterSpec {
   sparePercentage?: number;
   /** extra keys of the YAML's mdm: map, e.g. "heartbeatTimeout: 2s, rebuildGrace: 4s" */
   mdmYaml?: string;
+  /** extra keys of the host's sdc: map, e.g. "nbdTls: require" */
+  sdcYaml?: string;
+  /** extra top-level YAML lines, e.g. "dataPlane: { tls: true }" */
+  topYaml?: string;
   /** extra environment for pf up and its roles (e.g. PF_FAULT_DEVICE_FILE) */
   env?: Record<string, string>;
   /** the pf executable to run (default dist/pf; the metrics bench compares two builds) */
@@ -73,6 +91,7 @@ export function clusterYaml(spec: ClusterSpec, ports: Ports): string {
   });
   return [
     "cluster: { name: pf-test, adminPassword: test-admin-pw }",
+    ...(spec.topYaml ? [spec.topYaml] : []),
     `mdm: { port: ${ports.mdm}${spec.mdmYaml ? `, ${spec.mdmYaml}` : ""} }`,
     "hosts:",
     "  - name: local",
@@ -80,7 +99,7 @@ export function clusterYaml(spec: ClusterSpec, ports: Ports): string {
     "    mdm: true",
     "    sds:",
     ...sds,
-    `    sdc: { nbd: 127.0.0.1:${ports.nbd}${spec.controlPorts === false ? "" : `, control: 127.0.0.1:${ports.sdcControl}`} }`,
+    `    sdc: { nbd: 127.0.0.1:${ports.nbd}${spec.controlPorts === false ? "" : `, control: 127.0.0.1:${ports.sdcControl}`}${spec.sdcYaml ? `, ${spec.sdcYaml}` : ""} }`,
     "protectionDomains:",
     "  - name: pd1",
     "    storagePools:",

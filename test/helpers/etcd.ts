@@ -25,25 +25,37 @@ export class EtcdCluster {
     readonly dir: string,
     readonly members: EtcdMember[],
     private readonly token: string,
+    private readonly wrap: (i: number) => string[],
+    private readonly extraArgs: string[],
   ) {}
 
   get endpoints(): string[] {
     return this.members.map((m) => m.clientUrl);
   }
 
-  /** hosts: one address per member (default 127.0.0.1 for all) */
-  static async start(size: 1 | 3 = 1, opts: { hosts?: string[] } = {}): Promise<EtcdCluster> {
+  /**
+   * hosts: one address per member (default 127.0.0.1 for all); ports: fixed client/peer ports (each
+   * member on its own address, e.g. in a network namespace; default free loopback ports); wrap: an
+   * argv prefix per member (`ip netns exec NS`); args: more etcd flags (TLS, …); scheme of the
+   * client URLs (https with TLS flags in args).
+   */
+  static async start(
+    size: 1 | 3 = 1,
+    opts: { hosts?: string[]; ports?: { client: number; peer: number }; wrap?: (i: number) => string[]; args?: string[]; clientScheme?: "http" | "https"; waitWritable?: boolean } = {},
+  ): Promise<EtcdCluster> {
     if (Bun.which("etcd") === null) throw new Error("etcd is not installed (apt-get install etcd-server etcd-client; .ci/run does it): the HA tests need it");
     const dir = mkdtempSync(join(tmpdir(), "pf-etcd-"));
     const members: EtcdMember[] = [];
     for (let i = 0; i < size; i++) {
       const name = `e${i + 1}`;
       const host = opts.hosts?.[i] ?? "127.0.0.1";
-      members.push({ name, clientUrl: `http://${host}:${await freePort()}`, peerUrl: `http://${host}:${await freePort()}`, dataDir: join(dir, name), proc: null });
+      const clientPort = opts.ports?.client ?? (await freePort());
+      const peerPort = opts.ports?.peer ?? (await freePort());
+      members.push({ name, clientUrl: `${opts.clientScheme ?? "http"}://${host}:${clientPort}`, peerUrl: `http://${host}:${peerPort}`, dataDir: join(dir, name), proc: null });
     }
-    const c = new EtcdCluster(dir, members, `pf-test-${Date.now()}-${Math.floor(Math.random() * 1e6)}`);
+    const c = new EtcdCluster(dir, members, `pf-test-${Date.now()}-${Math.floor(Math.random() * 1e6)}`, opts.wrap ?? (() => []), opts.args ?? []);
     for (let i = 0; i < size; i++) c.spawn(i, "new");
-    await c.waitWritable(20_000);
+    if (opts.waitWritable !== false) await c.waitWritable(20_000);
     return c;
   }
 
@@ -52,6 +64,7 @@ export class EtcdCluster {
     const initial = this.members.map((x) => `${x.name}=${x.peerUrl}`).join(",");
     m.proc = Bun.spawn(
       [
+        ...this.wrap(i),
         ETCD_BIN,
         "--name", m.name,
         "--data-dir", m.dataDir,
@@ -68,6 +81,7 @@ export class EtcdCluster {
         "--heartbeat-interval", "100",
         "--election-timeout", "1000",
         "--log-level", "error",
+        ...this.extraArgs,
       ],
       { stdin: "ignore", stdout: "ignore", stderr: "ignore" },
     );

@@ -1,9 +1,12 @@
 // Test harness for an HA cluster run as an operator would, from ONE cluster YAML: an etcd
-// cluster (helpers/etcd.ts), three MDM hosts m1..m3 on 127.0.0.11..13 (the same MDM port on each
-// address) and one data host on 127.0.0.1 with the SDSs and the SDC, each host a separate
-// `pf up FILE --host NAME` of the compiled dist/pf with its own data dir. Output lines are kept
-// with their arrival time (performance.now), so tests can time takeovers from the logs.
-// Every process is killed by PID in stop(), pass or fail.
+// cluster (helpers/etcd.ts), three MDM hosts m1..m3 and data hosts with the SDSs and the SDC,
+// each host a separate `pf up FILE --host NAME` of the compiled dist/pf with its own data dir.
+// The default layout is loopback: MDMs on 127.0.0.11..13 (the same MDM port on each address),
+// one data host "data" on 127.0.0.1 with every SDS and the SDC. A layout may instead put each
+// host in a network namespace (helpers/ha_netns.ts): then every pf up, etcd member and restarted
+// role runs under that host's `ip netns exec`. Output lines are kept with their arrival time
+// (performance.now), so tests can time takeovers from the logs. Every process is killed by PID
+// in stop(), pass or fail.
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,7 +17,24 @@ import { EtcdCluster } from "./etcd.ts";
 
 export const MDM_HOSTS = ["m1", "m2", "m3"] as const;
 export type MdmHost = (typeof MDM_HOSTS)[number];
-const MDM_ADDR: Record<MdmHost, string> = { m1: "127.0.0.11", m2: "127.0.0.12", m3: "127.0.0.13" };
+const LOOPBACK_MDM_ADDR: Record<MdmHost, string> = { m1: "127.0.0.11", m2: "127.0.0.12", m3: "127.0.0.13" };
+
+/** Where the hosts live: addresses, which data host runs which SDS and the SDC, and how to enter a host. */
+export interface HaLayout {
+  mdmAddr: Record<MdmHost, string>;
+  /** data hosts; sds: indices into the cluster's SDS list (sds1 = 0) */
+  dataHosts: { name: string; address: string; sds: number[]; sdc: boolean }[];
+  /** argv prefix that runs a command on a host (none on loopback) */
+  wrap(host: string): string[];
+}
+
+function loopbackLayout(sdsCount: number): HaLayout {
+  return {
+    mdmAddr: LOOPBACK_MDM_ADDR,
+    dataHosts: [{ name: "data", address: "127.0.0.1", sds: Array.from({ length: sdsCount }, (_, i) => i), sdc: true }],
+    wrap: () => [],
+  };
+}
 export const ADMIN_PASSWORD = "ha-admin-password";
 export const CLUSTER_SECRET = "ha-test-cluster-secret-0123456789";
 
@@ -25,6 +45,12 @@ export interface HaSpec {
   heartbeatTimeout?: string;
   rebuildGrace?: string;
   volumeSize?: string;
+  /** hosts in network namespaces (helpers/ha_netns.ts); default loopback */
+  layout?: HaLayout;
+  /** the etcd cluster, when the layout started it (default: one member beside each MDM on loopback) */
+  etcd?: EtcdCluster;
+  /** fixed ports (a namespace layout gives every host its own address) */
+  ports?: { mdm: number; nbd: number; sds: number };
 }
 
 export interface Line {
@@ -41,7 +67,7 @@ export interface MdmRole {
   stats: { txns: number; ops: number; takeovers: number; stepDowns: number };
 }
 
-class HostProc {
+export class HostProc {
   lines: Line[] = [];
   constructor(readonly name: string, readonly proc: Subprocess<"ignore", "pipe", "pipe">) {
     const dec = new TextDecoder();
@@ -76,6 +102,7 @@ export class HaCluster {
     readonly mdmPort: number,
     readonly nbdPort: number,
     readonly sdsPorts: number[],
+    readonly layout: HaLayout,
     spec: HaSpec,
   ) {
     this.dir = mkdtempSync(join(tmpdir(), "pf-ha-e2e-"));
@@ -84,30 +111,41 @@ export class HaCluster {
   }
 
   static async create(spec: HaSpec = {}): Promise<HaCluster> {
-    // one etcd member beside each MDM (as PowerFlex's Managers): no tie-breaker in the view
-    const etcd = await EtcdCluster.start(spec.etcdMembers ?? 3, { hosts: MDM_HOSTS.map((h) => MDM_ADDR[h]) });
     const n = spec.sdsCount ?? 3;
+    const layout = spec.layout ?? loopbackLayout(n);
+    // one etcd member beside each MDM (as PowerFlex's Managers): no tie-breaker in the view
+    const etcd = spec.etcd ?? (await EtcdCluster.start(spec.etcdMembers ?? 3, { hosts: MDM_HOSTS.map((h) => layout.mdmAddr[h]) }));
     const sdsPorts: number[] = [];
-    for (let i = 0; i < n; i++) sdsPorts.push(await freePort());
-    return new HaCluster(etcd, await freePort(), await freePort(), sdsPorts, spec);
+    for (let i = 0; i < n; i++) sdsPorts.push(spec.ports?.sds ?? (await freePort()));
+    return new HaCluster(etcd, spec.ports?.mdm ?? (await freePort()), spec.ports?.nbd ?? (await freePort()), sdsPorts, layout, spec);
   }
 
   get mdmUrls(): string {
     return MDM_HOSTS.map((h) => this.urlOf(h)).join(",");
   }
   urlOf(h: MdmHost): string {
-    return `https://${MDM_ADDR[h]}:${this.mdmPort}`;
+    return `https://${this.layout.mdmAddr[h]}:${this.mdmPort}`;
+  }
+  /** the data host that runs the SDC */
+  get sdcHost(): { name: string; address: string } {
+    return this.layout.dataHosts.find((d) => d.sdc)!;
   }
   get caFile(): string {
     return join(this.dir, "m1", "mdm", "tls", "ca.pem");
   }
   nbdUri(volume: string): string {
-    return `nbd://127.0.0.1:${this.nbdPort}/${volume}`;
+    return `nbd://${this.sdcHost.address}:${this.nbdPort}/${volume}`;
   }
 
   private yaml(spec: HaSpec): string {
     const size = spec.deviceSize ?? "256MiB";
-    const sds = this.sdsPorts.map((p, i) => `      - { name: sds${i + 1}, port: ${p}, pool: pd1/sp1, devices: [{ path: sds${i + 1}/dev0.img, size: ${size} }] }`);
+    const sdsLine = (i: number) => `      - { name: sds${i + 1}, port: ${this.sdsPorts[i]}, pool: pd1/sp1, devices: [{ path: sds${i + 1}/dev0.img, size: ${size} }] }`;
+    const dataHosts = this.layout.dataHosts.flatMap((d) => [
+      `  - name: ${d.name}`,
+      `    address: ${d.address}`,
+      ...(d.sds.length > 0 ? ["    sds:", ...d.sds.map(sdsLine)] : []),
+      ...(d.sdc ? [`    sdc: { nbd: "${d.address}:${this.nbdPort}" }`] : []),
+    ]);
     return [
       `cluster: { name: ha${process.pid}, secret: ${CLUSTER_SECRET}, adminPassword: ${ADMIN_PASSWORD} }`,
       "mdm:",
@@ -117,24 +155,20 @@ export class HaCluster {
       `  rebuildGrace: ${spec.rebuildGrace ?? "4s"}`,
       `  etcd: { endpoints: [${this.etcd.endpoints.join(", ")}] }`,
       "hosts:",
-      ...MDM_HOSTS.map((h) => `  - { name: ${h}, address: ${MDM_ADDR[h]}, mdm: true }`),
-      "  - name: data",
-      "    address: 127.0.0.1",
-      "    sds:",
-      ...sds,
-      `    sdc: { nbd: 127.0.0.1:${this.nbdPort} }`,
+      ...MDM_HOSTS.map((h) => `  - { name: ${h}, address: ${this.layout.mdmAddr[h]}, mdm: true }`),
+      ...dataHosts,
       "protectionDomains:",
       "  - name: pd1",
       "    storagePools:",
       "      - { name: sp1, sparePercentage: 10, extentSize: 16MiB, granularity: 64MiB }",
       "volumes:",
-      `  - { name: vol1, pool: pd1/sp1, size: ${spec.volumeSize ?? "128MiB"}, type: thin, mapTo: [{ host: data }] }`,
+      `  - { name: vol1, pool: pd1/sp1, size: ${spec.volumeSize ?? "128MiB"}, type: thin, mapTo: [{ host: ${this.sdcHost.name} }] }`,
       "",
     ].join("\n");
   }
 
   private startHost(name: string): HostProc {
-    const proc = Bun.spawn([PF_BIN, "up", this.configFile, "--host", name, "--data-dir", join(this.dir, name)], {
+    const proc = Bun.spawn([...this.layout.wrap(name), PF_BIN, "up", this.configFile, "--host", name, "--data-dir", join(this.dir, name)], {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
@@ -145,11 +179,22 @@ export class HaCluster {
     return h;
   }
 
-  /** Start m1 first (it bootstraps the cluster in etcd), then the others, and wait for all. */
+  /**
+   * Start m1 first (it bootstraps the cluster in etcd), then the other MDMs; the data host only
+   * once m1's pf up has created the file's topology (an SDS that joins first would create pd1/sp1
+   * with the MDM's default pool settings, not the file's 16 MiB extents); then wait for all.
+   */
   async start(timeoutMs = 120_000): Promise<void> {
-    this.startHost("m1");
+    const m1 = this.startHost("m1");
     await this.waitRole("m1", (r) => r.role === "leader", 30_000);
-    for (const h of ["m2", "m3", "data"]) this.startHost(h);
+    for (const h of ["m2", "m3"]) this.startHost(h);
+    const topoDeadline = Date.now() + 30_000;
+    while (!m1.output.includes("pf up: topology of")) {
+      if (m1.proc.exitCode !== null) throw new Error(`pf up --host m1 exited ${m1.proc.exitCode}:\n${m1.output}`);
+      if (Date.now() > topoDeadline) throw new Error(`pf up --host m1 did not create the topology in 30 s:\n${m1.output}`);
+      await Bun.sleep(50);
+    }
+    for (const d of this.layout.dataHosts) this.startHost(d.name);
     const deadline = Date.now() + timeoutMs;
     for (const h of this.hosts.values()) {
       while (!h.output.includes("pf is up on host")) {
@@ -212,7 +257,7 @@ export class HaCluster {
   }
 
   restartRole(host: string, label: string, argv: string[], env: Record<string, string> = {}): HostProc {
-    const proc = Bun.spawn(argv, {
+    const proc = Bun.spawn([...this.layout.wrap(host), ...argv], {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
@@ -223,6 +268,16 @@ export class HaCluster {
     const h = new HostProc(`${host} ${label} (restarted)`, proc);
     this.hosts.set(`${host}/${label}`, h);
     return h;
+  }
+
+  /** Lines of every data host's output matching re, with the host's name. */
+  dataLines(re: RegExp): (Line & { host: string })[] {
+    return this.layout.dataHosts.flatMap((d) => this.linesOf(d.name, re).map((l) => ({ ...l, host: d.name })));
+  }
+
+  /** Lines of an MDM's output matching re: its pf up's, or its restarted process's when restarted. */
+  mdmLines(h: MdmHost, re: RegExp): Line[] {
+    return [...this.linesOf(h, re), ...this.linesOf(`${h}/mdm`, re)].sort((a, b) => a.atMs - b.atMs);
   }
 
   /** Lines of a host's output matching re, with their arrival times. */

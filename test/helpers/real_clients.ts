@@ -24,6 +24,8 @@ export interface RunOptions {
   /** bytes or text for stdin */
   input?: string | Uint8Array;
   cwd?: string;
+  /** variables added to the environment (e.g. HOME for libnbd's default certificate dirs) */
+  env?: Record<string, string>;
 }
 
 export class ToolError extends Error {
@@ -72,6 +74,7 @@ export async function run(cmd: string[], opts: RunOptions = {}): Promise<RunResu
     stdout: "pipe",
     stderr: "pipe",
     cwd: opts.cwd,
+    env: opts.env === undefined ? undefined : { ...process.env, ...opts.env },
   });
   if (opts.input !== undefined && proc.stdin) {
     proc.stdin.write(opts.input);

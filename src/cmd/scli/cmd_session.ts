@@ -8,20 +8,20 @@ import { mdmLogin } from "../../proto/mdm_http.ts";
 import type { CommandContext, Output } from "./command_context.ts";
 import { MdmRestClient } from "./rest_client.ts";
 import { ScliError } from "./scli_errors.ts";
-
-/** PowerFlex prints the user's role; pf has one role today. */
-const ROLE = "SuperUser";
+import { UserObject } from "../../proto/user_api.ts";
 
 export async function login(ctx: CommandContext): Promise<Output> {
   const username = ctx.args.need("username");
   const token = await mdmLogin({ url: ctx.target.url, caPem: ctx.target.caPem }, username, ctx.args.need("password"));
   const client = new MdmRestClient({ url: ctx.target.url, caPem: ctx.target.caPem, token });
-  const [system] = await client.list("System");
-  if (!system) throw new ScliError("INTERNAL", `MDM ${ctx.target.url} lists no System object`);
-  ctx.sessions.put(ctx.target.url, { token, username, systemId: system.id, loggedInAtMs: ctx.nowMs() });
+  // PowerFlex prints the user's role; the System id is on every object, the User's included
+  const me = await client.request("POST", "/api/types/User/instances/action/queryCurrentUser", {}, UserObject);
+  ctx.sessions.put(ctx.target.url, { token, username, systemId: me.systemId, loggedInAtMs: ctx.nowMs() });
+  const text = [`Logged in. User role is ${me.userRole}. System ID is ${me.systemId}`];
+  if (me.passwordChangeRequired) text.push("The password must be changed before anything else: scli --set_password --old_password OLD --new_password NEW");
   return {
-    text: [`Logged in. User role is ${ROLE}. System ID is ${system.id}`],
-    json: { loggedIn: true, mdm: ctx.target.url, username, role: ROLE, systemId: system.id, sessionFile: ctx.sessions.file },
+    text,
+    json: { loggedIn: true, mdm: ctx.target.url, username, role: me.userRole, systemId: me.systemId, sessionFile: ctx.sessions.file, passwordChangeRequired: me.passwordChangeRequired },
   };
 }
 

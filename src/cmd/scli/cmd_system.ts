@@ -98,6 +98,29 @@ export async function switchMdmOwnership(ctx: CommandContext): Promise<Output> {
   };
 }
 
+const MDM_ROLES: Record<string, "Manager" | "TieBreaker"> = { manager: "Manager", tb: "TieBreaker", tiebreaker: "TieBreaker" };
+
+export async function addStandbyMdm(ctx: CommandContext): Promise<Output> {
+  const list = (v: string | undefined) => v?.split(",").map((x) => x.trim()).filter((x) => x.length > 0);
+  const ips = list(ctx.args.str("new_mdm_ip")) ?? [];
+  if (ips.length === 0) throw new ScliError("BAD_REQUEST", "--new_mdm_ip needs at least one IP address");
+  const roleFlag = (ctx.args.str("mdm_role") ?? "manager").toLowerCase();
+  const role = MDM_ROLES[roleFlag];
+  if (role === undefined) throw new ScliError("BAD_REQUEST", `--mdm_role ${roleFlag}: give manager or tb`);
+  const portText = ctx.args.str("new_mdm_port");
+  const port = portText === undefined ? undefined : Number(portText);
+  if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) throw new ScliError("BAD_REQUEST", `--new_mdm_port ${portText}: give a port 1..65535`);
+  const name = ctx.args.str("new_mdm_name");
+  const r = await ctx.client().addStandbyMdm({ ips, role, managementIps: list(ctx.args.str("new_mdm_management_ip")), name, port });
+  return { text: [`Successfully added a standby MDM. Object ID ${r.id}`], json: r };
+}
+
+export async function removeStandbyMdm(ctx: CommandContext): Promise<Output> {
+  const id = ctx.args.str("remove_mdm_id")!;
+  await ctx.client().removeStandbyMdm(id.replace(/^0x/i, ""));
+  return { text: [`Successfully removed the standby MDM ${id}`], json: { id } };
+}
+
 const MODE_TEXT: Record<string, string> = { OneNode: "1_node", ThreeNodes: "3_node", FiveNodes: "5_node" };
 
 export function clusterLines(c: MdmClusterObj): string[] {

@@ -118,7 +118,12 @@ export async function checkVolumeConsistency(ctx: CommandContext): Promise<Outpu
   if (!r.consistent) {
     const list = r.mismatches
       .slice(0, 8)
-      .map((m) => `extent ${m.extentIndex}${m.layerId === undefined ? "" : ` layer ${m.layerId}`} [${m.copies.map((c) => `${c.sdsId}=${c.checksum ?? c.error}`).join(" ")}]`)
+      .map((m) => {
+        const what = `extent ${m.extentIndex}${m.layerId === undefined ? "" : ` layer ${m.layerId}`}`;
+        // one in-sync copy: degraded (a rebuild or resync is due), not two copies that disagree
+        if (m.copies.length < 2) return `${what} has only one in-sync copy (degraded; wait for the rebuild or resync) [${m.copies.map((c) => `${c.sdsId}=${c.checksum ?? c.error}`).join(" ")}]`;
+        return `${what} [${m.copies.map((c) => `${c.sdsId}=${c.checksum ?? c.error}`).join(" ")}]`;
+      })
       .join(", ");
     throw new PfError("IO_ERROR", `volume ${volumeLabel(vol)}: ${r.mismatches.length} of ${r.extentsChecked} extents differ between copies: ${list}`);
   }

@@ -28,6 +28,7 @@ const SDC = ["sdc_id", "sdc_name", "sdc_ip", "sdc_guid"] as const;
 const SOURCE = ["source_volume_id", "source_volume_name"] as const;
 const REMOVE_MODES = ["remove_with_descendant_snapshots", "remove_descendant_snapshots_only", "remove_entire_snapshot_tree"] as const;
 const NEW_MASTER = ["new_master_mdm_id", "new_master_mdm_name", "new_primary_mdm_ip"] as const;
+const USER = ["user_id", "username"] as const;
 const POOL_NEEDS_PD = { flag: "storage_pool_name", oneOf: PD, why: "a pool name is unique only inside its protection domain" } as const;
 
 const spec = (s: Partial<CommandSpec> & Pick<CommandSpec, "usage">): CommandSpec => ({
@@ -177,6 +178,16 @@ export const COMMANDS: Record<CommandName, CommandSpec> = {
     exclusive: [NEW_MASTER],
     usage: "--switch_mdm_ownership (--new_master_mdm_id ID | --new_master_mdm_name NAME | --new_primary_mdm_ip IP)",
   }),
+  add_standby_mdm: spec({
+    flags: ["new_mdm_ip", "new_mdm_management_ip", "new_mdm_name", "new_mdm_port", "mdm_role"],
+    required: ["new_mdm_ip"],
+    usage: "--add_standby_mdm --new_mdm_ip IP[,IP] [--mdm_role manager|tb] [--new_mdm_management_ip IP[,IP]] [--new_mdm_name NAME] [--new_mdm_port PORT]",
+  }),
+  remove_standby_mdm: spec({
+    flags: ["remove_mdm_id"],
+    required: ["remove_mdm_id"],
+    usage: "--remove_standby_mdm --remove_mdm_id ID",
+  }),
   query_rebuild: spec({
     flags: [...PD, ...POOL, "watch"],
     required: [POOL],
@@ -207,4 +218,26 @@ export const COMMANDS: Record<CommandName, CommandSpec> = {
     usage:
       "--set_storage_pool_write_cache (--storage_pool_id ID | (--protection_domain_id ID | --protection_domain_name NAME) --storage_pool_name NAME) --write_cache writeBack|writeThrough",
   }),
+  add_user: spec({
+    flags: ["username", "user_role", "password"],
+    required: ["username", "user_role"],
+    usage: "--add_user --username NAME --user_role ROLE [--password PASSWORD]",
+  }),
+  delete_user: spec({ flags: [...USER], required: [USER], exclusive: [USER], usage: "--delete_user (--user_id ID | --username NAME)" }),
+  modify_user: spec({
+    flags: [...USER, "user_role"],
+    required: [USER, "user_role"],
+    exclusive: [USER],
+    usage: "--modify_user (--user_id ID | --username NAME) --user_role ROLE",
+  }),
+  query_users: spec({ usage: "--query_users" }),
+  query_user: spec({ flags: [...USER], exclusive: [USER], usage: "--query_user [--user_id ID | --username NAME]" }),
+  set_password: spec({
+    flags: ["old_password", "new_password"],
+    required: ["old_password", "new_password"],
+    usage: "--set_password --old_password PASSWORD --new_password PASSWORD",
+  }),
+  reset_password: spec({ flags: [...USER], required: [USER], exclusive: [USER], usage: "--reset_password (--user_id ID | --username NAME)" }),
+  query_audit_log: spec({ flags: ["username", "max_records"], usage: "--query_audit_log [--username NAME] [--max_records N]" }),
+  verify_audit_log: spec({ usage: "--verify_audit_log" }),
 };

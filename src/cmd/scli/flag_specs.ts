@@ -35,6 +35,8 @@ export const FLAGS = {
   query_protection_domain: { kind: "command", help: "Show one protection domain" },
   query_cluster: { kind: "command", help: "Show the MDM cluster" },
   switch_mdm_ownership: { kind: "command", help: "Make a caught-up standby MDM the active one (the active MDM hands over and resigns)" },
+  add_standby_mdm: { kind: "command", help: "Register an MDM the cluster expects (HA mode; start it with the cluster's etcd endpoints)" },
+  remove_standby_mdm: { kind: "command", help: "Remove a registered or standby MDM (not the active one); a running one stops campaigning" },
   query_rebuild: { kind: "command", help: "Show a storage pool's rebuild/rebalance progress (pf extension; --watch for a live bar)" },
   remove_sds: { kind: "command", help: "Remove an SDS: moves its data to the other SDSs first, then removes it" },
   query_alerts: { kind: "command", help: "Show the active alerts (--all: with the cleared ones, newest first)" },
@@ -45,6 +47,15 @@ export const FLAGS = {
   query_vtree: { kind: "command", help: "Show a V-Tree: its base volume and snapshot tree, capacity" },
   set_sdc_volume_limit: { kind: "command", help: "Set the IOPS and bandwidth limits of one volume-to-SDC mapping (0 = unlimited)" },
   set_storage_pool_write_cache: { kind: "command", help: "Set a storage pool's write cache: writeBack or writeThrough (pf extension; live)" },
+  add_user: { kind: "command", help: "Create a user with a role (a one-time password is generated unless --password is given)" },
+  delete_user: { kind: "command", help: "Remove a user" },
+  modify_user: { kind: "command", help: "Change a user's role" },
+  query_users: { kind: "command", help: "List the users and their roles" },
+  query_user: { kind: "command", help: "Show one user (without a selector: the logged-in user)" },
+  set_password: { kind: "command", help: "Change the logged-in user's own password" },
+  reset_password: { kind: "command", help: "Give a user a new one-time password (shown once; it must be changed at next login)" },
+  query_audit_log: { kind: "command", help: "Show audit records, newest first (pf extension)" },
+  verify_audit_log: { kind: "command", help: "Check the audit log's hash chain for edited or removed records (pf extension)" },
 
   // ---- common ----
   help: { kind: "switch", help: "Show help (alone: all commands; after a command: that command)" },
@@ -55,6 +66,11 @@ export const FLAGS = {
   // ---- login ----
   username: { kind: "value", arg: "USER", help: "User to log in as" },
   password: { kind: "value", arg: "PASSWORD", help: "Password of that user" },
+  user_id: { kind: "value", arg: "ID", help: "User by id" },
+  user_role: { kind: "value", arg: "ROLE", help: "Monitor, Configure, FrontendConfig, BackendConfig, Administrator or Security" },
+  old_password: { kind: "value", arg: "PASSWORD", help: "The current password" },
+  new_password: { kind: "value", arg: "PASSWORD", help: "The new password (8 to 256 characters)" },
+  max_records: { kind: "value", arg: "N", help: "At most this many records (default 100, at most 10000)" },
 
   // ---- selectors ----
   protection_domain_id: { kind: "value", arg: "ID", help: "Protection domain by id" },
@@ -78,6 +94,12 @@ export const FLAGS = {
   new_master_mdm_id: { kind: "value", arg: "ID", help: "The standby MDM to make active, by id" },
   new_master_mdm_name: { kind: "value", arg: "NAME", help: "The standby MDM to make active, by name" },
   new_primary_mdm_ip: { kind: "value", arg: "IP", help: "The standby MDM to make active, by IP address" },
+  new_mdm_ip: { kind: "value", arg: "IP[,IP]", help: "IP address(es) of the MDM to add" },
+  new_mdm_management_ip: { kind: "value", arg: "IP[,IP]", help: "Management IP address(es) of the MDM to add (default: its IPs)" },
+  new_mdm_name: { kind: "value", arg: "NAME", help: "Name of the MDM to add (default mdm-IP)" },
+  new_mdm_port: { kind: "value", arg: "PORT", help: "Port of the MDM to add (omitted: it matches an MDM on every port of its IPs)" },
+  mdm_role: { kind: "value", arg: "manager|tb", help: "Role of the MDM to add: manager (holds the metadata) or tb (tie-breaker)" },
+  remove_mdm_id: { kind: "value", arg: "ID", help: "The MDM to remove, by id" },
 
   // ---- options ----
   media_type: { kind: "value", arg: "HDD|SSD", help: "Media type of the pool's devices (default HDD)" },

@@ -13,9 +13,10 @@ import { queryAllSdc, queryAllSds, querySds } from "./cmd_members.ts";
 import { login, logout } from "./cmd_session.ts";
 import { queryRebuild, removeSds } from "./cmd_recovery.ts";
 import { queryAlerts, setCapacityAlertThresholds } from "./cmd_alerts.ts";
-import { queryAll, queryCluster, switchMdmOwnership } from "./cmd_system.ts";
+import { addStandbyMdm, queryAll, queryCluster, removeStandbyMdm, switchMdmOwnership } from "./cmd_system.ts";
 import { setStoragePoolWriteCache } from "./cmd_write_cache.ts";
 
+import { addUser, deleteUser, modifyUser, queryAuditLog, queryUser, queryUsers, resetPassword, setPassword, verifyAuditLog } from "./cmd_users.ts";
 import {
   addVolume,
   mapVolumeToSdc,
@@ -68,6 +69,8 @@ const HANDLERS: Record<CommandName, Handler> = {
   query_protection_domain: queryProtectionDomain,
   query_cluster: queryCluster,
   switch_mdm_ownership: switchMdmOwnership,
+  add_standby_mdm: addStandbyMdm,
+  remove_standby_mdm: removeStandbyMdm,
   query_rebuild: queryRebuild,
   remove_sds: removeSds,
   query_alerts: queryAlerts,
@@ -78,6 +81,15 @@ const HANDLERS: Record<CommandName, Handler> = {
   query_vtree: queryVtree,
   set_sdc_volume_limit: setSdcVolumeLimit,
   set_storage_pool_write_cache: setStoragePoolWriteCache,
+  add_user: addUser,
+  delete_user: deleteUser,
+  modify_user: modifyUser,
+  query_users: queryUsers,
+  query_user: queryUser,
+  set_password: setPassword,
+  reset_password: resetPassword,
+  query_audit_log: queryAuditLog,
+  verify_audit_log: verifyAuditLog,
 };
 
 const processIo: ScliIo = {

@@ -66,6 +66,20 @@ export class MdmRestClient {
     return this.call({ method: "POST", path: "/api/instances/System/action/changeMdmOwnership", body: to, schema: OwnershipChange });
   }
 
+  /** addStandbyMdm: register an MDM in the cluster's registry (HA mode) */
+  addStandbyMdm(body: { ips: string[]; role: "Manager" | "TieBreaker"; managementIps?: string[]; name?: string; port?: number }): Promise<{ id: string }> {
+    return this.call({ method: "POST", path: "/api/instances/System/action/addStandbyMdm", body, schema: CreatedId });
+  }
+
+  removeStandbyMdm(id: string): Promise<unknown> {
+    return this.call({ method: "POST", path: "/api/instances/System/action/removeStandbyMdm", body: { id }, schema: z.unknown() });
+  }
+
+  /** A call outside the object types (users, audit log), answer checked by schema. */
+  request<S extends z.ZodType>(method: "GET" | "POST", path: string, body: Body | undefined, schema: S): Promise<z.infer<S>> {
+    return this.call({ method, path, ...(body === undefined ? {} : { body }), schema });
+  }
+
   async logout(): Promise<void> {
     await mdmRequest(this.ep, { method: "GET", path: "/api/logout", schema: z.unknown() });
   }

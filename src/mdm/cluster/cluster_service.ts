@@ -9,6 +9,7 @@
 // lease handed out is the recovery config's (strictly shorter than the heartbeat timeout).
 
 import { and, asc, eq, inArray } from "drizzle-orm";
+import { appendAudit } from "../core/audit.ts";
 import consola from "consola";
 import type {
   ExtentAssignment,
@@ -46,7 +47,8 @@ import { copiesHeldBy } from "../recovery/recovery_view.ts";
 import { getSdc, getSds, unique } from "../core/lookup.ts";
 import { allocateId, bumpMapVersion, currentMapVersion, getSystem } from "../core/system_state.ts";
 import { addDevice, DEFAULT_REBUILD_RATE_LIMIT_KBPS, DEFAULT_SPARE_PERCENTAGE } from "../topology/topology.ts";
-import { sdcJoinSecrets, sdcMapsWithAccess, sdsDataPlane, sdsJoinSecrets } from "./node_access.ts";
+import { NodeRole } from "../../proto/dataplane_auth.ts";
+import { checkTlsJoin, sdcJoinSecrets, sdcMapsWithAccess, sdsDataPlane, sdsJoinSecrets } from "./node_access.ts";
 import { approvedAtJoin } from "../topology/sdc_access.ts";
 import { liveFences } from "../vtree/fence.ts";
 import { noteLayerUsage } from "../vtree/layer_usage.ts";
@@ -113,6 +115,7 @@ function sdsHoldsExtents(ctx: MdmContext, sdsId: string): boolean {
 export function sdsJoin(ctx: MdmContext, req: SdsJoinRequest): SdsJoinResponse {
   const paths = req.devices.map((d) => d.path);
   if (new Set(paths).size !== paths.length) throw new PfError("BAD_REQUEST", "device paths of a join must be distinct");
+  checkTlsJoin(ctx, NodeRole.SDS, req.name, req.tlsPublicKey);
   const sdsId = inTransaction(ctx, () => {
     const existing = ctx.store.db.select().from(sdsTable).where(eq(sdsTable.name, req.name)).get();
     const pdId = findOrCreatePd(ctx, req.protectionDomainName);
@@ -146,7 +149,7 @@ export function sdsJoin(ctx: MdmContext, req: SdsJoinRequest): SdsJoinResponse {
     .where(and(eq(deviceTable.sdsId, sdsId), inArray(deviceTable.path, paths)))
     .all();
   const sys = getSystem(ctx);
-  return { sdsId, systemId: sys.id, ...sdsJoinSecrets(ctx, sdsId), leaseMs: ctx.recovery.config.leaseMs, heartbeatMs: Limits.heartbeatIntervalMs, devices };
+  return { sdsId, systemId: sys.id, ...sdsJoinSecrets(ctx, sdsId, req.tlsPublicKey), leaseMs: ctx.recovery.config.leaseMs, heartbeatMs: Limits.heartbeatIntervalMs, devices };
 }
 
 function newSds(ctx: MdmContext, req: SdsJoinRequest, pdId: string, faultSetId: string | null): SdsRow {
@@ -200,6 +203,23 @@ function rejoinSds(ctx: MdmContext, sds: SdsRow, req: SdsJoinRequest, pdId: stri
   return next;
 }
 
+/** One audit record per heartbeat that reported refused handshakes, grants or IO (counts are whole, lines a sample). */
+function auditDataPlaneRefusals(ctx: MdmContext, sdsId: string, name: string | null, r: NonNullable<SdsHeartbeatRequest["refusals"]>): void {
+  const total = Object.values(r.counts).reduce((a, b) => a + b, 0);
+  appendAudit(ctx, {
+    kind: "dataplane",
+    actor: `sds ${name ?? sdsId}`,
+    role: "SDS",
+    src: "",
+    objectType: "Sds",
+    objectId: sdsId,
+    action: "refusals",
+    params: r.counts,
+    result: "refused",
+    detail: `${total} refused on the data plane since the last heartbeat; ${r.samples.join(" | ")}`,
+  });
+}
+
 /** Devices of one SDS as a heartbeat compares them (cached statement: every heartbeat reads it). */
 function heartbeatDevices(ctx: MdmContext, sdsId: string): Map<string, { id: string; path: string; state: string; usedBytes: number }> {
   const rows = ctx.store.sqlite
@@ -216,6 +236,7 @@ function checkNodeExists(ctx: MdmContext, table: "sds" | "sdc", id: string): voi
 
 export function sdsHeartbeat(ctx: MdmContext, sdsId: string, req: SdsHeartbeatRequest): HeartbeatResponse {
   checkNodeExists(ctx, "sds", sdsId);
+  if (req.refusals && Object.keys(req.refusals.counts).length > 0) auditDataPlaneRefusals(ctx, sdsId, getSds(ctx, sdsId).name, req.refusals);
   const mine = heartbeatDevices(ctx, sdsId);
   const changed = req.devices.filter((r) => {
     const dev = mine.get(r.deviceId);
@@ -320,6 +341,7 @@ export function sdsAssignments(ctx: MdmContext, sdsId: string): SdsAssignmentsRe
     return {
       mapVersion,
       dataPlane: sdsDataPlane(ctx),
+      dataPlaneTls: ctx.dataPlaneTls !== undefined,
       rebuildRateBytesPerSec: rebuildRateOf(ctx, sdsId),
       extentSizeBytesByVolume,
       extents: out,
@@ -358,6 +380,7 @@ function extentsHeldBy(ctx: MdmContext, sdsId: string): HeldExtentRow[] {
 // ---- SDC ----
 
 export function sdcJoin(ctx: MdmContext, req: SdcJoinRequest): SdcJoinResponse {
+  checkTlsJoin(ctx, NodeRole.SDC, req.name ?? req.guid, req.tlsPublicKey);
   const sdcId = inTransaction(ctx, () => {
     const existing = ctx.store.db.select().from(sdcTable).where(eq(sdcTable.guid, req.guid)).get();
     if (existing) {
@@ -381,7 +404,7 @@ export function sdcJoin(ctx: MdmContext, req: SdcJoinRequest): SdcJoinResponse {
   });
   ctx.health.sdcSeen(sdcId, 0);
   const sys = getSystem(ctx);
-  return { sdcId, systemId: sys.id, ...sdcJoinSecrets(ctx, sdcId), heartbeatMs: Limits.heartbeatIntervalMs };
+  return { sdcId, systemId: sys.id, ...sdcJoinSecrets(ctx, sdcId, req.tlsPublicKey), heartbeatMs: Limits.heartbeatIntervalMs };
 }
 
 export function sdcHeartbeat(ctx: MdmContext, sdcId: string, req: SdcHeartbeatRequest): HeartbeatResponse {

@@ -6,8 +6,10 @@
 //
 // Invariant: no answer to one node carries another node's key or token.
 
-import type { KeyEntry, SdcMapsResponse, SdsDataPlaneKeys } from "../../proto/cluster_api.ts";
-import { NodeRole, type NodeKey } from "../../proto/dataplane_auth.ts";
+import type { DataPlaneTlsAnswer, KeyEntry, SdcMapsResponse, SdsDataPlaneKeys } from "../../proto/cluster_api.ts";
+import { NodeRole, roleName, type NodeKey } from "../../proto/dataplane_auth.ts";
+import { checkNodePublicKey, issueNodeCert } from "../../proto/dataplane_tls.ts";
+import { PfError } from "../../proto/errors.ts";
 import { keyToHex } from "../../proto/dataplane_keys.ts";
 import type { MdmContext } from "../core/context.ts";
 import { grantKeys, memberKeys, nodeKeysOf, nodeTokenOf } from "../core/dataplane_secrets.ts";
@@ -20,12 +22,37 @@ function entries(keys: readonly NodeKey[]): KeyEntry[] {
   return keys.map((k) => ({ kid: k.kid, key: keyToHex(k.key) }));
 }
 
-export function sdsJoinSecrets(ctx: MdmContext, sdsId: string): { nodeToken: string } {
-  return { nodeToken: nodeTokenOf(ctx, NodeRole.SDS, sdsId) };
+/**
+ * Before a join changes anything: with data-plane TLS on, the node must have sent a public key
+ * to certify (a node without one is an older pf or one that cannot do TLS: refused, not admitted
+ * to a cluster it could not talk to).
+ */
+export function checkTlsJoin(ctx: MdmContext, role: NodeRole, name: string, tlsPublicKey: string | undefined): void {
+  if (ctx.dataPlaneTls === undefined) return;
+  if (tlsPublicKey !== undefined) {
+    checkNodePublicKey(tlsPublicKey);
+    return;
+  }
+  throw new PfError(
+    "BAD_REQUEST",
+    `${roleName(role)} ${name}: this MDM requires TLS on the data plane, and the join carries no TLS public key; upgrade pf on that host and start it with --data-plane-tls`,
+  );
 }
 
-export function sdcJoinSecrets(ctx: MdmContext, sdcId: string): { nodeToken: string; nodeKeys: KeyEntry[] } {
-  return { nodeToken: nodeTokenOf(ctx, NodeRole.SDC, sdcId), nodeKeys: entries(nodeKeysOf(ctx, NodeRole.SDC, sdcId)) };
+/** The TLS part of a join answer: off, or the CA and a certificate naming this node. */
+function tlsAnswer(ctx: MdmContext, role: NodeRole, nodeId: string, tlsPublicKey: string | undefined): DataPlaneTlsAnswer {
+  const a = ctx.dataPlaneTls;
+  if (a === undefined) return { required: false };
+  if (tlsPublicKey === undefined) throw new PfError("INTERNAL", "invariant broken: TLS join without a public key passed checkTlsJoin");
+  return { required: true, caPem: a.ca.certPem, certPem: issueNodeCert(a.ca, { role, nodeId }, tlsPublicKey, new Date(ctx.clock())) };
+}
+
+export function sdsJoinSecrets(ctx: MdmContext, sdsId: string, tlsPublicKey?: string): { nodeToken: string; dataPlaneTls: DataPlaneTlsAnswer } {
+  return { nodeToken: nodeTokenOf(ctx, NodeRole.SDS, sdsId), dataPlaneTls: tlsAnswer(ctx, NodeRole.SDS, sdsId, tlsPublicKey) };
+}
+
+export function sdcJoinSecrets(ctx: MdmContext, sdcId: string, tlsPublicKey?: string): { nodeToken: string; nodeKeys: KeyEntry[]; dataPlaneTls: DataPlaneTlsAnswer } {
+  return { nodeToken: nodeTokenOf(ctx, NodeRole.SDC, sdcId), nodeKeys: entries(nodeKeysOf(ctx, NodeRole.SDC, sdcId)), dataPlaneTls: tlsAnswer(ctx, NodeRole.SDC, sdcId, tlsPublicKey) };
 }
 
 /** The data-plane part of an SDS's assignments. */
@@ -37,8 +64,8 @@ export function sdsDataPlane(ctx: MdmContext): SdsDataPlaneKeys {
  * An SDC's maps with its node keys and a grant per mapped volume; an SDC that restricted SDC
  * mode does not let have volumes gets none (and no grant).
  */
-export function sdcMapsWithAccess(ctx: MdmContext, sdcId: string, maps: Omit<SdcMapsResponse, "nodeKeys">): SdcMapsResponse {
+export function sdcMapsWithAccess(ctx: MdmContext, sdcId: string, maps: Omit<SdcMapsResponse, "nodeKeys" | "dataPlaneTls">): SdcMapsResponse {
   const allowed = sdcMayMap(ctx, getSdc(ctx, sdcId));
   const volumes = allowed ? maps.volumes.map((v) => ({ ...v, grant: mintGrant(ctx, sdcId, v.volumeId, v.accessMode, maps.mapVersion) })) : [];
-  return { ...maps, volumes, nodeKeys: entries(nodeKeysOf(ctx, NodeRole.SDC, sdcId)) };
+  return { ...maps, volumes, nodeKeys: entries(nodeKeysOf(ctx, NodeRole.SDC, sdcId)), dataPlaneTls: ctx.dataPlaneTls !== undefined };
 }

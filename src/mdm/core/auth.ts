@@ -1,42 +1,74 @@
-// REST users and tokens. Passwords are stored only as Bun.password hashes; tokens are random
-// 32-byte strings stored only as their SHA-256, so a copied database grants nothing.
-// Invariants: a token is valid while used within Limits.tokenIdleTimeoutMs (injected clock);
-// at most Limits.maxTokens live at once (the least recently used is dropped); tokens live in
-// sqlite so they survive an MDM restart. last_used is written back at most once per
-// LAST_USED_WRITE_MS per token to keep sqlite off every request's path.
+// REST logins and tokens. Passwords are stored only as argon2id hashes (Bun.password); tokens are
+// random 32-byte strings stored only as their SHA-256, so a copied database grants nothing.
+// Invariants:
+// - a token is valid while used within the idle timeout and younger than the absolute timeout
+//   (Limits.tokenIdleTimeoutMs / tokenAbsoluteTimeoutMs, injected clock); logout ends it;
+// - at most Limits.maxTokens live at once (the least recently used is dropped); tokens live in
+//   sqlite so they survive an MDM restart; last_used is written back at most once per
+//   LAST_USED_WRITE_MS per token to keep sqlite off every request's path;
+// - a token carries its user's role (and "must change password"); changing a user's role or
+//   password updates that user's live tokens, removing the user drops them;
+// - failed logins go through LoginGuard (lock-out, rate limit, bounded hashing); an unknown user
+//   costs one hash like a known one, so names cannot be tested by timing.
 
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { eq, lt } from "drizzle-orm";
 import { PfError } from "../../proto/errors.ts";
 import { Limits } from "../../proto/limits.ts";
 import type { MdmDb } from "../../store/mdm_db.ts";
-import { tokenTable, userTable } from "../../store/mdm_schema.ts";
+import { tokenTable, userTable, type UserRow } from "../../store/mdm_schema.ts";
+import { LoginGuard, type LoginGuardOptions } from "./login_guard.ts";
+import { isRole, type Role } from "./roles.ts";
 
 export const ADMIN_USER = "admin";
 const LAST_USED_WRITE_MS = 60_000;
 /** a successful password check is remembered this long (PyPowerFlex logs in twice per call) */
 const VERIFIED_PASSWORD_CACHE_MS = 60_000;
+const VERIFIED_CACHE_MAX = 1000;
 
 function sha256Hex(s: string): string {
   return createHash("sha256").update(s).digest("hex");
 }
 
-interface LiveToken {
+export function newUserId(): string {
+  return randomBytes(8).toString("hex");
+}
+
+/** Who a token belongs to, as every route sees it. */
+export interface Principal {
   userName: string;
+  role: Role;
+  /** set by resetPassword / a generated password: only "self" routes until setPassword */
+  mustChangePassword: boolean;
+}
+
+interface LiveToken extends Principal {
+  createdAtMs: number;
   lastUsedMs: number;
   persistedLastUsedMs: number;
 }
 
 export interface TokenStoreOptions {
   idleTimeoutMs?: number;
+  absoluteTimeoutMs?: number;
   maxTokens?: number;
+  guard?: LoginGuardOptions;
+}
+
+export function roleOf(row: Pick<UserRow, "role">): Role {
+  // the column is written only through isRole-checked paths; an unknown value is a broken invariant
+  if (!isRole(row.role)) throw new Error(`invariant broken: stored user role ${JSON.stringify(row.role)} is a known role`);
+  return row.role;
 }
 
 export class TokenStore {
   private readonly live = new Map<string, LiveToken>(); // insertion order = LRU order
   private readonly verified = new Map<string, number>(); // sha256(user:password:hash) -> expiry
   private readonly idleTimeoutMs: number;
+  private readonly absoluteTimeoutMs: number;
   private readonly maxTokens: number;
+  readonly guard: LoginGuard;
+  private dummyHash: Promise<string> | null = null;
 
   constructor(
     private readonly store: MdmDb,
@@ -44,45 +76,69 @@ export class TokenStore {
     opts: TokenStoreOptions = {},
   ) {
     this.idleTimeoutMs = opts.idleTimeoutMs ?? Limits.tokenIdleTimeoutMs;
+    this.absoluteTimeoutMs = opts.absoluteTimeoutMs ?? Limits.tokenAbsoluteTimeoutMs;
     this.maxTokens = opts.maxTokens ?? Limits.maxTokens;
+    this.guard = new LoginGuard(clock, opts.guard);
+    const users = new Map(store.db.select().from(userTable).all().map((u) => [u.name, u]));
     const rows = store.db.select().from(tokenTable).orderBy(tokenTable.lastUsedMs).all();
-    for (const r of rows) this.live.set(r.hash, { userName: r.userName, lastUsedMs: r.lastUsedMs, persistedLastUsedMs: r.lastUsedMs });
+    for (const r of rows) {
+      const u = users.get(r.userName);
+      if (!u) continue; // its user was removed
+      this.live.set(r.hash, { ...principalOf(u), createdAtMs: r.createdAtMs, lastUsedMs: r.lastUsedMs, persistedLastUsedMs: r.lastUsedMs });
+    }
     this.expire();
   }
 
-  /** Set (or replace) a user's password hash. */
-  async setPassword(userName: string, password: string): Promise<void> {
+  /** Set (or replace) a user's password hash; creates the user with `role` when missing. */
+  async setPassword(userName: string, password: string, opts: { role?: Role; mustChange?: boolean } = {}): Promise<void> {
     const hash = await Bun.password.hash(password, { algorithm: "argon2id" });
+    const mustChange = opts.mustChange ? 1 : 0;
     this.store.db
       .insert(userTable)
-      .values({ name: userName, passwordHash: hash, role: "SuperUser", createdAtMs: this.clock() })
-      .onConflictDoUpdate({ target: userTable.name, set: { passwordHash: hash } })
+      .values({ name: userName, passwordHash: hash, role: opts.role ?? "SuperUser", createdAtMs: this.clock(), id: newUserId(), passwordChangeRequired: mustChange })
+      .onConflictDoUpdate({ target: userTable.name, set: { passwordHash: hash, passwordChangeRequired: mustChange } })
       .run();
     this.verified.clear();
+    this.refreshUser(userName);
   }
 
   hasUser(userName: string): boolean {
     return this.store.db.select({ n: userTable.name }).from(userTable).where(eq(userTable.name, userName)).get() !== undefined;
   }
 
-  async checkPassword(userName: string, password: string): Promise<boolean> {
-    const user = this.store.db.select().from(userTable).where(eq(userTable.name, userName)).get();
-    if (!user) return false;
-    const key = sha256Hex(`${userName}\0${password}\0${user.passwordHash}`);
+  /** Does password match? Uses the verified cache; else one hash check (in a slot). */
+  async checkPassword(userName: string, password: string, src = "local"): Promise<UserRow | null> {
+    const user = userName.length > 0 ? this.store.db.select().from(userTable).where(eq(userTable.name, userName)).get() : undefined;
     const now = this.clock();
-    const until = this.verified.get(key);
-    if (until !== undefined && until > now) return true;
-    const ok = await Bun.password.verify(password, user.passwordHash);
-    if (ok) {
-      if (this.verified.size > 1000) this.verified.clear();
-      this.verified.set(key, now + VERIFIED_PASSWORD_CACHE_MS);
+    if (user) {
+      const until = this.verified.get(this.cacheKey(user, password));
+      if (until !== undefined && until > now) return user;
     }
-    return ok;
+    if (!this.guard.mayTryNewPassword(src)) throw this.guard.refusedForRate(src);
+    const ok = await this.guard.withHashSlot(async () => {
+      if (!user) {
+        // as costly as a real check, so unknown names cannot be told apart by timing
+        await Bun.password.verify(password, await this.dummy());
+        return false;
+      }
+      return Bun.password.verify(password, user.passwordHash);
+    });
+    if (!ok || !user) return null;
+    if (this.verified.size >= VERIFIED_CACHE_MAX) this.verified.clear();
+    this.verified.set(this.cacheKey(user, password), now + VERIFIED_PASSWORD_CACHE_MS);
+    return user;
   }
 
-  /** Check user:password and issue a token; throws UNAUTHORIZED. */
-  async login(userName: string, password: string): Promise<string> {
-    if (!(await this.checkPassword(userName, password))) throw new PfError("UNAUTHORIZED", "Unauthorized");
+  /** Check user:password and issue a token; throws UNAUTHORIZED (wrong, locked, rate limited). */
+  async login(userName: string, password: string, src = "local"): Promise<{ token: string; principal: Principal }> {
+    this.guard.checkNotLocked(userName);
+    const user = await this.checkPassword(userName, password, src);
+    if (!user) {
+      const known = userName.length > 0 && this.hasUser(userName);
+      this.guard.failed(known ? userName : null, src);
+      throw new PfError("UNAUTHORIZED", "Unauthorized");
+    }
+    this.guard.succeeded(userName);
     this.expire();
     while (this.live.size >= this.maxTokens) {
       const oldest = this.live.keys().next().value;
@@ -93,18 +149,19 @@ export class TokenStore {
     const hash = sha256Hex(token);
     const now = this.clock();
     this.store.db.insert(tokenTable).values({ hash, userName, createdAtMs: now, lastUsedMs: now }).run();
-    this.live.set(hash, { userName, lastUsedMs: now, persistedLastUsedMs: now });
-    return token;
+    const principal = principalOf(user);
+    this.live.set(hash, { ...principal, createdAtMs: now, lastUsedMs: now, persistedLastUsedMs: now });
+    return { token, principal };
   }
 
-  /** User name of a valid token (and mark it used), or null for unknown/expired tokens. */
-  check(token: string): string | null {
+  /** The principal of a valid token (and mark it used), or null for unknown/expired tokens. */
+  check(token: string): Principal | null {
     if (token.length === 0 || token.length > 256) return null;
     const hash = sha256Hex(token);
     const t = this.live.get(hash);
     if (!t) return null;
     const now = this.clock();
-    if (now - t.lastUsedMs >= this.idleTimeoutMs) {
+    if (now - t.lastUsedMs >= this.idleTimeoutMs || now - t.createdAtMs >= this.absoluteTimeoutMs) {
       this.drop(hash);
       return null;
     }
@@ -115,20 +172,54 @@ export class TokenStore {
       this.store.db.update(tokenTable).set({ lastUsedMs: now }).where(eq(tokenTable.hash, hash)).run();
       t.persistedLastUsedMs = now;
     }
-    return t.userName;
+    return { userName: t.userName, role: t.role, mustChangePassword: t.mustChangePassword };
+  }
+
+  /**
+   * check() for a standby MDM (HA mode), which may not write: the token's replicated row decides
+   * (the active MDM persists lastUsed at most every LAST_USED_WRITE_MS, hence the slack). Nothing
+   * is marked used or dropped; the active MDM does that.
+   */
+  checkReadOnly(token: string): Principal | null {
+    if (token.length === 0 || token.length > 256) return null;
+    const row = this.store.db.select().from(tokenTable).where(eq(tokenTable.hash, sha256Hex(token))).get();
+    if (!row) return null;
+    const now = this.clock();
+    if (now - row.lastUsedMs >= this.idleTimeoutMs + LAST_USED_WRITE_MS || now - row.createdAtMs >= this.absoluteTimeoutMs) return null;
+    const u = this.store.db.select().from(userTable).where(eq(userTable.name, row.userName)).get();
+    return u ? principalOf(u) : null;
   }
 
   logout(token: string): void {
     this.drop(sha256Hex(token));
   }
 
+  /** The user's row changed (role, password flag) or is gone: update or drop its live tokens. */
+  refreshUser(userName: string): void {
+    const u = this.store.db.select().from(userTable).where(eq(userTable.name, userName)).get();
+    for (const [hash, t] of this.live) {
+      if (t.userName !== userName) continue;
+      if (!u) this.drop(hash);
+      else Object.assign(t, principalOf(u));
+    }
+    if (!u) this.store.db.delete(tokenTable).where(eq(tokenTable.userName, userName)).run();
+    this.verified.clear();
+  }
+
+  /** End every token of a user but `keepToken` (a password change ends the other sessions). */
+  dropUserTokens(userName: string, keepToken?: string): void {
+    const keep = keepToken === undefined ? null : sha256Hex(keepToken);
+    for (const [hash, t] of this.live) if (t.userName === userName && hash !== keep) this.drop(hash);
+  }
+
   get size(): number {
     return this.live.size;
   }
 
-  /** Drop every token idle for longer than the timeout. */
+  /** Drop every token idle for longer than the timeout or past its absolute lifetime. */
   expire(): void {
-    const cutoff = this.clock() - this.idleTimeoutMs;
+    const now = this.clock();
+    const cutoff = now - this.idleTimeoutMs;
     // the map is in least-recently-used order: stop at the first live token
     for (const [hash, t] of this.live) {
       if (t.lastUsedMs > cutoff) break;
@@ -136,12 +227,26 @@ export class TokenStore {
     }
     // persisted last_used may lag by LAST_USED_WRITE_MS: only rows surely expired go
     this.store.db.delete(tokenTable).where(lt(tokenTable.lastUsedMs, cutoff - LAST_USED_WRITE_MS)).run();
+    this.store.db.delete(tokenTable).where(lt(tokenTable.createdAtMs, now - this.absoluteTimeoutMs)).run();
+  }
+
+  private cacheKey(user: UserRow, password: string): string {
+    return sha256Hex(`${user.name}\0${password}\0${user.passwordHash}`);
+  }
+
+  private dummy(): Promise<string> {
+    this.dummyHash ??= Bun.password.hash(randomBytes(16).toString("hex"), { algorithm: "argon2id" });
+    return this.dummyHash;
   }
 
   private drop(hash: string): void {
     this.live.delete(hash);
     this.store.db.delete(tokenTable).where(eq(tokenTable.hash, hash)).run();
   }
+}
+
+function principalOf(u: UserRow): Principal {
+  return { userName: u.name, role: roleOf(u), mustChangePassword: u.passwordChangeRequired !== 0 };
 }
 
 /** Constant-time comparison of two secrets (lengths may differ). */

@@ -8,6 +8,7 @@ import type { TokenStore } from "./auth.ts";
 import type { RecoveryRuntime } from "../recovery/runtime.ts";
 import type { ObserveRuntime } from "../observe/runtime.ts";
 import type { MdmMetaStore } from "../ha/meta_store.ts";
+import type { DataPlaneAuthority } from "../../proto/dataplane_tls.ts";
 
 export interface MdmContext {
   store: MdmDb;
@@ -27,6 +28,8 @@ export interface MdmContext {
   /** address clients were told to use (for mdmCluster / System ip lists) */
   listenHost: string;
   listenPort: number;
+  /** data-plane TLS on (cluster YAML dataPlane.tls): the CA that certifies nodes at join; absent: off */
+  dataPlaneTls?: DataPlaneAuthority;
 }
 
 /** Run fn in one sqlite transaction: every change in it commits together or not at all. */

@@ -17,7 +17,8 @@ export function mdmDataPlanePool(ctx: MdmContext, opts: { connectTimeoutMs?: num
   let p = pools.get(ctx);
   if (!p) {
     const keys = new NodeKeyring(NodeRole.MDM, ctx.systemId);
-    p = { pool: new DataPlanePool({ credentials: keys, connsPerSds: 1, ...opts }), keys };
+    const tls = ctx.dataPlaneTls?.self;
+    p = { pool: new DataPlanePool({ credentials: keys, connsPerSds: 1, ...opts, ...(tls === undefined ? {} : { tls: () => tls }) }), keys };
     pools.set(ctx, p);
   }
   p.keys.set(nodeKeysOf(ctx, NodeRole.MDM, ctx.systemId)); // follows key rotations

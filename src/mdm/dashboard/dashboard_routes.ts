@@ -7,6 +7,7 @@
 // no-referrer and no-framing headers.
 
 import { Hono, type Context, type Next } from "hono";
+import { roleMay } from "../core/roles.ts";
 import { PfError } from "../../proto/errors.ts";
 import type { MdmContext } from "../core/context.ts";
 import { basicCredentials, HttpError } from "../core/http_edge.ts";
@@ -74,7 +75,9 @@ export function dashboardRoutes(ctx: MdmContext): Hono<Vars> {
     const creds = basicCredentials(c.req.header("authorization"));
     const user = creds ? ctx.tokens.check(creds.password) : null;
     if (user === null) throw new PfError("UNAUTHORIZED", "Unauthorized");
-    c.set("user", user);
+    // the summary is a query of the storage objects: the REST "read" class (core/roles.ts)
+    if (!roleMay(user.role, "read")) throw new PfError("FORBIDDEN", `a ${user.role} user may not read the storage objects`);
+    c.set("user", user.userName);
     c.header("Cache-Control", "no-store");
     await next();
   });

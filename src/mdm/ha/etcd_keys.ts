@@ -8,6 +8,10 @@
 //   mdm/members/<id>    {id, name, url, appliedRev, role} under each MDM's lease
 //   mdm/handover        {to, fromTerm}: the active MDM of term fromTerm hands over to MDM `to`
 //                       (--switch_mdm_ownership); other standbys let `to` campaign first
+//   mdm/registry/<id>   {id, name, ips, port, role, managementIps, addedAtMs}: an MDM the operator
+//                       registered (scli --add_standby_mdm); no lease: it outlives the process
+//   mdm/removed/<id>    {id, name, removedAtMs}: a running MDM removed by --remove_standby_mdm;
+//                       it never campaigns again and refuses to start until added again
 //   meta/<table>/<pk>   one sqlite row as a JSON object (pk parts URI-encoded, joined by "/")
 // Nothing else: no heartbeats, no IO statistics (etcd load grows with MDM events only).
 
@@ -38,6 +42,18 @@ export class EtcdKeys {
   }
   member(id: string): string {
     return `${this.membersPrefix}${id}`;
+  }
+  get registryPrefix(): string {
+    return `${this.root}mdm/registry/`;
+  }
+  registered(id: string): string {
+    return `${this.registryPrefix}${id}`;
+  }
+  get removedPrefix(): string {
+    return `${this.root}mdm/removed/`;
+  }
+  removed(id: string): string {
+    return `${this.removedPrefix}${id}`;
   }
   get metaPrefix(): string {
     return `${this.root}meta/`;
@@ -88,6 +104,20 @@ export const MemberRecord = z.object({
   role: z.enum(["leader", "standby"]),
 });
 export type MemberRecord = z.infer<typeof MemberRecord>;
+
+export const RegistryRecord = z.object({
+  id: z.string().min(1),
+  name: z.string(),
+  ips: z.array(z.string()).min(1),
+  port: z.number().int().nullable(),
+  role: z.enum(["Manager", "TieBreaker"]),
+  managementIps: z.array(z.string()),
+  addedAtMs: z.number().int().nonnegative(),
+});
+export type RegistryRecord = z.infer<typeof RegistryRecord>;
+
+export const RemovedRecord = z.object({ id: z.string().min(1), name: z.string(), url: z.string(), removedAtMs: z.number().int().nonnegative() });
+export type RemovedRecord = z.infer<typeof RemovedRecord>;
 
 /** Parse a JSON record read from etcd; a broken one is a broken invariant of the cluster. */
 export function parseRecord<S extends z.ZodType>(schema: S, key: string, text: string): z.infer<S> {

@@ -20,7 +20,7 @@
 import type { Database } from "bun:sqlite";
 import { consola } from "consola";
 import { PfError } from "../../proto/errors.ts";
-import { EtcdClient, type TxnOp } from "../../store/etcd_client.ts";
+import { EtcdClient, type EtcdSecurity, type TxnOp } from "../../store/etcd_client.ts";
 import type { WatchedEvent } from "../../store/etcd_watch.ts";
 import {
   disableCapture,
@@ -34,11 +34,11 @@ import {
   type RowChange,
   type TableInfo,
 } from "../../store/row_capture.ts";
-import { ClusterRecord, EtcdKeys, HandoverRecord, LeaderRecord, MemberRecord, parseRecord } from "./etcd_keys.ts";
-import { bootstrapCluster, etcdViews, memberViews, probeTxnLimit } from "./etcd_cluster_ops.ts";
+import { ClusterRecord, EtcdKeys, HandoverRecord, LeaderRecord, MemberRecord, parseRecord, RemovedRecord } from "./etcd_keys.ts";
+import { bootstrapCluster, etcdViews, memberViews, probeTxnLimit, registerStandby, registryViews, unregisterStandby } from "./etcd_cluster_ops.ts";
 import { Follower } from "./follower.ts";
 import { DEFAULT_LEASE_TIMING, LeaseSession, type LeaseTiming } from "./lease_session.ts";
-import type { ClusterView, HandOverResult, LeaderInfo, LeadershipListener, MdmMetaStore, MdmRef } from "./meta_store.ts";
+import type { ClusterView, HandOverResult, LeaderInfo, LeadershipListener, MdmMetaStore, MdmRef, StandbyMdmSpec } from "./meta_store.ts";
 import { readLocalTerm } from "./sqlite_meta_store.ts";
 
 export const ETCD_REQUIRED_TXN_OPS = 4096;
@@ -59,6 +59,8 @@ const HANDOVER_NEW_LEADER_MS = 10_000;
 export interface EtcdMetaStoreOptions {
   sqlite: Database;
   endpoints: string[];
+  /** TLS and auth for a secured etcd (mdm.etcd cacert/cert/key/user/password) */
+  security?: EtcdSecurity;
   /** cluster name: keys live under /pf/<cluster>/ */
   cluster: string;
   mdmId: string;
@@ -117,13 +119,15 @@ export class EtcdMetaStore implements MdmMetaStore {
   /** the handover record this standby defers to, and since when (local clock) */
   private handoverSeen: { key: string; atMs: number } | null = null;
   private clusterKey = "";
+  /** set once --remove_standby_mdm named this MDM: it never campaigns again in this run */
+  private removedBy: string | null = null;
   /** stats for the cluster view and the figures: committed txns, ops, takeovers */
   readonly stats = { txns: 0, ops: 0, takeovers: 0, stepDowns: 0 };
 
   private constructor(private readonly o: EtcdMetaStoreOptions) {
     this.mdmId = o.mdmId;
     this.keys = new EtcdKeys(o.cluster);
-    this.client = new EtcdClient({ endpoints: o.endpoints });
+    this.client = new EtcdClient({ endpoints: o.endpoints, security: o.security });
     ensureHaTables(o.sqlite);
     this.tables = replicatedTables(o.sqlite);
     this.tableMap = new Map(this.tables.map((t) => [t.name, t]));
@@ -141,6 +145,11 @@ export class EtcdMetaStore implements MdmMetaStore {
   static async open(o: EtcdMetaStoreOptions): Promise<EtcdMetaStore> {
     const s = new EtcdMetaStore(o);
     await probeTxnLimit(s.client, s.keys, o.requiredTxnOps ?? ETCD_REQUIRED_TXN_OPS, o.maxTxnBytes ?? ETCD_MAX_TXN_BYTES);
+    const removed = await s.client.get(s.keys.removed(o.mdmId));
+    if (removed) {
+      const r = parseRecord(RemovedRecord, removed.key, removed.value);
+      throw new PfError("INVALID_STATE", `this MDM (${o.name}, id ${o.mdmId}) was removed from cluster ${o.cluster} at ${new Date(r.removedAtMs).toISOString()} (scli --remove_standby_mdm); add it again first (scli --add_standby_mdm --new_mdm_ip ${hostOfUrl(o.url)}), then start it`);
+    }
     await s.newSession();
     for (;;) {
       const rec = await s.readClusterRecord();
@@ -203,6 +212,10 @@ export class EtcdMetaStore implements MdmMetaStore {
     return this.leaderNow;
   }
 
+  appliedRevision(): number {
+    return this.appliedRev;
+  }
+
   hasPending(): boolean {
     return lastPendingSeq(this.o.sqlite) > this.shippedSeq;
   }
@@ -229,7 +242,25 @@ export class EtcdMetaStore implements MdmMetaStore {
 
   async view(): Promise<ClusterView> {
     const [members, etcd] = await Promise.all([memberViews(this.client, this.keys, (recs) => this.leaderRevForView(recs)), etcdViews(this.client)]);
-    return { kind: "etcd", term: this.term(), leader: this.leaderNow, members, etcd };
+    const registered = await registryViews(this.client, this.keys, members);
+    return { kind: "etcd", term: this.term(), leader: this.leaderNow, members, etcd, registered };
+  }
+
+  async addStandby(spec: StandbyMdmSpec): Promise<string> {
+    if (!this.isLeader()) throw notLeader(this.leaderNow, "only the active MDM registers MDMs");
+    const id = await registerStandby(this.client, this.keys, this.leaderGuard(), spec, Date.now());
+    consola.info(`mdm: registered standby MDM ${spec.name ?? spec.ips[0]} at ${spec.ips.join(", ")}${spec.port ? `:${spec.port}` : ""} (id ${id}, ${spec.role})`);
+    return id;
+  }
+
+  async removeStandby(id: string): Promise<void> {
+    if (!this.isLeader()) throw notLeader(this.leaderNow, "only the active MDM removes MDMs");
+    await unregisterStandby(this.client, this.keys, this.leaderGuard(), id, this.mdmId, Date.now());
+    consola.info(`mdm: removed standby MDM ${id}`);
+  }
+
+  private leaderGuard(): { key: string; target: "LEASE"; result: "EQUAL"; value: string } {
+    return { key: this.keys.leader, target: "LEASE", result: "EQUAL", value: this.session!.id };
   }
 
   /**
@@ -437,6 +468,11 @@ export class EtcdMetaStore implements MdmMetaStore {
       return;
     }
     this.leaderNow = null;
+    if (this.removedBy !== null || (await this.client.get(this.keys.removed(this.mdmId)))) {
+      this.noteRemoved();
+      await this.sleepUntilWoken(CAMPAIGN_POLL_MS);
+      return;
+    }
     if (await this.deferToHandover()) return;
     if (!(await this.campaign())) return;
     const caughtUp = await this.follower!.waitFor(this.myTerm - this.termBase, CATCH_UP_TIMEOUT_MS);
@@ -464,6 +500,26 @@ export class EtcdMetaStore implements MdmMetaStore {
     if (performance.now() - this.handoverSeen.atMs >= HANDOVER_DEFER_MS) return false;
     await this.sleepUntilWoken(100);
     return true;
+  }
+
+  /** --remove_standby_mdm named this MDM: never campaign again in this run; drop the member record. */
+  private onRemovedEvent(e: WatchedEvent): void {
+    const r = parseRecord(RemovedRecord, e.key, e.value);
+    if (r.id !== this.mdmId) return;
+    // a watch catching up replays old revisions: act on the record only while it still exists
+    void this.client
+      .get(this.keys.removed(this.mdmId))
+      .then((kv) => {
+        if (kv) this.noteRemoved();
+      })
+      .catch((err: unknown) => consola.warn(`mdm: could not check the removal record of ${this.o.name}: ${(err as Error).message}`));
+  }
+
+  private noteRemoved(): void {
+    if (this.removedBy !== null) return;
+    this.removedBy = "removeStandbyMdm";
+    consola.error(`mdm: ${this.o.name} (id ${this.mdmId}) was removed from cluster ${this.keys.cluster} (scli --remove_standby_mdm): it no longer campaigns; stop it, or add it again (scli --add_standby_mdm --new_mdm_ip ${hostOfUrl(this.o.url)}) and restart it`);
+    void this.client.deleteRange(this.keys.member(this.mdmId)).catch(() => {});
   }
 
   private onHandoverEvent(e: WatchedEvent): void {
@@ -535,7 +591,7 @@ export class EtcdMetaStore implements MdmMetaStore {
 
   private async putMember(force = false): Promise<void> {
     const s = this.session;
-    if (s === null || s.lost !== null) return;
+    if (s === null || s.lost !== null || this.removedBy !== null) return;
     const now = performance.now();
     if (!force && now - this.lastMemberPutMs < MEMBER_UPDATE_MS) {
       // trailing write: the record catches up with the last change within MEMBER_UPDATE_MS
@@ -576,6 +632,7 @@ export class EtcdMetaStore implements MdmMetaStore {
       clusterKey: this.clusterKey,
       onLeaderEvent: (e) => this.onLeaderEvent(e),
       onHandoverEvent: (e) => this.onHandoverEvent(e),
+      onRemovedEvent: (e) => this.onRemovedEvent(e),
       onApplied: () => void this.putMember(),
       queryOnlyAfterWrites: () => this.state === "standby" || this.state === "closed",
     });

@@ -7,7 +7,7 @@
 //   at every start (DATA_DIR/tls/{cert,key}.pem) with the CA certificate beside it (ca.pem): one
 //   CA file verifies every MDM of the cluster, so clients can follow a takeover.
 // The etcd access itself is trusted: whoever can read etcd has the cluster's keys (run etcd on a
-// private network or with client TLS; docs/design.md "MDM high availability").
+// private network, with client TLS and auth: EtcdSecurity; docs/design.md "MDM high availability").
 
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { consola } from "consola";
 import { PfError } from "../../proto/errors.ts";
 import { generateSelfSignedCert, generateSignedCert } from "../../proto/tls_cert.ts";
-import { EtcdClient } from "../../store/etcd_client.ts";
+import { EtcdClient, type EtcdSecurity } from "../../store/etcd_client.ts";
 import { EtcdKeys, IdentityRecord, parseRecord } from "./etcd_keys.ts";
 
 export { EtcdMetaStore, type EtcdMetaStoreOptions } from "./etcd_meta_store.ts";
@@ -27,8 +27,8 @@ export interface HaIdentity {
 }
 
 /** Read the cluster's identity from etcd, or write it when this MDM is the first. */
-export async function resolveHaIdentity(endpoints: string[], cluster: string, givenSecret: string | undefined): Promise<HaIdentity> {
-  const client = new EtcdClient({ endpoints });
+export async function resolveHaIdentity(endpoints: string[], cluster: string, givenSecret: string | undefined, security?: EtcdSecurity): Promise<HaIdentity> {
+  const client = new EtcdClient({ endpoints, security });
   const keys = new EtcdKeys(cluster);
   for (let attempt = 0; ; attempt++) {
     try {

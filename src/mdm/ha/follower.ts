@@ -30,6 +30,8 @@ export interface FollowerDeps {
   onLeaderEvent(e: WatchedEvent): void;
   /** a handover record was written (after the revision is applied) */
   onHandoverEvent(e: WatchedEvent): void;
+  /** an MDM was removed by --remove_standby_mdm (mdm/removed/<id> written) */
+  onRemovedEvent(e: WatchedEvent): void;
   /** meta changes were applied (the member record's appliedRev may be rewritten) */
   onApplied(): void;
   /** query_only state to restore after a write (on for a standby) */
@@ -189,6 +191,7 @@ export class Follower {
       if (c) changes.push(c);
       else if (e.key === this.d.keys.leader) this.d.onLeaderEvent(e);
       else if (e.key === this.d.keys.handover && e.type !== "DELETE") handovers.push(e);
+      else if (e.key.startsWith(this.d.keys.removedPrefix) && e.type !== "DELETE") this.d.onRemovedEvent(e);
     }
     if (changes.length > 0) {
       try {

@@ -43,12 +43,33 @@ export interface EtcdMemberView {
   isLeader: boolean;
 }
 
+/** An MDM registered by --add_standby_mdm (the registry in etcd); running when a member matches it. */
+export interface RegisteredMdmView {
+  id: string;
+  name: string;
+  ips: string[];
+  port: number | null;
+  role: "Manager" | "TieBreaker";
+  managementIps: string[];
+  /** id of the running MDM at that address, or null (not started yet, or down) */
+  runningAs: string | null;
+}
+
 export interface ClusterView {
   kind: StoreKind;
   term: number;
   leader: LeaderInfo | null;
   members: MdmMemberView[];
   etcd: EtcdMemberView[];
+  registered: RegisteredMdmView[];
+}
+
+export interface StandbyMdmSpec {
+  ips: string[];
+  role: "Manager" | "TieBreaker";
+  managementIps?: string[];
+  name?: string;
+  port?: number;
 }
 
 export type LeadershipListener = (leader: boolean) => void;
@@ -90,6 +111,8 @@ export interface MdmMetaStore {
   /** may this MDM act as the active MDM right now (deadline checked on every call) */
   isLeader(): boolean;
   leader(): LeaderInfo | null;
+  /** etcd revision the local sqlite reflects (0 in sqlite mode: there is no shared log) */
+  appliedRevision(): number;
   /** local changes not yet in the shared store */
   hasPending(): boolean;
   /** make every local change made so far durable in the shared store (see invariants) */
@@ -102,5 +125,10 @@ export interface MdmMetaStore {
   /** --switch_mdm_ownership: wait until the standby has applied everything, resign, and resolve
    *  once an MDM of a higher term leads (this one answers as a standby from then on) */
   handOver(to: MdmRef): Promise<HandOverResult>;
+  /** --add_standby_mdm: register an MDM the cluster expects (active MDM only); its id */
+  addStandby(spec: StandbyMdmSpec): Promise<string>;
+  /** --remove_standby_mdm: drop a registered MDM; a running standby with that id (or address)
+   *  stops campaigning and refuses to start again until added anew; never the active MDM */
+  removeStandby(id: string): Promise<void>;
   close(): Promise<void>;
 }

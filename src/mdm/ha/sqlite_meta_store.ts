@@ -49,6 +49,9 @@ export class SqliteMetaStore implements MdmMetaStore {
   leader(): LeaderInfo {
     return { id: this.mdmId, name: "mdm", url: this.url, term: this.currentTerm };
   }
+  appliedRevision(): number {
+    return 0;
+  }
   hasPending(): boolean {
     return false;
   }
@@ -71,10 +74,16 @@ export class SqliteMetaStore implements MdmMetaStore {
   }
   async view(): Promise<ClusterView> {
     const leader = this.leader();
-    return { kind: "sqlite", term: this.currentTerm, leader, members: [{ id: leader.id, name: leader.name, url: leader.url, role: "leader", appliedRev: 0, caughtUp: true }], etcd: [] };
+    return { kind: "sqlite", term: this.currentTerm, leader, members: [{ id: leader.id, name: leader.name, url: leader.url, role: "leader", appliedRev: 0, caughtUp: true }], etcd: [], registered: [] };
   }
   async handOver(): Promise<HandOverResult> {
     throw new PfError("INVALID_STATE", "this MDM runs alone (sqlite store): there is no standby MDM to hand ownership to; run MDMs on etcd for that (docs/design.md, \"MDM high availability\")");
+  }
+  async addStandby(): Promise<string> {
+    throw new PfError("INVALID_STATE", "this MDM runs alone (sqlite store): standby MDMs need the metadata on etcd (pf mdm --etcd-endpoints, YAML mdm.etcd; docs/design.md \"MDM high availability\")");
+  }
+  async removeStandby(): Promise<void> {
+    throw new PfError("INVALID_STATE", "this MDM runs alone (sqlite store): there is no standby MDM to remove");
   }
   async close(): Promise<void> {}
 }

@@ -374,8 +374,41 @@ function writeMdm(ctx: MdmContext, w: TextWriter): void {
   }
 }
 
+/** Leadership of this MDM (both stores; the revision is 0 in sqlite mode). */
+function writeLeadership(ctx: MdmContext, w: TextWriter): void {
+  const m = ctx.meta;
+  w.family("pf_mdm_leader", "gauge", "1 while this MDM is the active one, 0 while it is a standby.");
+  w.sample("pf_mdm_leader", labels(["store"], [m.kind]), m.isLeader() ? 1 : 0);
+  w.family("pf_mdm_term", "gauge", "Fencing term of this MDM's leadership, or of the last one it knows of.");
+  w.sample("pf_mdm_term", "", m.term());
+  w.family("pf_mdm_applied_revision", "gauge", "etcd revision this MDM's sqlite reflects (0 in sqlite mode).");
+  w.sample("pf_mdm_applied_revision", "", m.appliedRevision());
+  w.family("pf_mdm_takeovers_total", "counter", "Times this MDM became the active one since it started.");
+  w.sample("pf_mdm_takeovers_total", "", m.stats.takeovers);
+  w.family("pf_mdm_step_downs_total", "counter", "Times this MDM stopped being the active one since it started.");
+  w.sample("pf_mdm_step_downs_total", "", m.stats.stepDowns);
+  w.family("pf_mdm_etcd_commits_total", "counter", "Metadata commits (etcd transactions) this MDM shipped since it started.");
+  w.sample("pf_mdm_etcd_commits_total", "", m.stats.txns);
+}
+
+/**
+ * /metrics of a standby MDM (HA mode): its own process, REST counters, leadership and object
+ * counts (replicated rows). The cluster-wide IO, health and recovery families need the heartbeat
+ * state only the active MDM holds: a standby leaves them out rather than report stale values.
+ */
+export function renderStandbyMdmMetrics(ctx: MdmContext): string {
+  const w = new TextWriter();
+  const reg = ctx.observe.registry;
+  w.raw(renderText(reg), reg.families.map((f) => f.name));
+  writeRest(ctx, w);
+  writeMdm(ctx, w);
+  writeLeadership(ctx, w);
+  return w.text();
+}
+
 /** The whole exposition text of the MDM's /metrics. */
 export function renderMdmMetrics(ctx: MdmContext): string {
+  if (!ctx.meta.isLeader()) return renderStandbyMdmMetrics(ctx);
   const t0 = performance.now();
   const w = new TextWriter();
   const reg = ctx.observe.registry;
@@ -388,6 +421,7 @@ export function renderMdmMetrics(ctx: MdmContext): string {
   writeAlerts(ctx, w);
   writeRest(ctx, w);
   writeMdm(ctx, w);
+  writeLeadership(ctx, w);
   w.family("pf_mdm_scrape_duration_seconds", "gauge", "Time this /metrics answer took to build, in seconds.");
   w.sample("pf_mdm_scrape_duration_seconds", "", (performance.now() - t0) / 1000);
   return w.text();

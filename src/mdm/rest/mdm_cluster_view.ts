@@ -8,7 +8,7 @@
 
 import { POWERFLEX_VERSION_INFO } from "../../proto/powerflex_api.ts";
 import type { MdmContext } from "../core/context.ts";
-import type { ClusterView, EtcdMemberView, MdmMemberView } from "../ha/meta_store.ts";
+import type { ClusterView, EtcdMemberView, MdmMemberView, RegisteredMdmView } from "../ha/meta_store.ts";
 import { renderSystem } from "./rest_render.ts";
 
 type PfObject = Record<string, unknown>;
@@ -55,6 +55,11 @@ function tieBreakerNode(e: EtcdMemberView): PfObject {
   return { id: e.name, name: e.name, port: portOf(e.clientUrls[0] ?? ""), ips: [ip], managementIPs: [], role: "TieBreaker", status: e.healthy ? "Normal" : "Disconnected", versionInfo: "etcd", virtualInterfaces: [] };
 }
 
+/** A registered MDM that is not running (yet): PowerFlex's standby MDM, outside the cluster. */
+function standbyNode(r: RegisteredMdmView): PfObject {
+  return { id: r.id, name: r.name, port: r.port, ips: r.ips, managementIPs: r.managementIps, role: r.role, status: "Disconnected", versionInfo: POWERFLEX_VERSION_INFO, virtualInterfaces: [] };
+}
+
 /** The MDM cluster as PowerFlex shows it, from the store's view. */
 export function mdmClusterOf(view: ClusterView, systemId: string, systemName: string | null): PfObject {
   const master = view.members.find((m) => m.role === "leader") ?? null;
@@ -77,9 +82,11 @@ export function mdmClusterOf(view: ClusterView, systemId: string, systemName: st
     master: master ? mdmNode(master) : null,
     slaves: slaves.map(mdmNode),
     tieBreakers: tieBreakers.map(tieBreakerNode),
-    standbyMDMs: [],
+    // registered (--add_standby_mdm) and not running: a running registered MDM is master or slave
+    standbyMDMs: view.registered.filter((r) => r.runningAs === null).map(standbyNode),
     virtualIps: [],
     term: view.term,
+    registeredMdms: view.registered.map((r) => ({ id: r.id, name: r.name, ips: r.ips, port: r.port, role: r.role, runningAs: r.runningAs })),
     etcdMembers: view.etcd.map((e) => ({ name: e.name, clientUrls: e.clientUrls, healthy: e.healthy, isLeader: e.isLeader })),
   };
 }

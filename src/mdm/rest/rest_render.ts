@@ -65,12 +65,26 @@ const kb = (bytes: number) => Math.floor(bytes / 1024);
 
 // ---- System ----
 
+/** Host and port of the active MDM: this one, or (on an HA standby) the leader it follows. */
+function activeMdmAddress(ctx: MdmContext): { ip: string; port: number } {
+  const leader = ctx.meta.isLeader() ? null : ctx.meta.leader();
+  if (leader) {
+    try {
+      const u = new URL(leader.url);
+      return { ip: u.hostname.replace(/^\[|\]$/g, ""), port: Number(u.port) };
+    } catch {
+      // an unparsable URL in the leader record: fall back to this MDM's own address
+    }
+  }
+  return { ip: ctx.listenHost, port: ctx.listenPort };
+}
+
 function mdmClusterOf(ctx: MdmContext, sys: SystemRow): PfObject {
-  const ip = ctx.listenHost;
+  const { ip, port } = activeMdmAddress(ctx);
   const master = {
     id: `${sys.id.slice(0, 8)}00000001`,
     name: "mdm1",
-    port: ctx.listenPort,
+    port,
     ips: [ip],
     managementIPs: [ip],
     role: "Manager",
@@ -103,7 +117,7 @@ export function renderSystem(ctx: MdmContext): PfObject {
     mdmMode: "Cluster",
     mdmClusterState: "ClusteredNormal",
     mdmCluster: mdmClusterOf(ctx, sys),
-    primaryMdmActorIpList: [ctx.listenHost],
+    primaryMdmActorIpList: [activeMdmAddress(ctx).ip],
     secondaryMdmActorIpList: [],
     tiebreakerMdmIpList: [],
     mdmManagementIpList: [ctx.listenHost],

@@ -4,19 +4,23 @@
 // "::id"), the observe routes (observe_routes.ts: Alert, batched statistics,
 // /api/pf/history and /live), and the pf extensions checkVolumeConsistency (Volume) and
 // queryRebuild (StoragePool: recovery state, degraded/pending/active capacity, progress, rate,
-// ETA, stall flag). Every body is
+// ETA, stall flag), users and the audit log (user_routes.ts). Every route has an access class
+// (route_access.ts) checked against the caller's role, and the audit edge records every
+// mutating call, login and refusal (access_edge.ts). Every body is
 // validated with the zod schemas of src/proto/powerflex_api.ts; success is 200 with a JSON body
 // ({} for actions), as PyPowerFlex requires. Every route but login and version needs a token.
 
 import { volumeConsistency } from "../cluster/consistency.ts";
 import { recoveryStatus, removeSds } from "../recovery/recovery.ts";
-import { Hono, type Context, type Next } from "hono";
+import { Hono, type Context } from "hono";
 import { PfError } from "../../proto/errors.ts";
 import { Limits, Units } from "../../proto/limits.ts";
 import {
   AddMappedSdc,
   AnyObject,
   ChangeMdmOwnership,
+  AddStandbyMdm,
+  RemoveStandbyMdm,
   ApproveSdc,
   SetRestrictedSdcMode,
   CreateDevice,
@@ -71,8 +75,11 @@ import { setWriteCache } from "../topology/write_cache.ts";
 import { rotateDataPlaneKey } from "../core/dataplane_secrets.ts";
 import { getSdc } from "../core/lookup.ts";
 import * as snaps from "../vtree/snapshots.ts";
+import { auditEdge, tokenEdge, type AccessVars } from "./access_edge.ts";
+import { sourceOf } from "./route_access.ts";
+import { registerUserRoutes } from "./user_routes.ts";
 
-type Vars = { Variables: { user: string } };
+type Vars = AccessVars;
 
 function parseType(name: string): PowerFlexType {
   if ((PowerFlexTypes as readonly string[]).includes(name)) return name as PowerFlexType;
@@ -95,7 +102,7 @@ type ActionHandler = (ctx: MdmContext, id: string, body: unknown) => unknown;
 const v = validate;
 
 /** Instance actions: POST /api/instances/{Type}::{id}/action/{action} */
-const INSTANCE_ACTIONS: Record<string, ActionHandler> = {
+export const INSTANCE_ACTIONS: Record<string, ActionHandler> = {
   "Volume/removeVolume": async (ctx, id, b) => {
     await snaps.removeVolumes(ctx, id, v(RemoveVolume, b).removeMode ?? "ONLY_ME");
   },
@@ -211,6 +218,8 @@ function systemLimits(): unknown {
 export function restRoutes(ctx: MdmContext): Hono<Vars> {
   const api = new Hono<Vars>();
 
+  // every call is looked at by the audit edge; login and version need no token
+  api.use("*", auditEdge(ctx));
   const login = async (c: Context<Vars>) => {
     let creds = basicCredentials(c.req.header("authorization"));
     if (!creds && c.req.method === "POST") {
@@ -218,30 +227,29 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
       if (b.username !== undefined && b.password !== undefined) creds = { user: b.username, password: b.password };
     }
     if (!creds) throw new PfError("UNAUTHORIZED", "Unauthorized");
-    const token = await ctx.tokens.login(creds.user || "admin", creds.password);
+    c.set("loginUser", creds.user);
+    // no default user: an empty name is refused like a wrong one (it once logged in as admin)
+    const { token, principal } = await ctx.tokens.login(creds.user, creds.password, sourceOf(c));
+    c.set("principal", principal);
     return c.json(token);
   };
   api.get("/login", login);
   api.post("/login", login);
   api.get("/version", (c) => c.json(POWERFLEX_API_VERSION));
 
-  // everything below needs a token (as the Basic password, any user name)
-  api.use("*", async (c: Context<Vars>, next: Next) => {
-    const creds = basicCredentials(c.req.header("authorization"));
-    const user = creds ? ctx.tokens.check(creds.password) : null;
-    if (user === null) throw new PfError("UNAUTHORIZED", "Unauthorized");
-    c.set("user", user);
-    await next();
-  });
+  // everything below needs a token (as the Basic password, any user name) whose role may run the
+  // route's access class (route_access.ts; a route without one is refused)
+  api.use("*", tokenEdge(ctx));
 
   const logout = (c: Context<Vars>) => {
-    const creds = basicCredentials(c.req.header("authorization"));
-    if (creds) ctx.tokens.logout(creds.password);
+    ctx.tokens.logout(c.get("token"));
     return c.json({});
   };
   api.get("/logout", logout);
   api.post("/logout", logout);
 
+  // users and the audit log (before the generic routes)
+  registerUserRoutes(api, ctx);
   // alerts, batched statistics, the dashboard's history and live IO (before the generic routes)
   registerObserveRoutes(api, ctx);
 
@@ -319,6 +327,16 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
     const r = await ctx.meta.handOver(body);
     c.header(RESIGNED_HEADER, "1");
     return c.json({ master: r.to, previousMaster: r.from, previousTerm: r.oldTerm, term: r.term });
+  });
+
+  // --add_standby_mdm / --remove_standby_mdm: the MDM registry in etcd (HA mode only)
+  api.post("/instances/System/action/addStandbyMdm", async (c) => {
+    const b = await readBody(c, AddStandbyMdm);
+    return c.json({ id: await ctx.meta.addStandby({ ips: b.ips, role: b.role, managementIps: b.managementIps, name: b.name, port: b.port }) });
+  });
+  api.post("/instances/System/action/removeStandbyMdm", async (c) => {
+    await ctx.meta.removeStandby((await readBody(c, RemoveStandbyMdm)).id);
+    return c.json({});
   });
 
   api.get("/instances/:ref", (c) => {

@@ -1,0 +1,103 @@
+// The two middlewares of the REST API around its routes:
+// - auditEdge (outermost): after the answer is made, records the call in the audit log when
+//   route_access.isAudited says so (who, from where, what, result, duration), before the leader
+//   gate commits (app.ts), so the record and the change become durable together;
+// - tokenEdge (after login and version): the token names a principal; the route's access class
+//   must be granted to its role (core/roles.ts), else FORBIDDEN; a user whose password must be
+//   changed may only use "self" routes.
+// Secrets never reach a record: bodies pass through audit.redact, headers are not recorded, and
+// the answer is read only for the id of a create.
+
+import consola from "consola";
+import type { Context, Next } from "hono";
+import { PfError } from "../../proto/errors.ts";
+import { appendAudit, type AuditResult } from "../core/audit.ts";
+import type { Principal } from "../core/auth.ts";
+import type { MdmContext } from "../core/context.ts";
+import { basicCredentials } from "../core/http_edge.ts";
+import { roleMay } from "../core/roles.ts";
+import { bodyForAudit, classOf, handlerRouteKey, isAudited, objectOfPath, sourceOf, type RouteClass } from "./route_access.ts";
+
+export type AccessVars = { Variables: { user: string; principal: Principal; token: string; loginUser: string; cls: RouteClass } };
+
+function resultOf(status: number): AuditResult {
+  if (status < 400) return "ok";
+  if (status === 401 || status === 403) return "refused";
+  return "failed";
+}
+
+async function createdId(c: Context, routeKey: string | null): Promise<string> {
+  if (routeKey !== "POST /types/:type/instances" || c.res.status !== 200) return "";
+  try {
+    const answer: unknown = await c.res.clone().json();
+    if (typeof answer === "object" && answer !== null && "id" in answer && typeof answer.id === "string") return answer.id;
+  } catch (e) {
+    consola.debug(`mdm: audit: create answer without an id: ${(e as Error).message}`);
+  }
+  return "";
+}
+
+async function errorDetail(c: Context): Promise<string> {
+  if (c.res.status < 400) return "";
+  try {
+    const body: unknown = await c.res.clone().json();
+    if (typeof body === "object" && body !== null && "message" in body && typeof body.message === "string") return body.message;
+  } catch (e) {
+    consola.debug(`mdm: audit: error answer not JSON: ${(e as Error).message}`);
+  }
+  return `HTTP ${c.res.status}`;
+}
+
+export function auditEdge(ctx: MdmContext) {
+  return async (c: Context<AccessVars>, next: Next): Promise<void> => {
+    const t0 = performance.now();
+    await next();
+    const routeKey = handlerRouteKey(c);
+    const status = c.res.status;
+    if (!isAudited(c.req.method, c.get("cls") ?? null, status, routeKey)) return;
+    const p = c.get("principal");
+    const isLogin = routeKey === "GET /login" || routeKey === "POST /login";
+    const obj = objectOfPath(c.req.path);
+    try {
+      appendAudit(ctx, {
+        kind: isLogin ? "login" : routeKey?.endsWith("/logout") ? "logout" : status === 403 ? "refused" : "rest",
+        actor: p?.userName ?? c.get("loginUser") ?? "",
+        role: p?.role ?? "",
+        src: sourceOf(c),
+        method: c.req.method,
+        path: c.req.path,
+        objectType: obj.objectType,
+        objectId: obj.objectId || (await createdId(c, routeKey)),
+        action: obj.action,
+        params: isLogin ? undefined : await bodyForAudit(c),
+        result: resultOf(status),
+        status,
+        detail: await errorDetail(c),
+        durationMs: performance.now() - t0,
+      });
+    } catch (e) {
+      consola.error(`mdm: audit record of ${c.req.method} ${c.req.path} not written: ${(e as Error).message}`);
+    }
+  };
+}
+
+export function tokenEdge(ctx: MdmContext) {
+  return async (c: Context<AccessVars>, next: Next): Promise<void> => {
+    const creds = basicCredentials(c.req.header("authorization"));
+    // a standby serves reads (rest/standby_reads.ts) and must not write the token's use
+    const p = creds ? (ctx.meta.isLeader() ? ctx.tokens.check(creds.password) : ctx.tokens.checkReadOnly(creds.password)) : null;
+    if (p === null || creds === null) throw new PfError("UNAUTHORIZED", "Unauthorized");
+    c.set("principal", p);
+    c.set("user", p.userName);
+    c.set("token", creds.password);
+    const cls = classOf(c);
+    if (cls !== null) {
+      c.set("cls", cls);
+      if (cls !== "public" && cls !== "self") {
+        if (p.mustChangePassword) throw new PfError("FORBIDDEN", `user ${p.userName} must change the password first (scli --set_password, or User::id/action/setPassword)`);
+        if (!roleMay(p.role, cls)) throw new PfError("FORBIDDEN", `a ${p.role} user may not do this (${cls} operation); ask an administrator for a role that may`);
+      }
+    }
+    await next();
+  };
+}
