@@ -12,7 +12,8 @@
 //      each with 1 MiB written every 1/64 of it: a snapshot costs metadata only, so both take
 //      the same time. That cluster's devices are sparse 96 GiB files made before pf up (a
 //      1 TiB thin volume needs 2 TiB of copies, at most 10x the devices' capacity).
-// Run: npm run build && npx bun bench/snapshots.ts   (BENCH_SECONDS, default 15)
+// Run: npm run build && npx bun bench/snapshots.ts   (BENCH_SECONDS, default 15; BENCH_SKIP_SIZES=1
+// skips part 0; PF_BENCH_BIN=path runs parts 1-3 on another build)
 
 import { TestCluster } from "../test/helpers/cluster.ts";
 import { runFio, type FioResult } from "../test/helpers/real_clients.ts";
@@ -97,6 +98,7 @@ async function main(): Promise<void> {
   if (process.env.BENCH_ONLY_SIZES === "1") return;
   const group = Array.from({ length: 8 }, (_, i) => ({ name: `g${i + 1}`, size: "64MiB" }));
   const c = await TestCluster.create({
+    bin: process.env.PF_BENCH_BIN, // another build (before/after runs); default dist/pf
     deviceSize: "2GiB",
     volumes: [{ name: "base0", size: "128MiB" }, { name: "base10", size: "128MiB" }, { name: "cow", size: "128MiB" }, ...group],
   });

@@ -631,10 +631,11 @@ export class SdsNode implements RequestHandler {
 
   /**
    * The extent's earlier operations wait for a chunk preparation (chunk_prep.ts), or this one
-   * needs one: the request runs again, from the top, once they are done (in arrival order).
+   * needs one (zeroed chunks, or copy-on-write copies of a parent's chunks when `cow`): the request
+   * runs again, from the top, once they are done (in arrival order).
    */
-  private waitInGate(conn: RequestConn, h: FrameHeader, payload: Uint8Array, e: Extent, layer: LayerState, allocates: boolean): void {
-    this.store.waitFor(e, layer, h.offset, allocates ? h.length : 0, () => this.handleNow(conn, { header: h, payload }));
+  private waitInGate(conn: RequestConn, h: FrameHeader, payload: Uint8Array, e: Extent, layer: LayerState, allocates: boolean, cow = allocates): void {
+    this.store.waitFor(e, layer, h.offset, allocates ? h.length : 0, () => this.handleNow(conn, { header: h, payload }), cow);
   }
 
   private parkWrite(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
@@ -726,7 +727,7 @@ export class SdsNode implements RequestHandler {
     if (typeof e === "number") return conn.reply(h, e);
     const layer = this.admitted!;
     const asZeros = (h.flags & Flag.LAYER) !== 0 && payload.byteLength === 0 && h.length > 0;
-    if (this.store.mustWait(e, layer, h.offset, h.length, !asZeros)) return this.waitInGate(conn, h, payload, e, layer, !asZeros);
+    if (this.store.mustWait(e, layer, h.offset, h.length, !asZeros, false)) return this.waitInGate(conn, h, payload, e, layer, !asZeros, false);
     if (asZeros) {
       if (h.offset % CHUNK !== 0) return conn.reply(h, Status.INVALID);
       this.stats.rebuildWrites++;
