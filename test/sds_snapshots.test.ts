@@ -227,6 +227,37 @@ describe("snapshot on the data path", () => {
     expect(e.gate).toBeNull();
   });
 
+  test("a parent's chunk that both children overwrote is freed once their copies are durable (FLUSH), on both copies; what each reads stays", async () => {
+    const a = pattern(2 * MiB, 31);
+    expect((await base.write(clients[0]!, 0, 0, a)).status).toBe(Status.OK);
+    await takeSnapshot();
+    const v = pattern(4096, 32);
+    const cl = pattern(4096, 33);
+    expect((await base.write(clients[0]!, 0, 4096, v)).status).toBe(Status.OK); // the volume's layer copies chunk 0
+    expect((await snap.write(clients[0]!, 0, 8192, cl)).status).toBe(Status.OK); // the clone's layer copies chunk 0 too
+    for (const n of nodes) expect(used(n)).toBe(4 * MiB); // OWNER's chunk 0 is unreachable but pending rows keep it
+    expect((await flushReq(clients[0]!)).status).toBe(Status.OK); // settles both copies (the peer's flush is forwarded)
+    for (const n of nodes) {
+      expect(used(n)).toBe(3 * MiB);
+      expect(n.store.stats.unreachableFreed).toBe(1);
+    }
+    const expectV = a.slice();
+    expectV.set(v, 4096);
+    const expectS = a.slice();
+    expectS.set(cl, 8192);
+    expect(same(await base.read(clients[0]!, 0, 0, 2 * MiB), expectV)).toBe(true);
+    expect(same(await snap.read(clients[0]!, 0, 0, 2 * MiB), expectS)).toBe(true);
+    await expectLayersIdentical(0, 1, [OWNER, L_V1, L_S1]);
+    // a restart keeps it so (the release was committed with the settling)
+    for (const c of clients) c.close();
+    for (const n of nodes) await n.stop();
+    nodes = [startNode(dir, 0), startNode(dir, 1)];
+    applyAll(nodes, plan(), 2, 0, [afterSnapshot]);
+    clients = nodes.map((n) => clientTo(n));
+    for (const n of nodes) expect(used(n)).toBe(3 * MiB);
+    expect(same(await snap.read(clients[0]!, 0, 0, 2 * MiB), expectS)).toBe(true);
+  });
+
   test("a fence holds new writes (reads go on) until commit; the held write lands after the cut", async () => {
     const a = pattern(4096, 4);
     await base.write(clients[0]!, 0, 0, a);

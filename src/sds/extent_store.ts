@@ -167,6 +167,21 @@ const CHECKSUM_YIELD_EVERY_CHUNKS = 4;
 /** 1 MiB copy buffers kept for reuse (more may exist while many copies run at once) */
 const COPY_BUFFERS_KEPT = 8;
 
+/** A copy-on-write mapping committed pending: settled (and what it shadows looked at) after its device's sync. */
+interface PendingRow {
+  phys: number;
+  token: number;
+  e: Extent;
+  layerKey: number;
+  chunk: number;
+}
+
+/** What the store needs of a V-Tree's graph (layer_graphs.ts VTreeState has this shape). */
+export interface LiveLayers {
+  readonly layers: ReadonlyMap<number, { readonly frozen: boolean }>;
+  readonly members: ReadonlyMap<number, { readonly layer: { readonly chain: readonly number[] } }>;
+}
+
 /** A chunk a write takes for its layer, and what it copies first (-1: nothing). */
 interface Take {
   chunk: number;
@@ -192,15 +207,21 @@ export class ExtentStore implements PrepHost<Extent> {
   /** physical chunks (space) owned per layer key, over every extent held */
   private readonly usage = new Map<number, { id: string; chunks: number }>();
   /** copy-on-write rows not yet settled, per device (the next FLUSH/FUA of the device settles them) */
-  private readonly pending = new Map<DeviceSlot, { phys: number; token: number }[]>();
+  private readonly pending = new Map<DeviceSlot, PendingRow[]>();
   /** marks pending copy-on-write rows (start: above every mark on disk) */
   private nextPendingToken = 1;
   /**
    * zeroedOnLoop: chunk zeroings that synced on the event loop (not prepared by the gate: see
    * zeroFirst); copiesOnLoop / copiesPrepared: copy-on-write copies made in take() on the loop /
-   * made off it by the gate and used; copiesDiscarded: prepared copies not used (stale or unneeded)
+   * made off it by the gate and used; copiesDiscarded: prepared copies not used (stale or unneeded);
+   * unreachableFreed: frozen layers' chunks freed because no member reaches them (settlePending)
    */
-  readonly stats = { zeroedOnLoop: 0, copiesOnLoop: 0, copiesPrepared: 0, copiesDiscarded: 0 };
+  readonly stats = { zeroedOnLoop: 0, copiesOnLoop: 0, copiesPrepared: 0, copiesDiscarded: 0, unreachableFreed: 0 };
+  /**
+   * The V-Tree layers as the SDS knows them (layer_graphs.ts), for freeing chunks no member can
+   * reach (settlePending); null: not known (a plain V-Tree, or a fence pending). Set by the node.
+   */
+  liveLayers: ((ownerLo: number) => LiveLayers | null) | null = null;
   /** 1 MiB buffers for copies off the loop, reused */
   private readonly copyBuffers: Uint8Array[] = [];
   /** group commit of the metadata WAL (chunk allocation, releases): joins every device's commit */
@@ -286,7 +307,7 @@ export class ExtentStore implements PrepHost<Extent> {
           continue;
         }
         const slot = byDevNo.get(c.devNo)!;
-        this.pendingOf(slot).push({ phys: c.physChunk, token: c.pending });
+        this.pendingOf(slot).push({ phys: c.physChunk, token: c.pending, e, layerKey: idToHalves(c.layerId).lo, chunk: c.chunkIndex });
         this.nextPendingToken = Math.max(this.nextPendingToken, c.pending + 1);
       }
       assert(c.chunkIndex < e.chunkCount, "persisted chunk index beyond its extent");
@@ -383,11 +404,11 @@ export class ExtentStore implements PrepHost<Extent> {
       if (shadowing !== null) this.untake(e, layer, shadowing);
       throw this.deviceFailed(e.slot, err);
     }
-    if (shadowing !== null) for (const g of shadowing) this.pendingOf(e.slot).push({ phys: g.a.phys, token: g.token });
+    if (shadowing !== null) for (const g of shadowing) this.pendingOf(e.slot).push({ phys: g.a.phys, token: g.token, e, layerKey: layer.key, chunk: g.chunk });
     return Status.OK;
   }
 
-  private pendingOf(slot: DeviceSlot): { phys: number; token: number }[] {
+  private pendingOf(slot: DeviceSlot): PendingRow[] {
     let list = this.pending.get(slot);
     if (list === undefined) {
       list = [];
@@ -396,12 +417,57 @@ export class ExtentStore implements PrepHost<Extent> {
     return list;
   }
 
-  /** After an fdatasync of the slot that covered these rows' bytes: they count even after a power cut. */
-  private settlePending(slot: DeviceSlot, rows: { phys: number; token: number }[]): void {
+  /**
+   * After an fdatasync of the slot that covered these rows' bytes: they count even after a power
+   * cut. Only now may what they shadow be freed: a frozen layer's chunk that no member reaches any
+   * more (every path to it goes through a layer that owns the chunk: e.g. both children of a
+   * snapshot's parent overwrote it) is released in the same transaction, after the settling, so a
+   * power cut keeps either both or the settling alone (sqlite's WAL keeps a prefix).
+   */
+  private settlePending(slot: DeviceSlot, rows: PendingRow[]): void {
     if (rows.length === 0) return;
+    const dead: { e: Extent; key: number; id: string; chunk: number; own: number }[] = [];
+    for (const r of rows) if (!r.e.removed && r.e.own(r.layerKey, r.chunk) === r.phys) this.collectDead(r.e, r.chunk, dead);
     this.meta.transaction(() => {
       for (const r of rows) this.meta.clearPending(slot.devNo, r.phys, r.token);
+      for (const d of dead) this.meta.releaseChunk(d.e.volumeId, d.e.extentIndex, d.id, d.chunk, d.e.slot.devNo, d.own);
     });
+    if (dead.length === 0) return;
+    for (const d of dead) {
+      d.e.slot.alloc.free(d.own);
+      this.setOwn(d.e, d.key, d.id, d.chunk, NO_CHUNK);
+    }
+    this.stats.unreachableFreed += dead.length;
+    this.kickCleaner();
+  }
+
+  /**
+   * Chunks at `chunk` of e's frozen layers that no member's chain resolves to (nothing can read
+   * them again), appended to `out`. Nothing when the V-Tree's layers are not known here, or a
+   * fence's graph is pending for it (graph edits never make an unreachable chunk reachable
+   * again, but a pending graph is not final: leave it to the next settle or fold).
+   */
+  private collectDead(e: Extent, chunk: number, out: { e: Extent; key: number; id: string; chunk: number; own: number }[]): void {
+    if (e.layers.size < 2 || this.liveLayers === null) return;
+    const view = this.liveLayers(e.volumeLo);
+    if (view === null) return;
+    const reached = new Set<number>();
+    for (const m of view.members.values()) {
+      const chain = m.layer.chain;
+      for (let i = 0; i < chain.length; i++) {
+        if (e.own(chain[i]!, chunk) !== NO_CHUNK) {
+          reached.add(chain[i]!);
+          break;
+        }
+      }
+    }
+    for (const [key, m] of e.layers) {
+      const own = m[chunk]!;
+      if (own < 0 || reached.has(key)) continue;
+      if (view.layers.get(key)?.frozen !== true) continue; // only frozen layers of the graph held
+      if (out.some((d) => d.e === e && d.key === key && d.chunk === chunk)) continue;
+      out.push({ e, key, id: e.layerIds.get(key)!, chunk, own });
+    }
   }
 
   private writeRaw(e: Extent, layerKey: number, offsetBytes: number, data: Uint8Array): void {
@@ -831,7 +897,7 @@ export class ExtentStore implements PrepHost<Extent> {
   }
 
   /** Sync the device (group commit), then settle the rows its sync covered; on failure they stay pending. */
-  private async syncAndSettle(slot: DeviceSlot, rows: { phys: number; token: number }[]): Promise<void> {
+  private async syncAndSettle(slot: DeviceSlot, rows: PendingRow[]): Promise<void> {
     try {
       await this.syncSlot(slot);
     } catch (err) {
@@ -841,7 +907,7 @@ export class ExtentStore implements PrepHost<Extent> {
     this.settlePending(slot, rows);
   }
 
-  private takePending(slot: DeviceSlot): { phys: number; token: number }[] {
+  private takePending(slot: DeviceSlot): PendingRow[] {
     const list = this.pending.get(slot);
     if (list === undefined || list.length === 0) return [];
     this.pending.set(slot, []);

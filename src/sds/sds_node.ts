@@ -190,6 +190,8 @@ export class SdsNode implements RequestHandler {
   constructor(opts: SdsNodeOptions) {
     this.sdsId = opts.sdsId;
     this.store = opts.store;
+    // chunks of frozen layers no member reaches are freed once what shadows them is durable
+    this.store.liveLayers = (ownerLo) => (this.graphs.pendingKeys(ownerLo).size > 0 ? null : this.graphs.owner(ownerLo));
     this.clock = opts.clock ?? realClock;
     this.metrics = opts.metrics ?? new SdsMetrics(new MetricRegistry(), opts.sdsId);
     this.access = new SdsAccess(opts.sdsId);
