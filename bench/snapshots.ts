@@ -112,7 +112,10 @@ async function main(): Promise<void> {
       return performance.now() - t0;
     };
 
+    // BENCH_PARTS=2,3 runs only those (before/after comparisons on a busy host)
+    const parts = new Set((process.env.BENCH_PARTS ?? "1,2,3").split(",").map(Number));
     // 1. steady state with 10 snapshots
+    if (parts.has(1)) {
     await fill(c.nbdUri("base0"));
     await fill(c.nbdUri("base10"));
     for (let i = 1; i <= 10; i++) {
@@ -126,8 +129,10 @@ async function main(): Promise<void> {
     say("| 4k randwrite QD16 | no snapshots | 10 snapshots (copies done) | ratio |");
     say("| --- | --- | --- | --- |");
     say(`| ${seconds} s each | ${Math.round(none).toLocaleString("en")} IOPS | ${Math.round(ten).toLocaleString("en")} IOPS | ${(ten / none).toFixed(2)} |`);
+    }
 
     // 2. first write after a snapshot: one 4k write per 1 MiB chunk, QD1, each timed
+    if (parts.has(2)) {
     await fill(c.nbdUri("cow"));
     const snapMs = await snap(["cow"], "s1");
     const cow = await NbdTestClient.connect(c.ports.nbd, "cow");
@@ -150,9 +155,11 @@ async function main(): Promise<void> {
     say(`| first write after a snapshot (1 MiB copy on both copies) | ${pct(first, 0.5).toFixed(2)} ms | ${pct(first, 0.99).toFixed(2)} ms | ${pct(first, 1).toFixed(2)} ms |`);
     say(`| same chunks again (in place) | ${pct(again, 0.5).toFixed(2)} ms | ${pct(again, 0.99).toFixed(2)} ms | ${pct(again, 1).toFixed(2)} ms |`);
     say(`| snapshotVolumes call (REST round trip, 128 MiB volume) | ${snapMs.toFixed(1)} ms | | |`);
+    }
 
     // 3. group snapshot of 8 volumes under load: writers that log every write's latency, so the
     // writes issued while a fence is up can be told from the rest
+    if (parts.has(3)) {
     for (const g of group) await fio(c.nbdUri(g.name), "fillg", ["--rw=write", "--bs=1M", "--iodepth=8", "--size=64M"]);
     const clients = await Promise.all(group.flatMap((g) => [0, 1].map(() => NbdTestClient.connect(c.ports.nbd, g.name))));
     const lat: { issuedMs: number; ms: number }[] = [];
@@ -195,6 +202,7 @@ async function main(): Promise<void> {
     say(`| of which FENCE sent -> all acks / commit / COMMIT -> acks | ${fences.map((f) => `${f[1]!.toFixed(1)}/${f[2]!.toFixed(1)}/${f[3]!.toFixed(1)}`).join(", ")} ms | | | |`);
     say(`| pause seen by the writes: max latency of writes issued during a call, minus p50 away from it | ${(pct(inFence, 1) - pct(quiet, 0.5)).toFixed(1)} ms | | | |`);
     say(`| snapshotVolumes call, 8 volumes | ${windows.map((w) => (w.to - w.from).toFixed(0)).join(", ")} ms | | | |`);
+    }
     process.stdout.write("\n" + out.join("\n") + "\n");
   } finally {
     await c.destroy();

@@ -29,8 +29,11 @@ let sdcId: string;
 
 beforeAll(async () => {
   c = await TestCluster.create({
-    // room for every layer's copy-on-write chunks of all the tests below on each device (at
-    // 256 MiB a device could fill while freed chunks of an earlier test were still settling)
+    // room for every layer's copy-on-write chunks of all the tests below on each device: they
+    // hold up to ~1.25 GiB raw at once (every cut of g3 copies all its 64 chunks; the clone test
+    // adds 112 MiB per copy, 32 of them a parent's chunks both children overwrote, freed only at
+    // the next FLUSH), 80-85 % of 6 x 256 MiB, and one 256 MiB device filled in a run (measured
+    // per device from the SDSs' /status); nothing leaked (see the capacity test)
     deviceSize: "512MiB",
     volumes: [
       { name: "fz", size: "64MiB" },
