@@ -191,6 +191,8 @@ async function main(): Promise<void> {
     for (const cl of clients) cl.close();
     const fences = [...c.output.slice(before).matchAll(/writes held ([\d.]+) ms \(acks ([\d.]+), commit ([\d.]+), releases ([\d.]+)\)/g)].map((m) => m.slice(1, 5).map(Number));
     const held = fences.map((f) => f[0]!);
+    // the SDS side of every fence: drain (FENCE -> admitted writes answered), hold, re-serving the parked writes
+    const sdsSide = [...c.output.slice(before).matchAll(/fence \w+: drained ([\d.]+) ms, held ([\d.]+) ms, (\d+) parked write\(s\) re-served in ([\d.]+) ms/g)].map((m) => m.slice(1, 5).map(Number));
     const inFence = lat.filter((l) => windows.some((w) => l.issuedMs >= w.from && l.issuedMs <= w.to)).map((l) => l.ms);
     const quiet = lat.filter((l) => windows.every((w) => l.issuedMs < w.from - 200 || l.issuedMs > w.to + 500)).map((l) => l.ms);
     say("");
@@ -200,6 +202,8 @@ async function main(): Promise<void> {
     say(`| issued during a group snapshot call (5 calls) | ${inFence.length} | ${pct(inFence, 0.5).toFixed(2)} ms | ${pct(inFence, 0.99).toFixed(2)} ms | ${pct(inFence, 1).toFixed(1)} ms |`);
     say(`| fence hold (MDM: FENCE sent -> COMMIT acked) | ${held.map((h) => `${h.toFixed(1)}`).join(", ")} ms | | | |`);
     say(`| of which FENCE sent -> all acks / commit / COMMIT -> acks | ${fences.map((f) => `${f[1]!.toFixed(1)}/${f[2]!.toFixed(1)}/${f[3]!.toFixed(1)}`).join(", ")} ms | | | |`);
+    const worst = (i: number) => Math.max(0, ...sdsSide.map((x) => x[i]!));
+    say(`| SDS side, worst of ${sdsSide.length} (SDS, fence): drained / held / parked writes / re-served | ${worst(0).toFixed(1)} / ${worst(1).toFixed(1)} ms / ${worst(2)} / ${worst(3).toFixed(1)} ms | | | |`);
     say(`| pause seen by the writes: max latency of writes issued during a call, minus p50 away from it | ${(pct(inFence, 1) - pct(quiet, 0.5)).toFixed(1)} ms | | | |`);
     say(`| snapshotVolumes call, 8 volumes | ${windows.map((w) => (w.to - w.from).toFixed(0)).join(", ")} ms | | | |`);
     }

@@ -125,6 +125,9 @@ const PEER_WARN_INTERVAL_MS = 5000;
 /** after a peer connection failed, heartbeat fast this long (> the MDM's default heartbeat timeout + a rebuild plan) */
 const PEER_TROUBLE_FAST_BEAT_MS = 15_000;
 
+/** fences whose timing is kept at once (a fence never released leaves its entry: oldest dropped) */
+const FENCE_TIMINGS_KEPT = 64;
+
 export class SdsNode implements RequestHandler {
   readonly sdsId: string;
   readonly store: ExtentStore;
@@ -161,6 +164,8 @@ export class SdsNode implements RequestHandler {
   onFenceExpired: (() => void) | null = null;
   /** fences past their timeout -> when (this node's clock) */
   private readonly expiredFences = new Map<string, number>();
+  /** per fence held here: when FENCE came and how long the drain took (one log line at release) */
+  private readonly fenceTimings = new Map<string, { startMs: number; drainedMs: number }>();
   /** the layer admit() resolved the request to (read right after admit, same synchronous step) */
   private admitted: LayerState | null = null;
   appliedMapVersion = 0;
@@ -883,7 +888,13 @@ export class SdsNode implements RequestHandler {
       return conn.reply(h, Status.STALE_EPOCH);
     }
     const volumes = req.holdVolumeIds.map((id) => idToHalves(id).lo);
-    this.fence.hold(req.fenceId, volumes, req.timeoutMs, () => this.fenceExpired(req.fenceId)).then(() => conn.reply(h, Status.OK));
+    const timing = { startMs: ioNowMs(), drainedMs: -1 };
+    if (this.fenceTimings.size >= FENCE_TIMINGS_KEPT) this.fenceTimings.delete(this.fenceTimings.keys().next().value!);
+    this.fenceTimings.set(req.fenceId, timing);
+    this.fence.hold(req.fenceId, volumes, req.timeoutMs, () => this.fenceExpired(req.fenceId)).then(() => {
+      timing.drainedMs = ioNowMs() - timing.startMs;
+      conn.reply(h, Status.OK);
+    });
   }
 
   /** The MDM committed the fence (or a graph or forwarded write shows it did): new layers from now on. */
@@ -909,7 +920,18 @@ export class SdsNode implements RequestHandler {
   /** Serve a fence's parked writes against the graph now current; false if it held nothing. */
   private releaseParked(fenceId: string): boolean {
     const active = this.fence.active().includes(fenceId);
-    for (const w of this.fence.release(fenceId)) this.onRequest(w.conn, { header: w.header, payload: w.payload });
+    const t0 = ioNowMs();
+    const parked = this.fence.release(fenceId);
+    for (const w of parked) this.onRequest(w.conn, { header: w.header, payload: w.payload });
+    const timing = this.fenceTimings.get(fenceId);
+    this.fenceTimings.delete(fenceId);
+    if (timing !== undefined && active) {
+      // where a fence's pause goes on this SDS: FENCE -> writes admitted before it answered, the
+      // wait for COMMIT, re-serving the parked writes (bench/snapshots.ts reads these lines)
+      consola.info(
+        `sds ${this.sdsId}: fence ${fenceId}: drained ${timing.drainedMs.toFixed(1)} ms, held ${(t0 - timing.startMs).toFixed(1)} ms, ${parked.length} parked write(s) re-served in ${(ioNowMs() - t0).toFixed(1)} ms`,
+      );
+    }
     return active;
   }
 
