@@ -497,7 +497,10 @@ export class ExtentStore implements PrepHost<Extent> {
     const alloc = e.slot.alloc;
     const prepared = e.gate?.prepared;
     const copies = write === null ? null : this.preparedCopiesFor(e, layer, chunks);
-    if (alloc.available + (prepared?.length ?? 0) + (copies?.size ?? 0) < chunks.length) return Status.NO_SPACE;
+    if (alloc.available + (prepared?.length ?? 0) + (copies?.size ?? 0) < chunks.length) {
+      if (copies !== null) e.gate?.copies.push(...copies.values()); // still the gate's (given back when it empties)
+      return Status.NO_SPACE;
+    }
     const got: Take[] = [];
     for (const c of chunks) {
       const wasZero = e.own(layer.key, c) === ZERO_CHUNK;
