@@ -1141,6 +1141,8 @@ export class ExtentStore implements PrepHost<Extent> {
     if (g !== null && !g.running) return true;
     if (!allocates || lengthBytes === 0) return false;
     if (g !== null && g.failed !== null) return false; // the write answers the failure (NO_SPACE...)
+    // the steady state (every chunk of the range owned by the layer) allocates nothing here
+    if (!this.anyUnowned(e, layer, offsetBytes, lengthBytes)) return false;
     if (cow && layer.chain.length > 1 && this.copyWants(e, layer, offsetBytes, lengthBytes).length > 0) return true;
     return this.prepNeeded(e, layer, offsetBytes, lengthBytes, cow) > 0;
   }
@@ -1190,6 +1192,12 @@ export class ExtentStore implements PrepHost<Extent> {
       out.push({ layerKey: layer.key, chunk: c, fromPhys: below, bytes });
     }
     return out;
+  }
+
+  private anyUnowned(e: Extent, layer: LayerRef, offsetBytes: number, lengthBytes: number): boolean {
+    const last = Math.floor((offsetBytes + lengthBytes - 1) / CHUNK);
+    for (let c = Math.floor(offsetBytes / CHUNK); c <= last; c++) if (e.own(layer.key, c) < 0) return true;
+    return false;
   }
 
   private hasPreparedCopy(e: Extent, layerKey: number, chunk: number): boolean {
