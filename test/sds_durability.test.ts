@@ -44,6 +44,12 @@ class HeldSyncDevice implements BlockDevice {
   write(buf: Uint8Array, positionBytes: number): void {
     this.inner.write(buf, positionBytes);
   }
+  readAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
+    return this.inner.readAsync(buf, positionBytes);
+  }
+  writeAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
+    return this.inner.writeAsync(buf, positionBytes);
+  }
   async datasync(): Promise<void> {
     this.syncs++;
     if (this.hold) await new Promise<void>((r) => this.held.push(r));

@@ -49,6 +49,28 @@ export class MeteredDevice implements BlockDevice {
     this.meters.write.record(buf.byteLength, (ioNowMs() - t0) / 1000);
   }
 
+  readAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
+    const t0 = ioNowMs();
+    return this.inner.readAsync(buf, positionBytes).then(
+      () => this.meters.read.record(buf.byteLength, (ioNowMs() - t0) / 1000),
+      (e: unknown) => {
+        this.meters.readErrors.value++;
+        throw e;
+      },
+    );
+  }
+
+  writeAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
+    const t0 = ioNowMs();
+    return this.inner.writeAsync(buf, positionBytes).then(
+      () => this.meters.write.record(buf.byteLength, (ioNowMs() - t0) / 1000),
+      (e: unknown) => {
+        this.meters.writeErrors.value++;
+        throw e;
+      },
+    );
+  }
+
   datasync(): Promise<void> {
     const t0 = ioNowMs();
     return this.inner.datasync().then(

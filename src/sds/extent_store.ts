@@ -35,7 +35,7 @@ import type { BlockDevice } from "../store/block_device.ts";
 import type { SdsMeta } from "../store/sds_meta.ts";
 import { ChunkAllocator, type Allocation } from "./chunk_allocator.ts";
 import { DeviceCommitTarget, GroupCommit, MetaCommitTarget, type CommitWaiter } from "./group_commit.ts";
-import { prepareChunks, type ExtentGate, type PrepHost } from "./chunk_prep.ts";
+import { prepareChunks, prepareCopies, type CopyWant, type ExtentGate, type PrepHost, type PreparedCopy } from "./chunk_prep.ts";
 import type { ChangeRecord } from "./dirty_chunks.ts";
 import type { CopyKind } from "./sds_metrics.ts";
 
@@ -97,6 +97,9 @@ export class Extent {
   writeThrough = false;
   /** operations waiting behind a chunk preparation (chunk_prep.ts); null when none */
   gate: ExtentGate | null = null;
+  /** bumped whenever a physical chunk leaves a mapping (freed, folded, dropped): a copy prepared
+   *  off the loop before a bump may have read a chunk that was reused meanwhile */
+  layoutGen = 0;
   constructor(
     readonly volumeId: string,
     readonly extentIndex: number,
@@ -161,6 +164,23 @@ export interface ExtentSpec {
 
 const CHUNK = Limits.thinChunkBytes;
 const CHECKSUM_YIELD_EVERY_CHUNKS = 4;
+/** 1 MiB copy buffers kept for reuse (more may exist while many copies run at once) */
+const COPY_BUFFERS_KEPT = 8;
+
+/** A copy-on-write mapping committed pending: settled (and what it shadows looked at) after its device's sync. */
+interface PendingRow {
+  phys: number;
+  token: number;
+  e: Extent;
+  layerKey: number;
+  chunk: number;
+}
+
+/** What the store needs of a V-Tree's graph (layer_graphs.ts VTreeState has this shape). */
+export interface LiveLayers {
+  readonly layers: ReadonlyMap<number, { readonly frozen: boolean }>;
+  readonly members: ReadonlyMap<number, { readonly layer: { readonly chain: readonly number[] } }>;
+}
 
 /** A chunk a write takes for its layer, and what it copies first (-1: nothing). */
 interface Take {
@@ -173,8 +193,10 @@ interface Take {
   wasZero: boolean;
   /** the row's pending mark (0: committed as settled) */
   token: number;
-  /** prepared by the gate: already durable zeros */
+  /** prepared by the gate: already durable zeros, or a prepared copy (no zeroing needed) */
   zeroed: boolean;
+  /** the allocation holds bytes (a copy, on the loop or prepared): back dirty if the take fails */
+  holdsData: boolean;
 }
 
 export class ExtentStore implements PrepHost<Extent> {
@@ -185,14 +207,28 @@ export class ExtentStore implements PrepHost<Extent> {
   /** physical chunks (space) owned per layer key, over every extent held */
   private readonly usage = new Map<number, { id: string; chunks: number }>();
   /** copy-on-write rows not yet settled, per device (the next FLUSH/FUA of the device settles them) */
-  private readonly pending = new Map<DeviceSlot, { phys: number; token: number }[]>();
+  private readonly pending = new Map<DeviceSlot, PendingRow[]>();
   /** marks pending copy-on-write rows (start: above every mark on disk) */
   private nextPendingToken = 1;
-  /** chunk zeroings that synced on the event loop (not prepared by the gate: see zeroFirst) */
-  readonly stats = { zeroedOnLoop: 0 };
+  /**
+   * zeroedOnLoop: chunk zeroings that synced on the event loop (not prepared by the gate: see
+   * zeroFirst); copiesOnLoop / copiesPrepared: copy-on-write copies made in take() on the loop /
+   * made off it by the gate and used; copiesDiscarded: prepared copies not used (stale or unneeded);
+   * unreachableFreed: frozen layers' chunks freed because no member reaches them (settlePending)
+   */
+  readonly stats = { zeroedOnLoop: 0, copiesOnLoop: 0, copiesPrepared: 0, copiesDiscarded: 0, unreachableFreed: 0 };
+  /**
+   * The V-Tree layers as the SDS knows them (layer_graphs.ts), for freeing chunks no member can
+   * reach (settlePending); null: not known (a plain V-Tree, or a fence pending). Set by the node.
+   */
+  liveLayers: ((ownerLo: number) => LiveLayers | null) | null = null;
+  /** 1 MiB buffers for copies off the loop, reused */
+  private readonly copyBuffers: Uint8Array[] = [];
   /** group commit of the metadata WAL (chunk allocation, releases): joins every device's commit */
   readonly metaCommit: GroupCommit;
   private cleanerRunning = false;
+  /** cleaner and chunk preparations running (stop() waits for them before devices close) */
+  private readonly background = new Set<Promise<unknown>>();
   private stopped = false;
 
   private constructor(
@@ -271,7 +307,7 @@ export class ExtentStore implements PrepHost<Extent> {
           continue;
         }
         const slot = byDevNo.get(c.devNo)!;
-        this.pendingOf(slot).push({ phys: c.physChunk, token: c.pending });
+        this.pendingOf(slot).push({ phys: c.physChunk, token: c.pending, e, layerKey: idToHalves(c.layerId).lo, chunk: c.chunkIndex });
         this.nextPendingToken = Math.max(this.nextPendingToken, c.pending + 1);
       }
       assert(c.chunkIndex < e.chunkCount, "persisted chunk index beyond its extent");
@@ -368,11 +404,11 @@ export class ExtentStore implements PrepHost<Extent> {
       if (shadowing !== null) this.untake(e, layer, shadowing);
       throw this.deviceFailed(e.slot, err);
     }
-    if (shadowing !== null) for (const g of shadowing) this.pendingOf(e.slot).push({ phys: g.a.phys, token: g.token });
+    if (shadowing !== null) for (const g of shadowing) this.pendingOf(e.slot).push({ phys: g.a.phys, token: g.token, e, layerKey: layer.key, chunk: g.chunk });
     return Status.OK;
   }
 
-  private pendingOf(slot: DeviceSlot): { phys: number; token: number }[] {
+  private pendingOf(slot: DeviceSlot): PendingRow[] {
     let list = this.pending.get(slot);
     if (list === undefined) {
       list = [];
@@ -381,12 +417,57 @@ export class ExtentStore implements PrepHost<Extent> {
     return list;
   }
 
-  /** After an fdatasync of the slot that covered these rows' bytes: they count even after a power cut. */
-  private settlePending(slot: DeviceSlot, rows: { phys: number; token: number }[]): void {
+  /**
+   * After an fdatasync of the slot that covered these rows' bytes: they count even after a power
+   * cut. Only now may what they shadow be freed: a frozen layer's chunk that no member reaches any
+   * more (every path to it goes through a layer that owns the chunk: e.g. both children of a
+   * snapshot's parent overwrote it) is released in the same transaction, after the settling, so a
+   * power cut keeps either both or the settling alone (sqlite's WAL keeps a prefix).
+   */
+  private settlePending(slot: DeviceSlot, rows: PendingRow[]): void {
     if (rows.length === 0) return;
+    const dead: { e: Extent; key: number; id: string; chunk: number; own: number }[] = [];
+    for (const r of rows) if (!r.e.removed && r.e.own(r.layerKey, r.chunk) === r.phys) this.collectDead(r.e, r.chunk, dead);
     this.meta.transaction(() => {
       for (const r of rows) this.meta.clearPending(slot.devNo, r.phys, r.token);
+      for (const d of dead) this.meta.releaseChunk(d.e.volumeId, d.e.extentIndex, d.id, d.chunk, d.e.slot.devNo, d.own);
     });
+    if (dead.length === 0) return;
+    for (const d of dead) {
+      d.e.slot.alloc.free(d.own);
+      this.setOwn(d.e, d.key, d.id, d.chunk, NO_CHUNK);
+    }
+    this.stats.unreachableFreed += dead.length;
+    this.kickCleaner();
+  }
+
+  /**
+   * Chunks at `chunk` of e's frozen layers that no member's chain resolves to (nothing can read
+   * them again), appended to `out`. Nothing when the V-Tree's layers are not known here, or a
+   * fence's graph is pending for it (graph edits never make an unreachable chunk reachable
+   * again, but a pending graph is not final: leave it to the next settle or fold).
+   */
+  private collectDead(e: Extent, chunk: number, out: { e: Extent; key: number; id: string; chunk: number; own: number }[]): void {
+    if (e.layers.size < 2 || this.liveLayers === null) return;
+    const view = this.liveLayers(e.volumeLo);
+    if (view === null) return;
+    const reached = new Set<number>();
+    for (const m of view.members.values()) {
+      const chain = m.layer.chain;
+      for (let i = 0; i < chain.length; i++) {
+        if (e.own(chain[i]!, chunk) !== NO_CHUNK) {
+          reached.add(chain[i]!);
+          break;
+        }
+      }
+    }
+    for (const [key, m] of e.layers) {
+      const own = m[chunk]!;
+      if (own < 0 || reached.has(key)) continue;
+      if (view.layers.get(key)?.frozen !== true) continue; // only frozen layers of the graph held
+      if (out.some((d) => d.e === e && d.key === key && d.chunk === chunk)) continue;
+      out.push({ e, key, id: e.layerIds.get(key)!, chunk, own });
+    }
   }
 
   private writeRaw(e: Extent, layerKey: number, offsetBytes: number, data: Uint8Array): void {
@@ -415,21 +496,50 @@ export class ExtentStore implements PrepHost<Extent> {
     for (let c = first; c <= last; c++) if (e.own(layer.key, c) < 0) chunks.push(c);
     const alloc = e.slot.alloc;
     const prepared = e.gate?.prepared;
-    if (alloc.available + (prepared?.length ?? 0) < chunks.length) return Status.NO_SPACE;
+    const copies = write === null ? null : this.preparedCopiesFor(e, layer, chunks);
+    if (alloc.available + (prepared?.length ?? 0) + (copies?.size ?? 0) < chunks.length) {
+      if (copies !== null) e.gate?.copies.push(...copies.values()); // still the gate's (given back when it empties)
+      return Status.NO_SPACE;
+    }
     const got: Take[] = [];
     for (const c of chunks) {
-      const p = prepared !== undefined && prepared.length > 0 ? prepared.pop()! : null;
-      const a = p ?? alloc.allocate();
-      assert(a !== null, "allocator ran out below its available count");
       const wasZero = e.own(layer.key, c) === ZERO_CHUNK;
       const below = write === null || wasZero ? NO_CHUNK : e.resolve(layer.chain, c, 1);
       const start = c * CHUNK;
       const whole = write !== null && write.offsetBytes <= start && write.offsetBytes + write.lengthBytes >= start + chunkBytesOf(e, c);
-      got.push({ chunk: c, a, copyFrom: below >= 0 && !whole ? below : NO_CHUNK, shadows: below >= 0, wasZero, token: below >= 0 ? this.nextPendingToken++ : 0, zeroed: p !== null });
+      const pc = copies?.get(c);
+      let a: Allocation | null;
+      let copyFrom = below >= 0 && !whole ? below : NO_CHUNK;
+      let p: Allocation | null = null;
+      if (pc !== undefined && below >= 0) {
+        // a prepared copy's chunk (the row is pending: it shadows a parent): every byte of it is
+        // overwritten, by the write (whole) or by the copy it holds; that copy serves only if it
+        // is of what the chunk resolves to now and no chunk of the extent was freed or moved
+        // since it was read (else the copy is made again, on the loop, into the same chunk)
+        a = pc.a;
+        if (copyFrom >= 0 && pc.fromPhys === copyFrom && pc.layoutGen === e.layoutGen) {
+          copyFrom = NO_CHUNK;
+          this.stats.copiesPrepared++;
+        } else if (copyFrom >= 0) this.stats.copiesDiscarded++;
+      } else {
+        if (pc !== undefined) {
+          this.stats.copiesDiscarded++;
+          this.discard(e, [pc.a]); // it holds a parent's bytes; the chunk must read zeros
+        }
+        p = prepared !== undefined && prepared.length > 0 ? prepared.pop()! : null;
+        a = p ?? alloc.allocate();
+      }
+      assert(a !== null, "allocator ran out below its available count");
+      const fromCopy = pc !== undefined && a === pc.a;
+      got.push({ chunk: c, a, copyFrom, shadows: below >= 0, wasZero, token: below >= 0 ? this.nextPendingToken++ : 0, zeroed: p !== null || fromCopy, holdsData: copyFrom >= 0 || fromCopy });
     }
     try {
       this.zeroFirst(e.slot, got);
-      for (const g of got) if (g.copyFrom >= 0) this.copyChunk(e, g.copyFrom, g.a.phys, chunkBytesOf(e, g.chunk));
+      for (const g of got) {
+        if (g.copyFrom < 0) continue;
+        this.stats.copiesOnLoop++;
+        this.copyChunk(e, g.copyFrom, g.a.phys, chunkBytesOf(e, g.chunk));
+      }
       this.meta.transaction(() => {
         for (const g of got) {
           this.persistOwn(e, layer, g.chunk, g.a.phys, g.wasZero, g.token);
@@ -439,16 +549,33 @@ export class ExtentStore implements PrepHost<Extent> {
       });
     } catch (err) {
       // a chunk that received a copy holds data now: it goes back dirty, the others as they were
-      for (let i = got.length - 1; i >= 0; i--) {
-        const g = got[i]!;
-        if (g.copyFrom >= 0) this.freeUnmapped(e.slot, g.a.phys);
-        else alloc.unallocate(g.a);
-      }
+      for (let i = got.length - 1; i >= 0; i--) this.giveBack(e, got[i]!);
       consola.error(`sds: taking ${got.length} chunk(s) on ${e.slot.dev.path} failed: ${(err as Error).message}`);
       return (err as NodeJS.ErrnoException).code === "SQLITE_FULL" ? Status.NO_SPACE : Status.IO_ERROR;
     }
     for (const g of got) this.setOwn(e, layer.key, layer.id, g.chunk, g.a.phys);
     return got.filter((g) => g.shadows);
+  }
+
+  /** The gate's prepared copies for these chunks of `layer`, taken out of the gate. */
+  private preparedCopiesFor(e: Extent, layer: LayerRef, chunks: readonly number[]): Map<number, PreparedCopy> | null {
+    const list = e.gate?.copies;
+    if (list === undefined || list.length === 0) return null;
+    let out: Map<number, PreparedCopy> | null = null;
+    for (let i = list.length - 1; i >= 0; i--) {
+      const pc = list[i]!;
+      if (pc.layerKey !== layer.key || !chunks.includes(pc.chunk)) continue;
+      out ??= new Map();
+      out.set(pc.chunk, pc);
+      list.splice(i, 1);
+    }
+    return out;
+  }
+
+  /** A take that did not commit: an allocation with bytes in it goes back dirty, the others as they were. */
+  private giveBack(e: Extent, g: Take): void {
+    if (g.holdsData) this.freeUnmapped(e.slot, g.a.phys);
+    else e.slot.alloc.unallocate(g.a);
   }
 
   /** Undo the shadowing chunks of a write that failed before its data landed (rows pending: released, dirty). */
@@ -695,6 +822,7 @@ export class ExtentStore implements PrepHost<Extent> {
     }
     const old = m[chunk]!;
     m[chunk] = value;
+    if (old >= 0 && old !== value) e.layoutGen++;
     const owned = e.ownedCount.get(key)! + (value !== NO_CHUNK ? 1 : 0) - (old !== NO_CHUNK ? 1 : 0);
     e.ownedCount.set(key, owned);
     const delta = (value >= 0 ? 1 : 0) - (old >= 0 ? 1 : 0);
@@ -772,7 +900,7 @@ export class ExtentStore implements PrepHost<Extent> {
   }
 
   /** Sync the device (group commit), then settle the rows its sync covered; on failure they stay pending. */
-  private async syncAndSettle(slot: DeviceSlot, rows: { phys: number; token: number }[]): Promise<void> {
+  private async syncAndSettle(slot: DeviceSlot, rows: PendingRow[]): Promise<void> {
     try {
       await this.syncSlot(slot);
     } catch (err) {
@@ -782,7 +910,7 @@ export class ExtentStore implements PrepHost<Extent> {
     this.settlePending(slot, rows);
   }
 
-  private takePending(slot: DeviceSlot): { phys: number; token: number }[] {
+  private takePending(slot: DeviceSlot): PendingRow[] {
     const list = this.pending.get(slot);
     if (list === undefined || list.length === 0) return [];
     this.pending.set(slot, []);
@@ -878,8 +1006,10 @@ export class ExtentStore implements PrepHost<Extent> {
     return slot.alloc.used * CHUNK;
   }
 
-  stop(): void {
+  /** Stop background work (cleaner, chunk preparations); resolves once what runs has settled. */
+  async stop(): Promise<void> {
     this.stopped = true;
+    await Promise.allSettled([...this.background]);
   }
 
   // ---- internals ----
@@ -966,6 +1096,25 @@ export class ExtentStore implements PrepHost<Extent> {
     return this.syncSlot(e.slot);
   }
 
+  async copyInto(e: Extent, fromPhys: number, to: Allocation, bytes: number): Promise<void> {
+    const buf = this.copyBuffers.pop() ?? new Uint8Array(CHUNK);
+    try {
+      const view = buf.subarray(0, bytes);
+      await e.slot.dev.readAsync(view, fromPhys * CHUNK);
+      await e.slot.dev.writeAsync(view, to.phys * CHUNK);
+      e.slot.written.markWritten();
+    } catch (err) {
+      throw this.deviceFailed(e.slot, err);
+    } finally {
+      if (this.copyBuffers.length < COPY_BUFFERS_KEPT) this.copyBuffers.push(buf);
+    }
+  }
+
+  discard(e: Extent, got: Allocation[]): void {
+    for (const a of got) this.freeUnmapped(e.slot, a.phys);
+    this.kickCleaner();
+  }
+
   gone(e: Extent): boolean {
     return e.removed || this.stopped;
   }
@@ -982,19 +1131,27 @@ export class ExtentStore implements PrepHost<Extent> {
    * earlier operations of e wait in its gate, or (when it allocates) the layer must take chunks
    * that need zeroing first. The caller then hands it to waitFor() and it runs later, in order.
    */
-  mustWait(e: Extent, layer: LayerRef, offsetBytes: number, lengthBytes: number, allocates = true): boolean {
+  /**
+   * `cow`: the operation is a write that copies a parent's chunk first where it writes part of
+   * one its layer does not own (client and forwarded writes; not copy frames): that copy is
+   * prepared off the loop too.
+   */
+  mustWait(e: Extent, layer: LayerRef, offsetBytes: number, lengthBytes: number, allocates = true, cow = allocates): boolean {
     const g = e.gate;
     if (g !== null && !g.running) return true;
     if (!allocates || lengthBytes === 0) return false;
     if (g !== null && g.failed !== null) return false; // the write answers the failure (NO_SPACE...)
-    return this.prepNeeded(e, layer, offsetBytes, lengthBytes) > 0;
+    // the steady state (every chunk of the range owned by the layer) allocates nothing here
+    if (!this.anyUnowned(e, layer, offsetBytes, lengthBytes)) return false;
+    if (cow && layer.chain.length > 1 && this.copyWants(e, layer, offsetBytes, lengthBytes).length > 0) return true;
+    return this.prepNeeded(e, layer, offsetBytes, lengthBytes, cow) > 0;
   }
 
   /** Run `op` once the operations before it ran and its chunks are prepared (see mustWait). */
-  waitFor(e: Extent, layer: LayerRef, offsetBytes: number, lengthBytes: number, op: () => void): void {
+  waitFor(e: Extent, layer: LayerRef, offsetBytes: number, lengthBytes: number, op: () => void, cow = true): void {
     let g = e.gate;
     if (g === null) {
-      g = { ops: [], preparing: false, running: false, failed: null, prepared: [] };
+      g = { ops: [], preparing: false, running: false, failed: null, prepared: [], copies: [] };
       e.gate = g;
     }
     if (!g.running) {
@@ -1003,22 +1160,63 @@ export class ExtentStore implements PrepHost<Extent> {
     } else {
       g.ops.unshift(op); // the op being run from the gate needs a preparation: it stays first
     }
-    const n = lengthBytes === 0 ? 0 : this.prepNeeded(e, layer, offsetBytes, lengthBytes);
-    if (n === 0) {
+    const n = lengthBytes === 0 ? 0 : this.prepNeeded(e, layer, offsetBytes, lengthBytes, cow);
+    const wants = lengthBytes === 0 || !cow ? [] : this.copyWants(e, layer, offsetBytes, lengthBytes);
+    if (n === 0 && wants.length === 0) {
       // nothing of its own to prepare (queued behind others): run the queue soon
       const gate = g;
       queueMicrotask(() => this.drain(e, gate));
       return;
     }
-    this.startPrep(e, g, n);
+    this.startPrep(e, g, n, wants);
+  }
+
+  /**
+   * The copy-on-write copies a write of [offset, offset+length) into `layer` needs and the gate
+   * has not made: chunks the layer does not own (not even as zeros), written in part, that a
+   * parent layer holds data of.
+   */
+  private copyWants(e: Extent, layer: LayerRef, offsetBytes: number, lengthBytes: number): CopyWant[] {
+    if (layer.chain.length < 2) return [];
+    const first = Math.floor(offsetBytes / CHUNK);
+    const last = Math.floor((offsetBytes + lengthBytes - 1) / CHUNK);
+    const out: CopyWant[] = [];
+    for (let c = first; c <= last; c++) {
+      if (e.own(layer.key, c) !== NO_CHUNK) continue;
+      const start = c * CHUNK;
+      const bytes = chunkBytesOf(e, c);
+      if (offsetBytes <= start && offsetBytes + lengthBytes >= start + bytes) continue; // whole: nothing to copy
+      const below = e.resolve(layer.chain, c, 1);
+      if (below < 0) continue;
+      if (this.hasPreparedCopy(e, layer.key, c)) continue;
+      out.push({ layerKey: layer.key, chunk: c, fromPhys: below, bytes });
+    }
+    return out;
+  }
+
+  private anyUnowned(e: Extent, layer: LayerRef, offsetBytes: number, lengthBytes: number): boolean {
+    const last = Math.floor((offsetBytes + lengthBytes - 1) / CHUNK);
+    for (let c = Math.floor(offsetBytes / CHUNK); c <= last; c++) if (e.own(layer.key, c) < 0) return true;
+    return false;
+  }
+
+  private hasPreparedCopy(e: Extent, layerKey: number, chunk: number): boolean {
+    const list = e.gate?.copies;
+    return list !== undefined && list.some((pc) => pc.layerKey === layerKey && pc.chunk === chunk);
   }
 
   /** Chunks `layer` must take for [offset, offset+length) beyond the prepared and clean ones (0: none to prepare). */
-  private prepNeeded(e: Extent, layer: LayerRef, offsetBytes: number, lengthBytes: number): number {
+  private prepNeeded(e: Extent, layer: LayerRef, offsetBytes: number, lengthBytes: number, cow = false): number {
     const first = Math.floor(offsetBytes / CHUNK);
     const last = Math.floor((offsetBytes + lengthBytes - 1) / CHUNK);
+    // a chunk that gets (or has) a prepared copy needs no zeroed chunk
+    const copied = cow && layer.chain.length > 1 ? new Set(this.copyWants(e, layer, offsetBytes, lengthBytes).map((w) => w.chunk)) : null;
     let missing = 0;
-    for (let c = first; c <= last; c++) if (e.own(layer.key, c) < 0) missing++;
+    for (let c = first; c <= last; c++) {
+      if (e.own(layer.key, c) >= 0) continue;
+      if (copied !== null && (copied.has(c) || this.hasPreparedCopy(e, layer.key, c))) continue;
+      missing++;
+    }
     missing -= e.gate?.prepared.length ?? 0;
     if (missing <= 0) return 0;
     const alloc = e.slot.alloc;
@@ -1026,9 +1224,16 @@ export class ExtentStore implements PrepHost<Extent> {
     return missing;
   }
 
-  private startPrep(e: Extent, g: ExtentGate, n: number): void {
+  private startPrep(e: Extent, g: ExtentGate, n: number, wants: readonly CopyWant[]): void {
     g.preparing = true;
-    void prepareChunks(this, e, g, n).then((st) => {
+    const layoutGen = e.layoutGen; // the generation `wants` were resolved at
+    const prep = async (): Promise<Status> => {
+      const st = await prepareChunks(this, e, g, n);
+      return st === Status.OK ? prepareCopies(this, e, g, wants, layoutGen) : st;
+    };
+    const run = prep();
+    this.track(run);
+    void run.then((st) => {
       g.preparing = false;
       g.failed = st === Status.OK ? null : st;
       this.drain(e, g);
@@ -1049,6 +1254,12 @@ export class ExtentStore implements PrepHost<Extent> {
         g.prepared.length = 0;
         this.kickCleaner();
       }
+      // copies no write took hold a parent's bytes: back dirty
+      if (g.copies.length > 0) {
+        this.stats.copiesDiscarded += g.copies.length;
+        this.discard(e, g.copies.map((pc) => pc.a));
+        g.copies.length = 0;
+      }
     }
   }
 
@@ -1057,11 +1268,19 @@ export class ExtentStore implements PrepHost<Extent> {
     if (this.cleanerRunning || this.stopped) return;
     if (!this.slots.some((s) => s.alloc.dirty > 0)) return;
     this.cleanerRunning = true;
-    this.clean()
-      .catch((err: unknown) => consola.error(`sds: chunk cleaner failed: ${String(err)}`))
-      .finally(() => {
-        this.cleanerRunning = false;
-      });
+    this.track(
+      this.clean()
+        .catch((err: unknown) => consola.error(`sds: chunk cleaner failed: ${String(err)}`))
+        .finally(() => {
+          this.cleanerRunning = false;
+        }),
+    );
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.background.add(p);
+    const forget = () => this.background.delete(p);
+    p.then(forget, forget);
   }
 
   private async clean(): Promise<void> {

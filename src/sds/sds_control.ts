@@ -96,6 +96,8 @@ export class SdsControl implements ControlSource {
       devices: core.store.slots.map((s) => ({ deviceId: s.deviceId, path: s.dev.path, state: s.state, capacityBytes: s.dev.sizeBytes, usedBytes: core.store.usedBytes(s) })),
       extents: countRoles(core),
       writeCache: writeCacheFigures(core),
+      // copy-on-write copies off the loop (prepared by the extent gate) and on it; zeroings on it
+      chunkPrep: { ...core.store.stats },
       copies: { active: node.copies.activeJobs, ...node.copies.stats },
       refused: { notOwner: node.stats.refusedNotOwner, staleEpoch: node.stats.refusedStaleEpoch, noLease: node.stats.refusedNoLease, failedDevice: node.stats.refusedFailedDevice },
       eventLoopLagSeconds: this.proc.eventLoopLagSeconds,

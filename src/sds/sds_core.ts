@@ -104,7 +104,7 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
         stopped = true;
         server.stop();
         node.close();
-        store.stop();
+        await store.stop();
         try {
           store.persistVersions();
         } finally {

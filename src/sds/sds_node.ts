@@ -128,6 +128,9 @@ const PEER_WARN_INTERVAL_MS = 5000;
 /** after a peer connection failed, heartbeat fast this long (> the MDM's default heartbeat timeout + a rebuild plan) */
 const PEER_TROUBLE_FAST_BEAT_MS = 15_000;
 
+/** fences whose timing is kept at once (a fence never released leaves its entry: oldest dropped) */
+const FENCE_TIMINGS_KEPT = 64;
+
 export class SdsNode implements RequestHandler {
   readonly sdsId: string;
   readonly store: ExtentStore;
@@ -164,6 +167,8 @@ export class SdsNode implements RequestHandler {
   onFenceExpired: (() => void) | null = null;
   /** fences past their timeout -> when (this node's clock) */
   private readonly expiredFences = new Map<string, number>();
+  /** per fence held here: when FENCE came and how long the drain took (one log line at release) */
+  private readonly fenceTimings = new Map<string, { startMs: number; drainedMs: number }>();
   /** the layer admit() resolved the request to (read right after admit, same synchronous step) */
   private admitted: LayerState | null = null;
   appliedMapVersion = 0;
@@ -193,6 +198,8 @@ export class SdsNode implements RequestHandler {
   constructor(opts: SdsNodeOptions) {
     this.sdsId = opts.sdsId;
     this.store = opts.store;
+    // chunks of frozen layers no member reaches are freed once what shadows them is durable
+    this.store.liveLayers = (ownerLo) => (this.graphs.pendingKeys(ownerLo).size > 0 ? null : this.graphs.owner(ownerLo));
     this.clock = opts.clock ?? realClock;
     this.metrics = opts.metrics ?? new SdsMetrics(new MetricRegistry(), opts.sdsId);
     this.access = new SdsAccess(opts.sdsId);
@@ -634,10 +641,11 @@ export class SdsNode implements RequestHandler {
 
   /**
    * The extent's earlier operations wait for a chunk preparation (chunk_prep.ts), or this one
-   * needs one: the request runs again, from the top, once they are done (in arrival order).
+   * needs one (zeroed chunks, or copy-on-write copies of a parent's chunks when `cow`): the request
+   * runs again, from the top, once they are done (in arrival order).
    */
-  private waitInGate(conn: RequestConn, h: FrameHeader, payload: Uint8Array, e: Extent, layer: LayerState, allocates: boolean): void {
-    this.store.waitFor(e, layer, h.offset, allocates ? h.length : 0, () => this.handleNow(conn, { header: h, payload }));
+  private waitInGate(conn: RequestConn, h: FrameHeader, payload: Uint8Array, e: Extent, layer: LayerState, allocates: boolean, cow = allocates): void {
+    this.store.waitFor(e, layer, h.offset, allocates ? h.length : 0, () => this.handleNow(conn, { header: h, payload }), cow);
   }
 
   private parkWrite(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
@@ -729,7 +737,7 @@ export class SdsNode implements RequestHandler {
     if (typeof e === "number") return conn.reply(h, e);
     const layer = this.admitted!;
     const asZeros = (h.flags & Flag.LAYER) !== 0 && payload.byteLength === 0 && h.length > 0;
-    if (this.store.mustWait(e, layer, h.offset, h.length, !asZeros)) return this.waitInGate(conn, h, payload, e, layer, !asZeros);
+    if (this.store.mustWait(e, layer, h.offset, h.length, !asZeros, false)) return this.waitInGate(conn, h, payload, e, layer, !asZeros, false);
     if (asZeros) {
       if (h.offset % CHUNK !== 0) return conn.reply(h, Status.INVALID);
       this.stats.rebuildWrites++;
@@ -883,7 +891,13 @@ export class SdsNode implements RequestHandler {
       return conn.reply(h, Status.STALE_EPOCH);
     }
     const volumes = req.holdVolumeIds.map((id) => idToHalves(id).lo);
-    this.fence.hold(req.fenceId, volumes, req.timeoutMs, () => this.fenceExpired(req.fenceId)).then(() => conn.reply(h, Status.OK));
+    const timing = { startMs: ioNowMs(), drainedMs: -1 };
+    if (this.fenceTimings.size >= FENCE_TIMINGS_KEPT) this.fenceTimings.delete(this.fenceTimings.keys().next().value!);
+    this.fenceTimings.set(req.fenceId, timing);
+    this.fence.hold(req.fenceId, volumes, req.timeoutMs, () => this.fenceExpired(req.fenceId)).then(() => {
+      timing.drainedMs = ioNowMs() - timing.startMs;
+      conn.reply(h, Status.OK);
+    });
   }
 
   /** The MDM committed the fence (or a graph or forwarded write shows it did): new layers from now on. */
@@ -909,7 +923,18 @@ export class SdsNode implements RequestHandler {
   /** Serve a fence's parked writes against the graph now current; false if it held nothing. */
   private releaseParked(fenceId: string): boolean {
     const active = this.fence.active().includes(fenceId);
-    for (const w of this.fence.release(fenceId)) this.onRequest(w.conn, { header: w.header, payload: w.payload });
+    const t0 = ioNowMs();
+    const parked = this.fence.release(fenceId);
+    for (const w of parked) this.onRequest(w.conn, { header: w.header, payload: w.payload });
+    const timing = this.fenceTimings.get(fenceId);
+    this.fenceTimings.delete(fenceId);
+    if (timing !== undefined && active) {
+      // where a fence's pause goes on this SDS: FENCE -> writes admitted before it answered, the
+      // wait for COMMIT, re-serving the parked writes (bench/snapshots.ts reads these lines)
+      consola.info(
+        `sds ${this.sdsId}: fence ${fenceId}: drained ${timing.drainedMs.toFixed(1)} ms, held ${(t0 - timing.startMs).toFixed(1)} ms, ${parked.length} parked write(s) re-served in ${(ioNowMs() - t0).toFixed(1)} ms`,
+      );
+    }
     return active;
   }
 

@@ -36,6 +36,10 @@ export interface BlockDevice {
   readonly createdZeroFilled: boolean;
   readInto(buf: Uint8Array, positionBytes: number): void;
   write(buf: Uint8Array, positionBytes: number): void;
+  /** pread off the event loop (node:fs callback form: Bun's thread pool); a short read rejects */
+  readAsync(buf: Uint8Array, positionBytes: number): Promise<void>;
+  /** pwrite off the event loop; resolved = in the page cache, like write() returning */
+  writeAsync(buf: Uint8Array, positionBytes: number): Promise<void>;
   /** fdatasync, off the event loop */
   datasync(): Promise<void>;
   /** fdatasync on the event loop: only for rare paths that must order data before metadata */
@@ -75,6 +79,45 @@ export class FileBlockDevice implements BlockDevice {
       if (n <= 0) throw new PfError("IO_ERROR", `short write on ${this.path} at ${positionBytes + done}`);
       done += n;
     }
+  }
+
+  readAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
+    assert(positionBytes >= 0 && positionBytes + buf.byteLength <= this.sizeBytes, "device read out of range");
+    return new Promise((resolve, reject) => {
+      const step = (done: number): void => {
+        if (done >= buf.byteLength) return resolve();
+        fs.read(this.fd, buf, done, buf.byteLength - done, positionBytes + done, (err, n) => {
+          if (err) return reject(new PfError("IO_ERROR", `read ${this.path} at ${positionBytes + done}: ${err.message}`));
+          if (n <= 0) return reject(new PfError("IO_ERROR", `short read on ${this.path} at ${positionBytes + done}`));
+          step(done + n);
+        });
+      };
+      step(0);
+    });
+  }
+
+  writeAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
+    assert(positionBytes >= 0 && positionBytes + buf.byteLength <= this.sizeBytes, "device write out of range");
+    // segments as in write() (see the file comment: large page-cache folios), all issued at once:
+    // they do not overlap, and the thread pool runs them in parallel (one after the other cost
+    // a pool round trip each: 64 for a 1 MiB copy)
+    const parts: Promise<void>[] = [];
+    for (let at = 0; at < buf.byteLength; at += WRITE_SEGMENT_BYTES) parts.push(this.writeSegmentAsync(buf, at, Math.min(WRITE_SEGMENT_BYTES, buf.byteLength - at), positionBytes));
+    return Promise.all(parts).then(() => undefined);
+  }
+
+  private writeSegmentAsync(buf: Uint8Array, from: number, length: number, positionBytes: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const step = (done: number): void => {
+        if (done >= length) return resolve();
+        fs.write(this.fd, buf, from + done, length - done, positionBytes + from + done, (err, n) => {
+          if (err) return reject(new PfError("IO_ERROR", `write ${this.path} at ${positionBytes + from + done}: ${err.message}`));
+          if (n <= 0) return reject(new PfError("IO_ERROR", `short write on ${this.path} at ${positionBytes + from + done}`));
+          step(done + n);
+        });
+      };
+      step(0);
+    });
   }
 
   datasync(): Promise<void> {

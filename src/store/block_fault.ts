@@ -47,6 +47,16 @@ export class FaultInjectingDevice implements BlockDevice {
     this.inner.write(buf, positionBytes);
   }
 
+  readAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
+    if (this.faults.failReads) return Promise.reject(new PfError("IO_ERROR", `injected read error on ${this.path} at ${positionBytes}`));
+    return this.inner.readAsync(buf, positionBytes);
+  }
+
+  writeAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
+    if (this.faults.failWrites) return Promise.reject(new PfError("IO_ERROR", `injected write error on ${this.path} at ${positionBytes}`));
+    return this.inner.writeAsync(buf, positionBytes);
+  }
+
   datasync(): Promise<void> {
     if (this.faults.failSyncs) return Promise.reject(new PfError("IO_ERROR", `injected fdatasync error on ${this.path}`));
     return this.inner.datasync();

@@ -51,6 +51,10 @@ export class VolatileCacheDevice implements BlockDevice {
   readInto(buf: Uint8Array, positionBytes: number): void {
     this.check();
     this.inner.readInto(buf, positionBytes);
+    this.overlay(buf, positionBytes);
+  }
+
+  private overlay(buf: Uint8Array, positionBytes: number): void {
     if (this.cache.size === 0) return;
     const end = positionBytes + buf.byteLength;
     for (let b = Math.floor(positionBytes / BLOCK); b * BLOCK < end; b++) {
@@ -82,6 +86,24 @@ export class VolatileCacheDevice implements BlockDevice {
     }
     this.unsyncedWrites++;
     while (this.cache.size * BLOCK > this.maxCachedBytes) this.evictOldest();
+  }
+
+  /** The device's bytes read off the loop, then the cache laid over them as it is at the end. */
+  async readAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
+    this.check();
+    await this.inner.readAsync(buf, positionBytes);
+    this.check();
+    this.overlay(buf, positionBytes);
+  }
+
+  /** A write lands in the modelled disk cache (memory), as write() does. */
+  writeAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
+    try {
+      this.write(buf, positionBytes);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return Promise.resolve();
   }
 
   async datasync(): Promise<void> {
