@@ -107,7 +107,8 @@ test("scli --switch_mdm_ownership under fio verify: the named standby leads, the
   const now = await c.waitRole(target, (x) => x.role === "leader", 10_000);
   expect(now.term).toBeGreaterThan(role.term);
   expect(now.mapVersion).toBeGreaterThanOrEqual(role.mapVersion);
-  const oldRole = await c.waitRole(old, (x) => x.role === "standby", 10_000);
+  // a standby learns the new leader's record by watch, a moment after it stepped down
+  const oldRole = await c.waitRole(old, (x) => x.role === "standby" && x.leader?.name === target, 10_000);
   expect(oldRole.leader?.name).toBe(target);
   const result = await writing;
   expect(result.json.jobs[0]!.error).toBe(0);
