@@ -142,23 +142,27 @@ test("kill -9 of the etcd leader under fio verify: at most one MDM failover, no 
   })).i;
   c.etcd.kill(killed);
   const killedAt = performance.now();
-  const elected = await waitFor("a new etcd leader", 20_000, async () => {
-    const i = await c.etcd.leaderIndex();
-    return i >= 0 && i !== killed ? performance.now() : null;
-  });
-  const result = await writing;
-  expect(result.json.jobs[0]!.error).toBe(0);
-  const after = await c.leader(20_000);
-  const seen = await w.stop();
-  const terms = [...new Set([before.role.term, ...seen.terms, after.role.term])];
-  process.stderr.write(`etcd leader e${killed + 1} killed: new etcd leader after ${Math.round(elected - killedAt)} ms; MDM terms seen ${terms.join(", ")} (leader ${before.host} -> ${after.host})\n`);
-  expect(terms.length).toBeLessThanOrEqual(2);
-  expect(c.hosts.get("data")!.output).not.toContain("map version went back");
-  c.etcd.restart(killed);
-  await waitFor("the etcd member back", 20_000, async () => {
-    const r = await fetch(`${c.etcd.members[killed]!.clientUrl}/health`, { signal: AbortSignal.timeout(1000) }).catch(() => null);
-    return r?.ok ? true : null;
-  });
+  try {
+    const elected = await waitFor("a new etcd leader", 20_000, async () => {
+      const i = await c.etcd.leaderIndex();
+      return i >= 0 && i !== killed ? performance.now() : null;
+    });
+    const result = await writing;
+    expect(result.json.jobs[0]!.error).toBe(0);
+    const after = await c.leader(20_000);
+    const seen = await w.stop();
+    const terms = [...new Set([before.role.term, ...seen.terms, after.role.term])];
+    process.stderr.write(`etcd leader e${killed + 1} killed: new etcd leader after ${Math.round(elected - killedAt)} ms; MDM terms seen ${terms.join(", ")} (leader ${before.host} -> ${after.host})\n`);
+    expect(terms.length).toBeLessThanOrEqual(2);
+    expect(c.hosts.get("data")!.output).not.toContain("map version went back");
+  } finally {
+    // the member comes back pass or fail: the tests after this one need all three
+    c.etcd.restart(killed);
+    await waitFor("the etcd member back", 20_000, async () => {
+      const r = await fetch(`${c.etcd.members[killed]!.clientUrl}/health`, { signal: AbortSignal.timeout(1000) }).catch(() => null);
+      return r?.ok ? true : null;
+    });
+  }
 }, 120_000);
 
 test("etcd quorum lost (2 of 3 members SIGSTOPped): the active MDM steps down, nobody leads, IO goes on while the SDS leases hold, waits, and resumes without error after SIGCONT", async () => {
