@@ -5,26 +5,10 @@
 
 import { parseArgs } from "node:util";
 import { startNbdServer } from "../src/sdc/nbd_server.ts";
-import type { NbdExport } from "../src/sdc/nbd_export.ts";
 import { fioIops, nbdUri, requireTool, run, runFio } from "../test/helpers/real_clients.ts";
+import { ramExport } from "./ram_export.ts";
 
 const MiB = 1024 * 1024;
-
-/** Plain RAM export: the cheapest possible backend, so the numbers measure the NBD layer. */
-function ramExport(name: string, sizeBytes: number): NbdExport {
-  const data = Buffer.alloc(sizeBytes);
-  return {
-    name,
-    sizeBytes,
-    readOnly: false,
-    multiConn: true,
-    read: async (o, n) => data.subarray(o, o + n),
-    write: async (o, d) => void data.set(d, o),
-    flush: async () => {},
-    trim: async (o, n) => void data.fill(0, o, o + n),
-    writeZeroes: async (o, n) => void data.fill(0, o, o + n),
-  };
-}
 
 async function freePort(): Promise<number> {
   const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });

@@ -16,27 +16,12 @@ import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import { parseArgs } from "node:util";
 import { ClientFlag, GREETING_BYTES, Opt, encodeClientFlags, encodeOptionRequest } from "../src/proto/nbd.ts";
-import type { NbdExport } from "../src/sdc/nbd_export.ts";
 import { startNbdServer } from "../src/sdc/nbd_server.ts";
 import { loadNbdTls } from "../src/sdc/nbd_tls.ts";
 import { requireTool, runFio, type FioResult } from "../test/helpers/real_clients.ts";
+import { ramExport } from "./ram_export.ts";
 
 const MiB = 1024 * 1024;
-
-function ramExport(name: string, sizeBytes: number): NbdExport {
-  const data = Buffer.alloc(sizeBytes);
-  return {
-    name,
-    sizeBytes,
-    readOnly: false,
-    multiConn: true,
-    read: async (o, n) => data.subarray(o, o + n),
-    write: async (o, d) => void data.set(d, o),
-    flush: async () => {},
-    trim: async (o, n) => void data.fill(0, o, o + n),
-    writeZeroes: async (o, n) => void data.fill(0, o, o + n),
-  };
-}
 
 const JOBS: Record<string, { rw: string; bs: string; iodepth: number }> = {
   randread4k: { rw: "randread", bs: "4k", iodepth: 16 },
