@@ -182,6 +182,26 @@ interface SimNode {
 }
 
 const nodes: SimNode[] = [];
+
+/** A simulated node that has joined: its cluster API paths, node token and heartbeat body head. */
+function simNode(kind: SimNode["kind"], id: string, hbPath: string, fetchPath: string, nodeToken: string, bodyHead: string): SimNode {
+  return {
+    kind,
+    id,
+    hbPath: CLUSTER_API_PREFIX + hbPath,
+    fetchPath: CLUSTER_API_PREFIX + fetchPath,
+    headers: { ...clusterHeaders, [NODE_TOKEN_HEADER]: nodeToken },
+    bodyHead,
+    bodyTail: "}",
+    applied: 0,
+    nextDueMs: 0,
+    busy: false,
+    stopped: false,
+    lastAnsweredMs: 0,
+    maxGapMs: 0,
+    lastAssignments: null,
+  };
+}
 const stats = {
   beatsAnswered: 0,
   beatsFailed: 0,
@@ -284,44 +304,14 @@ try {
       devices: Array.from({ length: DEVICES_PER_SDS }, (_, d) => ({ path: `/dev/sim${i}-${d}`, capacityBytes: DEVICE_BYTES })),
     });
     const devices = r.devices.map((d) => ({ deviceId: d.deviceId, state: "Normal", usedBytes: 0 }));
-    nodes.push({
-      kind: "sds",
-      id: r.sdsId,
-      hbPath: CLUSTER_API_PREFIX + ClusterPaths.sdsHeartbeat(r.sdsId),
-      fetchPath: CLUSTER_API_PREFIX + ClusterPaths.sdsAssignments(r.sdsId),
-      headers: { ...clusterHeaders, [NODE_TOKEN_HEADER]: r.nodeToken },
-      bodyHead: `{"devices":${JSON.stringify(devices)},"rebuilds":[],"failedForwards":[],"appliedMapVersion":`,
-      bodyTail: "}",
-      applied: 0,
-      nextDueMs: 0,
-      busy: false,
-      stopped: false,
-      lastAnsweredMs: 0,
-      maxGapMs: 0,
-      lastAssignments: null,
-    });
+    nodes.push(simNode("sds", r.sdsId, ClusterPaths.sdsHeartbeat(r.sdsId), ClusterPaths.sdsAssignments(r.sdsId), r.nodeToken, `{"devices":${JSON.stringify(devices)},"rebuilds":[],"failedForwards":[],"appliedMapVersion":`));
     joined++;
   });
   const sdcIds: string[] = [];
   await measure(N_SDC, async (i) => {
     const r = await call<{ sdcId: string; nodeToken: string }>("POST", CLUSTER_API_PREFIX + ClusterPaths.sdcJoin, clusterHeaders, { guid: `bench-sdc-${i}`, name: `sdc${i}`, host: "127.0.0.1" });
     sdcIds[i] = r.sdcId;
-    nodes.push({
-      kind: "sdc",
-      id: r.sdcId,
-      hbPath: CLUSTER_API_PREFIX + ClusterPaths.sdcHeartbeat(r.sdcId),
-      fetchPath: CLUSTER_API_PREFIX + ClusterPaths.sdcMaps(r.sdcId),
-      headers: { ...clusterHeaders, [NODE_TOKEN_HEADER]: r.nodeToken },
-      bodyHead: `{"appliedMapVersion":`,
-      bodyTail: "}",
-      applied: 0,
-      nextDueMs: 0,
-      busy: false,
-      stopped: false,
-      lastAnsweredMs: 0,
-      maxGapMs: 0,
-      lastAssignments: null,
-    });
+    nodes.push(simNode("sdc", r.sdcId, ClusterPaths.sdcHeartbeat(r.sdcId), ClusterPaths.sdcMaps(r.sdcId), r.nodeToken, `{"appliedMapVersion":`));
   });
   log(`joined ${joined} SDSs and ${sdcIds.length} SDCs; heartbeats start (${nodes.length} nodes every ${HEARTBEAT_MS} ms)`);
   startPacing();
