@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { TestCluster } from "./helpers/cluster.ts";
+import { sample } from "./helpers/operator_views.ts";
 import { waitFor } from "./helpers/recovery.ts";
 import { runFio, runQemuIo } from "./helpers/real_clients.ts";
 
@@ -38,20 +39,6 @@ async function scrape(base: string): Promise<string> {
   expect(r.status).toBe(200);
   expect(r.headers.get("content-type")).toBe("text/plain; version=0.0.4; charset=utf-8");
   return r.text();
-}
-
-/** Sum of the samples of `name` whose labels include every pair of `labels`. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  let found = false;
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
-    sum += Number(line.slice(line.lastIndexOf(" ") + 1));
-    found = true;
-  }
-  if (!found) throw new Error(`no sample ${name}${JSON.stringify(labels)} in:\n${text.slice(0, 2000)}`);
-  return sum;
 }
 
 async function sumOverSds(name: string, labels: Record<string, string>): Promise<number> {

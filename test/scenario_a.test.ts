@@ -9,7 +9,7 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { TestCluster } from "./helpers/cluster.ts";
-import { MdmRest, activeAlertCount, hasSample, queryAlerts, sample, scrape, type Bwc } from "./helpers/operator_views.ts";
+import { activeAlertCount, hasSample, MdmRest, queryAlerts, sample, scliOk, scrape, type Bwc } from "./helpers/operator_views.ts";
 import { promtoolMetrics } from "./helpers/promtool.ts";
 import { nbdinfoJson, runFio, runQemuIo } from "./helpers/real_clients.ts";
 import { poolJson, verifyJob, waitFor, type Scli } from "./helpers/recovery.ts";
@@ -33,11 +33,7 @@ afterAll(async () => {
 });
 
 /** Run scli and require exit 0. */
-async function ok(args: string[]): Promise<string> {
-  const r = await scli(args);
-  if (r.code !== 0) throw new Error(`scli ${args.join(" ")} exited ${r.code}: ${r.stderr}${r.stdout}`);
-  return r.stdout;
-}
+const ok = (args: string[]): Promise<string> => scliOk(scli, args);
 
 const sdsUrls = () => Array.from({ length: SDS_COUNT }, (_, i) => c.sdsControlUrl(i));
 async function sumOverSds(name: string, labels: Record<string, string>): Promise<number> {

@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { PF_BIN, TestCluster, freePort } from "./helpers/cluster.ts";
-import { MdmRest, activeAlertCount, queryAlerts, sample, scrape, type Bwc } from "./helpers/operator_views.ts";
+import { activeAlertCount, MdmRest, queryAlerts, sample, scliOk, scrape, type Bwc } from "./helpers/operator_views.ts";
 import { nbdinfoJson, runNbdsh, runQemuIo, runQemuImg } from "./helpers/real_clients.ts";
 import { waitFor, type Scli } from "./helpers/recovery.ts";
 
@@ -54,11 +54,8 @@ async function startSdcHost(name: string, address: string): Promise<SdcHost> {
 const writerUri = () => c.nbdUri(VOLUME);
 const readerUri = () => `nbd://127.0.0.2:${reader!.nbdPort}/${VOLUME}`;
 
-async function ok(args: string[]): Promise<string> {
-  const r = await scli(args);
-  if (r.code !== 0) throw new Error(`scli ${args.join(" ")} exited ${r.code}: ${r.stderr}${r.stdout}`);
-  return r.stdout;
-}
+/** Run scli and require exit 0. */
+const ok = (args: string[]): Promise<string> => scliOk(scli, args);
 
 /** This volume's counters on one SDC's /metrics, by op. */
 async function volumeOps(controlUrl: string): Promise<{ read: number; write: number; readBytes: number; writeBytes: number }> {

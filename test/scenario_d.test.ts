@@ -14,7 +14,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { AlertObject } from "../src/proto/powerflex_api.ts";
 import { TestCluster } from "./helpers/cluster.ts";
-import { MdmRest, activeAlertCount, queryAlerts, sample, scrape } from "./helpers/operator_views.ts";
+import { activeAlertCount, MdmRest, queryAlerts, sample, scliOk, scrape } from "./helpers/operator_views.ts";
 import { runFio, runQemuIo } from "./helpers/real_clients.ts";
 import { expectIdentical, poolJson, waitFor, waitPoolHealthy, type Scli } from "./helpers/recovery.ts";
 
@@ -47,11 +47,8 @@ afterAll(async () => {
   await c?.destroy();
 });
 
-async function ok(args: string[]): Promise<string> {
-  const r = await scli(args);
-  if (r.code !== 0) throw new Error(`scli ${args.join(" ")} exited ${r.code}: ${r.stderr}${r.stdout}`);
-  return r.stdout;
-}
+/** Run scli and require exit 0. */
+const ok = (args: string[]): Promise<string> => scliOk(scli, args);
 
 /** qemu-io commands writing 1 MiB chunks number first..first+count-1 of a volume with `extents` extents, round-robin over them. */
 function spread(first: number, count: number, extents: number, pattern: number): string[] {

@@ -111,3 +111,10 @@ export async function queryAlerts(scli: Scli, opts: { all?: boolean } = {}): Pro
 export function activeAlertCount(mdmMetrics: string, alertType?: string): number {
   return sample(mdmMetrics, "pf_alerts_active", alertType === undefined ? {} : { alert_type: alertType });
 }
+
+/** Run scli and require exit 0; its stdout. */
+export async function scliOk(scli: Scli, args: string[]): Promise<string> {
+  const r = await scli(args);
+  if (r.code !== 0) throw new Error(`scli ${args.join(" ")} exited ${r.code}: ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
