@@ -1143,8 +1143,9 @@ export class ExtentStore implements PrepHost<Extent> {
     if (g !== null && g.failed !== null) return false; // the write answers the failure (NO_SPACE...)
     // the steady state (every chunk of the range owned by the layer) allocates nothing here
     if (!this.anyUnowned(e, layer, offsetBytes, lengthBytes)) return false;
-    if (cow && layer.chain.length > 1 && this.copyWants(e, layer, offsetBytes, lengthBytes).length > 0) return true;
-    return this.prepNeeded(e, layer, offsetBytes, lengthBytes, cow) > 0;
+    const wants = cow ? this.copyWants(e, layer, offsetBytes, lengthBytes) : null;
+    if (wants !== null && wants.length > 0) return true;
+    return this.prepNeeded(e, layer, offsetBytes, lengthBytes, wants) > 0;
   }
 
   /** Run `op` once the operations before it ran and its chunks are prepared (see mustWait). */
@@ -1160,8 +1161,8 @@ export class ExtentStore implements PrepHost<Extent> {
     } else {
       g.ops.unshift(op); // the op being run from the gate needs a preparation: it stays first
     }
-    const n = lengthBytes === 0 ? 0 : this.prepNeeded(e, layer, offsetBytes, lengthBytes, cow);
     const wants = lengthBytes === 0 || !cow ? [] : this.copyWants(e, layer, offsetBytes, lengthBytes);
+    const n = lengthBytes === 0 ? 0 : this.prepNeeded(e, layer, offsetBytes, lengthBytes, cow ? wants : null);
     if (n === 0 && wants.length === 0) {
       // nothing of its own to prepare (queued behind others): run the queue soon
       const gate = g;
@@ -1205,12 +1206,16 @@ export class ExtentStore implements PrepHost<Extent> {
     return list !== undefined && list.some((pc) => pc.layerKey === layerKey && pc.chunk === chunk);
   }
 
-  /** Chunks `layer` must take for [offset, offset+length) beyond the prepared and clean ones (0: none to prepare). */
-  private prepNeeded(e: Extent, layer: LayerRef, offsetBytes: number, lengthBytes: number, cow = false): number {
+  /**
+   * Chunks `layer` must take for [offset, offset+length) beyond the prepared and clean ones (0: none
+   * to prepare). `wants`: the range's copy-on-write copies (copyWants), null for a write that copies
+   * nothing (a copy frame, a zeroing).
+   */
+  private prepNeeded(e: Extent, layer: LayerRef, offsetBytes: number, lengthBytes: number, wants: readonly CopyWant[] | null): number {
     const first = Math.floor(offsetBytes / CHUNK);
     const last = Math.floor((offsetBytes + lengthBytes - 1) / CHUNK);
     // a chunk that gets (or has) a prepared copy needs no zeroed chunk
-    const copied = cow && layer.chain.length > 1 ? new Set(this.copyWants(e, layer, offsetBytes, lengthBytes).map((w) => w.chunk)) : null;
+    const copied = wants !== null && layer.chain.length > 1 ? new Set(wants.map((w) => w.chunk)) : null;
     let missing = 0;
     for (let c = first; c <= last; c++) {
       if (e.own(layer.key, c) >= 0) continue;
