@@ -11,7 +11,7 @@ import { Op, Status } from "../src/proto/dataplane.ts";
 import type { DataPlaneClient, DataReply } from "../src/proto/dataplane_client.ts";
 import { GroupCommit, type CommitTarget } from "../src/sds/group_commit.ts";
 import type { SdsCore } from "../src/sds/sds_core.ts";
-import type { BlockDevice } from "../src/store/block_device.ts";
+import { DeviceWrapper } from "../src/store/block_device.ts";
 import { VolatileCacheDevice } from "../src/store/volatile_cache.ts";
 import { LONG_LEASE_MS, MiB, Vol, assignmentsFor, clientTo, flushReq, pattern, readCopy, startNode, tmpDir, type ExtentPlan } from "./sds_harness.ts";
 
@@ -21,41 +21,19 @@ const EXTENT = 4 * MiB;
 const plan: ExtentPlan[] = [{ volumeId: VOL, extentBytes: EXTENT, extents: [{ index: 0, replicas: [0, 1] }] }];
 
 /** A device whose fdatasync can be held until the test releases it; counts syncs. */
-class HeldSyncDevice implements BlockDevice {
+class HeldSyncDevice extends DeviceWrapper {
   hold = false;
   syncs = 0;
   private held: (() => void)[] = [];
-  constructor(readonly inner: BlockDevice) {}
-  get path(): string {
-    return this.inner.path;
-  }
-  get sizeBytes(): number {
-    return this.inner.sizeBytes;
-  }
-  get createdZeroFilled(): boolean {
-    return this.inner.createdZeroFilled;
-  }
   get waiting(): number {
     return this.held.length;
   }
-  readInto(buf: Uint8Array, positionBytes: number): void {
-    this.inner.readInto(buf, positionBytes);
-  }
-  write(buf: Uint8Array, positionBytes: number): void {
-    this.inner.write(buf, positionBytes);
-  }
-  readAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
-    return this.inner.readAsync(buf, positionBytes);
-  }
-  writeAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
-    return this.inner.writeAsync(buf, positionBytes);
-  }
-  async datasync(): Promise<void> {
+  override async datasync(): Promise<void> {
     this.syncs++;
     if (this.hold) await new Promise<void>((r) => this.held.push(r));
     await this.inner.datasync();
   }
-  datasyncNow(): void {
+  override datasyncNow(): void {
     throw new Error("fdatasync on the event loop");
   }
   release(): void {
@@ -63,9 +41,6 @@ class HeldSyncDevice implements BlockDevice {
     const h = this.held;
     this.held = [];
     for (const r of h) r();
-  }
-  close(): void {
-    this.inner.close();
   }
 }
 

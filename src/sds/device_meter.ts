@@ -8,26 +8,18 @@
 // its completion callbacks.
 
 import { ioNowMs } from "../proto/io_meter.ts";
-import type { BlockDevice } from "../store/block_device.ts";
+import { DeviceWrapper, type BlockDevice } from "../store/block_device.ts";
 import type { DeviceMeters } from "./sds_metrics.ts";
 
-export class MeteredDevice implements BlockDevice {
+export class MeteredDevice extends DeviceWrapper {
   constructor(
-    private readonly inner: BlockDevice,
+    inner: BlockDevice,
     readonly meters: DeviceMeters,
-  ) {}
-
-  get path(): string {
-    return this.inner.path;
-  }
-  get sizeBytes(): number {
-    return this.inner.sizeBytes;
-  }
-  get createdZeroFilled(): boolean {
-    return this.inner.createdZeroFilled;
+  ) {
+    super(inner);
   }
 
-  readInto(buf: Uint8Array, positionBytes: number): void {
+  override readInto(buf: Uint8Array, positionBytes: number): void {
     const t0 = ioNowMs();
     try {
       this.inner.readInto(buf, positionBytes);
@@ -38,7 +30,7 @@ export class MeteredDevice implements BlockDevice {
     this.meters.read.record(buf.byteLength, (ioNowMs() - t0) / 1000);
   }
 
-  write(buf: Uint8Array, positionBytes: number): void {
+  override write(buf: Uint8Array, positionBytes: number): void {
     const t0 = ioNowMs();
     try {
       this.inner.write(buf, positionBytes);
@@ -49,7 +41,7 @@ export class MeteredDevice implements BlockDevice {
     this.meters.write.record(buf.byteLength, (ioNowMs() - t0) / 1000);
   }
 
-  readAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
+  override readAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
     const t0 = ioNowMs();
     return this.inner.readAsync(buf, positionBytes).then(
       () => this.meters.read.record(buf.byteLength, (ioNowMs() - t0) / 1000),
@@ -60,7 +52,7 @@ export class MeteredDevice implements BlockDevice {
     );
   }
 
-  writeAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
+  override writeAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
     const t0 = ioNowMs();
     return this.inner.writeAsync(buf, positionBytes).then(
       () => this.meters.write.record(buf.byteLength, (ioNowMs() - t0) / 1000),
@@ -71,7 +63,7 @@ export class MeteredDevice implements BlockDevice {
     );
   }
 
-  datasync(): Promise<void> {
+  override datasync(): Promise<void> {
     const t0 = ioNowMs();
     return this.inner.datasync().then(
       () => this.meters.sync.record(0, (ioNowMs() - t0) / 1000),
@@ -82,7 +74,7 @@ export class MeteredDevice implements BlockDevice {
     );
   }
 
-  datasyncNow(): void {
+  override datasyncNow(): void {
     const t0 = ioNowMs();
     try {
       this.inner.datasyncNow();
@@ -93,7 +85,4 @@ export class MeteredDevice implements BlockDevice {
     this.meters.sync.record(0, (ioNowMs() - t0) / 1000);
   }
 
-  close(): void {
-    this.inner.close();
-  }
 }

@@ -47,6 +47,45 @@ export interface BlockDevice {
   close(): void;
 }
 
+/**
+ * A BlockDevice in front of another (metering, fault injection, the power-loss model, tests):
+ * forwards everything; a wrapper overrides only what it changes.
+ */
+export class DeviceWrapper implements BlockDevice {
+  constructor(protected readonly inner: BlockDevice) {}
+
+  get path(): string {
+    return this.inner.path;
+  }
+  get sizeBytes(): number {
+    return this.inner.sizeBytes;
+  }
+  get createdZeroFilled(): boolean {
+    return this.inner.createdZeroFilled;
+  }
+  readInto(buf: Uint8Array, positionBytes: number): void {
+    this.inner.readInto(buf, positionBytes);
+  }
+  write(buf: Uint8Array, positionBytes: number): void {
+    this.inner.write(buf, positionBytes);
+  }
+  readAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
+    return this.inner.readAsync(buf, positionBytes);
+  }
+  writeAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
+    return this.inner.writeAsync(buf, positionBytes);
+  }
+  datasync(): Promise<void> {
+    return this.inner.datasync();
+  }
+  datasyncNow(): void {
+    this.inner.datasyncNow();
+  }
+  close(): void {
+    this.inner.close();
+  }
+}
+
 const ZERO_FILL_CHUNK_BYTES = 8 * 1024 * 1024;
 /** largest pwrite (PF_DEVICE_WRITE_SEGMENT_BYTES overrides it for A/B runs; 0 = no limit) */
 const WRITE_SEGMENT_BYTES = ((v) => (v > 0 ? v : Number.MAX_SAFE_INTEGER))(Number(process.env.PF_DEVICE_WRITE_SEGMENT_BYTES ?? Limits.deviceWriteSegmentBytes));

@@ -14,7 +14,7 @@
 import * as fs from "node:fs";
 import { consola } from "consola";
 import { PfError } from "../proto/errors.ts";
-import type { BlockDevice } from "./block_device.ts";
+import { DeviceWrapper, type BlockDevice } from "./block_device.ts";
 
 export interface DeviceFaults {
   failReads: boolean;
@@ -22,54 +22,39 @@ export interface DeviceFaults {
   failSyncs: boolean;
 }
 
-export class FaultInjectingDevice implements BlockDevice {
+export class FaultInjectingDevice extends DeviceWrapper {
   readonly faults: DeviceFaults = { failReads: false, failWrites: false, failSyncs: false };
 
-  constructor(private readonly inner: BlockDevice) {}
-
-  get path(): string {
-    return this.inner.path;
-  }
-  get sizeBytes(): number {
-    return this.inner.sizeBytes;
-  }
-  get createdZeroFilled(): boolean {
-    return this.inner.createdZeroFilled;
-  }
-
-  readInto(buf: Uint8Array, positionBytes: number): void {
+  override readInto(buf: Uint8Array, positionBytes: number): void {
     if (this.faults.failReads) throw new PfError("IO_ERROR", `injected read error on ${this.path} at ${positionBytes}`);
     this.inner.readInto(buf, positionBytes);
   }
 
-  write(buf: Uint8Array, positionBytes: number): void {
+  override write(buf: Uint8Array, positionBytes: number): void {
     if (this.faults.failWrites) throw new PfError("IO_ERROR", `injected write error on ${this.path} at ${positionBytes}`);
     this.inner.write(buf, positionBytes);
   }
 
-  readAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
+  override readAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
     if (this.faults.failReads) return Promise.reject(new PfError("IO_ERROR", `injected read error on ${this.path} at ${positionBytes}`));
     return this.inner.readAsync(buf, positionBytes);
   }
 
-  writeAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
+  override writeAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
     if (this.faults.failWrites) return Promise.reject(new PfError("IO_ERROR", `injected write error on ${this.path} at ${positionBytes}`));
     return this.inner.writeAsync(buf, positionBytes);
   }
 
-  datasync(): Promise<void> {
+  override datasync(): Promise<void> {
     if (this.faults.failSyncs) return Promise.reject(new PfError("IO_ERROR", `injected fdatasync error on ${this.path}`));
     return this.inner.datasync();
   }
 
-  datasyncNow(): void {
+  override datasyncNow(): void {
     if (this.faults.failSyncs) throw new PfError("IO_ERROR", `injected fdatasync error on ${this.path}`);
     this.inner.datasyncNow();
   }
 
-  close(): void {
-    this.inner.close();
-  }
 }
 
 export const FAULT_FILE_ENV = "PF_FAULT_DEVICE_FILE";

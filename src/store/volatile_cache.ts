@@ -16,14 +16,14 @@
 // drops the cache and refuses all further IO.
 
 import { PfError, assert } from "../proto/errors.ts";
-import type { BlockDevice } from "./block_device.ts";
+import { DeviceWrapper, type BlockDevice } from "./block_device.ts";
 
 export const VOLATILE_CACHE_ENV = "PF_VOLATILE_DEVICE_CACHE";
 
 const BLOCK = 4096;
 const DEFAULT_MAX_CACHED_BYTES = 256 * 1024 * 1024;
 
-export class VolatileCacheDevice implements BlockDevice {
+export class VolatileCacheDevice extends DeviceWrapper {
   /** block index -> its newest content; Map keeps insertion order (oldest first) */
   private cache = new Map<number, Uint8Array>();
   private crashed = false;
@@ -31,24 +31,17 @@ export class VolatileCacheDevice implements BlockDevice {
   unsyncedWrites = 0;
 
   constructor(
-    private readonly inner: BlockDevice,
+    inner: BlockDevice,
     private readonly maxCachedBytes = DEFAULT_MAX_CACHED_BYTES,
-  ) {}
+  ) {
+    super(inner);
+  }
 
-  get path(): string {
-    return this.inner.path;
-  }
-  get sizeBytes(): number {
-    return this.inner.sizeBytes;
-  }
-  get createdZeroFilled(): boolean {
-    return this.inner.createdZeroFilled;
-  }
   get cachedBytes(): number {
     return this.cache.size * BLOCK;
   }
 
-  readInto(buf: Uint8Array, positionBytes: number): void {
+  override readInto(buf: Uint8Array, positionBytes: number): void {
     this.check();
     this.inner.readInto(buf, positionBytes);
     this.overlay(buf, positionBytes);
@@ -66,7 +59,7 @@ export class VolatileCacheDevice implements BlockDevice {
     }
   }
 
-  write(buf: Uint8Array, positionBytes: number): void {
+  override write(buf: Uint8Array, positionBytes: number): void {
     this.check();
     assert(positionBytes >= 0 && positionBytes + buf.byteLength <= this.sizeBytes, "device write out of range");
     const end = positionBytes + buf.byteLength;
@@ -89,7 +82,7 @@ export class VolatileCacheDevice implements BlockDevice {
   }
 
   /** The device's bytes read off the loop, then the cache laid over them as it is at the end. */
-  async readAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
+  override async readAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
     this.check();
     await this.inner.readAsync(buf, positionBytes);
     this.check();
@@ -97,7 +90,7 @@ export class VolatileCacheDevice implements BlockDevice {
   }
 
   /** A write lands in the modelled disk cache (memory), as write() does. */
-  writeAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
+  override writeAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
     try {
       this.write(buf, positionBytes);
     } catch (e) {
@@ -106,7 +99,7 @@ export class VolatileCacheDevice implements BlockDevice {
     return Promise.resolve();
   }
 
-  async datasync(): Promise<void> {
+  override async datasync(): Promise<void> {
     this.check();
     // everything cached when the sync starts goes to the device; later writes wait for the next
     const taken = this.cache;
@@ -120,7 +113,7 @@ export class VolatileCacheDevice implements BlockDevice {
     await this.inner.datasync();
   }
 
-  datasyncNow(): void {
+  override datasyncNow(): void {
     this.check();
     for (const [b, c] of this.cache) this.inner.write(c.subarray(0, Math.min(BLOCK, this.sizeBytes - b * BLOCK)), b * BLOCK);
     this.cache.clear();
@@ -134,7 +127,7 @@ export class VolatileCacheDevice implements BlockDevice {
     this.cache.clear();
   }
 
-  close(): void {
+  override close(): void {
     // a clean stop: whatever the cache holds is lost like a power cut would lose it, unless it
     // was synced (the SDS syncs before a clean stop only what its callers asked for)
     this.cache.clear();
