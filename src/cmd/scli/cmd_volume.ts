@@ -4,6 +4,7 @@
 // (sizes round up to the pool's granularity) and --json shows the volume as it now is.
 
 import { PfError } from "../../proto/errors.ts";
+import type { ConsistencyReport } from "../../proto/powerflex_api.ts";
 import { accessModeOf } from "./argv_parse.ts";
 import type { CommandContext, Output } from "./command_context.ts";
 import type { ProtectionDomainObj, SdcObj, StoragePoolObj, VolumeObj } from "./mdm_objects.ts";
@@ -110,21 +111,22 @@ export async function queryVolume(ctx: CommandContext): Promise<Output> {
   return { text: volumeLines(vol, pool, pd), json: vol };
 }
 
+/** One extent (or layer) of a failed consistency check, with each copy's checksum or error. */
+export function mismatchText(m: ConsistencyReport["mismatches"][number]): string {
+  const what = `extent ${m.extentIndex}${m.layerId === undefined ? "" : ` layer ${m.layerId}`}`;
+  const copies = m.copies.map((c) => `${c.sdsId}=${c.checksum ?? c.error}`).join(" ");
+  // one in-sync copy: degraded (a rebuild or resync is due), not two copies that disagree
+  if (m.copies.length < 2) return `${what} has only one in-sync copy (degraded; wait for the rebuild or resync) [${copies}]`;
+  return `${what} [${copies}]`;
+}
+
 /** pf extension: both copies of every extent hold the same bytes, or a non-zero exit naming the extents. */
 export async function checkVolumeConsistency(ctx: CommandContext): Promise<Output> {
   const client = ctx.client();
   const vol = await resolveVolume(client, ctx.args);
   const r = await client.checkVolumeConsistency(vol.id);
   if (!r.consistent) {
-    const list = r.mismatches
-      .slice(0, 8)
-      .map((m) => {
-        const what = `extent ${m.extentIndex}${m.layerId === undefined ? "" : ` layer ${m.layerId}`}`;
-        // one in-sync copy: degraded (a rebuild or resync is due), not two copies that disagree
-        if (m.copies.length < 2) return `${what} has only one in-sync copy (degraded; wait for the rebuild or resync) [${m.copies.map((c) => `${c.sdsId}=${c.checksum ?? c.error}`).join(" ")}]`;
-        return `${what} [${m.copies.map((c) => `${c.sdsId}=${c.checksum ?? c.error}`).join(" ")}]`;
-      })
-      .join(", ");
+    const list = r.mismatches.slice(0, 8).map(mismatchText).join(", ");
     throw new PfError("IO_ERROR", `volume ${volumeLabel(vol)}: ${r.mismatches.length} of ${r.extentsChecked} extents differ between copies: ${list}`);
   }
   const layers = r.layersChecked > 0 ? ` and ${r.layersChecked} snapshot layers` : "";
