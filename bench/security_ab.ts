@@ -8,7 +8,7 @@
 
 import { parseArgs } from "node:util";
 import { Op, Status, type FrameHeader } from "../src/proto/dataplane.ts";
-import { NodeRole, clientProof, encodeAuth, encodeHelloAuth, newNonce, transcriptHash } from "../src/proto/dataplane_auth.ts";
+import { Binding, NodeRole, UNBOUND, clientProof, encodeAuth, encodeHelloAuth, newNonce, transcriptHash } from "../src/proto/dataplane_auth.ts";
 import { deriveNodeKey } from "../src/proto/dataplane_keys.ts";
 import { encodeGrantPresentation } from "../src/proto/grant.ts";
 import { ConnGrants, GrantBook } from "../src/sds/grant_book.ts";
@@ -37,11 +37,11 @@ function micro(): { checkNs: number; handshakeUs: number; presentUs: number } {
   const nHs = 20_000;
   let t = performance.now();
   for (let i = 0; i < nHs; i++) {
-    const s = new ServerHandshake(() => access);
-    const hello = encodeHelloAuth({ version: 1, role: NodeRole.SDC, nodeHi: 0xc0000000, nodeLo: 1, nonce: newNonce() });
+    const s = new ServerHandshake(() => access, () => UNBOUND);
+    const hello = encodeHelloAuth({ version: 1, role: NodeRole.SDC, binding: Binding.NONE, nodeHi: 0xc0000000, nodeLo: 1, nonce: newNonce() });
     const ch = s.onFrame(h, hello);
     if (ch.kind !== "reply") throw new Error("handshake refused");
-    const th = transcriptHash(hello, ch.payload, 1);
+    const th = transcriptHash(hello, ch.payload, 1, UNBOUND);
     if (s.onFrame({ ...h, opcode: Op.AUTH }, encodeAuth({ kid: 1, proof: clientProof(nodeKey, th) })).kind !== "done") throw new Error("handshake refused");
   }
   const handshakeUs = ((performance.now() - t) / nHs) * 1000;

@@ -6,7 +6,7 @@
 
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import { SdcJoinResponse, SdcMapsResponse, SdsAssignmentsResponse, SdsJoinResponse } from "../src/proto/cluster_api.ts";
-import { NodeRole, clientProof, encodeHelloAuth, newNonce, transcriptHash, type NodeKey } from "../src/proto/dataplane_auth.ts";
+import { Binding, NodeRole, UNBOUND, clientProof, encodeHelloAuth, newNonce, transcriptHash, type NodeKey } from "../src/proto/dataplane_auth.ts";
 import { keysFromHex } from "../src/proto/dataplane_keys.ts";
 import { Op, Status, type FrameHeader } from "../src/proto/dataplane.ts";
 import { halvesToId, idToHalves } from "../src/proto/ids.ts";
@@ -43,16 +43,16 @@ async function maps(sdcId: string): Promise<SdcMapsResponse> {
 
 /** The handshake of a node holding `keys` against an SDS holding `sds` (no sockets). */
 function handshakeOk(sds: SdsAccess, role: NodeRole, nodeId: string, keys: NodeKey[]): boolean {
-  const s = new ServerHandshake(() => sds);
+  const s = new ServerHandshake(() => sds, () => UNBOUND);
   const h: FrameHeader = { opcode: Op.HELLO, flags: 0, status: Status.OK, requestId: 0, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0, payloadLength: 0, gen: 0 };
   const { hi, lo } = idToHalves(nodeId);
-  const hello = encodeHelloAuth({ version: 1, role, nodeHi: hi, nodeLo: lo, nonce: newNonce() });
+  const hello = encodeHelloAuth({ version: 1, role, binding: Binding.NONE, nodeHi: hi, nodeLo: lo, nonce: newNonce() });
   const ch = s.onFrame(h, hello);
   if (ch.kind !== "reply") return false;
   const offered = sds.acceptedKids();
   const k = keys.find((x) => offered.includes(x.kid));
   if (k === undefined) return false;
-  const th = transcriptHash(hello, ch.payload, k.kid);
+  const th = transcriptHash(hello, ch.payload, k.kid, UNBOUND);
   const auth = new Uint8Array(40);
   new DataView(auth.buffer).setUint32(0, k.kid, true);
   auth.set(clientProof(k.key, th), 8);

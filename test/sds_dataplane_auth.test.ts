@@ -12,6 +12,7 @@ import {
   CHALLENGE_BYTES,
   DP_AUTH_VERSION,
   NodeRole,
+  UNBOUND,
   clientProof,
   decodeChallenge,
   encodeAuth,
@@ -101,7 +102,7 @@ test("a reflected server proof is not a client proof", async () => {
   const hello = helloPayload(NodeRole.SDC, SDC_ID);
   r.sock.write(frame({ opcode: Op.HELLO }, hello));
   const ch = await r.next();
-  const th = transcriptHash(hello, ch.payload, 1);
+  const th = transcriptHash(hello, ch.payload, 1, UNBOUND);
   r.sock.write(frame({ opcode: Op.AUTH }, encodeAuth({ kid: 1, proof: serverProof(SDC_KEY, th) })));
   expect((await r.next()).header.status).toBe(Status.UNAUTHORIZED);
   await within(r.closed, 2000, "close");
@@ -152,7 +153,7 @@ test("any single flipped byte of the HELLO or AUTH payload fails the handshake (
   const verifier: PeerVerifier = { sdsId: sdsIdOf(0), acceptedKids: () => [1], peerKey: (role, id) => deriveNodeKey(MEMBER_KEY, role, id) };
   const h: FrameHeader = { opcode: Op.HELLO, flags: 0, status: Status.OK, requestId: 0, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0, payloadLength: 0, gen: 0 };
   const run = (flipHello: number | null, flipAuth: number | null, bit: number): string => {
-    const s = new ServerHandshake(() => verifier);
+    const s = new ServerHandshake(() => verifier, () => UNBOUND);
     const hello = helloPayload(NodeRole.SDC, SDC_ID);
     const honestHello = hello.slice();
     if (flipHello !== null) hello[flipHello]! ^= 1 << bit;
@@ -164,7 +165,7 @@ test("any single flipped byte of the HELLO or AUTH payload fails the handshake (
     }
     if (step.kind !== "reply") return "refused";
     // the client computes its proof over what it sent (the honest HELLO)
-    const th = transcriptHash(honestHello, step.payload, 1);
+    const th = transcriptHash(honestHello, step.payload, 1, UNBOUND);
     const auth = encodeAuth({ kid: 1, proof: clientProof(SDC_KEY, th) });
     if (flipAuth !== null) auth[flipAuth]! ^= 1 << bit;
     try {

@@ -2,13 +2,19 @@
 // CHALLENGE (the HELLO reply) and AUTH frames, and the proofs both sides compute. ALL INTEGERS
 // ARE LITTLE-ENDIAN. The frames themselves are ordinary data-plane frames (dataplane.ts).
 //
-//   C -> S  HELLO      {u8 version, u8 role, u16 0, u32 nodeHi, u32 nodeLo, 32 B clientNonce}   44 B
+//   C -> S  HELLO      {u8 version, u8 role, u8 binding, u8 0, u32 nodeHi, u32 nodeLo, 32 B clientNonce} 44 B
 //   S -> C  HELLO|REPLY {u8 version, u8 kidCount, u16 0, u32 sdsHi, u32 sdsLo, 32 B serverNonce,
 //                        u32 kids[4] (newest first, unused = 0)}                                  60 B
 //   C -> S  AUTH       {u32 kid, u32 0, 32 B clientProof}                                        40 B
 //   S -> C  AUTH|REPLY {32 B serverProof} (status OK), or no payload and the connection closed
 //
-//   th          = SHA-256("pf-dp-handshake-v1" || HELLO payload || CHALLENGE payload || u32 kid)
+//   th (binding NONE, plaintext connection)
+//               = SHA-256("pf-dp-handshake-v1" || HELLO payload || CHALLENGE payload || u32 kid)
+//   th (binding TLS_EXPORTER, data-plane TLS)
+//               = SHA-256("pf-dp-handshake-v1-tls-exporter" || HELLO payload || CHALLENGE payload
+//                         || u32 kid || EKM)
+//   EKM         = the TLS exporter of the connection's session (RFC 5705 / RFC 8446 7.5), label
+//                 TLS_EXPORTER_LABEL, empty context, 32 bytes, taken by each end from its own socket
 //   clientProof = HMAC-SHA256(nodeKey[kid], "pf-dp-c2s" || th)
 //   serverProof = HMAC-SHA256(nodeKey[kid], "pf-dp-s2c" || th)
 //
@@ -19,7 +25,16 @@
 // wire; both proofs are compared in constant time. th is kept by both sides after the handshake
 // as the connection's session hash: grants presented later are bound to it (grant.ts).
 //
-// Decoding is validation: a wrong length, a non-zero reserved byte, an unknown version or role,
+// Channel binding: over TLS both ends mix their session's exporter value into th, so a proof
+// made on one TLS session is worthless on any other: a relay that terminates the client's TLS
+// and opens its own to the SDS (even with valid certificates of the cluster, e.g. stolen
+// dataplane-key.pem files, or its own node's) holds two sessions with two exporter values and
+// cannot make either proof. The HELLO says which transcript the client computes (binding byte,
+// itself inside th), and a node never accepts the other kind: a TLS connection whose HELLO says
+// NONE, or a plaintext one whose HELLO says TLS_EXPORTER, is refused before any proof (no
+// downgrade to the unbound transcript). Plaintext connections keep the transcript of before.
+//
+// Decoding is validation: a wrong length, a non-zero reserved byte, an unknown version, role or binding,
 // or a kid list that is empty, too long or not strictly descending is a FrameError naming the
 // field.
 
@@ -36,6 +51,38 @@ export const HELLO_AUTH_BYTES = 44;
 export const CHALLENGE_BYTES = 60;
 export const AUTH_BYTES = 40;
 export const AUTH_REPLY_BYTES = PROOF_BYTES;
+
+/** Which transcript a handshake computes (HELLO byte 2): unbound, or bound to the TLS session. */
+export const Binding = { NONE: 0, TLS_EXPORTER: 1 } as const;
+export type Binding = (typeof Binding)[keyof typeof Binding];
+const BINDING_MAX = 1;
+
+/** RFC 5705 exporter label of the HELLO binding (pf-specific, "EXPORTER-" as RFC 5705 4 asks). */
+export const TLS_EXPORTER_LABEL = "EXPORTER-pf-dataplane-hello";
+export const TLS_EXPORTER_BYTES = 32;
+
+/** What a connection binds its handshake to: nothing (plaintext) or its TLS exporter value. */
+export type ChannelBinding = { readonly kind: typeof Binding.NONE } | { readonly kind: typeof Binding.TLS_EXPORTER; readonly exporter: Uint8Array };
+
+export const UNBOUND: ChannelBinding = { kind: Binding.NONE };
+
+export function tlsBinding(exporter: Uint8Array): ChannelBinding {
+  if (exporter.byteLength !== TLS_EXPORTER_BYTES) throw new Error(`invariant broken: TLS exporter value of ${exporter.byteLength} bytes (${TLS_EXPORTER_BYTES} expected)`);
+  return { kind: Binding.TLS_EXPORTER, exporter };
+}
+
+export function bindingName(b: Binding): "none" | "tls-exporter" {
+  switch (b) {
+    case Binding.NONE:
+      return "none";
+    case Binding.TLS_EXPORTER:
+      return "tls-exporter";
+    default: {
+      const never: never = b;
+      return never;
+    }
+  }
+}
 
 /** Who is connecting: decides which operations the SDS lets that connection run. */
 export const NodeRole = { SDC: 1, SDS: 2, MDM: 3 } as const;
@@ -60,6 +107,8 @@ export function roleName(r: NodeRole): "sdc" | "sds" | "mdm" {
 export interface HelloAuth {
   version: number;
   role: NodeRole;
+  /** the transcript this client computes: must be the connection's kind (TLS or not) */
+  binding: Binding;
   nodeHi: number;
   nodeLo: number;
   nonce: Uint8Array;
@@ -120,6 +169,7 @@ export function encodeHelloAuth(h: HelloAuth): Uint8Array {
   const v = view(out);
   v.setUint8(0, h.version);
   v.setUint8(1, h.role);
+  v.setUint8(2, h.binding);
   v.setUint32(4, h.nodeHi >>> 0, true);
   v.setUint32(8, h.nodeLo >>> 0, true);
   out.set(h.nonce.subarray(0, NONCE_BYTES), 12);
@@ -133,8 +183,10 @@ export function decodeHelloAuth(p: Uint8Array): HelloAuth {
   if (version !== DP_AUTH_VERSION) throw new FrameError("version", `handshake version ${version} (this build speaks ${DP_AUTH_VERSION})`);
   const role = v.getUint8(1);
   if (role < 1 || role > ROLE_MAX) throw new FrameError("role", `unknown node role ${role}`);
-  if (v.getUint16(2, true) !== 0) throw new FrameError("reserved", "HELLO reserved bytes must be zero");
-  return { version, role: role as NodeRole, nodeHi: v.getUint32(4, true), nodeLo: v.getUint32(8, true), nonce: p.slice(12, 12 + NONCE_BYTES) };
+  const binding = v.getUint8(2);
+  if (binding > BINDING_MAX) throw new FrameError("binding", `unknown channel binding ${binding}`);
+  if (v.getUint8(3) !== 0) throw new FrameError("reserved", "HELLO reserved byte must be zero");
+  return { version, role: role as NodeRole, binding: binding as Binding, nodeHi: v.getUint32(4, true), nodeLo: v.getUint32(8, true), nonce: p.slice(12, 12 + NONCE_BYTES) };
 }
 
 export function encodeChallenge(c: Challenge): Uint8Array {
@@ -186,14 +238,21 @@ export function decodeAuth(p: Uint8Array): AuthRequest {
 }
 
 const TRANSCRIPT_LABEL = Buffer.from("pf-dp-handshake-v1");
+const BOUND_TRANSCRIPT_LABEL = Buffer.from("pf-dp-handshake-v1-tls-exporter");
 const C2S_LABEL = Buffer.from("pf-dp-c2s");
 const S2C_LABEL = Buffer.from("pf-dp-s2c");
 
-/** th: the hash of the whole exchange (see the top of the file). */
-export function transcriptHash(helloPayload: Uint8Array, challengePayload: Uint8Array, kid: number): Uint8Array {
+/**
+ * th: the hash of the whole exchange (see the top of the file), bound to `channel`. The HELLO's
+ * binding byte must name the same kind (both ends check it before they get here).
+ */
+export function transcriptHash(helloPayload: Uint8Array, challengePayload: Uint8Array, kid: number, channel: ChannelBinding): Uint8Array {
+  if (helloPayload[2] !== channel.kind) throw new Error(`invariant broken: HELLO says binding ${helloPayload[2]}, transcript computed with ${channel.kind}`);
   const k = new Uint8Array(4);
   view(k).setUint32(0, kid >>> 0, true);
-  return new Uint8Array(createHash("sha256").update(TRANSCRIPT_LABEL).update(helloPayload).update(challengePayload).update(k).digest());
+  const h = createHash("sha256").update(channel.kind === Binding.NONE ? TRANSCRIPT_LABEL : BOUND_TRANSCRIPT_LABEL).update(helloPayload).update(challengePayload).update(k);
+  if (channel.kind === Binding.TLS_EXPORTER) h.update(channel.exporter);
+  return new Uint8Array(h.digest());
 }
 
 export function clientProof(key: Uint8Array, th: Uint8Array): Uint8Array {

@@ -21,13 +21,16 @@
 // - with data-plane TLS (opts.tls), the connection is TLS from its first byte and not one frame
 //   (not even HELLO) is written before pf verified the SDS's certificate: signed by the cluster's
 //   data-plane CA, valid now, naming the SDS this client means to reach (dataplane_tls.ts); a
-//   refused certificate fails the requests with UNAUTHORIZED. There is no plaintext fallback.
+//   refused certificate fails the requests with UNAUTHORIZED. There is no plaintext fallback, and
+//   the handshake's proofs are bound to the TLS session (its exporter, dataplane_auth.ts).
 
 import { consola } from "consola";
 import type { Socket } from "bun";
 import { Flag, FrameError, FrameReader, Op, Status, statusName, type Frame, type FrameHeader } from "./dataplane.ts";
 import {
+  Binding,
   DP_AUTH_VERSION,
+  UNBOUND,
   clientProof,
   decodeChallenge,
   encodeAuth,
@@ -37,9 +40,10 @@ import {
   serverProof,
   transcriptHash,
   NodeRole,
+  type ChannelBinding,
   type ClientCredentials,
 } from "./dataplane_auth.ts";
-import { checkTlsPeer, clientTlsOptions, type DataPlaneTlsMaterial } from "./dataplane_tls.ts";
+import { checkTlsPeer, clientTlsOptions, helloBindingOf, type DataPlaneTlsMaterial } from "./dataplane_tls.ts";
 import { encodeGrantPresentation, type GrantSource } from "./grant.ts";
 import { halvesToId, idToHalves } from "./ids.ts";
 import { Limits } from "./limits.ts";
@@ -127,6 +131,8 @@ type State = "idle" | "connecting" | "handshake" | "open" | "closed";
 /** Handshake in progress on the current connection. */
 interface Shake {
   hello: Uint8Array;
+  /** what th is bound to: UNBOUND in plaintext, the TLS exporter once the SDS's certificate passed */
+  channel: ChannelBinding;
   /** set once the CHALLENGE was answered */
   th: Uint8Array | null;
   key: Uint8Array | null;
@@ -284,16 +290,17 @@ export class DataPlaneClient implements DataPlaneLink {
     this.reader = new FrameReader();
     this.reader.maxPayloadBytes = Limits.dataPreAuthMaxPayloadBytes;
     this.writer = new SocketWriter();
+    const tls = this.tlsFor();
     const me = idToHalves(this.opts.credentials.nodeId);
-    const hello = encodeHelloAuth({ version: DP_AUTH_VERSION, role: this.opts.credentials.role, nodeHi: me.hi, nodeLo: me.lo, nonce: newNonce() });
-    this.shake = { hello, th: null, key: null };
+    const binding = tls === null ? Binding.NONE : Binding.TLS_EXPORTER;
+    const hello = encodeHelloAuth({ version: DP_AUTH_VERSION, role: this.opts.credentials.role, binding, nodeHi: me.hi, nodeLo: me.lo, nonce: newNonce() });
+    this.shake = { hello, channel: UNBOUND, th: null, key: null };
     this.writer.frame(this.handshakeHeader(Op.HELLO), hello);
     this.startSweep();
     const timeoutMs = this.opts.connectTimeoutMs ?? Limits.dataConnectTimeoutMs;
     const timer = setTimeout(() => {
       if (gen === this.connGen && (this.state === "connecting" || this.state === "handshake")) this.fail(`connect and handshake timeout after ${timeoutMs} ms`, true);
     }, timeoutMs);
-    const tls = this.tlsFor();
     if (typeof tls === "string") {
       clearTimeout(timer);
       queueMicrotask(() => {
@@ -330,6 +337,12 @@ export class DataPlaneClient implements DataPlaneLink {
           const r = checkTlsPeer(tls, sock, { role: NodeRole.SDS, nodeId: this.opts.expectSdsId! });
           if (r.error !== null) {
             this.failAll(Status.UNAUTHORIZED, `TLS: SDS certificate refused: ${r.error}`, true);
+            return;
+          }
+          try {
+            this.shake!.channel = helloBindingOf(sock);
+          } catch (e) {
+            this.failAll(Status.UNAUTHORIZED, (e as Error).message, true);
             return;
           }
           ready(sock);
@@ -401,7 +414,7 @@ export class DataPlaneClient implements DataPlaneLink {
         this.failAll(Status.UNAUTHORIZED, `no key for any key id the SDS accepts (${ch.kids.join(", ")})`, true);
         return;
       }
-      sh.th = transcriptHash(sh.hello, f.payload, nk.kid);
+      sh.th = transcriptHash(sh.hello, f.payload, nk.kid, sh.channel);
       sh.key = nk.key;
       this.writer!.frame(this.handshakeHeader(Op.AUTH), encodeAuth({ kid: nk.kid, proof: clientProof(nk.key, sh.th) }));
       return;

@@ -18,13 +18,14 @@
 //   data-plane CA, inside its validity dates, naming exactly one node identity, and that identity
 //   is the expected one; Bun's `authorized` must be true as well but is never trusted alone
 //   (oven-sh/bun#33754, #33924, #35240; NODE_TLS_REJECT_UNAUTHORIZED=0 is refused at start);
-// - TLS 1.0/1.1 are disabled; TLS on means no plaintext connection is ever made or served.
+// - TLS 1.0/1.1 are disabled; TLS on means no plaintext connection is ever made or served;
+// - over TLS the HELLO is bound to the session (helloBindingOf, dataplane_auth.ts "Channel binding").
 
 import { constants, createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { consola } from "consola";
-import { NodeRole, roleName } from "./dataplane_auth.ts";
+import { NodeRole, TLS_EXPORTER_BYTES, TLS_EXPORTER_LABEL, roleName, tlsBinding, type ChannelBinding } from "./dataplane_auth.ts";
 import { PfError } from "./errors.ts";
 import { generateSignedCert, type SelfSignedCert } from "./tls_cert.ts";
 
@@ -160,6 +161,28 @@ export function checkTlsPeer(m: DataPlaneTlsMaterial, peer: TlsPeerView, expect:
   if (error !== null) return { error, identity: null };
   if (!peer.authorized) return { error: "the TLS library did not authorize the peer certificate", identity: null };
   return { error: null, identity: identitiesOf(cert!)[0]! };
+}
+
+/** A finished TLS socket's RFC 5705 exporter (Bun's Socket type declares it returning void). */
+export interface TlsExporterView {
+  exportKeyingMaterial(length: number, label: string, context: Buffer): unknown;
+}
+
+const EMPTY_CONTEXT = Buffer.alloc(0);
+
+/**
+ * The handshake's channel binding of a TLS connection (dataplane_auth.ts): the session's exporter
+ * value for TLS_EXPORTER_LABEL, empty context. Both ends get the same bytes (checked in
+ * test/dataplane_hello_binding.test.ts against each other and against OpenSSL, TLS 1.2 and 1.3).
+ * A TLS library that cannot export is a broken invariant of a TLS node: the connection must not
+ * fall back to the unbound transcript.
+ */
+export function helloBindingOf(sock: TlsExporterView): ChannelBinding {
+  const v = sock.exportKeyingMaterial(TLS_EXPORTER_BYTES, TLS_EXPORTER_LABEL, EMPTY_CONTEXT);
+  if (!(v instanceof Uint8Array) || v.byteLength !== TLS_EXPORTER_BYTES) {
+    throw new PfError("INTERNAL", `data-plane TLS: the TLS library exported no keying material (got ${v instanceof Uint8Array ? `${v.byteLength} bytes` : typeof v}); the handshake cannot be bound to the TLS session`);
+  }
+  return tlsBinding(new Uint8Array(v));
 }
 
 const SECURE_OPTIONS = constants.SSL_OP_NO_TLSv1 | constants.SSL_OP_NO_TLSv1_1;

@@ -23,14 +23,15 @@
 // - with data-plane TLS (requireTls, then setTls once the MDM issued the certificate), every
 //   accepted socket is TLS from its first byte (upgradeTLS; a plaintext peer fails the TLS
 //   handshake); nothing is read before pf verified the peer's certificate (dataplane_tls.ts), and
-//   the handshake then must claim and prove the very node that certificate names. While TLS is
+//   the handshake then must claim and prove the very node that certificate names, with a proof
+//   bound to this TLS session's exporter (dataplane_auth.ts "Channel binding"). While TLS is
 //   required but the certificate is not there yet, connections are closed at once.
 
 import { consola } from "consola";
 import type { Socket, TCPSocketListener } from "bun";
 import { Flag, FrameError, FrameReader, HEADER_BYTES, Op, Status, type Frame, type FrameHeader } from "../proto/dataplane.ts";
-import { NodeRole, roleName, type PeerVerifier } from "../proto/dataplane_auth.ts";
-import { checkTlsPeer, serverTlsOptions, type DataPlaneTlsMaterial, type NodeIdentity } from "../proto/dataplane_tls.ts";
+import { NodeRole, UNBOUND, roleName, type ChannelBinding, type PeerVerifier } from "../proto/dataplane_auth.ts";
+import { checkTlsPeer, helloBindingOf, serverTlsOptions, type DataPlaneTlsMaterial, type NodeIdentity } from "../proto/dataplane_tls.ts";
 import { Limits } from "../proto/limits.ts";
 import { SocketWriter } from "../proto/socket_writer.ts";
 import { returnPayload } from "../proto/payload_pool.ts";
@@ -204,7 +205,7 @@ export class DataPlaneServer {
           }
           const r = checkTlsPeer(material, s, null);
           if (r.error !== null) conn.tlsRefused(r.error);
-          else conn.tlsVerified(r.identity!);
+          else conn.tlsVerified(r.identity!, s);
         },
       },
     });
@@ -246,6 +247,8 @@ class ServerConnection implements RequestConn {
   private readonly resumeTask = () => this.resume();
   /** null: plaintext connection; "unverified": TLS, peer certificate not checked yet; else whom it names */
   private tlsPeer: NodeIdentity | "unverified" | null;
+  /** what the handshake is bound to: nothing in plaintext, the TLS exporter once verified */
+  private channel: ChannelBinding = UNBOUND;
 
   constructor(
     private readonly server: DataPlaneServer,
@@ -257,7 +260,10 @@ class ServerConnection implements RequestConn {
     this.peer = peer ?? `${socket.remoteAddress}:${socket.remotePort}`;
     this.writer = new SocketWriter(socket);
     this.reader.maxPayloadBytes = Limits.dataPreAuthMaxPayloadBytes;
-    this.handshake = new ServerHandshake(() => server.peerVerifier);
+    this.handshake = new ServerHandshake(
+      () => server.peerVerifier,
+      () => this.channel,
+    );
     server.preAuthConns++;
     this.handshakeTimer = setTimeout(() => {
       server.refusals.refuse("hello_fail", () => `connection from ${this.peer}: no handshake within ${server.handshakeTimeoutMs} ms`);
@@ -265,8 +271,14 @@ class ServerConnection implements RequestConn {
     }, server.handshakeTimeoutMs);
   }
 
-  /** TLS handshake done and the certificate verified by pf: frames may be read now. */
-  tlsVerified(identity: NodeIdentity): void {
+  /** TLS handshake done and the certificate verified by pf: frames may be read now, bound to this session. */
+  tlsVerified(identity: NodeIdentity, tlsSocket: Socket<SocketData>): void {
+    try {
+      this.channel = helloBindingOf(tlsSocket);
+    } catch (e) {
+      this.tlsRefused((e as Error).message);
+      return;
+    }
     this.tlsPeer = identity;
   }
 

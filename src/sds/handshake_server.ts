@@ -8,7 +8,9 @@
 
 import { Op, Status, type FrameHeader } from "../proto/dataplane.ts";
 import {
+  Binding,
   DP_AUTH_VERSION,
+  bindingName,
   clientProof,
   decodeAuth,
   decodeHelloAuth,
@@ -18,6 +20,7 @@ import {
   roleName,
   serverProof,
   transcriptHash,
+  type ChannelBinding,
   type NodeRole,
   type PeerVerifier,
 } from "../proto/dataplane_auth.ts";
@@ -47,10 +50,16 @@ export class ServerHandshake {
   private nodeId = "";
 
   private verifier: PeerVerifier | null = null;
+  private bound: ChannelBinding | null = null;
 
-  /** `verifierNow` is asked at HELLO time (an SDS may get its keys after a connection opened). */
+  /**
+   * `verifierNow` is asked at HELLO time (an SDS may get its keys after a connection opened);
+   * `channel` too: the connection's binding (a TLS connection's exporter exists once its TLS
+   * handshake is over, which is before any frame is read).
+   */
   constructor(
     private readonly verifierNow: () => PeerVerifier | null,
+    private readonly channel: () => ChannelBinding,
     private readonly nonce: () => Uint8Array = newNonce,
   ) {}
 
@@ -85,6 +94,12 @@ export class ServerHandshake {
     const hello = decodeHelloAuth(payload);
     this.role = hello.role;
     this.nodeId = halvesToId(hello.nodeHi, hello.nodeLo);
+    const channel = this.channel();
+    if (hello.binding !== channel.kind) {
+      const conn = channel.kind === Binding.NONE ? "a plaintext connection" : "a TLS connection";
+      return this.refuse(Status.UNAUTHORIZED, `${roleName(hello.role)} ${this.nodeId} sent a HELLO with channel binding ${bindingName(hello.binding)} on ${conn} (expected ${bindingName(channel.kind)}; a pf without TLS channel binding?)`);
+    }
+    this.bound = channel;
     const kids = v.acceptedKids();
     if (kids.length === 0) return this.refuse(Status.UNAVAILABLE, "SDS holds no data-plane keys yet");
     const me = idToHalves(v.sdsId);
@@ -102,7 +117,7 @@ export class ServerHandshake {
     if (!this.offered.includes(a.kid)) return this.refuse(Status.UNAUTHORIZED, `${who} answered with key id ${a.kid}, not one offered (${this.offered.join(", ")})`);
     const key = this.verifier!.peerKey(role, this.nodeId, a.kid);
     if (key === null) return this.refuse(Status.UNAUTHORIZED, `${who} may not connect to this SDS`);
-    const th = transcriptHash(this.helloPayload!, this.challengePayload!, a.kid);
+    const th = transcriptHash(this.helloPayload!, this.challengePayload!, a.kid, this.bound!);
     if (!proofsEqual(clientProof(key, th), a.proof)) return this.refuse(Status.UNAUTHORIZED, `${who}: wrong handshake proof`);
     this.phase = "over";
     return { kind: "done", payload: serverProof(key, th), auth: { role, nodeId: this.nodeId, sessionHash: th } };

@@ -5,13 +5,16 @@
 import type { Socket } from "bun";
 import { FrameReader, Op, Status, encodeFrame, type Frame, type FrameHeader } from "../../src/proto/dataplane.ts";
 import {
+  Binding,
   DP_AUTH_VERSION,
+  UNBOUND,
   clientProof,
   decodeChallenge,
   encodeAuth,
   encodeHelloAuth,
   newNonce,
   transcriptHash,
+  type ChannelBinding,
   type NodeRole,
 } from "../../src/proto/dataplane_auth.ts";
 import { decodeGrantBody, encodeGrantPresentation, type GrantToken } from "../../src/proto/grant.ts";
@@ -71,9 +74,10 @@ export function frame(h: Partial<FrameHeader> & { opcode: Op }, payload?: Uint8A
   );
 }
 
-export function helloPayload(role: NodeRole, nodeId: string, nonce = newNonce()): Uint8Array {
+/** A HELLO payload; `binding` says which transcript the client computes (NONE: plaintext). */
+export function helloPayload(role: NodeRole, nodeId: string, binding: Binding = Binding.NONE, nonce = newNonce()): Uint8Array {
   const { hi, lo } = idToHalves(nodeId);
-  return encodeHelloAuth({ version: DP_AUTH_VERSION, role, nodeHi: hi, nodeLo: lo, nonce });
+  return encodeHelloAuth({ version: DP_AUTH_VERSION, role, binding, nodeHi: hi, nodeLo: lo, nonce });
 }
 
 export interface HandDone {
@@ -84,15 +88,15 @@ export interface HandDone {
   th: Uint8Array;
 }
 
-/** The client side of the handshake by hand, with the node key `key`. */
-export async function handshake(r: Raw, role: NodeRole, nodeId: string, key: Uint8Array): Promise<HandDone> {
-  const hello = helloPayload(role, nodeId);
+/** The client side of the handshake by hand, with the node key `key`, bound to `channel`. */
+export async function handshake(r: Raw, role: NodeRole, nodeId: string, key: Uint8Array, channel: ChannelBinding = UNBOUND): Promise<HandDone> {
+  const hello = helloPayload(role, nodeId, channel.kind);
   r.sock.write(frame({ opcode: Op.HELLO }, hello));
   const challenge = await r.next();
   if (challenge.header.status !== Status.OK) return { challenge, auth: challenge, th: new Uint8Array(0) };
   const ch = decodeChallenge(challenge.payload);
   const kid = ch.kids[0]!;
-  const th = transcriptHash(hello, challenge.payload, kid);
+  const th = transcriptHash(hello, challenge.payload, kid, channel);
   r.sock.write(frame({ opcode: Op.AUTH }, encodeAuth({ kid, proof: clientProof(key, th) })));
   const auth = await r.next();
   return { challenge, auth, th };

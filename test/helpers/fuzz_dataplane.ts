@@ -10,7 +10,7 @@
 
 import fc from "fast-check";
 import { Flag, FrameReader, HEADER_BYTES, Op, Status, encodeFrame, type Frame } from "../../src/proto/dataplane.ts";
-import { DP_AUTH_VERSION, NodeRole, clientProof, decodeChallenge, encodeAuth, encodeHelloAuth, newNonce, transcriptHash } from "../../src/proto/dataplane_auth.ts";
+import { Binding, DP_AUTH_VERSION, NodeRole, UNBOUND, clientProof, decodeChallenge, encodeAuth, encodeHelloAuth, newNonce, transcriptHash } from "../../src/proto/dataplane_auth.ts";
 import { GRANT_FRAME_BYTES, encodeGrantPresentation } from "../../src/proto/grant.ts";
 import { idToHalves } from "../../src/proto/ids.ts";
 import type { FuzzEnv } from "./fuzz_env.ts";
@@ -224,8 +224,8 @@ function encodePayload(env: FuzzEnv, p: Payload, seed: number, th: Uint8Array): 
     }
     case "hello": {
       const self = idToHalves(env.rogue.sdcId);
-      const b = encodeHelloAuth({ version: p.version, role: p.role as NodeRole, nodeHi: p.node === "self" ? self.hi : 0x5d5d0000, nodeLo: p.node === "self" ? self.lo : seed >>> 0, nonce: newNonce() });
-      b[2] = p.reserved;
+      const b = encodeHelloAuth({ version: p.version, role: p.role as NodeRole, binding: Binding.NONE, nodeHi: p.node === "self" ? self.hi : 0x5d5d0000, nodeLo: p.node === "self" ? self.lo : seed >>> 0, nonce: newNonce() });
+      b[2] = p.reserved; // the binding byte: 1 is refused on a plaintext connection, > 1 does not decode
       return b;
     }
     default: {
@@ -289,7 +289,7 @@ class Replies {
 /** The client side of the handshake with the fuzzer's SDC key; with `bad`, the AUTH is mutated. Returns th, or an error. */
 async function handshake(env: FuzzEnv, conn: RawConn, replies: Replies, bad: DpCase["badAuth"] | null): Promise<{ th: Uint8Array } | { err: string } | { refused: true }> {
   const self = idToHalves(env.rogue.sdcId);
-  const hello = encodeHelloAuth({ version: DP_AUTH_VERSION, role: NodeRole.SDC, nodeHi: self.hi, nodeLo: self.lo, nonce: newNonce() });
+  const hello = encodeHelloAuth({ version: DP_AUTH_VERSION, role: NodeRole.SDC, binding: Binding.NONE, nodeHi: self.hi, nodeLo: self.lo, nonce: newNonce() });
   conn.write(encodeFrame({ opcode: Op.HELLO, flags: 0, status: Status.OK, requestId: 0, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0, gen: 0 }, hello));
   const ch = await replies.next(conn, 1, 5000);
   if (!ch) return { err: `no CHALLENGE to a valid HELLO (closed: ${conn.isClosed}${replies.broken ? `, ${replies.broken}` : ""})` };
@@ -297,7 +297,7 @@ async function handshake(env: FuzzEnv, conn: RawConn, replies: Replies, bad: DpC
   const c = decodeChallenge(ch.payload);
   const key = env.rogue.keys.keyFor(c.kids);
   if (!key) return { err: `no key of ours among the offered kids ${c.kids.join(",")}` };
-  const th = transcriptHash(hello, ch.payload, key.kid);
+  const th = transcriptHash(hello, ch.payload, key.kid, UNBOUND);
   let auth = encodeAuth({ kid: key.kid, proof: clientProof(key.key, th) });
   if (bad) {
     const a = new DataView(auth.buffer);
