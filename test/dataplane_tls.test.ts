@@ -10,21 +10,13 @@ import { join } from "node:path";
 import { X509Certificate } from "node:crypto";
 import { Op, Status } from "../src/proto/dataplane.ts";
 import { NodeRole } from "../src/proto/dataplane_auth.ts";
-import { DataPlaneClient } from "../src/proto/dataplane_client.ts";
-import { identitiesOf, issueNodeCert, loadOrMakeNodeKey, materialFrom, verifyPeerCert, type DataPlaneTlsMaterial, type NodeIdentity } from "../src/proto/dataplane_tls.ts";
+import { identitiesOf, loadOrMakeNodeKey, verifyPeerCert, type DataPlaneTlsMaterial, type NodeIdentity } from "../src/proto/dataplane_tls.ts";
 import { generateSelfSignedCert, type SelfSignedCert } from "../src/proto/tls_cert.ts";
 import { startSdsCore, type SdsCore } from "../src/sds/sds_core.ts";
-import { MDM_ID, MiB, SDC_ID, TestGrants, Vol, applyAll, credentialsOf, deviceIdOf, pattern, sdsIdOf, tmpDir } from "./sds_harness.ts";
+import { MDM_ID, MiB, SDC_ID, Vol, applyAll, deviceIdOf, pattern, sdsIdOf, tmpDir } from "./sds_harness.ts";
 import { recorder } from "./helpers/tcp_recorder.ts";
 import { frame, helloPayload, rawConnect } from "./helpers/dataplane_raw.ts";
-import { RefusalLog } from "../src/sds/refusal_log.ts";
-
-/** Every refusal logged with its reason (the server's own log mutes repeats for 5 s). */
-function freshRefusals(n: SdsCore): RefusalLog {
-  const log = new RefusalLog("data plane", 0);
-  Object.assign(n.server, { refusals: log });
-  return log;
-}
+import { freshRefusals, materialForKey, nodeMaterial, sdcIdentity, sdsIdentity, startTlsNode as startTlsNodeIn, tlsClient } from "./helpers/dataplane_tls_nodes.ts";
 
 const VOL = "0a00000000000031";
 const vol = new Vol(VOL);
@@ -33,50 +25,10 @@ let ca: SelfSignedCert;
 let otherCa: SelfSignedCert;
 let nodes: SdsCore[];
 
-function material(authority: SelfSignedCert, id: NodeIdentity, tag: string): DataPlaneTlsMaterial {
-  const k = loadOrMakeNodeKey(join(dir, `keys-${tag}`));
-  return materialFromLoose(authority, id, k);
-}
-
-/** Like materialFrom, but for a CA the test controls (materialFrom checks against that CA). */
-function materialFromLoose(authority: SelfSignedCert, id: NodeIdentity, k: { keyPem: string; publicKeyPem: string }): DataPlaneTlsMaterial {
-  const certPem = issueNodeCert(authority, id, k.publicKeyPem);
-  return materialFrom(authority.certPem, certPem, k.keyPem, id);
-}
-
-function sdc(id = SDC_ID): NodeIdentity {
-  return { role: NodeRole.SDC, nodeId: id };
-}
-function sds(i: number): NodeIdentity {
-  return { role: NodeRole.SDS, nodeId: sdsIdOf(i) };
-}
-
-function startTlsNode(i: number): SdsCore {
-  const d = join(dir, `sds${i}`);
-  fs.mkdirSync(d, { recursive: true });
-  return startSdsCore({
-    sdsId: sdsIdOf(i),
-    mdmId: MDM_ID,
-    dataDir: d,
-    host: "127.0.0.1",
-    port: 0,
-    devices: [{ deviceId: deviceIdOf(i), path: join(d, "dev0.img"), sizeBytes: 16 * MiB }],
-    tls: material(ca, sds(i), `sds${i}`),
-  });
-}
-
-function tlsClient(port: number, sdsIndex: number, m: DataPlaneTlsMaterial | null, as: NodeIdentity = sdc()): DataPlaneClient {
-  return new DataPlaneClient({
-    host: "127.0.0.1",
-    port,
-    credentials: credentialsOf(as.role, as.nodeId),
-    grants: as.role === NodeRole.SDC ? new TestGrants(as.nodeId) : undefined,
-    expectSdsId: sdsIdOf(sdsIndex),
-    reconnectBackoffMs: 0,
-    connectTimeoutMs: 3000,
-    ...(m === null ? {} : { tls: () => m }),
-  });
-}
+const sdc = sdcIdentity;
+const sds = sdsIdentity;
+const material = (authority: SelfSignedCert, id: NodeIdentity, tag: string): DataPlaneTlsMaterial => nodeMaterial(dir, authority, id, tag);
+const startTlsNode = (i: number): SdsCore => startTlsNodeIn(dir, i, ca);
 
 beforeAll(() => {
   dir = tmpDir("dptls");
@@ -150,7 +102,7 @@ test("a plaintext client to a TLS SDS is refused (and logged); no frame of it is
 test("a client with a certificate of another CA is refused by the SDS", async () => {
   const log = freshRefusals(nodes[0]!);
   // the client trusts the real CA (so it goes on) but presents a certificate of another CA
-  const stranger = materialFromLoose(otherCa, sdc(), loadOrMakeNodeKey(join(dir, "keys-stranger")));
+  const stranger = materialForKey(otherCa, sdc(), loadOrMakeNodeKey(join(dir, "keys-stranger")));
   const mixed: DataPlaneTlsMaterial = { ...stranger, caPem: ca.certPem };
   const c2 = tlsClient(nodes[0]!.port, 0, mixed);
   const r = await vol.req(c2, Op.READ, 0, 0, 4096);

@@ -1,5 +1,5 @@
-// Hand-made data-plane connections for hostile-peer tests: a raw socket that collects reply
-// frames, and the client side of the handshake done by hand (so tests can replay, tamper with
+// Hand-made data-plane connections for hostile-peer tests: a raw socket (plaintext or TLS) that
+// collects reply frames, and the client side of the handshake done by hand (so tests can replay, tamper with
 // or stop it at any step).
 
 import type { Socket } from "bun";
@@ -18,32 +18,41 @@ import {
   type NodeRole,
 } from "../../src/proto/dataplane_auth.ts";
 import { decodeGrantBody, encodeGrantPresentation, type GrantToken } from "../../src/proto/grant.ts";
+import { clientTlsOptions, helloBindingOf, type DataPlaneTlsMaterial } from "../../src/proto/dataplane_tls.ts";
 import { idToHalves } from "../../src/proto/ids.ts";
 
 export interface Raw {
   sock: Socket<undefined>;
   frames: Frame[];
   closed: Promise<void>;
+  /** what a handshake on this connection binds to (its TLS exporter, or UNBOUND in plaintext) */
+  binding: ChannelBinding;
   isClosed: () => boolean;
   /** the next reply frame after the n already taken (waits up to timeoutMs) */
   next(timeoutMs?: number): Promise<Frame>;
 }
 
-export async function rawConnect(port: number): Promise<Raw> {
+/** A raw connection; with `tls`, a TLS session to SDS `sdsId` (resolved once its handshake is over). */
+export async function rawConnect(port: number, tls?: { material: DataPlaneTlsMaterial; sdsId: string }): Promise<Raw> {
   const frames: Frame[] = [];
   const reader = new FrameReader();
   let closedFlag = false;
   let onClose: () => void = () => {};
   const closed = new Promise<void>((r) => (onClose = r));
+  const shaken = Promise.withResolvers<ChannelBinding>();
+  shaken.promise.catch(() => {}); // awaited only with TLS
   let taken = 0;
   const sock = await Bun.connect<undefined>({
     hostname: "127.0.0.1",
     port,
+    ...(tls === undefined ? {} : { tls: clientTlsOptions(tls.material, tls.sdsId) }),
     socket: {
       data: (_s, d) => reader.push(d, (f) => void frames.push({ header: { ...f.header }, payload: f.payload.slice() })),
+      handshake: (s, ok, err) => (ok ? shaken.resolve(helloBindingOf(s)) : shaken.reject(new Error(`TLS handshake failed: ${err?.message}`))),
       close: () => {
         closedFlag = true;
         onClose();
+        shaken.reject(new Error("closed before the TLS handshake"));
       },
       error: () => {
         closedFlag = true;
@@ -51,10 +60,12 @@ export async function rawConnect(port: number): Promise<Raw> {
       },
     },
   });
+  const binding = tls === undefined ? UNBOUND : await shaken.promise;
   return {
     sock,
     frames,
     closed,
+    binding,
     isClosed: () => closedFlag,
     async next(timeoutMs = 2000) {
       const deadline = performance.now() + timeoutMs;
@@ -89,7 +100,7 @@ export interface HandDone {
 }
 
 /** The client side of the handshake by hand, with the node key `key`, bound to `channel`. */
-export async function handshake(r: Raw, role: NodeRole, nodeId: string, key: Uint8Array, channel: ChannelBinding = UNBOUND): Promise<HandDone> {
+export async function handshake(r: Raw, role: NodeRole, nodeId: string, key: Uint8Array, channel: ChannelBinding = r.binding): Promise<HandDone> {
   const hello = helloPayload(role, nodeId, channel.kind);
   r.sock.write(frame({ opcode: Op.HELLO }, hello));
   const challenge = await r.next();
