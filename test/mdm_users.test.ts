@@ -1,6 +1,7 @@
 // Users, roles, sessions and the audit log, in-process (app.request, fake clock): every route has
 // an access class; a Monitor changes nothing; a FrontendConfig user maps but adds no SDS; a user
-// is locked out after 10 failed logins (the right password is refused too) and unlocked by time;
+// is locked out after 10 failed logins (the right password is refused too) and unlocked by time,
+// also after an MDM restart (the lock is in the database; a success writes nothing unless a lock existed);
 // tokens die idle, at their absolute age and at logout; the audit chain finds an edited, a removed
 // and a cut-off record; no password or token reaches the audit log or the MDM's log; 200
 // PyPowerFlex-style logins are fast (p50/p99 printed).
@@ -26,6 +27,32 @@ afterEach(() => m.close());
 
 async function loginAs(name: string, password: string): Promise<Reply> {
   return m.raw("GET", "/api/login", { headers: { authorization: basic(name, password) } });
+}
+
+/** Restart the MDM on the same data dir and clock (its in-memory state gone), logged in as admin again. */
+async function restart(): Promise<void> {
+  m.close({ keepDir: true });
+  m = await MdmFixture.open({ dir: m.dir, clock: m.clock });
+  await m.login();
+}
+
+function lockoutRows(): { user_name: string; locked_until_ms: number }[] {
+  return m.core.ctx.store.sqlite.query<{ user_name: string; locked_until_ms: number }, []>("SELECT user_name, locked_until_ms FROM login_lockout ORDER BY user_name").all();
+}
+
+/** Every write the login guard makes to its lock-out store from now on ("lock <user>", "clear <user>"). */
+function countLockoutWrites(): string[] {
+  const writes: string[] = [];
+  const guard = m.core.ctx.tokens.guard;
+  const inner = guard["lockouts"];
+  Object.assign(guard, {
+    lockouts: {
+      load: () => inner.load(),
+      lock: (u: string, at: number, until: number) => (writes.push(`lock ${u}`), inner.lock(u, at, until)),
+      clear: (u: string) => (writes.push(`clear ${u}`), inner.clear(u)),
+    },
+  });
+  return writes;
 }
 
 /** As admin: create a user with a password and return a token of it. */
@@ -188,6 +215,43 @@ describe("logins and sessions", () => {
     expect((await loginAs("carol", "carol-password-1")).status).toBe(200);
     for (let i = 0; i < Limits.loginLockoutFailures - 1; i++) await loginAs("carol", "wrong-again-2");
     expect((await loginAs("carol", "carol-password-1")).status).toBe(200);
+  });
+
+  test("a lock-out survives an MDM restart: the restarted MDM refuses the locked user with the PowerFlex 401 until the lock ends", async () => {
+    await userToken("dave", "Monitor", "dave-password-1");
+    for (let i = 0; i < Limits.loginLockoutFailures; i++) expect((await loginAs("dave", `wrong-${i}-xxxx`)).status).toBe(401);
+    expect(lockoutRows()).toEqual([{ user_name: "dave", locked_until_ms: m.clock.nowMs + Limits.loginLockoutMs }]);
+    await restart();
+    m.clock.advance(Limits.loginLockoutMs - 60_000);
+    const locked = await loginAs("dave", "dave-password-1");
+    expect(locked.json).toMatchObject({ httpStatusCode: 401, errorCode: 0, pfCode: "UNAUTHORIZED" });
+    expect((locked.json as Obj).message).toMatch(/User dave is locked: 10 failed logins in a row; retry in 60 s/);
+    m.clock.advance(60_001);
+    expect((await loginAs("dave", "dave-password-1")).status).toBe(200);
+    expect(lockoutRows()).toEqual([]); // the success after the lock cleared its row
+    // resetPassword lifts a lock, for the restarted MDM too
+    for (let i = 0; i < Limits.loginLockoutFailures; i++) await loginAs("dave", `wrong-b${i}-xxxx`);
+    expect(lockoutRows().map((r) => r.user_name)).toEqual(["dave"]);
+    const daveId = ((await m.api("GET", "/types/User/instances")).json as Obj[]).find((x) => x.name === "dave")!.id as string;
+    const temp = ((await m.api("POST", `/instances/User::${daveId}/action/resetPassword`, {})).json as Obj).password as string;
+    expect(lockoutRows()).toEqual([]);
+    await restart();
+    expect((await loginAs("dave", temp)).status).toBe(200);
+  });
+
+  test("a successful login writes no lock-out row unless its user had one; a lock is written once, when it starts", async () => {
+    await userToken("erin", "Monitor", "erin-password-1");
+    const writes = countLockoutWrites();
+    for (let i = 0; i < 50; i++) expect((await loginAs("erin", "erin-password-1")).status).toBe(200);
+    for (let i = 0; i < Limits.loginLockoutFailures - 1; i++) await loginAs("erin", `wrong-${i}-xxxx`);
+    expect((await loginAs("erin", "erin-password-1")).status).toBe(200);
+    expect(writes).toEqual([]);
+    for (let i = 0; i < Limits.loginLockoutFailures; i++) await loginAs("erin", `wrong-c${i}-xxxx`);
+    expect((await loginAs("erin", "erin-password-1")).status).toBe(401); // locked: refused before any hash, no write
+    expect(writes).toEqual(["lock erin"]);
+    m.clock.advance(Limits.loginLockoutMs + 1);
+    for (let i = 0; i < 5; i++) expect((await loginAs("erin", "erin-password-1")).status).toBe(200);
+    expect(writes).toEqual(["lock erin", "clear erin"]);
   });
 
   test("failed logins are rate limited by source; an empty user name is refused (it used to log in as admin)", async () => {

@@ -13,6 +13,7 @@ import mdmTerm0004 from "./migrations/0004_mdm_term.sql" with { type: "text" };
 import snapshots0005 from "./migrations/0005_snapshots.sql" with { type: "text" };
 import writeCache0006 from "./migrations/0006_write_cache.sql" with { type: "text" };
 import usersAudit0007 from "./migrations/0007_users_audit.sql" with { type: "text" };
+import loginLockout0008 from "./migrations/0008_login_lockout.sql" with { type: "text" };
 
 export interface Migration {
   version: number;
@@ -29,6 +30,7 @@ export const MDM_MIGRATIONS: readonly Migration[] = [
   { version: 5, name: "0005_snapshots", sql: snapshots0005 },
   { version: 6, name: "0006_write_cache", sql: writeCache0006 },
   { version: 7, name: "0007_users_audit", sql: usersAudit0007 },
+  { version: 8, name: "0008_login_lockout", sql: loginLockout0008 },
 ];
 
 /** Current schema version, or -1 for an empty database. */

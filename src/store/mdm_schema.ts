@@ -196,6 +196,13 @@ export const tokenTable = sqliteTable("token", {
   lastUsedMs: integer("last_used_ms").notNull(),
 });
 
+// 0008_login_lockout: a user locked out by failed logins, until locked_until_ms (wall clock)
+export const loginLockoutTable = sqliteTable("login_lockout", {
+  userName: text("user_name").primaryKey(),
+  lockedAtMs: integer("locked_at_ms").notNull(),
+  lockedUntilMs: integer("locked_until_ms").notNull(),
+});
+
 // 0007_users_audit: the hash-chained audit log and its head (first kept record's anchor, last hash)
 export const auditTable = sqliteTable("audit_log", {
   seq: integer("seq").primaryKey(),

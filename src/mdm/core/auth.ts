@@ -8,7 +8,7 @@
 //   LAST_USED_WRITE_MS per token to keep sqlite off every request's path;
 // - a token carries its user's role (and "must change password"); changing a user's role or
 //   password updates that user's live tokens, removing the user drops them;
-// - failed logins go through LoginGuard (lock-out, rate limit, bounded hashing); an unknown user
+// - failed logins go through LoginGuard (lock-out, kept in the database; rate limit, bounded hashing); an unknown user
 //   costs one hash like a known one, so names cannot be tested by timing.
 
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
@@ -17,6 +17,7 @@ import { PfError } from "../../proto/errors.ts";
 import { Limits } from "../../proto/limits.ts";
 import type { MdmDb } from "../../store/mdm_db.ts";
 import { tokenTable, userTable, type UserRow } from "../../store/mdm_schema.ts";
+import { dbLockouts } from "./lockout_store.ts";
 import { LoginGuard, type LoginGuardOptions } from "./login_guard.ts";
 import { isRole, type Role } from "./roles.ts";
 
@@ -78,7 +79,7 @@ export class TokenStore {
     this.idleTimeoutMs = opts.idleTimeoutMs ?? Limits.tokenIdleTimeoutMs;
     this.absoluteTimeoutMs = opts.absoluteTimeoutMs ?? Limits.tokenAbsoluteTimeoutMs;
     this.maxTokens = opts.maxTokens ?? Limits.maxTokens;
-    this.guard = new LoginGuard(clock, opts.guard);
+    this.guard = new LoginGuard(clock, opts.guard, dbLockouts(store));
     const users = new Map(store.db.select().from(userTable).all().map((u) => [u.name, u]));
     const rows = store.db.select().from(tokenTable).orderBy(tokenTable.lastUsedMs).all();
     for (const r of rows) {

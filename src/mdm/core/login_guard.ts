@@ -1,22 +1,28 @@
-// Brute-force protection of REST logins, in memory (per MDM process; a restart or an HA takeover
-// starts it afresh, as Ceph's dashboard counters do not survive either):
+// Brute-force protection of REST logins:
 // - lock-out: Limits.loginLockoutFailures failed logins in a row lock a user for
 //   Limits.loginLockoutMs; while locked every login of that user is refused, the right password too;
-//   a success resets the count; resetPassword by a manager lifts the lock;
+//   a success resets the count; resetPassword by a manager lifts the lock. The lock itself is
+//   persisted (LockoutStore: the MDM's database, so it survives a restart and an HA takeover),
+//   written when a user becomes locked and cleared when the lock is lifted or a success follows
+//   it; the count of failures in a row stays in memory (a restart forgives up to 9 of them);
 // - rate limit by source address: each failure takes one of Limits.loginFailBurst tokens, refilled
 //   one per Limits.loginFailRefillMs; an address without tokens may still log in with a password
 //   proven within the last minute (the verified cache of auth.ts), never try a new one, so
 //   PyPowerFlex's login before every request stays fast and unlimited;
 // - at most Limits.loginMaxConcurrentHashes argon2id checks at once (each takes 64 MiB), at most
 //   Limits.loginMaxWaiting logins waiting for one.
-// Invariant: memory is bounded by Limits.loginGuardMaxEntries per map (oldest entries dropped).
+// Invariants: memory is bounded by Limits.loginGuardMaxEntries per map (oldest entries dropped);
+// a login that succeeds writes nothing unless its user had a stored lock (then that row goes).
 
 import { PfError } from "../../proto/errors.ts";
 import { Limits } from "../../proto/limits.ts";
+import { memoryOnlyLockouts, type LockoutStore } from "./lockout_store.ts";
 
 interface UserFailures {
   inARow: number;
   lockedUntilMs: number;
+  /** a row for this user's lock is in the store (to be cleared when the lock is) */
+  stored: boolean;
 }
 
 interface AddressBucket {
@@ -44,6 +50,7 @@ export class LoginGuard {
   constructor(
     private readonly clock: () => number,
     opts: LoginGuardOptions = {},
+    private readonly lockouts: LockoutStore = memoryOnlyLockouts(),
   ) {
     this.o = {
       lockoutFailures: opts.lockoutFailures ?? Limits.loginLockoutFailures,
@@ -54,6 +61,8 @@ export class LoginGuard {
       maxWaiting: opts.maxWaiting ?? Limits.loginMaxWaiting,
       maxEntries: opts.maxEntries ?? Limits.loginGuardMaxEntries,
     };
+    // locks recorded by this MDM before a restart, or by the previous leader (replicated rows)
+    for (const l of this.lockouts.load()) this.remember(this.users, l.userName, { inARow: 0, lockedUntilMs: l.lockedUntilMs, stored: true });
   }
 
   /** ms left of a user's lock-out (0: not locked). */
@@ -90,26 +99,34 @@ export class LoginGuard {
     const b = this.bucket(src);
     b.tokens = Math.max(0, b.tokens - 1);
     if (userName === null) return { lockedNow: false };
-    const u = this.users.get(userName) ?? { inARow: 0, lockedUntilMs: 0 };
+    const u = this.users.get(userName) ?? { inARow: 0, lockedUntilMs: 0, stored: false };
     this.users.delete(userName);
     u.inARow++;
     let lockedNow = false;
     if (u.inARow >= this.o.lockoutFailures) {
-      u.lockedUntilMs = this.clock() + this.o.lockoutMs;
+      const now = this.clock();
+      u.lockedUntilMs = now + this.o.lockoutMs;
       u.inARow = 0;
       lockedNow = true;
+      this.lockouts.lock(userName, now, u.lockedUntilMs);
+      u.stored = true;
     }
     this.remember(this.users, userName, u);
     return { lockedNow };
   }
 
+  /** A login succeeded (so its user is not locked now): a lock that ended is cleared from the store. */
   succeeded(userName: string): void {
+    const u = this.users.get(userName);
+    if (u === undefined) return;
     this.users.delete(userName);
+    if (u.stored) this.lockouts.clear(userName);
   }
 
-  /** Lift a lock-out (resetPassword, removeUser). */
+  /** Lift a lock-out (resetPassword, removeUser), in the store too. */
   unlock(userName: string): void {
     this.users.delete(userName);
+    this.lockouts.clear(userName);
   }
 
   /** Run fn while holding one of the hash slots. */
