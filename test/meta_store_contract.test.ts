@@ -16,7 +16,8 @@ import { EtcdClient } from "../src/store/etcd_client.ts";
 import { MDM_MIGRATIONS } from "../src/store/mdm_migrate.ts";
 import { applyChanges, exportAll, replicatedTables } from "../src/store/row_capture.ts";
 import { Database } from "bun:sqlite";
-import { MdmFixture } from "./mdm_fixture.ts";
+import { Limits } from "../src/proto/limits.ts";
+import { MdmFixture, basic } from "./mdm_fixture.ts";
 import { EtcdCluster } from "./helpers/etcd.ts";
 import { z } from "zod";
 
@@ -239,6 +240,36 @@ describe.each(haEngines())("HA on %s", (_name, engine) => {
     }
   }, 40_000);
 
+});
+
+// a lock-out is a row like any other; one member is enough to show it rides through a takeover
+describe("login lock-out on etcd, 1 member", () => {
+  const engine = engines[1]!;
+  test("a user locked on the leader stays locked after a takeover (the PowerFlex 401) until the lock ends", async () => {
+    engine.cluster = freshCluster();
+    const dirs = [0, 1].map(() => mkdtempSync(join(tmpdir(), "pf-ha-")));
+    const a = await openMdm(engine, dirs[0]!, "m1");
+    const b = await openMdm(engine, dirs[1]!, "m2");
+    try {
+      await a.login();
+      expect((await a.api("POST", "/types/User/instances", { name: "carol", userRole: "Monitor", password: "carol-password-1" })).status).toBe(200);
+      for (let i = 0; i < Limits.loginLockoutFailures; i++) expect((await a.raw("GET", "/api/login", { headers: { authorization: basic("carol", `wrong-${i}-xxxx`) } })).status).toBe(401);
+      expect(a.core.ctx.meta.hasPending()).toBe(false); // the lock went to etcd with the answer
+      await waitFor("the standby to hold the lock", 5000, () => dump(b).includes("login_lockout/carol="));
+      await a.closeAll({ keepDir: true });
+      await waitFor("the standby to lead", 10_000, () => b.core.ctx.meta.isLeader());
+      const carol = () => b.raw("GET", "/api/login", { headers: { authorization: basic("carol", "carol-password-1") } });
+      const locked = await carol();
+      expect(locked.json).toMatchObject({ httpStatusCode: 401, pfCode: "UNAUTHORIZED" });
+      expect((locked.json as Obj).message).toContain("User carol is locked");
+      b.clock.advance(Limits.loginLockoutMs + 1);
+      expect((await carol()).status).toBe(200);
+      expect(dump(b)).not.toContain("login_lockout/");
+    } finally {
+      await b.closeAll();
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 // the failure paths do not depend on the etcd cluster size: one member keeps the suite short
