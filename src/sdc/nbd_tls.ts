@@ -37,7 +37,7 @@ export type NbdTlsMode = (typeof NbdTlsModes)[number];
 export const NbdTlsFiles = NbdCertFiles;
 
 /**
- * Whose files a directory holds: "operator" when it has any of ca-cert.pem, server-cert.pem,
+ * Whose files a directory holds: "operator" when it holds one of ca-cert.pem, server-cert.pem,
  * server-key.pem and no cluster-issued.json (used as they are, loadNbdTls); "cluster" when it is
  * empty or holds what an earlier start got from the cluster NBD CA (issued again now).
  */
