@@ -12,7 +12,7 @@
 
 import { X509Certificate } from "node:crypto";
 import { consola } from "consola";
-import { eq, inArray } from "drizzle-orm";
+import { inArray } from "drizzle-orm";
 import { checkNodePublicKey } from "../../proto/dataplane_tls.ts";
 import { assert, PfError } from "../../proto/errors.ts";
 import { NBD_CA_DAYS, NBD_CERT_DAYS, type IssuedNbdCert, type NbdCaAnswer } from "../../proto/nbd_certs.ts";
@@ -81,9 +81,4 @@ export function issueNbdClientCert(ctx: MdmContext, name: string, publicKeyPem: 
   const issued = issue(ctx, `pf-nbd-client ${name}`, [], publicKeyPem);
   consola.info(`mdm: ${by} issued the NBD client certificate ${name} (serial ${issued.serialNumber}), valid until ${issued.validTo}`);
   return issued;
-}
-
-/** For tests and pf doctor's reasoning: is the NBD CA stored yet (without making it)? */
-export function nbdCaStored(ctx: MdmContext): boolean {
-  return ctx.store.db.select().from(mdmSecretTable).where(eq(mdmSecretTable.name, CERT_ROW)).get() !== undefined;
 }
