@@ -58,6 +58,9 @@ async function askMdm(opts: ClusterNbdTlsOptions, hosts: string[], publicKeyPem:
     try {
       return await clusterRequest(opts.mdm, { method: "POST", path: ClusterPaths.sdcNbdCertificate(opts.sdcId), body: { publicKeyPem, hosts }, schema: IssuedNbdCert });
     } catch (e) {
+      if (e instanceof PfError && e.code === "NOT_FOUND" && e.message.includes("cluster API path")) {
+        throw new PfError("INVALID_STATE", `NBD TLS: the MDM (${opts.mdm.url}) issues no NBD certificates (an older pf): upgrade it, or put your own ca-cert.pem and ca-key.pem in ${opts.dir}`);
+      }
       if (!(e instanceof PfError) || e.code !== "INVALID_STATE" || !e.message.includes("NOT_APPROVED")) throw e;
       if (!waited) consola.warn(`sdc ${opts.sdcId}: no NBD certificate yet: ${e.message}; NBD starts once it is approved`);
       await sleep(APPROVAL_RETRY_MS);
