@@ -183,7 +183,16 @@ async function nbdProbeTls(plan: HostPlan, ep: MdmEndpoint, probe: MdmProbe | nu
   if (sdc.nbdTls === undefined || sdc.nbdTls === "off") return null;
   const dir = sdc.nbdTlsDir ?? join(plan.dataDir, "sdc", "nbd-tls");
   const file = (name: string) => join(dir, name);
-  const read = (name: string) => (existsSync(file(name)) ? readFileSync(file(name), "utf8") : undefined);
+  // a file this user may not read (server-key.pem is 0600) counts as absent: the probe then
+  // shows no client certificate and the check says what the SDC answered
+  const read = (name: string): string | undefined => {
+    try {
+      return readFileSync(file(name), "utf8");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT" || (e as NodeJS.ErrnoException).code === "EACCES") return undefined;
+      throw e;
+    }
+  };
   const peer = sdc.nbdTlsVerifyPeer === true ? { certPem: read(NbdCertFiles.serverCert), keyPem: read(NbdCertFiles.serverKey) } : {};
   const serverName = isWildcard(sdc.nbd.host) ? undefined : sdc.nbd.host;
   const fromCluster = existsSync(file(NbdCertFiles.clusterIssued));
