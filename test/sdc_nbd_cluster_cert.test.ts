@@ -95,3 +95,26 @@ test("restricted SDC mode: an unapproved SDC waits, and gets its certificate onc
   expect(waits).toBe(1);
   expect(new X509Certificate(got.certPem).checkIP("127.0.0.1")).toBe("127.0.0.1");
 });
+
+test("an MDM without the NBD certificate call (an older pf): the SDC stops with a message naming both ways out", async () => {
+  const sdcId = await m.joinSdc("guid-sdc-old-mdm", "sdcO");
+  // the real MDM, with the new path renamed away: what an older MDM answers (its cluster API 404)
+  const old = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: (req) => {
+      const u = new URL(req.url);
+      u.pathname = u.pathname.replace(/nbdCertificate$/, "nbdCertificateUnknown");
+      return m.core.app.fetch(new Request(u, req));
+    },
+  });
+  try {
+    const ep = { ...endpoint(sdcId), url: `http://127.0.0.1:${old.port}` };
+    const tlsDir = join(dir, "o");
+    const run = clusterNbdTls({ mode: "require", dir: tlsDir, verifyPeer: false, listenHost: "127.0.0.1", address: "127.0.0.1", mdm: ep, sdcId, systemId: m.core.ctx.systemId });
+    await expect(run).rejects.toThrow(/issues no NBD certificates \(an older pf\): upgrade it, or put your own ca-cert.pem and ca-key.pem/);
+    expect(existsSync(join(tlsDir, "server-cert.pem"))).toBe(false);
+  } finally {
+    await old.stop(true);
+  }
+});
