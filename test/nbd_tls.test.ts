@@ -2,7 +2,8 @@
 // nbds:// with a tls-certificates directory, qemu-io / qemu-img with tls-creds-x509, fio's nbd
 // engine with the CA in $HOME/.pki/libnbd; plaintext clients against `require` (ERR_TLS_REQD, no
 // fallback), a client that does not trust the CA, client certificates (verify-peer), and the
-// certificate directory's rules. Backed by RAM exports; a missing tool fails the test.
+// certificate directory's rules, and the NBD probe pf up and pf doctor use (STARTTLS, CA and host
+// name checked, each refusal named). Backed by RAM exports; a missing tool fails the test.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
@@ -27,6 +28,7 @@ import { generateSelfSignedCert, generateSignedCert, type SelfSignedCert } from 
 import { startNbdServer, type NbdServer } from "../src/sdc/nbd_server.ts";
 import { NbdTlsFiles, checkPeer, loadNbdTls, warnPlaintextExposure, type NbdTlsMaterial } from "../src/sdc/nbd_tls.ts";
 import { MemoryExport, MemoryRegistry } from "./helpers/nbd_memory_export.ts";
+import { listNbdExports } from "../src/cmd/nbd_probe.ts";
 import { requireTool, run, runFio, runOk, runQemuImg } from "./helpers/real_clients.ts";
 
 const MiB = 1024 * 1024;
@@ -367,5 +369,19 @@ describe("the certificate directory and the listen address", () => {
     expect(warnPlaintextExposure("0.0.0.0", "off", false)).toMatch(/without TLS/);
     expect(warnPlaintextExposure("10.1.2.3", "off", true)).toBeNull();
     expect(warnPlaintextExposure("10.1.2.3", "require", false)).toBeNull();
+  });
+});
+
+describe("pf doctor's and pf up's NBD probe over TLS (src/cmd/nbd_probe.ts)", () => {
+  test("STARTTLS, then LIST: it lists the exports once the certificate verified and names the host", async () => {
+    expect(await listNbdExports("127.0.0.1", requireSrv.port, { caPem: tls.caPem, serverName: "127.0.0.1" })).toContain("vol");
+  });
+
+  test("another CA, or a certificate that does not name the host: refused, saying which CA and why", async () => {
+    const other = generateSelfSignedCert({ commonName: "not the SDC's CA", hosts: [] });
+    await expect(listNbdExports("127.0.0.1", requireSrv.port, { caPem: other.certPem, caName: "the test's other CA" })).rejects.toThrow(/trusting the test's other CA/);
+    await expect(listNbdExports("127.0.0.1", requireSrv.port, { caPem: tls.caPem, serverName: "nbd.elsewhere.example" })).rejects.toThrow(/nbd\.elsewhere\.example/);
+    // without TLS against require: the TLS_REQD refusal, named
+    await expect(listNbdExports("127.0.0.1", requireSrv.port)).rejects.toThrow(/requires TLS/);
   });
 });

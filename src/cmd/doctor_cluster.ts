@@ -1,6 +1,6 @@
 // `pf doctor`'s checks of the cluster as this host sees it: the MDM's certificate file, the MDM
 // reachable with it, the cluster secret accepted, this host's SDSs and SDC joined and connected,
-// its NBD server serving the volumes mapped to it, and etcd (not applicable: pf has one MDM).
+// its NBD server serving the volumes mapped to it (over STARTTLS when the SDC has NBD TLS on), and etcd (not applicable: pf has one MDM).
 // A role whose data dir does not exist was never deployed here: not running is then "info"
 // (doctor before the first pf up), not a failure.
 
@@ -14,7 +14,8 @@ import { MdmTlsError, mdmLogin, mdmRequest, type MdmEndpoint } from "../proto/md
 import { failed, info, ok, warning, type Check } from "./doctor_check.ts";
 import type { HostPlan } from "./host_plan.ts";
 import { probeMdm, type MdmProbe } from "./mdm_probe.ts";
-import { listNbdExports } from "./nbd_probe.ts";
+import { listNbdExports, type NbdProbeTls } from "./nbd_probe.ts";
+import { NbdCaAnswer, NbdCertFiles } from "../proto/nbd_certs.ts";
 
 const CERT_EXPIRY_WARN_MS = 30 * 24 * 3600 * 1000;
 const Member = z.looseObject({ id: z.string(), name: z.string().nullable(), mdmConnectionState: z.string().optional() });
@@ -42,7 +43,7 @@ export async function clusterChecks(plan: HostPlan): Promise<Check[]> {
   const probe: MdmProbe | null = canTry ? await probeWithoutSecret(ep, secret) : null;
   const out: Check[] = [cert.check, reachCheck(plan, probe), secretCheck(plan, probe, secret)];
   out.push(...(await memberChecks(plan, ep, probe)));
-  if (plan.host.sdc) out.push(await nbdCheck(plan));
+  if (plan.host.sdc) out.push(await nbdCheck(plan, ep, probe));
   out.push(info("etcd endpoints", "not applicable: the cluster file gives no mdm.etcd endpoints (pf runs a single MDM; HA with etcd is not built yet)"));
   return out;
 }
@@ -171,20 +172,75 @@ async function memberChecks(plan: HostPlan, ep: MdmEndpoint, probe: MdmProbe | n
   });
 }
 
-async function nbdCheck(plan: HostPlan): Promise<Check> {
+/**
+ * How doctor talks to this host's SDC: plaintext when its NBD TLS is off; else STARTTLS, trusting
+ * the cluster NBD CA as the MDM gives it (when the SDC's files came from the cluster and the admin
+ * password is known here), or else the ca-cert.pem in its nbd-tls directory; with verify-peer it
+ * shows the SDC's own certificate (made for clientAuth too), as pf up's probe does.
+ */
+async function nbdProbeTls(plan: HostPlan, ep: MdmEndpoint, probe: MdmProbe | null): Promise<{ tls: NbdProbeTls; dir: string } | null> {
+  const sdc = plan.host.sdc!;
+  if (sdc.nbdTls === undefined || sdc.nbdTls === "off") return null;
+  const dir = sdc.nbdTlsDir ?? join(plan.dataDir, "sdc", "nbd-tls");
+  const file = (name: string) => join(dir, name);
+  // a file this user may not read (server-key.pem is 0600) counts as absent: the probe then
+  // shows no client certificate and the check says what the SDC answered
+  const read = (name: string): string | undefined => {
+    try {
+      return readFileSync(file(name), "utf8");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT" || (e as NodeJS.ErrnoException).code === "EACCES") return undefined;
+      throw e;
+    }
+  };
+  const peer = sdc.nbdTlsVerifyPeer === true ? { certPem: read(NbdCertFiles.serverCert), keyPem: read(NbdCertFiles.serverKey) } : {};
+  const serverName = isWildcard(sdc.nbd.host) ? undefined : sdc.nbd.host;
+  const fromCluster = existsSync(file(NbdCertFiles.clusterIssued));
+  const password = knownAdminPassword(plan);
+  let mdmSaid = "";
+  if (fromCluster && password !== null && (probe?.kind === "ready" || probe?.kind === "secret")) {
+    try {
+      const token = await mdmLogin(ep, "admin", password);
+      const ca = await mdmRequest({ ...ep, token }, { method: "GET", path: "/api/pf/nbdCa", schema: NbdCaAnswer });
+      return { tls: { caPem: ca.caPem, caName: "the cluster NBD CA (from the MDM)", serverName, ...peer }, dir };
+    } catch (e) {
+      // the MDM's view is a bonus: the local copy of the CA is checked instead, and that is said
+      mdmSaid = `; the MDM's copy could not be read: ${(e as Error).message}`;
+    }
+  }
+  const caPem = read(NbdCertFiles.caCert) ?? "";
+  return { tls: { caPem, caName: `${file(NbdCertFiles.caCert)}${fromCluster ? " (the cluster NBD CA as the SDC wrote it" + mdmSaid + ")" : " (the operator's CA)"}`, serverName, ...peer }, dir };
+}
+
+function isWildcard(host: string): boolean {
+  return host === "0.0.0.0" || host === "::" || host === "[::]" || host === "";
+}
+
+async function nbdCheck(plan: HostPlan, ep: MdmEndpoint, probe: MdmProbe | null): Promise<Check> {
   const nbd = plan.host.sdc!.nbd;
   const name = `NBD server ${nbd.host.includes(":") ? `[${nbd.host}]` : nbd.host}:${nbd.port}`;
   const mapped = plan.config.volumes.filter((v) => v.mapTo.some((m) => m.host === plan.host.name)).map((v) => v.name);
+  const deployed = existsSync(join(plan.dataDir, "sdc"));
+  const tls = await nbdProbeTls(plan, ep, probe);
+  if (tls !== null && tls.tls.caPem === "") {
+    if (!deployed) return info(name, "not running: the SDC is not deployed on this host yet (pf up starts it)");
+    return failed(name, `NBD TLS is ${plan.host.sdc!.nbdTls} but ${join(tls.dir, NbdCertFiles.caCert)} is missing, so the SDC's certificate cannot be checked`, `restart pf up ${plan.fileName} on this host: the SDC writes its certificate and the cluster NBD CA there`);
+  }
   let listed: string[];
   try {
-    listed = await listNbdExports(nbd.host, nbd.port);
+    listed = await listNbdExports(nbd.host, nbd.port, tls?.tls);
   } catch (e) {
-    if (!existsSync(join(plan.dataDir, "sdc"))) return info(name, "not running: the SDC is not deployed on this host yet (pf up starts it)");
-    return failed(name, `not answering NBD (${(e as Error).message})`, `restart pf up ${plan.fileName} on this host (the sdc log lines say why it stopped)`);
+    if (!deployed) return info(name, "not running: the SDC is not deployed on this host yet (pf up starts it)");
+    const msg = (e as Error).message;
+    if (tls !== null && /TLS|certificate|verify/i.test(msg)) {
+      return failed(name, `NBD over TLS fails: ${msg}`, `restart the SDC (pf up ${plan.fileName}) so that it gets a new server certificate; with the operator's own files in ${tls.dir}, fix them (server-cert.pem signed by ca-cert.pem, naming ${nbd.host})`);
+    }
+    return failed(name, `not answering NBD (${msg})`, `restart pf up ${plan.fileName} on this host (the sdc log lines say why it stopped)`);
   }
   const missing = mapped.filter((v) => !listed.includes(v));
   if (missing.length > 0) {
     return failed(name, `does not export ${missing.join(", ")} (exports: ${listed.join(", ") || "none"})`, `check the mappings (pf scli --query_volume --volume_name ${missing[0]}) and that the SDC is Connected`);
   }
-  return ok(name, listed.length > 0 ? `answers NBD, exports ${listed.join(", ")}` : "answers NBD (no volumes mapped to this host)");
+  const how = tls === null ? "answers NBD" : `answers NBD over TLS (STARTTLS; certificate verified against ${tls.tls.caName}${tls.tls.serverName === undefined ? "" : `, names ${tls.tls.serverName}`})`;
+  return ok(name, listed.length > 0 ? `${how}, exports ${listed.join(", ")}` : `${how} (no volumes mapped to this host)`);
 }

@@ -1,8 +1,11 @@
-// A minimal NBD client for `pf up`: asks an SDC which exports it serves (NBD_OPT_LIST), so that
-// `pf up` prints an NBD URI only once a client can really open it. Not on any data path.
+// A minimal NBD client for `pf up` and `pf doctor`: asks an SDC which exports it serves
+// (NBD_OPT_LIST), so that `pf up` prints an NBD URI only once a client can really open it and
+// doctor can say the NBD server works. With TLS it sends STARTTLS first (as a client that requires
+// TLS should) and goes on only once the SDC's certificate verified against the CA it was given
+// (and, with serverName, names that host). Not on any data path.
 
 import { connect, type Socket } from "node:net";
-import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import { checkServerIdentity as checkIdentity, connect as tlsConnect, type PeerCertificate, type TLSSocket } from "node:tls";
 import {
   ClientFlag,
   GREETING_BYTES,
@@ -20,8 +23,12 @@ const PROBE_TIMEOUT_MS = 3000;
 /** STARTTLS before LIST (an SDC with --nbd-tls=require): the CA, and a certificate if it asks. */
 export interface NbdProbeTls {
   caPem: string;
+  /** where caPem came from, for the error message ("the cluster NBD CA from the MDM") */
+  caName?: string;
   certPem?: string;
   keyPem?: string;
+  /** check that the certificate names this host (IP or DNS name) too; absent: the CA only */
+  serverName?: string;
 }
 
 /** Names of the exports an NBD server lists; rejects on any protocol or network error. */
@@ -43,12 +50,14 @@ export function listNbdExports(host: string, port: number, tls?: NbdProbeTls): P
     const timer = setTimeout(() => done(new Error(`NBD probe of ${host}:${port} timed out`)), PROBE_TIMEOUT_MS);
     const startTls = (t: NbdProbeTls) => {
       sock.removeAllListeners("data");
-      // the CA is checked here; the host name is not (the probe runs on the SDC's own host)
-      const ts = tlsConnect({ socket: sock, ca: t.caPem, cert: t.certPem, key: t.keyPem, checkServerIdentity: () => undefined });
+      // the CA is always checked; the host name only when asked (pf up probes its own SDC)
+      const serverName = t.serverName;
+      const checkServerIdentity = serverName === undefined ? () => undefined : (_host: string, cert: PeerCertificate) => checkIdentity(serverName, cert);
+      const ts = tlsConnect({ socket: sock, ca: t.caPem, cert: t.certPem, key: t.keyPem, checkServerIdentity });
       secure = ts;
-      ts.on("error", (e) => done(e));
+      ts.on("error", (e) => done(new Error(`NBD probe: TLS handshake with ${host}:${port} failed (trusting ${t.caName ?? "the CA given"}): ${e.message}`)));
       ts.on("secureConnect", () => {
-        if (!ts.authorized) return done(new Error(`NBD probe: the SDC's TLS certificate does not verify: ${String(ts.authorizationError)}`));
+        if (!ts.authorized) return done(new Error(`NBD probe: the SDC's TLS certificate does not verify against ${t.caName ?? "the CA given"}: ${String(ts.authorizationError)}`));
         send(encodeOptionRequest(Opt.LIST));
       });
       ts.on("data", onReplies);

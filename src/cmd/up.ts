@@ -279,6 +279,10 @@ function printSummary(plan: HostPlan): void {
     const mine = config.volumes.filter((v) => v.mapTo.some((m) => m.host === host.name));
     const scheme = host.sdc.nbdTls === "require" ? "nbds" : "nbd";
     for (const v of mine) lines.push(`  NBD:   ${scheme}://${bracket(nbd.host)}:${nbd.port}/${v.name}`);
+    if (host.sdc.nbdTls === "require" || host.sdc.nbdTls === "on") {
+      const dir = host.sdc.nbdTlsDir ?? join(dataDir, "sdc", "nbd-tls");
+      lines.push(`  NBD TLS: CA in ${join(dir, "ca-cert.pem")}; client material: ${selfCommand().join(" ")} scli --issue_nbd_client_certificate --name NAME --out_dir DIR`);
+    }
   }
   lines.push(`  REST:  ${mdmUrl.split(",").map((u) => `${u}/api`).join(", ")}${caFile ? `   (certificate: ${caFile})` : ""}`);
   lines.push(`  Web:   ${mdmUrl}/dashboard/   (the same users as REST)`);

@@ -312,4 +312,6 @@ export const ClusterPaths = {
   sdcJoin: "/sdc/join",
   sdcHeartbeat: (sdcId: string) => `/sdc/${sdcId}/heartbeat`,
   sdcMaps: (sdcId: string) => `/sdc/${sdcId}/maps`,
+  /** the SDC's NBD server certificate from the cluster NBD CA (src/proto/nbd_certs.ts) */
+  sdcNbdCertificate: (sdcId: string) => `/sdc/${sdcId}/nbdCertificate`,
 } as const;

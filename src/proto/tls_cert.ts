@@ -166,7 +166,8 @@ function makeCert(opts: SelfSignedCertOptions, issuer: SelfSignedCert | null, pu
     extension(OID.keyUsage, true, isCa ? tlv(0x03, Buffer.from([0x02, 0x84])) : tlv(0x03, Buffer.from([0x07, 0x80]))),
     extension(OID.extKeyUsage, false, seq(derOid(OID.serverAuth), derOid(OID.clientAuth))),
     extension(OID.subjectKeyId, false, derOctets(Buffer.from(keyId))),
-    extension(OID.subjectAltName, false, subjectAltNames(opts.hosts)),
+    // RFC 5280: subjectAltName holds at least one name; a certificate naming none has no SAN
+    ...(opts.hosts.some((h) => h.length > 0) ? [extension(OID.subjectAltName, false, subjectAltNames(opts.hosts))] : []),
   );
   const tbs = seq(
     tlv(0xa0, derInteger(Buffer.from([2]))), // version v3

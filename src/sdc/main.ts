@@ -1,4 +1,6 @@
-// `pf sdc` wiring: join the MDM, keep maps fresh by heartbeat, serve mapped volumes over NBD.
+// `pf sdc` wiring: join the MDM, keep maps fresh by heartbeat, serve mapped volumes over NBD
+// (with --nbd-tls: the operator's certificate directory, or a server certificate from the cluster
+// NBD CA asked for right after the join).
 // The SDC owns nothing durable except its GUID (kept in the data dir so that a restart is the
 // same SDC and keeps its mappings). The control port (HTTP /health, /metrics, /status) listens
 // before the join; every heartbeat carries the cumulative IO counters (src/proto/io_report.ts)
@@ -23,7 +25,8 @@ import { clusterRequest, joinWithRetry, type MdmEndpoint } from "../proto/mdm_ht
 import { MetricRegistry } from "../proto/metrics.ts";
 import { registerProcessMetrics } from "../proto/process_metrics.ts";
 import { startNbdServer, type NbdServer } from "./nbd_server.ts";
-import { loadNbdTls, warnPlaintextExposure, type NbdTlsMaterial, type NbdTlsMode } from "./nbd_tls.ts";
+import { loadNbdTls, nbdTlsSource, warnPlaintextExposure, type NbdTlsMaterial, type NbdTlsMode } from "./nbd_tls.ts";
+import { clusterNbdTls } from "./nbd_cluster_cert.ts";
 import { SdcControl } from "./sdc_control.ts";
 import { SdcGrants } from "./sdc_grants.ts";
 import { SdcMetrics } from "./sdc_metrics.ts";
@@ -73,22 +76,37 @@ function loadGuid(opts: SdcOptions): string {
 const FAILED_BEAT_RETRY_MS = 250;
 const HEARTBEAT_REQUEST_TIMEOUT_MS = 1500;
 
-/** The TLS material for the NBD server, or undefined when TLS is off (then warn about exposure). */
-function nbdTlsOf(opts: SdcOptions): NbdTlsMaterial | undefined {
+/**
+ * How the NBD server gets its TLS material: none (TLS off: then warn about exposure), the
+ * operator's directory (read now, before the join, so a bad file stops the SDC at once), or the
+ * cluster NBD CA (after the join: nbd_cluster_cert.ts).
+ */
+type NbdTlsPlan = { kind: "off" } | { kind: "dir"; material: NbdTlsMaterial } | { kind: "cluster"; mode: Exclude<NbdTlsMode, "off">; dir: string; verifyPeer: boolean };
+
+function nbdTlsPlan(opts: SdcOptions): NbdTlsPlan {
   const t = opts.nbdTls ?? { mode: "off" as const, explicit: false, verifyPeer: false };
   if (t.mode === "off") {
     warnPlaintextExposure(opts.nbdHost, "off", t.explicit);
-    return undefined;
+    return { kind: "off" };
   }
   if (t.dir === undefined) throw new PfError("BAD_REQUEST", `NBD TLS ${t.mode} needs a certificate directory (--nbd-tls-dir)`);
+  if (nbdTlsSource(t.dir) === "cluster") return { kind: "cluster", mode: t.mode, dir: t.dir, verifyPeer: t.verifyPeer };
   const m = loadNbdTls({ mode: t.mode, dir: t.dir, listenHost: opts.nbdHost, certHosts: [opts.address], verifyPeer: t.verifyPeer });
-  consola.info(`sdc: NBD TLS ${t.mode}${t.verifyPeer ? " with client certificates" : ""}: clients trust ${t.dir}/ca-cert.pem`);
+  consola.info(`sdc: NBD TLS ${t.mode}${t.verifyPeer ? " with client certificates" : ""} from the operator's ${t.dir}: clients trust ${t.dir}/ca-cert.pem`);
+  return { kind: "dir", material: m };
+}
+
+async function nbdTlsAfterJoin(plan: NbdTlsPlan, opts: SdcOptions, mdm: MdmEndpoint, sdcId: string, systemId: string): Promise<NbdTlsMaterial | undefined> {
+  if (plan.kind === "off") return undefined;
+  if (plan.kind === "dir") return plan.material;
+  const m = await clusterNbdTls({ mode: plan.mode, dir: plan.dir, verifyPeer: plan.verifyPeer, listenHost: opts.nbdHost, address: opts.address, mdm, sdcId, systemId });
+  consola.info(`sdc ${sdcId}: NBD TLS ${plan.mode}${plan.verifyPeer ? " with client certificates of the cluster NBD CA" : ""}: clients trust the cluster NBD CA (${plan.dir}/ca-cert.pem, scli --query_nbd_ca)`);
   return m;
 }
 
 export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
   const guid = loadGuid(opts);
-  const tls = nbdTlsOf(opts);
+  const tlsPlan = nbdTlsPlan(opts);
   const version = opts.version ?? "unknown";
   const registry = new MetricRegistry();
   const proc = registerProcessMetrics(registry, { role: "sdc", version });
@@ -140,6 +158,7 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
     });
     node = n;
     await n.refresh();
+    const tls = await nbdTlsAfterJoin(tlsPlan, opts, mdm, sdcId, joined.systemId);
     const server = await startNbdServer({ host: opts.nbdHost, port: opts.nbdPort, registry: n, tls });
     nbd = server;
     closeExport = server.closeExport;

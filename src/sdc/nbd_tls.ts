@@ -2,13 +2,17 @@
 // nbdkit-style directory, the check of a client certificate after the handshake, and the policy
 // for a listen address that is not loopback.
 //
+// Where the material comes from (nbdTlsSource): a directory with the operator's files (ca-cert.pem
+// and no cluster-issued.json) is used as below; otherwise pf sdc asks the MDM for a server
+// certificate from the cluster NBD CA (nbd_cluster_cert.ts) and writes the same layout there.
+//
 // Directory layout (the names nbdkit --tls-certificates and libnbd use):
 //   ca-cert.pem      the CA clients trust and client certificates are checked against (required)
 //   ca-key.pem       optional: with it, the SDC issues its own server certificate on start
 //   server-cert.pem  the SDC's certificate, signed by ca-cert.pem, naming the NBD host
 //   server-key.pem   its key (mode 0600)
-// An empty or missing directory gets a new CA and server certificate (a self-managed CA), so that
-// `--nbd-tls=require` works on the first start; the operator copies ca-cert.pem to the clients.
+// loadNbdTls on an empty or missing directory makes a new CA and server certificate (a
+// self-managed CA: in-process tests and bench/nbd_tls.ts; pf sdc uses the cluster's CA instead).
 //
 // Invariants:
 // - the server certificate in use verifies against ca-cert.pem and its key matches it;
@@ -24,17 +28,24 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { consola } from "consola";
 import { PfError } from "../proto/errors.ts";
+import { NbdCertFiles } from "../proto/nbd_certs.ts";
 import { certCoversHost, describeCert, generateSelfSignedCert, generateSignedCert } from "../proto/tls_cert.ts";
 
 export const NbdTlsModes = ["off", "on", "require"] as const;
 export type NbdTlsMode = (typeof NbdTlsModes)[number];
 
-export const NbdTlsFiles = {
-  caCert: "ca-cert.pem",
-  caKey: "ca-key.pem",
-  serverCert: "server-cert.pem",
-  serverKey: "server-key.pem",
-} as const;
+export const NbdTlsFiles = NbdCertFiles;
+
+/**
+ * Whose files a directory holds: "operator" when it holds one of ca-cert.pem, server-cert.pem,
+ * server-key.pem and no cluster-issued.json (used as they are, loadNbdTls); "cluster" when it is
+ * empty or holds what an earlier start got from the cluster NBD CA (issued again now).
+ */
+export function nbdTlsSource(dir: string): "operator" | "cluster" {
+  const f = (name: string) => existsSync(join(dir, name));
+  if (f(NbdCertFiles.clusterIssued)) return "cluster";
+  return f(NbdCertFiles.caCert) || f(NbdCertFiles.serverCert) || f(NbdCertFiles.serverKey) ? "operator" : "cluster";
+}
 
 export interface NbdTlsMaterial {
   mode: Exclude<NbdTlsMode, "off">;
@@ -57,14 +68,14 @@ function readPem(path: string): string {
 }
 
 /** Names a server certificate should carry for this NBD listen address. */
-function serverCertHosts(listenHost: string, extra: string[]): string[] {
+export function serverCertHosts(listenHost: string, extra: string[]): string[] {
   const h = listenHost.replace(/^\[|\]$/g, "");
   const hosts = [...extra, "127.0.0.1", "::1", "localhost", hostname()];
   if (h !== "" && h !== "0.0.0.0" && h !== "::") hosts.unshift(h);
   return [...new Set(hosts.filter((x) => x.length > 0))];
 }
 
-function verifiesAgainst(certPem: string, caPem: string): boolean {
+export function verifiesAgainst(certPem: string, caPem: string): boolean {
   const cert = new X509Certificate(certPem);
   const ca = new X509Certificate(caPem);
   return cert.checkIssued(ca) && cert.verify(ca.publicKey);

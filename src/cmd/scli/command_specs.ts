@@ -240,4 +240,6 @@ export const COMMANDS: Record<CommandName, CommandSpec> = {
   reset_password: spec({ flags: [...USER], required: [USER], exclusive: [USER], usage: "--reset_password (--user_id ID | --username NAME)" }),
   query_audit_log: spec({ flags: ["username", "max_records"], usage: "--query_audit_log [--username NAME] [--max_records N]" }),
   verify_audit_log: spec({ usage: "--verify_audit_log" }),
+  query_nbd_ca: spec({ flags: ["out"], usage: "--query_nbd_ca [--out FILE]" }),
+  issue_nbd_client_certificate: spec({ flags: ["name", "out_dir"], required: ["name", "out_dir"], usage: "--issue_nbd_client_certificate --name NAME --out_dir DIR" }),
 };

@@ -56,6 +56,11 @@ export const FLAGS = {
   reset_password: { kind: "command", help: "Give a user a new one-time password (shown once; it must be changed at next login)" },
   query_audit_log: { kind: "command", help: "Show audit records, newest first (pf extension)" },
   verify_audit_log: { kind: "command", help: "Check the audit log's hash chain for edited or removed records (pf extension)" },
+  query_nbd_ca: { kind: "command", help: "Show (or with --out, save) the cluster NBD CA certificate NBD clients trust (pf extension)" },
+  issue_nbd_client_certificate: {
+    kind: "command",
+    help: "Make an NBD client key here and have the cluster NBD CA sign it: ca-cert.pem, client-cert.pem, client-key.pem in --out_dir (pf extension)",
+  },
 
   // ---- common ----
   help: { kind: "switch", help: "Show help (alone: all commands; after a command: that command)" },
@@ -100,6 +105,11 @@ export const FLAGS = {
   new_mdm_port: { kind: "value", arg: "PORT", help: "Port of the MDM to add (omitted: it matches an MDM on every port of its IPs)" },
   mdm_role: { kind: "value", arg: "manager|tb", help: "Role of the MDM to add: manager (holds the metadata) or tb (tie-breaker)" },
   remove_mdm_id: { kind: "value", arg: "ID", help: "The MDM to remove, by id" },
+
+  // ---- NBD certificates ----
+  name: { kind: "value", arg: "NAME", help: "Name of the NBD client certificate (its CN is pf-nbd-client NAME)" },
+  out_dir: { kind: "value", arg: "DIR", help: "Directory for ca-cert.pem, client-cert.pem, client-key.pem (libnbd/qemu layout)" },
+  out: { kind: "value", arg: "FILE", help: "Write the certificate to this file" },
 
   // ---- options ----
   media_type: { kind: "value", arg: "HDD|SSD", help: "Media type of the pool's devices (default HDD)" },

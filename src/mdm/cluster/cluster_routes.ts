@@ -18,6 +18,8 @@ import { NodeRole } from "../../proto/dataplane_auth.ts";
 import { secretsEqual } from "../core/auth.ts";
 import { nodeTokenValid } from "../core/dataplane_secrets.ts";
 import { sdcHeartbeat, sdcJoin, sdcMaps, sdsAssignments, sdsHeartbeat, sdsJoin } from "./cluster_service.ts";
+import { sdcNbdCertificate } from "./node_access.ts";
+import { SdcNbdCertRequest } from "../../proto/nbd_certs.ts";
 import type { MdmContext } from "../core/context.ts";
 import { HttpError, readBody } from "../core/http_edge.ts";
 import { clientTermCheck } from "../core/leader_gate.ts";
@@ -58,6 +60,7 @@ export function clusterRoutes(ctx: MdmContext, clusterSecret: string): Hono {
   api.post("/sdc/join", async (c) => c.json(t(sdcJoin(ctx, await readBody(c, SdcJoinRequest)))));
   api.post("/sdc/:id/heartbeat", async (c) => c.json(t(sdcHeartbeat(ctx, authedNode(ctx, c, NodeRole.SDC), await readBody(c, SdcHeartbeatRequest, Limits.heartbeatMaxBodyBytes)))));
   api.on(["GET", "POST"], "/sdc/:id/maps", (c) => c.json(t(sdcMaps(ctx, authedNode(ctx, c, NodeRole.SDC)))));
+  api.post("/sdc/:id/nbdCertificate", async (c) => c.json(t(sdcNbdCertificate(ctx, authedNode(ctx, c, NodeRole.SDC), await readBody(c, SdcNbdCertRequest)))));
   api.all("*", () => {
     throw new HttpError("NOT_FOUND", 404, "no such cluster API path");
   });

@@ -2,6 +2,7 @@
 // its cluster-API token at join and the member keys, grant keys and revocation floors with its
 // assignments; an SDC gets its token and its own node keys at join, and its node keys again with
 // every map (they change on a key rotation) together with a fresh grant per mapped volume.
+// An SDC with NBD TLS asks for its NBD server certificate (cluster NBD CA) after its join.
 // Keeps cluster_service.ts free of key handling.
 //
 // Invariant: no answer to one node carries another node's key or token.
@@ -17,6 +18,8 @@ import { grantFloors } from "../topology/grant_floors.ts";
 import { mintGrant } from "./grants.ts";
 import { getSdc } from "../core/lookup.ts";
 import { sdcMayMap } from "../topology/sdc_access.ts";
+import type { IssuedNbdCert, SdcNbdCertRequest } from "../../proto/nbd_certs.ts";
+import { issueNbdServerCert } from "../core/nbd_ca.ts";
 
 function entries(keys: readonly NodeKey[]): KeyEntry[] {
   return keys.map((k) => ({ kid: k.kid, key: keyToHex(k.key) }));
@@ -68,4 +71,17 @@ export function sdcMapsWithAccess(ctx: MdmContext, sdcId: string, maps: Omit<Sdc
   const allowed = sdcMayMap(ctx, getSdc(ctx, sdcId));
   const volumes = allowed ? maps.volumes.map((v) => ({ ...v, grant: mintGrant(ctx, sdcId, v.volumeId, v.accessMode, maps.mapVersion) })) : [];
   return { ...maps, volumes, nodeKeys: entries(nodeKeysOf(ctx, NodeRole.SDC, sdcId)), dataPlaneTls: ctx.dataPlaneTls !== undefined };
+}
+
+/**
+ * An SDC's NBD server certificate for the hosts it names. Only an SDC that may have volumes
+ * (approved, or restricted SDC mode off) gets one: an unapproved SDC serves nothing, and a
+ * certificate naming hosts is worth stealing (it would let that SDC pose as another NBD server).
+ */
+export function sdcNbdCertificate(ctx: MdmContext, sdcId: string, req: SdcNbdCertRequest): IssuedNbdCert {
+  const sdc = getSdc(ctx, sdcId);
+  if (!sdcMayMap(ctx, sdc)) {
+    throw new PfError("INVALID_STATE", `INITIATOR_NOT_APPROVED: SDC ${sdcId} (GUID ${sdc.guid}) is not approved; approve it (approveSdc) and it gets its NBD certificate at its next try`);
+  }
+  return issueNbdServerCert(ctx, sdcId, req.hosts, req.publicKeyPem);
 }

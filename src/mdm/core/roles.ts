@@ -19,9 +19,10 @@ export function isRole(s: string): s is Role {
  * - system: system-wide settings (restricted SDC mode, data-plane key, MDM ownership, name);
  * - users: listing and managing other users (which roles: MANAGED_ROLES);
  * - audit: reading and verifying the audit log;
+ * - certificates: issuing NBD client certificates from the cluster NBD CA (core/nbd_ca.ts);
  * - self: the caller's own session and password (logout, query/set own password).
  */
-export const AccessClasses = ["read", "frontend", "backend", "system", "users", "audit", "self"] as const;
+export const AccessClasses = ["read", "frontend", "backend", "system", "users", "audit", "certificates", "self"] as const;
 export type AccessClass = (typeof AccessClasses)[number];
 
 /** The PowerFlex 3.x table (security.md §2, proposal (c)); Security reads no storage objects. */
@@ -31,8 +32,8 @@ export const ROLE_GRANTS: Record<Role, readonly AccessClass[]> = {
   BackendConfig: ["read", "backend", "self"],
   Configure: ["read", "frontend", "backend", "self"],
   Administrator: ["read", "frontend", "backend", "system", "users", "self"],
-  Security: ["users", "audit", "self"],
-  SuperUser: ["read", "frontend", "backend", "system", "users", "audit", "self"],
+  Security: ["users", "audit", "certificates", "self"],
+  SuperUser: ["read", "frontend", "backend", "system", "users", "audit", "certificates", "self"],
 };
 
 /** Roles of the users a role may create, re-role, reset or remove (SuperUser is the one local admin). */

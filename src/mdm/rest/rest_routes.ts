@@ -78,6 +78,7 @@ import * as snaps from "../vtree/snapshots.ts";
 import { auditEdge, tokenEdge, type AccessVars } from "./access_edge.ts";
 import { sourceOf } from "./route_access.ts";
 import { registerUserRoutes } from "./user_routes.ts";
+import { registerNbdCaRoutes } from "./nbd_ca_routes.ts";
 
 type Vars = AccessVars;
 
@@ -250,6 +251,8 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
 
   // users and the audit log (before the generic routes)
   registerUserRoutes(api, ctx);
+  // the cluster NBD CA and NBD client certificates (before the generic routes)
+  registerNbdCaRoutes(api, ctx);
   // alerts, batched statistics, the dashboard's history and live IO (before the generic routes)
   registerObserveRoutes(api, ctx);
 

@@ -118,6 +118,9 @@ export const ROUTE_CLASSES: Record<string, RouteClass | Dynamic> = {
   "GET /instances/:ref{System::[^/]+}/relationships/User": "users",
   "GET /pf/audit": "audit",
   "POST /pf/audit/verify": "audit",
+  // the cluster NBD CA (nbd_ca_routes.ts): its certificate is public, issuing is Security's
+  "GET /pf/nbdCa": "read",
+  "POST /pf/nbdCa/issueClientCertificate": "certificates",
   // storage objects
   "GET /types/:type/instances": "read",
   "POST /types/:type/instances": byCreateType,

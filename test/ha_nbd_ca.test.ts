@@ -1,0 +1,82 @@
+// The cluster NBD CA in HA mode (in process, one etcd member, two MDMs): the CA the active MDM
+// makes reaches the standby through etcd (its mdm_secret rows), a standby sends NBD CA calls to
+// the active MDM (421), and after the active MDM is gone the new one serves the same CA and signs
+// client certificates that verify against it: certificates issued before a takeover stay valid.
+
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { generateKeyPairSync, X509Certificate } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { EtcdMetaStore } from "../src/mdm/ha/etcd_meta_store.ts";
+import { MDM_MIGRATIONS } from "../src/store/mdm_migrate.ts";
+import { MdmFixture } from "./mdm_fixture.ts";
+import { EtcdCluster } from "./helpers/etcd.ts";
+
+const SCHEMA_VERSION = MDM_MIGRATIONS.reduce((m, x) => Math.max(m, x.version), -1);
+type Obj = Record<string, unknown>;
+
+let etcd: EtcdCluster;
+const dirs: string[] = [];
+let a: MdmFixture | null = null;
+let b: MdmFixture;
+
+function open(name: string): Promise<MdmFixture> {
+  const dir = mkdtempSync(join(tmpdir(), "pf-ha-nbdca-"));
+  dirs.push(dir);
+  return MdmFixture.open({
+    dir,
+    openMeta: (store) =>
+      EtcdMetaStore.open({ sqlite: store.sqlite, endpoints: etcd.endpoints, cluster: `nbdca${process.pid}`, mdmId: `id-${name}`, name, url: `https://127.0.0.1:1/${name}`, schemaVersion: SCHEMA_VERSION }),
+  });
+}
+
+async function waitFor(what: string, timeoutMs: number, probe: () => boolean): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!probe()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(25);
+  }
+}
+
+const storedCa = (m: MdmFixture) =>
+  m.core.ctx.store.sqlite.query<{ valueHex: string }, []>("SELECT value_hex AS valueHex FROM mdm_secret WHERE name = 'nbd-ca-cert'").get()?.valueHex ?? null;
+
+beforeAll(async () => {
+  etcd = await EtcdCluster.start(1);
+  a = await open("m1");
+  b = await open("m2");
+}, 60_000);
+
+afterAll(async () => {
+  await a?.closeAll().catch(() => {});
+  await b?.closeAll().catch(() => {});
+  await etcd?.stop();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+test("the NBD CA made by the active MDM is the one the next active MDM signs with", async () => {
+  const first = a!;
+  expect(first.core.ctx.meta.isLeader()).toBe(true);
+  expect(b.core.ctx.meta.isLeader()).toBe(false);
+  await first.login();
+  const got = await first.api("GET", "/pf/nbdCa");
+  expect(got.status).toBe(200);
+  const caPem = (got.json as Obj).caPem as string;
+  // the standby follows the rows by watch, and sends the call itself to the active MDM
+  await waitFor("the standby to hold the NBD CA rows", 10_000, () => storedCa(b) !== null);
+  expect(Buffer.from(storedCa(b)!, "hex").toString("utf8")).toBe(caPem);
+  b.token = first.token;
+  expect((await b.api("GET", "/pf/nbdCa")).status).toBe(421);
+  // the active MDM goes away; the standby takes over and signs with the same CA
+  await first.closeAll({ keepDir: true });
+  a = null;
+  await waitFor("m2 to lead", 20_000, () => b.core.ctx.meta.isLeader());
+  await b.login();
+  expect(((await b.api("GET", "/pf/nbdCa")).json as Obj).caPem).toBe(caPem);
+  const publicKeyPem = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).publicKey.export({ type: "spki", format: "pem" }).toString();
+  const issued = await b.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "after-takeover", publicKeyPem });
+  expect(issued.status).toBe(200);
+  const cert = new X509Certificate((issued.json as Obj).certPem as string);
+  expect(cert.verify(new X509Certificate(caPem).publicKey)).toBe(true);
+}, 60_000);

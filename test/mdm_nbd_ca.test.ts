@@ -1,0 +1,172 @@
+// The cluster NBD CA in the MDM, in process (app.request, fake clock): the CA certificate is
+// readable by a Monitor (public) and never carries the key; a Security user gets a client
+// certificate for a public key it made (and only Security and SuperUser may; the call is audited);
+// a bad key is refused and issues nothing; the CA survives an MDM restart and lives in replicated
+// rows (HA); an SDC gets a server certificate naming the hosts it asked for, with its own node
+// token only, and only once approved in restricted SDC mode.
+
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { generateKeyPairSync, X509Certificate } from "node:crypto";
+import { replicatedTables } from "../src/store/row_capture.ts";
+import { ADMIN_PASSWORD, basic, MdmFixture } from "./mdm_fixture.ts";
+
+type Obj = Record<string, unknown>;
+let m: MdmFixture;
+
+beforeEach(async () => {
+  m = await MdmFixture.open();
+  await m.login();
+});
+afterEach(() => m.close());
+
+function keyPair(): { publicKeyPem: string; privateKeyPem: string } {
+  const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+  return { publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(), privateKeyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString() };
+}
+
+async function userToken(name: string, role: string): Promise<string> {
+  const password = `pw-${name}-0123`;
+  expect((await m.api("POST", "/types/User/instances", { name, userRole: role, password })).status).toBe(200);
+  const r = await m.raw("GET", "/api/login", { headers: { authorization: basic(name, password) } });
+  expect(r.status).toBe(200);
+  return r.json as string;
+}
+
+async function as<T>(token: string, fn: () => Promise<T>): Promise<T> {
+  const saved = m.token;
+  m.token = token;
+  try {
+    return await fn();
+  } finally {
+    m.token = saved;
+  }
+}
+
+/** The fake clock's "now": certificates are checked at the time they were issued. */
+const atIssue = () => m.clock.nowMs;
+
+function verifies(certPem: string, caPem: string): boolean {
+  const cert = new X509Certificate(certPem);
+  const ca = new X509Certificate(caPem);
+  return cert.checkIssued(ca) && cert.verify(ca.publicKey) && !cert.ca;
+}
+
+describe("the cluster NBD CA over REST", () => {
+  test("a Monitor reads the CA certificate (no key in the answer); it is one CA, stable across calls", async () => {
+    const mon = await userToken("watcher", "Monitor");
+    const a = await as(mon, () => m.api("GET", "/pf/nbdCa"));
+    expect(a.status).toBe(200);
+    const body = a.json as Obj;
+    const ca = new X509Certificate(body.caPem as string);
+    expect(ca.ca).toBe(true);
+    expect(ca.subject).toContain("pf-nbd-ca");
+    expect(body.fingerprint256).toBe(ca.fingerprint256);
+    expect(a.text).not.toContain("PRIVATE KEY");
+    const b = await m.api("GET", "/pf/nbdCa");
+    expect((b.json as Obj).caPem).toBe(body.caPem as string);
+  });
+
+  test("a Security user gets a client certificate for its own public key; the audit log records the call", async () => {
+    const sec = await userToken("sec1", "Security");
+    const k = keyPair();
+    const r = await as(sec, () => m.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "backup-host", publicKeyPem: k.publicKeyPem }));
+    expect(r.status).toBe(200);
+    const got = r.json as Obj;
+    expect(r.text).not.toContain("PRIVATE KEY");
+    const cert = new X509Certificate(got.certPem as string);
+    expect(verifies(got.certPem as string, got.caPem as string)).toBe(true);
+    expect(cert.subject).toContain("CN=pf-nbd-client backup-host");
+    expect(cert.publicKey.export({ type: "spki", format: "pem" }).toString()).toBe(k.publicKeyPem);
+    expect(cert.keyUsage).toContain("1.3.6.1.5.5.7.3.2"); // clientAuth
+    expect(Date.parse(cert.validFrom)).toBeLessThanOrEqual(atIssue());
+    expect(Date.parse(cert.validTo) - atIssue()).toBeGreaterThan(390 * 86_400_000);
+    expect(got.caPem).toBe(((await m.api("GET", "/pf/nbdCa")).json as Obj).caPem as string);
+    const audit = (await m.api("GET", "/pf/audit?limit=20")).json as Obj[];
+    const rec = audit.find((x) => x.path === "/api/pf/nbdCa/issueClientCertificate");
+    expect(rec).toMatchObject({ actor: "sec1", role: "Security", result: "ok", status: 200 });
+    expect(rec?.params).toContain("backup-host");
+  });
+
+  test("only Security and SuperUser may issue: Monitor, Configure and Administrator get 403 (and the refusal is audited)", async () => {
+    const k = keyPair();
+    for (const role of ["Monitor", "Configure", "Administrator"]) {
+      const t = await userToken(`u-${role.toLowerCase()}`, role);
+      const r = await as(t, () => m.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "x", publicKeyPem: k.publicKeyPem }));
+      expect({ role, status: r.status }).toEqual({ role, status: 403 });
+    }
+    expect((await m.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "by-admin", publicKeyPem: k.publicKeyPem })).status).toBe(200);
+    const audit = (await m.api("GET", "/pf/audit?limit=50")).json as Obj[];
+    expect(audit.filter((x) => x.path === "/api/pf/nbdCa/issueClientCertificate" && x.status === 403).length).toBe(3);
+  });
+
+  test("a private key, garbage or a bad name is refused with 400 and no certificate", async () => {
+    const k = keyPair();
+    const cases: Obj[] = [
+      { name: "x", publicKeyPem: k.privateKeyPem },
+      { name: "x", publicKeyPem: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n" },
+      { name: "bad name with spaces", publicKeyPem: k.publicKeyPem },
+      { publicKeyPem: k.publicKeyPem },
+    ];
+    for (const body of cases) {
+      const r = await m.api("POST", "/pf/nbdCa/issueClientCertificate", body);
+      expect({ body: Object.keys(body), status: r.status, cert: r.text.includes("BEGIN CERTIFICATE") }).toEqual({ body: Object.keys(body), status: 400, cert: false });
+    }
+  });
+
+  test("the CA survives an MDM restart on the same data dir, and its rows are replicated in HA mode", async () => {
+    const before = ((await m.api("GET", "/pf/nbdCa")).json as Obj).caPem;
+    const dir = m.dir;
+    m.close({ keepDir: true });
+    m = await MdmFixture.open({ dir });
+    await m.login(ADMIN_PASSWORD);
+    expect(((await m.api("GET", "/pf/nbdCa")).json as Obj).caPem).toBe(before as string);
+    const rows = m.core.ctx.store.sqlite.query<{ name: string }, []>("SELECT name FROM mdm_secret WHERE name LIKE 'nbd-ca-%' ORDER BY name").all();
+    expect(rows.map((r) => r.name)).toEqual(["nbd-ca-cert", "nbd-ca-key"]);
+    // HA: the etcd metadata store ships every row of these tables (row_capture.ts)
+    expect(replicatedTables(m.core.ctx.store.sqlite).map((t) => t.name)).toContain("mdm_secret");
+  });
+});
+
+describe("an SDC's NBD server certificate (cluster API)", () => {
+  test("names the hosts the SDC asked for, for the key it sent, signed by the cluster NBD CA", async () => {
+    const sdcId = await m.joinSdc("guid-nbd-a", "hostA");
+    const k = keyPair();
+    const r = await m.cluster("POST", `/sdc/${sdcId}/nbdCertificate`, { publicKeyPem: k.publicKeyPem, hosts: ["10.1.2.3", "nbd-a.example", "127.0.0.1"] });
+    expect(r.status).toBe(200);
+    const got = r.json as Obj;
+    const caPem = ((await m.api("GET", "/pf/nbdCa")).json as Obj).caPem as string;
+    expect(got.caPem).toBe(caPem);
+    expect(verifies(got.certPem as string, caPem)).toBe(true);
+    const cert = new X509Certificate(got.certPem as string);
+    expect(cert.subject).toContain(`pf-nbd sdc ${sdcId}`);
+    expect(cert.checkIP("10.1.2.3")).toBe("10.1.2.3");
+    expect(cert.checkHost("nbd-a.example")).toBe("nbd-a.example");
+    expect(cert.checkHost("other.example")).toBeUndefined();
+    expect(cert.publicKey.export({ type: "spki", format: "pem" }).toString()).toBe(k.publicKeyPem);
+  });
+
+  test("another SDC's token, no token, a wildcard or too many names: refused", async () => {
+    const a = await m.joinSdc("guid-nbd-a", "hostA");
+    const b = await m.joinSdc("guid-nbd-b", "hostB");
+    const k = keyPair();
+    const body = { publicKeyPem: k.publicKeyPem, hosts: ["127.0.0.1"] };
+    const tokenOfB = (await m.cluster("POST", "/sdc/join", { guid: "guid-nbd-b", host: "127.0.0.1", name: "hostB" })).json as Obj;
+    expect((await m.cluster("POST", `/sdc/${a}/nbdCertificate`, body, undefined, tokenOfB.nodeToken as string)).status).toBe(401);
+    expect((await m.cluster("POST", `/sdc/${a}/nbdCertificate`, body, undefined, null)).status).toBe(401);
+    expect((await m.cluster("POST", `/sdc/${b}/nbdCertificate`, { ...body, hosts: ["*.example"] })).status).toBe(400);
+    expect((await m.cluster("POST", `/sdc/${b}/nbdCertificate`, { ...body, hosts: Array.from({ length: 17 }, (_, i) => `h${i}.example`) })).status).toBe(400);
+    expect((await m.cluster("POST", `/sdc/${b}/nbdCertificate`, { ...body, hosts: [] })).status).toBe(400);
+  });
+
+  test("restricted SDC mode: an unapproved SDC gets no NBD certificate until approveSdc", async () => {
+    const systemId = (((await m.api("GET", "/types/System/instances")).json as Obj[])[0] as Obj).id as string;
+    expect((await m.api("POST", `/instances/System::${systemId}/action/setRestrictedSdcMode`, { restrictedSdcMode: "Guid" })).status).toBe(200);
+    const sdcId = await m.joinSdc("guid-nbd-new", "hostN");
+    const body = { publicKeyPem: keyPair().publicKeyPem, hosts: ["127.0.0.1"] };
+    const refused = await m.cluster("POST", `/sdc/${sdcId}/nbdCertificate`, body);
+    expect(refused.status).toBeGreaterThanOrEqual(400);
+    expect((refused.json as Obj).message as string).toContain("NOT_APPROVED");
+    expect((await m.api("POST", `/instances/System::${systemId}/action/approveSdc`, { sdcGuid: "guid-nbd-new" })).status).toBe(200);
+    expect((await m.cluster("POST", `/sdc/${sdcId}/nbdCertificate`, body)).status).toBe(200);
+  });
+});
