@@ -105,7 +105,7 @@ test("an MDM without the NBD certificate call (an older pf): the SDC stops with 
     fetch: (req) => {
       const u = new URL(req.url);
       u.pathname = u.pathname.replace(/nbdCertificate$/, "nbdCertificateUnknown");
-      return m.core.app.fetch(new Request(u, req));
+      return m.core.app.fetch(new Request(u.toString(), req));
     },
   });
   try {

@@ -146,6 +146,7 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
       ctx,
       app,
       close: () => {
+        ctx.health.releaseWaiters();
         ctx.observe.close();
         store.close();
       },
@@ -164,6 +165,7 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
  * by the old MDM are loaded; recovery progress restarts from the SDSs' next reports.
  */
 export function restartVolatileState(ctx: MdmContext, tokens?: TokenStoreOptions): void {
+  ctx.health.releaseWaiters();
   ctx.health = new HealthTracker(ctx.clock, ctx.recovery.config.heartbeatTimeoutMs);
   ctx.health.seedAll(
     ctx.store.db.select({ id: sdsTable.id }).from(sdsTable).all().map((r) => r.id),

@@ -236,7 +236,8 @@ async function openHa(opts: MdmOptions, listenHost: string): Promise<HaOpened> {
   if (opts.listenPort === 0) throw new PfError("BAD_REQUEST", "an MDM in HA mode needs a fixed port (other MDMs and clients are told its URL)");
   if (isWildcardHost(listenHost)) throw new PfError("BAD_REQUEST", `an MDM in HA mode must listen on its own address, not ${listenHost} (clients are told that address)`);
   const setup = await import("./ha/etcd_setup.ts");
-  const identity = await setup.resolveHaIdentity(ha.etcdEndpoints, ha.cluster, opts.clusterSecret ?? (process.env.PF_CLUSTER_SECRET || undefined), ha.etcdSecurity);
+  // a single MDM's data dir moving to etcd: the cluster it creates keeps its secret and certificate
+  const identity = await setup.resolveHaIdentity(ha.etcdEndpoints, ha.cluster, opts.clusterSecret ?? (process.env.PF_CLUSTER_SECRET || undefined), ha.etcdSecurity, setup.sqliteIdentityOf(opts.dataDir));
   const custom = opts.tlsCertFile !== undefined || opts.tlsKeyFile !== undefined;
   const tls = opts.plainHttp ? null : custom ? resolveTls(opts.dataDir, listenHost, { certFile: opts.tlsCertFile, keyFile: opts.tlsKeyFile }) : setup.issueMdmCert(opts.dataDir, [listenHost], ha.name, identity);
   const url = `${tls ? "https" : "http"}://${urlHost(listenHost)}:${opts.listenPort}`;

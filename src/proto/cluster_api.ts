@@ -17,6 +17,7 @@
 
 import { z } from "zod";
 import { SdcIoReport, SdsIoReport } from "./io_report.ts";
+import { Limits } from "./limits.ts";
 
 export const CLUSTER_API_PREFIX = "/pf/v1";
 export const CLUSTER_SECRET_HEADER = "x-pf-cluster-secret";
@@ -304,11 +305,25 @@ export const SdcMapsResponse = z.object({
 /** term is stamped by the MDM's HTTP edge (cluster_routes.ts), not by the services */
 export type SdcMapsResponse = Omit<z.infer<typeof SdcMapsResponse>, "term">;
 
+/**
+ * The mapWatch long poll (SDS and SDC): answered as soon as a map change concerns the node and
+ * its `after` version, or after waitMs with the version a heartbeat would tell (mapVersion ==
+ * after: nothing new). The node then fetches its assignments or maps as after a heartbeat.
+ */
+export const MapWatchQuery = z.object({
+  after: z.coerce.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  waitMs: z.coerce.number().int().nonnegative().max(Limits.mapWatchMaxMs),
+});
+export type MapWatchQuery = z.infer<typeof MapWatchQuery>;
+export const MapWatchResponse = z.object({ term, mapVersion: z.number().int().nonnegative() });
+export type MapWatchResponse = Omit<z.infer<typeof MapWatchResponse>, "term">;
+
 /** Paths, relative to CLUSTER_API_PREFIX. */
 export const ClusterPaths = {
   sdsJoin: "/sds/join",
   sdsHeartbeat: (sdsId: string) => `/sds/${sdsId}/heartbeat`,
   sdsAssignments: (sdsId: string) => `/sds/${sdsId}/assignments`,
+  mapWatch: (kind: "sds" | "sdc", nodeId: string, q: MapWatchQuery) => `/${kind}/${nodeId}/mapWatch?after=${q.after}&waitMs=${q.waitMs}`,
   sdcJoin: "/sdc/join",
   sdcHeartbeat: (sdcId: string) => `/sdc/${sdcId}/heartbeat`,
   sdcMaps: (sdcId: string) => `/sdc/${sdcId}/maps`,

@@ -93,6 +93,7 @@ export const Limits = {
   heartbeatTimeoutMs: 5000,
   sdsLeaseMs: 4000, // an SDS serves extents only while its lease holds; shorter than heartbeatTimeoutMs
   mapPollIntervalMs: 1000,
+  mapWatchMaxMs: 5000, // a mapWatch long poll is answered within this (below Bun.serve's 10 s idle timeout)
   mdmStartWaitMs: 60_000, // a starting SDS/SDC (and pf up) waits this long for an unreachable MDM (PF_MDM_WAIT_MS)
 
   // observability (metrics core, control HTTP port of SDS and SDC)

@@ -119,9 +119,11 @@ interface RequestOptions<T extends z.ZodType> {
  */
 export async function mdmRequest<T extends z.ZodType>(ep: MdmEndpoint, opts: RequestOptions<T>): Promise<z.infer<T>> {
   const urls = mdmUrlsOf(ep.url);
-  if (urls.length <= 1) return requestOne(ep, urls[0] ?? ep.url, opts);
+  if (urls.length === 0) return requestOne(ep, ep.url, opts); // its checkMdmUrl says what is wrong
+  // the MDM that answered last goes first, even one a standby named that is not in the list
+  // (a client given only the first MDM's address follows the cluster's leader from there on)
   const first = lastAnswered.get(ep.url);
-  const queue = first !== undefined && urls.includes(first) ? [first, ...urls.filter((u) => u !== first)] : [...urls];
+  const queue = first !== undefined ? [first, ...urls.filter((u) => u !== first)] : [...urls];
   let last: PfError | null = null;
   for (let attempt = 0; attempt < MAX_MDM_ATTEMPTS && queue.length > 0; attempt++) {
     const url = queue.shift()!;

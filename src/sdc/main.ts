@@ -177,6 +177,7 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
 /** The heartbeat loop of a running SDC, and its stop. */
 function serve(sdcId: string, heartbeatMs: number, node: SdcNode, nbd: NbdServer, controlServer: ControlServer | null, stopProcessMetrics: () => void): SdcHandle {
   let stopped = false;
+  node.watchMaps();
   const loop = (async () => {
     let failures = 0;
     while (!stopped) {

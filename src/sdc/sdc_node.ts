@@ -3,13 +3,18 @@
 // or an SDS refuses a request (stale epoch, SDS gone). Holds one VolumeIo per mapped volume and
 // one pooled data-plane link per SDS (re-opened when its address changes).
 //
-// Invariants: at most one map refresh runs at a time (concurrent callers share it); a volume
+// A map watch (proto/map_watch.ts, started by watchMaps) fetches the maps as soon as the MDM has
+// a change for this SDC; heartbeats remain the fallback.
+//
+// Invariants: at most one map refresh runs at a time (callers during one share the next, which
+// asks the MDM after they called: proto/map_watch.ts FreshRun); a volume
 // that disappears from the maps is unexported at once and its NBD sessions are closed. Every
 // heartbeat carries the SDC's cumulative IO counters (deps.ioReport); the outcome of the last
 // heartbeats and map fetches is kept for /health (mdmState, mapsStale).
 
 import type { TlsDrift } from "../proto/dataplane_tls.ts";
 import { consola } from "consola";
+import { FreshRun, MapWatch } from "../proto/map_watch.ts";
 import {
   ClusterPaths,
   HeartbeatResponse,
@@ -59,7 +64,8 @@ export interface SdcNodeDeps {
 export class SdcNode {
   private volumes = new Map<string, VolumeIo>(); // by export (volume) name
   private appliedMapVersion = 0;
-  private refreshing: Promise<void> | null = null;
+  private readonly fetches = new FreshRun(() => this.fetchAndApply());
+  private watch: MapWatch | null = null;
   /** mapVersion the MDM last announced (heartbeat answer or map fetch) */
   private announcedMapVersion = 0;
   private heartbeatFailures = 0;
@@ -90,13 +96,15 @@ export class SdcNode {
     return [...this.volumes.values()];
   }
 
-  /** Fetch and apply maps; concurrent calls share one MDM request. */
+  /** Fetch and apply maps; calls while a fetch runs share the one after it (FreshRun). */
   refresh(): Promise<void> {
-    if (this.refreshing) return this.refreshing;
-    this.refreshing = this.fetchAndApply().finally(() => {
-      this.refreshing = null;
-    });
-    return this.refreshing;
+    return this.fetches.run();
+  }
+
+  /** Fetch the maps as soon as the MDM has a change for this SDC (until close). */
+  watchMaps(): void {
+    this.watch ??= new MapWatch({ mdm: this.deps.mdm, kind: "sdc", nodeId: this.deps.sdcId, applied: () => this.appliedMapVersion, onChange: () => this.refresh() });
+    this.watch.start();
   }
 
   /** One heartbeat; refreshes maps when the MDM's mapVersion moved. */
@@ -122,6 +130,7 @@ export class SdcNode {
   }
 
   close(): void {
+    this.watch?.stop();
     this.deps.links.close();
   }
 

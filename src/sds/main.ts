@@ -32,6 +32,7 @@ import { startControlServer, type ControlServer } from "../proto/control_server.
 import { PfError } from "../proto/errors.ts";
 import { newIncarnation } from "../proto/io_meter.ts";
 import { clusterRequest, joinWithRetry, type MdmEndpoint } from "../proto/mdm_http.ts";
+import { FreshRun, MapWatch } from "../proto/map_watch.ts";
 import { MetricRegistry } from "../proto/metrics.ts";
 import { registerProcessMetrics } from "../proto/process_metrics.ts";
 import { TermGuard } from "../proto/mdm_term.ts";
@@ -228,6 +229,8 @@ class MdmSession implements MdmLinkState {
   private earlyWanted = false;
   answeredBeats = 0;
   lastError: string | null = null;
+  private readonly fetches = new FreshRun(() => this.fetchAssignments());
+  private readonly watch: MapWatch;
 
   constructor(
     private readonly mdm: MdmEndpoint,
@@ -247,6 +250,15 @@ class MdmSession implements MdmLinkState {
     core.node.onNewerEpoch = early;
     core.node.onCopyDone = early;
     core.node.onFenceExpired = () => void this.settleFencesInDoubt();
+    // a map change for this SDS (an unmap, a switch to ReadOnly: grant floors) is fetched within
+    // a round trip of the MDM's commit, not at the next beat (proto/map_watch.ts)
+    this.watch = new MapWatch({
+      mdm,
+      kind: "sds",
+      nodeId: core.sdsId,
+      applied: () => core.node.appliedMapVersion,
+      onChange: () => this.refreshAssignments(),
+    });
   }
 
   /** A fence outlived its timeout: ask the MDM (assignments asked after now) until it is settled. */
@@ -274,6 +286,7 @@ class MdmSession implements MdmLinkState {
 
   start(): void {
     this.loop = this.run();
+    this.watch.start();
   }
 
   get consecutiveFailures(): number {
@@ -282,11 +295,17 @@ class MdmSession implements MdmLinkState {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.watch.stop();
     this.wake?.();
     await this.loop;
   }
 
-  async refreshAssignments(): Promise<void> {
+  /** Fetch and apply this SDS's assignments; a call while a fetch runs gets a fetch after it. */
+  refreshAssignments(): Promise<void> {
+    return this.fetches.run();
+  }
+
+  private async fetchAssignments(): Promise<void> {
     const askedAtMs = this.core.node.clock.nowMs();
     const resp = await clusterRequest(this.mdm, { method: "GET", path: ClusterPaths.sdsAssignments(this.core.sdsId), schema: SdsAssignmentsResponse });
     const before = this.core.node.appliedMapVersion;

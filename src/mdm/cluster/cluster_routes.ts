@@ -6,6 +6,7 @@
 import { Hono, type Context } from "hono";
 import {
   CLUSTER_SECRET_HEADER,
+  MapWatchQuery,
   NODE_TOKEN_HEADER,
   SdcHeartbeatRequest,
   SdcJoinRequest,
@@ -17,11 +18,11 @@ import { Limits } from "../../proto/limits.ts";
 import { NodeRole } from "../../proto/dataplane_auth.ts";
 import { secretsEqual } from "../core/auth.ts";
 import { nodeTokenValid } from "../core/dataplane_secrets.ts";
-import { sdcHeartbeat, sdcJoin, sdcMaps, sdsAssignments, sdsHeartbeat, sdsJoin } from "./cluster_service.ts";
+import { mapWatch, sdcHeartbeat, sdcJoin, sdcMaps, sdsAssignments, sdsHeartbeat, sdsJoin } from "./cluster_service.ts";
 import { sdcNbdCertificate } from "./node_access.ts";
 import { SdcNbdCertRequest } from "../../proto/nbd_certs.ts";
 import type { MdmContext } from "../core/context.ts";
-import { HttpError, readBody } from "../core/http_edge.ts";
+import { HttpError, readBody, validate } from "../core/http_edge.ts";
 import { clientTermCheck } from "../core/leader_gate.ts";
 
 function checkId(id: string): string {
@@ -57,6 +58,9 @@ export function clusterRoutes(ctx: MdmContext, clusterSecret: string): Hono {
   // heartbeats carry IO counters per volume and device: their own, larger body limit
   api.post("/sds/:id/heartbeat", async (c) => c.json(t(sdsHeartbeat(ctx, authedNode(ctx, c, NodeRole.SDS), await readBody(c, SdsHeartbeatRequest, Limits.heartbeatMaxBodyBytes)))));
   api.on(["GET", "POST"], "/sds/:id/assignments", (c) => c.json(t(sdsAssignments(ctx, authedNode(ctx, c, NodeRole.SDS)))));
+  // a long poll: answered when a map change concerns this node (unmap, ReadOnly: within a round trip)
+  api.get("/sds/:id/mapWatch", async (c) => c.json(t(await mapWatch(ctx, "sds", authedNode(ctx, c, NodeRole.SDS), validate(MapWatchQuery, c.req.query())))));
+  api.get("/sdc/:id/mapWatch", async (c) => c.json(t(await mapWatch(ctx, "sdc", authedNode(ctx, c, NodeRole.SDC), validate(MapWatchQuery, c.req.query())))));
   api.post("/sdc/join", async (c) => c.json(t(sdcJoin(ctx, await readBody(c, SdcJoinRequest)))));
   api.post("/sdc/:id/heartbeat", async (c) => c.json(t(sdcHeartbeat(ctx, authedNode(ctx, c, NodeRole.SDC), await readBody(c, SdcHeartbeatRequest, Limits.heartbeatMaxBodyBytes)))));
   api.on(["GET", "POST"], "/sdc/:id/maps", (c) => c.json(t(sdcMaps(ctx, authedNode(ctx, c, NodeRole.SDC)))));

@@ -15,6 +15,8 @@ import type {
   ExtentAssignment,
   ExtentRole,
   HeartbeatResponse,
+  MapWatchQuery,
+  MapWatchResponse,
   SdcHeartbeatRequest,
   SdcJoinRequest,
   SdcJoinResponse,
@@ -232,6 +234,17 @@ function heartbeatDevices(ctx: MdmContext, sdsId: string): Map<string, { id: str
 function checkNodeExists(ctx: MdmContext, table: "sds" | "sdc", id: string): void {
   const row = ctx.store.sqlite.query<{ one: number }, [string]>(`SELECT 1 AS one FROM ${table} WHERE id = ?`).get(id);
   if (!row) throw new PfError("NOT_FOUND", `Could not find ${table === "sds" ? "SDS" : "SDC"} ${id}`);
+}
+
+/**
+ * The mapWatch long poll: wait (at most q.waitMs) until a map change concerns the node, unless
+ * one already does, then answer the version its next heartbeat would be told. Liveness is not
+ * touched: only heartbeats count as seen.
+ */
+export async function mapWatch(ctx: MdmContext, kind: "sds" | "sdc", nodeId: string, q: MapWatchQuery): Promise<MapWatchResponse> {
+  checkNodeExists(ctx, kind, nodeId);
+  if (q.waitMs > 0 && ctx.health.caughtUp(kind, nodeId, q.after, currentMapVersion(ctx))) await ctx.health.waitForMapChange(kind, nodeId, q.waitMs);
+  return { mapVersion: ctx.health.mapVersionFor(kind, nodeId, q.after, currentMapVersion(ctx)) };
 }
 
 export function sdsHeartbeat(ctx: MdmContext, sdsId: string, req: SdsHeartbeatRequest): HeartbeatResponse {

@@ -12,6 +12,12 @@
 // SDC, no longer sends every node to refetch its whole assignments or maps. A change without a
 // scope concerns every node (the safe default); a new tracker (MDM start, HA takeover) knows
 // nothing, so the first answer treats every change up to the current version as concerning all.
+//
+// A node may also wait for such a change (waitForMapChange, the cluster API's mapWatch long
+// poll): noteMapChange wakes the waiters it concerns, so an unmap or a switch to ReadOnly reaches
+// the SDSs in a round trip instead of at their next heartbeat. A waiter is woken from inside the
+// changing transaction, but what it resumes runs only after that synchronous transaction has
+// committed (a rolled-back change costs one needless answer). At most one waiter per node.
 
 import { Limits } from "../../proto/limits.ts";
 
@@ -38,6 +44,8 @@ export class HealthTracker {
   /** version of the newest scoped change per node, when newer than everyNodeChangedAt */
   private readonly sdsChangedAt = new Map<string, number>();
   private readonly sdcChangedAt = new Map<string, number>();
+  /** nodes waiting for a map change that concerns them, by "sds:<id>" / "sdc:<id>" */
+  private readonly waiters = new Map<string, () => void>();
 
   constructor(
     private readonly clock: () => number,
@@ -118,10 +126,40 @@ export class HealthTracker {
       this.everyNodeChangedAt = version;
       this.sdsChangedAt.clear();
       this.sdcChangedAt.clear();
+      this.releaseWaiters();
       return;
     }
-    for (const id of scope.sds) this.sdsChangedAt.set(id, version);
-    for (const id of scope.sdc) this.sdcChangedAt.set(id, version);
+    for (const id of scope.sds) {
+      this.sdsChangedAt.set(id, version);
+      this.waiters.get(`sds:${id}`)?.();
+    }
+    for (const id of scope.sdc) {
+      this.sdcChangedAt.set(id, version);
+      this.waiters.get(`sdc:${id}`)?.();
+    }
+  }
+
+  /**
+   * Resolves at the next map change that concerns the node, after waitMs, or at releaseWaiters;
+   * a newer wait of the same node ends the older one (a node has one watch).
+   */
+  waitForMapChange(kind: "sds" | "sdc", nodeId: string, waitMs: number): Promise<void> {
+    const key = `${kind}:${nodeId}`;
+    this.waiters.get(key)?.();
+    return new Promise<void>((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        if (this.waiters.get(key) === wake) this.waiters.delete(key);
+        resolve();
+      };
+      const timer = setTimeout(wake, waitMs);
+      this.waiters.set(key, wake);
+    });
+  }
+
+  /** Answer every waiting node now (a change for all, a takeover that replaces this tracker). */
+  releaseWaiters(): void {
+    for (const wake of [...this.waiters.values()]) wake();
   }
 
   /**

@@ -272,7 +272,7 @@ export class EtcdMetaStore implements MdmMetaStore {
    * 5. the target campaigns on the DELETE; the other standbys (and this MDM) leave it
    * HANDOVER_DEFER_MS to do so before campaigning themselves; 6. resolve once a higher term leads.
    */
-  async handOver(ref: MdmRef): Promise<HandOverResult> {
+  async handOver(ref: MdmRef, beforeResign?: () => Promise<void>): Promise<HandOverResult> {
     if (!this.isLeader()) throw notLeader(this.leaderNow, "only the active MDM hands over ownership");
     const want = (m: MemberRecord) =>
       (ref.id !== undefined && m.id === ref.id.replace(/^0x/i, "")) || (ref.name !== undefined && m.name === ref.name) || (ref.ip !== undefined && hostOfUrl(m.url) === ref.ip);
@@ -303,6 +303,10 @@ export class EtcdMetaStore implements MdmMetaStore {
         throw new PfError("INVALID_STATE", `MDM ${target.name} did not catch up (applied revision ${m.appliedRev} of ${w.revision}) within ${HANDOVER_CATCH_UP_MS / 1000} s; ownership not switched`);
       }
       await Bun.sleep(50);
+    }
+    if (beforeResign) {
+      await beforeResign();
+      await this.commit();
     }
     consola.info(`mdm: ${this.o.name} hands ownership over to ${target.name} (caught up to revision ${w.revision})`);
     this.stepDown(`ownership handed over to ${target.name}`);

@@ -18,7 +18,7 @@ import { basicCredentials } from "../core/http_edge.ts";
 import { roleMay } from "../core/roles.ts";
 import { bodyForAudit, classOf, handlerRouteKey, isAudited, objectOfPath, sourceOf, type RouteClass } from "./route_access.ts";
 
-export type AccessVars = { Variables: { user: string; principal: Principal; token: string; loginUser: string; cls: RouteClass } };
+export type AccessVars = { Variables: { user: string; principal: Principal; token: string; loginUser: string; cls: RouteClass; audited: boolean } };
 
 function resultOf(status: number): AuditResult {
   if (status < 400) return "ok";
@@ -52,33 +52,46 @@ export function auditEdge(ctx: MdmContext) {
   return async (c: Context<AccessVars>, next: Next): Promise<void> => {
     const t0 = performance.now();
     await next();
-    const routeKey = handlerRouteKey(c);
-    const status = c.res.status;
-    if (!isAudited(c.req.method, c.get("cls") ?? null, status, routeKey)) return;
-    const p = c.get("principal");
-    const isLogin = routeKey === "GET /login" || routeKey === "POST /login";
-    const obj = objectOfPath(c.req.path);
-    try {
-      appendAudit(ctx, {
-        kind: isLogin ? "login" : routeKey?.endsWith("/logout") ? "logout" : status === 403 ? "refused" : "rest",
-        actor: p?.userName ?? c.get("loginUser") ?? "",
-        role: p?.role ?? "",
-        src: sourceOf(c),
-        method: c.req.method,
-        path: c.req.path,
-        objectType: obj.objectType,
-        objectId: obj.objectId || (await createdId(c, routeKey)),
-        action: obj.action,
-        params: isLogin ? undefined : await bodyForAudit(c),
-        result: resultOf(status),
-        status,
-        detail: await errorDetail(c),
-        durationMs: performance.now() - t0,
-      });
-    } catch (e) {
-      consola.error(`mdm: audit record of ${c.req.method} ${c.req.path} not written: ${(e as Error).message}`);
-    }
+    if (c.get("audited") === true) return;
+    await writeAudit(ctx, c, c.res.status, t0);
   };
+}
+
+/**
+ * Write the request's audit record now, with the status it will answer, instead of after the
+ * handler: for a handler after which this MDM can no longer write (changeMdmOwnership resigns).
+ */
+export async function auditBeforeAnswer(ctx: MdmContext, c: Context, status: number, t0: number): Promise<void> {
+  c.set("audited", true);
+  await writeAudit(ctx, c as Context<AccessVars>, status, t0);
+}
+
+async function writeAudit(ctx: MdmContext, c: Context<AccessVars>, status: number, t0: number): Promise<void> {
+  const routeKey = handlerRouteKey(c);
+  if (!isAudited(c.req.method, c.get("cls") ?? null, status, routeKey)) return;
+  const p = c.get("principal");
+  const isLogin = routeKey === "GET /login" || routeKey === "POST /login";
+  const obj = objectOfPath(c.req.path);
+  try {
+    appendAudit(ctx, {
+      kind: isLogin ? "login" : routeKey?.endsWith("/logout") ? "logout" : status === 403 ? "refused" : "rest",
+      actor: p?.userName ?? c.get("loginUser") ?? "",
+      role: p?.role ?? "",
+      src: sourceOf(c),
+      method: c.req.method,
+      path: c.req.path,
+      objectType: obj.objectType,
+      objectId: obj.objectId || (await createdId(c, routeKey)),
+      action: obj.action,
+      params: isLogin ? undefined : await bodyForAudit(c),
+      result: resultOf(status),
+      status,
+      detail: status < 400 ? "" : await errorDetail(c),
+      durationMs: performance.now() - t0,
+    });
+  } catch (e) {
+    consola.error(`mdm: audit record of ${c.req.method} ${c.req.path} not written: ${(e as Error).message}`);
+  }
 }
 
 export function tokenEdge(ctx: MdmContext) {

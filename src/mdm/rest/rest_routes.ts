@@ -75,7 +75,7 @@ import { setWriteCache } from "../topology/write_cache.ts";
 import { rotateDataPlaneKey } from "../core/dataplane_secrets.ts";
 import { getSdc } from "../core/lookup.ts";
 import * as snaps from "../vtree/snapshots.ts";
-import { auditEdge, tokenEdge, type AccessVars } from "./access_edge.ts";
+import { auditBeforeAnswer, auditEdge, tokenEdge, type AccessVars } from "./access_edge.ts";
 import { sourceOf } from "./route_access.ts";
 import { registerUserRoutes } from "./user_routes.ts";
 import { registerNbdCaRoutes } from "./nbd_ca_routes.ts";
@@ -326,8 +326,10 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
   // --switch_mdm_ownership: this MDM hands over and resigns; its answer (the new master) is the
   // one success a no-longer-active MDM sends (RESIGNED_HEADER lets it past the leader gate)
   api.post("/instances/System/action/changeMdmOwnership", async (c) => {
+    const t0 = performance.now();
     const body = await readBody(c, ChangeMdmOwnership);
-    const r = await ctx.meta.handOver(body);
+    // the audit record goes in while this MDM still leads: after it resigns it cannot write
+    const r = await ctx.meta.handOver(body, () => auditBeforeAnswer(ctx, c, 200, t0));
     c.header(RESIGNED_HEADER, "1");
     return c.json({ master: r.to, previousMaster: r.from, previousTerm: r.oldTerm, term: r.term });
   });
