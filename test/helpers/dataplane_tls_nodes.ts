@@ -31,7 +31,7 @@ export function nodeMaterial(dir: string, authority: SelfSignedCert, id: NodeIde
 }
 
 /** SDS i serving TLS only, with a 16 MiB device and a certificate of `authority`. */
-export function startTlsNode(dir: string, i: number, authority: SelfSignedCert): SdsCore {
+export function startTlsNode(dir: string, i: number, authority: SelfSignedCert, opts: { maxInFlightBytesPerConn?: number } = {}): SdsCore {
   const d = join(dir, `sds${i}`);
   fs.mkdirSync(d, { recursive: true });
   return startSdsCore({
@@ -42,6 +42,7 @@ export function startTlsNode(dir: string, i: number, authority: SelfSignedCert):
     port: 0,
     devices: [{ deviceId: deviceIdOf(i), path: join(d, "dev0.img"), sizeBytes: 16 * MiB }],
     tls: nodeMaterial(dir, authority, sdsIdentity(i), `sds${i}`),
+    ...opts,
   });
 }
 
