@@ -9,6 +9,7 @@
 // - a client certificate this test derives from the secret by itself (a "fourth host") is
 //   accepted by every member (Go's verifier), and the MDM's own client certificate works too;
 // - the keys are 0600 in a 0700 DATA_DIR/etcd-tls, the summary says etcd is secured and where;
+// - a restarted host makes new certificates and its member is taken back by the others;
 // - the cluster works as before: the MDM leads, the volume is exported, qemu-io writes and reads
 //   it back.
 // Every process is killed by PID, pass or fail.
@@ -130,6 +131,17 @@ test("pf up secures its embedded etcd by itself: 3 members on 3 hosts' own certi
     (e: Error) => `refused: ${e.message}`,
   );
   expect(bare).toStartWith("refused");
+
+  // a restart of t2 makes new member certificates (every start does); the others take it back
+  const before = caOf("t2");
+  ups.t2.proc.kill("SIGTERM");
+  expect(await ups.t2.proc.exited).toBe(0);
+  ups.t2 = startUp(procs, file, data.t2, { host: "t2" });
+  await waitOut(ups.t2, /pf is up on host t2/, 60_000);
+  expect(caOf("t2")).not.toBe(before);
+  const t2 = new EtcdClient({ endpoints: [endpoints[1]!], security: { caPem: caOf("h1"), certPem: fourth.certPem, keyPem: fourth.keyPem } });
+  await t2.put(`/test/${name}/after-restart`, "1");
+  expect((await new EtcdClient({ endpoints: [endpoints[2]!], security: { caPem: caOf("t3"), certPem: fourth.certPem, keyPem: fourth.keyPem } }).get(`/test/${name}/after-restart`))?.value).toBe("1");
 
   // the cluster works as before: the MDM leads and the volume takes IO through the SDC
   const role = (await (await fetch(`https://${ADDR.h1}:${mdmPort}/api/pf/mdmRole`, { tls: { ca: readFileSync(mdmCa, "utf8") } } as RequestInit)).json()) as { kind: string; role: string };
