@@ -1,6 +1,8 @@
 // What a cluster file asks of this host, worked out once for `pf up` and `pf doctor`: which host
 // of the file this is, the ports its roles will listen on, the device files its SDSs use (paths
-// resolved against the data dir), the MDM's URL and the certificate file that verifies it.
+// resolved against the data dir), the MDM's URL and the certificate file that verifies it, and
+// with an embedded etcd the member's command-line inputs and the etcd TLS files of this host
+// (mdm.etcd.tls auto: DATA_DIR/etcd-tls, written by up_etcd_tls.ts; else the file's own).
 
 import { readFileSync } from "node:fs";
 import { hostname, networkInterfaces } from "node:os";
