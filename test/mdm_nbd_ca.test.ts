@@ -8,7 +8,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { generateKeyPairSync, X509Certificate } from "node:crypto";
 import { replicatedTables } from "../src/store/row_capture.ts";
-import { ADMIN_PASSWORD, basic, MdmFixture } from "./mdm_fixture.ts";
+import { ADMIN_PASSWORD, MdmFixture } from "./mdm_fixture.ts";
 
 type Obj = Record<string, unknown>;
 let m: MdmFixture;
@@ -24,23 +24,7 @@ function keyPair(): { publicKeyPem: string; privateKeyPem: string } {
   return { publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(), privateKeyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString() };
 }
 
-async function userToken(name: string, role: string): Promise<string> {
-  const password = `pw-${name}-0123`;
-  expect((await m.api("POST", "/types/User/instances", { name, userRole: role, password })).status).toBe(200);
-  const r = await m.raw("GET", "/api/login", { headers: { authorization: basic(name, password) } });
-  expect(r.status).toBe(200);
-  return r.json as string;
-}
 
-async function as<T>(token: string, fn: () => Promise<T>): Promise<T> {
-  const saved = m.token;
-  m.token = token;
-  try {
-    return await fn();
-  } finally {
-    m.token = saved;
-  }
-}
 
 /** The fake clock's "now": certificates are checked at the time they were issued. */
 const atIssue = () => m.clock.nowMs;
@@ -53,8 +37,8 @@ function verifies(certPem: string, caPem: string): boolean {
 
 describe("the cluster NBD CA over REST", () => {
   test("a Monitor reads the CA certificate (no key in the answer); it is one CA, stable across calls", async () => {
-    const mon = await userToken("watcher", "Monitor");
-    const a = await as(mon, () => m.api("GET", "/pf/nbdCa"));
+    const mon = await m.userToken("watcher", "Monitor");
+    const a = await m.as(mon, () => m.api("GET", "/pf/nbdCa"));
     expect(a.status).toBe(200);
     const body = a.json as Obj;
     const ca = new X509Certificate(body.caPem as string);
@@ -67,9 +51,9 @@ describe("the cluster NBD CA over REST", () => {
   });
 
   test("a Security user gets a client certificate for its own public key; the audit log records the call", async () => {
-    const sec = await userToken("sec1", "Security");
+    const sec = await m.userToken("sec1", "Security");
     const k = keyPair();
-    const r = await as(sec, () => m.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "backup-host", publicKeyPem: k.publicKeyPem }));
+    const r = await m.as(sec, () => m.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "backup-host", publicKeyPem: k.publicKeyPem }));
     expect(r.status).toBe(200);
     const got = r.json as Obj;
     expect(r.text).not.toContain("PRIVATE KEY");
@@ -90,8 +74,8 @@ describe("the cluster NBD CA over REST", () => {
   test("only Security and SuperUser may issue: Monitor, Configure and Administrator get 403 (and the refusal is audited)", async () => {
     const k = keyPair();
     for (const role of ["Monitor", "Configure", "Administrator"]) {
-      const t = await userToken(`u-${role.toLowerCase()}`, role);
-      const r = await as(t, () => m.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "x", publicKeyPem: k.publicKeyPem }));
+      const t = await m.userToken(`u-${role.toLowerCase()}`, role);
+      const r = await m.as(t, () => m.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "x", publicKeyPem: k.publicKeyPem }));
       expect({ role, status: r.status }).toEqual({ role, status: 403 });
     }
     expect((await m.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "by-admin", publicKeyPem: k.publicKeyPem })).status).toBe(200);
