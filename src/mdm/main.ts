@@ -28,6 +28,10 @@ import { MDM_MIGRATIONS } from "../store/mdm_migrate.ts";
 import type { MdmMetaStore } from "./ha/meta_store.ts";
 import { SqliteMetaStore } from "./ha/sqlite_meta_store.ts";
 import type { LeaseTiming } from "./ha/lease_session.ts";
+import { TickLateness } from "./core/health.ts";
+
+/** a recovery tick later than its period by more than this means the MDM itself stood still */
+const STALL_SLACK_MS = 750;
 
 export { createMdmApp, openMdmCore, type MdmCore, type MdmCoreOptions } from "./app.ts";
 
@@ -169,8 +173,16 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
   consola.info(`mdm: system ${core.ctx.systemId} serving ${url} (data in ${opts.dataDir}; ${meta.kind === "etcd" ? `HA, ${meta.isLeader() ? "active" : "standby"}, term ${meta.term()}` : `term ${meta.term()}`})`);
   // a step that keeps failing logs once a minute, not four times a second
   let lastFailure = { text: "", atMs: 0 };
+  const lateness = new TickLateness(Limits.recoveryTickMs, STALL_SLACK_MS);
   const timer = setInterval(() => {
     try {
+      // this tick may run before the heartbeats that queued up while the MDM stood still: the
+      // stall must not count as silence of every node (a mass "SDS down" on waking up)
+      const stalledMs = lateness.late();
+      if (stalledMs > 0) {
+        core.ctx.health.forgiveStall(stalledMs);
+        consola.warn(`mdm: this MDM stood still for ${Math.round(stalledMs)} ms (event loop blocked or process stopped); every SDS's and SDC's heartbeat deadline moved by that much`);
+      }
       if (!core.ctx.meta.isLeader()) return; // a standby decides nothing
       recoveryTick(core.ctx);
       if (core.ctx.meta.hasPending()) {

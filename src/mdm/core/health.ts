@@ -87,6 +87,16 @@ export class HealthTracker {
     this.sdc.set(sdcId, { lastHeartbeatMs: this.clock(), appliedMapVersion, heard: true });
   }
 
+  /**
+   * The MDM itself stood still for `ms` (its event loop blocked, the process stopped): nobody
+   * could be heard meanwhile, so that time does not count against any node. Every deadline moves
+   * by it (never past now); a node that is really gone is declared so that much later.
+   */
+  forgiveStall(ms: number): void {
+    const now = this.clock();
+    for (const m of [this.sds, this.sdc]) for (const seen of m.values()) seen.lastHeartbeatMs = Math.min(now, seen.lastHeartbeatMs + ms);
+  }
+
   forgetSds(sdsId: string): void {
     this.sds.delete(sdsId);
   }
@@ -180,5 +190,26 @@ export class HealthTracker {
   private stateOf(seen: Seen | undefined): ConnectionState {
     if (!seen) return "Disconnected";
     return this.clock() - seen.lastHeartbeatMs < this.timeoutMs ? "Connected" : "Disconnected";
+  }
+}
+
+/**
+ * How late a periodic timer's tick is, in real time (performance.now, not the injected clock):
+ * late() after each tick gives the time beyond period + slack since the previous tick, else 0.
+ * The MDM's recovery timer uses it to notice that the MDM itself stalled (forgiveStall).
+ */
+export class TickLateness {
+  private last = performance.now();
+
+  constructor(
+    private readonly periodMs: number,
+    private readonly slackMs: number,
+  ) {}
+
+  late(): number {
+    const now = performance.now();
+    const late = now - this.last - this.periodMs;
+    this.last = now;
+    return late > this.slackMs ? late : 0;
   }
 }
