@@ -8,12 +8,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HaCluster, ADMIN_PASSWORD, type MdmHost } from "../test/helpers/ha_cluster.ts";
-import { EtcdCluster } from "../test/helpers/etcd.ts";
+import { EtcdCluster, openMdmOnEtcd } from "../test/helpers/etcd.ts";
 import { runFio } from "../test/helpers/real_clients.ts";
 import { verifyJob, waitPoolHealthy } from "../test/helpers/recovery.ts";
 import { MdmFixture } from "../test/mdm_fixture.ts";
-import { EtcdMetaStore } from "../src/mdm/ha/etcd_meta_store.ts";
-import { MDM_MIGRATIONS } from "../src/store/mdm_migrate.ts";
 
 const kills = Number(process.argv[2] ?? "10");
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length - 1) * p))]!;
@@ -43,11 +41,7 @@ async function killOnce(c: HaCluster): Promise<number> {
 async function restCreate(kind: "sqlite" | "etcd", n: number): Promise<{ p50: number; p99: number }> {
   const etcd = kind === "etcd" ? await EtcdCluster.start(3) : null;
   const dir = mkdtempSync(join(tmpdir(), "pf-bench-"));
-  const schemaVersion = MDM_MIGRATIONS.reduce((m, x) => Math.max(m, x.version), -1);
-  const m = await MdmFixture.open({
-    dir,
-    openMeta: etcd ? (store) => EtcdMetaStore.open({ sqlite: store.sqlite, endpoints: etcd.endpoints, cluster: "bench", mdmId: "b1", name: "b1", url: "https://127.0.0.1:1", schemaVersion }) : undefined,
-  });
+  const m = etcd ? await openMdmOnEtcd(dir, etcd, { cluster: "bench", mdmId: "b1", name: "b1", url: "https://127.0.0.1:1" }) : await MdmFixture.open({ dir });
   await m.login();
   await m.joinSds("sds1");
   await m.joinSds("sds2");
