@@ -27,6 +27,7 @@ import {
 import { generateSelfSignedCert, generateSignedCert, type SelfSignedCert } from "../src/proto/tls_cert.ts";
 import { startNbdServer, type NbdServer } from "../src/sdc/nbd_server.ts";
 import { NbdTlsFiles, checkPeer, loadNbdTls, warnPlaintextExposure, type NbdTlsMaterial } from "../src/sdc/nbd_tls.ts";
+import { NbdRevocations } from "../src/sdc/nbd_revocations.ts";
 import { MemoryExport, MemoryRegistry } from "./helpers/nbd_memory_export.ts";
 import { listNbdExports } from "../src/cmd/nbd_probe.ts";
 import { requireTool, run, runFio, runOk, runQemuImg } from "./helpers/real_clients.ts";
@@ -324,6 +325,28 @@ describe("client certificates (--nbd-tls-verify-peer)", () => {
     expect(checkPeer(m, { authorized: false, getPeerX509Certificate: () => good })).toMatch(/did not authorize/);
     expect(checkPeer(m, { authorized: true, getPeerX509Certificate: () => good })).toBeNull();
     expect(checkPeer(m, { authorized: true, getPeerX509Certificate: () => good }, Date.now() + 20 * 365 * 86400_000)).toMatch(/not now/);
+  });
+
+  test("checkPeer: a revoked certificate is refused by serial + issuer or by fingerprint; listeners hear only of new entries", () => {
+    const good = new X509Certificate(readFileSync(join(withCert, "client-cert.pem"), "utf8"));
+    const caFp = new X509Certificate(tls.caPem).fingerprint256;
+    const revocations = new NbdRevocations();
+    const heard: string[][] = [];
+    revocations.onRevoked((added) => heard.push(added.map((e) => e.name)));
+    const m = { ...tls, verifyPeer: true, revocations };
+    const peer = { authorized: true, getPeerX509Certificate: () => good };
+    const bySerial = { serialNumber: good.serialNumber.toLowerCase(), caFingerprint256: caFp, fingerprint256: "other", name: "by-serial", revokedAtMs: 1 };
+    revocations.update([bySerial]);
+    expect(checkPeer(m, peer)).toMatch(/\(serial [0-9A-F]+\) was revoked at 1970-01-01T00:00:00.001Z \(NBD client certificate by-serial\)/);
+    // the same serial from another CA is another certificate
+    revocations.update([{ ...bySerial, caFingerprint256: "another CA" }]);
+    expect(checkPeer(m, peer)).toBeNull();
+    revocations.update([{ serialNumber: "01", caFingerprint256: "another CA", fingerprint256: good.fingerprint256, name: "by-fingerprint", revokedAtMs: 2 }]);
+    expect(checkPeer(m, peer)).toMatch(/revoked/);
+    revocations.update([{ serialNumber: "01", caFingerprint256: "another CA", fingerprint256: good.fingerprint256, name: "by-fingerprint", revokedAtMs: 2 }]);
+    revocations.update([]);
+    expect(checkPeer(m, peer)).toBeNull();
+    expect(heard).toEqual([["by-serial"], ["by-fingerprint"]]);
   });
 });
 
