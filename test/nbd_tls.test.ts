@@ -348,6 +348,47 @@ describe("client certificates (--nbd-tls-verify-peer)", () => {
     expect(checkPeer(m, peer)).toBeNull();
     expect(heard).toEqual([["by-serial"], ["by-fingerprint"]]);
   });
+
+  test("a newly revoked certificate's open session is closed; another certificate's session goes on; a new one with it is refused", async () => {
+    const ca = { certPem: tls.caPem, keyPem: readFileSync(join(dir, "sdc-tls", NbdTlsFiles.caKey), "utf8") };
+    const lost = generateSignedCert({ commonName: "pf-nbd-client lost", hosts: [], issuer: ca });
+    const kept = generateSignedCert({ commonName: "pf-nbd-client kept", hosts: [], issuer: ca });
+    const revocations = new NbdRevocations();
+    const srv = await startNbdServer({ host: "127.0.0.1", port: 0, registry, tls: { ...tls, verifyPeer: true, revocations } });
+    try {
+      const tlsUp = async (cert: SelfSignedCert): Promise<RawOptions> => {
+        const c = await RawOptions.open(srv.port);
+        c.send(Opt.STARTTLS);
+        expect((await c.reply()).replyType).toBe(Rep.ACK);
+        await c.startTls(tls.caPem, cert);
+        return c;
+      };
+      const a = await tlsUp(lost);
+      const b = await tlsUp(kept);
+      for (const c of [a, b]) {
+        c.send(Opt.LIST);
+        expect((await c.reply()).replyType).toBe(Rep.SERVER);
+        expect((await c.reply()).replyType).toBe(Rep.ACK);
+      }
+      const x = new X509Certificate(lost.certPem);
+      revocations.update([{ serialNumber: x.serialNumber, caFingerprint256: new X509Certificate(tls.caPem).fingerprint256, fingerprint256: x.fingerprint256, name: "lost", revokedAtMs: Date.now() }]);
+      expect(await a.closedWithin(2000)).toBe(true);
+      expect(b.closed).toBe(false);
+      b.send(Opt.LIST);
+      expect((await b.reply()).replyType).toBe(Rep.SERVER);
+      // a map refresh with the same list closes nothing more
+      revocations.update([{ serialNumber: x.serialNumber, caFingerprint256: "x", fingerprint256: x.fingerprint256, name: "lost", revokedAtMs: 1 }]);
+      expect(await b.closedWithin(300)).toBe(false);
+      const again = await RawOptions.open(srv.port);
+      again.send(Opt.STARTTLS);
+      expect((await again.reply()).replyType).toBe(Rep.ACK);
+      await again.startTls(tls.caPem, lost).catch(() => undefined);
+      again.send(Opt.LIST);
+      expect(await again.closedWithin(3000)).toBe(true);
+    } finally {
+      await srv.stop();
+    }
+  });
 });
 
 describe("the certificate directory and the listen address", () => {

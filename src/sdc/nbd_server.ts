@@ -80,7 +80,7 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
       const e = list?.find(id);
       if (e === undefined) continue;
       const why = revokedReason(id, e);
-      consola.warn(`nbd: connection ${session.id} (export "${session.exportName ?? "-"}"): ${why}; closing it`);
+      consola.warn(`nbd: connection ${session.id} (${session.peer}, export "${session.exportName ?? "-"}"): ${why}; closing it`);
       peerCerts.delete(session);
       session.shutdown(why);
     }
