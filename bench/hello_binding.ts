@@ -16,7 +16,7 @@ import { generateSelfSignedCert } from "../src/proto/tls_cert.ts";
 import { ServerHandshake } from "../src/sds/handshake_server.ts";
 import { SdsAccess } from "../src/sds/sds_access.ts";
 import { MEMBER_KEY, SDC_ID, applyAll, credentialsOf, sdsIdOf, startNode, tmpDir } from "../test/sds_harness.ts";
-import { nodeMaterial, sdcIdentity, sdsIdentity, startTlsNode } from "../test/helpers/dataplane_tls_nodes.ts";
+import { listenUpgradingTls, nodeMaterial, sdcIdentity, sdsIdentity, startTlsNode } from "../test/helpers/dataplane_tls_nodes.ts";
 
 const conns = Number(process.env.BENCH_CONNS ?? 300);
 const out = (s: string) => process.stdout.write(s + "\n");
@@ -54,27 +54,10 @@ async function exporterUs(dir: string, n: number): Promise<number> {
   const srv = nodeMaterial(dir, ca, sdsIdentity(0), "x-sds0");
   const cli = nodeMaterial(dir, ca, sdcIdentity(), "x-sdc");
   const result = Promise.withResolvers<number>();
-  const lis = Bun.listen<undefined>({
-    hostname: "127.0.0.1",
-    port: 0,
-    data: undefined,
-    socket: {
-      open: (raw) => {
-        raw.upgradeTLS<undefined>({
-          data: undefined,
-          tls: serverTlsOptions(srv),
-          socket: {
-            data: () => {},
-            handshake: (s) => {
-              const t = performance.now();
-              for (let i = 0; i < n; i++) helloBindingOf(s);
-              result.resolve(((performance.now() - t) / n) * 1000);
-            },
-          },
-        });
-      },
-      data: () => {},
-    },
+  const lis = listenUpgradingTls(serverTlsOptions(srv), (s) => {
+    const t = performance.now();
+    for (let i = 0; i < n; i++) helloBindingOf(s);
+    result.resolve(((performance.now() - t) / n) * 1000);
   });
   const sock = await Bun.connect<undefined>({ hostname: "127.0.0.1", port: lis.port, tls: clientTlsOptions(cli, sdsIdOf(0)), socket: { data: () => {} } });
   const us = await result.promise;

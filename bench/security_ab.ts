@@ -1,7 +1,9 @@
 // A/B of what data-plane security costs: the same one-host cluster (3 SDSs, two copies, 1 SDC)
 // from a build without it (A, e.g. the main branch's dist/pf) and from this build (B), both up
 // at once, fio 4k randwrite QD16 through NBD on each in turn (A B A B ...), plus the per-IO and
-// per-connection costs measured in process (grant check, handshake, grant presentation).
+// per-connection costs measured in process (grant check, handshake, grant presentation). Each
+// fio run also reports the CPU the SDSs and the SDC spent per IO (from /proc: far steadier than
+// IOPS on a shared machine, which is what can resolve a cost of a few percent).
 //
 // Run: npm run build && npx bun bench/security_ab.ts --base /path/to/baseline/pf
 // Env: BENCH_SECONDS (default 15) per fio run, BENCH_ROUNDS (default 3) runs per build.
@@ -17,6 +19,7 @@ import { SdsAccess } from "../src/sds/sds_access.ts";
 import { TestCluster } from "../test/helpers/cluster.ts";
 import { mintTestGrant } from "../test/sds_harness.ts";
 import { fioIops, runFio } from "../test/helpers/real_clients.ts";
+import { CpuSampler, median } from "./proc_cpu.ts";
 
 const { values: args } = parseArgs({ options: { base: { type: "string" } } });
 const seconds = Number(process.env.BENCH_SECONDS ?? 15);
@@ -62,14 +65,21 @@ function micro(): { checkNs: number; handshakeUs: number; presentUs: number } {
   return { checkNs, handshakeUs, presentUs };
 }
 
-async function fio(c: TestCluster): Promise<number> {
-  const r = await runFio(["--name=ab", "--ioengine=nbd", `--uri=${c.nbdUri("bench")}`, "--rw=randwrite", "--bs=4k", "--iodepth=16", "--size=1G", `--runtime=${seconds}`, "--time_based", "--randrepeat=0"], { timeoutMs: (seconds + 60) * 1000 });
-  return fioIops(r);
+interface Round {
+  iops: number;
+  /** CPU microseconds per IO: the three SDSs together, and the SDC */
+  sdsUs: number;
+  sdcUs: number;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+async function fio(c: TestCluster): Promise<Round> {
+  const sampler = new CpuSampler(new Map([["sdc", c.pidOf("sdc")], ["sds1", c.pidOf("sds sds1")], ["sds2", c.pidOf("sds sds2")], ["sds3", c.pidOf("sds sds3")]]));
+  sampler.start();
+  const r = await runFio(["--name=ab", "--ioengine=nbd", `--uri=${c.nbdUri("bench")}`, "--rw=randwrite", "--bs=4k", "--iodepth=16", "--size=1G", `--runtime=${seconds}`, "--time_based", "--randrepeat=0"], { timeoutMs: (seconds + 60) * 1000 });
+  const cpu = sampler.stop();
+  const ios = r.json.jobs.reduce((n, j) => n + j.write.io_bytes / 4096, 0);
+  const sds = (cpu.get("sds1") ?? 0) + (cpu.get("sds2") ?? 0) + (cpu.get("sds3") ?? 0);
+  return { iops: fioIops(r), sdsUs: (sds / ios) * 1e6, sdcUs: ((cpu.get("sdc") ?? 0) / ios) * 1e6 };
 }
 
 async function main(): Promise<void> {
@@ -90,22 +100,28 @@ async function main(): Promise<void> {
     await Bun.sleep(500);
     // warm up both (first writes allocate thin chunks)
     for (const c of [a, b]) await runFio(["--name=w", "--ioengine=nbd", `--uri=${c.nbdUri("bench")}`, "--rw=write", "--bs=1M", "--iodepth=8", "--size=1G"], { timeoutMs: 600_000 });
-    const ra: number[] = [];
-    const rb: number[] = [];
+    const ra: Round[] = [];
+    const rb: Round[] = [];
+    const line = (x: Round) => `${Math.round(x.iops).toLocaleString("en")} IOPS, CPU per IO: SDSs ${x.sdsUs.toFixed(1)} us, SDC ${x.sdcUs.toFixed(1)} us`;
     for (let i = 0; i < rounds; i++) {
       ra.push(await fio(a));
-      out(`round ${i + 1}: A (no security) ${Math.round(ra[i]!).toLocaleString("en")} IOPS`);
+      out(`round ${i + 1}: A (no security) ${line(ra[i]!)}`);
       rb.push(await fio(b));
-      out(`round ${i + 1}: B (handshake + grants) ${Math.round(rb[i]!).toLocaleString("en")} IOPS`);
+      out(`round ${i + 1}: B (handshake + grants) ${line(rb[i]!)}`);
     }
-    const ma = median(ra);
-    const mb = median(rb);
+    const ma = median(ra.map((x) => x.iops));
+    const mb = median(rb.map((x) => x.iops));
+    const cpuA = median(ra.map((x) => x.sdsUs + x.sdcUs));
+    const cpuB = median(rb.map((x) => x.sdsUs + x.sdcUs));
+    const pairs = ra.map((x, i) => (rb[i]!.sdsUs + rb[i]!.sdcUs) / (x.sdsUs + x.sdcUs));
     const perIoBudgetNs = 1e9 / mb;
     out("");
     out(`| 4k randwrite QD16, ${seconds}s x ${rounds} | A: without | B: with handshake + grants | B/A |`);
     out("| --- | --- | --- | --- |");
     out(`| median IOPS | ${Math.round(ma).toLocaleString("en")} | ${Math.round(mb).toLocaleString("en")} | ${(mb / ma).toFixed(3)} (${(((mb - ma) / ma) * 100).toFixed(1)} %) |`);
-    out(`| runs | ${ra.map((x) => Math.round(x)).join(", ")} | ${rb.map((x) => Math.round(x)).join(", ")} | |`);
+    out(`| runs | ${ra.map((x) => Math.round(x.iops)).join(", ")} | ${rb.map((x) => Math.round(x.iops)).join(", ")} | |`);
+    out(`| median CPU us per IO (SDSs + SDC) | ${cpuA.toFixed(1)} | ${cpuB.toFixed(1)} | ${(cpuB / cpuA).toFixed(3)} (${(((cpuB - cpuA) / cpuA) * 100).toFixed(1)} %) |`);
+    out(`| per-round CPU ratio B/A | | | ${pairs.map((x) => x.toFixed(3)).join(", ")} (median ${median(pairs).toFixed(3)}) |`);
     out(`grant check per IO: ${m.checkNs.toFixed(1)} ns = ${((m.checkNs / perIoBudgetNs) * 100).toFixed(3)} % of one IO's time at ${Math.round(mb)} IOPS on one core`);
   } finally {
     await a.destroy();

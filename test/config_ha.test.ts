@@ -51,9 +51,10 @@ test("mdm.etcd.embedded: pf up runs etcd on the MDM hosts (and hosts with etcd: 
   ].join("\n");
   const c = parseClusterConfig(three, "c.yaml");
   expect(embeddedEtcdHosts(c).map((h) => h.name)).toEqual(["a", "b", "tb"]);
-  expect(etcdEndpointsOf(c)).toEqual(["http://10.0.0.1:2479", "http://10.0.0.2:2479", "http://10.0.0.3:2479"]);
+  // secured by default (mdm.etcd.tls auto: test/etcd_auto_tls.test.ts): https client and peer URLs
+  expect(etcdEndpointsOf(c)).toEqual(["https://10.0.0.1:2479", "https://10.0.0.2:2479", "https://10.0.0.3:2479"]);
   const plan = planHost(c, c.hosts[2]!, "/var/lib/pf", "c.yaml");
-  expect(plan.etcd).toMatchObject({ name: "tb", dataDir: "/var/lib/pf/etcd", clientUrl: "http://10.0.0.3:2479", peerUrl: "http://10.0.0.3:2480", initialCluster: "a=http://10.0.0.1:2480,b=http://10.0.0.2:2480,tb=http://10.0.0.3:2480", bin: "etcd" });
+  expect(plan.etcd).toMatchObject({ name: "tb", dataDir: "/var/lib/pf/etcd", clientUrl: "https://10.0.0.3:2479", peerUrl: "https://10.0.0.3:2480", initialCluster: "a=https://10.0.0.1:2480,b=https://10.0.0.2:2480,tb=https://10.0.0.3:2480", bin: "etcd" });
   expect(plan.ports.filter((p) => p.role === "etcd").map((p) => p.port)).toEqual([2479, 2480]);
   // given endpoints win (e.g. a load balancer in front of the members)
   expect(etcdEndpointsOf(parseClusterConfig(three.replace("embedded: true,", "embedded: true, endpoints: [http://lb:2379],"), "c.yaml"))).toEqual(["http://lb:2379"]);

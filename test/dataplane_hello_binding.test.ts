@@ -33,7 +33,7 @@ import { ServerHandshake } from "../src/sds/handshake_server.ts";
 import type { SdsCore } from "../src/sds/sds_core.ts";
 import { MEMBER_KEY, MiB, SDC_ID, Vol, applyAll, mintTestGrant, pattern, sdsIdOf, tmpDir } from "./sds_harness.ts";
 import { frame, handshake, helloPayload, presentGrant, rawConnect, within } from "./helpers/dataplane_raw.ts";
-import { freshRefusals, nodeMaterial, sdcIdentity, sdsIdentity, startTlsNode, tlsClient } from "./helpers/dataplane_tls_nodes.ts";
+import { freshRefusals, listenUpgradingTls, nodeMaterial, sdcIdentity, sdsIdentity, startTlsNode, tlsClient } from "./helpers/dataplane_tls_nodes.ts";
 
 const VOL = "0a00000000000041";
 const vol = new Vol(VOL);
@@ -120,21 +120,7 @@ async function tlsPair(noTls13: boolean): Promise<{ server: ChannelBinding; clie
   const cliM = nodeMaterial(dir, ca, sdcIdentity(), "sdc");
   const only12 = (o: { secureOptions: number }) => (noTls13 ? { ...o, secureOptions: o.secureOptions | constants.SSL_OP_NO_TLSv1_3 } : o);
   const server = Promise.withResolvers<{ b: ChannelBinding; v: string }>();
-  const lis = Bun.listen<undefined>({
-    hostname: "127.0.0.1",
-    port: 0,
-    data: undefined,
-    socket: {
-      open: (raw) => {
-        raw.upgradeTLS<undefined>({
-          data: undefined,
-          tls: only12(serverTlsOptions(srvM)),
-          socket: { data: () => {}, handshake: (s, ok) => (ok ? server.resolve({ b: helloBindingOf(s), v: s.getTLSVersion() }) : server.reject(new Error("server TLS handshake failed"))) },
-        });
-      },
-      data: () => {},
-    },
-  });
+  const lis = listenUpgradingTls(only12(serverTlsOptions(srvM)), (s, ok) => (ok ? server.resolve({ b: helloBindingOf(s), v: s.getTLSVersion() }) : server.reject(new Error("server TLS handshake failed"))));
   const client = Promise.withResolvers<ChannelBinding>();
   const sock = await Bun.connect<undefined>({
     hostname: "127.0.0.1",
@@ -176,17 +162,7 @@ describe("Bun's TLS exporter (1.4.5)", () => {
     fs.writeFileSync(join(dir, "ossl-cert.pem"), cliM.certPem);
     fs.writeFileSync(join(dir, "ossl-key.pem"), cliM.keyPem, { mode: 0o600 });
     const server = Promise.withResolvers<string>();
-    const lis = Bun.listen<undefined>({
-      hostname: "127.0.0.1",
-      port: 0,
-      data: undefined,
-      socket: {
-        open: (raw) => {
-          raw.upgradeTLS<undefined>({ data: undefined, tls: serverTlsOptions(srvM), socket: { data: () => {}, handshake: (s) => server.resolve(exporterOf(helloBindingOf(s)).toUpperCase()) } });
-        },
-        data: () => {},
-      },
-    });
+    const lis = listenUpgradingTls(serverTlsOptions(srvM), (s) => server.resolve(exporterOf(helloBindingOf(s)).toUpperCase()));
     try {
       const p = Bun.spawn(
         ["openssl", "s_client", "-connect", `127.0.0.1:${lis.port}`, "-tls1_3", "-cert", join(dir, "ossl-cert.pem"), "-key", join(dir, "ossl-key.pem"), "-keymatexport", TLS_EXPORTER_LABEL, "-keymatexportlen", "32"],

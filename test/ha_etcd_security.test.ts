@@ -193,7 +193,7 @@ hosts:
   const ok = parseClusterConfig(base(`{ endpoints: [https://127.0.0.1:2379], cacert: /c/ca.pem, cert: /c/c.pem, key: /c/k.pem, user: pf, password: x }`), "sec.yaml");
   expect(ok.mdm.etcd?.cacert).toBe("/c/ca.pem");
   expect(ok.mdm.etcd?.user).toBe("pf");
-  expect(() => parseClusterConfig(base(`{ embedded: true, cacert: /c/ca.pem }`), "sec.yaml")).toThrow("embedded etcd serves plain http");
+  expect(() => parseClusterConfig(base(`{ embedded: true, cacert: /c/ca.pem }`), "sec.yaml")).toThrow("pf up makes the embedded etcd's certificates itself");
   expect(() => parseClusterConfig(base(`{ endpoints: [http://127.0.0.1:2379], cacert: /c/ca.pem }`), "sec.yaml")).toThrow("every endpoint must be https://");
   expect(() => parseClusterConfig(base(`{ endpoints: [https://127.0.0.1:2379], cert: /c/c.pem }`), "sec.yaml")).toThrow("needs both cert and key");
   expect(() => parseClusterConfig(base(`{ endpoints: [https://127.0.0.1:2379], password: x }`), "sec.yaml")).toThrow("needs its user");

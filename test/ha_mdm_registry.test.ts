@@ -9,12 +9,9 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { EtcdMetaStore } from "../src/mdm/ha/etcd_meta_store.ts";
-import { MDM_MIGRATIONS } from "../src/store/mdm_migrate.ts";
 import { MdmFixture } from "./mdm_fixture.ts";
-import { EtcdCluster } from "./helpers/etcd.ts";
+import { EtcdCluster, openMdmOnEtcd, waitUntil } from "./helpers/etcd.ts";
 
-const SCHEMA_VERSION = MDM_MIGRATIONS.reduce((m, x) => Math.max(m, x.version), -1);
 type Obj = Record<string, unknown>;
 const CLUSTER = `reg${process.pid}`;
 
@@ -27,20 +24,9 @@ function open(name: string, port: number): Promise<MdmFixture> {
     dir = mkdtempSync(join(tmpdir(), "pf-reg-"));
     dirs.set(name, dir);
   }
-  return MdmFixture.open({
-    dir,
-    openMeta: (store) =>
-      EtcdMetaStore.open({ sqlite: store.sqlite, endpoints: etcd.endpoints, cluster: CLUSTER, mdmId: `a0${name}`, name, url: `https://127.0.0.${port}:${6600 + port}`, schemaVersion: SCHEMA_VERSION }),
-  });
+  return openMdmOnEtcd(dir, etcd, { cluster: CLUSTER, mdmId: `a0${name}`, name, url: `https://127.0.0.${port}:${6600 + port}` });
 }
 
-async function waitFor(what: string, timeoutMs: number, probe: () => boolean): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!probe()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(25);
-  }
-}
 
 beforeAll(async () => {
   etcd = await EtcdCluster.start(1);
@@ -109,7 +95,7 @@ test("add and remove standby MDMs: the registry queryMdmCluster reports; the act
     // m1 again leads; adding an MDM at m2's address lets m2 back in, as a standby
     const a2 = await open("m1", 11);
     fixtures.push(a2);
-    await waitFor("m1 to lead again", 10_000, () => a2.core.ctx.meta.isLeader());
+    await waitUntil("m1 to lead again", 10_000, () => a2.core.ctx.meta.isLeader());
     await a2.login();
     expect((await a2.api("POST", "/instances/System/action/addStandbyMdm", { ips: ["127.0.0.12"], port: 6612, name: "m2" })).status).toBe(200);
     b = await open("m2", 12);

@@ -9,13 +9,10 @@ import { generateKeyPairSync, X509Certificate } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { EtcdMetaStore } from "../src/mdm/ha/etcd_meta_store.ts";
 import { nbdRevokedForSdcs } from "../src/mdm/core/nbd_client_certs.ts";
-import { MDM_MIGRATIONS } from "../src/store/mdm_migrate.ts";
 import { MdmFixture } from "./mdm_fixture.ts";
-import { EtcdCluster } from "./helpers/etcd.ts";
+import { EtcdCluster, openMdmOnEtcd, waitUntil } from "./helpers/etcd.ts";
 
-const SCHEMA_VERSION = MDM_MIGRATIONS.reduce((m, x) => Math.max(m, x.version), -1);
 type Obj = Record<string, unknown>;
 
 let etcd: EtcdCluster;
@@ -26,20 +23,9 @@ let b: MdmFixture;
 function open(name: string): Promise<MdmFixture> {
   const dir = mkdtempSync(join(tmpdir(), "pf-ha-nbdca-"));
   dirs.push(dir);
-  return MdmFixture.open({
-    dir,
-    openMeta: (store) =>
-      EtcdMetaStore.open({ sqlite: store.sqlite, endpoints: etcd.endpoints, cluster: `nbdca${process.pid}`, mdmId: `id-${name}`, name, url: `https://127.0.0.1:1/${name}`, schemaVersion: SCHEMA_VERSION }),
-  });
+  return openMdmOnEtcd(dir, etcd, { cluster: `nbdca${process.pid}`, mdmId: `id-${name}`, name, url: `https://127.0.0.1:1/${name}` });
 }
 
-async function waitFor(what: string, timeoutMs: number, probe: () => boolean): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!probe()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(25);
-  }
-}
 
 const storedCa = (m: MdmFixture) =>
   m.core.ctx.store.sqlite.query<{ valueHex: string }, []>("SELECT value_hex AS valueHex FROM mdm_secret WHERE name = 'nbd-ca-cert'").get()?.valueHex ?? null;
@@ -70,14 +56,14 @@ test("the NBD CA made by the active MDM is the one the next active MDM signs wit
   const lostSerial = (lost.json as Obj).serialNumber as string;
   expect((await first.api("POST", "/pf/nbdCa/revokeClientCertificate", { serialNumber: lostSerial, reason: "lost" })).status).toBe(200);
   // the standby follows the rows by watch, and sends the call itself to the active MDM
-  await waitFor("the standby to hold the NBD CA rows", 10_000, () => storedCa(b) !== null);
+  await waitUntil("the standby to hold the NBD CA rows", 10_000, () => storedCa(b) !== null);
   expect(Buffer.from(storedCa(b)!, "hex").toString("utf8")).toBe(caPem);
   b.token = first.token;
   expect((await b.api("GET", "/pf/nbdCa")).status).toBe(421);
   // the active MDM goes away; the standby takes over and signs with the same CA
   await first.closeAll({ keepDir: true });
   a = null;
-  await waitFor("m2 to lead", 20_000, () => b.core.ctx.meta.isLeader());
+  await waitUntil("m2 to lead", 20_000, () => b.core.ctx.meta.isLeader());
   await b.login();
   expect(((await b.api("GET", "/pf/nbdCa")).json as Obj).caPem).toBe(caPem);
   // the revocation made by the old active MDM holds on the new one, and its SDCs get it

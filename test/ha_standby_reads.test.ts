@@ -7,14 +7,12 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { EtcdMetaStore } from "../src/mdm/ha/etcd_meta_store.ts";
 import { APPLIED_REVISION_HEADER, MDM_ROLE_HEADER } from "../src/mdm/core/leader_gate.ts";
-import { MDM_MIGRATIONS } from "../src/store/mdm_migrate.ts";
 import { servedByStandby } from "../src/mdm/rest/standby_reads.ts";
+import type { EtcdMetaStore } from "../src/mdm/ha/etcd_meta_store.ts";
 import { MdmFixture } from "./mdm_fixture.ts";
-import { EtcdCluster } from "./helpers/etcd.ts";
+import { EtcdCluster, openMdmOnEtcd, waitUntil } from "./helpers/etcd.ts";
 
-const SCHEMA_VERSION = MDM_MIGRATIONS.reduce((m, x) => Math.max(m, x.version), -1);
 type Obj = Record<string, unknown>;
 
 let etcd: EtcdCluster;
@@ -25,20 +23,9 @@ let b: MdmFixture;
 function open(name: string): Promise<MdmFixture> {
   const dir = mkdtempSync(join(tmpdir(), "pf-standby-"));
   dirs.push(dir);
-  return MdmFixture.open({
-    dir,
-    openMeta: (store) =>
-      EtcdMetaStore.open({ sqlite: store.sqlite, endpoints: etcd.endpoints, cluster: `sr${process.pid}`, mdmId: `id-${name}`, name, url: `https://127.0.0.1:1/${name}`, schemaVersion: SCHEMA_VERSION }),
-  });
+  return openMdmOnEtcd(dir, etcd, { cluster: `sr${process.pid}`, mdmId: `id-${name}`, name, url: `https://127.0.0.1:1/${name}` });
 }
 
-async function waitFor(what: string, timeoutMs: number, probe: () => boolean): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!probe()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(25);
-  }
-}
 
 /** A REST call on MDM m with a token, answer with its headers. */
 async function call(m: MdmFixture, method: string, path: string, token: string, body?: unknown): Promise<{ status: number; json: unknown; headers: Headers }> {
@@ -81,7 +68,7 @@ test("a standby answers safe reads from its followed state, stamped with its app
   expect(leaderRev).toBeGreaterThan(0);
   expect(made.headers.get(MDM_ROLE_HEADER)).toBe("leader");
   const sb = b.core.ctx.meta as EtcdMetaStore;
-  await waitFor("the standby to apply the volume", 5000, () => sb.appliedRev >= leaderRev);
+  await waitUntil("the standby to apply the volume", 5000, () => sb.appliedRev >= leaderRev);
 
   // the token the leader issued is valid on the standby (its replicated row), read-only
   const vols = await call(b, "GET", "/api/types/Volume/instances", a.token);

@@ -15,10 +15,8 @@ import { NodeRole } from "../src/proto/dataplane_auth.ts";
 import { nodeTokenOf } from "../src/mdm/core/dataplane_secrets.ts";
 import { clusterRequest } from "../src/proto/mdm_http.ts";
 import { MDM_TERM_HEADER, TermGuard } from "../src/proto/mdm_term.ts";
-import { EtcdMetaStore } from "../src/mdm/ha/etcd_meta_store.ts";
-import { MDM_MIGRATIONS } from "../src/store/mdm_migrate.ts";
 import { MdmFixture, SECRET } from "./mdm_fixture.ts";
-import { EtcdCluster } from "./helpers/etcd.ts";
+import { EtcdCluster, openMdmOnEtcd } from "./helpers/etcd.ts";
 
 type Obj = Record<string, unknown>;
 
@@ -81,11 +79,7 @@ afterAll(async () => {
 
 test("an active HA MDM told of a higher term by an SDS steps down: 409 STALE_TERM, then a standby's 421", async () => {
   const dir = mkdtempSync(join(tmpdir(), "pf-term-"));
-  const schemaVersion = MDM_MIGRATIONS.reduce((m, x) => Math.max(m, x.version), -1);
-  const m = await MdmFixture.open({
-    dir,
-    openMeta: (store) => EtcdMetaStore.open({ sqlite: store.sqlite, endpoints: etcd.endpoints, cluster: `fence${process.pid}`, mdmId: "id-m1", name: "m1", url: "https://127.0.0.1:1", schemaVersion }),
-  });
+  const m = await openMdmOnEtcd(dir, etcd, { cluster: `fence${process.pid}`, mdmId: "id-m1", name: "m1", url: "https://127.0.0.1:1" });
   try {
     const term = m.core.ctx.meta.term();
     const sds = await m.joinSds("sds1");

@@ -94,6 +94,26 @@ export class MdmFixture {
     return r.json;
   }
 
+  /** As the logged-in user (admin): create a user with a role and a password, log it in, return its token. */
+  async userToken(name: string, role: string, password = `pw-${name}-0123`): Promise<string> {
+    const created = await this.api("POST", "/types/User/instances", { name, userRole: role, password });
+    if (created.status !== 200) throw new Error(`creating user ${name} failed: ${created.status} ${created.text}`);
+    const r = await this.raw("GET", "/api/login", { headers: { authorization: basic(name, password) } });
+    if (r.status !== 200 || typeof r.json !== "string") throw new Error(`login of ${name} failed: ${r.status} ${r.text}`);
+    return r.json;
+  }
+
+  /** Run fn with API calls made as `token`, then as before. */
+  async as<T>(token: string, fn: () => Promise<T>): Promise<T> {
+    const saved = this.token;
+    this.token = token;
+    try {
+      return await fn();
+    } finally {
+      this.token = saved;
+    }
+  }
+
   /**
    * Cluster API call as the node the path names would make it: with the cluster secret and, on
    * per-node paths, that node's token (`nodeToken: null` leaves it out, a string replaces it).

@@ -1,6 +1,7 @@
 // Heartbeat answers move a node's mapVersion only when a change concerns it (core/health.ts
-// mapVersionFor): a new volume concerns the SDSs holding its extents, a new mapping the one SDC;
-// anything else (an unmap, a join, recovery) every node. A node behind on a change that concerns
+// mapVersionFor): a new volume concerns the SDSs holding its extents, a new mapping the one SDC,
+// an unmap (or a switch to ReadOnly) that SDC and the SDSs holding the volume (grant floors);
+// anything else (a join, recovery) every node. A node behind on a change that concerns
 // it is always told the current version, whatever happened after.
 
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
@@ -27,7 +28,7 @@ async function assignments(sdsId: string): Promise<{ mapVersion: number; extents
 }
 
 describe("map change scopes", () => {
-  test("a new volume moves only its holders; a mapping only its SDC; an unmap everyone", async () => {
+  test("a new volume moves only its holders; a mapping only its SDC; an unmap its holders and that SDC", async () => {
     // 40 SDSs and a 1 GiB volume of 16 extents x 2 copies: at least 8 SDSs hold none of it
     const sds: string[] = [];
     for (let i = 1; i <= 40; i++) sds.push((await m.joinSds(`sds${i}`)).sdsId);
@@ -43,6 +44,7 @@ describe("map change scopes", () => {
     const pool = await m.idOf("StoragePool", "sp1");
     const vol = ((await m.api("POST", "/types/Volume/instances", { storagePoolId: pool, volumeSizeInGb: "1", name: "v1", volumeType: "ThinProvisioned" })).json as { id: string }).id;
     let holders = 0;
+    const holderIds = new Set<string>();
     for (const id of sds) {
       const told = await beat("sds", id, applied.get(id)!);
       const now = await assignments(id);
@@ -53,6 +55,7 @@ describe("map change scopes", () => {
         expect(told).toBe(now.mapVersion);
         expect(now.extents).toBeGreaterThan(0);
         holders++;
+        holderIds.add(id);
         applied.set(id, now.mapVersion);
       }
     }
@@ -72,10 +75,16 @@ describe("map change scopes", () => {
     expect(await beat("sdc", sdcA, sdcVersion)).toBe(toA);
     expect(await beat("sdc", sdcA, toA)).toBe(toA);
 
-    // an unmap reaches every SDS (grant floors) and every SDC: unscoped
+    // an unmap reaches the SDSs holding the volume (they check its grants: new floors) and the
+    // SDC that loses it; the other SDSs and SDCs keep what they have
     expect((await m.api("POST", `/instances/Volume::${vol}/action/removeMappedSdc`, { sdcId: sdcA })).status).toBe(200);
-    for (const id of sds) expect(await beat("sds", id, applied.get(id)!)).toBeGreaterThan(applied.get(id)!);
-    expect(await beat("sdc", sdcB, sdcVersion)).toBeGreaterThan(sdcVersion);
+    for (const id of sds) {
+      const told = await beat("sds", id, applied.get(id)!);
+      if (holderIds.has(id)) expect(told).toBeGreaterThan(applied.get(id)!);
+      else expect(told).toBe(applied.get(id)!);
+    }
+    expect(await beat("sdc", sdcA, toA)).toBeGreaterThan(toA);
+    expect(await beat("sdc", sdcB, sdcVersion)).toBe(sdcVersion);
   });
 
   test("a new tracker (MDM start, HA takeover) treats every change so far as concerning everyone", () => {

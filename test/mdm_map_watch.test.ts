@@ -1,6 +1,6 @@
 // The mapWatch long poll (cluster_service.ts mapWatch, core/health.ts waitForMapChange) and its
 // node side (proto/map_watch.ts): a watch is answered as soon as a change concerns its node
-// (an unmap: every node; a mapping: its SDC only), stays held for changes of other nodes, ends
+// (a mapping: its SDC only; an unmap: that SDC and the SDSs holding the volume), stays held for changes of other nodes, ends
 // at waitMs with "nothing new", and at an MDM close. FreshRun never hands a caller a fetch that
 // began before it called.
 
@@ -60,13 +60,19 @@ describe("mapWatch long poll", () => {
     expect(await settled(wB, 300)).toBe("pending");
     expect(await settled(wS, 10)).toBe("pending");
 
-    // an unmap concerns every node (grant floors): both held watches are answered at once
+    // an unmap concerns the SDC losing the volume and the SDSs holding it (grant floors; these 3
+    // SDSs hold all of a 1 GiB volume's 16 x 2 copies): their watches are answered at once, B's not
+    const wA2 = watch("sdc", sdcA, a.mapVersion, 4000);
+    await Bun.sleep(50);
     const t0 = performance.now();
     expect((await m.api("POST", `/instances/Volume::${vol}/action/removeMappedSdc`, { sdcId: sdcA })).status).toBe(200);
-    const [b, s] = await Promise.all([wB, wS]);
+    const [a2, s] = await Promise.all([wA2, wS]);
     expect(performance.now() - t0).toBeLessThan(1000);
-    expect(b.mapVersion).toBeGreaterThan(now);
+    expect(a2.mapVersion).toBeGreaterThan(a.mapVersion);
     expect(s.mapVersion).toBeGreaterThan(sdsNow);
+    const b = await wB; // held to its end: nothing for B
+    expect(b.mapVersion).toBe(now);
+    expect(b.heldMs).toBeGreaterThanOrEqual(3500);
 
     // a node behind is answered at once, without waiting
     const behind = await watch("sds", sds, sdsNow, 4000);

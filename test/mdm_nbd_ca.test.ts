@@ -13,7 +13,7 @@ import { generateKeyPairSync, X509Certificate } from "node:crypto";
 import { Limits } from "../src/proto/limits.ts";
 import { nbdClientCertTable } from "../src/store/mdm_schema.ts";
 import { replicatedTables } from "../src/store/row_capture.ts";
-import { ADMIN_PASSWORD, basic, MdmFixture } from "./mdm_fixture.ts";
+import { ADMIN_PASSWORD, MdmFixture } from "./mdm_fixture.ts";
 
 type Obj = Record<string, unknown>;
 let m: MdmFixture;
@@ -29,23 +29,7 @@ function keyPair(): { publicKeyPem: string; privateKeyPem: string } {
   return { publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(), privateKeyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString() };
 }
 
-async function userToken(name: string, role: string): Promise<string> {
-  const password = `pw-${name}-0123`;
-  expect((await m.api("POST", "/types/User/instances", { name, userRole: role, password })).status).toBe(200);
-  const r = await m.raw("GET", "/api/login", { headers: { authorization: basic(name, password) } });
-  expect(r.status).toBe(200);
-  return r.json as string;
-}
 
-async function as<T>(token: string, fn: () => Promise<T>): Promise<T> {
-  const saved = m.token;
-  m.token = token;
-  try {
-    return await fn();
-  } finally {
-    m.token = saved;
-  }
-}
 
 /** The fake clock's "now": certificates are checked at the time they were issued. */
 const atIssue = () => m.clock.nowMs;
@@ -58,8 +42,8 @@ function verifies(certPem: string, caPem: string): boolean {
 
 describe("the cluster NBD CA over REST", () => {
   test("a Monitor reads the CA certificate (no key in the answer); it is one CA, stable across calls", async () => {
-    const mon = await userToken("watcher", "Monitor");
-    const a = await as(mon, () => m.api("GET", "/pf/nbdCa"));
+    const mon = await m.userToken("watcher", "Monitor");
+    const a = await m.as(mon, () => m.api("GET", "/pf/nbdCa"));
     expect(a.status).toBe(200);
     const body = a.json as Obj;
     const ca = new X509Certificate(body.caPem as string);
@@ -72,9 +56,9 @@ describe("the cluster NBD CA over REST", () => {
   });
 
   test("a Security user gets a client certificate for its own public key; the audit log records the call", async () => {
-    const sec = await userToken("sec1", "Security");
+    const sec = await m.userToken("sec1", "Security");
     const k = keyPair();
-    const r = await as(sec, () => m.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "backup-host", publicKeyPem: k.publicKeyPem }));
+    const r = await m.as(sec, () => m.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "backup-host", publicKeyPem: k.publicKeyPem }));
     expect(r.status).toBe(200);
     const got = r.json as Obj;
     expect(r.text).not.toContain("PRIVATE KEY");
@@ -95,8 +79,8 @@ describe("the cluster NBD CA over REST", () => {
   test("only Security and SuperUser may issue: Monitor, Configure and Administrator get 403 (and the refusal is audited)", async () => {
     const k = keyPair();
     for (const role of ["Monitor", "Configure", "Administrator"]) {
-      const t = await userToken(`u-${role.toLowerCase()}`, role);
-      const r = await as(t, () => m.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "x", publicKeyPem: k.publicKeyPem }));
+      const t = await m.userToken(`u-${role.toLowerCase()}`, role);
+      const r = await m.as(t, () => m.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "x", publicKeyPem: k.publicKeyPem }));
       expect({ role, status: r.status }).toEqual({ role, status: 403 });
     }
     expect((await m.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "by-admin", publicKeyPem: k.publicKeyPem })).status).toBe(200);
@@ -178,7 +162,7 @@ describe("an SDC's NBD server certificate (cluster API)", () => {
 
 describe("listing and revoking NBD client certificates", () => {
   const issueAs = async (token: string, name: string): Promise<string> => {
-    const r = await as(token, () => m.api("POST", "/pf/nbdCa/issueClientCertificate", { name, publicKeyPem: keyPair().publicKeyPem }));
+    const r = await m.as(token, () => m.api("POST", "/pf/nbdCa/issueClientCertificate", { name, publicKeyPem: keyPair().publicKeyPem }));
     expect(r.status).toBe(200);
     return (r.json as Obj).serialNumber as string;
   };
@@ -189,24 +173,24 @@ describe("listing and revoking NBD client certificates", () => {
   };
 
   test("every issued certificate is listed; a Monitor lists but may not revoke; Security revokes by serial, audited, and SDC maps carry it", async () => {
-    const sec = await userToken("sec2", "Security");
-    const mon = await userToken("mon2", "Monitor");
+    const sec = await m.userToken("sec2", "Security");
+    const mon = await m.userToken("mon2", "Monitor");
     const sdcId = await m.joinSdc("guid-rev-a", "hostR");
     const lost = await issueAs(sec, "lost-laptop");
     const keep = await issueAs(sec, "keeper");
-    const list = (await as(mon, () => m.api("GET", "/pf/nbdCa/clientCertificates"))).json as Obj[];
+    const list = (await m.as(mon, () => m.api("GET", "/pf/nbdCa/clientCertificates"))).json as Obj[];
     expect(list.map((x) => [x.name, x.state, x.issuedBy])).toEqual(expect.arrayContaining([["lost-laptop", "valid", "user sec2"], ["keeper", "valid", "user sec2"]]));
     const caFp = ((await m.api("GET", "/pf/nbdCa")).json as Obj).fingerprint256 as string;
     const lostRow = list.find((x) => x.serialNumber === lost) as Obj;
     expect(lostRow).toMatchObject({ caFingerprint256: caFp, revokedAt: null });
-    expect((await as(sec, () => m.api("GET", "/pf/nbdCa/clientCertificates"))).status).toBe(200);
+    expect((await m.as(sec, () => m.api("GET", "/pf/nbdCa/clientCertificates"))).status).toBe(200);
 
-    const refused = await as(mon, () => m.api("POST", "/pf/nbdCa/revokeClientCertificate", { serialNumber: lost }));
+    const refused = await m.as(mon, () => m.api("POST", "/pf/nbdCa/revokeClientCertificate", { serialNumber: lost }));
     expect({ status: refused.status, pfCode: (refused.json as Obj).pfCode }).toEqual({ status: 403, pfCode: "FORBIDDEN" });
     expect((await sdcMaps(sdcId)).nbdRevoked).toEqual([]);
 
     const before = (await sdcMaps(sdcId)).mapVersion as number;
-    const r = await as(sec, () => m.api("POST", "/pf/nbdCa/revokeClientCertificate", { serialNumber: lost.toLowerCase(), reason: "laptop lost" }));
+    const r = await m.as(sec, () => m.api("POST", "/pf/nbdCa/revokeClientCertificate", { serialNumber: lost.toLowerCase(), reason: "laptop lost" }));
     expect(r.status).toBe(200);
     const got = r.json as { revoked: Obj[]; alreadyRevoked: Obj[] };
     expect(got.revoked.map((x) => [x.serialNumber, x.state, x.revokedBy, x.revokeReason])).toEqual([[lost, "revoked", "user sec2", "laptop lost"]]);
@@ -225,7 +209,7 @@ describe("listing and revoking NBD client certificates", () => {
     expect(audit.some((x) => x.path === "/api/pf/nbdCa/clientCertificates")).toBe(false);
 
     // again: nothing changes, no map bump
-    const again = await as(sec, () => m.api("POST", "/pf/nbdCa/revokeClientCertificate", { serialNumber: lost }));
+    const again = await m.as(sec, () => m.api("POST", "/pf/nbdCa/revokeClientCertificate", { serialNumber: lost }));
     expect(((again.json as Obj).alreadyRevoked as Obj[]).map((x) => x.serialNumber)).toEqual([lost]);
     expect((await sdcMaps(sdcId)).mapVersion).toBe(maps.mapVersion as number);
   });

@@ -55,24 +55,7 @@ function countLockoutWrites(): string[] {
   return writes;
 }
 
-/** As admin: create a user with a password and return a token of it. */
-async function userToken(name: string, role: string, password = `pw-${name}-0123`): Promise<string> {
-  const created = await m.api("POST", "/types/User/instances", { name, userRole: role, password });
-  expect(created.status).toBe(200);
-  const r = await loginAs(name, password);
-  expect(r.status).toBe(200);
-  return r.json as string;
-}
 
-async function as<T>(token: string, fn: () => Promise<T>): Promise<T> {
-  const saved = m.token;
-  m.token = token;
-  try {
-    return await fn();
-  } finally {
-    m.token = saved;
-  }
-}
 
 async function setupPool(): Promise<{ pdId: string; poolId: string; sdcId: string; volumeId: string }> {
   const pdId = ((await m.api("POST", "/types/ProtectionDomain/instances", { name: "pd1" })).json as Obj).id as string;
@@ -101,8 +84,8 @@ describe("deny by default: every route has an access class", () => {
 describe("roles", () => {
   test("a Monitor user reads everything but changes nothing: every mutating route and every instance action is 403", async () => {
     const { poolId, sdcId, volumeId } = await setupPool();
-    const mon = await userToken("watcher", "Monitor");
-    await as(mon, async () => {
+    const mon = await m.userToken("watcher", "Monitor");
+    await m.as(mon, async () => {
       expect((await m.api("GET", "/types/Volume/instances")).status).toBe(200);
       expect((await m.api("GET", `/instances/Volume::${volumeId}`)).status).toBe(200);
       expect((await m.api("POST", "/types/Volume/instances/action/queryIdByKey", { name: "v1" })).status).toBe(200);
@@ -134,8 +117,8 @@ describe("roles", () => {
 
   test("a FrontendConfig user maps a volume to an SDC but cannot add an SDS or a protection domain", async () => {
     const { pdId, sdcId, volumeId } = await setupPool();
-    const fe = await userToken("frontend", "FrontendConfig");
-    await as(fe, async () => {
+    const fe = await m.userToken("frontend", "FrontendConfig");
+    await m.as(fe, async () => {
       expect((await m.api("POST", `/instances/Volume::${volumeId}/action/addMappedSdc`, { sdcId, accessMode: "ReadWrite" })).status).toBe(200);
       const sds = await m.api("POST", "/types/Sds/instances", { protectionDomainId: pdId, name: "sds9", sdsIpList: [{ SdsIp: { ip: "127.0.0.9", role: "all" } }] });
       expect(sds.status).toBe(403);
@@ -159,7 +142,7 @@ describe("roles", () => {
 
     // a generated password must be changed before anything but "self" routes
     const opsToken = (await loginAs("ops", password)).json as string;
-    await as(opsToken, async () => {
+    await m.as(opsToken, async () => {
       expect((await m.api("GET", "/types/Volume/instances")).status).toBe(403);
       expect(((await m.api("POST", "/types/User/instances/action/queryCurrentUser", {})).json as Obj).name).toBe("ops");
       expect((await m.api("POST", `/instances/User::${id}/action/setPassword`, { oldPassword: "wrong-one-123", newPassword: "ops-new-pass-1" })).status).toBe(401);
@@ -176,21 +159,21 @@ describe("roles", () => {
     });
     // a role change reaches live tokens at once
     const monTok = (await loginAs("mon1", "mon1-password")).json as string;
-    const pd = await as(monTok, () => m.api("POST", "/types/ProtectionDomain/instances", { name: "pdc" }));
+    const pd = await m.as(monTok, () => m.api("POST", "/types/ProtectionDomain/instances", { name: "pdc" }));
     expect(pd.status).toBe(200); // Configure now
     const monId = ((await m.api("GET", "/types/User/instances")).json as Obj[]).find((x) => x.name === "mon1")!.id as string;
     expect((await m.api("POST", `/instances/User::${monId}/action/setUserRole`, { userRole: "Monitor" })).status).toBe(200);
-    expect((await as(monTok, () => m.api("POST", "/types/ProtectionDomain/instances", { name: "pdd" }))).status).toBe(403);
+    expect((await m.as(monTok, () => m.api("POST", "/types/ProtectionDomain/instances", { name: "pdd" }))).status).toBe(403);
     // reset: old sessions end, the new one-time password works and must be changed
     const reset = await m.api("POST", `/instances/User::${monId}/action/resetPassword`, {});
     const temp = (reset.json as Obj).password as string;
-    expect((await as(monTok, () => m.api("GET", "/types/System/instances"))).status).toBe(401);
+    expect((await m.as(monTok, () => m.api("GET", "/types/System/instances"))).status).toBe(401);
     expect((await loginAs("mon1", "mon1-password")).status).toBe(401);
     expect((await loginAs("mon1", temp)).status).toBe(200);
     // remove: tokens die, login fails; admin cannot be removed
     const t2 = (await loginAs("mon1", temp)).json as string;
     expect((await m.api("POST", `/instances/User::${monId}/action/removeUser`, {})).status).toBe(200);
-    expect((await as(t2, () => m.api("GET", "/types/System/instances"))).status).toBe(401);
+    expect((await m.as(t2, () => m.api("GET", "/types/System/instances"))).status).toBe(401);
     expect((await m.api("GET", `/instances/User::${monId}`)).status).toBe(500);
     const adminId = ((await m.api("GET", "/types/User/instances")).json as Obj[]).find((x) => x.name === "admin")!.id as string;
     expect(((await m.api("POST", `/instances/User::${adminId}/action/removeUser`, {})).json as Obj).pfCode).toBe("INVALID_STATE");
@@ -200,7 +183,7 @@ describe("roles", () => {
 
 describe("logins and sessions", () => {
   test("10 failed logins in a row lock the user: the PowerFlex 401, the right password refused too, until the lock-out ends", async () => {
-    await userToken("carol", "Monitor", "carol-password-1");
+    await m.userToken("carol", "Monitor", "carol-password-1");
     for (let i = 0; i < Limits.loginLockoutFailures; i++) expect((await loginAs("carol", `wrong-${i}-xxxx`)).status).toBe(401);
     const locked = await loginAs("carol", "carol-password-1");
     expect(locked.status).toBe(401);
@@ -218,7 +201,7 @@ describe("logins and sessions", () => {
   });
 
   test("a lock-out survives an MDM restart: the restarted MDM refuses the locked user with the PowerFlex 401 until the lock ends", async () => {
-    await userToken("dave", "Monitor", "dave-password-1");
+    await m.userToken("dave", "Monitor", "dave-password-1");
     for (let i = 0; i < Limits.loginLockoutFailures; i++) expect((await loginAs("dave", `wrong-${i}-xxxx`)).status).toBe(401);
     expect(lockoutRows()).toEqual([{ user_name: "dave", locked_until_ms: m.clock.nowMs + Limits.loginLockoutMs }]);
     await restart();
@@ -240,7 +223,7 @@ describe("logins and sessions", () => {
   });
 
   test("a successful login writes no lock-out row unless its user had one; a lock is written once, when it starts", async () => {
-    await userToken("erin", "Monitor", "erin-password-1");
+    await m.userToken("erin", "Monitor", "erin-password-1");
     const writes = countLockoutWrites();
     for (let i = 0; i < 50; i++) expect((await loginAs("erin", "erin-password-1")).status).toBe(200);
     for (let i = 0; i < Limits.loginLockoutFailures - 1; i++) await loginAs("erin", `wrong-${i}-xxxx`);
@@ -325,8 +308,8 @@ describe("audit log", () => {
     await m.api("POST", "/types/ProtectionDomain/instances", { name: "pdA" });
     await m.api("GET", "/types/ProtectionDomain/instances");
     await loginAs("admin", "not-the-password");
-    const mon = await userToken("mona", "Monitor");
-    await as(mon, () => m.api("POST", "/types/ProtectionDomain/instances", { name: "pdB" }));
+    const mon = await m.userToken("mona", "Monitor");
+    await m.as(mon, () => m.api("POST", "/types/ProtectionDomain/instances", { name: "pdB" }));
     const recs = ((await m.api("GET", "/pf/audit?limit=1000&order=oldest")).json as Obj[]).slice(before);
     const summary = recs.map((r) => `${r.kind} ${r.actor} ${r.action} ${r.result}`);
     expect(summary).toEqual(["rest admin create ok", "login admin login refused", "rest admin create ok", "login mona login ok", "refused mona create refused"]);
@@ -390,7 +373,7 @@ describe("audit log", () => {
       const created = await m.api("POST", "/types/User/instances", { name: "dave", userRole: "Configure", password: secrets[0] });
       const id = (created.json as Obj).id as string;
       const dave = (await loginAs("dave", secrets[0]!)).json as string;
-      await as(dave, () => m.api("POST", `/instances/User::${id}/action/setPassword`, { oldPassword: secrets[0], newPassword: secrets[1] }));
+      await m.as(dave, () => m.api("POST", `/instances/User::${id}/action/setPassword`, { oldPassword: secrets[0], newPassword: secrets[1] }));
       await m.api("POST", `/instances/User::${id}/action/resetPassword`, { password: secrets[2] });
       const gen = (await m.api("POST", `/instances/User::${id}/action/resetPassword`, {})).json as Obj;
       secrets.push(gen.password as string);

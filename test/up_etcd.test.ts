@@ -2,26 +2,22 @@
 // fails the test) as a supervised role: started before the MDM with its data under
 // DATA_DIR/etcd, stopped after it; a restart keeps the cluster (the term grows). When etcd is
 // not installed (or mdm.etcd.bin names nothing), pf up says what to install, exits 7 (not found)
-// and creates nothing. Every process is killed by PID, pass or fail.
+// and creates nothing. The member runs with mdm.etcd.tls: off here (plain http); the secured
+// default is test/up_etcd_tls.test.ts. Every process is killed by PID, pass or fail.
 
 import { afterAll, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { childPids, freePort, PF_BIN } from "./helpers/cluster.ts";
+import { freePort } from "./helpers/cluster.ts";
+import { killUps, startUp, waitOut } from "./helpers/pf_up.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "pf-up-etcd-"));
 const procs: Subprocess[] = [];
 
 afterAll(() => {
-  for (const p of procs) for (const pid of [...childPids(p.pid), p.pid]) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // gone already
-    }
-  }
+  killUps(procs);
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -35,30 +31,6 @@ function yaml(ports: { mdm: number; client: number; peer: number }, etcdExtra = 
     "  - { name: h1, address: 127.0.0.1, mdm: true }",
     "",
   ].join("\n");
-}
-
-function startUp(file: string, dataDir: string, env: Record<string, string> = {}): { proc: Subprocess<"ignore", "pipe", "pipe">; out: () => string } {
-  const proc = Bun.spawn([PF_BIN, "up", file, "--data-dir", dataDir], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, CONSOLA_LEVEL: "3", ...env } });
-  procs.push(proc);
-  let text = "";
-  const dec = new TextDecoder();
-  const pump = async (s: ReadableStream<Uint8Array>) => {
-    for await (const c of s) text += dec.decode(c);
-  };
-  void pump(proc.stdout);
-  void pump(proc.stderr);
-  return { proc, out: () => text };
-}
-
-async function waitOut(up: { proc: Subprocess; out: () => string }, re: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const m = up.out().match(re);
-    if (m) return m;
-    if (up.proc.exitCode !== null) throw new Error(`pf up exited ${up.proc.exitCode}:\n${up.out()}`);
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}:\n${up.out()}`);
-    await Bun.sleep(100);
-  }
 }
 
 function alive(pid: number): boolean {
@@ -75,15 +47,18 @@ async function mdmRole(url: string, caFile: string): Promise<{ kind: string; rol
   return (await r.json()) as { kind: string; role: string; term: number };
 }
 
-test("pf up runs the host's etcd member as a role: before the MDM, data under DATA_DIR/etcd, stopped with the others; a restart keeps the cluster", async () => {
+test("pf up runs the host's etcd member as a role: before the MDM, data under DATA_DIR/etcd, stopped with the others; a restart keeps the cluster (tls: off: plain http)", async () => {
   const ports = { mdm: await freePort(), client: await freePort(), peer: await freePort() };
   const file = join(dir, "cluster.yaml");
-  writeFileSync(file, yaml(ports));
+  // the secured default (tls auto) is test/up_etcd_tls.test.ts; here the switch that turns it off
+  writeFileSync(file, yaml(ports, ", tls: off"));
   const dataDir = join(dir, "h1");
   const url = `https://127.0.0.1:${ports.mdm}`;
   const caFile = join(dataDir, "mdm", "tls", "ca.pem");
-  let up = startUp(file, dataDir);
+  let up = startUp(procs, file, dataDir);
   await waitOut(up, /pf is up on host h1/, 60_000);
+  expect(up.out()).toContain("(NOT secured: plain http, no authentication; mdm.etcd.tls: off)");
+  expect(existsSync(join(dataDir, "etcd-tls"))).toBe(false);
   const etcdPid = Number((await waitOut(up, /started etcd \(pid (\d+)\)/, 1000))[1]);
   const mdmPid = Number((await waitOut(up, /started mdm \(pid (\d+)\)/, 1000))[1]);
   expect(up.out().indexOf("started etcd")).toBeLessThan(up.out().indexOf("started mdm"));
@@ -102,7 +77,7 @@ test("pf up runs the host's etcd member as a role: before the MDM, data under DA
   expect(alive(etcdPid)).toBe(false);
   expect(alive(mdmPid)).toBe(false);
 
-  up = startUp(file, dataDir);
+  up = startUp(procs, file, dataDir);
   await waitOut(up, /pf is up on host h1/, 60_000);
   const again = await mdmRole(url, caFile);
   expect(again.role).toBe("leader");
@@ -117,14 +92,14 @@ test("no etcd installed: pf up names what to install, exits 7 and creates nothin
   writeFileSync(file, yaml(ports));
   const dataDir = join(dir, "none");
   // a PATH without etcd (pf itself is the compiled binary, found by its path)
-  const up = startUp(file, dataDir, { PATH: join(dir, "empty-bin") });
+  const up = startUp(procs, file, dataDir, { env: { PATH: join(dir, "empty-bin") } });
   expect(await up.proc.exited).toBe(7);
   expect(up.out()).toContain("asks pf up to run an etcd member on host h1 (mdm.etcd.embedded: true), but there is no etcd on PATH");
   expect(up.out()).toContain("apt-get install etcd-server");
   expect(existsSync(dataDir)).toBe(false);
 
   writeFileSync(file, yaml(ports, ", bin: /nonexistent/etcd"));
-  const up2 = startUp(file, dataDir);
+  const up2 = startUp(procs, file, dataDir);
   expect(await up2.proc.exited).toBe(7);
   expect(up2.out()).toContain("/nonexistent/etcd (mdm.etcd.bin) does not exist");
   expect(existsSync(dataDir)).toBe(false);

@@ -1,12 +1,14 @@
 // What a cluster file asks of this host, worked out once for `pf up` and `pf doctor`: which host
 // of the file this is, the ports its roles will listen on, the device files its SDSs use (paths
-// resolved against the data dir), the MDM's URL and the certificate file that verifies it.
+// resolved against the data dir), the MDM's URL and the certificate file that verifies it, and
+// with an embedded etcd the member's command-line inputs and the etcd TLS files of this host
+// (mdm.etcd.tls auto: DATA_DIR/etcd-tls, written by up_etcd_tls.ts; else the file's own).
 
 import { readFileSync } from "node:fs";
 import { hostname, networkInterfaces } from "node:os";
 import { isAbsolute, join } from "node:path";
 import oneHostYaml from "../../configs/one-host.yaml" with { type: "text" };
-import { embeddedEtcdHosts, etcdMemberUrls, parseClusterConfig, poolExtentBytes, type ClusterConfig, type HostConfig, type SdsConfig } from "../proto/cluster_config.ts";
+import { embeddedEtcdHosts, embeddedEtcdTls, etcdMemberUrls, parseClusterConfig, poolExtentBytes, type ClusterConfig, type HostConfig, type SdsConfig } from "../proto/cluster_config.ts";
 import { PfError } from "../proto/errors.ts";
 import { errnoFailure } from "./cli_failure.ts";
 import type { DeviceUse } from "./device_check.ts";
@@ -75,6 +77,10 @@ export interface HostPlan {
   mdmDir: string;
   /** the etcd member pf up runs on this host (mdm.etcd.embedded), or null */
   etcd: EtcdMemberPlan | null;
+  /** the files the MDM of this host reaches etcd with (--etcd-cacert/--etcd-cert/--etcd-key), or null (plain http) */
+  etcdClient: EtcdClientFiles | null;
+  /** mdm.etcd.tls auto: what pf up derives from cluster.secret and writes here before etcd and the MDM start */
+  etcdAutoTls: EtcdAutoTlsPlan | null;
   ports: PlannedPort[];
   devices: PlannedDevice[];
 }
@@ -96,7 +102,49 @@ export interface EtcdMemberPlan {
   tls: { certFile: string; keyFile: string; caFile: string; clientCertAuth: boolean } | null;
 }
 
-function planEtcd(config: ClusterConfig, host: HostConfig, dataDir: string): EtcdMemberPlan | null {
+export interface EtcdClientFiles {
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+}
+
+export interface EtcdAutoTlsPlan {
+  /** DATA_DIR/etcd-tls (0700); keys 0600 */
+  dir: string;
+  caFile: string;
+  /** this host's member certificate (serverAuth + clientAuth, its address), when it runs a member */
+  member: { certFile: string; keyFile: string; address: string } | null;
+  /** the MDM's etcd client certificate (no CN), when this host runs an MDM */
+  mdmClient: { certFile: string; keyFile: string } | null;
+}
+
+/** The certificate files of mdm.etcd.tls auto on this host (none when the file gives its own or says off). */
+function planEtcdAutoTls(config: ClusterConfig, host: HostConfig, dataDir: string): EtcdAutoTlsPlan | null {
+  if (embeddedEtcdTls(config) !== "auto") return null;
+  const member = embeddedEtcdHosts(config).includes(host);
+  if (!member && !host.mdm) return null;
+  const dir = join(dataDir, "etcd-tls");
+  return {
+    dir,
+    caFile: join(dir, "ca.pem"),
+    member: member ? { certFile: join(dir, "member.pem"), keyFile: join(dir, "member-key.pem"), address: host.address } : null,
+    mdmClient: host.mdm ? { certFile: join(dir, "mdm-client.pem"), keyFile: join(dir, "mdm-client-key.pem") } : null,
+  };
+}
+
+/** The MDM's etcd TLS files: derived (auto), else what mdm.etcd gives (an external etcd or memberCert mode). */
+function planEtcdClient(config: ClusterConfig, auto: EtcdAutoTlsPlan | null): EtcdClientFiles | null {
+  if (auto?.mdmClient) return { caFile: auto.caFile, certFile: auto.mdmClient.certFile, keyFile: auto.mdmClient.keyFile };
+  const e = config.mdm.etcd;
+  if (e === undefined) return null;
+  const files: EtcdClientFiles = {
+    ...(e.cacert ? { caFile: e.cacert } : {}),
+    ...(e.cert && e.key ? { certFile: e.cert, keyFile: e.key } : {}),
+  };
+  return Object.keys(files).length > 0 ? files : null;
+}
+
+function planEtcd(config: ClusterConfig, host: HostConfig, dataDir: string, auto: EtcdAutoTlsPlan | null): EtcdMemberPlan | null {
   const members = embeddedEtcdHosts(config);
   if (!members.includes(host)) return null;
   const urls = etcdMemberUrls(config, host);
@@ -108,11 +156,12 @@ function planEtcd(config: ClusterConfig, host: HostConfig, dataDir: string): Etc
     clusterToken: `pf-${config.mdm.etcd?.clusterName ?? config.cluster.name}`,
     bin: config.mdm.etcd?.bin ?? "etcd",
     unsafeNoFsync: config.mdm.etcd?.unsafeNoFsync === true,
-    tls: etcdMemberTls(config),
+    tls: etcdMemberTls(config, auto),
   };
 }
 
-function etcdMemberTls(config: ClusterConfig): EtcdMemberPlan["tls"] {
+function etcdMemberTls(config: ClusterConfig, auto: EtcdAutoTlsPlan | null): EtcdMemberPlan["tls"] {
+  if (auto?.member) return { certFile: auto.member.certFile, keyFile: auto.member.keyFile, caFile: auto.caFile, clientCertAuth: true };
   const e = config.mdm.etcd;
   if (e?.memberCert === undefined || e.memberKey === undefined || e.cacert === undefined) return null;
   return { certFile: e.memberCert, keyFile: e.memberKey, caFile: e.cacert, clientCertAuth: e.cert !== undefined };
@@ -142,7 +191,8 @@ export function planHost(config: ClusterConfig, host: HostConfig, dataDir: strin
     const c = controlFrom(sc === undefined ? undefined : `${bracket(sc.host)}:${sc.port}`, host.sdc.nbd);
     if (c !== null && c.port !== 0) ports.push({ what: "the SDC's control port", host: c.host, port: c.port, change: inFile(`hosts.${hostIndex}.sdc.control`), role: "sdc", name: null });
   }
-  const etcd = planEtcd(config, host, dataDir);
+  const etcdAutoTls = planEtcdAutoTls(config, host, dataDir);
+  const etcd = planEtcd(config, host, dataDir, etcdAutoTls);
   if (etcd) {
     for (const [what, url, field] of [["client", etcd.clientUrl, "clientPort"], ["peer", etcd.peerUrl, "peerPort"]] as const) {
       ports.push({ what: `the etcd member's ${what} port`, host: host.address, port: Number(new URL(url).port), change: inFile(`mdm.etcd.${field}`), role: "etcd", name: host.name });
@@ -175,6 +225,8 @@ export function planHost(config: ClusterConfig, host: HostConfig, dataDir: strin
     caFile: config.mdm.plainHttp ? null : (config.mdm.ca ?? config.mdm.tlsCert ?? join(mdmDir, "tls", config.mdm.etcd ? "ca.pem" : "cert.pem")),
     mdmDir,
     etcd,
+    etcdClient: planEtcdClient(config, etcdAutoTls),
+    etcdAutoTls,
     ports,
     devices,
   };

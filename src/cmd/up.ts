@@ -14,7 +14,10 @@
 // given the list of all MDM URLs (it follows the active one); the first MDM host of the file
 // creates the listed objects; the CA file is DATA_DIR/mdm/tls/ca.pem on MDM hosts (mdm.ca
 // elsewhere), and it verifies every MDM of the cluster. With mdm.etcd.embedded, pf up also runs
-// this host's etcd member (up_etcd.ts) as a role, started first and stopped last.
+// this host's etcd member (up_etcd.ts) as a role, started first and stopped last; unless the file
+// gives the members' certificates or says mdm.etcd.tls: off, pf up first derives this host's etcd
+// certificates from cluster.secret (up_etcd_tls.ts) so that etcd serves only TLS clients and peers
+// with a certificate of that CA, and the MDM is given its client certificate.
 
 import { defineCommand } from "citty";
 import { consola } from "consola";
@@ -30,7 +33,7 @@ import { listNbdExports, type NbdProbeTls } from "./nbd_probe.ts";
 import { errnoFailure } from "./cli_failure.ts";
 import { BUILT_IN_CLUSTER, bracket, findThisHost, loadClusterConfig, planHost, type HostPlan } from "./host_plan.ts";
 import { preflightUp } from "./up_preflight.ts";
-import { etcdEndpointsOf } from "../proto/cluster_config.ts";
+import { embeddedEtcdTls, etcdEndpointsOf } from "../proto/cluster_config.ts";
 import { WaitNotice } from "./wait_notice.ts";
 import { controlFrom } from "./role_options.ts";
 
@@ -87,6 +90,12 @@ async function up(plan: HostPlan): Promise<void> {
   process.on("SIGTERM", () => void stopAll("SIGTERM"));
 
   try {
+    if (plan.etcdAutoTls) {
+      // loaded only when the file asks for etcd (test/tidy.test.ts: sqlite mode reaches no etcd module)
+      const { describeEtcdAutoTls, writeEtcdAutoTls } = await import("./up_etcd_tls.ts");
+      writeEtcdAutoTls(secret, plan.etcdAutoTls, host.name);
+      consola.info(`pf up: ${describeEtcdAutoTls(plan.etcdAutoTls)}`);
+    }
     // the etcd member first (the MDM waits for etcd), so it is stopped last
     if (plan.etcd) {
       try {
@@ -112,8 +121,9 @@ async function up(plan: HostPlan): Promise<void> {
       const mdmEnv: Record<string, string> = {};
       if (etcd) {
         mdmArgs.push("--etcd-endpoints", etcdEndpointsOf(config).join(","), "--cluster-name", etcd.clusterName ?? config.cluster.name, "--name", host.name);
-        if (etcd.cacert) mdmArgs.push("--etcd-cacert", etcd.cacert);
-        if (etcd.cert && etcd.key) mdmArgs.push("--etcd-cert", etcd.cert, "--etcd-key", etcd.key);
+        const files = plan.etcdClient;
+        if (files?.caFile) mdmArgs.push("--etcd-cacert", files.caFile);
+        if (files?.certFile && files.keyFile) mdmArgs.push("--etcd-cert", files.certFile, "--etcd-key", files.keyFile);
         if (etcd.user) mdmArgs.push("--etcd-user", etcd.user);
         // the password goes by environment, not argv (argv is world-readable in /proc)
         const etcdPassword = etcd.password ?? process.env.PF_ETCD_PASSWORD;
@@ -287,6 +297,7 @@ function printSummary(plan: HostPlan): void {
   lines.push(`  REST:  ${mdmUrl.split(",").map((u) => `${u}/api`).join(", ")}${caFile ? `   (certificate: ${caFile})` : ""}`);
   lines.push(`  Web:   ${mdmUrl}/dashboard/   (the same users as REST)`);
   for (const c of controlUrls(host)) lines.push(`  control ${c.role}: ${c.url}  (/health /metrics /status)`);
+  lines.push(...etcdSummary(plan));
   lines.push(`  scli:  export PF_MDM=${mdmUrl}${caFile ? ` PF_MDM_CA=${caFile}` : ""}`);
   const pw = config.cluster.adminPassword
     ? "<adminPassword from the cluster file>"
@@ -300,6 +311,20 @@ function printSummary(plan: HostPlan): void {
   lines.push(`  Check: ${pf} doctor${file} --data-dir ${dataDir}${config.hosts.length > 1 ? ` --host ${host.name}` : ""}`);
   lines.push(`  Stop with Ctrl-C (SIGINT) or SIGTERM; restart with the same command keeps the data.`);
   process.stdout.write(lines.join("\n") + "\n");
+}
+
+/** The summary's etcd lines: the endpoints, how they are secured, and the files an etcdctl needs. */
+function etcdSummary(plan: HostPlan): string[] {
+  const tls = embeddedEtcdTls(plan.config);
+  if (tls === null) return [];
+  const endpoints = etcdEndpointsOf(plan.config).join(",");
+  if (tls === "off") return [`  etcd:  ${endpoints}   (NOT secured: plain http, no authentication; mdm.etcd.tls: off)`];
+  const how = tls === "auto" ? "TLS + client certificates, CA derived from cluster.secret" : "TLS with the file's memberCert/cacert";
+  const lines = [`  etcd:  ${endpoints}   (secured: ${how})`];
+  const c = plan.etcdClient;
+  if (c?.caFile && c.certFile && c.keyFile) lines.push(`         etcdctl --endpoints ${endpoints} --cacert ${c.caFile} --cert ${c.certFile} --key ${c.keyFile} endpoint health`);
+  else if (plan.etcdAutoTls) lines.push(`         etcd TLS files: ${plan.etcdAutoTls.dir} (CA ${plan.etcdAutoTls.caFile})`);
+  return lines;
 }
 
 /** The admin password pf up was given: the cluster file's, else PF_ADMIN_PASSWORD (the MDM sets it). */

@@ -7,6 +7,9 @@
 // initial-cluster flags). A missing or too old etcd is refused before anything starts, naming
 // what to install. With mdm.etcd memberCert/memberKey (and cacert) the member serves clients and
 // peers over TLS with that certificate, and asks for client certificates when the MDMs have one.
+// Without them (mdm.etcd.tls auto, the default) it serves the same way with the certificates pf
+// up derived from cluster.secret (up_etcd_tls.ts), always demanding client certificates; with
+// tls: off it serves plain http without authentication.
 
 import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import { PfError } from "../proto/errors.ts";
@@ -44,7 +47,7 @@ export function resolveEtcdBinary(plan: HostPlan, etcd: EtcdMemberPlan): string 
 
 /** The member's TLS files (mdm.etcd memberCert, memberKey, cacert) must be readable PEM files. */
 export function checkEtcdMemberTls(plan: HostPlan, etcd: EtcdMemberPlan): void {
-  if (etcd.tls === null) return;
+  if (etcd.tls === null || plan.etcdAutoTls !== null) return; // auto: pf up writes them before etcd starts
   for (const [file, field] of [[etcd.tls.certFile, "memberCert"], [etcd.tls.keyFile, "memberKey"], [etcd.tls.caFile, "cacert"]] as const) {
     let text: string;
     try {

@@ -33,6 +33,7 @@ export async function preflightUp(plan: HostPlan): Promise<void> {
 function requireDevicesOutsideRoleDirs(plan: HostPlan): void {
   const reserved = [
     join(plan.dataDir, "cluster-secret"),
+    join(plan.dataDir, "etcd-tls"),
     plan.mdmDir,
     join(plan.dataDir, "sdc"),
     ...plan.host.sds.map((s) => join(plan.dataDir, "sds", s.name)),

@@ -175,6 +175,10 @@ export const ClusterConfig = z
             // certificate (--client-cert-auth, --peer-client-cert-auth)
             memberCert: z.string().min(1).optional(),
             memberKey: z.string().min(1).optional(),
+            // embedded etcd without memberCert: auto (default) = pf up secures the members itself
+            // (https, client and peer certificate auth) with a CA derived from cluster.secret;
+            // off = plain http without authentication (a private network you trust only)
+            tls: z.enum(["auto", "off"]).optional(),
           })
           .optional(),
       })
@@ -210,7 +214,9 @@ export const ClusterConfig = z
       if ((etcd.memberCert === undefined) !== (etcd.memberKey === undefined)) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", etcd.memberCert === undefined ? "memberCert" : "memberKey"], message: "an embedded etcd member's certificate needs both memberCert and memberKey" });
       if (member && etcd.embedded !== true) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "memberCert"], message: "memberCert/memberKey are for pf up's embedded etcd (embedded: true); an external etcd has its own certificates" });
       if (member && etcd.cacert === undefined) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "cacert"], message: "an embedded etcd over TLS needs cacert: the CA that signed every memberCert (the MDMs and the peers verify with it)" });
-      if (tls && etcd.embedded === true && !member) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "embedded"], message: "pf up's embedded etcd serves plain http unless memberCert and memberKey give each member its certificate: add them, or run etcd yourself and list its https endpoints" });
+      if (tls && etcd.embedded === true && !member) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", etcd.cacert !== undefined ? "cacert" : "cert"], message: "pf up makes the embedded etcd's certificates itself (mdm.etcd.tls: auto, from cluster.secret): drop cacert/cert/key, or give memberCert and memberKey too to use your own" });
+      if (etcd.tls !== undefined && etcd.embedded !== true) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "tls"], message: "mdm.etcd.tls is for pf up's embedded etcd (embedded: true); an external etcd is secured by its own flags (give cacert, cert, key)" });
+      if (etcd.tls === "off" && member) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "tls"], message: "tls: off with memberCert/memberKey: drop tls: off to serve TLS with your certificates, or drop memberCert/memberKey for plain http" });
       const plain = (etcd.endpoints ?? []).filter((e) => !e.startsWith("https://"));
       if (tls && plain.length > 0) ctx.addIssue({ code: "custom", path: ["mdm", "etcd", "endpoints"], message: `with etcd TLS (cacert, cert) every endpoint must be https://; ${plain.join(", ")} is not` });
     }
@@ -277,10 +283,23 @@ function urlHost(addr: string): string {
   return addr.includes(":") ? `[${addr}]` : addr;
 }
 
+/**
+ * How pf up secures its embedded etcd: "given" (the operator's memberCert/memberKey/cacert),
+ * "auto" (certificates pf up derives from cluster.secret: up_etcd_tls.ts), "off" (plain http),
+ * or null when pf up runs no etcd.
+ */
+export function embeddedEtcdTls(c: ClusterConfig): "given" | "auto" | "off" | null {
+  const e = c.mdm.etcd;
+  if (e?.embedded !== true) return null;
+  if (e.memberCert !== undefined) return "given";
+  return e.tls ?? "auto";
+}
+
 /** An embedded member's client and peer URLs. */
 export function etcdMemberUrls(c: ClusterConfig, host: { address: string }): { clientUrl: string; peerUrl: string } {
   const e = c.mdm.etcd;
-  const scheme = e?.memberCert !== undefined ? "https" : "http";
+  const tls = embeddedEtcdTls(c);
+  const scheme = tls === "given" || tls === "auto" ? "https" : "http";
   return {
     clientUrl: `${scheme}://${urlHost(host.address)}:${e?.clientPort ?? DEFAULT_ETCD_CLIENT_PORT}`,
     peerUrl: `${scheme}://${urlHost(host.address)}:${e?.peerPort ?? DEFAULT_ETCD_PEER_PORT}`,

@@ -103,6 +103,10 @@ export interface SelfSignedCert {
 
 export interface SelfSignedCertOptions {
   commonName: string;
+  /** a subject of O=pf only, no CN (etcd's JSON gateway refuses a client certificate with a CN: CVE-2018-16886) */
+  omitCommonName?: boolean;
+  /** certify and sign with this key (PKCS#8 PEM) instead of a new one (a CA whose key is derived: secret_ca.ts) */
+  privateKeyPem?: string;
   /** DNS names and IP addresses (v4 or v6) for subjectAltName; duplicates are dropped */
   hosts: string[];
   validDays?: number;
@@ -141,9 +145,10 @@ export function generateSignedCert(opts: SignedCertOptions): SelfSignedCert {
 }
 
 function makeCert(opts: SelfSignedCertOptions, issuer: SelfSignedCert | null, publicKeyPem?: string): SelfSignedCert {
-  const made = publicKeyPem === undefined ? generateKeyPairSync("ec", { namedCurve: "prime256v1" }) : null;
-  const privateKey = made?.privateKey ?? null;
-  const publicKey = made?.publicKey ?? createPublicKey(publicKeyPem!);
+  const given = opts.privateKeyPem === undefined ? null : createPrivateKey(opts.privateKeyPem);
+  const made = publicKeyPem === undefined && given === null ? generateKeyPairSync("ec", { namedCurve: "prime256v1" }) : null;
+  const privateKey = given ?? made?.privateKey ?? null;
+  const publicKey = given !== null ? createPublicKey(given) : (made?.publicKey ?? createPublicKey(publicKeyPem!));
   const spki = publicKey.export({ type: "spki", format: "der" });
   const now = opts.now ?? new Date();
   const notBefore = new Date(now.getTime() - 60 * 60 * 1000); // tolerate clock skew between hosts
@@ -152,7 +157,7 @@ function makeCert(opts: SelfSignedCertOptions, issuer: SelfSignedCert | null, pu
   serial[0] = (serial[0] ?? 0) & 0x7f;
   const name = seq(
     set(seq(derOid(OID.organization), derUtf8("pf"))),
-    set(seq(derOid(OID.commonName), derUtf8(opts.commonName.slice(0, 64)))),
+    ...(opts.omitCommonName === true ? [] : [set(seq(derOid(OID.commonName), derUtf8(opts.commonName.slice(0, 64))))]),
   );
   const issuerName = issuer === null ? name : subjectOf(pemToDer(issuer.certPem));
   const signKey = issuer === null ? privateKey! : createPrivateKey(issuer.keyPem);

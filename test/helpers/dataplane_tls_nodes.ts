@@ -3,6 +3,7 @@
 // refusal log per test (the server's own log mutes repeats for 5 s).
 
 import * as fs from "node:fs";
+import type { Socket, TCPSocketListener } from "bun";
 import { join } from "node:path";
 import { NodeRole } from "../../src/proto/dataplane_auth.ts";
 import { DataPlaneClient } from "../../src/proto/dataplane_client.ts";
@@ -65,4 +66,22 @@ export function freshRefusals(n: SdsCore): RefusalLog {
   const log = new RefusalLog("data plane", 0);
   Object.assign(n.server, { refusals: log });
   return log;
+}
+
+/**
+ * A listener on a free loopback port that upgrades every accepted socket to TLS server-side at
+ * once (upgradeTLS, as the SDS does) and hands each finished handshake to `onHandshake`.
+ */
+export function listenUpgradingTls(tls: object, onHandshake: (s: Socket<undefined>, ok: boolean) => void): TCPSocketListener<undefined> {
+  return Bun.listen<undefined>({
+    hostname: "127.0.0.1",
+    port: 0,
+    data: undefined,
+    socket: {
+      open: (raw) => {
+        raw.upgradeTLS<undefined>({ data: undefined, tls, socket: { data: () => {}, handshake: (s, ok) => onHandshake(s, ok) } });
+      },
+      data: () => {},
+    },
+  });
 }

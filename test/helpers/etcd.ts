@@ -9,6 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { freePort } from "./cluster.ts";
+import { EtcdMetaStore } from "../../src/mdm/ha/etcd_meta_store.ts";
+import { MDM_MIGRATIONS } from "../../src/store/mdm_migrate.ts";
+import { MdmFixture } from "../mdm_fixture.ts";
 
 export const ETCD_BIN = Bun.which("etcd") ?? "/usr/bin/etcd";
 
@@ -136,5 +139,25 @@ export class EtcdCluster {
       m.proc = null;
     }
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** The schema version of this build (what an MDM on etcd records and checks). */
+export const SCHEMA_VERSION = MDM_MIGRATIONS.reduce((m, x) => Math.max(m, x.version), -1);
+
+/** An in-process MDM (MdmFixture) in dir whose metadata store is `etcd`, as member `name` of `cluster`. */
+export function openMdmOnEtcd(dir: string, etcd: EtcdCluster, member: { cluster: string; name: string; mdmId: string; url: string }): Promise<MdmFixture> {
+  return MdmFixture.open({
+    dir,
+    openMeta: (store) => EtcdMetaStore.open({ sqlite: store.sqlite, endpoints: etcd.endpoints, ...member, schemaVersion: SCHEMA_VERSION }),
+  });
+}
+
+/** Poll a synchronous condition every 25 ms until it holds (an Error after timeoutMs). */
+export async function waitUntil(what: string, timeoutMs: number, probe: () => boolean): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!probe()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(25);
   }
 }

@@ -322,6 +322,16 @@ export function addMappedSdc(ctx: MdmContext, volumeId: string, req: MapRequest)
   });
 }
 
+/** Every SDS holding a copy (in-sync, target or away) of an extent of the V-Tree `ownerId`. */
+function holdersOf(ctx: MdmContext, ownerId: string): string[] {
+  const rows = ctx.store.sqlite
+    .query<{ p: string; s: string | null; t: string | null; a: string | null }, [string]>("SELECT primary_sds_id AS p, secondary_sds_id AS s, target_sds_id AS t, away_sds_id AS a FROM extent WHERE volume_id = ?")
+    .all(ownerId);
+  const out = new Set<string>();
+  for (const r of rows) for (const id of [r.p, r.s, r.t, r.a]) if (id !== null) out.add(id);
+  return [...out];
+}
+
 export function removeMappedSdc(ctx: MdmContext, volumeId: string, req: { sdcId?: string | undefined; guid?: string | undefined; allSdcs: boolean }): void {
   inTransaction(ctx, () => {
     const vol = getVolume(ctx, volumeId);
@@ -337,8 +347,9 @@ export function removeMappedSdc(ctx: MdmContext, volumeId: string, req: { sdcId?
         .all();
       if (gone.length === 0) throw new PfError("NOT_MAPPED", "The volume is not mapped to this SDC");
     }
-    bumpMapVersion(ctx);
-    // SDSs stop IO under the grants issued so far within a heartbeat (grant_floors.ts)
+    // it concerns the SDCs that lose the volume and the SDSs that hold its V-Tree's copies (the
+    // only ones that check its grants: they get the new floors within a round trip, map watch)
+    bumpMapVersion(ctx, { sds: holdersOf(ctx, vol.ownerId), sdc: gone.map((g) => g.sdcId) });
     for (const g of gone) revokeGrants(ctx, vol.id, g.sdcId);
   });
 }
@@ -357,7 +368,7 @@ export function setMappingAccessMode(ctx: MdmContext, volumeId: string, req: { s
       .returning({ sdcId: volumeMappingTable.sdcId })
       .all();
     if (changed.length === 0) throw new PfError("NOT_MAPPED", "The volume is not mapped to this SDC");
-    bumpMapVersion(ctx);
+    bumpMapVersion(ctx, { sds: holdersOf(ctx, vol.ownerId), sdc: [sdc.id] });
     // a ReadWrite grant issued before must not outlive the switch to ReadOnly (grant_floors.ts)
     if (req.accessMode === "ReadOnly") revokeGrants(ctx, vol.id, sdc.id);
   });
