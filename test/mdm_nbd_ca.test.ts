@@ -243,10 +243,10 @@ describe("listing and revoking NBD client certificates", () => {
     expect(replicatedTables(m.core.ctx.store.sqlite).map((t) => t.name)).toContain("nbd_client_cert");
   });
 
-  test("the revoked entries SDCs get are capped: a revocation past Limits.nbdRevokedCertsMax is refused, nothing written", async () => {
-    const sdcId = await m.joinSdc("guid-rev-c", "hostC");
+  /** n recorded certificates valid for one day from now (revoked or not), written straight to the table */
+  const bulkRows = (n: number, revoked: boolean): void => {
     const now = m.clock.nowMs;
-    const rows = Array.from({ length: Limits.nbdRevokedCertsMax }, (_, i) => ({
+    const rows = Array.from({ length: n }, (_, i) => ({
       serial: `FF${i.toString(16).padStart(8, "0").toUpperCase()}`,
       name: "bulk",
       fingerprint256: `fp-${i}`,
@@ -255,14 +255,30 @@ describe("listing and revoking NBD client certificates", () => {
       notAfterMs: now + 86_400_000,
       issuedBy: "test",
       issuedAtMs: now,
-      revokedAtMs: now,
-      revokedBy: "test",
+      ...(revoked ? { revokedAtMs: now, revokedBy: "test" } : {}),
     }));
     for (let i = 0; i < rows.length; i += 200) m.core.ctx.store.db.insert(nbdClientCertTable).values(rows.slice(i, i + 200)).run();
+  };
+
+  test("the revoked entries SDCs get are capped: a revocation past Limits.nbdRevokedCertsMax is refused, nothing written", async () => {
+    const sdcId = await m.joinSdc("guid-rev-c", "hostC");
+    bulkRows(Limits.nbdRevokedCertsMax, true);
     const serial = await issueAs(m.token, "one-too-many");
     const r = await m.api("POST", "/pf/nbdCa/revokeClientCertificate", { serialNumber: serial });
     expect((r.json as Obj).pfCode).toBe("TOO_BIG");
     expect(((await m.api("GET", "/pf/nbdCa/clientCertificates")).json as Obj[]).find((x) => x.serialNumber === serial)?.state).toBe("valid");
     expect(((await sdcMaps(sdcId)).nbdRevoked as Obj[]).length).toBe(Limits.nbdRevokedCertsMax);
+  });
+
+  test("the table is capped at Limits.nbdClientCertRowsMax: an issue past it is TOO_BIG; rows expired 90 days are pruned and make room", async () => {
+    bulkRows(Limits.nbdClientCertRowsMax, false);
+    const k = keyPair();
+    const full = await m.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "no-room", publicKeyPem: k.publicKeyPem });
+    expect({ pfCode: (full.json as Obj).pfCode, cert: full.text.includes("BEGIN CERTIFICATE") }).toEqual({ pfCode: "TOO_BIG", cert: false });
+    m.clock.advance(92 * 86_400_000); // the bulk rows ended a day after "now"
+    await m.login(ADMIN_PASSWORD);
+    expect((await m.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "room-again", publicKeyPem: k.publicKeyPem })).status).toBe(200);
+    const names = ((await m.api("GET", "/pf/nbdCa/clientCertificates")).json as Obj[]).map((x) => x.name);
+    expect(names).toEqual(["room-again"]);
   });
 });
