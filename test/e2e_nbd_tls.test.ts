@@ -8,6 +8,9 @@
 // write and read through the SDSs over TLS; a plaintext client, a client without a certificate and
 // one whose certificate comes from another CA are refused; pf doctor's NBD probe does STARTTLS and
 // verifies against the cluster NBD CA, and says what failed when given a CA that does not fit.
+// Revocation: a client certificate revoked with scli is refused at its next connection (the SDC's
+// log names "revoked"), another one still works, and an open session of the revoked one (fio
+// running through nbdkit) is cut within seconds of the revocation.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
@@ -203,3 +206,83 @@ test("pf sdc refuses TLS flags that do not fit together, before it contacts the 
     expect(r.stderr + r.stdout).toContain(says);
   }
 }, T);
+
+describe("revoking a client certificate (scli --revoke_nbd_client_certificate)", () => {
+  const issue = async (name: string): Promise<{ dir: string; serial: string }> => {
+    const dir = join(c.dir, `client-${name}`);
+    const r = await c.scli(["--issue_nbd_client_certificate", "--name", name, "--out_dir", dir]);
+    expect(r.code).toBe(0);
+    const serial = /serial ([0-9A-F]+)/.exec(r.stdout)?.[1];
+    expect(serial).toBeDefined();
+    return { dir, serial: serial ?? "" };
+  };
+
+  test("a revoked certificate is refused and its open fio session is cut within seconds; another certificate still works", async () => {
+    const lost = await issue("lost-laptop");
+    const keeper = await issue("keeper");
+    await runOk(["nbdinfo", "--size", nbds(lost.dir)]);
+    await runOk(["nbdinfo", "--size", nbds(keeper.dir)]);
+    const listed = await c.scli(["--query_nbd_client_certificates"]);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toContain(`NBD client certificate lost-laptop: serial ${lost.serial}, valid`);
+
+    // an open session with the certificate about to be revoked: fio through nbdkit (TLS towards the SDC)
+    const sock = join(c.dir, "nbdkit-lost.sock");
+    const proxy = Bun.spawn(["nbdkit", "-f", "--exit-with-parent", "-U", sock, "nbd", "hostname=127.0.0.1", `port=${c.ports.nbd}`, "export=sec1", "tls=require", `tls-certificates=${lost.dir}`], { stdout: "ignore", stderr: "pipe" });
+    try {
+      for (let i = 0; i < 100 && !existsSync(sock); i++) await Bun.sleep(50);
+      expect(existsSync(sock)).toBe(true);
+      const fio = run(["fio", "--name=held", "--ioengine=nbd", `--uri=nbd+unix:///?socket=${sock}`, "--rw=randrw", "--bs=4k", "--iodepth=8", "--size=8M", "--offset=40M", "--time_based", "--runtime=90", "--output-format=json"], { timeoutMs: 120_000 });
+      let fioDone = false;
+      void fio.then(() => (fioDone = true));
+      await Bun.sleep(2500);
+      expect(fioDone).toBe(false); // fio is running its IO through the revoked-to-be session
+      const t0 = performance.now();
+      const rev = await c.scli(["--revoke_nbd_client_certificate", "--serial", lost.serial, "--reason", "laptop lost"]);
+      expect(rev.code).toBe(0);
+      expect(rev.stdout).toContain(`Revoked NBD client certificate lost-laptop (serial ${lost.serial})`);
+      const f = await fio;
+      const cutMs = performance.now() - t0;
+      expect(f.exitCode).not.toBe(0); // its IO failed: the SDC closed the session
+      expect(cutMs).toBeLessThan(10_000);
+      console.info(`e2e_nbd_tls: the revoked certificate's open fio session was cut ${cutMs.toFixed(0)} ms after scli --revoke_nbd_client_certificate`);
+    } finally {
+      proxy.kill();
+      await proxy.exited;
+    }
+    expect(c.output).toMatch(/\(serial [0-9A-F]+\) was revoked at [^;]+; closing it/);
+
+    // a new connection with it is refused by the SDC, which says so
+    expect((await run(["nbdinfo", "--size", nbds(lost.dir)])).exitCode).not.toBe(0);
+    await Bun.sleep(300);
+    expect(c.output).toMatch(new RegExp(`TLS refused: client certificate "[^"]*pf-nbd-client lost-laptop" \\(serial ${lost.serial}\\) was revoked`));
+    // the other certificate is unaffected, data written earlier reads back through it
+    await runOk(["nbdinfo", "--size", nbds(keeper.dir)]);
+    const q = await run(["qemu-io", ...tlsObject(keeper.dir), "--image-opts", opts(), "-c", "write -P 0x3c 60M 1M", "-c", "read -P 0x3c 60M 1M"]);
+    expect(q.exitCode).toBe(0);
+    const after = await c.scli(["--query_nbd_client_certificates"]);
+    expect(after.stdout).toContain(`NBD client certificate lost-laptop: serial ${lost.serial}, revoked`);
+    expect(after.stdout).toContain("laptop lost");
+    expect(after.stdout).toMatch(/NBD client certificate keeper: serial [0-9A-F]+, valid/);
+  }, T);
+
+  test("revoke by name; an unknown serial is NOT_FOUND; the two selectors exclude each other", async () => {
+    const gone = await issue("gone-employee");
+    await runOk(["nbdinfo", "--size", nbds(gone.dir)]);
+    const r = await c.scli(["--revoke_nbd_client_certificate", "--name", "gone-employee"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`Revoked NBD client certificate gone-employee (serial ${gone.serial})`);
+    // the map watch brings the list to the SDC within about a round trip
+    let refused = false;
+    for (let i = 0; i < 50 && !refused; i++) {
+      refused = (await run(["nbdinfo", "--size", nbds(gone.dir)])).exitCode !== 0;
+      if (!refused) await Bun.sleep(100);
+    }
+    expect(refused).toBe(true);
+    const unknown = await c.scli(["--revoke_nbd_client_certificate", "--serial", "0123ABCD"]);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr + unknown.stdout).toContain("no NBD client certificate with serial 0123ABCD");
+    const both = await c.scli(["--revoke_nbd_client_certificate", "--serial", gone.serial, "--name", "gone-employee"]);
+    expect(both.code).not.toBe(0);
+  }, T);
+});

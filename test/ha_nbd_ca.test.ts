@@ -1,13 +1,15 @@
 // The cluster NBD CA in HA mode (in process, one etcd member, two MDMs): the CA the active MDM
 // makes reaches the standby through etcd (its mdm_secret rows), a standby sends NBD CA calls to
 // the active MDM (421), and after the active MDM is gone the new one serves the same CA and signs
-// client certificates that verify against it: certificates issued before a takeover stay valid.
+// client certificates that verify against it: certificates issued before a takeover stay valid,
+// and one revoked before it stays revoked (the nbd_client_cert rows are replicated too).
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { generateKeyPairSync, X509Certificate } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { nbdRevokedForSdcs } from "../src/mdm/core/nbd_client_certs.ts";
 import { MdmFixture } from "./mdm_fixture.ts";
 import { EtcdCluster, openMdmOnEtcd, waitUntil } from "./helpers/etcd.ts";
 
@@ -49,6 +51,10 @@ test("the NBD CA made by the active MDM is the one the next active MDM signs wit
   const got = await first.api("GET", "/pf/nbdCa");
   expect(got.status).toBe(200);
   const caPem = (got.json as Obj).caPem as string;
+  const keyOf = () => generateKeyPairSync("ec", { namedCurve: "prime256v1" }).publicKey.export({ type: "spki", format: "pem" }).toString();
+  const lost = await first.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "lost-before-takeover", publicKeyPem: keyOf() });
+  const lostSerial = (lost.json as Obj).serialNumber as string;
+  expect((await first.api("POST", "/pf/nbdCa/revokeClientCertificate", { serialNumber: lostSerial, reason: "lost" })).status).toBe(200);
   // the standby follows the rows by watch, and sends the call itself to the active MDM
   await waitUntil("the standby to hold the NBD CA rows", 10_000, () => storedCa(b) !== null);
   expect(Buffer.from(storedCa(b)!, "hex").toString("utf8")).toBe(caPem);
@@ -60,6 +66,10 @@ test("the NBD CA made by the active MDM is the one the next active MDM signs wit
   await waitUntil("m2 to lead", 20_000, () => b.core.ctx.meta.isLeader());
   await b.login();
   expect(((await b.api("GET", "/pf/nbdCa")).json as Obj).caPem).toBe(caPem);
+  // the revocation made by the old active MDM holds on the new one, and its SDCs get it
+  const listed = ((await b.api("GET", "/pf/nbdCa/clientCertificates")).json as Obj[]).find((x) => x.serialNumber === lostSerial);
+  expect(listed).toMatchObject({ name: "lost-before-takeover", state: "revoked", revokeReason: "lost" });
+  expect(nbdRevokedForSdcs(b.core.ctx).map((e) => e.serialNumber)).toEqual([lostSerial]);
   const publicKeyPem = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).publicKey.export({ type: "spki", format: "pem" }).toString();
   const issued = await b.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "after-takeover", publicKeyPem });
   expect(issued.status).toBe(200);

@@ -3,10 +3,15 @@
 // certificate for a public key it made (and only Security and SuperUser may; the call is audited);
 // a bad key is refused and issues nothing; the CA survives an MDM restart and lives in replicated
 // rows (HA); an SDC gets a server certificate naming the hosts it asked for, with its own node
-// token only, and only once approved in restricted SDC mode.
+// token only, and only once approved in restricted SDC mode. Revocation: every client certificate
+// issued is listed (Monitor and Security may list, only Security and SuperUser revoke; audited);
+// a revocation reaches SDCs in their maps (map version bumped, unexpired entries only); an unknown
+// serial or name is NOT_FOUND; the number of revoked entries SDCs get is capped.
 
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { generateKeyPairSync, X509Certificate } from "node:crypto";
+import { Limits } from "../src/proto/limits.ts";
+import { nbdClientCertTable } from "../src/store/mdm_schema.ts";
 import { replicatedTables } from "../src/store/row_capture.ts";
 import { ADMIN_PASSWORD, MdmFixture } from "./mdm_fixture.ts";
 
@@ -152,5 +157,128 @@ describe("an SDC's NBD server certificate (cluster API)", () => {
     expect((refused.json as Obj).message as string).toContain("NOT_APPROVED");
     expect((await m.api("POST", `/instances/System::${systemId}/action/approveSdc`, { sdcGuid: "guid-nbd-new" })).status).toBe(200);
     expect((await m.cluster("POST", `/sdc/${sdcId}/nbdCertificate`, body)).status).toBe(200);
+  });
+});
+
+describe("listing and revoking NBD client certificates", () => {
+  const issueAs = async (token: string, name: string): Promise<string> => {
+    const r = await m.as(token, () => m.api("POST", "/pf/nbdCa/issueClientCertificate", { name, publicKeyPem: keyPair().publicKeyPem }));
+    expect(r.status).toBe(200);
+    return (r.json as Obj).serialNumber as string;
+  };
+  const sdcMaps = async (sdcId: string): Promise<Obj> => {
+    const r = await m.cluster("GET", `/sdc/${sdcId}/maps`);
+    expect(r.status).toBe(200);
+    return r.json as Obj;
+  };
+
+  test("every issued certificate is listed; a Monitor lists but may not revoke; Security revokes by serial, audited, and SDC maps carry it", async () => {
+    const sec = await m.userToken("sec2", "Security");
+    const mon = await m.userToken("mon2", "Monitor");
+    const sdcId = await m.joinSdc("guid-rev-a", "hostR");
+    const lost = await issueAs(sec, "lost-laptop");
+    const keep = await issueAs(sec, "keeper");
+    const list = (await m.as(mon, () => m.api("GET", "/pf/nbdCa/clientCertificates"))).json as Obj[];
+    expect(list.map((x) => [x.name, x.state, x.issuedBy])).toEqual(expect.arrayContaining([["lost-laptop", "valid", "user sec2"], ["keeper", "valid", "user sec2"]]));
+    const caFp = ((await m.api("GET", "/pf/nbdCa")).json as Obj).fingerprint256 as string;
+    const lostRow = list.find((x) => x.serialNumber === lost) as Obj;
+    expect(lostRow).toMatchObject({ caFingerprint256: caFp, revokedAt: null });
+    expect((await m.as(sec, () => m.api("GET", "/pf/nbdCa/clientCertificates"))).status).toBe(200);
+
+    const refused = await m.as(mon, () => m.api("POST", "/pf/nbdCa/revokeClientCertificate", { serialNumber: lost }));
+    expect({ status: refused.status, pfCode: (refused.json as Obj).pfCode }).toEqual({ status: 403, pfCode: "FORBIDDEN" });
+    expect((await sdcMaps(sdcId)).nbdRevoked).toEqual([]);
+
+    const before = (await sdcMaps(sdcId)).mapVersion as number;
+    const r = await m.as(sec, () => m.api("POST", "/pf/nbdCa/revokeClientCertificate", { serialNumber: lost.toLowerCase(), reason: "laptop lost" }));
+    expect(r.status).toBe(200);
+    const got = r.json as { revoked: Obj[]; alreadyRevoked: Obj[] };
+    expect(got.revoked.map((x) => [x.serialNumber, x.state, x.revokedBy, x.revokeReason])).toEqual([[lost, "revoked", "user sec2", "laptop lost"]]);
+    expect(got.alreadyRevoked).toEqual([]);
+    const maps = await sdcMaps(sdcId);
+    expect(maps.mapVersion as number).toBeGreaterThan(before);
+    expect(maps.nbdRevoked).toEqual([{ serialNumber: lost, caFingerprint256: caFp, fingerprint256: lostRow.fingerprint256, name: "lost-laptop", revokedAtMs: m.clock.nowMs }]);
+    const states = ((await m.api("GET", "/pf/nbdCa/clientCertificates")).json as Obj[]).map((x) => [x.serialNumber, x.state]);
+    expect(states).toEqual(expect.arrayContaining([[lost, "revoked"], [keep, "valid"]]));
+
+    const audit = (await m.api("GET", "/pf/audit?limit=50")).json as Obj[];
+    const recs = audit.filter((x) => x.path === "/api/pf/nbdCa/revokeClientCertificate");
+    expect(recs.map((x) => [x.actor, x.status])).toEqual(expect.arrayContaining([["mon2", 403], ["sec2", 200]]));
+    expect(recs.find((x) => x.status === 200)?.params).toContain(lost.toLowerCase());
+    // listing is a read: not audited
+    expect(audit.some((x) => x.path === "/api/pf/nbdCa/clientCertificates")).toBe(false);
+
+    // again: nothing changes, no map bump
+    const again = await m.as(sec, () => m.api("POST", "/pf/nbdCa/revokeClientCertificate", { serialNumber: lost }));
+    expect(((again.json as Obj).alreadyRevoked as Obj[]).map((x) => x.serialNumber)).toEqual([lost]);
+    expect((await sdcMaps(sdcId)).mapVersion).toBe(maps.mapVersion as number);
+  });
+
+  test("revoke by name takes every unexpired certificate of that name; unknown serial or name: NOT_FOUND; both or neither: 400", async () => {
+    const a = await issueAs(m.token, "gone-employee");
+    const b = await issueAs(m.token, "gone-employee");
+    const r = await m.api("POST", "/pf/nbdCa/revokeClientCertificate", { name: "gone-employee" });
+    expect(r.status).toBe(200);
+    expect(((r.json as Obj).revoked as Obj[]).map((x) => x.serialNumber).sort()).toEqual([a, b].sort());
+    for (const body of [{ serialNumber: "0123ABCD" }, { name: "nobody" }]) {
+      const nf = await m.api("POST", "/pf/nbdCa/revokeClientCertificate", body);
+      expect({ body, pfCode: (nf.json as Obj).pfCode }).toEqual({ body, pfCode: "NOT_FOUND" });
+    }
+    for (const body of [{ serialNumber: a, name: "gone-employee" }, {}, { serialNumber: "not-hex" }]) {
+      expect((await m.api("POST", "/pf/nbdCa/revokeClientCertificate", body)).status).toBe(400);
+    }
+  });
+
+  test("SDCs get unexpired revocations only: after the certificate's end it leaves their maps (the row stays, revoked)", async () => {
+    const sdcId = await m.joinSdc("guid-rev-b", "hostE");
+    const serial = await issueAs(m.token, "short-lived");
+    expect((await m.api("POST", "/pf/nbdCa/revokeClientCertificate", { serialNumber: serial })).status).toBe(200);
+    expect(((await sdcMaps(sdcId)).nbdRevoked as Obj[]).map((x) => x.serialNumber)).toEqual([serial]);
+    m.clock.advance(398 * 86_400_000);
+    await m.login(ADMIN_PASSWORD);
+    expect((await sdcMaps(sdcId)).nbdRevoked).toEqual([]);
+    const row = ((await m.api("GET", "/pf/nbdCa/clientCertificates")).json as Obj[]).find((x) => x.serialNumber === serial);
+    expect(row?.state).toBe("revoked");
+    // the table is replicated in HA mode (row_capture.ts), so a revocation survives a takeover
+    expect(replicatedTables(m.core.ctx.store.sqlite).map((t) => t.name)).toContain("nbd_client_cert");
+  });
+
+  /** n recorded certificates valid for one day from now (revoked or not), written straight to the table */
+  const bulkRows = (n: number, revoked: boolean): void => {
+    const now = m.clock.nowMs;
+    const rows = Array.from({ length: n }, (_, i) => ({
+      serial: `FF${i.toString(16).padStart(8, "0").toUpperCase()}`,
+      name: "bulk",
+      fingerprint256: `fp-${i}`,
+      caFingerprint256: "ca",
+      notBeforeMs: now,
+      notAfterMs: now + 86_400_000,
+      issuedBy: "test",
+      issuedAtMs: now,
+      ...(revoked ? { revokedAtMs: now, revokedBy: "test" } : {}),
+    }));
+    for (let i = 0; i < rows.length; i += 200) m.core.ctx.store.db.insert(nbdClientCertTable).values(rows.slice(i, i + 200)).run();
+  };
+
+  test("the revoked entries SDCs get are capped: a revocation past Limits.nbdRevokedCertsMax is refused, nothing written", async () => {
+    const sdcId = await m.joinSdc("guid-rev-c", "hostC");
+    bulkRows(Limits.nbdRevokedCertsMax, true);
+    const serial = await issueAs(m.token, "one-too-many");
+    const r = await m.api("POST", "/pf/nbdCa/revokeClientCertificate", { serialNumber: serial });
+    expect((r.json as Obj).pfCode).toBe("TOO_BIG");
+    expect(((await m.api("GET", "/pf/nbdCa/clientCertificates")).json as Obj[]).find((x) => x.serialNumber === serial)?.state).toBe("valid");
+    expect(((await sdcMaps(sdcId)).nbdRevoked as Obj[]).length).toBe(Limits.nbdRevokedCertsMax);
+  });
+
+  test("the table is capped at Limits.nbdClientCertRowsMax: an issue past it is TOO_BIG; rows expired 90 days are pruned and make room", async () => {
+    bulkRows(Limits.nbdClientCertRowsMax, false);
+    const k = keyPair();
+    const full = await m.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "no-room", publicKeyPem: k.publicKeyPem });
+    expect({ pfCode: (full.json as Obj).pfCode, cert: full.text.includes("BEGIN CERTIFICATE") }).toEqual({ pfCode: "TOO_BIG", cert: false });
+    m.clock.advance(92 * 86_400_000); // the bulk rows ended a day after "now"
+    await m.login(ADMIN_PASSWORD);
+    expect((await m.api("POST", "/pf/nbdCa/issueClientCertificate", { name: "room-again", publicKeyPem: k.publicKeyPem })).status).toBe(200);
+    const names = ((await m.api("GET", "/pf/nbdCa/clientCertificates")).json as Obj[]).map((x) => x.name);
+    expect(names).toEqual(["room-again"]);
   });
 });

@@ -27,6 +27,7 @@ import {
 import { generateSelfSignedCert, generateSignedCert, type SelfSignedCert } from "../src/proto/tls_cert.ts";
 import { startNbdServer, type NbdServer } from "../src/sdc/nbd_server.ts";
 import { NbdTlsFiles, checkPeer, loadNbdTls, warnPlaintextExposure, type NbdTlsMaterial } from "../src/sdc/nbd_tls.ts";
+import { NbdRevocations } from "../src/sdc/nbd_revocations.ts";
 import { MemoryExport, MemoryRegistry } from "./helpers/nbd_memory_export.ts";
 import { listNbdExports } from "../src/cmd/nbd_probe.ts";
 import { requireTool, run, runFio, runOk, runQemuImg } from "./helpers/real_clients.ts";
@@ -324,6 +325,69 @@ describe("client certificates (--nbd-tls-verify-peer)", () => {
     expect(checkPeer(m, { authorized: false, getPeerX509Certificate: () => good })).toMatch(/did not authorize/);
     expect(checkPeer(m, { authorized: true, getPeerX509Certificate: () => good })).toBeNull();
     expect(checkPeer(m, { authorized: true, getPeerX509Certificate: () => good }, Date.now() + 20 * 365 * 86400_000)).toMatch(/not now/);
+  });
+
+  test("checkPeer: a revoked certificate is refused by serial + issuer or by fingerprint; listeners hear only of new entries", () => {
+    const good = new X509Certificate(readFileSync(join(withCert, "client-cert.pem"), "utf8"));
+    const caFp = new X509Certificate(tls.caPem).fingerprint256;
+    const revocations = new NbdRevocations();
+    const heard: string[][] = [];
+    revocations.onRevoked((added) => heard.push(added.map((e) => e.name)));
+    const m = { ...tls, verifyPeer: true, revocations };
+    const peer = { authorized: true, getPeerX509Certificate: () => good };
+    const bySerial = { serialNumber: good.serialNumber.toLowerCase(), caFingerprint256: caFp, fingerprint256: "other", name: "by-serial", revokedAtMs: 1 };
+    revocations.update([bySerial]);
+    expect(checkPeer(m, peer)).toMatch(/\(serial [0-9A-F]+\) was revoked at 1970-01-01T00:00:00.001Z \(NBD client certificate by-serial\)/);
+    // the same serial from another CA is another certificate
+    revocations.update([{ ...bySerial, caFingerprint256: "another CA" }]);
+    expect(checkPeer(m, peer)).toBeNull();
+    revocations.update([{ serialNumber: "01", caFingerprint256: "another CA", fingerprint256: good.fingerprint256, name: "by-fingerprint", revokedAtMs: 2 }]);
+    expect(checkPeer(m, peer)).toMatch(/revoked/);
+    revocations.update([{ serialNumber: "01", caFingerprint256: "another CA", fingerprint256: good.fingerprint256, name: "by-fingerprint", revokedAtMs: 2 }]);
+    revocations.update([]);
+    expect(checkPeer(m, peer)).toBeNull();
+    expect(heard).toEqual([["by-serial"], ["by-fingerprint"]]);
+  });
+
+  test("a newly revoked certificate's open session is closed; another certificate's session goes on; a new one with it is refused", async () => {
+    const ca = { certPem: tls.caPem, keyPem: readFileSync(join(dir, "sdc-tls", NbdTlsFiles.caKey), "utf8") };
+    const lost = generateSignedCert({ commonName: "pf-nbd-client lost", hosts: [], issuer: ca });
+    const kept = generateSignedCert({ commonName: "pf-nbd-client kept", hosts: [], issuer: ca });
+    const revocations = new NbdRevocations();
+    const srv = await startNbdServer({ host: "127.0.0.1", port: 0, registry, tls: { ...tls, verifyPeer: true, revocations } });
+    try {
+      const tlsUp = async (cert: SelfSignedCert): Promise<RawOptions> => {
+        const c = await RawOptions.open(srv.port);
+        c.send(Opt.STARTTLS);
+        expect((await c.reply()).replyType).toBe(Rep.ACK);
+        await c.startTls(tls.caPem, cert);
+        return c;
+      };
+      const a = await tlsUp(lost);
+      const b = await tlsUp(kept);
+      for (const c of [a, b]) {
+        c.send(Opt.LIST);
+        expect((await c.reply()).replyType).toBe(Rep.SERVER);
+        expect((await c.reply()).replyType).toBe(Rep.ACK);
+      }
+      const x = new X509Certificate(lost.certPem);
+      revocations.update([{ serialNumber: x.serialNumber, caFingerprint256: new X509Certificate(tls.caPem).fingerprint256, fingerprint256: x.fingerprint256, name: "lost", revokedAtMs: Date.now() }]);
+      expect(await a.closedWithin(2000)).toBe(true);
+      expect(b.closed).toBe(false);
+      b.send(Opt.LIST);
+      expect((await b.reply()).replyType).toBe(Rep.SERVER);
+      // a map refresh with the same list closes nothing more
+      revocations.update([{ serialNumber: x.serialNumber, caFingerprint256: "x", fingerprint256: x.fingerprint256, name: "lost", revokedAtMs: 1 }]);
+      expect(await b.closedWithin(300)).toBe(false);
+      const again = await RawOptions.open(srv.port);
+      again.send(Opt.STARTTLS);
+      expect((await again.reply()).replyType).toBe(Rep.ACK);
+      await again.startTls(tls.caPem, lost).catch(() => undefined);
+      again.send(Opt.LIST);
+      expect(await again.closedWithin(3000)).toBe(true);
+    } finally {
+      await srv.stop();
+    }
   });
 });
 

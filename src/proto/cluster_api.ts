@@ -18,6 +18,7 @@
 import { z } from "zod";
 import { SdcIoReport, SdsIoReport } from "./io_report.ts";
 import { Limits } from "./limits.ts";
+import { NbdRevokedCert } from "./nbd_certs.ts";
 
 export const CLUSTER_API_PREFIX = "/pf/v1";
 export const CLUSTER_SECRET_HEADER = "x-pf-cluster-secret";
@@ -301,6 +302,8 @@ export const SdcMapsResponse = z.object({
   dataPlaneTls: z.boolean().default(false),
   volumes: z.array(VolumeMap),
   sds: z.array(SdsAddress),
+  /** revoked NBD client certificates not yet expired: the SDC refuses them and closes their sessions */
+  nbdRevoked: z.array(NbdRevokedCert).max(Limits.nbdRevokedCertsMax).default([]),
 });
 /** term is stamped by the MDM's HTTP edge (cluster_routes.ts), not by the services */
 export type SdcMapsResponse = Omit<z.infer<typeof SdcMapsResponse>, "term">;

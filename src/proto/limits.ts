@@ -18,6 +18,8 @@ export const Limits = {
   nbdReplyStagingBytes: 256 * KiB, // per-connection buffer small replies are batched into
   nbdReplyCopyMaxBytes: 16 * KiB, // READ data up to this size is copied into the batch; larger is written as is
   nbdHandshakeTimeoutMs: 30_000, // a client that has not reached the transmission phase by then is dropped
+  nbdRevokedCertsMax: 1024, // unexpired revoked NBD client certificates the MDM keeps and sends SDCs with their maps (~170 B each)
+  nbdClientCertRowsMax: 10_000, // NBD client certificate rows kept (issuing beyond: TOO_BIG; the list answer stays under ~5 MB); rows expired 90+ days are pruned first
 
   // data plane (SDC <-> SDS, SDS <-> SDS)
   dataMaxPayloadBytes: 32 * MiB, // a frame whose payload is larger closes the connection

@@ -72,3 +72,52 @@ export type SdcNbdCertRequest = z.infer<typeof SdcNbdCertRequest>;
 /** What the SDC writes beside cluster-issued files (so its next start knows they are not the operator's). */
 export const ClusterIssuedNote = z.object({ systemId: z.string(), sdcId: z.string(), issuedAtMs: z.number(), hosts: z.array(z.string()) });
 export type ClusterIssuedNote = z.infer<typeof ClusterIssuedNote>;
+
+/** An issued NBD client certificate as the MDM records it (GET /api/pf/nbdCa/clientCertificates). */
+export const NbdClientCertInfo = z.object({
+  serialNumber: z.string(),
+  name: z.string(),
+  fingerprint256: z.string(),
+  caFingerprint256: z.string(),
+  notBefore: z.string(),
+  notAfter: z.string(),
+  issuedBy: z.string(),
+  issuedAt: z.string(),
+  /** "valid", "revoked" or "expired" at the time of the answer */
+  state: z.enum(["valid", "revoked", "expired"]),
+  revokedAt: z.string().nullable(),
+  revokedBy: z.string().nullable(),
+  revokeReason: z.string().nullable(),
+});
+export type NbdClientCertInfo = z.infer<typeof NbdClientCertInfo>;
+export const NbdClientCertList = z.array(NbdClientCertInfo);
+
+const SERIAL_RE = /^[0-9A-Fa-f]{1,64}$/;
+
+/** POST /api/pf/nbdCa/revokeClientCertificate: by serial (one certificate) or name (every unexpired one of that name). */
+export const RevokeNbdClientCert = z
+  .object({
+    serialNumber: z.string().regex(SERIAL_RE, "a serial number is hex digits (as --query_nbd_client_certificates shows it)").optional(),
+    name: z.string().regex(NAME_RE, "a client name is 1-64 letters, digits, _ . @ - (starting with a letter or digit)").optional(),
+    reason: z.string().max(256).optional(),
+  })
+  .strict()
+  .refine((b) => (b.serialNumber === undefined) !== (b.name === undefined), { message: "give exactly one of serialNumber and name" });
+export type RevokeNbdClientCert = z.infer<typeof RevokeNbdClientCert>;
+
+/** The answer of a revocation: the certificates it names (newly revoked or already revoked before). */
+export const RevokedNbdCerts = z.object({ revoked: NbdClientCertList, alreadyRevoked: NbdClientCertList });
+export type RevokedNbdCerts = z.infer<typeof RevokedNbdCerts>;
+
+/**
+ * A revoked, unexpired client certificate as SDCs get it with their maps: refused by serial when
+ * its issuer is the CA named, and by fingerprint whoever the issuer.
+ */
+export const NbdRevokedCert = z.object({
+  serialNumber: z.string(),
+  caFingerprint256: z.string(),
+  fingerprint256: z.string(),
+  name: z.string(),
+  revokedAtMs: z.number().int().nonnegative(),
+});
+export type NbdRevokedCert = z.infer<typeof NbdRevokedCert>;

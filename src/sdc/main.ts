@@ -25,6 +25,7 @@ import { clusterRequest, joinWithRetry, type MdmEndpoint } from "../proto/mdm_ht
 import { MetricRegistry } from "../proto/metrics.ts";
 import { registerProcessMetrics } from "../proto/process_metrics.ts";
 import { startNbdServer, type NbdServer } from "./nbd_server.ts";
+import { NbdRevocations } from "./nbd_revocations.ts";
 import { loadNbdTls, nbdTlsSource, warnPlaintextExposure, type NbdTlsMaterial, type NbdTlsMode } from "./nbd_tls.ts";
 import { clusterNbdTls } from "./nbd_cluster_cert.ts";
 import { SdcControl } from "./sdc_control.ts";
@@ -143,6 +144,7 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
     const metrics = new SdcMetrics(registry, sdcId);
     const incarnation = newIncarnation();
     let closeExport: (name: string) => void = () => {};
+    const nbdRevocations = new NbdRevocations();
     const n = new SdcNode({
       mdm,
       sdcId,
@@ -150,6 +152,7 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
       grants,
       links: new DataPlanePool({ credentials: keys, grants, ...(dpTls === null ? {} : { tls: () => dpTls }) }),
       tlsDrift: new TlsDrift(`sdc ${sdcId}`, dpTls !== null),
+      nbdRevocations,
       onUnexport: (name) => closeExport(name),
       sleep: (ms) => Bun.sleep(ms),
       nowMs: () => performance.now(),
@@ -159,7 +162,7 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
     node = n;
     await n.refresh();
     const tls = await nbdTlsAfterJoin(tlsPlan, opts, mdm, sdcId, joined.systemId);
-    const server = await startNbdServer({ host: opts.nbdHost, port: opts.nbdPort, registry: n, tls });
+    const server = await startNbdServer({ host: opts.nbdHost, port: opts.nbdPort, registry: n, tls: tls && { ...tls, revocations: nbdRevocations } });
     nbd = server;
     closeExport = server.closeExport;
     control.attach(sdcId, n, server);

@@ -8,12 +8,15 @@
 // STARTTLS (nbd_tls.ts): the accepted plain socket is upgraded in place with Bun's
 // socket.upgradeTLS(); from then on the session talks to the TLS socket only (ConnSocket), and the
 // raw socket's own events (ciphertext, its close) are ignored.
+// Revocation (nbd_revocations.ts): the server keeps the client certificate of every session that
+// was accepted with one; when a new map revokes a certificate, that session is closed at once.
 
 import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import { consola } from "consola";
 import type { ExportRegistry } from "./nbd_export.ts";
 import { NbdSession, type SessionSocket, type SessionTls } from "./nbd_session.ts";
-import { checkPeer, serverTlsOptions, type NbdTlsMaterial } from "./nbd_tls.ts";
+import { revokedReason, type PeerCertId } from "./nbd_revocations.ts";
+import { checkPeer, peerCertId, serverTlsOptions, type NbdTlsMaterial } from "./nbd_tls.ts";
 
 export type { ExportRegistry, NbdExport } from "./nbd_export.ts";
 
@@ -68,7 +71,20 @@ class ConnSocket implements SessionSocket {
 
 export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer> {
   const sessions = new Set<NbdSession>();
+  /** the client certificate each TLS session was accepted with (verify-peer only) */
+  const peerCerts = new Map<NbdSession, PeerCertId>();
   let nextId = 1;
+  const stopRevocations = opts.tls?.revocations?.onRevoked(() => {
+    const list = opts.tls?.revocations;
+    for (const [session, id] of peerCerts) {
+      const e = list?.find(id);
+      if (e === undefined) continue;
+      const why = revokedReason(id, e);
+      consola.warn(`nbd: connection ${session.id} (${session.peer}, export "${session.exportName ?? "-"}"): ${why}; closing it`);
+      peerCerts.delete(session);
+      session.shutdown(why);
+    }
+  });
 
   const guarded = (s: Socket<ConnData>, what: string, f: (session: NbdSession) => void): void => {
     const session = s.data.session;
@@ -80,6 +96,7 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
       consola.error(`nbd: connection ${session.id}: ${what} handler failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
       session.shutdown("internal error");
       sessions.delete(session);
+      peerCerts.delete(session);
     }
   };
 
@@ -94,6 +111,7 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
       const session = s.data.session;
       if (session === null) return;
       sessions.delete(session);
+      peerCerts.delete(session);
       session.onClose();
     },
     error(s: Socket<ConnData>, err: Error) {
@@ -117,7 +135,10 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
             done(`TLS handshake failed: ${authorizationError?.message ?? "unknown error"}`);
             return;
           }
-          done(checkPeer(material, ts));
+          const refusal = checkPeer(material, ts);
+          const id = refusal === null && material.verifyPeer && session !== null ? peerCertId(material, ts) : null;
+          if (id !== null && session !== null) peerCerts.set(session, id);
+          done(refusal);
         },
       };
       const [, tlsSocket] = s.upgradeTLS<ConnData>({ data: { session }, tls: serverTlsOptions(material), socket: handlers });
@@ -160,8 +181,10 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
       }
     },
     async stop() {
+      stopRevocations?.();
       for (const s of sessions) s.shutdown("server stopping");
       sessions.clear();
+      peerCerts.clear();
       listener.stop(true);
     },
   };

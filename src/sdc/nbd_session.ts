@@ -90,7 +90,7 @@ export class NbdSession {
     readonly id: number,
     private readonly socket: SessionSocket,
     private readonly registry: ExportRegistry,
-    private readonly peer: string,
+    readonly peer: string,
     private readonly handshakeTimeoutMs: number = Limits.nbdHandshakeTimeoutMs,
     private readonly tls?: SessionTls,
   ) {

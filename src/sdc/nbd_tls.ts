@@ -18,7 +18,8 @@
 // - the server certificate in use verifies against ca-cert.pem and its key matches it;
 // - with verifyPeer, a client gets past STARTTLS only with a certificate that pf itself verified
 //   against ca-cert.pem (signature, validity dates, clientAuth usage): Bun's own `authorized` is
-//   required too but never trusted alone (oven-sh/bun#33754, #33924, #35240);
+//   required too but never trusted alone (oven-sh/bun#33754, #33924, #35240), and one the MDM
+//   revoked (nbd_revocations.ts: by serial + issuer, or fingerprint) is refused with that reason;
 // - TLS 1.0 and 1.1 are refused (NBD proto.md: TLS 1.2 at least).
 
 import { constants, X509Certificate } from "node:crypto";
@@ -30,6 +31,7 @@ import { consola } from "consola";
 import { PfError } from "../proto/errors.ts";
 import { NbdCertFiles } from "../proto/nbd_certs.ts";
 import { certCoversHost, describeCert, generateSelfSignedCert, generateSignedCert } from "../proto/tls_cert.ts";
+import { revokedReason, type NbdRevocations, type PeerCertId } from "./nbd_revocations.ts";
 
 export const NbdTlsModes = ["off", "on", "require"] as const;
 export type NbdTlsMode = (typeof NbdTlsModes)[number];
@@ -55,6 +57,8 @@ export interface NbdTlsMaterial {
   keyPem: string;
   /** ask every client for a certificate and refuse those that do not verify against caPem */
   verifyPeer: boolean;
+  /** client certificates the MDM revoked (with verifyPeer): refused, and their sessions closed */
+  revocations?: NbdRevocations;
 }
 
 export function parseNbdTlsMode(text: string | undefined, what: string): NbdTlsMode | undefined {
@@ -161,6 +165,22 @@ export interface TlsPeerView {
 
 const CLIENT_AUTH_OID = "1.3.6.1.5.5.7.3.2";
 
+function certIdOf(cert: X509Certificate, ca: X509Certificate): PeerCertId {
+  return { serialNumber: cert.serialNumber.toUpperCase(), fingerprint256: cert.fingerprint256, caFingerprint256: ca.fingerprint256, subject: cert.subject.replace(/\n/g, ", ") };
+}
+
+/** The identity of a peer certificate checkPeer accepted (the NBD server keeps it per session). */
+export function peerCertId(m: NbdTlsMaterial, peer: TlsPeerView): PeerCertId | null {
+  let cert: X509Certificate | undefined;
+  try {
+    cert = peer.getPeerX509Certificate();
+  } catch {
+    cert = undefined;
+  }
+  if (cert === undefined || cert === null) return null;
+  return certIdOf(cert, new X509Certificate(m.caPem));
+}
+
 /** null when the peer may go on, else why it is refused. */
 export function checkPeer(m: NbdTlsMaterial, peer: TlsPeerView, nowMs: number = Date.now()): string | null {
   if (!m.verifyPeer) return null;
@@ -173,6 +193,9 @@ export function checkPeer(m: NbdTlsMaterial, peer: TlsPeerView, nowMs: number = 
   if (cert === undefined || cert === null) return "no client certificate (this SDC requires one signed by its NBD CA)";
   const ca = new X509Certificate(m.caPem);
   if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) return `client certificate "${cert.subject.replace(/\n/g, ", ")}" is not signed by the NBD CA`;
+  const id = certIdOf(cert, ca);
+  const revoked = m.revocations?.find(id);
+  if (revoked !== undefined) return revokedReason(id, revoked);
   if (Date.parse(cert.validFrom) > nowMs || Date.parse(cert.validTo) < nowMs) return `client certificate valid ${cert.validFrom} .. ${cert.validTo}, not now`;
   if (cert.keyUsage !== undefined && cert.keyUsage.length > 0 && !cert.keyUsage.includes(CLIENT_AUTH_OID)) return "client certificate is not for clientAuth";
   if (!peer.authorized) return "the TLS library did not authorize the client certificate";

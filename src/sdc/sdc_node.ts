@@ -8,7 +8,9 @@
 //
 // Invariants: at most one map refresh runs at a time (callers during one share the next, which
 // asks the MDM after they called: proto/map_watch.ts FreshRun); a volume
-// that disappears from the maps is unexported at once and its NBD sessions are closed. Every
+// that disappears from the maps is unexported at once and its NBD sessions are closed; the
+// revoked NBD client certificates of every map replace the previous list (the NBD server closes
+// the sessions of newly revoked ones). Every
 // heartbeat carries the SDC's cumulative IO counters (deps.ioReport); the outcome of the last
 // heartbeats and map fetches is kept for /health (mdmState, mapsStale).
 
@@ -27,6 +29,7 @@ import { keysFromHex, type NodeKeyring } from "../proto/dataplane_keys.ts";
 import type { SdcGrants } from "./sdc_grants.ts";
 import { clusterRequest, type MdmEndpoint } from "../proto/mdm_http.ts";
 import type { ExportMeter } from "./nbd_export.ts";
+import type { NbdRevocations } from "./nbd_revocations.ts";
 import { VolumeIo, type SdsLink } from "./volume_io.ts";
 
 /** Links to SDSs by id (a DataPlanePool from src/proto/dataplane_client.ts in production). */
@@ -59,6 +62,8 @@ export interface SdcNodeDeps {
   ioReport?(): SdcIoReport;
   /** this SDC's data-plane TLS mode, compared with what every map says (dataplane_tls.ts) */
   tlsDrift?: TlsDrift;
+  /** the NBD client certificates the MDM revoked, replaced by every map (nbd_revocations.ts) */
+  nbdRevocations?: NbdRevocations;
 }
 
 export class SdcNode {
@@ -141,6 +146,7 @@ export class SdcNode {
 
   apply(maps: SdcMaps): void {
     this.deps.tlsDrift?.check(maps.dataPlaneTls);
+    this.deps.nbdRevocations?.update(maps.nbdRevoked);
     this.deps.keys?.set(keysFromHex(maps.nodeKeys));
     for (const lo of this.deps.grants?.update(maps.volumes) ?? []) this.deps.links.forgetGrant?.(lo);
     this.applyLinks(maps.sds);

@@ -14,6 +14,7 @@ import snapshots0005 from "./migrations/0005_snapshots.sql" with { type: "text" 
 import writeCache0006 from "./migrations/0006_write_cache.sql" with { type: "text" };
 import usersAudit0007 from "./migrations/0007_users_audit.sql" with { type: "text" };
 import loginLockout0008 from "./migrations/0008_login_lockout.sql" with { type: "text" };
+import nbdClientCert0009 from "./migrations/0009_nbd_client_cert.sql" with { type: "text" };
 
 export interface Migration {
   version: number;
@@ -31,6 +32,7 @@ export const MDM_MIGRATIONS: readonly Migration[] = [
   { version: 6, name: "0006_write_cache", sql: writeCache0006 },
   { version: 7, name: "0007_users_audit", sql: usersAudit0007 },
   { version: 8, name: "0008_login_lockout", sql: loginLockout0008 },
+  { version: 9, name: "0009_nbd_client_cert", sql: nbdClientCert0009 },
 ];
 
 /** Current schema version, or -1 for an empty database. */

@@ -203,6 +203,21 @@ export const loginLockoutTable = sqliteTable("login_lockout", {
   lockedUntilMs: integer("locked_until_ms").notNull(),
 });
 
+// 0009_nbd_client_cert: NBD client certificates issued by the cluster NBD CA, and their revocation
+export const nbdClientCertTable = sqliteTable("nbd_client_cert", {
+  serial: text("serial").primaryKey(),
+  name: text("name").notNull(),
+  fingerprint256: text("fingerprint256").notNull(),
+  caFingerprint256: text("ca_fingerprint256").notNull(),
+  notBeforeMs: integer("not_before_ms").notNull(),
+  notAfterMs: integer("not_after_ms").notNull(),
+  issuedBy: text("issued_by").notNull(),
+  issuedAtMs: integer("issued_at_ms").notNull(),
+  revokedAtMs: integer("revoked_at_ms"),
+  revokedBy: text("revoked_by"),
+  revokeReason: text("revoke_reason"),
+});
+
 // 0007_users_audit: the hash-chained audit log and its head (first kept record's anchor, last hash)
 export const auditTable = sqliteTable("audit_log", {
   seq: integer("seq").primaryKey(),

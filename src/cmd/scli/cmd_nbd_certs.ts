@@ -5,11 +5,14 @@
 // DIR/client-cert.pem and DIR/client-key.pem (0600): the layout of nbdinfo/libnbd
 // tls-certificates=DIR, $HOME/.pki/libnbd and qemu's tls-creds-x509,dir=DIR,endpoint=client.
 // An existing client-key.pem is never overwritten (another client may be using it).
+// --query_nbd_client_certificates: every client certificate issued, with its state;
+// --revoke_nbd_client_certificate (--serial S | --name N) [--reason TEXT]: SDCs refuse it from
+// their next map and close its open NBD sessions.
 
 import { generateKeyPairSync } from "node:crypto";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { IssuedNbdCert, NbdCaAnswer, NbdCertFiles } from "../../proto/nbd_certs.ts";
+import { IssuedNbdCert, NbdCaAnswer, NbdCertFiles, NbdClientCertList, RevokedNbdCerts, type NbdClientCertInfo } from "../../proto/nbd_certs.ts";
 import type { CommandContext, Output } from "./command_context.ts";
 import { ScliError } from "./scli_errors.ts";
 
@@ -44,4 +47,30 @@ export async function issueNbdClientCertificate(ctx: CommandContext): Promise<Ou
     ],
     json: { name, dir, serialNumber: issued.serialNumber, validTo: issued.validTo },
   };
+}
+
+function certLines(c: NbdClientCertInfo): string[] {
+  const lines = [`NBD client certificate ${c.name}: serial ${c.serialNumber}, ${c.state}`, `\tValid ${c.notBefore} .. ${c.notAfter}; issued ${c.issuedAt} by ${c.issuedBy}`, `\tSHA-256 fingerprint: ${c.fingerprint256}`];
+  if (c.revokedAt !== null) lines.push(`\tRevoked ${c.revokedAt} by ${c.revokedBy ?? "?"}${c.revokeReason ? `: ${c.revokeReason}` : ""}`);
+  return lines;
+}
+
+export async function queryNbdClientCertificates(ctx: CommandContext): Promise<Output> {
+  const certs = await ctx.client().request("GET", "/api/pf/nbdCa/clientCertificates", undefined, NbdClientCertList);
+  const counts = (s: NbdClientCertInfo["state"]) => certs.filter((c) => c.state === s).length;
+  const head = `${certs.length} NBD client certificate(s): ${counts("valid")} valid, ${counts("revoked")} revoked, ${counts("expired")} expired`;
+  return { text: [head, ...certs.flatMap(certLines)], json: certs };
+}
+
+export async function revokeNbdClientCertificate(ctx: CommandContext): Promise<Output> {
+  const serialNumber = ctx.args.str("serial");
+  const name = ctx.args.str("name");
+  const reason = ctx.args.str("reason");
+  const body = { ...(serialNumber === undefined ? {} : { serialNumber }), ...(name === undefined ? {} : { name }), ...(reason === undefined ? {} : { reason }) };
+  const r = await ctx.client().request("POST", "/api/pf/nbdCa/revokeClientCertificate", body, RevokedNbdCerts);
+  const text = [
+    ...r.revoked.map((c) => `Revoked NBD client certificate ${c.name} (serial ${c.serialNumber}): SDCs refuse it from their next map and close its open sessions`),
+    ...r.alreadyRevoked.map((c) => `NBD client certificate ${c.name} (serial ${c.serialNumber}) was already revoked at ${c.revokedAt ?? "?"}`),
+  ];
+  return { text, json: r };
 }

@@ -242,4 +242,11 @@ export const COMMANDS: Record<CommandName, CommandSpec> = {
   verify_audit_log: spec({ usage: "--verify_audit_log" }),
   query_nbd_ca: spec({ flags: ["out"], usage: "--query_nbd_ca [--out FILE]" }),
   issue_nbd_client_certificate: spec({ flags: ["name", "out_dir"], required: ["name", "out_dir"], usage: "--issue_nbd_client_certificate --name NAME --out_dir DIR" }),
+  query_nbd_client_certificates: spec({ usage: "--query_nbd_client_certificates" }),
+  revoke_nbd_client_certificate: spec({
+    flags: ["serial", "name", "reason"],
+    required: [["serial", "name"]],
+    exclusive: [["serial", "name"]],
+    usage: "--revoke_nbd_client_certificate (--serial SERIAL | --name NAME) [--reason TEXT]",
+  }),
 };

@@ -61,6 +61,11 @@ export const FLAGS = {
     kind: "command",
     help: "Make an NBD client key here and have the cluster NBD CA sign it: ca-cert.pem, client-cert.pem, client-key.pem in --out_dir (pf extension)",
   },
+  query_nbd_client_certificates: { kind: "command", help: "List the NBD client certificates the cluster issued, with their state (valid, revoked, expired) (pf extension)" },
+  revoke_nbd_client_certificate: {
+    kind: "command",
+    help: "Revoke an NBD client certificate (by serial) or every unexpired one of a name: SDCs refuse it and close its open sessions (pf extension)",
+  },
 
   // ---- common ----
   help: { kind: "switch", help: "Show help (alone: all commands; after a command: that command)" },
@@ -110,6 +115,8 @@ export const FLAGS = {
   name: { kind: "value", arg: "NAME", help: "Name of the NBD client certificate (its CN is pf-nbd-client NAME)" },
   out_dir: { kind: "value", arg: "DIR", help: "Directory for ca-cert.pem, client-cert.pem, client-key.pem (libnbd/qemu layout)" },
   out: { kind: "value", arg: "FILE", help: "Write the certificate to this file" },
+  serial: { kind: "value", arg: "SERIAL", help: "Serial number of the NBD client certificate (hex, as --query_nbd_client_certificates shows it)" },
+  reason: { kind: "value", arg: "TEXT", help: "Why the certificate is revoked (kept with the revocation)" },
 
   // ---- options ----
   media_type: { kind: "value", arg: "HDD|SSD", help: "Media type of the pool's devices (default HDD)" },

@@ -16,7 +16,7 @@ import { queryAlerts, setCapacityAlertThresholds } from "./cmd_alerts.ts";
 import { addStandbyMdm, queryAll, queryCluster, removeStandbyMdm, switchMdmOwnership } from "./cmd_system.ts";
 import { setStoragePoolWriteCache } from "./cmd_write_cache.ts";
 
-import { issueNbdClientCertificate, queryNbdCa } from "./cmd_nbd_certs.ts";
+import { issueNbdClientCertificate, queryNbdCa, queryNbdClientCertificates, revokeNbdClientCertificate } from "./cmd_nbd_certs.ts";
 import { addUser, deleteUser, modifyUser, queryAuditLog, queryUser, queryUsers, resetPassword, setPassword, verifyAuditLog } from "./cmd_users.ts";
 import {
   addVolume,
@@ -93,6 +93,8 @@ const HANDLERS: Record<CommandName, Handler> = {
   verify_audit_log: verifyAuditLog,
   query_nbd_ca: queryNbdCa,
   issue_nbd_client_certificate: issueNbdClientCertificate,
+  query_nbd_client_certificates: queryNbdClientCertificates,
+  revoke_nbd_client_certificate: revokeNbdClientCertificate,
 };
 
 const processIo: ScliIo = {

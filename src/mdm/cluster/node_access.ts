@@ -20,6 +20,7 @@ import { getSdc } from "../core/lookup.ts";
 import { sdcMayMap } from "../topology/sdc_access.ts";
 import type { IssuedNbdCert, SdcNbdCertRequest } from "../../proto/nbd_certs.ts";
 import { issueNbdServerCert } from "../core/nbd_ca.ts";
+import { nbdRevokedForSdcs } from "../core/nbd_client_certs.ts";
 
 function entries(keys: readonly NodeKey[]): KeyEntry[] {
   return keys.map((k) => ({ kid: k.kid, key: keyToHex(k.key) }));
@@ -67,10 +68,10 @@ export function sdsDataPlane(ctx: MdmContext): SdsDataPlaneKeys {
  * An SDC's maps with its node keys and a grant per mapped volume; an SDC that restricted SDC
  * mode does not let have volumes gets none (and no grant).
  */
-export function sdcMapsWithAccess(ctx: MdmContext, sdcId: string, maps: Omit<SdcMapsResponse, "nodeKeys" | "dataPlaneTls">): SdcMapsResponse {
+export function sdcMapsWithAccess(ctx: MdmContext, sdcId: string, maps: Omit<SdcMapsResponse, "nodeKeys" | "dataPlaneTls" | "nbdRevoked">): SdcMapsResponse {
   const allowed = sdcMayMap(ctx, getSdc(ctx, sdcId));
   const volumes = allowed ? maps.volumes.map((v) => ({ ...v, grant: mintGrant(ctx, sdcId, v.volumeId, v.accessMode, maps.mapVersion) })) : [];
-  return { ...maps, volumes, nodeKeys: entries(nodeKeysOf(ctx, NodeRole.SDC, sdcId)), dataPlaneTls: ctx.dataPlaneTls !== undefined };
+  return { ...maps, volumes, nodeKeys: entries(nodeKeysOf(ctx, NodeRole.SDC, sdcId)), dataPlaneTls: ctx.dataPlaneTls !== undefined, nbdRevoked: nbdRevokedForSdcs(ctx) };
 }
 
 /**

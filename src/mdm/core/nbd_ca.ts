@@ -8,7 +8,8 @@
 //
 // Invariants: the CA key never leaves the MDM (no answer carries it); the CA is made once
 // (INSERT OR IGNORE, then read back: two racing first uses end with one CA); every certificate
-// issued here is signed by that CA, is no CA itself, and certifies a public key the requester made.
+// issued here is signed by that CA, is no CA itself, and certifies a public key the requester made;
+// every client certificate is recorded (nbd_client_certs.ts) in the transaction that issues it.
 
 import { X509Certificate } from "node:crypto";
 import { consola } from "consola";
@@ -19,6 +20,7 @@ import { NBD_CA_DAYS, NBD_CERT_DAYS, type IssuedNbdCert, type NbdCaAnswer } from
 import { generateSelfSignedCert, generateSignedCert, type SelfSignedCert } from "../../proto/tls_cert.ts";
 import { mdmSecretTable } from "../../store/mdm_schema.ts";
 import { inTransaction, type MdmContext } from "./context.ts";
+import { recordNbdClientCert } from "./nbd_client_certs.ts";
 
 const CERT_ROW = "nbd-ca-cert";
 const KEY_ROW = "nbd-ca-key";
@@ -78,7 +80,12 @@ export function issueNbdServerCert(ctx: MdmContext, sdcId: string, hosts: string
 
 /** An NBD client certificate (scli --issue_nbd_client_certificate), CN "pf-nbd-client NAME". */
 export function issueNbdClientCert(ctx: MdmContext, name: string, publicKeyPem: string, by: string): IssuedNbdCert {
-  const issued = issue(ctx, `pf-nbd-client ${name}`, [], publicKeyPem);
+  nbdCa(ctx); // made outside the recording transaction (nbdCa makes it in its own)
+  const issued = inTransaction(ctx, () => {
+    const made = issue(ctx, `pf-nbd-client ${name}`, [], publicKeyPem);
+    recordNbdClientCert(ctx, { name, certPem: made.certPem, caPem: made.caPem, by });
+    return made;
+  });
   consola.info(`mdm: ${by} issued the NBD client certificate ${name} (serial ${issued.serialNumber}), valid until ${issued.validTo}`);
   return issued;
 }

@@ -19,21 +19,23 @@ export function isRole(s: string): s is Role {
  * - system: system-wide settings (restricted SDC mode, data-plane key, MDM ownership, name);
  * - users: listing and managing other users (which roles: MANAGED_ROLES);
  * - audit: reading and verifying the audit log;
- * - certificates: issuing NBD client certificates from the cluster NBD CA (core/nbd_ca.ts);
+ * - certificates: issuing and revoking NBD client certificates of the cluster NBD CA (core/nbd_ca.ts);
+ * - certificateList: listing those certificates (every role: Monitor and up read them, and
+ *   Security, which reads no storage objects, must see what it revokes);
  * - self: the caller's own session and password (logout, query/set own password).
  */
-export const AccessClasses = ["read", "frontend", "backend", "system", "users", "audit", "certificates", "self"] as const;
+export const AccessClasses = ["read", "frontend", "backend", "system", "users", "audit", "certificates", "certificateList", "self"] as const;
 export type AccessClass = (typeof AccessClasses)[number];
 
 /** The PowerFlex 3.x table (security.md §2, proposal (c)); Security reads no storage objects. */
 export const ROLE_GRANTS: Record<Role, readonly AccessClass[]> = {
-  Monitor: ["read", "self"],
-  FrontendConfig: ["read", "frontend", "self"],
-  BackendConfig: ["read", "backend", "self"],
-  Configure: ["read", "frontend", "backend", "self"],
-  Administrator: ["read", "frontend", "backend", "system", "users", "self"],
-  Security: ["users", "audit", "certificates", "self"],
-  SuperUser: ["read", "frontend", "backend", "system", "users", "audit", "certificates", "self"],
+  Monitor: ["read", "certificateList", "self"],
+  FrontendConfig: ["read", "certificateList", "frontend", "self"],
+  BackendConfig: ["read", "certificateList", "backend", "self"],
+  Configure: ["read", "certificateList", "frontend", "backend", "self"],
+  Administrator: ["read", "certificateList", "frontend", "backend", "system", "users", "self"],
+  Security: ["users", "audit", "certificates", "certificateList", "self"],
+  SuperUser: ["read", "certificateList", "frontend", "backend", "system", "users", "audit", "certificates", "self"],
 };
 
 /** Roles of the users a role may create, re-role, reset or remove (SuperUser is the one local admin). */

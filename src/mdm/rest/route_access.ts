@@ -121,6 +121,8 @@ export const ROUTE_CLASSES: Record<string, RouteClass | Dynamic> = {
   // the cluster NBD CA (nbd_ca_routes.ts): its certificate is public, issuing is Security's
   "GET /pf/nbdCa": "read",
   "POST /pf/nbdCa/issueClientCertificate": "certificates",
+  "GET /pf/nbdCa/clientCertificates": "certificateList",
+  "POST /pf/nbdCa/revokeClientCertificate": "certificates",
   // storage objects
   "GET /types/:type/instances": "read",
   "POST /types/:type/instances": byCreateType,
@@ -167,7 +169,7 @@ export function isAudited(method: string, cls: RouteClass | null, status: number
   if (routeKey !== null && /^(GET|POST) \/(login|logout)$/.test(routeKey)) return true;
   if (status === 403) return true;
   if (method === "GET" || cls === null) return false;
-  return cls !== "read" && cls !== "audit" && routeKey !== "POST /types/User/instances/action/queryCurrentUser";
+  return cls !== "read" && cls !== "audit" && cls !== "certificateList" && routeKey !== "POST /types/User/instances/action/queryCurrentUser";
 }
 
 /** The client's address as Bun.serve saw it ("local" for in-process requests). */
