@@ -470,8 +470,10 @@ describe("simulation: 1000 SDSs in 10 fault sets, 100k volumes", () => {
       expect(devStats.spread).toBeLessThan(0.05);
       expect(primaryShare.min).toBeGreaterThan(0.45);
       expect(primaryShare.max).toBeLessThan(0.55);
-      // CPU time, not wall time: the box is shared. ~8 s here; an O(SDSs) scan per extent would be ~30x that.
-      expect(placeCpuUs / 1e6).toBeLessThan(20);
+      // CPU time, not wall time: the box is shared. ~8 s on a quiet machine, 25 s seen with two
+      // other test runs on its 2 cores (contention inflates CPU time too); an O(SDSs) scan per
+      // extent would be ~30x the quiet figure, far above this bound.
+      expect(placeCpuUs / 1e6).toBeLessThan(60);
     },
     { timeout: 120_000 },
   );
