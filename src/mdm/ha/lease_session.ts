@@ -7,6 +7,15 @@
 // the lease (and another MDM may lead) but before it, it has not: alive() is false from the
 // deadline on, whatever the network or a paused process did meanwhile. A keepalive answered
 // without a TTL (the lease is gone) ends the session at once.
+//
+// Keepalives do not wait for each other (issue #12): etcd 3.4 parks a keepalive that reaches a
+// member without a raft leader for whole election timeouts (EtcdServer.waitLeader sleeps 1 s per
+// look), so one sent during an etcd election is answered a second late or not at all, while one
+// sent just after the election is answered at once. So a keepalive is sent every keepaliveMs, and
+// every retryMs once none sent in the last keepaliveMs + KEEPALIVE_LATE_MS was answered, whether
+// earlier ones are still pending or not (at most MAX_KEEPALIVES_IN_FLIGHT); each answer moves the
+// deadline by its own send time (never back). Before, one keepalive at a time rode out its timeouts across every endpoint
+// (up to 3 x 800 ms) and the MDM lost a lease etcd had kept.
 
 import { consola } from "consola";
 import type { EtcdClient } from "../../store/etcd_client.ts";
@@ -14,11 +23,22 @@ import type { EtcdClient } from "../../store/etcd_client.ts";
 export interface LeaseTiming {
   ttlS: number;
   keepaliveMs: number;
+  /** while the last keepalive sent is unanswered, the next one goes out this soon */
+  retryMs: number;
   /** safety margin subtracted from the TTL for the self-fencing deadline */
   fenceMarginMs: number;
 }
 
-export const DEFAULT_LEASE_TIMING: LeaseTiming = { ttlS: 2, keepaliveMs: 500, fenceMarginMs: 250 };
+export const DEFAULT_LEASE_TIMING: LeaseTiming = { ttlS: 2, keepaliveMs: 500, retryMs: 100, fenceMarginMs: 250 };
+
+/** a keepalive unanswered this long is parked or lost (etcd answers one in a few ms) */
+export const KEEPALIVE_LATE_MS = 300;
+
+/** keepalives pending at once: bounds the requests one session leaves parked in a sick etcd */
+export const MAX_KEEPALIVES_IN_FLIGHT = 20;
+
+/** The part of the etcd client a lease session uses (a test passes its own). */
+export type LeaseClient = Pick<EtcdClient, "leaseGrant" | "leaseKeepAlive" | "leaseRevoke" | "preferredEndpoint">;
 
 export class LeaseSession {
   private deadlineMs: number;
@@ -26,11 +46,15 @@ export class LeaseSession {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private stopped = false;
   private failures = 0;
+  /** keepalives sent and not answered (nor failed) yet */
+  private inFlight = 0;
+  /** send time of the last keepalive sent */
+  private lastSendMs: number;
   /** send time of the last keepalive that was answered with a TTL */
   lastGoodSendMs: number;
 
   private constructor(
-    private readonly client: EtcdClient,
+    private readonly client: LeaseClient,
     readonly id: string,
     readonly ttlS: number,
     private readonly timing: LeaseTiming,
@@ -39,13 +63,15 @@ export class LeaseSession {
     private readonly onLost: (why: string) => void,
   ) {
     this.lastGoodSendMs = sentAtMs;
+    this.lastSendMs = sentAtMs;
     this.deadlineMs = sentAtMs + ttlS * 1000 - timing.fenceMarginMs;
   }
 
-  static async open(client: EtcdClient, timing: LeaseTiming, onLost: (why: string) => void, now: () => number = () => performance.now()): Promise<LeaseSession> {
+  static async open(client: LeaseClient, timing: LeaseTiming, onLost: (why: string) => void, now: () => number = () => performance.now()): Promise<LeaseSession> {
     const sentAtMs = now();
     const g = await client.leaseGrant(timing.ttlS);
     const s = new LeaseSession(client, g.id, g.ttlS, timing, sentAtMs, now, onLost);
+    consola.debug(`mdm: etcd lease ${g.id} granted, TTL ${g.ttlS} s, in ${Math.round(now() - sentAtMs)} ms (via ${client.preferredEndpoint}); ${Math.round(s.remainingMs)} ms before the fencing deadline`);
     s.schedule();
     return s;
   }
@@ -63,6 +89,20 @@ export class LeaseSession {
     return false;
   }
 
+  /**
+   * Budget enough to begin a term with: the keepalives are on time (a session whose keepalives are
+   * answered never has less than TTL - margin - keepaliveMs - KEEPALIVE_LATE_MS left). A session
+   * below it is in trouble (an etcd election, a pause); leading on it would make a term that ends
+   * within moments (issue #12: a standby won with 178 ms left and stepped down 220 ms later).
+   */
+  fitToLead(): boolean {
+    return this.alive() && this.remainingMs >= this.minLeadBudgetMs;
+  }
+
+  get minLeadBudgetMs(): number {
+    return Math.max(0, this.ttlS * 1000 - this.timing.fenceMarginMs - this.timing.keepaliveMs - KEEPALIVE_LATE_MS);
+  }
+
   get lost(): string | null {
     return this.lostWhy;
   }
@@ -70,8 +110,10 @@ export class LeaseSession {
   /** Stop keepalives and revoke the lease (best effort: it expires by itself otherwise). */
   async revoke(): Promise<void> {
     this.stop();
+    const t0 = this.now();
     try {
       await this.client.leaseRevoke(this.id);
+      consola.debug(`mdm: etcd lease ${this.id} revoked in ${Math.round(this.now() - t0)} ms`);
     } catch (e) {
       consola.debug(`mdm: revoking etcd lease ${this.id} failed (${(e as Error).message}); it expires within ${this.ttlS} s`);
     }
@@ -83,14 +125,33 @@ export class LeaseSession {
     this.timer = null;
   }
 
+  /**
+   * (Re)arm the timer: keepaliveMs after the last keepalive sent while they are answered; once
+   * none sent in the last keepaliveMs + KEEPALIVE_LATE_MS was answered, every retryMs.
+   */
   private schedule(): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => void this.keepalive(), this.timing.keepaliveMs);
+    if (this.timer) clearTimeout(this.timer);
+    const answered = this.lastGoodSendMs >= this.lastSendMs;
+    const dueMs = answered ? this.lastSendMs + this.timing.keepaliveMs : Math.max(this.lastSendMs + this.timing.retryMs, this.lastGoodSendMs + this.timing.keepaliveMs + KEEPALIVE_LATE_MS);
+    this.timer = setTimeout(() => this.tick(), Math.max(0, dueMs - this.now()));
+  }
+
+  private tick(): void {
+    this.timer = null;
+    if (this.stopped || !this.alive()) return;
+    if (this.inFlight >= MAX_KEEPALIVES_IN_FLIGHT) {
+      this.timer = setTimeout(() => this.tick(), this.timing.retryMs);
+      return;
+    }
+    void this.keepalive(); // sets lastSendMs before its first await
+    this.schedule();
   }
 
   private async keepalive(): Promise<void> {
-    if (this.stopped || this.lostWhy !== null) return;
     const sentAtMs = this.now();
+    this.lastSendMs = sentAtMs;
+    this.inFlight++;
     try {
       const ttl = await this.client.leaseKeepAlive(this.id, Math.max(this.timing.keepaliveMs + 300, 800));
       if (this.stopped) return;
@@ -98,18 +159,26 @@ export class LeaseSession {
         this.lose(`etcd says lease ${this.id} no longer exists`);
         return;
       }
+      if (this.failures > 0) consola.debug(`mdm: etcd keepalive of lease ${this.id} answered again after ${this.failures} failure(s)`);
       this.failures = 0;
-      this.lastGoodSendMs = sentAtMs;
+      this.lastGoodSendMs = Math.max(this.lastGoodSendMs, sentAtMs);
       this.deadlineMs = Math.max(this.deadlineMs, sentAtMs + ttl * 1000 - this.timing.fenceMarginMs);
+      consola.debug(`mdm: etcd keepalive of lease ${this.id}: TTL ${ttl} s in ${Math.round(this.now() - sentAtMs)} ms (via ${this.client.preferredEndpoint}; ${this.inFlight - 1} more pending); ${Math.round(this.remainingMs)} ms before the fencing deadline`);
+      // the newest keepalive answered: back from retryMs to keepaliveMs
+      if (this.lastGoodSendMs >= this.lastSendMs) this.schedule();
     } catch (e) {
-      if (this.failures++ === 0) consola.warn(`mdm: etcd keepalive failed (${(e as Error).message}); ${Math.round(this.remainingMs)} ms before this MDM stops acting`);
+      if (this.stopped) return;
+      const msg = `mdm: etcd keepalive of lease ${this.id} failed after ${Math.round(this.now() - sentAtMs)} ms (${(e as Error).message}); ${Math.round(this.remainingMs)} ms before this MDM stops acting`;
+      if (this.failures++ === 0) consola.warn(msg);
+      else consola.debug(msg);
+    } finally {
+      this.inFlight--;
     }
-    if (!this.alive()) return;
-    this.schedule();
   }
 
   private lose(why: string): void {
     if (this.lostWhy !== null) return;
+    consola.debug(`mdm: etcd lease ${this.id} lost: ${why}`);
     this.lostWhy = why;
     this.stop();
     this.onLost(why);
