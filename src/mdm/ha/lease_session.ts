@@ -1,5 +1,6 @@
 // One MDM's etcd lease and its self-fencing deadline. The lease (TTL 2 s by default) carries the
-// MDM's member key and, while it leads, the leader key; a keepalive goes out every 500 ms.
+// MDM's member key and, while it leads, the leader key; a keepalive goes out every 500 ms
+// (every 100 ms once they are late, below).
 //
 // Invariant (self-fencing): deadlineMs = send time of the last answered keepalive (or of the
 // grant) + TTL - margin, on the monotonic clock. etcd ends the lease no earlier than TTL after it
@@ -10,12 +11,13 @@
 //
 // Keepalives do not wait for each other (issue #12): etcd 3.4 parks a keepalive that reaches a
 // member without a raft leader for whole election timeouts (EtcdServer.waitLeader sleeps 1 s per
-// look), so one sent during an etcd election is answered a second late or not at all, while one
-// sent just after the election is answered at once. So a keepalive is sent every keepaliveMs, and
+// look), so one sent during an etcd election is answered a second or more late, while one sent
+// just after the election is answered at once. So a keepalive is sent every keepaliveMs, and
 // every retryMs once none sent in the last keepaliveMs + KEEPALIVE_LATE_MS was answered, whether
 // earlier ones are still pending or not (at most MAX_KEEPALIVES_IN_FLIGHT); each answer moves the
-// deadline by its own send time (never back). Before, one keepalive at a time rode out its timeouts across every endpoint
-// (up to 3 x 800 ms) and the MDM lost a lease etcd had kept.
+// deadline by its own send time (never back). Before, one keepalive at a time rode out its
+// timeouts across every endpoint (up to 3 x 800 ms) and the MDM lost a lease etcd had kept.
+// fitToLead() tells a standby whether its keepalives are on time enough to begin a term.
 
 import { consola } from "consola";
 import type { EtcdClient } from "../../store/etcd_client.ts";
@@ -23,7 +25,7 @@ import type { EtcdClient } from "../../store/etcd_client.ts";
 export interface LeaseTiming {
   ttlS: number;
   keepaliveMs: number;
-  /** while the last keepalive sent is unanswered, the next one goes out this soon */
+  /** once keepalives are late (none answered for keepaliveMs + KEEPALIVE_LATE_MS), one goes out this often */
   retryMs: number;
   /** safety margin subtracted from the TTL for the self-fencing deadline */
   fenceMarginMs: number;
