@@ -3,7 +3,8 @@
 // dist/pf, Debian's etcd), each scenario under a fio verify job:
 // 1. scli --switch_mdm_ownership: the active MDM hands over to the named standby and resigns;
 //    the term grows, fio sees no error, scli shows the new master.
-// 2. kill -9 of the etcd raft leader: at most one MDM failover, no IO error.
+// 2. kill -9 of the etcd raft leader: at most one MDM failover (the MDMs' own takeover counters:
+//    a term too short for the 100 ms role sampling counts too; issue #12), no IO error.
 // 3. etcd quorum lost (2 of 3 members SIGSTOPped): the active MDM steps down, nobody leads, IO
 //    goes on while the SDS leases hold, then waits (the SDC retries), and resumes without a client
 //    error after SIGCONT.
