@@ -2,22 +2,24 @@
 // that etcd parks during a raft election (etcd 3.4 answers one that reached a member without a
 // leader only at its next 1 s look for one) must not hold back the keepalives sent after the
 // election (issue #12), the deadline never moves back, a session with late keepalives is not fit
-// to begin a term, and a sick etcd never has more than MAX_KEEPALIVES_IN_FLIGHT of ours parked.
+// to begin a term, a sick etcd never has more than MAX_KEEPALIVES_IN_FLIGHT of ours parked, and a
+// revoke etcd did not take is retried when asked.
 
 import { expect, test } from "bun:test";
-import { KEEPALIVE_LATE_MS, LeaseSession, MAX_KEEPALIVES_IN_FLIGHT, type LeaseClient, type LeaseTiming } from "../src/mdm/ha/lease_session.ts";
+import { KEEPALIVE_LATE_MS, LeaseSession, MAX_KEEPALIVES_IN_FLIGHT, REVOKE_RETRY_MS, type LeaseClient, type LeaseTiming } from "../src/mdm/ha/lease_session.ts";
 
 // TTL 1 s: deadline 900 ms after the last answered keepalive's send
 const TIMING: LeaseTiming = { ttlS: 1, keepaliveMs: 100, retryMs: 20, fenceMarginMs: 100 };
 
 /** A fake etcd lease API: answer(sentAtMs) decides each keepalive (a TTL, null = lease gone, or "park"). */
-function scriptedEtcd(answer: (sinceStartMs: number) => number | null | { parkMs: number }) {
+function scriptedEtcd(answer: (sinceStartMs: number) => number | null | { parkMs: number }, revokesRefused = 0) {
   const t0 = performance.now();
-  const stats = { keepalives: 0, inFlight: 0, maxInFlight: 0, revoked: 0 };
+  const stats = { keepalives: 0, inFlight: 0, maxInFlight: 0, revoked: 0, revokeAttempts: 0 };
   const client: LeaseClient = {
     preferredEndpoint: "http://scripted",
     leaseGrant: async (ttlS: number) => ({ id: "7", ttlS }),
     leaseRevoke: async () => {
+      if (++stats.revokeAttempts <= revokesRefused) throw new Error("etcdserver: no leader");
       stats.revoked++;
     },
     leaseKeepAlive: async () => {
@@ -117,4 +119,17 @@ test("a keepalive answered without a TTL (the lease is gone) ends the session at
   expect(etcd2.stats.revoked).toBe(1);
   await Bun.sleep(250);
   expect(etcd2.stats.keepalives).toBe(sent);
+});
+
+test("a revoke etcd does not take (no leader) is sent again every REVOKE_RETRY_MS while retryForMs lasts; without it, one attempt", async () => {
+  const once = scriptedEtcd(() => TIMING.ttlS, 2);
+  const s1 = await LeaseSession.open(once.client, TIMING, () => {});
+  expect(await s1.revoke()).toBe(false);
+  expect(once.stats.revokeAttempts).toBe(1);
+  const retried = scriptedEtcd(() => TIMING.ttlS, 2);
+  const s2 = await LeaseSession.open(retried.client, TIMING, () => {});
+  const t0 = performance.now();
+  expect(await s2.revoke(10_000)).toBe(true);
+  expect(retried.stats).toMatchObject({ revokeAttempts: 3, revoked: 1 });
+  expect(performance.now() - t0).toBeGreaterThanOrEqual(2 * REVOKE_RETRY_MS - 20);
 });

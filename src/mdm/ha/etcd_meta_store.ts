@@ -47,6 +47,8 @@ export const ETCD_REQUIRED_TXN_OPS = 4096;
 export const ETCD_MAX_TXN_BYTES = 1024 * 1024;
 const CAMPAIGN_POLL_MS = 500;
 const CATCH_UP_TIMEOUT_MS = 5000;
+/** how long a stepped-down MDM keeps trying to revoke its old lease (lease_session.ts revoke) */
+const REVOKE_RETRY_FOR_MS = 30_000;
 /** member records (appliedRev) are rewritten at most this often, the last change always */
 const MEMBER_UPDATE_MS = 500;
 /** a standby whose member record reached the leader's revision of this long ago is caught up */
@@ -455,7 +457,10 @@ export class EtcdMetaStore implements MdmMetaStore {
     const old = this.session;
     this.session = null;
     consola.debug(`mdm: ${this.o.name} after stepping down from term ${this.myTerm}: revoking lease ${old?.id ?? "(none)"}`);
-    if (old) await old.revoke();
+    // a revoke etcd did not take (no leader, no quorum) is retried in the background: the first one
+    // etcd takes deletes the leader key at once, instead of when the refreshed lease runs out
+    // (TTL + the election timeout after an etcd election)
+    if (old && !(await old.revoke())) void old.revoke(REVOKE_RETRY_FOR_MS);
     if (lastPendingSeq(this.o.sqlite) > 0) {
       await this.follower!.reload("undo changes etcd did not take");
       this.shippedSeq = 0;

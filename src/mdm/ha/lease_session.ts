@@ -39,6 +39,9 @@ export const KEEPALIVE_LATE_MS = 300;
 /** keepalives pending at once: bounds the requests one session leaves parked in a sick etcd */
 export const MAX_KEEPALIVES_IN_FLIGHT = 20;
 
+/** a revoke etcd did not take is sent again this often (revoke(retryForMs)) */
+export const REVOKE_RETRY_MS = 500;
+
 /** The part of the etcd client a lease session uses (a test passes its own). */
 export type LeaseClient = Pick<EtcdClient, "leaseGrant" | "leaseKeepAlive" | "leaseRevoke" | "preferredEndpoint">;
 
@@ -109,15 +112,28 @@ export class LeaseSession {
     return this.lostWhy;
   }
 
-  /** Stop keepalives and revoke the lease (best effort: it expires by itself otherwise). */
-  async revoke(): Promise<void> {
+  /**
+   * Stop keepalives and revoke the lease; true once etcd confirmed it. Best effort: the lease
+   * expires by itself otherwise, but only TTL after the last keepalive the etcd leader saw, and a
+   * new etcd leader refreshes it to TTL + its election timeout. With retryForMs, a failed revoke
+   * is sent again every REVOKE_RETRY_MS for that long (an etcd without a leader or quorum takes
+   * none; the first one after it has one removes the lease's keys at once).
+   */
+  async revoke(retryForMs = 0): Promise<boolean> {
     this.stop();
     const t0 = this.now();
-    try {
-      await this.client.leaseRevoke(this.id);
-      consola.debug(`mdm: etcd lease ${this.id} revoked in ${Math.round(this.now() - t0)} ms`);
-    } catch (e) {
-      consola.debug(`mdm: revoking etcd lease ${this.id} failed (${(e as Error).message}); it expires within ${this.ttlS} s`);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.client.leaseRevoke(this.id);
+        consola.debug(`mdm: etcd lease ${this.id} revoked in ${Math.round(this.now() - t0)} ms (attempt ${attempt})`);
+        return true;
+      } catch (e) {
+        if (this.now() - t0 >= retryForMs) {
+          consola.debug(`mdm: revoking etcd lease ${this.id} failed (${(e as Error).message}, attempt ${attempt})${retryForMs > 0 ? "; given up: it expires by itself" : ""}`);
+          return false;
+        }
+      }
+      await Bun.sleep(REVOKE_RETRY_MS);
     }
   }
 
