@@ -154,7 +154,14 @@ describe("control ports of a one-host cluster", () => {
     expect(copied).toBeGreaterThan(0);
   }, 120_000);
 
-  test("the MDM killed: /health turns 503 with a reason (lease lost, MDM unreachable), then 200 when it is back", async () => {
+  test("the MDM killed: /health turns 503 with a reason (lease lost, MDM unreachable), then 200 when it is back; every SDS follows the restarted MDM's higher term", async () => {
+    const termOf = async (u: string) => {
+      const t = await scrape(u);
+      return { term: sample(t, "pf_sds_mdm_term"), changes: sample(t, "pf_sds_mdm_term_changes_total"), refused: sample(t, "pf_sds_mdm_term_refused_total") };
+    };
+    const before = await Promise.all(sdsUrls().map(termOf));
+    for (const b of before) expect(b).toEqual({ term: before[0]!.term, changes: before[0]!.changes, refused: 0 });
+    expect(before[0]!.term).toBeGreaterThan(0);
     const argv = c.killRole("mdm");
     const sdsDown = await waitFor("an SDS /health 503 with no lease", 20_000, async () => {
       const h = await health(c.sdsControlUrl(0));
@@ -172,5 +179,9 @@ describe("control ports of a one-host cluster", () => {
     c.restartRole(argv);
     for (const u of [...sdsUrls(), c.sdcControlUrl]) await waitFor(`${u}/health 200 again`, 30_000, async () => (await health(u)).code === 200);
     expect(sample(await scrape(c.sdsControlUrl(0)), "pf_sds_lease_valid")).toBe(1);
+    // a single MDM's restart is a new term (mdm_term bumped at start): each SDS moved to it once
+    const after = await Promise.all(sdsUrls().map(termOf));
+    for (const [i, a] of after.entries()) expect(a).toEqual({ term: after[0]!.term, changes: before[i]!.changes + 1, refused: 0 });
+    expect(after[0]!.term).toBeGreaterThan(before[0]!.term);
   }, 90_000);
 });

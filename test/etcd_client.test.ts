@@ -2,7 +2,8 @@
 // etcd (Debian's 3.4 binary, one member): the gateway's gotchas measured in mdm-ha.md §3 each
 // have a test — int64s as strings, no `succeeded` on a failed txn, code 5 for a dead lease,
 // TTL 1 raised to 2, no TTL in a keepalive of a dead lease, a LEASE guard failing after expiry —
-// plus the watch (resume from a revision, compaction reported), endpoint rotation and timeouts.
+// plus the watch (resume from a revision, compaction reported), endpoint rotation and timeouts,
+// and (three members) a keepalive sent during an etcd election parked for a second or more.
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createServer, type Server } from "node:net";
@@ -112,6 +113,40 @@ test("watch: events in revision order from a start revision, resumed without los
   const err = await client.range("/w/", { prefix: true, revision: start }).catch((e: unknown) => e);
   expect((err as EtcdError).compacted).toBe(true);
 }, 15_000);
+
+test("gotcha (issue #12): a keepalive that reaches a member during an etcd election is parked a second or more; one sent after it is answered at once", async () => {
+  // three members of their own: kill the raft leader, keepalive a surviving member at once
+  const three = await EtcdCluster.start(3);
+  try {
+    const lead = await three.leaderIndex();
+    expect(lead).toBeGreaterThanOrEqual(0);
+    const survivor = new EtcdClient({ endpoints: [three.endpoints[(lead + 1) % 3]!] });
+    const lease = await survivor.leaseGrant(2);
+    three.kill(lead);
+    const t0 = performance.now();
+    // etcd forwards it to the leader; with none, EtcdServer.waitLeader looks again only every
+    // election timeout (1 s), so it is answered long after the election ended
+    const during = survivor.leaseKeepAlive(lease.id, 8000).then((ttl) => ({ ttl, ms: performance.now() - t0 }));
+    const deadline = performance.now() + 20_000;
+    while ((await three.leaderIndex()) < 0 && performance.now() < deadline) await Bun.sleep(20);
+    // a commit of the new term (its lessor is primary then); right after the election a member may
+    // still answer "leader changed" once
+    for (let i = 0; ; i++) {
+      const ok = await survivor.put("/t/after-election", "1").then(() => true, (e: unknown) => (i < 20 ? false : Promise.reject(e)));
+      if (ok) break;
+      await Bun.sleep(100);
+    }
+    const t1 = performance.now();
+    expect(await survivor.leaseKeepAlive(lease.id, 2000)).toBe(2);
+    const afterMs = performance.now() - t1;
+    const d = await during;
+    expect(d.ttl).toBe(2); // the lease survived the election (the new leader refreshed it)
+    expect(d.ms).toBeGreaterThanOrEqual(900);
+    expect(afterMs).toBeLessThan(500);
+  } finally {
+    await three.stop();
+  }
+}, 60_000);
 
 test("endpoint rotation: a dead endpoint first is skipped, the live one is preferred afterwards", async () => {
   const dead = "http://127.0.0.1:1";

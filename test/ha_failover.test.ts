@@ -44,10 +44,7 @@ afterAll(async () => {
     const p50 = (xs: number[]) => xs[Math.floor((xs.length - 1) / 2)]!;
     process.stderr.write(`HA takeover over ${ms.length} kills: kill -9 -> first SDS heartbeat answered p50 ${p50(ms)} ms, max ${ms[ms.length - 1]} ms; kill -9 -> standby reports leader p50 ${p50(lead)} ms, max ${lead[lead.length - 1]} ms\n`);
   }
-  if (process.env.PF_HA_KEEP_LOGS) {
-    const out = [...(c?.hosts.values() ?? [])].map((h) => `=== ${h.name}\n${h.output}`).join("\n");
-    await Bun.write(process.env.PF_HA_KEEP_LOGS, out);
-  }
+  await c?.keepLogs();
   await c?.destroy();
 }, 30_000);
 

@@ -41,10 +41,7 @@ beforeAll(async () => {
 }, 150_000);
 
 afterAll(async () => {
-  if (process.env.PF_HA_KEEP_LOGS) {
-    const out = [...(c?.hosts.values() ?? [])].map((h) => `=== ${h.name}\n${h.output}`).join("\n");
-    await Bun.write(process.env.PF_HA_KEEP_LOGS, out);
-  }
+  await c?.keepLogs();
   try {
     await c?.destroy();
   } finally {

@@ -22,6 +22,8 @@ export class TermGuard {
   refused = 0;
   /** answers accepted that raised the highest term */
   raised = 0;
+  /** moves from a known term to a higher one (the "MDM term A -> B" lines; not the first term learnt) */
+  changes = 0;
 
   constructor(
     private readonly who: string,
@@ -59,7 +61,10 @@ export class TermGuard {
       return false;
     }
     if (term > this.highestTerm) {
-      if (this.highestTerm > 0) consola.info(`${this.who}: MDM term ${this.highestTerm} -> ${term} (${from})`);
+      if (this.highestTerm > 0) {
+        consola.info(`${this.who}: MDM term ${this.highestTerm} -> ${term} (${from})`);
+        this.changes++;
+      }
       this.highestTerm = term;
       this.raised++;
       this.persist();

@@ -139,7 +139,7 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
     });
     // per-node calls carry this SDS's token (it gets its data-plane keys with its assignments)
     const session = new MdmSession({ ...opts.mdm, nodeToken: joined.nodeToken, terms }, core, joined.heartbeatMs, newIncarnation(), new TlsDrift(`sds ${opts.name}`, tls !== null));
-    control.attach(core, session);
+    control.attach(core, session, terms);
     await session.refreshAssignments();
     await session.firstBeat();
     session.start();

@@ -1,6 +1,7 @@
 // What an SDS's control port answers (src/proto/control_server.ts serves it): health reasons,
 // the JSON status, and the scrape-time gauges next to the IO counters of sds_metrics.ts (lease,
-// MDM connection, devices' capacity and state, extents by role, refusals, connections).
+// MDM connection, devices' capacity and state, extents by role, refusals, connections, the MDM
+// term followed and the answers refused for a lower one: proto/term_metrics.ts).
 //
 // Invariants: it exists before the SDS joins (so /health can say "not joined"), gets the core and
 // the MDM session once they exist (attach), and only reads them: nothing here changes the SDS;
@@ -10,6 +11,7 @@ import type { HealthReport, ControlSource } from "../proto/control_server.ts";
 import type { ExtentRole } from "../proto/cluster_api.ts";
 import type { MetricRegistry } from "../proto/metrics.ts";
 import type { ProcessMetrics } from "../proto/process_metrics.ts";
+import { registerTermMetrics, type TermView } from "../proto/term_metrics.ts";
 import type { SdsCore } from "./sds_core.ts";
 
 /** What the SDS's heartbeat loop (main.ts MdmSession) tells about the MDM. */
@@ -38,6 +40,7 @@ export class SdsControl implements ControlSource {
   readonly role = "sds";
   private core: SdsCore | null = null;
   private mdm: MdmLinkState | null = null;
+  private terms: TermView | null = null;
 
   constructor(
     readonly registry: MetricRegistry,
@@ -46,10 +49,12 @@ export class SdsControl implements ControlSource {
   ) {}
 
   /** The SDS joined and its core runs: serve its state from now on. */
-  attach(core: SdsCore, mdm: MdmLinkState): void {
+  attach(core: SdsCore, mdm: MdmLinkState, terms: TermView): void {
     this.core = core;
     this.mdm = mdm;
+    this.terms = terms;
     this.registerGauges(core, mdm);
+    registerTermMetrics(this.registry, terms, { role: "sds", labelNames: ["sds_id"], labels: [core.sdsId] });
   }
 
   health(): HealthReport {
@@ -100,6 +105,7 @@ export class SdsControl implements ControlSource {
       chunkPrep: { ...core.store.stats },
       copies: { active: node.copies.activeJobs, ...node.copies.stats },
       refused: { notOwner: node.stats.refusedNotOwner, staleEpoch: node.stats.refusedStaleEpoch, noLease: node.stats.refusedNoLease, failedDevice: node.stats.refusedFailedDevice },
+      mdmTerm: this.terms === null ? null : { term: this.terms.highest, refused: this.terms.refused, changes: this.terms.changes },
       eventLoopLagSeconds: this.proc.eventLoopLagSeconds,
     };
   }

@@ -16,6 +16,7 @@
 // A request that timed out may still have been applied by etcd: callers send only requests that
 // are safe to repeat (guarded txns of whole row images, lease keepalives) or check afterwards.
 
+import { consola } from "consola";
 import type { z } from "zod";
 import { PfError } from "../proto/errors.ts";
 import {
@@ -337,6 +338,7 @@ export class EtcdClient {
         return out;
       } catch (e) {
         if (!(e instanceof EtcdError) || e.code !== "UNAVAILABLE") throw e;
+        consola.debug(`etcd: ${e.message}; trying the next endpoint`);
         last = e;
       }
     }

@@ -2,9 +2,10 @@
 // loopback ports, --unsafe-no-fsync (CI only, never in production) and the transaction limits pf
 // needs (--max-txn-ops 10000, --max-request-bytes 4 MiB). A missing etcd fails the test (CI
 // installs etcd-server); it never skips. Every member is killed by PID with SIGKILL in stop(),
-// pass or fail (an etcd without quorum ignores SIGTERM for many seconds).
+// pass or fail (an etcd without quorum ignores SIGTERM for many seconds). PF_ETCD_LOG_DIR keeps
+// the members' own logs.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -14,6 +15,8 @@ import { MDM_MIGRATIONS } from "../../src/store/mdm_migrate.ts";
 import { MdmFixture } from "../mdm_fixture.ts";
 
 export const ETCD_BIN = Bun.which("etcd") ?? "/usr/bin/etcd";
+/** when set, each member logs at info level to DIR/<name>.log (appended across restarts), e.g. to see raft elections */
+const ETCD_LOG_DIR = process.env.PF_ETCD_LOG_DIR;
 
 export interface EtcdMember {
   name: string;
@@ -83,10 +86,10 @@ export class EtcdCluster {
         "--max-request-bytes", "4194304",
         "--heartbeat-interval", "100",
         "--election-timeout", "1000",
-        "--log-level", "error",
+        "--log-level", ETCD_LOG_DIR ? "info" : "error",
         ...this.extraArgs,
       ],
-      { stdin: "ignore", stdout: "ignore", stderr: "ignore" },
+      { stdin: "ignore", stdout: "ignore", stderr: ETCD_LOG_DIR ? openSync(join(ETCD_LOG_DIR, `${m.name}.log`), "a") : "ignore" },
     );
   }
 

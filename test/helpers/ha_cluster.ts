@@ -35,6 +35,8 @@ function loopbackLayout(sdsCount: number): HaLayout {
     wrap: () => [],
   };
 }
+/** log level of every pf role (consola's number; PF_HA_CONSOLA_LEVEL=4 for the MDMs' election steps) */
+const HA_CONSOLA_LEVEL = process.env.PF_HA_CONSOLA_LEVEL ?? "3";
 export const ADMIN_PASSWORD = "ha-admin-password";
 export const CLUSTER_SECRET = "ha-test-cluster-secret-0123456789";
 
@@ -96,6 +98,7 @@ export class HaCluster {
   private extra: Subprocess[] = [];
   /** roles started again by hand: "host/label" -> pid (wins over pf up's log) */
   private restarted = new Map<string, number>();
+  private marks: Line[] = [];
 
   private constructor(
     readonly etcd: EtcdCluster,
@@ -172,7 +175,7 @@ export class HaCluster {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
-      env: { ...process.env, CONSOLA_LEVEL: "3" },
+      env: { ...process.env, CONSOLA_LEVEL: HA_CONSOLA_LEVEL },
     });
     const h = new HostProc(name, proc);
     this.hosts.set(name, h);
@@ -261,13 +264,34 @@ export class HaCluster {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
-      env: { ...process.env, CONSOLA_LEVEL: "3", PF_CLUSTER_SECRET: CLUSTER_SECRET, PF_ADMIN_PASSWORD: ADMIN_PASSWORD, ...env },
+      env: { ...process.env, CONSOLA_LEVEL: HA_CONSOLA_LEVEL, PF_CLUSTER_SECRET: CLUSTER_SECRET, PF_ADMIN_PASSWORD: ADMIN_PASSWORD, ...env },
     });
     this.extra.push(proc);
     this.restarted.set(`${host}/${label}`, proc.pid);
     const h = new HostProc(`${host} ${label} (restarted)`, proc);
     this.hosts.set(`${host}/${label}`, h);
     return h;
+  }
+
+  /** A test's own event ("etcd leader killed"), written with the hosts' lines by keepLogs. */
+  mark(text: string): void {
+    this.marks.push({ atMs: performance.now(), text });
+  }
+
+  /**
+   * When PF_HA_KEEP_LOGS names a file: every host's lines and the test's marks, merged in arrival
+   * order, each prefixed with its time (ms on this process's monotonic clock, and wall clock, to
+   * line up with etcd's own logs) and its host.
+   */
+  async keepLogs(): Promise<void> {
+    const file = process.env.PF_HA_KEEP_LOGS;
+    if (!file) return;
+    const wallOffsetMs = Date.now() - performance.now();
+    const all = [...this.hosts.values()].flatMap((h) => h.lines.map((l) => ({ ...l, host: h.name })));
+    all.push(...this.marks.map((m) => ({ ...m, host: "TEST" })));
+    all.sort((a, b) => a.atMs - b.atMs);
+    const at = (ms: number) => `${ms.toFixed(0).padStart(8)} ${new Date(ms + wallOffsetMs).toISOString().slice(11, 23)}`;
+    await Bun.write(file, all.map((l) => `${at(l.atMs)} ${l.host.padEnd(6)} | ${l.text}`).join("\n") + "\n");
   }
 
   /** Lines of every data host's output matching re, with the host's name. */

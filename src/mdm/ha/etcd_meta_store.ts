@@ -10,8 +10,10 @@
 // self-fencing deadline (lease_session.ts) or an SDS reporting a higher term make it a standby
 // at once: triggers dropped, connection query_only, unshipped local changes undone by a reload.
 // Standby: follower.ts replays meta/ from the watch; campaigns when the leader key is gone
-// (watch DELETE, or a 500 ms poll); after winning it waits until its watch has delivered the
-// winning revision (everything the old leader committed) before it acts.
+// (watch DELETE, or a 500 ms poll), and only on a lease whose keepalives are on time (else on a
+// fresh one: a term begun on a lease about to pass its fencing deadline ends at once, issue #12);
+// after winning it waits until its watch has delivered the winning revision (everything the old
+// leader committed) before it acts.
 //
 // etcd limits: a change of N rows is a txn of N puts; etcd must accept requiredTxnOps ops per
 // txn (--max-txn-ops; probed at open, refused with the flag's name) and maxTxnBytes per request
@@ -45,6 +47,8 @@ export const ETCD_REQUIRED_TXN_OPS = 4096;
 export const ETCD_MAX_TXN_BYTES = 1024 * 1024;
 const CAMPAIGN_POLL_MS = 500;
 const CATCH_UP_TIMEOUT_MS = 5000;
+/** how long a stepped-down MDM keeps trying to revoke its old lease (lease_session.ts revoke) */
+const REVOKE_RETRY_FOR_MS = 30_000;
 /** member records (appliedRev) are rewritten at most this often, the last change always */
 const MEMBER_UPDATE_MS = 500;
 /** a standby whose member record reached the leader's revision of this long ago is caught up */
@@ -119,6 +123,8 @@ export class EtcdMetaStore implements MdmMetaStore {
   /** the handover record this standby defers to, and since when (local clock) */
   private handoverSeen: { key: string; atMs: number } | null = null;
   private clusterKey = "";
+  /** the leader key (create revision/lease) last logged by the standby loop, so each is logged once */
+  private leaderKeySeen = "";
   /** set once --remove_standby_mdm named this MDM: it never campaigns again in this run */
   private removedBy: string | null = null;
   /** stats for the cluster view and the figures: committed txns, ops, takeovers */
@@ -454,7 +460,11 @@ export class EtcdMetaStore implements MdmMetaStore {
     await this.inflight?.catch(() => {});
     const old = this.session;
     this.session = null;
-    if (old) await old.revoke();
+    consola.debug(`mdm: ${this.o.name} after stepping down from term ${this.myTerm}: revoking lease ${old?.id ?? "(none)"}`);
+    // a revoke etcd did not take (no leader, no quorum) is retried in the background: the first one
+    // etcd takes deletes the leader key at once, instead of when the refreshed lease runs out
+    // (TTL + the election timeout after an etcd election)
+    if (old && !(await old.revoke())) void old.revoke(REVOKE_RETRY_FOR_MS);
     if (lastPendingSeq(this.o.sqlite) > 0) {
       await this.follower!.reload("undo changes etcd did not take");
       this.shippedSeq = 0;
@@ -468,6 +478,11 @@ export class EtcdMetaStore implements MdmMetaStore {
     const kv = await this.client.get(this.keys.leader);
     if (kv) {
       this.noteLeader(kv.value, kv.createRevision);
+      const seen = `${kv.createRevision}/${kv.lease ?? "-"}`;
+      if (seen !== this.leaderKeySeen) {
+        this.leaderKeySeen = seen;
+        consola.debug(`mdm: ${this.o.name} (lease ${this.session?.id}) sees the leader key of ${this.leaderNow?.name} (term ${this.leaderNow?.term}, create revision ${kv.createRevision}, lease ${kv.lease ?? "none"}${kv.lease === this.session?.id ? ", ours" : ""})`);
+      }
       await this.sleepUntilWoken(CAMPAIGN_POLL_MS);
       return;
     }
@@ -478,16 +493,19 @@ export class EtcdMetaStore implements MdmMetaStore {
       return;
     }
     if (await this.deferToHandover()) return;
+    if (!this.session!.fitToLead()) await this.replaceSession();
     if (!(await this.campaign())) return;
     const caughtUp = await this.follower!.waitFor(this.myTerm - this.termBase, CATCH_UP_TIMEOUT_MS);
     if (this.state === "closed") return;
     if (!caughtUp || this.session === null || !this.session.alive()) {
-      consola.warn(`mdm: won term ${this.myTerm} but could not catch up to it; resigning (and watching anew)`);
+      const why = !caughtUp ? `the watch did not deliver revision ${this.myTerm - this.termBase} within ${CATCH_UP_TIMEOUT_MS} ms (seen ${this.follower!.seenRev})` : this.session === null ? "no lease" : `lease ${this.session.id} lost: ${this.session.lost ?? "?"}`;
+      consola.warn(`mdm: won term ${this.myTerm} but could not catch up to it (${why}); resigning (and watching anew)`);
       await this.session?.revoke();
       this.session = null;
       await this.follower!.stop(); // a stream that went silent is replaced by a new one
       return;
     }
+    consola.debug(`mdm: ${this.o.name} caught up to term ${this.myTerm} (revision ${this.follower!.seenRev}), lease ${this.session.id} has ${Math.round(this.session.remainingMs)} ms before its fencing deadline`);
     await this.follower!.stop();
     this.becomeLeader();
   }
@@ -545,6 +563,7 @@ export class EtcdMetaStore implements MdmMetaStore {
 
   private onLeaderEvent(e: WatchedEvent): void {
     if (e.type === "DELETE") {
+      consola.debug(`mdm: ${this.o.name} saw the leader key deleted at revision ${e.modRevision}`);
       this.leaderNow = null;
       this.wake?.();
     } else {
@@ -563,21 +582,26 @@ export class EtcdMetaStore implements MdmMetaStore {
   private async campaign(): Promise<boolean> {
     const session = this.session!;
     const rec: LeaderRecord = { id: this.mdmId, name: this.o.name, url: this.o.url };
+    const t0 = performance.now();
     const r = await this.client.txn({
       compare: [{ key: this.keys.leader, target: "CREATE", result: "EQUAL", value: 0 }],
       success: [{ put: { key: this.keys.leader, value: JSON.stringify(rec), lease: session.id } }],
       failure: [{ range: { key: this.keys.leader } }],
     });
+    const took = `${Math.round(performance.now() - t0)} ms`;
     if (r.succeeded) {
       this.myTerm = this.termBase + r.revision;
+      consola.debug(`mdm: ${this.o.name} won the campaign with lease ${session.id}: term ${this.myTerm} (revision ${r.revision}, ${took}, ${Math.round(session.remainingMs)} ms before the fencing deadline)`);
       return true;
     }
     const kv = r.ranges[0]?.[0];
     if (kv && kv.lease === session.id) {
       // our own earlier attempt went through (its answer was lost)
       this.myTerm = this.termBase + kv.createRevision;
+      consola.debug(`mdm: ${this.o.name} finds its own earlier campaign won with lease ${session.id}: term ${this.myTerm} (${took})`);
       return true;
     }
+    consola.debug(`mdm: ${this.o.name} lost the campaign with lease ${session.id} (${took}): the leader key is held by lease ${kv?.lease ?? "?"} since revision ${kv?.createRevision ?? "?"}`);
     if (kv) this.noteLeader(kv.value, kv.createRevision);
     return false;
   }
@@ -591,6 +615,20 @@ export class EtcdMetaStore implements MdmMetaStore {
     });
     this.lastMemberPutMs = -Infinity;
     await this.putMember(true);
+  }
+
+  /**
+   * A standby about to campaign on a session whose keepalives are late: take a fresh lease first
+   * (granted after the trouble, it has its full budget), then revoke the old one. If etcd grants
+   * none, this throws and the old session stays until it ends by itself.
+   */
+  private async replaceSession(): Promise<void> {
+    const old = this.session!;
+    const why = old.lost !== null ? `it ended (${old.lost})` : `its keepalives are late (${Math.round(old.remainingMs)} ms before its fencing deadline, a term needs ${old.minLeadBudgetMs})`;
+    consola.info(`mdm: ${this.o.name} does not campaign on lease ${old.id}: ${why}; taking a fresh lease`);
+    await this.newSession();
+    old.stop();
+    void old.revoke();
   }
 
   private async putMember(force = false): Promise<void> {

@@ -1,0 +1,135 @@
+// The MDM's etcd lease session (src/mdm/ha/lease_session.ts) against a scripted etcd: keepalives
+// that etcd parks during a raft election (etcd 3.4 answers one that reached a member without a
+// leader only at its next 1 s look for one) must not hold back the keepalives sent after the
+// election (issue #12), the deadline never moves back, a session with late keepalives is not fit
+// to begin a term, a sick etcd never has more than MAX_KEEPALIVES_IN_FLIGHT of ours parked, and a
+// revoke etcd did not take is retried when asked.
+
+import { expect, test } from "bun:test";
+import { KEEPALIVE_LATE_MS, LeaseSession, MAX_KEEPALIVES_IN_FLIGHT, REVOKE_RETRY_MS, type LeaseClient, type LeaseTiming } from "../src/mdm/ha/lease_session.ts";
+
+// TTL 1 s: deadline 900 ms after the last answered keepalive's send
+const TIMING: LeaseTiming = { ttlS: 1, keepaliveMs: 100, retryMs: 20, fenceMarginMs: 100 };
+
+/** A fake etcd lease API: answer(sentAtMs) decides each keepalive (a TTL, null = lease gone, or "park"). */
+function scriptedEtcd(answer: (sinceStartMs: number) => number | null | { parkMs: number }, revokesRefused = 0) {
+  const t0 = performance.now();
+  const stats = { keepalives: 0, inFlight: 0, maxInFlight: 0, revoked: 0, revokeAttempts: 0 };
+  const client: LeaseClient = {
+    preferredEndpoint: "http://scripted",
+    leaseGrant: async (ttlS: number) => ({ id: "7", ttlS }),
+    leaseRevoke: async () => {
+      if (++stats.revokeAttempts <= revokesRefused) throw new Error("etcdserver: no leader");
+      stats.revoked++;
+    },
+    leaseKeepAlive: async () => {
+      stats.keepalives++;
+      stats.inFlight++;
+      stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);
+      try {
+        const a = answer(performance.now() - t0);
+        if (a !== null && typeof a === "object") {
+          await Bun.sleep(a.parkMs);
+          return TIMING.ttlS;
+        }
+        return a;
+      } finally {
+        stats.inFlight--;
+      }
+    },
+  };
+  return { client, stats };
+}
+
+test("keepalives parked by an etcd election do not hold back the ones sent after it: the session lives through a 600 ms election", async () => {
+  // every keepalive that arrives during the "election" (100..700 ms) is answered only 1 s later,
+  // past the deadline; the ones after it are answered at once
+  const etcd = scriptedEtcd((at) => (at >= 100 && at < 700 ? { parkMs: 1000 } : TIMING.ttlS));
+  const lost: string[] = [];
+  const s = await LeaseSession.open(etcd.client, TIMING, (why) => lost.push(why));
+  let minRemainingMs = Infinity;
+  const until = performance.now() + 1800;
+  while (performance.now() < until) {
+    expect(s.alive()).toBe(true);
+    minRemainingMs = Math.min(minRemainingMs, s.remainingMs);
+    await Bun.sleep(10);
+  }
+  s.stop();
+  expect(lost).toEqual([]);
+  // it came close (the election ate most of the budget), and it was saved by a keepalive sent after it
+  expect(minRemainingMs).toBeLessThan(TIMING.ttlS * 1000 - TIMING.fenceMarginMs - 600 + 100);
+  expect(s.lastGoodSendMs).toBeGreaterThan(0);
+  await Bun.sleep(1100); // the parked ones come back after stop(): ignored
+  expect(lost).toEqual([]);
+});
+
+test("while keepalives are late the session is not fit to begin a term; an answer makes it fit again", async () => {
+  let park = false;
+  const etcd = scriptedEtcd(() => (park ? { parkMs: 5000 } : TIMING.ttlS));
+  const s = await LeaseSession.open(etcd.client, TIMING, () => {});
+  await Bun.sleep(250);
+  expect(s.fitToLead()).toBe(true);
+  park = true;
+  // no answer for keepaliveMs + KEEPALIVE_LATE_MS and more: below the budget a term needs
+  await Bun.sleep(TIMING.keepaliveMs + KEEPALIVE_LATE_MS + 150);
+  expect(s.alive()).toBe(true);
+  expect(s.remainingMs).toBeLessThan(s.minLeadBudgetMs);
+  expect(s.fitToLead()).toBe(false);
+  park = false;
+  await Bun.sleep(3 * TIMING.retryMs + 20); // retries go out every retryMs meanwhile
+  expect(s.fitToLead()).toBe(true);
+  s.stop();
+});
+
+test("an etcd that answers no keepalive: at most MAX_KEEPALIVES_IN_FLIGHT parked, the session ends at its deadline", async () => {
+  const etcd = scriptedEtcd(() => ({ parkMs: 3000 }));
+  const lost: { why: string; atMs: number }[] = [];
+  const t0 = performance.now();
+  const s = await LeaseSession.open(etcd.client, TIMING, (why) => lost.push({ why, atMs: performance.now() - t0 }));
+  await Bun.sleep(1300);
+  expect(lost.length).toBe(1);
+  expect(lost[0]!.why).toContain("no keepalive answered");
+  // deadline = grant + TTL - margin = 900 ms (the 100 ms fence checks are the session's own ticks)
+  expect(lost[0]!.atMs).toBeGreaterThanOrEqual(TIMING.ttlS * 1000 - TIMING.fenceMarginMs - 5);
+  expect(lost[0]!.atMs).toBeLessThan(TIMING.ttlS * 1000 - TIMING.fenceMarginMs + 100);
+  // retries every 20 ms from 400 ms on would be 26 by 900 ms: the cap stops them
+  expect(etcd.stats.maxInFlight).toBe(MAX_KEEPALIVES_IN_FLIGHT);
+  const sent = etcd.stats.keepalives;
+  await Bun.sleep(200);
+  expect(etcd.stats.keepalives).toBe(sent); // none after the session ended
+  expect(s.alive()).toBe(false);
+});
+
+test("a keepalive answered without a TTL (the lease is gone) ends the session at once; revoke stops the keepalives", async () => {
+  let gone = false;
+  const etcd = scriptedEtcd(() => (gone ? null : TIMING.ttlS));
+  const lost: string[] = [];
+  const s = await LeaseSession.open(etcd.client, TIMING, (why) => lost.push(why));
+  await Bun.sleep(150);
+  gone = true;
+  await Bun.sleep(150);
+  expect(lost).toEqual(["etcd says lease 7 no longer exists"]);
+  expect(s.alive()).toBe(false);
+  const etcd2 = scriptedEtcd(() => TIMING.ttlS);
+  const s2 = await LeaseSession.open(etcd2.client, TIMING, () => {});
+  await Bun.sleep(250);
+  await s2.revoke();
+  const sent = etcd2.stats.keepalives;
+  expect(sent).toBeGreaterThanOrEqual(1);
+  expect(etcd2.stats.revoked).toBe(1);
+  await Bun.sleep(250);
+  expect(etcd2.stats.keepalives).toBe(sent);
+});
+
+test("a revoke etcd does not take (no leader) is sent again every REVOKE_RETRY_MS while retryForMs lasts; without it, one attempt", async () => {
+  const once = scriptedEtcd(() => TIMING.ttlS, 2);
+  const s1 = await LeaseSession.open(once.client, TIMING, () => {});
+  expect(await s1.revoke()).toBe(false);
+  expect(once.stats.revokeAttempts).toBe(1);
+  const retried = scriptedEtcd(() => TIMING.ttlS, 2);
+  const s2 = await LeaseSession.open(retried.client, TIMING, () => {});
+  const t0 = performance.now();
+  expect(await s2.revoke(10_000)).toBe(true);
+  expect(retried.stats).toMatchObject({ revokeAttempts: 3, revoked: 1 });
+  expect(performance.now() - t0).toBeGreaterThanOrEqual(2 * REVOKE_RETRY_MS - 20);
+});
