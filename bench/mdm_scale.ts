@@ -3,7 +3,8 @@
 // cluster API and heartbeat at the real interval (Limits.heartbeatIntervalMs), refetching their
 // assignments / maps whenever the heartbeat answer's mapVersion moved, as src/sds/main.ts and
 // src/sdc/sdc_node.ts do. Each also holds one map watch (GET mapWatch, src/proto/map_watch.ts)
-// and fetches after an answer that moved, at least 200 ms after its previous such fetch; fetches
+// and fetches after an answer that moved, paced as the real nodes (map_watch.ts WatchPacing:
+// at once after a quiet spell, then 200 ms apart, doubling to one heartbeat interval); fetches
 // of one node never overlap (a caller during one gets the next: FreshRun), and each sends the
 // tag of the SDS address list it holds (the MDM omits an unchanged list). BENCH_VOLUMES volumes are created and mapped (round robin over the
 // SDCs) through REST under that load. Prints: MDM RSS and CPU (from /proc/<pid>), CPU per
@@ -25,7 +26,7 @@
 // scanned (never zod-parsed).
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { FreshRun } from "../src/proto/map_watch.ts";
+import { FreshRun, WatchPacing } from "../src/proto/map_watch.ts";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { cpuSecondsOf } from "./proc_cpu.ts";
@@ -42,8 +43,7 @@ const STEADY_S = Number(process.env.BENCH_STEADY_S ?? 15);
 const REFETCH = process.env.BENCH_REFETCH !== "0";
 const WATCH = REFETCH && process.env.BENCH_WATCH !== "0";
 const ADDR_TAG = process.env.BENCH_ADDR_TAG !== "0";
-/** as src/proto/map_watch.ts: fetches a watch causes start this far apart; retry pauses after a failed watch */
-const WATCH_MIN_GAP_MS = 200;
+/** as src/proto/map_watch.ts: retry pauses after a failed watch */
 const WATCH_RETRY_MIN_MS = 250;
 const WATCH_RETRY_MAX_MS = 5000;
 const FAULT_SETS = 10;
@@ -277,7 +277,7 @@ let stopAll = false;
 /** The node's map watch, as src/proto/map_watch.ts MapWatch.run: one held at a time, fetch after a moved answer. */
 async function watchLoop(n: SimNode): Promise<void> {
   let failures = 0;
-  let lastChangeMs = -Infinity;
+  const pacing = new WatchPacing(); // the real nodes' pacing of watch-caused fetches
   while (!n.stopped && !stopAll) {
     try {
       const r = await request("GET", `${n.watchPath}?after=${n.applied}&waitMs=${Limits.mapWatchMaxMs}`, n.headers);
@@ -286,9 +286,8 @@ async function watchLoop(n: SimNode): Promise<void> {
       stats.watchAnswers++;
       if (n.stopped || stopAll || mapVersionOf(r.text) === n.applied) continue;
       stats.watchMoved++;
-      const waitMs = lastChangeMs + WATCH_MIN_GAP_MS - performance.now();
+      const waitMs = pacing.next(performance.now()) - performance.now();
       if (waitMs > 0) await Bun.sleep(waitMs);
-      lastChangeMs = performance.now();
       if (!n.stopped) await n.fetches.run();
     } catch (e) {
       if (n.stopped || stopAll) return;
