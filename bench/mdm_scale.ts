@@ -18,6 +18,7 @@
 //      BENCH_STEADY_S=15 (heartbeat-only window for CPU per heartbeat)
 //      BENCH_REFETCH=1 (0: nodes never fetch assignments/maps after joining; not what real nodes do)
 //      BENCH_WATCH=1 (0: no map watches, heartbeats alone, as before the map watch)
+//      BENCH_WATCH_FIXED_GAP=0 (1: watch fetches a fixed 200 ms apart, the pacing before WatchPacing)
 //      BENCH_ADDR_TAG=1 (0: nodes send no address-list tag, i.e. get every SDS address in every answer)
 //      BENCH_PF_BIN=dist/pf (default: `bun src/cmd/main.ts`, i.e. runMdm in a child, this tree's code)
 //      BENCH_CPU_PROF=DIR (MDM child runs under bun --cpu-prof, profile written to DIR on exit)
@@ -43,6 +44,7 @@ const STEADY_S = Number(process.env.BENCH_STEADY_S ?? 15);
 const REFETCH = process.env.BENCH_REFETCH !== "0";
 const WATCH = REFETCH && process.env.BENCH_WATCH !== "0";
 const ADDR_TAG = process.env.BENCH_ADDR_TAG !== "0";
+const FIXED_GAP = process.env.BENCH_WATCH_FIXED_GAP === "1";
 /** as src/proto/map_watch.ts: retry pauses after a failed watch */
 const WATCH_RETRY_MIN_MS = 250;
 const WATCH_RETRY_MAX_MS = 5000;
@@ -273,11 +275,17 @@ async function fetchMaps(n: SimNode): Promise<void> {
   if (stats.keepAssignments && n.kind === "sds") n.lastAssignments = f.text;
 }
 
+/** the pacing before WatchPacing: every watch fetch at least `gapMs` after the previous one */
+function fixedGap(gapMs: number): { next(nowMs: number): number } {
+  let last = -Infinity;
+  return { next: (nowMs) => (last = Math.max(nowMs, last + gapMs)) };
+}
+
 let stopAll = false;
 /** The node's map watch, as src/proto/map_watch.ts MapWatch.run: one held at a time, fetch after a moved answer. */
 async function watchLoop(n: SimNode): Promise<void> {
   let failures = 0;
-  const pacing = new WatchPacing(); // the real nodes' pacing of watch-caused fetches
+  const pacing = FIXED_GAP ? fixedGap(200) : new WatchPacing(); // the real nodes' pacing of watch-caused fetches
   while (!n.stopped && !stopAll) {
     try {
       const r = await request("GET", `${n.watchPath}?after=${n.applied}&waitMs=${Limits.mapWatchMaxMs}`, n.headers);
@@ -559,7 +567,7 @@ try {
 }
 
 process.stdout.write(
-  `\npf MDM at scale: ${N_SDS} SDS (${FAULT_SETS} fault sets x ${DEVICES_PER_SDS} devices), ${N_SDC} SDC, ${VOLUMES} volumes x ${VOLUME_GIB} GiB, refetch ${REFETCH ? "on" : "off"}, map watch ${WATCH ? "on" : "off"}, address tag ${ADDR_TAG ? "on" : "off"}; load at end ${loadAvg()}\n` +
+  `\npf MDM at scale: ${N_SDS} SDS (${FAULT_SETS} fault sets x ${DEVICES_PER_SDS} devices), ${N_SDC} SDC, ${VOLUMES} volumes x ${VOLUME_GIB} GiB, refetch ${REFETCH ? "on" : "off"}, map watch ${WATCH ? (FIXED_GAP ? "on (fixed 200 ms gap)" : "on") : "off"}, address tag ${ADDR_TAG ? "on" : "off"}; load at end ${loadAvg()}\n` +
     `| measure | figure |\n| --- | --- |\n` +
     rows.map((r) => `| ${r.measure} | ${r.figure} |`).join("\n") +
     "\n",
