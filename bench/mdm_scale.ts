@@ -526,12 +526,13 @@ try {
     while (performance.now() < until && (restDone === null || apiDone === null)) {
       await Bun.sleep(25);
       if (restDone === null) {
-        const st = await call<{ numOfDegradedExtents: number; numOfActiveRebuildExtents: number; numOfPendingRebuildExtents: number }>(
-          "POST",
-          `/api/instances/StoragePool::${pool}/action/queryRebuild`,
-          auth,
-          {},
-        );
+        type Rebuild = { numOfDegradedExtents: number; numOfActiveRebuildExtents: number; numOfPendingRebuildExtents: number };
+        // an overloaded MDM drops requests (Bun.serve idleTimeout): ask again rather than end the run without its table
+        const st = await call<Rebuild>("POST", `/api/instances/StoragePool::${pool}/action/queryRebuild`, auth, {}).catch((e: Error) => {
+          log(`  queryRebuild failed: ${e.message.slice(0, 120)}`);
+          return null;
+        });
+        if (st === null) continue;
         const now = performance.now();
         if (process.env.BENCH_DEBUG) log(JSON.stringify(st));
         // complete: every degraded extent has a target, or waits only for the per-pool copy budget
