@@ -6,8 +6,7 @@
 
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { MapWatchResponse } from "../src/proto/cluster_api.ts";
-import { FreshRun, WatchPacing } from "../src/proto/map_watch.ts";
-import { Limits } from "../src/proto/limits.ts";
+import { FreshRun } from "../src/proto/map_watch.ts";
 import { HealthTracker } from "../src/mdm/core/health.ts";
 import { MdmFixture } from "./mdm_fixture.ts";
 
@@ -149,28 +148,5 @@ describe("FreshRun", () => {
     await expect(f1).rejects.toThrow("boom");
     await f2;
     expect(started).toBe(4);
-  });
-});
-
-describe("WatchPacing", () => {
-  test("at once after quiet, then 200 ms apart doubling to one heartbeat interval; quiet resets", () => {
-    const p = new WatchPacing();
-    expect(p.next(10_000)).toBe(10_000); // the first change goes at once
-    // a stream of changes, each heard right after the previous fetch started
-    const starts: number[] = [];
-    let t = 10_000;
-    for (let i = 0; i < 6; i++) {
-      t = p.next(t + 1);
-      starts.push(t);
-    }
-    const gaps = starts.map((s, i) => s - (i === 0 ? 10_000 : starts[i - 1]!));
-    expect(gaps).toEqual([200, 400, 800, Limits.heartbeatIntervalMs, Limits.heartbeatIntervalMs, Limits.heartbeatIntervalMs]);
-    // a change heard later than the gap goes when heard
-    const late = t + Limits.heartbeatIntervalMs + 500;
-    expect(p.next(late)).toBe(late);
-    // quiet for two intervals: a new streak, at once and then 200 ms again
-    const after = late + 2 * Limits.heartbeatIntervalMs + 1;
-    expect(p.next(after)).toBe(after);
-    expect(p.next(after + 1)).toBe(after + 200);
   });
 });

@@ -5,13 +5,9 @@
 // fallback when a watch is down); a failed watch is retried after a growing pause.
 //
 // Invariants: at most one watch per node is in flight; a watch never renews a lease or counts
-// as a heartbeat; fetches it causes are at least MIN_GAP_MS apart, so a burst of changes (a
-// script mapping 100 volumes) costs each node a few fetches, not one per change, and the gap
-// doubles (up to one heartbeat interval) while changes keep coming: under a sustained stream (a
-// bulk create touching every SDS several times a second) a node fetches about once per
-// heartbeat interval from its watch, as it did from heartbeats alone, instead of five times as
-// often (bench/mdm_scale.ts: the MDM fell over at 200 SDSs); the first change after a quiet
-// spell is fetched at once. stop() ends the loop without waiting for the held request.
+// as a heartbeat; fetches it causes are at least WATCH_MIN_GAP_MS apart, so a burst of changes (a
+// script mapping 100 volumes) costs each node a few fetches, not one per change; stop() ends
+// the loop without waiting for the held request.
 
 import { consola } from "consola";
 import { ClusterPaths, MapWatchResponse } from "./cluster_api.ts";
@@ -23,30 +19,8 @@ const WATCH_SLACK_MS = 3000;
 /** pause after a failed watch, doubled per failure up to the max */
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 5000;
-/** fetches caused by the watch start at least this far apart */
-const MIN_GAP_MS = 200;
-/** ... and at most this far apart while changes keep coming */
-const MAX_GAP_MS = Limits.heartbeatIntervalMs;
-/** a change this long after the previous watch fetch starts a new streak (back to MIN_GAP_MS) */
-const QUIET_MS = 2 * MAX_GAP_MS;
-
-/**
- * The pacing of the fetches a watch causes: `next(now)` is when the fetch for a change heard at
- * `now` may start (never earlier than now). The first change after a quiet spell goes at once;
- * within a streak of changes, each less than QUIET_MS after the previous fetch, the gap from the
- * previous fetch is MIN_GAP_MS, then doubles up to MAX_GAP_MS.
- */
-export class WatchPacing {
-  private lastMs = -Infinity;
-  private streak = 0;
-
-  next(nowMs: number): number {
-    this.streak = nowMs - this.lastMs > QUIET_MS ? 0 : this.streak + 1;
-    const gap = this.streak === 0 ? 0 : Math.min(MAX_GAP_MS, MIN_GAP_MS * 2 ** Math.min(this.streak - 1, 10));
-    this.lastMs = Math.max(nowMs, this.lastMs + gap);
-    return this.lastMs;
-  }
-}
+/** fetches caused by the watch start at least this far apart (bench/mdm_scale.ts plays the same) */
+export const WATCH_MIN_GAP_MS = 200;
 
 export interface MapWatchOptions {
   mdm: MdmEndpoint;
@@ -76,7 +50,7 @@ export class MapWatch {
 
   private async run(): Promise<void> {
     let failures = 0;
-    const pacing = new WatchPacing();
+    let lastChangeMs = -Infinity;
     while (!this.stopped) {
       try {
         const r = await clusterRequest(
@@ -89,8 +63,9 @@ export class MapWatch {
         );
         failures = 0;
         if (this.stopped || r.mapVersion === this.o.applied()) continue;
-        const waitMs = pacing.next(performance.now()) - performance.now();
+        const waitMs = lastChangeMs + WATCH_MIN_GAP_MS - performance.now();
         if (waitMs > 0) await this.pause(waitMs);
+        lastChangeMs = performance.now();
         if (!this.stopped) await this.o.onChange();
       } catch (e) {
         if (this.stopped) return;
