@@ -2,7 +2,10 @@
 // 8 devices each) and BENCH_SDC SDCs that join a real `pf mdm` child process over its HTTPS
 // cluster API and heartbeat at the real interval (Limits.heartbeatIntervalMs), refetching their
 // assignments / maps whenever the heartbeat answer's mapVersion moved, as src/sds/main.ts and
-// src/sdc/sdc_node.ts do. BENCH_VOLUMES volumes are created and mapped (round robin over the
+// src/sdc/sdc_node.ts do. Each also holds one map watch (GET mapWatch, src/proto/map_watch.ts)
+// and fetches after an answer that moved, at least 200 ms after its previous such fetch; fetches
+// of one node never overlap (a caller during one gets the next: FreshRun), and each sends the
+// tag of the SDS address list it holds (the MDM omits an unchanged list). BENCH_VOLUMES volumes are created and mapped (round robin over the
 // SDCs) through REST under that load. Prints: MDM RSS and CPU (from /proc/<pid>), CPU per
 // heartbeat answered at rest, REST create/map p50/p99, heartbeat p50/p99 and the longest gap a
 // node saw between answered beats, GET of all volumes (time, bytes), and the time from one SDS's
@@ -13,6 +16,10 @@
 // env: BENCH_SDS=1000 BENCH_SDC=500 BENCH_VOLUMES=100000 BENCH_VOLUME_GIB=1 BENCH_CONCURRENCY=4
 //      BENCH_STEADY_S=15 (heartbeat-only window for CPU per heartbeat)
 //      BENCH_REFETCH=1 (0: nodes never fetch assignments/maps after joining; not what real nodes do)
+//      BENCH_WATCH=1 (0: no map watches, heartbeats alone, as before the map watch)
+//      BENCH_WATCH_GAP=doubling (watch fetches 200 ms apart doubling to 1 s while changes keep
+//        coming: a pacing tried for the real nodes and not kept, see docs/design.md)
+//      BENCH_ADDR_TAG=1 (0: nodes send no address-list tag, i.e. get every SDS address in every answer)
 //      BENCH_PF_BIN=dist/pf (default: `bun src/cmd/main.ts`, i.e. runMdm in a child, this tree's code)
 //      BENCH_CPU_PROF=DIR (MDM child runs under bun --cpu-prof, profile written to DIR on exit)
 // The simulated nodes are cheap: one 10 ms pacing loop for all of them, pre-built bodies and
@@ -20,6 +27,7 @@
 // scanned (never zod-parsed).
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { FreshRun, WATCH_MIN_GAP_MS } from "../src/proto/map_watch.ts";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { cpuSecondsOf } from "./proc_cpu.ts";
@@ -34,12 +42,27 @@ const VOLUME_GIB = Number(process.env.BENCH_VOLUME_GIB ?? 1);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
 const STEADY_S = Number(process.env.BENCH_STEADY_S ?? 15);
 const REFETCH = process.env.BENCH_REFETCH !== "0";
+const WATCH = REFETCH && process.env.BENCH_WATCH !== "0";
+const ADDR_TAG = process.env.BENCH_ADDR_TAG !== "0";
+const DOUBLING_GAP = process.env.BENCH_WATCH_GAP === "doubling";
+/** as src/proto/map_watch.ts: retry pauses after a failed watch */
+const WATCH_RETRY_MIN_MS = 250;
+const WATCH_RETRY_MAX_MS = 5000;
 const FAULT_SETS = 10;
 const DEVICES_PER_SDS = 8;
 const DEVICE_BYTES = 4 * 1024 ** 4; // 4 TiB each: thin, nothing is written
 const HEARTBEAT_MS = Limits.heartbeatIntervalMs;
 const HEARTBEAT_TIMEOUT_MS = Limits.heartbeatTimeoutMs;
 const ROOT = resolve(import.meta.dir, "..");
+
+// Bun's fetch runs at most BUN_CONFIG_MAX_HTTP_REQUESTS (default 256) requests at once, read at
+// start: with a held watch per node the heartbeats would queue behind them (real nodes are one
+// process each), so run again with room for every node's watch, beat and fetch.
+const NEED_REQUESTS = Math.min(65_000, 3 * (N_SDS + N_SDC) + 64);
+if (Number(process.env.BUN_CONFIG_MAX_HTTP_REQUESTS ?? 256) < NEED_REQUESTS) {
+  const child = Bun.spawn([process.execPath, ...process.argv.slice(1)], { stdio: ["inherit", "inherit", "inherit"], env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: String(NEED_REQUESTS) } });
+  process.exit(await child.exited);
+}
 
 const log = (s: string) => process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
 
@@ -179,13 +202,19 @@ interface SimNode {
   maxGapMs: number;
   /** the newest assignments this SDS fetched (kept only while watching a loss) */
   lastAssignments: string | null;
+  /** tag of the SDS address list this node holds (sent with its fetches) */
+  addressesTag: string | null;
+  watchPath: string;
+  watching: boolean;
+  /** one fetch at a time; a caller during one gets the next */
+  fetches: FreshRun;
 }
 
 const nodes: SimNode[] = [];
 
 /** A simulated node that has joined: its cluster API paths, node token and heartbeat body head. */
 function simNode(kind: SimNode["kind"], id: string, hbPath: string, fetchPath: string, nodeToken: string, bodyHead: string): SimNode {
-  return {
+  const n: SimNode = {
     kind,
     id,
     hbPath: CLUSTER_API_PREFIX + hbPath,
@@ -200,13 +229,23 @@ function simNode(kind: SimNode["kind"], id: string, hbPath: string, fetchPath: s
     lastAnsweredMs: 0,
     maxGapMs: 0,
     lastAssignments: null,
+    addressesTag: null,
+    watchPath: CLUSTER_API_PREFIX + `/${kind}/${id}/mapWatch`,
+    watching: false,
+    fetches: new FreshRun(() => fetchMaps(n)),
   };
+  return n;
 }
 const stats = {
   beatsAnswered: 0,
   beatsFailed: 0,
   fetches: 0,
   fetchBytes: 0,
+  /** fetches whose answer carried the SDS address list */
+  fetchesWithList: 0,
+  watchAnswers: 0,
+  watchMoved: 0,
+  watchFailed: 0,
   beatMs: [] as number[],
   recordBeats: false,
   keepAssignments: false,
@@ -218,6 +257,72 @@ function mapVersionOf(text: string): number {
   return Number(m[1]);
 }
 
+/** GET the node's assignments / maps (with its address-list tag) and take the version. */
+async function fetchMaps(n: SimNode): Promise<void> {
+  const path = ADDR_TAG && n.addressesTag ? `${n.fetchPath}?addresses=${n.addressesTag}` : n.fetchPath;
+  const f = await request("GET", path, n.headers);
+  if (f.status !== 200) throw new Error(`${path}: ${f.status} ${f.text.slice(0, 200)}`);
+  stats.fetches++;
+  stats.fetchBytes += f.text.length;
+  n.applied = mapVersionOf(f.text);
+  // the list ("sds", a key no other field uses) comes right before its tag, near the end of the
+  // answer: look for it only there; a tag without a list: keep ours
+  const at = f.text.lastIndexOf('"sdsTag":"');
+  if (at < 0 || f.text.includes('"sds":[', Math.max(0, at - N_SDS * 100 - 1000))) {
+    stats.fetchesWithList++;
+    n.addressesTag = at < 0 ? null : f.text.slice(at + 10, at + 26);
+  }
+  if (stats.keepAssignments && n.kind === "sds") n.lastAssignments = f.text;
+}
+
+/** the real nodes' pacing (proto/map_watch.ts): every watch fetch at least `gapMs` after the previous one */
+function fixedGap(gapMs: number): { next(nowMs: number): number } {
+  let last = -Infinity;
+  return { next: (nowMs) => (last = Math.max(nowMs, last + gapMs)) };
+}
+/** a change heard after the gap goes at once (gap back to minMs); one within it waits, and the next gap doubles up to maxMs */
+function doublingGap(minMs: number, maxMs: number): { next(nowMs: number): number } {
+  let last = -Infinity;
+  let streak = 0;
+  return {
+    next(nowMs) {
+      const gap = Math.min(maxMs, minMs * 2 ** Math.min(streak, 10));
+      if (nowMs >= last + gap) {
+        streak = 0;
+        last = nowMs;
+      } else {
+        streak++;
+        last += gap;
+      }
+      return last;
+    },
+  };
+}
+
+let stopAll = false;
+/** The node's map watch, as src/proto/map_watch.ts MapWatch.run: one held at a time, fetch after a moved answer. */
+async function watchLoop(n: SimNode): Promise<void> {
+  let failures = 0;
+  const pacing = DOUBLING_GAP ? doublingGap(WATCH_MIN_GAP_MS, HEARTBEAT_MS) : fixedGap(WATCH_MIN_GAP_MS); // fixed: the real nodes' pacing
+  while (!n.stopped && !stopAll) {
+    try {
+      const r = await request("GET", `${n.watchPath}?after=${n.applied}&waitMs=${Limits.mapWatchMaxMs}`, n.headers);
+      if (r.status !== 200) throw new Error(`${n.watchPath}: ${r.status} ${r.text.slice(0, 200)}`);
+      failures = 0;
+      stats.watchAnswers++;
+      if (n.stopped || stopAll || mapVersionOf(r.text) === n.applied) continue;
+      stats.watchMoved++;
+      const waitMs = pacing.next(performance.now()) - performance.now();
+      if (waitMs > 0) await Bun.sleep(waitMs);
+      if (!n.stopped) await n.fetches.run();
+    } catch (e) {
+      if (n.stopped || stopAll) return;
+      if (stats.watchFailed++ < 5) log(`watch of ${n.kind} ${n.id} failed: ${(e as Error).message}`);
+      await Bun.sleep(Math.min(WATCH_RETRY_MAX_MS, WATCH_RETRY_MIN_MS * 2 ** Math.min(failures++, 5)));
+    }
+  }
+}
+
 async function beat(n: SimNode, sentMs: number): Promise<void> {
   n.busy = true;
   try {
@@ -227,19 +332,13 @@ async function beat(n: SimNode, sentMs: number): Promise<void> {
     if (stats.recordBeats) stats.beatMs.push(now - sentMs);
     stats.beatsAnswered++;
     const version = mapVersionOf(r.text);
-    if (REFETCH && version !== n.applied) {
-      const f = await request("GET", n.fetchPath, n.headers);
-      if (f.status !== 200) throw new Error(`${n.fetchPath}: ${f.status} ${f.text.slice(0, 200)}`);
-      stats.fetches++;
-      stats.fetchBytes += f.text.length;
-      n.applied = mapVersionOf(f.text);
-      if (stats.keepAssignments && n.kind === "sds") n.lastAssignments = f.text;
-    }
+    if (REFETCH && version !== n.applied) await n.fetches.run();
     // like the real SDS: a beat counts (renews the lease) once its maps are caught up
     const done = performance.now();
     if (n.lastAnsweredMs > 0) n.maxGapMs = Math.max(n.maxGapMs, done - n.lastAnsweredMs);
     n.lastAnsweredMs = done;
   } catch (e) {
+    if (stopAll) return; // the MDM is being stopped
     stats.beatsFailed++;
     if (stats.beatsFailed <= 5) log(`beat failed: ${(e as Error).message}`);
   } finally {
@@ -260,6 +359,11 @@ function startPacing(): void {
       // fixed rate from the last send, as the real nodes; a late beat goes out at once
       n.nextDueMs = Math.max(n.nextDueMs + HEARTBEAT_MS, now - HEARTBEAT_MS);
       void beat(n, now);
+      // a real node starts its watch after its join; here at its first beat, so watches spread too
+      if (WATCH && !n.watching) {
+        n.watching = true;
+        void watchLoop(n);
+      }
     }
   }, 10);
 }
@@ -333,6 +437,9 @@ try {
     const beats0 = stats.beatsAnswered;
     const fetches0 = stats.fetches;
     const bytes0 = stats.fetchBytes;
+    const lists0 = stats.fetchesWithList;
+    const watch0 = stats.watchAnswers;
+    const moved0 = stats.watchMoved;
     const t0 = performance.now();
     stats.beatMs = [];
     stats.recordBeats = true;
@@ -344,10 +451,13 @@ try {
       const hb = summary(stats.beatMs);
       stats.recordBeats = false;
       void disconnected().then((d) => log(`${name}: ${d} at the end`), () => undefined);
+      const fetches = stats.fetches - fetches0;
+      const fetchBytes = stats.fetchBytes - bytes0;
       row(
         `${name}: MDM CPU, heartbeats, refetches`,
         `${f1(s)} s wall, ${f1(cpu)} CPU s (${f2(cpu / s)} cores); ${beats} beats answered (${(beats / s).toFixed(0)}/s, p50 ${f1(hb.p50)} ms, p99 ${f1(hb.p99)} ms, worst gap ${(worstGap() / 1000).toFixed(1)} s); ` +
-          `${stats.fetches - fetches0} assignment/map fetches (${((stats.fetchBytes - bytes0) / 2 ** 20).toFixed(0)} MiB)`,
+          `${fetches} assignment/map fetches (${(fetchBytes / 2 ** 20).toFixed(1)} MiB, ${fetches ? (fetchBytes / fetches / 1024).toFixed(1) : "-"} KiB each, ${stats.fetchesWithList - lists0} with the address list); ` +
+          `${stats.watchAnswers - watch0} watch answers (${stats.watchMoved - moved0} moved)`,
       );
       return { s, cpu, beats };
     };
@@ -434,12 +544,13 @@ try {
     while (performance.now() < until && (restDone === null || apiDone === null)) {
       await Bun.sleep(25);
       if (restDone === null) {
-        const st = await call<{ numOfDegradedExtents: number; numOfActiveRebuildExtents: number; numOfPendingRebuildExtents: number }>(
-          "POST",
-          `/api/instances/StoragePool::${pool}/action/queryRebuild`,
-          auth,
-          {},
-        );
+        type Rebuild = { numOfDegradedExtents: number; numOfActiveRebuildExtents: number; numOfPendingRebuildExtents: number };
+        // an overloaded MDM drops requests (Bun.serve idleTimeout): ask again rather than end the run without its table
+        const st = await call<Rebuild>("POST", `/api/instances/StoragePool::${pool}/action/queryRebuild`, auth, {}).catch((e: Error) => {
+          log(`  queryRebuild failed: ${e.message.slice(0, 120)}`);
+          return null;
+        });
+        if (st === null) continue;
         const now = performance.now();
         if (process.env.BENCH_DEBUG) log(JSON.stringify(st));
         // complete: every degraded extent has a target, or waits only for the per-pool copy budget
@@ -463,9 +574,10 @@ try {
     stats.keepAssignments = false;
     for (const n of nodes) n.lastAssignments = null;
   }
-  row("MDM RSS at end", `${rssMiB(mdm.pid).toFixed(0)} MiB (peak ${hwmMiB(mdm.pid).toFixed(0)} MiB); beats failed ${stats.beatsFailed}; connection resets retried ${resets}; load ${loadAvg()}`);
+  row("MDM RSS at end", `${rssMiB(mdm.pid).toFixed(0)} MiB (peak ${hwmMiB(mdm.pid).toFixed(0)} MiB); beats failed ${stats.beatsFailed}; watches failed ${stats.watchFailed}; connection resets retried ${resets}; load ${loadAvg()}`);
 } finally {
   if (pacer) clearInterval(pacer);
+  stopAll = true;
   stopping = true;
   mdm.kill("SIGTERM");
   const exited = await Promise.race([mdm.exited.then(() => true), Bun.sleep(60_000).then(() => false)]);
@@ -474,7 +586,7 @@ try {
 }
 
 process.stdout.write(
-  `\npf MDM at scale: ${N_SDS} SDS (${FAULT_SETS} fault sets x ${DEVICES_PER_SDS} devices), ${N_SDC} SDC, ${VOLUMES} volumes x ${VOLUME_GIB} GiB, refetch ${REFETCH ? "on" : "off"}\n` +
+  `\npf MDM at scale: ${N_SDS} SDS (${FAULT_SETS} fault sets x ${DEVICES_PER_SDS} devices), ${N_SDC} SDC, ${VOLUMES} volumes x ${VOLUME_GIB} GiB, refetch ${REFETCH ? "on" : "off"}, map watch ${WATCH ? (DOUBLING_GAP ? "on (doubling gap)" : "on") : "off"}, address tag ${ADDR_TAG ? "on" : "off"}; load at end ${loadAvg()}\n` +
     `| measure | figure |\n| --- | --- |\n` +
     rows.map((r) => `| ${r.measure} | ${r.figure} |`).join("\n") +
     "\n",

@@ -120,7 +120,7 @@ describe("the SDSs enforce mappings (pf up, 3 SDSs)", () => {
     expect((await a.request(vm, Op.READ, 0, 4096)).status).toBe(Status.OK);
     // B authenticates as itself and presents A's grant
     const stolen = new DataPlanePool({ credentials: b.keys, grants: a.grants });
-    for (const s of a.maps!.sds) stolen.setAddress(s.sdsId, s.host, s.port);
+    for (const s of a.maps!.sds!) stolen.setAddress(s.sdsId, s.host, s.port);
     const { hi, lo } = { hi: Number.parseInt(vm.volumeId.slice(0, 8), 16), lo: Number.parseInt(vm.volumeId.slice(8), 16) };
     const st = await stolen.link(vm.extents[0]!.replicas[0]!)!.request({ opcode: Op.READ, flags: 0, epoch: vm.extents[0]!.epoch, volumeHi: hi, volumeLo: lo, extentIndex: 0, offset: 0, length: 4096 });
     expect(st.status).toBe(Status.NO_GRANT); // its GRANT frame got GRANT_WRONG_SDC

@@ -147,7 +147,7 @@ describe("SDS join, heartbeat, assignments", () => {
     for (const s of sds) {
       const a = SdsAssignmentsResponse.parse((await m.cluster("GET", `/sds/${s.sdsId}/assignments`)).json);
       expect(a.extentSizeBytesByVolume[vol]).toBe(Limits.defaultExtentBytes);
-      expect(a.sds.map((x) => x.sdsId).sort()).toEqual(sds.map((x) => x.sdsId).sort());
+      expect(a.sds!.map((x) => x.sdsId).sort()).toEqual(sds.map((x) => x.sdsId).sort());
       for (const e of a.extents) {
         copies++;
         expect(e.volumeId).toBe(vol);
@@ -234,8 +234,8 @@ describe("SDC join, maps, mapVersion", () => {
       expect(e.replicas.length).toBe(2);
       expect(e.replicas[0]).not.toBe(e.replicas[1]);
     }
-    expect(maps.sds.map((s) => s.sdsId).sort()).toEqual(sds.map((s) => s.sdsId).sort());
-    expect(maps.sds.find((s) => s.sdsId === sds[0]?.sdsId)).toEqual({ sdsId: sds[0]!.sdsId, host: "127.0.0.1", port: 7001 });
+    expect(maps.sds!.map((s) => s.sdsId).sort()).toEqual(sds.map((s) => s.sdsId).sort());
+    expect(maps.sds!.find((s) => s.sdsId === sds[0]?.sdsId)).toEqual({ sdsId: sds[0]!.sdsId, host: "127.0.0.1", port: 7001 });
 
     // extend, rename, unmap, remove: each moves mapVersion
     let v = maps.mapVersion;

@@ -78,7 +78,7 @@ test("SDSs join, get the assignments of a new volume, and replicate a write", as
   const grants = new SdcGrants();
   grants.update(maps.volumes);
   const pool2 = new DataPlanePool({ credentials: new NodeKeyring(NodeRole.SDC, sdc.sdcId, keysFromHex(sdc.nodeKeys)), grants });
-  for (const a of maps.sds) pool2.setAddress(a.sdsId, a.host, a.port);
+  for (const a of maps.sds!) pool2.setAddress(a.sdsId, a.host, a.port);
   const { hi, lo } = idToHalves(vol.id);
   const h = { flags: 0, epoch: ext.epoch, volumeHi: hi, volumeLo: lo, extentIndex: 0, offset: 8192, length: 4096 };
   const data = pattern(4096, 42);

@@ -14,6 +14,9 @@
 // - `term` (fencing, mdm/ha/meta_store.ts) is in every MDM answer and only grows across MDM
 //   restarts and takeovers; SDSs and SDCs refuse an answer of a lower term than they have seen
 //   (src/proto/mdm_term.ts) and send their highest one in the x-pf-mdm-term header.
+// - `sds` (every SDS address) is omitted from an assignment or map answer only when the node
+//   asked with `?addresses=<sdsTag>` and that tag is the list's current one; the node then keeps
+//   the list it has. A node that sends no tag (older ones) always gets the list.
 
 import { z } from "zod";
 import { SdcIoReport, SdsIoReport } from "./io_report.ts";
@@ -154,6 +157,11 @@ export type HeartbeatResponse = Omit<z.infer<typeof HeartbeatResponse>, "term">;
 
 export const SdsAddress = z.object({ sdsId: id16, host: hostName, port });
 export type SdsAddress = z.infer<typeof SdsAddress>;
+/** content tag of an SDS address list (the MDM's hash of it; equal tags, equal lists) */
+export const SdsAddressTag = id16;
+/** The query of GET assignments / maps: the tag of the address list the node holds, if any. */
+export const NodeMapsQuery = z.object({ addresses: SdsAddressTag.optional() });
+export type NodeMapsQuery = z.infer<typeof NodeMapsQuery>;
 
 /**
  * What this SDS is for an extent:
@@ -237,7 +245,10 @@ export const SdsAssignmentsResponse = z.object({
   /** volumes of writeThrough pools among the extents listed: every write durable on every copy before its reply */
   writeThroughVolumes: z.array(id16).default([]),
   extents: z.array(ExtentAssignment),
-  sds: z.array(SdsAddress),
+  /** every SDS address; absent when the SDS asked with the current sdsTag (it keeps its list) */
+  sds: z.array(SdsAddress).optional(),
+  /** tag of the current address list (absent from an MDM that predates it) */
+  sdsTag: SdsAddressTag.optional(),
   /** graphs of the V-Trees (by owner id) this SDS holds extents of and that have snapshots */
   vtrees: z.array(VTreeGraph).default([]),
   /** write fences the MDM is running now (an SDS whose fence timed out aborts one not listed) */
@@ -301,7 +312,10 @@ export const SdcMapsResponse = z.object({
   /** the MDM runs the data plane in TLS (a node started otherwise logs the drift: dataplane_tls.ts) */
   dataPlaneTls: z.boolean().default(false),
   volumes: z.array(VolumeMap),
-  sds: z.array(SdsAddress),
+  /** every SDS address; absent when the SDC asked with the current sdsTag (it keeps its list) */
+  sds: z.array(SdsAddress).optional(),
+  /** tag of the current address list (absent from an MDM that predates it) */
+  sdsTag: SdsAddressTag.optional(),
   /** revoked NBD client certificates not yet expired: the SDC refuses them and closes their sessions */
   nbdRevoked: z.array(NbdRevokedCert).max(Limits.nbdRevokedCertsMax).default([]),
 });
@@ -321,15 +335,20 @@ export type MapWatchQuery = z.infer<typeof MapWatchQuery>;
 export const MapWatchResponse = z.object({ term, mapVersion: z.number().int().nonnegative() });
 export type MapWatchResponse = Omit<z.infer<typeof MapWatchResponse>, "term">;
 
+function addressesQuery(tag: string | null | undefined): string {
+  return tag ? `?addresses=${tag}` : "";
+}
+
 /** Paths, relative to CLUSTER_API_PREFIX. */
 export const ClusterPaths = {
   sdsJoin: "/sds/join",
   sdsHeartbeat: (sdsId: string) => `/sds/${sdsId}/heartbeat`,
-  sdsAssignments: (sdsId: string) => `/sds/${sdsId}/assignments`,
+  /** addresses: the tag of the SDS address list held (the answer then omits an unchanged list) */
+  sdsAssignments: (sdsId: string, addresses?: string | null) => `/sds/${sdsId}/assignments${addressesQuery(addresses)}`,
   mapWatch: (kind: "sds" | "sdc", nodeId: string, q: MapWatchQuery) => `/${kind}/${nodeId}/mapWatch?after=${q.after}&waitMs=${q.waitMs}`,
   sdcJoin: "/sdc/join",
   sdcHeartbeat: (sdcId: string) => `/sdc/${sdcId}/heartbeat`,
-  sdcMaps: (sdcId: string) => `/sdc/${sdcId}/maps`,
+  sdcMaps: (sdcId: string, addresses?: string | null) => `/sdc/${sdcId}/maps${addressesQuery(addresses)}`,
   /** the SDC's NBD server certificate from the cluster NBD CA (src/proto/nbd_certs.ts) */
   sdcNbdCertificate: (sdcId: string) => `/sdc/${sdcId}/nbdCertificate`,
 } as const;

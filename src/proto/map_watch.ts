@@ -5,7 +5,7 @@
 // fallback when a watch is down); a failed watch is retried after a growing pause.
 //
 // Invariants: at most one watch per node is in flight; a watch never renews a lease or counts
-// as a heartbeat; fetches it causes are at least MIN_GAP_MS apart, so a burst of changes (a
+// as a heartbeat; fetches it causes are at least WATCH_MIN_GAP_MS apart, so a burst of changes (a
 // script mapping 100 volumes) costs each node a few fetches, not one per change; stop() ends
 // the loop without waiting for the held request.
 
@@ -19,8 +19,8 @@ const WATCH_SLACK_MS = 3000;
 /** pause after a failed watch, doubled per failure up to the max */
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 5000;
-/** fetches caused by the watch start at least this far apart */
-const MIN_GAP_MS = 200;
+/** fetches caused by the watch start at least this far apart (bench/mdm_scale.ts plays the same) */
+export const WATCH_MIN_GAP_MS = 200;
 
 export interface MapWatchOptions {
   mdm: MdmEndpoint;
@@ -63,7 +63,7 @@ export class MapWatch {
         );
         failures = 0;
         if (this.stopped || r.mapVersion === this.o.applied()) continue;
-        const waitMs = lastChangeMs + MIN_GAP_MS - performance.now();
+        const waitMs = lastChangeMs + WATCH_MIN_GAP_MS - performance.now();
         if (waitMs > 0) await this.pause(waitMs);
         lastChangeMs = performance.now();
         if (!this.stopped) await this.o.onChange();

@@ -69,6 +69,8 @@ export interface SdcNodeDeps {
 export class SdcNode {
   private volumes = new Map<string, VolumeIo>(); // by export (volume) name
   private appliedMapVersion = 0;
+  /** tag of the SDS address list applied (sent with each fetch: the MDM omits an unchanged list) */
+  private addressesTag: string | null = null;
   private readonly fetches = new FreshRun(() => this.fetchAndApply());
   private watch: MapWatch | null = null;
   /** mapVersion the MDM last announced (heartbeat answer or map fetch) */
@@ -140,7 +142,7 @@ export class SdcNode {
   }
 
   private async fetchAndApply(): Promise<void> {
-    const maps = await clusterRequest(this.deps.mdm, { method: "GET", path: ClusterPaths.sdcMaps(this.deps.sdcId), schema: SdcMapsResponse });
+    const maps = await clusterRequest(this.deps.mdm, { method: "GET", path: ClusterPaths.sdcMaps(this.deps.sdcId, this.addressesTag), schema: SdcMapsResponse });
     this.apply(maps);
   }
 
@@ -149,7 +151,11 @@ export class SdcNode {
     this.deps.nbdRevocations?.update(maps.nbdRevoked);
     this.deps.keys?.set(keysFromHex(maps.nodeKeys));
     for (const lo of this.deps.grants?.update(maps.volumes) ?? []) this.deps.links.forgetGrant?.(lo);
-    this.applyLinks(maps.sds);
+    // an answer without the address list (this SDC holds its current tag) keeps the links
+    if (maps.sds !== undefined) {
+      this.applyLinks(maps.sds);
+      this.addressesTag = maps.sdsTag ?? null;
+    }
     const seen = new Set<string>();
     for (const vm of maps.volumes) {
       seen.add(vm.name);

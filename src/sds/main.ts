@@ -307,7 +307,7 @@ class MdmSession implements MdmLinkState {
 
   private async fetchAssignments(): Promise<void> {
     const askedAtMs = this.core.node.clock.nowMs();
-    const resp = await clusterRequest(this.mdm, { method: "GET", path: ClusterPaths.sdsAssignments(this.core.sdsId), schema: SdsAssignmentsResponse });
+    const resp = await clusterRequest(this.mdm, { method: "GET", path: ClusterPaths.sdsAssignments(this.core.sdsId, this.core.node.addressesTag), schema: SdsAssignmentsResponse });
     const before = this.core.node.appliedMapVersion;
     this.tlsDrift.check(resp.dataPlaneTls);
     this.core.node.applyAssignments(resp, askedAtMs);

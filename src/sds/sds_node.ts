@@ -172,6 +172,8 @@ export class SdsNode implements RequestHandler {
   /** the layer admit() resolved the request to (read right after admit, same synchronous step) */
   private admitted: LayerState | null = null;
   appliedMapVersion = 0;
+  /** tag of the SDS address list applied (sent with the next fetch: the MDM omits it if unchanged) */
+  addressesTag: string | null = null;
   readonly clock: SdsClock;
   readonly copies: CopyEngine;
   readonly metrics: SdsMetrics;
@@ -305,14 +307,18 @@ export class SdsNode implements RequestHandler {
       }
     }
     const newOwners = new Set<number>();
-    const ids = new Set<string>();
-    for (const s of resp.sds) {
-      if (s.sdsId === this.sdsId) continue;
-      ids.add(s.sdsId);
-      this.peers.setAddress(s.sdsId, s.host, s.port);
+    // an answer without the address list (the MDM saw this SDS holds its current tag) keeps the peers
+    if (resp.sds !== undefined) {
+      const ids = new Set<string>();
+      for (const s of resp.sds) {
+        if (s.sdsId === this.sdsId) continue;
+        ids.add(s.sdsId);
+        this.peers.setAddress(s.sdsId, s.host, s.port);
+      }
+      this.peers.retain(ids);
+      this.access.setPeers(ids);
+      this.addressesTag = resp.sdsTag ?? null;
     }
-    this.peers.retain(ids);
-    this.access.setPeers(ids);
     this.access.apply(resp.dataPlane);
     this.grants.apply(resp.dataPlane);
     const keep = new Set<string>();

@@ -119,7 +119,7 @@ export class FuzzEnv {
   /** data-plane port of the SDS holding the primary copy of fzplay's extent `index` */
   primaryPortOf(index: number): number {
     const ext = this.playMap.extents[index % this.playMap.extents.length]!;
-    const a = this.rogue.maps!.sds.find((s) => s.sdsId === ext.replicas[0]);
+    const a = this.rogue.maps!.sds!.find((s) => s.sdsId === ext.replicas[0]);
     if (!a) throw new Error(`no address for SDS ${ext.replicas[0]}`);
     return a.port;
   }

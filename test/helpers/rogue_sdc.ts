@@ -55,7 +55,7 @@ export class RogueSdc {
   async refresh(): Promise<SdcMapsResponse> {
     const m = await clusterRequest(this.ep, { method: "GET", path: ClusterPaths.sdcMaps(this.sdcId), schema: SdcMapsResponse });
     this.keys.set(keysFromHex(m.nodeKeys));
-    for (const a of m.sds) this.pool.setAddress(a.sdsId, a.host, a.port);
+    for (const a of m.sds!) this.pool.setAddress(a.sdsId, a.host, a.port);
     for (const lo of this.grants.update(m.volumes)) this.pool.forgetGrant(lo);
     this.maps = m;
     return m;

@@ -3,7 +3,8 @@
 // secondary, target, away; the primary's carries the sync target) and SDC maps (in-sync copies
 // only). Invariants: an SDS join is idempotent by name (a restarted SDS gets its id back, and its
 // devices theirs, matched by path); an SDC join is idempotent by guid; an SDS address change
-// bumps mapVersion; assignments and maps list replicas primary first and never one SDS twice;
+// bumps mapVersion; assignments and maps list replicas primary first and never one SDS twice,
+// and carry the SDS address list unless the node holds its current tag (sds_addresses.ts);
 // heartbeats only touch sqlite when a device's state or usage changed or a copy finished (their
 // IO counters go to the observe room's accounting, in memory); the
 // lease handed out is the recovery config's (strictly shorter than the heartbeat timeout).
@@ -21,7 +22,7 @@ import type {
   SdcJoinRequest,
   SdcJoinResponse,
   SdcMapsResponse,
-  SdsAddress,
+  NodeMapsQuery,
   SdsAssignmentsResponse,
   SdsHeartbeatRequest,
   SdsJoinRequest,
@@ -56,6 +57,7 @@ import { liveFences } from "../vtree/fence.ts";
 import { noteLayerUsage } from "../vtree/layer_usage.ts";
 import { graphSpecs } from "../vtree/vtree_store.ts";
 import { writeThroughVolumes } from "../topology/write_cache.ts";
+import { addressesFor } from "./sds_addresses.ts";
 
 // ---- SDS ----
 
@@ -291,14 +293,6 @@ export function inSyncExtents(ctx: MdmContext, ownerId: string): { epoch: number
 }
 
 /** Addresses of every SDS (clients connect by id). */
-export function sdsAddresses(ctx: MdmContext): SdsAddress[] {
-  return ctx.store.db
-    .select({ sdsId: sdsTable.id, host: sdsTable.host, port: sdsTable.dataPort })
-    .from(sdsTable)
-    .orderBy(asc(sdsTable.id))
-    .all();
-}
-
 /** The SDS's role for an extent row, with the device holding its copy (null: no copy there). */
 function roleOf(e: ExtentState, sdsId: string): { role: ExtentRole; deviceId: string } | null {
   const i = e.inSync.findIndex((c) => c.sdsId === sdsId);
@@ -325,7 +319,7 @@ function rebuildRateOf(ctx: MdmContext, sdsId: string): number {
  * target for a copy being built, away for a stale copy kept during the grace period. Only the
  * primary's assignment carries the sync target. An extent not listed is one the SDS may free.
  */
-export function sdsAssignments(ctx: MdmContext, sdsId: string): SdsAssignmentsResponse {
+export function sdsAssignments(ctx: MdmContext, sdsId: string, q: NodeMapsQuery = {}): SdsAssignmentsResponse {
   getSds(ctx, sdsId);
   return ctx.store.sqlite.transaction(() => {
     const mapVersion = currentMapVersion(ctx);
@@ -358,7 +352,7 @@ export function sdsAssignments(ctx: MdmContext, sdsId: string): SdsAssignmentsRe
       rebuildRateBytesPerSec: rebuildRateOf(ctx, sdsId),
       extentSizeBytesByVolume,
       extents: out,
-      sds: sdsAddresses(ctx),
+      ...addressesFor(ctx, q.addresses),
       vtrees: graphSpecs(ctx, volumeIds),
       liveFences: liveFences(ctx),
       writeThroughVolumes: writeThroughVolumes(ctx, volumeIds),
@@ -427,7 +421,7 @@ export function sdcHeartbeat(ctx: MdmContext, sdcId: string, req: SdcHeartbeatRe
   return { mapVersion: ctx.health.mapVersionFor("sdc", sdcId, req.appliedMapVersion, currentMapVersion(ctx)), leaseMs: ctx.recovery.config.leaseMs };
 }
 
-export function sdcMaps(ctx: MdmContext, sdcId: string): SdcMapsResponse {
+export function sdcMaps(ctx: MdmContext, sdcId: string, q: NodeMapsQuery = {}): SdcMapsResponse {
   getSdc(ctx, sdcId);
   return ctx.store.sqlite.transaction(() => {
     const mapVersion = currentMapVersion(ctx);
@@ -462,6 +456,6 @@ export function sdcMaps(ctx: MdmContext, sdcId: string): SdcMapsResponse {
         extents,
       };
     });
-    return sdcMapsWithAccess(ctx, sdcId, { mapVersion, volumes, sds: sdsAddresses(ctx) });
+    return sdcMapsWithAccess(ctx, sdcId, { mapVersion, volumes, ...addressesFor(ctx, q.addresses) });
   })();
 }
