@@ -14,8 +14,10 @@
 // nothing, so the first answer treats every change up to the current version as concerning all.
 //
 // A node may also wait for such a change (waitForMapChange, the cluster API's mapWatch long
-// poll): noteMapChange wakes the waiters it concerns, so an unmap or a switch to ReadOnly reaches
-// the SDSs in a round trip instead of at their next heartbeat. A waiter is woken from inside the
+// poll): an urgent change (one that takes access away: an unmap, a switch to ReadOnly) wakes the
+// waiters it concerns, so it reaches the SDSs in a round trip instead of at their next heartbeat.
+// Every other change reaches nodes by heartbeat as before: waking ~32 SDSs per volume create
+// made their fetches crowd out heartbeats and REST under bulk creation (bench/mdm_scale.ts). A waiter is woken from inside the
 // changing transaction, but what it resumes runs only after that synchronous transaction has
 // committed (a rolled-back change costs one needless answer). At most one waiter per node.
 
@@ -131,21 +133,21 @@ export class HealthTracker {
   }
 
   /** Note a map change at `version` (inside its transaction; a rollback only costs a refetch). */
-  noteMapChange(version: number, scope?: MapChangeScope): void {
+  noteMapChange(version: number, scope?: MapChangeScope, urgent = false): void {
     if (scope === undefined) {
       this.everyNodeChangedAt = version;
       this.sdsChangedAt.clear();
       this.sdcChangedAt.clear();
-      this.releaseWaiters();
+      if (urgent) this.releaseWaiters();
       return;
     }
     for (const id of scope.sds) {
       this.sdsChangedAt.set(id, version);
-      this.waiters.get(`sds:${id}`)?.();
+      if (urgent) this.waiters.get(`sds:${id}`)?.();
     }
     for (const id of scope.sdc) {
       this.sdcChangedAt.set(id, version);
-      this.waiters.get(`sdc:${id}`)?.();
+      if (urgent) this.waiters.get(`sdc:${id}`)?.();
     }
   }
 

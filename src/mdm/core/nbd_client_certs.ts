@@ -116,7 +116,7 @@ export function revokeNbdClientCert(ctx: MdmContext, req: RevokeNbdClientCert, b
     if (fresh.length > 0) {
       // only SDCs serve NBD: their maps carry the list; SDSs need not refetch
       const sdcs = ctx.store.db.select({ id: sdcTable.id }).from(sdcTable).all().map((r) => r.id);
-      bumpMapVersion(ctx, { sds: [], sdc: sdcs });
+      bumpMapVersion(ctx, { sds: [], sdc: sdcs }, { urgent: true }); // sessions of it close within a round trip
     }
     const after = (r: Row) => ctx.store.db.select().from(t).where(eq(t.serial, r.serial)).get() ?? r;
     return { revoked: fresh.map((r) => info(after(r), now)), alreadyRevoked: already.map((r) => info(r, now)) };

@@ -81,11 +81,12 @@ export function allocateId(ctx: MdmContext, kind: IdKind): string {
  * Note a change to any map, mapping, volume or SDS address; call inside the changing
  * transaction. `scope` names the only nodes whose assignments or maps the change alters (their
  * heartbeat answers move; health.ts mapVersionFor); without it the change concerns every node.
+ * `urgent` (a change that takes access away) also answers those nodes' map watches at once.
  */
-export function bumpMapVersion(ctx: MdmContext, scope?: MapChangeScope): number {
+export function bumpMapVersion(ctx: MdmContext, scope?: MapChangeScope, opts: { urgent?: boolean } = {}): number {
   const row = ctx.store.sqlite.query<{ v: number }, []>("UPDATE system SET map_version = map_version + 1 RETURNING map_version AS v").get();
   assert(row, "system row exists");
-  ctx.health.noteMapChange(row.v, scope);
+  ctx.health.noteMapChange(row.v, scope, opts.urgent ?? false);
   return row.v;
 }
 

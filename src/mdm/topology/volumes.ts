@@ -349,7 +349,7 @@ export function removeMappedSdc(ctx: MdmContext, volumeId: string, req: { sdcId?
     }
     // it concerns the SDCs that lose the volume and the SDSs that hold its V-Tree's copies (the
     // only ones that check its grants: they get the new floors within a round trip, map watch)
-    bumpMapVersion(ctx, { sds: holdersOf(ctx, vol.ownerId), sdc: gone.map((g) => g.sdcId) });
+    bumpMapVersion(ctx, { sds: holdersOf(ctx, vol.ownerId), sdc: gone.map((g) => g.sdcId) }, { urgent: true });
     for (const g of gone) revokeGrants(ctx, vol.id, g.sdcId);
   });
 }
@@ -368,7 +368,7 @@ export function setMappingAccessMode(ctx: MdmContext, volumeId: string, req: { s
       .returning({ sdcId: volumeMappingTable.sdcId })
       .all();
     if (changed.length === 0) throw new PfError("NOT_MAPPED", "The volume is not mapped to this SDC");
-    bumpMapVersion(ctx, { sds: holdersOf(ctx, vol.ownerId), sdc: [sdc.id] });
+    bumpMapVersion(ctx, { sds: holdersOf(ctx, vol.ownerId), sdc: [sdc.id] }, { urgent: req.accessMode === "ReadOnly" });
     // a ReadWrite grant issued before must not outlive the switch to ReadOnly (grant_floors.ts)
     if (req.accessMode === "ReadOnly") revokeGrants(ctx, vol.id, sdc.id);
   });
