@@ -173,16 +173,19 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
   consola.info(`mdm: system ${core.ctx.systemId} serving ${url} (data in ${opts.dataDir}; ${meta.kind === "etcd" ? `HA, ${meta.isLeader() ? "active" : "standby"}, term ${meta.term()}` : `term ${meta.term()}`})`);
   // a step that keeps failing logs once a minute, not four times a second
   let lastFailure = { text: "", atMs: 0 };
+  // Both timers below may run before the heartbeats that queued up while the MDM stood still:
+  // the stall must not count as silence of every node (a mass "SDS down" and its alerts on
+  // waking up). Whichever runs first measures it (the gap since either last ran) and forgives it.
   const lateness = new TickLateness(Limits.recoveryTickMs, STALL_SLACK_MS);
+  const forgiveOwnStall = () => {
+    const stalledMs = lateness.late();
+    if (stalledMs === 0) return;
+    core.ctx.health.forgiveStall(stalledMs);
+    consola.warn(`mdm: this MDM stood still for ${Math.round(stalledMs)} ms (event loop blocked or process stopped); every SDS's and SDC's heartbeat deadline moved by that much`);
+  };
   const timer = setInterval(() => {
     try {
-      // this tick may run before the heartbeats that queued up while the MDM stood still: the
-      // stall must not count as silence of every node (a mass "SDS down" on waking up)
-      const stalledMs = lateness.late();
-      if (stalledMs > 0) {
-        core.ctx.health.forgiveStall(stalledMs);
-        consola.warn(`mdm: this MDM stood still for ${Math.round(stalledMs)} ms (event loop blocked or process stopped); every SDS's and SDC's heartbeat deadline moved by that much`);
-      }
+      forgiveOwnStall();
       if (!core.ctx.meta.isLeader()) return; // a standby decides nothing
       recoveryTick(core.ctx);
       if (core.ctx.meta.hasPending()) {
@@ -199,6 +202,7 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
   }, Limits.recoveryTickMs);
   const observeTimer = setInterval(() => {
     try {
+      forgiveOwnStall();
       if (!core.ctx.meta.isLeader()) return; // a standby hears no heartbeats and raises no alert
       observeTick(core.ctx);
       if (core.ctx.meta.hasPending()) {

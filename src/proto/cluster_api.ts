@@ -316,16 +316,17 @@ export const SdcMapsResponse = z.object({
   sds: z.array(SdsAddress).optional(),
   /** tag of the current address list (absent from an MDM that predates it) */
   sdsTag: SdsAddressTag.optional(),
-  /** revoked NBD client certificates not yet expired: the SDC refuses them and closes their sessions */
-  nbdRevoked: z.array(NbdRevokedCert).max(Limits.nbdRevokedCertsMax).default([]),
+  /** revoked NBD client certificates not yet expired: the SDC refuses them and closes their
+   *  sessions (absent from an MDM that predates them: the SDC keeps the list it has) */
+  nbdRevoked: z.array(NbdRevokedCert).max(Limits.nbdRevokedCertsMax).optional(),
 });
 /** term is stamped by the MDM's HTTP edge (cluster_routes.ts), not by the services */
 export type SdcMapsResponse = Omit<z.infer<typeof SdcMapsResponse>, "term">;
 
 /**
- * The mapWatch long poll (SDS and SDC): answered as soon as a map change concerns the node and
- * its `after` version, or after waitMs with the version a heartbeat would tell (mapVersion ==
- * after: nothing new). The node then fetches its assignments or maps as after a heartbeat.
+ * The mapWatch long poll (SDS and SDC): answered as soon as a change that takes access away
+ * concerns the node and its `after` version (health.ts: urgent), else after waitMs with the
+ * version a heartbeat would tell (mapVersion == after: nothing new). The node then fetches its assignments or maps as after a heartbeat.
  */
 export const MapWatchQuery = z.object({
   after: z.coerce.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),

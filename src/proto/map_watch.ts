@@ -1,7 +1,8 @@
 // The node side of the cluster API's mapWatch long poll (SDS and SDC): one request held open at
-// the MDM that is answered as soon as a map change concerns this node (an unmap, a switch to
-// ReadOnly, a new extent), so the node fetches its assignments or maps within a round trip
-// instead of at its next heartbeat. Heartbeats stay what they are (liveness, lease, the
+// the MDM that is answered as soon as a change that takes access away concerns this node (an
+// unmap, a switch to ReadOnly, an NBD certificate revocation; other changes at the end of the
+// wait, as a heartbeat would tell them), so the node fetches its assignments or maps within a
+// round trip instead of at its next heartbeat. Heartbeats stay what they are (liveness, lease, the
 // fallback when a watch is down); a failed watch is retried after a growing pause.
 //
 // Invariants: at most one watch per node is in flight; a watch never renews a lease or counts
@@ -53,6 +54,7 @@ export class MapWatch {
     let lastChangeMs = -Infinity;
     while (!this.stopped) {
       try {
+        const askedAt = performance.now();
         const r = await clusterRequest(
           { ...this.o.mdm, timeoutMs: Limits.mapWatchMaxMs + WATCH_SLACK_MS },
           {
@@ -62,7 +64,14 @@ export class MapWatch {
           },
         );
         failures = 0;
-        if (this.stopped || r.mapVersion === this.o.applied()) continue;
+        if (this.stopped) return;
+        if (r.mapVersion === this.o.applied()) {
+          // nothing new: normally after the whole wait; an early one (the MDM's version behind
+          // ours, a change rolled back) must not turn into a loop of round trips
+          const earlyMs = askedAt + WATCH_MIN_GAP_MS - performance.now();
+          if (earlyMs > 0) await this.pause(earlyMs);
+          continue;
+        }
         const waitMs = lastChangeMs + WATCH_MIN_GAP_MS - performance.now();
         if (waitMs > 0) await this.pause(waitMs);
         lastChangeMs = performance.now();

@@ -148,7 +148,7 @@ export class SdcNode {
 
   apply(maps: SdcMaps): void {
     this.deps.tlsDrift?.check(maps.dataPlaneTls);
-    this.deps.nbdRevocations?.update(maps.nbdRevoked);
+    if (maps.nbdRevoked !== undefined) this.deps.nbdRevocations?.update(maps.nbdRevoked);
     this.deps.keys?.set(keysFromHex(maps.nodeKeys));
     for (const lo of this.deps.grants?.update(maps.volumes) ?? []) this.deps.links.forgetGrant?.(lo);
     // an answer without the address list (this SDC holds its current tag) keeps the links

@@ -186,7 +186,8 @@ export class HealthTracker {
   caughtUp(kind: "sds" | "sdc", nodeId: string, appliedMapVersion: number, currentMapVersion: number): boolean {
     if (this.everyNodeChangedAt === null) this.everyNodeChangedAt = currentMapVersion;
     const mine = (kind === "sds" ? this.sdsChangedAt : this.sdcChangedAt).get(nodeId) ?? 0;
-    return appliedMapVersion >= Math.max(this.everyNodeChangedAt, mine) && appliedMapVersion <= currentMapVersion;
+    // a noted change above the stored version was rolled back: it concerns nobody
+    return appliedMapVersion >= Math.min(Math.max(this.everyNodeChangedAt, mine), currentMapVersion) && appliedMapVersion <= currentMapVersion;
   }
 
   private stateOf(seen: Seen | undefined): ConnectionState {
@@ -197,8 +198,9 @@ export class HealthTracker {
 
 /**
  * How late a periodic timer's tick is, in real time (performance.now, not the injected clock):
- * late() after each tick gives the time beyond period + slack since the previous tick, else 0.
- * The MDM's recovery timer uses it to notice that the MDM itself stalled (forgiveStall).
+ * late() gives the time since the previous late() beyond period, when that exceeds slack, else
+ * 0. The MDM's recovery and observe timers share one (the gap since either ran) to notice that
+ * the MDM itself stalled (forgiveStall).
  */
 export class TickLateness {
   private last = performance.now();
