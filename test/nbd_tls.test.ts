@@ -327,6 +327,17 @@ describe("client certificates (--nbd-tls-verify-peer)", () => {
     expect(checkPeer(m, { authorized: true, getPeerX509Certificate: () => good }, Date.now() + 20 * 365 * 86400_000)).toMatch(/not now/);
   });
 
+  test("checkPeer: another SDC's server certificate (serverAuth only) is no client certificate; this SDC's own is (the local probe)", () => {
+    const m = { ...tls, verifyPeer: true };
+    const ca = { certPem: tls.caPem, keyPem: readFileSync(join(dir, "sdc-tls", "ca-key.pem"), "utf8") };
+    const otherSdc = generateSignedCert({ commonName: "pf-nbd sdc other", hosts: ["127.0.0.9"], issuer: ca, usage: "server" });
+    const other = new X509Certificate(otherSdc.certPem);
+    expect(other.keyUsage).toEqual(["1.3.6.1.5.5.7.3.1"]);
+    expect(checkPeer(m, { authorized: true, getPeerX509Certificate: () => other })).toMatch(/not for clientAuth/);
+    const own = new X509Certificate(tls.certPem);
+    expect(checkPeer(m, { authorized: false, getPeerX509Certificate: () => own })).toBeNull();
+  });
+
   test("checkPeer: a revoked certificate is refused by serial + issuer or by fingerprint; listeners hear only of new entries", () => {
     const good = new X509Certificate(readFileSync(join(withCert, "client-cert.pem"), "utf8"));
     const caFp = new X509Certificate(tls.caPem).fingerprint256;

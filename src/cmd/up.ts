@@ -228,8 +228,8 @@ function sdcTlsArgs(sdc: NonNullable<HostConfig["sdc"]>): string[] {
 
 /**
  * How the export probe gets past an SDC with nbdTls: require (STARTTLS first, trusting the SDC's
- * ca-cert.pem; with verify-peer it shows the SDC's own certificate, which is signed by that CA and
- * also made for clientAuth). Read at each try: the SDC writes the files when it starts.
+ * ca-cert.pem; with verify-peer it shows the SDC's own certificate, which checkPeer accepts as that
+ * SDC's own, whatever its usage). Read at each try: the SDC writes the files when it starts.
  */
 function probeTlsOf(sdc: NonNullable<HostConfig["sdc"]>, sdcDataDir: string): () => NbdProbeTls | undefined {
   return () => {

@@ -110,6 +110,8 @@ export interface SelfSignedCertOptions {
   /** DNS names and IP addresses (v4 or v6) for subjectAltName; duplicates are dropped */
   hosts: string[];
   validDays?: number;
+  /** extendedKeyUsage of a leaf: serverAuth and clientAuth (default), or only one of them */
+  usage?: "both" | "server" | "client";
   now?: Date;
 }
 
@@ -169,7 +171,7 @@ function makeCert(opts: SelfSignedCertOptions, issuer: SelfSignedCert | null, pu
     // digitalSignature (bit 0) | keyCertSign (bit 5): "03 02 02 84" = 2 unused bits, 1000 0100;
     // a leaf: digitalSignature only, "03 02 07 80"
     extension(OID.keyUsage, true, isCa ? tlv(0x03, Buffer.from([0x02, 0x84])) : tlv(0x03, Buffer.from([0x07, 0x80]))),
-    extension(OID.extKeyUsage, false, seq(derOid(OID.serverAuth), derOid(OID.clientAuth))),
+    extension(OID.extKeyUsage, false, seq(...(opts.usage === "client" ? [] : [derOid(OID.serverAuth)]), ...(opts.usage === "server" ? [] : [derOid(OID.clientAuth)]))),
     extension(OID.subjectKeyId, false, derOctets(Buffer.from(keyId))),
     // RFC 5280: subjectAltName holds at least one name; a certificate naming none has no SAN
     ...(opts.hosts.some((h) => h.length > 0) ? [extension(OID.subjectAltName, false, subjectAltNames(opts.hosts))] : []),

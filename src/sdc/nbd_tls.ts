@@ -181,6 +181,16 @@ export function peerCertId(m: NbdTlsMaterial, peer: TlsPeerView): PeerCertId | n
   return certIdOf(cert, new X509Certificate(m.caPem));
 }
 
+const ownFingerprints = new WeakMap<NbdTlsMaterial, string>();
+function ownFingerprint(m: NbdTlsMaterial): string {
+  let f = ownFingerprints.get(m);
+  if (f === undefined) {
+    f = new X509Certificate(m.certPem).fingerprint256;
+    ownFingerprints.set(m, f);
+  }
+  return f;
+}
+
 /** null when the peer may go on, else why it is refused. */
 export function checkPeer(m: NbdTlsMaterial, peer: TlsPeerView, nowMs: number = Date.now()): string | null {
   if (!m.verifyPeer) return null;
@@ -197,7 +207,9 @@ export function checkPeer(m: NbdTlsMaterial, peer: TlsPeerView, nowMs: number = 
   const revoked = m.revocations?.find(id);
   if (revoked !== undefined) return revokedReason(id, revoked);
   if (Date.parse(cert.validFrom) > nowMs || Date.parse(cert.validTo) < nowMs) return `client certificate valid ${cert.validFrom} .. ${cert.validTo}, not now`;
-  if (cert.keyUsage !== undefined && cert.keyUsage.length > 0 && !cert.keyUsage.includes(CLIENT_AUTH_OID)) return "client certificate is not for clientAuth";
+  // this SDC's own server certificate: a local probe (pf up, pf doctor) holding its key file
+  if (cert.fingerprint256 === ownFingerprint(m)) return null;
+  if (cert.keyUsage !== undefined && cert.keyUsage.length > 0 && !cert.keyUsage.includes(CLIENT_AUTH_OID)) return "client certificate is not for clientAuth (an SDC's server certificate is not a client certificate)";
   if (!peer.authorized) return "the TLS library did not authorize the client certificate";
   return null;
 }

@@ -63,17 +63,22 @@ export function nbdCaAnswer(ctx: MdmContext): NbdCaAnswer {
   return { caPem: cert.toString(), subject: cert.subject.replace(/\n/g, ", "), validTo: cert.validTo, fingerprint256: cert.fingerprint256 };
 }
 
-function issue(ctx: MdmContext, commonName: string, hosts: string[], publicKeyPem: string): IssuedNbdCert {
+/**
+ * A certificate of the cluster NBD CA for one use only: an SDC's server certificate cannot
+ * authenticate a client to another SDC (verify-peer), so joining as an SDC or holding one SDC's
+ * key does not open every SDC's exports; client certificates come only from the audited issue.
+ */
+function issue(ctx: MdmContext, commonName: string, hosts: string[], publicKeyPem: string, usage: "server" | "client"): IssuedNbdCert {
   checkNodePublicKey(publicKeyPem);
   const ca = nbdCa(ctx);
-  const certPem = generateSignedCert({ commonName, hosts, issuer: ca, validDays: NBD_CERT_DAYS, now: new Date(ctx.clock()), publicKeyPem }).certPem;
+  const certPem = generateSignedCert({ commonName, hosts, issuer: ca, validDays: NBD_CERT_DAYS, now: new Date(ctx.clock()), publicKeyPem, usage }).certPem;
   const cert = new X509Certificate(certPem);
   return { caPem: ca.certPem, certPem, serialNumber: cert.serialNumber, validTo: cert.validTo };
 }
 
 /** An SDC's NBD server certificate for the hosts its NBD clients dial. */
 export function issueNbdServerCert(ctx: MdmContext, sdcId: string, hosts: string[], publicKeyPem: string): IssuedNbdCert {
-  const issued = issue(ctx, `pf-nbd sdc ${sdcId}`, hosts, publicKeyPem);
+  const issued = issue(ctx, `pf-nbd sdc ${sdcId}`, hosts, publicKeyPem, "server");
   consola.info(`mdm: issued SDC ${sdcId} an NBD server certificate (serial ${issued.serialNumber}) for ${hosts.join(", ")}, valid until ${issued.validTo}`);
   return issued;
 }
@@ -82,7 +87,7 @@ export function issueNbdServerCert(ctx: MdmContext, sdcId: string, hosts: string
 export function issueNbdClientCert(ctx: MdmContext, name: string, publicKeyPem: string, by: string): IssuedNbdCert {
   nbdCa(ctx); // made outside the recording transaction (nbdCa makes it in its own)
   const issued = inTransaction(ctx, () => {
-    const made = issue(ctx, `pf-nbd-client ${name}`, [], publicKeyPem);
+    const made = issue(ctx, `pf-nbd-client ${name}`, [], publicKeyPem, "client");
     recordNbdClientCert(ctx, { name, certPem: made.certPem, caPem: made.caPem, by });
     return made;
   });
