@@ -115,10 +115,15 @@ export class LoginGuard {
     return { lockedNow };
   }
 
-  /** A login succeeded (so its user is not locked now): a lock that ended is cleared from the store. */
+  /**
+   * A login's password checked out. Its lock check ran before the (async) hash, so failures in
+   * parallel may have locked the user meanwhile: then the login is refused like any locked one
+   * and the lock stays. Otherwise a lock that ended is cleared from the store.
+   */
   succeeded(userName: string): void {
     const u = this.users.get(userName);
     if (u === undefined) return;
+    if (u.lockedUntilMs > this.clock()) this.checkNotLocked(userName);
     this.users.delete(userName);
     if (u.stored) this.lockouts.clear(userName);
   }

@@ -113,6 +113,8 @@ export class EtcdMetaStore implements MdmMetaStore {
   private leaderEnded: (() => void) | null = null;
   private leaderDone: Promise<void> | null = null;
   private fenceTimer: ReturnType<typeof setInterval> | null = null;
+  /** old leases whose revoke is being retried in the background (stepDown) */
+  private readonly revoking = new Set<LeaseSession>();
   private lastMemberPutMs = -Infinity;
   /** revision of this MDM's last member-record write (0: none succeeded) */
   private lastMemberRev = 0;
@@ -340,6 +342,7 @@ export class EtcdMetaStore implements MdmMetaStore {
     await this.inflight?.catch(() => {});
     await this.follower?.stop();
     await this.session?.revoke();
+    for (const s of this.revoking) s.abandon(); // not past close: those leases expire by themselves
     await this.loop;
   }
 
@@ -464,7 +467,10 @@ export class EtcdMetaStore implements MdmMetaStore {
     // a revoke etcd did not take (no leader, no quorum) is retried in the background: the first one
     // etcd takes deletes the leader key at once, instead of when the refreshed lease runs out
     // (TTL + the election timeout after an etcd election)
-    if (old && !(await old.revoke())) void old.revoke(REVOKE_RETRY_FOR_MS);
+    if (old && !(await old.revoke())) {
+      this.revoking.add(old);
+      void old.revoke(REVOKE_RETRY_FOR_MS).finally(() => this.revoking.delete(old));
+    }
     if (lastPendingSeq(this.o.sqlite) > 0) {
       await this.follower!.reload("undo changes etcd did not take");
       this.shippedSeq = 0;

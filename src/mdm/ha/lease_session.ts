@@ -50,6 +50,7 @@ export class LeaseSession {
   private lostWhy: string | null = null;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private stopped = false;
+  private abandoned = false;
   private failures = 0;
   /** keepalives sent and not answered (nor failed) yet */
   private inFlight = 0;
@@ -123,6 +124,7 @@ export class LeaseSession {
     this.stop();
     const t0 = this.now();
     for (let attempt = 1; ; attempt++) {
+      if (attempt > 1 && this.abandoned) return false;
       try {
         await this.client.leaseRevoke(this.id);
         consola.debug(`mdm: etcd lease ${this.id} revoked in ${Math.round(this.now() - t0)} ms (attempt ${attempt})`);
@@ -135,6 +137,11 @@ export class LeaseSession {
       }
       await Bun.sleep(REVOKE_RETRY_MS);
     }
+  }
+
+  /** End a revoke still being retried (its store is closing): the lease expires by itself. */
+  abandon(): void {
+    this.abandoned = true;
   }
 
   stop(): void {

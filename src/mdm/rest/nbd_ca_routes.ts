@@ -1,6 +1,6 @@
 // REST routes of the cluster NBD CA (pf extensions, docs/design.md "NBD over TLS"), registered on
 // the token-checked /api app by rest_routes.ts before its generic routes:
-// - GET  /api/pf/nbdCa: the CA certificate NBD clients trust (public: class read, Monitor too);
+// - GET  /api/pf/nbdCa: the CA certificate NBD clients trust (public: class certificateList, every role);
 // - POST /api/pf/nbdCa/issueClientCertificate {name, publicKeyPem}: a client certificate for a
 //   key the client made (class certificates: Security, SuperUser; audited like every change).
 // - GET  /api/pf/nbdCa/clientCertificates: every client certificate issued, with its state (class

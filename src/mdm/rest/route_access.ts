@@ -119,7 +119,7 @@ export const ROUTE_CLASSES: Record<string, RouteClass | Dynamic> = {
   "GET /pf/audit": "audit",
   "POST /pf/audit/verify": "audit",
   // the cluster NBD CA (nbd_ca_routes.ts): its certificate is public, issuing is Security's
-  "GET /pf/nbdCa": "read",
+  "GET /pf/nbdCa": "certificateList", // public: every role, Security too (it issues against it)
   "POST /pf/nbdCa/issueClientCertificate": "certificates",
   "GET /pf/nbdCa/clientCertificates": "certificateList",
   "POST /pf/nbdCa/revokeClientCertificate": "certificates",
