@@ -81,6 +81,27 @@ describe("pf doctor", () => {
     expect(readdirNames(cluster.dataDir).filter((n) => n.startsWith(".pf-doctor"))).toEqual([]);
   });
 
+  test("one admin login per run, ended by a logout; a wrong password costs one failure, not one per check", async () => {
+    await cluster.login();
+    const adminRecords = async (): Promise<{ seq: number; kind: string; result: string }[]> => {
+      const r = await cluster.scli(["--query_audit_log", "--username", "admin", "--max_records", "50", "--json"]);
+      expect(r.code).toBe(0);
+      return (JSON.parse(r.stdout) as { seq: number; kind: string; result: string }[]).filter((x) => x.kind === "login" || x.kind === "logout");
+    };
+    const since = async (seq: number) => (await adminRecords()).filter((x) => x.seq > seq).map((x) => `${x.kind} ${x.result}`).reverse();
+    const before = Math.max(0, ...(await adminRecords()).map((x) => x.seq));
+    expect((await doctorRows(cluster.configFile)).code).toBe(0);
+    expect(await since(before)).toEqual(["login ok", "logout ok"]);
+
+    // the file's admin password is wrong: the member checks and the NBD check would each log in
+    const mid = Math.max(0, ...(await adminRecords()).map((x) => x.seq));
+    const file = join(cluster.dir, "doctor-wrong-password.yaml");
+    writeFileSync(file, readFileSync(cluster.configFile, "utf8").replace("adminPassword: test-admin-pw", "adminPassword: not-the-password"));
+    const { rows } = await doctorRows(file);
+    expect(row(rows, "SDS sds1 joined")).toMatchObject({ status: "failed", detail: expect.stringContaining("admin login refused") });
+    expect(await since(mid)).toEqual(["login refused"]);
+  });
+
   test("a port taken, devices larger than the free space and a stopped SDS: each reported with its fix, exit 8", async () => {
     const mnt = mkdtempSync(join(tmpdir(), "pf-doctor-tmpfs-"));
     const mount = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt], { stderr: "pipe" });

@@ -42,10 +42,43 @@ export async function clusterChecks(plan: HostPlan): Promise<Check[]> {
   const canTry = plan.caFile === null || cert.pem !== null;
   const probe: MdmProbe | null = canTry ? await probeWithoutSecret(ep, secret) : null;
   const out: Check[] = [cert.check, reachCheck(plan, probe), secretCheck(plan, probe, secret)];
-  out.push(...(await memberChecks(plan, ep, probe)));
-  if (plan.host.sdc) out.push(await nbdCheck(plan, ep, probe));
+  const admin = new AdminSession(ep, knownAdminPassword(plan));
+  try {
+    out.push(...(await memberChecks(plan, admin, probe)));
+    if (plan.host.sdc) out.push(await nbdCheck(plan, admin, probe));
+  } finally {
+    await admin.close();
+  }
   out.push(info("etcd endpoints", "not applicable: the cluster file gives no mdm.etcd endpoints (pf runs a single MDM; HA with etcd is not built yet)"));
   return out;
+}
+
+/**
+ * One admin login per doctor run, shared by the checks that need one and ended (logout) when the
+ * run ends: each refused login counts towards the admin's lock-out (10 in a row lock it for
+ * 15 min), so a run with a wrong password costs one failure, not one per check, and a good run
+ * leaves no live token behind.
+ */
+class AdminSession {
+  private login: Promise<string> | null = null;
+
+  constructor(
+    readonly ep: MdmEndpoint,
+    readonly password: string | null,
+  ) {}
+
+  /** The authenticated endpoint; a refused login is remembered for the rest of the run. */
+  async endpoint(): Promise<MdmEndpoint> {
+    if (this.password === null) throw new Error("the admin password is not known on this host");
+    this.login ??= mdmLogin(this.ep, "admin", this.password);
+    return { ...this.ep, token: await this.login };
+  }
+
+  async close(): Promise<void> {
+    const token = await this.login?.catch(() => null);
+    if (!token) return;
+    await mdmRequest({ ...this.ep, token }, { method: "POST", path: "/api/logout", schema: z.unknown() }).catch(() => undefined);
+  }
 }
 
 /** With no secret known, ask the public API instead (reachability and certificate only). */
@@ -132,7 +165,7 @@ function secretCheck(plan: HostPlan, probe: MdmProbe | null, secret: string | nu
   return info(name, "not checked: the MDM is not reachable");
 }
 
-async function memberChecks(plan: HostPlan, ep: MdmEndpoint, probe: MdmProbe | null): Promise<Check[]> {
+async function memberChecks(plan: HostPlan, admin: AdminSession, probe: MdmProbe | null): Promise<Check[]> {
   const wanted = [
     ...plan.host.sds.map((s) => ({ type: "Sds", label: `SDS ${s.name}`, name: s.name, dir: join(plan.dataDir, "sds", s.name) })),
     ...(plan.host.sdc ? [{ type: "Sdc", label: "SDC", name: plan.host.sdc.name ?? plan.host.name, dir: join(plan.dataDir, "sdc") }] : []),
@@ -141,15 +174,13 @@ async function memberChecks(plan: HostPlan, ep: MdmEndpoint, probe: MdmProbe | n
     wanted.map((w) => (status === "info" ? info(`${w.label} joined`, detail, fix) : failed(`${w.label} joined`, detail, fix ?? "")));
   if (wanted.length === 0) return [];
   if (probe?.kind !== "ready" && probe?.kind !== "secret") return rows("not checked: the MDM is not reachable", "info");
-  const password = knownAdminPassword(plan);
-  if (password === null) return rows("not checked: the admin password is not known on this host", "info", "set PF_ADMIN_PASSWORD to check members from here");
-  let token: string;
+  if (admin.password === null) return rows("not checked: the admin password is not known on this host", "info", "set PF_ADMIN_PASSWORD to check members from here");
+  let authed: MdmEndpoint;
   try {
-    token = await mdmLogin(ep, "admin", password);
+    authed = await admin.endpoint();
   } catch (e) {
     return rows(`admin login refused: ${(e as Error).message}`, "failed", "give the admin password the MDM uses (PF_ADMIN_PASSWORD, or cluster.adminPassword)");
   }
-  const authed: MdmEndpoint = { ...ep, token };
   const lists = new Map<string, z.infer<typeof Member>[]>();
   try {
     for (const type of new Set(wanted.map((w) => w.type))) {
@@ -178,7 +209,7 @@ async function memberChecks(plan: HostPlan, ep: MdmEndpoint, probe: MdmProbe | n
  * password is known here), or else the ca-cert.pem in its nbd-tls directory; with verify-peer it
  * shows the SDC's own certificate (made for clientAuth too), as pf up's probe does.
  */
-async function nbdProbeTls(plan: HostPlan, ep: MdmEndpoint, probe: MdmProbe | null): Promise<{ tls: NbdProbeTls; dir: string } | null> {
+async function nbdProbeTls(plan: HostPlan, admin: AdminSession, probe: MdmProbe | null): Promise<{ tls: NbdProbeTls; dir: string } | null> {
   const sdc = plan.host.sdc!;
   if (sdc.nbdTls === undefined || sdc.nbdTls === "off") return null;
   const dir = sdc.nbdTlsDir ?? join(plan.dataDir, "sdc", "nbd-tls");
@@ -196,12 +227,10 @@ async function nbdProbeTls(plan: HostPlan, ep: MdmEndpoint, probe: MdmProbe | nu
   const peer = sdc.nbdTlsVerifyPeer === true ? { certPem: read(NbdCertFiles.serverCert), keyPem: read(NbdCertFiles.serverKey) } : {};
   const serverName = isWildcard(sdc.nbd.host) ? undefined : sdc.nbd.host;
   const fromCluster = existsSync(file(NbdCertFiles.clusterIssued));
-  const password = knownAdminPassword(plan);
   let mdmSaid = "";
-  if (fromCluster && password !== null && (probe?.kind === "ready" || probe?.kind === "secret")) {
+  if (fromCluster && admin.password !== null && (probe?.kind === "ready" || probe?.kind === "secret")) {
     try {
-      const token = await mdmLogin(ep, "admin", password);
-      const ca = await mdmRequest({ ...ep, token }, { method: "GET", path: "/api/pf/nbdCa", schema: NbdCaAnswer });
+      const ca = await mdmRequest(await admin.endpoint(), { method: "GET", path: "/api/pf/nbdCa", schema: NbdCaAnswer });
       return { tls: { caPem: ca.caPem, caName: "the cluster NBD CA (from the MDM)", serverName, ...peer }, dir };
     } catch (e) {
       // the MDM's view is a bonus: the local copy of the CA is checked instead, and that is said
@@ -216,12 +245,12 @@ function isWildcard(host: string): boolean {
   return host === "0.0.0.0" || host === "::" || host === "[::]" || host === "";
 }
 
-async function nbdCheck(plan: HostPlan, ep: MdmEndpoint, probe: MdmProbe | null): Promise<Check> {
+async function nbdCheck(plan: HostPlan, admin: AdminSession, probe: MdmProbe | null): Promise<Check> {
   const nbd = plan.host.sdc!.nbd;
   const name = `NBD server ${nbd.host.includes(":") ? `[${nbd.host}]` : nbd.host}:${nbd.port}`;
   const mapped = plan.config.volumes.filter((v) => v.mapTo.some((m) => m.host === plan.host.name)).map((v) => v.name);
   const deployed = existsSync(join(plan.dataDir, "sdc"));
-  const tls = await nbdProbeTls(plan, ep, probe);
+  const tls = await nbdProbeTls(plan, admin, probe);
   if (tls !== null && tls.tls.caPem === "") {
     if (!deployed) return info(name, "not running: the SDC is not deployed on this host yet (pf up starts it)");
     return failed(name, `NBD TLS is ${plan.host.sdc!.nbdTls} but ${join(tls.dir, NbdCertFiles.caCert)} is missing, so the SDC's certificate cannot be checked`, `restart pf up ${plan.fileName} on this host: the SDC writes its certificate and the cluster NBD CA there`);
