@@ -118,3 +118,30 @@ test("an MDM without the NBD certificate call (an older pf): the SDC stops with 
     await old.stop(true);
   }
 });
+
+test("an MDM cluster with no leader for a while (NOT_LEADER from every member), then one: the SDC waits and gets its certificate", async () => {
+  const sdcId = await m.joinSdc("guid-sdc-election", "sdcE");
+  // restricted SDC mode is on since the test above
+  expect((await m.api("POST", `/instances/System::${m.core.ctx.systemId}/action/approveSdc`, { sdcGuid: "guid-sdc-election" })).status).toBe(200);
+  let refused = 0;
+  // a standby that names no leader answers 421 NOT_LEADER; the third call finds a leader
+  const electing = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: (req) => {
+      if (new URL(req.url).pathname.endsWith("nbdCertificate") && refused < 2) {
+        refused++;
+        return Response.json({ message: "this MDM is a standby and knows no leader", httpStatusCode: 421, pfCode: "NOT_LEADER", leader: null }, { status: 421 });
+      }
+      return m.core.app.fetch(req);
+    },
+  });
+  try {
+    const ep = { ...endpoint(sdcId), url: `http://127.0.0.1:${electing.port}` };
+    const got = await clusterNbdTls({ mode: "on", dir: join(dir, "e"), verifyPeer: false, listenHost: "127.0.0.1", address: "127.0.0.1", mdm: ep, sdcId, systemId: m.core.ctx.systemId });
+    expect(refused).toBe(2);
+    expect(new X509Certificate(got.certPem).checkIP("127.0.0.1")).toBe("127.0.0.1");
+  } finally {
+    await electing.stop(true);
+  }
+});

@@ -8,7 +8,8 @@
 // Invariants: the private key is made here and never sent; the certificate in use verifies
 // against the CA in the answer and is for this key (else the SDC does not start); an SDC not yet
 // approved (restricted SDC mode) waits for its approval, asking again every APPROVAL_RETRY_MS,
-// and serves no NBD meanwhile (it has no volumes anyway).
+// and serves no NBD meanwhile (it has no volumes anyway); an MDM that is unreachable or has no
+// leader for a while is waited for like the join (joinWithRetry), not a reason to stop.
 
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -16,7 +17,7 @@ import { join } from "node:path";
 import { consola } from "consola";
 import { ClusterPaths } from "../proto/cluster_api.ts";
 import { PfError } from "../proto/errors.ts";
-import { clusterRequest, type MdmEndpoint } from "../proto/mdm_http.ts";
+import { clusterRequest, joinWithRetry, type MdmEndpoint } from "../proto/mdm_http.ts";
 import { hostOk, IssuedNbdCert, MAX_CERT_HOSTS, NbdCertFiles, type ClusterIssuedNote } from "../proto/nbd_certs.ts";
 import { describeCert } from "../proto/tls_cert.ts";
 import { serverCertHosts, verifiesAgainst, type NbdTlsMaterial, type NbdTlsMode } from "./nbd_tls.ts";
@@ -56,7 +57,10 @@ async function askMdm(opts: ClusterNbdTlsOptions, hosts: string[], publicKeyPem:
   const sleep = opts.sleep ?? ((ms: number) => Bun.sleep(ms));
   for (let waited = false; ; waited = true) {
     try {
-      return await clusterRequest(opts.mdm, { method: "POST", path: ClusterPaths.sdcNbdCertificate(opts.sdcId), body: { publicKeyPem, hosts }, schema: IssuedNbdCert });
+      // an MDM cluster between two leaders (NOT_LEADER from every member) or an MDM that is
+      // restarting is waited for, as the join before it is: the SDC does not give up its start
+      const body = { publicKeyPem, hosts };
+      return await joinWithRetry(`sdc ${opts.sdcId}`, opts.mdm, () => clusterRequest(opts.mdm, { method: "POST", path: ClusterPaths.sdcNbdCertificate(opts.sdcId), body, schema: IssuedNbdCert }));
     } catch (e) {
       if (e instanceof PfError && e.code === "NOT_FOUND" && e.message.includes("cluster API path")) {
         throw new PfError("INVALID_STATE", `NBD TLS: the MDM (${opts.mdm.url}) issues no NBD certificates (an older pf): upgrade it, or put your own ca-cert.pem and ca-key.pem in ${opts.dir}`);
