@@ -14,7 +14,9 @@ import { NodeRole } from "../src/proto/dataplane_auth.ts";
 import type { MdmEndpoint } from "../src/proto/mdm_http.ts";
 import { generateSelfSignedCert } from "../src/proto/tls_cert.ts";
 import { clusterNbdTls } from "../src/sdc/nbd_cluster_cert.ts";
+import { runSdc, type SdcHandle } from "../src/sdc/main.ts";
 import { nbdTlsSource } from "../src/sdc/nbd_tls.ts";
+import { freePort } from "./helpers/cluster.ts";
 import { MdmFixture, SECRET } from "./mdm_fixture.ts";
 
 type Obj = Record<string, unknown>;
@@ -145,3 +147,39 @@ test("an MDM cluster with no leader for a while (NOT_LEADER from every member), 
     await electing.stop(true);
   }
 });
+
+test("pf sdc waiting for its approval heartbeats meanwhile: Connected and not approved, not Disconnected; NBD starts once approved", async () => {
+  const systemId = m.core.ctx.systemId;
+  expect((await m.api("POST", `/instances/System::${systemId}/action/setRestrictedSdcMode`, { restrictedSdcMode: "Guid" })).status).toBe(200);
+  const guid = "guid-sdc-waiting";
+  let handle: SdcHandle | null = null;
+  const starting = runSdc({
+    mdm: { url: `http://127.0.0.1:${server.port}`, clusterSecret: SECRET },
+    guid,
+    name: "sdcW",
+    address: "127.0.0.1",
+    nbdHost: "127.0.0.1",
+    nbdPort: await freePort(),
+    nbdTls: { mode: "require", explicit: true, dir: join(dir, "w"), verifyPeer: false },
+  }).then((h) => (handle = h));
+  try {
+    const sdc = async () => ((await m.api("GET", "/types/Sdc/instances")).json as Obj[]).find((x) => x.sdcGuid === guid);
+    for (let i = 0; i < 100 && (await sdc()) === undefined; i++) await Bun.sleep(50);
+    // its join is long past (the MDM's clock moves a minute): only heartbeats keep it Connected
+    m.clock.advance(60_000);
+    let me: Obj | undefined;
+    for (let i = 0; i < 40; i++) {
+      me = await sdc();
+      if (me?.mdmConnectionState === "Connected") break;
+      await Bun.sleep(100);
+    }
+    expect(me).toMatchObject({ sdcApproved: false, mdmConnectionState: "Connected" });
+    expect(handle).toBeNull(); // still waiting for its certificate: no NBD yet
+    expect((await m.api("POST", `/instances/System::${systemId}/action/approveSdc`, { sdcGuid: guid })).status).toBe(200);
+    await starting;
+    expect(handle).not.toBeNull();
+  } finally {
+    await starting.catch(() => undefined);
+    await (handle as SdcHandle | null)?.stop();
+  }
+}, 30_000);

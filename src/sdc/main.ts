@@ -115,6 +115,7 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
   let controlServer: ControlServer | null = null;
   let node: SdcNode | null = null;
   let nbd: NbdServer | null = null;
+  let beats: HeartbeatLoop | null = null;
   try {
     if (opts.control) {
       controlServer = startControlServer({ host: opts.control.host, port: opts.control.port, source: control });
@@ -161,30 +162,47 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
     });
     node = n;
     await n.refresh();
+    // heartbeats start before the NBD certificate: an SDC waiting for its approval (restricted
+    // SDC mode) is Connected and shown not approved, not Disconnected
+    beats = heartbeatLoop(sdcId, joined.heartbeatMs, n);
     const tls = await nbdTlsAfterJoin(tlsPlan, opts, mdm, sdcId, joined.systemId);
     const server = await startNbdServer({ host: opts.nbdHost, port: opts.nbdPort, registry: n, tls: tls && { ...tls, revocations: nbdRevocations } });
     nbd = server;
     closeExport = server.closeExport;
     control.attach(sdcId, n, server);
     consola.info(`sdc ${sdcId}: serving ${n.list().length} volume(s) over NBD on ${opts.nbdHost}:${server.port}`);
-    return serve(sdcId, joined.heartbeatMs, n, server, controlServer, () => proc.stop());
+    return serve(sdcId, beats, n, server, controlServer, () => proc.stop());
   } catch (e) {
+    const beatsEnded = beats?.stop();
     await nbd?.stop();
     node?.close();
+    await beatsEnded;
     await controlServer?.stop();
     proc.stop();
     throw e;
   }
 }
 
-/** The heartbeat loop of a running SDC, and its stop. */
-function serve(sdcId: string, heartbeatMs: number, node: SdcNode, nbd: NbdServer, controlServer: ControlServer | null, stopProcessMetrics: () => void): SdcHandle {
+interface HeartbeatLoop {
+  stop(): Promise<void>;
+}
+
+/** The SDC's heartbeats (and its map watch) until stop. */
+function heartbeatLoop(sdcId: string, heartbeatMs: number, node: SdcNode): HeartbeatLoop {
   let stopped = false;
+  let wake: (() => void) | null = null;
   node.watchMaps();
   const loop = (async () => {
     let failures = 0;
     while (!stopped) {
-      await Bun.sleep(failures > 0 ? FAILED_BEAT_RETRY_MS : heartbeatMs);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, failures > 0 ? FAILED_BEAT_RETRY_MS : heartbeatMs);
+        wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      wake = null;
       if (stopped) break;
       try {
         await node.heartbeat();
@@ -195,16 +213,26 @@ function serve(sdcId: string, heartbeatMs: number, node: SdcNode, nbd: NbdServer
       }
     }
   })();
+  return {
+    async stop() {
+      stopped = true;
+      (wake as (() => void) | null)?.();
+      await loop;
+    },
+  };
+}
 
+/** A running SDC, and its stop. */
+function serve(sdcId: string, beats: HeartbeatLoop, node: SdcNode, nbd: NbdServer, controlServer: ControlServer | null, stopProcessMetrics: () => void): SdcHandle {
   return {
     sdcId,
     nbdPort: nbd.port,
     controlUrl: controlServer?.url ?? null,
     async stop() {
-      stopped = true;
+      const beatsEnded = beats.stop(); // no new heartbeat from here on
       await nbd.stop();
       node.close();
-      await loop;
+      await beatsEnded;
       await controlServer?.stop();
       stopProcessMetrics();
     },
