@@ -6,41 +6,26 @@
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { generateKeyPairSync, X509Certificate } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { nbdRevokedForSdcs } from "../src/mdm/core/nbd_client_certs.ts";
 import { MdmFixture } from "./mdm_fixture.ts";
-import { EtcdCluster, openMdmOnEtcd, waitUntil } from "./helpers/etcd.ts";
+import { MdmPairOnEtcd, waitUntil } from "./helpers/etcd.ts";
 
 type Obj = Record<string, unknown>;
 
-let etcd: EtcdCluster;
-const dirs: string[] = [];
+let pair: MdmPairOnEtcd;
 let a: MdmFixture | null = null;
 let b: MdmFixture;
-
-function open(name: string): Promise<MdmFixture> {
-  const dir = mkdtempSync(join(tmpdir(), "pf-ha-nbdca-"));
-  dirs.push(dir);
-  return openMdmOnEtcd(dir, etcd, { cluster: `nbdca${process.pid}`, mdmId: `id-${name}`, name, url: `https://127.0.0.1:1/${name}` });
-}
 
 
 const storedCa = (m: MdmFixture) =>
   m.core.ctx.store.sqlite.query<{ valueHex: string }, []>("SELECT value_hex AS valueHex FROM mdm_secret WHERE name = 'nbd-ca-cert'").get()?.valueHex ?? null;
 
 beforeAll(async () => {
-  etcd = await EtcdCluster.start(1);
-  a = await open("m1");
-  b = await open("m2");
+  ({ pair, a, b } = await MdmPairOnEtcd.start("nbdca"));
 }, 60_000);
 
 afterAll(async () => {
-  await a?.closeAll().catch(() => {});
-  await b?.closeAll().catch(() => {});
-  await etcd?.stop();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  await pair?.close();
 });
 
 test("the NBD CA made by the active MDM is the one the next active MDM signs with", async () => {

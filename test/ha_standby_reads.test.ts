@@ -4,27 +4,17 @@
 // that needs live heartbeat state (Sds, Sdc, StoragePool objects, statistics, alerts, dashboard).
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { APPLIED_REVISION_HEADER, MDM_ROLE_HEADER } from "../src/mdm/core/leader_gate.ts";
 import { servedByStandby } from "../src/mdm/rest/standby_reads.ts";
 import type { EtcdMetaStore } from "../src/mdm/ha/etcd_meta_store.ts";
 import { MdmFixture } from "./mdm_fixture.ts";
-import { EtcdCluster, openMdmOnEtcd, waitUntil } from "./helpers/etcd.ts";
+import { MdmPairOnEtcd, waitUntil } from "./helpers/etcd.ts";
 
 type Obj = Record<string, unknown>;
 
-let etcd: EtcdCluster;
-const dirs: string[] = [];
+let pair: MdmPairOnEtcd;
 let a: MdmFixture;
 let b: MdmFixture;
-
-function open(name: string): Promise<MdmFixture> {
-  const dir = mkdtempSync(join(tmpdir(), "pf-standby-"));
-  dirs.push(dir);
-  return openMdmOnEtcd(dir, etcd, { cluster: `sr${process.pid}`, mdmId: `id-${name}`, name, url: `https://127.0.0.1:1/${name}` });
-}
 
 
 /** A REST call on MDM m with a token, answer with its headers. */
@@ -43,16 +33,11 @@ async function call(m: MdmFixture, method: string, path: string, token: string, 
 }
 
 beforeAll(async () => {
-  etcd = await EtcdCluster.start(1);
-  a = await open("m1");
-  b = await open("m2");
+  ({ pair, a, b } = await MdmPairOnEtcd.start("sr"));
 }, 60_000);
 
 afterAll(async () => {
-  await a?.closeAll().catch(() => {});
-  await b?.closeAll().catch(() => {});
-  await etcd?.stop();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  await pair?.close();
 });
 
 test("a standby answers safe reads from its followed state, stamped with its applied revision", async () => {

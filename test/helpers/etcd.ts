@@ -156,6 +156,43 @@ export function openMdmOnEtcd(dir: string, etcd: EtcdCluster, member: { cluster:
   });
 }
 
+/**
+ * Two in-process MDMs, m1 (opened first, so it leads) and m2 (its standby), on one new etcd
+ * member: the set-up of the HA tests that need a leader and a follower, for a test file's
+ * beforeAll/afterAll. close() closes whichever MDMs are still open, the etcd and the temp dirs.
+ */
+export class MdmPairOnEtcd {
+  private readonly dirs: string[] = [];
+  private readonly opened: MdmFixture[] = [];
+
+  private constructor(
+    readonly etcd: EtcdCluster,
+    private readonly tag: string,
+  ) {}
+
+  static async start(tag: string): Promise<{ pair: MdmPairOnEtcd; a: MdmFixture; b: MdmFixture }> {
+    const pair = new MdmPairOnEtcd(await EtcdCluster.start(1), tag);
+    const a = await pair.open("m1");
+    const b = await pair.open("m2");
+    return { pair, a, b };
+  }
+
+  /** One more MDM of this cluster (member `name`), in a temp dir of its own. */
+  async open(name: string): Promise<MdmFixture> {
+    const dir = mkdtempSync(join(tmpdir(), `pf-${this.tag}-`));
+    this.dirs.push(dir);
+    const m = await openMdmOnEtcd(dir, this.etcd, { cluster: `${this.tag}${process.pid}`, mdmId: `id-${name}`, name, url: `https://127.0.0.1:1/${name}` });
+    this.opened.push(m);
+    return m;
+  }
+
+  async close(): Promise<void> {
+    for (const m of this.opened) await m.closeAll().catch(() => {});
+    await this.etcd.stop();
+    for (const d of this.dirs) rmSync(d, { recursive: true, force: true });
+  }
+}
+
 /** Poll a synchronous condition every 25 ms until it holds (an Error after timeoutMs). */
 export async function waitUntil(what: string, timeoutMs: number, probe: () => boolean): Promise<void> {
   const deadline = Date.now() + timeoutMs;
