@@ -117,7 +117,8 @@ test("a second MDM joins as a standby and takes ownership; the data path follows
   expect(vols.stderr + vols.stdout).toContain("vol2");
   // the switch itself is in the audit chain (written before m1 resigned), and the chain verifies
   const audit = await c.scli(["--query_audit_log"]);
-  expect(audit.stdout).toContain("changeMdmOwnership");
+  // 202: written when m2 had caught up, before the outcome (m2 leading) was known
+  expect(audit.stdout).toMatch(/changeMdmOwnership -> ok 202 \(resigns to MDM m2 \(/);
   const chain = await c.scli(["--verify_audit_log"]);
   expect(chain.code).toBe(0);
   expect(logs()).not.toContain("not written");

@@ -280,7 +280,7 @@ export class EtcdMetaStore implements MdmMetaStore {
    * 5. the target campaigns on the DELETE; the other standbys (and this MDM) leave it
    * HANDOVER_DEFER_MS to do so before campaigning themselves; 6. resolve once a higher term leads.
    */
-  async handOver(ref: MdmRef, beforeResign?: () => Promise<void>): Promise<HandOverResult> {
+  async handOver(ref: MdmRef, beforeResign?: (target: { id: string; name: string }) => Promise<void>): Promise<HandOverResult> {
     if (!this.isLeader()) throw notLeader(this.leaderNow, "only the active MDM hands over ownership");
     const want = (m: MemberRecord) =>
       (ref.id !== undefined && m.id === ref.id.replace(/^0x/i, "")) || (ref.name !== undefined && m.name === ref.name) || (ref.ip !== undefined && hostOfUrl(m.url) === ref.ip);
@@ -313,7 +313,7 @@ export class EtcdMetaStore implements MdmMetaStore {
       await Bun.sleep(50);
     }
     if (beforeResign) {
-      await beforeResign();
+      await beforeResign({ id: target.id, name: target.name });
       await this.commit();
     }
     consola.info(`mdm: ${this.o.name} hands ownership over to ${target.name} (caught up to revision ${w.revision})`);

@@ -124,8 +124,9 @@ export interface MdmMetaStore {
   view(): Promise<ClusterView>;
   /** --switch_mdm_ownership: wait until the standby has applied everything, resign, and resolve
    *  once an MDM of a higher term leads (this one answers as a standby from then on);
-   *  beforeResign runs while this MDM still leads, its writes committed before it resigns */
-  handOver(to: MdmRef, beforeResign?: () => Promise<void>): Promise<HandOverResult>;
+   *  beforeResign runs once the target caught up, while this MDM still leads; its writes are
+   *  committed before it resigns */
+  handOver(to: MdmRef, beforeResign?: (target: { id: string; name: string }) => Promise<void>): Promise<HandOverResult>;
   /** --add_standby_mdm: register an MDM the cluster expects (active MDM only); its id */
   addStandby(spec: StandbyMdmSpec): Promise<string>;
   /** --remove_standby_mdm: drop a registered MDM; a running standby with that id (or address)

@@ -61,12 +61,12 @@ export function auditEdge(ctx: MdmContext) {
  * Write the request's audit record now, with the status it will answer, instead of after the
  * handler: for a handler after which this MDM can no longer write (changeMdmOwnership resigns).
  */
-export async function auditBeforeAnswer(ctx: MdmContext, c: Context, status: number, t0: number): Promise<void> {
+export async function auditBeforeAnswer(ctx: MdmContext, c: Context, status: number, t0: number, detail = ""): Promise<void> {
   c.set("audited", true);
-  await writeAudit(ctx, c as Context<AccessVars>, status, t0);
+  await writeAudit(ctx, c as Context<AccessVars>, status, t0, detail);
 }
 
-async function writeAudit(ctx: MdmContext, c: Context<AccessVars>, status: number, t0: number): Promise<void> {
+async function writeAudit(ctx: MdmContext, c: Context<AccessVars>, status: number, t0: number, detail?: string): Promise<void> {
   const routeKey = handlerRouteKey(c);
   if (!isAudited(c.req.method, c.get("cls") ?? null, status, routeKey)) return;
   const p = c.get("principal");
@@ -86,7 +86,7 @@ async function writeAudit(ctx: MdmContext, c: Context<AccessVars>, status: numbe
       params: isLogin ? undefined : await bodyForAudit(c),
       result: resultOf(status),
       status,
-      detail: status < 400 ? "" : await errorDetail(c),
+      detail: detail ?? (status < 400 ? "" : await errorDetail(c)),
       durationMs: performance.now() - t0,
     });
   } catch (e) {

@@ -328,8 +328,11 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
   api.post("/instances/System/action/changeMdmOwnership", async (c) => {
     const t0 = performance.now();
     const body = await readBody(c, ChangeMdmOwnership);
-    // the audit record goes in while this MDM still leads: after it resigns it cannot write
-    const r = await ctx.meta.handOver(body, () => auditBeforeAnswer(ctx, c, 200, t0));
+    // the audit record goes in while this MDM still leads: after it resigns it cannot write. So
+    // it records what is known then, 202: the target caught up and this MDM resigns; whether the
+    // target then leads is in the answer (200, or 503 when no MDM leads 10 s later), the new
+    // leader's log and queryMdmCluster
+    const r = await ctx.meta.handOver(body, (to) => auditBeforeAnswer(ctx, c, 202, t0, `resigns to MDM ${to.name} (${to.id}) once it caught up; the answer says whether it leads`));
     c.header(RESIGNED_HEADER, "1");
     return c.json({ master: r.to, previousMaster: r.from, previousTerm: r.oldTerm, term: r.term });
   });
