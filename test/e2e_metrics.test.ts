@@ -161,6 +161,9 @@ describe("control ports of a one-host cluster", () => {
     };
     const before = await Promise.all(sdsUrls().map(termOf));
     for (const b of before) expect(b).toEqual({ term: before[0]!.term, changes: before[0]!.changes, refused: 0 });
+    const sdcScrape = await scrape(c.sdcControlUrl);
+    const sdcBefore = { term: sample(sdcScrape, "pf_sdc_mdm_term"), changes: sample(sdcScrape, "pf_sdc_mdm_term_changes_total") };
+    expect(sdcBefore.term).toBe(before[0]!.term);
     expect(before[0]!.term).toBeGreaterThan(0);
     const argv = c.killRole("mdm");
     const sdsDown = await waitFor("an SDS /health 503 with no lease", 20_000, async () => {
@@ -183,5 +186,15 @@ describe("control ports of a one-host cluster", () => {
     const after = await Promise.all(sdsUrls().map(termOf));
     for (const [i, a] of after.entries()) expect(a).toEqual({ term: after[0]!.term, changes: before[i]!.changes + 1, refused: 0 });
     expect(after[0]!.term).toBeGreaterThan(before[0]!.term);
+    // and so did the SDC
+    const sdcTerm = async () => {
+      const t = await scrape(c.sdcControlUrl);
+      return { term: sample(t, "pf_sdc_mdm_term"), changes: sample(t, "pf_sdc_mdm_term_changes_total"), refused: sample(t, "pf_sdc_mdm_term_refused_total") };
+    };
+    const sdcAfter = await waitFor("the SDC on the new term", 10_000, async () => {
+      const t = await sdcTerm();
+      return t.term === after[0]!.term ? t : null;
+    });
+    expect(sdcAfter).toEqual({ term: after[0]!.term, changes: sdcBefore.changes + 1, refused: 0 });
   }, 90_000);
 });

@@ -169,7 +169,7 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
     const server = await startNbdServer({ host: opts.nbdHost, port: opts.nbdPort, registry: n, tls: tls && { ...tls, revocations: nbdRevocations } });
     nbd = server;
     closeExport = server.closeExport;
-    control.attach(sdcId, n, server);
+    control.attach(sdcId, n, server, terms);
     consola.info(`sdc ${sdcId}: serving ${n.list().length} volume(s) over NBD on ${opts.nbdHost}:${server.port}`);
     return serve(sdcId, beats, n, server, controlServer, () => proc.stop());
   } catch (e) {

@@ -1,12 +1,14 @@
 // What an SDC's control port answers (src/proto/control_server.ts serves it): health reasons,
 // the JSON status, and the scrape-time gauges next to the IO counters of sdc_metrics.ts (NBD
-// connections, requests in flight, mapped volumes, MDM connection, map version).
+// connections, requests in flight, mapped volumes, MDM connection, map version, the MDM term it
+// follows: proto/term_metrics.ts).
 //
 // Invariants: it exists before the SDC joins (so /health can say "not joined"), gets the node and
 // the NBD server once they run (attach), and only reads them; gauges are computed at scrape
 // time, never on the IO path.
 
 import type { ControlSource, HealthReport } from "../proto/control_server.ts";
+import { registerTermMetrics, type TermView } from "../proto/term_metrics.ts";
 import type { MetricRegistry } from "../proto/metrics.ts";
 import type { ProcessMetrics } from "../proto/process_metrics.ts";
 import type { NbdServer } from "./nbd_server.ts";
@@ -24,6 +26,7 @@ interface Running {
   sdcId: string;
   node: SdcNode;
   nbd: NbdServer;
+  terms: TermView;
 }
 
 export class SdcControl implements ControlSource {
@@ -36,9 +39,10 @@ export class SdcControl implements ControlSource {
     private readonly proc: ProcessMetrics,
   ) {}
 
-  attach(sdcId: string, node: SdcNode, nbd: NbdServer): void {
-    this.running = { sdcId, node, nbd };
+  attach(sdcId: string, node: SdcNode, nbd: NbdServer, terms: TermView): void {
+    this.running = { sdcId, node, nbd, terms };
     this.registerGauges(this.running);
+    registerTermMetrics(this.registry, terms, { role: "sdc", labelNames: ["sdc_id"], labels: [sdcId] });
   }
 
   health(): HealthReport {
@@ -72,6 +76,7 @@ export class SdcControl implements ControlSource {
       joined: true,
       mapVersion: r.node.mapVersion,
       mapsStale: r.node.mapsStale,
+      mdmTerm: { term: r.terms.highest, refused: r.terms.refused, changes: r.terms.changes },
       nbd: { host: this.info.nbdHost, port: r.nbd.port, connections: st.connections, inflightIos: st.inflightIos },
       volumes: r.node.list().map((v) => ({
         name: v.name,
