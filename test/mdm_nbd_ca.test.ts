@@ -147,6 +147,18 @@ describe("an SDC's NBD server certificate (cluster API)", () => {
     expect((await m.cluster("POST", `/sdc/${b}/nbdCertificate`, { ...body, hosts: [] })).status).toBe(400);
   });
 
+  test("no SDC gets a certificate naming the address another SDC joined with (loopback names are everyone's)", async () => {
+    const join = async (guid: string, host: string) => ((await m.cluster("POST", "/sdc/join", { guid, host, name: guid })).json as Obj).sdcId as string;
+    const a = await join("guid-nbd-addr-a", "10.9.0.1");
+    const b = await join("guid-nbd-addr-b", "10.9.0.2");
+    const body = (hosts: string[]) => ({ publicKeyPem: keyPair().publicKeyPem, hosts });
+    const refused = await m.cluster("POST", `/sdc/${b}/nbdCertificate`, body(["10.9.0.2", "10.9.0.1"]));
+    expect(refused.status).toBe(400);
+    expect((refused.json as Obj).message).toContain(`that is the address SDC ${a} (guid-nbd-addr-a) joined with`);
+    expect((await m.cluster("POST", `/sdc/${b}/nbdCertificate`, body(["10.9.0.2", "127.0.0.1", "localhost"]))).status).toBe(200);
+    expect((await m.cluster("POST", `/sdc/${a}/nbdCertificate`, body(["10.9.0.1", "127.0.0.1"]))).status).toBe(200);
+  });
+
   test("restricted SDC mode: an unapproved SDC gets no NBD certificate until approveSdc", async () => {
     const systemId = (((await m.api("GET", "/types/System/instances")).json as Obj[])[0] as Obj).id as string;
     expect((await m.api("POST", `/instances/System::${systemId}/action/setRestrictedSdcMode`, { restrictedSdcMode: "Guid" })).status).toBe(200);

@@ -7,6 +7,7 @@
 //
 // Invariant: no answer to one node carries another node's key or token.
 
+import { ne } from "drizzle-orm";
 import type { DataPlaneTlsAnswer, KeyEntry, SdcMapsResponse, SdsDataPlaneKeys } from "../../proto/cluster_api.ts";
 import { NodeRole, roleName, type NodeKey } from "../../proto/dataplane_auth.ts";
 import { checkNodePublicKey, issueNodeCert } from "../../proto/dataplane_tls.ts";
@@ -17,6 +18,8 @@ import { grantKeys, memberKeys, nodeKeysOf, nodeTokenOf } from "../core/dataplan
 import { grantFloors } from "../topology/grant_floors.ts";
 import { mintGrant } from "./grants.ts";
 import { getSdc } from "../core/lookup.ts";
+import { isLoopbackHost } from "../../proto/mdm_http.ts";
+import { sdcTable, type SdcRow } from "../../store/mdm_schema.ts";
 import { sdcMayMap } from "../topology/sdc_access.ts";
 import type { IssuedNbdCert, SdcNbdCertRequest } from "../../proto/nbd_certs.ts";
 import { issueNbdServerCert } from "../core/nbd_ca.ts";
@@ -78,11 +81,23 @@ export function sdcMapsWithAccess(ctx: MdmContext, sdcId: string, maps: Omit<Sdc
  * An SDC's NBD server certificate for the hosts it names. Only an SDC that may have volumes
  * (approved, or restricted SDC mode off) gets one: an unapproved SDC serves nothing, and a
  * certificate naming hosts is worth stealing (it would let that SDC pose as another NBD server).
+ * For the same reason no SDC gets a certificate naming the address another SDC joined with
+ * (its --address: what that SDC's clients dial); loopback names are every host's own.
  */
 export function sdcNbdCertificate(ctx: MdmContext, sdcId: string, req: SdcNbdCertRequest): IssuedNbdCert {
   const sdc = getSdc(ctx, sdcId);
   if (!sdcMayMap(ctx, sdc)) {
     throw new PfError("INVALID_STATE", `INITIATOR_NOT_APPROVED: SDC ${sdcId} (GUID ${sdc.guid}) is not approved; approve it (approveSdc) and it gets its NBD certificate at its next try`);
+  }
+  const claimed = new Map<string, SdcRow>();
+  for (const other of ctx.store.db.select().from(sdcTable).where(ne(sdcTable.id, sdcId)).all()) {
+    if (!isLoopbackHost(other.host)) claimed.set(other.host.toLowerCase(), other);
+  }
+  for (const h of req.hosts) {
+    const owner = claimed.get(h.toLowerCase());
+    if (owner !== undefined) {
+      throw new PfError("BAD_REQUEST", `NBD certificate for ${h} refused: that is the address SDC ${owner.id}${owner.name ? ` (${owner.name})` : ""} joined with, and a certificate naming it would let SDC ${sdcId} pose as that SDC's NBD server; give this SDC its own --address`);
+    }
   }
   return issueNbdServerCert(ctx, sdcId, req.hosts, req.publicKeyPem);
 }
