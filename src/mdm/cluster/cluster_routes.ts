@@ -8,6 +8,7 @@ import {
   CLUSTER_SECRET_HEADER,
   MapWatchQuery,
   NodeMapsQuery,
+  SdsAssignmentsQuery,
   NODE_TOKEN_HEADER,
   SdcHeartbeatRequest,
   SdcJoinRequest,
@@ -58,7 +59,7 @@ export function clusterRoutes(ctx: MdmContext, clusterSecret: string): Hono {
   api.post("/sds/join", async (c) => c.json(t(sdsJoin(ctx, await readBody(c, SdsJoinRequest)))));
   // heartbeats carry IO counters per volume and device: their own, larger body limit
   api.post("/sds/:id/heartbeat", async (c) => c.json(t(sdsHeartbeat(ctx, authedNode(ctx, c, NodeRole.SDS), await readBody(c, SdsHeartbeatRequest, Limits.heartbeatMaxBodyBytes)))));
-  api.on(["GET", "POST"], "/sds/:id/assignments", (c) => c.json(t(sdsAssignments(ctx, authedNode(ctx, c, NodeRole.SDS), validate(NodeMapsQuery, c.req.query())))));
+  api.on(["GET", "POST"], "/sds/:id/assignments", (c) => c.json(t(sdsAssignments(ctx, authedNode(ctx, c, NodeRole.SDS), validate(SdsAssignmentsQuery, c.req.query())))));
   // a long poll: answered when a map change concerns this node (unmap, ReadOnly: within a round trip)
   api.get("/sds/:id/mapWatch", async (c) => c.json(t(await mapWatch(ctx, "sds", authedNode(ctx, c, NodeRole.SDS), validate(MapWatchQuery, c.req.query())))));
   api.get("/sdc/:id/mapWatch", async (c) => c.json(t(await mapWatch(ctx, "sdc", authedNode(ctx, c, NodeRole.SDC), validate(MapWatchQuery, c.req.query())))));
