@@ -134,7 +134,12 @@ if (SEED > 0) {
   const poolId = ctx.store.sqlite.query<{ id: string }, []>("SELECT id FROM storage_pool WHERE name = 'sp1'").get()!.id;
   topo.setPoolFlags(ctx, poolId, { rebalanceEnabled: false });
   let lastSeen = 0;
-  for (let i = 0; i < SEED; i++) {
+  // 200 creates per sqlite transaction (nested ones are savepoints): one commit, not 200 fsyncs
+  const BATCH = 200;
+  const batch = ctx.store.sqlite.transaction((from: number) => {
+    for (let i = from; i < Math.min(SEED, from + BATCH); i++) seedOne(i);
+  });
+  const seedOne = (i: number) => {
     if (performance.now() - lastSeen > 1000) {
       seenAll();
       lastSeen = performance.now();
@@ -142,7 +147,8 @@ if (SEED > 0) {
     const id = vols.createVolume(ctx, pf.CreateVolume.parse({ storagePoolId: poolId, volumeSizeInGb: String(VOLUME_GIB), name: `seed${i}`, volumeType: "ThinProvisioned" }));
     vols.addMappedSdc(ctx, id, pf.AddMappedSdc.parse({ sdcId: sdcs[i % N_SDC], accessMode: "ReadWrite", allowMultipleMappings: "FALSE" }));
     if ((i + 1) % (SEED >= 20_000 ? 10_000 : 1000) === 0) log(`  seeded ${i + 1}/${SEED} volumes (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
-  }
+  };
+  for (let from = 0; from < SEED; from += BATCH) batch(from);
   await ctx.meta.close();
   core.close();
   log(`seeded ${N_SDS} SDS, ${N_SDC} SDC and ${SEED} mapped volumes through the MDM's code in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
@@ -309,6 +315,8 @@ const stats = {
   fetchesWithList: 0,
   /** assignment answers that were deltas */
   deltas: 0,
+  /** fetches the MDM shed (429) */
+  shed: 0,
   watchAnswers: 0,
   watchMoved: 0,
   watchFailed: 0,
@@ -329,7 +337,14 @@ async function fetchMaps(n: SimNode): Promise<void> {
   if (ADDR_TAG && n.addressesTag) q.push(`addresses=${n.addressesTag}`);
   if (DELTA && n.copyLog !== null) q.push(`since=${n.applied}`, `log=${n.copyLog}`);
   const path = q.length > 0 ? `${n.fetchPath}?${q.join("&")}` : n.fetchPath;
-  const f = await request("GET", path, n.headers);
+  let f = await request("GET", path, n.headers);
+  // a busy MDM sheds fetches (429, "retry after <n> ms"): wait and ask again, as the real nodes (retryWhileBusy)
+  for (let tries = 1; f.status === 429 && tries < 4; tries++) {
+    stats.shed++;
+    const ms = Number(/retry after (\d+) ms/.exec(f.text)?.[1] ?? 1000);
+    await Bun.sleep(ms);
+    f = await request("GET", path, n.headers);
+  }
   if (f.status !== 200) throw new Error(`${path}: ${f.status} ${f.text.slice(0, 200)}`);
   stats.fetches++;
   stats.fetchBytes += f.text.length;
@@ -513,6 +528,7 @@ try {
     const bytes0 = stats.fetchBytes;
     const lists0 = stats.fetchesWithList;
     const deltas0 = stats.deltas;
+    const shed0 = stats.shed;
     const watch0 = stats.watchAnswers;
     const moved0 = stats.watchMoved;
     const t0 = performance.now();
@@ -531,7 +547,7 @@ try {
       row(
         `${name}: MDM CPU, heartbeats, refetches`,
         `${f1(s)} s wall, ${f1(cpu)} CPU s (${f2(cpu / s)} cores); ${beats} beats answered (${(beats / s).toFixed(0)}/s, p50 ${f1(hb.p50)} ms, p99 ${f1(hb.p99)} ms, worst gap ${(worstGap() / 1000).toFixed(1)} s); ` +
-          `${fetches} assignment/map fetches (${(fetchBytes / 2 ** 20).toFixed(1)} MiB, ${fetches ? (fetchBytes / fetches / 1024).toFixed(1) : "-"} KiB each, ${stats.fetchesWithList - lists0} with the address list, ${stats.deltas - deltas0} deltas); ` +
+          `${fetches} assignment/map fetches (${(fetchBytes / 2 ** 20).toFixed(1)} MiB, ${fetches ? (fetchBytes / fetches / 1024).toFixed(1) : "-"} KiB each, ${stats.fetchesWithList - lists0} with the address list, ${stats.deltas - deltas0} deltas, ${stats.shed - shed0} shed with 429); ` +
           `${stats.watchAnswers - watch0} watch answers (${stats.watchMoved - moved0} moved)`,
       );
       return { s, cpu, beats };

@@ -364,6 +364,32 @@ export type MapWatchQuery = z.infer<typeof MapWatchQuery>;
 export const MapWatchResponse = z.object({ term, mapVersion: z.number().int().nonnegative() });
 export type MapWatchResponse = Omit<z.infer<typeof MapWatchResponse>, "term">;
 
+/**
+ * An MDM that is behind refuses assignment and map fetches (never heartbeats) with HTTP 429,
+ * code INVALID_STATE and a message starting with this, ending "retry after <n> ms"
+ * (src/mdm/cluster/fetch_shedding.ts); the node retries the fetch after that time.
+ */
+export const MDM_BUSY_PREFIX = "MDM busy";
+/** The retry time of an MDM-busy refusal, or null when the error is something else. */
+export function busyRetryMs(e: unknown): number | null {
+  if (!(e instanceof Error) || (e as { code?: string }).code !== "INVALID_STATE" || !e.message.startsWith(MDM_BUSY_PREFIX)) return null;
+  const m = /retry after (\d+) ms$/.exec(e.message);
+  return m ? Math.min(Number(m[1]), 10_000) : null;
+}
+
+/** Run a fetch; while the MDM answers busy, wait the time it names and try again (at most `tries` times in all). */
+export async function retryWhileBusy<T>(fetch: () => Promise<T>, tries = 4): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fetch();
+    } catch (e) {
+      const ms = busyRetryMs(e);
+      if (ms === null || attempt >= tries) throw e;
+      await Bun.sleep(ms);
+    }
+  }
+}
+
 function addressesQuery(tag: string | null | undefined): string {
   return tag ? `?addresses=${tag}` : "";
 }

@@ -27,7 +27,7 @@ import type { RefusalKind, RefusalReport } from "./refusal_log.ts";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join as joinPath } from "node:path";
 import { consola } from "consola";
-import { ClusterPaths, HeartbeatResponse, SdsAssignmentsResponse, SdsJoinResponse, type SdsJoinRequest } from "../proto/cluster_api.ts";
+import { ClusterPaths, HeartbeatResponse, retryWhileBusy, SdsAssignmentsResponse, SdsJoinResponse, type SdsJoinRequest } from "../proto/cluster_api.ts";
 import { startControlServer, type ControlServer } from "../proto/control_server.ts";
 import { PfError } from "../proto/errors.ts";
 import { newIncarnation } from "../proto/io_meter.ts";
@@ -314,7 +314,10 @@ class MdmSession implements MdmLinkState {
     // did not get from this MDM's current life, or a gap in its log, gets the full list instead
     const held = this.heldAssignments;
     const delta = held?.copyLog === undefined ? null : { since: held.mapVersion, log: held.copyLog };
-    const resp = await clusterRequest(this.mdm, { method: "GET", path: ClusterPaths.sdsAssignments(this.core.sdsId, this.core.node.addressesTag, delta), schema: SdsAssignmentsResponse });
+    // an MDM that is behind sheds fetches (429, "MDM busy"): wait the time it names, ask again
+    const resp = await retryWhileBusy(() =>
+      clusterRequest(this.mdm, { method: "GET", path: ClusterPaths.sdsAssignments(this.core.sdsId, this.core.node.addressesTag, delta), schema: SdsAssignmentsResponse }),
+    );
     const before = this.core.node.appliedMapVersion;
     this.tlsDrift.check(resp.dataPlaneTls);
     let full: SdsAssignmentsResponse;
