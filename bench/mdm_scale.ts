@@ -554,12 +554,19 @@ try {
     };
   };
 
-  // heartbeats alone, empty cluster
+  // seeded: every node's first beat to this MDM life sends it to fetch everything (a new
+  // tracker); time that catch-up, then measure the rest
+  if (SEED > 0) {
+    const end = phase("catch-up after the MDM start (seeded)");
+    await Bun.sleep(8 * HEARTBEAT_MS);
+    end();
+  }
+  // heartbeats alone
   {
-    const end = phase("rest, no volumes");
+    const end = phase(SEED > 0 ? `rest, ${SEED} seeded volumes` : "rest, no volumes");
     await Bun.sleep(STEADY_S * 1000 * 0.5);
     const r = end();
-    row("MDM CPU per heartbeat (no volumes)", `${((r.cpu / r.beats) * 1e6).toFixed(0)} µs`);
+    row(SEED > 0 ? `MDM CPU per heartbeat (${SEED} seeded volumes)` : "MDM CPU per heartbeat (no volumes)", `${((r.cpu / r.beats) * 1e6).toFixed(0)} µs`);
   }
 
   const ids: string[] = new Array(VOLUMES);

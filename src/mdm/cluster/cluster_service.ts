@@ -253,9 +253,10 @@ export async function mapWatch(ctx: MdmContext, kind: "sds" | "sdc", nodeId: str
 }
 
 export function sdsHeartbeat(ctx: MdmContext, sdsId: string, req: SdsHeartbeatRequest): HeartbeatResponse {
-  checkNodeExists(ctx, "sds", sdsId);
-  if (req.refusals && Object.keys(req.refusals.counts).length > 0) auditDataPlaneRefusals(ctx, sdsId, getSds(ctx, sdsId).name, req.refusals);
   const mine = heartbeatDevices(ctx, sdsId);
+  // devices exist only with their SDS: one read fewer per beat (an SDS without devices is checked)
+  if (mine.size === 0) checkNodeExists(ctx, "sds", sdsId);
+  if (req.refusals && Object.keys(req.refusals.counts).length > 0) auditDataPlaneRefusals(ctx, sdsId, getSds(ctx, sdsId).name, req.refusals);
   const changed = req.devices.filter((r) => {
     const dev = mine.get(r.deviceId);
     if (!dev) consola.debug(`mdm: SDS ${sdsId} reported unknown device ${r.deviceId}`);

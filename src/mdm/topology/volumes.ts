@@ -70,11 +70,11 @@ export function placementSdsOf(ctx: MdmContext, pool: StoragePoolRow, thick: boo
   type Dev = { id: string; sdsId: string; capacityBytes: number; assignedBytes: number; thickAssignedBytes: number; usedBytes: number; state: string };
   const devices = ctx.store.sqlite
     .query<Dev, [string]>(
-      "SELECT id, sds_id AS sdsId, capacity_bytes AS capacityBytes, assigned_bytes AS assignedBytes, thick_assigned_bytes AS thickAssignedBytes, used_bytes AS usedBytes, state FROM device WHERE pool_id = ?",
+      "SELECT id, sds_id AS sdsId, capacity_bytes AS capacityBytes, assigned_bytes AS assignedBytes, thick_assigned_bytes AS thickAssignedBytes, used_bytes AS usedBytes, state FROM device WHERE pool_id = ? ORDER BY rowid",
     )
     .all(pool.id);
   const sdsRows = ctx.store.sqlite
-    .query<{ id: string; faultSetId: string | null; state: string }, [string]>("SELECT id, fault_set_id AS faultSetId, state FROM sds WHERE pd_id = ?")
+    .query<{ id: string; faultSetId: string | null; state: string }, [string]>("SELECT id, fault_set_id AS faultSetId, state FROM sds WHERE pd_id = ? ORDER BY rowid")
     .all(pool.pdId);
   const bySds = Map.groupBy(devices, (d) => d.sdsId); // one pass: SDSs x devices grew as n^2
   const out: PlacementSds[] = [];
