@@ -15,11 +15,13 @@
 // Run: npx bun bench/mdm_scale.ts
 // env: BENCH_SDS=1000 BENCH_SDC=500 BENCH_VOLUMES=100000 BENCH_VOLUME_GIB=1 BENCH_CONCURRENCY=4
 //      BENCH_STEADY_S=15 (heartbeat-only window for CPU per heartbeat)
+//      BENCH_SEED=0 (volumes created and mapped through the MDM's code before it starts: see "seeding")
 //      BENCH_REFETCH=1 (0: nodes never fetch assignments/maps after joining; not what real nodes do)
 //      BENCH_WATCH=1 (0: no map watches, heartbeats alone, as before the map watch)
 //      BENCH_WATCH_GAP=doubling (watch fetches 200 ms apart doubling to 1 s while changes keep
 //        coming: a pacing tried for the real nodes and not kept, see docs/design.md)
 //      BENCH_ADDR_TAG=1 (0: nodes send no address-list tag, i.e. get every SDS address in every answer)
+//      BENCH_DELTA=1 (0: SDSs never ask for delta assignments, i.e. refetch their whole list)
 //      BENCH_PF_BIN=dist/pf (default: `bun src/cmd/main.ts`, i.e. runMdm in a child, this tree's code)
 //      BENCH_CPU_PROF=DIR (MDM child runs under bun --cpu-prof, profile written to DIR on exit)
 // The simulated nodes are cheap: one 10 ms pacing loop for all of them, pre-built bodies and
@@ -45,6 +47,8 @@ const REFETCH = process.env.BENCH_REFETCH !== "0";
 const WATCH = REFETCH && process.env.BENCH_WATCH !== "0";
 const ADDR_TAG = process.env.BENCH_ADDR_TAG !== "0";
 const DOUBLING_GAP = process.env.BENCH_WATCH_GAP === "doubling";
+/** SDSs ask for delta assignments (since= their version, log= the copy-log id), as src/sds/main.ts */
+const DELTA = process.env.BENCH_DELTA !== "0";
 /** as src/proto/map_watch.ts: retry pauses after a failed watch */
 const WATCH_RETRY_MIN_MS = 250;
 const WATCH_RETRY_MAX_MS = 5000;
@@ -86,6 +90,69 @@ const mdmArgs = [
   "--heartbeat-timeout-ms", String(HEARTBEAT_TIMEOUT_MS),
   "--rebuild-grace-ms", "0", // rebuild at once on loss: the bench times the planner, not the grace period
 ];
+
+// ---- seeding (BENCH_SEED volumes) ----
+// Creating 100,000 volumes one REST call at a time takes longer than a run should. BENCH_SEED
+// volumes are made BEFORE the MDM child starts, in this process, through the MDM's own code on
+// the same data dir: the SDS/SDC joins (cluster_service.ts sdsJoin/sdcJoin, the same requests
+// the simulated nodes send later, which then rejoin by name/guid), createVolume (placement and
+// extent rows as a REST create) and addMappedSdc, then the database is closed and the child opens
+// it. No row is written by hand. The REST create/map phases then add BENCH_VOLUMES more under
+// the heartbeat load of every node, with the seeded ones already there.
+const SEED = Number(process.env.BENCH_SEED ?? 0);
+function sdsJoinBody(i: number) {
+  return {
+    name: `sds${i}`,
+    host: "127.0.0.1",
+    dataPort: 20_000 + i,
+    protectionDomainName: "pd1",
+    storagePoolName: "sp1",
+    faultSetName: `fs${i % FAULT_SETS}`,
+    devices: Array.from({ length: DEVICES_PER_SDS }, (_, d) => ({ path: `/dev/sim${i}-${d}`, capacityBytes: DEVICE_BYTES })),
+  };
+}
+const sdcJoinBody = (i: number) => ({ guid: `bench-sdc-${i}`, name: `sdc${i}`, host: "127.0.0.1" });
+if (SEED > 0) {
+  const t0 = performance.now();
+  const { openMdmCore } = await import("../src/mdm/app.ts");
+  const svc = await import("../src/mdm/cluster/cluster_service.ts");
+  const vols = await import("../src/mdm/topology/volumes.ts");
+  const topo = await import("../src/mdm/topology/topology.ts");
+  const api = await import("../src/proto/cluster_api.ts");
+  const pf = await import("../src/proto/powerflex_api.ts");
+  const core = await openMdmCore({ dataDir, clusterSecret: CLUSTER_SECRET, adminPassword: ADMIN_PASSWORD });
+  await core.ctx.meta.start();
+  const ctx = core.ctx;
+  const sdsIds: string[] = [];
+  for (let i = 0; i < N_SDS; i++) sdsIds.push(svc.sdsJoin(ctx, api.SdsJoinRequest.parse(sdsJoinBody(i))).sdsId);
+  // nobody heartbeats here: placement wants connected SDSs, so count them seen as we go
+  const seenAll = () => {
+    for (const id of sdsIds) ctx.health.sdsSeen(id, 0);
+  };
+  const sdcs: string[] = [];
+  for (let i = 0; i < N_SDC; i++) sdcs.push(svc.sdcJoin(ctx, api.SdcJoinRequest.parse(sdcJoinBody(i))).sdcId);
+  const poolId = ctx.store.sqlite.query<{ id: string }, []>("SELECT id FROM storage_pool WHERE name = 'sp1'").get()!.id;
+  topo.setPoolFlags(ctx, poolId, { rebalanceEnabled: false });
+  let lastSeen = 0;
+  // 200 creates per sqlite transaction (nested ones are savepoints): one commit, not 200 fsyncs
+  const BATCH = 200;
+  const batch = ctx.store.sqlite.transaction((from: number) => {
+    for (let i = from; i < Math.min(SEED, from + BATCH); i++) seedOne(i);
+  });
+  const seedOne = (i: number) => {
+    if (performance.now() - lastSeen > 1000) {
+      seenAll();
+      lastSeen = performance.now();
+    }
+    const id = vols.createVolume(ctx, pf.CreateVolume.parse({ storagePoolId: poolId, volumeSizeInGb: String(VOLUME_GIB), name: `seed${i}`, volumeType: "ThinProvisioned" }));
+    vols.addMappedSdc(ctx, id, pf.AddMappedSdc.parse({ sdcId: sdcs[i % N_SDC], accessMode: "ReadWrite", allowMultipleMappings: "FALSE" }));
+    if ((i + 1) % (SEED >= 20_000 ? 10_000 : 1000) === 0) log(`  seeded ${i + 1}/${SEED} volumes (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+  };
+  for (let from = 0; from < SEED; from += BATCH) batch(from);
+  await ctx.meta.close();
+  core.close();
+  log(`seeded ${N_SDS} SDS, ${N_SDC} SDC and ${SEED} mapped volumes through the MDM's code in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
 const prof = process.env.BENCH_CPU_PROF;
 const cmd = process.env.BENCH_PF_BIN
   ? [resolve(process.env.BENCH_PF_BIN), ...mdmArgs]
@@ -200,8 +267,10 @@ interface SimNode {
   stopped: boolean;
   lastAnsweredMs: number;
   maxGapMs: number;
-  /** the newest assignments this SDS fetched (kept only while watching a loss) */
-  lastAssignments: string | null;
+  /** extents of this SDS whose assignment carries a sync target (kept only while watching a loss; deltas merged) */
+  targets: Map<string, boolean> | null;
+  /** the copy-log id of the last assignments answer (sent back with since= for a delta) */
+  copyLog: string | null;
   /** tag of the SDS address list this node holds (sent with its fetches) */
   addressesTag: string | null;
   watchPath: string;
@@ -228,7 +297,8 @@ function simNode(kind: SimNode["kind"], id: string, hbPath: string, fetchPath: s
     stopped: false,
     lastAnsweredMs: 0,
     maxGapMs: 0,
-    lastAssignments: null,
+    targets: null,
+    copyLog: null,
     addressesTag: null,
     watchPath: CLUSTER_API_PREFIX + `/${kind}/${id}/mapWatch`,
     watching: false,
@@ -243,6 +313,10 @@ const stats = {
   fetchBytes: 0,
   /** fetches whose answer carried the SDS address list */
   fetchesWithList: 0,
+  /** assignment answers that were deltas */
+  deltas: 0,
+  /** fetches the MDM shed (429) */
+  shed: 0,
   watchAnswers: 0,
   watchMoved: 0,
   watchFailed: 0,
@@ -259,8 +333,18 @@ function mapVersionOf(text: string): number {
 
 /** GET the node's assignments / maps (with its address-list tag) and take the version. */
 async function fetchMaps(n: SimNode): Promise<void> {
-  const path = ADDR_TAG && n.addressesTag ? `${n.fetchPath}?addresses=${n.addressesTag}` : n.fetchPath;
-  const f = await request("GET", path, n.headers);
+  const q: string[] = [];
+  if (ADDR_TAG && n.addressesTag) q.push(`addresses=${n.addressesTag}`);
+  if (DELTA && n.copyLog !== null) q.push(`since=${n.applied}`, `log=${n.copyLog}`);
+  const path = q.length > 0 ? `${n.fetchPath}?${q.join("&")}` : n.fetchPath;
+  let f = await request("GET", path, n.headers);
+  // a busy MDM sheds fetches (429, "retry after <n> ms"): wait and ask again, as the real nodes (retryWhileBusy)
+  for (let tries = 1; f.status === 429 && tries < 4; tries++) {
+    stats.shed++;
+    const ms = Number(/retry after (\d+) ms/.exec(f.text)?.[1] ?? 1000);
+    await Bun.sleep(ms);
+    f = await request("GET", path, n.headers);
+  }
   if (f.status !== 200) throw new Error(`${path}: ${f.status} ${f.text.slice(0, 200)}`);
   stats.fetches++;
   stats.fetchBytes += f.text.length;
@@ -272,7 +356,20 @@ async function fetchMaps(n: SimNode): Promise<void> {
     stats.fetchesWithList++;
     n.addressesTag = at < 0 ? null : f.text.slice(at + 10, at + 26);
   }
-  if (stats.keepAssignments && n.kind === "sds") n.lastAssignments = f.text;
+  if (n.kind === "sds") {
+    const c = f.text.lastIndexOf('"copyLog":"');
+    n.copyLog = c < 0 ? null : f.text.slice(c + 11, c + 27);
+    const delta = f.text.includes('"since":', Math.max(0, c - 10));
+    if (delta) stats.deltas++;
+    if (stats.keepAssignments) {
+      // merge as the SDS does: a full answer replaces, a delta's rows replace theirs and `removed` drops
+      type A = { extents: { volumeId: string; extentIndex: number; syncTarget: unknown }[]; removed?: { volumeId: string; extentIndex: number }[]; since?: number };
+      const a = JSON.parse(f.text) as A;
+      if (a.since === undefined || n.targets === null) n.targets = new Map();
+      for (const k of a.removed ?? []) n.targets.delete(`${k.volumeId}/${k.extentIndex}`);
+      for (const e of a.extents) n.targets.set(`${e.volumeId}/${e.extentIndex}`, e.syncTarget !== null);
+    }
+  }
 }
 
 /** the real nodes' pacing (proto/map_watch.ts): every watch fetch at least `gapMs` after the previous one */
@@ -391,29 +488,21 @@ const f2 = (x: number) => x.toFixed(2);
 
 try {
   await waitForMdm();
-  log(`MDM pid ${mdm.pid} serving ${base}; ${N_SDS} SDS x ${DEVICES_PER_SDS} devices in ${FAULT_SETS} fault sets, ${N_SDC} SDC, ${VOLUMES} volumes of ${VOLUME_GIB} GiB; load ${loadAvg()}`);
+  log(`MDM pid ${mdm.pid} serving ${base}; ${N_SDS} SDS x ${DEVICES_PER_SDS} devices in ${FAULT_SETS} fault sets, ${N_SDC} SDC, ${SEED} seeded + ${VOLUMES} volumes of ${VOLUME_GIB} GiB; load ${loadAvg()}`);
   const token = await call<string>("GET", "/api/login", { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString("base64")}` });
   const auth = { authorization: `Basic ${Buffer.from(`:${token}`).toString("base64")}` };
 
   // join: SDSs then SDCs, a few at a time
   let joined = 0;
   await measure(N_SDS, async (i) => {
-    const r = await call<{ sdsId: string; nodeToken: string; devices: { deviceId: string }[] }>("POST", CLUSTER_API_PREFIX + ClusterPaths.sdsJoin, clusterHeaders, {
-      name: `sds${i}`,
-      host: "127.0.0.1",
-      dataPort: 20_000 + i,
-      protectionDomainName: "pd1",
-      storagePoolName: "sp1",
-      faultSetName: `fs${i % FAULT_SETS}`,
-      devices: Array.from({ length: DEVICES_PER_SDS }, (_, d) => ({ path: `/dev/sim${i}-${d}`, capacityBytes: DEVICE_BYTES })),
-    });
+    const r = await call<{ sdsId: string; nodeToken: string; devices: { deviceId: string }[] }>("POST", CLUSTER_API_PREFIX + ClusterPaths.sdsJoin, clusterHeaders, sdsJoinBody(i));
     const devices = r.devices.map((d) => ({ deviceId: d.deviceId, state: "Normal", usedBytes: 0 }));
     nodes.push(simNode("sds", r.sdsId, ClusterPaths.sdsHeartbeat(r.sdsId), ClusterPaths.sdsAssignments(r.sdsId), r.nodeToken, `{"devices":${JSON.stringify(devices)},"rebuilds":[],"failedForwards":[],"appliedMapVersion":`));
     joined++;
   });
   const sdcIds: string[] = [];
   await measure(N_SDC, async (i) => {
-    const r = await call<{ sdcId: string; nodeToken: string }>("POST", CLUSTER_API_PREFIX + ClusterPaths.sdcJoin, clusterHeaders, { guid: `bench-sdc-${i}`, name: `sdc${i}`, host: "127.0.0.1" });
+    const r = await call<{ sdcId: string; nodeToken: string }>("POST", CLUSTER_API_PREFIX + ClusterPaths.sdcJoin, clusterHeaders, sdcJoinBody(i));
     sdcIds[i] = r.sdcId;
     nodes.push(simNode("sdc", r.sdcId, ClusterPaths.sdcHeartbeat(r.sdcId), ClusterPaths.sdcMaps(r.sdcId), r.nodeToken, `{"appliedMapVersion":`));
   });
@@ -438,6 +527,8 @@ try {
     const fetches0 = stats.fetches;
     const bytes0 = stats.fetchBytes;
     const lists0 = stats.fetchesWithList;
+    const deltas0 = stats.deltas;
+    const shed0 = stats.shed;
     const watch0 = stats.watchAnswers;
     const moved0 = stats.watchMoved;
     const t0 = performance.now();
@@ -456,19 +547,26 @@ try {
       row(
         `${name}: MDM CPU, heartbeats, refetches`,
         `${f1(s)} s wall, ${f1(cpu)} CPU s (${f2(cpu / s)} cores); ${beats} beats answered (${(beats / s).toFixed(0)}/s, p50 ${f1(hb.p50)} ms, p99 ${f1(hb.p99)} ms, worst gap ${(worstGap() / 1000).toFixed(1)} s); ` +
-          `${fetches} assignment/map fetches (${(fetchBytes / 2 ** 20).toFixed(1)} MiB, ${fetches ? (fetchBytes / fetches / 1024).toFixed(1) : "-"} KiB each, ${stats.fetchesWithList - lists0} with the address list); ` +
+          `${fetches} assignment/map fetches (${(fetchBytes / 2 ** 20).toFixed(1)} MiB, ${fetches ? (fetchBytes / fetches / 1024).toFixed(1) : "-"} KiB each, ${stats.fetchesWithList - lists0} with the address list, ${stats.deltas - deltas0} deltas, ${stats.shed - shed0} shed with 429); ` +
           `${stats.watchAnswers - watch0} watch answers (${stats.watchMoved - moved0} moved)`,
       );
       return { s, cpu, beats };
     };
   };
 
-  // heartbeats alone, empty cluster
+  // seeded: every node's first beat to this MDM life sends it to fetch everything (a new
+  // tracker); time that catch-up, then measure the rest
+  if (SEED > 0) {
+    const end = phase("catch-up after the MDM start (seeded)");
+    await Bun.sleep(8 * HEARTBEAT_MS);
+    end();
+  }
+  // heartbeats alone
   {
-    const end = phase("rest, no volumes");
+    const end = phase(SEED > 0 ? `rest, ${SEED} seeded volumes` : "rest, no volumes");
     await Bun.sleep(STEADY_S * 1000 * 0.5);
     const r = end();
-    row("MDM CPU per heartbeat (no volumes)", `${((r.cpu / r.beats) * 1e6).toFixed(0)} µs`);
+    row(SEED > 0 ? `MDM CPU per heartbeat (${SEED} seeded volumes)` : "MDM CPU per heartbeat (no volumes)", `${((r.cpu / r.beats) * 1e6).toFixed(0)} µs`);
   }
 
   const ids: string[] = new Array(VOLUMES);
@@ -525,7 +623,7 @@ try {
   {
     const victim = nodes.find((n) => n.kind === "sds")!;
     stats.keepAssignments = true;
-    for (const n of nodes) n.lastAssignments = null;
+    for (const n of nodes) n.targets = null;
     const before = await call<{ numOfDegradedExtents: number }>("POST", `/api/instances/StoragePool::${pool}/action/queryRebuild`, auth, {});
     while (victim.busy) await Bun.sleep(1);
     victim.stopped = true;
@@ -563,7 +661,7 @@ try {
       if (expected >= 0 && apiDone === null) {
         // the assignments the survivors fetched carry the sync targets (the primary's copy has mode full|resync)
         targets = 0;
-        for (const n of nodes) if (n.kind === "sds" && !n.stopped && n.lastAssignments !== null) targets += n.lastAssignments.split('"mode":"').length - 1;
+        for (const n of nodes) if (n.kind === "sds" && !n.stopped && n.targets !== null) for (const t of n.targets.values()) if (t) targets++;
         if (targets >= expected) apiDone = performance.now();
       }
     }
@@ -572,7 +670,7 @@ try {
     row("SDS loss -> complete plan (recovery REST)", `${fmt(restDone)}; ${restSeen ? `${restSeen.numOfDegradedExtents} degraded, ${restSeen.numOfActiveRebuildExtents} copies started, ${restSeen.numOfPendingRebuildExtents} pending (budget ${cap})` : ""}`);
     row("SDS loss -> targets in survivors' assignments", `${fmt(apiDone)}; ${targets} sync targets carried`);
     stats.keepAssignments = false;
-    for (const n of nodes) n.lastAssignments = null;
+    for (const n of nodes) n.targets = null;
   }
   row("MDM RSS at end", `${rssMiB(mdm.pid).toFixed(0)} MiB (peak ${hwmMiB(mdm.pid).toFixed(0)} MiB); beats failed ${stats.beatsFailed}; watches failed ${stats.watchFailed}; connection resets retried ${resets}; load ${loadAvg()}`);
 } finally {
@@ -586,7 +684,7 @@ try {
 }
 
 process.stdout.write(
-  `\npf MDM at scale: ${N_SDS} SDS (${FAULT_SETS} fault sets x ${DEVICES_PER_SDS} devices), ${N_SDC} SDC, ${VOLUMES} volumes x ${VOLUME_GIB} GiB, refetch ${REFETCH ? "on" : "off"}, map watch ${WATCH ? (DOUBLING_GAP ? "on (doubling gap)" : "on") : "off"}, address tag ${ADDR_TAG ? "on" : "off"}; load at end ${loadAvg()}\n` +
+  `\npf MDM at scale: ${N_SDS} SDS (${FAULT_SETS} fault sets x ${DEVICES_PER_SDS} devices), ${N_SDC} SDC, ${SEED} seeded + ${VOLUMES} volumes x ${VOLUME_GIB} GiB, refetch ${REFETCH ? "on" : "off"}, map watch ${WATCH ? (DOUBLING_GAP ? "on (doubling gap)" : "on") : "off"}, address tag ${ADDR_TAG ? "on" : "off"}, delta assignments ${DELTA ? "on" : "off"}; load at end ${loadAvg()}\n` +
     `| measure | figure |\n| --- | --- |\n` +
     rows.map((r) => `| ${r.measure} | ${r.figure} |`).join("\n") +
     "\n",

@@ -14,6 +14,10 @@
 // - `term` (fencing, mdm/ha/meta_store.ts) is in every MDM answer and only grows across MDM
 //   restarts and takeovers; SDSs and SDCs refuse an answer of a lower term than they have seen
 //   (src/proto/mdm_term.ts) and send their highest one in the x-pf-mdm-term header.
+// - an assignment answer with `since` is a delta: merged into the answer the SDS holds for
+//   mapVersion `since` (assignments_delta.ts mergeAssignments) it gives exactly the full answer
+//   of its own mapVersion (test/mdm_assignments_delta.test.ts); `copyLog` ids change at every
+//   MDM start and HA takeover, so a delta is only ever asked of the log that saw the changes.
 // - `sds` (every SDS address) is omitted from an assignment or map answer only when the node
 //   asked with `?addresses=<sdsTag>` and that tag is the list's current one; the node then keeps
 //   the list it has. A node that sends no tag (older ones) always gets the list.
@@ -162,6 +166,19 @@ export const SdsAddressTag = id16;
 /** The query of GET assignments / maps: the tag of the address list the node holds, if any. */
 export const NodeMapsQuery = z.object({ addresses: SdsAddressTag.optional() });
 export type NodeMapsQuery = z.infer<typeof NodeMapsQuery>;
+/**
+ * The query of GET assignments: the address tag, and for a delta the mapVersion and copy-log id
+ * of the assignments the SDS holds (both from its last answer). The MDM answers a delta only
+ * when `log` is its current log and the log covers every change since `since`; else the full list.
+ */
+export const SdsAssignmentsQuery = NodeMapsQuery.extend({
+  since: z.coerce.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
+  log: id16.optional(),
+});
+export type SdsAssignmentsQuery = z.infer<typeof SdsAssignmentsQuery>;
+/** An extent copy a delta takes away from the SDS (it frees the copy, as one a full answer omits). */
+export const ExtentKey = z.object({ volumeId: id16, extentIndex: z.number().int().nonnegative() });
+export type ExtentKey = z.infer<typeof ExtentKey>;
 
 /**
  * What this SDS is for an extent:
@@ -253,6 +270,17 @@ export const SdsAssignmentsResponse = z.object({
   vtrees: z.array(VTreeGraph).default([]),
   /** write fences the MDM is running now (an SDS whose fence timed out aborts one not listed) */
   liveFences: z.array(z.string().regex(/^[0-9a-f]{16}$/)).max(1024).default([]),
+  /** id of the MDM's copy-change log this answer is current with: send it back as `log` (absent: an MDM without deltas) */
+  copyLog: id16.optional(),
+  /**
+   * Present: this answer is a delta since that mapVersion (src/proto/assignments_delta.ts):
+   * `extents` lists only the copies that changed (whole rows), `removed` the copies taken away;
+   * extentSizeBytesByVolume, writeThroughVolumes and vtrees speak for the volumes of `extents`
+   * only; dataPlane, rebuild rate, liveFences and the address part are whole as always.
+   * Absent: the full list (an extent not listed may be freed).
+   */
+  since: z.number().int().nonnegative().optional(),
+  removed: z.array(ExtentKey).optional(),
 });
 /** term is stamped by the MDM's HTTP edge (cluster_routes.ts), not by the services */
 export type SdsAssignmentsResponse = Omit<z.infer<typeof SdsAssignmentsResponse>, "term">;
@@ -336,6 +364,32 @@ export type MapWatchQuery = z.infer<typeof MapWatchQuery>;
 export const MapWatchResponse = z.object({ term, mapVersion: z.number().int().nonnegative() });
 export type MapWatchResponse = Omit<z.infer<typeof MapWatchResponse>, "term">;
 
+/**
+ * An MDM that is behind refuses assignment and map fetches (never heartbeats) with HTTP 429,
+ * code INVALID_STATE and a message starting with this, ending "retry after <n> ms"
+ * (src/mdm/cluster/fetch_shedding.ts); the node retries the fetch after that time.
+ */
+export const MDM_BUSY_PREFIX = "MDM busy";
+/** The retry time of an MDM-busy refusal, or null when the error is something else. */
+export function busyRetryMs(e: unknown): number | null {
+  if (!(e instanceof Error) || (e as { code?: string }).code !== "INVALID_STATE" || !e.message.startsWith(MDM_BUSY_PREFIX)) return null;
+  const m = /retry after (\d+) ms$/.exec(e.message);
+  return m ? Math.min(Number(m[1]), 10_000) : null;
+}
+
+/** Run a fetch; while the MDM answers busy, wait the time it names and try again (at most `tries` times in all). */
+export async function retryWhileBusy<T>(fetch: () => Promise<T>, tries = 4): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fetch();
+    } catch (e) {
+      const ms = busyRetryMs(e);
+      if (ms === null || attempt >= tries) throw e;
+      await Bun.sleep(ms);
+    }
+  }
+}
+
 function addressesQuery(tag: string | null | undefined): string {
   return tag ? `?addresses=${tag}` : "";
 }
@@ -345,7 +399,8 @@ export const ClusterPaths = {
   sdsJoin: "/sds/join",
   sdsHeartbeat: (sdsId: string) => `/sds/${sdsId}/heartbeat`,
   /** addresses: the tag of the SDS address list held (the answer then omits an unchanged list) */
-  sdsAssignments: (sdsId: string, addresses?: string | null) => `/sds/${sdsId}/assignments${addressesQuery(addresses)}`,
+  sdsAssignments: (sdsId: string, addresses?: string | null, delta?: { since: number; log: string } | null) =>
+    `/sds/${sdsId}/assignments${addressesQuery(addresses)}${delta ? `${addresses ? "&" : "?"}since=${delta.since}&log=${delta.log}` : ""}`,
   mapWatch: (kind: "sds" | "sdc", nodeId: string, q: MapWatchQuery) => `/${kind}/${nodeId}/mapWatch?after=${q.after}&waitMs=${q.waitMs}`,
   sdcJoin: "/sdc/join",
   sdcHeartbeat: (sdcId: string) => `/sdc/${sdcId}/heartbeat`,

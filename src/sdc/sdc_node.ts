@@ -20,6 +20,7 @@ import { FreshRun, MapWatch } from "../proto/map_watch.ts";
 import {
   ClusterPaths,
   HeartbeatResponse,
+  retryWhileBusy,
   SdcMapsResponse,
   type SdcMapsResponse as SdcMaps,
   type SdsAddress,
@@ -142,7 +143,8 @@ export class SdcNode {
   }
 
   private async fetchAndApply(): Promise<void> {
-    const maps = await clusterRequest(this.deps.mdm, { method: "GET", path: ClusterPaths.sdcMaps(this.deps.sdcId, this.addressesTag), schema: SdcMapsResponse });
+    // an MDM that is behind sheds fetches (429, "MDM busy"): wait the time it names, ask again
+    const maps = await retryWhileBusy(() => clusterRequest(this.deps.mdm, { method: "GET", path: ClusterPaths.sdcMaps(this.deps.sdcId, this.addressesTag), schema: SdcMapsResponse }));
     this.apply(maps);
   }
 

@@ -27,12 +27,13 @@ import type { RefusalKind, RefusalReport } from "./refusal_log.ts";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join as joinPath } from "node:path";
 import { consola } from "consola";
-import { ClusterPaths, HeartbeatResponse, SdsAssignmentsResponse, SdsJoinResponse, type SdsJoinRequest } from "../proto/cluster_api.ts";
+import { ClusterPaths, HeartbeatResponse, retryWhileBusy, SdsAssignmentsResponse, SdsJoinResponse, type SdsJoinRequest } from "../proto/cluster_api.ts";
 import { startControlServer, type ControlServer } from "../proto/control_server.ts";
 import { PfError } from "../proto/errors.ts";
 import { newIncarnation } from "../proto/io_meter.ts";
 import { clusterRequest, joinWithRetry, type MdmEndpoint } from "../proto/mdm_http.ts";
 import { FreshRun, MapWatch } from "../proto/map_watch.ts";
+import { isDelta, mergeAssignments } from "../proto/assignments_delta.ts";
 import { MetricRegistry } from "../proto/metrics.ts";
 import { registerProcessMetrics } from "../proto/process_metrics.ts";
 import { TermGuard } from "../proto/mdm_term.ts";
@@ -230,6 +231,8 @@ class MdmSession implements MdmLinkState {
   answeredBeats = 0;
   lastError: string | null = null;
   private readonly fetches = new FreshRun(() => this.fetchAssignments());
+  /** the full assignments last applied (a delta answer is merged into them); memory ~ extents held */
+  private heldAssignments: SdsAssignmentsResponse | null = null;
   private readonly watch: MapWatch;
 
   constructor(
@@ -307,11 +310,29 @@ class MdmSession implements MdmLinkState {
 
   private async fetchAssignments(): Promise<void> {
     const askedAtMs = this.core.node.clock.nowMs();
-    const resp = await clusterRequest(this.mdm, { method: "GET", path: ClusterPaths.sdsAssignments(this.core.sdsId, this.core.node.addressesTag), schema: SdsAssignmentsResponse });
+    // ask for a delta since the full answer we hold (proto/assignments_delta.ts); a log id we
+    // did not get from this MDM's current life, or a gap in its log, gets the full list instead
+    const held = this.heldAssignments;
+    const delta = held?.copyLog === undefined ? null : { since: held.mapVersion, log: held.copyLog };
+    // an MDM that is behind sheds fetches (429, "MDM busy"): wait the time it names, ask again
+    const resp = await retryWhileBusy(() =>
+      clusterRequest(this.mdm, { method: "GET", path: ClusterPaths.sdsAssignments(this.core.sdsId, this.core.node.addressesTag, delta), schema: SdsAssignmentsResponse }),
+    );
     const before = this.core.node.appliedMapVersion;
     this.tlsDrift.check(resp.dataPlaneTls);
-    this.core.node.applyAssignments(resp, askedAtMs);
-    if (resp.mapVersion !== before) consola.debug(`sds ${this.core.sdsId}: applied map version ${resp.mapVersion} (${resp.extents.length} extents)`);
+    let full: SdsAssignmentsResponse;
+    if (isDelta(resp)) {
+      if (held === null || resp.since !== held.mapVersion) {
+        this.heldAssignments = null; // the next fetch asks for the full list
+        throw new PfError("INTERNAL", `the MDM answered a delta since ${resp.since}, not since the held version ${held?.mapVersion ?? "none"}`);
+      }
+      full = mergeAssignments(held, resp);
+    } else {
+      full = resp;
+    }
+    this.heldAssignments = full;
+    this.core.node.applyAssignments(full, askedAtMs);
+    if (resp.mapVersion !== before) consola.debug(`sds ${this.core.sdsId}: applied map version ${resp.mapVersion} (${full.extents.length} extents${isDelta(resp) ? `, ${resp.extents.length} changed and ${resp.removed?.length ?? 0} removed by a delta` : ""})`);
   }
 
   /** Wait until the next heartbeat is due: the regular interval, or the early gap when asked. */

@@ -8,6 +8,7 @@ import {
   CLUSTER_SECRET_HEADER,
   MapWatchQuery,
   NodeMapsQuery,
+  SdsAssignmentsQuery,
   NODE_TOKEN_HEADER,
   SdcHeartbeatRequest,
   SdcJoinRequest,
@@ -21,6 +22,7 @@ import { secretsEqual } from "../core/auth.ts";
 import { nodeTokenValid } from "../core/dataplane_secrets.ts";
 import { mapWatch, sdcHeartbeat, sdcJoin, sdcMaps, sdsAssignments, sdsHeartbeat, sdsJoin } from "./cluster_service.ts";
 import { sdcNbdCertificate } from "./node_access.ts";
+import { shedIfBehind, startLagProbe } from "./fetch_shedding.ts";
 import { SdcNbdCertRequest } from "../../proto/nbd_certs.ts";
 import type { MdmContext } from "../core/context.ts";
 import { HttpError, readBody, validate } from "../core/http_edge.ts";
@@ -58,13 +60,23 @@ export function clusterRoutes(ctx: MdmContext, clusterSecret: string): Hono {
   api.post("/sds/join", async (c) => c.json(t(sdsJoin(ctx, await readBody(c, SdsJoinRequest)))));
   // heartbeats carry IO counters per volume and device: their own, larger body limit
   api.post("/sds/:id/heartbeat", async (c) => c.json(t(sdsHeartbeat(ctx, authedNode(ctx, c, NodeRole.SDS), await readBody(c, SdsHeartbeatRequest, Limits.heartbeatMaxBodyBytes)))));
-  api.on(["GET", "POST"], "/sds/:id/assignments", (c) => c.json(t(sdsAssignments(ctx, authedNode(ctx, c, NodeRole.SDS), validate(NodeMapsQuery, c.req.query())))));
+  // fetches (never heartbeats) are shed with 429 while the MDM is behind (fetch_shedding.ts)
+  startLagProbe();
+  api.on(["GET", "POST"], "/sds/:id/assignments", (c) => {
+    const id = authedNode(ctx, c, NodeRole.SDS);
+    shedIfBehind(`sds:${id}`);
+    return c.json(t(sdsAssignments(ctx, id, validate(SdsAssignmentsQuery, c.req.query()))));
+  });
   // a long poll: answered when a map change concerns this node (unmap, ReadOnly: within a round trip)
   api.get("/sds/:id/mapWatch", async (c) => c.json(t(await mapWatch(ctx, "sds", authedNode(ctx, c, NodeRole.SDS), validate(MapWatchQuery, c.req.query())))));
   api.get("/sdc/:id/mapWatch", async (c) => c.json(t(await mapWatch(ctx, "sdc", authedNode(ctx, c, NodeRole.SDC), validate(MapWatchQuery, c.req.query())))));
   api.post("/sdc/join", async (c) => c.json(t(sdcJoin(ctx, await readBody(c, SdcJoinRequest)))));
   api.post("/sdc/:id/heartbeat", async (c) => c.json(t(sdcHeartbeat(ctx, authedNode(ctx, c, NodeRole.SDC), await readBody(c, SdcHeartbeatRequest, Limits.heartbeatMaxBodyBytes)))));
-  api.on(["GET", "POST"], "/sdc/:id/maps", (c) => c.json(t(sdcMaps(ctx, authedNode(ctx, c, NodeRole.SDC), validate(NodeMapsQuery, c.req.query())))));
+  api.on(["GET", "POST"], "/sdc/:id/maps", (c) => {
+    const id = authedNode(ctx, c, NodeRole.SDC);
+    shedIfBehind(`sdc:${id}`);
+    return c.json(t(sdcMaps(ctx, id, validate(NodeMapsQuery, c.req.query()))));
+  });
   api.post("/sdc/:id/nbdCertificate", async (c) => c.json(t(sdcNbdCertificate(ctx, authedNode(ctx, c, NodeRole.SDC), await readBody(c, SdcNbdCertRequest)))));
   api.all("*", () => {
     throw new HttpError("NOT_FOUND", 404, "no such cluster API path");

@@ -23,6 +23,8 @@ import type {
   SdcJoinResponse,
   SdcMapsResponse,
   NodeMapsQuery,
+  ExtentKey,
+  SdsAssignmentsQuery,
   SdsAssignmentsResponse,
   SdsHeartbeatRequest,
   SdsJoinRequest,
@@ -58,6 +60,7 @@ import { noteLayerUsage } from "../vtree/layer_usage.ts";
 import { graphSpecs } from "../vtree/vtree_store.ts";
 import { writeThroughVolumes } from "../topology/write_cache.ts";
 import { addressesFor } from "./sds_addresses.ts";
+import { copyLogOf, type CopyChanges } from "./copy_log.ts";
 
 // ---- SDS ----
 
@@ -250,9 +253,10 @@ export async function mapWatch(ctx: MdmContext, kind: "sds" | "sdc", nodeId: str
 }
 
 export function sdsHeartbeat(ctx: MdmContext, sdsId: string, req: SdsHeartbeatRequest): HeartbeatResponse {
-  checkNodeExists(ctx, "sds", sdsId);
-  if (req.refusals && Object.keys(req.refusals.counts).length > 0) auditDataPlaneRefusals(ctx, sdsId, getSds(ctx, sdsId).name, req.refusals);
   const mine = heartbeatDevices(ctx, sdsId);
+  // devices exist only with their SDS: one read fewer per beat (an SDS without devices is checked)
+  if (mine.size === 0) checkNodeExists(ctx, "sds", sdsId);
+  if (req.refusals && Object.keys(req.refusals.counts).length > 0) auditDataPlaneRefusals(ctx, sdsId, getSds(ctx, sdsId).name, req.refusals);
   const changed = req.devices.filter((r) => {
     const dev = mine.get(r.deviceId);
     if (!dev) consola.debug(`mdm: SDS ${sdsId} reported unknown device ${r.deviceId}`);
@@ -318,12 +322,23 @@ function rebuildRateOf(ctx: MdmContext, sdsId: string): number {
  * Every extent copy the SDS must hold, with its role: primary/secondary for in-sync copies,
  * target for a copy being built, away for a stale copy kept during the grace period. Only the
  * primary's assignment carries the sync target. An extent not listed is one the SDS may free.
+ * With q.since and q.log of the current copy log (copy_log.ts) the answer is a delta: only the
+ * copies that changed since, and those taken away (proto/assignments_delta.ts).
  */
-export function sdsAssignments(ctx: MdmContext, sdsId: string, q: NodeMapsQuery = {}): SdsAssignmentsResponse {
+export function sdsAssignments(ctx: MdmContext, sdsId: string, q: SdsAssignmentsQuery = {}): SdsAssignmentsResponse {
   getSds(ctx, sdsId);
   return ctx.store.sqlite.transaction(() => {
     const mapVersion = currentMapVersion(ctx);
-    const extents = extentsHeldBy(ctx, sdsId);
+    const log = copyLogOf(ctx);
+    log.maybeTrim();
+    const changes = q.since !== undefined && q.log === log.id ? log.changesFor(sdsId, q.since, mapVersion) : null;
+    let extents: HeldExtentRow[];
+    let removed: ExtentKey[] | undefined;
+    if (changes === null) {
+      extents = extentsHeldBy(ctx, sdsId);
+    } else {
+      ({ extents, removed } = changedCopies(ctx, sdsId, changes));
+    }
     const volumes = new Map<string, { extentBytes: number; thick: boolean }>();
     const out: ExtentAssignment[] = [];
     for (const row of extents) {
@@ -356,8 +371,36 @@ export function sdsAssignments(ctx: MdmContext, sdsId: string, q: NodeMapsQuery 
       vtrees: graphSpecs(ctx, volumeIds),
       liveFences: liveFences(ctx),
       writeThroughVolumes: writeThroughVolumes(ctx, volumeIds),
+      copyLog: log.id,
+      ...(changes === null ? {} : { since: q.since, removed }),
     };
   })();
+}
+
+/**
+ * The rows of a delta: each logged extent that still has a copy on the SDS (whole row), every
+ * copy the SDS holds of a V-Tree whose graph changed, and the logged extents it no longer holds.
+ */
+function changedCopies(ctx: MdmContext, sdsId: string, changes: CopyChanges): { extents: HeldExtentRow[]; removed: ExtentKey[] } {
+  const rows = new Map<string, HeldExtentRow>();
+  const one = ctx.store.sqlite.query<HeldExtentRow, [string, number]>(`SELECT ${HELD_COLUMNS} FROM extent e JOIN vtree v ON v.owner_id = e.volume_id WHERE e.volume_id = ? AND e.idx = ?`);
+  const removed: ExtentKey[] = [];
+  for (const k of changes.keys) {
+    const r = one.get(k.volumeId, k.idx);
+    if (r !== null && holdsCopy(r, sdsId)) rows.set(`${r.volumeId}/${r.idx}`, r);
+    else removed.push({ volumeId: k.volumeId, extentIndex: k.idx });
+  }
+  if (changes.owners.length > 0) {
+    const ofOwner = ctx.store.sqlite.query<HeldExtentRow, [string, string]>(
+      `SELECT ${HELD_COLUMNS} FROM extent e JOIN vtree v ON v.owner_id = e.volume_id WHERE e.volume_id = ?1 AND ?2 IN (e.primary_sds_id, e.secondary_sds_id, e.target_sds_id, e.away_sds_id)`,
+    );
+    for (const owner of changes.owners) for (const r of ofOwner.all(owner, sdsId)) rows.set(`${r.volumeId}/${r.idx}`, r);
+  }
+  return { extents: [...rows.values()], removed };
+}
+
+function holdsCopy(r: ExtentRow, sdsId: string): boolean {
+  return r.primarySdsId === sdsId || r.secondarySdsId === sdsId || r.targetSdsId === sdsId || r.awaySdsId === sdsId;
 }
 
 type HeldExtentRow = ExtentRow & { extentBytes: number; volumeType: string };

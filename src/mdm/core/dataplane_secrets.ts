@@ -84,9 +84,29 @@ function nodeTokenKey(ctx: MdmContext): Buffer {
   return Buffer.from(row.valueHex, "hex");
 }
 
+/**
+ * Node tokens by role and node, with the key they were made from: every cluster API call checks
+ * one, so the key is read once per MDM life (a new HealthTracker: start, HA takeover, when a
+ * standby's replayed key is the one in force) and each token made once. The key never changes
+ * while this MDM leads (a standby answers no cluster API call). Memory ~ nodes.
+ */
+const tokenCaches = new WeakMap<object, { key: Buffer; tokens: Map<string, string> }>();
+
 /** The token a node presents on the cluster API (header x-pf-node-token), 64 hex. */
 export function nodeTokenOf(ctx: MdmContext, role: NodeRole, nodeId: string): string {
-  return createHmac("sha256", nodeTokenKey(ctx)).update(`pf api v1|${roleName(role)}|${nodeId}`).digest("hex");
+  let cache = tokenCaches.get(ctx.health);
+  if (cache === undefined) {
+    cache = { key: nodeTokenKey(ctx), tokens: new Map() };
+    tokenCaches.set(ctx.health, cache);
+  }
+  const name = `${roleName(role)}|${nodeId}`;
+  let token = cache.tokens.get(name);
+  if (token === undefined) {
+    token = createHmac("sha256", cache.key).update(`pf api v1|${name}`).digest("hex");
+    if (cache.tokens.size >= 1_000_000) cache.tokens.clear();
+    cache.tokens.set(name, token);
+  }
+  return token;
 }
 
 export function nodeTokenValid(ctx: MdmContext, role: NodeRole, nodeId: string, given: string): boolean {

@@ -10,7 +10,9 @@ import type { PowerFlexErrorBody } from "../../proto/powerflex_api.ts";
 
 /** A PfError that must be answered with a specific HTTP status (e.g. 413, 404 for unknown paths). */
 export class HttpError extends PfError {
-  readonly status: 400 | 401 | 404 | 405 | 413 | 500 | 503;
+  readonly status: 400 | 401 | 404 | 405 | 413 | 429 | 500 | 503;
+  /** sent as Retry-After (seconds) with a 429 */
+  retryAfterS: number | undefined;
   constructor(code: ErrorCode, status: HttpError["status"], message: string) {
     super(code, message);
     this.status = status;
@@ -21,6 +23,7 @@ export function errorResponse(c: Context, e: PfError): Response {
   const status = e instanceof HttpError ? e.status : httpStatusOf[e.code];
   const body: PowerFlexErrorBody = { message: e.message, httpStatusCode: status, errorCode: e.rc ?? powerflexErrorCodeOf[e.code], pfCode: e.code };
   if (e.rc !== undefined) body.details = [{ rc: e.rc, msg: e.message }];
+  if (e instanceof HttpError && e.retryAfterS !== undefined) c.header("retry-after", String(e.retryAfterS));
   return c.json(body, status);
 }
 

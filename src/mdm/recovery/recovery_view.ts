@@ -6,7 +6,7 @@
 
 import { and, eq, inArray, isNotNull, isNull, or, type SQL } from "drizzle-orm";
 import { Limits } from "../../proto/limits.ts";
-import { deviceTable, extentTable, sdsTable, storagePoolTable, vtreeTable, type ExtentRow } from "../../store/mdm_schema.ts";
+import { extentTable, storagePoolTable, vtreeTable, type ExtentRow } from "../../store/mdm_schema.ts";
 import type { MdmContext } from "../core/context.ts";
 import { extentFromRow, extentKey, type ExtentInfo, type PlannedExtent } from "./recovery_model.ts";
 import type { PoolPolicy } from "./rebuild_planner.ts";
@@ -25,10 +25,17 @@ export interface RecoveryView {
 }
 
 export function loadSdsViews(ctx: MdmContext): SdsView[] {
-  const devices = Map.groupBy(ctx.store.db.select().from(deviceTable).all(), (d) => d.sdsId); // one pass, not SDSs x devices
-  return ctx.store.db
-    .select()
-    .from(sdsTable)
+  // every recovery tick (4 a second): cached statements of the needed columns, not drizzle's
+  // whole-row selects (10 % of the MDM's CPU at 300 nodes, 8,000 device rows at 1,000 SDSs)
+  type Dev = { id: string; sdsId: string; poolId: string; capacityBytes: number; assignedBytes: number; thickAssignedBytes: number; usedBytes: number; state: string };
+  const rows = ctx.store.sqlite
+    .query<Dev, []>(
+      "SELECT id, sds_id AS sdsId, pool_id AS poolId, capacity_bytes AS capacityBytes, assigned_bytes AS assignedBytes, thick_assigned_bytes AS thickAssignedBytes, used_bytes AS usedBytes, state FROM device ORDER BY rowid",
+    )
+    .all();
+  const devices = Map.groupBy(rows, (d) => d.sdsId); // one pass, not SDSs x devices
+  return ctx.store.sqlite
+    .query<{ id: string; faultSetId: string | null; state: string }, []>("SELECT id, fault_set_id AS faultSetId, state FROM sds ORDER BY rowid")
     .all()
     .map((s) => ({
       sdsId: s.id,

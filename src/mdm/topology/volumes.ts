@@ -20,7 +20,6 @@ import type { AccessMode, CreateVolume, VolumeType } from "../../proto/powerflex
 import {
   deviceTable,
   extentTable,
-  sdsTable,
   storagePoolTable,
   volumeMappingTable,
   volumeTable,
@@ -66,13 +65,22 @@ export function poolCapacityOf(ctx: MdmContext, pool: StoragePoolRow): PoolCapac
  * may overcommit a device up to Limits.maxThinOvercommitRatio times its capacity.
  */
 export function placementSdsOf(ctx: MdmContext, pool: StoragePoolRow, thick: boolean): PlacementSds[] {
-  const devices = ctx.store.db.select().from(deviceTable).where(eq(deviceTable.poolId, pool.id)).all();
-  const sdsRows = ctx.store.db.select().from(sdsTable).where(eq(sdsTable.pdId, pool.pdId)).all();
+  // cached statements reading only the columns placement needs: at 1,000 SDSs x 8 devices the
+  // drizzle selects of whole rows were ~85 % of a create (29 ms), run per create
+  type Dev = { id: string; sdsId: string; capacityBytes: number; assignedBytes: number; thickAssignedBytes: number; usedBytes: number; state: string };
+  const devices = ctx.store.sqlite
+    .query<Dev, [string]>(
+      "SELECT id, sds_id AS sdsId, capacity_bytes AS capacityBytes, assigned_bytes AS assignedBytes, thick_assigned_bytes AS thickAssignedBytes, used_bytes AS usedBytes, state FROM device WHERE pool_id = ? ORDER BY rowid",
+    )
+    .all(pool.id);
+  const sdsRows = ctx.store.sqlite
+    .query<{ id: string; faultSetId: string | null; state: string }, [string]>("SELECT id, fault_set_id AS faultSetId, state FROM sds WHERE pd_id = ? ORDER BY rowid")
+    .all(pool.pdId);
   const bySds = Map.groupBy(devices, (d) => d.sdsId); // one pass: SDSs x devices grew as n^2
   const out: PlacementSds[] = [];
   for (const s of sdsRows) {
-    const mine = bySds.get(s.id) ?? [];
-    if (mine.length === 0) continue;
+    const mine = bySds.get(s.id);
+    if (mine === undefined) continue;
     out.push({
       sdsId: s.id,
       faultSetId: s.faultSetId,

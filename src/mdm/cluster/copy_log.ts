@@ -1,0 +1,149 @@
+// The copy-change log behind delta assignments (proto/assignments_delta.ts): which extent copies
+// of which SDS changed at which mapVersion, so that an SDS holding the answer of version v gets
+// only the rows that changed since (GET assignments?since=v&log=<id>).
+//
+// It is kept by sqlite itself: TEMP triggers (this connection only, never persisted, nothing
+// replicated in HA mode) on the extent table write (sds, volume, extent) -> the mapVersion of
+// the change into a TEMP table, for every SDS that held or holds a copy of the row (in-sync,
+// target, away) before and after, on every insert, delete and update of a column an assignment
+// shows. No caller has to remember to log: recovery, creation, removal, snapshots, a replayed HA
+// batch all go through the same triggers. One row per (SDS, extent), so the log never holds more
+// rows than there are copies; past COPY_LOG_MAX_ROWS the oldest versions are trimmed.
+//
+// Invariants:
+// - a change made while the stored mapVersion is m is logged at m; an answer read at version v
+//   holds every change committed before it, so "every row logged at >= v" covers what changed
+//   since (a row logged at v and already in the answer is only sent again);
+// - the log is in the changing transaction: a rollback takes its rows with it;
+// - changes the log cannot describe (a pool's write cache mode, a V-Tree's type or extent size,
+//   a volume moved to another pool) set the barrier to their version: a delta since a version
+//   <= the barrier is refused (full answer). A V-Tree graph edit is logged per owner: the delta
+//   then carries every copy the SDS holds of that V-Tree (its rows, graph and per-volume parts);
+// - the log id is new for every HealthTracker (MDM start, HA takeover): an SDS whose answer came
+//   from another log (another process, a standby's replayed rows) always gets the full list;
+// - a delta is refused (full answer) when `since` is above the current version (another MDM's
+//   answer), below the trimmed floor, or at/below the barrier.
+
+import type { Database } from "bun:sqlite";
+import { randomBytes } from "node:crypto";
+import type { HealthTracker } from "../core/health.ts";
+import type { MdmContext } from "../core/context.ts";
+
+/** Bound on logged (SDS, extent) rows; a trim drops the oldest versions down to 3/4 of it. */
+export const COPY_LOG_MAX_ROWS = 1_000_000;
+/** at most this many rows deleted per trim (a trim runs in the answer path: keep it short) */
+const TRIM_STEP_ROWS = 100_000;
+const TRIM_CHECK_MS = 2_000;
+
+const NOW_VERSION = "(SELECT map_version FROM main.system)";
+
+function holders(rec: "NEW" | "OLD"): string {
+  return `SELECT ${rec}.primary_sds_id AS s UNION SELECT ${rec}.secondary_sds_id UNION SELECT ${rec}.target_sds_id UNION SELECT ${rec}.away_sds_id`;
+}
+function logRow(rec: "NEW" | "OLD"): string {
+  return `INSERT OR REPLACE INTO temp.pf_copy_log(sds_id, volume_id, idx, v) SELECT s, ${rec}.volume_id, ${rec}.idx, ${NOW_VERSION} FROM (${holders(rec)}) WHERE s IS NOT NULL;`;
+}
+const BARRIER = `UPDATE temp.pf_delta_barrier SET v = ${NOW_VERSION};`;
+/** columns an assignment (or its holders) shows: an update of any of them is a change */
+const SHOWN = "volume_id, idx, epoch, primary_sds_id, primary_device_id, secondary_sds_id, secondary_device_id, target_sds_id, target_device_id, target_mode, away_sds_id, away_device_id";
+
+const installed = new WeakSet<Database>();
+
+/** Create the TEMP log tables and triggers on this connection (idempotent). */
+export function installCopyLog(sqlite: Database): void {
+  if (installed.has(sqlite)) return;
+  sqlite.run("CREATE TEMP TABLE IF NOT EXISTS pf_copy_log (sds_id TEXT NOT NULL, volume_id TEXT NOT NULL, idx INTEGER NOT NULL, v INTEGER NOT NULL, PRIMARY KEY (sds_id, volume_id, idx)) WITHOUT ROWID");
+  sqlite.run("CREATE INDEX IF NOT EXISTS temp.pf_copy_log_sds_v ON pf_copy_log (sds_id, v)");
+  sqlite.run("CREATE INDEX IF NOT EXISTS temp.pf_copy_log_v ON pf_copy_log (v)");
+  sqlite.run("CREATE TEMP TABLE IF NOT EXISTS pf_graph_log (owner_id TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID");
+  sqlite.run("CREATE TEMP TABLE IF NOT EXISTS pf_delta_barrier (v INTEGER NOT NULL)");
+  sqlite.run("INSERT INTO temp.pf_delta_barrier (v) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM temp.pf_delta_barrier)");
+  sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_copy_log_i AFTER INSERT ON main.extent BEGIN ${logRow("NEW")} END`);
+  sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_copy_log_d AFTER DELETE ON main.extent BEGIN ${logRow("OLD")} END`);
+  sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_copy_log_u AFTER UPDATE OF ${SHOWN} ON main.extent BEGIN ${logRow("OLD")} ${logRow("NEW")} END`);
+  sqlite.run(
+    `CREATE TEMP TRIGGER IF NOT EXISTS pf_graph_log_u AFTER UPDATE OF graph_version ON main.vtree BEGIN INSERT OR REPLACE INTO temp.pf_graph_log(owner_id, v) VALUES (NEW.owner_id, ${NOW_VERSION}); END`,
+  );
+  sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_delta_barrier_vt AFTER UPDATE OF extent_bytes, volume_type, pool_id ON main.vtree BEGIN ${BARRIER} END`);
+  sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_delta_barrier_pool AFTER UPDATE OF write_cache ON main.storage_pool BEGIN ${BARRIER} END`);
+  sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_delta_barrier_vol AFTER UPDATE OF pool_id ON main.volume BEGIN ${BARRIER} END`);
+  installed.add(sqlite);
+}
+
+/** What changed for one SDS since a version: extent keys to answer (held or taken away). */
+export interface CopyChanges {
+  /** "volumeId/idx" of every extent whose copy on the SDS may have changed */
+  keys: { volumeId: string; idx: number }[];
+  /** V-Tree owners whose graph changed (every copy the SDS holds of them is answered) */
+  owners: string[];
+}
+
+class CopyLog {
+  readonly id = randomBytes(8).toString("hex");
+  private floor = 0;
+  private lastTrimCheckMs = -Infinity;
+
+  constructor(
+    private readonly sqlite: Database,
+    private readonly maxRows: number,
+  ) {}
+
+  /** The changes for `sdsId` since `since`, or null when only a full answer is right. */
+  changesFor(sdsId: string, since: number, current: number): CopyChanges | null {
+    if (since > current || since < this.floor) return null;
+    const barrier = this.sqlite.query<{ v: number }, []>("SELECT v FROM temp.pf_delta_barrier").get()?.v ?? 0;
+    if (since <= barrier) return null;
+    const keys = this.sqlite
+      .query<{ volumeId: string; idx: number }, [string, number]>("SELECT volume_id AS volumeId, idx FROM temp.pf_copy_log WHERE sds_id = ? AND v >= ?")
+      .all(sdsId, since);
+    const owners = this.sqlite.query<{ o: string }, [number]>("SELECT owner_id AS o FROM temp.pf_graph_log WHERE v >= ?").all(since).map((r) => r.o);
+    return { keys, owners };
+  }
+
+  /** Drop the oldest versions once the log is past its bound (at most every TRIM_CHECK_MS). */
+  maybeTrim(): void {
+    const now = performance.now();
+    if (now - this.lastTrimCheckMs < TRIM_CHECK_MS) return;
+    this.lastTrimCheckMs = now;
+    this.trim();
+  }
+
+  trim(): void {
+    const n = this.sqlite.query<{ n: number }, []>("SELECT COUNT(*) AS n FROM temp.pf_copy_log").get()?.n ?? 0;
+    if (n <= this.maxRows) return;
+    const drop = Math.min(TRIM_STEP_ROWS, n - Math.floor((this.maxRows * 3) / 4));
+    const cut = this.sqlite.query<{ v: number }, [number]>("SELECT v FROM temp.pf_copy_log ORDER BY v LIMIT 1 OFFSET ?").get(drop)?.v;
+    if (cut === undefined) return;
+    this.sqlite.transaction(() => {
+      this.sqlite.query("DELETE FROM temp.pf_copy_log WHERE v < ?").run(cut);
+      this.sqlite.query("DELETE FROM temp.pf_graph_log WHERE v < ?").run(cut);
+    })();
+    // rows of versions >= cut are all still there: a delta since cut or later is whole
+    this.floor = Math.max(this.floor, cut);
+  }
+
+  get trimmedBelow(): number {
+    return this.floor;
+  }
+}
+
+const logs = new WeakMap<HealthTracker, CopyLog>();
+let maxRowsForNewLogs = COPY_LOG_MAX_ROWS;
+
+/** The copy log of this MDM's current life (a new one after a takeover: ctx.health is new). */
+export function copyLogOf(ctx: MdmContext): CopyLog {
+  let log = logs.get(ctx.health);
+  if (log === undefined) {
+    installCopyLog(ctx.store.sqlite);
+    log = new CopyLog(ctx.store.sqlite, maxRowsForNewLogs);
+    logs.set(ctx.health, log);
+  }
+  return log;
+}
+
+/** Tests: a small bound for logs made from now on (trimming exercised). */
+export function setCopyLogMaxRowsForTests(n: number): void {
+  maxRowsForNewLogs = n;
+}
+
+export type { CopyLog };

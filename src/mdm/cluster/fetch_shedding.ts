@@ -1,0 +1,84 @@
+// Heartbeats ahead of fetches: when the MDM falls behind (its event loop runs late, i.e. requests
+// queue), assignment and map fetches are refused at once with 429 and a retry time, so that the
+// heartbeats queued with them are answered before the heartbeat timeout. Nodes declared down
+// because their beats queued behind fetches were the collapse at 200 SDS / 100 SDC under bulk
+// creates (docs/design.md "MDM at scale"). A refused fetch costs the auth check and a small
+// answer instead of a transaction and a serialized map.
+//
+// Invariants:
+// - only fetches are shed, never a heartbeat, join or watch: liveness is never refused;
+// - a node refused once is not refused again within SHED_PARDON_MS: its retry (after the
+//   retryAfterMs it was given, 0.5-1.5 s spread at random) is served, so shedding delays a
+//   node's fetch by at most about one retry and never starves it (its lease waits for the fetch);
+// - the lag is measured in real time (performance.now), like core/health.ts TickLateness, as a
+//   moving average over 50 ms probes (SHED_LAG_MS).
+
+import { Limits } from "../../proto/limits.ts";
+import { MDM_BUSY_PREFIX } from "../../proto/cluster_api.ts";
+import { HttpError } from "../core/http_edge.ts";
+
+/**
+ * Shed while the event loop's lateness, averaged over its recent probes, is above this (ms).
+ * An average, not a peak: one long synchronous task (a password hash, a big recovery step)
+ * delays one probe and sheds nothing; only a backlog that keeps every turn late does.
+ * PF_MDM_SHED_LAG_MS overrides it (0: never shed).
+ */
+export const SHED_LAG_MS = Number(process.env.PF_MDM_SHED_LAG_MS ?? 150);
+const PROBE_MS = 50;
+/** weight of the newest probe in the average */
+const ALPHA = 0.3;
+const SHED_PARDON_MS = 3 * Limits.heartbeatIntervalMs;
+const RETRY_MIN_MS = 500;
+const RETRY_SPREAD_MS = 1000;
+
+class LoopLag {
+  private last = performance.now();
+  private avg = 0;
+  private readonly timer: ReturnType<typeof setInterval>;
+
+  constructor() {
+    this.timer = setInterval(() => {
+      const now = performance.now();
+      const late = Math.max(0, now - this.last - PROBE_MS);
+      this.last = now;
+      this.avg = ALPHA * late + (1 - ALPHA) * this.avg;
+    }, PROBE_MS);
+    this.timer.unref?.();
+  }
+
+  /** the recent average lateness of the loop (ms) */
+  get behindMs(): number {
+    return this.avg;
+  }
+}
+
+let lag: LoopLag | null = null;
+const shedAt = new Map<string, number>();
+let shedCount = 0;
+
+/** Start measuring (the cluster routes call it once). */
+export function startLagProbe(): void {
+  lag ??= new LoopLag();
+}
+
+/** Fetches refused so far (metrics, bench). */
+export function fetchesShed(): number {
+  return shedCount;
+}
+
+/** Throw 429 for this node's fetch when the MDM is behind, unless it was refused just before. */
+export function shedIfBehind(nodeKey: string): void {
+  if (lag === null || SHED_LAG_MS <= 0) return;
+  const behind = lag.behindMs;
+  if (behind < SHED_LAG_MS) return;
+  const now = performance.now();
+  const prev = shedAt.get(nodeKey);
+  if (prev !== undefined && now - prev < SHED_PARDON_MS) return; // its retry: serve it
+  shedAt.set(nodeKey, now);
+  if (shedAt.size > 100_000) for (const [k, t] of shedAt) if (now - t >= SHED_PARDON_MS) shedAt.delete(k);
+  shedCount++;
+  const retryMs = Math.round(RETRY_MIN_MS + Math.random() * RETRY_SPREAD_MS);
+  const e = new HttpError("INVALID_STATE", 429, `${MDM_BUSY_PREFIX}: requests queue (event loop ${Math.round(behind)} ms late); fetch refused, retry after ${retryMs} ms`);
+  e.retryAfterS = Math.ceil(retryMs / 1000);
+  throw e;
+}

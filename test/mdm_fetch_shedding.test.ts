@@ -1,0 +1,70 @@
+// Heartbeats ahead of fetches (src/mdm/cluster/fetch_shedding.ts): while the MDM's event loop
+// keeps running late, assignment and map fetches are refused with 429, a Retry-After and an
+// "MDM busy ... retry after <n> ms" message, at most once per node in a row (its retry is
+// served); heartbeats are always answered. One long task alone sheds nothing.
+
+import { afterEach, beforeEach, expect, test } from "bun:test";
+import { busyRetryMs } from "../src/proto/cluster_api.ts";
+import { fetchesShed } from "../src/mdm/cluster/fetch_shedding.ts";
+import { PfError } from "../src/proto/errors.ts";
+import { MdmFixture } from "./mdm_fixture.ts";
+
+let m: MdmFixture;
+beforeEach(async () => {
+  m = await MdmFixture.open();
+  await m.login();
+});
+afterEach(() => m.close());
+
+function busyWait(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    // the MDM is behind: every turn of its loop runs late
+  }
+}
+
+test("a loop kept late sheds fetches (429 + retry-after), serves the retry, and never refuses a heartbeat", async () => {
+  const { sdsId } = await m.joinSds("sds1");
+  const sdc = await m.joinSdc("guid-1");
+  // a single long stall: nothing is shed afterwards
+  busyWait(400);
+  await Bun.sleep(120);
+  expect((await m.cluster("GET", `/sds/${sdsId}/assignments`)).status).toBe(200);
+
+  // a backlog: every 20 ms, 180 ms of work
+  const hog = setInterval(() => busyWait(180), 20);
+  try {
+    await Bun.sleep(1500);
+    const before = fetchesShed();
+    const res = await m.core.app.request(`/pf/v1/sds/${sdsId}/assignments`, { method: "GET", headers: await clusterHeaders(sdsId) });
+    expect(res.status).toBe(429);
+    expect(Number(res.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    const body = (await res.json()) as { pfCode: "INVALID_STATE"; message: string };
+    const err = new PfError(body.pfCode, body.message);
+    const ms = busyRetryMs(err);
+    expect(ms).not.toBeNull();
+    expect(ms!).toBeGreaterThanOrEqual(500);
+    expect(ms!).toBeLessThanOrEqual(1500);
+    expect(fetchesShed()).toBe(before + 1);
+    // its retry is served even though the MDM is still behind
+    expect((await m.cluster("GET", `/sds/${sdsId}/assignments`)).status).toBe(200);
+    // heartbeats are never shed
+    for (let i = 0; i < 3; i++) expect((await m.cluster("POST", `/sds/${sdsId}/heartbeat`, { devices: [], appliedMapVersion: 0 })).status).toBe(200);
+    expect((await m.cluster("POST", `/sdc/${sdc}/heartbeat`, { appliedMapVersion: 0 })).status).toBe(200);
+    // an SDC's map fetch is shed the same way
+    expect((await m.cluster("GET", `/sdc/${sdc}/maps`)).status).toBe(429);
+    expect((await m.cluster("GET", `/sdc/${sdc}/maps`)).status).toBe(200);
+  } finally {
+    clearInterval(hog);
+  }
+  await Bun.sleep(1000);
+  expect((await m.cluster("GET", `/sdc/${sdc}/maps`)).status).toBe(200);
+}, 30_000);
+
+async function clusterHeaders(sdsId: string): Promise<Record<string, string>> {
+  const { CLUSTER_SECRET_HEADER, NODE_TOKEN_HEADER } = await import("../src/proto/cluster_api.ts");
+  const { nodeTokenOf } = await import("../src/mdm/core/dataplane_secrets.ts");
+  const { NodeRole } = await import("../src/proto/dataplane_auth.ts");
+  const { SECRET } = await import("./mdm_fixture.ts");
+  return { [CLUSTER_SECRET_HEADER]: SECRET, [NODE_TOKEN_HEADER]: nodeTokenOf(m.core.ctx, NodeRole.SDS, sdsId) };
+}
