@@ -155,8 +155,14 @@ describe("an SDC's NBD server certificate (cluster API)", () => {
     const refused = await m.cluster("POST", `/sdc/${b}/nbdCertificate`, body(["10.9.0.2", "10.9.0.1"]));
     expect(refused.status).toBe(400);
     expect((refused.json as Obj).message).toContain(`that is the address SDC ${a} (guid-nbd-addr-a) joined with`);
+    // other spellings of the same address
+    for (const h of ["::ffff:10.9.0.1", "::ffff:a09:1", "[::ffff:10.9.0.1]"]) expect((await m.cluster("POST", `/sdc/${b}/nbdCertificate`, body([h]))).status).toBe(400);
     expect((await m.cluster("POST", `/sdc/${b}/nbdCertificate`, body(["10.9.0.2", "127.0.0.1", "localhost"]))).status).toBe(200);
     expect((await m.cluster("POST", `/sdc/${a}/nbdCertificate`, body(["10.9.0.1", "127.0.0.1"]))).status).toBe(200);
+    // a host reinstalled under a new GUID: the old record, Disconnected, does not hold its address
+    m.clock.advance(3_600_000);
+    const c = await join("guid-nbd-addr-c", "10.9.0.1");
+    expect((await m.cluster("POST", `/sdc/${c}/nbdCertificate`, body(["10.9.0.1"]))).status).toBe(200);
   });
 
   test("restricted SDC mode: an unapproved SDC gets no NBD certificate until approveSdc", async () => {

@@ -84,19 +84,42 @@ export function sdcMapsWithAccess(ctx: MdmContext, sdcId: string, maps: Omit<Sdc
  * For the same reason no SDC gets a certificate naming the address another SDC joined with
  * (its --address: what that SDC's clients dial); loopback names are every host's own.
  */
+/** One spelling per address: case, a trailing dot, brackets and IPv4-mapped IPv6 do not count. */
+function hostKey(host: string): string {
+  let h = host.trim().toLowerCase().replace(/^\[|\]$/g, "").replace(/\.$/, "");
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h);
+  if (mapped) h = mapped[1]!;
+  if (h.includes(":")) {
+    try {
+      h = new URL(`http://[${h}]/`).hostname.replace(/^\[|\]$/g, ""); // compressed form
+    } catch {
+      // not an IPv6 address: keep it as written
+    }
+    const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(h); // ::ffff:a00:1 is 10.0.0.1
+    if (hex) {
+      const hi = parseInt(hex[1]!, 16);
+      const lo = parseInt(hex[2]!, 16);
+      h = `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+    }
+  }
+  return h;
+}
+
 export function sdcNbdCertificate(ctx: MdmContext, sdcId: string, req: SdcNbdCertRequest): IssuedNbdCert {
   const sdc = getSdc(ctx, sdcId);
   if (!sdcMayMap(ctx, sdc)) {
     throw new PfError("INVALID_STATE", `INITIATOR_NOT_APPROVED: SDC ${sdcId} (GUID ${sdc.guid}) is not approved; approve it (approveSdc) and it gets its NBD certificate at its next try`);
   }
+  // a Disconnected SDC's address is free: a host reinstalled under a new GUID must not be locked
+  // out by its old record (and a down SDC serves no NBD to pose as)
   const claimed = new Map<string, SdcRow>();
   for (const other of ctx.store.db.select().from(sdcTable).where(ne(sdcTable.id, sdcId)).all()) {
-    if (!isLoopbackHost(other.host)) claimed.set(other.host.toLowerCase(), other);
+    if (!isLoopbackHost(other.host) && ctx.health.sdcState(other.id) === "Connected") claimed.set(hostKey(other.host), other);
   }
   for (const h of req.hosts) {
-    const owner = claimed.get(h.toLowerCase());
+    const owner = claimed.get(hostKey(h));
     if (owner !== undefined) {
-      throw new PfError("BAD_REQUEST", `NBD certificate for ${h} refused: that is the address SDC ${owner.id}${owner.name ? ` (${owner.name})` : ""} joined with, and a certificate naming it would let SDC ${sdcId} pose as that SDC's NBD server; give this SDC its own --address`);
+      throw new PfError("BAD_REQUEST", `NBD certificate for ${h} refused: that is the address SDC ${owner.id}${owner.name ? ` (${owner.name})` : ""} joined with, and a certificate naming it would let SDC ${sdcId} pose as that SDC's NBD server; give this SDC its own --address (or remove SDC ${owner.id} if this host replaced it)`);
     }
   }
   return issueNbdServerCert(ctx, sdcId, req.hosts, req.publicKeyPem);
