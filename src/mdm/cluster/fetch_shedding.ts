@@ -18,9 +18,10 @@ import { MDM_BUSY_PREFIX } from "../../proto/cluster_api.ts";
 import { HttpError } from "../core/http_edge.ts";
 
 /**
- * Shed while the event loop's lateness, averaged over its recent probes, is above this (ms).
- * An average, not a peak: one long synchronous task (a password hash, a big recovery step)
- * delays one probe and sheds nothing; only a backlog that keeps every turn late does.
+ * Shed while the event loop's lateness, averaged over its recent probes, or the lateness of
+ * the turn running now, is above this (ms). An average, not a peak: one long synchronous task
+ * (a password hash, a big recovery step) delays one probe and is forgotten after it; a backlog
+ * that keeps every turn late, or one long turn of queued requests, sheds.
  * PF_MDM_SHED_LAG_MS overrides it (0: never shed).
  */
 export const SHED_LAG_MS = Number(process.env.PF_MDM_SHED_LAG_MS ?? 150);
@@ -46,9 +47,13 @@ class LoopLag {
     this.timer.unref?.();
   }
 
-  /** the recent average lateness of the loop (ms) */
+  /**
+   * How far behind the loop is (ms): the recent average, or how late the current turn already
+   * runs. Bun may run a whole backlog of queued requests in one turn, during which no probe
+   * fires: the requests late in that turn see it here (the ones that queued behind the others).
+   */
   get behindMs(): number {
-    return this.avg;
+    return Math.max(this.avg, performance.now() - this.last - PROBE_MS);
   }
 }
 
