@@ -112,7 +112,14 @@ function sdsJoinBody(i: number) {
   };
 }
 const sdcJoinBody = (i: number) => ({ guid: `bench-sdc-${i}`, name: `sdc${i}`, host: "127.0.0.1" });
-if (SEED > 0) {
+// BENCH_SEED_CACHE=DIR keeps the seeded database (per size) and reuses it in later runs
+const SEED_CACHE = process.env.BENCH_SEED_CACHE ? join(resolve(process.env.BENCH_SEED_CACHE), `seed-${N_SDS}-${N_SDC}-${SEED}-${VOLUME_GIB}`) : null;
+const { existsSync, mkdirSync, copyFileSync } = await import("node:fs");
+if (SEED > 0 && SEED_CACHE !== null && existsSync(join(SEED_CACHE, "mdm.db"))) {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  copyFileSync(join(SEED_CACHE, "mdm.db"), join(dataDir, "mdm.db"));
+  log(`seeded database reused from ${SEED_CACHE}`);
+} else if (SEED > 0) {
   const t0 = performance.now();
   const { openMdmCore } = await import("../src/mdm/app.ts");
   const svc = await import("../src/mdm/cluster/cluster_service.ts");
@@ -150,7 +157,12 @@ if (SEED > 0) {
   };
   for (let from = 0; from < SEED; from += BATCH) batch(from);
   await ctx.meta.close();
+  ctx.store.sqlite.run("PRAGMA wal_checkpoint(TRUNCATE)");
   core.close();
+  if (SEED_CACHE !== null) {
+    mkdirSync(SEED_CACHE, { recursive: true });
+    copyFileSync(join(dataDir, "mdm.db"), join(SEED_CACHE, "mdm.db"));
+  }
   log(`seeded ${N_SDS} SDS, ${N_SDC} SDC and ${SEED} mapped volumes through the MDM's code in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 const prof = process.env.BENCH_CPU_PROF;

@@ -5,7 +5,7 @@
 
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import { busyRetryMs } from "../src/proto/cluster_api.ts";
-import { fetchesShed } from "../src/mdm/cluster/fetch_shedding.ts";
+import { fetchesShed, startLagProbe } from "../src/mdm/cluster/fetch_shedding.ts";
 import { PfError } from "../src/proto/errors.ts";
 import { MdmFixture } from "./mdm_fixture.ts";
 
@@ -13,6 +13,7 @@ let m: MdmFixture;
 beforeEach(async () => {
   m = await MdmFixture.open();
   await m.login();
+  startLagProbe(); // as runMdm does
 });
 afterEach(() => m.close());
 
@@ -26,9 +27,9 @@ function busyWait(ms: number): void {
 test("a loop kept late sheds fetches (429 + retry-after), serves the retry, and never refuses a heartbeat", async () => {
   const { sdsId } = await m.joinSds("sds1");
   const sdc = await m.joinSdc("guid-1");
-  // a single long stall: nothing is shed afterwards
+  // a single long stall: nothing is shed once the loop is idle again
   busyWait(400);
-  await Bun.sleep(120);
+  await Bun.sleep(700);
   expect((await m.cluster("GET", `/sds/${sdsId}/assignments`)).status).toBe(200);
 
   // a backlog: every 20 ms, 180 ms of work

@@ -16,6 +16,7 @@ import { PfError } from "../proto/errors.ts";
 import { isLoopbackHost } from "../proto/mdm_http.ts";
 import consola from "consola";
 import { openMdmCore } from "./app.ts";
+import { startLagProbe } from "./cluster/fetch_shedding.ts";
 import { recoveryTick } from "./recovery/recovery.ts";
 import { observeTick } from "./observe/observe_tick.ts";
 import { X509Certificate } from "node:crypto";
@@ -146,6 +147,8 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
     core.close();
     throw e;
   }
+  // a real server sheds fetches while it is behind (cluster/fetch_shedding.ts)
+  startLagProbe();
   let server: ReturnType<typeof Bun.serve>;
   try {
     server = Bun.serve({

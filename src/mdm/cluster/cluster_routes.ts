@@ -22,7 +22,7 @@ import { secretsEqual } from "../core/auth.ts";
 import { nodeTokenValid } from "../core/dataplane_secrets.ts";
 import { mapWatch, sdcHeartbeat, sdcJoin, sdcMaps, sdsAssignments, sdsHeartbeat, sdsJoin } from "./cluster_service.ts";
 import { sdcNbdCertificate } from "./node_access.ts";
-import { shedIfBehind, startLagProbe } from "./fetch_shedding.ts";
+import { shedIfBehind } from "./fetch_shedding.ts";
 import { SdcNbdCertRequest } from "../../proto/nbd_certs.ts";
 import type { MdmContext } from "../core/context.ts";
 import { HttpError, readBody, validate } from "../core/http_edge.ts";
@@ -61,7 +61,6 @@ export function clusterRoutes(ctx: MdmContext, clusterSecret: string): Hono {
   // heartbeats carry IO counters per volume and device: their own, larger body limit
   api.post("/sds/:id/heartbeat", async (c) => c.json(t(sdsHeartbeat(ctx, authedNode(ctx, c, NodeRole.SDS), await readBody(c, SdsHeartbeatRequest, Limits.heartbeatMaxBodyBytes)))));
   // fetches (never heartbeats) are shed with 429 while the MDM is behind (fetch_shedding.ts)
-  startLagProbe();
   api.on(["GET", "POST"], "/sds/:id/assignments", (c) => {
     const id = authedNode(ctx, c, NodeRole.SDS);
     shedIfBehind(`sds:${id}`);

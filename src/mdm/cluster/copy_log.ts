@@ -84,7 +84,7 @@ class CopyLog {
   private lastTrimCheckMs = -Infinity;
 
   constructor(
-    private readonly sqlite: Database,
+    readonly sqlite: Database,
     private readonly maxRows: number,
   ) {}
 
@@ -133,7 +133,8 @@ let maxRowsForNewLogs = COPY_LOG_MAX_ROWS;
 /** The copy log of this MDM's current life (a new one after a takeover: ctx.health is new). */
 export function copyLogOf(ctx: MdmContext): CopyLog {
   let log = logs.get(ctx.health);
-  if (log === undefined) {
+  // a reopened database (a standby's reload) has neither the triggers nor the rows: a new log
+  if (log === undefined || log.sqlite !== ctx.store.sqlite) {
     installCopyLog(ctx.store.sqlite);
     log = new CopyLog(ctx.store.sqlite, maxRowsForNewLogs);
     logs.set(ctx.health, log);

@@ -10,17 +10,22 @@
 // - a node refused once is not refused again within SHED_PARDON_MS: its retry (after the
 //   retryAfterMs it was given, 0.5-1.5 s spread at random) is served, so shedding delays a
 //   node's fetch by at most about one retry and never starves it (its lease waits for the fetch);
-// - the lag is measured in real time (performance.now), like core/health.ts TickLateness, as a
-//   moving average over 50 ms probes (SHED_LAG_MS).
+// - "behind" is the event loop's lateness in real time (performance.now, like core/health.ts
+//   TickLateness: a moving average over 50 ms probes, or the current turn's; SHED_LAG_MS), or
+//   the process using SHED_CPU cores over the last 0.5 s: Bun reads sockets only when its loop
+//   polls, so a saturated MDM can keep its timers on time while requests wait in the kernel;
+// - only a real server (runMdm) measures; the in-process app of the tests never sheds unless
+//   a test starts the probe.
 
 import { Limits } from "../../proto/limits.ts";
 import { MDM_BUSY_PREFIX } from "../../proto/cluster_api.ts";
 import { HttpError } from "../core/http_edge.ts";
 
 /**
- * Shed while the event loop's lateness, averaged over its recent probes, is above this (ms).
- * An average, not a peak: one long synchronous task (a password hash, a big recovery step)
- * delays one probe and sheds nothing; only a backlog that keeps every turn late does.
+ * Shed while the event loop's lateness, averaged over its recent probes, or the lateness of
+ * the turn running now, is above this (ms). An average, not a peak: one long synchronous task
+ * (a password hash, a big recovery step) delays one probe and is forgotten after it; a backlog
+ * that keeps every turn late, or one long turn of queued requests, sheds.
  * PF_MDM_SHED_LAG_MS overrides it (0: never shed).
  */
 export const SHED_LAG_MS = Number(process.env.PF_MDM_SHED_LAG_MS ?? 150);
@@ -31,9 +36,15 @@ const SHED_PARDON_MS = 3 * Limits.heartbeatIntervalMs;
 const RETRY_MIN_MS = 500;
 const RETRY_SPREAD_MS = 1000;
 
+/** the MDM process's CPU over the last CPU_WINDOW probes at or above this (cores): saturated */
+export const SHED_CPU = Number(process.env.PF_MDM_SHED_CPU ?? 0.9);
+const CPU_WINDOW = 10;
+
 class LoopLag {
   private last = performance.now();
   private avg = 0;
+  /** (wall ms, CPU µs) of the last CPU_WINDOW probes, oldest first */
+  private readonly cpu: { wallMs: number; cpuUs: number }[] = [];
   private readonly timer: ReturnType<typeof setInterval>;
 
   constructor() {
@@ -42,13 +53,32 @@ class LoopLag {
       const late = Math.max(0, now - this.last - PROBE_MS);
       this.last = now;
       this.avg = ALPHA * late + (1 - ALPHA) * this.avg;
+      const u = process.cpuUsage();
+      this.cpu.push({ wallMs: now, cpuUs: u.user + u.system });
+      if (this.cpu.length > CPU_WINDOW) this.cpu.shift();
     }, PROBE_MS);
     this.timer.unref?.();
   }
 
-  /** the recent average lateness of the loop (ms) */
+  /**
+   * How far behind the loop is (ms): the recent average, or how late the current turn already
+   * runs. Bun may run a whole backlog of queued requests in one turn, during which no probe
+   * fires: the requests late in that turn see it here (the ones that queued behind the others).
+   */
   get behindMs(): number {
-    return this.avg;
+    return Math.max(this.avg, performance.now() - this.last - PROBE_MS);
+  }
+
+  /**
+   * The MDM's CPU over the last half second (cores). Bun reads sockets only when its loop polls,
+   * so requests wait in the kernel's buffers, not in the loop: a saturated MDM keeps its timers
+   * on time and shows its backlog only as a busy core.
+   */
+  get cpuCores(): number {
+    if (this.cpu.length < CPU_WINDOW) return 0;
+    const a = this.cpu[0]!;
+    const b = this.cpu[this.cpu.length - 1]!;
+    return b.wallMs > a.wallMs ? (b.cpuUs - a.cpuUs) / 1000 / (b.wallMs - a.wallMs) : 0;
   }
 }
 
@@ -56,7 +86,7 @@ let lag: LoopLag | null = null;
 const shedAt = new Map<string, number>();
 let shedCount = 0;
 
-/** Start measuring (the cluster routes call it once). */
+/** Start measuring (runMdm, i.e. a real server; an in-process app without it never sheds). */
 export function startLagProbe(): void {
   lag ??= new LoopLag();
 }
@@ -70,7 +100,8 @@ export function fetchesShed(): number {
 export function shedIfBehind(nodeKey: string): void {
   if (lag === null || SHED_LAG_MS <= 0) return;
   const behind = lag.behindMs;
-  if (behind < SHED_LAG_MS) return;
+  const cores = lag.cpuCores;
+  if (behind < SHED_LAG_MS && cores < SHED_CPU) return;
   const now = performance.now();
   const prev = shedAt.get(nodeKey);
   if (prev !== undefined && now - prev < SHED_PARDON_MS) return; // its retry: serve it
@@ -78,7 +109,7 @@ export function shedIfBehind(nodeKey: string): void {
   if (shedAt.size > 100_000) for (const [k, t] of shedAt) if (now - t >= SHED_PARDON_MS) shedAt.delete(k);
   shedCount++;
   const retryMs = Math.round(RETRY_MIN_MS + Math.random() * RETRY_SPREAD_MS);
-  const e = new HttpError("INVALID_STATE", 429, `${MDM_BUSY_PREFIX}: requests queue (event loop ${Math.round(behind)} ms late); fetch refused, retry after ${retryMs} ms`);
+  const e = new HttpError("INVALID_STATE", 429, `${MDM_BUSY_PREFIX}: requests queue (event loop ${Math.round(behind)} ms late, ${cores.toFixed(2)} cores busy); fetch refused, retry after ${retryMs} ms`);
   e.retryAfterS = Math.ceil(retryMs / 1000);
   throw e;
 }
