@@ -111,6 +111,7 @@ async function run(op: "read" | "write", qd: number, ios: number): Promise<numbe
     const t1 = Bun.nanoseconds();
     feedReplies(frames.subarray(0, n * replyBytes));
     await Promise.resolve();
+    if (nbdSink.chunks.length === 0) await tick(); // replies flushed at the end of the loop iteration (QD > 1)
     ns += Bun.nanoseconds() - t1;
     const answered = nbdSink.take().length;
     const want = qd * (op === "read" ? 28 + BS : 16);
