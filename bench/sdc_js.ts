@@ -15,7 +15,7 @@ import { SocketWriter } from "../src/proto/socket_writer.ts";
 import { NbdSession } from "../src/sdc/nbd_session.ts";
 import { VolumeIo } from "../src/sdc/volume_io.ts";
 
-const { values } = parseArgs({ options: { ops: { type: "string", default: "read,write" }, qd: { type: "string", default: "16,1" }, ios: { type: "string", default: "200000" } } });
+const { values } = parseArgs({ options: { ops: { type: "string", default: "read,write" }, qd: { type: "string", default: "16,1" }, ios: { type: "string", default: "200000" }, reps: { type: "string", default: "7" } } });
 const EXTENT = 64 * 1024 * 1024;
 const BS = 4096;
 
@@ -126,8 +126,8 @@ async function run(op: "read" | "write", qd: number, ios: number): Promise<numbe
 for (const op of (values.ops ?? "read").split(",") as ("read" | "write")[]) {
   for (const qd of (values.qd ?? "16").split(",").map(Number)) {
     const xs: number[] = [];
-    for (let i = 0; i < 7; i++) xs.push(await run(op, qd, Number(values.ios)));
+    for (let i = 0; i < Number(values.reps); i++) xs.push(await run(op, qd, Number(values.ios)));
     xs.sort((a, b) => a - b);
-    process.stdout.write(`${op} QD${qd}: ${xs[3]!.toFixed(0)} ns of SDC JS per IO (min ${xs[0]!.toFixed(0)}, max ${xs[6]!.toFixed(0)})\n`);
+    process.stdout.write(`${op} QD${qd}: ${xs[xs.length >> 1]!.toFixed(0)} ns of SDC JS per IO (min ${xs[0]!.toFixed(0)}, max ${xs[xs.length - 1]!.toFixed(0)})\n`);
   }
 }

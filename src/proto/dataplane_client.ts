@@ -76,9 +76,9 @@ export type ReplyCallback = (status: Status, payload: Uint8Array) => void;
 export interface DataPlaneLink {
   request(h: DataRequest, payload?: Uint8Array): Promise<DataReply>;
   /**
-   * Callback form (no promise per IO). `payloadImmutable`: the caller never writes into
-   * `payload` again, so a large payload the socket cannot take at once is queued as a view
-   * instead of a copy.
+   * Callback form (no promise per IO). `h` is read before send returns (the caller may reuse
+   * it). `payloadImmutable`: the caller never writes into `payload` again, so a large payload
+   * the socket cannot take at once is queued as a view instead of a copy.
    */
   send(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback, payloadImmutable?: boolean): void;
 }
@@ -218,7 +218,7 @@ export class DataPlaneClient implements DataPlaneLink {
       this.connect();
     }
     if (this.state !== "open" || this.pending.size >= this.maxInFlight || this.queue.length > 0) {
-      this.queue.push({ h, payload: payload && !payloadImmutable ? payload.slice() : payload, cb });
+      this.queue.push({ h: { ...h }, payload: payload && !payloadImmutable ? payload.slice() : payload, cb });
       return;
     }
     this.put(h, payload, cb, payloadImmutable);
