@@ -150,8 +150,9 @@ export class VolumeIo {
     req.extentIndex = extentIndex;
     req.offset = posBytes - extentIndex * this.map.extentSizeBytes;
     req.length = lengthBytes;
-    // send() reads `req` before it returns (no request object per IO); the payload is never written again (a socket chunk view or the session's own copy): the
-    // link may keep a view of what the socket did not take at once
+    // send() reads `req` before it returns (no request object per IO); the payload is never
+    // written again (a socket chunk view or the session's own copy): the link may keep a view of
+    // what the socket did not take at once
     link.send(req, payload, (st, p) => {
       if (st === Status.OK) {
         if (opcode !== Op.READ) this.dirtyExtents.add(extentIndex);
