@@ -154,43 +154,67 @@ export function encodeFrame(h: Omit<FrameHeader, "payloadLength">, payload?: Uin
   return out;
 }
 
+/** u32 little-endian at `at` of `b` (no DataView: reading a socket chunk's .buffer makes JSC
+ *  materialise an ArrayBuffer for it, and a DataView per frame is one more allocation). */
+function u32le(b: Uint8Array, at: number): number {
+  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16)) + b[at + 3]! * 0x100_0000;
+}
+
 /**
  * Decode and validate a header. Throws FrameError naming the bad field. `maxPayloadBytes` is
- * smaller before a connection is authenticated (Limits.dataPreAuthMaxPayloadBytes).
+ * smaller before a connection is authenticated (Limits.dataPreAuthMaxPayloadBytes). With `into`,
+ * the header is decoded into that object (a reader whose caller uses each header synchronously)
+ * instead of a new one.
  */
-export function decodeHeader(buf: Uint8Array, at: number, maxPayloadBytes: number = Limits.dataMaxPayloadBytes): FrameHeader {
-  const v = new DataView(buf.buffer, buf.byteOffset + at, HEADER_BYTES);
-  if (v.getUint32(0, true) !== DATAPLANE_MAGIC) throw new FrameError("magic", "not a pf data-plane frame");
-  const opcode = v.getUint8(4);
+export function decodeHeader(buf: Uint8Array, at: number, maxPayloadBytes: number = Limits.dataMaxPayloadBytes, into?: FrameHeader): FrameHeader {
+  if (buf.byteLength - at < HEADER_BYTES) throw new RangeError("decodeHeader: fewer than HEADER_BYTES bytes");
+  if (u32le(buf, at) !== DATAPLANE_MAGIC) throw new FrameError("magic", "not a pf data-plane frame");
+  const opcode = buf[at + 4]!;
   if (opcode < 1 || opcode > OP_MAX) throw new FrameError("opcode", `unknown opcode ${opcode}`);
-  const flags = v.getUint8(5);
+  const flags = buf[at + 5]!;
   if ((flags & ~KNOWN_FLAGS) !== 0) throw new FrameError("flags", `unknown flags 0x${flags.toString(16)}`);
-  const status = v.getUint16(6, true);
+  const status = buf[at + 6]! | (buf[at + 7]! << 8);
   if (status > STATUS_MAX) throw new FrameError("status", `unknown status ${status}`);
-  const payloadLength = v.getUint32(36, true);
+  const payloadLength = u32le(buf, at + 36);
   if (payloadLength > maxPayloadBytes) {
     throw new FrameError("payloadLength", `${payloadLength} bytes exceeds limit ${maxPayloadBytes}`);
   }
-  const offset = v.getUint32(28, true);
-  const length = v.getUint32(32, true);
+  const offset = u32le(buf, at + 28);
+  const length = u32le(buf, at + 32);
   if (offset + length > Limits.maxExtentBytes) {
     throw new FrameError("offset", `offset ${offset} + length ${length} beyond the largest extent`);
   }
-  const genHi = v.getUint32(44, true);
+  const genHi = u32le(buf, at + 44);
   if (genHi >= 0x20_0000) throw new FrameError("gen", "generation beyond 2^53");
+  const gen = genHi * 0x1_0000_0000 + u32le(buf, at + 40);
+  if (into !== undefined) {
+    into.opcode = opcode as Op;
+    into.flags = flags;
+    into.status = status as Status;
+    into.requestId = u32le(buf, at + 8);
+    into.epoch = u32le(buf, at + 12);
+    into.volumeHi = u32le(buf, at + 16);
+    into.volumeLo = u32le(buf, at + 20);
+    into.extentIndex = u32le(buf, at + 24);
+    into.offset = offset;
+    into.length = length;
+    into.payloadLength = payloadLength;
+    into.gen = gen;
+    return into;
+  }
   return {
     opcode: opcode as Op,
     flags,
     status: status as Status,
-    requestId: v.getUint32(8, true),
-    epoch: v.getUint32(12, true),
-    volumeHi: v.getUint32(16, true),
-    volumeLo: v.getUint32(20, true),
-    extentIndex: v.getUint32(24, true),
+    requestId: u32le(buf, at + 8),
+    epoch: u32le(buf, at + 12),
+    volumeHi: u32le(buf, at + 16),
+    volumeLo: u32le(buf, at + 20),
+    extentIndex: u32le(buf, at + 24),
     offset,
     length,
     payloadLength,
-    gen: genHi * 0x1_0000_0000 + v.getUint32(40, true),
+    gen,
   };
 }
 
@@ -217,6 +241,17 @@ export class FrameReader {
   maxPayloadBytes: number = Limits.dataMaxPayloadBytes;
   /** assemble large payloads that span socket chunks in pooled buffers (the SDS server side) */
   poolPayloads = false;
+  /**
+   * Hand out every frame in ONE reused Frame and header object (no allocation per frame). Only for
+   * a caller that is done with the frame when onFrame returns (a client reading replies); the
+   * payload view stays valid as before.
+   */
+  reuseFrames = false;
+  private readonly shared: Frame = { header: blankHeader(), payload: EMPTY };
+  // where the last take() found its bytes (fields, not a result object: no allocation per frame)
+  private takeBuf: Uint8Array = EMPTY;
+  private takeAt = 0;
+  private takeCopied = false;
 
   /**
    * Feed bytes; calls onFrame for every complete frame. Throws FrameError on bad input.
@@ -235,20 +270,28 @@ export class FrameReader {
     for (;;) {
       if (this.pending === null) {
         if (this.buffered < HEADER_BYTES) return;
-        const hb = this.take(HEADER_BYTES, this.headerScratch);
-        this.pending = decodeHeader(hb.buf, hb.at, this.maxPayloadBytes);
+        this.take(HEADER_BYTES, this.headerScratch);
+        this.pending = decodeHeader(this.takeBuf, this.takeAt, this.maxPayloadBytes, this.reuseFrames ? this.shared.header : undefined);
       }
       const need = this.pending.payloadLength;
       if (this.buffered < need) return;
       const header = this.pending;
       this.pending = null;
+      let payload: Uint8Array = EMPTY;
+      let pooled = false;
+      if (need > 0) {
+        this.take(need, null);
+        pooled = this.takeCopied && this.poolPayloads && need >= MIN_POOLED_BYTES;
+        payload = pooled || (this.takeAt === 0 && this.takeBuf.byteLength === need) ? this.takeBuf : this.takeBuf.subarray(this.takeAt, this.takeAt + need);
+      }
       let more: void | boolean;
-      if (need === 0) {
-        more = onFrame({ header, payload: EMPTY });
+      if (this.reuseFrames) {
+        const f = this.shared;
+        f.payload = payload;
+        more = onFrame(f);
+        f.payload = EMPTY;
       } else {
-        const p = this.take(need, null);
-        const pooled = p.copied && this.poolPayloads && need >= MIN_POOLED_BYTES;
-        more = onFrame(pooled ? { header, payload: p.buf, pooled } : { header, payload: p.buf.subarray(p.at, p.at + need) });
+        more = onFrame(pooled ? { header, payload, pooled } : { header, payload });
       }
       if (more === false) return;
     }
@@ -258,14 +301,16 @@ export class FrameReader {
     return this.buffered;
   }
 
-  /** Take n bytes: a view into the first chunk when possible, else a copy (into scratch if given). */
-  private take(n: number, scratch: Uint8Array | null): { buf: Uint8Array; at: number; copied: boolean } {
+  /** Take n bytes into takeBuf/takeAt: a view into the first chunk when possible, else a copy (into scratch if given). */
+  private take(n: number, scratch: Uint8Array | null): void {
     const first = this.chunks[0]!;
     const avail = first.byteLength - this.chunkOffset;
     if (avail >= n) {
-      const at = this.chunkOffset;
+      this.takeBuf = first;
+      this.takeAt = this.chunkOffset;
+      this.takeCopied = false;
       this.advance(n);
-      return { buf: first, at, copied: false };
+      return;
     }
     // a copy: from the pool for large server-side payloads, never zero-filled (every byte is set)
     const out = scratch ?? (this.poolPayloads && n >= MIN_POOLED_BYTES ? takePayload(n) : Buffer.allocUnsafe(n));
@@ -277,7 +322,9 @@ export class FrameReader {
       filled += m;
       this.advance(m);
     }
-    return { buf: out, at: 0, copied: scratch === null };
+    this.takeBuf = out;
+    this.takeAt = 0;
+    this.takeCopied = scratch === null;
   }
 
   private advance(n: number): void {
@@ -289,6 +336,10 @@ export class FrameReader {
       this.chunkOffset = 0;
     }
   }
+}
+
+function blankHeader(): FrameHeader {
+  return { opcode: Op.PING, flags: 0, status: Status.OK, requestId: 0, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0, payloadLength: 0, gen: 0 };
 }
 
 const EMPTY = new Uint8Array(0);

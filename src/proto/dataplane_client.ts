@@ -14,7 +14,9 @@
 //   is missing, expired or revoked makes the next IO for that volume present it again;
 // - every request gets exactly one reply callback: the SDS's reply, or UNAVAILABLE when the
 //   connection fails, closes, or the request outlives Limits.dataRequestTimeoutMs (the
-//   connection is then dropped, because the SDS may still apply it);
+//   connection is then dropped, because the SDS may still apply it; checked by a sweep that
+//   watches the oldest request, so one is caught between the timeout and the timeout plus two
+//   sweep intervals, and a request costs no clock read nor record of its own);
 // - at most `maxInFlight` requests are on the wire; more wait in a local queue (in order);
 // - after a failed connect, requests fail fast with UNAVAILABLE for a short backoff instead of
 //   piling up behind a dead address;
@@ -74,9 +76,9 @@ export type ReplyCallback = (status: Status, payload: Uint8Array) => void;
 export interface DataPlaneLink {
   request(h: DataRequest, payload?: Uint8Array): Promise<DataReply>;
   /**
-   * Callback form (no promise per IO). `payloadImmutable`: the caller never writes into
-   * `payload` again, so a large payload the socket cannot take at once is queued as a view
-   * instead of a copy.
+   * Callback form (no promise per IO). `h` is read before send returns (the caller may reuse
+   * it). `payloadImmutable`: the caller never writes into `payload` again, so a large payload
+   * the socket cannot take at once is queued as a view instead of a copy.
    */
   send(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback, payloadImmutable?: boolean): void;
 }
@@ -100,11 +102,6 @@ export interface DataPlaneClientOptions {
   onDown?: () => void;
   /** data-plane TLS: this node's certificate and the cluster CA (needs expectSdsId) */
   tls?: () => DataPlaneTlsMaterial | null;
-}
-
-interface Pending {
-  cb: ReplyCallback;
-  deadlineMs: number;
 }
 
 interface Queued {
@@ -148,7 +145,11 @@ export class DataPlaneClient implements DataPlaneLink {
   private socket: Socket<undefined> | null = null;
   private writer: SocketWriter | null = null;
   private reader = new FrameReader();
-  private pending = new Map<number, Pending>();
+  /** requests on the wire by id, oldest first (Map order is insertion order) */
+  private pending = new Map<number, ReplyCallback>();
+  /** the sweep's watch: the oldest pending request id when it was first seen oldest, and when */
+  private watchId = 0;
+  private watchSinceMs = 0;
   private queue: Queued[] = [];
   private nextId = 1;
   private failFastUntilMs = 0;
@@ -217,7 +218,7 @@ export class DataPlaneClient implements DataPlaneLink {
       this.connect();
     }
     if (this.state !== "open" || this.pending.size >= this.maxInFlight || this.queue.length > 0) {
-      this.queue.push({ h, payload: payload && !payloadImmutable ? payload.slice() : payload, cb });
+      this.queue.push({ h: { ...h }, payload: payload && !payloadImmutable ? payload.slice() : payload, cb });
       return;
     }
     this.put(h, payload, cb, payloadImmutable);
@@ -233,7 +234,7 @@ export class DataPlaneClient implements DataPlaneLink {
   private put(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback, payloadImmutable = false): void {
     if (this.opts.grants !== undefined && NEEDS_GRANT[h.opcode] === 1 && this.presented.get(h.volumeLo) !== h.volumeHi) this.presentGrant(h.volumeHi, h.volumeLo);
     const id = this.allocId();
-    this.pending.set(id, { cb, deadlineMs: performance.now() + this.requestTimeoutMs });
+    this.pending.set(id, cb);
     const s = this.scratch;
     s.opcode = h.opcode;
     s.flags = h.flags;
@@ -255,7 +256,7 @@ export class DataPlaneClient implements DataPlaneLink {
     const t = this.opts.grants!.grantFor(volumeHi, volumeLo);
     if (t === null) return; // the SDS will say NO_GRANT; the next IO asks again
     const id = this.allocId();
-    this.pending.set(id, { cb: this.onGrantReply, deadlineMs: performance.now() + this.requestTimeoutMs });
+    this.pending.set(id, this.onGrantReply);
     const s = this.scratch;
     s.opcode = Op.GRANT;
     s.flags = 0;
@@ -289,6 +290,8 @@ export class DataPlaneClient implements DataPlaneLink {
     const gen = ++this.connGen;
     this.reader = new FrameReader();
     this.reader.maxPayloadBytes = Limits.dataPreAuthMaxPayloadBytes;
+    this.reader.reuseFrames = true; // handleFrame is done with each frame when it returns
+    this.watchId = 0;
     this.writer = new SocketWriter();
     const tls = this.tlsFor();
     const me = idToHalves(this.opts.credentials.nodeId);
@@ -437,14 +440,14 @@ export class DataPlaneClient implements DataPlaneLink {
       this.fail(`SDS sent a request frame (opcode ${h.opcode}) on a client connection`, false);
       return;
     }
-    const p = this.pending.get(h.requestId);
-    if (p === undefined) {
+    const cb = this.pending.get(h.requestId);
+    if (cb === undefined) {
       this.fail(`reply for unknown request id ${h.requestId}`, false);
       return;
     }
     this.pending.delete(h.requestId);
     if (h.status >= Status.NO_GRANT && h.status <= Status.GRANT_REVOKED) this.presented.delete(h.volumeLo);
-    p.cb(h.status, f.payload);
+    cb(h.status, f.payload);
     this.admitQueued();
   }
 
@@ -484,7 +487,7 @@ export class DataPlaneClient implements DataPlaneLink {
     const queued = this.queue;
     this.pending.clear();
     this.queue = [];
-    for (const p of pending) p.cb(status, EMPTY);
+    for (const cb of pending) cb(status, EMPTY);
     for (const q of queued) q.cb(status, EMPTY);
   }
 
@@ -500,11 +503,20 @@ export class DataPlaneClient implements DataPlaneLink {
     this.sweepTimer = null;
   }
 
-  /** Map iteration is insertion order, so the first pending entry is the oldest. */
+  /**
+   * Map iteration is insertion order, so the first pending id is the oldest request: a request
+   * still oldest a timeout after the sweep first saw it so has outlived the timeout.
+   */
   private sweep(): void {
-    const first = this.pending.values().next();
+    const first = this.pending.keys().next();
     if (first.done) return;
-    if (first.value.deadlineMs <= performance.now()) {
+    const now = performance.now();
+    if (first.value !== this.watchId) {
+      this.watchId = first.value;
+      this.watchSinceMs = now;
+      return;
+    }
+    if (now - this.watchSinceMs >= this.requestTimeoutMs) {
       this.fail(`request timed out after ${this.requestTimeoutMs} ms`, false);
     }
   }

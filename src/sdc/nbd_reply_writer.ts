@@ -2,6 +2,12 @@
 // replies finished in one event-loop turn into one socket write, and queues what the socket did
 // not take until `drain`.
 //
+// When to write: at the end of the current callback (a microtask) when the connection has no
+// other request running (QD1: the reply leaves at once); while others run, at the end of the
+// event-loop iteration (setImmediate), so replies completed by several data-plane sockets that
+// were readable in the same poll share one write instead of one each (Bun dispatches every
+// ready socket of a poll before it runs immediates, and polls again only after them).
+//
 // Invariants:
 // - each reply (header + data) is appended whole, in one synchronous call, so replies never
 //   interleave on the wire;
@@ -49,6 +55,8 @@ export class ReplyWriter {
     private readonly sink: ByteSink,
     /** called when queued bytes drop to zero after having been queued (to resume reading) */
     private readonly onDrained: () => void = () => {},
+    /** other requests of the connection are still running: their replies may come in this loop iteration */
+    private readonly moreExpected: () => boolean = () => false,
   ) {}
 
   /** bytes accepted but not yet taken by the socket */
@@ -187,6 +195,7 @@ export class ReplyWriter {
   private schedule(): void {
     if (this.flushScheduled || this.closed) return;
     this.flushScheduled = true;
-    queueMicrotask(this.flushTask);
+    if (this.moreExpected()) setImmediate(this.flushTask);
+    else queueMicrotask(this.flushTask);
   }
 }

@@ -86,23 +86,33 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
     }
   });
 
+  // A bug reached by one client's input must not take the server down: drop that client.
+  const failed = (session: NbdSession, what: string, e: unknown): void => {
+    consola.error(`nbd: connection ${session.id}: ${what} handler failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    session.shutdown("internal error");
+    sessions.delete(session);
+    peerCerts.delete(session);
+  };
   const guarded = (s: Socket<ConnData>, what: string, f: (session: NbdSession) => void): void => {
     const session = s.data.session;
     if (session === null) return;
     try {
       f(session);
     } catch (e) {
-      // A bug reached by one client's input must not take the server down: drop that client.
-      consola.error(`nbd: connection ${session.id}: ${what} handler failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-      session.shutdown("internal error");
-      sessions.delete(session);
-      peerCerts.delete(session);
+      failed(session, what, e);
     }
   };
 
   const common = {
     data(s: Socket<ConnData>, chunk: Buffer) {
-      guarded(s, "data", (ss) => ss.onData(chunk));
+      // the IO path: no closure per data event
+      const session = s.data.session;
+      if (session === null) return;
+      try {
+        session.onData(chunk);
+      } catch (e) {
+        failed(session, "data", e);
+      }
     },
     drain(s: Socket<ConnData>) {
       guarded(s, "drain", (ss) => ss.onDrain());

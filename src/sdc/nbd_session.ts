@@ -94,7 +94,11 @@ export class NbdSession {
     private readonly handshakeTimeoutMs: number = Limits.nbdHandshakeTimeoutMs,
     private readonly tls?: SessionTls,
   ) {
-    this.writer = new ReplyWriter(socket, () => this.onWriterDrained());
+    this.writer = new ReplyWriter(
+      socket,
+      () => this.onWriterDrained(),
+      () => this.inFlight > 0 && this.phase === "request",
+    );
     this.hs.tlsMode = tls?.mode ?? "off";
   }
 

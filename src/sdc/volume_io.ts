@@ -70,10 +70,13 @@ export class VolumeIo {
   private flushesInFlight = new Set<Promise<void>>();
   /** unmapped: IO the SDS refuses for want of a grant fails at once instead of retrying */
   private detached = false;
+  /** the request of pieceCb's first attempt, filled per IO (DataPlaneLink.send reads it at once) */
+  private readonly scratch: DataRequest;
 
   constructor(map: VolumeMap, private readonly deps: VolumeIoDeps) {
     this.map = map;
     ({ hi: this.volumeHi, lo: this.volumeLo } = idToHalves(map.volumeId));
+    this.scratch = { opcode: Op.READ, flags: 0, epoch: 0, volumeHi: this.volumeHi, volumeLo: this.volumeLo, extentIndex: 0, offset: 0, length: 0, gen: 0 };
     this.qos.setLimits(map.limitIops, map.limitBwKbps * 1024);
   }
 
@@ -140,9 +143,16 @@ export class VolumeIo {
       this.piece(opcode, flags, posBytes, lengthBytes, payload).then((r) => done(null, r.payload), (e: unknown) => done(e, EMPTY));
       return;
     }
-    const req = this.requestFor(opcode, flags, extent.epoch, extentIndex, posBytes, lengthBytes);
-    // the payload is never written again (a socket chunk view or the session's own copy): the
-    // link may keep a view of what the socket did not take at once
+    const req = this.scratch;
+    req.opcode = opcode;
+    req.flags = flags;
+    req.epoch = extent.epoch;
+    req.extentIndex = extentIndex;
+    req.offset = posBytes - extentIndex * this.map.extentSizeBytes;
+    req.length = lengthBytes;
+    // send() reads `req` before it returns (no request object per IO); the payload is never
+    // written again (a socket chunk view or the session's own copy): the link may keep a view of
+    // what the socket did not take at once
     link.send(req, payload, (st, p) => {
       if (st === Status.OK) {
         if (opcode !== Op.READ) this.dirtyExtents.add(extentIndex);
