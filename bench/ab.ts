@@ -7,7 +7,9 @@
 // Run: git worktree/stash the old build to e.g. /tmp/pf-a, then npx bun bench/ab.ts
 // Env: AB_BIN_A (required), AB_BIN_B (default dist/pf), AB_ROUNDS (3), AB_SECONDS (8),
 //      AB_JOBS ("qd16,qd1,read,seq", see JOBS; a job prefixed "wt:" runs with the pool in
-//      writeThrough, "wb:" in writeBack, else AB_WRITE_CACHE), AB_WRITE_CACHE (writeBack|writeThrough).
+//      writeThrough, "wb:" in writeBack, else AB_WRITE_CACHE), AB_WRITE_CACHE (writeBack|writeThrough),
+//      AB_ENV_A / AB_ENV_B ("K=V,K=V": environment of that cluster's processes, e.g. one build
+//      with and without PF_GROUP_COMMIT_MAX_SYNCS=2).
 // Also printed per job: fdatasyncs per IO (device and metadata WAL, from the SDSs' /status group
 // commit counters) of the primary and the secondary, so "how many syncs per durable write" is
 // measured, not guessed.
@@ -95,8 +97,17 @@ async function setMode(c: TestCluster, want: WriteCache): Promise<void> {
   modeOf.set(c, want);
 }
 
-async function startCluster(bin: string): Promise<TestCluster> {
-  const c = await TestCluster.create({ bin, deviceSize: "1536MiB", extentSize: "64MiB", granularity: "64MiB", volumes: [{ name: volume, size: volSize }] });
+function envOf(spec: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of (spec ?? "").split(",")) {
+    const i = kv.indexOf("=");
+    if (i > 0) out[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return out;
+}
+
+async function startCluster(bin: string, env: Record<string, string>): Promise<TestCluster> {
+  const c = await TestCluster.create({ bin, env, deviceSize: "1536MiB", extentSize: "64MiB", granularity: "64MiB", volumes: [{ name: volume, size: volSize }] });
   await c.start();
   await c.login();
   await setMode(c, mode as WriteCache);
@@ -150,8 +161,8 @@ function fmt(xs: number[], d = 0): string {
 }
 
 async function main(): Promise<void> {
-  const a = await startCluster(binA!);
-  const b = await startCluster(binB);
+  const a = await startCluster(binA!, envOf(process.env.AB_ENV_A));
+  const b = await startCluster(binB, envOf(process.env.AB_ENV_B));
   const res = new Map<string, { A: Sample[]; B: Sample[] }>();
   try {
     for (let r = 0; r < rounds; r++) {
@@ -170,7 +181,7 @@ async function main(): Promise<void> {
     await b.destroy();
   }
   const out = [
-    `A = ${binA}, B = ${binB}; ${mode}; volume ${volume}; ${rounds} rounds x ${seconds} s, interleaved; median (min–max)`,
+    `A = ${binA} ${process.env.AB_ENV_A ?? ""}, B = ${binB} ${process.env.AB_ENV_B ?? ""}; ${mode}; volume ${volume}; ${rounds} rounds x ${seconds} s, interleaved; median (min–max)`,
     "",
     "| job | build | IOPS or MB/s | p50 µs | SDC µs/IO | primary µs/IO | secondary µs/IO | dev syncs/IO P | S | WAL syncs/IO | sync µs P | S |",
     "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

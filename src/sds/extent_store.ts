@@ -31,7 +31,7 @@ import { Status } from "../proto/dataplane.ts";
 import { PfError, assert } from "../proto/errors.ts";
 import { halvesToId, idToHalves } from "../proto/ids.ts";
 import { Limits } from "../proto/limits.ts";
-import type { BlockDevice } from "../store/block_device.ts";
+import { DEVICE_SYNCS_IN_FLIGHT, type BlockDevice } from "../store/block_device.ts";
 import type { SdsMeta } from "../store/sds_meta.ts";
 import { ChunkAllocator, type Allocation } from "./chunk_allocator.ts";
 import { DEFER_DEVICE_SYNC_START, DeviceCommitTarget, GroupCommit, MetaCommitTarget, type CommitWaiter } from "./group_commit.ts";
@@ -267,7 +267,9 @@ export class ExtentStore implements PrepHost<Extent> {
           if (slot.state !== "Failed") consola.error(`sds: device ${deviceId} (${dev.path}) failed: ${String(err)}`);
           slot.state = "Failed";
         },
-        undefined,
+        // more than one sync at once: a later one covers the writes made while earlier ones run,
+        // so a batch does not wait for the running sync to end (each on its own descriptor)
+        DEVICE_SYNCS_IN_FLIGHT,
         // a sync starts at the end of the event-loop task that asked for it: the task's other
         // writes join it and its forwards and replies are on their sockets first
         DEFER_DEVICE_SYNC_START,
