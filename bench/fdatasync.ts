@@ -9,7 +9,13 @@
 // covers every write before it started. Reported: syncs/s, mean sync latency, writes/s, the
 // event loop's worst and p99 lag (timer lateness), and CPU µs per sync of this process.
 //
-// Run: npx bun bench/fdatasync.ts   (env BENCH_SECONDS default 5, BENCH_ROUNDS default 3)
+// Every mode runs on two files: "unwritten" (fallocate only, as pf creates a device file: every first
+// write into a block converts an unwritten extent, so its fdatasync commits the ext4 journal) and
+// "written" (the same, then filled with zeros and synced: what a device is after its chunks were
+// written once, and what nbdkit's file is in bench/pf.ts after its fill).
+//
+// Run: npx bun bench/fdatasync.ts   (env BENCH_SECONDS default 5, BENCH_ROUNDS default 3,
+//      BENCH_MODES comma list of inline,cb,promise,worker; default all)
 
 import * as fs from "node:fs";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -144,36 +150,48 @@ async function runMode(mode: Mode, fd: number, fh: fs.promises.FileHandle, worke
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "pf-fdatasync-"));
-  const path = join(dir, "f.img");
-  const p = Bun.spawnSync(["fallocate", "-l", String(FILE_BYTES), path]);
-  if (p.exitCode !== 0) throw new Error("fallocate failed");
-  const fd = fs.openSync(path, "r+");
-  const fh = await fs.promises.open(path, "r+");
+  const files: { name: string; fd: number; fh: fs.promises.FileHandle }[] = [];
+  for (const name of ["unwritten", "written"]) {
+    const path = join(dir, `${name}.img`);
+    const p = Bun.spawnSync(["fallocate", "-l", String(FILE_BYTES), path]);
+    if (p.exitCode !== 0) throw new Error("fallocate failed");
+    const fd = fs.openSync(path, "r+");
+    if (name === "written") {
+      const zeros = new Uint8Array(8 << 20);
+      for (let at = 0; at < FILE_BYTES; at += zeros.byteLength) fs.writeSync(fd, zeros, 0, zeros.byteLength, at);
+      fs.fdatasyncSync(fd);
+    }
+    files.push({ name, fd, fh: await fs.promises.open(path, "r+") });
+  }
   const worker = new Worker(URL.createObjectURL(new Blob([WORKER_SRC], { type: "application/javascript" })));
-  const modes: Mode[] = ["inline", "cb", "promise", "worker"];
-  const all = new Map<Mode, Result[]>();
+  const modes = (process.env.BENCH_MODES?.split(",") ?? ["inline", "cb", "promise", "worker"]) as Mode[];
+  const all = new Map<string, Result[]>();
   try {
     for (let r = 0; r < rounds; r++) {
       for (const m of modes) {
-        const res = await runMode(m, fd, fh, worker);
-        all.set(m, [...(all.get(m) ?? []), res]);
-        process.stderr.write(`round ${r + 1} ${m}: ${JSON.stringify(res, (_k, v: unknown) => (typeof v === "number" ? Math.round(v * 100) / 100 : v))}\n`);
+        for (const f of files) {
+          const res = await runMode(m, f.fd, f.fh, worker);
+          const key = `${m} ${f.name}`;
+          all.set(key, [...(all.get(key) ?? []), res]);
+          process.stderr.write(`round ${r + 1} ${key}: ${JSON.stringify(res, (_k, v: unknown) => (typeof v === "number" ? Math.round(v * 100) / 100 : v))}\n`);
+        }
       }
     }
   } finally {
     worker.terminate();
-    await fh.close();
-    fs.closeSync(fd);
+    for (const f of files) {
+      await f.fh.close();
+      fs.closeSync(f.fd);
+    }
     rmSync(dir, { recursive: true, force: true });
   }
   const out = [
     `${rounds} rounds x ${seconds} s per mode, interleaved; medians`,
     "",
-    "| mode | QD1 write+sync/s | group commit syncs/s | mean sync µs | 4 KiB writes/s | loop lag p99 ms | loop lag max ms | CPU µs per sync (this process) |",
+    "| mode, file | QD1 write+sync/s | group commit syncs/s | mean sync µs | 4 KiB writes/s | loop lag p99 ms | loop lag max ms | CPU µs per sync (this process) |",
     "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
-  for (const m of modes) {
-    const rs = all.get(m)!;
+  for (const [m, rs] of all) {
     const md = (f: (x: Result) => number, d = 0) => median(rs.map(f)).toFixed(d);
     out.push(`| ${m} | ${md((x) => x.qd1SyncsPerSec)} | ${md((x) => x.syncsPerSec)} | ${md((x) => x.meanSyncUs)} | ${md((x) => x.writesPerSec)} | ${md((x) => x.lagP99Ms, 2)} | ${md((x) => x.lagMaxMs, 2)} | ${md((x) => x.cpuUsPerSync)} |`);
   }

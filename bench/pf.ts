@@ -81,6 +81,8 @@ interface Sample {
   ios: number;
   /** CPU seconds per process name over the run */
   cpu: Map<string, number>;
+  /** device fdatasyncs of all SDSs over the run (group commit counters in /status); NaN for nbdkit */
+  devSyncs: number;
   /** fio's own CPU seconds */
   fioCpu: number;
 }
@@ -107,7 +109,7 @@ function parseSize(s: string): number {
   return Number(m[1]) * mult;
 }
 
-function figuresOf(f: FioResult): Omit<Sample, "cpu"> {
+function figuresOf(f: FioResult): Omit<Sample, "cpu" | "devSyncs"> {
   const j = f.json.jobs[0] as unknown as JobJson;
   const side = j.write.iops > 0 ? j.write : j.read;
   const pct = side.clat_ns?.percentile ?? {};
@@ -200,13 +202,26 @@ class Bench {
     if (v === "pfWt") await this.setMode("writeThrough");
     const uri = job.oneExtent ? this.oneUri : this.uris[v];
     const jobSize = job.oneExtent ? "64MiB" : size;
+    const isPf = v === "pfWb" || v === "pfWt";
+    const syncs0 = isPf ? await this.deviceSyncs() : Number.NaN;
     const sampler = new CpuSampler(this.pids(v));
     sampler.start();
     const f = await runFio(["--name=b", "--ioengine=nbd", `--uri=${uri}`, ...job.args, `--runtime=${seconds}`, "--time_based", `--size=${jobSize}`, "--randrepeat=0"], {
       timeoutMs: (seconds + 60) * 1000,
     });
     const cpu = sampler.stop();
-    return { ...figuresOf(f), cpu };
+    const devSyncs = isPf ? (await this.deviceSyncs()) - syncs0 : Number.NaN;
+    return { ...figuresOf(f), cpu, devSyncs };
+  }
+
+  /** fdatasyncs of every device of every SDS so far */
+  private async deviceSyncs(): Promise<number> {
+    let n = 0;
+    for (let i = 0; i < 3; i++) {
+      const st = (await (await fetch(`${this.c.sdsControlUrl(i)}/status`)).json()) as { writeCache?: { groupCommit?: { devices: { syncs: number }[] } } };
+      for (const d of st.writeCache?.groupCommit?.devices ?? []) n += d.syncs;
+    }
+    return n;
   }
 }
 
@@ -290,7 +305,9 @@ async function main(): Promise<void> {
           process.stderr.write(
             `[round ${r + 1}/${rounds}, ${((performance.now() - t0) / 1000).toFixed(0)} s] ${job.name} ${VARIANT_LABEL[v]}: ` +
               `${job.metric === "bw" ? `${(s.bw / 1e6).toFixed(0)} MB/s` : `${fmtInt(s.iops)} IOPS`} p50 ${s.p50us.toFixed(0)} µs ` +
-              `cpu µs/IO ${[...s.cpu].map(([n, c]) => `${n} ${((1e6 * c) / s.ios).toFixed(0)}`).join(" ")}\n`,
+              `cpu µs/IO ${[...s.cpu].map(([n, c]) => `${n} ${((1e6 * c) / s.ios).toFixed(0)}`).join(" ")}` +
+              (Number.isFinite(s.devSyncs) ? `; device fdatasyncs per IO (all copies) ${(s.devSyncs / s.ios).toFixed(2)}` : "") +
+              "\n",
           );
         }
       }
@@ -328,8 +345,8 @@ function printTables(jobs: Job[], results: Map<string, Map<VariantKey, Sample[]>
   out.push("");
   out.push("CPU µs per IO (median over the rounds; SDS = the three SDSs together; fio = the client itself):");
   out.push("");
-  out.push("| job | variant | SDC | SDSs | MDM | nbdkit | fio |");
-  out.push("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+  out.push("| job | variant | SDC | SDSs | MDM | nbdkit | fio | device fdatasyncs per IO (all copies) |");
+  out.push("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const job of jobs) {
     if (job.oneExtent) continue;
     const m = results.get(job.key)!;
@@ -339,7 +356,8 @@ function printTables(jobs: Job[], results: Map<string, Map<VariantKey, Sample[]>
       const f = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : "—");
       out.push(
         `| ${job.name} | ${VARIANT_LABEL[k]} | ${isPf ? f(cpuPerIo(s, "sdc")) : "—"} | ${isPf ? f(sds) : "—"} | ${isPf ? f(cpuPerIo(s, "mdm")) : "—"} | ` +
-          `${isPf ? "—" : f(cpuPerIo(s, "nbdkit"))} | ${f(median(s.map((x) => (1e6 * x.fioCpu) / x.ios)))} |`,
+          `${isPf ? "—" : f(cpuPerIo(s, "nbdkit"))} | ${f(median(s.map((x) => (1e6 * x.fioCpu) / x.ios)))} | ` +
+          `${isPf ? median(s.map((x) => x.devSyncs / x.ios)).toFixed(2) : "—"} |`,
       );
     }
   }

@@ -56,7 +56,8 @@ export const Limits = {
   maxThinOvercommitRatio: 10, // thin extents assigned to a device: at most this times its capacity
   maxNameLength: 31, // PowerFlex object names
   thinChunkBytes: 1 * MiB, // SDS thin allocation unit
-  groupCommitMaxSyncs: 1, // fdatasyncs in flight per device (group_commit.ts)
+  groupCommitMaxSyncs: 1, // fdatasyncs in flight per group commit target by default (group_commit.ts; the metadata WAL)
+  deviceSyncsInFlight: 2, // fdatasyncs in flight per device, each on a descriptor of its own (block_device.ts)
   deviceWriteSegmentBytes: 16 * KiB, // an SDS writes a device in pwrites of at most this (block_device.ts: page-cache folio size)
   minDeviceBytes: 1 * MiB, // an SDS refuses a smaller device: it cannot hold the smallest extent (one thin chunk); pf up asks for one extent of the pool
 

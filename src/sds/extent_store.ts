@@ -31,10 +31,10 @@ import { Status } from "../proto/dataplane.ts";
 import { PfError, assert } from "../proto/errors.ts";
 import { halvesToId, idToHalves } from "../proto/ids.ts";
 import { Limits } from "../proto/limits.ts";
-import type { BlockDevice } from "../store/block_device.ts";
+import { DEVICE_SYNCS_IN_FLIGHT, type BlockDevice } from "../store/block_device.ts";
 import type { SdsMeta } from "../store/sds_meta.ts";
 import { ChunkAllocator, type Allocation } from "./chunk_allocator.ts";
-import { DeviceCommitTarget, GroupCommit, MetaCommitTarget, type CommitWaiter } from "./group_commit.ts";
+import { DEFER_DEVICE_SYNC_START, DeviceCommitTarget, GroupCommit, MetaCommitTarget, type CommitWaiter } from "./group_commit.ts";
 import { prepareChunks, prepareCopies, type CopyWant, type ExtentGate, type PrepHost, type PreparedCopy } from "./chunk_prep.ts";
 import type { ChangeRecord } from "./dirty_chunks.ts";
 import type { CopyKind } from "./sds_metrics.ts";
@@ -259,11 +259,21 @@ export class ExtentStore implements PrepHost<Extent> {
       const written = new DeviceCommitTarget(dev);
       const slot: DeviceSlot = { deviceId, devNo: row.devNo, dev, alloc, written, commit: null as unknown as GroupCommit, state: "Normal", syncFailed: false };
       // a failed fdatasync fails the device: Linux may have dropped the pages it could not write
-      slot.commit = new GroupCommit(written, `device ${deviceId} (${dev.path})`, (err) => {
-        slot.syncFailed = true;
-        if (slot.state !== "Failed") consola.error(`sds: device ${deviceId} (${dev.path}) failed: ${String(err)}`);
-        slot.state = "Failed";
-      });
+      slot.commit = new GroupCommit(
+        written,
+        `device ${deviceId} (${dev.path})`,
+        (err) => {
+          slot.syncFailed = true;
+          if (slot.state !== "Failed") consola.error(`sds: device ${deviceId} (${dev.path}) failed: ${String(err)}`);
+          slot.state = "Failed";
+        },
+        // more than one sync at once: a later one covers the writes made while earlier ones run,
+        // so a batch does not wait for the running sync to end (each on its own descriptor)
+        DEVICE_SYNCS_IN_FLIGHT,
+        // a sync starts at the end of the event-loop task that asked for it: the task's other
+        // writes join it and its forwards and replies are on their sockets first
+        DEFER_DEVICE_SYNC_START,
+      );
       slots.push(slot);
     }
     const store = new ExtentStore(meta, slots);
@@ -872,6 +882,11 @@ export class ExtentStore implements PrepHost<Extent> {
     }
     await this.syncAndSettle(slot, rows);
     await this.metaCommit.whenDurable();
+  }
+
+  /** Start making the device's writes so far durable, nobody waiting yet (a FLUSH is expected soon). */
+  syncAhead(slot: DeviceSlot): void {
+    if (!slot.syncFailed) slot.commit.syncAhead();
   }
 
   /**

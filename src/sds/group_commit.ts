@@ -32,6 +32,9 @@ export interface CommitTarget {
 /** PF_GROUP_COMMIT_MAX_SYNCS overrides Limits.groupCommitMaxSyncs for A/B runs. */
 const DEFAULT_MAX_SYNCS = Math.max(1, Number(process.env.PF_GROUP_COMMIT_MAX_SYNCS ?? Limits.groupCommitMaxSyncs));
 
+/** Device commits start their syncs at the end of the task (GroupCommit deferStart); PF_GROUP_COMMIT_DEFER=0 turns it off for A/B runs. */
+export const DEFER_DEVICE_SYNC_START = process.env.PF_GROUP_COMMIT_DEFER !== "0";
+
 export interface CommitWaiter {
   /** every write before the request is durable (ok) or may be lost (not ok); may be called synchronously from request() */
   committed(ok: boolean): void;
@@ -43,11 +46,20 @@ export interface GroupCommitStats {
   /** requests answered without a sync of their own (nothing written since a sync that covers them) */
   covered: number;
   maxBatch: number;
+  /** syncs asked for ahead of any waiter (syncAhead: a FLUSH is expected) */
+  ahead: number;
+  /** sum over syncs of their time from start to completion as the event loop sees it (µs): the
+   * fdatasync itself plus the thread pool's hand-off both ways */
+  syncUs: number;
 }
+
+/** The waiter of syncAhead(): nobody to tell. */
+const NO_WAITER: CommitWaiter = { committed: () => {} };
 
 /** One sync in flight and the waiters it answers. */
 interface InFlightSync {
   waiters: CommitWaiter[];
+  startMs: number;
 }
 
 export class GroupCommit {
@@ -57,7 +69,11 @@ export class GroupCommit {
   /** waiters of the next sync */
   private next: CommitWaiter[] = [];
   private readonly spare: CommitWaiter[][] = [];
-  readonly stats: GroupCommitStats = { syncs: 0, waiters: 0, covered: 0, maxBatch: 0 };
+  readonly stats: GroupCommitStats = { syncs: 0, waiters: 0, covered: 0, maxBatch: 0, ahead: 0, syncUs: 0 };
+
+  /** a start is queued for the end of this task (deferStart) */
+  private startQueued = false;
+  private readonly startTask = (): void => this.queuedStart();
 
   constructor(
     private readonly target: CommitTarget,
@@ -66,6 +82,14 @@ export class GroupCommit {
     private readonly onError: (err: unknown) => void = () => {},
     /** syncs allowed in flight at once (a later one covers the writes made while earlier ones run) */
     private readonly maxSyncs: number = DEFAULT_MAX_SYNCS,
+    /**
+     * Start a sync that a request calls for at the end of the current task (a microtask) instead of
+     * inside request(): every write the event loop makes in that task (all frames of one socket read)
+     * joins it, and the replies or forwards those frames queued go to their sockets first (they
+     * were queued earlier in the same task). Without it the first request of a task starts a sync
+     * that covers that one write and the rest of the task's writes wait for the next.
+     */
+    private readonly deferStart: boolean = false,
   ) {}
 
   /** True once a sync failed: nothing on this target can be made durable any more. */
@@ -92,7 +116,39 @@ export class GroupCommit {
       return;
     }
     this.next.push(w);
-    if (this.inFlight.length < this.maxSyncs) this.start();
+    if (this.inFlight.length < this.maxSyncs) this.startOrQueue();
+  }
+
+  private startOrQueue(): void {
+    if (!this.deferStart) return this.start();
+    if (this.startQueued) return;
+    this.startQueued = true;
+    queueMicrotask(this.startTask);
+  }
+
+  /** The deferred start: the waiters queued in this task share one sync (unless one runs already). */
+  private queuedStart(): void {
+    this.startQueued = false;
+    if (this.next.length === 0 || this.inFlight.length >= this.maxSyncs) return;
+    if (this.failedWith !== null) {
+      const rest = this.next;
+      for (let i = 0; i < rest.length; i++) rest[i]!.committed(false);
+      rest.length = 0;
+      return;
+    }
+    this.start();
+  }
+
+  /**
+   * Make the writes so far durable soon, with nobody waiting yet: a sync starts (at the end of the
+   * task with deferStart, or after the running one) as if a waiter had asked. A FLUSH that comes
+   * while it runs, with nothing written since it began, joins it instead of starting its own.
+   */
+  syncAhead(): void {
+    if (this.failedWith !== null || !this.target.dirty) return;
+    this.stats.ahead++;
+    this.next.push(NO_WAITER);
+    if (this.inFlight.length < this.maxSyncs) this.startOrQueue();
   }
 
   /** Promise form, for cold paths (FLUSH, allocation): resolves when durable, rejects when the sync failed. */
@@ -107,7 +163,7 @@ export class GroupCommit {
   private start(): void {
     const batch = this.next;
     this.next = this.spare.pop() ?? [];
-    const s: InFlightSync = { waiters: batch };
+    const s: InFlightSync = { waiters: batch, startMs: performance.now() };
     this.inFlight.push(s);
     if (batch.length > this.stats.maxBatch) this.stats.maxBatch = batch.length;
     this.stats.syncs++;
@@ -125,6 +181,7 @@ export class GroupCommit {
   }
 
   private finish(s: InFlightSync, err: unknown): void {
+    this.stats.syncUs += Math.round((performance.now() - s.startMs) * 1000);
     if (err !== null && this.failedWith === null) {
       this.failedWith = err;
       this.onError(err);
@@ -145,7 +202,8 @@ export class GroupCommit {
       rest.length = 0;
       return;
     }
-    if (this.inFlight.length < this.maxSyncs) this.start();
+    // deferred: the replies the batch just queued reach their sockets before the next sync is handed to the pool
+    if (this.inFlight.length < this.maxSyncs) this.startOrQueue();
   }
 }
 

@@ -125,6 +125,16 @@ export interface SdsNodeOptions {
 }
 
 const PEER_WARN_INTERVAL_MS = 5000;
+/**
+ * FLUSHes that keep coming (FLUSH_STREAK in a row, each within this long of the last) make later
+ * write-back writes start their device's sync at once (sync ahead) for this long after the last
+ * one: a client that flushes often (fsync per write at QD1) then finds the sync of its writes
+ * running or done when its FLUSH reaches each copy, instead of waiting for a whole one. One FLUSH
+ * is no pattern: a client that flushes now and then keeps plain write-back (its later writes stay
+ * in the page cache until its next FLUSH). PF_FLUSH_ANTICIPATION_MS overrides it for A/B runs (0: off).
+ */
+const FLUSH_ANTICIPATION_MS = Number(process.env.PF_FLUSH_ANTICIPATION_MS ?? 20);
+const FLUSH_STREAK = 3;
 /** after a peer connection failed, heartbeat fast this long (> the MDM's default heartbeat timeout + a rebuild plan) */
 const PEER_TROUBLE_FAST_BEAT_MS = 15_000;
 
@@ -190,6 +200,11 @@ export class SdsNode implements RequestHandler {
   private memberPeers = new Set<string>();
   /** peers this SDS forwarded writes to since its last FLUSH began */
   private readonly peersWritten = new Set<string>();
+  /** until then a FLUSH is expected soon after any write (one came within FLUSH_ANTICIPATION_MS): writes start their device's sync ahead */
+  private flushExpectedUntilMs = 0;
+  private lastFlushMs = -Infinity;
+  /** FLUSHes in a row, each within FLUSH_ANTICIPATION_MS of the one before */
+  private flushStreak = 0;
   /** forwarded writes refused or lost by an in-sync copy, for the next heartbeat (bounded) */
   private readonly failedForwards = new Map<string, FailedForward>();
   private readonly inflightFlushes = new Set<Promise<Status>>();
@@ -495,6 +510,7 @@ export class SdsNode implements RequestHandler {
         return this.zeroSecondary(conn, h);
       case Op.FLUSH:
         this.stats.flushes++;
+        this.noteFlush();
         ((h.flags & Flag.LOCAL_ONLY) !== 0 ? this.flushLocal() : this.flush()).then((st) => conn.reply(h, st));
         return;
       case Op.CHECKSUM:
@@ -689,6 +705,10 @@ export class SdsNode implements RequestHandler {
       join.expect();
       this.stats.fuaSyncs++;
       this.store.commitWrite(e.slot, join);
+    } else if (startMs < this.flushExpectedUntilMs) {
+      // FLUSHes come often: the sync starts now (after the forwards are on their sockets), so the
+      // FLUSH that follows finds it running or done instead of starting one
+      this.store.syncAhead(e.slot);
     }
     join.arm();
   }
@@ -835,7 +855,10 @@ export class SdsNode implements RequestHandler {
     }
     if ((h.flags & Flag.FUA) === 0 && !e.writeThrough) {
       meter.record(bytes, (ioNowMs() - startMs) / 1000);
-      return conn.reply(h, st);
+      conn.reply(h, st);
+      // the primary's FLUSH is expected soon (see replicate): start the sync after the reply
+      if (startMs < this.flushExpectedUntilMs) this.store.syncAhead(e.slot);
+      return;
     }
     this.stats.fuaSyncs++;
     this.store.commitWrite(e.slot, new DurableReply(conn, h, meter, startMs));
@@ -1011,6 +1034,14 @@ export class SdsNode implements RequestHandler {
 
   // ---- flush ----
 
+  /** A FLUSH came: after FLUSH_STREAK of them, each within FLUSH_ANTICIPATION_MS of the last, writes sync ahead (replicate). */
+  private noteFlush(): void {
+    const now = ioNowMs();
+    this.flushStreak = now - this.lastFlushMs <= FLUSH_ANTICIPATION_MS ? this.flushStreak + 1 : 1;
+    this.lastFlushMs = now;
+    if (this.flushStreak >= FLUSH_STREAK) this.flushExpectedUntilMs = now + FLUSH_ANTICIPATION_MS;
+  }
+
   /** Make every write this SDS applied so far durable on its own devices (a peer's FLUSH). */
   private flushLocal(): Promise<Status> {
     return this.store.flushWritten((slot) => this.lostWithOtherCopies(slot)).then(
@@ -1027,8 +1058,11 @@ export class SdsNode implements RequestHandler {
     // a peer no longer a copy of anything this SDS is primary of owes nothing any more
     const peers = [...this.peersWritten].filter((p) => this.memberPeers.has(p));
     this.peersWritten.clear();
-    const parts: Promise<Status>[] = [this.flushLocal()];
+    // the peers' FLUSHes first: they are queued on their sockets before the local sync is handed
+    // to the thread pool (the device commit starts it at the end of this task), so both run at once
+    const parts: Promise<Status>[] = [];
     for (const peer of peers) parts.push(this.flushPeer(peer));
+    parts.push(this.flushLocal());
     const own = Promise.all(parts).then(worstOf);
     const tracked = own.finally(() => this.inflightFlushes.delete(tracked));
     // an earlier flush still in flight may cover writes acked before this one: wait for it

@@ -90,14 +90,31 @@ const ZERO_FILL_CHUNK_BYTES = 8 * 1024 * 1024;
 /** largest pwrite (PF_DEVICE_WRITE_SEGMENT_BYTES overrides it for A/B runs; 0 = no limit) */
 const WRITE_SEGMENT_BYTES = ((v) => (v > 0 ? v : Number.MAX_SAFE_INTEGER))(Number(process.env.PF_DEVICE_WRITE_SEGMENT_BYTES ?? Limits.deviceWriteSegmentBytes));
 
+/**
+ * fdatasyncs a device's group commit may run at once (Limits.deviceSyncsInFlight;
+ * PF_DEVICE_SYNCS_IN_FLIGHT overrides it for A/B runs). A FileBlockDevice runs each overlapping
+ * one on a descriptor of its own (datasync()).
+ */
+export const DEVICE_SYNCS_IN_FLIGHT = Math.max(1, Number(process.env.PF_DEVICE_SYNCS_IN_FLIGHT ?? Limits.deviceSyncsInFlight));
+
 export class FileBlockDevice implements BlockDevice {
   private closed = false;
+  /** an fdatasync runs on this.fd */
+  private mainSyncing = false;
+  /** more descriptors of the file for fdatasyncs that overlap one on this.fd, free ones */
+  private readonly spareSyncFds: number[] = [];
+  private readonly allSyncFds: number[] = [];
   constructor(
     readonly path: string,
     private readonly fd: number,
     readonly sizeBytes: number,
     readonly createdZeroFilled: boolean,
-  ) {}
+  ) {
+    // opened now, before any write: each samples the file's error state here, so it reports every
+    // writeback error from now on, whoever else saw it first (a descriptor opened later would miss
+    // one another descriptor already reported)
+    for (let i = 1; i < DEVICE_SYNCS_IN_FLIGHT; i++) this.spareSyncFds.push(this.openSyncFd());
+  }
 
   readInto(buf: Uint8Array, positionBytes: number): void {
     assert(positionBytes >= 0 && positionBytes + buf.byteLength <= this.sizeBytes, "device read out of range");
@@ -159,11 +176,39 @@ export class FileBlockDevice implements BlockDevice {
     });
   }
 
+  /**
+   * fdatasync, off the loop. Syncs that overlap (group commit with more than one in flight) each
+   * run on a descriptor of their own: Linux reports a writeback error once per open file
+   * description (errseq), so two syncs on one descriptor could see the error reported to the
+   * one whose writes were fine while the other (whose pages failed) returns 0. On descriptors of
+   * their own each sync sees every error since the descriptor was opened (or one nobody has seen).
+   */
   datasync(): Promise<void> {
     if (this.closed) return Promise.reject(new PfError("IO_ERROR", `${this.path} is closed`));
+    let fd = this.fd;
+    const main = !this.mainSyncing;
+    if (main) this.mainSyncing = true;
+    else {
+      try {
+        fd = this.spareSyncFds.pop() ?? this.openSyncFd();
+      } catch (e) {
+        return Promise.reject(new PfError("IO_ERROR", `cannot open ${this.path} for fdatasync: ${(e as Error).message}`));
+      }
+    }
     return new Promise((resolve, reject) =>
-      fs.fdatasync(this.fd, (err) => (err ? reject(new PfError("IO_ERROR", `fdatasync ${this.path}: ${err.message}`)) : resolve())),
+      fs.fdatasync(fd, (err) => {
+        if (main) this.mainSyncing = false;
+        else if (!this.closed) this.spareSyncFds.push(fd);
+        if (err) reject(new PfError("IO_ERROR", `fdatasync ${this.path}: ${err.message}`));
+        else resolve();
+      }),
     );
+  }
+
+  private openSyncFd(): number {
+    const fd = fs.openSync(this.path, fs.constants.O_RDONLY);
+    this.allSyncFds.push(fd);
+    return fd;
   }
 
   datasyncNow(): void {
@@ -178,6 +223,10 @@ export class FileBlockDevice implements BlockDevice {
     if (this.closed) return;
     this.closed = true;
     fs.closeSync(this.fd);
+    // a sync still running on one keeps its file until it returns (the kernel holds a reference)
+    for (const fd of this.allSyncFds) fs.closeSync(fd);
+    this.allSyncFds.length = 0;
+    this.spareSyncFds.length = 0;
   }
 }
 
