@@ -35,7 +35,11 @@ export const COPY_LOG_MAX_ROWS = 1_000_000;
 const TRIM_STEP_ROWS = 100_000;
 const TRIM_CHECK_MS = 2_000;
 
-const NOW_VERSION = "(SELECT map_version FROM main.system)";
+// COALESCE: a standby replaying a batch deletes and re-inserts the rows it touches, the system row
+// among them, so an extent may go in while no system row exists; a NOT NULL failure there aborted
+// the replay (and every later one). Such a row is logged at 0, below every answer's version: it
+// never counts for a delta, and a standby's log is never used (a takeover starts a new log).
+const NOW_VERSION = "COALESCE((SELECT map_version FROM main.system), 0)";
 
 function holders(rec: "NEW" | "OLD"): string {
   return `SELECT ${rec}.primary_sds_id AS s UNION SELECT ${rec}.secondary_sds_id UNION SELECT ${rec}.target_sds_id UNION SELECT ${rec}.away_sds_id`;
@@ -47,11 +51,27 @@ const BARRIER = `UPDATE temp.pf_delta_barrier SET v = ${NOW_VERSION};`;
 /** columns an assignment (or its holders) shows: an update of any of them is a change */
 const SHOWN = "volume_id, idx, epoch, primary_sds_id, primary_device_id, secondary_sds_id, secondary_device_id, target_sds_id, target_device_id, target_mode, away_sds_id, away_device_id";
 
-const installed = new WeakSet<Database>();
+/** the TEMP triggers installCopyLog makes (all present, or the log is not whole) */
+const TRIGGERS = ["pf_copy_log_i", "pf_copy_log_d", "pf_copy_log_u", "pf_graph_log_u", "pf_delta_barrier_vt", "pf_delta_barrier_pool", "pf_delta_barrier_vol"];
+
+/**
+ * Are the log's triggers on this connection? Asked, not remembered: TEMP DDL is transactional,
+ * so an install inside an answer's transaction that then rolled back left nothing behind (a
+ * remembered "installed" then broke every later fetch with "no such table").
+ */
+function copyLogInstalled(sqlite: Database): boolean {
+  const row = sqlite.query<{ n: number }, []>(`SELECT COUNT(*) AS n FROM sqlite_temp_master WHERE type = 'trigger' AND name IN (${TRIGGERS.map((t) => `'${t}'`).join(", ")})`).get();
+  return row?.n === TRIGGERS.length;
+}
+
+/** Drop the log from this connection (the MDM stopped leading: a standby logs nothing). */
+export function uninstallCopyLog(sqlite: Database): void {
+  for (const t of TRIGGERS) sqlite.run(`DROP TRIGGER IF EXISTS temp.${t}`);
+  for (const t of ["pf_copy_log", "pf_graph_log", "pf_delta_barrier"]) sqlite.run(`DROP TABLE IF EXISTS temp.${t}`);
+}
 
 /** Create the TEMP log tables and triggers on this connection (idempotent). */
 export function installCopyLog(sqlite: Database): void {
-  if (installed.has(sqlite)) return;
   sqlite.run("CREATE TEMP TABLE IF NOT EXISTS pf_copy_log (sds_id TEXT NOT NULL, volume_id TEXT NOT NULL, idx INTEGER NOT NULL, v INTEGER NOT NULL, PRIMARY KEY (sds_id, volume_id, idx)) WITHOUT ROWID");
   sqlite.run("CREATE INDEX IF NOT EXISTS temp.pf_copy_log_sds_v ON pf_copy_log (sds_id, v)");
   sqlite.run("CREATE INDEX IF NOT EXISTS temp.pf_copy_log_v ON pf_copy_log (v)");
@@ -67,7 +87,6 @@ export function installCopyLog(sqlite: Database): void {
   sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_delta_barrier_vt AFTER UPDATE OF extent_bytes, volume_type, pool_id ON main.vtree BEGIN ${BARRIER} END`);
   sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_delta_barrier_pool AFTER UPDATE OF write_cache ON main.storage_pool BEGIN ${BARRIER} END`);
   sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_delta_barrier_vol AFTER UPDATE OF pool_id ON main.volume BEGIN ${BARRIER} END`);
-  installed.add(sqlite);
 }
 
 /** What changed for one SDS since a version: extent keys to answer (held or taken away). */
@@ -114,12 +133,17 @@ class CopyLog {
     const drop = Math.min(TRIM_STEP_ROWS, n - Math.floor((this.maxRows * 3) / 4));
     const cut = this.sqlite.query<{ v: number }, [number]>("SELECT v FROM temp.pf_copy_log ORDER BY v LIMIT 1 OFFSET ?").get(drop)?.v;
     if (cut === undefined) return;
+    // more rows than `drop` at the oldest version (one big create, removal or recovery step):
+    // "v < cut" would delete nothing, every time, and the log would grow for ever; that whole
+    // version goes instead
+    const oldest = this.sqlite.query<{ v: number }, []>("SELECT MIN(v) AS v FROM temp.pf_copy_log").get()?.v ?? cut;
+    const below = cut > oldest ? cut : cut + 1;
     this.sqlite.transaction(() => {
-      this.sqlite.query("DELETE FROM temp.pf_copy_log WHERE v < ?").run(cut);
-      this.sqlite.query("DELETE FROM temp.pf_graph_log WHERE v < ?").run(cut);
+      this.sqlite.query("DELETE FROM temp.pf_copy_log WHERE v < ?").run(below);
+      this.sqlite.query("DELETE FROM temp.pf_graph_log WHERE v < ?").run(below);
     })();
-    // rows of versions >= cut are all still there: a delta since cut or later is whole
-    this.floor = Math.max(this.floor, cut);
+    // rows of versions >= below are all still there: a delta since below or later is whole
+    this.floor = Math.max(this.floor, below);
   }
 
   get trimmedBelow(): number {
@@ -134,7 +158,9 @@ let maxRowsForNewLogs = COPY_LOG_MAX_ROWS;
 export function copyLogOf(ctx: MdmContext): CopyLog {
   let log = logs.get(ctx.health);
   // a reopened database (a standby's reload) has neither the triggers nor the rows: a new log
-  if (log === undefined || log.sqlite !== ctx.store.sqlite) {
+  // and a log whose triggers are gone (an install rolled back with its transaction, a step-down
+  // dropped them) missed changes meanwhile: a new log, so every SDS gets a full answer first
+  if (log === undefined || log.sqlite !== ctx.store.sqlite || !copyLogInstalled(ctx.store.sqlite)) {
     installCopyLog(ctx.store.sqlite);
     log = new CopyLog(ctx.store.sqlite, maxRowsForNewLogs);
     logs.set(ctx.health, log);

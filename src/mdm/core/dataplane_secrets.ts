@@ -92,25 +92,33 @@ function nodeTokenKey(ctx: MdmContext): Buffer {
  */
 const tokenCaches = new WeakMap<object, { key: Buffer; tokens: Map<string, string> }>();
 
-/** The token a node presents on the cluster API (header x-pf-node-token), 64 hex. */
-export function nodeTokenOf(ctx: MdmContext, role: NodeRole, nodeId: string): string {
+function tokenCache(ctx: MdmContext): { key: Buffer; tokens: Map<string, string> } {
   let cache = tokenCaches.get(ctx.health);
   if (cache === undefined) {
     cache = { key: nodeTokenKey(ctx), tokens: new Map() };
     tokenCaches.set(ctx.health, cache);
   }
-  const name = `${roleName(role)}|${nodeId}`;
-  let token = cache.tokens.get(name);
-  if (token === undefined) {
-    token = createHmac("sha256", cache.key).update(`pf api v1|${name}`).digest("hex");
-    if (cache.tokens.size >= 1_000_000) cache.tokens.clear();
-    cache.tokens.set(name, token);
-  }
-  return token;
+  return cache;
 }
 
+/** The token a node presents on the cluster API (header x-pf-node-token), 64 hex. */
+export function nodeTokenOf(ctx: MdmContext, role: NodeRole, nodeId: string): string {
+  const cache = tokenCache(ctx);
+  const name = `${roleName(role)}|${nodeId}`;
+  return cache.tokens.get(name) ?? createHmac("sha256", cache.key).update(`pf api v1|${name}`).digest("hex");
+}
+
+/** Only a token that checked out is kept: a caller naming made-up node ids fills nothing. */
 export function nodeTokenValid(ctx: MdmContext, role: NodeRole, nodeId: string, given: string): boolean {
-  const want = Buffer.from(nodeTokenOf(ctx, role, nodeId));
+  const cache = tokenCache(ctx);
+  const name = `${roleName(role)}|${nodeId}`;
+  const token = nodeTokenOf(ctx, role, nodeId);
+  const want = Buffer.from(token);
   const got = Buffer.from(given);
-  return want.byteLength === got.byteLength && timingSafeEqual(want, got);
+  const ok = want.byteLength === got.byteLength && timingSafeEqual(want, got);
+  if (ok && !cache.tokens.has(name)) {
+    if (cache.tokens.size >= 100_000) cache.tokens.clear();
+    cache.tokens.set(name, token);
+  }
+  return ok;
 }
