@@ -535,6 +535,7 @@ try {
   };
   const phase = (name: string) => {
     const cpu0 = cpuSecondsOf(mdm.pid);
+    const sim0 = process.cpuUsage();
     const beats0 = stats.beatsAnswered;
     const fetches0 = stats.fetches;
     const bytes0 = stats.fetchBytes;
@@ -550,6 +551,8 @@ try {
     return () => {
       const s = (performance.now() - t0) / 1000;
       const cpu = cpuSecondsOf(mdm.pid) - cpu0;
+      const simU = process.cpuUsage(sim0);
+      const simCpu = (simU.user + simU.system) / 1e6;
       const beats = stats.beatsAnswered - beats0;
       const hb = summary(stats.beatMs);
       stats.recordBeats = false;
@@ -558,7 +561,7 @@ try {
       const fetchBytes = stats.fetchBytes - bytes0;
       row(
         `${name}: MDM CPU, heartbeats, refetches`,
-        `${f1(s)} s wall, ${f1(cpu)} CPU s (${f2(cpu / s)} cores); ${beats} beats answered (${(beats / s).toFixed(0)}/s, p50 ${f1(hb.p50)} ms, p99 ${f1(hb.p99)} ms, worst gap ${(worstGap() / 1000).toFixed(1)} s); ` +
+        `${f1(s)} s wall, ${f1(cpu)} CPU s (${f2(cpu / s)} cores; the simulator ${f2(simCpu / s)} cores); ${beats} beats answered (${(beats / s).toFixed(0)}/s, p50 ${f1(hb.p50)} ms, p99 ${f1(hb.p99)} ms, worst gap ${(worstGap() / 1000).toFixed(1)} s); ` +
           `${fetches} assignment/map fetches (${(fetchBytes / 2 ** 20).toFixed(1)} MiB, ${fetches ? (fetchBytes / fetches / 1024).toFixed(1) : "-"} KiB each, ${stats.fetchesWithList - lists0} with the address list, ${stats.deltas - deltas0} deltas, ${stats.shed - shed0} shed with 429); ` +
           `${stats.watchAnswers - watch0} watch answers (${stats.watchMoved - moved0} moved)`,
       );
