@@ -289,6 +289,9 @@ interface SimNode {
   watching: boolean;
   /** one fetch at a time; a caller during one gets the next */
   fetches: FreshRun;
+  /** a fetch the MDM shed waits for its turn; beats go on */
+  waitingTurn: boolean;
+  onShed: (() => void) | null;
 }
 
 const nodes: SimNode[] = [];
@@ -315,6 +318,8 @@ function simNode(kind: SimNode["kind"], id: string, hbPath: string, fetchPath: s
     watchPath: CLUSTER_API_PREFIX + `/${kind}/${id}/mapWatch`,
     watching: false,
     fetches: new FreshRun(() => fetchMaps(n)),
+    waitingTurn: false,
+    onShed: null,
   };
   return n;
 }
@@ -351,11 +356,18 @@ async function fetchMaps(n: SimNode): Promise<void> {
   const path = q.length > 0 ? `${n.fetchPath}?${q.join("&")}` : n.fetchPath;
   let f = await request("GET", path, n.headers);
   // a busy MDM sheds fetches (429, "retry after <n> ms"): wait and ask again, as the real nodes (retryWhileBusy)
-  for (let tries = 1; f.status === 429 && tries < 4; tries++) {
-    stats.shed++;
-    const ms = Number(/retry after (\d+) ms/.exec(f.text)?.[1] ?? 1000);
-    await Bun.sleep(ms);
-    f = await request("GET", path, n.headers);
+  // (its turn may be far at a cold start: the beats go on meanwhile, as src/sds/main.ts)
+  try {
+    for (let tries = 1; f.status === 429 && tries < 100; tries++) {
+      stats.shed++;
+      n.waitingTurn = true;
+      n.onShed?.();
+      const ms = Number(/retry after (\d+) ms/.exec(f.text)?.[1] ?? 1000);
+      await Bun.sleep(ms);
+      f = await request("GET", path, n.headers);
+    }
+  } finally {
+    n.waitingTurn = false;
   }
   if (f.status !== 200) throw new Error(`${path}: ${f.status} ${f.text.slice(0, 200)}`);
   stats.fetches++;
@@ -441,7 +453,14 @@ async function beat(n: SimNode, sentMs: number): Promise<void> {
     if (stats.recordBeats) stats.beatMs.push(now - sentMs);
     stats.beatsAnswered++;
     const version = mapVersionOf(r.text);
-    if (REFETCH && version !== n.applied) await n.fetches.run();
+    if (REFETCH && version !== n.applied && !n.waitingTurn) {
+      const shed = new Promise<void>((resolve) => (n.onShed = resolve));
+      const refresh = n.fetches.run();
+      const first = await Promise.race([refresh.then(() => "done"), shed.then(() => "shed")]).finally(() => {
+        n.onShed = null;
+      });
+      if (first === "shed") refresh.catch(() => stats.beatsFailed++);
+    }
     // like the real SDS: a beat counts (renews the lease) once its maps are caught up
     const done = performance.now();
     if (n.lastAnsweredMs > 0) n.maxGapMs = Math.max(n.maxGapMs, done - n.lastAnsweredMs);
