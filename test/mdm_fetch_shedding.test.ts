@@ -1,7 +1,7 @@
 // Heartbeats ahead of fetches (src/mdm/cluster/fetch_shedding.ts): while the MDM's event loop
 // keeps running late, assignment and map fetches are refused with 429, a Retry-After and an
-// "MDM busy ... retry after <n> ms" message, at most once per node in a row (its retry is
-// served); heartbeats are always answered. One long task alone sheds nothing.
+// "MDM busy ... retry after <n> ms" message naming the node's turn (served then, busy or not);
+// heartbeats are always answered. One long task alone sheds nothing.
 
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import { busyRetryMs } from "../src/proto/cluster_api.ts";
@@ -24,7 +24,7 @@ function busyWait(ms: number): void {
   }
 }
 
-test("a loop kept late sheds fetches (429 + retry-after), serves the retry, and never refuses a heartbeat", async () => {
+test("a busy MDM sheds fetches (429 + retry-after), serves each node at its turn, and never refuses a heartbeat", async () => {
   const { sdsId } = await m.joinSds("sds1");
   const sdc = await m.joinSdc("guid-1");
   // a single long stall: nothing is shed once the loop is idle again
@@ -47,13 +47,19 @@ test("a loop kept late sheds fetches (429 + retry-after), serves the retry, and 
     expect(ms!).toBeGreaterThanOrEqual(500);
     expect(ms!).toBeLessThanOrEqual(1500);
     expect(fetchesShed()).toBe(before + 1);
-    // its retry is served even though the MDM is still behind
+    // early: refused again, same turn; at its turn it is served though the MDM is still behind
+    const early = await m.cluster("GET", `/sds/${sdsId}/assignments`);
+    expect(early.status).toBe(429);
+    expect(busyRetryMs(new PfError("INVALID_STATE", (early.json as { message: string }).message))!).toBeLessThanOrEqual(ms!);
+    await Bun.sleep(ms!);
     expect((await m.cluster("GET", `/sds/${sdsId}/assignments`)).status).toBe(200);
     // heartbeats are never shed
     for (let i = 0; i < 3; i++) expect((await m.cluster("POST", `/sds/${sdsId}/heartbeat`, { devices: [], appliedMapVersion: 0 })).status).toBe(200);
     expect((await m.cluster("POST", `/sdc/${sdc}/heartbeat`, { appliedMapVersion: 0 })).status).toBe(200);
-    // an SDC's map fetch is shed the same way
-    expect((await m.cluster("GET", `/sdc/${sdc}/maps`)).status).toBe(429);
+    // an SDC's map fetch is shed the same way, its turn after the SDS's
+    const r2 = await m.cluster("GET", `/sdc/${sdc}/maps`);
+    expect(r2.status).toBe(429);
+    await Bun.sleep(busyRetryMs(new PfError("INVALID_STATE", (r2.json as { message: string }).message))!);
     expect((await m.cluster("GET", `/sdc/${sdc}/maps`)).status).toBe(200);
   } finally {
     clearInterval(hog);

@@ -377,14 +377,18 @@ export function busyRetryMs(e: unknown): number | null {
   return m ? Math.min(Number(m[1]), 10_000) : null;
 }
 
-/** Run a fetch; while the MDM answers busy, wait the time it names and try again (at most `tries` times in all). */
-export async function retryWhileBusy<T>(fetch: () => Promise<T>, tries = 4): Promise<T> {
+/**
+ * Run a fetch; while the MDM answers busy, call onBusy, wait the time it names (the node's turn)
+ * and try again, at most `tries` times in all.
+ */
+export async function retryWhileBusy<T>(fetch: () => Promise<T>, tries = 4, onBusy?: () => void): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fetch();
     } catch (e) {
       const ms = busyRetryMs(e);
       if (ms === null || attempt >= tries) throw e;
+      onBusy?.();
       await Bun.sleep(ms);
     }
   }

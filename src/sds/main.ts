@@ -78,6 +78,8 @@ export interface SdsHandle {
 const EARLY_BEAT_MIN_GAP_MS = 200; // a newer epoch seen on the data plane asks the MDM at most this often
 const RECOVERY_HEARTBEAT_MS = 250; // heartbeat interval while this SDS drives or receives a copy
 const FAILED_BEAT_RETRY_MS = 250; // after a failed heartbeat (MDM down, standby, takeover under way)
+/** tries of a fetch the MDM sheds (each names the node's turn; a cold start of 1,000 SDSs takes many) */
+const BUSY_FETCH_TRIES = 100;
 const HEARTBEAT_REQUEST_TIMEOUT_MS = 1500; // a heartbeat to a paused or cut-off MDM gives up this soon
 const FENCE_ASK_INTERVAL_MS = 500; // how often an SDS asks the MDM about a fence in doubt
 
@@ -233,6 +235,9 @@ class MdmSession implements MdmLinkState {
   private readonly fetches = new FreshRun(() => this.fetchAssignments());
   /** the full assignments last applied (a delta answer is merged into them); memory ~ extents held */
   private heldAssignments: SdsAssignmentsResponse | null = null;
+  /** a fetch the MDM shed waits for its turn (beats go on without waiting for it) */
+  private waitingTurn = false;
+  private onShed: (() => void) | null = null;
   private readonly watch: MapWatch;
 
   constructor(
@@ -315,9 +320,20 @@ class MdmSession implements MdmLinkState {
     const held = this.heldAssignments;
     const delta = held?.copyLog === undefined ? null : { since: held.mapVersion, log: held.copyLog };
     // an MDM that is behind sheds fetches (429, "MDM busy"): wait the time it names, ask again
-    const resp = await retryWhileBusy(() =>
-      clusterRequest(this.mdm, { method: "GET", path: ClusterPaths.sdsAssignments(this.core.sdsId, this.core.node.addressesTag, delta), schema: SdsAssignmentsResponse }),
-    );
+    // (its turn may be many seconds away at a cold start: the beats go on meanwhile, see beat())
+    let resp: SdsAssignmentsResponse;
+    try {
+      resp = await retryWhileBusy(
+        () => clusterRequest(this.mdm, { method: "GET", path: ClusterPaths.sdsAssignments(this.core.sdsId, this.core.node.addressesTag, delta), schema: SdsAssignmentsResponse }),
+        BUSY_FETCH_TRIES,
+        () => {
+          this.waitingTurn = true;
+          this.onShed?.();
+        },
+      );
+    } finally {
+      this.waitingTurn = false;
+    }
     const before = this.core.node.appliedMapVersion;
     this.tlsDrift.check(resp.dataPlaneTls);
     let full: SdsAssignmentsResponse;
@@ -407,7 +423,20 @@ class MdmSession implements MdmLinkState {
     }
     // Apply the MDM's newer map BEFORE renewing the lease: an SDS that was cut off and dropped
     // must not serve its old epoch for even one round trip after it reconnects.
-    if (hb.mapVersion !== node.appliedMapVersion && !this.stopped) await this.refreshAssignments();
+    if (hb.mapVersion !== node.appliedMapVersion && !this.stopped) {
+      // a fetch the MDM shed waits for its turn (fetch_shedding.ts): this beat was heard, the
+      // next ones must be too, so do not wait for it here; no lease until it is applied
+      if (this.waitingTurn) return;
+      const shed = new Promise<void>((resolve) => (this.onShed = resolve));
+      const refresh = this.refreshAssignments();
+      const first = await Promise.race([refresh.then(() => "done" as const), shed.then(() => "shed" as const)]).finally(() => {
+        this.onShed = null;
+      });
+      if (first === "shed") {
+        refresh.catch((e: unknown) => consola.warn(`sds ${this.core.sdsId}: assignments fetch failed after the MDM shed it: ${(e as Error).message}`));
+        return;
+      }
+    }
     if (node.appliedMapVersion < hb.mapVersion) return; // not caught up: no lease from this beat
     node.grantLease(sentAtMs, hb.leaseMs);
     // the assignments are now as new as anything a peer knew before this beat was sent
