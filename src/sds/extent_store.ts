@@ -34,7 +34,7 @@ import { Limits } from "../proto/limits.ts";
 import { DEVICE_SYNCS_IN_FLIGHT, type BlockDevice } from "../store/block_device.ts";
 import type { SdsMeta } from "../store/sds_meta.ts";
 import { ChunkAllocator, type Allocation } from "./chunk_allocator.ts";
-import { DEFER_DEVICE_SYNC_START, DeviceCommitTarget, GroupCommit, MetaCommitTarget, type CommitWaiter } from "./group_commit.ts";
+import { DEFER_DEVICE_SYNC_START, DEVICE_SECOND_SYNC_MIN_BATCH, DeviceCommitTarget, GroupCommit, MetaCommitTarget, type CommitWaiter } from "./group_commit.ts";
 import { prepareChunks, prepareCopies, type CopyWant, type ExtentGate, type PrepHost, type PreparedCopy } from "./chunk_prep.ts";
 import type { ChangeRecord } from "./dirty_chunks.ts";
 import type { CopyKind } from "./sds_metrics.ts";
@@ -273,6 +273,7 @@ export class ExtentStore implements PrepHost<Extent> {
         // a sync starts at the end of the event-loop task that asked for it: the task's other
         // writes join it and its forwards and replies are on their sockets first
         DEFER_DEVICE_SYNC_START,
+        DEVICE_SECOND_SYNC_MIN_BATCH,
       );
       slots.push(slot);
     }

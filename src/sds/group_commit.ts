@@ -34,6 +34,8 @@ const DEFAULT_MAX_SYNCS = Math.max(1, Number(process.env.PF_GROUP_COMMIT_MAX_SYN
 
 /** Device commits start their syncs at the end of the task (GroupCommit deferStart); PF_GROUP_COMMIT_DEFER=0 turns it off for A/B runs. */
 export const DEFER_DEVICE_SYNC_START = process.env.PF_GROUP_COMMIT_DEFER !== "0";
+/** Limits.deviceSecondSyncMinBatch; PF_DEVICE_SECOND_SYNC_MIN_BATCH overrides it for A/B runs. */
+export const DEVICE_SECOND_SYNC_MIN_BATCH = Math.max(1, Number(process.env.PF_DEVICE_SECOND_SYNC_MIN_BATCH ?? Limits.deviceSecondSyncMinBatch));
 
 export interface CommitWaiter {
   /** every write before the request is durable (ok) or may be lost (not ok); may be called synchronously from request() */
@@ -90,6 +92,12 @@ export class GroupCommit {
      * that covers that one write and the rest of the task's writes wait for the next.
      */
     private readonly deferStart: boolean = false,
+    /**
+     * With a sync running, another starts only for a batch of at least this many waiters; a
+     * smaller one waits for the running sync to end (with writes spread over many devices, two
+     * syncs of two or three writes each cost more syncs per IO than they save in waiting).
+     */
+    private readonly overlapMinBatch: number = 1,
   ) {}
 
   /** True once a sync failed: nothing on this target can be made durable any more. */
@@ -116,7 +124,13 @@ export class GroupCommit {
       return;
     }
     this.next.push(w);
-    if (this.inFlight.length < this.maxSyncs) this.startOrQueue();
+    if (this.mayStart()) this.startOrQueue();
+  }
+
+  /** a sync may start for the waiting batch now: none runs, or one more is allowed and the batch is big enough */
+  private mayStart(): boolean {
+    const n = this.inFlight.length;
+    return n === 0 || (n < this.maxSyncs && this.next.length >= this.overlapMinBatch);
   }
 
   private startOrQueue(): void {
@@ -129,7 +143,7 @@ export class GroupCommit {
   /** The deferred start: the waiters queued in this task share one sync (unless one runs already). */
   private queuedStart(): void {
     this.startQueued = false;
-    if (this.next.length === 0 || this.inFlight.length >= this.maxSyncs) return;
+    if (this.next.length === 0 || !this.mayStart()) return;
     if (this.failedWith !== null) {
       const rest = this.next;
       for (let i = 0; i < rest.length; i++) rest[i]!.committed(false);
@@ -148,7 +162,7 @@ export class GroupCommit {
     if (this.failedWith !== null || !this.target.dirty) return;
     this.stats.ahead++;
     this.next.push(NO_WAITER);
-    if (this.inFlight.length < this.maxSyncs) this.startOrQueue();
+    if (this.mayStart()) this.startOrQueue();
   }
 
   /** Promise form, for cold paths (FLUSH, allocation): resolves when durable, rejects when the sync failed. */
@@ -203,7 +217,7 @@ export class GroupCommit {
       return;
     }
     // deferred: the replies the batch just queued reach their sockets before the next sync is handed to the pool
-    if (this.inFlight.length < this.maxSyncs) this.startOrQueue();
+    if (this.mayStart()) this.startOrQueue();
   }
 }
 
