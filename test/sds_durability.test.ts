@@ -9,7 +9,8 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import { Op, Status } from "../src/proto/dataplane.ts";
 import type { DataPlaneClient, DataReply } from "../src/proto/dataplane_client.ts";
-import { GroupCommit, type CommitTarget } from "../src/sds/group_commit.ts";
+import { GroupCommit } from "../src/sds/group_commit.ts";
+import { HeldSyncTarget, waiter } from "./helpers/commit_target.ts";
 import type { SdsCore } from "../src/sds/sds_core.ts";
 import { DeviceWrapper } from "../src/store/block_device.ts";
 import { VolatileCacheDevice } from "../src/store/volatile_cache.ts";
@@ -113,31 +114,9 @@ afterEach(async () => {
 });
 
 describe("group commit (unit)", () => {
-  class Target implements CommitTarget {
-    dirty = false;
-    syncs = 0;
-    pending: (() => void)[] = [];
-    fail = false;
-    clean(): void {
-      this.dirty = false;
-    }
-    sync(): Promise<void> {
-      this.syncs++;
-      return new Promise((resolve, reject) => this.pending.push(() => (this.fail ? reject(new Error("EIO")) : resolve())));
-    }
-    finish(): void {
-      const p = this.pending;
-      this.pending = [];
-      for (const f of p) f();
-    }
-  }
-  const waiter = () => {
-    const w = { told: [] as boolean[], committed: (ok: boolean) => void w.told.push(ok) };
-    return w;
-  };
 
   test("requests during a sync share the next one; nothing written since the last sync began is covered by it", async () => {
-    const t = new Target();
+    const t = new HeldSyncTarget();
     const gc = new GroupCommit(t, "t");
     const clean = waiter();
     gc.request(clean);
@@ -168,7 +147,7 @@ describe("group commit (unit)", () => {
   });
 
   test("a failed sync fails its batch, the next one and every later request", async () => {
-    const t = new Target();
+    const t = new HeldSyncTarget();
     const gc = new GroupCommit(t, "t");
     t.dirty = true;
     const a = waiter();

@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import { Status } from "../src/proto/dataplane.ts";
 import type { DataPlaneClient } from "../src/proto/dataplane_client.ts";
-import type { CommitTarget } from "../src/sds/group_commit.ts";
+import { HeldSyncTarget, waiter } from "./helpers/commit_target.ts";
 import type { SdsCore } from "../src/sds/sds_core.ts";
 import { DeviceWrapper } from "../src/store/block_device.ts";
 import { VolatileCacheDevice } from "../src/store/volatile_cache.ts";
@@ -20,35 +20,13 @@ const { GroupCommit } = await import("../src/sds/group_commit.ts");
 const { LONG_LEASE_MS, MiB, Vol, assignmentsFor, clientTo, flushReq, pattern, readCopy, startNode, tmpDir } = await import("./sds_harness.ts");
 type ExtentPlan = import("./sds_harness.ts").ExtentPlan;
 
-class Target implements CommitTarget {
-  dirty = false;
-  syncs = 0;
-  pending: (() => void)[] = [];
-  fail = false;
-  clean(): void {
-    this.dirty = false;
-  }
-  sync(): Promise<void> {
-    this.syncs++;
-    return new Promise((resolve, reject) => this.pending.push(() => (this.fail ? reject(new Error("EIO")) : resolve())));
-  }
-  finish(): void {
-    const p = this.pending;
-    this.pending = [];
-    for (const f of p) f();
-  }
-}
-const waiter = () => {
-  const w = { told: [] as boolean[], committed: (ok: boolean) => void w.told.push(ok) };
-  return w;
-};
 async function turns(n = 20): Promise<void> {
   for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
 }
 
 describe("group commit started at the end of the task (deferStart)", () => {
   test("every request of one task shares one sync, started after the task; the next batch likewise", async () => {
-    const t = new Target();
+    const t = new HeldSyncTarget();
     const gc = new GroupCommit(t, "t", undefined, 1, true);
     t.dirty = true;
     const a = waiter();
@@ -78,7 +56,7 @@ describe("group commit started at the end of the task (deferStart)", () => {
   });
 
   test("a sync that fails before a queued start fails the queued waiters too", async () => {
-    const t = new Target();
+    const t = new HeldSyncTarget();
     const gc = new GroupCommit(t, "t", undefined, 1, true);
     t.dirty = true;
     const a = waiter();
@@ -97,7 +75,7 @@ describe("group commit started at the end of the task (deferStart)", () => {
   });
 
   test("syncAhead starts a sync nobody waits for; a request with nothing written since joins it", async () => {
-    const t = new Target();
+    const t = new HeldSyncTarget();
     const gc = new GroupCommit(t, "t", undefined, 1, true);
     gc.syncAhead(); // nothing written: nothing to do
     await turns(2);
