@@ -37,7 +37,6 @@ import type { MdmMetaStore } from "./ha/meta_store.ts";
 import { SqliteMetaStore } from "./ha/sqlite_meta_store.ts";
 import { leaderGate, MDM_ROLE_PATH } from "./core/leader_gate.ts";
 import { servedByStandby } from "./rest/standby_reads.ts";
-import { uninstallCopyLog } from "./cluster/copy_log.ts";
 
 /** Build the Hono app serving /api (PowerFlex REST), /pf/v1 (cluster API) and /dashboard/ (web UI). */
 export function createMdmApp(ctx: MdmContext, opts: { clusterSecret: string }): Hono {
@@ -137,9 +136,7 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
     );
     loadActiveAlerts(ctx);
     meta.onLeadershipChange((leader) => {
-      // a standby answers no assignments: its replays must not keep a copy log (a takeover
-      // starts a new one)
-      if (!leader) return uninstallCopyLog(ctx.store.sqlite);
+      if (!leader) return;
       restartVolatileState(ctx, opts.tokens);
       // alerts raised by the previous leader are in the shared state: pick them up
       loadActiveAlerts(ctx);

@@ -38,7 +38,10 @@ const TRIM_CHECK_MS = 2_000;
 // COALESCE: a standby replaying a batch deletes and re-inserts the rows it touches, the system row
 // among them, so an extent may go in while no system row exists; a NOT NULL failure there aborted
 // the replay (and every later one). Such a row is logged at 0, below every answer's version: it
-// never counts for a delta, and a standby's log is never used (a takeover starts a new log).
+// never counts for a delta, and a standby's log is never used (a takeover starts a new log). The
+// triggers stay on a standby (its connection is query-only between replays: dropping them at the
+// step-down failed with "attempt to write a readonly database"); its log is bounded by the
+// copies (one row per SDS and extent) and trimmed once it leads and answers fetches.
 const NOW_VERSION = "COALESCE((SELECT map_version FROM main.system), 0)";
 
 function holders(rec: "NEW" | "OLD"): string {
@@ -62,12 +65,6 @@ const TRIGGERS = ["pf_copy_log_i", "pf_copy_log_d", "pf_copy_log_u", "pf_graph_l
 function copyLogInstalled(sqlite: Database): boolean {
   const row = sqlite.query<{ n: number }, []>(`SELECT COUNT(*) AS n FROM sqlite_temp_master WHERE type = 'trigger' AND name IN (${TRIGGERS.map((t) => `'${t}'`).join(", ")})`).get();
   return row?.n === TRIGGERS.length;
-}
-
-/** Drop the log from this connection (the MDM stopped leading: a standby logs nothing). */
-export function uninstallCopyLog(sqlite: Database): void {
-  for (const t of TRIGGERS) sqlite.run(`DROP TRIGGER IF EXISTS temp.${t}`);
-  for (const t of ["pf_copy_log", "pf_graph_log", "pf_delta_barrier"]) sqlite.run(`DROP TABLE IF EXISTS temp.${t}`);
 }
 
 /** Create the TEMP log tables and triggers on this connection (idempotent). */
@@ -158,8 +155,8 @@ let maxRowsForNewLogs = COPY_LOG_MAX_ROWS;
 export function copyLogOf(ctx: MdmContext): CopyLog {
   let log = logs.get(ctx.health);
   // a reopened database (a standby's reload) has neither the triggers nor the rows: a new log
-  // and a log whose triggers are gone (an install rolled back with its transaction, a step-down
-  // dropped them) missed changes meanwhile: a new log, so every SDS gets a full answer first
+  // and a log whose triggers are gone (an install rolled back with its transaction) missed
+  // changes meanwhile: a new log, so every SDS gets a full answer first
   if (log === undefined || log.sqlite !== ctx.store.sqlite || !copyLogInstalled(ctx.store.sqlite)) {
     installCopyLog(ctx.store.sqlite);
     log = new CopyLog(ctx.store.sqlite, maxRowsForNewLogs);
