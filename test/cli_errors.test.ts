@@ -472,14 +472,20 @@ describe("a role that fails under pf up", () => {
       for await (const chunk of s) out += dec.decode(chunk);
     });
     // kill -9 the SDS the moment pf up reports it started: it dies during start-up
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + 90_000;
     let sdsPid = 0;
-    while (sdsPid === 0 && Date.now() < deadline) {
+    while (sdsPid === 0 && Date.now() < deadline && proc.exitCode === null) {
       const m = /started sds sds1 \(pid (\d+)\)/.exec(out);
       if (m) sdsPid = Number(m[1]);
       else await Bun.sleep(20);
     }
-    expect(sdsPid).toBeGreaterThan(0);
+    if (sdsPid === 0) {
+      // say what pf up did instead (a CI run once timed out here with nothing to go on)
+      proc.kill("SIGTERM");
+      await proc.exited;
+      await Promise.all(pumps);
+      throw new Error(`pf up never reported starting sds1 (exit ${proc.exitCode}); its output:\n${out}`);
+    }
     const roles = childPids(proc.pid);
     process.kill(sdsPid, "SIGKILL");
     const code = await proc.exited;
