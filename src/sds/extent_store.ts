@@ -32,7 +32,7 @@ import { PfError, assert } from "../proto/errors.ts";
 import { halvesToId, idToHalves } from "../proto/ids.ts";
 import { Limits } from "../proto/limits.ts";
 import { Scatter, forEachSegment, type Bytes } from "../proto/scatter.ts";
-import { DEVICE_SYNCS_IN_FLIGHT, type BlockDevice } from "../store/block_device.ts";
+import { DEVICE_SYNCS_IN_FLIGHT, WRITE_SEGMENT_BYTES, type BlockDevice } from "../store/block_device.ts";
 import type { SdsMeta } from "../store/sds_meta.ts";
 import { ChunkAllocator, type Allocation } from "./chunk_allocator.ts";
 import { DEFER_DEVICE_SYNC_START, DEVICE_SECOND_SYNC_MIN_BATCH, DeviceCommitTarget, GroupCommit, MetaCommitTarget, type CommitWaiter } from "./group_commit.ts";
@@ -165,8 +165,9 @@ export interface ExtentSpec {
 
 const CHUNK = Limits.thinChunkBytes;
 /** a payload kept as its socket pieces is written in device-aligned segments of this size (the
- *  device's own pwrite bound, block_device.ts), so no pwrite straddles a page at a piece boundary */
-const SCATTER_SEGMENT_BYTES = Limits.deviceWriteSegmentBytes > 0 ? Limits.deviceWriteSegmentBytes : 64 * 1024;
+ *  device's own pwrite bound, block_device.ts, at most a chunk), so no pwrite starts or ends
+ *  inside a page at a piece boundary */
+const SCATTER_SEGMENT_BYTES = Math.min(WRITE_SEGMENT_BYTES, CHUNK);
 const CHECKSUM_YIELD_EVERY_CHUNKS = 4;
 /** 1 MiB copy buffers kept for reuse (more may exist while many copies run at once) */
 const COPY_BUFFERS_KEPT = 8;
