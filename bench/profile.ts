@@ -7,7 +7,8 @@
 // Env: PROFILE_JOB (fio args, default "--rw=randwrite --bs=4k --iodepth=16"), PROFILE_SECONDS (10),
 //      PROFILE_WRITE_CACHE (writeBack|writeThrough), PROFILE_CPU=1, PROFILE_TOP (25),
 //      PROFILE_PERF=1 (perf record -e cpu-clock of each role instead of strace: native and
-//      kernel symbols by self time; JIT code shows as one [JIT] bucket).
+//      kernel symbols by self time; JIT code shows as one [JIT] bucket), PROFILE_KEEP=1 (keep the
+//      profile directory). Each role's resident memory (now, peak) is printed after the CPU run.
 
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -22,6 +23,13 @@ const mode = process.env.PROFILE_WRITE_CACHE ?? "writeBack";
 const cpuProf = process.env.PROFILE_CPU === "1";
 const top = Number(process.env.PROFILE_TOP ?? 25);
 const perfRec = process.env.PROFILE_PERF === "1";
+
+/** resident memory now and at its peak (/proc/PID/status VmRSS, VmHWM) */
+function memOf(pid: number): string {
+  const st = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, "m").exec(st)?.[1] ?? NaN);
+  return `RSS ${(kb("VmRSS") / 1024).toFixed(0)} MiB (peak ${(kb("VmHWM") / 1024).toFixed(0)} MiB)`;
+}
 
 async function perfProfile(pid: number, secs: number, out: string): Promise<string> {
   await run(["perf", "record", "-e", "cpu-clock", "-F", "2000", "-o", out, "-p", String(pid), "--", "sleep", String(secs)], { timeoutMs: (secs + 30) * 1000 });
@@ -120,7 +128,7 @@ async function main(): Promise<void> {
       [ranked[1]!, "secondary SDS"],
     ]);
     process.stdout.write(`job ${job.join(" ")} (${mode}): ${Math.round(iops)} IOPS\n`);
-    for (const [k, label] of roleOf) process.stdout.write(`  ${label} (${k}): ${cpu.get(k)!.toFixed(1)} CPU µs per IO\n`);
+    for (const [k, label] of roleOf) process.stdout.write(`  ${label} (${k}): ${cpu.get(k)!.toFixed(1)} CPU µs per IO; ${memOf(pids.get(k)!)}\n`);
     // syscalls per IO, with strace attached (slower; counts only)
     if (perfRec) {
       const fio = Bun.spawn(["fio", "--name=s", "--ioengine=nbd", `--uri=${uri}`, ...job, `--runtime=${seconds + 4}`, "--time_based", "--size=64MiB", "--randrepeat=0"], { stdout: "ignore", stderr: "ignore" });
@@ -169,7 +177,8 @@ async function main(): Promise<void> {
     }
   }
   await c.destroy();
-  rmSync(profDir, { recursive: true, force: true });
+  if (process.env.PROFILE_KEEP === "1") console.log(`profiles kept in ${profDir}`);
+  else rmSync(profDir, { recursive: true, force: true });
 }
 
 await main();

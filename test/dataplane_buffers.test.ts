@@ -1,18 +1,22 @@
 // Guards an assumption of the data plane's zero-copy paths: Bun hands every socket `data`
 // event a fresh buffer and never writes into one it handed out before. FrameReader keeps
 // views of those buffers across events and the SDS forwards payload views to its peer without
-// copying them (SocketWriter `payloadImmutable`). If a Bun upgrade starts reusing buffers,
-// this test fails and those paths must copy.
+// copying them (SocketWriter `payloadImmutable`); a large write payload is kept as the views of
+// several events (scatter.ts: NBD ByteQueue.takePayload, FrameReader.scatterPayloads), over TLS
+// too. If a Bun upgrade starts reusing buffers, this test fails and those paths must copy.
 
 import { expect, test } from "bun:test";
+import { generateSelfSignedCert } from "../src/proto/tls_cert.ts";
 
-test("Bun socket data buffers are fresh per event and never rewritten", async () => {
+for (const tls of [false, true]) test(`Bun socket data buffers are fresh per event and never rewritten${tls ? " (TLS)" : ""}`, async () => {
+  const cert = tls ? generateSelfSignedCert({ commonName: "localhost", hosts: ["127.0.0.1"] }) : null;
   const kept: Uint8Array[] = [];
   const starts: number[] = [];
   let pos = 0;
   const srv = Bun.listen({
     hostname: "127.0.0.1",
     port: 0,
+    ...(cert === null ? {} : { tls: { cert: cert.certPem, key: cert.keyPem } }),
     socket: {
       data(_s, d) {
         kept.push(d);
@@ -27,6 +31,7 @@ test("Bun socket data buffers are fresh per event and never rewritten", async ()
   const c = await Bun.connect({
     hostname: "127.0.0.1",
     port: srv.port,
+    ...(cert === null ? {} : { tls: { rejectUnauthorized: false } }),
     socket: { data() {}, drain: () => pump() },
   });
   function pump(): void {

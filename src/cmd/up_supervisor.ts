@@ -10,6 +10,19 @@ import { PfError, exitStatusOf, ErrorCodes, type ErrorCode } from "../proto/erro
 import { RoleLog } from "./role_log.ts";
 
 const STOP_GRACE_MS = 5000;
+
+/**
+ * Allocator settings of every pf role (an operator's own value in pf up's environment wins).
+ * Bun hands each socket `data` event a fresh Buffer (up to 512 KiB) and its allocator
+ * (mimalloc) gives the pages of freed ones back to the kernel 10 ms after they are free; the
+ * next Buffers then page-fault fresh zeroed pages in (exc_page_fault, clear_page, memcg charge,
+ * munmap: ~10 % of each role's CPU on 1 MiB writes, more with the zeroing's cache misses).
+ * Never purging makes a stream of large writes reuse them: bench/ab.ts seq (1 MiB QD8) -22..25 %
+ * CPU per IO in the SDC and both SDSs, +32 % MB/s; a 1 s delay kept only part of it and
+ * MADV_FREE (PURGE_DECOMMITS=0) less (docs/design.md "1 MiB writes"). The price: a role keeps
+ * the peak of its heap instead of giving it back (+30-65 MiB resident after 1 MiB writes).
+ */
+export const ROLE_ALLOCATOR_ENV: Readonly<Record<string, string>> = { MIMALLOC_PURGE_DELAY: "-1" };
 const REPORT_LINES = 5; // last log lines shown when a role dies
 
 /** argv prefix that re-runs this program: the compiled binary, or bun + the entry script. */
@@ -50,17 +63,18 @@ export class RoleSupervisor {
 
   /** Start a pf role: this program re-run with the role's subcommand (args[0]). */
   start(label: string, args: string[], extraEnv: Record<string, string> = {}): void {
-    this.spawnRole(label, args[0] ?? "", [...selfCommand(), ...args], extraEnv);
+    this.spawnRole(label, args[0] ?? "", [...selfCommand(), ...args], extraEnv, ROLE_ALLOCATOR_ENV);
   }
 
   /** Start another program as a role (the embedded etcd member): supervised and stopped alike. */
   startProgram(label: string, argv: string[]): void {
-    this.programs.add(this.spawnRole(label, label, argv, {}));
+    this.programs.add(this.spawnRole(label, label, argv, {}, {}));
   }
 
-  private spawnRole(label: string, command: string, argv: string[], extraEnv: Record<string, string>): Role {
+  /** `defaults`: environment the role gets unless pf up's own environment sets those keys */
+  private spawnRole(label: string, command: string, argv: string[], extraEnv: Record<string, string>, defaults: Readonly<Record<string, string>>): Role {
     const proc = Bun.spawn(argv, {
-      env: { ...process.env, ...this.opts.env, ...extraEnv },
+      env: { ...defaults, ...process.env, ...this.opts.env, ...extraEnv },
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",

@@ -28,6 +28,7 @@
 
 import { Limits } from "./limits.ts";
 import { MIN_POOLED_BYTES, takePayload } from "./payload_pool.ts";
+import { Scatter } from "./scatter.ts";
 
 export const DATAPLANE_MAGIC = 0x31504450;
 export const HEADER_BYTES = 48;
@@ -224,6 +225,22 @@ export interface Frame {
   payload: Uint8Array;
   /** the payload is a pooled buffer (FrameReader.poolPayloads): the receiver gives it back once answered */
   pooled?: boolean;
+  /**
+   * FrameReader.scatterPayloads: the large payload as the socket chunks it arrived in; reading
+   * `payload` then copies it into one pooled buffer (once) that the header's pooledPayload names
+   */
+  scatter?: Scatter;
+}
+
+/** A frame whose payload spans socket chunks, kept as views of them (scatter.ts). */
+class ScatterFrame implements Frame {
+  readonly scatter: Scatter;
+  constructor(readonly header: FrameHeader, pieces: Uint8Array[], n: number) {
+    this.scatter = new Scatter(pieces, n, header);
+  }
+  get payload(): Uint8Array {
+    return this.scatter.flat();
+  }
 }
 
 /**
@@ -241,6 +258,11 @@ export class FrameReader {
   maxPayloadBytes: number = Limits.dataMaxPayloadBytes;
   /** assemble large payloads that span socket chunks in pooled buffers (the SDS server side) */
   poolPayloads = false;
+  /**
+   * hand out large payloads that span socket chunks as views of them (Frame.scatter) instead of
+   * copying them (the SDS server side; not with reuseFrames)
+   */
+  scatterPayloads = false;
   /**
    * Hand out every frame in ONE reused Frame and header object (no allocation per frame). Only for
    * a caller that is done with the frame when onFrame returns (a client reading replies); the
@@ -277,6 +299,10 @@ export class FrameReader {
       if (this.buffered < need) return;
       const header = this.pending;
       this.pending = null;
+      if (this.scatterPayloads && !this.reuseFrames && need >= MIN_POOLED_BYTES && this.chunks[0]!.byteLength - this.chunkOffset < need) {
+        if (onFrame(new ScatterFrame(header, this.takePieces(need), need)) === false) return;
+        continue;
+      }
       let payload: Uint8Array = EMPTY;
       let pooled = false;
       if (need > 0) {
@@ -325,6 +351,20 @@ export class FrameReader {
     this.takeBuf = out;
     this.takeAt = 0;
     this.takeCopied = scratch === null;
+  }
+
+  /** Take n bytes as views of the chunks holding them (no copy). */
+  private takePieces(n: number): Uint8Array[] {
+    const pieces: Uint8Array[] = [];
+    let left = n;
+    while (left > 0) {
+      const c = this.chunks[0]!;
+      const m = Math.min(left, c.byteLength - this.chunkOffset);
+      pieces.push(this.chunkOffset === 0 && m === c.byteLength ? c : c.subarray(this.chunkOffset, this.chunkOffset + m));
+      left -= m;
+      this.advance(m);
+    }
+    return pieces;
   }
 
   private advance(n: number): void {

@@ -50,6 +50,7 @@ import { encodeGrantPresentation, type GrantSource } from "./grant.ts";
 import { halvesToId, idToHalves } from "./ids.ts";
 import { Limits } from "./limits.ts";
 import { SocketWriter } from "./socket_writer.ts";
+import { Scatter, type Bytes } from "./scatter.ts";
 
 /** The fields of a request the caller chooses (requestId and payloadLength are the client's). */
 export interface DataRequest {
@@ -80,7 +81,7 @@ export interface DataPlaneLink {
    * it). `payloadImmutable`: the caller never writes into `payload` again, so a large payload
    * the socket cannot take at once is queued as a view instead of a copy.
    */
-  send(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback, payloadImmutable?: boolean): void;
+  send(h: DataRequest, payload: Bytes | undefined, cb: ReplyCallback, payloadImmutable?: boolean): void;
 }
 
 export interface DataPlaneClientOptions {
@@ -106,7 +107,7 @@ export interface DataPlaneClientOptions {
 
 interface Queued {
   h: DataRequest;
-  payload: Uint8Array | undefined;
+  payload: Bytes | undefined;
   cb: ReplyCallback;
 }
 
@@ -211,14 +212,15 @@ export class DataPlaneClient implements DataPlaneLink {
   }
 
   /** Callback form of request (no promise per IO); cb is never called synchronously. */
-  send(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback, payloadImmutable = false): void {
+  send(h: DataRequest, payload: Bytes | undefined, cb: ReplyCallback, payloadImmutable = false): void {
     if (this.state === "closed") return failLater(cb);
     if (this.state === "idle") {
       if (performance.now() < this.failFastUntilMs) return failLater(cb);
       this.connect();
     }
     if (this.state !== "open" || this.pending.size >= this.maxInFlight || this.queue.length > 0) {
-      this.queue.push({ h: { ...h }, payload: payload && !payloadImmutable ? payload.slice() : payload, cb });
+      // a Scatter's pieces are never written again (scatter.ts): queued as they are
+      this.queue.push({ h: { ...h }, payload: payload && !payloadImmutable && !(payload instanceof Scatter) ? payload.slice() : payload, cb });
       return;
     }
     this.put(h, payload, cb, payloadImmutable);
@@ -231,7 +233,7 @@ export class DataPlaneClient implements DataPlaneLink {
     this.dropConnection("client closed");
   }
 
-  private put(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback, payloadImmutable = false): void {
+  private put(h: DataRequest, payload: Bytes | undefined, cb: ReplyCallback, payloadImmutable = false): void {
     if (this.opts.grants !== undefined && NEEDS_GRANT[h.opcode] === 1 && this.presented.get(h.volumeLo) !== h.volumeHi) this.presentGrant(h.volumeHi, h.volumeLo);
     const id = this.allocId();
     this.pending.set(id, cb);
@@ -551,7 +553,7 @@ class PooledLink implements DataPlaneLink {
     return this.pick().request(h, payload);
   }
 
-  send(h: DataRequest, payload: Uint8Array | undefined, cb: ReplyCallback, payloadImmutable?: boolean): void {
+  send(h: DataRequest, payload: Bytes | undefined, cb: ReplyCallback, payloadImmutable?: boolean): void {
     this.pick().send(h, payload, cb, payloadImmutable);
   }
 

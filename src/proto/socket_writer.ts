@@ -11,6 +11,7 @@
 // buffer and a later frame; nothing is written after close().
 
 import { HEADER_BYTES, encodeHeaderInto, type FrameHeader } from "./dataplane.ts";
+import { Scatter, type Bytes } from "./scatter.ts";
 
 /** The part of a Bun socket the writer uses (a fake in tests). */
 export interface ByteSink {
@@ -61,11 +62,20 @@ export class SocketWriter {
    * Append one frame; h.payloadLength is set from the payload. A large payload is written from
    * the caller's buffer; what the socket does not take at once is copied, unless
    * `payloadImmutable` says the caller never changes that buffer again (then a view is kept).
+   * A Scatter is written piece by piece from its (immutable) pieces, after the header.
    */
-  frame(h: FrameHeader, payload?: Uint8Array, payloadImmutable = false): void {
+  frame(h: FrameHeader, payload?: Bytes, payloadImmutable = false): void {
     if (this.closed) return;
     const n = payload ? payload.byteLength : 0;
     h.payloadLength = n;
+    if (payload instanceof Scatter) {
+      this.ensure(HEADER_BYTES);
+      encodeHeaderInto(this.view, this.len, h);
+      this.len += HEADER_BYTES;
+      this.flush();
+      for (const p of payload.pieces) if (!this.closed) this.writeLarge(p, true);
+      return;
+    }
     if (n > COPY_LIMIT_BYTES && payload) {
       this.ensure(HEADER_BYTES);
       encodeHeaderInto(this.view, this.len, h);

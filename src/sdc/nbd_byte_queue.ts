@@ -4,10 +4,11 @@
 // Invariants: `length` is the number of unconsumed bytes; chunks are never modified (Bun hands each
 // `data` event a fresh Buffer of its own, so a view into one stays valid after the event);
 // `take(n)` returns a zero-copy view when the n bytes lie in one chunk and a copy only when they
-// span chunks.
+// span chunks; `takePayload(n)` returns a large WRITE payload that spans chunks as their views.
 
 import { assert } from "../proto/errors.ts";
-import { takePayload } from "../proto/payload_pool.ts";
+import { MIN_POOLED_BYTES, takePayload } from "../proto/payload_pool.ts";
+import { Scatter, type Bytes } from "../proto/scatter.ts";
 
 export class ByteQueue {
   private chunks: Buffer[] = [];
@@ -72,6 +73,31 @@ export class ByteQueue {
     this.skip(n);
     this.lastTakeCopied = true;
     return out;
+  }
+
+  /**
+   * Consume n bytes of a WRITE payload: as take(), except that a large payload spanning chunks is
+   * returned as views of them (a Scatter: no copy; lastTakeCopied stays false).
+   */
+  takePayload(n: number): Bytes {
+    const first = this.chunks[this.head];
+    if (n < MIN_POOLED_BYTES || first === undefined || first.length - this.headOff >= n) return this.take(n);
+    assert(n <= this.total, "ByteQueue.takePayload beyond available bytes");
+    this.lastTakeCopied = false;
+    const pieces: Buffer[] = [];
+    let left = n;
+    let i = this.head;
+    let off = this.headOff;
+    while (left > 0) {
+      const c = this.chunks[i]!;
+      const k = Math.min(left, c.length - off);
+      pieces.push(off === 0 && k === c.length ? c : c.subarray(off, off + k));
+      left -= k;
+      i++;
+      off = 0;
+    }
+    this.skip(n);
+    return new Scatter(pieces, n);
   }
 
   /** Drop n bytes. Precondition: length ≥ n. */

@@ -9,6 +9,8 @@
 // connection when multiConn is true). A `meter`, when present, is told of every request the
 // session completed (the client's view: from the request's arrival to its answer).
 
+import type { Bytes } from "../proto/scatter.ts";
+
 /** Told of each completed request; called on the IO path, so it must not allocate. */
 export interface ExportMeter {
   /** `cmd` is the NBD command (Cmd), `lengthBytes` its length, `seconds` from arrival to answer */
@@ -37,7 +39,8 @@ export interface NbdExport {
   writeZeroes(offsetBytes: number, lengthBytes: number, fua: boolean): Promise<void>;
   /** optional callback forms of read/write (no promise per IO); `done` is never called synchronously */
   readCb?(offsetBytes: number, lengthBytes: number, done: (err: unknown, data: Uint8Array) => void): void;
-  writeCb?(offsetBytes: number, data: Uint8Array, fua: boolean, done: (err: unknown, data: Uint8Array) => void): void;
+  /** `data` may be the pieces the payload arrived in (scatter.ts; their buffers are never written again) */
+  writeCb?(offsetBytes: number, data: Bytes, fua: boolean, done: (err: unknown, data: Uint8Array) => void): void;
   /** IO counters of this export (the SDC's per-volume metrics); absent = not metered */
   readonly meter?: ExportMeter | null;
 }

@@ -41,6 +41,7 @@ import {
 } from "../proto/nbd.ts";
 import { ByteQueue } from "./nbd_byte_queue.ts";
 import { returnPayload } from "../proto/payload_pool.ts";
+import { Scatter, flatOf, type Bytes } from "../proto/scatter.ts";
 import type { ExportRegistry, NbdExport } from "./nbd_export.ts";
 import { SERVER_HANDSHAKE_FLAGS, handleOption, type HandshakeState } from "./nbd_handshake.ts";
 import { ReplyWriter, type ByteSink } from "./nbd_reply_writer.ts";
@@ -288,7 +289,7 @@ export class NbdSession {
   private readWritePayload(): boolean {
     const req = this.pendingReq;
     if (req === null || this.queue.length < req.lengthBytes) return false;
-    const payload = this.queue.take(req.lengthBytes);
+    const payload = this.queue.takePayload(req.lengthBytes);
     this.pendingReq = null;
     this.phase = "request";
     this.dispatch(req, payload, this.queue.lastTakeCopied);
@@ -358,7 +359,7 @@ export class NbdSession {
   // Execution
 
   /** `ownPayload`: the payload is a pooled copy, given back once the write was answered */
-  private dispatch(req: NbdRequest, payload: Buffer | null, ownPayload = false): void {
+  private dispatch(req: NbdRequest, payload: Bytes | null, ownPayload = false): void {
     const exp = this.exp;
     if (exp === null) return; // cannot happen in the request phase
     this.requestsServed++;
@@ -377,7 +378,7 @@ export class NbdSession {
       return;
     }
     const fua = (req.flags & CmdFlag.FUA) !== 0;
-    const held = payload !== null ? payload.length : req.type === Cmd.READ ? req.lengthBytes : 0;
+    const held = payload !== null ? payload.byteLength : req.type === Cmd.READ ? req.lengthBytes : 0;
     this.inFlight++;
     this.heldBytes += held;
     const startMs = ioNowMs();
@@ -385,7 +386,7 @@ export class NbdSession {
       const data = payload ?? EMPTY;
       exp.writeCb(req.offsetBytes, data, fua, (err) => {
         // the export is done with the payload: every piece was answered (all its bytes were sent)
-        if (ownPayload) returnPayload(data);
+        if (ownPayload && !(data instanceof Scatter)) returnPayload(data);
         this.completeCb(exp, req, held, EMPTY, err, startMs);
       });
       return;
@@ -410,12 +411,12 @@ export class NbdSession {
     });
   }
 
-  private execute(exp: NbdExport, req: NbdRequest, payload: Buffer | null, fua: boolean): Promise<Uint8Array | void> {
+  private execute(exp: NbdExport, req: NbdRequest, payload: Bytes | null, fua: boolean): Promise<Uint8Array | void> {
     switch (req.type) {
       case Cmd.READ:
         return exp.read(req.offsetBytes, req.lengthBytes);
       case Cmd.WRITE:
-        return exp.write(req.offsetBytes, payload ?? EMPTY, fua);
+        return exp.write(req.offsetBytes, payload === null ? EMPTY : flatOf(payload), fua);
       case Cmd.FLUSH:
         return exp.flush();
       case Cmd.TRIM:

@@ -24,6 +24,7 @@ import type { VolumeMap } from "../proto/cluster_api.ts";
 import type { DataPlaneLink, DataReply, DataRequest } from "../proto/dataplane_client.ts";
 import type { ExportMeter } from "./nbd_export.ts";
 import { QosGate } from "./qos_gate.ts";
+import { flatOf, type Bytes } from "../proto/scatter.ts";
 
 /** The part of a data-plane link (src/proto/dataplane_client.ts) the router uses; `send` (no
  *  promise per IO) when the link has it. */
@@ -123,24 +124,24 @@ export class VolumeIo {
   }
 
   /** Callback form of write() (see readCb). */
-  writeCb(offsetBytes: number, data: Uint8Array, fua: boolean, done: IoDone): void {
+  writeCb(offsetBytes: number, data: Bytes, fua: boolean, done: IoDone): void {
     const ext = this.map.extentSizeBytes;
     const len = data.byteLength;
     if (this.readOnly || len === 0 || offsetBytes < 0 || len > this.map.sizeBytes - offsetBytes || Math.floor(offsetBytes / ext) !== Math.floor((offsetBytes + len - 1) / ext)) {
-      this.write(offsetBytes, data, fua).then(() => done(null, EMPTY), (e: unknown) => done(e, EMPTY));
+      this.write(offsetBytes, flatOf(data), fua).then(() => done(null, EMPTY), (e: unknown) => done(e, EMPTY));
       return;
     }
     this.pieceCb(Op.WRITE, fua ? Flag.FUA : 0, offsetBytes, len, data, done);
   }
 
   /** One extent-contained piece, first attempt by callback; a refusal continues in piece()'s retry loop. */
-  private pieceCb(opcode: Op, flags: number, posBytes: number, lengthBytes: number, payload: Uint8Array | undefined, done: IoDone): void {
+  private pieceCb(opcode: Op, flags: number, posBytes: number, lengthBytes: number, payload: Bytes | undefined, done: IoDone): void {
     const extentIndex = Math.floor(posBytes / this.map.extentSizeBytes);
     const extent = this.map.extents[extentIndex];
     const primary = extent?.replicas[0];
     const link = primary === undefined ? undefined : this.deps.link(primary);
     if (extent === undefined || link === undefined || link.send === undefined) {
-      this.piece(opcode, flags, posBytes, lengthBytes, payload).then((r) => done(null, r.payload), (e: unknown) => done(e, EMPTY));
+      this.piece(opcode, flags, posBytes, lengthBytes, payload && flatOf(payload)).then((r) => done(null, r.payload), (e: unknown) => done(e, EMPTY));
       return;
     }
     const req = this.scratch;
@@ -151,15 +152,15 @@ export class VolumeIo {
     req.offset = posBytes - extentIndex * this.map.extentSizeBytes;
     req.length = lengthBytes;
     // send() reads `req` before it returns (no request object per IO); the payload is never
-    // written again (a socket chunk view or the session's own copy): the link may keep a view of
-    // what the socket did not take at once
+    // written again (a socket chunk view, the views of several: Scatter, or the session's own
+    // copy): the link may keep a view of what the socket did not take at once
     link.send(req, payload, (st, p) => {
       if (st === Status.OK) {
         if (opcode !== Op.READ) this.dirtyExtents.add(extentIndex);
         if (opcode === Op.READ && p.byteLength !== lengthBytes) return done(new PfError("INTERNAL", "READ reply length differs from request"), EMPTY);
         return done(null, p);
       }
-      this.piece(opcode, flags, posBytes, lengthBytes, payload, st).then((r) => done(null, r.payload), (e: unknown) => done(e, EMPTY));
+      this.piece(opcode, flags, posBytes, lengthBytes, payload && flatOf(payload), st).then((r) => done(null, r.payload), (e: unknown) => done(e, EMPTY));
     }, true);
   }
 

@@ -423,6 +423,7 @@ class ServerConnection implements RequestConn {
         this.sessionHash = step.auth.sessionHash;
         this.reader.maxPayloadBytes = Limits.dataMaxPayloadBytes;
         this.reader.poolPayloads = true;
+        this.reader.scatterPayloads = true;
         h.status = Status.OK;
         this.writer.frame(h, step.payload);
         return true;

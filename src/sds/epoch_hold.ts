@@ -125,7 +125,7 @@ export class EpochHolds {
     hold.frames.push({ f, arrivedMs: performance.now(), beatsBefore: this.beatsBegun, waits });
     // after the frame is queued: a heartbeat begun from here on counts as "sent after it arrived"
     if (fresh) this.deps.askMdm();
-    hold.bytes += f.payload.byteLength;
+    hold.bytes += (f.scatter ?? f.payload).byteLength; // a Scatter is counted, not flattened
     if (waits) this.stats.framesHeld++;
     if (hold.frames.length > this.stats.maxQueued) this.stats.maxQueued = hold.frames.length;
     if (!hold.readingHeld && (hold.frames.length >= this.maxFrames || hold.bytes >= this.maxBytes)) {
@@ -178,7 +178,7 @@ export class EpochHolds {
       const outcome = this.outcome(x, now);
       if (outcome === null) break;
       hold.frames.shift();
-      hold.bytes -= x.f.payload.byteLength;
+      hold.bytes -= (x.f.scatter ?? x.f.payload).byteLength;
       if (x.waits) {
         this.stats[outcome]++;
         if (outcome !== "caughtUp") refused.push(x);

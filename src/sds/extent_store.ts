@@ -31,7 +31,8 @@ import { Status } from "../proto/dataplane.ts";
 import { PfError, assert } from "../proto/errors.ts";
 import { halvesToId, idToHalves } from "../proto/ids.ts";
 import { Limits } from "../proto/limits.ts";
-import { DEVICE_SYNCS_IN_FLIGHT, type BlockDevice } from "../store/block_device.ts";
+import { Scatter, forEachSegment, type Bytes } from "../proto/scatter.ts";
+import { DEVICE_SYNCS_IN_FLIGHT, WRITE_SEGMENT_BYTES, type BlockDevice } from "../store/block_device.ts";
 import type { SdsMeta } from "../store/sds_meta.ts";
 import { ChunkAllocator, type Allocation } from "./chunk_allocator.ts";
 import { DEFER_DEVICE_SYNC_START, DEVICE_SECOND_SYNC_MIN_BATCH, DeviceCommitTarget, GroupCommit, MetaCommitTarget, type CommitWaiter } from "./group_commit.ts";
@@ -163,6 +164,10 @@ export interface ExtentSpec {
 }
 
 const CHUNK = Limits.thinChunkBytes;
+/** a payload kept as its socket pieces is written in device-aligned segments of this size (the
+ *  device's own pwrite bound, block_device.ts, at most a chunk), so no pwrite starts or ends
+ *  inside a page at a piece boundary */
+const SCATTER_SEGMENT_BYTES = Math.min(WRITE_SEGMENT_BYTES, CHUNK);
 const CHECKSUM_YIELD_EVERY_CHUNKS = 4;
 /** 1 MiB copy buffers kept for reuse (more may exist while many copies run at once) */
 const COPY_BUFFERS_KEPT = 8;
@@ -200,6 +205,8 @@ interface Take {
 }
 
 export class ExtentStore implements PrepHost<Extent> {
+  /** a segment of a Scatter payload that straddles two of its pieces (writeRaw) */
+  private readonly segmentScratch = new Uint8Array(SCATTER_SEGMENT_BYTES);
   private readonly byVolume = new Map<number, Map<number, Extent>>();
   private readonly slotsById = new Map<string, DeviceSlot>();
   private readonly zeros = new Uint8Array(CHUNK);
@@ -386,7 +393,7 @@ export class ExtentStore implements PrepHost<Extent> {
    * Write data at offset into `layer` (the first layer of its chain). Chunks the layer does not
    * own yet are taken first; a partial write of a chunk a parent layer holds copies it first.
    */
-  write(e: Extent, offsetBytes: number, data: Uint8Array, layer: LayerRef = e.head): Status {
+  write(e: Extent, offsetBytes: number, data: Bytes, layer: LayerRef = e.head): Status {
     return this.writeInto(e, offsetBytes, data, layer, true);
   }
 
@@ -395,7 +402,7 @@ export class ExtentStore implements PrepHost<Extent> {
     return this.writeInto(e, offsetBytes, data, layer, false);
   }
 
-  private writeInto(e: Extent, offsetBytes: number, data: Uint8Array, layer: LayerRef, cow: boolean): Status {
+  private writeInto(e: Extent, offsetBytes: number, data: Bytes, layer: LayerRef, cow: boolean): Status {
     assert(offsetBytes + data.byteLength <= e.sizeBytes, "write beyond extent");
     if (data.byteLength === 0) return Status.OK;
     const first = Math.floor(offsetBytes / CHUNK);
@@ -481,7 +488,7 @@ export class ExtentStore implements PrepHost<Extent> {
     }
   }
 
-  private writeRaw(e: Extent, layerKey: number, offsetBytes: number, data: Uint8Array): void {
+  private writeRaw(e: Extent, layerKey: number, offsetBytes: number, data: Bytes): void {
     let at = 0;
     while (at < data.byteLength) {
       const pos = offsetBytes + at;
@@ -490,7 +497,13 @@ export class ExtentStore implements PrepHost<Extent> {
       const n = Math.min(data.byteLength - at, CHUNK - inChunk);
       const phys = e.own(layerKey, chunk);
       assert(phys >= 0, "writing a chunk its layer does not own");
-      e.slot.dev.write(at === 0 && n === data.byteLength ? data : data.subarray(at, at + n), phys * CHUNK + inChunk);
+      if (data instanceof Scatter) {
+        // from the pieces the payload arrived in: device-aligned segments, a straddling one copied
+        const dev = e.slot.dev;
+        forEachSegment(data, at, n, phys * CHUNK + inChunk, SCATTER_SEGMENT_BYTES, this.segmentScratch, (view, p) => dev.write(view, p));
+      } else {
+        e.slot.dev.write(at === 0 && n === data.byteLength ? data : data.subarray(at, at + n), phys * CHUNK + inChunk);
+      }
       at += n;
     }
     e.slot.written.markWritten();

@@ -57,6 +57,7 @@ import type { ExtentAssignment, ExtentRole, FailedForward, LayerUsage, RebuildRe
 import { idToHalves } from "../proto/ids.ts";
 import { ioNowMs, type IoMeter } from "../proto/io_meter.ts";
 import { Limits } from "../proto/limits.ts";
+import { flatOf, type Bytes } from "../proto/scatter.ts";
 import { MetricRegistry } from "../proto/metrics.ts";
 import { decodeControl, type ControlRequest } from "../proto/vtree_control.ts";
 import { DirtyChunks } from "./dirty_chunks.ts";
@@ -483,7 +484,7 @@ export class SdsNode implements RequestHandler {
   private handleNow(conn: RequestConn, f: Frame): void {
     const h = f.header;
     try {
-      this.dispatch(conn, h, f.payload);
+      this.dispatch(conn, h, f);
     } catch (e) {
       // a device error (the device is now Failed and its extents refused): the SDC retries
       // and finds the copy the MDM routes to next
@@ -492,17 +493,18 @@ export class SdsNode implements RequestHandler {
     }
   }
 
-  private dispatch(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
+  private dispatch(conn: RequestConn, h: FrameHeader, f: Frame): void {
     switch (h.opcode) {
       case Op.PING:
         conn.reply(h, Status.OK);
         return;
       case Op.READ:
         return this.read(conn, h);
+      // writes take a payload that spans socket chunks as its pieces (no reassembly copy)
       case Op.WRITE:
-        return this.writePrimary(conn, h, payload);
+        return this.writePrimary(conn, h, f.scatter ?? f.payload);
       case Op.REPL_WRITE:
-        return this.writeSecondary(conn, h, payload);
+        return this.writeSecondary(conn, h, f.scatter ?? f.payload);
       case Op.TRIM:
       case Op.WRITE_ZEROES:
         return this.zeroPrimary(conn, h);
@@ -516,14 +518,14 @@ export class SdsNode implements RequestHandler {
       case Op.CHECKSUM:
         return this.checksum(conn, h);
       case Op.REBUILD_WRITE:
-        return this.rebuildWrite(conn, h, payload);
+        return this.rebuildWrite(conn, h, f.payload);
       case Op.GRANT:
-        conn.reply(h, this.grants.present(conn, payload));
+        conn.reply(h, this.grants.present(conn, f.payload));
         return;
       case Op.REBUILD_OWNERS:
-        return this.rebuildOwners(conn, h, payload);
+        return this.rebuildOwners(conn, h, f.payload);
       case Op.CONTROL:
-        return this.control(conn, h, payload);
+        return this.control(conn, h, f.payload);
       case Op.HELLO:
       case Op.AUTH:
         conn.reply(h, Status.INVALID);
@@ -624,13 +626,13 @@ export class SdsNode implements RequestHandler {
     this.metrics.primaryRead.record(len, (ioNowMs() - t0) / 1000);
   }
 
-  private writePrimary(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
-    if (this.fence.holds(h.volumeLo)) return this.parkWrite(conn, h, payload);
+  private writePrimary(conn: RequestConn, h: FrameHeader, payload: Bytes): void {
+    if (this.fence.holds(h.volumeLo)) return this.parkWrite(conn, h, flatOf(payload));
     const e = this.admit(conn, h, "client");
     if (typeof e === "number") return conn.reply(h, e);
     if (payload.byteLength !== h.length) return conn.reply(h, Status.INVALID);
     const layer = this.admitted!;
-    if (this.store.mustWait(e, layer, h.offset, h.length)) return this.waitInGate(conn, h, payload, e, layer, true);
+    if (this.store.mustWait(e, layer, h.offset, h.length)) return this.waitInGate(conn, h, flatOf(payload), e, layer, true);
     const t0 = ioNowMs();
     this.stats.writes++;
     this.markChanged(e, h.offset, h.length);
@@ -679,7 +681,7 @@ export class SdsNode implements RequestHandler {
    * Forward to every other in-sync copy and to the sync target (and sync locally for FUA);
    * reply when all are done.
    */
-  private replicate(conn: RequestConn, h: FrameHeader, e: Extent, layer: LayerState, op: Op, payload: Uint8Array | undefined, meter: IoMeter, startMs: number): void {
+  private replicate(conn: RequestConn, h: FrameHeader, e: Extent, layer: LayerState, op: Op, payload: Bytes | undefined, meter: IoMeter, startMs: number): void {
     // FUA, or a writeThrough pool: durable on every copy before the reply (group commit)
     const durable = (h.flags & Flag.FUA) !== 0 || e.writeThrough;
     const join = new ReplyJoin(conn, h, this.fence, meter, startMs);
@@ -713,7 +715,7 @@ export class SdsNode implements RequestHandler {
     join.arm();
   }
 
-  private forward(e: Extent, peer: string, inSync: boolean, fwd: DataRequest, payload: Uint8Array | undefined, join: ReplyJoin, offset: number, length: number): void {
+  private forward(e: Extent, peer: string, inSync: boolean, fwd: DataRequest, payload: Bytes | undefined, join: ReplyJoin, offset: number, length: number): void {
     const link = this.peers.link(peer);
     join.expect();
     if (link === undefined) {
@@ -723,8 +725,8 @@ export class SdsNode implements RequestHandler {
     }
     // a durable forward is synced by the peer before it answers: a FLUSH owes it nothing
     if ((fwd.flags & Flag.FUA) === 0) this.peersWritten.add(peer);
-    // payload is a FrameReader view of a socket chunk nobody writes into again (see
-    // test/dataplane_buffers.test.ts): forward it without a copy
+    // payload is a FrameReader view of a socket chunk nobody writes into again, or the views of
+    // several (Scatter; see test/dataplane_buffers.test.ts): forward it without a copy
     link.send(
       fwd,
       payload,
@@ -818,14 +820,14 @@ export class SdsNode implements RequestHandler {
     return null;
   }
 
-  private writeSecondary(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
+  private writeSecondary(conn: RequestConn, h: FrameHeader, payload: Bytes): void {
     const refused = this.replicaLayer(h);
     if (refused !== null) return conn.reply(h, refused);
     const e = this.admit(conn, h, "replica");
     if (typeof e === "number") return conn.reply(h, e);
     if (payload.byteLength !== h.length) return conn.reply(h, Status.INVALID);
     const layer = this.admitted!;
-    if (this.store.mustWait(e, layer, h.offset, h.length)) return this.waitInGate(conn, h, payload, e, layer, true);
+    if (this.store.mustWait(e, layer, h.offset, h.length)) return this.waitInGate(conn, h, flatOf(payload), e, layer, true);
     const t0 = ioNowMs();
     this.stats.replWrites++;
     const st = this.store.write(e, h.offset, payload, layer);

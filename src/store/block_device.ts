@@ -88,7 +88,7 @@ export class DeviceWrapper implements BlockDevice {
 
 const ZERO_FILL_CHUNK_BYTES = 8 * 1024 * 1024;
 /** largest pwrite (PF_DEVICE_WRITE_SEGMENT_BYTES overrides it for A/B runs; 0 = no limit) */
-const WRITE_SEGMENT_BYTES = ((v) => (v > 0 ? v : Number.MAX_SAFE_INTEGER))(Number(process.env.PF_DEVICE_WRITE_SEGMENT_BYTES ?? Limits.deviceWriteSegmentBytes));
+export const WRITE_SEGMENT_BYTES = ((v) => (v > 0 ? v : Number.MAX_SAFE_INTEGER))(Number(process.env.PF_DEVICE_WRITE_SEGMENT_BYTES ?? Limits.deviceWriteSegmentBytes));
 
 /**
  * fdatasyncs a device's group commit may run at once (Limits.deviceSyncsInFlight;
