@@ -75,3 +75,47 @@ async function clusterHeaders(sdsId: string): Promise<Record<string, string>> {
   const { SECRET } = await import("./mdm_fixture.ts");
   return { [CLUSTER_SECRET_HEADER]: SECRET, [NODE_TOKEN_HEADER]: nodeTokenOf(m.core.ctx, NodeRole.SDS, sdsId) };
 }
+
+test("an urgent fetch is never shed: a pending unmap's maps and grant floors, and a node's own urgent=1 once a second", async () => {
+  const sds = (await m.joinSds("sds1")).sdsId;
+  await m.joinSds("sds2");
+  await m.joinSds("sds3");
+  const sdc = await m.joinSdc("guid-1");
+  const pool = await m.idOf("StoragePool", "sp1");
+  const vol = ((await m.api("POST", "/types/Volume/instances", { storagePoolId: pool, volumeSizeInGb: "1", name: "v1", volumeType: "ThinProvisioned" })).json as { id: string }).id;
+  expect((await m.api("POST", `/instances/Volume::${vol}/action/addMappedSdc`, { sdcId: sdc, accessMode: "ReadWrite" })).status).toBe(200);
+  const mapped = ((await m.cluster("GET", `/sdc/${sdc}/maps`)).json as { mapVersion: number }).mapVersion;
+  const sdsVersion = ((await m.cluster("GET", `/sds/${sds}/assignments`)).json as { mapVersion: number }).mapVersion;
+  // both caught up
+  expect((await m.cluster("POST", `/sdc/${sdc}/heartbeat`, { appliedMapVersion: mapped })).status).toBe(200);
+  expect((await m.cluster("POST", `/sds/${sds}/heartbeat`, { devices: [], appliedMapVersion: sdsVersion })).status).toBe(200);
+  const hog = setInterval(() => busyWait(180), 20);
+  try {
+    await Bun.sleep(1500);
+    // behind: an ordinary fetch waits for a turn
+    expect((await m.cluster("GET", `/sdc/${sdc}/maps`)).status).toBe(429);
+    expect((await m.cluster("GET", `/sds/${sds}/assignments`)).status).toBe(429);
+    // an unmap takes access away: the SDC's maps and the SDSs' grant floors are served at once
+    expect((await m.api("POST", `/instances/Volume::${vol}/action/removeMappedSdc`, { sdcId: sdc })).status).toBe(200);
+    const r = await m.cluster("GET", `/sdc/${sdc}/maps`);
+    expect(r.status).toBe(200);
+    const unmapped = (r.json as { mapVersion: number; volumes: unknown[] }).mapVersion;
+    expect((r.json as { volumes: unknown[] }).volumes).toHaveLength(0);
+    expect((await m.cluster("GET", `/sds/${sds}/assignments`)).status).toBe(200);
+    // once the SDC says it applies that version, its fetches wait for turns again
+    expect((await m.cluster("POST", `/sdc/${sdc}/heartbeat`, { appliedMapVersion: unmapped })).status).toBe(200);
+    const again = await m.cluster("GET", `/sdc/${sdc}/maps`);
+    expect(again.status).toBe(429);
+    // the node's own urgent ask (an epoch hold, a fence in doubt): served, but not twice within a second
+    expect((await m.cluster("POST", `/sds/${sds}/heartbeat`, { devices: [], appliedMapVersion: unmapped })).status).toBe(200);
+    expect((await m.cluster("GET", `/sds/${sds}/assignments?urgent=1`)).status).toBe(200);
+    const second = await m.cluster("GET", `/sds/${sds}/assignments?urgent=1`);
+    // (served only if its turn from the 429 above came: then it is the turn, not the flag)
+    if (second.status === 200) expect(busyRetryMs(new PfError("INVALID_STATE", "MDM busy: x retry after 0 ms"))).toBe(0);
+    else expect(second.status).toBe(429);
+    // a bad flag value is a clear 400, not a crash
+    expect((await m.cluster("GET", `/sds/${sds}/assignments?urgent=yes`)).status).toBe(400);
+  } finally {
+    clearInterval(hog);
+  }
+}, 60_000);
