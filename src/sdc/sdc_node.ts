@@ -16,6 +16,7 @@
 
 import type { TlsDrift } from "../proto/dataplane_tls.ts";
 import { consola } from "consola";
+import { Limits } from "../proto/limits.ts";
 import { FreshRun, MapWatch } from "../proto/map_watch.ts";
 import {
   ClusterPaths,
@@ -63,6 +64,8 @@ export interface SdcNodeDeps {
   ioReport?(): SdcIoReport;
   /** this SDC's data-plane TLS mode, compared with what every map says (dataplane_tls.ts) */
   tlsDrift?: TlsDrift;
+  /** the heartbeat interval (a beat waits at most this long for the map fetch it started); default Limits.heartbeatIntervalMs */
+  heartbeatMs?: number;
   /** the NBD client certificates the MDM revoked, replaced by every map (nbd_revocations.ts) */
   nbdRevocations?: NbdRevocations;
 }
@@ -147,10 +150,14 @@ export class SdcNode {
     if (this.waitingTurn) return;
     const shed = new Promise<void>((resolve) => (this.onShed = resolve));
     const refresh = this.refresh();
-    const first = await Promise.race([refresh.then(() => "done" as const), shed.then(() => "shed" as const)]).finally(() => {
+    // nor wait past one interval for a slow answer (an MDM that is behind): the next beat goes on time
+    let slowTimer: ReturnType<typeof setTimeout> | undefined;
+    const slow = new Promise<"slow">((resolve) => (slowTimer = setTimeout(() => resolve("slow"), this.deps.heartbeatMs ?? Limits.heartbeatIntervalMs)));
+    const first = await Promise.race([refresh.then(() => "done" as const), shed.then(() => "shed" as const), slow]).finally(() => {
       this.onShed = null;
+      clearTimeout(slowTimer);
     });
-    if (first === "shed") refresh.catch((e: unknown) => consola.warn(`sdc ${this.deps.sdcId}: map fetch failed after the MDM shed it: ${(e as Error).message}`));
+    if (first !== "done") refresh.catch((e: unknown) => consola.warn(`sdc ${this.deps.sdcId}: map fetch failed (${first === "shed" ? "after the MDM shed it" : "after the beat went on without it"}): ${(e as Error).message}`));
   }
 
   /** A map fetch the MDM shed is waiting for its turn (the heartbeats go on meanwhile). */

@@ -450,11 +450,17 @@ export class MdmSession implements MdmLinkState {
       if (this.waitingTurn) return;
       const shed = new Promise<void>((resolve) => (this.onShed = resolve));
       const refresh = this.refreshAssignments();
-      const first = await Promise.race([refresh.then(() => "done" as const), shed.then(() => "shed" as const)]).finally(() => {
+      // a slow answer (an MDM that is behind, a full list at a cold start) must not stop the
+      // beats either: past one interval this beat ends without a lease and the next one goes out
+      // on time (the MDM would otherwise declare a live SDS down while it waits for its fetch)
+      let slowTimer: ReturnType<typeof setTimeout> | undefined;
+      const slow = new Promise<"slow">((resolve) => (slowTimer = setTimeout(() => resolve("slow"), this.heartbeatMs)));
+      const first = await Promise.race([refresh.then(() => "done" as const), shed.then(() => "shed" as const), slow]).finally(() => {
         this.onShed = null;
+        clearTimeout(slowTimer);
       });
-      if (first === "shed") {
-        refresh.catch((e: unknown) => consola.warn(`sds ${this.core.sdsId}: assignments fetch failed after the MDM shed it: ${(e as Error).message}`));
+      if (first !== "done") {
+        refresh.catch((e: unknown) => consola.warn(`sds ${this.core.sdsId}: assignments fetch failed (${first === "shed" ? "after the MDM shed it" : "after the beat went on without it"}): ${(e as Error).message}`));
         return;
       }
     }
