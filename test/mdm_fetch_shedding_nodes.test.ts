@@ -117,3 +117,35 @@ test("an SDS drops its held assignments after a non-transport fetch error, keeps
   expect(queries[5]).toContain("since=4");
   expect(queries[5]).toContain("urgent=1");
 }, 20_000);
+
+test("an SDC's beat waits at most one interval for a slow map fetch (an MDM that is behind), then the next beats go out on time", async () => {
+  const sdcId = "c000000000000002";
+  let beats = 0;
+  let fetches = 0;
+  const url = fakeMdm(async (_req, u) => {
+    if (u.pathname === `${CLUSTER_API_PREFIX}/sdc/${sdcId}/heartbeat`) {
+      beats++;
+      return json({ term: 0, mapVersion: 3, leaseMs: 5000 });
+    }
+    if (u.pathname === `${CLUSTER_API_PREFIX}/sdc/${sdcId}/maps`) {
+      fetches++;
+      await Bun.sleep(2000); // queued behind a backlog
+      return json({ term: 0, mapVersion: 3, nodeKeys: [KEY], volumes: [], sds: [] });
+    }
+    return json({ message: "no such path" }, 404);
+  });
+  const links: SdsLinks = { setAddress: () => undefined, retain: () => undefined, link: () => undefined, close: () => undefined };
+  const sdc = new SdcNode({ mdm: { url }, sdcId, heartbeatMs: 300, links, onUnexport: () => undefined, sleep: Bun.sleep, nowMs: () => performance.now() });
+  cleanups.push(() => sdc.close());
+  const t0 = performance.now();
+  await sdc.heartbeat();
+  const first = performance.now() - t0;
+  expect(first).toBeGreaterThanOrEqual(250);
+  expect(first).toBeLessThan(1000); // before: the whole 2 s of the fetch
+  expect(sdc.mapsStale).toBe(true);
+  await sdc.heartbeat(); // goes out while the fetch still runs
+  expect(beats).toBe(2);
+  await sdc.refresh();
+  expect(sdc.mapsStale).toBe(false);
+  expect(fetches).toBeLessThanOrEqual(2); // the one under way and at most one after it (FreshRun)
+}, 20_000);
