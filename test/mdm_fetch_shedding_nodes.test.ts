@@ -149,3 +149,33 @@ test("an SDC's beat waits at most one interval for a slow map fetch (an MDM that
   expect(sdc.mapsStale).toBe(false);
   expect(fetches).toBeLessThanOrEqual(2); // the one under way and at most one after it (FreshRun)
 }, 20_000);
+
+test("an SDS's beat waits at most one interval for a slow assignments fetch, and takes no lease from it", async () => {
+  const dir = tmpDir("fetch-slow-");
+  const core: SdsCore = startNode(dir, 1);
+  cleanups.push(async () => {
+    await core.stop();
+  });
+  const sdsId = core.sdsId;
+  let fetches = 0;
+  const url = fakeMdm(async (_req, u) => {
+    if (u.pathname === `${CLUSTER_API_PREFIX}/sds/${sdsId}/heartbeat`) return json({ term: 0, mapVersion: 2, leaseMs: 4000 });
+    if (u.pathname === `${CLUSTER_API_PREFIX}/sds/${sdsId}/assignments`) {
+      fetches++;
+      await Bun.sleep(2000); // queued behind a backlog
+      return json({ ...assignmentsFor(1, [core], [], 2), copyLog: "bbbbbbbbbbbbbbbb" });
+    }
+    return json({ message: "no such path" }, 404);
+  });
+  const session = new MdmSession({ url }, core, 300, "inc2", new TlsDrift("sds test", false));
+  const t0 = performance.now();
+  await session.firstBeat();
+  const took = performance.now() - t0;
+  expect(took).toBeGreaterThanOrEqual(250);
+  expect(took).toBeLessThan(1500); // before: the whole 2 s of the fetch
+  expect(core.node.appliedMapVersion).toBe(0);
+  expect(core.node.leaseRemainingMs).toBeLessThanOrEqual(0); // no lease while not caught up
+  await session.refreshAssignments();
+  expect(core.node.appliedMapVersion).toBe(2);
+  expect(fetches).toBeLessThanOrEqual(2);
+}, 20_000);
