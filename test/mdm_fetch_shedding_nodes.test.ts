@@ -2,7 +2,8 @@
 // loopback http: an SDC whose map fetch was shed keeps heartbeating while it waits for its turn
 // (as the SDS does), an SDS drops its held assignments after a fetch error that is not a
 // transport failure (the next fetch asks for the full list, not a delta on a base that may be
-// stale), keeps them after a busy answer, and marks the fetch urgent after an epoch hold asked.
+// stale), keeps them after a busy answer, and marks the fetch urgent after an epoch hold asked;
+// and neither node's beat waits more than one interval for a slow fetch (no lease from it).
 
 import { afterEach, expect, test } from "bun:test";
 import { CLUSTER_API_PREFIX, MDM_BUSY_PREFIX } from "../src/proto/cluster_api.ts";
