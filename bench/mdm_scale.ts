@@ -16,6 +16,8 @@
 // env: BENCH_SDS=1000 BENCH_SDC=500 BENCH_VOLUMES=100000 BENCH_VOLUME_GIB=1 BENCH_CONCURRENCY=4
 //      BENCH_STEADY_S=15 (heartbeat-only window for CPU per heartbeat)
 //      BENCH_SEED=0 (volumes created and mapped through the MDM's code before it starts: see "seeding")
+//      BENCH_REJOIN=1 (0 with BENCH_SEED: no joins, the nodes beat at once with the tokens the MDM's
+//        code derives from the seeded database, as running nodes after an MDM restart)
 //      BENCH_REFETCH=1 (0: nodes never fetch assignments/maps after joining; not what real nodes do)
 //      BENCH_WATCH=1 (0: no map watches, heartbeats alone, as before the map watch)
 //      BENCH_WATCH_GAP=doubling (watch fetches 200 ms apart doubling to 1 s while changes keep
