@@ -16,6 +16,8 @@
 // env: BENCH_SDS=1000 BENCH_SDC=500 BENCH_VOLUMES=100000 BENCH_VOLUME_GIB=1 BENCH_CONCURRENCY=4
 //      BENCH_STEADY_S=15 (heartbeat-only window for CPU per heartbeat)
 //      BENCH_SEED=0 (volumes created and mapped through the MDM's code before it starts: see "seeding")
+//      BENCH_REJOIN=1 (0 with BENCH_SEED: no joins, the nodes beat at once with the tokens the MDM's
+//        code derives from the seeded database, as running nodes after an MDM restart)
 //      BENCH_REFETCH=1 (0: nodes never fetch assignments/maps after joining; not what real nodes do)
 //      BENCH_WATCH=1 (0: no map watches, heartbeats alone, as before the map watch)
 //      BENCH_WATCH_GAP=doubling (watch fetches 200 ms apart doubling to 1 s while changes keep
@@ -115,9 +117,30 @@ const sdcJoinBody = (i: number) => ({ guid: `bench-sdc-${i}`, name: `sdc${i}`, h
 // BENCH_SEED_CACHE=DIR keeps the seeded database (per size) and reuses it in later runs
 const SEED_CACHE = process.env.BENCH_SEED_CACHE ? join(resolve(process.env.BENCH_SEED_CACHE), `seed-${N_SDS}-${N_SDC}-${SEED}-${VOLUME_GIB}`) : null;
 const { existsSync, mkdirSync, copyFileSync } = await import("node:fs");
+/**
+ * The joins made while seeding (ids, node tokens, device ids): with BENCH_REJOIN=0 the simulated
+ * nodes start beating with them at the MDM's start, as running nodes do after an MDM restart
+ * (they keep their tokens and do not join again), instead of 1,500 joins first.
+ */
+const seededJoins: { sds: { sdsId: string; nodeToken: string; deviceIds: string[] }[]; sdc: { sdcId: string; nodeToken: string }[] } = { sds: [], sdc: [] };
+const REJOIN = SEED === 0 || process.env.BENCH_REJOIN !== "0";
 if (SEED > 0 && SEED_CACHE !== null && existsSync(join(SEED_CACHE, "mdm.db"))) {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   copyFileSync(join(SEED_CACHE, "mdm.db"), join(dataDir, "mdm.db"));
+  if (!REJOIN) {
+    // the tokens the nodes hold: made by the MDM's own code from the database's key
+    const { openMdmCore } = await import("../src/mdm/app.ts");
+    const { nodeTokenOf } = await import("../src/mdm/core/dataplane_secrets.ts");
+    const { NodeRole } = await import("../src/proto/dataplane_auth.ts");
+    const core = await openMdmCore({ dataDir, clusterSecret: CLUSTER_SECRET, adminPassword: ADMIN_PASSWORD });
+    const db = core.ctx.store.sqlite;
+    const devs = Map.groupBy(db.query<{ id: string; sds: string }, []>("SELECT id, sds_id AS sds FROM device ORDER BY rowid").all(), (d) => d.sds);
+    for (const { id } of db.query<{ id: string }, []>("SELECT id FROM sds ORDER BY rowid").all()) {
+      seededJoins.sds.push({ sdsId: id, nodeToken: nodeTokenOf(core.ctx, NodeRole.SDS, id), deviceIds: (devs.get(id) ?? []).map((d) => d.id) });
+    }
+    for (const { id } of db.query<{ id: string }, []>("SELECT id FROM sdc ORDER BY rowid").all()) seededJoins.sdc.push({ sdcId: id, nodeToken: nodeTokenOf(core.ctx, NodeRole.SDC, id) });
+    core.close();
+  }
   log(`seeded database reused from ${SEED_CACHE}`);
 } else if (SEED > 0) {
   const t0 = performance.now();
@@ -131,13 +154,21 @@ if (SEED > 0 && SEED_CACHE !== null && existsSync(join(SEED_CACHE, "mdm.db"))) {
   await core.ctx.meta.start();
   const ctx = core.ctx;
   const sdsIds: string[] = [];
-  for (let i = 0; i < N_SDS; i++) sdsIds.push(svc.sdsJoin(ctx, api.SdsJoinRequest.parse(sdsJoinBody(i))).sdsId);
+  for (let i = 0; i < N_SDS; i++) {
+    const r = svc.sdsJoin(ctx, api.SdsJoinRequest.parse(sdsJoinBody(i)));
+    sdsIds.push(r.sdsId);
+    seededJoins.sds.push({ sdsId: r.sdsId, nodeToken: r.nodeToken, deviceIds: r.devices.map((d) => d.deviceId) });
+  }
   // nobody heartbeats here: placement wants connected SDSs, so count them seen as we go
   const seenAll = () => {
     for (const id of sdsIds) ctx.health.sdsSeen(id, 0);
   };
   const sdcs: string[] = [];
-  for (let i = 0; i < N_SDC; i++) sdcs.push(svc.sdcJoin(ctx, api.SdcJoinRequest.parse(sdcJoinBody(i))).sdcId);
+  for (let i = 0; i < N_SDC; i++) {
+    const r = svc.sdcJoin(ctx, api.SdcJoinRequest.parse(sdcJoinBody(i)));
+    sdcs.push(r.sdcId);
+    seededJoins.sdc.push({ sdcId: r.sdcId, nodeToken: r.nodeToken });
+  }
   const poolId = ctx.store.sqlite.query<{ id: string }, []>("SELECT id FROM storage_pool WHERE name = 'sp1'").get()!.id;
   topo.setPoolFlags(ctx, poolId, { rebalanceEnabled: false });
   let lastSeen = 0;
@@ -298,6 +329,7 @@ const nodes: SimNode[] = [];
 
 /** A simulated node that has joined: its cluster API paths, node token and heartbeat body head. */
 function simNode(kind: SimNode["kind"], id: string, hbPath: string, fetchPath: string, nodeToken: string, bodyHead: string): SimNode {
+  // (its first beat goes out right after its join, at a random offset within an interval: beats spread)
   const n: SimNode = {
     kind,
     id,
@@ -307,7 +339,7 @@ function simNode(kind: SimNode["kind"], id: string, hbPath: string, fetchPath: s
     bodyHead,
     bodyTail: "}",
     applied: 0,
-    nextDueMs: 0,
+    nextDueMs: performance.now() + Math.random() * HEARTBEAT_MS,
     busy: false,
     stopped: false,
     lastAnsweredMs: 0,
@@ -334,6 +366,8 @@ const stats = {
   deltas: 0,
   /** fetches the MDM shed (429) */
   shed: 0,
+  /** beats that went on without waiting for a fetch slower than an interval */
+  slowFetches: 0,
   watchAnswers: 0,
   watchMoved: 0,
   watchFailed: 0,
@@ -456,10 +490,18 @@ async function beat(n: SimNode, sentMs: number): Promise<void> {
     if (REFETCH && version !== n.applied && !n.waitingTurn) {
       const shed = new Promise<void>((resolve) => (n.onShed = resolve));
       const refresh = n.fetches.run();
-      const first = await Promise.race([refresh.then(() => "done"), shed.then(() => "shed")]).finally(() => {
+      // as the real nodes: a shed fetch, or one slower than an interval, does not hold the next beat
+      let slowTimer: ReturnType<typeof setTimeout> | undefined;
+      const slow = new Promise<string>((resolve) => (slowTimer = setTimeout(() => resolve("slow"), HEARTBEAT_MS)));
+      const first = await Promise.race([refresh.then(() => "done"), shed.then(() => "shed"), slow]).finally(() => {
         n.onShed = null;
+        clearTimeout(slowTimer);
       });
-      if (first === "shed") refresh.catch(() => stats.beatsFailed++);
+      if (first !== "done") {
+        refresh.catch(() => stats.beatsFailed++);
+        if (first === "slow") stats.slowFetches++;
+        return; // no lease from this beat (its maps are not caught up): not an answered beat for the gap
+      }
     }
     // like the real SDS: a beat counts (renews the lease) once its maps are caught up
     const done = performance.now();
@@ -475,11 +517,8 @@ async function beat(n: SimNode, sentMs: number): Promise<void> {
 }
 
 let pacer: ReturnType<typeof setInterval> | null = null;
+/** Beats start per node at its join (nextDueMs set then), as a real node beats right after its own join. */
 function startPacing(): void {
-  const t0 = performance.now();
-  nodes.forEach((n, i) => {
-    n.nextDueMs = t0 + (i / nodes.length) * HEARTBEAT_MS;
-  });
   pacer = setInterval(() => {
     const now = performance.now();
     for (const n of nodes) {
@@ -523,22 +562,34 @@ try {
   const token = await call<string>("GET", "/api/login", { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString("base64")}` });
   const auth = { authorization: `Basic ${Buffer.from(`:${token}`).toString("base64")}` };
 
-  // join: SDSs then SDCs, a few at a time
+  // join: SDSs then SDCs, a few at a time; each beats from its join on
+  startPacing();
   let joined = 0;
-  await measure(N_SDS, async (i) => {
+  const sdcIds: string[] = [];
+  if (!REJOIN) {
+    // an MDM restart under running nodes: they beat with the tokens they hold, no join
+    for (const j of seededJoins.sds) {
+      const devices = j.deviceIds.map((deviceId) => ({ deviceId, state: "Normal", usedBytes: 0 }));
+      nodes.push(simNode("sds", j.sdsId, ClusterPaths.sdsHeartbeat(j.sdsId), ClusterPaths.sdsAssignments(j.sdsId), j.nodeToken, `{"devices":${JSON.stringify(devices)},"rebuilds":[],"failedForwards":[],"appliedMapVersion":`));
+      joined++;
+    }
+    for (const j of seededJoins.sdc) {
+      sdcIds.push(j.sdcId);
+      nodes.push(simNode("sdc", j.sdcId, ClusterPaths.sdcHeartbeat(j.sdcId), ClusterPaths.sdcMaps(j.sdcId), j.nodeToken, `{"appliedMapVersion":`));
+    }
+  }
+  await measure(REJOIN ? N_SDS : 0, async (i) => {
     const r = await call<{ sdsId: string; nodeToken: string; devices: { deviceId: string }[] }>("POST", CLUSTER_API_PREFIX + ClusterPaths.sdsJoin, clusterHeaders, sdsJoinBody(i));
     const devices = r.devices.map((d) => ({ deviceId: d.deviceId, state: "Normal", usedBytes: 0 }));
     nodes.push(simNode("sds", r.sdsId, ClusterPaths.sdsHeartbeat(r.sdsId), ClusterPaths.sdsAssignments(r.sdsId), r.nodeToken, `{"devices":${JSON.stringify(devices)},"rebuilds":[],"failedForwards":[],"appliedMapVersion":`));
     joined++;
   });
-  const sdcIds: string[] = [];
-  await measure(N_SDC, async (i) => {
+  await measure(REJOIN ? N_SDC : 0, async (i) => {
     const r = await call<{ sdcId: string; nodeToken: string }>("POST", CLUSTER_API_PREFIX + ClusterPaths.sdcJoin, clusterHeaders, sdcJoinBody(i));
     sdcIds[i] = r.sdcId;
     nodes.push(simNode("sdc", r.sdcId, ClusterPaths.sdcHeartbeat(r.sdcId), ClusterPaths.sdcMaps(r.sdcId), r.nodeToken, `{"appliedMapVersion":`));
   });
-  log(`joined ${joined} SDSs and ${sdcIds.length} SDCs; heartbeats start (${nodes.length} nodes every ${HEARTBEAT_MS} ms)`);
-  startPacing();
+  log(`joined ${joined} SDSs and ${sdcIds.length} SDCs, each beating since its join (${nodes.length} nodes every ${HEARTBEAT_MS} ms)`);
   await Bun.sleep(2 * HEARTBEAT_MS);
   const pool = await call<string>("POST", "/api/types/StoragePool/instances/action/queryIdByKey", auth, { name: "sp1" });
   // no rebalance moves: the simulated SDSs never finish a copy, so a move would hold part of the
@@ -561,6 +612,7 @@ try {
     const lists0 = stats.fetchesWithList;
     const deltas0 = stats.deltas;
     const shed0 = stats.shed;
+    const slow0 = stats.slowFetches;
     const watch0 = stats.watchAnswers;
     const moved0 = stats.watchMoved;
     const t0 = performance.now();
@@ -581,7 +633,7 @@ try {
       row(
         `${name}: MDM CPU, heartbeats, refetches`,
         `${f1(s)} s wall, ${f1(cpu)} CPU s (${f2(cpu / s)} cores; the simulator ${f2(simCpu / s)} cores); ${beats} beats answered (${(beats / s).toFixed(0)}/s, p50 ${f1(hb.p50)} ms, p99 ${f1(hb.p99)} ms, worst gap ${(worstGap() / 1000).toFixed(1)} s); ` +
-          `${fetches} assignment/map fetches (${(fetchBytes / 2 ** 20).toFixed(1)} MiB, ${fetches ? (fetchBytes / fetches / 1024).toFixed(1) : "-"} KiB each, ${stats.fetchesWithList - lists0} with the address list, ${stats.deltas - deltas0} deltas, ${stats.shed - shed0} shed with 429); ` +
+          `${fetches} assignment/map fetches (${(fetchBytes / 2 ** 20).toFixed(1)} MiB, ${fetches ? (fetchBytes / fetches / 1024).toFixed(1) : "-"} KiB each, ${stats.fetchesWithList - lists0} with the address list, ${stats.deltas - deltas0} deltas, ${stats.shed - shed0} shed with 429, ${stats.slowFetches - slow0} beats went on past a fetch slower than an interval); ` +
           `${stats.watchAnswers - watch0} watch answers (${stats.watchMoved - moved0} moved)`,
       );
       return { s, cpu, beats };

@@ -68,6 +68,16 @@ test("a busy MDM sheds fetches (429 + retry-after), serves each node at its turn
   expect((await m.cluster("GET", `/sdc/${sdc}/maps`)).status).toBe(200);
 }, 30_000);
 
+/** The status of the fetch once the MDM sheds it (asked every 100 ms for up to withinMs; a 200 is a served fetch). */
+async function untilShed(path: string, withinMs = 10_000): Promise<number> {
+  const until = performance.now() + withinMs;
+  for (;;) {
+    const r = await m.cluster("GET", path);
+    if (r.status === 429 || performance.now() > until) return r.status;
+    await Bun.sleep(Math.min(100, withinMs / 8));
+  }
+}
+
 async function clusterHeaders(sdsId: string): Promise<Record<string, string>> {
   const { CLUSTER_SECRET_HEADER, NODE_TOKEN_HEADER } = await import("../src/proto/cluster_api.ts");
   const { nodeTokenOf } = await import("../src/mdm/core/dataplane_secrets.ts");
@@ -75,3 +85,56 @@ async function clusterHeaders(sdsId: string): Promise<Record<string, string>> {
   const { SECRET } = await import("./mdm_fixture.ts");
   return { [CLUSTER_SECRET_HEADER]: SECRET, [NODE_TOKEN_HEADER]: nodeTokenOf(m.core.ctx, NodeRole.SDS, sdsId) };
 }
+
+test("an urgent fetch is never shed: a pending unmap's maps and grant floors, and a node's own urgent=1 once a second", async () => {
+  const sds = (await m.joinSds("sds1")).sdsId;
+  const sds2 = (await m.joinSds("sds2")).sdsId;
+  await m.joinSds("sds3");
+  const sdc = await m.joinSdc("guid-1");
+  const pool = await m.idOf("StoragePool", "sp1");
+  const vol = ((await m.api("POST", "/types/Volume/instances", { storagePoolId: pool, volumeSizeInGb: "1", name: "v1", volumeType: "ThinProvisioned" })).json as { id: string }).id;
+  expect((await m.api("POST", `/instances/Volume::${vol}/action/addMappedSdc`, { sdcId: sdc, accessMode: "ReadWrite" })).status).toBe(200);
+  // (served at once, or at its turn if the probe still sees the previous test's load)
+  const served = async (path: string) => {
+    for (let i = 0; ; i++) {
+      const r = await m.cluster("GET", path);
+      if (r.status === 200 || i >= 50) return r.json as { mapVersion: number };
+      await Bun.sleep(200);
+    }
+  };
+  const mapped = (await served(`/sdc/${sdc}/maps`)).mapVersion;
+  const sdsVersion = (await served(`/sds/${sds}/assignments`)).mapVersion;
+  // both caught up
+  expect((await m.cluster("POST", `/sdc/${sdc}/heartbeat`, { appliedMapVersion: mapped })).status).toBe(200);
+  expect((await m.cluster("POST", `/sds/${sds}/heartbeat`, { devices: [], appliedMapVersion: sdsVersion })).status).toBe(200);
+  const hog = setInterval(() => busyWait(180), 20);
+  try {
+    await Bun.sleep(1500);
+    // behind: an ordinary fetch waits for a turn (on a loaded host the probe may take longer to see it)
+    expect(await untilShed(`/sdc/${sdc}/maps`)).toBe(429);
+    expect(await untilShed(`/sds/${sds}/assignments`)).toBe(429);
+    // an unmap takes access away: the SDC's maps and the SDSs' grant floors are served at once
+    expect((await m.api("POST", `/instances/Volume::${vol}/action/removeMappedSdc`, { sdcId: sdc })).status).toBe(200);
+    const r = await m.cluster("GET", `/sdc/${sdc}/maps`);
+    expect(r.status).toBe(200);
+    const unmapped = (r.json as { mapVersion: number; volumes: unknown[] }).mapVersion;
+    expect((r.json as { volumes: unknown[] }).volumes).toHaveLength(0);
+    expect((await m.cluster("GET", `/sds/${sds}/assignments`)).status).toBe(200);
+    // once the SDC says it applies that version, its fetches wait for turns again
+    expect((await m.cluster("POST", `/sdc/${sdc}/heartbeat`, { appliedMapVersion: unmapped })).status).toBe(200);
+    expect(await untilShed(`/sdc/${sdc}/maps`)).toBe(429);
+    // the node's own urgent ask (an epoch hold, a fence in doubt): served at once, but not twice
+    // within a second (sds2: no turn of its own yet, and the unmap applied)
+    expect((await m.cluster("POST", `/sds/${sds2}/heartbeat`, { devices: [], appliedMapVersion: unmapped })).status).toBe(200);
+    expect((await m.cluster("GET", `/sds/${sds2}/assignments?urgent=1`)).status).toBe(200);
+    // (asked again within the second: no longer urgent, so shed whenever the probe says behind)
+    const t1 = performance.now();
+    const second = await untilShed(`/sds/${sds2}/assignments?urgent=1`, 800);
+    expect(performance.now() - t1).toBeLessThan(1000);
+    expect(second).toBe(429);
+    // a bad flag value is a clear 400, not a crash
+    expect((await m.cluster("GET", `/sds/${sds}/assignments?urgent=yes`)).status).toBe(400);
+  } finally {
+    clearInterval(hog);
+  }
+}, 60_000);

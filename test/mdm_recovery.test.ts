@@ -9,6 +9,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { Limits } from "../src/proto/limits.ts";
 import { RecoveryCluster } from "./mdm_recovery_fixture.ts";
+import { MAX_EXTENT_CHANGES_PER_TICK } from "../src/mdm/recovery/recovery.ts";
 
 const TIMEOUT = 2000;
 const GRACE = 10_000;
@@ -322,4 +323,30 @@ describe("MDM restart", () => {
     expect((await c.sdsObject("sds4")).mdmConnectionState).toBe("Disconnected");
     for (const n of ["sds1", "sds2", "sds3"]) expect((await c.sdsObject(n)).mdmConnectionState).toBe("Connected");
   });
+});
+
+describe("a big loss", () => {
+  test(`a step persists at most ${MAX_EXTENT_CHANGES_PER_TICK} extent changes; the next ticks do the rest`, async () => {
+    c = await RecoveryCluster.open({ recovery });
+    for (let i = 1; i <= 3; i++) await c.addSds(`sds${i}`, { devicesGiB: [1000] });
+    // 2 x 200 GiB thin: 6,400 extents of 64 MiB; sds3 holds ~2/3 of them
+    await c.createVolume("big1", 200);
+    await c.createVolume("big2", 200);
+    const lost = c.id("sds3");
+    const held = (c.ctx.store.sqlite.query("SELECT COUNT(*) AS n FROM extent WHERE primary_sds_id = ?1 OR secondary_sds_id = ?1").get(lost) as { n: number }).n;
+    expect(held).toBeGreaterThan(MAX_EXTENT_CHANGES_PER_TICK);
+    c.alive.delete("sds3");
+    c.m.clock.advance(TIMEOUT + 1);
+    await c.beatAll();
+    const first = c.tick();
+    expect(first.changed).toBe(MAX_EXTENT_CHANGES_PER_TICK);
+    const second = c.tick();
+    expect(second.changed).toBe(held - MAX_EXTENT_CHANGES_PER_TICK);
+    // every copy on the lost SDS left the in-sync set, each extent once (epoch + 1)
+    const left = (c.ctx.store.sqlite.query("SELECT COUNT(*) AS n FROM extent WHERE primary_sds_id = ?1 OR secondary_sds_id = ?1").get(lost) as { n: number }).n;
+    expect(left).toBe(0);
+    const bumped = (c.ctx.store.sqlite.query("SELECT COUNT(*) AS n FROM extent WHERE epoch = 2").get() as { n: number }).n;
+    expect(bumped).toBe(held);
+    expect(c.tick().changed).toBe(0);
+  }, 120_000);
 });

@@ -163,8 +163,12 @@ export const SdsAddress = z.object({ sdsId: id16, host: hostName, port });
 export type SdsAddress = z.infer<typeof SdsAddress>;
 /** content tag of an SDS address list (the MDM's hash of it; equal tags, equal lists) */
 export const SdsAddressTag = id16;
-/** The query of GET assignments / maps: the tag of the address list the node holds, if any. */
-export const NodeMapsQuery = z.object({ addresses: SdsAddressTag.optional() });
+/**
+ * The query of GET maps / assignments: the address tag the node holds, and urgent=1 when the
+ * node holds IO until it has the answer (an SDS's epoch hold or fence in doubt): a busy MDM
+ * serves such a fetch without a turn, at most once a second per node (fetch_shedding.ts).
+ */
+export const NodeMapsQuery = z.object({ addresses: SdsAddressTag.optional(), urgent: z.literal("1").optional() });
 export type NodeMapsQuery = z.infer<typeof NodeMapsQuery>;
 /**
  * The query of GET assignments: the address tag, and for a delta the mapVersion and copy-log id
@@ -394,6 +398,11 @@ export async function retryWhileBusy<T>(fetch: () => Promise<T>, tries = 4, onBu
   }
 }
 
+function withQuery(path: string, parts: (string | null)[]): string {
+  const q = parts.filter((p) => p !== null);
+  return q.length === 0 ? path : `${path}?${q.join("&")}`;
+}
+
 function addressesQuery(tag: string | null | undefined): string {
   return tag ? `?addresses=${tag}` : "";
 }
@@ -403,8 +412,8 @@ export const ClusterPaths = {
   sdsJoin: "/sds/join",
   sdsHeartbeat: (sdsId: string) => `/sds/${sdsId}/heartbeat`,
   /** addresses: the tag of the SDS address list held (the answer then omits an unchanged list) */
-  sdsAssignments: (sdsId: string, addresses?: string | null, delta?: { since: number; log: string } | null) =>
-    `/sds/${sdsId}/assignments${addressesQuery(addresses)}${delta ? `${addresses ? "&" : "?"}since=${delta.since}&log=${delta.log}` : ""}`,
+  sdsAssignments: (sdsId: string, addresses?: string | null, delta?: { since: number; log: string } | null, urgent = false) =>
+    withQuery(`/sds/${sdsId}/assignments`, [addresses ? `addresses=${addresses}` : null, delta ? `since=${delta.since}&log=${delta.log}` : null, urgent ? "urgent=1" : null]),
   mapWatch: (kind: "sds" | "sdc", nodeId: string, q: MapWatchQuery) => `/${kind}/${nodeId}/mapWatch?after=${q.after}&waitMs=${q.waitMs}`,
   sdcJoin: "/sdc/join",
   sdcHeartbeat: (sdcId: string) => `/sdc/${sdcId}/heartbeat`,

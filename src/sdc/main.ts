@@ -149,6 +149,7 @@ export async function runSdc(opts: SdcOptions): Promise<SdcHandle> {
     const n = new SdcNode({
       mdm,
       sdcId,
+      heartbeatMs: joined.heartbeatMs,
       keys,
       grants,
       links: new DataPlanePool({ credentials: keys, grants, ...(dpTls === null ? {} : { tls: () => dpTls }) }),

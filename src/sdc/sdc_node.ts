@@ -16,6 +16,7 @@
 
 import type { TlsDrift } from "../proto/dataplane_tls.ts";
 import { consola } from "consola";
+import { Limits } from "../proto/limits.ts";
 import { FreshRun, MapWatch } from "../proto/map_watch.ts";
 import {
   ClusterPaths,
@@ -63,9 +64,14 @@ export interface SdcNodeDeps {
   ioReport?(): SdcIoReport;
   /** this SDC's data-plane TLS mode, compared with what every map says (dataplane_tls.ts) */
   tlsDrift?: TlsDrift;
+  /** the heartbeat interval (a beat waits at most this long for the map fetch it started); default Limits.heartbeatIntervalMs */
+  heartbeatMs?: number;
   /** the NBD client certificates the MDM revoked, replaced by every map (nbd_revocations.ts) */
   nbdRevocations?: NbdRevocations;
 }
+
+/** A shed map fetch asks again at its turn this many times in all (the beats go on meanwhile, as the SDS's). */
+const BUSY_FETCH_TRIES = 100;
 
 export class SdcNode {
   private volumes = new Map<string, VolumeIo>(); // by export (volume) name
@@ -79,6 +85,9 @@ export class SdcNode {
   private heartbeatFailures = 0;
   private answeredBeats = 0;
   private lastError: string | null = null;
+  /** a fetch the MDM shed waits for its turn (beats go on without waiting for it) */
+  private waitingTurn = false;
+  private onShed: (() => void) | null = null;
 
   constructor(private readonly deps: SdcNodeDeps) {}
 
@@ -134,7 +143,26 @@ export class SdcNode {
     this.answeredBeats++;
     this.announcedMapVersion = r.mapVersion;
     const renew = (this.deps.grants?.renewDueAtMs ?? Infinity) <= (this.deps.wallNowMs ?? Date.now)();
-    if (r.mapVersion !== this.appliedMapVersion || renew) await this.refresh();
+    if (r.mapVersion === this.appliedMapVersion && !renew) return;
+    // a fetch the MDM shed waits for its turn (fetch_shedding.ts): this beat was heard and the
+    // next ones must be too (an SDC not heard within the timeout is declared down), so do not
+    // wait for it here, and start no second one meanwhile (the waiting one asks after its turn)
+    if (this.waitingTurn) return;
+    const shed = new Promise<void>((resolve) => (this.onShed = resolve));
+    const refresh = this.refresh();
+    // nor wait past one interval for a slow answer (an MDM that is behind): the next beat goes on time
+    let slowTimer: ReturnType<typeof setTimeout> | undefined;
+    const slow = new Promise<"slow">((resolve) => (slowTimer = setTimeout(() => resolve("slow"), this.deps.heartbeatMs ?? Limits.heartbeatIntervalMs)));
+    const first = await Promise.race([refresh.then(() => "done" as const), shed.then(() => "shed" as const), slow]).finally(() => {
+      this.onShed = null;
+      clearTimeout(slowTimer);
+    });
+    if (first !== "done") refresh.catch((e: unknown) => consola.warn(`sdc ${this.deps.sdcId}: map fetch failed (${first === "shed" ? "after the MDM shed it" : "after the beat went on without it"}): ${(e as Error).message}`));
+  }
+
+  /** A map fetch the MDM shed is waiting for its turn (the heartbeats go on meanwhile). */
+  get waitingForTurn(): boolean {
+    return this.waitingTurn;
   }
 
   close(): void {
@@ -144,7 +172,20 @@ export class SdcNode {
 
   private async fetchAndApply(): Promise<void> {
     // an MDM that is behind sheds fetches (429, "MDM busy"): wait the time it names, ask again
-    const maps = await retryWhileBusy(() => clusterRequest(this.deps.mdm, { method: "GET", path: ClusterPaths.sdcMaps(this.deps.sdcId, this.addressesTag), schema: SdcMapsResponse }));
+    // (its turn may be many seconds away at a cold start: the beats go on meanwhile, see heartbeat())
+    let maps: SdcMaps;
+    try {
+      maps = await retryWhileBusy(
+        () => clusterRequest(this.deps.mdm, { method: "GET", path: ClusterPaths.sdcMaps(this.deps.sdcId, this.addressesTag), schema: SdcMapsResponse }),
+        BUSY_FETCH_TRIES,
+        () => {
+          this.waitingTurn = true;
+          this.onShed?.();
+        },
+      );
+    } finally {
+      this.waitingTurn = false;
+    }
     this.apply(maps);
   }
 

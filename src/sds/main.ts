@@ -27,7 +27,7 @@ import type { RefusalKind, RefusalReport } from "./refusal_log.ts";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join as joinPath } from "node:path";
 import { consola } from "consola";
-import { ClusterPaths, HeartbeatResponse, retryWhileBusy, SdsAssignmentsResponse, SdsJoinResponse, type SdsJoinRequest } from "../proto/cluster_api.ts";
+import { busyRetryMs, ClusterPaths, HeartbeatResponse, retryWhileBusy, SdsAssignmentsResponse, SdsJoinResponse, type SdsJoinRequest } from "../proto/cluster_api.ts";
 import { startControlServer, type ControlServer } from "../proto/control_server.ts";
 import { PfError } from "../proto/errors.ts";
 import { newIncarnation } from "../proto/io_meter.ts";
@@ -222,7 +222,8 @@ async function join(opts: SdsOptions, dataPort: number, devices: BlockDevice[], 
 }
 
 /** Heartbeats and assignment refreshes; failures are logged and retried, IO goes on. */
-class MdmSession implements MdmLinkState {
+/** exported for tests (test/mdm_fetch_shedding_nodes.test.ts) */
+export class MdmSession implements MdmLinkState {
   private stopped = false;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
@@ -238,6 +239,8 @@ class MdmSession implements MdmLinkState {
   /** a fetch the MDM shed waits for its turn (beats go on without waiting for it) */
   private waitingTurn = false;
   private onShed: (() => void) | null = null;
+  /** IO waits for the next assignments (an epoch hold, a fence in doubt): the fetch says urgent=1 (a busy MDM serves it without a turn) */
+  private urgentWanted = false;
   private readonly watch: MapWatch;
 
   constructor(
@@ -255,7 +258,10 @@ class MdmSession implements MdmLinkState {
       this.earlyWanted = true;
       this.wake?.();
     };
-    core.node.onNewerEpoch = early;
+    core.node.onNewerEpoch = () => {
+      this.urgentWanted = true; // requests wait in an epoch hold for these assignments
+      early();
+    };
     core.node.onCopyDone = early;
     core.node.onFenceExpired = () => void this.settleFencesInDoubt();
     // a map change for this SDS (an unmap, a switch to ReadOnly: grant floors) is fetched within
@@ -273,6 +279,7 @@ class MdmSession implements MdmLinkState {
   private async settleFencesInDoubt(): Promise<void> {
     while (!this.stopped && this.core.node.fencesInDoubt > 0) {
       try {
+        this.urgentWanted = true; // writes are held until the MDM settles the fence
         await this.refreshAssignments();
       } catch (e) {
         consola.warn(`sds ${this.core.sdsId}: cannot ask the MDM about a fence in doubt (writes stay held): ${(e as Error).message}`);
@@ -318,13 +325,27 @@ class MdmSession implements MdmLinkState {
     // ask for a delta since the full answer we hold (proto/assignments_delta.ts); a log id we
     // did not get from this MDM's current life, or a gap in its log, gets the full list instead
     const held = this.heldAssignments;
-    const delta = held?.copyLog === undefined ? null : { since: held.mapVersion, log: held.copyLog };
     // an MDM that is behind sheds fetches (429, "MDM busy"): wait the time it names, ask again
     // (its turn may be many seconds away at a cold start: the beats go on meanwhile, see beat())
+    try {
+      await this.fetchAndApply(held, askedAtMs);
+    } catch (e) {
+      // only a transport failure (unreachable, a standby, an old term, still busy) keeps the held
+      // answer for the next delta: anything else (the MDM refused the query, an answer of the
+      // wrong shape, a delta that does not fit, a failed apply) asks for the full list next time
+      if (!keepsHeldAnswer(e)) this.heldAssignments = null;
+      throw e;
+    }
+  }
+
+  private async fetchAndApply(held: SdsAssignmentsResponse | null, askedAtMs: number): Promise<void> {
+    const delta = held?.copyLog === undefined ? null : { since: held.mapVersion, log: held.copyLog };
+    const urgent = this.urgentWanted;
+    this.urgentWanted = false;
     let resp: SdsAssignmentsResponse;
     try {
       resp = await retryWhileBusy(
-        () => clusterRequest(this.mdm, { method: "GET", path: ClusterPaths.sdsAssignments(this.core.sdsId, this.core.node.addressesTag, delta), schema: SdsAssignmentsResponse }),
+        () => clusterRequest(this.mdm, { method: "GET", path: ClusterPaths.sdsAssignments(this.core.sdsId, this.core.node.addressesTag, delta, urgent), schema: SdsAssignmentsResponse }),
         BUSY_FETCH_TRIES,
         () => {
           this.waitingTurn = true;
@@ -339,15 +360,15 @@ class MdmSession implements MdmLinkState {
     let full: SdsAssignmentsResponse;
     if (isDelta(resp)) {
       if (held === null || resp.since !== held.mapVersion) {
-        this.heldAssignments = null; // the next fetch asks for the full list
+        // (fetchAssignments drops the held answer: the next fetch asks for the full list)
         throw new PfError("INTERNAL", `the MDM answered a delta since ${resp.since}, not since the held version ${held?.mapVersion ?? "none"}`);
       }
       full = mergeAssignments(held, resp);
     } else {
       full = resp;
     }
-    this.heldAssignments = full;
     this.core.node.applyAssignments(full, askedAtMs);
+    this.heldAssignments = full; // only once applied: a failed apply leaves no base for a delta
     if (resp.mapVersion !== before) consola.debug(`sds ${this.core.sdsId}: applied map version ${resp.mapVersion} (${full.extents.length} extents${isDelta(resp) ? `, ${resp.extents.length} changed and ${resp.removed?.length ?? 0} removed by a delta` : ""})`);
   }
 
@@ -429,11 +450,17 @@ class MdmSession implements MdmLinkState {
       if (this.waitingTurn) return;
       const shed = new Promise<void>((resolve) => (this.onShed = resolve));
       const refresh = this.refreshAssignments();
-      const first = await Promise.race([refresh.then(() => "done" as const), shed.then(() => "shed" as const)]).finally(() => {
+      // a slow answer (an MDM that is behind, a full list at a cold start) must not stop the
+      // beats either: past one interval this beat ends without a lease and the next one goes out
+      // on time (the MDM would otherwise declare a live SDS down while it waits for its fetch)
+      let slowTimer: ReturnType<typeof setTimeout> | undefined;
+      const slow = new Promise<"slow">((resolve) => (slowTimer = setTimeout(() => resolve("slow"), this.heartbeatMs)));
+      const first = await Promise.race([refresh.then(() => "done" as const), shed.then(() => "shed" as const), slow]).finally(() => {
         this.onShed = null;
+        clearTimeout(slowTimer);
       });
-      if (first === "shed") {
-        refresh.catch((e: unknown) => consola.warn(`sds ${this.core.sdsId}: assignments fetch failed after the MDM shed it: ${(e as Error).message}`));
+      if (first !== "done") {
+        refresh.catch((e: unknown) => consola.warn(`sds ${this.core.sdsId}: assignments fetch failed (${first === "shed" ? "after the MDM shed it" : "after the beat went on without it"}): ${(e as Error).message}`));
         return;
       }
     }
@@ -442,6 +469,12 @@ class MdmSession implements MdmLinkState {
     // the assignments are now as new as anything a peer knew before this beat was sent
     node.heartbeatAnswered(beatNo);
   }
+}
+
+/** A fetch error after which the held assignments still are a base for a delta: the MDM was not reached (or only a standby, an old term, or it stayed busy). */
+export function keepsHeldAnswer(e: unknown): boolean {
+  if (busyRetryMs(e) !== null) return true;
+  return e instanceof PfError && (e.code === "UNAVAILABLE" || e.code === "NOT_LEADER" || e.code === "STALE_TERM");
 }
 
 /** The two refusal logs of an SDS (handshakes; grants and IO) as one heartbeat field, bounded. */

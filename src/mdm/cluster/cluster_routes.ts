@@ -63,8 +63,9 @@ export function clusterRoutes(ctx: MdmContext, clusterSecret: string): Hono {
   // fetches (never heartbeats) are shed with 429 while the MDM is behind (fetch_shedding.ts)
   api.on(["GET", "POST"], "/sds/:id/assignments", (c) => {
     const id = authedNode(ctx, c, NodeRole.SDS);
-    shedIfBehind(`sds:${id}`);
-    return c.json(t(sdsAssignments(ctx, id, validate(SdsAssignmentsQuery, c.req.query()))));
+    const q = validate(SdsAssignmentsQuery, c.req.query());
+    shedIfBehind(`sds:${id}`, { pending: ctx.health.urgentPending("sds", id), asked: q.urgent === "1" });
+    return c.json(t(sdsAssignments(ctx, id, q)));
   });
   // a long poll: answered when a map change concerns this node (unmap, ReadOnly: within a round trip)
   api.get("/sds/:id/mapWatch", async (c) => c.json(t(await mapWatch(ctx, "sds", authedNode(ctx, c, NodeRole.SDS), validate(MapWatchQuery, c.req.query())))));
@@ -73,8 +74,9 @@ export function clusterRoutes(ctx: MdmContext, clusterSecret: string): Hono {
   api.post("/sdc/:id/heartbeat", async (c) => c.json(t(sdcHeartbeat(ctx, authedNode(ctx, c, NodeRole.SDC), await readBody(c, SdcHeartbeatRequest, Limits.heartbeatMaxBodyBytes)))));
   api.on(["GET", "POST"], "/sdc/:id/maps", (c) => {
     const id = authedNode(ctx, c, NodeRole.SDC);
-    shedIfBehind(`sdc:${id}`);
-    return c.json(t(sdcMaps(ctx, id, validate(NodeMapsQuery, c.req.query()))));
+    const q = validate(NodeMapsQuery, c.req.query());
+    shedIfBehind(`sdc:${id}`, { pending: ctx.health.urgentPending("sdc", id), asked: q.urgent === "1" });
+    return c.json(t(sdcMaps(ctx, id, q)));
   });
   api.post("/sdc/:id/nbdCertificate", async (c) => c.json(t(sdcNbdCertificate(ctx, authedNode(ctx, c, NodeRole.SDC), await readBody(c, SdcNbdCertRequest)))));
   api.all("*", () => {

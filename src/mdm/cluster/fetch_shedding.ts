@@ -7,6 +7,10 @@
 //
 // Invariants:
 // - only fetches are shed, never a heartbeat, join or watch: liveness is never refused;
+// - an urgent fetch is never shed: one for a change that takes access away (an unmap's grant
+//   floors, ReadOnly, an NBD revocation; health.urgentPending), and one the node marks urgent
+//   (urgent=1: an epoch hold or a fence in doubt holds its IO until it has its assignments), the
+//   latter at most once a second per node;
 // - a refused node gets a turn (its retry after), handed out in refusal order at ADMIT_PER_S a
 //   second, the first 0.5-1.5 s away; back at its turn it is served whatever the load, so no
 //   node starves; the SDS keeps beating while it waits (src/sds/main.ts), so waiting for its
@@ -91,6 +95,22 @@ class LoopLag {
   }
 }
 
+/** Why a fetch may not wait for a turn: the MDM has an urgent change for the node; the node says it holds IO for it. */
+export interface UrgentFetch {
+  pending: boolean;
+  asked: boolean;
+}
+const NOT_URGENT: UrgentFetch = { pending: false, asked: false };
+/** a node's own urgent asks pass the shedding at most this often (it cannot use the flag to skip every turn) */
+export const URGENT_MIN_GAP_MS = 1000;
+const lastUrgentMs = new Map<string, number>();
+let urgentServed = 0;
+
+/** Fetches served while behind because they were urgent (tests, bench). */
+export function urgentFetchesServed(): number {
+  return urgentServed;
+}
+
 let lag: LoopLag | null = null;
 /** each refused node's turn (performance.now ms): its retry then is served */
 const slots = new Map<string, number>();
@@ -113,10 +133,19 @@ export function fetchesShed(): number {
  * (a cold start: every node's whole list) is served at a bounded rate, in order, while the
  * heartbeats go on. A node back at (or after) its turn is served, behind or not.
  */
-export function shedIfBehind(nodeKey: string): void {
+export function shedIfBehind(nodeKey: string, urgent: UrgentFetch = NOT_URGENT): void {
   if (lag === null || SHED_LAG_MS <= 0) return;
   const now = performance.now();
   const slot = slots.get(nodeKey);
+  // an urgent fetch never waits for a turn: a change that takes access away is pending for the
+  // node (the MDM knows it), or the node asks for one (an epoch hold, a fence in doubt: it
+  // holds IO until it has its assignments), at most once per URGENT_MIN_GAP_MS
+  if (urgent.pending || (urgent.asked && now - (lastUrgentMs.get(nodeKey) ?? -Infinity) >= URGENT_MIN_GAP_MS)) {
+    if (!urgent.pending) lastUrgentMs.set(nodeKey, now);
+    if (lastUrgentMs.size > 100_000) lastUrgentMs.clear();
+    urgentServed++;
+    return;
+  }
   if (slot !== undefined && now >= slot - SLOT_EARLY_MS) {
     slots.delete(nodeKey);
     return; // its turn

@@ -46,6 +46,9 @@ export class HealthTracker {
   /** version of the newest scoped change per node, when newer than everyNodeChangedAt */
   private readonly sdsChangedAt = new Map<string, number>();
   private readonly sdcChangedAt = new Map<string, number>();
+  /** version of the newest urgent change (one that takes access away) for every node / per node */
+  private everyNodeUrgentAt = 0;
+  private readonly urgentAt = new Map<string, number>();
   /** nodes waiting for a map change that concerns them, by "sds:<id>" / "sdc:<id>" */
   private readonly waiters = new Map<string, () => void>();
 
@@ -138,17 +141,45 @@ export class HealthTracker {
       this.everyNodeChangedAt = version;
       this.sdsChangedAt.clear();
       this.sdcChangedAt.clear();
-      if (urgent) this.releaseWaiters();
+      if (urgent) {
+        this.everyNodeUrgentAt = version;
+        this.urgentAt.clear();
+        this.releaseWaiters();
+      }
       return;
     }
     for (const id of scope.sds) {
       this.sdsChangedAt.set(id, version);
-      if (urgent) this.waiters.get(`sds:${id}`)?.();
+      if (urgent) {
+        this.urgentAt.set(`sds:${id}`, version);
+        this.waiters.get(`sds:${id}`)?.();
+      }
     }
     for (const id of scope.sdc) {
       this.sdcChangedAt.set(id, version);
-      if (urgent) this.waiters.get(`sdc:${id}`)?.();
+      if (urgent) {
+        this.urgentAt.set(`sdc:${id}`, version);
+        this.waiters.get(`sdc:${id}`)?.();
+      }
     }
+  }
+
+  /**
+   * Whether an urgent change (one that takes access away: an unmap's grant floors, ReadOnly, an
+   * NBD revocation) concerns the node and is newer than the version it last said it applies:
+   * its fetch is never shed (fetch_shedding.ts), revocation must not wait for a turn. A node
+   * not heard since this tracker began counts as applying 0.
+   */
+  urgentPending(kind: "sds" | "sdc", nodeId: string): boolean {
+    const key = `${kind}:${nodeId}`;
+    const at = Math.max(this.everyNodeUrgentAt, this.urgentAt.get(key) ?? 0);
+    if (at === 0) return false;
+    const applied = (kind === "sds" ? this.sds : this.sdc).get(nodeId)?.appliedMapVersion ?? 0;
+    if (applied >= at) {
+      this.urgentAt.delete(key); // the node has it (bounded: one entry per node with a pending one)
+      return false;
+    }
+    return true;
   }
 
   /**
