@@ -285,13 +285,12 @@ export class CopyEngine {
     const planned = plannedBytes > 0;
     const slots = this.slotsFor(job.target.sdsId);
     if (planned) {
+      // the throttle first, then a slot: a slot caps chunks on the wire, and one held while its
+      // chunk waits for tokens left a single chunk in flight per target (each waited its turn in
+      // the bucket, then a round trip), below the rate whenever a round trip took longer than a
+      // chunk's share of the rate (1 MiB at 50 MB/s: 20 ms). Every send still follows its take.
+      await this.bucket.take(plannedBytes, job.order);
       await slots.acquire(job.order);
-      try {
-        await this.bucket.take(plannedBytes, job.order);
-      } catch (err) {
-        slots.release();
-        throw err;
-      }
     }
     try {
       if (!job.current) return Status.UNAVAILABLE;
