@@ -9,7 +9,8 @@
 //
 // Run: npm run build && npx bun bench/rebuild.ts
 // Env: REBUILD_LIMIT_MBPS (default 50), CLIENT_QD (default 8), BASELINE_SECONDS (default 10),
-// REBUILD_BENCH_LOG=1 (print the cluster's log lines about copies after each run), REBUILD_BIN
+// REBUILD_BENCH_LOG=1 (print the cluster's log lines about copies after each run), REBUILD_BENCH_TRACE=1
+// (print every pool poll: state, active/pending/degraded extents, the pool's rate), REBUILD_BIN
 // (another pf build, for an A/B), REBUILD_EXTENT (the pool's extent size, default 64MiB).
 //
 // Rebuild time is measured from the first pool poll (every 100 ms) that shows the rebuild
@@ -181,6 +182,9 @@ async function scenario(label: string, limitBytesPerSec: number, plain: { done: 
     while (performance.now() < deadline) {
       const s = await status();
       const now = performance.now();
+      if (process.env.REBUILD_BENCH_TRACE) {
+        process.stderr.write(`[${label}] t=${((now - killedAt) / 1000).toFixed(2)}s ${s.rebuildState} active ${s.numOfActiveRebuildExtents} pending ${s.numOfPendingRebuildExtents} degraded ${s.numOfDegradedExtents} rate ${((s.rebuildRateInKbps * 1024) / MB).toFixed(0)} MB/s\n`);
+      }
       if (startedAt < 0 && s.rebuildState === "Rebuilding" && s.numOfActiveRebuildExtents > 0) {
         startedAt = now;
         client = startClient(c.nbdUri("vol")); // the client load runs exactly while the rebuild does

@@ -113,7 +113,7 @@ export const Limits = {
   rebuildGraceMs: 30_000, // a lost SDS that returns within this resyncs; later its copies are rebuilt elsewhere
   rebuildStallTimeoutMs: 30_000, // recovery work pending with no copy progress this long raises an alert
   recoveryTickMs: 250, // the MDM's failure detector and rebuild planner run this often
-  maxConcurrentRebuildsPerSds: 2, // copies (rebuild, resync, move) in flight per pool = this x connected SDSs
+  maxConcurrentRebuildsPerSds: 4, // copies (rebuild, resync, move) in flight per pool = this x connected SDSs (a source's queued copies keep its rate busy while a finished one is installed: rebuild_copy.ts)
   rebuildRateWindowMs: 10_000, // sliding window of the rebuild rate and ETA
   maxMoveCandidatesPerSds: 64, // extents of one SDS the planner looks at per tick for drain/rebalance moves
 
