@@ -389,7 +389,7 @@ async function fetchMaps(n: SimNode): Promise<void> {
   if (DELTA && n.copyLog !== null) q.push(`since=${n.applied}`, `log=${n.copyLog}`);
   const path = q.length > 0 ? `${n.fetchPath}?${q.join("&")}` : n.fetchPath;
   let f = await request("GET", path, n.headers);
-  // a busy MDM sheds fetches (429, "retry after <n> ms"): wait and ask again, as the real nodes (retryWhileBusy)
+  // a busy MDM sheds fetches (429, "retry after <n> ms"): wait and ask again, as the real nodes (BeatFetch.run)
   // (its turn may be far at a cold start: the beats go on meanwhile, as src/sds/main.ts)
   try {
     for (let tries = 1; f.status === 429 && tries < 100; tries++) {

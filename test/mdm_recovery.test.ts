@@ -9,7 +9,9 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { Limits } from "../src/proto/limits.ts";
 import { RecoveryCluster } from "./mdm_recovery_fixture.ts";
-import { MAX_EXTENT_CHANGES_PER_TICK } from "../src/mdm/recovery/recovery.ts";
+import { MAX_EXTENT_CHANGES_PER_TICK, firstChanges } from "../src/mdm/recovery/recovery.ts";
+import type { ExtentChange } from "../src/mdm/recovery/rebuild_planner.ts";
+import type { PlannedExtent } from "../src/mdm/recovery/recovery_model.ts";
 
 const TIMEOUT = 2000;
 const GRACE = 10_000;
@@ -349,4 +351,17 @@ describe("a big loss", () => {
     expect(bumped).toBe(held);
     expect(c.tick().changed).toBe(0);
   }, 120_000);
+
+  test("a step cut to its cap takes every membership repair before any copy start", () => {
+    const copy = (sdsId: string) => ({ sdsId, deviceId: `${sdsId}-d` });
+    const ext = (idx: number, target: ReturnType<typeof copy> | null) =>
+      ({ volumeId: "v", idx, epoch: 1, inSync: [copy("a")], target, away: null }) as unknown as PlannedExtent;
+    const repair = (idx: number): ExtentChange => ({ before: ext(idx, copy("x")), after: ext(idx, null), reasons: ["drop"] });
+    const start = (idx: number): ExtentChange => ({ before: ext(idx, null), after: ext(idx, copy("b")), reasons: ["rebuild"] });
+    const plan = [start(0), repair(1), start(2), repair(3), repair(4), start(5)];
+    expect(firstChanges(plan, 4).map((c) => c.after.idx)).toEqual([1, 3, 4, 0]);
+    // repairs alone over the cap: no copy start in that step (it might count on what a later repair frees)
+    expect(firstChanges(plan, 2).map((c) => c.after.idx)).toEqual([1, 3]);
+    expect(firstChanges(plan, 10)).toHaveLength(6);
+  });
 });

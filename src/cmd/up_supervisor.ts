@@ -12,7 +12,8 @@ import { RoleLog } from "./role_log.ts";
 const STOP_GRACE_MS = 5000;
 
 /**
- * Allocator settings of every pf role (an operator's own value in pf up's environment wins).
+ * Allocator settings of the data-path roles, SDS and SDC (an operator's own value in pf up's
+ * environment wins). The MDM keeps the default: a peak (full lists at a cold start) goes back.
  * Bun hands each socket `data` event a fresh Buffer (up to 512 KiB) and its allocator
  * (mimalloc) gives the pages of freed ones back to the kernel 10 ms after they are free; the
  * next Buffers then page-fault fresh zeroed pages in (exc_page_fault, clear_page, memcg charge,
@@ -63,7 +64,8 @@ export class RoleSupervisor {
 
   /** Start a pf role: this program re-run with the role's subcommand (args[0]). */
   start(label: string, args: string[], extraEnv: Record<string, string> = {}): void {
-    this.spawnRole(label, args[0] ?? "", [...selfCommand(), ...args], extraEnv, ROLE_ALLOCATOR_ENV);
+    const role = args[0] ?? "";
+    this.spawnRole(label, role, [...selfCommand(), ...args], extraEnv, role === "sds" || role === "sdc" ? ROLE_ALLOCATOR_ENV : {});
   }
 
   /** Start another program as a role (the embedded etcd member): supervised and stopped alike. */

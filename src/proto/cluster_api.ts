@@ -381,23 +381,6 @@ export function busyRetryMs(e: unknown): number | null {
   return m ? Math.min(Number(m[1]), 10_000) : null;
 }
 
-/**
- * Run a fetch; while the MDM answers busy, call onBusy, wait the time it names (the node's turn)
- * and try again, at most `tries` times in all.
- */
-export async function retryWhileBusy<T>(fetch: () => Promise<T>, tries = 4, onBusy?: () => void): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fetch();
-    } catch (e) {
-      const ms = busyRetryMs(e);
-      if (ms === null || attempt >= tries) throw e;
-      onBusy?.();
-      await Bun.sleep(ms);
-    }
-  }
-}
-
 function withQuery(path: string, parts: (string | null)[]): string {
   const q = parts.filter((p) => p !== null);
   return q.length === 0 ? path : `${path}?${q.join("&")}`;

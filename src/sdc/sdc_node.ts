@@ -16,12 +16,12 @@
 
 import type { TlsDrift } from "../proto/dataplane_tls.ts";
 import { consola } from "consola";
+import { BeatFetch } from "../proto/beat_fetch.ts";
 import { Limits } from "../proto/limits.ts";
 import { FreshRun, MapWatch } from "../proto/map_watch.ts";
 import {
   ClusterPaths,
   HeartbeatResponse,
-  retryWhileBusy,
   SdcMapsResponse,
   type SdcMapsResponse as SdcMaps,
   type SdsAddress,
@@ -70,8 +70,6 @@ export interface SdcNodeDeps {
   nbdRevocations?: NbdRevocations;
 }
 
-/** A shed map fetch asks again at its turn this many times in all (the beats go on meanwhile, as the SDS's). */
-const BUSY_FETCH_TRIES = 100;
 
 export class SdcNode {
   private volumes = new Map<string, VolumeIo>(); // by export (volume) name
@@ -86,8 +84,8 @@ export class SdcNode {
   private answeredBeats = 0;
   private lastError: string | null = null;
   /** a fetch the MDM shed waits for its turn (beats go on without waiting for it) */
-  private waitingTurn = false;
-  private onShed: (() => void) | null = null;
+  /** the map fetch as the beats see it (shed, slow: beats go on without waiting for it) */
+  private readonly fetchWait = new BeatFetch();
 
   constructor(private readonly deps: SdcNodeDeps) {}
 
@@ -147,22 +145,16 @@ export class SdcNode {
     // a fetch the MDM shed waits for its turn (fetch_shedding.ts): this beat was heard and the
     // next ones must be too (an SDC not heard within the timeout is declared down), so do not
     // wait for it here, and start no second one meanwhile (the waiting one asks after its turn)
-    if (this.waitingTurn) return;
-    const shed = new Promise<void>((resolve) => (this.onShed = resolve));
+    if (this.fetchWait.waiting) return;
     const refresh = this.refresh();
     // nor wait past one interval for a slow answer (an MDM that is behind): the next beat goes on time
-    let slowTimer: ReturnType<typeof setTimeout> | undefined;
-    const slow = new Promise<"slow">((resolve) => (slowTimer = setTimeout(() => resolve("slow"), this.deps.heartbeatMs ?? Limits.heartbeatIntervalMs)));
-    const first = await Promise.race([refresh.then(() => "done" as const), shed.then(() => "shed" as const), slow]).finally(() => {
-      this.onShed = null;
-      clearTimeout(slowTimer);
-    });
+    const first = await this.fetchWait.await(refresh, this.deps.heartbeatMs ?? Limits.heartbeatIntervalMs);
     if (first !== "done") refresh.catch((e: unknown) => consola.warn(`sdc ${this.deps.sdcId}: map fetch failed (${first === "shed" ? "after the MDM shed it" : "after the beat went on without it"}): ${(e as Error).message}`));
   }
 
   /** A map fetch the MDM shed is waiting for its turn (the heartbeats go on meanwhile). */
   get waitingForTurn(): boolean {
-    return this.waitingTurn;
+    return this.fetchWait.waiting;
   }
 
   close(): void {
@@ -173,19 +165,7 @@ export class SdcNode {
   private async fetchAndApply(): Promise<void> {
     // an MDM that is behind sheds fetches (429, "MDM busy"): wait the time it names, ask again
     // (its turn may be many seconds away at a cold start: the beats go on meanwhile, see heartbeat())
-    let maps: SdcMaps;
-    try {
-      maps = await retryWhileBusy(
-        () => clusterRequest(this.deps.mdm, { method: "GET", path: ClusterPaths.sdcMaps(this.deps.sdcId, this.addressesTag), schema: SdcMapsResponse }),
-        BUSY_FETCH_TRIES,
-        () => {
-          this.waitingTurn = true;
-          this.onShed?.();
-        },
-      );
-    } finally {
-      this.waitingTurn = false;
-    }
+    const maps: SdcMaps = await this.fetchWait.run(() => clusterRequest(this.deps.mdm, { method: "GET", path: ClusterPaths.sdcMaps(this.deps.sdcId, this.addressesTag), schema: SdcMapsResponse }));
     this.apply(maps);
   }
 

@@ -27,7 +27,8 @@ import type { RefusalKind, RefusalReport } from "./refusal_log.ts";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join as joinPath } from "node:path";
 import { consola } from "consola";
-import { busyRetryMs, ClusterPaths, HeartbeatResponse, retryWhileBusy, SdsAssignmentsResponse, SdsJoinResponse, type SdsJoinRequest } from "../proto/cluster_api.ts";
+import { BeatFetch } from "../proto/beat_fetch.ts";
+import { busyRetryMs, ClusterPaths, HeartbeatResponse, SdsAssignmentsResponse, SdsJoinResponse, type SdsJoinRequest } from "../proto/cluster_api.ts";
 import { startControlServer, type ControlServer } from "../proto/control_server.ts";
 import { PfError } from "../proto/errors.ts";
 import { newIncarnation } from "../proto/io_meter.ts";
@@ -78,8 +79,6 @@ export interface SdsHandle {
 const EARLY_BEAT_MIN_GAP_MS = 200; // a newer epoch seen on the data plane asks the MDM at most this often
 const RECOVERY_HEARTBEAT_MS = 250; // heartbeat interval while this SDS drives or receives a copy
 const FAILED_BEAT_RETRY_MS = 250; // after a failed heartbeat (MDM down, standby, takeover under way)
-/** tries of a fetch the MDM sheds (each names the node's turn; a cold start of 1,000 SDSs takes many) */
-const BUSY_FETCH_TRIES = 100;
 const HEARTBEAT_REQUEST_TIMEOUT_MS = 1500; // a heartbeat to a paused or cut-off MDM gives up this soon
 const FENCE_ASK_INTERVAL_MS = 500; // how often an SDS asks the MDM about a fence in doubt
 
@@ -236,9 +235,8 @@ export class MdmSession implements MdmLinkState {
   private readonly fetches = new FreshRun(() => this.fetchAssignments());
   /** the full assignments last applied (a delta answer is merged into them); memory ~ extents held */
   private heldAssignments: SdsAssignmentsResponse | null = null;
-  /** a fetch the MDM shed waits for its turn (beats go on without waiting for it) */
-  private waitingTurn = false;
-  private onShed: (() => void) | null = null;
+  /** the assignments fetch as the beats see it (shed, slow: beats go on without waiting for it) */
+  private readonly fetchWait = new BeatFetch();
   /** IO waits for the next assignments (an epoch hold, a fence in doubt): the fetch says urgent=1 (a busy MDM serves it without a turn) */
   private urgentWanted = false;
   private readonly watch: MapWatch;
@@ -259,7 +257,7 @@ export class MdmSession implements MdmLinkState {
       this.wake?.();
     };
     core.node.onNewerEpoch = () => {
-      this.urgentWanted = true; // requests wait in an epoch hold for these assignments
+      this.wantUrgent(); // requests wait in an epoch hold for these assignments
       early();
     };
     core.node.onCopyDone = early;
@@ -275,11 +273,18 @@ export class MdmSession implements MdmLinkState {
     });
   }
 
+  /** IO waits for the next assignments: the next fetch asks urgent=1, and one waiting for its turn asks now. */
+  private wantUrgent(): void {
+    if (this.urgentWanted) return; // asked already: one ask per fetch attempt
+    this.urgentWanted = true;
+    this.fetchWait.wake();
+  }
+
   /** A fence outlived its timeout: ask the MDM (assignments asked after now) until it is settled. */
   private async settleFencesInDoubt(): Promise<void> {
     while (!this.stopped && this.core.node.fencesInDoubt > 0) {
       try {
-        this.urgentWanted = true; // writes are held until the MDM settles the fence
+        this.wantUrgent(); // writes are held until the MDM settles the fence
         await this.refreshAssignments();
       } catch (e) {
         consola.warn(`sds ${this.core.sdsId}: cannot ask the MDM about a fence in doubt (writes stay held): ${(e as Error).message}`);
@@ -340,21 +345,17 @@ export class MdmSession implements MdmLinkState {
 
   private async fetchAndApply(held: SdsAssignmentsResponse | null, askedAtMs: number): Promise<void> {
     const delta = held?.copyLog === undefined ? null : { since: held.mapVersion, log: held.copyLog };
-    const urgent = this.urgentWanted;
-    this.urgentWanted = false;
-    let resp: SdsAssignmentsResponse;
-    try {
-      resp = await retryWhileBusy(
-        () => clusterRequest(this.mdm, { method: "GET", path: ClusterPaths.sdsAssignments(this.core.sdsId, this.core.node.addressesTag, delta, urgent), schema: SdsAssignmentsResponse }),
-        BUSY_FETCH_TRIES,
-        () => {
-          this.waitingTurn = true;
-          this.onShed?.();
-        },
-      );
-    } finally {
-      this.waitingTurn = false;
-    }
+    // urgent is read per try: a need that came while this fetch waited for its turn goes out now
+    const resp = await this.fetchWait.run(async () => {
+      const urgent = this.urgentWanted;
+      this.urgentWanted = false;
+      try {
+        return await clusterRequest(this.mdm, { method: "GET", path: ClusterPaths.sdsAssignments(this.core.sdsId, this.core.node.addressesTag, delta, urgent), schema: SdsAssignmentsResponse });
+      } catch (e) {
+        if (urgent) this.urgentWanted = true; // still wanted: the next try asks again
+        throw e;
+      }
+    });
     const before = this.core.node.appliedMapVersion;
     this.tlsDrift.check(resp.dataPlaneTls);
     let full: SdsAssignmentsResponse;
@@ -447,20 +448,24 @@ export class MdmSession implements MdmLinkState {
     if (hb.mapVersion !== node.appliedMapVersion && !this.stopped) {
       // a fetch the MDM shed waits for its turn (fetch_shedding.ts): this beat was heard, the
       // next ones must be too, so do not wait for it here; no lease until it is applied
-      if (this.waitingTurn) return;
-      const shed = new Promise<void>((resolve) => (this.onShed = resolve));
+      if (this.fetchWait.waiting) return;
       const refresh = this.refreshAssignments();
       // a slow answer (an MDM that is behind, a full list at a cold start) must not stop the
-      // beats either: past one interval this beat ends without a lease and the next one goes out
-      // on time (the MDM would otherwise declare a live SDS down while it waits for its fetch)
-      let slowTimer: ReturnType<typeof setTimeout> | undefined;
-      const slow = new Promise<"slow">((resolve) => (slowTimer = setTimeout(() => resolve("slow"), this.heartbeatMs)));
-      const first = await Promise.race([refresh.then(() => "done" as const), shed.then(() => "shed" as const), slow]).finally(() => {
-        this.onShed = null;
-        clearTimeout(slowTimer);
-      });
+      // beats either: past one interval this beat goes on without waiting, and the next one goes
+      // out on time (the MDM would otherwise declare a live SDS down while it waits for its fetch)
+      const first = await this.fetchWait.await(refresh, this.heartbeatMs);
       if (first !== "done") {
-        refresh.catch((e: unknown) => consola.warn(`sds ${this.core.sdsId}: assignments fetch failed (${first === "shed" ? "after the MDM shed it" : "after the beat went on without it"}): ${(e as Error).message}`));
+        // this beat's lease once its assignments are applied, as if it had waited: counted from
+        // its send like every lease (a map that keeps moving under slow fetches must not leave
+        // the SDS without one while the MDM hears its beats)
+        refresh.then(
+          () => {
+            if (this.stopped || node.appliedMapVersion < hb.mapVersion) return;
+            node.grantLease(sentAtMs, hb.leaseMs);
+            node.heartbeatAnswered(beatNo);
+          },
+          (e: unknown) => consola.warn(`sds ${this.core.sdsId}: assignments fetch failed (${first === "shed" ? "after the MDM shed it" : "after the beat went on without it"}): ${(e as Error).message}`),
+        );
         return;
       }
     }

@@ -143,6 +143,8 @@ export function shedIfBehind(nodeKey: string, urgent: UrgentFetch = NOT_URGENT):
   if (urgent.pending || (urgent.asked && now - (lastUrgentMs.get(nodeKey) ?? -Infinity) >= URGENT_MIN_GAP_MS)) {
     if (!urgent.pending) lastUrgentMs.set(nodeKey, now);
     if (lastUrgentMs.size > 100_000) lastUrgentMs.clear();
+    // this answer is the one its turn was for: the turn goes (its retry would be a second fetch)
+    if (slot !== undefined) slots.delete(nodeKey);
     urgentServed++;
     return;
   }

@@ -141,6 +141,17 @@ export class EtcdMetaStore implements MdmMetaStore {
     this.tableMap = new Map(this.tables.map((t) => [t.name, t]));
   }
 
+  /**
+   * Half the txn's op limit, and 1 KiB of its byte limit per row: a row ships as the JSON of all
+   * its columns (an extent row ~450-500 bytes), and a change writes a few rows besides the ones
+   * counted (devices, the system row). 1,024 with etcd's defaults.
+   */
+  get maxRowsPerCommit(): number {
+    const ops = this.o.requiredTxnOps ?? ETCD_REQUIRED_TXN_OPS;
+    const bytes = this.o.maxTxnBytes ?? ETCD_MAX_TXN_BYTES;
+    return Math.max(16, Math.floor(Math.min(ops / 2, bytes / 1024)));
+  }
+
   private get timing(): LeaseTiming {
     return this.o.timing ?? DEFAULT_LEASE_TIMING;
   }

@@ -104,6 +104,9 @@ export interface MdmMetaStore {
   /** this MDM's id (stable across restarts: kept in its data dir in HA mode) */
   readonly mdmId: string;
   readonly stats: StoreStats;
+  /** rows one local transaction may change and still ship as one commit (etcd's txn limits);
+   *  bulk writers (a recovery step) split their work to stay under it */
+  readonly maxRowsPerCommit: number;
   /** start acting (leader or standby) once the MDM's core is open; before it, nothing is shipped */
   start(): Promise<void>;
   /** term of this MDM's current leadership, or of the last one it knows of */

@@ -26,6 +26,7 @@ export class SqliteMetaStore implements MdmMetaStore {
   readonly kind = "sqlite" as const;
   readonly mdmId: string;
   readonly stats = { txns: 0, ops: 0, takeovers: 0, stepDowns: 0 };
+  readonly maxRowsPerCommit = Number.POSITIVE_INFINITY; // nothing is shipped
   private currentTerm: number;
   private url = "";
 

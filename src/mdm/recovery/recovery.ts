@@ -19,7 +19,7 @@ import { formatBytes } from "../../proto/sizes.ts";
 import { deviceTable, extentTable, sdsTable, storagePoolTable, vtreeTable, type SdsRow } from "../../store/mdm_schema.ts";
 import { inTransaction, type MdmContext } from "../core/context.ts";
 import { judgeReport } from "./rebuild_completion.ts";
-import { planRecovery, type RecoveryPlan } from "./rebuild_planner.ts";
+import { planRecovery, type ExtentChange, type RecoveryPlan } from "./rebuild_planner.ts";
 import { RebuildProgress } from "./rebuild_progress.ts";
 import { deviceCopyDeltas, extentFromRow, extentKey, rowColumnsOf, withInSync, type CopyRef, type ExtentState, type PlannedExtent, type SameDomain } from "./recovery_model.ts";
 import { summarizePool } from "./recovery_summary.ts";
@@ -42,7 +42,6 @@ function runningKey(e: ExtentState): string | null {
   return e.target ? RebuildProgress.copyKey(e.volumeId, e.idx, e.epoch, e.target.sdsId) : null;
 }
 
-/** Run the planner on the current state and persist its decisions (one transaction). */
 /**
  * At most this many extent changes are persisted per tick; the planner sees the rest again at the
  * next tick (it plans from the stored state each time, and a prefix of a plan is the plan of its
@@ -53,6 +52,8 @@ function runningKey(e: ExtentState): string | null {
  */
 export const MAX_EXTENT_CHANGES_PER_TICK = 4096;
 
+/** Run the planner on the current state and persist its decisions (one transaction of at most
+ *  MAX_EXTENT_CHANGES_PER_TICK changes, fewer in HA mode: what one etcd commit can carry). */
 export function recoveryTick(ctx: MdmContext): TickResult {
   const now = ctx.clock();
   const rt = ctx.recovery;
@@ -66,8 +67,9 @@ export function recoveryTick(ctx: MdmContext): TickResult {
     moveCandidates: view.moveCandidates,
     emptyRemovingSds: view.emptyRemovingSds,
   });
-  const plan = planned.changes.length > MAX_EXTENT_CHANGES_PER_TICK ? { ...planned, changes: planned.changes.slice(0, MAX_EXTENT_CHANGES_PER_TICK) } : planned;
-  if (plan !== planned) consola.warn(`mdm: recovery step of ${planned.changes.length} extent changes: ${MAX_EXTENT_CHANGES_PER_TICK} now, the rest at the next ticks`);
+  const cap = Math.min(MAX_EXTENT_CHANGES_PER_TICK, ctx.meta.maxRowsPerCommit);
+  const plan = planned.changes.length > cap ? { ...planned, changes: firstChanges(planned.changes, cap) } : planned;
+  if (plan !== planned) consola.warn(`mdm: recovery step of ${planned.changes.length} extent changes: ${cap} now, the rest at the next ticks`);
   const removedSds = applyPlan(ctx, plan);
   trimAppliedMerges(ctx);
   for (const id of removedSds) ctx.health.forgetSds(id);
@@ -75,6 +77,27 @@ export function recoveryTick(ctx: MdmContext): TickResult {
   rt.noteAlerts(plan.alerts);
   trackProgress(ctx, view, plan, now);
   return { changed: plan.changes.length, removedSds, plan };
+}
+
+/**
+ * The changes of a plan too big for one step: membership repairs (failovers, dropped copies and
+ * targets) first, then copy starts. A start may count on copy budget or device space that a
+ * repair of another extent frees, so starts join only once every repair fits; the next tick plans
+ * the rest from what was stored.
+ */
+export function firstChanges(changes: readonly ExtentChange[], cap: number): ExtentChange[] {
+  const repairs: ExtentChange[] = [];
+  const starts: ExtentChange[] = [];
+  for (const c of changes) (startsCopy(c) ? starts : repairs).push(c);
+  if (repairs.length >= cap) return repairs.slice(0, cap);
+  return repairs.concat(starts.slice(0, cap - repairs.length));
+}
+
+function startsCopy(c: ExtentChange): boolean {
+  const t = c.after.target;
+  if (t === null) return false;
+  const was = c.before.target;
+  return was === null || was.sdsId !== t.sdsId || was.deviceId !== t.deviceId;
 }
 
 function applyPlan(ctx: MdmContext, plan: RecoveryPlan): string[] {
