@@ -62,9 +62,13 @@ export const Flag = {
   LOCAL_ONLY: 0x02,
   /** the volume fields name a layer (see the top of this file) */
   LAYER: 0x04,
+  /** replies only: an OK reply to a WRITE / TRIM / WRITE_ZEROES whose data was durable on every
+   *  copy before the reply (writeThrough pool or FUA): the SDC need not FLUSH it (volume_io.ts).
+   *  Never set on an error reply; a request carrying it is a FrameError. */
+  DURABLE: 0x08,
   REPLY: 0x80,
 } as const;
-const KNOWN_FLAGS = Flag.FUA | Flag.LOCAL_ONLY | Flag.LAYER | Flag.REPLY;
+const KNOWN_FLAGS = Flag.FUA | Flag.LOCAL_ONLY | Flag.LAYER | Flag.DURABLE | Flag.REPLY;
 
 export const Status = {
   OK: 0,
@@ -174,6 +178,7 @@ export function decodeHeader(buf: Uint8Array, at: number, maxPayloadBytes: numbe
   if (opcode < 1 || opcode > OP_MAX) throw new FrameError("opcode", `unknown opcode ${opcode}`);
   const flags = buf[at + 5]!;
   if ((flags & ~KNOWN_FLAGS) !== 0) throw new FrameError("flags", `unknown flags 0x${flags.toString(16)}`);
+  if ((flags & (Flag.DURABLE | Flag.REPLY)) === Flag.DURABLE) throw new FrameError("flags", "DURABLE on a request");
   const status = buf[at + 6]! | (buf[at + 7]! << 8);
   if (status > STATUS_MAX) throw new FrameError("status", `unknown status ${status}`);
   const payloadLength = u32le(buf, at + 36);

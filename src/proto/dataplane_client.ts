@@ -69,9 +69,12 @@ export interface DataReply {
   status: Status;
   /** reply payload (READ data, CHECKSUM bytes); a view the caller may keep */
   payload: Uint8Array;
+  /** the reply's Flag.* bits (Flag.DURABLE: see dataplane.ts); 0 when the request never reached an SDS */
+  flags?: number;
 }
 
-export type ReplyCallback = (status: Status, payload: Uint8Array) => void;
+/** `flags`: the reply header's Flag.* bits (undefined when no reply came: the link failed). */
+export type ReplyCallback = (status: Status, payload: Uint8Array, flags?: number) => void;
 
 /** Anything that carries data-plane requests to one SDS (a client or a pooled set of them). */
 export interface DataPlaneLink {
@@ -208,7 +211,7 @@ export class DataPlaneClient implements DataPlaneLink {
   }
 
   request(h: DataRequest, payload?: Uint8Array): Promise<DataReply> {
-    return new Promise((resolve) => this.send(h, payload, (status, p) => resolve({ status, payload: p })));
+    return new Promise((resolve) => this.send(h, payload, (status, p, flags) => resolve({ status, payload: p, flags: flags ?? 0 })));
   }
 
   /** Callback form of request (no promise per IO); cb is never called synchronously. */
@@ -449,7 +452,7 @@ export class DataPlaneClient implements DataPlaneLink {
     }
     this.pending.delete(h.requestId);
     if (h.status >= Status.NO_GRANT && h.status <= Status.GRANT_REVOKED) this.presented.delete(h.volumeLo);
-    cb(h.status, f.payload);
+    cb(h.status, f.payload, h.flags);
     this.admitQueued();
   }
 

@@ -15,6 +15,8 @@ import type { Bytes } from "../proto/scatter.ts";
 export interface ExportMeter {
   /** `cmd` is the NBD command (Cmd), `lengthBytes` its length, `seconds` from arrival to answer */
   completed(cmd: number, lengthBytes: number, seconds: number, ok: boolean): void;
+  /** a FLUSH the SDC answered without the network (every write since the last flush was durable) */
+  flushedLocally?(): void;
 }
 
 /** Admission of requests for per-mapping QoS (qos_gate.ts): 0 = go, else ms to wait before asking again. */

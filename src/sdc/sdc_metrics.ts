@@ -13,7 +13,7 @@ import { IoFamilies, ioMetricsEnabled, type IoMeter } from "../proto/io_meter.ts
 import type { SdcIoReport, SdcVolumeIo } from "../proto/io_report.ts";
 import { PfError } from "../proto/errors.ts";
 import { Limits } from "../proto/limits.ts";
-import type { MetricRegistry } from "../proto/metrics.ts";
+import type { CounterSeries, MetricRegistry } from "../proto/metrics.ts";
 import type { ExportMeter } from "./nbd_export.ts";
 
 export type SdcOp = "read" | "write" | "trim" | "flush";
@@ -33,7 +33,12 @@ export class VolumeMeter implements ExportMeter {
     public name: string,
     readonly ops: OpMeters,
     private readonly sdc: OpMeters,
+    private readonly flushLocal: CounterSeries,
   ) {}
+
+  flushedLocally(): void {
+    this.flushLocal.inc();
+  }
 
   completed(cmd: number, lengthBytes: number, seconds: number, ok: boolean): void {
     switch (cmd) {
@@ -70,6 +75,8 @@ export class SdcMetrics {
   private readonly volumes = new Map<string, VolumeMeter>();
   private readonly volumeFamilies: Record<SdcOp, IoFamilies>;
   private readonly sdcOps: OpMeters;
+  /** pf_sdc_flush_local_total: FLUSHes answered without reaching an SDS (volume_io.ts) */
+  private readonly flushLocal: CounterSeries;
 
   constructor(
     readonly registry: MetricRegistry,
@@ -94,6 +101,13 @@ export class SdcMetrics {
       labelNames: ["sdc_id", "op"],
     });
     this.sdcOps = { read: sdc.meter(sdcId, "read"), write: sdc.meter(sdcId, "write"), trim: sdc.meter(sdcId, "trim"), flush: sdc.meter(sdcId, "flush") };
+    this.flushLocal = registry
+      .counter({
+        name: "pf_sdc_flush_local_total",
+        help: "NBD FLUSH requests this SDC answered without sending a FLUSH to any SDS: every write acknowledged since the last completed flush was durable on every copy (writeThrough pool or FUA).",
+        labelNames: ["sdc_id"],
+      })
+      .with(sdcId);
   }
 
   /** The meter of a volume being exported (made on first export, kept afterwards). */
@@ -110,7 +124,7 @@ export class SdcMetrics {
       throw new PfError("TOO_BIG", `sdc: IO counters kept for ${this.volumes.size} volumes (limit ${Limits.sdcMaxMeteredVolumes}); restart the SDC to start over`);
     }
     const m = (op: SdcOp) => this.volumeFamilies[op].meter(name, volumeId);
-    const v = new VolumeMeter(volumeId, name, { read: m("read"), write: m("write"), trim: m("trim"), flush: m("flush") }, this.sdcOps);
+    const v = new VolumeMeter(volumeId, name, { read: m("read"), write: m("write"), trim: m("trim"), flush: m("flush") }, this.sdcOps, this.flushLocal);
     this.volumes.set(volumeId, v);
     return v;
   }

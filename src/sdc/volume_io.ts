@@ -13,6 +13,11 @@
 //   advertises CAN_MULTI_CONN); FLUSH goes to each such extent's current primary, whose FLUSH
 //   makes durable every write it holds, on its own copy and on the peers it forwarded to; a
 //   FLUSH is acknowledged only after every FLUSH started before it;
+// - a write-like piece whose OK reply carries Flag.DURABLE (its primary had it durable on every
+//   copy before replying: writeThrough pool or FUA) leaves no dirty extent: a FLUSH that finds no
+//   dirty extent and no FLUSH under way is answered at once, without the network (a writeThrough
+//   volume's FLUSH costs nothing); a reply without the flag (writeBack, an older SDS, a pool
+//   switched live) dirties its extent as before; an error reply never counts as durable;
 // - per-mapping QoS: the map's limits (setMappedSdcLimits) drive one QosGate per volume,
 //   shared by all its NBD connections; a new map changes them live.
 
@@ -64,11 +69,14 @@ export class VolumeIo {
   private map: VolumeMap;
   private volumeHi: number;
   private volumeLo: number;
-  /** extents written since the last FLUSH (shared by all NBD connections of the volume) */
+  /** extents written since the last FLUSH by a write whose reply lacked Flag.DURABLE (shared by
+   *  all NBD connections of the volume: empty, with no FLUSH under way, means nothing to flush) */
   private dirtyExtents = new Set<number>();
   /** FLUSHes under way: a later FLUSH is not acknowledged before them (they cover writes
    *  acknowledged before it, and may still fail) */
   private flushesInFlight = new Set<Promise<void>>();
+  /** FLUSHes answered without the network (see flush()) */
+  localFlushes = 0;
   /** unmapped: IO the SDS refuses for want of a grant fails at once instead of retrying */
   private detached = false;
   /** the request of pieceCb's first attempt, filled per IO (DataPlaneLink.send reads it at once) */
@@ -154,9 +162,9 @@ export class VolumeIo {
     // send() reads `req` before it returns (no request object per IO); the payload is never
     // written again (a socket chunk view, the views of several: Scatter, or the session's own
     // copy): the link may keep a view of what the socket did not take at once
-    link.send(req, payload, (st, p) => {
+    link.send(req, payload, (st, p, replyFlags) => {
       if (st === Status.OK) {
-        if (opcode !== Op.READ) this.dirtyExtents.add(extentIndex);
+        if (opcode !== Op.READ && ((replyFlags ?? 0) & Flag.DURABLE) === 0) this.dirtyExtents.add(extentIndex);
         if (opcode === Op.READ && p.byteLength !== lengthBytes) return done(new PfError("INTERNAL", "READ reply length differs from request"), EMPTY);
         return done(null, p);
       }
@@ -227,6 +235,13 @@ export class VolumeIo {
    * copy and every peer it forwarded to.
    */
   flush(): Promise<void> {
+    if (this.dirtyExtents.size === 0 && this.flushesInFlight.size === 0) {
+      // every write acknowledged so far was durable when acknowledged, or covered by a FLUSH
+      // that completed: nothing to send (answered at once, no network)
+      this.localFlushes++;
+      this.meter?.flushedLocally?.();
+      return DONE;
+    }
     const earlier = [...this.flushesInFlight];
     const own = this.flushDirty();
     this.flushesInFlight.add(own);
@@ -297,7 +312,7 @@ export class VolumeIo {
       if (link) {
         const r = await link.request(this.requestFor(opcode, flags, extent.epoch, extentIndex, posBytes, lengthBytes), payload);
         if (r.status === Status.OK) {
-          if (opcode !== Op.READ) this.dirtyExtents.add(extentIndex);
+          if (opcode !== Op.READ && ((r.flags ?? 0) & Flag.DURABLE) === 0) this.dirtyExtents.add(extentIndex);
           return r;
         }
         status = r.status;
@@ -386,3 +401,4 @@ function statusError(s: Status, what: string, sdsId: string): PfError {
 }
 
 const EMPTY = new Uint8Array(0);
+const DONE: Promise<void> = Promise.resolve();

@@ -316,7 +316,8 @@ class ServerConnection implements RequestConn {
       h.pooledPayload = undefined;
     }
     const cost = costOf(h);
-    h.flags = Flag.REPLY | (h.flags & Flag.FUA);
+    // DURABLE only as the primary set it (ReplyJoin), and never on a refusal
+    h.flags = Flag.REPLY | (h.flags & (status === Status.OK ? Flag.FUA | Flag.DURABLE : Flag.FUA));
     h.status = status;
     this.writer.frame(h, status === Status.OK ? payload : undefined);
     this.done(cost);

@@ -684,7 +684,7 @@ export class SdsNode implements RequestHandler {
   private replicate(conn: RequestConn, h: FrameHeader, e: Extent, layer: LayerState, op: Op, payload: Bytes | undefined, meter: IoMeter, startMs: number): void {
     // FUA, or a writeThrough pool: durable on every copy before the reply (group commit)
     const durable = (h.flags & Flag.FUA) !== 0 || e.writeThrough;
-    const join = new ReplyJoin(conn, h, this.fence, meter, startMs);
+    const join = new ReplyJoin(conn, h, this.fence, meter, startMs, durable);
     const fwd: DataRequest = {
       opcode: op,
       flags: (durable ? Flag.FUA : 0) | Flag.LAYER,
@@ -1159,6 +1159,8 @@ class ReplyJoin implements CommitWaiter {
     private readonly fence: WriteFence,
     private readonly meter: IoMeter,
     private readonly startMs: number,
+    /** every copy's group commit is part of this reply (FUA / writeThrough): an OK says DURABLE */
+    private readonly durable: boolean,
   ) {
     this.bytes = h.length;
     this.era = fence.enter();
@@ -1188,6 +1190,8 @@ class ReplyJoin implements CommitWaiter {
   private finish(): void {
     if (this.status === Status.OK) this.meter.record(this.bytes, (ioNowMs() - this.startMs) / 1000);
     else this.meter.fail();
+    // the local commit and every in-sync copy's durable forward answered OK: nothing to FLUSH
+    if (this.durable && this.status === Status.OK) this.h.flags |= Flag.DURABLE;
     this.conn.reply(this.h, this.status);
     this.fence.done(this.era);
   }
