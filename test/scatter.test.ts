@@ -127,3 +127,33 @@ test("SocketWriter sends a Scatter's header and pieces in order through partial 
   expect(flatOf(s)).toBe(flat);
   expect(Buffer.compare(flat, payload)).toBe(0);
 });
+
+test("SocketWriter batches a Scatter's small pieces (a slow link: one segment a data event) into few writes, bytes in order", async () => {
+  const n = 256 * 1024;
+  const payload = randomBytes(n, 7);
+  // 1,448-byte pieces (a TCP segment each) around one large piece
+  const cuts: number[] = [];
+  for (let at = 1448; at < 100_000; at += 1448) cuts.push(at);
+  cuts.push(200_000);
+  for (let at = 201_448; at < n; at += 1448) cuts.push(at);
+  const pieces = cutAt(payload, cuts);
+  const out: number[] = [];
+  let writes = 0;
+  const sink = {
+    write(d: Uint8Array, off = 0, len = d.byteLength - off): number {
+      writes++;
+      for (let i = 0; i < len; i++) out.push(d[off + i]!);
+      return len;
+    },
+  };
+  const w = new SocketWriter(sink);
+  w.frame(header(n), new Scatter(pieces, n), true);
+  w.frame(header(4), new Uint8Array([1, 2, 3, 4])); // a frame after it stays behind it
+  await Promise.resolve();
+  expect(w.queuedBytes).toBe(0);
+  expect(pieces.length).toBeGreaterThan(100);
+  expect(writes).toBeLessThanOrEqual(4); // small pieces + header, the large piece, the tail + next frame
+  const wire = Uint8Array.from(out);
+  const want = Buffer.concat([encodeFrame(header(n), payload), encodeFrame(header(4), new Uint8Array([1, 2, 3, 4]))]);
+  expect(Buffer.compare(wire, want)).toBe(0);
+});

@@ -21,6 +21,8 @@ export interface ByteSink {
 /** Payloads larger than this are written from the caller's buffer instead of being copied. */
 const COPY_LIMIT_BYTES = 64 * 1024;
 const INITIAL_BUFFER_BYTES = 256 * 1024;
+/** Pieces of a Scatter up to this size are copied into the batch instead of written alone. */
+const SMALL_PIECE_BYTES = 16 * 1024;
 /** After a batch this large, drop the grown buffer so one huge reply does not pin memory. */
 const SHRINK_ABOVE_BYTES = 4 * 1024 * 1024;
 
@@ -72,8 +74,20 @@ export class SocketWriter {
       this.ensure(HEADER_BYTES);
       encodeHeaderInto(this.view, this.len, h);
       this.len += HEADER_BYTES;
-      this.flush();
-      for (const p of payload.pieces) if (!this.closed) this.writeLarge(p, true);
+      // small pieces (a slow link delivers a payload a segment per data event) join the batch:
+      // one write per large piece, never one per 1.5 KiB segment
+      for (const p of payload.pieces) {
+        if (this.closed) return;
+        if (p.byteLength <= SMALL_PIECE_BYTES) {
+          this.ensure(p.byteLength);
+          this.buf.set(p, this.len);
+          this.len += p.byteLength;
+        } else {
+          this.flush();
+          this.writeLarge(p, true);
+        }
+      }
+      this.schedule();
       return;
     }
     if (n > COPY_LIMIT_BYTES && payload) {
