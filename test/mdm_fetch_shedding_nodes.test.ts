@@ -187,3 +187,30 @@ test("an SDS's beat waits at most one interval for a slow assignments fetch, and
   expect(core.node.leaseRemainingMs).toBeGreaterThan(1000);
   expect(core.node.leaseRemainingMs).toBeLessThanOrEqual(4000);
 }, 20_000);
+
+test("an epoch hold while the SDS's fetch waits for a distant turn asks at once with urgent=1 (it does not wait for the turn)", async () => {
+  const dir = tmpDir("fetch-urgent-");
+  const core: SdsCore = startNode(dir, 0);
+  cleanups.push(async () => {
+    await core.stop();
+  });
+  const sdsId = core.sdsId;
+  const queries: { at: number; q: string }[] = [];
+  const url = fakeMdm((_req, u) => {
+    if (u.pathname !== `${CLUSTER_API_PREFIX}/sds/${sdsId}/assignments`) return json({ message: "no such path" }, 404);
+    queries.push({ at: performance.now(), q: u.search });
+    // a busy MDM: a plain fetch is shed with a turn 8 s away; an urgent one is served
+    return u.search.includes("urgent=1") ? json({ ...assignmentsFor(0, [core], [], 2), copyLog: "cccccccccccccccc" }) : busy(8000);
+  });
+  const session = new MdmSession({ url }, core, 250, "inc3", new TlsDrift("sds test", false));
+  const t0 = performance.now();
+  const fetch = session.refreshAssignments();
+  await Bun.sleep(200); // shed: sleeping until its turn
+  expect(queries.length).toBe(1);
+  core.node.onNewerEpoch?.(); // a client named a newer epoch: requests wait in an epoch hold
+  await fetch;
+  expect(core.node.appliedMapVersion).toBe(2);
+  expect(performance.now() - t0).toBeLessThan(2000); // before: the 8 s turn, then the urgent ask
+  expect(queries.length).toBe(2);
+  expect(queries[1]!.q).toContain("urgent=1");
+}, 20_000);
