@@ -19,6 +19,7 @@ import { judgeReport } from "../src/mdm/recovery/rebuild_completion.ts";
 import { planRecovery, type RecoveryPlan } from "../src/mdm/recovery/rebuild_planner.ts";
 import { checkExtent, extentKey, type CopyRef, type PlannedExtent } from "../src/mdm/recovery/recovery_model.ts";
 import type { SdsView } from "../src/mdm/recovery/target_placement.ts";
+import { Limits } from "../src/proto/limits.ts";
 
 const EXTENT = 64 << 20;
 const GRACE = 10_000;
@@ -91,13 +92,13 @@ function isUp(m: Model, c: CopyRef): boolean {
   return !!s && s.connected && !s.devices.find((d) => d.deviceId === c.deviceId)?.failed;
 }
 
-function tick(m: Model): RecoveryPlan {
+function tick(m: Model, pool: { unthrottled?: boolean; perSds?: number } = {}): RecoveryPlan {
   const healthy = m.extents.filter((e) => e.inSync.length === 2 && !e.target && !e.away && e.inSync.every((c) => isUp(m, c)));
   const attention = m.extents.filter((e) => !healthy.includes(e));
   const plan = planRecovery({
     nowMs: m.now,
-    config: { gracePeriodMs: GRACE, maxConcurrentPerSds: PER_SDS },
-    pools: [{ poolId: POOL, rebuildEnabled: true, rebalanceEnabled: true }],
+    config: { gracePeriodMs: GRACE, maxConcurrentPerSds: pool.perSds ?? PER_SDS },
+    pools: [{ poolId: POOL, rebuildEnabled: true, rebalanceEnabled: true, unthrottled: pool.unthrottled }],
     sds: withLoads(m),
     extents: attention,
     moveCandidates: healthy,
@@ -413,5 +414,20 @@ describe("a drain whose staying copy left (the remove_sds deadlock)", () => {
     tick(m);
     expect(m.extents[0]!.target).toBeNull();
     expect(m.extents[0]!.epoch).toBe(e.epoch + 1);
+  });
+});
+
+describe("copies at once per pool", () => {
+  test("a rate-limited pool starts maxConcurrentPerSds copies a connected SDS; one without a limit at most Limits.maxConcurrentUnthrottledRebuildsPerSds", () => {
+    const started = (unthrottled: boolean): number => {
+      const m = newModel(4, 200, false);
+      apply(m, { kind: "down", i: 0 });
+      tick(m, { unthrottled, perSds: 4 }); // its copies are kept away for the grace period
+      m.now += GRACE * 2;
+      tick(m, { unthrottled, perSds: 4 }); // gone for good: rebuilds start, up to the budget
+      return m.extents.filter((e) => e.target !== null).length;
+    };
+    expect(started(false)).toBe(4 * 3);
+    expect(started(true)).toBe(Limits.maxConcurrentUnthrottledRebuildsPerSds * 3);
   });
 });

@@ -43,11 +43,14 @@ import {
   type TargetCopy,
 } from "./recovery_model.ts";
 import { addToDevice, chooseTargetDevice, domainOf, poolHasFaultSets, type SdsView } from "./target_placement.ts";
+import { Limits } from "../../proto/limits.ts";
 
 export interface PoolPolicy {
   poolId: string;
   rebuildEnabled: boolean;
   rebalanceEnabled: boolean;
+  /** no rebuild rate limit: copies run as fast as the disks go (fewer at once, see startCopies) */
+  unthrottled?: boolean;
 }
 
 export interface PlannerConfig {
@@ -346,7 +349,10 @@ function startCopies(pool: PoolPolicy, input: RecoveryInput, env: Env, work: Map
   const poolSds = env.sds.filter((s) => s.devices.some((d) => d.poolId === pool.poolId));
   const hasFaultSets = poolHasFaultSets(env.sds, pool.poolId);
   const mine = [...work.values()].filter((w) => w.cur.poolId === pool.poolId);
-  let budget = input.config.maxConcurrentPerSds * poolSds.filter((s) => s.connected).length - mine.filter((w) => w.cur.target !== null).length;
+  // a rate-limited pool queues copies behind each source's bucket (they keep its rate busy while a
+  // finished one is installed); an unlimited one would run them all against the clients' disks
+  const perSds = pool.unthrottled ? Math.min(input.config.maxConcurrentPerSds, Limits.maxConcurrentUnthrottledRebuildsPerSds) : input.config.maxConcurrentPerSds;
+  let budget = perSds * poolSds.filter((s) => s.connected).length - mine.filter((w) => w.cur.target !== null).length;
   const start = (w: Work, target: TargetCopy, reason: string, dropAway = false): void => {
     set(w, env, { ...w.cur, target, ...(dropAway ? { away: null } : {}) }, reason);
     budget--;

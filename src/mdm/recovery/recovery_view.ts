@@ -190,7 +190,7 @@ function moveCandidatesOf(ctx: MdmContext, pool: PoolPolicy, sds: readonly SdsVi
 /** The view; without move candidates when only figures are wanted (REST), which reads less. */
 export function loadRecoveryView(ctx: MdmContext, opts: { moveCandidates: boolean } = { moveCandidates: true }): RecoveryView {
   const poolRows = ctx.store.db.select().from(storagePoolTable).all();
-  const pools: PoolPolicy[] = poolRows.map((p) => ({ poolId: p.id, rebuildEnabled: p.rebuildEnabled, rebalanceEnabled: p.rebalanceEnabled }));
+  const pools: PoolPolicy[] = poolRows.map((p) => ({ poolId: p.id, rebuildEnabled: p.rebuildEnabled, rebalanceEnabled: p.rebalanceEnabled, unthrottled: p.rebuildRateLimitKbps === 0 }));
   const sds = loadSdsViews(ctx);
   const extents = loadAttentionExtents(ctx, sds);
   const moveCandidates: PlannedExtent[] = [];
