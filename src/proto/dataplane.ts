@@ -27,7 +27,7 @@
 // closes that connection and keeps serving others. No other module computes a byte offset.
 
 import { Limits } from "./limits.ts";
-import { MIN_POOLED_BYTES, takePayload } from "./payload_pool.ts";
+import { MIN_POOLED_BYTES } from "./payload_pool.ts";
 import { Scatter } from "./scatter.ts";
 
 export const DATAPLANE_MAGIC = 0x31504450;
@@ -228,8 +228,6 @@ export interface Frame {
   header: FrameHeader;
   /** view of the payload; valid only until the callback returns unless copied */
   payload: Uint8Array;
-  /** the payload is a pooled buffer (FrameReader.poolPayloads): the receiver gives it back once answered */
-  pooled?: boolean;
   /**
    * FrameReader.scatterPayloads: the large payload as the socket chunks it arrived in; reading
    * `payload` then copies it into one pooled buffer (once) that the header's pooledPayload names
@@ -261,8 +259,6 @@ export class FrameReader {
   private readonly headerScratch = new Uint8Array(HEADER_BYTES);
   /** frames announcing a larger payload are a FrameError (lowered until the handshake is done) */
   maxPayloadBytes: number = Limits.dataMaxPayloadBytes;
-  /** assemble large payloads that span socket chunks in pooled buffers (the SDS server side) */
-  poolPayloads = false;
   /**
    * hand out large payloads that span socket chunks as views of them (Frame.scatter) instead of
    * copying them (the SDS server side; not with reuseFrames)
@@ -278,7 +274,6 @@ export class FrameReader {
   // where the last take() found its bytes (fields, not a result object: no allocation per frame)
   private takeBuf: Uint8Array = EMPTY;
   private takeAt = 0;
-  private takeCopied = false;
 
   /**
    * Feed bytes; calls onFrame for every complete frame. Throws FrameError on bad input.
@@ -309,11 +304,9 @@ export class FrameReader {
         continue;
       }
       let payload: Uint8Array = EMPTY;
-      let pooled = false;
       if (need > 0) {
         this.take(need, null);
-        pooled = this.takeCopied && this.poolPayloads && need >= MIN_POOLED_BYTES;
-        payload = pooled || (this.takeAt === 0 && this.takeBuf.byteLength === need) ? this.takeBuf : this.takeBuf.subarray(this.takeAt, this.takeAt + need);
+        payload = this.takeAt === 0 && this.takeBuf.byteLength === need ? this.takeBuf : this.takeBuf.subarray(this.takeAt, this.takeAt + need);
       }
       let more: void | boolean;
       if (this.reuseFrames) {
@@ -322,7 +315,7 @@ export class FrameReader {
         more = onFrame(f);
         f.payload = EMPTY;
       } else {
-        more = onFrame(pooled ? { header, payload, pooled } : { header, payload });
+        more = onFrame({ header, payload });
       }
       if (more === false) return;
     }
@@ -339,12 +332,12 @@ export class FrameReader {
     if (avail >= n) {
       this.takeBuf = first;
       this.takeAt = this.chunkOffset;
-      this.takeCopied = false;
       this.advance(n);
       return;
     }
-    // a copy: from the pool for large server-side payloads, never zero-filled (every byte is set)
-    const out = scratch ?? (this.poolPayloads && n >= MIN_POOLED_BYTES ? takePayload(n) : Buffer.allocUnsafe(n));
+    // a copy, never zero-filled (every byte is set); a large payload that spans chunks on the
+    // server side is a Scatter instead (scatterPayloads) and copied, if at all, into a pooled buffer
+    const out = scratch ?? Buffer.allocUnsafe(n);
     let filled = 0;
     while (filled < n) {
       const c = this.chunks[0]!;
@@ -355,7 +348,6 @@ export class FrameReader {
     }
     this.takeBuf = out;
     this.takeAt = 0;
-    this.takeCopied = scratch === null;
   }
 
   /** Take n bytes as views of the chunks holding them (no copy). */

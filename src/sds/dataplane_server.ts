@@ -376,7 +376,6 @@ class ServerConnection implements RequestConn {
       return true;
     }
     const handler = this.server.requestHandler!;
-    if (f.pooled === true) h.pooledPayload = f.payload;
     this.inFlight++;
     this.inFlightBytes += costOf(h);
     handler.onRequest(this, f);
@@ -423,7 +422,6 @@ class ServerConnection implements RequestConn {
         this.nodeId = step.auth.nodeId;
         this.sessionHash = step.auth.sessionHash;
         this.reader.maxPayloadBytes = Limits.dataMaxPayloadBytes;
-        this.reader.poolPayloads = true;
         this.reader.scatterPayloads = true;
         h.status = Status.OK;
         this.writer.frame(h, step.payload);
