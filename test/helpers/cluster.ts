@@ -3,7 +3,7 @@
 // process control (kill -9 of every role, restart). Every process it starts is stopped by PID
 // in stop(), pass or fail.
 
-import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync, readdirSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -17,10 +17,18 @@ export const PF_BIN = resolve(import.meta.dir, "../../dist/pf");
  * hands out for bind(0) is also what it hands out to outgoing connections, and the roles of
  * pf make many, so such a port was sometimes taken again before the server bound it (EADDRINUSE
  * under load). Checked free on 127.0.0.1 and on 0.0.0.0 (roles may bind either).
+ *
+ * A port is handed out once: a cluster takes a dozen before any of its servers binds, so a
+ * random pick alone gave two roles of one cluster the same port now and then (about one cluster
+ * in 200: "cannot listen for the control port ... Is port N in use?" in a beforeAll). Ports are
+ * reserved across processes too (test files running in parallel): an O_EXCL file per port in
+ * PORT_DIR; a reservation older than PORT_HOLD_MS is free again (its server has bound it by then,
+ * or never will).
  */
 export async function freePort(): Promise<number> {
   for (let attempt = 0; attempt < 200; attempt++) {
     const port = PORT_LOW + Math.floor(Math.random() * (PORT_HIGH - PORT_LOW));
+    if (!reservePort(port)) continue;
     if ((await canBind(port, "127.0.0.1")) && (await canBind(port, "0.0.0.0"))) return port;
   }
   throw new Error("no free port found below the ephemeral range");
@@ -28,6 +36,30 @@ export async function freePort(): Promise<number> {
 
 const PORT_LOW = 20_000;
 const PORT_HIGH = 32_000;
+const PORT_DIR = join(tmpdir(), "pf-test-ports");
+const PORT_HOLD_MS = 10 * 60_000;
+const handedOut = new Set<number>();
+
+function reservePort(port: number): boolean {
+  if (handedOut.has(port)) return false;
+  mkdirSync(PORT_DIR, { recursive: true });
+  const file = join(PORT_DIR, String(port));
+  for (let i = 0; i < 2; i++) {
+    try {
+      closeSync(openSync(file, "wx"));
+      handedOut.add(port);
+      return true;
+    } catch {
+      try {
+        if (Date.now() - statSync(file).mtimeMs < PORT_HOLD_MS) return false;
+        unlinkSync(file); // a stale reservation: take it over
+      } catch {
+        // gone meanwhile, or another process took it over: try again / give up on this port
+      }
+    }
+  }
+  return false;
+}
 
 function canBind(port: number, host: string): Promise<boolean> {
   return new Promise((res) => {
