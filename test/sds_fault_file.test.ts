@@ -41,9 +41,9 @@ test("a device failing with EIO under a write job: no client error, the copies a
   const writing = runFio(job, { timeoutMs: 120_000 });
   await Bun.sleep(1500);
   writeFileSync(trigger, "sds2/dev0.img");
-  const result = await writing; // throws on any fio error, verify included
+  const result = await c.explain(writing); // throws on any fio error, verify included (with the cluster's warnings)
   expect(result.json.jobs[0]!.error).toBe(0);
-  await waitPoolHealthy(scli, 90_000);
+  await c.explain(waitPoolHealthy(scli, 90_000));
   await expectIdentical(scli, "vol1");
   expect(c.output).toContain("fault injection: IO on");
 }, 240_000);

@@ -218,6 +218,24 @@ export class TestCluster {
     await Promise.all([pump(proc.stdout), pump(proc.stderr)]);
   }
 
+  /**
+   * The cluster log's warnings and errors (the last `n`), to put in a failing test's message:
+   * CI keeps only the tail of its output, so the cause must travel with the error.
+   */
+  warnings(n = 30): string {
+    const lines = this.output.split("\n").filter((l) => /\b(WARN|ERROR)\b|error|failed/i.test(l));
+    return `--- cluster warnings and errors (last ${Math.min(n, lines.length)} of ${lines.length}):\n${lines.slice(-n).join("\n")}`;
+  }
+
+  /** `p`, or its error with the cluster's warnings appended. */
+  async explain<T>(p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${this.warnings()}`);
+    }
+  }
+
   /** PID of a role started by pf up, by its label ("mdm", "sds sds2", "sdc"), from pf up's log. */
   pidOf(label: string): number {
     const re = new RegExp(`started ${label} \\(pid (\\d+)\\)`, "g");
