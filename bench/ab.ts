@@ -33,6 +33,7 @@ const JOBS: Record<string, { args: string[]; bw?: boolean }> = {
   qd1: { args: ["--rw=randwrite", "--bs=4k", "--iodepth=1"] },
   qd1flush: { args: ["--rw=randwrite", "--bs=4k", "--iodepth=1", "--fsync=1"] },
   read: { args: ["--rw=randread", "--bs=4k", "--iodepth=16"] },
+  read1: { args: ["--rw=randread", "--bs=4k", "--iodepth=1"] },
   seq: { args: ["--rw=write", "--bs=1M", "--iodepth=8"], bw: true },
 };
 const jobs = (process.env.AB_JOBS ?? "qd16,qd1,read,seq").split(",");
