@@ -130,12 +130,13 @@ async function runJob(c: TestCluster, key: string): Promise<Sample> {
   const s = new CpuSampler(pids);
   const syncs0 = await syncCounts(c);
   s.start();
-  const f = await runFio(["--name=ab", "--ioengine=nbd", `--uri=${c.nbdUri(volume)}`, ...job.args, `--runtime=${seconds}`, "--time_based", `--size=${volSize}`, "--randrepeat=0"], {
+  // p50 of the total latency (submission + completion; bench/pf.ts says why not clat)
+  const f = await runFio(["--name=ab", "--ioengine=nbd", `--uri=${c.nbdUri(volume)}`, ...job.args, `--runtime=${seconds}`, "--time_based", `--size=${volSize}`, "--randrepeat=0", "--lat_percentiles=1"], {
     timeoutMs: (seconds + 60) * 1000,
   });
   const cpu = s.stop();
   const syncs1 = await syncCounts(c);
-  const j = f.json.jobs[0] as unknown as { read: { iops: number; bw_bytes: number; total_ios: number; clat_ns?: { percentile?: Record<string, number> } }; write: typeof j.read };
+  const j = f.json.jobs[0] as unknown as { read: { iops: number; bw_bytes: number; total_ios: number; lat_ns?: { percentile?: Record<string, number> } }; write: typeof j.read };
   const side = j.write.total_ios > 0 ? j.write : j.read;
   const per = (n: number) => (1e6 * n) / side.total_ios;
   const rank = [0, 1, 2].sort((x, y) => (cpu.get(`sds${y + 1}`) ?? 0) - (cpu.get(`sds${x + 1}`) ?? 0));
@@ -151,7 +152,7 @@ async function runJob(c: TestCluster, key: string): Promise<Sample> {
     syncUsP: syncUs(rank[0]!),
     syncUsS: syncUs(rank[1]!),
     value: job.bw ? side.bw_bytes / 1e6 : side.iops,
-    p50us: (side.clat_ns?.percentile?.["50.000000"] ?? 0) / 1000,
+    p50us: (side.lat_ns?.percentile?.["50.000000"] ?? 0) / 1000,
     sdc: per(cpu.get("sdc") ?? 0),
     primary: per(sds[0]!),
     secondary: per(sds[1]!),
