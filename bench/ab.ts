@@ -1,8 +1,9 @@
 // A/B of two pf builds in one run: a one-host cluster from each (A = AB_BIN_A, e.g. the build
-// before a change; B = dist/pf), each job run on A then B, several rounds (A B A B ...). Volumes:
+// before a change; B = dist/pf), each job run on both, several rounds (A B, B A, A B ...). Volumes:
 // "one" (64 MiB, one extent: CPU per role is unambiguous: the busiest SDS is its primary, the next
 // its secondary) and, with AB_BIG=1, "big" (1 GiB, 16 extents over 3 SDSs). Prints median and
-// spread of IOPS (or MB/s) and CPU µs per IO per role for both.
+// spread of IOPS (or MB/s) and CPU µs per IO per role for both, the ratio of the medians and the
+// median of each round's B/A ("paired"; the builds swap order every round).
 //
 // Run: git worktree/stash the old build to e.g. /tmp/pf-a, then npx bun bench/ab.ts
 // Env: AB_BIN_A (required), AB_BIN_B (default dist/pf), AB_ROUNDS (3), AB_SECONDS (8),
@@ -32,6 +33,7 @@ const JOBS: Record<string, { args: string[]; bw?: boolean }> = {
   qd1: { args: ["--rw=randwrite", "--bs=4k", "--iodepth=1"] },
   qd1flush: { args: ["--rw=randwrite", "--bs=4k", "--iodepth=1", "--fsync=1"] },
   read: { args: ["--rw=randread", "--bs=4k", "--iodepth=16"] },
+  read1: { args: ["--rw=randread", "--bs=4k", "--iodepth=1"] },
   seq: { args: ["--rw=write", "--bs=1M", "--iodepth=8"], bw: true },
 };
 const jobs = (process.env.AB_JOBS ?? "qd16,qd1,read,seq").split(",");
@@ -128,12 +130,13 @@ async function runJob(c: TestCluster, key: string): Promise<Sample> {
   const s = new CpuSampler(pids);
   const syncs0 = await syncCounts(c);
   s.start();
-  const f = await runFio(["--name=ab", "--ioengine=nbd", `--uri=${c.nbdUri(volume)}`, ...job.args, `--runtime=${seconds}`, "--time_based", `--size=${volSize}`, "--randrepeat=0"], {
+  // p50 of the total latency (submission + completion; bench/pf.ts says why not clat)
+  const f = await runFio(["--name=ab", "--ioengine=nbd", `--uri=${c.nbdUri(volume)}`, ...job.args, `--runtime=${seconds}`, "--time_based", `--size=${volSize}`, "--randrepeat=0", "--lat_percentiles=1"], {
     timeoutMs: (seconds + 60) * 1000,
   });
   const cpu = s.stop();
   const syncs1 = await syncCounts(c);
-  const j = f.json.jobs[0] as unknown as { read: { iops: number; bw_bytes: number; total_ios: number; clat_ns?: { percentile?: Record<string, number> } }; write: typeof j.read };
+  const j = f.json.jobs[0] as unknown as { read: { iops: number; bw_bytes: number; total_ios: number; lat_ns?: { percentile?: Record<string, number> } }; write: typeof j.read };
   const side = j.write.total_ios > 0 ? j.write : j.read;
   const per = (n: number) => (1e6 * n) / side.total_ios;
   const rank = [0, 1, 2].sort((x, y) => (cpu.get(`sds${y + 1}`) ?? 0) - (cpu.get(`sds${x + 1}`) ?? 0));
@@ -149,7 +152,7 @@ async function runJob(c: TestCluster, key: string): Promise<Sample> {
     syncUsP: syncUs(rank[0]!),
     syncUsS: syncUs(rank[1]!),
     value: job.bw ? side.bw_bytes / 1e6 : side.iops,
-    p50us: (side.clat_ns?.percentile?.["50.000000"] ?? 0) / 1000,
+    p50us: (side.lat_ns?.percentile?.["50.000000"] ?? 0) / 1000,
     sdc: per(cpu.get("sdc") ?? 0),
     primary: per(sds[0]!),
     secondary: per(sds[1]!),
@@ -169,7 +172,10 @@ async function main(): Promise<void> {
       for (const key of jobs) {
         const e = res.get(key) ?? { A: [], B: [] };
         res.set(key, e);
-        for (const [label, c] of [["A", a], ["B", b]] as const) {
+        // A B in odd rounds, B A in even ones: a load that grows or fades during a round is not
+        // always charged to the same build
+        const order = r % 2 === 0 ? ([["A", a], ["B", b]] as const) : ([["B", b], ["A", a]] as const);
+        for (const [label, c] of order) {
           const s = await runJob(c, key);
           e[label].push(s);
           process.stderr.write(`[round ${r + 1}] ${key} ${label}: ${s.value.toFixed(0)} p50 ${s.p50us.toFixed(0)} µs; CPU µs/IO SDC ${s.sdc.toFixed(1)} primary ${s.primary.toFixed(1)} secondary ${s.secondary.toFixed(1)}; syncs/IO dev P ${s.devSyncsP.toFixed(2)} S ${s.devSyncsS.toFixed(2)} WAL ${s.walSyncs.toFixed(3)}; sync µs P ${s.syncUsP.toFixed(0)} S ${s.syncUsS.toFixed(0)}\n`);
@@ -191,6 +197,10 @@ async function main(): Promise<void> {
       out.push(`| ${key} | ${label} | ${fmt(ss.map((s) => s.value))} | ${fmt(ss.map((s) => s.p50us))} | ${fmt(ss.map((s) => s.sdc), 1)} | ${fmt(ss.map((s) => s.primary), 1)} | ${fmt(ss.map((s) => s.secondary), 1)} | ${fmt(ss.map((s) => s.devSyncsP), 2)} | ${fmt(ss.map((s) => s.devSyncsS), 2)} | ${fmt(ss.map((s) => s.walSyncs), 3)} | ${fmt(ss.map((s) => s.syncUsP))} | ${fmt(ss.map((s) => s.syncUsS))} |`);
     }
     out.push(`| ${key} | B/A | ${(median(e.B.map((s) => s.value)) / median(e.A.map((s) => s.value))).toFixed(2)} | | ${(median(e.B.map((s) => s.sdc)) / median(e.A.map((s) => s.sdc))).toFixed(2)} | ${(median(e.B.map((s) => s.primary)) / median(e.A.map((s) => s.primary))).toFixed(2)} | ${(median(e.B.map((s) => s.secondary)) / median(e.A.map((s) => s.secondary))).toFixed(2)} |`);
+    // each round's A and B ran back to back under about the same load: the median of their
+    // ratios moves less with the load than the ratio of the medians
+    const paired = (f: (s: Sample) => number) => median(e.B.map((sb, i) => f(sb) / f(e.A[i]!))).toFixed(2);
+    out.push(`| ${key} | B/A paired | ${paired((s) => s.value)} | ${paired((s) => s.p50us)} | ${paired((s) => s.sdc)} | ${paired((s) => s.primary)} | ${paired((s) => s.secondary)} |`);
   }
   process.stdout.write("\n" + out.join("\n") + "\n");
 }

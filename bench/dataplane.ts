@@ -18,9 +18,9 @@ import { idToHalves } from "../src/proto/ids.ts";
 import { NodeRole } from "../src/proto/dataplane_auth.ts";
 import { NodeKeyring, deriveNodeKey } from "../src/proto/dataplane_keys.ts";
 import { startSdsCore } from "../src/sds/sds_core.ts";
+import { MEMBER_KEY, TestGrants, dataPlaneKeys } from "../test/sds_harness.ts";
 
 const MiB = 1024 * 1024;
-const KEY = new Uint8Array(32).fill(0x5a); // member key of the bench SDSs
 const VOL = "0b00000000000001";
 const EXTENT_BYTES = 64 * MiB;
 const EXTENTS = 4;
@@ -46,7 +46,7 @@ const BLOCK = Number(args.bs);
 function assignments(me: number, ports: number[]): SdsAssignmentsResponse {
   return SdsAssignmentsResponse.parse({
     mapVersion: 1,
-    dataPlane: { memberKeys: [{ kid: 1, key: Buffer.from(KEY).toString("hex") }] },
+    dataPlane: dataPlaneKeys(), // the test harness's member and grant keys
     extentSizeBytesByVolume: { [VOL]: EXTENT_BYTES },
     extents: Array.from({ length: EXTENTS }, (_, i) => ({
       volumeId: VOL,
@@ -151,8 +151,9 @@ async function runDriver(): Promise<void> {
       reader.releaseLock();
     }
     const sdcId = "c000000000000001";
-    const credentials = new NodeKeyring(NodeRole.SDC, sdcId, [{ kid: 1, key: deriveNodeKey(KEY, NodeRole.SDC, sdcId) }]);
-    const pool = new DataPlanePool({ credentials, connsPerSds: Number(args.conns) });
+    const credentials = new NodeKeyring(NodeRole.SDC, sdcId, [{ kid: 1, key: deriveNodeKey(MEMBER_KEY, NodeRole.SDC, sdcId) }]);
+    // an SDS serves an SDC's IO only under a mapping grant (grant_book.ts): the harness mints them
+    const pool = new DataPlanePool({ credentials, grants: new TestGrants(sdcId), connsPerSds: Number(args.conns) });
     pool.setAddress(sdsId(0), "127.0.0.1", ports[0]!);
     const link = pool.link(sdsId(0))!;
     const seconds = Number(args.seconds);

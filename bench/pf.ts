@@ -8,7 +8,7 @@
 //
 // Run: npm run bench   (= npm run build && npx bun bench/pf.ts)
 // Env: BENCH_SECONDS (default 10) per fio run; BENCH_ROUNDS (default 3); BENCH_SIZE (default 1GiB);
-//      BENCH_JOBS (comma list of job keys to run, default all: qd16,qd1,qd1flush,read,seq,role);
+//      BENCH_JOBS (comma list of job keys to run, default all: qd16,qd1,qd1flush,read,read1,seq,role);
 //      BENCH_VARIANTS (comma list of pfWb,pfWt,nbdkit,nbdkitFua; default all).
 //
 // pf's writeThrough runs on the same volume: the pool is switched with the REST action
@@ -62,6 +62,8 @@ const JOBS: Job[] = [
     variants: ALL_VARIANTS,
   },
   { key: "read", name: "4k randread QD16", args: ["--rw=randread", "--bs=4k", "--iodepth=16"], metric: "iops", variants: ["pfWb", "nbdkit"] },
+  // the read path's latency: fio -> SDC -> SDS -> SDC -> fio (4 hops) against nbdkit's 2
+  { key: "read1", name: "4k randread QD1", args: ["--rw=randread", "--bs=4k", "--iodepth=1"], metric: "iops", latency: true, variants: ["pfWb", "nbdkit"] },
   { key: "seq", name: "1M seq write QD8", args: ["--rw=write", "--bs=1M", "--iodepth=8"], metric: "bw", variants: ALL_VARIANTS },
   {
     key: "role",
@@ -91,7 +93,8 @@ interface JobSide {
   iops: number;
   bw_bytes: number;
   total_ios: number;
-  clat_ns?: { percentile?: Record<string, number> };
+  /** total latency (submission + completion: --lat_percentiles=1) */
+  lat_ns?: { percentile?: Record<string, number> };
 }
 interface JobJson {
   read: JobSide;
@@ -112,7 +115,7 @@ function parseSize(s: string): number {
 function figuresOf(f: FioResult): Omit<Sample, "cpu" | "devSyncs"> {
   const j = f.json.jobs[0] as unknown as JobJson;
   const side = j.write.iops > 0 ? j.write : j.read;
-  const pct = side.clat_ns?.percentile ?? {};
+  const pct = side.lat_ns?.percentile ?? {};
   const fioCpu = ((j.usr_cpu + j.sys_cpu) / 100) * (j.job_runtime / 1000);
   return { iops: side.iops, bw: side.bw_bytes, p50us: (pct["50.000000"] ?? 0) / 1000, p99us: (pct["99.000000"] ?? 0) / 1000, ios: side.total_ios, fioCpu };
 }
@@ -206,7 +209,10 @@ class Bench {
     const syncs0 = isPf ? await this.deviceSyncs() : Number.NaN;
     const sampler = new CpuSampler(this.pids(v));
     sampler.start();
-    const f = await runFio(["--name=b", "--ioengine=nbd", `--uri=${uri}`, ...job.args, `--runtime=${seconds}`, "--time_based", `--size=${jobSize}`, "--randrepeat=0"], {
+    // p50/p99 of the total latency: with the nbd engine, completion latency (clat) leaves out the
+    // submission (the request's send: 8-16 µs of nbdkit's 36 µs p50 at QD1) and dropped to a few
+    // µs whenever the reply was in before fio looked
+    const f = await runFio(["--name=b", "--ioengine=nbd", `--uri=${uri}`, ...job.args, `--runtime=${seconds}`, "--time_based", `--size=${jobSize}`, "--randrepeat=0", "--lat_percentiles=1"], {
       timeoutMs: (seconds + 60) * 1000,
     });
     const cpu = sampler.stop();
@@ -336,11 +342,12 @@ function printTables(jobs: Job[], results: Map<string, Map<VariantKey, Sample[]>
         `${ratio(v("pfWb"), v("nbdkit"))} | ${ratio(v("pfWt"), v("nbdkitFua"))} | ${ratio(v("pfWt"), v("nbdkit"))} |`,
     );
   }
-  const qd1 = results.get("qd1");
-  if (qd1 !== undefined) {
-    const p50 = (k: VariantKey) => median((qd1.get(k) ?? []).map((x) => x.p50us));
+  for (const [key, what] of [["qd1", "write"], ["read1", "read"]] as const) {
+    const byVariant = results.get(key);
+    if (byVariant === undefined) continue;
+    const p50 = (k: VariantKey) => median((byVariant.get(k) ?? []).map((x) => x.p50us));
     out.push("");
-    out.push(`QD1 write p50: pf write-back ${p50("pfWb").toFixed(0)} µs, nbdkit ${p50("nbdkit").toFixed(0)} µs: ${ratio(p50("pfWb"), p50("nbdkit"))}x`);
+    out.push(`QD1 ${what} p50: pf write-back ${p50("pfWb").toFixed(0)} µs, nbdkit ${p50("nbdkit").toFixed(0)} µs: ${ratio(p50("pfWb"), p50("nbdkit"))}x`);
   }
   out.push("");
   out.push("CPU µs per IO (median over the rounds; SDS = the three SDSs together; fio = the client itself):");

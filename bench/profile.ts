@@ -8,7 +8,9 @@
 //      PROFILE_WRITE_CACHE (writeBack|writeThrough), PROFILE_CPU=1, PROFILE_TOP (25),
 //      PROFILE_PERF=1 (perf record -e cpu-clock of each role instead of strace: native and
 //      kernel symbols by self time; JIT code shows as one [JIT] bucket), PROFILE_KEEP=1 (keep the
-//      profile directory). Each role's resident memory (now, peak) is printed after the CPU run.
+//      profile directory), PROFILE_STAT=1 (perf stat of each role instead of strace: syscalls and
+//      context switches per IO with no tracer slowing the run; also the SDC's epoll wakeups).
+//      Each role's resident memory (now, peak) is printed after the CPU run.
 
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -23,6 +25,37 @@ const mode = process.env.PROFILE_WRITE_CACHE ?? "writeBack";
 const cpuProf = process.env.PROFILE_CPU === "1";
 const top = Number(process.env.PROFILE_TOP ?? 25);
 const perfRec = process.env.PROFILE_PERF === "1";
+const perfStat = process.env.PROFILE_STAT === "1";
+
+/** context switches per thread of a process, keyed "tid name vol" / "tid name invol" (/proc) */
+function threadSwitches(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const st = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8");
+      const name = /^Name:\s+(.*)$/m.exec(st)?.[1] ?? "?";
+      const v = Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
+      const nv = Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
+      out.set(`${tid} ${name} vol`, v);
+      out.set(`${tid} ${name} invol`, nv); // preempted: the other load on the machine
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}
+
+/** syscalls, context switches and epoll waits of one process over `secs` (perf stat, no tracer) */
+async function perfStatOf(pid: number, secs: number): Promise<Map<string, number>> {
+  const events = ["raw_syscalls:sys_enter", "context-switches", "syscalls:sys_enter_epoll_pwait2", "syscalls:sys_enter_sendto", "syscalls:sys_enter_recvfrom", "syscalls:sys_enter_pread64"];
+  const r = await run(["perf", "stat", "-x", ",", "-e", events.join(","), "-p", String(pid), "--", "sleep", String(secs)], { timeoutMs: (secs + 30) * 1000 });
+  const out = new Map<string, number>();
+  for (const line of r.stderr.split("\n")) {
+    const f = line.split(",");
+    if (f.length > 3 && /^\d+$/.test(f[0]!)) out.set(f[2]!.replace(/^(raw_)?syscalls:(sys_enter_)?/, ""), Number(f[0]));
+  }
+  return out;
+}
 
 /** resident memory now and at its peak (/proc/PID/status VmRSS, VmHWM) */
 function memOf(pid: number): string {
@@ -136,6 +169,24 @@ async function main(): Promise<void> {
       const reports = await Promise.all([...roleOf.keys()].map((k) => perfProfile(pids.get(k)!, Math.min(5, seconds), join(profDir, `${k}.perf`))));
       await fio.exited;
       [...roleOf].forEach(([, label], i) => process.stdout.write(`\n${label} (perf, self time):\n${reports[i]}\n`));
+    } else if (perfStat) {
+      const fio = Bun.spawn(["fio", "--name=s", "--ioengine=nbd", `--uri=${uri}`, ...job, `--runtime=${seconds + 4}`, "--time_based", "--size=64MiB", "--randrepeat=0", "--output-format=json"], { stdout: "pipe", stderr: "ignore" });
+      await Bun.sleep(1000);
+      const secs = Math.min(5, seconds);
+      const threadsBefore = [...roleOf.keys()].map((k) => threadSwitches(pids.get(k)!));
+      const counts = await Promise.all([...roleOf.keys()].map((k) => perfStatOf(pids.get(k)!, secs)));
+      const threadsAfter = [...roleOf.keys()].map((k) => threadSwitches(pids.get(k)!));
+      const text = await new Response(fio.stdout).text();
+      await fio.exited;
+      const sj = JSON.parse(text.slice(text.indexOf("{"))) as { jobs: { write: { iops: number }; read: { iops: number } }[] };
+      const statIops = sj.jobs[0]!.write.iops + sj.jobs[0]!.read.iops;
+      [...roleOf].forEach(([, label], i) => {
+        const per = (n: number) => (n / (statIops * secs)).toFixed(2);
+        process.stdout.write(`  ${label}: per IO ${[...counts[i]!].map(([n, v]) => `${n} ${per(v)}`).join(", ")} [${Math.round(statIops)} IOPS during perf stat]\n`);
+        // which threads switch: a helper thread woken per IO doubles the wakeups
+        const busy = [...threadsAfter[i]!].map(([t, n]) => [t, n - (threadsBefore[i]!.get(t) ?? 0)] as const).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]).slice(0, 6);
+        process.stdout.write(`    context switches per IO by thread: ${busy.map(([t, n]) => `${t} ${per(n)}`).join(", ")}\n`);
+      });
     } else if (!cpuProf) {
       const fio = Bun.spawn(["fio", "--name=s", "--ioengine=nbd", `--uri=${uri}`, ...job, `--runtime=${seconds + 4}`, "--time_based", "--size=64MiB", "--randrepeat=0", "--output-format=json"], { stdout: "pipe", stderr: "ignore" });
       await Bun.sleep(1000);

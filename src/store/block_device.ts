@@ -249,11 +249,31 @@ export function openBlockDevice(spec: BlockDeviceSpec): BlockDevice {
   if (sizeBytes <= 0) throw new PfError("BAD_REQUEST", `device ${spec.path} has no usable size`);
   let fd: number;
   try {
-    fd = fs.openSync(spec.path, fs.constants.O_RDWR);
+    fd = openNoAtime(spec.path);
   } catch (e) {
     throw new PfError("IO_ERROR", `cannot open device ${spec.path}: ${(e as Error).message}`);
   }
   return new FileBlockDevice(spec.path, fd, sizeBytes, created);
+}
+
+/** Linux O_NOATIME (node exposes it as fs.constants.O_NOATIME on Linux only). */
+const O_NOATIME: number = (fs.constants as Record<string, number>).O_NOATIME ?? 0;
+
+/**
+ * Open a device read-write without access-time updates: every pread of a file opened without it
+ * runs the kernel's atime check (touch_atime: ~1 % of an SDS's CPU on 4 KiB random reads, perf),
+ * and pf never uses a device's atime. The kernel refuses O_NOATIME (EPERM) to a process that
+ * neither owns the file nor has CAP_FOWNER: then the device is opened without it.
+ */
+function openNoAtime(path: string): number {
+  if (O_NOATIME !== 0) {
+    try {
+      return fs.openSync(path, fs.constants.O_RDWR | O_NOATIME);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EPERM") throw e;
+    }
+  }
+  return fs.openSync(path, fs.constants.O_RDWR);
 }
 
 /** Create `path` with `sizeBytes` of real, zero-reading blocks (see the file comment). */
