@@ -1,4 +1,5 @@
-// The in-memory placement view (src/mdm/topology/placement_view.ts) agrees with the database
+// The in-memory placement view (src/mdm/topology/placement_view.ts) agrees with the database, as
+// placement and as the recovery view's SDSs and devices read it,
 // after every kind of change that touches what placement reads: creates, extends, removals,
 // heartbeats changing usage and device state, SDSs joining with devices, a device's capacity
 // changing at a rejoin, an SDS entering maintenance-like states, a transaction that rolled back
@@ -13,6 +14,7 @@ import { adjustDevice, placementSdsOf } from "../src/mdm/topology/volumes.ts";
 import { placementViewOf } from "../src/mdm/topology/placement_view.ts";
 import type { PlacementSds } from "../src/mdm/topology/placement.ts";
 import { MdmFixture } from "./mdm_fixture.ts";
+import { loadSdsViews, SDS_REMOVING } from "../src/mdm/recovery/recovery_view.ts";
 
 let m: MdmFixture | null = null;
 let keepDir: string | null = null;
@@ -47,8 +49,28 @@ function fromDatabase(ctx: MdmContext, poolId: string, thick: boolean): Placemen
     }));
 }
 
+/** The recovery view's SDSs and devices (loadSdsViews) as read from the database before the view. */
+function sdsViewsFromDatabase(ctx: MdmContext): unknown[] {
+  const devices = ctx.store.sqlite.query<{ sdsId: string }, []>("SELECT id AS deviceId, sds_id AS sdsId, pool_id AS poolId, capacity_bytes AS capacityBytes, assigned_bytes AS assignedBytes, thick_assigned_bytes AS thickAssignedBytes, used_bytes AS usedBytes, state FROM device ORDER BY rowid").all();
+  const bySds = Map.groupBy(devices, (d) => d.sdsId);
+  return ctx.store.sqlite
+    .query<{ id: string; faultSetId: string | null; state: string }, []>("SELECT id, fault_set_id AS faultSetId, state FROM sds ORDER BY rowid")
+    .all()
+    .map((s) => ({
+      sdsId: s.id,
+      faultSetId: s.faultSetId,
+      removing: s.state === SDS_REMOVING,
+      devices: (bySds.get(s.id) ?? []).map((d) => {
+        const { sdsId: _, state, ...rest } = d as Record<string, unknown>;
+        return { ...rest, failed: state === "Failed" };
+      }),
+    }));
+}
+
 function expectAgrees(f: MdmFixture, poolId: string): void {
   const ctx = f.core.ctx;
+  const views = loadSdsViews(ctx).map(({ sdsId, faultSetId, removing, devices }) => ({ sdsId, faultSetId, removing, devices }));
+  expect(views).toEqual(sdsViewsFromDatabase(ctx) as typeof views);
   const pool = getPool(ctx, poolId);
   for (const thick of [false, true]) {
     // plain copies: the view hands out its own objects, updated in place later

@@ -28,7 +28,9 @@ const NOTES = "temp._pf_placement_notes";
 const STAMP = "temp._pf_placement_stamp";
 
 /** The device columns placement needs. */
-interface DeviceRow {
+export interface DeviceRow {
+  /** sqlite rowid: the order every listing keeps (the database's) */
+  rowid: number;
   id: string;
   sdsId: string;
   poolId: string;
@@ -38,7 +40,7 @@ interface DeviceRow {
   usedBytes: number;
   state: string;
 }
-interface SdsRow {
+export interface SdsRow {
   id: string;
   pdId: string;
   faultSetId: string | null;
@@ -46,7 +48,7 @@ interface SdsRow {
 }
 
 const DEVICE_COLUMNS =
-  "id, sds_id AS sdsId, pool_id AS poolId, capacity_bytes AS capacityBytes, assigned_bytes AS assignedBytes, thick_assigned_bytes AS thickAssignedBytes, used_bytes AS usedBytes, state";
+  "rowid, id, sds_id AS sdsId, pool_id AS poolId, capacity_bytes AS capacityBytes, assigned_bytes AS assignedBytes, thick_assigned_bytes AS thickAssignedBytes, used_bytes AS usedBytes, state";
 
 /** One pool as placement takes it, thin and thick figures, with each device's two entries for in-place updates. */
 interface PoolPlacement {
@@ -91,6 +93,8 @@ export class PlacementView {
   private devicesByPool = new Map<string, DeviceRow[]>(); // rowid order within a pool
   private deviceById = new Map<string, DeviceRow>();
   private pools = new Map<string, PoolPlacement>();
+  /** every SDS with its devices (rowid order), for the recovery view; dropped on structural changes */
+  private bySds: Map<string, DeviceRow[]> | null = null;
   private gen = 0;
   /** what the last read that applied notes applied: re-read if its transaction rolled back */
   private lastApplied: { gen: number; devices: string[]; pools: string[]; all: boolean } | null = null;
@@ -112,6 +116,21 @@ export class PlacementView {
       list[i]!.connected = connected(s.id) && s.state === "Normal";
     }
     return list;
+  }
+
+  /**
+   * Every SDS (rowid order) with its devices (rowid order) as the view holds them: the recovery
+   * tick's read (4 a second), which read all device rows each time. The rows are the view's own:
+   * callers copy what they change.
+   */
+  sdsWithDevices(): { sds: readonly SdsRow[]; devicesOf: (sdsId: string) => readonly DeviceRow[] } {
+    this.catchUp();
+    if (this.bySds === null) {
+      const all = [...this.deviceById.values()].sort((a, b) => a.rowid - b.rowid);
+      this.bySds = Map.groupBy(all, (d) => d.sdsId);
+    }
+    const bySds = this.bySds;
+    return { sds: this.sdsRows, devicesOf: (sdsId) => bySds.get(sdsId) ?? [] };
   }
 
   /** Every device row of a pool as the view holds it (tests compare it with the database). */
@@ -198,6 +217,7 @@ export class PlacementView {
     this.devicesByPool = Map.groupBy(rows, (d) => d.poolId);
     this.deviceById = new Map(rows.map((d) => [d.id, d]));
     this.pools.clear();
+    this.bySds = null;
   }
 
   private loadPool(poolId: string): void {
@@ -207,6 +227,7 @@ export class PlacementView {
     else this.devicesByPool.set(poolId, rows);
     for (const d of rows) this.deviceById.set(d.id, d);
     this.pools.delete(poolId);
+    this.bySds = null;
   }
 }
 
