@@ -2,7 +2,7 @@
 // BENCH_SDS SDSs x 8 devices joined and BENCH_SDC SDCs, then BENCH_BEATS heartbeats through
 // app.request, each node in turn, as bench/mdm_scale.ts's nodes send them. Prints CPU µs per
 // beat (process CPU over the loop) and the load average; run under bun --cpu-prof to see where
-// a beat's time goes. Run: npx bun bench/mdm_heartbeat_inproc.ts
+// a beat's time goes; then BENCH_CREATES REST creates (CPU per create) and the two timers' ticks. Run: npx bun bench/mdm_heartbeat_inproc.ts
 import { CLUSTER_API_PREFIX, CLUSTER_SECRET_HEADER, NODE_TOKEN_HEADER } from "../src/proto/cluster_api.ts";
 import { NodeRole } from "../src/proto/dataplane_auth.ts";
 import { nodeTokenOf } from "../src/mdm/core/dataplane_secrets.ts";
@@ -50,6 +50,20 @@ try {
     const t = process.cpuUsage(t0);
     console.log(`${name}: ${((t.user + t.system) / n / 1000).toFixed(2)} ms CPU per tick`);
   };
+  // REST creates (1 GiB thin, 16 extents), one at a time: CPU per create
+  const creates = Number(process.env.BENCH_CREATES ?? 200);
+  if (creates > 0) {
+    await m.login();
+    const pool = await m.idOf("StoragePool", "sp1");
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    for (let i = 0; i < creates; i++) {
+      const r = await m.api("POST", "/types/Volume/instances", { storagePoolId: pool, volumeSizeInGb: "1", name: `v${i}`, volumeType: "ThinProvisioned" });
+      if (r.status !== 200) throw new Error(`create: ${r.status} ${r.text}`);
+    }
+    const c = process.cpuUsage(c0);
+    console.log(`REST create (1 GiB thin): ${((c.user + c.system) / creates / 1000).toFixed(2)} ms CPU, ${((performance.now() - t0) / creates).toFixed(2)} ms wall per create`);
+  }
   perTick("recovery tick", 40, () => recoveryTick(ctx));
   perTick("observe tick", 20, () => observeTick(ctx));
 } finally {

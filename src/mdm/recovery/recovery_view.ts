@@ -11,7 +11,7 @@ import type { MdmContext } from "../core/context.ts";
 import { extentFromRow, extentKey, type ExtentInfo, type PlannedExtent } from "./recovery_model.ts";
 import type { PoolPolicy } from "./rebuild_planner.ts";
 import type { SdsView } from "./target_placement.ts";
-import { placementViewOf } from "../topology/placement_view.ts";
+import { placementViewOf, sdsWithDevicesFromStore } from "../topology/placement_view.ts";
 
 export const SDS_REMOVING = "RemovalInProgress";
 
@@ -28,7 +28,8 @@ export interface RecoveryView {
 export function loadSdsViews(ctx: MdmContext): SdsView[] {
   // every recovery tick (4 a second): from the in-memory placement view (placement_view.ts), not
   // a read of every device row (8,000 at 1,000 SDSs: most of a 23 ms tick at rest)
-  const { sds, devicesOf } = placementViewOf(ctx).sdsWithDevices();
+  // a standby (REST reads of recovery state) reads the rows: its connection is query_only
+  const { sds, devicesOf } = ctx.meta.isLeader() ? placementViewOf(ctx).sdsWithDevices() : sdsWithDevicesFromStore(ctx.store.sqlite);
   return sds.map((s) => ({
     sdsId: s.id,
     faultSetId: s.faultSetId,

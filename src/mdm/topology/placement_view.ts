@@ -17,7 +17,8 @@
 //
 // Scope: one view per HealthTracker, as the node token cache (dataplane_secrets.ts): a new one
 // (MDM start, HA leadership start) builds the view afresh from the store. Connectivity is not
-// part of it: health is read at each call (in memory). Memory ~ devices.
+// part of it: health is read at each call (in memory). Memory ~ devices. Only the active MDM
+// keeps one: a standby's connection is query_only (its readers use sdsWithDevicesFromStore).
 
 import type { Database } from "bun:sqlite";
 import { Limits } from "../../proto/limits.ts";
@@ -231,9 +232,19 @@ export class PlacementView {
   }
 }
 
+/**
+ * The same listing as PlacementView.sdsWithDevices, read from the store: for a standby, whose
+ * connection is query_only (mdm/ha/follower.ts), so the view's notes and stamp cannot be kept.
+ */
+export function sdsWithDevicesFromStore(sqlite: Database): { sds: readonly SdsRow[]; devicesOf: (sdsId: string) => readonly DeviceRow[] } {
+  const sds = sqlite.query<SdsRow, []>("SELECT id, pd_id AS pdId, fault_set_id AS faultSetId, state FROM main.sds ORDER BY rowid").all();
+  const bySds = Map.groupBy(sqlite.query<DeviceRow, []>(`SELECT ${DEVICE_COLUMNS} FROM main.device ORDER BY rowid`).all(), (d) => d.sdsId);
+  return { sds, devicesOf: (sdsId) => bySds.get(sdsId) ?? [] };
+}
+
 const views = new WeakMap<object, PlacementView>();
 
-/** This MDM life's placement view (built from the store at first use after a start or takeover). */
+/** This MDM life's placement view (built from the store at first use after a start or takeover); the active MDM's only (it writes TEMP tables). */
 export function placementViewOf(ctx: MdmContext): PlacementView {
   let v = views.get(ctx.health);
   if (v === undefined) {

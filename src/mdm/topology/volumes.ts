@@ -135,8 +135,12 @@ export function placeAndRecord(ctx: MdmContext, pool: StoragePoolRow, volume: { 
       secondaryDeviceId: s.deviceId,
     };
   });
-  const CHUNK = 500; // rows per INSERT: 7 columns each, well under sqlite's variable limit
-  for (let i = 0; i < rows.length; i += CHUNK) ctx.store.db.insert(extentTable).values(rows.slice(i, i + CHUNK)).run();
+  // one cached statement per row: drizzle built a multi-row INSERT text per call (prepared anew
+  // per length) and ~14 % of a create at 1,000 SDSs went to it
+  const insert = ctx.store.sqlite.query<never, [string, number, number, string, string, string, string]>(
+    "INSERT INTO extent (volume_id, idx, epoch, primary_sds_id, primary_device_id, secondary_sds_id, secondary_device_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+  );
+  for (const r of rows) insert.run(r.volumeId, r.idx, r.epoch, r.primarySdsId, r.primaryDeviceId, r.secondarySdsId, r.secondaryDeviceId);
   for (const [deviceId, copies] of perDevice) adjustDevice(ctx, deviceId, copies * pool.extentBytes, volume.thick);
   return holders;
 }
@@ -148,14 +152,11 @@ function checkReplicaSet(set: ReplicaSlot[]): void {
 
 /** Add (or with a negative delta, remove) copies' bytes to a device's accounting; call inside a transaction. */
 export function adjustDevice(ctx: MdmContext, deviceId: string, deltaBytes: number, thick: boolean): void {
-  ctx.store.db
-    .update(deviceTable)
-    .set({
-      assignedBytes: sql`${deviceTable.assignedBytes} + ${deltaBytes}`,
-      ...(thick ? { thickAssignedBytes: sql`${deviceTable.thickAssignedBytes} + ${deltaBytes}` } : {}),
-    })
-    .where(eq(deviceTable.id, deviceId))
-    .run();
+  // a cached statement: drizzle built this UPDATE per device per call (a quarter of a create's
+  // CPU at 1,000 SDSs, and every recovery step runs it per device touched)
+  ctx.store.sqlite
+    .query<never, [number, number, string]>("UPDATE device SET assigned_bytes = assigned_bytes + ?1, thick_assigned_bytes = thick_assigned_bytes + ?2 WHERE id = ?3")
+    .run(deltaBytes, thick ? deltaBytes : 0, deviceId);
 }
 
 export function createVolume(ctx: MdmContext, body: CreateVolume): string {
