@@ -2,8 +2,9 @@
 // placement and as the recovery view's SDSs and devices read it,
 // after every kind of change that touches what placement reads: creates, extends, removals,
 // heartbeats changing usage and device state, SDSs joining with devices, a device's capacity
-// changing at a rejoin, an SDS entering maintenance-like states, a transaction that rolled back
-// after placing, and an MDM restart on the same data directory.
+// changing at a rejoin, an SDS entering maintenance-like states, transactions that rolled back
+// after placing (once or twice, and one that built the view), a device moving between pools,
+// and an MDM restart on the same data directory.
 
 import { afterEach, describe, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
@@ -166,6 +167,56 @@ describe("placement view", () => {
     ).toThrow("fail after placing");
     expectAgrees(m, poolId);
     expect(structuredClone(placementSdsOf(ctx, pool, false))).toEqual(before);
+  });
+
+  test("a view first built inside a transaction that rolled back is built again (its TEMP triggers went with it)", async () => {
+    m = await MdmFixture.open();
+    const { poolId } = await setup(m);
+    // nothing has read the view yet: this create builds it inside its transaction, then fails
+    // NO_SPACE after placing, and TEMP DDL rolls back with the transaction
+    const big = await m.api("POST", "/types/Volume/instances", { storagePoolId: poolId, volumeSizeInGb: "100000", name: "big", volumeType: "ThinProvisioned" });
+    expect(big.status).not.toBe(200);
+    expect(big.text).not.toContain("no such table");
+    await createVolume(m, poolId, "small", 8);
+    expectAgrees(m, poolId);
+    const { recoveryTick } = await import("../src/mdm/recovery/recovery.ts");
+    expect(() => recoveryTick(m!.core.ctx)).not.toThrow();
+  });
+
+  test("two reads inside one transaction that rolls back: both reads' rows are read again", async () => {
+    m = await MdmFixture.open();
+    const { poolId } = await setup(m);
+    const ctx = m.core.ctx;
+    const pool = getPool(ctx, poolId);
+    const [x, y] = placementSdsOf(ctx, pool, false).flatMap((s) => s.devices.map((d) => d.deviceId));
+    expect(() =>
+      inTransaction(ctx, () => {
+        adjustDevice(ctx, x!, 7 * pool.extentBytes, false);
+        placementSdsOf(ctx, pool, false); // applies x's uncommitted figure
+        adjustDevice(ctx, y!, 5 * pool.extentBytes, false);
+        placementSdsOf(ctx, pool, false); // applies y's
+        throw new Error("roll back");
+      }),
+    ).toThrow("roll back");
+    expectAgrees(m, poolId);
+  });
+
+  test("a device moved to a pool whose id sorts first stays in the recovery listing", async () => {
+    m = await MdmFixture.open();
+    const { poolId } = await setup(m);
+    const ctx = m.core.ctx;
+    const view = placementViewOf(ctx);
+    view.sdsWithDevices();
+    const db = ctx.store.sqlite;
+    const cols = db.query<{ name: string }, []>("PRAGMA table_info(storage_pool)").all().map((c) => c.name);
+    const row = db.query<Record<string, unknown>, [string]>("SELECT * FROM storage_pool WHERE id = ?").get(poolId)!;
+    const first = "0000000000000000";
+    db.run(`INSERT INTO storage_pool (${cols.join(",")}) VALUES (${cols.map(() => "?").join(",")})`, cols.map((c) => (c === "id" ? first : c === "name" ? "sp0" : row[c])) as never);
+    const dev = db.query<{ id: string }, [string]>("SELECT id FROM device WHERE pool_id = ? LIMIT 1").get(poolId)!.id;
+    db.run("UPDATE device SET pool_id = ? WHERE id = ?", [first, dev]);
+    const all = view.sdsWithDevices();
+    expect(all.sds.flatMap((s) => all.devicesOf(s.id).map((d) => d.id))).toContain(dev);
+    expectAgrees(m, poolId);
   });
 
   test("an MDM restart builds the view from the store", async () => {

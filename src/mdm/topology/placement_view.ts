@@ -26,6 +26,8 @@ import type { MdmContext } from "../core/context.ts";
 import type { PlacementDevice, PlacementSds } from "./placement.ts";
 
 const NOTES = "temp._pf_placement_notes";
+/** applied entries a rollback redoes one by one; more: it reads everything again */
+const MAX_REDO = 1024;
 const STAMP = "temp._pf_placement_stamp";
 
 /** The device columns placement needs. */
@@ -72,6 +74,21 @@ function assign(into: PlacementDevice, from: PlacementDevice): void {
   into.state = from.state;
 }
 
+const TRIGGER_NAMES = ["device_figures", "device_moved", "device_added", "device_removed", "sds_changed", "sds_added", "sds_removed"].map((n) => `_pf_placement_${n}`);
+
+/**
+ * Are the view's triggers on this connection? Asked, not remembered (as copy_log.ts does): TEMP
+ * DDL is transactional, so a view first built inside a transaction that rolled back (a create
+ * refused NO_SPACE after its placement) left no triggers and no tables behind, and a remembered
+ * view then failed every create and recovery tick with "no such table" until a restart.
+ */
+function placementTriggersInstalled(sqlite: Database): boolean {
+  const row = sqlite
+    .query<{ n: number }, []>(`SELECT COUNT(*) AS n FROM sqlite_temp_master WHERE (type = 'trigger' AND name IN (${TRIGGER_NAMES.map((t) => `'${t}'`).join(", ")})) OR (type = 'table' AND name IN ('_pf_placement_notes', '_pf_placement_stamp'))`)
+    .get();
+  return row?.n === TRIGGER_NAMES.length + 2;
+}
+
 /** Create the notes table and triggers on this connection (idempotent). */
 export function ensurePlacementTriggers(sqlite: Database): void {
   sqlite.run(`CREATE TEMP TABLE IF NOT EXISTS _pf_placement_notes (kind TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID`);
@@ -97,14 +114,18 @@ export class PlacementView {
   /** every SDS with its devices (rowid order), for the recovery view; dropped on structural changes */
   private bySds: Map<string, DeviceRow[]> | null = null;
   private gen = 0;
-  /** what the last read that applied notes applied: re-read if its transaction rolled back */
-  private lastApplied: { gen: number; devices: string[]; pools: string[]; all: boolean } | null = null;
+  /**
+   * what the reads since the last one outside a transaction applied: re-read if the stamp of the
+   * last of them is gone (its transaction rolled back). Accumulated while reads run inside a
+   * transaction: one that reads twice (write X, read, write Y, read, roll back) must redo X too.
+   */
+  private lastApplied: { gen: number; devices: Set<string>; pools: Set<string>; all: boolean } | null = null;
 
-  constructor(private readonly sqlite: Database) {
+  constructor(readonly sqlite: Database) {
     ensurePlacementTriggers(sqlite);
     sqlite.run(`DELETE FROM ${NOTES}`); // what they name is read whole below
     this.loadAll();
-    this.stamp({ devices: [], pools: [], all: true });
+    this.stamp(new Set(), new Set(), true);
   }
 
   /** The pool's SDSs with devices, as placeExtents takes them (thin: overcommit, assigned; thick: real capacity and reservations). */
@@ -194,11 +215,11 @@ export class PlacementView {
         }
       }
     }
-    this.stamp({ devices: [...devices], pools: [...pools], all });
+    this.stamp(devices, pools, all, redo !== null);
   }
 
-  /** The last read's applied notes when its transaction rolled back (its stamp is gone), else null. */
-  private rolledBack(): { devices: string[]; pools: string[]; all: boolean } | null {
+  /** The applied notes to redo when the last read's transaction rolled back (its stamp is gone), else null. */
+  private rolledBack(): { devices: Set<string>; pools: Set<string>; all: boolean } | null {
     const last = this.lastApplied;
     if (last === null) return null;
     const row = this.sqlite.query<{ gen: number }, []>(`SELECT gen FROM ${STAMP} WHERE one = 1`).get();
@@ -206,10 +227,24 @@ export class PlacementView {
     return last;
   }
 
-  private stamp(applied: { devices: string[]; pools: string[]; all: boolean }): void {
+  /**
+   * Stamp a read that applied notes. Inside a transaction the earlier reads' sets are kept with
+   * this one's (an earlier read of the same transaction is undone by the same rollback; one of an
+   * earlier, committed transaction is merely read again); past MAX_REDO entries a rollback redoes
+   * everything. `redone`: the sets already hold the rolled-back reads' (start afresh from them).
+   */
+  private stamp(devices: Set<string>, pools: Set<string>, all: boolean, redone = false): void {
     this.gen++;
     this.sqlite.query(`INSERT INTO ${STAMP} (one, gen) VALUES (1, ?1) ON CONFLICT (one) DO UPDATE SET gen = ?1`).run(this.gen);
-    this.lastApplied = { gen: this.gen, ...applied };
+    const prev = this.lastApplied;
+    if (prev !== null && !redone && this.sqlite.inTransaction) {
+      for (const d of devices) prev.devices.add(d);
+      for (const p of pools) prev.pools.add(p);
+      prev.all ||= all || prev.devices.size + prev.pools.size > MAX_REDO;
+      prev.gen = this.gen;
+      return;
+    }
+    this.lastApplied = { gen: this.gen, devices, pools, all };
   }
 
   private loadAll(): void {
@@ -222,7 +257,8 @@ export class PlacementView {
   }
 
   private loadPool(poolId: string): void {
-    for (const d of this.devicesByPool.get(poolId) ?? []) this.deviceById.delete(d.id);
+    // only the pool's own entries: a device that moved here from it may be loaded already
+    for (const d of this.devicesByPool.get(poolId) ?? []) if (this.deviceById.get(d.id) === d) this.deviceById.delete(d.id);
     const rows = this.sqlite.query<DeviceRow, [string]>(`SELECT ${DEVICE_COLUMNS} FROM main.device WHERE pool_id = ? ORDER BY rowid`).all(poolId);
     if (rows.length === 0) this.devicesByPool.delete(poolId);
     else this.devicesByPool.set(poolId, rows);
@@ -247,7 +283,9 @@ const views = new WeakMap<object, PlacementView>();
 /** This MDM life's placement view (built from the store at first use after a start or takeover); the active MDM's only (it writes TEMP tables). */
 export function placementViewOf(ctx: MdmContext): PlacementView {
   let v = views.get(ctx.health);
-  if (v === undefined) {
+  // a view whose triggers are gone (built inside a transaction that rolled back) missed every
+  // change since: a new one, read whole from the store; so does a reopened database
+  if (v === undefined || v.sqlite !== ctx.store.sqlite || !placementTriggersInstalled(ctx.store.sqlite)) {
     v = new PlacementView(ctx.store.sqlite);
     views.set(ctx.health, v);
   }
