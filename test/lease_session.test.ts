@@ -12,7 +12,7 @@ import { KEEPALIVE_LATE_MS, LeaseSession, MAX_KEEPALIVES_IN_FLIGHT, REVOKE_RETRY
 const TIMING: LeaseTiming = { ttlS: 1, keepaliveMs: 100, retryMs: 20, fenceMarginMs: 100 };
 
 /** A fake etcd lease API: answer(sentAtMs) decides each keepalive (a TTL, null = lease gone, or "park"). */
-function scriptedEtcd(answer: (sinceStartMs: number) => number | null | { parkMs: number }, revokesRefused = 0) {
+function scriptedEtcd(answer: (sinceStartMs: number) => number | null | { parkMs: number }, revokesRefused = 0, timing: LeaseTiming = TIMING) {
   const t0 = performance.now();
   const stats = { keepalives: 0, inFlight: 0, maxInFlight: 0, revoked: 0, revokeAttempts: 0 };
   const client: LeaseClient = {
@@ -30,7 +30,7 @@ function scriptedEtcd(answer: (sinceStartMs: number) => number | null | { parkMs
         const a = answer(performance.now() - t0);
         if (a !== null && typeof a === "object") {
           await Bun.sleep(a.parkMs);
-          return TIMING.ttlS;
+          return timing.ttlS;
         }
         return a;
       } finally {
@@ -41,14 +41,21 @@ function scriptedEtcd(answer: (sinceStartMs: number) => number | null | { parkMs
   return { client, stats };
 }
 
-test("keepalives parked by an etcd election do not hold back the ones sent after it: the session lives through a 600 ms election", async () => {
-  // every keepalive that arrives during the "election" (100..700 ms) is answered only 1 s later,
-  // past the deadline; the ones after it are answered at once
-  const etcd = scriptedEtcd((at) => (at >= 100 && at < 700 ? { parkMs: 1000 } : TIMING.ttlS));
+test("keepalives parked by an etcd election do not hold back the ones sent after it: the session lives through a 1200 ms election", async () => {
+  // TTL 3 s (deadline 2.8 s after the last answered send): a keepalive sent after the election
+  // has 1.4 s to be answered, so a loaded host that runs this process late does not end the
+  // session; the parked ones alone would (they come back at 3.2 s at the earliest). retryMs 80:
+  // the retries during the election stay below MAX_KEEPALIVES_IN_FLIGHT.
+  const timing: LeaseTiming = { ttlS: 3, keepaliveMs: 200, retryMs: 80, fenceMarginMs: 200 };
+  const election = { fromMs: 200, toMs: 1400 };
+  const parkMs = 3000;
+  // every keepalive that arrives during the "election" is answered only parkMs later, past the
+  // deadline; the ones after it are answered at once
+  const etcd = scriptedEtcd((at) => (at >= election.fromMs && at < election.toMs ? { parkMs } : timing.ttlS), 0, timing);
   const lost: string[] = [];
-  const s = await LeaseSession.open(etcd.client, TIMING, (why) => lost.push(why));
+  const s = await LeaseSession.open(etcd.client, timing, (why) => lost.push(why));
   let minRemainingMs = Infinity;
-  const until = performance.now() + 1800;
+  const until = performance.now() + 3600;
   while (performance.now() < until) {
     expect(s.alive()).toBe(true);
     minRemainingMs = Math.min(minRemainingMs, s.remainingMs);
@@ -56,10 +63,11 @@ test("keepalives parked by an etcd election do not hold back the ones sent after
   }
   s.stop();
   expect(lost).toEqual([]);
-  // it came close (the election ate most of the budget), and it was saved by a keepalive sent after it
-  expect(minRemainingMs).toBeLessThan(TIMING.ttlS * 1000 - TIMING.fenceMarginMs - 600 + 100);
+  expect(etcd.stats.maxInFlight).toBeLessThan(MAX_KEEPALIVES_IN_FLIGHT);
+  // it came close (the election ate much of the budget), and it was saved by a keepalive sent after it
+  expect(minRemainingMs).toBeLessThan(timing.ttlS * 1000 - timing.fenceMarginMs - (election.toMs - election.fromMs) + 100);
   expect(s.lastGoodSendMs).toBeGreaterThan(0);
-  await Bun.sleep(1100); // the parked ones come back after stop(): ignored
+  await Bun.sleep(parkMs + 100); // the parked ones come back after stop(): ignored
   expect(lost).toEqual([]);
 });
 
@@ -82,17 +90,20 @@ test("while keepalives are late the session is not fit to begin a term; an answe
 });
 
 test("an etcd that answers no keepalive: at most MAX_KEEPALIVES_IN_FLIGHT parked, the session ends at its deadline", async () => {
-  const etcd = scriptedEtcd(() => ({ parkMs: 3000 }));
+  // TTL 2 s: retries every 20 ms from 400 ms on would be 75 by the 1.9 s deadline, so the cap is
+  // reached even when a loaded host runs this process's timers late
+  const timing: LeaseTiming = { ...TIMING, ttlS: 2 };
+  const etcd = scriptedEtcd(() => ({ parkMs: 5000 }), 0, timing);
   const lost: { why: string; atMs: number }[] = [];
   const t0 = performance.now();
-  const s = await LeaseSession.open(etcd.client, TIMING, (why) => lost.push({ why, atMs: performance.now() - t0 }));
-  await Bun.sleep(1300);
+  const s = await LeaseSession.open(etcd.client, timing, (why) => lost.push({ why, atMs: performance.now() - t0 }));
+  await Bun.sleep(2300);
   expect(lost.length).toBe(1);
   expect(lost[0]!.why).toContain("no keepalive answered");
-  // deadline = grant + TTL - margin = 900 ms (the 100 ms fence checks are the session's own ticks)
-  expect(lost[0]!.atMs).toBeGreaterThanOrEqual(TIMING.ttlS * 1000 - TIMING.fenceMarginMs - 5);
-  expect(lost[0]!.atMs).toBeLessThan(TIMING.ttlS * 1000 - TIMING.fenceMarginMs + 100);
-  // retries every 20 ms from 400 ms on would be 26 by 900 ms: the cap stops them
+  // deadline = grant + TTL - margin = 1900 ms (the 100 ms fence checks are the session's own ticks)
+  expect(lost[0]!.atMs).toBeGreaterThanOrEqual(timing.ttlS * 1000 - timing.fenceMarginMs - 5);
+  expect(lost[0]!.atMs).toBeLessThan(timing.ttlS * 1000 - timing.fenceMarginMs + 100);
+  // the cap stops the retries
   expect(etcd.stats.maxInFlight).toBe(MAX_KEEPALIVES_IN_FLIGHT);
   const sent = etcd.stats.keepalives;
   await Bun.sleep(200);

@@ -61,13 +61,18 @@ function pending(p: Promise<DataReply>): { reply: DataReply | null; done: Promis
 
 const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
 
+/** Poll until cond() holds (at most 10 s): the frames reach the secondary whenever the loop gets to them, later on a loaded host. */
+async function settle(cond: () => boolean): Promise<void> {
+  for (const until = performance.now() + 10_000; !cond() && performance.now() < until; ) await Bun.sleep(5);
+}
+
 test("a secondary behind the primary's epoch holds the forwarded write; it is acknowledged on both copies once the assignment arrives, no failed forward", async () => {
   const [a, b] = boot();
   applyTo([0, 1, 2], plan(1), 1);
   applyTo([0], plan(2), 2); // the primary heard first
   const data = pattern(BLOCK, 1);
   const w = pending(vol.write(clients[0]!, 0, 0, data, { epoch: 2 }));
-  await Bun.sleep(150);
+  await settle(() => b!.node.holds.heldFrames >= 1);
   expect(w.reply).toBeNull(); // not acknowledged: the secondary does not hold it yet
   expect(b!.node.holds.heldFrames).toBe(1);
   applyTo([1], plan(2), 2);
@@ -90,7 +95,7 @@ test("overlapping writes, zeroes and a FLUSH held behind the first keep their or
     else replies.push(vol.write(clients[0]!, 0, (i % 2) * 1024, pattern(BLOCK, i), { epoch: 2 }));
     if (i === 20) replies.push(clients[0]!.request({ opcode: Op.FLUSH, flags: 0, epoch: 0, volumeHi: 0, volumeLo: 0, extentIndex: 0, offset: 0, length: 0 }));
   }
-  await Bun.sleep(150);
+  await settle(() => b!.node.holds.heldFrames >= 30);
   expect(b!.node.holds.heldFrames).toBeGreaterThanOrEqual(30);
   applyTo([1], plan(2), 2);
   const rs = await Promise.all(replies);
@@ -109,8 +114,9 @@ for (const cap of [{ maxFrames: 8 }, { maxBytes: 16 * BLOCK }]) {
     const n = 60;
     const replies: Promise<DataReply>[] = [];
     for (let i = 1; i <= n; i++) replies.push(vol.write(clients[0]!, 0, 0, pattern(BLOCK, i), { epoch: 2 }));
-    await Bun.sleep(200);
     const limit = cap.maxFrames ?? (cap.maxBytes ?? 0) / BLOCK;
+    await settle(() => b!.node.holds.heldFrames >= limit);
+    await Bun.sleep(100); // and no frame beyond the cap arrives after it
     expect(b!.node.holds.heldFrames).toBe(limit);
     expect(b!.node.holds.stats.capReached).toBe(1);
     applyTo([1], plan(2), 2);
@@ -144,7 +150,7 @@ test("the MDM's answer to a heartbeat sent after the frame arrived is final: no 
   const beforeFrame = b!.node.heartbeatBegun(); // in flight when the frame arrives: not final
   const t0 = performance.now();
   const w = pending(vol.write(clients[0]!, 0, 0, pattern(BLOCK, 1), { epoch: 2 }));
-  await Bun.sleep(100);
+  await settle(() => asked > 0);
   expect(asked).toBe(1);
   b!.node.heartbeatAnswered(beforeFrame);
   await Bun.sleep(50);
@@ -161,7 +167,7 @@ test("a new target that has not applied its assignment yet holds the forwarded w
   applyTo([0], plan(2, 2), 2); // the primary starts copying to SDS 2, which knows nothing yet
   const data = pattern(BLOCK, 7);
   const w = pending(vol.write(clients[0]!, 0, 0, data, { epoch: 2 }));
-  await Bun.sleep(150);
+  await settle(() => c!.node.holds.heldFrames > 0);
   expect(w.reply).toBeNull();
   expect(c!.node.holds.heldFrames).toBeGreaterThan(0);
   applyTo([1, 2], plan(2, 2), 2);

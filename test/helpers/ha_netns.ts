@@ -20,6 +20,21 @@ function ip(args: string[]): void {
   if (r.status !== 0) throw new Error(`ip ${args.join(" ")} failed: ${r.stderr || r.error?.message}`);
 }
 
+/**
+ * A third octet whose 10.215.<n>.0/24 no link of the root namespace has: the test process's own
+ * links (.254) live there, and another network of a test file running at the same time (bun test
+ * --parallel, another checkout's suite) must not route the same subnet.
+ */
+function unusedSubnet(): number {
+  const r = spawnSync("ip", ["-4", "-o", "addr", "show"], { encoding: "utf8" });
+  const taken = new Set([...(r.stdout ?? "").matchAll(/inet 10\.21[56]\.(\d+)\./g)].map((m) => Number(m[1])));
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const n = 1 + Math.floor(Math.random() * 250);
+    if (!taken.has(n)) return n;
+  }
+  throw new Error("no free 10.215.n.0/24 for a test network: remove stale pf* namespaces and veths (ip netns list)");
+}
+
 interface Host {
   name: string;
   ns: string;
@@ -29,7 +44,7 @@ interface Host {
 
 export class HaNetwork {
   private readonly tag = Math.random().toString(36).slice(2, 7);
-  private readonly subnet = 1 + Math.floor(Math.random() * 250);
+  private readonly subnet = unusedSubnet();
   private readonly sw = `pf${this.tag}sw`;
   private readonly hosts: Host[] = [];
   private rootLinks: string[] = [];
