@@ -3,7 +3,7 @@
 // process control (kill -9 of every role, restart). Every process it starts is stopped by PID
 // in stop(), pass or fail.
 
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -22,8 +22,8 @@ export const PF_BIN = resolve(import.meta.dir, "../../dist/pf");
  * random pick alone gave two roles of one cluster the same port now and then (about one cluster
  * in 200: "cannot listen for the control port ... Is port N in use?" in a beforeAll). Ports are
  * reserved across processes too (test files running in parallel): an O_EXCL file per port in
- * PORT_DIR; a reservation older than PORT_HOLD_MS is free again (its server has bound it by then,
- * or never will).
+ * PORT_DIR naming its process; it is free again once that process has ended, or after
+ * PORT_HOLD_MS (its server has bound it by then, or never will).
  */
 export async function freePort(): Promise<number> {
   for (let attempt = 0; attempt < 200; attempt++) {
@@ -40,25 +40,44 @@ const PORT_DIR = join(tmpdir(), "pf-test-ports");
 const PORT_HOLD_MS = 10 * 60_000;
 const handedOut = new Set<number>();
 
+/**
+ * Reserve `port` for this process: a file holding our PID, made with O_EXCL. One whose process
+ * has ended (a suite run before this one: a suite takes a few thousand ports) or older than
+ * PORT_HOLD_MS is taken over.
+ */
 function reservePort(port: number): boolean {
   if (handedOut.has(port)) return false;
   mkdirSync(PORT_DIR, { recursive: true });
   const file = join(PORT_DIR, String(port));
   for (let i = 0; i < 2; i++) {
     try {
-      closeSync(openSync(file, "wx"));
+      const fd = openSync(file, "wx");
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
       handedOut.add(port);
       return true;
     } catch {
       try {
-        if (Date.now() - statSync(file).mtimeMs < PORT_HOLD_MS) return false;
-        unlinkSync(file); // a stale reservation: take it over
+        if (!reservationStale(file)) return false;
+        unlinkSync(file);
       } catch {
         // gone meanwhile, or another process took it over: try again / give up on this port
       }
     }
   }
   return false;
+}
+
+function reservationStale(file: string): boolean {
+  if (Date.now() - statSync(file).mtimeMs >= PORT_HOLD_MS) return true;
+  const pid = Number(readFileSync(file, "utf8"));
+  if (!Number.isInteger(pid) || pid <= 0) return false; // being written right now
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "ESRCH";
+  }
 }
 
 function canBind(port: number, host: string): Promise<boolean> {
