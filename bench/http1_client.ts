@@ -22,6 +22,9 @@ export interface Http1Counters {
 }
 
 const CRLF2 = Buffer.from("\r\n\r\n");
+const OPEN_TIMEOUT_MS = 20_000;
+/** longer than a map watch is held (Limits.mapWatchMaxMs) and than Bun.serve's 10 s idle timeout */
+const ANSWER_TIMEOUT_MS = 30_000;
 
 class Http1Conn {
   private sock: Socket<undefined> | null = null;
@@ -33,10 +36,32 @@ class Http1Conn {
   keepAlive = true;
   used = 0;
   onIdleClose: (() => void) | null = null;
+  onOpenFailed: ((e: Error) => void) | null = null;
+  raw: Socket<undefined> | null = null;
+  private answerTimer: ReturnType<typeof setTimeout> | undefined;
 
   static open(host: string, port: number, ca: string): Promise<Http1Conn> {
     const c = new Http1Conn();
-    return new Promise((resolve, reject) => {
+    return new Promise((resolveOpen, rejectOpen) => {
+      // settled once: a connection closed (or never handshaken) before it opened fails its request
+      let settled = false;
+      const resolve = (x: Http1Conn) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolveOpen(x);
+      };
+      const reject = (e: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        rejectOpen(Object.assign(e, { code: "ECONNRESET" }));
+      };
+      const timer = setTimeout(() => {
+        reject(new Error(`no TLS connection to ${host}:${port} within ${OPEN_TIMEOUT_MS} ms`));
+        c.close();
+      }, OPEN_TIMEOUT_MS);
+      c.onOpenFailed = reject;
       void Bun.connect<undefined>({
         hostname: host,
         port,
@@ -44,6 +69,7 @@ class Http1Conn {
         socket: {
           open: (s) => {
             s.setNoDelay(true);
+            c.raw = s;
           },
           handshake: (s, ok, err) => {
             if (!ok || err) {
@@ -52,6 +78,7 @@ class Http1Conn {
               return;
             }
             c.sock = s;
+            c.onOpenFailed = null;
             resolve(c);
           },
           data: (_s, data) => c.onData(data),
@@ -72,6 +99,13 @@ class Http1Conn {
     this.used++;
     return new Promise((resolve, reject) => {
       this.pending = { resolve, reject, gotBytes: false };
+      // an answer that never comes (the server dropped the request) fails it, as fetch's would
+      this.answerTimer = setTimeout(() => {
+        const p = this.pending;
+        this.pending = null;
+        this.close();
+        p?.reject(Object.assign(new Error(`no answer within ${ANSWER_TIMEOUT_MS} ms`), { code: "ETIMEDOUT", gotBytes: true }));
+      }, ANSWER_TIMEOUT_MS);
       this.out = body === undefined ? Buffer.from(head) : Buffer.concat([Buffer.from(head), Buffer.from(body)]);
       this.flush(this.sock!);
     });
@@ -143,13 +177,17 @@ class Http1Conn {
     this.have = rest.length;
     const p = this.pending!;
     this.pending = null;
+    clearTimeout(this.answerTimer);
     if (!this.keepAlive) this.close();
     p.resolve({ status, text });
   }
 
   private onClose(e?: Error): void {
-    if (this.closed) return;
+    this.onOpenFailed?.(e ?? new Error("connection closed during the TLS handshake"));
+    this.onOpenFailed = null;
+    if (this.closed && this.pending === null) return;
     this.closed = true;
+    clearTimeout(this.answerTimer);
     const p = this.pending;
     this.pending = null;
     if (p !== null) p.reject(Object.assign(e ?? new Error("connection closed before the answer"), { code: "ECONNRESET", gotBytes: p.gotBytes }));
@@ -158,7 +196,7 @@ class Http1Conn {
 
   close(): void {
     this.closed = true;
-    this.sock?.end();
+    (this.sock ?? this.raw)?.end();
   }
 }
 
