@@ -83,6 +83,11 @@ class Http1Conn {
           },
           data: (_s, data) => c.onData(data),
           drain: (s) => c.flush(s),
+          // the server's FIN (Bun.serve's idle timeout): a half-open socket would take a request and never answer
+          end: (s) => {
+            c.onClose();
+            s.end();
+          },
           close: () => c.onClose(),
           error: (_s, e) => {
             if (c.sock === null) reject(e);

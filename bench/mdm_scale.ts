@@ -405,6 +405,7 @@ function mapVersionOf(text: string): number {
   return Number(m[1]);
 }
 
+let debugLists = 0;
 /** GET the node's assignments / maps (with its address-list tag) and take the version. */
 async function fetchMaps(n: SimNode): Promise<void> {
   const q: string[] = [];
@@ -435,6 +436,7 @@ async function fetchMaps(n: SimNode): Promise<void> {
   const at = f.text.lastIndexOf('"sdsTag":"');
   if (at < 0 || f.text.includes('"sds":[', Math.max(0, at - N_SDS * 100 - 1000))) {
     stats.fetchesWithList++;
+    if (process.env.BENCH_DEBUG && stats.recordBeats && debugLists++ < 8) log(`list to ${n.kind} ${n.id} (sent tag ${n.addressesTag}, path ${path}): ${f.text.length} chars, ${f.text.slice(0, 160)} ... ${f.text.slice(at - 40, at + 40)}`);
     n.addressesTag = at < 0 ? null : f.text.slice(at + 10, at + 26);
   }
   if (n.kind === "sds") {
@@ -639,6 +641,7 @@ try {
     const watch0 = stats.watchAnswers;
     const moved0 = stats.watchMoved;
     const conns0 = http1 === null ? null : { ...http1.counters };
+    debugLists = 0;
     const t0 = performance.now();
     stats.beatMs = [];
     stats.recordBeats = true;
