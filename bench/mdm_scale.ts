@@ -420,6 +420,7 @@ async function fetchMaps(n: SimNode): Promise<void> {
       stats.shed++;
       n.waitingTurn = true;
       n.onShed?.();
+      // (the real nodes wait at most 10 s, busyRetryMs; the bench waits the whole time named: a run with the cap is in docs/design.md)
       const ms = Number(/retry after (\d+) ms/.exec(f.text)?.[1] ?? 1000);
       await Bun.sleep(ms);
       f = await request("GET", path, n.headers, undefined, n.pool);
@@ -758,6 +759,7 @@ try {
     const cap = Limits.maxConcurrentRebuildsPerSds * (N_SDS - 1);
     const until = lossAtMs + HEARTBEAT_TIMEOUT_MS + 30_000;
     let expected = -1;
+    let lastDebug = 0;
     while (performance.now() < until && (restDone === null || apiDone === null)) {
       await Bun.sleep(25);
       if (restDone === null) {
@@ -782,6 +784,11 @@ try {
         targets = 0;
         for (const n of nodes) if (n.kind === "sds" && !n.stopped && n.targets !== null) for (const t of n.targets.values()) if (t) targets++;
         if (targets >= expected) apiDone = performance.now();
+        if (process.env.BENCH_DEBUG && performance.now() - lastDebug > 2000) {
+          lastDebug = performance.now();
+          const sds = nodes.filter((x) => x.kind === "sds" && !x.stopped);
+          log(`  targets ${targets}/${expected}; SDSs with an answer since the loss ${sds.filter((x) => x.targets !== null).length}, waiting for a turn ${sds.filter((x) => x.waitingTurn).length}; fetches ${stats.fetches}, shed ${stats.shed}`);
+        }
       }
     }
     end();
