@@ -215,7 +215,7 @@ export class PlacementView {
         }
       }
     }
-    this.stamp(devices, pools, all, redo !== null);
+    this.stamp(devices, pools, all);
   }
 
   /** The applied notes to redo when the last read's transaction rolled back (its stamp is gone), else null. */
@@ -231,13 +231,13 @@ export class PlacementView {
    * Stamp a read that applied notes. Inside a transaction the earlier reads' sets are kept with
    * this one's (an earlier read of the same transaction is undone by the same rollback; one of an
    * earlier, committed transaction is merely read again); past MAX_REDO entries a rollback redoes
-   * everything. `redone`: the sets already hold the rolled-back reads' (start afresh from them).
+   * everything. (After a redo the sets already hold the rolled-back reads': merging adds nothing.)
    */
-  private stamp(devices: Set<string>, pools: Set<string>, all: boolean, redone = false): void {
+  private stamp(devices: Set<string>, pools: Set<string>, all: boolean): void {
     this.gen++;
     this.sqlite.query(`INSERT INTO ${STAMP} (one, gen) VALUES (1, ?1) ON CONFLICT (one) DO UPDATE SET gen = ?1`).run(this.gen);
     const prev = this.lastApplied;
-    if (prev !== null && !redone && this.sqlite.inTransaction) {
+    if (prev !== null && this.sqlite.inTransaction) {
       for (const d of devices) prev.devices.add(d);
       for (const p of pools) prev.pools.add(p);
       prev.all ||= all || prev.devices.size + prev.pools.size > MAX_REDO;
@@ -248,8 +248,8 @@ export class PlacementView {
   }
 
   private loadAll(): void {
-    this.sdsRows = this.sqlite.query<SdsRow, []>("SELECT id, pd_id AS pdId, fault_set_id AS faultSetId, state FROM main.sds ORDER BY rowid").all();
-    const rows = this.sqlite.query<DeviceRow, []>(`SELECT ${DEVICE_COLUMNS} FROM main.device ORDER BY rowid`).all();
+    const { sds, devices: rows } = readAll(this.sqlite);
+    this.sdsRows = sds;
     this.devicesByPool = Map.groupBy(rows, (d) => d.poolId);
     this.deviceById = new Map(rows.map((d) => [d.id, d]));
     this.pools.clear();
@@ -273,9 +273,17 @@ export class PlacementView {
  * connection is query_only (mdm/ha/follower.ts), so the view's notes and stamp cannot be kept.
  */
 export function sdsWithDevicesFromStore(sqlite: Database): { sds: readonly SdsRow[]; devicesOf: (sdsId: string) => readonly DeviceRow[] } {
-  const sds = sqlite.query<SdsRow, []>("SELECT id, pd_id AS pdId, fault_set_id AS faultSetId, state FROM main.sds ORDER BY rowid").all();
-  const bySds = Map.groupBy(sqlite.query<DeviceRow, []>(`SELECT ${DEVICE_COLUMNS} FROM main.device ORDER BY rowid`).all(), (d) => d.sdsId);
+  const { sds, devices } = readAll(sqlite);
+  const bySds = Map.groupBy(devices, (d) => d.sdsId);
   return { sds, devicesOf: (sdsId) => bySds.get(sdsId) ?? [] };
+}
+
+/** Every SDS and device row placement reads, in the database's (rowid) order. */
+function readAll(sqlite: Database): { sds: SdsRow[]; devices: DeviceRow[] } {
+  return {
+    sds: sqlite.query<SdsRow, []>("SELECT id, pd_id AS pdId, fault_set_id AS faultSetId, state FROM main.sds ORDER BY rowid").all(),
+    devices: sqlite.query<DeviceRow, []>(`SELECT ${DEVICE_COLUMNS} FROM main.device ORDER BY rowid`).all(),
+  };
 }
 
 const views = new WeakMap<object, PlacementView>();
