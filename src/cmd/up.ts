@@ -24,6 +24,7 @@ import { consola } from "consola";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
+import { connect } from "node:net";
 import type { ClusterConfig, HostConfig } from "../proto/cluster_config.ts";
 import { PfError } from "../proto/errors.ts";
 import type { MdmEndpoint } from "../proto/mdm_http.ts";
@@ -172,6 +173,9 @@ async function up(plan: HostPlan): Promise<void> {
     }
     if (plan.appliesObjects) await applyClusterObjects(ep, config, "volumes", () => sup.failure());
     if (host.sdc) await waitForExports(host.sdc.nbd, probeTlsOf(host.sdc, join(dataDir, "sdc")), config.volumes.filter((v) => v.mapTo.some((m) => m.host === host.name)).map((v) => v.name), () => sup.failure());
+    // "pf is up" on an etcd-only host (a tie-breaker) means its member takes clients: etcd binds
+    // its client port a moment after it starts (a client right after the line was refused)
+    if (plan.etcd) await waitForEtcdMember(plan.etcd.clientUrl, () => sup.failure());
     printSummary(plan);
   } catch (e) {
     // a role that died is the cause of whatever pf up saw next (an MDM that stopped answering…)
@@ -239,6 +243,32 @@ function probeTlsOf(sdc: NonNullable<HostConfig["sdc"]>, sdcDataDir: string): ()
     if (sdc.nbdTlsVerifyPeer !== true) return { caPem: read("ca-cert.pem") };
     return { caPem: read("ca-cert.pem"), certPem: read("server-cert.pem"), keyPem: read("server-key.pem") };
   };
+}
+
+const WAIT_ETCD_MS = 30_000;
+
+/** Wait until this host's etcd member accepts connections on its client URL. */
+async function waitForEtcdMember(clientUrl: string, failed: () => PfError | null): Promise<void> {
+  const url = new URL(clientUrl);
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
+  const deadline = Date.now() + WAIT_ETCD_MS;
+  for (;;) {
+    const f = failed();
+    if (f) throw f;
+    const listening = await new Promise<boolean>((resolve) => {
+      const sock = connect({ host, port }, () => {
+        sock.destroy();
+        resolve(true);
+      });
+      sock.once("error", () => resolve(false));
+    });
+    if (listening) return;
+    if (Date.now() > deadline) {
+      throw new PfError("UNAVAILABLE", `this host's etcd member does not accept connections on ${clientUrl} after ${WAIT_ETCD_MS / 1000} s; see the etcd log lines above`);
+    }
+    await Bun.sleep(100);
+  }
 }
 
 async function waitForExports(nbd: { host: string; port: number }, tls: () => NbdProbeTls | undefined, names: string[], failed: () => PfError | null): Promise<void> {
