@@ -17,6 +17,7 @@ import { ADMIN_PASSWORD, HaCluster, MDM_HOSTS, type MdmHost } from "./helpers/ha
 import { HaNetwork } from "./helpers/ha_netns.ts";
 import { runFio } from "./helpers/real_clients.ts";
 import { expectIdentical, verifyJob, waitFor, waitPoolHealthy } from "./helpers/recovery.ts";
+import { loopLag } from "./helpers/loop_lag.ts";
 
 const TAKEOVER_LIMIT_MS = 3000;
 const HEARTBEAT_TIMEOUT = "5s";
@@ -97,24 +98,6 @@ test("then kill -9 of an SDS: the new active MDM rebuilds it and every block ver
   const verify = await runFio([...job, "--verify_only"], { timeoutMs: 120_000 });
   expect(verify.json.jobs[0]!.error).toBe(0);
 }, 150_000);
-
-/** The most this process's event loop ran late (ms) between loopLag() and stop(). */
-function loopLag(): { stop(): number } {
-  const tickMs = 10;
-  let last = performance.now();
-  let maxLateMs = 0;
-  const timer = setInterval(() => {
-    const now = performance.now();
-    maxLateMs = Math.max(maxLateMs, now - last - tickMs);
-    last = now;
-  }, tickMs);
-  return {
-    stop() {
-      clearInterval(timer);
-      return Math.round(maxLateMs);
-    },
-  };
-}
 
 test("the active MDM's etcd link cut (data link up): it stops acting before the new active starts; each SDS takes the new term once, after it began, and no old-term answer after", async () => {
   const { host: cut, role: before } = await c.leader();
