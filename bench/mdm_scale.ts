@@ -16,6 +16,7 @@
 // env: BENCH_SDS=1000 BENCH_SDC=500 BENCH_VOLUMES=100000 BENCH_VOLUME_GIB=1 BENCH_CONCURRENCY=4
 //      BENCH_STEADY_S=15 (heartbeat-only window for CPU per heartbeat)
 //      BENCH_SEED=0 (volumes created and mapped through the MDM's code before it starts: see "seeding")
+//      BENCH_SEED_CACHE=DIR (keep the seeded database per size and reuse it)  BENCH_SEED_ONLY=1 (exit after seeding)
 //      BENCH_REJOIN=1 (0 with BENCH_SEED: no joins, the nodes beat at once with the tokens the MDM's
 //        code derives from the seeded database, as running nodes after an MDM restart)
 //      BENCH_REFETCH=1 (0: nodes never fetch assignments/maps after joining; not what real nodes do)
@@ -177,6 +178,8 @@ if (SEED > 0 && SEED_CACHE !== null && existsSync(join(SEED_CACHE, "mdm.db"))) {
   const poolId = ctx.store.sqlite.query<{ id: string }, []>("SELECT id FROM storage_pool WHERE name = 'sp1'").get()!.id;
   topo.setPoolFlags(ctx, poolId, { rebalanceEnabled: false });
   let lastSeen = 0;
+  let lastMark = performance.now();
+  let lastMarkN = 0;
   // 200 creates per sqlite transaction (nested ones are savepoints): one commit, not 200 fsyncs
   const BATCH = 200;
   const batch = ctx.store.sqlite.transaction((from: number) => {
@@ -189,7 +192,12 @@ if (SEED > 0 && SEED_CACHE !== null && existsSync(join(SEED_CACHE, "mdm.db"))) {
     }
     const id = vols.createVolume(ctx, pf.CreateVolume.parse({ storagePoolId: poolId, volumeSizeInGb: String(VOLUME_GIB), name: `seed${i}`, volumeType: "ThinProvisioned" }));
     vols.addMappedSdc(ctx, id, pf.AddMappedSdc.parse({ sdcId: sdcs[i % N_SDC], accessMode: "ReadWrite", allowMultipleMappings: "FALSE" }));
-    if ((i + 1) % (SEED >= 20_000 ? 10_000 : 1000) === 0) log(`  seeded ${i + 1}/${SEED} volumes (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+    if ((i + 1) % (SEED >= 20_000 ? 10_000 : 1000) === 0) {
+      const now = performance.now();
+      log(`  seeded ${i + 1}/${SEED} volumes (${((now - t0) / 1000).toFixed(0)} s; ${((now - lastMark) / (i + 1 - lastMarkN)).toFixed(2)} ms a volume since the last line; load ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")})`);
+      lastMark = now;
+      lastMarkN = i + 1;
+    }
   };
   for (let from = 0; from < SEED; from += BATCH) batch(from);
   await ctx.meta.close();
@@ -200,6 +208,11 @@ if (SEED > 0 && SEED_CACHE !== null && existsSync(join(SEED_CACHE, "mdm.db"))) {
     copyFileSync(join(dataDir, "mdm.db"), join(SEED_CACHE, "mdm.db"));
   }
   log(`seeded ${N_SDS} SDS, ${N_SDC} SDC and ${SEED} mapped volumes through the MDM's code in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+// BENCH_SEED_ONLY=1: stop after seeding (to time or profile the seeding alone)
+if (process.env.BENCH_SEED_ONLY === "1") {
+  rmSync(dir, { recursive: true, force: true });
+  process.exit(0);
 }
 const prof = process.env.BENCH_CPU_PROF;
 const cmd = process.env.BENCH_PF_BIN
