@@ -10,7 +10,10 @@
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FakeClock, MdmFixture } from "../test/mdm_fixture.ts";
+import { FakeClock, MdmFixture, SECRET } from "../test/mdm_fixture.ts";
+import { CLUSTER_API_PREFIX, CLUSTER_SECRET_HEADER, NODE_TOKEN_HEADER } from "../src/proto/cluster_api.ts";
+import { NodeRole } from "../src/proto/dataplane_auth.ts";
+import { nodeTokenOf } from "../src/mdm/core/dataplane_secrets.ts";
 import { sdcMaps, sdsAssignments } from "../src/mdm/cluster/cluster_service.ts";
 import { recoveryTick } from "../src/mdm/recovery/recovery.ts";
 import { observeTick } from "../src/mdm/observe/observe_tick.ts";
@@ -50,6 +53,29 @@ try {
     for (const id of sdsIds) if (id !== except) ctx.health.sdsSeen(id, 0);
     for (const id of sdcIds) ctx.health.sdcSeen(id, 0);
   };
+  // the timers before any node beat (an MDM start: every node seeded as seen, none confirmed)
+  for (const [name, fn] of [["recovery tick before any beat", (): unknown => recoveryTick(ctx)], ["observe tick before any beat", (): unknown => observeTick(ctx)]] as const) {
+    const t = await timed(fn);
+    console.log(`${name}: ${t.cpu.toFixed(1)} ms CPU, ${t.wall.toFixed(1)} ms wall`);
+  }
+  // every node's first beat to this MDM life (as after a restart: appliedMapVersion 0), then a second round
+  {
+    const devs = Map.groupBy(db.query<{ id: string; sds: string }, []>("SELECT id, sds_id AS sds FROM device ORDER BY rowid").all(), (d) => d.sds);
+    const beats = [
+      ...sdsIds.map((id) => ({ path: `/sds/${id}/heartbeat`, token: nodeTokenOf(ctx, NodeRole.SDS, id), body: `{"devices":${JSON.stringify((devs.get(id) ?? []).map((d) => ({ deviceId: d.id, state: "Normal", usedBytes: 0 })))},"rebuilds":[],"failedForwards":[],"appliedMapVersion":0}` })),
+      ...sdcIds.map((id) => ({ path: `/sdc/${id}/heartbeat`, token: nodeTokenOf(ctx, NodeRole.SDC, id), body: `{"appliedMapVersion":0}` })),
+    ];
+    for (const round of ["first", "second"]) {
+      const t = await timed(async () => {
+        for (const b of beats) {
+          const res = await m.core.app.request(CLUSTER_API_PREFIX + b.path, { method: "POST", body: b.body, headers: { [CLUSTER_SECRET_HEADER]: SECRET, [NODE_TOKEN_HEADER]: b.token, "content-type": "application/json" } });
+          if (res.status !== 200) throw new Error(`beat: ${res.status} ${await res.text()}`);
+          await res.text();
+        }
+      });
+      console.log(`${round} beat of every node (${beats.length}): ${((t.cpu * 1000) / beats.length).toFixed(0)} µs CPU, ${((t.wall * 1000) / beats.length).toFixed(0)} µs wall each`);
+    }
+  }
   beatAll();
   // full answers (a node's first fetch in an MDM life)
   for (const [name, ids, fn] of [
