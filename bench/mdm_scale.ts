@@ -19,6 +19,8 @@
 //      BENCH_SEED_CACHE=DIR (keep the seeded database per size and reuse it)  BENCH_SEED_ONLY=1 (exit after seeding)
 //      BENCH_REJOIN=1 (0 with BENCH_SEED: no joins, the nodes beat at once with the tokens the MDM's
 //        code derives from the seeded database, as running nodes after an MDM restart)
+//      BENCH_HELD=0 (1 with BENCH_REJOIN=0: the nodes start at the seeded mapVersion, holding their maps)
+//      BENCH_RAMP_S=0 (with BENCH_REJOIN=0: first beats spread over this many seconds)
 //      BENCH_REFETCH=1 (0: nodes never fetch assignments/maps after joining; not what real nodes do)
 //      BENCH_WATCH=1 (0: no map watches, heartbeats alone, as before the map watch)
 //      BENCH_WATCH_GAP=doubling (watch fetches 200 ms apart doubling to 1 s while changes keep
@@ -130,6 +132,17 @@ const { existsSync, mkdirSync, copyFileSync } = await import("node:fs");
  */
 const seededJoins: { sds: { sdsId: string; nodeToken: string; deviceIds: string[] }[]; sdc: { sdcId: string; nodeToken: string }[] } = { sds: [], sdc: [] };
 const REJOIN = SEED === 0 || process.env.BENCH_REJOIN !== "0";
+/**
+ * BENCH_HELD=1 (with BENCH_REJOIN=0): the nodes start applying the seeded database's mapVersion,
+ * as running nodes that hold their maps when the MDM restarts (nothing changed meanwhile: no
+ * fetch at their first beat; an SDS's first fetch later is still whole, its copy-log id being
+ * from the MDM's previous life). Default 0: they start at 0, a cluster start (every node's first
+ * beat sends it to a full fetch).
+ */
+const HELD = !REJOIN && process.env.BENCH_HELD === "1";
+let seededMapVersion = 0;
+/** BENCH_RAMP_S (with BENCH_REJOIN=0): the nodes' first beats spread over this many seconds instead of one interval (reconnects not all at once) */
+const RAMP_MS = Number(process.env.BENCH_RAMP_S ?? 0) * 1000;
 if (SEED > 0 && SEED_CACHE !== null && existsSync(join(SEED_CACHE, "mdm.db"))) {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   copyFileSync(join(SEED_CACHE, "mdm.db"), join(dataDir, "mdm.db"));
@@ -145,6 +158,7 @@ if (SEED > 0 && SEED_CACHE !== null && existsSync(join(SEED_CACHE, "mdm.db"))) {
       seededJoins.sds.push({ sdsId: id, nodeToken: nodeTokenOf(core.ctx, NodeRole.SDS, id), deviceIds: (devs.get(id) ?? []).map((d) => d.id) });
     }
     for (const { id } of db.query<{ id: string }, []>("SELECT id FROM sdc ORDER BY rowid").all()) seededJoins.sdc.push({ sdcId: id, nodeToken: nodeTokenOf(core.ctx, NodeRole.SDC, id) });
+    seededMapVersion = db.query<{ v: number }, []>("SELECT map_version AS v FROM system").get()!.v;
     core.close();
   }
   log(`seeded database reused from ${SEED_CACHE}`);
@@ -609,12 +623,18 @@ try {
     // an MDM restart under running nodes: they beat with the tokens they hold, no join
     for (const j of seededJoins.sds) {
       const devices = j.deviceIds.map((deviceId) => ({ deviceId, state: "Normal", usedBytes: 0 }));
-      nodes.push(simNode("sds", j.sdsId, ClusterPaths.sdsHeartbeat(j.sdsId), ClusterPaths.sdsAssignments(j.sdsId), j.nodeToken, `{"devices":${JSON.stringify(devices)},"rebuilds":[],"failedForwards":[],"appliedMapVersion":`));
+      const n = simNode("sds", j.sdsId, ClusterPaths.sdsHeartbeat(j.sdsId), ClusterPaths.sdsAssignments(j.sdsId), j.nodeToken, `{"devices":${JSON.stringify(devices)},"rebuilds":[],"failedForwards":[],"appliedMapVersion":`);
+      if (HELD) n.applied = seededMapVersion;
+      if (RAMP_MS > 0) n.nextDueMs = performance.now() + Math.random() * RAMP_MS;
+      nodes.push(n);
       joined++;
     }
     for (const j of seededJoins.sdc) {
       sdcIds.push(j.sdcId);
-      nodes.push(simNode("sdc", j.sdcId, ClusterPaths.sdcHeartbeat(j.sdcId), ClusterPaths.sdcMaps(j.sdcId), j.nodeToken, `{"appliedMapVersion":`));
+      const n = simNode("sdc", j.sdcId, ClusterPaths.sdcHeartbeat(j.sdcId), ClusterPaths.sdcMaps(j.sdcId), j.nodeToken, `{"appliedMapVersion":`);
+      if (HELD) n.applied = seededMapVersion;
+      if (RAMP_MS > 0) n.nextDueMs = performance.now() + Math.random() * RAMP_MS;
+      nodes.push(n);
     }
   }
   await measure(REJOIN ? N_SDS : 0, async (i) => {

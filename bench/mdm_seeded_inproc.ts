@@ -6,7 +6,7 @@
 // rest, and one SDS's loss: the ticks from its heartbeat timeout to a complete rebuild plan.
 // Run it on databases of several sizes to see what grows faster than the volume count; under
 // bun --cpu-prof to see where. Run: BENCH_SEED_DB=/path/mdm.db npx bun bench/mdm_seeded_inproc.ts
-// env: BENCH_FETCHES=20 BENCH_CREATES=200 BENCH_TICKS=8
+// env: BENCH_FETCHES=20 BENCH_CREATES=200 BENCH_TICKS=8 BENCH_MASS_DOWN=100 (SDSs declared down at once at the end)
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -56,7 +56,10 @@ try {
   // the timers before any node beat (an MDM start: every node seeded as seen, none confirmed)
   for (const [name, fn] of [["recovery tick before any beat", (): unknown => recoveryTick(ctx)], ["observe tick before any beat", (): unknown => observeTick(ctx)]] as const) {
     const t = await timed(fn);
-    console.log(`${name}: ${t.cpu.toFixed(1)} ms CPU, ${t.wall.toFixed(1)} ms wall`);
+    const t2 = await timed(() => {
+      for (let i = 0; i < 4; i++) fn();
+    });
+    console.log(`${name}: first ${t.cpu.toFixed(1)} ms CPU (${t.wall.toFixed(1)} ms wall), then ${(t2.cpu / 4).toFixed(1)} ms CPU each`);
   }
   // every node's first beat to this MDM life (as after a restart: appliedMapVersion 0), then a second round
   {
@@ -145,6 +148,18 @@ try {
     recoveryTick(ctx);
   });
   await perTick("observe tick after the loss", TICKS, () => observeTick(ctx));
+  // many SDSs down at once (the collapse: an MDM too busy to hear them declares them down): one tick
+  const massDown = Number(process.env.BENCH_MASS_DOWN ?? 100);
+  if (massDown > 0) {
+    const down = new Set(sdsIds.slice(0, massDown));
+    clock.advance(ctx.health.heartbeatTimeoutMs + 1);
+    for (const id of sdsIds) if (!down.has(id)) ctx.health.sdsSeen(id, 0);
+    for (const id of sdcIds) ctx.health.sdcSeen(id, 0);
+    const r = await timed(() => recoveryTick(ctx));
+    const o = await timed(() => observeTick(ctx));
+    const r2 = await timed(() => recoveryTick(ctx));
+    console.log(`${massDown} SDSs down: first recovery tick ${r.cpu.toFixed(0)} ms CPU (${r.v.changed} changes), observe tick ${o.cpu.toFixed(0)} ms CPU, next recovery tick ${r2.cpu.toFixed(0)} ms CPU (${r2.v.changed} changes)`);
+  }
   const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"))?.[1];
   console.log(`RSS ${(Number(rss) / 1024).toFixed(0)} MiB; load ${load()}`);
 } finally {

@@ -75,7 +75,8 @@ export interface TargetRequest {
  * avoided fault domains, not connected, no room), so it costs the ones ruled out ahead of the
  * winner, not the pool. addToDevice, the only writer of a view's assigned bytes, moves the device
  * in its heaps. The index is rebuilt when the array's length or its first or last SDS object
- * changed; an SDS's device list is taken as fixed once indexed (the views are made per tick).
+ * changed; an SDS's device list and its connected / confirmed / removing flags are taken as
+ * fixed once indexed (the views are made per tick and never edited so; a drain check copies them).
  */
 interface PoolEntry {
   sds: SdsView;
@@ -94,8 +95,14 @@ class PoolHeap {
     private readonly entries: readonly PoolEntry[],
     private readonly extentBytes: number,
   ) {
-    this.h = entries.map((_, i) => i);
-    this.pos = new Int32Array(entries.length);
+    // only SDSs that may take a copy at all (connected, heard from, not being removed: fixed for
+    // a view): after a mass loss the down SDSs' devices are the emptiest, and every choice would
+    // walk past all of them
+    this.h = [];
+    entries.forEach((e, i) => {
+      if (e.sds.connected && e.sds.confirmed && !e.sds.removing) this.h.push(i);
+    });
+    this.pos = new Int32Array(entries.length).fill(-1);
     this.h.sort((a, b) => (this.less(a, b) ? -1 : this.less(b, a) ? 1 : 0));
     this.h.forEach((e, p) => (this.pos[e] = p));
   }
@@ -123,6 +130,7 @@ class PoolHeap {
   /** the entry's figures changed: move it to its place */
   update(entry: number): void {
     let p = this.pos[entry]!;
+    if (p < 0) return; // not in the heap (its SDS takes no copies)
     while (p > 0) {
       const up = (p - 1) >> 1;
       if (!this.less(this.h[p]!, this.h[up]!)) break;
