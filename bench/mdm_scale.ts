@@ -16,8 +16,11 @@
 // env: BENCH_SDS=1000 BENCH_SDC=500 BENCH_VOLUMES=100000 BENCH_VOLUME_GIB=1 BENCH_CONCURRENCY=4
 //      BENCH_STEADY_S=15 (heartbeat-only window for CPU per heartbeat)
 //      BENCH_SEED=0 (volumes created and mapped through the MDM's code before it starts: see "seeding")
+//      BENCH_SEED_CACHE=DIR (keep the seeded database per size and reuse it)  BENCH_SEED_ONLY=1 (exit after seeding)
 //      BENCH_REJOIN=1 (0 with BENCH_SEED: no joins, the nodes beat at once with the tokens the MDM's
 //        code derives from the seeded database, as running nodes after an MDM restart)
+//      BENCH_HELD=0 (1 with BENCH_REJOIN=0: the nodes start at the seeded mapVersion, holding their maps)
+//      BENCH_RAMP_S=0 (with BENCH_REJOIN=0: first beats spread over this many seconds)
 //      BENCH_REFETCH=1 (0: nodes never fetch assignments/maps after joining; not what real nodes do)
 //      BENCH_WATCH=1 (0: no map watches, heartbeats alone, as before the map watch)
 //      BENCH_WATCH_GAP=doubling (watch fetches 200 ms apart doubling to 1 s while changes keep
@@ -129,6 +132,17 @@ const { existsSync, mkdirSync, copyFileSync } = await import("node:fs");
  */
 const seededJoins: { sds: { sdsId: string; nodeToken: string; deviceIds: string[] }[]; sdc: { sdcId: string; nodeToken: string }[] } = { sds: [], sdc: [] };
 const REJOIN = SEED === 0 || process.env.BENCH_REJOIN !== "0";
+/**
+ * BENCH_HELD=1 (with BENCH_REJOIN=0): the nodes start applying the seeded database's mapVersion,
+ * as running nodes that hold their maps when the MDM restarts (nothing changed meanwhile: no
+ * fetch at their first beat; an SDS's first fetch later is still whole, its copy-log id being
+ * from the MDM's previous life). Default 0: they start at 0, a cluster start (every node's first
+ * beat sends it to a full fetch).
+ */
+const HELD = !REJOIN && process.env.BENCH_HELD === "1";
+let seededMapVersion = 0;
+/** BENCH_RAMP_S (with BENCH_REJOIN=0): the nodes' first beats spread over this many seconds instead of one interval (reconnects not all at once) */
+const RAMP_MS = Number(process.env.BENCH_RAMP_S ?? 0) * 1000;
 if (SEED > 0 && SEED_CACHE !== null && existsSync(join(SEED_CACHE, "mdm.db"))) {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   copyFileSync(join(SEED_CACHE, "mdm.db"), join(dataDir, "mdm.db"));
@@ -144,6 +158,7 @@ if (SEED > 0 && SEED_CACHE !== null && existsSync(join(SEED_CACHE, "mdm.db"))) {
       seededJoins.sds.push({ sdsId: id, nodeToken: nodeTokenOf(core.ctx, NodeRole.SDS, id), deviceIds: (devs.get(id) ?? []).map((d) => d.id) });
     }
     for (const { id } of db.query<{ id: string }, []>("SELECT id FROM sdc ORDER BY rowid").all()) seededJoins.sdc.push({ sdcId: id, nodeToken: nodeTokenOf(core.ctx, NodeRole.SDC, id) });
+    seededMapVersion = db.query<{ v: number }, []>("SELECT map_version AS v FROM system").get()!.v;
     core.close();
   }
   log(`seeded database reused from ${SEED_CACHE}`);
@@ -177,6 +192,8 @@ if (SEED > 0 && SEED_CACHE !== null && existsSync(join(SEED_CACHE, "mdm.db"))) {
   const poolId = ctx.store.sqlite.query<{ id: string }, []>("SELECT id FROM storage_pool WHERE name = 'sp1'").get()!.id;
   topo.setPoolFlags(ctx, poolId, { rebalanceEnabled: false });
   let lastSeen = 0;
+  let lastMark = performance.now();
+  let lastMarkN = 0;
   // 200 creates per sqlite transaction (nested ones are savepoints): one commit, not 200 fsyncs
   const BATCH = 200;
   const batch = ctx.store.sqlite.transaction((from: number) => {
@@ -189,7 +206,12 @@ if (SEED > 0 && SEED_CACHE !== null && existsSync(join(SEED_CACHE, "mdm.db"))) {
     }
     const id = vols.createVolume(ctx, pf.CreateVolume.parse({ storagePoolId: poolId, volumeSizeInGb: String(VOLUME_GIB), name: `seed${i}`, volumeType: "ThinProvisioned" }));
     vols.addMappedSdc(ctx, id, pf.AddMappedSdc.parse({ sdcId: sdcs[i % N_SDC], accessMode: "ReadWrite", allowMultipleMappings: "FALSE" }));
-    if ((i + 1) % (SEED >= 20_000 ? 10_000 : 1000) === 0) log(`  seeded ${i + 1}/${SEED} volumes (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+    if ((i + 1) % (SEED >= 20_000 ? 10_000 : 1000) === 0) {
+      const now = performance.now();
+      log(`  seeded ${i + 1}/${SEED} volumes (${((now - t0) / 1000).toFixed(0)} s; ${((now - lastMark) / (i + 1 - lastMarkN)).toFixed(2)} ms a volume since the last line; load ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")})`);
+      lastMark = now;
+      lastMarkN = i + 1;
+    }
   };
   for (let from = 0; from < SEED; from += BATCH) batch(from);
   await ctx.meta.close();
@@ -200,6 +222,11 @@ if (SEED > 0 && SEED_CACHE !== null && existsSync(join(SEED_CACHE, "mdm.db"))) {
     copyFileSync(join(dataDir, "mdm.db"), join(SEED_CACHE, "mdm.db"));
   }
   log(`seeded ${N_SDS} SDS, ${N_SDC} SDC and ${SEED} mapped volumes through the MDM's code in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+// BENCH_SEED_ONLY=1: stop after seeding (to time or profile the seeding alone)
+if (process.env.BENCH_SEED_ONLY === "1") {
+  rmSync(dir, { recursive: true, force: true });
+  process.exit(0);
 }
 const prof = process.env.BENCH_CPU_PROF;
 const cmd = process.env.BENCH_PF_BIN
@@ -596,12 +623,18 @@ try {
     // an MDM restart under running nodes: they beat with the tokens they hold, no join
     for (const j of seededJoins.sds) {
       const devices = j.deviceIds.map((deviceId) => ({ deviceId, state: "Normal", usedBytes: 0 }));
-      nodes.push(simNode("sds", j.sdsId, ClusterPaths.sdsHeartbeat(j.sdsId), ClusterPaths.sdsAssignments(j.sdsId), j.nodeToken, `{"devices":${JSON.stringify(devices)},"rebuilds":[],"failedForwards":[],"appliedMapVersion":`));
+      const n = simNode("sds", j.sdsId, ClusterPaths.sdsHeartbeat(j.sdsId), ClusterPaths.sdsAssignments(j.sdsId), j.nodeToken, `{"devices":${JSON.stringify(devices)},"rebuilds":[],"failedForwards":[],"appliedMapVersion":`);
+      if (HELD) n.applied = seededMapVersion;
+      if (RAMP_MS > 0) n.nextDueMs = performance.now() + Math.random() * RAMP_MS;
+      nodes.push(n);
       joined++;
     }
     for (const j of seededJoins.sdc) {
       sdcIds.push(j.sdcId);
-      nodes.push(simNode("sdc", j.sdcId, ClusterPaths.sdcHeartbeat(j.sdcId), ClusterPaths.sdcMaps(j.sdcId), j.nodeToken, `{"appliedMapVersion":`));
+      const n = simNode("sdc", j.sdcId, ClusterPaths.sdcHeartbeat(j.sdcId), ClusterPaths.sdcMaps(j.sdcId), j.nodeToken, `{"appliedMapVersion":`);
+      if (HELD) n.applied = seededMapVersion;
+      if (RAMP_MS > 0) n.nextDueMs = performance.now() + Math.random() * RAMP_MS;
+      nodes.push(n);
     }
   }
   await measure(REJOIN ? N_SDS : 0, async (i) => {

@@ -5,7 +5,7 @@
 
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import { busyRetryMs } from "../src/proto/cluster_api.ts";
-import { fetchesShed, startLagProbe } from "../src/mdm/cluster/fetch_shedding.ts";
+import { FETCH_SHARE, fetchesShed, noteFetchCost, resetFetchCostForTests, startLagProbe, timedFetch, turnGapMs } from "../src/mdm/cluster/fetch_shedding.ts";
 import { PfError } from "../src/proto/errors.ts";
 import { MdmFixture } from "./mdm_fixture.ts";
 
@@ -138,3 +138,25 @@ test("an urgent fetch is never shed: a pending unmap's maps and grant floors, an
     clearInterval(hog);
   }
 }, 60_000);
+
+test("turns are spaced by what a served fetch costs: at most FETCH_SHARE of a core on fetches", () => {
+  resetFetchCostForTests();
+  const fixedGap = turnGapMs();
+  // cheap fetches (deltas): the fixed rate
+  for (let i = 0; i < 30; i++) noteFetchCost(1);
+  expect(turnGapMs()).toBe(fixedGap);
+  // full answers of ~80 ms (an SDS's 3,200 copies at 100,000 volumes): one turn per 80 / share ms
+  for (let i = 0; i < 60; i++) noteFetchCost(80);
+  expect(turnGapMs()).toBeGreaterThan(fixedGap);
+  expect(turnGapMs()).toBeCloseTo(80 / FETCH_SHARE, 0);
+  // timedFetch measures the answer it builds
+  const out = timedFetch(() => {
+    const t0 = performance.now();
+    while (performance.now() - t0 < 5);
+    return "answer";
+  });
+  expect(out).toBe("answer");
+  expect(turnGapMs()).toBeLessThan(80 / FETCH_SHARE);
+  resetFetchCostForTests();
+  expect(turnGapMs()).toBe(fixedGap);
+});

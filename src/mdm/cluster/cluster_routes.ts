@@ -22,7 +22,7 @@ import { secretsEqual } from "../core/auth.ts";
 import { nodeTokenValid } from "../core/dataplane_secrets.ts";
 import { mapWatch, sdcHeartbeat, sdcJoin, sdcMaps, sdsAssignments, sdsHeartbeat, sdsJoin } from "./cluster_service.ts";
 import { sdcNbdCertificate } from "./node_access.ts";
-import { shedIfBehind } from "./fetch_shedding.ts";
+import { shedIfBehind, timedFetch } from "./fetch_shedding.ts";
 import { SdcNbdCertRequest } from "../../proto/nbd_certs.ts";
 import type { MdmContext } from "../core/context.ts";
 import { HttpError, readBody, validate } from "../core/http_edge.ts";
@@ -65,7 +65,7 @@ export function clusterRoutes(ctx: MdmContext, clusterSecret: string): Hono {
     const id = authedNode(ctx, c, NodeRole.SDS);
     const q = validate(SdsAssignmentsQuery, c.req.query());
     shedIfBehind(`sds:${id}`, { pending: ctx.health.urgentPending("sds", id), asked: q.urgent === "1" });
-    return c.json(t(sdsAssignments(ctx, id, q)));
+    return timedFetch(() => c.json(t(sdsAssignments(ctx, id, q))));
   });
   // a long poll: answered when a map change concerns this node (unmap, ReadOnly: within a round trip)
   api.get("/sds/:id/mapWatch", async (c) => c.json(t(await mapWatch(ctx, "sds", authedNode(ctx, c, NodeRole.SDS), validate(MapWatchQuery, c.req.query())))));
@@ -76,7 +76,7 @@ export function clusterRoutes(ctx: MdmContext, clusterSecret: string): Hono {
     const id = authedNode(ctx, c, NodeRole.SDC);
     const q = validate(NodeMapsQuery, c.req.query());
     shedIfBehind(`sdc:${id}`, { pending: ctx.health.urgentPending("sdc", id), asked: q.urgent === "1" });
-    return c.json(t(sdcMaps(ctx, id, q)));
+    return timedFetch(() => c.json(t(sdcMaps(ctx, id, q))));
   });
   api.post("/sdc/:id/nbdCertificate", async (c) => c.json(t(sdcNbdCertificate(ctx, authedNode(ctx, c, NodeRole.SDC), await readBody(c, SdcNbdCertRequest)))));
   api.all("*", () => {

@@ -12,7 +12,7 @@
 //   (urgent=1: an epoch hold or a fence in doubt holds its IO until it has its assignments), the
 //   latter at most once a second per node;
 // - a refused node gets a turn (its retry after), handed out in refusal order at ADMIT_PER_S a
-//   second, the first 0.5-1.5 s away; back at its turn it is served whatever the load, so no
+//   second or slower when fetches are dear (FETCH_SHARE of a core), the first 0.5-1.5 s away; back at its turn it is served whatever the load, so no
 //   node starves; the SDS keeps beating while it waits (src/sds/main.ts), so waiting for its
 //   turn never makes it look down; it serves no new map meanwhile (its lease needs the fetch);
 // - "behind" is the process using SHED_CPU cores over the last 0.5 s (Bun reads sockets only
@@ -40,6 +40,41 @@ const PROBE_MS = 50;
 const ALPHA = 0.3;
 /** turns handed out per second while behind (a full fetch at 1,000 SDSs x 20,000 volumes: ~16 ms) */
 const ADMIT_PER_S = Number(process.env.PF_MDM_SHED_ADMIT_PER_S ?? 20);
+/**
+ * Turns are also spaced by what a fetch costs: the MDM spends at most this share of a core on
+ * fetches served at their turns (PF_MDM_SHED_FETCH_SHARE). A fixed ADMIT_PER_S held at 20,000
+ * volumes (~16 ms a full answer, 0.3 cores), not at 100,000: a full answer of an SDS there is
+ * ~3,200 copies, 600-700 KiB and 60-80 ms, so 20 turns a second asked 1.5 cores and the beats
+ * queued behind them past the heartbeat timeout (1,000 SDS / 500 SDC, every node's first fetch
+ * after an MDM start).
+ */
+export const FETCH_SHARE = Number(process.env.PF_MDM_SHED_FETCH_SHARE ?? 0.25);
+/** moving average (weight FETCH_COST_ALPHA for the newest) of a served fetch's handler time, ms */
+let fetchCostMs = 0;
+const FETCH_COST_ALPHA = 0.2;
+
+/** Time one served fetch (its answer built and serialised: synchronous, so its wall time is its CPU). */
+export function timedFetch<T>(serve: () => T): T {
+  const t0 = performance.now();
+  const out = serve();
+  noteFetchCost(performance.now() - t0);
+  return out;
+}
+
+export function noteFetchCost(ms: number): void {
+  if (Number.isFinite(ms) && ms >= 0) fetchCostMs = fetchCostMs === 0 ? ms : FETCH_COST_ALPHA * ms + (1 - FETCH_COST_ALPHA) * fetchCostMs;
+}
+
+/** The gap between two turns (ms): 1/ADMIT_PER_S, or longer when fetches cost more than FETCH_SHARE of a core at that rate. */
+export function turnGapMs(): number {
+  return Math.max(1000 / ADMIT_PER_S, FETCH_SHARE > 0 ? fetchCostMs / FETCH_SHARE : 0);
+}
+
+/** Tests: forget the measured fetch cost. */
+export function resetFetchCostForTests(): void {
+  fetchCostMs = 0;
+}
+
 /** a node a little early for its turn is served */
 const SLOT_EARLY_MS = 100;
 const RETRY_MIN_MS = 500;
@@ -161,7 +196,7 @@ export function shedIfBehind(nodeKey: string, urgent: UrgentFetch = NOT_URGENT):
   }
   let turn = slot;
   if (turn === undefined) {
-    nextSlotMs = Math.max(now + RETRY_MIN_MS + Math.random() * RETRY_SPREAD_MS, nextSlotMs + 1000 / ADMIT_PER_S);
+    nextSlotMs = Math.max(now + RETRY_MIN_MS + Math.random() * RETRY_SPREAD_MS, nextSlotMs + turnGapMs());
     turn = nextSlotMs;
     slots.set(nodeKey, turn);
     if (slots.size > 100_000) for (const [k, t] of slots) if (t < now - 10_000) slots.delete(k);
