@@ -16,13 +16,13 @@ import { desc, eq, isNotNull, isNull } from "drizzle-orm";
 import consola from "consola";
 import { PfError } from "../../proto/errors.ts";
 import { Limits } from "../../proto/limits.ts";
-import { recoveryStatus } from "../recovery/recovery.ts";
 import { alertTable, storagePoolTable, type AlertRow } from "../../store/mdm_schema.ts";
 import { inTransaction, type MdmContext } from "../core/context.ts";
 import { getPool } from "../core/lookup.ts";
 import { ALERT_SEVERITIES, ALERT_TYPES, evaluateAlerts, type AffectedType, type AlertCondition, type AlertInput, type AlertSeverity, type AlertType, type PoolAlertFacts } from "./alert_rules.ts";
 import { OVERCOMMIT_LIMIT, poolUsages } from "./pool_usage.ts";
 import type { AlertRecord } from "./runtime.ts";
+import { observedRecoveryStatus } from "./recovery_pacing.ts";
 
 // ---- state -> rule input ----
 
@@ -39,8 +39,7 @@ export function gatherAlertInput(ctx: MdmContext): AlertInput {
     .query<{ id: string; name: string | null; path: string; sds_id: string; state: string }, []>("SELECT id, name, path, sds_id, state FROM device ORDER BY id")
     .all()
     .map((d) => ({ id: d.id, name: d.name, path: d.path, sdsId: d.sds_id, failed: d.state === "Failed" }));
-  const status = recoveryStatus(ctx);
-  ctx.observe.recoveryCache = { atMs: now, status };
+  const status = observedRecoveryStatus(ctx);
   const pools: PoolAlertFacts[] = poolUsages(ctx).map((u) => {
     const s = status.get(u.poolId);
     return {

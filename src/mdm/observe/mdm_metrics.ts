@@ -19,7 +19,6 @@
 
 import { renderText } from "../../proto/metrics_text.ts";
 import { Limits } from "../../proto/limits.ts";
-import { recoveryStatus } from "../recovery/recovery.ts";
 import type { MdmContext } from "../core/context.ts";
 import { activeAlertCounts, healthStatus } from "./alerts.ts";
 import { ALERT_TYPE_NAMES } from "./alert_rules.ts";
@@ -38,11 +37,10 @@ import {
 import { labels, TextWriter, withLabel } from "./metrics_writer.ts";
 import { OVERCOMMIT_LIMIT, poolUsages } from "./pool_usage.ts";
 import { REST_LATENCY_BUCKETS_S } from "./rest_stats.ts";
+import { scrapedRecoveryStatus } from "./recovery_pacing.ts";
 
 /** µs -> s by division: the shortest decimal form (123456 / 1e6 prints 0.123456; x 1e-6 prints 0.12345599999999999) */
 const US_PER_S = 1e6;
-/** a scrape reuses the observe step's recovery figures when they are at most this old */
-const RECOVERY_CACHE_MS = 2 * Limits.observeTickMs;
 
 interface Obj {
   labels: string;
@@ -270,10 +268,9 @@ function writeDevices(ctx: MdmContext, w: TextWriter): void {
 
 function writePools(ctx: MdmContext, w: TextWriter): void {
   const usages = poolUsages(ctx);
-  // the observe step (once a second) computed these; a scrape reuses them rather than reading
-  // every degraded extent again (tens of ms per 10,000 degraded extents)
-  const cached = ctx.observe.recoveryCache;
-  const status = cached !== null && ctx.clock() - cached.atMs <= RECOVERY_CACHE_MS ? cached.status : recoveryStatus(ctx);
+  // the observe step (once a second, or paced while dear) computed these; a scrape reuses them
+  // rather than reading every degraded extent again (tens of ms per 10,000 degraded extents)
+  const status = scrapedRecoveryStatus(ctx);
   const lab = new Map(usages.map((u) => [u.poolId, labels(["storage_pool_id", "storage_pool", "protection_domain_id"], [u.poolId, u.name, u.pdId])]));
   const gauge = (name: string, help: string, pick: (u: (typeof usages)[number]) => number) => {
     w.family(name, "gauge", help);

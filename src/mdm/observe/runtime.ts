@@ -57,8 +57,8 @@ export class ObserveRuntime {
   lastHistoryMs = 0;
   /** what the last observe step took (ms) */
   lastTickMs = 0;
-  /** the pools' recovery figures as the last observe step computed them (a scrape reuses them while fresh) */
-  recoveryCache: { atMs: number; status: Map<string, RebuildStatus> } | null = null;
+  /** the pools' recovery figures as last computed, and what that took (recovery_pacing.ts) */
+  recoveryCache: { atMs: number; status: Map<string, RebuildStatus>; costMs: number } | null = null;
   /** label text of each volume's /metrics series, by id (rebuilt when the name changes) */
   readonly volumeLabelCache = new Map<string, { name: string | null; text: string }>();
 
