@@ -159,6 +159,16 @@ try {
     const o = await timed(() => observeTick(ctx));
     const r2 = await timed(() => recoveryTick(ctx));
     console.log(`${massDown} SDSs down: first recovery tick ${r.cpu.toFixed(0)} ms CPU (${r.v.changed} changes), observe tick ${o.cpu.toFixed(0)} ms CPU, next recovery tick ${r2.cpu.toFixed(0)} ms CPU (${r2.v.changed} changes)`);
+    // the observe steps that follow, a second apart: the recovery figures are paced by their cost
+    // (observe/recovery_pacing.ts), so most of these reuse the first one's
+    const steps: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      clock.advance(1000);
+      for (const id of sdsIds) if (!down.has(id)) ctx.health.sdsSeen(id, 0);
+      for (const id of sdcIds) ctx.health.sdcSeen(id, 0);
+      steps.push((await timed(() => observeTick(ctx))).cpu);
+    }
+    console.log(`${massDown} SDSs down: the next 8 observe ticks, 1 s apart: ${steps.map((c) => c.toFixed(0)).join(" / ")} ms CPU`);
   }
   const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"))?.[1];
   console.log(`RSS ${(Number(rss) / 1024).toFixed(0)} MiB; load ${load()}`);

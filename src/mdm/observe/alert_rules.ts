@@ -64,6 +64,7 @@ export interface PoolAlertFacts {
 export interface AlertInput {
   nowMs: number;
   sds: { id: string; name: string; connected: boolean }[];
+  /** mappedVolumes: the SDC's mappings, counted for a disconnected SDC only (0 for a connected one) */
   sdc: { id: string; name: string | null; host: string; connected: boolean; mappedVolumes: number }[];
   devices: { id: string; name: string | null; path: string; sdsId: string; failed: boolean }[];
   pools: PoolAlertFacts[];

@@ -30,11 +30,16 @@ export function gatherAlertInput(ctx: MdmContext): AlertInput {
   const q = ctx.store.sqlite;
   const now = ctx.clock();
   const sds = q.query<{ id: string; name: string }, []>("SELECT id, name FROM sds ORDER BY id").all().map((s) => ({ ...s, connected: ctx.health.sdsConnected(s.id) }));
-  const mapped = new Map(q.query<{ sdc_id: string; n: number }, []>("SELECT sdc_id, count(*) AS n FROM volume_mapping GROUP BY sdc_id").all().map((r) => [r.sdc_id, r.n]));
+  // mappings are counted only for the SDCs not connected (the one rule that reads them): a count
+  // over every mapping, once a second, was 10 ms at 100,000 mapped volumes
+  const mappedTo = q.query<{ n: number }, [string]>("SELECT count(*) AS n FROM volume_mapping WHERE sdc_id = ?");
   const sdc = q
     .query<{ id: string; name: string | null; host: string }, []>("SELECT id, name, host FROM sdc ORDER BY id")
     .all()
-    .map((s) => ({ ...s, connected: ctx.health.sdcState(s.id) === "Connected", mappedVolumes: mapped.get(s.id) ?? 0 }));
+    .map((s) => {
+      const connected = ctx.health.sdcState(s.id) === "Connected";
+      return { ...s, connected, mappedVolumes: connected ? 0 : mappedTo.get(s.id)!.n };
+    });
   const devices = q
     .query<{ id: string; name: string | null; path: string; sds_id: string; state: string }, []>("SELECT id, name, path, sds_id, state FROM device ORDER BY id")
     .all()
