@@ -408,7 +408,7 @@ export class SdsNode implements RequestHandler {
     // After a restart this process does not know which peers hold writes it forwarded before
     // it died (acknowledged, maybe not yet flushed): the first FLUSH syncs every peer.
     if (!this.assignmentsApplied) for (const p of this.memberPeers) this.peersWritten.add(p);
-    this.copies.setRate(resp.rebuildRateBytesPerSec);
+    this.copies.setPolicies(resp.copyPolicies, resp.rebuildRateBytesPerSec);
     this.copies.reconcile(this.store.extents());
     this.appliedMapVersion = resp.mapVersion;
     this.assignmentsApplied = true;
