@@ -38,7 +38,7 @@ export class AppIoGauge {
   }
 
   end(): void {
-    this.inFlight--;
+    if (this.inFlight > 0) this.inFlight--;
     if (this.inFlight === 0 && this.idleWaiters.length > 0) {
       const w = this.idleWaiters;
       this.idleWaiters = [];
