@@ -46,10 +46,24 @@ export class AppIoGauge {
     }
   }
 
-  /** Resolves once no application write is in flight (at once when none is). */
-  whenIdle(): Promise<void> {
-    if (this.inFlight === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  /** Resolves once no application write is in flight (at once when none is); cancel() drops the wait. */
+  whenIdle(): { idle: Promise<void>; cancel(): void } {
+    if (this.inFlight === 0) return { idle: Promise.resolve(), cancel: () => undefined };
+    let resolve!: () => void;
+    const idle = new Promise<void>((r) => (resolve = r));
+    this.idleWaiters.push(resolve);
+    return {
+      idle,
+      cancel: () => {
+        const i = this.idleWaiters.indexOf(resolve);
+        if (i >= 0) this.idleWaiters.splice(i, 1);
+      },
+    };
+  }
+
+  /** copy IOs waiting for the device's app writes to drain */
+  get idleWaiting(): number {
+    return this.idleWaiters.length;
   }
 }
 
@@ -170,7 +184,9 @@ export class DeviceThrottle {
 
   private async yieldToApp(): Promise<void> {
     let drained = false;
-    await Promise.race([this.gauge.whenIdle().then(() => (drained = true)), this.clock.sleep(Limits.favorAppIosMaxWaitMs)]);
+    const w = this.gauge.whenIdle();
+    await Promise.race([w.idle.then(() => (drained = true)), this.clock.sleep(Limits.favorAppIosMaxWaitMs)]);
+    w.cancel();
     if (drained) this.yieldsDrained++;
     else this.yieldsTimedOut++;
   }
