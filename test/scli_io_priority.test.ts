@@ -45,7 +45,7 @@ beforeAll(async () => {
   mdm = await runMdm({ dataDir: join(dir, "mdm"), listenHost: "127.0.0.1", listenPort: 0, adminPassword: "test-admin-pw" });
   env = { PF_MDM: mdm.url, PF_MDM_CA: mdm.certFile ?? undefined, PF_SCLI_SESSION_DIR: join(dir, "session"), HOME: dir };
   ep = { url: mdm.url, caPem: mdm.certPem };
-  ep = { ...ep, token: await loginAdmin(ep, "test-admin-pw") } as MdmEndpoint;
+  ep = { ...ep, token: await loginAdmin(ep, "test-admin-pw") };
   expect((await run(["--login", "--username", "admin", "--password", "test-admin-pw"])).code).toBe(0);
 });
 
