@@ -80,6 +80,8 @@ test("limitNumOfConcurrentIos 1: one chunk copy at a time on the source device, 
   expect(t.current.policy).toBe("limitNumOfConcurrentIos");
   expect(t.maxInFlight).toBe(1);
   expect(a.node.copies.throttleOf(deviceIdOf(0), "move").maxInFlight).toBe(0);
+  // what the control port's status shows for the device
+  expect(a.node.copies.throttleFigures()).toContainEqual(expect.objectContaining({ deviceId: deviceIdOf(0), class: "rebuild", fromMdm: true, policy: "limitNumOfConcurrentIos", concurrentIosPerDevice: 1, maxInFlight: 1, inFlight: 0 }));
 });
 
 test("unlimited: the per-target cap is all that holds chunk copies back", async () => {

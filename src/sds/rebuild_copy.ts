@@ -146,6 +146,30 @@ export class CopyEngine {
     return kind === "move" ? t.rebalance : t.rebuild;
   }
 
+  /** Per device and class: the policy applied and its counters (the control port's status). */
+  throttleFigures(): Record<string, unknown>[] {
+    const out: Record<string, unknown>[] = [];
+    for (const [deviceId, t] of this.throttles) {
+      for (const [cls, d] of [["rebuild", t.rebuild], ["rebalance", t.rebalance]] as const) {
+        const p = d.current;
+        out.push({
+          deviceId,
+          class: cls,
+          fromMdm: t.listed,
+          policy: p.policy,
+          concurrentIosPerDevice: Number.isFinite(p.concurrentIosPerDevice) ? p.concurrentIosPerDevice : null,
+          bwLimitBytesPerSec: p.bwLimitBytesPerSec,
+          rateBytesPerSec: d.bucket.rate,
+          inFlight: d.inFlight,
+          maxInFlight: d.maxInFlight,
+          yieldsDrained: d.yieldsDrained,
+          yieldsTimedOut: d.yieldsTimedOut,
+        });
+      }
+    }
+    return out;
+  }
+
   private throttlesOf(deviceId: string): DeviceThrottles {
     let t = this.throttles.get(deviceId);
     if (t === undefined) {
