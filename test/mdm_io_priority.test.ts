@@ -12,7 +12,7 @@ import { SdsAssignmentsResponse } from "../src/proto/cluster_api.ts";
 import { parseClusterConfig } from "../src/proto/cluster_config.ts";
 import { isPfError } from "../src/proto/errors.ts";
 import { MDM_MIGRATIONS, migrateMdmDb } from "../src/store/mdm_migrate.ts";
-import { MdmFixture } from "./mdm_fixture.ts";
+import { basic, MdmFixture } from "./mdm_fixture.ts";
 
 type Obj = Record<string, unknown>;
 let m: MdmFixture;
@@ -83,6 +83,9 @@ describe("I/O priority policies", () => {
     expect((await act(poolId, "setRebuildIoPriorityPolicy", { policy: "unlimited" })).status).toBe(200);
     expect(await pool(poolId)).toMatchObject({ rebuildIoPriorityPolicy: "unlimited", rebuildIoPriorityNumOfConcurrentIosPerDevice: 5, rebuildIoPriorityBwLimitPerDeviceInKbps: 51200 });
     expect((await assignments(sds[1]!.sdsId)).rebuildRateBytesPerSec).toBe(0); // what an older SDS applies
+    // the dashboard shows the policy, and no rate limit under unlimited
+    const dash = (await m.raw("GET", "/dashboard/api/summary", { headers: { authorization: basic("admin", m.token) } })).json as { storagePools: Obj[] };
+    expect(dash.storagePools.find((p) => p.id === poolId)).toMatchObject({ rebuildIoPolicy: "unlimited", rebuildIoConcurrency: 5, rebuildRateLimitKbps: 0 });
   });
 
   test("bad values are refused with a message naming the field, and nothing changes", async () => {
