@@ -11,7 +11,11 @@
 // Env: REBUILD_LIMIT_MBPS (default 50), CLIENT_QD (default 8), BASELINE_SECONDS (default 10),
 // REBUILD_BENCH_LOG=1 (print the cluster's log lines about copies after each run), REBUILD_BENCH_TRACE=1
 // (print every pool poll: state, active/pending/degraded extents, the pool's rate), REBUILD_BIN
-// (another pf build, for an A/B), REBUILD_EXTENT (the pool's extent size, default 64MiB).
+// (another pf build, for an A/B), REBUILD_EXTENT (the pool's extent size, default 64MiB),
+// REBUILD_POLICIES (comma list of throttled runs, each POLICY[:N] with N the copy IOs per device,
+// e.g. "limitNumOfConcurrentIos:1,favorAppIos:2,dynamicBwThrottling"; default
+// "limitNumOfConcurrentIos:4"; a build before the policies only applies their bandwidth),
+// REBUILD_RUNS (repeat the whole set, default 1). Every row prints the load average at its start and end.
 //
 // Rebuild time is measured from the first pool poll (every 100 ms) that shows the rebuild
 // running (rebuildState Rebuilding with active extents) to the first that shows the pool healthy
@@ -19,7 +23,7 @@
 // kill). The MDM is told to start the rebuild quickly (heartbeatTimeout 2s, rebuildGrace 1s).
 
 import { Database } from "bun:sqlite";
-import { rmSync, statSync } from "node:fs";
+import { readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { TestCluster } from "../test/helpers/cluster.ts";
 import { run, runFio, type FioResult } from "../test/helpers/real_clients.ts";
@@ -58,6 +62,7 @@ interface Row {
   fromKillSeconds: number;
   before: ClientFigures;
   during: ClientFigures;
+  load: string;
 }
 
 /** The MDM REST API as the operator's tools use it (login, then token as basic-auth password). */
@@ -141,7 +146,20 @@ function held(c: TestCluster, sdsName: string): { bytes: number; sources: number
   }
 }
 
-async function scenario(label: string, limitBytesPerSec: number, plain: { done: boolean; result?: { seconds: number; bytesPerSec: number } }): Promise<Row> {
+interface PolicySpec {
+  policy: string;
+  concurrentIos?: number;
+}
+
+function loadavg(): string {
+  try {
+    return readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+  } catch {
+    return "n/a";
+  }
+}
+
+async function scenario(label: string, limitBytesPerSec: number, spec: PolicySpec, plain: { done: boolean; result?: { seconds: number; bytesPerSec: number } }): Promise<Row> {
   const c = await TestCluster.create({
     ...(process.env.REBUILD_BIN ? { bin: process.env.REBUILD_BIN } : {}),
     sdsCount: SDS_COUNT,
@@ -152,12 +170,16 @@ async function scenario(label: string, limitBytesPerSec: number, plain: { done: 
     mdmYaml: "heartbeatTimeout: 2s, rebuildGrace: 1s",
     volumes: [{ name: "vol", size: "1GiB" }],
   });
+  const loadAtStart = loadavg();
   try {
     await c.start();
     const rest = new Rest(c);
     await rest.login();
     const poolId = (await rest.call("POST", "/api/types/StoragePool/instances/action/queryIdByKey", { name: "sp1" })) as string;
-    const policy = limitBytesPerSec > 0 ? { policy: "limitNumOfConcurrentIos", bwLimitPerDeviceInKbps: Math.round(limitBytesPerSec / 1024) } : { policy: "unlimited" };
+    const policy =
+      spec.policy === "unlimited"
+        ? { policy: "unlimited" }
+        : { policy: spec.policy, bwLimitPerDeviceInKbps: Math.round(limitBytesPerSec / 1024), ...(spec.concurrentIos === undefined ? {} : { numOfConcurrentIosPerDevice: spec.concurrentIos }) };
     await rest.call("POST", `/api/instances/StoragePool::${poolId}/action/setRebuildIoPriorityPolicy`, policy);
     const status = async () => (await rest.call("POST", `/api/instances/StoragePool::${poolId}/action/queryRebuild`, {})) as RebuildStatusView;
 
@@ -204,7 +226,7 @@ async function scenario(label: string, limitBytesPerSec: number, plain: { done: 
       const t = c.output.split("\n").filter((l) => /copy|rebuild|epoch|target|fail/i.test(l));
       process.stderr.write(t.slice(-400).join("\n") + "\n");
     }
-    return { label, limitBytesPerSec, sources, maxPerSourceBytes, rebuiltBytes, seconds: (endedAt - startedAt) / 1000, fromKillSeconds: (endedAt - killedAt) / 1000, before, during };
+    return { label, limitBytesPerSec, sources, maxPerSourceBytes, rebuiltBytes, seconds: (endedAt - startedAt) / 1000, fromKillSeconds: (endedAt - killedAt) / 1000, before, during, load: `${loadAtStart} → ${loadavg()}` };
   } finally {
     await c.destroy();
   }
@@ -213,15 +235,30 @@ async function scenario(label: string, limitBytesPerSec: number, plain: { done: 
 async function main(): Promise<void> {
   const plain: { done: boolean; result?: { seconds: number; bytesPerSec: number } } = { done: false };
   const rows: Row[] = [];
-  rows.push(await scenario(`throttled ${limitMBps} MB/s per SDS`, limitMBps * MB, plain));
-  if (!process.env.REBUILD_BENCH_ONLY_THROTTLED) rows.push(await scenario("unthrottled", 0, plain));
+  const specs: PolicySpec[] = (process.env.REBUILD_POLICIES ?? "limitNumOfConcurrentIos:4").split(",").map((x) => {
+    const [policy, n] = x.trim().split(":");
+    return { policy: policy!, ...(n === undefined ? {} : { concurrentIos: Number(n) }) };
+  });
+  const runs = Number(process.env.REBUILD_RUNS ?? 1);
+  for (let i = 0; i < runs; i++) {
+    for (const spec of specs) {
+      const tag = `${spec.policy}${spec.concurrentIos === undefined ? "" : ` N=${spec.concurrentIos}`}`;
+      rows.push(await scenario(`${tag}, ${limitMBps} MB/s per device`, limitMBps * MB, spec, plain));
+      process.stderr.write(`[row] ${JSON.stringify(rows.at(-1))}\n`);
+    }
+    if (!process.env.REBUILD_BENCH_ONLY_THROTTLED) {
+      rows.push(await scenario("unlimited", 0, { policy: "unlimited" }, plain));
+      process.stderr.write(`[row] ${JSON.stringify(rows.at(-1))}\n`);
+    }
+  }
   const p = plain.result!;
   const lines = [
     `Rebuild after kill -9 of 1 of ${SDS_COUNT} SDSs (1 GiB volume, 2 copies, 64 MiB extents); client: fio 4k randwrite QD${clientQd} over NBD`,
     `Plain copy on the same disk (dd 1 GiB, conv=fdatasync): ${(p.bytesPerSec / MB).toFixed(0)} MB/s (${p.seconds.toFixed(1)} s)`,
     "",
-    "| run | rebuilt | rebuild time | kill to healthy | rate | vs limit x sources | vs the split's ceiling | vs plain copy | client IOPS before / during | client p99 before / during |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    `build: ${process.env.REBUILD_BIN ?? "dist/pf"}`,
+    "| run | rebuilt | rebuild time | kill to healthy | rate | vs limit x sources | vs the split's ceiling | vs plain copy | client IOPS before / during | client p99 before / during | load (start → end) |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
   ];
   for (const r of rows) {
     const rate = r.rebuiltBytes / r.seconds;
@@ -232,7 +269,7 @@ async function main(): Promise<void> {
       `| ${r.label} | ${(r.rebuiltBytes / MiB).toFixed(0)} MiB | ${r.seconds.toFixed(1)} s | ${r.fromKillSeconds.toFixed(1)} s | ${(rate / MB).toFixed(0)} MB/s | ` +
         `${ceiling > 0 ? `${((100 * rate) / ceiling).toFixed(0)} % of ${(ceiling / MB).toFixed(0)} MB/s (${r.sources} source${r.sources === 1 ? "" : "s"})` : `n/a (${r.sources} source${r.sources === 1 ? "" : "s"})`} | ` +
         `${r.limitBytesPerSec > 0 ? `${((100 * rate) / splitCeiling).toFixed(0)} % of ${(splitCeiling / MB).toFixed(0)} MB/s (largest share ${(r.maxPerSourceBytes / MiB).toFixed(0)} MiB)` : "n/a"} | ${((100 * rate) / p.bytesPerSec).toFixed(0)} % | ` +
-        `${Math.round(r.before.iops)} / ${Math.round(r.during.iops)} | ${r.before.p99us.toFixed(0)} / ${r.during.p99us.toFixed(0)} µs |`,
+        `${Math.round(r.before.iops)} / ${Math.round(r.during.iops)} | ${r.before.p99us.toFixed(0)} / ${r.during.p99us.toFixed(0)} µs (${(r.during.p99us / Math.max(1, r.before.p99us)).toFixed(1)}x) | ${r.load} |`,
     );
   }
   process.stdout.write(lines.join("\n") + "\n");

@@ -23,6 +23,12 @@ const PoolObj = z.looseObject({
   writeCache: z.string().optional(),
   extentSizeInKb: z.number().optional(),
   allocationGranularityInKb: z.number().optional(),
+  rebuildIoPriorityPolicy: z.string().optional(),
+  rebuildIoPriorityNumOfConcurrentIosPerDevice: z.number().optional(),
+  rebuildIoPriorityBwLimitPerDeviceInKbps: z.number().optional(),
+  rebalanceIoPriorityPolicy: z.string().optional(),
+  rebalanceIoPriorityNumOfConcurrentIosPerDevice: z.number().optional(),
+  rebalanceIoPriorityBwLimitPerDeviceInKbps: z.number().optional(),
 });
 const SdsObj = z.looseObject({ id: z.string(), name: z.string().nullable(), mdmConnectionState: z.string().optional() });
 const VolumeObj = z.looseObject({
@@ -137,8 +143,10 @@ async function applyStructure(ep: MdmEndpoint, config: ClusterConfig): Promise<v
         async () => (await create(ep, "StoragePool", body)).id,
         `storage pool ${pd.name}/${p.name}`,
       );
-      if (r.created) consola.info(`pf up: created storage pool ${pd.name}/${p.name} (${r.id})`);
-      else await reconcilePool(ep, pd.name, p, r.obj);
+      if (r.created) {
+        consola.info(`pf up: created storage pool ${pd.name}/${p.name} (${r.id})`);
+        await applyIoPriority(ep, pd.name, p, r.id, null);
+      } else await reconcilePool(ep, pd.name, p, r.obj);
     }
   }
   consola.info(`pf up: topology of ${config.protectionDomains.length} protection domain(s) is in place`);
@@ -157,6 +165,7 @@ async function reconcilePool(ep: MdmEndpoint, pdName: string, spec: PoolSpec, ex
     await action(ep, `StoragePool::${existing.id}`, "setWriteCache", { writeCache: spec.writeCache });
     consola.info(`pf up: storage pool ${pdName}/${spec.name} set to ${spec.writeCache}`);
   }
+  await applyIoPriority(ep, pdName, spec, existing.id, existing);
   const differs: string[] = [];
   if (spec.extentSize !== undefined && existing.extentSizeInKb !== undefined && existing.extentSizeInKb !== kb(spec.extentSize)) {
     differs.push(`extent size ${existing.extentSizeInKb} KiB, the file says ${kb(spec.extentSize)} KiB`);
@@ -169,6 +178,33 @@ async function reconcilePool(ep: MdmEndpoint, pdName: string, spec: PoolSpec, ex
       `pf up: storage pool ${pdName}/${spec.name} (${existing.id}) exists with ${differs.join("; ")} (made by an SDS that joined before the pool was created from the file, or by hand); ` +
         "it keeps its settings: start the MDM host's pf up before the data hosts on a new cluster, or recreate the pool",
     );
+  }
+}
+
+/**
+ * The file's I/O priority keys of a pool, those given and not already so: rebuild (policy,
+ * concurrent IOs, rebuildRateLimit) and rebalance (policy, concurrent IOs, rebalanceRateLimit).
+ * `existing` null: a pool just created (its rate limit came with the create).
+ */
+async function applyIoPriority(ep: MdmEndpoint, pdName: string, spec: PoolSpec, poolId: string, existing: PoolRow | null): Promise<void> {
+  const classes = [
+    { cls: "rebuild", action: "setRebuildIoPriorityPolicy", policy: spec.rebuildIoPriorityPolicy, ios: spec.rebuildConcurrentIos, rate: existing === null ? undefined : spec.rebuildRateLimit },
+    { cls: "rebalance", action: "setRebalanceIoPriorityPolicy", policy: spec.rebalanceIoPriorityPolicy, ios: spec.rebalanceConcurrentIos, rate: spec.rebalanceRateLimit },
+  ] as const;
+  for (const c of classes) {
+    const kbps = c.rate === undefined ? undefined : Math.ceil(c.rate / 1024);
+    const now = existing === null ? undefined : {
+      policy: existing[`${c.cls}IoPriorityPolicy`],
+      ios: existing[`${c.cls}IoPriorityNumOfConcurrentIosPerDevice`],
+      kbps: existing[`${c.cls}IoPriorityBwLimitPerDeviceInKbps`],
+    };
+    const body: Record<string, string | number> = {};
+    if (c.policy !== undefined && c.policy !== now?.policy) body.policy = c.policy;
+    if (c.ios !== undefined && c.ios !== now?.ios) body.numOfConcurrentIosPerDevice = c.ios;
+    if (kbps !== undefined && kbps !== now?.kbps) body.bwLimitPerDeviceInKbps = kbps;
+    if (Object.keys(body).length === 0) continue;
+    await action(ep, `StoragePool::${poolId}`, c.action, body);
+    consola.info(`pf up: storage pool ${pdName}/${spec.name} ${c.cls} I/O priority set: ${JSON.stringify(body)}`);
   }
 }
 

@@ -220,6 +220,35 @@ export const ExtentAssignment = z.object({
 });
 export type ExtentAssignment = z.infer<typeof ExtentAssignment>;
 
+/**
+ * I/O priority policy of a pool's copies (rebuild and resync: `rebuild`; moves of drain and
+ * rebalance: `rebalance`), the PowerFlex rebuildIoPriorityPolicy / rebalanceIoPriorityPolicy
+ * (semantics in src/sds/copy_throttle.ts and docs/design.md "Copy I/O priority"):
+ * - unlimited: no cap on copy IOs in flight per device nor on their bandwidth;
+ * - limitNumOfConcurrentIos: at most `concurrentIosPerDevice` copy IOs in flight per device,
+ *   and `bwLimitBytesPerSec` per device when not 0;
+ * - favorAppIos: as limitNumOfConcurrentIos, and a copy IO starts only while the device has no
+ *   application write in flight (waiting at most Limits.favorAppIosMaxWaitMs for one chunk);
+ * - dynamicBwThrottling: the bandwidth cap (required, > 0) halves at each copy IO that finds
+ *   application IO present on the device (down to 1/8) and doubles back while the device is quiet.
+ */
+export const IoPriorityPolicy = z.enum(["unlimited", "limitNumOfConcurrentIos", "favorAppIos", "dynamicBwThrottling"], {
+  message: "the I/O priority policy is unlimited, limitNumOfConcurrentIos, favorAppIos or dynamicBwThrottling",
+});
+export type IoPriorityPolicy = z.infer<typeof IoPriorityPolicy>;
+
+export const CopyIoPolicy = z.object({
+  policy: IoPriorityPolicy,
+  concurrentIosPerDevice: z.number().int().min(1).max(Limits.maxCopyIosPerDevice),
+  /** 0 = no bandwidth cap (refused for dynamicBwThrottling by the MDM) */
+  bwLimitBytesPerSec: z.number().int().nonnegative(),
+});
+export type CopyIoPolicy = z.infer<typeof CopyIoPolicy>;
+
+/** The copy policies of the pool a device of this SDS belongs to. */
+export const DeviceCopyPolicy = z.object({ deviceId: id16, rebuild: CopyIoPolicy, rebalance: CopyIoPolicy });
+export type DeviceCopyPolicy = z.infer<typeof DeviceCopyPolicy>;
+
 /** Grants of (volume, SDC) issued at a map version below floorVersion are revoked. */
 export const GrantFloor = z.object({ volumeId: id16, sdcId: id16, floorVersion: z.number().int().nonnegative() });
 export type GrantFloor = z.infer<typeof GrantFloor>;
@@ -262,6 +291,8 @@ export const SdsAssignmentsResponse = z.object({
   dataPlaneTls: z.boolean().default(false),
   /** copy throttle for this SDS (bytes/s over all its copies; 0 = unlimited) */
   rebuildRateBytesPerSec: z.number().int().nonnegative().default(0),
+  /** copy I/O priority per device of this SDS (absent from an older MDM: rebuildRateBytesPerSec per device, no concurrency cap) */
+  copyPolicies: z.array(DeviceCopyPolicy).max(Limits.maxDevicesPerSds).default([]),
   extentSizeBytesByVolume: z.record(id16, z.number().int().positive()),
   /** volumes of writeThrough pools among the extents listed: every write durable on every copy before its reply */
   writeThroughVolumes: z.array(id16).default([]),

@@ -13,6 +13,7 @@
 import { LineCounter, parseDocument, isNode, type Document } from "yaml";
 import { z } from "zod";
 import { PfError } from "./errors.ts";
+import { IoPriorityPolicy } from "./cluster_api.ts";
 import { Limits } from "./limits.ts";
 import { formatBytes, parseDurationMs, parseHostPort, parseSizeBytes } from "./sizes.ts";
 
@@ -98,7 +99,17 @@ const PoolConfig = z.strictObject({
   sparePercentage: z.number().int().min(0).max(90).default(10),
   extentSize: size.optional(),
   granularity: size.optional(),
-  rebuildRateLimit: size.optional(), // bytes per second per pool, 0 = unlimited
+  /** rebuild (and resync) copy bandwidth per device, bytes per second (0 = none; at creation 0 also makes the policy unlimited) */
+  rebuildRateLimit: size.optional(),
+  /** I/O priority of the pool's copies (src/sds/copy_throttle.ts). Given: pf up sets it on every
+   *  start (also on an existing pool, with rebuildRateLimit); left out: the pool keeps what it has
+   *  (new pools: rebuild limitNumOfConcurrentIos 1, rebalance favorAppIos 1 at 10 MiB/s). */
+  rebuildIoPriorityPolicy: IoPriorityPolicy.optional(),
+  rebuildConcurrentIos: z.number().int().min(1).max(Limits.maxCopyIosPerDevice).optional(),
+  rebalanceIoPriorityPolicy: IoPriorityPolicy.optional(),
+  rebalanceConcurrentIos: z.number().int().min(1).max(Limits.maxCopyIosPerDevice).optional(),
+  /** rebalance (drain, rebalance moves) bandwidth per device, bytes per second (0 = none) */
+  rebalanceRateLimit: size.optional(),
   /** writeBack (default): acked when both copies hold the write, FLUSH/FUA make it durable;
    *  writeThrough: every write durable on both copies before its ack. Given: pf up sets it on
    *  every start (also on an existing pool); left out: the pool keeps what it has. */

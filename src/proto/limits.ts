@@ -47,6 +47,11 @@ export const Limits = {
   maxRebuildReports: 4096, // copies reported in one SDS heartbeat (SdsHeartbeatRequest.rebuilds)
   rebuildCopiesPerTarget: 2, // chunk copies in flight from one SDS to one target SDS
   rebuildRetryMs: 1000, // a copy that failed (target refused or unreachable) starts over after this
+  maxCopyIosPerDevice: 20, // numOfConcurrentIosPerDevice of an I/O priority policy: 1..this (PowerFlex's range)
+  maxDevicesPerSds: 256, // copy policies listed in one assignment answer (one per device)
+  favorAppIosMaxWaitMs: 50, // favorAppIos: a copy chunk waits at most this long for the device's app writes to drain (bounds the rebuild under constant app IO)
+  dynamicBwQuietMs: 500, // dynamicBwThrottling: the device counts as quiet once no app IO arrived for this long (the cap then doubles back per chunk)
+  dynamicBwMinShare: 8, // dynamicBwThrottling: the cap backs off to at least 1/this of the pool's bandwidth limit
 
   // placement / volumes
   defaultExtentBytes: 64 * MiB,

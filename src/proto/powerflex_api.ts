@@ -5,6 +5,8 @@
 // PyPowerFlex's extra "volumeClass" and friends pass. Omitted and null mean "not given".
 
 import { z } from "zod";
+import { IoPriorityPolicy } from "./cluster_api.ts";
+import { Limits } from "./limits.ts";
 
 export const POWERFLEX_API_VERSION = "3.6";
 export const POWERFLEX_VERSION_INFO = "R3_6.0.0";
@@ -203,11 +205,14 @@ export const RenameObject = z
 /** POST /api/instances/StoragePool::{id}/action/setWriteCache (pf extension) */
 export const SetWriteCache = z.object({ writeCache: WriteCache });
 export const SetSparePercentage = z.object({ sparePercentage: looseInt.pipe(z.number().min(0).max(99)) });
-export const SetRebuildIoPriorityPolicy = z.object({
-  policy: opt(z.enum(["unlimited", "limitNumOfConcurrentIos", "favorAppIos", "dynamicBwThrottling"])),
-  numOfConcurrentIosPerDevice: opt(looseInt.pipe(z.number().min(1).max(20))),
-  bwLimitPerDeviceInKbps: opt(looseInt.pipe(z.number().min(0))),
+/** setRebuildIoPriorityPolicy / setRebalanceIoPriorityPolicy: what is given changes (mdm/topology/io_priority.ts) */
+export const SetIoPriorityPolicy = z.object({
+  policy: opt(IoPriorityPolicy),
+  numOfConcurrentIosPerDevice: opt(looseInt.pipe(z.number().int().min(1, "numOfConcurrentIosPerDevice is 1 to 20").max(Limits.maxCopyIosPerDevice, "numOfConcurrentIosPerDevice is 1 to 20"))),
+  bwLimitPerDeviceInKbps: opt(looseInt.pipe(z.number().int().min(0, "bwLimitPerDeviceInKbps is 0 (none) or more"))),
 });
+export const SetRebuildIoPriorityPolicy = SetIoPriorityPolicy;
+export const SetRebalanceIoPriorityPolicy = SetIoPriorityPolicy;
 export const SetEnabled = z.object({ rebuildEnabled: opt(looseBool), rebalanceEnabled: opt(looseBool) });
 export const SetDeviceName = z.object({ newName: opt(objectName), name: opt(objectName) });
 export const Empty = z.object({});

@@ -1,8 +1,10 @@
 // The copy loop an SDS drives as the primary of an extent with a sync target (rebuild onto a new
-// SDS, resync of a returning one, move): chunk by chunk (Limits.thinChunkBytes), throttled by one
-// token bucket for all copies of this SDS (the oldest job first, so copies end one after another
-// and the younger ones keep the rate busy while the MDM plans the next), at most Limits.rebuildCopiesPerTarget chunk copies in
-// flight per target SDS, with progress for the heartbeat's RebuildReport.
+// SDS, resync of a returning one, move): chunk by chunk (Limits.thinChunkBytes), throttled per
+// source device by the pool's I/O priority policy (copy_throttle.ts: rebuild and resync by the
+// rebuild policy, moves by the rebalance policy; its token bucket serves the oldest job first, so
+// copies end one after another and the younger ones keep the rate busy while the MDM plans the
+// next), at most Limits.rebuildCopiesPerTarget chunk copies in flight per target SDS, with
+// progress for the heartbeat's RebuildReport.
 //
 // What is copied: mode "full", and mode "resync" without a trustworthy change record for that
 // target, go over every chunk; mode "resync" with a record (sds_node.ts keeps it while a copy is
@@ -28,7 +30,7 @@
 // - a job that failed reports done=false until its retry finishes; the MDM may re-plan meanwhile.
 
 import { consola } from "consola";
-import type { RebuildReport, SyncTarget } from "../proto/cluster_api.ts";
+import type { DeviceCopyPolicy, RebuildReport, SyncTarget } from "../proto/cluster_api.ts";
 import { Flag, Op, Status, encodeLayerKeys } from "../proto/dataplane.ts";
 import type { DataPlanePool, DataRequest } from "../proto/dataplane_client.ts";
 import { ioNowMs } from "../proto/io_meter.ts";
@@ -37,7 +39,7 @@ import { idToHalves } from "../proto/ids.ts";
 import type { Extent, ExtentStore } from "./extent_store.ts";
 import type { SdsClock } from "./sds_clock.ts";
 import type { CopyKind, SdsMetrics } from "./sds_metrics.ts";
-import { TokenBucket } from "./token_bucket.ts";
+import { AppIoGauges, DeviceThrottle, Slots, legacyPolicy } from "./copy_throttle.ts";
 import { returnPayload, takePayload } from "../proto/payload_pool.ts";
 
 const CHUNK = Limits.thinChunkBytes;
@@ -64,6 +66,16 @@ export interface CopyEngineDeps {
   metrics: SdsMetrics;
   /** a copy finished: the MDM wants to know soon (runSds sends a heartbeat early) */
   onDone?: () => void;
+  /** application IO per device (sds_node.ts counts it), for favorAppIos and dynamicBwThrottling */
+  appIo?: AppIoGauges;
+}
+
+/** A device's throttles: rebuild and resync by the pool's rebuild policy, moves by its rebalance policy. */
+interface DeviceThrottles {
+  rebuild: DeviceThrottle;
+  rebalance: DeviceThrottle;
+  /** the MDM named this device's policies (else the legacy per-device rate applies) */
+  listed: boolean;
 }
 
 type JobState = "running" | "done" | "failed" | "cancelled";
@@ -92,43 +104,82 @@ class CopyJob {
   }
 }
 
-/** A counting semaphore (copies in flight to one target SDS), waiters served by (priority, arrival) like the bucket. */
-class Slots {
-  private used = 0;
-  private readonly waiters: { priority: number; resolve: () => void }[] = [];
-  constructor(private readonly max: number) {}
-  acquire(priority: number): Promise<void> {
-    if (this.used < this.max) {
-      this.used++;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      let i = this.waiters.length;
-      while (i > 0 && this.waiters[i - 1]!.priority > priority) i--;
-      this.waiters.splice(i, 0, { priority, resolve });
-    });
-  }
-  release(): void {
-    const next = this.waiters.shift();
-    if (next) next.resolve();
-    else this.used--;
-  }
-}
-
 export class CopyEngine {
   readonly stats: CopyStats = { rebuildWritesSent: 0, rebuildBytesSent: 0, rebuildZeroesSent: 0, jobsDone: 0, jobsFailed: 0 };
-  readonly bucket: TokenBucket;
+  readonly appIo: AppIoGauges;
+  private readonly throttles = new Map<string, DeviceThrottles>();
+  private legacyRateBytesPerSec = 0;
   private readonly jobs = new Map<string, CopyJob>();
   private readonly slotsByTarget = new Map<string, Slots>();
   private closed = false;
   private jobsStarted = 0;
 
   constructor(private readonly deps: CopyEngineDeps) {
-    this.bucket = new TokenBucket(deps.clock);
+    this.appIo = deps.appIo ?? new AppIoGauges();
   }
 
-  setRate(bytesPerSec: number): void {
-    this.bucket.setRate(bytesPerSec);
+  /**
+   * The copy policies of this SDS's devices (assignment answer). A device not listed (an older
+   * MDM) copies at `legacyRateBytesPerSec` with no concurrency cap, as before policies existed.
+   */
+  setPolicies(policies: readonly DeviceCopyPolicy[], legacyRateBytesPerSec: number): void {
+    this.legacyRateBytesPerSec = legacyRateBytesPerSec;
+    const listed = new Set<string>();
+    for (const p of policies) {
+      listed.add(p.deviceId);
+      const t = this.throttlesOf(p.deviceId);
+      t.listed = true;
+      t.rebuild.set(p.rebuild);
+      t.rebalance.set(p.rebalance);
+    }
+    for (const [id, t] of this.throttles) {
+      if (listed.has(id)) continue;
+      t.listed = false;
+      t.rebuild.set(legacyPolicy(legacyRateBytesPerSec));
+      t.rebalance.set(legacyPolicy(legacyRateBytesPerSec));
+    }
+  }
+
+  /** A device's throttle for a kind of copy (tests and the control port read its counters). */
+  throttleOf(deviceId: string, kind: CopyKind): DeviceThrottle {
+    const t = this.throttlesOf(deviceId);
+    return kind === "move" ? t.rebalance : t.rebuild;
+  }
+
+  /** Per device and class: the policy applied and its counters (the control port's status). */
+  throttleFigures(): Record<string, unknown>[] {
+    const out: Record<string, unknown>[] = [];
+    for (const [deviceId, t] of this.throttles) {
+      for (const [cls, d] of [["rebuild", t.rebuild], ["rebalance", t.rebalance]] as const) {
+        const p = d.current;
+        out.push({
+          deviceId,
+          class: cls,
+          fromMdm: t.listed,
+          policy: p.policy,
+          concurrentIosPerDevice: Number.isFinite(p.concurrentIosPerDevice) ? p.concurrentIosPerDevice : null,
+          bwLimitBytesPerSec: p.bwLimitBytesPerSec,
+          rateBytesPerSec: d.bucket.rate,
+          inFlight: d.inFlight,
+          maxInFlight: d.maxInFlight,
+          yieldsDrained: d.yieldsDrained,
+          yieldsTimedOut: d.yieldsTimedOut,
+        });
+      }
+    }
+    return out;
+  }
+
+  private throttlesOf(deviceId: string): DeviceThrottles {
+    let t = this.throttles.get(deviceId);
+    if (t === undefined) {
+      const gauge = this.appIo.of(deviceId);
+      t = { rebuild: new DeviceThrottle(this.deps.clock, gauge), rebalance: new DeviceThrottle(this.deps.clock, gauge), listed: false };
+      t.rebuild.set(legacyPolicy(this.legacyRateBytesPerSec));
+      t.rebalance.set(legacyPolicy(this.legacyRateBytesPerSec));
+      this.throttles.set(deviceId, t);
+    }
+    return t;
   }
 
   /** Start, keep or cancel jobs so that exactly the held primaries with a sync target have one. */
@@ -284,12 +335,14 @@ export class CopyEngine {
     const plannedBytes = dataBytesOf(e, chunk);
     const planned = plannedBytes > 0;
     const slots = this.slotsFor(job.target.sdsId);
+    let permit: { release(): void } | null = null;
     if (planned) {
-      // the throttle first, then a slot: a slot caps chunks on the wire, and one held while its
-      // chunk waits for tokens left a single chunk in flight per target (each waited its turn in
-      // the bucket, then a round trip), below the rate whenever a round trip took longer than a
-      // chunk's share of the rate (1 MiB at 50 MB/s: 20 ms). Every send still follows its take.
-      await this.bucket.take(plannedBytes, job.order);
+      // the device's throttle first (tokens, then its copy slot and any yield to app IO), then a
+      // target slot: a target slot caps chunks on the wire, and one held while its chunk waits for
+      // tokens left a single chunk in flight per target (each waited its turn in the bucket, then
+      // a round trip), below the rate whenever a round trip took longer than a chunk's share of
+      // the rate (1 MiB at 50 MB/s: 20 ms). Every send still follows its take.
+      permit = await this.throttleOf(e.slot.deviceId, job.kind).admit(plannedBytes, job.order);
       await slots.acquire(job.order);
     }
     try {
@@ -334,6 +387,7 @@ export class CopyEngine {
       return Status.IO_ERROR;
     } finally {
       if (planned) slots.release();
+      permit?.release();
     }
   }
 

@@ -103,7 +103,7 @@ export class SdsControl implements ControlSource {
       writeCache: writeCacheFigures(core),
       // copy-on-write copies off the loop (prepared by the extent gate) and on it; zeroings on it
       chunkPrep: { ...core.store.stats },
-      copies: { active: node.copies.activeJobs, ...node.copies.stats },
+      copies: { active: node.copies.activeJobs, ...node.copies.stats, throttles: node.copies.throttleFigures() },
       refused: { notOwner: node.stats.refusedNotOwner, staleEpoch: node.stats.refusedStaleEpoch, noLease: node.stats.refusedNoLease, failedDevice: node.stats.refusedFailedDevice },
       mdmTerm: this.terms === null ? null : { term: this.terms.highest, refused: this.terms.refused, changes: this.terms.changes },
       eventLoopLagSeconds: this.proc.eventLoopLagSeconds,

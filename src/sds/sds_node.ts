@@ -64,6 +64,7 @@ import { DirtyChunks } from "./dirty_chunks.ts";
 import type { DeviceSlot, Extent, ExtentStore } from "./extent_store.ts";
 import type { RequestConn, RequestHandler } from "./dataplane_server.ts";
 import { LayerGraphs, type LayerState, type VTreeState } from "./layer_graphs.ts";
+import { AppIoGauge, AppIoGauges } from "./copy_throttle.ts";
 import { CopyEngine } from "./rebuild_copy.ts";
 import { EpochHolds, isForwarded } from "./epoch_hold.ts";
 import type { CommitWaiter } from "./group_commit.ts";
@@ -209,6 +210,8 @@ export class SdsNode implements RequestHandler {
   /** forwarded writes refused or lost by an in-sync copy, for the next heartbeat (bounded) */
   private readonly failedForwards = new Map<string, FailedForward>();
   private readonly inflightFlushes = new Set<Promise<Status>>();
+  /** application IO per device, which copies yield to (copy_throttle.ts) */
+  private readonly appIo = new AppIoGauges();
   private readonly lastPeerWarnMs = new Map<string, number>();
   /** until then heartbeat fast (recovering): a peer connection failed recently */
   private peerTroubleUntilMs = -Infinity;
@@ -225,7 +228,7 @@ export class SdsNode implements RequestHandler {
     if (opts.mdmId !== undefined) this.access.setMdmId(opts.mdmId);
     // ONE connection per peer: forwarded writes must reach it in the order they were applied
     this.peers = opts.peers ?? new DataPlanePool({ credentials: this.access, connsPerSds: 1, onLinkDown: () => this.peerLinkDown(), ...(opts.peerTls === undefined ? {} : { tls: opts.peerTls }) });
-    this.copies = new CopyEngine({ sdsId: this.sdsId, store: this.store, peers: this.peers, clock: this.clock, metrics: this.metrics, onDone: () => this.onCopyDone?.() });
+    this.copies = new CopyEngine({ sdsId: this.sdsId, store: this.store, peers: this.peers, clock: this.clock, metrics: this.metrics, onDone: () => this.onCopyDone?.(), appIo: this.appIo });
     this.holds = new EpochHolds({
       sdsId: this.sdsId,
       behind: (h) => this.aheadOfAssignments(h),
@@ -408,7 +411,7 @@ export class SdsNode implements RequestHandler {
     // After a restart this process does not know which peers hold writes it forwarded before
     // it died (acknowledged, maybe not yet flushed): the first FLUSH syncs every peer.
     if (!this.assignmentsApplied) for (const p of this.memberPeers) this.peersWritten.add(p);
-    this.copies.setRate(resp.rebuildRateBytesPerSec);
+    this.copies.setPolicies(resp.copyPolicies, resp.rebuildRateBytesPerSec);
     this.copies.reconcile(this.store.extents());
     this.appliedMapVersion = resp.mapVersion;
     this.assignmentsApplied = true;
@@ -604,6 +607,7 @@ export class SdsNode implements RequestHandler {
       return Status.UNAVAILABLE;
     }
     if (h.offset + h.length > e.sizeBytes) return Status.INVALID;
+    if (use === "client" || use === "replica") this.appIo.of(e.slot.deviceId).arrivals++;
     return e;
   }
 
@@ -684,7 +688,7 @@ export class SdsNode implements RequestHandler {
   private replicate(conn: RequestConn, h: FrameHeader, e: Extent, layer: LayerState, op: Op, payload: Bytes | undefined, meter: IoMeter, startMs: number): void {
     // FUA, or a writeThrough pool: durable on every copy before the reply (group commit)
     const durable = (h.flags & Flag.FUA) !== 0 || e.writeThrough;
-    const join = new ReplyJoin(conn, h, this.fence, meter, startMs, durable);
+    const join = new ReplyJoin(conn, h, this.fence, meter, startMs, durable, this.appIo.of(e.slot.deviceId));
     const fwd: DataRequest = {
       opcode: op,
       flags: (durable ? Flag.FUA : 0) | Flag.LAYER,
@@ -1161,9 +1165,12 @@ class ReplyJoin implements CommitWaiter {
     private readonly startMs: number,
     /** every copy's group commit is part of this reply (FUA / writeThrough): an OK says DURABLE */
     private readonly durable: boolean,
+    /** the device's app writes in flight, which copies under favorAppIos wait for */
+    private readonly appIo: AppIoGauge,
   ) {
     this.bytes = h.length;
     this.era = fence.enter();
+    appIo.begin();
   }
 
   expect(): void {
@@ -1194,6 +1201,7 @@ class ReplyJoin implements CommitWaiter {
     if (this.durable && this.status === Status.OK) this.h.flags |= Flag.DURABLE;
     this.conn.reply(this.h, this.status);
     this.fence.done(this.era);
+    this.appIo.end();
   }
 }
 

@@ -4,6 +4,9 @@
 
 import { integer, sqliteTable, text, primaryKey } from "drizzle-orm/sqlite-core";
 
+/** a pool's rebuild/rebalance I/O priority policies (proto/cluster_api.ts IoPriorityPolicy) */
+const IO_PRIORITY_POLICIES = ["unlimited", "limitNumOfConcurrentIos", "favorAppIos", "dynamicBwThrottling"] as const;
+
 export const systemTable = sqliteTable("system", {
   id: text("id").primaryKey(),
   name: text("name"),
@@ -46,6 +49,12 @@ export const storagePoolTable = sqliteTable("storage_pool", {
   capacityAlertCriticalPct: integer("capacity_alert_critical_pct").notNull().default(90),
   // 0004_write_cache
   writeCache: text("write_cache", { enum: ["writeBack", "writeThrough"] }).notNull().default("writeBack"),
+  // 0010_io_priority (the rebuild policy's bandwidth is rebuildRateLimitKbps)
+  rebuildIoPolicy: text("rebuild_io_policy", { enum: IO_PRIORITY_POLICIES }).notNull().default("limitNumOfConcurrentIos"),
+  rebuildIoConcurrency: integer("rebuild_io_concurrency").notNull().default(1),
+  rebalanceIoPolicy: text("rebalance_io_policy", { enum: IO_PRIORITY_POLICIES }).notNull().default("favorAppIos"),
+  rebalanceIoConcurrency: integer("rebalance_io_concurrency").notNull().default(1),
+  rebalanceBwLimitKbps: integer("rebalance_bw_limit_kbps").notNull().default(10240),
 });
 
 export const faultSetTable = sqliteTable("fault_set", {

@@ -26,7 +26,7 @@ const TYPES = ["System", "ProtectionDomain", "StoragePool", "FaultSet", "Sds", "
 const INSTANCE_ACTIONS = [
   "removeDevice", "setDeviceName", "removeFaultSet", "removeProtectionDomain", "setProtectionDomainName", "removeSdc", "setSdcName",
   "removeSds", "setSdsName", "removeStoragePool", "setCapacityAlertThresholds", "setRebalanceEnabled", "setRebuildEnabled",
-  "setRebuildIoPriorityPolicy", "setSparePercentage", "setStoragePoolName", "addMappedSdc", "mapVolumeToSdc", "overwriteVolumeContent",
+  "setRebuildIoPriorityPolicy", "setRebalanceIoPriorityPolicy", "setSparePercentage", "setStoragePoolName", "addMappedSdc", "mapVolumeToSdc", "overwriteVolumeContent",
   "removeMappedSdc", "removeVolume", "restore", "setMappedSdcLimits", "setVolumeAccessModeLimit", "setVolumeMappingAccessMode",
   "setVolumeName", "setVolumeSize", "unmapVolumeFromSdc", "approveSdc", "checkVolumeConsistency", "queryRebuild", "snapshotVolumes",
   "querySystemLimits", "queryMdmCluster", "queryIdByKey", "querySelectedStatistics", "removeConsistencyGroupSnapshots", "nope",

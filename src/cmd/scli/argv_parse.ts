@@ -3,6 +3,7 @@
 // a value flag takes the next token only if it is not itself a --flag (use --flag=VALUE for
 // values that start with "--"); no flag may be given twice; positional words are refused.
 
+import type { IoPriorityPolicy } from "../../proto/cluster_api.ts";
 import { z } from "zod";
 import { objectName } from "../../proto/powerflex_api.ts";
 import { Limits, Units } from "../../proto/limits.ts";
@@ -185,6 +186,15 @@ function checkValue(flag: FlagName, value: string): void {
         throw usageError(`--${flag} must be a whole percent from 1 to 100, got ${JSON.stringify(value)}`);
       }
       return;
+    case "policy":
+      ioPolicyOf(value);
+      return;
+    case "concurrent_ios_per_device":
+      if (!/^\d{1,2}$/.test(value) || Number(value) < 1 || Number(value) > 20) throw usageError(`--concurrent_ios_per_device must be a whole number from 1 to 20, got ${JSON.stringify(value)}`);
+      return;
+    case "bw_limit_per_device_kb":
+      if (!/^\d{1,10}$/.test(value)) throw usageError(`--bw_limit_per_device_kb must be a whole number of KB/s (0 = none), got ${JSON.stringify(value)}`);
+      return;
     case "write_cache":
       if (value !== "writeBack" && value !== "writeThrough") throw usageError(`--write_cache must be writeBack or writeThrough, got ${JSON.stringify(value)}`);
       return;
@@ -209,4 +219,23 @@ export function accessModeOf(value: string): (typeof ACCESS_MODES)[number] {
   const mode = ACCESS_MODES.find((m) => m.toLowerCase() === key);
   if (!mode) throw usageError(`--access_mode must be ReadWrite or ReadOnly, got ${JSON.stringify(value)}`);
   return mode;
+}
+
+const IO_POLICY_SPELLINGS: Record<string, IoPriorityPolicy> = {
+  unlimited: "unlimited",
+  limitnumofconcurrentios: "limitNumOfConcurrentIos",
+  limitconcurrentio: "limitNumOfConcurrentIos",
+  favorappios: "favorAppIos",
+  favorapplicationio: "favorAppIos",
+  dynamicbwthrottling: "dynamicBwThrottling",
+  dynamicbandwidththrottling: "dynamicBwThrottling",
+};
+
+/** --policy value -> REST policy name; takes the REST names and scli's snake_case spellings, any case. */
+export function ioPolicyOf(value: string): IoPriorityPolicy {
+  const p = IO_POLICY_SPELLINGS[value.toLowerCase().replaceAll("_", "")];
+  if (p === undefined) {
+    throw usageError(`--policy must be unlimited, limit_concurrent_io, favor_application_io or dynamic_bandwidth_throttling (or limitNumOfConcurrentIos, favorAppIos, dynamicBwThrottling), got ${JSON.stringify(value)}`);
+  }
+  return p;
 }

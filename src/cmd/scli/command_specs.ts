@@ -218,6 +218,22 @@ export const COMMANDS: Record<CommandName, CommandSpec> = {
     usage:
       "--set_storage_pool_write_cache (--storage_pool_id ID | (--protection_domain_id ID | --protection_domain_name NAME) --storage_pool_name NAME) --write_cache writeBack|writeThrough",
   }),
+  set_rebuild_io_priority_policy: spec({
+    flags: [...PD, ...POOL, "policy", "concurrent_ios_per_device", "bw_limit_per_device_kb"],
+    required: [POOL, ["policy", "concurrent_ios_per_device", "bw_limit_per_device_kb"]],
+    exclusive: [PD, POOL],
+    needs: [POOL_NEEDS_PD],
+    usage:
+      "--set_rebuild_io_priority_policy (--storage_pool_id ID | (--protection_domain_id ID | --protection_domain_name NAME) --storage_pool_name NAME) [--policy unlimited|limit_concurrent_io|favor_application_io|dynamic_bandwidth_throttling] [--concurrent_ios_per_device 1-20] [--bw_limit_per_device_kb KB]",
+  }),
+  set_rebalance_io_priority_policy: spec({
+    flags: [...PD, ...POOL, "policy", "concurrent_ios_per_device", "bw_limit_per_device_kb"],
+    required: [POOL, ["policy", "concurrent_ios_per_device", "bw_limit_per_device_kb"]],
+    exclusive: [PD, POOL],
+    needs: [POOL_NEEDS_PD],
+    usage:
+      "--set_rebalance_io_priority_policy (--storage_pool_id ID | (--protection_domain_id ID | --protection_domain_name NAME) --storage_pool_name NAME) [--policy unlimited|limit_concurrent_io|favor_application_io|dynamic_bandwidth_throttling] [--concurrent_ios_per_device 1-20] [--bw_limit_per_device_kb KB]",
+  }),
   add_user: spec({
     flags: ["username", "user_role", "password"],
     required: ["username", "user_role"],

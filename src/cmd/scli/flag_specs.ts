@@ -47,6 +47,8 @@ export const FLAGS = {
   query_vtree: { kind: "command", help: "Show a V-Tree: its base volume and snapshot tree, capacity" },
   set_sdc_volume_limit: { kind: "command", help: "Set the IOPS and bandwidth limits of one volume-to-SDC mapping (0 = unlimited)" },
   set_storage_pool_write_cache: { kind: "command", help: "Set a storage pool's write cache: writeBack or writeThrough (pf extension; live)" },
+  set_rebuild_io_priority_policy: { kind: "command", help: "Set a storage pool's rebuild (and resync) I/O priority policy, per device (live)" },
+  set_rebalance_io_priority_policy: { kind: "command", help: "Set a storage pool's rebalance (drain, rebalance moves) I/O priority policy, per device (live)" },
   add_user: { kind: "command", help: "Create a user with a role (a one-time password is generated unless --password is given)" },
   delete_user: { kind: "command", help: "Remove a user" },
   modify_user: { kind: "command", help: "Change a user's role" },
@@ -140,6 +142,13 @@ export const FLAGS = {
   all: { kind: "switch", help: "Include the history (cleared alerts)" },
   capacity_alert_high_threshold: { kind: "value", arg: "PERCENT", help: "High threshold: an alert when the pool is this full (1-99, default 80)" },
   capacity_alert_critical_threshold: { kind: "value", arg: "PERCENT", help: "Critical threshold, above the high one (2-100, default 90)" },
+  policy: {
+    kind: "value",
+    arg: "POLICY",
+    help: "unlimited, limit_concurrent_io (limitNumOfConcurrentIos), favor_application_io (favorAppIos) or dynamic_bandwidth_throttling (dynamicBwThrottling)",
+  },
+  concurrent_ios_per_device: { kind: "value", arg: "N", help: "Copy IOs in flight per device under limit_concurrent_io and favor_application_io (1-20)" },
+  bw_limit_per_device_kb: { kind: "value", arg: "KB", help: "Copy bandwidth per device in KB/s (0 = none; dynamic_bandwidth_throttling needs one)" },
   write_cache: {
     kind: "value",
     arg: "writeBack|writeThrough",

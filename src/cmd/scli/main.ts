@@ -15,6 +15,7 @@ import { queryRebuild, removeSds } from "./cmd_recovery.ts";
 import { queryAlerts, setCapacityAlertThresholds } from "./cmd_alerts.ts";
 import { addStandbyMdm, queryAll, queryCluster, removeStandbyMdm, switchMdmOwnership } from "./cmd_system.ts";
 import { setStoragePoolWriteCache } from "./cmd_write_cache.ts";
+import { setRebalanceIoPriorityPolicy, setRebuildIoPriorityPolicy } from "./cmd_io_priority.ts";
 
 import { issueNbdClientCertificate, queryNbdCa, queryNbdClientCertificates, revokeNbdClientCertificate } from "./cmd_nbd_certs.ts";
 import { addUser, deleteUser, modifyUser, queryAuditLog, queryUser, queryUsers, resetPassword, setPassword, verifyAuditLog } from "./cmd_users.ts";
@@ -82,6 +83,8 @@ const HANDLERS: Record<CommandName, Handler> = {
   query_vtree: queryVtree,
   set_sdc_volume_limit: setSdcVolumeLimit,
   set_storage_pool_write_cache: setStoragePoolWriteCache,
+  set_rebuild_io_priority_policy: setRebuildIoPriorityPolicy,
+  set_rebalance_io_priority_policy: setRebalanceIoPriorityPolicy,
   add_user: addUser,
   delete_user: deleteUser,
   modify_user: modifyUser,

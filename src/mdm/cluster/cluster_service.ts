@@ -51,6 +51,7 @@ import { extentFromRow, type ExtentState } from "../recovery/recovery_model.ts";
 import { copiesHeldBy } from "../recovery/recovery_view.ts";
 import { getSdc, getSds, unique } from "../core/lookup.ts";
 import { allocateId, bumpMapVersion, currentMapVersion, getSystem } from "../core/system_state.ts";
+import { copyPoliciesOfSds } from "../topology/io_priority.ts";
 import { addDevice, DEFAULT_REBUILD_RATE_LIMIT_KBPS, DEFAULT_SPARE_PERCENTAGE } from "../topology/topology.ts";
 import { NodeRole } from "../../proto/dataplane_auth.ts";
 import { checkTlsJoin, sdcJoinSecrets, sdcMapsWithAccess, sdsDataPlane, sdsJoinSecrets } from "./node_access.ts";
@@ -306,11 +307,14 @@ function roleOf(e: ExtentState, sdsId: string): { role: ExtentRole; deviceId: st
   return null;
 }
 
-/** The pool's rebuild rate limit for an SDS (bytes/s; 0 = unlimited): the lowest limit among its pools. */
+/**
+ * The pool's rebuild rate limit for an SDS (bytes/s; 0 = unlimited): the lowest limit among its
+ * pools. Only an SDS that predates copyPolicies uses it (it throttles all its copies with it).
+ */
 function rebuildRateOf(ctx: MdmContext, sdsId: string): number {
   const limits = ctx.store.sqlite
     .query<{ kbps: number }, [string]>(
-      "SELECT DISTINCT p.rebuild_rate_limit_kbps AS kbps FROM device d JOIN storage_pool p ON p.id = d.pool_id WHERE d.sds_id = ?",
+      "SELECT DISTINCT CASE WHEN p.rebuild_io_policy = 'unlimited' THEN 0 ELSE p.rebuild_rate_limit_kbps END AS kbps FROM device d JOIN storage_pool p ON p.id = d.pool_id WHERE d.sds_id = ?",
     )
     .all(sdsId)
     .map((r) => r.kbps)
@@ -365,6 +369,7 @@ export function sdsAssignments(ctx: MdmContext, sdsId: string, q: SdsAssignments
       dataPlane: sdsDataPlane(ctx),
       dataPlaneTls: ctx.dataPlaneTls !== undefined,
       rebuildRateBytesPerSec: rebuildRateOf(ctx, sdsId),
+      copyPolicies: copyPoliciesOfSds(ctx, sdsId),
       extentSizeBytesByVolume,
       extents: out,
       ...addressesFor(ctx, q.addresses),

@@ -90,7 +90,11 @@ export interface DashPool {
   mediaType: string;
   sparePercentage: number;
   extentBytes: number;
+  /** the rebuild policy's bandwidth per device in force (0 under policy unlimited or when none is set) */
   rebuildRateLimitKbps: number;
+  /** the pool's rebuild I/O priority policy and its copy IOs per device (mdm/topology/io_priority.ts) */
+  rebuildIoPolicy: string;
+  rebuildIoConcurrency: number;
   /** raw bytes of the pool's Normal devices */
   rawBytes: number;
   /** raw bytes of Failed devices (gone until rebuilt) */

@@ -10,6 +10,7 @@ import { extentTable, storagePoolTable, vtreeTable, type ExtentRow } from "../..
 import type { MdmContext } from "../core/context.ts";
 import { extentFromRow, extentKey, type ExtentInfo, type PlannedExtent } from "./recovery_model.ts";
 import type { PoolPolicy } from "./rebuild_planner.ts";
+import { rebuildUnthrottled } from "../topology/io_priority.ts";
 import type { SdsView } from "./target_placement.ts";
 import { placementViewOf, sdsWithDevicesFromStore } from "../topology/placement_view.ts";
 
@@ -184,7 +185,7 @@ function moveCandidatesOf(ctx: MdmContext, pool: PoolPolicy, sds: readonly SdsVi
 /** The view; without move candidates when only figures are wanted (REST), which reads less. */
 export function loadRecoveryView(ctx: MdmContext, opts: { moveCandidates: boolean } = { moveCandidates: true }): RecoveryView {
   const poolRows = ctx.store.db.select().from(storagePoolTable).all();
-  const pools: PoolPolicy[] = poolRows.map((p) => ({ poolId: p.id, rebuildEnabled: p.rebuildEnabled, rebalanceEnabled: p.rebalanceEnabled, unthrottled: p.rebuildRateLimitKbps === 0 }));
+  const pools: PoolPolicy[] = poolRows.map((p) => ({ poolId: p.id, rebuildEnabled: p.rebuildEnabled, rebalanceEnabled: p.rebalanceEnabled, unthrottled: rebuildUnthrottled(p) }));
   const sds = loadSdsViews(ctx);
   const extents = loadAttentionExtents(ctx, sds);
   const moveCandidates: PlannedExtent[] = [];

@@ -47,6 +47,7 @@ import {
   SetDeviceName,
   SetEnabled,
   SetRebuildIoPriorityPolicy,
+  SetRebalanceIoPriorityPolicy,
   SetSdcName,
   SetSdsName,
   SetSparePercentage,
@@ -72,6 +73,7 @@ import * as topo from "../topology/topology.ts";
 import * as vols from "../topology/volumes.ts";
 import { approveSdc, setRestrictedSdcMode } from "../topology/sdc_access.ts";
 import { setWriteCache } from "../topology/write_cache.ts";
+import { setIoPriorityPolicy } from "../topology/io_priority.ts";
 import { rotateDataPlaneKey } from "../core/dataplane_secrets.ts";
 import { getSdc } from "../core/lookup.ts";
 import * as snaps from "../vtree/snapshots.ts";
@@ -149,12 +151,8 @@ export const INSTANCE_ACTIONS: Record<string, ActionHandler> = {
     const r = v(SetCapacityAlertThresholds, b);
     setCapacityAlertThresholds(ctx, id, { highPct: r.capacityAlertHighThresholdPercent, criticalPct: r.capacityAlertCriticalThresholdPercent });
   },
-  "StoragePool/setRebuildIoPriorityPolicy": (ctx, id, b) => {
-    const r = v(SetRebuildIoPriorityPolicy, b);
-    // pf throttles rebuild by bandwidth per device; "unlimited" lifts the limit
-    if (r.policy === "unlimited") topo.setRebuildRateLimit(ctx, id, 0);
-    else if (r.bwLimitPerDeviceInKbps !== undefined) topo.setRebuildRateLimit(ctx, id, r.bwLimitPerDeviceInKbps);
-  },
+  "StoragePool/setRebuildIoPriorityPolicy": (ctx, id, b) => setIoPriorityPolicy(ctx, id, "rebuild", v(SetRebuildIoPriorityPolicy, b)),
+  "StoragePool/setRebalanceIoPriorityPolicy": (ctx, id, b) => setIoPriorityPolicy(ctx, id, "rebalance", v(SetRebalanceIoPriorityPolicy, b)),
   "StoragePool/setRebuildEnabled": (ctx, id, b) => topo.setPoolFlags(ctx, id, { rebuildEnabled: requireFlag(v(SetEnabled, b).rebuildEnabled, "rebuildEnabled") }),
   "StoragePool/setRebalanceEnabled": (ctx, id, b) =>
     topo.setPoolFlags(ctx, id, { rebalanceEnabled: requireFlag(v(SetEnabled, b).rebalanceEnabled, "rebalanceEnabled") }),

@@ -51,6 +51,7 @@ export const INSTANCE_ACTION_CLASSES: Record<string, AccessClass> = {
   "StoragePool/setSparePercentage": "backend",
   "StoragePool/setCapacityAlertThresholds": "backend",
   "StoragePool/setRebuildIoPriorityPolicy": "backend",
+  "StoragePool/setRebalanceIoPriorityPolicy": "backend",
   "StoragePool/setRebuildEnabled": "backend",
   "StoragePool/setRebalanceEnabled": "backend",
   "StoragePool/setWriteCache": "backend",

@@ -105,6 +105,8 @@ export function createStoragePool(ctx: MdmContext, body: CreateStoragePool): str
           sparePercentage: body.sparePercentage ?? DEFAULT_SPARE_PERCENTAGE,
           defaultThin: body.defaultVolumeType === "ThinProvisioned",
           rebuildRateLimitKbps: body.rebuildRateLimitInKbps ?? DEFAULT_REBUILD_RATE_LIMIT_KBPS,
+          // a rate limit of 0 has always meant an unthrottled rebuild (io_priority.ts)
+          ...(body.rebuildRateLimitInKbps === 0 ? { rebuildIoPolicy: "unlimited" as const } : {}),
           rebuildEnabled: body.rebuildEnabled ?? true,
           rebalanceEnabled: body.rebalanceEnabled ?? true,
           zeroPaddingEnabled: body.zeroPaddingEnabled ?? true,
@@ -158,11 +160,6 @@ export function setPoolFlags(ctx: MdmContext, id: string, flags: { rebuildEnable
   if (flags.rebalanceEnabled !== undefined) set.rebalanceEnabled = flags.rebalanceEnabled;
   if (Object.keys(set).length === 0) throw new PfError("BAD_REQUEST", "nothing to set");
   ctx.store.db.update(storagePoolTable).set(set).where(eq(storagePoolTable.id, id)).run();
-}
-
-export function setRebuildRateLimit(ctx: MdmContext, id: string, kbps: number): void {
-  getPool(ctx, id);
-  ctx.store.db.update(storagePoolTable).set({ rebuildRateLimitKbps: kbps }).where(eq(storagePoolTable.id, id)).run();
 }
 
 // ---- fault sets ----

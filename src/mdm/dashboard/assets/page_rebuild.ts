@@ -49,6 +49,7 @@ function poolCard(sum: DashSummary, p: DashPool): HTMLElement {
         ["Waiting for returning SDS", String(r.waitingExtents)],
         ["Rebuild", `${r.activeRebuildExtents} running (${r.activeResyncExtents} resync), ${r.pendingRebuildExtents} pending (${bytes(r.pendingRebuildBytes)})`],
         ["Rebalance / drain", `${r.activeMoveExtents} running, ${bytes(r.pendingRebalanceBytes)} pending`],
+        ["I/O priority", p.rebuildIoPolicy === "limitNumOfConcurrentIos" || p.rebuildIoPolicy === "favorAppIos" ? `${p.rebuildIoPolicy}, ${p.rebuildIoConcurrency} per device` : p.rebuildIoPolicy],
         ["Rate limit", p.rebuildRateLimitKbps > 0 ? `${bytesPerSec(p.rebuildRateLimitKbps * 1024)} per device` : "unlimited"],
       ]),
       r.stalled ? h("p", { class: "warn-t" }, `No progress for ${duration(r.noProgressSeconds)}: check that the SDSs holding the copies are connected and have space.`) : null,

@@ -1,0 +1,84 @@
+// A storage pool's I/O priority policies for its copies (PowerFlex setRebuildIoPriorityPolicy /
+// setRebalanceIoPriorityPolicy): stored on the pool row (migration 0010), sent to every SDS with
+// its assignments, one entry per device (the SDS throttles per device: src/sds/copy_throttle.ts).
+// Rebuild and resync copies follow the rebuild policy, moves (drain, rebalance) the rebalance one.
+//
+// Invariants: a stored policy is one of the four names with 1..Limits.maxCopyIosPerDevice IOs; a
+// dynamicBwThrottling policy has a bandwidth limit above 0 (it is a cap that backs off); a change
+// bumps mapVersion, so every SDS fetches its assignments (and the new policy) at its next heartbeat.
+
+import { eq } from "drizzle-orm";
+import type { CopyIoPolicy, DeviceCopyPolicy, IoPriorityPolicy } from "../../proto/cluster_api.ts";
+import { PfError } from "../../proto/errors.ts";
+import { Units } from "../../proto/limits.ts";
+import { storagePoolTable, type StoragePoolRow } from "../../store/mdm_schema.ts";
+import { inTransaction, type MdmContext } from "../core/context.ts";
+import { getPool } from "../core/lookup.ts";
+import { bumpMapVersion } from "../core/system_state.ts";
+
+export type CopyClass = "rebuild" | "rebalance";
+
+export interface IoPriorityChange {
+  policy?: IoPriorityPolicy | undefined;
+  numOfConcurrentIosPerDevice?: number | undefined;
+  bwLimitPerDeviceInKbps?: number | undefined;
+}
+
+/** The pool's policy for one class of copies, as stored. */
+export function poolIoPriority(p: StoragePoolRow, cls: CopyClass): { policy: IoPriorityPolicy; concurrentIos: number; bwLimitKbps: number } {
+  return cls === "rebuild"
+    ? { policy: p.rebuildIoPolicy, concurrentIos: p.rebuildIoConcurrency, bwLimitKbps: p.rebuildRateLimitKbps }
+    : { policy: p.rebalanceIoPolicy, concurrentIos: p.rebalanceIoConcurrency, bwLimitKbps: p.rebalanceBwLimitKbps };
+}
+
+/** What an SDS applies (bytes per second). */
+export function copyIoPolicyOf(p: StoragePoolRow, cls: CopyClass): CopyIoPolicy {
+  const s = poolIoPriority(p, cls);
+  return { policy: s.policy, concurrentIosPerDevice: s.concurrentIos, bwLimitBytesPerSec: s.bwLimitKbps * Units.KiB };
+}
+
+/** A rebuild that nothing caps: the planner starts fewer copies per source (Limits.maxConcurrentUnthrottledRebuildsPerSds). */
+export function rebuildUnthrottled(p: StoragePoolRow): boolean {
+  return p.rebuildIoPolicy === "unlimited";
+}
+
+/** setRebuildIoPriorityPolicy / setRebalanceIoPriorityPolicy: what is given changes, the rest stays. */
+export function setIoPriorityPolicy(ctx: MdmContext, poolId: string, cls: CopyClass, change: IoPriorityChange): void {
+  const { policy, numOfConcurrentIosPerDevice: n, bwLimitPerDeviceInKbps: bw } = change;
+  if (policy === undefined && n === undefined && bw === undefined) {
+    throw new PfError("BAD_REQUEST", `give policy, numOfConcurrentIosPerDevice or bwLimitPerDeviceInKbps to change the pool's ${cls} I/O priority`);
+  }
+  inTransaction(ctx, () => {
+    const pool = getPool(ctx, poolId);
+    const now = poolIoPriority(pool, cls);
+    const next = { policy: policy ?? now.policy, concurrentIos: n ?? now.concurrentIos, bwLimitKbps: bw ?? now.bwLimitKbps };
+    if (next.policy === "dynamicBwThrottling" && next.bwLimitKbps === 0) {
+      throw new PfError("BAD_REQUEST", `${cls} policy dynamicBwThrottling needs a bandwidth limit: give bwLimitPerDeviceInKbps above 0 (the pool's is 0)`);
+    }
+    if (next.policy === now.policy && next.concurrentIos === now.concurrentIos && next.bwLimitKbps === now.bwLimitKbps) return;
+    const set =
+      cls === "rebuild"
+        ? { rebuildIoPolicy: next.policy, rebuildIoConcurrency: next.concurrentIos, rebuildRateLimitKbps: next.bwLimitKbps }
+        : { rebalanceIoPolicy: next.policy, rebalanceIoConcurrency: next.concurrentIos, rebalanceBwLimitKbps: next.bwLimitKbps };
+    ctx.store.db.update(storagePoolTable).set(set).where(eq(storagePoolTable.id, poolId)).run();
+    bumpMapVersion(ctx);
+  });
+}
+
+/** The copy policies of every device of an SDS (its pool's), for its assignments. */
+export function copyPoliciesOfSds(ctx: MdmContext, sdsId: string): DeviceCopyPolicy[] {
+  const rows = ctx.store.sqlite
+    .query<{ deviceId: string; poolId: string }, [string]>("SELECT id AS deviceId, pool_id AS poolId FROM device WHERE sds_id = ?")
+    .all(sdsId);
+  const pools = new Map<string, StoragePoolRow>();
+  const out: DeviceCopyPolicy[] = [];
+  for (const r of rows) {
+    let p = pools.get(r.poolId);
+    if (p === undefined) {
+      p = getPool(ctx, r.poolId);
+      pools.set(r.poolId, p);
+    }
+    out.push({ deviceId: r.deviceId, rebuild: copyIoPolicyOf(p, "rebuild"), rebalance: copyIoPolicyOf(p, "rebalance") });
+  }
+  return out;
+}
