@@ -157,6 +157,12 @@ test("turns are spaced by what a served fetch costs: at most FETCH_SHARE of a co
   });
   expect(out).toBe("answer");
   expect(turnGapMs()).toBeLessThan(80 / FETCH_SHARE);
+  // an outlier counts as at most 200 ms, and turns are never more than 500 ms apart: the queue moves
+  resetFetchCostForTests();
+  noteFetchCost(5000);
+  expect(turnGapMs()).toBe(500);
+  for (let i = 0; i < 60; i++) noteFetchCost(1);
+  expect(turnGapMs()).toBe(fixedGap);
   resetFetchCostForTests();
   expect(turnGapMs()).toBe(fixedGap);
 });

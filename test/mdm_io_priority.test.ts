@@ -56,6 +56,8 @@ describe("I/O priority policies", () => {
   test("set rebuild and rebalance policies: GET and the assignments show them; a partial change keeps the rest", async () => {
     const { poolId, sds } = await setup();
     const v0 = (await assignments(sds[1]!.sdsId)).mapVersion;
+    const sdcId = await m.joinSdc("guid-io-priority", "hostA");
+    const vSdc = (await assignments(sds[1]!.sdsId)).mapVersion;
     expect((await act(poolId, "setRebuildIoPriorityPolicy", { policy: "favorAppIos", numOfConcurrentIosPerDevice: "3", bwLimitPerDeviceInKbps: "51200" })).status).toBe(200);
     expect((await act(poolId, "setRebalanceIoPriorityPolicy", { policy: "dynamicBwThrottling", bwLimitPerDeviceInKbps: 20480 })).status).toBe(200);
     expect(await pool(poolId)).toMatchObject({
@@ -69,6 +71,9 @@ describe("I/O priority policies", () => {
     });
     const a = await assignments(sds[1]!.sdsId);
     expect(a.mapVersion).toBeGreaterThan(v0);
+    // the change concerns the pool's SDSs only: an SDC at the version before it has nothing to fetch
+    expect(m.core.ctx.health.caughtUp("sdc", sdcId, vSdc, a.mapVersion)).toBe(true);
+    expect(m.core.ctx.health.caughtUp("sds", sds[1]!.sdsId, vSdc, a.mapVersion)).toBe(false);
     expect(a.copyPolicies).toEqual([
       {
         deviceId: sds[1]!.devices[0]!.deviceId,
@@ -98,6 +103,8 @@ describe("I/O priority policies", () => {
       ["setRebalanceIoPriorityPolicy", { bwLimitPerDeviceInKbps: -1 }, /bwLimitPerDeviceInKbps/],
       ["setRebuildIoPriorityPolicy", {}, /give policy, numOfConcurrentIosPerDevice or bwLimitPerDeviceInKbps/],
       ["setRebalanceIoPriorityPolicy", { policy: "dynamicBwThrottling", bwLimitPerDeviceInKbps: 0 }, /dynamicBwThrottling needs a bandwidth limit/],
+      // x 1024 it would be no safe integer: every SDS of the pool would refuse its assignments
+      ["setRebuildIoPriorityPolicy", { bwLimitPerDeviceInKbps: "99999999999999" }, /bwLimitPerDeviceInKbps is at most 2147483647/],
     ];
     for (const [action, body, msg] of cases) {
       const r = await act(poolId, action, body);
@@ -157,6 +164,8 @@ protectionDomains:
     for (const [pool, want] of [
       ["{ name: sp1, rebuildIoPriorityPolicy: fastest }", /rebuildIoPriorityPolicy[\s\S]*unlimited, limitNumOfConcurrentIos, favorAppIos or dynamicBwThrottling/],
       ["{ name: sp1, rebalanceConcurrentIos: 50 }", /rebalanceConcurrentIos/],
+      ["{ name: sp1, rebuildIoPriorityPolicy: dynamicBwThrottling, rebuildRateLimit: 0 }", /rebuildRateLimit[\s\S]*dynamicBwThrottling needs a rebuildRateLimit above 0/],
+      ["{ name: sp1, rebalanceRateLimit: 4TiB }", /rebalanceRateLimit[\s\S]*copy rate limit is at most/],
     ] as const) {
       let err: unknown;
       try {

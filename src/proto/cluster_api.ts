@@ -289,7 +289,10 @@ export const SdsAssignmentsResponse = z.object({
   dataPlane: SdsDataPlaneKeys,
   /** the MDM runs the data plane in TLS (a node started otherwise logs the drift: dataplane_tls.ts) */
   dataPlaneTls: z.boolean().default(false),
-  /** copy throttle for this SDS (bytes/s over all its copies; 0 = unlimited) */
+  /** the lowest rebuild bandwidth of this SDS's pools (bytes/s, 0 = unlimited): what an SDS from
+   *  before copyPolicies applies over all its copies. An SDS with copyPolicies support that gets none
+   *  (an older MDM) applies this figure per device and per class (rebuild, move), so an SDS upgraded
+   *  before its MDM copies at up to 2 x devices times the old limit until the MDM is upgraded too. */
   rebuildRateBytesPerSec: z.number().int().nonnegative().default(0),
   /** copy I/O priority per device of this SDS (absent from an older MDM: rebuildRateBytesPerSec per device, no concurrency cap) */
   copyPolicies: z.array(DeviceCopyPolicy).max(Limits.maxDevicesPerSds).default([]),

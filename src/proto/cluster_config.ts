@@ -28,6 +28,8 @@ const size = z
     }
     return b;
   });
+/** a copy bandwidth per device (bytes per second): a size, at most Limits.maxCopyBwKbps KB/s */
+const copyRate = size.refine((b) => b <= Limits.maxCopyBwKbps * 1024, `a copy rate limit is at most ${Limits.maxCopyBwKbps} KiB/s per device (0: none)`);
 const duration = z
   .union([z.string(), z.number()])
   .transform((v, ctx) => {
@@ -100,7 +102,7 @@ const PoolConfig = z.strictObject({
   extentSize: size.optional(),
   granularity: size.optional(),
   /** rebuild (and resync) copy bandwidth per device, bytes per second (0 = none; at creation 0 also makes the policy unlimited) */
-  rebuildRateLimit: size.optional(),
+  rebuildRateLimit: copyRate.optional(),
   /** I/O priority of the pool's copies (src/sds/copy_throttle.ts). Given: pf up sets it on every
    *  start (also on an existing pool, with rebuildRateLimit); left out: the pool keeps what it has
    *  (new pools: rebuild limitNumOfConcurrentIos 1, rebalance favorAppIos 1 at 10 MiB/s). */
@@ -109,11 +111,19 @@ const PoolConfig = z.strictObject({
   rebalanceIoPriorityPolicy: IoPriorityPolicy.optional(),
   rebalanceConcurrentIos: z.number().int().min(1).max(Limits.maxCopyIosPerDevice).optional(),
   /** rebalance (drain, rebalance moves) bandwidth per device, bytes per second (0 = none) */
-  rebalanceRateLimit: size.optional(),
+  rebalanceRateLimit: copyRate.optional(),
   /** writeBack (default): acked when both copies hold the write, FLUSH/FUA make it durable;
    *  writeThrough: every write durable on both copies before its ack. Given: pf up sets it on
    *  every start (also on an existing pool); left out: the pool keeps what it has. */
   writeCache: z.enum(["writeBack", "writeThrough"]).optional(),
+}).superRefine((p, ctx) => {
+  // the MDM refuses these (io_priority.ts); said here, before pf up creates the pool
+  if (p.rebuildIoPriorityPolicy === "dynamicBwThrottling" && p.rebuildRateLimit === 0) {
+    ctx.addIssue({ code: "custom", path: ["rebuildRateLimit"], message: "rebuildIoPriorityPolicy dynamicBwThrottling needs a rebuildRateLimit above 0 (it is a cap that backs off)" });
+  }
+  if (p.rebalanceIoPriorityPolicy === "dynamicBwThrottling" && p.rebalanceRateLimit === 0) {
+    ctx.addIssue({ code: "custom", path: ["rebalanceRateLimit"], message: "rebalanceIoPriorityPolicy dynamicBwThrottling needs a rebalanceRateLimit above 0 (it is a cap that backs off)" });
+  }
 });
 
 const ProtectionDomainConfig = z.strictObject({

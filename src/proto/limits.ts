@@ -47,6 +47,7 @@ export const Limits = {
   maxRebuildReports: 4096, // copies reported in one SDS heartbeat (SdsHeartbeatRequest.rebuilds)
   rebuildCopiesPerTarget: 2, // chunk copies in flight from one SDS to one target SDS
   rebuildRetryMs: 1000, // a copy that failed (target refused or unreachable) starts over after this
+  maxCopyBwKbps: 2 ** 31 - 1, // a copy bandwidth limit (KB/s per device) at most this (~2 TB/s): KB/s x 1024 stays a safe integer everywhere
   maxCopyIosPerDevice: 20, // numOfConcurrentIosPerDevice of an I/O priority policy: 1..this (PowerFlex's range)
   maxDevicesPerSds: 256, // copy policies listed in one assignment answer (one per device)
   favorAppIosMaxWaitMs: 50, // favorAppIos: a copy chunk waits at most this long for the device's app writes to drain (bounds the rebuild under constant app IO)

@@ -79,7 +79,7 @@ export const CreateStoragePool = z.object({
   /** pf extension: default volume type when a create omits volumeType */
   defaultVolumeType: opt(VolumeType),
   /** pf extension: rebuild rate limit per device */
-  rebuildRateLimitInKbps: opt(looseInt.pipe(z.number().min(0))),
+  rebuildRateLimitInKbps: opt(looseInt.pipe(z.number().int().min(0).max(Limits.maxCopyBwKbps, `rebuildRateLimitInKbps is 0 (none) to ${Limits.maxCopyBwKbps}`))),
   /** pf extension: writeBack (default) or writeThrough (every write durable on both copies at its ack) */
   writeCache: opt(WriteCache),
 });
@@ -209,7 +209,7 @@ export const SetSparePercentage = z.object({ sparePercentage: looseInt.pipe(z.nu
 export const SetIoPriorityPolicy = z.object({
   policy: opt(IoPriorityPolicy),
   numOfConcurrentIosPerDevice: opt(looseInt.pipe(z.number().int().min(1, "numOfConcurrentIosPerDevice is 1 to 20").max(Limits.maxCopyIosPerDevice, "numOfConcurrentIosPerDevice is 1 to 20"))),
-  bwLimitPerDeviceInKbps: opt(looseInt.pipe(z.number().int().min(0, "bwLimitPerDeviceInKbps is 0 (none) or more"))),
+  bwLimitPerDeviceInKbps: opt(looseInt.pipe(z.number().int().min(0, "bwLimitPerDeviceInKbps is 0 (none) or more").max(Limits.maxCopyBwKbps, `bwLimitPerDeviceInKbps is at most ${Limits.maxCopyBwKbps} (0: none)`))),
 });
 export const SetRebuildIoPriorityPolicy = SetIoPriorityPolicy;
 export const SetRebalanceIoPriorityPolicy = SetIoPriorityPolicy;

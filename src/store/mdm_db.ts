@@ -2,6 +2,7 @@
 // returned survives kill -9 and power loss, foreign keys on, migrations applied. Returns the raw
 // bun:sqlite handle (for transactions and prepared hot-path statements) and the drizzle wrapper.
 
+import consola from "consola";
 import { Database } from "bun:sqlite";
 import { drizzle, type BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
 import { migrateMdmDb } from "./mdm_migrate.ts";
@@ -24,8 +25,9 @@ export function openMdmDb(path: string): MdmDb {
   // page caches of 64 MiB (sqlite's default is 2 MiB): at 100,000 volumes (1.6 M extent rows,
   // their indexes, the TEMP copy log of up to 1 M rows) the default kept little of any B-tree
   // in memory, and every create's inserts and every recovery read paid page reads
-  sqlite.run(`PRAGMA cache_size = ${process.env.PF_MDM_CACHE_KIB ? -Number(process.env.PF_MDM_CACHE_KIB) : -65536}`);
-  sqlite.run(`PRAGMA temp.cache_size = ${process.env.PF_MDM_CACHE_KIB ? -Number(process.env.PF_MDM_CACHE_KIB) : -65536}`);
+  const cacheKib = cacheKibOf(process.env.PF_MDM_CACHE_KIB);
+  sqlite.run(`PRAGMA cache_size = -${cacheKib}`);
+  sqlite.run(`PRAGMA temp.cache_size = -${cacheKib}`);
   migrateMdmDb(sqlite);
   const db = drizzle({ client: statementCaching(sqlite), schema: mdmSchema });
   return {
@@ -58,4 +60,15 @@ function statementCaching(sqlite: Database): Database {
       return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
   });
+}
+
+const DEFAULT_CACHE_KIB = 65536;
+
+/** PF_MDM_CACHE_KIB: a positive whole number of KiB; anything else is said and the default used. */
+function cacheKibOf(v: string | undefined): number {
+  if (v === undefined || v === "") return DEFAULT_CACHE_KIB;
+  const n = Number(v);
+  if (Number.isSafeInteger(n) && n > 0) return n;
+  consola.warn(`mdm: PF_MDM_CACHE_KIB=${JSON.stringify(v)} is not a positive whole number of KiB; sqlite page caches of ${DEFAULT_CACHE_KIB} KiB are used`);
+  return DEFAULT_CACHE_KIB;
 }

@@ -319,7 +319,7 @@ function rebuildRateOf(ctx: MdmContext, sdsId: string): number {
     .all(sdsId)
     .map((r) => r.kbps)
     .filter((k) => k > 0);
-  return limits.length === 0 ? 0 : Math.min(...limits) * 1024;
+  return limits.length === 0 ? 0 : Math.min(Limits.maxCopyBwKbps, ...limits) * 1024;
 }
 
 /**

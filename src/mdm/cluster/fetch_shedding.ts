@@ -61,13 +61,20 @@ export function timedFetch<T>(serve: () => T): T {
   return out;
 }
 
+/** one fetch counts as at most this (ms): an outlier (a cold page cache, a GC pause) cannot space the turns for long */
+const FETCH_COST_SAMPLE_MAX_MS = 200;
+/** turns are never further apart than this (ms): waiting nodes serve no new map, so the queue must move */
+const TURN_GAP_MAX_MS = 500;
+
 export function noteFetchCost(ms: number): void {
-  if (Number.isFinite(ms) && ms >= 0) fetchCostMs = fetchCostMs === 0 ? ms : FETCH_COST_ALPHA * ms + (1 - FETCH_COST_ALPHA) * fetchCostMs;
+  if (!Number.isFinite(ms) || ms < 0) return;
+  const sample = Math.min(ms, FETCH_COST_SAMPLE_MAX_MS);
+  fetchCostMs = fetchCostMs === 0 ? sample : FETCH_COST_ALPHA * sample + (1 - FETCH_COST_ALPHA) * fetchCostMs;
 }
 
-/** The gap between two turns (ms): 1/ADMIT_PER_S, or longer when fetches cost more than FETCH_SHARE of a core at that rate. */
+/** The gap between two turns (ms): 1/ADMIT_PER_S, or longer when fetches cost more than FETCH_SHARE of a core at that rate, at most TURN_GAP_MAX_MS. */
 export function turnGapMs(): number {
-  return Math.max(1000 / ADMIT_PER_S, FETCH_SHARE > 0 ? fetchCostMs / FETCH_SHARE : 0);
+  return Math.min(TURN_GAP_MAX_MS, Math.max(1000 / ADMIT_PER_S, FETCH_SHARE > 0 ? fetchCostMs / FETCH_SHARE : 0));
 }
 
 /** Tests: forget the measured fetch cost. */

@@ -5,12 +5,13 @@
 //
 // Invariants: a stored policy is one of the four names with 1..Limits.maxCopyIosPerDevice IOs; a
 // dynamicBwThrottling policy has a bandwidth limit above 0 (it is a cap that backs off); a change
-// bumps mapVersion, so every SDS fetches its assignments (and the new policy) at its next heartbeat.
+// bumps mapVersion for the SDSs with a device in the pool, which fetch their assignments (and the
+// new policy) at their next heartbeat.
 
 import { eq } from "drizzle-orm";
 import type { CopyIoPolicy, DeviceCopyPolicy, IoPriorityPolicy } from "../../proto/cluster_api.ts";
 import { PfError } from "../../proto/errors.ts";
-import { Units } from "../../proto/limits.ts";
+import { Limits, Units } from "../../proto/limits.ts";
 import { storagePoolTable, type StoragePoolRow } from "../../store/mdm_schema.ts";
 import { inTransaction, type MdmContext } from "../core/context.ts";
 import { getPool } from "../core/lookup.ts";
@@ -34,7 +35,8 @@ export function poolIoPriority(p: StoragePoolRow, cls: CopyClass): { policy: IoP
 /** What an SDS applies (bytes per second). */
 export function copyIoPolicyOf(p: StoragePoolRow, cls: CopyClass): CopyIoPolicy {
   const s = poolIoPriority(p, cls);
-  return { policy: s.policy, concurrentIosPerDevice: s.concurrentIos, bwLimitBytesPerSec: s.bwLimitKbps * Units.KiB };
+  // clamped again: a row from before the REST bound could hold more (the SDS refuses an unsafe integer)
+  return { policy: s.policy, concurrentIosPerDevice: s.concurrentIos, bwLimitBytesPerSec: Math.min(s.bwLimitKbps, Limits.maxCopyBwKbps) * Units.KiB };
 }
 
 /** A rebuild that nothing caps: the planner starts fewer copies per source (Limits.maxConcurrentUnthrottledRebuildsPerSds). */
@@ -61,7 +63,9 @@ export function setIoPriorityPolicy(ctx: MdmContext, poolId: string, cls: CopyCl
         ? { rebuildIoPolicy: next.policy, rebuildIoConcurrency: next.concurrentIos, rebuildRateLimitKbps: next.bwLimitKbps }
         : { rebalanceIoPolicy: next.policy, rebalanceIoConcurrency: next.concurrentIos, rebalanceBwLimitKbps: next.bwLimitKbps };
     ctx.store.db.update(storagePoolTable).set(set).where(eq(storagePoolTable.id, poolId)).run();
-    bumpMapVersion(ctx);
+    // only the SDSs with a device in the pool apply it: no SDC and no other SDS refetches
+    const holders = ctx.store.sqlite.query<{ id: string }, [string]>("SELECT DISTINCT sds_id AS id FROM device WHERE pool_id = ?").all(poolId).map((r) => r.id);
+    bumpMapVersion(ctx, { sds: holders, sdc: [] });
   });
 }
 
