@@ -127,3 +127,33 @@ test("PF_DATAPLANE_LOCAL=0 keeps every connection on TCP", async () => {
     delete process.env.PF_DATAPLANE_LOCAL;
   }
 });
+
+test("a socket folder others can write is not trusted: no socket is bound there, and a client does not use one found there", async () => {
+  const open = `${dir}/open`;
+  fs.mkdirSync(open, { mode: 0o700 });
+  fs.chmodSync(open, 0o777);
+  const saved = process.env.PF_DATAPLANE_SOCKET_DIR;
+  process.env.PF_DATAPLANE_SOCKET_DIR = open;
+  const n = startNode(dir, 3, 16 * MiB);
+  try {
+    expect(n.server.localSocket).toBeNull();
+  } finally {
+    process.env.PF_DATAPLANE_SOCKET_DIR = saved;
+    await n.stop();
+  }
+  // node 0's own folder, opened to others after it bound its socket: clients stop trusting it
+  const sockDir = `${dir}/sock`;
+  fs.chmodSync(sockDir, 0o777);
+  try {
+    expect(fs.statSync(nodes[0]!.server.localSocket!).isSocket()).toBe(true);
+    const c = sdcTo(nodes[0]!, 0);
+    try {
+      expect((await vol.write(c, 0, 16384, pattern(4096, 15))).status).toBe(Status.OK);
+      expect(c.transport).toBe("tcp");
+    } finally {
+      c.close();
+    }
+  } finally {
+    fs.chmodSync(sockDir, 0o700);
+  }
+});

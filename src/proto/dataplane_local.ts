@@ -12,12 +12,15 @@
 //   the SDS a client was told to reach; the handshake still checks the SDS's id and proof;
 // - plaintext only: a TLS data plane never takes the shortcut (the server refuses such
 //   connections, the client does not try), so TLS keeps its "no plaintext byte" promise;
+// - only a folder this user owns and nobody else can write holds the sockets, and a client uses
+//   only a socket file this user owns: another local user cannot plant a socket that relays (and
+//   reads) a plaintext session, which loopback TCP would not let them do;
 // - a client falls back to TCP when the socket is missing, refuses the connection or fails the
 //   handshake: the shortcut can make a connection cheaper, never impossible.
 
-import { statSync } from "node:fs";
+import { lstatSync, mkdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
 /** Longest Unix socket path the kernel takes (sun_path is 108 bytes with its NUL). */
 const SUN_PATH_MAX_BYTES = 107;
@@ -45,12 +48,30 @@ export function localSocketPath(host: string, port: number): string | null {
   return Buffer.byteLength(p) <= SUN_PATH_MAX_BYTES ? p : null;
 }
 
-/** The path, if a socket file is there now (a client's cheap check before it tries). */
+/** Owned by this user (or root) and writable by nobody else: a folder or file we may trust. */
+function ownedHere(st: { uid: number; mode: number }, writableByOthersOk: boolean): boolean {
+  const me = process.getuid?.() ?? -1;
+  return st.uid === me && (writableByOthersOk || (st.mode & 0o022) === 0);
+}
+
+/**
+ * Create (or check) the sockets' folder: ours, mode 0700. False when it cannot be trusted (made
+ * by another user, or writable by others): then no socket is bound there and clients use TCP.
+ */
+export function prepareLocalSocketDir(path: string): boolean {
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return ownedHere(lstatSync(dir), false);
+}
+
+/** The path, if a socket file of ours is there now (a client's check at each connect, not per IO). */
 export function existingLocalSocket(host: string, port: number): string | null {
   const p = localSocketPath(host, port);
   if (p === null) return null;
   try {
-    return statSync(p).isSocket() ? p : null;
+    if (!ownedHere(lstatSync(dirname(p)), false)) return null;
+    const st = statSync(p);
+    return st.isSocket() && ownedHere(st, true) ? p : null;
   } catch {
     return null; // no such file (the SDS is elsewhere, or has not bound it): TCP
   }

@@ -31,13 +31,13 @@
 //   TLS is required a connection on it is closed at once (the client does not try it then).
 
 import { consola } from "consola";
-import { mkdirSync, statSync, unlinkSync } from "node:fs";
+import { statSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Socket, SocketHandler, TCPSocketListener, UnixSocketListener } from "bun";
 import { Flag, FrameError, FrameReader, HEADER_BYTES, Op, Status, type Frame, type FrameHeader } from "../proto/dataplane.ts";
 import { NodeRole, UNBOUND, roleName, type ChannelBinding, type PeerVerifier } from "../proto/dataplane_auth.ts";
 import { checkTlsPeer, helloBindingOf, serverTlsOptions, type DataPlaneTlsMaterial, type NodeIdentity } from "../proto/dataplane_tls.ts";
-import { localSocketPath } from "../proto/dataplane_local.ts";
+import { localSocketPath, prepareLocalSocketDir } from "../proto/dataplane_local.ts";
 import { Limits } from "../proto/limits.ts";
 import { SocketWriter } from "../proto/socket_writer.ts";
 import { returnPayload } from "../proto/payload_pool.ts";
@@ -142,7 +142,10 @@ export class DataPlaneServer {
     const path = localSocketPath(host, this.listener!.port);
     if (path === null) return;
     try {
-      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      if (!prepareLocalSocketDir(path)) {
+        consola.warn(`data plane: ${dirname(path)} is not this user's alone (owner or mode); no same-host socket, local clients use TCP`);
+        return;
+      }
       try {
         if (statSync(path).isSocket()) unlinkSync(path);
       } catch {
