@@ -12,18 +12,31 @@
 //   the SDS a client was told to reach; the handshake still checks the SDS's id and proof;
 // - plaintext only: a TLS data plane never takes the shortcut (the server refuses such
 //   connections, the client does not try), so TLS keeps its "no plaintext byte" promise;
+// - the path names the network namespace too (/proc/self/ns/net): a socket file is reachable
+//   from any namespace that sees the folder, while the TCP address behind it means something
+//   else in another one (test/helpers/net_cluster.ts puts every host in a namespace of its own on
+//   one file system; a partition there must cut the shortcut too). Without that id: no shortcut;
 // - only a folder this user owns and nobody else can write holds the sockets, and a client uses
 //   only a socket file this user owns: another local user cannot plant a socket that relays (and
 //   reads) a plaintext session, which loopback TCP would not let them do;
 // - a client falls back to TCP when the socket is missing, refuses the connection or fails the
 //   handshake: the shortcut can make a connection cheaper, never impossible.
 
-import { lstatSync, mkdirSync, statSync } from "node:fs";
+import { lstatSync, mkdirSync, readlinkSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 
 /** Longest Unix socket path the kernel takes (sun_path is 108 bytes with its NUL). */
 const SUN_PATH_MAX_BYTES = 107;
+
+/** This process's network namespace ("4026531992" of "net:[4026531992]"), or null if unknown. */
+const NET_NS: string | null = (() => {
+  try {
+    return /^net:\[(\d+)\]$/.exec(readlinkSync("/proc/self/ns/net"))?.[1] ?? null;
+  } catch {
+    return null;
+  }
+})();
 
 /** Off when PF_DATAPLANE_LOCAL=0 (benches compare both; an operator can refuse the socket files). */
 export function localSocketsEnabled(): boolean {
@@ -44,7 +57,8 @@ export function localSocketPath(host: string, port: number): string | null {
   if (!localSocketsEnabled()) return null;
   if (host === "" || host === "0.0.0.0" || host === "::" || host === "[::]") return null;
   if (!/^[0-9A-Za-z.:_-]{1,253}$/.test(host) || !Number.isInteger(port) || port <= 0 || port > 65535) return null;
-  const p = join(localSocketDir(), `sds-${host.replaceAll(":", "_")}-${port}.sock`);
+  if (NET_NS === null) return null;
+  const p = join(localSocketDir(), `sds-${NET_NS}-${host.replaceAll(":", "_")}-${port}.sock`);
   return Buffer.byteLength(p) <= SUN_PATH_MAX_BYTES ? p : null;
 }
 
