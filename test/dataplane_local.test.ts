@@ -82,6 +82,35 @@ test("a stale socket file (nobody listening) costs nothing: the client connects 
   }
 });
 
+test("after a fallback the client tries the socket again on a later connect (an SDS restarted on it)", async () => {
+  const n = nodes[0]!;
+  const path = n.server.localSocket!;
+  fs.renameSync(path, `${path}.live`);
+  const l = Bun.listen({ unix: `${path}.tmp`, socket: { data() {} } });
+  fs.linkSync(`${path}.tmp`, path);
+  l.stop(true); // a stale file, as a killed SDS leaves it
+  const c = new DataPlaneClient({ host: "127.0.0.1", port: n.port, credentials: credentialsOf(NodeRole.SDC, SDC_ID), grants: new TestGrants(SDC_ID), expectSdsId: sdsIdOf(0), reconnectBackoffMs: 0, localSocketRetryMs: 0 });
+  try {
+    expect((await vol.write(c, 0, 20480, pattern(4096, 16))).status).toBe(Status.OK);
+    expect(c.transport).toBe("tcp");
+    fs.unlinkSync(path);
+    fs.renameSync(`${path}.live`, path); // the SDS is on its socket again
+    // drop the TCP connection under the client (as an SDS restart would): the next IO reconnects
+    (c as unknown as { socket: { terminate(): void } }).socket.terminate();
+    await Bun.sleep(20);
+    const before = n.server.localConnsAccepted;
+    expect((await vol.write(c, 0, 24576, pattern(4096, 17))).status).toBe(Status.OK);
+    expect(c.transport).toBe("unix");
+    expect(n.server.localConnsAccepted).toBe(before + 1);
+  } finally {
+    c.close();
+    if (fs.existsSync(`${path}.live`)) {
+      fs.rmSync(path, { force: true });
+      fs.renameSync(`${path}.live`, path);
+    }
+  }
+});
+
 test("a stopped SDS takes its socket file away", async () => {
   const n = startNode(dir, 2, 16 * MiB);
   const path = n.server.localSocket!;

@@ -28,7 +28,8 @@
 // - on a plaintext data plane, an SDS on this host is reached over its Unix socket when one is
 //   there (dataplane_local.ts): same handshake and frames; if that connection fails before it
 //   opens (refused, closed, a handshake that does not check out), the client connects over TCP
-//   at once with the same queued requests, and uses TCP from then on.
+//   at once with the same queued requests, and its connects use TCP for
+//   Limits.dataLocalSocketRetryMs (an SDS that restarts is found on its socket again after that).
 
 import { consola } from "consola";
 import type { Socket, SocketHandler } from "bun";
@@ -107,6 +108,8 @@ export interface DataPlaneClientOptions {
   maxInFlight?: number;
   /** how long requests fail fast after a failed connect */
   reconnectBackoffMs?: number;
+  /** after the same-host Unix socket failed, connect over TCP this long (Limits.dataLocalSocketRetryMs) */
+  localSocketRetryMs?: number;
   /** the connection failed or could not be made (an SDS uses it to heartbeat sooner: a peer may be gone) */
   onDown?: () => void;
   /** data-plane TLS: this node's certificate and the cluster CA (needs expectSdsId) */
@@ -154,8 +157,8 @@ export class DataPlaneClient implements DataPlaneLink {
   private socket: Socket<undefined> | null = null;
   /** this connection attempt goes over the SDS's same-host Unix socket (dataplane_local.ts) */
   private viaLocal = false;
-  /** the Unix socket failed this client once: TCP from now on */
-  private localOff = false;
+  /** the Unix socket failed this client: connects use TCP until then (performance.now() ms) */
+  private localRetryAtMs = 0;
   private writer: SocketWriter | null = null;
   private reader = new FrameReader();
   /** requests on the wire by id, oldest first (Map order is insertion order) */
@@ -304,7 +307,8 @@ export class DataPlaneClient implements DataPlaneLink {
     }
   }
 
-  private connect(): void {
+  /** Open a connection; `forceTcp`: the same-host socket just failed this attempt (retryOverTcp). */
+  private connect(forceTcp = false): void {
     this.state = "connecting";
     const gen = ++this.connGen;
     this.reader = new FrameReader();
@@ -335,7 +339,7 @@ export class DataPlaneClient implements DataPlaneLink {
       this.state = "handshake";
       this.writer!.attach(sock);
     };
-    const local = tls === null && !this.localOff ? existingLocalSocket(this.host, this.port) : null;
+    const local = tls === null && !forceTcp && performance.now() >= this.localRetryAtMs ? existingLocalSocket(this.host, this.port) : null;
     this.viaLocal = local !== null;
     const localRefused = (why: string): boolean => {
       if (gen !== this.connGen || !this.retryOverTcp(why)) return false;
@@ -492,16 +496,17 @@ export class DataPlaneClient implements DataPlaneLink {
    * requests (none is on the wire before the handshake ends). False if that does not apply.
    */
   private retryOverTcp(reason: string): boolean {
-    if (!this.viaLocal || this.localOff || (this.state !== "connecting" && this.state !== "handshake") || this.pending.size > 0) return false;
-    consola.warn(`data plane ${this.host}:${this.port}: same-host socket failed (${reason}); using TCP`);
-    this.localOff = true;
+    if (!this.viaLocal || (this.state !== "connecting" && this.state !== "handshake") || this.pending.size > 0) return false;
+    const retryMs = this.opts.localSocketRetryMs ?? Limits.dataLocalSocketRetryMs;
+    consola.warn(`data plane ${this.host}:${this.port}: same-host socket failed (${reason}); using TCP (socket tried again after ${retryMs} ms)`);
+    this.localRetryAtMs = performance.now() + retryMs;
     this.connGen++; // before terminate(): its close event may come at once and must be ignored
     const sock = this.socket;
     this.socket = null;
     this.writer?.close();
     this.writer = null;
     sock?.terminate();
-    this.connect();
+    this.connect(true);
     return true;
   }
 

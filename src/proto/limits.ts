@@ -25,6 +25,7 @@ export const Limits = {
   dataMaxPayloadBytes: 32 * MiB, // a frame whose payload is larger closes the connection
   dataMaxInFlightPerConn: 1024,
   dataConnectTimeoutMs: 3000,
+  dataLocalSocketRetryMs: 10_000, // after a same-host Unix socket failed a client (dataplane_local.ts), its connects use TCP this long, then try the socket again
   dataRequestTimeoutMs: 30_000,
   dataConnsPerSds: 1, // pooled connections from one client to one SDS (1 batches best: +7 % 4k QD16 measured vs 2)
   dataHandshakeTimeoutMs: 5000, // a data-plane connection not authenticated within this is closed
