@@ -186,3 +186,26 @@ test("a socket folder others can write is not trusted: no socket is bound there,
     fs.chmodSync(sockDir, 0o700);
   }
 });
+
+test("a socket that accepts and never answers (a hung SDS) fails the requests after one connect timeout, without a second wait over TCP", async () => {
+  const n = nodes[0]!;
+  const path = n.server.localSocket!;
+  fs.renameSync(path, `${path}.live`);
+  let accepted = 0;
+  const hung = Bun.listen({ unix: path, socket: { open() { accepted++; }, data() {} } });
+  try {
+    const c = new DataPlaneClient({ host: "127.0.0.1", port: n.port, credentials: credentialsOf(NodeRole.SDC, SDC_ID), grants: new TestGrants(SDC_ID), expectSdsId: sdsIdOf(0), reconnectBackoffMs: 0, connectTimeoutMs: 300 });
+    try {
+      // UNAVAILABLE: the write was not retried over TCP, where the real SDS would have taken it
+      expect((await vol.write(c, 0, 28672, pattern(4096, 18))).status).toBe(Status.UNAVAILABLE);
+      expect(c.transport).toBe("unix");
+      expect(accepted).toBe(1);
+    } finally {
+      c.close();
+    }
+  } finally {
+    hung.stop(true);
+    fs.rmSync(path, { force: true });
+    fs.renameSync(`${path}.live`, path);
+  }
+});

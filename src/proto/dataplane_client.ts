@@ -155,6 +155,8 @@ export class DataPlaneClient implements DataPlaneLink {
   private readonly maxInFlight: number;
   private state: State = "idle";
   private socket: Socket<undefined> | null = null;
+  /** the connect-and-handshake timeout of the current attempt */
+  private connectTimer: ReturnType<typeof setTimeout> | null = null;
   /** this connection attempt goes over the SDS's same-host Unix socket (dataplane_local.ts) */
   private viaLocal = false;
   /** the Unix socket failed this client: connects use TCP until then (performance.now() ms) */
@@ -324,9 +326,13 @@ export class DataPlaneClient implements DataPlaneLink {
     this.writer.frame(this.handshakeHeader(Op.HELLO), hello);
     this.startSweep();
     const timeoutMs = this.opts.connectTimeoutMs ?? Limits.dataConnectTimeoutMs;
+    // runs until the handshake ends (handshakeFrame clears it): a peer that accepts and never
+    // answers (a hung or stopped SDS: the kernel accepts for it) fails the queued requests too
+    if (this.connectTimer !== null) clearTimeout(this.connectTimer);
     const timer = setTimeout(() => {
-      if (gen === this.connGen && (this.state === "connecting" || this.state === "handshake")) this.fail(`connect and handshake timeout after ${timeoutMs} ms`, true);
+      if (gen === this.connGen && (this.state === "connecting" || this.state === "handshake")) this.fail(`connect and handshake timeout after ${timeoutMs} ms`, true, false); // a hung SDS: TCP would hang too
     }, timeoutMs);
+    this.connectTimer = timer;
     if (typeof tls === "string") {
       clearTimeout(timer);
       queueMicrotask(() => {
@@ -335,7 +341,6 @@ export class DataPlaneClient implements DataPlaneLink {
       return;
     }
     const ready = (sock: Socket<undefined>) => {
-      clearTimeout(timer);
       this.state = "handshake";
       this.writer!.attach(sock);
     };
@@ -348,7 +353,6 @@ export class DataPlaneClient implements DataPlaneLink {
     };
     const socket: SocketHandler<undefined> = {
       open: (sock) => {
-        if (tls === null) clearTimeout(timer);
         if (gen !== this.connGen || this.state !== "connecting") {
           sock.end();
           return;
@@ -460,6 +464,8 @@ export class DataPlaneClient implements DataPlaneLink {
     }
     this.sessionHash = sh.th;
     this.shake = null;
+    if (this.connectTimer !== null) clearTimeout(this.connectTimer);
+    this.connectTimer = null;
     this.reader.maxPayloadBytes = Limits.dataMaxPayloadBytes;
     this.state = "open";
     this.admitQueued();
@@ -492,8 +498,9 @@ export class DataPlaneClient implements DataPlaneLink {
 
   /**
    * A connection over the same-host Unix socket failed before it opened (refused, closed, a
-   * handshake that did not check out): drop it and connect over TCP now, keeping the queued
-   * requests (none is on the wire before the handshake ends). False if that does not apply.
+   * handshake that did not check out; not a timeout: an SDS that accepts and never answers is
+   * hung, and TCP would only double the wait): drop it and connect over TCP now, keeping the
+   * queued requests (none is on the wire before the handshake ends). False if that does not apply.
    */
   private retryOverTcp(reason: string): boolean {
     if (!this.viaLocal || (this.state !== "connecting" && this.state !== "handshake") || this.pending.size > 0) return false;
@@ -510,15 +517,15 @@ export class DataPlaneClient implements DataPlaneLink {
     return true;
   }
 
-  private fail(reason: string, connectFailed: boolean): void {
-    if (this.retryOverTcp(reason)) return;
-    this.failAll(Status.UNAVAILABLE, reason, connectFailed);
+  private fail(reason: string, connectFailed: boolean, tcpRetry = true): void {
+    if (tcpRetry && this.retryOverTcp(reason)) return;
+    this.failAll(Status.UNAVAILABLE, reason, connectFailed, tcpRetry);
     this.opts.onDown?.();
   }
 
   /** Drop the connection; every request in flight or queued gets `status`. */
-  private failAll(status: Status, reason: string, failFast: boolean): void {
-    if (this.retryOverTcp(reason)) return;
+  private failAll(status: Status, reason: string, failFast: boolean, tcpRetry = true): void {
+    if (tcpRetry && this.retryOverTcp(reason)) return;
     const n = this.pending.size + this.queue.length;
     if (n > 0 || failFast) consola.warn(`data plane ${this.host}:${this.port}: ${reason}; failing ${n} request(s)`);
     if (failFast) this.failFastUntilMs = performance.now() + (this.opts.reconnectBackoffMs ?? DEFAULT_BACKOFF_MS);
