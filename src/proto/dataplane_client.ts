@@ -25,9 +25,14 @@
 //   data-plane CA, valid now, naming the SDS this client means to reach (dataplane_tls.ts); a
 //   refused certificate fails the requests with UNAUTHORIZED. There is no plaintext fallback, and
 //   the handshake's proofs are bound to the TLS session (its exporter, dataplane_auth.ts).
+// - on a plaintext data plane, an SDS on this host is reached over its Unix socket when one is
+//   there (dataplane_local.ts): same handshake and frames; if that connection fails before it
+//   opens (refused, closed, a handshake that does not check out), the client connects over TCP
+//   at once with the same queued requests, and its connects use TCP for
+//   Limits.dataLocalSocketRetryMs (an SDS that restarts is found on its socket again after that).
 
 import { consola } from "consola";
-import type { Socket } from "bun";
+import type { Socket, SocketHandler } from "bun";
 import { Flag, FrameError, FrameReader, Op, Status, statusName, type Frame, type FrameHeader } from "./dataplane.ts";
 import {
   Binding,
@@ -48,6 +53,7 @@ import {
 import { checkTlsPeer, clientTlsOptions, helloBindingOf, type DataPlaneTlsMaterial } from "./dataplane_tls.ts";
 import { encodeGrantPresentation, type GrantSource } from "./grant.ts";
 import { halvesToId, idToHalves } from "./ids.ts";
+import { existingLocalSocket } from "./dataplane_local.ts";
 import { Limits } from "./limits.ts";
 import { SocketWriter } from "./socket_writer.ts";
 import { Scatter, type Bytes } from "./scatter.ts";
@@ -102,6 +108,8 @@ export interface DataPlaneClientOptions {
   maxInFlight?: number;
   /** how long requests fail fast after a failed connect */
   reconnectBackoffMs?: number;
+  /** after the same-host Unix socket failed, connect over TCP this long (Limits.dataLocalSocketRetryMs) */
+  localSocketRetryMs?: number;
   /** the connection failed or could not be made (an SDS uses it to heartbeat sooner: a peer may be gone) */
   onDown?: () => void;
   /** data-plane TLS: this node's certificate and the cluster CA (needs expectSdsId) */
@@ -147,6 +155,12 @@ export class DataPlaneClient implements DataPlaneLink {
   private readonly maxInFlight: number;
   private state: State = "idle";
   private socket: Socket<undefined> | null = null;
+  /** the connect-and-handshake timeout of the current attempt */
+  private connectTimer: ReturnType<typeof setTimeout> | null = null;
+  /** this connection attempt goes over the SDS's same-host Unix socket (dataplane_local.ts) */
+  private viaLocal = false;
+  /** the Unix socket failed this client: connects use TCP until then (performance.now() ms) */
+  private localRetryAtMs = 0;
   private writer: SocketWriter | null = null;
   private reader = new FrameReader();
   /** requests on the wire by id, oldest first (Map order is insertion order) */
@@ -203,6 +217,11 @@ export class DataPlaneClient implements DataPlaneLink {
 
   get isOpen(): boolean {
     return this.state === "open";
+  }
+
+  /** How the current (or last) connection reaches the SDS. */
+  get transport(): "unix" | "tcp" {
+    return this.viaLocal ? "unix" : "tcp";
   }
 
   /** The open connection's handshake transcript hash (empty while not authenticated). */
@@ -290,7 +309,8 @@ export class DataPlaneClient implements DataPlaneLink {
     }
   }
 
-  private connect(): void {
+  /** Open a connection; `forceTcp`: the same-host socket just failed this attempt (retryOverTcp). */
+  private connect(forceTcp = false): void {
     this.state = "connecting";
     const gen = ++this.connGen;
     this.reader = new FrameReader();
@@ -306,9 +326,13 @@ export class DataPlaneClient implements DataPlaneLink {
     this.writer.frame(this.handshakeHeader(Op.HELLO), hello);
     this.startSweep();
     const timeoutMs = this.opts.connectTimeoutMs ?? Limits.dataConnectTimeoutMs;
+    // runs until the handshake ends (handshakeFrame clears it): a peer that accepts and never
+    // answers (a hung or stopped SDS: the kernel accepts for it) fails the queued requests too
+    if (this.connectTimer !== null) clearTimeout(this.connectTimer);
     const timer = setTimeout(() => {
-      if (gen === this.connGen && (this.state === "connecting" || this.state === "handshake")) this.fail(`connect and handshake timeout after ${timeoutMs} ms`, true);
+      if (gen === this.connGen && (this.state === "connecting" || this.state === "handshake")) this.fail(`connect and handshake timeout after ${timeoutMs} ms`, true, false); // a hung SDS: TCP would hang too
     }, timeoutMs);
+    this.connectTimer = timer;
     if (typeof tls === "string") {
       clearTimeout(timer);
       queueMicrotask(() => {
@@ -317,68 +341,75 @@ export class DataPlaneClient implements DataPlaneLink {
       return;
     }
     const ready = (sock: Socket<undefined>) => {
-      clearTimeout(timer);
       this.state = "handshake";
       this.writer!.attach(sock);
     };
-    Bun.connect<undefined>({
-      hostname: this.host,
-      port: this.port,
-      ...(tls === null ? {} : { tls: clientTlsOptions(tls, this.opts.expectSdsId!) }),
-      socket: {
-        open: (sock) => {
-          if (tls === null) clearTimeout(timer);
-          if (gen !== this.connGen || this.state !== "connecting") {
-            sock.end();
-            return;
-          }
-          sock.setNoDelay(true);
-          this.socket = sock;
-          if (tls === null) ready(sock);
-        },
-        handshake: (sock, success, authError) => {
-          if (tls === null || gen !== this.connGen || this.state !== "connecting") return;
-          if (!success) {
-            this.failAll(Status.UNAUTHORIZED, `TLS handshake with SDS ${this.opts.expectSdsId} failed: ${authError?.message ?? "unknown error"}`, true);
-            return;
-          }
-          const r = checkTlsPeer(tls, sock, { role: NodeRole.SDS, nodeId: this.opts.expectSdsId! });
-          if (r.error !== null) {
-            this.failAll(Status.UNAUTHORIZED, `TLS: SDS certificate refused: ${r.error}`, true);
-            return;
-          }
-          try {
-            this.shake!.channel = helloBindingOf(sock);
-          } catch (e) {
-            this.failAll(Status.UNAUTHORIZED, (e as Error).message, true);
-            return;
-          }
-          ready(sock);
-        },
-        data: (_sock, data) => {
-          if (gen !== this.connGen) return;
-          try {
-            this.reader.push(data, this.onFrame);
-          } catch (e) {
-            if (e instanceof FrameError) this.failAll(this.state === "handshake" ? Status.UNAUTHORIZED : Status.UNAVAILABLE, `bad reply frame (${e.field}): ${e.message}`, this.state === "handshake");
-            else throw e;
-          }
-        },
-        drain: () => {
-          if (gen === this.connGen) this.writer?.onDrain();
-        },
-        close: () => {
-          if (gen === this.connGen && this.state !== "closed") this.fail("connection closed by the SDS", false);
-        },
-        error: (_sock, err) => {
-          if (gen === this.connGen && this.state !== "closed") this.fail(`socket error: ${err.message}`, false);
-        },
-        connectError: (_sock, err) => {
-          clearTimeout(timer);
-          if (gen === this.connGen && this.state !== "closed") this.fail(`connect failed: ${err.message}`, true);
-        },
+    const local = tls === null && !forceTcp && performance.now() >= this.localRetryAtMs ? existingLocalSocket(this.host, this.port) : null;
+    this.viaLocal = local !== null;
+    const localRefused = (why: string): boolean => {
+      if (gen !== this.connGen || !this.retryOverTcp(why)) return false;
+      clearTimeout(timer);
+      return true;
+    };
+    const socket: SocketHandler<undefined> = {
+      open: (sock) => {
+        if (gen !== this.connGen || this.state !== "connecting") {
+          sock.end();
+          return;
+        }
+        sock.setNoDelay(true);
+        this.socket = sock;
+        if (tls === null) ready(sock);
       },
-    }).catch((err: unknown) => {
+      handshake: (sock, success, authError) => {
+        if (tls === null || gen !== this.connGen || this.state !== "connecting") return;
+        if (!success) {
+          this.failAll(Status.UNAUTHORIZED, `TLS handshake with SDS ${this.opts.expectSdsId} failed: ${authError?.message ?? "unknown error"}`, true);
+          return;
+        }
+        const r = checkTlsPeer(tls, sock, { role: NodeRole.SDS, nodeId: this.opts.expectSdsId! });
+        if (r.error !== null) {
+          this.failAll(Status.UNAUTHORIZED, `TLS: SDS certificate refused: ${r.error}`, true);
+          return;
+        }
+        try {
+          this.shake!.channel = helloBindingOf(sock);
+        } catch (e) {
+          this.failAll(Status.UNAUTHORIZED, (e as Error).message, true);
+          return;
+        }
+        ready(sock);
+      },
+      data: (_sock, data) => {
+        if (gen !== this.connGen) return;
+        try {
+          this.reader.push(data, this.onFrame);
+        } catch (e) {
+          if (e instanceof FrameError) this.failAll(this.state === "handshake" ? Status.UNAUTHORIZED : Status.UNAVAILABLE, `bad reply frame (${e.field}): ${e.message}`, this.state === "handshake");
+          else throw e;
+        }
+      },
+      drain: () => {
+        if (gen === this.connGen) this.writer?.onDrain();
+      },
+      close: () => {
+        if (gen === this.connGen && this.state !== "closed") this.fail("connection closed by the SDS", false);
+      },
+      error: (_sock, err) => {
+        if (gen === this.connGen && this.state !== "closed") this.fail(`socket error: ${err.message}`, false);
+      },
+      connectError: (_sock, err) => {
+        if (localRefused(err.message)) return;
+        clearTimeout(timer);
+        if (gen === this.connGen && this.state !== "closed") this.fail(`connect failed: ${err.message}`, true);
+      },
+    };
+    const connecting =
+      local !== null
+        ? Bun.connect<undefined>({ unix: local, socket })
+        : Bun.connect<undefined>({ hostname: this.host, port: this.port, ...(tls === null ? {} : { tls: clientTlsOptions(tls, this.opts.expectSdsId!) }), socket });
+    connecting.catch((err: unknown) => {
+      if (localRefused(String(err))) return;
       clearTimeout(timer);
       if (gen === this.connGen && this.state === "connecting") this.fail(`connect failed: ${String(err)}`, true);
     });
@@ -433,6 +464,8 @@ export class DataPlaneClient implements DataPlaneLink {
     }
     this.sessionHash = sh.th;
     this.shake = null;
+    if (this.connectTimer !== null) clearTimeout(this.connectTimer);
+    this.connectTimer = null;
     this.reader.maxPayloadBytes = Limits.dataMaxPayloadBytes;
     this.state = "open";
     this.admitQueued();
@@ -463,13 +496,36 @@ export class DataPlaneClient implements DataPlaneLink {
     }
   }
 
-  private fail(reason: string, connectFailed: boolean): void {
-    this.failAll(Status.UNAVAILABLE, reason, connectFailed);
+  /**
+   * A connection over the same-host Unix socket failed before it opened (refused, closed, a
+   * handshake that did not check out; not a timeout: an SDS that accepts and never answers is
+   * hung, and TCP would only double the wait): drop it and connect over TCP now, keeping the
+   * queued requests (none is on the wire before the handshake ends). False if that does not apply.
+   */
+  private retryOverTcp(reason: string): boolean {
+    if (!this.viaLocal || (this.state !== "connecting" && this.state !== "handshake") || this.pending.size > 0) return false;
+    const retryMs = this.opts.localSocketRetryMs ?? Limits.dataLocalSocketRetryMs;
+    consola.warn(`data plane ${this.host}:${this.port}: same-host socket failed (${reason}); using TCP (socket tried again after ${retryMs} ms)`);
+    this.localRetryAtMs = performance.now() + retryMs;
+    this.connGen++; // before terminate(): its close event may come at once and must be ignored
+    const sock = this.socket;
+    this.socket = null;
+    this.writer?.close();
+    this.writer = null;
+    sock?.terminate();
+    this.connect(true);
+    return true;
+  }
+
+  private fail(reason: string, connectFailed: boolean, tcpRetry = true): void {
+    if (tcpRetry && this.retryOverTcp(reason)) return;
+    this.failAll(Status.UNAVAILABLE, reason, connectFailed, tcpRetry);
     this.opts.onDown?.();
   }
 
   /** Drop the connection; every request in flight or queued gets `status`. */
-  private failAll(status: Status, reason: string, failFast: boolean): void {
+  private failAll(status: Status, reason: string, failFast: boolean, tcpRetry = true): void {
+    if (tcpRetry && this.retryOverTcp(reason)) return;
     const n = this.pending.size + this.queue.length;
     if (n > 0 || failFast) consola.warn(`data plane ${this.host}:${this.port}: ${reason}; failing ${n} request(s)`);
     if (failFast) this.failFastUntilMs = performance.now() + (this.opts.reconnectBackoffMs ?? DEFAULT_BACKOFF_MS);

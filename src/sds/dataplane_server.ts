@@ -26,12 +26,18 @@
 //   the handshake then must claim and prove the very node that certificate names, with a proof
 //   bound to this TLS session's exporter (dataplane_auth.ts "Channel binding"). While TLS is
 //   required but the certificate is not there yet, connections are closed at once.
+// - on a plaintext data plane the same server also listens on a Unix socket named by its TCP
+//   address (dataplane_local.ts), for clients on this host: the same handshake and frames; while
+//   TLS is required a connection on it is closed at once (the client does not try it then).
 
 import { consola } from "consola";
-import type { Socket, TCPSocketListener } from "bun";
+import { statSync, unlinkSync } from "node:fs";
+import { dirname } from "node:path";
+import type { Socket, SocketHandler, TCPSocketListener, UnixSocketListener } from "bun";
 import { Flag, FrameError, FrameReader, HEADER_BYTES, Op, Status, type Frame, type FrameHeader } from "../proto/dataplane.ts";
 import { NodeRole, UNBOUND, roleName, type ChannelBinding, type PeerVerifier } from "../proto/dataplane_auth.ts";
 import { checkTlsPeer, helloBindingOf, serverTlsOptions, type DataPlaneTlsMaterial, type NodeIdentity } from "../proto/dataplane_tls.ts";
+import { localSocketPath, prepareLocalSocketDir } from "../proto/dataplane_local.ts";
 import { Limits } from "../proto/limits.ts";
 import { SocketWriter } from "../proto/socket_writer.ts";
 import { returnPayload } from "../proto/payload_pool.ts";
@@ -89,6 +95,11 @@ type TlsMode = { kind: "off" } | { kind: "pending" } | { kind: "on"; material: D
 
 export class DataPlaneServer {
   private listener: TCPSocketListener<SocketData> | null = null;
+  /** the same-host Unix socket (dataplane_local.ts), and its path while we hold it */
+  private localListener: UnixSocketListener<SocketData> | null = null;
+  private localPath: string | null = null;
+  /** connections accepted on the Unix socket since start (a test and the logs read it) */
+  localConnsAccepted = 0;
   private handler: RequestHandler | null = null;
   private verifier: PeerVerifier | null = null;
   private readonly conns = new Set<ServerConnection>();
@@ -110,19 +121,46 @@ export class DataPlaneServer {
   /** Listen now; handshakes are refused (UNAVAILABLE) until attach() gives a verifier and handler. */
   static listen(opts: DataPlaneServerOptions): DataPlaneServer {
     const srv = new DataPlaneServer(opts);
-    srv.listener = Bun.listen<SocketData>({
-      hostname: opts.host,
-      port: opts.port,
-      data: {},
-      socket: {
-        open: (s) => srv.onOpen(s),
-        data: (s, d) => s.data.conn?.onData(d),
-        drain: (s) => s.data.conn?.onDrain(),
-        close: (s) => s.data.conn?.onClose(),
-        error: (s, err) => s.data.conn?.onError(err),
-      },
+    const handlers = (local: boolean): SocketHandler<SocketData> => ({
+      open: (s) => srv.onOpen(s, local),
+      data: (s, d) => s.data.conn?.onData(d),
+      drain: (s) => s.data.conn?.onDrain(),
+      close: (s) => s.data.conn?.onClose(),
+      error: (s, err) => s.data.conn?.onError(err),
     });
+    srv.listener = Bun.listen<SocketData>({ hostname: opts.host, port: opts.port, data: {}, socket: handlers(false) });
+    srv.listenLocal(opts.host, handlers(true));
     return srv;
+  }
+
+  /**
+   * Bind the same-host Unix socket of host:port. We hold the TCP address, so a socket file at
+   * its path is a stale one (a killed SDS's): replace it. Failing to bind costs only the
+   * shortcut (clients use TCP), never the server.
+   */
+  private listenLocal(host: string, handlers: SocketHandler<SocketData>): void {
+    const path = localSocketPath(host, this.listener!.port);
+    if (path === null) return;
+    try {
+      if (!prepareLocalSocketDir(path)) {
+        consola.warn(`data plane: ${dirname(path)} is not this user's alone (owner or mode); no same-host socket, local clients use TCP`);
+        return;
+      }
+      try {
+        if (statSync(path).isSocket()) unlinkSync(path);
+      } catch {
+        // no stale file
+      }
+      this.localListener = Bun.listen<SocketData>({ unix: path, data: {}, socket: handlers });
+      this.localPath = path;
+    } catch (e) {
+      consola.warn(`data plane: no same-host socket at ${path} (${(e as Error).message}); local clients use TCP`);
+    }
+  }
+
+  /** The Unix socket path this server listens on, or null (tests, logs). */
+  get localSocket(): string | null {
+    return this.localPath;
   }
 
   get port(): number {
@@ -155,10 +193,28 @@ export class DataPlaneServer {
   stop(): void {
     this.listener?.stop(true);
     this.listener = null;
+    this.localListener?.stop(true);
+    this.localListener = null;
+    if (this.localPath !== null) {
+      try {
+        unlinkSync(this.localPath);
+      } catch {
+        // already gone (a later SDS on this address replaced it, or the folder was removed)
+      }
+      this.localPath = null;
+    }
     for (const c of [...this.conns]) c.close("server stopping");
   }
 
-  private onOpen(s: Socket<SocketData>): void {
+  private onOpen(s: Socket<SocketData>, local: boolean): void {
+    if (local) {
+      if (this.tls.kind !== "off") {
+        this.refusals.refuse("hello_fail", () => "refusing a same-host Unix socket connection: this data plane requires TLS (use TCP)");
+        s.terminate();
+        return;
+      }
+      this.localConnsAccepted++;
+    }
     if (this.conns.size >= Limits.dataMaxConnsPerSds) {
       consola.warn(`data plane: refusing connection from ${s.remoteAddress}: ${this.conns.size} connections open (limit ${Limits.dataMaxConnsPerSds})`);
       s.terminate();
@@ -177,7 +233,7 @@ export class DataPlaneServer {
       return;
     }
     if (tls.kind === "off") {
-      const c = new ServerConnection(this, s, null);
+      const c = new ServerConnection(this, s, null, local ? `unix:${this.localPath ?? "?"}` : undefined);
       s.data = { conn: c };
       this.conns.add(c);
       return;
