@@ -18,6 +18,7 @@ import consola from "consola";
 import { openMdmCore } from "./app.ts";
 import { startLagProbe } from "./cluster/fetch_shedding.ts";
 import { recoveryTick } from "./recovery/recovery.ts";
+import { PACE_FROM_MS, RecoveryPacer, SHARE as PACE_SHARE } from "./recovery/tick_pacing.ts";
 import { observeTick } from "./observe/observe_tick.ts";
 import { X509Certificate } from "node:crypto";
 import { isWildcardHost, planAdminPassword, resolveClusterSecret, resolveDataPlaneCa, resolveTls } from "./secrets.ts";
@@ -186,11 +187,26 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
     core.ctx.health.forgiveStall(stalledMs);
     consola.warn(`mdm: this MDM stood still for ${Math.round(stalledMs)} ms (event loop blocked or process stopped); every SDS's and SDC's heartbeat deadline moved by that much`);
   };
+  // a dear recovery step waits for its cost / SHARE unless an SDS or a device changed state
+  const pacer = new RecoveryPacer();
+  const failedDevicesQ = core.ctx.store.sqlite.query<{ n: number }, []>("SELECT count(*) AS n FROM device WHERE state = 'Failed'");
+  const recoverySignature = () => `${core.ctx.health.sdsStatesSignature()}|${failedDevicesQ.get()!.n}`;
+  let lastPacedWarnMs = -Infinity;
   const timer = setInterval(() => {
     try {
       forgiveOwnStall();
       if (!core.ctx.meta.isLeader()) return; // a standby decides nothing
-      recoveryTick(core.ctx);
+      const t0 = performance.now();
+      const signature = recoverySignature();
+      if (pacer.due(t0, signature)) {
+        recoveryTick(core.ctx);
+        const costMs = performance.now() - t0;
+        pacer.ran(t0, costMs, signature);
+        if (costMs >= PACE_FROM_MS && t0 - lastPacedWarnMs >= 60_000) {
+          lastPacedWarnMs = t0;
+          consola.warn(`mdm: a recovery step took ${Math.round(costMs)} ms; while steps are this dear the next waits ${Math.round(costMs / PACE_SHARE)} ms unless an SDS or a device changes state (${pacer.skipped} ticks left out so far)`);
+        }
+      }
       if (core.ctx.meta.hasPending()) {
         core.ctx.meta.commit().catch((e: unknown) => consola.warn(`mdm: recovery decisions not committed: ${(e as Error).message}`));
       }

@@ -118,6 +118,18 @@ export class HealthTracker {
     return this.stateOf(this.sdc.get(sdcId));
   }
 
+  /**
+   * Every SDS's connection state in one string (heard and connected / seeded and connected /
+   * down), in a fixed order: it changes whenever any SDS's state does (the recovery pacing's
+   * signature: recovery/tick_pacing.ts).
+   */
+  sdsStatesSignature(): string {
+    const now = this.clock();
+    let out = `${this.sds.size}:`;
+    for (const s of this.sds.values()) out += now - s.lastHeartbeatMs < this.timeoutMs ? (s.heard ? "C" : "c") : "d";
+    return out;
+  }
+
   sdsConnected(sdsId: string): boolean {
     return this.sdsState(sdsId) === "Connected";
   }
