@@ -50,3 +50,12 @@ test("a scrape reuses the observe step's fresh figures and computes its own once
   expect(own).not.toBe(step);
   expect(oc.ctx.observe.recoveryCache!.status).toBe(own);
 });
+
+test("a clock stepped back does not freeze dear figures: they are computed again", async () => {
+  oc = await ObserveCluster.open();
+  const dear = observedRecoveryStatus(oc.ctx);
+  oc.ctx.observe.recoveryCache!.costMs = 1000; // reused for 10 s while time runs forward
+  oc.m.clock.advance(-3_600_000); // NTP stepped back an hour
+  const again = observedRecoveryStatus(oc.ctx);
+  expect(again).not.toBe(dear);
+});

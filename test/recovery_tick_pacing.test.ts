@@ -35,6 +35,15 @@ test("after a dear step the next waits for its cost / SHARE, unless the signatur
   expect(p.due(end + 500 + cost + wait + 250, "b")).toBe(true);
 });
 
+test("a dear step whose cap left membership repairs (failovers) for later: the next runs at the next tick", () => {
+  const p = new RecoveryPacer();
+  expect(p.due(0, "a")).toBe(true);
+  p.ran(0, 3000, "a", 14_000); // one loss at 100,000 volumes under etcd: 1,024 changes a step
+  expect(p.due(3250, "a")).toBe(true);
+  p.ran(3250, 3000, "a", 0); // every repair done: copy starts and timed decisions wait again
+  expect(p.due(6500, "a")).toBe(false);
+});
+
 test("the signature taken before a long step: an SDS lost during it is answered at the next tick", () => {
   let now = 0;
   const h = new HealthTracker(() => now, 5000);

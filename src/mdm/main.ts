@@ -189,8 +189,9 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
   };
   // a dear recovery step waits for its cost / SHARE unless an SDS or a device changed state
   const pacer = new RecoveryPacer();
-  const failedDevicesQ = core.ctx.store.sqlite.query<{ n: number }, []>("SELECT count(*) AS n FROM device WHERE state = 'Failed'");
-  const recoverySignature = () => `${core.ctx.health.sdsStatesSignature()}|${failedDevicesQ.get()!.n}`;
+  // the failed devices by id (a count stays the same when one fails as another comes back)
+  const failedDevicesQ = core.ctx.store.sqlite.query<{ ids: string | null }, []>("SELECT group_concat(id) AS ids FROM (SELECT id FROM device WHERE state = 'Failed' ORDER BY id)");
+  const recoverySignature = () => `${core.ctx.health.sdsStatesSignature()}|${failedDevicesQ.get()?.ids ?? ""}`;
   let lastPacedWarnMs = -Infinity;
   const timer = setInterval(() => {
     try {
@@ -199,9 +200,9 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
       const t0 = performance.now();
       const signature = recoverySignature();
       if (pacer.due(t0, signature)) {
-        recoveryTick(core.ctx);
+        const step = recoveryTick(core.ctx);
         const costMs = performance.now() - t0;
-        pacer.ran(t0, costMs, signature);
+        pacer.ran(t0, costMs, signature, step.repairsLeft);
         if (costMs >= PACE_FROM_MS && t0 - lastPacedWarnMs >= 60_000) {
           lastPacedWarnMs = t0;
           consola.warn(`mdm: a recovery step took ${Math.round(costMs)} ms; while steps are this dear the next waits ${Math.round(costMs / PACE_SHARE)} ms unless an SDS or a device changes state (${pacer.skipped} ticks left out so far)`);

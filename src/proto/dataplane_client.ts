@@ -535,6 +535,8 @@ export class DataPlaneClient implements DataPlaneLink {
 
   private dropConnection(_reason: string, status: Status = Status.UNAVAILABLE): void {
     this.connGen++;
+    if (this.connectTimer !== null) clearTimeout(this.connectTimer); // its generation is gone: it would do nothing, but hold the process up to its end
+    this.connectTimer = null;
     this.shake = null;
     this.sessionHash = EMPTY;
     this.presented.clear();

@@ -24,7 +24,7 @@
 
 import { lstatSync, mkdirSync, readlinkSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, isAbsolute, join } from "node:path";
 
 /** Longest Unix socket path the kernel takes (sun_path is 108 bytes with its NUL). */
 const SUN_PATH_MAX_BYTES = 107;
@@ -43,9 +43,11 @@ export function localSocketsEnabled(): boolean {
   return process.env.PF_DATAPLANE_LOCAL !== "0";
 }
 
-/** The folder holding the sockets: PF_DATAPLANE_SOCKET_DIR, else <tmpdir>/pf-dataplane. */
+/** The folder holding the sockets: PF_DATAPLANE_SOCKET_DIR when an absolute path, else <tmpdir>/pf-dataplane. */
 export function localSocketDir(): string {
-  return process.env.PF_DATAPLANE_SOCKET_DIR ?? join(tmpdir(), "pf-dataplane");
+  const dir = process.env.PF_DATAPLANE_SOCKET_DIR;
+  // empty or relative: it would name a folder per working directory, where other processes do not look
+  return dir !== undefined && isAbsolute(dir) ? dir : join(tmpdir(), "pf-dataplane");
 }
 
 /**

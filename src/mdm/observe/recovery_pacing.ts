@@ -5,7 +5,8 @@
 // queued and more nodes looked down. A computation that cost C ms (at least PACE_FROM_MS) is
 // reused until C / SHARE ms have passed: the figures then spend at most SHARE of a core, and
 // alerts about rebuild state lag by that much (25 s for a 2.5 s computation), never more than
-// a computation's own cost allows. Below PACE_FROM_MS nothing changes: every step is fresh.
+// a computation's own cost allows. Below PACE_FROM_MS every observe step computes them afresh (a
+// scrape may take the last step's, at most two steps old).
 
 import type { RebuildStatus } from "../../proto/powerflex_api.ts";
 import type { MdmContext } from "../core/context.ts";
@@ -23,7 +24,8 @@ const SCRAPE_REUSE_MS = 2 * Limits.observeTickMs;
 export function observedRecoveryStatus(ctx: MdmContext): Map<string, RebuildStatus> {
   const now = ctx.clock();
   const c = ctx.observe.recoveryCache;
-  if (c !== null && c.costMs >= PACE_FROM_MS && now - c.atMs < c.costMs / SHARE) return c.status;
+  // a clock stepped back (now < atMs) counts as expired: the figures are computed again
+  if (c !== null && c.costMs >= PACE_FROM_MS && now >= c.atMs && now - c.atMs < c.costMs / SHARE) return c.status;
   const t0 = performance.now();
   const status = recoveryStatus(ctx);
   ctx.observe.recoveryCache = { atMs: now, status, costMs: performance.now() - t0 };
@@ -33,6 +35,7 @@ export function observedRecoveryStatus(ctx: MdmContext): Map<string, RebuildStat
 /** The figures for a /metrics scrape: the observe step's while fresh or paced, else computed (and kept). */
 export function scrapedRecoveryStatus(ctx: MdmContext): Map<string, RebuildStatus> {
   const c = ctx.observe.recoveryCache;
-  if (c !== null && ctx.clock() - c.atMs <= SCRAPE_REUSE_MS) return c.status;
+  const age = ctx.clock() - (c?.atMs ?? 0);
+  if (c !== null && age >= 0 && age <= SCRAPE_REUSE_MS) return c.status;
   return observedRecoveryStatus(ctx);
 }

@@ -34,6 +34,8 @@ import { trimAppliedMerges } from "../vtree/merge_trim.ts";
 
 export interface TickResult {
   changed: number;
+  /** membership repairs (failovers, dropped copies and targets) the step cap left for the next steps: they must not wait */
+  repairsLeft: number;
   removedSds: string[];
   plan: RecoveryPlan;
 }
@@ -69,6 +71,7 @@ export function recoveryTick(ctx: MdmContext): TickResult {
   });
   const cap = Math.min(MAX_EXTENT_CHANGES_PER_TICK, ctx.meta.maxRowsPerCommit);
   const plan = planned.changes.length > cap ? { ...planned, changes: firstChanges(planned.changes, cap) } : planned;
+  const repairsLeft = plan === planned ? 0 : countRepairs(planned.changes) - countRepairs(plan.changes);
   if (plan !== planned) consola.warn(`mdm: recovery step of ${planned.changes.length} extent changes: ${cap} now, the rest at the next ticks`);
   const removedSds = applyPlan(ctx, plan);
   trimAppliedMerges(ctx);
@@ -76,7 +79,13 @@ export function recoveryTick(ctx: MdmContext): TickResult {
   logPlan(plan, removedSds);
   rt.noteAlerts(plan.alerts);
   trackProgress(ctx, view, plan, now);
-  return { changed: plan.changes.length, removedSds, plan };
+  return { changed: plan.changes.length, repairsLeft, removedSds, plan };
+}
+
+function countRepairs(changes: readonly ExtentChange[]): number {
+  let n = 0;
+  for (const c of changes) if (!startsCopy(c)) n++;
+  return n;
 }
 
 /**

@@ -11,7 +11,9 @@
 // an operator's drain or removal.
 //
 // Invariants: a cheap step is never delayed; a signature change runs the step at the next tick;
-// the wait after a step is at most its own cost / SHARE.
+// so does a step whose cap (MAX_EXTENT_CHANGES_PER_TICK, fewer under etcd) left membership repairs
+// (failovers: IO waits for them) for later; only copy starts and time-driven decisions wait; the
+// wait after a step is at most its own cost / SHARE.
 
 /** steps cheaper than this are never delayed */
 export const PACE_FROM_MS = 50;
@@ -36,10 +38,12 @@ export class RecoveryPacer {
 
   /**
    * A step ran from startMs for costMs, answering the state `signature` (taken before it began:
-   * an SDS that went down while a long step ran is a change the next tick answers).
+   * an SDS that went down while a long step ran is a change the next tick answers); repairsLeft:
+   * membership repairs its cap left for later (then the next tick runs it at once).
    */
-  ran(startMs: number, costMs: number, signature: string): void {
-    this.lastCostMs = costMs;
+  ran(startMs: number, costMs: number, signature: string, repairsLeft = 0): void {
+    // failovers and dropped copies the step cap left out run at the next tick, dear or not
+    this.lastCostMs = repairsLeft > 0 ? 0 : costMs;
     this.lastEndMs = startMs + costMs;
     this.lastSignature = signature;
   }
