@@ -63,7 +63,6 @@ import { systemTable } from "../../store/mdm_schema.ts";
 import type { MdmContext } from "../core/context.ts";
 import { basicCredentials, HttpError, readBody, validate } from "../core/http_edge.ts";
 import { getObject, idByName, listObjects, relatedObjects } from "./rest_render.ts";
-import { jsonArrayStream, STREAM_FROM } from "./json_stream.ts";
 import { statisticsOf } from "./statistics.ts";
 import { selectedStatistics } from "./selected_statistics.ts";
 import { registerObserveRoutes } from "./observe_routes.ts";
@@ -255,11 +254,7 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
   // alerts, batched statistics, the dashboard's history and live IO (before the generic routes)
   registerObserveRoutes(api, ctx);
 
-  // a long listing (every volume of a big system) is streamed in pieces: json_stream.ts
-  api.get("/types/:type/instances", (c) => {
-    const list = listObjects(ctx, parseType(c.req.param("type")));
-    return list.length >= STREAM_FROM ? c.body(jsonArrayStream(list), 200, { "content-type": "application/json" }) : c.json(list);
-  });
+  api.get("/types/:type/instances", (c) => c.json(listObjects(ctx, parseType(c.req.param("type")))));
 
   api.post("/types/:type/instances", async (c) => {
     const type = parseType(c.req.param("type"));
