@@ -25,6 +25,7 @@
 // - memory is one Int32Array slot per logical chunk of each (extent, layer) that owns
 //   something, plus one byte per physical chunk: proportional to chunks, never to 4 KiB blocks.
 
+import type { AppIoGauge } from "./copy_throttle.ts";
 import { consola } from "consola";
 import type { ExtentRole, SyncTarget } from "../proto/cluster_api.ts";
 import { Status } from "../proto/dataplane.ts";
@@ -55,6 +56,8 @@ export interface DeviceSlot {
    * fdatasync would succeed without them, so every later flush of this device fails too
    */
   syncFailed: boolean;
+  /** the device's application IO gauge (copy_throttle.ts), cached here on first use by sds_node: no lookup per IO */
+  appIo?: AppIoGauge;
 }
 
 /** not owned by this layer */

@@ -607,7 +607,7 @@ export class SdsNode implements RequestHandler {
       return Status.UNAVAILABLE;
     }
     if (h.offset + h.length > e.sizeBytes) return Status.INVALID;
-    if (use === "client" || use === "replica") this.appIo.of(e.slot.deviceId).arrivals++;
+    if (use === "client" || use === "replica") this.gaugeOf(e.slot).arrivals++;
     return e;
   }
 
@@ -688,7 +688,7 @@ export class SdsNode implements RequestHandler {
   private replicate(conn: RequestConn, h: FrameHeader, e: Extent, layer: LayerState, op: Op, payload: Bytes | undefined, meter: IoMeter, startMs: number): void {
     // FUA, or a writeThrough pool: durable on every copy before the reply (group commit)
     const durable = (h.flags & Flag.FUA) !== 0 || e.writeThrough;
-    const join = new ReplyJoin(conn, h, this.fence, meter, startMs, durable, this.appIo.of(e.slot.deviceId));
+    const join = new ReplyJoin(conn, h, this.fence, meter, startMs, durable, this.gaugeOf(e.slot));
     const fwd: DataRequest = {
       opcode: op,
       flags: (durable ? Flag.FUA : 0) | Flag.LAYER,
@@ -1036,6 +1036,11 @@ export class SdsNode implements RequestHandler {
       }
     }
     return out;
+  }
+
+  /** The device's app IO gauge, cached on its slot (the same object AppIoGauges holds for its id). */
+  private gaugeOf(slot: DeviceSlot): AppIoGauge {
+    return (slot.appIo ??= this.appIo.of(slot.deviceId));
   }
 
   // ---- flush ----
