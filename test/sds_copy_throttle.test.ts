@@ -112,6 +112,19 @@ describe("favorAppIos", () => {
     expect(t.yieldsTimedOut).toBe(0);
   });
 
+  test("a dropped copy's chunk does not wait out the yield to app IO", async () => {
+    const clock = manualClock();
+    const gauge = new AppIoGauge();
+    const t = new DeviceThrottle(clock, gauge);
+    t.set(policy("favorAppIos", 1));
+    gauge.begin(); // an app write in flight
+    let granted = false;
+    void t.admit(MiB, 0, () => true).then(() => (granted = true));
+    await settle();
+    expect(granted).toBe(true);
+    expect(t.yieldsDrained + t.yieldsTimedOut).toBe(0);
+  });
+
   test("with no app IO a copy IO goes at once", async () => {
     const clock = manualClock();
     const t = new DeviceThrottle(clock, new AppIoGauge());

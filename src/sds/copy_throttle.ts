@@ -162,13 +162,16 @@ export class DeviceThrottle {
     this.bucket.setRate(policy.policy === "unlimited" ? 0 : policy.bwLimitBytesPerSec);
   }
 
-  /** Wait until a chunk of `bytes` may be copied; the permit must be released once the target answered. */
-  async admit(bytes: number, priority: number): Promise<CopyPermit> {
+  /**
+   * Wait until a chunk of `bytes` may be copied; the permit must be released once the target
+   * answered. `cancelled`: the copy was dropped meanwhile (its chunk then skips the yield to app IO).
+   */
+  async admit(bytes: number, priority: number, cancelled?: () => boolean): Promise<CopyPermit> {
     const p = this.policy;
     if (p.policy === "dynamicBwThrottling") this.adapt(p.bwLimitBytesPerSec);
     if (p.policy !== "unlimited") await this.bucket.take(bytes, priority);
     await this.slots.acquire(priority);
-    if (p.policy === "favorAppIos" && this.gauge.inFlight > 0) await this.yieldToApp();
+    if (p.policy === "favorAppIos" && this.gauge.inFlight > 0 && cancelled?.() !== true) await this.yieldToApp();
     this.inFlight++;
     if (this.inFlight > this.maxInFlight) this.maxInFlight = this.inFlight;
     let released = false;

@@ -342,7 +342,7 @@ export class CopyEngine {
       // tokens left a single chunk in flight per target (each waited its turn in the bucket, then
       // a round trip), below the rate whenever a round trip took longer than a chunk's share of
       // the rate (1 MiB at 50 MB/s: 20 ms). Every send still follows its take.
-      permit = await this.throttleOf(e.slot.deviceId, job.kind).admit(plannedBytes, job.order);
+      permit = await this.throttleOf(e.slot.deviceId, job.kind).admit(plannedBytes, job.order, () => !job.current);
       await slots.acquire(job.order);
     }
     try {
