@@ -24,6 +24,7 @@ import type {
   SdcMapsResponse,
   NodeMapsQuery,
   ExtentKey,
+  DeviceCopyPolicy,
   SdsAssignmentsQuery,
   SdsAssignmentsResponse,
   SdsHeartbeatRequest,
@@ -308,18 +309,17 @@ function roleOf(e: ExtentState, sdsId: string): { role: ExtentRole; deviceId: st
 }
 
 /**
- * The pool's rebuild rate limit for an SDS (bytes/s; 0 = unlimited): the lowest limit among its
- * pools. Only an SDS that predates copyPolicies uses it (it throttles all its copies with it).
+ * The rebuild rate limit for an SDS (bytes/s; 0 = unlimited): the lowest rebuild bandwidth among
+ * its devices' policies (unlimited counts as none). Only an SDS that predates copyPolicies uses it
+ * (it throttles all its copies with it).
  */
-function rebuildRateOf(ctx: MdmContext, sdsId: string): number {
-  const limits = ctx.store.sqlite
-    .query<{ kbps: number }, [string]>(
-      "SELECT DISTINCT CASE WHEN p.rebuild_io_policy = 'unlimited' THEN 0 ELSE p.rebuild_rate_limit_kbps END AS kbps FROM device d JOIN storage_pool p ON p.id = d.pool_id WHERE d.sds_id = ?",
-    )
-    .all(sdsId)
-    .map((r) => r.kbps)
-    .filter((k) => k > 0);
-  return limits.length === 0 ? 0 : Math.min(Limits.maxCopyBwKbps, ...limits) * 1024;
+function legacyRebuildRate(policies: readonly DeviceCopyPolicy[]): number {
+  let min = 0;
+  for (const { rebuild: r } of policies) {
+    const bytes = r.policy === "unlimited" ? 0 : r.bwLimitBytesPerSec;
+    if (bytes > 0 && (min === 0 || bytes < min)) min = bytes;
+  }
+  return min;
 }
 
 /**
@@ -364,12 +364,13 @@ export function sdsAssignments(ctx: MdmContext, sdsId: string, q: SdsAssignments
     const volumeIds = [...volumes.keys()];
     const extentSizeBytesByVolume: Record<string, number> = {};
     for (const [id, v] of volumes) extentSizeBytesByVolume[id] = v.extentBytes;
+    const copyPolicies = copyPoliciesOfSds(ctx, sdsId);
     return {
       mapVersion,
       dataPlane: sdsDataPlane(ctx),
       dataPlaneTls: ctx.dataPlaneTls !== undefined,
-      rebuildRateBytesPerSec: rebuildRateOf(ctx, sdsId),
-      copyPolicies: copyPoliciesOfSds(ctx, sdsId),
+      rebuildRateBytesPerSec: legacyRebuildRate(copyPolicies),
+      copyPolicies,
       extentSizeBytesByVolume,
       extents: out,
       ...addressesFor(ctx, q.addresses),
