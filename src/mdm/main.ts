@@ -18,7 +18,7 @@ import consola from "consola";
 import { openMdmCore } from "./app.ts";
 import { startLagProbe } from "./cluster/fetch_shedding.ts";
 import { recoveryTick } from "./recovery/recovery.ts";
-import { PACE_FROM_MS, RecoveryPacer, SHARE as PACE_SHARE } from "./recovery/tick_pacing.ts";
+import { pacedWaitMs, RecoveryPacer, SHARE as PACE_SHARE } from "./recovery/tick_pacing.ts";
 import { observeTick } from "./observe/observe_tick.ts";
 import { X509Certificate } from "node:crypto";
 import { isWildcardHost, planAdminPassword, resolveClusterSecret, resolveDataPlaneCa, resolveTls } from "./secrets.ts";
@@ -203,9 +203,10 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
         const step = recoveryTick(core.ctx);
         const costMs = performance.now() - t0;
         pacer.ran(t0, costMs, signature, step.repairsLeft);
-        if (costMs >= PACE_FROM_MS && t0 - lastPacedWarnMs >= 60_000) {
+        const waitMs = pacedWaitMs(costMs, PACE_SHARE);
+        if (waitMs > 0 && t0 - lastPacedWarnMs >= 60_000) {
           lastPacedWarnMs = t0;
-          consola.warn(`mdm: a recovery step took ${Math.round(costMs)} ms; while steps are this dear the next waits ${Math.round(costMs / PACE_SHARE)} ms unless an SDS or a device changes state (${pacer.skipped} ticks left out so far)`);
+          consola.warn(`mdm: a recovery step took ${Math.round(costMs)} ms; while steps are this dear the next waits ${Math.round(waitMs)} ms unless an SDS or a device changes state (${pacer.skipped} ticks left out so far)`);
         }
       }
       if (core.ctx.meta.hasPending()) {

@@ -12,9 +12,10 @@ import type { RebuildStatus } from "../../proto/powerflex_api.ts";
 import type { MdmContext } from "../core/context.ts";
 import { Limits } from "../../proto/limits.ts";
 import { recoveryStatus } from "../recovery/recovery.ts";
+import { pacedWaitMs } from "../recovery/tick_pacing.ts";
 
-/** computations cheaper than this are never reused by the observe step */
-export const PACE_FROM_MS = 50;
+/** computations cheaper than this are never reused (the recovery step's threshold too) */
+export { PACE_FROM_MS } from "../recovery/tick_pacing.ts";
 /** the most of a core the observe step's recovery figures take while they are dear */
 export const SHARE = 0.1;
 /** a scrape reuses the step's figures this long even while they are cheap (two steps) */
@@ -25,7 +26,7 @@ export function observedRecoveryStatus(ctx: MdmContext): Map<string, RebuildStat
   const now = ctx.clock();
   const c = ctx.observe.recoveryCache;
   // a clock stepped back (now < atMs) counts as expired: the figures are computed again
-  if (c !== null && c.costMs >= PACE_FROM_MS && now >= c.atMs && now - c.atMs < c.costMs / SHARE) return c.status;
+  if (c !== null && now >= c.atMs && now - c.atMs < pacedWaitMs(c.costMs, SHARE)) return c.status;
   const t0 = performance.now();
   const status = recoveryStatus(ctx);
   ctx.observe.recoveryCache = { atMs: now, status, costMs: performance.now() - t0 };

@@ -15,10 +15,15 @@
 // (failovers: IO waits for them) for later; only copy starts and time-driven decisions wait; the
 // wait after a step is at most its own cost / SHARE.
 
-/** steps cheaper than this are never delayed */
+/** computations cheaper than this are never paced (this step, the observe step's recovery figures) */
 export const PACE_FROM_MS = 50;
 /** the most of a core dear steps take (between two of them the MDM answers what queued) */
 export const SHARE = 0.5;
+
+/** How long after a computation that cost `costMs` the next waits to spend at most `share` of a core (0: cheap, no wait). */
+export function pacedWaitMs(costMs: number, share: number): number {
+  return costMs >= PACE_FROM_MS ? costMs / share : 0;
+}
 
 export class RecoveryPacer {
   private lastCostMs = 0;
@@ -29,9 +34,8 @@ export class RecoveryPacer {
 
   /** Whether the step runs at this tick; `signature`: the cluster's state now (taken before the step). */
   due(nowMs: number, signature: string): boolean {
-    if (this.lastCostMs < PACE_FROM_MS) return true;
-    if (signature !== this.lastSignature) return true;
-    if (nowMs - this.lastEndMs >= this.lastCostMs / SHARE) return true;
+    const waitMs = pacedWaitMs(this.lastCostMs, SHARE);
+    if (waitMs === 0 || signature !== this.lastSignature || nowMs - this.lastEndMs >= waitMs) return true;
     this.skipped++;
     return false;
   }
