@@ -328,7 +328,7 @@ export class DataPlaneClient implements DataPlaneLink {
     const timeoutMs = this.opts.connectTimeoutMs ?? Limits.dataConnectTimeoutMs;
     // runs until the handshake ends (handshakeFrame clears it): a peer that accepts and never
     // answers (a hung or stopped SDS: the kernel accepts for it) fails the queued requests too
-    if (this.connectTimer !== null) clearTimeout(this.connectTimer);
+    this.clearConnectTimer();
     const timer = setTimeout(() => {
       if (gen === this.connGen && (this.state === "connecting" || this.state === "handshake")) this.fail(`connect and handshake timeout after ${timeoutMs} ms`, true, false); // a hung SDS: TCP would hang too
     }, timeoutMs);
@@ -464,8 +464,7 @@ export class DataPlaneClient implements DataPlaneLink {
     }
     this.sessionHash = sh.th;
     this.shake = null;
-    if (this.connectTimer !== null) clearTimeout(this.connectTimer);
-    this.connectTimer = null;
+    this.clearConnectTimer();
     this.reader.maxPayloadBytes = Limits.dataMaxPayloadBytes;
     this.state = "open";
     this.admitQueued();
@@ -519,7 +518,7 @@ export class DataPlaneClient implements DataPlaneLink {
 
   private fail(reason: string, connectFailed: boolean, tcpRetry = true): void {
     if (tcpRetry && this.retryOverTcp(reason)) return;
-    this.failAll(Status.UNAVAILABLE, reason, connectFailed, tcpRetry);
+    this.failAll(Status.UNAVAILABLE, reason, connectFailed, false); // the TCP retry was just asked
     this.opts.onDown?.();
   }
 
@@ -533,10 +532,14 @@ export class DataPlaneClient implements DataPlaneLink {
     this.dropConnection(reason, status);
   }
 
+  private clearConnectTimer(): void {
+    if (this.connectTimer !== null) clearTimeout(this.connectTimer);
+    this.connectTimer = null;
+  }
+
   private dropConnection(_reason: string, status: Status = Status.UNAVAILABLE): void {
     this.connGen++;
-    if (this.connectTimer !== null) clearTimeout(this.connectTimer); // its generation is gone: it would do nothing, but hold the process up to its end
-    this.connectTimer = null;
+    this.clearConnectTimer(); // its generation is gone: it would do nothing, but hold the process up to its end
     this.shake = null;
     this.sessionHash = EMPTY;
     this.presented.clear();

@@ -64,7 +64,7 @@ export function localSocketPath(host: string, port: number): string | null {
   return Buffer.byteLength(p) <= SUN_PATH_MAX_BYTES ? p : null;
 }
 
-/** Owned by this user (or root) and writable by nobody else: a folder or file we may trust. */
+/** Owned by this user and (unless writableByOthersOk) writable by nobody else: a folder or file we may trust. */
 function ownedHere(st: { uid: number; mode: number }, writableByOthersOk: boolean): boolean {
   const me = process.getuid?.() ?? -1;
   return st.uid === me && (writableByOthersOk || (st.mode & 0o022) === 0);
