@@ -39,7 +39,7 @@ import { idToHalves } from "../proto/ids.ts";
 import type { Extent, ExtentStore } from "./extent_store.ts";
 import type { SdsClock } from "./sds_clock.ts";
 import type { CopyKind, SdsMetrics } from "./sds_metrics.ts";
-import { AppIoGauges, DeviceThrottle, Slots, legacyPolicy } from "./copy_throttle.ts";
+import { AppIoGauges, DeviceThrottle, Slots, legacyPolicy, type CopyPermit } from "./copy_throttle.ts";
 import { returnPayload, takePayload } from "../proto/payload_pool.ts";
 
 const CHUNK = Limits.thinChunkBytes;
@@ -135,9 +135,14 @@ export class CopyEngine {
     for (const [id, t] of this.throttles) {
       if (listed.has(id)) continue;
       t.listed = false;
-      t.rebuild.set(legacyPolicy(legacyRateBytesPerSec));
-      t.rebalance.set(legacyPolicy(legacyRateBytesPerSec));
+      this.applyLegacy(t);
     }
+  }
+
+  /** A device the MDM named no policy for: the legacy per-device rate on both classes, no concurrency cap. */
+  private applyLegacy(t: DeviceThrottles): void {
+    t.rebuild.set(legacyPolicy(this.legacyRateBytesPerSec));
+    t.rebalance.set(legacyPolicy(this.legacyRateBytesPerSec));
   }
 
   /** A device's throttle for a kind of copy (tests and the control port read its counters). */
@@ -175,8 +180,7 @@ export class CopyEngine {
     if (t === undefined) {
       const gauge = this.appIo.of(deviceId);
       t = { rebuild: new DeviceThrottle(this.deps.clock, gauge), rebalance: new DeviceThrottle(this.deps.clock, gauge), listed: false };
-      t.rebuild.set(legacyPolicy(this.legacyRateBytesPerSec));
-      t.rebalance.set(legacyPolicy(this.legacyRateBytesPerSec));
+      this.applyLegacy(t);
       this.throttles.set(deviceId, t);
     }
     return t;
@@ -335,7 +339,7 @@ export class CopyEngine {
     const plannedBytes = dataBytesOf(e, chunk);
     const planned = plannedBytes > 0;
     const slots = this.slotsFor(job.target.sdsId);
-    let permit: { release(): void } | null = null;
+    let permit: CopyPermit | null = null;
     if (planned) {
       // the device's throttle first (tokens, then its copy slot and any yield to app IO), then a
       // target slot: a target slot caps chunks on the wire, and one held while its chunk waits for

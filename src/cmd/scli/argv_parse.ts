@@ -190,7 +190,9 @@ function checkValue(flag: FlagName, value: string): void {
       ioPolicyOf(value);
       return;
     case "concurrent_ios_per_device":
-      if (!/^\d{1,2}$/.test(value) || Number(value) < 1 || Number(value) > 20) throw usageError(`--concurrent_ios_per_device must be a whole number from 1 to 20, got ${JSON.stringify(value)}`);
+      if (!/^\d{1,2}$/.test(value) || Number(value) < 1 || Number(value) > Limits.maxCopyIosPerDevice) {
+        throw usageError(`--concurrent_ios_per_device must be a whole number from 1 to ${Limits.maxCopyIosPerDevice}, got ${JSON.stringify(value)}`);
+      }
       return;
     case "bw_limit_per_device_kb":
       if (!/^\d{1,10}$/.test(value)) throw usageError(`--bw_limit_per_device_kb must be a whole number of KB/s (0 = none), got ${JSON.stringify(value)}`);
