@@ -202,7 +202,7 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
       if (pacer.due(t0, signature)) {
         const step = recoveryTick(core.ctx);
         const costMs = performance.now() - t0;
-        pacer.ran(t0, costMs, signature, step.repairsLeft);
+        pacer.ran(t0, costMs, signature, step.repairsLeft + step.failoversLeft);
         const waitMs = pacedWaitMs(costMs, PACE_SHARE);
         if (waitMs > 0 && t0 - lastPacedWarnMs >= 60_000) {
           lastPacedWarnMs = t0;

@@ -23,7 +23,7 @@ import { planRecovery, type ExtentChange, type RecoveryPlan } from "./rebuild_pl
 import { RebuildProgress } from "./rebuild_progress.ts";
 import { deviceCopyDeltas, extentFromRow, extentKey, rowColumnsOf, withInSync, type CopyRef, type ExtentState, type PlannedExtent, type SameDomain } from "./recovery_model.ts";
 import { summarizePool } from "./recovery_summary.ts";
-import { copiesHeldBy, loadAttentionExtents, loadRecoveryView, loadSdsViews, SDS_REMOVING, type RecoveryView } from "./recovery_view.ts";
+import { copiesHeldBy, listAttentionKeys, loadAttentionExtents, loadCopyingExtents, loadExtentsByKey, loadRecoveryView, loadSdsViews, SDS_REMOVING, type RecoveryView } from "./recovery_view.ts";
 import { getSds } from "../core/lookup.ts";
 import { bumpMapVersion } from "../core/system_state.ts";
 import { addToDevice, chooseTargetDevice, domainOf, poolHasFaultSets, type SdsView } from "./target_placement.ts";
@@ -36,6 +36,12 @@ export interface TickResult {
   changed: number;
   /** membership repairs (failovers, dropped copies and targets) the step cap left for the next steps: they must not wait */
   repairsLeft: number;
+  /** attention extents of the worklist's pass not examined yet (recovery_worklist.ts): the next steps take them */
+  worklistLeft: number;
+  /** failover candidates of the first pass after a loss not examined yet: IO waits for them, the next tick must not wait */
+  failoversLeft: number;
+  /** attention extents this step loaded and planned from the worklist (besides the running copies) */
+  examined: number;
   removedSds: string[];
   plan: RecoveryPlan;
 }
@@ -50,20 +56,30 @@ function runningKey(e: ExtentState): string | null {
  * first extents). A mass loss (hundreds of SDSs declared down at once, 10^5 extents) applied in one
  * transaction held the event loop for 52 s at 1,000 SDSs x 20,000 volumes: every heartbeat queued
  * past its timeout, which declared the rest down (bench/mdm_scale.ts). One SDS's loss (~1,300
- * copies at that size) still fits one tick.
+ * copies at that size) still fits one tick. The worklist (recovery_worklist.ts) bounds what a step
+ * loads and plans; this bounds what it writes (the running copies' changes come on top of a slice).
  */
 export const MAX_EXTENT_CHANGES_PER_TICK = 4096;
 
-/** Run the planner on the current state and persist its decisions (one transaction of at most
- *  MAX_EXTENT_CHANGES_PER_TICK changes, fewer in HA mode: what one etcd commit can carry). */
+/**
+ * Plan the next slice of the attention extents (recovery_worklist.ts: every extent with a running
+ * copy and at most a slice of the others) and persist the decisions (one transaction of at most
+ * MAX_EXTENT_CHANGES_PER_TICK changes, fewer in HA mode: what one etcd commit can carry).
+ */
 export function recoveryTick(ctx: MdmContext): TickResult {
+  const t0 = performance.now();
   const now = ctx.clock();
   const rt = ctx.recovery;
-  const view = loadRecoveryView(ctx);
+  const sds = loadSdsViews(ctx);
+  const slice = rt.worklist.next(sds, (v) => listAttentionKeys(ctx, v));
+  const extents = slice.partial ? unionByKey(loadCopyingExtents(ctx), loadExtentsByKey(ctx, slice.keys)) : loadExtentsByKey(ctx, slice.keys);
+  const view = loadRecoveryView(ctx, { moveCandidates: !slice.holdStarts, sds, slice: { extents, partial: slice.partial } });
+  // the first pass after a loss examines every failover candidate before any copy starts
+  const pools = slice.holdStarts ? view.pools.map((p) => ({ ...p, rebuildEnabled: false, rebalanceEnabled: false })) : view.pools;
   const planned = planRecovery({
     nowMs: now,
     config: { gracePeriodMs: rt.config.rebuildGraceMs, maxConcurrentPerSds: rt.config.maxConcurrentPerSds },
-    pools: view.pools,
+    pools,
     sds: view.sds,
     extents: view.extents,
     moveCandidates: view.moveCandidates,
@@ -77,9 +93,17 @@ export function recoveryTick(ctx: MdmContext): TickResult {
   trimAppliedMerges(ctx);
   for (const id of removedSds) ctx.health.forgetSds(id);
   logPlan(plan, removedSds);
-  rt.noteAlerts(plan.alerts);
-  trackProgress(ctx, view, plan, now);
-  return { changed: plan.changes.length, repairsLeft, removedSds, plan };
+  rt.noteAlerts(plan.alerts, slice.partial ? { firstOfPass: slice.firstOfPass } : undefined);
+  trackProgress(ctx, view, plan, now, slice.partial ? slice : null);
+  rt.worklist.noteCost(performance.now() - t0);
+  return { changed: plan.changes.length, repairsLeft, worklistLeft: slice.left, failoversLeft: slice.failoversLeft, examined: slice.keys.length, removedSds, plan };
+}
+
+function unionByKey(a: readonly PlannedExtent[], b: readonly PlannedExtent[]): PlannedExtent[] {
+  const byKey = new Map<string, PlannedExtent>();
+  for (const e of a) byKey.set(extentKey(e), e);
+  for (const e of b) byKey.set(extentKey(e), e);
+  return [...byKey.values()];
 }
 
 function countRepairs(changes: readonly ExtentChange[]): number {
@@ -168,8 +192,20 @@ function mergePlan(view: RecoveryView, plan: RecoveryPlan): PlannedExtent[] {
   return [...byKey.values()];
 }
 
-function trackProgress(ctx: MdmContext, view: RecoveryView, plan: RecoveryPlan, now: number): void {
+/** slice: the step planned a slice of the attention extents; a pool whose extents lie in this
+ *  pass or the last whole one still has work even when this slice holds none of them */
+function trackProgress(ctx: MdmContext, view: RecoveryView, plan: RecoveryPlan, now: number, slice: { firstOfPass: boolean; left: number } | null): void {
   const rt = ctx.recovery;
+  const pw = rt.poolsWithWork;
+  if (slice === null) pw.last = pw.running = new Set();
+  else {
+    if (slice.firstOfPass) pw.running = new Set();
+    for (const e of view.extents) pw.running.add(e.poolId);
+    if (slice.left === 0) {
+      pw.last = pw.running;
+      pw.running = new Set();
+    }
+  }
   for (const c of plan.changes) {
     if (c.after.target && runningKey(c.after) !== runningKey(c.before)) rt.progress.started(c.after.poolId, now);
   }
@@ -177,7 +213,7 @@ function trackProgress(ctx: MdmContext, view: RecoveryView, plan: RecoveryPlan, 
   rt.progress.retain(new Set(extents.map(runningKey).filter((k): k is string => k !== null)));
   const statuses = summaries(ctx, view.pools.map((p) => p.poolId), view.sds, extents, view.drainCopiesByPool, now);
   for (const [poolId, s] of statuses) {
-    const t = rt.progress.tick(poolId, s.hasWork, now);
+    const t = rt.progress.tick(poolId, s.hasWork || (slice !== null && (pw.last.has(poolId) || pw.running.has(poolId))), now);
     if (t.newlyStalled) {
       consola.warn(
         `mdm: recovery of Storage Pool ${poolId} is STALLED: no copy progress for ${Math.floor(t.progress.noProgressMs / 1000)} s ` +

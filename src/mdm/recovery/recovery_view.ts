@@ -12,6 +12,7 @@ import { extentFromRow, extentKey, type ExtentInfo, type PlannedExtent } from ".
 import type { PoolPolicy } from "./rebuild_planner.ts";
 import { rebuildUnthrottled } from "../topology/io_priority.ts";
 import type { SdsView } from "./target_placement.ts";
+import type { ExtentKeyRef, ListedKeys } from "./recovery_worklist.ts";
 import { placementViewOf, sdsWithDevicesFromStore } from "../topology/placement_view.ts";
 
 export const SDS_REMOVING = "RemovalInProgress";
@@ -106,6 +107,61 @@ export function loadAttentionExtents(ctx: MdmContext, sds: readonly SdsView[]): 
   return withInfo(ctx, [...rows.values()]);
 }
 
+/**
+ * Keys of the extents that need attention: first those with an in-sync copy on a down SDS or on a
+ * failed device (failover candidates), then the rest of the attention index (degraded, copying,
+ * keeping an away copy). Key columns only, from covering indexes.
+ */
+export function listAttentionKeys(ctx: MdmContext, sds: readonly SdsView[]): ListedKeys {
+  const sqlite = ctx.store.sqlite;
+  const seen = new Set<string>();
+  const keys: ExtentKeyRef[] = [];
+  const add = (r: ExtentKeyRef) => {
+    const k = `${r.volumeId}/${r.idx}`;
+    if (seen.has(k)) return;
+    seen.add(k);
+    keys.push({ volumeId: r.volumeId, idx: r.idx });
+  };
+  // two single-column queries, each a covering index scan (an OR of both would sort a union)
+  const byPrimary = sqlite.query<ExtentKeyRef, [string]>("SELECT volume_id AS volumeId, idx FROM extent WHERE primary_sds_id = ?");
+  const bySecondary = sqlite.query<ExtentKeyRef, [string]>("SELECT volume_id AS volumeId, idx FROM extent WHERE secondary_sds_id = ?");
+  const onFailed = sqlite.query<ExtentKeyRef & { p: string; s: string | null }, [string, string]>(
+    "SELECT volume_id AS volumeId, idx, primary_device_id AS p, secondary_device_id AS s FROM extent WHERE primary_sds_id = ?1 OR secondary_sds_id = ?2",
+  );
+  for (const s of sds) {
+    const failed = s.devices.filter((d) => d.failed).map((d) => d.deviceId);
+    if (s.connected && failed.length === 0) continue;
+    if (!s.connected) {
+      for (const r of byPrimary.all(s.sdsId)) add(r);
+      for (const r of bySecondary.all(s.sdsId)) add(r);
+      continue;
+    }
+    for (const r of onFailed.all(s.sdsId, s.sdsId)) if (failed.includes(r.p) || (r.s !== null && failed.includes(r.s))) add(r);
+  }
+  const failoverCount = keys.length;
+  for (const r of sqlite
+    .query<ExtentKeyRef, []>("SELECT volume_id AS volumeId, idx FROM extent WHERE secondary_sds_id IS NULL OR target_sds_id IS NOT NULL OR away_sds_id IS NOT NULL")
+    .all())
+    add(r);
+  return { keys, failoverCount };
+}
+
+/** The extents of these keys (those still stored), with their pool and size. */
+export function loadExtentsByKey(ctx: MdmContext, keys: readonly ExtentKeyRef[]): PlannedExtent[] {
+  const q = ctx.store.sqlite.query<ExtentRow, [string, number]>(`SELECT ${EXTENT_COLUMNS} FROM extent WHERE volume_id = ? AND idx = ?`);
+  const rows: ExtentRow[] = [];
+  for (const k of keys) {
+    const r = q.get(k.volumeId, k.idx);
+    if (r !== null) rows.push(r);
+  }
+  return withInfo(ctx, rows);
+}
+
+/** Every extent with a running copy (bounded by the copy budget: Limits.maxConcurrentRebuildsPerSds x SDSs). */
+export function loadCopyingExtents(ctx: MdmContext): PlannedExtent[] {
+  return withInfo(ctx, ctx.store.sqlite.query<ExtentRow, []>(`SELECT ${EXTENT_COLUMNS} FROM extent WHERE target_sds_id IS NOT NULL`).all());
+}
+
 function healthyOn(ctx: MdmContext, poolId: string, sdsId: string, limit: number): ExtentRow[] {
   return ctx.store.db
     .select({ e: extentTable })
@@ -182,16 +238,25 @@ function moveCandidatesOf(ctx: MdmContext, pool: PoolPolicy, sds: readonly SdsVi
   return withInfo(ctx, rows);
 }
 
-/** The view; without move candidates when only figures are wanted (REST), which reads less. */
-export function loadRecoveryView(ctx: MdmContext, opts: { moveCandidates: boolean } = { moveCandidates: true }): RecoveryView {
+/**
+ * The view; without move candidates when only figures are wanted (REST), which reads less.
+ * `slice`: the step's own extents (a slice of the worklist and the running copies) instead of
+ * every attention extent; when partial, no rebalance move is planned (a pool's degraded extents
+ * may lie outside the slice, and a degraded pool is never rebalanced).
+ */
+export function loadRecoveryView(
+  ctx: MdmContext,
+  opts: { moveCandidates: boolean; sds?: SdsView[]; slice?: { extents: PlannedExtent[]; partial: boolean } } = { moveCandidates: true },
+): RecoveryView {
   const poolRows = ctx.store.db.select().from(storagePoolTable).all();
-  const pools: PoolPolicy[] = poolRows.map((p) => ({ poolId: p.id, rebuildEnabled: p.rebuildEnabled, rebalanceEnabled: p.rebalanceEnabled, unthrottled: rebuildUnthrottled(p) }));
-  const sds = loadSdsViews(ctx);
-  const extents = loadAttentionExtents(ctx, sds);
+  const partial = opts.slice?.partial ?? false;
+  const pools: PoolPolicy[] = poolRows.map((p) => ({ poolId: p.id, rebuildEnabled: p.rebuildEnabled, rebalanceEnabled: p.rebalanceEnabled && !partial, unthrottled: rebuildUnthrottled(p) }));
+  const sds = opts.sds ?? loadSdsViews(ctx);
+  const extents = opts.slice?.extents ?? loadAttentionExtents(ctx, sds);
   const moveCandidates: PlannedExtent[] = [];
   const drainCopiesByPool = new Map<string, number>();
   for (const p of opts.moveCandidates ? poolRows : []) {
-    const degraded = extents.some((e) => e.poolId === p.id && e.inSync.length < 2);
+    const degraded = partial || extents.some((e) => e.poolId === p.id && e.inSync.length < 2);
     moveCandidates.push(...moveCandidatesOf(ctx, pools.find((x) => x.poolId === p.id)!, sds, degraded, p.extentBytes));
   }
   const emptyRemovingSds: string[] = [];

@@ -9,6 +9,7 @@ import { assert, PfError } from "../../proto/errors.ts";
 import { Limits } from "../../proto/limits.ts";
 import type { PlanAlert } from "./rebuild_planner.ts";
 import { RebuildProgress } from "./rebuild_progress.ts";
+import { RecoveryWorklist } from "./recovery_worklist.ts";
 
 export interface RecoveryOptions {
   /** an SDS/SDC silent this long is Disconnected (default Limits.heartbeatTimeoutMs) */
@@ -55,25 +56,41 @@ export function recoveryConfigOf(opts: RecoveryOptions = {}): RecoveryConfig {
 /** Recovery state of a running MDM that is not in the database (progress, logged alerts). */
 export class RecoveryRuntime {
   readonly progress: RebuildProgress;
+  /** which attention extents the next recovery step loads and plans (recovery_worklist.ts) */
+  readonly worklist = new RecoveryWorklist();
+  /** pools that had attention extents in the last whole pass of the worklist and in the one running */
+  poolsWithWork: { last: Set<string>; running: Set<string> } = { last: new Set(), running: new Set() };
   private alerted = new Set<string>();
+  private alertedLastPass = new Set<string>();
 
   constructor(readonly config: RecoveryConfig) {
     this.progress = new RebuildProgress(config.stallTimeoutMs);
   }
 
-  /** Log each alert once while its condition lasts. */
-  noteAlerts(alerts: readonly PlanAlert[]): void {
+  /**
+   * Log each alert once while its condition lasts. `slice`: the alerts come from a slice of the
+   * attention extents (recovery_worklist.ts); an alert of the last whole pass or of this one is not
+   * logged again, and a pass drops what the pass before it had and it has not.
+   */
+  noteAlerts(alerts: readonly PlanAlert[], slice?: { firstOfPass: boolean }): void {
     const MAX_LINES = 10;
+    if (slice?.firstOfPass) {
+      this.alertedLastPass = this.alerted;
+      this.alerted = new Set();
+    }
     const now = new Set<string>();
     let fresh = 0;
     for (const a of alerts) {
       now.add(a.key);
-      if (this.alerted.has(a.key)) continue;
+      if (this.alerted.has(a.key) || (slice !== undefined && this.alertedLastPass.has(a.key))) continue;
       if (++fresh > MAX_LINES) continue;
       if (a.level === "error") consola.error(`mdm: ${a.message}`);
       else consola.warn(`mdm: ${a.message}`);
     }
     if (fresh > MAX_LINES) consola.warn(`mdm: … and ${fresh - MAX_LINES} more recovery alerts (${alerts.filter((a) => a.level === "error").length} errors in all)`);
-    this.alerted = now;
+    if (slice === undefined) {
+      this.alerted = now;
+      this.alertedLastPass = new Set();
+    } else for (const k of now) this.alerted.add(k);
   }
 }

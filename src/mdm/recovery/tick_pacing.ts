@@ -12,7 +12,8 @@
 //
 // Invariants: a cheap step is never delayed; a signature change runs the step at the next tick;
 // so does a step whose cap (MAX_EXTENT_CHANGES_PER_TICK, fewer under etcd) left membership repairs
-// (failovers: IO waits for them) for later; only copy starts and time-driven decisions wait; the
+// (failovers: IO waits for them) for later, or whose worklist slice left failover candidates of the
+// first pass after a loss unexamined (recovery_worklist.ts; main.ts passes both as repairsLeft); only copy starts and time-driven decisions wait; the
 // wait after a step is at most its own cost / SHARE.
 
 /** computations cheaper than this are never paced (this step, the observe step's recovery figures) */
