@@ -31,7 +31,7 @@ import type { MdmContext } from "../core/context.ts";
 import { getDevice, getFaultSet, getPd, getPool, getSdc, getSds, getVolume } from "../core/lookup.ts";
 import { getSystem } from "../core/system_state.ts";
 import { parseIpList } from "../topology/topology.ts";
-import { mappingsByVolume } from "../topology/volumes.ts";
+import { mappingsByVolume, type MappingBrief } from "../topology/volumes.ts";
 import { getVTree } from "../vtree/vtree_store.ts";
 
 export type PfObject = Record<string, unknown>;
@@ -351,9 +351,53 @@ function sdcBriefs(ctx: MdmContext): Map<string, SdcBrief> {
 
 export function renderVolumes(ctx: MdmContext, volumes: VolumeRow[]): PfObject[] {
   const all = volumes.length > 200;
-  const mappings = mappingsByVolume(ctx, all ? null : volumes.map((v) => v.id));
-  const sdcs = sdcBriefs(ctx);
-  return volumes.map((v) => {
+  return volumes.map(volumeRenderer(mappingsByVolume(ctx, all ? null : volumes.map((v) => v.id)), sdcBriefs(ctx)));
+}
+
+/** every column of a volume row, named as drizzle's VolumeRow (a raw read: drizzle's row mapping was ~40 % of reading 100,000) */
+const VOLUME_COLUMNS =
+  "id, name, pool_id AS poolId, volume_type AS volumeType, size_bytes AS sizeBytes, extent_bytes AS extentBytes, vtree_id AS vtreeId, access_mode_limit AS accessModeLimit, " +
+  "creation_time_s AS creationTimeS, owner_id AS ownerId, open_layer_id AS openLayerId, ancestor_volume_id AS ancestorVolumeId, consistency_group_id AS consistencyGroupId";
+
+/** volumes rendered and turned into JSON between two yields of the listing */
+export const VOLUME_LIST_SLICE = 2000;
+
+/**
+ * GET /types/Volume/instances as JSON text in parts (their concatenation is the JSON array).
+ * Consistency: the rows (volumes, mappings, SDC names) are read in one synchronous stretch, before
+ * the first yield, so the listing is a snapshot of that moment (no write of this MDM runs between
+ * those reads: it has one connection and one thread). Then the objects are rendered and turned into
+ * JSON in slices of `slice` volumes with a macrotask between slices, so heartbeats and other
+ * requests are served meanwhile: at 100,000 volumes (136 MiB) that work was 1.2-1.7 s of the loop
+ * at once and SDSs missed their beats (docs/design.md "MDM at scale").
+ */
+export async function volumeListJson(ctx: MdmContext, slice = VOLUME_LIST_SLICE): Promise<string[]> {
+  const sqlite = ctx.store.sqlite;
+  const volumes = sqlite.query<VolumeRow, []>(`SELECT ${VOLUME_COLUMNS} FROM volume ORDER BY id`).all();
+  const mappings = new Map<string, MappingBrief[]>();
+  for (const r of sqlite
+    .query<MappingBrief & { volumeId: string }, []>("SELECT volume_id AS volumeId, sdc_id AS sdcId, access_mode AS accessMode, limit_iops AS limitIops, limit_bw_kbps AS limitBwKbps FROM volume_mapping")
+    .all()) {
+    const list = mappings.get(r.volumeId);
+    const m = { sdcId: r.sdcId, accessMode: r.accessMode, limitIops: r.limitIops, limitBwKbps: r.limitBwKbps };
+    if (list) list.push(m);
+    else mappings.set(r.volumeId, [m]);
+  }
+  const render = volumeRenderer(mappings, sdcBriefs(ctx));
+  const parts: string[] = [];
+  for (let i = 0; i < volumes.length; i += slice) {
+    if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    let text = i === 0 ? "[" : ",";
+    const end = Math.min(volumes.length, i + slice);
+    for (let j = i; j < end; j++) text += (j === i ? "" : ",") + JSON.stringify(render(volumes[j]!));
+    parts.push(text);
+  }
+  parts.push(volumes.length === 0 ? "[]" : "]");
+  return parts;
+}
+
+function volumeRenderer(mappings: Map<string, MappingBrief[]>, sdcs: Map<string, SdcBrief>): (v: VolumeRow) => PfObject {
+  return (v) => {
     const m = mappings.get(v.id) ?? [];
     return {
       id: v.id,
@@ -407,7 +451,7 @@ export function renderVolumes(ctx: MdmContext, volumes: VolumeRow[]): PfObject[]
         ["vtreeId", "VTree", v.vtreeId],
       ]),
     };
-  });
+  };
 }
 
 export function renderVtree(ctx: MdmContext, vt: VTreeRow): PfObject {
