@@ -177,7 +177,7 @@ try {
     const sorted = [...costs].sort((a, b) => a - b);
     console.log(
       `${massDown} SDSs down: ${costs.length} steps to the end of the failovers (${changes} changes), ${all.cpu.toFixed(0)} ms CPU in all; per step CPU median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(0)} ms, max ${sorted[sorted.length - 1]!.toFixed(0)} ms; ` +
-        `${q("SELECT COUNT(*) AS n FROM extent WHERE target_sds_id IS NOT NULL")} copies running, ${last.worklistLeft} left in the pass`,
+        `${q("SELECT COUNT(*) AS n FROM extent WHERE target_sds_id IS NOT NULL")} copies running, pass done: ${last.passDone}, ${ctx.recovery.worklist.passes} passes`,
     );
     // the observe steps that follow, a second apart: the recovery figures are paced by their cost
     // (observe/recovery_pacing.ts), so most of these reuse the first one's

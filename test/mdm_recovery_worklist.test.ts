@@ -5,7 +5,7 @@
 
 import { afterEach, describe, expect, test } from "bun:test";
 import { RecoveryCluster } from "./mdm_recovery_fixture.ts";
-import { RecoveryWorklist, type ListedKeys } from "../src/mdm/recovery/recovery_worklist.ts";
+import { listedSource, RecoveryWorklist } from "../src/mdm/recovery/recovery_worklist.ts";
 import type { SdsView } from "../src/mdm/recovery/target_placement.ts";
 
 const TIMEOUT = 2000;
@@ -68,36 +68,41 @@ describe("a loss bigger than one step", () => {
 
 describe("RecoveryWorklist", () => {
   const view = (id: string, connected: boolean): SdsView => ({ sdsId: id, faultSetId: null, connected, confirmed: connected, downSinceMs: null, removing: false, devices: [] });
-  const keys = (n: number, failovers: number): ListedKeys => ({ keys: Array.from({ length: n }, (_, i) => ({ volumeId: "v", idx: i })), failoverCount: failovers });
+  const keys = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ volumeId: "v", idx: from + i }));
 
-  test("slices a pass, holds copy starts until the failovers of the first pass are examined, and restarts on a change", () => {
+  test("slices a pass over its sources (failovers first), holds copy starts until those are read, and restarts on a change", () => {
     const w = new RecoveryWorklist(4);
     let listed = 0;
-    const list = (n: number, f: number) => () => {
+    // sources listed out of order: the failover ones are read first
+    const sources = (failovers: number, rest: number) => () => {
       listed++;
-      return keys(n, f);
+      return [listedSource(keys(100, rest), false), listedSource(keys(0, failovers), true)];
     };
     const a = [view("s1", false), view("s2", true)];
-    const s1 = w.next(a, list(10, 6));
+    const s1 = w.next(a, sources(6, 4));
     expect(s1.keys.map((k) => k.idx)).toEqual([0, 1, 2, 3]);
-    expect(s1).toMatchObject({ partial: true, holdStarts: true, left: 6, firstOfPass: true, failoversLeft: 2 });
-    const s2 = w.next(a, list(10, 6));
-    expect(s2.keys.map((k) => k.idx)).toEqual([4, 5, 6, 7]);
-    expect(s2).toMatchObject({ holdStarts: false, failoversLeft: 0, firstOfPass: false });
-    w.next(a, list(10, 6));
+    expect(s1).toMatchObject({ partial: true, holdStarts: true, passDone: false, firstOfPass: true, failoversLeft: 1 });
+    const s2 = w.next(a, sources(6, 4));
+    expect(s2.keys.map((k) => k.idx)).toEqual([4, 5, 100, 101]);
+    expect(s2).toMatchObject({ holdStarts: false, failoversLeft: 0, firstOfPass: false, passDone: false });
+    // a source read to exactly its end: the look-ahead ends the pass with this slice
+    const s3 = w.next(a, sources(6, 4));
+    expect(s3.keys.map((k) => k.idx)).toEqual([102, 103]);
+    expect(s3.passDone).toBe(true);
     expect(listed).toBe(1);
-    // the pass is done: the next lists a new one with the same signature, which holds nothing back
-    const s4 = w.next(a, list(10, 6));
+    // the pass is done: the next starts a new one with the same signature, which holds nothing back
+    const s4 = w.next(a, sources(6, 4));
     expect(listed).toBe(2);
     expect(s4).toMatchObject({ firstOfPass: true, holdStarts: false, failoversLeft: 0 });
     // another SDS down mid-pass: a new pass at once, failovers first again
     const b = [view("s1", false), view("s2", false)];
-    const s5 = w.next(b, list(20, 12));
+    const s5 = w.next(b, sources(12, 8));
     expect(listed).toBe(3);
-    expect(s5).toMatchObject({ firstOfPass: true, holdStarts: true, failoversLeft: 8 });
+    expect(s5.keys.map((k) => k.idx)).toEqual([0, 1, 2, 3]);
+    expect(s5).toMatchObject({ firstOfPass: true, holdStarts: true, failoversLeft: 1 });
     // a pass that fits one slice is whole
     const small = new RecoveryWorklist(4);
-    expect(small.next(a, list(3, 3))).toMatchObject({ partial: false, holdStarts: false, left: 0 });
+    expect(small.next(a, sources(3, 0))).toMatchObject({ partial: false, holdStarts: false, passDone: true });
   });
 
   test("the slice halves after a dear step (down to its floor) and grows back after cheap ones", () => {

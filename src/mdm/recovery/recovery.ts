@@ -23,7 +23,7 @@ import { planRecovery, type ExtentChange, type RecoveryPlan } from "./rebuild_pl
 import { RebuildProgress } from "./rebuild_progress.ts";
 import { deviceCopyDeltas, extentFromRow, extentKey, rowColumnsOf, withInSync, type CopyRef, type ExtentState, type PlannedExtent, type SameDomain } from "./recovery_model.ts";
 import { summarizePool } from "./recovery_summary.ts";
-import { copiesHeldBy, listAttentionKeys, loadAttentionExtents, loadCopyingExtents, loadExtentsByKey, loadRecoveryView, loadSdsViews, SDS_REMOVING, type RecoveryView } from "./recovery_view.ts";
+import { copiesHeldBy, attentionSources, loadAttentionExtents, loadCopyingExtents, loadExtentsByKey, loadRecoveryView, loadSdsViews, SDS_REMOVING, type RecoveryView } from "./recovery_view.ts";
 import { getSds } from "../core/lookup.ts";
 import { bumpMapVersion } from "../core/system_state.ts";
 import { addToDevice, chooseTargetDevice, domainOf, poolHasFaultSets, type SdsView } from "./target_placement.ts";
@@ -36,9 +36,9 @@ export interface TickResult {
   changed: number;
   /** membership repairs (failovers, dropped copies and targets) the step cap left for the next steps: they must not wait */
   repairsLeft: number;
-  /** attention extents of the worklist's pass not examined yet (recovery_worklist.ts): the next steps take them */
-  worklistLeft: number;
-  /** failover candidates of the first pass after a loss not examined yet: IO waits for them, the next tick must not wait */
+  /** this step ended the worklist's pass (recovery_worklist.ts): the next starts a new one */
+  passDone: boolean;
+  /** failover sources (down SDSs, failed devices) of the first pass after a loss not read to their end: IO waits for them, the next tick must not wait */
   failoversLeft: number;
   /** attention extents this step loaded and planned from the worklist (besides the running copies) */
   examined: number;
@@ -71,7 +71,7 @@ export function recoveryTick(ctx: MdmContext): TickResult {
   const now = ctx.clock();
   const rt = ctx.recovery;
   const sds = loadSdsViews(ctx);
-  const slice = rt.worklist.next(sds, (v) => listAttentionKeys(ctx, v));
+  const slice = rt.worklist.next(sds, (v) => attentionSources(ctx, v));
   const extents = slice.partial ? unionByKey(loadCopyingExtents(ctx), loadExtentsByKey(ctx, slice.keys)) : loadExtentsByKey(ctx, slice.keys);
   const view = loadRecoveryView(ctx, { moveCandidates: !slice.holdStarts, sds, slice: { extents, partial: slice.partial } });
   // the first pass after a loss examines every failover candidate before any copy starts
@@ -96,7 +96,7 @@ export function recoveryTick(ctx: MdmContext): TickResult {
   rt.noteAlerts(plan.alerts, slice.partial ? { firstOfPass: slice.firstOfPass } : undefined);
   trackProgress(ctx, view, plan, now, slice.partial ? slice : null);
   rt.worklist.noteCost(performance.now() - t0);
-  return { changed: plan.changes.length, repairsLeft, worklistLeft: slice.left, failoversLeft: slice.failoversLeft, examined: slice.keys.length, removedSds, plan };
+  return { changed: plan.changes.length, repairsLeft, passDone: slice.passDone, failoversLeft: slice.failoversLeft, examined: slice.keys.length, removedSds, plan };
 }
 
 function unionByKey(a: readonly PlannedExtent[], b: readonly PlannedExtent[]): PlannedExtent[] {
@@ -194,14 +194,14 @@ function mergePlan(view: RecoveryView, plan: RecoveryPlan): PlannedExtent[] {
 
 /** slice: the step planned a slice of the attention extents; a pool whose extents lie in this
  *  pass or the last whole one still has work even when this slice holds none of them */
-function trackProgress(ctx: MdmContext, view: RecoveryView, plan: RecoveryPlan, now: number, slice: { firstOfPass: boolean; left: number } | null): void {
+function trackProgress(ctx: MdmContext, view: RecoveryView, plan: RecoveryPlan, now: number, slice: { firstOfPass: boolean; passDone: boolean } | null): void {
   const rt = ctx.recovery;
   const pw = rt.poolsWithWork;
   if (slice === null) pw.last = pw.running = new Set();
   else {
     if (slice.firstOfPass) pw.running = new Set();
     for (const e of view.extents) pw.running.add(e.poolId);
-    if (slice.left === 0) {
+    if (slice.passDone) {
       pw.last = pw.running;
       pw.running = new Set();
     }

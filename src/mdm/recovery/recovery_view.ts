@@ -12,7 +12,7 @@ import { extentFromRow, extentKey, type ExtentInfo, type PlannedExtent } from ".
 import type { PoolPolicy } from "./rebuild_planner.ts";
 import { rebuildUnthrottled } from "../topology/io_priority.ts";
 import type { SdsView } from "./target_placement.ts";
-import type { ExtentKeyRef, ListedKeys } from "./recovery_worklist.ts";
+import { listedSource, type ExtentKeyRef, type KeySource } from "./recovery_worklist.ts";
 import { placementViewOf, sdsWithDevicesFromStore } from "../topology/placement_view.ts";
 
 export const SDS_REMOVING = "RemovalInProgress";
@@ -108,42 +108,37 @@ export function loadAttentionExtents(ctx: MdmContext, sds: readonly SdsView[]): 
 }
 
 /**
- * Keys of the extents that need attention: first those with an in-sync copy on a down SDS or on a
- * failed device (failover candidates), then the rest of the attention index (degraded, copying,
- * keeping an away copy). Key columns only, from covering indexes.
+ * Where a pass of the worklist reads its keys: for each down SDS its copies as primary and as
+ * secondary, a connected SDS's copies on failed devices (failover candidates), then the attention
+ * index (degraded, copying, keeping an away copy). Key columns only, keyset pages over covering
+ * indexes in key order; nothing is read until a page is asked for.
  */
-export function listAttentionKeys(ctx: MdmContext, sds: readonly SdsView[]): ListedKeys {
+export function attentionSources(ctx: MdmContext, sds: readonly SdsView[]): KeySource[] {
   const sqlite = ctx.store.sqlite;
-  const seen = new Set<string>();
-  const keys: ExtentKeyRef[] = [];
-  const add = (r: ExtentKeyRef) => {
-    const k = `${r.volumeId}/${r.idx}`;
-    if (seen.has(k)) return;
-    seen.add(k);
-    keys.push({ volumeId: r.volumeId, idx: r.idx });
-  };
-  // two single-column queries, each a covering index scan (an OR of both would sort a union)
-  const byPrimary = sqlite.query<ExtentKeyRef, [string]>("SELECT volume_id AS volumeId, idx FROM extent WHERE primary_sds_id = ?");
-  const bySecondary = sqlite.query<ExtentKeyRef, [string]>("SELECT volume_id AS volumeId, idx FROM extent WHERE secondary_sds_id = ?");
+  const AFTER = "(volume_id, idx) > (?2, ?3) ORDER BY volume_id, idx LIMIT ?4";
+  const byPrimary = sqlite.query<ExtentKeyRef, [string, string, number, number]>(`SELECT volume_id AS volumeId, idx FROM extent WHERE primary_sds_id = ?1 AND ${AFTER}`);
+  const bySecondary = sqlite.query<ExtentKeyRef, [string, string, number, number]>(`SELECT volume_id AS volumeId, idx FROM extent WHERE secondary_sds_id = ?1 AND ${AFTER}`);
+  const attention = sqlite.query<ExtentKeyRef, [string, number, number]>(
+    "SELECT volume_id AS volumeId, idx FROM extent WHERE (secondary_sds_id IS NULL OR target_sds_id IS NOT NULL OR away_sds_id IS NOT NULL) AND (volume_id, idx) > (?1, ?2) ORDER BY volume_id, idx LIMIT ?3",
+  );
+  const paged = (q: typeof byPrimary, sdsId: string): KeySource => ({ failover: true, page: (after, n) => q.all(sdsId, after?.volumeId ?? "", after?.idx ?? -1, n) });
+  const out: KeySource[] = [];
   const onFailed = sqlite.query<ExtentKeyRef & { p: string; s: string | null }, [string, string]>(
     "SELECT volume_id AS volumeId, idx, primary_device_id AS p, secondary_device_id AS s FROM extent WHERE primary_sds_id = ?1 OR secondary_sds_id = ?2",
   );
   for (const s of sds) {
-    const failed = s.devices.filter((d) => d.failed).map((d) => d.deviceId);
-    if (s.connected && failed.length === 0) continue;
     if (!s.connected) {
-      for (const r of byPrimary.all(s.sdsId)) add(r);
-      for (const r of bySecondary.all(s.sdsId)) add(r);
+      out.push(paged(byPrimary, s.sdsId), paged(bySecondary, s.sdsId));
       continue;
     }
-    for (const r of onFailed.all(s.sdsId, s.sdsId)) if (failed.includes(r.p) || (r.s !== null && failed.includes(r.s))) add(r);
+    const failed = s.devices.filter((d) => d.failed).map((d) => d.deviceId);
+    if (failed.length === 0) continue;
+    // a failed device of a connected SDS: rare, and at most one SDS's copies
+    const keys = onFailed.all(s.sdsId, s.sdsId).filter((r) => failed.includes(r.p) || (r.s !== null && failed.includes(r.s)));
+    out.push(listedSource(keys.map((r) => ({ volumeId: r.volumeId, idx: r.idx })), true));
   }
-  const failoverCount = keys.length;
-  for (const r of sqlite
-    .query<ExtentKeyRef, []>("SELECT volume_id AS volumeId, idx FROM extent WHERE secondary_sds_id IS NULL OR target_sds_id IS NOT NULL OR away_sds_id IS NOT NULL")
-    .all())
-    add(r);
-  return { keys, failoverCount };
+  out.push({ failover: false, page: (after, n) => attention.all(after?.volumeId ?? "", after?.idx ?? -1, n) });
+  return out;
 }
 
 /** The extents of these keys (those still stored), with their pool and size. */

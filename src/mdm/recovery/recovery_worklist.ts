@@ -2,18 +2,18 @@
 // A step used to load and plan every extent of every down SDS, then persist a capped prefix of the
 // plan: at 1,000 SDSs x 100,000 volumes with 100 SDSs down that was 6 s of CPU per step for 4,096
 // changes, every step, until the last extent was repaired (docs/design.md "MDM at scale").
-// Now the keys of the attention extents are listed once per pass (covering index reads, two
-// integers and a string per extent: no row, no plan), and each step loads and plans the next slice
-// of them, plus every extent with a running copy (the copy budget counts those, so the budget seen
+// Now each step reads the next slice of attention extents' keys (keyset pages over covering
+// indexes: each down SDS's copies as primary, then as secondary, then the attention index), loads
+// and plans those extents, plus every extent with a running copy (the copy budget counts those, so the budget seen
 // by a slice is the whole pool's). A pass starts again when it is done or when an SDS or a device
 // changed state (the signature of the SDS views), so a new loss is answered at the next step.
 //
 // Invariants: a slice never holds more than `maxSlice` keys (the step's work is bounded by it and
-// by the copies running, themselves bounded by the copy budget); the keys of extents with an
-// in-sync copy on a down SDS or a failed device (failover candidates) come first in a pass, and
+// by the copies running, themselves bounded by the copy budget; no step lists a whole pass); the
+// keys of extents with an in-sync copy on a down SDS or a failed device (failover candidates) come first in a pass, and
 // in the first pass after a change of signature a slice starts no copy while failover candidates
 // are left unexamined (IO waits for failovers, not for copies); every extent that needs attention
-// when a pass is listed is examined in that pass (or the pass is restarted by a change).
+// throughout a pass is examined in it (or the pass is restarted by a change).
 // The slice size is bounded by time too: it halves after a step dearer than STEP_BUDGET_MS and
 // doubles (up to maxSlice) after one cheaper than half of it.
 
@@ -24,10 +24,12 @@ export interface ExtentKeyRef {
   idx: number;
 }
 
-/** a pass: the keys in order, the first failoverCount of them failover candidates */
-export interface ListedKeys {
-  keys: ExtentKeyRef[];
-  failoverCount: number;
+/** Keys of one kind of attention extent, read in key order a page at a time (keyset: no offset). */
+export interface KeySource {
+  /** its extents have an in-sync copy on a down SDS or a failed device */
+  failover: boolean;
+  /** at most n keys after `after` (null: from the first), in key order */
+  page(after: ExtentKeyRef | null, n: number): ExtentKeyRef[];
 }
 
 /** most attention extents one step loads and plans (besides the copies running) */
@@ -43,11 +45,11 @@ export interface Slice {
   partial: boolean;
   /** copy starts of this slice wait: failover candidates of this pass are not all examined yet */
   holdStarts: boolean;
-  /** keys of this pass after this slice */
-  left: number;
+  /** this slice ends its pass (the next step starts a new one) */
+  passDone: boolean;
   /** the first slice of a pass */
   firstOfPass: boolean;
-  /** failover candidates of the first pass after a change not examined yet (0 in later passes) */
+  /** failover sources (down SDSs' copies, failed devices) of the first pass after a change not read to their end yet (0 in later passes) */
   failoversLeft: number;
 }
 
@@ -62,14 +64,15 @@ export function viewSignature(sds: readonly SdsView[]): string {
 }
 
 export class RecoveryWorklist {
-  private keys: ExtentKeyRef[] = [];
-  private pos = 0;
-  private failoverCount = 0;
+  private sources: KeySource[] = [];
+  private at = 0;
+  private cursor: ExtentKeyRef | null = null;
+  private done = true;
   private signature: string | null = null;
-  /** passes listed since the signature last changed (0: the first one is running) */
+  /** passes started since the signature last changed (0: the first one is running) */
   private passOfSignature = 0;
   private sliceSize: number;
-  /** passes listed (tests, bench) */
+  /** passes started (tests, bench) */
   passes = 0;
 
   constructor(private maxSlice = MAX_EXTENTS_PER_STEP) {
@@ -82,24 +85,43 @@ export class RecoveryWorklist {
     this.sliceSize = Math.min(this.sliceSize, this.maxSlice);
   }
 
-  /** The next slice; lists a new pass when the last one is done or `sds` changed state. */
-  next(sds: readonly SdsView[], list: (sds: readonly SdsView[]) => ListedKeys): Slice {
+  /**
+   * The next slice; starts a new pass (sources from `sourcesOf`, failover sources first) when the
+   * last one is done or `sds` changed state. A key held by two sources (both copies of an extent
+   * on down SDSs) is in two slices: planning it again is planning an extent the step before changed.
+   */
+  next(sds: readonly SdsView[], sourcesOf: (sds: readonly SdsView[]) => KeySource[]): Slice {
     const sig = viewSignature(sds);
-    if (sig !== this.signature || this.pos >= this.keys.length) {
+    const firstOfPass = sig !== this.signature || this.done;
+    if (firstOfPass) {
       this.passOfSignature = sig === this.signature ? this.passOfSignature + 1 : 0;
       this.signature = sig;
-      const listed = list(sds);
-      this.keys = listed.keys;
-      this.failoverCount = listed.failoverCount;
-      this.pos = 0;
+      this.sources = [...sourcesOf(sds)].sort((a, b) => Number(b.failover) - Number(a.failover));
+      this.at = 0;
+      this.cursor = null;
+      this.done = false;
       this.passes++;
     }
-    const start = this.pos;
-    const keys = this.keys.slice(start, start + this.sliceSize);
-    this.pos = start + keys.length;
-    const partial = !(start === 0 && this.pos >= this.keys.length);
-    const failoversLeft = this.passOfSignature === 0 ? Math.max(0, this.failoverCount - this.pos) : 0;
-    return { keys, partial, holdStarts: partial && failoversLeft > 0, left: this.keys.length - this.pos, firstOfPass: start === 0, failoversLeft };
+    const keys: ExtentKeyRef[] = [];
+    while (this.at < this.sources.length && keys.length < this.sliceSize) {
+      const want = this.sliceSize - keys.length;
+      const page = this.sources[this.at]!.page(this.cursor, want);
+      for (const k of page) keys.push(k);
+      if (page.length < want) {
+        this.at++;
+        this.cursor = null;
+      } else this.cursor = page[page.length - 1]!;
+    }
+    // a source read to exactly its last key is known to be done only at the next read: look ahead
+    while (this.at < this.sources.length && this.cursor !== null && this.sources[this.at]!.page(this.cursor, 1).length === 0) {
+      this.at++;
+      this.cursor = null;
+    }
+    this.done = this.at >= this.sources.length;
+    let failoversLeft = 0;
+    if (this.passOfSignature === 0) for (let i = this.at; i < this.sources.length; i++) if (this.sources[i]!.failover) failoversLeft++;
+    const partial = !(firstOfPass && this.done);
+    return { keys, partial, holdStarts: partial && failoversLeft > 0, passDone: this.done, firstOfPass, failoversLeft };
   }
 
   /** The step that planned the last slice cost costMs of loop time: size the next slice by it. */
@@ -112,11 +134,17 @@ export class RecoveryWorklist {
   get nextSliceSize(): number {
     return this.sliceSize;
   }
+}
 
-  /** Forget the pass (a restarted MDM life, a takeover): the next step lists a new one. */
-  reset(): void {
-    this.keys = [];
-    this.pos = 0;
-    this.signature = null;
-  }
+/** A source over keys already listed (tests; a connected SDS's failed devices). */
+export function listedSource(keys: readonly ExtentKeyRef[], failover: boolean): KeySource {
+  const sorted = [...keys].sort((a, b) => (a.volumeId < b.volumeId ? -1 : a.volumeId > b.volumeId ? 1 : a.idx - b.idx));
+  return {
+    failover,
+    page(after, n) {
+      let i = 0;
+      if (after !== null) while (i < sorted.length && (sorted[i]!.volumeId < after.volumeId || (sorted[i]!.volumeId === after.volumeId && sorted[i]!.idx <= after.idx))) i++;
+      return sorted.slice(i, i + n);
+    },
+  };
 }
