@@ -164,7 +164,7 @@ try {
     let changes = r.v.changed + r2.v.changed;
     let last = r2.v;
     const all = await timed(async () => {
-      while ((last.failoversLeft > 0 || last.repairsLeft > 0) && costs.length < 400) {
+      while ((last.failoversLeft > 0 || last.repairsLeft > 0) && costs.length < 3000) {
         clock.advance(250);
         for (const id of sdsIds) if (!down.has(id)) ctx.health.sdsSeen(id, 0);
         for (const id of sdcIds) ctx.health.sdcSeen(id, 0);

@@ -110,9 +110,9 @@ describe("RecoveryWorklist", () => {
     w.noteCost(500);
     expect(w.nextSliceSize).toBe(2048);
     for (let i = 0; i < 10; i++) w.noteCost(500);
-    expect(w.nextSliceSize).toBe(256);
+    expect(w.nextSliceSize).toBe(1024);
     w.noteCost(1);
-    expect(w.nextSliceSize).toBe(512);
+    expect(w.nextSliceSize).toBe(2048);
     for (let i = 0; i < 10; i++) w.noteCost(1);
     expect(w.nextSliceSize).toBe(4096);
   });
