@@ -23,7 +23,7 @@ import { planRecovery, type ExtentChange, type RecoveryPlan } from "./rebuild_pl
 import { RebuildProgress } from "./rebuild_progress.ts";
 import { deviceCopyDeltas, extentFromRow, extentKey, rowColumnsOf, withInSync, type CopyRef, type ExtentState, type PlannedExtent, type SameDomain } from "./recovery_model.ts";
 import { summarizePool } from "./recovery_summary.ts";
-import { copiesHeldBy, attentionSources, loadAttentionExtents, loadCopyingExtents, loadExtentsByKey, loadRecoveryView, loadSdsViews, SDS_REMOVING, type RecoveryView } from "./recovery_view.ts";
+import { copiesHeldBy, attentionSources, loadAttentionExtents, loadCopyingExtents, loadRecoveryView, loadSdsViews, SDS_REMOVING, type RecoveryView } from "./recovery_view.ts";
 import { getSds } from "../core/lookup.ts";
 import { bumpMapVersion } from "../core/system_state.ts";
 import { addToDevice, chooseTargetDevice, domainOf, poolHasFaultSets, type SdsView } from "./target_placement.ts";
@@ -72,7 +72,8 @@ export function recoveryTick(ctx: MdmContext): TickResult {
   const rt = ctx.recovery;
   const sds = loadSdsViews(ctx);
   const slice = rt.worklist.next(sds, (v) => attentionSources(ctx, v));
-  const extents = slice.partial ? unionByKey(loadCopyingExtents(ctx), loadExtentsByKey(ctx, slice.keys)) : loadExtentsByKey(ctx, slice.keys);
+  // an extent with both copies on down SDSs comes from two sources, maybe in one slice: once each
+  const extents = unionByKey(slice.partial ? loadCopyingExtents(ctx) : [], slice.keys);
   const view = loadRecoveryView(ctx, { moveCandidates: !slice.holdStarts, sds, slice: { extents, partial: slice.partial } });
   // the first pass after a loss examines every failover candidate before any copy starts
   const pools = slice.holdStarts ? view.pools.map((p) => ({ ...p, rebuildEnabled: false, rebalanceEnabled: false })) : view.pools;
@@ -177,7 +178,10 @@ function persistExtent(ctx: MdmContext, before: ExtentState, after: ExtentState,
 
 function logPlan(plan: RecoveryPlan, removedSds: string[]): void {
   const MAX_LINES = 20;
+  // the lines past MAX_LINES only when debug logging is on (building 4,096 of them was ~8 % of a step)
+  const debug = consola.level >= 4;
   plan.changes.forEach((c, i) => {
+    if (i >= MAX_LINES && !debug) return;
     const line = `mdm: extent ${extentKey(c.after)} epoch ${c.after.epoch}: ${c.reasons.join("; ")}`;
     if (i < MAX_LINES) consola.info(line);
     else consola.debug(line);

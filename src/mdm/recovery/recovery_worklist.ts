@@ -24,12 +24,13 @@ export interface ExtentKeyRef {
   idx: number;
 }
 
-/** Keys of one kind of attention extent, read in key order a page at a time (keyset: no offset). */
-export interface KeySource {
+/** One kind of attention extent, read in key order a page at a time (keyset: no offset); T: what
+ *  a page holds for each extent (its key at least: the recovery step reads whole rows). */
+export interface KeySource<T extends ExtentKeyRef = ExtentKeyRef> {
   /** its extents have an in-sync copy on a down SDS or a failed device */
   failover: boolean;
-  /** at most n keys after `after` (null: from the first), in key order */
-  page(after: ExtentKeyRef | null, n: number): ExtentKeyRef[];
+  /** at most n extents after the key `after` (null: from the first), in key order */
+  page(after: ExtentKeyRef | null, n: number): T[];
 }
 
 /** most attention extents one step loads and plans (besides the copies running) */
@@ -42,8 +43,8 @@ export const MIN_EXTENTS_PER_STEP = 1024;
  *  come every 1 s and time out after 5 s: a hold of this size delays a beat, it loses none) */
 export const STEP_BUDGET_MS = 150;
 
-export interface Slice {
-  keys: ExtentKeyRef[];
+export interface Slice<T extends ExtentKeyRef = ExtentKeyRef> {
+  keys: T[];
   /** this slice is not the whole attention set (a pass takes several steps) */
   partial: boolean;
   /** copy starts of this slice wait: failover candidates of this pass are not all examined yet */
@@ -93,7 +94,7 @@ export class RecoveryWorklist {
    * last one is done or `sds` changed state. A key held by two sources (both copies of an extent
    * on down SDSs) is in two slices: planning it again is planning an extent the step before changed.
    */
-  next(sds: readonly SdsView[], sourcesOf: (sds: readonly SdsView[]) => KeySource[]): Slice {
+  next<T extends ExtentKeyRef>(sds: readonly SdsView[], sourcesOf: (sds: readonly SdsView[]) => KeySource<T>[]): Slice<T> {
     const sig = viewSignature(sds);
     const firstOfPass = sig !== this.signature || this.done;
     if (firstOfPass) {
@@ -105,15 +106,19 @@ export class RecoveryWorklist {
       this.done = false;
       this.passes++;
     }
-    const keys: ExtentKeyRef[] = [];
-    while (this.at < this.sources.length && keys.length < this.sliceSize) {
+    const sources = this.sources as KeySource<T>[];
+    const keys: T[] = [];
+    while (this.at < sources.length && keys.length < this.sliceSize) {
       const want = this.sliceSize - keys.length;
-      const page = this.sources[this.at]!.page(this.cursor, want);
+      const page = sources[this.at]!.page(this.cursor, want);
       for (const k of page) keys.push(k);
       if (page.length < want) {
         this.at++;
         this.cursor = null;
-      } else this.cursor = page[page.length - 1]!;
+      } else {
+        const last = page[page.length - 1]!;
+        this.cursor = { volumeId: last.volumeId, idx: last.idx };
+      }
     }
     // a source read to exactly its last key is known to be done only at the next read: look ahead
     while (this.at < this.sources.length && this.cursor !== null && this.sources[this.at]!.page(this.cursor, 1).length === 0) {
@@ -140,7 +145,7 @@ export class RecoveryWorklist {
 }
 
 /** A source over keys already listed (tests; a connected SDS's failed devices). */
-export function listedSource(keys: readonly ExtentKeyRef[], failover: boolean): KeySource {
+export function listedSource<T extends ExtentKeyRef>(keys: readonly T[], failover: boolean): KeySource<T> {
   const sorted = [...keys].sort((a, b) => (a.volumeId < b.volumeId ? -1 : a.volumeId > b.volumeId ? 1 : a.idx - b.idx));
   return {
     failover,
