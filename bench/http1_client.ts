@@ -29,6 +29,8 @@ const ANSWER_TIMEOUT_MS = 30_000;
 class Http1Conn {
   private sock: Socket<undefined> | null = null;
   private chunks: Buffer[] = [];
+  /** bytes the answer being read needs in all (head + body), once its head told; 0: not known */
+  private need = 0;
   private have = 0;
   private pending: { resolve: (a: Http1Answer) => void; reject: (e: Error) => void; gotBytes: boolean } | null = null;
   private out: Buffer | null = null;
@@ -127,11 +129,16 @@ class Http1Conn {
     this.pending.gotBytes = true;
     this.chunks.push(data);
     this.have += data.length;
+    // a Content-Length answer whose head was read: wait until all of it is here (joining the
+    // chunks at every arrival made a 136 MiB answer quadratic: > 30 s of copying, the GET of all
+    // volumes timed out and the simulator's core was not the MDM's)
+    if (this.need > 0 && this.have < this.need) return;
     this.tryParse();
   }
 
-  // parsed on each arrival; answers here are small or come in few large chunks
+  // parsed on each arrival until the head is read; then, with a Content-Length, once it is all here
   private tryParse(): void {
+    this.need = 0;
     const buf = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.have);
     this.chunks = [buf];
     const end = buf.indexOf(CRLF2);
@@ -173,7 +180,10 @@ class Http1Conn {
       text = Buffer.concat(parts).toString("utf8");
     } else {
       if (length < 0) length = 0;
-      if (buf.length < start + length) return;
+      if (buf.length < start + length) {
+        this.need = start + length;
+        return;
+      }
       text = buf.subarray(start, start + length).toString("utf8");
       used = start + length;
     }
