@@ -66,7 +66,7 @@ export interface CopyEngineDeps {
   metrics: SdsMetrics;
   /** a copy finished: the MDM wants to know soon (runSds sends a heartbeat early) */
   onDone?: () => void;
-  /** application IO per device (sds_node.ts counts it), for favorAppIos and dynamicBwThrottling */
+  /** application IO per device (sds_node.ts counts it): writes in flight for favorAppIos, their latency for dynamicBwThrottling's tuner */
   appIo?: AppIoGauges;
 }
 
@@ -169,6 +169,9 @@ export class CopyEngine {
           maxInFlight: d.maxInFlight,
           yieldsDrained: d.yieldsDrained,
           yieldsTimedOut: d.yieldsTimedOut,
+          ...(p.policy === "dynamicBwThrottling"
+            ? { tuner: { verdict: d.tuner.lastVerdict, steps: d.tuner.steps, baselineMs: d.tuner.baselineMs, lastMeanMs: d.tuner.lastMeanMs, lastRatio: d.tuner.lastRatio } }
+            : {}),
         });
       }
     }

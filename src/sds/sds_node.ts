@@ -607,7 +607,6 @@ export class SdsNode implements RequestHandler {
       return Status.UNAVAILABLE;
     }
     if (h.offset + h.length > e.sizeBytes) return Status.INVALID;
-    if (use === "client" || use === "replica") this.gaugeOf(e.slot).arrivals++;
     return e;
   }
 
@@ -1200,13 +1199,14 @@ class ReplyJoin implements CommitWaiter {
   }
 
   private finish(): void {
-    if (this.status === Status.OK) this.meter.record(this.bytes, (ioNowMs() - this.startMs) / 1000);
+    const ms = this.status === Status.OK ? ioNowMs() - this.startMs : -1;
+    if (ms >= 0) this.meter.record(this.bytes, ms / 1000);
     else this.meter.fail();
     // the local commit and every in-sync copy's durable forward answered OK: nothing to FLUSH
     if (this.durable && this.status === Status.OK) this.h.flags |= Flag.DURABLE;
     this.conn.reply(this.h, this.status);
     this.fence.done(this.era);
-    this.appIo.end();
+    this.appIo.end(ms); // the copy tuner's samples (dynamicBwThrottling)
   }
 }
 
