@@ -93,6 +93,8 @@ interface Row {
   during: ClientFigures;
   phaseBefore: PhaseFigures;
   phaseDuring: PhaseFigures;
+  /** the copy rate the sources' rebuild throttles applied, summed over them, averaged over the rebuild (polled every 0.5 s) */
+  meanCopyRateBps: number;
   load: string;
 }
 
@@ -163,6 +165,16 @@ const SERIES: [string, string, Record<string, string>][] = [
   ["dw", "pf_device_io_latency_seconds", { op: "write" }],
   ["ds", "pf_device_sync_seconds", {}],
 ];
+
+/** the rebuild throttles' rates (bytes/s) summed over the surviving SDSs */
+async function copyRateOf(c: TestCluster, survivors: number[]): Promise<number> {
+  let sum = 0;
+  for (const i of survivors) {
+    const st = (await (await fetch(`${c.sdsControlUrl(i)}/status`)).json()) as { copies?: { throttles?: { class: string; rateBytesPerSec: number }[] } };
+    for (const t of st.copies?.throttles ?? []) if (t.class === "rebuild") sum += t.rateBytesPerSec;
+  }
+  return sum;
+}
 
 async function probe(c: TestCluster, survivors: number[]): Promise<Probe> {
   const m: Record<string, number> = {};
@@ -308,6 +320,8 @@ async function scenario(label: string, limitBytesPerSec: number, spec: PolicySpe
     const p0 = await probe(c, survivors);
     const before = clientFigures(await runFio([...clientArgs(c.nbdUri("vol")), `--runtime=${baselineSeconds}`], { timeoutMs: (baselineSeconds + 60) * 1000 }));
     const phaseBefore = phase(p0, await probe(c, survivors), survivors.length);
+    let polls = 0;
+    const rateSamples: number[] = [];
     let p1: Probe | null = null;
     let p2: Probe | null = null;
 
@@ -337,6 +351,20 @@ async function scenario(label: string, limitBytesPerSec: number, spec: PolicySpe
         during = await client!.stop();
         break;
       }
+      if (process.env.REBUILD_BENCH_TRACE && startedAt >= 0) {
+        const parts: string[] = [];
+        for (const i of survivors) {
+          const st = (await (await fetch(`${c.sdsControlUrl(i)}/status`)).json()) as { copies?: { throttles?: { class: string; rateBytesPerSec: number; tuner?: { verdict: string; baselineMs: number | null; lastMeanMs: number; lastRatio: number } }[] } };
+          for (const t of st.copies?.throttles ?? []) {
+            if (t.class !== "rebuild") continue;
+            const u = t.tuner;
+            parts.push(`sds${i + 1} ${(t.rateBytesPerSec / MB).toFixed(0)} MB/s${u ? ` ${u.verdict} base ${u.baselineMs?.toFixed(2) ?? "-"} mean ${u.lastMeanMs.toFixed(2)} x${u.lastRatio.toFixed(1)}` : ""}`);
+          }
+        }
+        process.stderr.write(`[${label}]   throttles: ${parts.join(" | ")}\n`);
+      }
+      // every 5th poll while it runs: the copy rate the sources' throttles apply (the tuner's pick under dynamicBwThrottling)
+      if (startedAt >= 0 && ++polls % 5 === 0) rateSamples.push(await copyRateOf(c, survivors));
       await Bun.sleep(100);
     }
     if (during === null) {
@@ -347,7 +375,7 @@ async function scenario(label: string, limitBytesPerSec: number, spec: PolicySpe
       const t = c.output.split("\n").filter((l) => /copy|rebuild|epoch|target|fail/i.test(l));
       process.stderr.write(t.slice(-400).join("\n") + "\n");
     }
-    return { label, limitBytesPerSec, sources, maxPerSourceBytes, rebuiltBytes, seconds: (endedAt - startedAt) / 1000, fromKillSeconds: (endedAt - killedAt) / 1000, before, during, phaseBefore, phaseDuring: phase(p1!, p2!, survivors.length), load: `${loadAtStart} → ${loadavg()}` };
+    return { label, limitBytesPerSec, sources, maxPerSourceBytes, rebuiltBytes, seconds: (endedAt - startedAt) / 1000, fromKillSeconds: (endedAt - killedAt) / 1000, before, during, phaseBefore, phaseDuring: phase(p1!, p2!, survivors.length), meanCopyRateBps: rateSamples.length > 0 ? rateSamples.reduce((a, b) => a + b, 0) / rateSamples.length : 0, load: `${loadAtStart} → ${loadavg()}` };
   } finally {
     await c.destroy();
   }
@@ -396,14 +424,14 @@ async function main(): Promise<void> {
   lines.push(
     "",
     "Where the client's write time goes (means; SDS figures over the 3 surviving SDSs; CPU as cores; copy-read loop share = time the copy's synchronous reads held an SDS loop / phase time, per SDS):",
-    "| run | phase | client mean / p99 | SDS primary write (receipt to reply) | secondary apply | copy-target apply | device pwrite | device fdatasync: per s, mean | copy read: mean, per s, loop share | SDS CPU / SDC CPU | worst loop lag | copy rate now (sum) |",
+    "| run | phase | client mean / p99 | SDS primary write (receipt to reply) | secondary apply | copy-target apply | device pwrite | device fdatasync: per s, mean | copy read: mean, per s, loop share | SDS CPU / SDC CPU | worst loop lag | copy rate set: at the end / mean over the rebuild (sum) |",
     "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   );
   for (const r of rows) {
     for (const [name, cf, ph] of [["before", r.before, r.phaseBefore], ["during", r.during, r.phaseDuring]] as const) {
       lines.push(
         `| ${r.label} | ${name} | ${cf.meanUs.toFixed(0)} / ${cf.p99us.toFixed(0)} µs | ${ph.primaryWriteUs.toFixed(0)} µs | ${ph.secondaryWriteUs.toFixed(0)} µs | ${ph.copyWriteUs.toFixed(0)} µs | ${ph.deviceWriteUs.toFixed(0)} µs | ${ph.syncsPerSec.toFixed(0)}/s, ${ph.syncUs.toFixed(0)} µs | ` +
-          `${ph.copyReadUs.toFixed(0)} µs, ${ph.copyReadsPerSec.toFixed(0)}/s, ${(100 * ph.copyReadLoopShare).toFixed(1)} % | ${ph.sdsCpu.toFixed(2)} / ${ph.sdcCpu.toFixed(2)} | ${ph.lagMs.toFixed(0)} ms | ${ph.copyRateMBps.toFixed(0)} MB/s |`,
+          `${ph.copyReadUs.toFixed(0)} µs, ${ph.copyReadsPerSec.toFixed(0)}/s, ${(100 * ph.copyReadLoopShare).toFixed(1)} % | ${ph.sdsCpu.toFixed(2)} / ${ph.sdcCpu.toFixed(2)} | ${ph.lagMs.toFixed(0)} ms | ${ph.copyRateMBps.toFixed(0)}${name === "during" ? ` / ${(r.meanCopyRateBps / MB).toFixed(0)}` : ""} MB/s |`,
       );
     }
   }

@@ -193,14 +193,14 @@ describe("dynamicBwThrottling: the client-latency tuner's rule (LatencyTuner)", 
     expect(t.lastVerdict).toBe("faster");
   });
 
-  test("slows down by aim/ratio (at most by half) when the busy mean exceeds aim x baseline, never below the floor; holds in between", () => {
+  test("slows down by aim/ratio at once when the busy mean exceeds aim x baseline, never below the floor; holds in between", () => {
     const t = new LatencyTuner();
     t.step(limit, quiet(100, 1));
     for (let i = 0; i < 8; i++) t.step(limit, busy(100, 1)); // up to the limit
     expect(t.rate).toBe(limit);
     expect(t.step(limit, busy(100, 1.25 * aim))).toBe(Math.floor(limit / 1.25)); // ratio 1.25 x aim: x 0.8
     expect(t.lastVerdict).toBe("slower");
-    expect(t.step(limit, busy(100, 10 * aim))).toBe(Math.floor(Math.floor(limit / 1.25) / 2)); // far above: halves
+    expect(t.step(limit, busy(100, 4 * aim))).toBe(Math.floor(Math.floor(limit / 1.25) / 4)); // 4 x aim: a quarter, at once
     const held = t.rate;
     expect(t.step(limit, busy(100, 0.9 * aim))).toBe(held); // between 0.7 x aim and aim
     expect(t.lastVerdict).toBe("hold");
@@ -218,15 +218,17 @@ describe("dynamicBwThrottling: the client-latency tuner's rule (LatencyTuner)", 
     expect(t.rate).toBe(limit);
   });
 
-  test("without a quiet baseline the busy mean at the floor stands in for it; a quiet window moves the baseline by a quarter", () => {
+  test("without a quiet baseline the busy mean at the floor stands in for it; a quiet window moves the baseline down by 1/4, up by 1/16", () => {
     const t = new LatencyTuner();
     t.step(limit, busy(100, 9)); // the first window: the start
     expect(t.baselineMs).toBeNull();
     expect(t.step(limit, busy(100, 2))).toBe(floor);
     expect(t.lastVerdict).toBe("learn");
     expect(t.baselineMs).toBe(2);
-    t.step(limit, quiet(100, 6));
-    expect(t.baselineMs).toBe(3);
+    t.step(limit, quiet(100, 6)); // up by 1/16
+    expect(t.baselineMs).toBe(2.25);
+    t.step(limit, quiet(100, 0.25)); // down by 1/4
+    expect(t.baselineMs).toBe(1.75);
     // a rate above the floor (no app IO for a while) drops to the floor before it learns
     const u = new LatencyTuner();
     for (let i = 0; i < 4; i++) u.step(limit, busy(0, 0)); // the start, then 3 doublings

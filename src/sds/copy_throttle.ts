@@ -164,14 +164,16 @@ export type TuneVerdict = "start" | "no-app-io" | "no-copy" | "learn" | "slower"
  * recovery as client utilisation (iops x latency) goes up; here the aim is the issue's: client
  * latency during a copy within Limits.copyTuneLatencyRatio of its quiet value. Per window:
  * - the quiet writes (no copy IO pending) fold into the baseline (first window: as is; then an
- *   exponential mean, 1/4 per window, so one odd window moves it little);
+ *   exponential mean, 1/4 per window down, 1/16 up: quiet writes between two copy jobs of this
+ *   device may still be slowed by other SDSs' copies);
  * - the first window of a copy (or after a pause, restart()) spans the time before it: the rate
  *   starts at the floor, nothing is judged;
  * - no app writes at all: nobody to protect, the rate doubles (up to the limit);
  * - app writes but too few while the copy ran (its first window): hold;
  * - no baseline yet (every write so far overlapped a copy): the mean at the floor rate stands
  *   in for it (the rate drops to the floor first if it is above);
- * - ratio = busy mean / baseline: above the aim, the rate shrinks by aim/ratio (at most halves);
+ * - ratio = busy mean / baseline: above the aim, the rate shrinks by aim/ratio at once (a client
+ *   arriving while the copy runs at the limit meets a queue: one window, not several, to clear it);
  *   below 0.7 of the aim it grows by half; in between it holds. Always within [floor, limit].
  */
 export class LatencyTuner {
@@ -195,7 +197,10 @@ export class LatencyTuner {
     const min = Limits.copyTuneMinOps;
     if (w.quietOps >= min) {
       const q = w.quietMs / w.quietOps;
-      this.baselineMs = this.baselineMs === null ? q : this.baselineMs + (q - this.baselineMs) / 4;
+      // down fast, up slowly: a quiet write may still be slowed by other SDSs' copies (this
+      // device's own copies paused between two jobs), and a raised baseline lets the copy take more
+      const b = this.baselineMs;
+      this.baselineMs = b === null ? q : b + (q - b) / (q < b ? 4 : 16);
     }
     if (this.rate === 0) {
       // the first window of a copy spans the time before it: nothing in it to judge the copy by
@@ -221,7 +226,7 @@ export class LatencyTuner {
         const ratio = mean / Math.max(this.baselineMs, 1e-3);
         this.lastRatio = ratio;
         if (ratio > aim) {
-          rate = Math.max(floor, Math.floor(rate * Math.max(0.5, aim / ratio)));
+          rate = Math.max(floor, Math.floor((rate * aim) / ratio));
           this.lastVerdict = "slower";
         } else if (ratio < 0.7 * aim) {
           rate = Math.min(limit, Math.floor(rate * 1.5));
