@@ -180,7 +180,7 @@ describe("dynamicBwThrottling: the client-latency tuner's rule (LatencyTuner)", 
   const busy = (ops: number, ms: number) => ({ busyOps: ops, busyMs: ops * ms, quietOps: 0, quietMs: 0 });
   const quiet = (ops: number, ms: number) => ({ busyOps: 0, busyMs: 0, quietOps: ops, quietMs: ops * ms });
 
-  test("starts at the floor, learns the quiet baseline, then speeds up by half per window while latency stays low, up to the limit", () => {
+  test("starts at the floor, learns the quiet baseline, then speeds up by limit/copyTuneSteps per window while latency stays low, up to the limit", () => {
     const t = new LatencyTuner();
     expect(t.step(limit, quiet(100, 0.4))).toBe(floor); // the copy's first window: the time before it
     expect(t.lastVerdict).toBe("start");
@@ -188,15 +188,18 @@ describe("dynamicBwThrottling: the client-latency tuner's rule (LatencyTuner)", 
     expect(t.step(limit, { busyOps: 2, busyMs: 20, quietOps: 100, quietMs: 40 })).toBe(floor); // app IO, but hardly any during the copy: hold
     expect(t.lastVerdict).toBe("no-copy");
     const rates: number[] = [];
-    for (let i = 0; i < 7; i++) rates.push(t.step(limit, busy(100, 0.5))); // 1.25x the baseline: below 0.7 x aim
-    expect(rates).toEqual([15 * MiB, 22.5 * MiB, 33.75 * MiB, 50.625 * MiB, Math.floor(75.9375 * MiB), limit, limit].map(Math.floor));
+    const up = limit / Limits.copyTuneSteps;
+    const windows = Math.ceil((limit - floor) / up) + 1;
+    for (let i = 0; i < windows; i++) rates.push(t.step(limit, busy(100, 0.5))); // 1.25x the baseline: below 0.7 x aim
+    expect(rates).toEqual(rates.map((_, i) => Math.min(limit, floor + (i + 1) * up)));
+    expect(rates.at(-1)).toBe(limit);
     expect(t.lastVerdict).toBe("faster");
   });
 
   test("slows down by aim/ratio at once when the busy mean exceeds aim x baseline, never below the floor; holds in between", () => {
     const t = new LatencyTuner();
     t.step(limit, quiet(100, 1));
-    for (let i = 0; i < 8; i++) t.step(limit, busy(100, 1)); // up to the limit
+    for (let i = 0; i < Limits.copyTuneSteps; i++) t.step(limit, busy(100, 1)); // up to the limit
     expect(t.rate).toBe(limit);
     expect(t.step(limit, busy(100, 1.25 * aim))).toBe(Math.floor(limit / 1.25)); // ratio 1.25 x aim: x 0.8
     expect(t.lastVerdict).toBe("slower");

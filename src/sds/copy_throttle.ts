@@ -174,7 +174,9 @@ export type TuneVerdict = "start" | "no-app-io" | "no-copy" | "learn" | "slower"
  *   in for it (the rate drops to the floor first if it is above);
  * - ratio = busy mean / baseline: above the aim, the rate shrinks by aim/ratio at once (a client
  *   arriving while the copy runs at the limit meets a queue: one window, not several, to clear it);
- *   below 0.7 of the aim it grows by half; in between it holds. Always within [floor, limit].
+ *   below 0.7 of the aim it grows by limit / copyTuneSteps (additive: the per-window signal is
+ *   noisy, ratios 0.4–9 in consecutive windows, and a multiplicative rise overshot within two
+ *   windows); in between it holds. Always within [floor, limit].
  */
 export class LatencyTuner {
   /** the quiet mean app write latency (ms), null until one window had enough quiet writes */
@@ -229,7 +231,7 @@ export class LatencyTuner {
           rate = Math.max(floor, Math.floor((rate * aim) / ratio));
           this.lastVerdict = "slower";
         } else if (ratio < 0.7 * aim) {
-          rate = Math.min(limit, Math.floor(rate * 1.5));
+          rate = Math.min(limit, rate + Math.ceil(limit / Limits.copyTuneSteps));
           this.lastVerdict = "faster";
         } else this.lastVerdict = "hold";
       }
