@@ -1169,7 +1169,7 @@ class ReplyJoin implements CommitWaiter {
     private readonly startMs: number,
     /** every copy's group commit is part of this reply (FUA / writeThrough): an OK says DURABLE */
     private readonly durable: boolean,
-    /** the device's app writes in flight, which copies under favorAppIos wait for */
+    /** the device's app writes in flight (copies under favorAppIos wait for them) and their latency (dynamicBwThrottling's tuner) */
     private readonly appIo: AppIoGauge,
   ) {
     this.bytes = h.length;
