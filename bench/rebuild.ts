@@ -5,12 +5,17 @@
 // limit, so the ceiling is limit x source SDSs (placement may pair the killed SDS with only a few
 // others; the sources are read from its sds.db), (b) a plain `dd ... conv=fdatasync` copy of 1 GiB on the same
 // disk measured in the same run, and (c) the client's fio 4k randwrite IOPS and p99 latency
-// during the rebuild vs before the kill. Prints a table.
+// during the rebuild vs before the kill. Prints a table, then a second one of where a client write's
+// time goes before and during the rebuild (from the surviving SDSs' /metrics and /proc: the SDS's
+// receipt-to-reply of a client write, the secondary's and the copy target's apply, device pwrite and
+// fdatasync, the copy read's share of the loop, CPU of SDSs and SDC, loop lag, the copy rate the
+// throttles set: the tuner's pick under dynamicBwThrottling).
 //
 // Run: npm run build && npx bun bench/rebuild.ts
 // Env: REBUILD_LIMIT_MBPS (default 50), CLIENT_QD (default 8), BASELINE_SECONDS (default 10),
 // REBUILD_BENCH_LOG=1 (print the cluster's log lines about copies after each run), REBUILD_BENCH_TRACE=1
-// (print every pool poll: state, active/pending/degraded extents, the pool's rate), REBUILD_BIN
+// (print every pool poll: state, active/pending/degraded extents, the pool's rate, and each source's
+// rebuild throttle: rate, tuner verdict, baseline, last mean and ratio), REBUILD_BIN
 // (another pf build, for an A/B), REBUILD_EXTENT (the pool's extent size, default 64MiB),
 // REBUILD_POLICIES (comma list of throttled runs, each POLICY[:N] with N the copy IOs per device,
 // e.g. "limitNumOfConcurrentIos:1,favorAppIos:2,dynamicBwThrottling"; default
