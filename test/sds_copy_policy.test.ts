@@ -89,6 +89,17 @@ test("unlimited: the per-target cap is all that holds chunk copies back", async 
   expect(a.node.copies.throttleOf(deviceIdOf(0), "rebuild").maxInFlight).toBe(Limits.rebuildCopiesPerTarget);
 });
 
+test("the target FLUSHes every few chunks during a copy, except under dynamicBwThrottling: only the final FLUSH", async () => {
+  await rebuildWith({ rebuild: pol("limitNumOfConcurrentIos", 4, 1024 * MiB), rebalance: pol("unlimited") });
+  const midCopy = nodes[1]!.node.stats.flushes;
+  expect(midCopy).toBeGreaterThanOrEqual(2); // 16 chunks: one not waited for after 8 (and 16), then the final one
+  for (const c of clients) c.close();
+  for (const n of nodes) await n.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+  await rebuildWith({ rebuild: pol("dynamicBwThrottling", 1, 1024 * MiB), rebalance: pol("unlimited") });
+  expect(nodes[1]!.node.stats.flushes).toBe(1);
+});
+
 test("a move follows the rebalance policy, not the rebuild one", async () => {
   const [a, , c] = boot(3);
   const policies = { rebuild: pol("unlimited"), rebalance: pol("limitNumOfConcurrentIos", 1) };

@@ -44,7 +44,12 @@ import { returnPayload, takePayload } from "../proto/payload_pool.ts";
 
 const CHUNK = Limits.thinChunkBytes;
 const REBUILD_FIRST_RETRY_MS = 100;
-/** a copy asks its target to FLUSH (without waiting) after this many chunks */
+/**
+ * A copy asks its target to FLUSH (without waiting) after this many chunks, except under
+ * dynamicBwThrottling: there the target writes back at the copy's final FLUSH only (each mid-copy
+ * fdatasync, 60-170 ms on the bench's disk, stalls the target's writes of client forwards; the p99
+ * figures in docs/design.md, "Client latency during a copy").
+ */
 const COPY_SYNC_EVERY_CHUNKS = 8;
 
 export interface CopyStats {
@@ -324,7 +329,7 @@ export class CopyEngine {
         if (st !== Status.OK && failure === null) failure = `chunk ${chunk}: status ${st}`;
         // let the target write back as the copy goes (not all at its final FLUSH, which then
         // holds the disk for the whole extent at the end): a FLUSH every few chunks, not waited for
-        if (st === Status.OK && ++copiedSinceSync >= COPY_SYNC_EVERY_CHUNKS) {
+        if (st === Status.OK && ++copiedSinceSync >= COPY_SYNC_EVERY_CHUNKS && this.throttleOf(job.e.slot.deviceId, job.kind).current.policy !== "dynamicBwThrottling") {
           copiedSinceSync = 0;
           void this.flushTarget(job);
         }
