@@ -5,12 +5,17 @@
 // limit, so the ceiling is limit x source SDSs (placement may pair the killed SDS with only a few
 // others; the sources are read from its sds.db), (b) a plain `dd ... conv=fdatasync` copy of 1 GiB on the same
 // disk measured in the same run, and (c) the client's fio 4k randwrite IOPS and p99 latency
-// during the rebuild vs before the kill. Prints a table.
+// during the rebuild vs before the kill. Prints a table, then a second one of where a client write's
+// time goes before and during the rebuild (from the surviving SDSs' /metrics and /proc: the SDS's
+// receipt-to-reply of a client write, the secondary's and the copy target's apply, device pwrite and
+// fdatasync, the copy read's share of the loop, CPU of SDSs and SDC, loop lag, the copy rate the
+// throttles set: the tuner's pick under dynamicBwThrottling).
 //
 // Run: npm run build && npx bun bench/rebuild.ts
 // Env: REBUILD_LIMIT_MBPS (default 50), CLIENT_QD (default 8), BASELINE_SECONDS (default 10),
 // REBUILD_BENCH_LOG=1 (print the cluster's log lines about copies after each run), REBUILD_BENCH_TRACE=1
-// (print every pool poll: state, active/pending/degraded extents, the pool's rate), REBUILD_BIN
+// (print every pool poll: state, active/pending/degraded extents, the pool's rate, and each source's
+// rebuild throttle: rate, tuner verdict, baseline, last mean and ratio), REBUILD_BIN
 // (another pf build, for an A/B), REBUILD_EXTENT (the pool's extent size, default 64MiB),
 // REBUILD_POLICIES (comma list of throttled runs, each POLICY[:N] with N the copy IOs per device,
 // e.g. "limitNumOfConcurrentIos:1,favorAppIos:2,dynamicBwThrottling"; default
@@ -48,6 +53,35 @@ interface RebuildStatusView {
 interface ClientFigures {
   iops: number;
   p99us: number;
+  meanUs: number;
+}
+
+/**
+ * Where a client write's time goes, over one phase (before the kill / during the rebuild), from the
+ * surviving SDSs' /metrics and /proc: CPU of the SDSs and the SDC (share of one core), the SDS's own
+ * view of a client write (receipt to reply: local write + forwards), a forwarded write's local apply
+ * on the secondary, a copy target's REBUILD_WRITE apply, the pwrite of the device, and the copy
+ * source's synchronous chunk read (the loop is held for it: reads per second x mean = share of the
+ * loop), and the worst event-loop lag of any SDS at the phase's end (last 5 s).
+ */
+interface PhaseFigures {
+  seconds: number;
+  sdsCpu: number;
+  sdcCpu: number;
+  primaryWriteUs: number;
+  secondaryWriteUs: number;
+  copyWriteUs: number;
+  deviceWriteUs: number;
+  copyReadUs: number;
+  copyReadsPerSec: number;
+  /** fdatasyncs of the devices (group commit, chunk zeroing): per second and mean */
+  syncsPerSec: number;
+  syncUs: number;
+  /** share of one SDS loop held by copy reads: sum(copy read time) / (seconds x SDSs) */
+  copyReadLoopShare: number;
+  lagMs: number;
+  /** copy-throttle rate per device the SDSs apply at the phase's end (MB/s, summed over sources) */
+  copyRateMBps: number;
 }
 
 interface Row {
@@ -62,6 +96,10 @@ interface Row {
   fromKillSeconds: number;
   before: ClientFigures;
   during: ClientFigures;
+  phaseBefore: PhaseFigures;
+  phaseDuring: PhaseFigures;
+  /** the copy rate the sources' rebuild throttles applied, summed over them, averaged over the rebuild (polled every 0.5 s) */
+  meanCopyRateBps: number;
   load: string;
 }
 
@@ -88,8 +126,101 @@ class Rest {
 }
 
 function clientFigures(f: FioResult): ClientFigures {
-  const w = f.json.jobs[0]!.write as unknown as { iops: number; clat_ns?: { percentile?: Record<string, number> } };
-  return { iops: w.iops, p99us: (w.clat_ns?.percentile?.["99.000000"] ?? 0) / 1000 };
+  const w = f.json.jobs[0]!.write as unknown as { iops: number; clat_ns?: { mean?: number; percentile?: Record<string, number> } };
+  return { iops: w.iops, p99us: (w.clat_ns?.percentile?.["99.000000"] ?? 0) / 1000, meanUs: (w.clat_ns?.mean ?? 0) / 1000 };
+}
+
+/** sum of every sample of `name` whose labels include all of `want` (Prometheus text) */
+function promSum(text: string, name: string, want: Record<string, string>): number {
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-z_]+)(\{([^}]*)\})? ([-0-9.e+]+|NaN)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const labels = m[3] ?? "";
+    if (Object.entries(want).every(([k, v]) => labels.includes(`${k}="${v}"`))) sum += Number(m[4]);
+  }
+  return sum;
+}
+
+function cpuTicks(pid: number): number {
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+    return Number(f[11]) + Number(f[12]); // utime + stime (fields 14, 15)
+  } catch {
+    return 0;
+  }
+}
+
+interface Probe {
+  t: number;
+  sdsTicks: number;
+  sdcTicks: number;
+  m: Record<string, number>;
+  lagMs: number;
+  rateBps: number;
+}
+
+const SERIES: [string, string, Record<string, string>][] = [
+  ["pw", "pf_sds_io_latency_seconds", { role: "primary", op: "write" }],
+  ["sw", "pf_sds_io_latency_seconds", { role: "secondary", op: "write" }],
+  ["cw", "pf_sds_copy_latency_seconds", { op: "write" }],
+  ["cr", "pf_sds_copy_latency_seconds", { op: "read" }],
+  ["dw", "pf_device_io_latency_seconds", { op: "write" }],
+  ["ds", "pf_device_sync_seconds", {}],
+];
+
+/** the rebuild throttles' rates (bytes/s) summed over the surviving SDSs */
+async function copyRateOf(c: TestCluster, survivors: number[]): Promise<number> {
+  let sum = 0;
+  for (const i of survivors) {
+    const st = (await (await fetch(`${c.sdsControlUrl(i)}/status`)).json()) as { copies?: { throttles?: { class: string; rateBytesPerSec: number }[] } };
+    for (const t of st.copies?.throttles ?? []) if (t.class === "rebuild") sum += t.rateBytesPerSec;
+  }
+  return sum;
+}
+
+async function probe(c: TestCluster, survivors: number[]): Promise<Probe> {
+  const m: Record<string, number> = {};
+  let lagMs = 0;
+  let rateBps = 0;
+  let sdsTicks = 0;
+  for (const i of survivors) {
+    sdsTicks += cpuTicks(c.pidOf(`sds sds${i + 1}`));
+    const text = await (await fetch(`${c.sdsControlUrl(i)}/metrics`)).text();
+    for (const [k, name, want] of SERIES) {
+      m[`${k}s`] = (m[`${k}s`] ?? 0) + promSum(text, `${name}_sum`, want);
+      m[`${k}n`] = (m[`${k}n`] ?? 0) + promSum(text, `${name}_count`, want);
+    }
+    lagMs = Math.max(lagMs, 1000 * promSum(text, "pf_event_loop_lag_seconds", {}));
+    const st = (await (await fetch(`${c.sdsControlUrl(i)}/status`)).json()) as { copies?: { throttles?: { class: string; rateBytesPerSec: number }[] } };
+    for (const t of st.copies?.throttles ?? []) if (t.class === "rebuild") rateBps += t.rateBytesPerSec;
+  }
+  return { t: performance.now(), sdsTicks, sdcTicks: cpuTicks(c.pidOf("sdc")), m, lagMs, rateBps };
+}
+
+function phase(a: Probe, b: Probe, sdsCount: number): PhaseFigures {
+  const seconds = (b.t - a.t) / 1000;
+  const hz = 100; // USER_HZ
+  const d = (k: string) => (b.m[k] ?? 0) - (a.m[k] ?? 0);
+  const meanUs = (k: string) => (d(`${k}n`) > 0 ? (1e6 * d(`${k}s`)) / d(`${k}n`) : 0);
+  return {
+    seconds,
+    sdsCpu: (b.sdsTicks - a.sdsTicks) / hz / seconds,
+    sdcCpu: (b.sdcTicks - a.sdcTicks) / hz / seconds,
+    primaryWriteUs: meanUs("pw"),
+    secondaryWriteUs: meanUs("sw"),
+    copyWriteUs: meanUs("cw"),
+    deviceWriteUs: meanUs("dw"),
+    copyReadUs: meanUs("cr"),
+    copyReadsPerSec: d("crn") / seconds,
+    syncsPerSec: d("dsn") / seconds,
+    syncUs: meanUs("ds"),
+    copyReadLoopShare: d("crs") / (seconds * sdsCount),
+    lagMs: b.lagMs,
+    copyRateMBps: b.rateBps / MB,
+  };
 }
 
 function clientArgs(uri: string): string[] {
@@ -190,7 +321,14 @@ async function scenario(label: string, limitBytesPerSec: number, spec: PolicySpe
       plain.done = true;
     }
     process.stderr.write(`[${label}] client baseline (${baselineSeconds}s)\n`);
+    const survivors = [0, 1, 2, 3].filter((i) => `sds${i + 1}` !== KILLED);
+    const p0 = await probe(c, survivors);
     const before = clientFigures(await runFio([...clientArgs(c.nbdUri("vol")), `--runtime=${baselineSeconds}`], { timeoutMs: (baselineSeconds + 60) * 1000 }));
+    const phaseBefore = phase(p0, await probe(c, survivors), survivors.length);
+    let polls = 0;
+    const rateSamples: number[] = [];
+    let p1: Probe | null = null;
+    let p2: Probe | null = null;
 
     const killedAt = performance.now();
     c.killRole(`sds ${KILLED}`);
@@ -209,13 +347,29 @@ async function scenario(label: string, limitBytesPerSec: number, spec: PolicySpe
       }
       if (startedAt < 0 && s.rebuildState === "Rebuilding" && s.numOfActiveRebuildExtents > 0) {
         startedAt = now;
+        p1 = await probe(c, survivors);
         client = startClient(c.nbdUri("vol")); // the client load runs exactly while the rebuild does
       }
       if (startedAt >= 0 && s.storagePoolState === "Normal" && s.rebuildState === "Idle" && s.numOfDegradedExtents === 0) {
         endedAt = now;
+        p2 = await probe(c, survivors);
         during = await client!.stop();
         break;
       }
+      if (process.env.REBUILD_BENCH_TRACE && startedAt >= 0) {
+        const parts: string[] = [];
+        for (const i of survivors) {
+          const st = (await (await fetch(`${c.sdsControlUrl(i)}/status`)).json()) as { copies?: { throttles?: { class: string; rateBytesPerSec: number; tuner?: { verdict: string; baselineMs: number | null; lastMeanMs: number; lastRatio: number } }[] } };
+          for (const t of st.copies?.throttles ?? []) {
+            if (t.class !== "rebuild") continue;
+            const u = t.tuner;
+            parts.push(`sds${i + 1} ${(t.rateBytesPerSec / MB).toFixed(0)} MB/s${u ? ` ${u.verdict} base ${u.baselineMs?.toFixed(2) ?? "-"} mean ${u.lastMeanMs.toFixed(2)} x${u.lastRatio.toFixed(1)}` : ""}`);
+          }
+        }
+        process.stderr.write(`[${label}]   throttles: ${parts.join(" | ")}\n`);
+      }
+      // every 5th poll while it runs: the copy rate the sources' throttles apply (the tuner's pick under dynamicBwThrottling)
+      if (startedAt >= 0 && ++polls % 5 === 0) rateSamples.push(await copyRateOf(c, survivors));
       await Bun.sleep(100);
     }
     if (during === null) {
@@ -226,7 +380,7 @@ async function scenario(label: string, limitBytesPerSec: number, spec: PolicySpe
       const t = c.output.split("\n").filter((l) => /copy|rebuild|epoch|target|fail/i.test(l));
       process.stderr.write(t.slice(-400).join("\n") + "\n");
     }
-    return { label, limitBytesPerSec, sources, maxPerSourceBytes, rebuiltBytes, seconds: (endedAt - startedAt) / 1000, fromKillSeconds: (endedAt - killedAt) / 1000, before, during, load: `${loadAtStart} → ${loadavg()}` };
+    return { label, limitBytesPerSec, sources, maxPerSourceBytes, rebuiltBytes, seconds: (endedAt - startedAt) / 1000, fromKillSeconds: (endedAt - killedAt) / 1000, before, during, phaseBefore, phaseDuring: phase(p1!, p2!, survivors.length), meanCopyRateBps: rateSamples.length > 0 ? rateSamples.reduce((a, b) => a + b, 0) / rateSamples.length : 0, load: `${loadAtStart} → ${loadavg()}` };
   } finally {
     await c.destroy();
   }
@@ -271,6 +425,20 @@ async function main(): Promise<void> {
         `${r.limitBytesPerSec > 0 ? `${((100 * rate) / splitCeiling).toFixed(0)} % of ${(splitCeiling / MB).toFixed(0)} MB/s (largest share ${(r.maxPerSourceBytes / MiB).toFixed(0)} MiB)` : "n/a"} | ${((100 * rate) / p.bytesPerSec).toFixed(0)} % | ` +
         `${Math.round(r.before.iops)} / ${Math.round(r.during.iops)} | ${r.before.p99us.toFixed(0)} / ${r.during.p99us.toFixed(0)} µs (${(r.during.p99us / Math.max(1, r.before.p99us)).toFixed(1)}x) | ${r.load} |`,
     );
+  }
+  lines.push(
+    "",
+    "Where the client's write time goes (means; SDS figures over the 3 surviving SDSs; CPU as cores; copy-read loop share = time the copy's synchronous reads held an SDS loop / phase time, per SDS):",
+    "| run | phase | client mean / p99 | SDS primary write (receipt to reply) | secondary apply | copy-target apply | device pwrite | device fdatasync: per s, mean | copy read: mean, per s, loop share | SDS CPU / SDC CPU | worst loop lag | copy rate set: at the end / mean over the rebuild (sum) |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  );
+  for (const r of rows) {
+    for (const [name, cf, ph] of [["before", r.before, r.phaseBefore], ["during", r.during, r.phaseDuring]] as const) {
+      lines.push(
+        `| ${r.label} | ${name} | ${cf.meanUs.toFixed(0)} / ${cf.p99us.toFixed(0)} µs | ${ph.primaryWriteUs.toFixed(0)} µs | ${ph.secondaryWriteUs.toFixed(0)} µs | ${ph.copyWriteUs.toFixed(0)} µs | ${ph.deviceWriteUs.toFixed(0)} µs | ${ph.syncsPerSec.toFixed(0)}/s, ${ph.syncUs.toFixed(0)} µs | ` +
+          `${ph.copyReadUs.toFixed(0)} µs, ${ph.copyReadsPerSec.toFixed(0)}/s, ${(100 * ph.copyReadLoopShare).toFixed(1)} % | ${ph.sdsCpu.toFixed(2)} / ${ph.sdcCpu.toFixed(2)} | ${ph.lagMs.toFixed(0)} ms | ${ph.copyRateMBps.toFixed(0)}${name === "during" ? ` / ${(r.meanCopyRateBps / MB).toFixed(0)}` : ""} MB/s |`,
+      );
+    }
   }
   process.stdout.write(lines.join("\n") + "\n");
 }

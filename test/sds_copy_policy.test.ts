@@ -89,6 +89,17 @@ test("unlimited: the per-target cap is all that holds chunk copies back", async 
   expect(a.node.copies.throttleOf(deviceIdOf(0), "rebuild").maxInFlight).toBe(Limits.rebuildCopiesPerTarget);
 });
 
+test("the target FLUSHes every few chunks during a copy, except under dynamicBwThrottling: only the final FLUSH", async () => {
+  await rebuildWith({ rebuild: pol("limitNumOfConcurrentIos", 4, 1024 * MiB), rebalance: pol("unlimited") });
+  const midCopy = nodes[1]!.node.stats.flushes;
+  expect(midCopy).toBeGreaterThanOrEqual(2); // 16 chunks: one not waited for after 8 (and 16), then the final one
+  for (const c of clients) c.close();
+  for (const n of nodes) await n.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+  await rebuildWith({ rebuild: pol("dynamicBwThrottling", 1, 1024 * MiB), rebalance: pol("unlimited") });
+  expect(nodes[1]!.node.stats.flushes).toBe(1);
+});
+
 test("a move follows the rebalance policy, not the rebuild one", async () => {
   const [a, , c] = boot(3);
   const policies = { rebuild: pol("unlimited"), rebalance: pol("limitNumOfConcurrentIos", 1) };
@@ -101,7 +112,7 @@ test("a move follows the rebalance policy, not the rebuild one", async () => {
   expect(await checksumCopy(c!, VOL, 0)).toBe(await checksumCopy(a!, VOL, 0));
 });
 
-test("the app IO hook: client requests counted per device, primary writes in flight until answered", async () => {
+test("the app IO hook: primary writes in flight until answered, their latency a quiet sample while no copy runs", async () => {
   const [a, b] = boot(2);
   apply(plan([{ index: 0, replicas: [0, 1] }]), 1, { rebuild: pol("favorAppIos"), rebalance: pol("favorAppIos") });
   const g = a!.node.copies.appIo.of(deviceIdOf(0));
@@ -109,10 +120,12 @@ test("the app IO hook: client requests counted per device, primary writes in fli
   const rs = await Promise.all(pending);
   expect(rs.every((r) => r.status === Status.OK)).toBe(true);
   expect((await vol.read(clients[0]!, 0, 0, 4096)).byteLength).toBe(4096);
-  expect(g.arrivals).toBe(5);
+  expect(g.quietOps).toBe(4); // the writes, not the read
+  expect(g.busyOps).toBe(0);
+  expect(g.quietMs).toBeGreaterThan(0);
   expect(g.inFlight).toBe(0);
-  // the secondary counts the forwarded writes on its own device
-  expect(b!.node.copies.appIo.of(deviceIdOf(1)).arrivals).toBe(4);
+  // a secondary's forwarded writes are the primary's samples, not its own
+  expect(b!.node.copies.appIo.of(deviceIdOf(1)).quietOps).toBe(0);
 });
 
 test("an assignment answer without copyPolicies (older MDM): the per-SDS rate on every device, no concurrency cap", async () => {

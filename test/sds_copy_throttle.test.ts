@@ -2,13 +2,13 @@
 // clock: limitNumOfConcurrentIos never lets more than N copy IOs through at once; favorAppIos
 // holds a copy IO while an app write is in flight on the device, lets it go when the write is
 // answered, and never longer than Limits.favorAppIosMaxWaitMs (a rebuild under constant app IO
-// still ends); dynamicBwThrottling backs its rate off while app IO arrives and recovers once the
-// device is quiet; unlimited lets everything through at once.
+// still ends); dynamicBwThrottling's tuner picks the copy rate from the app writes' latency during
+// the copy vs their quiet baseline (fed windows, no timing); unlimited lets everything through at once.
 
 import { describe, expect, test } from "bun:test";
 import type { CopyIoPolicy } from "../src/proto/cluster_api.ts";
 import { Limits } from "../src/proto/limits.ts";
-import { AppIoGauge, DeviceThrottle, Slots, type CopyPermit } from "../src/sds/copy_throttle.ts";
+import { AppIoGauge, DeviceThrottle, LatencyTuner, Slots, type CopyPermit } from "../src/sds/copy_throttle.ts";
 import type { SdsClock } from "../src/sds/sds_clock.ts";
 
 const MiB = 1024 * 1024;
@@ -171,39 +171,129 @@ describe("favorAppIos", () => {
   });
 });
 
-describe("dynamicBwThrottling", () => {
-  test("the rate halves at each copy IO that finds app IO, down to 1/dynamicBwMinShare, and doubles back once quiet", async () => {
+describe("dynamicBwThrottling: the client-latency tuner's rule (LatencyTuner)", () => {
+  const limit = 80 * MiB;
+  const floor = limit / Limits.dynamicBwMinShare;
+  const aim = Limits.copyTuneLatencyRatio;
+  const n = Limits.copyTuneMinOps;
+  /** a window of `ops` app writes of mean `ms`, answered while the copy ran (busy) or not (quiet) */
+  const busy = (ops: number, ms: number) => ({ busyOps: ops, busyMs: ops * ms, quietOps: 0, quietMs: 0 });
+  const quiet = (ops: number, ms: number) => ({ busyOps: 0, busyMs: 0, quietOps: ops, quietMs: ops * ms });
+
+  test("starts at the floor, learns the quiet baseline, then speeds up by limit/copyTuneSteps per window while latency stays low, up to the limit", () => {
+    const t = new LatencyTuner();
+    expect(t.step(limit, quiet(100, 0.4))).toBe(floor); // the copy's first window: the time before it
+    expect(t.lastVerdict).toBe("start");
+    expect(t.baselineMs).toBeCloseTo(0.4);
+    expect(t.step(limit, { busyOps: 2, busyMs: 20, quietOps: 100, quietMs: 40 })).toBe(floor); // app IO, but hardly any during the copy: hold
+    expect(t.lastVerdict).toBe("no-copy");
+    const rates: number[] = [];
+    const up = limit / Limits.copyTuneSteps;
+    const windows = Math.ceil((limit - floor) / up) + 1;
+    for (let i = 0; i < windows; i++) rates.push(t.step(limit, busy(100, 0.5))); // 1.25x the baseline: below 0.7 x aim
+    expect(rates).toEqual(rates.map((_, i) => Math.min(limit, floor + (i + 1) * up)));
+    expect(rates.at(-1)).toBe(limit);
+    expect(t.lastVerdict).toBe("faster");
+  });
+
+  test("slows down by aim/ratio at once when the busy mean exceeds aim x baseline, never below the floor; holds in between", () => {
+    const t = new LatencyTuner();
+    t.step(limit, quiet(100, 1));
+    for (let i = 0; i < Limits.copyTuneSteps; i++) t.step(limit, busy(100, 1)); // up to the limit
+    expect(t.rate).toBe(limit);
+    expect(t.step(limit, busy(100, 1.25 * aim))).toBe(Math.floor(limit / 1.25)); // ratio 1.25 x aim: x 0.8
+    expect(t.lastVerdict).toBe("slower");
+    expect(t.step(limit, busy(100, 4 * aim))).toBe(Math.floor(Math.floor(limit / 1.25) / 4)); // 4 x aim: a quarter, at once
+    const held = t.rate;
+    expect(t.step(limit, busy(100, 0.9 * aim))).toBe(held); // between 0.7 x aim and aim
+    expect(t.lastVerdict).toBe("hold");
+    for (let i = 0; i < 10; i++) t.step(limit, busy(100, 50 * aim));
+    expect(t.rate).toBe(floor); // the floor holds: a rebuild always ends
+  });
+
+  test("fewer than copyTuneMinOps app writes in a window count as no app IO: nobody to protect, the rate doubles up to the limit", () => {
+    const t = new LatencyTuner();
+    t.step(limit, quiet(100, 1));
+    expect(t.step(limit, busy(n - 1, 100))).toBe(2 * floor); // too few writes to judge: as if none
+    expect(t.step(limit, { busyOps: 0, busyMs: 0, quietOps: 0, quietMs: 0 })).toBe(4 * floor);
+    expect(t.lastVerdict).toBe("no-app-io");
+    for (let i = 0; i < 5; i++) t.step(limit, busy(0, 0));
+    expect(t.rate).toBe(limit);
+  });
+
+  test("without a quiet baseline the busy mean at the floor stands in for it; a quiet window moves the baseline down by 1/4, up by 1/16", () => {
+    const t = new LatencyTuner();
+    t.step(limit, busy(100, 9)); // the first window: the start
+    expect(t.baselineMs).toBeNull();
+    expect(t.step(limit, busy(100, 2))).toBe(floor);
+    expect(t.lastVerdict).toBe("learn");
+    expect(t.baselineMs).toBe(2);
+    t.step(limit, quiet(100, 6)); // up by 1/16
+    expect(t.baselineMs).toBe(2.25);
+    t.step(limit, quiet(100, 0.25)); // down by 1/4
+    expect(t.baselineMs).toBe(1.75);
+    // a rate above the floor (no app IO for a while) drops to the floor before it learns
+    const u = new LatencyTuner();
+    for (let i = 0; i < 4; i++) u.step(limit, busy(0, 0)); // the start, then 3 doublings
+    expect(u.rate).toBe(limit);
+    expect(u.step(limit, busy(100, 5))).toBe(floor);
+    expect(u.baselineMs).toBeNull();
+    u.step(limit, busy(100, 5));
+    expect(u.baselineMs).toBe(5);
+  });
+});
+
+describe("dynamicBwThrottling on a device", () => {
+  test("app writes answered while a copy IO is pending are busy samples, the others quiet; the tuner sets the bucket once per copyTuneIntervalMs", async () => {
     const clock = manualClock();
     const gauge = new AppIoGauge();
     const t = new DeviceThrottle(clock, gauge);
     const limit = 64 * MiB;
+    const floor = limit / Limits.dynamicBwMinShare;
     t.set(policy("dynamicBwThrottling", 1, limit));
-    expect(t.bucket.rate).toBe(limit);
-    const rates: number[] = [];
-    for (let i = 0; i < 5; i++) {
-      gauge.arrivals++; // an app request reached the device since the last copy IO
-      const p = t.admit(64 * 1024, 0);
-      rates.push(t.bucket.rate);
-      await clock.advance(100);
+    const writes = (k: number, ms: number) => {
+      for (let i = 0; i < k; i++) {
+        gauge.begin();
+        gauge.end(ms);
+      }
+    };
+    writes(50, 1); // before any copy: the baseline's samples
+    expect(gauge.quietOps).toBe(50);
+    gauge.begin();
+    gauge.end(); // a failed write is no sample
+    expect(gauge.quietOps + gauge.busyOps).toBe(50);
+    // the first copy IO: the tuner starts at the floor with the quiet baseline learnt
+    const first = t.admit(64 * 1024, 0);
+    expect(t.bucket.rate).toBe(floor);
+    expect(t.tuner.baselineMs).toBe(1);
+    expect(gauge.copyPending).toBe(1);
+    await clock.advance(10);
+    const p1 = await first;
+    writes(40, 10); // 10x the baseline while the copy runs
+    expect(gauge.busyOps).toBe(40);
+    p1.release();
+    expect(gauge.copyPending).toBe(0);
+    // within the interval: no new step
+    (await Promise.all([t.admit(1024, 0), clock.advance(10)]))[0].release();
+    expect(t.tuner.steps).toBe(1);
+    await clock.advance(Limits.copyTuneIntervalMs);
+    (await Promise.all([t.admit(1024, 0), clock.advance(10)]))[0].release();
+    expect(t.tuner.steps).toBe(2);
+    expect(t.tuner.lastVerdict).toBe("slower");
+    expect(t.bucket.rate).toBe(floor); // it was at the floor already
+    // calm busy windows: faster
+    for (let i = 0; i < 3; i++) {
+      const p = t.admit(1024, 0);
+      writes(40, 1.1);
+      await clock.advance(Limits.copyTuneIntervalMs);
       (await p).release();
     }
-    expect(rates).toEqual([limit / 2, limit / 4, limit / 8, limit / 8, limit / 8]);
-    // an app write in flight counts as present as well
-    gauge.begin();
-    (await Promise.all([t.admit(1024, 0), clock.advance(100)]))[0].release();
-    expect(t.bucket.rate).toBe(limit / Limits.dynamicBwMinShare);
-    gauge.end();
-    // quiet, but not yet for dynamicBwQuietMs: stays
-    await clock.advance(Limits.dynamicBwQuietMs / 2);
+    expect(t.bucket.rate).toBeGreaterThan(floor);
+    expect(t.bucket.rate).toBeLessThanOrEqual(limit);
+    // a pause longer than copyTuneRestartMs: the next copy starts again from the floor
+    await clock.advance(Limits.copyTuneRestartMs + 1);
     (await Promise.all([t.admit(1024, 0), clock.advance(10)]))[0].release();
-    expect(t.bucket.rate).toBe(limit / Limits.dynamicBwMinShare);
-    await clock.advance(Limits.dynamicBwQuietMs);
-    const back: number[] = [];
-    for (let i = 0; i < 4; i++) {
-      (await Promise.all([t.admit(1024, 0), clock.advance(10)]))[0].release();
-      back.push(t.bucket.rate);
-    }
-    expect(back).toEqual([limit / 4, limit / 2, limit, limit]);
+    expect(t.bucket.rate).toBe(floor);
   });
 });
 

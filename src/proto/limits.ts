@@ -52,8 +52,12 @@ export const Limits = {
   maxCopyIosPerDevice: 20, // numOfConcurrentIosPerDevice of an I/O priority policy: 1..this (PowerFlex's range)
   maxDevicesPerSds: 256, // copy policies listed in one assignment answer (one per device)
   favorAppIosMaxWaitMs: 50, // favorAppIos: a copy chunk waits at most this long for the device's app writes to drain (bounds the rebuild under constant app IO)
-  dynamicBwQuietMs: 500, // dynamicBwThrottling: the device counts as quiet once no app IO arrived for this long (the cap then doubles back per chunk)
-  dynamicBwMinShare: 8, // dynamicBwThrottling: the cap backs off to at least 1/this of the pool's bandwidth limit
+  dynamicBwMinShare: 8, // dynamicBwThrottling: the tuned copy rate never goes below 1/this of the pool's bandwidth limit (so a rebuild always ends)
+  copyTuneIntervalMs: 250, // dynamicBwThrottling: the client-latency tuner judges a window of app writes this long (at the next copy IO after it)
+  copyTuneMinOps: 16, // dynamicBwThrottling: fewer app writes than this in a window say nothing about their latency
+  copyTuneLatencyRatio: 2, // dynamicBwThrottling: the tuner keeps the mean app write latency during a copy within this multiple of its quiet baseline
+  copyTuneSteps: 16, // dynamicBwThrottling: a window with low app latency raises the copy rate by 1/this of the limit
+  copyTuneRestartMs: 5000, // dynamicBwThrottling: a device whose copies paused this long starts again from the floor rate
 
   // placement / volumes
   defaultExtentBytes: 64 * MiB,

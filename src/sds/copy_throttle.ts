@@ -11,34 +11,54 @@
 // - favorAppIos: as limitNumOfConcurrentIos, then, holding the slot, waits until the device has no
 //   application write in flight, at most Limits.favorAppIosMaxWaitMs (so a rebuild under constant
 //   app IO still ends: at least N chunks per wait + round trip);
-// - dynamicBwThrottling: the token bucket at a rate that halves (down to 1/dynamicBwMinShare of
-//   the limit) at each chunk that finds app IO on the device since the last chunk or in flight,
-//   and doubles back (up to the limit) at each chunk once the device was quiet for dynamicBwQuietMs.
+// - dynamicBwThrottling: the token bucket at a rate a client-latency tuner sets (LatencyTuner):
+//   every Limits.copyTuneIntervalMs it compares the mean latency of the device's app writes
+//   answered while its copies ran with their quiet baseline (writes answered while no copy IO of
+//   the device was queued or moving), and moves the rate between 1/dynamicBwMinShare of the limit
+//   (the floor: a rebuild always ends) and the limit, to keep that ratio within
+//   Limits.copyTuneLatencyRatio.
 //
 // Invariants: copy IOs in flight per device never exceed the policy's N under limitNumOfConcurrentIos
 // and favorAppIos (counted here: inFlight, maxInFlight); a favorAppIos wait is bounded; the bucket's
-// own invariants hold (token_bucket.ts). The app IO hook (sds_node.ts) costs one increment per
-// request and two per primary write, no allocation.
+// own invariants hold (token_bucket.ts); the tuned rate stays within [limit / dynamicBwMinShare,
+// limit]. The app IO hook (sds_node.ts) costs two increments and two additions per primary write,
+// no allocation and no clock read (the write's latency is the one its meter computes anyway).
 
 import type { CopyIoPolicy } from "../proto/cluster_api.ts";
 import { Limits } from "../proto/limits.ts";
 import type { SdsClock } from "./sds_clock.ts";
 import { TokenBucket } from "./token_bucket.ts";
 
-/** Application IO on one device: requests admitted (count) and primary writes not yet answered. */
+/** Application IO on one device: primary writes not yet answered, and the answered ones' latency. */
 export class AppIoGauge {
-  /** application requests admitted for extents on this device (reads, writes, forwarded writes) */
-  arrivals = 0;
   /** primary writes (and trims) received and not yet answered: both copies still being written */
   inFlight = 0;
+  /** copy IOs of this device (any class) from the start of their wait to their answer */
+  copyPending = 0;
+  /** primary writes answered OK while a copy IO of the device was pending, and their latency summed (ms) */
+  busyOps = 0;
+  busyMs = 0;
+  /** the same while no copy IO of the device was pending: the quiet baseline's samples */
+  quietOps = 0;
+  quietMs = 0;
   private idleWaiters: (() => void)[] = [];
 
   begin(): void {
     this.inFlight++;
   }
 
-  end(): void {
+  /** A primary write was answered; `latencyMs` (receipt to reply) when it succeeded, else negative. */
+  end(latencyMs = -1): void {
     if (this.inFlight > 0) this.inFlight--;
+    if (latencyMs >= 0) {
+      if (this.copyPending > 0) {
+        this.busyOps++;
+        this.busyMs += latencyMs;
+      } else {
+        this.quietOps++;
+        this.quietMs += latencyMs;
+      }
+    }
     if (this.inFlight === 0 && this.idleWaiters.length > 0) {
       const w = this.idleWaiters;
       this.idleWaiters = [];
@@ -128,13 +148,107 @@ export interface CopyPermit {
   release(): void;
 }
 
+/** One tuning window's app writes on a device: answered while its copies ran (busy) and while not (quiet). */
+export interface TuneWindow {
+  busyOps: number;
+  busyMs: number;
+  quietOps: number;
+  quietMs: number;
+}
+
+/** What the tuner did with its last window (the control port shows it). */
+export type TuneVerdict = "start" | "no-app-io" | "no-copy" | "learn" | "slower" | "faster" | "hold";
+
+/**
+ * dynamicBwThrottling's rule (pure: windows in, rate out). Vitastor's recovery tuner lowers
+ * recovery as client utilisation (iops x latency) goes up; here the aim is the issue's: client
+ * latency during a copy within Limits.copyTuneLatencyRatio of its quiet value. Per window:
+ * - the quiet writes (no copy IO pending) fold into the baseline (first window: as is; then an
+ *   exponential mean, 1/4 per window down, 1/16 up: quiet writes between two copy jobs of this
+ *   device may still be slowed by other SDSs' copies);
+ * - the first window of a copy (or after a pause, restart()) spans the time before it: the rate
+ *   starts at the floor, nothing is judged;
+ * - no app writes at all: nobody to protect, the rate doubles (up to the limit);
+ * - app writes but too few while the copy ran (its first window): hold;
+ * - no baseline yet (every write so far overlapped a copy): the mean at the floor rate stands
+ *   in for it (the rate drops to the floor first if it is above);
+ * - ratio = busy mean / baseline: above the aim, the rate shrinks by aim/ratio at once (a client
+ *   arriving while the copy runs at the limit meets a queue: one window, not several, to clear it);
+ *   below 0.7 of the aim it grows by limit / copyTuneSteps (additive: the per-window signal is
+ *   noisy, ratios 0.4–9 in consecutive windows, and a multiplicative rise overshot within two
+ *   windows); in between it holds. Always within [floor, limit].
+ */
+export class LatencyTuner {
+  /** the quiet mean app write latency (ms), null until one window had enough quiet writes */
+  baselineMs: number | null = null;
+  /** the rate picked by the last step (bytes/s); 0 before the first */
+  rate = 0;
+  lastMeanMs = 0;
+  lastRatio = 0;
+  lastVerdict: TuneVerdict = "start";
+  steps = 0;
+
+  /** Start over from the floor at the next step (the device's copies paused); the baseline stays. */
+  restart(): void {
+    this.rate = 0;
+  }
+
+  step(limit: number, w: TuneWindow): number {
+    this.steps++;
+    const floor = Math.min(limit, Math.ceil(limit / Limits.dynamicBwMinShare));
+    const min = Limits.copyTuneMinOps;
+    if (w.quietOps >= min) {
+      const q = w.quietMs / w.quietOps;
+      // down fast, up slowly: a quiet write may still be slowed by other SDSs' copies (this
+      // device's own copies paused between two jobs), and a raised baseline lets the copy take more
+      const b = this.baselineMs;
+      this.baselineMs = b === null ? q : b + (q - b) / (q < b ? 4 : 16);
+    }
+    if (this.rate === 0) {
+      // the first window of a copy spans the time before it: nothing in it to judge the copy by
+      this.rate = floor;
+      this.lastVerdict = "start";
+      return floor;
+    }
+    let rate = Math.max(floor, Math.min(limit, this.rate));
+    if (w.busyOps + w.quietOps < min) {
+      rate = Math.min(limit, rate * 2);
+      this.lastVerdict = "no-app-io";
+    } else if (w.busyOps < min) {
+      this.lastVerdict = "no-copy";
+    } else {
+      const mean = w.busyMs / w.busyOps;
+      this.lastMeanMs = mean;
+      if (this.baselineMs === null) {
+        if (rate <= floor) this.baselineMs = mean;
+        rate = floor;
+        this.lastVerdict = "learn";
+      } else {
+        const aim = Limits.copyTuneLatencyRatio;
+        const ratio = mean / Math.max(this.baselineMs, 1e-3);
+        this.lastRatio = ratio;
+        if (ratio > aim) {
+          rate = Math.max(floor, Math.floor((rate * aim) / ratio));
+          this.lastVerdict = "slower";
+        } else if (ratio < 0.7 * aim) {
+          rate = Math.min(limit, rate + Math.ceil(limit / Limits.copyTuneSteps));
+          this.lastVerdict = "faster";
+        } else this.lastVerdict = "hold";
+      }
+    }
+    this.rate = rate;
+    return rate;
+  }
+}
+
 /** One device's throttle for one class of copies (rebuild+resync, or moves). */
 export class DeviceThrottle {
   readonly bucket: TokenBucket;
   private readonly slots = new Slots(Infinity);
   private policy: CopyIoPolicy = { policy: "unlimited", concurrentIosPerDevice: 1, bwLimitBytesPerSec: 0 };
-  private seenArrivals = 0;
-  private lastBusyMs = -Infinity;
+  readonly tuner = new LatencyTuner();
+  /** the gauge's counters at the tuner's last step, and when it was */
+  private tunedAt = { ms: -Infinity, busyOps: 0, busyMs: 0, quietOps: 0, quietMs: 0 };
   /** copy IOs of this class on this device past every wait and not yet answered, and the most seen */
   inFlight = 0;
   maxInFlight = 0;
@@ -160,6 +274,8 @@ export class DeviceThrottle {
     const capped = policy.policy === "limitNumOfConcurrentIos" || policy.policy === "favorAppIos";
     this.slots.setMax(capped ? policy.concurrentIosPerDevice : Infinity);
     this.bucket.setRate(policy.policy === "unlimited" ? 0 : policy.bwLimitBytesPerSec);
+    // dynamicBwThrottling: the next copy IO tunes first, from the floor
+    this.tunedAt = { ...this.tunedAt, ms: -Infinity };
   }
 
   /**
@@ -168,10 +284,17 @@ export class DeviceThrottle {
    */
   async admit(bytes: number, priority: number, cancelled?: () => boolean): Promise<CopyPermit> {
     const p = this.policy;
-    if (p.policy === "dynamicBwThrottling") this.adapt(p.bwLimitBytesPerSec);
-    if (p.policy !== "unlimited") await this.bucket.take(bytes, priority);
-    await this.slots.acquire(priority);
-    if (p.policy === "favorAppIos" && this.gauge.inFlight > 0 && cancelled?.() !== true) await this.yieldToApp();
+    if (p.policy === "dynamicBwThrottling") this.tune(p.bwLimitBytesPerSec);
+    const g = this.gauge;
+    g.copyPending++;
+    try {
+      if (p.policy !== "unlimited") await this.bucket.take(bytes, priority);
+      await this.slots.acquire(priority);
+      if (p.policy === "favorAppIos" && g.inFlight > 0 && cancelled?.() !== true) await this.yieldToApp();
+    } catch (err) {
+      g.copyPending--;
+      throw err;
+    }
     this.inFlight++;
     if (this.inFlight > this.maxInFlight) this.maxInFlight = this.inFlight;
     let released = false;
@@ -180,6 +303,7 @@ export class DeviceThrottle {
         if (released) return;
         released = true;
         this.inFlight--;
+        g.copyPending--;
         this.slots.release();
       },
     };
@@ -194,19 +318,16 @@ export class DeviceThrottle {
     else this.yieldsTimedOut++;
   }
 
-  /** dynamicBwThrottling: back off while app IO is present, recover while the device is quiet. */
-  private adapt(limit: number): void {
+  /** dynamicBwThrottling: once per Limits.copyTuneIntervalMs (at a copy IO), the tuner's step on the window since the last. */
+  private tune(limit: number): void {
     if (limit === 0) return;
-    const g = this.gauge;
     const now = this.clock.nowMs();
-    const busy = g.inFlight > 0 || g.arrivals !== this.seenArrivals;
-    this.seenArrivals = g.arrivals;
-    const rate = this.bucket.rate === 0 ? limit : this.bucket.rate;
-    if (busy) {
-      this.lastBusyMs = now;
-      this.bucket.setRate(Math.max(Math.ceil(limit / Limits.dynamicBwMinShare), Math.floor(rate / 2)));
-    } else if (now - this.lastBusyMs >= Limits.dynamicBwQuietMs) {
-      this.bucket.setRate(Math.min(limit, rate * 2));
-    }
+    const last = this.tunedAt;
+    if (now - last.ms < Limits.copyTuneIntervalMs) return;
+    const g = this.gauge;
+    if (now - last.ms > Limits.copyTuneRestartMs) this.tuner.restart();
+    const w: TuneWindow = { busyOps: g.busyOps - last.busyOps, busyMs: g.busyMs - last.busyMs, quietOps: g.quietOps - last.quietOps, quietMs: g.quietMs - last.quietMs };
+    this.tunedAt = { ms: now, busyOps: g.busyOps, busyMs: g.busyMs, quietOps: g.quietOps, quietMs: g.quietMs };
+    this.bucket.setRate(this.tuner.step(limit, w));
   }
 }

@@ -44,7 +44,12 @@ import { returnPayload, takePayload } from "../proto/payload_pool.ts";
 
 const CHUNK = Limits.thinChunkBytes;
 const REBUILD_FIRST_RETRY_MS = 100;
-/** a copy asks its target to FLUSH (without waiting) after this many chunks */
+/**
+ * A copy asks its target to FLUSH (without waiting) after this many chunks, except under
+ * dynamicBwThrottling: there the target writes back at the copy's final FLUSH only (each mid-copy
+ * fdatasync, 60-170 ms on the bench's disk, stalls the target's writes of client forwards; the p99
+ * figures in docs/design.md, "Client latency during a copy").
+ */
 const COPY_SYNC_EVERY_CHUNKS = 8;
 
 export interface CopyStats {
@@ -66,7 +71,7 @@ export interface CopyEngineDeps {
   metrics: SdsMetrics;
   /** a copy finished: the MDM wants to know soon (runSds sends a heartbeat early) */
   onDone?: () => void;
-  /** application IO per device (sds_node.ts counts it), for favorAppIos and dynamicBwThrottling */
+  /** application IO per device (sds_node.ts counts it): writes in flight for favorAppIos, their latency for dynamicBwThrottling's tuner */
   appIo?: AppIoGauges;
 }
 
@@ -169,6 +174,9 @@ export class CopyEngine {
           maxInFlight: d.maxInFlight,
           yieldsDrained: d.yieldsDrained,
           yieldsTimedOut: d.yieldsTimedOut,
+          ...(p.policy === "dynamicBwThrottling"
+            ? { tuner: { verdict: d.tuner.lastVerdict, steps: d.tuner.steps, baselineMs: d.tuner.baselineMs, lastMeanMs: d.tuner.lastMeanMs, lastRatio: d.tuner.lastRatio } }
+            : {}),
         });
       }
     }
@@ -321,7 +329,7 @@ export class CopyEngine {
         if (st !== Status.OK && failure === null) failure = `chunk ${chunk}: status ${st}`;
         // let the target write back as the copy goes (not all at its final FLUSH, which then
         // holds the disk for the whole extent at the end): a FLUSH every few chunks, not waited for
-        if (st === Status.OK && ++copiedSinceSync >= COPY_SYNC_EVERY_CHUNKS) {
+        if (st === Status.OK && ++copiedSinceSync >= COPY_SYNC_EVERY_CHUNKS && this.throttleOf(job.e.slot.deviceId, job.kind).current.policy !== "dynamicBwThrottling") {
           copiedSinceSync = 0;
           void this.flushTarget(job);
         }

@@ -607,7 +607,6 @@ export class SdsNode implements RequestHandler {
       return Status.UNAVAILABLE;
     }
     if (h.offset + h.length > e.sizeBytes) return Status.INVALID;
-    if (use === "client" || use === "replica") this.gaugeOf(e.slot).arrivals++;
     return e;
   }
 
@@ -1170,7 +1169,7 @@ class ReplyJoin implements CommitWaiter {
     private readonly startMs: number,
     /** every copy's group commit is part of this reply (FUA / writeThrough): an OK says DURABLE */
     private readonly durable: boolean,
-    /** the device's app writes in flight, which copies under favorAppIos wait for */
+    /** the device's app writes in flight (copies under favorAppIos wait for them) and their latency (dynamicBwThrottling's tuner) */
     private readonly appIo: AppIoGauge,
   ) {
     this.bytes = h.length;
@@ -1200,13 +1199,14 @@ class ReplyJoin implements CommitWaiter {
   }
 
   private finish(): void {
-    if (this.status === Status.OK) this.meter.record(this.bytes, (ioNowMs() - this.startMs) / 1000);
+    const ms = this.status === Status.OK ? ioNowMs() - this.startMs : -1;
+    if (ms >= 0) this.meter.record(this.bytes, ms / 1000);
     else this.meter.fail();
     // the local commit and every in-sync copy's durable forward answered OK: nothing to FLUSH
     if (this.durable && this.status === Status.OK) this.h.flags |= Flag.DURABLE;
     this.conn.reply(this.h, this.status);
     this.fence.done(this.era);
-    this.appIo.end();
+    this.appIo.end(ms); // the copy tuner's samples (dynamicBwThrottling)
   }
 }
 
