@@ -20,6 +20,7 @@
 //      BENCH_REJOIN=1 (0 with BENCH_SEED: no joins, the nodes beat at once with the tokens the MDM's
 //        code derives from the seeded database, as running nodes after an MDM restart)
 //      BENCH_HELD=0 (1 with BENCH_REJOIN=0: the nodes start at the seeded mapVersion, holding their maps)
+//      BENCH_HELD_LOG=0 (1 with BENCH_HELD=1: the SDSs also hold the previous MDM life's copy-log id: deltas after a clean restart)
 //      BENCH_RAMP_S=0 (with BENCH_REJOIN=0: first beats spread over this many seconds)
 //      BENCH_REFETCH=1 (0: nodes never fetch assignments/maps after joining; not what real nodes do)
 //      BENCH_WATCH=1 (0: no map watches, heartbeats alone, as before the map watch)
@@ -140,6 +141,15 @@ const REJOIN = SEED === 0 || process.env.BENCH_REJOIN !== "0";
  * beat sends it to a full fetch).
  */
 const HELD = !REJOIN && process.env.BENCH_HELD === "1";
+/**
+ * BENCH_HELD_LOG=1 (with BENCH_HELD=1): the SDSs also hold the previous MDM life's copy-log id
+ * and the address-list tag, as running SDSs that fetched before a clean MDM restart (the
+ * seeding's MDM opens its copy log and stops cleanly: its hand-off lets the bench's MDM answer
+ * their first fetch by a delta, mdm/cluster/copy_log.ts). Default 0: a node's first fetch is whole.
+ */
+const HELD_LOG = HELD && process.env.BENCH_HELD_LOG === "1";
+let heldCopyLog: string | null = null;
+let heldAddressTag: string | null = null;
 let seededMapVersion = 0;
 /** BENCH_RAMP_S (with BENCH_REJOIN=0): the nodes' first beats spread over this many seconds instead of one interval (reconnects not all at once) */
 const RAMP_MS = Number(process.env.BENCH_RAMP_S ?? 0) * 1000;
@@ -159,7 +169,13 @@ if (SEED > 0 && SEED_CACHE !== null && existsSync(join(SEED_CACHE, "mdm.db"))) {
     }
     for (const { id } of db.query<{ id: string }, []>("SELECT id FROM sdc ORDER BY rowid").all()) seededJoins.sdc.push({ sdcId: id, nodeToken: nodeTokenOf(core.ctx, NodeRole.SDC, id) });
     seededMapVersion = db.query<{ v: number }, []>("SELECT map_version AS v FROM system").get()!.v;
-    core.close();
+    if (HELD_LOG) {
+      const { copyLogOf } = await import("../src/mdm/cluster/copy_log.ts");
+      const { addressesFor } = await import("../src/mdm/cluster/sds_addresses.ts");
+      heldCopyLog = copyLogOf(core.ctx).id;
+      heldAddressTag = addressesFor(core.ctx, undefined).sdsTag;
+    }
+    core.close(); // a clean stop: with BENCH_HELD_LOG it writes the copy-log hand-off
   }
   log(`seeded database reused from ${SEED_CACHE}`);
 } else if (SEED > 0) {
@@ -625,6 +641,10 @@ try {
       const devices = j.deviceIds.map((deviceId) => ({ deviceId, state: "Normal", usedBytes: 0 }));
       const n = simNode("sds", j.sdsId, ClusterPaths.sdsHeartbeat(j.sdsId), ClusterPaths.sdsAssignments(j.sdsId), j.nodeToken, `{"devices":${JSON.stringify(devices)},"rebuilds":[],"failedForwards":[],"appliedMapVersion":`);
       if (HELD) n.applied = seededMapVersion;
+      if (HELD_LOG) {
+        n.copyLog = heldCopyLog;
+        n.addressesTag = heldAddressTag;
+      }
       if (RAMP_MS > 0) n.nextDueMs = performance.now() + Math.random() * RAMP_MS;
       nodes.push(n);
       joined++;

@@ -1,9 +1,12 @@
 // Delta assignments (proto/assignments_delta.ts, mdm/cluster/copy_log.ts): over random change
 // sequences (creates thin and thick, removals, SDS losses and returns with recovery and copies
-// finishing, V-Tree graph edits, write cache switches, log trims, an MDM restart), the full answer
-// an SDS holds merged with the delta since it gives exactly the full answer of the same moment.
+// finishing, V-Tree graph edits, write cache switches, log trims, MDM restarts clean and crashed),
+// the full answer an SDS holds merged with the delta since it gives exactly the full answer of
+// the same moment. After a clean stop the next MDM life answers deltas of the old log's answers
+// (copy_log.ts hand-off); after a crash (no hand-off written) every SDS gets the full list.
 
 import { afterEach, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
 import { SdsAssignmentsResponse } from "../src/proto/cluster_api.ts";
 import { mergeAssignments } from "../src/proto/assignments_delta.ts";
 import { copyLogOf } from "../src/mdm/cluster/copy_log.ts";
@@ -49,14 +52,23 @@ function prng(seed: number): () => number {
   };
 }
 
+/** An MDM restart without the clean stop's hand-off (as after a crash: nothing is written). */
+async function crashRestart(c: RecoveryCluster): Promise<RecoveryCluster> {
+  // saveCopyLogHandoff writes nothing for a log whose triggers are gone
+  c.ctx.store.sqlite.run("DROP TRIGGER temp.pf_copy_log_i");
+  return c.restart({ recovery });
+}
+
 class Checker {
   readonly held = new Map<string, SdsAssignmentsResponse>();
   deltas = 0;
+  /** deltas answered by a new MDM life for an answer of the previous life's log */
+  crossLife = 0;
   fulls = 0;
   changedRows = 0;
   removedRows = 0;
 
-  constructor(private c: RecoveryCluster) {}
+  constructor(public c: RecoveryCluster) {}
 
   /** Every SDS: delta since what it holds, merged, equals the full answer now. */
   async checkAll(ids: string[]): Promise<void> {
@@ -80,6 +92,7 @@ class Checker {
       return;
     }
     this.deltas++;
+    if (d.copyLog !== held.copyLog) this.crossLife++;
     this.changedRows += d.extents.length;
     this.removedRows += d.removed?.length ?? 0;
     expect(d.since).toBe(held.mapVersion);
@@ -90,8 +103,14 @@ class Checker {
   }
 }
 
-for (const seed of [1, 2, 3]) {
-  test(`merged deltas equal full answers over random changes (seed ${seed})`, async () => {
+for (const [seed, restarts] of [
+  [1, false],
+  [2, false],
+  [3, false],
+  [4, true],
+  [5, true],
+] as const) {
+  test(`merged deltas equal full answers over random changes${restarts ? " and MDM restarts, clean and crashed" : ""} (seed ${seed})`, async () => {
     c = await RecoveryCluster.open({ recovery });
     const rnd = prng(seed);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
@@ -146,6 +165,14 @@ for (const seed of [1, 2, 3]) {
         expect((await c.m.api("POST", `/instances/StoragePool::${pool}/action/setWriteCache`, { writeCache: writeThrough ? "writeThrough" : "writeBack" })).status).toBe(200);
       } else if (r < 0.9) {
         await c.advance(1_000, 1_000);
+      } else if (restarts && r < 0.96) {
+        c = await c.restart({ recovery });
+        chk.c = c;
+        await c.beatAll();
+      } else if (restarts) {
+        c = await crashRestart(c);
+        chk.c = c;
+        await c.beatAll();
       }
       // some SDSs check after each step, all of them now and then
       if (step % 7 === 6) await chk.checkAll(ids());
@@ -158,6 +185,7 @@ for (const seed of [1, 2, 3]) {
     expect(chk.removedRows).toBeGreaterThan(0);
     // the write cache switches were barriers: those checks got the full list
     expect(chk.fulls).toBeGreaterThan(0);
+    if (restarts) expect(chk.crossLife).toBeGreaterThan(0);
   }, 120_000);
 }
 
@@ -190,11 +218,73 @@ test("a trimmed log, an unknown log id, a version from the future or an MDM rest
   expect(stale.since).toBeUndefined();
   expect(norm(stale)).toEqual(norm(await fetch(c, id)));
 
-  // an MDM restart: a new log, the old id is refused
+  // a clean restart: the new life answers the old log's answer by a delta (nothing changed: empty)
   const held = await fetch(c, id);
   c = await c.restart({ recovery });
-  const after = await fetch(c, c.id("sds0"), `?since=${held.mapVersion}&log=${held.copyLog}`);
+  expect(c.ctx.store.sqlite.query<{ n: number }, []>("SELECT COUNT(*) AS n FROM copy_log_handoff").get()!.n).toBe(0); // consumed at the start
+  const cont = await fetch(c, c.id("sds0"), `?since=${held.mapVersion}&log=${held.copyLog}`);
+  expect(cont.since).toBe(held.mapVersion);
+  expect(cont.copyLog).not.toBe(held.copyLog);
+  expect(cont.extents).toEqual([]);
+  expect(cont.removed).toEqual([]);
+  // a second restart: the old-old log is not continued (one life back only), nor after a crash
+  const held2 = await fetch(c, id);
+  c = await c.restart({ recovery });
+  expect((await fetch(c, id, `?since=${held.mapVersion}&log=${held.copyLog}`)).since).toBeUndefined();
+  const held3 = await fetch(c, id, `?since=${held2.mapVersion}&log=${held2.copyLog}`);
+  expect(held3.since).toBe(held2.mapVersion);
+  c = await crashRestart(c);
+  const after = await fetch(c, c.id("sds0"), `?since=${held3.mapVersion}&log=${held3.copyLog}`);
   expect(after.since).toBeUndefined();
-  expect(after.copyLog).not.toBe(held.copyLog);
+  expect(after.copyLog).not.toBe(held3.copyLog);
   expect({ ...(norm(after) as object), term: 0 }).toEqual({ ...(norm(held) as object), term: 0 }); // the term grows with the restart
+}, 60_000);
+
+test("after a clean stop, a change made before the next start's log (the stored version moved) refuses the old log's answers", async () => {
+  c = await RecoveryCluster.open({ recovery });
+  for (let i = 0; i < 4; i++) await c.addSds(`sds${i}`, { devicesGiB: [200] });
+  await c.beatAll();
+  const id = c.id("sds0");
+  await c.createVolume("a", 2);
+  const held = await fetch(c, id);
+  // the database changed while no MDM ran (a restored copy, a tool): the version moved on
+  c = await c.restart({
+    recovery,
+    whileStopped: (dataDir) => {
+      const db = new Database(`${dataDir}/mdm.db`);
+      db.run("UPDATE system SET map_version = map_version + 1");
+      db.close();
+    },
+  });
+  expect((await fetch(c, c.id("sds0"), `?since=${held.mapVersion}&log=${held.copyLog}`)).since).toBeUndefined();
+}, 60_000);
+
+test("after a clean stop, an SDS whose copies changed after its answer gets the full list; the others a delta", async () => {
+  c = await RecoveryCluster.open({ recovery });
+  for (let i = 0; i < 6; i++) await c.addSds(`sds${i}`, { devicesGiB: [200] });
+  await c.beatAll();
+  const ids = [0, 1, 2, 3, 4, 5].map((i) => c!.id(`sds${i}`));
+  await c.createVolume("a", 1);
+  const held = new Map<string, SdsAssignmentsResponse>();
+  for (const id of ids) held.set(id, await fetch(c, id));
+  // one extent's epoch moves after the answers: its two holders changed, the others did not
+  const row = c.ctx.store.sqlite.query<{ v: string; p: string; s: string }, []>("SELECT volume_id AS v, primary_sds_id AS p, secondary_sds_id AS s FROM extent WHERE idx = 0").get()!;
+  inTransaction(c.ctx, () => {
+    c!.ctx.store.sqlite.query("UPDATE extent SET epoch = epoch + 1 WHERE volume_id = ? AND idx = 0").run(row.v);
+    bumpMapVersion(c!.ctx);
+  });
+  const touched = new Set([row.p, row.s]);
+  c = await c.restart({ recovery });
+  for (const id of ids) {
+    const h = held.get(id)!;
+    const a = await fetch(c, id, `?since=${h.mapVersion}&log=${h.copyLog}`);
+    const full = await fetch(c, id);
+    if (touched.has(id)) {
+      expect(a.since).toBeUndefined();
+      expect(norm(a)).toEqual(norm(full));
+    } else {
+      expect(a.since).toBe(h.mapVersion);
+      expect(norm(mergeAssignments(h, a))).toEqual(norm(full));
+    }
+  }
 }, 60_000);

@@ -36,8 +36,9 @@ export class RecoveryCluster {
   }
 
   /** Reopen the MDM on the same data dir and clock (an MDM restart), keeping the fake SDSs. */
-  async restart(opts: { recovery?: RecoveryOptions } = {}): Promise<RecoveryCluster> {
+  async restart(opts: { recovery?: RecoveryOptions; whileStopped?: (dataDir: string) => void } = {}): Promise<RecoveryCluster> {
     this.m.close({ keepDir: true });
+    opts.whileStopped?.(`${this.m.dir}/mdm`);
     const m = await MdmFixture.open({ dir: this.m.dir, clock: this.m.clock, recovery: opts.recovery });
     await m.login();
     const c = new RecoveryCluster(m);

@@ -19,6 +19,7 @@ import { isPfError } from "../proto/errors.ts";
 import { openMdmDb } from "../store/mdm_db.ts";
 import { ADMIN_USER, TokenStore, type TokenStoreOptions } from "./core/auth.ts";
 import { clusterRoutes } from "./cluster/cluster_routes.ts";
+import { adoptCopyLogHandoff, saveCopyLogHandoff } from "./cluster/copy_log.ts";
 import type { MdmContext } from "./core/context.ts";
 import { HealthTracker } from "./core/health.ts";
 import { asPfError, errorResponse, HttpError } from "./core/http_edge.ts";
@@ -135,6 +136,8 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
       store.db.select({ id: sdcTable.id }).from(sdcTable).all().map((r) => r.id),
     );
     loadActiveAlerts(ctx);
+    // after a clean stop the SDSs' held answers can go on by deltas (cluster/copy_log.ts)
+    adoptCopyLogHandoff(ctx);
     meta.onLeadershipChange((leader) => {
       if (!leader) return;
       restartVolatileState(ctx, opts.tokens);
@@ -148,6 +151,11 @@ export async function openMdmCore(opts: MdmCoreOptions): Promise<MdmCore> {
       close: () => {
         ctx.health.releaseWaiters();
         ctx.observe.close();
+        try {
+          saveCopyLogHandoff(ctx);
+        } catch (e) {
+          consola.warn(`mdm: the copy log hand-off was not written (${(e as Error).message}): every SDS gets its full assignments after the next start`);
+        }
         store.close();
       },
     };

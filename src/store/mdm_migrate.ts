@@ -16,6 +16,7 @@ import usersAudit0007 from "./migrations/0007_users_audit.sql" with { type: "tex
 import loginLockout0008 from "./migrations/0008_login_lockout.sql" with { type: "text" };
 import nbdClientCert0009 from "./migrations/0009_nbd_client_cert.sql" with { type: "text" };
 import ioPriority0010 from "./migrations/0010_io_priority.sql" with { type: "text" };
+import copyLogHandoff0011 from "./migrations/0011_copy_log_handoff.sql" with { type: "text" };
 
 export interface Migration {
   version: number;
@@ -35,6 +36,7 @@ export const MDM_MIGRATIONS: readonly Migration[] = [
   { version: 8, name: "0008_login_lockout", sql: loginLockout0008 },
   { version: 9, name: "0009_nbd_client_cert", sql: nbdClientCert0009 },
   { version: 10, name: "0010_io_priority", sql: ioPriority0010 },
+  { version: 11, name: "0011_copy_log_handoff", sql: copyLogHandoff0011 },
 ];
 
 /** Current schema version, or -1 for an empty database. */

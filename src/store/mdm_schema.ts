@@ -287,6 +287,18 @@ export const mdmSecretTable = sqliteTable("mdm_secret", {
   createdAtMs: integer("created_at_ms").notNull(),
 });
 
+/** 0011_copy_log_handoff: a cleanly stopped MDM's copy log summary (mdm/cluster/copy_log.ts) */
+export const copyLogHandoffTable = sqliteTable("copy_log_handoff", {
+  one: integer("one").primaryKey(),
+  logId: text("log_id").notNull(),
+  endVersion: integer("end_version").notNull(),
+  floor: integer("floor").notNull(),
+  barrier: integer("barrier").notNull(),
+  graphMax: integer("graph_max").notNull(),
+  perSds: text("per_sds").notNull(),
+  savedAtMs: integer("saved_at_ms").notNull(),
+});
+
 export const grantFloorTable = sqliteTable(
   "grant_floor",
   {

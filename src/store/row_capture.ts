@@ -19,8 +19,8 @@
 import type { Database } from "bun:sqlite";
 import { assert } from "../proto/errors.ts";
 
-/** Tables that stay on one MDM: its own fencing-term counter. */
-export const LOCAL_ONLY_TABLES: readonly string[] = ["mdm_term"];
+/** Tables that stay on one MDM: its own fencing-term counter, its copy log's hand-off (mdm/cluster/copy_log.ts). */
+export const LOCAL_ONLY_TABLES: readonly string[] = ["mdm_term", "copy_log_handoff"];
 
 export const PENDING_TABLE = "_pf_pending";
 export const HA_STATE_TABLE = "_pf_ha_state";

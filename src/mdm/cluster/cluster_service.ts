@@ -335,7 +335,8 @@ export function sdsAssignments(ctx: MdmContext, sdsId: string, q: SdsAssignments
     const mapVersion = currentMapVersion(ctx);
     const log = copyLogOf(ctx);
     log.maybeTrim();
-    const changes = q.since !== undefined && q.log === log.id ? log.changesFor(sdsId, q.since, mapVersion) : null;
+    // this log's answers, or the previous MDM life's after a clean stop (copy_log.ts)
+    const changes = log.changesSince(q.log, sdsId, q.since, mapVersion);
     let extents: HeldExtentRow[];
     let removed: ExtentKey[] | undefined;
     if (changes === null) {

@@ -23,11 +23,28 @@
 //   from another log (another process, a standby's replayed rows) always gets the full list;
 // - a delta is refused (full answer) when `since` is above the current version (another MDM's
 //   answer), below the trimmed floor, or at/below the barrier.
+//
+// Across MDM lives (single MDM, sqlite store): an MDM that stops cleanly writes a summary of its
+// log into table copy_log_handoff (saveCopyLogHandoff): its id, the map version at the stop, its
+// floor and barrier, its newest graph edit, and per SDS the newest version at which any of its
+// copies changed. The next start reads and deletes that row (adoptCopyLogHandoff) and makes its
+// own log at once, before anything can change; the summary is kept only if the stored map
+// version is still the one at the stop. Then an SDS that holds the old log's answer of version v
+// gets a delta from the new log (every row of which is newer than the stop) when the old log
+// says nothing of its copies changed at >= v: v above the old floor and barrier and the old
+// newest graph edit, and the SDS's newest change below v. Otherwise (a crash: no summary; an HA
+// takeover: a standby's replayed log is never used) it gets the full list as before.
+// A restored backup is safe for the same reason as within a life: an answer of version v held by
+// an SDS is the state at v of the history the database holds up to v, and an SDS whose version
+// is above the database's gets the full list; only a summary written from that same history
+// can name its log.
 
 import type { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
+import consola from "consola";
 import type { HealthTracker } from "../core/health.ts";
 import type { MdmContext } from "../core/context.ts";
+import { currentMapVersion } from "../core/system_state.ts";
 
 /** Bound on logged (SDS, extent) rows; a trim drops the oldest versions down to 3/4 of it. */
 export const COPY_LOG_MAX_ROWS = 1_000_000;
@@ -94,15 +111,42 @@ export interface CopyChanges {
   owners: string[];
 }
 
+/** A cleanly stopped MDM's log, as the next life reads it (table copy_log_handoff). */
+export interface CopyLogHandoff {
+  logId: string;
+  endVersion: number;
+  floor: number;
+  barrier: number;
+  graphMax: number;
+  /** sds id -> newest version at which one of its copies was logged */
+  perSds: Record<string, number>;
+}
+
 class CopyLog {
   readonly id = randomBytes(8).toString("hex");
   private floor = 0;
   private lastTrimCheckMs = -Infinity;
+  /** the previous life's log (clean stop), whose answers this log can continue; null: none */
+  previous: CopyLogHandoff | null = null;
 
   constructor(
     readonly sqlite: Database,
     private readonly maxRows: number,
   ) {}
+
+  /**
+   * The changes for an SDS holding the answer of version `since` from log `logId` (this one or
+   * the previous life's), or null when only a full answer is right.
+   */
+  changesSince(logId: string | undefined, sdsId: string, since: number | undefined, current: number): CopyChanges | null {
+    if (since === undefined || logId === undefined) return null;
+    if (logId === this.id) return this.changesFor(sdsId, since, current);
+    const p = this.previous;
+    if (p === null || logId !== p.logId) return null;
+    // the old log's rows of versions >= since, for this SDS: none, or only a full answer is right
+    if (since > p.endVersion || since < p.floor || since <= p.barrier || since <= p.graphMax || (p.perSds[sdsId] ?? -1) >= since) return null;
+    return this.changesFor(sdsId, since, current);
+  }
 
   /** The changes for `sdsId` since `since`, or null when only a full answer is right. */
   changesFor(sdsId: string, since: number, current: number): CopyChanges | null {
@@ -163,6 +207,56 @@ export function copyLogOf(ctx: MdmContext): CopyLog {
     logs.set(ctx.health, log);
   }
   return log;
+}
+
+/**
+ * A clean stop (single MDM, sqlite store): write this life's log summary for the next start. Not
+ * in HA mode (a standby's takeover starts a new log) and not without a log (no SDS fetched).
+ */
+export function saveCopyLogHandoff(ctx: MdmContext): void {
+  if (ctx.meta.kind !== "sqlite") return;
+  const log = logs.get(ctx.health);
+  const sqlite = ctx.store.sqlite;
+  if (log === undefined || log.sqlite !== sqlite || !copyLogInstalled(sqlite)) return;
+  const perSds: Record<string, number> = {};
+  for (const r of sqlite.query<{ s: string; v: number }, []>("SELECT sds_id AS s, MAX(v) AS v FROM temp.pf_copy_log GROUP BY sds_id").all()) perSds[r.s] = r.v;
+  const barrier = sqlite.query<{ v: number }, []>("SELECT v FROM temp.pf_delta_barrier").get()?.v ?? 0;
+  const graphMax = sqlite.query<{ v: number | null }, []>("SELECT MAX(v) AS v FROM temp.pf_graph_log").get()?.v ?? 0;
+  sqlite
+    .query(
+      "INSERT INTO copy_log_handoff (one, log_id, end_version, floor, barrier, graph_max, per_sds, saved_at_ms) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (one) DO UPDATE SET log_id = ?1, end_version = ?2, floor = ?3, barrier = ?4, graph_max = ?5, per_sds = ?6, saved_at_ms = ?7",
+    )
+    .run(log.id, currentMapVersion(ctx), log.trimmedBelow, barrier, graphMax, JSON.stringify(perSds), ctx.clock());
+}
+
+/**
+ * An MDM start (single MDM, sqlite store): when the previous life left a summary, make this
+ * life's log now, before anything changes, and keep the summary (deleted from the table either
+ * way) if the stored map version is still the one it was written at.
+ */
+export function adoptCopyLogHandoff(ctx: MdmContext): void {
+  if (ctx.meta.kind !== "sqlite") return;
+  const sqlite = ctx.store.sqlite;
+  const row = sqlite
+    .query<{ logId: string; endVersion: number; floor: number; barrier: number; graphMax: number; perSds: string }, []>(
+      "SELECT log_id AS logId, end_version AS endVersion, floor, barrier, graph_max AS graphMax, per_sds AS perSds FROM copy_log_handoff WHERE one = 1",
+    )
+    .get();
+  if (row === null) return; // the log is made at the first fetch, as before
+  sqlite.run("DELETE FROM copy_log_handoff");
+  const log = copyLogOf(ctx);
+  const now = currentMapVersion(ctx);
+  if (row.endVersion !== now) {
+    consola.info(`mdm: the copy log of the previous MDM life ends at map version ${row.endVersion}, the database is at ${now}: every SDS gets its full assignments first`);
+    return;
+  }
+  try {
+    const perSds: unknown = JSON.parse(row.perSds);
+    if (typeof perSds !== "object" || perSds === null || Array.isArray(perSds) || !Object.values(perSds).every((v) => Number.isSafeInteger(v))) throw new Error("not an object of versions");
+    log.previous = { logId: row.logId, endVersion: row.endVersion, floor: row.floor, barrier: row.barrier, graphMax: row.graphMax, perSds: perSds as Record<string, number> };
+  } catch (e) {
+    consola.warn(`mdm: the copy log hand-off of the previous MDM life is unreadable (${(e as Error).message}); every SDS gets its full assignments first`);
+  }
 }
 
 /** Tests: a small bound for logs made from now on (trimming exercised). */

@@ -12,7 +12,7 @@ import type { DataPlaneTlsAnswer, KeyEntry, SdcMapsResponse, SdsDataPlaneKeys } 
 import { NodeRole, roleName, type NodeKey } from "../../proto/dataplane_auth.ts";
 import { checkNodePublicKey, issueNodeCert } from "../../proto/dataplane_tls.ts";
 import { PfError } from "../../proto/errors.ts";
-import { keyToHex } from "../../proto/dataplane_keys.ts";
+import { keyToHex, MAX_KEPT_KIDS } from "../../proto/dataplane_keys.ts";
 import type { MdmContext } from "../core/context.ts";
 import { grantKeys, memberKeys, nodeKeysOf, nodeTokenOf } from "../core/dataplane_secrets.ts";
 import { grantFloors } from "../topology/grant_floors.ts";
@@ -64,7 +64,27 @@ export function sdcJoinSecrets(ctx: MdmContext, sdcId: string, tlsPublicKey?: st
 
 /** The data-plane part of an SDS's assignments. */
 export function sdsDataPlane(ctx: MdmContext): SdsDataPlaneKeys {
-  return { memberKeys: entries(memberKeys(ctx)), grantKeys: entries(grantKeys(ctx)), grantFloors: grantFloors(ctx) };
+  const keys = sdsKeyEntries(ctx);
+  return { memberKeys: keys.memberKeys, grantKeys: keys.grantKeys, grantFloors: grantFloors(ctx) };
+}
+
+const sdsKeys = new WeakMap<object, { sig: string; memberKeys: KeyEntry[]; grantKeys: KeyEntry[] }>();
+
+/**
+ * Every SDS answer's member and grant keys: two HKDF derivations per kept master key and their
+ * hex, ~0.35 ms of an empty delta's 0.77 ms at 1,000 SDSs (a create's delta fetches by its ~30
+ * SDSs cost more than the create). Derived again only when the master key rows (kid and key)
+ * or the system id differ from the last derivation's; the rows are still read every time.
+ */
+function sdsKeyEntries(ctx: MdmContext): { memberKeys: KeyEntry[]; grantKeys: KeyEntry[] } {
+  const rows = ctx.store.sqlite.query<{ kid: number; keyHex: string }, [number]>("SELECT kid, key_hex AS keyHex FROM dataplane_key ORDER BY kid DESC LIMIT ?").all(MAX_KEPT_KIDS);
+  const sig = `${ctx.systemId}|${rows.map((r) => `${r.kid}:${r.keyHex}`).join(",")}`;
+  const held = sdsKeys.get(ctx.store);
+  if (rows.length > 0 && held?.sig === sig) return held;
+  // (no row: masterKeys makes the first one; the next answer caches it)
+  const fresh = { sig, memberKeys: entries(memberKeys(ctx)), grantKeys: entries(grantKeys(ctx)) };
+  if (rows.length > 0) sdsKeys.set(ctx.store, fresh);
+  return fresh;
 }
 
 /**

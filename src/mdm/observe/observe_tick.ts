@@ -8,6 +8,7 @@ import { Limits } from "../../proto/limits.ts";
 import type { MdmContext } from "../core/context.ts";
 import { applyAlerts, type AlertChanges } from "./alerts.ts";
 import { systemSample } from "./io_live.ts";
+import { observeStamp } from "./observe_cache.ts";
 
 const RETAIN_EVERY_MS = 60_000;
 
@@ -22,9 +23,23 @@ export function observeTick(ctx: MdmContext): AlertChanges {
   const changes = applyAlerts(ctx);
   if (now - obs.lastRetainMs >= RETAIN_EVERY_MS) {
     obs.lastRetainMs = now;
+    // no object made or removed since the last time (observe_cache.ts): nothing new to forget (a
+    // read of every volume id, 100,000 of them, skipped), but at least every RETAIN_ANYWAY_MS
+    // (totals a node reported meanwhile for an object already gone)
+    const stamp = observeStamp(ctx);
+    const last = retainedAt.get(obs);
+    if (stamp !== null && last?.stamp === stamp && now >= last.atMs && now - last.atMs < RETAIN_ANYWAY_MS) return finish(changes);
+    if (stamp !== null) retainedAt.set(obs, { stamp, atMs: now });
     const ids = (table: string) => new Set(ctx.store.sqlite.query<{ id: string }, []>(`SELECT id FROM ${table}`).all().map((r) => r.id));
     obs.io.retain({ volumes: ids("volume"), sdcs: ids("sdc"), sdss: ids("sds"), devices: ids("device") });
   }
-  obs.lastTickMs = performance.now() - t0;
-  return changes;
+  return finish(changes);
+  function finish(c: AlertChanges): AlertChanges {
+    obs.lastTickMs = performance.now() - t0;
+    return c;
+  }
 }
+
+/** the observe stamp at the last retain, per observe runtime */
+const retainedAt = new WeakMap<object, { stamp: string; atMs: number }>();
+const RETAIN_ANYWAY_MS = 10 * RETAIN_EVERY_MS;

@@ -12,6 +12,8 @@
 import { Limits } from "../../proto/limits.ts";
 import { COPIES, poolCapacity } from "../topology/capacity.ts";
 import type { MdmContext } from "../core/context.ts";
+import { placementViewOf } from "../topology/placement_view.ts";
+import { volumeSums } from "./observe_cache.ts";
 
 export interface PoolUsage {
   poolId: string;
@@ -36,11 +38,12 @@ export interface PoolUsage {
   criticalThresholdPct: number;
 }
 
+/** the device figures read here (the placement view's rows have them) */
 interface DeviceLite {
-  pool_id: string;
-  capacity_bytes: number;
-  used_bytes: number;
-  thick_assigned_bytes: number;
+  poolId: string;
+  capacityBytes: number;
+  usedBytes: number;
+  thickAssignedBytes: number;
   state: string;
 }
 
@@ -51,16 +54,10 @@ export function poolUsages(ctx: MdmContext): PoolUsage[] {
       "SELECT id, pd_id, name, spare_percentage, granularity_bytes, capacity_alert_high_pct AS high, capacity_alert_critical_pct AS critical FROM storage_pool ORDER BY id",
     )
     .all();
-  const devices = q.query<DeviceLite, []>("SELECT pool_id, capacity_bytes, used_bytes, thick_assigned_bytes, state FROM device").all();
-  const vols = q
-    .query<{ pool_id: string; volume_type: string; bytes: number }, []>("SELECT pool_id, volume_type, coalesce(sum(size_bytes), 0) AS bytes FROM volume GROUP BY pool_id, volume_type")
-    .all();
-  const byPool = new Map<string, DeviceLite[]>();
-  for (const d of devices) {
-    const list = byPool.get(d.pool_id) ?? [];
-    list.push(d);
-    byPool.set(d.pool_id, list);
-  }
+  // at rest these were most of the observe step at 100,000 volumes: the volume sums are kept by
+  // triggers (observe_cache.ts) and the active MDM's devices come from the placement view
+  const vols = volumeSums(ctx);
+  const byPool = devicesByPool(ctx, pools);
   return pools.map((p) => {
     const devs = byPool.get(p.id) ?? [];
     const thickNet = vols.find((v) => v.pool_id === p.id && v.volume_type === "ThickProvisioned")?.bytes ?? 0;
@@ -68,12 +65,12 @@ export function poolUsages(ctx: MdmContext): PoolUsage[] {
     let thinUsedRaw = 0;
     let failed = 0;
     for (const d of devs) {
-      if (d.state === "Failed") failed += d.capacity_bytes;
-      else thinUsedRaw += Math.max(0, d.used_bytes - d.thick_assigned_bytes);
+      if (d.state === "Failed") failed += d.capacityBytes;
+      else thinUsedRaw += Math.max(0, d.usedBytes - d.thickAssignedBytes);
     }
     const cap = poolCapacity(
       {
-        devices: devs.map((d) => ({ capacityBytes: d.capacity_bytes, usedBytes: d.used_bytes, state: d.state === "Failed" ? "Failed" : "Normal" })),
+        devices: devs.map((d) => ({ capacityBytes: d.capacityBytes, usedBytes: d.usedBytes, state: d.state === "Failed" ? "Failed" : "Normal" })),
         sparePercentage: p.spare_percentage,
         thickReservedBytes: thickNet,
         thinUsedBytes: Math.floor(thinUsedRaw / COPIES),
@@ -104,6 +101,18 @@ export function poolUsages(ctx: MdmContext): PoolUsage[] {
       criticalThresholdPct: p.critical,
     };
   });
+}
+
+/** Every device of every pool: the placement view's rows on the active MDM, read from the store elsewhere (a standby: query_only). */
+function devicesByPool(ctx: MdmContext, pools: readonly { id: string }[]): Map<string, readonly DeviceLite[]> {
+  if (ctx.meta.isLeader()) {
+    const view = placementViewOf(ctx);
+    return new Map(pools.map((p) => [p.id, view.devicesOf(p.id)]));
+  }
+  const devices = ctx.store.sqlite
+    .query<DeviceLite, []>("SELECT pool_id AS poolId, capacity_bytes AS capacityBytes, used_bytes AS usedBytes, thick_assigned_bytes AS thickAssignedBytes, state FROM device")
+    .all();
+  return Map.groupBy(devices, (d) => d.poolId);
 }
 
 export const OVERCOMMIT_LIMIT = Limits.maxThinOvercommitRatio;

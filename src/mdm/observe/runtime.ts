@@ -57,8 +57,12 @@ export class ObserveRuntime {
   lastHistoryMs = 0;
   /** what the last observe step took (ms) */
   lastTickMs = 0;
-  /** the pools' recovery figures as last computed, and what that took (recovery_pacing.ts) */
-  recoveryCache: { atMs: number; status: Map<string, RebuildStatus>; costMs: number } | null = null;
+  /**
+   * the pools' recovery figures as last computed, and what that took (recovery_pacing.ts);
+   * quietKey: when they showed no recovery work at all, what they were computed from (the
+   * observe stamp and the SDSs' connection states), else null
+   */
+  recoveryCache: { atMs: number; status: Map<string, RebuildStatus>; costMs: number; quietKey: string | null } | null = null;
   /** label text of each volume's /metrics series, by id (rebuilt when the name changes) */
   readonly volumeLabelCache = new Map<string, { name: string | null; text: string }>();
 

@@ -9,7 +9,7 @@
 // above it; floors older than a grant's lifetime (plus slack for clock skew) are pruned: no
 // grant they could void is still valid.
 
-import { desc, lt, sql } from "drizzle-orm";
+import { sql } from "drizzle-orm";
 import type { GrantFloor } from "../../proto/cluster_api.ts";
 import { Limits } from "../../proto/limits.ts";
 import { grantFloorTable } from "../../store/mdm_schema.ts";
@@ -32,13 +32,14 @@ export function revokeGrants(ctx: MdmContext, volumeId: string, sdcId: string): 
     .run();
 }
 
-/** The floors SDSs must know (pruning the ones no valid grant can be below any more). */
+/**
+ * The floors SDSs must know (pruning the ones no valid grant can be below any more). Cached
+ * statements: every SDS fetch runs both (drizzle built them per call, ~0.1 ms of an empty delta).
+ */
 export function grantFloors(ctx: MdmContext): GrantFloor[] {
-  ctx.store.db.delete(grantFloorTable).where(lt(grantFloorTable.setAtMs, ctx.clock() - Limits.grantTtlMs - FLOOR_SLACK_MS)).run();
-  return ctx.store.db
-    .select({ volumeId: grantFloorTable.volumeId, sdcId: grantFloorTable.sdcId, floorVersion: grantFloorTable.floorVersion })
-    .from(grantFloorTable)
-    .orderBy(desc(grantFloorTable.setAtMs))
-    .limit(Limits.maxGrantFloors)
-    .all();
+  const q = ctx.store.sqlite;
+  q.query<unknown, [number]>("DELETE FROM grant_floor WHERE set_at_ms < ?").run(ctx.clock() - Limits.grantTtlMs - FLOOR_SLACK_MS);
+  return q
+    .query<GrantFloor, [number]>("SELECT volume_id AS volumeId, sdc_id AS sdcId, floor_version AS floorVersion FROM grant_floor ORDER BY set_at_ms DESC LIMIT ?")
+    .all(Limits.maxGrantFloors);
 }

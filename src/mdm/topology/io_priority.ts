@@ -25,15 +25,18 @@ export interface IoPriorityChange {
   bwLimitPerDeviceInKbps?: number | undefined;
 }
 
+/** the pool columns the copy policies come from */
+export type PoolIoColumns = Pick<StoragePoolRow, "rebuildIoPolicy" | "rebuildIoConcurrency" | "rebuildRateLimitKbps" | "rebalanceIoPolicy" | "rebalanceIoConcurrency" | "rebalanceBwLimitKbps">;
+
 /** The pool's policy for one class of copies, as stored. */
-export function poolIoPriority(p: StoragePoolRow, cls: CopyClass): { policy: IoPriorityPolicy; concurrentIos: number; bwLimitKbps: number } {
+export function poolIoPriority(p: PoolIoColumns, cls: CopyClass): { policy: IoPriorityPolicy; concurrentIos: number; bwLimitKbps: number } {
   return cls === "rebuild"
     ? { policy: p.rebuildIoPolicy, concurrentIos: p.rebuildIoConcurrency, bwLimitKbps: p.rebuildRateLimitKbps }
     : { policy: p.rebalanceIoPolicy, concurrentIos: p.rebalanceIoConcurrency, bwLimitKbps: p.rebalanceBwLimitKbps };
 }
 
 /** What an SDS applies (bytes per second). */
-export function copyIoPolicyOf(p: StoragePoolRow, cls: CopyClass): CopyIoPolicy {
+export function copyIoPolicyOf(p: PoolIoColumns, cls: CopyClass): CopyIoPolicy {
   const s = poolIoPriority(p, cls);
   // clamped again: a row from before the REST bound could hold more (the SDS refuses an unsafe integer)
   return { policy: s.policy, concurrentIosPerDevice: s.concurrentIos, bwLimitBytesPerSec: Math.min(s.bwLimitKbps, Limits.maxCopyBwKbps) * Units.KiB };
@@ -69,20 +72,18 @@ export function setIoPriorityPolicy(ctx: MdmContext, poolId: string, cls: CopyCl
   });
 }
 
-/** The copy policies of every device of an SDS (its pool's), for its assignments. */
+/**
+ * The copy policies of every device of an SDS (its pool's), for its assignments: one cached
+ * statement (every SDS fetch runs it; a drizzle read of the pool per call was ~0.15 ms of an
+ * empty delta's ~0.7 at 1,000 SDSs).
+ */
 export function copyPoliciesOfSds(ctx: MdmContext, sdsId: string): DeviceCopyPolicy[] {
   const rows = ctx.store.sqlite
-    .query<{ deviceId: string; poolId: string }, [string]>("SELECT id AS deviceId, pool_id AS poolId FROM device WHERE sds_id = ?")
+    .query<PoolIoColumns & { deviceId: string; poolId: string }, [string]>(
+      "SELECT d.id AS deviceId, d.pool_id AS poolId, p.rebuild_io_policy AS rebuildIoPolicy, p.rebuild_io_concurrency AS rebuildIoConcurrency, p.rebuild_rate_limit_kbps AS rebuildRateLimitKbps, " +
+        "p.rebalance_io_policy AS rebalanceIoPolicy, p.rebalance_io_concurrency AS rebalanceIoConcurrency, p.rebalance_bw_limit_kbps AS rebalanceBwLimitKbps " +
+        "FROM device d JOIN storage_pool p ON p.id = d.pool_id WHERE d.sds_id = ? ORDER BY d.rowid",
+    )
     .all(sdsId);
-  const pools = new Map<string, StoragePoolRow>();
-  const out: DeviceCopyPolicy[] = [];
-  for (const r of rows) {
-    let p = pools.get(r.poolId);
-    if (p === undefined) {
-      p = getPool(ctx, r.poolId);
-      pools.set(r.poolId, p);
-    }
-    out.push({ deviceId: r.deviceId, rebuild: copyIoPolicyOf(p, "rebuild"), rebalance: copyIoPolicyOf(p, "rebalance") });
-  }
-  return out;
+  return rows.map((r) => ({ deviceId: r.deviceId, rebuild: copyIoPolicyOf(r, "rebuild"), rebalance: copyIoPolicyOf(r, "rebalance") }));
 }
