@@ -185,13 +185,13 @@ describe("dynamicBwThrottling: the client-latency tuner's rule (LatencyTuner)", 
     expect(t.step(limit, quiet(100, 0.4))).toBe(floor); // the copy's first window: the time before it
     expect(t.lastVerdict).toBe("start");
     expect(t.baselineMs).toBeCloseTo(0.4);
-    expect(t.step(limit, { busyOps: 2, busyMs: 20, quietOps: 100, quietMs: 40 })).toBe(floor); // app IO, but hardly any during the copy: hold
-    expect(t.lastVerdict).toBe("no-copy");
-    const rates: number[] = [];
     const up = limit / Limits.copyTuneSteps;
-    const windows = Math.ceil((limit - floor) / up) + 1;
+    expect(t.step(limit, { busyOps: 2, busyMs: 20, quietOps: 100, quietMs: 40 })).toBe(floor + up); // app IO, but hardly any during the copy: too little to judge, speed up
+    expect(t.lastVerdict).toBe("few-busy");
+    const rates: number[] = [];
+    const windows = Math.ceil((limit - floor - up) / up) + 1;
     for (let i = 0; i < windows; i++) rates.push(t.step(limit, busy(100, 0.5))); // 1.25x the baseline: below 0.7 x aim
-    expect(rates).toEqual(rates.map((_, i) => Math.min(limit, floor + (i + 1) * up)));
+    expect(rates).toEqual(rates.map((_, i) => Math.min(limit, floor + (i + 2) * up)));
     expect(rates.at(-1)).toBe(limit);
     expect(t.lastVerdict).toBe("faster");
   });
@@ -294,6 +294,25 @@ describe("dynamicBwThrottling on a device", () => {
     await clock.advance(Limits.copyTuneRestartMs + 1);
     (await Promise.all([t.admit(1024, 0), clock.advance(10)]))[0].release();
     expect(t.bucket.rate).toBe(floor);
+  });
+
+  test("at a small limit copy IOs seconds apart are no pause: the tuner keeps its rate between them", async () => {
+    const clock = manualClock();
+    const t = new DeviceThrottle(clock, new AppIoGauge());
+    const limit = 128 * 1024; // 1 MiB chunks: one per 8 s, past copyTuneRestartMs
+    expect(MiB / limit).toBeGreaterThan(Limits.copyTuneRestartMs / 1000);
+    t.set(policy("dynamicBwThrottling", 1, limit));
+    const rates: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const p = t.admit(MiB, 0);
+      rates.push(t.bucket.rate);
+      await clock.advance((1000 * MiB) / t.bucket.rate + 1);
+      (await p).release();
+    }
+    // the start at the floor, then no app IO: doublings (each copy IO seconds after the last)
+    expect(rates[0]).toBe(limit / Limits.dynamicBwMinShare);
+    expect(rates[3]).toBe(limit);
+    expect(t.tuner.lastVerdict).toBe("no-app-io");
   });
 });
 

@@ -157,7 +157,7 @@ export interface TuneWindow {
 }
 
 /** What the tuner did with its last window (the control port shows it). */
-export type TuneVerdict = "start" | "no-app-io" | "no-copy" | "learn" | "slower" | "faster" | "hold";
+export type TuneVerdict = "start" | "no-app-io" | "few-busy" | "learn" | "slower" | "faster" | "hold";
 
 /**
  * dynamicBwThrottling's rule (pure: windows in, rate out). Vitastor's recovery tuner lowers
@@ -169,7 +169,8 @@ export type TuneVerdict = "start" | "no-app-io" | "no-copy" | "learn" | "slower"
  * - the first window of a copy (or after a pause, restart()) spans the time before it: the rate
  *   starts at the floor, nothing is judged;
  * - no app writes at all: nobody to protect, the rate doubles (up to the limit);
- * - app writes but too few while the copy ran (its first window): hold;
+ * - app writes but too few while the copy ran to judge it by: grows as below (a hold here kept
+ *   a copy at the floor for good under a light, steady client);
  * - no baseline yet (every write so far overlapped a copy): the mean at the floor rate stands
  *   in for it (the rate drops to the floor first if it is above);
  * - ratio = busy mean / baseline: above the aim, the rate shrinks by aim/ratio at once (a client
@@ -215,7 +216,11 @@ export class LatencyTuner {
       rate = Math.min(limit, rate * 2);
       this.lastVerdict = "no-app-io";
     } else if (w.busyOps < min) {
-      this.lastVerdict = "no-copy";
+      // app writes, but too few of them met the copy to judge it by: little app IO the copy can
+      // slow, so speed up as when latency is low (holding here kept a copy at the floor for good
+      // under a light, steady client)
+      rate = Math.min(limit, rate + Math.ceil(limit / Limits.copyTuneSteps));
+      this.lastVerdict = "few-busy";
     } else {
       const mean = w.busyMs / w.busyOps;
       this.lastMeanMs = mean;
@@ -249,6 +254,8 @@ export class DeviceThrottle {
   readonly tuner = new LatencyTuner();
   /** the gauge's counters at the tuner's last step, and when it was */
   private tunedAt = { ms: -Infinity, busyOps: 0, busyMs: 0, quietOps: 0, quietMs: 0 };
+  /** when the last copy IO of this class on this device asked for its admission */
+  private lastCopyIoMs = -Infinity;
   /** copy IOs of this class on this device past every wait and not yet answered, and the most seen */
   inFlight = 0;
   maxInFlight = 0;
@@ -284,7 +291,7 @@ export class DeviceThrottle {
    */
   async admit(bytes: number, priority: number, cancelled?: () => boolean): Promise<CopyPermit> {
     const p = this.policy;
-    if (p.policy === "dynamicBwThrottling") this.tune(p.bwLimitBytesPerSec);
+    if (p.policy === "dynamicBwThrottling") this.tune(p.bwLimitBytesPerSec, bytes);
     const g = this.gauge;
     g.copyPending++;
     try {
@@ -319,13 +326,19 @@ export class DeviceThrottle {
   }
 
   /** dynamicBwThrottling: once per Limits.copyTuneIntervalMs (at a copy IO), the tuner's step on the window since the last. */
-  private tune(limit: number): void {
+  private tune(limit: number, bytes: number): void {
     if (limit === 0) return;
     const now = this.clock.nowMs();
+    // the device's copies paused: measured from its last copy IO, not its last step (at a small
+    // limit copy IOs come seconds apart, and every step would start over from the floor), and
+    // never shorter than two copy IOs at the current rate
+    const rate = this.bucket.rate > 0 ? this.bucket.rate : limit;
+    const paused = now - this.lastCopyIoMs > Math.max(Limits.copyTuneRestartMs, (2000 * bytes) / rate);
+    this.lastCopyIoMs = now;
     const last = this.tunedAt;
     if (now - last.ms < Limits.copyTuneIntervalMs) return;
     const g = this.gauge;
-    if (now - last.ms > Limits.copyTuneRestartMs) this.tuner.restart();
+    if (paused) this.tuner.restart();
     const w: TuneWindow = { busyOps: g.busyOps - last.busyOps, busyMs: g.busyMs - last.busyMs, quietOps: g.quietOps - last.quietOps, quietMs: g.quietMs - last.quietMs };
     this.tunedAt = { ms: now, busyOps: g.busyOps, busyMs: g.busyMs, quietOps: g.quietOps, quietMs: g.quietMs };
     this.bucket.setRate(this.tuner.step(limit, w));
