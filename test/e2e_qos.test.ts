@@ -58,7 +58,9 @@ test("a 500 IOPS limit holds fio at 500 ± 5 % while an unlimited volume on the 
   expect(li).toBeLessThan(525);
   // the other volume is not throttled: far above the limit, and (this host is shared, figures
   // move a lot between runs) in the range of its speed alone
-  expect(fi).toBeGreaterThan(500 * 10);
+  // (5x the limit: a throttled volume cannot get there; 10x failed once at load ~6 with the
+  // volume alone at 4,885 and beside the limited one at 3,501)
+  expect(fi).toBeGreaterThan(500 * 5);
   expect(fi).toBeGreaterThan(alone * 0.4);
   const q = await c.scli(["--query_volume", "--volume_name", "q1"]);
   expect(q.stdout).toContain("IOPS limit: 500");

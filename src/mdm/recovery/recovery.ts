@@ -77,7 +77,7 @@ export function recoveryTick(ctx: MdmContext): TickResult {
   const view = loadRecoveryView(ctx, { moveCandidates: !slice.holdStarts, sds, slice: { extents, partial: slice.partial } });
   // the first pass after a loss examines every failover candidate before any copy starts
   const pools = slice.holdStarts ? view.pools.map((p) => ({ ...p, rebuildEnabled: false, rebalanceEnabled: false })) : view.pools;
-  const planned = planRecovery({
+  const input = {
     nowMs: now,
     config: { gracePeriodMs: rt.config.rebuildGraceMs, maxConcurrentPerSds: rt.config.maxConcurrentPerSds },
     pools,
@@ -85,12 +85,21 @@ export function recoveryTick(ctx: MdmContext): TickResult {
     extents: view.extents,
     moveCandidates: view.moveCandidates,
     emptyRemovingSds: view.emptyRemovingSds,
-  });
+  };
   const cap = Math.min(MAX_EXTENT_CHANGES_PER_TICK, ctx.meta.maxRowsPerCommit);
+  let planned = planRecovery(input);
+  // A plan over the cap with copy starts in it: plan repairs only. A failover planned with a
+  // start in one change (the extent's lost copy dropped and its rebuild begun) counts as a start
+  // in firstChanges, so the cap dropped its failover with the start; the starts come at later steps.
+  if (planned.changes.length > cap && planned.changes.some(startsCopy)) {
+    planned = planRecovery({ ...input, pools: pools.map((p) => ({ ...p, rebuildEnabled: false, rebalanceEnabled: false })), moveCandidates: [] });
+  }
   const plan = planned.changes.length > cap ? { ...planned, changes: firstChanges(planned.changes, cap) } : planned;
   const repairsLeft = plan === planned ? 0 : countRepairs(planned.changes) - countRepairs(plan.changes);
   if (plan !== planned) consola.warn(`mdm: recovery step of ${planned.changes.length} extent changes: ${cap} now, the rest at the next ticks`);
   const removedSds = applyPlan(ctx, plan);
+  // repairs the cap left wait for no other slice: the next step plans this one again
+  if (repairsLeft > 0) rt.worklist.again();
   trimAppliedMerges(ctx);
   for (const id of removedSds) ctx.health.forgetSds(id);
   logPlan(plan, removedSds);

@@ -12,7 +12,7 @@ import { extentFromRow, extentKey, type ExtentInfo, type PlannedExtent } from ".
 import type { PoolPolicy } from "./rebuild_planner.ts";
 import { rebuildUnthrottled } from "../topology/io_priority.ts";
 import type { SdsView } from "./target_placement.ts";
-import { listedSource, type KeySource } from "./recovery_worklist.ts";
+import type { KeySource } from "./recovery_worklist.ts";
 import { placementViewOf, sdsWithDevicesFromStore } from "../topology/placement_view.ts";
 
 export const SDS_REMOVING = "RemovalInProgress";
@@ -127,19 +127,23 @@ export function attentionSources(ctx: MdmContext, sds: readonly SdsView[]): KeyS
   const attention = sqlite.query<PagedRow, [string, number, number]>(
     `${PAGED} WHERE (secondary_sds_id IS NULL OR target_sds_id IS NOT NULL OR away_sds_id IS NOT NULL) AND (volume_id, idx) > (?1, ?2) ORDER BY volume_id, idx LIMIT ?3`,
   );
+  // a failed device of a connected SDS: its copies as primary, then as secondary, over the SDS's
+  // indexes (rows read at each page like every source: rows listed at a pass's start were stale
+  // by the time a later step planned them, and the epoch compare-and-set aborted that step)
+  const onPrimaryDevice = sqlite.query<PagedRow, [string, string, number, number, string]>(`${PAGED} WHERE primary_sds_id = ?1 AND primary_device_id = ?5 AND ${AFTER}`);
+  const onSecondaryDevice = sqlite.query<PagedRow, [string, string, number, number, string]>(`${PAGED} WHERE secondary_sds_id = ?1 AND secondary_device_id = ?5 AND ${AFTER}`);
   const paged = (q: typeof byPrimary, sdsId: string): KeySource<PlannedExtent> => ({ failover: true, page: (after, n) => q.all(sdsId, after?.volumeId ?? "", after?.idx ?? -1, n).map(planned) });
+  const pagedDevice = (q: typeof onPrimaryDevice, sdsId: string, deviceId: string): KeySource<PlannedExtent> => ({
+    failover: true,
+    page: (after, n) => q.all(sdsId, after?.volumeId ?? "", after?.idx ?? -1, n, deviceId).map(planned),
+  });
   const out: KeySource<PlannedExtent>[] = [];
-  const onFailed = sqlite.query<PagedRow, [string, string]>(`${PAGED} WHERE primary_sds_id = ?1 OR secondary_sds_id = ?2`);
   for (const s of sds) {
     if (!s.connected) {
       out.push(paged(byPrimary, s.sdsId), paged(bySecondary, s.sdsId));
       continue;
     }
-    const failed = s.devices.filter((d) => d.failed).map((d) => d.deviceId);
-    if (failed.length === 0) continue;
-    // a failed device of a connected SDS: rare, and at most one SDS's copies
-    const rows = onFailed.all(s.sdsId, s.sdsId).filter((r) => failed.includes(r.primaryDeviceId) || (r.secondaryDeviceId !== null && failed.includes(r.secondaryDeviceId)));
-    out.push(listedSource(rows.map(planned), true));
+    for (const d of s.devices) if (d.failed) out.push(pagedDevice(onPrimaryDevice, s.sdsId, d.deviceId), pagedDevice(onSecondaryDevice, s.sdsId, d.deviceId));
   }
   out.push({ failover: false, page: (after, n) => attention.all(after?.volumeId ?? "", after?.idx ?? -1, n).map(planned) });
   return out;

@@ -78,6 +78,8 @@ export class RecoveryWorklist {
   private sliceSize: number;
   /** passes started (tests, bench) */
   passes = 0;
+  /** the position before the last next() (again()) */
+  private before: { passes: number; sources: KeySource[]; at: number; cursor: ExtentKeyRef | null; done: boolean; signature: string | null; passOfSignature: number } | null = null;
 
   constructor(private maxSlice = MAX_EXTENTS_PER_STEP) {
     this.sliceSize = maxSlice;
@@ -95,6 +97,7 @@ export class RecoveryWorklist {
    * on down SDSs) is in two slices: planning it again is planning an extent the step before changed.
    */
   next<T extends ExtentKeyRef>(sds: readonly SdsView[], sourcesOf: (sds: readonly SdsView[]) => KeySource<T>[]): Slice<T> {
+    this.before = { passes: this.passes, sources: this.sources, at: this.at, cursor: this.cursor, done: this.done, signature: this.signature, passOfSignature: this.passOfSignature };
     const sig = viewSignature(sds);
     const firstOfPass = sig !== this.signature || this.done;
     if (firstOfPass) {
@@ -132,6 +135,25 @@ export class RecoveryWorklist {
     return { keys, partial, holdStarts: partial && failoversLeft > 0, passDone: this.done, firstOfPass, failoversLeft };
   }
 
+  /**
+   * Offer the last slice again at the next step (its step could not persist all of its membership
+   * repairs: the commit's change cap). Moving on would leave those failovers to the next pass,
+   * after the whole attention index, with copy starts no longer held for them. Each step persists
+   * some repairs of the slice, so a slice is offered again only a bounded number of times.
+   */
+  again(): void {
+    const b = this.before;
+    if (b === null) return;
+    this.sources = b.sources;
+    this.at = b.at;
+    this.cursor = b.cursor;
+    this.done = b.done;
+    this.signature = b.signature;
+    this.passOfSignature = b.passOfSignature;
+    this.passes = b.passes;
+    this.before = null;
+  }
+
   /** The step that planned the last slice cost costMs of loop time: size the next slice by it. */
   noteCost(costMs: number): void {
     if (costMs > STEP_BUDGET_MS) this.sliceSize = Math.max(Math.min(MIN_EXTENTS_PER_STEP, this.maxSlice), Math.floor(this.sliceSize / 2));
@@ -144,7 +166,7 @@ export class RecoveryWorklist {
   }
 }
 
-/** A source over keys already listed (tests; a connected SDS's failed devices). */
+/** A source over keys already listed (tests). */
 export function listedSource<T extends ExtentKeyRef>(keys: readonly T[], failover: boolean): KeySource<T> {
   const sorted = [...keys].sort((a, b) => (a.volumeId < b.volumeId ? -1 : a.volumeId > b.volumeId ? 1 : a.idx - b.idx));
   return {
