@@ -25,8 +25,10 @@ const live = (sds: string, dev: string) => `CASE WHEN ${keyOf(sds, dev)} ${inJso
 // ?5 disconnected SDS ids, ?6 connected SDSs with a failed device, ?7 the keys of those SDSs'
 // failed devices (an extent on such an SDS with a copy on one of ITS failed devices, as there).
 // The UNION of keys keeps each extent once (an extent of two down SDSs is on both lists) and
-// uses an index per part (the attention index is partial, on exactly its first condition).
-const GROUPS_SQL = `
+// uses an index per part (the attention index is partial, on exactly its first condition); the
+// CROSS JOIN makes sqlite read the extent rows by key from that list (as an IN over the whole
+// table it scanned all 1.6 M rows: 0.5 s with one SDS down).
+export const GROUPS_SQL = `
 SELECT pool_id AS poolId, eb AS extentBytes, ps, ss, pr, sr, aw, ar, COUNT(*) AS n FROM (
   SELECT v.pool_id, v.extent_bytes AS eb,
     ${live("e.primary_sds_id", "e.primary_device_id")} AS ps,
@@ -35,15 +37,15 @@ SELECT pool_id AS poolId, eb AS extentBytes, ps, ss, pr, sr, aw, ar, COUNT(*) AS
     CASE WHEN e.secondary_sds_id IS NULL THEN 0 ELSE e.secondary_sds_id ${inJson(3)} END AS sr,
     CASE WHEN e.away_sds_id IS NULL THEN -1 ELSE ${live("e.away_sds_id", "e.away_device_id")} END AS aw,
     CASE WHEN e.away_sds_id IS NULL THEN 0 ELSE e.away_since_ms > ?4 END AS ar
-  FROM extent e JOIN vtree v ON v.owner_id = e.volume_id
-  WHERE e.target_sds_id IS NULL AND (e.volume_id, e.idx) IN (
+  FROM (
     SELECT volume_id, idx FROM extent WHERE secondary_sds_id IS NULL OR target_sds_id IS NOT NULL OR away_sds_id IS NOT NULL
     UNION SELECT volume_id, idx FROM extent WHERE primary_sds_id ${inJson(5)}
     UNION SELECT volume_id, idx FROM extent WHERE secondary_sds_id ${inJson(5)}
     UNION SELECT volume_id, idx FROM extent WHERE (primary_sds_id ${inJson(6)} OR secondary_sds_id ${inJson(6)})
       AND (${keyOf("primary_sds_id", "primary_device_id")} ${inJson(7)} OR ${keyOf("primary_sds_id", "secondary_device_id")} ${inJson(7)}
         OR ${keyOf("secondary_sds_id", "primary_device_id")} ${inJson(7)} OR ${keyOf("secondary_sds_id", "secondary_device_id")} ${inJson(7)})
-  )
+  ) k CROSS JOIN extent e ON e.volume_id = k.volume_id AND e.idx = k.idx JOIN vtree v ON v.owner_id = e.volume_id
+  WHERE e.target_sds_id IS NULL
 ) GROUP BY pool_id, eb, ps, ss, pr, sr, aw, ar`;
 
 interface GroupRow {
