@@ -18,49 +18,46 @@ import { loadCopyingExtents } from "./recovery_view.ts";
 const key = (sdsId: string, deviceId: string) => `${sdsId}\u001f${deviceId}`;
 const keyOf = (sds: string, dev: string) => `(${sds} || char(31) || ${dev})`;
 const inJson = (n: number) => `IN (SELECT value FROM json_each(?${n}))`;
-/** the liveness of a copy (as copyStatus in recovery.ts): 2 up, 1 down, 0 dead (failed or unknown device) */
-const live = (sds: string, dev: string) => `CASE WHEN ${keyOf(sds, dev)} ${inJson(1)} THEN 2 WHEN ${keyOf(sds, dev)} ${inJson(2)} THEN 1 ELSE 0 END`;
+/** 1 when the copy is on a known device of its SDS that has not failed, else 0 */
+const good = (sds: string, dev: string) => `${keyOf(sds, dev)} ${inJson(1)}`;
 
-// ?1 up copies' keys, ?2 down copies' keys, ?3 removing SDS ids, ?4 now - grace (ms),
-// ?5 disconnected SDS ids, ?6 connected SDSs with a failed device, ?7 the keys of those SDSs'
+// ?1 the keys of every device that has not failed (of its SDS), ?2 now - grace (ms),
+// ?3 disconnected SDS ids, ?4 connected SDSs with a failed device, ?5 the keys of those SDSs'
 // failed devices (an extent on such an SDS with a copy on one of ITS failed devices, as there).
 // The UNION of keys keeps each extent once (an extent of two down SDSs is on both lists) and
 // uses an index per part (the attention index is partial, on exactly its first condition); the
 // CROSS JOIN makes sqlite read the extent rows by key from that list (as an IN over the whole
 // table it scanned all 1.6 M rows: 0.5 s with one SDS down).
 export const GROUPS_SQL = `
-SELECT pool_id AS poolId, eb AS extentBytes, ps, ss, pr, sr, aw, ar, COUNT(*) AS n FROM (
+SELECT pool_id AS poolId, eb AS extentBytes, ps, pg, ss, sg, aws, ag, ar, COUNT(*) AS n FROM (
   SELECT v.pool_id, v.extent_bytes AS eb,
-    ${live("e.primary_sds_id", "e.primary_device_id")} AS ps,
-    CASE WHEN e.secondary_sds_id IS NULL THEN -1 ELSE ${live("e.secondary_sds_id", "e.secondary_device_id")} END AS ss,
-    e.primary_sds_id ${inJson(3)} AS pr,
-    CASE WHEN e.secondary_sds_id IS NULL THEN 0 ELSE e.secondary_sds_id ${inJson(3)} END AS sr,
-    CASE WHEN e.away_sds_id IS NULL THEN -1 ELSE ${live("e.away_sds_id", "e.away_device_id")} END AS aw,
-    CASE WHEN e.away_sds_id IS NULL THEN 0 ELSE e.away_since_ms > ?4 END AS ar
+    e.primary_sds_id AS ps, ${good("e.primary_sds_id", "e.primary_device_id")} AS pg,
+    e.secondary_sds_id AS ss, CASE WHEN e.secondary_sds_id IS NULL THEN 0 ELSE ${good("e.secondary_sds_id", "e.secondary_device_id")} END AS sg,
+    e.away_sds_id AS aws, CASE WHEN e.away_sds_id IS NULL THEN 0 ELSE ${good("e.away_sds_id", "e.away_device_id")} END AS ag,
+    CASE WHEN e.away_sds_id IS NULL THEN 0 ELSE e.away_since_ms > ?2 END AS ar
   FROM (
     SELECT volume_id, idx FROM extent WHERE secondary_sds_id IS NULL OR target_sds_id IS NOT NULL OR away_sds_id IS NOT NULL
-    UNION SELECT volume_id, idx FROM extent WHERE primary_sds_id ${inJson(5)}
-    UNION SELECT volume_id, idx FROM extent WHERE secondary_sds_id ${inJson(5)}
-    UNION SELECT volume_id, idx FROM extent WHERE (primary_sds_id ${inJson(6)} OR secondary_sds_id ${inJson(6)})
-      AND (${keyOf("primary_sds_id", "primary_device_id")} ${inJson(7)} OR ${keyOf("primary_sds_id", "secondary_device_id")} ${inJson(7)}
-        OR ${keyOf("secondary_sds_id", "primary_device_id")} ${inJson(7)} OR ${keyOf("secondary_sds_id", "secondary_device_id")} ${inJson(7)})
+    UNION SELECT volume_id, idx FROM extent WHERE primary_sds_id ${inJson(3)}
+    UNION SELECT volume_id, idx FROM extent WHERE secondary_sds_id ${inJson(3)}
+    UNION SELECT volume_id, idx FROM extent WHERE (primary_sds_id ${inJson(4)} OR secondary_sds_id ${inJson(4)})
+      AND (${keyOf("primary_sds_id", "primary_device_id")} ${inJson(5)} OR ${keyOf("primary_sds_id", "secondary_device_id")} ${inJson(5)}
+        OR ${keyOf("secondary_sds_id", "primary_device_id")} ${inJson(5)} OR ${keyOf("secondary_sds_id", "secondary_device_id")} ${inJson(5)})
   ) k CROSS JOIN extent e ON e.volume_id = k.volume_id AND e.idx = k.idx JOIN vtree v ON v.owner_id = e.volume_id
   WHERE e.target_sds_id IS NULL
-) GROUP BY pool_id, eb, ps, ss, pr, sr, aw, ar`;
+) GROUP BY pool_id, eb, ps, pg, ss, sg, aws, ag, ar`;
 
 interface GroupRow {
   poolId: string;
   extentBytes: number;
-  ps: number;
-  ss: number;
-  pr: number;
-  sr: number;
-  aw: number;
+  ps: string;
+  pg: number;
+  ss: string | null;
+  sg: number;
+  aws: string | null;
+  ag: number;
   ar: number;
   n: number;
 }
-
-const asLive = (x: number): CopyLive => (x === 2 ? 2 : x === 1 ? 1 : 0);
 
 export interface AttentionGroups {
   groups: ExtentGroup[];
@@ -72,37 +69,41 @@ export interface AttentionGroups {
  * at `nowMs` with the grace period `graceMs`.
  */
 export function loadAttentionGroups(ctx: MdmContext, sds: readonly SdsView[], nowMs: number, graceMs: number): AttentionGroups {
-  const up: string[] = [];
-  const down: string[] = [];
-  const removing: string[] = [];
+  const good: string[] = [];
+  const connected = new Map<string, boolean>();
+  const removing = new Set<string>();
   const disconnected: string[] = [];
   const withFailed: string[] = [];
   const failed: string[] = [];
   for (const s of sds) {
-    if (s.removing) removing.push(s.sdsId);
+    connected.set(s.sdsId, s.connected);
+    if (s.removing) removing.add(s.sdsId);
     if (!s.connected) disconnected.push(s.sdsId);
     let anyFailed = false;
     for (const d of s.devices) {
-      if (d.failed) {
+      if (!d.failed) good.push(key(s.sdsId, d.deviceId));
+      else if (s.connected) {
         anyFailed = true;
-        if (s.connected) failed.push(key(s.sdsId, d.deviceId));
-      } else (s.connected ? up : down).push(key(s.sdsId, d.deviceId));
+        failed.push(key(s.sdsId, d.deviceId));
+      }
     }
-    if (anyFailed && s.connected) withFailed.push(s.sdsId);
+    if (anyFailed) withFailed.push(s.sdsId);
   }
+  // as copyStatus (recovery.ts): dead on a failed or unknown device, else up or down with its SDS
+  const liveOf = (sdsId: string, isGood: number): CopyLive => (isGood !== 1 ? 0 : connected.get(sdsId) === true ? 2 : 1);
   const rows = ctx.store.sqlite
-    .query<GroupRow, [string, string, string, number, string, string, string]>(GROUPS_SQL)
-    .all(JSON.stringify(up), JSON.stringify(down), JSON.stringify(removing), nowMs - graceMs, JSON.stringify(disconnected), JSON.stringify(withFailed), JSON.stringify(failed));
+    .query<GroupRow, [string, number, string, string, string]>(GROUPS_SQL)
+    .all(JSON.stringify(good), nowMs - graceMs, JSON.stringify(disconnected), JSON.stringify(withFailed), JSON.stringify(failed));
   const groups = rows.map(
     (r): ExtentGroup => ({
       poolId: r.poolId,
       extentBytes: r.extentBytes,
       n: r.n,
-      primary: asLive(r.ps),
-      secondary: r.ss === -1 ? null : asLive(r.ss),
-      primaryRemoving: r.pr === 1,
-      secondaryRemoving: r.sr === 1,
-      away: r.aw === -1 ? null : asLive(r.aw),
+      primary: liveOf(r.ps, r.pg),
+      secondary: r.ss === null ? null : liveOf(r.ss, r.sg),
+      primaryRemoving: removing.has(r.ps),
+      secondaryRemoving: r.ss !== null && removing.has(r.ss),
+      away: r.aws === null ? null : liveOf(r.aws, r.ag),
       awayRecent: r.ar === 1,
     }),
   );
