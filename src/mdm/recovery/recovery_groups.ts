@@ -1,12 +1,14 @@
 // The extents that need attention, as the pool recovery figures want them (recoveryStatus,
 // recovery_summary.ts summarizeGroups): the ones without a running copy counted by sqlite in
-// groups of like extents (pool, extent size, liveness of each copy, removal state of the in-sync
-// copies' SDSs, away copy within its grace period), the few with a running copy read one by one
-// for their progress. The same extents as loadAttentionExtents (recovery_view.ts): the attention
+// groups of like extents (pool, extent size, the SDSs of the primary, secondary and away copies,
+// whether each copy is on a known device of its SDS that has not failed, away copy within its
+// grace period; up / down / dead and removal are then judged per group here), the few with a
+// running copy read one by one for their progress. The same extents as loadAttentionExtents (recovery_view.ts): the attention
 // index, every copy of a disconnected SDS, a connected SDS's copies on its failed devices.
 // Why: with 100 of 1,000 SDSs down that is 10^5 extents; an object per extent held the loop
 // 14-48 s in the observe step (2.3-3.0 s a computation), which declared more SDSs down. The
-// groups number about (pools x liveness combinations), whatever the extent count.
+// groups number about the SDS pairs involved (3,527 with 100 of 1,000 down), not the extents;
+// what is left is sqlite finding and reading the rows (docs/design.md "MDM at scale", item 5).
 
 import type { MdmContext } from "../core/context.ts";
 import type { CopyLive, ExtentGroup } from "./recovery_summary.ts";
@@ -28,7 +30,7 @@ const good = (sds: string, dev: string) => `${keyOf(sds, dev)} ${inJson(1)}`;
 // uses an index per part (the attention index is partial, on exactly its first condition); the
 // CROSS JOIN makes sqlite read the extent rows by key from that list (as an IN over the whole
 // table it scanned all 1.6 M rows: 0.5 s with one SDS down).
-export const GROUPS_SQL = `
+const GROUPS_SQL = `
 SELECT pool_id AS poolId, eb AS extentBytes, ps, pg, ss, sg, aws, ag, ar, COUNT(*) AS n FROM (
   SELECT v.pool_id, v.extent_bytes AS eb,
     e.primary_sds_id AS ps, ${good("e.primary_sds_id", "e.primary_device_id")} AS pg,
