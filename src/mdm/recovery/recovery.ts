@@ -22,8 +22,9 @@ import { judgeReport } from "./rebuild_completion.ts";
 import { planRecovery, type ExtentChange, type RecoveryPlan } from "./rebuild_planner.ts";
 import { RebuildProgress } from "./rebuild_progress.ts";
 import { deviceCopyDeltas, extentFromRow, extentKey, rowColumnsOf, withInSync, type CopyRef, type ExtentState, type PlannedExtent, type SameDomain } from "./recovery_model.ts";
-import { summarizePool } from "./recovery_summary.ts";
-import { copiesHeldBy, attentionSources, loadAttentionExtents, loadCopyingExtents, loadRecoveryView, loadSdsViews, SDS_REMOVING, type RecoveryView } from "./recovery_view.ts";
+import { summarizeGroups, summarizePool, type SummaryContext } from "./recovery_summary.ts";
+import { loadAttentionGroups } from "./recovery_groups.ts";
+import { copiesHeldBy, attentionSources, drainWork, loadAttentionExtents, loadCopyingExtents, loadRecoveryView, loadSdsViews, SDS_REMOVING, type RecoveryView } from "./recovery_view.ts";
 import { getSds } from "../core/lookup.ts";
 import { bumpMapVersion } from "../core/system_state.ts";
 import { addToDevice, chooseTargetDevice, domainOf, poolHasFaultSets, type SdsView } from "./target_placement.ts";
@@ -246,6 +247,36 @@ function copyStatus(sds: readonly SdsView[]): (c: CopyRef) => "up" | "down" | "d
   };
 }
 
+/** What every pool's figures take besides the extents (summarizePool / summarizeGroups). */
+function summaryContexts(
+  ctx: MdmContext,
+  poolIds: readonly string[],
+  sds: readonly SdsView[],
+  drainCopiesByPool: ReadonlyMap<string, number>,
+  now: number,
+): SummaryContext[] {
+  const rt = ctx.recovery;
+  const status = copyStatus(sds);
+  const removing = new Set(sds.filter((s) => s.removing).map((s) => s.sdsId));
+  const extentBytes = new Map(ctx.store.db.select({ id: storagePoolTable.id, e: storagePoolTable.extentBytes }).from(storagePoolTable).all().map((p) => [p.id, p.e]));
+  return poolIds.map((poolId) => ({
+    poolId,
+    nowMs: now,
+    gracePeriodMs: rt.config.rebuildGraceMs,
+    isUp: (c) => status(c) === "up",
+    isDown: (c) => status(c) === "down",
+    removing: (id) => removing.has(id),
+    removingSds: sds.filter((s) => s.removing && s.devices.some((d) => d.poolId === poolId)).length,
+    runningCopy: (e) => {
+      const k = runningKey(e);
+      return k === null ? undefined : rt.progress.copy(k);
+    },
+    drainCopies: drainCopiesByPool.get(poolId) ?? 0,
+    extentBytes: extentBytes.get(poolId) ?? Limits.defaultExtentBytes,
+    progress: rt.progress.figures(poolId, now),
+  }));
+}
+
 function summaries(
   ctx: MdmContext,
   poolIds: readonly string[],
@@ -254,46 +285,33 @@ function summaries(
   drainCopiesByPool: ReadonlyMap<string, number>,
   now: number,
 ): Map<string, RebuildStatus & { hasWork: boolean }> {
-  const rt = ctx.recovery;
-  const status = copyStatus(sds);
-  const removing = new Set(sds.filter((s) => s.removing).map((s) => s.sdsId));
-  const extentBytes = new Map(ctx.store.db.select({ id: storagePoolTable.id, e: storagePoolTable.extentBytes }).from(storagePoolTable).all().map((p) => [p.id, p.e]));
-  const out = new Map<string, RebuildStatus & { hasWork: boolean }>();
-  for (const poolId of poolIds) {
-    out.set(
-      poolId,
-      summarizePool({
-        poolId,
-        nowMs: now,
-        gracePeriodMs: rt.config.rebuildGraceMs,
-        extents,
-        isUp: (c) => status(c) === "up",
-        isDown: (c) => status(c) === "down",
-        removing: (id) => removing.has(id),
-        removingSds: sds.filter((s) => s.removing && s.devices.some((d) => d.poolId === poolId)).length,
-        runningCopy: (e) => {
-          const k = runningKey(e);
-          return k === null ? undefined : rt.progress.copy(k);
-        },
-        drainCopies: drainCopiesByPool.get(poolId) ?? 0,
-        extentBytes: extentBytes.get(poolId) ?? Limits.defaultExtentBytes,
-        progress: rt.progress.figures(poolId, now),
-      }),
-    );
-  }
-  return out;
+  return new Map(summaryContexts(ctx, poolIds, sds, drainCopiesByPool, now).map((c) => [c.poolId, summarizePool({ ...c, extents })]));
 }
 
-/** Recovery figures of pools (all when poolIds is omitted), from the current state. */
-export function recoveryStatus(ctx: MdmContext, poolIds?: readonly string[]): Map<string, RebuildStatus> {
-  const view = loadRecoveryView(ctx, { moveCandidates: false });
+const withoutWork = (m: Map<string, RebuildStatus & { hasWork: boolean }>): Map<string, RebuildStatus> =>
+  new Map([...m].map(([id, { hasWork: _hasWork, ...status }]) => [id, status]));
+
+/**
+ * Recovery figures of pools (all when poolIds is omitted), from the current state. The extents
+ * without a running copy are counted by sqlite in groups (recovery_groups.ts): no object per
+ * extent, whatever the number of SDSs down; `sds` is the liveness to judge by (default: now's).
+ */
+export function recoveryStatus(ctx: MdmContext, poolIds?: readonly string[], sds: SdsView[] = loadSdsViews(ctx)): Map<string, RebuildStatus> {
+  const now = ctx.clock();
+  const ids = poolIds ?? ctx.store.db.select({ id: storagePoolTable.id }).from(storagePoolTable).all().map((p) => p.id);
+  const { groups, copying } = loadAttentionGroups(ctx, sds, now, ctx.recovery.config.rebuildGraceMs);
+  const { drainCopiesByPool } = drainWork(ctx, sds);
+  return withoutWork(new Map(summaryContexts(ctx, ids, sds, drainCopiesByPool, now).map((c) => [c.poolId, summarizeGroups({ ...c, groups, copying })])));
+}
+
+/**
+ * The same figures from an object per attention extent (loadAttentionExtents + summarizePool):
+ * what recoveryStatus computed before the groups; the reference its equality test compares with.
+ */
+export function recoveryStatusByExtent(ctx: MdmContext, poolIds?: readonly string[], sds: SdsView[] = loadSdsViews(ctx)): Map<string, RebuildStatus> {
+  const view = loadRecoveryView(ctx, { moveCandidates: false, sds });
   const ids = poolIds ?? view.pools.map((p) => p.poolId);
-  const out = new Map<string, RebuildStatus>();
-  for (const [id, s] of summaries(ctx, ids, view.sds, view.extents, view.drainCopiesByPool, ctx.clock())) {
-    const { hasWork: _hasWork, ...status } = s;
-    out.set(id, status);
-  }
-  return out;
+  return withoutWork(summaries(ctx, ids, view.sds, view.extents, view.drainCopiesByPool, ctx.clock()));
 }
 
 // ---- rebuild reports (SDS heartbeats) ----

@@ -230,28 +230,10 @@ function moveCandidatesOf(ctx: MdmContext, pool: PoolPolicy, sds: readonly SdsVi
   return withInfo(ctx, rows);
 }
 
-/**
- * The view; without move candidates when only figures are wanted (REST), which reads less.
- * `slice`: the step's own extents (a slice of the worklist and the running copies) instead of
- * every attention extent; when partial, no rebalance move is planned (a pool's degraded extents
- * may lie outside the slice, and a degraded pool is never rebalanced).
- */
-export function loadRecoveryView(
-  ctx: MdmContext,
-  opts: { moveCandidates: boolean; sds?: SdsView[]; slice?: { extents: PlannedExtent[]; partial: boolean } } = { moveCandidates: true },
-): RecoveryView {
-  const poolRows = ctx.store.db.select().from(storagePoolTable).all();
-  const partial = opts.slice?.partial ?? false;
-  const pools: PoolPolicy[] = poolRows.map((p) => ({ poolId: p.id, rebuildEnabled: p.rebuildEnabled, rebalanceEnabled: p.rebalanceEnabled && !partial, unthrottled: rebuildUnthrottled(p) }));
-  const sds = opts.sds ?? loadSdsViews(ctx);
-  const extents = opts.slice?.extents ?? loadAttentionExtents(ctx, sds);
-  const moveCandidates: PlannedExtent[] = [];
-  const drainCopiesByPool = new Map<string, number>();
-  for (const p of opts.moveCandidates ? poolRows : []) {
-    const degraded = partial || extents.some((e) => e.poolId === p.id && e.inSync.length < 2);
-    moveCandidates.push(...moveCandidatesOf(ctx, pools.find((x) => x.poolId === p.id)!, sds, degraded, p.extentBytes));
-  }
+/** The SDSs being removed that hold nothing any more, and the copies the others still hold, per pool. */
+export function drainWork(ctx: MdmContext, sds: readonly SdsView[]): { emptyRemovingSds: string[]; drainCopiesByPool: Map<string, number> } {
   const emptyRemovingSds: string[] = [];
+  const drainCopiesByPool = new Map<string, number>();
   for (const s of sds) {
     if (!s.removing) continue;
     if (!holdsAnything(ctx, s.sdsId)) {
@@ -268,5 +250,29 @@ export function loadRecoveryView(
       drainCopiesByPool.set(poolId, (drainCopiesByPool.get(poolId) ?? 0) + n);
     }
   }
+  return { emptyRemovingSds, drainCopiesByPool };
+}
+
+/**
+ * The view; without move candidates when only figures are wanted (REST), which reads less.
+ * `slice`: the step's own extents (a slice of the worklist and the running copies) instead of
+ * every attention extent; when partial, no rebalance move is planned (a pool's degraded extents
+ * may lie outside the slice, and a degraded pool is never rebalanced).
+ */
+export function loadRecoveryView(
+  ctx: MdmContext,
+  opts: { moveCandidates: boolean; sds?: SdsView[]; slice?: { extents: PlannedExtent[]; partial: boolean } } = { moveCandidates: true },
+): RecoveryView {
+  const poolRows = ctx.store.db.select().from(storagePoolTable).all();
+  const partial = opts.slice?.partial ?? false;
+  const pools: PoolPolicy[] = poolRows.map((p) => ({ poolId: p.id, rebuildEnabled: p.rebuildEnabled, rebalanceEnabled: p.rebalanceEnabled && !partial, unthrottled: rebuildUnthrottled(p) }));
+  const sds = opts.sds ?? loadSdsViews(ctx);
+  const extents = opts.slice?.extents ?? loadAttentionExtents(ctx, sds);
+  const moveCandidates: PlannedExtent[] = [];
+  for (const p of opts.moveCandidates ? poolRows : []) {
+    const degraded = partial || extents.some((e) => e.poolId === p.id && e.inSync.length < 2);
+    moveCandidates.push(...moveCandidatesOf(ctx, pools.find((x) => x.poolId === p.id)!, sds, degraded, p.extentBytes));
+  }
+  const { emptyRemovingSds, drainCopiesByPool } = drainWork(ctx, sds);
   return { pools, sds, extents, moveCandidates, emptyRemovingSds, drainCopiesByPool };
 }
