@@ -30,7 +30,7 @@ import { MDM_MIGRATIONS } from "../store/mdm_migrate.ts";
 import type { MdmMetaStore } from "./ha/meta_store.ts";
 import { SqliteMetaStore } from "./ha/sqlite_meta_store.ts";
 import type { LeaseTiming } from "./ha/lease_session.ts";
-import { TickLateness } from "./core/health.ts";
+import { CATCH_UP_SHARE, StartCatchUp, TickLateness } from "./core/health.ts";
 
 /** a recovery tick later than its period by more than this means the MDM itself stood still */
 const STALL_SLACK_MS = 750;
@@ -181,7 +181,14 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
   // the stall must not count as silence of every node (a mass "SDS down" and its alerts on
   // waking up). Whichever runs first measures it (the gap since either last ran) and forgives it.
   const lateness = new TickLateness(Limits.recoveryTickMs, STALL_SLACK_MS);
+  // an MDM start under load: the time it answers too few beats does not count against nodes
+  const catchUp = new StartCatchUp(core.ctx.health, core.ctx.clock, Limits.heartbeatIntervalMs);
+  let catchUpLogged = false;
   const forgiveOwnStall = () => {
+    if (catchUp.tick() > 0 && !catchUpLogged) {
+      catchUpLogged = true;
+      consola.warn(`mdm: this MDM answers fewer than ${Math.round(CATCH_UP_SHARE * 100)} % of its nodes' heartbeats since its start (catching up): that time does not count against any node, for at most ${Math.round((3 * core.ctx.health.heartbeatTimeoutMs) / 1000)} s`);
+    }
     const stalledMs = lateness.late();
     if (stalledMs === 0) return;
     core.ctx.health.forgiveStall(stalledMs);
