@@ -15,7 +15,7 @@ function cluster(n: number) {
   const health = new HealthTracker(clock, TIMEOUT);
   const ids = Array.from({ length: n }, (_, i) => `sds${i}`);
   health.seedAll(ids, []);
-  const catchUp = new StartCatchUp(health, clock, INTERVAL);
+  const catchUp = new StartCatchUp(() => health, clock, INTERVAL);
   /** run `ms` of ticks; each second the first `beating` nodes beat */
   const run = (ms: number, beating: number) => {
     for (let t = 0; t < ms; t += TICK) {

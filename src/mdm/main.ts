@@ -182,7 +182,7 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
   // waking up). Whichever runs first measures it (the gap since either last ran) and forgives it.
   const lateness = new TickLateness(Limits.recoveryTickMs, STALL_SLACK_MS);
   // an MDM start under load: the time it answers too few beats does not count against nodes
-  const catchUp = new StartCatchUp(core.ctx.health, core.ctx.clock, Limits.heartbeatIntervalMs);
+  const catchUp = new StartCatchUp(() => core.ctx.health, core.ctx.clock, Limits.heartbeatIntervalMs);
   let catchUpLogged = false;
   const forgiveOwnStall = () => {
     if (catchUp.tick() > 0 && !catchUpLogged) {

@@ -296,15 +296,21 @@ export class StartCatchUp {
   /** time forgiven so far (logs, tests) */
   forgivenMs = 0;
 
+  private health: HealthTracker;
+  private readonly maxMs: number;
+
+  /** trackerOf: the current tracker (an HA takeover replaces it: the window starts over) */
   constructor(
-    private readonly health: HealthTracker,
+    private readonly trackerOf: () => HealthTracker,
     private readonly clock: () => number,
     private readonly intervalMs: number,
-    private readonly maxMs: number = 3 * health.heartbeatTimeoutMs,
+    maxMs?: number,
   ) {
+    this.health = trackerOf();
+    this.maxMs = maxMs ?? 3 * this.health.heartbeatTimeoutMs;
     this.startMs = clock();
     this.lastMs = this.startMs;
-    this.samples.push({ atMs: this.startMs, heard: health.heard });
+    this.samples.push({ atMs: this.startMs, heard: this.health.heard });
   }
 
   /** Once per tick: the time this tick forgives (already applied), 0 when the MDM keeps up. */
@@ -313,6 +319,14 @@ export class StartCatchUp {
     const elapsed = now - this.lastMs;
     this.lastMs = now;
     if (now - this.startMs >= this.maxMs || elapsed <= 0) return 0;
+    const current = this.trackerOf();
+    if (current !== this.health) {
+      // a new tracker (HA takeover): seeded as seen now, its own window starts
+      this.health = current;
+      this.samples.length = 0;
+      this.samples.push({ atMs: now, heard: current.heard });
+      return 0;
+    }
     const window = this.health.heartbeatTimeoutMs;
     this.samples.push({ atMs: now, heard: this.health.heard });
     while (this.samples.length > 2 && now - this.samples[1]!.atMs >= window) this.samples.shift();
