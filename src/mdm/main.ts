@@ -187,7 +187,7 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
   const forgiveOwnStall = () => {
     if (catchUp.tick() > 0 && !catchUpLogged) {
       catchUpLogged = true;
-      consola.warn(`mdm: this MDM answers fewer than ${Math.round(CATCH_UP_SHARE * 100)} % of its nodes' heartbeats since its start (catching up): that time does not count against any node, for at most ${Math.round((3 * core.ctx.health.heartbeatTimeoutMs) / 1000)} s`);
+      consola.warn(`mdm: this MDM answers fewer than ${Math.round(CATCH_UP_SHARE * 100)} % of its nodes' heartbeats since its start (catching up): that time does not count against any node, for at most ${Math.round(catchUp.maxMs / 1000)} s`);
     }
     const stalledMs = lateness.late();
     if (stalledMs === 0) return;

@@ -297,7 +297,8 @@ export class StartCatchUp {
   forgivenMs = 0;
 
   private health: HealthTracker;
-  private readonly maxMs: number;
+  /** how long after the start the rule holds */
+  readonly maxMs: number;
 
   /** trackerOf: the current tracker (an HA takeover replaces it: the window starts over) */
   constructor(

@@ -512,14 +512,5 @@ function rebalance(
 
 // ---- pool health ----
 
+/** Failed when an extent has no reachable in-sync copy, Degraded when one has fewer than 2 (recovery_summary.ts healthWith). */
 export type PoolHealth = "Normal" | "Degraded" | "Failed";
-
-/** Failed when an extent has no reachable in-sync copy, Degraded when one has fewer than 2. */
-export function poolHealthOf(extents: readonly ExtentState[], isUp: (c: CopyRef) => boolean): PoolHealth {
-  let health: PoolHealth = "Normal";
-  for (const e of extents) {
-    if (!e.inSync.some(isUp)) return "Failed";
-    if (e.inSync.length < 2 || !e.inSync.every(isUp)) health = "Degraded";
-  }
-  return health;
-}

@@ -19,7 +19,7 @@ import { formatBytes } from "../../proto/sizes.ts";
 import { deviceTable, extentTable, sdsTable, storagePoolTable, vtreeTable, type SdsRow } from "../../store/mdm_schema.ts";
 import { inTransaction, type MdmContext } from "../core/context.ts";
 import { judgeReport } from "./rebuild_completion.ts";
-import { planRecovery, type ExtentChange, type RecoveryPlan } from "./rebuild_planner.ts";
+import { planRecovery, type ExtentChange, type RecoveryInput, type RecoveryPlan } from "./rebuild_planner.ts";
 import { RebuildProgress } from "./rebuild_progress.ts";
 import { deviceCopyDeltas, extentFromRow, extentKey, rowColumnsOf, withInSync, type CopyRef, type ExtentState, type PlannedExtent, type SameDomain } from "./recovery_model.ts";
 import { summarizeGroups, summarizePool, type SummaryContext } from "./recovery_summary.ts";
@@ -76,25 +76,22 @@ export function recoveryTick(ctx: MdmContext): TickResult {
   // an extent with both copies on down SDSs comes from two sources, maybe in one slice: once each
   const extents = unionByKey(slice.partial ? loadCopyingExtents(ctx) : [], slice.keys);
   const view = loadRecoveryView(ctx, { moveCandidates: !slice.holdStarts, sds, slice: { extents, partial: slice.partial } });
-  // the first pass after a loss examines every failover candidate before any copy starts
-  const pools = slice.holdStarts ? view.pools.map((p) => ({ ...p, rebuildEnabled: false, rebalanceEnabled: false })) : view.pools;
-  const input = {
+  const input: RecoveryInput = {
     nowMs: now,
     config: { gracePeriodMs: rt.config.rebuildGraceMs, maxConcurrentPerSds: rt.config.maxConcurrentPerSds },
-    pools,
+    pools: view.pools,
     sds: view.sds,
     extents: view.extents,
     moveCandidates: view.moveCandidates,
     emptyRemovingSds: view.emptyRemovingSds,
   };
   const cap = Math.min(MAX_EXTENT_CHANGES_PER_TICK, ctx.meta.maxRowsPerCommit);
-  let planned = planRecovery(input);
+  // the first pass after a loss examines every failover candidate before any copy starts
+  let planned = planRecovery(slice.holdStarts ? repairsOnly(input) : input);
   // A plan over the cap with copy starts in it: plan repairs only. A failover planned with a
   // start in one change (the extent's lost copy dropped and its rebuild begun) counts as a start
   // in firstChanges, so the cap dropped its failover with the start; the starts come at later steps.
-  if (planned.changes.length > cap && planned.changes.some(startsCopy)) {
-    planned = planRecovery({ ...input, pools: pools.map((p) => ({ ...p, rebuildEnabled: false, rebalanceEnabled: false })), moveCandidates: [] });
-  }
+  if (planned.changes.length > cap && planned.changes.some(startsCopy)) planned = planRecovery(repairsOnly(input));
   const plan = planned.changes.length > cap ? { ...planned, changes: firstChanges(planned.changes, cap) } : planned;
   const repairsLeft = plan === planned ? 0 : countRepairs(planned.changes) - countRepairs(plan.changes);
   if (plan !== planned) consola.warn(`mdm: recovery step of ${planned.changes.length} extent changes: ${cap} now, the rest at the next ticks`);
@@ -108,6 +105,11 @@ export function recoveryTick(ctx: MdmContext): TickResult {
   trackProgress(ctx, view, plan, now, slice.partial ? slice : null);
   rt.worklist.noteCost(performance.now() - t0);
   return { changed: plan.changes.length, repairsLeft, passDone: slice.passDone, failoversLeft: slice.failoversLeft, examined: slice.keys.length, removedSds, plan };
+}
+
+/** The planner's input with no copy started: rebuild and rebalance off, no move candidates. */
+function repairsOnly(input: RecoveryInput): RecoveryInput {
+  return { ...input, pools: input.pools.map((p) => ({ ...p, rebuildEnabled: false, rebalanceEnabled: false })), moveCandidates: [] };
 }
 
 function unionByKey(a: readonly PlannedExtent[], b: readonly PlannedExtent[]): PlannedExtent[] {

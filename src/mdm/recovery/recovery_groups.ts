@@ -14,7 +14,7 @@ import type { MdmContext } from "../core/context.ts";
 import type { CopyLive, ExtentGroup } from "./recovery_summary.ts";
 import type { PlannedExtent } from "./recovery_model.ts";
 import type { SdsView } from "./target_placement.ts";
-import { loadCopyingExtents } from "./recovery_view.ts";
+import { ATTENTION_WHERE, loadCopyingExtents } from "./recovery_view.ts";
 
 /** a copy's key in the liveness sets: SDS id, unit separator, device id */
 const key = (sdsId: string, deviceId: string) => `${sdsId}\u001f${deviceId}`;
@@ -38,7 +38,7 @@ SELECT pool_id AS poolId, eb AS extentBytes, ps, pg, ss, sg, aws, ag, ar, COUNT(
     e.away_sds_id AS aws, CASE WHEN e.away_sds_id IS NULL THEN 0 ELSE ${good("e.away_sds_id", "e.away_device_id")} END AS ag,
     CASE WHEN e.away_sds_id IS NULL THEN 0 ELSE e.away_since_ms > ?2 END AS ar
   FROM (
-    SELECT volume_id, idx FROM extent WHERE secondary_sds_id IS NULL OR target_sds_id IS NOT NULL OR away_sds_id IS NOT NULL
+    SELECT volume_id, idx FROM extent WHERE ${ATTENTION_WHERE}
     UNION SELECT volume_id, idx FROM extent WHERE primary_sds_id ${inJson(3)}
     UNION SELECT volume_id, idx FROM extent WHERE secondary_sds_id ${inJson(3)}
     UNION SELECT volume_id, idx FROM extent WHERE (primary_sds_id ${inJson(4)} OR secondary_sds_id ${inJson(4)})
@@ -48,7 +48,7 @@ SELECT pool_id AS poolId, eb AS extentBytes, ps, pg, ss, sg, aws, ag, ar, COUNT(
   WHERE e.target_sds_id IS NULL
 ) GROUP BY pool_id, eb, ps, pg, ss, sg, aws, ag, ar`;
 
-const ANY_ATTENTION_SQL = "SELECT 1 AS x FROM extent WHERE secondary_sds_id IS NULL OR target_sds_id IS NOT NULL OR away_sds_id IS NOT NULL LIMIT 1";
+const ANY_ATTENTION_SQL = `SELECT 1 AS x FROM extent WHERE ${ATTENTION_WHERE} LIMIT 1`;
 
 interface GroupRow {
   poolId: string;

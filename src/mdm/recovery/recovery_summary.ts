@@ -106,7 +106,7 @@ const zero = (): Counts => ({
   remaining: 0,
 });
 
-/** the pool's health with `n` more extents of `ups` up copies out of `inSync` (as poolHealthOf) */
+/** the pool's health with more extents of `ups` up copies out of `inSync` each: Failed once an extent has none up, Degraded once one has fewer than 2 */
 function healthWith(c: Counts, inSync: number, ups: number): void {
   if (ups === 0) c.health = "Failed";
   else if (c.health === "Normal" && (inSync < 2 || ups < inSync)) c.health = "Degraded";

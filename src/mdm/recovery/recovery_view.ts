@@ -74,6 +74,13 @@ function withInfo(ctx: MdmContext, rows: ExtentRow[]): PlannedExtent[] {
 
 const onSds = (sdsId: string): SQL => or(eq(extentTable.primarySdsId, sdsId), eq(extentTable.secondarySdsId, sdsId)) as SQL;
 
+/**
+ * The extents that need attention whatever the SDS states (degraded, copying, keeping an away
+ * copy): the condition of the partial index extent_attention (migration 0001), word for word, so
+ * that sqlite uses it. Every reader of the attention set starts from it.
+ */
+export const ATTENTION_WHERE = "secondary_sds_id IS NULL OR target_sds_id IS NOT NULL OR away_sds_id IS NOT NULL";
+
 /** every column of an extent row, named as drizzle's ExtentRow (cached statements: see loadAttentionExtents) */
 const EXTENT_COLUMNS =
   "volume_id AS volumeId, idx, epoch, primary_sds_id AS primarySdsId, primary_device_id AS primaryDeviceId, secondary_sds_id AS secondarySdsId, secondary_device_id AS secondaryDeviceId, " +
@@ -92,7 +99,7 @@ export function loadAttentionExtents(ctx: MdmContext, sds: readonly SdsView[]): 
     for (const r of list) rows.set(extentKey({ volumeId: r.volumeId, idx: r.idx }), r);
   };
   const sqlite = ctx.store.sqlite;
-  add(sqlite.query<ExtentRow, []>(`SELECT ${EXTENT_COLUMNS} FROM extent WHERE secondary_sds_id IS NULL OR target_sds_id IS NOT NULL OR away_sds_id IS NOT NULL`).all());
+  add(sqlite.query<ExtentRow, []>(`SELECT ${EXTENT_COLUMNS} FROM extent WHERE ${ATTENTION_WHERE}`).all());
   const onSdsQ = sqlite.query<ExtentRow, [string, string]>(`SELECT ${EXTENT_COLUMNS} FROM extent WHERE primary_sds_id = ?1 OR secondary_sds_id = ?2`);
   for (const s of sds) {
     const failed = s.devices.filter((d) => d.failed).map((d) => d.deviceId);
@@ -125,7 +132,7 @@ export function attentionSources(ctx: MdmContext, sds: readonly SdsView[]): KeyS
   const byPrimary = sqlite.query<PagedRow, [string, string, number, number]>(`${PAGED} WHERE primary_sds_id = ?1 AND ${AFTER}`);
   const bySecondary = sqlite.query<PagedRow, [string, string, number, number]>(`${PAGED} WHERE secondary_sds_id = ?1 AND ${AFTER}`);
   const attention = sqlite.query<PagedRow, [string, number, number]>(
-    `${PAGED} WHERE (secondary_sds_id IS NULL OR target_sds_id IS NOT NULL OR away_sds_id IS NOT NULL) AND (volume_id, idx) > (?1, ?2) ORDER BY volume_id, idx LIMIT ?3`,
+    `${PAGED} WHERE (${ATTENTION_WHERE}) AND (volume_id, idx) > (?1, ?2) ORDER BY volume_id, idx LIMIT ?3`,
   );
   // a failed device of a connected SDS: its copies as primary, then as secondary, over the SDS's
   // indexes (rows read at each page like every source: rows listed at a pass's start were stale
