@@ -21,7 +21,7 @@ import { inTransaction, type MdmContext } from "../core/context.ts";
 import { getPool } from "../core/lookup.ts";
 import { ALERT_SEVERITIES, ALERT_TYPES, evaluateAlerts, type AffectedType, type AlertCondition, type AlertInput, type AlertSeverity, type AlertType, type PoolAlertFacts } from "./alert_rules.ts";
 import { OVERCOMMIT_LIMIT, poolUsages } from "./pool_usage.ts";
-import type { AlertRecord } from "./runtime.ts";
+import type { AlertObjectRows, AlertRecord } from "./runtime.ts";
 import { observedRecoveryStatus } from "./recovery_pacing.ts";
 import { observeStamp } from "./observe_cache.ts";
 
@@ -65,24 +65,18 @@ export function gatherAlertInput(ctx: MdmContext): AlertInput {
   return { nowMs: now, sds, sdc, devices, pools, systemId: ctx.systemId, certValidToMs: ctx.observe.certValidToMs, certWarnDays: Limits.certExpiryWarnDays };
 }
 
-interface ObjectRows {
-  sds: { id: string; name: string }[];
-  sdc: { id: string; name: string | null; host: string }[];
-  devices: AlertInput["devices"];
-}
-const objectRowsCache = new WeakMap<object, { stamp: string; rows: ObjectRows }>();
 
 /**
  * The SDS, SDC and device rows the rules read (8,000 devices at 1,000 SDSs: a few ms a step),
  * read again only when observe_cache.ts's stamp moved (any change of those rows); on a standby
  * (no stamp) every time.
  */
-function objectRows(ctx: MdmContext): ObjectRows {
+function objectRows(ctx: MdmContext): AlertObjectRows {
   const stamp = observeStamp(ctx);
-  const held = objectRowsCache.get(ctx.observe);
+  const held = ctx.observe.objectRows;
   if (stamp !== null && held?.stamp === stamp) return held.rows;
   const q = ctx.store.sqlite;
-  const rows: ObjectRows = {
+  const rows: AlertObjectRows = {
     sds: q.query<{ id: string; name: string }, []>("SELECT id, name FROM sds ORDER BY id").all(),
     sdc: q.query<{ id: string; name: string | null; host: string }, []>("SELECT id, name, host FROM sdc ORDER BY id").all(),
     devices: q
@@ -90,7 +84,7 @@ function objectRows(ctx: MdmContext): ObjectRows {
       .all()
       .map((d) => ({ id: d.id, name: d.name, path: d.path, sdsId: d.sds_id, failed: d.state === "Failed" })),
   };
-  if (stamp !== null) objectRowsCache.set(ctx.observe, { stamp, rows });
+  if (stamp !== null) ctx.observe.objectRows = { stamp, rows };
   return rows;
 }
 

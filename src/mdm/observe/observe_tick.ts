@@ -27,9 +27,9 @@ export function observeTick(ctx: MdmContext): AlertChanges {
     // read of every volume id, 100,000 of them, skipped), but at least every RETAIN_ANYWAY_MS
     // (totals a node reported meanwhile for an object already gone)
     const stamp = observeStamp(ctx);
-    const last = retainedAt.get(obs);
+    const last = obs.retainedAt;
     if (stamp !== null && last?.stamp === stamp && now >= last.atMs && now - last.atMs < RETAIN_ANYWAY_MS) return finish(changes);
-    if (stamp !== null) retainedAt.set(obs, { stamp, atMs: now });
+    if (stamp !== null) obs.retainedAt = { stamp, atMs: now };
     const ids = (table: string) => new Set(ctx.store.sqlite.query<{ id: string }, []>(`SELECT id FROM ${table}`).all().map((r) => r.id));
     obs.io.retain({ volumes: ids("volume"), sdcs: ids("sdc"), sdss: ids("sds"), devices: ids("device") });
   }
@@ -40,6 +40,4 @@ export function observeTick(ctx: MdmContext): AlertChanges {
   }
 }
 
-/** the observe stamp at the last retain, per observe runtime */
-const retainedAt = new WeakMap<object, { stamp: string; atMs: number }>();
 const RETAIN_ANYWAY_MS = 10 * RETAIN_EVERY_MS;

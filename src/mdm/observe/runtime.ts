@@ -6,7 +6,7 @@
 // Invariant: while `settleUntilMs` has not passed (one heartbeat timeout after start, when
 // every SDS/SDC is only presumed alive), alerts may be raised but none is cleared.
 
-import type { AlertSeverity, AlertType, AffectedType } from "./alert_rules.ts";
+import type { AlertInput, AlertSeverity, AlertType, AffectedType } from "./alert_rules.ts";
 import { AlertWebhook, type WebhookOptions } from "./alert_webhook.ts";
 import { IoAccounting } from "./io_accounting.ts";
 import { IoHistory } from "./io_history.ts";
@@ -37,6 +37,13 @@ export interface ObserveOptions {
   version?: string | undefined;
 }
 
+/** The rows of SDSs, SDCs and devices the alert rules read (alerts.ts). */
+export interface AlertObjectRows {
+  sds: { id: string; name: string }[];
+  sdc: { id: string; name: string | null; host: string }[];
+  devices: AlertInput["devices"];
+}
+
 export class ObserveRuntime {
   readonly io = new IoAccounting();
   readonly history = new IoHistory();
@@ -63,6 +70,10 @@ export class ObserveRuntime {
    * observe stamp and the SDSs' connection states), else null
    */
   recoveryCache: { atMs: number; status: Map<string, RebuildStatus>; costMs: number; quietKey: string | null } | null = null;
+  /** the SDS, SDC and device rows the alert rules read, and the observe stamp they were read at (alerts.ts objectRows) */
+  objectRows: { stamp: string; rows: AlertObjectRows } | null = null;
+  /** the observe stamp at the last retain of totals, and when (observe_tick.ts) */
+  retainedAt: { stamp: string; atMs: number } | null = null;
   /** label text of each volume's /metrics series, by id (rebuilt when the name changes) */
   readonly volumeLabelCache = new Map<string, { name: string | null; text: string }>();
 
