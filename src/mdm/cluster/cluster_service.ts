@@ -12,6 +12,7 @@
 import { and, asc, eq, inArray } from "drizzle-orm";
 import { appendAudit } from "../core/audit.ts";
 import consola from "consola";
+import { formatBytes } from "../../proto/sizes.ts";
 import type {
   ExtentAssignment,
   ExtentRole,
@@ -148,6 +149,7 @@ export function sdsJoin(ctx: MdmContext, req: SdsJoinRequest): SdsJoinResponse {
         ctx.store.db.update(deviceTable).set({ capacityBytes: d.capacityBytes }).where(eq(deviceTable.id, dev.id)).run();
       }
     }
+    failDevicesLeftOut(ctx, sds, paths);
     return sds.id;
   });
   if (req.hostRebooted) forgetVolatileCopies(ctx, sdsId);
@@ -159,6 +161,24 @@ export function sdsJoin(ctx: MdmContext, req: SdsJoinRequest): SdsJoinResponse {
     .all();
   const sys = getSystem(ctx);
   return { sdsId, systemId: sys.id, ...sdsJoinSecrets(ctx, sdsId, req.tlsPublicKey), leaseMs: ctx.recovery.config.leaseMs, heartbeatMs: Limits.heartbeatIntervalMs, devices };
+}
+
+/**
+ * A join names every device the SDS opened. A Normal device of this SDS it left out (gone from
+ * its configuration, or registered through REST and never added there) can serve nothing: it is
+ * marked Failed, so its copies are rebuilt from their other copies and nothing new is placed on
+ * it. It comes back by itself when a later join lists it again (the SDS's heartbeat reports it
+ * Normal); an empty one can be removed (removeDevice).
+ */
+function failDevicesLeftOut(ctx: MdmContext, sds: SdsRow, paths: string[]): void {
+  const listed = new Set(paths);
+  const rows = ctx.store.db.select().from(deviceTable).where(eq(deviceTable.sdsId, sds.id)).all();
+  for (const dev of rows) {
+    if (listed.has(dev.path) || dev.state !== "Normal") continue;
+    ctx.store.db.update(deviceTable).set({ state: "Failed" }).where(eq(deviceTable.id, dev.id)).run();
+    const held = dev.assignedBytes > 0 ? `; the ${formatBytes(dev.assignedBytes)} assigned to it are rebuilt from their other copies` : "";
+    consola.warn(`mdm: SDS ${sds.name} joined without its device ${dev.id} (${dev.path}): marked Failed${held}. Add the path to the SDS's devices and restart it, or remove the device`);
+  }
 }
 
 function newSds(ctx: MdmContext, req: SdsJoinRequest, pdId: string, faultSetId: string | null): SdsRow {

@@ -5,6 +5,7 @@
 // SDS's fault set is in its protection domain; nothing holding extents or children is removed;
 // an SDS address change bumps mapVersion (clients cache addresses).
 
+import consola from "consola";
 import { and, count, eq, or } from "drizzle-orm";
 import { PfError } from "../../proto/errors.ts";
 import { Limits, Units } from "../../proto/limits.ts";
@@ -250,7 +251,8 @@ export function createSds(ctx: MdmContext, body: CreateSds): string {
         poolId: d.storagePoolId,
         name: d.deviceName,
         mediaType: d.mediaType,
-        capacityBytes: (d.capacityInKb ?? 0) * Units.KiB,
+        // as createDevice: no room until the SDS has opened it and its join reported the size
+        capacityBytes: 0,
       });
     }
     bumpMapVersion(ctx);
@@ -295,19 +297,22 @@ export function addDevice(ctx: MdmContext, sds: SdsRow, d: NewDevice): string {
   return id;
 }
 
+/**
+ * Register a device of an SDS through REST. It holds nothing until its SDS has opened it: the
+ * row starts with no capacity (placement, rebuild targets and moves need room for a whole
+ * extent, so none lands on it), and the SDS's next join, with the path among its devices,
+ * reports the real size. A body's capacityInKb is not trusted for that: a device the SDS never
+ * opened, given room here, took extents the SDS could not serve (EIO on every IO to them).
+ */
 export function createDevice(ctx: MdmContext, body: CreateDevice): string {
   const path = body.deviceCurrentPathname ?? body.devicePath;
   if (path === undefined) throw new PfError("BAD_REQUEST", "deviceCurrentPathname is required");
-  return inTransaction(ctx, () => {
+  const id = inTransaction(ctx, () => {
     const sds = getSds(ctx, body.sdsId);
-    return addDevice(ctx, sds, {
-      path,
-      poolId: body.storagePoolId,
-      name: body.name,
-      mediaType: body.mediaType,
-      capacityBytes: (body.capacityInKb ?? 0) * Units.KiB,
-    });
+    return addDevice(ctx, sds, { path, poolId: body.storagePoolId, name: body.name, mediaType: body.mediaType, capacityBytes: 0 });
   });
+  consola.info(`mdm: device ${id} (${path}) registered for SDS ${body.sdsId}: it takes data once that SDS opens it (add the path to the SDS's devices and restart it)`);
+  return id;
 }
 
 export function renameDevice(ctx: MdmContext, id: string, name: string): void {

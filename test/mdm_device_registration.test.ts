@@ -1,0 +1,96 @@
+// Devices the SDS has not opened hold no data. A device registered through REST for a running SDS
+// once took extents (rebalance moves, new volumes) its SDS could not serve: "assigned to unknown
+// device" on the SDS and EIO for every client IO to them. And a device left out of an SDS's
+// join (gone from its configuration) stayed Normal and kept taking extents.
+
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { GiB, MdmFixture } from "./mdm_fixture.ts";
+
+let m: MdmFixture;
+beforeEach(async () => {
+  m = await MdmFixture.open();
+});
+afterEach(() => m.close());
+
+type Obj = Record<string, unknown>;
+type DeviceRow = { id: string; path: string; state: string; capacity: number; assigned: number };
+
+function devicesOf(sdsId: string): DeviceRow[] {
+  return m.core.ctx.store.sqlite
+    .query<DeviceRow, [string]>("SELECT id, path, state, capacity_bytes AS capacity, assigned_bytes AS assigned FROM device WHERE sds_id = ? ORDER BY path")
+    .all(sdsId);
+}
+
+function copiesOn(deviceId: string): number {
+  return (
+    m.core.ctx.store.sqlite
+      .query<{ n: number }, [string, string, string]>("SELECT COUNT(*) AS n FROM extent WHERE primary_device_id = ? OR secondary_device_id = ? OR target_device_id = ?")
+      .get(deviceId, deviceId, deviceId)?.n ?? 0
+  );
+}
+
+async function pool(): Promise<{ poolId: string; sdsIds: string[] }> {
+  await m.login();
+  const sdsIds: string[] = [];
+  for (let i = 1; i <= 3; i++) sdsIds.push((await m.joinSds(`sds${i}`, { devicesGiB: [4] })).sdsId);
+  const poolId = await m.idOf("StoragePool", "sp1");
+  return { poolId, sdsIds };
+}
+
+async function createVolume(poolId: string, name: string, gib: number): Promise<void> {
+  const r = await m.api("POST", "/types/Volume/instances", { storagePoolId: poolId, volumeSizeInKb: String(gib * 1024 * 1024), name, volumeType: "ThickProvisioned" });
+  expect(r.status).toBe(200);
+}
+
+describe("a device its SDS has not opened", () => {
+  test("registered through REST for a joined SDS: no capacity, no extent placed on it, even with capacityInKb in the body", async () => {
+    const { poolId, sdsIds } = await pool();
+    const r = await m.api("POST", "/types/Device/instances", { deviceCurrentPathname: "/dev/new-disk", sdsId: sdsIds[0], storagePoolId: poolId, capacityInKb: String(64 * 1024 * 1024) });
+    expect(r.status).toBe(200);
+    const id = (r.json as Obj).id as string;
+    const row = devicesOf(sdsIds[0]!).find((d) => d.id === id)!;
+    expect(row).toMatchObject({ path: "/dev/new-disk", state: "Normal", capacity: 0 });
+    // more than the other devices' free room would allow if the new one counted: 3 x 4 GiB raw, two copies
+    await createVolume(poolId, "v1", 4);
+    expect(copiesOn(id)).toBe(0);
+    // sds1 joins again without it in its configuration: still not opened, so Failed
+    await m.joinSds("sds1", { devicesGiB: [4] });
+    expect(devicesOf(sdsIds[0]!).find((d) => d.id === id)).toMatchObject({ capacity: 0, state: "Failed" });
+  });
+
+  test("the join that lists the registered path gives it the size the SDS opened", async () => {
+    const { poolId, sdsIds } = await pool();
+    // the fixture names an SDS's devices /dev/fake-<name>-<i>: register the one a two-device join brings
+    const r = await m.api("POST", "/types/Device/instances", { deviceCurrentPathname: "/dev/fake-sds1-1", sdsId: sdsIds[0], storagePoolId: poolId });
+    const id = (r.json as Obj).id as string;
+    expect(devicesOf(sdsIds[0]!).find((d) => d.id === id)).toMatchObject({ capacity: 0 });
+    const joined = await m.joinSds("sds1", { devicesGiB: [4, 8] });
+    expect(joined.devices.map((d) => d.deviceId)).toContain(id);
+    expect(devicesOf(sdsIds[0]!).find((d) => d.id === id)).toMatchObject({ state: "Normal", capacity: 8 * GiB });
+  });
+
+  test("left out of a join: marked Failed (recovery rebuilds its copies as for any Failed device); listed again: Normal once the SDS reports it", async () => {
+    const { poolId } = await pool();
+    const sds4 = (await m.joinSds("sds4", { devicesGiB: [4, 4] })).sdsId;
+    await createVolume(poolId, "v1", 4);
+    const [d0, d1] = devicesOf(sds4);
+    expect(d1!.assigned).toBeGreaterThan(0);
+    // sds4 restarts with only its first disk
+    await m.joinSds("sds4", { devicesGiB: [4] });
+    const after = devicesOf(sds4);
+    expect(after.find((d) => d.id === d0!.id)).toMatchObject({ state: "Normal" });
+    expect(after.find((d) => d.id === d1!.id)).toMatchObject({ state: "Failed" });
+    // nothing new goes to the Failed device
+    const before = copiesOn(d1!.id);
+    await createVolume(poolId, "v2", 2);
+    expect(copiesOn(d1!.id)).toBeLessThanOrEqual(before);
+    // the disk is back in its configuration: the SDS opens it and its heartbeat says Normal
+    const back = await m.joinSds("sds4", { devicesGiB: [4, 4] });
+    const beat = await m.cluster("POST", `/sds/${sds4}/heartbeat`, {
+      devices: back.devices.map((d) => ({ deviceId: d.deviceId, state: "Normal", usedBytes: 0 })),
+      appliedMapVersion: 0,
+    });
+    expect(beat.status).toBe(200);
+    expect(devicesOf(sds4).find((d) => d.id === d1!.id)).toMatchObject({ state: "Normal" });
+  });
+});
