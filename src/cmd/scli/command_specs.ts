@@ -30,6 +30,11 @@ const REMOVE_MODES = ["remove_with_descendant_snapshots", "remove_descendant_sna
 const NEW_MASTER = ["new_master_mdm_id", "new_master_mdm_name", "new_primary_mdm_ip"] as const;
 const USER = ["user_id", "username"] as const;
 const POOL_NEEDS_PD = { flag: "storage_pool_name", oneOf: PD, why: "a pool name is unique only inside its protection domain" } as const;
+const POOL_USAGE = "(--storage_pool_id ID | (--protection_domain_id ID | --protection_domain_name NAME) --storage_pool_name NAME)";
+const FAULT_SET = ["fault_set_id", "fault_set_name"] as const;
+const FAULT_SET_NEEDS_PD = { flag: "fault_set_name", oneOf: PD, why: "a fault set name is unique only inside its protection domain" } as const;
+const FAULT_SET_USAGE = "(--fault_set_id ID | (--protection_domain_id ID | --protection_domain_name NAME) --fault_set_name NAME)";
+const DEVICE = ["device_id", "device_path", "device_name"] as const;
 
 const spec = (s: Partial<CommandSpec> & Pick<CommandSpec, "usage">): CommandSpec => ({
   flags: [],
@@ -200,6 +205,81 @@ export const COMMANDS: Record<CommandName, CommandSpec> = {
     required: [SDS],
     exclusive: [SDS],
     usage: "--remove_sds (--sds_id ID | --sds_name NAME | --sds_ip IP)",
+  }),
+  rename_sds: spec({
+    flags: [...SDS, "new_name"],
+    required: [SDS, "new_name"],
+    exclusive: [SDS],
+    usage: "--rename_sds (--sds_id ID | --sds_name NAME | --sds_ip IP) --new_name NAME",
+  }),
+  rename_sdc: spec({
+    flags: [...SDC, "new_name"],
+    required: [SDC, "new_name"],
+    exclusive: [SDC],
+    usage: "--rename_sdc (--sdc_id ID | --sdc_name NAME | --sdc_ip IP | --sdc_guid GUID) --new_name NAME",
+  }),
+  rename_storage_pool: spec({
+    flags: [...PD, ...POOL, "new_name"],
+    required: [POOL, "new_name"],
+    exclusive: [PD, POOL],
+    needs: [POOL_NEEDS_PD],
+    usage: `--rename_storage_pool ${POOL_USAGE} --new_name NAME`,
+  }),
+  rename_protection_domain: spec({
+    flags: [...PD, "new_name"],
+    required: [PD, "new_name"],
+    exclusive: [PD],
+    usage: "--rename_protection_domain (--protection_domain_id ID | --protection_domain_name NAME) --new_name NAME",
+  }),
+  rename_fault_set: spec({
+    flags: [...PD, ...FAULT_SET, "new_name"],
+    required: [FAULT_SET, "new_name"],
+    exclusive: [PD, FAULT_SET],
+    needs: [FAULT_SET_NEEDS_PD],
+    usage: `--rename_fault_set ${FAULT_SET_USAGE} --new_name NAME`,
+  }),
+  remove_sdc: spec({
+    flags: [...SDC],
+    required: [SDC],
+    exclusive: [SDC],
+    usage: "--remove_sdc (--sdc_id ID | --sdc_name NAME | --sdc_ip IP | --sdc_guid GUID)",
+  }),
+  remove_storage_pool: spec({
+    flags: [...PD, ...POOL],
+    required: [POOL],
+    exclusive: [PD, POOL],
+    needs: [POOL_NEEDS_PD],
+    usage: `--remove_storage_pool ${POOL_USAGE}`,
+  }),
+  remove_protection_domain: spec({
+    flags: [...PD],
+    required: [PD],
+    exclusive: [PD],
+    usage: "--remove_protection_domain (--protection_domain_id ID | --protection_domain_name NAME)",
+  }),
+  remove_fault_set: spec({
+    flags: [...PD, ...FAULT_SET],
+    required: [FAULT_SET],
+    exclusive: [PD, FAULT_SET],
+    needs: [FAULT_SET_NEEDS_PD],
+    usage: `--remove_fault_set ${FAULT_SET_USAGE}`,
+  }),
+  remove_sds_device: spec({
+    flags: [...SDS, ...DEVICE],
+    required: [DEVICE],
+    exclusive: [SDS, DEVICE],
+    needs: [
+      { flag: "device_path", oneOf: SDS, why: "a device path is unique only on its SDS" },
+      { flag: "device_name", oneOf: SDS, why: "a device name is unique only on its SDS" },
+    ],
+    usage: "--remove_sds_device (--device_id ID | (--sds_id ID | --sds_name NAME | --sds_ip IP) (--device_path PATH | --device_name NAME))",
+  }),
+  modify_spare_policy: spec({
+    flags: [...PD, ...POOL, "spare_percentage"],
+    required: [POOL, "spare_percentage"],
+    exclusive: [PD, POOL],
+    needs: [POOL_NEEDS_PD],
+    usage: `--modify_spare_policy ${POOL_USAGE} --spare_percentage PERCENT`,
   }),
   query_alerts: spec({ flags: ["all"], usage: "--query_alerts [--all]" }),
   set_capacity_alert_thresholds: spec({

@@ -15,6 +15,19 @@ import { queryRebuild, removeSds } from "./cmd_recovery.ts";
 import { queryAlerts, setCapacityAlertThresholds } from "./cmd_alerts.ts";
 import { addStandbyMdm, queryAll, queryCluster, removeStandbyMdm, switchMdmOwnership } from "./cmd_system.ts";
 import { setStoragePoolWriteCache } from "./cmd_write_cache.ts";
+import {
+  modifySparePolicy,
+  removeFaultSet,
+  removeProtectionDomain,
+  removeSdc,
+  removeSdsDevice,
+  removeStoragePool,
+  renameFaultSet,
+  renameProtectionDomain,
+  renameSdc,
+  renameSds,
+  renameStoragePool,
+} from "./cmd_objects.ts";
 import { setRebalanceIoPriorityPolicy, setRebuildIoPriorityPolicy } from "./cmd_io_priority.ts";
 
 import { issueNbdClientCertificate, queryNbdCa, queryNbdClientCertificates, revokeNbdClientCertificate } from "./cmd_nbd_certs.ts";
@@ -75,6 +88,17 @@ const HANDLERS: Record<CommandName, Handler> = {
   remove_standby_mdm: removeStandbyMdm,
   query_rebuild: queryRebuild,
   remove_sds: removeSds,
+  rename_sds: renameSds,
+  rename_sdc: renameSdc,
+  rename_storage_pool: renameStoragePool,
+  rename_protection_domain: renameProtectionDomain,
+  rename_fault_set: renameFaultSet,
+  remove_sdc: removeSdc,
+  remove_storage_pool: removeStoragePool,
+  remove_protection_domain: removeProtectionDomain,
+  remove_fault_set: removeFaultSet,
+  remove_sds_device: removeSdsDevice,
+  modify_spare_policy: modifySparePolicy,
   query_alerts: queryAlerts,
   set_capacity_alert_thresholds: setCapacityAlertThresholds,
   snapshot_volume: snapshotVolume,
