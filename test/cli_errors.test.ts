@@ -69,8 +69,10 @@ function yaml(ports: { mdm: number; sds: number; nbd: number }, o: { address?: s
     `    address: ${o.address ?? "127.0.0.1"}`,
     "    mdm: true",
     "    sds:",
-    `      - { name: sds1, port: ${ports.sds}, pool: pd1/sp1, devices: [${o.device ?? "{ path: sds1/dev0.img, size: 64MiB }"}] }`,
-    `    sdc: { nbd: 127.0.0.1:${ports.nbd} }`,
+    // control ports 0 (any free one): the default, port + 1000, is no port freePort reserved, and
+    // another test's server on it made pf up fail its port check (exit 4, IN_USE) now and then
+    `      - { name: sds1, port: ${ports.sds}, controlPort: 0, pool: pd1/sp1, devices: [${o.device ?? "{ path: sds1/dev0.img, size: 64MiB }"}] }`,
+    `    sdc: { nbd: 127.0.0.1:${ports.nbd}, control: 127.0.0.1:0 }`,
     o.hostsExtra ?? "",
     "protectionDomains:",
     "  - name: pd1",
