@@ -8,8 +8,8 @@
 
 import { PfError } from "../../proto/errors.ts";
 import type { ScliArgs } from "./argv_parse.ts";
-import type { CommandContext, Output } from "./command_context.ts";
-import type { DeviceObj, FaultSetObj } from "./mdm_objects.ts";
+import type { CommandContext, Handler, Output } from "./command_context.ts";
+import type { DeviceObj, FaultSetObj, ObjectType } from "./mdm_objects.ts";
 import type { MdmRestClient } from "./rest_client.ts";
 import { resolvePd, resolvePool, resolveSdc, resolveSds } from "./selectors.ts";
 
@@ -37,73 +37,48 @@ async function resolveDevice(client: MdmRestClient, args: ScliArgs): Promise<Dev
   return mine[0]; // path and name are unique per SDS (the MDM's unique index)
 }
 
-export async function renameSds(ctx: CommandContext): Promise<Output> {
-  const client = ctx.client();
-  const sds = await resolveSds(client, ctx.args);
-  const newName = ctx.args.need("new_name");
-  await client.action("Sds", sds.id, "setSdsName", { name: newName });
-  return { text: [`Successfully renamed SDS ${sds.name ?? sds.id} to ${newName}`], json: await client.get("Sds", sds.id) };
+/** An object of one REST type, as a command's selectors find it, and how its output names it. */
+interface Target {
+  type: ObjectType;
+  what: string;
+  find(client: MdmRestClient, args: ScliArgs): Promise<{ id: string; name?: string | null }>;
+}
+const SDS_T: Target = { type: "Sds", what: "SDS", find: resolveSds };
+const SDC_T: Target = { type: "Sdc", what: "SDC", find: resolveSdc };
+const POOL_T: Target = { type: "StoragePool", what: "storage pool", find: resolvePool };
+const PD_T: Target = { type: "ProtectionDomain", what: "protection domain", find: resolvePd };
+const FAULT_SET_T: Target = { type: "FaultSet", what: "fault set", find: resolveFaultSet };
+
+/** --rename_X: the REST action and the body key it takes the new name under. */
+function rename(t: Target, action: string, key: string): Handler {
+  return async (ctx) => {
+    const client = ctx.client();
+    const obj = await t.find(client, ctx.args);
+    const newName = ctx.args.need("new_name");
+    await client.action(t.type, obj.id, action, { [key]: newName });
+    return { text: [`Successfully renamed ${t.what} ${obj.name ?? obj.id} to ${newName}`], json: await client.get(t.type, obj.id) };
+  };
 }
 
-export async function renameSdc(ctx: CommandContext): Promise<Output> {
-  const client = ctx.client();
-  const sdc = await resolveSdc(client, ctx.args);
-  const newName = ctx.args.need("new_name");
-  await client.action("Sdc", sdc.id, "setSdcName", { sdcName: newName });
-  return { text: [`Successfully renamed SDC ${sdc.name ?? sdc.id} to ${newName}`], json: await client.get("Sdc", sdc.id) };
+/** --remove_X of an object the MDM removes only when it holds nothing (else IN_USE, exit 4). */
+function remove(t: Target, action: string): Handler {
+  return async (ctx) => {
+    const client = ctx.client();
+    const obj = await t.find(client, ctx.args);
+    await client.action(t.type, obj.id, action, {});
+    return { text: [`Successfully removed ${t.what} ${obj.name ?? obj.id} (${obj.id})`], json: { id: obj.id, removed: true } };
+  };
 }
 
-export async function renameStoragePool(ctx: CommandContext): Promise<Output> {
-  const client = ctx.client();
-  const pool = await resolvePool(client, ctx.args);
-  const newName = ctx.args.need("new_name");
-  await client.action("StoragePool", pool.id, "setStoragePoolName", { name: newName });
-  return { text: [`Successfully renamed storage pool ${pool.name} to ${newName}`], json: await client.get("StoragePool", pool.id) };
-}
-
-export async function renameProtectionDomain(ctx: CommandContext): Promise<Output> {
-  const client = ctx.client();
-  const pd = await resolvePd(client, ctx.args);
-  const newName = ctx.args.need("new_name");
-  await client.action("ProtectionDomain", pd.id, "setProtectionDomainName", { name: newName });
-  return { text: [`Successfully renamed protection domain ${pd.name} to ${newName}`], json: await client.get("ProtectionDomain", pd.id) };
-}
-
-export async function renameFaultSet(ctx: CommandContext): Promise<Output> {
-  const client = ctx.client();
-  const fs = await resolveFaultSet(client, ctx.args);
-  const newName = ctx.args.need("new_name");
-  await client.action("FaultSet", fs.id, "setFaultSetName", { name: newName });
-  return { text: [`Successfully renamed fault set ${fs.name} to ${newName}`], json: await client.get("FaultSet", fs.id) };
-}
-
-export async function removeSdc(ctx: CommandContext): Promise<Output> {
-  const client = ctx.client();
-  const sdc = await resolveSdc(client, ctx.args);
-  await client.action("Sdc", sdc.id, "removeSdc", {});
-  return { text: [`Successfully removed SDC ${sdc.name ?? sdc.id} (${sdc.id})`], json: { id: sdc.id, removed: true } };
-}
-
-export async function removeStoragePool(ctx: CommandContext): Promise<Output> {
-  const client = ctx.client();
-  const pool = await resolvePool(client, ctx.args);
-  await client.action("StoragePool", pool.id, "removeStoragePool", {});
-  return { text: [`Successfully removed storage pool ${pool.name} (${pool.id})`], json: { id: pool.id, removed: true } };
-}
-
-export async function removeProtectionDomain(ctx: CommandContext): Promise<Output> {
-  const client = ctx.client();
-  const pd = await resolvePd(client, ctx.args);
-  await client.action("ProtectionDomain", pd.id, "removeProtectionDomain", {});
-  return { text: [`Successfully removed protection domain ${pd.name} (${pd.id})`], json: { id: pd.id, removed: true } };
-}
-
-export async function removeFaultSet(ctx: CommandContext): Promise<Output> {
-  const client = ctx.client();
-  const fs = await resolveFaultSet(client, ctx.args);
-  await client.action("FaultSet", fs.id, "removeFaultSet", {});
-  return { text: [`Successfully removed fault set ${fs.name} (${fs.id})`], json: { id: fs.id, removed: true } };
-}
+export const renameSds = rename(SDS_T, "setSdsName", "name");
+export const renameSdc = rename(SDC_T, "setSdcName", "sdcName");
+export const renameStoragePool = rename(POOL_T, "setStoragePoolName", "name");
+export const renameProtectionDomain = rename(PD_T, "setProtectionDomainName", "name");
+export const renameFaultSet = rename(FAULT_SET_T, "setFaultSetName", "name");
+export const removeSdc = remove(SDC_T, "removeSdc");
+export const removeStoragePool = remove(POOL_T, "removeStoragePool");
+export const removeProtectionDomain = remove(PD_T, "removeProtectionDomain");
+export const removeFaultSet = remove(FAULT_SET_T, "removeFaultSet");
 
 export async function removeSdsDevice(ctx: CommandContext): Promise<Output> {
   const client = ctx.client();
