@@ -53,9 +53,9 @@ describe("a device its SDS has not opened", () => {
     // more than the other devices' free room would allow if the new one counted: 3 x 4 GiB raw, two copies
     await createVolume(poolId, "v1", 4);
     expect(copiesOn(id)).toBe(0);
-    // sds1 joins again without it in its configuration: still not opened, so Failed
+    // sds1 joins again without it: never opened, so not Failed either (its beats are asked to open it)
     await m.joinSds("sds1", { devicesGiB: [4] });
-    expect(devicesOf(sdsIds[0]!).find((d) => d.id === id)).toMatchObject({ capacity: 0, state: "Failed" });
+    expect(devicesOf(sdsIds[0]!).find((d) => d.id === id)).toMatchObject({ capacity: 0, state: "Normal" });
   });
 
   test("the join that lists the registered path gives it the size the SDS opened", async () => {
@@ -92,5 +92,42 @@ describe("a device its SDS has not opened", () => {
     });
     expect(beat.status).toBe(200);
     expect(devicesOf(sds4).find((d) => d.id === d1!.id)).toMatchObject({ state: "Normal" });
+  });
+
+  test("a running SDS is asked by its heartbeat answers to open it; reported open with a size, it takes data", async () => {
+    const { poolId, sdsIds } = await pool();
+    const sds1 = sdsIds[0]!;
+    const beat = async (devices: { deviceId: string; state: string; usedBytes: number; capacityBytes?: number }[]) => {
+      const r = await m.cluster("POST", `/sds/${sds1}/heartbeat`, { devices, appliedMapVersion: 0 });
+      expect(r.status).toBe(200);
+      return r.json as { openDevices?: { deviceId: string; path: string }[]; closeDevices?: string[] };
+    };
+    const own = devicesOf(sds1).map((d) => ({ deviceId: d.id, state: "Normal", usedBytes: 0, capacityBytes: 4 * GiB }));
+    // the usual beat: nothing to open or close
+    expect(await beat(own)).not.toHaveProperty("openDevices");
+    const r = await m.api("POST", "/types/Device/instances", { deviceCurrentPathname: "/dev/added", sdsId: sds1, storagePoolId: poolId });
+    const id = (r.json as Obj).id as string;
+    expect((await beat(own)).openDevices).toEqual([{ deviceId: id, path: "/dev/added" }]);
+    // the SDS opened it: its size becomes the capacity; not asked again
+    const withNew = [...own, { deviceId: id, state: "Normal", usedBytes: 0, capacityBytes: 16 * GiB }];
+    expect(await beat(withNew)).not.toHaveProperty("openDevices");
+    expect(devicesOf(sds1).find((d) => d.id === id)).toMatchObject({ state: "Normal", capacity: 16 * GiB });
+    await createVolume(poolId, "big", 8);
+    expect(copiesOn(id)).toBeGreaterThan(0);
+  });
+
+  test("one the SDS cannot open comes back Failed and is not asked again; a removed one is closed", async () => {
+    const { poolId, sdsIds } = await pool();
+    const sds1 = sdsIds[0]!;
+    const own = devicesOf(sds1).map((d) => ({ deviceId: d.id, state: "Normal", usedBytes: 0, capacityBytes: 4 * GiB }));
+    const r = await m.api("POST", "/types/Device/instances", { deviceCurrentPathname: "/dev/missing", sdsId: sds1, storagePoolId: poolId });
+    const id = (r.json as Obj).id as string;
+    const failed = await m.cluster("POST", `/sds/${sds1}/heartbeat`, { devices: [...own, { deviceId: id, state: "Failed", usedBytes: 0 }], appliedMapVersion: 0 });
+    expect(failed.json).not.toHaveProperty("openDevices");
+    expect(devicesOf(sds1).find((d) => d.id === id)).toMatchObject({ state: "Failed", capacity: 0 });
+    const removed = await m.api("POST", `/instances/Device::${id}/action/removeDevice`, {});
+    expect(removed.status).toBe(200);
+    const after = await m.cluster("POST", `/sds/${sds1}/heartbeat`, { devices: [...own, { deviceId: id, state: "Failed", usedBytes: 0 }], appliedMapVersion: 0 });
+    expect((after.json as { closeDevices?: string[] }).closeDevices).toEqual([id]);
   });
 });

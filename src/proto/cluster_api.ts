@@ -102,7 +102,10 @@ export const DeviceReport = z.object({
   deviceId: id16,
   state: z.enum(["Normal", "Failed"]),
   usedBytes: bytes,
+  /** the device's size as the SDS opened it (a device added while the SDS runs gets its capacity from this) */
+  capacityBytes: bytes.optional(),
 });
+export type DeviceReport = z.infer<typeof DeviceReport>;
 
 /** Progress of a copy this SDS drives as primary; `done` once every byte reached the target. */
 export const RebuildReport = z.object({
@@ -155,6 +158,10 @@ export const HeartbeatResponse = z.object({
   term,
   mapVersion: z.number().int().nonnegative(),
   leaseMs: z.number().int().positive(),
+  /** SDS only: devices registered for it (REST, scli --add_sds_device) that it has not opened yet */
+  openDevices: z.array(z.object({ deviceId: id16, path: z.string().min(1).max(4096) })).max(64).optional(),
+  /** SDS only: devices it reported that the MDM no longer has (removed): close and forget them */
+  closeDevices: z.array(id16).max(64).optional(),
 });
 /** term is stamped by the MDM's HTTP edge (cluster_routes.ts), not by the services */
 export type HeartbeatResponse = Omit<z.infer<typeof HeartbeatResponse>, "term">;

@@ -34,7 +34,7 @@ import { halvesToId, idToHalves } from "../proto/ids.ts";
 import { Limits } from "../proto/limits.ts";
 import { Scatter, forEachSegment, type Bytes } from "../proto/scatter.ts";
 import { DEVICE_SYNCS_IN_FLIGHT, WRITE_SEGMENT_BYTES, type BlockDevice } from "../store/block_device.ts";
-import type { SdsMeta } from "../store/sds_meta.ts";
+import type { DeviceRow, SdsMeta } from "../store/sds_meta.ts";
 import { ChunkAllocator, type Allocation } from "./chunk_allocator.ts";
 import { DEFER_DEVICE_SYNC_START, DEVICE_SECOND_SYNC_MIN_BATCH, DeviceCommitTarget, GroupCommit, MetaCommitTarget, type CommitWaiter } from "./group_commit.ts";
 import { prepareChunks, prepareCopies, type CopyWant, type ExtentGate, type PrepHost, type PreparedCopy } from "./chunk_prep.ts";
@@ -207,6 +207,38 @@ interface Take {
   holdsData: boolean;
 }
 
+/** A device's slot: its chunk allocator and group commit, its row in the SDS's metadata (made if new). */
+function makeSlot(meta: SdsMeta, known: Map<string, DeviceRow>, deviceId: string, dev: BlockDevice): DeviceSlot {
+  const chunkCount = Math.floor(dev.sizeBytes / CHUNK);
+  let row = known.get(dev.path);
+  if (row === undefined) {
+    row = meta.addDevice({ path: dev.path, sizeBytes: dev.sizeBytes, chunkBytes: CHUNK, zeroedBelowChunk: dev.createdZeroFilled ? chunkCount : 0 });
+  }
+  if (row.chunkBytes !== CHUNK) throw new PfError("INVALID_STATE", `device ${dev.path} was formatted with ${row.chunkBytes}-byte chunks, not ${CHUNK}`);
+  if (row.sizeBytes > dev.sizeBytes) throw new PfError("INVALID_STATE", `device ${dev.path} shrank from ${row.sizeBytes} to ${dev.sizeBytes} bytes`);
+  const alloc = new ChunkAllocator(chunkCount, Math.min(row.zeroedBelowChunk, chunkCount));
+  const written = new DeviceCommitTarget(dev);
+  const slot: DeviceSlot = { deviceId, devNo: row.devNo, dev, alloc, written, commit: null as unknown as GroupCommit, state: "Normal", syncFailed: false };
+  // a failed fdatasync fails the device: Linux may have dropped the pages it could not write
+  slot.commit = new GroupCommit(
+    written,
+    `device ${deviceId} (${dev.path})`,
+    (err) => {
+      slot.syncFailed = true;
+      if (slot.state !== "Failed") consola.error(`sds: device ${deviceId} (${dev.path}) failed: ${String(err)}`);
+      slot.state = "Failed";
+    },
+    // more than one sync at once: a later one covers the writes made while earlier ones run,
+    // so a batch does not wait for the running sync to end (each on its own descriptor)
+    DEVICE_SYNCS_IN_FLIGHT,
+    // a sync starts at the end of the event-loop task that asked for it: the task's other
+    // writes join it and its forwards and replies are on their sockets first
+    DEFER_DEVICE_SYNC_START,
+    DEVICE_SECOND_SYNC_MIN_BATCH,
+  );
+  return slot;
+}
+
 export class ExtentStore implements PrepHost<Extent> {
   /** a segment of a Scatter payload that straddles two of its pieces (writeRaw) */
   private readonly segmentScratch = new Uint8Array(SCATTER_SEGMENT_BYTES);
@@ -256,40 +288,41 @@ export class ExtentStore implements PrepHost<Extent> {
    */
   static open(meta: SdsMeta, devices: { deviceId: string; dev: BlockDevice }[], opts: { hostRebooted?: boolean } = {}): ExtentStore {
     const known = new Map(meta.devices().map((r) => [r.path, r]));
-    const slots: DeviceSlot[] = [];
-    for (const { deviceId, dev } of devices) {
-      const chunkCount = Math.floor(dev.sizeBytes / CHUNK);
-      let row = known.get(dev.path);
-      if (row === undefined) {
-        row = meta.addDevice({ path: dev.path, sizeBytes: dev.sizeBytes, chunkBytes: CHUNK, zeroedBelowChunk: dev.createdZeroFilled ? chunkCount : 0 });
-      }
-      if (row.chunkBytes !== CHUNK) throw new PfError("INVALID_STATE", `device ${dev.path} was formatted with ${row.chunkBytes}-byte chunks, not ${CHUNK}`);
-      if (row.sizeBytes > dev.sizeBytes) throw new PfError("INVALID_STATE", `device ${dev.path} shrank from ${row.sizeBytes} to ${dev.sizeBytes} bytes`);
-      const alloc = new ChunkAllocator(chunkCount, Math.min(row.zeroedBelowChunk, chunkCount));
-      const written = new DeviceCommitTarget(dev);
-      const slot: DeviceSlot = { deviceId, devNo: row.devNo, dev, alloc, written, commit: null as unknown as GroupCommit, state: "Normal", syncFailed: false };
-      // a failed fdatasync fails the device: Linux may have dropped the pages it could not write
-      slot.commit = new GroupCommit(
-        written,
-        `device ${deviceId} (${dev.path})`,
-        (err) => {
-          slot.syncFailed = true;
-          if (slot.state !== "Failed") consola.error(`sds: device ${deviceId} (${dev.path}) failed: ${String(err)}`);
-          slot.state = "Failed";
-        },
-        // more than one sync at once: a later one covers the writes made while earlier ones run,
-        // so a batch does not wait for the running sync to end (each on its own descriptor)
-        DEVICE_SYNCS_IN_FLIGHT,
-        // a sync starts at the end of the event-loop task that asked for it: the task's other
-        // writes join it and its forwards and replies are on their sockets first
-        DEFER_DEVICE_SYNC_START,
-        DEVICE_SECOND_SYNC_MIN_BATCH,
-      );
-      slots.push(slot);
-    }
+    const slots = devices.map(({ deviceId, dev }) => makeSlot(meta, known, deviceId, dev));
     const store = new ExtentStore(meta, slots);
     store.load(opts.hostRebooted ?? false);
     return store;
+  }
+
+  /**
+   * A device the MDM registered while this SDS runs (scli --add_sds_device): it holds nothing
+   * yet, so only its free and dirty chunks are loaded (a path used before keeps its device row,
+   * whose chunks no extent maps any more: every extent on it was moved off before its removal).
+   */
+  addDevice(deviceId: string, dev: BlockDevice): DeviceSlot {
+    assert(!this.slotsById.has(deviceId), "a device is added once");
+    const slot = makeSlot(this.meta, new Map(this.meta.devices().map((r) => [r.path, r])), deviceId, dev);
+    const dirty: number[] = [];
+    for (const d of this.meta.dirtyChunks()) if (d.devNo === slot.devNo) dirty.push(d.physChunk);
+    slot.alloc.markLoaded([], dirty);
+    this.slots.push(slot);
+    this.slotsById.set(deviceId, slot);
+    this.kickCleaner();
+    return slot;
+  }
+
+  /**
+   * Stop using a device the MDM removed (it removes only a device that holds no copies). Refused
+   * (false) while an extent of this SDS still lives on it. Its descriptor stays open until the
+   * store's owner closes it: a cleaner batch or a sync may still be running on it.
+   */
+  removeDevice(deviceId: string): boolean {
+    const slot = this.slotsById.get(deviceId);
+    if (slot === undefined) return true;
+    for (const e of this.extents()) if (e.slot === slot) return false;
+    this.slotsById.delete(deviceId);
+    this.slots.splice(this.slots.indexOf(slot), 1);
+    return true;
   }
 
   private load(hostRebooted: boolean): void {

@@ -28,7 +28,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join as joinPath } from "node:path";
 import { consola } from "consola";
 import { BeatFetch } from "../proto/beat_fetch.ts";
-import { busyRetryMs, ClusterPaths, HeartbeatResponse, SdsAssignmentsResponse, SdsJoinResponse, type SdsJoinRequest } from "../proto/cluster_api.ts";
+import { busyRetryMs, ClusterPaths, HeartbeatResponse, SdsAssignmentsResponse, SdsJoinResponse, type DeviceReport, type SdsJoinRequest } from "../proto/cluster_api.ts";
 import { startControlServer, type ControlServer } from "../proto/control_server.ts";
 import { PfError } from "../proto/errors.ts";
 import { newIncarnation } from "../proto/io_meter.ts";
@@ -47,6 +47,7 @@ import { NodeRole } from "../proto/dataplane_auth.ts";
 import { TlsDrift, loadOrMakeNodeKey, refuseInsecureTlsEnv, tlsAfterJoin } from "../proto/dataplane_tls.ts";
 import { SdsControl, type MdmLinkState } from "./sds_control.ts";
 import { startSdsCore, type SdsCore } from "./sds_core.ts";
+import { LiveDevices } from "./live_devices.ts";
 
 export interface SdsOptions {
   mdm: MdmEndpoint;
@@ -109,6 +110,19 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
       consola.info(`sds ${opts.name}: control port ${controlServer.url} (/health /metrics /status)`);
     }
     for (const d of opts.devices) opened.set(d.path, openBlockDevice(d));
+    // devices added while an earlier run served (scli --add_sds_device): opened again, so the
+    // join names them; one that is gone is left out, and the MDM marks it Failed
+    const live = LiveDevices.load(opts.name, opts.dataDir);
+    const added: string[] = [];
+    for (const path of live.added) {
+      if (opened.has(path)) continue;
+      try {
+        opened.set(path, openBlockDevice({ path }));
+        added.push(path);
+      } catch (e) {
+        consola.warn(`sds ${opts.name}: device ${path}, added through the MDM earlier, does not open (${(e as Error).message}); the MDM will mark it Failed`);
+      }
+    }
     if (opts.dataPlaneTls === true) refuseInsecureTlsEnv();
     server = DataPlaneServer.listen({ host: opts.host, port: opts.port });
     if (opts.dataPlaneTls === true) server.requireTls();
@@ -133,14 +147,14 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
       registry,
       hostRebooted: boot.rebooted,
       ...(tls === null ? {} : { tls }),
-      devices: opts.devices.map((d) => {
-        const deviceId = idByPath.get(d.path);
-        if (deviceId === undefined) throw new PfError("INTERNAL", `the MDM returned no device id for ${d.path}`);
-        return { deviceId, path: d.path };
+      devices: [...opts.devices.map((d) => d.path), ...added].map((path) => {
+        const deviceId = idByPath.get(path);
+        if (deviceId === undefined) throw new PfError("INTERNAL", `the MDM returned no device id for ${path}`);
+        return { deviceId, path };
       }),
     });
     // per-node calls carry this SDS's token (it gets its data-plane keys with its assignments)
-    const session = new MdmSession({ ...opts.mdm, nodeToken: joined.nodeToken, terms }, core, joined.heartbeatMs, newIncarnation(), new TlsDrift(`sds ${opts.name}`, tls !== null));
+    const session = new MdmSession({ ...opts.mdm, nodeToken: joined.nodeToken, terms }, core, joined.heartbeatMs, newIncarnation(), new TlsDrift(`sds ${opts.name}`, tls !== null), live);
     control.attach(core, session, terms);
     await session.refreshAssignments();
     await session.firstBeat();
@@ -248,6 +262,8 @@ export class MdmSession implements MdmLinkState {
     /** random per process start: the MDM reads a counter drop under a new one as a restart */
     private readonly incarnation: string,
     private readonly tlsDrift: TlsDrift,
+    /** devices the MDM adds and removes while this SDS runs (null: tests' sessions without a data dir) */
+    private readonly live: LiveDevices | null = null,
   ) {
     // a client named a newer epoch than ours (or a peer forwarded one, and waits for us): the MDM
     // has news, ask now instead of at the next beat. Never dropped: a beat in flight, or one sent
@@ -414,7 +430,8 @@ export class MdmSession implements MdmLinkState {
 
   private async beat(): Promise<void> {
     const node = this.core.node;
-    const devices = this.core.store.slots.map((s) => ({ deviceId: s.deviceId, state: s.state, usedBytes: this.core.store.usedBytes(s) }));
+    const devices: DeviceReport[] = this.core.store.slots.map((s) => ({ deviceId: s.deviceId, state: s.state, usedBytes: this.core.store.usedBytes(s), capacityBytes: s.dev.sizeBytes }));
+    if (this.live !== null) devices.push(...this.live.reports());
     const sentAtMs = node.clock.nowMs();
     const beatNo = node.heartbeatBegun();
     this.lastBeatMs = performance.now();
@@ -440,6 +457,7 @@ export class MdmSession implements MdmLinkState {
       throw e;
     }
     this.answeredBeats++;
+    if (hb.openDevices !== undefined || hb.closeDevices !== undefined) this.live?.apply(this.core, hb.openDevices, hb.closeDevices);
     if (hb.mapVersion < node.appliedMapVersion) {
       consola.error(`sds ${this.core.sdsId}: the MDM's map version went back from ${node.appliedMapVersion} to ${hb.mapVersion}`);
     }

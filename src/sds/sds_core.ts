@@ -64,6 +64,10 @@ export interface SdsCore {
   readonly store: ExtentStore;
   readonly server: DataPlaneServer;
   readonly metrics: SdsMetrics;
+  /** Open a device the MDM registered while this SDS runs (it must exist: a block device or a file); throws PfError naming the path. */
+  addDevice(deviceId: string, path: string): void;
+  /** Stop using a device the MDM removed; false while an extent still lives on it. */
+  removeDevice(deviceId: string): boolean;
   stop(): Promise<void>;
 }
 
@@ -72,12 +76,12 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
   let meta: SdsMeta | null = null;
   const metrics = new SdsMetrics(opts.registry ?? new MetricRegistry(), opts.sdsId);
   try {
-    for (const d of opts.devices) {
-      const opened = opts.opened?.get(d.path) ?? openBlockDevice({ path: d.path, sizeBytes: d.sizeBytes });
+    const wrapped = (deviceId: string, path: string, opened: BlockDevice) => {
       // metering outermost: an injected fault counts as a device error, like a real one
       const dev = opts.wrapDevice ? opts.wrapDevice(opened) : opened;
-      devices.push({ deviceId: d.deviceId, dev: ioMetricsEnabled ? new MeteredDevice(dev, metrics.device(d.deviceId, d.path)) : dev });
-    }
+      return { deviceId, dev: ioMetricsEnabled ? new MeteredDevice(dev, metrics.device(deviceId, path)) : dev };
+    };
+    for (const d of opts.devices) devices.push(wrapped(d.deviceId, d.path, opts.opened?.get(d.path) ?? openBlockDevice({ path: d.path, sizeBytes: d.sizeBytes })));
     meta = SdsMeta.openIn(opts.dataDir);
     const storedId = meta.getKey("sds_id");
     if (storedId !== null && storedId !== opts.sdsId) {
@@ -99,6 +103,19 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
       store,
       server,
       metrics,
+      addDevice(deviceId: string, path: string) {
+        const d = wrapped(deviceId, path, openBlockDevice({ path }));
+        try {
+          store.addDevice(deviceId, d.dev);
+        } catch (e) {
+          d.dev.close();
+          throw e;
+        }
+        devices.push(d); // closed at stop, like the others
+      },
+      removeDevice(deviceId: string) {
+        return store.removeDevice(deviceId);
+      },
       async stop() {
         if (stopped) return;
         stopped = true;

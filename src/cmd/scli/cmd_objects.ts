@@ -1,4 +1,5 @@
-// Keeping the object tree tidy: renames (--rename_sds, --rename_sdc, --rename_storage_pool,
+// Devices of a running SDS (--add_sds_device: the SDS opens it at its next heartbeat, and it
+// takes data once the SDS reported its size) and keeping the object tree tidy: renames (--rename_sds, --rename_sdc, --rename_storage_pool,
 // --rename_protection_domain, --rename_fault_set), removals of what holds nothing any more
 // (--remove_sdc, --remove_storage_pool, --remove_protection_domain, --remove_fault_set,
 // --remove_sds_device) and the pool's spare reserve (--modify_spare_policy). Each is one REST
@@ -12,6 +13,8 @@ import type { CommandContext, Handler, Output } from "./command_context.ts";
 import type { DeviceObj, FaultSetObj, ObjectType } from "./mdm_objects.ts";
 import type { MdmRestClient } from "./rest_client.ts";
 import { resolvePd, resolvePool, resolveSdc, resolveSds } from "./selectors.ts";
+import { ScliError } from "./scli_errors.ts";
+import { sizeText } from "./text_format.ts";
 
 /** The fault set named by --fault_set_id, or by --fault_set_name inside the selected PD. */
 async function resolveFaultSet(client: MdmRestClient, args: ScliArgs): Promise<FaultSetObj> {
@@ -79,6 +82,41 @@ export const removeSdc = remove(SDC_T, "removeSdc");
 export const removeStoragePool = remove(POOL_T, "removeStoragePool");
 export const removeProtectionDomain = remove(PD_T, "removeProtectionDomain");
 export const removeFaultSet = remove(FAULT_SET_T, "removeFaultSet");
+
+/** how long --add_sds_device waits for the SDS to open the device (it is asked at its next heartbeats, one a second) */
+const ADD_DEVICE_WAIT_MS = 10_000;
+
+export async function addSdsDevice(ctx: CommandContext): Promise<Output> {
+  const client = ctx.client();
+  const sds = await resolveSds(client, ctx.args);
+  const poolId = ctx.args.str("storage_pool_id");
+  let pool: { id: string; name: string };
+  if (poolId !== undefined) pool = await client.get("StoragePool", poolId);
+  else {
+    const name = ctx.args.need("storage_pool_name");
+    const found = (await client.list("StoragePool")).find((p) => p.protectionDomainId === sds.protectionDomainId && p.name === name);
+    if (found === undefined) throw new PfError("NOT_FOUND", `Could not find the Storage Pool with name ${name} in the protection domain of SDS ${sds.name ?? sds.id}`);
+    pool = found;
+  }
+  const path = ctx.args.need("device_path");
+  const name = ctx.args.str("device_name");
+  const id = await client.create("Device", { sdsId: sds.id, storagePoolId: pool.id, deviceCurrentPathname: path, ...(name === undefined ? {} : { name }) });
+  // the SDS opens it when its next heartbeat answer names it, and reports its size after that
+  const deadline = ctx.nowMs() + ADD_DEVICE_WAIT_MS;
+  let dev = await client.get("Device", id);
+  while (dev.deviceState === "Normal" && (dev.maxCapacityInKb ?? 0) === 0 && ctx.nowMs() < deadline) {
+    await ctx.live.sleep(500);
+    dev = await client.get("Device", id);
+  }
+  const head = `Successfully added device ${name ?? path} to SDS ${sds.name ?? sds.id} in storage pool ${pool.name}. Object ID ${id}`;
+  if (dev.deviceState === "Failed") {
+    // the MDM took the device; the SDS refused it: the device stays registered (Failed) until removed
+    throw new ScliError("INVALID_STATE", `device ${id} was added to SDS ${sds.name ?? sds.id}, but the SDS could not open ${path} (its log says why); remove it with --remove_sds_device --device_id ${id}, then add it again once the path is there`);
+  }
+  const capacity = dev.maxCapacityInKb ?? 0;
+  const state = capacity > 0 ? `opened by the SDS: ${sizeText(capacity)}` : `not opened by the SDS yet (is it running and connected?); it takes no data until it is`;
+  return { text: [head, `\t${state}`], json: dev };
+}
 
 export async function removeSdsDevice(ctx: CommandContext): Promise<Output> {
   const client = ctx.client();

@@ -264,6 +264,12 @@ export const COMMANDS: Record<CommandName, CommandSpec> = {
     needs: [FAULT_SET_NEEDS_PD],
     usage: `--remove_fault_set ${FAULT_SET_USAGE}`,
   }),
+  add_sds_device: spec({
+    flags: [...SDS, "device_path", "device_name", "storage_pool_id", "storage_pool_name"],
+    required: [SDS, "device_path", POOL],
+    exclusive: [SDS, POOL],
+    usage: "--add_sds_device (--sds_id ID | --sds_name NAME | --sds_ip IP) --device_path PATH (--storage_pool_id ID | --storage_pool_name NAME) [--device_name NAME]",
+  }),
   remove_sds_device: spec({
     flags: [...SDS, ...DEVICE],
     required: [DEVICE],

@@ -16,6 +16,7 @@ import { queryAlerts, setCapacityAlertThresholds } from "./cmd_alerts.ts";
 import { addStandbyMdm, queryAll, queryCluster, removeStandbyMdm, switchMdmOwnership } from "./cmd_system.ts";
 import { setStoragePoolWriteCache } from "./cmd_write_cache.ts";
 import {
+  addSdsDevice,
   modifySparePolicy,
   removeFaultSet,
   removeProtectionDomain,
@@ -97,6 +98,7 @@ const HANDLERS: Record<CommandName, Handler> = {
   remove_storage_pool: removeStoragePool,
   remove_protection_domain: removeProtectionDomain,
   remove_fault_set: removeFaultSet,
+  add_sds_device: addSdsDevice,
   remove_sds_device: removeSdsDevice,
   modify_spare_policy: modifySparePolicy,
   query_alerts: queryAlerts,

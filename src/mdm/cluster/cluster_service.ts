@@ -164,17 +164,19 @@ export function sdsJoin(ctx: MdmContext, req: SdsJoinRequest): SdsJoinResponse {
 }
 
 /**
- * A join names every device the SDS opened. A Normal device of this SDS it left out (gone from
- * its configuration, or registered through REST and never added there) can serve nothing: it is
- * marked Failed, so its copies are rebuilt from their other copies and nothing new is placed on
- * it. It comes back by itself when a later join lists it again (the SDS's heartbeat reports it
- * Normal); an empty one can be removed (removeDevice).
+ * A join names every device the SDS opened (its configured ones and those added while it ran:
+ * src/sds/live_devices.ts). A Normal device of this SDS that it opened before (it has a
+ * capacity) and now leaves out (gone from its configuration, or its disk is gone) can serve
+ * nothing: it is marked Failed, so its copies are rebuilt from their other copies and nothing new
+ * is placed on it. It comes back by itself when a later join lists it again (the SDS's heartbeat
+ * reports it Normal); an empty one can be removed (removeDevice). A registered device never
+ * opened yet (no capacity) is left as it is: the heartbeat answers ask the SDS to open it.
  */
 function failDevicesLeftOut(ctx: MdmContext, sds: SdsRow, paths: string[]): void {
   const listed = new Set(paths);
   const rows = ctx.store.db.select().from(deviceTable).where(eq(deviceTable.sdsId, sds.id)).all();
   for (const dev of rows) {
-    if (listed.has(dev.path) || dev.state !== "Normal") continue;
+    if (listed.has(dev.path) || dev.state !== "Normal" || dev.capacityBytes === 0) continue;
     ctx.store.db.update(deviceTable).set({ state: "Failed" }).where(eq(deviceTable.id, dev.id)).run();
     const held = dev.assignedBytes > 0 ? `; the ${formatBytes(dev.assignedBytes)} assigned to it are rebuilt from their other copies` : "";
     consola.warn(`mdm: SDS ${sds.name} joined without its device ${dev.id} (${dev.path}): marked Failed${held}. Add the path to the SDS's devices and restart it, or remove the device`);
@@ -250,9 +252,11 @@ function auditDataPlaneRefusals(ctx: MdmContext, sdsId: string, name: string | n
 }
 
 /** Devices of one SDS as a heartbeat compares them (cached statement: every heartbeat reads it). */
-function heartbeatDevices(ctx: MdmContext, sdsId: string): Map<string, { id: string; path: string; state: string; usedBytes: number }> {
+function heartbeatDevices(ctx: MdmContext, sdsId: string): Map<string, { id: string; path: string; state: string; usedBytes: number; capacityBytes: number }> {
   const rows = ctx.store.sqlite
-    .query<{ id: string; path: string; state: string; usedBytes: number }, [string]>("SELECT id, path, state, used_bytes AS usedBytes FROM device WHERE sds_id = ?")
+    .query<{ id: string; path: string; state: string; usedBytes: number; capacityBytes: number }, [string]>(
+      "SELECT id, path, state, used_bytes AS usedBytes, capacity_bytes AS capacityBytes FROM device WHERE sds_id = ?",
+    )
     .all(sdsId);
   return new Map(rows.map((d) => [d.id, d]));
 }
@@ -279,10 +283,12 @@ export function sdsHeartbeat(ctx: MdmContext, sdsId: string, req: SdsHeartbeatRe
   // devices exist only with their SDS: one read fewer per beat (an SDS without devices is checked)
   if (mine.size === 0) checkNodeExists(ctx, "sds", sdsId);
   if (req.refusals && Object.keys(req.refusals.counts).length > 0) auditDataPlaneRefusals(ctx, sdsId, getSds(ctx, sdsId).name, req.refusals);
+  // a device the MDM no longer has (removed): the SDS closes it
+  let closeDevices: string[] | undefined;
   const changed = req.devices.filter((r) => {
     const dev = mine.get(r.deviceId);
-    if (!dev) consola.debug(`mdm: SDS ${sdsId} reported unknown device ${r.deviceId}`);
-    return dev !== undefined && (dev.state !== r.state || dev.usedBytes !== r.usedBytes);
+    if (!dev) (closeDevices ??= []).push(r.deviceId);
+    return dev !== undefined && (dev.state !== r.state || dev.usedBytes !== r.usedBytes || opensNow(dev, r));
   });
   // a beat that changes nothing (the usual one) writes nothing and opens no transaction
   if (changed.length > 0) {
@@ -290,7 +296,13 @@ export function sdsHeartbeat(ctx: MdmContext, sdsId: string, req: SdsHeartbeatRe
       for (const r of changed) {
         const dev = mine.get(r.deviceId)!;
         if (dev.state !== r.state) consola.warn(`mdm: device ${dev.id} (${dev.path}) of SDS ${sdsId} is now ${r.state}`);
-        ctx.store.db.update(deviceTable).set({ state: r.state, usedBytes: r.usedBytes }).where(eq(deviceTable.id, dev.id)).run();
+        const opened = opensNow(dev, r);
+        if (opened) consola.info(`mdm: SDS ${sdsId} opened device ${dev.id} (${dev.path}): ${formatBytes(r.capacityBytes!)}; it takes data from now on`);
+        ctx.store.db
+          .update(deviceTable)
+          .set({ state: r.state, usedBytes: r.usedBytes, ...(opened ? { capacityBytes: r.capacityBytes! } : {}) })
+          .where(eq(deviceTable.id, dev.id))
+          .run();
       }
     });
   }
@@ -300,7 +312,34 @@ export function sdsHeartbeat(ctx: MdmContext, sdsId: string, req: SdsHeartbeatRe
   applyFailedForwards(ctx, sdsId, req.failedForwards);
   noteLayerUsage(ctx, sdsId, req.layerChunks);
   // unchanged when no change since the SDS's version concerns it (health.ts mapVersionFor)
-  return { mapVersion: ctx.health.mapVersionFor("sds", sdsId, req.appliedMapVersion, currentMapVersion(ctx)), leaseMs: ctx.recovery.config.leaseMs };
+  const answer: HeartbeatResponse = { mapVersion: ctx.health.mapVersionFor("sds", sdsId, req.appliedMapVersion, currentMapVersion(ctx)), leaseMs: ctx.recovery.config.leaseMs };
+  const openDevices = devicesToOpen(mine, req.devices);
+  if (openDevices !== undefined) answer.openDevices = openDevices;
+  if (closeDevices !== undefined) answer.closeDevices = closeDevices;
+  return answer;
+}
+
+/**
+ * A registered device that has never held data (no capacity yet: topology.ts createDevice) and
+ * that the SDS now reports open, with its size: from now on placement may use it.
+ */
+function opensNow(dev: { capacityBytes: number }, r: { capacityBytes?: number | undefined; state: string }): boolean {
+  return dev.capacityBytes === 0 && r.state === "Normal" && r.capacityBytes !== undefined && r.capacityBytes > 0;
+}
+
+/**
+ * Devices registered for this SDS (no capacity yet, Normal) that its beat does not report: it is
+ * to open them. One that it cannot open comes back reported Failed, and so is not asked again.
+ * Only a comparison of rows the beat already read: nothing per beat in the usual case.
+ */
+function devicesToOpen(mine: Map<string, { id: string; path: string; state: string; capacityBytes: number }>, reported: readonly { deviceId: string }[]): { deviceId: string; path: string }[] | undefined {
+  let out: { deviceId: string; path: string }[] | undefined;
+  for (const dev of mine.values()) {
+    if (dev.capacityBytes !== 0 || dev.state !== "Normal") continue;
+    if (reported.some((r) => r.deviceId === dev.id)) continue;
+    (out ??= []).push({ deviceId: dev.id, path: dev.path });
+  }
+  return out;
 }
 
 /** Epoch and in-sync replicas (primary first) of every extent of a V-Tree (by owner id), indexed by extent. */

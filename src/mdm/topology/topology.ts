@@ -298,11 +298,12 @@ export function addDevice(ctx: MdmContext, sds: SdsRow, d: NewDevice): string {
 }
 
 /**
- * Register a device of an SDS through REST. It holds nothing until its SDS has opened it: the
- * row starts with no capacity (placement, rebuild targets and moves need room for a whole
- * extent, so none lands on it), and the SDS's next join, with the path among its devices,
- * reports the real size. A body's capacityInKb is not trusted for that: a device the SDS never
- * opened, given room here, took extents the SDS could not serve (EIO on every IO to them).
+ * Register a device of an SDS through REST (scli --add_sds_device). It holds nothing until its
+ * SDS has opened it: the row starts with no capacity (placement, rebuild targets and moves need
+ * room for a whole extent, so none lands on it); the SDS's heartbeat answers name it
+ * (cluster_service.ts devicesToOpen), and the SDS's next beat, or its next join, reports the
+ * size it opened. A body's capacityInKb is not trusted for that: a device the SDS never opened,
+ * given room here, took extents the SDS could not serve (EIO on every IO to them).
  */
 export function createDevice(ctx: MdmContext, body: CreateDevice): string {
   const path = body.deviceCurrentPathname ?? body.devicePath;
@@ -311,7 +312,7 @@ export function createDevice(ctx: MdmContext, body: CreateDevice): string {
     const sds = getSds(ctx, body.sdsId);
     return addDevice(ctx, sds, { path, poolId: body.storagePoolId, name: body.name, mediaType: body.mediaType, capacityBytes: 0 });
   });
-  consola.info(`mdm: device ${id} (${path}) registered for SDS ${body.sdsId}: it takes data once that SDS opens it (add the path to the SDS's devices and restart it)`);
+  consola.info(`mdm: device ${id} (${path}) registered for SDS ${body.sdsId}: it takes data once that SDS has opened it`);
   return id;
 }
 

@@ -1,0 +1,99 @@
+// Devices added to a running SDS (scli --add_sds_device, REST device create): the MDM names them
+// in its heartbeat answer (openDevices) until the SDS reports them open with their size; then
+// placement may use them. Removed ones (closeDevices) are closed once nothing lives on them.
+//
+// The SDS's own list (the cluster file's devices, `pf sds --device`) is where devices come from at
+// start; a device added live is kept in DATA_DIR/added-devices.json so that the SDS opens it again
+// at every start and its join names it (a join that leaves a device out marks it Failed:
+// cluster_service.ts failDevicesLeftOut). The file is written whole (temp file, fsync, rename).
+//
+// Invariants:
+// - a device the MDM asked for is either open (a slot of the store, reported every beat) or
+//   reported Failed with its open error logged: never asked for forever, never silently dropped;
+// - the file lists exactly the live-added devices still in use; one the MDM removed leaves it.
+
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { join as joinPath } from "node:path";
+import { consola } from "consola";
+import { z } from "zod";
+import type { DeviceReport } from "../proto/cluster_api.ts";
+import type { SdsCore } from "./sds_core.ts";
+
+const FILE = "added-devices.json";
+const Saved = z.object({ version: z.literal(1), devices: z.array(z.object({ path: z.string().min(1) })) });
+
+export class LiveDevices {
+  private readonly file: string;
+  private paths: string[];
+  /** devices the MDM asked for that would not open: reported Failed until the MDM removes them */
+  private readonly failed = new Map<string, string>();
+
+  private constructor(
+    private readonly sdsName: string,
+    dataDir: string,
+    paths: string[],
+  ) {
+    this.file = joinPath(dataDir, FILE);
+    this.paths = paths;
+  }
+
+  /** The live-added devices of earlier runs (none when the file is missing). A damaged file is an error naming it. */
+  static load(sdsName: string, dataDir: string): LiveDevices {
+    const file = joinPath(dataDir, FILE);
+    if (!existsSync(file)) return new LiveDevices(sdsName, dataDir, []);
+    const parsed = Saved.safeParse(JSON.parse(readFileSync(file, "utf8")));
+    if (!parsed.success) throw new Error(`${file} is not a list of added devices (${parsed.error.issues[0]?.message}); fix or remove it`);
+    return new LiveDevices(sdsName, dataDir, parsed.data.devices.map((d) => d.path));
+  }
+
+  /** paths to open at start, besides the configured ones */
+  get added(): readonly string[] {
+    return this.paths;
+  }
+
+  /** Devices this SDS could not open, as beat reports (Failed). */
+  reports(): DeviceReport[] {
+    return [...this.failed.keys()].map((deviceId) => ({ deviceId, state: "Failed", usedBytes: 0 }));
+  }
+
+  /** Act on a heartbeat answer's openDevices / closeDevices. */
+  apply(core: SdsCore, open: readonly { deviceId: string; path: string }[] | undefined, close: readonly string[] | undefined): void {
+    for (const d of open ?? []) {
+      if (this.failed.has(d.deviceId) || core.store.slot(d.deviceId) !== undefined) continue;
+      try {
+        core.addDevice(d.deviceId, d.path);
+      } catch (e) {
+        const why = (e as Error).message;
+        this.failed.set(d.deviceId, why);
+        consola.error(`sds ${this.sdsName}: cannot open device ${d.deviceId} (${d.path}) the MDM added: ${why}; it is reported Failed (remove it with scli --remove_sds_device, then add it again once the path is there)`);
+        continue;
+      }
+      consola.info(`sds ${this.sdsName}: opened device ${d.deviceId} (${d.path}) added by the MDM`);
+      if (!this.paths.includes(d.path)) this.save([...this.paths, d.path]);
+    }
+    for (const id of close ?? []) {
+      if (this.failed.delete(id)) continue;
+      const slot = core.store.slot(id);
+      if (slot === undefined) continue;
+      if (!core.removeDevice(id)) {
+        consola.warn(`sds ${this.sdsName}: the MDM removed device ${id} (${slot.dev.path}), but extents still live on it here; it stays open`);
+        continue;
+      }
+      consola.info(`sds ${this.sdsName}: device ${id} (${slot.dev.path}) was removed by the MDM; no longer used`);
+      if (this.paths.includes(slot.dev.path)) this.save(this.paths.filter((p) => p !== slot.dev.path));
+    }
+  }
+
+  private save(paths: string[]): void {
+    const tmp = `${this.file}.tmp`;
+    const fd = openSync(tmp, "w", 0o600);
+    try {
+      writeSync(fd, JSON.stringify({ version: 1, devices: paths.map((path) => ({ path })) }) + "\n");
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, this.file);
+    this.paths = paths;
+  }
+}
