@@ -29,8 +29,10 @@
 //   shares sum to < 2N copies, and every extent uses at least one of them). Weighting by free
 //   room means a volume larger than one round also narrows fill differences instead of
 //   copying them (an SDS with twice the room takes twice the copies per round).
-// - Ties (equal keys: same round, same fill band) are broken by a pseudo-random order, drawn anew
-//   for each call (a salt from `random`) and for an SDS at every copy it takes (tieOf). This is
+// - Ties (equal keys: same round, same fill band) go first to the SDSs with fewer copies of this
+//   volume (an SDS with more than the mean room has two copies in round 0: it takes its second
+//   after the tied others took their first), then by a pseudo-random order, drawn anew for each
+//   call (a salt from `random`) and for an SDS at every copy it takes (tieOf). The order is
 //   what makes the mesh: each SDS's copies partner near-uniformly with all eligible SDSs of the
 //   other domains. A fixed order (a rotation, as before) or exact fill keys make the two
 //   emptiest SDSs move in lockstep: they are consumed in the same relative order at every fill
@@ -501,8 +503,9 @@ class Layout {
     }
     if (this.segLen[d]! === 0) this.topRemove(d);
     else {
-      // a new tie can make s, still the domain's best at an unchanged key, rank above its old
-      // self: the domain may have to move up as well as down
+      // s's key never falls and its tie grows with its copies, but past the cap of 2047 copies a
+      // new tie can rank s, still the domain's best at an unchanged key, above its old self:
+      // then the domain moves up
       const at = this.topPos[d]!;
       this.topSiftDown(at);
       if (this.topPos[d] === at) this.topSiftUp(at);
@@ -558,9 +561,11 @@ class Layout {
   }
 
   /**
-   * Tie of SDS s after it took `copies` copies of this volume: a pseudo-random 32-bit value,
-   * distinct for every (s, copies) of the call (a bijection of copies x n + s), so among SDSs
-   * of equal key the order is a fresh shuffle at every copy. See the opening comment's "Ties".
+   * Tie of SDS s after it took `copies` copies of this volume: the copies (capped at 2047) in
+   * the high bits, then 20 pseudo-random bits (a 32-bit mix of copies x n + s and the call's
+   * salt). Among SDSs of equal key, those with fewer copies of this volume come first, in an
+   * order shuffled anew at every copy. Equal ties are rare and harmless (the heaps stay valid;
+   * the result still depends only on the input and `random`). See the opening comment's "Ties".
    */
   private tieOf(s: number, copies: number): number {
     let x = ((Math.imul(copies, this.n) + s) ^ this.tieSalt) | 0;
@@ -569,7 +574,7 @@ class Layout {
     x ^= x >>> 15;
     x = Math.imul(x, 0x846ca68b);
     x ^= x >>> 16;
-    return x | 0;
+    return (Math.min(copies, 2047) << 20) | (x >>> 12);
   }
 
   private pairKey(a: number, b: number): number {
