@@ -376,6 +376,7 @@ describe("partners spread across volumes", () => {
       seed: fc.integer(),
     });
     let worst = Infinity;
+    let worstMean = Infinity;
     fc.assert(
       fc.property(arb, ({ n, faultSets, devices, equal, caps, maxExtents, seed }) => {
         const extentBytes = MiB;
@@ -396,15 +397,24 @@ describe("partners spread across volumes", () => {
         const volumes = Math.ceil((6 * n * m) / ((1 + maxExtents) / 2));
         const sizes = seededRandom(seed ^ 0x5bd1e995);
         const { partners, copies, eligible } = fillPool(pool, volumes, () => 1 + Math.floor(sizes() * maxExtents), extentBytes, seed);
+        // each SDS: a share of what it may pair with (0.75: at most 2 of 9 missed in the smallest
+        // pools, where a uniform mesh misses one now and then); all SDSs: nearly all of it
+        let sum = 0;
         for (let i = 0; i < n; i++) {
           const share = partners[i]! / Math.min(eligible[i]!, copies[i]!);
           worst = Math.min(worst, share);
-          expect(share).toBeGreaterThanOrEqual(0.85);
+          sum += share;
+          expect(share).toBeGreaterThanOrEqual(0.75);
         }
+        worstMean = Math.min(worstMean, sum / n);
+        expect(sum / n).toBeGreaterThanOrEqual(0.95);
       }),
       { numRuns: 60 },
     );
-    log.info(`partners: worst SDS paired with ${(100 * worst).toFixed(1)} % of the SDSs it may pair with`);
+    log.info(
+      `partners: worst SDS paired with ${(100 * worst).toFixed(1)} % of the SDSs it may pair with, ` +
+        `worst pool mean ${(100 * worstMean).toFixed(1)} %`,
+    );
   });
 
   test("1,000 SDS's seed shape scaled down: 100 SDSs in 10 fault sets x 8 equal devices, 2,000 volumes of 16 extents", () => {
