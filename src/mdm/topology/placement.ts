@@ -14,20 +14,33 @@
 // Algorithm. One linear pass turns the pool into typed arrays (eligible SDSs, their eligible
 // devices, domains with their free extent slots). Every eligible SDS gets a key
 //     key = 2 * round + fill
-// where fill = (assigned + extent) / capacity of its emptiest eligible device (0 < fill <= 1) and
+// where fill = (assigned + extent) / capacity of its emptiest eligible device (0 < fill <= 1),
+// rounded down to a band one extent of the pool's largest eligible device wide, and
 // round = floor(copies of this volume on the SDS / weight), weight = the SDS's free extent slots
 // relative to the mean over eligible SDSs. SDSs sit in one min-heap per domain; domains sit in a
 // top min-heap ordered by their best SDS. Each extent takes the best SDS of the best domain and
 // the best SDS of the best *other* domain (the root's smaller child in the top heap), then the
 // keys of those two SDSs grow and they sift down: O(log SDSs) per extent, no scan per extent.
 // - "fill" balances assignedBytes/capacity across devices: every copy goes to the emptiest
-//   device the rules allow, so fill ratios stay within about one extent of each other.
+//   device the rules allow, so fill ratios stay within about one extent of each other (one band
+//   plus the chosen device's own step: at most about two extents of any device).
 // - "round" spreads each volume wide: no SDS takes a copy in round r+1 while another still
 //   has round-r share left, so a volume with >= 2 x N extents touches all N SDSs (the round-0
 //   shares sum to < 2N copies, and every extent uses at least one of them). Weighting by free
 //   room means a volume larger than one round also narrows fill differences instead of
 //   copying them (an SDS with twice the room takes twice the copies per round).
-// - Ties are broken by a rotation of the SDS order drawn from `random`.
+// - Ties (equal keys: same round, same fill band) go first to the SDSs with fewer copies of this
+//   volume (an SDS with more than the mean room has two copies in round 0: it takes its second
+//   after the tied others took their first), then by a pseudo-random order, drawn anew for each
+//   call (a salt from `random`) and for an SDS at every copy it takes (tieOf). The order is
+//   what makes the mesh: each SDS's copies partner near-uniformly with all eligible SDSs of the
+//   other domains. A fixed order (a rotation, as before) or exact fill keys make the two
+//   emptiest SDSs move in lockstep: they are consumed in the same relative order at every fill
+//   level, so the same neighbours pair again volume after volume (1,000 SDSs / 10 fault sets /
+//   100k volumes: 21-31 partners of 900 each, ~70 extents shared by a partnering pair). With a
+//   band of one extent, SDSs whose fills differ by less than one extent count as tied, so pools
+//   of unequal devices (whose exact fills never tie) mix too; the price is about one extent more
+//   fill difference. Measured: bench/placement_spread.ts.
 // Primaries: the extents of a volume form a multigraph on SDSs (one edge per extent); orienting
 // every edge along Euler trails (open trails from odd-degree SDSs first, then closed ones) makes
 // each SDS primary for half its copies of the volume, rounded either way: |copies - 2 x
@@ -92,6 +105,8 @@ export function placeExtents(input: {
 const NO_POOL: PlacementSds[] = [];
 /** how many top-heap nodes are considered for the second copy (see partnerDomain) */
 const PARTNER_CANDIDATES = 7;
+/** width of a fill band, in extents of the largest eligible device (see "Ties" in the opening comment) */
+const BAND_EXTENTS = 1;
 
 /** An index in [0, n) from `random`, safe against a source that returns 1 or strays outside [0, 1). */
 function randomIndex(random: () => number, n: number): number {
@@ -117,6 +132,7 @@ class Layout {
   private n = 0;
   /** extents of this call per unordered SDS pair (key: pairKey) */
   private readonly pairs = new Map<number, number>();
+  private bandScale = 1; // 1 / the width of a fill band (see band)
   private slotSum = 0; // free extent slots of all eligible SDSs at the start, for the round weight
   private sdsInput = new Int32Array(0);
   private sdsDomain = new Int32Array(0);
@@ -125,7 +141,8 @@ class Layout {
   private sdsSlots = new Float64Array(0); // free extent slots at the start
   private sdsCopies = new Int32Array(0); // copies of this volume
   private sdsKey = new Float64Array(0);
-  private sdsTie = new Int32Array(0);
+  private sdsTie = new Int32Array(0); // tieOf(s, copies): redrawn at every copy the SDS takes
+  private tieSalt = 0; // per call, from random
   private sdsBestDev = new Int32Array(0);
   private touched = new Int32Array(0); // SDSs holding a copy of this volume, in first-touch order
   private touchedLen = 0;
@@ -191,6 +208,7 @@ class Layout {
     let m = 0;
     let totalSlots = 0;
     let connectedSds = 0;
+    let maxCap = 0;
     for (let p = 0; p < pool.length; p++) {
       const sds = pool[p]!;
       if (!sds.connected) continue;
@@ -215,6 +233,7 @@ class Layout {
         devInput[m] = j;
         devAssigned[m] = assigned;
         devCap[m] = capacity;
+        if (capacity > maxCap) maxCap = capacity;
         slots += Math.floor((capacity - assigned) / e);
         const fill = (assigned + e) / capacity;
         if (fill < bestFill) {
@@ -243,6 +262,15 @@ class Layout {
     this.totalSlots = totalSlots;
     this.slotSum = totalSlots;
     this.connectedSds = connectedSds;
+    this.bandScale = maxCap / (BAND_EXTENTS * e);
+    for (let s = 0; s < n; s++) sdsKey[s] = this.band(sdsKey[s]!);
+  }
+
+  /** A fill ratio rounded down to its band: BAND_EXTENTS extents of the largest eligible device. */
+  private band(fill: number): number {
+    // + 1e-6: fills that are whole multiples of the band (equal devices) must not fall one band
+    // low by a rounding error of the division, or SDSs one extent apart would tie
+    return Math.floor(fill * this.bandScale + 1e-6) / this.bandScale;
   }
 
   /** Domain of an SDS in a pool with fault sets: its fault set's, or a singleton of its own. */
@@ -384,7 +412,7 @@ class Layout {
     this.ensureExtents(k);
     const n = this.n;
     const D = this.domains;
-    let tie = randomIndex(random, n);
+    this.tieSalt = Math.floor(random() * 4294967296) | 0;
     let start = 0;
     for (let d = 0; d < D; d++) {
       this.segStart[d] = start;
@@ -392,8 +420,7 @@ class Layout {
       start += this.domainSdsCount[d]!;
     }
     for (let s = 0; s < n; s++) {
-      this.sdsTie[s] = tie;
-      tie = tie + 1 === n ? 0 : tie + 1;
+      this.sdsTie[s] = this.tieOf(s, 0);
       const d = this.sdsDomain[s]!;
       const i = this.segLen[d]!;
       this.heap[this.segStart[d]! + i] = s;
@@ -468,13 +495,21 @@ class Layout {
     if (best >= 0) {
       this.sdsBestDev[s] = best;
       const round = Math.floor((copies * this.slotSum) / (this.n * this.sdsSlots[s]!));
-      this.sdsKey[s] = 2 * round + (this.devAssigned[best]! + e) / this.devCap[best]!;
+      this.sdsKey[s] = 2 * round + this.band((this.devAssigned[best]! + e) / this.devCap[best]!);
+      this.sdsTie[s] = this.tieOf(s, copies);
       this.segSiftDown(d, 0);
     } else {
       this.segPopRoot(d);
     }
-    if (this.segLen[d]! > 0) this.topSiftDown(this.topPos[d]!);
-    else this.topRemove(d);
+    if (this.segLen[d]! === 0) this.topRemove(d);
+    else {
+      // s's key never falls and its tie grows with its copies, but past the cap of 2047 copies a
+      // new tie can rank s, still the domain's best at an unchanged key, above its old self:
+      // then the domain moves up
+      const at = this.topPos[d]!;
+      this.topSiftDown(at);
+      if (this.topPos[d] === at) this.topSiftUp(at);
+    }
   }
 
   /** Emptiest device of SDS s that still has room for an extent, or -1. */
@@ -523,6 +558,23 @@ class Layout {
       }
     }
     return chosen;
+  }
+
+  /**
+   * Tie of SDS s after it took `copies` copies of this volume: the copies (capped at 2047) in
+   * the high bits, then 20 pseudo-random bits (a 32-bit mix of copies x n + s and the call's
+   * salt). Among SDSs of equal key, those with fewer copies of this volume come first, in an
+   * order shuffled anew at every copy. Equal ties are rare and harmless (the heaps stay valid;
+   * the result still depends only on the input and `random`). See the opening comment's "Ties".
+   */
+  private tieOf(s: number, copies: number): number {
+    let x = ((Math.imul(copies, this.n) + s) ^ this.tieSalt) | 0;
+    x ^= x >>> 16;
+    x = Math.imul(x, 0x7feb352d);
+    x ^= x >>> 15;
+    x = Math.imul(x, 0x846ca68b);
+    x ^= x >>> 16;
+    return (Math.min(copies, 2047) << 20) | (x >>> 12);
   }
 
   private pairKey(a: number, b: number): number {
