@@ -389,7 +389,8 @@ class Layout {
       throw new PfError(
         "NO_SPACE",
         `Insufficient capacity: ${this.needed(k)}, the pool's eligible devices have room for ${total} extents ` +
-          `(${formatBytes(total * this.extentBytes)}) on ${this.n} SDSs in ${withRoom} ${this.unit(true)}`,
+          `(${formatBytes(total * this.extentBytes)}) on ${this.n} SDSs` +
+          (this.hasFaultSets ? ` in ${withRoom} fault sets with room` : withRoom < this.n ? ` (${withRoom} of them with room)` : ""),
       );
     }
     const maxSlots = this.domainSlots[maxDomain]!;
