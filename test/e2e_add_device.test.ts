@@ -1,8 +1,9 @@
 // A disk added to a running SDS (scli --add_sds_device), as an operator grows a pool: the SDS
 // opens it at its next heartbeat, rebalance moves data onto it, and the data read back by fio's
 // verify is what was written; after a restart of every role the SDS opens it again (its join
-// names it, so it is not marked Failed). A path the SDS cannot open is reported Failed (scli exit
-// 4) and removed again with --remove_sds_device, which the SDS follows by closing it.
+// names it, so it is not marked Failed). A path the SDS cannot open, or a device that holds data,
+// is reported Failed (scli exit 4) and removed again with --remove_sds_device, which the SDS
+// follows by closing it; the data is left as it was.
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { execFileSync } from "node:child_process";
@@ -75,6 +76,15 @@ test("a path the SDS cannot open: reported Failed (exit 4); removed, the SDS let
   expect(rm.code).toBe(0);
   expect((await c.scli(["--query_sds", "--sds_name", "sds2"])).stdout).not.toContain(missing);
   expect(existsSync(join(c.dataDir, "sds", "sds2", "added-devices.json"))).toBe(false);
+  // a file with content (a file system's superblock would do the same) is refused: the SDS would overwrite it
+  const used = join(c.dir, "used.img");
+  execFileSync("fallocate", ["-l", String(64 * 1024 * 1024), used]);
+  execFileSync("dd", ["if=/etc/hostname", `of=${used}`, "bs=4k", "seek=100", "conv=notrunc", "status=none"]);
+  const before = readFileSync(used);
+  const taken = await c.scli(["--add_sds_device", "--sds_name", "sds3", "--device_path", used, "--storage_pool_name", "sp1"]);
+  expect(taken.code).toBe(4);
+  expect(c.output).toContain(`device ${used} holds data in its first MiB`);
+  expect(readFileSync(used).equals(before)).toBe(true);
   // the volume still reads back as written
   await runFio(["--ioengine=nbd", `--uri=${c.nbdUri("v")}`, ...fioVerify]);
 }, 120_000);

@@ -8,6 +8,8 @@
 // closed file.
 
 import { consola } from "consola";
+import { PfError } from "../proto/errors.ts";
+import { Limits } from "../proto/limits.ts";
 import { ioMetricsEnabled } from "../proto/io_meter.ts";
 import { MetricRegistry } from "../proto/metrics.ts";
 import { openBlockDevice, type BlockDevice } from "../store/block_device.ts";
@@ -106,6 +108,7 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
       addDevice(deviceId: string, path: string) {
         const d = wrapped(deviceId, path, openBlockDevice({ path }));
         try {
+          refuseDeviceInUse(path, d.dev);
           store.addDevice(deviceId, d.dev);
         } catch (e) {
           d.dev.close();
@@ -134,5 +137,25 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
     meta?.close();
     for (const d of devices) if (!opts.opened?.has(d.dev.path)) d.dev.close();
     throw e;
+  }
+}
+
+/** bytes at the start of a device that must read as zeros before it is taken (see refuseDeviceInUse) */
+const IN_USE_PROBE_BYTES = 1024 * 1024;
+
+/**
+ * A device added live comes by a path an MDM user gave: the SDS would write extents over
+ * whatever it holds. One whose first MiB is not all zeros (a file system's superblock, a
+ * partition table, another SDS's data, any file with content) is refused, as PowerFlex refuses
+ * a device in use without --force_device_takeover.
+ */
+function refuseDeviceInUse(path: string, dev: BlockDevice): void {
+  const n = Math.min(IN_USE_PROBE_BYTES, dev.sizeBytes);
+  if (n < Limits.thinChunkBytes) throw new PfError("BAD_REQUEST", `device ${path} is ${dev.sizeBytes} bytes: too small to hold one ${Limits.thinChunkBytes}-byte chunk`);
+  const buf = new Uint8Array(n);
+  dev.readInto(buf, 0);
+  const words = new Int32Array(buf.buffer, 0, n >>> 2);
+  for (let i = 0; i < words.length; i++) {
+    if (words[i] !== 0) throw new PfError("IN_USE", `device ${path} holds data in its first MiB (a file system, a partition table, another SDS's data?): pf takes only an empty device; wipe it first (e.g. blkdiscard, or dd if=/dev/zero of=${path} bs=1M count=1)`);
   }
 }
