@@ -20,6 +20,7 @@ import { sdcMaps, sdsAssignments } from "../src/mdm/cluster/cluster_service.ts";
 import { recoveryTick } from "../src/mdm/recovery/recovery.ts";
 import { observeTick } from "../src/mdm/observe/observe_tick.ts";
 import { Limits } from "../src/proto/limits.ts";
+import { copyLogOf } from "../src/mdm/cluster/copy_log.ts";
 
 const SRC = process.env.BENCH_SEED_DB;
 if (!SRC) throw new Error("BENCH_SEED_DB=<path of a seeded mdm.db> is required");
@@ -133,6 +134,10 @@ try {
   const degraded = () => q("SELECT COUNT(*) AS n FROM extent WHERE secondary_sds_id IS NULL");
   const started = () => q("SELECT COUNT(*) AS n FROM extent WHERE target_sds_id IS NOT NULL");
   const cap = Limits.maxConcurrentRebuildsPerSds * (sdsIds.length - 1);
+  // a running MDM whose SDSs fetched keeps the copy log (its triggers log every extent change)
+  if (process.env.BENCH_NO_COPY_LOG !== "1") copyLogOf(ctx);
+  if (process.env.BENCH_WAL_CHECKPOINT !== undefined) db.run(`PRAGMA wal_autocheckpoint = ${Number(process.env.BENCH_WAL_CHECKPOINT)}`);
+  db.run("PRAGMA wal_checkpoint(TRUNCATE)");
   let ticks = 0;
   const stepCosts: string[] = [];
   const loss = await timed(() => {
