@@ -8,7 +8,7 @@
 // bun --cpu-prof to see where. Run: BENCH_SEED_DB=/path/mdm.db npx bun bench/mdm_seeded_inproc.ts
 // env: BENCH_FETCHES=20 BENCH_CREATES=200 BENCH_TICKS=8 BENCH_MASS_DOWN=100 (SDSs declared down at once at the end)
 //      BENCH_LOSS_ONLY=1 (only the SDS loss and the mass loss: no cold-start ticks, beats, full answers, GET all or creates;
-//      for bun --cpu-prof of the loss step)
+//      for bun --cpu-prof of the loss step), BENCH_NO_COPY_LOG=1 (the loss without the copy log's triggers)
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -136,8 +136,6 @@ try {
   const cap = Limits.maxConcurrentRebuildsPerSds * (sdsIds.length - 1);
   // a running MDM whose SDSs fetched keeps the copy log (its triggers log every extent change)
   if (process.env.BENCH_NO_COPY_LOG !== "1") copyLogOf(ctx);
-  if (process.env.BENCH_WAL_CHECKPOINT !== undefined) db.run(`PRAGMA wal_autocheckpoint = ${Number(process.env.BENCH_WAL_CHECKPOINT)}`);
-  db.run("PRAGMA wal_checkpoint(TRUNCATE)");
   let ticks = 0;
   const stepCosts: string[] = [];
   const loss = await timed(() => {
