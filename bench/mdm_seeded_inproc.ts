@@ -7,6 +7,8 @@
 // Run it on databases of several sizes to see what grows faster than the volume count; under
 // bun --cpu-prof to see where. Run: BENCH_SEED_DB=/path/mdm.db npx bun bench/mdm_seeded_inproc.ts
 // env: BENCH_FETCHES=20 BENCH_CREATES=200 BENCH_TICKS=8 BENCH_MASS_DOWN=100 (SDSs declared down at once at the end)
+//      BENCH_LOSS_ONLY=1 (only the SDS loss and the mass loss: no cold-start ticks, beats, full answers, GET all or creates;
+//      for bun --cpu-prof of the loss step), BENCH_NO_COPY_LOG=1 (the loss without the copy log's triggers)
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,12 +20,14 @@ import { sdcMaps, sdsAssignments } from "../src/mdm/cluster/cluster_service.ts";
 import { recoveryTick } from "../src/mdm/recovery/recovery.ts";
 import { observeTick } from "../src/mdm/observe/observe_tick.ts";
 import { Limits } from "../src/proto/limits.ts";
+import { copyLogOf } from "../src/mdm/cluster/copy_log.ts";
 
 const SRC = process.env.BENCH_SEED_DB;
 if (!SRC) throw new Error("BENCH_SEED_DB=<path of a seeded mdm.db> is required");
 const FETCHES = Number(process.env.BENCH_FETCHES ?? 20);
 const CREATES = Number(process.env.BENCH_CREATES ?? 200);
 const TICKS = Number(process.env.BENCH_TICKS ?? 8);
+const LOSS_ONLY = process.env.BENCH_LOSS_ONLY === "1";
 const load = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 const cpuMs = (u0: NodeJS.CpuUsage) => {
   const u = process.cpuUsage(u0);
@@ -54,7 +58,7 @@ try {
     for (const id of sdcIds) ctx.health.sdcSeen(id, 0);
   };
   // the timers before any node beat (an MDM start: every node seeded as seen, none confirmed)
-  for (const [name, fn] of [["recovery tick before any beat", (): unknown => recoveryTick(ctx)], ["observe tick before any beat", (): unknown => observeTick(ctx)]] as const) {
+  for (const [name, fn] of LOSS_ONLY ? [] : [["recovery tick before any beat", (): unknown => recoveryTick(ctx)], ["observe tick before any beat", (): unknown => observeTick(ctx)]] as const) {
     const t = await timed(fn);
     const t2 = await timed(() => {
       for (let i = 0; i < 4; i++) fn();
@@ -62,7 +66,7 @@ try {
     console.log(`${name}: first ${t.cpu.toFixed(1)} ms CPU (${t.wall.toFixed(1)} ms wall), then ${(t2.cpu / 4).toFixed(1)} ms CPU each`);
   }
   // every node's first beat to this MDM life (as after a restart: appliedMapVersion 0), then a second round
-  {
+  if (!LOSS_ONLY) {
     const devs = Map.groupBy(db.query<{ id: string; sds: string }, []>("SELECT id, sds_id AS sds FROM device ORDER BY rowid").all(), (d) => d.sds);
     const beats = [
       ...sdsIds.map((id) => ({ path: `/sds/${id}/heartbeat`, token: nodeTokenOf(ctx, NodeRole.SDS, id), body: `{"devices":${JSON.stringify((devs.get(id) ?? []).map((d) => ({ deviceId: d.id, state: "Normal", usedBytes: 0 })))},"rebuilds":[],"failedForwards":[],"appliedMapVersion":0}` })),
@@ -81,7 +85,7 @@ try {
   }
   beatAll();
   // full answers (a node's first fetch in an MDM life)
-  for (const [name, ids, fn] of [
+  for (const [name, ids, fn] of LOSS_ONLY ? [] : [
     ["full SDS assignments", sdsIds, (id: string) => sdsAssignments(ctx, id, {})],
     ["full SDC maps", sdcIds, (id: string) => sdcMaps(ctx, id, {})],
   ] as const) {
@@ -93,8 +97,8 @@ try {
     console.log(`${name}: ${(t.cpu / FETCHES).toFixed(2)} ms CPU, ${(t.wall / FETCHES).toFixed(2)} ms wall, ${(bytes / FETCHES / 1024).toFixed(1)} KiB each (with JSON.stringify)`);
   }
   await m.login();
-  const all = await timed(() => m.api("GET", "/types/Volume/instances"));
-  console.log(`GET all volumes: ${all.v.status}, ${(all.v.text.length / 2 ** 20).toFixed(1)} MiB, ${all.cpu.toFixed(0)} ms CPU, ${all.wall.toFixed(0)} ms wall`);
+  const all = LOSS_ONLY ? null : await timed(() => m.api("GET", "/types/Volume/instances"));
+  if (all) console.log(`GET all volumes: ${all.v.status}, ${(all.v.text.length / 2 ** 20).toFixed(1)} MiB, ${all.cpu.toFixed(0)} ms CPU, ${all.wall.toFixed(0)} ms wall`);
   const perTick = async (name: string, n: number, fn: () => unknown) => {
     const t = await timed(() => {
       for (let i = 0; i < n; i++) fn();
@@ -103,7 +107,7 @@ try {
   };
   await perTick("recovery tick at rest", TICKS, () => recoveryTick(ctx));
   await perTick("observe tick at rest", TICKS, () => observeTick(ctx));
-  if (CREATES > 0) {
+  if (CREATES > 0 && !LOSS_ONLY) {
     const pool = await m.idOf("StoragePool", "sp1");
     const ids: string[] = [];
     const c = await timed(async () => {
@@ -130,10 +134,15 @@ try {
   const degraded = () => q("SELECT COUNT(*) AS n FROM extent WHERE secondary_sds_id IS NULL");
   const started = () => q("SELECT COUNT(*) AS n FROM extent WHERE target_sds_id IS NOT NULL");
   const cap = Limits.maxConcurrentRebuildsPerSds * (sdsIds.length - 1);
+  // a running MDM whose SDSs fetched keeps the copy log (its triggers log every extent change)
+  if (process.env.BENCH_NO_COPY_LOG !== "1") copyLogOf(ctx);
   let ticks = 0;
+  const stepCosts: string[] = [];
   const loss = await timed(() => {
     for (;;) {
-      recoveryTick(ctx);
+      const u0 = process.cpuUsage();
+      const r = recoveryTick(ctx);
+      stepCosts.push(`${cpuMs(u0).toFixed(0)} ms (${r.changed} changes)`);
       ticks++;
       const d = degraded();
       if ((d > 0 && started() >= Math.min(d, cap)) || ticks >= 40) break;
@@ -141,7 +150,13 @@ try {
       beatAll(victim);
     }
   });
-  console.log(`SDS loss (${held} copies on it): ${ticks} recovery ticks to a complete plan (${degraded()} degraded, ${started()} targets), ${loss.cpu.toFixed(0)} ms CPU, ${loss.wall.toFixed(0)} ms wall`);
+  console.log(`SDS loss (${held} copies on it): ${ticks} recovery ticks to a complete plan (${degraded()} degraded, ${started()} targets), ${loss.cpu.toFixed(0)} ms CPU, ${loss.wall.toFixed(0)} ms wall; steps: ${stepCosts.join(", ")}`);
+  {
+    // who the loss's changes concern (their heartbeat answers send them to fetch)
+    const sdsHolders = q(`SELECT COUNT(*) AS n FROM (SELECT primary_sds_id AS s FROM extent WHERE target_sds_id IS NOT NULL UNION SELECT target_sds_id FROM extent WHERE target_sds_id IS NOT NULL UNION SELECT secondary_sds_id FROM extent WHERE target_sds_id IS NOT NULL)`);
+    const sdcs = q(`SELECT COUNT(DISTINCT m.sdc_id) AS n FROM volume_mapping m JOIN volume v ON v.id = m.volume_id WHERE v.owner_id IN (SELECT volume_id FROM extent WHERE target_sds_id IS NOT NULL OR secondary_sds_id IS NULL)`);
+    console.log(`the loss's changes concern ${sdsHolders} SDSs (holders of the changed extents) and ${sdcs} SDCs (mapping their volumes)`);
+  }
   await perTick("recovery tick after the loss", TICKS, () => {
     clock.advance(250);
     beatAll(victim);

@@ -77,3 +77,30 @@ test("the SDS signature changes with any SDS's state, and not while nothing chan
   h.forgetSds("c");
   expect(h.sdsStatesSignature()).toBe("2:dC");
 });
+
+test("the recovery signature (main.ts's pacer) changes when a device fails or comes back, from the placement view", async () => {
+  const { MdmFixture } = await import("./mdm_fixture.ts");
+  const { recoverySignature } = await import("../src/mdm/recovery/recovery_view.ts");
+  const m = await MdmFixture.open();
+  try {
+    const joined = await m.joinSds("sds1");
+    const ctx = m.core.ctx;
+    const devices = ctx.store.sqlite.query<{ id: string }, [string]>("SELECT id FROM device WHERE sds_id = ? ORDER BY rowid").all(joined.sdsId);
+    expect(devices.length).toBeGreaterThan(0);
+    const beat = async (state: string) => {
+      const body = { devices: devices.map((d, i) => ({ deviceId: d.id, state: i === 0 ? state : "Normal", usedBytes: 0 })), appliedMapVersion: 0 };
+      expect((await m.cluster("POST", `/sds/${joined.sdsId}/heartbeat`, body)).status).toBe(200);
+    };
+    await beat("Normal");
+    const normal = recoverySignature(ctx);
+    expect(recoverySignature(ctx)).toBe(normal);
+    await beat("Failed");
+    const failed = recoverySignature(ctx);
+    expect(failed).not.toBe(normal);
+    expect(failed).toContain(devices[0]!.id);
+    await beat("Normal");
+    expect(recoverySignature(ctx)).toBe(normal);
+  } finally {
+    m.close();
+  }
+});

@@ -18,6 +18,7 @@ import consola from "consola";
 import { openMdmCore } from "./app.ts";
 import { startLagProbe } from "./cluster/fetch_shedding.ts";
 import { recoveryTick } from "./recovery/recovery.ts";
+import { recoverySignature } from "./recovery/recovery_view.ts";
 import { pacedWaitMs, RecoveryPacer, SHARE as PACE_SHARE } from "./recovery/tick_pacing.ts";
 import { observeTick } from "./observe/observe_tick.ts";
 import { X509Certificate } from "node:crypto";
@@ -196,16 +197,13 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
   };
   // a dear recovery step waits for its cost / SHARE unless an SDS or a device changed state
   const pacer = new RecoveryPacer();
-  // the failed devices by id (a count stays the same when one fails as another comes back)
-  const failedDevicesQ = core.ctx.store.sqlite.query<{ ids: string | null }, []>("SELECT group_concat(id) AS ids FROM (SELECT id FROM device WHERE state = 'Failed' ORDER BY id)");
-  const recoverySignature = () => `${core.ctx.health.sdsStatesSignature()}|${failedDevicesQ.get()?.ids ?? ""}`;
   let lastPacedWarnMs = -Infinity;
   const timer = setInterval(() => {
     try {
       forgiveOwnStall();
       if (!core.ctx.meta.isLeader()) return; // a standby decides nothing
       const t0 = performance.now();
-      const signature = recoverySignature();
+      const signature = recoverySignature(core.ctx);
       if (pacer.due(t0, signature)) {
         const step = recoveryTick(core.ctx);
         const costMs = performance.now() - t0;

@@ -33,7 +33,7 @@
 import {
   checkExtent,
   copiesOf,
-  deviceCopyDeltas,
+  forEachDeviceDelta,
   extentKey,
   targetMisfit,
   withInSync,
@@ -162,7 +162,7 @@ class Env {
 
   /** Move the working loads from one state of an extent to the next. */
   account(before: PlannedExtent, after: ExtentState): void {
-    for (const [deviceId, n] of deviceCopyDeltas(before, after)) addToDevice(this.sds, deviceId, n * before.extentBytes, before.thick);
+    forEachDeviceDelta(before, after, (deviceId, n) => addToDevice(this.sds, deviceId, n * before.extentBytes, before.thick));
   }
 }
 

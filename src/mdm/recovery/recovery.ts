@@ -21,12 +21,13 @@ import { inTransaction, type MdmContext } from "../core/context.ts";
 import { judgeReport } from "./rebuild_completion.ts";
 import { planRecovery, type ExtentChange, type RecoveryInput, type RecoveryPlan } from "./rebuild_planner.ts";
 import { RebuildProgress } from "./rebuild_progress.ts";
-import { deviceCopyDeltas, extentFromRow, extentKey, rowColumnsOf, withInSync, type CopyRef, type ExtentState, type PlannedExtent, type SameDomain } from "./recovery_model.ts";
+import { copiesOf, extentFromRow, forEachDeviceDelta, extentKey, rowColumnsOf, withInSync, type CopyRef, type ExtentState, type PlannedExtent, type SameDomain } from "./recovery_model.ts";
 import { summarizeGroups, summarizePool, type SummaryContext } from "./recovery_summary.ts";
 import { loadAttentionGroups } from "./recovery_groups.ts";
 import { copiesHeldBy, attentionSources, drainWork, loadAttentionExtents, loadCopyingExtents, loadRecoveryView, loadSdsViews, SDS_REMOVING, type RecoveryView } from "./recovery_view.ts";
 import { getSds } from "../core/lookup.ts";
 import { bumpMapVersion } from "../core/system_state.ts";
+import type { MapChangeScope } from "../core/health.ts";
 import { addToDevice, chooseTargetDevice, domainOf, poolHasFaultSets, type SdsView } from "./target_placement.ts";
 import { adjustDevice } from "../topology/volumes.ts";
 import { trimAppliedMerges } from "../vtree/merge_trim.ts";
@@ -152,7 +153,11 @@ function applyPlan(ctx: MdmContext, plan: RecoveryPlan): string[] {
     // device accounting summed over the step: one UPDATE per device touched, not one per change
     const thin = new Map<string, number>();
     const thick = new Map<string, number>();
-    for (const c of plan.changes) persistExtent(ctx, c.before, c.after, c.before.extentBytes, c.before.thick, c.before.thick ? thick : thin);
+    const nodes = new ChangedNodes();
+    for (const c of plan.changes) {
+      persistExtent(ctx, c.before, c.after, c.before.extentBytes, c.before.thick, c.before.thick ? thick : thin);
+      nodes.add(c.before, c.after);
+    }
     for (const [deviceId, bytes] of thin) if (bytes !== 0) adjustDevice(ctx, deviceId, bytes, false);
     for (const [deviceId, bytes] of thick) if (bytes !== 0) adjustDevice(ctx, deviceId, bytes, true);
     const removed: string[] = [];
@@ -162,9 +167,40 @@ function applyPlan(ctx: MdmContext, plan: RecoveryPlan): string[] {
       ctx.store.db.delete(sdsTable).where(eq(sdsTable.id, sdsId)).run();
       removed.push(sdsId);
     }
-    bumpMapVersion(ctx);
+    // a removed SDS leaves the address list every node holds: that concerns everyone
+    bumpMapVersion(ctx, removed.length > 0 ? undefined : nodes.scope(ctx));
     return removed;
   });
+}
+
+/**
+ * The nodes a set of extent changes concerns (health.ts mapVersionFor: their heartbeat answers
+ * send them to fetch): every SDS holding a copy of a changed extent before or after the change
+ * (in-sync, target, away: its assignments list that extent, or listed it), and every SDC mapping
+ * a volume of a changed V-Tree (its map carries each extent's epoch and in-sync copies). Nothing
+ * else in an assignment or a map follows an extent's copies, so no other node need refetch:
+ * unscoped, every copy installed during a rebuild sent all 1,500 nodes of a 1,000-SDS cluster to
+ * refetch (the SDCs their whole maps), and one SDS's loss every node at once.
+ */
+class ChangedNodes {
+  private readonly sds = new Set<string>();
+  private readonly owners = new Set<string>();
+
+  add(before: ExtentState, after: ExtentState): void {
+    for (const c of copiesOf(before)) this.sds.add(c.sdsId);
+    for (const c of copiesOf(after)) this.sds.add(c.sdsId);
+    this.owners.add(before.volumeId);
+  }
+
+  /** the scope; call inside the changing transaction (the mappings read are those it sees) */
+  scope(ctx: MdmContext): MapChangeScope {
+    if (this.owners.size === 0) return { sds: this.sds, sdc: [] };
+    // one statement for every owner (a statement per owner was ~45 ms of one SDS's loss at 100,000 volumes)
+    const q = ctx.store.sqlite.query<{ s: string }, [string]>(
+      "SELECT DISTINCT m.sdc_id AS s FROM json_each(?) o JOIN volume v ON v.owner_id = o.value JOIN volume_mapping m ON m.volume_id = v.id",
+    );
+    return { sds: this.sds, sdc: q.all(JSON.stringify([...this.owners])).map((r) => r.s) };
+  }
 }
 
 /** Compare-and-set one extent from `before` to `after` and move the device accounting; call inside a transaction. */
@@ -172,20 +208,21 @@ function persistExtent(ctx: MdmContext, before: ExtentState, after: ExtentState,
   assert(after.epoch === before.epoch + 1, "a membership change bumps the epoch by one");
   const c = rowColumnsOf(after);
   // a cached statement (drizzle built and prepared this UPDATE per extent: ~45 % of a big step)
+  // (run, not a RETURNING list: its changes count only this statement's rows, not the triggers')
   const hit = ctx.store.sqlite
-    .query<{ v: string }, (string | number | null)[]>(
+    .query<never, (string | number | null)[]>(
       "UPDATE extent SET epoch = ?, primary_sds_id = ?, primary_device_id = ?, secondary_sds_id = ?, secondary_device_id = ?, target_sds_id = ?, target_device_id = ?, target_mode = ?, " +
-        "target_started_ms = ?, target_replaces_sds_id = ?, away_sds_id = ?, away_device_id = ?, away_since_ms = ? WHERE volume_id = ? AND idx = ? AND epoch = ? RETURNING volume_id AS v",
+        "target_started_ms = ?, target_replaces_sds_id = ?, away_sds_id = ?, away_device_id = ?, away_since_ms = ? WHERE volume_id = ? AND idx = ? AND epoch = ?",
     )
-    .all(
+    .run(
       c.epoch, c.primarySdsId, c.primaryDeviceId, c.secondarySdsId, c.secondaryDeviceId, c.targetSdsId, c.targetDeviceId, c.targetMode,
       c.targetStartedMs, c.targetReplacesSdsId, c.awaySdsId, c.awayDeviceId, c.awaySinceMs, before.volumeId, before.idx, before.epoch,
     );
-  assert(hit.length === 1, "an extent changes only from the epoch it was planned on");
-  for (const [deviceId, n] of deviceCopyDeltas(before, after)) {
+  assert(hit.changes === 1, "an extent changes only from the epoch it was planned on");
+  forEachDeviceDelta(before, after, (deviceId, n) => {
     if (deviceBytes) deviceBytes.set(deviceId, (deviceBytes.get(deviceId) ?? 0) + n * extentBytes);
     else adjustDevice(ctx, deviceId, n * extentBytes, thick);
-  }
+  });
 }
 
 function logPlan(plan: RecoveryPlan, removedSds: string[]): void {
@@ -355,8 +392,12 @@ export function applyRebuildReports(ctx: MdmContext, sdsId: string, reports: rea
   }
   if (finished.length === 0) return;
   inTransaction(ctx, () => {
-    for (const f of finished) persistExtent(ctx, f.before, f.after, f.before.extentBytes, f.before.thick);
-    bumpMapVersion(ctx);
+    const nodes = new ChangedNodes();
+    for (const f of finished) {
+      persistExtent(ctx, f.before, f.after, f.before.extentBytes, f.before.thick);
+      nodes.add(f.before, f.after);
+    }
+    bumpMapVersion(ctx, nodes.scope(ctx));
   });
   for (const f of finished) {
     rt.progress.finished(f.before.poolId, RebuildProgress.copyKey(f.before.volumeId, f.before.idx, f.before.epoch, f.report.targetSdsId), f.report.totalBytes, now);
@@ -504,6 +545,7 @@ export function forgetVolatileCopies(ctx: MdmContext, sdsId: string): number {
       .all();
     let changed = 0;
     const domains = new PoolDomains(ctx);
+    const nodes = new ChangedNodes();
     for (const r of rows) {
       const before = extentFromRow(r.extent);
       let after: ExtentState = before;
@@ -514,10 +556,11 @@ export function forgetVolatileCopies(ctx: MdmContext, sdsId: string): number {
       }
       if (after === before) continue;
       persistExtent(ctx, before, { ...after, epoch: before.epoch + 1 }, r.extentBytes, r.volumeType === "ThickProvisioned");
+      nodes.add(before, after);
       changed++;
     }
     if (changed > 0) {
-      bumpMapVersion(ctx);
+      bumpMapVersion(ctx, nodes.scope(ctx));
       consola.warn(`mdm: SDS ${sdsId} rejoined after its host rebooted: ${changed} of its extent copies may lack unflushed writes and will be rebuilt in full`);
     }
     return changed;
@@ -538,6 +581,7 @@ export function applyFailedForwards(ctx: MdmContext, reporterSdsId: string, repo
   let changed = 0;
   inTransaction(ctx, () => {
     const domains = new PoolDomains(ctx);
+    const nodes = new ChangedNodes();
     for (const f of reports) {
       const row = ctx.store.db
         .select({ extent: extentTable, extentBytes: vtreeTable.extentBytes, volumeType: vtreeTable.volumeType, poolId: vtreeTable.poolId })
@@ -555,11 +599,12 @@ export function applyFailedForwards(ctx: MdmContext, reporterSdsId: string, repo
       const settled = withInSync(before, before.inSync.filter((c) => c.sdsId !== f.peerSdsId), domains.of(row.poolId));
       const after: ExtentState = { ...settled.next, epoch: before.epoch + 1, away: { sdsId: peer.sdsId, deviceId: peer.deviceId, sinceMs: ctx.clock() } };
       persistExtent(ctx, before, after, row.extentBytes, row.volumeType === "ThickProvisioned");
+      nodes.add(before, after);
       changed++;
       const also = settled.reasons.length > 0 ? `; ${settled.reasons.join("; ")}` : "";
       consola.warn(`mdm: extent ${extentKey(before)}: a write forwarded by ${reporterSdsId} to ${f.peerSdsId} failed; that copy leaves the in-sync set and will be resynced${also}`);
     }
-    if (changed > 0) bumpMapVersion(ctx);
+    if (changed > 0) bumpMapVersion(ctx, nodes.scope(ctx));
   });
 }
 

@@ -170,11 +170,28 @@ export function rowColumnsOf(e: ExtentState): Omit<ExtentRow, "volumeId" | "idx"
   };
 }
 
-/** Devices that gain (+1) or lose (-1) a copy between two states of one extent. */
-export function deviceCopyDeltas(before: ExtentState, after: ExtentState): Map<string, number> {
-  const d = new Map<string, number>();
-  for (const c of copiesOf(before)) d.set(c.deviceId, (d.get(c.deviceId) ?? 0) - 1);
-  for (const c of copiesOf(after)) d.set(c.deviceId, (d.get(c.deviceId) ?? 0) + 1);
-  for (const [k, v] of d) if (v === 0) d.delete(k);
-  return d;
+/**
+ * The devices that gain (+1) or lose (-1) a copy between two states of one extent: `fn` is called
+ * once per device whose count changes, with the change (no Map: once or twice per extent of a
+ * recovery step).
+ */
+export function forEachDeviceDelta(before: ExtentState, after: ExtentState, fn: (deviceId: string, n: number) => void): void {
+  const ids: string[] = [];
+  const ns: number[] = [];
+  const add = (c: CopyRef | null, d: number) => {
+    if (c === null) return;
+    const i = ids.indexOf(c.deviceId);
+    if (i >= 0) ns[i]! += d;
+    else {
+      ids.push(c.deviceId);
+      ns.push(d);
+    }
+  };
+  for (const c of before.inSync) add(c, -1);
+  add(before.target, -1);
+  add(before.away, -1);
+  for (const c of after.inSync) add(c, 1);
+  add(after.target, 1);
+  add(after.away, 1);
+  for (let i = 0; i < ids.length; i++) if (ns[i] !== 0) fn(ids[i]!, ns[i]!);
 }

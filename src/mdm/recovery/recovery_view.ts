@@ -52,6 +52,21 @@ export function loadSdsViews(ctx: MdmContext): SdsView[] {
   }));
 }
 
+/**
+ * What a recovery step must answer at once, as one string (the pacer's signature: main.ts,
+ * tick_pacing.ts): every SDS's connection state (health.sdsStatesSignature: down, connected,
+ * heard since the start) and the failed devices. The failed devices come from the placement view
+ * (memory) on the leader, which the pacer only runs on: it read every device row with a
+ * group_concat query every 250 ms. The worklist's viewSignature is the same facts from the step's
+ * SDS views (down SDSs, failed devices).
+ */
+export function recoverySignature(ctx: MdmContext): string {
+  let failed = "";
+  const { sds, devicesOf } = ctx.meta.isLeader() ? placementViewOf(ctx).sdsWithDevices() : sdsWithDevicesFromStore(ctx.store.sqlite);
+  for (const s of sds) for (const d of devicesOf(s.id)) if (d.state === "Failed") failed += `${d.id};`;
+  return `${ctx.health.sdsStatesSignature()}|${failed}`;
+}
+
 function withInfo(ctx: MdmContext, rows: ExtentRow[]): PlannedExtent[] {
   // one cached statement per distinct V-Tree (not drizzle's IN lists, prepared per call): this
   // runs every recovery tick over every extent of every down SDS

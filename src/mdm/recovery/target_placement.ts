@@ -103,16 +103,20 @@ class PoolHeap {
       if (e.sds.connected && e.sds.confirmed && !e.sds.removing) this.h.push(i);
     });
     this.pos = new Int32Array(entries.length).fill(-1);
-    this.h.sort((a, b) => (this.less(a, b) ? -1 : this.less(b, a) ? 1 : 0));
     this.h.forEach((e, p) => (this.pos[e] = p));
+    // heapify bottom-up (O(n)): sorting the 8,000 devices of a pool was ~10 ms of every step
+    // that places a copy; `less` is a strict total order, so any heap walks best-first alike
+    for (let p = (this.h.length >> 1) - 1; p >= 0; p--) this.siftDown(p);
   }
 
   /** the scan's ranking: lower fill after the copy, then lower SDS id, then lower device id */
   private less(a: number, b: number): boolean {
     const ea = this.entries[a]!;
     const eb = this.entries[b]!;
-    const fa = (ea.dev.assignedBytes + this.extentBytes) / ea.dev.capacityBytes;
-    const fb = (eb.dev.assignedBytes + this.extentBytes) / eb.dev.capacityBytes;
+    // a device without capacity (never chosen: no room) ranks last, never NaN (0 / 0): the order
+    // stays total, which the heapify and the walk rely on
+    const fa = ea.dev.capacityBytes > 0 ? (ea.dev.assignedBytes + this.extentBytes) / ea.dev.capacityBytes : Infinity;
+    const fb = eb.dev.capacityBytes > 0 ? (eb.dev.assignedBytes + this.extentBytes) / eb.dev.capacityBytes : Infinity;
     if (fa !== fb) return fa < fb;
     if (ea.sds.sdsId !== eb.sds.sdsId) return ea.sds.sdsId < eb.sds.sdsId;
     return ea.dev.deviceId < eb.dev.deviceId;
@@ -137,6 +141,10 @@ class PoolHeap {
       this.swap(p, up);
       p = up;
     }
+    this.siftDown(p);
+  }
+
+  private siftDown(p: number): void {
     for (;;) {
       const l = 2 * p + 1;
       const r = l + 1;
