@@ -40,6 +40,7 @@ import { DEFER_DEVICE_SYNC_START, DEVICE_SECOND_SYNC_MIN_BATCH, DeviceCommitTarg
 import { prepareChunks, prepareCopies, type CopyWant, type ExtentGate, type PrepHost, type PreparedCopy } from "./chunk_prep.ts";
 import type { ChangeRecord } from "./dirty_chunks.ts";
 import type { CopyKind } from "./sds_metrics.ts";
+import type { CopyOrder } from "./copy_order.ts";
 
 export interface DeviceSlot {
   deviceId: string;
@@ -101,6 +102,8 @@ export class Extent {
   writeThrough = false;
   /** operations waiting behind a chunk preparation (chunk_prep.ts); null when none */
   gate: ExtentGate | null = null;
+  /** primary: chunk copies unanswered on the copy lane and forwards held behind them (copy_order.ts); null when none */
+  copyOrder: CopyOrder | null = null;
   /** bumped whenever a physical chunk leaves a mapping (freed, folded, dropped): a copy prepared
    *  off the loop before a bump may have read a chunk that was reused meanwhile */
   layoutGen = 0;
@@ -401,7 +404,7 @@ export class ExtentStore implements PrepHost<Extent> {
   }
 
   /** A copy frame (rebuild/resync): write into exactly `layer`, without copy-on-write. */
-  writeOwned(e: Extent, offsetBytes: number, data: Uint8Array, layer: LayerRef): Status {
+  writeOwned(e: Extent, offsetBytes: number, data: Bytes, layer: LayerRef): Status {
     return this.writeInto(e, offsetBytes, data, layer, false);
   }
 

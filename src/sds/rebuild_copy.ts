@@ -41,6 +41,7 @@ import type { SdsClock } from "./sds_clock.ts";
 import type { CopyKind, SdsMetrics } from "./sds_metrics.ts";
 import { AppIoGauges, DeviceThrottle, Slots, legacyPolicy, type CopyPermit } from "./copy_throttle.ts";
 import { returnPayload, takePayload } from "../proto/payload_pool.ts";
+import { CopyOrder } from "./copy_order.ts";
 
 const CHUNK = Limits.thinChunkBytes;
 const REBUILD_FIRST_RETRY_MS = 100;
@@ -65,7 +66,10 @@ export interface CopyStats {
 export interface CopyEngineDeps {
   sdsId: string;
   store: ExtentStore;
+  /** links to copy targets: the copy lane (sds_node.ts copyPeers) or the forward links themselves */
   peers: DataPlanePool;
+  /** `peers` is the copy lane, not the ordered forward link: chunks in flight are tracked for the forwards (copy_order.ts) */
+  copyLane?: boolean;
   clock: SdsClock;
   /** copy traffic is counted in metrics.copyRead (the target counts its writes) */
   metrics: SdsMetrics;
@@ -366,7 +370,23 @@ export class CopyEngine {
       const owners = e.ownersOf(chunk);
       const base = { epoch: e.epoch, extentIndex: e.extentIndex, offset: at, length: len, gen: e.gen };
       const sent: Promise<Status>[] = [];
-      const send = (h: DataRequest, payload: Uint8Array | undefined) => sent.push(new Promise<Status>((resolve) => link.send(h, payload, (st) => resolve(st), true)));
+      // the chunk is in flight to the target until its last frame is answered: forwards of writes
+      // applied from now on that overlap it wait for that (copy_order.ts), as they would behind
+      // these frames on one ordered link
+      // (counted per frame as it is queued: a read that throws leaves none counted unsent)
+      const target = job.target.sdsId;
+      const order = this.deps.copyLane === true ? (e.copyOrder ??= new CopyOrder()) : null;
+      const answered = (st: Status, resolve: (st: Status) => void) => {
+        if (order !== null) {
+          order.end(target, chunk);
+          if (order.idle && e.copyOrder === order) e.copyOrder = null;
+        }
+        resolve(st);
+      };
+      const send = (h: DataRequest, payload: Uint8Array | undefined) => {
+        order?.begin(target, chunk, 1);
+        sent.push(new Promise<Status>((resolve) => link.send(h, payload, (st) => answered(st, resolve), true)));
+      };
       send({ ...base, opcode: Op.REBUILD_OWNERS, flags: 0, volumeHi: e.volumeHi, volumeLo: e.volumeLo }, encodeLayerKeys(owners));
       if (owners.length === 0) this.stats.rebuildZeroesSent++;
       const taken: Uint8Array[] = [];

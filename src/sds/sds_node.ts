@@ -52,7 +52,7 @@
 import { consola } from "consola";
 import { Flag, FrameError, Op, Status, decodeLayerKeys, opName, statusName, type Frame, type FrameHeader } from "../proto/dataplane.ts";
 import type { DataPlaneTlsMaterial } from "../proto/dataplane_tls.ts";
-import { DataPlanePool, type DataRequest } from "../proto/dataplane_client.ts";
+import { DataPlanePool, type DataPlaneLink, type DataRequest } from "../proto/dataplane_client.ts";
 import type { ExtentAssignment, ExtentRole, FailedForward, LayerUsage, RebuildReport, SdsAssignmentsResponse } from "../proto/cluster_api.ts";
 import { idToHalves } from "../proto/ids.ts";
 import { ioNowMs, type IoMeter } from "../proto/io_meter.ts";
@@ -100,6 +100,8 @@ export interface SdsNodeStats {
   /** REBUILD_WRITE frames applied (as a target) and their bytes */
   rebuildWrites: number;
   rebuildBytes: number;
+  /** forwards to a copy target held behind a copy of an overlapping chunk on the copy lane (copy_order.ts) */
+  forwardsHeld: number;
   peerFailures: number;
   /** client writes parked by a fence, and fences committed / aborted here */
   parkedWrites: number;
@@ -137,6 +139,8 @@ const PEER_WARN_INTERVAL_MS = 5000;
  */
 const FLUSH_ANTICIPATION_MS = Number(process.env.PF_FLUSH_ANTICIPATION_MS ?? 20);
 const FLUSH_STREAK = 3;
+/** copy frames on connections of their own (SdsNode.copyPeers); PF_COPY_LANE=off: on the forward link, as before (A/B runs) */
+const COPY_LANE = process.env.PF_COPY_LANE !== "off";
 /** after a peer connection failed, heartbeat fast this long (> the MDM's default heartbeat timeout + a rebuild plan) */
 const PEER_TROUBLE_FAST_BEAT_MS = 15_000;
 
@@ -147,6 +151,12 @@ export class SdsNode implements RequestHandler {
   readonly sdsId: string;
   readonly store: ExtentStore;
   readonly peers: DataPlanePool;
+  /**
+   * the copy lane: connections of their own to copy targets for the copies' frames, so client
+   * forwards on `peers` never queue behind 1 MiB copy writes (copy_order.ts keeps the order that
+   * matters); `peers` itself with PF_COPY_LANE=off (A/B runs)
+   */
+  readonly copyPeers: DataPlanePool;
   /** handshake keys and who may connect (sds_access.ts) */
   readonly access: SdsAccess;
   /** mapping grants and their revocation floors (grant_book.ts) */
@@ -164,6 +174,7 @@ export class SdsNode implements RequestHandler {
     refusedNoLease: 0,
     refusedFailedDevice: 0,
     rebuildWrites: 0,
+    forwardsHeld: 0,
     rebuildBytes: 0,
     peerFailures: 0,
     parkedWrites: 0,
@@ -227,8 +238,10 @@ export class SdsNode implements RequestHandler {
     this.grants = new GrantBook(opts.sdsId, this.clock);
     if (opts.mdmId !== undefined) this.access.setMdmId(opts.mdmId);
     // ONE connection per peer: forwarded writes must reach it in the order they were applied
-    this.peers = opts.peers ?? new DataPlanePool({ credentials: this.access, connsPerSds: 1, onLinkDown: () => this.peerLinkDown(), ...(opts.peerTls === undefined ? {} : { tls: opts.peerTls }) });
-    this.copies = new CopyEngine({ sdsId: this.sdsId, store: this.store, peers: this.peers, clock: this.clock, metrics: this.metrics, onDone: () => this.onCopyDone?.(), appIo: this.appIo });
+    const peerPool = () => new DataPlanePool({ credentials: this.access, connsPerSds: 1, onLinkDown: () => this.peerLinkDown(), ...(opts.peerTls === undefined ? {} : { tls: opts.peerTls }) });
+    this.peers = opts.peers ?? peerPool();
+    this.copyPeers = COPY_LANE && opts.peers === undefined ? peerPool() : this.peers;
+    this.copies = new CopyEngine({ sdsId: this.sdsId, store: this.store, peers: this.copyPeers, copyLane: this.copyPeers !== this.peers, clock: this.clock, metrics: this.metrics, onDone: () => this.onCopyDone?.(), appIo: this.appIo });
     this.holds = new EpochHolds({
       sdsId: this.sdsId,
       behind: (h) => this.aheadOfAssignments(h),
@@ -333,8 +346,10 @@ export class SdsNode implements RequestHandler {
         if (s.sdsId === this.sdsId) continue;
         ids.add(s.sdsId);
         this.peers.setAddress(s.sdsId, s.host, s.port);
+        if (this.copyPeers !== this.peers) this.copyPeers.setAddress(s.sdsId, s.host, s.port);
       }
       this.peers.retain(ids);
+      if (this.copyPeers !== this.peers) this.copyPeers.retain(ids);
       this.access.setPeers(ids);
       this.addressesTag = resp.sdsTag ?? null;
     }
@@ -521,7 +536,7 @@ export class SdsNode implements RequestHandler {
       case Op.CHECKSUM:
         return this.checksum(conn, h);
       case Op.REBUILD_WRITE:
-        return this.rebuildWrite(conn, h, f.payload);
+        return this.rebuildWrite(conn, h, f.scatter ?? f.payload);
       case Op.GRANT:
         conn.reply(h, this.grants.present(conn, f.payload));
         return;
@@ -728,6 +743,17 @@ export class SdsNode implements RequestHandler {
     }
     // a durable forward is synced by the peer before it answers: a FLUSH owes it nothing
     if ((fwd.flags & Flag.FUA) === 0) this.peersWritten.add(peer);
+    // a copy of an overlapping chunk to this peer is unanswered on the copy lane: the forward
+    // must land after it, so it waits (copy_order.ts; the closure only then)
+    const order = e.copyOrder;
+    if (order !== null && order.holdIfNeeded(peer, offset, length, () => this.sendForward(e, link, peer, inSync, fwd, payload, join, offset, length))) {
+      this.stats.forwardsHeld++;
+      return;
+    }
+    this.sendForward(e, link, peer, inSync, fwd, payload, join, offset, length);
+  }
+
+  private sendForward(e: Extent, link: DataPlaneLink, peer: string, inSync: boolean, fwd: DataRequest, payload: Bytes | undefined, join: ReplyJoin, offset: number, length: number): void {
     // payload is a FrameReader view of a socket chunk nobody writes into again, or the views of
     // several (Scatter; see test/dataplane_buffers.test.ts): forward it without a copy
     link.send(
@@ -763,12 +789,12 @@ export class SdsNode implements RequestHandler {
   }
 
   /** A copied range (or, with no payload, a chunk the layer owns as zeros) written as is into its layer. */
-  private rebuildWrite(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
+  private rebuildWrite(conn: RequestConn, h: FrameHeader, payload: Bytes): void {
     const e = this.admit(conn, h, "rebuild");
     if (typeof e === "number") return conn.reply(h, e);
     const layer = this.admitted!;
     const asZeros = (h.flags & Flag.LAYER) !== 0 && payload.byteLength === 0 && h.length > 0;
-    if (this.store.mustWait(e, layer, h.offset, h.length, !asZeros, false)) return this.waitInGate(conn, h, payload, e, layer, !asZeros, false);
+    if (this.store.mustWait(e, layer, h.offset, h.length, !asZeros, false)) return this.waitInGate(conn, h, flatOf(payload), e, layer, !asZeros, false);
     if (asZeros) {
       if (h.offset % CHUNK !== 0) return conn.reply(h, Status.INVALID);
       this.stats.rebuildWrites++;
@@ -1124,6 +1150,7 @@ export class SdsNode implements RequestHandler {
     this.copies.close();
     this.fence.close();
     this.peers.close();
+    if (this.copyPeers !== this.peers) this.copyPeers.close();
   }
 }
 
