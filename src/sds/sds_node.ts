@@ -50,6 +50,7 @@
 //   extent when a newer graph is applied, never while a copy or write is half done.
 
 import { consola } from "consola";
+import { CopyOrder } from "./copy_order.ts";
 import { Flag, FrameError, Op, Status, decodeLayerKeys, opName, statusName, type Frame, type FrameHeader } from "../proto/dataplane.ts";
 import type { DataPlaneTlsMaterial } from "../proto/dataplane_tls.ts";
 import { DataPlanePool, type DataPlaneLink, type DataRequest } from "../proto/dataplane_client.ts";
@@ -141,6 +142,16 @@ const FLUSH_ANTICIPATION_MS = Number(process.env.PF_FLUSH_ANTICIPATION_MS ?? 20)
 const FLUSH_STREAK = 3;
 /** copy frames on connections of their own (SdsNode.copyPeers); PF_COPY_LANE=off: on the forward link, as before (A/B runs) */
 const COPY_LANE = process.env.PF_COPY_LANE !== "off";
+/** a target writes copy frames off the loop (rebuildWrite); PF_COPY_APPLY=sync: on it, as before (A/B runs) */
+const COPY_APPLY_ASYNC = process.env.PF_COPY_APPLY !== "sync";
+/** the one "lane" of a target's CopyOrder: its copy writes in flight */
+const APPLY_LANE = "";
+/** opcodes that address an extent's range (held behind a copy write of it in flight) */
+const EXTENT_ADDRESSED = ((ops: Op[]) => {
+  const a = new Uint8Array(256);
+  for (const op of ops) a[op] = 1;
+  return a;
+})([Op.READ, Op.WRITE, Op.REPL_WRITE, Op.TRIM, Op.WRITE_ZEROES, Op.REPL_ZERO, Op.CHECKSUM, Op.REBUILD_WRITE, Op.REBUILD_OWNERS]);
 /** after a peer connection failed, heartbeat fast this long (> the MDM's default heartbeat timeout + a rebuild plan) */
 const PEER_TROUBLE_FAST_BEAT_MS = 15_000;
 
@@ -213,6 +224,8 @@ export class SdsNode implements RequestHandler {
   private memberPeers = new Set<string>();
   /** peers this SDS forwarded writes to since its last FLUSH began */
   private readonly peersWritten = new Set<string>();
+  /** copy frames being written off the loop here as a target (rebuildWrite): while > 0, requests are checked against them */
+  private copyApplies = 0;
   /** until then a FLUSH is expected soon after any write (one came within FLUSH_ANTICIPATION_MS): writes start their device's sync ahead */
   private flushExpectedUntilMs = 0;
   private lastFlushMs = -Infinity;
@@ -500,6 +513,29 @@ export class SdsNode implements RequestHandler {
   }
 
   private handleNow(conn: RequestConn, f: Frame): void {
+    if (this.copyApplies > 0 && this.heldBehindCopyApply(conn, f)) return;
+    this.handleInOrder(conn, f);
+  }
+
+  /**
+   * A request overlapping a copy frame still being written off the loop (rebuildWrite) waits
+   * for it, and behind any held request it overlaps: it runs, in arrival order, as it would have
+   * after a synchronous write. Requests of other ranges run at once.
+   */
+  private heldBehindCopyApply(conn: RequestConn, f: Frame): boolean {
+    const h = f.header;
+    if (EXTENT_ADDRESSED[h.opcode] !== 1) return false;
+    const layer = this.route(h);
+    if (typeof layer === "number") return false;
+    const e = this.store.lookup(layer.ownerHi, layer.ownerLo, h.extentIndex);
+    const order = e?.applying ?? null;
+    if (e === undefined || order === null) return false;
+    // a layer's checksum reads all of it
+    const whole = h.opcode === Op.CHECKSUM && (h.flags & Flag.LAYER) !== 0;
+    return order.holdIfNeeded(APPLY_LANE, whole ? 0 : h.offset, whole ? e.sizeBytes : h.length, () => this.handleInOrder(conn, f));
+  }
+
+  private handleInOrder(conn: RequestConn, f: Frame): void {
     const h = f.header;
     try {
       this.dispatch(conn, h, f);
@@ -806,12 +842,34 @@ export class SdsNode implements RequestHandler {
     const t0 = ioNowMs();
     this.stats.rebuildWrites++;
     this.stats.rebuildBytes += h.length;
-    const st = this.store.writeOwned(e, h.offset, payload, layer);
-    if (st === Status.OK && h.gen > e.gen) e.gen = h.gen;
     const meter = this.metrics.copyWrite[e.copyKind];
-    if (st === Status.OK) meter.record(h.length, (ioNowMs() - t0) / 1000);
-    else meter.fail();
-    conn.reply(h, st);
+    if (!COPY_APPLY_ASYNC) {
+      const st = this.store.writeOwned(e, h.offset, payload, layer);
+      if (st === Status.OK && h.gen > e.gen) e.gen = h.gen;
+      if (st === Status.OK) meter.record(h.length, (ioNowMs() - t0) / 1000);
+      else meter.fail();
+      return conn.reply(h, st);
+    }
+    // off the loop (ExtentStore.writeOwnedAsync): until it is in the page cache, requests
+    // overlapping its chunks wait (heldBehindCopyApply); the reply comes after, so the primary
+    // sends nothing of this chunk that must land on top of it before then either (copy_order.ts)
+    const order = (e.applying ??= new CopyOrder());
+    const first = Math.floor(h.offset / CHUNK);
+    const last = Math.floor((h.offset + h.length - 1) / CHUNK);
+    for (let c = first; c <= last; c++) order.begin(APPLY_LANE, c, 1);
+    this.copyApplies++;
+    const finish = (st: Status): void => {
+      this.copyApplies--;
+      if (st === Status.OK && h.gen > e.gen) e.gen = h.gen;
+      if (st === Status.OK) meter.record(h.length, (ioNowMs() - t0) / 1000);
+      else meter.fail();
+      conn.reply(h, st);
+      // then the requests held behind it, in order (they may start writes of their own)
+      for (let c = first; c <= last; c++) order.end(APPLY_LANE, c);
+      if (order.idle && e.applying === order) e.applying = null;
+    };
+    const st = this.store.writeOwnedAsync(e, h.offset, flatOf(payload), layer, finish);
+    if (st !== null) finish(st);
   }
 
   /** A copy frame: only the listed layers own this chunk; the target drops it from the others. */
