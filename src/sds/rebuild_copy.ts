@@ -16,11 +16,16 @@
 // Ordering (durability-and-resync.md §7(c)). The primary forwards every client write to the
 // target from the moment the assignment names it (sds_node.ts), over ONE ordered connection per
 // peer, and the target applies frames in arrival order. A chunk copy reads the local data and
-// queues its REBUILD_WRITE on that same connection in one synchronous step of the event loop.
-// That step is the range lock: every client write to the chunk applied before it (finished or
-// still in flight) was queued on the connection before the copy and is contained in the data
-// read; every write applied after it is queued after the copy and lands on top of it. So no
-// overlapping write can fall between "read" and "sent", and other ranges never wait.
+// queues its frames in one synchronous step of the event loop: every client write to the chunk
+// applied before it (finished or still in flight) is contained in the data read; every write
+// applied after it must land on top of it. The copy's frames go on a connection of their own
+// (the copy lane, SdsNode.copyPeers), so a forward could overtake them: from that step until the
+// target answered the chunk's last frame, the chunk is in flight (Extent.copyOrder), and a
+// forward overlapping it is held until then (copy_order.ts; the target applies a frame before it
+// answers it, also when it writes it off its loop). A forward applied before the read may land
+// before or after the copy: the copy contains it, so either order ends identical. Other ranges
+// never wait. (PF_COPY_LANE=off sends the frames on the forward link, as before: then the send
+// order alone is the range lock.)
 //
 // Invariants:
 // - a job reports done only after every planned chunk reached the target with OK, no forwarded

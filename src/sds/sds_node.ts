@@ -532,7 +532,11 @@ export class SdsNode implements RequestHandler {
     if (e === undefined || order === null) return false;
     // a layer's checksum reads all of it
     const whole = h.opcode === Op.CHECKSUM && (h.flags & Flag.LAYER) !== 0;
-    return order.holdIfNeeded(APPLY_LANE, whole ? 0 : h.offset, whole ? e.sizeBytes : h.length, () => this.handleInOrder(conn, f));
+    // one whose connection closed meanwhile is dropped, never applied (as epoch_hold.ts does:
+    // its sender saw it fail)
+    return order.holdIfNeeded(APPLY_LANE, whole ? 0 : h.offset, whole ? e.sizeBytes : h.length, () => {
+      if (!conn.closed) this.handleInOrder(conn, f);
+    });
   }
 
   private handleInOrder(conn: RequestConn, f: Frame): void {
