@@ -3,8 +3,8 @@
 // the other three. Run twice: with the pool's rebuild rate limit (per SDS; default 50 MB/s) and
 // unthrottled. Compared with (a) the limit: every SDS holding a surviving copy copies at most the
 // limit, so the ceiling is limit x source SDSs (placement may pair the killed SDS with only a few
-// others; the sources are read from its sds.db), (b) a plain `dd ... conv=fdatasync` copy of 1 GiB on the same
-// disk measured in the same run, and (c) the client's fio 4k randwrite IOPS and p99 latency
+// others; the sources are read from its sds.db), (b) a plain `dd` copy of 1 GiB on the same disk
+// measured in the same run, in 1 MiB blocks with an fdatasync per extent's worth (plainCopy), and (c) the client's fio 4k randwrite IOPS and p99 latency
 // during the rebuild vs before the kill. Prints a table, then a second one of where a client write's
 // time goes before and during the rebuild (from the surviving SDSs' /metrics and /proc: the SDS's
 // receipt-to-reply of a client write, the secondary's and the copy target's apply, device pwrite and
@@ -20,7 +20,8 @@
 // REBUILD_POLICIES (comma list of throttled runs, each POLICY[:N] with N the copy IOs per device,
 // e.g. "limitNumOfConcurrentIos:1,favorAppIos:2,dynamicBwThrottling"; default
 // "limitNumOfConcurrentIos:4"; a build before the policies only applies their bandwidth),
-// REBUILD_RUNS (repeat the whole set, default 1). Every row prints the load average at its start and end.
+// REBUILD_RUNS (repeat the whole set, default 1), REBUILD_DD_SYNC_MIB (the plain copy's fdatasync
+// cadence, default the extent size). Every row prints the load average at its start and end.
 //
 // Rebuild time is measured from the first pool poll (every 100 ms) that shows the rebuild
 // running (rebuildState Rebuilding with active extents) to the first that shows the pool healthy
@@ -28,7 +29,7 @@
 // kill). The MDM is told to start the rebuild quickly (heartbeatTimeout 2s, rebuildGrace 1s).
 
 import { Database } from "bun:sqlite";
-import { readFileSync, rmSync, statSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { TestCluster } from "../test/helpers/cluster.ts";
 import { run, runFio, type FioResult } from "../test/helpers/real_clients.ts";
@@ -242,15 +243,33 @@ function startClient(uri: string): { stop(): Promise<ClientFigures> } {
   };
 }
 
-async function plainCopy(dir: string, source: string): Promise<{ seconds: number; bytesPerSec: number }> {
+/**
+ * A plain copy of 1 GiB on the same disk, made comparable with the copy (the unthrottled aim
+ * compares the two): 1 MiB blocks (the copy's REBUILD_WRITE size) into a preallocated file (as
+ * the SDS's device files are: fallocate), with an fdatasync after every `syncMiB` MiB (default the
+ * extent size: a copy ends each extent with a FLUSH of its target it waits for) and its time
+ * included. dd's own `conv=fdatasync` syncs once at the end of the whole GiB, which the copy never
+ * does; that figure is printed too, for the older rows.
+ */
+async function plainCopy(dir: string, source: string, syncMiB: number): Promise<{ seconds: number; bytesPerSec: number; onceSeconds: number; onceBytesPerSec: number }> {
   const dst = join(dir, "plain-copy.img");
+  const total = 1024;
+  const ok = (r: { exitCode: number | null; stderr: string }) => {
+    if (r.exitCode !== 0) throw new Error(`plain copy failed: ${r.stderr}`);
+  };
+  ok(await run(["fallocate", "-l", `${total}MiB`, dst]));
   const t0 = performance.now();
-  const r = await run(["dd", `if=${source}`, `of=${dst}`, "bs=1M", "count=1024", "conv=fdatasync"], { timeoutMs: 600_000 });
+  for (let at = 0; at < total; at += syncMiB) {
+    const n = Math.min(syncMiB, total - at);
+    ok(await run(["dd", `if=${source}`, `of=${dst}`, "bs=1M", `count=${n}`, `skip=${at}`, `seek=${at}`, "conv=notrunc,fdatasync"], { timeoutMs: 600_000 }));
+  }
   const seconds = (performance.now() - t0) / 1000;
-  if (r.exitCode !== 0) throw new Error(`dd failed: ${r.stderr}`);
-  const bytes = statSync(dst).size;
   rmSync(dst, { force: true });
-  return { seconds, bytesPerSec: bytes / seconds };
+  const t1 = performance.now();
+  ok(await run(["dd", `if=${source}`, `of=${dst}`, "bs=1M", `count=${total}`, "conv=fdatasync"], { timeoutMs: 600_000 }));
+  const onceSeconds = (performance.now() - t1) / 1000;
+  rmSync(dst, { force: true });
+  return { seconds, bytesPerSec: (total * MiB) / seconds, onceSeconds, onceBytesPerSec: (total * MiB) / onceSeconds };
 }
 
 /**
@@ -290,13 +309,18 @@ function loadavg(): string {
   }
 }
 
-async function scenario(label: string, limitBytesPerSec: number, spec: PolicySpec, plain: { done: boolean; result?: { seconds: number; bytesPerSec: number } }): Promise<Row> {
+type PlainCopy = Awaited<ReturnType<typeof plainCopy>>;
+const extentSpec = process.env.REBUILD_EXTENT ?? "64MiB";
+const extentMiB = Number(/^(\d+)MiB$/.exec(extentSpec)?.[1] ?? 64);
+const ddSyncMiB = Number(process.env.REBUILD_DD_SYNC_MIB ?? extentMiB);
+
+async function scenario(label: string, limitBytesPerSec: number, spec: PolicySpec, plain: { done: boolean; result?: PlainCopy }): Promise<Row> {
   const c = await TestCluster.create({
     ...(process.env.REBUILD_BIN ? { bin: process.env.REBUILD_BIN } : {}),
     sdsCount: SDS_COUNT,
     devicesPerSds: 1,
     deviceSize: "1536MiB",
-    extentSize: process.env.REBUILD_EXTENT ?? "64MiB",
+    extentSize: extentSpec,
     granularity: "1GiB",
     mdmYaml: "heartbeatTimeout: 2s, rebuildGrace: 1s",
     volumes: [{ name: "vol", size: "1GiB" }],
@@ -317,7 +341,7 @@ async function scenario(label: string, limitBytesPerSec: number, spec: PolicySpe
     process.stderr.write(`[${label}] writing 1 GiB with fio\n`);
     await runFio(["--name=fill", "--ioengine=nbd", `--uri=${c.nbdUri("vol")}`, "--rw=write", "--bs=1M", "--iodepth=8", "--size=1GiB"], { timeoutMs: 600_000 });
     if (!plain.done) {
-      plain.result = await plainCopy(c.dir, join(c.dataDir, "sds1", "dev0.img"));
+      plain.result = await plainCopy(c.dir, join(c.dataDir, "sds1", "dev0.img"), ddSyncMiB);
       plain.done = true;
     }
     process.stderr.write(`[${label}] client baseline (${baselineSeconds}s)\n`);
@@ -387,7 +411,7 @@ async function scenario(label: string, limitBytesPerSec: number, spec: PolicySpe
 }
 
 async function main(): Promise<void> {
-  const plain: { done: boolean; result?: { seconds: number; bytesPerSec: number } } = { done: false };
+  const plain: { done: boolean; result?: PlainCopy } = { done: false };
   const rows: Row[] = [];
   const specs: PolicySpec[] = (process.env.REBUILD_POLICIES ?? "limitNumOfConcurrentIos:4").split(",").map((x) => {
     const [policy, n] = x.trim().split(":");
@@ -407,8 +431,8 @@ async function main(): Promise<void> {
   }
   const p = plain.result!;
   const lines = [
-    `Rebuild after kill -9 of 1 of ${SDS_COUNT} SDSs (1 GiB volume, 2 copies, 64 MiB extents); client: fio 4k randwrite QD${clientQd} over NBD`,
-    `Plain copy on the same disk (dd 1 GiB, conv=fdatasync): ${(p.bytesPerSec / MB).toFixed(0)} MB/s (${p.seconds.toFixed(1)} s)`,
+    `Rebuild after kill -9 of 1 of ${SDS_COUNT} SDSs (1 GiB volume, 2 copies, ${extentSpec} extents); client: fio 4k randwrite QD${clientQd} over NBD`,
+    `Plain copy on the same disk (dd 1 GiB, bs=1M into a preallocated file, fdatasync every ${ddSyncMiB} MiB, the copy's cadence; "vs plain copy" uses it): ${(p.bytesPerSec / MB).toFixed(0)} MB/s (${p.seconds.toFixed(1)} s); with one fdatasync at the end (conv=fdatasync): ${(p.onceBytesPerSec / MB).toFixed(0)} MB/s (${p.onceSeconds.toFixed(1)} s)`,
     "",
     `build: ${process.env.REBUILD_BIN ?? "dist/pf"}`,
     "| run | rebuilt | rebuild time | kill to healthy | rate | vs limit x sources | vs the split's ceiling | vs plain copy | client IOPS before / during | client p99 before / during | load (start → end) |",

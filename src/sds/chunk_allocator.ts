@@ -11,8 +11,14 @@
 //            or above `zeroedBelow`, handed out in increasing order so that one watermark
 //            persists them.
 //
+// Busy chunks: a write in flight off the event loop (a copy frame, extent_store.ts
+// writeOwnedAsync) holds its chunk; a free() of a held chunk is deferred until the last hold
+// ends, so the chunk cannot turn DIRTY (the cleaner would zero it while the write still lands,
+// then hand out a "clean" chunk holding data) nor be handed out again meanwhile.
+//
 // Invariants: a chunk is in exactly one state; the clean stack holds exactly the CLEAN chunks;
-// allocate() never returns a USED chunk; counts always add up to chunkCount.
+// allocate() never returns a USED chunk; counts always add up to chunkCount; a held chunk stays
+// USED until its last hold ends.
 
 import { assert } from "../proto/errors.ts";
 
@@ -34,6 +40,9 @@ export class ChunkAllocator {
   private usedCount = 0;
   private zeroedBelowChunk: number;
   private dirtyTakenCount = 0;
+  /** chunks with writes in flight off the loop (hold/unhold), and those freed meanwhile */
+  private readonly holds = new Map<number, number>();
+  private readonly freeWhenUnheld = new Set<number>();
 
   /** Every chunk starts CLEAN below zeroedBelow and VIRGIN above; load() then marks the rest. */
   constructor(
@@ -119,9 +128,33 @@ export class ChunkAllocator {
     }
   }
 
-  /** A used chunk is released: it holds old data until zeroed. */
+  /** A write into this used chunk is in flight off the loop: a free() waits for unhold(). */
+  hold(phys: number): void {
+    assert(this.state[phys] === USED, "hold of a chunk that is not used");
+    this.holds.set(phys, (this.holds.get(phys) ?? 0) + 1);
+  }
+
+  /** A hold ended; true when that completed a deferred free (the chunk is DIRTY now: kick the cleaner). */
+  unhold(phys: number): boolean {
+    const n = (this.holds.get(phys) ?? 0) - 1;
+    if (n > 0) {
+      this.holds.set(phys, n);
+      return false;
+    }
+    this.holds.delete(phys);
+    if (!this.freeWhenUnheld.delete(phys)) return false;
+    this.free(phys);
+    return true;
+  }
+
+  /** A used chunk is released: it holds old data until zeroed (deferred while held). */
   free(phys: number): void {
     assert(this.state[phys] === USED, "free of a chunk that is not used");
+    if (this.holds.has(phys)) {
+      assert(!this.freeWhenUnheld.has(phys), "free of a chunk already freed");
+      this.freeWhenUnheld.add(phys);
+      return;
+    }
     this.state[phys] = DIRTY;
     this.usedCount--;
     this.dirtyCount++;

@@ -40,6 +40,7 @@ import { DEFER_DEVICE_SYNC_START, DEVICE_SECOND_SYNC_MIN_BATCH, DeviceCommitTarg
 import { prepareChunks, prepareCopies, type CopyWant, type ExtentGate, type PrepHost, type PreparedCopy } from "./chunk_prep.ts";
 import type { ChangeRecord } from "./dirty_chunks.ts";
 import type { CopyKind } from "./sds_metrics.ts";
+import type { CopyOrder } from "./copy_order.ts";
 
 export interface DeviceSlot {
   deviceId: string;
@@ -101,6 +102,10 @@ export class Extent {
   writeThrough = false;
   /** operations waiting behind a chunk preparation (chunk_prep.ts); null when none */
   gate: ExtentGate | null = null;
+  /** primary: chunk copies unanswered on the copy lane and forwards held behind them (copy_order.ts); null when none */
+  copyOrder: CopyOrder | null = null;
+  /** copy target: copy frames being written off the loop and the requests held behind them (sds_node.ts); null when none */
+  applying: CopyOrder | null = null;
   /** bumped whenever a physical chunk leaves a mapping (freed, folded, dropped): a copy prepared
    *  off the loop before a bump may have read a chunk that was reused meanwhile */
   layoutGen = 0;
@@ -434,8 +439,66 @@ export class ExtentStore implements PrepHost<Extent> {
   }
 
   /** A copy frame (rebuild/resync): write into exactly `layer`, without copy-on-write. */
-  writeOwned(e: Extent, offsetBytes: number, data: Uint8Array, layer: LayerRef): Status {
+  writeOwned(e: Extent, offsetBytes: number, data: Bytes, layer: LayerRef): Status {
     return this.writeInto(e, offsetBytes, data, layer, false);
+  }
+
+  /**
+   * A copy frame written off the event loop: on a target under a copy's load, the synchronous
+   * pwrite of 1 MiB into the page cache held its loop 0.4-2.7 ms per frame (writeback of the
+   * copies' bytes running meanwhile; docs/design.md, "The target's copy apply"), and every forward
+   * and client request of that SDS waited behind it. The chunk is taken now, in call order (its
+   * row committed as in writeOwned); the bytes go to the thread pool; `done` runs once they are in
+   * the page cache (a write() returning), with OK, or UNAVAILABLE when the device failed. Until
+   * then the physical chunks are held (ChunkAllocator.hold: a free of them waits), and the caller
+   * must keep every later operation overlapping the range from running (sds_node.ts: copyApplies).
+   * Returns the status when nothing was started (NO_SPACE...; `done` is not called), else null.
+   */
+  writeOwnedAsync(e: Extent, offsetBytes: number, data: Uint8Array, layer: LayerRef, done: (st: Status) => void): Status | null {
+    assert(offsetBytes + data.byteLength <= e.sizeBytes, "write beyond extent");
+    if (data.byteLength === 0) return Status.OK;
+    const first = Math.floor(offsetBytes / CHUNK);
+    const last = Math.floor((offsetBytes + data.byteLength - 1) / CHUNK);
+    for (let c = first; c <= last; c++) {
+      if (e.own(layer.key, c) >= 0) continue;
+      // no copy-on-write for a copy frame: nothing shadowed, nothing to settle later
+      const r = this.take(e, layer, first, last, null);
+      if (typeof r === "number") return r;
+      break;
+    }
+    const slot = e.slot;
+    const held: number[] = [];
+    const parts: Promise<void>[] = [];
+    let at = 0;
+    while (at < data.byteLength) {
+      const pos = offsetBytes + at;
+      const chunk = Math.floor(pos / CHUNK);
+      const inChunk = pos - chunk * CHUNK;
+      const n = Math.min(data.byteLength - at, CHUNK - inChunk);
+      const phys = e.own(layer.key, chunk);
+      assert(phys >= 0, "writing a chunk its layer does not own");
+      slot.alloc.hold(phys);
+      held.push(phys);
+      parts.push(slot.dev.writeAsync(at === 0 && n === data.byteLength ? data : data.subarray(at, at + n), phys * CHUNK + inChunk));
+      at += n;
+    }
+    // every part settled (a failed one must not unhold the chunk while the others still land)
+    const run = Promise.allSettled(parts).then((rs) => {
+      slot.written.markWritten();
+      const bad = rs.find((r) => r.status === "rejected");
+      if (bad === undefined) return Status.OK;
+      this.deviceFailed(slot, bad.reason);
+      return Status.UNAVAILABLE;
+    });
+    this.track(
+      run.then((st) => {
+        let freed = false;
+        for (const phys of held) freed = slot.alloc.unhold(phys) || freed;
+        if (freed) this.kickCleaner();
+        done(st);
+      }),
+    );
+    return null;
   }
 
   private writeInto(e: Extent, offsetBytes: number, data: Bytes, layer: LayerRef, cow: boolean): Status {

@@ -16,11 +16,16 @@
 // Ordering (durability-and-resync.md §7(c)). The primary forwards every client write to the
 // target from the moment the assignment names it (sds_node.ts), over ONE ordered connection per
 // peer, and the target applies frames in arrival order. A chunk copy reads the local data and
-// queues its REBUILD_WRITE on that same connection in one synchronous step of the event loop.
-// That step is the range lock: every client write to the chunk applied before it (finished or
-// still in flight) was queued on the connection before the copy and is contained in the data
-// read; every write applied after it is queued after the copy and lands on top of it. So no
-// overlapping write can fall between "read" and "sent", and other ranges never wait.
+// queues its frames in one synchronous step of the event loop: every client write to the chunk
+// applied before it (finished or still in flight) is contained in the data read; every write
+// applied after it must land on top of it. The copy's frames go on a connection of their own
+// (the copy lane, SdsNode.copyPeers), so a forward could overtake them: from that step until the
+// target answered the chunk's last frame, the chunk is in flight (Extent.copyOrder), and a
+// forward overlapping it is held until then (copy_order.ts; the target applies a frame before it
+// answers it, also when it writes it off its loop). A forward applied before the read may land
+// before or after the copy: the copy contains it, so either order ends identical. Other ranges
+// never wait. (PF_COPY_LANE=off sends the frames on the forward link, as before: then the send
+// order alone is the range lock.)
 //
 // Invariants:
 // - a job reports done only after every planned chunk reached the target with OK, no forwarded
@@ -41,6 +46,7 @@ import type { SdsClock } from "./sds_clock.ts";
 import type { CopyKind, SdsMetrics } from "./sds_metrics.ts";
 import { AppIoGauges, DeviceThrottle, Slots, legacyPolicy, type CopyPermit } from "./copy_throttle.ts";
 import { returnPayload, takePayload } from "../proto/payload_pool.ts";
+import { CopyOrder } from "./copy_order.ts";
 
 const CHUNK = Limits.thinChunkBytes;
 const REBUILD_FIRST_RETRY_MS = 100;
@@ -65,7 +71,10 @@ export interface CopyStats {
 export interface CopyEngineDeps {
   sdsId: string;
   store: ExtentStore;
+  /** links to copy targets: the copy lane (sds_node.ts copyPeers) or the forward links themselves */
   peers: DataPlanePool;
+  /** `peers` is the copy lane, not the ordered forward link: chunks in flight are tracked for the forwards (copy_order.ts) */
+  copyLane?: boolean;
   clock: SdsClock;
   /** copy traffic is counted in metrics.copyRead (the target counts its writes) */
   metrics: SdsMetrics;
@@ -366,7 +375,23 @@ export class CopyEngine {
       const owners = e.ownersOf(chunk);
       const base = { epoch: e.epoch, extentIndex: e.extentIndex, offset: at, length: len, gen: e.gen };
       const sent: Promise<Status>[] = [];
-      const send = (h: DataRequest, payload: Uint8Array | undefined) => sent.push(new Promise<Status>((resolve) => link.send(h, payload, (st) => resolve(st), true)));
+      // the chunk is in flight to the target until its last frame is answered: forwards of writes
+      // applied from now on that overlap it wait for that (copy_order.ts), as they would behind
+      // these frames on one ordered link
+      // (counted per frame as it is queued: a read that throws leaves none counted unsent)
+      const target = job.target.sdsId;
+      const order = this.deps.copyLane === true ? (e.copyOrder ??= new CopyOrder()) : null;
+      const answered = (st: Status, resolve: (st: Status) => void) => {
+        if (order !== null) {
+          order.end(target, chunk);
+          if (order.idle && e.copyOrder === order) e.copyOrder = null;
+        }
+        resolve(st);
+      };
+      const send = (h: DataRequest, payload: Uint8Array | undefined) => {
+        order?.begin(target, chunk, 1);
+        sent.push(new Promise<Status>((resolve) => link.send(h, payload, (st) => answered(st, resolve), true)));
+      };
       send({ ...base, opcode: Op.REBUILD_OWNERS, flags: 0, volumeHi: e.volumeHi, volumeLo: e.volumeLo }, encodeLayerKeys(owners));
       if (owners.length === 0) this.stats.rebuildZeroesSent++;
       const taken: Uint8Array[] = [];

@@ -50,9 +50,10 @@
 //   extent when a newer graph is applied, never while a copy or write is half done.
 
 import { consola } from "consola";
+import { CopyOrder } from "./copy_order.ts";
 import { Flag, FrameError, Op, Status, decodeLayerKeys, opName, statusName, type Frame, type FrameHeader } from "../proto/dataplane.ts";
 import type { DataPlaneTlsMaterial } from "../proto/dataplane_tls.ts";
-import { DataPlanePool, type DataRequest } from "../proto/dataplane_client.ts";
+import { DataPlanePool, type DataPlaneLink, type DataRequest } from "../proto/dataplane_client.ts";
 import type { ExtentAssignment, ExtentRole, FailedForward, LayerUsage, RebuildReport, SdsAssignmentsResponse } from "../proto/cluster_api.ts";
 import { idToHalves } from "../proto/ids.ts";
 import { ioNowMs, type IoMeter } from "../proto/io_meter.ts";
@@ -100,6 +101,8 @@ export interface SdsNodeStats {
   /** REBUILD_WRITE frames applied (as a target) and their bytes */
   rebuildWrites: number;
   rebuildBytes: number;
+  /** forwards to a copy target held behind a copy of an overlapping chunk on the copy lane (copy_order.ts) */
+  forwardsHeld: number;
   peerFailures: number;
   /** client writes parked by a fence, and fences committed / aborted here */
   parkedWrites: number;
@@ -137,6 +140,18 @@ const PEER_WARN_INTERVAL_MS = 5000;
  */
 const FLUSH_ANTICIPATION_MS = Number(process.env.PF_FLUSH_ANTICIPATION_MS ?? 20);
 const FLUSH_STREAK = 3;
+/** copy frames on connections of their own (SdsNode.copyPeers); PF_COPY_LANE=off: on the forward link, as before (A/B runs) */
+const COPY_LANE = process.env.PF_COPY_LANE !== "off";
+/** a target writes copy frames off the loop (rebuildWrite); PF_COPY_APPLY=sync: on it, as before (A/B runs) */
+const COPY_APPLY_ASYNC = process.env.PF_COPY_APPLY !== "sync";
+/** the one "lane" of a target's CopyOrder: its copy writes in flight */
+const APPLY_LANE = "";
+/** opcodes that address an extent's range (held behind a copy write of it in flight) */
+const EXTENT_ADDRESSED = ((ops: Op[]) => {
+  const a = new Uint8Array(256);
+  for (const op of ops) a[op] = 1;
+  return a;
+})([Op.READ, Op.WRITE, Op.REPL_WRITE, Op.TRIM, Op.WRITE_ZEROES, Op.REPL_ZERO, Op.CHECKSUM, Op.REBUILD_WRITE, Op.REBUILD_OWNERS]);
 /** after a peer connection failed, heartbeat fast this long (> the MDM's default heartbeat timeout + a rebuild plan) */
 const PEER_TROUBLE_FAST_BEAT_MS = 15_000;
 
@@ -147,6 +162,12 @@ export class SdsNode implements RequestHandler {
   readonly sdsId: string;
   readonly store: ExtentStore;
   readonly peers: DataPlanePool;
+  /**
+   * the copy lane: connections of their own to copy targets for the copies' frames, so client
+   * forwards on `peers` never queue behind 1 MiB copy writes (copy_order.ts keeps the order that
+   * matters); `peers` itself with PF_COPY_LANE=off (A/B runs)
+   */
+  readonly copyPeers: DataPlanePool;
   /** handshake keys and who may connect (sds_access.ts) */
   readonly access: SdsAccess;
   /** mapping grants and their revocation floors (grant_book.ts) */
@@ -164,6 +185,7 @@ export class SdsNode implements RequestHandler {
     refusedNoLease: 0,
     refusedFailedDevice: 0,
     rebuildWrites: 0,
+    forwardsHeld: 0,
     rebuildBytes: 0,
     peerFailures: 0,
     parkedWrites: 0,
@@ -202,6 +224,8 @@ export class SdsNode implements RequestHandler {
   private memberPeers = new Set<string>();
   /** peers this SDS forwarded writes to since its last FLUSH began */
   private readonly peersWritten = new Set<string>();
+  /** copy frames being written off the loop here as a target (rebuildWrite): while > 0, requests are checked against them */
+  private copyApplies = 0;
   /** until then a FLUSH is expected soon after any write (one came within FLUSH_ANTICIPATION_MS): writes start their device's sync ahead */
   private flushExpectedUntilMs = 0;
   private lastFlushMs = -Infinity;
@@ -227,8 +251,10 @@ export class SdsNode implements RequestHandler {
     this.grants = new GrantBook(opts.sdsId, this.clock);
     if (opts.mdmId !== undefined) this.access.setMdmId(opts.mdmId);
     // ONE connection per peer: forwarded writes must reach it in the order they were applied
-    this.peers = opts.peers ?? new DataPlanePool({ credentials: this.access, connsPerSds: 1, onLinkDown: () => this.peerLinkDown(), ...(opts.peerTls === undefined ? {} : { tls: opts.peerTls }) });
-    this.copies = new CopyEngine({ sdsId: this.sdsId, store: this.store, peers: this.peers, clock: this.clock, metrics: this.metrics, onDone: () => this.onCopyDone?.(), appIo: this.appIo });
+    const peerPool = () => new DataPlanePool({ credentials: this.access, connsPerSds: 1, onLinkDown: () => this.peerLinkDown(), ...(opts.peerTls === undefined ? {} : { tls: opts.peerTls }) });
+    this.peers = opts.peers ?? peerPool();
+    this.copyPeers = COPY_LANE && opts.peers === undefined ? peerPool() : this.peers;
+    this.copies = new CopyEngine({ sdsId: this.sdsId, store: this.store, peers: this.copyPeers, copyLane: this.copyPeers !== this.peers, clock: this.clock, metrics: this.metrics, onDone: () => this.onCopyDone?.(), appIo: this.appIo });
     this.holds = new EpochHolds({
       sdsId: this.sdsId,
       behind: (h) => this.aheadOfAssignments(h),
@@ -333,8 +359,10 @@ export class SdsNode implements RequestHandler {
         if (s.sdsId === this.sdsId) continue;
         ids.add(s.sdsId);
         this.peers.setAddress(s.sdsId, s.host, s.port);
+        if (this.copyPeers !== this.peers) this.copyPeers.setAddress(s.sdsId, s.host, s.port);
       }
       this.peers.retain(ids);
+      if (this.copyPeers !== this.peers) this.copyPeers.retain(ids);
       this.access.setPeers(ids);
       this.addressesTag = resp.sdsTag ?? null;
     }
@@ -485,6 +513,33 @@ export class SdsNode implements RequestHandler {
   }
 
   private handleNow(conn: RequestConn, f: Frame): void {
+    if (this.copyApplies > 0 && this.heldBehindCopyApply(conn, f)) return;
+    this.handleInOrder(conn, f);
+  }
+
+  /**
+   * A request overlapping a copy frame still being written off the loop (rebuildWrite) waits
+   * for it, and behind any held request it overlaps: it runs, in arrival order, as it would have
+   * after a synchronous write. Requests of other ranges run at once.
+   */
+  private heldBehindCopyApply(conn: RequestConn, f: Frame): boolean {
+    const h = f.header;
+    if (EXTENT_ADDRESSED[h.opcode] !== 1) return false;
+    const layer = this.route(h);
+    if (typeof layer === "number") return false;
+    const e = this.store.lookup(layer.ownerHi, layer.ownerLo, h.extentIndex);
+    const order = e?.applying ?? null;
+    if (e === undefined || order === null) return false;
+    // a layer's checksum reads all of it
+    const whole = h.opcode === Op.CHECKSUM && (h.flags & Flag.LAYER) !== 0;
+    // one whose connection closed meanwhile is dropped, never applied (as epoch_hold.ts does:
+    // its sender saw it fail)
+    return order.holdIfNeeded(APPLY_LANE, whole ? 0 : h.offset, whole ? e.sizeBytes : h.length, () => {
+      if (!conn.closed) this.handleInOrder(conn, f);
+    });
+  }
+
+  private handleInOrder(conn: RequestConn, f: Frame): void {
     const h = f.header;
     try {
       this.dispatch(conn, h, f);
@@ -521,7 +576,7 @@ export class SdsNode implements RequestHandler {
       case Op.CHECKSUM:
         return this.checksum(conn, h);
       case Op.REBUILD_WRITE:
-        return this.rebuildWrite(conn, h, f.payload);
+        return this.rebuildWrite(conn, h, f.scatter ?? f.payload);
       case Op.GRANT:
         conn.reply(h, this.grants.present(conn, f.payload));
         return;
@@ -728,6 +783,17 @@ export class SdsNode implements RequestHandler {
     }
     // a durable forward is synced by the peer before it answers: a FLUSH owes it nothing
     if ((fwd.flags & Flag.FUA) === 0) this.peersWritten.add(peer);
+    // a copy of an overlapping chunk to this peer is unanswered on the copy lane: the forward
+    // must land after it, so it waits (copy_order.ts; the closure only then)
+    const order = e.copyOrder;
+    if (order !== null && order.holdIfNeeded(peer, offset, length, () => this.sendForward(e, link, peer, inSync, fwd, payload, join, offset, length))) {
+      this.stats.forwardsHeld++;
+      return;
+    }
+    this.sendForward(e, link, peer, inSync, fwd, payload, join, offset, length);
+  }
+
+  private sendForward(e: Extent, link: DataPlaneLink, peer: string, inSync: boolean, fwd: DataRequest, payload: Bytes | undefined, join: ReplyJoin, offset: number, length: number): void {
     // payload is a FrameReader view of a socket chunk nobody writes into again, or the views of
     // several (Scatter; see test/dataplane_buffers.test.ts): forward it without a copy
     link.send(
@@ -763,12 +829,12 @@ export class SdsNode implements RequestHandler {
   }
 
   /** A copied range (or, with no payload, a chunk the layer owns as zeros) written as is into its layer. */
-  private rebuildWrite(conn: RequestConn, h: FrameHeader, payload: Uint8Array): void {
+  private rebuildWrite(conn: RequestConn, h: FrameHeader, payload: Bytes): void {
     const e = this.admit(conn, h, "rebuild");
     if (typeof e === "number") return conn.reply(h, e);
     const layer = this.admitted!;
     const asZeros = (h.flags & Flag.LAYER) !== 0 && payload.byteLength === 0 && h.length > 0;
-    if (this.store.mustWait(e, layer, h.offset, h.length, !asZeros, false)) return this.waitInGate(conn, h, payload, e, layer, !asZeros, false);
+    if (this.store.mustWait(e, layer, h.offset, h.length, !asZeros, false)) return this.waitInGate(conn, h, flatOf(payload), e, layer, !asZeros, false);
     if (asZeros) {
       if (h.offset % CHUNK !== 0) return conn.reply(h, Status.INVALID);
       this.stats.rebuildWrites++;
@@ -780,12 +846,34 @@ export class SdsNode implements RequestHandler {
     const t0 = ioNowMs();
     this.stats.rebuildWrites++;
     this.stats.rebuildBytes += h.length;
-    const st = this.store.writeOwned(e, h.offset, payload, layer);
-    if (st === Status.OK && h.gen > e.gen) e.gen = h.gen;
     const meter = this.metrics.copyWrite[e.copyKind];
-    if (st === Status.OK) meter.record(h.length, (ioNowMs() - t0) / 1000);
-    else meter.fail();
-    conn.reply(h, st);
+    if (!COPY_APPLY_ASYNC) {
+      const st = this.store.writeOwned(e, h.offset, payload, layer);
+      if (st === Status.OK && h.gen > e.gen) e.gen = h.gen;
+      if (st === Status.OK) meter.record(h.length, (ioNowMs() - t0) / 1000);
+      else meter.fail();
+      return conn.reply(h, st);
+    }
+    // off the loop (ExtentStore.writeOwnedAsync): until it is in the page cache, requests
+    // overlapping its chunks wait (heldBehindCopyApply); the reply comes after, so the primary
+    // sends nothing of this chunk that must land on top of it before then either (copy_order.ts)
+    const order = (e.applying ??= new CopyOrder());
+    const first = Math.floor(h.offset / CHUNK);
+    const last = Math.floor((h.offset + h.length - 1) / CHUNK);
+    for (let c = first; c <= last; c++) order.begin(APPLY_LANE, c, 1);
+    this.copyApplies++;
+    const finish = (st: Status): void => {
+      this.copyApplies--;
+      if (st === Status.OK && h.gen > e.gen) e.gen = h.gen;
+      if (st === Status.OK) meter.record(h.length, (ioNowMs() - t0) / 1000);
+      else meter.fail();
+      conn.reply(h, st);
+      // then the requests held behind it, in order (they may start writes of their own)
+      for (let c = first; c <= last; c++) order.end(APPLY_LANE, c);
+      if (order.idle && e.applying === order) e.applying = null;
+    };
+    const st = this.store.writeOwnedAsync(e, h.offset, flatOf(payload), layer, finish);
+    if (st !== null) finish(st);
   }
 
   /** A copy frame: only the listed layers own this chunk; the target drops it from the others. */
@@ -1124,6 +1212,7 @@ export class SdsNode implements RequestHandler {
     this.copies.close();
     this.fence.close();
     this.peers.close();
+    if (this.copyPeers !== this.peers) this.copyPeers.close();
   }
 }
 
