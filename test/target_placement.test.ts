@@ -94,3 +94,38 @@ describe("chooseTargetDevice (heap) agrees with the scan", () => {
     expect(chooseTargetDevice(sds, req)).toEqual({ sdsId: "a", deviceId: "da" });
   });
 });
+
+describe("targets spread over SDSs", () => {
+  test("equally filled devices: one loss's new copies go to nearly every SDS, not to the lowest ids device after device", () => {
+    // 100 SDSs x 4 equal devices with ids handed out in order (an SDS's devices are neighbours),
+    // 200 new copies, each next to a random survivor: the old tie-break (SDS id, then device id)
+    // put them on the 50 lowest SDSs, 4 in a row each
+    const hex = (n: number) => n.toString(16).padStart(16, "0");
+    let next = 0x100;
+    const sds: SdsView[] = Array.from({ length: 100 }, (_, i) => ({
+      sdsId: hex(next++),
+      faultSetId: null,
+      connected: true,
+      confirmed: true,
+      downSinceMs: null,
+      removing: false,
+      devices: Array.from({ length: 4 }, () => ({ deviceId: hex(next++), poolId: "p", capacityBytes: 64 * GiB, assignedBytes: 8 * GiB, thickAssignedBytes: 0, usedBytes: 0, failed: false })),
+    }));
+    const r = rng(7);
+    const targets = new Map<string, number>();
+    let runs = 0;
+    let last = "";
+    for (let k = 0; k < 200; k++) {
+      const survivor = sds[Math.floor(r() * sds.length)]!;
+      const got = chooseTargetDevice(sds, { poolId: "p", extentBytes: GiB, thick: false, hasFaultSets: false, excludeSds: new Set([survivor.sdsId]), avoidDomainsOf: [survivor] });
+      expect(got).not.toBeNull();
+      targets.set(got!.sdsId, (targets.get(got!.sdsId) ?? 0) + 1);
+      if (got!.sdsId === last) runs++;
+      last = got!.sdsId;
+      addToDevice(sds, got!.deviceId, GiB, false);
+    }
+    expect(targets.size).toBeGreaterThanOrEqual(85);
+    expect(Math.max(...targets.values())).toBeLessThanOrEqual(4); // the fill rule itself: one per device
+    expect(runs).toBeLessThan(20);
+  });
+});
