@@ -188,7 +188,8 @@ export async function runMdm(opts: MdmOptions): Promise<MdmHandle> {
   const forgiveOwnStall = () => {
     if (catchUp.tick() > 0 && !catchUpLogged) {
       catchUpLogged = true;
-      consola.warn(`mdm: this MDM answers fewer than ${Math.round(CATCH_UP_SHARE * 100)} % of its nodes' heartbeats since its start (catching up): that time does not count against any node, for at most ${Math.round(catchUp.maxMs / 1000)} s`);
+      // info, not warn: every restart of a whole cluster (pf up) meets it while the nodes come back
+      consola.info(`mdm: fewer than ${Math.round(CATCH_UP_SHARE * 100)} % of the known nodes' heartbeats arrive since this MDM started (nodes still starting, or this MDM catching up): that time does not count against any node, for at most ${Math.round(catchUp.maxMs / 1000)} s`);
     }
     const stalledMs = lateness.late();
     if (stalledMs === 0) return;
