@@ -4,6 +4,8 @@
 // join (gone from its configuration) stayed Normal and kept taking extents.
 
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { HeartbeatResponse } from "../src/proto/cluster_api.ts";
+import { Limits } from "../src/proto/limits.ts";
 import { GiB, MdmFixture } from "./mdm_fixture.ts";
 
 let m: MdmFixture;
@@ -130,4 +132,32 @@ describe("a device its SDS has not opened", () => {
     const after = await m.cluster("POST", `/sds/${sds1}/heartbeat`, { devices: [...own, { deviceId: id, state: "Failed", usedBytes: 0 }], appliedMapVersion: 0 });
     expect((after.json as { closeDevices?: string[] }).closeDevices).toEqual([id]);
   });
+
+  test("no more devices for one SDS than its join and beats carry; a heartbeat answer names at most that many to open", async () => {
+    const { poolId, sdsIds } = await pool();
+    const sds1 = sdsIds[0]!;
+    for (let i = devicesOf(sds1).length; i < Limits.maxDevicesPerSds; i++) {
+      const r = await m.api("POST", "/types/Device/instances", { deviceCurrentPathname: `/dev/many-${i}`, sdsId: sds1, storagePoolId: poolId });
+      expect(r.status).toBe(200);
+    }
+    const over = await m.api("POST", "/types/Device/instances", { deviceCurrentPathname: "/dev/one-too-many", sdsId: sds1, storagePoolId: poolId });
+    expect((over.json as Obj).pfCode).toBe("TOO_BIG");
+    const beat = await m.cluster("POST", `/sds/${sds1}/heartbeat`, { devices: [], appliedMapVersion: 0 });
+    expect(HeartbeatResponse.safeParse({ term: 1, ...(beat.json as Obj) }).success).toBe(true);
+  });
+
+  test("a join naming an added device the MDM removed meanwhile does not register it again", async () => {
+    await m.login();
+    const first = await m.cluster("POST", "/sds/join", joinBody([{ path: "/dev/base", capacityBytes: 4 * GiB }]));
+    expect(first.status).toBe(200);
+    const again = await m.cluster("POST", "/sds/join", joinBody([{ path: "/dev/base", capacityBytes: 4 * GiB }, { path: "/dev/gone", capacityBytes: 4 * GiB, added: true }]));
+    expect(again.status).toBe(200);
+    const answer = again.json as { sdsId: string; devices: { path: string }[] };
+    expect(answer.devices.map((d) => d.path)).toEqual(["/dev/base"]);
+    expect(devicesOf(answer.sdsId).map((d) => d.path)).toEqual(["/dev/base"]);
+  });
 });
+
+function joinBody(devices: { path: string; capacityBytes: number; added?: boolean }[]): Obj {
+  return { name: "sds-j", host: "127.0.0.1", dataPort: 7999, protectionDomainName: "pd1", storagePoolName: "sp1", devices };
+}

@@ -78,9 +78,17 @@ export const SdsJoinRequest = z.object({
   hostRebooted: z.boolean().default(false),
   tlsPublicKey,
   devices: z
-    .array(z.object({ path: z.string().min(1).max(4096), capacityBytes: bytes, name: name.optional() }))
+    .array(
+      z.object({
+        path: z.string().min(1).max(4096),
+        capacityBytes: bytes,
+        name: name.optional(),
+        /** added through the MDM while the SDS ran (src/sds/live_devices.ts), not configured: a path the MDM no longer knows is not registered again */
+        added: z.boolean().optional(),
+      }),
+    )
     .min(1)
-    .max(64),
+    .max(Limits.maxDevicesPerSds),
 });
 export type SdsJoinRequest = z.infer<typeof SdsJoinRequest>;
 
@@ -134,7 +142,7 @@ export const LayerUsage = z.object({ layerId: id16, chunks: z.number().int().non
 export type LayerUsage = z.infer<typeof LayerUsage>;
 
 export const SdsHeartbeatRequest = z.object({
-  devices: z.array(DeviceReport).max(64),
+  devices: z.array(DeviceReport).max(Limits.maxDevicesPerSds),
   /** mapVersion of the assignments the SDS currently applies */
   appliedMapVersion: z.number().int().nonnegative(),
   /** copies in progress or just finished (bounded by Limits.maxRebuildReports) */
@@ -159,9 +167,9 @@ export const HeartbeatResponse = z.object({
   mapVersion: z.number().int().nonnegative(),
   leaseMs: z.number().int().positive(),
   /** SDS only: devices registered for it (REST, scli --add_sds_device) that it has not opened yet */
-  openDevices: z.array(z.object({ deviceId: id16, path: z.string().min(1).max(4096) })).max(64).optional(),
+  openDevices: z.array(z.object({ deviceId: id16, path: z.string().min(1).max(4096) })).max(Limits.maxDevicesPerSds).optional(),
   /** SDS only: devices it reported that the MDM no longer has (removed): close and forget them */
-  closeDevices: z.array(id16).max(64).optional(),
+  closeDevices: z.array(id16).max(Limits.maxDevicesPerSds).optional(),
 });
 /** term is stamped by the MDM's HTTP edge (cluster_routes.ts), not by the services */
 export type HeartbeatResponse = Omit<z.infer<typeof HeartbeatResponse>, "term">;

@@ -59,6 +59,8 @@ export interface DeviceSlot {
   syncFailed: boolean;
   /** the device's application IO gauge (copy_throttle.ts), cached here on first use by sds_node: no lookup per IO */
   appIo?: AppIoGauge;
+  /** taken out of use (removeDevice): the cleaner stops writing to it */
+  removed?: boolean;
 }
 
 /** not owned by this layer */
@@ -306,10 +308,21 @@ export class ExtentStore implements PrepHost<Extent> {
    */
   addDevice(deviceId: string, dev: BlockDevice): DeviceSlot {
     assert(!this.slotsById.has(deviceId), "a device is added once");
-    const slot = makeSlot(this.meta, new Map(this.meta.devices().map((r) => [r.path, r])), deviceId, dev);
-    const dirty: number[] = [];
-    for (const d of this.meta.dirtyChunks()) if (d.devNo === slot.devNo) dirty.push(d.physChunk);
-    slot.alloc.markLoaded([], dirty);
+    const known = new Map(this.meta.devices().map((r) => [r.path, r]));
+    const row = known.get(dev.path);
+    // one disk in two slots would be two allocators handing out the same chunks
+    if (row !== undefined && this.slots.some((s) => s.devNo === row.devNo)) throw new PfError("IN_USE", `device ${dev.path} is already in use by this SDS`);
+    if (row !== undefined) {
+      // a path used before: what it holds now is not known (it was out of pf's hands), so no
+      // chunk is trusted as zeros; every one is zeroed before its first use
+      this.meta.transaction(() => {
+        this.meta.setZeroedBelow(row.devNo, 0);
+        for (const d of this.meta.dirtyChunks()) if (d.devNo === row.devNo) this.meta.clearDirty(row.devNo, d.physChunk);
+      });
+      row.zeroedBelowChunk = 0;
+    }
+    const slot = makeSlot(this.meta, known, deviceId, dev);
+    slot.alloc.markLoaded([], []);
     this.slots.push(slot);
     this.slotsById.set(deviceId, slot);
     this.kickCleaner();
@@ -325,6 +338,7 @@ export class ExtentStore implements PrepHost<Extent> {
     const slot = this.slotsById.get(deviceId);
     if (slot === undefined) return true;
     for (const e of this.extents()) if (e.slot === slot) return false;
+    slot.removed = true; // a cleaner pass on it stops at its next chunk
     this.slotsById.delete(deviceId);
     this.slots.splice(this.slots.indexOf(slot), 1);
     return true;
@@ -1417,13 +1431,17 @@ export class ExtentStore implements PrepHost<Extent> {
   }
 
   private async clean(): Promise<void> {
-    for (const slot of this.slots) {
-      while (!this.stopped) {
+    // a copy: removeDevice may take a slot out while this awaits
+    for (const slot of [...this.slots]) {
+      // read anew after every await (removeDevice sets it meanwhile)
+      const gone = (): boolean => slot.removed === true;
+      while (!this.stopped && !gone()) {
         const batch = slot.alloc.dirtyChunks(16);
         if (batch.length === 0) break;
         const takenBefore = slot.alloc.dirtyTaken;
         for (const phys of batch) {
           if (this.stopped) return;
+          if (gone()) break;
           if (slot.alloc.isUsed(phys)) continue;
           slot.dev.write(this.zeros, phys * CHUNK);
           await yieldToLoop();
@@ -1431,6 +1449,7 @@ export class ExtentStore implements PrepHost<Extent> {
         slot.written.markWritten();
         await slot.commit.whenDurable();
         if (this.stopped) return;
+        if (gone()) break;
         // a chunk of this batch may have been taken, written and freed again while we zeroed:
         // then its zeros are gone; start the batch over
         if (slot.alloc.dirtyTaken !== takenBefore) continue;

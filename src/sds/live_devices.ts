@@ -27,6 +27,10 @@ export class LiveDevices {
   private paths: string[];
   /** devices the MDM asked for that would not open: reported Failed until the MDM removes them */
   private readonly failed = new Map<string, string>();
+  /** removed by the MDM but holding extents here (warned once) */
+  private readonly keptOpen = new Set<string>();
+  /** a list whose write failed, to write at the next beat */
+  private unsaved: string[] | null = null;
 
   private constructor(
     private readonly sdsName: string,
@@ -51,13 +55,19 @@ export class LiveDevices {
     return this.paths;
   }
 
+  /** The MDM no longer knows this added device (removed while the SDS was down): drop it from the file. */
+  forget(path: string): void {
+    if (this.paths.includes(path)) this.save(this.paths.filter((p) => p !== path));
+  }
+
   /** Devices this SDS could not open, as beat reports (Failed). */
   reports(): DeviceReport[] {
     return [...this.failed.keys()].map((deviceId) => ({ deviceId, state: "Failed", usedBytes: 0 }));
   }
 
-  /** Act on a heartbeat answer's openDevices / closeDevices. */
+  /** Act on a heartbeat answer's openDevices / closeDevices (every beat: a file write that failed is tried again). */
   apply(core: SdsCore, open: readonly { deviceId: string; path: string }[] | undefined, close: readonly string[] | undefined): void {
+    if (this.unsaved !== null) this.save(this.unsaved);
     for (const d of open ?? []) {
       if (this.failed.has(d.deviceId) || core.store.slot(d.deviceId) !== undefined) continue;
       try {
@@ -76,24 +86,37 @@ export class LiveDevices {
       const slot = core.store.slot(id);
       if (slot === undefined) continue;
       if (!core.removeDevice(id)) {
-        consola.warn(`sds ${this.sdsName}: the MDM removed device ${id} (${slot.dev.path}), but extents still live on it here; it stays open`);
+        if (!this.keptOpen.has(id)) consola.warn(`sds ${this.sdsName}: the MDM removed device ${id} (${slot.dev.path}), but extents still live on it here; it stays open`);
+        this.keptOpen.add(id);
         continue;
       }
+      this.keptOpen.delete(id);
       consola.info(`sds ${this.sdsName}: device ${id} (${slot.dev.path}) was removed by the MDM; no longer used`);
       if (this.paths.includes(slot.dev.path)) this.save(this.paths.filter((p) => p !== slot.dev.path));
     }
   }
 
+  /**
+   * Write the list whole (temp file, fsync, rename). A failure (a full or read-only disk) is
+   * logged and tried again at the next beat, never thrown into the beat: the device is in use
+   * either way, and only a restart before the retry would leave it out of the join.
+   */
   private save(paths: string[]): void {
-    const tmp = `${this.file}.tmp`;
-    const fd = openSync(tmp, "w", 0o600);
-    try {
-      writeSync(fd, JSON.stringify({ version: 1, devices: paths.map((path) => ({ path })) }) + "\n");
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.file);
     this.paths = paths;
+    const tmp = `${this.file}.tmp`;
+    try {
+      const fd = openSync(tmp, "w", 0o600);
+      try {
+        writeSync(fd, JSON.stringify({ version: 1, devices: paths.map((path) => ({ path })) }) + "\n");
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, this.file);
+      this.unsaved = null;
+    } catch (e) {
+      if (this.unsaved === null) consola.error(`sds ${this.sdsName}: cannot write ${this.file} (${(e as Error).message}); trying again at every heartbeat`);
+      this.unsaved = paths;
+    }
   }
 }

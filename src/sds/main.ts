@@ -130,11 +130,19 @@ export async function runSds(opts: SdsOptions): Promise<SdsHandle> {
     mkdirSync(opts.dataDir, { recursive: true });
     const tlsKey = loadOrMakeNodeKey(opts.dataDir);
     const terms = new TermGuard(`sds ${opts.name}`, joinPath(opts.dataDir, "mdm-term.json"));
-    const joined = await join(opts, server.port, [...opened.values()], boot.rebooted, terms, tlsKey.publicKeyPem);
+    const joined = await join(opts, server.port, [...opened.values()], boot.rebooted, terms, tlsKey.publicKeyPem, new Set(added));
     boot.remember();
     const tls = tlsAfterJoin(`sds ${opts.name}`, opts.dataPlaneTls, joined.dataPlaneTls, tlsKey, { role: NodeRole.SDS, nodeId: joined.sdsId });
     if (tls !== null) consola.info(`sds ${opts.name} (${joined.sdsId}): data-plane TLS on (certificate issued by the MDM at join, valid to ${new X509Certificate(tls.certPem).validTo})`);
     const idByPath = new Map(joined.devices.map((d) => [d.path, d.deviceId]));
+    // an added device the MDM removed while this SDS was down: closed and forgotten here too
+    for (const path of added.filter((p) => !idByPath.has(p))) {
+      opened.get(path)?.close();
+      opened.delete(path);
+      added.splice(added.indexOf(path), 1);
+      live.forget(path);
+      consola.info(`sds ${opts.name}: device ${path} was removed through the MDM while this SDS was down; no longer used`);
+    }
     core = startSdsCore({
       sdsId: joined.sdsId,
       mdmId: joined.systemId,
@@ -213,7 +221,7 @@ function hostBoot(dataDir: string): { rebooted: boolean; remember(): void } {
   };
 }
 
-async function join(opts: SdsOptions, dataPort: number, devices: BlockDevice[], hostRebooted: boolean, terms: TermGuard, tlsPublicKey: string): Promise<SdsJoinResponse> {
+async function join(opts: SdsOptions, dataPort: number, devices: BlockDevice[], hostRebooted: boolean, terms: TermGuard, tlsPublicKey: string, added: ReadonlySet<string>): Promise<SdsJoinResponse> {
   const body: SdsJoinRequest = {
     name: opts.name,
     tlsPublicKey,
@@ -223,7 +231,7 @@ async function join(opts: SdsOptions, dataPort: number, devices: BlockDevice[], 
     protectionDomainName: opts.protectionDomainName,
     storagePoolName: opts.storagePoolName,
     faultSetName: opts.faultSetName,
-    devices: devices.map((d) => ({ path: d.path, capacityBytes: d.sizeBytes })),
+    devices: devices.map((d) => ({ path: d.path, capacityBytes: d.sizeBytes, ...(added.has(d.path) ? { added: true } : {}) })),
   };
   return joinWithRetry(`sds ${opts.name}`, opts.mdm, async () => {
     // the join answer names the system: terms are per system, so it is checked after that
@@ -431,7 +439,8 @@ export class MdmSession implements MdmLinkState {
   private async beat(): Promise<void> {
     const node = this.core.node;
     const devices: DeviceReport[] = this.core.store.slots.map((s) => ({ deviceId: s.deviceId, state: s.state, usedBytes: this.core.store.usedBytes(s), capacityBytes: s.dev.sizeBytes }));
-    if (this.live !== null) devices.push(...this.live.reports());
+    // the devices it could not open, as many as the beat still carries
+    if (this.live !== null) devices.push(...this.live.reports().slice(0, Math.max(0, Limits.maxDevicesPerSds - devices.length)));
     const sentAtMs = node.clock.nowMs();
     const beatNo = node.heartbeatBegun();
     this.lastBeatMs = performance.now();
@@ -457,7 +466,7 @@ export class MdmSession implements MdmLinkState {
       throw e;
     }
     this.answeredBeats++;
-    if (hb.openDevices !== undefined || hb.closeDevices !== undefined) this.live?.apply(this.core, hb.openDevices, hb.closeDevices);
+    this.live?.apply(this.core, hb.openDevices, hb.closeDevices);
     if (hb.mapVersion < node.appliedMapVersion) {
       consola.error(`sds ${this.core.sdsId}: the MDM's map version went back from ${node.appliedMapVersion} to ${hb.mapVersion}`);
     }

@@ -7,6 +7,7 @@
 // peer links before persisting versions and closing metadata and devices, so no IO runs on a
 // closed file.
 
+import { statSync } from "node:fs";
 import { consola } from "consola";
 import { PfError } from "../proto/errors.ts";
 import { Limits } from "../proto/limits.ts";
@@ -106,6 +107,10 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
       server,
       metrics,
       addDevice(deviceId: string, path: string) {
+        // the same disk under another name (a symlink, /dev/disk/by-id): two slots, two allocators
+        const id = diskIdentity(path);
+        const twin = id === null ? undefined : store.slots.find((o) => diskIdentity(o.dev.path) === id);
+        if (twin !== undefined) throw new PfError("IN_USE", `device ${path} is the disk this SDS already serves as ${twin.dev.path} (device ${twin.deviceId})`);
         const d = wrapped(deviceId, path, openBlockDevice({ path }));
         try {
           refuseDeviceInUse(path, d.dev);
@@ -157,5 +162,15 @@ function refuseDeviceInUse(path: string, dev: BlockDevice): void {
   const words = new Int32Array(buf.buffer, 0, n >>> 2);
   for (let i = 0; i < words.length; i++) {
     if (words[i] !== 0) throw new PfError("IN_USE", `device ${path} holds data in its first MiB (a file system, a partition table, another SDS's data?): pf takes only an empty device; wipe it first (e.g. blkdiscard, or dd if=/dev/zero of=${path} bs=1M count=1)`);
+  }
+}
+
+/** What names one disk whatever the path: a block device's number, a file's device and inode (no path: null, never equal). */
+function diskIdentity(path: string): string | null {
+  try {
+    const st = statSync(path); // follows symlinks
+    return st.isBlockDevice() ? `b:${st.rdev}` : `f:${st.dev}:${st.ino}`;
+  } catch {
+    return null;
   }
 }

@@ -139,6 +139,12 @@ export function sdsJoin(ctx: MdmContext, req: SdsJoinRequest): SdsJoinResponse {
         .where(and(eq(deviceTable.sdsId, sds.id), eq(deviceTable.path, d.path)))
         .get();
       if (!dev) {
+        // a device added live and removed while its SDS was down: not registered again (the
+        // answer leaves it out, and the SDS drops it from its list)
+        if (d.added === true) {
+          consola.info(`mdm: SDS ${sds.name} names device ${d.path}, added earlier and removed since; it is not registered again`);
+          continue;
+        }
         addDevice(ctx, sds, { path: d.path, poolId, name: d.name, capacityBytes: d.capacityBytes });
         continue;
       }
@@ -313,9 +319,10 @@ export function sdsHeartbeat(ctx: MdmContext, sdsId: string, req: SdsHeartbeatRe
   noteLayerUsage(ctx, sdsId, req.layerChunks);
   // unchanged when no change since the SDS's version concerns it (health.ts mapVersionFor)
   const answer: HeartbeatResponse = { mapVersion: ctx.health.mapVersionFor("sds", sdsId, req.appliedMapVersion, currentMapVersion(ctx)), leaseMs: ctx.recovery.config.leaseMs };
+  // both bounded by what the answer carries (the rest follow on later beats)
   const openDevices = devicesToOpen(mine, req.devices);
-  if (openDevices !== undefined) answer.openDevices = openDevices;
-  if (closeDevices !== undefined) answer.closeDevices = closeDevices;
+  if (openDevices !== undefined) answer.openDevices = openDevices.slice(0, Limits.maxDevicesPerSds);
+  if (closeDevices !== undefined) answer.closeDevices = closeDevices.slice(0, Limits.maxDevicesPerSds);
   return answer;
 }
 

@@ -274,6 +274,10 @@ export function addDevice(ctx: MdmContext, sds: SdsRow, d: NewDevice): string {
   if (pool.pdId !== sds.pdId) {
     throw new PfError("BAD_REQUEST", `Storage Pool ${pool.id} is not in the Protection Domain of SDS ${sds.id}`);
   }
+  const held = ctx.store.sqlite.query<{ n: number }, [string]>("SELECT COUNT(*) AS n FROM device WHERE sds_id = ?").get(sds.id)?.n ?? 0;
+  if (held >= Limits.maxDevicesPerSds) {
+    throw new PfError("TOO_BIG", `SDS ${sds.name} already has ${held} devices, the most one SDS serves (its join and heartbeats carry at most ${Limits.maxDevicesPerSds}); remove one first or put the disk on another SDS`);
+  }
   const id = allocateId(ctx, "Device");
   unique(`SDS ${sds.name} already has a device with path ${d.path}${d.name ? ` or name ${d.name}` : ""}`, () =>
     ctx.store.db
