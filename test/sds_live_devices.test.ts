@@ -93,3 +93,11 @@ describe("added-devices.json", () => {
     expect(LiveDevices.load("sds1", dir).added).toEqual([]);
   });
 });
+
+test("a damaged added-devices.json stops the start with the file named and the fix", () => {
+  const dir = tmpDir("live-dev-bad");
+  fs.writeFileSync(join(dir, "added-devices.json"), "{not json");
+  expect(() => LiveDevices.load("sds1", dir)).toThrow(/added-devices\.json is not readable JSON .*; fix it, or remove it/);
+  fs.writeFileSync(join(dir, "added-devices.json"), JSON.stringify({ version: 1, devices: [{ path: "" }] }));
+  expect(() => LiveDevices.load("sds1", dir)).toThrow(/is not a list of added devices/);
+});

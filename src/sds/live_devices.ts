@@ -17,6 +17,7 @@ import { join as joinPath } from "node:path";
 import { consola } from "consola";
 import { z } from "zod";
 import type { DeviceReport } from "../proto/cluster_api.ts";
+import { PfError } from "../proto/errors.ts";
 import type { SdsCore } from "./sds_core.ts";
 
 const FILE = "added-devices.json";
@@ -45,8 +46,14 @@ export class LiveDevices {
   static load(sdsName: string, dataDir: string): LiveDevices {
     const file = joinPath(dataDir, FILE);
     if (!existsSync(file)) return new LiveDevices(sdsName, dataDir, []);
-    const parsed = Saved.safeParse(JSON.parse(readFileSync(file, "utf8")));
-    if (!parsed.success) throw new Error(`${file} is not a list of added devices (${parsed.error.issues[0]?.message}); fix or remove it`);
+    let json: unknown;
+    try {
+      json = JSON.parse(readFileSync(file, "utf8"));
+    } catch (e) {
+      throw new PfError("INVALID_STATE", `${file} is not readable JSON (${(e as Error).message}); fix it, or remove it (the devices it lists are then not opened)`);
+    }
+    const parsed = Saved.safeParse(json);
+    if (!parsed.success) throw new PfError("INVALID_STATE", `${file} is not a list of added devices (${parsed.error.issues[0]?.message}); fix it, or remove it (the devices it lists are then not opened)`);
     return new LiveDevices(sdsName, dataDir, parsed.data.devices.map((d) => d.path));
   }
 
