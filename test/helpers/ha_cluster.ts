@@ -142,12 +142,15 @@ export class HaCluster {
 
   private yaml(spec: HaSpec): string {
     const size = spec.deviceSize ?? "256MiB";
-    const sdsLine = (i: number) => `      - { name: sds${i + 1}, port: ${this.sdsPorts[i]}, pool: pd1/sp1, devices: [{ path: sds${i + 1}/dev0.img, size: ${size} }] }`;
+    // control ports 0 (any free one): the default, port + 1000, is no port freePort reserved, and
+    // another test's server on it failed pf up's port check now and then (CI: the SDC's control
+    // port on an SDS of another test)
+    const sdsLine = (i: number) => `      - { name: sds${i + 1}, port: ${this.sdsPorts[i]}, controlPort: 0, pool: pd1/sp1, devices: [{ path: sds${i + 1}/dev0.img, size: ${size} }] }`;
     const dataHosts = this.layout.dataHosts.flatMap((d) => [
       `  - name: ${d.name}`,
       `    address: ${d.address}`,
       ...(d.sds.length > 0 ? ["    sds:", ...d.sds.map(sdsLine)] : []),
-      ...(d.sdc ? [`    sdc: { nbd: "${d.address}:${this.nbdPort}" }`] : []),
+      ...(d.sdc ? [`    sdc: { nbd: "${d.address}:${this.nbdPort}", control: "${d.address}:0" }`] : []),
     ]);
     return [
       `cluster: { name: ha${process.pid}, secret: ${CLUSTER_SECRET}, adminPassword: ${ADMIN_PASSWORD} }`,
