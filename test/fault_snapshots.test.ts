@@ -80,7 +80,7 @@ test("kill -9 of an SDS during fio on a volume with snapshots: the rebuild carri
   const result = await writing; // throws on any fio error, verify included
   expect(result.json.jobs[0]!.error).toBe(0);
   await waitPoolHealthy(scli, 90_000);
-  for (const v of ["sv", "sv-s1", "sv-s2"]) await expectIdentical(scli, v);
+  for (const v of ["sv", "sv-s1", "sv-s2"]) await c.explain(expectIdentical(scli, v));
   await mapAndWait("sv-s1");
   await mapAndWait("sv-s2");
   await runQemuImg(["compare", "-f", "raw", "-F", "raw", img1, c.nbdUri("sv-s1")]);
@@ -161,7 +161,7 @@ test("kill -9 of the MDM while a snapshot's fence holds writes: the old state, n
     expect(dv.getUint32(4)).toBe(w.acked[k]!);
   }
   reader.close();
-  await expectIdentical(scli, "mk");
+  await c.explain(expectIdentical(scli, "mk")); // with the cluster's warnings: a failure here was seen once in CI, cause unknown
 }, 120_000);
 
 test("kill -9 of an SDS while the fence holds writes: the new state, a consistent cut, no write lost", async () => {
@@ -198,6 +198,6 @@ test("kill -9 of an SDS while the fence holds writes: the new state, a consisten
     expect(seq).toBeLessThanOrEqual(atReply[k]! + 1); // at most the one write in flight at the cut
   }
   reader.close();
-  await expectIdentical(scli, "mk");
-  await expectIdentical(scli, "mk-s2");
+  await c.explain(expectIdentical(scli, "mk"));
+  await c.explain(expectIdentical(scli, "mk-s2"));
 }, 180_000);
