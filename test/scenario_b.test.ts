@@ -48,9 +48,10 @@ test("scenario B: deploy, write, fail a server, rebuild, recover", async () => {
   //    pool counts it again, and every byte written in step 2 reads back.
   await Bun.sleep(3000);
   c.restartRole(sds1);
+  // the pool is already healthy (step 4): wait for sds1 itself to be back, not only the pool (an
+  // immediate check raced the restarted SDS's join and saw 3 Connected once in CI)
+  await waitFor("sds1 to be Connected again", 60_000, async () => ((await scli(["--query_all_sds"])).stdout.match(/Connected/g)?.length ?? 0) === 4);
   await waitPoolHealthy(scli, 60_000);
-  const all = await scli(["--query_all_sds"]);
-  expect(all.stdout.match(/Connected/g)?.length).toBe(4);
   await runQemuIo(uri, writes.map((w) => w.replace("write", "read")));
   await expectIdentical(scli, "appdata");
   await waitFor("capacity in use to count two copies again, nothing stale", 10_000, async () => (await inUseKb()) === written);
