@@ -10,35 +10,11 @@
 import { PfError } from "../../proto/errors.ts";
 import type { ScliArgs } from "./argv_parse.ts";
 import type { CommandContext, Handler, Output } from "./command_context.ts";
-import type { DeviceObj, FaultSetObj, ObjectType } from "./mdm_objects.ts";
+import type { ObjectType } from "./mdm_objects.ts";
 import type { MdmRestClient } from "./rest_client.ts";
-import { resolvePd, resolvePool, resolveSdc, resolveSds } from "./selectors.ts";
+import { resolveDevice, resolveFaultSet, resolvePd, resolvePool, resolvePoolOfSds, resolveSdc, resolveSds } from "./selectors.ts";
 import { ScliError } from "./scli_errors.ts";
 import { sizeText } from "./text_format.ts";
-
-/** The fault set named by --fault_set_id, or by --fault_set_name inside the selected PD. */
-async function resolveFaultSet(client: MdmRestClient, args: ScliArgs): Promise<FaultSetObj> {
-  const id = args.str("fault_set_id");
-  if (id !== undefined) return client.get("FaultSet", id);
-  const name = args.need("fault_set_name");
-  const pd = await resolvePd(client, args);
-  const matches = (await client.list("FaultSet")).filter((f) => f.protectionDomainId === pd.id && f.name === name);
-  if (matches[0] === undefined) throw new PfError("NOT_FOUND", `Could not find the Fault Set with name ${name} in Protection Domain ${pd.name}`);
-  return matches[0]; // names are unique inside a protection domain (the MDM's unique index)
-}
-
-/** The device named by --device_id, or by --device_path (or --device_name) of the selected SDS. */
-async function resolveDevice(client: MdmRestClient, args: ScliArgs): Promise<DeviceObj> {
-  const id = args.str("device_id");
-  if (id !== undefined) return client.get("Device", id);
-  const sds = await resolveSds(client, args);
-  const path = args.str("device_path");
-  const name = path === undefined ? args.need("device_name") : undefined;
-  const how = path !== undefined ? `path ${path}` : `name ${name}`;
-  const mine = (await client.list("Device")).filter((d) => d.sdsId === sds.id && (path !== undefined ? d.deviceCurrentPathName === path : d.name === name));
-  if (mine[0] === undefined) throw new PfError("NOT_FOUND", `Could not find the device with ${how} on SDS ${sds.name ?? sds.id}`);
-  return mine[0]; // path and name are unique per SDS (the MDM's unique index)
-}
 
 /** An object of one REST type, as a command's selectors find it, and how its output names it. */
 interface Target {
@@ -89,15 +65,7 @@ const ADD_DEVICE_WAIT_MS = 10_000;
 export async function addSdsDevice(ctx: CommandContext): Promise<Output> {
   const client = ctx.client();
   const sds = await resolveSds(client, ctx.args);
-  const poolId = ctx.args.str("storage_pool_id");
-  let pool: { id: string; name: string };
-  if (poolId !== undefined) pool = await client.get("StoragePool", poolId);
-  else {
-    const name = ctx.args.need("storage_pool_name");
-    const found = (await client.list("StoragePool")).find((p) => p.protectionDomainId === sds.protectionDomainId && p.name === name);
-    if (found === undefined) throw new PfError("NOT_FOUND", `Could not find the Storage Pool with name ${name} in the protection domain of SDS ${sds.name ?? sds.id}`);
-    pool = found;
-  }
+  const pool = await resolvePoolOfSds(client, ctx.args, sds);
   const path = ctx.args.need("device_path");
   const name = ctx.args.str("device_name");
   const id = await client.create("Device", { sdsId: sds.id, storagePoolId: pool.id, deviceCurrentPathname: path, ...(name === undefined ? {} : { name }) });

@@ -6,7 +6,7 @@
 
 import { PfError } from "../../proto/errors.ts";
 import type { ScliArgs } from "./argv_parse.ts";
-import type { ProtectionDomainObj, SdcObj, SdsObj, StoragePoolObj, VolumeObj } from "./mdm_objects.ts";
+import type { DeviceObj, FaultSetObj, ProtectionDomainObj, SdcObj, SdsObj, StoragePoolObj, VolumeObj } from "./mdm_objects.ts";
 import type { MdmRestClient } from "./rest_client.ts";
 import { ScliError } from "./scli_errors.ts";
 
@@ -92,3 +92,47 @@ export async function resolveSdc(client: MdmRestClient, args: ScliArgs): Promise
   return one(all.filter((s) => s.sdcIp === ip || (s.sdcIps ?? []).includes(ip)), "SDC", `IP ${ip}`, "--sdc_id");
 }
 
+/** The fault set named by --fault_set_id, or by --fault_set_name inside the selected PD. */
+export async function resolveFaultSet(client: MdmRestClient, args: ScliArgs): Promise<FaultSetObj> {
+  const id = args.str("fault_set_id");
+  if (id !== undefined) return client.get("FaultSet", id);
+  const name = args.need("fault_set_name");
+  const pd = await resolvePd(client, args);
+  const all = await client.list("FaultSet");
+  return one(
+    all.filter((f) => f.protectionDomainId === pd.id && f.name === name),
+    "Fault Set",
+    `name ${name} in Protection Domain ${pd.name}`,
+    "--fault_set_id",
+  );
+}
+
+/** The pool named by --storage_pool_id, or by --storage_pool_name inside the protection domain of `sds` (--add_sds_device names no PD). */
+export async function resolvePoolOfSds(client: MdmRestClient, args: ScliArgs, sds: SdsObj): Promise<StoragePoolObj> {
+  const id = args.str("storage_pool_id");
+  if (id !== undefined) return client.get("StoragePool", id);
+  const name = args.need("storage_pool_name");
+  const all = await client.list("StoragePool");
+  return one(
+    all.filter((p) => p.protectionDomainId === sds.protectionDomainId && p.name === name),
+    "Storage Pool",
+    `name ${name} in the protection domain of SDS ${sds.name ?? sds.id}`,
+    "--storage_pool_id",
+  );
+}
+
+/** The device named by --device_id, or by --device_path (or --device_name) of the selected SDS. */
+export async function resolveDevice(client: MdmRestClient, args: ScliArgs): Promise<DeviceObj> {
+  const id = args.str("device_id");
+  if (id !== undefined) return client.get("Device", id);
+  const sds = await resolveSds(client, args);
+  const path = args.str("device_path");
+  const name = path === undefined ? args.need("device_name") : undefined;
+  const all = await client.list("Device");
+  return one(
+    all.filter((d) => d.sdsId === sds.id && (path !== undefined ? d.deviceCurrentPathName === path : d.name === name)),
+    "device",
+    `${path !== undefined ? `path ${path}` : `name ${name}`} on SDS ${sds.name ?? sds.id}`,
+    "--device_id",
+  );
+}
