@@ -27,7 +27,7 @@ export class LiveDevices {
   private readonly file: string;
   private paths: string[];
   /** devices the MDM asked for that would not open: reported Failed until the MDM removes them */
-  private readonly failed = new Map<string, string>();
+  private readonly failed = new Set<string>();
   /** removed by the MDM but holding extents here (warned once) */
   private readonly keptOpen = new Set<string>();
   /** a list whose write failed, to write at the next beat */
@@ -62,14 +62,14 @@ export class LiveDevices {
     return this.paths;
   }
 
-  /** The MDM no longer knows this added device (removed while the SDS was down): drop it from the file. */
+  /** The MDM no longer knows this added device (removed, here or while the SDS was down): drop it from the file. */
   forget(path: string): void {
     if (this.paths.includes(path)) this.save(this.paths.filter((p) => p !== path));
   }
 
   /** Devices this SDS could not open, as beat reports (Failed). */
   reports(): DeviceReport[] {
-    return [...this.failed.keys()].map((deviceId) => ({ deviceId, state: "Failed", usedBytes: 0 }));
+    return [...this.failed].map((deviceId) => ({ deviceId, state: "Failed", usedBytes: 0 }));
   }
 
   /** Act on a heartbeat answer's openDevices / closeDevices (every beat: a file write that failed is tried again). */
@@ -81,7 +81,7 @@ export class LiveDevices {
         core.addDevice(d.deviceId, d.path);
       } catch (e) {
         const why = (e as Error).message;
-        this.failed.set(d.deviceId, why);
+        this.failed.add(d.deviceId);
         consola.error(`sds ${this.sdsName}: cannot open device ${d.deviceId} (${d.path}) the MDM added: ${why}; it is reported Failed (remove it with scli --remove_sds_device, then add it again once the path is there)`);
         continue;
       }
@@ -99,7 +99,7 @@ export class LiveDevices {
       }
       this.keptOpen.delete(id);
       consola.info(`sds ${this.sdsName}: device ${id} (${slot.dev.path}) was removed by the MDM; no longer used`);
-      if (this.paths.includes(slot.dev.path)) this.save(this.paths.filter((p) => p !== slot.dev.path));
+      this.forget(slot.dev.path);
     }
   }
 
