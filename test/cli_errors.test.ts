@@ -215,6 +215,14 @@ const cases: Case[] = [
     says: () => ["lies in", "sds/sds1, which pf keeps for a role's own files"],
   },
   {
+    name: "pf up: one device named twice",
+    files: (c) => ({ "c.yaml": yaml(c.ports, { device: "{ path: d.img, size: 64MiB }, { path: ./d.img, size: 64MiB }" }) }),
+    argv: () => ["up", "c.yaml", "--data-dir", "data"],
+    code: 2,
+    prefix: "pf up:",
+    says: () => ["hosts.0.sds.0.devices.0", "hosts.0.sds.0.devices.1", "a device belongs to one SDS"],
+  },
+  {
     name: "pf up: devices larger than the free space",
     files: (c) => ({ "c.yaml": yaml(c.ports, { device: "{ path: d.img, size: 1000TiB }" }) }),
     argv: () => ["up", "c.yaml", "--data-dir", "data"],

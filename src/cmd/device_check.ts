@@ -109,12 +109,39 @@ export function spaceProblem(need: SpaceNeed, fix: string): PfError | null {
   );
 }
 
+/**
+ * Two entries naming one device (the same path, or two names of one existing file or disk):
+ * each SDS would allocate chunks over the other's (the SDS locks its devices, device_claim.ts,
+ * so the second would stop at its start; this says so before anything starts).
+ */
+export function sharedDeviceProblem(devices: DeviceUse[]): PfError | null {
+  const seen = new Map<string, DeviceUse>();
+  for (const d of devices) {
+    let key = `path:${resolve(d.path)}`;
+    try {
+      const st = statSync(d.path);
+      key = st.isBlockDevice() ? `rdev:${st.rdev}` : `ino:${st.dev}:${st.ino}`;
+    } catch {
+      // missing: it is created at its path, which is then its name
+    }
+    const first = seen.get(key);
+    if (first !== undefined) {
+      const same = resolve(first.path) === resolve(d.path) ? `${d.path}` : `${d.path}, the same disk as ${first.path},`;
+      return new PfError("BAD_REQUEST", `device ${same} is given to ${first.owner} (${first.field}) and to ${d.owner} (${d.field}); a device belongs to one SDS: give each its own`);
+    }
+    seen.set(key, d);
+  }
+  return null;
+}
+
 /** Throws the first device or space problem. */
 export function requireUsableDevices(devices: DeviceUse[], spaceFix: string): void {
   for (const d of devices) {
     const p = deviceProblem(d);
     if (p) throw p;
   }
+  const shared = sharedDeviceProblem(devices);
+  if (shared) throw shared;
   for (const need of spaceNeeds(devices)) {
     const p = spaceProblem(need, spaceFix);
     if (p) throw p;

@@ -4,7 +4,7 @@
 
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { approxBytes, deviceProblem, spaceNeeds, spaceProblem } from "./device_check.ts";
+import { approxBytes, deviceProblem, sharedDeviceProblem, spaceNeeds, spaceProblem } from "./device_check.ts";
 import { failed, failedFrom, ok, type Check } from "./doctor_check.ts";
 import type { HostPlan, PlannedPort } from "./host_plan.ts";
 import { dataDirProblem, nearestExisting } from "./path_check.ts";
@@ -48,7 +48,7 @@ export function dataDirCheck(plan: HostPlan): Check {
 }
 
 export function deviceChecks(plan: HostPlan): Check[] {
-  return plan.host.sds.map((s) => {
+  const checks = plan.host.sds.map((s) => {
     const name = `devices of SDS ${s.name}`;
     const mine = plan.devices.filter((d) => d.sds === s);
     for (const d of mine) {
@@ -65,6 +65,10 @@ export function deviceChecks(plan: HostPlan): Check[] {
     if (toCreate.length > 0) parts.push(`${toCreate.length} to create (${approxBytes(toCreate.reduce((n, d) => n + (d.sizeBytes ?? 0), 0))})`);
     return ok(name, parts.join(", "));
   });
+  if (plan.devices.length < 2) return checks;
+  const shared = sharedDeviceProblem(plan.devices);
+  checks.push(shared ? failedFrom("one SDS per device", shared.message) : ok("one SDS per device", `${plan.devices.length} devices, each named once`));
+  return checks;
 }
 
 export function spaceChecks(plan: HostPlan): Check[] {

@@ -122,7 +122,11 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
         devices.push(d); // closed at stop, like the others
       },
       removeDevice(deviceId: string) {
-        return store.removeDevice(deviceId);
+        if (!store.removeDevice(deviceId)) return false;
+        // out of use: the path may be added again (or given to another SDS); the descriptor stays
+        // open until stop for IO still in flight on it (a cleaner pass ends at its next chunk)
+        for (const d of devices) if (d.deviceId === deviceId) d.dev.releaseClaim();
+        return true;
       },
       async stop() {
         if (stopped) return;

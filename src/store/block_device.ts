@@ -21,6 +21,7 @@ import * as fs from "node:fs";
 import { consola } from "consola";
 import { PfError, assert } from "../proto/errors.ts";
 import { Limits } from "../proto/limits.ts";
+import { claimDevice, releaseDevice } from "./device_claim.ts";
 
 export interface BlockDeviceSpec {
   path: string;
@@ -44,6 +45,11 @@ export interface BlockDevice {
   datasync(): Promise<void>;
   /** fdatasync on the event loop: only for rare paths that must order data before metadata */
   datasyncNow(): void;
+  /**
+   * Let go of the device's exclusive claim (device_claim.ts) once it is taken out of use: the
+   * descriptor stays open for IO still in flight until close(), and the path can be opened again.
+   */
+  releaseClaim(): void;
   close(): void;
 }
 
@@ -80,6 +86,9 @@ export class DeviceWrapper implements BlockDevice {
   }
   datasyncNow(): void {
     this.inner.datasyncNow();
+  }
+  releaseClaim(): void {
+    this.inner.releaseClaim();
   }
   close(): void {
     this.inner.close();
@@ -219,6 +228,10 @@ export class FileBlockDevice implements BlockDevice {
     }
   }
 
+  releaseClaim(): void {
+    if (!this.closed) releaseDevice(this.fd);
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -249,9 +262,17 @@ export function openBlockDevice(spec: BlockDeviceSpec): BlockDevice {
   if (sizeBytes <= 0) throw new PfError("BAD_REQUEST", `device ${spec.path} has no usable size`);
   let fd: number;
   try {
-    fd = openNoAtime(spec.path);
+    fd = openNoAtime(spec.path, st.isBlockDevice() ? fs.constants.O_EXCL : 0);
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EBUSY") {
+      throw new PfError("IN_USE", `device ${spec.path} is in use (mounted, part of an md/LVM/dm device, or open exclusively by another process): unmount or release it, or give this SDS another device`);
+    }
     throw new PfError("IO_ERROR", `cannot open device ${spec.path}: ${(e as Error).message}`);
+  }
+  const claim = claimDevice(fd);
+  if (!claim.ok) {
+    fs.closeSync(fd);
+    throw new PfError("IN_USE", `device ${spec.path} is locked: ${claim.reason}. Each device belongs to one SDS: give this one another path`);
   }
   return new FileBlockDevice(spec.path, fd, sizeBytes, created);
 }
@@ -263,17 +284,18 @@ const O_NOATIME: number = (fs.constants as Record<string, number>).O_NOATIME ?? 
  * Open a device read-write without access-time updates: every pread of a file opened without it
  * runs the kernel's atime check (touch_atime: ~1 % of an SDS's CPU on 4 KiB random reads, perf),
  * and pf never uses a device's atime. The kernel refuses O_NOATIME (EPERM) to a process that
- * neither owns the file nor has CAP_FOWNER: then the device is opened without it.
+ * neither owns the file nor has CAP_FOWNER: then the device is opened without it. A block device
+ * is opened with O_EXCL (extraFlags; see device_claim.ts).
  */
-function openNoAtime(path: string): number {
+function openNoAtime(path: string, extraFlags: number): number {
   if (O_NOATIME !== 0) {
     try {
-      return fs.openSync(path, fs.constants.O_RDWR | O_NOATIME);
+      return fs.openSync(path, fs.constants.O_RDWR | O_NOATIME | extraFlags);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EPERM") throw e;
     }
   }
-  return fs.openSync(path, fs.constants.O_RDWR);
+  return fs.openSync(path, fs.constants.O_RDWR | extraFlags);
 }
 
 /** Create `path` with `sizeBytes` of real, zero-reading blocks (see the file comment). */
