@@ -845,7 +845,24 @@ try {
       }
     }
     end();
-    const fmt = (t: number | null) => (t === null ? "not within 30 s" : `${((t - canActMs) / 1000).toFixed(2)} s after the heartbeat timeout (${((t - lossAtMs) / 1000).toFixed(2)} s after the last beat)`);
+    // The MDM's own deadline for the victim: its last heartbeat as the MDM heard it (moved by any
+    // stall the MDM forgave), from the dashboard summary, on the MDM's clock (Date.now, this
+    // host). canActMs above counts from the simulator's last answered beat, which lags the MDM's
+    // hearing of it by up to the beat latency, so it cannot judge a < 1 s aim; this can. Asked
+    // once the loss phase is over: the victim's figure no longer moves.
+    const wallMinusPerf = Date.now() - performance.now();
+    const dash = await call<{ sds: { id: string; lastHeartbeatMs: number | null }[] }>("GET", "/dashboard/api/summary", auth).catch((e: Error) => {
+      log(`  dashboard summary failed: ${e.message.slice(0, 120)}`);
+      return null;
+    });
+    const heardMs = dash?.sds.find((x) => x.id === victim.id)?.lastHeartbeatMs ?? null;
+    const mdmCanActMs = heardMs === null ? null : heardMs + HEARTBEAT_TIMEOUT_MS - wallMinusPerf;
+    const fmt = (t: number | null) => {
+      if (t === null) return "not within 30 s";
+      const mdm = mdmCanActMs === null ? "" : `, ${((t - mdmCanActMs) / 1000).toFixed(2)} s after the MDM's own deadline`;
+      return `${((t - canActMs) / 1000).toFixed(2)} s after the heartbeat timeout${mdm} (${((t - lossAtMs) / 1000).toFixed(2)} s after the last beat)`;
+    };
+    if (mdmCanActMs !== null) log(`the MDM heard the victim's last beat ${((canActMs - mdmCanActMs) / 1000).toFixed(2)} s after the simulator's last answer`);
     row("SDS loss -> complete plan (recovery REST)", `${fmt(restDone)}; ${restSeen ? `${restSeen.numOfDegradedExtents} degraded, ${restSeen.numOfActiveRebuildExtents} copies started, ${restSeen.numOfPendingRebuildExtents} pending (budget ${cap})` : ""}`);
     row("SDS loss -> targets in survivors' assignments", `${fmt(apiDone)}; ${targets} sync targets carried`);
     stats.keepAssignments = false;
