@@ -7,7 +7,7 @@
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { TestCluster } from "./helpers/cluster.ts";
 import { runFio } from "./helpers/real_clients.ts";
@@ -71,7 +71,11 @@ test("a path the SDS cannot open: reported Failed (exit 4); removed, the SDS let
   const id = /device ([0-9a-f]{16}) was added to SDS sds2, but the SDS could not open/.exec(add.stderr)?.[1];
   expect(id).toBeDefined();
   expect(add.stderr).toContain(`remove it with --remove_sds_device --device_id ${id}`);
-  expect((await c.scli(["--query_sds", "--sds_name", "sds2"])).stdout).toContain("State: Failed");
+  // the SDS's own reason reaches the operator through the MDM (heartbeat report -> REST errorMessage)
+  expect(add.stderr).toContain(`could not open ${missing}: device ${missing} does not exist`);
+  const failed = (await c.scli(["--query_sds", "--sds_name", "sds2"])).stdout;
+  expect(failed).toContain("State: Failed");
+  expect(failed).toContain(`Error: device ${missing} does not exist`);
   const rm = await c.scli(["--remove_sds_device", "--device_id", id!]);
   expect(rm.code).toBe(0);
   expect((await c.scli(["--query_sds", "--sds_name", "sds2"])).stdout).not.toContain(missing);
@@ -83,8 +87,15 @@ test("a path the SDS cannot open: reported Failed (exit 4); removed, the SDS let
   const before = readFileSync(used);
   const taken = await c.scli(["--add_sds_device", "--sds_name", "sds3", "--device_path", used, "--storage_pool_name", "sp1"]);
   expect(taken.code).toBe(4);
-  expect(c.output).toContain(`device ${used} holds data in its first MiB`);
+  expect(taken.stderr).toContain(`device ${used} holds data in its first MiB`);
   expect(readFileSync(used).equals(before)).toBe(true);
+  // a disk another SDS on this host serves (by another name of it) is refused: it is locked
+  const served = (await sdsStatus(0)).devices[0]!.path;
+  const alias = join(c.dir, "alias-of-sds1.img");
+  symlinkSync(served, alias);
+  const twice = await c.scli(["--add_sds_device", "--sds_name", "sds3", "--device_path", alias, "--storage_pool_name", "sp1"]);
+  expect(twice.code).toBe(4);
+  expect(twice.stderr).toContain(`device ${alias} is locked: another process holds it`);
   // the volume still reads back as written
   await runFio(["--ioengine=nbd", `--uri=${c.nbdUri("v")}`, ...fioVerify]);
 }, 120_000);

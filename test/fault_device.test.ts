@@ -46,6 +46,8 @@ test("a failing device is rebuilt elsewhere while the client keeps writing", asy
   await waitPoolHealthy(scli, 90_000);
   const sds = await scli(["--query_sds", "--sds_name", "sds2"]);
   expect(sds.stdout).toMatch(/Failed/);
+  // the SDS's reason for the operator, not only in its own log
+  expect(sds.stdout).toMatch(/Error: injected (read|write|fdatasync) error on .*sds2\/dev0\.img/);
   await expectIdentical(scli, "vol1");
   const v = await run(["fio", ...during, "--verify_only"]);
   expect(v.exitCode, v.stdout + v.stderr).toBe(0);

@@ -96,6 +96,26 @@ describe("a device its SDS has not opened", () => {
     expect(devicesOf(sds4).find((d) => d.id === d1!.id)).toMatchObject({ state: "Normal" });
   });
 
+  test("why a device is Failed reaches the REST object: the SDS's words while it says them, the left-out join's otherwise; cleared when Normal", async () => {
+    await pool();
+    const sds4 = (await m.joinSds("sds4", { devicesGiB: [4, 4] })).sdsId;
+    const [d0, d1] = devicesOf(sds4);
+    const device = async (id: string) => (await m.api("GET", `/instances/Device::${id}`)).json as Obj;
+    expect(await device(d0!.id)).toMatchObject({ deviceState: "Normal", errorState: "None", errorMessage: null });
+    const report = (d: DeviceRow, state: string, error?: string) => ({ deviceId: d.id, state, usedBytes: 0, ...(error === undefined ? {} : { error }) });
+    const beat = async (devices: Obj[]) => expect((await m.cluster("POST", `/sds/${sds4}/heartbeat`, { devices, appliedMapVersion: 0 })).status).toBe(200);
+    await beat([report(d0!, "Failed", "fdatasync /data/d0: EIO: i/o error"), report(d1!, "Normal")]);
+    expect(await device(d0!.id)).toMatchObject({ deviceState: "Failed", errorState: "Error", errorMessage: "fdatasync /data/d0: EIO: i/o error" });
+    // a report longer than the limit is refused like any malformed beat
+    const long = await m.cluster("POST", `/sds/${sds4}/heartbeat`, { devices: [report(d0!, "Failed", "x".repeat(Limits.deviceErrorChars + 1))], appliedMapVersion: 0 });
+    expect(long.status).toBe(400);
+    await beat([report(d0!, "Normal"), report(d1!, "Normal")]);
+    expect(await device(d0!.id)).toMatchObject({ deviceState: "Normal", errorMessage: null });
+    // restarted without its second disk: the MDM says why it marked it Failed
+    await m.joinSds("sds4", { devicesGiB: [4] });
+    expect(String((await device(d1!.id)).errorMessage)).toMatch(/^SDS sds4 joined without it: gone from its configuration/);
+  });
+
   test("a running SDS is asked by its heartbeat answers to open it; reported open with a size, it takes data", async () => {
     const { poolId, sdsIds } = await pool();
     const sds1 = sdsIds[0]!;

@@ -82,7 +82,7 @@ describe("added-devices.json", () => {
     emptyFile(extra, 32 * MiB);
     live.apply(core, [{ deviceId: "de70000000000107", path: extra }, { deviceId: "de70000000000108", path: join(dir, "missing.img") }], undefined);
     expect(core.store.slot("de70000000000107")).toBeDefined();
-    expect(live.reports()).toEqual([{ deviceId: "de70000000000108", state: "Failed", usedBytes: 0 }]);
+    expect(live.reports()).toEqual([{ deviceId: "de70000000000108", state: "Failed", usedBytes: 0, error: `device ${join(dir, "missing.img")} does not exist and no size was given to create it` }]);
     expect(LiveDevices.load("sds1", dir).added).toEqual([extra]);
     // asked again: nothing new (no second slot, no second attempt at the missing one)
     live.apply(core, [{ deviceId: "de70000000000107", path: extra }, { deviceId: "de70000000000108", path: join(dir, "missing.img") }], undefined);

@@ -112,6 +112,8 @@ export const DeviceReport = z.object({
   usedBytes: bytes,
   /** the device's size as the SDS opened it (a device added while the SDS runs gets its capacity from this) */
   capacityBytes: bytes.optional(),
+  /** why it is Failed, in the SDS's words (it would not open, an IO or fdatasync error): shown to the operator (REST errorMessage, scli) */
+  error: z.string().max(Limits.deviceErrorChars).optional(),
 });
 export type DeviceReport = z.infer<typeof DeviceReport>;
 

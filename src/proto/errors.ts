@@ -2,6 +2,8 @@
 // PowerFlex errorCode, NBD errno and scli exit status. The tables are typed as Record<ErrorCode, …>
 // so that adding a code without mapping it everywhere is a compile error.
 
+import { Limits } from "./limits.ts";
+
 export const ErrorCodes = [
   "BAD_REQUEST", // malformed body, wrong types, bad flag combination
   "UNAUTHORIZED", // missing, forged or expired token / wrong cluster secret
@@ -39,6 +41,11 @@ export class PfError extends Error {
 
 /** PowerFlex return codes pf reports in details[0].rc (Cinder's PowerFlex driver checks 182). */
 export const PowerFlexRc = { TOO_MANY_SNAPSHOTS: 182 } as const;
+
+/** Why a device failed, as an SDS's heartbeat reports it (DeviceReport.error): the message, cut to what the report carries. */
+export function deviceErrorText(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).slice(0, Limits.deviceErrorChars);
+}
 
 export function isPfError(e: unknown): e is PfError {
   return e instanceof PfError;

@@ -50,6 +50,7 @@ export const Limits = {
   rebuildRetryMs: 1000, // a copy that failed (target refused or unreachable) starts over after this
   maxCopyBwKbps: 2 ** 31 - 1, // a copy bandwidth limit (KB/s per device) at most this (~2 TB/s): KB/s x 1024 stays a safe integer everywhere
   maxCopyIosPerDevice: 20, // numOfConcurrentIosPerDevice of an I/O priority policy: 1..this (PowerFlex's range)
+  deviceErrorChars: 300, // why a device is Failed, in the SDS's words (heartbeat DeviceReport.error; longer ones are cut)
   maxDevicesPerSds: 64, // devices of one SDS: its join, its heartbeat reports and a heartbeat answer's openDevices carry at most this many (cluster_api.ts); the MDM registers no more
   favorAppIosMaxWaitMs: 50, // favorAppIos: a copy chunk waits at most this long for the device's app writes to drain (bounds the rebuild under constant app IO)
   dynamicBwMinShare: 8, // dynamicBwThrottling: the tuned copy rate never goes below 1/this of the pool's bandwidth limit (so a rebuild always ends)

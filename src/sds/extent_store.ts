@@ -29,7 +29,7 @@ import type { AppIoGauge } from "./copy_throttle.ts";
 import { consola } from "consola";
 import type { ExtentRole, SyncTarget } from "../proto/cluster_api.ts";
 import { Status } from "../proto/dataplane.ts";
-import { PfError, assert } from "../proto/errors.ts";
+import { PfError, assert, deviceErrorText } from "../proto/errors.ts";
 import { halvesToId, idToHalves } from "../proto/ids.ts";
 import { Limits } from "../proto/limits.ts";
 import { Scatter, forEachSegment, type Bytes } from "../proto/scatter.ts";
@@ -52,6 +52,8 @@ export interface DeviceSlot {
   /** group commit of the device's writes (group_commit.ts): FUA, FLUSH and writeThrough share it */
   commit: GroupCommit;
   state: "Normal" | "Failed";
+  /** the error that failed it (the first one), for the heartbeat's report */
+  failure?: string;
   /**
    * an fdatasync failed: Linux may have dropped the dirty pages it could not write and a later
    * fdatasync would succeed without them, so every later flush of this device fails too
@@ -232,7 +234,10 @@ function makeSlot(meta: SdsMeta, known: Map<string, DeviceRow>, deviceId: string
     `device ${deviceId} (${dev.path})`,
     (err) => {
       slot.syncFailed = true;
-      if (slot.state !== "Failed") consola.error(`sds: device ${deviceId} (${dev.path}) failed: ${String(err)}`);
+      if (slot.state !== "Failed") {
+        consola.error(`sds: device ${deviceId} (${dev.path}) failed: ${String(err)}`);
+        slot.failure = deviceErrorText(err);
+      }
       slot.state = "Failed";
     },
     // more than one sync at once: a later one covers the writes made while earlier ones run,
@@ -755,7 +760,10 @@ export class ExtentStore implements PrepHost<Extent> {
 
   /** A device IO failed: report the device Failed (heartbeat) and pass the error on. */
   private deviceFailed(slot: DeviceSlot, err: unknown): unknown {
-    if (slot.state !== "Failed") consola.error(`sds: device ${slot.deviceId} (${slot.dev.path}) failed: ${String(err)}`);
+    if (slot.state !== "Failed") {
+      consola.error(`sds: device ${slot.deviceId} (${slot.dev.path}) failed: ${String(err)}`);
+      slot.failure = deviceErrorText(err);
+    }
     slot.state = "Failed";
     return err;
   }

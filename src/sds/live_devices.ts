@@ -17,7 +17,7 @@ import { join as joinPath } from "node:path";
 import { consola } from "consola";
 import { z } from "zod";
 import type { DeviceReport } from "../proto/cluster_api.ts";
-import { PfError } from "../proto/errors.ts";
+import { PfError, deviceErrorText } from "../proto/errors.ts";
 import type { SdsCore } from "./sds_core.ts";
 
 const FILE = "added-devices.json";
@@ -26,8 +26,8 @@ const Saved = z.object({ version: z.literal(1), devices: z.array(z.object({ path
 export class LiveDevices {
   private readonly file: string;
   private paths: string[];
-  /** devices the MDM asked for that would not open: reported Failed until the MDM removes them */
-  private readonly failed = new Set<string>();
+  /** devices the MDM asked for that would not open, and why: reported Failed until the MDM removes them */
+  private readonly failed = new Map<string, string>();
   /** removed by the MDM but holding extents here (warned once) */
   private readonly keptOpen = new Set<string>();
   /** a list whose write failed, to write at the next beat */
@@ -69,7 +69,7 @@ export class LiveDevices {
 
   /** Devices this SDS could not open, as beat reports (Failed). */
   reports(): DeviceReport[] {
-    return [...this.failed].map((deviceId) => ({ deviceId, state: "Failed", usedBytes: 0 }));
+    return [...this.failed].map(([deviceId, error]) => ({ deviceId, state: "Failed", usedBytes: 0, error }));
   }
 
   /** Act on a heartbeat answer's openDevices / closeDevices (every beat: a file write that failed is tried again). */
@@ -81,7 +81,7 @@ export class LiveDevices {
         core.addDevice(d.deviceId, d.path);
       } catch (e) {
         const why = (e as Error).message;
-        this.failed.add(d.deviceId);
+        this.failed.set(d.deviceId, deviceErrorText(e));
         consola.error(`sds ${this.sdsName}: cannot open device ${d.deviceId} (${d.path}) the MDM added: ${why}; it is reported Failed (remove it with scli --remove_sds_device, then add it again once the path is there)`);
         continue;
       }

@@ -438,7 +438,13 @@ export class MdmSession implements MdmLinkState {
 
   private async beat(): Promise<void> {
     const node = this.core.node;
-    const devices: DeviceReport[] = this.core.store.slots.map((s) => ({ deviceId: s.deviceId, state: s.state, usedBytes: this.core.store.usedBytes(s), capacityBytes: s.dev.sizeBytes }));
+    const devices: DeviceReport[] = this.core.store.slots.map((s) => ({
+      deviceId: s.deviceId,
+      state: s.state,
+      usedBytes: this.core.store.usedBytes(s),
+      capacityBytes: s.dev.sizeBytes,
+      ...(s.failure === undefined ? {} : { error: s.failure }),
+    }));
     // the devices it could not open, as many as the beat still carries
     if (this.live !== null) devices.push(...this.live.reports().slice(0, Math.max(0, Limits.maxDevicesPerSds - devices.length)));
     const sentAtMs = node.clock.nowMs();

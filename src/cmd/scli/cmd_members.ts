@@ -61,6 +61,7 @@ function sdsLines(s: SdsObj, pd: ProtectionDomainObj, devices: DeviceObj[], pool
     lines.push(
       `\t\t\tStorage Pool: ${poolName.get(d.storagePoolId) ?? d.storagePoolId}, Capacity: ${typeof cap === "number" ? sizeText(cap) : "N/A"}, State: ${orNA(d.deviceState)}`,
     );
+    if (typeof d.errorMessage === "string") lines.push(`\t\t\tError: ${d.errorMessage}`);
   });
   return lines;
 }

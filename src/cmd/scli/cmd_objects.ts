@@ -79,7 +79,8 @@ export async function addSdsDevice(ctx: CommandContext): Promise<Output> {
   const head = `Successfully added device ${name ?? path} to SDS ${sds.name ?? sds.id} in storage pool ${pool.name}. Object ID ${id}`;
   if (dev.deviceState === "Failed") {
     // the MDM took the device; the SDS refused it: the device stays registered (Failed) until removed
-    throw new ScliError("INVALID_STATE", `device ${id} was added to SDS ${sds.name ?? sds.id}, but the SDS could not open ${path} (its log says why); remove it with --remove_sds_device --device_id ${id}, then add it again once the path is there`);
+    const why = typeof dev.errorMessage === "string" ? `: ${dev.errorMessage}` : " (its log says why)";
+    throw new ScliError("INVALID_STATE", `device ${id} was added to SDS ${sds.name ?? sds.id}, but the SDS could not open ${path}${why}; remove it with --remove_sds_device --device_id ${id}, then add it again once the path is there`);
   }
   const capacity = dev.maxCapacityInKb ?? 0;
   const state = capacity > 0 ? `opened by the SDS: ${sizeText(capacity)}` : `not opened by the SDS yet (is it running and connected?); it takes no data until it is`;

@@ -92,6 +92,8 @@ export const DeviceObj = z.looseObject({
   maxCapacityInKb: z.number().nullish(),
   deviceState: maybeString,
   errorState: maybeString,
+  /** pf: why a Failed device failed (its SDS's words) */
+  errorMessage: maybeString,
   mediaType: maybeString,
 });
 export type DeviceObj = z.infer<typeof DeviceObj>;

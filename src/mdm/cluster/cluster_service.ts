@@ -184,6 +184,7 @@ function failDevicesLeftOut(ctx: MdmContext, sds: SdsRow, paths: string[]): void
   for (const dev of rows) {
     if (listed.has(dev.path) || dev.state !== "Normal" || dev.capacityBytes === 0) continue;
     ctx.store.db.update(deviceTable).set({ state: "Failed" }).where(eq(deviceTable.id, dev.id)).run();
+    ctx.health.noteDeviceError(dev.id, `SDS ${sds.name} joined without it: gone from its configuration, or it did not open at the SDS's start (see the SDS's log)`);
     const held = dev.assignedBytes > 0 ? `; the ${formatBytes(dev.assignedBytes)} assigned to it are rebuilt from their other copies` : "";
     consola.warn(`mdm: SDS ${sds.name} joined without its device ${dev.id} (${dev.path}): marked Failed${held}. Add the path to the SDS's devices and restart it, or remove the device`);
   }
@@ -293,7 +294,11 @@ export function sdsHeartbeat(ctx: MdmContext, sdsId: string, req: SdsHeartbeatRe
   let closeDevices: string[] | undefined;
   const changed = req.devices.filter((r) => {
     const dev = mine.get(r.deviceId);
-    if (!dev) (closeDevices ??= []).push(r.deviceId);
+    if (!dev) {
+      (closeDevices ??= []).push(r.deviceId);
+      ctx.health.noteDeviceError(r.deviceId, undefined);
+    } else if (r.state === "Failed") ctx.health.noteDeviceError(r.deviceId, r.error ?? "the SDS reports it Failed (an SDS of an older build says no more; see its log)");
+    else if (dev.state === "Failed") ctx.health.noteDeviceError(r.deviceId, undefined);
     return dev !== undefined && (dev.state !== r.state || dev.usedBytes !== r.usedBytes || opensNow(dev, r));
   });
   // a beat that changes nothing (the usual one) writes nothing and opens no transaction
@@ -301,7 +306,7 @@ export function sdsHeartbeat(ctx: MdmContext, sdsId: string, req: SdsHeartbeatRe
     inTransaction(ctx, () => {
       for (const r of changed) {
         const dev = mine.get(r.deviceId)!;
-        if (dev.state !== r.state) consola.warn(`mdm: device ${dev.id} (${dev.path}) of SDS ${sdsId} is now ${r.state}`);
+        if (dev.state !== r.state) consola.warn(`mdm: device ${dev.id} (${dev.path}) of SDS ${sdsId} is now ${r.state}${r.error === undefined ? "" : `: ${r.error}`}`);
         const opened = opensNow(dev, r);
         if (opened) consola.info(`mdm: SDS ${sdsId} opened device ${dev.id} (${dev.path}): ${formatBytes(r.capacityBytes!)}; it takes data from now on`);
         ctx.store.db

@@ -51,6 +51,8 @@ export class HealthTracker {
   private readonly urgentAt = new Map<string, number>();
   /** nodes waiting for a map change that concerns them, by "sds:<id>" / "sdc:<id>" */
   private readonly waiters = new Map<string, () => void>();
+  /** why a Failed device failed, as its SDS's beats say (or the join that left it out): volatile, said again at every beat */
+  private readonly deviceErrors = new Map<string, string>();
   private heardCount = 0;
 
   constructor(
@@ -83,6 +85,16 @@ export class HealthTracker {
     if (!seen) return 0;
     const down = seen.lastHeartbeatMs + this.timeoutMs;
     return this.clock() >= down ? down : null;
+  }
+
+  /** A device's error (undefined: none, it is Normal or gone). */
+  noteDeviceError(deviceId: string, error: string | undefined): void {
+    if (error === undefined) this.deviceErrors.delete(deviceId);
+    else this.deviceErrors.set(deviceId, error);
+  }
+
+  deviceError(deviceId: string): string | null {
+    return this.deviceErrors.get(deviceId) ?? null;
   }
 
   sdsSeen(sdsId: string, appliedMapVersion: number): void {

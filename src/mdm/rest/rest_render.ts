@@ -279,7 +279,7 @@ export function renderSds(ctx: MdmContext, s: SdsRow): PfObject {
   };
 }
 
-export function renderDevice(_ctx: MdmContext, d: DeviceRow): PfObject {
+export function renderDevice(ctx: MdmContext, d: DeviceRow): PfObject {
   const failed = d.state === "Failed";
   return {
     id: d.id,
@@ -294,6 +294,8 @@ export function renderDevice(_ctx: MdmContext, d: DeviceRow): PfObject {
     mediaType: d.mediaType,
     deviceState: d.state,
     errorState: failed ? "Error" : "None",
+    // pf: why it failed, in its SDS's words (null when Normal, or not said since this MDM started)
+    errorMessage: failed ? ctx.health.deviceError(d.id) : null,
     aggregatedState: failed ? "Failed" : "NeverFailed",
     ledSetting: "Off",
     deviceType: "Unknown",
