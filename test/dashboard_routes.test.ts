@@ -181,6 +181,9 @@ describe("health checks", () => {
       ["ERR", "SDS sds2 is disconnected"],
       ["WARN", "pool sp1: 81.0 % used (threshold 80 %)"],
     ]);
+    // with its SDS's reason
+    const why = healthOf([alert("DEVICE_FAILED", "ALERT_HIGH", "Device", "d1", { devicePath: "/x/dev0.img", errorMessage: "fdatasync /x/dev0.img: EIO" }, 3)], nameOf);
+    expect(why.checks.map((c) => c.message)).toEqual(["device dev0 (/x/dev0.img) failed: fdatasync /x/dev0.img: EIO"]);
   });
 
   test("every alert type gets a sentence; an unknown type still names its object and facts", () => {

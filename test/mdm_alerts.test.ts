@@ -213,10 +213,14 @@ describe("SDC, device, capacity, overcommit and certificate alerts", () => {
     expect(types(over)).toEqual(["STORAGE_POOL_THIN_OVERCOMMIT_ABOVE_LIMIT"]);
     expect(over[0]!.alertValues).toMatchObject({ overcommitRatio: "10.37", limit: String(Limits.maxThinOvercommitRatio) });
     c.sds[0]!.devices[0]!.state = "Failed";
+    c.sds[0]!.devices[0]!.error = "fdatasync /data/dev0.img: EIO: i/o error";
     await c.tick();
     const a = await alerts(c.m);
     expect(types(a)).toContain("DEVICE_FAILED");
-    expect(a.find((x) => x.alertType === "DEVICE_FAILED")!.affectedObject).toEqual({ type: "Device", id: c.sds[0]!.deviceIds[0]!, objectId: c.sds[0]!.deviceIds[0]! });
+    const failed = a.find((x) => x.alertType === "DEVICE_FAILED")!;
+    expect(failed.affectedObject).toEqual({ type: "Device", id: c.sds[0]!.deviceIds[0]!, objectId: c.sds[0]!.deviceIds[0]! });
+    // the SDS's reason travels with the alert (webhook, REST, dashboard)
+    expect(failed.alertValues.errorMessage).toBe("fdatasync /data/dev0.img: EIO: i/o error");
   });
 
   test("the MDM's certificate: an alert 30 days before it expires, escalating as it nears; a new certificate clears it", async () => {

@@ -20,7 +20,7 @@ export interface SdsMember {
   counters: SdsCounters;
   /** false: sends no heartbeat (a dead or cut-off SDS) */
   alive: boolean;
-  devices: { deviceId: string; state: "Normal" | "Failed"; usedBytes: number }[];
+  devices: { deviceId: string; state: "Normal" | "Failed"; usedBytes: number; error?: string }[];
 }
 
 export class ObserveCluster {

@@ -66,7 +66,8 @@ export interface AlertInput {
   sds: { id: string; name: string; connected: boolean }[];
   /** mappedVolumes: the SDC's mappings, counted for a disconnected SDC only (0 for a connected one) */
   sdc: { id: string; name: string | null; host: string; connected: boolean; mappedVolumes: number }[];
-  devices: { id: string; name: string | null; path: string; sdsId: string; failed: boolean }[];
+  /** error: why a failed one failed, as its SDS said (null or absent: not said) */
+  devices: { id: string; name: string | null; path: string; sdsId: string; failed: boolean; error?: string | null }[];
   pools: PoolAlertFacts[];
   systemId: string;
   /** the MDM's TLS certificate's notAfter, or null when it serves plain HTTP */
@@ -142,7 +143,9 @@ export function evaluateAlerts(input: AlertInput): AlertCondition[] {
       out.push(cond("SDC_DISCONNECTED", "Sdc", s.id, { sdcName: s.name ?? "", sdcIp: s.host, mappedVolumes: String(s.mappedVolumes) }));
     }
   }
-  for (const d of input.devices) if (d.failed) out.push(cond("DEVICE_FAILED", "Device", d.id, { deviceName: d.name ?? "", devicePath: d.path, sdsId: d.sdsId }));
+  for (const d of input.devices) {
+    if (d.failed) out.push(cond("DEVICE_FAILED", "Device", d.id, { deviceName: d.name ?? "", devicePath: d.path, sdsId: d.sdsId, ...(d.error ? { errorMessage: d.error } : {}) }));
+  }
   for (const p of input.pools) out.push(...poolAlerts(p));
   out.push(...certAlert(input));
   return out;

@@ -39,7 +39,8 @@ export function gatherAlertInput(ctx: MdmContext): AlertInput {
     const connected = ctx.health.sdcState(s.id) === "Connected";
     return { ...s, connected, mappedVolumes: connected ? 0 : mappedTo.get(s.id)!.n };
   });
-  const devices = rows.devices;
+  // why a Failed one failed: its SDS's words (volatile: health.ts), not in the cached rows
+  const devices = rows.devices.some((d) => d.failed) ? rows.devices.map((d) => (d.failed ? { ...d, error: ctx.health.deviceError(d.id) } : d)) : rows.devices;
   const status = observedRecoveryStatus(ctx);
   const pools: PoolAlertFacts[] = poolUsages(ctx).map((u) => {
     const s = status.get(u.poolId);
