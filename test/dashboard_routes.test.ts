@@ -184,6 +184,9 @@ describe("health checks", () => {
     // with its SDS's reason
     const why = healthOf([alert("DEVICE_FAILED", "ALERT_HIGH", "Device", "d1", { devicePath: "/x/dev0.img", errorMessage: "fdatasync /x/dev0.img: EIO" }, 3)], nameOf);
     expect(why.checks.map((c) => c.message)).toEqual(["device dev0 (/x/dev0.img) failed: fdatasync /x/dev0.img: EIO"]);
+    // an unnamed device goes by its path, once
+    const unnamed = healthOf([alert("DEVICE_FAILED", "ALERT_HIGH", "Device", "d9", { devicePath: "/x/dev9.img" }, 3)], (_t, id) => (id === "d9" ? "/x/dev9.img" : id));
+    expect(unnamed.checks.map((c) => c.message)).toEqual(["device /x/dev9.img failed"]);
   });
 
   test("every alert type gets a sentence; an unknown type still names its object and facts", () => {

@@ -33,7 +33,8 @@ export function alertMessage(a: AlertFacts, nameOf: NameOf): string {
     case "SDC_DISCONNECTED":
       return `SDC ${name} is disconnected with ${v("mappedVolumes")} mapped volumes`;
     case "DEVICE_FAILED":
-      return `device ${name} (${v("devicePath")}) failed${a.values.errorMessage ? `: ${a.values.errorMessage}` : ""}`;
+      // an unnamed device is named by its path: not twice
+      return `device ${name === v("devicePath") ? name : `${name} (${v("devicePath")})`} failed${a.values.errorMessage ? `: ${a.values.errorMessage}` : ""}`;
     case "STORAGE_POOL_HAS_DEGRADED_CAPACITY":
       return `pool ${name}: ${v("degradedExtents")} extents on one copy only`;
     case "STORAGE_POOL_HAS_FAILED_CAPACITY":
