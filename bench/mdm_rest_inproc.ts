@@ -10,7 +10,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FakeClock, MdmFixture } from "../test/mdm_fixture.ts";
-import { walCheckpointerOf } from "../src/store/mdm_db.ts";
+import * as mdmDb from "../src/store/mdm_db.ts";
 
 const SRC = process.env.BENCH_SEED_DB;
 if (!SRC) throw new Error("BENCH_SEED_DB=<path of a seeded mdm.db> is required");
@@ -27,6 +27,9 @@ const clock = new FakeClock(Date.now());
 const m = await MdmFixture.open({ dir, clock, recovery: { rebuildGraceMs: 0 } });
 const ctx = m.core.ctx;
 const db = ctx.store.sqlite;
+// (read through the module so this bench also runs on a tree without the checkpointer, for A/B)
+const walCheckpointerOf = (d: typeof db): { stats: Record<string, unknown> & { runs: number; fellBack: boolean }; run(): Promise<void> } | undefined =>
+  (mdmDb as unknown as { walCheckpointerOf?: (d: unknown) => never }).walCheckpointerOf?.(d);
 function stats(xs: number[]): string {
   const s = [...xs].sort((a, b) => a - b);
   const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))]!;

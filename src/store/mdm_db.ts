@@ -6,7 +6,7 @@
 
 import consola from "consola";
 import { Database } from "bun:sqlite";
-import { statSync } from "node:fs";
+import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { drizzle, type BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
 import { migrateMdmDb } from "./mdm_migrate.ts";
 import { mdmSchema } from "./mdm_schema.ts";
@@ -53,8 +53,8 @@ export function openMdmDb(path: string): MdmDb {
  * that COMMIT took up to ~450 ms every ~20 creates, and every REST request and heartbeat waited
  * behind it (bench/mdm_rest_inproc.ts: create max 447 ms with it, 13 ms without).
  *
- * How: the main connection's auto-checkpoint is off; a timer (unref'd) looks at the WAL file's
- * size and, past WAL_CHECKPOINT_BYTES, asks the worker for a PASSIVE checkpoint (one at a time).
+ * How: the main connection's auto-checkpoint is off; a timer (unref'd) reads how much of the WAL
+ * is not checkpointed yet (pendingBytes) and, past WAL_CHECKPOINT_BYTES, asks the worker for a PASSIVE checkpoint (one at a time).
  * PASSIVE never waits for nor blocks the writer: it backfills what no reader still needs, and the
  * next write transaction after a complete backfill restarts the WAL from its start (sqlite does
  * that by itself), so the WAL stays near the threshold as before. Durability is unchanged: a
@@ -65,6 +65,10 @@ export function openMdmDb(path: string): MdmDb {
  */
 const WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024; // ~1,000 pages of 4 KiB: sqlite's own threshold
 const WAL_CHECK_MS = 250;
+/** the wal-index header (48 bytes, twice) and the checkpoint info's nBackfill (offset 96) */
+const WAL_INDEX_READ = 100;
+/** WALINDEX_MAX_VERSION of sqlite's wal.c: the wal-index header's iVersion */
+const WAL_INDEX_VERSION = 3007000;
 const CHECKPOINT_WORKER = `
 import { Database } from "bun:sqlite";
 let db = null;
@@ -103,6 +107,7 @@ export class WalCheckpointer {
   private inFlight = false;
   private timer: ReturnType<typeof setInterval> | null;
   private readonly walPath: string;
+  private readonly shmPath: string;
   readonly stats: CheckpointStats = { runs: 0, lastLog: 0, lastDone: 0, lastMs: 0, fellBack: false };
   /** resolved after each checkpoint the worker answered (tests wait on it) */
   private waiters: (() => void)[] = [];
@@ -113,23 +118,50 @@ export class WalCheckpointer {
     private readonly thresholdBytes = WAL_CHECKPOINT_BYTES,
   ) {
     this.walPath = `${path}-wal`;
+    this.shmPath = `${path}-shm`;
     sqlite.run("PRAGMA wal_autocheckpoint = 0");
     this.timer = setInterval(() => this.check(), WAL_CHECK_MS);
     this.timer.unref();
     checkpointers.set(sqlite, this);
   }
 
-  /** Ask for a checkpoint if the WAL is past the threshold and none is running. */
+  /** Ask for a checkpoint if the WAL holds more than the threshold not yet checkpointed and none is running. */
   check(): void {
     if (this.inFlight || this.stats.fellBack) return;
-    let size = 0;
-    try {
-      size = statSync(this.walPath).size;
-    } catch {
-      return; // no WAL file (yet)
-    }
-    if (size < this.thresholdBytes) return;
+    if (this.pendingBytes() < this.thresholdBytes) return;
     this.run();
+  }
+
+  /**
+   * Bytes of WAL frames not yet copied into the database. The WAL file's size does not say it:
+   * sqlite reuses the file from its start after a complete checkpoint and never shrinks it. The
+   * wal-index (the -shm file, format documented at sqlite.org/walformat.html) does: its header
+   * holds mxFrame (offset 16) and the page size (14), its checkpoint info nBackfill (96), in
+   * native byte order. Unreadable (no -shm yet, an unexpected header): the WAL file's size.
+   */
+  pendingBytes(): number {
+    try {
+      const fd = openSync(this.shmPath, "r");
+      try {
+        const b = Buffer.alloc(WAL_INDEX_READ);
+        if (readSync(fd, b, 0, WAL_INDEX_READ, 0) === WAL_INDEX_READ && b.readUInt32LE(0) === WAL_INDEX_VERSION) {
+          const sz = b.readUInt16LE(14);
+          const pageSize = sz === 1 ? 65536 : sz;
+          const mxFrame = b.readUInt32LE(16);
+          const nBackfill = b.readUInt32LE(96);
+          if (pageSize >= 512 && nBackfill <= mxFrame) return (mxFrame - nBackfill) * (pageSize + 24);
+        }
+      } finally {
+        closeSync(fd);
+      }
+    } catch {
+      // no -shm file: fall through to the WAL's size
+    }
+    try {
+      return statSync(this.walPath).size;
+    } catch {
+      return 0; // no WAL file (yet)
+    }
   }
 
   /** Run one checkpoint on the worker now (unless one is running); resolves when it answered. */
