@@ -5,20 +5,23 @@
 // - tokenEdge (after login and version): the token names a principal; the route's access class
 //   must be granted to its role (core/roles.ts), else FORBIDDEN; a user whose password must be
 //   changed may only use "self" routes.
+// A synchronous change (volume create, map, unmap) writes its success record itself, in the
+// change's own sqlite transaction (auditedChange): one durable commit, one WAL fsync, per call
+// instead of two; a call that fails is recorded by auditEdge after the answer as before.
 // Secrets never reach a record: bodies pass through audit.redact, headers are not recorded, and
 // the answer is read only for the id of a create.
 
 import consola from "consola";
 import type { Context, Next } from "hono";
-import { PfError } from "../../proto/errors.ts";
-import { appendAudit, type AuditResult } from "../core/audit.ts";
+import { assert, PfError } from "../../proto/errors.ts";
+import { appendAudit, type AuditEvent, type AuditResult } from "../core/audit.ts";
 import type { Principal } from "../core/auth.ts";
-import type { MdmContext } from "../core/context.ts";
+import { inTransaction, type MdmContext } from "../core/context.ts";
 import { basicCredentials } from "../core/http_edge.ts";
 import { roleMay } from "../core/roles.ts";
 import { bodyForAudit, classOf, handlerRouteKey, isAudited, objectOfPath, sourceOf, type RouteClass } from "./route_access.ts";
 
-export type AccessVars = { Variables: { user: string; principal: Principal; token: string; loginUser: string; cls: RouteClass; audited: boolean } };
+export type AccessVars = { Variables: { user: string; principal: Principal; token: string; loginUser: string; cls: RouteClass; audited: boolean; auditT0: number } };
 
 function resultOf(status: number): AuditResult {
   if (status < 400) return "ok";
@@ -51,6 +54,7 @@ async function errorDetail(c: Context): Promise<string> {
 export function auditEdge(ctx: MdmContext) {
   return async (c: Context<AccessVars>, next: Next): Promise<void> => {
     const t0 = performance.now();
+    c.set("auditT0", t0);
     await next();
     if (c.get("audited") === true) return;
     await writeAudit(ctx, c, c.res.status, t0);
@@ -66,23 +70,33 @@ export async function auditBeforeAnswer(ctx: MdmContext, c: Context, status: num
   await writeAudit(ctx, c as Context<AccessVars>, status, t0, detail);
 }
 
-async function writeAudit(ctx: MdmContext, c: Context<AccessVars>, status: number, t0: number, detail?: string): Promise<void> {
-  const routeKey = handlerRouteKey(c);
-  if (!isAudited(c.req.method, c.get("cls") ?? null, status, routeKey)) return;
+/** The record's fields that the request names (who, from where, what). */
+function eventOf(c: Context<AccessVars>, routeKey: string | null, status: number): Omit<AuditEvent, "result" | "status" | "durationMs"> & { objectId: string } {
   const p = c.get("principal");
   const isLogin = routeKey === "GET /login" || routeKey === "POST /login";
   const obj = objectOfPath(c.req.path);
+  return {
+    kind: isLogin ? "login" : routeKey?.endsWith("/logout") ? "logout" : status === 403 ? "refused" : "rest",
+    actor: p?.userName ?? c.get("loginUser") ?? "",
+    role: p?.role ?? "",
+    src: sourceOf(c),
+    method: c.req.method,
+    path: c.req.path,
+    objectType: obj.objectType,
+    objectId: obj.objectId,
+    action: obj.action,
+  };
+}
+
+async function writeAudit(ctx: MdmContext, c: Context<AccessVars>, status: number, t0: number, detail?: string): Promise<void> {
+  const routeKey = handlerRouteKey(c);
+  if (!isAudited(c.req.method, c.get("cls") ?? null, status, routeKey)) return;
+  const isLogin = routeKey === "GET /login" || routeKey === "POST /login";
+  const e = eventOf(c, routeKey, status);
   try {
     appendAudit(ctx, {
-      kind: isLogin ? "login" : routeKey?.endsWith("/logout") ? "logout" : status === 403 ? "refused" : "rest",
-      actor: p?.userName ?? c.get("loginUser") ?? "",
-      role: p?.role ?? "",
-      src: sourceOf(c),
-      method: c.req.method,
-      path: c.req.path,
-      objectType: obj.objectType,
-      objectId: obj.objectId || (await createdId(c, routeKey)),
-      action: obj.action,
+      ...e,
+      objectId: e.objectId || (await createdId(c, routeKey)),
       params: isLogin ? undefined : await bodyForAudit(c),
       result: resultOf(status),
       status,
@@ -92,6 +106,40 @@ async function writeAudit(ctx: MdmContext, c: Context<AccessVars>, status: numbe
   } catch (e) {
     consola.error(`mdm: audit record of ${c.req.method} ${c.req.path} not written: ${(e as Error).message}`);
   }
+}
+
+/**
+ * Run a synchronous change (fn: its own transactions nest as savepoints) and append its success
+ * record (status 200, as the handler then answers) in the same sqlite transaction, so the change
+ * and its record are one durable commit: one WAL fsync per call instead of two (a create at
+ * 100,000 volumes paid ~1 ms of event loop for the second). If fn throws, the transaction rolls
+ * back with no record, and auditEdge records the failure after the answer as for every call.
+ * The record is the one auditEdge would have written (body from Hono's cache, the created id),
+ * but durationMs ends before the commit instead of after it. `createdIdOf`: the new object's id
+ * for a create (the path names none). Call after the body was read (readBody).
+ */
+export async function auditedChange<T>(ctx: MdmContext, c: Context, fn: () => T, createdIdOf?: (r: T) => string): Promise<T> {
+  const cx = c as Context<AccessVars>;
+  const routeKey = handlerRouteKey(cx);
+  if (!isAudited(cx.req.method, cx.get("cls") ?? null, 200, routeKey)) return fn();
+  const params = await bodyForAudit(cx);
+  const t0 = cx.get("auditT0") ?? performance.now();
+  let written = false;
+  const r = inTransaction(ctx, () => {
+    const r = fn();
+    assert(!(r instanceof Promise), "auditedChange runs synchronous changes only (a promise would outlive its transaction)");
+    const e = eventOf(cx, routeKey, 200);
+    try {
+      // a savepoint of its own: a record that fails is logged, not the change's failure (as in writeAudit)
+      appendAudit(ctx, { ...e, objectId: e.objectId || (createdIdOf?.(r) ?? ""), params, result: "ok", status: 200, detail: "", durationMs: performance.now() - t0 });
+      written = true;
+    } catch (err) {
+      consola.error(`mdm: audit record of ${cx.req.method} ${cx.req.path} not written with the change: ${(err as Error).message}; written after the answer instead`);
+    }
+    return r;
+  });
+  if (written) cx.set("audited", true);
+  return r;
 }
 
 export function tokenEdge(ctx: MdmContext) {

@@ -77,7 +77,7 @@ import { setIoPriorityPolicy } from "../topology/io_priority.ts";
 import { rotateDataPlaneKey } from "../core/dataplane_secrets.ts";
 import { getSdc } from "../core/lookup.ts";
 import * as snaps from "../vtree/snapshots.ts";
-import { auditBeforeAnswer, auditEdge, tokenEdge, type AccessVars } from "./access_edge.ts";
+import { auditBeforeAnswer, auditEdge, auditedChange, tokenEdge, type AccessVars } from "./access_edge.ts";
 import { sourceOf } from "./route_access.ts";
 import { registerUserRoutes } from "./user_routes.ts";
 import { registerNbdCaRoutes } from "./nbd_ca_routes.ts";
@@ -190,6 +190,12 @@ function requireFlag(value: boolean | undefined, name: string): boolean {
   return value;
 }
 
+/**
+ * Instance actions whose handler is synchronous (no await: it may run inside a transaction) and
+ * frequent: they commit their change and audit record together (auditedChange).
+ */
+const ONE_COMMIT_ACTIONS = new Set(["Volume/addMappedSdc", "Volume/mapVolumeToSdc", "Volume/removeMappedSdc", "Volume/unmapVolumeFromSdc"]);
+
 function removeMapped(ctx: MdmContext, id: string, b: unknown): void {
   const r = v(RemoveMappedSdc, b);
   // PowerFlex sends allSdcs as "TRUE" or even ""; present and not false means all
@@ -280,9 +286,12 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
       case "Device":
         id = topo.createDevice(ctx, await readBody(c, CreateDevice));
         break;
-      case "Volume":
-        id = vols.createVolume(ctx, await readBody(c, CreateVolume));
+      case "Volume": {
+        const body = await readBody(c, CreateVolume);
+        // the create and its audit record: one commit (access_edge.ts)
+        id = await auditedChange(ctx, c, () => vols.createVolume(ctx, body), (r) => r);
         break;
+      }
       case "System":
       case "Sdc":
       case "VTree":
@@ -402,8 +411,13 @@ export function restRoutes(ctx: MdmContext): Hono<Vars> {
     const handler = INSTANCE_ACTIONS[`${type}/${action}`];
     if (!handler) throw new PfError("BAD_REQUEST", `unknown action ${action} on ${type}`);
     const body = await readBody(c, AnyObject);
-    getObject(ctx, type, id); // NOT_FOUND before validating the body's details
-    const answer = await handler(ctx, id, body);
+    const key = `${type}/${action}`;
+    const run = () => {
+      getObject(ctx, type, id); // NOT_FOUND before validating the body's details
+      return handler(ctx, id, body);
+    };
+    // a synchronous change with its audit record in one commit (access_edge.ts auditedChange)
+    const answer = ONE_COMMIT_ACTIONS.has(key) ? await auditedChange(ctx, c, run) : await run();
     return c.json(answer === undefined || answer === null ? {} : answer);
   });
 

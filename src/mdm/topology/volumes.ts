@@ -23,7 +23,6 @@ import {
   storagePoolTable,
   volumeMappingTable,
   volumeTable,
-  vtreeLayerTable,
   vtreeTable,
   type StoragePoolRow,
 } from "../../store/mdm_schema.ts";
@@ -165,34 +164,28 @@ export function createVolume(ctx: MdmContext, body: CreateVolume): string {
     const sizeBytes = checkedVolumeSize(sizeBytesOf(body), pool);
     const volumeType: VolumeType = body.volumeType ?? (pool.defaultThin ? "ThinProvisioned" : "ThickProvisioned");
     const thick = volumeType === "ThickProvisioned";
+    // cached statements for the name check and the three rows: drizzle built each text per call
+    // (~0.5 ms of a create's CPU at 100,000 volumes: bench/mdm_rest_inproc.ts)
+    const sq = ctx.store.sqlite;
     if (body.name !== undefined) {
-      const taken = ctx.store.db.select({ id: volumeTable.id }).from(volumeTable).where(eq(volumeTable.name, body.name)).get();
+      const taken = sq.query<{ id: string }, [string]>("SELECT id FROM volume WHERE name = ?").get(body.name);
       if (taken) throw new PfError("ALREADY_EXISTS", `A volume named ${body.name} already exists (${taken.id})`);
     }
     if (thick) checkThickFits(poolCapacityOf(ctx, pool), sizeBytes);
     const id = allocateId(ctx, "Volume");
     const vtreeId = allocateId(ctx, "VTree");
     unique(`A volume named ${body.name} already exists`, () =>
-      ctx.store.db
-        .insert(volumeTable)
-        .values({
-          id,
-          name: body.name ?? null,
-          poolId: pool.id,
-          volumeType,
-          sizeBytes,
-          extentBytes: pool.extentBytes,
-          vtreeId,
-          accessModeLimit: "ReadWrite",
-          creationTimeS: Math.floor(ctx.clock() / 1000),
-          ownerId: id,
-          openLayerId: id,
-        })
-        .run(),
+      sq
+        .query<never, [string, string | null, string, string, number, number, string, string, number, string, string]>(
+          "INSERT INTO volume (id, name, pool_id, volume_type, size_bytes, extent_bytes, vtree_id, access_mode_limit, creation_time_s, owner_id, open_layer_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .run(id, body.name ?? null, pool.id, volumeType, sizeBytes, pool.extentBytes, vtreeId, "ReadWrite", Math.floor(ctx.clock() / 1000), id, id),
     );
     const now = ctx.clock();
-    ctx.store.db.insert(vtreeTable).values({ ownerId: id, id: vtreeId, poolId: pool.id, extentBytes: pool.extentBytes, volumeType, name: body.name ?? null, graphVersion: 1, createdAtMs: now }).run();
-    ctx.store.db.insert(vtreeLayerTable).values({ layerId: id, ownerId: id, parentLayerId: null, createdAtMs: now }).run();
+    sq.query<never, [string, string, string, number, string, string | null, number, number]>(
+      "INSERT INTO vtree (owner_id, id, pool_id, extent_bytes, volume_type, name, graph_version, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    ).run(id, vtreeId, pool.id, pool.extentBytes, volumeType, body.name ?? null, 1, now);
+    sq.query<never, [string, string, number]>("INSERT INTO vtree_layer (layer_id, owner_id, parent_layer_id, created_at_ms) VALUES (?, ?, NULL, ?)").run(id, id, now);
     const holders = placeAndRecord(ctx, pool, { id, thick }, 0, sizeBytes / pool.extentBytes);
     // a new volume is mapped to no SDC yet: only the SDSs holding its extents fetch anew
     bumpMapVersion(ctx, { sds: holders, sdc: [] });
