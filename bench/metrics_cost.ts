@@ -108,7 +108,7 @@ function meteringNsPerWrite(): { sdcNs: number; sdsNs: number } {
   sdcLoop(); // warm up
   const sdcNs = sdcLoop();
   const sds = new SdsMetrics(new MetricRegistry(), "5d50000000000001");
-  const bare: BlockDevice = { path: "/x", sizeBytes: 1 << 30, createdZeroFilled: true, readInto() {}, write() {}, readAsync: async () => {}, writeAsync: async () => {}, datasync: async () => {}, datasyncNow() {}, releaseClaim() {}, close() {} };
+  const bare: BlockDevice = { path: "/x", sizeBytes: 1 << 30, createdZeroFilled: true, readInto() {}, write() {}, readAsync: async () => {}, writeAsync: async () => {}, datasync: async () => {}, datasyncNow() {}, close() {} };
   const dev = new MeteredDevice(bare, sds.device("de70000000000001", "/x"));
   const buf = new Uint8Array(4096);
   const loop = (d: BlockDevice, meter: boolean) => {

@@ -90,3 +90,68 @@ test("a cluster file naming one disk for two SDSs (by a path or a symlink to it)
   expect(p?.message).toBe(`device ${join(dir, "link.img")}, the same disk as ${join(dir, "a.img")}, is given to SDS s1 (hosts.0.sds.0.devices.0) and to SDS s2 (hosts.0.sds.1.devices.0); a device belongs to one SDS: give each its own`);
   expect(sharedDeviceProblem([use(join(dir, "a.img"), "SDS s1", "x"), use(join(dir, "b.img"), "SDS s2", "y")])).toBeNull();
 });
+
+test("two processes creating one missing device at once: one takes it, the other is refused, and the path names the one taken", async () => {
+  const dir = tmpDir("claim-race");
+  const script = join(dir, "create.ts");
+  fs.writeFileSync(
+    script,
+    `import * as fs from "node:fs";\n` +
+      `import { openBlockDevice } from ${JSON.stringify(resolve(import.meta.dir, "../src/store/block_device.ts"))};\n` +
+      `const [path, goAt] = process.argv.slice(2);\n` +
+      `while (Date.now() < Number(goAt)) {}\n` +
+      `try { const d = openBlockDevice({ path, sizeBytes: 64 * 1024 * 1024 }); console.log("OPENED " + fs.fstatSync((d as any).fd).ino); }\n` +
+      `catch (e) { console.log("REFUSED " + (e as any).code + " " + (e as Error).message); }\n` +
+      `setTimeout(() => {}, 3000);\n`,
+  );
+  for (let round = 0; round < 4; round++) {
+    const path = join(dir, `dev${round}.img`);
+    const goAt = Date.now() + 400;
+    const kids = [0, 1].map(() => Bun.spawn([process.execPath, script, path, String(goAt)], { stdout: "pipe", stderr: "inherit" }));
+    children.push(...kids);
+    // each child prints one line, then holds its device for a while
+    const lines = await Promise.all(
+      kids.map(async (k) => {
+        const reader = k.stdout.getReader();
+        let out = "";
+        while (!out.includes("\n")) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          out += new TextDecoder().decode(value);
+        }
+        reader.releaseLock();
+        return out.trim();
+      }),
+    );
+    const opened = lines.filter((l) => l.startsWith("OPENED "));
+    expect({ round, lines, opened: opened.length }).toMatchObject({ opened: 1 });
+    expect(lines.find((l) => !l.startsWith("OPENED "))).toMatch(/^REFUSED IN_USE /);
+    expect(String(fs.statSync(path).ino)).toBe(opened[0]!.slice("OPENED ".length));
+    expect(fs.readdirSync(dir).filter((n) => n.includes(".creating"))).toEqual([]);
+    for (const k of kids) k.kill(9);
+    await Promise.all(kids.map((k) => k.exited));
+  }
+}, 60_000);
+
+test("close() waits for the asynchronous IO in flight; nothing is issued after it", async () => {
+  const dir = tmpDir("claim-close");
+  const path = join(dir, "dev.img");
+  const d = opened(path);
+  const buf = new Uint8Array(1024 * 1024).fill(7);
+  const writing = d.writeAsync(buf, 0);
+  const syncing = d.datasync();
+  d.close();
+  // the IO issued before close() completes on the right file
+  await writing;
+  await syncing;
+  const back = new Uint8Array(4096);
+  const fd = fs.openSync(path, "r");
+  fs.readSync(fd, back, 0, 4096, 0);
+  fs.closeSync(fd);
+  expect(back.every((b) => b === 7)).toBe(true);
+  await expect(d.writeAsync(buf, 0)).rejects.toThrow(/is closed/);
+  expect(() => d.readInto(back, 0)).toThrow(/is closed/);
+  // and its lock went with the descriptors
+  open.splice(open.indexOf(d), 1);
+  expect(opened(path).sizeBytes).toBe(8 * MiB);
+});

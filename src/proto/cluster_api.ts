@@ -113,7 +113,11 @@ export const DeviceReport = z.object({
   /** the device's size as the SDS opened it (a device added while the SDS runs gets its capacity from this) */
   capacityBytes: bytes.optional(),
   /** why it is Failed, in the SDS's words (it would not open, an IO or fdatasync error): shown to the operator (REST errorMessage, scli) */
-  error: z.string().max(Limits.deviceErrorChars).optional(),
+  // cut, not refused: a longer one (a later SDS build) must not fail the whole beat
+  error: z
+    .string()
+    .transform((s) => s.slice(0, Limits.deviceErrorChars))
+    .optional(),
 });
 export type DeviceReport = z.infer<typeof DeviceReport>;
 

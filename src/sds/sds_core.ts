@@ -99,6 +99,8 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
     server.attach(node.access, node);
     const m = meta;
     let stopped = false;
+    /** removed devices whose last syncs still run (closed then, or at stop) */
+    const closing = new Set<BlockDevice>();
     return {
       sdsId: opts.sdsId,
       port: server.port,
@@ -122,10 +124,26 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
         devices.push(d); // closed at stop, like the others
       },
       removeDevice(deviceId: string) {
+        const slot = store.slot(deviceId);
         if (!store.removeDevice(deviceId)) return false;
-        // out of use: the path may be added again (or given to another SDS); the descriptor stays
-        // open until stop for IO still in flight on it (a cleaner pass ends at its next chunk)
-        for (const d of devices) if (d.deviceId === deviceId) d.dev.releaseClaim();
+        // out of use: closed (its lock and, for a disk, its O_EXCL claim go with the descriptor,
+        // so the path may be added again or given to another SDS) once no sync of it runs or
+        // waits: a FLUSH that began before the removal still counts on it. Asynchronous IO in
+        // flight on it holds the descriptors open by itself (FileBlockDevice.close).
+        const i = devices.findIndex((d) => d.deviceId === deviceId);
+        if (i < 0) return true;
+        const [d] = devices.splice(i, 1);
+        closing.add(d!.dev);
+        const closeIfIdle = (): boolean => {
+          if (slot !== undefined && slot.commit.busy && !stopped) return false;
+          closing.delete(d!.dev);
+          d!.dev.close();
+          return true;
+        };
+        if (!closeIfIdle()) {
+          const t = setInterval(() => closeIfIdle() && clearInterval(t), 20);
+          t.unref();
+        }
         return true;
       },
       async stop() {
@@ -139,6 +157,7 @@ export function startSdsCore(opts: SdsCoreOptions): SdsCore {
         } finally {
           m.close();
           for (const d of devices) d.dev.close();
+          for (const dev of closing) dev.close();
         }
       },
     };

@@ -21,7 +21,7 @@ import * as fs from "node:fs";
 import { consola } from "consola";
 import { PfError, assert } from "../proto/errors.ts";
 import { Limits } from "../proto/limits.ts";
-import { claimDevice, releaseDevice } from "./device_claim.ts";
+import { claimDevice } from "./device_claim.ts";
 
 export interface BlockDeviceSpec {
   path: string;
@@ -46,10 +46,9 @@ export interface BlockDevice {
   /** fdatasync on the event loop: only for rare paths that must order data before metadata */
   datasyncNow(): void;
   /**
-   * Let go of the device's exclusive claim (device_claim.ts) once it is taken out of use: the
-   * descriptor stays open for IO still in flight until close(), and the path can be opened again.
+   * No more IO: the descriptors close (and the device's exclusive claim, device_claim.ts, goes
+   * with them) once the asynchronous IO still in flight on them has returned.
    */
-  releaseClaim(): void;
   close(): void;
 }
 
@@ -87,9 +86,6 @@ export class DeviceWrapper implements BlockDevice {
   datasyncNow(): void {
     this.inner.datasyncNow();
   }
-  releaseClaim(): void {
-    this.inner.releaseClaim();
-  }
   close(): void {
     this.inner.close();
   }
@@ -108,6 +104,14 @@ export const DEVICE_SYNCS_IN_FLIGHT = Math.max(1, Number(process.env.PF_DEVICE_S
 
 export class FileBlockDevice implements BlockDevice {
   private closed = false;
+  /**
+   * Asynchronous IOs issued on this device's descriptors and not returned yet (thread-pool reads,
+   * writes, fdatasyncs). close() closes the descriptors only when this is 0: a descriptor closed
+   * under a queued call could be reused by another open before the call runs, which would then
+   * read, write or sync another file.
+   */
+  private pending = 0;
+  private descriptorsClosed = false;
   /** an fdatasync runs on this.fd */
   private mainSyncing = false;
   /** more descriptors of the file for fdatasyncs that overlap one on this.fd, free ones */
@@ -127,6 +131,7 @@ export class FileBlockDevice implements BlockDevice {
 
   readInto(buf: Uint8Array, positionBytes: number): void {
     assert(positionBytes >= 0 && positionBytes + buf.byteLength <= this.sizeBytes, "device read out of range");
+    if (this.closed) throw this.closedError();
     let done = 0;
     while (done < buf.byteLength) {
       const n = fs.readSync(this.fd, buf, done, buf.byteLength - done, positionBytes + done);
@@ -137,6 +142,7 @@ export class FileBlockDevice implements BlockDevice {
 
   write(buf: Uint8Array, positionBytes: number): void {
     assert(positionBytes >= 0 && positionBytes + buf.byteLength <= this.sizeBytes, "device write out of range");
+    if (this.closed) throw this.closedError();
     let done = 0;
     while (done < buf.byteLength) {
       // at most WRITE_SEGMENT_BYTES per pwrite: see the file comment (large page-cache folios)
@@ -148,10 +154,13 @@ export class FileBlockDevice implements BlockDevice {
 
   readAsync(buf: Uint8Array, positionBytes: number): Promise<void> {
     assert(positionBytes >= 0 && positionBytes + buf.byteLength <= this.sizeBytes, "device read out of range");
+    if (this.closed) return Promise.reject(this.closedError());
     return new Promise((resolve, reject) => {
       const step = (done: number): void => {
         if (done >= buf.byteLength) return resolve();
+        this.pending++;
         fs.read(this.fd, buf, done, buf.byteLength - done, positionBytes + done, (err, n) => {
+          this.returned();
           if (err) return reject(new PfError("IO_ERROR", `read ${this.path} at ${positionBytes + done}: ${err.message}`));
           if (n <= 0) return reject(new PfError("IO_ERROR", `short read on ${this.path} at ${positionBytes + done}`));
           step(done + n);
@@ -166,6 +175,7 @@ export class FileBlockDevice implements BlockDevice {
     // segments as in write() (see the file comment: large page-cache folios), all issued at once:
     // they do not overlap, and the thread pool runs them in parallel (one after the other cost
     // a pool round trip each: 64 for a 1 MiB copy)
+    if (this.closed) return Promise.reject(this.closedError());
     const parts: Promise<void>[] = [];
     for (let at = 0; at < buf.byteLength; at += WRITE_SEGMENT_BYTES) parts.push(this.writeSegmentAsync(buf, at, Math.min(WRITE_SEGMENT_BYTES, buf.byteLength - at), positionBytes));
     return Promise.all(parts).then(() => undefined);
@@ -175,7 +185,9 @@ export class FileBlockDevice implements BlockDevice {
     return new Promise((resolve, reject) => {
       const step = (done: number): void => {
         if (done >= length) return resolve();
+        this.pending++;
         fs.write(this.fd, buf, from + done, length - done, positionBytes + from + done, (err, n) => {
+          this.returned();
           if (err) return reject(new PfError("IO_ERROR", `write ${this.path} at ${positionBytes + from + done}: ${err.message}`));
           if (n <= 0) return reject(new PfError("IO_ERROR", `short write on ${this.path} at ${positionBytes + from + done}`));
           step(done + n);
@@ -193,7 +205,7 @@ export class FileBlockDevice implements BlockDevice {
    * their own each sync sees every error since the descriptor was opened (or one nobody has seen).
    */
   datasync(): Promise<void> {
-    if (this.closed) return Promise.reject(new PfError("IO_ERROR", `${this.path} is closed`));
+    if (this.closed) return Promise.reject(this.closedError());
     let fd = this.fd;
     const main = !this.mainSyncing;
     if (main) this.mainSyncing = true;
@@ -204,8 +216,10 @@ export class FileBlockDevice implements BlockDevice {
         return Promise.reject(new PfError("IO_ERROR", `cannot open ${this.path} for fdatasync: ${(e as Error).message}`));
       }
     }
+    this.pending++;
     return new Promise((resolve, reject) =>
       fs.fdatasync(fd, (err) => {
+        this.returned();
         if (main) this.mainSyncing = false;
         else if (!this.closed) this.spareSyncFds.push(fd);
         if (err) reject(new PfError("IO_ERROR", `fdatasync ${this.path}: ${err.message}`));
@@ -215,12 +229,14 @@ export class FileBlockDevice implements BlockDevice {
   }
 
   private openSyncFd(): number {
-    const fd = fs.openSync(this.path, fs.constants.O_RDONLY);
+    // through the open descriptor, not the path: the same file even if the path now names another
+    const fd = fs.openSync(sameFile(this.fd, this.path), fs.constants.O_RDONLY);
     this.allSyncFds.push(fd);
     return fd;
   }
 
   datasyncNow(): void {
+    if (this.closed) throw this.closedError();
     try {
       fs.fdatasyncSync(this.fd);
     } catch (e) {
@@ -228,18 +244,28 @@ export class FileBlockDevice implements BlockDevice {
     }
   }
 
-  releaseClaim(): void {
-    if (!this.closed) releaseDevice(this.fd);
-  }
-
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.pending === 0) this.closeDescriptors();
+  }
+
+  private returned(): void {
+    this.pending--;
+    if (this.closed && this.pending === 0) this.closeDescriptors();
+  }
+
+  private closeDescriptors(): void {
+    if (this.descriptorsClosed) return;
+    this.descriptorsClosed = true;
     fs.closeSync(this.fd);
-    // a sync still running on one keeps its file until it returns (the kernel holds a reference)
     for (const fd of this.allSyncFds) fs.closeSync(fd);
     this.allSyncFds.length = 0;
     this.spareSyncFds.length = 0;
+  }
+
+  private closedError(): PfError {
+    return new PfError("IO_ERROR", `${this.path} is closed`);
   }
 }
 
@@ -248,8 +274,9 @@ export function openBlockDevice(spec: BlockDeviceSpec): BlockDevice {
   let created = false;
   if (!fs.existsSync(spec.path)) {
     if (spec.sizeBytes === undefined) throw new PfError("BAD_REQUEST", `device ${spec.path} does not exist and no size was given to create it`);
-    preallocateFile(spec.path, spec.sizeBytes);
-    created = true;
+    // false: another process made it meanwhile (then it is opened as an existing file, and the
+    // lock below decides which of the two may use it)
+    created = preallocateFile(spec.path, spec.sizeBytes);
   }
   const st = fs.statSync(spec.path);
   let sizeBytes: number;
@@ -273,6 +300,12 @@ export function openBlockDevice(spec: BlockDeviceSpec): BlockDevice {
   if (!claim.ok) {
     fs.closeSync(fd);
     throw new PfError("IN_USE", `device ${spec.path} is locked: ${claim.reason}. Each device belongs to one SDS: give this one another path`);
+  }
+  // the path still names the file locked: a lock on a file the path no longer reaches (replaced
+  // between the open and the lock) would let the next opener of the path take it too
+  if (!sameInode(fd, spec.path)) {
+    fs.closeSync(fd);
+    throw new PfError("IN_USE", `device ${spec.path} was replaced while this SDS opened it (another process is creating or using it); give each SDS its own device`);
   }
   return new FileBlockDevice(spec.path, fd, sizeBytes, created);
 }
@@ -298,20 +331,53 @@ function openNoAtime(path: string, extraFlags: number): number {
   return fs.openSync(path, fs.constants.O_RDWR | extraFlags);
 }
 
-/** Create `path` with `sizeBytes` of real, zero-reading blocks (see the file comment). */
-export function preallocateFile(path: string, sizeBytes: number): void {
-  const tmp = `${path}.creating`;
+/**
+ * Create `path` with `sizeBytes` of real, zero-reading blocks (see the file comment). False when
+ * the path exists by the time the file is ready: another process made it meanwhile, and that one
+ * is kept. The file is made under a name of this process's own and published with link(2), which
+ * never replaces an existing name (a rename would: two SDSs starting at once on one new path
+ * would each lock a file of their own, one of them no longer reachable by the path).
+ */
+export function preallocateFile(path: string, sizeBytes: number): boolean {
+  const tmp = `${path}.creating-${process.pid}`;
   fs.rmSync(tmp, { force: true });
-  const r = spawnQuiet(["fallocate", "-l", String(sizeBytes), tmp]);
-  if (r !== 0 || !fs.existsSync(tmp) || fs.statSync(tmp).size !== sizeBytes) {
-    consola.info(`device ${path}: fallocate unavailable or refused; writing ${sizeBytes} bytes of zeros`);
-    zeroFill(tmp, sizeBytes);
+  try {
+    const r = spawnQuiet(["fallocate", "-l", String(sizeBytes), tmp]);
+    if (r !== 0 || !fs.existsSync(tmp) || fs.statSync(tmp).size !== sizeBytes) {
+      consola.info(`device ${path}: fallocate unavailable or refused; writing ${sizeBytes} bytes of zeros`);
+      zeroFill(tmp, sizeBytes);
+    }
+    // a crash during preallocation leaves only the .creating file, never a short device
+    const fd = fs.openSync(tmp, "r+");
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    try {
+      fs.linkSync(tmp, path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
+      throw e;
+    }
+    return true;
+  } finally {
+    fs.rmSync(tmp, { force: true });
   }
-  // a crash during preallocation leaves only the .creating file, never a short device
-  const fd = fs.openSync(tmp, "r+");
-  fs.fsyncSync(fd);
-  fs.closeSync(fd);
-  fs.renameSync(tmp, path);
+}
+
+/** A path that opens the file behind descriptor `fd` (Linux /proc), else `path`. */
+function sameFile(fd: number, path: string): string {
+  const viaProc = `/proc/self/fd/${fd}`;
+  return fs.existsSync(viaProc) ? viaProc : path;
+}
+
+/** Does `path` still name the file open as `fd`? */
+function sameInode(fd: number, path: string): boolean {
+  try {
+    const a = fs.fstatSync(fd);
+    const b = fs.statSync(path);
+    return a.dev === b.dev && a.ino === b.ino;
+  } catch {
+    return false;
+  }
 }
 
 function zeroFill(path: string, sizeBytes: number): void {

@@ -16,7 +16,6 @@ import { consola } from "consola";
 
 const LOCK_EX = 2;
 const LOCK_NB = 4;
-const LOCK_UN = 8;
 const EWOULDBLOCK = 11;
 
 interface Libc {
@@ -57,15 +56,16 @@ export type ClaimResult = { ok: true } | { ok: false; reason: string };
 export function claimDevice(fd: number): ClaimResult {
   const c = loadLibc();
   if (c === null) return { ok: true };
-  if (c.flock(fd, LOCK_EX | LOCK_NB) === 0) return { ok: true };
-  const errno = c.errno();
-  if (errno === EWOULDBLOCK) return { ok: false, reason: "another process holds it (another SDS on this host, or this SDS by another name of the file)" };
+  let errno = 0;
+  // errno is read by a second FFI call after the first returned; an unexpected value is asked
+  // once more before the device is taken unlocked
+  for (let attempt = 0; attempt < 2; attempt++) {
+    if (c.flock(fd, LOCK_EX | LOCK_NB) === 0) return { ok: true };
+    errno = c.errno();
+    if (errno === EWOULDBLOCK) return { ok: false, reason: "another process holds it (another SDS on this host, or this SDS by another name of the file)" };
+  }
   // a file system without flock support (some network file systems): nothing to claim with
   consola.warn(`flock on a device failed (errno ${errno}); it is used without an exclusive lock`);
   return { ok: true };
 }
 
-/** Drop the lock claimDevice took on this descriptor (the descriptor stays open). */
-export function releaseDevice(fd: number): void {
-  loadLibc()?.flock(fd, LOCK_UN);
-}
