@@ -60,6 +60,8 @@ const ADDR_TAG = process.env.BENCH_ADDR_TAG !== "0";
 const DOUBLING_GAP = process.env.BENCH_WATCH_GAP === "doubling";
 /** SDSs ask for delta assignments (since= their version, log= the copy-log id), as src/sds/main.ts */
 const DELTA = process.env.BENCH_DELTA !== "0";
+/** BENCH_SDC_DELTA=0: the SDCs ask whole maps (as before SDC map deltas) while the SDSs still ask deltas */
+const SDC_DELTA = process.env.BENCH_SDC_DELTA !== "0";
 /** as src/proto/map_watch.ts: retry pauses after a failed watch */
 const WATCH_RETRY_MIN_MS = 250;
 const WATCH_RETRY_MAX_MS = 5000;
@@ -457,7 +459,7 @@ let debugLists = 0;
 async function fetchMaps(n: SimNode): Promise<void> {
   const q: string[] = [];
   if (ADDR_TAG && n.addressesTag) q.push(`addresses=${n.addressesTag}`);
-  if (DELTA && n.copyLog !== null) q.push(`since=${n.applied}`, `log=${n.copyLog}`);
+  if (DELTA && n.copyLog !== null && (n.kind === "sds" || SDC_DELTA)) q.push(`since=${n.applied}`, `log=${n.copyLog}`);
   const path = q.length > 0 ? `${n.fetchPath}?${q.join("&")}` : n.fetchPath;
   let f = await request("GET", path, n.headers, undefined, n.pool);
   // a busy MDM sheds fetches (429, "retry after <n> ms"): wait and ask again, as the real nodes (BeatFetch.run)
