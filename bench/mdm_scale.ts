@@ -60,6 +60,8 @@ const ADDR_TAG = process.env.BENCH_ADDR_TAG !== "0";
 const DOUBLING_GAP = process.env.BENCH_WATCH_GAP === "doubling";
 /** SDSs ask for delta assignments (since= their version, log= the copy-log id), as src/sds/main.ts */
 const DELTA = process.env.BENCH_DELTA !== "0";
+/** BENCH_SDC_DELTA=0: the SDCs ask whole maps (as before SDC map deltas) while the SDSs still ask deltas */
+const SDC_DELTA = process.env.BENCH_SDC_DELTA !== "0";
 /** as src/proto/map_watch.ts: retry pauses after a failed watch */
 const WATCH_RETRY_MIN_MS = 250;
 const WATCH_RETRY_MAX_MS = 5000;
@@ -430,6 +432,10 @@ const stats = {
   fetchesWithList: 0,
   /** assignment answers that were deltas */
   deltas: 0,
+  /** SDC map answers that were deltas, SDC map answers, and their bytes */
+  sdcDeltas: 0,
+  sdcFetches: 0,
+  sdcFetchBytes: 0,
   /** fetches the MDM shed (429) */
   shed: 0,
   /** beats that went on without waiting for a fetch slower than an interval */
@@ -453,7 +459,7 @@ let debugLists = 0;
 async function fetchMaps(n: SimNode): Promise<void> {
   const q: string[] = [];
   if (ADDR_TAG && n.addressesTag) q.push(`addresses=${n.addressesTag}`);
-  if (DELTA && n.copyLog !== null) q.push(`since=${n.applied}`, `log=${n.copyLog}`);
+  if (DELTA && n.copyLog !== null && (n.kind === "sds" || SDC_DELTA)) q.push(`since=${n.applied}`, `log=${n.copyLog}`);
   const path = q.length > 0 ? `${n.fetchPath}?${q.join("&")}` : n.fetchPath;
   let f = await request("GET", path, n.headers, undefined, n.pool);
   // a busy MDM sheds fetches (429, "retry after <n> ms"): wait and ask again, as the real nodes (BeatFetch.run)
@@ -482,6 +488,14 @@ async function fetchMaps(n: SimNode): Promise<void> {
     stats.fetchesWithList++;
     if (process.env.BENCH_DEBUG && stats.recordBeats && debugLists++ < 8) log(`list to ${n.kind} ${n.id} (sent tag ${n.addressesTag}, path ${path}): ${f.text.length} chars, ${f.text.slice(0, 160)} ... ${f.text.slice(at - 40, at + 40)}`);
     n.addressesTag = at < 0 ? null : f.text.slice(at + 10, at + 26);
+  }
+  if (n.kind === "sdc") {
+    // the log an SDC map is current with (proto/maps_delta.ts; absent from an MDM without map deltas)
+    const c = f.text.lastIndexOf('"mapLog":"');
+    n.copyLog = c < 0 ? null : f.text.slice(c + 10, c + 26);
+    if (f.text.includes('"since":', Math.max(0, c - 10)) && c >= 0) stats.sdcDeltas++;
+    stats.sdcFetches++;
+    stats.sdcFetchBytes += f.text.length;
   }
   if (n.kind === "sds") {
     const c = f.text.lastIndexOf('"copyLog":"');
@@ -653,6 +667,11 @@ try {
       sdcIds.push(j.sdcId);
       const n = simNode("sdc", j.sdcId, ClusterPaths.sdcHeartbeat(j.sdcId), ClusterPaths.sdcMaps(j.sdcId), j.nodeToken, `{"appliedMapVersion":`);
       if (HELD) n.applied = seededMapVersion;
+      // the SDCs hold maps of the previous life too (its log id is the copy log's: copy_log.ts)
+      if (HELD_LOG) {
+        n.copyLog = heldCopyLog;
+        n.addressesTag = heldAddressTag;
+      }
       if (RAMP_MS > 0) n.nextDueMs = performance.now() + Math.random() * RAMP_MS;
       nodes.push(n);
     }
@@ -690,6 +709,7 @@ try {
     const bytes0 = stats.fetchBytes;
     const lists0 = stats.fetchesWithList;
     const deltas0 = stats.deltas;
+    const sdc0 = { deltas: stats.sdcDeltas, fetches: stats.sdcFetches, bytes: stats.sdcFetchBytes };
     const shed0 = stats.shed;
     const slow0 = stats.slowFetches;
     const watch0 = stats.watchAnswers;
@@ -714,7 +734,7 @@ try {
       row(
         `${name}: MDM CPU, heartbeats, refetches`,
         `${f1(s)} s wall, ${f1(cpu)} CPU s (${f2(cpu / s)} cores; the simulator ${f2(simCpu / s)} cores); ${beats} beats answered (${(beats / s).toFixed(0)}/s, p50 ${f1(hb.p50)} ms, p99 ${f1(hb.p99)} ms, worst gap ${(worstGap() / 1000).toFixed(1)} s); ` +
-          `${fetches} assignment/map fetches (${(fetchBytes / 2 ** 20).toFixed(1)} MiB, ${fetches ? (fetchBytes / fetches / 1024).toFixed(1) : "-"} KiB each, ${stats.fetchesWithList - lists0} with the address list, ${stats.deltas - deltas0} deltas, ${stats.shed - shed0} shed with 429, ${stats.slowFetches - slow0} beats went on past a fetch slower than an interval); ` +
+          `${fetches} assignment/map fetches (${(fetchBytes / 2 ** 20).toFixed(1)} MiB, ${fetches ? (fetchBytes / fetches / 1024).toFixed(1) : "-"} KiB each, ${stats.fetchesWithList - lists0} with the address list, ${stats.deltas - deltas0} deltas; of them ${stats.sdcFetches - sdc0.fetches} SDC map fetches, ${((stats.sdcFetchBytes - sdc0.bytes) / 2 ** 20).toFixed(1)} MiB, ${stats.sdcDeltas - sdc0.deltas} deltas; ${stats.shed - shed0} shed with 429, ${stats.slowFetches - slow0} beats went on past a fetch slower than an interval); ` +
           `${stats.watchAnswers - watch0} watch answers (${stats.watchMoved - moved0} moved); ${connsSince(conns0, s)}`,
       );
       return { s, cpu, beats };

@@ -201,6 +201,15 @@ export const SdsAssignmentsQuery = NodeMapsQuery.extend({
   log: id16.optional(),
 });
 export type SdsAssignmentsQuery = z.infer<typeof SdsAssignmentsQuery>;
+/**
+ * The query of GET maps (SDC): the address tag, and for a delta the mapVersion and `mapLog` of
+ * the whole map the SDC holds (proto/maps_delta.ts). Without them (an older SDC) the whole map.
+ */
+export const SdcMapsQuery = NodeMapsQuery.extend({
+  since: z.coerce.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
+  log: id16.optional(),
+});
+export type SdcMapsQuery = z.infer<typeof SdcMapsQuery>;
 /** An extent copy a delta takes away from the SDS (it frees the copy, as one a full answer omits). */
 export const ExtentKey = z.object({ volumeId: id16, extentIndex: z.number().int().nonnegative() });
 export type ExtentKey = z.infer<typeof ExtentKey>;
@@ -406,6 +415,17 @@ export const SdcMapsResponse = z.object({
   /** revoked NBD client certificates not yet expired: the SDC refuses them and closes their
    *  sessions (absent from an MDM that predates them: the SDC keeps the list it has) */
   nbdRevoked: z.array(NbdRevokedCert).max(Limits.nbdRevokedCertsMax).optional(),
+  /** id of the MDM's change log this map is current with: send it back as `log` with `since` (absent: an MDM without map deltas) */
+  mapLog: id16.optional(),
+  /**
+   * Present: this answer is a delta since that mapVersion (src/proto/maps_delta.ts): `volumes`
+   * holds the whole entry of every mapped volume whose entry changed since, `volumeIds` every
+   * volume mapped now (ascending, as a whole map lists them); a held entry of a listed volume
+   * stands, one not listed goes. Keys, TLS, revocations and the address part are whole as always.
+   * Absent: the whole map.
+   */
+  since: z.number().int().nonnegative().optional(),
+  volumeIds: z.array(id16).optional(),
 });
 /** term is stamped by the MDM's HTTP edge (cluster_routes.ts), not by the services */
 export type SdcMapsResponse = Omit<z.infer<typeof SdcMapsResponse>, "term">;
@@ -441,10 +461,6 @@ function withQuery(path: string, parts: (string | null)[]): string {
   return q.length === 0 ? path : `${path}?${q.join("&")}`;
 }
 
-function addressesQuery(tag: string | null | undefined): string {
-  return tag ? `?addresses=${tag}` : "";
-}
-
 /** Paths, relative to CLUSTER_API_PREFIX. */
 export const ClusterPaths = {
   sdsJoin: "/sds/join",
@@ -455,7 +471,9 @@ export const ClusterPaths = {
   mapWatch: (kind: "sds" | "sdc", nodeId: string, q: MapWatchQuery) => `/${kind}/${nodeId}/mapWatch?after=${q.after}&waitMs=${q.waitMs}`,
   sdcJoin: "/sdc/join",
   sdcHeartbeat: (sdcId: string) => `/sdc/${sdcId}/heartbeat`,
-  sdcMaps: (sdcId: string, addresses?: string | null) => `/sdc/${sdcId}/maps${addressesQuery(addresses)}`,
+  /** delta: the mapVersion and mapLog of the whole map held (the answer may then be a delta) */
+  sdcMaps: (sdcId: string, addresses?: string | null, delta?: { since: number; log: string } | null) =>
+    withQuery(`/sdc/${sdcId}/maps`, [addresses ? `addresses=${addresses}` : null, delta ? `since=${delta.since}&log=${delta.log}` : null]),
   /** the SDC's NBD server certificate from the cluster NBD CA (src/proto/nbd_certs.ts) */
   sdcNbdCertificate: (sdcId: string) => `/sdc/${sdcId}/nbdCertificate`,
 } as const;

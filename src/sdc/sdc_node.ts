@@ -19,6 +19,8 @@ import { consola } from "consola";
 import { BeatFetch } from "../proto/beat_fetch.ts";
 import { Limits } from "../proto/limits.ts";
 import { FreshRun, MapWatch } from "../proto/map_watch.ts";
+import { isMapsDelta, mergeMaps } from "../proto/maps_delta.ts";
+import { assert } from "../proto/errors.ts";
 import {
   ClusterPaths,
   HeartbeatResponse,
@@ -86,6 +88,8 @@ export class SdcNode {
   /** a fetch the MDM shed waits for its turn (beats go on without waiting for it) */
   /** the map fetch as the beats see it (shed, slow: beats go on without waiting for it) */
   private readonly fetchWait = new BeatFetch();
+  /** the whole map applied last and the MDM log it is current with: a fetch asks a delta since it (proto/maps_delta.ts) */
+  private held: SdcMaps | null = null;
 
   constructor(private readonly deps: SdcNodeDeps) {}
 
@@ -165,11 +169,29 @@ export class SdcNode {
   private async fetchAndApply(): Promise<void> {
     // an MDM that is behind sheds fetches (429, "MDM busy"): wait the time it names, ask again
     // (its turn may be many seconds away at a cold start: the beats go on meanwhile, see heartbeat())
-    const maps: SdcMaps = await this.fetchWait.run(() => clusterRequest(this.deps.mdm, { method: "GET", path: ClusterPaths.sdcMaps(this.deps.sdcId, this.addressesTag), schema: SdcMapsResponse }));
+    // a delta since the whole map held, unless grants are due for renewal: a delta brings fresh
+    // grants only for the volumes it lists, so the renewal asks the whole map (every grant anew)
+    const held = this.held;
+    const renew = (this.deps.grants?.renewDueAtMs ?? Infinity) <= (this.deps.wallNowMs ?? Date.now)();
+    const since = held !== null && held.mapLog !== undefined && !renew ? { since: held.mapVersion, log: held.mapLog } : null;
+    const get = (delta: typeof since) =>
+      this.fetchWait.run(() => clusterRequest(this.deps.mdm, { method: "GET", path: ClusterPaths.sdcMaps(this.deps.sdcId, this.addressesTag, delta), schema: SdcMapsResponse }));
+    let maps: SdcMaps = await get(since);
+    if (isMapsDelta(maps)) {
+      const merged = held === null ? null : mergeMaps(held, maps);
+      if (merged === null) {
+        consola.warn(`sdc ${this.deps.sdcId}: the MDM's map delta since version ${maps.since} does not fit the map held (version ${held?.mapVersion}); asking the whole map`);
+        maps = await get(null);
+      } else {
+        maps = merged;
+      }
+    }
     this.apply(maps);
   }
 
+  /** Apply a whole map (a delta is merged first: fetchAndApply). */
   apply(maps: SdcMaps): void {
+    assert(!isMapsDelta(maps), "a map delta is merged before it is applied");
     this.deps.tlsDrift?.check(maps.dataPlaneTls);
     if (maps.nbdRevoked !== undefined) this.deps.nbdRevocations?.update(maps.nbdRevoked);
     this.deps.keys?.set(keysFromHex(maps.nodeKeys));
@@ -206,6 +228,7 @@ export class SdcNode {
     }
     for (const name of [...this.volumes.keys()]) if (!seen.has(name)) this.unexport(name);
     this.appliedMapVersion = maps.mapVersion;
+    this.held = maps;
     if (this.announcedMapVersion < maps.mapVersion) this.announcedMapVersion = maps.mapVersion;
   }
 

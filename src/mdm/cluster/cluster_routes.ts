@@ -7,7 +7,7 @@ import { Hono, type Context } from "hono";
 import {
   CLUSTER_SECRET_HEADER,
   MapWatchQuery,
-  NodeMapsQuery,
+  SdcMapsQuery,
   SdsAssignmentsQuery,
   NODE_TOKEN_HEADER,
   SdcHeartbeatRequest,
@@ -74,7 +74,7 @@ export function clusterRoutes(ctx: MdmContext, clusterSecret: string): Hono {
   api.post("/sdc/:id/heartbeat", async (c) => c.json(t(sdcHeartbeat(ctx, authedNode(ctx, c, NodeRole.SDC), await readBody(c, SdcHeartbeatRequest, Limits.heartbeatMaxBodyBytes)))));
   api.on(["GET", "POST"], "/sdc/:id/maps", (c) => {
     const id = authedNode(ctx, c, NodeRole.SDC);
-    const q = validate(NodeMapsQuery, c.req.query());
+    const q = validate(SdcMapsQuery, c.req.query());
     shedIfBehind(`sdc:${id}`, { pending: ctx.health.urgentPending("sdc", id), asked: q.urgent === "1" });
     return timedFetch(() => c.json(t(sdcMaps(ctx, id, q))));
   });

@@ -9,7 +9,7 @@
 // IO counters go to the observe room's accounting, in memory); the
 // lease handed out is the recovery config's (strictly shorter than the heartbeat timeout).
 
-import { and, asc, eq, inArray } from "drizzle-orm";
+import { and, eq, inArray } from "drizzle-orm";
 import { appendAudit } from "../core/audit.ts";
 import consola from "consola";
 import { formatBytes } from "../../proto/sizes.ts";
@@ -23,7 +23,7 @@ import type {
   SdcJoinRequest,
   SdcJoinResponse,
   SdcMapsResponse,
-  NodeMapsQuery,
+  SdcMapsQuery,
   ExtentKey,
   DeviceCopyPolicy,
   SdsAssignmentsQuery,
@@ -42,8 +42,6 @@ import {
   sdcTable,
   sdsTable,
   storagePoolTable,
-  volumeMappingTable,
-  volumeTable,
   type ExtentRow,
   type SdsRow,
 } from "../../store/mdm_schema.ts";
@@ -63,7 +61,8 @@ import { noteLayerUsage } from "../vtree/layer_usage.ts";
 import { graphSpecs } from "../vtree/vtree_store.ts";
 import { writeThroughVolumes } from "../topology/write_cache.ts";
 import { addressesFor } from "./sds_addresses.ts";
-import { copyLogOf, type CopyChanges } from "./copy_log.ts";
+import { copyLogOf, MAPPED_COLUMNS, type CopyChanges, type MappedVolumeRow } from "./copy_log.ts";
+import { sdcMayMap } from "../topology/sdc_access.ts";
 
 // ---- SDS ----
 
@@ -542,27 +541,34 @@ export function sdcHeartbeat(ctx: MdmContext, sdcId: string, req: SdcHeartbeatRe
   return { mapVersion: ctx.health.mapVersionFor("sdc", sdcId, req.appliedMapVersion, currentMapVersion(ctx)), leaseMs: ctx.recovery.config.leaseMs };
 }
 
-export function sdcMaps(ctx: MdmContext, sdcId: string, q: NodeMapsQuery = {}): SdcMapsResponse {
-  getSdc(ctx, sdcId);
+/**
+ * An SDC's map: every volume mapped to it with its in-sync copies (primary first) per extent.
+ * With q.since and q.log of the current log (copy_log.ts: it logs SDC map changes too) the
+ * answer is a delta: the whole entry of each mapped volume changed since, and the ids of all
+ * mapped now (proto/maps_delta.ts). Anything the log cannot vouch for gets the whole map: no
+ * since, another log (MDM restart without a clean hand-off, HA takeover), since above the current
+ * version or below the trimmed floor, a barrier (approval, restricted mode), or an SDC that may
+ * not map (its whole map is empty).
+ */
+export function sdcMaps(ctx: MdmContext, sdcId: string, q: SdcMapsQuery = {}): SdcMapsResponse {
+  const sdc = getSdc(ctx, sdcId);
   return ctx.store.sqlite.transaction(() => {
     const mapVersion = currentMapVersion(ctx);
-    const mapped = ctx.store.db
-      .select({
-        volumeId: volumeTable.id,
-        name: volumeTable.name,
-        sizeBytes: volumeTable.sizeBytes,
-        extentBytes: volumeTable.extentBytes,
-        ownerId: volumeTable.ownerId,
-        accessMode: volumeMappingTable.accessMode,
-        limitIops: volumeMappingTable.limitIops,
-        limitBwKbps: volumeMappingTable.limitBwKbps,
-      })
-      .from(volumeMappingTable)
-      .innerJoin(volumeTable, eq(volumeTable.id, volumeMappingTable.volumeId))
-      .where(eq(volumeMappingTable.sdcId, sdcId))
-      .orderBy(asc(volumeTable.id))
-      .all();
-    const volumes: VolumeMap[] = mapped.map((m) => {
+    const log = copyLogOf(ctx);
+    log.maybeTrim();
+    const delta = sdcMayMap(ctx, sdc) && log.mapsDeltaFrom(q.log, q.since, mapVersion);
+    let rows: MappedVolumeRow[];
+    let volumeIds: string[] | undefined;
+    if (delta) {
+      const all = log.mappedSince(sdcId, q.since!);
+      volumeIds = all.map((r) => r.volumeId);
+      rows = all.filter((r) => r.changed === 1);
+    } else {
+      rows = ctx.store.sqlite
+        .query<MappedVolumeRow, [string]>(`SELECT ${MAPPED_COLUMNS} FROM volume_mapping m JOIN volume vol ON vol.id = m.volume_id WHERE m.sdc_id = ? ORDER BY vol.id`)
+        .all(sdcId);
+    }
+    const volumes: VolumeMap[] = rows.map((m) => {
       // the V-Tree has at least as many extents as its largest member needs
       const extents = inSyncExtents(ctx, m.ownerId).slice(0, m.sizeBytes / m.extentBytes);
       assert(extents.length === m.sizeBytes / m.extentBytes, "a volume's V-Tree has size/extentBytes extents");
@@ -577,6 +583,7 @@ export function sdcMaps(ctx: MdmContext, sdcId: string, q: NodeMapsQuery = {}): 
         extents,
       };
     });
-    return sdcMapsWithAccess(ctx, sdcId, { mapVersion, volumes, ...addressesFor(ctx, q.addresses) });
+    const answer = sdcMapsWithAccess(ctx, sdcId, { mapVersion, volumes, ...addressesFor(ctx, q.addresses) });
+    return { ...answer, mapLog: log.id, ...(delta ? { since: q.since, volumeIds } : {}) };
   })();
 }

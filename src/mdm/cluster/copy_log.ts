@@ -85,8 +85,45 @@ const BARRIER = `UPDATE temp.pf_delta_barrier SET v = ${NOW_VERSION};`;
 /** columns an assignment (or its holders) shows: an update of any of them is a change */
 const SHOWN = "volume_id, idx, epoch, primary_sds_id, primary_device_id, secondary_sds_id, secondary_device_id, target_sds_id, target_device_id, target_mode, away_sds_id, away_device_id";
 
+// ---- the SDC map part of the log (proto/maps_delta.ts) ----
+// An SDC's map entry of a volume shows: the volume row (name, size, extent size, V-Tree owner),
+// the in-sync copies and epoch of its owner's extents, and the mapping row (access mode, QoS).
+// pf_map_log holds, per volume id or V-Tree owner id, the version of the last change of those;
+// pf_map_sdc_log per (SDC, volume) the version of the last change of the mapping (map, unmap,
+// access mode, limits). One row per object: bounded by the volumes and mappings there are.
+// What an entry shows that no row here describes goes through pf_map_barrier: an SDC's approval
+// and the system's restricted SDC mode (they decide whether an SDC gets any volume at all).
+const MAP_LOG_ID = (rec: "NEW" | "OLD") => `INSERT OR REPLACE INTO temp.pf_map_log(id, v) VALUES (${rec}.volume_id, ${NOW_VERSION});`;
+const MAP_LOG_VOL = (rec: "NEW" | "OLD") => `INSERT OR REPLACE INTO temp.pf_map_log(id, v) VALUES (${rec}.id, ${NOW_VERSION});`;
+const MAP_LOG_MAPPING = (rec: "NEW" | "OLD") => `INSERT OR REPLACE INTO temp.pf_map_sdc_log(sdc_id, volume_id, v) VALUES (${rec}.sdc_id, ${rec}.volume_id, ${NOW_VERSION});`;
+const MAP_BARRIER = `UPDATE temp.pf_map_barrier SET v = ${NOW_VERSION};`;
+/** extent columns a map shows: in-sync copies and epoch (a target or away copy is the SDS's business only) */
+const MAP_SHOWN_EXTENT = ["volume_id", "idx", "epoch", "primary_sds_id", "secondary_sds_id"] as const;
+const MAP_SHOWN_VOLUME = ["name", "size_bytes", "extent_bytes", "owner_id"] as const;
+/** an UPDATE OF fires when the column is SET, changed or not: recovery rewrites rows whose map part stays */
+const changedWhen = (cols: readonly string[]) => cols.map((c) => `OLD.${c} IS NOT NEW.${c}`).join(" OR ");
+
 /** the TEMP triggers installCopyLog makes (all present, or the log is not whole) */
-const TRIGGERS = ["pf_copy_log_i", "pf_copy_log_d", "pf_copy_log_u", "pf_graph_log_u", "pf_delta_barrier_vt", "pf_delta_barrier_pool", "pf_delta_barrier_vol"];
+const TRIGGERS = [
+  "pf_copy_log_i",
+  "pf_copy_log_d",
+  "pf_copy_log_u",
+  "pf_graph_log_u",
+  "pf_delta_barrier_vt",
+  "pf_delta_barrier_pool",
+  "pf_delta_barrier_vol",
+  "pf_map_log_ext_i",
+  "pf_map_log_ext_d",
+  "pf_map_log_ext_u",
+  "pf_map_log_vol_i",
+  "pf_map_log_vol_d",
+  "pf_map_log_vol_u",
+  "pf_map_log_mapping_i",
+  "pf_map_log_mapping_d",
+  "pf_map_log_mapping_u",
+  "pf_map_barrier_sdc",
+  "pf_map_barrier_sys",
+];
 
 /**
  * Are the log's triggers on this connection? Asked, not remembered: TEMP DDL is transactional,
@@ -115,6 +152,26 @@ export function installCopyLog(sqlite: Database): void {
   sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_delta_barrier_vt AFTER UPDATE OF extent_bytes, volume_type, pool_id ON main.vtree BEGIN ${BARRIER} END`);
   sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_delta_barrier_pool AFTER UPDATE OF write_cache ON main.storage_pool BEGIN ${BARRIER} END`);
   sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_delta_barrier_vol AFTER UPDATE OF pool_id ON main.volume BEGIN ${BARRIER} END`);
+  // SDC maps
+  sqlite.run("CREATE TEMP TABLE IF NOT EXISTS pf_map_log (id TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID");
+  sqlite.run("CREATE TEMP TABLE IF NOT EXISTS pf_map_sdc_log (sdc_id TEXT NOT NULL, volume_id TEXT NOT NULL, v INTEGER NOT NULL, PRIMARY KEY (sdc_id, volume_id)) WITHOUT ROWID");
+  sqlite.run("CREATE TEMP TABLE IF NOT EXISTS pf_map_barrier (v INTEGER NOT NULL)");
+  sqlite.run("INSERT INTO temp.pf_map_barrier (v) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM temp.pf_map_barrier)");
+  sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_map_log_ext_i AFTER INSERT ON main.extent BEGIN ${MAP_LOG_ID("NEW")} END`);
+  sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_map_log_ext_d AFTER DELETE ON main.extent BEGIN ${MAP_LOG_ID("OLD")} END`);
+  sqlite.run(
+    `CREATE TEMP TRIGGER IF NOT EXISTS pf_map_log_ext_u AFTER UPDATE OF ${MAP_SHOWN_EXTENT.join(", ")} ON main.extent WHEN ${changedWhen(MAP_SHOWN_EXTENT)} BEGIN ${MAP_LOG_ID("NEW")} ${MAP_LOG_ID("OLD")} END`,
+  );
+  sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_map_log_vol_i AFTER INSERT ON main.volume BEGIN ${MAP_LOG_VOL("NEW")} END`);
+  sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_map_log_vol_d AFTER DELETE ON main.volume BEGIN ${MAP_LOG_VOL("OLD")} END`);
+  sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_map_log_vol_u AFTER UPDATE OF ${MAP_SHOWN_VOLUME.join(", ")} ON main.volume WHEN ${changedWhen(MAP_SHOWN_VOLUME)} BEGIN ${MAP_LOG_VOL("NEW")} END`);
+  sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_map_log_mapping_i AFTER INSERT ON main.volume_mapping BEGIN ${MAP_LOG_MAPPING("NEW")} END`);
+  sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_map_log_mapping_d AFTER DELETE ON main.volume_mapping BEGIN ${MAP_LOG_MAPPING("OLD")} END`);
+  sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_map_log_mapping_u AFTER UPDATE ON main.volume_mapping BEGIN ${MAP_LOG_MAPPING("NEW")} ${MAP_LOG_MAPPING("OLD")} END`);
+  sqlite.run(`CREATE TEMP TRIGGER IF NOT EXISTS pf_map_barrier_sdc AFTER UPDATE OF approved ON main.sdc WHEN OLD.approved IS NOT NEW.approved BEGIN ${MAP_BARRIER} END`);
+  sqlite.run(
+    `CREATE TEMP TRIGGER IF NOT EXISTS pf_map_barrier_sys AFTER UPDATE OF restricted_sdc_mode ON main.system WHEN OLD.restricted_sdc_mode IS NOT NEW.restricted_sdc_mode BEGIN ${MAP_BARRIER} END`,
+  );
 }
 
 /** What changed for one SDS since a version: extent keys to answer (held or taken away). */
@@ -174,6 +231,41 @@ class CopyLog {
     return { keys, owners };
   }
 
+  /**
+   * Can this log vouch for every change of SDC maps since `since` of log `logId` (this one, or
+   * the previous life's after a clean stop)? False: only a whole map is right.
+   */
+  mapsDeltaFrom(logId: string | undefined, since: number | undefined, current: number): since is number {
+    if (since === undefined || logId === undefined) return false;
+    if (logId !== this.id) {
+      const p = this.previous;
+      if (p === null || logId !== p.logId) return false;
+      // the old life's newest map change (absent: a build without SDC map deltas wrote the summary)
+      const prevMax = p.perSds[MAPS_HANDOFF_KEY];
+      if (prevMax === undefined || since > p.endVersion || since < p.floor || prevMax >= since) return false;
+    }
+    if (since > current || since < this.floor) return false;
+    const barrier = this.sqlite.query<{ v: number }, []>("SELECT v FROM temp.pf_map_barrier").get()?.v ?? 0;
+    return since > barrier;
+  }
+
+  /**
+   * The volumes mapped to an SDC (ascending id) with their map part, each with whether its entry
+   * may have changed at or after `since` (volume row, its V-Tree's extents, the mapping row).
+   * One statement: three primary-key probes per mapping.
+   */
+  mappedSince(sdcId: string, since: number): MappedVolumeRow[] {
+    return this.sqlite
+      .query<MappedVolumeRow, [string, number]>(
+        `SELECT ${MAPPED_COLUMNS},
+           (EXISTS (SELECT 1 FROM temp.pf_map_log l WHERE l.id = vol.id AND l.v >= ?2)
+             OR EXISTS (SELECT 1 FROM temp.pf_map_log l WHERE l.id = vol.owner_id AND l.v >= ?2)
+             OR EXISTS (SELECT 1 FROM temp.pf_map_sdc_log s WHERE s.sdc_id = ?1 AND s.volume_id = vol.id AND s.v >= ?2)) AS changed
+         FROM volume_mapping m JOIN volume vol ON vol.id = m.volume_id WHERE m.sdc_id = ?1 ORDER BY vol.id`,
+      )
+      .all(sdcId, since);
+  }
+
   /** Drop the oldest versions once the log is past its bound (at most every TRIM_CHECK_MS). */
   maybeTrim(): void {
     const now = performance.now();
@@ -196,6 +288,8 @@ class CopyLog {
     this.sqlite.transaction(() => {
       this.sqlite.query("DELETE FROM temp.pf_copy_log WHERE v < ?").run(below);
       this.sqlite.query("DELETE FROM temp.pf_graph_log WHERE v < ?").run(below);
+      this.sqlite.query("DELETE FROM temp.pf_map_log WHERE v < ?").run(below);
+      this.sqlite.query("DELETE FROM temp.pf_map_sdc_log WHERE v < ?").run(below);
     })();
     // rows of versions >= below are all still there: a delta since below or later is whole
     this.floor = Math.max(this.floor, below);
@@ -205,6 +299,29 @@ class CopyLog {
     return this.floor;
   }
 }
+
+/** The columns of an SDC's map entry (cluster_service.ts sdcMaps), as mappedSince and the whole map read them. */
+export const MAPPED_COLUMNS = `vol.id AS volumeId, vol.name AS name, vol.size_bytes AS sizeBytes, vol.extent_bytes AS extentBytes, vol.owner_id AS ownerId,
+  m.access_mode AS accessMode, m.limit_iops AS limitIops, m.limit_bw_kbps AS limitBwKbps`;
+export interface MappedVolumeRow {
+  volumeId: string;
+  name: string | null;
+  sizeBytes: number;
+  extentBytes: number;
+  ownerId: string;
+  accessMode: string;
+  limitIops: number;
+  limitBwKbps: number;
+  /** mappedSince only: 1 when the entry may have changed since */
+  changed?: number;
+}
+
+/**
+ * The hand-off's entry (in per_sds, beside the SDS ids: no id has a "*") for SDC maps: the
+ * newest version at which anything an SDC map shows changed in that life (or its map barrier).
+ * A summary without it (an older build) continues no SDC's maps.
+ */
+export const MAPS_HANDOFF_KEY = "*sdcMaps";
 
 const logs = new WeakMap<HealthTracker, CopyLog>();
 let maxRowsForNewLogs = COPY_LOG_MAX_ROWS;
@@ -234,6 +351,12 @@ export function saveCopyLogHandoff(ctx: MdmContext): void {
   if (log === undefined || log.sqlite !== sqlite || !copyLogInstalled(sqlite)) return;
   const perSds: Record<string, number> = {};
   for (const r of sqlite.query<{ s: string; v: number }, []>("SELECT sds_id AS s, MAX(v) AS v FROM temp.pf_copy_log GROUP BY sds_id").all()) perSds[r.s] = r.v;
+  const mapsMax = sqlite
+    .query<{ v: number | null }, []>(
+      "SELECT MAX(v) AS v FROM (SELECT MAX(v) AS v FROM temp.pf_map_log UNION ALL SELECT MAX(v) FROM temp.pf_map_sdc_log UNION ALL SELECT v FROM temp.pf_map_barrier)",
+    )
+    .get()?.v;
+  perSds[MAPS_HANDOFF_KEY] = mapsMax ?? 0;
   const barrier = sqlite.query<{ v: number }, []>("SELECT v FROM temp.pf_delta_barrier").get()?.v ?? 0;
   const graphMax = sqlite.query<{ v: number | null }, []>("SELECT MAX(v) AS v FROM temp.pf_graph_log").get()?.v ?? 0;
   sqlite
