@@ -38,8 +38,16 @@ export const SHED_LAG_MS = Number(process.env.PF_MDM_SHED_LAG_MS ?? 150);
 const PROBE_MS = 50;
 /** weight of the newest probe in the average */
 const ALPHA = 0.3;
-/** turns handed out per second while behind (a full fetch at 1,000 SDSs x 20,000 volumes: ~16 ms) */
-const ADMIT_PER_S = Number(process.env.PF_MDM_SHED_ADMIT_PER_S ?? 20);
+/**
+ * Turns handed out per second at most while behind; FETCH_SHARE below spaces them further by
+ * what a fetch costs. It was 20 (a full fetch at 1,000 SDSs x 20,000 volumes: ~16 ms), set before
+ * the spacing by cost: with deltas (SDS assignments 1-3 KiB, SDC maps ~10 KiB, 1-4 ms) it was the
+ * bound that held. After one SDS's loss at 1,000 SDS / 500 SDC / 100,000 volumes ~800 fetches
+ * were refused, their turns spread over 40 s at 20 a second, and only ~1,000 of the loss's
+ * ~3,200 rebuild targets reached their SDSs within 30 s. The cost spacing keeps fetches within
+ * FETCH_SHARE of a core either way (a whole answer of 70 ms: one turn per 280 ms).
+ */
+const ADMIT_PER_S = Number(process.env.PF_MDM_SHED_ADMIT_PER_S ?? 100);
 /**
  * Turns are also spaced by what a fetch costs: the MDM spends at most this share of a core on
  * fetches served at their turns (PF_MDM_SHED_FETCH_SHARE). A fixed ADMIT_PER_S held at 20,000
