@@ -34,7 +34,7 @@ async function ok(...argv: string[]): Promise<string> {
 async function json<T>(schema: z.ZodType<T>, ...argv: string[]): Promise<T> {
   return schema.parse(JSON.parse(await ok(...argv, "--json")));
 }
-async function joinSds(name: string, port: number, devices: string[], faultSetName?: string): Promise<string> {
+async function joinSds(name: string, port: number, devices: string[], faultSetName?: string, pool = { pd: "pd1", sp: "sp1" }): Promise<string> {
   const r = await clusterRequest(cluster, {
     method: "POST",
     path: ClusterPaths.sdsJoin,
@@ -42,8 +42,8 @@ async function joinSds(name: string, port: number, devices: string[], faultSetNa
       name,
       host: "127.0.0.1",
       dataPort: port,
-      protectionDomainName: "pd1",
-      storagePoolName: "sp1",
+      protectionDomainName: pool.pd,
+      storagePoolName: pool.sp,
       ...(faultSetName ? { faultSetName } : {}),
       devices: devices.map((path) => ({ path, capacityBytes: 64 * GiB })),
     },
@@ -135,9 +135,15 @@ describe("removals", () => {
   });
 
   test("a device its SDS no longer opens: Failed at the join; removed once it holds no copies", async () => {
-    const id = await joinSds("sds-d", 17120, ["/fake/d/d0", "/fake/d/d1"]);
-    // the SDS comes back without d1: the MDM marks it Failed (it holds nothing yet here)
-    await joinSds("sds-d", 17120, ["/fake/d/d0"]);
+    // a pool of its own: in sp1 the recovery tick may start moving the earlier tests' copies
+    // (rebalance onto the new, empty devices, or a rebuild once those fake SDSs that never beat
+    // count as down) onto d1 before the second join, and a device holding targets is kept
+    await ok("--add_protection_domain", "--protection_domain_name", "pd-d");
+    await ok("--add_storage_pool", "--protection_domain_name", "pd-d", "--storage_pool_name", "sp-d");
+    const own = { pd: "pd-d", sp: "sp-d" };
+    const id = await joinSds("sds-d", 17120, ["/fake/d/d0", "/fake/d/d1"], undefined, own);
+    // the SDS comes back without d1: the MDM marks it Failed (it holds nothing here)
+    await joinSds("sds-d", 17120, ["/fake/d/d0"], undefined, own);
     expect(await ok("--query_sds", "--sds_id", id)).toMatch(/Path: \/fake\/d\/d1 .*\n.*State: Failed/);
     // by path without an SDS: refused before any request
     const noSds = await run("--remove_sds_device", "--device_path", "/fake/d/d1");
